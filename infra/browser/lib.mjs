@@ -1,0 +1,33 @@
+// Shared pieces of the browser harness: launching Debian's Chromium headless through
+// playwright-core (never a downloaded browser) and running axe-core on the current page.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.AC_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// WCAG 2.1 levels A and AA; returns "rule-id: selector" strings for each violating node.
+export async function axe(page) {
+  // Evaluated through the DevTools protocol: the page's content security policy stays on.
+  await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(async () =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  return result.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(' ')} (${v.help})`));
+}
+
+export async function readRequest() {
+  let data = '';
+  for await (const chunk of process.stdin) data += chunk;
+  return JSON.parse(data || '{}');
+}

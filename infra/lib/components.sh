@@ -1,0 +1,197 @@
+# Start, stop and report the real components. Ports are chosen free at start and written to
+# $AC_DATA_DIR/stack.env, which the platform, the tests and `infra/run env` read.
+
+SECRETS="$AC_DATA_DIR/secrets.env"
+
+load_secrets() {
+  if [ ! -f "$SECRETS" ]; then
+    umask 077
+    cat >"$SECRETS" <<S
+PG_ADMIN_PASSWORD=$(secret)
+PG_APP_PASSWORD=$(secret)
+S3_ACCESS_KEY=$(secret)
+S3_SECRET_KEY=$(secret)
+S
+  fi
+  # shellcheck disable=SC1090
+  source "$SECRETS"
+}
+
+# Reads a value previously written to stack.env (empty if none).
+stack_get() { [ -f "$STACK_ENV" ] && sed -n "s/^export $1=//p" "$STACK_ENV" | tail -n 1 || true; }
+
+start_postgres() {
+  local pgdata="$AC_DATA_DIR/postgres" sock="$RUN_DIR/pgsock"
+  mkdir -p "$sock"
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    say "PostgreSQL : création du cluster privé ($pgdata)"
+    mkdir -p "$pgdata"
+    local pwfile="$RUN_DIR/pgpw"
+    printf '%s\n' "$PG_ADMIN_PASSWORD" >"$pwfile"
+    if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER" "$pgdata" "$pwfile"; fi
+    chmod 700 "$pgdata"
+    as_pg "$(pg_bin initdb)" -D "$pgdata" -U aidants_admin --pwfile="$pwfile" \
+      --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$LOG_DIR/initdb.log"
+    rm -f "$pwfile"
+  fi
+  [ "$(id -u)" -eq 0 ] && chown "$PG_OS_USER" "$sock" "$LOG_DIR"
+  if as_pg "$(pg_bin pg_ctl)" -D "$pgdata" status >/dev/null 2>&1; then
+    PG_PORT="$(sed -n 4p "$pgdata/postmaster.pid")"  # the running cluster's port
+  else
+    PG_PORT="$(free_port)"
+    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$LOG_DIR/postgres.log" -w -t 60 \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c max_connections=400 -c shared_buffers=256MB" \
+      start >/dev/null
+  fi
+  wait_for postgres 60 "$(pg_bin pg_isready)" -h 127.0.0.1 -p "$PG_PORT"
+  local admin_url="postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:$PG_PORT"
+  # The application's login role and the platform database.
+  psql -v ON_ERROR_STOP=1 -q "$admin_url/postgres" <<SQL >/dev/null
+SELECT 'CREATE ROLE aidants_app LOGIN NOINHERIT PASSWORD ' || quote_literal('$PG_APP_PASSWORD')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aidants_app') \gexec
+SELECT 'CREATE DATABASE aidants' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'aidants') \gexec
+SQL
+}
+
+start_seaweedfs() {
+  if pid_alive seaweedfs; then S3_PORT="$(stack_get AC_S3_PORT)"; return; fi
+  local dir="$AC_DATA_DIR/seaweedfs"; mkdir -p "$dir"
+  local cfg="$RUN_DIR/s3.json"
+  (umask 077; cat >"$cfg" <<J
+{"identities":[{"name":"aidants","credentials":[{"accessKey":"$S3_ACCESS_KEY","secretKey":"$S3_SECRET_KEY"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+J
+)
+  S3_PORT="$(free_port)"
+  local p=(); for _ in $(seq 1 10); do p+=("$(free_port)"); done
+  start_bg seaweedfs weed mini -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port="${p[0]}" -master.port.grpc="${p[1]}" -volume.port="${p[2]}" -volume.port.grpc="${p[3]}" \
+    -filer.port="${p[4]}" -filer.port.grpc="${p[5]}" -s3.port="$S3_PORT" -s3.port.grpc="${p[6]}" \
+    -admin.port="${p[7]}" -admin.port.grpc="${p[8]}" -admin.ui=false -webdav.port="${p[9]}" \
+    -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$cfg" -bucket=aidants-connect
+  wait_for seaweedfs 90 bash -c "code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:$S3_PORT/); [ \"\$code\" != 000 ]"
+}
+
+start_maildev() {
+  if pid_alive maildev; then SMTP_PORT="$(stack_get AC_SMTP__PORT)"; MAILDEV_PORT="$(stack_get AC_MAILDEV_PORT)"; return; fi
+  SMTP_PORT="$(free_port)"; MAILDEV_PORT="$(free_port)"
+  start_bg maildev node "$INFRA/node_modules/maildev/dist/bin/maildev.js" --smtp "$SMTP_PORT" --web "$MAILDEV_PORT" \
+    --ip 127.0.0.1 --web-ip 127.0.0.1 --mail-directory "$AC_DATA_DIR/maildev" --silent
+  wait_for maildev 30 http_ok "http://127.0.0.1:$MAILDEV_PORT/api/healthz"
+}
+
+start_fc() {
+  if pid_alive fc-standin; then FC_PORT="$(stack_get AC_FC_PORT)"; return; fi
+  FC_PORT="$(free_port)"
+  FC_PORT="$FC_PORT" start_bg fc-standin node "$INFRA/fc-standin/server.mjs"
+  wait_for fc-standin 30 http_ok "http://127.0.0.1:$FC_PORT/api/v2/.well-known/openid-configuration"
+}
+
+start_otlp() {
+  if pid_alive otlp-sink; then OTLP_PORT="$(stack_get AC_OTLP_PORT)"; return; fi
+  OTLP_PORT="$(free_port)"
+  cargo build -q -p test-support --bin otlp-sink
+  start_bg otlp-sink "$CARGO_TARGET_DIR/debug/otlp-sink" --port "$OTLP_PORT"
+  wait_for otlp-sink 30 bash -c "code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:$OTLP_PORT/v1/traces); [ \"\$code\" != 000 ]"
+}
+
+start_all() {
+  load_secrets
+  start_postgres
+  start_seaweedfs
+  start_maildev
+  start_fc
+  start_otlp
+  local tmp="$STACK_ENV.tmp"
+  (umask 077; cat >"$tmp" <<E
+# Written by infra/run start: the local stack's addresses (127.0.0.1, free ports) and secrets.
+export AC_PG_PORT=$PG_PORT
+export AC_ADMIN_DATABASE_URL=postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:$PG_PORT/aidants
+export AC_DATABASE__URL=postgres://aidants_app:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/aidants
+export AC_S3_PORT=$S3_PORT
+export AC_OBJECT_STORE__ENDPOINT=http://127.0.0.1:$S3_PORT
+export AC_OBJECT_STORE__ACCESS_KEY_ID=$S3_ACCESS_KEY
+export AC_OBJECT_STORE__SECRET_ACCESS_KEY=$S3_SECRET_KEY
+export AC_SMTP__HOST=127.0.0.1
+export AC_SMTP__PORT=$SMTP_PORT
+export AC_MAILDEV_PORT=$MAILDEV_PORT
+export AC_MAILDEV_URL=http://127.0.0.1:$MAILDEV_PORT
+export AC_FC_PORT=$FC_PORT
+export AC_FC_ISSUER=http://127.0.0.1:$FC_PORT/api/v2
+export AC_OTLP_PORT=$OTLP_PORT
+export AC_TELEMETRY__OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT
+export AC_WEB__DSFR_DIR=$INFRA/node_modules/@gouvfr/dsfr/dist
+export AC_BROWSER_HARNESS=$INFRA/browser
+export AC_CHROMIUM=$(command -v chromium || true)
+E
+)
+  mv "$tmp" "$STACK_ENV"
+}
+
+stop_all() {
+  stop_bg otlp-sink; stop_bg fc-standin; stop_bg maildev; stop_bg seaweedfs
+  local pgdata="$AC_DATA_DIR/postgres"
+  if [ -f "$pgdata/PG_VERSION" ]; then
+    ensure_pg_user
+    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true
+  fi
+  say "pile arrêtée"
+}
+
+status_all() {
+  ensure_pg_user
+  local pgdata="$AC_DATA_DIR/postgres"
+  if [ -f "$pgdata/PG_VERSION" ] && as_pg "$(pg_bin pg_ctl)" -D "$pgdata" status >/dev/null 2>&1; then
+    echo "postgres     en marche  127.0.0.1:$(stack_get AC_PG_PORT)"
+  else
+    echo "postgres     arrêté"
+  fi
+  for c in seaweedfs maildev fc-standin otlp-sink platform; do
+    if pid_alive "$c"; then printf '%-12s en marche  pid %s\n' "$c" "$(cat "$RUN_DIR/$c.pid")"; else printf '%-12s arrêté\n' "$c"; fi
+  done
+}
+
+print_urls() {
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  cat >&2 <<U
+  PostgreSQL     127.0.0.1:$AC_PG_PORT (base aidants)
+  S3 (SeaweedFS) $AC_OBJECT_STORE__ENDPOINT
+  MailDev        $AC_MAILDEV_URL  (courriels envoyés)
+  FranceConnect  $AC_FC_ISSUER  (simulateur)
+  OTLP           $AC_TELEMETRY__OTLP_ENDPOINT
+U
+}
+
+# Migrates every schema, loads the demo territory and runs the all-in-one platform.
+up() {
+  install_all
+  say "compilation de la plateforme"
+  cargo build -q -p all-in-one -p tenant-admin -p test-support
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  local admin="$CARGO_TARGET_DIR/debug/tenant-admin"
+  "$admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate
+  "$admin" --database-url "$AC_ADMIN_DATABASE_URL" demo
+  export AC_HTTP__PORT="${AC_HTTP__PORT:-$(free_port)}"
+  export AC_HTTP__PUBLIC_URL="http://127.0.0.1:$AC_HTTP__PORT"
+  print_urls
+  cat >&2 <<U
+
+  Aidants Connect : $AC_HTTP__PUBLIC_URL
+  (Ctrl-C pour arrêter la plateforme ; « infra/run stop » arrête les autres composants.)
+U
+  echo $$ >"$RUN_DIR/platform.pid"
+  exec "$CARGO_TARGET_DIR/debug/aidants-connect"
+}
+
+# Runs every test of the workspace against the stack; the runner's summary line comes last.
+run_tests() {
+  install_all
+  cargo build -q -p test-support --bin otlp-sink
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@"
+}

@@ -1,0 +1,13 @@
+//! `aidants-connect`: the whole platform in one process.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = foundation::config::Settings::load()?;
+    let telemetry = foundation::telemetry::init(&settings.telemetry)?;
+    let public_url = settings.http.public_url.clone();
+    let app = all_in_one::build(settings).await?;
+    tracing::info!(port = app.port(), url = %public_url, "Aidants Connect prêt");
+    let result = app.run_until_stopped().await;
+    telemetry.flush();
+    result
+}

@@ -1,0 +1,10 @@
+//! The document-vault-bridge as its own process.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = foundation::config::Settings::load()?;
+    let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
+    let app = document_vault_bridge::Application::build(settings).await?;
+    tracing::info!(port = app.port(), "document-vault-bridge prêt");
+    app.run_until_stopped().await
+}

@@ -1,0 +1,189 @@
+//! Building and running a service: the shared `Platform` state, the parts each service
+//! contributes (routes, readiness checks, workers), and `Application`, which binds the port,
+//! mounts the shell and the parts, runs the workers and stops gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use poem::EndpointExt;
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::health::{self, ReadinessCheck};
+use crate::tenancy::Tenancy;
+use crate::web;
+
+/// What every service shares: settings, the application's pool and the tenancy registry.
+#[derive(Clone)]
+pub struct Platform {
+    pub settings: Arc<Settings>,
+    pub tenancy: Tenancy,
+}
+
+impl Platform {
+    /// Connects lazily-bounded: a request waits at most `acquire_timeout_ms` for a connection,
+    /// then fails fast with 503 rather than queueing forever.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
+            .connect(settings.database.url.expose_secret())
+            .await
+            .map_err(|e| anyhow::anyhow!("base de données injoignable : {e}"))?;
+        let tenancy = Tenancy::load(pool).await?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            tenancy,
+        })
+    }
+
+    /// The national pool, for platform-schema queries only (never tenant tables).
+    pub fn platform_pool(&self) -> &PgPool {
+        self.tenancy.platform_pool()
+    }
+}
+
+/// Tells background workers to stop.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Resolves once shutdown is requested.
+    pub async fn requested(&mut self) {
+        while !*self.0.borrow() {
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A background task (outbox consumer, scheduled job) that ends when asked.
+pub type Worker = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
+
+/// What one service adds to an application.
+pub struct ServiceParts {
+    pub name: &'static str,
+    /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/habilitation`.
+    pub routes: Vec<(&'static str, BoxEndpoint<'static>)>,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub workers: Vec<Worker>,
+}
+
+/// A running HTTP server with its workers.
+pub struct Application {
+    port: u16,
+    run: BoxFuture<'static, anyhow::Result<()>>,
+}
+
+impl Application {
+    /// Binds the configured address (port 0: a free port), mounts the shell, the health
+    /// endpoints and every service's routes, and prepares the workers.
+    pub async fn start(platform: Platform, services: Vec<ServiceParts>) -> anyhow::Result<Self> {
+        let settings = platform.settings.clone();
+        let mut route = web::pages::routes(settings.environment)
+            .nest("/dsfr", web::dsfr_assets(&settings.web.dsfr_dir));
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(health::DatabaseCheck)];
+        let mut workers = Vec::new();
+        for parts in services {
+            tracing::info!(service = parts.name, "service mounted");
+            for (prefix, endpoint) in parts.routes {
+                route = route.nest(prefix, endpoint);
+            }
+            checks.extend(parts.readiness);
+            workers.extend(parts.workers);
+        }
+        route = route.nest("/health", health::routes(checks));
+        let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+        let app = crate::telemetry::with_request_span(web::with_security_headers(
+            web::error_pages(with_timeout(
+                timeout,
+                route.with(CatchPanic::new()).data(platform.clone()),
+            )),
+        ));
+
+        let acceptor = TcpListener::bind((settings.http.host, settings.http.port))
+            .into_acceptor()
+            .await?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .ok_or_else(|| anyhow::anyhow!("adresse d'écoute inconnue"))?;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let run = Box::pin(async move {
+            let handles: Vec<_> = workers
+                .into_iter()
+                .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
+                .collect();
+            let result = poem::Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(25)))
+                .await;
+            let _ = stop_tx.send(true);
+            for handle in handles {
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+            }
+            result.map_err(anyhow::Error::from)
+        });
+        Ok(Self { port, run })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run.await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("arrêt demandé");
+}
+
+/// Every route answers within `limit` or fails with 503 (poem has no timeout middleware).
+fn with_timeout<E: Endpoint + 'static>(limit: Duration, ep: E) -> impl Endpoint<Output = Response> {
+    ep.around(move |ep, req: Request| async move {
+        match tokio::time::timeout(limit, ep.call(req)).await {
+            Ok(result) => result.map(IntoResponse::into_response),
+            Err(_) => {
+                tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+                Err(poem::Error::from_status(
+                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                ))
+            }
+        }
+    })
+}

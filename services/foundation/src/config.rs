@@ -1,0 +1,232 @@
+//! Typed configuration, loaded once at start: built-in defaults, then an optional TOML file
+//! (`AC_CONFIG_FILE`), then environment variables `AC_<SECTION>__<KEY>` (for example
+//! `AC_DATABASE__URL`). Secrets are `SecretString`: they never print.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// A developer's laptop or a demo: preview routes, plain HTTP cookies allowed.
+    Development,
+    /// The test suite.
+    Test,
+    /// Anything real: every secret must be set explicitly.
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub environment: Environment,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub smtp: SmtpSettings,
+    pub object_store: ObjectStoreSettings,
+    pub telemetry: TelemetrySettings,
+    pub web: WebSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    pub host: IpAddr,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// The address users reach the platform at, used in links sent by e-mail.
+    pub public_url: String,
+    /// Every route answers within this time or fails with 503.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// The application's login role: it owns nothing and reaches a département schema only
+    /// through the tenancy module's `SET LOCAL ROLE`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before failing with 503.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// `none` (local relay), `starttls` or `tls`.
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    #[serde(serialize_with = "serialize_opt_secret")]
+    pub password: Option<SecretString>,
+    pub from: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectStoreSettings {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret_access_key: SecretString,
+    pub bucket: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetrySettings {
+    /// `tracing_subscriber` filter, e.g. `info,sqlx=warn`.
+    pub log_filter: String,
+    /// Base URL of an OTLP/HTTP receiver (`/v1/traces` is appended); none disables export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebSettings {
+    /// The `dist` folder of the `@gouvfr/dsfr` npm package, served under `/dsfr`.
+    pub dsfr_dir: PathBuf,
+}
+
+fn serialize_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.expose_secret())
+}
+
+fn serialize_opt_secret<S: serde::Serializer>(
+    s: &Option<SecretString>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(s.expose_secret()),
+        None => ser.serialize_none(),
+    }
+}
+
+/// Placeholder credentials of the local stack only; refused in production.
+const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5432/aidants";
+const LOCAL_S3_SECRET: &str = "local-secret-key";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            environment: Environment::Development,
+            http: HttpSettings {
+                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 8000,
+                public_url: "http://127.0.0.1:8000".into(),
+                request_timeout_ms: 10_000,
+            },
+            database: DatabaseSettings {
+                url: LOCAL_DATABASE_URL.into(),
+                max_connections: 16,
+                acquire_timeout_ms: 2_000,
+            },
+            smtp: SmtpSettings {
+                host: "127.0.0.1".into(),
+                port: 1025,
+                security: SmtpSecurity::None,
+                username: None,
+                password: None,
+                from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),
+                timeout_ms: 10_000,
+            },
+            object_store: ObjectStoreSettings {
+                endpoint: "http://127.0.0.1:8333".into(),
+                region: "us-east-1".into(),
+                access_key_id: "local-access-key".into(),
+                secret_access_key: LOCAL_S3_SECRET.into(),
+                bucket: "aidants-connect".into(),
+                timeout_ms: 5_000,
+            },
+            telemetry: TelemetrySettings {
+                log_filter: "info,sqlx=warn".into(),
+                otlp_endpoint: None,
+                service_name: "aidants-connect".into(),
+            },
+            web: WebSettings {
+                dsfr_dir: PathBuf::from("infra/node_modules/@gouvfr/dsfr/dist"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration illisible : {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("configuration refusée en production : {0} doit être défini explicitement")]
+    DefaultSecretInProduction(&'static str),
+}
+
+impl Settings {
+    /// Defaults, then `AC_CONFIG_FILE` if set, then `AC_*` environment variables.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Ok(file) = std::env::var("AC_CONFIG_FILE") {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("AC_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production {
+            if self.database.url.expose_secret() == LOCAL_DATABASE_URL {
+                return Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"));
+            }
+            if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_local_secrets() {
+        let mut settings = Settings::default();
+        settings.environment = Environment::Production;
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"))
+        ));
+        settings.database.url = "postgres://app:real@db/aidants".into();
+        assert!(
+            settings.validate().is_err(),
+            "object store secret still local"
+        );
+        settings.object_store.secret_access_key = "real".into();
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = Settings::default();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("aidants_app:aidants_app"), "{printed}");
+        assert!(!printed.contains(LOCAL_S3_SECRET));
+    }
+}

@@ -1,0 +1,130 @@
+//! Liveness (`/health`: the process answers) and readiness (`/health/ready`: the database and each
+//! service's dependencies answer; territories whose schema is not served are listed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use poem::Route;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
+
+use crate::app::Platform;
+
+/// A dependency the service needs to do its work.
+pub trait ReadinessCheck: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn check<'a>(&'a self, platform: &'a Platform) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The database answers a trivial query.
+pub struct DatabaseCheck;
+
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+    fn check<'a>(&'a self, platform: &'a Platform) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(platform.platform_pool())
+                .await
+                .map(|_| ())
+                .map_err(|_| "base de données injoignable".to_owned())
+        })
+    }
+}
+
+#[derive(Object)]
+struct Health {
+    /// Always `ok` when the process answers.
+    status: String,
+}
+
+#[derive(Object)]
+struct CheckOut {
+    name: String,
+    ok: bool,
+    /// Why the check failed, in French.
+    detail: Option<String>,
+}
+
+#[derive(Object)]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    status: String,
+    checks: Vec<CheckOut>,
+    /// Départements whose schema failed to migrate or is behind: not served.
+    unserved_departements: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// A dependency does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<Readiness>),
+}
+
+struct HealthApi {
+    checks: Vec<Arc<dyn ReadinessCheck>>,
+}
+
+#[OpenApi]
+impl HealthApi {
+    /// Liveness: the process answers.
+    #[oai(path = "/", method = "get")]
+    async fn health(&self) -> Json<Health> {
+        Json(Health {
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness: the database and the service's dependencies answer.
+    #[oai(path = "/ready", method = "get")]
+    async fn ready(&self, platform: poem::web::Data<&Platform>) -> ReadyResponse {
+        let mut checks = Vec::new();
+        for check in &self.checks {
+            let outcome = tokio::time::timeout(Duration::from_secs(2), check.check(&platform))
+                .await
+                .unwrap_or_else(|_| Err("pas de réponse dans le délai".into()));
+            checks.push(CheckOut {
+                name: check.name().into(),
+                ok: outcome.is_ok(),
+                detail: outcome.err(),
+            });
+        }
+        let unserved = platform
+            .tenancy
+            .unserved()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let ok = checks.iter().all(|c| c.ok);
+        let body = Readiness {
+            status: if ok { "ready" } else { "unavailable" }.into(),
+            checks,
+            unserved_departements: unserved,
+        };
+        if ok {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::Unavailable(Json(body))
+        }
+    }
+}
+
+/// Mounted under `/health`: `/health`, `/health/ready` and the OpenAPI document at
+/// `/health/openapi.json`.
+pub fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> Route {
+    let api = OpenApiService::new(
+        HealthApi { checks },
+        "Aidants Connect — santé",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .server("/health");
+    let spec = api.spec_endpoint();
+    Route::new().at("/openapi.json", spec).nest("/", api)
+}

@@ -1,0 +1,18 @@
+//! Shared foundation of every Aidants Connect service.
+
+/// The JSON error shape of every API.
+pub mod api;
+/// Building and running a service: shared state, service parts, graceful shutdown.
+pub mod app;
+/// Typed configuration: defaults, file, environment; secrets that never print.
+pub mod config;
+/// Liveness and readiness endpoints.
+pub mod health;
+/// The transactional outbox producers write to.
+pub mod outbox;
+/// Logs, traces, the per-request span.
+pub mod telemetry;
+/// Per-département schemas, roles, migrations, tenants and reference territories.
+pub mod tenancy;
+/// The DSFR web shell: layout, theme, error pages, public pages.
+pub mod web;

@@ -1,0 +1,370 @@
+//! Schema migrations and provisioning. Runs with the administrator connection (owner of every
+//! schema), never with the application's. The platform schema and each département schema keep
+//! their own `schema_migrations` table; one migration set is applied to all département schemas.
+//! This is the only place where SQL is assembled at run time, for DDL on validated identifiers.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+use super::territories::{DEPARTEMENTS, DepartementCode, REGIONS};
+
+/// One migration: a version, a name and its SQL, applied once per schema in a transaction.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+}
+
+/// An ordered migration set.
+#[derive(Debug, Clone)]
+pub struct MigrationSet(pub Vec<Migration>);
+
+impl MigrationSet {
+    pub fn latest_version(&self) -> i64 {
+        self.0.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+}
+
+macro_rules! migration {
+    ($dir:literal, $version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")),
+        }
+    };
+}
+
+pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
+    std::sync::LazyLock::new(|| {
+        MigrationSet(vec![migration!(
+            "platform",
+            1,
+            "0001_territories_and_tenancy"
+        )])
+    });
+
+pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
+    std::sync::LazyLock::new(|| {
+        MigrationSet(vec![migration!(
+            "departement",
+            1,
+            "0001_structures_and_outbox"
+        )])
+    });
+
+/// Tables the département role may read and append to, never change: tamper evidence starts
+/// with the database refusing UPDATE, DELETE and TRUNCATE.
+pub const APPEND_ONLY_TABLES: &[&str] = &["journal"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "la migration {version} ({name}) a été modifiée après avoir été appliquée au schéma {schema}"
+    )]
+    ChecksumMismatch {
+        schema: String,
+        version: i64,
+        name: String,
+    },
+    #[error("nom de rôle applicatif invalide « {0} »")]
+    InvalidRoleName(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Outcome of migrating one département schema.
+#[derive(Debug)]
+pub struct SchemaReport {
+    pub departement: DepartementCode,
+    pub applied: usize,
+    pub result: Result<i64, String>,
+}
+
+/// Marks DDL assembled here as audited: every identifier in it went through `ident`, which
+/// accepts only `[a-z0-9_]` names we generated from validated codes.
+fn ddl(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// Quotes an identifier we generated ourselves; anything else is a programming error.
+fn ident(name: &str) -> Result<String, MigrateError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(MigrateError::InvalidRoleName(name.into()))
+    }
+}
+
+/// The Postgres role owning a département's rights in this database. Roles are cluster-wide,
+/// databases are not: the database name keeps two databases of one cluster apart.
+pub async fn role_name(
+    admin: &PgPool,
+    departement: DepartementCode,
+) -> Result<String, sqlx::Error> {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(admin)
+        .await?;
+    let prefix: String = db
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    Ok(format!("{prefix}_{}", departement.schema_name()))
+}
+
+/// Creates the platform schema, applies its migrations, loads the reference territories and
+/// grants the application role what it may do there.
+pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, MigrateError> {
+    let app = ident(app_role)?;
+    let mut tx = admin.begin().await?;
+    // Serialise concurrent migrators of this database (two deploys, two CLI runs).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:platform-migrations'))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS platform")
+        .execute(&mut *tx)
+        .await?;
+    let applied = apply(&mut tx, "platform", &PLATFORM_MIGRATIONS).await?;
+    seed_territories(&mut tx).await?;
+    // The application role logs in, owns nothing, and does not inherit the département roles
+    // it is a member of: it reaches a territory only by switching role in a TenantTx.
+    sqlx::raw_sql(ddl(format!(
+        "ALTER ROLE {app} NOINHERIT;
+         GRANT USAGE ON SCHEMA platform TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA platform TO {app};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA platform TO {app};
+         REVOKE INSERT, UPDATE, DELETE ON platform.departement_schemas, platform.regions,
+             platform.departements FROM {app};"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+async fn seed_territories(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    for r in &REGIONS {
+        sqlx::query(
+            "INSERT INTO platform.regions (code, name) VALUES ($1, $2)
+             ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name",
+        )
+        .bind(r.code)
+        .bind(r.name)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let codes: Vec<&str> = DEPARTEMENTS.iter().map(|d| d.code).collect();
+    let names: Vec<&str> = DEPARTEMENTS.iter().map(|d| d.name).collect();
+    let regions: Vec<&str> = DEPARTEMENTS.iter().map(|d| d.region_code).collect();
+    sqlx::query(
+        "INSERT INTO platform.departements (code, name, region_code)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+         ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, region_code = EXCLUDED.region_code",
+    )
+    .bind(&codes)
+    .bind(&names)
+    .bind(&regions)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Applies the pending migrations of `set` to `schema` inside the caller's transaction.
+async fn apply(
+    conn: &mut PgConnection,
+    schema: &str,
+    set: &MigrationSet,
+) -> Result<usize, MigrateError> {
+    let schema_id = ident(schema)?;
+    sqlx::raw_sql(ddl(format!(
+        "SET LOCAL search_path = {schema_id};
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    bigint PRIMARY KEY,
+             name       text NOT NULL,
+             checksum   text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let done: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, checksum FROM schema_migrations")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut applied = 0;
+    for m in &set.0 {
+        match done.iter().find(|(v, _)| *v == m.version) {
+            Some((_, checksum)) if *checksum == m.checksum() => continue,
+            Some(_) => {
+                return Err(MigrateError::ChecksumMismatch {
+                    schema: schema.into(),
+                    version: m.version,
+                    name: m.name.into(),
+                });
+            }
+            None => {}
+        }
+        sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute(&mut *conn)
+            .await?;
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// Creates (if needed) and migrates one département's schema and role, recording the outcome
+/// in `platform.departement_schemas`. A failure is recorded there, not raised: the schema
+/// stays unserved and the other territories carry on.
+pub async fn provision_departement(
+    admin: &PgPool,
+    app_role: &str,
+    departement: DepartementCode,
+    set: &MigrationSet,
+) -> Result<SchemaReport, MigrateError> {
+    let schema = departement.schema_name();
+    let role = role_name(admin, departement).await?;
+    sqlx::query(
+        "INSERT INTO platform.departement_schemas (departement_code, schema_name, role_name, status)
+         VALUES ($1, $2, $3, 'provisioning')
+         ON CONFLICT (departement_code) DO NOTHING",
+    )
+    .bind(departement.as_str())
+    .bind(&schema)
+    .bind(&role)
+    .execute(admin)
+    .await?;
+    let outcome = migrate_schema(admin, app_role, &schema, &role, set).await;
+    let (status, version, error, applied) = match &outcome {
+        Ok(applied) => ("ready", set.latest_version(), None, *applied),
+        Err(e) => ("failed", 0, Some(e.to_string()), 0),
+    };
+    // On failure the previous version stays recorded: the schema is simply not served.
+    sqlx::query(
+        "UPDATE platform.departement_schemas
+         SET status = $2, version = CASE WHEN $2 = 'ready' THEN $3 ELSE version END,
+             last_error = $4, updated_at = now()
+         WHERE departement_code = $1",
+    )
+    .bind(departement.as_str())
+    .bind(status)
+    .bind(version)
+    .bind(&error)
+    .execute(admin)
+    .await?;
+    Ok(SchemaReport {
+        departement,
+        applied,
+        result: outcome
+            .map(|_| set.latest_version())
+            .map_err(|e| e.to_string()),
+    })
+}
+
+async fn migrate_schema(
+    admin: &PgPool,
+    app_role: &str,
+    schema: &str,
+    role: &str,
+    set: &MigrationSet,
+) -> Result<usize, MigrateError> {
+    let (schema_id, role_id, app_id) = (ident(schema)?, ident(role)?, ident(app_role)?);
+    let mut tx = admin.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("aidants-connect:schema:{schema}"))
+        .execute(&mut *tx)
+        .await?;
+    let role_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !role_exists {
+        sqlx::raw_sql(ddl(format!("CREATE ROLE {role_id} NOLOGIN NOINHERIT")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::raw_sql(ddl(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema_id};
+         REVOKE ALL ON SCHEMA {schema_id} FROM PUBLIC;
+         GRANT {role_id} TO {app_id};"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let applied = apply(&mut tx, schema, set).await?;
+    // Rights are swept after every migration so new tables are covered, then narrowed for
+    // append-only tables. The département role gets nothing outside its schema.
+    let mut grants = format!(
+        "GRANT USAGE ON SCHEMA {schema_id} TO {role_id};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema_id} TO {role_id};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema_id} TO {role_id};
+         REVOKE INSERT, UPDATE, DELETE ON {schema_id}.schema_migrations FROM {role_id};"
+    );
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2)",
+    )
+    .bind(schema)
+    .bind(APPEND_ONLY_TABLES)
+    .fetch_all(&mut *tx)
+    .await?;
+    for table in tables {
+        let table_id = ident(&table)?;
+        grants.push_str(&format!(
+            "REVOKE UPDATE, DELETE, TRUNCATE ON {schema_id}.{table_id} FROM {role_id};"
+        ));
+    }
+    sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// Provisions and migrates the given départements, `concurrency` at a time, calling
+/// `on_done` after each. Returns one report per département, in completion order.
+pub async fn migrate_departements(
+    admin: &PgPool,
+    app_role: &str,
+    departements: Vec<DepartementCode>,
+    set: &MigrationSet,
+    concurrency: usize,
+    on_done: impl Fn(&SchemaReport),
+) -> Result<Vec<SchemaReport>, MigrateError> {
+    let mut stream = futures::stream::iter(departements)
+        .map(|d| provision_departement(admin, app_role, d, set))
+        .buffer_unordered(concurrency.max(1));
+    let mut reports = Vec::new();
+    while let Some(report) = stream.next().await {
+        let report = report?;
+        on_done(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Connects with the administrator URL, failing fast when the database is unreachable.
+pub async fn connect_admin(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}

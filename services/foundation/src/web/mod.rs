@@ -1,0 +1,81 @@
+//! The web shell shared by every service: DSFR layout, error pages (HTML for pages, JSON for
+//! `/api`), security headers, DSFR assets and the public information pages.
+
+pub mod errors;
+pub mod pages;
+pub mod theme;
+
+use std::path::Path;
+
+use poem::endpoint::StaticFilesEndpoint;
+use poem::http::header;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+
+pub use errors::{ErrorBody, error_pages};
+pub use theme::{STATE, Theme};
+
+/// One entry of the main navigation.
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The main navigation, with `current` marking the page being shown.
+pub fn navigation(current: &str) -> Vec<NavItem> {
+    [("/", "Accueil"), ("/accessibilite", "Accessibilité")]
+        .into_iter()
+        .map(|(href, label)| NavItem {
+            href,
+            label,
+            current: href == current,
+        })
+        .collect()
+}
+
+/// Renders an askama template into an HTML response; a rendering failure is a 500.
+pub fn html(template: &impl askama::Template) -> poem::Result<Response> {
+    let body = template.render().map_err(|e| {
+        tracing::error!(error = %e, "template rendering failed");
+        poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    Ok(Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+/// The DSFR distribution (`@gouvfr/dsfr/dist`), served under `/dsfr`.
+pub fn dsfr_assets(dir: &Path) -> impl Endpoint + use<> {
+    StaticFilesEndpoint::new(dir).prefer_utf8(true)
+}
+
+/// Security headers on every response: a strict content security policy (DSFR needs no inline
+/// script), no framing, no MIME sniffing, no referrer to other sites.
+pub fn with_security_headers<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    ep.around(|ep, req: Request| async move {
+        let mut resp = ep.call(req).await?.into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                 font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+                 frame-ancestors 'none'",
+            ),
+        );
+        headers.insert(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+        Ok(resp)
+    })
+}

@@ -1,0 +1,116 @@
+//! Public pages of the shell: landing, legal information, and (outside production) a preview
+//! of the error pages so that their accessibility can be checked like any other page.
+
+use askama::Template;
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Response, Route, get, handler};
+
+use super::{NavItem, Theme, html, navigation, theme::STATE};
+use crate::app::Platform;
+use crate::config::Environment;
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct Landing<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    served: usize,
+}
+
+#[derive(Template)]
+#[template(path = "info.html")]
+struct Info<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    heading: &'a str,
+    paragraphs: &'a [&'a str],
+}
+
+#[handler]
+async fn landing(platform: Data<&Platform>) -> poem::Result<Response> {
+    html(&Landing {
+        theme: &STATE,
+        nav: navigation("/"),
+        served: platform.tenancy.served_count(),
+    })
+}
+
+fn info(path: &str, heading: &str, paragraphs: &[&str]) -> poem::Result<Response> {
+    html(&Info {
+        theme: &STATE,
+        nav: navigation(path),
+        heading,
+        paragraphs,
+    })
+}
+
+#[handler]
+async fn accessibility() -> poem::Result<Response> {
+    info(
+        "/accessibilite",
+        "Déclaration d'accessibilité",
+        &[
+            "Aidants Connect s'engage à rendre ses services accessibles, conformément à l'article 47 \
+             de la loi n° 2005-102 du 11 février 2005.",
+            "État de conformité : le site est non conforme au référentiel général d'amélioration de \
+             l'accessibilité (RGAA), faute d'audit réalisé à ce jour. Chaque page est néanmoins \
+             contrôlée automatiquement et les parcours principaux sont testés au clavier seul.",
+            "Si vous n'arrivez pas à accéder à un contenu ou à un service, contactez le référent de \
+             votre structure ou l'équipe nationale pour être orienté vers une alternative accessible.",
+        ],
+    )
+}
+
+#[handler]
+async fn legal() -> poem::Result<Response> {
+    info(
+        "/mentions-legales",
+        "Mentions légales",
+        &[
+            "Ce service est opéré par l'équipe nationale d'Aidants Connect, pour le compte de l'État.",
+            "Les départements et communes qui déploient le service sur leur territoire en sont les \
+             utilisateurs ; chaque structure habilitée est responsable des mandats qu'elle signe.",
+        ],
+    )
+}
+
+#[handler]
+async fn privacy() -> poem::Result<Response> {
+    info(
+        "/donnees-personnelles",
+        "Données personnelles",
+        &[
+            "Les données des personnes accompagnées sont conservées dans la base de leur département, \
+             isolée de celle des autres territoires, le temps du mandat puis pendant la durée légale \
+             d'archivage.",
+            "Chaque action réalisée au nom d'une personne est inscrite dans un journal infalsifiable \
+             qui ne contient que des identifiants pseudonymes.",
+            "Vous pouvez consulter et révoquer vos mandats à tout moment auprès de la structure qui \
+             vous accompagne.",
+        ],
+    )
+}
+
+#[handler]
+async fn error_preview(Path(status): Path<u16>) -> poem::Result<Response> {
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    Ok(super::errors::error_response(status, false))
+}
+
+/// The shell's routes. The error preview exists only outside production.
+pub fn routes(environment: Environment) -> Route {
+    let route = Route::new()
+        .at("/", get(landing))
+        .at("/accessibilite", get(accessibility))
+        .at("/mentions-legales", get(legal))
+        .at("/donnees-personnelles", get(privacy));
+    if environment == Environment::Production {
+        route
+    } else {
+        route.at("/_apercu/erreur/:status", get(error_preview))
+    }
+}

@@ -1,0 +1,10 @@
+//! The habilitation desk as its own process.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = foundation::config::Settings::load()?;
+    let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
+    let app = habilitation_desk::Application::build(settings).await?;
+    tracing::info!(port = app.port(), "habilitation-desk prêt");
+    app.run_until_stopped().await
+}

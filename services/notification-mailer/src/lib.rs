@@ -1,0 +1,38 @@
+//! Notification mailer: consumes the transactional outboxes (national and per département)
+//! and delivers e-mail over SMTP. SMS, letters, dead letters and scheduled jobs arrive with the
+//! mailer issue.
+
+/// SMTP delivery with lettre.
+pub mod smtp;
+/// Rendering messages from their templates.
+pub mod templates;
+/// The outbox consumer.
+pub mod worker;
+
+use std::sync::Arc;
+
+use foundation::app::{Platform, ServiceParts};
+use foundation::config::Settings;
+
+/// The mailer's readiness check (SMTP answers) and its outbox worker.
+pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
+    let mailer = smtp::Mailer::new(&platform.settings.smtp)?;
+    let worker = worker::OutboxWorker::new(platform.clone(), mailer.clone());
+    Ok(ServiceParts {
+        name: "notification-mailer",
+        routes: Vec::new(),
+        readiness: vec![Arc::new(smtp::SmtpCheck(mailer))],
+        workers: vec![Box::new(move |shutdown| Box::pin(worker.run(shutdown)))],
+    })
+}
+
+/// The mailer as a standalone process.
+pub struct Application;
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<foundation::app::Application> {
+        let platform = Platform::connect(settings).await?;
+        let parts = parts(&platform).await?;
+        foundation::app::Application::start(platform, vec![parts]).await
+    }
+}

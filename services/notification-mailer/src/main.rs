@@ -1,0 +1,10 @@
+//! The notification-mailer as its own process.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = foundation::config::Settings::load()?;
+    let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
+    let app = notification_mailer::Application::build(settings).await?;
+    tracing::info!(port = app.port(), "notification-mailer prêt");
+    app.run_until_stopped().await
+}

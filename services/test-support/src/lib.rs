@@ -1,0 +1,35 @@
+//! Test harness shared by every crate's black-box tests: the real stack started by
+//! `infra/run`, one fresh database per test provisioned through the production code, an
+//! in-process OTLP receiver, a MailDev reader and the browser harness.
+
+pub mod browser;
+pub mod database;
+pub mod maildev;
+pub mod otlp;
+
+use foundation::config::{Environment, Settings};
+
+/// Reads a variable that `infra/run test` exports; a clear message when run outside it.
+pub fn stack_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} manque : lancez les tests avec `infra/run test` (la pile locale fournit cette variable)")
+    })
+}
+
+/// Settings for an application under test: port 0, the given database, the stack's services.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.environment = Environment::Test;
+    settings.http.port = 0;
+    settings.database.url = database_url.to_owned().into();
+    settings.database.max_connections = 8;
+    settings.smtp.host = "127.0.0.1".into();
+    settings.smtp.port = stack_var("AC_SMTP__PORT").parse().expect("AC_SMTP__PORT");
+    settings.object_store.endpoint = stack_var("AC_OBJECT_STORE__ENDPOINT");
+    settings.object_store.access_key_id = stack_var("AC_OBJECT_STORE__ACCESS_KEY_ID");
+    settings.object_store.secret_access_key =
+        stack_var("AC_OBJECT_STORE__SECRET_ACCESS_KEY").into();
+    settings.web.dsfr_dir = stack_var("AC_WEB__DSFR_DIR").into();
+    settings.telemetry.log_filter = "warn".into();
+    settings
+}

@@ -1,0 +1,178 @@
+//! `tenant-admin`: the operators' command line — territories, tenants, schema migrations,
+//! demo data, outbox checks. Bad input gets one clear line in French, a non-zero exit, and
+//! changes nothing.
+
+mod demo;
+mod migrate;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use foundation::tenancy::tenants::{self, TenantKind};
+use foundation::tenancy::{CommuneCode, DepartementCode};
+use sqlx::PgPool;
+
+#[derive(Parser)]
+#[command(
+    name = "tenant-admin",
+    about = "Administration des territoires et tenants d'Aidants Connect"
+)]
+struct Cli {
+    /// URL PostgreSQL du rôle administrateur (propriétaire des schémas).
+    #[arg(long, env = "AC_ADMIN_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Rôle de connexion des services, à qui les droits sont accordés.
+    #[arg(long, env = "AC_APP_ROLE", default_value = "aidants_app")]
+    app_role: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Référentiel des régions et départements.
+    Territories {
+        #[command(subcommand)]
+        command: TerritoriesCommand,
+    },
+    /// Tenants : conseils départementaux et communes.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
+    /// Migre le schéma national puis les 101 schémas départementaux (ou ceux indiqués).
+    Migrate(migrate::MigrateArgs),
+    /// Crée le territoire de démonstration (idempotent).
+    Demo,
+    /// Courriel de test, déposé dans la file d'envoi.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TerritoriesCommand {
+    /// Charge (ou met à jour) les 18 régions et 101 départements.
+    Seed,
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Enregistre un tenant : --departement CODE pour un conseil départemental, --commune CODE
+    /// pour une commune.
+    Create(CreateTenant),
+    /// Liste les tenants.
+    List {
+        /// Sortie JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false, id = "territory")]
+struct TenantTerritory {
+    /// Code INSEE du département (conseil départemental).
+    #[arg(long)]
+    departement: Option<String>,
+    /// Code INSEE de la commune.
+    #[arg(long)]
+    commune: Option<String>,
+}
+
+#[derive(Args)]
+struct CreateTenant {
+    #[command(flatten)]
+    territory: TenantTerritory,
+    /// Nom affiché du tenant.
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Dépose un message de test pour cette adresse dans la file nationale.
+    Test {
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("erreur : {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<PgPool> {
+    foundation::tenancy::migrate::connect_admin(&cli.database_url, 8)
+        .await
+        .map_err(|e| anyhow::anyhow!("base de données injoignable ({e})"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Territories {
+            command: TerritoriesCommand::Seed,
+        } => {
+            let pool = connect(&cli).await?;
+            foundation::tenancy::migrate::migrate_platform(&pool, &cli.app_role).await?;
+            println!("18 régions et 101 départements chargés");
+        }
+        Command::Tenants {
+            command: TenantsCommand::Create(args),
+        } => {
+            // Parse everything before touching the database.
+            let kind = match (&args.territory.departement, &args.territory.commune) {
+                (Some(d), _) => TenantKind::Departement(DepartementCode::parse(d)?),
+                (_, Some(c)) => TenantKind::Commune(CommuneCode::parse(c)?),
+                _ => unreachable!("clap requires one of --departement, --commune"),
+            };
+            let pool = connect(&cli).await?;
+            let tenant = tenants::create_tenant(&pool, &kind, &args.name).await?;
+            println!(
+                "tenant créé : {} ({}, département {})",
+                tenant.id, tenant.name, tenant.departement_code
+            );
+        }
+        Command::Tenants {
+            command: TenantsCommand::List { json },
+        } => {
+            let pool = connect(&cli).await?;
+            let list = tenants::list_tenants(&pool).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for t in list {
+                    let place = t.commune_code.as_deref().unwrap_or(&t.departement_code);
+                    println!("{}\t{}\t{}\t{}", t.id, t.kind, place, t.name);
+                }
+            }
+        }
+        Command::Migrate(args) => migrate::run(&cli, args).await?,
+        Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
+        Command::Mail {
+            command: MailCommand::Test { to },
+        } => {
+            let pool = connect(&cli).await?;
+            let mut tx = pool.begin().await?;
+            let message = foundation::outbox::OutboxMessage {
+                channel: foundation::outbox::Channel::Email,
+                recipient: to.clone(),
+                template: "operator_test",
+                payload: serde_json::json!({ "sent_by": "tenant-admin" }),
+            };
+            let id = foundation::outbox::enqueue_platform(&mut tx, &message).await?;
+            tx.commit().await?;
+            println!("message {id} déposé dans la file d'envoi");
+        }
+    }
+    Ok(())
+}
