@@ -1,0 +1,49 @@
+//! Builds the real all-in-one application on port 0 against a fresh test database.
+#![allow(dead_code, reason = "each test binary uses part of this module")]
+
+use foundation::config::Settings;
+use test_support::database::TestDatabase;
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDatabase,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("requête")
+    }
+}
+
+/// Starts the platform on a database with these départements provisioned.
+pub async fn spawn_app(departements: &[&str]) -> TestApp {
+    spawn_app_with(TestDatabase::with_departements(departements).await, |_| {}).await
+}
+
+pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_support::test_settings(&db.app_url);
+    tweak(&mut settings);
+    let app = all_in_one::build(settings)
+        .await
+        .expect("démarrage de l'application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        address,
+        db,
+        client,
+    }
+}

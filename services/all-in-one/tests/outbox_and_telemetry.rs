@@ -1,0 +1,181 @@
+//! The transactional outbox reaches MailDev through SMTP; request spans reach an OTLP receiver.
+
+mod common;
+
+use std::time::Duration;
+
+use common::spawn_app;
+use foundation::outbox::{Channel, OutboxMessage, enqueue_platform, enqueue_tenant};
+use foundation::tenancy::{DepartementCode, Tenancy};
+
+fn message(to: &str) -> OutboxMessage {
+    OutboxMessage {
+        channel: Channel::Email,
+        recipient: to.into(),
+        template: "operator_test",
+        payload: serde_json::json!({ "sent_by": "le test d'intégration" }),
+    }
+}
+
+#[tokio::test]
+async fn mails_put_in_the_national_and_territorial_outboxes_arrive_in_maildev() {
+    let app = spawn_app(&["33"]).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let national = format!("national-{unique}@example.test");
+    let territorial = format!("gironde-{unique}@example.test");
+
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    let id = enqueue_platform(&mut tx, &message(&national))
+        .await
+        .expect("file nationale");
+    tx.commit().await.expect("commit");
+
+    let tenancy = Tenancy::load(app.db.admin.clone()).await.expect("tenancy");
+    let ctx = tenancy
+        .context(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("contexte");
+    let mut tx = ctx.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message(&territorial))
+        .await
+        .expect("file de la Gironde");
+    tx.commit().await.expect("commit");
+
+    let mail = test_support::maildev::wait_for_mail_to(&national, Duration::from_secs(20))
+        .await
+        .expect("courriel national reçu");
+    assert_eq!(mail["subject"], "Aidants Connect : message de test");
+    assert!(
+        mail["text"]
+            .as_str()
+            .expect("texte")
+            .contains("envoyé par le test d'intégration"),
+        "{mail}"
+    );
+    assert_eq!(
+        mail["headers"]["message-id"],
+        format!("<{id}@aidantsconnect.beta.gouv.fr>")
+    );
+    test_support::maildev::wait_for_mail_to(&territorial, Duration::from_secs(20))
+        .await
+        .expect("courriel territorial reçu");
+
+    // Recorded as sent, so it will never be sent again.
+    let sent: bool =
+        sqlx::query_scalar("SELECT sent_at IS NOT NULL FROM platform.outbox WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("état");
+    assert!(sent);
+}
+
+#[tokio::test]
+async fn a_rolled_back_action_sends_nothing() {
+    let app = spawn_app(&[]).await;
+    let to = format!("annule-{}@example.test", uuid::Uuid::new_v4().simple());
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    enqueue_platform(&mut tx, &message(&to))
+        .await
+        .expect("file");
+    tx.rollback().await.expect("rollback");
+    // A marker sent afterwards proves the worker ran; the rolled-back message never comes.
+    let marker = format!("temoin-{}@example.test", uuid::Uuid::new_v4().simple());
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    enqueue_platform(&mut tx, &message(&marker))
+        .await
+        .expect("file");
+    tx.commit().await.expect("commit");
+    test_support::maildev::wait_for_mail_to(&marker, Duration::from_secs(20))
+        .await
+        .expect("témoin reçu");
+    assert!(
+        test_support::maildev::wait_for_mail_to(&to, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
+
+// Several threads: the exporter's flush blocks its caller while the receiver answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_reach_the_otlp_receiver_without_personal_data() {
+    let (port, spans) = test_support::otlp::start(0).await.expect("récepteur OTLP");
+    let mut telemetry = foundation::config::TelemetrySettings {
+        log_filter: "warn".into(),
+        otlp_endpoint: Some(format!("http://127.0.0.1:{port}")),
+        service_name: "aidants-connect-test".into(),
+    };
+    let guard = std::sync::Arc::new(foundation::telemetry::init(&telemetry).expect("télémétrie"));
+    let app = spawn_app(&["33"]).await;
+    telemetry.otlp_endpoint = None;
+    let tenancy = Tenancy::load(app.db.admin.clone()).await.expect("tenancy");
+    let ctx = tenancy
+        .context(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("contexte");
+    let tenant = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Departement(ctx.departement()),
+        "Conseil",
+    )
+    .await
+    .expect("tenant");
+    habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: tenant.id,
+            name: "Structure Témoin Confidentielle".into(),
+            kind: "mairie".into(),
+            commune: foundation::tenancy::CommuneCode::parse("33063").expect("commune"),
+            address: String::new(),
+            france_services: false,
+        },
+    )
+    .await
+    .expect("structure");
+
+    let resp = app.get("/api/habilitation/departements/33/lieux").await;
+    assert_eq!(resp.status(), 200);
+    let request_id = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Structure Témoin Confidentielle")
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let span = loop {
+        let flushing = guard.clone();
+        tokio::task::spawn_blocking(move || flushing.flush())
+            .await
+            .expect("flush");
+        let found = spans
+            .lock()
+            .expect("spans")
+            .iter()
+            .find(|s| s.attribute("request_id") == Some(&request_id))
+            .cloned();
+        if let Some(span) = found {
+            break span;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "aucun span reçu");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(span.name, "request");
+    // The route template, never the concrete path (poem-openapi names path parameters :paramN).
+    assert_eq!(
+        span.attribute("http.route"),
+        Some("/api/habilitation/departements/:param0/lieux")
+    );
+    assert_eq!(span.attribute("tenant"), Some("33"));
+    assert_eq!(span.attribute("http.response.status_code"), Some("200"));
+    let everything = format!("{:?}", spans.lock().expect("spans"));
+    assert!(
+        !everything.contains("Témoin"),
+        "donnée de la réponse dans les traces"
+    );
+}

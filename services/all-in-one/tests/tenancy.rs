@@ -1,0 +1,349 @@
+//! Per-département isolation, proven against the real database.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{spawn_app, spawn_app_with};
+use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS, Migration};
+use foundation::tenancy::tenants::{self, TenantKind};
+use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use habilitation_desk::structures::{NewStructure, create_structure};
+use sqlx::postgres::PgPoolOptions;
+use test_support::database::TestDatabase;
+
+fn dep(code: &str) -> DepartementCode {
+    DepartementCode::parse(code).expect("code")
+}
+
+/// Creates `count` structures named "<code>-<n>" in the département of `commune`.
+async fn seed_structures(db: &TestDatabase, commune: &str, count: usize) {
+    let commune = CommuneCode::parse(commune).expect("commune");
+    let tenant = tenants::create_tenant(
+        &db.admin,
+        &TenantKind::Departement(commune.departement()),
+        "Conseil",
+    )
+    .await
+    .expect("tenant");
+    let tenancy = Tenancy::load(db.admin.clone()).await.expect("tenancy");
+    let ctx = tenancy
+        .context(commune.departement())
+        .await
+        .expect("contexte");
+    for n in 0..count {
+        let new = NewStructure {
+            tenant_id: tenant.id,
+            name: format!("{}-{n}", commune.departement()),
+            kind: "mairie".into(),
+            commune: commune.clone(),
+            address: String::new(),
+            france_services: false,
+        };
+        create_structure(&ctx, &new).await.expect("structure");
+    }
+}
+
+fn is_permission_denied(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.code().as_deref() == Some("42501"))
+}
+
+#[tokio::test]
+async fn a_departement_role_cannot_read_or_write_another_departement() {
+    let db = TestDatabase::with_departements(&["75", "13"]).await;
+    seed_structures(&db, "13055", 1).await;
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = Tenancy::load(app_pool.clone()).await.expect("tenancy");
+    let paris = tenancy.context(dep("75")).await.expect("Paris servi");
+
+    let mut tx = paris.begin().await.expect("tx");
+    let read = sqlx::query("SELECT count(*) FROM dep_13.structures")
+        .execute(&mut *tx)
+        .await;
+    assert!(
+        read.as_ref().is_err_and(is_permission_denied),
+        "lecture de dep_13 depuis 75 : {read:?}"
+    );
+    tx.rollback().await.expect("rollback");
+
+    let mut tx = paris.begin().await.expect("tx");
+    let write = sqlx::query(
+        "INSERT INTO dep_13.structures (id, tenant_id, name, kind, commune_code) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 'mairie', '13055')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(
+        write.as_ref().is_err_and(is_permission_denied),
+        "écriture dans dep_13 depuis 75 : {write:?}"
+    );
+    tx.rollback().await.expect("rollback");
+
+    // The same with the role itself, whatever the search path says.
+    let role_75 = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    let mut conn = db.admin.acquire().await.expect("connexion");
+    sqlx::query("SELECT set_config('role', $1, false)")
+        .bind(&role_75)
+        .execute(&mut *conn)
+        .await
+        .expect("SET ROLE");
+    let direct = sqlx::query("SELECT name FROM dep_13.structures")
+        .fetch_all(&mut *conn)
+        .await;
+    assert!(
+        direct.as_ref().is_err_and(is_permission_denied),
+        "{direct:?}"
+    );
+    sqlx::query("RESET ROLE")
+        .execute(&mut *conn)
+        .await
+        .expect("RESET ROLE");
+    drop(conn);
+
+    // Outside a tenant transaction the application role reaches no territory at all.
+    let bare = sqlx::query("SELECT count(*) FROM dep_75.structures")
+        .execute(&app_pool)
+        .await;
+    assert!(bare.as_ref().is_err_and(is_permission_denied), "{bare:?}");
+
+    // While its own schema is readable and writable.
+    let mut tx = paris.begin().await.expect("tx");
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM structures")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("lecture");
+    assert_eq!(own, 0);
+}
+
+#[tokio::test]
+async fn interleaved_requests_of_two_departements_over_two_connections_never_mix() {
+    let db = TestDatabase::with_departements(&["75", "2A"]).await;
+    seed_structures(&db, "75056", 3).await;
+    seed_structures(&db, "2A004", 2).await;
+    let app = spawn_app_with(db, |s| s.database.max_connections = 2).await;
+
+    let mut requests = Vec::new();
+    for i in 0..1000 {
+        let code = if i % 2 == 0 { "75" } else { "2A" };
+        let client = app.client.clone();
+        let url = app.url(&format!("/api/habilitation/departements/{code}/lieux"));
+        requests.push(tokio::spawn(async move {
+            let resp = client.get(url).send().await.expect("requête");
+            (
+                code,
+                resp.status().as_u16(),
+                resp.json::<serde_json::Value>().await.expect("json"),
+            )
+        }));
+    }
+    let (mut ok, mut leaks) = (0, 0);
+    for request in requests {
+        let (code, status, body) = request.await.expect("tâche");
+        assert_eq!(status, 200, "{body}");
+        let names: Vec<&str> = body["places"]
+            .as_array()
+            .expect("places")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let expected = if code == "75" { 3 } else { 2 };
+        if body["departement"] == code
+            && names.len() == expected
+            && names.iter().all(|n| n.starts_with(&format!("{code}-")))
+        {
+            ok += 1;
+        } else {
+            leaks += 1;
+        }
+    }
+    assert_eq!((ok, leaks), (1000, 0));
+}
+
+#[tokio::test]
+async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
+    let db = TestDatabase::with_departements(&["75", "13"]).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = Tenancy::load(pool.clone()).await.expect("tenancy");
+    let app_role = db.app_role.clone();
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let tenancy = tenancy.clone();
+        let (code, pool, app_role) = (
+            if i % 2 == 0 { "75" } else { "13" },
+            pool.clone(),
+            app_role.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let ctx = tenancy.context(dep(code)).await.expect("contexte");
+            let mut tx = ctx.begin().await.expect("tx");
+            let (path, user): (String, String) =
+                sqlx::query_as("SELECT current_setting('search_path'), current_user::text")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("réglages");
+            let inside_ok =
+                path == dep(code).schema_name() && user.ends_with(&dep(code).schema_name());
+            // Half the transactions fail and roll back: they must not leave anything either.
+            if i % 4 < 2 {
+                let _ = sqlx::query("SELECT 1/0").execute(&mut *tx).await;
+                drop(tx);
+            } else {
+                tx.commit().await.expect("commit");
+            }
+            let (path, user): (String, String) =
+                sqlx::query_as("SELECT current_setting('search_path'), current_user::text")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("réglages");
+            inside_ok && user == app_role && !path.contains("dep_")
+        }));
+    }
+    let mut clean = 0;
+    for t in tasks {
+        clean += usize::from(t.await.expect("tâche"));
+    }
+    assert_eq!(clean, 1000);
+}
+
+#[tokio::test]
+async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
+    let db = TestDatabase::with_departements(&["13"]).await;
+    let mut broken = DEPARTEMENT_MIGRATIONS.clone();
+    broken.0.push(Migration {
+        version: 9_999,
+        name: "9999_broken",
+        sql: "CREATE TABLE oops (",
+    });
+    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &broken)
+        .await
+        .expect("rapport");
+    assert!(
+        report.result.is_err(),
+        "une migration invalide doit échouer"
+    );
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM platform.departement_schemas WHERE departement_code = '75'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(status, "failed");
+    // Nothing of the failed run is left half-applied.
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'dep_75'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("tables");
+    assert_eq!(tables, 0);
+
+    let app = spawn_app_with(db, |_| {}).await;
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
+    assert_eq!(ready["unserved_departements"], serde_json::json!(["75"]));
+    let resp = app.get("/api/habilitation/departements/75/lieux").await;
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("territoire 75"),
+        "{body}"
+    );
+    assert_eq!(
+        app.get("/api/habilitation/departements/13/lieux")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_tracked_per_schema_and_never_edited() {
+    let db = TestDatabase::with_departements(&["75", "13"]).await;
+    let again =
+        migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &DEPARTEMENT_MIGRATIONS)
+            .await
+            .expect("rapport");
+    assert_eq!(
+        (again.applied, again.result.clone()),
+        (0, Ok(DEPARTEMENT_MIGRATIONS.latest_version()))
+    );
+
+    // A new migration reaches only the schema it is applied to, recorded in that schema.
+    let mut next = DEPARTEMENT_MIGRATIONS.clone();
+    next.0.push(Migration {
+        version: 9_001,
+        name: "9001_notes",
+        sql: "CREATE TABLE notes (id bigint PRIMARY KEY)",
+    });
+    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &next)
+        .await
+        .expect("rapport");
+    assert_eq!(report.applied, 1);
+    let versions = |schema: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT version FROM {schema}.schema_migrations ORDER BY version"
+            )))
+            .fetch_all(&admin)
+            .await
+            .expect("versions")
+        }
+    };
+    assert_eq!(versions("dep_75").await, vec![1, 9_001]);
+    assert_eq!(versions("dep_13").await, vec![1]);
+
+    // Editing an applied migration is refused and the schema is no longer served.
+    let mut edited = next.clone();
+    edited.0.last_mut().expect("migration").sql =
+        "CREATE TABLE notes (id bigint PRIMARY KEY, body text)";
+    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &edited)
+        .await
+        .expect("rapport");
+    let err = report.result.expect_err("somme de contrôle différente");
+    assert!(err.contains("modifiée après avoir été appliquée"), "{err}");
+}
+
+#[tokio::test]
+async fn lists_never_contain_foreign_rows_and_unknown_codes_are_404() {
+    let app = spawn_app(&["75", "13"]).await;
+    let db = &app.db;
+    seed_structures(db, "75056", 2).await;
+    seed_structures(db, "13055", 4).await;
+    let body: serde_json::Value = app
+        .get("/api/habilitation/departements/13/lieux")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let names: HashSet<&str> = body["places"]
+        .as_array()
+        .expect("places")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, HashSet::from(["13-0", "13-1", "13-2", "13-3"]));
+
+    let resp = app.get("/api/habilitation/departements/20/lieux").await;
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "not_found");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("code de département inconnu « 20 »"),
+        "{body}"
+    );
+}

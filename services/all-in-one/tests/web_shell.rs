@@ -1,0 +1,142 @@
+//! The DSFR web shell: pages in French, error pages, API errors, security headers, and
+//! accessibility checked by axe-core in headless Chromium.
+
+mod common;
+
+use common::spawn_app;
+
+#[tokio::test]
+async fn the_landing_page_is_french_dsfr_and_counts_served_territories() {
+    let app = spawn_app(&["33", "2B"]).await;
+    let resp = app.get("/").await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains(r#"<html lang="fr""#));
+    assert!(body.contains("/dsfr/dsfr.min.css"));
+    assert!(body.contains("2 départements sur 101"), "{body}");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("script-src 'self'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers.contains_key("x-request-id"));
+    assert_eq!(app.get("/dsfr/dsfr.min.css").await.status(), 200);
+}
+
+#[tokio::test]
+async fn unknown_pages_get_a_french_404_page_and_apis_a_json_error() {
+    let app = spawn_app(&[]).await;
+    let page = app.get("/cette-page-n-existe-pas").await;
+    assert_eq!(page.status(), 404);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/html")
+    );
+    assert!(
+        page.text()
+            .await
+            .expect("corps")
+            .contains("Page non trouvée")
+    );
+
+    let api = app.get("/api/habilitation/nulle-part").await;
+    assert_eq!(api.status(), 404);
+    let body: serde_json::Value = api.json().await.expect("json");
+    assert_eq!(body["code"], "not_found");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let post = app.client.post(app.url("/")).send().await.expect("requête");
+    assert_eq!(post.status(), 405);
+    assert!(
+        post.text()
+            .await
+            .expect("corps")
+            .contains("Action non permise")
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app(&["33"]).await;
+    let health: serde_json::Value = app.get("/health").await.json().await.expect("json");
+    assert_eq!(health["status"], "ok");
+    let resp = app.get("/health/ready").await;
+    assert_eq!(resp.status(), 200);
+    let ready: serde_json::Value = resp.json().await.expect("json");
+    let checks: Vec<&str> = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(checks, ["database", "smtp", "object_store"]);
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for spec in ["/health/openapi.json", "/api/habilitation/openapi.json"] {
+        let doc: serde_json::Value = app.get(spec).await.json().await.expect("openapi");
+        assert_eq!(doc["openapi"], "3.0.0", "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_says_unavailable_when_a_dependency_is_down() {
+    let db = test_support::database::TestDatabase::create().await;
+    // An SMTP port nobody listens on.
+    let app = common::spawn_app_with(db, |s| s.smtp.port = 9).await;
+    let resp = app.get("/health/ready").await;
+    assert_eq!(resp.status(), 503);
+    let ready: serde_json::Value = resp.json().await.expect("json");
+    let smtp = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "smtp")
+        .expect("smtp")
+        .clone();
+    assert_eq!(smtp["ok"], false);
+    assert_eq!(smtp["detail"], "serveur SMTP injoignable");
+}
+
+#[tokio::test]
+async fn landing_legal_and_error_pages_pass_axe_in_chromium() {
+    let app = spawn_app(&["33"]).await;
+    let urls: Vec<String> = [
+        "/",
+        "/accessibilite",
+        "/mentions-legales",
+        "/donnees-personnelles",
+        "/une-page-absente",
+        "/_apercu/erreur/403",
+        "/_apercu/erreur/500",
+        "/_apercu/erreur/503",
+    ]
+    .iter()
+    .map(|p| app.url(p))
+    .collect();
+    let results = test_support::browser::axe_violations(&urls).await;
+    assert_eq!(
+        results.len(),
+        urls.len(),
+        "chaque page doit avoir été chargée"
+    );
+    let failures: Vec<_> = results.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(failures.is_empty(), "violations axe : {failures:#?}");
+}
+
+#[tokio::test]
+async fn the_axe_harness_reports_violations_when_there_are_some() {
+    // The accessibility check above is only worth something if it can fail.
+    let page = "data:text/html,<html><body><img src=x></body></html>".to_owned();
+    let results = test_support::browser::axe_violations(&[page]).await;
+    let rules: Vec<&str> = results[0]
+        .1
+        .iter()
+        .filter_map(|v| v.split(':').next())
+        .collect();
+    assert!(rules.contains(&"image-alt"), "{rules:?}");
+    assert!(rules.contains(&"html-has-lang"), "{rules:?}");
+}
