@@ -195,3 +195,13 @@ run_tests() {
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
   cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@"
 }
+
+# Runs the benchmarks of load-tests/ against the stack (release build).
+run_bench() {
+  install_all
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  cargo run -q --release -p load-tests --bin bench-migrations -- "$@"
+}

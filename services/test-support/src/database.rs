@@ -23,6 +23,11 @@ fn with_database(url: &str, database: &str) -> String {
     format!("{base}/{database}")
 }
 
+/// The application's login role of the stack.
+pub fn app_role() -> String {
+    user_of(&stack_var("AC_TEST_APP_URL"))
+}
+
 /// The user name of a `postgres://user:password@host/db` URL.
 fn user_of(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
