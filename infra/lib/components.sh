@@ -20,28 +20,38 @@ S
 # Reads a value previously written to stack.env (empty if none).
 stack_get() { [ -f "$STACK_ENV" ] && sed -n "s/^export $1=//p" "$STACK_ENV" | tail -n 1 || true; }
 
+# Where the private cluster lives. As root, PostgreSQL runs as an unprivileged user that may not
+# be able to traverse the clone's folders (a home directory is often private): the cluster then
+# lives under /var/lib/aidants-connect, one folder per data dir.
+pg_home() {
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "/var/lib/aidants-connect/pg-$(printf '%s' "$AC_DATA_DIR" | sha256sum | cut -c1-12)"
+  else
+    echo "$AC_DATA_DIR/pg"
+  fi
+}
+
 start_postgres() {
-  local pgdata="$AC_DATA_DIR/postgres" sock="$RUN_DIR/pgsock"
-  mkdir -p "$sock"
+  local home; home="$(pg_home)"
+  local pgdata="$home/data" sock="$home/sock"
+  mkdir -p "$home" "$sock"
+  [ "$(id -u)" -eq 0 ] && { chmod 755 /var/lib/aidants-connect; chown "$PG_OS_USER" "$home" "$sock"; }
   if [ ! -f "$pgdata/PG_VERSION" ]; then
     say "PostgreSQL : création du cluster privé ($pgdata)"
-    mkdir -p "$pgdata"
-    local pwfile="$RUN_DIR/pgpw"
-    printf '%s\n' "$PG_ADMIN_PASSWORD" >"$pwfile"
-    if [ "$(id -u)" -eq 0 ]; then chown "$PG_OS_USER" "$pgdata" "$pwfile"; fi
-    chmod 700 "$pgdata"
+    local pwfile="$home/pgpw"
+    (umask 077; printf '%s\n' "$PG_ADMIN_PASSWORD" >"$pwfile")
+    [ "$(id -u)" -eq 0 ] && chown "$PG_OS_USER" "$pwfile"
     as_pg "$(pg_bin initdb)" -D "$pgdata" -U aidants_admin --pwfile="$pwfile" \
       --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$LOG_DIR/initdb.log"
     rm -f "$pwfile"
   fi
-  [ "$(id -u)" -eq 0 ] && chown "$PG_OS_USER" "$sock" "$LOG_DIR"
   if as_pg "$(pg_bin pg_ctl)" -D "$pgdata" status >/dev/null 2>&1; then
     PG_PORT="$(sed -n 4p "$pgdata/postmaster.pid")"  # the running cluster's port
   else
     PG_PORT="$(free_port)"
-    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$LOG_DIR/postgres.log" -w -t 60 \
+    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$home/postgres.log" -w -t 60 \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c max_connections=400 -c shared_buffers=256MB" \
-      start >/dev/null
+      start >/dev/null || die "PostgreSQL n'a pas démarré (journal : $home/postgres.log)"
   fi
   wait_for postgres 60 "$(pg_bin pg_isready)" -h 127.0.0.1 -p "$PG_PORT"
   local admin_url="postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:$PG_PORT"
@@ -129,9 +139,9 @@ E
 
 stop_all() {
   stop_bg otlp-sink; stop_bg fc-standin; stop_bg maildev; stop_bg seaweedfs
-  local pgdata="$AC_DATA_DIR/postgres"
+  ensure_pg_user
+  local pgdata; pgdata="$(pg_home)/data"
   if [ -f "$pgdata/PG_VERSION" ]; then
-    ensure_pg_user
     as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true
   fi
   say "pile arrêtée"
@@ -139,7 +149,7 @@ stop_all() {
 
 status_all() {
   ensure_pg_user
-  local pgdata="$AC_DATA_DIR/postgres"
+  local pgdata; pgdata="$(pg_home)/data"
   if [ -f "$pgdata/PG_VERSION" ] && as_pg "$(pg_bin pg_ctl)" -D "$pgdata" status >/dev/null 2>&1; then
     echo "postgres     en marche  127.0.0.1:$(stack_get AC_PG_PORT)"
   else
