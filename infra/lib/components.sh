@@ -1,9 +1,10 @@
 # Start, stop and report the real components. Ports are chosen free at start and written to
 # $AC_DATA_DIR/stack.env, which the platform, the tests and `infra/run env` read.
 
-SECRETS="$AC_DATA_DIR/secrets.env"
-
 load_secrets() {
+  # The secrets live with the cluster they open (for root, outside the clone).
+  local home; home="$(pg_home)"; mkdir -p "$home"
+  SECRETS="$home/secrets.env"
   if [ ! -f "$SECRETS" ]; then
     umask 077
     cat >"$SECRETS" <<S
@@ -202,6 +203,7 @@ run_tests() {
   start_all
   # shellcheck disable=SC1090
   source "$STACK_ENV"
+  drop_test_databases
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
   cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@"
 }
@@ -214,4 +216,14 @@ run_bench() {
   source "$STACK_ENV"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
   cargo run -q --release -p load-tests --bin bench-migrations -- "$@"
+}
+
+# Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of
+# earlier runs before a new one.
+drop_test_databases() {
+  local url="${AC_ADMIN_DATABASE_URL%/*}/postgres"
+  psql -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
+SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 't\_%' \gexec
+SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 't\_%\_dep\_%' \gexec
+SQL
 }
