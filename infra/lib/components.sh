@@ -227,3 +227,9 @@ SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE d
 SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 't\_%\_dep\_%' \gexec
 SQL
 }
+
+# Formatting and lints, as CI runs them.
+run_lint() {
+  cargo fmt --all --check
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+}

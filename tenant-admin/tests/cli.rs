@@ -22,7 +22,10 @@ fn stderr(out: &Output) -> String {
 }
 
 async fn tenant_count(db: &TestDatabase) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM platform.tenants").fetch_one(&db.admin).await.expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM platform.tenants")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count")
 }
 
 #[tokio::test]
@@ -31,11 +34,16 @@ async fn migrate_creates_every_departement_schema_with_its_own_role() {
     let out = tenant_admin(&db.admin_url, &["migrate"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("101 schémas départementaux à la version 1"), "{stdout}");
-    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.departement_schemas WHERE status = 'ready'")
-        .fetch_one(&db.admin)
-        .await
-        .expect("count");
+    assert!(
+        stdout.contains("101 schémas départementaux à la version 1"),
+        "{stdout}"
+    );
+    let ready: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.departement_schemas WHERE status = 'ready'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count");
     assert_eq!(ready, 101);
     let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1")
         .bind(format!("{}_dep_%", db.name))
@@ -51,9 +59,31 @@ async fn migrate_creates_every_departement_schema_with_its_own_role() {
 #[tokio::test]
 async fn tenants_are_created_listed_and_duplicates_refused() {
     let db = TestDatabase::create().await;
-    let council = tenant_admin(&db.admin_url, &["tenants", "create", "--departement", "2a", "--name", "Collectivité de Corse"]).await;
+    let council = tenant_admin(
+        &db.admin_url,
+        &[
+            "tenants",
+            "create",
+            "--departement",
+            "2a",
+            "--name",
+            "Collectivité de Corse",
+        ],
+    )
+    .await;
     assert!(council.status.success(), "{}", stderr(&council));
-    let city = tenant_admin(&db.admin_url, &["tenants", "create", "--commune", "97411", "--name", "Saint-Denis"]).await;
+    let city = tenant_admin(
+        &db.admin_url,
+        &[
+            "tenants",
+            "create",
+            "--commune",
+            "97411",
+            "--name",
+            "Saint-Denis",
+        ],
+    )
+    .await;
     assert!(city.status.success(), "{}", stderr(&city));
 
     let list = tenant_admin(&db.admin_url, &["tenants", "list", "--json"]).await;
@@ -62,13 +92,32 @@ async fn tenants_are_created_listed_and_duplicates_refused() {
         .as_array()
         .expect("liste")
         .iter()
-        .map(|t| (t["kind"].as_str().unwrap_or_default(), t["departement_code"].as_str().unwrap_or_default()))
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap_or_default(),
+                t["departement_code"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(codes, [("departement", "2A"), ("commune", "974")]);
 
-    let duplicate = tenant_admin(&db.admin_url, &["tenants", "create", "--departement", "2A", "--name", "Autre"]).await;
+    let duplicate = tenant_admin(
+        &db.admin_url,
+        &[
+            "tenants",
+            "create",
+            "--departement",
+            "2A",
+            "--name",
+            "Autre",
+        ],
+    )
+    .await;
     assert_eq!(duplicate.status.code(), Some(1));
-    assert_eq!(stderr(&duplicate).trim(), "erreur : ce tenant existe déjà : le conseil départemental du 2A (Corse-du-Sud)");
+    assert_eq!(
+        stderr(&duplicate).trim(),
+        "erreur : ce tenant existe déjà : le conseil départemental du 2A (Corse-du-Sud)"
+    );
     assert_eq!(tenant_count(&db).await, 2);
 }
 
@@ -76,16 +125,31 @@ async fn tenants_are_created_listed_and_duplicates_refused() {
 async fn bad_input_is_one_clear_line_and_changes_nothing() {
     let db = TestDatabase::create().await;
     for (args, expected) in [
-        (vec!["tenants", "create", "--departement", "20", "--name", "X"], "code de département inconnu « 20 »"),
-        (vec!["tenants", "create", "--commune", "99999", "--name", "X"], "code commune INSEE invalide « 99999 »"),
-        (vec!["tenants", "create", "--departement", "75", "--name", "   "], "le nom du tenant est vide"),
-        (vec!["migrate", "--only", "96"], "code de département inconnu « 96 »"),
+        (
+            vec!["tenants", "create", "--departement", "20", "--name", "X"],
+            "code de département inconnu « 20 »",
+        ),
+        (
+            vec!["tenants", "create", "--commune", "99999", "--name", "X"],
+            "code commune INSEE invalide « 99999 »",
+        ),
+        (
+            vec!["tenants", "create", "--departement", "75", "--name", "   "],
+            "le nom du tenant est vide",
+        ),
+        (
+            vec!["migrate", "--only", "96"],
+            "code de département inconnu « 96 »",
+        ),
     ] {
         let out = tenant_admin(&db.admin_url, &args).await;
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("erreur : ") && err.contains(expected), "{args:?}: {err}");
+        assert!(
+            err.starts_with("erreur : ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
     }
     assert_eq!(tenant_count(&db).await, 0);
     let schemas: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.departement_schemas")
@@ -97,11 +161,21 @@ async fn bad_input_is_one_clear_line_and_changes_nothing() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_reported_plainly() {
-    let out = tenant_admin("postgres://nobody:secret-password@127.0.0.1:9/none", &["tenants", "list"]).await;
+    let out = tenant_admin(
+        "postgres://nobody:secret-password@127.0.0.1:9/none",
+        &["tenants", "list"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.starts_with("erreur : base de données injoignable"), "{err}");
-    assert!(!err.contains("secret-password"), "le mot de passe ne doit jamais s'afficher : {err}");
+    assert!(
+        err.starts_with("erreur : base de données injoignable"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret-password"),
+        "le mot de passe ne doit jamais s'afficher : {err}"
+    );
 }
 
 #[tokio::test]
@@ -112,6 +186,9 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     assert_eq!(tenant_count(&db).await, 2);
-    let structures: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.structures").fetch_one(&db.admin).await.expect("count");
+    let structures: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.structures")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count");
     assert_eq!(structures, 4);
 }

@@ -140,3 +140,16 @@ async fn the_axe_harness_reports_violations_when_there_are_some() {
     assert!(rules.contains(&"image-alt"), "{rules:?}");
     assert!(rules.contains(&"html-has-lang"), "{rules:?}");
 }
+
+#[tokio::test]
+async fn the_skip_link_takes_keyboard_users_to_the_content() {
+    let app = spawn_app(&[]).await;
+    let result = test_support::browser::run(
+        "keyboard-skiplink.mjs",
+        &serde_json::json!({ "url": app.url("/") }),
+    )
+    .await;
+    assert_eq!(result["first"], "Contenu", "{result}");
+    assert_eq!(result["hash"], "#contenu");
+    assert_eq!(result["inMain"], true, "{result}");
+}

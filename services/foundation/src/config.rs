@@ -207,8 +207,10 @@ mod tests {
 
     #[test]
     fn production_refuses_local_secrets() {
-        let mut settings = Settings::default();
-        settings.environment = Environment::Production;
+        let mut settings = Settings {
+            environment: Environment::Production,
+            ..Settings::default()
+        };
         assert!(matches!(
             settings.validate(),
             Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"))

@@ -23,10 +23,10 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// Exports every finished span now (used at shutdown and by tests).
     pub fn flush(&self) {
-        if let Some(provider) = &self.provider {
-            if let Err(e) = provider.force_flush() {
-                eprintln!("telemetry: flush failed: {e}");
-            }
+        if let Some(provider) = &self.provider
+            && let Err(e) = provider.force_flush()
+        {
+            eprintln!("telemetry: flush failed: {e}");
         }
     }
 }

@@ -18,8 +18,10 @@ pub fn stack_var(name: &str) -> String {
 
 /// Settings for an application under test: port 0, the given database, the stack's services.
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.environment = Environment::Test;
+    let mut settings = Settings {
+        environment: Environment::Test,
+        ..Settings::default()
+    };
     settings.http.port = 0;
     settings.database.url = database_url.to_owned().into();
     settings.database.max_connections = 8;

@@ -12,16 +12,16 @@ pub async fn wait_for_mail_to(recipient: &str, limit: Duration) -> Option<Value>
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Ok(resp) = client.get(format!("{base}/api/email")).send().await {
-            if let Ok(Value::Array(mails)) = resp.json::<Value>().await {
-                let found = mails.into_iter().find(|m| {
-                    m["to"]
-                        .as_array()
-                        .is_some_and(|to| to.iter().any(|t| t["address"] == recipient))
-                });
-                if found.is_some() {
-                    return found;
-                }
+        if let Ok(resp) = client.get(format!("{base}/api/email")).send().await
+            && let Ok(Value::Array(mails)) = resp.json::<Value>().await
+        {
+            let found = mails.into_iter().find(|m| {
+                m["to"]
+                    .as_array()
+                    .is_some_and(|to| to.iter().any(|t| t["address"] == recipient))
+            });
+            if found.is_some() {
+                return found;
             }
         }
         if tokio::time::Instant::now() >= deadline {

@@ -147,12 +147,15 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
     // it is a member of: it reaches a territory only by switching role in a TenantTx.
     // Roles are cluster-wide: altering one concurrently from two databases fails ("tuple
     // concurrently updated"), so it is altered only when it needs to be.
-    let inherits: Option<bool> = sqlx::query_scalar("SELECT rolinherit FROM pg_roles WHERE rolname = $1")
-        .bind(app_role)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let inherits: Option<bool> =
+        sqlx::query_scalar("SELECT rolinherit FROM pg_roles WHERE rolname = $1")
+            .bind(app_role)
+            .fetch_optional(&mut *tx)
+            .await?;
     if inherits != Some(false) {
-        sqlx::raw_sql(ddl(format!("ALTER ROLE {app} NOINHERIT"))).execute(&mut *tx).await?;
+        sqlx::raw_sql(ddl(format!("ALTER ROLE {app} NOINHERIT")))
+            .execute(&mut *tx)
+            .await?;
     }
     sqlx::raw_sql(ddl(format!(
         "GRANT USAGE ON SCHEMA platform TO {app};
