@@ -1,0 +1,67 @@
+//! Who may do what, where: the Casbin model (`model.conf`) and role → permission policy
+//! (`policy.csv`) of Aidants Connect, and the one guard every handler goes through. Role
+//! assignments come from an `AssignmentSource` (the platform schema in production) through
+//! `AssignmentAdapter`. Deny by default: an action is allowed only when a policy line allows it
+//! for a role the professional holds in that very domain.
+
+mod adapter;
+mod vocabulary;
+
+use std::sync::Arc;
+
+use casbin::{CoreApi, DefaultModel, Enforcer};
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+pub use adapter::{AssignmentAdapter, AssignmentSource, StaticAssignments};
+pub use vocabulary::{Action, Assignment, Domain, Role};
+
+/// The model, embedded at build time.
+pub const MODEL: &str = include_str!("../model.conf");
+/// The role → permission policy, embedded at build time.
+pub const POLICY: &str = include_str!("../policy.csv");
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("politique d'autorisation invalide : {0}")]
+    Policy(#[from] casbin::Error),
+}
+
+/// The authorization guard. Cheap to clone; `reload` after role assignments change.
+#[derive(Clone)]
+pub struct Guard {
+    enforcer: Arc<RwLock<Enforcer>>,
+}
+
+impl Guard {
+    pub async fn new(source: Arc<dyn AssignmentSource>) -> Result<Self, GuardError> {
+        let model = DefaultModel::from_str(MODEL).await?;
+        let enforcer = Enforcer::new(model, AssignmentAdapter::new(source)).await?;
+        Ok(Self {
+            enforcer: Arc::new(RwLock::new(enforcer)),
+        })
+    }
+
+    /// Re-reads the role assignments (after a grant, a withdrawal, a move).
+    pub async fn reload(&self) -> Result<(), GuardError> {
+        self.enforcer.write().await.load_policy().await?;
+        Ok(())
+    }
+
+    /// Whether `professional` may do `action` in `domain`. Any evaluation error denies.
+    pub async fn allows(&self, professional: Uuid, domain: &Domain, action: Action) -> bool {
+        let enforcer = self.enforcer.read().await;
+        enforcer
+            .enforce((
+                subject(professional),
+                domain.to_string(),
+                action.as_str().to_owned(),
+            ))
+            .unwrap_or(false)
+    }
+}
+
+/// The Casbin subject naming a professional.
+pub fn subject(professional: Uuid) -> String {
+    format!("prof:{professional}")
+}
