@@ -21,6 +21,24 @@ pub enum Environment {
     Production,
 }
 
+impl HttpSettings {
+    /// Cookies are marked Secure whenever the platform is served over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// `scheme://host[:port]` of the public URL, compared with Origin headers.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url.trim_end_matches('/');
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest))
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub environment: Environment,
@@ -30,6 +48,16 @@ pub struct Settings {
     pub object_store: ObjectStoreSettings,
     pub telemetry: TelemetrySettings,
     pub web: WebSettings,
+    pub security: SecuritySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecuritySettings {
+    /// AES-256-GCM key encrypting TOTP seeds at rest: 32 bytes, base64.
+    #[serde(serialize_with = "serialize_secret")]
+    pub totp_key: SecretString,
+    /// Version recorded with each encrypted seed (incremented at each key rotation).
+    pub totp_key_version: i32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +146,8 @@ fn serialize_opt_secret<S: serde::Serializer>(
 /// Placeholder credentials of the local stack only; refused in production.
 const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5432/aidants";
 const LOCAL_S3_SECRET: &str = "local-secret-key";
+/// 32 zero bytes: development and tests only.
+const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -159,6 +189,10 @@ impl Default for Settings {
             web: WebSettings {
                 dsfr_dir: PathBuf::from("infra/node_modules/@gouvfr/dsfr/dist"),
             },
+            security: SecuritySettings {
+                totp_key: LOCAL_TOTP_KEY.into(),
+                totp_key_version: 1,
+            },
         }
     }
 }
@@ -191,6 +225,11 @@ impl Settings {
             if self.database.url.expose_secret() == LOCAL_DATABASE_URL {
                 return Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"));
             }
+            if self.security.totp_key.expose_secret() == LOCAL_TOTP_KEY {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__TOTP_KEY",
+                ));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -221,6 +260,8 @@ mod tests {
             "object store secret still local"
         );
         settings.object_store.secret_access_key = "real".into();
+        assert!(settings.validate().is_err(), "TOTP key still local");
+        settings.security.totp_key = "cmVhbA==".into();
         assert!(settings.validate().is_ok());
     }
 

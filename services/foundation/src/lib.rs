@@ -4,6 +4,8 @@
 pub mod api;
 /// Building and running a service: shared state, service parts, graceful shutdown.
 pub mod app;
+/// Professional identity: sessions, CSRF, TOTP, security journal, guard assignments.
+pub mod auth;
 /// Typed configuration: defaults, file, environment; secrets that never print.
 pub mod config;
 /// Liveness and readiness endpoints.

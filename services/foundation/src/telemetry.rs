@@ -88,6 +88,7 @@ pub fn with_request_span<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output =
             http.route = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
             tenant = tracing::field::Empty,
+            professional = tracing::field::Empty,
         );
         async move {
             let result = ep.call(req).await;
@@ -113,4 +114,9 @@ pub fn with_request_span<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output =
 /// Records the territory on the current request span.
 pub fn record_tenant(departement: &str) {
     tracing::Span::current().record("tenant", departement);
+}
+
+/// Records the professional's pseudonymous id on the current request span.
+pub fn record_professional(id: uuid::Uuid) {
+    tracing::Span::current().record("professional", tracing::field::display(id));
 }

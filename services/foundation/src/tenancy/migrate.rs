@@ -47,11 +47,10 @@ macro_rules! migration {
 
 pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
     std::sync::LazyLock::new(|| {
-        MigrationSet(vec![migration!(
-            "platform",
-            1,
-            "0001_territories_and_tenancy"
-        )])
+        MigrationSet(vec![
+            migration!("platform", 1, "0001_territories_and_tenancy"),
+            migration!("platform", 2, "0002_professionals_and_sessions"),
+        ])
     });
 
 pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
@@ -162,7 +161,8 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA platform TO {app};
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA platform TO {app};
          REVOKE INSERT, UPDATE, DELETE ON platform.departement_schemas, platform.regions,
-             platform.departements FROM {app};"
+             platform.departements FROM {app};
+         REVOKE UPDATE, DELETE, TRUNCATE ON platform.security_journal FROM {app};"
     )))
     .execute(&mut *tx)
     .await?;

@@ -1,0 +1,244 @@
+//! Second factors in the database: enrolment, and the check of a code with its protections —
+//! single use (last used step), ±1 step, growing delays after 3 failures, lock after 10.
+
+use serde_json::json;
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::journal::{self, SecurityEvent};
+use super::secrets::SeedCipher;
+use super::totp::{self, TotpError};
+
+/// Failures allowed before delays start.
+pub const FREE_FAILURES: i32 = 3;
+/// Failures after which the factor is locked until a référent or the national team unlocks it.
+pub const LOCK_AFTER: i32 = 10;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FactorError {
+    #[error("aucun second facteur actif")]
+    NoFactor,
+    #[error("trop d'essais : réessayez après {0}")]
+    Blocked(OffsetDateTime),
+    #[error("second facteur verrouillé")]
+    Locked,
+    #[error("code incorrect")]
+    Wrong,
+    #[error("code déjà utilisé")]
+    Replayed,
+    #[error("seed illisible")]
+    Cipher,
+}
+
+/// Delay imposed after `failures` consecutive failures (0 while under the free allowance).
+pub fn delay_after(failures: i32) -> Duration {
+    if failures < FREE_FAILURES {
+        Duration::ZERO
+    } else {
+        let doublings = (failures - FREE_FAILURES).min(6) as u32;
+        Duration::seconds(15 * 2_i64.pow(doublings))
+    }
+}
+
+type FactorRow = (
+    Uuid,
+    Vec<u8>,
+    Vec<u8>,
+    i32,
+    i32,
+    i64,
+    i32,
+    Option<OffsetDateTime>,
+    bool,
+);
+
+/// Checks a code against the professional's factor in use, recording the outcome (and
+/// journaling failures, blocks and locks) in the caller's transaction.
+pub async fn check_code(
+    conn: &mut PgConnection,
+    cipher: &SeedCipher,
+    professional: Uuid,
+    code: &str,
+    now: OffsetDateTime,
+) -> Result<Uuid, FactorError> {
+    let row: Option<FactorRow> = sqlx::query_as(
+        "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
+                blocked_until, locked
+         FROM platform.second_factors
+         WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
+         FOR UPDATE",
+    )
+    .bind(professional)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|_| FactorError::NoFactor)?;
+    let Some((id, ciphertext, nonce, version, step, last_used, failures, blocked_until, locked)) =
+        row
+    else {
+        return Err(FactorError::NoFactor);
+    };
+    if locked {
+        return Err(FactorError::Locked);
+    }
+    if let Some(until) = blocked_until.filter(|u| *u > now) {
+        return Err(FactorError::Blocked(until));
+    }
+    let seed = cipher
+        .decrypt(&ciphertext, &nonce, version)
+        .map_err(|_| FactorError::Cipher)?;
+    match totp::verify(
+        &seed,
+        step as u64,
+        code,
+        now.unix_timestamp() as u64,
+        last_used,
+    ) {
+        Ok(step) => {
+            sqlx::query(
+                "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(step)
+            .execute(&mut *conn)
+            .await
+            .map_err(|_| FactorError::NoFactor)?;
+            Ok(id)
+        }
+        Err(e) => {
+            let failures = failures + 1;
+            let lock = failures >= LOCK_AFTER;
+            let delay = delay_after(failures);
+            let until = (delay > Duration::ZERO).then(|| now + delay);
+            sqlx::query("UPDATE platform.second_factors SET failures = $2, blocked_until = $3, locked = $4 WHERE id = $1")
+                .bind(id)
+                .bind(failures)
+                .bind(until)
+                .bind(lock)
+                .execute(&mut *conn)
+                .await
+                .map_err(|_| FactorError::NoFactor)?;
+            let event = if lock {
+                SecurityEvent::FactorLocked
+            } else if until.is_some() {
+                SecurityEvent::FactorBlocked
+            } else {
+                SecurityEvent::FactorFailed
+            };
+            let reason = if e == TotpError::Replayed {
+                "replayed"
+            } else {
+                "wrong"
+            };
+            journal::append(
+                conn,
+                event,
+                Some(professional),
+                None,
+                json!({ "factor": id, "failures": failures, "reason": reason }),
+            )
+            .await
+            .map_err(|_| FactorError::NoFactor)?;
+            Err(match e {
+                TotpError::Replayed => FactorError::Replayed,
+                TotpError::Wrong => FactorError::Wrong,
+            })
+        }
+    }
+}
+
+/// Starts enrolling an authenticator app: a new seed, stored encrypted and unconfirmed.
+/// Returns the factor id and the seed (shown once, as a QR code).
+pub async fn start_app_enrolment(
+    conn: &mut PgConnection,
+    cipher: &SeedCipher,
+    professional: Uuid,
+) -> Result<(Uuid, Vec<u8>), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM platform.second_factors WHERE professional_id = $1 AND confirmed_at IS NULL",
+    )
+    .bind(professional)
+    .execute(&mut *conn)
+    .await?;
+    let seed = totp::new_seed();
+    let (ciphertext, nonce) = cipher.encrypt(&seed);
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO platform.second_factors (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version)
+         VALUES ($1, $2, 'app', $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(professional)
+    .bind(ciphertext)
+    .bind(nonce)
+    .bind(cipher.version())
+    .execute(&mut *conn)
+    .await?;
+    Ok((id, seed))
+}
+
+/// Confirms an enrolment with a first valid code; the factor previously in use is revoked.
+pub async fn confirm_enrolment(
+    conn: &mut PgConnection,
+    cipher: &SeedCipher,
+    professional: Uuid,
+    factor: Uuid,
+    code: &str,
+    now: OffsetDateTime,
+) -> Result<(), FactorError> {
+    let row: Option<(Vec<u8>, Vec<u8>, i32, i32)> = sqlx::query_as(
+        "SELECT seed_ciphertext, seed_nonce, key_version, step_seconds FROM platform.second_factors
+         WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL FOR UPDATE",
+    )
+    .bind(factor)
+    .bind(professional)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|_| FactorError::NoFactor)?;
+    let (ciphertext, nonce, version, step) = row.ok_or(FactorError::NoFactor)?;
+    let seed = cipher
+        .decrypt(&ciphertext, &nonce, version)
+        .map_err(|_| FactorError::Cipher)?;
+    let step = totp::verify(&seed, step as u64, code, now.unix_timestamp() as u64, 0)
+        .map_err(|_| FactorError::Wrong)?;
+    let db = |_| FactorError::NoFactor;
+    sqlx::query(
+        "UPDATE platform.second_factors SET revoked_at = now()
+         WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL",
+    )
+    .bind(professional)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("UPDATE platform.second_factors SET confirmed_at = now(), last_used_step = $2 WHERE id = $1")
+        .bind(factor)
+        .bind(step)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    journal::append(
+        conn,
+        SecurityEvent::FactorEnrolled,
+        Some(professional),
+        Some(professional),
+        json!({ "factor": factor, "kind": "app" }),
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_then_cap() {
+        assert_eq!(delay_after(1), Duration::ZERO);
+        assert_eq!(delay_after(2), Duration::ZERO);
+        assert_eq!(delay_after(3), Duration::seconds(15));
+        assert_eq!(delay_after(4), Duration::seconds(30));
+        assert_eq!(delay_after(5), Duration::seconds(60));
+        assert_eq!(delay_after(20), Duration::seconds(960));
+    }
+}

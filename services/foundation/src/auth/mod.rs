@@ -1,0 +1,13 @@
+//! Professional identity shared by every service: secrets handling, TOTP checks, the security
+//! journal, sessions, CSRF protection, rate limits and the authorization guard's assignments.
+//! Login pages live in habilitation-desk; every service reads the same sessions and uses the
+//! same guard.
+
+pub mod assignments;
+pub mod csrf;
+pub mod factors;
+pub mod journal;
+pub mod ratelimit;
+pub mod secrets;
+pub mod session;
+pub mod totp;
