@@ -50,14 +50,20 @@ async fn unknown_pages_get_a_french_404_page_and_apis_a_json_error() {
     assert_eq!(body["code"], "not_found");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
 
-    let post = app.client.post(app.url("/")).send().await.expect("requête");
-    assert_eq!(post.status(), 405);
+    let wrong_method = app.get("/deconnexion").await;
+    assert_eq!(wrong_method.status(), 405);
     assert!(
-        post.text()
+        wrong_method
+            .text()
             .await
             .expect("corps")
             .contains("Action non permise")
     );
+
+    // A state-changing request without the CSRF token is refused before anything runs.
+    let post = app.client.post(app.url("/")).send().await.expect("requête");
+    assert_eq!(post.status(), 403);
+    assert!(post.text().await.expect("corps").contains("Accès refusé"));
 }
 
 #[tokio::test]

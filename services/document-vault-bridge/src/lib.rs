@@ -15,9 +15,11 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let store = store::Store::new(&platform.settings.object_store).await;
     Ok(ServiceParts {
         name: "document-vault-bridge",
+        pages: Vec::new(),
         routes: Vec::new(),
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
+        csrf_exempt: Vec::new(),
     })
 }
 

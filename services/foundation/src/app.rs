@@ -9,13 +9,15 @@ use futures::future::BoxFuture;
 use poem::EndpointExt;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::middleware::CatchPanic;
+use poem::middleware::{CatchPanic, CookieJarManager};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
+use crate::auth::assignments::SqlAssignments;
+use crate::auth::secrets::SeedCipher;
 use crate::config::Settings;
 use crate::health::{self, ReadinessCheck};
 use crate::tenancy::Tenancy;
@@ -26,6 +28,10 @@ use crate::web;
 pub struct Platform {
     pub settings: Arc<Settings>,
     pub tenancy: Tenancy,
+    /// The one authorization guard (Casbin), shared by every service.
+    pub guard: policies::Guard,
+    /// Encrypts and decrypts TOTP seeds.
+    pub cipher: SeedCipher,
 }
 
 impl Platform {
@@ -38,10 +44,17 @@ impl Platform {
             .connect(settings.database.url.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("base de données injoignable : {e}"))?;
-        let tenancy = Tenancy::load(pool).await?;
+        let tenancy = Tenancy::load(pool.clone()).await?;
+        let guard = policies::Guard::new(Arc::new(SqlAssignments(pool))).await?;
+        let cipher = SeedCipher::new(
+            &settings.security.totp_key,
+            settings.security.totp_key_version,
+        )?;
         Ok(Self {
             settings: Arc::new(settings),
             tenancy,
+            guard,
+            cipher,
         })
     }
 
@@ -76,10 +89,14 @@ pub type Worker = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
 /// What one service adds to an application.
 pub struct ServiceParts {
     pub name: &'static str,
-    /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/habilitation`.
+    /// Pages and forms, each at its exact path (e.g. `/connexion/lien`).
+    pub pages: Vec<(&'static str, BoxEndpoint<'static>)>,
+    /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/api/habilitation`.
     pub routes: Vec<(&'static str, BoxEndpoint<'static>)>,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub workers: Vec<Worker>,
+    /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
+    pub csrf_exempt: Vec<&'static str>,
 }
 
 /// A running HTTP server with its workers.
@@ -97,8 +114,13 @@ impl Application {
             .nest("/dsfr", web::dsfr_assets(&settings.web.dsfr_dir));
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(health::DatabaseCheck)];
         let mut workers = Vec::new();
+        let mut csrf_exempt: Vec<&'static str> = Vec::new();
         for parts in services {
+            csrf_exempt.extend(parts.csrf_exempt);
             tracing::info!(service = parts.name, "service mounted");
+            for (path, endpoint) in parts.pages {
+                route = route.at(path, endpoint);
+            }
             for (prefix, endpoint) in parts.routes {
                 route = route.nest(prefix, endpoint);
             }
@@ -107,12 +129,15 @@ impl Application {
         }
         route = route.nest("/health", health::routes(checks));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
-        let app = crate::telemetry::with_request_span(web::with_security_headers(
-            web::error_pages(with_timeout(
-                timeout,
-                route.with(CatchPanic::new()).data(platform.clone()),
-            )),
-        ));
+        let protected = crate::auth::csrf::protect(
+            route.with(CatchPanic::new()).data(platform.clone()),
+            settings.http.public_origin(),
+            csrf_exempt,
+        );
+        let app =
+            crate::telemetry::with_request_span(web::with_security_headers(web::error_pages(
+                with_timeout(timeout, protected.with(CookieJarManager::new())),
+            )));
 
         let acceptor = TcpListener::bind((settings.http.host, settings.http.port))
             .into_acceptor()

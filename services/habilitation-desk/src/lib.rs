@@ -1,16 +1,26 @@
 //! Habilitation desk: structures' requests, review, rollout waves, training, Pix, charter,
 //! professional accounts and login, référent space, and the registry of habilitated places.
 
+/// The professional's own space: account, structure switch, activity re-check.
+pub mod account;
+/// Professional accounts: creation, roles, enrolment links, deactivation.
+pub mod accounts;
+/// Second-factor enrolment from the activation link.
+pub mod enrolment;
+/// Login with e-mail, TOTP code and magic link; logout.
+pub mod login;
 /// Open data: the habilitated places of a territory.
 pub mod places;
 /// Structures of a territory (created by operators until the request flow exists).
 pub mod structures;
+/// Page templates and helpers.
+mod views;
 
 use std::sync::Arc;
 
 use foundation::app::{Platform, ServiceParts};
 use foundation::config::Settings;
-use poem::EndpointExt;
+use poem::{EndpointExt, get, post};
 use poem_openapi::OpenApiService;
 
 /// The desk's routes, readiness checks and workers.
@@ -24,6 +34,25 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     let spec = api.spec_endpoint();
     Ok(ServiceParts {
         name: "habilitation-desk",
+        pages: vec![
+            ("/connexion", get(login::form).post(login::submit).boxed()),
+            (
+                "/connexion/lien",
+                get(login::link).post(login::consume_link).boxed(),
+            ),
+            ("/deconnexion", post(login::logout).boxed()),
+            ("/compte", get(account::page).boxed()),
+            ("/compte/structure", post(account::switch_structure).boxed()),
+            (
+                "/compte/verification",
+                get(account::recheck_form).post(account::recheck).boxed(),
+            ),
+            (
+                "/activation",
+                get(enrolment::start_page).post(enrolment::start).boxed(),
+            ),
+            ("/activation/confirmation", post(enrolment::confirm).boxed()),
+        ],
         routes: vec![
             (
                 "/api/habilitation/openapi.json",
@@ -33,6 +62,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         ],
         readiness: Vec::<Arc<dyn foundation::health::ReadinessCheck>>::new(),
         workers: Vec::new(),
+        csrf_exempt: Vec::new(),
     })
 }
 

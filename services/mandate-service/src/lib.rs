@@ -9,9 +9,11 @@ use foundation::config::Settings;
 pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     Ok(ServiceParts {
         name: "mandate-service",
+        pages: Vec::new(),
         routes: Vec::new(),
         readiness: Vec::new(),
         workers: Vec::new(),
+        csrf_exempt: Vec::new(),
     })
 }
 

@@ -20,9 +20,11 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let worker = worker::OutboxWorker::new(platform.clone(), mailer.clone());
     Ok(ServiceParts {
         name: "notification-mailer",
+        pages: Vec::new(),
         routes: Vec::new(),
         readiness: vec![Arc::new(smtp::SmtpCheck(mailer))],
         workers: vec![Box::new(move |shutdown| Box::pin(worker.run(shutdown)))],
+        csrf_exempt: Vec::new(),
     })
 }
 

@@ -57,6 +57,28 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
                 &["sent_by"],
             )?,
         }),
+        "login_link" => Ok(Rendered {
+            subject: include_str!("../templates/login_link/subject.txt")
+                .trim()
+                .to_owned(),
+            text: fill(
+                template,
+                include_str!("../templates/login_link/body.txt"),
+                payload,
+                &["url"],
+            )?,
+        }),
+        "enrolment_link" => Ok(Rendered {
+            subject: include_str!("../templates/enrolment_link/subject.txt")
+                .trim()
+                .to_owned(),
+            text: fill(
+                template,
+                include_str!("../templates/enrolment_link/body.txt"),
+                payload,
+                &["url"],
+            )?,
+        }),
         other => Err(TemplateError::Unknown(other.into())),
     }
 }

@@ -1,0 +1,251 @@
+//! The professional's own space: account page, structure switch, activity re-check.
+
+use foundation::app::Platform;
+use foundation::auth::journal::{self, SecurityEvent};
+use foundation::auth::session::Professional;
+use foundation::auth::{csrf, factors};
+use foundation::tenancy::DepartementCode;
+use foundation::web::html;
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::views::{AccountPage, CodePage, StructureChoice, THEME, nav, role_label, safe_next};
+
+fn db_error(e: sqlx::Error) -> poem::Error {
+    tracing::error!(error = %e, "account: database error");
+    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// The structures where the professional holds a role: (structure, département, roles).
+async fn structures_of(
+    platform: &Platform,
+    professional: Uuid,
+) -> Result<Vec<(Uuid, String, Vec<String>)>, sqlx::Error> {
+    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT domain, departement_code, role FROM platform.role_assignments
+         WHERE professional_id = $1 AND domain LIKE 'structure:%' ORDER BY granted_at",
+    )
+    .bind(professional)
+    .fetch_all(platform.platform_pool())
+    .await?;
+    let mut out: Vec<(Uuid, String, Vec<String>)> = Vec::new();
+    for (domain, departement, role) in rows {
+        let Some(id) = domain
+            .strip_prefix("structure:")
+            .and_then(|s| Uuid::parse_str(s).ok())
+        else {
+            continue;
+        };
+        match out.iter_mut().find(|(s, _, _)| *s == id) {
+            Some((_, _, roles)) => roles.push(role),
+            None => out.push((id, departement.unwrap_or_default(), vec![role])),
+        }
+    }
+    Ok(out)
+}
+
+async fn structure_name(platform: &Platform, id: Uuid, departement: &str) -> String {
+    let Ok(code) = DepartementCode::parse(departement) else {
+        return "Structure".into();
+    };
+    let Ok(ctx) = platform.tenancy.context(code).await else {
+        return "Structure (territoire indisponible)".into();
+    };
+    let Ok(mut tx) = ctx.begin().await else {
+        return "Structure".into();
+    };
+    sqlx::query_scalar::<_, String>("SELECT name FROM structures WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "Structure".into())
+}
+
+#[handler]
+pub async fn page(
+    req: &Request,
+    platform: Data<&Platform>,
+    me: Professional,
+) -> poem::Result<Response> {
+    let mut structures = Vec::new();
+    for (id, departement, roles) in structures_of(&platform, me.id).await.map_err(db_error)? {
+        structures.push(StructureChoice {
+            id: id.to_string(),
+            name: structure_name(&platform, id, &departement).await,
+            roles: roles
+                .iter()
+                .map(|r| role_label(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            current: me.current_structure == Some(id),
+        });
+    }
+    let other_roles: Vec<String> = sqlx::query_scalar::<_, String>(
+        "SELECT role FROM platform.role_assignments WHERE professional_id = $1 AND domain NOT LIKE 'structure:%' ORDER BY role",
+    )
+    .bind(me.id)
+    .fetch_all(platform.platform_pool())
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| role_label(r).to_owned())
+    .collect();
+    let factor: Option<String> = sqlx::query_scalar(
+        "SELECT kind FROM platform.second_factors WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL",
+    )
+    .bind(me.id)
+    .fetch_optional(platform.platform_pool())
+    .await
+    .map_err(db_error)?;
+    let factor = match factor.as_deref() {
+        Some("card") => "Carte d'authentification (TOTP) active.",
+        Some(_) => "Application d'authentification active.",
+        None => "Aucun second facteur actif.",
+    };
+    html(&AccountPage {
+        theme: THEME,
+        nav: nav("/compte"),
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        name: &me.display_name,
+        email: &me.email,
+        structures,
+        other_roles,
+        factor,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    structure: Option<String>,
+}
+
+#[handler]
+pub async fn switch_structure(
+    platform: Data<&Platform>,
+    me: Professional,
+    Form(f): Form<SwitchForm>,
+) -> poem::Result<Response> {
+    let wanted = f.structure.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+    let allowed = match wanted {
+        Some(id) => structures_of(&platform, me.id)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .any(|(s, _, _)| *s == id),
+        None => false,
+    };
+    // Another structure's id, or nonsense: the same answer as for a missing page.
+    let Some(id) = wanted.filter(|_| allowed) else {
+        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+    };
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    sqlx::query("UPDATE platform.sessions SET current_structure = $2 WHERE id_hash = $1")
+        .bind(&me.session_hash)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    journal::append(
+        &mut tx,
+        SecurityEvent::StructureSwitched,
+        Some(me.id),
+        Some(me.id),
+        json!({ "structure": id }),
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(Redirect::see_other("/compte").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    suite: Option<String>,
+}
+
+fn recheck_page(
+    req: &Request,
+    platform: &Platform,
+    next: String,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    html(&CodePage {
+        theme: THEME,
+        nav: nav("/compte"),
+        heading: "Confirmez votre présence",
+        explanation: "Votre session est restée inactive plus de 15 minutes. Saisissez votre code à usage unique pour continuer.",
+        action: "/compte/verification",
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        next,
+        error,
+    })
+}
+
+#[handler]
+pub async fn recheck_form(
+    req: &Request,
+    platform: Data<&Platform>,
+    _me: Professional,
+    Query(q): Query<NextQuery>,
+) -> poem::Result<Response> {
+    recheck_page(req, &platform, safe_next(q.suite.as_deref()), None)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+    suite: Option<String>,
+}
+
+#[handler]
+pub async fn recheck(
+    req: &Request,
+    platform: Data<&Platform>,
+    me: Professional,
+    Form(f): Form<CodeForm>,
+) -> poem::Result<Response> {
+    let next = safe_next(f.suite.as_deref());
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let now = OffsetDateTime::now_utc();
+    match factors::check_code(&mut tx, &platform.cipher, me.id, &f.code, now).await {
+        Ok(_) => {
+            sqlx::query("UPDATE platform.sessions SET recheck_required = false, totp_verified_at = $2 WHERE id_hash = $1")
+                .bind(&me.session_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            journal::append(
+                &mut tx,
+                SecurityEvent::ActivityRechecked,
+                Some(me.id),
+                Some(me.id),
+                json!({}),
+            )
+            .await
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(Redirect::see_other(next).into_response())
+        }
+        Err(_) => {
+            tx.commit().await.map_err(db_error)?;
+            let mut resp = recheck_page(
+                req,
+                &platform,
+                next,
+                Some(
+                    "Code incorrect ou déjà utilisé. Saisissez le code affiché en ce moment ; après plusieurs erreurs, patientez quelques minutes.",
+                ),
+            )?;
+            resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+            Ok(resp)
+        }
+    }
+}
