@@ -30,3 +30,26 @@ pub async fn wait_for_mail_to(recipient: &str, limit: Duration) -> Option<Value>
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Every message MailDev holds for `recipient`, oldest first.
+pub async fn mails_to(recipient: &str) -> Vec<Value> {
+    let base = stack_var("AC_MAILDEV_URL");
+    let Ok(resp) = reqwest::Client::new()
+        .get(format!("{base}/api/email"))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let Ok(Value::Array(mails)) = resp.json::<Value>().await else {
+        return Vec::new();
+    };
+    mails
+        .into_iter()
+        .filter(|m| {
+            m["to"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t["address"] == recipient))
+        })
+        .collect()
+}

@@ -1,6 +1,8 @@
 //! Builds the real all-in-one application on port 0 against a fresh test database.
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
+pub mod identity;
+
 use foundation::config::Settings;
 use test_support::database::TestDatabase;
 
@@ -30,7 +32,15 @@ pub async fn spawn_app(departements: &[&str]) -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    // The port is known only once bound: take a free one first, so that links in e-mails and
+    // the accepted Origin name the real address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port libre")
+        .port();
     let mut settings = test_support::test_settings(&db.app_url);
+    settings.http.port = port;
+    settings.http.public_url = format!("http://127.0.0.1:{port}");
     tweak(&mut settings);
     let app = all_in_one::build(settings)
         .await

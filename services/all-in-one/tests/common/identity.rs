@@ -1,0 +1,175 @@
+//! Professionals for tests: accounts created through the production code, with an
+//! authenticator-app seed the test knows, and a browser-like client that keeps cookies and
+//! reads CSRF tokens from forms.
+
+use foundation::auth::{factors, secrets::SeedCipher, totp};
+use habilitation_desk::accounts;
+use policies::{Domain, Role};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub struct TestProfessional {
+    pub id: Uuid,
+    pub email: String,
+    pub seed: Vec<u8>,
+    /// The TOTP step the test started at (codes for base-1, base and base+1 are all valid).
+    pub base_step: i64,
+}
+
+impl TestProfessional {
+    /// The code of `base_step + offset` (offset in -1..=1).
+    pub fn code(&self, offset: i64) -> String {
+        totp::code_at(&self.seed, 30, ((self.base_step + offset) * 30) as u64)
+    }
+}
+
+fn cipher() -> SeedCipher {
+    let settings = foundation::config::Settings::default();
+    SeedCipher::new(
+        &settings.security.totp_key,
+        settings.security.totp_key_version,
+    )
+    .expect("clé")
+}
+
+/// Waits, if needed, so that at least 5 seconds remain in the current 30-second step.
+pub async fn fresh_step() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now % 30 > 24 {
+        tokio::time::sleep(std::time::Duration::from_secs((31 - now % 30) as u64)).await;
+    }
+    time::OffsetDateTime::now_utc().unix_timestamp() / 30
+}
+
+/// Creates an active professional with a confirmed app factor and these roles.
+pub async fn professional(
+    admin: &PgPool,
+    name: &str,
+    roles: &[(Role, Domain, Option<&str>)],
+) -> TestProfessional {
+    let email = format!(
+        "{}-{}@example.test",
+        name.to_lowercase().replace(' ', "."),
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut tx = admin.begin().await.expect("tx");
+    let id = accounts::create_professional(&mut tx, &email, name)
+        .await
+        .expect("compte");
+    for (role, domain, departement) in roles {
+        accounts::grant_role(&mut tx, id, *role, *domain, *departement)
+            .await
+            .expect("rôle");
+    }
+    let (factor, seed) = factors::start_app_enrolment(&mut tx, &cipher(), id)
+        .await
+        .expect("facteur");
+    sqlx::query("UPDATE platform.second_factors SET confirmed_at = now() WHERE id = $1")
+        .bind(factor)
+        .execute(&mut *tx)
+        .await
+        .expect("confirmation");
+    tx.commit().await.expect("commit");
+    TestProfessional {
+        id,
+        email,
+        seed,
+        base_step: fresh_step().await,
+    }
+}
+
+/// The value of the first `csrf` hidden field of a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("champ csrf");
+    html[start..].split('"').next().expect("valeur").to_owned()
+}
+
+/// A browser: keeps cookies (its own jar: reqwest's does not keep cookies set by an IP-address
+/// host), does not follow redirects, sends the platform's Origin.
+pub struct Browser {
+    client: reqwest::Client,
+    origin: String,
+    cookies: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        let jar = self.cookies.lock().expect("jar");
+        jar.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&self, resp: &reqwest::Response) {
+        let mut jar = self.cookies.lock().expect("jar");
+        for value in resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let pair = value.split(';').next().unwrap_or_default();
+            let Some((name, val)) = pair.split_once('=') else {
+                continue;
+            };
+            let expired = value.to_ascii_lowercase().contains("max-age=0");
+            if expired || val.is_empty() {
+                jar.remove(name.trim());
+            } else {
+                jar.insert(name.trim().to_owned(), val.to_owned());
+            }
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let resp = self
+            .client
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("GET");
+        self.keep(&resp);
+        resp
+    }
+
+    pub async fn post(&self, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.post_from(url, fields, &self.origin.clone()).await
+    }
+
+    pub async fn post_from(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        origin: &str,
+    ) -> reqwest::Response {
+        let resp = self
+            .client
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("origin", origin)
+            .form(fields)
+            .send()
+            .await
+            .expect("POST");
+        self.keep(&resp);
+        resp
+    }
+}
+
+pub fn browser(origin: &str) -> Browser {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    Browser {
+        client,
+        origin: origin.to_owned(),
+        cookies: Default::default(),
+    }
+}

@@ -1,0 +1,770 @@
+//! Professional login, second factors, sessions and CSRF, end to end against the real stack:
+//! what a user sees, and what an attacker gets (nothing).
+
+mod common;
+
+use std::time::Duration;
+
+use common::identity::{Browser, TestProfessional, browser, csrf_of, professional};
+use common::{TestApp, spawn_app};
+use policies::{Domain, Role};
+use uuid::Uuid;
+
+async fn page(client: &Browser, url: &str) -> (u16, String) {
+    let resp = client.get(url).await;
+    (resp.status().as_u16(), resp.text().await.expect("corps"))
+}
+
+/// Posts a form with the CSRF token of `form_page`.
+async fn post_form(
+    client: &Browser,
+    app: &TestApp,
+    form_page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, html) = page(client, &app.url(form_page)).await;
+    let token = csrf_of(&html);
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &token)];
+    form.extend_from_slice(fields);
+    client.post(&app.url(action), &form).await
+}
+
+/// Asks for a login link with `code`; returns the status and page.
+async fn ask_link(client: &Browser, app: &TestApp, email: &str, code: &str) -> (u16, String) {
+    let resp = post_form(
+        client,
+        app,
+        "/connexion",
+        "/connexion",
+        &[("email", email), ("code", code), ("suite", "/compte")],
+    )
+    .await;
+    (resp.status().as_u16(), resp.text().await.expect("corps"))
+}
+
+/// The newest link containing `path` mailed to `email`, once more than `known` such mails exist.
+async fn mailed(email: &str, path: &str, known: usize) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let links: Vec<String> = test_support::maildev::mails_to(email)
+            .await
+            .iter()
+            .filter_map(|m| {
+                m["text"].as_str().and_then(|t| {
+                    t.split_whitespace()
+                        .find(|w| w.contains(path))
+                        .map(str::to_owned)
+                })
+            })
+            .collect();
+        if links.len() > known {
+            return links.last().cloned().unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "aucun courriel {path} pour {email}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn login_links_sent(email: &str) -> usize {
+    test_support::maildev::mails_to(email)
+        .await
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("/connexion/lien"))
+        })
+        .count()
+}
+
+/// The login link mailed to `email` after `ask_link` (the first one it received).
+async fn mailed_link(email: &str) -> String {
+    mailed(email, "/connexion/lien", 0).await
+}
+
+/// The whole login: code, mailed link, confirmation button. Returns the final response.
+async fn log_in(
+    client: &Browser,
+    app: &TestApp,
+    who: &TestProfessional,
+    offset: i64,
+) -> reqwest::Response {
+    let known = login_links_sent(&who.email).await;
+    let (status, body) = ask_link(client, app, &who.email, &who.code(offset)).await;
+    assert_eq!(status, 200, "{body}");
+    let link = mailed(&who.email, "/connexion/lien", known).await;
+    let (_, confirm) = page(client, &link).await;
+    let token = link
+        .split("jeton=")
+        .nth(1)
+        .expect("jeton")
+        .split('&')
+        .next()
+        .expect("jeton")
+        .to_owned();
+    let csrf = csrf_of(&confirm);
+    client
+        .post(
+            &app.url("/connexion/lien"),
+            &[("csrf", csrf.as_str()), ("jeton", token.as_str())],
+        )
+        .await
+}
+
+async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
+    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
+        .await
+        .expect("tenancy");
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .await
+        .expect("ctx");
+    let tenant = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Departement(ctx.departement()),
+        "Conseil",
+    )
+    .await
+    .map(|t| t.id)
+    .unwrap_or_else(|_| Uuid::nil());
+    habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: tenant,
+            name: format!("Structure {}", &Uuid::new_v4().simple().to_string()[..6]),
+            kind: "mairie".into(),
+            commune: foundation::tenancy::CommuneCode::parse(&format!("{departement}063"))
+                .expect("commune"),
+            address: String::new(),
+            france_services: false,
+        },
+    )
+    .await
+    .expect("structure")
+}
+
+#[tokio::test]
+async fn login_sends_a_link_that_get_does_not_consume_and_post_consumes_once() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let alice = professional(
+        &app.db.admin,
+        "Alice Aidant",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+
+    let (status, body) = ask_link(&client, &app, &alice.email, &alice.code(-1)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Consultez votre messagerie"), "{body}");
+    let link = mailed_link(&alice.email).await;
+    assert!(link.starts_with(&app.address), "{link}");
+
+    // Opening the link (as a mail scanner would) twice consumes nothing.
+    for _ in 0..2 {
+        let (status, html) = page(&browser(&app.address), &link).await;
+        assert_eq!(status, 200);
+        assert!(html.contains("Me connecter"));
+    }
+    let unconsumed: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.email_links WHERE professional_id = $1 AND consumed_at IS NULL")
+        .bind(alice.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("liens");
+    assert_eq!(unconsumed, 1);
+    // Only its hash is stored.
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    let clear: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.email_links WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'")
+        .bind(&token)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("recherche");
+    assert_eq!(clear, 0);
+
+    let (_, confirm) = page(&client, &link).await;
+    let csrf = csrf_of(&confirm);
+    let resp = client
+        .post(
+            &app.url("/connexion/lien"),
+            &[("csrf", csrf.as_str()), ("jeton", token.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/compte");
+    let set_cookie: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("ac_session="))
+        .expect("cookie de session");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    let (status, account) = page(&client, &app.url("/compte")).await;
+    assert_eq!(status, 200);
+    assert!(account.contains("Alice Aidant") && account.contains(&alice.email));
+
+    // The same link a second time: refused, with a clear page.
+    let (_, confirm) = page(&client, &link).await;
+    let csrf = csrf_of(&confirm);
+    let again = client
+        .post(
+            &app.url("/connexion/lien"),
+            &[("csrf", csrf.as_str()), ("jeton", token.as_str())],
+        )
+        .await;
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.expect("corps").contains("plus valable"));
+}
+
+#[tokio::test]
+async fn an_expired_link_is_refused() {
+    let app = spawn_app(&[]).await;
+    let bob = professional(&app.db.admin, "Bob Expire", &[]).await;
+    let client = browser(&app.address);
+    ask_link(&client, &app, &bob.email, &bob.code(-1)).await;
+    let link = mailed_link(&bob.email).await;
+    // Lifetime is 5 minutes.
+    let minutes: f64 = sqlx::query_scalar("SELECT extract(epoch FROM expires_at - created_at)::float8 / 60 FROM platform.email_links WHERE professional_id = $1")
+        .bind(bob.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("durée");
+    assert!((minutes - 5.0).abs() < 0.01, "{minutes}");
+    sqlx::query("UPDATE platform.email_links SET expires_at = now() - interval '1 second' WHERE professional_id = $1")
+        .bind(bob.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("expiration");
+    let (_, confirm) = page(&client, &link).await;
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    let resp = client
+        .post(
+            &app.url("/connexion/lien"),
+            &[
+                ("csrf", csrf_of(&confirm).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        page(&client, &app.url("/compte")).await.0,
+        303,
+        "aucune session ouverte"
+    );
+}
+
+#[tokio::test]
+async fn errors_do_not_reveal_whether_an_account_exists() {
+    let app = spawn_app(&[]).await;
+    let carol = professional(&app.db.admin, "Carol Existe", &[]).await;
+    let client = browser(&app.address);
+    let wrong = if carol.code(0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let (s1, unknown) = ask_link(&client, &app, "personne@example.test", &carol.code(0)).await;
+    let (s2, bad_code) = ask_link(&client, &app, &carol.email, wrong).await;
+    assert_eq!((s1, s2), (422, 422));
+    let alert = |html: &str| {
+        html.split("fr-alert--error")
+            .nth(1)
+            .map(|s| s.split("</div>").next().unwrap_or_default().to_owned())
+    };
+    assert_eq!(alert(&unknown), alert(&bad_code));
+    assert!(alert(&unknown).is_some_and(|a| a.contains("incorrect")));
+}
+
+#[tokio::test]
+async fn a_totp_code_is_never_accepted_twice() {
+    let app = spawn_app(&[]).await;
+    let dan = professional(&app.db.admin, "Dan Rejeu", &[]).await;
+    let client = browser(&app.address);
+    assert_eq!(
+        ask_link(&client, &app, &dan.email, &dan.code(0)).await.0,
+        200
+    );
+    assert_eq!(
+        ask_link(&client, &app, &dan.email, &dan.code(0)).await.0,
+        422,
+        "même code"
+    );
+    assert_eq!(
+        ask_link(&client, &app, &dan.email, &dan.code(-1)).await.0,
+        422,
+        "code plus ancien"
+    );
+    assert_eq!(
+        ask_link(&client, &app, &dan.email, &dan.code(1)).await.0,
+        200,
+        "pas suivant, dans la fenêtre"
+    );
+}
+
+#[tokio::test]
+async fn failures_slow_down_then_lock_the_factor() {
+    let app = spawn_app(&[]).await;
+    let eve = professional(&app.db.admin, "Eve Essais", &[]).await;
+    let client = browser(&app.address);
+    let wrong = if eve.code(0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..3 {
+        assert_eq!(ask_link(&client, &app, &eve.email, wrong).await.0, 422);
+    }
+    // Blocked for a while: even the right code is refused now.
+    assert_eq!(
+        ask_link(&client, &app, &eve.email, &eve.code(0)).await.0,
+        422
+    );
+    let (failures, blocked): (i32, bool) = sqlx::query_as(
+        "SELECT failures, blocked_until > now() FROM platform.second_factors WHERE professional_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(eve.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("facteur");
+    assert_eq!((failures, blocked), (3, true));
+    // Once the delay is over (simulated), more failures up to 10 lock the factor.
+    for _ in 3..10 {
+        sqlx::query(
+            "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
+        )
+        .bind(eve.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("délai");
+        sqlx::query("DELETE FROM platform.rate_limits")
+            .execute(&app.db.admin)
+            .await
+            .expect("fenêtre");
+        assert_eq!(ask_link(&client, &app, &eve.email, wrong).await.0, 422);
+    }
+    sqlx::query(
+        "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
+    )
+    .bind(eve.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("délai");
+    sqlx::query("DELETE FROM platform.rate_limits")
+        .execute(&app.db.admin)
+        .await
+        .expect("fenêtre");
+    assert_eq!(
+        ask_link(&client, &app, &eve.email, &eve.code(0)).await.0,
+        422,
+        "verrouillé"
+    );
+    let locked: bool = sqlx::query_scalar("SELECT locked FROM platform.second_factors WHERE professional_id = $1 AND revoked_at IS NULL")
+        .bind(eve.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("facteur");
+    assert!(locked);
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM platform.security_journal WHERE professional_id = $1 ORDER BY seq",
+    )
+    .bind(eve.id)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    assert!(
+        kinds.contains(&"factor_blocked".to_owned()) && kinds.contains(&"factor_locked".to_owned()),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn too_many_attempts_on_one_account_are_refused() {
+    let app = spawn_app(&[]).await;
+    let client = browser(&app.address);
+    for _ in 0..10 {
+        assert_eq!(
+            ask_link(&client, &app, "inconnu@example.test", "123456")
+                .await
+                .0,
+            422
+        );
+    }
+    let (status, body) = ask_link(&client, &app, "inconnu@example.test", "123456").await;
+    assert_eq!(status, 429);
+    assert!(body.contains("Trop de tentatives"));
+}
+
+#[tokio::test]
+async fn state_changing_requests_need_the_csrf_token_and_our_origin() {
+    let app = spawn_app(&[]).await;
+    let fay = professional(&app.db.admin, "Fay Csrf", &[]).await;
+    let client = browser(&app.address);
+    assert_eq!(log_in(&client, &app, &fay, -1).await.status(), 303);
+
+    // No token: refused, and the session is still there.
+    let resp = client.post(&app.url("/deconnexion"), &[("x", "y")]).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 200);
+    // A wrong token: refused.
+    let resp = client
+        .post(
+            &app.url("/deconnexion"),
+            &[("csrf", "x".repeat(43).as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    // The right token from another site: refused.
+    let (_, html) = page(&client, &app.url("/compte")).await;
+    let token = csrf_of(&html);
+    let resp = client
+        .post_from(
+            &app.url("/deconnexion"),
+            &[("csrf", token.as_str())],
+            "https://attaquant.example",
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_session_is_unusable_after_logout_and_after_deactivation() {
+    let app = spawn_app(&[]).await;
+    let gus = professional(&app.db.admin, "Gus Sortie", &[]).await;
+    let client = browser(&app.address);
+    let resp = log_in(&client, &app, &gus, -1).await;
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ac_session="))
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("valeur")
+        .to_owned();
+    let logout = post_form(&client, &app, "/compte", "/deconnexion", &[]).await;
+    assert_eq!(logout.status(), 303);
+    // The old cookie, replayed by someone who kept it, opens nothing.
+    let replay = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let resp = replay
+        .get(app.url("/compte"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 303);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .expect("location")
+            .starts_with("/connexion")
+    );
+
+    // Deactivation ends a live session at once.
+    let hal = professional(&app.db.admin, "Hal Retrait", &[]).await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &hal, -1).await;
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 200);
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    habilitation_desk::accounts::deactivate(&mut tx, hal.id, None, "habilitation retirée")
+        .await
+        .expect("retrait");
+    tx.commit().await.expect("commit");
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 303);
+}
+
+#[tokio::test]
+async fn logging_in_as_b_after_a_leaves_nothing_of_a() {
+    let app = spawn_app(&[]).await;
+    let a = professional(&app.db.admin, "Ines Premiere", &[]).await;
+    let b = professional(&app.db.admin, "Jules Second", &[]).await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &a, -1).await;
+    let (_, first) = page(&client, &app.url("/compte")).await;
+    assert!(first.contains("Ines Premiere"));
+    post_form(&client, &app, "/compte", "/deconnexion", &[]).await;
+    log_in(&client, &app, &b, -1).await;
+    let (status, second) = page(&client, &app.url("/compte")).await;
+    assert_eq!(status, 200);
+    assert!(second.contains("Jules Second"));
+    assert!(!second.contains("Ines") && !second.contains(&a.email));
+    // Each login opened a new session id; A's is ended.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL",
+    )
+    .bind(a.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("sessions");
+    assert_eq!(open, 0);
+}
+
+#[tokio::test]
+async fn the_session_id_changes_at_login() {
+    let app = spawn_app(&[]).await;
+    let kim = professional(&app.db.admin, "Kim Rotation", &[]).await;
+    let client = browser(&app.address);
+    let first = log_in(&client, &app, &kim, -1).await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("ac_session="))
+            .map(str::to_owned)
+    };
+    let first_cookie = id_of(&first).expect("cookie");
+    // Logging in again in the same browser while logged in: a new id, the previous one ended.
+    let second = log_in(&client, &app, &kim, 0).await;
+    let second_cookie = id_of(&second).expect("cookie");
+    assert_ne!(first_cookie, second_cookie);
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL",
+    )
+    .bind(kim.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("sessions");
+    assert_eq!(open, 1);
+}
+
+#[tokio::test]
+async fn an_aidant_of_two_structures_switches_but_never_to_a_foreign_one() {
+    let app = spawn_app(&["33", "75"]).await;
+    let (s1, s2, foreign) = (
+        structure_domain(&app, "33").await,
+        structure_domain(&app, "33").await,
+        structure_domain(&app, "75").await,
+    );
+    let lea = professional(
+        &app.db.admin,
+        "Lea Deux",
+        &[
+            (Role::Aidant, Domain::Structure(s1), Some("33")),
+            (Role::Referent, Domain::Structure(s2), Some("33")),
+        ],
+    )
+    .await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &lea, -1).await;
+    let resp = post_form(
+        &client,
+        &app,
+        "/compte",
+        "/compte/structure",
+        &[("structure", &s2.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let current: Option<Uuid> = sqlx::query_scalar("SELECT current_structure FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL")
+        .bind(lea.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("session");
+    assert_eq!(current, Some(s2));
+    let resp = post_form(
+        &client,
+        &app,
+        "/compte",
+        "/compte/structure",
+        &[("structure", &foreign.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let (_, account) = page(&client, &app.url("/compte")).await;
+    assert!(account.contains("aidant") && account.contains("référent"));
+}
+
+#[tokio::test]
+async fn an_idle_session_asks_for_the_code_again() {
+    let app = spawn_app(&[]).await;
+    let max = professional(&app.db.admin, "Max Pause", &[]).await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &max, -1).await;
+    sqlx::query("UPDATE platform.sessions SET last_seen_at = now() - interval '16 minutes' WHERE professional_id = $1")
+        .bind(max.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("inactivité");
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 200);
+    let required: bool = sqlx::query_scalar("SELECT recheck_required FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL")
+        .bind(max.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("session");
+    assert!(required);
+    let resp = post_form(
+        &client,
+        &app,
+        "/compte/verification",
+        "/compte/verification",
+        &[("code", &max.code(0)), ("suite", "/compte")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let required: bool = sqlx::query_scalar("SELECT recheck_required FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL")
+        .bind(max.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("session");
+    assert!(!required);
+}
+
+#[tokio::test]
+async fn enrolment_link_qr_and_first_code_activate_the_app() {
+    let app = spawn_app(&[]).await;
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    let email = format!(
+        "nouvelle-{}@example.test",
+        &Uuid::new_v4().simple().to_string()[..8]
+    );
+    let id = habilitation_desk::accounts::create_professional(&mut tx, &email, "Nina Nouvelle")
+        .await
+        .expect("compte");
+    habilitation_desk::accounts::send_enrolment_link(&mut tx, id, &app.address)
+        .await
+        .expect("lien");
+    tx.commit().await.expect("commit");
+    let link = mailed(&email, "/activation?jeton=", 0).await;
+    let client = browser(&app.address);
+    let (_, start) = page(&client, &link).await;
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    let resp = client
+        .post(
+            &app.url("/activation"),
+            &[
+                ("csrf", csrf_of(&start).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let qr_page = resp.text().await.expect("corps");
+    assert!(qr_page.contains("<svg"), "QR code affiché");
+    let secret = qr_page
+        .split("<code>")
+        .nth(1)
+        .expect("clé")
+        .split("</code>")
+        .next()
+        .expect("clé")
+        .to_owned();
+    let seed = totp_rs::Secret::try_from_base32(&secret)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
+    let factor = qr_page
+        .split(r#"name="facteur" value=""#)
+        .nth(1)
+        .expect("facteur")
+        .split('"')
+        .next()
+        .expect("facteur")
+        .to_owned();
+    let step = common::identity::fresh_step().await;
+    let code = foundation::auth::totp::code_at(&seed, 30, (step * 30) as u64);
+    let resp = client
+        .post(
+            &app.url("/activation/confirmation"),
+            &[
+                ("csrf", csrf_of(&qr_page).as_str()),
+                ("jeton", token.as_str()),
+                ("facteur", factor.as_str()),
+                ("code", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Votre compte est activé")
+    );
+    // The seed is stored encrypted: its bytes appear nowhere in clear.
+    let clear: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.second_factors WHERE position($1 in seed_ciphertext) > 0",
+    )
+    .bind(&seed)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("recherche");
+    assert_eq!(clear, 0);
+    // The activation link is spent; the new factor logs in.
+    let (_, again) = page(&client, &link).await;
+    let resp = client
+        .post(
+            &app.url("/activation"),
+            &[
+                ("csrf", csrf_of(&again).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let nina = TestProfessional {
+        id,
+        email,
+        seed,
+        base_step: step,
+    };
+    assert_eq!(log_in(&client, &app, &nina, 1).await.status(), 303);
+}
+
+#[tokio::test]
+async fn the_security_journal_is_append_only_and_verifiable() {
+    let app = spawn_app(&[]).await;
+    let oscar = professional(&app.db.admin, "Oscar Journal", &[]).await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &oscar, -1).await;
+    post_form(&client, &app, "/compte", "/deconnexion", &[]).await;
+
+    let mut conn = app.db.admin.acquire().await.expect("connexion");
+    let report = foundation::auth::journal::verify(&mut conn)
+        .await
+        .expect("vérification");
+    assert!(
+        report.checked >= 3 && report.first_broken.is_none(),
+        "{report:?}"
+    );
+
+    // The application's role cannot change it.
+    let app_pool = sqlx::PgPool::connect(&app.db.app_url).await.expect("pool");
+    for sql in [
+        "UPDATE platform.security_journal SET kind = 'x'",
+        "DELETE FROM platform.security_journal",
+        "TRUNCATE platform.security_journal",
+    ] {
+        let err = sqlx::query(sql).execute(&app_pool).await.expect_err(sql);
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{sql}: {err}"
+        );
+    }
+    // An edit by someone with more rights is detected, at the entry edited.
+    sqlx::query("UPDATE platform.security_journal SET details = '{\"x\":1}' WHERE seq = 2")
+        .execute(&mut *conn)
+        .await
+        .expect("altération");
+    let report = foundation::auth::journal::verify(&mut conn)
+        .await
+        .expect("vérification");
+    assert_eq!(report.first_broken, Some(2));
+}
