@@ -768,3 +768,49 @@ async fn the_security_journal_is_append_only_and_verifiable() {
         .expect("vérification");
     assert_eq!(report.first_broken, Some(2));
 }
+
+#[tokio::test]
+async fn the_whole_login_works_in_chromium_with_the_keyboard_and_passes_axe() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let paul = professional(
+        &app.db.admin,
+        "Paul Clavier",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let request = serde_json::json!({
+        "base": app.address,
+        "email": paul.email,
+        "code": paul.code(0),
+        "maildev": test_support::stack_var("AC_MAILDEV_URL"),
+        "name": "Paul Clavier",
+    });
+    let result = test_support::browser::run("login.mjs", &request).await;
+    assert_eq!(result["final"], app.url("/compte"), "{result}");
+    assert_eq!(result["greeted"], true);
+    let pages = result["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), 4);
+    let failures: Vec<_> = pages
+        .iter()
+        .filter(|p| p["violations"].as_array().is_some_and(|v| !v.is_empty()))
+        .collect();
+    assert!(failures.is_empty(), "violations axe : {failures:#?}");
+}
+
+#[tokio::test]
+async fn identity_pages_pass_axe() {
+    let app = spawn_app(&[]).await;
+    let urls: Vec<String> = [
+        "/connexion",
+        "/connexion?deconnecte=1",
+        "/connexion/lien?jeton=x",
+        "/activation?jeton=x",
+    ]
+    .iter()
+    .map(|p| app.url(p))
+    .collect();
+    let results = test_support::browser::axe_violations(&urls).await;
+    let failures: Vec<_> = results.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(failures.is_empty(), "violations axe : {failures:#?}");
+}
