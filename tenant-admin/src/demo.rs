@@ -3,7 +3,10 @@
 
 use foundation::tenancy::tenants::{self, TenantError, TenantKind};
 use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use habilitation_desk::accounts;
 use habilitation_desk::structures::{NewStructure, create_structure};
+use policies::{Domain, Role};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -28,6 +31,10 @@ async fn ensure_tenant(pool: &PgPool, kind: TenantKind, name: &str) -> anyhow::R
 }
 
 pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var("AC_ENVIRONMENT").as_deref() != Ok("production"),
+        "les données de démonstration sont refusées en production"
+    );
     let gironde = DepartementCode::parse(DEMO_DEPARTEMENT)?;
     foundation::tenancy::migrate::migrate_platform(pool, app_role).await?;
     let report = foundation::tenancy::migrate::provision_departement(
@@ -91,8 +98,9 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
             false,
         ),
     ];
+    let mut ids = Vec::new();
     for (tenant_id, name, kind, commune, address, france_services) in structures {
-        create_structure(
+        let id = create_structure(
             &tenant,
             &NewStructure {
                 tenant_id,
@@ -104,10 +112,87 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
             },
         )
         .await?;
+        ids.push(id);
     }
     println!(
         "territoire de démonstration prêt : Gironde (33), 2 tenants, {} structures",
         structures.len()
     );
+    demo_accounts(pool, council, &ids).await
+}
+
+/// Demo professionals with known TOTP keys, printed so that a newcomer can add them to an
+/// authenticator app (or compute codes with `oathtool --totp -b KEY`).
+async fn demo_accounts(pool: &PgPool, council: Uuid, structures: &[Uuid]) -> anyhow::Result<()> {
+    let settings = foundation::config::Settings::load()?;
+    let cipher = foundation::auth::secrets::SeedCipher::new(
+        &settings.security.totp_key,
+        settings.security.totp_key_version,
+    )?;
+    let (bastide, ccas) = (structures[0], structures[1]);
+    type Grants<'a> = Vec<(Role, Domain, Option<&'a str>)>;
+    let demo: [(&str, &str, Grants); 4] = [
+        (
+            "alice.aidant@demo.aidantsconnect.test",
+            "Alice Aidant",
+            vec![
+                (Role::Aidant, Domain::Structure(bastide), Some("33")),
+                (Role::Aidant, Domain::Structure(ccas), Some("33")),
+            ],
+        ),
+        (
+            "remi.referent@demo.aidantsconnect.test",
+            "Rémi Référent",
+            vec![
+                (Role::Referent, Domain::Structure(bastide), Some("33")),
+                (Role::Aidant, Domain::Structure(bastide), Some("33")),
+            ],
+        ),
+        (
+            "teo.territoire@demo.aidantsconnect.test",
+            "Téo Territoire",
+            vec![(Role::TerritoryAdmin, Domain::Tenant(council), None)],
+        ),
+        (
+            "nadia.nationale@demo.aidantsconnect.test",
+            "Nadia Nationale",
+            vec![(Role::NationalAdmin, Domain::National, None)],
+        ),
+    ];
+    println!("comptes de démonstration (adresse e-mail + code TOTP de la clé indiquée) :");
+    for (email, name, roles) in demo {
+        let seed =
+            Sha256::digest(format!("aidants-connect-demo:{email}").as_bytes())[..20].to_vec();
+        let mut tx = pool.begin().await?;
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if existing.is_none() {
+            let id = accounts::create_professional(&mut tx, email, name).await?;
+            for (role, domain, departement) in &roles {
+                accounts::grant_role(&mut tx, id, *role, *domain, *departement).await?;
+            }
+            let (ciphertext, nonce) = cipher.encrypt(&seed);
+            sqlx::query(
+                "INSERT INTO platform.second_factors
+                     (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version, confirmed_at)
+                 VALUES ($1, $2, 'app', $3, $4, $5, now())",
+            )
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(ciphertext)
+            .bind(nonce)
+            .bind(cipher.version())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        println!(
+            "  {email:<42} clé TOTP {}",
+            foundation::auth::totp::seed_base32(&seed)
+        );
+    }
     Ok(())
 }

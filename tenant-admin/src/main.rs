@@ -4,6 +4,7 @@
 
 mod demo;
 mod migrate;
+mod professionals;
 
 use std::process::ExitCode;
 
@@ -42,7 +43,18 @@ enum Command {
     },
     /// Migre le schéma national puis les 101 schémas départementaux (ou ceux indiqués).
     Migrate(migrate::MigrateArgs),
-    /// Crée le territoire de démonstration (idempotent).
+    /// Comptes professionnels.
+    Professionals {
+        #[command(subcommand)]
+        command: professionals::ProfessionalsCommand,
+    },
+    /// Structures d'un territoire.
+    Structures {
+        #[command(subcommand)]
+        command: professionals::StructuresCommand,
+    },
+    /// Crée le territoire de démonstration et ses comptes de démonstration (idempotent ; refusé
+    /// en production).
     Demo,
     /// Courriel de test, déposé dans la file d'envoi.
     Mail {
@@ -157,6 +169,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Migrate(args) => migrate::run(&cli, args).await?,
+        Command::Professionals { command } => {
+            professionals::run(&connect(&cli).await?, command).await?
+        }
+        Command::Structures { command } => {
+            professionals::run_structures(&connect(&cli).await?, command).await?
+        }
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

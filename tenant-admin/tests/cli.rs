@@ -191,4 +191,138 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .await
         .expect("count");
     assert_eq!(structures, 4);
+    let professionals: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.professionals")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count");
+    assert_eq!(professionals, 4);
+    let factors: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.second_factors WHERE confirmed_at IS NOT NULL",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count");
+    assert_eq!(factors, 4);
+}
+
+#[tokio::test]
+async fn professionals_are_created_with_an_activation_mail_and_deactivated() {
+    let db = TestDatabase::create().await;
+    let email = format!("creee-{}@example.test", std::process::id());
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "professionals",
+            "create",
+            "--email",
+            &email,
+            "--name",
+            "Zoé Créée",
+            "--role",
+            "national_admin",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mail =
+        test_support::maildev::wait_for_mail_to(&email, std::time::Duration::from_secs(20)).await;
+    // No mailer runs in this test: the message waits in the outbox, ready to be sent.
+    assert!(mail.is_none());
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.outbox WHERE recipient = $1 AND template = 'enrolment_link'",
+    )
+    .bind(&email)
+    .fetch_one(&db.admin)
+    .await
+    .expect("outbox");
+    assert_eq!(queued, 1);
+
+    for (args, expected) in [
+        (
+            vec![
+                "professionals",
+                "create",
+                "--email",
+                "x@example.test",
+                "--name",
+                "X",
+                "--role",
+                "chef",
+            ],
+            "rôle inconnu « chef »",
+        ),
+        (
+            vec![
+                "professionals",
+                "create",
+                "--email",
+                "x@example.test",
+                "--name",
+                "X",
+                "--role",
+                "aidant",
+            ],
+            "demande --structure",
+        ),
+        (
+            vec![
+                "professionals",
+                "create",
+                "--email",
+                "pas-une-adresse",
+                "--name",
+                "X",
+                "--role",
+                "national_admin",
+            ],
+            "adresse e-mail invalide",
+        ),
+        (
+            vec![
+                "professionals",
+                "create",
+                "--email",
+                &email,
+                "--name",
+                "X",
+                "--role",
+                "national_admin",
+            ],
+            "existe déjà",
+        ),
+    ] {
+        let out = tenant_admin(&db.admin_url, &args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.professionals")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count");
+    assert_eq!(accounts, 1, "les erreurs n'ont rien créé");
+
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "professionals",
+            "deactivate",
+            "--email",
+            &email,
+            "--reason",
+            "départ",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let active: bool =
+        sqlx::query_scalar("SELECT active FROM platform.professionals WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&db.admin)
+            .await
+            .expect("compte");
+    assert!(!active);
 }

@@ -1,0 +1,193 @@
+//! `tenant-admin professionals` and `tenant-admin structures`: accounts and structures, created
+//! by operators until the habilitation desk's request flow exists.
+
+use clap::{Args, Subcommand};
+use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use habilitation_desk::accounts;
+use habilitation_desk::structures::{NewStructure, create_structure};
+use policies::{Domain, Role};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum ProfessionalsCommand {
+    /// Ouvre un compte et envoie le lien d'activation (second facteur) par e-mail.
+    Create(CreateProfessional),
+    /// Désactive un compte : toutes ses sessions se terminent immédiatement.
+    Deactivate {
+        #[arg(long)]
+        email: String,
+        /// Motif, inscrit au journal.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+pub struct CreateProfessional {
+    #[arg(long)]
+    email: String,
+    /// Prénom et nom affichés.
+    #[arg(long)]
+    name: String,
+    /// Rôle : aidant, referent, territory_admin, national_admin, trainer, auditor.
+    #[arg(long)]
+    role: String,
+    /// Structure (identifiant) pour aidant et referent.
+    #[arg(long)]
+    structure: Option<Uuid>,
+    /// Département de la structure.
+    #[arg(long)]
+    departement: Option<String>,
+    /// Tenant (identifiant) pour territory_admin et auditor.
+    #[arg(long)]
+    tenant: Option<Uuid>,
+    /// Organisme de formation (identifiant) pour trainer.
+    #[arg(long)]
+    organisation: Option<Uuid>,
+    /// Adresse publique de la plateforme, pour le lien envoyé.
+    #[arg(
+        long,
+        env = "AC_HTTP__PUBLIC_URL",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    public_url: String,
+}
+
+/// The role and its domain, checked before anything is written.
+fn role_and_domain(args: &CreateProfessional) -> anyhow::Result<(Role, Domain, Option<String>)> {
+    let role = Role::parse(&args.role).ok_or_else(|| {
+        anyhow::anyhow!("rôle inconnu « {} » : aidant, referent, territory_admin, national_admin, trainer ou auditor", args.role)
+    })?;
+    let missing = |what: &str| anyhow::anyhow!("le rôle {} demande --{what}", args.role);
+    Ok(match role {
+        Role::Aidant | Role::Referent => {
+            let structure = args.structure.ok_or_else(|| missing("structure"))?;
+            let departement = DepartementCode::parse(
+                args.departement
+                    .as_deref()
+                    .ok_or_else(|| missing("departement"))?,
+            )?;
+            (
+                role,
+                Domain::Structure(structure),
+                Some(departement.to_string()),
+            )
+        }
+        Role::TerritoryAdmin | Role::Auditor => (
+            role,
+            Domain::Tenant(args.tenant.ok_or_else(|| missing("tenant"))?),
+            None,
+        ),
+        Role::Trainer => (
+            role,
+            Domain::Organisation(args.organisation.ok_or_else(|| missing("organisation"))?),
+            None,
+        ),
+        Role::NationalAdmin => (role, Domain::National, None),
+    })
+}
+
+pub async fn run(pool: &PgPool, command: &ProfessionalsCommand) -> anyhow::Result<()> {
+    match command {
+        ProfessionalsCommand::Create(args) => {
+            let (role, domain, departement) = role_and_domain(args)?;
+            if let (Domain::Structure(id), Some(code)) = (domain, departement.as_deref()) {
+                let tenancy = Tenancy::load(pool.clone()).await?;
+                let mut tx = tenancy
+                    .context(DepartementCode::parse(code)?)
+                    .await?
+                    .begin()
+                    .await?;
+                let exists: bool =
+                    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM structures WHERE id = $1)")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                anyhow::ensure!(exists, "aucune structure {id} dans le département {code}");
+            }
+            let mut tx = pool.begin().await?;
+            let id = accounts::create_professional(&mut tx, &args.email, &args.name).await?;
+            accounts::grant_role(&mut tx, id, role, domain, departement.as_deref()).await?;
+            accounts::send_enrolment_link(&mut tx, id, &args.public_url).await?;
+            tx.commit().await?;
+            println!(
+                "compte {id} ouvert ; lien d'activation envoyé à {}",
+                args.email.trim().to_lowercase()
+            );
+        }
+        ProfessionalsCommand::Deactivate { email, reason } => {
+            let email = accounts::normalize_email(email)?;
+            let mut tx = pool.begin().await?;
+            let id: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM platform.professionals WHERE email = $1 AND active",
+            )
+            .bind(&email)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id = id.ok_or_else(|| anyhow::anyhow!("aucun compte actif pour {email}"))?;
+            accounts::deactivate(&mut tx, id, None, reason).await?;
+            tx.commit().await?;
+            println!("compte {id} désactivé");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum StructuresCommand {
+    /// Crée une structure dans le schéma de son département.
+    Create {
+        /// Tenant de rattachement (identifiant).
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        name: String,
+        /// Type : mairie, ccas, france_services, departement, association…
+        #[arg(long)]
+        kind: String,
+        /// Code INSEE de la commune.
+        #[arg(long)]
+        commune: String,
+        #[arg(long, default_value = "")]
+        address: String,
+        #[arg(long)]
+        france_services: bool,
+    },
+}
+
+pub async fn run_structures(pool: &PgPool, command: &StructuresCommand) -> anyhow::Result<()> {
+    let StructuresCommand::Create {
+        tenant,
+        name,
+        kind,
+        commune,
+        address,
+        france_services,
+    } = command;
+    let commune = CommuneCode::parse(commune)?;
+    let tenant_departement: Option<String> =
+        sqlx::query_scalar("SELECT departement_code FROM platform.tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?;
+    let tenant_departement =
+        tenant_departement.ok_or_else(|| anyhow::anyhow!("tenant inconnu {tenant}"))?;
+    anyhow::ensure!(
+        tenant_departement == commune.departement().as_str(),
+        "la commune {commune} n'est pas dans le département du tenant ({tenant_departement})"
+    );
+    let tenancy = Tenancy::load(pool.clone()).await?;
+    let ctx = tenancy.context(commune.departement()).await?;
+    let new = NewStructure {
+        tenant_id: *tenant,
+        name: name.trim().to_owned(),
+        kind: kind.trim().to_owned(),
+        commune,
+        address: address.trim().to_owned(),
+        france_services: *france_services,
+    };
+    let id = create_structure(&ctx, &new).await?;
+    println!("structure créée : {id}");
+    Ok(())
+}
