@@ -125,7 +125,12 @@ async fn interleaved_requests_of_two_departements_over_two_connections_never_mix
     let db = TestDatabase::with_departements(&["75", "2A"]).await;
     seed_structures(&db, "75056", 3).await;
     seed_structures(&db, "2A004", 2).await;
-    let app = spawn_app_with(db, |s| s.database.max_connections = 2).await;
+    let app = spawn_app_with(db, |s| {
+        s.database.max_connections = 2;
+        // Correctness under interleaving is tested here, not latency: let requests queue.
+        s.database.acquire_timeout_ms = 30_000;
+    })
+    .await;
 
     let mut requests = Vec::new();
     for i in 0..1000 {

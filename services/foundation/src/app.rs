@@ -58,6 +58,15 @@ impl Platform {
         })
     }
 
+    /// A LISTEN connection of its own, so that listeners never take a pooled connection away
+    /// from requests.
+    pub async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut listener =
+            sqlx::postgres::PgListener::connect(self.settings.database.url.expose_secret()).await?;
+        listener.listen(channel).await?;
+        Ok(listener)
+    }
+
     /// The national pool, for platform-schema queries only (never tenant tables).
     pub fn platform_pool(&self) -> &PgPool {
         self.tenancy.platform_pool()
@@ -113,7 +122,10 @@ impl Application {
         let mut route = web::pages::routes(settings.environment)
             .nest("/dsfr", web::dsfr_assets(&settings.web.dsfr_dir));
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(health::DatabaseCheck)];
-        let mut workers = Vec::new();
+        let reloader = platform.clone();
+        let mut workers: Vec<Worker> = vec![Box::new(move |shutdown| {
+            Box::pin(crate::auth::guard::reload_on_change(reloader, shutdown))
+        })];
         let mut csrf_exempt: Vec<&'static str> = Vec::new();
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);

@@ -9,6 +9,7 @@ use foundation::web::html;
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
+use policies::{Action, Domain};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -109,6 +110,19 @@ pub async fn page(
         Some(_) => "Application d'authentification active.",
         None => "Aucun second facteur actif.",
     };
+    let can_manage_factors = match me.current_structure {
+        Some(s) => {
+            platform
+                .guard
+                .allows(me.id, &Domain::Structure(s), Action::FactorManage)
+                .await
+        }
+        None => false,
+    };
+    let can_import_cards = platform
+        .guard
+        .allows(me.id, &Domain::National, Action::CardImport)
+        .await;
     html(&AccountPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -118,6 +132,8 @@ pub async fn page(
         structures,
         other_roles,
         factor,
+        can_manage_factors,
+        can_import_cards,
     })
 }
 

@@ -9,8 +9,12 @@ pub mod accounts;
 pub mod enrolment;
 /// Login with e-mail, TOTP code and magic link; logout.
 pub mod login;
+/// National team pages: card import.
+pub mod national;
 /// Open data: the habilitated places of a territory.
 pub mod places;
+/// Référent pages: aidants' second factors.
+pub mod referent;
 /// Structures of a territory (created by operators until the request flow exists).
 pub mod structures;
 /// Page templates and helpers.
@@ -52,6 +56,28 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 get(enrolment::start_page).post(enrolment::start).boxed(),
             ),
             ("/activation/confirmation", post(enrolment::confirm).boxed()),
+            ("/referent/aidants", get(referent::aidants).boxed()),
+            ("/referent/aidants/carte", post(referent::link_card).boxed()),
+            (
+                "/referent/aidants/retirer-carte",
+                post(referent::unlink_card).boxed(),
+            ),
+            (
+                "/referent/aidants/debloquer",
+                post(referent::unblock).boxed(),
+            ),
+            (
+                "/referent/aidants/resynchroniser",
+                post(referent::resync).boxed(),
+            ),
+            (
+                "/referent/aidants/activation",
+                post(referent::send_activation).boxed(),
+            ),
+            (
+                "/national/cartes",
+                get(national::form).post(national::import).boxed(),
+            ),
         ],
         routes: vec![
             (

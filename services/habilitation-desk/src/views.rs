@@ -83,6 +83,8 @@ pub struct AccountPage<'a> {
     pub structures: Vec<StructureChoice>,
     pub other_roles: Vec<String>,
     pub factor: &'a str,
+    pub can_manage_factors: bool,
+    pub can_import_cards: bool,
 }
 
 pub fn nav(current: &str) -> Vec<NavItem> {

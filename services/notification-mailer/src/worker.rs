@@ -65,14 +65,8 @@ impl OutboxWorker {
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {
-        let mut listener = match PgListener::connect_with(self.platform.platform_pool()).await {
-            Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox: LISTEN impossible, balayage périodique seul");
-                    None
-                }
-            },
+        let mut listener = match self.platform.listen(NOTIFY_CHANNEL).await {
+            Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: LISTEN impossible, balayage périodique seul");
                 None

@@ -2,11 +2,15 @@
 //! authenticator-app seed the test knows, and a browser-like client that keeps cookies and
 //! reads CSRF tokens from forms.
 
+use std::time::Duration;
+
 use foundation::auth::{factors, secrets::SeedCipher, totp};
 use habilitation_desk::accounts;
 use policies::{Domain, Role};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use super::TestApp;
 
 pub struct TestProfessional {
     pub id: Uuid,
@@ -172,4 +176,141 @@ pub fn browser(origin: &str) -> Browser {
         origin: origin.to_owned(),
         cookies: Default::default(),
     }
+}
+
+pub async fn page(client: &Browser, url: &str) -> (u16, String) {
+    let resp = client.get(url).await;
+    (resp.status().as_u16(), resp.text().await.expect("corps"))
+}
+
+/// Posts a form with the CSRF token of `form_page`.
+pub async fn post_form(
+    client: &Browser,
+    app: &TestApp,
+    form_page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let (_, html) = page(client, &app.url(form_page)).await;
+    let token = csrf_of(&html);
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &token)];
+    form.extend_from_slice(fields);
+    client.post(&app.url(action), &form).await
+}
+
+/// Asks for a login link with `code`; returns the status and page.
+pub async fn ask_link(client: &Browser, app: &TestApp, email: &str, code: &str) -> (u16, String) {
+    let resp = post_form(
+        client,
+        app,
+        "/connexion",
+        "/connexion",
+        &[("email", email), ("code", code), ("suite", "/compte")],
+    )
+    .await;
+    (resp.status().as_u16(), resp.text().await.expect("corps"))
+}
+
+/// The newest link containing `path` mailed to `email`, once more than `known` such mails exist.
+pub async fn mailed(email: &str, path: &str, known: usize) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let links: Vec<String> = test_support::maildev::mails_to(email)
+            .await
+            .iter()
+            .filter_map(|m| {
+                m["text"].as_str().and_then(|t| {
+                    t.split_whitespace()
+                        .find(|w| w.contains(path))
+                        .map(str::to_owned)
+                })
+            })
+            .collect();
+        if links.len() > known {
+            return links.last().cloned().unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "aucun courriel {path} pour {email}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn login_links_sent(email: &str) -> usize {
+    test_support::maildev::mails_to(email)
+        .await
+        .iter()
+        .filter(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("/connexion/lien"))
+        })
+        .count()
+}
+
+/// The login link mailed to `email` after `ask_link` (the first one it received).
+pub async fn mailed_link(email: &str) -> String {
+    mailed(email, "/connexion/lien", 0).await
+}
+
+/// The whole login: code, mailed link, confirmation button. Returns the final response.
+pub async fn log_in(
+    client: &Browser,
+    app: &TestApp,
+    who: &TestProfessional,
+    offset: i64,
+) -> reqwest::Response {
+    let known = login_links_sent(&who.email).await;
+    let (status, body) = ask_link(client, app, &who.email, &who.code(offset)).await;
+    assert_eq!(status, 200, "{body}");
+    let link = mailed(&who.email, "/connexion/lien", known).await;
+    let (_, confirm) = page(client, &link).await;
+    let token = link
+        .split("jeton=")
+        .nth(1)
+        .expect("jeton")
+        .split('&')
+        .next()
+        .expect("jeton")
+        .to_owned();
+    let csrf = csrf_of(&confirm);
+    client
+        .post(
+            &app.url("/connexion/lien"),
+            &[("csrf", csrf.as_str()), ("jeton", token.as_str())],
+        )
+        .await
+}
+
+pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
+    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
+        .await
+        .expect("tenancy");
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .await
+        .expect("ctx");
+    let tenant = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Departement(ctx.departement()),
+        "Conseil",
+    )
+    .await
+    .map(|t| t.id)
+    .unwrap_or_else(|_| Uuid::nil());
+    habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: tenant,
+            name: format!("Structure {}", &Uuid::new_v4().simple().to_string()[..6]),
+            kind: "mairie".into(),
+            commune: foundation::tenancy::CommuneCode::parse(&format!("{departement}063"))
+                .expect("commune"),
+            address: String::new(),
+            france_services: false,
+        },
+    )
+    .await
+    .expect("structure")
 }

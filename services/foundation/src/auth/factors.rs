@@ -31,6 +31,11 @@ pub enum FactorError {
     Cipher,
 }
 
+/// The device's time: the server's, shifted by the drift found at the last re-synchronisation.
+pub fn drifted(now: OffsetDateTime, step_seconds: i32, drift_steps: i32) -> u64 {
+    (now.unix_timestamp() + i64::from(drift_steps) * i64::from(step_seconds)).max(0) as u64
+}
+
 /// Delay imposed after `failures` consecutive failures (0 while under the free allowance).
 pub fn delay_after(failures: i32) -> Duration {
     if failures < FREE_FAILURES {
@@ -51,6 +56,7 @@ type FactorRow = (
     i32,
     Option<OffsetDateTime>,
     bool,
+    i32,
 );
 
 /// Checks a code against the professional's factor in use, recording the outcome (and
@@ -64,7 +70,7 @@ pub async fn check_code(
 ) -> Result<Uuid, FactorError> {
     let row: Option<FactorRow> = sqlx::query_as(
         "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
-                blocked_until, locked
+                blocked_until, locked, drift_steps
          FROM platform.second_factors
          WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
          FOR UPDATE",
@@ -73,8 +79,18 @@ pub async fn check_code(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|_| FactorError::NoFactor)?;
-    let Some((id, ciphertext, nonce, version, step, last_used, failures, blocked_until, locked)) =
-        row
+    let Some((
+        id,
+        ciphertext,
+        nonce,
+        version,
+        step,
+        last_used,
+        failures,
+        blocked_until,
+        locked,
+        drift,
+    )) = row
     else {
         return Err(FactorError::NoFactor);
     };
@@ -91,7 +107,7 @@ pub async fn check_code(
         &seed,
         step as u64,
         code,
-        now.unix_timestamp() as u64,
+        drifted(now, step, drift),
         last_used,
     ) {
         Ok(step) => {

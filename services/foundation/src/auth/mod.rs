@@ -4,8 +4,10 @@
 //! same guard.
 
 pub mod assignments;
+pub mod cards;
 pub mod csrf;
 pub mod factors;
+pub mod guard;
 pub mod journal;
 pub mod ratelimit;
 pub mod secrets;

@@ -50,6 +50,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
         MigrationSet(vec![
             migration!("platform", 1, "0001_territories_and_tenancy"),
             migration!("platform", 2, "0002_professionals_and_sessions"),
+            migration!("platform", 3, "0003_totp_cards"),
         ])
     });
 

@@ -1,0 +1,97 @@
+//! The one authorization guard every handler goes through: the role check (Casbin, deny by
+//! default), then, for actions on a usager, the "for whom" check — a live mandate of this
+//! structure covering this category — that the mandate service plugs in.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use poem::http::StatusCode;
+use policies::{Action, Domain};
+use uuid::Uuid;
+
+use super::session::Professional;
+use crate::app::{Platform, Shutdown};
+
+/// Answers whether a structure may act for a usager in a démarche category (a live mandate).
+#[async_trait]
+pub trait ForWhom: Send + Sync {
+    async fn covers(
+        &self,
+        structure: Uuid,
+        usager: Uuid,
+        category: &str,
+    ) -> Result<bool, sqlx::Error>;
+}
+
+fn forbidden() -> poem::Error {
+    poem::Error::from_status(StatusCode::FORBIDDEN)
+}
+
+/// Allows `action` in `domain` for the professional, or answers 403.
+pub async fn require(
+    platform: &Platform,
+    who: &Professional,
+    domain: Domain,
+    action: Action,
+) -> poem::Result<()> {
+    if platform.guard.allows(who.id, &domain, action).await {
+        Ok(())
+    } else {
+        tracing::info!(action = action.as_str(), "authorization denied");
+        Err(forbidden())
+    }
+}
+
+/// Allows `action` in the professional's current structure; returns that structure.
+pub async fn require_in_current_structure(
+    platform: &Platform,
+    who: &Professional,
+    action: Action,
+) -> poem::Result<Uuid> {
+    let structure = who.current_structure.ok_or_else(forbidden)?;
+    require(platform, who, Domain::Structure(structure), action).await?;
+    Ok(structure)
+}
+
+/// Role check, then the "for whom" check for one usager and category.
+pub async fn require_for_usager(
+    platform: &Platform,
+    who: &Professional,
+    action: Action,
+    usager: Uuid,
+    category: &str,
+    for_whom: &dyn ForWhom,
+) -> poem::Result<Uuid> {
+    let structure = require_in_current_structure(platform, who, action).await?;
+    match for_whom.covers(structure, usager, category).await {
+        Ok(true) => Ok(structure),
+        Ok(false) => Err(forbidden()),
+        Err(e) => {
+            tracing::error!(error = %e, "for-whom check failed");
+            Err(poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))
+        }
+    }
+}
+
+/// Background worker: reloads the guard whenever roles or accounts change (database
+/// notification), and every minute in case a notification was missed.
+pub async fn reload_on_change(platform: Platform, mut shutdown: Shutdown) {
+    let mut listener = platform.listen("role_assignments").await.ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => l.recv().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = tick.tick() => {},
+            ok = notified => if !ok { tokio::time::sleep(Duration::from_millis(500)).await },
+        }
+        if let Err(e) = platform.guard.reload().await {
+            tracing::error!(error = %e, "guard reload failed");
+        }
+    }
+}
