@@ -405,3 +405,47 @@ async fn role_changes_reach_the_running_guard_at_once() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn pages_behind_a_session_pass_axe() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let boss = professional(
+        &app.db.admin,
+        "Ines Tout",
+        &[
+            (Role::Referent, Domain::Structure(s), Some("33")),
+            (Role::Aidant, Domain::Structure(s), Some("33")),
+            (Role::NationalAdmin, Domain::National, None),
+        ],
+    )
+    .await;
+    professional(
+        &app.db.admin,
+        "Yann Aidant",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &boss, -1).await;
+    let urls: Vec<String> = [
+        "/compte",
+        "/compte/verification",
+        "/referent/aidants",
+        "/referent/aidants?message=carte-associee",
+        "/referent/aidants?message=carte-refusee",
+        "/national/cartes",
+    ]
+    .iter()
+    .map(|p| app.url(p))
+    .collect();
+    let results =
+        test_support::browser::axe_violations_with_cookies(&urls, &client.cookies()).await;
+    assert_eq!(results.len(), urls.len());
+    let failures: Vec<_> = results.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(failures.is_empty(), "violations axe : {failures:#?}");
+    // The harness really was logged in: the référent page is not the login page.
+    let (status, html) = page(&client, &app.url("/referent/aidants")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Yann Aidant"));
+}

@@ -37,13 +37,35 @@ pub async fn run(script: &str, request: &Value) -> Value {
 /// Loads each URL in Chromium and runs axe-core (WCAG 2.1 A and AA rules). Returns, per URL,
 /// the violations found (empty when the page passes) as "rule: target" strings.
 pub async fn axe_violations(urls: &[String]) -> Vec<(String, Vec<String>)> {
-    let result = run("axe.mjs", &serde_json::json!({ "urls": urls })).await;
+    axe_violations_with_cookies(urls, &[]).await
+}
+
+/// The same, with cookies (name, value) set for the URLs' site, e.g. a session.
+pub async fn axe_violations_with_cookies(
+    urls: &[String],
+    cookies: &[(String, String)],
+) -> Vec<(String, Vec<String>)> {
+    let site = urls
+        .first()
+        .map(|u| u.split('/').take(3).collect::<Vec<_>>().join("/"))
+        .unwrap_or_default();
+    let cookies: Vec<_> = cookies
+        .iter()
+        .map(|(name, value)| serde_json::json!({ "name": name, "value": value, "url": site }))
+        .collect();
+    let result = run(
+        "axe.mjs",
+        &serde_json::json!({ "urls": urls, "cookies": cookies }),
+    )
+    .await;
     result["pages"]
         .as_array()
         .expect("pages")
         .iter()
         .map(|page| {
             let url = page["url"].as_str().unwrap_or_default().to_owned();
+            // A page that redirected elsewhere (to the login page, say) was not the one checked.
+            assert_eq!(page["final"].as_str(), Some(url.as_str()), "redirigé : {page}");
             let violations = page["violations"]
                 .as_array()
                 .map(|v| {

@@ -130,6 +130,16 @@ impl Browser {
         }
     }
 
+    /// The cookies held, to hand a session over to the browser harness.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.cookies
+            .lock()
+            .expect("jar")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub async fn get(&self, url: &str) -> reqwest::Response {
         let resp = self
             .client
