@@ -65,7 +65,11 @@ pub async fn axe_violations_with_cookies(
         .map(|page| {
             let url = page["url"].as_str().unwrap_or_default().to_owned();
             // A page that redirected elsewhere (to the login page, say) was not the one checked.
-            assert_eq!(page["final"].as_str(), Some(url.as_str()), "redirigé : {page}");
+            assert_eq!(
+                page["final"].as_str(),
+                Some(url.as_str()),
+                "redirigé : {page}"
+            );
             let violations = page["violations"]
                 .as_array()
                 .map(|v| {
