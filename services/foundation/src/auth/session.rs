@@ -212,3 +212,22 @@ impl<'a> FromRequest<'a> for RecentlyVerified {
         Ok(RecentlyVerified(professional))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_httponly_lax_and_secure_over_https() {
+        let over_https = session_cookie("v".into(), true).to_string();
+        for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+            assert!(over_https.contains(attribute), "{over_https}");
+        }
+        assert!(
+            !session_cookie("v".into(), false)
+                .to_string()
+                .contains("Secure")
+        );
+        assert!(cleared_cookie(true).to_string().contains("Max-Age=0"));
+    }
+}
