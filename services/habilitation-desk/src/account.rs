@@ -15,12 +15,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{AccountPage, CodePage, StructureChoice, THEME, nav, role_label, safe_next};
-
-fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "account: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-}
+use crate::views::{
+    AccountPage, CodePage, StructureChoice, THEME, db_error, nav, role_label, safe_next,
+};
 
 /// The structures where the professional holds a role: (structure, département, roles).
 async fn structures_of(

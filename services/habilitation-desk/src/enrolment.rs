@@ -15,12 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{ConfirmPage, EnrolPage, MessagePage, THEME, nav};
-
-fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "enrolment: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-}
+use crate::views::{ConfirmPage, EnrolPage, MessagePage, THEME, db_error, nav};
 
 fn invalid_link() -> poem::Result<Response> {
     let mut resp = html(&MessagePage {

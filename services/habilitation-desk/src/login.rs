@@ -16,7 +16,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{ConfirmPage, LoginPage, MessagePage, THEME, nav, safe_next};
+use crate::views::{ConfirmPage, LoginPage, MessagePage, THEME, db_error, nav, safe_next};
 
 /// Lifetime of a login link.
 pub const LOGIN_LINK_MINUTES: i32 = 5;
@@ -88,11 +88,6 @@ fn client_address(req: &Request) -> String {
         .as_socket_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default()
-}
-
-fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "login: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 #[handler]
@@ -178,7 +173,7 @@ pub async fn submit(
             let mut url = format!("{base}/connexion/lien?jeton={token}");
             if next != "/compte" {
                 url.push_str("&suite=");
-                url.push_str(&url_encode(&next));
+                url.push_str(&session::url_escape(&next));
             }
             let message = OutboxMessage {
                 channel: Channel::Email,
@@ -235,17 +230,6 @@ pub async fn submit(
             Ok(resp)
         }
     }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]

@@ -5,13 +5,12 @@ use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{cards, csrf, guard};
 use foundation::web::{NavItem, Theme, html};
-use poem::http::StatusCode;
 use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use policies::{Action, Domain};
 use serde::Deserialize;
 
-use crate::views::{THEME, nav};
+use crate::views::{THEME, db_error, nav};
 
 #[derive(Template)]
 #[template(path = "national_cards.html")]
@@ -64,15 +63,11 @@ pub async fn import(
     Form(f): Form<ImportForm>,
 ) -> poem::Result<Response> {
     guard::require(&platform, &me, Domain::National, Action::CardImport).await?;
-    let db = |e: sqlx::Error| {
-        tracing::error!(error = %e, "card import: database error");
-        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-    };
-    let mut tx = platform.platform_pool().begin().await.map_err(db)?;
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
     let report = cards::import(&mut tx, &platform.cipher, &f.cartes, Some(me.id))
         .await
-        .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
     let imported = report.iter().filter(|l| l.outcome.is_ok()).count();
     let lines = report
         .iter()

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts;
-use crate::views::{THEME, nav};
+use crate::views::{THEME, db_error, nav};
 
 /// Id, name, e-mail, factor kind, card serial, blocked.
 type AidantFactorRow = (
@@ -46,11 +46,6 @@ struct AidantsPage<'a> {
     structure_name: String,
     aidants: Vec<AidantRow>,
     flash: Option<(bool, &'a str)>,
-}
-
-fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "referent: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// French outcome messages, chosen by code (nothing from the query string is echoed).

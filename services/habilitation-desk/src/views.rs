@@ -93,6 +93,12 @@ pub fn nav(current: &str) -> Vec<NavItem> {
 
 pub const THEME: &Theme = &STATE;
 
+/// A database failure in a page handler: logged once here, answered with the French 503 page.
+pub fn db_error(e: sqlx::Error) -> poem::Error {
+    tracing::error!(error = %e, "desk: database error");
+    poem::Error::from_status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+}
+
 /// A local path to continue to after login; anything else (other sites, `//host`) is ignored.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {

@@ -153,7 +153,8 @@ pub fn login_redirect(req: &Request) -> poem::Error {
     )
 }
 
-fn url_escape(s: &str) -> String {
+/// Percent-encodes a local path for a query string (`/` kept).
+pub fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
