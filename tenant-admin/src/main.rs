@@ -3,6 +3,7 @@
 //! changes nothing.
 
 mod demo;
+mod keys;
 mod migrate;
 mod professionals;
 
@@ -47,6 +48,16 @@ enum Command {
     Professionals {
         #[command(subcommand)]
         command: professionals::ProfessionalsCommand,
+    },
+    /// Cartes TOTP physiques.
+    Cards {
+        #[command(subcommand)]
+        command: keys::CardsCommand,
+    },
+    /// Clés de chiffrement.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Structures d'un territoire.
     Structures {
@@ -175,6 +186,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Structures { command } => {
             professionals::run_structures(&connect(&cli).await?, command).await?
         }
+        Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
+        Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

@@ -323,3 +323,110 @@ async fn professionals_are_created_with_an_activation_mail_and_deactivated() {
             .expect("compte");
     assert!(!active);
 }
+
+#[tokio::test]
+async fn cards_are_imported_from_a_file_with_a_line_report() {
+    let db = TestDatabase::create().await;
+    let file = std::env::temp_dir().join(format!("cartes-{}.csv", std::process::id()));
+    std::fs::write(
+        &file,
+        "serial,seed\nCARTE-F001,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\nCARTE-F002,???\n",
+    )
+    .expect("fichier");
+    let out = tenant_admin(
+        &db.admin_url,
+        &["cards", "import", "--file", file.to_str().expect("chemin")],
+    )
+    .await;
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ligne 2 (CARTE-F001) : importée"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ligne 3 (CARTE-F002) : refusée"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 carte(s) importée(s), 1 ligne(s) refusée(s)"),
+        "{stdout}"
+    );
+    let missing = tenant_admin(
+        &db.admin_url,
+        &["cards", "import", "--file", "/nulle/part.csv"],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("fichier illisible"));
+}
+
+#[tokio::test]
+async fn the_totp_key_rotates_and_every_seed_stays_usable() {
+    use base64::Engine;
+    use sha2::Digest;
+    let db = TestDatabase::create().await;
+    assert!(
+        tenant_admin(&db.admin_url, &["demo"])
+            .await
+            .status
+            .success()
+    );
+    let new_key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "keys",
+            "rotate-totp",
+            "--new-key",
+            &new_key,
+            "--new-version",
+            "2",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT DISTINCT key_version FROM platform.second_factors")
+            .fetch_all(&db.admin)
+            .await
+            .expect("versions");
+    assert_eq!(versions, vec![2]);
+    let cipher =
+        foundation::auth::secrets::SeedCipher::new(&new_key.clone().into(), 2).expect("clé");
+    let (ciphertext, nonce): (Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT f.seed_ciphertext, f.seed_nonce FROM platform.second_factors f JOIN platform.professionals p ON p.id = f.professional_id
+         WHERE p.email = 'alice.aidant@demo.aidantsconnect.test'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("facteur");
+    let expected =
+        sha2::Sha256::digest(b"aidants-connect-demo:alice.aidant@demo.aidantsconnect.test")[..20]
+            .to_vec();
+    assert_eq!(
+        cipher.decrypt(&ciphertext, &nonce, 2).expect("déchiffré"),
+        expected
+    );
+    // The old key no longer opens anything; a second rotation with it fails and changes nothing.
+    let again = tenant_admin(
+        &db.admin_url,
+        &[
+            "keys",
+            "rotate-totp",
+            "--new-key",
+            &new_key,
+            "--new-version",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1));
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT DISTINCT key_version FROM platform.second_factors")
+            .fetch_all(&db.admin)
+            .await
+            .expect("versions");
+    assert_eq!(versions, vec![2]);
+}

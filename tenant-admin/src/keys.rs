@@ -1,0 +1,135 @@
+//! `tenant-admin cards import` and `tenant-admin keys rotate-totp`: the national team's card
+//! import from a file, and the rotation of the key that encrypts TOTP seeds (every seed is
+//! re-encrypted in one transaction; the services then run with the new key and version).
+
+use clap::Subcommand;
+use foundation::auth::cards;
+use foundation::auth::secrets::SeedCipher;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Subcommand)]
+pub enum CardsCommand {
+    /// Importe un fichier CSV de cartes (numéro de série, clé base32, pas) ; rapport ligne à ligne.
+    Import {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Rechiffre toutes les clés TOTP avec une nouvelle clé (32 octets en base64).
+    RotateTotp {
+        /// Clé actuelle (par défaut celle de la configuration).
+        #[arg(long, env = "AC_SECURITY__TOTP_KEY", hide_env_values = true)]
+        old_key: Option<String>,
+        #[arg(long, env = "AC_SECURITY__TOTP_KEY_VERSION", default_value_t = 1)]
+        old_version: i32,
+        /// Nouvelle clé : 32 octets aléatoires encodés en base64.
+        #[arg(long, env = "AC_NEW_TOTP_KEY", hide_env_values = true)]
+        new_key: String,
+        #[arg(long)]
+        new_version: i32,
+    },
+}
+
+fn cipher_from_settings() -> anyhow::Result<SeedCipher> {
+    let settings = foundation::config::Settings::load()?;
+    Ok(SeedCipher::new(
+        &settings.security.totp_key,
+        settings.security.totp_key_version,
+    )?)
+}
+
+pub async fn run_cards(pool: &PgPool, command: &CardsCommand) -> anyhow::Result<()> {
+    let CardsCommand::Import { file } = command;
+    let csv = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("fichier illisible {} ({e})", file.display()))?;
+    let cipher = cipher_from_settings()?;
+    let mut tx = pool.begin().await?;
+    let report = cards::import(&mut tx, &cipher, &csv, None).await?;
+    tx.commit().await?;
+    for line in &report {
+        match &line.outcome {
+            Ok(()) => println!("ligne {} ({}) : importée", line.line, line.serial),
+            Err(e) => println!("ligne {} ({}) : refusée — {e}", line.line, line.serial),
+        }
+    }
+    let imported = report.iter().filter(|l| l.outcome.is_ok()).count();
+    println!(
+        "{imported} carte(s) importée(s), {} ligne(s) refusée(s)",
+        report.len() - imported
+    );
+    Ok(())
+}
+
+type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32);
+
+pub async fn run_keys(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::RotateTotp {
+        old_key,
+        old_version,
+        new_key,
+        new_version,
+    } = command;
+    anyhow::ensure!(
+        new_version != old_version,
+        "la nouvelle version doit différer de l'actuelle ({old_version})"
+    );
+    let old = match old_key {
+        Some(key) => SeedCipher::new(&SecretString::from(key.clone()), *old_version)?,
+        None => cipher_from_settings()?,
+    };
+    let new = SeedCipher::new(&SecretString::from(new_key.clone()), *new_version)?;
+    let mut tx = pool.begin().await?;
+    let factors: Vec<Sealed> = sqlx::query_as(
+        "SELECT id, seed_ciphertext, seed_nonce, key_version FROM platform.second_factors WHERE revoked_at IS NULL FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut count = 0;
+    for (id, ciphertext, nonce, version) in factors {
+        let seed = old
+            .decrypt(&ciphertext, &nonce, version)
+            .map_err(|e| anyhow::anyhow!("facteur {id} : {e}"))?;
+        let (ciphertext, nonce) = new.encrypt(&seed);
+        sqlx::query("UPDATE platform.second_factors SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4 WHERE id = $1")
+            .bind(id)
+            .bind(ciphertext)
+            .bind(nonce)
+            .bind(new.version())
+            .execute(&mut *tx)
+            .await?;
+        count += 1;
+    }
+    let cards: Vec<(String, Vec<u8>, Vec<u8>, i32)> =
+        sqlx::query_as("SELECT serial, seed_ciphertext, seed_nonce, key_version FROM platform.totp_cards FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (serial, ciphertext, nonce, version) in cards {
+        let seed = old
+            .decrypt(&ciphertext, &nonce, version)
+            .map_err(|e| anyhow::anyhow!("carte {serial} : {e}"))?;
+        let (ciphertext, nonce) = new.encrypt(&seed);
+        sqlx::query("UPDATE platform.totp_cards SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4 WHERE serial = $1")
+            .bind(&serial)
+            .bind(ciphertext)
+            .bind(nonce)
+            .bind(new.version())
+            .execute(&mut *tx)
+            .await?;
+        count += 1;
+    }
+    // Revoked factors are no longer usable: their seeds are erased rather than re-encrypted.
+    sqlx::query("UPDATE platform.second_factors SET seed_ciphertext = '', seed_nonce = '' WHERE revoked_at IS NOT NULL")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    println!(
+        "{count} clé(s) rechiffrée(s) en version {new_version} ; redémarrez les services avec \
+         AC_SECURITY__TOTP_KEY et AC_SECURITY__TOTP_KEY_VERSION={new_version}"
+    );
+    Ok(())
+}
