@@ -675,3 +675,102 @@ async fn identity_pages_pass_axe() {
     let failures: Vec<_> = results.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     assert!(failures.is_empty(), "violations axe : {failures:#?}");
 }
+
+#[tokio::test]
+async fn a_professional_replaces_their_own_app_after_proving_the_current_code() {
+    let app = spawn_app(&[]).await;
+    let quentin = professional(&app.db.admin, "Quentin Nouveau Telephone", &[]).await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &quentin, -1).await;
+    let wrong = if quentin.code(0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let resp = post_form(
+        &client,
+        &app,
+        "/compte/second-facteur",
+        "/compte/second-facteur",
+        &[("code", wrong)],
+    )
+    .await;
+    assert_eq!(resp.status(), 422);
+    let resp = post_form(
+        &client,
+        &app,
+        "/compte/second-facteur",
+        "/compte/second-facteur",
+        &[("code", &quentin.code(0))],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let qr_page = resp.text().await.expect("corps");
+    assert!(qr_page.contains("<svg"));
+    let secret = qr_page
+        .split("<code>")
+        .nth(1)
+        .expect("clé")
+        .split("</code>")
+        .next()
+        .expect("clé")
+        .to_owned();
+    let seed = totp_rs::Secret::try_from_base32(&secret)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
+    let factor = qr_page
+        .split(r#"name="facteur" value=""#)
+        .nth(1)
+        .expect("facteur")
+        .split('"')
+        .next()
+        .expect("facteur")
+        .to_owned();
+    // Until confirmed, the old app still works and the new one is not in use.
+    let step = fresh_step().await;
+    let new_code = foundation::auth::totp::code_at(&seed, 30, (step * 30) as u64);
+    let resp = client
+        .post(
+            &app.url("/compte/second-facteur/confirmation"),
+            &[
+                ("csrf", csrf_of(&qr_page).as_str()),
+                ("facteur", factor.as_str()),
+                ("code", new_code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Nouvelle application enregistrée")
+    );
+    let in_use: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.second_factors WHERE professional_id = $1 AND revoked_at IS NULL AND confirmed_at IS NOT NULL")
+        .bind(quentin.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("facteurs");
+    assert_eq!(in_use, 1);
+    // The old app's next code is refused; the new app's is accepted.
+    let other = browser(&app.address);
+    assert_eq!(
+        ask_link(&other, &app, &quentin.email, &quentin.code(1))
+            .await
+            .0,
+        422
+    );
+    let renewed = TestProfessional {
+        id: quentin.id,
+        email: quentin.email.clone(),
+        seed,
+        base_step: step,
+    };
+    assert_eq!(
+        ask_link(&other, &app, &quentin.email, &renewed.code(1))
+            .await
+            .0,
+        200
+    );
+}

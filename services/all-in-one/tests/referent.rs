@@ -431,6 +431,7 @@ async fn pages_behind_a_session_pass_axe() {
     let urls: Vec<String> = [
         "/compte",
         "/compte/verification",
+        "/compte/second-facteur",
         "/referent/aidants",
         "/referent/aidants?message=carte-associee",
         "/referent/aidants?message=carte-refusee",

@@ -75,7 +75,7 @@ pub struct StartForm {
     jeton: String,
 }
 
-fn qr_svg(uri: &str) -> String {
+pub(crate) fn qr_svg(uri: &str) -> String {
     QrCode::new(uri.as_bytes())
         .map(|code| code.render::<svg::Color>().min_dimensions(220, 220).build())
         .map(|svg| {
@@ -98,6 +98,7 @@ fn enrol_page(
     html(&EnrolPage {
         theme: THEME,
         nav: nav(""),
+        action: "/activation/confirmation",
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
         token,
         factor: factor.to_string(),

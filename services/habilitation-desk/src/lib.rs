@@ -11,6 +11,8 @@ pub mod enrolment;
 pub mod login;
 /// National team pages: card import.
 pub mod national;
+/// A professional replacing their own authenticator app.
+pub mod own_factor;
 /// Open data: the habilitated places of a territory.
 pub mod places;
 /// Référent pages: aidants' second factors.
@@ -56,6 +58,14 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 get(enrolment::start_page).post(enrolment::start).boxed(),
             ),
             ("/activation/confirmation", post(enrolment::confirm).boxed()),
+            (
+                "/compte/second-facteur",
+                get(own_factor::form).post(own_factor::start).boxed(),
+            ),
+            (
+                "/compte/second-facteur/confirmation",
+                post(own_factor::confirm).boxed(),
+            ),
             ("/referent/aidants", get(referent::aidants).boxed()),
             ("/referent/aidants/carte", post(referent::link_card).boxed()),
             (

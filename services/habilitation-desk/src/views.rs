@@ -57,6 +57,8 @@ pub struct CodePage<'a> {
 pub struct EnrolPage<'a> {
     pub theme: &'a Theme,
     pub nav: Vec<NavItem>,
+    /// Where the code is posted: the activation link's confirmation, or the account's.
+    pub action: &'a str,
     pub csrf: String,
     pub token: String,
     pub factor: String,

@@ -1,0 +1,160 @@
+//! A professional replacing their own authenticator app (a new phone): the current code proves
+//! it is them, a new seed is shown as a QR code, and its first code confirms it; the previous
+//! factor is revoked at that moment, not before.
+
+use foundation::app::Platform;
+use foundation::auth::session::Professional;
+use foundation::auth::{csrf, factors, totp};
+use foundation::web::html;
+use poem::http::StatusCode;
+use poem::web::{Data, Form};
+use poem::{Request, Response, handler};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::enrolment::qr_svg;
+use crate::views::{CodePage, EnrolPage, MessagePage, THEME, db_error, nav};
+
+const WRONG_CODE: &str = "Code incorrect ou déjà utilisé. Saisissez le code affiché en ce moment ; \
+    après plusieurs erreurs, patientez quelques minutes.";
+
+fn code_page(req: &Request, platform: &Platform, error: Option<&str>) -> poem::Result<Response> {
+    html(&CodePage {
+        theme: THEME,
+        nav: nav("/compte"),
+        heading: "Changer d'application d'authentification",
+        explanation: "Pour confirmer qu'il s'agit bien de vous, saisissez le code de votre application ou carte actuelle. \
+            Si vous ne l'avez plus, demandez au référent de votre structure de vous envoyer un lien d'activation.",
+        action: "/compte/second-facteur",
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        next: String::new(),
+        error,
+    })
+}
+
+fn enrol_page(
+    req: &Request,
+    platform: &Platform,
+    me: &Professional,
+    factor: Uuid,
+    seed: &[u8],
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    html(&EnrolPage {
+        theme: THEME,
+        nav: nav("/compte"),
+        action: "/compte/second-facteur/confirmation",
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        token: String::new(),
+        factor: factor.to_string(),
+        qr_svg: qr_svg(&totp::otpauth_uri(seed, &me.email)),
+        secret: totp::seed_base32(seed),
+        error,
+    })
+}
+
+#[handler]
+pub async fn form(
+    req: &Request,
+    platform: Data<&Platform>,
+    _me: Professional,
+) -> poem::Result<Response> {
+    code_page(req, &platform, None)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+#[handler]
+pub async fn start(
+    req: &Request,
+    platform: Data<&Platform>,
+    me: Professional,
+    Form(f): Form<CodeForm>,
+) -> poem::Result<Response> {
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    if factors::check_code(
+        &mut tx,
+        &platform.cipher,
+        me.id,
+        &f.code,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .is_err()
+    {
+        // Failure counters and delays are kept.
+        tx.commit().await.map_err(db_error)?;
+        let mut resp = code_page(req, &platform, Some(WRONG_CODE))?;
+        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+        return Ok(resp);
+    }
+    let (factor, seed) = factors::start_app_enrolment(&mut tx, &platform.cipher, me.id)
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    enrol_page(req, &platform, &me, factor, &seed, None)
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    facteur: String,
+    code: String,
+}
+
+#[handler]
+pub async fn confirm(
+    req: &Request,
+    platform: Data<&Platform>,
+    me: Professional,
+    Form(f): Form<ConfirmForm>,
+) -> poem::Result<Response> {
+    let factor =
+        Uuid::parse_str(&f.facteur).map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    match factors::confirm_enrolment(
+        &mut tx,
+        &platform.cipher,
+        me.id,
+        factor,
+        &f.code,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    {
+        Ok(()) => {
+            tx.commit().await.map_err(db_error)?;
+            html(&MessagePage {
+                theme: THEME,
+                nav: nav("/compte"),
+                heading: "Nouvelle application enregistrée",
+                paragraphs: vec![
+                    "Utilisez désormais les codes de votre nouvelle application. L'ancienne ne fonctionne plus.",
+                ],
+                link: Some(("/compte", "Retour à mon compte")),
+            })
+        }
+        Err(factors::FactorError::NoFactor) => Err(poem::Error::from_status(StatusCode::NOT_FOUND)),
+        Err(_) => {
+            tx.rollback().await.map_err(db_error)?;
+            let seed: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
+                "SELECT seed_ciphertext, seed_nonce, key_version FROM platform.second_factors
+                 WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL",
+            )
+            .bind(factor)
+            .bind(me.id)
+            .fetch_optional(platform.platform_pool())
+            .await
+            .map_err(db_error)?;
+            let seed = seed
+                .and_then(|(c, n, v)| platform.cipher.decrypt(&c, &n, v).ok())
+                .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+            let mut resp = enrol_page(req, &platform, &me, factor, &seed, Some(WRONG_CODE))?;
+            resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+            Ok(resp)
+        }
+    }
+}
