@@ -35,7 +35,10 @@ async fn migrate_creates_every_departement_schema_with_its_own_role() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("101 schémas départementaux à la version 1"),
+        stdout.contains(&format!(
+            "101 schémas départementaux à la version {}",
+            foundation::tenancy::migrate::DEPARTEMENT_MIGRATIONS.latest_version()
+        )),
         "{stdout}"
     );
     let ready: i64 = sqlx::query_scalar(

@@ -42,6 +42,62 @@ impl Store {
         }
     }
 
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sdk(&e))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk(&e))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sdk(&e))
+    }
+
+    /// Whether an object exists (used by tests and the purge).
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(StoreError::from_sdk(&e)),
+        }
+    }
+
     /// Whether the bucket answers to signed requests.
     pub async fn ping(&self) -> Result<(), String> {
         self.client
@@ -56,6 +112,30 @@ impl Store {
                     aws_sdk_s3::error::DisplayErrorContext(e)
                 )
             })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store did not answer in time, or refused for a reason on its side: retry later.
+    #[error("stockage de documents indisponible")]
+    Unavailable,
+    #[error("document absent du stockage")]
+    NotFound,
+}
+
+impl StoreError {
+    fn from_sdk<E: std::fmt::Debug, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Self {
+        use aws_sdk_s3::error::SdkError;
+        match e {
+            SdkError::ServiceError(s) if format!("{:?}", s.err()).contains("NoSuchKey") => {
+                StoreError::NotFound
+            }
+            _ => {
+                tracing::warn!("object store call failed");
+                StoreError::Unavailable
+            }
+        }
     }
 }
 

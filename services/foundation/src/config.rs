@@ -58,6 +58,13 @@ pub struct SecuritySettings {
     pub totp_key: SecretString,
     /// Version recorded with each encrypted seed (incremented at each key rotation).
     pub totp_key_version: i32,
+    /// AES-256-GCM master key wrapping the tenants' document keys: 32 bytes, base64.
+    #[serde(serialize_with = "serialize_secret")]
+    pub document_master_key: SecretString,
+    pub document_master_key_version: i32,
+    /// HMAC key signing short-lived document links.
+    #[serde(serialize_with = "serialize_secret")]
+    pub link_secret: SecretString,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +153,8 @@ fn serialize_opt_secret<S: serde::Serializer>(
 /// Placeholder credentials of the local stack only; refused in production.
 const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5432/aidants";
 const LOCAL_S3_SECRET: &str = "local-secret-key";
+/// Development and tests only.
+const LOCAL_LINK_SECRET: &str = "local-link-secret";
 /// 32 zero bytes: development and tests only.
 const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
@@ -192,6 +201,9 @@ impl Default for Settings {
             security: SecuritySettings {
                 totp_key: LOCAL_TOTP_KEY.into(),
                 totp_key_version: 1,
+                document_master_key: LOCAL_TOTP_KEY.into(),
+                document_master_key_version: 1,
+                link_secret: LOCAL_LINK_SECRET.into(),
             },
         }
     }
@@ -230,6 +242,16 @@ impl Settings {
                     "AC_SECURITY__TOTP_KEY",
                 ));
             }
+            if self.security.document_master_key.expose_secret() == LOCAL_TOTP_KEY {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__DOCUMENT_MASTER_KEY",
+                ));
+            }
+            if self.security.link_secret.expose_secret() == LOCAL_LINK_SECRET {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__LINK_SECRET",
+                ));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -262,6 +284,13 @@ mod tests {
         settings.object_store.secret_access_key = "real".into();
         assert!(settings.validate().is_err(), "TOTP key still local");
         settings.security.totp_key = "cmVhbA==".into();
+        assert!(
+            settings.validate().is_err(),
+            "document master key still local"
+        );
+        settings.security.document_master_key = "cmVhbA==".into();
+        assert!(settings.validate().is_err(), "link secret still local");
+        settings.security.link_secret = "real".into();
         assert!(settings.validate().is_ok());
     }
 

@@ -51,16 +51,16 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 1, "0001_territories_and_tenancy"),
             migration!("platform", 2, "0002_professionals_and_sessions"),
             migration!("platform", 3, "0003_totp_cards"),
+            migration!("platform", 4, "0004_tenant_keys"),
         ])
     });
 
 pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
     std::sync::LazyLock::new(|| {
-        MigrationSet(vec![migration!(
-            "departement",
-            1,
-            "0001_structures_and_outbox"
-        )])
+        MigrationSet(vec![
+            migration!("departement", 1, "0001_structures_and_outbox"),
+            migration!("departement", 2, "0002_documents"),
+        ])
     });
 
 /// Tables the département role may read and append to, never change: tamper evidence starts

@@ -1,0 +1,288 @@
+//! The document vault against SeaweedFS and Postgres: only ciphertext in the store, signed
+//! links that expire and cannot be altered, no document across territories, size and type
+//! limits, idempotent retention purge, a clear 503 when the store is down.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestApp, spawn_app, spawn_app_with};
+use document_vault_bridge::vault::{Retention, Vault, VaultError};
+use foundation::app::Platform;
+use foundation::tenancy::{DepartementCode, TenantContext};
+use uuid::Uuid;
+
+async fn platform_of(
+    app: &TestApp,
+    tweak: impl FnOnce(&mut foundation::config::Settings),
+) -> Platform {
+    let mut settings = test_support::test_settings(&app.db.app_url);
+    tweak(&mut settings);
+    Platform::connect(settings).await.expect("plateforme")
+}
+
+async fn territory(platform: &Platform, code: &str) -> TenantContext {
+    platform
+        .tenancy
+        .context(DepartementCode::parse(code).expect("code"))
+        .await
+        .expect("territoire")
+}
+
+fn pdf(marker: &str) -> Vec<u8> {
+    format!("%PDF-1.7\n% attestation de test\n({marker})\n%%EOF\n").into_bytes()
+}
+
+async fn put(
+    vault: &Vault,
+    platform: &Platform,
+    code: &str,
+    tenant: Uuid,
+    bytes: &[u8],
+    retention: Retention,
+) -> Result<Uuid, VaultError> {
+    let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+    vault
+        .put(
+            &territory(platform, code).await,
+            &mut conn,
+            tenant,
+            "attestation",
+            bytes,
+            retention,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_store_holds_only_ciphertext_and_links_serve_the_document() {
+    let app = spawn_app(&["33", "75"]).await;
+    let platform = platform_of(&app, |_| {}).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let tenant = Uuid::new_v4();
+    let canary = format!("CANARI-{}", Uuid::new_v4().simple());
+    let id = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf(&canary),
+        Retention::MandateArchive,
+    )
+    .await
+    .expect("dépôt");
+
+    // The raw object, read straight from the store, does not contain the canary.
+    let store = document_vault_bridge::store::Store::new(&platform.settings.object_store).await;
+    let raw = store.get(&format!("{tenant}/{id}")).await.expect("objet");
+    assert!(
+        !raw.windows(canary.len()).any(|w| w == canary.as_bytes()),
+        "clair dans le stockage"
+    );
+
+    // A signed link serves it, decrypted, not cacheable.
+    let link = vault.link(
+        "33",
+        id,
+        time::Duration::minutes(5),
+        time::OffsetDateTime::now_utc(),
+    );
+    let resp = app.get(&link).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/pdf");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(String::from_utf8_lossy(&resp.bytes().await.expect("corps")).contains(&canary));
+
+    // Tampered, expired, or moved to another territory: refused.
+    let tampered = format!("{}0", &link[..link.len() - 1]);
+    assert_eq!(app.get(&tampered).await.status(), 403);
+    let expired = vault.link(
+        "33",
+        id,
+        time::Duration::seconds(-1),
+        time::OffsetDateTime::now_utc(),
+    );
+    assert_eq!(app.get(&expired).await.status(), 403);
+    assert_eq!(
+        app.get(&link.replace("/documents/33/", "/documents/75/"))
+            .await
+            .status(),
+        403
+    );
+    // Even with a valid signature, a document is not found through another territory.
+    let foreign = vault.link(
+        "75",
+        id,
+        time::Duration::minutes(5),
+        time::OffsetDateTime::now_utc(),
+    );
+    assert_eq!(app.get(&foreign).await.status(), 404);
+    let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+    assert_eq!(
+        vault
+            .get(&territory(&platform, "75").await, &mut conn, id)
+            .await
+            .err(),
+        Some(VaultError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn size_and_type_limits_write_nothing() {
+    let app = spawn_app(&["33"]).await;
+    let platform = platform_of(&app, |_| {}).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let tenant = Uuid::new_v4();
+    let mut big = pdf("gros");
+    big.resize(document_vault_bridge::vault::MAX_BYTES + 1, b' ');
+    assert_eq!(
+        put(
+            &vault,
+            &platform,
+            "33",
+            tenant,
+            &big,
+            Retention::MandateArchive
+        )
+        .await,
+        Err(VaultError::TooLarge)
+    );
+    assert_eq!(
+        put(
+            &vault,
+            &platform,
+            "33",
+            tenant,
+            b"<html>pas un pdf</html>",
+            Retention::MandateArchive
+        )
+        .await,
+        Err(VaultError::UnsupportedType)
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.documents")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn the_retention_purge_deletes_exactly_what_is_due_and_is_idempotent() {
+    let app = spawn_app(&["33"]).await;
+    let platform = platform_of(&app, |_| {}).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let tenant = Uuid::new_v4();
+    let due1 = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("a"),
+        Retention::Days(-1),
+    )
+    .await
+    .expect("dépôt");
+    let due2 = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("b"),
+        Retention::Days(-2),
+    )
+    .await
+    .expect("dépôt");
+    let kept = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("c"),
+        Retention::Days(30),
+    )
+    .await
+    .expect("dépôt");
+    let ctx = territory(&platform, "33").await;
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(vault.purge(&ctx, now).await, Ok(2));
+    assert_eq!(vault.purge(&ctx, now).await, Ok(0), "deuxième passage");
+    let store = document_vault_bridge::store::Store::new(&platform.settings.object_store).await;
+    for (id, exists) in [(due1, false), (due2, false), (kept, true)] {
+        assert_eq!(
+            store.exists(&format!("{tenant}/{id}")).await,
+            Ok(exists),
+            "{id}"
+        );
+    }
+    let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+    assert!(vault.get(&ctx, &mut conn, kept).await.is_ok());
+    assert_eq!(
+        vault.get(&ctx, &mut conn, due1).await.err(),
+        Some(VaultError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_answer_gives_a_clear_503_and_nothing_else_breaks() {
+    // An endpoint where nothing listens stands for a stopped store (the shared SeaweedFS of
+    // the test run cannot be stopped without disturbing the other tests).
+    let dead = |s: &mut foundation::config::Settings| {
+        s.object_store.endpoint = "http://127.0.0.1:9".into();
+        s.object_store.timeout_ms = 1_000;
+    };
+    let db = test_support::database::TestDatabase::with_departements(&["33"]).await;
+    let app = spawn_app_with(db, dead).await;
+    let platform = platform_of(&app, dead).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let started = Instant::now();
+    let outcome = put(
+        &vault,
+        &platform,
+        "33",
+        Uuid::new_v4(),
+        &pdf("x"),
+        Retention::MandateArchive,
+    )
+    .await;
+    assert_eq!(outcome, Err(VaultError::Unavailable));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.documents")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0, "aucune référence sans objet");
+    assert_eq!(
+        VaultError::Unavailable.to_string(),
+        "le stockage des documents est momentanément indisponible ; réessayez dans quelques minutes"
+    );
+
+    // Everything else keeps working; readiness names the store.
+    assert_eq!(app.get("/").await.status(), 200);
+    assert_eq!(
+        app.get("/api/habilitation/departements/33/lieux")
+            .await
+            .status(),
+        200
+    );
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
+    let store = ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "object_store")
+        .expect("store")
+        .clone();
+    assert_eq!(store["ok"], false);
+}

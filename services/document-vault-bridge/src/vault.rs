@@ -1,0 +1,398 @@
+//! The document vault: envelope encryption per tenant, metadata in the tenant's schema, content
+//! in the object store, short-lived signed links, retention purge. Every document gets its own
+//! data key (AES-256-GCM); the data key is wrapped by its tenant's key; tenant keys are wrapped
+//! by the platform's master key. The store only ever sees ciphertext.
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit};
+use foundation::auth::secrets::{SeedCipher, constant_time_eq};
+use foundation::tenancy::TenantContext;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError};
+
+/// Largest document accepted (a scanned court decision fits comfortably).
+pub const MAX_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VaultError {
+    #[error("document trop volumineux : 10 Mo au plus")]
+    TooLarge,
+    #[error("type de document refusé : PDF, PNG ou JPEG attendu")]
+    UnsupportedType,
+    #[error("document introuvable")]
+    NotFound,
+    #[error(
+        "le stockage des documents est momentanément indisponible ; réessayez dans quelques minutes"
+    )]
+    Unavailable,
+    #[error("lien invalide ou expiré")]
+    InvalidLink,
+    #[error("erreur de base de données")]
+    Database,
+}
+
+impl From<sqlx::Error> for VaultError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "vault: database error");
+        VaultError::Database
+    }
+}
+
+impl From<StoreError> for VaultError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => VaultError::NotFound,
+            StoreError::Unavailable => VaultError::Unavailable,
+        }
+    }
+}
+
+/// How long a document is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Mandate attestations: 3 + 3 years after the mandate (product.md §12), by default.
+    MandateArchive,
+    /// A fixed number of days (tests, short-lived documents).
+    Days(i64),
+}
+
+impl Retention {
+    fn class(&self) -> String {
+        match self {
+            Retention::MandateArchive => "mandate_archive".into(),
+            Retention::Days(d) => format!("days_{d}"),
+        }
+    }
+
+    fn until(&self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Retention::MandateArchive => now + Duration::days(6 * 365 + 2),
+            Retention::Days(d) => now + Duration::days(*d),
+        }
+    }
+}
+
+/// The type of a document, from its first bytes (never from what the sender claims).
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"%PDF-") {
+        Some("application/pdf")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else {
+        None
+    }
+}
+
+fn seal(key: &[u8], plaintext: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key");
+    (
+        cipher.encrypt(&nonce.into(), plaintext).unwrap_or_default(),
+        nonce.to_vec(),
+    )
+}
+
+fn open(key: &[u8], ciphertext: &[u8], nonce: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let nonce: [u8; 12] = nonce.try_into().map_err(|_| VaultError::NotFound)?;
+    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| VaultError::NotFound)?;
+    cipher
+        .decrypt(&nonce.into(), ciphertext)
+        .map_err(|_| VaultError::NotFound)
+}
+
+/// Metadata of a stored document.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DocumentMeta {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+#[derive(Clone)]
+pub struct Vault {
+    store: Store,
+    master: SeedCipher,
+    link_secret: SecretString,
+}
+
+type KeyRow = (i32, Vec<u8>, Vec<u8>, i32);
+type DocRow = (
+    String,
+    String,
+    i32,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    Uuid,
+    Vec<u8>,
+);
+
+impl Vault {
+    pub fn new(store: Store, master: SeedCipher, link_secret: SecretString) -> Self {
+        Self {
+            store,
+            master,
+            link_secret,
+        }
+    }
+
+    /// The tenant's current key (created at first use), as (version, key).
+    async fn tenant_key(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+    ) -> Result<(i32, Vec<u8>), VaultError> {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:tenant-key:' || $1::text))",
+        )
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await?;
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT version, wrapped_key, nonce, master_version FROM platform.tenant_keys
+             WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((version, wrapped, nonce, master_version)) = row {
+            let key = self
+                .master
+                .decrypt(&wrapped, &nonce, master_version)
+                .map_err(|_| VaultError::NotFound)?;
+            return Ok((version, key));
+        }
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let (wrapped, nonce) = self.master.encrypt(&key);
+        sqlx::query(
+            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version) VALUES ($1, 1, $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(wrapped)
+        .bind(nonce)
+        .bind(self.master.version())
+        .execute(&mut *conn)
+        .await?;
+        Ok((1, key))
+    }
+
+    async fn tenant_key_version(
+        &self,
+        conn: &mut PgConnection,
+        tenant: Uuid,
+        version: i32,
+    ) -> Result<Vec<u8>, VaultError> {
+        let row: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
+            "SELECT wrapped_key, nonce, master_version FROM platform.tenant_keys WHERE tenant_id = $1 AND version = $2",
+        )
+        .bind(tenant)
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (wrapped, nonce, master_version) = row.ok_or(VaultError::NotFound)?;
+        self.master
+            .decrypt(&wrapped, &nonce, master_version)
+            .map_err(|_| VaultError::NotFound)
+    }
+
+    /// Stores a document for `tenant` in its territory. The object is written first; if the
+    /// metadata cannot be recorded the object is removed, so no reference dangles either way.
+    pub async fn put(
+        &self,
+        territory: &TenantContext,
+        platform_conn: &mut PgConnection,
+        tenant: Uuid,
+        kind: &str,
+        bytes: &[u8],
+        retention: Retention,
+    ) -> Result<Uuid, VaultError> {
+        if bytes.len() > MAX_BYTES {
+            return Err(VaultError::TooLarge);
+        }
+        let content_type = sniff(bytes).ok_or(VaultError::UnsupportedType)?;
+        let (key_version, tenant_key) = self.tenant_key(platform_conn, tenant).await?;
+        let mut dek = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut dek);
+        let (ciphertext, content_nonce) = seal(&dek, bytes);
+        let (wrapped_dek, dek_nonce) = seal(&tenant_key, &dek);
+        let id = Uuid::now_v7();
+        let object_key = format!("{tenant}/{id}");
+        self.store.put(&object_key, ciphertext).await?;
+        let now = OffsetDateTime::now_utc();
+        let recorded = async {
+            let mut tx = territory.begin().await?;
+            sqlx::query(
+                "INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes, sha256, object_key, key_version,
+                                        wrapped_dek, dek_nonce, content_nonce, retention_class, retain_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(id)
+            .bind(tenant)
+            .bind(kind)
+            .bind(content_type)
+            .bind(bytes.len() as i64)
+            .bind(Sha256::digest(bytes).to_vec())
+            .bind(&object_key)
+            .bind(key_version)
+            .bind(&wrapped_dek)
+            .bind(&dek_nonce)
+            .bind(&content_nonce)
+            .bind(retention.class())
+            .bind(retention.until(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = recorded {
+            let _ = self.store.delete(&object_key).await;
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    /// Reads and decrypts a document of this territory; a document of another territory, or
+    /// purged, is not found.
+    pub async fn get(
+        &self,
+        territory: &TenantContext,
+        platform_conn: &mut PgConnection,
+        id: Uuid,
+    ) -> Result<(String, Vec<u8>), VaultError> {
+        let mut tx = territory.begin().await?;
+        let row: Option<DocRow> = sqlx::query_as(
+            "SELECT content_type, object_key, key_version, wrapped_dek, dek_nonce, content_nonce, tenant_id, sha256
+             FROM documents WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let (
+            content_type,
+            object_key,
+            key_version,
+            wrapped_dek,
+            dek_nonce,
+            content_nonce,
+            tenant,
+            sha,
+        ) = row.ok_or(VaultError::NotFound)?;
+        let tenant_key = self
+            .tenant_key_version(platform_conn, tenant, key_version)
+            .await?;
+        let dek = open(&tenant_key, &wrapped_dek, &dek_nonce)?;
+        let ciphertext = self.store.get(&object_key).await?;
+        let plaintext = open(&dek, &ciphertext, &content_nonce)?;
+        if Sha256::digest(&plaintext)[..] != sha[..] {
+            return Err(VaultError::NotFound);
+        }
+        Ok((content_type, plaintext))
+    }
+
+    fn signature(&self, departement: &str, id: Uuid, expires: i64) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.link_secret.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length");
+        mac.update(format!("{departement}|{id}|{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A link valid for `ttl`, served by this bridge (`/documents/{dep}/{id}`), which checks
+    /// the signature and expiry, then decrypts. Only callers that passed the guard create one.
+    pub fn link(&self, departement: &str, id: Uuid, ttl: Duration, now: OffsetDateTime) -> String {
+        let expires = (now + ttl).unix_timestamp();
+        format!(
+            "/documents/{departement}/{id}?expire={expires}&signature={}",
+            self.signature(departement, id, expires)
+        )
+    }
+
+    pub fn check_link(
+        &self,
+        departement: &str,
+        id: Uuid,
+        expires: i64,
+        signature: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), VaultError> {
+        let valid = constant_time_eq(&self.signature(departement, id, expires), signature);
+        if valid && expires > now.unix_timestamp() {
+            Ok(())
+        } else {
+            Err(VaultError::InvalidLink)
+        }
+    }
+
+    /// Deletes the documents whose retention has ended (object first, then the row is marked);
+    /// running it again finds nothing more to do.
+    pub async fn purge(
+        &self,
+        territory: &TenantContext,
+        now: OffsetDateTime,
+    ) -> Result<u64, VaultError> {
+        let mut tx = territory.begin().await?;
+        let due: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, object_key FROM documents WHERE deleted_at IS NULL AND retain_until <= $1 ORDER BY retain_until LIMIT 1000",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut purged = 0;
+        for (id, key) in due {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut tx = territory.begin().await?;
+            let done = sqlx::query(
+                "UPDATE documents SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            purged += done.rows_affected();
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_come_from_content() {
+        assert_eq!(sniff(b"%PDF-1.7 ..."), Some("application/pdf"));
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("image/jpeg"));
+        assert_eq!(sniff(b"<html>"), None);
+        assert_eq!(sniff(b""), None);
+    }
+
+    #[test]
+    fn sealed_content_opens_only_with_its_key() {
+        let (key, other) = ([1u8; 32], [2u8; 32]);
+        let (ciphertext, nonce) = seal(&key, b"contenu");
+        assert_eq!(
+            open(&key, &ciphertext, &nonce).as_deref(),
+            Ok(b"contenu".as_slice())
+        );
+        assert!(open(&other, &ciphertext, &nonce).is_err());
+    }
+}
