@@ -19,6 +19,7 @@ use poem::EndpointExt;
 pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let store = store::Store::new(&platform.settings.object_store).await;
     let vault = vault(platform).await?;
+    let vault_for_jobs = vault.clone();
     Ok(ServiceParts {
         name: "document-vault-bridge",
         pages: vec![(
@@ -29,6 +30,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
         csrf_exempt: Vec::new(),
+        jobs: vec![retention_job(vault_for_jobs)],
     })
 }
 
@@ -45,6 +47,25 @@ pub async fn vault(platform: &Platform) -> anyhow::Result<vault::Vault> {
         master,
         security.link_secret.clone(),
     ))
+}
+
+/// Deletes, every hour, the documents of every territory whose retention has ended.
+fn retention_job(vault: vault::Vault) -> foundation::jobs::Job {
+    foundation::jobs::Job::new(
+        "document_retention",
+        std::time::Duration::from_secs(3600),
+        move |platform: Platform| {
+            let vault = vault.clone();
+            async move {
+                let mut purged = 0;
+                for departement in platform.tenancy.served() {
+                    let ctx = platform.tenancy.context(departement).await?;
+                    purged += vault.purge(&ctx, time::OffsetDateTime::now_utc()).await?;
+                }
+                Ok(purged)
+            }
+        },
+    )
 }
 
 /// The bridge as a standalone process.

@@ -106,6 +106,8 @@ pub struct ServiceParts {
     pub workers: Vec<Worker>,
     /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
     pub csrf_exempt: Vec<&'static str>,
+    /// Scheduled jobs of the service.
+    pub jobs: Vec<crate::jobs::Job>,
 }
 
 /// A running HTTP server with its workers.
@@ -127,8 +129,10 @@ impl Application {
             Box::pin(crate::auth::guard::reload_on_change(reloader, shutdown))
         })];
         let mut csrf_exempt: Vec<&'static str> = Vec::new();
+        let mut jobs = vec![crate::jobs::purge_expired_flow_data()];
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);
+            jobs.extend(parts.jobs);
             tracing::info!(service = parts.name, "service mounted");
             for (path, endpoint) in parts.pages {
                 route = route.at(path, endpoint);
@@ -139,6 +143,10 @@ impl Application {
             checks.extend(parts.readiness);
             workers.extend(parts.workers);
         }
+        let scheduled = platform.clone();
+        workers.push(Box::new(move |shutdown| {
+            Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))
+        }));
         route = route.nest("/health", health::routes(checks));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
         let protected = crate::auth::csrf::protect(

@@ -10,6 +10,8 @@ pub mod auth;
 pub mod config;
 /// Liveness and readiness endpoints.
 pub mod health;
+/// Scheduled jobs, run once per period across replicas.
+pub mod jobs;
 /// The transactional outbox producers write to.
 pub mod outbox;
 /// Logs, traces, the per-request span.

@@ -99,6 +99,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         readiness: Vec::<Arc<dyn foundation::health::ReadinessCheck>>::new(),
         workers: Vec::new(),
         csrf_exempt: Vec::new(),
+        jobs: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         readiness: Vec::new(),
         workers: Vec::new(),
         csrf_exempt: Vec::new(),
+        jobs: Vec::new(),
     })
 }
 

@@ -184,3 +184,31 @@ async fn recv(listener: &mut Option<PgListener>) -> Option<Scope> {
         }
     }
 }
+
+/// Delivered messages are kept 30 days (to answer "did you send it?"), then deleted; messages
+/// never delivered stay, as dead letters, for the operators.
+pub fn purge_delivered_messages() -> foundation::jobs::Job {
+    foundation::jobs::Job::new(
+        "purge_delivered_messages",
+        Duration::from_secs(3600),
+        |platform: Platform| async move {
+            let mut purged = sqlx::query(
+                "DELETE FROM platform.outbox WHERE sent_at < now() - interval '30 days'",
+            )
+            .execute(platform.platform_pool())
+            .await?
+            .rows_affected();
+            for departement in platform.tenancy.served() {
+                let ctx = platform.tenancy.context(departement).await?;
+                let mut tx = ctx.begin().await?;
+                purged +=
+                    sqlx::query("DELETE FROM outbox WHERE sent_at < now() - interval '30 days'")
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                tx.commit().await?;
+            }
+            Ok(purged)
+        },
+    )
+}

@@ -52,6 +52,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 2, "0002_professionals_and_sessions"),
             migration!("platform", 3, "0003_totp_cards"),
             migration!("platform", 4, "0004_tenant_keys"),
+            migration!("platform", 5, "0005_job_runs"),
         ])
     });
 

@@ -1,0 +1,158 @@
+//! Scheduled jobs: one run per period across replicas, and purges that delete exactly what is
+//! due, twice in a row with the same result.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use foundation::app::Platform;
+use foundation::jobs::{Job, purge_expired_flow_data, run_due};
+use test_support::database::TestDatabase;
+
+async fn replica(db: &TestDatabase) -> Platform {
+    Platform::connect(test_support::test_settings(&db.app_url))
+        .await
+        .expect("plateforme")
+}
+
+#[tokio::test]
+async fn a_job_runs_once_per_period_across_replicas() {
+    let db = TestDatabase::create().await;
+    let (a, b) = (replica(&db).await, replica(&db).await);
+    let runs = Arc::new(AtomicU64::new(0));
+    let counter = runs.clone();
+    let job = Job::new("compteur", Duration::from_secs(3600), move |_| {
+        let counter = counter.clone();
+        async move { Ok(counter.fetch_add(1, Ordering::SeqCst) + 1) }
+    });
+    let jobs = vec![job];
+    let (ra, rb) = tokio::join!(run_due(&a, &jobs), run_due(&b, &jobs));
+    assert_eq!(ra.len() + rb.len(), 1, "{ra:?} {rb:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(run_due(&a, &jobs).await.is_empty(), "même période");
+    // The period has passed: it runs again, once.
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours' WHERE name = 'compteur'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+    let (ra, rb) = tokio::join!(run_due(&a, &jobs), run_due(&b, &jobs));
+    assert_eq!(ra.len() + rb.len(), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    let (result, finished): (Option<i64>, bool) =
+        sqlx::query_as("SELECT last_result, last_finished_at IS NOT NULL FROM platform.job_runs WHERE name = 'compteur'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("suivi");
+    assert_eq!((result, finished), (Some(2), true));
+}
+
+#[tokio::test]
+async fn expired_flow_data_is_purged_exactly_and_idempotently() {
+    let db = TestDatabase::create().await;
+    let mut tx = db.admin.begin().await.expect("tx");
+    let who = habilitation_desk::accounts::create_professional(
+        &mut tx,
+        "purge@example.test",
+        "Pat Purge",
+    )
+    .await
+    .expect("compte");
+    tx.commit().await.expect("commit");
+    for (token, seconds) in [
+        ("vieux", -172_800.0),
+        ("recent", -3_600.0),
+        ("vivant", 300.0),
+    ] {
+        sqlx::query(
+            "INSERT INTO platform.email_links (token_hash, purpose, professional_id, expires_at)
+             VALUES (sha256($1::bytea), 'login', $2, now() + make_interval(secs => $3))",
+        )
+        .bind(token.as_bytes())
+        .bind(who)
+        .bind(seconds)
+        .execute(&db.admin)
+        .await
+        .expect("lien");
+    }
+    sqlx::query("INSERT INTO platform.rate_limits VALUES ('a', now() - interval '2 days', 3), ('b', now(), 1)")
+        .execute(&db.admin)
+        .await
+        .expect("limites");
+    sqlx::query(
+        "INSERT INTO platform.sessions (id_hash, professional_id, totp_verified_at, ended_at) VALUES
+         (sha256('fini'::bytea), $1, now(), now() - interval '2 days'), (sha256('ouvert'::bytea), $1, now(), NULL)",
+    )
+    .bind(who)
+    .execute(&db.admin)
+    .await
+    .expect("sessions");
+    let platform = replica(&db).await;
+    let jobs = vec![purge_expired_flow_data()];
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_expired_flow_data", Ok(3))]
+    );
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_expired_flow_data", Ok(0))]
+    );
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM platform.email_links), (SELECT count(*) FROM platform.rate_limits), (SELECT count(*) FROM platform.sessions)",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("restes");
+    assert_eq!(left, (2, 1, 1));
+}
+
+#[tokio::test]
+async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    sqlx::query(
+        "INSERT INTO platform.outbox (id, channel, recipient, template, sent_at, created_at) VALUES
+         (gen_random_uuid(), 'email', 'a@example.test', 'operator_test', now() - interval '31 days', now() - interval '31 days'),
+         (gen_random_uuid(), 'email', 'b@example.test', 'operator_test', now() - interval '1 day', now() - interval '1 day'),
+         (gen_random_uuid(), 'email', 'c@example.test', 'operator_test', NULL, now() - interval '60 days')",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("messages");
+    sqlx::query(
+        "INSERT INTO dep_33.outbox (id, channel, recipient, template, sent_at) VALUES
+         (gen_random_uuid(), 'email', 'd@example.test', 'operator_test', now() - interval '40 days')",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("message territorial");
+    // Keep the worker from sending the dead letter during the test: it has used its attempts.
+    sqlx::query("UPDATE platform.outbox SET attempts = 99 WHERE sent_at IS NULL")
+        .execute(&db.admin)
+        .await
+        .expect("tentatives");
+    let platform = replica(&db).await;
+    let jobs = vec![notification_mailer::worker::purge_delivered_messages()];
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_delivered_messages", Ok(2))]
+    );
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_delivered_messages", Ok(0))]
+    );
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT recipient FROM platform.outbox ORDER BY recipient")
+            .fetch_all(&db.admin)
+            .await
+            .expect("restes");
+    assert_eq!(left, ["b@example.test", "c@example.test"]);
+}

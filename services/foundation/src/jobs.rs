@@ -1,0 +1,131 @@
+//! Scheduled jobs, declared in code by each service (`ServiceParts::jobs`) and run once per
+//! period across all replicas: a run is claimed by moving `platform.job_runs.last_started_at`
+//! forward, which only one replica can do for a given period. Jobs are idempotent (purges
+//! delete what is due; running twice finds nothing more).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::app::{Platform, Shutdown};
+
+pub type JobFn = Arc<dyn Fn(Platform) -> BoxFuture<'static, anyhow::Result<u64>> + Send + Sync>;
+
+/// A job: its stable name, its period, and what it does (returns how many things it handled).
+#[derive(Clone)]
+pub struct Job {
+    pub name: &'static str,
+    pub every: Duration,
+    pub run: JobFn,
+}
+
+impl Job {
+    pub fn new<F, Fut>(name: &'static str, every: Duration, run: F) -> Self
+    where
+        F: Fn(Platform) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+    {
+        Self {
+            name,
+            every,
+            run: Arc::new(move |p| Box::pin(run(p))),
+        }
+    }
+}
+
+/// Claims this period's run of `name`; true for exactly one caller per period.
+pub async fn claim(platform: &Platform, name: &str, every: Duration) -> Result<bool, sqlx::Error> {
+    let claimed: Option<String> = sqlx::query_scalar(
+        "INSERT INTO platform.job_runs (name, last_started_at) VALUES ($1, now())
+         ON CONFLICT (name) DO UPDATE SET last_started_at = now()
+         WHERE job_runs.last_started_at <= now() - make_interval(secs => $2)
+         RETURNING name",
+    )
+    .bind(name)
+    .bind(every.as_secs_f64())
+    .fetch_optional(platform.platform_pool())
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Runs every job whose period has come and that this replica claimed. Returns what ran.
+pub async fn run_due(
+    platform: &Platform,
+    jobs: &[Job],
+) -> Vec<(&'static str, Result<u64, String>)> {
+    let mut ran = Vec::new();
+    for job in jobs {
+        match claim(platform, job.name, job.every).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(job = job.name, error = %e, "job claim failed");
+                continue;
+            }
+        }
+        let outcome = (job.run)(platform.clone()).await.map_err(|e| e.to_string());
+        let (count, error) = match &outcome {
+            Ok(n) => (Some(*n as i64), None),
+            Err(e) => (None, Some(e.clone())),
+        };
+        if let Some(error) = &error {
+            tracing::error!(job = job.name, error = %error, "job failed");
+        }
+        let _ = sqlx::query(
+            "UPDATE platform.job_runs SET last_finished_at = now(), last_result = $2, last_error = $3 WHERE name = $1",
+        )
+        .bind(job.name)
+        .bind(count)
+        .bind(error)
+        .execute(platform.platform_pool())
+        .await;
+        ran.push((job.name, outcome));
+    }
+    ran
+}
+
+/// The worker running the jobs: it looks every 30 seconds for jobs whose period has come.
+pub async fn scheduler(platform: Platform, jobs: Vec<Job>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = tick.tick() => { run_due(&platform, &jobs).await; }
+        }
+    }
+}
+
+/// Login links, enrolment links and rate-limit windows are kept minutes to days, not more
+/// (product.md §12); ended or expired sessions go after a day. The security journal keeps the
+/// record of what happened.
+pub fn purge_expired_flow_data() -> Job {
+    Job::new(
+        "purge_expired_flow_data",
+        Duration::from_secs(3600),
+        |platform: Platform| async move {
+            let pool = platform.platform_pool();
+            let links = sqlx::query(
+                "DELETE FROM platform.email_links WHERE expires_at < now() - interval '1 day'",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let limits = sqlx::query(
+                "DELETE FROM platform.rate_limits WHERE window_start < now() - interval '1 day'",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let sessions = sqlx::query(
+                "DELETE FROM platform.sessions
+             WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
+                OR created_at < now() - interval '13 hours' - interval '1 day'",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(links + limits + sessions)
+        },
+    )
+}
