@@ -36,10 +36,12 @@ fn cipher() -> SeedCipher {
     .expect("clé")
 }
 
-/// Waits, if needed, so that at least 5 seconds remain in the current 30-second step.
+/// Waits, if needed, so that at least 12 seconds remain in the current 30-second step: a code
+/// of the previous step (offset -1) is then still inside the ±1 window when a loaded machine
+/// takes a few seconds to use it.
 pub async fn fresh_step() -> i64 {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if now % 30 > 24 {
+    if now % 30 > 18 {
         tokio::time::sleep(std::time::Duration::from_secs((31 - now % 30) as u64)).await;
     }
     time::OffsetDateTime::now_utc().unix_timestamp() / 30
