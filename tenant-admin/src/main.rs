@@ -67,6 +67,11 @@ enum Command {
     /// Crée le territoire de démonstration et ses comptes de démonstration (idempotent ; refusé
     /// en production).
     Demo,
+    /// File d'envoi : messages bloqués, remise en file.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Courriel de test, déposé dans la file d'envoi.
     Mail {
         #[command(subcommand)]
@@ -111,6 +116,17 @@ struct CreateTenant {
     /// Nom affiché du tenant.
     #[arg(long)]
     name: String,
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Messages abandonnés après leurs tentatives, ou dont l'envoi est resté incertain.
+    Stuck,
+    /// Remet un message dans la file (après vérification, pour un envoi incertain).
+    Requeue {
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +201,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Structures { command } => {
             professionals::run_structures(&connect(&cli).await?, command).await?
+        }
+        Command::Outbox { command } => {
+            let tenancy = foundation::tenancy::Tenancy::load(connect(&cli).await?).await?;
+            match command {
+                OutboxCommand::Stuck => {
+                    for m in
+                        foundation::outbox::list_stuck(&tenancy, foundation::outbox::MAX_ATTEMPTS)
+                            .await?
+                    {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{} tentative(s)",
+                            m.id, m.scope, m.state, m.template, m.attempts
+                        );
+                    }
+                }
+                OutboxCommand::Requeue { id } => {
+                    anyhow::ensure!(
+                        foundation::outbox::requeue(&tenancy, *id).await?,
+                        "aucun message en attente {id}"
+                    );
+                    println!("message {id} remis dans la file");
+                }
+            }
         }
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,

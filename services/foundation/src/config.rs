@@ -100,6 +100,8 @@ pub struct SmtpSettings {
     pub password: Option<SecretString>,
     pub from: String,
     pub timeout_ms: u64,
+    /// First retry delay after a failed delivery; it doubles at each attempt, up to an hour.
+    pub retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +183,7 @@ impl Default for Settings {
                 password: None,
                 from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),
                 timeout_ms: 10_000,
+                retry_base_ms: 2_000,
             },
             object_store: ObjectStoreSettings {
                 endpoint: "http://127.0.0.1:8333".into(),

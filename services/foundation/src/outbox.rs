@@ -10,6 +10,8 @@ use crate::tenancy::TenantTx;
 
 /// Channel the consumer listens on; the payload names the schema to look at.
 pub const NOTIFY_CHANNEL: &str = "outbox";
+/// After this many failed attempts a message stays in the outbox as a dead letter.
+pub const MAX_ATTEMPTS: i32 = 8;
 /// Notification payload for the national outbox.
 pub const PLATFORM_SCOPE: &str = "platform";
 
@@ -86,4 +88,110 @@ pub async fn enqueue_tenant(
         .execute(&mut **tx)
         .await?;
     Ok(id)
+}
+
+/// A message that needs an operator: given up after its attempts (`dead`), or whose sending
+/// started without a known outcome (`uncertain`: the worker died in between, more than 5
+/// minutes ago, or the connection broke mid-session; it may have been delivered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckMessage {
+    /// `platform` or a département code.
+    pub scope: String,
+    pub id: Uuid,
+    pub template: String,
+    pub attempts: i32,
+    pub state: &'static str,
+}
+
+const STUCK_PLATFORM_SQL: &str =
+    "SELECT id, template, attempts, sending_started_at IS NOT NULL FROM platform.outbox
+     WHERE sent_at IS NULL AND (attempts >= $1 OR sending_started_at < now() - interval '5 minutes'
+                                 OR (sending_started_at IS NOT NULL AND last_error IS NOT NULL))
+     ORDER BY created_at";
+const STUCK_TENANT_SQL: &str =
+    "SELECT id, template, attempts, sending_started_at IS NOT NULL FROM outbox
+     WHERE sent_at IS NULL AND (attempts >= $1 OR sending_started_at < now() - interval '5 minutes'
+                                 OR (sending_started_at IS NOT NULL AND last_error IS NOT NULL))
+     ORDER BY created_at";
+
+/// Lists the stuck messages of the national outbox and of every served territory.
+pub async fn list_stuck(
+    tenancy: &crate::tenancy::Tenancy,
+    max_attempts: i32,
+) -> Result<Vec<StuckMessage>, sqlx::Error> {
+    type StuckRow = (Uuid, String, i32, bool);
+    let to_message = |scope: String| {
+        move |(id, template, attempts, sending): StuckRow| StuckMessage {
+            scope: scope.clone(),
+            id,
+            template,
+            attempts,
+            state: if sending { "uncertain" } else { "dead" },
+        }
+    };
+    let rows: Vec<StuckRow> = sqlx::query_as(STUCK_PLATFORM_SQL)
+        .bind(max_attempts)
+        .fetch_all(tenancy.platform_pool())
+        .await?;
+    let mut stuck: Vec<StuckMessage> = rows
+        .into_iter()
+        .map(to_message(PLATFORM_SCOPE.into()))
+        .collect();
+    for departement in tenancy.served() {
+        let Ok(ctx) = tenancy.context(departement).await else {
+            continue;
+        };
+        let mut tx = ctx.begin().await?;
+        let rows: Vec<StuckRow> = sqlx::query_as(STUCK_TENANT_SQL)
+            .bind(max_attempts)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        stuck.extend(rows.into_iter().map(to_message(departement.to_string())));
+    }
+    Ok(stuck)
+}
+
+const REQUEUE_PLATFORM_SQL: &str = "UPDATE platform.outbox
+     SET attempts = 0, sending_started_at = NULL, available_at = now(), last_error = NULL
+     WHERE id = $1 AND sent_at IS NULL";
+const REQUEUE_TENANT_SQL: &str = "UPDATE outbox
+     SET attempts = 0, sending_started_at = NULL, available_at = now(), last_error = NULL
+     WHERE id = $1 AND sent_at IS NULL";
+
+/// Puts a stuck message back in the queue (found in the national outbox or a territory's).
+pub async fn requeue(tenancy: &crate::tenancy::Tenancy, id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(REQUEUE_PLATFORM_SQL)
+        .bind(id)
+        .execute(tenancy.platform_pool())
+        .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(PLATFORM_SCOPE)
+            .execute(tenancy.platform_pool())
+            .await?;
+        return Ok(true);
+    }
+    for departement in tenancy.served() {
+        let Ok(ctx) = tenancy.context(departement).await else {
+            continue;
+        };
+        let mut tx = ctx.begin().await?;
+        let done = sqlx::query(REQUEUE_TENANT_SQL)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() > 0 {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(departement.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        tx.commit().await?;
+    }
+    Ok(false)
 }

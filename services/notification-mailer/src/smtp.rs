@@ -4,59 +4,98 @@ use foundation::app::Platform;
 use foundation::config::{SmtpSecurity, SmtpSettings};
 use foundation::health::ReadinessCheck;
 use futures::future::BoxFuture;
+use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::templates::Rendered;
 
-/// The SMTP transport and sender address.
+/// Sends through SMTP one message per session, with lettre's connection API so that a failure
+/// is classified by where it happened: before the content was sent (nothing accepted, safe to
+/// retry), with an SMTP reply (accepted or refused, known), or while waiting for the reply to
+/// the content (uncertain: never retried automatically).
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: SmtpSettings,
     from: Mailbox,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Worth retrying: the server did not answer or refused temporarily.
+    /// Worth retrying: the server was unreachable or declined for now; nothing was accepted.
     #[error("envoi SMTP échoué : {0}")]
     Transient(String),
     /// Not worth retrying: the address or the message is invalid.
     #[error("message refusé : {0}")]
     Permanent(String),
+    /// The connection broke after the content was sent and before the server's answer: it may
+    /// have been accepted. It is not sent again automatically (never twice); operators see it
+    /// among the stuck messages and re-queue it after checking.
+    #[error("envoi incertain, la connexion a été coupée après l'envoi du contenu : {0}")]
+    Uncertain(String),
+}
+
+fn known(e: &lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else {
+        SendError::Transient(e.to_string())
+    }
 }
 
 impl Mailer {
     pub fn new(settings: &SmtpSettings) -> anyhow::Result<Self> {
-        let builder = match settings.security {
-            SmtpSecurity::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-            }
-            SmtpSecurity::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)?
-            }
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)?,
-        };
-        let mut builder = builder
-            .port(settings.port)
-            .timeout(Some(Duration::from_millis(settings.timeout_ms)));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose_secret().to_owned(),
-            ));
-        }
         Ok(Self {
-            transport: builder.build(),
+            settings: settings.clone(),
             from: settings.from.parse()?,
         })
     }
 
+    async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let s = &self.settings;
+        let timeout = Some(Duration::from_millis(s.timeout_ms));
+        let hello = ClientId::default();
+        let tls = || TlsParameters::new(s.host.clone());
+        let mut conn = match s.security {
+            SmtpSecurity::Tls => {
+                AsyncSmtpConnection::connect_tokio1(
+                    (s.host.as_str(), s.port),
+                    timeout,
+                    &hello,
+                    Some(tls()?),
+                    None,
+                )
+                .await?
+            }
+            SmtpSecurity::None | SmtpSecurity::Starttls => {
+                AsyncSmtpConnection::connect_tokio1(
+                    (s.host.as_str(), s.port),
+                    timeout,
+                    &hello,
+                    None,
+                    None,
+                )
+                .await?
+            }
+        };
+        if s.security == SmtpSecurity::Starttls {
+            conn.starttls(tls()?, &hello).await?;
+        }
+        if let (Some(user), Some(password)) = (&s.username, &s.password) {
+            let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await?;
+        }
+        Ok(conn)
+    }
+
     /// Sends one message. The outbox id becomes the Message-ID, so a message delivered twice
-    /// after a crash is recognisable as the same one.
+    /// (after an operator's re-queue) is recognisable as the same one.
     pub async fn send(&self, id: Uuid, to: &str, message: &Rendered) -> Result<(), SendError> {
         let to: Mailbox = to
             .parse()
@@ -69,17 +108,37 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(message.text.clone())
             .map_err(|e| SendError::Permanent(e.to_string()))?;
-        match self.transport.send(email).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
-            Err(e) => Err(SendError::Transient(e.to_string())),
+        let envelope = email.envelope().clone();
+        let bytes = email.formatted();
+        let mut conn = self.connect().await.map_err(|e| known(&e))?;
+        // Up to DATA, nothing can have been accepted.
+        conn.command(Mail::new(envelope.from().cloned(), vec![]))
+            .await
+            .map_err(|e| known(&e))?;
+        for rcpt in envelope.to() {
+            conn.command(Rcpt::new(rcpt.clone(), vec![]))
+                .await
+                .map_err(|e| known(&e))?;
+        }
+        conn.command(Data).await.map_err(|e| known(&e))?;
+        match conn.message(&bytes).await {
+            Ok(_) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            // The server answered: it refused, and said so.
+            Err(e) if e.is_permanent() || e.is_transient() => Err(known(&e)),
+            Err(e) => Err(SendError::Uncertain(e.to_string())),
         }
     }
 
     pub async fn ping(&self) -> Result<(), String> {
-        match self.transport.test_connection().await {
-            Ok(true) => Ok(()),
-            _ => Err("serveur SMTP injoignable".into()),
+        match self.connect().await {
+            Ok(mut conn) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err(_) => Err("serveur SMTP injoignable".into()),
         }
     }
 }

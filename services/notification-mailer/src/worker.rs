@@ -7,19 +7,17 @@ use std::time::Duration;
 use foundation::app::{Platform, Shutdown};
 use foundation::outbox::{NOTIFY_CHANNEL, PLATFORM_SCOPE};
 use foundation::tenancy::DepartementCode;
-use sqlx::PgConnection;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use crate::smtp::{Mailer, SendError};
 use crate::templates;
 
-/// After this many failed attempts a message stays in the outbox as a dead letter.
-pub const MAX_ATTEMPTS: i32 = 8;
+pub use foundation::outbox::MAX_ATTEMPTS;
 const BATCH: i64 = 20;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scope {
     Platform,
     Departement(DepartementCode),
@@ -30,38 +28,88 @@ struct Sql {
     claim: &'static str,
     sent: &'static str,
     failed: &'static str,
+    uncertain: &'static str,
 }
 
+// The claim marks rows as being sent and is committed before anything is sent: a row stays
+// marked if the worker dies before recording the outcome, and is never claimed again (it may
+// have been delivered); an operator re-queues it after checking.
 const PLATFORM_SQL: Sql = Sql {
-    claim: "SELECT id, channel, recipient, template, payload FROM platform.outbox
-            WHERE sent_at IS NULL AND available_at <= now() AND attempts < $1
-            ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    claim: "UPDATE platform.outbox SET sending_started_at = now(), last_error = NULL
+            WHERE id IN (SELECT id FROM platform.outbox
+                         WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
+                           AND attempts < $1
+                         ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id, channel, recipient, template, payload",
     sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-    failed: "UPDATE platform.outbox SET attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END,
-             last_error = $2, available_at = now() + make_interval(secs => least(power(2, attempts + 1), 3600))
-             WHERE id = $1",
+    failed: "UPDATE platform.outbox SET sending_started_at = NULL,
+             attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
+             available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
+             WHERE id = $1 RETURNING available_at",
+    uncertain: "UPDATE platform.outbox SET last_error = $2 WHERE id = $1",
 };
 
 const TENANT_SQL: Sql = Sql {
-    claim: "SELECT id, channel, recipient, template, payload FROM outbox
-            WHERE sent_at IS NULL AND available_at <= now() AND attempts < $1
-            ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    claim: "UPDATE outbox SET sending_started_at = now(), last_error = NULL
+            WHERE id IN (SELECT id FROM outbox
+                         WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
+                           AND attempts < $1
+                         ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING id, channel, recipient, template, payload",
     sent: "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-    failed: "UPDATE outbox SET attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END,
-             last_error = $2, available_at = now() + make_interval(secs => least(power(2, attempts + 1), 3600))
-             WHERE id = $1",
+    failed: "UPDATE outbox SET sending_started_at = NULL,
+             attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
+             available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
+             WHERE id = $1 RETURNING available_at",
+    uncertain: "UPDATE outbox SET last_error = $2 WHERE id = $1",
 };
 
 type Row = (Uuid, String, String, String, serde_json::Value);
 
+/// What happened to one claimed message.
+pub enum Outcome {
+    Sent,
+    /// Known not delivered: retried later (transient) or given up (permanent).
+    Failed(SendError),
+}
+
 pub struct OutboxWorker {
     platform: Platform,
     mailer: Mailer,
+    /// Retries due later, so the worker wakes up for them instead of waiting for the sweep.
+    retries: std::sync::Mutex<Vec<(time::OffsetDateTime, Scope)>>,
 }
 
 impl OutboxWorker {
     pub fn new(platform: Platform, mailer: Mailer) -> Self {
-        Self { platform, mailer }
+        Self {
+            platform,
+            mailer,
+            retries: Default::default(),
+        }
+    }
+
+    fn earliest_retry(&self) -> Option<time::OffsetDateTime> {
+        self.retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(at, _)| *at)
+            .min()
+    }
+
+    /// The scopes whose retries are due now (removed from the list).
+    fn due_retries(&self) -> Vec<Scope> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut due: Vec<Scope> = retries
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, s)| *s)
+            .collect();
+        retries.retain(|(at, _)| *at > now);
+        due.dedup();
+        due
     }
 
     pub async fn run(self, mut shutdown: Shutdown) {
@@ -75,9 +123,19 @@ impl OutboxWorker {
         self.sweep(&shutdown).await;
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
+            let retry_in = self
+                .earliest_retry()
+                .map(|at| (at - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO))
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(SWEEP_EVERY);
             tokio::select! {
                 _ = shutdown.requested() => break,
                 _ = sweep.tick() => self.sweep(&shutdown).await,
+                _ = tokio::time::sleep(retry_in) => {
+                    for scope in self.due_retries() {
+                        self.drain(scope, &shutdown).await;
+                    }
+                }
                 notification = recv(&mut listener) => match notification {
                     Some(scope) => self.drain(scope, &shutdown).await,
                     None => tokio::time::sleep(Duration::from_millis(500)).await,
@@ -110,61 +168,176 @@ impl OutboxWorker {
         }
     }
 
-    async fn deliver_batch(&self, scope: Scope) -> Result<usize, sqlx::Error> {
+    /// Step 1: claims up to a batch of due messages (committed before anything is sent).
+    async fn claim(&self, scope: Scope) -> Result<Vec<Row>, sqlx::Error> {
         match scope {
             Scope::Platform => {
                 let mut tx = self.platform.platform_pool().begin().await?;
-                let n = self.deliver(&mut tx, &PLATFORM_SQL).await?;
+                let rows = sqlx::query_as(PLATFORM_SQL.claim)
+                    .bind(MAX_ATTEMPTS)
+                    .bind(BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(n)
+                Ok(rows)
             }
             Scope::Departement(departement) => {
                 // A territory not served (not provisioned, failed migration) has nothing to send.
                 let Ok(tenant) = self.platform.tenancy.context(departement).await else {
-                    return Ok(0);
+                    return Ok(Vec::new());
                 };
                 let mut tx = tenant.begin().await?;
-                let n = self.deliver(&mut tx, &TENANT_SQL).await?;
+                let rows = sqlx::query_as(TENANT_SQL.claim)
+                    .bind(MAX_ATTEMPTS)
+                    .bind(BATCH)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(n)
+                Ok(rows)
             }
         }
     }
 
-    async fn deliver(&self, conn: &mut PgConnection, sql: &Sql) -> Result<usize, sqlx::Error> {
-        let rows: Vec<Row> = sqlx::query_as(sql.claim)
-            .bind(MAX_ATTEMPTS)
-            .bind(BATCH)
-            .fetch_all(&mut *conn)
-            .await?;
-        for (id, channel, recipient, template, payload) in &rows {
-            let outcome = match channel.as_str() {
-                "email" => match templates::render(template, payload) {
-                    Ok(message) => self.mailer.send(*id, recipient, &message).await,
-                    Err(e) => Err(SendError::Permanent(e.to_string())),
-                },
-                other => Err(SendError::Permanent(format!(
-                    "canal « {other} » pas encore disponible"
-                ))),
-            };
-            match outcome {
-                Ok(()) => {
-                    sqlx::query(sql.sent).bind(id).execute(&mut *conn).await?;
-                }
-                Err(e) => {
-                    let permanent = matches!(e, SendError::Permanent(_));
-                    tracing::warn!(message_id = %id, permanent, "outbox: échec d'envoi");
-                    sqlx::query(sql.failed)
-                        .bind(id)
-                        .bind(e.to_string())
-                        .bind(permanent)
-                        .bind(MAX_ATTEMPTS)
-                        .execute(&mut *conn)
-                        .await?;
+    /// Step 2: sends one message. The outbox id is the Message-ID.
+    async fn send(&self, row: &Row) -> Outcome {
+        let (id, channel, recipient, template, payload) = row;
+        let result = match channel.as_str() {
+            "email" => match templates::render(template, payload) {
+                Ok(message) => self.mailer.send(*id, recipient, &message).await,
+                Err(e) => Err(SendError::Permanent(e.to_string())),
+            },
+            other => Err(SendError::Permanent(format!(
+                "canal « {other} » pas encore disponible"
+            ))),
+        };
+        match result {
+            Ok(()) => Outcome::Sent,
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// Step 3: records the outcome.
+    async fn record(&self, scope: Scope, id: Uuid, outcome: &Outcome) -> Result<(), sqlx::Error> {
+        let sql = match scope {
+            Scope::Platform => &PLATFORM_SQL,
+            Scope::Departement(_) => &TENANT_SQL,
+        };
+        let base = self.platform.settings.smtp.retry_base_ms as f64 / 1000.0;
+        let retry_at: Option<time::OffsetDateTime> = match (outcome, scope) {
+            (Outcome::Sent, Scope::Platform) => {
+                sqlx::query(sql.sent)
+                    .bind(id)
+                    .execute(self.platform.platform_pool())
+                    .await?;
+                None
+            }
+            (Outcome::Failed(e @ SendError::Uncertain(_)), Scope::Platform) => {
+                tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
+                sqlx::query(sql.uncertain)
+                    .bind(id)
+                    .bind(e.to_string())
+                    .execute(self.platform.platform_pool())
+                    .await?;
+                None
+            }
+            (Outcome::Failed(e), Scope::Platform) => {
+                tracing::warn!(message_id = %id, permanent = matches!(e, SendError::Permanent(_)), "outbox: échec d'envoi");
+                sqlx::query_scalar(sql.failed)
+                    .bind(id)
+                    .bind(e.to_string())
+                    .bind(matches!(e, SendError::Permanent(_)))
+                    .bind(MAX_ATTEMPTS)
+                    .bind(base)
+                    .fetch_optional(self.platform.platform_pool())
+                    .await?
+            }
+            (outcome, Scope::Departement(departement)) => {
+                let tenant = self
+                    .platform
+                    .tenancy
+                    .context(departement)
+                    .await
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                let mut tx = tenant.begin().await?;
+                let retry_at = match outcome {
+                    Outcome::Sent => {
+                        sqlx::query(sql.sent).bind(id).execute(&mut *tx).await?;
+                        None
+                    }
+                    Outcome::Failed(e @ SendError::Uncertain(_)) => {
+                        tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
+                        sqlx::query(sql.uncertain)
+                            .bind(id)
+                            .bind(e.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                        None
+                    }
+                    Outcome::Failed(e) => {
+                        tracing::warn!(message_id = %id, permanent = matches!(e, SendError::Permanent(_)), "outbox: échec d'envoi");
+                        sqlx::query_scalar(sql.failed)
+                            .bind(id)
+                            .bind(e.to_string())
+                            .bind(matches!(e, SendError::Permanent(_)))
+                            .bind(MAX_ATTEMPTS)
+                            .bind(base)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                };
+                tx.commit().await?;
+                retry_at
+            }
+        };
+        if let (Some(at), Outcome::Failed(SendError::Transient(_))) = (retry_at, outcome) {
+            self.retries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((at, scope));
+        }
+        Ok(())
+    }
+
+    async fn deliver_batch(&self, scope: Scope) -> Result<usize, sqlx::Error> {
+        let rows = self.claim(scope).await?;
+        for row in &rows {
+            let outcome = self.send(row).await;
+            self.record(scope, row.0, &outcome).await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Claims and sends the platform's due messages without recording the outcome: what a
+    /// worker that dies between sending and recording leaves behind. For the crash test only.
+    #[doc(hidden)]
+    pub async fn send_without_recording(&self) -> Result<usize, sqlx::Error> {
+        let rows = self.claim(Scope::Platform).await?;
+        for row in &rows {
+            self.send(row).await;
+        }
+        Ok(rows.len())
+    }
+
+    /// One full pass over the national and territorial outboxes (tests, tools).
+    pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let n = self.deliver_batch(Scope::Platform).await?;
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        for departement in self.platform.tenancy.served() {
+            loop {
+                let n = self.deliver_batch(Scope::Departement(departement)).await?;
+                total += n;
+                if n == 0 {
+                    break;
                 }
             }
         }
-        Ok(rows.len())
+        Ok(total)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod database;
 pub mod maildev;
 pub mod otlp;
+pub mod private_maildev;
 
 use foundation::config::{Environment, Settings};
 

@@ -53,6 +53,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 3, "0003_totp_cards"),
             migration!("platform", 4, "0004_tenant_keys"),
             migration!("platform", 5, "0005_job_runs"),
+            migration!("platform", 6, "0006_outbox_sending"),
         ])
     });
 
@@ -61,6 +62,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
         MigrationSet(vec![
             migration!("departement", 1, "0001_structures_and_outbox"),
             migration!("departement", 2, "0002_documents"),
+            migration!("departement", 3, "0003_outbox_sending"),
         ])
     });
 

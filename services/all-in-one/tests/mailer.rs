@@ -1,0 +1,204 @@
+//! Delivery guarantees of the notification mailer against real SMTP servers (MailDev): nothing
+//! lost and nothing sent twice through an SMTP outage; nothing sent twice when the worker dies
+//! between sending and recording; dead letters visible and re-queueable.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use foundation::app::Platform;
+use foundation::outbox::{
+    Channel, MAX_ATTEMPTS, OutboxMessage, enqueue_platform, list_stuck, requeue,
+};
+use notification_mailer::smtp::Mailer;
+use notification_mailer::worker::OutboxWorker;
+use test_support::database::TestDatabase;
+use test_support::private_maildev::PrivateMailDev;
+use uuid::Uuid;
+
+fn message(to: &str, template: &'static str) -> OutboxMessage {
+    OutboxMessage {
+        channel: Channel::Email,
+        recipient: to.into(),
+        template,
+        payload: serde_json::json!({ "sent_by": "le test" }),
+    }
+}
+
+async fn enqueue(db: &TestDatabase, to: &str, template: &'static str) -> Uuid {
+    let mut tx = db.admin.begin().await.expect("tx");
+    let id = enqueue_platform(&mut tx, &message(to, template))
+        .await
+        .expect("file");
+    tx.commit().await.expect("commit");
+    id
+}
+
+async fn sent_count(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM platform.outbox WHERE sent_at IS NOT NULL")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_outage_loses_nothing_and_sends_nothing_twice() {
+    let mut maildev = PrivateMailDev::start().await;
+    let db = TestDatabase::create().await;
+    let smtp_port = maildev.smtp_port;
+    let app = common::spawn_app_with(db, |s| {
+        s.smtp.port = smtp_port;
+        s.smtp.retry_base_ms = 200;
+        s.smtp.timeout_ms = 2_000;
+    })
+    .await;
+    // 500 actions queue a message each: none of them sees an error, whatever SMTP does.
+    let mut ids = HashSet::new();
+    for n in 0..500 {
+        ids.insert(enqueue(&app.db, &format!("panne-{n}@example.test"), "operator_test").await);
+    }
+    // Stop the SMTP server while the worker is delivering.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sent_count(&app.db).await < 50 {
+        assert!(Instant::now() < deadline, "aucun envoi");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    maildev.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = sent_count(&app.db).await;
+    assert!(
+        during < 500,
+        "la panne doit tomber pendant l'envoi ({during} envoyés)"
+    );
+    maildev.restart().await;
+    // The backlog drains after the restart: every message ends up sent, or — for the one or
+    // two whose session was cut at the instant of the crash — parked as uncertain for an
+    // operator (it may have been accepted just before the crash: never sent twice).
+    let platform = Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let uncertain = loop {
+        let stuck = list_stuck(&platform.tenancy, MAX_ATTEMPTS)
+            .await
+            .expect("liste");
+        let sent = sent_count(&app.db).await;
+        if sent + stuck.len() as i64 == 500 {
+            assert!(stuck.iter().all(|m| m.state == "uncertain"), "{stuck:?}");
+            break stuck;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "file non vidée : {sent} envoyés, {} bloqués",
+            stuck.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(uncertain.len() <= 2, "{uncertain:?}");
+    let received = maildev.messages().await;
+    let message_ids: Vec<String> = received
+        .iter()
+        .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
+        .collect();
+    let unique: HashSet<&String> = message_ids.iter().collect();
+    assert_eq!(message_ids.len(), unique.len(), "0 en double");
+    let uncertain_ids: HashSet<Uuid> = uncertain.iter().map(|m| m.id).collect();
+    for id in &ids {
+        let delivered = unique.contains(&format!("<{id}@aidantsconnect.beta.gouv.fr>"));
+        assert!(delivered || uncertain_ids.contains(id), "perdu : {id}");
+    }
+    // Everything recorded as sent was received.
+    let sent_ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM platform.outbox WHERE sent_at IS NOT NULL")
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("envoyés");
+    for id in sent_ids {
+        assert!(
+            unique.contains(&format!("<{id}@aidantsconnect.beta.gouv.fr>")),
+            "marqué envoyé mais non reçu : {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_dying_between_send_and_record_does_not_send_twice() {
+    let db = TestDatabase::create().await;
+    let settings = test_support::test_settings(&db.app_url);
+    let platform = Platform::connect(settings.clone())
+        .await
+        .expect("plateforme");
+    let worker = || OutboxWorker::new(platform.clone(), Mailer::new(&settings.smtp).expect("smtp"));
+    let to = format!("crash-{}@example.test", Uuid::new_v4().simple());
+    let id = enqueue(&db, &to, "operator_test").await;
+
+    // A worker sends, then dies before recording the outcome.
+    assert_eq!(worker().send_without_recording().await.expect("envoi"), 1);
+    test_support::maildev::wait_for_mail_to(&to, Duration::from_secs(10))
+        .await
+        .expect("reçu une fois");
+    // Another worker passes: the message is not sent again.
+    worker().deliver_due().await.expect("passage");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(test_support::maildev::mails_to(&to).await.len(), 1);
+
+    // After 5 minutes it shows as uncertain for the operators, who may re-queue it.
+    sqlx::query("UPDATE platform.outbox SET sending_started_at = now() - interval '6 minutes' WHERE id = $1")
+        .bind(id)
+        .execute(&db.admin)
+        .await
+        .expect("âge");
+    let stuck = list_stuck(&platform.tenancy, MAX_ATTEMPTS)
+        .await
+        .expect("liste");
+    assert_eq!(
+        stuck.iter().map(|m| (m.id, m.state)).collect::<Vec<_>>(),
+        vec![(id, "uncertain")]
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_requeued() {
+    let db = TestDatabase::create().await;
+    let settings = test_support::test_settings(&db.app_url);
+    let platform = Platform::connect(settings.clone())
+        .await
+        .expect("plateforme");
+    let worker = OutboxWorker::new(platform.clone(), Mailer::new(&settings.smtp).expect("smtp"));
+    let to = format!("mort-{}@example.test", Uuid::new_v4().simple());
+    // A template that does not exist: a permanent failure, given up at once.
+    let id = enqueue(&db, &to, "modele_inexistant").await;
+    worker.deliver_due().await.expect("passage");
+    let stuck = list_stuck(&platform.tenancy, MAX_ATTEMPTS)
+        .await
+        .expect("liste");
+    assert_eq!(
+        stuck
+            .iter()
+            .map(|m| (m.id, m.state, m.attempts))
+            .collect::<Vec<_>>(),
+        vec![(id, "dead", MAX_ATTEMPTS)]
+    );
+    let error: String = sqlx::query_scalar("SELECT last_error FROM platform.outbox WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.admin)
+        .await
+        .expect("erreur");
+    assert!(error.contains("modèle de message inconnu"), "{error}");
+    // Re-queued (say, after a fix), it is tried again.
+    sqlx::query("UPDATE platform.outbox SET template = 'operator_test' WHERE id = $1")
+        .bind(id)
+        .execute(&db.admin)
+        .await
+        .expect("correction");
+    assert!(requeue(&platform.tenancy, id).await.expect("remise"));
+    worker.deliver_due().await.expect("passage");
+    test_support::maildev::wait_for_mail_to(&to, Duration::from_secs(10))
+        .await
+        .expect("envoyé après remise en file");
+    assert!(
+        !requeue(&platform.tenancy, id).await.expect("remise"),
+        "déjà envoyé"
+    );
+}
