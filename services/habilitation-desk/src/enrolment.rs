@@ -187,17 +187,15 @@ pub async fn confirm(
         Err(_) => {
             // The link stays usable: show the same seed again with the error.
             tx.rollback().await.map_err(db_error)?;
-            let seed: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
-                "SELECT seed_ciphertext, seed_nonce, key_version FROM platform.second_factors
-                 WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL",
+            let seed = factors::pending_seed(
+                platform.platform_pool(),
+                &platform.cipher,
+                professional,
+                factor,
             )
-            .bind(factor)
-            .bind(professional)
-            .fetch_optional(platform.platform_pool())
             .await
             .map_err(db_error)?;
-            let Some(seed) = seed.and_then(|(c, n, v)| platform.cipher.decrypt(&c, &n, v).ok())
-            else {
+            let Some(seed) = seed else {
                 return invalid_link();
             };
             let mut resp = enrol_page(

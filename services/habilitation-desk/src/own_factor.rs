@@ -140,18 +140,13 @@ pub async fn confirm(
         Err(factors::FactorError::NoFactor) => Err(poem::Error::from_status(StatusCode::NOT_FOUND)),
         Err(_) => {
             tx.rollback().await.map_err(db_error)?;
-            let seed: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
-                "SELECT seed_ciphertext, seed_nonce, key_version FROM platform.second_factors
-                 WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL",
-            )
-            .bind(factor)
-            .bind(me.id)
-            .fetch_optional(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
-            let seed = seed
-                .and_then(|(c, n, v)| platform.cipher.decrypt(&c, &n, v).ok())
-                .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+            let seed =
+                factors::pending_seed(platform.platform_pool(), &platform.cipher, me.id, factor)
+                    .await
+                    .map_err(db_error)?;
+            let Some(seed) = seed else {
+                return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+            };
             let mut resp = enrol_page(req, &platform, &me, factor, &seed, Some(WRONG_CODE))?;
             resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
             Ok(resp)

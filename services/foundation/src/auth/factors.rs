@@ -244,6 +244,24 @@ pub async fn confirm_enrolment(
     Ok(())
 }
 
+/// The seed of an enrolment not yet confirmed, to show its QR code again after a wrong code.
+pub async fn pending_seed(
+    pool: &sqlx::PgPool,
+    cipher: &SeedCipher,
+    professional: Uuid,
+    factor: Uuid,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let row: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT seed_ciphertext, seed_nonce, key_version FROM platform.second_factors
+         WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL",
+    )
+    .bind(factor)
+    .bind(professional)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|(c, n, v)| cipher.decrypt(&c, &n, v).ok()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
