@@ -33,6 +33,11 @@ pub enum KeysCommand {
         #[arg(long)]
         new_version: i32,
     },
+    /// Nouvelle version de la clé d'un tenant : les clés de ses documents sont rechiffrées.
+    RotateTenant {
+        #[arg(long)]
+        tenant: Uuid,
+    },
 }
 
 fn cipher_from_settings() -> anyhow::Result<SeedCipher> {
@@ -67,13 +72,46 @@ pub async fn run_cards(pool: &PgPool, command: &CardsCommand) -> anyhow::Result<
 
 type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32);
 
+async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
+    let departement: Option<String> =
+        sqlx::query_scalar("SELECT departement_code FROM platform.tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(pool)
+            .await?;
+    let departement = departement.ok_or_else(|| anyhow::anyhow!("tenant inconnu {tenant}"))?;
+    let settings = foundation::config::Settings::load()?;
+    let store = document_vault_bridge::store::Store::new(&settings.object_store).await;
+    let master = SeedCipher::new(
+        &settings.security.document_master_key,
+        settings.security.document_master_key_version,
+    )?;
+    let vault = document_vault_bridge::vault::Vault::new(
+        store,
+        master,
+        settings.security.link_secret.clone(),
+    );
+    let tenancy = foundation::tenancy::Tenancy::load(pool.clone()).await?;
+    let territory = tenancy
+        .context(foundation::tenancy::DepartementCode::parse(&departement)?)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    let count = vault
+        .rotate_tenant_key(&territory, &mut conn, tenant)
+        .await?;
+    println!("clé du tenant {tenant} renouvelée ; {count} document(s) rechiffré(s)");
+    Ok(())
+}
+
 pub async fn run_keys(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()> {
-    let KeysCommand::RotateTotp {
-        old_key,
-        old_version,
-        new_key,
-        new_version,
-    } = command;
+    let (old_key, old_version, new_key, new_version) = match command {
+        KeysCommand::RotateTenant { tenant } => return rotate_tenant(pool, *tenant).await,
+        KeysCommand::RotateTotp {
+            old_key,
+            old_version,
+            new_key,
+            new_version,
+        } => (old_key, old_version, new_key, new_version),
+    };
     anyhow::ensure!(
         new_version != old_version,
         "la nouvelle version doit différer de l'actuelle ({old_version})"

@@ -433,3 +433,46 @@ async fn the_totp_key_rotates_and_every_seed_stays_usable() {
             .expect("versions");
     assert_eq!(versions, vec![2]);
 }
+
+#[tokio::test]
+async fn a_tenant_key_rotation_is_refused_for_an_unknown_tenant() {
+    let db = TestDatabase::create().await;
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "keys",
+            "rotate-tenant",
+            "--tenant",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("tenant inconnu"), "{}", stderr(&out));
+    assert!(
+        tenant_admin(&db.admin_url, &["demo"])
+            .await
+            .status
+            .success()
+    );
+    let council: String =
+        sqlx::query_scalar("SELECT id::text FROM platform.tenants WHERE kind = 'departement'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("tenant");
+    let out = tenant_admin(
+        &db.admin_url,
+        &["keys", "rotate-tenant", "--tenant", &council],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 document(s) rechiffré(s)"));
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.tenant_keys")
+        .fetch_one(&db.admin)
+        .await
+        .expect("clés");
+    assert_eq!(
+        versions, 2,
+        "version 1 créée à la première utilisation, puis la 2"
+    );
+}

@@ -288,3 +288,70 @@ async fn a_store_that_does_not_answer_gives_a_clear_503_and_nothing_else_breaks(
         .clone();
     assert_eq!(store["ok"], false);
 }
+
+#[tokio::test]
+async fn a_tenant_key_rotation_rewraps_every_document_key() {
+    let app = spawn_app(&["33"]).await;
+    let platform = platform_of(&app, |_| {}).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let tenant = Uuid::new_v4();
+    let first = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("un"),
+        Retention::MandateArchive,
+    )
+    .await
+    .expect("dépôt");
+    let second = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("deux"),
+        Retention::MandateArchive,
+    )
+    .await
+    .expect("dépôt");
+    let ctx = territory(&platform, "33").await;
+    let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+    assert_eq!(
+        vault.rotate_tenant_key(&ctx, &mut conn, tenant).await,
+        Ok(2)
+    );
+    let versions: Vec<i32> = sqlx::query_scalar(
+        "SELECT DISTINCT key_version FROM dep_33.documents WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("versions");
+    assert_eq!(versions, vec![2]);
+    for (id, marker) in [(first, "un"), (second, "deux")] {
+        let (_, bytes) = vault
+            .get(&ctx, &mut conn, id)
+            .await
+            .expect("lecture après rotation");
+        assert!(String::from_utf8_lossy(&bytes).contains(&format!("({marker})")));
+    }
+    // New documents use the new version; a second rotation re-wraps them all again.
+    let third = put(
+        &vault,
+        &platform,
+        "33",
+        tenant,
+        &pdf("trois"),
+        Retention::MandateArchive,
+    )
+    .await
+    .expect("dépôt");
+    assert_eq!(
+        vault.rotate_tenant_key(&ctx, &mut conn, tenant).await,
+        Ok(3)
+    );
+    assert!(vault.get(&ctx, &mut conn, third).await.is_ok());
+}

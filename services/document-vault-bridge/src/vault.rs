@@ -303,6 +303,59 @@ impl Vault {
         Ok((content_type, plaintext))
     }
 
+    /// Rotates a tenant's key: a new version, and every data key of the tenant's documents in
+    /// this territory re-wrapped with it (contents are not re-encrypted), in one transaction per
+    /// side. Returns how many documents were re-wrapped.
+    pub async fn rotate_tenant_key(
+        &self,
+        territory: &TenantContext,
+        platform_conn: &mut PgConnection,
+        tenant: Uuid,
+    ) -> Result<u64, VaultError> {
+        let (old_version, _) = self.tenant_key(platform_conn, tenant).await?;
+        let new_version = old_version + 1;
+        let mut new_key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut new_key);
+        let (wrapped, nonce) = self.master.encrypt(&new_key);
+        sqlx::query(
+            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant)
+        .bind(new_version)
+        .bind(wrapped)
+        .bind(nonce)
+        .bind(self.master.version())
+        .execute(&mut *platform_conn)
+        .await?;
+        let mut tx = territory.begin().await?;
+        let docs: Vec<(Uuid, i32, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, key_version, wrapped_dek, dek_nonce FROM documents
+             WHERE tenant_id = $1 AND key_version < $2 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(new_version)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rewrapped = 0;
+        for (id, version, wrapped_dek, dek_nonce) in docs {
+            let old_key = self
+                .tenant_key_version(platform_conn, tenant, version)
+                .await?;
+            let dek = open(&old_key, &wrapped_dek, &dek_nonce)?;
+            let (wrapped_dek, dek_nonce) = seal(&new_key, &dek);
+            sqlx::query("UPDATE documents SET key_version = $2, wrapped_dek = $3, dek_nonce = $4 WHERE id = $1")
+                .bind(id)
+                .bind(new_version)
+                .bind(wrapped_dek)
+                .bind(dek_nonce)
+                .execute(&mut *tx)
+                .await?;
+            rewrapped += 1;
+        }
+        tx.commit().await?;
+        Ok(rewrapped)
+    }
+
     fn signature(&self, departement: &str, id: Uuid, expires: i64) -> String {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(self.link_secret.expose_secret().as_bytes())
