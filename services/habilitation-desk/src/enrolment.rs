@@ -75,7 +75,7 @@ pub struct StartForm {
     jeton: String,
 }
 
-pub(crate) fn qr_svg(uri: &str) -> String {
+fn qr_svg(uri: &str) -> String {
     QrCode::new(uri.as_bytes())
         .map(|code| code.render::<svg::Color>().min_dimensions(220, 220).build())
         .map(|svg| {
@@ -86,24 +86,33 @@ pub(crate) fn qr_svg(uri: &str) -> String {
         .unwrap_or_default()
 }
 
-fn enrol_page(
+/// A seed being enrolled, shown as a QR code with its base32 key.
+pub(crate) struct Pending<'a> {
+    pub factor: Uuid,
+    pub seed: &'a [u8],
+    pub email: &'a str,
+}
+
+/// The QR page of an enrolment, posting its first code to `action` (the activation link's
+/// confirmation, with its token, or the account's).
+pub(crate) fn enrol_page(
     req: &Request,
     platform: &Platform,
+    current: &str,
+    action: &str,
     token: String,
-    factor: Uuid,
-    seed: &[u8],
-    email: &str,
+    pending: Pending<'_>,
     error: Option<&str>,
 ) -> poem::Result<Response> {
     html(&EnrolPage {
         theme: THEME,
-        nav: nav(""),
-        action: "/activation/confirmation",
+        nav: nav(current),
+        action,
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
         token,
-        factor: factor.to_string(),
-        qr_svg: qr_svg(&totp::otpauth_uri(seed, email)),
-        secret: totp::seed_base32(seed),
+        factor: pending.factor.to_string(),
+        qr_svg: qr_svg(&totp::otpauth_uri(pending.seed, pending.email)),
+        secret: totp::seed_base32(pending.seed),
         error,
     })
 }
@@ -125,7 +134,20 @@ pub async fn start(
         .await
         .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    enrol_page(req, &platform, f.jeton, factor, &seed, &email, None)
+    let pending = Pending {
+        factor,
+        seed: &seed,
+        email: &email,
+    };
+    enrol_page(
+        req,
+        &platform,
+        "",
+        "/activation/confirmation",
+        f.jeton,
+        pending,
+        None,
+    )
 }
 
 #[derive(Deserialize)]
@@ -198,13 +220,18 @@ pub async fn confirm(
             let Some(seed) = seed else {
                 return invalid_link();
             };
+            let pending = Pending {
+                factor,
+                seed: &seed,
+                email: &email,
+            };
             let mut resp = enrol_page(
                 req,
                 &platform,
+                "",
+                "/activation/confirmation",
                 f.jeton,
-                factor,
-                &seed,
-                &email,
+                pending,
                 Some(
                     "Code incorrect. Vérifiez que l'heure de votre téléphone est juste et saisissez le code affiché en ce moment.",
                 ),

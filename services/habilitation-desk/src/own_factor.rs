@@ -4,7 +4,7 @@
 
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
-use foundation::auth::{csrf, factors, totp};
+use foundation::auth::{csrf, factors};
 use foundation::web::html;
 use poem::http::StatusCode;
 use poem::web::{Data, Form};
@@ -13,8 +13,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::enrolment::qr_svg;
-use crate::views::{CodePage, EnrolPage, MessagePage, THEME, db_error, nav};
+use crate::enrolment::{Pending, enrol_page};
+use crate::views::{CodePage, MessagePage, THEME, db_error, nav};
 
 const WRONG_CODE: &str = "Code incorrect ou déjà utilisé. Saisissez le code affiché en ce moment ; \
     après plusieurs erreurs, patientez quelques minutes.";
@@ -33,26 +33,7 @@ fn code_page(req: &Request, platform: &Platform, error: Option<&str>) -> poem::R
     })
 }
 
-fn enrol_page(
-    req: &Request,
-    platform: &Platform,
-    me: &Professional,
-    factor: Uuid,
-    seed: &[u8],
-    error: Option<&str>,
-) -> poem::Result<Response> {
-    html(&EnrolPage {
-        theme: THEME,
-        nav: nav("/compte"),
-        action: "/compte/second-facteur/confirmation",
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        token: String::new(),
-        factor: factor.to_string(),
-        qr_svg: qr_svg(&totp::otpauth_uri(seed, &me.email)),
-        secret: totp::seed_base32(seed),
-        error,
-    })
-}
+const ACTION: &str = "/compte/second-facteur/confirmation";
 
 #[handler]
 pub async fn form(
@@ -96,7 +77,20 @@ pub async fn start(
         .await
         .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    enrol_page(req, &platform, &me, factor, &seed, None)
+    let pending = Pending {
+        factor,
+        seed: &seed,
+        email: &me.email,
+    };
+    enrol_page(
+        req,
+        &platform,
+        "/compte",
+        ACTION,
+        String::new(),
+        pending,
+        None,
+    )
 }
 
 #[derive(Deserialize)]
@@ -147,7 +141,20 @@ pub async fn confirm(
             let Some(seed) = seed else {
                 return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
             };
-            let mut resp = enrol_page(req, &platform, &me, factor, &seed, Some(WRONG_CODE))?;
+            let pending = Pending {
+                factor,
+                seed: &seed,
+                email: &me.email,
+            };
+            let mut resp = enrol_page(
+                req,
+                &platform,
+                "/compte",
+                ACTION,
+                String::new(),
+                pending,
+                Some(WRONG_CODE),
+            )?;
             resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
             Ok(resp)
         }

@@ -218,40 +218,15 @@ impl OutboxWorker {
 
     /// Step 3: records the outcome.
     async fn record(&self, scope: Scope, id: Uuid, outcome: &Outcome) -> Result<(), sqlx::Error> {
-        let sql = match scope {
-            Scope::Platform => &PLATFORM_SQL,
-            Scope::Departement(_) => &TENANT_SQL,
-        };
         let base = self.platform.settings.smtp.retry_base_ms as f64 / 1000.0;
-        let retry_at: Option<time::OffsetDateTime> = match (outcome, scope) {
-            (Outcome::Sent, Scope::Platform) => {
-                sqlx::query(sql.sent)
-                    .bind(id)
-                    .execute(self.platform.platform_pool())
-                    .await?;
-                None
+        let retry_at = match scope {
+            Scope::Platform => {
+                let mut tx = self.platform.platform_pool().begin().await?;
+                let retry_at = record_on(&mut tx, &PLATFORM_SQL, id, outcome, base).await?;
+                tx.commit().await?;
+                retry_at
             }
-            (Outcome::Failed(e @ SendError::Uncertain(_)), Scope::Platform) => {
-                tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
-                sqlx::query(sql.uncertain)
-                    .bind(id)
-                    .bind(e.to_string())
-                    .execute(self.platform.platform_pool())
-                    .await?;
-                None
-            }
-            (Outcome::Failed(e), Scope::Platform) => {
-                tracing::warn!(message_id = %id, permanent = matches!(e, SendError::Permanent(_)), "outbox: échec d'envoi");
-                sqlx::query_scalar(sql.failed)
-                    .bind(id)
-                    .bind(e.to_string())
-                    .bind(matches!(e, SendError::Permanent(_)))
-                    .bind(MAX_ATTEMPTS)
-                    .bind(base)
-                    .fetch_optional(self.platform.platform_pool())
-                    .await?
-            }
-            (outcome, Scope::Departement(departement)) => {
+            Scope::Departement(departement) => {
                 let tenant = self
                     .platform
                     .tenancy
@@ -259,32 +234,7 @@ impl OutboxWorker {
                     .await
                     .map_err(|_| sqlx::Error::PoolClosed)?;
                 let mut tx = tenant.begin().await?;
-                let retry_at = match outcome {
-                    Outcome::Sent => {
-                        sqlx::query(sql.sent).bind(id).execute(&mut *tx).await?;
-                        None
-                    }
-                    Outcome::Failed(e @ SendError::Uncertain(_)) => {
-                        tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
-                        sqlx::query(sql.uncertain)
-                            .bind(id)
-                            .bind(e.to_string())
-                            .execute(&mut *tx)
-                            .await?;
-                        None
-                    }
-                    Outcome::Failed(e) => {
-                        tracing::warn!(message_id = %id, permanent = matches!(e, SendError::Permanent(_)), "outbox: échec d'envoi");
-                        sqlx::query_scalar(sql.failed)
-                            .bind(id)
-                            .bind(e.to_string())
-                            .bind(matches!(e, SendError::Permanent(_)))
-                            .bind(MAX_ATTEMPTS)
-                            .bind(base)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                    }
-                };
+                let retry_at = record_on(&mut tx, &TENANT_SQL, id, outcome, base).await?;
                 tx.commit().await?;
                 retry_at
             }
@@ -338,6 +288,44 @@ impl OutboxWorker {
             }
         }
         Ok(total)
+    }
+}
+
+/// Writes one message's outcome with the scope's SQL; returns when a transient failure will be
+/// retried.
+async fn record_on(
+    conn: &mut sqlx::PgConnection,
+    sql: &Sql,
+    id: Uuid,
+    outcome: &Outcome,
+    retry_base_seconds: f64,
+) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
+    match outcome {
+        Outcome::Sent => {
+            sqlx::query(sql.sent).bind(id).execute(&mut *conn).await?;
+            Ok(None)
+        }
+        Outcome::Failed(e @ SendError::Uncertain(_)) => {
+            tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
+            sqlx::query(sql.uncertain)
+                .bind(id)
+                .bind(e.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        }
+        Outcome::Failed(e) => {
+            let permanent = matches!(e, SendError::Permanent(_));
+            tracing::warn!(message_id = %id, permanent, "outbox: échec d'envoi");
+            sqlx::query_scalar(sql.failed)
+                .bind(id)
+                .bind(e.to_string())
+                .bind(permanent)
+                .bind(MAX_ATTEMPTS)
+                .bind(retry_base_seconds)
+                .fetch_optional(&mut *conn)
+                .await
+        }
     }
 }
 
