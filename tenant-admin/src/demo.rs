@@ -118,7 +118,145 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
         "territoire de démonstration prêt : Gironde (33), 2 tenants, {} structures",
         structures.len()
     );
-    demo_accounts(pool, council, &ids).await
+    demo_accounts(pool, council, &ids).await?;
+    demo_mandates(pool, &tenant, ids[0]).await
+}
+
+/// Usagers and mandates of the France Services Bastide, made by Alice: live, expiring soon,
+/// expired, revoked — so that the list, its filters and a revocation can be walked through.
+/// Identities are invented; their FranceConnect `sub` is marked as demo data.
+async fn demo_mandates(
+    pool: &PgPool,
+    tenant: &foundation::tenancy::TenantContext,
+    structure: Uuid,
+) -> anyhow::Result<()> {
+    use mandate_service::categories::by_code;
+    use mandate_service::franceconnect::Identity;
+    use mandate_service::mandates::{self, NewMandate};
+    use time::{Duration, OffsetDateTime};
+    let alice: Uuid = sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+        .bind("alice.aidant@demo.aidantsconnect.test")
+        .fetch_one(pool)
+        .await?;
+    // (given names, family name, birth date, gender, birthplace, categories, duration, age in
+    // days, revoked)
+    let people: [(&str, &str, &str, &str, &str, &[&str], i32, i64, bool); 6] = [
+        (
+            "Josette",
+            "MARTIN",
+            "1948-03-12",
+            "female",
+            "33063",
+            &["social", "logement"],
+            365,
+            20,
+            false,
+        ),
+        (
+            "Ahmed",
+            "BENALI",
+            "1975-11-02",
+            "male",
+            "33281",
+            &["travail", "argent"],
+            182,
+            170,
+            false,
+        ),
+        (
+            "Lucie",
+            "FONTAINE",
+            "1990-06-30",
+            "female",
+            "33318",
+            &["famille"],
+            31,
+            3,
+            false,
+        ),
+        (
+            "Gérard",
+            "LEROY",
+            "1939-01-21",
+            "male",
+            "33522",
+            &["papiers", "transports"],
+            31,
+            60,
+            false,
+        ),
+        (
+            "Fatou",
+            "DIALLO",
+            "1982-09-15",
+            "female",
+            "",
+            &["social", "etranger"],
+            365,
+            90,
+            true,
+        ),
+        (
+            "Marc-Antoine",
+            "DUPRÉ",
+            "1961-04-04",
+            "male",
+            "33063",
+            &["logement"],
+            182,
+            10,
+            false,
+        ),
+    ];
+    let now = OffsetDateTime::now_utc();
+    let mut created = 0;
+    for (i, (given, family, birthdate, gender, place, cats, days, age, revoked)) in
+        people.into_iter().enumerate()
+    {
+        let identity = Identity {
+            sub: format!("demo-usager-{i}"),
+            given_name: given.into(),
+            family_name: family.into(),
+            preferred_username: None,
+            birthdate: birthdate.into(),
+            gender: gender.into(),
+            birthplace: place.into(),
+            birthcountry: if place.is_empty() {
+                "99350".into()
+            } else {
+                "99100".into()
+            },
+            email: None,
+        };
+        let mut tx = tenant.begin().await?;
+        let usager = mandates::upsert_usager(&mut tx, &identity, structure, alice).await?;
+        let mandate = mandates::create(
+            &mut tx,
+            &NewMandate {
+                structure,
+                aidant: alice,
+                usager,
+                categories: cats.iter().filter_map(|c| by_code(c)).collect(),
+                duration_days: days,
+                renewal_of: None,
+                idempotency_key: Some(format!("demo:{i}")),
+            },
+            now - Duration::days(age),
+        )
+        .await?;
+        if revoked {
+            match mandates::revoke(&mut tx, structure, mandate, None, alice, now).await {
+                Ok(_) | Err(mandates::MandateError::NothingLive) => {}
+                Err(e) => anyhow::bail!("démonstration : {e}"),
+            }
+        }
+        tx.commit().await?;
+        created += 1;
+    }
+    println!(
+        "mandats de démonstration : {created} personnes accompagnées par Alice Aidant (France Services Bordeaux Bastide)"
+    );
+    Ok(())
 }
 
 /// Demo professionals with known TOTP keys, printed so that a newcomer can add them to an

@@ -3,6 +3,7 @@
 //! changes nothing.
 
 mod demo;
+mod journal;
 mod keys;
 mod migrate;
 mod professionals;
@@ -67,6 +68,11 @@ enum Command {
     /// Crée le territoire de démonstration et ses comptes de démonstration (idempotent ; refusé
     /// en production).
     Demo,
+    /// Journal d'un territoire : vérification, scellement, export pour un auditeur.
+    Journal {
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
     /// File d'envoi : messages bloqués, remise en file.
     Outbox {
         #[command(subcommand)]
@@ -227,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
+        Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

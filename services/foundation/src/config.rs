@@ -49,6 +49,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub web: WebSettings,
     pub security: SecuritySettings,
+    pub franceconnect: FranceConnectSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +66,24 @@ pub struct SecuritySettings {
     /// HMAC key signing short-lived document links.
     #[serde(serialize_with = "serialize_secret")]
     pub link_secret: SecretString,
+    /// ECDSA P-256 private scalar sealing the territories' journal checkpoints: 32 bytes,
+    /// base64. Auditors get the public key.
+    #[serde(serialize_with = "serialize_secret")]
+    pub journal_signing_key: SecretString,
+}
+
+/// The platform as a FranceConnect client (identifying usagers when a mandate is made).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FranceConnectSettings {
+    /// Issuer, e.g. `https://fcp.integ01.dev-franceconnect.fr/api/v2`; its discovery document is
+    /// at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Empty: mandate creation explains that FranceConnect is not configured.
+    pub client_id: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub client_secret: SecretString,
+    /// Every call to FranceConnect (discovery, keys, token) fails after this time.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +176,7 @@ const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5
 const LOCAL_S3_SECRET: &str = "local-secret-key";
 /// Development and tests only.
 const LOCAL_LINK_SECRET: &str = "local-link-secret";
+const LOCAL_JOURNAL_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 /// 32 zero bytes: development and tests only.
 const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
@@ -207,6 +227,13 @@ impl Default for Settings {
                 document_master_key: LOCAL_TOTP_KEY.into(),
                 document_master_key_version: 1,
                 link_secret: LOCAL_LINK_SECRET.into(),
+                journal_signing_key: LOCAL_JOURNAL_KEY.into(),
+            },
+            franceconnect: FranceConnectSettings {
+                issuer: "http://127.0.0.1:9/api/v2".into(),
+                client_id: String::new(),
+                client_secret: String::new().into(),
+                timeout_ms: 5_000,
             },
         }
     }
@@ -255,6 +282,11 @@ impl Settings {
                     "AC_SECURITY__LINK_SECRET",
                 ));
             }
+            if self.security.journal_signing_key.expose_secret() == LOCAL_JOURNAL_KEY {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__JOURNAL_SIGNING_KEY",
+                ));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -294,6 +326,7 @@ mod tests {
         settings.security.document_master_key = "cmVhbA==".into();
         assert!(settings.validate().is_err(), "link secret still local");
         settings.security.link_secret = "real".into();
+        settings.security.journal_signing_key = "cmVhbA==".into();
         assert!(settings.validate().is_ok());
     }
 

@@ -12,6 +12,8 @@ pub mod config;
 pub mod health;
 /// Scheduled jobs, run once per period across replicas.
 pub mod jobs;
+/// The territory journal: hash-chained, append-only, sealed by signed checkpoints.
+pub mod journal;
 /// The transactional outbox producers write to.
 pub mod outbox;
 /// Logs, traces, the per-request span.

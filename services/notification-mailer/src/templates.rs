@@ -79,6 +79,17 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
                 &["url"],
             )?,
         }),
+        "mandates_expiring" => Ok(Rendered {
+            subject: include_str!("../templates/mandates_expiring/subject.txt")
+                .trim()
+                .to_owned(),
+            text: fill(
+                template,
+                include_str!("../templates/mandates_expiring/body.txt"),
+                payload,
+                &["count", "structure", "url"],
+            )?,
+        }),
         other => Err(TemplateError::Unknown(other.into())),
     }
 }
@@ -100,6 +111,22 @@ mod tests {
             "{}",
             rendered.text
         );
+    }
+
+    #[test]
+    fn expiring_mandates_reminder_names_the_structure_and_links_the_list() {
+        let rendered = render(
+            "mandates_expiring",
+            &serde_json::json!({"count": "3", "structure": "CCAS de Bègles", "url": "https://x/mandats?etat=bientot"}),
+        )
+        .expect("rendu");
+        assert!(rendered.subject.contains("expirent bientôt"));
+        assert!(
+            rendered.text.contains("3 mandat(s) de CCAS de Bègles"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("https://x/mandats?etat=bientot"));
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 4, "0004_tenant_keys"),
             migration!("platform", 5, "0005_job_runs"),
             migration!("platform", 6, "0006_outbox_sending"),
+            migration!("platform", 7, "0007_name_search"),
         ])
     });
 
@@ -63,12 +64,13 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 1, "0001_structures_and_outbox"),
             migration!("departement", 2, "0002_documents"),
             migration!("departement", 3, "0003_outbox_sending"),
+            migration!("departement", 4, "0004_mandates"),
         ])
     });
 
 /// Tables the département role may read and append to, never change: tamper evidence starts
 /// with the database refusing UPDATE, DELETE and TRUNCATE.
-pub const APPEND_ONLY_TABLES: &[&str] = &["journal"];
+pub const APPEND_ONLY_TABLES: &[&str] = &["journal", "journal_checkpoints"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {

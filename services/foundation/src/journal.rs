@@ -1,0 +1,657 @@
+//! The territory journal (one per département schema): every mandate-relevant act, append-only
+//! at the database level, each entry chained to the previous one by a SHA-256 hash, and sealed
+//! by periodic checkpoints signed with ECDSA P-256. People are referenced by ids only
+//! (pseudonymous: erasing a usager deletes their row, never a journal entry).
+//!
+//! Appends take a transaction-level advisory lock on the territory's chain, so concurrent
+//! writers queue and the chain never forks; a rolled-back transaction leaves no gap because the
+//! sequence number is read from the table, not from a Postgres sequence.
+
+use base64::Engine;
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::tenancy::TenantTx;
+
+/// What happened (stable words, used in exports and by auditors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    UsagerIdentified,
+    UsagerIdentityUpdated,
+    MandateCreated,
+    AuthorisationSuperseded,
+    AuthorisationRevoked,
+    MandateRevoked,
+    AttestationProduced,
+    MandateExpiryReminderQueued,
+    MandateUsed,
+    MandatesExported,
+    JournalExported,
+    DraftsPurged,
+}
+
+impl Event {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Event::UsagerIdentified => "usager_identified",
+            Event::UsagerIdentityUpdated => "usager_identity_updated",
+            Event::MandateCreated => "mandate_created",
+            Event::AuthorisationSuperseded => "authorisation_superseded",
+            Event::AuthorisationRevoked => "authorisation_revoked",
+            Event::MandateRevoked => "mandate_revoked",
+            Event::AttestationProduced => "attestation_produced",
+            Event::MandateExpiryReminderQueued => "mandate_expiry_reminder_queued",
+            Event::MandateUsed => "mandate_used",
+            Event::MandatesExported => "mandates_exported",
+            Event::JournalExported => "journal_exported",
+            Event::DraftsPurged => "drafts_purged",
+        }
+    }
+}
+
+/// One entry to append. `details` holds ids, codes and counts — never names or contacts.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub kind: Event,
+    pub structure: Option<Uuid>,
+    pub professional: Option<Uuid>,
+    pub usager: Option<Uuid>,
+    pub mandate: Option<Uuid>,
+    pub details: Value,
+}
+
+impl NewEntry {
+    pub fn new(kind: Event) -> Self {
+        NewEntry {
+            kind,
+            structure: None,
+            professional: None,
+            usager: None,
+            mandate: None,
+            details: json!({}),
+        }
+    }
+    pub fn structure(mut self, id: Uuid) -> Self {
+        self.structure = Some(id);
+        self
+    }
+    pub fn professional(mut self, id: Uuid) -> Self {
+        self.professional = Some(id);
+        self
+    }
+    pub fn usager(mut self, id: Uuid) -> Self {
+        self.usager = Some(id);
+        self
+    }
+    pub fn mandate(mut self, id: Uuid) -> Self {
+        self.mandate = Some(id);
+        self
+    }
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// A stored entry, as verification and exports read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Entry {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub structure_id: Option<Uuid>,
+    pub professional_id: Option<Uuid>,
+    pub usager_id: Option<Uuid>,
+    pub mandate_id: Option<Uuid>,
+    pub details: String,
+    #[serde(serialize_with = "hex_bytes")]
+    pub prev_hash: Vec<u8>,
+    #[serde(serialize_with = "hex_bytes")]
+    pub hash: Vec<u8>,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+/// The hash of an entry: the previous hash, then every field length-prefixed, so no two
+/// different entries encode the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn entry_hash(
+    prev: &[u8],
+    seq: i64,
+    at: OffsetDateTime,
+    kind: &str,
+    structure: Option<Uuid>,
+    professional: Option<Uuid>,
+    usager: Option<Uuid>,
+    mandate: Option<Uuid>,
+    details: &str,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(((at.unix_timestamp_nanos() / 1_000) as i64).to_be_bytes());
+    let id = |u: Option<Uuid>| u.map(|u| *u.as_bytes());
+    for part in [
+        Some(kind.as_bytes()),
+        id(structure).as_ref().map(|b| b.as_slice()),
+        id(professional).as_ref().map(|b| b.as_slice()),
+        id(usager).as_ref().map(|b| b.as_slice()),
+        id(mandate).as_ref().map(|b| b.as_slice()),
+        Some(details.as_bytes()),
+    ] {
+        match part {
+            Some(bytes) => {
+                h.update((bytes.len() as u32).to_be_bytes());
+                h.update(bytes);
+            }
+            None => h.update(u32::MAX.to_be_bytes()),
+        }
+    }
+    h.finalize().into()
+}
+
+/// Appends an entry inside the caller's territory transaction; returns its sequence number.
+pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
+    append_on(tx, entry).await
+}
+
+/// Same as [`append`] on a connection whose search path is already the territory's.
+pub async fn append_on(conn: &mut PgConnection, entry: NewEntry) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:journal:' || current_schema()))",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (seq, prev) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, vec![0u8; 32]),
+    };
+    let now = OffsetDateTime::now_utc();
+    let at = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+    let details = entry.details.to_string();
+    let kind = entry.kind.as_str();
+    let hash = entry_hash(
+        &prev,
+        seq,
+        at,
+        kind,
+        entry.structure,
+        entry.professional,
+        entry.usager,
+        entry.mandate,
+        &details,
+    );
+    sqlx::query(
+        "INSERT INTO journal (seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(kind)
+    .bind(entry.structure)
+    .bind(entry.professional)
+    .bind(entry.usager)
+    .bind(entry.mandate)
+    .bind(&details)
+    .bind(&prev)
+    .bind(hash.as_slice())
+    .execute(&mut *conn)
+    .await?;
+    Ok(seq)
+}
+
+/// The key sealing checkpoints (from `security.journal_signing_key`, 32 bytes base64).
+#[derive(Clone)]
+pub struct CheckpointKey {
+    signing: SigningKey,
+}
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointKey")
+            .field("key_id", &self.key_id())
+            .finish()
+    }
+}
+
+impl CheckpointKey {
+    pub fn from_base64(secret: &str) -> anyhow::Result<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(secret.trim())?;
+        let signing = SigningKey::from_slice(&bytes)
+            .map_err(|_| anyhow::anyhow!("clé de scellement du journal invalide"))?;
+        Ok(CheckpointKey { signing })
+    }
+
+    pub fn public(&self) -> CheckpointPublicKey {
+        CheckpointPublicKey(*self.signing.verifying_key())
+    }
+
+    pub fn key_id(&self) -> String {
+        self.public().key_id()
+    }
+}
+
+/// What an auditor holds to check checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointPublicKey(VerifyingKey);
+
+impl CheckpointPublicKey {
+    /// SEC1 uncompressed point, hex (as exported for auditors).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.to_sec1_bytes())
+    }
+
+    pub fn from_hex(s: &str) -> anyhow::Result<Self> {
+        let bytes = hex::decode(s.trim())?;
+        Ok(CheckpointPublicKey(
+            VerifyingKey::from_sec1_bytes(&bytes)
+                .map_err(|_| anyhow::anyhow!("clé publique invalide"))?,
+        ))
+    }
+
+    pub fn key_id(&self) -> String {
+        hex::encode(&Sha256::digest(self.0.to_sec1_bytes())[..8])
+    }
+}
+
+fn checkpoint_message(schema: &str, seq: i64, hash: &[u8], at: OffsetDateTime) -> Vec<u8> {
+    format!(
+        "aidants-connect journal checkpoint\n{schema}\n{seq}\n{}\n{}",
+        hex::encode(hash),
+        at.unix_timestamp_nanos() / 1_000
+    )
+    .into_bytes()
+}
+
+/// Seals the chain up to its last entry, if it grew since the last checkpoint. Returns the
+/// sealed sequence number.
+pub async fn checkpoint(
+    tx: &mut TenantTx,
+    key: &CheckpointKey,
+) -> Result<Option<i64>, sqlx::Error> {
+    let schema = tx.departement().schema_name();
+    let conn: &mut PgConnection = tx;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:journal:' || current_schema()))",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((seq, hash)) = last else {
+        return Ok(None);
+    };
+    let sealed: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM journal_checkpoints")
+        .fetch_one(&mut *conn)
+        .await?;
+    if sealed.is_some_and(|s| s >= seq) {
+        return Ok(None);
+    }
+    let now = OffsetDateTime::now_utc();
+    let at = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+    let signature: Signature = key
+        .signing
+        .sign(&checkpoint_message(&schema, seq, &hash, at));
+    sqlx::query(
+        "INSERT INTO journal_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(seq)
+    .bind(&hash)
+    .bind(at)
+    .bind(key.key_id())
+    .bind(signature.to_bytes().as_slice())
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(seq))
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    #[serde(serialize_with = "hex_bytes")]
+    pub hash: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub key_id: String,
+    #[serde(serialize_with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// What verification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Entries whose hash was recomputed and matched, before the first problem.
+    pub checked: u64,
+    pub checkpoints_checked: u64,
+    /// The first entry (sequence number) where the chain breaks, if any.
+    pub first_broken: Option<i64>,
+    /// What is wrong, in French, if anything.
+    pub problem: Option<String>,
+}
+
+impl Verification {
+    pub fn intact(&self) -> bool {
+        self.first_broken.is_none() && self.problem.is_none()
+    }
+}
+
+/// Incremental chain check: feed entries in order.
+#[derive(Debug)]
+pub struct ChainCheck {
+    prev: [u8; 32],
+    expected: i64,
+    checked: u64,
+    broken: Option<(i64, String)>,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck {
+            prev: [0; 32],
+            expected: 1,
+            checked: 0,
+            broken: None,
+        }
+    }
+}
+
+impl ChainCheck {
+    /// Checks one entry; returns false once the chain is broken.
+    pub fn push(&mut self, e: &Entry) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let problem = if e.seq != self.expected {
+            Some(format!(
+                "entrée n° {} attendue, n° {} trouvée (entrée supprimée, insérée ou déplacée)",
+                self.expected, e.seq
+            ))
+        } else if e.prev_hash != self.prev {
+            Some(format!(
+                "l'entrée n° {} ne suit pas la précédente (chaînage rompu)",
+                e.seq
+            ))
+        } else {
+            let recomputed = entry_hash(
+                &self.prev,
+                e.seq,
+                e.at,
+                &e.kind,
+                e.structure_id,
+                e.professional_id,
+                e.usager_id,
+                e.mandate_id,
+                &e.details,
+            );
+            (recomputed[..] != e.hash[..])
+                .then(|| format!("le contenu de l'entrée n° {} a été modifié", e.seq))
+        };
+        if let Some(p) = problem {
+            self.broken = Some((self.expected.min(e.seq), p));
+            return false;
+        }
+        self.prev.copy_from_slice(&e.hash);
+        self.expected += 1;
+        self.checked += 1;
+        true
+    }
+
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+}
+
+/// Verifies the territory's whole chain, then every checkpoint: its signature with `public`,
+/// and that it seals the entry it names (a checkpoint past the last entry means the tail was
+/// cut).
+pub async fn verify(
+    tx: &mut TenantTx,
+    public: Option<&CheckpointPublicKey>,
+) -> Result<Verification, sqlx::Error> {
+    use futures::TryStreamExt;
+    let schema = tx.departement().schema_name();
+    let conn: &mut PgConnection = tx;
+    let mut check = ChainCheck::default();
+    let mut hashes_at: std::collections::HashMap<i64, [u8; 32]> = Default::default();
+    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
+        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let wanted: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    {
+        let mut rows = sqlx::query_as::<_, Entry>(
+            "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
+             FROM journal ORDER BY seq",
+        )
+        .fetch(&mut *conn);
+        while let Some(e) = rows.try_next().await? {
+            if !check.push(&e) {
+                break;
+            }
+            if wanted.contains(&e.seq) {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(&e.hash);
+                hashes_at.insert(e.seq, h);
+            }
+        }
+    }
+    if let Some((seq, problem)) = check.broken {
+        return Ok(Verification {
+            checked: check.checked,
+            checkpoints_checked: 0,
+            first_broken: Some(seq),
+            problem: Some(problem),
+        });
+    }
+    let mut checkpoints_checked = 0;
+    for c in &checkpoints {
+        let problem = match hashes_at.get(&c.seq) {
+            None => Some(format!(
+                "le point de scellement n° {} désigne une entrée absente (fin du journal supprimée)",
+                c.seq
+            )),
+            Some(h) if h[..] != c.hash[..] => Some(format!(
+                "le point de scellement n° {} ne correspond pas à l'entrée",
+                c.seq
+            )),
+            Some(_) => match public {
+                Some(key) => {
+                    let ok = Signature::from_slice(&c.signature).is_ok_and(|sig| {
+                        key.0
+                            .verify(&checkpoint_message(&schema, c.seq, &c.hash, c.at), &sig)
+                            .is_ok()
+                    });
+                    (!ok).then(|| {
+                        format!(
+                            "la signature du point de scellement n° {} est invalide",
+                            c.seq
+                        )
+                    })
+                }
+                None => None,
+            },
+        };
+        if let Some(problem) = problem {
+            return Ok(Verification {
+                checked: check.checked,
+                checkpoints_checked,
+                first_broken: Some(c.seq.min(check.expected)),
+                problem: Some(problem),
+            });
+        }
+        checkpoints_checked += 1;
+    }
+    Ok(Verification {
+        checked: check.checked,
+        checkpoints_checked,
+        first_broken: None,
+        problem: None,
+    })
+}
+
+/// Writes the auditor's export: one JSON object per line — a header (schema, public key), then
+/// every entry, then every checkpoint — and journals the export itself.
+pub async fn export(
+    tx: &mut TenantTx,
+    public: &CheckpointPublicKey,
+    by: Option<Uuid>,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<u64> {
+    use futures::TryStreamExt;
+    let schema = tx.departement().schema_name();
+    let mut lines = 0;
+    writeln!(
+        out,
+        "{}",
+        json!({ "type": "header", "schema": schema, "checkpoint_public_key": public.to_hex(),
+                "key_id": public.key_id(), "hash": "sha256, fields length-prefixed (see ARCHITECTURE.md)" })
+    )?;
+    {
+        let conn: &mut PgConnection = tx;
+        let mut rows = sqlx::query_as::<_, Entry>(
+            "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
+             FROM journal ORDER BY seq",
+        )
+        .fetch(&mut *conn);
+        while let Some(e) = rows.try_next().await? {
+            let mut v = serde_json::to_value(&e)?;
+            v["type"] = json!("entry");
+            writeln!(out, "{v}")?;
+            lines += 1;
+        }
+    }
+    let checkpoints: Vec<Checkpoint> = sqlx::query_as(
+        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for c in checkpoints {
+        let mut v = serde_json::to_value(&c)?;
+        v["type"] = json!("checkpoint");
+        writeln!(out, "{v}")?;
+    }
+    let mut entry = NewEntry::new(Event::JournalExported).details(json!({ "entries": lines }));
+    entry.professional = by;
+    append(tx, entry).await?;
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<Entry> {
+        let mut prev = vec![0u8; 32];
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        (1..=n)
+            .map(|seq| {
+                let details = format!("{{\"n\":{seq}}}");
+                let hash = entry_hash(
+                    &prev,
+                    seq,
+                    at,
+                    "mandate_created",
+                    None,
+                    None,
+                    None,
+                    None,
+                    &details,
+                );
+                let e = Entry {
+                    seq,
+                    at,
+                    kind: "mandate_created".into(),
+                    structure_id: None,
+                    professional_id: None,
+                    usager_id: None,
+                    mandate_id: None,
+                    details,
+                    prev_hash: prev.clone(),
+                    hash: hash.to_vec(),
+                };
+                prev = hash.to_vec();
+                e
+            })
+            .collect()
+    }
+
+    fn first_broken(entries: &[Entry]) -> Option<i64> {
+        let mut c = ChainCheck::default();
+        for e in entries {
+            if !c.push(e) {
+                return c.broken.map(|b| b.0);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_each_kind_of_tampering_is_found() {
+        let good = chain(10);
+        assert_eq!(first_broken(&good), None);
+        let mut edited = good.clone();
+        edited[4].details = "{\"n\":99}".into();
+        assert_eq!(first_broken(&edited), Some(5));
+        let mut deleted = good.clone();
+        deleted.remove(6);
+        assert_eq!(first_broken(&deleted), Some(7));
+        let mut reordered = good.clone();
+        reordered.swap(2, 3);
+        assert_eq!(first_broken(&reordered), Some(3));
+        let mut inserted = good.clone();
+        let mut extra = good[5].clone();
+        extra.details = "{}".into();
+        inserted.insert(5, extra);
+        assert_eq!(first_broken(&inserted), Some(6));
+    }
+
+    #[test]
+    fn a_checkpoint_signature_verifies_only_with_its_key_and_message() {
+        let key = CheckpointKey::from_base64("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
+            .expect("key");
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let sig: Signature = key
+            .signing
+            .sign(&checkpoint_message("dep_33", 4, &[7; 32], at));
+        let public = CheckpointPublicKey::from_hex(&key.public().to_hex()).expect("hex");
+        assert!(
+            public
+                .0
+                .verify(&checkpoint_message("dep_33", 4, &[7; 32], at), &sig)
+                .is_ok()
+        );
+        assert!(
+            public
+                .0
+                .verify(&checkpoint_message("dep_33", 5, &[7; 32], at), &sig)
+                .is_err()
+        );
+        assert!(
+            public
+                .0
+                .verify(&checkpoint_message("dep_34", 4, &[7; 32], at), &sig)
+                .is_err()
+        );
+    }
+}

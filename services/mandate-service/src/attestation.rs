@@ -1,0 +1,342 @@
+//! Printable attestations (PDF): the mandate's, with its legal text version, terms, signature
+//! boxes and a QR code to the public verification page; and the revocation's. Built with
+//! pdf-writer and the standard Helvetica font in WinAnsi encoding (French accents included),
+//! so no font file is embedded and the document stays small.
+
+use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+use qrcode::{EcLevel, QrCode};
+
+/// What a mandate attestation states.
+#[derive(Debug, Clone)]
+pub struct MandateTerms {
+    pub mandate_id: String,
+    pub legal_text_version: String,
+    pub usager_name: String,
+    pub usager_birth: String,
+    pub structure_name: String,
+    pub structure_place: String,
+    pub aidant_name: String,
+    pub categories: Vec<String>,
+    pub duration: String,
+    pub starts: String,
+    pub ends: String,
+    pub verification_url: String,
+}
+
+/// What a revocation attestation states.
+#[derive(Debug, Clone)]
+pub struct RevocationTerms {
+    pub mandate_id: String,
+    pub usager_name: String,
+    pub structure_name: String,
+    pub revoked_by: String,
+    pub categories: Vec<String>,
+    pub whole_mandate: bool,
+    pub at: String,
+}
+
+/// The legal text of the mandate, version [`crate::mandates::LEGAL_TEXT_VERSION`]. Written for
+/// this platform; a change of wording needs a new version.
+const LEGAL_TEXT: &[&str] = &[
+    "Par le présent mandat, la personne accompagnée (le mandant) autorise la structure désignée ci-dessous (le mandataire), par l'intermédiaire de ses aidants habilités, à réaliser en son nom les démarches administratives en ligne des catégories listées, pendant la durée indiquée (articles 1984 et suivants du Code civil).",
+    "La personne accompagnée reste responsable de l'exactitude des informations qu'elle communique. L'aidant agit uniquement pour les démarches listées, avec l'accord de la personne, et n'utilise pas ses informations à d'autres fins.",
+    "La personne peut révoquer ce mandat à tout moment, en tout ou partie, auprès de la structure ou d'elle-même. Chaque utilisation du mandat est enregistrée dans un journal infalsifiable ; la personne peut demander à en connaître le contenu.",
+    "Les données personnelles sont traitées pour l'exécution du mandat, conservées pendant sa durée puis archivées selon la durée légale, et ne sont jamais cédées. La personne dispose de droits d'accès, de rectification et d'opposition.",
+];
+
+/// A character in WinAnsi (Windows-1252), or `?` when it has no place there.
+fn winansi(s: &str) -> Vec<u8> {
+    s.chars()
+        .map(|c| match c {
+            ' '..='~' => c as u8,
+            '\u{a0}' | '\u{202f}' => 0xA0,
+            '\u{a1}'..='\u{ff}' => c as u32 as u8,
+            '€' => 0x80,
+            '…' => 0x85,
+            'Œ' => 0x8C,
+            '‘' => 0x91,
+            '’' => 0x92,
+            '“' => 0x93,
+            '”' => 0x94,
+            '•' => 0x95,
+            '–' => 0x96,
+            '—' => 0x97,
+            'œ' => 0x9C,
+            _ => b'?',
+        })
+        .collect()
+}
+
+/// Splits a paragraph into lines of at most `width` characters (Helvetica at the sizes used
+/// here fits about that many on the page's text width).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+struct Page {
+    content: Content,
+    y: f32,
+}
+
+const LEFT: f32 = 50.0;
+const REGULAR: Name<'static> = Name(b"F1");
+const BOLD: Name<'static> = Name(b"F2");
+
+impl Page {
+    fn new() -> Self {
+        Page {
+            content: Content::new(),
+            y: 790.0,
+        }
+    }
+
+    fn text(&mut self, font: Name, size: f32, x: f32, y: f32, s: &str) {
+        self.content.begin_text();
+        self.content.set_font(font, size);
+        self.content.next_line(x, y);
+        self.content.show(Str(&winansi(s)));
+        self.content.end_text();
+    }
+
+    fn heading(&mut self, s: &str, size: f32) {
+        self.y -= size + 6.0;
+        self.text(BOLD, size, LEFT, self.y, s);
+        self.y -= 4.0;
+    }
+
+    fn paragraph(&mut self, s: &str, size: f32) {
+        let width = (930.0 / size) as usize;
+        for line in wrap(s, width) {
+            self.y -= size + 3.5;
+            self.text(REGULAR, size, LEFT, self.y, &line);
+        }
+        self.y -= 4.0;
+    }
+
+    fn field(&mut self, label: &str, value: &str) {
+        self.y -= 14.0;
+        self.text(BOLD, 10.0, LEFT, self.y, label);
+        let mut first = true;
+        for line in wrap(value, 70) {
+            if !first {
+                self.y -= 13.0;
+            }
+            self.text(REGULAR, 10.0, LEFT + 150.0, self.y, &line);
+            first = false;
+        }
+    }
+
+    fn signature_boxes(&mut self, labels: &[&str]) {
+        self.y -= 24.0;
+        let width = 240.0;
+        for (i, label) in labels.iter().enumerate() {
+            let x = LEFT + i as f32 * (width + 15.0);
+            self.text(BOLD, 10.0, x, self.y, label);
+            self.content.set_line_width(0.8);
+            self.content.rect(x, self.y - 80.0, width, 70.0);
+            self.content.stroke();
+            self.text(REGULAR, 8.0, x + 4.0, self.y - 78.0, "Date et signature");
+        }
+        self.y -= 90.0;
+    }
+
+    fn qr(&mut self, url: &str, x: f32, y: f32, size: f32) {
+        let Ok(code) = QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M) else {
+            return;
+        };
+        let n = code.width();
+        let quiet = 2.0;
+        let module = size / (n as f32 + 2.0 * quiet);
+        let colors = code.to_colors();
+        for row in 0..n {
+            for col in 0..n {
+                if colors[row * n + col] == qrcode::Color::Dark {
+                    self.content.rect(
+                        x + (col as f32 + quiet) * module,
+                        y + size - (row as f32 + 1.0 + quiet) * module,
+                        module,
+                        module,
+                    );
+                }
+            }
+        }
+        self.content.fill_nonzero();
+    }
+}
+
+fn document(title: &str, page: Page) -> Vec<u8> {
+    let mut pdf = Pdf::new();
+    let (catalog, tree, page_id, regular, bold, contents, info) = (
+        Ref::new(1),
+        Ref::new(2),
+        Ref::new(3),
+        Ref::new(4),
+        Ref::new(5),
+        Ref::new(6),
+        Ref::new(7),
+    );
+    pdf.catalog(catalog).pages(tree).lang(TextStr("fr-FR"));
+    pdf.pages(tree).kids([page_id]).count(1);
+    let mut p = pdf.page(page_id);
+    p.media_box(Rect::new(0.0, 0.0, 595.0, 842.0));
+    p.parent(tree);
+    p.contents(contents);
+    let mut resources = p.resources();
+    let mut fonts = resources.fonts();
+    fonts.pair(REGULAR, regular);
+    fonts.pair(BOLD, bold);
+    fonts.finish();
+    resources.finish();
+    p.finish();
+    pdf.type1_font(regular)
+        .base_font(Name(b"Helvetica"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    pdf.type1_font(bold)
+        .base_font(Name(b"Helvetica-Bold"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    pdf.stream(contents, &page.content.finish());
+    pdf.document_info(info)
+        .title(TextStr(title))
+        .producer(TextStr("Aidants Connect"));
+    pdf.finish()
+}
+
+/// The mandate attestation.
+pub fn mandate_pdf(t: &MandateTerms) -> Vec<u8> {
+    let mut page = Page::new();
+    page.heading(
+        "Mandat de représentation pour des démarches administratives",
+        16.0,
+    );
+    page.paragraph(
+        &format!(
+            "Aidants Connect — mandat n° {} — texte juridique version {}",
+            t.mandate_id, t.legal_text_version
+        ),
+        9.0,
+    );
+    page.heading("Les parties", 12.0);
+    page.field("Personne accompagnée", &t.usager_name);
+    page.field("Née ou né", &t.usager_birth);
+    page.field("Structure mandataire", &t.structure_name);
+    page.field("Adresse", &t.structure_place);
+    page.field("Aidant habilité", &t.aidant_name);
+    page.y -= 8.0;
+    page.heading("Les démarches et la durée", 12.0);
+    for c in &t.categories {
+        page.y -= 13.0;
+        page.text(REGULAR, 10.0, LEFT + 10.0, page.y, &format!("• {c}"));
+    }
+    page.field("Durée", &t.duration);
+    page.field("Valable du", &format!("{} au {} inclus", t.starts, t.ends));
+    page.y -= 8.0;
+    page.heading("Engagements", 12.0);
+    for p in LEGAL_TEXT {
+        page.paragraph(p, 9.5);
+    }
+    page.signature_boxes(&[
+        "Signature de la personne accompagnée",
+        "Signature de l'aidant",
+    ]);
+    let qr_size = 90.0;
+    page.qr(&t.verification_url, 595.0 - 50.0 - qr_size, 40.0, qr_size);
+    page.text(
+        REGULAR,
+        8.0,
+        LEFT,
+        110.0,
+        "Vérifier la validité de ce mandat (sans aucune donnée personnelle) :",
+    );
+    for (i, line) in wrap(&t.verification_url, 80).iter().enumerate() {
+        page.text(REGULAR, 8.0, LEFT, 98.0 - i as f32 * 10.0, line);
+    }
+    page.text(
+        REGULAR,
+        8.0,
+        LEFT,
+        50.0,
+        "L'empreinte de ce document est enregistrée dans le journal de la plateforme.",
+    );
+    document("Mandat Aidants Connect", page)
+}
+
+/// The revocation attestation.
+pub fn revocation_pdf(t: &RevocationTerms) -> Vec<u8> {
+    let mut page = Page::new();
+    page.heading("Attestation de révocation de mandat", 16.0);
+    page.paragraph(
+        &format!("Aidants Connect — mandat n° {}", t.mandate_id),
+        9.0,
+    );
+    page.field("Personne accompagnée", &t.usager_name);
+    page.field("Structure mandataire", &t.structure_name);
+    page.field("Révoqué par", &t.revoked_by);
+    page.field("Le", &t.at);
+    page.y -= 8.0;
+    page.heading(
+        if t.whole_mandate {
+            "Le mandat entier est révoqué ; il ne peut plus être utilisé."
+        } else {
+            "Les démarches suivantes sont révoquées :"
+        },
+        11.0,
+    );
+    for c in &t.categories {
+        page.y -= 13.0;
+        page.text(REGULAR, 10.0, LEFT + 10.0, page.y, &format!("• {c}"));
+    }
+    page.y -= 10.0;
+    page.paragraph(
+        "À compter de cette date, la structure ne peut plus agir au nom de la personne pour ces démarches. La révocation est enregistrée dans le journal de la plateforme.",
+        9.5,
+    );
+    page.signature_boxes(&[
+        "Signature de l'aidant",
+        "Signature de la personne (facultative)",
+    ]);
+    document("Révocation de mandat Aidants Connect", page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attestation_is_a_pdf_with_its_terms_in_winansi() {
+        let pdf = mandate_pdf(&MandateTerms {
+            mandate_id: "0190-abc".into(),
+            legal_text_version: "2026-11-v1".into(),
+            usager_name: "Angela Claire Louise DUBOIS".into(),
+            usager_birth: "le 24/08/1962 à 75107 (France)".into(),
+            structure_name: "France Services de Bègles".into(),
+            structure_place: "33522".into(),
+            aidant_name: "Camille Aidante".into(),
+            categories: vec!["Social - Santé".into(), "Logement".into()],
+            duration: "182 jours".into(),
+            starts: "23/11/2026".into(),
+            ends: "24/05/2027".into(),
+            verification_url: "https://aidants.example/verifier/33/x/y".into(),
+        });
+        assert!(pdf.starts_with(b"%PDF-"));
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(text.contains("WinAnsiEncoding"));
+        // "Bègles" in WinAnsi: è = 0xE8.
+        assert!(pdf.windows(6).any(|w| w == b"B\xe8gles"));
+        assert!(text.contains("2026-11-v1"));
+        assert_eq!(winansi("œ’€"), vec![0x9C, 0x92, 0x80]);
+    }
+}

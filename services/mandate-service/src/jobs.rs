@@ -1,0 +1,159 @@
+//! Scheduled work of the mandate service, run once per period across replicas (see
+//! `foundation::jobs`): reminders before long mandates expire, signed journal checkpoints, and
+//! the purge of mandate drafts (they hold an identity for minutes only).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use foundation::app::Platform;
+use foundation::jobs::Job;
+use foundation::journal::{self, CheckpointKey, Event, NewEntry};
+use foundation::outbox::{self, Channel, OutboxMessage};
+use foundation::tenancy::TenantContext;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Days before expiry when the structure is reminded.
+pub const REMINDER_DAYS: i32 = 30;
+
+/// The e-mail addresses a structure's reminders go to: its référents, else its aidants.
+async fn structure_recipients(
+    platform: &Platform,
+    structure: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.domain = $1 AND p.active
+           AND a.role = CASE WHEN EXISTS (SELECT 1 FROM platform.role_assignments r JOIN platform.professionals q ON q.id = r.professional_id
+                                          WHERE r.domain = $1 AND r.role = 'referent' AND q.active)
+                             THEN 'referent' ELSE 'aidant' END
+         ORDER BY 1",
+    )
+    .bind(format!("structure:{structure}"))
+    .fetch_all(platform.platform_pool())
+    .await
+}
+
+/// Queues the reminders of one territory: one message per structure and recipient, listing how
+/// many of its mandates (182 or 365 days) expire within 30 days; each mandate is reminded once.
+pub async fn remind_expiring(platform: &Platform, tenant: &TenantContext) -> anyhow::Result<u64> {
+    let mut tx = tenant.begin().await?;
+    let due: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
+        "SELECT id, structure_id, usager_id FROM mandates
+         WHERE reminder_sent_at IS NULL AND ended_at IS NULL AND duration_days >= 182
+           AND expires_at > now() AND expires_at <= now() + make_interval(days => $1)
+         ORDER BY expires_at FOR UPDATE SKIP LOCKED LIMIT 5000",
+    )
+    .bind(REMINDER_DAYS)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_structure: BTreeMap<Uuid, Vec<(Uuid, Uuid)>> = BTreeMap::new();
+    for (mandate, structure, usager) in &due {
+        by_structure
+            .entry(*structure)
+            .or_default()
+            .push((*mandate, *usager));
+    }
+    let origin = platform.settings.http.public_origin();
+    for (structure, mandates) in &by_structure {
+        let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
+            .bind(structure)
+            .fetch_one(&mut *tx)
+            .await?;
+        for recipient in structure_recipients(platform, *structure).await? {
+            outbox::enqueue_tenant(
+                &mut tx,
+                &OutboxMessage {
+                    channel: Channel::Email,
+                    recipient,
+                    template: "mandates_expiring",
+                    payload: json!({
+                        "structure": name,
+                        "count": mandates.len().to_string(),
+                        "url": format!("{origin}/mandats?etat=bientot"),
+                    }),
+                },
+            )
+            .await?;
+        }
+        for (mandate, usager) in mandates {
+            sqlx::query("UPDATE mandates SET reminder_sent_at = now() WHERE id = $1")
+                .bind(mandate)
+                .execute(&mut *tx)
+                .await?;
+            journal::append(
+                &mut tx,
+                NewEntry::new(Event::MandateExpiryReminderQueued)
+                    .structure(*structure)
+                    .usager(*usager)
+                    .mandate(*mandate)
+                    .details(json!({ "days_before": REMINDER_DAYS })),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(due.len() as u64)
+}
+
+pub fn expiry_reminders() -> Job {
+    Job::new(
+        "mandate_expiry_reminders",
+        Duration::from_secs(3600),
+        |platform: Platform| async move {
+            let mut queued = 0;
+            for departement in platform.tenancy.served() {
+                let tenant = platform.tenancy.context(departement).await?;
+                queued += remind_expiring(&platform, &tenant).await?;
+            }
+            Ok(queued)
+        },
+    )
+}
+
+/// Seals every territory's journal that grew since its last checkpoint.
+pub fn journal_checkpoints(key: CheckpointKey) -> Job {
+    Job::new(
+        "journal_checkpoints",
+        Duration::from_secs(600),
+        move |platform: Platform| {
+            let key = key.clone();
+            async move {
+                let mut sealed = 0;
+                for departement in platform.tenancy.served() {
+                    let tenant = platform.tenancy.context(departement).await?;
+                    let mut tx = tenant.begin().await?;
+                    if journal::checkpoint(&mut tx, &key).await?.is_some() {
+                        sealed += 1;
+                    }
+                    tx.commit().await?;
+                }
+                Ok(sealed)
+            }
+        },
+    )
+}
+
+/// Deletes mandate drafts an hour after they expired or were completed.
+pub fn purge_drafts() -> Job {
+    Job::new(
+        "purge_mandate_drafts",
+        Duration::from_secs(900),
+        |platform: Platform| async move {
+            let mut purged = 0;
+            for departement in platform.tenancy.served() {
+                let tenant = platform.tenancy.context(departement).await?;
+                let mut tx = tenant.begin().await?;
+                purged += sqlx::query(
+                    "DELETE FROM mandate_drafts WHERE expires_at < now() - interval '1 hour'
+                        OR completed_at < now() - interval '1 hour'",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+            }
+            Ok(purged)
+        },
+    )
+}

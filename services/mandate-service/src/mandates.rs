@@ -1,0 +1,580 @@
+//! Mandates: the rules of product.md §6 (categories the structure allows, the four durations,
+//! supersession, revocation, expiry) and their journal entries. Every function works inside the
+//! caller's territory transaction, so an act and its journal entries commit together.
+
+use std::collections::BTreeSet;
+
+use foundation::journal::{self, Event, NewEntry};
+use foundation::tenancy::TenantTx;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::categories::{self, Category, DURATIONS};
+use crate::franceconnect::Identity;
+
+/// Version of the legal text of the mandate, recorded with each mandate and printed on the
+/// attestation. A new wording gets a new version; old attestations keep theirs.
+pub const LEGAL_TEXT_VERSION: &str = "2026-11-v1";
+
+/// How long a mandate being prepared (terms chosen, FranceConnect round trip, recap) lives.
+pub const DRAFT_MINUTES: i64 = 30;
+
+/// Errors a person can cause, each with what to do, in French.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MandateError {
+    #[error("Choisissez au moins une démarche.")]
+    NoCategory,
+    #[error(
+        "La démarche « {0} » n'est pas proposée par votre structure : choisissez parmi celles de la liste."
+    )]
+    CategoryNotAllowed(String),
+    #[error("Choisissez une durée : 1 jour, 31 jours, 182 jours ou 365 jours.")]
+    BadDuration,
+    #[error(
+        "La préparation de ce mandat a expiré ou n'existe pas. Recommencez depuis « Nouveau mandat »."
+    )]
+    DraftUnavailable,
+    #[error("La personne n'a pas encore été identifiée avec FranceConnect.")]
+    NotIdentified,
+    #[error(
+        "Cochez la case certifiant que la personne a été informée de ses droits et de ses responsabilités."
+    )]
+    DeclarationMissing,
+    #[error(
+        "La personne identifiée par FranceConnect n'est pas celle du mandat à renouveler. Recommencez avec la bonne personne."
+    )]
+    RenewalOtherPerson,
+    #[error("Ce mandat ou cette démarche n'est plus en cours : rien n'a été révoqué.")]
+    NothingLive,
+    #[error("Mandat introuvable.")]
+    NotFound,
+    #[error("Erreur de base de données.")]
+    Database,
+}
+
+impl From<sqlx::Error> for MandateError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "mandates: database error");
+        MandateError::Database
+    }
+}
+
+/// Checks the chosen terms against the structure's categories and the allowed durations.
+pub fn validate_terms(
+    chosen: &[String],
+    allowed: &[String],
+    duration_days: Option<i32>,
+) -> Result<(Vec<Category>, i32), MandateError> {
+    let mut out = BTreeSet::new();
+    for code in chosen {
+        let category = categories::by_code(code)
+            .ok_or_else(|| MandateError::CategoryNotAllowed(code.chars().take(40).collect()))?;
+        if !allowed.iter().any(|a| a == category.code) {
+            return Err(MandateError::CategoryNotAllowed(category.label.into()));
+        }
+        out.insert(category);
+    }
+    if out.is_empty() {
+        return Err(MandateError::NoCategory);
+    }
+    let duration = duration_days
+        .filter(|d| DURATIONS.iter().any(|(x, _)| x == d))
+        .ok_or(MandateError::BadDuration)?;
+    Ok((out.into_iter().collect(), duration))
+}
+
+/// Lower case, accents removed, one space between words: what name searches compare.
+pub fn search_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().flat_map(char::to_lowercase) {
+        let base = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'ç' => 'c',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ñ' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'œ' => {
+                out.push('o');
+                'e'
+            }
+            'æ' => {
+                out.push('a');
+                'e'
+            }
+            c if c.is_alphanumeric() => c,
+            _ => ' ',
+        };
+        if base == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(base);
+    }
+    out.trim_end().to_owned()
+}
+
+fn usager_search_name(identity: &Identity) -> String {
+    search_key(&format!(
+        "{} {} {}",
+        identity.family_name,
+        identity.preferred_username.as_deref().unwrap_or(""),
+        identity.given_name
+    ))
+}
+
+/// Finds the usager by FranceConnect `sub`, creating them or updating the identity FranceConnect
+/// asserted (journaled), and locks their row for the rest of the transaction.
+pub async fn upsert_usager(
+    tx: &mut TenantTx,
+    identity: &Identity,
+    structure: Uuid,
+    by: Uuid,
+) -> Result<Uuid, MandateError> {
+    let existing: Option<(Uuid, String, String, Option<String>, String, String, String, String, Option<String>)> =
+        sqlx::query_as(
+            "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
+             FROM usagers WHERE fc_sub = $1 FOR UPDATE",
+        )
+        .bind(&identity.sub)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match existing {
+        Some((id, given, family, usage, birthdate, gender, place, country, email)) => {
+            let same = given == identity.given_name
+                && family == identity.family_name
+                && usage == identity.preferred_username
+                && birthdate == identity.birthdate
+                && gender == identity.gender
+                && place == identity.birthplace
+                && country == identity.birthcountry
+                && email == identity.email;
+            if !same {
+                sqlx::query(
+                    "UPDATE usagers SET given_name = $2, family_name = $3, preferred_username = $4, birthdate = $5,
+                            gender = $6, birthplace = $7, birthcountry = $8, email = $9, search_name = $10, updated_at = now()
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(&identity.given_name)
+                .bind(&identity.family_name)
+                .bind(&identity.preferred_username)
+                .bind(&identity.birthdate)
+                .bind(&identity.gender)
+                .bind(&identity.birthplace)
+                .bind(&identity.birthcountry)
+                .bind(&identity.email)
+                .bind(usager_search_name(identity))
+                .execute(&mut **tx)
+                .await?;
+                journal::append(
+                    tx,
+                    NewEntry::new(Event::UsagerIdentityUpdated)
+                        .structure(structure)
+                        .professional(by)
+                        .usager(id)
+                        .details(json!({ "source": "franceconnect" })),
+                )
+                .await?;
+            }
+            Ok(id)
+        }
+        None => {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate, gender,
+                                      birthplace, birthcountry, email, search_name)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(id)
+            .bind(&identity.sub)
+            .bind(&identity.given_name)
+            .bind(&identity.family_name)
+            .bind(&identity.preferred_username)
+            .bind(&identity.birthdate)
+            .bind(&identity.gender)
+            .bind(&identity.birthplace)
+            .bind(&identity.birthcountry)
+            .bind(&identity.email)
+            .bind(usager_search_name(identity))
+            .execute(&mut **tx)
+            .await?;
+            journal::append(
+                tx,
+                NewEntry::new(Event::UsagerIdentified)
+                    .structure(structure)
+                    .professional(by)
+                    .usager(id)
+                    .details(json!({ "source": "franceconnect" })),
+            )
+            .await?;
+            Ok(id)
+        }
+    }
+}
+
+/// What creating a mandate needs, once the usager is identified and the aidant confirmed.
+#[derive(Debug, Clone)]
+pub struct NewMandate {
+    pub structure: Uuid,
+    pub aidant: Uuid,
+    pub usager: Uuid,
+    pub categories: Vec<Category>,
+    pub duration_days: i32,
+    pub renewal_of: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Creates the mandate and its authorisations, superseding the structure's live authorisations
+/// for the same usager and categories; journals all of it. The usager's row must be locked by
+/// the caller ([`upsert_usager`] does), so two creations for one person queue.
+pub async fn create(
+    tx: &mut TenantTx,
+    new: &NewMandate,
+    now: OffsetDateTime,
+) -> Result<Uuid, MandateError> {
+    if let Some(key) = &new.idempotency_key {
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM mandates WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+    }
+    if let Some(previous) = new.renewal_of {
+        let usager: Option<Uuid> = sqlx::query_scalar(
+            "SELECT usager_id FROM mandates WHERE id = $1 AND structure_id = $2",
+        )
+        .bind(previous)
+        .bind(new.structure)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match usager {
+            None => return Err(MandateError::NotFound),
+            Some(u) if u != new.usager => return Err(MandateError::RenewalOtherPerson),
+            Some(_) => {}
+        }
+    }
+    let id = Uuid::now_v7();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+    let expires = now + Duration::days(i64::from(new.duration_days));
+    sqlx::query(
+        "INSERT INTO mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at,
+                               legal_text_version, renewal_of, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(new.structure)
+    .bind(new.usager)
+    .bind(new.aidant)
+    .bind(now)
+    .bind(new.duration_days)
+    .bind(expires)
+    .bind(LEGAL_TEXT_VERSION)
+    .bind(new.renewal_of)
+    .bind(&new.idempotency_key)
+    .execute(&mut **tx)
+    .await?;
+    let codes: Vec<&str> = new.categories.iter().map(|c| c.code).collect();
+    journal::append(
+        tx,
+        NewEntry::new(Event::MandateCreated)
+            .structure(new.structure)
+            .professional(new.aidant)
+            .usager(new.usager)
+            .mandate(id)
+            .details(json!({
+                "categories": codes,
+                "duration_days": new.duration_days,
+                "expires_at": expires.unix_timestamp(),
+                "legal_text_version": LEGAL_TEXT_VERSION,
+                "renewal_of": new.renewal_of,
+            })),
+    )
+    .await?;
+    let superseded: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+        "UPDATE authorisations SET superseded_at = $4, superseded_by = $5
+         WHERE structure_id = $1 AND usager_id = $2 AND category = ANY($3)
+           AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > $4
+         RETURNING id, mandate_id, category",
+    )
+    .bind(new.structure)
+    .bind(new.usager)
+    .bind(&codes)
+    .bind(now)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (_, old_mandate, category) in &superseded {
+        journal::append(
+            tx,
+            NewEntry::new(Event::AuthorisationSuperseded)
+                .structure(new.structure)
+                .professional(new.aidant)
+                .usager(new.usager)
+                .mandate(*old_mandate)
+                .details(json!({ "category": category, "superseded_by": id })),
+        )
+        .await?;
+    }
+    let old: BTreeSet<Uuid> = superseded.iter().map(|(_, m, _)| *m).collect();
+    for mandate in old {
+        close_if_ended(tx, mandate, "superseded", now).await?;
+    }
+    for code in &codes {
+        sqlx::query(
+            "INSERT INTO authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(id)
+        .bind(new.structure)
+        .bind(new.usager)
+        .bind(code)
+        .bind(expires)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(id)
+}
+
+/// Marks a mandate ended when none of its authorisations is still running.
+async fn close_if_ended(
+    tx: &mut TenantTx,
+    mandate: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let closed = sqlx::query(
+        "UPDATE mandates SET ended_at = $2, ended_reason = $3
+         WHERE id = $1 AND ended_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = $1
+                           AND a.revoked_at IS NULL AND a.superseded_at IS NULL)",
+    )
+    .bind(mandate)
+    .bind(now)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(closed == 1)
+}
+
+/// Revokes one category (or every live one) of a structure's mandate. Returns the categories
+/// revoked and whether the whole mandate has ended.
+pub async fn revoke(
+    tx: &mut TenantTx,
+    structure: Uuid,
+    mandate: Uuid,
+    category: Option<&str>,
+    by: Uuid,
+    now: OffsetDateTime,
+) -> Result<(Vec<String>, bool), MandateError> {
+    let usager: Option<Uuid> = sqlx::query_scalar(
+        "SELECT usager_id FROM mandates WHERE id = $1 AND structure_id = $2 FOR UPDATE",
+    )
+    .bind(mandate)
+    .bind(structure)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let usager = usager.ok_or(MandateError::NotFound)?;
+    let revoked: Vec<String> = sqlx::query_scalar(
+        "UPDATE authorisations SET revoked_at = $3, revoked_by = $4
+         WHERE mandate_id = $1 AND ($2::text IS NULL OR category = $2)
+           AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > $3
+         RETURNING category",
+    )
+    .bind(mandate)
+    .bind(category)
+    .bind(now)
+    .bind(by)
+    .fetch_all(&mut **tx)
+    .await?;
+    if revoked.is_empty() {
+        return Err(MandateError::NothingLive);
+    }
+    for c in &revoked {
+        journal::append(
+            tx,
+            NewEntry::new(Event::AuthorisationRevoked)
+                .structure(structure)
+                .professional(by)
+                .usager(usager)
+                .mandate(mandate)
+                .details(json!({ "category": c })),
+        )
+        .await?;
+    }
+    let ended = close_if_ended(tx, mandate, "revoked", now).await?;
+    if ended {
+        journal::append(
+            tx,
+            NewEntry::new(Event::MandateRevoked)
+                .structure(structure)
+                .professional(by)
+                .usager(usager)
+                .mandate(mandate)
+                .details(json!({ "categories": revoked })),
+        )
+        .await?;
+    }
+    Ok((revoked, ended))
+}
+
+/// Whether the structure holds a live authorisation for this usager and category: the
+/// "for whom" part of the guard.
+pub async fn covers(
+    tx: &mut TenantTx,
+    structure: Uuid,
+    usager: Uuid,
+    category: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM authorisations WHERE structure_id = $1 AND usager_id = $2 AND category = $3
+                        AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > now())",
+    )
+    .bind(structure)
+    .bind(usager)
+    .bind(category)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// The state of a mandate as people read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Live,
+    Expiring,
+    Expired,
+    Revoked,
+    Superseded,
+}
+
+impl State {
+    pub fn of(
+        expires_at: OffsetDateTime,
+        ended_reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> State {
+        match ended_reason {
+            Some("revoked") => State::Revoked,
+            Some(_) => State::Superseded,
+            None if expires_at <= now => State::Expired,
+            None if expires_at <= now + Duration::days(30) => State::Expiring,
+            None => State::Live,
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Live => "En cours",
+            State::Expiring => "Expire bientôt",
+            State::Expired => "Expiré",
+            State::Revoked => "Révoqué",
+            State::Superseded => "Remplacé",
+        }
+    }
+
+    /// DSFR badge modifier.
+    pub fn badge(&self) -> &'static str {
+        match self {
+            State::Live => "fr-badge--success",
+            State::Expiring => "fr-badge--warning",
+            State::Expired => "fr-badge--info",
+            State::Revoked => "fr-badge--error",
+            State::Superseded => "fr-badge--info",
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self, State::Live | State::Expiring)
+    }
+}
+
+/// A random value for `state` / `nonce` (43 URL-safe characters, 256 bits) and its hash.
+pub fn random_token() -> (String, Vec<u8>) {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = Sha256::digest(token.as_bytes()).to_vec();
+    (token, hash)
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<String> {
+        categories::ALL.iter().map(|c| c.code.to_owned()).collect()
+    }
+
+    #[test]
+    fn terms_follow_the_structure_and_the_four_durations() {
+        let allowed = vec!["social".to_owned(), "logement".to_owned()];
+        let (cats, d) = validate_terms(
+            &["logement".into(), "social".into(), "social".into()],
+            &allowed,
+            Some(182),
+        )
+        .expect("valid");
+        assert_eq!(cats.len(), 2);
+        assert_eq!(d, 182);
+        assert_eq!(
+            validate_terms(&[], &allowed, Some(1)),
+            Err(MandateError::NoCategory)
+        );
+        assert_eq!(
+            validate_terms(&["argent".into()], &allowed, Some(1)),
+            Err(MandateError::CategoryNotAllowed(
+                "Argent - Impôts - Consommation".into()
+            ))
+        );
+        for bad in [None, Some(0), Some(30), Some(366), Some(-1)] {
+            assert_eq!(
+                validate_terms(&["social".into()], &all(), bad),
+                Err(MandateError::BadDuration)
+            );
+        }
+        for (good, _) in DURATIONS {
+            assert!(validate_terms(&["social".into()], &all(), Some(good)).is_ok());
+        }
+    }
+
+    #[test]
+    fn search_keys_ignore_case_accents_and_punctuation() {
+        assert_eq!(search_key("Hélène  D'ÉTÉ-Lœw"), "helene d ete loew");
+        assert_eq!(search_key("  DUBOIS "), "dubois");
+    }
+
+    #[test]
+    fn states_follow_expiry_and_end() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        assert_eq!(State::of(now + Duration::days(40), None, now), State::Live);
+        assert_eq!(
+            State::of(now + Duration::days(10), None, now),
+            State::Expiring
+        );
+        assert_eq!(State::of(now, None, now), State::Expired);
+        assert_eq!(
+            State::of(now + Duration::days(40), Some("revoked"), now),
+            State::Revoked
+        );
+        assert_eq!(
+            State::of(now + Duration::days(40), Some("superseded"), now),
+            State::Superseded
+        );
+    }
+}

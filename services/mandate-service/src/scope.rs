@@ -1,0 +1,112 @@
+//! The request's territory: the professional's current structure and its département's tenant
+//! context, resolved once per request. Handlers receive it in their signature; they never see a
+//! bare pool for territory data.
+
+use foundation::app::Platform;
+use foundation::auth::session::{Professional, RecentlyVerified};
+use foundation::tenancy::{DepartementCode, TenantContext};
+use poem::http::StatusCode;
+use poem::web::Redirect;
+use poem::{FromRequest, IntoResponse, Request, RequestBody};
+use uuid::Uuid;
+
+/// The current structure as pages show it.
+#[derive(Debug, Clone)]
+pub struct StructureInfo {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub commune: String,
+    pub address: String,
+    pub demarches: Vec<String>,
+}
+
+/// A professional acting in their current structure, with that territory's context.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub me: Professional,
+    pub structure: StructureInfo,
+    pub tenant: TenantContext,
+}
+
+/// The same, for mandate actions: the session must have been active recently (else the TOTP
+/// code is asked again first).
+#[derive(Debug, Clone)]
+pub struct VerifiedScope(pub Scope);
+
+fn unavailable() -> poem::Error {
+    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// The département of a structure, as recorded with the roles held in it.
+pub async fn structure_departement(
+    platform: &Platform,
+    structure: Uuid,
+) -> Result<Option<DepartementCode>, sqlx::Error> {
+    let code: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT departement_code FROM platform.role_assignments
+         WHERE domain = $1 AND departement_code IS NOT NULL LIMIT 1",
+    )
+    .bind(format!("structure:{structure}"))
+    .fetch_optional(platform.platform_pool())
+    .await?;
+    Ok(code.flatten().and_then(|c| DepartementCode::parse(&c).ok()))
+}
+
+async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
+    let platform = req.data::<Platform>().ok_or_else(unavailable)?;
+    let Some(structure) = me.current_structure else {
+        return Err(poem::Error::from_response(
+            Redirect::see_other("/compte").into_response(),
+        ));
+    };
+    let departement = structure_departement(platform, structure)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "scope: role lookup failed");
+            unavailable()
+        })?
+        .ok_or_else(|| poem::Error::from_status(StatusCode::FORBIDDEN))?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| unavailable())?;
+    let mut tx = tenant.begin().await.map_err(|_| unavailable())?;
+    let row: Option<(Uuid, String, String, String, Vec<String>)> = sqlx::query_as(
+        "SELECT tenant_id, name, commune_code, address, demarches FROM structures WHERE id = $1",
+    )
+    .bind(structure)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|_| unavailable())?;
+    tx.commit().await.map_err(|_| unavailable())?;
+    let (tenant_id, name, commune, address, demarches) =
+        row.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    Ok(Scope {
+        me,
+        structure: StructureInfo {
+            id: structure,
+            tenant_id,
+            name,
+            commune,
+            address,
+            demarches,
+        },
+        tenant,
+    })
+}
+
+impl<'a> FromRequest<'a> for Scope {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let me = Professional::from_request(req, body).await?;
+        resolve(req, me).await
+    }
+}
+
+impl<'a> FromRequest<'a> for VerifiedScope {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let RecentlyVerified(me) = RecentlyVerified::from_request(req, body).await?;
+        Ok(VerifiedScope(resolve(req, me).await?))
+    }
+}
