@@ -173,6 +173,21 @@ print_urls() {
 U
 }
 
+# Registers the platform as a client of the FranceConnect stand-in (dynamic registration, its
+# exact redirect and logout URIs) and exports the client's settings for the platform.
+register_fc_client() {
+  local origin="$1" reply
+  reply="$(curl -sf -X POST "$AC_FC_ISSUER/reg" \
+    -H "Authorization: Bearer ${FC_REGISTRATION_TOKEN:-stand-in-registration}" \
+    -H 'content-type: application/json' \
+    -d "{\"redirect_uris\":[\"$origin/mandats/franceconnect/retour\"],\"post_logout_redirect_uris\":[\"$origin/mandats/franceconnect/deconnexion\"],\"client_name\":\"Aidants Connect (local)\"}")" \
+    || die "l'enregistrement auprès du simulateur FranceConnect a échoué"
+  export AC_FRANCECONNECT__ISSUER="$AC_FC_ISSUER"
+  AC_FRANCECONNECT__CLIENT_ID="$(printf '%s' "$reply" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).client_id))')"
+  AC_FRANCECONNECT__CLIENT_SECRET="$(printf '%s' "$reply" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).client_secret))')"
+  export AC_FRANCECONNECT__CLIENT_ID AC_FRANCECONNECT__CLIENT_SECRET
+}
+
 # Migrates every schema, loads the demo territory and runs the all-in-one platform.
 up() {
   install_all
@@ -186,6 +201,7 @@ up() {
   "$admin" --database-url "$AC_ADMIN_DATABASE_URL" demo
   export AC_HTTP__PORT="${AC_HTTP__PORT:-$(free_port)}"
   export AC_HTTP__PUBLIC_URL="http://127.0.0.1:$AC_HTTP__PORT"
+  register_fc_client "$AC_HTTP__PUBLIC_URL"
   print_urls
   cat >&2 <<U
 

@@ -140,7 +140,18 @@ async fn demo_mandates(
         .await?;
     // (given names, family name, birth date, gender, birthplace, categories, duration, age in
     // days, revoked)
-    let people: [(&str, &str, &str, &str, &str, &[&str], i32, i64, bool); 6] = [
+    type DemoPerson<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        i32,
+        i64,
+        bool,
+    );
+    let people: [DemoPerson; 6] = [
         (
             "Josette",
             "MARTIN",

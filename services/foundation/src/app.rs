@@ -154,10 +154,16 @@ impl Application {
             settings.http.public_origin(),
             csrf_exempt,
         );
-        let app =
-            crate::telemetry::with_request_span(web::with_security_headers(web::error_pages(
-                with_timeout(timeout, protected.with(CookieJarManager::new())),
-            )));
+        let form_targets: Vec<String> = web::origin_of(&settings.franceconnect.issuer)
+            .into_iter()
+            .collect();
+        let app = crate::telemetry::with_request_span(web::with_security_headers(
+            web::error_pages(with_timeout(
+                timeout,
+                protected.with(CookieJarManager::new()),
+            )),
+            &form_targets,
+        ));
 
         let acceptor = TcpListener::bind((settings.http.host, settings.http.port))
             .into_acceptor()

@@ -311,6 +311,77 @@ pub fn revocation_pdf(t: &RevocationTerms) -> Vec<u8> {
     document("Révocation de mandat Aidants Connect", page)
 }
 
+fn from_winansi(b: u8) -> char {
+    match b {
+        0x80 => '€',
+        0x85 => '…',
+        0x8C => 'Œ',
+        0x91 => '‘',
+        0x92 => '’',
+        0x93 => '“',
+        0x94 => '”',
+        0x95 => '•',
+        0x96 => '–',
+        0x97 => '—',
+        0x9C => 'œ',
+        b => b as char,
+    }
+}
+
+/// Reads back the text shown in a PDF made here (its literal and hex strings, in order, one per
+/// line): what tests and auditors check against the stored terms.
+pub fn shown_text(pdf: &[u8]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < pdf.len() {
+        match pdf[i] {
+            b'<' if pdf.get(i + 1) != Some(&b'<') && pdf.get(i.wrapping_sub(1)) != Some(&b'<') => {
+                let end = pdf[i..].iter().position(|&b| b == b'>').map(|p| i + p);
+                let Some(end) = end else { break };
+                let hex: Vec<u8> = pdf[i + 1..end]
+                    .iter()
+                    .copied()
+                    .filter(u8::is_ascii_hexdigit)
+                    .collect();
+                for pair in hex.chunks(2) {
+                    if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(pair), 16) {
+                        out.push(from_winansi(b));
+                    }
+                }
+                out.push('\n');
+                i = end + 1;
+            }
+            b'(' => {
+                let mut depth = 1;
+                i += 1;
+                while i < pdf.len() && depth > 0 {
+                    match pdf[i] {
+                        b'\\' if i + 1 < pdf.len() => {
+                            i += 1;
+                            out.push(pdf[i] as char);
+                        }
+                        b'(' => {
+                            depth += 1;
+                            out.push('(');
+                        }
+                        b')' => {
+                            depth -= 1;
+                            if depth > 0 {
+                                out.push(')');
+                            }
+                        }
+                        b => out.push(from_winansi(b)),
+                    }
+                    i += 1;
+                }
+                out.push('\n');
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,11 +403,18 @@ mod tests {
             verification_url: "https://aidants.example/verifier/33/x/y".into(),
         });
         assert!(pdf.starts_with(b"%PDF-"));
-        let text = String::from_utf8_lossy(&pdf);
-        assert!(text.contains("WinAnsiEncoding"));
-        // "Bègles" in WinAnsi: è = 0xE8.
-        assert!(pdf.windows(6).any(|w| w == b"B\xe8gles"));
-        assert!(text.contains("2026-11-v1"));
+        assert!(String::from_utf8_lossy(&pdf).contains("WinAnsiEncoding"));
+        let text = shown_text(&pdf);
+        for expected in [
+            "France Services de Bègles",
+            "2026-11-v1",
+            "Angela Claire Louise DUBOIS",
+            "Social - Santé",
+            "https://aidants.example/verifier/33/x/y",
+            "Signature de la personne accompagnée",
+        ] {
+            assert!(text.contains(expected), "{expected} absent : {text}");
+        }
         assert_eq!(winansi("œ’€"), vec![0x9C, 0x92, 0x80]);
     }
 }

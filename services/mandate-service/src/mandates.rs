@@ -126,6 +126,19 @@ fn usager_search_name(identity: &Identity) -> String {
     ))
 }
 
+/// Id, given names, family name, usage name, birth date, gender, birthplace, country, e-mail.
+type StoredIdentity = (
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
 /// Finds the usager by FranceConnect `sub`, creating them or updating the identity FranceConnect
 /// asserted (journaled), and locks their row for the rest of the transaction.
 pub async fn upsert_usager(
@@ -134,7 +147,7 @@ pub async fn upsert_usager(
     structure: Uuid,
     by: Uuid,
 ) -> Result<Uuid, MandateError> {
-    let existing: Option<(Uuid, String, String, Option<String>, String, String, String, String, Option<String>)> =
+    let existing: Option<StoredIdentity> =
         sqlx::query_as(
             "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
              FROM usagers WHERE fc_sub = $1 FOR UPDATE",

@@ -488,6 +488,7 @@ pub struct NewQuery {
     renouvellement: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_page(
     req: &Request,
     platform: &Platform,
@@ -1338,6 +1339,25 @@ type MandateRow = (
     Option<Uuid>,
 );
 
+/// Category, revoked, superseded, revocation attestation.
+type AuthorisationRow = (
+    String,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+    Option<Uuid>,
+);
+
+/// Given names, family name, usage name, birth date, birthplace, country, e-mail.
+type UsagerRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
 #[handler]
 pub async fn show(
     req: &Request,
@@ -1376,12 +1396,7 @@ pub async fn show(
     else {
         return Err(not_found());
     };
-    let auths: Vec<(
-        String,
-        Option<OffsetDateTime>,
-        Option<OffsetDateTime>,
-        Option<Uuid>,
-    )> = sqlx::query_as(
+    let auths: Vec<AuthorisationRow> = sqlx::query_as(
         "SELECT category, revoked_at, superseded_at, revocation_attestation_id FROM authorisations
              WHERE mandate_id = $1 ORDER BY category",
     )
@@ -1673,7 +1688,7 @@ pub async fn usager_page(
     let usager = parse_id(&id)?;
     let mut tx = scope.tenant.begin().await.map_err(db_error)?;
     // Only a usager with whom the structure has (or had, within a year) a mandate.
-    let found: Option<(String, String, Option<String>, String, String, String, Option<String>)> =
+    let found: Option<UsagerRow> =
         sqlx::query_as(
             "SELECT given_name, family_name, preferred_username, birthdate, birthplace, birthcountry, email
              FROM usagers u WHERE u.id = $1 AND EXISTS (

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod database;
+pub mod franceconnect;
 pub mod maildev;
 pub mod otlp;
 pub mod private_maildev;

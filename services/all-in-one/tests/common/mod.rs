@@ -1,6 +1,7 @@
 //! Builds the real all-in-one application on port 0 against a fresh test database.
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
+pub mod fc;
 pub mod identity;
 
 use foundation::config::Settings;
@@ -41,6 +42,13 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
     let mut settings = test_support::test_settings(&db.app_url);
     settings.http.port = port;
     settings.http.public_url = format!("http://127.0.0.1:{port}");
+    if let Some(issuer) = test_support::franceconnect::issuer() {
+        let (id, secret) =
+            test_support::franceconnect::register_client(&settings.http.public_url).await;
+        settings.franceconnect.issuer = issuer;
+        settings.franceconnect.client_id = id;
+        settings.franceconnect.client_secret = secret.into();
+    }
     tweak(&mut settings);
     let app = all_in_one::build(settings)
         .await

@@ -51,31 +51,57 @@ pub fn dsfr_assets(dir: &Path) -> impl Endpoint + use<> {
 }
 
 /// Security headers on every response: a strict content security policy (DSFR needs no inline
-/// script), no framing, no MIME sniffing, no referrer to other sites.
-pub fn with_security_headers<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
-    ep.around(|ep, req: Request| async move {
-        let mut resp = ep.call(req).await?.into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            header::HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-                 font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-                 frame-ancestors 'none'",
-            ),
-        );
-        headers.insert(
-            header::X_FRAME_OPTIONS,
-            header::HeaderValue::from_static("DENY"),
-        );
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            header::HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::REFERRER_POLICY,
-            header::HeaderValue::from_static("strict-origin-when-cross-origin"),
-        );
-        Ok(resp)
+/// script), no framing, no MIME sniffing, no referrer to other sites. `form_targets` are the
+/// other origins a form submission may end up at (FranceConnect, whose authorize endpoint a
+/// form's answer redirects to: browsers apply `form-action` to redirects too).
+pub fn with_security_headers<E: Endpoint + 'static>(
+    ep: E,
+    form_targets: &[String],
+) -> impl Endpoint<Output = Response> + use<E> {
+    let mut form_action = String::from("'self'");
+    for origin in form_targets {
+        // Only plain origins are accepted (no spaces, semicolons or quotes).
+        if origin.starts_with("http") && !origin.contains([' ', ';', '\'', ',']) {
+            form_action.push(' ');
+            form_action.push_str(origin);
+        }
+    }
+    let policy = header::HeaderValue::from_str(&format!(
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+         font-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; \
+         frame-ancestors 'none'"
+    ))
+    .unwrap_or_else(|_| {
+        header::HeaderValue::from_static(
+            "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        )
+    });
+    ep.around(move |ep, req: Request| {
+        let policy = policy.clone();
+        async move {
+            let mut resp = ep.call(req).await?.into_response();
+            let headers = resp.headers_mut();
+            headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+            headers.insert(
+                header::X_FRAME_OPTIONS,
+                header::HeaderValue::from_static("DENY"),
+            );
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                header::REFERRER_POLICY,
+                header::HeaderValue::from_static("strict-origin-when-cross-origin"),
+            );
+            Ok(resp)
+        }
     })
+}
+
+/// The origin (`scheme://host[:port]`) of a URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }

@@ -1,0 +1,865 @@
+//! Mandates end to end: creation in person through the FranceConnect stand-in, attestation,
+//! public verification, supersession, revocation, renewal, expiry, the rules' French messages,
+//! the list's filters and isolation, the reminder before expiry, and the journal of each act.
+
+mod common;
+
+use common::fc::identify;
+use common::identity::*;
+use common::{TestApp, spawn_app};
+use policies::{Domain, Role};
+use uuid::Uuid;
+
+struct Counter {
+    app_admin: sqlx::PgPool,
+}
+
+impl Counter {
+    /// How many journal entries of `kind` the territory holds for `mandate` (or in all).
+    async fn journal(&self, kind: &str, mandate: Option<Uuid>) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM dep_33.journal WHERE kind = $1 AND ($2::uuid IS NULL OR mandate_id = $2)",
+        )
+        .bind(kind)
+        .bind(mandate)
+        .fetch_one(&self.app_admin)
+        .await
+        .expect("journal")
+    }
+}
+
+async fn aidant(app: &TestApp) -> (TestProfessional, Uuid, Browser) {
+    let structure = structure_domain(app, "33").await;
+    let who = professional(
+        &app.db.admin,
+        "Alice Aidant",
+        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    let resp = log_in(&client, app, &who, -1).await;
+    assert_eq!(resp.status(), 303);
+    (who, structure, client)
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+/// Submits the terms form; returns the response (a redirect to FranceConnect when valid).
+async fn terms(client: &Browser, app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
+    post_form(client, app, "/mandats/nouveau", "/mandats/nouveau", fields).await
+}
+
+/// Confirms a recap with the declaration and `code`.
+async fn confirm(
+    client: &Browser,
+    app: &TestApp,
+    recap: &str,
+    code: &str,
+    declared: bool,
+) -> reqwest::Response {
+    let mut fields = vec![("code", code)];
+    if declared {
+        fields.push(("declaration", "oui"));
+    }
+    post_form(client, app, recap, recap, &fields).await
+}
+
+/// A whole creation through FranceConnect: returns the mandate id.
+async fn create(
+    client: &Browser,
+    app: &TestApp,
+    who: &TestProfessional,
+    code_offset: i64,
+    fields: &[(&str, &str)],
+    fc_login: &str,
+) -> Uuid {
+    let resp = terms(client, app, fields).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let authorize = location(&resp);
+    assert!(authorize.contains("/api/v2/authorize"), "{authorize}");
+    for parameter in [
+        "acr_values=eidas1",
+        "prompt=login+consent",
+        "response_type=code",
+        "nonce=",
+        "state=",
+    ] {
+        assert!(
+            authorize.contains(parameter),
+            "{parameter} absent de {authorize}"
+        );
+    }
+    let recap = identify(client, app, &authorize, fc_login).await;
+    let resp = confirm(client, app, &recap, &who.code(code_offset), true).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let to = location(&resp);
+    assert!(to.ends_with("?message=cree"), "{to}");
+    Uuid::parse_str(
+        to.trim_start_matches("/mandats/")
+            .trim_end_matches("?message=cree"),
+    )
+    .expect("id")
+}
+
+/// Askama escapes `&`, quotes and apostrophes in attributes and text; tests read the text.
+fn unescape(html: &str) -> String {
+    html.replace("&#38;", "&")
+        .replace("&#39;", "'")
+        .replace("&#34;", "\"")
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+}
+
+async fn view(client: &Browser, url: &str) -> (u16, String) {
+    let (status, html) = page(client, url).await;
+    (status, unescape(&html))
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    text[from..].split(end).next()
+}
+
+#[tokio::test]
+async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revoked() {
+    let app = spawn_app(&["33"]).await;
+    let counter = Counter {
+        app_admin: app.db.admin.clone(),
+    };
+    let (who, structure, client) = aidant(&app).await;
+    let mandate = create(
+        &client,
+        &app,
+        &who,
+        0,
+        &[
+            ("categories", "social"),
+            ("categories", "logement"),
+            ("duree", "182"),
+        ],
+        "test",
+    )
+    .await;
+
+    // Stored in the territory: the usager matched on FranceConnect's sub, two authorisations.
+    let (sub, family, birthdate): (String, String, String) = sqlx::query_as(
+        "SELECT u.fc_sub, u.family_name, u.birthdate FROM dep_33.mandates m JOIN dep_33.usagers u ON u.id = m.usager_id WHERE m.id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("usager");
+    assert!(!sub.is_empty());
+    assert_eq!(
+        (family.as_str(), birthdate.as_str()),
+        ("DUBOIS", "1962-08-24")
+    );
+    let (days, cats, structure_of): (i32, Vec<String>, Uuid) = sqlx::query_as(
+        "SELECT m.duration_days, ARRAY(SELECT category FROM dep_33.authorisations WHERE mandate_id = m.id ORDER BY 1), m.structure_id
+         FROM dep_33.mandates m WHERE id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("mandat");
+    assert_eq!(
+        (days, cats, structure_of),
+        (
+            182,
+            vec!["logement".to_owned(), "social".to_owned()],
+            structure
+        )
+    );
+    // FranceConnect's tokens are not kept, and the draft no longer holds the identity.
+    let leftover: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.mandate_drafts WHERE identity IS NOT NULL")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("brouillons");
+    assert_eq!(leftover, 0);
+
+    // The mandate page, its attestation (a PDF whose hash is journaled) and the public page.
+    let (status, html) = view(&client, &app.url(&format!("/mandats/{mandate}"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Angela Claire Louise") && html.contains("En cours"),
+        "{html}"
+    );
+    let pdf_link = between(&html, "href=\"/documents/", "\"").expect("lien d'attestation");
+    let resp = client
+        .get(&app.url(&format!("/documents/{pdf_link}")))
+        .await;
+    assert_eq!(resp.status(), 200, "{pdf_link}");
+    let pdf = resp.bytes().await.expect("pdf").to_vec();
+    assert!(pdf.starts_with(b"%PDF-"));
+    let sha: Vec<u8> =
+        sqlx::query_scalar("SELECT attestation_sha256 FROM dep_33.mandates WHERE id = $1")
+            .bind(mandate)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("empreinte");
+    use sha2::Digest;
+    assert_eq!(sha, sha2::Sha256::digest(&pdf).to_vec());
+    let journaled: String = sqlx::query_scalar(
+        "SELECT details FROM dep_33.journal WHERE kind = 'attestation_produced' AND mandate_id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("entrée d'attestation");
+    assert!(journaled.contains(&hex::encode(&sha)));
+    let text = mandate_service::attestation::shown_text(&pdf);
+    assert!(text.contains(mandate_service::mandates::LEGAL_TEXT_VERSION));
+    let verification = between(&text, &app.address, "\n")
+        .map(|p| format!("{}{p}", app.address))
+        .expect("URL de vérification");
+    assert!(verification.contains("/verifier/33/"), "{verification}");
+    let anonymous = reqwest::Client::new();
+    let public = anonymous
+        .get(&verification)
+        .send()
+        .await
+        .expect("vérification")
+        .text()
+        .await
+        .expect("page");
+    assert!(public.contains("Ce mandat est valide"), "{public}");
+    assert!(
+        !public.contains("DUBOIS") && !public.contains("Angela"),
+        "la page publique ne montre aucune identité"
+    );
+    let forged = anonymous
+        .get(format!("{verification}x"))
+        .send()
+        .await
+        .expect("vérification");
+    assert_eq!(forged.status(), 404);
+
+    // Revocation of one category, then of the rest: each journaled once, with attestations.
+    let path = format!("/mandats/{mandate}");
+    let resp = post_form(
+        &client,
+        &app,
+        &path,
+        &format!("{path}/revocation"),
+        &[("categorie", "social")],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{path}?message=revoque"));
+    let (_, html) = view(&client, &app.url(&path)).await;
+    assert!(
+        html.contains("révoquée le") && html.contains("En cours"),
+        "{html}"
+    );
+    let resp = post_form(
+        &client,
+        &app,
+        &path,
+        &format!("{path}/revocation"),
+        &[("categorie", "social")],
+    )
+    .await;
+    assert_eq!(
+        location(&resp),
+        format!("{path}?message=rien-a-revoquer"),
+        "une démarche déjà révoquée ne l'est pas deux fois"
+    );
+    let resp = post_form(&client, &app, &path, &format!("{path}/revocation"), &[]).await;
+    assert_eq!(location(&resp), format!("{path}?message=revoque"));
+    let (_, html) = view(&client, &app.url(&path)).await;
+    assert!(
+        html.contains("Révoqué") && html.matches("Attestation de révocation").count() == 2,
+        "{html}"
+    );
+    let public = anonymous
+        .get(&verification)
+        .send()
+        .await
+        .expect("vérification")
+        .text()
+        .await
+        .expect("page");
+    assert!(public.contains("n'est plus valide"));
+
+    for (kind, of, expected) in [
+        ("usager_identified", None, 1),
+        ("mandate_created", Some(mandate), 1),
+        ("authorisation_revoked", Some(mandate), 2),
+        ("mandate_revoked", Some(mandate), 1),
+        ("attestation_produced", Some(mandate), 3),
+    ] {
+        assert_eq!(counter.journal(kind, of).await, expected, "{kind}");
+    }
+    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
+        .await
+        .expect("tenancy");
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("ctx");
+    let mut tx = ctx.begin().await.expect("tx");
+    let verification = foundation::journal::verify(&mut tx, None)
+        .await
+        .expect("vérification");
+    assert!(verification.intact(), "{verification:?}");
+}
+
+#[tokio::test]
+async fn a_new_mandate_supersedes_the_same_categories_and_renewal_needs_franceconnect_again() {
+    let app = spawn_app(&["33"]).await;
+    let counter = Counter {
+        app_admin: app.db.admin.clone(),
+    };
+    let (who, _, client) = aidant(&app).await;
+    let first = create(
+        &client,
+        &app,
+        &who,
+        0,
+        &[
+            ("categories", "social"),
+            ("categories", "famille"),
+            ("duree", "365"),
+        ],
+        "test",
+    )
+    .await;
+    let second = create(
+        &client,
+        &app,
+        &who,
+        1,
+        &[("categories", "social"), ("duree", "31")],
+        "test",
+    )
+    .await;
+    let live: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT mandate_id, category FROM dep_33.authorisations WHERE revoked_at IS NULL AND superseded_at IS NULL ORDER BY category",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("autorisations");
+    assert_eq!(
+        live,
+        vec![(first, "famille".to_owned()), (second, "social".to_owned())]
+    );
+    assert_eq!(
+        counter
+            .journal("authorisation_superseded", Some(first))
+            .await,
+        1
+    );
+    assert_eq!(
+        counter.journal("usager_identified", None).await,
+        1,
+        "la même personne (même sub) n'est créée qu'une fois"
+    );
+
+    // Renewal: the form is prefilled, and nothing is created before FranceConnect.
+    let path = format!("/mandats/{first}");
+    let resp = post_form(&client, &app, &path, &format!("{path}/renouvellement"), &[]).await;
+    assert_eq!(
+        location(&resp),
+        format!("/mandats/nouveau?renouvellement={first}")
+    );
+    let (_, form) = view(&client, &app.url(&location(&resp))).await;
+    assert!(
+        form.contains("Renouveler un mandat") && form.contains("value=\"365\" checked"),
+        "{form}"
+    );
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("compte");
+    let resp = terms(
+        &client,
+        &app,
+        &[
+            ("categories", "famille"),
+            ("categories", "social"),
+            ("duree", "365"),
+            ("renouvellement", &first.to_string()),
+        ],
+    )
+    .await;
+    let authorize = location(&resp);
+    assert!(
+        authorize.contains("/api/v2/authorize"),
+        "le renouvellement passe par FranceConnect : {authorize}"
+    );
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("compte");
+    assert_eq!(before, after);
+    // Another person identifies: the renewal is refused with a clear message.
+    let recap = identify(&client, &app, &authorize, "avec_nom_dusage").await;
+    let code = code_after(&who, 1).await;
+    let resp = confirm(&client, &app, &recap, &code, true).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        unescape(&resp.text().await.expect("page"))
+            .contains("n'est pas celle du mandat à renouveler")
+    );
+}
+
+/// A code of a step later than `base_step + last_used`, waiting until the clock allows it.
+async fn code_after(who: &TestProfessional, last_used: i64) -> String {
+    let target = who.base_step + last_used + 1;
+    loop {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() / 30;
+        if now >= target - 1 {
+            return who.code(last_used + 1);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_rule_a_person_can_break_gets_a_clear_french_message_and_creates_nothing() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    for (fields, message) in [
+        (vec![("duree", "31")], "Choisissez au moins une démarche."),
+        (vec![("categories", "social")], "Choisissez une durée"),
+        (
+            vec![("categories", "social"), ("duree", "30")],
+            "Choisissez une durée",
+        ),
+        (
+            vec![("categories", "inconnue"), ("duree", "31")],
+            "n'est pas proposée par votre structure",
+        ),
+    ] {
+        let resp = terms(&client, &app, &fields).await;
+        assert_eq!(resp.status(), 422);
+        let html = unescape(&resp.text().await.expect("page"));
+        assert!(html.contains(message), "{message} absent : {html}");
+    }
+    // A structure that handles only some categories: the others are neither shown nor accepted.
+    sqlx::query("UPDATE dep_33.structures SET demarches = ARRAY['social'] WHERE id = $1")
+        .bind(structure)
+        .execute(&app.db.admin)
+        .await
+        .expect("restriction");
+    let (_, form) = view(&client, &app.url("/mandats/nouveau")).await;
+    assert!(form.contains("categorie-social") && !form.contains("categorie-argent"));
+    let resp = terms(&client, &app, &[("categories", "argent"), ("duree", "31")]).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        unescape(&resp.text().await.expect("page"))
+            .contains("« Argent - Impôts - Consommation » n'est pas proposée par votre structure")
+    );
+
+    // FranceConnect's error response, an unknown state, a missing code: clear pages, no 500.
+    for (query, message) in [
+        (
+            "error=access_denied&error_description=refus&state=abc",
+            "a annulé l'identification",
+        ),
+        (
+            "code=abc&state=inconnu",
+            "ne correspond à aucune création de mandat",
+        ),
+        ("state=abc", "incomplet"),
+        ("error=%3Cscript%3E", "FranceConnect a signalé une erreur"),
+    ] {
+        let (status, html) = view(
+            &client,
+            &app.url(&format!("/mandats/franceconnect/retour?{query}")),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            html.contains(message) && !html.contains("<script>"),
+            "{query} : {html}"
+        );
+    }
+
+    // The recap: no declaration, then a wrong code — nothing is created.
+    let resp = terms(&client, &app, &[("categories", "social"), ("duree", "1")]).await;
+    let recap = identify(&client, &app, &location(&resp), "born_abroad").await;
+    let (_, html) = view(&client, &app.url(&recap)).await;
+    assert!(
+        html.contains("ROSSI") && html.contains("à l'étranger") && html.contains("en 1990"),
+        "{html}"
+    );
+    let resp = confirm(&client, &app, &recap, &who.code(0), false).await;
+    assert_eq!(resp.status(), 422);
+    assert!(unescape(&resp.text().await.expect("page")).contains("Cochez la case certifiant"));
+    let resp = confirm(&client, &app, &recap, "000000", true).await;
+    assert_eq!(resp.status(), 422);
+    assert!(unescape(&resp.text().await.expect("page")).contains("Code incorrect"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("compte");
+    assert_eq!(count, 0);
+    // Then the right code: created once; a second submission lands on the same mandate.
+    // (The same form sent twice, as a double click or a resent request would.)
+    let (_, form) = view(&client, &app.url(&recap)).await;
+    let token = csrf_of(&form);
+    for code in [who.code(0), who.code(1)] {
+        let resp = client
+            .post(
+                &app.url(&recap),
+                &[
+                    ("csrf", token.as_str()),
+                    ("code", code.as_str()),
+                    ("declaration", "oui"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 303);
+    }
+    let (status, _) = view(&client, &app.url(&format!("{recap}/termine"))).await;
+    assert_eq!(status, 303, "la préparation terminée mène au mandat");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("compte");
+    assert_eq!(count, 1);
+
+    // A FranceConnect identity with an impossible birthplace is refused with an explanation.
+    let resp = terms(&client, &app, &[("categories", "social"), ("duree", "1")]).await;
+    let callback =
+        common::fc::through_franceconnect(&client, &app, &location(&resp), "bad_birthplace").await;
+    let (status, html) = view(&client, &callback).await;
+    assert_eq!(status, 502);
+    assert!(html.contains("commune de naissance invalide"), "{html}");
+}
+
+#[tokio::test]
+async fn expiry_lists_filters_and_isolation() {
+    let app = spawn_app(&["33", "34"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    let m1 = create(
+        &client,
+        &app,
+        &who,
+        0,
+        &[("categories", "logement"), ("duree", "365")],
+        "test",
+    )
+    .await;
+    let m2 = create(
+        &client,
+        &app,
+        &who,
+        1,
+        &[("categories", "justice"), ("duree", "31")],
+        "avec_nom_dusage",
+    )
+    .await;
+    // m2 expired yesterday (computed expiry, nothing to run).
+    sqlx::query("UPDATE dep_33.mandates SET created_at = now() - interval '32 days', expires_at = now() - interval '1 day' WHERE id = $1")
+        .bind(m2)
+        .execute(&app.db.admin)
+        .await
+        .expect("expiration");
+    sqlx::query("UPDATE dep_33.authorisations SET expires_at = now() - interval '1 day' WHERE mandate_id = $1")
+        .bind(m2)
+        .execute(&app.db.admin)
+        .await
+        .expect("expiration");
+    let list = |q: &'static str| {
+        let client = &client;
+        let app = &app;
+        async move { view(client, &app.url(&format!("/mandats?{q}"))).await.1 }
+    };
+    let all = list("").await;
+    assert!(
+        all.contains("DUBOIS") && all.contains("MERCIER (DUBOIS) Pierre"),
+        "{all}"
+    );
+    let live = list("etat=en-cours").await;
+    assert!(
+        live.contains("Angela") && !live.contains("MERCIER"),
+        "{live}"
+    );
+    let expired = list("etat=expires").await;
+    assert!(
+        expired.contains("MERCIER") && expired.contains("Expiré") && !expired.contains("Angela")
+    );
+    // Search ignores case and accents; category filter.
+    assert!(list("q=angéla").await.contains("Angela"));
+    assert!(!list("q=zzz").await.contains("Angela"));
+    let justice = list("categorie=justice").await;
+    assert!(justice.contains("MERCIER") && !justice.contains("Angela"));
+    // Nonsense filters are ignored, not errors.
+    let (status, _) = view(
+        &client,
+        &app.url("/mandats?etat=%27%3B&page=-4&categorie=x"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // An expired mandate no longer covers anything; a live one does.
+    let covers = mandate_service::LiveMandates {
+        platform: foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+            .await
+            .expect("platform"),
+    };
+    let usager = |m: Uuid| {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>("SELECT usager_id FROM dep_33.mandates WHERE id = $1")
+                .bind(m)
+                .fetch_one(&admin)
+                .await
+                .expect("usager")
+        }
+    };
+    use foundation::auth::guard::ForWhom;
+    assert!(
+        covers
+            .covers(structure, usager(m1).await, "logement")
+            .await
+            .expect("covers")
+    );
+    assert!(
+        !covers
+            .covers(structure, usager(m1).await, "justice")
+            .await
+            .expect("covers")
+    );
+    assert!(
+        !covers
+            .covers(structure, usager(m2).await, "justice")
+            .await
+            .expect("covers")
+    );
+
+    // Another structure's aidant, and another territory's: 404 on every id, empty lists.
+    for departement in ["33", "34"] {
+        let other_structure = structure_domain(&app, departement).await;
+        let other = professional(
+            &app.db.admin,
+            "Bob Autre",
+            &[(
+                Role::Aidant,
+                Domain::Structure(other_structure),
+                Some(departement),
+            )],
+        )
+        .await;
+        let other_client = browser(&app.address);
+        log_in(&other_client, &app, &other, -1).await;
+        let usager_id = usager(m1).await;
+        for path in [
+            format!("/mandats/{m1}"),
+            format!("/usagers/{usager_id}"),
+            format!("/mandats/{m1}/explication"),
+        ] {
+            let (status, _) = view(&other_client, &app.url(&path)).await;
+            assert_eq!(status, 404, "{departement} {path}");
+        }
+        let resp = post_form(
+            &other_client,
+            &app,
+            "/mandats/nouveau",
+            &format!("/mandats/{m1}/revocation"),
+            &[],
+        )
+        .await;
+        assert_eq!(resp.status(), 404);
+        let (_, html) = view(&other_client, &app.url("/mandats")).await;
+        assert!(!html.contains("DUBOIS"));
+    }
+    // Still live after the foreign attempts.
+    assert!(
+        covers
+            .covers(structure, usager(m1).await, "logement")
+            .await
+            .expect("covers")
+    );
+}
+
+#[tokio::test]
+async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    let referent = professional(
+        &app.db.admin,
+        "Rémi Référent",
+        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let long = create(
+        &client,
+        &app,
+        &who,
+        0,
+        &[("categories", "logement"), ("duree", "182")],
+        "test",
+    )
+    .await;
+    let short = create(
+        &client,
+        &app,
+        &who,
+        1,
+        &[("categories", "justice"), ("duree", "31")],
+        "avec_nom_dusage",
+    )
+    .await;
+    sqlx::query(
+        "UPDATE dep_33.mandates SET expires_at = now() + interval '10 days' WHERE id = ANY($1)",
+    )
+    .bind(vec![long, short])
+    .execute(&app.db.admin)
+    .await
+    .expect("échéance");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("platform");
+    let tenant = platform
+        .tenancy
+        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("ctx");
+    assert_eq!(
+        mandate_service::jobs::remind_expiring(&platform, &tenant)
+            .await
+            .expect("rappels"),
+        1,
+        "seul le mandat long est rappelé"
+    );
+    assert_eq!(
+        mandate_service::jobs::remind_expiring(&platform, &tenant)
+            .await
+            .expect("rappels"),
+        0,
+        "une seule fois"
+    );
+    let mail = test_support::maildev::wait_for_mail_to(
+        &referent.email,
+        std::time::Duration::from_secs(20),
+    )
+    .await
+    .expect("rappel reçu");
+    let text = mail["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("1 mandat(s)") && text.contains("/mandats?etat=bientot"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("DUBOIS"),
+        "aucune donnée de la personne dans le rappel"
+    );
+    let counter = Counter {
+        app_admin: app.db.admin.clone(),
+    };
+    assert_eq!(
+        counter
+            .journal("mandate_expiry_reminder_queued", Some(long))
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_export_and_the_activity_page_follow_the_guard() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    create(
+        &client,
+        &app,
+        &who,
+        0,
+        &[("categories", "logement"), ("duree", "31")],
+        "test",
+    )
+    .await;
+    // An aidant sees their activity but cannot export.
+    let (status, html) = view(&client, &app.url("/activite")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("personnes accompagnées") && html.contains("<svg"),
+        "{html}"
+    );
+    let (status, _) = view(&client, &app.url("/mandats/export.csv")).await;
+    assert_eq!(status, 403);
+    // The référent exports a CSV (journaled); the usager page is for aidants only.
+    let referent = professional(
+        &app.db.admin,
+        "Rémi Référent",
+        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let rclient = browser(&app.address);
+    log_in(&rclient, &app, &referent, -1).await;
+    let resp = rclient.get(&app.url("/mandats/export.csv")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.expect("csv");
+    assert!(
+        csv.contains("DUBOIS Angela Claire Louise") && csv.contains("Logement"),
+        "{csv}"
+    );
+    let counter = Counter {
+        app_admin: app.db.admin.clone(),
+    };
+    assert_eq!(counter.journal("mandates_exported", None).await, 1);
+    let usager: Uuid = sqlx::query_scalar("SELECT id FROM dep_33.usagers")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("usager");
+    let (status, _) = view(&rclient, &app.url(&format!("/usagers/{usager}"))).await;
+    assert_eq!(status, 403);
+    let (status, html) = view(&client, &app.url(&format!("/usagers/{usager}"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Mandat créé") && html.contains("Première identification"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_and_pass_axe() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = aidant(&app).await;
+    let cookies: Vec<(String, String)> = client.cookies();
+    let result = test_support::browser::run(
+        "mandate.mjs",
+        &serde_json::json!({
+            "base": app.address,
+            "cookies": cookies,
+            "seed_hex": hex::encode(&who.seed),
+            "fc_login": "test",
+        }),
+    )
+    .await;
+    let steps = result["steps"].to_string();
+    assert_eq!(result["revoked"], true, "étapes : {steps}");
+    let pages = result["pages"].as_array().expect("pages");
+    assert!(pages.len() >= 7, "{steps}");
+    for p in pages {
+        assert_eq!(p["violations"], serde_json::json!([]), "{}", p["url"]);
+    }
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates WHERE ended_reason = 'revoked'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("compte");
+    assert_eq!(count, 1);
+}
