@@ -1,0 +1,355 @@
+//! The territory journal against Postgres: what the application's role may not do, every kind
+//! of tampering found by verification (and by `tenant-admin journal verify`), signed
+//! checkpoints, and concurrent writers that never fork or skip the chain.
+
+use foundation::journal::{self, CheckpointKey, Event, NewEntry};
+use foundation::tenancy::{DepartementCode, Tenancy, TenantContext};
+use serde_json::json;
+use test_support::database::TestDatabase;
+use uuid::Uuid;
+
+/// The key of the default configuration (what the CLI uses in tests).
+fn key() -> CheckpointKey {
+    let settings = foundation::config::Settings::default();
+    CheckpointKey::from_base64(secrecy::ExposeSecret::expose_secret(
+        &settings.security.journal_signing_key,
+    ))
+    .expect("clé")
+}
+
+/// The territory as the application reaches it (its own login role, then the département role).
+async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
+    let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
+    Tenancy::load(pool)
+        .await
+        .expect("tenancy")
+        .context(DepartementCode::parse(code).expect("code"))
+        .await
+        .expect("territoire")
+}
+
+async fn append_n(ctx: &TenantContext, n: usize) {
+    let mut tx = ctx.begin().await.expect("tx");
+    for i in 0..n {
+        journal::append(
+            &mut tx,
+            NewEntry::new(Event::MandateCreated)
+                .mandate(Uuid::now_v7())
+                .usager(Uuid::now_v7())
+                .details(json!({ "n": i })),
+        )
+        .await
+        .expect("ajout");
+    }
+    tx.commit().await.expect("commit");
+}
+
+async fn verify(ctx: &TenantContext) -> journal::Verification {
+    let mut tx = ctx.begin().await.expect("tx");
+    let v = journal::verify(&mut tx, Some(&key().public()))
+        .await
+        .expect("vérification");
+    tx.commit().await.expect("commit");
+    v
+}
+
+async fn admin(db: &TestDatabase, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&db.admin)
+        .await
+        .expect(sql);
+}
+
+#[tokio::test]
+async fn the_application_role_can_append_but_never_change_the_journal() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 3).await;
+    let mut tx = ctx.begin().await.expect("tx");
+    journal::checkpoint(&mut tx, &key()).await.expect("sceau");
+    tx.commit().await.expect("commit");
+    for table in ["journal", "journal_checkpoints"] {
+        for statement in [
+            format!("UPDATE {table} SET seq = seq"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let mut tx = ctx.begin().await.expect("tx");
+            let err = sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+                .execute(&mut *tx)
+                .await
+                .expect_err(&statement);
+            let code = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned());
+            assert_eq!(code.as_deref(), Some("42501"), "{statement} : {err}");
+        }
+    }
+    assert!(verify(&ctx).await.intact());
+}
+
+#[tokio::test]
+async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 10).await;
+    assert_eq!(verify(&ctx).await.checked, 10);
+    let snapshot = "CREATE TABLE public.journal_copy AS SELECT * FROM dep_33.journal";
+    let restore =
+        "DELETE FROM dep_33.journal; INSERT INTO dep_33.journal SELECT * FROM public.journal_copy";
+    admin(&db, snapshot).await;
+    let cases = [
+        (
+            "modification",
+            "UPDATE dep_33.journal SET details = '{\"n\":99}' WHERE seq = 4",
+            4,
+        ),
+        ("suppression", "DELETE FROM dep_33.journal WHERE seq = 6", 6),
+        (
+            "insertion",
+            "UPDATE dep_33.journal SET seq = seq + 100 WHERE seq >= 5;
+             UPDATE dep_33.journal SET seq = seq - 99 WHERE seq >= 105;
+             INSERT INTO dep_33.journal SELECT 5, at, kind, structure_id, professional_id, usager_id, mandate_id,
+                    '{\"forged\":true}', prev_hash, hash FROM dep_33.journal WHERE seq = 4",
+            5,
+        ),
+        (
+            "permutation",
+            "UPDATE dep_33.journal SET seq = -3 WHERE seq = 3;
+             UPDATE dep_33.journal SET seq = 3 WHERE seq = 4;
+             UPDATE dep_33.journal SET seq = 4 WHERE seq = -3",
+            3,
+        ),
+        (
+            "date modifiée",
+            "UPDATE dep_33.journal SET at = at - interval '1 day' WHERE seq = 2",
+            2,
+        ),
+    ];
+    for (what, sql, first) in cases {
+        admin(&db, sql).await;
+        let v = verify(&ctx).await;
+        assert_eq!(v.first_broken, Some(first), "{what} : {v:?}");
+        assert!(v.problem.is_some(), "{what}");
+        // The operators' command reports the same entry and fails.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+            .args([
+                "--database-url",
+                &db.admin_url,
+                "journal",
+                "verify",
+                "--departement",
+                "33",
+            ])
+            .output()
+            .await
+            .expect("tenant-admin");
+        assert!(!out.status.success(), "{what}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("à partir de l'entrée n° {first}")),
+            "{what} : {stderr}"
+        );
+        admin(&db, restore).await;
+        assert!(verify(&ctx).await.intact(), "{what} : restauration");
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+        .args([
+            "--database-url",
+            &db.admin_url,
+            "journal",
+            "verify",
+            "--departement",
+            "33",
+        ])
+        .output()
+        .await
+        .expect("tenant-admin");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("journal intact : 10 entrées"));
+}
+
+#[tokio::test]
+async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_seal() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 6).await;
+    let mut tx = ctx.begin().await.expect("tx");
+    assert_eq!(
+        journal::checkpoint(&mut tx, &key()).await.expect("sceau"),
+        Some(6)
+    );
+    assert_eq!(
+        journal::checkpoint(&mut tx, &key()).await.expect("sceau"),
+        None,
+        "rien de neuf à sceller"
+    );
+    tx.commit().await.expect("commit");
+    append_n(&ctx, 2).await;
+    let v = verify(&ctx).await;
+    assert!(v.intact() && v.checkpoints_checked == 1, "{v:?}");
+
+    // Someone rewrites entry 3 and recomputes every hash after it: the chain alone is
+    // consistent again, but the signed checkpoint at 6 no longer matches.
+    let rows: Vec<journal::Entry> = sqlx::query_as(
+        "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
+         FROM dep_33.journal ORDER BY seq",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("entrées");
+    let mut prev = rows[1].hash.clone();
+    for e in rows.iter().skip(2) {
+        let details = if e.seq == 3 {
+            "{\"n\":42}".to_owned()
+        } else {
+            e.details.clone()
+        };
+        let hash = journal::entry_hash(
+            &prev,
+            e.seq,
+            e.at,
+            &e.kind,
+            e.structure_id,
+            e.professional_id,
+            e.usager_id,
+            e.mandate_id,
+            &details,
+        );
+        sqlx::query(
+            "UPDATE dep_33.journal SET details = $2, prev_hash = $3, hash = $4 WHERE seq = $1",
+        )
+        .bind(e.seq)
+        .bind(&details)
+        .bind(&prev)
+        .bind(hash.as_slice())
+        .execute(&db.admin)
+        .await
+        .expect("réécriture");
+        prev = hash.to_vec();
+    }
+    let v = verify(&ctx).await;
+    assert_eq!(v.first_broken, Some(6), "{v:?}");
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains("point de scellement n° 6")
+    );
+
+    // A cut tail (the sealed entries removed) and a forged seal are found too.
+    let db2 = TestDatabase::with_departements(&["34"]).await;
+    let ctx2 = territory(&db2, "34").await;
+    append_n(&ctx2, 5).await;
+    let mut tx = ctx2.begin().await.expect("tx");
+    journal::checkpoint(&mut tx, &key()).await.expect("sceau");
+    tx.commit().await.expect("commit");
+    admin(&db2, "DELETE FROM dep_34.journal WHERE seq >= 4").await;
+    let v = verify(&ctx2).await;
+    assert_eq!(v.first_broken, Some(4), "{v:?}");
+    admin(&db2, "DELETE FROM dep_34.journal_checkpoints").await;
+    append_n(&ctx2, 2).await;
+    let mut tx = ctx2.begin().await.expect("tx");
+    journal::checkpoint(&mut tx, &key()).await.expect("sceau");
+    tx.commit().await.expect("commit");
+    assert!(verify(&ctx2).await.intact());
+    admin(&db2, "UPDATE dep_34.journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)").await;
+    let v = verify(&ctx2).await;
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains("signature"),
+        "{v:?}"
+    );
+}
+
+#[tokio::test]
+async fn eight_concurrent_writers_leave_one_gapless_chain() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    let mut tx = ctx.begin().await.expect("tx");
+                    journal::append(
+                        &mut tx,
+                        NewEntry::new(Event::MandateUsed).details(json!({ "writer": w, "i": i })),
+                    )
+                    .await
+                    .expect("ajout");
+                    // One in ten transactions rolls back: it must leave no gap.
+                    if i % 10 == 9 {
+                        tx.rollback().await.expect("rollback");
+                    } else {
+                        tx.commit().await.expect("commit");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("écrivain");
+    }
+    let (count, max): (i64, i64) = sqlx::query_as("SELECT count(*), max(seq) FROM dep_33.journal")
+        .fetch_one(&db.admin)
+        .await
+        .expect("compte");
+    assert_eq!((count, max), (1800, 1800));
+    let v = verify(&ctx).await;
+    assert!(v.intact() && v.checked == 1800, "{v:?}");
+}
+
+#[tokio::test]
+async fn the_auditor_export_holds_every_entry_the_checkpoints_and_the_public_key() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 4).await;
+    let out_file = std::env::temp_dir().join(format!("journal-{}.jsonl", Uuid::new_v4()));
+    for args in [
+        vec!["journal", "checkpoint", "--departement", "33"],
+        vec![
+            "journal",
+            "export",
+            "--departement",
+            "33",
+            "--out",
+            out_file.to_str().expect("chemin"),
+        ],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+            .args(["--database-url", &db.admin_url])
+            .args(&args)
+            .output()
+            .await
+            .expect("tenant-admin");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
+        .expect("export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let _ = std::fs::remove_file(&out_file);
+    assert_eq!(lines[0]["type"], "header");
+    assert_eq!(lines[0]["checkpoint_public_key"], key().public().to_hex());
+    assert_eq!(lines.iter().filter(|l| l["type"] == "entry").count(), 4);
+    assert_eq!(
+        lines.iter().filter(|l| l["type"] == "checkpoint").count(),
+        1
+    );
+    // The export itself is journaled.
+    let exported: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.journal WHERE kind = 'journal_exported'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("compte");
+    assert_eq!(exported, 1);
+}
