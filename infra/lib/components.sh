@@ -231,7 +231,10 @@ run_bench() {
   # shellcheck disable=SC1090
   source "$STACK_ENV"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
-  cargo run -q --release -p load-tests --bin bench-migrations -- "$@"
+  cargo build -q --release -p load-tests
+  "$CARGO_TARGET_DIR/release/bench-migrations" "$@"
+  echo
+  "$CARGO_TARGET_DIR/release/bench-mandates"
 }
 
 # Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of

@@ -18,7 +18,7 @@ pub enum JournalCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
-    /// Scelle la chaîne jusqu'à sa dernière entrée (point de scellement signé).
+    /// Chaîne les entrées en attente puis scelle la chaîne (point de scellement signé).
     Checkpoint {
         #[arg(long)]
         departement: String,
@@ -66,9 +66,10 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
             tx.commit().await?;
             match (&v.first_broken, &v.problem) {
                 (None, None) => println!(
-                    "journal intact : {} entrées, {} point(s) de scellement vérifiés ({:.2} s)",
+                    "journal intact : {} entrées, {} point(s) de scellement vérifiés, {} en attente de chaînage ({:.2} s)",
                     v.checked,
                     v.checkpoints_checked,
+                    v.pending,
                     started.elapsed().as_secs_f64()
                 ),
                 _ => anyhow::bail!(
@@ -81,6 +82,10 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
         }
         JournalCommand::Checkpoint { departement } => {
             let tenant = context(departement).await?;
+            let chained = journal::seal_all(&tenant).await?;
+            if chained > 0 {
+                println!("{chained} entrée(s) chaînée(s)");
+            }
             let mut tx = tenant.begin().await?;
             let sealed = journal::checkpoint(&mut tx, &key()?).await?;
             tx.commit().await?;

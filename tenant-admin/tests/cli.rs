@@ -206,6 +206,23 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .await
     .expect("count");
     assert_eq!(factors, 4);
+    // Six usagers with one mandate each (one revoked), journaled once, chain intact.
+    let (usagers, mandates, revoked): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dep_33.usagers), (SELECT count(*) FROM dep_33.mandates),
+                (SELECT count(*) FROM dep_33.mandates WHERE ended_reason = 'revoked')",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count");
+    assert_eq!((usagers, mandates, revoked), (6, 6, 1));
+    let created: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.journal WHERE kind = 'mandate_created'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("count");
+    assert_eq!(created, 6);
+    let out = tenant_admin(&db.admin_url, &["journal", "verify", "--departement", "33"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test]

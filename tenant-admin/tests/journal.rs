@@ -29,6 +29,11 @@ async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
 }
 
 async fn append_n(ctx: &TenantContext, n: usize) {
+    append_unsealed(ctx, n).await;
+    journal::seal_all(ctx).await.expect("chaînage");
+}
+
+async fn append_unsealed(ctx: &TenantContext, n: usize) {
     let mut tx = ctx.begin().await.expect("tx");
     for i in 0..n {
         journal::append(
@@ -53,11 +58,21 @@ async fn verify(ctx: &TenantContext) -> journal::Verification {
     v
 }
 
+/// Runs SQL as the database owner, with the journal's "sealed is final" trigger disabled for
+/// the statement (what someone with full control of the database could do).
 async fn admin(db: &TestDatabase, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+    let schema = if sql.contains("dep_34") {
+        "dep_34"
+    } else {
+        "dep_33"
+    };
+    let sql = format!(
+        "ALTER TABLE {schema}.journal DISABLE TRIGGER USER; {sql}; ALTER TABLE {schema}.journal ENABLE TRIGGER USER;"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
         .execute(&db.admin)
         .await
-        .expect(sql);
+        .expect(&sql);
 }
 
 #[tokio::test]
@@ -68,6 +83,23 @@ async fn the_application_role_can_append_but_never_change_the_journal() {
     let mut tx = ctx.begin().await.expect("tx");
     journal::checkpoint(&mut tx, &key()).await.expect("sceau");
     tx.commit().await.expect("commit");
+    // Content is never writable; the chain columns only while empty (sealed rows are final).
+    for statement in [
+        "UPDATE journal SET details = '{}'",
+        "UPDATE journal SET hash = hash",
+        "UPDATE journal SET seq = NULL, prev_hash = NULL, hash = NULL",
+    ] {
+        let mut tx = ctx.begin().await.expect("tx");
+        let err = sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .expect_err(statement);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{statement} : {err}");
+    }
     for table in ["journal", "journal_checkpoints"] {
         for statement in [
             format!("UPDATE {table} SET seq = seq"),
@@ -97,7 +129,7 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
     assert_eq!(verify(&ctx).await.checked, 10);
     let snapshot = "CREATE TABLE public.journal_copy AS SELECT * FROM dep_33.journal";
     let restore =
-        "DELETE FROM dep_33.journal; INSERT INTO dep_33.journal SELECT * FROM public.journal_copy";
+        "DELETE FROM dep_33.journal; INSERT INTO dep_33.journal OVERRIDING SYSTEM VALUE SELECT * FROM public.journal_copy";
     admin(&db, snapshot).await;
     let cases = [
         (
@@ -110,7 +142,8 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
             "insertion",
             "UPDATE dep_33.journal SET seq = seq + 100 WHERE seq >= 5;
              UPDATE dep_33.journal SET seq = seq - 99 WHERE seq >= 105;
-             INSERT INTO dep_33.journal SELECT 5, at, kind, structure_id, professional_id, usager_id, mandate_id,
+             INSERT INTO dep_33.journal (seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash)
+             SELECT 5, at, kind, structure_id, professional_id, usager_id, mandate_id,
                     '{\"forged\":true}', prev_hash, hash FROM dep_33.journal WHERE seq = 4",
             5,
         ),
@@ -194,11 +227,15 @@ async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_sea
     // consistent again, but the signed checkpoint at 6 no longer matches.
     let rows: Vec<journal::Entry> = sqlx::query_as(
         "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
-         FROM dep_33.journal ORDER BY seq",
+         FROM dep_33.journal WHERE seq IS NOT NULL ORDER BY seq",
     )
     .fetch_all(&db.admin)
     .await
     .expect("entrées");
+    sqlx::raw_sql("ALTER TABLE dep_33.journal DISABLE TRIGGER USER")
+        .execute(&db.admin)
+        .await
+        .expect("déclencheur");
     let mut prev = rows[1].hash.clone();
     for e in rows.iter().skip(2) {
         let details = if e.seq == 3 {
@@ -229,6 +266,10 @@ async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_sea
         .expect("réécriture");
         prev = hash.to_vec();
     }
+    sqlx::raw_sql("ALTER TABLE dep_33.journal ENABLE TRIGGER USER")
+        .execute(&db.admin)
+        .await
+        .expect("déclencheur");
     let v = verify(&ctx).await;
     assert_eq!(v.first_broken, Some(6), "{v:?}");
     assert!(
@@ -294,6 +335,16 @@ async fn eight_concurrent_writers_leave_one_gapless_chain() {
     for w in writers {
         w.await.expect("écrivain");
     }
+    // Nothing is chained by the writers themselves: the sealer gives every committed entry its
+    // place, once, without gaps.
+    let unsealed: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.journal WHERE seq IS NULL")
+        .fetch_one(&db.admin)
+        .await
+        .expect("compte");
+    assert_eq!(unsealed, 1800);
+    // Two sealers at once (as two replicas would): the advisory lock makes them take turns.
+    let (a, b) = tokio::join!(journal::seal_all(&ctx), journal::seal_all(&ctx));
+    assert_eq!(a.expect("sceau") + b.expect("sceau"), 1800);
     let (count, max): (i64, i64) = sqlx::query_as("SELECT count(*), max(seq) FROM dep_33.journal")
         .fetch_one(&db.admin)
         .await

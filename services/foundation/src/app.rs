@@ -143,6 +143,10 @@ impl Application {
             checks.extend(parts.readiness);
             workers.extend(parts.workers);
         }
+        let sealing = platform.clone();
+        workers.push(Box::new(move |shutdown| {
+            Box::pin(crate::journal::sealer(sealing, shutdown))
+        }));
         let scheduled = platform.clone();
         workers.push(Box::new(move |shutdown| {
             Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))

@@ -1,11 +1,16 @@
 //! The territory journal (one per département schema): every mandate-relevant act, append-only
-//! at the database level, each entry chained to the previous one by a SHA-256 hash, and sealed
-//! by periodic checkpoints signed with ECDSA P-256. People are referenced by ids only
-//! (pseudonymous: erasing a usager deletes their row, never a journal entry).
+//! at the database level, chained by SHA-256 hashes and sealed by periodic checkpoints signed
+//! with ECDSA P-256. People are referenced by ids only (pseudonymous: erasing a usager deletes
+//! their row, never a journal entry).
 //!
-//! Appends take a transaction-level advisory lock on the territory's chain, so concurrent
-//! writers queue and the chain never forks; a rolled-back transaction leaves no gap because the
-//! sequence number is read from the table, not from a Postgres sequence.
+//! Writing and chaining are two steps. An act inserts its entry in its own transaction (so the
+//! act and its record commit or vanish together), without taking any lock. The sealer (a
+//! worker woken by `NOTIFY journal`, one at a time per territory under an advisory lock) then
+//! gives the committed entries their place in the chain — `seq` without gaps, `prev_hash`,
+//! `hash` — many entries per transaction. Chaining is thus not bound by one commit per entry,
+//! and a rolled-back act leaves nothing to chain. The département role may fill those three
+//! columns only while they are empty (column privilege plus a trigger); it may never change,
+//! delete or truncate anything else.
 
 use base64::Engine;
 use p256::ecdsa::signature::{Signer, Verifier};
@@ -158,60 +163,173 @@ pub fn entry_hash(
     h.finalize().into()
 }
 
-/// Appends an entry inside the caller's territory transaction; returns its sequence number.
+/// The channel the sealer listens on; the payload is the territory's schema.
+pub const NOTIFY_CHANNEL: &str = "journal";
+
+/// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
+/// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
     append_on(tx, entry).await
 }
 
 /// Same as [`append`] on a connection whose search path is already the territory's.
 pub async fn append_on(conn: &mut PgConnection, entry: NewEntry) -> Result<i64, sqlx::Error> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:journal:' || current_schema()))",
-    )
-    .execute(&mut *conn)
-    .await?;
-    let last: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (seq, prev) = match last {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, vec![0u8; 32]),
-    };
     let now = OffsetDateTime::now_utc();
     let at = now
         .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now);
-    let details = entry.details.to_string();
-    let kind = entry.kind.as_str();
-    let hash = entry_hash(
-        &prev,
-        seq,
-        at,
-        kind,
-        entry.structure,
-        entry.professional,
-        entry.usager,
-        entry.mandate,
-        &details,
-    );
-    sqlx::query(
-        "INSERT INTO journal (seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
-    .bind(seq)
     .bind(at)
-    .bind(kind)
+    .bind(entry.kind.as_str())
     .bind(entry.structure)
     .bind(entry.professional)
     .bind(entry.usager)
     .bind(entry.mandate)
-    .bind(&details)
-    .bind(&prev)
-    .bind(hash.as_slice())
+    .bind(entry.details.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    // Postgres delivers one notification per channel and payload per transaction, at commit.
+    sqlx::query("SELECT pg_notify($1, current_schema())")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(id)
+}
+
+/// Most entries chained in one sealing transaction.
+pub const SEAL_BATCH: i64 = 5_000;
+
+type PendingRow = (
+    i64,
+    OffsetDateTime,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    String,
+);
+
+/// Chains the committed entries not yet chained, in arrival order, up to [`SEAL_BATCH`] per
+/// call; returns how many were chained. One sealer at a time per territory.
+pub async fn seal(tx: &mut TenantTx) -> Result<u64, sqlx::Error> {
+    let conn: &mut PgConnection = tx;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:journal-seal:' || current_schema()))")
+        .execute(&mut *conn)
+        .await?;
+    let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, hash FROM journal WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let pending: Vec<PendingRow> = sqlx::query_as(
+        "SELECT id, at, kind, structure_id, professional_id, usager_id, mandate_id, details
+         FROM journal WHERE seq IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(SEAL_BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let (mut seq, mut prev) = match last {
+        Some((seq, hash)) => (seq, hash),
+        None => (0, vec![0u8; 32]),
+    };
+    let (mut ids, mut seqs, mut prevs, mut hashes) = (
+        Vec::with_capacity(pending.len()),
+        Vec::with_capacity(pending.len()),
+        Vec::with_capacity(pending.len()),
+        Vec::with_capacity(pending.len()),
+    );
+    for (id, at, kind, structure, professional, usager, mandate, details) in &pending {
+        seq += 1;
+        let hash = entry_hash(
+            &prev,
+            seq,
+            *at,
+            kind,
+            *structure,
+            *professional,
+            *usager,
+            *mandate,
+            details,
+        )
+        .to_vec();
+        ids.push(*id);
+        seqs.push(seq);
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    sqlx::query(
+        "UPDATE journal j SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
+         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(id, seq, prev_hash, hash)
+         WHERE j.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&seqs)
+    .bind(&prevs)
+    .bind(&hashes)
     .execute(&mut *conn)
     .await?;
-    Ok(seq)
+    Ok(pending.len() as u64)
+}
+
+/// Seals a territory until nothing is left to chain.
+pub async fn seal_all(tenant: &crate::tenancy::TenantContext) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = tenant.begin().await?;
+        let n = seal(&mut tx).await?;
+        tx.commit().await?;
+        total += n;
+        if n < SEAL_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Background worker: seals a territory's journal as soon as its acts commit (notification),
+/// and every served territory every 30 seconds in case a notification was missed.
+pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Shutdown) {
+    let mut listener = platform.listen(NOTIFY_CHANNEL).await.ok();
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => l.recv().await.ok().map(|n| n.payload().to_owned()),
+                None => std::future::pending().await,
+            }
+        };
+        let schemas: Vec<crate::tenancy::DepartementCode> = tokio::select! {
+            _ = shutdown.requested() => return,
+            _ = sweep.tick() => platform.tenancy.served(),
+            payload = notified => match payload {
+                Some(schema) => platform
+                    .tenancy
+                    .served()
+                    .into_iter()
+                    .filter(|d| d.schema_name() == schema)
+                    .collect(),
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    listener = platform.listen(NOTIFY_CHANNEL).await.ok();
+                    Vec::new()
+                }
+            },
+        };
+        for departement in schemas {
+            let Ok(tenant) = platform.tenancy.context(departement).await else {
+                continue;
+            };
+            if let Err(e) = seal_all(&tenant).await {
+                tracing::error!(error = %e, departement = departement.as_str(), "journal sealing failed");
+            }
+        }
+    }
 }
 
 /// The key sealing checkpoints (from `security.journal_signing_key`, 32 bytes base64).
@@ -277,8 +395,8 @@ fn checkpoint_message(schema: &str, seq: i64, hash: &[u8], at: OffsetDateTime) -
     .into_bytes()
 }
 
-/// Seals the chain up to its last entry, if it grew since the last checkpoint. Returns the
-/// sealed sequence number.
+/// Signs a checkpoint on the chain's last entry, if the chain grew since the last checkpoint.
+/// Returns the sequence number signed.
 pub async fn checkpoint(
     tx: &mut TenantTx,
     key: &CheckpointKey,
@@ -346,6 +464,8 @@ pub struct Verification {
     pub first_broken: Option<i64>,
     /// What is wrong, in French, if anything.
     pub problem: Option<String>,
+    /// Committed entries not chained yet (the sealer chains them within moments).
+    pub pending: u64,
 }
 
 impl Verification {
@@ -438,10 +558,14 @@ pub async fn verify(
     .fetch_all(&mut *conn)
     .await?;
     let wanted: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE seq IS NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pending = pending as u64;
     {
         let mut rows = sqlx::query_as::<_, Entry>(
             "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
-             FROM journal ORDER BY seq",
+             FROM journal WHERE seq IS NOT NULL ORDER BY seq",
         )
         .fetch(&mut *conn);
         while let Some(e) = rows.try_next().await? {
@@ -461,6 +585,7 @@ pub async fn verify(
             checkpoints_checked: 0,
             first_broken: Some(seq),
             problem: Some(problem),
+            pending,
         });
     }
     let mut checkpoints_checked = 0;
@@ -497,6 +622,7 @@ pub async fn verify(
                 checkpoints_checked,
                 first_broken: Some(c.seq.min(check.expected)),
                 problem: Some(problem),
+                pending,
             });
         }
         checkpoints_checked += 1;
@@ -506,6 +632,7 @@ pub async fn verify(
         checkpoints_checked,
         first_broken: None,
         problem: None,
+        pending,
     })
 }
 
@@ -530,7 +657,7 @@ pub async fn export(
         let conn: &mut PgConnection = tx;
         let mut rows = sqlx::query_as::<_, Entry>(
             "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
-             FROM journal ORDER BY seq",
+             FROM journal WHERE seq IS NOT NULL ORDER BY seq",
         )
         .fetch(&mut *conn);
         while let Some(e) = rows.try_next().await? {

@@ -122,6 +122,7 @@ pub fn journal_checkpoints(key: CheckpointKey) -> Job {
                 let mut sealed = 0;
                 for departement in platform.tenancy.served() {
                     let tenant = platform.tenancy.context(departement).await?;
+                    journal::seal_all(&tenant).await?;
                     let mut tx = tenant.begin().await?;
                     if journal::checkpoint(&mut tx, &key).await?.is_some() {
                         sealed += 1;

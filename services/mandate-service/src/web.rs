@@ -357,6 +357,12 @@ pub async fn list_page(
         "revoques" => "m.ended_at IS NOT NULL AND m.ended_at > now() - interval '1 year'",
         _ => "coalesce(least(m.ended_at, m.expires_at), m.expires_at) > now() - interval '1 year'",
     };
+    // Expiring soonest first, and most recently expired first; otherwise newest first.
+    let order = match state {
+        "bientot" => "m.expires_at, m.id",
+        "expires" => "m.expires_at DESC, m.id DESC",
+        _ => "m.created_at DESC, m.id DESC",
+    };
     let search = search.map(mandates::search_key).filter(|s| !s.is_empty());
     let sql = format!(
         "SELECT m.id, u.id, u.given_name, u.family_name, u.preferred_username, m.created_at, m.expires_at, m.ended_reason,
@@ -365,7 +371,7 @@ pub async fn list_page(
          WHERE m.structure_id = $1 AND {state_sql}
            AND ($2::text IS NULL OR u.search_name LIKE '%' || $2 || '%')
            AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id AND a.category = $3))
-         ORDER BY m.created_at DESC, m.id DESC
+         ORDER BY {order}
          LIMIT $4 OFFSET $5"
     );
     let mut tx = tenant.begin().await?;
@@ -1717,7 +1723,7 @@ pub async fn usager_page(
     .await
     .map_err(db_error)?;
     let events: Vec<(OffsetDateTime, String, String)> = sqlx::query_as(
-        "SELECT at, kind, details FROM journal WHERE usager_id = $1 AND structure_id = $2 ORDER BY seq DESC LIMIT 200",
+        "SELECT at, kind, details FROM journal WHERE usager_id = $1 AND structure_id = $2 ORDER BY id DESC LIMIT 200",
     )
     .bind(usager)
     .bind(scope.structure.id)

@@ -96,11 +96,15 @@ CREATE TABLE mandate_drafts (
 );
 CREATE INDEX mandate_drafts_expiry ON mandate_drafts (expires_at);
 
--- The territory's journal: append-only for the application (UPDATE, DELETE and TRUNCATE are
--- revoked from the département role), each entry chained to the previous one by its hash.
--- People are referenced by ids only, so erasing a usager never rewrites it.
+-- The territory's journal. An act writes its entry in its own transaction (`seq`, `prev_hash`
+-- and `hash` still empty); the sealer then gives entries their place in the chain, many per
+-- transaction: `seq` without gaps, each hash covering the previous one. The département role
+-- may insert, may fill those three columns once (column privilege + trigger), and may never
+-- change, delete or truncate anything else. People are referenced by ids only, so erasing a
+-- usager never rewrites the journal.
 CREATE TABLE journal (
-    seq             bigint PRIMARY KEY,
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seq             bigint UNIQUE,
     at              timestamptz NOT NULL,
     kind            text NOT NULL,
     structure_id    uuid,
@@ -108,12 +112,25 @@ CREATE TABLE journal (
     usager_id       uuid,
     mandate_id      uuid,
     details         text NOT NULL,
-    prev_hash       bytea NOT NULL,
-    hash            bytea NOT NULL
+    prev_hash       bytea,
+    hash            bytea,
+    CHECK ((seq IS NULL) = (hash IS NULL) AND (seq IS NULL) = (prev_hash IS NULL))
 );
-CREATE INDEX journal_usager ON journal (usager_id, seq) WHERE usager_id IS NOT NULL;
+CREATE INDEX journal_unsealed ON journal (id) WHERE seq IS NULL;
+CREATE INDEX journal_usager ON journal (usager_id, id) WHERE usager_id IS NOT NULL;
 CREATE INDEX journal_professional ON journal (professional_id, at) WHERE professional_id IS NOT NULL;
 CREATE INDEX journal_mandate ON journal (mandate_id) WHERE mandate_id IS NOT NULL;
+
+-- A sealed entry is final: whatever the privileges, its row never changes again.
+CREATE FUNCTION journal_sealed_is_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.seq IS NOT NULL THEN
+        RAISE EXCEPTION 'journal entry % is sealed', OLD.seq USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER journal_sealed_is_final BEFORE UPDATE ON journal
+    FOR EACH ROW EXECUTE FUNCTION journal_sealed_is_final();
 
 -- Signed checkpoints sealing the chain up to an entry (ECDSA P-256 over the schema, sequence
 -- and hash); anyone with the public key can check them.

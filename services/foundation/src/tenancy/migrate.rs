@@ -72,6 +72,10 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
 /// with the database refusing UPDATE, DELETE and TRUNCATE.
 pub const APPEND_ONLY_TABLES: &[&str] = &["journal", "journal_checkpoints"];
 
+/// Columns of append-only tables the département role may fill once (a trigger refuses any
+/// change to a row once they are set): the journal's place in the chain, given by the sealer.
+pub const SEAL_COLUMNS: &[(&str, &str)] = &[("journal", "seq, prev_hash, hash")];
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error(
@@ -349,6 +353,13 @@ async fn migrate_schema(
         grants.push_str(&format!(
             "REVOKE UPDATE, DELETE, TRUNCATE ON {schema_id}.{table_id} FROM {role_id};"
         ));
+        for (sealed, columns) in SEAL_COLUMNS {
+            if *sealed == table {
+                grants.push_str(&format!(
+                    "GRANT UPDATE ({columns}) ON {schema_id}.{table_id} TO {role_id};"
+                ));
+            }
+        }
     }
     sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
     tx.commit().await?;
