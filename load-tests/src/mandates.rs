@@ -403,6 +403,8 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(8)
         .build()?;
 
+    // `BENCH_ONLY=creation` runs the creation part alone (to attribute CPU time by process).
+    let only_creation = std::env::var("BENCH_ONLY").as_deref() == Ok("creation");
     println!("\nListe des mandats d'une structure de {MANDATES} mandats (HTTP, session réelle)");
     for (what, query, conc) in [
         ("première page, sans recherche", "", 1),
@@ -419,6 +421,9 @@ async fn main() -> anyhow::Result<()> {
             4,
         ),
     ] {
+        if only_creation {
+            break;
+        }
         // Warm-up, then 400 measured requests.
         timed_gets(
             &client,
@@ -451,6 +456,9 @@ async fn main() -> anyhow::Result<()> {
         rate / 300.0
     );
 
+    if only_creation {
+        return Ok(());
+    }
     println!("\nJournal d'un territoire");
     let bound = insert_bound(&db.admin, 8, 1_000).await?;
     for writers in [8, 16] {

@@ -244,6 +244,7 @@ async fn demo_mandates(
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {
+                id: Uuid::now_v7(),
                 structure,
                 aidant: alice,
                 usager,

@@ -128,8 +128,7 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
     append_n(&ctx, 10).await;
     assert_eq!(verify(&ctx).await.checked, 10);
     let snapshot = "CREATE TABLE public.journal_copy AS SELECT * FROM dep_33.journal";
-    let restore =
-        "DELETE FROM dep_33.journal; INSERT INTO dep_33.journal OVERRIDING SYSTEM VALUE SELECT * FROM public.journal_copy";
+    let restore = "DELETE FROM dep_33.journal; INSERT INTO dep_33.journal OVERRIDING SYSTEM VALUE SELECT * FROM public.journal_copy";
     admin(&db, snapshot).await;
     let cases = [
         (

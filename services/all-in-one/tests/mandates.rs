@@ -249,6 +249,24 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
         .await
         .expect("vérification");
     assert_eq!(forged.status(), 404);
+    // The pages not walked by the browser journey pass axe too: the public verification page,
+    // an error page after FranceConnect, a filtered list, the terms form with an error.
+    for (url, violations) in test_support::browser::axe_violations(&[verification.clone()]).await {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
+    let with_session = test_support::browser::axe_violations_with_cookies(
+        &[
+            app.url("/mandats/franceconnect/retour?error=access_denied&state=x"),
+            app.url("/mandats?etat=bientot&q=dubois&categorie=social"),
+            app.url("/mandats/export.csv")
+                .replace("/export.csv", "/nouveau"),
+        ],
+        &client.cookies(),
+    )
+    .await;
+    for (url, violations) in with_session {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
 
     // Revocation of one category, then of the rest: each journaled once, with attestations.
     let path = format!("/mandats/{mandate}");

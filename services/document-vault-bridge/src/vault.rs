@@ -120,6 +120,21 @@ pub struct DocumentMeta {
     pub size_bytes: i64,
 }
 
+/// An encrypted document written to the store, not yet recorded.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub content_type: &'static str,
+    pub size: i64,
+    pub sha256: Vec<u8>,
+    object_key: String,
+    key_version: i32,
+    wrapped_dek: Vec<u8>,
+    dek_nonce: Vec<u8>,
+    content_nonce: Vec<u8>,
+}
+
 #[derive(Clone)]
 pub struct Vault {
     store: Store,
@@ -219,6 +234,28 @@ impl Vault {
         bytes: &[u8],
         retention: Retention,
     ) -> Result<Uuid, VaultError> {
+        let upload = self.upload(platform_conn, tenant, bytes).await?;
+        let recorded = async {
+            let mut tx = territory.begin().await?;
+            self.record(&mut tx, &upload, kind, retention).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = recorded {
+            self.discard(&upload).await;
+            return Err(e.into());
+        }
+        Ok(upload.id)
+    }
+
+    /// First half of [`Vault::put`] for callers that record the document in a transaction of
+    /// their own (with the act it belongs to): checks, encrypts and writes the object.
+    pub async fn upload(
+        &self,
+        platform_conn: &mut PgConnection,
+        tenant: Uuid,
+        bytes: &[u8],
+    ) -> Result<Upload, VaultError> {
         if bytes.len() > MAX_BYTES {
             return Err(VaultError::TooLarge);
         }
@@ -231,37 +268,57 @@ impl Vault {
         let id = Uuid::now_v7();
         let object_key = format!("{tenant}/{id}");
         self.store.put(&object_key, ciphertext).await?;
+        Ok(Upload {
+            id,
+            tenant,
+            content_type,
+            size: bytes.len() as i64,
+            sha256: Sha256::digest(bytes).to_vec(),
+            object_key,
+            key_version,
+            wrapped_dek,
+            dek_nonce,
+            content_nonce,
+        })
+    }
+
+    /// Second half: the document's metadata, in the caller's territory transaction. If that
+    /// transaction does not commit, call [`Vault::discard`].
+    pub async fn record(
+        &self,
+        tx: &mut PgConnection,
+        upload: &Upload,
+        kind: &str,
+        retention: Retention,
+    ) -> Result<(), sqlx::Error> {
         let now = OffsetDateTime::now_utc();
-        let recorded = async {
-            let mut tx = territory.begin().await?;
-            sqlx::query(
-                "INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes, sha256, object_key, key_version,
-                                        wrapped_dek, dek_nonce, content_nonce, retention_class, retain_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(id)
-            .bind(tenant)
-            .bind(kind)
-            .bind(content_type)
-            .bind(bytes.len() as i64)
-            .bind(Sha256::digest(bytes).to_vec())
-            .bind(&object_key)
-            .bind(key_version)
-            .bind(&wrapped_dek)
-            .bind(&dek_nonce)
-            .bind(&content_nonce)
-            .bind(retention.class())
-            .bind(retention.until(now))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = recorded {
-            let _ = self.store.delete(&object_key).await;
-            return Err(e.into());
-        }
-        Ok(id)
+        sqlx::query(
+            "INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes, sha256, object_key, key_version,
+                                    wrapped_dek, dek_nonce, content_nonce, retention_class, retain_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(upload.id)
+        .bind(upload.tenant)
+        .bind(kind)
+        .bind(upload.content_type)
+        .bind(upload.size)
+        .bind(&upload.sha256)
+        .bind(&upload.object_key)
+        .bind(upload.key_version)
+        .bind(&upload.wrapped_dek)
+        .bind(&upload.dek_nonce)
+        .bind(&upload.content_nonce)
+        .bind(retention.class())
+        .bind(retention.until(now))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an uploaded object whose metadata was never recorded (best effort: an object
+    /// without metadata is unreachable either way).
+    pub async fn discard(&self, upload: &Upload) {
+        let _ = self.store.delete(&upload.object_key).await;
     }
 
     /// Reads and decrypts a document of this territory; a document of another territory, or

@@ -4,7 +4,7 @@
 //! so no font file is embedded and the document stays small.
 
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
-use qrcode::{EcLevel, QrCode};
+use qrcode::EcLevel;
 
 /// What a mandate attestation states.
 #[derive(Debug, Clone)]
@@ -87,6 +87,22 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// The modules of a QR code (error correction M) for `url`. One fixed mask (checkerboard)
+/// instead of trying the eight: scoring every mask was the costliest step of a whole mandate
+/// creation, and any mask is a valid QR code that phones read.
+fn qr_modules(url: &str) -> Option<(usize, Vec<qrcode::Color>)> {
+    use qrcode::canvas::{Canvas, MaskPattern};
+    let bits = qrcode::bits::encode_auto(url.as_bytes(), EcLevel::M).ok()?;
+    let version = bits.version();
+    let data = bits.into_bytes();
+    let (encoded, ec) = qrcode::ec::construct_codewords(&data, version, EcLevel::M).ok()?;
+    let mut canvas = Canvas::new(version, EcLevel::M);
+    canvas.draw_all_functional_patterns();
+    canvas.draw_data(&encoded, &ec);
+    canvas.apply_mask(MaskPattern::Checkerboard);
+    Some((version.width() as usize, canvas.into_colors()))
+}
+
 struct Page {
     content: Content,
     y: f32,
@@ -155,13 +171,11 @@ impl Page {
     }
 
     fn qr(&mut self, url: &str, x: f32, y: f32, size: f32) {
-        let Ok(code) = QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M) else {
+        let Some((n, colors)) = qr_modules(url) else {
             return;
         };
-        let n = code.width();
         let quiet = 2.0;
         let module = size / (n as f32 + 2.0 * quiet);
-        let colors = code.to_colors();
         for row in 0..n {
             for col in 0..n {
                 if colors[row * n + col] == qrcode::Color::Dark {
@@ -416,5 +430,33 @@ mod tests {
             assert!(text.contains(expected), "{expected} absent : {text}");
         }
         assert_eq!(winansi("œ’€"), vec![0x9C, 0x92, 0x80]);
+        // The fixed-mask QR code has the size and finder patterns of the library's own.
+        let url = "https://aidants.example/verifier/33/0190-abc/tokentokentoken";
+        let (n, modules) = qr_modules(url).expect("qr");
+        let reference = qrcode::QrCode::with_error_correction_level(url, EcLevel::M).expect("qr");
+        assert_eq!(n, reference.width());
+        let colors = reference.to_colors();
+        for (x, y) in [(0, 0), (6, 6), (n - 1, 0), (0, n - 1), (3, 3)] {
+            assert_eq!(
+                modules[y * n + x],
+                colors[y * n + x],
+                "motif de repérage ({x}, {y})"
+            );
+        }
+        // And an independent decoder reads the URL back (4 pixels per module, quiet zone).
+        let scale = 4;
+        let side = (n + 8) * scale;
+        let mut image = rqrr::PreparedImage::prepare_from_bitmap(side, side, |x, y| {
+            let (mx, my) = ((x / scale) as isize - 4, (y / scale) as isize - 4);
+            mx >= 0
+                && my >= 0
+                && (mx as usize) < n
+                && (my as usize) < n
+                && modules[my as usize * n + mx as usize] == qrcode::Color::Dark
+        });
+        let grids = image.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_, content) = grids[0].decode().expect("décodage");
+        assert_eq!(content, url);
     }
 }

@@ -232,6 +232,8 @@ pub async fn upsert_usager(
 /// What creating a mandate needs, once the usager is identified and the aidant confirmed.
 #[derive(Debug, Clone)]
 pub struct NewMandate {
+    /// Chosen by the caller (the attestation, built before, names it).
+    pub id: Uuid,
     pub structure: Uuid,
     pub aidant: Uuid,
     pub usager: Uuid,
@@ -273,7 +275,7 @@ pub async fn create(
             Some(_) => {}
         }
     }
-    let id = Uuid::now_v7();
+    let id = new.id;
     let now = now
         .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now);

@@ -1051,6 +1051,26 @@ pub async fn confirm(
                 );
             }
         };
+    // The attestation is built and uploaded first, then recorded in the mandate's own
+    // transaction; if the store is down, the mandate is created without it.
+    let mandate_id = Uuid::now_v7();
+    let codes: Vec<String> = cats.iter().map(|c| c.code.to_owned()).collect();
+    let pdf = attestation_pdf(
+        &platform,
+        &shared,
+        &scope,
+        &AttestationFacts {
+            mandate: mandate_id,
+            identity: &identity,
+            aidant_name: scope.me.display_name.clone(),
+            categories: codes,
+            duration_days: duration,
+            created: now,
+            expires: now + Duration::days(i64::from(duration)),
+            legal_text_version: mandates::LEGAL_TEXT_VERSION.to_owned(),
+        },
+    );
+    let upload = upload_attestation(&platform, &shared, &scope, &pdf).await;
     let created = async {
         let mut tx = scope.tenant.begin().await?;
         let completed: Option<Option<OffsetDateTime>> = sqlx::query_scalar(
@@ -1067,6 +1087,7 @@ pub async fn confirm(
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {
+                id: mandate_id,
                 structure: scope.structure.id,
                 aidant: scope.me.id,
                 usager,
@@ -1078,6 +1099,12 @@ pub async fn confirm(
             now,
         )
         .await?;
+        let attached = match &upload {
+            Some(upload) if mandate == mandate_id => {
+                attach_attestation(&mut tx, &shared, &scope, mandate, usager, upload).await?
+            }
+            _ => false,
+        };
         // The identity leaves the draft: it now lives in the usager's row only.
         sqlx::query(
             "UPDATE mandate_drafts SET completed_at = now(), usager_id = $2, identity = NULL WHERE id = $1",
@@ -1087,16 +1114,14 @@ pub async fn confirm(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok::<Uuid, MandateError>(mandate)
+        Ok::<(Uuid, bool), MandateError>((mandate, attached))
     }
     .await;
+    if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
+        shared.vault.discard(upload).await;
+    }
     match created {
-        Ok(mandate) => {
-            // The attestation follows the mandate; if the document store is down, the mandate
-            // stands and its page offers to produce the attestation again.
-            let _ = produce_attestation(&platform, &shared, &scope, mandate).await;
-            Ok(see_other(format!("/mandats/{mandate}?message=cree")))
-        }
+        Ok((mandate, _)) => Ok(see_other(format!("/mandats/{mandate}?message=cree"))),
         Err(MandateError::DraftUnavailable) => {
             Ok(see_other(format!("/mandats/preparation/{draft}/termine")))
         }
@@ -1175,8 +1200,118 @@ type AttestationRow = (
     Vec<String>,
 );
 
-/// Builds, stores (document vault) and records the mandate's attestation, journaling its hash.
-/// Does nothing if it already exists.
+/// What a mandate attestation states, gathered by its caller.
+pub struct AttestationFacts<'a> {
+    pub mandate: Uuid,
+    pub identity: &'a Identity,
+    pub aidant_name: String,
+    pub categories: Vec<String>,
+    pub duration_days: i32,
+    pub created: OffsetDateTime,
+    pub expires: OffsetDateTime,
+    pub legal_text_version: String,
+}
+
+/// The attestation PDF of a mandate.
+pub fn attestation_pdf(
+    platform: &Platform,
+    shared: &Shared,
+    scope: &Scope,
+    facts: &AttestationFacts,
+) -> Vec<u8> {
+    attestation::mandate_pdf(&MandateTerms {
+        mandate_id: facts.mandate.to_string(),
+        legal_text_version: facts.legal_text_version.clone(),
+        usager_name: facts.identity.display_name(),
+        usager_birth: birth_text(facts.identity),
+        structure_name: scope.structure.name.clone(),
+        structure_place: format!(
+            "{} (commune INSEE {})",
+            scope.structure.address, scope.structure.commune
+        )
+        .trim_start()
+        .to_owned(),
+        aidant_name: facts.aidant_name.clone(),
+        categories: facts
+            .categories
+            .iter()
+            .map(|c| categories::label(c).to_owned())
+            .collect(),
+        duration: categories::duration_label(facts.duration_days).to_owned(),
+        starts: date(facts.created),
+        ends: date(facts.expires - Duration::seconds(1)),
+        verification_url: verification_url(
+            platform,
+            &shared.public_origin,
+            scope.tenant.departement(),
+            facts.mandate,
+        ),
+    })
+}
+
+/// Encrypts and writes an attestation to the object store (not yet recorded). A store outage
+/// gives `None`: the act goes on, and the attestation can be produced again later.
+pub async fn upload_attestation(
+    platform: &Platform,
+    shared: &Shared,
+    scope: &Scope,
+    pdf: &[u8],
+) -> Option<document_vault_bridge::vault::Upload> {
+    let mut conn = platform.platform_pool().acquire().await.ok()?;
+    match shared
+        .vault
+        .upload(&mut conn, scope.structure.tenant_id, pdf)
+        .await
+    {
+        Ok(upload) => Some(upload),
+        Err(e) => {
+            tracing::warn!(error = %e, "attestation not stored");
+            None
+        }
+    }
+}
+
+/// Records an uploaded attestation as the mandate's, in the caller's territory transaction,
+/// with its journal entry (hash included). False if the mandate already has one.
+pub async fn attach_attestation(
+    tx: &mut foundation::tenancy::TenantTx,
+    shared: &Shared,
+    scope: &Scope,
+    mandate: Uuid,
+    usager: Uuid,
+    upload: &document_vault_bridge::vault::Upload,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE mandates SET attestation_id = $2, attestation_sha256 = $3 WHERE id = $1 AND attestation_id IS NULL",
+    )
+    .bind(mandate)
+    .bind(upload.id)
+    .bind(&upload.sha256)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    shared
+        .vault
+        .record(tx, upload, "mandate_attestation", Retention::MandateArchive)
+        .await?;
+    journal::append(
+        tx,
+        NewEntry::new(Event::AttestationProduced)
+            .structure(scope.structure.id)
+            .professional(scope.me.id)
+            .usager(usager)
+            .mandate(mandate)
+            .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) })),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Builds, stores and records the attestation of an existing mandate (when it could not be
+/// stored at creation). Does nothing if it already exists.
 pub async fn produce_attestation(
     platform: &Platform,
     shared: &Shared,
@@ -1198,7 +1333,14 @@ pub async fn produce_attestation(
     if let Some(doc) = existing {
         return Ok(doc);
     }
-    let identity: (String, Option<String>, String, String, String, String) = sqlx::query_as(
+    let (given, usage, family, birthdate, birthplace, birthcountry): (
+        String,
+        Option<String>,
+        String,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as(
         "SELECT given_name, preferred_username, family_name, birthdate, birthplace, birthcountry
          FROM usagers WHERE id = $1",
     )
@@ -1206,8 +1348,7 @@ pub async fn produce_attestation(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    let (given, usage, family, birthdate, birthplace, birthcountry) = identity;
-    let id = Identity {
+    let identity = Identity {
         sub: String::new(),
         given_name: given,
         family_name: family,
@@ -1224,72 +1365,38 @@ pub async fn produce_attestation(
             .fetch_optional(platform.platform_pool())
             .await?
             .unwrap_or_else(|| "Aidant".into());
-    let departement = scope.tenant.departement();
-    let pdf = attestation::mandate_pdf(&MandateTerms {
-        mandate_id: mandate.to_string(),
-        legal_text_version: version,
-        usager_name: id.display_name(),
-        usager_birth: birth_text(&id),
-        structure_name: scope.structure.name.clone(),
-        structure_place: format!(
-            "{} (commune INSEE {})",
-            scope.structure.address, scope.structure.commune
-        )
-        .trim_start()
-        .to_owned(),
-        aidant_name,
-        categories: cats
-            .iter()
-            .map(|c| categories::label(c).to_owned())
-            .collect(),
-        duration: categories::duration_label(duration).to_owned(),
-        starts: date(created),
-        ends: date(expires - Duration::seconds(1)),
-        verification_url: verification_url(platform, &shared.public_origin, departement, mandate),
-    });
-    let sha = Sha256::digest(&pdf).to_vec();
-    let mut ptx = platform.platform_pool().acquire().await?;
-    let doc = shared
-        .vault
-        .put(
-            &scope.tenant,
-            &mut ptx,
-            scope.structure.tenant_id,
-            "mandate_attestation",
-            &pdf,
-            Retention::MandateArchive,
-        )
+    let pdf = attestation_pdf(
+        platform,
+        shared,
+        scope,
+        &AttestationFacts {
+            mandate,
+            identity: &identity,
+            aidant_name,
+            categories: cats,
+            duration_days: duration,
+            created,
+            expires,
+            legal_text_version: version,
+        },
+    );
+    let upload = upload_attestation(platform, shared, scope, &pdf)
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "attestation not stored");
-            MandateError::Database
-        })?;
-    let mut tx = scope.tenant.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE mandates SET attestation_id = $2, attestation_sha256 = $3 WHERE id = $1 AND attestation_id IS NULL",
-    )
-    .bind(mandate)
-    .bind(doc)
-    .bind(&sha)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        journal::append(
-            &mut tx,
-            NewEntry::new(Event::AttestationProduced)
-                .structure(scope.structure.id)
-                .professional(scope.me.id)
-                .usager(usager)
-                .mandate(mandate)
-                .details(
-                    json!({ "kind": "mandate", "document": doc, "sha256": hex::encode(&sha) }),
-                ),
-        )
-        .await?;
+        .ok_or(MandateError::Database)?;
+    let attached = async {
+        let mut tx = scope.tenant.begin().await?;
+        let attached = attach_attestation(&mut tx, shared, scope, mandate, usager, &upload).await?;
+        tx.commit().await?;
+        Ok::<bool, sqlx::Error>(attached)
     }
-    tx.commit().await?;
-    Ok(doc)
+    .await;
+    match attached {
+        Ok(true) => Ok(upload.id),
+        Ok(false) | Err(_) => {
+            shared.vault.discard(&upload).await;
+            Err(MandateError::Database)
+        }
+    }
 }
 
 #[handler]
