@@ -251,7 +251,9 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
     assert_eq!(forged.status(), 404);
     // The pages not walked by the browser journey pass axe too: the public verification page,
     // an error page after FranceConnect, a filtered list, the terms form with an error.
-    for (url, violations) in test_support::browser::axe_violations(std::slice::from_ref(&verification)).await {
+    for (url, violations) in
+        test_support::browser::axe_violations(std::slice::from_ref(&verification)).await
+    {
         assert!(violations.is_empty(), "{url} : {violations:?}");
     }
     let with_session = test_support::browser::axe_violations_with_cookies(
