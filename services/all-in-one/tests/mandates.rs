@@ -325,6 +325,23 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
     ] {
         assert_eq!(counter.journal(kind, of).await, expected, "{kind}");
     }
+    // The application's sealer chains these entries by itself, within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM dep_33.journal WHERE seq IS NULL")
+                .fetch_one(&app.db.admin)
+                .await
+                .expect("journal");
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} entrées jamais chaînées"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
         .await
         .expect("tenancy");
@@ -337,6 +354,10 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
         .await
         .expect("vérification");
     assert!(verification.intact(), "{verification:?}");
+    assert!(
+        verification.checked >= 8 && verification.pending == 0,
+        "{verification:?}"
+    );
 }
 
 #[tokio::test]

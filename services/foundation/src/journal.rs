@@ -5,7 +5,7 @@
 //!
 //! Writing and chaining are two steps. An act inserts its entry in its own transaction (so the
 //! act and its record commit or vanish together), without taking any lock. The sealer (a
-//! worker woken by `NOTIFY journal`, one at a time per territory under an advisory lock) then
+//! worker of every process, one at a time per territory under an advisory lock) then
 //! gives the committed entries their place in the chain — `seq` without gaps, `prev_hash`,
 //! `hash` — many entries per transaction. Chaining is thus not bound by one commit per entry,
 //! and a rolled-back act leaves nothing to chain. The département role may fill those three
@@ -163,21 +163,35 @@ pub fn entry_hash(
     h.finalize().into()
 }
 
-/// The channel the sealer listens on; the payload is the territory's schema.
-pub const NOTIFY_CHANNEL: &str = "journal";
+/// Territories this process wrote entries to, with the time of the last write: its sealer
+/// chains them shortly after (no database notification, whose global queue would serialise
+/// every committing act). Entries another replica wrote and did not chain (it stopped) are
+/// found by the periodic sweep of every territory.
+static DIRTY: std::sync::LazyLock<(
+    tokio::sync::Notify,
+    std::sync::Mutex<
+        std::collections::HashMap<crate::tenancy::DepartementCode, std::time::Instant>,
+    >,
+)> = std::sync::LazyLock::new(Default::default);
+
+fn mark_dirty(departement: crate::tenancy::DepartementCode) {
+    DIRTY
+        .1
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(departement, std::time::Instant::now());
+    DIRTY.0.notify_one();
+}
 
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
 /// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
-    append_on(tx, entry).await
-}
-
-/// Same as [`append`] on a connection whose search path is already the territory's.
-pub async fn append_on(conn: &mut PgConnection, entry: NewEntry) -> Result<i64, sqlx::Error> {
+    let departement = tx.departement();
     let now = OffsetDateTime::now_utc();
     let at = now
         .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now);
+    let conn: &mut PgConnection = tx;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -191,11 +205,7 @@ pub async fn append_on(conn: &mut PgConnection, entry: NewEntry) -> Result<i64, 
     .bind(entry.details.to_string())
     .fetch_one(&mut *conn)
     .await?;
-    // Postgres delivers one notification per channel and payload per transaction, at commit.
-    sqlx::query("SELECT pg_notify($1, current_schema())")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
+    mark_dirty(departement);
     Ok(id)
 }
 
@@ -292,43 +302,58 @@ pub async fn seal_all(tenant: &crate::tenancy::TenantContext) -> Result<u64, sql
     }
 }
 
-/// Background worker: seals a territory's journal as soon as its acts commit (notification),
-/// and every served territory every 30 seconds in case a notification was missed.
+/// How long after its last write a territory is sealed again (an act's transaction usually
+/// commits within it; a slower one is caught by the next write or by the sweep).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Background worker: chains the territories this process wrote to, within moments of their
+/// acts committing, and sweeps every served territory every 30 seconds (entries of a replica
+/// that stopped before chaining them).
 pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Shutdown) {
-    let mut listener = platform.listen(NOTIFY_CHANNEL).await.ok();
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(30));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let notified = async {
-            match listener.as_mut() {
-                Some(l) => l.recv().await.ok().map(|n| n.payload().to_owned()),
-                None => std::future::pending().await,
-            }
-        };
-        let schemas: Vec<crate::tenancy::DepartementCode> = tokio::select! {
+        let everything = tokio::select! {
             _ = shutdown.requested() => return,
-            _ = sweep.tick() => platform.tenancy.served(),
-            payload = notified => match payload {
-                Some(schema) => platform
-                    .tenancy
-                    .served()
-                    .into_iter()
-                    .filter(|d| d.schema_name() == schema)
-                    .collect(),
-                None => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    listener = platform.listen(NOTIFY_CHANNEL).await.ok();
-                    Vec::new()
-                }
-            },
+            _ = sweep.tick() => true,
+            _ = DIRTY.0.notified() => false,
+            _ = tick.tick() => false,
+        };
+        let started = std::time::Instant::now();
+        let schemas: Vec<crate::tenancy::DepartementCode> = if everything {
+            platform.tenancy.served()
+        } else {
+            DIRTY
+                .1
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .copied()
+                .collect()
         };
         for departement in schemas {
             let Ok(tenant) = platform.tenancy.context(departement).await else {
                 continue;
             };
-            if let Err(e) = seal_all(&tenant).await {
-                tracing::error!(error = %e, departement = departement.as_str(), "journal sealing failed");
+            match seal_all(&tenant).await {
+                Ok(_) => {
+                    // Settled: no write since well before this run began.
+                    let mut dirty = DIRTY.1.lock().unwrap_or_else(|e| e.into_inner());
+                    if dirty
+                        .get(&departement)
+                        .is_some_and(|last| started.duration_since(*last) > SETTLE)
+                    {
+                        dirty.remove(&departement);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, departement = departement.as_str(), "journal sealing failed")
+                }
             }
         }
+        // Let acts accumulate a little: fewer, larger sealing transactions under load.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
