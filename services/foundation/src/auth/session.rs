@@ -107,10 +107,64 @@ pub async fn end_all(
 }
 
 type SessionRow = (Uuid, String, String, Option<Uuid>, bool, OffsetDateTime);
+/// A session row as read, plus whether its activity must be written.
+type ReadRow = (
+    Uuid,
+    String,
+    String,
+    Option<Uuid>,
+    bool,
+    OffsetDateTime,
+    bool,
+);
+
+/// Activity is recorded at most this often per session (a write per page would cost a commit
+/// per request); idleness is thus measured to within this much.
+pub const ACTIVITY_RESOLUTION_SECONDS: i32 = 30;
 
 /// Finds the live session of a cookie value and records the activity.
 pub async fn lookup(platform: &Platform, token: &str) -> Result<Option<Professional>, sqlx::Error> {
     let hash = token_hash(token);
+    // Read first; write only when the recorded activity is older than the resolution or the
+    // session just became idle.
+    let read: Option<ReadRow> =
+        sqlx::query_as(
+            "SELECT p.id, p.email, p.display_name, s.current_structure, s.recheck_required, s.totp_verified_at,
+                    s.last_seen_at < now() - make_interval(secs => $4)
+                    OR (NOT s.recheck_required AND s.last_seen_at < now() - make_interval(mins => $2))
+             FROM platform.sessions s JOIN platform.professionals p ON p.id = s.professional_id
+             WHERE s.id_hash = $1 AND p.active AND s.ended_at IS NULL
+               AND s.created_at > now() - make_interval(hours => $3)",
+        )
+        .bind(&hash)
+        .bind(IDLE_MINUTES as i32)
+        .bind(MAX_AGE_HOURS as i32)
+        .bind(f64::from(ACTIVITY_RESOLUTION_SECONDS))
+        .fetch_optional(platform.platform_pool())
+        .await?;
+    let Some((
+        id,
+        email,
+        display_name,
+        current_structure,
+        recheck_required,
+        totp_verified_at,
+        stale,
+    )) = read
+    else {
+        return Ok(None);
+    };
+    if !stale {
+        return Ok(Some(Professional {
+            id,
+            email,
+            display_name,
+            session_hash: hash,
+            current_structure,
+            recheck_required,
+            totp_verified_at,
+        }));
+    }
     let row: Option<SessionRow> = sqlx::query_as(
         "UPDATE platform.sessions s
          SET last_seen_at = now(),
