@@ -122,7 +122,7 @@ fn birth_text(identity: &Identity) -> String {
 // Templates
 
 #[derive(Template)]
-#[template(path = "notice.html")]
+#[template(path = "message.html")]
 struct Notice<'a> {
     theme: &'a Theme,
     nav: Vec<NavItem>,
@@ -901,6 +901,39 @@ fn recap_page(
     Ok(resp)
 }
 
+/// A draft of this session whose usager is identified and which is not completed yet; or the
+/// answer to give instead (not found, already completed, not identified yet).
+async fn identified_draft(
+    scope: &Scope,
+    draft: Uuid,
+) -> poem::Result<Result<(DraftRow, Identity), poem::Result<Response>>> {
+    let Some(row) = load_draft(&scope.tenant, scope, draft)
+        .await
+        .map_err(db_error)?
+    else {
+        return Ok(Err(notice(
+            StatusCode::NOT_FOUND,
+            "Création de mandat introuvable",
+            vec![MandateError::DraftUnavailable.to_string()],
+            Some(("/mandats/nouveau", "Nouveau mandat")),
+        )));
+    };
+    if row.4.is_some() {
+        return Ok(Err(Ok(see_other(format!(
+            "/mandats/preparation/{draft}/termine"
+        )))));
+    }
+    let Some(identity) = row.3.clone().map(|j| j.0) else {
+        return Ok(Err(notice(
+            StatusCode::CONFLICT,
+            "La personne n'est pas encore identifiée",
+            vec![MandateError::NotIdentified.to_string()],
+            Some(("/mandats/nouveau", "Recommencer")),
+        )));
+    };
+    Ok(Ok((row, identity)))
+}
+
 fn parse_id(s: &str) -> poem::Result<Uuid> {
     Uuid::parse_str(s.trim()).map_err(|_| not_found())
 }
@@ -914,27 +947,9 @@ pub async fn recap(
 ) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft = parse_id(&id)?;
-    let Some(row) = load_draft(&scope.tenant, &scope, draft)
-        .await
-        .map_err(db_error)?
-    else {
-        return notice(
-            StatusCode::NOT_FOUND,
-            "Création de mandat introuvable",
-            vec![MandateError::DraftUnavailable.to_string()],
-            Some(("/mandats/nouveau", "Nouveau mandat")),
-        );
-    };
-    if row.4.is_some() {
-        return Ok(see_other(format!("/mandats/preparation/{draft}/termine")));
-    }
-    let Some(identity) = row.3.clone().map(|j| j.0) else {
-        return notice(
-            StatusCode::CONFLICT,
-            "La personne n'est pas encore identifiée",
-            vec![MandateError::NotIdentified.to_string()],
-            Some(("/mandats/nouveau", "Recommencer")),
-        );
+    let (row, identity) = match identified_draft(&scope, draft).await? {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     recap_page(req, &platform, &scope, draft, &row, &identity, None)
 }
@@ -977,27 +992,9 @@ pub async fn confirm(
 ) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft = parse_id(&id)?;
-    let Some(row) = load_draft(&scope.tenant, &scope, draft)
-        .await
-        .map_err(db_error)?
-    else {
-        return notice(
-            StatusCode::NOT_FOUND,
-            "Création de mandat introuvable",
-            vec![MandateError::DraftUnavailable.to_string()],
-            Some(("/mandats/nouveau", "Nouveau mandat")),
-        );
-    };
-    if row.4.is_some() {
-        return Ok(see_other(format!("/mandats/preparation/{draft}/termine")));
-    }
-    let Some(identity) = row.3.clone().map(|j| j.0) else {
-        return notice(
-            StatusCode::CONFLICT,
-            "La personne n'est pas encore identifiée",
-            vec![MandateError::NotIdentified.to_string()],
-            Some(("/mandats/nouveau", "Recommencer")),
-        );
+    let (row, identity) = match identified_draft(&scope, draft).await? {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     if form.declaration.as_deref() != Some("oui") {
         return recap_page(
