@@ -38,8 +38,35 @@ fn unavailable() -> poem::Error {
     poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
+/// Structures' départements already looked up: a structure never changes territory (it lives in
+/// its département's schema), so a found answer stays true for the life of the process.
+static DEPARTEMENTS: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<Uuid, DepartementCode>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// The département of a structure, as recorded with the roles held in it.
 pub async fn structure_departement(
+    platform: &Platform,
+    structure: Uuid,
+) -> Result<Option<DepartementCode>, sqlx::Error> {
+    if let Some(known) = DEPARTEMENTS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&structure)
+    {
+        return Ok(Some(*known));
+    }
+    let found = lookup_departement(platform, structure).await?;
+    if let Some(code) = found {
+        DEPARTEMENTS
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(structure, code);
+    }
+    Ok(found)
+}
+
+async fn lookup_departement(
     platform: &Platform,
     structure: Uuid,
 ) -> Result<Option<DepartementCode>, sqlx::Error> {
