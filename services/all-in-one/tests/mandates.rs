@@ -130,6 +130,35 @@ async fn view(client: &Browser, url: &str) -> (u16, String) {
     (status, unescape(&html))
 }
 
+/// Two people's mandates: `test` for housing (`duree` days), `avec_nom_dusage` for justice
+/// (31 days), with the aidant's codes of steps 0 and 1.
+async fn housing_and_justice(
+    client: &Browser,
+    app: &TestApp,
+    who: &TestProfessional,
+    duree: &str,
+) -> (Uuid, Uuid) {
+    let housing = create(
+        client,
+        app,
+        who,
+        0,
+        &[("categories", "logement"), ("duree", duree)],
+        "test",
+    )
+    .await;
+    let justice = create(
+        client,
+        app,
+        who,
+        1,
+        &[("categories", "justice"), ("duree", "31")],
+        "avec_nom_dusage",
+    )
+    .await;
+    (housing, justice)
+}
+
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
     let from = text.find(start)? + start.len();
     text[from..].split(end).next()
@@ -589,24 +618,7 @@ async fn every_rule_a_person_can_break_gets_a_clear_french_message_and_creates_n
 async fn expiry_lists_filters_and_isolation() {
     let app = spawn_app(&["33", "34"]).await;
     let (who, structure, client) = aidant(&app).await;
-    let m1 = create(
-        &client,
-        &app,
-        &who,
-        0,
-        &[("categories", "logement"), ("duree", "365")],
-        "test",
-    )
-    .await;
-    let m2 = create(
-        &client,
-        &app,
-        &who,
-        1,
-        &[("categories", "justice"), ("duree", "31")],
-        "avec_nom_dusage",
-    )
-    .await;
+    let (m1, m2) = housing_and_justice(&client, &app, &who, "365").await;
     // m2 expired yesterday (computed expiry, nothing to run).
     sqlx::query("UPDATE dep_33.mandates SET created_at = now() - interval '32 days', expires_at = now() - interval '1 day' WHERE id = $1")
         .bind(m2)
@@ -740,24 +752,7 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
         &[(Role::Referent, Domain::Structure(structure), Some("33"))],
     )
     .await;
-    let long = create(
-        &client,
-        &app,
-        &who,
-        0,
-        &[("categories", "logement"), ("duree", "182")],
-        "test",
-    )
-    .await;
-    let short = create(
-        &client,
-        &app,
-        &who,
-        1,
-        &[("categories", "justice"), ("duree", "31")],
-        "avec_nom_dusage",
-    )
-    .await;
+    let (long, short) = housing_and_justice(&client, &app, &who, "182").await;
     sqlx::query(
         "UPDATE dep_33.mandates SET expires_at = now() + interval '10 days' WHERE id = ANY($1)",
     )

@@ -505,32 +505,32 @@ fn new_page(
     renewal_of: Option<Uuid>,
     error: Option<String>,
 ) -> poem::Result<Response> {
-    let mut resp = html(&NewMandatePage {
-        theme: THEME,
-        nav: nav("/mandats"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        structure: &structure.name,
-        categories: ALL
-            .iter()
-            .filter(|c| structure.demarches.iter().any(|d| d == c.code))
-            .map(|c| CategoryChoice {
-                code: c.code,
-                label: c.label,
-                checked: chosen.iter().any(|x| x == c.code),
-            })
-            .collect(),
-        durations: DURATIONS
-            .iter()
-            .map(|(d, l)| (*d, *l, duration == Some(*d)))
-            .collect(),
-        renewal_of: renewal_of.map(|u| u.to_string()).unwrap_or_default(),
-        fc_configured: shared.fc.configured(),
-        error: error.clone(),
-    })?;
-    if error.is_some() {
-        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    Ok(resp)
+    let failed = error.is_some();
+    form_answer(
+        &NewMandatePage {
+            theme: THEME,
+            nav: nav("/mandats"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            structure: &structure.name,
+            categories: ALL
+                .iter()
+                .filter(|c| structure.demarches.iter().any(|d| d == c.code))
+                .map(|c| CategoryChoice {
+                    code: c.code,
+                    label: c.label,
+                    checked: chosen.iter().any(|x| x == c.code),
+                })
+                .collect(),
+            durations: DURATIONS
+                .iter()
+                .map(|(d, l)| (*d, *l, duration == Some(*d)))
+                .collect(),
+            renewal_of: renewal_of.map(|u| u.to_string()).unwrap_or_default(),
+            fc_configured: shared.fc.configured(),
+            error,
+        },
+        failed,
+    )
 }
 
 /// The terms of a mandate being renewed: its categories still allowed, and its duration.
@@ -877,28 +877,28 @@ fn recap_page(
         .filter_map(|c| categories::by_code(c))
         .map(|c| c.label)
         .collect();
-    let mut resp = html(&RecapPage {
-        theme: THEME,
-        nav: nav("/mandats"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        draft: draft.to_string(),
-        structure: &scope.structure.name,
-        usager: identity.display_name(),
-        birth: birth_text(identity),
-        email: identity
-            .email
-            .clone()
-            .unwrap_or_else(|| "aucune".to_owned()),
-        argent: cats.iter().any(|c| c == "argent"),
-        categories: labels,
-        duration: categories::duration_label(*duration),
-        ends: date(OffsetDateTime::now_utc() + Duration::days(i64::from(*duration))),
-        error: error.clone(),
-    })?;
-    if error.is_some() {
-        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    Ok(resp)
+    let failed = error.is_some();
+    form_answer(
+        &RecapPage {
+            theme: THEME,
+            nav: nav("/mandats"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            draft: draft.to_string(),
+            structure: &scope.structure.name,
+            usager: identity.display_name(),
+            birth: birth_text(identity),
+            email: identity
+                .email
+                .clone()
+                .unwrap_or_else(|| "aucune".to_owned()),
+            argent: cats.iter().any(|c| c == "argent"),
+            categories: labels,
+            duration: categories::duration_label(*duration),
+            ends: date(OffsetDateTime::now_utc() + Duration::days(i64::from(*duration))),
+            error,
+        },
+        failed,
+    )
 }
 
 /// A draft of this session whose usager is identified and which is not completed yet; or the
@@ -932,6 +932,15 @@ async fn identified_draft(
         )));
     };
     Ok(Ok((row, identity)))
+}
+
+/// A form page: 422 when it shows an error (nothing was done), 200 otherwise.
+fn form_answer(page: &impl Template, failed: bool) -> poem::Result<Response> {
+    let mut resp = html(page)?;
+    if failed {
+        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    Ok(resp)
 }
 
 fn parse_id(s: &str) -> poem::Result<Uuid> {
