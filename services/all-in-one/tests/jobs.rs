@@ -156,3 +156,83 @@ async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay()
             .expect("restes");
     assert_eq!(left, ["b@example.test", "c@example.test"]);
 }
+
+#[tokio::test]
+async fn inactive_aidants_are_warned_once_by_mail() {
+    let app = common::spawn_app(&["33"]).await;
+    let structure = common::identity::structure_domain(&app, "33").await;
+    let aidant = |name: &'static str| {
+        let admin = app.db.admin.clone();
+        async move {
+            common::identity::professional(
+                &admin,
+                name,
+                &[(
+                    policies::Role::Aidant,
+                    policies::Domain::Structure(structure),
+                    Some("33"),
+                )],
+            )
+            .await
+        }
+    };
+    let (dormant, active, never) = (
+        aidant("Ines Inactive").await,
+        aidant("Alex Actif").await,
+        aidant("Nina Nouvelle").await,
+    );
+    // Dormant: last login 100 days ago. Active: logged in now (through the real login).
+    // Never logged in, but created yesterday: not warned yet.
+    sqlx::query("UPDATE platform.professionals SET created_at = now() - interval '200 days', last_login_at = now() - interval '100 days' WHERE id = $1")
+        .bind(dormant.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("inactif");
+    sqlx::query(
+        "UPDATE platform.professionals SET created_at = now() - interval '200 days' WHERE id = $1",
+    )
+    .bind(active.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("actif");
+    sqlx::query(
+        "UPDATE platform.professionals SET created_at = now() - interval '1 day' WHERE id = $1",
+    )
+    .bind(never.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("nouvelle");
+    let client = common::identity::browser(&app.address);
+    common::identity::log_in(&client, &app, &active, -1).await;
+    let platform = Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    assert_eq!(
+        notification_mailer::worker::warn_inactive_aidants(&platform)
+            .await
+            .expect("avertissements"),
+        1
+    );
+    assert_eq!(
+        notification_mailer::worker::warn_inactive_aidants(&platform)
+            .await
+            .expect("avertissements"),
+        0,
+        "une seule fois"
+    );
+    let mail = test_support::maildev::wait_for_mail_to(&dormant.email, Duration::from_secs(20))
+        .await
+        .expect("avertissement reçu");
+    let text = mail["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Bonjour Ines Inactive")
+            && text.contains("plus de 90 jours")
+            && text.contains("/connexion"),
+        "{text}"
+    );
+    assert!(
+        test_support::maildev::mails_to(&never.email)
+            .await
+            .is_empty()
+    );
+}

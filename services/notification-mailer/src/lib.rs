@@ -25,7 +25,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         readiness: vec![Arc::new(smtp::SmtpCheck(mailer))],
         workers: vec![Box::new(move |shutdown| Box::pin(worker.run(shutdown)))],
         csrf_exempt: Vec::new(),
-        jobs: vec![worker::purge_delivered_messages()],
+        jobs: vec![
+            worker::purge_delivered_messages(),
+            worker::inactive_aidants(),
+        ],
     })
 }
 

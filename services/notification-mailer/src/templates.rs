@@ -90,6 +90,17 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
                 &["count", "structure", "url"],
             )?,
         }),
+        "inactive_aidant" => Ok(Rendered {
+            subject: include_str!("../templates/inactive_aidant/subject.txt")
+                .trim()
+                .to_owned(),
+            text: fill(
+                template,
+                include_str!("../templates/inactive_aidant/body.txt"),
+                payload,
+                &["name", "url"],
+            )?,
+        }),
         other => Err(TemplateError::Unknown(other.into())),
     }
 }

@@ -57,6 +57,10 @@ pub async fn open(
     .bind(current_structure)
     .execute(&mut *conn)
     .await?;
+    sqlx::query("UPDATE platform.professionals SET last_login_at = now() WHERE id = $1")
+        .bind(professional)
+        .execute(&mut *conn)
+        .await?;
     Ok(session_cookie(token, secure))
 }
 

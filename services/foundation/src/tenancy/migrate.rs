@@ -55,6 +55,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 5, "0005_job_runs"),
             migration!("platform", 6, "0006_outbox_sending"),
             migration!("platform", 7, "0007_name_search"),
+            migration!("platform", 8, "0008_activity"),
         ])
     });
 
