@@ -181,23 +181,7 @@ async fn the_retention_purge_deletes_exactly_what_is_due_and_is_idempotent() {
         .expect("coffre");
     // The application runs the same purge as a job at start-up, then hourly: wait for that
     // first run, so that the counts below are this test's purges alone.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let done: Option<bool> = sqlx::query_scalar(
-            "SELECT last_finished_at IS NOT NULL FROM platform.job_runs WHERE name = 'document_retention'",
-        )
-        .fetch_optional(&app.db.admin)
-        .await
-        .expect("job_runs");
-        if done == Some(true) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "purge de démarrage jamais terminée"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_for_first_run(&app, "document_retention").await;
     let tenant = Uuid::new_v4();
     let due1 = put(
         &vault,

@@ -65,3 +65,27 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         client,
     }
 }
+
+/// Waits until the application's first run of the scheduled job `name` has finished (jobs run
+/// at start-up, then once per period): a test that calls the job itself then counts its own
+/// run alone.
+pub async fn wait_for_first_run(app: &TestApp, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let done: Option<bool> = sqlx::query_scalar(
+            "SELECT last_finished_at IS NOT NULL FROM platform.job_runs WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&app.db.admin)
+        .await
+        .expect("job_runs");
+        if done == Some(true) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "premier passage de {name} jamais terminé"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
