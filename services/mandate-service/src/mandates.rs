@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantTx;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -511,21 +510,6 @@ impl State {
     pub fn is_live(&self) -> bool {
         matches!(self, State::Live | State::Expiring)
     }
-}
-
-/// A random value for `state` / `nonce` (43 URL-safe characters, 256 bits) and its hash.
-pub fn random_token() -> (String, Vec<u8>) {
-    use base64::Engine;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = Sha256::digest(token.as_bytes()).to_vec();
-    (token, hash)
-}
-
-pub fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use askama::Template;
 use document_vault_bridge::vault::{Retention, Vault};
 use foundation::app::Platform;
-use foundation::auth::{csrf, factors, guard};
+use foundation::auth::{csrf, factors, guard, secrets};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantContext};
 use foundation::web::{NavItem, STATE, Theme, html};
@@ -640,8 +640,10 @@ pub async fn new_submit(
             Some(("/mandats", "Retour aux mandats")),
         );
     }
-    let (state, state_hash) = mandates::random_token();
-    let (nonce, _) = mandates::random_token();
+    // 256-bit random values; only the state's hash is stored.
+    let state = secrets::new_token();
+    let state_hash = secrets::token_hash(&state);
+    let nonce = secrets::new_token();
     let draft = Uuid::now_v7();
     let codes: Vec<&str> = cats.iter().map(|c| c.code).collect();
     let mut tx = scope.tenant.begin().await.map_err(db_error)?;
@@ -758,7 +760,7 @@ pub async fn fc_callback(
            AND identity IS NULL AND completed_at IS NULL AND expires_at > now()
          FOR UPDATE",
     )
-    .bind(mandates::token_hash(state))
+    .bind(secrets::token_hash(state))
     .bind(&scope.me.session_hash)
     .bind(scope.structure.id)
     .fetch_optional(&mut *tx)
@@ -787,7 +789,8 @@ pub async fn fc_callback(
             );
         }
     };
-    let (logout_state, logout_hash) = mandates::random_token();
+    let logout_state = secrets::new_token();
+    let logout_hash = secrets::token_hash(&logout_state);
     sqlx::query("UPDATE mandate_drafts SET identity = $2, logout_state_hash = $3 WHERE id = $1")
         .bind(draft)
         .bind(sqlx::types::Json(&identity))
@@ -815,7 +818,7 @@ pub async fn fc_logged_out(scope: Scope, Query(q): Query<LogoutQuery>) -> poem::
     let draft: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM mandate_drafts WHERE logout_state_hash = $1 AND session_hash = $2 AND expires_at > now()",
     )
-    .bind(mandates::token_hash(&state))
+    .bind(secrets::token_hash(&state))
     .bind(&scope.me.session_hash)
     .fetch_optional(&mut *tx)
     .await
@@ -2038,7 +2041,7 @@ pub async fn verify(
     let departement = DepartementCode::parse(&dep).map_err(|_| not_found())?;
     let mandate = parse_id(&id)?;
     let expected = verification_token(&platform, departement, mandate);
-    if !bool::from(subtle_eq(expected.as_bytes(), token.as_bytes())) {
+    if !secrets::constant_time_eq(&expected, &token) {
         return Err(not_found());
     }
     let tenant = platform
@@ -2064,12 +2067,4 @@ pub async fn verify(
         valid: live,
         until: date(expires - Duration::seconds(1)),
     })
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    use subtle::ConstantTimeEq;
-    if a.len() != b.len() {
-        return subtle::Choice::from(0);
-    }
-    a.ct_eq(b)
 }
