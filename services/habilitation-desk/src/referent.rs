@@ -7,7 +7,6 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{cards, csrf, guard};
-use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
@@ -79,17 +78,6 @@ fn flash(code: Option<&str>) -> Option<(bool, &'static str)> {
     })
 }
 
-async fn structure_departement(
-    platform: &Platform,
-    structure: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT departement_code FROM platform.role_assignments WHERE domain = $1 AND departement_code IS NOT NULL LIMIT 1")
-        .bind(format!("structure:{structure}"))
-        .fetch_optional(platform.platform_pool())
-        .await
-        .map(Option::flatten)
-}
-
 #[derive(Deserialize)]
 pub struct FlashQuery {
     message: Option<String>,
@@ -134,14 +122,12 @@ pub async fn aidants(
             }
         })
         .collect();
-    let departement = structure_departement(&platform, structure)
-        .await
-        .map_err(db_error)?;
+    let departement =
+        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
+            .await
+            .map_err(db_error)?;
     let mut structure_name = "la structure".to_owned();
-    if let Some(code) = departement
-        .as_deref()
-        .and_then(|d| DepartementCode::parse(d).ok())
-    {
+    if let Some(code) = departement {
         let ctx = platform
             .tenancy
             .context(code)

@@ -41,7 +41,11 @@ impl ForWhom for LiveMandates {
         usager: Uuid,
         category: &str,
     ) -> Result<bool, sqlx::Error> {
-        let Some(departement) = scope::structure_departement(&self.platform, structure).await?
+        let Some(departement) = foundation::auth::assignments::structure_departement(
+            self.platform.platform_pool(),
+            structure,
+        )
+        .await?
         else {
             return Ok(false);
         };

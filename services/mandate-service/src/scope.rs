@@ -3,8 +3,9 @@
 //! bare pool for territory data.
 
 use foundation::app::Platform;
+use foundation::auth::assignments::structure_departement;
 use foundation::auth::session::{Professional, RecentlyVerified};
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::TenantContext;
 use poem::http::StatusCode;
 use poem::web::Redirect;
 use poem::{FromRequest, IntoResponse, Request, RequestBody};
@@ -38,48 +39,6 @@ fn unavailable() -> poem::Error {
     poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// Structures' départements already looked up: a structure never changes territory (it lives in
-/// its département's schema), so a found answer stays true for the life of the process.
-static DEPARTEMENTS: std::sync::LazyLock<
-    std::sync::RwLock<std::collections::HashMap<Uuid, DepartementCode>>,
-> = std::sync::LazyLock::new(Default::default);
-
-/// The département of a structure, as recorded with the roles held in it.
-pub async fn structure_departement(
-    platform: &Platform,
-    structure: Uuid,
-) -> Result<Option<DepartementCode>, sqlx::Error> {
-    if let Some(known) = DEPARTEMENTS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&structure)
-    {
-        return Ok(Some(*known));
-    }
-    let found = lookup_departement(platform, structure).await?;
-    if let Some(code) = found {
-        DEPARTEMENTS
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(structure, code);
-    }
-    Ok(found)
-}
-
-async fn lookup_departement(
-    platform: &Platform,
-    structure: Uuid,
-) -> Result<Option<DepartementCode>, sqlx::Error> {
-    let code: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT departement_code FROM platform.role_assignments
-         WHERE domain = $1 AND departement_code IS NOT NULL LIMIT 1",
-    )
-    .bind(format!("structure:{structure}"))
-    .fetch_optional(platform.platform_pool())
-    .await?;
-    Ok(code.flatten().and_then(|c| DepartementCode::parse(&c).ok()))
-}
-
 async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
     let platform = req.data::<Platform>().ok_or_else(unavailable)?;
     let Some(structure) = me.current_structure else {
@@ -87,7 +46,7 @@ async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
             Redirect::see_other("/compte").into_response(),
         ));
     };
-    let departement = structure_departement(platform, structure)
+    let departement = structure_departement(platform.platform_pool(), structure)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "scope: role lookup failed");

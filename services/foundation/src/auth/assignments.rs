@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use policies::{Assignment, AssignmentSource, Domain, Role};
+
+use crate::tenancy::DepartementCode;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -28,4 +30,46 @@ impl AssignmentSource for SqlAssignments {
             })
             .collect())
     }
+}
+
+/// Structures' départements already looked up: a structure never changes territory (it lives in
+/// its département's schema), so a found answer stays true for the life of the process.
+static DEPARTEMENTS: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<Uuid, DepartementCode>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The département of a structure, as recorded with the roles held in it.
+pub async fn structure_departement(
+    pool: &PgPool,
+    structure: Uuid,
+) -> Result<Option<DepartementCode>, sqlx::Error> {
+    if let Some(known) = DEPARTEMENTS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&structure)
+    {
+        return Ok(Some(*known));
+    }
+    let found = lookup_departement(pool, structure).await?;
+    if let Some(code) = found {
+        DEPARTEMENTS
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(structure, code);
+    }
+    Ok(found)
+}
+
+async fn lookup_departement(
+    pool: &PgPool,
+    structure: Uuid,
+) -> Result<Option<DepartementCode>, sqlx::Error> {
+    let code: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT departement_code FROM platform.role_assignments
+         WHERE domain = $1 AND departement_code IS NOT NULL LIMIT 1",
+    )
+    .bind(format!("structure:{structure}"))
+    .fetch_optional(pool)
+    .await?;
+    Ok(code.flatten().and_then(|c| DepartementCode::parse(&c).ok()))
 }
