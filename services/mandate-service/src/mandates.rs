@@ -146,86 +146,66 @@ pub async fn upsert_usager(
     structure: Uuid,
     by: Uuid,
 ) -> Result<Uuid, MandateError> {
-    let existing: Option<StoredIdentity> =
-        sqlx::query_as(
-            "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
-             FROM usagers WHERE fc_sub = $1 FOR UPDATE",
-        )
-        .bind(&identity.sub)
-        .fetch_optional(&mut **tx)
-        .await?;
-    match existing {
-        Some((id, given, family, usage, birthdate, gender, place, country, email)) => {
-            let same = given == identity.given_name
-                && family == identity.family_name
-                && usage == identity.preferred_username
-                && birthdate == identity.birthdate
-                && gender == identity.gender
-                && place == identity.birthplace
-                && country == identity.birthcountry
-                && email == identity.email;
-            if !same {
-                sqlx::query(
-                    "UPDATE usagers SET given_name = $2, family_name = $3, preferred_username = $4, birthdate = $5,
-                            gender = $6, birthplace = $7, birthcountry = $8, email = $9, search_name = $10, updated_at = now()
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&identity.given_name)
-                .bind(&identity.family_name)
-                .bind(&identity.preferred_username)
-                .bind(&identity.birthdate)
-                .bind(&identity.gender)
-                .bind(&identity.birthplace)
-                .bind(&identity.birthcountry)
-                .bind(&identity.email)
-                .bind(usager_search_name(identity))
-                .execute(&mut **tx)
-                .await?;
-                journal::append(
-                    tx,
-                    NewEntry::new(Event::UsagerIdentityUpdated)
-                        .structure(structure)
-                        .professional(by)
-                        .usager(id)
-                        .details(json!({ "source": "franceconnect" })),
-                )
-                .await?;
-            }
-            Ok(id)
-        }
-        None => {
-            let id = Uuid::now_v7();
-            sqlx::query(
-                "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate, gender,
-                                      birthplace, birthcountry, email, search_name)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(id)
-            .bind(&identity.sub)
-            .bind(&identity.given_name)
-            .bind(&identity.family_name)
-            .bind(&identity.preferred_username)
-            .bind(&identity.birthdate)
-            .bind(&identity.gender)
-            .bind(&identity.birthplace)
-            .bind(&identity.birthcountry)
-            .bind(&identity.email)
-            .bind(usager_search_name(identity))
-            .execute(&mut **tx)
-            .await?;
-            journal::append(
-                tx,
-                NewEntry::new(Event::UsagerIdentified)
-                    .structure(structure)
-                    .professional(by)
-                    .usager(id)
-                    .details(json!({ "source": "franceconnect" })),
-            )
-            .await?;
-            Ok(id)
-        }
+    let existing: Option<StoredIdentity> = sqlx::query_as(
+        "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
+         FROM usagers WHERE fc_sub = $1 FOR UPDATE",
+    )
+    .bind(&identity.sub)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((id, given, family, usage, birthdate, gender, place, country, email)) = &existing
+        && *given == identity.given_name
+        && *family == identity.family_name
+        && *usage == identity.preferred_username
+        && *birthdate == identity.birthdate
+        && *gender == identity.gender
+        && *place == identity.birthplace
+        && *country == identity.birthcountry
+        && *email == identity.email
+    {
+        return Ok(*id);
     }
+    // New, or FranceConnect asserts a different identity than last time.
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate, gender,
+                              birthplace, birthcountry, email, search_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (fc_sub) DO UPDATE SET
+             given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
+             preferred_username = EXCLUDED.preferred_username, birthdate = EXCLUDED.birthdate,
+             gender = EXCLUDED.gender, birthplace = EXCLUDED.birthplace,
+             birthcountry = EXCLUDED.birthcountry, email = EXCLUDED.email,
+             search_name = EXCLUDED.search_name, updated_at = now()
+         RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(&identity.sub)
+    .bind(&identity.given_name)
+    .bind(&identity.family_name)
+    .bind(&identity.preferred_username)
+    .bind(&identity.birthdate)
+    .bind(&identity.gender)
+    .bind(&identity.birthplace)
+    .bind(&identity.birthcountry)
+    .bind(&identity.email)
+    .bind(usager_search_name(identity))
+    .fetch_one(&mut **tx)
+    .await?;
+    let kind = if existing.is_some() {
+        Event::UsagerIdentityUpdated
+    } else {
+        Event::UsagerIdentified
+    };
+    journal::append(
+        tx,
+        NewEntry::new(kind)
+            .structure(structure)
+            .professional(by)
+            .usager(id)
+            .details(json!({ "source": "franceconnect" })),
+    )
+    .await?;
+    Ok(id)
 }
 
 /// What creating a mandate needs, once the usager is identified and the aidant confirmed.

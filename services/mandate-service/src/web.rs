@@ -324,6 +324,17 @@ const STATES: [(&str, &str); 5] = [
     ("revoques", "Révoqués ou remplacés"),
 ];
 
+/// The columns of a [`ListRow`]: mandates `m` with their usager `u` and their categories.
+const LIST_ROWS: &str =
+    "SELECT m.id, u.id, u.given_name, u.family_name, u.preferred_username, m.created_at,
+        m.expires_at, m.ended_reason,
+        ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category)
+    FROM mandates m JOIN usagers u ON u.id = m.usager_id";
+
+/// Mandates still shown: live, or ended (expired, revoked, replaced) less than a year ago
+/// (`least` skips a missing end).
+const VISIBLE: &str = "least(m.ended_at, m.expires_at) > now() - interval '1 year'";
+
 type ListRow = (
     Uuid,
     Uuid,
@@ -355,7 +366,7 @@ pub async fn list_page(
             "m.ended_at IS NULL AND m.expires_at <= now() AND m.expires_at > now() - interval '1 year'"
         }
         "revoques" => "m.ended_at IS NOT NULL AND m.ended_at > now() - interval '1 year'",
-        _ => "coalesce(least(m.ended_at, m.expires_at), m.expires_at) > now() - interval '1 year'",
+        _ => VISIBLE,
     };
     // Expiring soonest first, and most recently expired first; otherwise newest first.
     let order = match state {
@@ -365,9 +376,7 @@ pub async fn list_page(
     };
     let search = search.map(mandates::search_key).filter(|s| !s.is_empty());
     let sql = format!(
-        "SELECT m.id, u.id, u.given_name, u.family_name, u.preferred_username, m.created_at, m.expires_at, m.ended_reason,
-                ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category)
-         FROM mandates m JOIN usagers u ON u.id = m.usager_id
+        "{LIST_ROWS}
          WHERE m.structure_id = $1 AND {state_sql}
            AND ($2::text IS NULL OR u.search_name LIKE '%' || $2 || '%')
            AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id AND a.category = $3))
@@ -1815,7 +1824,7 @@ pub async fn usager_page(
             "SELECT given_name, family_name, preferred_username, birthdate, birthplace, birthcountry, email
              FROM usagers u WHERE u.id = $1 AND EXISTS (
                 SELECT 1 FROM mandates m WHERE m.usager_id = u.id AND m.structure_id = $2
-                  AND coalesce(least(m.ended_at, m.expires_at), m.expires_at) > now() - interval '1 year')",
+                  AND least(m.ended_at, m.expires_at) > now() - interval '1 year')",
         )
         .bind(usager)
         .bind(scope.structure.id)
@@ -1825,14 +1834,10 @@ pub async fn usager_page(
     let Some((given, family, usage, birthdate, birthplace, birthcountry, email)) = found else {
         return Err(not_found());
     };
-    let rows: Vec<ListRow> = sqlx::query_as(
-        "SELECT m.id, u.id, u.given_name, u.family_name, u.preferred_username, m.created_at, m.expires_at, m.ended_reason,
-                ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category)
-         FROM mandates m JOIN usagers u ON u.id = m.usager_id
-         WHERE m.usager_id = $1 AND m.structure_id = $2
-           AND coalesce(least(m.ended_at, m.expires_at), m.expires_at) > now() - interval '1 year'
-         ORDER BY m.created_at DESC",
-    )
+    let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LIST_ROWS} WHERE m.usager_id = $1 AND m.structure_id = $2 AND {VISIBLE}
+         ORDER BY m.created_at DESC"
+    )))
     .bind(usager)
     .bind(scope.structure.id)
     .fetch_all(&mut *tx)
@@ -1981,14 +1986,9 @@ fn csv_field(s: &str) -> String {
 pub async fn export(platform: Data<&Platform>, scope: Scope) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateExport).await?;
     let mut tx = scope.tenant.begin().await.map_err(db_error)?;
-    let rows: Vec<ListRow> = sqlx::query_as(
-        "SELECT m.id, u.id, u.given_name, u.family_name, u.preferred_username, m.created_at, m.expires_at, m.ended_reason,
-                ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category)
-         FROM mandates m JOIN usagers u ON u.id = m.usager_id
-         WHERE m.structure_id = $1
-           AND coalesce(least(m.ended_at, m.expires_at), m.expires_at) > now() - interval '1 year'
-         ORDER BY m.created_at DESC",
-    )
+    let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LIST_ROWS} WHERE m.structure_id = $1 AND {VISIBLE} ORDER BY m.created_at DESC"
+    )))
     .bind(scope.structure.id)
     .fetch_all(&mut *tx)
     .await
