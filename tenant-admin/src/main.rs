@@ -3,6 +3,7 @@
 //! changes nothing.
 
 mod demo;
+mod idp;
 mod journal;
 mod keys;
 mod migrate;
@@ -72,6 +73,11 @@ enum Command {
     Journal {
         #[command(subcommand)]
         command: journal::JournalCommand,
+    },
+    /// Fournisseur d'identité : clients OpenID et clés de signature.
+    Idp {
+        #[command(subcommand)]
+        command: idp::IdpCommand,
     },
     /// File d'envoi : messages bloqués, remise en file.
     Outbox {
@@ -234,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
         Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
+        Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

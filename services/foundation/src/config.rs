@@ -70,6 +70,16 @@ pub struct SecuritySettings {
     /// base64. Auditors get the public key.
     #[serde(serialize_with = "serialize_secret")]
     pub journal_signing_key: SecretString,
+    /// AES-256-GCM key encrypting the identity provider's private signing keys at rest:
+    /// 32 bytes, base64.
+    #[serde(serialize_with = "serialize_secret")]
+    pub idp_key_encryption_key: SecretString,
+    /// Version recorded with each encrypted signing key.
+    pub idp_key_encryption_key_version: i32,
+    /// HMAC key deriving the pseudonymous `sub` the identity provider gives each client for a
+    /// usager. Changing it changes every `sub`: it is never rotated.
+    #[serde(serialize_with = "serialize_secret")]
+    pub idp_subject_key: SecretString,
 }
 
 /// The platform as a FranceConnect client (identifying usagers when a mandate is made).
@@ -177,6 +187,8 @@ const LOCAL_S3_SECRET: &str = "local-secret-key";
 /// Development and tests only.
 const LOCAL_LINK_SECRET: &str = "local-link-secret";
 const LOCAL_JOURNAL_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const LOCAL_IDP_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+const LOCAL_SUBJECT_KEY: &str = "local-subject-key";
 /// 32 zero bytes: development and tests only.
 const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
@@ -228,6 +240,9 @@ impl Default for Settings {
                 document_master_key_version: 1,
                 link_secret: LOCAL_LINK_SECRET.into(),
                 journal_signing_key: LOCAL_JOURNAL_KEY.into(),
+                idp_key_encryption_key: LOCAL_IDP_KEY.into(),
+                idp_key_encryption_key_version: 1,
+                idp_subject_key: LOCAL_SUBJECT_KEY.into(),
             },
             franceconnect: FranceConnectSettings {
                 issuer: "http://127.0.0.1:9/api/v2".into(),
@@ -287,6 +302,16 @@ impl Settings {
                     "AC_SECURITY__JOURNAL_SIGNING_KEY",
                 ));
             }
+            if self.security.idp_key_encryption_key.expose_secret() == LOCAL_IDP_KEY {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
+                ));
+            }
+            if self.security.idp_subject_key.expose_secret() == LOCAL_SUBJECT_KEY {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SECURITY__IDP_SUBJECT_KEY",
+                ));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -327,6 +352,13 @@ mod tests {
         assert!(settings.validate().is_err(), "link secret still local");
         settings.security.link_secret = "real".into();
         settings.security.journal_signing_key = "cmVhbA==".into();
+        assert!(
+            settings.validate().is_err(),
+            "identity provider keys still local"
+        );
+        settings.security.idp_key_encryption_key = "cmVhbA==".into();
+        assert!(settings.validate().is_err(), "subject key still local");
+        settings.security.idp_subject_key = "real".into();
         assert!(settings.validate().is_ok());
     }
 

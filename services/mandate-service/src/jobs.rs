@@ -135,7 +135,8 @@ pub fn journal_checkpoints(key: CheckpointKey) -> Job {
     )
 }
 
-/// Deletes mandate drafts an hour after they expired or were completed.
+/// Deletes mandate drafts an hour after they expired or were completed, identity-provider
+/// grants after a day, and expired client assertions.
 pub fn purge_drafts() -> Job {
     Job::new(
         "purge_mandate_drafts",
@@ -152,8 +153,19 @@ pub fn purge_drafts() -> Job {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Identity-provider grants: a day (the journal keeps each use for good).
+                purged += sqlx::query(
+                    "DELETE FROM oidc_grants WHERE issued_at < now() - interval '1 day'",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 tx.commit().await?;
             }
+            purged += sqlx::query("DELETE FROM platform.oidc_assertions WHERE expires_at < now()")
+                .execute(platform.platform_pool())
+                .await?
+                .rows_affected();
             Ok(purged)
         },
     )

@@ -96,6 +96,13 @@ fn decode_field(value: &Option<String>) -> Result<Vec<u8>, JwsError> {
         .ok_or(JwsError::UnknownKey)
 }
 
+/// The payload of a token, unverified (only to learn which client claims to have signed it).
+pub fn unverified_claims(token: &str) -> Result<Value, JwsError> {
+    let (_, p, _) = parts(token)?;
+    let payload = B64.decode(p).map_err(|_| JwsError::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| JwsError::Malformed)
+}
+
 /// Verifies the signature of `token` with one of `keys` and returns its payload (JSON).
 pub fn verify(token: &str, keys: &[Jwk]) -> Result<Value, JwsError> {
     let (h, p, s) = parts(token)?;
@@ -145,16 +152,50 @@ pub fn verify(token: &str, keys: &[Jwk]) -> Result<Value, JwsError> {
     serde_json::from_slice(&payload).map_err(|_| JwsError::Malformed)
 }
 
-/// Signs `claims` with an ES256 key, naming it `kid`.
-pub fn sign_es256(claims: &Value, key: &p256::ecdsa::SigningKey, kid: &str) -> String {
-    let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": kid });
-    let signed = format!(
+fn signing_input(alg: &str, kid: &str, claims: &Value) -> String {
+    let header = serde_json::json!({ "alg": alg, "typ": "JWT", "kid": kid });
+    format!(
         "{}.{}",
         B64.encode(header.to_string()),
         B64.encode(claims.to_string())
-    );
+    )
+}
+
+/// Signs `claims` with an ES256 key, naming it `kid`.
+pub fn sign_es256(claims: &Value, key: &p256::ecdsa::SigningKey, kid: &str) -> String {
+    let signed = signing_input("ES256", kid, claims);
     let sig: p256::ecdsa::Signature = key.sign(signed.as_bytes());
     format!("{signed}.{}", B64.encode(sig.to_bytes()))
+}
+
+/// Signs `claims` with an RS256 key (RSASSA-PKCS1-v1_5, SHA-256), naming it `kid`.
+pub fn sign_rs256(
+    claims: &Value,
+    key: &rsa::pkcs1v15::SigningKey<rsa::sha2::Sha256>,
+    kid: &str,
+) -> String {
+    let signed = signing_input("RS256", kid, claims);
+    use rsa::signature::SignatureEncoding;
+    let sig: rsa::pkcs1v15::Signature = key.sign(signed.as_bytes());
+    format!("{signed}.{}", B64.encode(sig.to_vec()))
+}
+
+/// The public JWK of an RS256 key.
+pub fn rs256_jwk(key: &rsa::PrivateKey, kid: &str) -> Jwk {
+    use rsa::traits::PublicKeyParts;
+    let n = key.n().to_be_bytes_trimmed_vartime();
+    let e = key.e().to_be_bytes_trimmed_vartime();
+    Jwk {
+        kty: "RSA".into(),
+        kid: Some(kid.into()),
+        alg: Some("RS256".into()),
+        use_: Some("sig".into()),
+        crv: None,
+        x: None,
+        y: None,
+        n: Some(B64.encode(n)),
+        e: Some(B64.encode(e)),
+    }
 }
 
 /// The public JWK of an ES256 key.

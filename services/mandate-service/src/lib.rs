@@ -1,6 +1,7 @@
 //! Mandate service: usagers, mandates, the FranceConnect client, attestations, the territory
-//! journal's checkpoints and the aidant's space. (The identity provider, judicial measures and
-//! usager self-service come with their own issues.)
+//! journal's checkpoints, the aidant's space, and the OpenID Connect identity provider through
+//! which FranceConnect uses a mandate. (Judicial measures and usager self-service come with
+//! their own issues.)
 
 /// Printable attestations (PDF).
 pub mod attestation;
@@ -8,6 +9,8 @@ pub mod attestation;
 pub mod categories;
 /// The platform as a FranceConnect client.
 pub mod franceconnect;
+/// The platform as an OpenID Connect identity provider.
+pub mod idp;
 /// Scheduled work: expiry reminders, journal checkpoints, purge of finished drafts.
 pub mod jobs;
 /// JSON Web Signatures (ES256 / RS256).
@@ -70,6 +73,16 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let key = foundation::journal::CheckpointKey::from_base64(
         secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
     )?;
+    let provider = idp::Provider::new(platform)?;
+    // A first start creates the ES256 signing key (RS256 keys come with the first client that
+    // asks for them: `tenant-admin idp client add --alg RS256`).
+    idp::keys::ensure(
+        platform.platform_pool(),
+        provider.keys.cipher(),
+        idp::keys::Alg::Es256,
+    )
+    .await?;
+    provider.keys.reload().await?;
     let pages = vec![
         ("/mandats", get(web::list).data(shared.clone()).boxed()),
         (
@@ -113,6 +126,39 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ("/usagers/:id", get(web::usager_page).boxed()),
         ("/activite", get(web::activity).boxed()),
         ("/verifier/:dep/:id/:token", get(web::verify).boxed()),
+        (
+            "/.well-known/openid-configuration",
+            get(idp::discovery).data(provider.clone()).boxed(),
+        ),
+        ("/oidc/jwks", get(idp::jwks).data(provider.clone()).boxed()),
+        (
+            "/oidc/authorize",
+            get(idp::interaction::authorize)
+                .post(idp::interaction::authorize_post)
+                .data(provider.clone())
+                .boxed(),
+        ),
+        (
+            "/oidc/choix",
+            post(idp::interaction::decide)
+                .data(provider.clone())
+                .boxed(),
+        ),
+        (
+            "/oidc/token",
+            post(idp::tokens::token).data(provider.clone()).boxed(),
+        ),
+        (
+            "/oidc/userinfo",
+            get(idp::tokens::userinfo)
+                .post(idp::tokens::userinfo)
+                .data(provider.clone())
+                .boxed(),
+        ),
+        (
+            "/oidc/session/end",
+            get(idp::tokens::end_session).data(provider.clone()).boxed(),
+        ),
     ];
     Ok(ServiceParts {
         name: "mandate-service",
@@ -120,7 +166,9 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         routes: Vec::new(),
         readiness: Vec::new(),
         workers: Vec::new(),
-        csrf_exempt: Vec::new(),
+        // Called by FranceConnect's servers (token, userinfo) or posted from its pages
+        // (authorize, answered by a GET): no platform CSRF token can be there.
+        csrf_exempt: vec!["/oidc/authorize", "/oidc/token", "/oidc/userinfo"],
         jobs: vec![
             jobs::expiry_reminders(),
             jobs::journal_checkpoints(key),

@@ -28,7 +28,7 @@ use crate::franceconnect::{FcClient, Identity};
 use crate::mandates::{self, MandateError, NewMandate, State};
 use crate::scope::{Scope, StructureInfo, VerifiedScope};
 
-const THEME: &Theme = &STATE;
+pub(crate) const THEME: &Theme = &STATE;
 
 /// What the mandate pages share.
 #[derive(Clone)]
@@ -54,25 +54,25 @@ pub fn nav(current: &str) -> Vec<NavItem> {
     .collect()
 }
 
-fn db_error(e: sqlx::Error) -> poem::Error {
+pub(crate) fn db_error(e: sqlx::Error) -> poem::Error {
     tracing::error!(error = %e, "mandates: database error");
     poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-fn not_found() -> poem::Error {
+pub(crate) fn not_found() -> poem::Error {
     poem::Error::from_status(StatusCode::NOT_FOUND)
 }
 
-fn see_other(to: impl Into<String>) -> Response {
+pub(crate) fn see_other(to: impl Into<String>) -> Response {
     Redirect::see_other(to.into()).into_response()
 }
 
-fn date(t: OffsetDateTime) -> String {
+pub(crate) fn date(t: OffsetDateTime) -> String {
     let t = t.to_offset(paris_offset(t));
     format!("{:02}/{:02}/{}", t.day(), u8::from(t.month()), t.year())
 }
 
-fn date_time(t: OffsetDateTime) -> String {
+pub(crate) fn date_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(paris_offset(t));
     format!(
         "{:02}/{:02}/{} à {:02}h{:02}",
@@ -98,7 +98,7 @@ fn paris_offset(t: OffsetDateTime) -> time::UtcOffset {
     time::UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(time::UtcOffset::UTC)
 }
 
-fn birth_text(identity: &Identity) -> String {
+pub(crate) fn birth_text(identity: &Identity) -> String {
     let d = &identity.birthdate;
     let shown = if d.len() == 10 {
         let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
@@ -131,7 +131,7 @@ struct Notice<'a> {
     link: Option<(&'a str, &'a str)>,
 }
 
-fn notice(
+pub(crate) fn notice(
     status: StatusCode,
     heading: &str,
     paragraphs: Vec<String>,
@@ -398,7 +398,7 @@ pub async fn list_page(
     Ok((rows, more))
 }
 
-fn display_name(given: &str, family: &str, usage: Option<&str>) -> String {
+pub(crate) fn display_name(given: &str, family: &str, usage: Option<&str>) -> String {
     match usage {
         Some(u) if !u.is_empty() && u != family => format!("{family} ({u}) {given}"),
         _ => format!("{family} {given}"),

@@ -101,6 +101,17 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
                 &["name", "url"],
             )?,
         }),
+        "mandate_used" => Ok(Rendered {
+            subject: include_str!("../templates/mandate_used/subject.txt")
+                .trim()
+                .to_owned(),
+            text: fill(
+                template,
+                include_str!("../templates/mandate_used/body.txt"),
+                payload,
+                &["date", "structure", "demarche"],
+            )?,
+        }),
         other => Err(TemplateError::Unknown(other.into())),
     }
 }
@@ -138,6 +149,25 @@ mod tests {
             rendered.text
         );
         assert!(rendered.text.contains("https://x/mandats?etat=bientot"));
+    }
+
+    #[test]
+    fn the_usage_receipt_says_who_used_the_mandate_for_what_and_when() {
+        let rendered = render(
+            "mandate_used",
+            &serde_json::json!({"date": "23/11/2026 à 10h05", "structure": "CCAS de Bègles", "demarche": "Logement"}),
+        )
+        .expect("rendu");
+        assert!(rendered.subject.contains("utilisé"));
+        assert!(
+            rendered
+                .text
+                .contains("Le 23/11/2026 à 10h05, CCAS de Bègles a utilisé le mandat"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("« Logement »"));
+        assert!(!rendered.text.contains("{{"));
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 6, "0006_outbox_sending"),
             migration!("platform", 7, "0007_name_search"),
             migration!("platform", 8, "0008_activity"),
+            migration!("platform", 9, "0009_identity_provider"),
         ])
     });
 
@@ -66,6 +67,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 2, "0002_documents"),
             migration!("departement", 3, "0003_outbox_sending"),
             migration!("departement", 4, "0004_mandates"),
+            migration!("departement", 5, "0005_identity_provider"),
         ])
     });
 

@@ -54,6 +54,10 @@ pub fn dsfr_assets(dir: &Path) -> impl Endpoint + use<> {
 /// script), no framing, no MIME sniffing, no referrer to other sites. `form_targets` are the
 /// other origins a form submission may end up at (FranceConnect, whose authorize endpoint a
 /// form's answer redirects to: browsers apply `form-action` to redirects too).
+/// Response header a handler sets to allow, on that page only, a form whose submission ends at
+/// another origin; removed before the response leaves.
+pub const FORM_ACTION_EXTRA: &str = "x-ac-form-action-extra";
+
 pub fn with_security_headers<E: Endpoint + 'static>(
     ep: E,
     form_targets: &[String],
@@ -81,6 +85,23 @@ pub fn with_security_headers<E: Endpoint + 'static>(
         async move {
             let mut resp = ep.call(req).await?.into_response();
             let headers = resp.headers_mut();
+            // A page whose form leads to another site (the identity provider's decision,
+            // answered by a redirect to the client) names that origin for this response only.
+            let extra = headers
+                .remove(FORM_ACTION_EXTRA)
+                .and_then(|v| v.to_str().ok().map(str::to_owned))
+                .filter(|o| o.starts_with("http") && !o.contains([' ', ';', '\'', ',', '*']));
+            let policy = match extra {
+                Some(origin) => {
+                    header::HeaderValue::from_str(&policy.to_str().unwrap_or_default().replacen(
+                        "form-action 'self'",
+                        &format!("form-action 'self' {origin}"),
+                        1,
+                    ))
+                    .unwrap_or(policy)
+                }
+                None => policy,
+            };
             headers.insert(header::CONTENT_SECURITY_POLICY, policy);
             headers.insert(
                 header::X_FRAME_OPTIONS,

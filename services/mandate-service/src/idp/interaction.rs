@@ -1,0 +1,487 @@
+//! The authorization endpoint and the aidant's choice: which usager (among those with a live
+//! mandate of the current structure), then which démarche (among those the mandate covers and
+//! the client accepts). The request travels with the pages and is validated again at each step;
+//! the only write is the grant, when the aidant confirms.
+
+use askama::Template;
+use foundation::app::Platform;
+use foundation::auth::csrf;
+use foundation::web::{FORM_ACTION_EXTRA, NavItem, Theme, html, origin_of};
+use poem::http::StatusCode;
+use poem::web::{Data, Redirect};
+use poem::{Body, FromRequest, IntoResponse, Request, RequestBody, Response, handler};
+use policies::{Action, Domain};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::request::{AuthRequest, Params, Refusal, validate, with_query};
+use super::{CODE_SECONDS, Provider, territory_token};
+use crate::categories::{self, Category};
+use crate::mandates::search_key;
+use crate::scope::{Scope, VerifiedScope};
+use crate::web::{THEME, date, db_error, display_name, nav, notice};
+
+const MAX_ROWS: i64 = 50;
+
+#[derive(Template)]
+#[template(path = "idp_usagers.html")]
+struct UsagersPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    csrf: String,
+    client: &'a str,
+    structure: &'a str,
+    demarches: String,
+    carried: &'a [(String, String)],
+    q: String,
+    rows: Vec<UsagerRow>,
+    more: bool,
+    error: Option<&'a str>,
+}
+
+struct UsagerRow {
+    name: String,
+    birth: String,
+    categories: String,
+    href: String,
+}
+
+#[derive(Template)]
+#[template(path = "idp_categories.html")]
+struct CategoriesPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    csrf: String,
+    client: &'a str,
+    structure: &'a str,
+    usager: String,
+    usager_id: String,
+    carried: &'a [(String, String)],
+    choices: Vec<(&'static str, &'static str, String, bool)>,
+    back: String,
+    error: Option<&'a str>,
+}
+
+fn refusal_response(refusal: Refusal, provider: &Provider) -> poem::Result<Response> {
+    match refusal.location(&provider.issuer) {
+        Some(to) => Ok(Redirect::see_other(to).into_response()),
+        None => {
+            let Refusal::Page(why) = refusal else {
+                return Err(poem::Error::from_status(StatusCode::BAD_REQUEST));
+            };
+            notice(
+                StatusCode::BAD_REQUEST,
+                "Demande de connexion refusée",
+                vec![
+                    why.to_owned(),
+                    "Revenez au site sur lequel vous étiez et recommencez la démarche ; si le problème persiste, signalez-le à ce site.".into(),
+                ],
+                Some(("/", "Revenir à l'accueil d'Aidants Connect")),
+            )
+        }
+    }
+}
+
+fn denied(request: &AuthRequest, provider: &Provider, why: &str) -> Response {
+    let refusal = Refusal::Redirect {
+        redirect_uri: request.redirect_uri.clone(),
+        state: Some(request.state.clone()),
+        error: "access_denied",
+        description: why.to_owned(),
+    };
+    Redirect::see_other(refusal.location(&provider.issuer).unwrap_or_default()).into_response()
+}
+
+/// Validates the request carried by `params` (client looked up in the registry).
+async fn validated(
+    params: &Params,
+    provider: &Provider,
+) -> poem::Result<Result<AuthRequest, Refusal>> {
+    let client = provider
+        .clients
+        .get(params.get("client_id").unwrap_or_default())
+        .await
+        .map_err(db_error)?;
+    Ok(validate(params, client))
+}
+
+/// The categories this flow may use: those the client accepts and the structure allows.
+fn allowed(request: &AuthRequest, scope: &Scope) -> Vec<Category> {
+    request
+        .requested
+        .iter()
+        .copied()
+        .filter(|c| scope.structure.demarches.iter().any(|d| d == c.code))
+        .collect()
+}
+
+fn codes(list: &[Category]) -> Vec<String> {
+    list.iter().map(|c| c.code.to_owned()).collect()
+}
+
+/// Role check for using a mandate in the current structure.
+async fn may_use(platform: &Platform, scope: &Scope) -> bool {
+    platform
+        .guard
+        .allows(
+            scope.me.id,
+            &Domain::Structure(scope.structure.id),
+            Action::MandateUse,
+        )
+        .await
+}
+
+fn with_form_target(mut resp: Response, request: &AuthRequest) -> Response {
+    if let Some(origin) = origin_of(&request.redirect_uri)
+        && let Ok(value) = origin.parse()
+    {
+        resp.headers_mut().insert(FORM_ACTION_EXTRA, value);
+    }
+    resp
+}
+
+/// `GET /oidc/authorize` (and POST, turned into the same GET).
+#[handler]
+pub async fn authorize(
+    req: &Request,
+    platform: Data<&Platform>,
+    provider: Data<&Provider>,
+) -> poem::Result<Response> {
+    let params = Params::parse(req.uri().query().unwrap_or_default());
+    let request = match validated(&params, &provider).await? {
+        Ok(r) => r,
+        Err(refusal) => return refusal_response(refusal, &provider),
+    };
+    // Only now the aidant: logged in, recently verified (else log in, then come back here).
+    let VerifiedScope(scope) =
+        VerifiedScope::from_request(req, &mut RequestBody::default()).await?;
+    if !may_use(&platform, &scope).await {
+        tracing::info!("identity provider: professional without mandate:use");
+        return Ok(denied(
+            &request,
+            &provider,
+            "le compte connecté n'est pas habilité à utiliser un mandat dans cette structure",
+        ));
+    }
+    let allowed = allowed(&request, &scope);
+    if allowed.is_empty() {
+        return Ok(denied(
+            &request,
+            &provider,
+            "aucune des démarches acceptées par le service n'est ouverte dans la structure",
+        ));
+    }
+    let csrf = csrf::token(req, platform.settings.http.secure_cookies());
+    if let Some(usager) = params
+        .get("ac_usager")
+        .and_then(|u| Uuid::parse_str(u).ok())
+    {
+        return categories_page(&scope, &request, &allowed, usager, csrf, None).await;
+    }
+    let q: String = params
+        .get("ac_q")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(100)
+        .collect();
+    usagers_page(&scope, &request, &allowed, q, csrf, None).await
+}
+
+/// `POST /oidc/authorize`: the same request as a form; answered by the equivalent GET.
+#[handler]
+pub async fn authorize_post(body: Body) -> poem::Result<Response> {
+    let bytes = body
+        .into_bytes_limit(64 * 1024)
+        .await
+        .map_err(|_| poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| poem::Error::from_status(StatusCode::BAD_REQUEST))?;
+    let params = Params::parse(&text);
+    let carried: Vec<(&str, &str)> = super::request::CARRIED
+        .iter()
+        .filter_map(|n| params.get(n).map(|v| (*n, v)))
+        .collect();
+    Ok(Redirect::see_other(with_query("/oidc/authorize", &carried)).into_response())
+}
+
+type UsagerListRow = (Uuid, String, String, Option<String>, String, Vec<String>);
+
+async fn usagers_page(
+    scope: &Scope,
+    request: &AuthRequest,
+    allowed: &[Category],
+    q: String,
+    csrf: String,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    let search = Some(search_key(&q)).filter(|s| !s.is_empty());
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut rows: Vec<UsagerListRow> = sqlx::query_as(
+        "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
+                array_agg(DISTINCT a.category ORDER BY a.category)
+         FROM authorisations a JOIN usagers u ON u.id = a.usager_id
+         WHERE a.structure_id = $1 AND a.revoked_at IS NULL AND a.superseded_at IS NULL
+           AND a.expires_at > now() AND a.category = ANY($2)
+           AND ($3::text IS NULL OR u.search_name LIKE '%' || $3 || '%')
+         GROUP BY u.id
+         ORDER BY u.family_name, u.given_name, u.id
+         LIMIT $4",
+    )
+    .bind(scope.structure.id)
+    .bind(codes(allowed))
+    .bind(search)
+    .bind(MAX_ROWS + 1)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let more = rows.len() as i64 > MAX_ROWS;
+    rows.truncate(MAX_ROWS as usize);
+    let carried: Vec<(&str, &str)> = request
+        .carried
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let rows = rows
+        .into_iter()
+        .map(|(id, given, family, usage, birthdate, cats)| {
+            let mut link = carried.clone();
+            let id = id.to_string();
+            link.push(("ac_usager", &id));
+            UsagerRow {
+                name: display_name(&given, &family, usage.as_deref()),
+                birth: birth_date(&birthdate),
+                categories: cats
+                    .iter()
+                    .map(|c| categories::label(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                href: with_query("/oidc/authorize", &link),
+            }
+        })
+        .collect();
+    let resp = html(&UsagersPage {
+        theme: THEME,
+        nav: nav(""),
+        csrf,
+        client: &request.client.name,
+        structure: &scope.structure.name,
+        demarches: allowed
+            .iter()
+            .map(|c| c.label)
+            .collect::<Vec<_>>()
+            .join(", "),
+        carried: &request.carried,
+        q,
+        rows,
+        more,
+        error,
+    })?;
+    Ok(with_form_target(resp, request))
+}
+
+/// `1962-08-24` → `24/08/1962` (unknown parts shown as such).
+fn birth_date(d: &str) -> String {
+    if d.len() != 10 {
+        return d.to_owned();
+    }
+    let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
+    match (m, day) {
+        ("00", _) => format!("en {y}"),
+        (_, "00") => format!("en {m}/{y}"),
+        _ => format!("le {day}/{m}/{y}"),
+    }
+}
+
+async fn categories_page(
+    scope: &Scope,
+    request: &AuthRequest,
+    allowed: &[Category],
+    usager: Uuid,
+    csrf: String,
+    error: Option<&str>,
+) -> poem::Result<Response> {
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let person: Option<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT given_name, family_name, preferred_username FROM usagers WHERE id = $1",
+    )
+    .bind(usager)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let live: Vec<(String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT category, max(expires_at) FROM authorisations
+         WHERE structure_id = $1 AND usager_id = $2 AND revoked_at IS NULL
+           AND superseded_at IS NULL AND expires_at > now() AND category = ANY($3)
+         GROUP BY category ORDER BY category",
+    )
+    .bind(scope.structure.id)
+    .bind(usager)
+    .bind(codes(allowed))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let Some((given, family, usage)) = person.filter(|_| !live.is_empty()) else {
+        // Unknown here, or no live mandate for these démarches (any more): back to the list.
+        return usagers_page(
+            scope,
+            request,
+            allowed,
+            String::new(),
+            csrf,
+            Some("Cette personne n'a pas (ou plus) de mandat en cours avec votre structure pour les démarches acceptées par ce service."),
+        )
+        .await;
+    };
+    let single = live.len() == 1;
+    let choices = live
+        .iter()
+        .filter_map(|(code, until)| {
+            let c = categories::by_code(code)?;
+            // The last day included is the day before the end instant.
+            Some((c.code, c.label, date(*until - Duration::seconds(1)), single))
+        })
+        .collect();
+    let carried: Vec<(&str, &str)> = request
+        .carried
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let resp = html(&CategoriesPage {
+        theme: THEME,
+        nav: nav(""),
+        csrf,
+        client: &request.client.name,
+        structure: &scope.structure.name,
+        usager: display_name(&given, &family, usage.as_deref()),
+        usager_id: usager.to_string(),
+        carried: &request.carried,
+        choices,
+        back: with_query("/oidc/authorize", &carried),
+        error,
+    })?;
+    let mut resp = with_form_target(resp, request);
+    if error.is_some() {
+        resp.set_status(StatusCode::BAD_REQUEST);
+    }
+    Ok(resp)
+}
+
+/// `POST /oidc/choix`: the aidant's decision — a code for the client, or a refusal.
+#[handler]
+pub async fn decide(
+    req: &Request,
+    body: Body,
+    platform: Data<&Platform>,
+    provider: Data<&Provider>,
+) -> poem::Result<Response> {
+    let bytes = body
+        .into_bytes_limit(64 * 1024)
+        .await
+        .map_err(|_| poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))?;
+    let params = Params::parse(std::str::from_utf8(&bytes).unwrap_or_default());
+    let request = match validated(&params, &provider).await? {
+        Ok(r) => r,
+        Err(refusal) => return refusal_response(refusal, &provider),
+    };
+    let VerifiedScope(scope) =
+        VerifiedScope::from_request(req, &mut RequestBody::default()).await?;
+    if params.get("ac_action") == Some("annuler") {
+        return Ok(denied(&request, &provider, "l'aidant a annulé la demande"));
+    }
+    if !may_use(&platform, &scope).await {
+        return Ok(denied(
+            &request,
+            &provider,
+            "le compte connecté n'est pas habilité à utiliser un mandat dans cette structure",
+        ));
+    }
+    let allowed = allowed(&request, &scope);
+    let csrf = csrf::token(req, platform.settings.http.secure_cookies());
+    let Some(usager) = params
+        .get("ac_usager")
+        .and_then(|u| Uuid::parse_str(u).ok())
+    else {
+        return usagers_page(
+            &scope,
+            &request,
+            &allowed,
+            String::new(),
+            csrf,
+            Some("Choisissez d'abord la personne."),
+        )
+        .await;
+    };
+    let Some(category) = params
+        .get("ac_categorie")
+        .and_then(categories::by_code)
+        .filter(|c| allowed.contains(c))
+    else {
+        return categories_page(
+            &scope,
+            &request,
+            &allowed,
+            usager,
+            csrf,
+            Some("Choisissez l'une des démarches proposées."),
+        )
+        .await;
+    };
+    let code = territory_token(scope.tenant.departement());
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    // The "for whom" check and the grant in one statement: a live authorisation of this
+    // structure for this usager and démarche, or nothing is issued.
+    let issued: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
+             code_challenge, structure_id, aidant_id, session_hash, auth_time, usager_id,
+             mandate_id, authorisation_id, category, issued_at, code_expires_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, a.structure_id, $8, $9, $10, a.usager_id,
+                a.mandate_id, a.id, a.category, now(), now() + make_interval(secs => $11)
+         FROM authorisations a
+         WHERE a.structure_id = $12 AND a.usager_id = $13 AND a.category = $14
+           AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
+         ORDER BY a.expires_at DESC
+         LIMIT 1
+         RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(foundation::auth::secrets::token_hash(&code))
+    .bind(&request.client.client_id)
+    .bind(&request.redirect_uri)
+    .bind(&request.nonce)
+    .bind(&request.scopes)
+    .bind(&request.code_challenge)
+    .bind(scope.me.id)
+    .bind(&scope.me.session_hash)
+    .bind(scope.me.totp_verified_at)
+    .bind(CODE_SECONDS as f64)
+    .bind(scope.structure.id)
+    .bind(usager)
+    .bind(category.code)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    if issued.is_none() {
+        return categories_page(
+            &scope,
+            &request,
+            &allowed,
+            usager,
+            csrf,
+            Some("Le mandat pour cette démarche n'est plus en cours."),
+        )
+        .await;
+    }
+    let location = with_query(
+        &request.redirect_uri,
+        &[
+            ("code", code.as_str()),
+            ("state", request.state.as_str()),
+            ("iss", provider.issuer.as_str()),
+        ],
+    );
+    Ok(Redirect::see_other(location).into_response())
+}

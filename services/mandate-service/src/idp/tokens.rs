@@ -1,0 +1,645 @@
+//! Token, userinfo and end-session endpoints. Errors follow RFC 6749 §5.2 / RFC 6750 §3
+//! (JSON `{"error", "error_description"}`, `Cache-Control: no-store`); end-session errors are
+//! pages, never redirects.
+
+use foundation::app::Platform;
+use foundation::auth::secrets::token_hash;
+use foundation::auth::session::{self, SESSION_COOKIE};
+use foundation::journal::{self, Event, NewEntry};
+use foundation::outbox::{self, Channel, OutboxMessage};
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Redirect};
+use poem::{Body, IntoResponse, Request, Response, handler};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::clients::{self, Credentials};
+use super::request::{Params, with_query};
+use super::{
+    ACCESS_TOKEN_SECONDS, AMR, ID_TOKEN_SECONDS, IDENTITY_CLAIMS, Provider, territory_of,
+    territory_token,
+};
+use crate::categories;
+use crate::jws;
+use crate::web::{db_error, notice};
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+        .body(json!({ "error": error, "error_description": description }).to_string())
+}
+
+fn invalid_grant(description: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+fn unavailable() -> Response {
+    oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "service momentanément indisponible, réessayer",
+    )
+}
+
+fn is_form(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
+}
+
+/// PKCE S256: BASE64URL(SHA-256(verifier)) == challenge.
+fn pkce_ok(challenge: Option<&str>, verifier: Option<&str>) -> bool {
+    use base64::Engine;
+    match (challenge, verifier) {
+        (None, None) => true,
+        (Some(c), Some(v)) if (43..=128).contains(&v.len()) => {
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(v.as_bytes()));
+            foundation::auth::secrets::constant_time_eq(&computed, c)
+        }
+        _ => false,
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: Uuid,
+    client_id: String,
+    redirect_uri: String,
+    nonce: String,
+    scopes: Vec<String>,
+    code_challenge: Option<String>,
+    structure_id: Uuid,
+    aidant_id: Uuid,
+    auth_time: OffsetDateTime,
+    usager_id: Uuid,
+    mandate_id: Uuid,
+    category: String,
+    redeemed: bool,
+    revoked: bool,
+    fresh: bool,
+    live: bool,
+    fc_sub: String,
+    email: Option<String>,
+    structure_name: String,
+}
+
+/// `POST /oidc/token`.
+#[handler]
+pub async fn token(
+    req: &Request,
+    body: Body,
+    platform: Data<&Platform>,
+    provider: Data<&Provider>,
+) -> Response {
+    if !is_form(req) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "corps attendu en application/x-www-form-urlencoded",
+        );
+    }
+    let Ok(bytes) = body.into_bytes_limit(16 * 1024).await else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "corps illisible",
+        );
+    };
+    let params = Params::parse(std::str::from_utf8(&bytes).unwrap_or_default());
+    let basic_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let basic = basic_header.and_then(clients::parse_basic);
+    if basic_header.is_some() && basic.is_none() {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "en-tête Authorization illisible",
+        );
+    }
+    let creds = Credentials {
+        basic,
+        client_id: params.get("client_id").map(str::to_owned),
+        client_secret: params.get("client_secret").map(str::to_owned),
+        client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
+        client_assertion: params.get("client_assertion").map(str::to_owned),
+    };
+    let invalid_client = |why: &str| {
+        let mut resp = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why);
+        if creds.basic.is_some() {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"aidants-connect\""),
+            );
+        }
+        resp
+    };
+    let Some(client_id) = creds.claimed_client() else {
+        return invalid_client("client non identifié");
+    };
+    let client = match provider.clients.get(&client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return invalid_client("client inconnu"),
+        Err(e) => {
+            tracing::error!(error = %e, "identity provider: client lookup failed");
+            return unavailable();
+        }
+    };
+    let token_endpoint = provider.url("/oidc/token");
+    if let Err(e) = clients::authenticate(
+        platform.platform_pool(),
+        &client,
+        &creds,
+        &[token_endpoint.as_str(), provider.issuer.as_str()],
+    )
+    .await
+    {
+        tracing::info!(client = %client.client_id, reason = %e, "identity provider: client authentication failed");
+        return invalid_client("authentification du client refusée");
+    }
+    match params.get("grant_type") {
+        Some("authorization_code") => {}
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type manquant",
+            );
+        }
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "seul authorization_code est pris en charge",
+            );
+        }
+    }
+    let (Some(code), Some(redirect_uri)) = (params.get("code"), params.get("redirect_uri")) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code et redirect_uri sont obligatoires",
+        );
+    };
+    let Some(departement) = territory_of(code) else {
+        return invalid_grant("code inconnu");
+    };
+    let Ok(tenant) = platform.tenancy.context(departement).await else {
+        return invalid_grant("code inconnu");
+    };
+    let outcome = redeem(
+        &tenant,
+        &provider,
+        code,
+        &client,
+        redirect_uri,
+        params.get("code_verifier"),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(body)) => Response::builder()
+            .content_type("application/json")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::PRAGMA, "no-cache")
+            .body(body.to_string()),
+        Ok(Err(why)) => {
+            tracing::info!(client = %client.client_id, reason = why, "identity provider: code refused");
+            invalid_grant(why)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "identity provider: redemption failed");
+            unavailable()
+        }
+    }
+}
+
+/// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
+async fn redeem(
+    tenant: &foundation::tenancy::TenantContext,
+    provider: &Provider,
+    code: &str,
+    client: &clients::Client,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> Result<Result<Value, &'static str>, anyhow::Error> {
+    let mut tx = tenant.begin().await?;
+    let row: Option<GrantRow> = sqlx::query_as(
+        "SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge,
+                g.structure_id, g.aidant_id, g.auth_time, g.usager_id, g.mandate_id, g.category,
+                g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
+                g.code_expires_at > now() AS fresh,
+                (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()) AS live,
+                u.fc_sub, u.email, s.name AS structure_name
+         FROM oidc_grants g
+         JOIN authorisations a ON a.id = g.authorisation_id
+         JOIN usagers u ON u.id = g.usager_id
+         JOIN structures s ON s.id = g.structure_id
+         WHERE g.code_hash = $1
+         FOR UPDATE OF g",
+    )
+    .bind(token_hash(code))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(GrantRow {
+        id: grant,
+        client_id,
+        redirect_uri: grant_redirect,
+        nonce,
+        scopes,
+        code_challenge: challenge,
+        structure_id: structure,
+        aidant_id: aidant,
+        auth_time,
+        usager_id: usager,
+        mandate_id: mandate,
+        category,
+        redeemed,
+        revoked,
+        fresh,
+        live,
+        fc_sub,
+        email,
+        structure_name,
+    }) = row
+    else {
+        return Ok(Err("code inconnu"));
+    };
+    let refusal = if redeemed {
+        Some("code déjà utilisé : les jetons qu'il a donnés sont révoqués")
+    } else if revoked {
+        Some("code révoqué")
+    } else if client_id != client.client_id {
+        Some("code émis pour un autre client")
+    } else if grant_redirect != redirect_uri {
+        Some("redirect_uri différente de celle de la demande")
+    } else if !fresh {
+        Some("code expiré")
+    } else if !pkce_ok(challenge.as_deref(), verifier) {
+        Some("code_verifier incorrect")
+    } else if !live {
+        Some("le mandat ne couvre plus cette démarche")
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        // Whatever the reason, the code is dead, and so is anything it gave.
+        sqlx::query(
+            "UPDATE oidc_grants SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(grant)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(Err(why));
+    }
+    let access_token = territory_token(tx.departement());
+    let now = OffsetDateTime::now_utc();
+    sqlx::query(
+        "UPDATE oidc_grants SET redeemed_at = $2, access_token_hash = $3,
+             access_expires_at = $2 + make_interval(secs => $4)
+         WHERE id = $1",
+    )
+    .bind(grant)
+    .bind(now)
+    .bind(token_hash(&access_token))
+    .bind(ACCESS_TOKEN_SECONDS as f64)
+    .execute(&mut *tx)
+    .await?;
+    journal::append(
+        &mut tx,
+        NewEntry::new(Event::MandateUsed)
+            .structure(structure)
+            .professional(aidant)
+            .usager(usager)
+            .mandate(mandate)
+            .details(json!({ "category": category, "client": client.client_id, "grant": grant })),
+    )
+    .await?;
+    let cat = categories::by_code(&category);
+    if let Some(email) = email.filter(|e| !e.is_empty()) {
+        outbox::enqueue_tenant(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: email,
+                template: "mandate_used",
+                payload: json!({
+                    "structure": structure_name,
+                    "demarche": cat.map(|c| c.label).unwrap_or_default(),
+                    "date": crate::web::date_time(now),
+                }),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let iat = now.unix_timestamp();
+    let id_token = json!({
+        "iss": provider.issuer,
+        "aud": client.client_id,
+        "sub": provider.subject(&client.client_id, &fc_sub),
+        "iat": iat,
+        "exp": iat + ID_TOKEN_SECONDS,
+        "auth_time": auth_time.unix_timestamp(),
+        "nonce": nonce,
+        "acr": "eidas1",
+        "amr": AMR,
+        "rep_scope": [cat.map(|c| c.fc_label).unwrap_or_default()],
+        "sid": format!("{}.{grant}", tenant.departement().as_str()),
+    });
+    let signer = provider.keys.signer(client.signing_alg).await?;
+    Ok(Ok(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "id_token": signer.sign(&id_token),
+        "scope": scopes.join(" "),
+    })))
+}
+
+fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut resp = oauth_error(status, error, description);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("Bearer error=\"{error}\"")) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+type UserinfoRow = (
+    String,
+    Vec<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
+
+/// `GET|POST /oidc/userinfo` with a Bearer access token: a signed JWT of the identity captured
+/// when the mandate was made — while the grant and the mandate are both still valid.
+#[handler]
+pub async fn userinfo(
+    req: &Request,
+    platform: Data<&Platform>,
+    provider: Data<&Provider>,
+) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(bearer) = bearer.filter(|t| !t.is_empty()) else {
+        let mut resp = StatusCode::UNAUTHORIZED.into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"aidants-connect\""),
+        );
+        return resp;
+    };
+    let invalid = || {
+        bearer_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "jeton inconnu, expiré ou révoqué",
+        )
+    };
+    let Some(departement) = territory_of(bearer) else {
+        return invalid();
+    };
+    let Ok(tenant) = platform.tenancy.context(departement).await else {
+        return invalid();
+    };
+    let row: Result<Option<UserinfoRow>, sqlx::Error> = async {
+        let mut tx = tenant.begin().await?;
+        let row = sqlx::query_as(
+            "SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name,
+                    u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry,
+                    u.email
+             FROM oidc_grants g
+             JOIN authorisations a ON a.id = g.authorisation_id
+             JOIN usagers u ON u.id = g.usager_id
+             WHERE g.access_token_hash = $1 AND g.revoked_at IS NULL
+               AND g.access_expires_at > now()
+               AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()",
+        )
+        .bind(token_hash(bearer))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+    .await;
+    let (client_id, scopes, fc_sub, given, family, usage, birthdate, gender, place, country, email) =
+        match row {
+            Ok(Some(r)) => r,
+            Ok(None) => return invalid(),
+            Err(e) => {
+                tracing::error!(error = %e, "identity provider: userinfo lookup failed");
+                return unavailable();
+            }
+        };
+    let client = match provider.clients.get(&client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return invalid(),
+        Err(_) => return unavailable(),
+    };
+    let values: [(&str, Option<String>); 8] = [
+        ("given_name", Some(given)),
+        ("family_name", Some(family)),
+        ("preferred_username", usage.filter(|u| !u.is_empty())),
+        ("birthdate", Some(birthdate)),
+        ("gender", Some(gender)),
+        ("birthplace", Some(place)),
+        ("birthcountry", Some(country)),
+        ("email", email.filter(|e| !e.is_empty())),
+    ];
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "iss": provider.issuer,
+        "aud": client_id,
+        "sub": provider.subject(&client_id, &fc_sub),
+        "iat": now,
+    });
+    for (name, value) in values {
+        let released = IDENTITY_CLAIMS
+            .iter()
+            .find(|(c, _)| *c == name)
+            .is_some_and(|(_, by)| scopes.iter().any(|s| by.contains(&s.as_str())));
+        if let (true, Some(v)) = (released, value) {
+            claims[name] = Value::String(v);
+        }
+    }
+    match provider.keys.signer(client.signing_alg).await {
+        Ok(signer) => Response::builder()
+            .content_type("application/jwt")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(signer.sign(&claims)),
+        Err(e) => {
+            tracing::error!(error = %e, "identity provider: no signing key");
+            unavailable()
+        }
+    }
+}
+
+/// `GET /oidc/session/end`: checks the id_token hint (signed here) and the post-logout URI
+/// (registered for the hint's client), ends the aidant's session of that flow, and sends the
+/// browser back with `state`.
+#[handler]
+pub async fn end_session(
+    req: &Request,
+    platform: Data<&Platform>,
+    provider: Data<&Provider>,
+) -> poem::Result<Response> {
+    let params = Params::parse(req.uri().query().unwrap_or_default());
+    let refuse = |why: &str| {
+        notice(
+            StatusCode::BAD_REQUEST,
+            "Déconnexion impossible",
+            vec![
+                why.to_owned(),
+                "Fermez cette page ; si vous utilisez un poste partagé, déconnectez-vous d'Aidants Connect depuis le menu.".into(),
+            ],
+            Some(("/", "Revenir à l'accueil d'Aidants Connect")),
+        )
+    };
+    let Some(hint) = params.get("id_token_hint") else {
+        return refuse("La demande de déconnexion ne dit pas de quelle connexion il s'agit.");
+    };
+    let keys = provider.keys.jwks().await.map_err(|e| {
+        tracing::error!(error = %e, "identity provider: keys unavailable");
+        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+    })?;
+    let Ok(claims) = jws::verify(hint, &keys.keys) else {
+        return refuse("La demande de déconnexion n'a pas été émise par Aidants Connect.");
+    };
+    if claims["iss"].as_str() != Some(provider.issuer.as_str()) {
+        return refuse("La demande de déconnexion n'a pas été émise par Aidants Connect.");
+    }
+    let client_id = claims["aud"].as_str().unwrap_or_default();
+    let client = provider.clients.get(client_id).await.map_err(db_error)?;
+    let Some(client) = client else {
+        return refuse("Le service qui demande la déconnexion n'est pas reconnu.");
+    };
+    if params
+        .get("client_id")
+        .is_some_and(|c| c != client.client_id)
+    {
+        return refuse("La demande de déconnexion est incohérente.");
+    }
+    let target = match params.get("post_logout_redirect_uri") {
+        Some(uri) if client.post_logout_redirect_uris.iter().any(|u| u == uri) => {
+            Some(uri.to_owned())
+        }
+        Some(_) => {
+            return refuse("L'adresse de retour demandée n'est pas enregistrée pour ce service.");
+        }
+        None => None,
+    };
+    // The flow's grant names the aidant's session: end it.
+    let ended = match claims["sid"].as_str().and_then(|sid| sid.split_once('.')) {
+        Some((dep, grant)) => {
+            let dep = foundation::tenancy::DepartementCode::parse(dep).ok();
+            let grant = Uuid::parse_str(grant).ok();
+            match (dep, grant) {
+                (Some(dep), Some(grant)) => end_flow_session(&platform, dep, grant)
+                    .await
+                    .map_err(db_error)?,
+                _ => false,
+            }
+        }
+        None => false,
+    };
+    let mut resp = match target {
+        Some(uri) => {
+            let state = params.get("state").unwrap_or_default();
+            let to = if state.is_empty() {
+                uri
+            } else {
+                with_query(&uri, &[("state", state)])
+            };
+            Redirect::see_other(to).into_response()
+        }
+        None => notice(
+            StatusCode::OK,
+            "Vous êtes déconnecté",
+            vec!["La session Aidants Connect de cette démarche est terminée.".into()],
+            Some(("/", "Revenir à l'accueil d'Aidants Connect")),
+        )?,
+    };
+    if ended
+        && let Some(cookie) = req.cookie().get(SESSION_COOKIE)
+        && !cookie.value_str().is_empty()
+    {
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            session::cleared_cookie(platform.settings.http.secure_cookies())
+                .to_string()
+                .parse()
+                .map_err(|_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?,
+        );
+    }
+    Ok(resp)
+}
+
+async fn end_flow_session(
+    platform: &Platform,
+    departement: foundation::tenancy::DepartementCode,
+    grant: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let Ok(tenant) = platform.tenancy.context(departement).await else {
+        return Ok(false);
+    };
+    let mut tx = tenant.begin().await?;
+    let session_hash: Option<Vec<u8>> = sqlx::query_scalar(
+        "UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1
+         RETURNING session_hash",
+    )
+    .bind(grant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let Some(hash) = session_hash else {
+        return Ok(false);
+    };
+    let mut conn = platform.platform_pool().acquire().await?;
+    session::end(&mut conn, &hash, "oidc_end_session").await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_example() {
+        // RFC 7636 appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_ok(Some(challenge), Some(verifier)));
+        assert!(!pkce_ok(Some(challenge), Some("x".repeat(43).as_str())));
+        assert!(!pkce_ok(Some(challenge), None));
+        assert!(!pkce_ok(None, Some(verifier)));
+        assert!(pkce_ok(None, None));
+    }
+}
