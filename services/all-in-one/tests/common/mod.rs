@@ -3,6 +3,7 @@
 
 pub mod fc;
 pub mod identity;
+pub mod idp;
 
 use foundation::config::Settings;
 use test_support::database::TestDatabase;

@@ -273,11 +273,14 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Client>, sqlx::Error> {
 /// effect within this time).
 pub const CACHE_FOR: StdDuration = StdDuration::from_secs(5);
 
+/// When a client was read, and what was found.
+type CachedClient = (Instant, Option<Arc<Client>>);
+
 /// Clients as one process sees them, read again after [`CACHE_FOR`].
 #[derive(Clone)]
 pub struct Registry {
     pool: PgPool,
-    cache: Arc<RwLock<HashMap<String, (Instant, Option<Arc<Client>>)>>>,
+    cache: Arc<RwLock<HashMap<String, CachedClient>>>,
 }
 
 impl Registry {

@@ -344,9 +344,20 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The key that signs with `alg` now: the newest whose `signs_from` has come.
+    /// The key that signs with `alg` now: the newest whose `signs_from` has come. A process
+    /// that knows none reads the table again at once (a first RS256 client was just added).
     pub async fn signer(&self, alg: Alg) -> Result<Arc<Signer>, KeyError> {
         self.refresh().await?;
+        match self.current(alg) {
+            Err(KeyError::NoKey(_)) => {
+                self.reload().await?;
+                self.current(alg)
+            }
+            found => found,
+        }
+    }
+
+    fn current(&self, alg: Alg) -> Result<Arc<Signer>, KeyError> {
         let now = OffsetDateTime::now_utc();
         let cache = self
             .cache
@@ -362,9 +373,10 @@ impl KeyStore {
             .ok_or(KeyError::NoKey(alg.as_str()))
     }
 
-    /// The published public keys (the JWK set).
+    /// The published public keys (the JWK set), read from the table itself: a key is published
+    /// from the moment it is committed, whatever any process's cache holds.
     pub async fn jwks(&self) -> Result<JwkSet, KeyError> {
-        self.refresh().await?;
+        self.reload().await?;
         let now = OffsetDateTime::now_utc();
         let cache = self.cache.read().map_err(|_| KeyError::NoKey("ES256"))?;
         let mut keys: Vec<(&OffsetDateTime, Jwk)> = cache
