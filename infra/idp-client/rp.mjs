@@ -3,6 +3,7 @@
 // tests, the browser journey and the demo. Written for Aidants Connect.
 //
 //   node infra/idp-client/rp.mjs [port]      prints "rp listening on <port>" once ready
+//   (with RP_ISSUER, RP_CLIENT_ID, RP_CLIENT_SECRET set, it configures itself at first use)
 //
 // Endpoints (JSON unless said):
 //   GET  /jwks                   public key of its private_key_jwt key pair
@@ -120,6 +121,16 @@ const server = http.createServer(async (req, res) => {
       for await (const chunk of req) raw += chunk;
       await configure(JSON.parse(raw));
       return json(res, 200, { ok: true, redirect_uri: `${origin}/callback` });
+    }
+    // The demo (infra/run up) configures it from the environment, once the platform answers.
+    if (!config && process.env.RP_ISSUER) {
+      await configure({
+        issuer: process.env.RP_ISSUER,
+        client_id: process.env.RP_CLIENT_ID,
+        client_secret: process.env.RP_CLIENT_SECRET,
+        auth_method: 'client_secret_post',
+        alg: 'ES256',
+      });
     }
     if (!config) return json(res, 409, { error: 'not_configured' });
     if (req.method === 'GET' && url.pathname === '/start') return json(res, 200, await start(url.searchParams.get('rep_scope')));

@@ -139,7 +139,7 @@ E
 }
 
 stop_all() {
-  stop_bg otlp-sink; stop_bg fc-standin; stop_bg maildev; stop_bg seaweedfs
+  stop_bg demo-service; stop_bg otlp-sink; stop_bg fc-standin; stop_bg maildev; stop_bg seaweedfs
   ensure_pg_user
   local pgdata; pgdata="$(pg_home)/data"
   if [ -f "$pgdata/PG_VERSION" ]; then
@@ -188,6 +188,23 @@ register_fc_client() {
   export AC_FRANCECONNECT__CLIENT_ID AC_FRANCECONNECT__CLIENT_SECRET
 }
 
+# A demo online service (openid-client) using the platform's identity provider, as
+# FranceConnect does: registered as a client with tenant-admin, started on a free port.
+start_demo_service() {
+  local admin="$1" secret
+  stop_bg demo-service
+  RP_PORT="$(free_port)"
+  secret="$("$admin" --database-url "$AC_ADMIN_DATABASE_URL" idp client add \
+      --client-id "service-demo-$RP_PORT" --name "Service en ligne de démonstration" \
+      --redirect-uri "http://127.0.0.1:$RP_PORT/callback" \
+      --post-logout-redirect-uri "http://127.0.0.1:$RP_PORT/logged-out" \
+    | sed -n 's/^client_secret (affiché une seule fois) : //p')"
+  [ -n "$secret" ] || die "l'enregistrement du service de démonstration a échoué"
+  RP_ISSUER="$AC_HTTP__PUBLIC_URL" RP_CLIENT_ID="service-demo-$RP_PORT" RP_CLIENT_SECRET="$secret" \
+    start_bg demo-service node "$INFRA/idp-client/rp.mjs" "$RP_PORT"
+  wait_for demo-service 30 http_ok "http://127.0.0.1:$RP_PORT/jwks"
+}
+
 # Migrates every schema, loads the demo territory and runs the all-in-one platform.
 up() {
   install_all
@@ -202,10 +219,12 @@ up() {
   export AC_HTTP__PORT="${AC_HTTP__PORT:-$(free_port)}"
   export AC_HTTP__PUBLIC_URL="http://127.0.0.1:$AC_HTTP__PORT"
   register_fc_client "$AC_HTTP__PUBLIC_URL"
+  start_demo_service "$admin"
   print_urls
   cat >&2 <<U
 
   Aidants Connect : $AC_HTTP__PUBLIC_URL
+  Service en ligne de démonstration (utiliser un mandat) : http://127.0.0.1:$RP_PORT
   (Ctrl-C pour arrêter la plateforme ; « infra/run stop » arrête les autres composants.)
 U
   echo $$ >"$RUN_DIR/platform.pid"
@@ -235,6 +254,8 @@ run_bench() {
   "$CARGO_TARGET_DIR/release/bench-migrations" "$@"
   echo
   "$CARGO_TARGET_DIR/release/bench-mandates"
+  echo
+  "$CARGO_TARGET_DIR/release/bench-idp"
 }
 
 # Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of

@@ -1,0 +1,479 @@
+//! Benchmark of the identity provider on the all-in-one application (release build, real
+//! PostgreSQL of the local stack; `infra/run bench`):
+//!
+//! - complete flows at concurrency 16, as FranceConnect and an aidant drive them over HTTP:
+//!   authorize (the usager list), the usager's démarches, the aidant's choice (code), token,
+//!   userinfo — five requests, two write transactions (the grant; the redemption with its
+//!   journal entry and receipt). Targets: ≥ 500 flows/s, p99 ≤ 50 ms per request, and ≥ 50 % of
+//!   the database bound measured in the same run: pgbench running the same two write
+//!   transactions per flow, on the same tables, at the same concurrency;
+//! - token + userinfo pairs alone (codes issued beforehand in the database), concurrency 16:
+//!   target ≥ 2,000 pairs/s.
+
+use std::time::{Duration, Instant};
+
+use foundation::auth::{secrets, session};
+use foundation::tenancy::{DepartementCode, Tenancy};
+use mandate_service::categories;
+use mandate_service::franceconnect::Identity;
+use mandate_service::idp::clients::{self, AuthMethod, NewClient};
+use mandate_service::idp::keys::Alg;
+use mandate_service::mandates::{self, NewMandate};
+use policies::{Domain, Role};
+use test_support::database::TestDatabase;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const WORKERS: usize = 16;
+const RUN: Duration = Duration::from_secs(10);
+const CLIENT: &str = "franceconnect-banc";
+const REDIRECT: &str = "http://127.0.0.1:9/api/v2/oidc-callback";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+struct Worker {
+    cookie: String,
+    usager: Uuid,
+}
+
+fn authorize_query(n: u64) -> String {
+    serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", CLIENT),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid profile email birth"),
+        ("acr_values", "eidas1"),
+        ("prompt", "login"),
+        ("state", &format!("etat-{n:016}-banc-d-essai")),
+        ("nonce", &format!("nonce-{n:016}-banc-d-essai")),
+        (
+            "claims",
+            r#"{"id_token":{"rep_scope":{"essential":true,"values":["Logement"]}}}"#,
+        ),
+    ])
+    .unwrap_or_default()
+}
+
+fn param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).ok()?;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn csrf_of(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().map(str::to_owned)
+}
+
+/// One complete flow; returns each request's latency.
+async fn flow(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    w: &Worker,
+    n: u64,
+    csrf: &mut Option<(String, String)>,
+) -> anyhow::Result<[Duration; 5]> {
+    let query = authorize_query(n);
+    let authorize = format!("{base}/oidc/authorize?{query}");
+    let mut cookie = format!("ac_session={}", w.cookie);
+    if let Some((_, c)) = csrf.as_ref() {
+        cookie.push_str(&format!("; ac_csrf={c}"));
+    }
+    let t = Instant::now();
+    let resp = http.get(&authorize).header("cookie", &cookie).send().await?;
+    anyhow::ensure!(resp.status() == 200, "authorize {}", resp.status());
+    if csrf.is_none() {
+        let set = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("ac_csrf="))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("pas de cookie CSRF"))?;
+        *csrf = Some((set.clone(), set.clone()));
+        cookie.push_str(&format!("; ac_csrf={set}"));
+    }
+    resp.bytes().await?;
+    let t1 = t.elapsed();
+
+    let t = Instant::now();
+    let resp = http
+        .get(format!("{authorize}&ac_usager={}", w.usager))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "démarches {}", resp.status());
+    let html = resp.text().await?;
+    let token = csrf_of(&html).ok_or_else(|| anyhow::anyhow!("pas de jeton CSRF"))?;
+    let t2 = t.elapsed();
+
+    let t = Instant::now();
+    let mut form: Vec<(String, String)> = serde_urlencoded::from_str(&query)?;
+    form.push(("csrf".into(), token));
+    form.push(("ac_usager".into(), w.usager.to_string()));
+    form.push(("ac_categorie".into(), "logement".into()));
+    form.push(("ac_action".into(), "choisir".into()));
+    let resp = http
+        .post(format!("{base}/oidc/choix"))
+        .header("cookie", &cookie)
+        .header("origin", base)
+        .form(&form)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 303, "choix {}", resp.status());
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let code = param(&location, "code").ok_or_else(|| anyhow::anyhow!("pas de code"))?;
+    let t3 = t.elapsed();
+
+    let (t4, t5) = token_and_userinfo(http, base, secret, &code).await?;
+    Ok([t1, t2, t3, t4, t5])
+}
+
+async fn token_and_userinfo(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    code: &str,
+) -> anyhow::Result<(Duration, Duration)> {
+    let t = Instant::now();
+    let resp = http
+        .post(format!("{base}/oidc/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", CLIENT),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "token {}", resp.status());
+    let body: serde_json::Value = resp.json().await?;
+    let access = body["access_token"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(body["id_token"].is_string(), "pas d'id_token");
+    let t4 = t.elapsed();
+    let t = Instant::now();
+    let resp = http
+        .get(format!("{base}/oidc/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "userinfo {}", resp.status());
+    resp.bytes().await?;
+    Ok((t4, t.elapsed()))
+}
+
+/// pgbench with the flow's two write transactions (the grant as the choice writes it; the
+/// redemption's update, journal entry and outbox message), same tables, same concurrency.
+fn pgbench_bound(url: &str, structure: Uuid, usager: Uuid) -> anyhow::Result<f64> {
+    let script = format!(
+        "BEGIN;
+INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes, structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id, authorisation_id, category, issued_at, code_expires_at)
+  SELECT gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), '{CLIENT}', '{REDIRECT}', 'nonce', ARRAY['openid'], a.structure_id, a.usager_id, sha256('s'::bytea), now(), a.usager_id, a.mandate_id, a.id, a.category, now(), now() + interval '30 seconds'
+  FROM dep_33.authorisations a WHERE a.structure_id = '{structure}' AND a.usager_id = '{usager}' AND a.category = 'logement' AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now() ORDER BY a.expires_at DESC LIMIT 1
+  RETURNING id AS gid, code_hash AS ch \\gset
+COMMIT;
+BEGIN;
+SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = :'ch' FOR UPDATE OF g;
+UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :'gid';
+INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
+INSERT INTO dep_33.outbox (id, channel, recipient, template, payload) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}');
+SELECT pg_notify('outbox', '33');
+COMMIT;
+"
+    );
+    let path = std::env::temp_dir().join(format!("idp-bound-{}.sql", Uuid::new_v4().simple()));
+    std::fs::write(&path, script)?;
+    let out = std::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &WORKERS.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &RUN.as_secs().to_string(),
+            "-f",
+        ])
+        .arg(&path)
+        .arg(url)
+        .output()?;
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench : {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("sortie de pgbench illisible : {text}"))?;
+    Ok(tps)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let mut settings = test_support::test_settings(&db.app_url);
+    settings.database.max_connections = 40;
+    let tenancy = Tenancy::load(db.admin.clone()).await?;
+    let ctx = tenancy.context(DepartementCode::parse("33")?).await?;
+    let structure = habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: Uuid::nil(),
+            name: "France Services de banc d'essai".into(),
+            kind: "france_services".into(),
+            commune: foundation::tenancy::CommuneCode::parse("33063")?,
+            address: String::new(),
+            france_services: true,
+        },
+    )
+    .await?;
+    // One aidant per simulated desk, each with a usager holding a mandate; 200 more usagers
+    // make the structure's list realistic.
+    let mut workers = Vec::new();
+    for n in 0..WORKERS + 200 {
+        let mut tx = db.admin.begin().await?;
+        let aidant = habilitation_desk::accounts::create_professional(
+            &mut tx,
+            &format!("aidant-{n}-{}@banc.test", Uuid::new_v4().simple()),
+            &format!("Aidant {n}"),
+        )
+        .await?;
+        habilitation_desk::accounts::grant_role(
+            &mut tx,
+            aidant,
+            Role::Aidant,
+            Domain::Structure(structure),
+            Some("33"),
+        )
+        .await?;
+        tx.commit().await?;
+        let mut ttx = ctx.begin().await?;
+        let identity = Identity {
+            sub: format!("banc-{n}"),
+            given_name: format!("Prénom{n}"),
+            family_name: format!("NOM{n:04}"),
+            preferred_username: None,
+            birthdate: "1970-01-01".into(),
+            gender: "female".into(),
+            birthplace: "33063".into(),
+            birthcountry: "99100".into(),
+            email: Some(format!("usager-{n}@banc.test")),
+        };
+        let usager = mandates::upsert_usager(&mut ttx, &identity, structure, aidant).await?;
+        mandates::create(
+            &mut ttx,
+            &NewMandate {
+                id: Uuid::now_v7(),
+                structure,
+                aidant,
+                usager,
+                categories: vec![
+                    categories::by_code("logement").expect("logement"),
+                    categories::by_code("famille").expect("famille"),
+                ],
+                duration_days: 365,
+                renewal_of: None,
+                idempotency_key: None,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+        ttx.commit().await?;
+        if n < WORKERS {
+            let mut conn = db.admin.acquire().await?;
+            let cookie = session::open(&mut conn, aidant, OffsetDateTime::now_utc(), false).await?;
+            workers.push(Worker {
+                cookie: cookie.value_str().to_owned(),
+                usager,
+            });
+        }
+    }
+    let secret = clients::register(
+        &db.admin,
+        &NewClient {
+            client_id: CLIENT.into(),
+            name: "FranceConnect (banc d'essai)".into(),
+            auth_method: AuthMethod::ClientSecretPost,
+            jwks: None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            signing_alg: Alg::Es256,
+        },
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("pas de secret"))?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    settings.http.port = port;
+    settings.http.public_url = format!("http://127.0.0.1:{port}");
+    let base = settings.http.public_url.clone();
+    let app = all_in_one::build(settings).await?;
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(WORKERS)
+        .build()?;
+
+    println!("Fournisseur d'identité : parcours complets, {WORKERS} simultanés, {} s", RUN.as_secs());
+    let workers = std::sync::Arc::new(workers);
+    // Warm-up, then the measured run.
+    run_flows(&http, &base, &secret, &workers, Duration::from_secs(2)).await?;
+    let started = Instant::now();
+    let (flows, mut times) = run_flows(&http, &base, &secret, &workers, RUN).await?;
+    let rate = flows as f64 / started.elapsed().as_secs_f64();
+    times.sort();
+    let bound = pgbench_bound(&db.admin_url, structure, workers[0].usager)?;
+    println!(
+        "{:<58} {rate:>7.0} /s  p99 {:>6.1} ms/requête  cible ≥ 500 /s et p99 ≤ 50 ms  marge ×{:.2}",
+        "parcours (authorize, démarches, choix, token, userinfo)",
+        ms(percentile(&times, 0.99)),
+        rate / 500.0
+    );
+    println!(
+        "{:<58} {bound:>7.0} /s  parcours ÷ borne = {:.0} %  cible ≥ 50 %",
+        "borne de la base (pgbench, mêmes 2 transactions d'écriture)",
+        rate / bound * 100.0
+    );
+    println!(
+        "{:<58} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        "latence par requête",
+        ms(percentile(&times, 0.50)),
+        ms(percentile(&times, 0.90)),
+        ms(percentile(&times, 0.99)),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+    );
+
+    // Token + userinfo alone: codes written beforehand, as the choice writes them.
+    let codes = issue_codes(&db, structure, 40_000).await?;
+    let started = Instant::now();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(codes));
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (http, base, secret, queue) =
+                (http.clone(), base.clone(), secret.clone(), queue.clone());
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut lat = Vec::new();
+                while started.elapsed() < RUN {
+                    let Some(code) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                        break;
+                    };
+                    let (a, b) = token_and_userinfo(&http, &base, &secret, &code).await?;
+                    lat.push(a);
+                    lat.push(b);
+                    done += 1;
+                }
+                Ok::<_, anyhow::Error>((done, lat))
+            })
+        })
+        .collect();
+    let mut pairs = 0;
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (d, l) = t.await??;
+        pairs += d;
+        lat.extend(l);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort();
+    let rate = pairs as f64 / elapsed;
+    println!(
+        "{:<58} {rate:>7.0} /s  p99 {:>6.1} ms/requête  cible ≥ 2 000 /s  marge ×{:.2}",
+        "token + userinfo seuls, 16 simultanés",
+        ms(percentile(&lat, 0.99)),
+        rate / 2_000.0
+    );
+    Ok(())
+}
+
+async fn run_flows(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    workers: &std::sync::Arc<Vec<Worker>>,
+    duration: Duration,
+) -> anyhow::Result<(u64, Vec<Duration>)> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers.len())
+        .map(|i| {
+            let (http, base, secret) = (http.clone(), base.to_owned(), secret.to_owned());
+            let workers = workers.clone();
+            tokio::spawn(async move {
+                let w = &workers[i];
+                let mut csrf = None;
+                let mut times = Vec::new();
+                let mut n = (i as u64) << 32;
+                let mut done = 0u64;
+                while started.elapsed() < duration {
+                    let t = flow(&http, &base, &secret, w, n, &mut csrf).await?;
+                    times.extend(t);
+                    n += 1;
+                    done += 1;
+                }
+                Ok::<_, anyhow::Error>((done, times))
+            })
+        })
+        .collect();
+    let mut flows = 0;
+    let mut times = Vec::new();
+    for t in tasks {
+        let (d, ts) = t.await??;
+        flows += d;
+        times.extend(ts);
+    }
+    Ok((flows, times))
+}
+
+/// `count` codes for the structure's usagers, written as the aidant's choice writes them.
+async fn issue_codes(
+    db: &TestDatabase,
+    structure: Uuid,
+    count: i64,
+) -> anyhow::Result<Vec<String>> {
+    let codes: Vec<String> = (0..count)
+        .map(|_| format!("33.{}", secrets::new_token()))
+        .collect();
+    let hashes: Vec<Vec<u8>> = codes.iter().map(|c| secrets::token_hash(c)).collect();
+    sqlx::query(
+        "INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
+             structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id,
+             authorisation_id, category, issued_at, code_expires_at)
+         SELECT gen_random_uuid(), h.hash, $2, $3, 'nonce', ARRAY['openid','profile','email','birth'],
+                a.structure_id, a.usager_id, sha256('s'::bytea), now(), a.usager_id, a.mandate_id,
+                a.id, a.category, now(), now() + interval '30 seconds'
+         FROM unnest($1::bytea[]) WITH ORDINALITY AS h(hash, n)
+         JOIN LATERAL (SELECT * FROM dep_33.authorisations
+                       WHERE structure_id = $4 AND category = 'logement'
+                       ORDER BY id OFFSET (h.n % 200) LIMIT 1) a ON true",
+    )
+    .bind(&hashes)
+    .bind(CLIENT)
+    .bind(REDIRECT)
+    .bind(structure)
+    .execute(&db.admin)
+    .await?;
+    Ok(codes)
+}
