@@ -88,7 +88,11 @@ async fn flow(
         cookie.push_str(&format!("; ac_csrf={c}"));
     }
     let t = Instant::now();
-    let resp = http.get(&authorize).header("cookie", &cookie).send().await?;
+    let resp = http
+        .get(&authorize)
+        .header("cookie", &cookie)
+        .send()
+        .await?;
     anyhow::ensure!(resp.status() == 200, "authorize {}", resp.status());
     if csrf.is_none() {
         let set = resp
@@ -186,11 +190,11 @@ fn pgbench_bound(url: &str, structure: Uuid, usager: Uuid) -> anyhow::Result<f64
 INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes, structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id, authorisation_id, category, issued_at, code_expires_at)
   SELECT gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), '{CLIENT}', '{REDIRECT}', 'nonce', ARRAY['openid'], a.structure_id, a.usager_id, sha256('s'::bytea), now(), a.usager_id, a.mandate_id, a.id, a.category, now(), now() + interval '30 seconds'
   FROM dep_33.authorisations a WHERE a.structure_id = '{structure}' AND a.usager_id = '{usager}' AND a.category = 'logement' AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now() ORDER BY a.expires_at DESC LIMIT 1
-  RETURNING id AS gid, code_hash AS ch \\gset
+  RETURNING id::text AS gid, encode(code_hash, 'hex') AS ch \\gset
 COMMIT;
 BEGIN;
-SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = :'ch' FOR UPDATE OF g;
-UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :'gid';
+SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = decode(:ch, 'hex') FOR UPDATE OF g;
+UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid;
 INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
 INSERT INTO dep_33.outbox (id, channel, recipient, template, payload) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}');
 SELECT pg_notify('outbox', '33');
@@ -202,6 +206,8 @@ COMMIT;
     let out = std::process::Command::new("pgbench")
         .args([
             "-n",
+            "-M",
+            "prepared",
             "-c",
             &WORKERS.to_string(),
             "-j",
@@ -337,7 +343,10 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(WORKERS)
         .build()?;
 
-    println!("Fournisseur d'identité : parcours complets, {WORKERS} simultanés, {} s", RUN.as_secs());
+    println!(
+        "Fournisseur d'identité : parcours complets, {WORKERS} simultanés, {} s",
+        RUN.as_secs()
+    );
     let workers = std::sync::Arc::new(workers);
     // Warm-up, then the measured run.
     run_flows(&http, &base, &secret, &workers, Duration::from_secs(2)).await?;
