@@ -5,30 +5,9 @@
 // Request: {"base", "rp", "rep_scope", "email", "code", "maildev", "usager_name", "category"}.
 // Result: {"pages": [{"url", "violations"}], "identity": {given_name, family_name, rep_scope},
 //          "steps": [..]}.
-import { launch, axe, readRequest } from './lib.mjs';
+import { launch, axe, readRequest, tabTo, loginLink } from './lib.mjs';
 
 const { base, rp, rep_scope: repScope, email, code, maildev, usager_name: usagerName, category } = await readRequest();
-
-async function tabTo(page, selector, max = 80) {
-  for (let i = 0; i < max; i += 1) {
-    await page.keyboard.press('Tab');
-    if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
-  }
-  throw new Error(`focus never reached ${selector} on ${page.url()}`);
-}
-
-async function loginLink() {
-  for (let i = 0; i < 200; i += 1) {
-    const mails = await (await fetch(`${maildev}/api/email`)).json();
-    const links = mails
-      .filter((m) => (m.to || []).some((t) => t.address === email))
-      .map((m) => (m.text || '').split(/\s+/).find((w) => w.includes('/connexion/lien')))
-      .filter(Boolean);
-    if (links.length) return links[links.length - 1];
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no login link received');
-}
 
 const browser = await launch();
 const pages = [];
@@ -48,7 +27,7 @@ try {
   await page.keyboard.press('Enter');
   await page.waitForSelector('text=Consultez votre messagerie');
   await check(page);
-  await page.goto(await loginLink(), { waitUntil: 'load' });
+  await page.goto(await loginLink(maildev, email), { waitUntil: 'load' });
   await check(page);
   await tabTo(page, 'button[type=submit]');
   await page.keyboard.press('Enter');

@@ -31,3 +31,26 @@ export async function readRequest() {
   for await (const chunk of process.stdin) data += chunk;
   return JSON.parse(data || '{}');
 }
+
+// Presses Tab until the focused element matches `selector` (keyboard only, as a user would).
+export async function tabTo(page, selector, max = 80) {
+  for (let i = 0; i < max; i += 1) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
+  }
+  throw new Error(`focus never reached ${selector} on ${page.url()}`);
+}
+
+// The newest login link MailDev received for `email`.
+export async function loginLink(maildev, email) {
+  for (let i = 0; i < 200; i += 1) {
+    const mails = await (await fetch(`${maildev}/api/email`)).json();
+    const links = mails
+      .filter((m) => (m.to || []).some((t) => t.address === email))
+      .map((m) => (m.text || '').split(/\s+/).find((w) => w.includes('/connexion/lien')))
+      .filter(Boolean);
+    if (links.length) return links[links.length - 1];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no login link received');
+}

@@ -98,18 +98,21 @@ fn paris_offset(t: OffsetDateTime) -> time::UtcOffset {
     time::UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(time::UtcOffset::UTC)
 }
 
+/// `1962-08-24` → `le 24/08/1962` (unknown month or day said as such).
+pub(crate) fn birth_day(d: &str) -> String {
+    if d.len() != 10 {
+        return d.to_owned();
+    }
+    let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
+    match (m, day) {
+        ("00", _) => format!("en {y}"),
+        (_, "00") => format!("en {m}/{y}"),
+        _ => format!("le {day}/{m}/{y}"),
+    }
+}
+
 pub(crate) fn birth_text(identity: &Identity) -> String {
-    let d = &identity.birthdate;
-    let shown = if d.len() == 10 {
-        let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
-        match (m, day) {
-            ("00", _) => format!("en {y}"),
-            (_, "00") => format!("en {m}/{y}"),
-            _ => format!("le {day}/{m}/{y}"),
-        }
-    } else {
-        d.clone()
-    };
+    let shown = birth_day(&identity.birthdate);
     let place = if identity.birthcountry == "99100" {
         format!("à la commune INSEE {}", identity.birthplace)
     } else {

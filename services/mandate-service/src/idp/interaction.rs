@@ -19,7 +19,7 @@ use super::{CODE_SECONDS, Provider, territory_token};
 use crate::categories::{self, Category};
 use crate::mandates::search_key;
 use crate::scope::{Scope, VerifiedScope};
-use crate::web::{THEME, date, db_error, display_name, nav, notice};
+use crate::web::{THEME, birth_day, date, db_error, display_name, nav, notice};
 
 const MAX_ROWS: i64 = 50;
 
@@ -251,7 +251,7 @@ async fn usagers_page(
             link.push(("ac_usager", &id));
             UsagerRow {
                 name: display_name(&given, &family, usage.as_deref()),
-                birth: birth_date(&birthdate),
+                birth: birth_day(&birthdate),
                 categories: cats
                     .iter()
                     .map(|c| categories::label(c))
@@ -279,19 +279,6 @@ async fn usagers_page(
         error,
     })?;
     Ok(with_form_target(resp, request))
-}
-
-/// `1962-08-24` → `24/08/1962` (unknown parts shown as such).
-fn birth_date(d: &str) -> String {
-    if d.len() != 10 {
-        return d.to_owned();
-    }
-    let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
-    match (m, day) {
-        ("00", _) => format!("en {y}"),
-        (_, "00") => format!("en {m}/{y}"),
-        _ => format!("le {day}/{m}/{y}"),
-    }
 }
 
 async fn categories_page(

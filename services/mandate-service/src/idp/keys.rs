@@ -285,26 +285,24 @@ impl KeyStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        let known: Vec<String> = self
+        // Keys already decrypted are reused as they are.
+        let known: HashMap<String, Arc<Signer>> = self
             .cache
             .read()
-            .map(|c| c.keys.keys().cloned().collect())
+            .map(|c| {
+                c.keys
+                    .iter()
+                    .map(|(kid, k)| (kid.clone(), k.signer.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut keys = HashMap::new();
         for (kid, alg, jwk, private, nonce, version, signs_from, unpublished_at) in rows {
             let Some(alg) = Alg::parse(&alg) else {
                 continue;
             };
-            let existing = if known.contains(&kid) {
-                self.cache
-                    .read()
-                    .ok()
-                    .and_then(|c| c.keys.get(&kid).map(|k| k.signer.clone()))
-            } else {
-                None
-            };
-            let signer = match existing {
-                Some(s) => s,
+            let signer = match known.get(&kid) {
+                Some(s) => s.clone(),
                 None => {
                     let bytes = self
                         .cipher
