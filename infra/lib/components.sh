@@ -16,6 +16,12 @@ S
   fi
   # shellcheck disable=SC1090
   source "$SECRETS"
+  # Added later than the others: existing secret files get it on their next start.
+  if [ -z "${SMS_TOKEN:-}" ]; then
+    (umask 077; echo "SMS_TOKEN=$(secret)" >>"$SECRETS")
+    # shellcheck disable=SC1090
+    source "$SECRETS"
+  fi
 }
 
 # Reads a value previously written to stack.env (empty if none).
@@ -90,6 +96,14 @@ start_maildev() {
   wait_for maildev 30 http_ok "http://127.0.0.1:$MAILDEV_PORT/api/healthz"
 }
 
+start_sms_gateway() {
+  if pid_alive sms-gateway; then SMS_PORT="$(stack_get AC_SMS_GATEWAY_PORT)"; return; fi
+  SMS_PORT="$(free_port)"; mkdir -p "$AC_DATA_DIR/sms-gateway"
+  SMS_PORT="$SMS_PORT" SMS_TOKEN="$SMS_TOKEN" SMS_DATA="$AC_DATA_DIR/sms-gateway/messages.jsonl" \
+    start_bg sms-gateway node "$INFRA/sms-gateway/server.mjs"
+  wait_for sms-gateway 30 http_ok "http://127.0.0.1:$SMS_PORT/v1/messages"
+}
+
 start_fc() {
   if pid_alive fc-standin; then FC_PORT="$(stack_get AC_FC_PORT)"; return; fi
   FC_PORT="$(free_port)"
@@ -110,6 +124,7 @@ start_all() {
   start_postgres
   start_seaweedfs
   start_maildev
+  start_sms_gateway
   start_fc
   start_otlp
   local tmp="$STACK_ENV.tmp"
@@ -126,6 +141,10 @@ export AC_SMTP__HOST=127.0.0.1
 export AC_SMTP__PORT=$SMTP_PORT
 export AC_MAILDEV_PORT=$MAILDEV_PORT
 export AC_MAILDEV_URL=http://127.0.0.1:$MAILDEV_PORT
+export AC_SMS_GATEWAY_PORT=$SMS_PORT
+export AC_SMS__PROVIDER=http_json
+export AC_SMS__GATEWAY_URL=http://127.0.0.1:$SMS_PORT/v1/messages
+export AC_SMS__API_TOKEN=$SMS_TOKEN
 export AC_FC_PORT=$FC_PORT
 export AC_FC_ISSUER=http://127.0.0.1:$FC_PORT/api/v2
 export AC_OTLP_PORT=$OTLP_PORT
@@ -139,7 +158,7 @@ E
 }
 
 stop_all() {
-  stop_bg demo-service; stop_bg otlp-sink; stop_bg fc-standin; stop_bg maildev; stop_bg seaweedfs
+  stop_bg demo-service; stop_bg otlp-sink; stop_bg fc-standin; stop_bg sms-gateway; stop_bg maildev; stop_bg seaweedfs
   ensure_pg_user
   local pgdata; pgdata="$(pg_home)/data"
   if [ -f "$pgdata/PG_VERSION" ]; then
@@ -156,7 +175,7 @@ status_all() {
   else
     echo "postgres     arrêté"
   fi
-  for c in seaweedfs maildev fc-standin otlp-sink platform; do
+  for c in seaweedfs maildev sms-gateway fc-standin otlp-sink platform; do
     if pid_alive "$c"; then printf '%-12s en marche  pid %s\n' "$c" "$(cat "$RUN_DIR/$c.pid")"; else printf '%-12s arrêté\n' "$c"; fi
   done
 }
@@ -168,6 +187,7 @@ print_urls() {
   PostgreSQL     127.0.0.1:$AC_PG_PORT (base aidants)
   S3 (SeaweedFS) $AC_OBJECT_STORE__ENDPOINT
   MailDev        $AC_MAILDEV_URL  (courriels envoyés)
+  SMS            http://127.0.0.1:$AC_SMS_GATEWAY_PORT/  (passerelle SMS locale, SMS envoyés)
   FranceConnect  $AC_FC_ISSUER  (simulateur)
   OTLP           $AC_TELEMETRY__OTLP_ENDPOINT
 U

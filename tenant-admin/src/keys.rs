@@ -80,16 +80,7 @@ async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
             .await?;
     let departement = departement.ok_or_else(|| anyhow::anyhow!("tenant inconnu {tenant}"))?;
     let settings = foundation::config::Settings::load()?;
-    let store = document_vault_bridge::store::Store::new(&settings.object_store).await;
-    let master = SeedCipher::new(
-        &settings.security.document_master_key,
-        settings.security.document_master_key_version,
-    )?;
-    let vault = document_vault_bridge::vault::Vault::new(
-        store,
-        master,
-        settings.security.link_secret.clone(),
-    );
+    let vault = document_vault_bridge::vault_from_settings(&settings).await?;
     let tenancy = foundation::tenancy::Tenancy::load(pool.clone()).await?;
     let territory = tenancy
         .context(foundation::tenancy::DepartementCode::parse(&departement)?)

@@ -6,6 +6,7 @@ mod demo;
 mod idp;
 mod journal;
 mod keys;
+mod letters;
 mod migrate;
 mod professionals;
 
@@ -83,6 +84,11 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// Courriers papier : lots PDF à imprimer pour les usagers sans courriel ni portable.
+    Letters {
+        #[command(subcommand)]
+        command: letters::LettersCommand,
     },
     /// Courriel de test, déposé dans la file d'envoi.
     Mail {
@@ -241,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
         Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
         Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,
+        Command::Letters { command } => letters::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

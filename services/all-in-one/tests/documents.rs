@@ -1,6 +1,7 @@
 //! The document vault against SeaweedFS and Postgres: only ciphertext in the store, signed
 //! links that expire and cannot be altered, no document across territories, size and type
-//! limits, idempotent retention purge, a clear 503 when the store is down.
+//! limits, idempotent retention purge, a clear 503 while the store is stopped and recovery
+//! without intervention once it is back.
 
 mod common;
 
@@ -233,27 +234,57 @@ async fn the_retention_purge_deletes_exactly_what_is_due_and_is_idempotent() {
     );
 }
 
-#[tokio::test]
-async fn a_store_that_does_not_answer_gives_a_clear_503_and_nothing_else_breaks() {
-    // An endpoint where nothing listens stands for a stopped store (the shared SeaweedFS of
-    // the test run cannot be stopped without disturbing the other tests).
-    let dead = |s: &mut foundation::config::Settings| {
-        s.object_store.endpoint = "http://127.0.0.1:9".into();
+async fn store_check(app: &TestApp) -> bool {
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
+    ready["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "object_store")
+        .expect("store")["ok"]
+        == true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_store_gives_a_clear_503_nothing_else_breaks_and_it_recovers_alone() {
+    // A SeaweedFS of this test's own, really stopped then restarted (the stack's is shared).
+    let mut seaweed = test_support::private_seaweedfs::PrivateSeaweedFs::start().await;
+    let (endpoint, access, secret) = (
+        seaweed.endpoint(),
+        seaweed.access_key.clone(),
+        seaweed.secret_key.clone(),
+    );
+    let private = move |s: &mut foundation::config::Settings| {
+        s.object_store.endpoint = endpoint.clone();
+        s.object_store.access_key_id = access.clone();
+        s.object_store.secret_access_key = secret.clone().into();
         s.object_store.timeout_ms = 1_000;
     };
     let db = test_support::database::TestDatabase::with_departements(&["33"]).await;
-    let app = spawn_app_with(db, dead).await;
-    let platform = platform_of(&app, dead).await;
+    let app = spawn_app_with(db, private.clone()).await;
+    let platform = platform_of(&app, private).await;
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
+    let tenant = Uuid::new_v4();
+    let before = put_until_stored(&vault, &platform, tenant, "avant").await;
+    let link = vault.link(
+        "33",
+        before,
+        time::Duration::minutes(10),
+        time::OffsetDateTime::now_utc(),
+    );
+    assert_eq!(app.get(&link).await.status(), 200);
+
+    seaweed.stop().await;
+    // Writing: a clear error within the timeout, no reference left without its object.
     let started = Instant::now();
     let outcome = put(
         &vault,
         &platform,
         "33",
-        Uuid::new_v4(),
-        &pdf("x"),
+        tenant,
+        &pdf("pendant"),
         Retention::MandateArchive,
     )
     .await;
@@ -267,11 +298,18 @@ async fn a_store_that_does_not_answer_gives_a_clear_503_and_nothing_else_breaks(
         .fetch_one(&app.db.admin)
         .await
         .expect("count");
-    assert_eq!(rows, 0, "aucune référence sans objet");
+    assert_eq!(rows, 1, "aucune référence sans objet");
     assert_eq!(
         VaultError::Unavailable.to_string(),
         "le stockage des documents est momentanément indisponible ; réessayez dans quelques minutes"
     );
+    // Reading through a link: a French 503 page, quickly.
+    let started = Instant::now();
+    let resp = app.get(&link).await;
+    assert_eq!(resp.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("momentanément indisponible"), "{page}");
 
     // Everything else keeps working; readiness names the store.
     assert_eq!(app.get("/").await.status(), 200);
@@ -281,15 +319,39 @@ async fn a_store_that_does_not_answer_gives_a_clear_503_and_nothing_else_breaks(
             .status(),
         200
     );
-    let ready: serde_json::Value = app.get("/health/ready").await.json().await.expect("json");
-    let store = ready["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "object_store")
-        .expect("store")
-        .clone();
-    assert_eq!(store["ok"], false);
+    assert!(!store_check(&app).await);
+
+    // Restarted: the same vault, without any intervention, reads and writes again.
+    seaweed.restart().await;
+    let after = put_until_stored(&vault, &platform, tenant, "après").await;
+    assert_ne!(after, before);
+    let resp = app.get(&link).await;
+    assert_eq!(resp.status(), 200);
+    assert!(String::from_utf8_lossy(&resp.bytes().await.expect("corps")).contains("avant"));
+    assert!(store_check(&app).await);
+}
+
+/// Stores a document, retrying while a just-started store warms up (within a minute).
+async fn put_until_stored(vault: &Vault, platform: &Platform, tenant: Uuid, marker: &str) -> Uuid {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match put(
+            vault,
+            platform,
+            "33",
+            tenant,
+            &pdf(marker),
+            Retention::MandateArchive,
+        )
+        .await
+        {
+            Ok(id) => return id,
+            Err(VaultError::Unavailable) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(e) => panic!("dépôt impossible : {e}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use foundation::app::Platform;
 use foundation::outbox::{
     Channel, MAX_ATTEMPTS, OutboxMessage, enqueue_platform, list_stuck, requeue,
 };
-use notification_mailer::smtp::Mailer;
 use notification_mailer::worker::OutboxWorker;
 use test_support::database::TestDatabase;
 use test_support::private_maildev::PrivateMailDev;
@@ -129,7 +128,7 @@ async fn a_worker_dying_between_send_and_record_does_not_send_twice() {
     let platform = Platform::connect(settings.clone())
         .await
         .expect("plateforme");
-    let worker = || OutboxWorker::new(platform.clone(), Mailer::new(&settings.smtp).expect("smtp"));
+    let worker = || OutboxWorker::from_platform(platform.clone()).expect("worker");
     let to = format!("crash-{}@example.test", Uuid::new_v4().simple());
     let id = enqueue(&db, &to, "operator_test").await;
 
@@ -165,7 +164,7 @@ async fn dead_letters_are_listed_and_requeued() {
     let platform = Platform::connect(settings.clone())
         .await
         .expect("plateforme");
-    let worker = OutboxWorker::new(platform.clone(), Mailer::new(&settings.smtp).expect("smtp"));
+    let worker = OutboxWorker::from_platform(platform.clone()).expect("worker");
     let to = format!("mort-{}@example.test", Uuid::new_v4().simple());
     // A template that does not exist: a permanent failure, given up at once.
     let id = enqueue(&db, &to, "modele_inexistant").await;

@@ -36,8 +36,13 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
 
 /// The vault as the other services use it (attestations, court decisions…).
 pub async fn vault(platform: &Platform) -> anyhow::Result<vault::Vault> {
-    let store = store::Store::new(&platform.settings.object_store).await;
-    let security = &platform.settings.security;
+    vault_from_settings(&platform.settings).await
+}
+
+/// The vault from the settings alone (tools).
+pub async fn vault_from_settings(settings: &Settings) -> anyhow::Result<vault::Vault> {
+    let store = store::Store::new(&settings.object_store).await;
+    let security = &settings.security;
     let master = foundation::auth::secrets::SeedCipher::new(
         &security.document_master_key,
         security.document_master_key_version,

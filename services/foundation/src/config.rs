@@ -45,6 +45,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub smtp: SmtpSettings,
+    pub sms: SmsSettings,
     pub object_store: ObjectStoreSettings,
     pub telemetry: TelemetrySettings,
     pub web: WebSettings,
@@ -133,6 +134,30 @@ pub struct SmtpSettings {
     pub retry_base_ms: u64,
 }
 
+/// The SMS channel: an HTTP gateway. With `provider = "none"` SMS messages wait in the outbox
+/// (retried, then dead letters an operator re-queues once a gateway is configured).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmsSettings {
+    pub provider: SmsProvider,
+    /// Endpoint receiving one POST per message (`http_json`, see ARCHITECTURE.md).
+    pub gateway_url: String,
+    /// Sent as `Authorization: Bearer …`.
+    #[serde(serialize_with = "serialize_secret")]
+    pub api_token: SecretString,
+    /// Sender name shown on the phone (11 characters at most with most operators).
+    pub sender: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProvider {
+    None,
+    /// JSON `{to, text, sender}` with an `Idempotency-Key` header: the gateway must not send a
+    /// message twice for the same key, which makes retries after a lost answer safe.
+    HttpJson,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
@@ -189,6 +214,7 @@ const LOCAL_LINK_SECRET: &str = "local-link-secret";
 const LOCAL_JOURNAL_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const LOCAL_IDP_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const LOCAL_SUBJECT_KEY: &str = "local-subject-key";
+const LOCAL_SMS_TOKEN: &str = "local-sms-token";
 /// 32 zero bytes: development and tests only.
 const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
@@ -216,6 +242,13 @@ impl Default for Settings {
                 from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),
                 timeout_ms: 10_000,
                 retry_base_ms: 2_000,
+            },
+            sms: SmsSettings {
+                provider: SmsProvider::None,
+                gateway_url: String::new(),
+                api_token: LOCAL_SMS_TOKEN.into(),
+                sender: "AidantsCo".into(),
+                timeout_ms: 5_000,
             },
             object_store: ObjectStoreSettings {
                 endpoint: "http://127.0.0.1:8333".into(),
@@ -312,6 +345,11 @@ impl Settings {
                     "AC_SECURITY__IDP_SUBJECT_KEY",
                 ));
             }
+            if self.sms.provider != SmsProvider::None
+                && self.sms.api_token.expose_secret() == LOCAL_SMS_TOKEN
+            {
+                return Err(ConfigError::DefaultSecretInProduction("AC_SMS__API_TOKEN"));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -359,6 +397,13 @@ mod tests {
         settings.security.idp_key_encryption_key = "cmVhbA==".into();
         assert!(settings.validate().is_err(), "subject key still local");
         settings.security.idp_subject_key = "real".into();
+        assert!(settings.validate().is_ok());
+        settings.sms.provider = SmsProvider::HttpJson;
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::DefaultSecretInProduction("AC_SMS__API_TOKEN"))
+        ));
+        settings.sms.api_token = "real".into();
         assert!(settings.validate().is_ok());
     }
 

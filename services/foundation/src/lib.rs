@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod journal;
 /// The transactional outbox producers write to.
 pub mod outbox;
+/// Printable documents (PDF).
+pub mod pdf;
 /// Logs, traces, the per-request span.
 pub mod telemetry;
 /// Per-département schemas, roles, migrations, tenants and reference territories.

@@ -71,23 +71,106 @@ pub async fn enqueue_tenant(
     tx: &mut TenantTx,
     message: &OutboxMessage,
 ) -> Result<Uuid, sqlx::Error> {
+    insert_tenant(tx, message, None).await
+}
+
+async fn insert_tenant(
+    tx: &mut TenantTx,
+    message: &OutboxMessage,
+    structure: Option<Uuid>,
+) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO outbox (id, channel, recipient, template, payload) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox (id, channel, recipient, template, payload, structure_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(message.channel.as_str())
     .bind(&message.recipient)
     .bind(message.template)
     .bind(&message.payload)
+    .bind(structure)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(tx.departement().as_str())
-        .execute(&mut **tx)
-        .await?;
+    // Letters wait for their structure's batch: nothing to wake.
+    if message.channel != Channel::Letter {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(tx.departement().as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(id)
+}
+
+/// How a usager can be reached, as recorded on the usager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsagerContact {
+    pub email: Option<String>,
+    /// E.164 mobile number.
+    pub phone: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+impl UsagerContact {
+    /// The channel a receipt takes (product.md §9): e-mail, else SMS, else a printed letter;
+    /// none when the usager left no way to be reached.
+    pub fn route(&self) -> Option<(Channel, &str)> {
+        fn known(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        known(&self.email)
+            .map(|e| (Channel::Email, e))
+            .or_else(|| known(&self.phone).map(|p| (Channel::Sms, p)))
+            .or_else(|| known(&self.postal_address).map(|a| (Channel::Letter, a)))
+    }
+}
+
+/// Queues a receipt to a usager of `structure` by the channel their contact allows, inside the
+/// caller's tenant transaction. Returns the message id and channel, or `None` when the usager
+/// cannot be reached (nothing queued).
+pub async fn enqueue_usager_receipt(
+    tx: &mut TenantTx,
+    structure: Uuid,
+    contact: &UsagerContact,
+    template: &'static str,
+    payload: Value,
+) -> Result<Option<(Uuid, Channel)>, sqlx::Error> {
+    let Some((channel, recipient)) = contact.route() else {
+        return Ok(None);
+    };
+    let message = OutboxMessage {
+        channel,
+        recipient: recipient.to_owned(),
+        template,
+        payload,
+    };
+    let id = insert_tenant(tx, &message, Some(structure)).await?;
+    Ok(Some((id, channel)))
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::*;
+
+    #[test]
+    fn receipts_go_by_email_else_sms_else_letter() {
+        let mut contact = UsagerContact {
+            email: Some("a@b.fr".into()),
+            phone: Some("+33612345678".into()),
+            postal_address: Some("1 rue X\n33000 Bordeaux".into()),
+        };
+        assert_eq!(contact.route(), Some((Channel::Email, "a@b.fr")));
+        contact.email = Some("  ".into());
+        assert_eq!(contact.route(), Some((Channel::Sms, "+33612345678")));
+        contact.phone = None;
+        assert_eq!(
+            contact.route(),
+            Some((Channel::Letter, "1 rue X\n33000 Bordeaux"))
+        );
+        contact.postal_address = None;
+        assert_eq!(contact.route(), None);
+    }
 }
 
 /// A message that needs an operator: given up after its attempts (`dead`), or whose sending

@@ -3,7 +3,10 @@
 //! pdf-writer and the standard Helvetica font in WinAnsi encoding (French accents included),
 //! so no font file is embedded and the document stays small.
 
-use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+pub use foundation::pdf::shown_text;
+#[cfg(test)]
+use foundation::pdf::winansi;
+use foundation::pdf::{BOLD, LEFT, Page, REGULAR, document, wrap};
 use qrcode::EcLevel;
 
 /// What a mandate attestation states.
@@ -44,49 +47,6 @@ const LEGAL_TEXT: &[&str] = &[
     "Les données personnelles sont traitées pour l'exécution du mandat, conservées pendant sa durée puis archivées selon la durée légale, et ne sont jamais cédées. La personne dispose de droits d'accès, de rectification et d'opposition.",
 ];
 
-/// A character in WinAnsi (Windows-1252), or `?` when it has no place there.
-fn winansi(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| match c {
-            ' '..='~' => c as u8,
-            '\u{a0}' | '\u{202f}' => 0xA0,
-            '\u{a1}'..='\u{ff}' => c as u32 as u8,
-            '€' => 0x80,
-            '…' => 0x85,
-            'Œ' => 0x8C,
-            '‘' => 0x91,
-            '’' => 0x92,
-            '“' => 0x93,
-            '”' => 0x94,
-            '•' => 0x95,
-            '–' => 0x96,
-            '—' => 0x97,
-            'œ' => 0x9C,
-            _ => b'?',
-        })
-        .collect()
-}
-
-/// Splits a paragraph into lines of at most `width` characters (Helvetica at the sizes used
-/// here fits about that many on the page's text width).
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
 /// The modules of a QR code (error correction M) for `url`. One fixed mask (checkerboard)
 /// instead of trying the eight: scoring every mask was the costliest step of a whole mandate
 /// creation, and any mask is a valid QR code that phones read.
@@ -103,46 +63,14 @@ fn qr_modules(url: &str) -> Option<(usize, Vec<qrcode::Color>)> {
     Some((version.width() as usize, canvas.into_colors()))
 }
 
-struct Page {
-    content: Content,
-    y: f32,
+/// What attestations add to a plain page: labelled fields, signature boxes, a QR code.
+trait AttestationPage {
+    fn field(&mut self, label: &str, value: &str);
+    fn signature_boxes(&mut self, labels: &[&str]);
+    fn qr(&mut self, url: &str, x: f32, y: f32, size: f32);
 }
 
-const LEFT: f32 = 50.0;
-const REGULAR: Name<'static> = Name(b"F1");
-const BOLD: Name<'static> = Name(b"F2");
-
-impl Page {
-    fn new() -> Self {
-        Page {
-            content: Content::new(),
-            y: 790.0,
-        }
-    }
-
-    fn text(&mut self, font: Name, size: f32, x: f32, y: f32, s: &str) {
-        self.content.begin_text();
-        self.content.set_font(font, size);
-        self.content.next_line(x, y);
-        self.content.show(Str(&winansi(s)));
-        self.content.end_text();
-    }
-
-    fn heading(&mut self, s: &str, size: f32) {
-        self.y -= size + 6.0;
-        self.text(BOLD, size, LEFT, self.y, s);
-        self.y -= 4.0;
-    }
-
-    fn paragraph(&mut self, s: &str, size: f32) {
-        let width = (930.0 / size) as usize;
-        for line in wrap(s, width) {
-            self.y -= size + 3.5;
-            self.text(REGULAR, size, LEFT, self.y, &line);
-        }
-        self.y -= 4.0;
-    }
-
+impl AttestationPage for Page {
     fn field(&mut self, label: &str, value: &str) {
         self.y -= 14.0;
         self.text(BOLD, 10.0, LEFT, self.y, label);
@@ -190,43 +118,6 @@ impl Page {
         }
         self.content.fill_nonzero();
     }
-}
-
-fn document(title: &str, page: Page) -> Vec<u8> {
-    let mut pdf = Pdf::new();
-    let (catalog, tree, page_id, regular, bold, contents, info) = (
-        Ref::new(1),
-        Ref::new(2),
-        Ref::new(3),
-        Ref::new(4),
-        Ref::new(5),
-        Ref::new(6),
-        Ref::new(7),
-    );
-    pdf.catalog(catalog).pages(tree).lang(TextStr("fr-FR"));
-    pdf.pages(tree).kids([page_id]).count(1);
-    let mut p = pdf.page(page_id);
-    p.media_box(Rect::new(0.0, 0.0, 595.0, 842.0));
-    p.parent(tree);
-    p.contents(contents);
-    let mut resources = p.resources();
-    let mut fonts = resources.fonts();
-    fonts.pair(REGULAR, regular);
-    fonts.pair(BOLD, bold);
-    fonts.finish();
-    resources.finish();
-    p.finish();
-    pdf.type1_font(regular)
-        .base_font(Name(b"Helvetica"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    pdf.type1_font(bold)
-        .base_font(Name(b"Helvetica-Bold"))
-        .encoding_predefined(Name(b"WinAnsiEncoding"));
-    pdf.stream(contents, &page.content.finish());
-    pdf.document_info(info)
-        .title(TextStr(title))
-        .producer(TextStr("Aidants Connect"));
-    pdf.finish()
 }
 
 /// The mandate attestation.
@@ -285,7 +176,7 @@ pub fn mandate_pdf(t: &MandateTerms) -> Vec<u8> {
         50.0,
         "L'empreinte de ce document est enregistrée dans le journal de la plateforme.",
     );
-    document("Mandat Aidants Connect", page)
+    document("Mandat Aidants Connect", vec![page])
 }
 
 /// The revocation attestation.
@@ -322,78 +213,7 @@ pub fn revocation_pdf(t: &RevocationTerms) -> Vec<u8> {
         "Signature de l'aidant",
         "Signature de la personne (facultative)",
     ]);
-    document("Révocation de mandat Aidants Connect", page)
-}
-
-fn from_winansi(b: u8) -> char {
-    match b {
-        0x80 => '€',
-        0x85 => '…',
-        0x8C => 'Œ',
-        0x91 => '‘',
-        0x92 => '’',
-        0x93 => '“',
-        0x94 => '”',
-        0x95 => '•',
-        0x96 => '–',
-        0x97 => '—',
-        0x9C => 'œ',
-        b => b as char,
-    }
-}
-
-/// Reads back the text shown in a PDF made here (its literal and hex strings, in order, one per
-/// line): what tests and auditors check against the stored terms.
-pub fn shown_text(pdf: &[u8]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < pdf.len() {
-        match pdf[i] {
-            b'<' if pdf.get(i + 1) != Some(&b'<') && pdf.get(i.wrapping_sub(1)) != Some(&b'<') => {
-                let end = pdf[i..].iter().position(|&b| b == b'>').map(|p| i + p);
-                let Some(end) = end else { break };
-                let hex: Vec<u8> = pdf[i + 1..end]
-                    .iter()
-                    .copied()
-                    .filter(u8::is_ascii_hexdigit)
-                    .collect();
-                for pair in hex.chunks(2) {
-                    if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(pair), 16) {
-                        out.push(from_winansi(b));
-                    }
-                }
-                out.push('\n');
-                i = end + 1;
-            }
-            b'(' => {
-                let mut depth = 1;
-                i += 1;
-                while i < pdf.len() && depth > 0 {
-                    match pdf[i] {
-                        b'\\' if i + 1 < pdf.len() => {
-                            i += 1;
-                            out.push(pdf[i] as char);
-                        }
-                        b'(' => {
-                            depth += 1;
-                            out.push('(');
-                        }
-                        b')' => {
-                            depth -= 1;
-                            if depth > 0 {
-                                out.push(')');
-                            }
-                        }
-                        b => out.push(from_winansi(b)),
-                    }
-                    i += 1;
-                }
-                out.push('\n');
-            }
-            _ => i += 1,
-        }
-    }
-    out
+    document("Révocation de mandat Aidants Connect", vec![page])
 }
 
 #[cfg(test)]

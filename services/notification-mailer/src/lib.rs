@@ -1,7 +1,11 @@
 //! Notification mailer: consumes the transactional outboxes (national and per département)
-//! and delivers e-mail over SMTP. SMS, letters, dead letters and scheduled jobs arrive with the
-//! mailer issue.
+//! and delivers e-mail over SMTP and SMS through an HTTP gateway; gathers letters into printable
+//! batches; runs the scheduled reminders and purges.
 
+/// Printable letter batches (PDF in the document vault).
+pub mod letters;
+/// SMS delivery through an HTTP gateway.
+pub mod sms;
 /// SMTP delivery with lettre.
 pub mod smtp;
 /// Rendering messages from their templates.
@@ -17,7 +21,8 @@ use foundation::config::Settings;
 /// The mailer's readiness check (SMTP answers) and its outbox worker.
 pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let mailer = smtp::Mailer::new(&platform.settings.smtp)?;
-    let worker = worker::OutboxWorker::new(platform.clone(), mailer.clone());
+    let worker = worker::OutboxWorker::from_platform(platform.clone())?;
+    let vault = document_vault_bridge::vault(platform).await?;
     Ok(ServiceParts {
         name: "notification-mailer",
         pages: Vec::new(),
@@ -28,6 +33,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         jobs: vec![
             worker::purge_delivered_messages(),
             worker::inactive_aidants(),
+            letters::letter_batches(vault),
         ],
     })
 }

@@ -5,7 +5,7 @@ use foundation::config::{SmtpSecurity, SmtpSettings};
 use foundation::health::ReadinessCheck;
 use futures::future::BoxFuture;
 use lettre::Message;
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
@@ -105,8 +105,10 @@ impl Mailer {
             .to(to)
             .subject(&message.subject)
             .message_id(Some(format!("<{id}@aidantsconnect.beta.gouv.fr>")))
-            .header(ContentType::TEXT_PLAIN)
-            .body(message.text.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                message.text.clone(),
+                message.html.clone(),
+            ))
             .map_err(|e| SendError::Permanent(e.to_string()))?;
         let envelope = email.envelope().clone();
         let bytes = email.formatted();

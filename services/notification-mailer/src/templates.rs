@@ -1,14 +1,17 @@
-//! Message templates, one folder per message under `templates/`, in French. A template gets
-//! the outbox payload as parameters; an unknown template or a missing parameter is a permanent
-//! failure (retrying would not help).
+//! Message templates, one folder per message under `templates/`, in French: `subject.txt`,
+//! `body.txt` (the text part, also the text of a printed letter), `body.html` (the HTML part,
+//! put inside `layout.html`) and, for messages that may go by SMS, `sms.txt`. A template gets
+//! the outbox payload as parameters (escaped in HTML); an unknown template or a missing
+//! parameter is a permanent failure (retrying would not help).
 
 use serde_json::Value;
 
-/// A rendered e-mail.
+/// A rendered e-mail: its subject, text part and HTML part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,
+    pub html: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,103 +20,111 @@ pub enum TemplateError {
     Unknown(String),
     #[error("paramètre « {1} » manquant pour le modèle « {0} »")]
     MissingParameter(String, &'static str),
+    #[error("le modèle « {0} » n'existe pas en SMS")]
+    NoSms(String),
 }
 
-fn param<'a>(
-    template: &str,
-    payload: &'a Value,
-    key: &'static str,
-) -> Result<&'a str, TemplateError> {
-    payload[key]
-        .as_str()
-        .ok_or_else(|| TemplateError::MissingParameter(template.into(), key))
+/// One message's folder, compiled in.
+struct Template {
+    name: &'static str,
+    params: &'static [&'static str],
+    subject: &'static str,
+    text: &'static str,
+    html: &'static str,
+    sms: Option<&'static str>,
 }
 
-/// Fills `{{name}}` placeholders of a template file with the payload's string values.
+macro_rules! template {
+    ($name:literal, [$($param:literal),*] $(, $sms:ident)?) => {
+        Template {
+            name: $name,
+            params: &[$($param),*],
+            subject: include_str!(concat!("../templates/", $name, "/subject.txt")),
+            text: include_str!(concat!("../templates/", $name, "/body.txt")),
+            html: include_str!(concat!("../templates/", $name, "/body.html")),
+            sms: template!(@sms $name $(, $sms)?),
+        }
+    };
+    (@sms $name:literal) => { None };
+    (@sms $name:literal, sms) => {
+        Some(include_str!(concat!("../templates/", $name, "/sms.txt")))
+    };
+}
+
+const TEMPLATES: &[Template] = &[
+    template!("operator_test", ["sent_by"], sms),
+    template!("login_link", ["url"]),
+    template!("enrolment_link", ["url"]),
+    template!("mandates_expiring", ["count", "structure", "url"]),
+    template!("inactive_aidant", ["name", "url"]),
+    template!("mandate_used", ["date", "structure", "demarche"], sms),
+];
+
+const LAYOUT: &str = include_str!("../templates/layout.html");
+
+/// The names of every template (tests, tools).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    TEMPLATES.iter().map(|t| t.name)
+}
+
+fn find(name: &str) -> Result<&'static Template, TemplateError> {
+    TEMPLATES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| TemplateError::Unknown(name.into()))
+}
+
+fn html_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fills `{{name}}` placeholders of `source` with the payload's string values.
 fn fill(
-    template: &str,
+    template: &Template,
     source: &str,
     payload: &Value,
-    keys: &[&'static str],
+    escape: fn(&str) -> String,
 ) -> Result<String, TemplateError> {
     let mut out = source.to_owned();
-    for key in keys {
-        out = out.replace(&format!("{{{{{key}}}}}"), param(template, payload, key)?);
+    for key in template.params {
+        let value = payload[*key]
+            .as_str()
+            .ok_or_else(|| TemplateError::MissingParameter(template.name.into(), key))?;
+        out = out.replace(&format!("{{{{{key}}}}}"), &escape(value));
     }
     Ok(out)
 }
 
-/// Renders the message `template` with `payload`.
+/// Renders the e-mail `template` with `payload`.
 pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError> {
-    match template {
-        "operator_test" => Ok(Rendered {
-            subject: include_str!("../templates/operator_test/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/operator_test/body.txt"),
-                payload,
-                &["sent_by"],
-            )?,
-        }),
-        "login_link" => Ok(Rendered {
-            subject: include_str!("../templates/login_link/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/login_link/body.txt"),
-                payload,
-                &["url"],
-            )?,
-        }),
-        "enrolment_link" => Ok(Rendered {
-            subject: include_str!("../templates/enrolment_link/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/enrolment_link/body.txt"),
-                payload,
-                &["url"],
-            )?,
-        }),
-        "mandates_expiring" => Ok(Rendered {
-            subject: include_str!("../templates/mandates_expiring/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/mandates_expiring/body.txt"),
-                payload,
-                &["count", "structure", "url"],
-            )?,
-        }),
-        "inactive_aidant" => Ok(Rendered {
-            subject: include_str!("../templates/inactive_aidant/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/inactive_aidant/body.txt"),
-                payload,
-                &["name", "url"],
-            )?,
-        }),
-        "mandate_used" => Ok(Rendered {
-            subject: include_str!("../templates/mandate_used/subject.txt")
-                .trim()
-                .to_owned(),
-            text: fill(
-                template,
-                include_str!("../templates/mandate_used/body.txt"),
-                payload,
-                &["date", "structure", "demarche"],
-            )?,
-        }),
-        other => Err(TemplateError::Unknown(other.into())),
-    }
+    let t = find(template)?;
+    let subject = t.subject.trim().to_owned();
+    let content = fill(t, t.html, payload, html_escape)?;
+    Ok(Rendered {
+        text: fill(t, t.text, payload, str::to_owned)?,
+        html: LAYOUT
+            .replace("{{subject}}", &html_escape(&subject))
+            .replace("{{content}}", content.trim_end()),
+        subject,
+    })
+}
+
+/// Renders the SMS text of `template` with `payload`.
+pub fn render_sms(template: &str, payload: &Value) -> Result<String, TemplateError> {
+    let t = find(template)?;
+    let source = t.sms.ok_or_else(|| TemplateError::NoSms(template.into()))?;
+    Ok(fill(t, source, payload, str::to_owned)?.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -182,6 +193,74 @@ mod tests {
                 "operator_test".into(),
                 "sent_by"
             ))
+        );
+    }
+
+    #[test]
+    fn every_template_fills_every_placeholder_in_text_and_html() {
+        for name in names() {
+            let t = find(name).expect("modèle");
+            let payload: serde_json::Map<String, Value> = t
+                .params
+                .iter()
+                .map(|p| ((*p).to_owned(), Value::String(format!("valeur-{p}"))))
+                .collect();
+            let rendered = render(name, &Value::Object(payload.clone())).expect("rendu");
+            for part in [&rendered.subject, &rendered.text, &rendered.html] {
+                assert!(!part.contains("{{"), "{name} : {part}");
+            }
+            for p in t.params {
+                let value = format!("valeur-{p}");
+                assert!(rendered.text.contains(&value), "{name} texte sans {p}");
+                assert!(rendered.html.contains(&value), "{name} HTML sans {p}");
+            }
+            assert!(
+                rendered
+                    .html
+                    .starts_with("<!DOCTYPE html>\n<html lang=\"fr\">")
+            );
+            if t.sms.is_some() {
+                let sms = render_sms(name, &Value::Object(payload)).expect("sms");
+                assert!(!sms.contains("{{"), "{name} : {sms}");
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_in_html_only() {
+        let rendered = render(
+            "operator_test",
+            &serde_json::json!({"sent_by": "<script>alert('x')</script> & co"}),
+        )
+        .expect("rendu");
+        assert!(rendered.text.contains("<script>alert('x')</script> & co"));
+        assert!(!rendered.html.contains("<script>"));
+        assert!(
+            rendered
+                .html
+                .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co"),
+            "{}",
+            rendered.html
+        );
+        assert!(
+            rendered
+                .html
+                .contains("<title>Aidants Connect : message de test</title>")
+        );
+    }
+
+    #[test]
+    fn only_messages_meant_for_sms_have_an_sms_text() {
+        let sms = render_sms(
+            "mandate_used",
+            &serde_json::json!({"date": "23/11/2026 à 10h05", "structure": "CCAS de Bègles", "demarche": "Logement"}),
+        )
+        .expect("sms");
+        assert!(sms.starts_with("Aidants Connect : le 23/11/2026 à 10h05, CCAS de Bègles"));
+        assert!(sms.chars().count() <= 300, "{sms}");
+        assert_eq!(
+            render_sms("login_link", &serde_json::json!({"url": "x"})),
+            Err(TemplateError::NoSms("login_link".into()))
         );
     }
 }

@@ -1,4 +1,4 @@
-//! The outbox consumer. Woken at once by `pg_notify` on commit of a producer's transaction, and
+//! The outbox consumer (e-mail and SMS; letters wait for their batch, see `letters`). Woken at once by `pg_notify` on commit of a producer's transaction, and
 //! by a periodic sweep (retries after backoff, notifications missed while disconnected). Rows
 //! are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas share the work safely.
 
@@ -10,6 +10,7 @@ use foundation::tenancy::DepartementCode;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
+use crate::sms::SmsGateway;
 use crate::smtp::{Mailer, SendError};
 use crate::templates;
 
@@ -38,7 +39,7 @@ const PLATFORM_SQL: Sql = Sql {
     claim: "UPDATE platform.outbox SET sending_started_at = now(), last_error = NULL
             WHERE id IN (SELECT id FROM platform.outbox
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
-                           AND attempts < $1
+                           AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, channel, recipient, template, payload",
     sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
@@ -53,7 +54,7 @@ const TENANT_SQL: Sql = Sql {
     claim: "UPDATE outbox SET sending_started_at = now(), last_error = NULL
             WHERE id IN (SELECT id FROM outbox
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
-                           AND attempts < $1
+                           AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING id, channel, recipient, template, payload",
     sent: "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
@@ -76,17 +77,26 @@ pub enum Outcome {
 pub struct OutboxWorker {
     platform: Platform,
     mailer: Mailer,
+    sms: SmsGateway,
     /// Retries due later, so the worker wakes up for them instead of waiting for the sweep.
     retries: std::sync::Mutex<Vec<(time::OffsetDateTime, Scope)>>,
 }
 
 impl OutboxWorker {
-    pub fn new(platform: Platform, mailer: Mailer) -> Self {
+    pub fn new(platform: Platform, mailer: Mailer, sms: SmsGateway) -> Self {
         Self {
             platform,
             mailer,
+            sms,
             retries: Default::default(),
         }
+    }
+
+    /// The worker with the SMTP and SMS settings of the platform.
+    pub fn from_platform(platform: Platform) -> anyhow::Result<Self> {
+        let mailer = Mailer::new(&platform.settings.smtp)?;
+        let sms = SmsGateway::new(&platform.settings.sms)?;
+        Ok(Self::new(platform, mailer, sms))
     }
 
     fn earliest_retry(&self) -> Option<time::OffsetDateTime> {
@@ -204,6 +214,10 @@ impl OutboxWorker {
         let result = match channel.as_str() {
             "email" => match templates::render(template, payload) {
                 Ok(message) => self.mailer.send(*id, recipient, &message).await,
+                Err(e) => Err(SendError::Permanent(e.to_string())),
+            },
+            "sms" => match templates::render_sms(template, payload) {
+                Ok(text) => self.sms.send(*id, recipient, &text).await,
                 Err(e) => Err(SendError::Permanent(e.to_string())),
             },
             other => Err(SendError::Permanent(format!(

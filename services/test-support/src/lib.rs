@@ -8,8 +8,18 @@ pub mod franceconnect;
 pub mod maildev;
 pub mod otlp;
 pub mod private_maildev;
+pub mod private_seaweedfs;
+pub mod sms_gateway;
 
 use foundation::config::{Environment, Settings};
+
+/// A TCP port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port libre")
+}
 
 /// Reads a variable that `infra/run test` exports; a clear message when run outside it.
 pub fn stack_var(name: &str) -> String {
@@ -33,6 +43,9 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.object_store.access_key_id = stack_var("AC_OBJECT_STORE__ACCESS_KEY_ID");
     settings.object_store.secret_access_key =
         stack_var("AC_OBJECT_STORE__SECRET_ACCESS_KEY").into();
+    settings.sms.provider = foundation::config::SmsProvider::HttpJson;
+    settings.sms.gateway_url = stack_var("AC_SMS__GATEWAY_URL");
+    settings.sms.api_token = stack_var("AC_SMS__API_TOKEN").into();
     settings.web.dsfr_dir = stack_var("AC_WEB__DSFR_DIR").into();
     settings.telemetry.log_filter = "warn".into();
     settings

@@ -6,20 +6,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::stack_var;
+use crate::{free_port, stack_var};
 
 pub struct PrivateMailDev {
     pub smtp_port: u16,
     pub web_port: u16,
     dir: std::path::PathBuf,
     child: Option<tokio::process::Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port libre")
 }
 
 impl PrivateMailDev {

@@ -68,6 +68,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 3, "0003_outbox_sending"),
             migration!("departement", 4, "0004_mandates"),
             migration!("departement", 5, "0005_identity_provider"),
+            migration!("departement", 6, "0006_usager_contacts_and_letters"),
         ])
     });
 

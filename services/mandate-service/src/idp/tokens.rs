@@ -6,7 +6,7 @@ use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
 use foundation::auth::session::{self, SESSION_COOKIE};
 use foundation::journal::{self, Event, NewEntry};
-use foundation::outbox::{self, Channel, OutboxMessage};
+use foundation::outbox;
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Redirect};
 use poem::{Body, IntoResponse, Request, Response, handler};
@@ -92,6 +92,8 @@ struct GrantRow {
     live: bool,
     fc_sub: String,
     email: Option<String>,
+    phone: Option<String>,
+    postal_address: Option<String>,
     structure_name: String,
 }
 
@@ -242,7 +244,7 @@ async fn redeem(
                 g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
                 g.code_expires_at > now() AS fresh,
                 (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()) AS live,
-                u.fc_sub, u.email, s.name AS structure_name
+                u.fc_sub, u.email, u.phone, u.postal_address, s.name AS structure_name
          FROM oidc_grants g
          JOIN authorisations a ON a.id = g.authorisation_id
          JOIN usagers u ON u.id = g.usager_id
@@ -272,6 +274,8 @@ async fn redeem(
         live,
         fc_sub,
         email,
+        phone,
+        postal_address,
         structure_name,
     }) = row
     else {
@@ -329,22 +333,23 @@ async fn redeem(
     )
     .await?;
     let cat = categories::by_code(&category);
-    if let Some(email) = email.filter(|e| !e.is_empty()) {
-        outbox::enqueue_tenant(
-            &mut tx,
-            &OutboxMessage {
-                channel: Channel::Email,
-                recipient: email,
-                template: "mandate_used",
-                payload: json!({
-                    "structure": structure_name,
-                    "demarche": cat.map(|c| c.label).unwrap_or_default(),
-                    "date": crate::web::date_time(now),
-                }),
-            },
-        )
-        .await?;
-    }
+    let contact = outbox::UsagerContact {
+        email,
+        phone,
+        postal_address,
+    };
+    outbox::enqueue_usager_receipt(
+        &mut tx,
+        structure,
+        &contact,
+        "mandate_used",
+        json!({
+            "structure": structure_name,
+            "demarche": cat.map(|c| c.label).unwrap_or_default(),
+            "date": crate::web::date_time(now),
+        }),
+    )
+    .await?;
     tx.commit().await?;
     let iat = now.unix_timestamp();
     let id_token = json!({

@@ -1,0 +1,400 @@
+//! The three channels of the notification mailer against real components: every e-mail
+//! template reaches MailDev in French, as text and accessible HTML; SMS go through the local HTTP
+//! gateway exactly once despite its outage and lost answers; usagers' receipts take e-mail, else
+//! SMS, else a printed letter gathered into a per-structure PDF batch in the document vault.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use foundation::app::Platform;
+use foundation::outbox::{
+    Channel, MAX_ATTEMPTS, OutboxMessage, UsagerContact, enqueue_platform, enqueue_usager_receipt,
+};
+use foundation::tenancy::DepartementCode;
+use notification_mailer::worker::OutboxWorker;
+use serde_json::{Value, json};
+use test_support::database::TestDatabase;
+use test_support::sms_gateway::PrivateSmsGateway;
+use uuid::Uuid;
+
+async fn platform(
+    db: &TestDatabase,
+    tweak: impl FnOnce(&mut foundation::config::Settings),
+) -> Platform {
+    let mut settings = test_support::test_settings(&db.app_url);
+    tweak(&mut settings);
+    Platform::connect(settings).await.expect("plateforme")
+}
+
+/// A realistic payload for each template, and a phrase its French text must contain.
+fn sample(template: &str, marker: &str) -> (Value, String) {
+    let url = format!("https://aidants.example/lien/{marker}");
+    match template {
+        "operator_test" => (json!({"sent_by": marker}), format!("envoyé par {marker}")),
+        "login_link" => (json!({"url": url}), "Il est valable 5 minutes".into()),
+        "enrolment_link" => (json!({"url": url}), "valable 72 heures".into()),
+        "mandates_expiring" => (
+            json!({"count": "4", "structure": marker, "url": url}),
+            format!("4 mandat(s) de {marker} arrivent à leur terme"),
+        ),
+        "inactive_aidant" => (
+            json!({"name": marker, "url": url}),
+            format!("Bonjour {marker},"),
+        ),
+        "mandate_used" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarche": "Logement"}),
+            format!("Le 23/11/2026 à 10h05, {marker} a utilisé le mandat"),
+        ),
+        other => panic!("modèle sans exemple : {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_template_reaches_maildev_in_french_as_text_and_accessible_html() {
+    let db = TestDatabase::create().await;
+    let platform = platform(&db, |_| {}).await;
+    let run = Uuid::new_v4().simple().to_string();
+    let mut expected = Vec::new();
+    for template in notification_mailer::templates::names() {
+        let to = format!("{template}-{run}@example.test");
+        let marker = format!("Marqueur {}", &run[..8]);
+        let (payload, phrase) = sample(template, &marker);
+        let mut tx = db.admin.begin().await.expect("tx");
+        enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: to.clone(),
+                template,
+                payload,
+            },
+        )
+        .await
+        .expect("file");
+        tx.commit().await.expect("commit");
+        let subject =
+            notification_mailer::templates::render(template, &sample(template, &marker).0)
+                .expect("rendu")
+                .subject;
+        expected.push((to, subject, phrase));
+    }
+    let worker = OutboxWorker::from_platform(platform.clone()).expect("worker");
+    assert_eq!(worker.deliver_due().await.expect("envoi"), expected.len());
+
+    let maildev = test_support::stack_var("AC_MAILDEV_URL");
+    let mut html_urls = Vec::new();
+    for (to, subject, phrase) in &expected {
+        let mail = test_support::maildev::wait_for_mail_to(to, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("rien reçu pour {to}"));
+        assert_eq!(mail["subject"], subject.as_str());
+        let text = mail["text"].as_str().expect("partie texte");
+        let html = mail["html"].as_str().expect("partie HTML");
+        assert!(text.contains(phrase.as_str()), "{to} : {text}");
+        // The HTML part says the same (its non-breaking spaces aside) in a French document.
+        let flat = html.replace("&nbsp;", " ").replace('\u{a0}', " ");
+        let first_words: String = phrase
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(flat.contains(&first_words), "{to} : {html}");
+        assert!(html.contains("<html lang=\"fr\">"), "{to}");
+        assert!(!text.contains("{{") && !html.contains("{{"), "{to}");
+        html_urls.push(format!(
+            "{maildev}/email/{}/html",
+            mail["id"].as_str().expect("id")
+        ));
+    }
+    for (url, violations) in test_support::browser::axe_violations(&html_urls).await {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
+}
+
+async fn sms_sent(db: &TestDatabase) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM platform.outbox WHERE channel = 'sms' AND sent_at IS NOT NULL",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_reach_the_gateway_exactly_once_through_an_outage_and_lost_answers() {
+    let mut gateway = PrivateSmsGateway::start().await;
+    let db = TestDatabase::create().await;
+    let (endpoint, token) = (gateway.endpoint(), gateway.token.clone());
+    let platform = platform(&db, |s| {
+        s.sms.gateway_url = endpoint;
+        s.sms.api_token = token.into();
+        s.sms.timeout_ms = 2_000;
+        // Retries are made due by the test itself, so attempts are counted exactly.
+        s.smtp.retry_base_ms = 60_000;
+    })
+    .await;
+    let worker = OutboxWorker::from_platform(platform.clone()).expect("worker");
+
+    // The gateway is down while 40 actions queue an SMS each: none of them sees an error.
+    gateway.stop().await;
+    let mut ids = HashSet::new();
+    for n in 0..40 {
+        let mut tx = db.admin.begin().await.expect("tx");
+        let id = enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Sms,
+                recipient: format!("06 12 34 {:02} {:02}", n / 100, n % 100),
+                template: "operator_test",
+                payload: json!({ "sent_by": format!("le test {n}") }),
+            },
+        )
+        .await
+        .expect("file");
+        tx.commit().await.expect("commit");
+        ids.insert(id);
+    }
+    // One more with a landline number: refused for good, never sent.
+    let mut tx = db.admin.begin().await.expect("tx");
+    let landline = enqueue_platform(
+        &mut tx,
+        &OutboxMessage {
+            channel: Channel::Sms,
+            recipient: "05 56 00 00 00".into(),
+            template: "operator_test",
+            payload: json!({ "sent_by": "le test" }),
+        },
+    )
+    .await
+    .expect("file");
+    tx.commit().await.expect("commit");
+    worker.deliver_due().await.expect("passe pendant la panne");
+    assert_eq!(sms_sent(&db).await, 0);
+    let errors: Vec<String> = sqlx::query_scalar(
+        "SELECT last_error FROM platform.outbox WHERE channel = 'sms' AND id <> $1",
+    )
+    .bind(landline)
+    .fetch_all(&db.admin)
+    .await
+    .expect("erreurs");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("passerelle SMS : injoignable")),
+        "{errors:?}"
+    );
+
+    // Back, but the answers to the next 5 accepted messages are lost on the way.
+    gateway.restart().await;
+    gateway.lose_next_answers(5).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sms_sent(&db).await < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "{} SMS envoyés",
+            sms_sent(&db).await
+        );
+        sqlx::query("UPDATE platform.outbox SET available_at = now() WHERE sent_at IS NULL")
+            .execute(&db.admin)
+            .await
+            .expect("échéance");
+        worker.deliver_due().await.expect("passe");
+    }
+    let received = gateway.messages().await;
+    assert_eq!(received.len(), 40, "0 perdu, 0 en double");
+    let keys: HashSet<Uuid> = received
+        .iter()
+        .map(|m| {
+            m["idempotency_key"]
+                .as_str()
+                .expect("clé")
+                .parse()
+                .expect("uuid")
+        })
+        .collect();
+    assert_eq!(keys, ids, "chaque SMS porte l'identifiant de son message");
+    assert!(
+        received.iter().all(|m| m["to"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("+336123400"))
+            && m["text"].as_str().is_some_and(
+                |t| t.starts_with("Aidants Connect : message de test envoyé par le test")
+            )),
+        "{received:?}"
+    );
+    // The 5 lost answers were retried: the gateway recognised them.
+    let retried: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.outbox WHERE channel = 'sms' AND sent_at IS NOT NULL AND attempts > 2",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count");
+    assert_eq!(retried, 5);
+    let (attempts, error): (i32, String) =
+        sqlx::query_as("SELECT attempts, last_error FROM platform.outbox WHERE id = $1")
+            .bind(landline)
+            .fetch_one(&db.admin)
+            .await
+            .expect("fixe");
+    assert_eq!(attempts, MAX_ATTEMPTS, "abandonné d'emblée");
+    assert!(error.contains("numéro de portable invalide"), "{error}");
+}
+
+#[tokio::test]
+async fn receipts_go_by_email_else_sms_else_a_printed_letter_batch() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let platform = platform(&db, |_| {}).await;
+    let ctx = platform
+        .tenancy
+        .context(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let (tenant, structure) = (Uuid::new_v4(), Uuid::new_v4());
+    let other_structure = Uuid::new_v4();
+    for (id, name) in [
+        (structure, "CCAS de Bègles"),
+        (other_structure, "Mairie de Talence"),
+    ] {
+        sqlx::query(
+            "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code)
+             VALUES ($1, $2, $3, 'ccas', '33039')",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(name)
+        .execute(&db.admin)
+        .await
+        .expect("structure");
+    }
+    let run = Uuid::new_v4().simple().to_string();
+    let email = format!("usager-{run}@example.test");
+    // A number of this run's own: the shared gateway keeps what earlier runs received.
+    let phone = format!("+337{:08}", Uuid::new_v4().as_u128() % 100_000_000);
+    let contacts = [
+        UsagerContact {
+            email: Some(email.clone()),
+            phone: Some(phone.clone()),
+            postal_address: Some("ne pas utiliser".into()),
+        },
+        UsagerContact {
+            email: None,
+            phone: Some(phone.clone()),
+            postal_address: Some("ne pas utiliser".into()),
+        },
+        UsagerContact {
+            email: None,
+            phone: None,
+            postal_address: Some("Mme Angela DUBOIS\n12 rue des Lilas\n33130 Bègles".into()),
+        },
+        UsagerContact {
+            email: None,
+            phone: None,
+            postal_address: Some("M. Jean MARTIN\n3 place de la Mairie\n33400 Talence".into()),
+        },
+        UsagerContact::default(),
+    ];
+    let mut channels = Vec::new();
+    let mut tx = ctx.begin().await.expect("tx");
+    for (n, contact) in contacts.iter().enumerate() {
+        let owner = if n == 3 { other_structure } else { structure };
+        let queued = enqueue_usager_receipt(
+            &mut tx,
+            owner,
+            contact,
+            "mandate_used",
+            json!({"date": "23/11/2026 à 10h05", "structure": "CCAS de Bègles", "demarche": "Logement"}),
+        )
+        .await
+        .expect("file");
+        channels.push(queued.map(|(_, c)| c));
+    }
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        channels,
+        vec![
+            Some(Channel::Email),
+            Some(Channel::Sms),
+            Some(Channel::Letter),
+            Some(Channel::Letter),
+            None
+        ]
+    );
+
+    // The worker sends the e-mail and the SMS, and leaves letters alone.
+    let worker = OutboxWorker::from_platform(platform.clone()).expect("worker");
+    assert_eq!(worker.deliver_due().await.expect("envoi"), 2);
+    let mail = test_support::maildev::wait_for_mail_to(&email, Duration::from_secs(10))
+        .await
+        .expect("courriel");
+    assert!(
+        mail["text"]
+            .as_str()
+            .expect("texte")
+            .contains("a utilisé le mandat")
+    );
+    let sms = test_support::sms_gateway::wait_for_sms_to(&phone, 1, Duration::from_secs(10)).await;
+    assert_eq!(sms.len(), 1, "{sms:?}");
+    assert!(
+        sms[0]["text"]
+            .as_str()
+            .expect("texte")
+            .contains("a utilisé votre mandat pour une démarche « Logement »")
+    );
+    let pending_letters: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.outbox WHERE channel = 'letter' AND sent_at IS NULL AND sending_started_at IS NULL",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("count");
+    assert_eq!(pending_letters, 2);
+
+    // The batch: one PDF per structure, in the vault, the letters marked sent; a second run
+    // finds nothing to do.
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let departement = DepartementCode::parse("33").expect("33");
+    let mut batches =
+        notification_mailer::letters::batch_territory(&platform.tenancy, &vault, departement)
+            .await
+            .expect("lots");
+    batches.sort_by_key(|b| b.structure_id == other_structure);
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    assert!(batches.iter().all(|b| b.letters == 1));
+    assert!(
+        notification_mailer::letters::batch_territory(&platform.tenancy, &vault, departement)
+            .await
+            .expect("lots")
+            .is_empty()
+    );
+    let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+    let (content_type, pdf) = vault
+        .get(&ctx, &mut conn, batches[0].document_id)
+        .await
+        .expect("lot");
+    assert_eq!(content_type, "application/pdf");
+    let text = foundation::pdf::shown_text(&pdf);
+    for expected in [
+        "Mme Angela DUBOIS",
+        "33130 Bègles",
+        "Objet : Aidants Connect : votre mandat a été utilisé",
+        "Logement",
+    ] {
+        assert!(text.contains(expected), "{expected} absent : {text}");
+    }
+    assert!(
+        !text.contains("Jean MARTIN"),
+        "chaque structure n'a que ses courriers"
+    );
+    assert!(!text.contains("ne pas utiliser"));
+    let sent: Vec<(Option<Uuid>,)> = sqlx::query_as(
+        "SELECT letter_batch_id FROM dep_33.outbox WHERE channel = 'letter' AND sent_at IS NOT NULL ORDER BY structure_id = $1",
+    )
+    .bind(other_structure)
+    .fetch_all(&db.admin)
+    .await
+    .expect("lettres");
+    assert_eq!(sent, vec![(Some(batches[0].id),), (Some(batches[1].id),)]);
+}
