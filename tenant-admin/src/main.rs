@@ -4,6 +4,7 @@
 
 mod demo;
 mod idp;
+mod internal;
 mod journal;
 mod keys;
 mod letters;
@@ -84,6 +85,11 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// API interne des documents : services appelants et leurs jetons.
+    Internal {
+        #[command(subcommand)]
+        command: internal::InternalCommand,
     },
     /// Courriers papier : lots PDF à imprimer pour les usagers sans courriel ni portable.
     Letters {
@@ -247,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
         Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
         Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,
+        Command::Internal { command } => internal::run(&connect(&cli).await?, command).await?,
         Command::Letters { command } => letters::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {

@@ -4,6 +4,8 @@
 
 /// Serving documents through signed links.
 pub mod download;
+/// The internal HTTP API of the other services.
+pub mod internal;
 /// The S3 client built from the settings.
 pub mod store;
 /// Envelope encryption, metadata, links and retention.
@@ -20,16 +22,32 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let store = store::Store::new(&platform.settings.object_store).await;
     let vault = vault(platform).await?;
     let vault_for_jobs = vault.clone();
+    let api = poem_openapi::OpenApiService::new(
+        internal::InternalDocumentsApi {
+            vault: vault.clone(),
+        },
+        "Aidants Connect — API interne des documents",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .server("/internal/documents");
+    let spec = api.spec_endpoint();
     Ok(ServiceParts {
         name: "document-vault-bridge",
         pages: vec![(
             "/documents/:departement/:id",
             poem::get(download::download).data(vault).boxed(),
         )],
-        routes: Vec::new(),
+        routes: vec![
+            (
+                "/internal/documents/openapi.json",
+                spec.map_to_response().boxed(),
+            ),
+            ("/internal/documents", api.map_to_response().boxed()),
+        ],
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
-        csrf_exempt: Vec::new(),
+        // Called by other services with their bearer token, never by browsers.
+        csrf_exempt: vec!["/internal/documents"],
         jobs: vec![retention_job(vault_for_jobs)],
     })
 }

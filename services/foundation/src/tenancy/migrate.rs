@@ -57,6 +57,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 7, "0007_name_search"),
             migration!("platform", 8, "0008_activity"),
             migration!("platform", 9, "0009_identity_provider"),
+            migration!("platform", 10, "0010_internal_callers"),
         ])
     });
 

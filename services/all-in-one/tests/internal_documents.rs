@@ -1,0 +1,219 @@
+//! The internal document API as another service calls it over HTTP: its token and the kinds it
+//! is allowed, the tenant context, the vault's limits as documented JSON errors, and links that
+//! serve the document.
+
+mod common;
+
+use common::{TestApp, spawn_app};
+use foundation::auth::secrets::token_hash;
+use serde_json::Value;
+use uuid::Uuid;
+
+async fn caller(app: &TestApp, name: &str, kinds: &[&str]) -> String {
+    let token = foundation::auth::secrets::new_token();
+    sqlx::query(
+        "INSERT INTO platform.internal_callers (name, token_sha256, kinds) VALUES ($1, $2, $3)",
+    )
+    .bind(name)
+    .bind(token_hash(&token))
+    .bind(kinds)
+    .execute(&app.db.admin)
+    .await
+    .expect("appelant");
+    token
+}
+
+async fn tenant(app: &TestApp, departement: &str, commune: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO platform.tenants (id, kind, name, departement_code, commune_code)
+         VALUES ($1, 'commune', 'Commune de test', $2, $3)",
+    )
+    .bind(id)
+    .bind(departement)
+    .bind(commune)
+    .execute(&app.db.admin)
+    .await
+    .expect("tenant");
+    id
+}
+
+async fn store(
+    app: &TestApp,
+    token: Option<&str>,
+    departement: &str,
+    query: &str,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(app.url(&format!(
+            "/internal/documents/departements/{departement}/documents?{query}"
+        )))
+        .header("content-type", "application/octet-stream")
+        .body(bytes);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.expect("requête");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn documents(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM dep_33.documents")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn services_store_describe_and_link_documents_within_their_kinds_and_territory() {
+    let app = spawn_app(&["33", "75"]).await;
+    let token = caller(&app, "mandate-service", &["attestation"]).await;
+    let begles = tenant(&app, "33", "33039").await;
+    let paris = tenant(&app, "75", "75056").await;
+    let canary = format!("CANARI-{}", Uuid::new_v4().simple());
+    let pdf = format!("%PDF-1.7\n({canary})\n%%EOF\n").into_bytes();
+    let query = format!("tenant={begles}&kind=attestation&retention=mandate_archive");
+
+    // Without a token, with an unknown one: 401, nothing stored.
+    let (status, body) = store(&app, None, "33", &query, pdf.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = store(&app, Some("inconnu"), "33", &query, pdf.clone()).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    // A kind the caller is not allowed: 403.
+    let (status, body) = store(
+        &app,
+        Some(&token),
+        "33",
+        &format!("tenant={begles}&kind=court_decision&retention=mandate_archive"),
+        pdf.clone(),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    // The vault's limits and the tenant context, as JSON errors.
+    let (status, body) = store(&app, Some(&token), "33", &query, b"texte brut".to_vec()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unsupported_type")),
+        "{body}"
+    );
+    let mut huge = b"%PDF-".to_vec();
+    huge.resize(10 * 1024 * 1024 + 1, b'x');
+    let (status, body) = store(&app, Some(&token), "33", &query, huge).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = store(
+        &app,
+        Some(&token),
+        "33",
+        &format!("tenant={begles}&kind=attestation&retention=toujours"),
+        pdf.clone(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("days:N")
+    );
+    let (status, _) = store(
+        &app,
+        Some(&token),
+        "33",
+        &format!("tenant={paris}&kind=attestation&retention=mandate_archive"),
+        pdf.clone(),
+    )
+    .await;
+    assert_eq!(status, 404, "un tenant d'un autre département");
+    let (status, body) = store(&app, Some(&token), "xx", &query, pdf.clone()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("code de département inconnu")
+    );
+    assert_eq!(documents(&app).await, 0, "aucun refus n'a rien écrit");
+
+    // Stored, described, linked; the link serves the decrypted document.
+    let (status, body) = store(&app, Some(&token), "33", &query, pdf.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["content_type"], "application/pdf");
+    assert_eq!(body["tenant_id"], begles.to_string());
+    let id = body["id"].as_str().expect("id").to_owned();
+    assert_eq!(documents(&app).await, 1);
+    let client = reqwest::Client::new();
+    let described: Value = client
+        .get(app.url(&format!(
+            "/internal/documents/departements/33/documents/{id}"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("requête")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(described["kind"], "attestation");
+    assert_eq!(described["size_bytes"], pdf.len());
+    // Through another territory it does not exist.
+    let elsewhere = client
+        .get(app.url(&format!(
+            "/internal/documents/departements/75/documents/{id}"
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("requête");
+    assert_eq!(elsewhere.status(), 404);
+    let link_of = |seconds: &str| {
+        client
+            .post(app.url(&format!(
+                "/internal/documents/departements/33/documents/{id}/link?seconds={seconds}"
+            )))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(link_of("5000").await.expect("requête").status(), 400);
+    let link: Value = link_of("60")
+        .await
+        .expect("requête")
+        .json()
+        .await
+        .expect("json");
+    let resp = app.get(link["url"].as_str().expect("url")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(String::from_utf8_lossy(&resp.bytes().await.expect("corps")).contains(&canary));
+
+    // Another service, not allowed attestations, cannot read it; a disabled caller is refused.
+    let desk = caller(&app, "habilitation-desk", &["structure_document"]).await;
+    let refused = client
+        .get(app.url(&format!(
+            "/internal/documents/departements/33/documents/{id}"
+        )))
+        .bearer_auth(&desk)
+        .send()
+        .await
+        .expect("requête");
+    assert_eq!(refused.status(), 403);
+    sqlx::query(
+        "UPDATE platform.internal_callers SET active = false WHERE name = 'mandate-service'",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("désactivation");
+    assert_eq!(link_of("60").await.expect("requête").status(), 401);
+
+    // The API is described.
+    let spec: Value = app
+        .get("/internal/documents/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("spec");
+    assert!(
+        spec["paths"]["/departements/{departement}/documents"]["post"].is_object(),
+        "{spec}"
+    );
+}

@@ -1,0 +1,325 @@
+//! The internal document API, for the other services when they do not run in the same process
+//! (attestations from mandate-service, court decisions, structure documents and habilitation
+//! certificates from the desk). Served under `/internal/documents`, described by its OpenAPI
+//! document at `/internal/documents/openapi.json`.
+//!
+//! Every operation goes through [`authorize`], deny by default: a bearer token of a registered,
+//! active caller (`platform.internal_callers`, SHA-256 only), allowed for the document's kind;
+//! and the tenant context — the département in the path, the tenant belonging to it, the
+//! document in that département's schema. Errors are the platform's JSON error shape.
+
+use foundation::api::ApiError;
+use foundation::app::Platform;
+use foundation::auth::secrets::token_hash;
+use foundation::tenancy::{DepartementCode, TenantContext};
+use poem::web::Data;
+use poem_openapi::auth::Bearer;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::vault::{Retention, Vault, VaultError};
+
+/// Longest and default lifetime of a link handed out.
+pub const LINK_MAX_SECONDS: i64 = 900;
+pub const LINK_DEFAULT_SECONDS: i64 = 300;
+
+/// A calling service's token.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct ServiceToken(Bearer);
+
+/// An error of the internal API: the platform's shape, plus 401/403/413 here.
+#[derive(Debug, ApiResponse)]
+pub enum InternalError {
+    #[oai(status = 400)]
+    BadRequest(Json<foundation::api::ErrorBody>),
+    #[oai(status = 401)]
+    Unauthorized(Json<foundation::api::ErrorBody>),
+    #[oai(status = 403)]
+    Forbidden(Json<foundation::api::ErrorBody>),
+    /// Not found, or not in this territory (never distinguished).
+    #[oai(status = 404)]
+    NotFound(Json<foundation::api::ErrorBody>),
+    /// More than 10 MB.
+    #[oai(status = 413)]
+    TooLarge(Json<foundation::api::ErrorBody>),
+    /// The object store or the database is unavailable: retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<foundation::api::ErrorBody>),
+    #[oai(status = 500)]
+    Internal(Json<foundation::api::ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>) -> Json<foundation::api::ErrorBody> {
+    Json(foundation::api::ErrorBody {
+        code: code.into(),
+        message: message.into(),
+    })
+}
+
+impl From<VaultError> for InternalError {
+    fn from(e: VaultError) -> Self {
+        let message = e.to_string();
+        match e {
+            VaultError::TooLarge => Self::TooLarge(body("too_large", message)),
+            VaultError::UnsupportedType => Self::BadRequest(body("unsupported_type", message)),
+            VaultError::NotFound | VaultError::InvalidLink => {
+                Self::NotFound(body("not_found", "document introuvable"))
+            }
+            VaultError::Unavailable | VaultError::Database => {
+                Self::Unavailable(body("unavailable", message))
+            }
+        }
+    }
+}
+
+impl From<ApiError> for InternalError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadRequest(b) => Self::BadRequest(b),
+            ApiError::NotFound(b) => Self::NotFound(b),
+            ApiError::Conflict(b) => Self::BadRequest(b),
+            ApiError::Unavailable(b) => Self::Unavailable(b),
+            ApiError::Internal(b) => Self::Internal(b),
+        }
+    }
+}
+
+impl From<sqlx::Error> for InternalError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+/// The caller, once authorized.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+}
+
+/// The internal API's one guard: an active caller whose token matches, allowed for `kind`.
+pub async fn authorize(
+    platform: &Platform,
+    token: &ServiceToken,
+    kind: &str,
+) -> Result<Caller, InternalError> {
+    let row: Option<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT name, kinds FROM platform.internal_callers WHERE token_sha256 = $1 AND active",
+    )
+    .bind(token_hash(&token.0.token))
+    .fetch_optional(platform.platform_pool())
+    .await?;
+    let Some((name, kinds)) = row else {
+        return Err(InternalError::Unauthorized(body(
+            "unauthorized",
+            "jeton de service inconnu ou désactivé",
+        )));
+    };
+    if !kinds.iter().any(|k| k == kind) {
+        tracing::info!(caller = %name, kind, "internal documents: kind denied");
+        return Err(InternalError::Forbidden(body(
+            "forbidden",
+            format!("ce service ne peut pas traiter les documents « {kind} »"),
+        )));
+    }
+    Ok(Caller { name })
+}
+
+/// The territory of the path, and the tenant checked to belong to it.
+async fn territory(
+    platform: &Platform,
+    departement: &str,
+) -> Result<(DepartementCode, TenantContext), InternalError> {
+    let code = DepartementCode::parse(departement).map_err(ApiError::from)?;
+    let ctx = platform
+        .tenancy
+        .context(code)
+        .await
+        .map_err(ApiError::from)?;
+    Ok((code, ctx))
+}
+
+async fn tenant_in(
+    platform: &Platform,
+    departement: DepartementCode,
+    tenant: Uuid,
+) -> Result<(), InternalError> {
+    let found: Option<bool> = sqlx::query_scalar(
+        "SELECT true FROM platform.tenants WHERE id = $1 AND departement_code = $2",
+    )
+    .bind(tenant)
+    .bind(departement.as_str())
+    .fetch_optional(platform.platform_pool())
+    .await?;
+    found.map(|_| ()).ok_or_else(|| {
+        InternalError::NotFound(body("not_found", "tenant inconnu dans ce département"))
+    })
+}
+
+fn retention(value: &str) -> Result<Retention, InternalError> {
+    match value {
+        "mandate_archive" => Ok(Retention::MandateArchive),
+        other => other
+            .strip_prefix("days:")
+            .and_then(|d| d.parse::<i64>().ok())
+            .filter(|d| (1..=3650).contains(d))
+            .map(Retention::Days)
+            .ok_or_else(|| {
+                InternalError::BadRequest(body(
+                    "bad_request",
+                    "retention : « mandate_archive » ou « days:N » avec N entre 1 et 3650",
+                ))
+            }),
+    }
+}
+
+fn kind_ok(kind: &str) -> Result<(), InternalError> {
+    let valid = (1..=40).contains(&kind.len())
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+    if valid {
+        Ok(())
+    } else {
+        Err(InternalError::BadRequest(body(
+            "bad_request",
+            "kind : lettres minuscules, chiffres et « _ », 40 caractères au plus",
+        )))
+    }
+}
+
+/// A stored document's metadata.
+#[derive(Debug, Object)]
+pub struct DocumentOut {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+}
+
+/// A short-lived download link.
+#[derive(Debug, Object)]
+pub struct LinkOut {
+    /// Path and query on the platform (signed, expiring).
+    pub url: String,
+    pub expires_at: String,
+}
+
+#[derive(ApiResponse)]
+pub enum Created {
+    #[oai(status = 201)]
+    Created(Json<DocumentOut>),
+}
+
+pub struct InternalDocumentsApi {
+    pub vault: Vault,
+}
+
+async fn metadata(ctx: &TenantContext, id: Uuid) -> Result<DocumentOut, InternalError> {
+    let mut tx = ctx.begin().await?;
+    let row: Option<(Uuid, String, String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, kind, content_type, size_bytes FROM documents
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (tenant_id, kind, content_type, size_bytes) =
+        row.ok_or_else(|| InternalError::NotFound(body("not_found", "document introuvable")))?;
+    Ok(DocumentOut {
+        id,
+        tenant_id,
+        kind,
+        content_type,
+        size_bytes,
+    })
+}
+
+#[OpenApi]
+impl InternalDocumentsApi {
+    /// Stores a document (PDF, PNG or JPEG, 10 MB at most; the type is read from the content),
+    /// encrypted with the tenant's key.
+    #[oai(path = "/departements/:departement/documents", method = "post")]
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &self,
+        platform: Data<&Platform>,
+        auth: ServiceToken,
+        departement: Path<String>,
+        /// The tenant (département council or commune) owning the document.
+        tenant: Query<Uuid>,
+        /// `attestation`, `court_decision`, `structure_document`, `habilitation_certificate`…
+        kind: Query<String>,
+        /// `mandate_archive` or `days:N`.
+        retention: Query<String>,
+        content: Binary<Vec<u8>>,
+    ) -> Result<Created, InternalError> {
+        kind_ok(&kind)?;
+        let caller = authorize(&platform, &auth, &kind).await?;
+        let retention = self::retention(&retention)?;
+        let (code, ctx) = territory(&platform, &departement).await?;
+        tenant_in(&platform, code, *tenant).await?;
+        let mut conn = platform.platform_pool().acquire().await?;
+        let id = self
+            .vault
+            .put(&ctx, &mut conn, *tenant, &kind, &content, retention)
+            .await?;
+        tracing::info!(caller = %caller.name, kind = %*kind, "internal documents: stored");
+        Ok(Created::Created(Json(metadata(&ctx, id).await?)))
+    }
+
+    /// A stored document's metadata.
+    #[oai(path = "/departements/:departement/documents/:id", method = "get")]
+    async fn describe(
+        &self,
+        platform: Data<&Platform>,
+        auth: ServiceToken,
+        departement: Path<String>,
+        id: Path<Uuid>,
+    ) -> Result<Json<DocumentOut>, InternalError> {
+        let (_, ctx) = territory(&platform, &departement).await?;
+        let document = metadata(&ctx, *id).await?;
+        authorize(&platform, &auth, &document.kind).await?;
+        Ok(Json(document))
+    }
+
+    /// A signed download link, valid `seconds` (300 by default, 900 at most), to hand to the
+    /// person entitled to the document.
+    #[oai(
+        path = "/departements/:departement/documents/:id/link",
+        method = "post"
+    )]
+    async fn link(
+        &self,
+        platform: Data<&Platform>,
+        auth: ServiceToken,
+        departement: Path<String>,
+        id: Path<Uuid>,
+        seconds: Query<Option<i64>>,
+    ) -> Result<Json<LinkOut>, InternalError> {
+        let (code, ctx) = territory(&platform, &departement).await?;
+        let document = metadata(&ctx, *id).await?;
+        authorize(&platform, &auth, &document.kind).await?;
+        let seconds = seconds.unwrap_or(LINK_DEFAULT_SECONDS);
+        if !(1..=LINK_MAX_SECONDS).contains(&seconds) {
+            return Err(InternalError::BadRequest(body(
+                "bad_request",
+                format!("seconds : entre 1 et {LINK_MAX_SECONDS}"),
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        let ttl = time::Duration::seconds(seconds);
+        let expires = now + ttl;
+        Ok(Json(LinkOut {
+            url: self.vault.link(code.as_str(), *id, ttl, now),
+            expires_at: expires
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        }))
+    }
+}
