@@ -493,3 +493,152 @@ async fn a_tenant_key_rotation_is_refused_for_an_unknown_tenant() {
         "version 1 créée à la première utilisation, puis la 2"
     );
 }
+
+#[tokio::test]
+async fn internal_callers_get_a_token_once_and_can_be_disabled() {
+    let db = TestDatabase::create().await;
+    let url = db.admin_url.clone();
+    let add = move |name: &'static str| {
+        let url = url.clone();
+        async move {
+            tenant_admin(
+                &url,
+                &[
+                    "internal",
+                    "caller",
+                    "add",
+                    "--name",
+                    name,
+                    "--kinds",
+                    "attestation,court_decision",
+                ],
+            )
+            .await
+        }
+    };
+    let added = add("mandate-service").await;
+    assert!(added.status.success(), "{}", stderr(&added));
+    let printed = String::from_utf8_lossy(&added.stdout);
+    let token = printed.lines().last().expect("jeton").trim().to_owned();
+    let stored: Vec<u8> = sqlx::query_scalar(
+        "SELECT token_sha256 FROM platform.internal_callers WHERE name = 'mandate-service'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("appelant");
+    assert_eq!(
+        stored,
+        foundation::auth::secrets::token_hash(&token),
+        "seule l'empreinte est gardée"
+    );
+    let again = add("mandate-service").await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("déjà enregistré"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = add("Service Majuscule").await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("nom invalide"), "{}", stderr(&bad));
+    let disabled = tenant_admin(
+        &db.admin_url,
+        &["internal", "caller", "disable", "--name", "mandate-service"],
+    )
+    .await;
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    let list = tenant_admin(&db.admin_url, &["internal", "caller", "list"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "mandate-service\tdésactivé\tattestation,court_decision\n"
+    );
+}
+
+#[tokio::test]
+async fn pending_letters_are_batched_listed_and_written_to_a_pdf_file() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let structure = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code)
+         VALUES ($1, $2, 'CCAS de Bègles', 'ccas', '33039')",
+    )
+    .bind(structure)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&db.admin)
+    .await
+    .expect("structure");
+    for who in ["Mme Angela DUBOIS", "M. Jean MARTIN"] {
+        sqlx::query(
+            "INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id)
+             VALUES (gen_random_uuid(), 'letter', $1, 'mandate_used', $2, $3)",
+        )
+        .bind(format!("{who}\n12 rue des Lilas\n33130 Bègles"))
+        .bind(serde_json::json!({"date": "23/11/2026 à 10h05", "structure": "CCAS de Bègles", "demarche": "Logement"}))
+        .bind(structure)
+        .execute(&db.admin)
+        .await
+        .expect("courrier");
+    }
+    let batch = tenant_admin(&db.admin_url, &["letters", "batch", "--departement", "33"]).await;
+    assert!(batch.status.success(), "{}", stderr(&batch));
+    let out = String::from_utf8_lossy(&batch.stdout).into_owned();
+    assert!(
+        out.contains("2 courrier(s)") && out.ends_with("1 lot(s) préparé(s)\n"),
+        "{out}"
+    );
+    let id = out.split_whitespace().nth(1).expect("lot").to_owned();
+    let again = tenant_admin(&db.admin_url, &["letters", "batch", "--departement", "33"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "0 lot(s) préparé(s)\n"
+    );
+    let list = tenant_admin(&db.admin_url, &["letters", "list", "--departement", "33"]).await;
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        listed.starts_with(&id) && listed.contains("CCAS de Bègles"),
+        "{listed}"
+    );
+    let file = std::env::temp_dir().join(format!("lot-{id}.pdf"));
+    let download = tenant_admin(
+        &db.admin_url,
+        &[
+            "letters",
+            "download",
+            "--departement",
+            "33",
+            "--batch",
+            &id,
+            "--out",
+            file.to_str().expect("chemin"),
+        ],
+    )
+    .await;
+    assert!(download.status.success(), "{}", stderr(&download));
+    let pdf = std::fs::read(&file).expect("fichier");
+    let _ = std::fs::remove_file(&file);
+    let text = foundation::pdf::shown_text(&pdf);
+    assert!(
+        text.contains("Mme Angela DUBOIS") && text.contains("M. Jean MARTIN"),
+        "{text}"
+    );
+    let unknown = tenant_admin(
+        &db.admin_url,
+        &[
+            "letters",
+            "download",
+            "--departement",
+            "33",
+            "--batch",
+            &uuid::Uuid::new_v4().to_string(),
+            "--out",
+            "/tmp/x.pdf",
+        ],
+    )
+    .await;
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("lot inconnu"),
+        "{}",
+        stderr(&unknown)
+    );
+}
