@@ -241,6 +241,22 @@ async fn demo_mandates(
         };
         let mut tx = tenant.begin().await?;
         let usager = mandates::upsert_usager(&mut tx, &identity, structure, alice).await?;
+        // Receipts of their mandates' uses: Josette by SMS (a number of the range ARCEP keeps
+        // for fiction), Marc-Antoine by letter; the others have no contact.
+        let (phone, address) = match i {
+            0 => (Some("+33639980001"), None),
+            5 => (
+                None,
+                Some("M. Marc-Antoine DUPRÉ\n8 quai de Queyries\n33100 Bordeaux"),
+            ),
+            _ => (None, None),
+        };
+        sqlx::query("UPDATE usagers SET phone = $2, postal_address = $3 WHERE id = $1")
+            .bind(usager)
+            .bind(phone)
+            .bind(address)
+            .execute(&mut *tx)
+            .await?;
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {
