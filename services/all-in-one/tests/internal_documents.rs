@@ -186,6 +186,18 @@ async fn services_store_describe_and_link_documents_within_their_kinds_and_terri
     assert_eq!(resp.status(), 200);
     assert!(String::from_utf8_lossy(&resp.bytes().await.expect("corps")).contains(&canary));
 
+    // Without a valid token, not even a document's existence is told.
+    let anonymous = client
+        .get(app.url(&format!(
+            "/internal/documents/departements/33/documents/{}",
+            Uuid::new_v4()
+        )))
+        .bearer_auth("inconnu")
+        .send()
+        .await
+        .expect("requête");
+    assert_eq!(anonymous.status(), 401);
+
     // Another service, not allowed attestations, cannot read it; a disabled caller is refused.
     let desk = caller(&app, "habilitation-desk", &["structure_document"]).await;
     let refused = client

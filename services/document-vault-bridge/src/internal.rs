@@ -3,7 +3,8 @@
 //! certificates from the desk). Served under `/internal/documents`, described by its OpenAPI
 //! document at `/internal/documents/openapi.json`.
 //!
-//! Every operation goes through [`authorize`], deny by default: a bearer token of a registered,
+//! Every operation goes through the same guard, deny by default ([`authenticate`] first, then
+//! [`allow`]): a bearer token of a registered,
 //! active caller (`platform.internal_callers`, SHA-256 only), allowed for the document's kind;
 //! and the tenant context — the département in the path, the tenant belonging to it, the
 //! document in that département's schema. Errors are the platform's JSON error shape.
@@ -100,32 +101,37 @@ pub struct Caller {
     pub name: String,
 }
 
-/// The internal API's one guard: an active caller whose token matches, allowed for `kind`.
-pub async fn authorize(
+/// The guard's first half, before anything else is looked up: an active caller whose token
+/// matches. The second half, [`allow`], checks the document's kind.
+async fn authenticate(
     platform: &Platform,
     token: &ServiceToken,
-    kind: &str,
-) -> Result<Caller, InternalError> {
+) -> Result<(Caller, Vec<String>), InternalError> {
     let row: Option<(String, Vec<String>)> = sqlx::query_as(
         "SELECT name, kinds FROM platform.internal_callers WHERE token_sha256 = $1 AND active",
     )
     .bind(token_hash(&token.0.token))
     .fetch_optional(platform.platform_pool())
     .await?;
-    let Some((name, kinds)) = row else {
-        return Err(InternalError::Unauthorized(body(
+    let (name, kinds) = row.ok_or_else(|| {
+        InternalError::Unauthorized(body(
             "unauthorized",
             "jeton de service inconnu ou désactivé",
-        )));
-    };
-    if !kinds.iter().any(|k| k == kind) {
-        tracing::info!(caller = %name, kind, "internal documents: kind denied");
-        return Err(InternalError::Forbidden(body(
-            "forbidden",
-            format!("ce service ne peut pas traiter les documents « {kind} »"),
-        )));
+        ))
+    })?;
+    Ok((Caller { name }, kinds))
+}
+
+/// The guard's second half: the caller may handle documents of `kind`.
+fn allow(caller: &Caller, kinds: &[String], kind: &str) -> Result<(), InternalError> {
+    if kinds.iter().any(|k| k == kind) {
+        return Ok(());
     }
-    Ok(Caller { name })
+    tracing::info!(caller = %caller.name, kind, "internal documents: kind denied");
+    Err(InternalError::Forbidden(body(
+        "forbidden",
+        format!("ce service ne peut pas traiter les documents « {kind} »"),
+    )))
 }
 
 /// The territory of the path, and the tenant checked to belong to it.
@@ -259,8 +265,9 @@ impl InternalDocumentsApi {
         retention: Query<String>,
         content: Binary<Vec<u8>>,
     ) -> Result<Created, InternalError> {
+        let (caller, kinds) = authenticate(&platform, &auth).await?;
         kind_ok(&kind)?;
-        let caller = authorize(&platform, &auth, &kind).await?;
+        allow(&caller, &kinds, &kind)?;
         let retention = self::retention(&retention)?;
         let (code, ctx) = territory(&platform, &departement).await?;
         tenant_in(&platform, code, *tenant).await?;
@@ -282,9 +289,10 @@ impl InternalDocumentsApi {
         departement: Path<String>,
         id: Path<Uuid>,
     ) -> Result<Json<DocumentOut>, InternalError> {
+        let (caller, kinds) = authenticate(&platform, &auth).await?;
         let (_, ctx) = territory(&platform, &departement).await?;
         let document = metadata(&ctx, *id).await?;
-        authorize(&platform, &auth, &document.kind).await?;
+        allow(&caller, &kinds, &document.kind)?;
         Ok(Json(document))
     }
 
@@ -302,9 +310,10 @@ impl InternalDocumentsApi {
         id: Path<Uuid>,
         seconds: Query<Option<i64>>,
     ) -> Result<Json<LinkOut>, InternalError> {
+        let (caller, kinds) = authenticate(&platform, &auth).await?;
         let (code, ctx) = territory(&platform, &departement).await?;
         let document = metadata(&ctx, *id).await?;
-        authorize(&platform, &auth, &document.kind).await?;
+        allow(&caller, &kinds, &document.kind)?;
         let seconds = seconds.unwrap_or(LINK_DEFAULT_SECONDS);
         if !(1..=LINK_MAX_SECONDS).contains(&seconds) {
             return Err(InternalError::BadRequest(body(
