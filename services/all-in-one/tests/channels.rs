@@ -47,6 +47,20 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarche": "Logement"}),
             format!("Le 23/11/2026 à 10h05, {marker} a utilisé le mandat"),
         ),
+        "mandate_created" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement", "Argent"], "expires": "22/11/2027"}),
+            format!("vous avez confié à {marker} un mandat"),
+        ),
+        "mandate_revoked" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "suite": "Le mandat a pris fin."}),
+            format!("le mandat que vous aviez confié à {marker} a été révoqué"),
+        ),
+        "new_requests_digest" => (
+            json!({"period": "du 16/11/2026 à 09h00 au 23/11/2026 à 09h00", "count": "2",
+                   "requests": [format!("Gironde (33) — {marker} (CCAS, commune INSEE 33063)"), "Hérault (34) — Mairie (mairie, commune INSEE 34172)"],
+                   "more": "La liste ci-dessus est complète."}),
+            format!("Gironde (33) — {marker} (CCAS"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

@@ -238,3 +238,190 @@ async fn inactive_aidants_are_warned_once_by_mail() {
             .is_empty()
     );
 }
+
+/// Inserts a structure request of département `dep`, first submitted at `at` (a draft if None).
+async fn request(db: &TestDatabase, dep: &str, reference: &str, at: Option<time::OffsetDateTime>) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO dep_{dep}.structure_requests
+             (id, reference, structure_name, structure_kind, siret, commune_code, issuer_email, status, first_submitted_at)
+         VALUES (gen_random_uuid(), $1, $2, 'CCAS', '21330063500017', $3, 'demandeur@example.test',
+                 CASE WHEN $4::timestamptz IS NULL THEN 'draft' ELSE 'submitted' END, $4)"
+    )))
+    .bind(reference)
+    .bind(format!("Structure {reference}"))
+    .bind(if dep == "33" { "33063" } else { "34172" })
+    .bind(at)
+    .execute(&db.admin)
+    .await
+    .expect("demande");
+}
+
+#[tokio::test]
+async fn the_weekly_digest_lists_each_new_request_once_to_every_national_admin() {
+    use habilitation_desk::requests::send_weekly_digest;
+    use policies::{Domain, Role};
+    use time::macros::datetime;
+
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    let platform = replica(&db).await;
+    let mut tx = db.admin.begin().await.expect("tx");
+    for (email, active) in [
+        ("national-1@example.test", true),
+        ("national-2@example.test", true),
+        ("ancien-national@example.test", false),
+    ] {
+        let id =
+            habilitation_desk::accounts::create_professional(&mut tx, email, "Équipe nationale")
+                .await
+                .expect("compte");
+        habilitation_desk::accounts::grant_role(
+            &mut tx,
+            id,
+            Role::NationalAdmin,
+            Domain::National,
+            None,
+        )
+        .await
+        .expect("rôle");
+        if !active {
+            sqlx::query("UPDATE platform.professionals SET active = false WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .expect("désactivation");
+        }
+    }
+    tx.commit().await.expect("commit");
+    // The previous digest ended on Monday 16 November 2026 at 08:59 UTC.
+    sqlx::query(
+        "INSERT INTO platform.request_digests (week_start, covered_from, covered_until, request_count, recipients)
+         VALUES ('2026-11-16', '2026-11-09 08:59Z', '2026-11-16 08:59Z', 0, 2)",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("digest précédent");
+    request(
+        &db,
+        "33",
+        "DEM-OLD-0001",
+        Some(datetime!(2026-11-16 08:58 UTC)),
+    )
+    .await;
+    request(
+        &db,
+        "33",
+        "DEM-NEW-0001",
+        Some(datetime!(2026-11-16 09:30 UTC)),
+    )
+    .await;
+    request(
+        &db,
+        "34",
+        "DEM-NEW-0002",
+        Some(datetime!(2026-11-20 14:00 UTC)),
+    )
+    .await;
+    request(
+        &db,
+        "33",
+        "DEM-NEW-0003",
+        Some(datetime!(2026-11-23 08:00 UTC)),
+    )
+    .await;
+    request(&db, "33", "DEM-DRAFT-01", None).await;
+
+    // Monday 23 November, 07:30 in Paris: not yet.
+    assert_eq!(
+        send_weekly_digest(&platform, datetime!(2026-11-23 06:30 UTC))
+            .await
+            .expect("digest"),
+        None
+    );
+    // 10:00 in Paris: the three new requests, to the two active national admins.
+    let digest = send_weekly_digest(&platform, datetime!(2026-11-23 09:00 UTC))
+        .await
+        .expect("digest")
+        .expect("envoyé");
+    assert_eq!((digest.requests, digest.recipients), (3, 2));
+    // A second run in the week, from another replica, sends nothing.
+    let other = replica(&db).await;
+    assert_eq!(
+        send_weekly_digest(&other, datetime!(2026-11-25 12:00 UTC))
+            .await
+            .expect("digest"),
+        None
+    );
+    let sent: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT recipient, payload FROM platform.outbox WHERE template = 'new_requests_digest' ORDER BY recipient",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("messages");
+    let recipients: Vec<&str> = sent.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        recipients,
+        ["national-1@example.test", "national-2@example.test"]
+    );
+    let payload = &sent[0].1;
+    assert_eq!(payload["count"], "3");
+    let lines: Vec<&str> = payload["requests"]
+        .as_array()
+        .expect("liste")
+        .iter()
+        .map(|l| l.as_str().expect("ligne"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("Gironde (33) — Structure DEM-NEW-0001 (CCAS, commune INSEE 33063), déposée le 16/11/2026 à 10h30"), "{lines:?}");
+    assert!(lines[1].contains("DEM-NEW-0003"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("Hérault (34) — Structure DEM-NEW-0002"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        payload["period"],
+        "du 16/11/2026 à 09h59 au 23/11/2026 à 09h59"
+    );
+    assert_eq!(payload["more"], "La liste ci-dessus est complète.");
+
+    // Next Monday: one request came in the last minute of the week (it waits for the digest
+    // after), nothing else; the digest still goes out and says so.
+    request(
+        &db,
+        "34",
+        "DEM-LATE-0001",
+        Some(datetime!(2026-11-30 08:59:30 UTC)),
+    )
+    .await;
+    let digest = send_weekly_digest(&platform, datetime!(2026-11-30 09:00 UTC))
+        .await
+        .expect("digest")
+        .expect("envoyé");
+    assert_eq!((digest.requests, digest.recipients), (0, 2));
+    let empty: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM platform.outbox WHERE template = 'new_requests_digest' ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("message");
+    assert_eq!(empty["count"], "0");
+    assert_eq!(
+        empty["more"],
+        "Aucune demande n'a été déposée pendant cette période."
+    );
+    let next = send_weekly_digest(&platform, datetime!(2026-12-07 08:00 UTC))
+        .await
+        .expect("digest")
+        .expect("envoyé");
+    assert_eq!(
+        next.requests, 1,
+        "la demande de la dernière minute, la semaine suivante"
+    );
+    let weeks: Vec<(time::Date, i32)> = sqlx::query_as(
+        "SELECT week_start, request_count FROM platform.request_digests ORDER BY week_start",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("semaines");
+    assert_eq!(weeks.len(), 4);
+    assert_eq!(weeks.iter().map(|w| w.1).sum::<i32>(), 4);
+}

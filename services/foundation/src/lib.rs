@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod journal;
 /// The transactional outbox producers write to.
 pub mod outbox;
+/// Paris civil time: dates people read, local hours jobs wait for.
+pub mod paris;
 /// Printable documents (PDF).
 pub mod pdf;
 /// Logs, traces, the per-request span.

@@ -17,6 +17,8 @@ pub mod own_factor;
 pub mod places;
 /// Référent pages: aidants' second factors.
 pub mod referent;
+/// Structures' habilitation requests: the national team's weekly digest.
+pub mod requests;
 /// Structures of a territory (created by operators until the request flow exists).
 pub mod structures;
 /// Page templates and helpers.
@@ -99,7 +101,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         readiness: Vec::<Arc<dyn foundation::health::ReadinessCheck>>::new(),
         workers: Vec::new(),
         csrf_exempt: Vec::new(),
-        jobs: Vec::new(),
+        jobs: vec![requests::weekly_digest()],
     })
 }
 

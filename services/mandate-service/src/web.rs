@@ -67,36 +67,7 @@ pub(crate) fn see_other(to: impl Into<String>) -> Response {
     Redirect::see_other(to.into()).into_response()
 }
 
-pub(crate) fn date(t: OffsetDateTime) -> String {
-    let t = t.to_offset(paris_offset(t));
-    format!("{:02}/{:02}/{}", t.day(), u8::from(t.month()), t.year())
-}
-
-pub(crate) fn date_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(paris_offset(t));
-    format!(
-        "{:02}/{:02}/{} à {:02}h{:02}",
-        t.day(),
-        u8::from(t.month()),
-        t.year(),
-        t.hour(),
-        t.minute()
-    )
-}
-
-/// Metropolitan French time (CET/CEST) — the dates printed on attestations and pages.
-fn paris_offset(t: OffsetDateTime) -> time::UtcOffset {
-    let year = t.year();
-    let last_sunday = |month: time::Month| {
-        let mut d = time::Date::from_calendar_date(year, month, 31).unwrap_or(time::Date::MIN);
-        while d.weekday() != time::Weekday::Sunday {
-            d = d.previous_day().unwrap_or(d);
-        }
-        d.with_hms(1, 0, 0).map(|d| d.assume_utc()).unwrap_or(t)
-    };
-    let summer = t >= last_sunday(time::Month::March) && t < last_sunday(time::Month::October);
-    time::UtcOffset::from_hms(if summer { 2 } else { 1 }, 0, 0).unwrap_or(time::UtcOffset::UTC)
-}
+pub(crate) use foundation::paris::{date, date_time};
 
 /// `1962-08-24` → `le 24/08/1962` (unknown month or day said as such).
 pub(crate) fn birth_day(d: &str) -> String {

@@ -58,6 +58,20 @@ const TEMPLATES: &[Template] = &[
     template!("mandates_expiring", ["count", "structure", "url"]),
     template!("inactive_aidant", ["name", "url"]),
     template!("mandate_used", ["date", "structure", "demarche"], sms),
+    template!(
+        "mandate_created",
+        ["date", "structure", "demarches", "expires"],
+        sms
+    ),
+    template!(
+        "mandate_revoked",
+        ["date", "structure", "demarches", "suite"],
+        sms
+    ),
+    template!(
+        "new_requests_digest",
+        ["period", "count", "requests", "more"]
+    ),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");
@@ -89,19 +103,56 @@ fn html_escape(value: &str) -> String {
     out
 }
 
-/// Fills `{{name}}` placeholders of `source` with the payload's string values.
+/// How a part is written: plain text (letters, the text part), HTML, or one SMS line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Text,
+    Html,
+    Sms,
+}
+
+/// A list parameter (an array of strings): one item per line in text, a `<ul>` in HTML, items
+/// separated by commas in an SMS; an empty list writes nothing.
+fn list(items: &[Value], part: Part) -> Option<String> {
+    let items: Vec<&str> = items.iter().map(Value::as_str).collect::<Option<_>>()?;
+    if items.is_empty() {
+        return Some(String::new());
+    }
+    Some(match part {
+        Part::Text => items
+            .iter()
+            .map(|i| format!("- {i}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Part::Sms => items.join(", "),
+        Part::Html => format!(
+            "<ul style=\"margin:0 0 16px 0;padding-left:24px;\">{}</ul>",
+            items
+                .iter()
+                .map(|i| format!("<li>{}</li>", html_escape(i)))
+                .collect::<String>()
+        ),
+    })
+}
+
+/// Fills `{{name}}` placeholders of `source` with the payload's values: strings (escaped in
+/// HTML) or lists of strings.
 fn fill(
     template: &Template,
     source: &str,
     payload: &Value,
-    escape: fn(&str) -> String,
+    part: Part,
 ) -> Result<String, TemplateError> {
     let mut out = source.to_owned();
     for key in template.params {
-        let value = payload[*key]
-            .as_str()
-            .ok_or_else(|| TemplateError::MissingParameter(template.name.into(), key))?;
-        out = out.replace(&format!("{{{{{key}}}}}"), &escape(value));
+        let value = match &payload[*key] {
+            Value::String(v) if part == Part::Html => Some(html_escape(v)),
+            Value::String(v) => Some(v.clone()),
+            Value::Array(items) => list(items, part),
+            _ => None,
+        }
+        .ok_or_else(|| TemplateError::MissingParameter(template.name.into(), key))?;
+        out = out.replace(&format!("{{{{{key}}}}}"), &value);
     }
     Ok(out)
 }
@@ -109,10 +160,10 @@ fn fill(
 /// Renders the e-mail `template` with `payload`.
 pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError> {
     let t = find(template)?;
-    let subject = t.subject.trim().to_owned();
-    let content = fill(t, t.html, payload, html_escape)?;
+    let subject = fill(t, t.subject, payload, Part::Text)?.trim().to_owned();
+    let content = fill(t, t.html, payload, Part::Html)?;
     Ok(Rendered {
-        text: fill(t, t.text, payload, str::to_owned)?,
+        text: fill(t, t.text, payload, Part::Text)?,
         html: LAYOUT
             .replace("{{subject}}", &html_escape(&subject))
             .replace("{{content}}", content.trim_end()),
@@ -124,7 +175,7 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
 pub fn render_sms(template: &str, payload: &Value) -> Result<String, TemplateError> {
     let t = find(template)?;
     let source = t.sms.ok_or_else(|| TemplateError::NoSms(template.into()))?;
-    Ok(fill(t, source, payload, str::to_owned)?.trim().to_owned())
+    Ok(fill(t, source, payload, Part::Sms)?.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -261,6 +312,52 @@ mod tests {
         assert_eq!(
             render_sms("login_link", &serde_json::json!({"url": "x"})),
             Err(TemplateError::NoSms("login_link".into()))
+        );
+    }
+
+    #[test]
+    fn list_parameters_are_lines_in_text_a_list_in_html_and_commas_in_sms() {
+        let payload = serde_json::json!({
+            "date": "23/11/2026 à 10h05",
+            "structure": "CCAS de Bègles",
+            "demarches": ["Logement", "Social & santé"],
+            "expires": "22/11/2027",
+        });
+        let rendered = render("mandate_created", &payload).expect("rendu");
+        assert!(
+            rendered
+                .text
+                .contains("suivantes :\n- Logement\n- Social & santé\n"),
+            "{}",
+            rendered.text
+        );
+        assert!(
+            rendered
+                .html
+                .contains("<li>Logement</li><li>Social &amp; santé</li></ul>"),
+            "{}",
+            rendered.html
+        );
+        let sms = render_sms("mandate_created", &payload).expect("sms");
+        assert!(sms.contains("(Logement, Social & santé)"), "{sms}");
+        // An empty list writes nothing; a list of something else than strings is refused.
+        let digest = serde_json::json!({
+            "period": "du 16/11/2026 au 23/11/2026",
+            "count": "0",
+            "requests": [],
+            "more": "Aucune demande n'a été déposée pendant cette période.",
+        });
+        let rendered = render("new_requests_digest", &digest).expect("rendu");
+        assert!(!rendered.html.contains("<ul"), "{}", rendered.html);
+        assert!(!rendered.text.contains("- "), "{}", rendered.text);
+        let mut bad = digest.clone();
+        bad["requests"] = serde_json::json!([1, 2]);
+        assert_eq!(
+            render("new_requests_digest", &bad),
+            Err(TemplateError::MissingParameter(
+                "new_requests_digest".into(),
+                "requests"
+            ))
         );
     }
 }

@@ -58,6 +58,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 8, "0008_activity"),
             migration!("platform", 9, "0009_identity_provider"),
             migration!("platform", 10, "0010_internal_callers"),
+            migration!("platform", 11, "0011_request_digests"),
         ])
     });
 
@@ -70,6 +71,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 4, "0004_mandates"),
             migration!("departement", 5, "0005_identity_provider"),
             migration!("departement", 6, "0006_usager_contacts_and_letters"),
+            migration!("departement", 7, "0007_structure_requests"),
         ])
     });
 
