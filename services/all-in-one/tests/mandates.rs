@@ -345,6 +345,69 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
         .expect("page");
     assert!(public.contains("n'est plus valide"));
 
+    // The usager got a receipt of each act, by e-mail (FranceConnect gave an address), sent by
+    // the application's worker.
+    let receipts: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT o.template, o.channel, o.payload FROM dep_33.outbox o
+         JOIN dep_33.usagers u ON u.email = o.recipient
+         JOIN dep_33.mandates m ON m.usager_id = u.id AND m.id = $1
+         WHERE o.template LIKE 'mandate_%' ORDER BY o.id",
+    )
+    .bind(mandate)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("accusés");
+    let shown: Vec<(&str, &str, &serde_json::Value, &serde_json::Value)> = receipts
+        .iter()
+        .map(|(t, c, p)| (t.as_str(), c.as_str(), &p["demarches"], &p["suite"]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "mandate_created",
+                "email",
+                &serde_json::json!(["Logement", "Social - Santé"]),
+                &serde_json::Value::Null
+            ),
+            (
+                "mandate_revoked",
+                "email",
+                &serde_json::json!(["Social - Santé"]),
+                &serde_json::json!("Le mandat reste en cours pour ses autres démarches.")
+            ),
+            (
+                "mandate_revoked",
+                "email",
+                &serde_json::json!(["Logement"]),
+                &serde_json::json!("Le mandat a pris fin.")
+            ),
+        ],
+        "{receipts:?}"
+    );
+    assert!(
+        receipts[0].2["structure"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let unsent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM dep_33.outbox WHERE template IN ('mandate_created', 'mandate_revoked') AND sent_at IS NULL",
+        )
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("envois");
+        if unsent == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unsent} accusés jamais envoyés"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     for (kind, of, expected) in [
         ("usager_identified", None, 1),
         ("mandate_created", Some(mandate), 1),

@@ -336,7 +336,52 @@ pub async fn create(
         .execute(&mut **tx)
         .await?;
     }
+    let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();
+    usager_receipt(
+        tx,
+        new.structure,
+        new.usager,
+        "mandate_created",
+        json!({
+            "date": crate::web::date_time(now),
+            "demarches": labels,
+            "expires": crate::web::date(expires),
+        }),
+    )
+    .await?;
     Ok(id)
+}
+
+/// Queues a receipt to the usager (product.md §9: creation, use, revocation) by the channel
+/// their contact allows, in the act's transaction; `payload` gets the structure's name.
+pub(crate) async fn usager_receipt(
+    tx: &mut TenantTx,
+    structure: Uuid,
+    usager: Uuid,
+    template: &'static str,
+    mut payload: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let (email, phone, postal_address, name): (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+    ) = sqlx::query_as(
+        "SELECT u.email, u.phone, u.postal_address, s.name
+             FROM usagers u CROSS JOIN structures s WHERE u.id = $1 AND s.id = $2",
+    )
+    .bind(usager)
+    .bind(structure)
+    .fetch_one(&mut **tx)
+    .await?;
+    payload["structure"] = serde_json::Value::String(name);
+    let contact = foundation::outbox::UsagerContact {
+        email,
+        phone,
+        postal_address,
+    };
+    foundation::outbox::enqueue_usager_receipt(tx, structure, &contact, template, payload).await?;
+    Ok(())
 }
 
 /// Marks a mandate ended when none of its authorisations is still running.
@@ -419,6 +464,26 @@ pub async fn revoke(
         )
         .await?;
     }
+    let labels: Vec<&str> = revoked
+        .iter()
+        .map(|c| categories::by_code(c).map_or(c.as_str(), |c| c.label))
+        .collect();
+    usager_receipt(
+        tx,
+        structure,
+        usager,
+        "mandate_revoked",
+        json!({
+            "date": crate::web::date_time(now),
+            "demarches": labels,
+            "suite": if ended {
+                "Le mandat a pris fin."
+            } else {
+                "Le mandat reste en cours pour ses autres démarches."
+            },
+        }),
+    )
+    .await?;
     Ok((revoked, ended))
 }
 
