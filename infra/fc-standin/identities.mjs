@@ -16,6 +16,12 @@ export const IDENTITIES = {
     given_name: 'Elena', family_name: 'ROSSI', birthdate: '1990-00-00', gender: 'female',
     birthplace: '', birthcountry: '99127', email: 'elena.rossi@example.test',
   },
+  // A person whose identity provider gives no e-mail address: receipts need a phone or an
+  // address typed by the aidant.
+  sans_courriel: {
+    given_name: 'Lucien', family_name: 'FAURE', birthdate: '1941-05-02', gender: 'male',
+    birthplace: '33063', birthcountry: '99100',
+  },
   // Negative cases: an INSEE code that does not exist, and a missing mandatory claim.
   bad_birthplace: {
     given_name: 'Jean', family_name: 'ERREUR', birthdate: '1980-01-01', gender: 'male',

@@ -638,6 +638,36 @@ async fn every_rule_a_person_can_break_gets_a_clear_french_message_and_creates_n
     let resp = confirm(&client, &app, &recap, "000000", true).await;
     assert_eq!(resp.status(), 422);
     assert!(unescape(&resp.text().await.expect("page")).contains("Code incorrect"));
+    // A landline or a malformed address: refused before the code is even checked, what was
+    // typed is kept in the form.
+    for (field, typed, message) in [
+        (
+            "telephone",
+            "05 56 00 00 00",
+            "Le numéro de téléphone mobile n'est pas valide",
+        ),
+        ("adresse", "Bordeaux", "L'adresse postale n'est pas valide"),
+    ] {
+        let (_, form) = view(&client, &app.url(&recap)).await;
+        let token = csrf_of(&form);
+        let resp = client
+            .post(
+                &app.url(&recap),
+                &[
+                    ("csrf", token.as_str()),
+                    ("code", "000000"),
+                    ("declaration", "oui"),
+                    (field, typed),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 422, "{field}");
+        let html = unescape(&resp.text().await.expect("page"));
+        assert!(
+            html.contains(message) && html.contains(typed),
+            "{field} : {html}"
+        );
+    }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
         .fetch_one(&app.db.admin)
         .await
@@ -963,4 +993,86 @@ async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_an
             .await
             .expect("compte");
     assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_recap() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = aidant(&app).await;
+    // A number of the range kept for fiction, unique to this run.
+    let suffix = Uuid::new_v4().as_u128() % 10_000;
+    let typed = format!("06 39 98 {:02} {:02}", suffix / 100, suffix % 100);
+    let e164 = format!("+3363998{suffix:04}");
+    let mut mandates = Vec::new();
+    for (n, extra) in [
+        vec![("telephone", typed.as_str())],
+        // Left empty: the number already known is kept.
+        vec![],
+        // An address given too: the phone still comes first.
+        vec![("adresse", "M. Lucien FAURE\n12 rue des Lilas\n33130 Bègles")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = terms(&client, &app, &[("categories", "logement"), ("duree", "1")]).await;
+        let recap = identify(&client, &app, &location(&resp), "sans_courriel").await;
+        let (_, form) = view(&client, &app.url(&recap)).await;
+        assert!(form.contains("Adresse électronique : aucune"), "{form}");
+        let token = csrf_of(&form);
+        let code = code_after(&who, n as i64).await;
+        let mut fields = vec![
+            ("csrf", token.as_str()),
+            ("code", code.as_str()),
+            ("declaration", "oui"),
+        ];
+        fields.extend(extra);
+        let resp = client.post(&app.url(&recap), &fields).await;
+        assert_eq!(
+            resp.status(),
+            303,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        mandates.push(location(&resp));
+    }
+    let (phone, address): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT phone, postal_address FROM dep_33.usagers WHERE family_name = 'FAURE'",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("usager");
+    assert_eq!(phone.as_deref(), Some(e164.as_str()));
+    assert_eq!(
+        address.as_deref(),
+        Some("M. Lucien FAURE\n12 rue des Lilas\n33130 Bègles")
+    );
+    // Two changes journaled (the number, then the address), without their values.
+    let changes: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT details::jsonb FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(
+        changes,
+        [
+            serde_json::json!({"phone": "updated", "postal_address": "unchanged"}),
+            serde_json::json!({"phone": "unchanged", "postal_address": "updated"}),
+        ]
+    );
+    // Each creation (the second and third superseding the previous one) was told by SMS,
+    // through the local gateway, by the application's own worker.
+    let sms =
+        test_support::sms_gateway::wait_for_sms_to(&e164, 3, std::time::Duration::from_secs(15))
+            .await;
+    assert_eq!(sms.len(), 3, "{sms:?}");
+    for message in &sms {
+        let text = message["text"].as_str().expect("texte");
+        assert!(
+            text.starts_with("Aidants Connect : le ")
+                && text.contains("un mandat jusqu’au")
+                && text.contains("(Logement)"),
+            "{text}"
+        );
+    }
 }

@@ -28,6 +28,7 @@ use crate::tenancy::TenantTx;
 pub enum Event {
     UsagerIdentified,
     UsagerIdentityUpdated,
+    UsagerContactUpdated,
     MandateCreated,
     AuthorisationSuperseded,
     AuthorisationRevoked,
@@ -45,6 +46,7 @@ impl Event {
         match self {
             Event::UsagerIdentified => "usager_identified",
             Event::UsagerIdentityUpdated => "usager_identity_updated",
+            Event::UsagerContactUpdated => "usager_contact_updated",
             Event::MandateCreated => "mandate_created",
             Event::AuthorisationSuperseded => "authorisation_superseded",
             Event::AuthorisationRevoked => "authorisation_revoked",

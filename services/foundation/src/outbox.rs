@@ -126,6 +126,81 @@ impl UsagerContact {
     }
 }
 
+/// A French or international mobile number in E.164 (`+33612345678`), from what a person
+/// typed: spaces, dots and dashes ignored, a French `06…`/`07…` number accepted as is.
+pub fn normalise_phone(typed: &str) -> Option<String> {
+    let digits: String = typed
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '-' | '\u{a0}'))
+        .collect();
+    let e164 = if let Some(rest) = digits.strip_prefix("00") {
+        format!("+{rest}")
+    } else if digits.len() == 10 && (digits.starts_with("06") || digits.starts_with("07")) {
+        format!("+33{}", &digits[1..])
+    } else {
+        digits
+    };
+    let body = e164.strip_prefix('+')?;
+    let valid = (8..=15).contains(&body.len())
+        && body.chars().all(|c| c.is_ascii_digit())
+        && !body.starts_with('0');
+    // A French number must be a mobile one: an SMS to a landline is lost.
+    let french_mobile = !body.starts_with("33")
+        || (body.len() == 11 && (body[2..].starts_with('6') || body[2..].starts_with('7')));
+    (valid && french_mobile).then_some(e164)
+}
+
+/// Lines of a postal address a window envelope shows (French postal standard: 6 lines of 38
+/// characters at most).
+pub const ADDRESS_LINES: usize = 6;
+pub const ADDRESS_LINE_CHARS: usize = 38;
+
+/// A postal address from what a person typed: lines trimmed, empty lines dropped; at least two
+/// lines (the name, then where), at most [`ADDRESS_LINES`] of [`ADDRESS_LINE_CHARS`].
+pub fn normalise_postal_address(typed: &str) -> Option<String> {
+    let lines: Vec<&str> = typed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let fits = (2..=ADDRESS_LINES).contains(&lines.len())
+        && lines
+            .iter()
+            .all(|l| l.chars().count() <= ADDRESS_LINE_CHARS && !l.chars().any(char::is_control));
+    fits.then(|| lines.join("\n"))
+}
+
+/// What is wrong with a typed contact, said to the aidant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContactError {
+    #[error(
+        "Le numéro de téléphone mobile n'est pas valide : saisissez un numéro de portable, par exemple 06 12 34 56 78 (un téléphone fixe ne reçoit pas de SMS)."
+    )]
+    Phone,
+    #[error(
+        "L'adresse postale n'est pas valide : de 2 à 6 lignes (nom, numéro et voie, code postal et commune), 38 caractères au plus par ligne."
+    )]
+    PostalAddress,
+}
+
+/// The phone and postal address an aidant typed for a usager (each may be left empty), in the
+/// form they are stored.
+pub fn typed_contact(
+    phone: &str,
+    postal_address: &str,
+) -> Result<(Option<String>, Option<String>), ContactError> {
+    let phone = match phone.trim() {
+        "" => None,
+        p => Some(normalise_phone(p).ok_or(ContactError::Phone)?),
+    };
+    let address = if postal_address.trim().is_empty() {
+        None
+    } else {
+        Some(normalise_postal_address(postal_address).ok_or(ContactError::PostalAddress)?)
+    };
+    Ok((phone, address))
+}
+
 /// Queues a receipt to a usager of `structure` by the channel their contact allows, inside the
 /// caller's tenant transaction. Returns the message id and channel, or `None` when the usager
 /// cannot be reached (nothing queued).
@@ -170,6 +245,34 @@ mod routing_tests {
         );
         contact.postal_address = None;
         assert_eq!(contact.route(), None);
+    }
+
+    #[test]
+    fn typed_contacts_are_normalised_or_refused_in_french() {
+        assert_eq!(
+            typed_contact(
+                " 06 12 34 56 78 ",
+                "  M. Paul MARTIN \n\n 3 rue Neuve\r\n33000 Bordeaux "
+            ),
+            Ok((
+                Some("+33612345678".into()),
+                Some("M. Paul MARTIN\n3 rue Neuve\n33000 Bordeaux".into())
+            ))
+        );
+        assert_eq!(typed_contact("", "  "), Ok((None, None)));
+        assert_eq!(
+            typed_contact("05 56 00 00 00", ""),
+            Err(ContactError::Phone)
+        );
+        assert_eq!(
+            typed_contact("", "Bordeaux"),
+            Err(ContactError::PostalAddress)
+        );
+        let long = format!("M. Paul MARTIN\n{}", "x".repeat(39));
+        assert_eq!(typed_contact("", &long), Err(ContactError::PostalAddress));
+        let seven = "a\nb\nc\nd\ne\nf\ng";
+        assert_eq!(typed_contact("", seven), Err(ContactError::PostalAddress));
+        assert!(ContactError::Phone.to_string().starts_with("Le numéro"));
     }
 }
 

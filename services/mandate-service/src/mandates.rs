@@ -208,6 +208,51 @@ pub async fn upsert_usager(
     Ok(id)
 }
 
+/// Records the mobile phone and postal address the usager agreed to give for receipts (already
+/// normalised, see `foundation::outbox::typed_contact`); `None` keeps what is recorded. Journals
+/// which of them changed (not their values). Returns whether anything changed.
+pub async fn set_contact(
+    tx: &mut TenantTx,
+    usager: Uuid,
+    structure: Uuid,
+    by: Uuid,
+    phone: Option<&str>,
+    postal_address: Option<&str>,
+) -> Result<bool, MandateError> {
+    let changed: Option<(bool, bool)> = sqlx::query_as(
+        "WITH old AS (SELECT phone, postal_address FROM usagers WHERE id = $1 FOR UPDATE)
+         UPDATE usagers u SET phone = coalesce($2, old.phone),
+                              postal_address = coalesce($3, old.postal_address), updated_at = now()
+         FROM old
+         WHERE u.id = $1 AND (old.phone IS DISTINCT FROM coalesce($2, old.phone)
+                              OR old.postal_address IS DISTINCT FROM coalesce($3, old.postal_address))
+         RETURNING old.phone IS DISTINCT FROM coalesce($2, old.phone),
+                   old.postal_address IS DISTINCT FROM coalesce($3, old.postal_address)",
+    )
+    .bind(usager)
+    .bind(phone)
+    .bind(postal_address)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((phone_changed, address_changed)) = changed else {
+        return Ok(false);
+    };
+    let said = |changed: bool| if changed { "updated" } else { "unchanged" };
+    journal::append(
+        tx,
+        NewEntry::new(Event::UsagerContactUpdated)
+            .structure(structure)
+            .professional(by)
+            .usager(usager)
+            .details(json!({
+                "phone": said(phone_changed),
+                "postal_address": said(address_changed),
+            })),
+    )
+    .await?;
+    Ok(true)
+}
+
 /// What creating a mandate needs, once the usager is identified and the aidant confirmed.
 #[derive(Debug, Clone)]
 pub struct NewMandate {

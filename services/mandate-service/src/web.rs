@@ -158,6 +158,8 @@ struct RecapPage<'a> {
     ends: String,
     argent: bool,
     error: Option<String>,
+    phone: String,
+    address: String,
 }
 
 pub struct Row {
@@ -856,6 +858,7 @@ fn recap_page(
     row: &DraftRow,
     identity: &Identity,
     error: Option<String>,
+    typed: &ContactForm,
 ) -> poem::Result<Response> {
     let (cats, duration, _, _, _) = row;
     let labels: Vec<&'static str> = cats
@@ -882,6 +885,8 @@ fn recap_page(
             duration: categories::duration_label(*duration),
             ends: date(OffsetDateTime::now_utc() + Duration::days(i64::from(*duration))),
             error,
+            phone: typed.telephone.clone().unwrap_or_default(),
+            address: typed.adresse.clone().unwrap_or_default(),
         },
         failed,
     )
@@ -946,13 +951,31 @@ pub async fn recap(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    recap_page(req, &platform, &scope, draft, &row, &identity, None)
+    recap_page(
+        req,
+        &platform,
+        &scope,
+        draft,
+        &row,
+        &identity,
+        None,
+        &ContactForm::default(),
+    )
+}
+
+/// The usager's optional contact for receipts, as typed on the recap.
+#[derive(Deserialize, Default)]
+pub struct ContactForm {
+    telephone: Option<String>,
+    adresse: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub struct ConfirmForm {
     code: Option<String>,
     declaration: Option<String>,
+    telephone: Option<String>,
+    adresse: Option<String>,
 }
 
 fn factor_message(e: &factors::FactorError) -> String {
@@ -991,6 +1014,10 @@ pub async fn confirm(
         Ok(found) => found,
         Err(answer) => return answer,
     };
+    let typed = ContactForm {
+        telephone: form.telephone.clone(),
+        adresse: form.adresse.clone(),
+    };
     if form.declaration.as_deref() != Some("oui") {
         return recap_page(
             req,
@@ -1000,8 +1027,27 @@ pub async fn confirm(
             &row,
             &identity,
             Some(MandateError::DeclarationMissing.to_string()),
+            &typed,
         );
     }
+    let (phone, address) = match foundation::outbox::typed_contact(
+        typed.telephone.as_deref().unwrap_or_default(),
+        typed.adresse.as_deref().unwrap_or_default(),
+    ) {
+        Ok(contact) => contact,
+        Err(e) => {
+            return recap_page(
+                req,
+                &platform,
+                &scope,
+                draft,
+                &row,
+                &identity,
+                Some(e.to_string()),
+                &typed,
+            );
+        }
+    };
     let code: String = form
         .code
         .unwrap_or_default()
@@ -1021,6 +1067,7 @@ pub async fn confirm(
             &row,
             &identity,
             Some(factor_message(&e)),
+            &typed,
         );
     }
     let (cats, duration, renewal_of, _, _) = &row;
@@ -1040,6 +1087,7 @@ pub async fn confirm(
                     &row,
                     &identity,
                     Some(e.to_string()),
+                    &typed,
                 );
             }
         };
@@ -1076,6 +1124,15 @@ pub async fn confirm(
         }
         let usager =
             mandates::upsert_usager(&mut tx, &identity, scope.structure.id, scope.me.id).await?;
+        mandates::set_contact(
+            &mut tx,
+            usager,
+            scope.structure.id,
+            scope.me.id,
+            phone.as_deref(),
+            address.as_deref(),
+        )
+        .await?;
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {
@@ -1125,6 +1182,7 @@ pub async fn confirm(
             &row,
             &identity,
             Some(e.to_string()),
+            &typed,
         ),
     }
 }

@@ -16,29 +16,7 @@ pub struct SmsGateway {
     http: reqwest::Client,
 }
 
-/// A French or international mobile number in E.164 (`+33612345678`), from what a person
-/// typed: spaces, dots and dashes ignored, a French `06…`/`07…` number accepted as is.
-pub fn normalise_phone(typed: &str) -> Option<String> {
-    let digits: String = typed
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '.' | '-' | '\u{a0}'))
-        .collect();
-    let e164 = if let Some(rest) = digits.strip_prefix("00") {
-        format!("+{rest}")
-    } else if digits.len() == 10 && (digits.starts_with("06") || digits.starts_with("07")) {
-        format!("+33{}", &digits[1..])
-    } else {
-        digits
-    };
-    let body = e164.strip_prefix('+')?;
-    let valid = (8..=15).contains(&body.len())
-        && body.chars().all(|c| c.is_ascii_digit())
-        && !body.starts_with('0');
-    // A French number must be a mobile one: an SMS to a landline is lost.
-    let french_mobile = !body.starts_with("33")
-        || (body.len() == 11 && (body[2..].starts_with('6') || body[2..].starts_with('7')));
-    (valid && french_mobile).then_some(e164)
-}
+pub use foundation::outbox::normalise_phone;
 
 impl SmsGateway {
     pub fn new(settings: &SmsSettings) -> anyhow::Result<Self> {
