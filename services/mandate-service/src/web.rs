@@ -857,9 +857,14 @@ fn recap_page(
     draft: Uuid,
     row: &DraftRow,
     identity: &Identity,
-    error: Option<String>,
-    typed: &ContactForm,
+    // What went wrong, with what was typed (shown again); nothing on the first display.
+    error: Option<(String, &ContactForm)>,
 ) -> poem::Result<Response> {
+    let none = ContactForm::default();
+    let (error, typed) = match error {
+        Some((message, typed)) => (Some(message), typed),
+        None => (None, &none),
+    };
     let (cats, duration, _, _, _) = row;
     let labels: Vec<&'static str> = cats
         .iter()
@@ -951,16 +956,7 @@ pub async fn recap(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    recap_page(
-        req,
-        &platform,
-        &scope,
-        draft,
-        &row,
-        &identity,
-        None,
-        &ContactForm::default(),
-    )
+    recap_page(req, &platform, &scope, draft, &row, &identity, None)
 }
 
 /// The usager's optional contact for receipts, as typed on the recap.
@@ -1026,8 +1022,7 @@ pub async fn confirm(
             draft,
             &row,
             &identity,
-            Some(MandateError::DeclarationMissing.to_string()),
-            &typed,
+            Some((MandateError::DeclarationMissing.to_string(), &typed)),
         );
     }
     let (phone, address) = match foundation::outbox::typed_contact(
@@ -1043,8 +1038,7 @@ pub async fn confirm(
                 draft,
                 &row,
                 &identity,
-                Some(e.to_string()),
-                &typed,
+                Some((e.to_string(), &typed)),
             );
         }
     };
@@ -1066,8 +1060,7 @@ pub async fn confirm(
             draft,
             &row,
             &identity,
-            Some(factor_message(&e)),
-            &typed,
+            Some((factor_message(&e), &typed)),
         );
     }
     let (cats, duration, renewal_of, _, _) = &row;
@@ -1086,8 +1079,7 @@ pub async fn confirm(
                     draft,
                     &row,
                     &identity,
-                    Some(e.to_string()),
-                    &typed,
+                    Some((e.to_string(), &typed)),
                 );
             }
         };
@@ -1181,8 +1173,7 @@ pub async fn confirm(
             draft,
             &row,
             &identity,
-            Some(e.to_string()),
-            &typed,
+            Some((e.to_string(), &typed)),
         ),
     }
 }
