@@ -110,6 +110,7 @@ actions! {
     UsagerList => "usager:list",
     UsagerRead => "usager:read",
     ActivityReadOwn => "activity:read_own",
+    LetterPrint => "letter:print",
     AidantList => "aidant:list",
     AidantAddToTraining => "aidant:add_to_training",
     AidantDeactivate => "aidant:deactivate",

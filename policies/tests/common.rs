@@ -26,6 +26,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | UsagerList
                 | UsagerRead
                 | ActivityReadOwn
+                | LetterPrint
         ),
         Role::Referent => matches!(
             action,
@@ -39,6 +40,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | MandateList
                 | MandateRevoke
                 | MandateExport
+                | LetterPrint
         ),
         Role::TerritoryAdmin => {
             matches!(

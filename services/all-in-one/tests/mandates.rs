@@ -1076,3 +1076,99 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         );
     }
 }
+
+#[tokio::test]
+async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
+    let app = spawn_app(&["33"]).await;
+    let (_, structure, alice) = aidant(&app).await;
+    let other = structure_domain(&app, "33").await;
+    let bob = professional(
+        &app.db.admin,
+        "Bob Aidant",
+        &[(Role::Aidant, Domain::Structure(other), Some("33"))],
+    )
+    .await;
+    let bob_client = browser(&app.address);
+    assert_eq!(log_in(&bob_client, &app, &bob, -1).await.status(), 303);
+
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let departement = foundation::tenancy::DepartementCode::parse("33").expect("33");
+    let ctx = platform.tenancy.context(departement).await.expect("ctx");
+    let mut tx = ctx.begin().await.expect("tx");
+    for (owner, who) in [
+        (structure, "Mme Odette LEROY"),
+        (structure, "M. Gaston PETIT"),
+        (other, "Mme Irène BLANC"),
+    ] {
+        let contact = foundation::outbox::UsagerContact {
+            postal_address: Some(format!("{who}\n4 rue du Port\n33000 Bordeaux")),
+            ..Default::default()
+        };
+        foundation::outbox::enqueue_usager_receipt(
+            &mut tx,
+            owner,
+            &contact,
+            "mandate_used",
+            serde_json::json!({"date": "23/11/2026 à 10h05", "structure": "CCAS", "demarche": "Logement"}),
+        )
+        .await
+        .expect("courrier");
+    }
+    tx.commit().await.expect("commit");
+
+    let (status, html) = view(&alice, &app.url("/courriers")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("2 courriers attendent le prochain rassemblement")
+            && html.contains("Aucun fichier pour le moment"),
+        "{html}"
+    );
+
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let batches =
+        notification_mailer::letters::batch_territory(&platform.tenancy, &vault, departement)
+            .await
+            .expect("lots");
+    assert_eq!(batches.len(), 2);
+
+    let (_, html) = view(&alice, &app.url("/courriers")).await;
+    assert!(html.contains("Aucun courrier n'attend"), "{html}");
+    let links: Vec<&str> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with("/documents/33/"))
+        .collect();
+    assert_eq!(links.len(), 1, "{html}");
+    assert!(html.contains("PDF, 2 pages"), "{html}");
+    let pdf = reqwest::get(app.url(links[0]))
+        .await
+        .expect("téléchargement");
+    assert_eq!(pdf.status(), 200);
+    let text = foundation::pdf::shown_text(&pdf.bytes().await.expect("pdf"));
+    assert!(
+        text.contains("Odette LEROY")
+            && text.contains("Gaston PETIT")
+            && !text.contains("Irène BLANC"),
+        "{text}"
+    );
+    // The other structure sees its own file only.
+    let (_, theirs) = view(&bob_client, &app.url("/courriers")).await;
+    assert!(
+        theirs.contains("PDF, 1 page<") && !theirs.contains(links[0]),
+        "{theirs}"
+    );
+
+    for (url, violations) in test_support::browser::axe_violations_with_cookies(
+        &[app.url("/courriers")],
+        &alice.cookies(),
+    )
+    .await
+    {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
+}

@@ -43,6 +43,7 @@ pub fn nav(current: &str) -> Vec<NavItem> {
         ("/", "Accueil"),
         ("/mandats", "Mandats"),
         ("/activite", "Mon activité"),
+        ("/courriers", "Courriers"),
         ("/compte", "Mon compte"),
     ]
     .into_iter()
@@ -2089,5 +2090,73 @@ pub async fn verify(
         nav: foundation::web::navigation(""),
         valid: live,
         until: date(expires - Duration::seconds(1)),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Letters to print
+
+#[derive(Template)]
+#[template(path = "letters.html")]
+struct LettersPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    structure: &'a str,
+    pending: i64,
+    batches: Vec<LetterBatchRow>,
+}
+
+pub struct LetterBatchRow {
+    pub created: String,
+    pub letters: i32,
+    pub link: String,
+}
+
+/// The structure's batches of receipts to print and post (usagers with neither e-mail nor
+/// mobile phone), newest first, each a short-lived link to its PDF; and how many letters wait for
+/// the next batch.
+#[handler]
+pub async fn letters(
+    platform: Data<&Platform>,
+    shared: Data<&Shared>,
+    scope: Scope,
+) -> poem::Result<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::LetterPrint).await?;
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE channel = 'letter' AND structure_id = $1
+           AND sent_at IS NULL AND sending_started_at IS NULL AND attempts < $2",
+    )
+    .bind(scope.structure.id)
+    .bind(foundation::outbox::MAX_ATTEMPTS)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let rows: Vec<(OffsetDateTime, i32, Uuid)> = sqlx::query_as(
+        "SELECT created_at, letter_count, document_id FROM letter_batches
+         WHERE structure_id = $1 ORDER BY created_at DESC LIMIT 100",
+    )
+    .bind(scope.structure.id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let now = OffsetDateTime::now_utc();
+    let departement = scope.tenant.departement();
+    html(&LettersPage {
+        theme: THEME,
+        nav: nav("/courriers"),
+        structure: &scope.structure.name,
+        pending,
+        batches: rows
+            .into_iter()
+            .map(|(created, letters, document)| LetterBatchRow {
+                created: date_time(created),
+                letters,
+                link: shared
+                    .vault
+                    .link(departement.as_str(), document, Duration::minutes(10), now),
+            })
+            .collect(),
     })
 }
