@@ -1,29 +1,25 @@
 //! A MailDev of a test's own (the stack's is shared by every test), which the test may stop and
 //! restart on the same ports to simulate an SMTP outage.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::private_process::{PrivateProcess, Ready};
 use crate::{free_port, stack_var};
 
 pub struct PrivateMailDev {
     pub smtp_port: u16,
     pub web_port: u16,
-    dir: std::path::PathBuf,
-    child: Option<tokio::process::Child>,
+    process: PrivateProcess,
 }
 
 impl PrivateMailDev {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("maildev-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dossier");
         let mut m = Self {
             smtp_port: free_port(),
             web_port: free_port(),
-            dir,
-            child: None,
+            process: PrivateProcess::new("maildev"),
         };
         m.restart().await;
         m
@@ -39,7 +35,8 @@ impl PrivateMailDev {
             "{}/../node_modules/maildev/dist/bin/maildev.js",
             stack_var("AC_BROWSER_HARNESS")
         );
-        let child = tokio::process::Command::new("node")
+        let mut command = tokio::process::Command::new("node");
+        command
             .arg(script)
             .args([
                 "--smtp",
@@ -49,34 +46,16 @@ impl PrivateMailDev {
             ])
             .args(["--ip", "127.0.0.1", "--web-ip", "127.0.0.1", "--silent"])
             .arg("--mail-directory")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("maildev");
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(format!("{}/api/healthz", self.api()))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("MailDev privé pas prêt");
+            .arg(&self.process.dir);
+        let ready = Ready::Success(format!("{}/api/healthz", self.api()));
+        self.process
+            .start(command, ready, Duration::from_secs(10))
+            .await;
     }
 
     /// Stops it: SMTP connections are refused until `restart`.
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-            let _ = child.wait().await;
-        }
+        self.process.stop().await;
     }
 
     /// Every message held, after reloading those written to the directory by earlier runs.
@@ -93,11 +72,5 @@ impl PrivateMailDev {
             },
             Err(_) => Vec::new(),
         }
-    }
-}
-
-impl Drop for PrivateMailDev {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

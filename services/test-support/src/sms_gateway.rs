@@ -2,11 +2,11 @@
 //! gateway received, and a gateway of a test's own that the test may stop, restart on the same
 //! port (with the messages and idempotency keys it kept), or tell to lose its next answers.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::private_process::{PrivateProcess, Ready};
 use crate::{free_port, stack_var};
 
 /// The SMS the gateway at `base` received for `number` (E.164).
@@ -42,19 +42,15 @@ pub async fn wait_for_sms_to(number: &str, count: usize, limit: Duration) -> Vec
 pub struct PrivateSmsGateway {
     pub port: u16,
     pub token: String,
-    dir: std::path::PathBuf,
-    child: Option<tokio::process::Child>,
+    process: PrivateProcess,
 }
 
 impl PrivateSmsGateway {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("sms-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dossier");
         let mut g = Self {
             port: free_port(),
             token: uuid::Uuid::new_v4().simple().to_string(),
-            dir,
-            child: None,
+            process: PrivateProcess::new("sms"),
         };
         g.restart().await;
         g
@@ -75,38 +71,24 @@ impl PrivateSmsGateway {
             "{}/../sms-gateway/server.mjs",
             stack_var("AC_BROWSER_HARNESS")
         );
-        let child = tokio::process::Command::new("node")
+        let mut command = tokio::process::Command::new("node");
+        command
             .arg(script)
             .env("SMS_PORT", self.port.to_string())
             .env("SMS_TOKEN", &self.token)
-            .env("SMS_DATA", self.dir.join("messages.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("passerelle SMS");
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(self.endpoint())
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("passerelle SMS privée pas prête");
+            .env("SMS_DATA", self.process.dir.join("messages.jsonl"));
+        self.process
+            .start(
+                command,
+                Ready::Success(self.endpoint()),
+                Duration::from_secs(10),
+            )
+            .await;
     }
 
     /// Stops it: connections are refused until `restart`.
     pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-            let _ = child.wait().await;
-        }
+        self.process.stop().await;
     }
 
     /// The next `n` messages are accepted (and kept) but the connection is cut instead of the
@@ -128,11 +110,5 @@ impl PrivateSmsGateway {
             Ok(r) => r.json::<Vec<Value>>().await.unwrap_or_default(),
             Err(_) => Vec::new(),
         }
-    }
-}
-
-impl Drop for PrivateSmsGateway {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
