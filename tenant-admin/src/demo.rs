@@ -119,7 +119,51 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
         structures.len()
     );
     demo_accounts(pool, council, &ids).await?;
+    demo_requests(&tenant).await?;
     demo_mandates(pool, &tenant, ids[0]).await
+}
+
+/// Two structures' habilitation requests submitted two days ago, so that the national team's
+/// weekly digest (sent to `nadia.nationale@…` when the platform starts, then on Mondays) lists
+/// something. Structures, SIRET and e-mail addresses are invented.
+async fn demo_requests(tenant: &foundation::tenancy::TenantContext) -> anyhow::Result<()> {
+    let mut tx = tenant.begin().await?;
+    for (reference, name, kind, siret, commune, email) in [
+        (
+            "DEM-DEMO-0001",
+            "Association Lien Social Talence",
+            "association",
+            "90000000100011",
+            "33522",
+            "direction@lien-social.demo.test",
+        ),
+        (
+            "DEM-DEMO-0002",
+            "CCAS de Lormont",
+            "ccas",
+            "90000000200019",
+            "33249",
+            "accueil@ccas-lormont.demo.test",
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO structure_requests (id, reference, structure_name, structure_kind, siret,
+                                             commune_code, issuer_email, status, first_submitted_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', now() - interval '2 days')
+             ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(reference)
+        .bind(name)
+        .bind(kind)
+        .bind(siret)
+        .bind(commune)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Usagers and mandates of the France Services Bastide, made by Alice: live, expiring soon,

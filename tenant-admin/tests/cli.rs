@@ -194,6 +194,13 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .await
         .expect("count");
     assert_eq!(structures, 4);
+    let requests: Vec<String> = sqlx::query_scalar(
+        "SELECT reference FROM dep_33.structure_requests WHERE status = 'submitted' ORDER BY 1",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("demandes");
+    assert_eq!(requests, ["DEM-DEMO-0001", "DEM-DEMO-0002"]);
     let professionals: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.professionals")
         .fetch_one(&db.admin)
         .await
