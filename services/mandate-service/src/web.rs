@@ -1015,16 +1015,20 @@ pub async fn confirm(
         telephone: form.telephone.clone(),
         adresse: form.adresse.clone(),
     };
-    if form.declaration.as_deref() != Some("oui") {
-        return recap_page(
+    // The recap again, with what went wrong and what was typed: nothing was done.
+    let again = |message: String| {
+        recap_page(
             req,
             &platform,
             &scope,
             draft,
             &row,
             &identity,
-            Some((MandateError::DeclarationMissing.to_string(), &typed)),
-        );
+            Some((message, &typed)),
+        )
+    };
+    if form.declaration.as_deref() != Some("oui") {
+        return again(MandateError::DeclarationMissing.to_string());
     }
     let (phone, address) = match foundation::outbox::typed_contact(
         typed.telephone.as_deref().unwrap_or_default(),
@@ -1032,15 +1036,7 @@ pub async fn confirm(
     ) {
         Ok(contact) => contact,
         Err(e) => {
-            return recap_page(
-                req,
-                &platform,
-                &scope,
-                draft,
-                &row,
-                &identity,
-                Some((e.to_string(), &typed)),
-            );
+            return again(e.to_string());
         }
     };
     let code: String = form
@@ -1054,15 +1050,7 @@ pub async fn confirm(
     let checked = factors::check_code(&mut ptx, &platform.cipher, scope.me.id, &code, now).await;
     ptx.commit().await.map_err(db_error)?;
     if let Err(e) = checked {
-        return recap_page(
-            req,
-            &platform,
-            &scope,
-            draft,
-            &row,
-            &identity,
-            Some((factor_message(&e), &typed)),
-        );
+        return again(factor_message(&e));
     }
     let (cats, duration, renewal_of, _, _) = &row;
     if renewal_of.is_some() {
@@ -1073,15 +1061,7 @@ pub async fn confirm(
         match mandates::validate_terms(cats, &scope.structure.demarches, Some(*duration)) {
             Ok(t) => t,
             Err(e) => {
-                return recap_page(
-                    req,
-                    &platform,
-                    &scope,
-                    draft,
-                    &row,
-                    &identity,
-                    Some((e.to_string(), &typed)),
-                );
+                return again(e.to_string());
             }
         };
     // The attestation is built and uploaded first, then recorded in the mandate's own
@@ -1167,15 +1147,7 @@ pub async fn confirm(
         Err(MandateError::DraftUnavailable) => {
             Ok(see_other(format!("/mandats/preparation/{draft}/termine")))
         }
-        Err(e) => recap_page(
-            req,
-            &platform,
-            &scope,
-            draft,
-            &row,
-            &identity,
-            Some((e.to_string(), &typed)),
-        ),
+        Err(e) => again(e.to_string()),
     }
 }
 
