@@ -998,13 +998,27 @@ async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_an
 #[tokio::test]
 async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_recap() {
     let app = spawn_app(&["33"]).await;
-    let (who, _, client) = aidant(&app).await;
+    // Three aidants of one structure, one per creation: each confirms with its own current
+    // code, without waiting for the next 30-second step.
+    let (first, structure, client) = aidant(&app).await;
+    let mut aidants = vec![(first, client)];
+    for name in ["Basile Aidant", "Chloé Aidante"] {
+        let who = professional(
+            &app.db.admin,
+            name,
+            &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        )
+        .await;
+        let client = browser(&app.address);
+        assert_eq!(log_in(&client, &app, &who, -1).await.status(), 303);
+        aidants.push((who, client));
+    }
     // A number of the range kept for fiction, unique to this run.
     let suffix = Uuid::new_v4().as_u128() % 10_000;
     let typed = format!("06 39 98 {:02} {:02}", suffix / 100, suffix % 100);
     let e164 = format!("+3363998{suffix:04}");
     let mut mandates = Vec::new();
-    for (n, extra) in [
+    for (extra, aidant) in [
         vec![("telephone", typed.as_str())],
         // Left empty: the number already known is kept.
         vec![],
@@ -1012,14 +1026,15 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         vec![("adresse", "M. Lucien FAURE\n12 rue des Lilas\n33130 Bègles")],
     ]
     .into_iter()
-    .enumerate()
+    .zip(&aidants)
     {
-        let resp = terms(&client, &app, &[("categories", "logement"), ("duree", "1")]).await;
-        let recap = identify(&client, &app, &location(&resp), "sans_courriel").await;
-        let (_, form) = view(&client, &app.url(&recap)).await;
+        let (who, client) = (&aidant.0, &aidant.1);
+        let resp = terms(client, &app, &[("categories", "logement"), ("duree", "1")]).await;
+        let recap = identify(client, &app, &location(&resp), "sans_courriel").await;
+        let (_, form) = view(client, &app.url(&recap)).await;
         assert!(form.contains("Adresse électronique : aucune"), "{form}");
         let token = csrf_of(&form);
-        let code = code_after(&who, n as i64).await;
+        let code = who.code(0);
         let mut fields = vec![
             ("csrf", token.as_str()),
             ("code", code.as_str()),
