@@ -9,7 +9,13 @@
 //     200 {"id", "duplicate": true}         same Idempotency-Key seen before: not sent again
 //     400 {"error": "invalid_request", "message"}   bad number, empty or too long text
 //     401 {"error": "unauthorized"}
-//   GET /v1/messages    the accepted messages (JSON), ?to= filters by number
+//   POST /v3/transactionalSMS/send   what the `brevo` provider speaks (the shape of Brevo's
+//                       transactional SMS API): api-key: <token>,
+//                       {"sender", "recipient": "33612345678", "content", "type": "transactional"}
+//     201 {"messageId": n}   accepted (no idempotency: each request is a new message)
+//     400 {"code": "invalid_parameter", "message"}   bad number, sender, empty or too long text
+//     401 {"code": "unauthorized", "message"}
+//   GET /v1/messages    the accepted messages of both APIs (JSON), ?to= filters by number
 //   GET /               the same, as a page
 //   POST /control       test hooks: {"drop_responses": n} accepts the next n messages and cuts
 //                       the connection instead of answering; {"fail_next": n, "status": s}
@@ -36,7 +42,7 @@ if (fs.existsSync(dataFile)) {
     if (!line.trim()) continue;
     const m = JSON.parse(line);
     messages.push(m);
-    byKey.set(m.idempotency_key, m);
+    if (m.idempotency_key) byKey.set(m.idempotency_key, m);
   }
 }
 let dropResponses = 0;
@@ -69,6 +75,57 @@ function authorised(req) {
   const given = Buffer.from(req.headers.authorization || '');
   const expected = Buffer.from(`Bearer ${token}`);
   return given.length === expected.length && crypto.timingSafeEqual(given, expected);
+}
+
+function authorisedKey(req) {
+  const given = Buffer.from(String(req.headers['api-key'] || ''));
+  const expected = Buffer.from(token);
+  return given.length === expected.length && crypto.timingSafeEqual(given, expected);
+}
+
+let nextMessageId = 1511882900000000 + messages.length;
+const SENDER = /^([A-Za-z0-9 ]{1,11}|[0-9]{1,15})$/;
+
+function keep(message, req, res, answer) {
+  fs.appendFileSync(dataFile, JSON.stringify(message) + '\n');
+  messages.push(message);
+  if (message.idempotency_key) byKey.set(message.idempotency_key, message);
+  if (dropResponses > 0) {
+    dropResponses -= 1;
+    req.socket.destroy();
+    return;
+  }
+  return json(res, 201, answer);
+}
+
+// Brevo-shaped API: no idempotency key, so a request whose answer is lost must not be resent.
+async function sendBrevo(req, res) {
+  if (!authorisedKey(req)) return json(res, 401, { code: 'unauthorized', message: 'Key not found' });
+  let body;
+  try {
+    body = JSON.parse(await readBody(req));
+  } catch {
+    return json(res, 400, { code: 'bad_request', message: 'invalid JSON' });
+  }
+  if (failNext > 0) {
+    failNext -= 1;
+    return json(res, failStatus, { code: 'unavailable', message: 'try later' });
+  }
+  const invalid = (message) => json(res, 400, { code: 'invalid_parameter', message });
+  if (typeof body.recipient !== 'string' || !/^[1-9][0-9]{7,14}$/.test(body.recipient)) return invalid('recipient is not valid');
+  if (typeof body.sender !== 'string' || !SENDER.test(body.sender)) return invalid('sender is not valid');
+  if (typeof body.content !== 'string' || !body.content.trim() || body.content.length > MAX_TEXT) return invalid('content is not valid');
+  const message = {
+    id: crypto.randomUUID(),
+    idempotency_key: null,
+    provider: 'brevo',
+    message_id: nextMessageId++,
+    to: `+${body.recipient}`,
+    sender: body.sender,
+    text: body.content,
+    received_at: new Date().toISOString(),
+  };
+  return keep(message, req, res, { messageId: message.message_id });
 }
 
 function escapeHtml(s) {
@@ -105,21 +162,14 @@ async function send(req, res) {
     text: body.text,
     received_at: new Date().toISOString(),
   };
-  fs.appendFileSync(dataFile, JSON.stringify(message) + '\n');
-  messages.push(message);
-  byKey.set(key, message);
-  if (dropResponses > 0) {
-    dropResponses -= 1;
-    req.socket.destroy();
-    return;
-  }
-  return json(res, 201, { id: message.id, duplicate: false });
+  return keep(message, req, res, { id: message.id, duplicate: false });
 }
 
 const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://localhost');
   try {
     if (req.method === 'POST' && url.pathname === '/v1/messages') return await send(req, res);
+    if (req.method === 'POST' && url.pathname === '/v3/transactionalSMS/send') return await sendBrevo(req, res);
     if (req.method === 'GET' && url.pathname === '/v1/messages') {
       const to = url.searchParams.get('to');
       return json(res, 200, messages.filter((m) => !to || m.to === to));

@@ -127,6 +127,109 @@ async fn every_template_reaches_maildev_in_french_as_text_and_accessible_html() 
     }
 }
 
+/// Queues one SMS in the national outbox; returns its id.
+async fn queue_sms(db: &TestDatabase, to: &str, sent_by: &str) -> Uuid {
+    let mut tx = db.admin.begin().await.expect("tx");
+    let id = enqueue_platform(
+        &mut tx,
+        &OutboxMessage {
+            channel: Channel::Sms,
+            recipient: to.into(),
+            template: "operator_test",
+            payload: json!({ "sent_by": sent_by }),
+        },
+    )
+    .await
+    .expect("file");
+    tx.commit().await.expect("commit");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_idempotency_never_gets_a_message_twice() {
+    let mut gateway = PrivateSmsGateway::start().await;
+    let db = TestDatabase::create().await;
+    let (endpoint, token) = (
+        format!("{}/v3/transactionalSMS/send", gateway.base()),
+        gateway.token.clone(),
+    );
+    let platform = platform(&db, |s| {
+        s.sms.provider = foundation::config::SmsProvider::Brevo;
+        s.sms.gateway_url = endpoint;
+        s.sms.api_token = token.into();
+        s.sms.timeout_ms = 2_000;
+        s.smtp.retry_base_ms = 60_000;
+    })
+    .await;
+    let worker = OutboxWorker::from_platform(platform.clone()).expect("worker");
+    let number = |n: u32| format!("+3363998{n:04}");
+
+    // Four SMS; the answer to the first one accepted is lost on the way back.
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(queue_sms(&db, &number(n), &format!("le test {n}")).await);
+    }
+    gateway.lose_next_answers(1).await;
+    worker.deliver_due().await.expect("envoi");
+    let received = gateway.messages().await;
+    assert_eq!(received.len(), 4, "{received:?}");
+    for m in &received {
+        assert_eq!(m["provider"], "brevo");
+        assert_eq!(m["sender"], "AidantsCo");
+        assert!(
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("envoyé par le test")),
+            "{m}"
+        );
+    }
+    // The lost answer is uncertain: not resent, however often the worker passes; listed for
+    // operators. The three others are sent.
+    assert_eq!(sms_sent(&db).await, 3);
+    for _ in 0..3 {
+        sqlx::query("UPDATE platform.outbox SET available_at = now() WHERE sent_at IS NULL")
+            .execute(&db.admin)
+            .await
+            .expect("échéance");
+        worker.deliver_due().await.expect("passe");
+    }
+    assert_eq!(gateway.messages().await.len(), 4, "rien n'est renvoyé");
+    let stuck = foundation::outbox::list_stuck(&platform.tenancy, MAX_ATTEMPTS)
+        .await
+        .expect("bloqués");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].state, "uncertain");
+    assert!(ids.contains(&stuck[0].id));
+
+    // Unreachable: nothing left, so it is retried, and arrives once the provider is back.
+    gateway.stop().await;
+    let late = queue_sms(&db, &number(4), "le test 4").await;
+    worker.deliver_due().await.expect("passe pendant la panne");
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM platform.outbox WHERE id = $1")
+            .bind(late)
+            .fetch_one(&db.admin)
+            .await
+            .expect("erreur");
+    assert!(error.is_some_and(|e| e.contains("injoignable")));
+    gateway.restart().await;
+    sqlx::query("UPDATE platform.outbox SET available_at = now() WHERE id = $1")
+        .bind(late)
+        .execute(&db.admin)
+        .await
+        .expect("échéance");
+    worker.deliver_due().await.expect("passe");
+    let received = gateway.messages().await;
+    assert_eq!(received.len(), 5);
+    let numbers: HashSet<&str> = received.iter().filter_map(|m| m["to"].as_str()).collect();
+    assert_eq!(
+        numbers.len(),
+        5,
+        "chaque numéro une seule fois : {received:?}"
+    );
+    assert_eq!(sms_sent(&db).await, 4);
+}
+
 async fn sms_sent(db: &TestDatabase) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM platform.outbox WHERE channel = 'sms' AND sent_at IS NOT NULL",

@@ -139,9 +139,10 @@ pub struct SmtpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SmsSettings {
     pub provider: SmsProvider,
-    /// Endpoint receiving one POST per message (`http_json`, see ARCHITECTURE.md).
+    /// Endpoint receiving one POST per message (`http_json`, see ARCHITECTURE.md; for `brevo`,
+    /// `https://api.brevo.com/v3/transactionalSMS/send`).
     pub gateway_url: String,
-    /// Sent as `Authorization: Bearer …`.
+    /// Sent as `Authorization: Bearer …` (`http_json`) or `api-key: …` (`brevo`).
     #[serde(serialize_with = "serialize_secret")]
     pub api_token: SecretString,
     /// Sender name shown on the phone (11 characters at most with most operators).
@@ -156,6 +157,10 @@ pub enum SmsProvider {
     /// JSON `{to, text, sender}` with an `Idempotency-Key` header: the gateway must not send a
     /// message twice for the same key, which makes retries after a lost answer safe.
     HttpJson,
+    /// Brevo's transactional SMS API (`POST …/v3/transactionalSMS/send`, header `api-key`,
+    /// JSON `{sender, recipient, content, type}`). It has no idempotency key: a request whose
+    /// answer is lost is never resent automatically (it waits for an operator, as with SMTP).
+    Brevo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,6 +355,14 @@ impl Settings {
             {
                 return Err(ConfigError::DefaultSecretInProduction("AC_SMS__API_TOKEN"));
             }
+            // The token travels with every message: never in clear.
+            if self.sms.provider != SmsProvider::None
+                && !self.sms.gateway_url.starts_with("https://")
+            {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_SMS__GATEWAY_URL (https)",
+                ));
+            }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
@@ -404,6 +417,14 @@ mod tests {
             Err(ConfigError::DefaultSecretInProduction("AC_SMS__API_TOKEN"))
         ));
         settings.sms.api_token = "real".into();
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::DefaultSecretInProduction(
+                "AC_SMS__GATEWAY_URL (https)"
+            ))
+        ));
+        settings.sms.gateway_url = "https://api.brevo.com/v3/transactionalSMS/send".into();
+        settings.sms.provider = SmsProvider::Brevo;
         assert!(settings.validate().is_ok());
     }
 

@@ -1,6 +1,11 @@
-//! The SMS channel: one HTTP POST per message to the configured gateway. The outbox id is sent
-//! as `Idempotency-Key`, and the gateway must not send twice for one key; so, unlike SMTP, an
-//! answer lost after the request left is safely retried.
+//! The SMS channel: one HTTP POST per message to the configured provider.
+//!
+//! - `http_json` (our contract, ARCHITECTURE.md): the outbox id is sent as `Idempotency-Key`
+//!   and the gateway must not send twice for one key; so, unlike SMTP, an answer lost after the
+//!   request left is safely retried.
+//! - `brevo` (Brevo's transactional SMS API): no idempotency key exists, so only failures known
+//!   to have sent nothing (unreachable, or refused with a status) are retried; a request whose
+//!   answer is lost is *uncertain* and left to operators, as with SMTP: never sent twice.
 
 use std::time::Duration;
 
@@ -31,7 +36,7 @@ impl SmsGateway {
         })
     }
 
-    /// Sends one SMS whose idempotency key is the outbox id.
+    /// Sends one SMS; `id` (the outbox id) is the idempotency key where the provider has one.
     pub async fn send(&self, id: Uuid, to: &str, text: &str) -> Result<(), SendError> {
         if self.settings.provider == SmsProvider::None {
             return Err(SendError::Transient(
@@ -40,20 +45,41 @@ impl SmsGateway {
         }
         let to = normalise_phone(to)
             .ok_or_else(|| SendError::Permanent("numéro de portable invalide".into()))?;
-        let response = self
-            .http
-            .post(&self.settings.gateway_url)
-            .bearer_auth(self.settings.api_token.expose_secret())
-            .header("Idempotency-Key", id.to_string())
-            .json(&serde_json::json!({
-                "to": to,
-                "text": text,
-                "sender": self.settings.sender,
-            }))
-            .send()
-            .await
-            // Unreachable, or the answer was lost: retrying is safe with the same key.
-            .map_err(|e| SendError::Transient(format!("passerelle SMS : {}", error_kind(&e))))?;
+        let request = match self.settings.provider {
+            SmsProvider::Brevo => self
+                .http
+                .post(&self.settings.gateway_url)
+                .header("api-key", self.settings.api_token.expose_secret())
+                .json(&serde_json::json!({
+                    "sender": self.settings.sender,
+                    "recipient": to.trim_start_matches('+'),
+                    "content": text,
+                    "type": "transactional",
+                    "tag": "aidants-connect",
+                    "unicodeEnabled": true,
+                })),
+            _ => self
+                .http
+                .post(&self.settings.gateway_url)
+                .bearer_auth(self.settings.api_token.expose_secret())
+                .header("Idempotency-Key", id.to_string())
+                .json(&serde_json::json!({
+                    "to": to,
+                    "text": text,
+                    "sender": self.settings.sender,
+                })),
+        };
+        let idempotent = self.settings.provider == SmsProvider::HttpJson;
+        let response = request.send().await.map_err(|e| {
+            let why = format!("passerelle SMS : {}", error_kind(&e));
+            // Unreachable: nothing left. Otherwise the request may have been accepted: only an
+            // idempotent gateway can be asked again.
+            if e.is_connect() || idempotent {
+                SendError::Transient(why)
+            } else {
+                SendError::Uncertain(why)
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -62,7 +88,10 @@ impl SmsGateway {
         match status.as_u16() {
             // The message itself is refused: sending it again would be refused too.
             400 | 413 | 422 => Err(SendError::Permanent(why)),
-            // Overload, outage, or credentials being fixed: later.
+            // An error inside the provider, which may have sent it: only an idempotent gateway
+            // can be asked again.
+            500 | 502 | 504 if !idempotent => Err(SendError::Uncertain(why)),
+            // Overload, outage, credits or credentials being fixed: later.
             _ => Err(SendError::Transient(why)),
         }
     }
