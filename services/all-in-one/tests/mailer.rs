@@ -201,3 +201,79 @@ async fn dead_letters_are_listed_and_requeued() {
         "déjà envoyé"
     );
 }
+
+#[tokio::test]
+async fn starttls_and_tls_relays_get_mail_only_over_a_verified_encrypted_session() {
+    use foundation::config::SmtpSecurity;
+    use notification_mailer::smtp::{Mailer, SendError};
+    use test_support::private_smtp_tls::{Mode, PrivateSmtpTls};
+
+    let rendered = notification_mailer::templates::render(
+        "operator_test",
+        &serde_json::json!({ "sent_by": "le test TLS" }),
+    )
+    .expect("rendu");
+    for (mode, security) in [
+        (Mode::Starttls, SmtpSecurity::Starttls),
+        (Mode::Tls, SmtpSecurity::Tls),
+    ] {
+        let relay = PrivateSmtpTls::start(mode).await;
+        let mut settings = foundation::config::Settings::default().smtp;
+        settings.host = "127.0.0.1".into();
+        settings.port = relay.port;
+        settings.security = security;
+        settings.timeout_ms = 5_000;
+
+        // A certificate from an authority nobody trusts: refused before anything is sent, so
+        // it will be retried (once the relay's authority is configured).
+        let untrusted = Mailer::new(&settings).expect("mailer");
+        match untrusted
+            .send(Uuid::now_v7(), "usager@example.test", &rendered)
+            .await
+        {
+            Err(SendError::Transient(why)) => {
+                assert!(
+                    why.to_lowercase().contains("certificate"),
+                    "{mode:?} : {why}"
+                )
+            }
+            other => panic!("{mode:?} : certificat non vérifié ? {other:?}"),
+        }
+        assert!(relay.messages().is_empty(), "{mode:?}");
+
+        // The relay's authority trusted: delivered over an encrypted session.
+        settings.ca_file = Some(relay.ca_file());
+        let trusted = Mailer::new(&settings).expect("mailer");
+        let id = Uuid::now_v7();
+        trusted
+            .send(id, "usager@example.test", &rendered)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?} : {e}"));
+        let got = relay.messages();
+        assert_eq!(got.len(), 1, "{mode:?}");
+        assert_eq!(got[0]["secure"], true);
+        assert_eq!(got[0]["to"], serde_json::json!(["usager@example.test"]));
+        let raw = got[0]["raw"].as_str().expect("message");
+        assert!(raw.contains(&format!("Message-ID: <{id}@")), "{raw}");
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+    }
+
+    // No encryption configured against a relay that requires it: the relay says no, nothing
+    // is accepted.
+    let relay = PrivateSmtpTls::start(Mode::Starttls).await;
+    let mut settings = foundation::config::Settings::default().smtp;
+    settings.port = relay.port;
+    settings.security = SmtpSecurity::None;
+    let plain = Mailer::new(&settings).expect("mailer");
+    assert!(
+        plain
+            .send(Uuid::now_v7(), "usager@example.test", &rendered)
+            .await
+            .is_err()
+    );
+    assert!(relay.messages().is_empty());
+    // An authority file that cannot be read stops the mailer at start, with its path.
+    settings.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = Mailer::new(&settings).err().expect("refusé").to_string();
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+}

@@ -123,8 +123,11 @@ pub struct DatabaseSettings {
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
-    /// `none` (local relay), `starttls` or `tls`.
+    /// `none` (local relay), `starttls` or `tls`; the server's certificate is always verified.
     pub security: SmtpSecurity,
+    /// A PEM file of certificate authorities trusted for the relay besides the system's (a
+    /// relay certified by an internal authority).
+    pub ca_file: Option<String>,
     pub username: Option<String>,
     #[serde(serialize_with = "serialize_opt_secret")]
     pub password: Option<SecretString>,
@@ -242,6 +245,7 @@ impl Default for Settings {
                 host: "127.0.0.1".into(),
                 port: 1025,
                 security: SmtpSecurity::None,
+                ca_file: None,
                 username: None,
                 password: None,
                 from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use secrecy::ExposeSecret;
@@ -23,6 +23,8 @@ use crate::templates::Rendered;
 pub struct Mailer {
     settings: SmtpSettings,
     from: Mailbox,
+    /// PEM of `smtp.ca_file`, read once at start.
+    extra_roots: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +52,22 @@ fn known(e: &lettre::transport::smtp::Error) -> SendError {
 
 impl Mailer {
     pub fn new(settings: &SmtpSettings) -> anyhow::Result<Self> {
+        let extra_roots = match &settings.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("autorités de certification SMTP illisibles ({path}) : {e}")
+                })?;
+                Certificate::from_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!("autorités de certification SMTP invalides ({path}) : {e}")
+                })?;
+                Some(pem)
+            }
+            None => None,
+        };
         Ok(Self {
             settings: settings.clone(),
             from: settings.from.parse()?,
+            extra_roots,
         })
     }
 
@@ -60,7 +75,13 @@ impl Mailer {
         let s = &self.settings;
         let timeout = Some(Duration::from_millis(s.timeout_ms));
         let hello = ClientId::default();
-        let tls = || TlsParameters::new(s.host.clone());
+        let tls = || {
+            let mut builder = TlsParameters::builder(s.host.clone());
+            if let Some(pem) = &self.extra_roots {
+                builder = builder.add_root_certificate(Certificate::from_pem(pem)?);
+            }
+            builder.build()
+        };
         let mut conn = match s.security {
             SmtpSecurity::Tls => {
                 AsyncSmtpConnection::connect_tokio1(

@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod private_maildev;
 pub mod private_process;
 pub mod private_seaweedfs;
+pub mod private_smtp_tls;
 pub mod sms_gateway;
 
 use foundation::config::{Environment, Settings};

@@ -12,6 +12,8 @@ pub enum Ready {
     Success(String),
     /// This URL answers at all (any status).
     Answers(String),
+    /// This port of 127.0.0.1 accepts TCP connections.
+    Listening(u16),
 }
 
 pub struct PrivateProcess {
@@ -51,12 +53,17 @@ impl PrivateProcess {
         let client = reqwest::Client::new();
         let started = Instant::now();
         while started.elapsed() < limit {
-            let (url, any) = match &ready {
-                Ready::Success(url) => (url, false),
-                Ready::Answers(url) => (url, true),
+            let ready = match &ready {
+                Ready::Listening(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_ok(),
+                Ready::Success(url) | Ready::Answers(url) => {
+                    let any = matches!(ready, Ready::Answers(_));
+                    let answer = client.get(url).timeout(Duration::from_secs(2)).send().await;
+                    answer.is_ok_and(|r| any || r.status().is_success())
+                }
             };
-            let answer = client.get(url).timeout(Duration::from_secs(2)).send().await;
-            if answer.is_ok_and(|r| any || r.status().is_success()) {
+            if ready {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
