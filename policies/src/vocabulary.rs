@@ -109,6 +109,7 @@ actions! {
     MandateExport => "mandate:export",
     UsagerList => "usager:list",
     UsagerRead => "usager:read",
+    UsagerContactUpdate => "usager:update_contact",
     ActivityReadOwn => "activity:read_own",
     LetterPrint => "letter:print",
     AidantList => "aidant:list",

@@ -25,6 +25,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | MandateList
                 | UsagerList
                 | UsagerRead
+                | UsagerContactUpdate
                 | ActivityReadOwn
                 | LetterPrint
         ),

@@ -1090,6 +1090,129 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
             "{text}"
         );
     }
+
+    // The usager's page says how receipts go, and lets an aidant correct or remove the contact.
+    let usager: Uuid =
+        sqlx::query_scalar("SELECT id FROM dep_33.usagers WHERE family_name = 'FAURE'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("usager");
+    let client = &aidants[0].1;
+    let page_url = app.url(&format!("/usagers/{usager}"));
+    let (status, html) = view(client, &page_url).await;
+    assert_eq!(status, 200);
+    let end = &e164[e164.len() - 2..];
+    assert!(
+        html.contains(&format!(
+            "par SMS, au numéro de téléphone mobile enregistré (se terminant par {end})"
+        )) && html.contains("téléphone mobile enregistré")
+            && html.contains("adresse postale enregistré"),
+        "{html}"
+    );
+    let (app_ref, page_ref) = (&app, &page_url);
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (app, page_url) = (app_ref, page_ref.clone());
+        async move {
+            let (_, form) = view(client, &page_url).await;
+            let token = csrf_of(&form);
+            let mut all = vec![("csrf", token)];
+            all.extend(fields);
+            let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            client
+                .post(
+                    &app.url(&format!("/usagers/{usager}/coordonnees")),
+                    &borrowed,
+                )
+                .await
+        }
+    };
+    let resp = post(vec![("telephone", "05 56 00 00 00".into())]).await;
+    assert_eq!(resp.status(), 422);
+    let html = unescape(&resp.text().await.expect("page"));
+    assert!(
+        html.contains("Le numéro de téléphone mobile n'est pas valide")
+            && html.contains("05 56 00 00 00"),
+        "{html}"
+    );
+    let resp = post(vec![("telephone", "07 00 00 00 01".into())]).await;
+    assert_eq!(
+        location(&resp),
+        format!("/usagers/{usager}?message=coordonnees")
+    );
+    let resp = post(vec![("supprimer_telephone", "oui".into())]).await;
+    assert_eq!(
+        location(&resp),
+        format!("/usagers/{usager}?message=coordonnees")
+    );
+    let resp = post(vec![]).await;
+    assert_eq!(
+        location(&resp),
+        format!("/usagers/{usager}?message=coordonnees-inchangees")
+    );
+    let (phone, address): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT phone, postal_address FROM dep_33.usagers WHERE id = $1")
+            .bind(usager)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("usager");
+    assert_eq!(phone, None);
+    assert!(address.is_some());
+    let (_, html) = view(
+        client,
+        &app.url(&format!("/usagers/{usager}?message=coordonnees")),
+    )
+    .await;
+    assert!(
+        html.contains("Les coordonnées sont enregistrées.")
+            && html.contains("par courrier, à l'adresse postale enregistrée")
+            && html.contains("téléphone mobile supprimé"),
+        "{html}"
+    );
+    let kinds: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT details::jsonb FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(
+        kinds[2..],
+        [
+            serde_json::json!({"phone": "updated", "postal_address": "unchanged"}),
+            serde_json::json!({"phone": "removed", "postal_address": "unchanged"}),
+        ]
+    );
+    // Another structure's aidant neither sees nor changes this person.
+    let other = structure_domain(&app, "33").await;
+    let stranger = professional(
+        &app.db.admin,
+        "Denis Aidant",
+        &[(Role::Aidant, Domain::Structure(other), Some("33"))],
+    )
+    .await;
+    let stranger_client = browser(&app.address);
+    assert_eq!(
+        log_in(&stranger_client, &app, &stranger, -1).await.status(),
+        303
+    );
+    let (status, _) = view(&stranger_client, &page_url).await;
+    assert_eq!(status, 404);
+    let (_, any_page) = view(&stranger_client, &app.url("/mandats/nouveau")).await;
+    let token = csrf_of(&any_page);
+    let resp = stranger_client
+        .post(
+            &app.url(&format!("/usagers/{usager}/coordonnees")),
+            &[("csrf", token.as_str()), ("supprimer_adresse", "oui")],
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    for (url, violations) in test_support::browser::axe_violations_with_cookies(
+        std::slice::from_ref(&page_url),
+        &client.cookies(),
+    )
+    .await
+    {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
 }
 
 #[tokio::test]

@@ -124,6 +124,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ),
         ("/mandats/:id/explication", get(web::explanation).boxed()),
         ("/usagers/:id", get(web::usager_page).boxed()),
+        (
+            "/usagers/:id/coordonnees",
+            post(web::usager_contact).boxed(),
+        ),
         ("/activite", get(web::activity).boxed()),
         ("/courriers", get(web::letters).data(shared.clone()).boxed()),
         ("/verifier/:dep/:id/:token", get(web::verify).boxed()),

@@ -208,36 +208,76 @@ pub async fn upsert_usager(
     Ok(id)
 }
 
-/// Records the mobile phone and postal address the usager agreed to give for receipts (already
-/// normalised, see `foundation::outbox::typed_contact`); `None` keeps what is recorded. Journals
-/// which of them changed (not their values). Returns whether anything changed.
+/// What to do with one of the usager's contact details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Keep,
+    /// Already normalised (see `foundation::outbox::typed_contact`).
+    Set(&'a str),
+    Remove,
+}
+
+impl<'a> Change<'a> {
+    /// A typed value replaces, nothing typed keeps.
+    pub fn typed(value: Option<&'a str>) -> Self {
+        value.map_or(Change::Keep, Change::Set)
+    }
+
+    fn mode(&self) -> (&'static str, Option<&'a str>) {
+        match self {
+            Change::Keep => ("keep", None),
+            Change::Set(v) => ("set", Some(v)),
+            Change::Remove => ("remove", None),
+        }
+    }
+}
+
+/// Records the mobile phone and postal address the usager agreed to give for receipts, or
+/// removes them. Journals which of them changed (`updated`, `removed`), never their values.
+/// Returns whether anything changed.
 pub async fn set_contact(
     tx: &mut TenantTx,
     usager: Uuid,
     structure: Uuid,
     by: Uuid,
-    phone: Option<&str>,
-    postal_address: Option<&str>,
+    phone: Change<'_>,
+    postal_address: Change<'_>,
 ) -> Result<bool, MandateError> {
-    let changed: Option<(bool, bool)> = sqlx::query_as(
-        "WITH old AS (SELECT phone, postal_address FROM usagers WHERE id = $1 FOR UPDATE)
-         UPDATE usagers u SET phone = coalesce($2, old.phone),
-                              postal_address = coalesce($3, old.postal_address), updated_at = now()
-         FROM old
-         WHERE u.id = $1 AND (old.phone IS DISTINCT FROM coalesce($2, old.phone)
-                              OR old.postal_address IS DISTINCT FROM coalesce($3, old.postal_address))
-         RETURNING old.phone IS DISTINCT FROM coalesce($2, old.phone),
-                   old.postal_address IS DISTINCT FROM coalesce($3, old.postal_address)",
-    )
-    .bind(usager)
-    .bind(phone)
-    .bind(postal_address)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((phone_changed, address_changed)) = changed else {
+    let ((phone_mode, phone), (address_mode, address)) = (phone.mode(), postal_address.mode());
+    // Phone before and after, address before and after.
+    type Changed = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let changed: Option<Changed> =
+        sqlx::query_as(
+            "WITH old AS (SELECT phone, postal_address FROM usagers WHERE id = $1 FOR UPDATE),
+                  new AS (SELECT CASE $2 WHEN 'keep' THEN old.phone WHEN 'remove' THEN NULL ELSE $3 END AS phone,
+                                 CASE $4 WHEN 'keep' THEN old.postal_address WHEN 'remove' THEN NULL ELSE $5 END AS postal_address
+                          FROM old)
+             UPDATE usagers u SET phone = new.phone, postal_address = new.postal_address, updated_at = now()
+             FROM old, new
+             WHERE u.id = $1 AND (old.phone IS DISTINCT FROM new.phone
+                                  OR old.postal_address IS DISTINCT FROM new.postal_address)
+             RETURNING old.phone, new.phone, old.postal_address, new.postal_address",
+        )
+        .bind(usager)
+        .bind(phone_mode)
+        .bind(phone)
+        .bind(address_mode)
+        .bind(address)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some((old_phone, new_phone, old_address, new_address)) = changed else {
         return Ok(false);
     };
-    let said = |changed: bool| if changed { "updated" } else { "unchanged" };
+    let said = |old: &Option<String>, new: &Option<String>| match (old == new, new) {
+        (true, _) => "unchanged",
+        (false, Some(_)) => "updated",
+        (false, None) => "removed",
+    };
     journal::append(
         tx,
         NewEntry::new(Event::UsagerContactUpdated)
@@ -245,8 +285,8 @@ pub async fn set_contact(
             .professional(by)
             .usager(usager)
             .details(json!({
-                "phone": said(phone_changed),
-                "postal_address": said(address_changed),
+                "phone": said(&old_phone, &new_phone),
+                "postal_address": said(&old_address, &new_address),
             })),
     )
     .await?;

@@ -232,9 +232,20 @@ pub struct HistoryLine {
 struct UsagerPage<'a> {
     theme: &'a Theme,
     nav: Vec<NavItem>,
+    csrf: String,
+    id: String,
     usager: String,
     birth: String,
     email: String,
+    /// How receipts reach the person now, in words.
+    receipts: String,
+    phone_known: bool,
+    address_known: bool,
+    /// Whether the structure holds a live mandate (contact can be changed only then).
+    live: bool,
+    flash: Option<(bool, String)>,
+    phone: String,
+    address: String,
     mandates: Vec<Row>,
     history: Vec<HistoryLine>,
 }
@@ -1102,8 +1113,8 @@ pub async fn confirm(
             usager,
             scope.structure.id,
             scope.me.id,
-            phone.as_deref(),
-            address.as_deref(),
+            mandates::Change::typed(phone.as_deref()),
+            mandates::Change::typed(address.as_deref()),
         )
         .await?;
         let mandate = mandates::create(
@@ -1801,20 +1812,68 @@ fn history_text(kind: &str, details: &serde_json::Value) -> String {
         "attestation_produced" => "Attestation produite".into(),
         "mandate_used" => format!("Mandat utilisé pour « {category} »"),
         "mandate_expiry_reminder_queued" => "Rappel d'expiration envoyé à la structure".into(),
+        "usager_contact_updated" => {
+            let what = |field: &str, name: &str| match details[field].as_str() {
+                Some("updated") => Some(format!("{name} enregistré")),
+                Some("removed") => Some(format!("{name} supprimé")),
+                _ => None,
+            };
+            let changes: Vec<String> = [
+                what("phone", "téléphone mobile"),
+                what("postal_address", "adresse postale"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            format!(
+                "Coordonnées pour les accusés de réception : {}",
+                changes.join(", ")
+            )
+        }
         other => other.to_owned(),
     }
 }
 
 #[handler]
 pub async fn usager_page(
+    req: &Request,
     platform: Data<&Platform>,
     scope: Scope,
     Path(id): Path<String>,
+    Query(q): Query<MessageQuery>,
 ) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::UsagerRead).await?;
     let usager = parse_id(&id)?;
+    let flash = match q.message.as_deref() {
+        Some("coordonnees") => Some((true, "Les coordonnées sont enregistrées.".to_owned())),
+        Some("coordonnees-inchangees") => Some((
+            true,
+            "Rien n'a changé : les coordonnées étaient déjà celles-ci.".to_owned(),
+        )),
+        _ => None,
+    };
+    usager_view(
+        req,
+        &platform,
+        &scope,
+        usager,
+        flash,
+        &ContactForm::default(),
+    )
+    .await
+}
+
+/// The usager's page: identity, how receipts reach them, the structure's mandates, history.
+/// Only for a usager with whom the structure has (or had, within a year) a mandate.
+async fn usager_view(
+    req: &Request,
+    platform: &Platform,
+    scope: &Scope,
+    usager: Uuid,
+    flash: Option<(bool, String)>,
+    typed: &ContactForm,
+) -> poem::Result<Response> {
     let mut tx = scope.tenant.begin().await.map_err(db_error)?;
-    // Only a usager with whom the structure has (or had, within a year) a mandate.
     let found: Option<UsagerRow> =
         sqlx::query_as(
             "SELECT given_name, family_name, preferred_username, birthdate, birthplace, birthcountry, email
@@ -1830,6 +1889,16 @@ pub async fn usager_page(
     let Some((given, family, usage, birthdate, birthplace, birthcountry, email)) = found else {
         return Err(not_found());
     };
+    let (phone, postal_address, live): (Option<String>, Option<String>, bool) = sqlx::query_as(
+        "SELECT phone, postal_address, EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id
+                  AND m.structure_id = $2 AND m.ended_at IS NULL AND m.expires_at > now())
+         FROM usagers u WHERE id = $1",
+    )
+    .bind(usager)
+    .bind(scope.structure.id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
     let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{LIST_ROWS} WHERE m.usager_id = $1 AND m.structure_id = $2 AND {VISIBLE}
          ORDER BY m.created_at DESC"
@@ -1848,6 +1917,34 @@ pub async fn usager_page(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
+    let contact = foundation::outbox::UsagerContact {
+        email: email.clone(),
+        phone: phone.clone(),
+        postal_address: postal_address.clone(),
+    };
+    let receipts = match contact.route() {
+        Some((foundation::outbox::Channel::Email, _)) => {
+            "par courriel, à l'adresse donnée par FranceConnect".to_owned()
+        }
+        Some((foundation::outbox::Channel::Sms, number)) => {
+            // The end of the number is enough to recognise it.
+            let end: String = number
+                .chars()
+                .rev()
+                .take(2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("par SMS, au numéro de téléphone mobile enregistré (se terminant par {end})")
+        }
+        Some((foundation::outbox::Channel::Letter, _)) => {
+            "par courrier, à l'adresse postale enregistrée (votre structure l'imprime)".to_owned()
+        }
+        None => {
+            "aucun : ni adresse électronique, ni téléphone mobile, ni adresse postale".to_owned()
+        }
+    };
     let identity = Identity {
         sub: String::new(),
         given_name: given.clone(),
@@ -1860,21 +1957,114 @@ pub async fn usager_page(
         email: email.clone(),
     };
     let now = OffsetDateTime::now_utc();
-    html(&UsagerPage {
-        theme: THEME,
-        nav: nav("/mandats"),
-        usager: display_name(&given, &family, usage.as_deref()),
-        birth: birth_text(&identity),
-        email: email.unwrap_or_else(|| "aucune".into()),
-        mandates: rows.into_iter().map(|r| to_row(r, now)).collect(),
-        history: events
-            .into_iter()
-            .map(|(at, kind, details)| HistoryLine {
-                when: date_time(at),
-                what: history_text(&kind, &serde_json::from_str(&details).unwrap_or_default()),
-            })
-            .collect(),
-    })
+    let failed = flash.as_ref().is_some_and(|(ok, _)| !ok);
+    form_answer(
+        &UsagerPage {
+            theme: THEME,
+            nav: nav("/mandats"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            id: usager.to_string(),
+            usager: display_name(&given, &family, usage.as_deref()),
+            birth: birth_text(&identity),
+            email: email.unwrap_or_else(|| "aucune".into()),
+            receipts,
+            phone_known: phone.is_some(),
+            address_known: postal_address.is_some(),
+            live,
+            flash,
+            phone: typed.telephone.clone().unwrap_or_default(),
+            address: typed.adresse.clone().unwrap_or_default(),
+            mandates: rows.into_iter().map(|r| to_row(r, now)).collect(),
+            history: events
+                .into_iter()
+                .map(|(at, kind, details)| HistoryLine {
+                    when: date_time(at),
+                    what: history_text(&kind, &serde_json::from_str(&details).unwrap_or_default()),
+                })
+                .collect(),
+        },
+        failed,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ContactChangeForm {
+    telephone: Option<String>,
+    adresse: Option<String>,
+    supprimer_telephone: Option<String>,
+    supprimer_adresse: Option<String>,
+}
+
+/// Replaces or removes the usager's mobile phone and postal address (a wrong number would send
+/// receipts to a stranger), for a usager of a live mandate of the structure.
+#[handler]
+pub async fn usager_contact(
+    req: &Request,
+    platform: Data<&Platform>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Form(form): Form<ContactChangeForm>,
+) -> poem::Result<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::UsagerContactUpdate).await?;
+    let usager = parse_id(&id)?;
+    let typed = ContactForm {
+        telephone: form.telephone.clone(),
+        adresse: form.adresse.clone(),
+    };
+    let (phone, address) = match foundation::outbox::typed_contact(
+        typed.telephone.as_deref().unwrap_or_default(),
+        typed.adresse.as_deref().unwrap_or_default(),
+    ) {
+        Ok(contact) => contact,
+        Err(e) => {
+            return usager_view(
+                req,
+                &platform,
+                &scope,
+                usager,
+                Some((false, e.to_string())),
+                &typed,
+            )
+            .await;
+        }
+    };
+    fn change<'a>(remove: &Option<String>, value: Option<&'a str>) -> mandates::Change<'a> {
+        if remove.as_deref() == Some("oui") {
+            mandates::Change::Remove
+        } else {
+            mandates::Change::typed(value)
+        }
+    }
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM mandates WHERE usager_id = $1 AND structure_id = $2
+                          AND ended_at IS NULL AND expires_at > now())",
+    )
+    .bind(usager)
+    .bind(scope.structure.id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    if !live {
+        return Err(not_found());
+    }
+    let changed = mandates::set_contact(
+        &mut tx,
+        usager,
+        scope.structure.id,
+        scope.me.id,
+        change(&form.supprimer_telephone, phone.as_deref()),
+        change(&form.supprimer_adresse, address.as_deref()),
+    )
+    .await
+    .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    tx.commit().await.map_err(db_error)?;
+    let message = if changed {
+        "coordonnees"
+    } else {
+        "coordonnees-inchangees"
+    };
+    Ok(see_other(format!("/usagers/{usager}?message={message}")))
 }
 
 // ---------------------------------------------------------------------------------------------
