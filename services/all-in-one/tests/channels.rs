@@ -228,6 +228,47 @@ async fn a_provider_without_idempotency_never_gets_a_message_twice() {
         "chaque numéro une seule fois : {received:?}"
     );
     assert_eq!(sms_sent(&db).await, 4);
+
+    // An error inside the provider (500) may hide a message it sent: uncertain, not resent.
+    // An overload (503) said nothing was done: retried.
+    let status = |code: u16| {
+        let base = gateway.base();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/control"))
+                .json(&json!({ "fail_next": 1, "status": code }))
+                .send()
+                .await
+                .expect("contrôle");
+        }
+    };
+    status(500).await;
+    let broken = queue_sms(&db, &number(5), "le test 5").await;
+    worker.deliver_due().await.expect("passe");
+    status(503).await;
+    let busy = queue_sms(&db, &number(6), "le test 6").await;
+    worker.deliver_due().await.expect("passe");
+    sqlx::query("UPDATE platform.outbox SET available_at = now() WHERE sent_at IS NULL")
+        .execute(&db.admin)
+        .await
+        .expect("échéance");
+    worker.deliver_due().await.expect("passe");
+    let state = |id: Uuid| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_as::<_, (bool, bool)>(
+                "SELECT sent_at IS NOT NULL, sending_started_at IS NOT NULL FROM platform.outbox WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&admin)
+            .await
+            .expect("état")
+        }
+    };
+    assert_eq!(state(broken).await, (false, true), "500 : incertain");
+    assert_eq!(state(busy).await, (true, true), "503 : renvoyé puis envoyé");
+    let received = gateway.messages().await;
+    assert_eq!(received.len(), 6, "{received:?}");
 }
 
 async fn sms_sent(db: &TestDatabase) -> i64 {

@@ -425,3 +425,77 @@ async fn the_weekly_digest_lists_each_new_request_once_to_every_national_admin()
     assert_eq!(weeks.len(), 4);
     assert_eq!(weeks.iter().map(|w| w.1).sum::<i32>(), 4);
 }
+
+#[tokio::test]
+async fn the_digest_waits_for_every_territory_and_for_someone_to_tell() {
+    use habilitation_desk::requests::send_weekly_digest;
+    use policies::{Domain, Role};
+    use time::macros::datetime;
+
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    let platform = replica(&db).await;
+    request(
+        &db,
+        "34",
+        "DEM-WAIT-0001",
+        Some(datetime!(2026-11-20 14:00 UTC)),
+    )
+    .await;
+    let monday = datetime!(2026-11-23 09:00 UTC);
+    let digests = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM platform.request_digests")
+            .fetch_one(&db.admin)
+            .await
+            .expect("semaines")
+    };
+    // No active national admin: nobody would read it, the week is not recorded.
+    assert_eq!(
+        send_weekly_digest(&platform, monday).await.expect("digest"),
+        None
+    );
+    assert_eq!(digests().await, 0);
+    let mut tx = db.admin.begin().await.expect("tx");
+    let id = habilitation_desk::accounts::create_professional(
+        &mut tx,
+        "national@example.test",
+        "Équipe nationale",
+    )
+    .await
+    .expect("compte");
+    habilitation_desk::accounts::grant_role(
+        &mut tx,
+        id,
+        Role::NationalAdmin,
+        Domain::National,
+        None,
+    )
+    .await
+    .expect("rôle");
+    tx.commit().await.expect("commit");
+    // A territory whose schema is behind is not served: the digest is put off, not sent
+    // without its requests.
+    sqlx::query("UPDATE platform.departement_schemas SET version = version - 1 WHERE departement_code = '34'")
+        .execute(&db.admin)
+        .await
+        .expect("retard");
+    platform.tenancy.refresh().await.expect("registre");
+    let err = send_weekly_digest(&platform, monday)
+        .await
+        .expect_err("reporté");
+    assert!(
+        err.to_string().contains("territoires non servis 34"),
+        "{err}"
+    );
+    assert_eq!(digests().await, 0);
+    // Served again: the request is in the digest.
+    sqlx::query("UPDATE platform.departement_schemas SET version = version + 1 WHERE departement_code = '34'")
+        .execute(&db.admin)
+        .await
+        .expect("rattrapage");
+    platform.tenancy.refresh().await.expect("registre");
+    let digest = send_weekly_digest(&platform, monday)
+        .await
+        .expect("digest")
+        .expect("envoyé");
+    assert_eq!((digest.requests, digest.recipients), (1, 1));
+}

@@ -1085,7 +1085,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         let text = message["text"].as_str().expect("texte");
         assert!(
             text.starts_with("Aidants Connect : le ")
-                && text.contains("un mandat jusqu’au")
+                && text.contains("un mandat jusqu'au")
                 && text.contains("(Logement)"),
             "{text}"
         );
