@@ -276,4 +276,15 @@ async fn starttls_and_tls_relays_get_mail_only_over_a_verified_encrypted_session
     settings.ca_file = Some("/nonexistent/ca.pem".into());
     let err = Mailer::new(&settings).err().expect("refusé").to_string();
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    // A file holding no PEM certificate (a key, DER, a typo) too.
+    let not_pem = std::env::temp_dir().join(format!("pas-un-certificat-{}", Uuid::new_v4()));
+    std::fs::write(
+        &not_pem,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("fichier");
+    settings.ca_file = Some(not_pem.display().to_string());
+    let err = Mailer::new(&settings).err().expect("refusé").to_string();
+    let _ = std::fs::remove_file(&not_pem);
+    assert!(err.contains("aucun certificat PEM"), "{err}");
 }

@@ -1309,4 +1309,12 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
     {
         assert!(violations.is_empty(), "{url} : {violations:?}");
     }
+    // A file past its 90 days is purged from the vault: no longer offered.
+    sqlx::query("UPDATE dep_33.letter_batches SET created_at = now() - interval '91 days' WHERE structure_id = $1")
+        .bind(structure)
+        .execute(&app.db.admin)
+        .await
+        .expect("vieillissement");
+    let (_, html) = view(&alice, &app.url("/courriers")).await;
+    assert!(html.contains("Aucun fichier pour le moment"), "{html}");
 }

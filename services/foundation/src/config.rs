@@ -302,6 +302,8 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
     #[error("configuration refusée en production : {0} doit être défini explicitement")]
     DefaultSecretInProduction(&'static str),
+    #[error("configuration refusée en production : {0} doit commencer par https://")]
+    InsecureUrlInProduction(&'static str),
 }
 
 impl Settings {
@@ -363,9 +365,7 @@ impl Settings {
             if self.sms.provider != SmsProvider::None
                 && !self.sms.gateway_url.starts_with("https://")
             {
-                return Err(ConfigError::DefaultSecretInProduction(
-                    "AC_SMS__GATEWAY_URL (https)",
-                ));
+                return Err(ConfigError::InsecureUrlInProduction("AC_SMS__GATEWAY_URL"));
             }
             if self.object_store.secret_access_key.expose_secret() == LOCAL_S3_SECRET {
                 return Err(ConfigError::DefaultSecretInProduction(
@@ -423,9 +423,7 @@ mod tests {
         settings.sms.api_token = "real".into();
         assert!(matches!(
             settings.validate(),
-            Err(ConfigError::DefaultSecretInProduction(
-                "AC_SMS__GATEWAY_URL (https)"
-            ))
+            Err(ConfigError::InsecureUrlInProduction("AC_SMS__GATEWAY_URL"))
         ));
         settings.sms.gateway_url = "https://api.brevo.com/v3/transactionalSMS/send".into();
         settings.sms.provider = SmsProvider::Brevo;

@@ -2296,9 +2296,11 @@ pub async fn letters(
     .map_err(db_error)?;
     let rows: Vec<(OffsetDateTime, i32, Uuid)> = sqlx::query_as(
         "SELECT created_at, letter_count, document_id FROM letter_batches
-         WHERE structure_id = $1 ORDER BY created_at DESC LIMIT 100",
+         WHERE structure_id = $1 AND created_at > now() - make_interval(days => $2)
+         ORDER BY created_at DESC LIMIT 100",
     )
     .bind(scope.structure.id)
+    .bind(foundation::outbox::LETTER_BATCH_RETENTION_DAYS as i32)
     .fetch_all(&mut *tx)
     .await
     .map_err(db_error)?;

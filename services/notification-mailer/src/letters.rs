@@ -21,7 +21,7 @@ use crate::templates;
 /// Letters in one batch at most (a larger backlog makes several batches).
 pub const BATCH_MAX: i64 = 200;
 /// How long a batch stays downloadable in the vault.
-pub const BATCH_RETENTION_DAYS: i64 = 90;
+pub const BATCH_RETENTION_DAYS: i64 = foundation::outbox::LETTER_BATCH_RETENTION_DAYS;
 /// The vault's document kind of a batch.
 pub const DOCUMENT_KIND: &str = "letter_batch";
 

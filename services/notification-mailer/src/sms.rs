@@ -107,38 +107,3 @@ fn error_kind(e: &reqwest::Error) -> &'static str {
         "réponse perdue"
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phone_numbers_are_normalised_to_e164_mobiles() {
-        assert_eq!(
-            normalise_phone("06 12 34 56 78").as_deref(),
-            Some("+33612345678")
-        );
-        assert_eq!(
-            normalise_phone("07.12.34.56.78").as_deref(),
-            Some("+33712345678")
-        );
-        assert_eq!(
-            normalise_phone("+33 6 12 34 56 78").as_deref(),
-            Some("+33612345678")
-        );
-        assert_eq!(
-            normalise_phone("0033612345678").as_deref(),
-            Some("+33612345678")
-        );
-        assert_eq!(
-            normalise_phone("+262 692 12 34 56").as_deref(),
-            Some("+262692123456")
-        );
-        // Landlines, short or malformed numbers.
-        assert_eq!(normalise_phone("05 56 12 34 56"), None);
-        assert_eq!(normalise_phone("+33556123456"), None);
-        assert_eq!(normalise_phone("0612"), None);
-        assert_eq!(normalise_phone("06 12 34 56 7a"), None);
-        assert_eq!(normalise_phone(""), None);
-    }
-}

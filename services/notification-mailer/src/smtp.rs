@@ -23,8 +23,8 @@ use crate::templates::Rendered;
 pub struct Mailer {
     settings: SmtpSettings,
     from: Mailbox,
-    /// PEM of `smtp.ca_file`, read once at start.
-    extra_roots: Option<Vec<u8>>,
+    /// `smtp.ca_file`, read and parsed once at start.
+    extra_roots: Option<Certificate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +57,14 @@ impl Mailer {
                 let pem = std::fs::read(path).map_err(|e| {
                     anyhow::anyhow!("autorités de certification SMTP illisibles ({path}) : {e}")
                 })?;
-                Certificate::from_pem(&pem).map_err(|e| {
+                // A key file or a DER certificate would otherwise parse as "no certificate".
+                anyhow::ensure!(
+                    pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----"),
+                    "autorités de certification SMTP : aucun certificat PEM dans {path}"
+                );
+                Some(Certificate::from_pem(&pem).map_err(|e| {
                     anyhow::anyhow!("autorités de certification SMTP invalides ({path}) : {e}")
-                })?;
-                Some(pem)
+                })?)
             }
             None => None,
         };
@@ -77,8 +81,8 @@ impl Mailer {
         let hello = ClientId::default();
         let tls = || {
             let mut builder = TlsParameters::builder(s.host.clone());
-            if let Some(pem) = &self.extra_roots {
-                builder = builder.add_root_certificate(Certificate::from_pem(pem)?);
+            if let Some(authority) = &self.extra_roots {
+                builder = builder.add_root_certificate(authority.clone());
             }
             builder.build()
         };

@@ -135,6 +135,32 @@ fn list(items: &[Value], part: Part) -> Option<String> {
     })
 }
 
+/// Replaces each `{{name}}` of `source` by `value(name)`, in one pass: a value is never read
+/// as a template itself. Unknown names stay as they are.
+fn substitute(source: &str, mut value: impl FnMut(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").map(|end| (&after[..end], end)) {
+            Some((name, end)) => {
+                match value(name) {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(&rest[start..start + 2 + end + 2]),
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Fills `{{name}}` placeholders of `source` with the payload's values: strings (escaped in
 /// HTML) or lists of strings.
 fn fill(
@@ -143,7 +169,7 @@ fn fill(
     payload: &Value,
     part: Part,
 ) -> Result<String, TemplateError> {
-    let mut out = source.to_owned();
+    let mut values = std::collections::HashMap::new();
     for key in template.params {
         let value = match &payload[*key] {
             Value::String(v) if part == Part::Html => Some(html_escape(v)),
@@ -152,9 +178,9 @@ fn fill(
             _ => None,
         }
         .ok_or_else(|| TemplateError::MissingParameter(template.name.into(), key))?;
-        out = out.replace(&format!("{{{{{key}}}}}"), &value);
+        values.insert(*key, value);
     }
-    Ok(out)
+    Ok(substitute(source, |name| values.get(name).cloned()))
 }
 
 /// Renders the e-mail `template` with `payload`.
@@ -162,11 +188,14 @@ pub fn render(template: &str, payload: &Value) -> Result<Rendered, TemplateError
     let t = find(template)?;
     let subject = fill(t, t.subject, payload, Part::Text)?.trim().to_owned();
     let content = fill(t, t.html, payload, Part::Html)?;
+    let html = substitute(LAYOUT, |name| match name {
+        "subject" => Some(html_escape(&subject)),
+        "content" => Some(content.trim_end().to_owned()),
+        _ => None,
+    });
     Ok(Rendered {
         text: fill(t, t.text, payload, Part::Text)?,
-        html: LAYOUT
-            .replace("{{subject}}", &html_escape(&subject))
-            .replace("{{content}}", content.trim_end()),
+        html,
         subject,
     })
 }
@@ -359,5 +388,30 @@ mod tests {
                 "requests"
             ))
         );
+    }
+
+    #[test]
+    fn a_value_is_never_expanded_as_a_template() {
+        let rendered = render(
+            "mandate_created",
+            &serde_json::json!({
+                "date": "{{expires}}",
+                "structure": "{{content}} {{subject}}",
+                "demarches": ["{{date}}"],
+                "expires": "22/11/2027",
+            }),
+        )
+        .expect("rendu");
+        assert!(
+            rendered
+                .text
+                .contains("Le {{expires}}, vous avez confié à {{content}} {{subject}}"),
+            "{}",
+            rendered.text
+        );
+        assert!(rendered.text.contains("- {{date}}"));
+        assert!(rendered.subject.ends_with("{{content}} {{subject}}"));
+        assert_eq!(rendered.html.matches("<main>").count(), 1);
+        assert!(rendered.html.contains("<title>Aidants Connect : vous avez confié un mandat à {{content}} {{subject}}</title>"), "{}", rendered.html);
     }
 }

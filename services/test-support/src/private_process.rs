@@ -82,6 +82,10 @@ impl PrivateProcess {
 
 impl Drop for PrivateProcess {
     fn drop(&mut self) {
+        // The process first, so that it writes nothing more into the folder being removed.
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
