@@ -299,35 +299,11 @@ async fn sms_reach_the_gateway_exactly_once_through_an_outage_and_lost_answers()
     gateway.stop().await;
     let mut ids = HashSet::new();
     for n in 0..40 {
-        let mut tx = db.admin.begin().await.expect("tx");
-        let id = enqueue_platform(
-            &mut tx,
-            &OutboxMessage {
-                channel: Channel::Sms,
-                recipient: format!("06 12 34 {:02} {:02}", n / 100, n % 100),
-                template: "operator_test",
-                payload: json!({ "sent_by": format!("le test {n}") }),
-            },
-        )
-        .await
-        .expect("file");
-        tx.commit().await.expect("commit");
-        ids.insert(id);
+        let to = format!("06 12 34 {:02} {:02}", n / 100, n % 100);
+        ids.insert(queue_sms(&db, &to, &format!("le test {n}")).await);
     }
     // One more with a landline number: refused for good, never sent.
-    let mut tx = db.admin.begin().await.expect("tx");
-    let landline = enqueue_platform(
-        &mut tx,
-        &OutboxMessage {
-            channel: Channel::Sms,
-            recipient: "05 56 00 00 00".into(),
-            template: "operator_test",
-            payload: json!({ "sent_by": "le test" }),
-        },
-    )
-    .await
-    .expect("file");
-    tx.commit().await.expect("commit");
+    let landline = queue_sms(&db, "05 56 00 00 00", "le test").await;
     worker.deliver_due().await.expect("passe pendant la panne");
     assert_eq!(sms_sent(&db).await, 0);
     let errors: Vec<String> = sqlx::query_scalar(

@@ -256,42 +256,44 @@ async fn request(db: &TestDatabase, dep: &str, reference: &str, at: Option<time:
     .expect("demande");
 }
 
+/// A national admin (deactivated if not `active`).
+async fn national_admin(db: &TestDatabase, email: &str, active: bool) {
+    let mut tx = db.admin.begin().await.expect("tx");
+    let id = habilitation_desk::accounts::create_professional(&mut tx, email, "Équipe nationale")
+        .await
+        .expect("compte");
+    habilitation_desk::accounts::grant_role(
+        &mut tx,
+        id,
+        policies::Role::NationalAdmin,
+        policies::Domain::National,
+        None,
+    )
+    .await
+    .expect("rôle");
+    sqlx::query("UPDATE platform.professionals SET active = $2 WHERE id = $1")
+        .bind(id)
+        .bind(active)
+        .execute(&mut *tx)
+        .await
+        .expect("état du compte");
+    tx.commit().await.expect("commit");
+}
+
 #[tokio::test]
 async fn the_weekly_digest_lists_each_new_request_once_to_every_national_admin() {
     use habilitation_desk::requests::send_weekly_digest;
-    use policies::{Domain, Role};
     use time::macros::datetime;
 
     let db = TestDatabase::with_departements(&["33", "34"]).await;
     let platform = replica(&db).await;
-    let mut tx = db.admin.begin().await.expect("tx");
     for (email, active) in [
         ("national-1@example.test", true),
         ("national-2@example.test", true),
         ("ancien-national@example.test", false),
     ] {
-        let id =
-            habilitation_desk::accounts::create_professional(&mut tx, email, "Équipe nationale")
-                .await
-                .expect("compte");
-        habilitation_desk::accounts::grant_role(
-            &mut tx,
-            id,
-            Role::NationalAdmin,
-            Domain::National,
-            None,
-        )
-        .await
-        .expect("rôle");
-        if !active {
-            sqlx::query("UPDATE platform.professionals SET active = false WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .expect("désactivation");
-        }
+        national_admin(&db, email, active).await;
     }
-    tx.commit().await.expect("commit");
     // The previous digest ended on Monday 16 November 2026 at 08:59 UTC.
     sqlx::query(
         "INSERT INTO platform.request_digests (week_start, covered_from, covered_until, request_count, recipients)
@@ -300,34 +302,14 @@ async fn the_weekly_digest_lists_each_new_request_once_to_every_national_admin()
     .execute(&db.admin)
     .await
     .expect("digest précédent");
-    request(
-        &db,
-        "33",
-        "DEM-OLD-0001",
-        Some(datetime!(2026-11-16 08:58 UTC)),
-    )
-    .await;
-    request(
-        &db,
-        "33",
-        "DEM-NEW-0001",
-        Some(datetime!(2026-11-16 09:30 UTC)),
-    )
-    .await;
-    request(
-        &db,
-        "34",
-        "DEM-NEW-0002",
-        Some(datetime!(2026-11-20 14:00 UTC)),
-    )
-    .await;
-    request(
-        &db,
-        "33",
-        "DEM-NEW-0003",
-        Some(datetime!(2026-11-23 08:00 UTC)),
-    )
-    .await;
+    for (dep, reference, at) in [
+        ("33", "DEM-OLD-0001", datetime!(2026-11-16 08:58 UTC)),
+        ("33", "DEM-NEW-0001", datetime!(2026-11-16 09:30 UTC)),
+        ("34", "DEM-NEW-0002", datetime!(2026-11-20 14:00 UTC)),
+        ("33", "DEM-NEW-0003", datetime!(2026-11-23 08:00 UTC)),
+    ] {
+        request(&db, dep, reference, Some(at)).await;
+    }
     request(&db, "33", "DEM-DRAFT-01", None).await;
 
     // Monday 23 November, 07:30 in Paris: not yet.
@@ -429,7 +411,6 @@ async fn the_weekly_digest_lists_each_new_request_once_to_every_national_admin()
 #[tokio::test]
 async fn the_digest_waits_for_every_territory_and_for_someone_to_tell() {
     use habilitation_desk::requests::send_weekly_digest;
-    use policies::{Domain, Role};
     use time::macros::datetime;
 
     let db = TestDatabase::with_departements(&["33", "34"]).await;
@@ -454,24 +435,7 @@ async fn the_digest_waits_for_every_territory_and_for_someone_to_tell() {
         None
     );
     assert_eq!(digests().await, 0);
-    let mut tx = db.admin.begin().await.expect("tx");
-    let id = habilitation_desk::accounts::create_professional(
-        &mut tx,
-        "national@example.test",
-        "Équipe nationale",
-    )
-    .await
-    .expect("compte");
-    habilitation_desk::accounts::grant_role(
-        &mut tx,
-        id,
-        Role::NationalAdmin,
-        Domain::National,
-        None,
-    )
-    .await
-    .expect("rôle");
-    tx.commit().await.expect("commit");
+    national_admin(&db, "national@example.test", true).await;
     // A territory whose schema is behind is not served: the digest is put off, not sent
     // without its requests.
     sqlx::query("UPDATE platform.departement_schemas SET version = version - 1 WHERE departement_code = '34'")
