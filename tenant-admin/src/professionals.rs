@@ -109,7 +109,13 @@ pub async fn run(pool: &PgPool, command: &ProfessionalsCommand) -> anyhow::Resul
             let mut tx = pool.begin().await?;
             let id = accounts::create_professional(&mut tx, &args.email, &args.name).await?;
             accounts::grant_role(&mut tx, id, role, domain, departement.as_deref()).await?;
-            accounts::send_enrolment_link(&mut tx, id, &args.public_url).await?;
+            // The link is sealed in the outbox with the platform's key: the worker opens it.
+            let settings = foundation::config::Settings::load()?;
+            let cipher = foundation::auth::secrets::SeedCipher::new(
+                &settings.security.totp_key,
+                settings.security.totp_key_version,
+            )?;
+            accounts::send_enrolment_link(&mut tx, &cipher, id, &args.public_url).await?;
             tx.commit().await?;
             println!(
                 "compte {id} ouvert ; lien d'activation envoyé à {}",

@@ -499,7 +499,7 @@ async fn enrolment_link_qr_and_first_code_activate_the_app() {
     let id = habilitation_desk::accounts::create_professional(&mut tx, &email, "Nina Nouvelle")
         .await
         .expect("compte");
-    habilitation_desk::accounts::send_enrolment_link(&mut tx, id, &app.address)
+    habilitation_desk::accounts::send_enrolment_link(&mut tx, &cipher(), id, &app.address)
         .await
         .expect("lien");
     tx.commit().await.expect("commit");

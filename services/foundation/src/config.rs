@@ -106,6 +106,11 @@ pub struct HttpSettings {
     pub public_url: String,
     /// Every route answers within this time or fails with 503.
     pub request_timeout_ms: u64,
+    /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client. Empty (the default): those headers are ignored and the TCP
+    /// peer is the client, so nobody can pick the address their attempts are counted under.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +240,7 @@ impl Default for Settings {
                 port: 8000,
                 public_url: "http://127.0.0.1:8000".into(),
                 request_timeout_ms: 10_000,
+                trusted_proxies: Vec::new(),
             },
             database: DatabaseSettings {
                 url: LOCAL_DATABASE_URL.into(),

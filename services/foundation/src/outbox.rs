@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::auth::secrets::SeedCipher;
 use crate::tenancy::TenantTx;
 
 /// Channel the consumer listens on; the payload names the schema to look at.
@@ -64,6 +65,48 @@ pub async fn enqueue_platform(
         .execute(&mut *conn)
         .await?;
     Ok(id)
+}
+
+/// Queues a national message whose parameters carry a secret (a login or enrolment link):
+/// `payload` keeps only the names of the parameters, their values are sealed with the message
+/// id as associated data (`sealed_payload`), opened by the worker at send time and cleared once
+/// the message is sent. Nothing in the table gives the link away.
+pub async fn enqueue_platform_sealed(
+    conn: &mut PgConnection,
+    cipher: &SeedCipher,
+    message: &OutboxMessage,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::now_v7();
+    let names: Vec<&str> = message
+        .payload
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let sealed = cipher.seal(message.payload.to_string().as_bytes(), id.as_bytes());
+    sqlx::query(
+        "INSERT INTO platform.outbox (id, channel, recipient, template, payload, sealed_payload)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(message.channel.as_str())
+    .bind(&message.recipient)
+    .bind(message.template)
+    .bind(serde_json::json!({ "sealed": names }))
+    .bind(sealed)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(PLATFORM_SCOPE)
+        .execute(&mut *conn)
+        .await?;
+    Ok(id)
+}
+
+/// The parameters of a message queued by `enqueue_platform_sealed`.
+pub fn open_sealed(cipher: &SeedCipher, id: Uuid, sealed: &[u8]) -> Option<Value> {
+    let plain = cipher.open(sealed, id.as_bytes())?;
+    serde_json::from_slice(&plain).ok()
 }
 
 /// Queues a territory's message inside the caller's tenant transaction.

@@ -227,7 +227,16 @@ pub async fn recheck(
     let next = safe_next(f.suite.as_deref());
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
     let now = OffsetDateTime::now_utc();
-    match factors::check_code(&mut tx, &platform.cipher, me.id, &f.code, now).await {
+    match factors::check_code(
+        &mut tx,
+        &platform.cipher,
+        me.id,
+        &f.code,
+        now,
+        factors::Trust::Known,
+    )
+    .await
+    {
         Ok(_) => {
             sqlx::query("UPDATE platform.sessions SET recheck_required = false, totp_verified_at = $2 WHERE id_hash = $1")
                 .bind(&me.session_hash)

@@ -2,9 +2,9 @@
 //! habilitation flow exists, operators create accounts with `tenant-admin`.
 
 use foundation::auth::journal::{self, SecurityEvent};
-use foundation::auth::secrets::{new_token, token_hash};
+use foundation::auth::secrets::{SeedCipher, new_token, token_hash};
 use foundation::auth::session;
-use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
+use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use policies::{Domain, Role};
 use serde_json::json;
 use sqlx::PgConnection;
@@ -95,9 +95,18 @@ pub async fn grant_role(
 /// Mails a single-use enrolment link (second factor), through the outbox.
 pub async fn send_enrolment_link(
     conn: &mut PgConnection,
+    cipher: &SeedCipher,
     professional: Uuid,
     public_url: &str,
 ) -> Result<(), sqlx::Error> {
+    // Only the newest link works: the ones sent before die now.
+    sqlx::query(
+        "UPDATE platform.email_links SET expires_at = least(expires_at, now())
+         WHERE professional_id = $1 AND purpose = 'enrolment' AND consumed_at IS NULL",
+    )
+    .bind(professional)
+    .execute(&mut *conn)
+    .await?;
     let email: String =
         sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1")
             .bind(professional)
@@ -119,7 +128,7 @@ pub async fn send_enrolment_link(
         template: "enrolment_link",
         payload: json!({ "url": format!("{}/activation?jeton={token}", public_url.trim_end_matches('/')) }),
     };
-    enqueue_platform(conn, &message).await?;
+    enqueue_platform_sealed(conn, cipher, &message).await?;
     Ok(())
 }
 

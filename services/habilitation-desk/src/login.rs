@@ -5,8 +5,8 @@
 use foundation::app::Platform;
 use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
-use foundation::auth::{csrf, factors, ratelimit, session, totp};
-use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
+use foundation::auth::{browsers, client, csrf, factors, ratelimit, session, totp};
+use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use foundation::web::html;
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
@@ -83,10 +83,10 @@ pub struct LoginForm {
     suite: Option<String>,
 }
 
-fn client_address(req: &Request) -> String {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_string())
+/// The key of the per-address limit: the client's address as the trusted proxies name it.
+fn address_key(req: &Request, platform: &Platform) -> String {
+    client::client_address(req, &platform.settings.http.trusted_proxies)
+        .map(client::limit_key)
         .unwrap_or_default()
 }
 
@@ -99,16 +99,16 @@ pub async fn submit(
     let next = safe_next(f.suite.as_deref());
     let email = f.email.trim().to_lowercase();
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let address_ok = ratelimit::hit(
+    let address = ratelimit::hit(
         &mut tx,
         "login-address",
-        &client_address(req),
+        &address_key(req, &platform),
         ADDRESS_ATTEMPTS,
         RATE_WINDOW_SECONDS,
     )
     .await
     .map_err(db_error)?;
-    let account_ok = ratelimit::hit(
+    let account = ratelimit::hit(
         &mut tx,
         "login-account",
         &email,
@@ -117,16 +117,25 @@ pub async fn submit(
     )
     .await
     .map_err(db_error)?;
-    if !(address_ok && account_ok) {
-        journal::append(
-            &mut tx,
-            SecurityEvent::RateLimited,
-            None,
-            None,
-            json!({ "scope": if address_ok { "account" } else { "address" } }),
-        )
-        .await
-        .map_err(db_error)?;
+    if !(address.allowed() && account.allowed()) {
+        // Refused attempts are counted by the limit itself; the journal records only the first
+        // refusal of each window, so a flood writes nothing more.
+        let first = if !address.allowed() {
+            address.first_refusal()
+        } else {
+            account.first_refusal()
+        };
+        if first {
+            journal::append(
+                &mut tx,
+                SecurityEvent::RateLimited,
+                None,
+                None,
+                json!({ "scope": if address.allowed() { "account" } else { "address" } }),
+            )
+            .await
+            .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)?;
         let mut resp = login_page(req, &platform, next, email, Some(TOO_MANY), None)?;
         resp.set_status(StatusCode::TOO_MANY_REQUESTS);
@@ -140,11 +149,34 @@ pub async fn submit(
             .map_err(db_error)?;
     let now = OffsetDateTime::now_utc();
     let outcome = match professional {
-        Some(id) => factors::check_code(&mut tx, &platform.cipher, id, &f.code, now)
-            .await
-            .map(|_| id),
+        Some(id) => {
+            let trust = if browsers::is_known(&mut tx, req, id)
+                .await
+                .map_err(db_error)?
+            {
+                factors::Trust::Known
+            } else {
+                factors::Trust::Unknown
+            };
+            factors::check_code(&mut tx, &platform.cipher, id, &f.code, now, trust)
+                .await
+                .map(|_| id)
+        }
         None => {
-            // Same work as for a real account, so that timing says nothing either.
+            // The same work as for a real account — the browser lookup, the factor lookup
+            // (of nobody) and a code check — so that timing says nothing either.
+            let _ = browsers::is_known(&mut tx, req, Uuid::nil())
+                .await
+                .map_err(db_error)?;
+            let _ = factors::check_code(
+                &mut tx,
+                &platform.cipher,
+                Uuid::nil(),
+                &f.code,
+                now,
+                factors::Trust::Unknown,
+            )
+            .await;
             let _ = totp::verify(
                 &totp::new_seed(),
                 30,
@@ -158,14 +190,16 @@ pub async fn submit(
     match outcome {
         Ok(id) => {
             let token = new_token();
+            let (browser_hash, browser_cookie) = browsers::login_request(req, secure(&platform));
             sqlx::query(
-                "INSERT INTO platform.email_links (token_hash, purpose, professional_id, totp_verified_at, expires_at)
-                 VALUES ($1, 'login', $2, $3, now() + make_interval(mins => $4))",
+                "INSERT INTO platform.email_links (token_hash, purpose, professional_id, totp_verified_at, expires_at, browser_hash)
+                 VALUES ($1, 'login', $2, $3, now() + make_interval(mins => $4), $5)",
             )
             .bind(token_hash(&token))
             .bind(id)
             .bind(now)
             .bind(LOGIN_LINK_MINUTES)
+            .bind(browser_hash)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -181,7 +215,7 @@ pub async fn submit(
                 template: "login_link",
                 payload: json!({ "url": url }),
             };
-            enqueue_platform(&mut tx, &message)
+            enqueue_platform_sealed(&mut tx, &platform.cipher, &message)
                 .await
                 .map_err(db_error)?;
             journal::append(
@@ -194,18 +228,21 @@ pub async fn submit(
             .await
             .map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
+            req.cookie().add(browser_cookie);
             html(&MessagePage {
                 theme: THEME,
                 nav: nav("/compte"),
                 heading: "Consultez votre messagerie",
                 paragraphs: vec![
                     "Un lien de connexion vient de vous être envoyé par e-mail. Il est valable 5 minutes et ne fonctionne qu'une fois.",
-                    "Ouvrez-le sur cet appareil puis cliquez sur « Me connecter ».",
+                    "Ouvrez-le dans ce navigateur, sur cet appareil, puis cliquez sur « Me connecter » : il ne fonctionne pas ailleurs.",
                 ],
                 link: None,
             })
         }
         Err(e) => {
+            // A wrong or replayed code was journaled by the factor check itself; the other
+            // refusals are journaled here: one entry per failed attempt either way.
             let reason = match e {
                 factors::FactorError::NoFactor => "no_account_or_factor",
                 factors::FactorError::Blocked(_) => "blocked",
@@ -214,15 +251,20 @@ pub async fn submit(
                 factors::FactorError::Wrong => "wrong_code",
                 factors::FactorError::Cipher => "cipher",
             };
-            journal::append(
-                &mut tx,
-                SecurityEvent::LoginFailed,
-                professional,
-                None,
-                json!({ "reason": reason }),
-            )
-            .await
-            .map_err(db_error)?;
+            if !matches!(
+                e,
+                factors::FactorError::Wrong | factors::FactorError::Replayed
+            ) {
+                journal::append(
+                    &mut tx,
+                    SecurityEvent::LoginFailed,
+                    professional,
+                    None,
+                    json!({ "reason": reason }),
+                )
+                .await
+                .map_err(db_error)?;
+            }
             // Committed so that failure counters and delays hold.
             tx.commit().await.map_err(db_error)?;
             let mut resp = login_page(req, &platform, next, email, Some(GENERIC_ERROR), None)?;
@@ -271,6 +313,41 @@ pub async fn consume_link(
     Form(f): Form<LinkForm>,
 ) -> poem::Result<Response> {
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let token = token_hash(f.jeton.trim());
+    // The link opens a session only in the browser that asked for it: checked before anything
+    // is consumed, so the right browser can still use it.
+    let bound: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+        "SELECT browser_hash FROM platform.email_links
+         WHERE token_hash = $1 AND purpose = 'login' AND consumed_at IS NULL AND expires_at > now()",
+    )
+    .bind(&token)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    if let Some(Some(expected)) = bound {
+        let here = browsers::login_request_of(req);
+        let same = here.is_some_and(|h| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                h.as_slice(),
+                expected.as_slice(),
+            ))
+        });
+        if !same {
+            tx.rollback().await.map_err(db_error)?;
+            let mut resp = html(&MessagePage {
+                theme: THEME,
+                nav: nav("/compte"),
+                heading: "Ouvrez le lien dans le bon navigateur",
+                paragraphs: vec![
+                    "Pour votre sécurité, un lien de connexion ne fonctionne que dans le navigateur où vous avez demandé la connexion.",
+                    "Ouvrez le lien dans le navigateur où vous avez demandé la connexion, sur le même appareil, ou demandez un nouveau lien depuis ce navigateur-ci.",
+                ],
+                link: Some(("/connexion", "Demander un nouveau lien")),
+            })?;
+            resp.set_status(StatusCode::FORBIDDEN);
+            return Ok(resp);
+        }
+    }
     let consumed: Option<(Uuid, Option<OffsetDateTime>)> = sqlx::query_as(
         "UPDATE platform.email_links l SET consumed_at = now()
          FROM platform.professionals p
@@ -278,7 +355,7 @@ pub async fn consume_link(
            AND p.id = l.professional_id AND p.active
          RETURNING l.professional_id, l.totp_verified_at",
     )
-    .bind(token_hash(f.jeton.trim()))
+    .bind(&token)
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_error)?;
@@ -311,6 +388,9 @@ pub async fn consume_link(
     )
     .await
     .map_err(db_error)?;
+    let known = browsers::remember(&mut tx, req, professional, secure(&platform))
+        .await
+        .map_err(db_error)?;
     journal::append(
         &mut tx,
         SecurityEvent::LoginSucceeded,
@@ -322,6 +402,7 @@ pub async fn consume_link(
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     req.cookie().add(cookie);
+    req.cookie().add(known);
     csrf::rotate(req, secure(&platform));
     Ok(Redirect::see_other(safe_next(f.suite.as_deref())).into_response())
 }

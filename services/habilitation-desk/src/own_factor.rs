@@ -63,6 +63,7 @@ pub async fn start(
         me.id,
         &f.code,
         OffsetDateTime::now_utc(),
+        factors::Trust::Known,
     )
     .await
     .is_err()

@@ -271,9 +271,14 @@ pub async fn send_activation(
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    accounts::send_enrolment_link(&mut tx, aidant, &platform.settings.http.public_url)
-        .await
-        .map_err(db_error)?;
+    accounts::send_enrolment_link(
+        &mut tx,
+        &platform.cipher,
+        aidant,
+        &platform.settings.http.public_url,
+    )
+    .await
+    .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok(back("lien-envoye"))
 }

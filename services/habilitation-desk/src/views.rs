@@ -101,18 +101,59 @@ pub fn db_error(e: sqlx::Error) -> poem::Error {
     poem::Error::from_status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// A local path to continue to after login; anything else (other sites, `//host`) is ignored.
+/// Pages a login or a re-check may continue to. Anything else — another site, however it is
+/// written, or a path of ours that is not a page — goes to the account page.
+const CONTINUE_TO: &[&str] = &[
+    "/compte",
+    "/mandats",
+    "/usagers",
+    "/activite",
+    "/courriers",
+    "/referent",
+    "/national",
+    "/oidc/authorize",
+];
+
+/// A local path to continue to after login. The value is parsed as browsers would resolve it
+/// against our origin (tabs and newlines dropped, `\\` read as `/`, dot segments and
+/// percent-encoding normalised), then it must stay on our origin and land on one of our pages;
+/// the normalised path and query are returned, never the raw input.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.contains('\\')
-                && p.len() < 2_000 =>
-        {
-            p.to_owned()
-        }
-        _ => "/compte".to_owned(),
+    const FALLBACK: &str = "/compte";
+    let Some(raw) = next.filter(|n| n.len() < 2_000 && n.starts_with('/')) else {
+        return FALLBACK.to_owned();
+    };
+    // Control characters and backslashes have no place in our links, raw or encoded.
+    let lowered = raw.to_ascii_lowercase();
+    if raw.chars().any(|c| c.is_control() || c == '\\')
+        || ["%5c", "%09", "%0a", "%0d", "%00", "%2f%2f", "/%2f", "%2f/"]
+            .iter()
+            .any(|bad| lowered.contains(bad))
+    {
+        return FALLBACK.to_owned();
+    }
+    let Ok(base) = url::Url::parse("https://plateforme.invalid/") else {
+        return FALLBACK.to_owned();
+    };
+    let Ok(resolved) = base.join(raw) else {
+        return FALLBACK.to_owned();
+    };
+    if resolved.origin() != base.origin() || resolved.username() != "" {
+        return FALLBACK.to_owned();
+    }
+    let path = resolved.path();
+    let ours = CONTINUE_TO.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    });
+    if !ours || path.starts_with("//") {
+        return FALLBACK.to_owned();
+    }
+    match resolved.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     }
 }
 
@@ -139,14 +180,58 @@ mod tests {
             safe_next(Some("/compte/structure?x=1")),
             "/compte/structure?x=1"
         );
-        for bad in [
+        assert_eq!(safe_next(Some("/mandats/abc")), "/mandats/abc");
+        assert_eq!(
+            safe_next(Some("/oidc/authorize?client_id=x&scope=openid")),
+            "/oidc/authorize?client_id=x&scope=openid"
+        );
+        // Dot segments are resolved before the comparison.
+        assert_eq!(safe_next(Some("/mandats/../compte")), "/compte");
+        let hostile = [
             None,
             Some(""),
             Some("https://evil.example"),
+            Some("http:evil.example"),
             Some("//evil.example"),
+            Some("///evil.example"),
             Some("/\\evil.example"),
-        ] {
-            assert_eq!(safe_next(bad), "/compte", "{bad:?}");
+            Some("\\evil.example"),
+            Some("/\\/evil.example"),
+            Some("/\t/evil.example"),
+            Some("/%09/evil.example"),
+            Some("/\n/evil.example"),
+            Some("/%0a/evil.example"),
+            Some("/%5c/evil.example"),
+            Some("/%5Cevil.example"),
+            Some("/%2f%2fevil.example"),
+            Some("/%2F/evil.example"),
+            Some("/./\\evil.example"),
+            Some("/ /evil.example"),
+            Some("/@evil.example"),
+            Some("/compte@evil.example"),
+            Some("javascript:alert(1)"),
+            Some("/javascript:alert(1)"),
+            Some("data:text/html,x"),
+            Some(" /compte"),
+            Some("/mandats/../../evil.example"),
+            Some("/..//evil.example"),
+            Some("/deconnexion"),
+            Some("/connexion/lien?jeton=x"),
+            Some("/internal/documents"),
+            Some("/comptebidon"),
+            Some("/\u{0}/evil.example"),
+        ];
+        assert!(hostile.len() >= 20);
+        for bad in hostile {
+            let next = safe_next(bad);
+            assert!(
+                next == "/compte" || next.starts_with("/compte") && !next.contains("evil"),
+                "{bad:?} → {next}"
+            );
+            assert!(
+                !next.starts_with("//") && !next.contains('\\'),
+                "{bad:?} → {next}"
+            );
         }
     }
 }

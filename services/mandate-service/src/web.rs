@@ -1058,7 +1058,15 @@ pub async fn confirm(
         .collect();
     let now = OffsetDateTime::now_utc();
     let mut ptx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let checked = factors::check_code(&mut ptx, &platform.cipher, scope.me.id, &code, now).await;
+    let checked = factors::check_code(
+        &mut ptx,
+        &platform.cipher,
+        scope.me.id,
+        &code,
+        now,
+        factors::Trust::Known,
+    )
+    .await;
     ptx.commit().await.map_err(db_error)?;
     if let Err(e) = checked {
         return again(factor_message(&e));

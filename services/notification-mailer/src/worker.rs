@@ -41,8 +41,10 @@ const PLATFORM_SQL: Sql = Sql {
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
                            AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload",
-    sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+            RETURNING id, channel, recipient, template, payload, sealed_payload",
+    // A sealed secret (a login or enrolment link) is of no use once sent: it is cleared.
+    sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL,
+           sealed_payload = NULL WHERE id = $1",
     failed: "UPDATE platform.outbox SET sending_started_at = NULL,
              attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
              available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
@@ -56,7 +58,7 @@ const TENANT_SQL: Sql = Sql {
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
                            AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload",
+            RETURNING id, channel, recipient, template, payload, NULL::bytea AS sealed_payload",
     sent: "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
     failed: "UPDATE outbox SET sending_started_at = NULL,
              attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
@@ -65,7 +67,14 @@ const TENANT_SQL: Sql = Sql {
     uncertain: "UPDATE outbox SET last_error = $2 WHERE id = $1",
 };
 
-type Row = (Uuid, String, String, String, serde_json::Value);
+type Row = (
+    Uuid,
+    String,
+    String,
+    String,
+    serde_json::Value,
+    Option<Vec<u8>>,
+);
 
 /// What happened to one claimed message.
 pub enum Outcome {
@@ -210,7 +219,25 @@ impl OutboxWorker {
 
     /// Step 2: sends one message. The outbox id is the Message-ID.
     async fn send(&self, row: &Row) -> Outcome {
-        let (id, channel, recipient, template, payload) = row;
+        let (id, channel, recipient, template, payload, sealed) = row;
+        // Sealed parameters are opened only here, in memory, for this one delivery.
+        let opened;
+        let payload = match sealed {
+            Some(sealed) => {
+                match foundation::outbox::open_sealed(&self.platform.cipher, *id, sealed) {
+                    Some(value) => {
+                        opened = value;
+                        &opened
+                    }
+                    None => {
+                        return Outcome::Failed(SendError::Permanent(
+                            "paramètres scellés illisibles avec la clé en service".into(),
+                        ));
+                    }
+                }
+            }
+            None => payload,
+        };
         let result = match channel.as_str() {
             "email" => match templates::render(template, payload) {
                 Ok(message) => self.mailer.send(*id, recipient, &message).await,

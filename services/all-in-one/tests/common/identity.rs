@@ -27,7 +27,7 @@ impl TestProfessional {
     }
 }
 
-fn cipher() -> SeedCipher {
+pub fn cipher() -> SeedCipher {
     let settings = foundation::config::Settings::default();
     SeedCipher::new(
         &settings.security.totp_key,
@@ -156,6 +156,27 @@ impl Browser {
 
     pub async fn post(&self, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         self.post_from(url, fields, &self.origin.clone()).await
+    }
+
+    /// A POST carrying extra headers (a proxy's `X-Forwarded-For`, say).
+    pub async fn post_with_headers(
+        &self,
+        url: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("origin", &self.origin)
+            .form(fields);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let resp = request.send().await.expect("POST");
+        self.keep(&resp);
+        resp
     }
 
     pub async fn post_from(
@@ -325,4 +346,44 @@ pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
     )
     .await
     .expect("structure")
+}
+
+/// Every column of every table (platform and département schemas) whose text holds `needle`,
+/// as `schema.table.column`: where a secret must never be found.
+pub async fn tables_holding(admin: &PgPool, needle: &str) -> Vec<String> {
+    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, c.data_type::text
+         FROM information_schema.columns c
+         JOIN information_schema.tables t USING (table_schema, table_name)
+         WHERE t.table_type = 'BASE TABLE'
+           AND (c.table_schema = 'platform' OR c.table_schema LIKE 'dep\\_%')
+           AND c.data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')",
+    )
+    .fetch_all(admin)
+    .await
+    .expect("colonnes");
+    assert!(
+        columns.len() > 50,
+        "trop peu de colonnes lues : {}",
+        columns.len()
+    );
+    let mut found = Vec::new();
+    for (schema, table, column, kind) in columns {
+        let text = if kind == "bytea" {
+            format!("encode(\"{column}\", 'escape')")
+        } else {
+            format!("\"{column}\"::text")
+        };
+        let sql =
+            format!("SELECT count(*) FROM \"{schema}\".\"{table}\" WHERE strpos({text}, $1) > 0");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(needle)
+            .fetch_one(admin)
+            .await
+            .expect("recherche");
+        if n > 0 {
+            found.push(format!("{schema}.{table}.{column}"));
+        }
+    }
+    found
 }

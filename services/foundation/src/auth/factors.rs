@@ -46,18 +46,44 @@ pub fn delay_after(failures: i32) -> Duration {
     }
 }
 
-type FactorRow = (
-    Uuid,
-    Vec<u8>,
-    Vec<u8>,
-    i32,
-    i32,
-    i64,
-    i32,
-    Option<OffsetDateTime>,
-    bool,
-    i32,
-);
+/// Longest delay imposed on unknown browsers.
+pub const UNKNOWN_BROWSER_MAX_DELAY: Duration = Duration::hours(24);
+
+/// Delay imposed on unknown browsers after `failures` of theirs: the same start, but it keeps
+/// doubling up to a day, since these failures never lock the factor.
+pub fn unknown_delay_after(failures: i32) -> Duration {
+    if failures < FREE_FAILURES {
+        Duration::ZERO
+    } else {
+        let doublings = (failures - FREE_FAILURES).min(20) as u32;
+        Duration::seconds(15 * 2_i64.pow(doublings)).min(UNKNOWN_BROWSER_MAX_DELAY)
+    }
+}
+
+/// Where a code is typed: a browser where the professional completed a login, or a session
+/// (`Known`: failures count toward the lock), or any other browser (`Unknown`: failures only
+/// delay other unknown browsers, so that knowing an e-mail is not enough to lock a factor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    Known,
+    Unknown,
+}
+
+#[derive(sqlx::FromRow)]
+struct FactorRow {
+    id: Uuid,
+    seed_ciphertext: Vec<u8>,
+    seed_nonce: Vec<u8>,
+    key_version: i32,
+    step_seconds: i32,
+    last_used_step: i64,
+    failures: i32,
+    blocked_until: Option<OffsetDateTime>,
+    locked: bool,
+    drift_steps: i32,
+    unknown_failures: i32,
+    unknown_blocked_until: Option<OffsetDateTime>,
+}
 
 /// Checks a code against the professional's factor in use, recording the outcome (and
 /// journaling failures, blocks and locks) in the caller's transaction.
@@ -67,10 +93,11 @@ pub async fn check_code(
     professional: Uuid,
     code: &str,
     now: OffsetDateTime,
+    trust: Trust,
 ) -> Result<Uuid, FactorError> {
     let row: Option<FactorRow> = sqlx::query_as(
         "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
-                blocked_until, locked, drift_steps
+                blocked_until, locked, drift_steps, unknown_failures, unknown_blocked_until
          FROM platform.second_factors
          WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
          FOR UPDATE",
@@ -79,61 +106,73 @@ pub async fn check_code(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|_| FactorError::NoFactor)?;
-    let Some((
-        id,
-        ciphertext,
-        nonce,
-        version,
-        step,
-        last_used,
-        failures,
-        blocked_until,
-        locked,
-        drift,
-    )) = row
-    else {
+    let Some(f) = row else {
         return Err(FactorError::NoFactor);
     };
-    if locked {
+    if f.locked {
         return Err(FactorError::Locked);
     }
+    let blocked_until = match trust {
+        Trust::Known => f.blocked_until,
+        // Unknown browsers also wait out the delays of the known ones.
+        Trust::Unknown => f.blocked_until.max(f.unknown_blocked_until),
+    };
     if let Some(until) = blocked_until.filter(|u| *u > now) {
         return Err(FactorError::Blocked(until));
     }
     let seed = cipher
-        .decrypt(&ciphertext, &nonce, version)
+        .decrypt(&f.seed_ciphertext, &f.seed_nonce, f.key_version)
         .map_err(|_| FactorError::Cipher)?;
     match totp::verify(
         &seed,
-        step as u64,
+        f.step_seconds as u64,
         code,
-        drifted(now, step, drift),
-        last_used,
+        drifted(now, f.step_seconds, f.drift_steps),
+        f.last_used_step,
     ) {
         Ok(step) => {
             sqlx::query(
-                "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL WHERE id = $1",
+                "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL,
+                        unknown_failures = 0, unknown_blocked_until = NULL
+                 WHERE id = $1",
             )
-            .bind(id)
+            .bind(f.id)
             .bind(step)
             .execute(&mut *conn)
             .await
             .map_err(|_| FactorError::NoFactor)?;
-            Ok(id)
+            Ok(f.id)
         }
         Err(e) => {
-            let failures = failures + 1;
-            let lock = failures >= LOCK_AFTER;
-            let delay = delay_after(failures);
-            let until = (delay > Duration::ZERO).then(|| now + delay);
-            sqlx::query("UPDATE platform.second_factors SET failures = $2, blocked_until = $3, locked = $4 WHERE id = $1")
-                .bind(id)
-                .bind(failures)
-                .bind(until)
-                .bind(lock)
-                .execute(&mut *conn)
-                .await
-                .map_err(|_| FactorError::NoFactor)?;
+            let (failures, lock, until) = match trust {
+                Trust::Known => {
+                    let failures = f.failures + 1;
+                    let delay = delay_after(failures);
+                    let until = (delay > Duration::ZERO).then(|| now + delay);
+                    sqlx::query("UPDATE platform.second_factors SET failures = $2, blocked_until = $3, locked = $4 WHERE id = $1")
+                        .bind(f.id)
+                        .bind(failures)
+                        .bind(until)
+                        .bind(failures >= LOCK_AFTER)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|_| FactorError::NoFactor)?;
+                    (failures, failures >= LOCK_AFTER, until)
+                }
+                Trust::Unknown => {
+                    let failures = f.unknown_failures + 1;
+                    let delay = unknown_delay_after(failures);
+                    let until = (delay > Duration::ZERO).then(|| now + delay);
+                    sqlx::query("UPDATE platform.second_factors SET unknown_failures = $2, unknown_blocked_until = $3 WHERE id = $1")
+                        .bind(f.id)
+                        .bind(failures)
+                        .bind(until)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|_| FactorError::NoFactor)?;
+                    (failures, false, until)
+                }
+            };
             let event = if lock {
                 SecurityEvent::FactorLocked
             } else if until.is_some() {
@@ -146,12 +185,16 @@ pub async fn check_code(
             } else {
                 "wrong"
             };
+            let browser = match trust {
+                Trust::Known => "known",
+                Trust::Unknown => "unknown",
+            };
             journal::append(
                 conn,
                 event,
                 Some(professional),
                 None,
-                json!({ "factor": id, "failures": failures, "reason": reason }),
+                json!({ "factor": f.id, "failures": failures, "reason": reason, "browser": browser }),
             )
             .await
             .map_err(|_| FactorError::NoFactor)?;
@@ -274,5 +317,14 @@ mod tests {
         assert_eq!(delay_after(4), Duration::seconds(30));
         assert_eq!(delay_after(5), Duration::seconds(60));
         assert_eq!(delay_after(20), Duration::seconds(960));
+    }
+
+    #[test]
+    fn unknown_browsers_wait_longer_up_to_a_day() {
+        assert_eq!(unknown_delay_after(2), Duration::ZERO);
+        assert_eq!(unknown_delay_after(3), Duration::seconds(15));
+        assert_eq!(unknown_delay_after(10), Duration::seconds(15 * 128));
+        assert_eq!(unknown_delay_after(16), UNKNOWN_BROWSER_MAX_DELAY);
+        assert_eq!(unknown_delay_after(1_000), UNKNOWN_BROWSER_MAX_DELAY);
     }
 }

@@ -4,7 +4,9 @@
 //! same guard.
 
 pub mod assignments;
+pub mod browsers;
 pub mod cards;
+pub mod client;
 pub mod csrf;
 pub mod factors;
 pub mod guard;

@@ -32,7 +32,13 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 pub struct SeedCipher {
     cipher: Aes256Gcm,
     version: i32,
+    /// The key for sealing short-lived secrets in messages, derived from the seed key
+    /// (HMAC-SHA-256 over a fixed label), so the seed key itself encrypts only seeds.
+    sealing: Aes256Gcm,
 }
+
+/// Label of the derived key sealing secrets inside queued messages.
+const SEALING_LABEL: &[u8] = b"aidants-connect/outbox-sealing/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CipherError {
@@ -48,7 +54,52 @@ impl SeedCipher {
             .decode(key_base64.expose_secret())
             .map_err(|_| CipherError::InvalidKey)?;
         let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| CipherError::InvalidKey)?;
-        Ok(Self { cipher, version })
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&key)
+            .map_err(|_| CipherError::InvalidKey)?;
+        hmac::Mac::update(&mut mac, SEALING_LABEL);
+        let derived = hmac::Mac::finalize(mac).into_bytes();
+        let sealing = Aes256Gcm::new_from_slice(&derived).map_err(|_| CipherError::InvalidKey)?;
+        Ok(Self {
+            cipher,
+            version,
+            sealing,
+        })
+    }
+
+    /// Seals a short-lived secret bound to `context` (the row it is stored in): nonce ‖
+    /// ciphertext. Opened elsewhere, or moved to another row, it does not decrypt.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .sealing
+            .encrypt(
+                &nonce.into(),
+                aes_gcm::aead::Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
+            .unwrap_or_default();
+        [nonce.as_slice(), &sealed].concat()
+    }
+
+    /// Opens what `seal` made for the same `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 12 {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        self.sealing
+            .decrypt(
+                &nonce.into(),
+                aes_gcm::aead::Payload {
+                    msg: ciphertext,
+                    aad: context,
+                },
+            )
+            .ok()
     }
 
     pub fn version(&self) -> i32 {
@@ -108,6 +159,25 @@ mod tests {
         assert!(
             cipher.decrypt(&ciphertext, &nonce, 1).is_err(),
             "altération"
+        );
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_context() {
+        let cipher = SeedCipher::new(&key(), 1).expect("clé");
+        let sealed = cipher.seal(b"https://x/connexion/lien?jeton=abc", b"row-1");
+        assert!(!sealed.windows(3).any(|w| w == b"abc"));
+        assert_eq!(
+            cipher.open(&sealed, b"row-1").as_deref(),
+            Some(b"https://x/connexion/lien?jeton=abc".as_slice())
+        );
+        assert_eq!(cipher.open(&sealed, b"row-2"), None, "autre ligne");
+        let (seed_ct, seed_nonce) = cipher.encrypt(b"x");
+        // The sealing key is not the seed key.
+        assert_eq!(
+            cipher.open(&[seed_nonce, seed_ct].concat(), b""),
+            None,
+            "clé distincte"
         );
     }
 
