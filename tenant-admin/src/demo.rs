@@ -295,12 +295,19 @@ async fn demo_mandates(
             ),
             _ => (None, None),
         };
-        sqlx::query("UPDATE usagers SET phone = $2, postal_address = $3 WHERE id = $1")
+        if phone.is_some() || address.is_some() {
+            sqlx::query(
+                "INSERT INTO usager_contacts (usager_id, structure_id, phone, postal_address, updated_by)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
             .bind(usager)
+            .bind(structure)
             .bind(phone)
             .bind(address)
+            .bind(alice)
             .execute(&mut *tx)
             .await?;
+        }
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {

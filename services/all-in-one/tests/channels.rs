@@ -61,6 +61,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
                    "more": "La liste ci-dessus est complète."}),
             format!("Gironde (33) — {marker} (CCAS"),
         ),
+        "usager_contact_changed" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "changes": ["numéro de téléphone mobile remplacé"]}),
+            format!("{marker} a modifié les coordonnées"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

@@ -1051,7 +1051,8 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         mandates.push(location(&resp));
     }
     let (phone, address): (Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT phone, postal_address FROM dep_33.usagers WHERE family_name = 'FAURE'",
+        "SELECT c.phone, c.postal_address FROM dep_33.usager_contacts c
+         JOIN dep_33.usagers u ON u.id = c.usager_id WHERE u.family_name = 'FAURE'",
     )
     .fetch_one(&app.db.admin)
     .await
@@ -1063,7 +1064,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
     );
     // Two changes journaled (the number, then the address), without their values.
     let changes: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT details::jsonb FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
+        "SELECT details::jsonb - 'changed_by_structure' FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
     )
     .fetch_all(&app.db.admin)
     .await
@@ -1149,12 +1150,13 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         location(&resp),
         format!("/usagers/{usager}?message=coordonnees-inchangees")
     );
-    let (phone, address): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT phone, postal_address FROM dep_33.usagers WHERE id = $1")
-            .bind(usager)
-            .fetch_one(&app.db.admin)
-            .await
-            .expect("usager");
+    let (phone, address): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT phone, postal_address FROM dep_33.usager_contacts WHERE usager_id = $1",
+    )
+    .bind(usager)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("usager");
     assert_eq!(phone, None);
     assert!(address.is_some());
     let (_, html) = view(
@@ -1169,7 +1171,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         "{html}"
     );
     let kinds: Vec<serde_json::Value> = sqlx::query_scalar(
-        "SELECT details::jsonb FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
+        "SELECT details::jsonb - 'changed_by_structure' FROM dep_33.journal WHERE kind = 'usager_contact_updated' ORDER BY id",
     )
     .fetch_all(&app.db.admin)
     .await

@@ -232,9 +232,13 @@ impl<'a> Change<'a> {
     }
 }
 
-/// Records the mobile phone and postal address the usager agreed to give for receipts, or
-/// removes them. Journals which of them changed (`updated`, `removed`), never their values.
-/// Returns whether anything changed.
+/// Records the mobile phone and postal address the usager agreed to give `structure` for its
+/// receipts, or removes them. Contacts are kept per structure: one structure cannot redirect
+/// another's receipts. A change is journaled (which fields changed, never their values) for
+/// every structure of the territory holding a live mandate for the person, and when a phone
+/// or address already known to the structure is replaced or removed, the person is told at the
+/// contact they had (e-mail, else the old phone, else the old address). Returns whether
+/// anything changed.
 pub async fn set_contact(
     tx: &mut TenantTx,
     usager: Uuid,
@@ -244,6 +248,16 @@ pub async fn set_contact(
     postal_address: Change<'_>,
 ) -> Result<bool, MandateError> {
     let ((phone_mode, phone), (address_mode, address)) = (phone.mode(), postal_address.mode());
+    // One row per (usager, structure), locked for the change.
+    sqlx::query(
+        "INSERT INTO usager_contacts (usager_id, structure_id, updated_by) VALUES ($1, $2, $3)
+         ON CONFLICT (usager_id, structure_id) DO NOTHING",
+    )
+    .bind(usager)
+    .bind(structure)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
     // Phone before and after, address before and after.
     type Changed = (
         Option<String>,
@@ -253,14 +267,16 @@ pub async fn set_contact(
     );
     let changed: Option<Changed> =
         sqlx::query_as(
-            "WITH old AS (SELECT phone, postal_address FROM usagers WHERE id = $1 FOR UPDATE),
+            "WITH old AS (SELECT phone, postal_address FROM usager_contacts
+                          WHERE usager_id = $1 AND structure_id = $6 FOR UPDATE),
                   new AS (SELECT CASE $2 WHEN 'keep' THEN old.phone WHEN 'remove' THEN NULL ELSE $3 END AS phone,
                                  CASE $4 WHEN 'keep' THEN old.postal_address WHEN 'remove' THEN NULL ELSE $5 END AS postal_address
                           FROM old)
-             UPDATE usagers u SET phone = new.phone, postal_address = new.postal_address, updated_at = now()
+             UPDATE usager_contacts c SET phone = new.phone, postal_address = new.postal_address,
+                    updated_at = now(), updated_by = $7
              FROM old, new
-             WHERE u.id = $1 AND (old.phone IS DISTINCT FROM new.phone
-                                  OR old.postal_address IS DISTINCT FROM new.postal_address)
+             WHERE c.usager_id = $1 AND c.structure_id = $6
+               AND (old.phone IS DISTINCT FROM new.phone OR old.postal_address IS DISTINCT FROM new.postal_address)
              RETURNING old.phone, new.phone, old.postal_address, new.postal_address",
         )
         .bind(usager)
@@ -268,6 +284,8 @@ pub async fn set_contact(
         .bind(phone)
         .bind(address_mode)
         .bind(address)
+        .bind(structure)
+        .bind(by)
         .fetch_optional(&mut **tx)
         .await?;
     let Some((old_phone, new_phone, old_address, new_address)) = changed else {
@@ -278,18 +296,78 @@ pub async fn set_contact(
         (false, Some(_)) => "updated",
         (false, None) => "removed",
     };
-    journal::append(
-        tx,
-        NewEntry::new(Event::UsagerContactUpdated)
-            .structure(structure)
-            .professional(by)
+    let (phone_said, address_said) = (
+        said(&old_phone, &new_phone),
+        said(&old_address, &new_address),
+    );
+    // Every structure of the territory that holds a live mandate for the person, and the one
+    // that made the change.
+    let holders: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT structure_id FROM mandates
+         WHERE usager_id = $1 AND ended_at IS NULL AND expires_at > now() AND structure_id <> $2
+         ORDER BY structure_id",
+    )
+    .bind(usager)
+    .bind(structure)
+    .fetch_all(&mut **tx)
+    .await?;
+    for holder in std::iter::once(structure).chain(holders) {
+        let mut entry = NewEntry::new(Event::UsagerContactUpdated)
+            .structure(holder)
             .usager(usager)
             .details(json!({
-                "phone": said(&old_phone, &new_phone),
-                "postal_address": said(&old_address, &new_address),
-            })),
-    )
-    .await?;
+                "phone": phone_said,
+                "postal_address": address_said,
+                "changed_by_structure": structure,
+            }));
+        if holder == structure {
+            entry = entry.professional(by);
+        }
+        journal::append(tx, entry).await?;
+    }
+    // Told at the contact they had, when something they had given this structure is replaced
+    // or removed (a first number or address given at the counter needs no warning).
+    let overwritten = (old_phone.is_some() && phone_said != "unchanged")
+        || (old_address.is_some() && address_said != "unchanged");
+    if overwritten {
+        let mut changes = Vec::new();
+        match phone_said {
+            "updated" if old_phone.is_some() => changes.push("numéro de téléphone mobile remplacé"),
+            "updated" => changes.push("numéro de téléphone mobile ajouté"),
+            "removed" => changes.push("numéro de téléphone mobile supprimé"),
+            _ => {}
+        }
+        match address_said {
+            "updated" if old_address.is_some() => changes.push("adresse postale remplacée"),
+            "updated" => changes.push("adresse postale ajoutée"),
+            "removed" => changes.push("adresse postale supprimée"),
+            _ => {}
+        }
+        let (email, name): (Option<String>, String) = sqlx::query_as(
+            "SELECT u.email, s.name FROM usagers u CROSS JOIN structures s WHERE u.id = $1 AND s.id = $2",
+        )
+        .bind(usager)
+        .bind(structure)
+        .fetch_one(&mut **tx)
+        .await?;
+        let old_contact = foundation::outbox::UsagerContact {
+            email,
+            phone: old_phone,
+            postal_address: old_address,
+        };
+        foundation::outbox::enqueue_usager_receipt(
+            tx,
+            structure,
+            &old_contact,
+            "usager_contact_changed",
+            json!({
+                "date": crate::web::date_time(OffsetDateTime::now_utc()),
+                "structure": name,
+                "changes": changes,
+            }),
+        )
+        .await?;
+    }
     Ok(true)
 }
 
@@ -452,8 +530,10 @@ pub(crate) async fn usager_receipt(
         Option<String>,
         String,
     ) = sqlx::query_as(
-        "SELECT u.email, u.phone, u.postal_address, s.name
-             FROM usagers u CROSS JOIN structures s WHERE u.id = $1 AND s.id = $2",
+        "SELECT u.email, c.phone, c.postal_address, s.name
+             FROM usagers u CROSS JOIN structures s
+             LEFT JOIN usager_contacts c ON c.usager_id = u.id AND c.structure_id = s.id
+             WHERE u.id = $1 AND s.id = $2",
     )
     .bind(usager)
     .bind(structure)

@@ -1898,9 +1898,11 @@ async fn usager_view(
         return Err(not_found());
     };
     let (phone, postal_address, live): (Option<String>, Option<String>, bool) = sqlx::query_as(
-        "SELECT phone, postal_address, EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id
+        "SELECT c.phone, c.postal_address, EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id
                   AND m.structure_id = $2 AND m.ended_at IS NULL AND m.expires_at > now())
-         FROM usagers u WHERE id = $1",
+         FROM usagers u
+         LEFT JOIN usager_contacts c ON c.usager_id = u.id AND c.structure_id = $2
+         WHERE u.id = $1",
     )
     .bind(usager)
     .bind(scope.structure.id)

@@ -69,6 +69,11 @@ const TEMPLATES: &[Template] = &[
         sms
     ),
     template!(
+        "usager_contact_changed",
+        ["date", "structure", "changes"],
+        sms
+    ),
+    template!(
         "new_requests_digest",
         ["period", "count", "requests", "more"]
     ),

@@ -73,6 +73,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 5, "0005_identity_provider"),
             migration!("departement", 6, "0006_usager_contacts_and_letters"),
             migration!("departement", 7, "0007_structure_requests"),
+            migration!("departement", 8, "0008_usager_contacts_per_structure"),
         ])
     });
 

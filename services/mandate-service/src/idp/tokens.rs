@@ -244,11 +244,12 @@ async fn redeem(
                 g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
                 g.code_expires_at > now() AS fresh,
                 (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()) AS live,
-                u.fc_sub, u.email, u.phone, u.postal_address, s.name AS structure_name
+                u.fc_sub, u.email, c.phone, c.postal_address, s.name AS structure_name
          FROM oidc_grants g
          JOIN authorisations a ON a.id = g.authorisation_id
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
+         LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id
          WHERE g.code_hash = $1
          FOR UPDATE OF g",
     )
