@@ -109,7 +109,8 @@ pub struct HttpSettings {
     /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For`
     /// headers name the client. Empty (the default): those headers are ignored and the TCP
     /// peer is the client, so nobody can pick the address their attempts are counted under.
-    #[serde(default)]
+    /// In the environment: `AC_HTTP__TRUSTED_PROXIES=10.0.0.0/8,192.168.0.0/16`.
+    #[serde(default, deserialize_with = "networks")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -203,6 +204,35 @@ pub struct TelemetrySettings {
 pub struct WebSettings {
     /// The `dist` folder of the `@gouvfr/dsfr` npm package, served under `/dsfr`.
     pub dsfr_dir: PathBuf,
+}
+
+/// A list of networks, as a list or as one comma-separated string (an environment variable);
+/// a bare address is a network of one.
+fn networks<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(de)? {
+        Raw::One(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Many(v) => v,
+    };
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "http.trusted_proxies : « {s} » n'est ni une adresse IP ni un réseau CIDR"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn serialize_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
@@ -434,6 +464,27 @@ mod tests {
         settings.sms.gateway_url = "https://api.brevo.com/v3/transactionalSMS/send".into();
         settings.sms.provider = SmsProvider::Brevo;
         assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_read_as_a_list_or_a_comma_separated_string() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "networks")]
+            n: Vec<ipnet::IpNet>,
+        }
+        let from_env: T =
+            serde_json::from_str(r#"{"n": "10.0.0.0/8, 192.0.2.7"}"#).expect("chaîne");
+        assert_eq!(
+            from_env.n,
+            vec![
+                "10.0.0.0/8".parse::<ipnet::IpNet>().expect("réseau"),
+                "192.0.2.7/32".parse().expect("réseau")
+            ]
+        );
+        let from_file: T = serde_json::from_str(r#"{"n": ["2001:db8::/32"]}"#).expect("liste");
+        assert_eq!(from_file.n.len(), 1);
+        assert!(serde_json::from_str::<T>(r#"{"n": "ingress"}"#).is_err());
     }
 
     #[test]

@@ -117,6 +117,20 @@ pub fn purge_expired_flow_data() -> Job {
             .execute(pool)
             .await?
             .rows_affected();
+            // A wrong code from an unknown browser is remembered 30 days (its delays keep
+            // growing meanwhile); a browser stays known a year after its last login.
+            let delays = sqlx::query(
+                "DELETE FROM platform.login_delays WHERE updated_at < now() - interval '30 days'",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected();
+            let browsers = sqlx::query(
+                "DELETE FROM platform.known_browsers WHERE last_seen_at < now() - interval '1 year'",
+            )
+            .execute(pool)
+            .await?
+            .rows_affected();
             let sessions = sqlx::query(
                 "DELETE FROM platform.sessions
              WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
@@ -125,7 +139,7 @@ pub fn purge_expired_flow_data() -> Job {
             .execute(pool)
             .await?
             .rows_affected();
-            Ok(links + limits + sessions)
+            Ok(links + limits + delays + browsers + sessions)
         },
     )
 }

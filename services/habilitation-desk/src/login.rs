@@ -5,7 +5,7 @@
 use foundation::app::Platform;
 use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
-use foundation::auth::{browsers, client, csrf, factors, ratelimit, session, totp};
+use foundation::auth::{browsers, client, csrf, delays, factors, ratelimit, session, totp};
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use foundation::web::html;
 use poem::http::StatusCode;
@@ -148,33 +148,46 @@ pub async fn submit(
             .await
             .map_err(db_error)?;
     let now = OffsetDateTime::now_utc();
-    let outcome = match professional {
-        Some(id) => {
-            let trust = if browsers::is_known(&mut tx, req, id)
-                .await
-                .map_err(db_error)?
-            {
-                factors::Trust::Known
-            } else {
-                factors::Trust::Unknown
-            };
-            factors::check_code(&mut tx, &platform.cipher, id, &f.code, now, trust)
-                .await
-                .map(|_| id)
-        }
+    // Codes typed in a browser where this professional never logged in are "unknown": their
+    // failures are delayed per address and never lock the factor. An address without an
+    // account takes the same path, with the same reads and writes.
+    let known = match professional {
+        Some(id) => browsers::is_known(&mut tx, req, id)
+            .await
+            .map_err(db_error)?,
         None => {
-            // The same work as for a real account — the browser lookup, the factor lookup
-            // (of nobody) and a code check — so that timing says nothing either.
             let _ = browsers::is_known(&mut tx, req, Uuid::nil())
                 .await
                 .map_err(db_error)?;
+            false
+        }
+    };
+    let trust = if known {
+        factors::Trust::Known
+    } else {
+        factors::Trust::Unknown
+    };
+    let waiting = if known {
+        None
+    } else {
+        delays::blocked_until(&mut tx, &email, now)
+            .await
+            .map_err(db_error)?
+    };
+    let outcome = match (waiting, professional) {
+        (Some(until), _) => Err(factors::FactorError::Blocked(until)),
+        (None, Some(id)) => factors::check_code(&mut tx, &platform.cipher, id, &f.code, now, trust)
+            .await
+            .map(|_| id),
+        (None, None) => {
+            // The factor lookup (of nobody) and a code check, as for a real account.
             let _ = factors::check_code(
                 &mut tx,
                 &platform.cipher,
                 Uuid::nil(),
                 &f.code,
                 now,
-                factors::Trust::Unknown,
+                trust,
             )
             .await;
             let _ = totp::verify(
@@ -187,6 +200,21 @@ pub async fn submit(
             Err(factors::FactorError::NoFactor)
         }
     };
+    if !known {
+        match &outcome {
+            Ok(_) => delays::clear(&mut tx, &email).await.map_err(db_error)?,
+            Err(
+                factors::FactorError::Wrong
+                | factors::FactorError::Replayed
+                | factors::FactorError::NoFactor,
+            ) => {
+                delays::record_failure(&mut tx, &email, now)
+                    .await
+                    .map_err(db_error)?;
+            }
+            Err(_) => {}
+        }
+    }
     match outcome {
         Ok(id) => {
             let token = new_token();
@@ -241,8 +269,8 @@ pub async fn submit(
             })
         }
         Err(e) => {
-            // A wrong or replayed code was journaled by the factor check itself; the other
-            // refusals are journaled here: one entry per failed attempt either way.
+            // In a known browser, a wrong or replayed code was journaled by the factor check
+            // itself; every other refusal is journaled here: one entry per failed attempt.
             let reason = match e {
                 factors::FactorError::NoFactor => "no_account_or_factor",
                 factors::FactorError::Blocked(_) => "blocked",
@@ -251,10 +279,12 @@ pub async fn submit(
                 factors::FactorError::Wrong => "wrong_code",
                 factors::FactorError::Cipher => "cipher",
             };
-            if !matches!(
-                e,
-                factors::FactorError::Wrong | factors::FactorError::Replayed
-            ) {
+            let journaled_by_factor = known
+                && matches!(
+                    e,
+                    factors::FactorError::Wrong | factors::FactorError::Replayed
+                );
+            if !journaled_by_factor {
                 journal::append(
                     &mut tx,
                     SecurityEvent::LoginFailed,

@@ -1,12 +1,16 @@
 -- Login hardening.
 --
 -- Wrong codes typed in a browser where the professional never completed a login are counted
--- apart: they delay further attempts from unknown browsers and never lock the factor, so that
--- knowing an aidant's e-mail is not enough to lock them out. Wrong codes in a known browser or
--- within a session keep the lock after 10.
-ALTER TABLE second_factors
-    ADD COLUMN unknown_failures      integer NOT NULL DEFAULT 0 CHECK (unknown_failures >= 0),
-    ADD COLUMN unknown_blocked_until timestamptz;
+-- apart, per e-mail address (its SHA-256), whether or not an account has that address: they
+-- delay further attempts from unknown browsers, never lock the factor (knowing an aidant's
+-- e-mail is not enough to lock them out), and cost the same for a known and an unknown address.
+-- Wrong codes in a known browser or within a session keep the factor's lock after 10.
+CREATE TABLE login_delays (
+    email_hash    bytea PRIMARY KEY,
+    failures      integer NOT NULL CHECK (failures > 0),
+    blocked_until timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
 
 -- Browsers where a professional completed a login: the cookie's SHA-256 only. One browser may
 -- be known for several professionals (a shared counter computer).

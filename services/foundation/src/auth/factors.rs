@@ -61,8 +61,9 @@ pub fn unknown_delay_after(failures: i32) -> Duration {
 }
 
 /// Where a code is typed: a browser where the professional completed a login, or a session
-/// (`Known`: failures count toward the lock), or any other browser (`Unknown`: failures only
-/// delay other unknown browsers, so that knowing an e-mail is not enough to lock a factor).
+/// (`Known`: failures count toward the lock and are journaled here), or any other browser
+/// (`Unknown`: the factor records nothing of a failure — the login counts it per address in
+/// `auth::delays` — so that knowing an e-mail is not enough to lock a factor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
     Known,
@@ -81,8 +82,6 @@ struct FactorRow {
     blocked_until: Option<OffsetDateTime>,
     locked: bool,
     drift_steps: i32,
-    unknown_failures: i32,
-    unknown_blocked_until: Option<OffsetDateTime>,
 }
 
 /// Checks a code against the professional's factor in use, recording the outcome (and
@@ -97,7 +96,7 @@ pub async fn check_code(
 ) -> Result<Uuid, FactorError> {
     let row: Option<FactorRow> = sqlx::query_as(
         "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
-                blocked_until, locked, drift_steps, unknown_failures, unknown_blocked_until
+                blocked_until, locked, drift_steps
          FROM platform.second_factors
          WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
          FOR UPDATE",
@@ -112,12 +111,8 @@ pub async fn check_code(
     if f.locked {
         return Err(FactorError::Locked);
     }
-    let blocked_until = match trust {
-        Trust::Known => f.blocked_until,
-        // Unknown browsers also wait out the delays of the known ones.
-        Trust::Unknown => f.blocked_until.max(f.unknown_blocked_until),
-    };
-    if let Some(until) = blocked_until.filter(|u| *u > now) {
+    // Unknown browsers also wait out the delays of the known ones.
+    if let Some(until) = f.blocked_until.filter(|u| *u > now) {
         return Err(FactorError::Blocked(until));
     }
     let seed = cipher
@@ -132,8 +127,7 @@ pub async fn check_code(
     ) {
         Ok(step) => {
             sqlx::query(
-                "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL,
-                        unknown_failures = 0, unknown_blocked_until = NULL
+                "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL
                  WHERE id = $1",
             )
             .bind(f.id)
@@ -143,36 +137,23 @@ pub async fn check_code(
             .map_err(|_| FactorError::NoFactor)?;
             Ok(f.id)
         }
+        Err(e) if trust == Trust::Unknown => Err(match e {
+            TotpError::Replayed => FactorError::Replayed,
+            TotpError::Wrong => FactorError::Wrong,
+        }),
         Err(e) => {
-            let (failures, lock, until) = match trust {
-                Trust::Known => {
-                    let failures = f.failures + 1;
-                    let delay = delay_after(failures);
-                    let until = (delay > Duration::ZERO).then(|| now + delay);
-                    sqlx::query("UPDATE platform.second_factors SET failures = $2, blocked_until = $3, locked = $4 WHERE id = $1")
-                        .bind(f.id)
-                        .bind(failures)
-                        .bind(until)
-                        .bind(failures >= LOCK_AFTER)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(|_| FactorError::NoFactor)?;
-                    (failures, failures >= LOCK_AFTER, until)
-                }
-                Trust::Unknown => {
-                    let failures = f.unknown_failures + 1;
-                    let delay = unknown_delay_after(failures);
-                    let until = (delay > Duration::ZERO).then(|| now + delay);
-                    sqlx::query("UPDATE platform.second_factors SET unknown_failures = $2, unknown_blocked_until = $3 WHERE id = $1")
-                        .bind(f.id)
-                        .bind(failures)
-                        .bind(until)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(|_| FactorError::NoFactor)?;
-                    (failures, false, until)
-                }
-            };
+            let failures = f.failures + 1;
+            let lock = failures >= LOCK_AFTER;
+            let delay = delay_after(failures);
+            let until = (delay > Duration::ZERO).then(|| now + delay);
+            sqlx::query("UPDATE platform.second_factors SET failures = $2, blocked_until = $3, locked = $4 WHERE id = $1")
+                .bind(f.id)
+                .bind(failures)
+                .bind(until)
+                .bind(lock)
+                .execute(&mut *conn)
+                .await
+                .map_err(|_| FactorError::NoFactor)?;
             let event = if lock {
                 SecurityEvent::FactorLocked
             } else if until.is_some() {
@@ -185,16 +166,12 @@ pub async fn check_code(
             } else {
                 "wrong"
             };
-            let browser = match trust {
-                Trust::Known => "known",
-                Trust::Unknown => "unknown",
-            };
             journal::append(
                 conn,
                 event,
                 Some(professional),
                 None,
-                json!({ "factor": f.id, "failures": failures, "reason": reason, "browser": browser }),
+                json!({ "factor": f.id, "failures": failures, "reason": reason }),
             )
             .await
             .map_err(|_| FactorError::NoFactor)?;

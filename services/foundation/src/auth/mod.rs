@@ -8,6 +8,7 @@ pub mod browsers;
 pub mod cards;
 pub mod client;
 pub mod csrf;
+pub mod delays;
 pub mod factors;
 pub mod guard;
 pub mod journal;
