@@ -5,6 +5,8 @@
 //! for a role the professional holds in that very domain.
 
 mod adapter;
+/// The identity provider's offer of démarche categories (a pure function).
+pub mod choice;
 mod vocabulary;
 
 use std::sync::Arc;

@@ -538,6 +538,7 @@ async fn internal_callers_get_a_token_once_and_can_be_disabled() {
         foundation::auth::secrets::token_hash(&token),
         "seule l'empreinte est gardée"
     );
+    test_support::secrets::assert_nowhere_in_clear(&db.admin, "le jeton d'appelant", &token).await;
     let again = add("mandate-service").await;
     assert!(!again.status.success());
     assert!(

@@ -38,7 +38,7 @@ async fn login_sends_a_link_that_get_does_not_consume_and_post_consumes_once() {
         .await
         .expect("liens");
     assert_eq!(unconsumed, 1);
-    // Only its hash is stored.
+    // Not in the links table (every table: secrets_at_rest.rs).
     let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
     let clear: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.email_links WHERE encode(token_hash, 'escape') LIKE '%' || $1 || '%'")
         .bind(&token)

@@ -13,7 +13,7 @@ pub mod vault;
 
 use std::sync::Arc;
 
-use foundation::app::{Platform, ServiceParts};
+use foundation::app::{Access, Mount, Page, Platform, ServiceParts};
 use foundation::config::Settings;
 use poem::EndpointExt;
 
@@ -30,20 +30,17 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         env!("CARGO_PKG_VERSION"),
     )
     .server("/internal/documents");
-    let spec = api.spec_endpoint();
     Ok(ServiceParts {
         name: "document-vault-bridge",
-        pages: vec![(
-            "/documents/:departement/:id",
-            poem::get(download::download).data(vault).boxed(),
-        )],
-        routes: vec![
-            (
-                "/internal/documents/openapi.json",
-                spec.map_to_response().boxed(),
-            ),
-            ("/internal/documents", api.map_to_response().boxed()),
+        pages: vec![
+            Page::at("/documents/:departement/:id")
+                .get(Access::Link, download::download.data(vault)),
         ],
+        routes: vec![Mount::openapi(
+            "/internal/documents",
+            Access::InternalCaller,
+            api,
+        )],
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
         // Called by other services with their bearer token, never by browsers.

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use poem::EndpointExt;
-use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, CookieJarManager};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::{Endpoint, IntoResponse, Request, Response, Route, RouteMethod};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -20,6 +20,7 @@ use crate::auth::assignments::SqlAssignments;
 use crate::auth::secrets::SeedCipher;
 use crate::config::Settings;
 use crate::health::{self, ReadinessCheck};
+pub use crate::routes::{Access, Csrf, Mount, Page, RouteInfo};
 use crate::tenancy::Tenancy;
 use crate::web;
 
@@ -98,10 +99,11 @@ pub type Worker = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
 /// What one service adds to an application.
 pub struct ServiceParts {
     pub name: &'static str,
-    /// Pages and forms, each at its exact path (e.g. `/connexion/lien`).
-    pub pages: Vec<(&'static str, BoxEndpoint<'static>)>,
+    /// Pages and forms, each at its exact path (e.g. `/connexion/lien`), with the guard of
+    /// each method.
+    pub pages: Vec<Page>,
     /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/api/habilitation`.
-    pub routes: Vec<(&'static str, BoxEndpoint<'static>)>,
+    pub routes: Vec<Mount>,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub workers: Vec<Worker>,
     /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
@@ -113,6 +115,7 @@ pub struct ServiceParts {
 /// A running HTTP server with its workers.
 pub struct Application {
     port: u16,
+    routes: Vec<RouteInfo>,
     run: BoxFuture<'static, anyhow::Result<()>>,
 }
 
@@ -121,8 +124,7 @@ impl Application {
     /// endpoints and every service's routes, and prepares the workers.
     pub async fn start(platform: Platform, services: Vec<ServiceParts>) -> anyhow::Result<Self> {
         let settings = platform.settings.clone();
-        let mut route = web::pages::routes(settings.environment)
-            .nest("/dsfr", web::dsfr_assets(&settings.web.dsfr_dir));
+        let mut route = Route::new();
         let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(health::DatabaseCheck)];
         let reloader = platform.clone();
         let mut workers: Vec<Worker> = vec![Box::new(move |shutdown| {
@@ -130,18 +132,61 @@ impl Application {
         })];
         let mut csrf_exempt: Vec<&'static str> = Vec::new();
         let mut jobs = vec![crate::jobs::purge_expired_flow_data()];
+        let mut mounted: Vec<(&'static str, Vec<Page>, Vec<Mount>)> = vec![(
+            "foundation",
+            web::pages::pages(settings.environment),
+            vec![Mount::new(
+                "/dsfr",
+                vec![(Method::GET, "/*path", Access::Public)],
+                web::dsfr_assets(&settings.web.dsfr_dir),
+            )],
+        )];
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);
             jobs.extend(parts.jobs);
             tracing::info!(service = parts.name, "service mounted");
-            for (path, endpoint) in parts.pages {
-                route = route.at(path, endpoint);
-            }
-            for (prefix, endpoint) in parts.routes {
-                route = route.nest(prefix, endpoint);
-            }
+            mounted.push((parts.name, parts.pages, parts.routes));
             checks.extend(parts.readiness);
             workers.extend(parts.workers);
+        }
+        mounted[0].2.push(health::routes(checks));
+        // The route table is read from the same declarations that build the router.
+        let mut routes = Vec::new();
+        let mut row = |service, method: Method, path: String, access| {
+            let csrf = if crate::auth::csrf::is_safe(&method) {
+                Csrf::NotApplicable
+            } else if crate::auth::csrf::is_exempt(&path, &csrf_exempt) {
+                Csrf::Exempt
+            } else {
+                Csrf::Protected
+            };
+            routes.push(RouteInfo {
+                service,
+                method,
+                path,
+                access,
+                csrf,
+            });
+        };
+        for (service, pages, mounts) in mounted {
+            for page in pages {
+                let mut methods = RouteMethod::new();
+                for (method, access, endpoint) in page.methods {
+                    row(service, method.clone(), page.path.to_owned(), access);
+                    methods = methods.method(method, endpoint);
+                }
+                route = route.at(page.path, methods);
+            }
+            for mount in mounts {
+                for (method, path, access) in mount.operations {
+                    let full = match path.as_str() {
+                        "/" => mount.prefix.to_owned(),
+                        _ => format!("{}{path}", mount.prefix),
+                    };
+                    row(service, method, full, access);
+                }
+                route = route.nest(mount.prefix, mount.endpoint);
+            }
         }
         let sealing = platform.clone();
         workers.push(Box::new(move |shutdown| {
@@ -151,7 +196,6 @@ impl Application {
         workers.push(Box::new(move |shutdown| {
             Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))
         }));
-        route = route.nest("/health", health::routes(checks));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
         let protected = crate::auth::csrf::protect(
             route.with(CatchPanic::new()).data(platform.clone()),
@@ -193,11 +237,16 @@ impl Application {
             }
             result.map_err(anyhow::Error::from)
         });
-        Ok(Self { port, run })
+        Ok(Self { port, routes, run })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Every route served, with its guard and CSRF status (the route table).
+    pub fn routes(&self) -> &[RouteInfo] {
+        &self.routes
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use poem::Route;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
 
@@ -118,13 +117,12 @@ impl HealthApi {
 
 /// Mounted under `/health`: `/health`, `/health/ready` and the OpenAPI document at
 /// `/health/openapi.json`.
-pub fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> Route {
+pub fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> crate::routes::Mount {
     let api = OpenApiService::new(
         HealthApi { checks },
         "Aidants Connect — santé",
         env!("CARGO_PKG_VERSION"),
     )
     .server("/health");
-    let spec = api.spec_endpoint();
-    Route::new().at("/openapi.json", spec).nest("/", api)
+    crate::routes::Mount::openapi("/health", crate::routes::Access::Public, api)
 }

@@ -20,6 +20,8 @@ pub mod outbox;
 pub mod paris;
 /// Printable documents (PDF).
 pub mod pdf;
+/// Route declarations: method, path and guard of every route, read by the route table.
+pub mod routes;
 /// Logs, traces, the per-request span.
 pub mod telemetry;
 /// Per-département schemas, roles, migrations, tenants and reference territories.

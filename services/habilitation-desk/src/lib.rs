@@ -26,10 +26,10 @@ mod views;
 
 use std::sync::Arc;
 
-use foundation::app::{Platform, ServiceParts};
+use foundation::app::{Access, Mount, Page, Platform, ServiceParts};
 use foundation::config::Settings;
-use poem::{EndpointExt, get, post};
 use poem_openapi::OpenApiService;
+use policies::Action;
 
 /// The desk's routes, readiness checks and workers.
 pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
@@ -39,65 +39,43 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         env!("CARGO_PKG_VERSION"),
     )
     .server("/api/habilitation");
-    let spec = api.spec_endpoint();
+    // Each page's guard is the check its handler makes first (see `Access`).
+    let factor = Access::Permission(Action::FactorManage);
     Ok(ServiceParts {
         name: "habilitation-desk",
         pages: vec![
-            ("/connexion", get(login::form).post(login::submit).boxed()),
-            (
-                "/connexion/lien",
-                get(login::link).post(login::consume_link).boxed(),
-            ),
-            ("/deconnexion", post(login::logout).boxed()),
-            ("/compte", get(account::page).boxed()),
-            ("/compte/structure", post(account::switch_structure).boxed()),
-            (
-                "/compte/verification",
-                get(account::recheck_form).post(account::recheck).boxed(),
-            ),
-            (
-                "/activation",
-                get(enrolment::start_page).post(enrolment::start).boxed(),
-            ),
-            ("/activation/confirmation", post(enrolment::confirm).boxed()),
-            (
-                "/compte/second-facteur",
-                get(own_factor::form).post(own_factor::start).boxed(),
-            ),
-            (
-                "/compte/second-facteur/confirmation",
-                post(own_factor::confirm).boxed(),
-            ),
-            ("/referent/aidants", get(referent::aidants).boxed()),
-            ("/referent/aidants/carte", post(referent::link_card).boxed()),
-            (
-                "/referent/aidants/retirer-carte",
-                post(referent::unlink_card).boxed(),
-            ),
-            (
-                "/referent/aidants/debloquer",
-                post(referent::unblock).boxed(),
-            ),
-            (
-                "/referent/aidants/resynchroniser",
-                post(referent::resync).boxed(),
-            ),
-            (
-                "/referent/aidants/activation",
-                post(referent::send_activation).boxed(),
-            ),
-            (
-                "/national/cartes",
-                get(national::form).post(national::import).boxed(),
-            ),
+            Page::at("/connexion")
+                .get(Access::Public, login::form)
+                .post(Access::Public, login::submit),
+            Page::at("/connexion/lien")
+                .get(Access::Link, login::link)
+                .post(Access::Link, login::consume_link),
+            Page::at("/deconnexion").post(Access::Session, login::logout),
+            Page::at("/compte").get(Access::Session, account::page),
+            Page::at("/compte/structure").post(Access::Session, account::switch_structure),
+            Page::at("/compte/verification")
+                .get(Access::Session, account::recheck_form)
+                .post(Access::Session, account::recheck),
+            Page::at("/activation")
+                .get(Access::Link, enrolment::start_page)
+                .post(Access::Link, enrolment::start),
+            Page::at("/activation/confirmation").post(Access::Link, enrolment::confirm),
+            Page::at("/compte/second-facteur")
+                .get(Access::Session, own_factor::form)
+                .post(Access::Session, own_factor::start),
+            Page::at("/compte/second-facteur/confirmation")
+                .post(Access::Session, own_factor::confirm),
+            Page::at("/referent/aidants").get(factor, referent::aidants),
+            Page::at("/referent/aidants/carte").post(factor, referent::link_card),
+            Page::at("/referent/aidants/retirer-carte").post(factor, referent::unlink_card),
+            Page::at("/referent/aidants/debloquer").post(factor, referent::unblock),
+            Page::at("/referent/aidants/resynchroniser").post(factor, referent::resync),
+            Page::at("/referent/aidants/activation").post(factor, referent::send_activation),
+            Page::at("/national/cartes")
+                .get(Access::Permission(Action::CardImport), national::form)
+                .post(Access::Permission(Action::CardImport), national::import),
         ],
-        routes: vec![
-            (
-                "/api/habilitation/openapi.json",
-                spec.map_to_response().boxed(),
-            ),
-            ("/api/habilitation", api.map_to_response().boxed()),
-        ],
+        routes: vec![Mount::openapi("/api/habilitation", Access::Public, api)],
         readiness: Vec::<Arc<dyn foundation::health::ReadinessCheck>>::new(),
         workers: Vec::new(),
         csrf_exempt: Vec::new(),

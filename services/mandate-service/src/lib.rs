@@ -23,10 +23,11 @@ pub mod scope;
 pub mod web;
 
 use async_trait::async_trait;
-use foundation::app::{Platform, ServiceParts};
+use foundation::app::{Access, Page, Platform, ServiceParts};
 use foundation::auth::guard::ForWhom;
 use foundation::config::Settings;
-use poem::{EndpointExt, get, post};
+use poem::EndpointExt;
+use policies::Action;
 use uuid::Uuid;
 
 /// The "for whom" check of the guard: a live authorisation of the structure for this usager and
@@ -83,86 +84,93 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     )
     .await?;
     provider.keys.reload().await?;
+    // Each page's guard is the check its handler makes first (see `Access`).
+    let permission = Access::Permission;
+    let recent = Access::RecentPermission;
     let pages = vec![
-        ("/mandats", get(web::list).data(shared.clone()).boxed()),
-        (
-            "/mandats/nouveau",
-            get(web::new_form)
-                .post(web::new_submit)
-                .data(shared.clone())
-                .boxed(),
+        Page::at("/mandats").get(
+            permission(Action::MandateList),
+            web::list.data(shared.clone()),
         ),
-        (
-            "/mandats/franceconnect/retour",
-            get(web::fc_callback).data(shared.clone()).boxed(),
+        Page::at("/mandats/nouveau")
+            .get(
+                recent(Action::MandateCreate),
+                web::new_form.data(shared.clone()),
+            )
+            .post(
+                recent(Action::MandateCreate),
+                web::new_submit.data(shared.clone()),
+            ),
+        Page::at("/mandats/franceconnect/retour")
+            .get(Access::Session, web::fc_callback.data(shared.clone())),
+        Page::at("/mandats/franceconnect/deconnexion").get(Access::Session, web::fc_logged_out),
+        Page::at("/mandats/preparation/:id")
+            .get(
+                recent(Action::MandateCreate),
+                web::recap.data(shared.clone()),
+            )
+            .post(
+                recent(Action::MandateCreate),
+                web::confirm.data(shared.clone()),
+            ),
+        Page::at("/mandats/preparation/:id/termine").get(Access::Session, web::draft_completed),
+        Page::at("/mandats/export.csv").get(permission(Action::MandateExport), web::export),
+        Page::at("/mandats/:id").get(
+            permission(Action::MandateList),
+            web::show.data(shared.clone()),
         ),
-        (
-            "/mandats/franceconnect/deconnexion",
-            get(web::fc_logged_out).boxed(),
+        Page::at("/mandats/:id/revocation").post(
+            recent(Action::MandateRevoke),
+            web::revoke.data(shared.clone()),
         ),
-        (
-            "/mandats/preparation/:id",
-            get(web::recap)
-                .post(web::confirm)
-                .data(shared.clone())
-                .boxed(),
+        Page::at("/mandats/:id/renouvellement").post(recent(Action::MandateRenew), web::renew),
+        Page::at("/mandats/:id/attestation").post(
+            permission(Action::MandateList),
+            web::attestation_retry.data(shared.clone()),
         ),
-        (
-            "/mandats/preparation/:id/termine",
-            get(web::draft_completed).boxed(),
+        Page::at("/mandats/:id/explication").get(permission(Action::MandateList), web::explanation),
+        Page::at("/usagers/:id").get(permission(Action::UsagerRead), web::usager_page),
+        Page::at("/usagers/:id/coordonnees")
+            .post(permission(Action::UsagerContactUpdate), web::usager_contact),
+        Page::at("/activite").get(permission(Action::ActivityReadOwn), web::activity),
+        Page::at("/courriers").get(
+            permission(Action::LetterPrint),
+            web::letters.data(shared.clone()),
         ),
-        ("/mandats/export.csv", get(web::export).boxed()),
-        ("/mandats/:id", get(web::show).data(shared.clone()).boxed()),
-        (
-            "/mandats/:id/revocation",
-            post(web::revoke).data(shared.clone()).boxed(),
+        Page::at("/verifier/:dep/:id/:token").get(Access::Link, web::verify),
+        Page::at("/.well-known/openid-configuration")
+            .get(Access::Public, idp::discovery.data(provider.clone())),
+        Page::at("/oidc/jwks").get(Access::Public, idp::jwks.data(provider.clone())),
+        Page::at("/oidc/authorize")
+            .get(
+                Access::OidcRequest,
+                idp::interaction::authorize.data(provider.clone()),
+            )
+            // The form variant only answers with the equivalent GET.
+            .post(
+                Access::Public,
+                idp::interaction::authorize_post.data(provider.clone()),
+            ),
+        Page::at("/oidc/choix").post(
+            Access::OidcRequest,
+            idp::interaction::decide.data(provider.clone()),
         ),
-        ("/mandats/:id/renouvellement", post(web::renew).boxed()),
-        (
-            "/mandats/:id/attestation",
-            post(web::attestation_retry).data(shared.clone()).boxed(),
+        Page::at("/oidc/token").post(
+            Access::OidcClient,
+            idp::tokens::token.data(provider.clone()),
         ),
-        ("/mandats/:id/explication", get(web::explanation).boxed()),
-        ("/usagers/:id", get(web::usager_page).boxed()),
-        (
-            "/usagers/:id/coordonnees",
-            post(web::usager_contact).boxed(),
-        ),
-        ("/activite", get(web::activity).boxed()),
-        ("/courriers", get(web::letters).data(shared.clone()).boxed()),
-        ("/verifier/:dep/:id/:token", get(web::verify).boxed()),
-        (
-            "/.well-known/openid-configuration",
-            get(idp::discovery).data(provider.clone()).boxed(),
-        ),
-        ("/oidc/jwks", get(idp::jwks).data(provider.clone()).boxed()),
-        (
-            "/oidc/authorize",
-            get(idp::interaction::authorize)
-                .post(idp::interaction::authorize_post)
-                .data(provider.clone())
-                .boxed(),
-        ),
-        (
-            "/oidc/choix",
-            post(idp::interaction::decide)
-                .data(provider.clone())
-                .boxed(),
-        ),
-        (
-            "/oidc/token",
-            post(idp::tokens::token).data(provider.clone()).boxed(),
-        ),
-        (
-            "/oidc/userinfo",
-            get(idp::tokens::userinfo)
-                .post(idp::tokens::userinfo)
-                .data(provider.clone())
-                .boxed(),
-        ),
-        (
-            "/oidc/session/end",
-            get(idp::tokens::end_session).data(provider.clone()).boxed(),
+        Page::at("/oidc/userinfo")
+            .get(
+                Access::OidcToken,
+                idp::tokens::userinfo.data(provider.clone()),
+            )
+            .post(
+                Access::OidcToken,
+                idp::tokens::userinfo.data(provider.clone()),
+            ),
+        Page::at("/oidc/session/end").get(
+            Access::Link,
+            idp::tokens::end_session.data(provider.clone()),
         ),
     ];
     Ok(ServiceParts {

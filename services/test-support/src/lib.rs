@@ -11,6 +11,8 @@ pub mod private_maildev;
 pub mod private_process;
 pub mod private_seaweedfs;
 pub mod private_smtp_tls;
+/// Looking for a secret in clear in every table of the database.
+pub mod secrets;
 pub mod sms_gateway;
 
 use foundation::config::{Environment, Settings};

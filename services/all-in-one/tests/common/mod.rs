@@ -12,6 +12,8 @@ pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
     pub client: reqwest::Client,
+    /// The route table of the running application.
+    pub routes: Vec<foundation::app::RouteInfo>,
 }
 
 impl TestApp {
@@ -55,6 +57,7 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         .await
         .expect("démarrage de l'application");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let routes = app.routes().to_vec();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -64,6 +67,7 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         address,
         db,
         client,
+        routes,
     }
 }
 

@@ -74,6 +74,16 @@ fn forbidden() -> poem::Error {
     poem::Error::from_status(StatusCode::FORBIDDEN)
 }
 
+/// Methods that change nothing, never checked.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Paths a service exempted (called by other machines).
+pub fn is_exempt(path: &str, exempt: &[&str]) -> bool {
+    exempt.iter().any(|p| path.starts_with(p))
+}
+
 /// Refuses state-changing requests without the platform's origin and a valid token.
 pub fn protect<E: Endpoint + 'static>(
     ep: E,
@@ -84,9 +94,7 @@ pub fn protect<E: Endpoint + 'static>(
         let public_origin = public_origin.clone();
         let exempt = exempt.clone();
         async move {
-            let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-            let path = req.uri().path().to_owned();
-            if safe || exempt.iter().any(|p| path.starts_with(p)) {
+            if is_safe(req.method()) || is_exempt(req.uri().path(), &exempt) {
                 return Ok(ep.call(req).await?.into_response());
             }
             if !origin_allowed(&req, &public_origin) {

@@ -4,11 +4,12 @@
 use askama::Template;
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
-use poem::{Response, Route, get, handler};
+use poem::{Response, handler};
 
 use super::{NavItem, Theme, html, navigation, theme::STATE};
 use crate::app::Platform;
 use crate::config::Environment;
+use crate::routes::{Access, Page};
 
 #[derive(Template)]
 #[template(path = "landing.html")]
@@ -101,16 +102,16 @@ async fn error_preview(Path(status): Path<u16>) -> poem::Result<Response> {
     Ok(super::errors::error_response(status, false))
 }
 
-/// The shell's routes. The error preview exists only outside production.
-pub fn routes(environment: Environment) -> Route {
-    let route = Route::new()
-        .at("/", get(landing))
-        .at("/accessibilite", get(accessibility))
-        .at("/mentions-legales", get(legal))
-        .at("/donnees-personnelles", get(privacy));
-    if environment == Environment::Production {
-        route
-    } else {
-        route.at("/_apercu/erreur/:status", get(error_preview))
+/// The shell's pages. The error preview exists only outside production.
+pub fn pages(environment: Environment) -> Vec<Page> {
+    let mut pages = vec![
+        Page::at("/").get(Access::Public, landing),
+        Page::at("/accessibilite").get(Access::Public, accessibility),
+        Page::at("/mentions-legales").get(Access::Public, legal),
+        Page::at("/donnees-personnelles").get(Access::Public, privacy),
+    ];
+    if environment != Environment::Production {
+        pages.push(Page::at("/_apercu/erreur/:status").get(Access::Public, error_preview));
     }
+    pages
 }

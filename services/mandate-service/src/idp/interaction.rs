@@ -10,7 +10,7 @@ use foundation::web::{FORM_ACTION_EXTRA, NavItem, Theme, html, origin_of};
 use poem::http::StatusCode;
 use poem::web::{Data, Redirect};
 use poem::{Body, FromRequest, IntoResponse, Request, RequestBody, Response, handler};
-use policies::{Action, Domain};
+use policies::{Action, Domain, choice};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -107,11 +107,13 @@ async fn validated(
 
 /// The categories this flow may use: those the client accepts and the structure allows.
 fn allowed(request: &AuthRequest, scope: &Scope) -> Vec<Category> {
+    let requested: Vec<&str> = request.requested.iter().map(|c| c.code).collect();
+    let accepted = choice::accepted_here(&requested, &scope.structure.demarches);
     request
         .requested
         .iter()
         .copied()
-        .filter(|c| scope.structure.demarches.iter().any(|d| d == c.code))
+        .filter(|c| accepted.contains(&c.code))
         .collect()
 }
 
@@ -297,19 +299,52 @@ async fn categories_page(
     .fetch_optional(&mut *tx)
     .await
     .map_err(db_error)?;
-    let live: Vec<(String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT category, max(expires_at) FROM authorisations
-         WHERE structure_id = $1 AND usager_id = $2 AND revoked_at IS NULL
-           AND superseded_at IS NULL AND expires_at > now() AND category = ANY($3)
-         GROUP BY category ORDER BY category",
+    // Liveness by the database clock; the choice itself is `policies::choice::offered`.
+    let rows: Vec<(String, OffsetDateTime, bool, bool, bool)> = sqlx::query_as(
+        "SELECT category, expires_at, revoked_at IS NOT NULL, superseded_at IS NOT NULL,
+                expires_at <= now()
+         FROM authorisations WHERE structure_id = $1 AND usager_id = $2",
     )
     .bind(scope.structure.id)
     .bind(usager)
-    .bind(codes(allowed))
     .fetch_all(&mut *tx)
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
+    let states: Vec<choice::AuthorisationState> = rows
+        .iter()
+        .map(
+            |(category, _, revoked, superseded, expired)| choice::AuthorisationState {
+                structure: scope.structure.id,
+                usager,
+                category: category.clone(),
+                revoked: *revoked,
+                superseded: *superseded,
+                expired: *expired,
+            },
+        )
+        .collect();
+    let requested: Vec<&str> = allowed.iter().map(|c| c.code).collect();
+    let offered = choice::offered(
+        &requested,
+        &scope.structure.demarches,
+        scope.structure.id,
+        usager,
+        &states,
+    );
+    // Each offered category with the end of its latest live authorisation.
+    let live: Vec<(String, OffsetDateTime)> = offered
+        .into_iter()
+        .filter_map(|category| {
+            let until = rows
+                .iter()
+                .zip(&states)
+                .filter(|((c, ..), state)| *c == category && state.is_live())
+                .map(|((_, until, ..), _)| *until)
+                .max()?;
+            Some((category, until))
+        })
+        .collect();
     let Some((given, family, usage)) = person.filter(|_| !live.is_empty()) else {
         // Unknown here, or no live mandate for these démarches (any more): back to the list.
         return usagers_page(
