@@ -92,7 +92,6 @@ fn wrong_code(who: &TestProfessional) -> String {
 }
 
 #[tokio::test]
-#[ignore = "fails on today's code: a known address with a wrong code updates platform.second_factors (failure counter) and appends factor_failed + login_failed to the security journal; an unknown address appends login_failed only (habilitation-desk login.rs)"]
 async fn known_and_unknown_addresses_look_the_same_at_login() {
     let app = spawn_app(&[]).await;
     const SAMPLES: usize = 8;
@@ -132,8 +131,15 @@ async fn known_and_unknown_addresses_look_the_same_at_login() {
             }
         }
     }
-    let known_writes = writes(&before, &middle);
-    let unknown_writes = writes(&middle, &after);
+    // `job_runs` is written by the scheduled jobs on their own clock (their first runs follow
+    // the start), never by a login: left out of the comparison.
+    let login_writes = |a, b| {
+        let mut w = writes(a, b);
+        w.remove("platform.job_runs");
+        w
+    };
+    let known_writes = login_writes(&before, &middle);
+    let unknown_writes = login_writes(&middle, &after);
 
     assert_eq!(known_status, 422);
     assert_eq!(known_status, unknown_status);

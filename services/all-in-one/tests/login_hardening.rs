@@ -217,11 +217,13 @@ async fn a_login_link_opens_a_session_only_in_the_browser_that_asked() {
 
 /// Lifts the delays (as time passing would) and the attempt limits, between failures.
 async fn time_passes(app: &TestApp, who: &TestProfessional) {
-    sqlx::query("UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1")
-        .bind(who.id)
-        .execute(&app.db.admin)
-        .await
-        .expect("délai");
+    sqlx::query(
+        "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
+    )
+    .bind(who.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("délai");
     sqlx::query("UPDATE platform.login_delays SET blocked_until = NULL")
         .execute(&app.db.admin)
         .await
@@ -254,12 +256,18 @@ async fn a_stranger_who_knows_the_email_cannot_lock_the_factor() {
     .await
     .expect("facteur");
     assert!(!locked, "12 erreurs d'un inconnu ne verrouillent pas");
-    assert_eq!(failures, 0, "le facteur ne compte pas les erreurs d'un inconnu");
+    assert_eq!(
+        failures, 0,
+        "le facteur ne compte pas les erreurs d'un inconnu"
+    );
     let delayed: i32 = sqlx::query_scalar("SELECT failures FROM platform.login_delays")
         .fetch_one(&app.db.admin)
         .await
         .expect("délais");
-    assert_eq!(delayed, 12, "comptées par adresse, pour les navigateurs inconnus");
+    assert_eq!(
+        delayed, 12,
+        "comptées par adresse, pour les navigateurs inconnus"
+    );
     // Without the lift, the stranger now waits: delays keep growing for unknown browsers.
     let (status, _) = ask_link(&attacker, &app, &cle.email, &cle.code(0)).await;
     assert_eq!(status, 422, "même le bon code attend la fin du délai");
@@ -336,13 +344,14 @@ async fn no_table_keeps_a_mailed_login_or_enrolment_token() {
     let enrolment = mailed(&email, "/activation?jeton=", 0).await;
     let enrolment_token = enrolment.split("jeton=").nth(1).expect("jeton").to_owned();
 
-    for secret in [&token, &enrolment_token] {
-        assert_eq!(
-            tables_holding(&app.db.admin, secret).await,
-            Vec::<String>::new(),
-            "aucune table ne contient le jeton envoyé"
-        );
-    }
+    test_support::secrets::assert_nowhere_in_clear(&app.db.admin, "lien de connexion", &token)
+        .await;
+    test_support::secrets::assert_nowhere_in_clear(
+        &app.db.admin,
+        "lien d'activation",
+        &enrolment_token,
+    )
+    .await;
     // Once sent, even the sealed value is gone.
     let sealed_left: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform.outbox WHERE sent_at IS NOT NULL AND sealed_payload IS NOT NULL",

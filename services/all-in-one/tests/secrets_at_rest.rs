@@ -99,7 +99,6 @@ async fn session_ids_idp_codes_access_tokens_and_client_secrets_are_nowhere_in_c
 }
 
 #[tokio::test]
-#[ignore = "waits for item 3 (outbox payload sealing): the clear link is in platform.outbox.payload"]
 async fn the_login_link_token_is_nowhere_in_clear() {
     let app = spawn_app(&["33"]).await;
     let s = structure_domain(&app, "33").await;
@@ -118,7 +117,6 @@ async fn the_login_link_token_is_nowhere_in_clear() {
 }
 
 #[tokio::test]
-#[ignore = "waits for item 3 (outbox payload sealing): the clear link is in platform.outbox.payload"]
 async fn the_enrolment_link_token_is_nowhere_in_clear() {
     let app = spawn_app(&["33"]).await;
     let s = structure_domain(&app, "33").await;

@@ -181,15 +181,9 @@ pub async fn submit(
             .map(|_| id),
         (None, None) => {
             // The factor lookup (of nobody) and a code check, as for a real account.
-            let _ = factors::check_code(
-                &mut tx,
-                &platform.cipher,
-                Uuid::nil(),
-                &f.code,
-                now,
-                trust,
-            )
-            .await;
+            let _ =
+                factors::check_code(&mut tx, &platform.cipher, Uuid::nil(), &f.code, now, trust)
+                    .await;
             let _ = totp::verify(
                 &totp::new_seed(),
                 30,
