@@ -6,6 +6,17 @@ use std::process::Output;
 use test_support::database::TestDatabase;
 
 async fn add_client(db: &TestDatabase, environment: &str, client_id: &str, uri: &str) -> Output {
+    add_client_allowed(db, environment, client_id, uri, "profile,email", "logement").await
+}
+
+async fn add_client_allowed(
+    db: &TestDatabase,
+    environment: &str,
+    client_id: &str,
+    uri: &str,
+    scopes: &str,
+    categories: &str,
+) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
         .env("AC_ENVIRONMENT", environment)
         .arg("--database-url")
@@ -22,6 +33,10 @@ async fn add_client(db: &TestDatabase, environment: &str, client_id: &str, uri: 
             "Service de test",
             "--redirect-uri",
             uri,
+            "--scopes",
+            scopes,
+            "--categories",
+            categories,
         ])
         .output()
         .await
@@ -62,9 +77,21 @@ async fn bad_redirect_uris_are_refused_with_a_clear_message() {
     assert!(registered(&db).await.is_empty(), "rien d'enregistré");
     // What is accepted: https anywhere, plain http on the loopback interface in development.
     for (environment, id, uri) in [
-        ("production", "service-https", "https://fc.example/api/v2/oidc-callback"),
-        ("development", "service-local", "http://127.0.0.1:4000/callback"),
-        ("development", "service-local-6", "http://[::1]:4000/callback"),
+        (
+            "production",
+            "service-https",
+            "https://fc.example/api/v2/oidc-callback",
+        ),
+        (
+            "development",
+            "service-local",
+            "http://127.0.0.1:4000/callback",
+        ),
+        (
+            "development",
+            "service-local-6",
+            "http://[::1]:4000/callback",
+        ),
     ] {
         let out = add_client(&db, environment, id, uri).await;
         assert!(
@@ -77,4 +104,48 @@ async fn bad_redirect_uris_are_refused_with_a_clear_message() {
         registered(&db).await,
         ["service-https", "service-local", "service-local-6"]
     );
+}
+
+#[tokio::test]
+async fn a_client_is_registered_with_its_scopes_and_categories_and_unknown_ones_are_refused() {
+    let db = TestDatabase::create().await;
+    let uri = "https://fc.example/api/v2/oidc-callback";
+    for (scopes, categories, expected) in [
+        ("profile,admin", "logement", "scope inconnu : admin"),
+        (
+            "profile",
+            "logement,Inconnue",
+            "catégorie de démarche inconnue : Inconnue",
+        ),
+    ] {
+        let out =
+            add_client_allowed(&db, "production", "service-refuse", uri, scopes, categories).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert!(registered(&db).await.is_empty());
+    let out = add_client_allowed(
+        &db,
+        "production",
+        "service-logement",
+        uri,
+        "profile,email",
+        "logement,Famille-Scolarité",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (scopes, categories): (Vec<String>, Vec<String>) = sqlx::query_as(
+        "SELECT allowed_scopes, allowed_categories FROM platform.oidc_clients WHERE client_id = 'service-logement'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("client");
+    assert_eq!(scopes, ["email", "openid", "profile"]);
+    assert_eq!(categories, ["famille", "logement"]);
 }

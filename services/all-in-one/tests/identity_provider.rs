@@ -11,7 +11,6 @@ use common::identity::*;
 use common::idp::*;
 use common::{TestApp, spawn_app};
 use mandate_service::idp::clients::AuthMethod;
-use policies::{Domain, Role};
 use mandate_service::idp::keys::{self, Alg};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
@@ -20,6 +19,7 @@ use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
     OAuth2TokenResponse, RedirectUrl, Scope, TokenResponse,
 };
+use policies::{Domain, Role};
 use serde_json::{Value, json};
 
 const SECRET_CLIENT: &str = "franceconnect-integration";
@@ -282,6 +282,10 @@ async fn the_rust_openidconnect_client_and_every_refusal() {
     keys::ensure(&app.db.admin, &cipher, Alg::Rs256)
         .await
         .expect("clé RS256");
+    // A key created by another process is in the JWK set within the reload period; this client
+    // reads the set once, at discovery, and never again (openid-client refetches on an unknown
+    // kid).
+    tokio::time::sleep(keys::RELOAD_EVERY).await;
     let secret = register(
         &app,
         "fc-rust-basic",
@@ -473,22 +477,8 @@ async fn the_rust_openidconnect_client_and_every_refusal() {
         .claims(&client.id_token_verifier(), &nonce)
         .expect("valide");
 
-    // Expired code (older than 30 s).
-    let (url, _, _) = authorize(None);
-    let back = choose(&fx, &app, &url, fx.usager, "logement").await;
-    sqlx::query(
-        "UPDATE dep_33.oidc_grants SET issued_at = now() - interval '31 seconds',
-             code_expires_at = now() - interval '1 second' WHERE redeemed_at IS NULL AND revoked_at IS NULL",
-    )
-    .execute(&app.db.admin)
-    .await
-    .expect("vieillissement");
-    let late = client
-        .exchange_code(code_of(&back))
-        .expect("token endpoint")
-        .request_async(&send)
-        .await;
-    assert!(format!("{late:?}").contains("invalid_grant"), "{late:?}");
+    // An expired code is refused: see
+    // code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_seconds (a real wait).
 
     // Mandate revoked between the code and the token, then between the token and userinfo.
     let (url, _, _) = authorize(None);
@@ -645,19 +635,31 @@ async fn key_rotation_during_a_run_fails_no_flow() {
         1,
     )
     .expect("cipher");
-    // The worst case: the new key signs at once (no publication delay); the old one stays
-    // published.
+    // The worst case: the shortest publication delay allowed (no shorter one is accepted); the
+    // old key stays published.
+    assert!(
+        keys::rotate(
+            &app.db.admin,
+            &cipher,
+            Alg::Es256,
+            keys::MIN_PUBLISH_DELAY - time::Duration::seconds(1),
+            time::Duration::hours(1),
+        )
+        .await
+        .is_err()
+    );
     let new_kid = keys::rotate(
         &app.db.admin,
         &cipher,
         Alg::Es256,
-        time::Duration::ZERO,
+        keys::MIN_PUBLISH_DELAY,
         time::Duration::hours(1),
     )
     .await
     .expect("rotation");
     let mut kids = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(keys::MIN_PUBLISH_DELAY.whole_seconds() as u64 + 20);
     let mut flows = 0;
     while !kids.contains(&new_kid) {
         assert!(
@@ -676,6 +678,7 @@ async fn key_rotation_during_a_run_fails_no_flow() {
             .expect("kid");
         kids.insert(kid);
         flows += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     let after: Value = app.get("/oidc/jwks").await.json().await.expect("jwks");
     let published: Vec<&str> = after["keys"]
@@ -874,7 +877,10 @@ async fn end_session_ends_only_the_callers_own_session() {
     let stranger = browser(&app.address);
     let resp = stranger.get(&forged).await;
     assert_eq!(resp.status(), 400);
-    assert!(alive(&app, &fx.aidant).await, "indice falsifié : rien de terminé");
+    assert!(
+        alive(&app, &fx.aidant).await,
+        "indice falsifié : rien de terminé"
+    );
 
     // A browser without a session, then another aidant's browser, present the aidant's real
     // hint: neither ends the aidant's session (nor the other aidant's).
@@ -901,7 +907,10 @@ async fn end_session_ends_only_the_callers_own_session() {
     let resp = fx.aidant.get(&logout_url).await;
     assert_eq!(resp.status(), 303);
     assert!(location(&resp).starts_with(&format!("{}/logged-out", rp.origin)));
-    assert!(!alive(&app, &fx.aidant).await, "session de l'aidant terminée");
+    assert!(
+        !alive(&app, &fx.aidant).await,
+        "session de l'aidant terminée"
+    );
 }
 
 #[tokio::test]
@@ -941,7 +950,10 @@ async fn the_jwks_is_served_from_memory_and_a_rotation_shows_within_the_reload_p
     for _ in 0..20 {
         assert_eq!(jwks().await, (200, before.clone()));
     }
-    assert!(unreadable.elapsed() < keys::RELOAD_EVERY, "trop lent pour conclure");
+    assert!(
+        unreadable.elapsed() < keys::RELOAD_EVERY,
+        "trop lent pour conclure"
+    );
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "GRANT SELECT ON platform.oidc_signing_keys TO \"{role}\""
     )))
@@ -1023,7 +1035,10 @@ async fn code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_s
     let after = db_now().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], json!(ACCESS_TOKEN_SECONDS));
-    assert!(ACCESS_TOKEN_SECONDS <= 60, "un jeton d'accès vit 60 s au plus");
+    assert!(
+        ACCESS_TOKEN_SECONDS <= 60,
+        "un jeton d'accès vit 60 s au plus"
+    );
     let access_token = body["access_token"].as_str().expect("jeton").to_owned();
     let (redeemed, access_expires): (time::OffsetDateTime, time::OffsetDateTime) =
         sqlx::query_as(
@@ -1066,7 +1081,10 @@ async fn code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_s
             .contains("invalid_token")
     );
     let (status, body) = redeem(&app, "fc-durees-de-vie", &secret, &late_code, None).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 fn challenge_of(verifier: &str) -> String {
@@ -1129,7 +1147,11 @@ async fn pkce_refusals_end_to_end_through_the_token_endpoint() {
         let resp = fx.aidant.get(&url).await;
         assert_eq!(resp.status(), 303, "{extra}");
         let to = location(&resp);
-        assert_eq!(param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
+        assert_eq!(
+            param(&to, "error").as_deref(),
+            Some("invalid_request"),
+            "{to}"
+        );
         assert_eq!(param(&to, "code"), None);
     }
     // The right verifier: the identity.
@@ -1138,4 +1160,111 @@ async fn pkce_refusals_end_to_end_through_the_token_endpoint() {
     assert_eq!(status, 200, "{body}");
     assert!(body["id_token"].is_string());
     assert_eq!(journal_uses(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_client_asks_only_its_registered_scopes_and_receives_only_its_categories() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-perimetre"), &["famille", "logement"]).await;
+    let secret = register_allowed(
+        &app,
+        mandate_service::idp::clients::NewClient {
+            client_id: "service-logement-seul".into(),
+            name: "Service du logement".into(),
+            auth_method: AuthMethod::ClientSecretPost,
+            jwks: None,
+            redirect_uris: vec![CALLBACK.into()],
+            post_logout_redirect_uris: Vec::new(),
+            signing_alg: Alg::Es256,
+            allowed_scopes: Vec::new(),
+            allowed_categories: Vec::new(),
+        },
+        &["profile"],
+        &["logement"],
+    )
+    .await
+    .expect("secret");
+    // A scope outside its registration: invalid_scope, back to the client with the state.
+    for scope in [
+        "openid%20profile%20email",
+        "openid%20birth",
+        "openid%20inconnu",
+    ] {
+        let url = authorize_url(&app, "service-logement-seul", CALLBACK, "")
+            .replace("scope=openid+profile", &format!("scope={scope}"));
+        let resp = fx.aidant.get(&url).await;
+        assert_eq!(resp.status(), 303, "{scope}");
+        let to = location(&resp);
+        assert!(to.starts_with(CALLBACK), "{to}");
+        assert_eq!(
+            param(&to, "error").as_deref(),
+            Some("invalid_scope"),
+            "{scope}"
+        );
+        assert_eq!(param(&to, "state").as_deref(), Some("etat-123456"));
+        assert_eq!(param(&to, "code"), None);
+    }
+    // Démarches: the claims request is restricted to the client's categories (OIDC Core §5.5:
+    // the provider returns what it may); asking only for others is asking for nothing.
+    let claims = |values: &str| {
+        format!(
+            "&claims={}",
+            serde_urlencoded::to_string([(
+                "c",
+                format!(
+                    r#"{{"id_token":{{"rep_scope":{{"essential":true,"values":[{values}]}}}}}}"#
+                )
+            )])
+            .expect("claims")
+            .trim_start_matches("c=")
+        )
+    };
+    let famille_only = authorize_url(
+        &app,
+        "service-logement-seul",
+        CALLBACK,
+        &claims(r#""Famille-Scolarité""#),
+    );
+    let resp = fx.aidant.get(&famille_only).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("access_denied")
+    );
+    // No rep_scope, or both: only Logement is offered, and Famille cannot be forced.
+    for extra in [String::new(), claims(r#""Famille-Scolarité","Logement""#)] {
+        let url = authorize_url(&app, "service-logement-seul", CALLBACK, &extra);
+        let (status, html) = page(&fx.aidant, &format!("{url}&ac_usager={}", fx.usager)).await;
+        assert_eq!(status, 200);
+        assert!(
+            html.contains("categorie-logement") && !html.contains("categorie-famille"),
+            "{html}"
+        );
+        let mut fields: Vec<(String, String)> =
+            serde_urlencoded::from_str(url.split_once('?').expect("query").1).expect("query");
+        fields.push(("csrf".into(), csrf_of(&html)));
+        fields.push(("ac_usager".into(), fx.usager.to_string()));
+        fields.push(("ac_categorie".into(), "famille".into()));
+        fields.push(("ac_action".into(), "choisir".into()));
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = fx.aidant.post(&app.url("/oidc/choix"), &form).await;
+        assert_eq!(resp.status(), 400, "famille imposée");
+        assert!(resp.headers().get("location").is_none());
+    }
+    let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.oidc_grants")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("grants");
+    assert_eq!(grants, 0, "aucun code émis hors périmètre");
+    // Inside its registration, the flow completes.
+    let url = authorize_url(&app, "service-logement-seul", CALLBACK, "");
+    let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let (status, body) = redeem(&app, "service-logement-seul", &secret, &code, None).await;
+    assert_eq!(status, 200, "{body}");
+    let id_token = mandate_service::jws::unverified_claims(body["id_token"].as_str().expect("id"))
+        .expect("claims");
+    assert_eq!(id_token["rep_scope"], json!(["Logement"]));
 }

@@ -923,8 +923,15 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
         html.contains("personnes accompagnées") && html.contains("<svg"),
         "{html}"
     );
-    let (status, _) = view(&client, &app.url("/mandats/export.csv")).await;
-    assert_eq!(status, 403);
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        "/mandats/export.csv",
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
     // The référent exports a CSV (journaled); the usager page is for aidants only.
     let referent = professional(
         &app.db.admin,
@@ -934,7 +941,7 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
     .await;
     let rclient = browser(&app.address);
     log_in(&rclient, &app, &referent, -1).await;
-    let resp = rclient.get(&app.url("/mandats/export.csv")).await;
+    let resp = post_form(&rclient, &app, "/mandats", "/mandats/export.csv", &[]).await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]

@@ -111,7 +111,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             "/mandats/preparation/:id/termine",
             get(web::draft_completed).boxed(),
         ),
-        ("/mandats/export.csv", get(web::export).boxed()),
+        ("/mandats/export.csv", post(web::export).boxed()),
         ("/mandats/:id", get(web::show).data(shared.clone()).boxed()),
         (
             "/mandats/:id/revocation",
