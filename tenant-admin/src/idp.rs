@@ -2,7 +2,7 @@
 //! and signing keys. A client's secret is printed once, at registration or rotation, and only
 //! its hash is kept.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use foundation::auth::secrets::SeedCipher;
 use foundation::config::Environment;
 use mandate_service::idp::clients::{self, AuthMethod, NewClient};
@@ -29,53 +29,7 @@ pub enum IdpCommand {
 #[derive(Subcommand)]
 pub enum ClientCommand {
     /// Enregistre un client ; affiche son secret une seule fois.
-    Add {
-        /// Identifiant (8 à 100 caractères parmi A-Z a-z 0-9 . _ -).
-        #[arg(long)]
-        client_id: String,
-        /// Nom affiché aux aidants (« FranceConnect », …).
-        #[arg(long)]
-        name: String,
-        /// URI de redirection (exacte ; répétable) : https://…, ou http:// sur 127.0.0.1,
-        /// [::1] ou localhost hors production ; ni identifiant, ni mot de passe, ni fragment.
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        /// Scopes que le client peut demander, séparés par des virgules (openid est ajouté) :
-        /// profile, email, birth, identite_pivot, given_name, family_name, birthdate, gender,
-        /// birthplace, birthcountry, preferred_username.
-        #[arg(long, required = true, value_delimiter = ',')]
-        scopes: Vec<String>,
-        /// Catégories de démarches que le client peut recevoir, séparées par des virgules
-        /// (codes : papiers, famille, social, travail, logement, transports, argent, justice,
-        /// etranger, loisirs ; ou libellés FranceConnect).
-        #[arg(long, required = true, value_delimiter = ',')]
-        categories: Vec<String>,
-        /// URI de retour après déconnexion (répétable).
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// client_secret_post, client_secret_basic ou private_key_jwt.
-        #[arg(long, default_value = "client_secret_post")]
-        auth_method: String,
-        /// Fichier du jeu de clés publiques (JWKS) du client, pour private_key_jwt.
-        #[arg(long)]
-        jwks_file: Option<std::path::PathBuf>,
-        /// ES256 ou RS256.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Clé de chiffrement des clés privées (pour créer une clé RS256 si besoin).
-        #[arg(
-            long,
-            env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
-            hide_env_values = true
-        )]
-        key_encryption_key: Option<String>,
-        #[arg(
-            long,
-            env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY_VERSION",
-            default_value_t = 1
-        )]
-        key_encryption_key_version: i32,
-    },
+    Add(Box<AddClient>),
     /// Liste les clients.
     List,
     /// Donne un nouveau secret au client (l'ancien cesse aussitôt de fonctionner).
@@ -93,6 +47,55 @@ pub enum ClientCommand {
         #[arg(long)]
         client_id: String,
     },
+}
+
+#[derive(Args)]
+pub struct AddClient {
+    /// Identifiant (8 à 100 caractères parmi A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    client_id: String,
+    /// Nom affiché aux aidants (« FranceConnect », …).
+    #[arg(long)]
+    name: String,
+    /// URI de redirection (exacte ; répétable) : https://…, ou http:// sur 127.0.0.1,
+    /// [::1] ou localhost hors production ; ni identifiant, ni mot de passe, ni fragment.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Scopes que le client peut demander, séparés par des virgules (openid est ajouté) :
+    /// profile, email, birth, identite_pivot, given_name, family_name, birthdate, gender,
+    /// birthplace, birthcountry, preferred_username.
+    #[arg(long, required = true, value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// Catégories de démarches que le client peut recevoir, séparées par des virgules
+    /// (codes : papiers, famille, social, travail, logement, transports, argent, justice,
+    /// etranger, loisirs ; ou libellés FranceConnect).
+    #[arg(long, required = true, value_delimiter = ',')]
+    categories: Vec<String>,
+    /// URI de retour après déconnexion (répétable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// client_secret_post, client_secret_basic ou private_key_jwt.
+    #[arg(long, default_value = "client_secret_post")]
+    auth_method: String,
+    /// Fichier du jeu de clés publiques (JWKS) du client, pour private_key_jwt.
+    #[arg(long)]
+    jwks_file: Option<std::path::PathBuf>,
+    /// ES256 ou RS256.
+    #[arg(long, default_value = "ES256")]
+    alg: String,
+    /// Clé de chiffrement des clés privées (pour créer une clé RS256 si besoin).
+    #[arg(
+        long,
+        env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    key_encryption_key: Option<String>,
+    #[arg(
+        long,
+        env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY_VERSION",
+        default_value_t = 1
+    )]
+    key_encryption_key_version: i32,
 }
 
 #[derive(Subcommand)]
@@ -167,19 +170,20 @@ pub async fn run(pool: &PgPool, command: &IdpCommand) -> anyhow::Result<()> {
 
 async fn client(pool: &PgPool, command: &ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Add {
-            client_id,
-            name,
-            redirect_uris,
-            scopes,
-            categories,
-            post_logout_redirect_uris,
-            auth_method,
-            jwks_file,
-            alg: signing,
-            key_encryption_key,
-            key_encryption_key_version,
-        } => {
+        ClientCommand::Add(add) => {
+            let AddClient {
+                client_id,
+                name,
+                redirect_uris,
+                scopes,
+                categories,
+                post_logout_redirect_uris,
+                auth_method,
+                jwks_file,
+                alg: signing,
+                key_encryption_key,
+                key_encryption_key_version,
+            } = add.as_ref();
             let environment = environment()?;
             for uri in redirect_uris.iter().chain(post_logout_redirect_uris) {
                 clients::check_uri(uri, environment).map_err(anyhow::Error::msg)?;

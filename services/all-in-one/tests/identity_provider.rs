@@ -1026,7 +1026,10 @@ async fn code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_s
     .expect("grant");
     assert!(before <= issued && issued <= after);
     assert_eq!(code_expires - issued, time::Duration::seconds(CODE_SECONDS));
-    assert!(CODE_SECONDS <= 30, "un code vit 30 s au plus");
+    assert!(
+        code_expires - issued <= time::Duration::seconds(30),
+        "un code vit 30 s au plus"
+    );
 
     // The access token: expires_in and the stored expiry, both from the redemption.
     let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
@@ -1036,7 +1039,7 @@ async fn code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_s
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["expires_in"], json!(ACCESS_TOKEN_SECONDS));
     assert!(
-        ACCESS_TOKEN_SECONDS <= 60,
+        body["expires_in"].as_i64().is_some_and(|e| e <= 60),
         "un jeton d'accès vit 60 s au plus"
     );
     let access_token = body["access_token"].as_str().expect("jeton").to_owned();
