@@ -217,6 +217,7 @@ start_demo_service() {
   secret="$("$admin" --database-url "$AC_ADMIN_DATABASE_URL" idp client add \
       --client-id "service-demo-$RP_PORT" --name "Service en ligne de démonstration" \
       --redirect-uri "http://127.0.0.1:$RP_PORT/callback" \
+      --scopes profile,email,birth --categories logement,famille \
       --post-logout-redirect-uri "http://127.0.0.1:$RP_PORT/logged-out" \
     | sed -n 's/^client_secret (affiché une seule fois) : //p')"
   [ -n "$secret" ] || die "l'enregistrement du service de démonstration a échoué"

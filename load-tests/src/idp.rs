@@ -325,7 +325,16 @@ async fn main() -> anyhow::Result<()> {
             redirect_uris: vec![REDIRECT.into()],
             post_logout_redirect_uris: vec![],
             signing_alg: Alg::Es256,
+            allowed_scopes: mandate_service::idp::SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            allowed_categories: mandate_service::categories::ALL
+                .iter()
+                .map(|c| c.code.to_owned())
+                .collect(),
         },
+        foundation::config::Environment::Test,
     )
     .await?
     .ok_or_else(|| anyhow::anyhow!("pas de secret"))?;

@@ -2,8 +2,9 @@
 //! and signing keys. A client's secret is printed once, at registration or rotation, and only
 //! its hash is kept.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use foundation::auth::secrets::SeedCipher;
+use foundation::config::Environment;
 use mandate_service::idp::clients::{self, AuthMethod, NewClient};
 use mandate_service::idp::keys::{self, Alg};
 use mandate_service::jws::JwkSet;
@@ -28,42 +29,7 @@ pub enum IdpCommand {
 #[derive(Subcommand)]
 pub enum ClientCommand {
     /// Enregistre un client ; affiche son secret une seule fois.
-    Add {
-        /// Identifiant (8 à 100 caractères parmi A-Z a-z 0-9 . _ -).
-        #[arg(long)]
-        client_id: String,
-        /// Nom affiché aux aidants (« FranceConnect », …).
-        #[arg(long)]
-        name: String,
-        /// URI de redirection (exacte ; répétable).
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        /// URI de retour après déconnexion (répétable).
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// client_secret_post, client_secret_basic ou private_key_jwt.
-        #[arg(long, default_value = "client_secret_post")]
-        auth_method: String,
-        /// Fichier du jeu de clés publiques (JWKS) du client, pour private_key_jwt.
-        #[arg(long)]
-        jwks_file: Option<std::path::PathBuf>,
-        /// ES256 ou RS256.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Clé de chiffrement des clés privées (pour créer une clé RS256 si besoin).
-        #[arg(
-            long,
-            env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
-            hide_env_values = true
-        )]
-        key_encryption_key: Option<String>,
-        #[arg(
-            long,
-            env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY_VERSION",
-            default_value_t = 1
-        )]
-        key_encryption_key_version: i32,
-    },
+    Add(Box<AddClient>),
     /// Liste les clients.
     List,
     /// Donne un nouveau secret au client (l'ancien cesse aussitôt de fonctionner).
@@ -83,6 +49,55 @@ pub enum ClientCommand {
     },
 }
 
+#[derive(Args)]
+pub struct AddClient {
+    /// Identifiant (8 à 100 caractères parmi A-Z a-z 0-9 . _ -).
+    #[arg(long)]
+    client_id: String,
+    /// Nom affiché aux aidants (« FranceConnect », …).
+    #[arg(long)]
+    name: String,
+    /// URI de redirection (exacte ; répétable) : https://…, ou http:// sur 127.0.0.1,
+    /// [::1] ou localhost hors production ; ni identifiant, ni mot de passe, ni fragment.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Scopes que le client peut demander, séparés par des virgules (openid est ajouté) :
+    /// profile, email, birth, identite_pivot, given_name, family_name, birthdate, gender,
+    /// birthplace, birthcountry, preferred_username.
+    #[arg(long, required = true, value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// Catégories de démarches que le client peut recevoir, séparées par des virgules
+    /// (codes : papiers, famille, social, travail, logement, transports, argent, justice,
+    /// etranger, loisirs ; ou libellés FranceConnect).
+    #[arg(long, required = true, value_delimiter = ',')]
+    categories: Vec<String>,
+    /// URI de retour après déconnexion (répétable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// client_secret_post, client_secret_basic ou private_key_jwt.
+    #[arg(long, default_value = "client_secret_post")]
+    auth_method: String,
+    /// Fichier du jeu de clés publiques (JWKS) du client, pour private_key_jwt.
+    #[arg(long)]
+    jwks_file: Option<std::path::PathBuf>,
+    /// ES256 ou RS256.
+    #[arg(long, default_value = "ES256")]
+    alg: String,
+    /// Clé de chiffrement des clés privées (pour créer une clé RS256 si besoin).
+    #[arg(
+        long,
+        env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    key_encryption_key: Option<String>,
+    #[arg(
+        long,
+        env = "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY_VERSION",
+        default_value_t = 1
+    )]
+    key_encryption_key_version: i32,
+}
+
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Crée une nouvelle clé : publiée aussitôt, utilisée après le délai de publication ;
@@ -90,7 +105,7 @@ pub enum KeysCommand {
     Rotate {
         #[arg(long, default_value = "ES256")]
         alg: String,
-        /// Délai entre publication et usage, en secondes (défaut : une heure).
+        /// Délai entre publication et usage, en secondes (défaut : une heure ; au moins 10).
         #[arg(long, default_value_t = keys::DEFAULT_PUBLISH_DELAY.whole_seconds())]
         publish_delay: i64,
         /// Durée de publication des anciennes clés après la relève, en secondes (défaut : 24 h ;
@@ -128,6 +143,20 @@ fn cipher(key: &Option<String>, version: i32) -> anyhow::Result<SeedCipher> {
     Ok(SeedCipher::new(&key, version)?)
 }
 
+/// The environment, read as the services read it (`AC_ENVIRONMENT`, else their default): plain
+/// HTTP redirect URIs on the loopback interface are accepted only outside production.
+fn environment() -> anyhow::Result<Environment> {
+    Ok(match std::env::var("AC_ENVIRONMENT").as_deref() {
+        Ok("production") => Environment::Production,
+        Ok("development") => Environment::Development,
+        Ok("test") => Environment::Test,
+        Ok(other) => {
+            anyhow::bail!("AC_ENVIRONMENT inconnu : {other} (production, development ou test)")
+        }
+        Err(_) => foundation::config::Settings::default().environment,
+    })
+}
+
 fn alg(s: &str) -> anyhow::Result<Alg> {
     Alg::parse(s).ok_or_else(|| anyhow::anyhow!("algorithme inconnu : {s} (ES256 ou RS256)"))
 }
@@ -141,17 +170,24 @@ pub async fn run(pool: &PgPool, command: &IdpCommand) -> anyhow::Result<()> {
 
 async fn client(pool: &PgPool, command: &ClientCommand) -> anyhow::Result<()> {
     match command {
-        ClientCommand::Add {
-            client_id,
-            name,
-            redirect_uris,
-            post_logout_redirect_uris,
-            auth_method,
-            jwks_file,
-            alg: signing,
-            key_encryption_key,
-            key_encryption_key_version,
-        } => {
+        ClientCommand::Add(add) => {
+            let AddClient {
+                client_id,
+                name,
+                redirect_uris,
+                scopes,
+                categories,
+                post_logout_redirect_uris,
+                auth_method,
+                jwks_file,
+                alg: signing,
+                key_encryption_key,
+                key_encryption_key_version,
+            } = add.as_ref();
+            let environment = environment()?;
+            for uri in redirect_uris.iter().chain(post_logout_redirect_uris) {
+                clients::check_uri(uri, environment).map_err(anyhow::Error::msg)?;
+            }
             let auth_method = AuthMethod::parse(auth_method).ok_or_else(|| {
                 anyhow::anyhow!(
                     "méthode inconnue : {auth_method} (client_secret_post, client_secret_basic, private_key_jwt)"
@@ -184,7 +220,10 @@ async fn client(pool: &PgPool, command: &ClientCommand) -> anyhow::Result<()> {
                     redirect_uris: redirect_uris.clone(),
                     post_logout_redirect_uris: post_logout_redirect_uris.clone(),
                     signing_alg,
+                    allowed_scopes: scopes.iter().map(|s| s.trim().to_owned()).collect(),
+                    allowed_categories: categories.iter().map(|c| c.trim().to_owned()).collect(),
                 },
+                environment,
             )
             .await?;
             println!("Client {client_id} enregistré ({}).", auth_method.as_str());
@@ -195,7 +234,7 @@ async fn client(pool: &PgPool, command: &ClientCommand) -> anyhow::Result<()> {
         ClientCommand::List => {
             for c in clients::list(pool).await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\tredirect: {}\tlogout: {}",
+                    "{}\t{}\t{}\t{}\t{}\tredirect: {}\tlogout: {}\tscopes: {}\tcatégories: {}",
                     c.client_id,
                     c.name,
                     c.auth_method.as_str(),
@@ -203,6 +242,8 @@ async fn client(pool: &PgPool, command: &ClientCommand) -> anyhow::Result<()> {
                     if c.active { "actif" } else { "désactivé" },
                     c.redirect_uris.join(" "),
                     c.post_logout_redirect_uris.join(" "),
+                    c.allowed_scopes.join(" "),
+                    c.allowed_categories.join(" "),
                 );
             }
         }
@@ -231,8 +272,12 @@ async fn key_command(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()>
             key_encryption_key,
             key_encryption_key_version,
         } => {
-            if *publish_delay < 0 {
-                anyhow::bail!("le délai de publication ne peut pas être négatif");
+            if *publish_delay < keys::MIN_PUBLISH_DELAY.whole_seconds() {
+                anyhow::bail!(
+                    "délai de publication trop court : au moins {} s (chaque processus relit les clés toutes les {} s)",
+                    keys::MIN_PUBLISH_DELAY.whole_seconds(),
+                    keys::RELOAD_EVERY.as_secs()
+                );
             }
             if *retention < 120 {
                 anyhow::bail!("conservation trop courte : au moins 120 s (les jetons vivent 60 s)");

@@ -19,6 +19,7 @@ use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
     OAuth2TokenResponse, RedirectUrl, Scope, TokenResponse,
 };
+use policies::{Domain, Role};
 use serde_json::{Value, json};
 
 const SECRET_CLIENT: &str = "franceconnect-integration";
@@ -281,6 +282,10 @@ async fn the_rust_openidconnect_client_and_every_refusal() {
     keys::ensure(&app.db.admin, &cipher, Alg::Rs256)
         .await
         .expect("clé RS256");
+    // A key created by another process is in the JWK set within the reload period; this client
+    // reads the set once, at discovery, and never again (openid-client refetches on an unknown
+    // kid).
+    tokio::time::sleep(keys::RELOAD_EVERY).await;
     let secret = register(
         &app,
         "fc-rust-basic",
@@ -472,22 +477,8 @@ async fn the_rust_openidconnect_client_and_every_refusal() {
         .claims(&client.id_token_verifier(), &nonce)
         .expect("valide");
 
-    // Expired code (older than 30 s).
-    let (url, _, _) = authorize(None);
-    let back = choose(&fx, &app, &url, fx.usager, "logement").await;
-    sqlx::query(
-        "UPDATE dep_33.oidc_grants SET issued_at = now() - interval '31 seconds',
-             code_expires_at = now() - interval '1 second' WHERE redeemed_at IS NULL AND revoked_at IS NULL",
-    )
-    .execute(&app.db.admin)
-    .await
-    .expect("vieillissement");
-    let late = client
-        .exchange_code(code_of(&back))
-        .expect("token endpoint")
-        .request_async(&send)
-        .await;
-    assert!(format!("{late:?}").contains("invalid_grant"), "{late:?}");
+    // An expired code is refused: see
+    // code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_seconds (a real wait).
 
     // Mandate revoked between the code and the token, then between the token and userinfo.
     let (url, _, _) = authorize(None);
@@ -644,19 +635,31 @@ async fn key_rotation_during_a_run_fails_no_flow() {
         1,
     )
     .expect("cipher");
-    // The worst case: the new key signs at once (no publication delay); the old one stays
-    // published.
+    // The worst case: the shortest publication delay allowed (no shorter one is accepted); the
+    // old key stays published.
+    assert!(
+        keys::rotate(
+            &app.db.admin,
+            &cipher,
+            Alg::Es256,
+            keys::MIN_PUBLISH_DELAY - time::Duration::seconds(1),
+            time::Duration::hours(1),
+        )
+        .await
+        .is_err()
+    );
     let new_kid = keys::rotate(
         &app.db.admin,
         &cipher,
         Alg::Es256,
-        time::Duration::ZERO,
+        keys::MIN_PUBLISH_DELAY,
         time::Duration::hours(1),
     )
     .await
     .expect("rotation");
     let mut kids = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(keys::MIN_PUBLISH_DELAY.whole_seconds() as u64 + 20);
     let mut flows = 0;
     while !kids.contains(&new_kid) {
         assert!(
@@ -675,6 +678,7 @@ async fn key_rotation_during_a_run_fails_no_flow() {
             .expect("kid");
         kids.insert(kid);
         flows += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     let after: Value = app.get("/oidc/jwks").await.json().await.expect("jwks");
     let published: Vec<&str> = after["keys"]
@@ -725,4 +729,545 @@ async fn the_aidant_uses_a_mandate_in_chromium_with_the_keyboard_and_passes_axe(
         assert_eq!(p["violations"], json!([]), "{}", p["url"]);
     }
     assert_eq!(journal_uses(&app).await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security hardening (issue 13): redirect URIs, end session, JWKS, lifetimes, PKCE.
+
+/// A redirect URI on the loopback interface that nothing listens on: the tests read the
+/// Location headers and never follow them.
+const CALLBACK: &str = "http://127.0.0.1:9/api/v2/oidc-callback";
+
+fn authorize_url(app: &TestApp, client_id: &str, redirect: &str, extra: &str) -> String {
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect),
+        ("scope", "openid profile"),
+        ("state", "etat-123456"),
+        ("nonce", "nonce-123456"),
+        ("acr_values", "eidas1"),
+    ])
+    .expect("query");
+    format!("{}?{query}{extra}", app.url("/oidc/authorize"))
+}
+
+/// `POST /oidc/token` as a `client_secret_post` client: (status, JSON body).
+async fn redeem(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    code: &str,
+    verifier: Option<&str>,
+) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+        ("client_id", client_id),
+        ("client_secret", secret),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    let resp = app
+        .client
+        .post(app.url("/oidc/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("token");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+async fn userinfo_status(app: &TestApp, access_token: &str) -> u16 {
+    app.client
+        .get(app.url("/oidc/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo")
+        .status()
+        .as_u16()
+}
+
+async fn secret_client(app: &TestApp, client_id: &str) -> String {
+    register(
+        app,
+        client_id,
+        AuthMethod::ClientSecretPost,
+        CALLBACK,
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await
+    .expect("secret")
+}
+
+#[tokio::test]
+async fn registered_redirect_uris_with_userinfo_fragment_or_plain_http_are_never_used() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-uris"), &["logement"]).await;
+    secret_client(&app, "fc-uris-anciennes").await;
+    // Rows written before the check existed (or by hand): the authorization endpoint parses
+    // the registered URI again and never sends the browser there.
+    for bad in [
+        "http://127.0.0.1:9@evil.example/cb",
+        "https://fc.example@evil.example/cb",
+        "https://user:pass@fc.example/cb",
+        "http://evil.example/cb",
+        "https://fc.example/cb#fragment",
+        "ftp://fc.example/cb",
+    ] {
+        sqlx::query(
+            "UPDATE platform.oidc_clients SET redirect_uris = ARRAY[$1] WHERE client_id = 'fc-uris-anciennes'",
+        )
+        .bind(bad)
+        .execute(&app.db.admin)
+        .await
+        .expect("uri");
+        // The registry keeps what it read for a few seconds.
+        tokio::time::sleep(mandate_service::idp::clients::CACHE_FOR).await;
+        for extra in ["&prompt=none", ""] {
+            let url = authorize_url(&app, "fc-uris-anciennes", bad, extra);
+            let resp = fx.aidant.get(&url).await;
+            assert!(
+                resp.headers().get("location").is_none(),
+                "{bad} {extra} : {:?}",
+                resp.headers().get("location")
+            );
+            assert_eq!(resp.status(), 400, "{bad} {extra}");
+        }
+    }
+}
+
+/// Whether the browser's session is alive (the mandate list answers instead of the login).
+async fn alive(app: &TestApp, b: &Browser) -> bool {
+    b.get(&app.url("/mandats")).await.status() == 200
+}
+
+#[tokio::test]
+async fn end_session_ends_only_the_callers_own_session() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-logout"), &["logement"]).await;
+    let rp = franceconnect_rp(&app).await;
+    let (url, state) = rp.start(None).await;
+    let result = rp
+        .land(&choose(&fx, &app, &url, fx.usager, "logement").await)
+        .await;
+    assert_eq!(result["error"], Value::Null, "{result}");
+    let logout = rp.get_json(&format!("/logout?state={state}")).await;
+    let logout_url = logout["url"].as_str().expect("url").to_owned();
+    assert!(alive(&app, &fx.aidant).await);
+
+    // A forged hint (payload changed, signature kept) is refused and ends nothing.
+    let hint = param(&logout_url, "id_token_hint").expect("hint");
+    let mut parts: Vec<String> = hint.split('.').map(str::to_owned).collect();
+    {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: Value =
+            serde_json::from_slice(&b64.decode(&parts[1]).expect("b64")).expect("json");
+        claims["aud"] = json!("un-autre-service");
+        parts[1] = b64.encode(claims.to_string());
+    }
+    let forged = logout_url.replace(&hint, &parts.join("."));
+    let stranger = browser(&app.address);
+    let resp = stranger.get(&forged).await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        alive(&app, &fx.aidant).await,
+        "indice falsifié : rien de terminé"
+    );
+
+    // A browser without a session, then another aidant's browser, present the aidant's real
+    // hint: neither ends the aidant's session (nor the other aidant's).
+    let resp = stranger.get(&logout_url).await;
+    assert!(resp.status() == 303 || resp.status() == 200);
+    assert!(
+        alive(&app, &fx.aidant).await,
+        "l'indice d'un autre ne termine pas la session de l'aidant"
+    );
+    let bob = professional(
+        &app.db.admin,
+        "Bob Aidant",
+        &[(Role::Aidant, Domain::Structure(fx.structure), Some("33"))],
+    )
+    .await;
+    let bob_browser = browser(&app.address);
+    assert_eq!(log_in(&bob_browser, &app, &bob, -1).await.status(), 303);
+    let resp = bob_browser.get(&logout_url).await;
+    assert!(resp.status() == 303 || resp.status() == 200);
+    assert!(alive(&app, &fx.aidant).await, "session d'Alice intacte");
+    assert!(alive(&app, &bob_browser).await, "session de Bob intacte");
+
+    // The aidant's own browser ends the aidant's session.
+    let resp = fx.aidant.get(&logout_url).await;
+    assert_eq!(resp.status(), 303);
+    assert!(location(&resp).starts_with(&format!("{}/logged-out", rp.origin)));
+    assert!(
+        !alive(&app, &fx.aidant).await,
+        "session de l'aidant terminée"
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_is_served_from_memory_and_a_rotation_shows_within_the_reload_period() {
+    let app = spawn_app(&["33"]).await;
+    let jwks = || async {
+        let resp = app.get("/oidc/jwks").await;
+        let status = resp.status().as_u16();
+        let kids: Vec<String> = if status == 200 {
+            let v: Value = resp.json().await.expect("json");
+            v["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (status, kids)
+    };
+    // Let whatever the process read at start age, so that the next request reads the table.
+    tokio::time::sleep(keys::RELOAD_EVERY + std::time::Duration::from_millis(300)).await;
+    let (status, before) = jwks().await;
+    assert_eq!(status, 200);
+    assert_eq!(before.len(), 1);
+    // The table becomes unreadable to the application: requests within the reload period are
+    // still answered, from memory (no read per request).
+    let role = test_support::database::app_role();
+    let unreadable = std::time::Instant::now();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "REVOKE SELECT ON platform.oidc_signing_keys FROM \"{role}\""
+    )))
+    .execute(&app.db.admin)
+    .await
+    .expect("revoke");
+    for _ in 0..20 {
+        assert_eq!(jwks().await, (200, before.clone()));
+    }
+    assert!(
+        unreadable.elapsed() < keys::RELOAD_EVERY,
+        "trop lent pour conclure"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "GRANT SELECT ON platform.oidc_signing_keys TO \"{role}\""
+    )))
+    .execute(&app.db.admin)
+    .await
+    .expect("grant");
+
+    // A rotation by another process (tenant-admin) is published by this one within the
+    // reload period, long before the new key may sign.
+    let cipher = foundation::auth::secrets::SeedCipher::new(
+        &foundation::config::Settings::default()
+            .security
+            .idp_key_encryption_key,
+        1,
+    )
+    .expect("cipher");
+    let new_kid = keys::rotate(
+        &app.db.admin,
+        &cipher,
+        Alg::Es256,
+        time::Duration::hours(1),
+        time::Duration::hours(24),
+    )
+    .await
+    .expect("rotation");
+    let rotated = std::time::Instant::now();
+    loop {
+        let (status, kids) = jwks().await;
+        assert_eq!(status, 200);
+        if kids.contains(&new_kid) {
+            assert!(kids.contains(&before[0]), "l'ancienne clé reste publiée");
+            break;
+        }
+        assert!(
+            rotated.elapsed() < keys::RELOAD_EVERY + std::time::Duration::from_secs(1),
+            "nouvelle clé non publiée dans le délai"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn code_in(location: &str) -> String {
+    assert!(location.starts_with(CALLBACK), "{location}");
+    param(location, "code").expect("code")
+}
+
+#[tokio::test]
+async fn code_and_token_lifetimes_are_those_issued_and_userinfo_stops_after_61_seconds() {
+    use mandate_service::idp::{ACCESS_TOKEN_SECONDS, CODE_SECONDS, ID_TOKEN_SECONDS};
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-durees"), &["logement"]).await;
+    let secret = secret_client(&app, "fc-durees-de-vie").await;
+    let url = authorize_url(&app, "fc-durees-de-vie", CALLBACK, "");
+    let db_now = || async {
+        sqlx::query_scalar::<_, time::OffsetDateTime>("SELECT now()")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("now")
+    };
+    // The code: stored expiry = issue + CODE_SECONDS, issued during the aidant's choice.
+    let before = db_now().await;
+    let late_code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let after = db_now().await;
+    let (issued, code_expires): (time::OffsetDateTime, time::OffsetDateTime) = sqlx::query_as(
+        "SELECT issued_at, code_expires_at FROM dep_33.oidc_grants WHERE code_hash = $1",
+    )
+    .bind(foundation::auth::secrets::token_hash(&late_code))
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("grant");
+    assert!(before <= issued && issued <= after);
+    assert_eq!(code_expires - issued, time::Duration::seconds(CODE_SECONDS));
+    assert!(
+        code_expires - issued <= time::Duration::seconds(30),
+        "un code vit 30 s au plus"
+    );
+
+    // The access token: expires_in and the stored expiry, both from the redemption.
+    let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let before = db_now().await;
+    let (status, body) = redeem(&app, "fc-durees-de-vie", &secret, &code, None).await;
+    let after = db_now().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], json!(ACCESS_TOKEN_SECONDS));
+    assert!(
+        body["expires_in"].as_i64().is_some_and(|e| e <= 60),
+        "un jeton d'accès vit 60 s au plus"
+    );
+    let access_token = body["access_token"].as_str().expect("jeton").to_owned();
+    let (redeemed, access_expires): (time::OffsetDateTime, time::OffsetDateTime) =
+        sqlx::query_as(
+            "SELECT redeemed_at, access_expires_at FROM dep_33.oidc_grants WHERE access_token_hash = $1",
+        )
+        .bind(foundation::auth::secrets::token_hash(&access_token))
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("grant");
+    assert!(before <= redeemed && redeemed <= after);
+    assert_eq!(
+        access_expires - redeemed,
+        time::Duration::seconds(ACCESS_TOKEN_SECONDS)
+    );
+    let id_token = mandate_service::jws::unverified_claims(body["id_token"].as_str().expect("id"))
+        .expect("claims");
+    assert_eq!(
+        id_token["exp"].as_i64().expect("exp") - id_token["iat"].as_i64().expect("iat"),
+        ID_TOKEN_SECONDS
+    );
+    assert_eq!(userinfo_status(&app, &access_token).await, 200);
+
+    // A real wait: 61 s after the redemption, userinfo refuses the token and the code issued
+    // before it (never redeemed) is refused too.
+    let redeemed_at = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(61).saturating_sub(redeemed_at.elapsed()))
+        .await;
+    let resp = app
+        .client
+        .get(app.url("/oidc/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .expect("en-tête")
+            .contains("invalid_token")
+    );
+    let (status, body) = redeem(&app, "fc-durees-de-vie", &secret, &late_code, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+fn challenge_of(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+}
+
+#[tokio::test]
+async fn pkce_refusals_end_to_end_through_the_token_endpoint() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-pkce"), &["logement"]).await;
+    let secret = secret_client(&app, "fc-pkce-strict").await;
+    let verifier = "pkce-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+    let with_challenge = authorize_url(
+        &app,
+        "fc-pkce-strict",
+        CALLBACK,
+        &format!(
+            "&code_challenge={}&code_challenge_method=S256",
+            challenge_of(verifier)
+        ),
+    );
+    let plain = authorize_url(&app, "fc-pkce-strict", CALLBACK, "");
+    let refused = |(status, body): (u16, Value)| {
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+    };
+
+    // A challenge was sent, the verifier is missing: refused, and the code is dead after.
+    let code = code_in(&choose(&fx, &app, &with_challenge, fx.usager, "logement").await);
+    refused(redeem(&app, "fc-pkce-strict", &secret, &code, None).await);
+    refused(redeem(&app, "fc-pkce-strict", &secret, &code, Some(verifier)).await);
+    // A wrong verifier, and one too short to be a verifier at all.
+    let code = code_in(&choose(&fx, &app, &with_challenge, fx.usager, "logement").await);
+    let wrong = verifier.replace('0', "1");
+    refused(redeem(&app, "fc-pkce-strict", &secret, &code, Some(&wrong)).await);
+    let short = &verifier[..42];
+    let short_challenge = authorize_url(
+        &app,
+        "fc-pkce-strict",
+        CALLBACK,
+        &format!(
+            "&code_challenge={}&code_challenge_method=S256",
+            challenge_of(short)
+        ),
+    );
+    let code = code_in(&choose(&fx, &app, &short_challenge, fx.usager, "logement").await);
+    refused(redeem(&app, "fc-pkce-strict", &secret, &code, Some(short)).await);
+    // No challenge at the authorization, a verifier at the token endpoint: refused.
+    let code = code_in(&choose(&fx, &app, &plain, fx.usager, "logement").await);
+    refused(redeem(&app, "fc-pkce-strict", &secret, &code, Some(verifier)).await);
+    // The plain method, or a challenge without a method (plain by default): refused at the
+    // authorization itself, and no code is issued.
+    for extra in [
+        format!("&code_challenge={verifier}&code_challenge_method=plain"),
+        format!("&code_challenge={}", challenge_of(verifier)),
+    ] {
+        let url = authorize_url(&app, "fc-pkce-strict", CALLBACK, &extra);
+        let resp = fx.aidant.get(&url).await;
+        assert_eq!(resp.status(), 303, "{extra}");
+        let to = location(&resp);
+        assert_eq!(
+            param(&to, "error").as_deref(),
+            Some("invalid_request"),
+            "{to}"
+        );
+        assert_eq!(param(&to, "code"), None);
+    }
+    // The right verifier: the identity.
+    let code = code_in(&choose(&fx, &app, &with_challenge, fx.usager, "logement").await);
+    let (status, body) = redeem(&app, "fc-pkce-strict", &secret, &code, Some(verifier)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["id_token"].is_string());
+    assert_eq!(journal_uses(&app).await, 1);
+}
+
+#[tokio::test]
+async fn a_client_asks_only_its_registered_scopes_and_receives_only_its_categories() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-perimetre"), &["famille", "logement"]).await;
+    let secret = register_allowed(
+        &app,
+        mandate_service::idp::clients::NewClient {
+            client_id: "service-logement-seul".into(),
+            name: "Service du logement".into(),
+            auth_method: AuthMethod::ClientSecretPost,
+            jwks: None,
+            redirect_uris: vec![CALLBACK.into()],
+            post_logout_redirect_uris: Vec::new(),
+            signing_alg: Alg::Es256,
+            allowed_scopes: Vec::new(),
+            allowed_categories: Vec::new(),
+        },
+        &["profile"],
+        &["logement"],
+    )
+    .await
+    .expect("secret");
+    // A scope outside its registration: invalid_scope, back to the client with the state.
+    for scope in [
+        "openid%20profile%20email",
+        "openid%20birth",
+        "openid%20inconnu",
+    ] {
+        let url = authorize_url(&app, "service-logement-seul", CALLBACK, "")
+            .replace("scope=openid+profile", &format!("scope={scope}"));
+        let resp = fx.aidant.get(&url).await;
+        assert_eq!(resp.status(), 303, "{scope}");
+        let to = location(&resp);
+        assert!(to.starts_with(CALLBACK), "{to}");
+        assert_eq!(
+            param(&to, "error").as_deref(),
+            Some("invalid_scope"),
+            "{scope}"
+        );
+        assert_eq!(param(&to, "state").as_deref(), Some("etat-123456"));
+        assert_eq!(param(&to, "code"), None);
+    }
+    // Démarches: the claims request is restricted to the client's categories (OIDC Core §5.5:
+    // the provider returns what it may); asking only for others is asking for nothing.
+    let claims = |values: &str| {
+        format!(
+            "&claims={}",
+            serde_urlencoded::to_string([(
+                "c",
+                format!(
+                    r#"{{"id_token":{{"rep_scope":{{"essential":true,"values":[{values}]}}}}}}"#
+                )
+            )])
+            .expect("claims")
+            .trim_start_matches("c=")
+        )
+    };
+    let famille_only = authorize_url(
+        &app,
+        "service-logement-seul",
+        CALLBACK,
+        &claims(r#""Famille-Scolarité""#),
+    );
+    let resp = fx.aidant.get(&famille_only).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        param(&location(&resp), "error").as_deref(),
+        Some("access_denied")
+    );
+    // No rep_scope, or both: only Logement is offered, and Famille cannot be forced.
+    for extra in [String::new(), claims(r#""Famille-Scolarité","Logement""#)] {
+        let url = authorize_url(&app, "service-logement-seul", CALLBACK, &extra);
+        let (status, html) = page(&fx.aidant, &format!("{url}&ac_usager={}", fx.usager)).await;
+        assert_eq!(status, 200);
+        assert!(
+            html.contains("categorie-logement") && !html.contains("categorie-famille"),
+            "{html}"
+        );
+        let mut fields: Vec<(String, String)> =
+            serde_urlencoded::from_str(url.split_once('?').expect("query").1).expect("query");
+        fields.push(("csrf".into(), csrf_of(&html)));
+        fields.push(("ac_usager".into(), fx.usager.to_string()));
+        fields.push(("ac_categorie".into(), "famille".into()));
+        fields.push(("ac_action".into(), "choisir".into()));
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = fx.aidant.post(&app.url("/oidc/choix"), &form).await;
+        assert_eq!(resp.status(), 400, "famille imposée");
+        assert!(resp.headers().get("location").is_none());
+    }
+    let grants: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.oidc_grants")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("grants");
+    assert_eq!(grants, 0, "aucun code émis hors périmètre");
+    // Inside its registration, the flow completes.
+    let url = authorize_url(&app, "service-logement-seul", CALLBACK, "");
+    let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let (status, body) = redeem(&app, "service-logement-seul", &secret, &code, None).await;
+    assert_eq!(status, 200, "{body}");
+    let id_token = mandate_service::jws::unverified_claims(body["id_token"].as_str().expect("id"))
+        .expect("claims");
+    assert_eq!(id_token["rep_scope"], json!(["Logement"]));
 }

@@ -923,8 +923,15 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
         html.contains("personnes accompagnées") && html.contains("<svg"),
         "{html}"
     );
-    let (status, _) = view(&client, &app.url("/mandats/export.csv")).await;
-    assert_eq!(status, 403);
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        "/mandats/export.csv",
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
     // The référent exports a CSV (journaled); the usager page is for aidants only.
     let referent = professional(
         &app.db.admin,
@@ -934,7 +941,7 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
     .await;
     let rclient = browser(&app.address);
     log_in(&rclient, &app, &referent, -1).await;
-    let resp = rclient.get(&app.url("/mandats/export.csv")).await;
+    let resp = post_form(&rclient, &app, "/mandats", "/mandats/export.csv", &[]).await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -1319,4 +1326,191 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
         .expect("vieillissement");
     let (_, html) = view(&alice, &app.url("/courriers")).await;
     assert!(html.contains("Aucun fichier pour le moment"), "{html}");
+}
+
+/// A mandate made directly in the structure, for `codes` (no attestation stored yet, as after
+/// an object-store outage at creation).
+async fn direct_mandate(
+    app: &TestApp,
+    structure: Uuid,
+    aidant: Uuid,
+    family_name: &str,
+    codes: &[&str],
+) -> Uuid {
+    let mut identity = common::idp::angela(&format!("fc-{}", Uuid::new_v4().simple()));
+    identity.family_name = family_name.into();
+    common::idp::mandate_for(app, structure, aidant, &identity, codes)
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn renewing_another_structures_mandate_is_not_found() {
+    let app = spawn_app(&["33", "34"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    let mandate = direct_mandate(&app, structure, who.id, "DUBOIS", &["logement"]).await;
+    // Another structure's aidant, in the same territory and in another: 404, never a redirect
+    // to a renewal form.
+    for departement in ["33", "34"] {
+        let other_structure = structure_domain(&app, departement).await;
+        let other = professional(
+            &app.db.admin,
+            "Bob Autre",
+            &[(
+                Role::Aidant,
+                Domain::Structure(other_structure),
+                Some(departement),
+            )],
+        )
+        .await;
+        let other_client = browser(&app.address);
+        log_in(&other_client, &app, &other, -1).await;
+        let resp = post_form(
+            &other_client,
+            &app,
+            "/mandats/nouveau",
+            &format!("/mandats/{mandate}/renouvellement"),
+            &[],
+        )
+        .await;
+        assert_eq!(resp.status(), 404, "{departement}");
+        assert!(resp.headers().get("location").is_none());
+    }
+    // An id that names nothing: 404 as well; the structure's own mandate: the renewal form.
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        &format!("/mandats/{}/renouvellement", Uuid::now_v7()),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        &format!("/mandats/{mandate}/renouvellement"),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        location(&resp),
+        format!("/mandats/nouveau?renouvellement={mandate}")
+    );
+}
+
+async fn attestation_of(app: &TestApp, mandate: Uuid) -> Option<Uuid> {
+    sqlx::query_scalar("SELECT attestation_id FROM dep_33.mandates WHERE id = $1")
+        .bind(mandate)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("mandat")
+}
+
+#[tokio::test]
+async fn producing_an_attestation_needs_the_right_to_create_and_a_recent_code() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    let mandate = direct_mandate(&app, structure, who.id, "DUBOIS", &["logement"]).await;
+    assert_eq!(attestation_of(&app, mandate).await, None);
+    let page_path = format!("/mandats/{mandate}");
+    let action = format!("/mandats/{mandate}/attestation");
+
+    // A référent reads mandates but does not make them: 403, nothing produced.
+    let referent = professional(
+        &app.db.admin,
+        "Rémi Référent",
+        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let rclient = browser(&app.address);
+    log_in(&rclient, &app, &referent, -1).await;
+    let resp = post_form(&rclient, &app, &page_path, &action, &[]).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(attestation_of(&app, mandate).await, None);
+
+    // An aidant idle for 16 minutes is sent to the code re-check first; nothing produced.
+    let idle = professional(
+        &app.db.admin,
+        "Ida Inactive",
+        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let iclient = browser(&app.address);
+    log_in(&iclient, &app, &idle, -1).await;
+    sqlx::query("UPDATE platform.sessions SET last_seen_at = now() - interval '16 minutes' WHERE professional_id = $1")
+        .bind(idle.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("inactivité");
+    let resp = post_form(&iclient, &app, &page_path, &action, &[]).await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        location(&resp).starts_with("/compte/verification?suite="),
+        "{}",
+        location(&resp)
+    );
+    assert_eq!(attestation_of(&app, mandate).await, None);
+
+    // The aidant with a recent code produces it.
+    let resp = post_form(&client, &app, &page_path, &action, &[]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        location(&resp),
+        format!("/mandats/{mandate}?message=attestation")
+    );
+    assert!(attestation_of(&app, mandate).await.is_some());
+}
+
+#[tokio::test]
+async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, _) = aidant(&app).await;
+    let hostile = [
+        "=HYPERLINK(\"https://evil.example\";\"x\")",
+        "+33 CALC",
+        "-2+3",
+        "@SUM(A1)",
+        "\tTAB",
+        "\rCR",
+    ];
+    for name in hostile {
+        direct_mandate(&app, structure, who.id, name, &["logement"]).await;
+    }
+    let referent = professional(
+        &app.db.admin,
+        "Rémi Référent",
+        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+    )
+    .await;
+    let rclient = browser(&app.address);
+    log_in(&rclient, &app, &referent, -1).await;
+    let export = app.url("/mandats/export.csv");
+    // A link cannot export (no GET), nor a form from elsewhere (no CSRF token).
+    assert_eq!(rclient.get(&export).await.status(), 405);
+    assert_eq!(rclient.post(&export, &[]).await.status(), 403);
+    let counter = Counter {
+        app_admin: app.db.admin.clone(),
+    };
+    assert_eq!(counter.journal("mandates_exported", None).await, 0);
+    let resp = post_form(&rclient, &app, "/mandats", "/mandats/export.csv", &[]).await;
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.expect("csv");
+    assert_eq!(counter.journal("mandates_exported", None).await, 1);
+    for name in hostile {
+        let cell = format!("\"'{} Angela Claire Louise\"", name.replace('"', "\"\""));
+        assert!(csv.contains(&cell), "{cell:?} absent de {csv:?}");
+    }
+    // No cell of a data line starts with a formula character.
+    for line in csv.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        for cell in line.split(";\"") {
+            let inner = cell.trim_start_matches('"');
+            assert!(
+                !inner.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?} dans {line:?}"
+            );
+        }
+    }
 }

@@ -589,7 +589,6 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: Uuid) -> Fore
 /// structure A (every permission there, session fresh) with the ids of structure B (same
 /// département) and of structure C (another département): 404, and no list shows their rows.
 #[tokio::test]
-#[ignore = "fails on today's code: POST /mandats/:id/renouvellement answers 303 (to /mandats/nouveau?renouvellement=…) for another structure's or département's mandate instead of 404 (issue 13, low item, fixed elsewhere)"]
 async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
     let app = spawn_app(&["33", "01"]).await;
     let a = structure_domain(&app, "33").await;

@@ -114,7 +114,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 web::confirm.data(shared.clone()),
             ),
         Page::at("/mandats/preparation/:id/termine").get(Access::Session, web::draft_completed),
-        Page::at("/mandats/export.csv").get(permission(Action::MandateExport), web::export),
+        Page::at("/mandats/export.csv").post(permission(Action::MandateExport), web::export),
         Page::at("/mandats/:id").get(
             permission(Action::MandateList),
             web::show.data(shared.clone()),
@@ -125,7 +125,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ),
         Page::at("/mandats/:id/renouvellement").post(recent(Action::MandateRenew), web::renew),
         Page::at("/mandats/:id/attestation").post(
-            permission(Action::MandateList),
+            recent(Action::MandateCreate),
             web::attestation_retry.data(shared.clone()),
         ),
         Page::at("/mandats/:id/explication").get(permission(Action::MandateList), web::explanation),

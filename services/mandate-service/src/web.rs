@@ -190,6 +190,7 @@ struct ListPage<'a> {
     next: Option<String>,
     can_create: bool,
     can_export: bool,
+    csrf: String,
 }
 
 pub struct AuthorisationView {
@@ -219,6 +220,7 @@ struct MandatePage<'a> {
     revocations: Vec<String>,
     can_revoke: bool,
     can_renew: bool,
+    can_attest: bool,
     flash: Option<(bool, String)>,
 }
 
@@ -423,6 +425,7 @@ fn list_link(q: &str, etat: &str, categorie: &str, page: i64) -> String {
 
 #[handler]
 pub async fn list(
+    req: &Request,
     platform: Data<&Platform>,
     scope: Scope,
     Query(query): Query<ListQuery>,
@@ -480,6 +483,7 @@ pub async fn list(
         page,
         can_create,
         can_export,
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
     })
 }
 
@@ -1436,10 +1440,12 @@ pub async fn produce_attestation(
 pub async fn attestation_retry(
     platform: Data<&Platform>,
     shared: Data<&Shared>,
-    scope: Scope,
+    VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
 ) -> poem::Result<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
+    // Producing the attestation finishes the mandate's creation: the same right, and the same
+    // recent code, as creating it.
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let mandate = parse_id(&id)?;
     match produce_attestation(&platform, &shared, &scope, mandate).await {
         Ok(_) => Ok(see_other(format!("/mandats/{mandate}?message=attestation"))),
@@ -1592,6 +1598,10 @@ pub async fn show(
         .guard
         .allows(scope.me.id, &domain, Action::MandateRenew)
         .await;
+    let can_attest = platform
+        .guard
+        .allows(scope.me.id, &domain, Action::MandateCreate)
+        .await;
     html(&MandatePage {
         theme: THEME,
         nav: nav("/mandats"),
@@ -1610,6 +1620,7 @@ pub async fn show(
         revocations: revocations.into_iter().map(link).collect(),
         can_revoke,
         can_renew,
+        can_attest,
         flash: mandate_flash(q.message.as_deref()),
     })
 }
@@ -1749,6 +1760,11 @@ pub async fn renew(
 ) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateRenew).await?;
     let mandate = parse_id(&id)?;
+    // Another structure's (or territory's) mandate, or none: 404, as for every id.
+    renewal_terms(&scope.tenant, scope.structure.id, mandate)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(not_found)?;
     Ok(see_other(format!(
         "/mandats/nouveau?renouvellement={mandate}"
     )))
@@ -2168,8 +2184,8 @@ pub async fn activity(platform: Data<&Platform>, scope: Scope) -> poem::Result<R
 }
 
 fn csv_field(s: &str) -> String {
-    // Quote every field; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    // Quote every field; neutralise spreadsheet formulas (OWASP's list of leading characters).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_owned()
@@ -2177,7 +2193,8 @@ fn csv_field(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// The référent's CSV export of the structure's mandates (those a list shows), journaled.
+/// The référent's CSV export of the structure's mandates (those a list shows), journaled. A
+/// POST (with the CSRF token) so that no link or image elsewhere can make a browser export.
 #[handler]
 pub async fn export(platform: Data<&Platform>, scope: Scope) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateExport).await?;

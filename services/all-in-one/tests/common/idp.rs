@@ -105,7 +105,7 @@ pub async fn mandate_for(
     (usager, mandate)
 }
 
-/// Registers a client; returns its secret.
+/// Registers a client allowed every scope and every démarche category; returns its secret.
 pub async fn register(
     app: &TestApp,
     client_id: &str,
@@ -115,9 +115,11 @@ pub async fn register(
     alg: Alg,
     jwks: Option<JwkSet>,
 ) -> Option<String> {
-    clients::register(
-        &app.db.admin,
-        &NewClient {
+    let scopes: Vec<&str> = mandate_service::idp::SCOPES.into();
+    let all: Vec<&str> = categories::ALL.iter().map(|c| c.code).collect();
+    register_allowed(
+        app,
+        NewClient {
             client_id: client_id.into(),
             name: "FranceConnect (test)".into(),
             auth_method: method,
@@ -125,7 +127,28 @@ pub async fn register(
             redirect_uris: vec![redirect.into()],
             post_logout_redirect_uris: logout.iter().map(|s| (*s).to_owned()).collect(),
             signing_alg: alg,
+            allowed_scopes: Vec::new(),
+            allowed_categories: Vec::new(),
         },
+        &scopes,
+        &all,
+    )
+    .await
+}
+
+/// Registers `client` allowed only `scopes` and `categories`; returns its secret.
+pub async fn register_allowed(
+    app: &TestApp,
+    mut client: NewClient,
+    scopes: &[&str],
+    categories: &[&str],
+) -> Option<String> {
+    client.allowed_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    client.allowed_categories = categories.iter().map(|c| (*c).to_owned()).collect();
+    clients::register(
+        &app.db.admin,
+        &client,
+        foundation::config::Environment::Test,
     )
     .await
     .expect("client enregistré")

@@ -60,6 +60,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 10, "0010_internal_callers"),
             migration!("platform", 11, "0011_request_digests"),
             migration!("platform", 12, "0012_login_hardening"),
+            migration!("platform", 13, "0013_oidc_client_allowances"),
         ])
     });
 

@@ -8,11 +8,14 @@ use std::time::{Duration as StdDuration, Instant};
 
 use base64::Engine;
 use foundation::auth::secrets::{constant_time_eq, new_token, token_hash};
+use foundation::config::Environment;
 use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use super::SCOPES;
 use super::keys::Alg;
+use crate::categories;
 use crate::jws::{self, JwkSet};
 
 /// How a client authenticates at the token endpoint.
@@ -55,6 +58,10 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     pub signing_alg: Alg,
     pub active: bool,
+    /// The scopes it may ask (`openid` among them).
+    pub allowed_scopes: Vec<String>,
+    /// The démarche categories (our codes) it may receive a mandate's use for.
+    pub allowed_categories: Vec<String>,
 }
 
 #[cfg(test)]
@@ -75,6 +82,8 @@ impl Client {
             post_logout_redirect_uris: Vec::new(),
             signing_alg,
             active: true,
+            allowed_scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            allowed_categories: categories::ALL.iter().map(|c| c.code.to_owned()).collect(),
         }
     }
 }
@@ -90,6 +99,10 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub signing_alg: Alg,
+    /// Scopes it may ask, among [`SCOPES`] (`openid` is added).
+    pub allowed_scopes: Vec<String>,
+    /// Démarche categories it may receive (our codes or FranceConnect's labels).
+    pub allowed_categories: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,25 +113,82 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-/// A redirect or logout URI must be absolute, HTTPS (plain HTTP only on the loopback
-/// interface, for local stacks), without fragment; it is then compared exactly.
-pub fn check_uri(uri: &str) -> Result<(), String> {
-    let ok_scheme = uri.starts_with("https://")
-        || uri.starts_with("http://127.0.0.1:")
-        || uri.starts_with("http://127.0.0.1/")
-        || uri.starts_with("http://localhost:");
-    if !ok_scheme {
-        return Err(format!(
-            "URI refusée (https:// obligatoire, http:// seulement en local) : {uri}"
-        ));
+/// A redirect or logout URI, parsed as a browser parses it (WHATWG URL): absolute, `https`
+/// (plain `http` only on the loopback interface — 127.0.0.0/8, `[::1]`, `localhost` — and
+/// never in production), without user name, password or fragment. Checked at registration
+/// and again before the provider sends a browser there; requests then compare it exactly.
+pub fn check_uri(uri: &str, environment: Environment) -> Result<(), String> {
+    let refuse = |why: &str| Err(format!("URI refusée ({why}) : {uri}"));
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("espace ou caractère de contrôle");
     }
-    if uri.contains('#') || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("URI refusée (fragment ou espace) : {uri}"));
+    let Ok(url) = reqwest::Url::parse(uri) else {
+        return refuse("adresse absolue attendue, https://…");
+    };
+    if !url.username().is_empty() || url.password().is_some() || uri.contains('@') {
+        return refuse("identifiant ou mot de passe dans l'adresse");
     }
-    Ok(())
+    if url.fragment().is_some() || uri.contains('#') {
+        return refuse("fragment interdit");
+    }
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return refuse("hôte manquant");
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback && environment != Environment::Production => Ok(()),
+        _ => refuse(
+            "https:// obligatoire ; http:// seulement sur 127.0.0.1, [::1] ou localhost, hors production",
+        ),
+    }
 }
 
-fn check_new(new: &NewClient) -> Result<(), RegistryError> {
+/// The scopes and categories a new client is registered with, checked and normalised (codes,
+/// sorted, `openid` included).
+fn allowed_lists(new: &NewClient) -> Result<(Vec<String>, Vec<String>), RegistryError> {
+    let mut scopes = vec!["openid".to_owned()];
+    for s in &new.allowed_scopes {
+        if !SCOPES.contains(&s.as_str()) {
+            return Err(RegistryError::Invalid(format!(
+                "scope inconnu : {s} (possibles : {})",
+                SCOPES.join(", ")
+            )));
+        }
+        scopes.push(s.clone());
+    }
+    scopes.sort();
+    scopes.dedup();
+    let mut cats = Vec::new();
+    for c in &new.allowed_categories {
+        let Some(category) = categories::by_fc_label_or_code(c) else {
+            return Err(RegistryError::Invalid(format!(
+                "catégorie de démarche inconnue : {c} (possibles : {})",
+                categories::ALL
+                    .iter()
+                    .map(|c| c.code)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        cats.push(category.code.to_owned());
+    }
+    cats.sort();
+    cats.dedup();
+    if cats.is_empty() {
+        return Err(RegistryError::Invalid(
+            "au moins une catégorie de démarche est obligatoire".into(),
+        ));
+    }
+    Ok((scopes, cats))
+}
+
+fn check_new(new: &NewClient, environment: Environment) -> Result<(), RegistryError> {
     let id_ok = (8..=100).contains(&new.client_id.len())
         && new
             .client_id
@@ -142,7 +212,7 @@ fn check_new(new: &NewClient) -> Result<(), RegistryError> {
         .iter()
         .chain(&new.post_logout_redirect_uris)
     {
-        check_uri(uri).map_err(RegistryError::Invalid)?;
+        check_uri(uri, environment).map_err(RegistryError::Invalid)?;
     }
     match (new.auth_method, &new.jwks) {
         (AuthMethod::PrivateKeyJwt, None) => Err(RegistryError::Invalid(
@@ -159,15 +229,21 @@ fn check_new(new: &NewClient) -> Result<(), RegistryError> {
 }
 
 /// Registers a client; returns its secret (shown once, stored only as a hash) unless it
-/// authenticates with `private_key_jwt`.
-pub async fn register(pool: &PgPool, new: &NewClient) -> Result<Option<String>, RegistryError> {
-    check_new(new)?;
+/// authenticates with `private_key_jwt`. `environment` decides whether plain-HTTP loopback
+/// URIs are accepted (never in production).
+pub async fn register(
+    pool: &PgPool,
+    new: &NewClient,
+    environment: Environment,
+) -> Result<Option<String>, RegistryError> {
+    check_new(new, environment)?;
+    let (scopes, cats) = allowed_lists(new)?;
     let secret = (new.auth_method != AuthMethod::PrivateKeyJwt).then(new_token);
     let done = sqlx::query(
         "INSERT INTO platform.oidc_clients
              (client_id, name, auth_method, secret_hash, jwks, redirect_uris,
-              post_logout_redirect_uris, signing_alg)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+              post_logout_redirect_uris, signing_alg, allowed_scopes, allowed_categories)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (client_id) DO NOTHING",
     )
     .bind(&new.client_id)
@@ -182,6 +258,8 @@ pub async fn register(pool: &PgPool, new: &NewClient) -> Result<Option<String>, 
     .bind(&new.redirect_uris)
     .bind(&new.post_logout_redirect_uris)
     .bind(new.signing_alg.as_str())
+    .bind(&scopes)
+    .bind(&cats)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {
@@ -239,13 +317,27 @@ type ClientRow = (
     Vec<String>,
     String,
     bool,
+    Vec<String>,
+    Vec<String>,
 );
 
 const CLIENT_COLUMNS: &str = "client_id, name, auth_method, secret_hash, jwks, redirect_uris,
-    post_logout_redirect_uris, signing_alg, active";
+    post_logout_redirect_uris, signing_alg, active, allowed_scopes, allowed_categories";
 
 fn to_client(row: ClientRow) -> Option<Client> {
-    let (client_id, name, method, secret_hash, jwks, redirect_uris, logout, alg, active) = row;
+    let (
+        client_id,
+        name,
+        method,
+        secret_hash,
+        jwks,
+        redirect_uris,
+        logout,
+        alg,
+        active,
+        allowed_scopes,
+        allowed_categories,
+    ) = row;
     Some(Client {
         client_id,
         name,
@@ -256,6 +348,8 @@ fn to_client(row: ClientRow) -> Option<Client> {
         post_logout_redirect_uris: logout,
         signing_alg: Alg::parse(&alg)?,
         active,
+        allowed_scopes,
+        allowed_categories,
     })
 }
 
@@ -498,12 +592,49 @@ mod tests {
     }
 
     #[test]
-    fn uris_must_be_https_or_loopback_and_without_fragment() {
-        assert!(check_uri("https://fc.example/api/v2/oidc-callback").is_ok());
-        assert!(check_uri("http://127.0.0.1:4000/cb").is_ok());
-        assert!(check_uri("http://example.org/cb").is_err());
-        assert!(check_uri("https://a.example/cb#x").is_err());
-        assert!(check_uri("javascript:alert(1)").is_err());
+    fn uris_must_be_https_or_loopback_and_without_userinfo_or_fragment() {
+        let dev = Environment::Development;
+        for ok in [
+            "https://fc.example/api/v2/oidc-callback",
+            "https://fc.example:8443/cb?x=1",
+            "http://127.0.0.1:4000/cb",
+            "http://127.1.2.3/cb",
+            "http://[::1]:4000/cb",
+            "http://localhost:4000/cb",
+        ] {
+            assert_eq!(check_uri(ok, dev), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://example.org/cb",
+            "http://127.0.0.1:4000@evil.example/cb",
+            "http://127.0.0.1@evil.example/cb",
+            "https://fc.example@evil.example/cb",
+            "https://user:pw@fc.example/cb",
+            "https://fc.example\\@evil.example/cb",
+            "http://localhost.evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "https://a.example/cb#x",
+            "https://a.example/cb#",
+            "javascript:alert(1)",
+            "javascript://fc.example/%0Aalert(1)",
+            "data:text/html,x",
+            "//fc.example/cb",
+            "/cb",
+            "https://fc.example/c b",
+            "https://fc.example/cb\n",
+            "",
+        ] {
+            assert!(check_uri(bad, dev).is_err(), "{bad}");
+        }
+        let prod = Environment::Production;
+        assert!(check_uri("https://fc.example/cb", prod).is_ok());
+        for bad in [
+            "http://127.0.0.1:4000/cb",
+            "http://localhost/cb",
+            "http://[::1]/cb",
+        ] {
+            assert!(check_uri(bad, prod).is_err(), "{bad}");
+        }
     }
 
     #[test]

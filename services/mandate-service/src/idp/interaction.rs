@@ -102,7 +102,7 @@ async fn validated(
         .get(params.get("client_id").unwrap_or_default())
         .await
         .map_err(db_error)?;
-    Ok(validate(params, client))
+    Ok(validate(params, client, provider.environment))
 }
 
 /// The categories this flow may use: those the client accepts and the structure allows.

@@ -1,8 +1,9 @@
 //! The identity provider's signing keys: generated here, stored encrypted (AES-256-GCM) in the
 //! platform schema, published in the JWK set from their creation, used from `signs_from`, and
-//! unpublished long after their successor took over. Each process keeps the decrypted keys in
-//! memory and reads the table again every few seconds, so a rotation made with tenant-admin
-//! reaches every replica before the new key signs anything.
+//! unpublished long after their successor took over. Each process keeps the decrypted keys and
+//! the JWK set in memory and reads the table again when what it read is older than
+//! [`RELOAD_EVERY`]; a rotation must leave at least [`MIN_PUBLISH_DELAY`] between publication
+//! and first signature, so every replica publishes a key before any replica signs with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,8 +18,11 @@ use time::{Duration, OffsetDateTime};
 
 use crate::jws::{self, Jwk, JwkSet};
 
-/// How often a process reads the key table again.
+/// How often a process reads the key table again (keys to sign with and the published set).
 pub const RELOAD_EVERY: StdDuration = StdDuration::from_secs(5);
+/// Shortest time a rotation may leave between publishing a key and signing with it: twice the
+/// reload period, so that every replica publishes the key before any replica signs with it.
+pub const MIN_PUBLISH_DELAY: Duration = Duration::seconds(2 * RELOAD_EVERY.as_secs() as i64);
 /// Default time between publishing a new key and signing with it: longer than any client's
 /// JWK-set cache is likely to be (clients also refetch on an unknown `kid`).
 pub const DEFAULT_PUBLISH_DELAY: Duration = Duration::hours(1);
@@ -80,6 +84,12 @@ pub enum KeyError {
     Unreadable(String),
     #[error("aucune clé de signature {0} en service : lancer `tenant-admin idp keys rotate`")]
     NoKey(&'static str),
+    #[error(
+        "délai de publication trop court : au moins {} s (chaque processus relit les clés toutes les {} s)",
+        MIN_PUBLISH_DELAY.whole_seconds(),
+        RELOAD_EVERY.as_secs()
+    )]
+    PublishDelayTooShort,
 }
 
 fn random_kid() -> String {
@@ -118,9 +128,23 @@ fn parse_private(alg: Alg, bytes: &[u8]) -> Result<Private, KeyError> {
     }
 }
 
-/// Creates a key of `alg` that signs from `now + publish_delay`, and schedules the end of
-/// publication of every older key of that algorithm `retention` after that. Returns its kid.
+/// Creates a key of `alg` that signs from `now + publish_delay` (at least
+/// [`MIN_PUBLISH_DELAY`]), and schedules the end of publication of every older key of that
+/// algorithm `retention` after that. Returns its kid.
 pub async fn rotate(
+    pool: &PgPool,
+    cipher: &SeedCipher,
+    alg: Alg,
+    publish_delay: Duration,
+    retention: Duration,
+) -> Result<String, KeyError> {
+    if publish_delay < MIN_PUBLISH_DELAY {
+        return Err(KeyError::PublishDelayTooShort);
+    }
+    insert_key(pool, cipher, alg, publish_delay, retention).await
+}
+
+async fn insert_key(
     pool: &PgPool,
     cipher: &SeedCipher,
     alg: Alg,
@@ -178,7 +202,10 @@ pub async fn ensure(pool: &PgPool, cipher: &SeedCipher, alg: Alg) -> Result<bool
     if present {
         return Ok(false);
     }
-    rotate(pool, cipher, alg, Duration::ZERO, DEFAULT_RETENTION).await?;
+    // The first key of an algorithm has no predecessor to sign meanwhile: it signs at once
+    // (another replica may publish it up to RELOAD_EVERY later; clients refetch on an unknown
+    // kid).
+    insert_key(pool, cipher, alg, Duration::ZERO, DEFAULT_RETENTION).await?;
     Ok(true)
 }
 
@@ -371,10 +398,11 @@ impl KeyStore {
             .ok_or(KeyError::NoKey(alg.as_str()))
     }
 
-    /// The published public keys (the JWK set), read from the table itself: a key is published
-    /// from the moment it is committed, whatever any process's cache holds.
+    /// The published public keys (the JWK set), from memory: the table is read again only when
+    /// what this process read is older than [`RELOAD_EVERY`], so a committed key is published
+    /// by every replica within that time (and a rotation's publish delay is at least twice it).
     pub async fn jwks(&self) -> Result<JwkSet, KeyError> {
-        self.reload().await?;
+        self.refresh().await?;
         let now = OffsetDateTime::now_utc();
         let cache = self.cache.read().map_err(|_| KeyError::NoKey("ES256"))?;
         let mut keys: Vec<(&OffsetDateTime, Jwk)> = cache

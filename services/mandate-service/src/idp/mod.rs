@@ -17,6 +17,7 @@ pub mod tokens;
 
 use foundation::app::Platform;
 use foundation::auth::secrets::SeedCipher;
+use foundation::config::Environment;
 use foundation::tenancy::DepartementCode;
 use hmac::{Hmac, Mac};
 use poem::web::Data;
@@ -35,6 +36,22 @@ pub const ID_TOKEN_SECONDS: i64 = 60;
 /// How the aidant authenticated: magic link by e-mail, then a TOTP code (FranceConnect's `amr`
 /// values).
 pub const AMR: [&str; 2] = ["mail", "otp"];
+
+/// The scopes the provider knows; each client is registered with the part of them it may ask.
+pub const SCOPES: [&str; 12] = [
+    "openid",
+    "profile",
+    "email",
+    "birth",
+    "identite_pivot",
+    "given_name",
+    "family_name",
+    "birthdate",
+    "gender",
+    "birthplace",
+    "birthcountry",
+    "preferred_username",
+];
 
 /// Identity claims a userinfo answer may hold, and the scopes that release each.
 pub const IDENTITY_CLAIMS: [(&str, &[&str]); 8] = [
@@ -58,6 +75,8 @@ pub struct Provider {
     pub issuer: String,
     pub keys: keys::KeyStore,
     pub clients: clients::Registry,
+    /// Plain-HTTP redirect URIs on the loopback interface are honoured outside production only.
+    pub environment: Environment,
     subject_key: std::sync::Arc<Vec<u8>>,
 }
 
@@ -77,6 +96,7 @@ impl Provider {
                 .to_owned(),
             keys: keys::KeyStore::new(platform.platform_pool().clone(), cipher),
             clients: clients::Registry::new(platform.platform_pool().clone()),
+            environment: platform.settings.environment,
             subject_key: std::sync::Arc::new(
                 security.idp_subject_key.expose_secret().as_bytes().to_vec(),
             ),
@@ -123,21 +143,7 @@ pub fn territory_of(token: &str) -> Option<DepartementCode> {
 #[handler]
 pub async fn discovery(provider: Data<&Provider>) -> Response {
     let p = *provider;
-    let scopes: Vec<&str> = [
-        "openid",
-        "profile",
-        "email",
-        "birth",
-        "identite_pivot",
-        "given_name",
-        "family_name",
-        "birthdate",
-        "gender",
-        "birthplace",
-        "birthcountry",
-        "preferred_username",
-    ]
-    .into();
+    let scopes: Vec<&str> = SCOPES.into();
     let mut claims: Vec<&str> = vec![
         "sub",
         "iss",
@@ -190,7 +196,8 @@ fn cached_json(body: String, max_age: u32) -> Response {
         .body(body)
 }
 
-/// The published signing keys.
+/// The published signing keys, from the process's memory (read again from the table every
+/// [`keys::RELOAD_EVERY`]).
 #[handler]
 pub async fn jwks(provider: Data<&Provider>) -> Response {
     match provider.keys.jwks().await {

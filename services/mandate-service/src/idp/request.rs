@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use foundation::config::Environment;
 use serde_json::Value;
 
-use super::clients::Client;
+use super::clients::{Client, check_uri};
 use crate::categories::{self, ALL, Category};
 
 /// The parameters of the authorization request that pages carry along (hidden fields) so the
@@ -34,7 +35,7 @@ pub struct AuthRequest {
     pub scopes: Vec<String>,
     pub state: String,
     pub nonce: String,
-    /// The categories the client accepts (all when it did not say).
+    /// The categories the client accepts (all when it did not say) and was registered with.
     pub requested: Vec<Category>,
     pub code_challenge: Option<String>,
     /// The carried parameters, as received.
@@ -118,8 +119,13 @@ pub fn requested_categories(claims: &Value) -> Result<Option<Vec<Category>>, &'s
 }
 
 /// Validates the request against the registered `client` (already looked up from
-/// `client_id`; `None` when unknown or disabled).
-pub fn validate(params: &Params, client: Option<Arc<Client>>) -> Result<AuthRequest, Refusal> {
+/// `client_id`; `None` when unknown or disabled). The redirect URI, though registered, is
+/// parsed again under the current `environment` before anything is sent there.
+pub fn validate(
+    params: &Params,
+    client: Option<Arc<Client>>,
+    environment: Environment,
+) -> Result<AuthRequest, Refusal> {
     let client = client.ok_or(Refusal::Page(
         "Le service qui vous a envoyé ici n'est pas reconnu par Aidants Connect.",
     ))?;
@@ -130,6 +136,11 @@ pub fn validate(params: &Params, client: Option<Arc<Client>>) -> Result<AuthRequ
             "L'adresse de retour demandée n'est pas celle enregistrée pour ce service.",
         ))?
         .to_owned();
+    if check_uri(&redirect_uri, environment).is_err() {
+        return Err(Refusal::Page(
+            "L'adresse de retour enregistrée pour ce service n'est pas sûre : Aidants Connect n'y renvoie pas.",
+        ));
+    }
     let state = params.get("state").map(str::to_owned);
     let refuse = |error: &'static str, description: &str| Refusal::Redirect {
         redirect_uri: redirect_uri.clone(),
@@ -177,6 +188,17 @@ pub fn validate(params: &Params, client: Option<Arc<Client>>) -> Result<AuthRequ
     let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(refuse("invalid_scope", "le scope openid est obligatoire"));
+    }
+    // A scope the client was not registered with is an error (RFC 6749 §4.1.2.1), not
+    // silently dropped: the client learns at once that it asks for more than it may.
+    if let Some(extra) = scopes
+        .iter()
+        .find(|s| !client.allowed_scopes.iter().any(|a| a == *s))
+    {
+        return Err(refuse(
+            "invalid_scope",
+            &format!("scope non autorisé pour ce service : {extra}"),
+        ));
     }
     let state = params
         .get("state")
@@ -236,6 +258,15 @@ pub fn validate(params: &Params, client: Option<Arc<Client>>) -> Result<AuthRequ
             requested_categories(&claims).map_err(|e| refuse("invalid_request", e))?
         }
     };
+    // The démarches asked for (all when the claims request names none), restricted to those
+    // the client was registered with: a claims request is honoured as far as allowed
+    // (OpenID Connect Core §5.5); if nothing is left, the aidant has nothing to choose and the
+    // client gets access_denied.
+    let requested = requested
+        .unwrap_or_else(|| ALL.to_vec())
+        .into_iter()
+        .filter(|c| client.allowed_categories.iter().any(|a| a == c.code))
+        .collect();
     let carried = CARRIED
         .iter()
         .filter_map(|name| params.get(name).map(|v| ((*name).to_owned(), v.to_owned())))
@@ -246,7 +277,7 @@ pub fn validate(params: &Params, client: Option<Arc<Client>>) -> Result<AuthRequ
         scopes,
         state,
         nonce,
-        requested: requested.unwrap_or_else(|| ALL.to_vec()),
+        requested,
         code_challenge,
         carried,
     })
@@ -287,6 +318,8 @@ mod tests {
     use super::super::keys::Alg;
     use super::*;
 
+    const PROD: Environment = Environment::Production;
+
     fn client() -> Arc<Client> {
         Arc::new(Client::for_tests(
             "fc-integration",
@@ -313,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_franceconnect_request_is_accepted() {
-        let req = validate(&Params::parse(&query("")), Some(client())).expect("valide");
+        let req = validate(&Params::parse(&query("")), Some(client()), PROD).expect("valide");
         assert_eq!(req.state, "s1234");
         assert_eq!(req.requested.len(), ALL.len());
         assert!(req.carried.iter().any(|(k, _)| k == "prompt"));
@@ -322,19 +355,19 @@ mod tests {
     #[test]
     fn unknown_client_or_redirect_gives_a_page_never_a_redirect() {
         assert!(matches!(
-            validate(&Params::parse(&query("")), None),
+            validate(&Params::parse(&query("")), None, PROD),
             Err(Refusal::Page(_))
         ));
         let wrong = query("").replace("oidc-callback", "evil");
         assert!(matches!(
-            validate(&Params::parse(&wrong), Some(client())),
+            validate(&Params::parse(&wrong), Some(client()), PROD),
             Err(Refusal::Page(_))
         ));
     }
 
     #[test]
     fn other_errors_are_redirected_with_state() {
-        let p = |q: String| validate(&Params::parse(&q), Some(client()));
+        let p = |q: String| validate(&Params::parse(&q), Some(client()), PROD);
         assert_eq!(
             error_of(p(
                 query("").replace("response_type=code", "response_type=token")
@@ -384,5 +417,56 @@ mod tests {
         assert_eq!(requested_categories(&serde_json::json!({})), Ok(None));
         let bad = serde_json::json!({"id_token": {"rep_scope": {"values": [1]}}});
         assert!(requested_categories(&bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod allowance_tests {
+    use super::super::clients::AuthMethod;
+    use super::super::keys::Alg;
+    use super::*;
+
+    #[test]
+    fn scopes_outside_the_registration_are_invalid_and_categories_are_restricted() {
+        let mut client = Client::for_tests(
+            "service-logement",
+            AuthMethod::ClientSecretPost,
+            vec!["https://s.example/cb".into()],
+            Alg::Es256,
+        );
+        client.allowed_scopes = vec!["openid".into(), "profile".into()];
+        client.allowed_categories = vec!["logement".into()];
+        let client = Arc::new(client);
+        let query = |scope: &str, extra: &str| {
+            format!(
+                "response_type=code&client_id=service-logement&redirect_uri=https%3A%2F%2Fs.example%2Fcb\
+                 &scope={scope}&state=s1234&nonce=n1234{extra}"
+            )
+        };
+        let run = |q: String| {
+            validate(
+                &Params::parse(&q),
+                Some(client.clone()),
+                Environment::Production,
+            )
+        };
+        assert!(matches!(
+            run(query("openid%20email", "")),
+            Err(Refusal::Redirect {
+                error: "invalid_scope",
+                ..
+            })
+        ));
+        let ok = run(query("openid%20profile", "")).expect("valide");
+        assert_eq!(
+            ok.requested.iter().map(|c| c.code).collect::<Vec<_>>(),
+            ["logement"]
+        );
+        let famille = run(query(
+            "openid",
+            "&claims=%7B%22id_token%22%3A%7B%22rep_scope%22%3A%7B%22values%22%3A%5B%22famille%22%5D%7D%7D%7D",
+        ))
+        .expect("valide");
+        assert!(famille.requested.is_empty());
     }
 }

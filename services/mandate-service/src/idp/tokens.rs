@@ -509,8 +509,10 @@ pub async fn userinfo(
 }
 
 /// `GET /oidc/session/end`: checks the id_token hint (signed here) and the post-logout URI
-/// (registered for the hint's client), ends the aidant's session of that flow, and sends the
-/// browser back with `state`.
+/// (registered for the hint's client), ends the aidant's session of that flow — only when it is
+/// the caller's own session (this browser's cookie) and the hint's client and subject are the
+/// flow's — and sends the browser back with `state`. A hint presented from another browser
+/// ends nothing.
 #[handler]
 pub async fn end_session(
     req: &Request,
@@ -554,7 +556,10 @@ pub async fn end_session(
         return refuse("La demande de déconnexion est incohérente.");
     }
     let target = match params.get("post_logout_redirect_uri") {
-        Some(uri) if client.post_logout_redirect_uris.iter().any(|u| u == uri) => {
+        Some(uri)
+            if client.post_logout_redirect_uris.iter().any(|u| u == uri)
+                && super::clients::check_uri(uri, provider.environment).is_ok() =>
+        {
             Some(uri.to_owned())
         }
         Some(_) => {
@@ -562,19 +567,34 @@ pub async fn end_session(
         }
         None => None,
     };
-    // The flow's grant names the aidant's session: end it.
-    let ended = match claims["sid"].as_str().and_then(|sid| sid.split_once('.')) {
-        Some((dep, grant)) => {
-            let dep = foundation::tenancy::DepartementCode::parse(dep).ok();
-            let grant = Uuid::parse_str(grant).ok();
-            match (dep, grant) {
-                (Some(dep), Some(grant)) => end_flow_session(&platform, dep, grant)
-                    .await
-                    .map_err(db_error)?,
-                _ => false,
-            }
+    // The flow's grant names the aidant's session: end it if it is this browser's.
+    let caller = req
+        .cookie()
+        .get(SESSION_COOKIE)
+        .map(|c| c.value_str().to_owned())
+        .filter(|v| !v.is_empty())
+        .map(|v| token_hash(&v));
+    let flow = claims["sid"]
+        .as_str()
+        .and_then(|sid| sid.split_once('.'))
+        .and_then(|(dep, grant)| {
+            Some((
+                foundation::tenancy::DepartementCode::parse(dep).ok()?,
+                Uuid::parse_str(grant).ok()?,
+            ))
+        });
+    let ended = match (flow, caller, claims["sub"].as_str()) {
+        (Some((dep, grant)), Some(caller), Some(sub)) => {
+            let hint = Hint {
+                client_id: &client.client_id,
+                sub,
+                caller_session: &caller,
+            };
+            end_flow_session(&platform, &provider, dep, grant, &hint)
+                .await
+                .map_err(db_error)?
         }
-        None => false,
+        _ => false,
     };
     let mut resp = match target {
         Some(uri) => {
@@ -586,10 +606,16 @@ pub async fn end_session(
             };
             Redirect::see_other(to).into_response()
         }
-        None => notice(
+        None if ended => notice(
             StatusCode::OK,
             "Vous êtes déconnecté",
             vec!["La session Aidants Connect de cette démarche est terminée.".into()],
+            Some(("/", "Revenir à l'accueil d'Aidants Connect")),
+        )?,
+        None => notice(
+            StatusCode::OK,
+            "Aucune session terminée",
+            vec!["Ce navigateur n'a pas de session Aidants Connect ouverte pour cette démarche : rien n'a été terminé.".into()],
             Some(("/", "Revenir à l'accueil d'Aidants Connect")),
         )?,
     };
@@ -608,28 +634,51 @@ pub async fn end_session(
     Ok(resp)
 }
 
+/// What the logout request proves: the hint's client and subject, and the caller's session.
+struct Hint<'a> {
+    client_id: &'a str,
+    sub: &'a str,
+    caller_session: &'a [u8],
+}
+
+/// Ends the session of the flow `grant` if it is the caller's and the hint names that flow's
+/// client and subject; returns whether it did.
 async fn end_flow_session(
     platform: &Platform,
+    provider: &Provider,
     departement: foundation::tenancy::DepartementCode,
     grant: Uuid,
+    hint: &Hint<'_>,
 ) -> Result<bool, sqlx::Error> {
     let Ok(tenant) = platform.tenancy.context(departement).await else {
         return Ok(false);
     };
     let mut tx = tenant.begin().await?;
-    let session_hash: Option<Vec<u8>> = sqlx::query_scalar(
-        "UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1
-         RETURNING session_hash",
+    let flow: Option<(Vec<u8>, String, String)> = sqlx::query_as(
+        "SELECT g.session_hash, g.client_id, u.fc_sub
+         FROM oidc_grants g JOIN usagers u ON u.id = g.usager_id
+         WHERE g.id = $1 FOR UPDATE OF g",
     )
     .bind(grant)
     .fetch_optional(&mut *tx)
     .await?;
-    tx.commit().await?;
-    let Some(hash) = session_hash else {
+    let Some((session_hash, client_id, fc_sub)) = flow else {
         return Ok(false);
     };
+    let own = session_hash.as_slice() == hint.caller_session
+        && client_id == hint.client_id
+        && provider.subject(&client_id, &fc_sub) == hint.sub;
+    if !own {
+        tracing::info!("identity provider: end session for another browser's flow, nothing ended");
+        return Ok(false);
+    }
+    sqlx::query("UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1")
+        .bind(grant)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     let mut conn = platform.platform_pool().acquire().await?;
-    session::end(&mut conn, &hash, "oidc_end_session").await?;
+    session::end(&mut conn, &session_hash, "oidc_end_session").await?;
     Ok(true)
 }
 
