@@ -298,7 +298,9 @@ async fn demo_mandates(
         if phone.is_some() || address.is_some() {
             sqlx::query(
                 "INSERT INTO usager_contacts (usager_id, structure_id, phone, postal_address, updated_by)
-                 VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (usager_id, structure_id) DO UPDATE
+                 SET phone = excluded.phone, postal_address = excluded.postal_address",
             )
             .bind(usager)
             .bind(structure)
