@@ -1271,3 +1271,37 @@ async fn a_client_asks_only_its_registered_scopes_and_receives_only_its_categori
         .expect("claims");
     assert_eq!(id_token["rep_scope"], json!(["Logement"]));
 }
+
+/// A deactivated structure (`structures.active = false`) acts no more: its aidants' pages are
+/// refused, a code issued before is not redeemed, an access token issued before gets nothing.
+#[tokio::test]
+async fn a_deactivated_structure_neither_acts_nor_redeems() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-inactive"), &["logement"]).await;
+    let secret = secret_client(&app, "fc-inactive").await;
+    let url = authorize_url(&app, "fc-inactive", CALLBACK, "");
+    let first = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let (status, tokens) = redeem(&app, "fc-inactive", &secret, &first, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().expect("jeton").to_owned();
+    assert_eq!(userinfo_status(&app, &access).await, 200);
+    let pending = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+
+    sqlx::query("UPDATE dep_33.structures SET active = false WHERE id = $1")
+        .bind(fx.structure)
+        .execute(&app.db.admin)
+        .await
+        .expect("désactivation");
+    assert_eq!(userinfo_status(&app, &access).await, 401, "userinfo");
+    let (status, body) = redeem(&app, "fc-inactive", &secret, &pending, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    for path in ["/mandats", "/mandats/nouveau", "/activite"] {
+        let (status, _) = page(&fx.aidant, &app.url(path)).await;
+        assert_eq!(status, 403, "{path}");
+    }
+    let resp = fx.aidant.get(&url).await;
+    assert_eq!(resp.status(), 403, "plus de choix de la personne");
+}

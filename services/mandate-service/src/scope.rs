@@ -59,16 +59,20 @@ async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
         .await
         .map_err(|_| unavailable())?;
     let mut tx = tenant.begin().await.map_err(|_| unavailable())?;
-    let row: Option<(Uuid, String, String, String, Vec<String>)> = sqlx::query_as(
-        "SELECT tenant_id, name, commune_code, address, demarches FROM structures WHERE id = $1",
+    let row: Option<(Uuid, String, String, String, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
     )
     .bind(structure)
     .fetch_optional(&mut *tx)
     .await
     .map_err(|_| unavailable())?;
     tx.commit().await.map_err(|_| unavailable())?;
-    let (tenant_id, name, commune, address, demarches) =
+    let (tenant_id, name, commune, address, demarches, active) =
         row.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    // A deactivated structure acts no more: no page of its space, no mandate made or used.
+    if !active {
+        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+    }
     Ok(Scope {
         me,
         structure: StructureInfo {

@@ -243,7 +243,8 @@ async fn redeem(
                 g.structure_id, g.aidant_id, g.auth_time, g.usager_id, g.mandate_id, g.category,
                 g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
                 g.code_expires_at > now() AS fresh,
-                (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()) AS live,
+                (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
+                 AND s.active) AS live,
                 u.fc_sub, u.email, c.phone, c.postal_address, s.name AS structure_name
          FROM oidc_grants g
          JOIN authorisations a ON a.id = g.authorisation_id
@@ -445,9 +446,11 @@ pub async fn userinfo(
              FROM oidc_grants g
              JOIN authorisations a ON a.id = g.authorisation_id
              JOIN usagers u ON u.id = g.usager_id
+             JOIN structures s ON s.id = g.structure_id
              WHERE g.access_token_hash = $1 AND g.revoked_at IS NULL
                AND g.access_expires_at > now()
-               AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()",
+               AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
+               AND s.active",
         )
         .bind(token_hash(bearer))
         .fetch_optional(&mut *tx)
