@@ -2,7 +2,7 @@
 //! structures, so a newcomer has something to look at after `infra/run up`. Idempotent.
 
 use foundation::tenancy::tenants::{self, TenantError, TenantKind};
-use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::accounts;
 use habilitation_desk::structures::{NewStructure, create_structure};
 use policies::{Domain, Role};
@@ -40,6 +40,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     let report = foundation::tenancy::migrate::provision_departement(
         pool,
         app_role,
+        &crate::tenant_login()?,
         gironde,
         &foundation::tenancy::migrate::DEPARTEMENT_MIGRATIONS,
     )
@@ -62,7 +63,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     )
     .await?;
 
-    let tenancy = Tenancy::load(pool.clone()).await?;
+    let tenancy = crate::tenancy(pool).await?;
     let tenant = tenancy.context(gironde).await?;
     let structures = [
         (

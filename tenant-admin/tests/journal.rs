@@ -3,7 +3,7 @@
 //! checkpoints, and concurrent writers that never fork or skip the chain.
 
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, Tenancy, TenantContext};
+use foundation::tenancy::{DepartementCode, TenantContext};
 use serde_json::json;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
@@ -20,9 +20,7 @@ fn key() -> CheckpointKey {
 /// The territory as the application reaches it (its own login role, then the département role).
 async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
     let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
-    Tenancy::load(pool)
-        .await
-        .expect("tenancy")
+    test_support::tenancy(pool).await
         .context(DepartementCode::parse(code).expect("code"))
         .await
         .expect("territoire")
@@ -51,7 +49,7 @@ async fn append_unsealed(ctx: &TenantContext, n: usize) {
 
 async fn verify(ctx: &TenantContext) -> journal::Verification {
     let mut tx = ctx.begin().await.expect("tx");
-    let v = journal::verify(&mut tx, Some(&key().public()))
+    let v = journal::verify(&mut tx, Some(&key().public()), &journal::Anchor::default())
         .await
         .expect("vérification");
     tx.commit().await.expect("commit");
@@ -288,12 +286,14 @@ async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_sea
     admin(&db2, "DELETE FROM dep_34.journal WHERE seq >= 4").await;
     let v = verify(&ctx2).await;
     assert_eq!(v.first_broken, Some(4), "{v:?}");
+    // The owner deletes every checkpoint, rewrites the chain and signs it again: without the
+    // auditor's anchor the database alone looks consistent, with it the rewrite is found.
     admin(&db2, "DELETE FROM dep_34.journal_checkpoints").await;
     append_n(&ctx2, 2).await;
     let mut tx = ctx2.begin().await.expect("tx");
     journal::checkpoint(&mut tx, &key()).await.expect("sceau");
     tx.commit().await.expect("commit");
-    assert!(verify(&ctx2).await.intact());
+    assert!(!verify(&ctx2).await.intact());
     admin(&db2, "UPDATE dep_34.journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)").await;
     let v = verify(&ctx2).await;
     assert!(

@@ -110,11 +110,18 @@ pub struct HttpSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    /// The application's login role: it owns nothing and reaches a département schema only
-    /// through the tenancy module's `SET LOCAL ROLE`.
+    /// The application's login role: it owns nothing and is a member of no département role;
+    /// territories are reached by logging in as their own role (see `tenant_role_secret`).
     #[serde(serialize_with = "serialize_secret")]
     pub url: SecretString,
     pub max_connections: u32,
+    /// Derives the password of each département role (HMAC-SHA256 of the role's name); the
+    /// migrator (`tenant-admin migrate`) and the services must have the same one.
+    #[serde(serialize_with = "serialize_secret")]
+    pub tenant_role_secret: SecretString,
+    /// Most connections of one territory's pool (opened at first use, closed after a minute
+    /// unused).
+    pub tenant_max_connections: u32,
     /// How long a request waits for a pooled connection before failing with 503.
     pub acquire_timeout_ms: u64,
 }
@@ -219,6 +226,7 @@ const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5
 const LOCAL_S3_SECRET: &str = "local-secret-key";
 /// Development and tests only.
 const LOCAL_LINK_SECRET: &str = "local-link-secret";
+const LOCAL_TENANT_ROLE_SECRET: &str = "local-tenant-role-secret";
 const LOCAL_JOURNAL_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const LOCAL_IDP_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const LOCAL_SUBJECT_KEY: &str = "local-subject-key";
@@ -240,6 +248,8 @@ impl Default for Settings {
                 url: LOCAL_DATABASE_URL.into(),
                 max_connections: 16,
                 acquire_timeout_ms: 2_000,
+                tenant_role_secret: LOCAL_TENANT_ROLE_SECRET.into(),
+                tenant_max_connections: 8,
             },
             smtp: SmtpSettings {
                 host: "127.0.0.1".into(),
@@ -326,6 +336,11 @@ impl Settings {
             if self.database.url.expose_secret() == LOCAL_DATABASE_URL {
                 return Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"));
             }
+            if self.database.tenant_role_secret.expose_secret() == LOCAL_TENANT_ROLE_SECRET {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_DATABASE__TENANT_ROLE_SECRET",
+                ));
+            }
             if self.security.totp_key.expose_secret() == LOCAL_TOTP_KEY {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_SECURITY__TOTP_KEY",
@@ -392,6 +407,13 @@ mod tests {
             Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"))
         ));
         settings.database.url = "postgres://app:real@db/aidants".into();
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::DefaultSecretInProduction(
+                "AC_DATABASE__TENANT_ROLE_SECRET"
+            ))
+        ));
+        settings.database.tenant_role_secret = "real".into();
         assert!(
             settings.validate().is_err(),
             "object store secret still local"
