@@ -503,6 +503,17 @@ impl Anchor {
     }
 }
 
+/// `2 j`, `24 h`, `90 min`, `30 s`.
+fn age_text(d: time::Duration) -> String {
+    let s = d.whole_seconds();
+    match s {
+        s if s % 86_400 == 0 => format!("{} j", s / 86_400),
+        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// Checks the stored checkpoints against the chain (`hashes_at`: the hash of each entry a
 /// checkpoint names), their signatures, the auditor's anchor and the newest one's age.
 /// Returns the first problem: the entry it concerns, if one, and what is wrong.
@@ -582,18 +593,18 @@ pub(crate) fn check_checkpoints(
         let newest = checkpoints.iter().map(|c| c.at).max();
         let fresh = newest.is_some_and(|at| OffsetDateTime::now_utc() - at <= max_age);
         if !fresh {
-            let hours = max_age.whole_minutes() as f64 / 60.0;
+            let age = age_text(max_age);
             return (
                 checked,
                 Some((
                     None,
                     match newest {
                         Some(at) => format!(
-                            "aucun point de scellement depuis plus de {hours} h (le dernier date du {}) : le journal n'est plus scellé",
+                            "aucun point de scellement depuis plus de {age} (le dernier date du {}) : le journal n'est plus scellé",
                             crate::paris::date_time(at)
                         ),
                         None => format!(
-                            "aucun point de scellement : rien ne garantit ce journal (au moins un de moins de {hours} h est exigé)"
+                            "aucun point de scellement : rien ne garantit ce journal (il en faut un de moins de {age})"
                         ),
                     },
                 )),
