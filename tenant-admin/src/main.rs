@@ -177,10 +177,7 @@ async fn main() -> ExitCode {
 /// How tenant-admin logs in as département roles: with the services' secret
 /// (`AC_DATABASE__TENANT_ROLE_SECRET`), which the migrator also uses to set their passwords.
 fn tenant_login() -> anyhow::Result<foundation::tenancy::TenantLogin> {
-    let settings = foundation::config::Settings::load()?;
-    Ok(foundation::tenancy::TenantLogin::from_settings(
-        &settings.database,
-    ))
+    Ok(foundation::config::Settings::load_tenant_login()?)
 }
 
 /// The territories, reached as the services reach them (each département's own role).

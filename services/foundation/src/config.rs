@@ -331,16 +331,41 @@ impl Settings {
         Ok(settings)
     }
 
+    /// How the département roles log in, for a process that needs nothing else of the
+    /// settings (the migrator): the same sources as `load`, and in production the secret must
+    /// be set.
+    pub fn load_tenant_login() -> Result<crate::tenancy::TenantLogin, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Ok(file) = std::env::var("AC_CONFIG_FILE") {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("AC_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.check_tenant_role_secret()?;
+        Ok(crate::tenancy::TenantLogin::from_settings(
+            &settings.database,
+        ))
+    }
+
+    fn check_tenant_role_secret(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production
+            && self.database.tenant_role_secret.expose_secret() == LOCAL_TENANT_ROLE_SECRET
+        {
+            return Err(ConfigError::DefaultSecretInProduction(
+                "AC_DATABASE__TENANT_ROLE_SECRET",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
             if self.database.url.expose_secret() == LOCAL_DATABASE_URL {
                 return Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"));
             }
-            if self.database.tenant_role_secret.expose_secret() == LOCAL_TENANT_ROLE_SECRET {
-                return Err(ConfigError::DefaultSecretInProduction(
-                    "AC_DATABASE__TENANT_ROLE_SECRET",
-                ));
-            }
+            self.check_tenant_role_secret()?;
             if self.security.totp_key.expose_secret() == LOCAL_TOTP_KEY {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_SECURITY__TOTP_KEY",
