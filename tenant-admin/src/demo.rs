@@ -121,7 +121,19 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     );
     demo_accounts(pool, council, &ids).await?;
     demo_requests(&tenant).await?;
-    demo_mandates(pool, &tenant, ids[0]).await
+    demo_mandates(pool, &tenant, ids[0]).await?;
+    // Chained and signed at once, so that `journal verify` holds before the platform's own
+    // checkpoint job has run.
+    let tenancy = crate::tenancy(pool).await?;
+    foundation::journal::seal_from_platform(&tenancy, gironde).await?;
+    let settings = foundation::config::Settings::load()?;
+    let key = foundation::journal::CheckpointKey::from_base64(
+        secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
+    )?;
+    let mut tx = tenant.begin().await?;
+    foundation::journal::checkpoint(&mut tx, &key).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Two structures' habilitation requests submitted two days ago, so that the national team's

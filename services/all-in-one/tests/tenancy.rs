@@ -200,6 +200,58 @@ async fn sql_inside_a_tenant_transaction_cannot_switch_role_or_create_temporary_
     assert_eq!(path, "dep_75, pg_temp");
 }
 
+/// Roles are cluster-wide: a role that another database of the cluster marked as its own is
+/// never taken over (the territory is left unserved with a clear error instead).
+#[tokio::test]
+async fn a_role_marked_by_another_database_is_never_shared() {
+    let db = TestDatabase::create().await;
+    let role = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    let other = foundation::tenancy::logins::database_mark("une_autre_base");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS '{other}'"
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("rôle d'une autre base");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    let error = report.result.expect_err("rôle partagé");
+    assert!(
+        error.contains(&format!("le rôle {role} appartient à une autre base de données")),
+        "{error}"
+    );
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM platform.departement_schemas WHERE departement_code = '75'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(status, "failed");
+    // The foreign role was left as it was: no login, no password, still the other's.
+    let (login, password, mark): (bool, bool, Option<String>) = sqlx::query_as(
+        "SELECT rolcanlogin, rolpassword IS NOT NULL, shobj_description(oid, 'pg_authid')
+         FROM pg_authid WHERE rolname = $1",
+    )
+    .bind(&role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("rôle");
+    assert_eq!((login, password, mark), (false, false, Some(other)));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&db.admin)
+        .await
+        .expect("DROP ROLE");
+}
+
 #[tokio::test]
 async fn interleaved_requests_of_two_departements_over_two_connections_never_mix() {
     let db = TestDatabase::with_departements(&["75", "2A"]).await;

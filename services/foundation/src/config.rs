@@ -119,7 +119,7 @@ pub struct DatabaseSettings {
     /// migrator (`tenant-admin migrate`) and the services must have the same one.
     #[serde(serialize_with = "serialize_secret")]
     pub tenant_role_secret: SecretString,
-    /// Most connections of one territory's pool (opened at first use, closed after a minute
+    /// Most connections of one territory's pool (opened at first use, closed after 10 s
     /// unused).
     pub tenant_max_connections: u32,
     /// How long a request waits for a pooled connection before failing with 503.

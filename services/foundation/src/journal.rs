@@ -507,7 +507,7 @@ impl Anchor {
 fn age_text(d: time::Duration) -> String {
     let s = d.whole_seconds();
     match s {
-        s if s % 86_400 == 0 => format!("{} j", s / 86_400),
+        s if s % 86_400 == 0 && s > 86_400 => format!("{} j", s / 86_400),
         s if s % 3_600 == 0 => format!("{} h", s / 3_600),
         s if s % 60 == 0 => format!("{} min", s / 60),
         s => format!("{s} s"),

@@ -51,8 +51,9 @@ pub struct Tenancy {
 const REFRESH_ON_MISS_EVERY: Duration = Duration::from_secs(1);
 
 /// A territory's connections close after this long unused: a process keeps connections only
-/// to the territories it is serving now.
-const TERRITORY_IDLE: Duration = Duration::from_secs(60);
+/// to the territories it is serving now. The outbox sweep (every 15 s) visits every territory,
+/// so this stays below its period: between sweeps, idle territories hold no connection.
+const TERRITORY_IDLE: Duration = Duration::from_secs(10);
 
 impl Tenancy {
     /// Loads the state of every département schema. `pool` is the platform's (or the
