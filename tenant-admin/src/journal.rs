@@ -98,10 +98,7 @@ fn target(which: &Which) -> anyhow::Result<(String, Option<DepartementCode>)> {
             let code = DepartementCode::parse(code)?;
             Ok((code.schema_name(), Some(code)))
         }
-        None => Ok((
-            foundation::auth::journal::CHECKPOINT_NAME.to_owned(),
-            None,
-        )),
+        None => Ok((foundation::auth::journal::CHECKPOINT_NAME.to_owned(), None)),
     }
 }
 
@@ -194,10 +191,9 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
                     problem.clone().unwrap_or_default(),
                     v.checked
                 ),
-                (None, problem) => anyhow::bail!(
-                    "journal refusé : {}",
-                    problem.clone().unwrap_or_default()
-                ),
+                (None, problem) => {
+                    anyhow::bail!("journal refusé : {}", problem.clone().unwrap_or_default())
+                }
             }
         }
         JournalCommand::Checkpoint { which } => {

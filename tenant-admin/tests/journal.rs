@@ -20,7 +20,8 @@ fn key() -> CheckpointKey {
 /// The territory as the application reaches it (its own login role, then the département role).
 async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
     let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
-    test_support::tenancy(pool).await
+    test_support::tenancy(pool)
+        .await
         .context(DepartementCode::parse(code).expect("code"))
         .await
         .expect("territoire")
@@ -223,7 +224,14 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     let (ok, _, stderr) = cli(
         &db,
-        &["journal", "verify", "--departement", "33", "--max-age", "2s"],
+        &[
+            "journal",
+            "verify",
+            "--departement",
+            "33",
+            "--max-age",
+            "2s",
+        ],
     )
     .await;
     assert!(!ok);
@@ -233,7 +241,14 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
     );
     let (ok, _, stderr) = cli(
         &db,
-        &["journal", "verify", "--departement", "33", "--max-age", "2x"],
+        &[
+            "journal",
+            "verify",
+            "--departement",
+            "33",
+            "--max-age",
+            "2x",
+        ],
     )
     .await;
     assert!(!ok && stderr.contains("durée invalide"), "{stderr}");
@@ -589,9 +604,9 @@ async fn the_departement_role_never_writes_the_chain_columns_and_sealing_rewrite
         .execute(&mut *conn)
         .await;
     assert!(
-        rewrite
-            .as_ref()
-            .is_err_and(|e| e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501")),
+        rewrite.as_ref().is_err_and(
+            |e| e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501")
+        ),
         "{rewrite:?}"
     );
     sqlx::query("RESET ROLE")
@@ -624,7 +639,10 @@ async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
     };
     append(4).await;
     let (ok, stdout, stderr) = cli(&db, &["journal", "checkpoint", "--securite"]).await;
-    assert!(ok && stdout.contains("scellé jusqu'à l'entrée n° 4"), "{stdout}{stderr}");
+    assert!(
+        ok && stdout.contains("scellé jusqu'à l'entrée n° 4"),
+        "{stdout}{stderr}"
+    );
     let export = temp_file("securite");
     let out = export.to_str().expect("chemin");
     let (ok, _, stderr) = cli(&db, &["journal", "export", "--securite", "--out", out]).await;
@@ -651,7 +669,10 @@ async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
     // The chain alone (all that was checked before signed checkpoints) says nothing.
     let mut conn = db.admin.acquire().await.expect("connexion");
     assert_eq!(
-        security::verify(&mut conn).await.expect("chaîne").first_broken,
+        security::verify(&mut conn)
+            .await
+            .expect("chaîne")
+            .first_broken,
         None
     );
     drop(conn);

@@ -170,7 +170,13 @@ async fn sql_inside_a_tenant_transaction_cannot_switch_role_or_create_temporary_
         }
     }
     // The switches to another role are refused outright.
-    for escape in [&escapes[0], &escapes[1], &escapes[2], &escapes[6], &escapes[7]] {
+    for escape in [
+        &escapes[0],
+        &escapes[1],
+        &escapes[2],
+        &escapes[6],
+        &escapes[7],
+    ] {
         let mut tx = paris.begin().await.expect("tx");
         let result = sqlx::query(sqlx::AssertSqlSafe(escape.clone()))
             .execute(&mut *tx)
@@ -226,7 +232,9 @@ async fn a_role_marked_by_another_database_is_never_shared() {
     .expect("provisionnement");
     let error = report.result.expect_err("rôle partagé");
     assert!(
-        error.contains(&format!("le rôle {role} appartient à une autre base de données")),
+        error.contains(&format!(
+            "le rôle {role} appartient à une autre base de données"
+        )),
         "{error}"
     );
     let status: String = sqlx::query_scalar(
@@ -327,8 +335,8 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
                     .fetch_one(&mut *tx)
                     .await
                     .expect("réglages");
-            let inside_ok =
-                path == format!("{}, pg_temp", dep(code).schema_name()) && user.ends_with(&dep(code).schema_name());
+            let inside_ok = path == format!("{}, pg_temp", dep(code).schema_name())
+                && user.ends_with(&dep(code).schema_name());
             // Half the transactions fail and roll back: they must not leave anything either.
             if i % 4 < 2 {
                 let _ = sqlx::query("SELECT 1/0").execute(&mut *tx).await;
@@ -360,9 +368,15 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
         name: "9999_broken",
         sql: "CREATE TABLE oops (",
     });
-    let report = migrate::provision_departement(&db.admin, &db.app_role, &TestDatabase::tenant_login(), dep("75"), &broken)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &broken,
+    )
+    .await
+    .expect("rapport");
     assert!(
         report.result.is_err(),
         "une migration invalide doit échouer"
@@ -407,10 +421,15 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
 #[tokio::test]
 async fn migrations_are_tracked_per_schema_and_never_edited() {
     let db = TestDatabase::with_departements(&["75", "13"]).await;
-    let again =
-        migrate::provision_departement(&db.admin, &db.app_role, &TestDatabase::tenant_login(), dep("75"), &DEPARTEMENT_MIGRATIONS)
-            .await
-            .expect("rapport");
+    let again = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("rapport");
     assert_eq!(
         (again.applied, again.result.clone()),
         (0, Ok(DEPARTEMENT_MIGRATIONS.latest_version()))
@@ -423,9 +442,15 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
         name: "9001_notes",
         sql: "CREATE TABLE notes (id bigint PRIMARY KEY)",
     });
-    let report = migrate::provision_departement(&db.admin, &db.app_role, &TestDatabase::tenant_login(), dep("75"), &next)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &next,
+    )
+    .await
+    .expect("rapport");
     assert_eq!(report.applied, 1);
     let versions = |schema: &'static str| {
         let admin = db.admin.clone();
@@ -448,9 +473,15 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
     let mut edited = next.clone();
     edited.0.last_mut().expect("migration").sql =
         "CREATE TABLE notes (id bigint PRIMARY KEY, body text)";
-    let report = migrate::provision_departement(&db.admin, &db.app_role, &TestDatabase::tenant_login(), dep("75"), &edited)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &edited,
+    )
+    .await
+    .expect("rapport");
     let err = report.result.expect_err("somme de contrôle différente");
     assert!(err.contains("modifiée après avoir été appliquée"), "{err}");
 }

@@ -373,7 +373,12 @@ impl CheckpointPublicKey {
     }
 }
 
-pub(crate) fn checkpoint_message(schema: &str, seq: i64, hash: &[u8], at: OffsetDateTime) -> Vec<u8> {
+pub(crate) fn checkpoint_message(
+    schema: &str,
+    seq: i64,
+    hash: &[u8],
+    at: OffsetDateTime,
+) -> Vec<u8> {
     format!(
         "aidants-connect journal checkpoint\n{schema}\n{seq}\n{}\n{}",
         hex::encode(hash),
@@ -405,10 +410,11 @@ pub async fn checkpoint(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    let previous: Option<(i64, OffsetDateTime)> =
-        sqlx::query_as("SELECT seq, at FROM journal_checkpoints ORDER BY seq DESC, at DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let previous: Option<(i64, OffsetDateTime)> = sqlx::query_as(
+        "SELECT seq, at FROM journal_checkpoints ORDER BY seq DESC, at DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some((seq, hash, at)) = next_checkpoint(last, previous) else {
         return Ok(None);
     };
@@ -467,20 +473,29 @@ impl Anchor {
     pub fn from_export(text: &str, name: &str) -> anyhow::Result<Vec<AnchorPoint>> {
         let mut points = Vec::new();
         let mut header = None;
-        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line)
-                .map_err(|_| anyhow::anyhow!("ligne {} de l'export illisible (JSON attendu)", n + 1))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line).map_err(|_| {
+                anyhow::anyhow!("ligne {} de l'export illisible (JSON attendu)", n + 1)
+            })?;
             match v["type"].as_str() {
                 Some("header") => header = v["schema"].as_str().map(str::to_owned),
                 Some("checkpoint") => {
-                    let bad = || anyhow::anyhow!("point de scellement illisible à la ligne {}", n + 1);
+                    let bad =
+                        || anyhow::anyhow!("point de scellement illisible à la ligne {}", n + 1);
                     let at = v["at"].as_str().ok_or_else(bad)?;
                     points.push(AnchorPoint {
                         seq: v["seq"].as_i64().ok_or_else(bad)?,
                         hash: hex::decode(v["hash"].as_str().ok_or_else(bad)?)
                             .map_err(|_| bad())?,
-                        at: OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                            .map_err(|_| bad())?,
+                        at: OffsetDateTime::parse(
+                            at,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .map_err(|_| bad())?,
                         signature: Some(
                             hex::decode(v["signature"].as_str().ok_or_else(bad)?)
                                 .map_err(|_| bad())?,
@@ -493,7 +508,9 @@ impl Anchor {
         match header {
             Some(h) if h == name => {}
             Some(h) => anyhow::bail!("cet export est celui du journal {h}, pas de {name}"),
-            None => anyhow::bail!("export sans en-tête : est-ce bien un fichier de « journal export » ?"),
+            None => anyhow::bail!(
+                "export sans en-tête : est-ce bien un fichier de « journal export » ?"
+            ),
         }
         anyhow::ensure!(
             !points.is_empty(),

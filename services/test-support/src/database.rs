@@ -1,8 +1,8 @@
 //! One fresh database per test, set up by the production code path (platform migrations,
 //! reference territories, département provisioning), so tests never share state.
 
-use foundation::tenancy::{DepartementCode, TenantLogin};
 use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS};
+use foundation::tenancy::{DepartementCode, TenantLogin};
 use sqlx::PgPool;
 
 use crate::stack_var;

@@ -92,7 +92,10 @@ impl TenantLogin {
 
     /// The password of `role`: HMAC-SHA256 of its name, hex.
     pub fn password(&self, role: &str) -> String {
-        hex::encode(hmac(self.secret.expose_secret().as_bytes(), role.as_bytes()))
+        hex::encode(hmac(
+            self.secret.expose_secret().as_bytes(),
+            role.as_bytes(),
+        ))
     }
 
     /// The SCRAM-SHA-256 verifier PostgreSQL stores for `role`'s password, with a fresh salt:

@@ -104,9 +104,7 @@ pub enum MigrateError {
         "le rôle {0} appartient à une autre base de données de ce serveur : choisissez un autre nom de base"
     )]
     RoleOfAnotherDatabase(String),
-    #[error(
-        "le rôle {0} manque : migrez d'abord le schéma national (tenant-admin migrate)"
-    )]
+    #[error("le rôle {0} manque : migrez d'abord le schéma national (tenant-admin migrate)")]
     MissingRole(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
