@@ -592,8 +592,24 @@ async fn the_departement_role_never_writes_the_chain_columns_and_sealing_rewrite
             .await
             .expect("chaîne");
     assert_eq!(before, after);
-    // Even the function's owner cannot touch a sealed entry.
+    // The function runs as the sealer role, with a fixed search path ending with pg_temp.
     let sealer = foundation::tenancy::logins::sealer_role(&db.name);
+    let (definer, owner, config): (bool, String, Vec<String>) = sqlx::query_as(
+        "SELECT prosecdef, proowner::regrole::text, proconfig FROM pg_proc
+         WHERE proname = 'journal_seal' AND pronamespace = 'dep_33'::regnamespace",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("fonction");
+    assert_eq!(
+        (definer, owner, config),
+        (
+            true,
+            sealer.clone(),
+            vec!["search_path=dep_33, pg_temp".to_owned()]
+        )
+    );
+    // Even the function's owner cannot touch a sealed entry.
     let mut conn = db.admin.acquire().await.expect("connexion");
     sqlx::query("SELECT set_config('role', $1, false)")
         .bind(&sealer)

@@ -260,6 +260,63 @@ async fn a_role_marked_by_another_database_is_never_shared() {
         .expect("DROP ROLE");
 }
 
+/// A database provisioned before the département roles logged in themselves (the application
+/// role a member of each, the roles NOLOGIN and unmarked) is brought to the new scheme by the
+/// next migration.
+#[tokio::test]
+async fn migrating_an_older_database_removes_the_application_roles_memberships() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let role = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT {role} TO {app}; ALTER ROLE {role} NOLOGIN PASSWORD NULL; COMMENT ON ROLE {role} IS NULL",
+        app = db.app_role
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("état d'avant");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let (member, login, marked): (bool, bool, bool) = sqlx::query_as(
+        "SELECT pg_has_role($2, r.oid, 'MEMBER'), r.rolcanlogin,
+                shobj_description(r.oid, 'pg_authid') IS NOT NULL
+         FROM pg_roles r WHERE r.rolname = $1",
+    )
+    .bind(&role)
+    .bind(&db.app_role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("rôle");
+    assert_eq!((member, login, marked), (false, true, true));
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(app_pool).await;
+    let mut tx = tenancy
+        .context(dep("75"))
+        .await
+        .expect("Paris servi")
+        .begin()
+        .await
+        .expect("tx");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("utilisateur");
+    assert_eq!(user, role);
+}
+
 #[tokio::test]
 async fn interleaved_requests_of_two_departements_over_two_connections_never_mix() {
     let db = TestDatabase::with_departements(&["75", "2A"]).await;
