@@ -317,6 +317,56 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
     assert_eq!(user, role);
 }
 
+/// A territory recorded with a role of an earlier naming scheme moves to the current one: the
+/// old role loses its rights and the application role its membership.
+#[tokio::test]
+async fn a_role_of_an_earlier_naming_scheme_is_stripped_of_its_rights() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let legacy = format!("{}_ancien_dep_75", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {legacy} NOLOGIN NOINHERIT;
+         GRANT USAGE ON SCHEMA dep_75 TO {legacy};
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA dep_75 TO {legacy};
+         GRANT {legacy} TO {app};
+         UPDATE platform.departement_schemas SET role_name = '{legacy}' WHERE departement_code = '75';",
+        app = db.app_role
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("état d'avant");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let (member, usage, select, recorded): (bool, bool, bool, String) = sqlx::query_as(
+        "SELECT pg_has_role($2, $1, 'MEMBER'), has_schema_privilege($1, 'dep_75', 'USAGE'),
+                has_table_privilege($1, 'dep_75.structures', 'SELECT'),
+                (SELECT role_name FROM platform.departement_schemas WHERE departement_code = '75')",
+    )
+    .bind(&legacy)
+    .bind(&db.app_role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("droits");
+    let current = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    assert_eq!(
+        (member, usage, select, recorded),
+        (false, false, false, current)
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {legacy}")))
+        .execute(&db.admin)
+        .await
+        .expect("DROP ROLE");
+}
+
 #[tokio::test]
 async fn interleaved_requests_of_two_departements_over_two_connections_never_mix() {
     let db = TestDatabase::with_departements(&["75", "2A"]).await;

@@ -348,7 +348,15 @@ pub async fn provision_departement(
     .bind(&role)
     .execute(admin)
     .await?;
-    let outcome = migrate_schema(admin, app_role, login, &schema, &role, set).await;
+    // A role named by an earlier scheme is stripped of its rights once the new one has them.
+    let recorded: String = sqlx::query_scalar(
+        "SELECT role_name FROM platform.departement_schemas WHERE departement_code = $1",
+    )
+    .bind(departement.as_str())
+    .fetch_one(admin)
+    .await?;
+    let previous = (recorded != role).then_some(recorded.as_str());
+    let outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
     let (status, version, error, applied) = match &outcome {
         Ok(applied) => ("ready", set.latest_version(), None, *applied),
         Err(e) => ("failed", 0, Some(e.to_string()), 0),
@@ -383,6 +391,7 @@ async fn migrate_schema(
     login: &TenantLogin,
     schema: &str,
     role: &str,
+    previous_role: Option<&str>,
     set: &MigrationSet,
 ) -> Result<usize, MigrateError> {
     let (schema_id, role_id, app_id) = (ident(schema)?, ident(role)?, ident(app_role)?);
@@ -475,6 +484,23 @@ async fn migrate_schema(
              REVOKE ALL ON FUNCTION {schema_id}.journal_seal(integer) FROM PUBLIC;
              GRANT EXECUTE ON FUNCTION {schema_id}.journal_seal(integer) TO {role_id}, {app_id};"
         ));
+    }
+    if let Some(previous) = previous_role {
+        let previous_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(previous)
+                .fetch_one(&mut *tx)
+                .await?;
+        if previous_exists {
+            let old = ident(previous)?;
+            grants.push_str(&format!(
+                "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON SCHEMA {schema_id} FROM {old};
+                 REVOKE {old} FROM {app_id};"
+            ));
+        }
     }
     sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
     tx.commit().await?;
