@@ -360,7 +360,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.security.totp_key,
         settings.security.totp_key_version,
     )?;
-    let tenancy = Tenancy::load(db.admin.clone()).await?;
+    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
     let ctx = tenancy.context(DepartementCode::parse("33")?).await?;
     let structure = habilitation_desk::structures::create_structure(
         &ctx,
@@ -492,7 +492,7 @@ async fn main() -> anyhow::Result<()> {
     journal::seal_all(&ctx).await?;
     let mut tx = ctx.begin().await?;
     let started = Instant::now();
-    let v = journal::verify(&mut tx, None).await?;
+    let v = journal::verify(&mut tx, None, &Default::default()).await?;
     let elapsed = started.elapsed();
     tx.commit().await?;
     anyhow::ensure!(v.intact(), "journal rompu : {v:?}");

@@ -40,6 +40,7 @@ async fn migrate_all(
     let reports = migrate::migrate_departements(
         &db.admin,
         &db.app_role,
+        &TestDatabase::tenant_login(),
         DepartementCode::all().collect(),
         set,
         concurrency,

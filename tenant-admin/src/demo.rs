@@ -2,7 +2,7 @@
 //! structures, so a newcomer has something to look at after `infra/run up`. Idempotent.
 
 use foundation::tenancy::tenants::{self, TenantError, TenantKind};
-use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::accounts;
 use habilitation_desk::structures::{NewStructure, create_structure};
 use policies::{Domain, Role};
@@ -40,6 +40,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     let report = foundation::tenancy::migrate::provision_departement(
         pool,
         app_role,
+        &crate::tenant_login()?,
         gironde,
         &foundation::tenancy::migrate::DEPARTEMENT_MIGRATIONS,
     )
@@ -62,7 +63,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     )
     .await?;
 
-    let tenancy = Tenancy::load(pool.clone()).await?;
+    let tenancy = crate::tenancy(pool).await?;
     let tenant = tenancy.context(gironde).await?;
     let structures = [
         (
@@ -120,7 +121,19 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     );
     demo_accounts(pool, council, &ids).await?;
     demo_requests(&tenant).await?;
-    demo_mandates(pool, &tenant, ids[0]).await
+    demo_mandates(pool, &tenant, ids[0]).await?;
+    // Chained and signed at once, so that `journal verify` holds before the platform's own
+    // checkpoint job has run.
+    let tenancy = crate::tenancy(pool).await?;
+    foundation::journal::seal_from_platform(&tenancy, gironde).await?;
+    let settings = foundation::config::Settings::load()?;
+    let key = foundation::journal::CheckpointKey::from_base64(
+        secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
+    )?;
+    let mut tx = tenant.begin().await?;
+    foundation::journal::checkpoint(&mut tx, &key).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Two structures' habilitation requests submitted two days ago, so that the national team's

@@ -81,7 +81,7 @@ async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
     let departement = departement.ok_or_else(|| anyhow::anyhow!("tenant inconnu {tenant}"))?;
     let settings = foundation::config::Settings::load()?;
     let vault = document_vault_bridge::vault_from_settings(&settings).await?;
-    let tenancy = foundation::tenancy::Tenancy::load(pool.clone()).await?;
+    let tenancy = crate::tenancy(pool).await?;
     let territory = tenancy
         .context(foundation::tenancy::DepartementCode::parse(&departement)?)
         .await?;

@@ -2,7 +2,7 @@
 //! (the mailer does it daily), list them, and write one batch's PDF to a file for printing.
 
 use clap::Subcommand;
-use foundation::tenancy::{DepartementCode, Tenancy};
+use foundation::tenancy::DepartementCode;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ pub enum LettersCommand {
 }
 
 pub async fn run(pool: &PgPool, command: &LettersCommand) -> anyhow::Result<()> {
-    let tenancy = Tenancy::load(pool.clone()).await?;
+    let tenancy = crate::tenancy(pool).await?;
     let settings = foundation::config::Settings::load()?;
     let vault = document_vault_bridge::vault_from_settings(&settings).await?;
     match command {

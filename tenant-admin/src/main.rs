@@ -174,6 +174,17 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How tenant-admin logs in as département roles: with the services' secret
+/// (`AC_DATABASE__TENANT_ROLE_SECRET`), which the migrator also uses to set their passwords.
+fn tenant_login() -> anyhow::Result<foundation::tenancy::TenantLogin> {
+    Ok(foundation::config::Settings::load_tenant_login()?)
+}
+
+/// The territories, reached as the services reach them (each département's own role).
+async fn tenancy(pool: &PgPool) -> anyhow::Result<foundation::tenancy::Tenancy> {
+    Ok(foundation::tenancy::Tenancy::load(pool.clone(), tenant_login()?).await?)
+}
+
 async fn connect(cli: &Cli) -> anyhow::Result<PgPool> {
     foundation::tenancy::migrate::connect_admin(&cli.database_url, 8)
         .await
@@ -227,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             professionals::run_structures(&connect(&cli).await?, command).await?
         }
         Command::Outbox { command } => {
-            let tenancy = foundation::tenancy::Tenancy::load(connect(&cli).await?).await?;
+            let tenancy = tenancy(&connect(&cli).await?).await?;
             match command {
                 OutboxCommand::Stuck => {
                     for m in

@@ -40,6 +40,7 @@ pub async fn run(cli: &Cli, args: &MigrateArgs) -> anyhow::Result<()> {
     let reports = migrate::migrate_departements(
         &pool,
         &cli.app_role,
+        &crate::tenant_login()?,
         departements,
         &DEPARTEMENT_MIGRATIONS,
         args.concurrency,

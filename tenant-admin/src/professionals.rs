@@ -2,7 +2,7 @@
 //! by operators until the habilitation desk's request flow exists.
 
 use clap::{Args, Subcommand};
-use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::accounts;
 use habilitation_desk::structures::{NewStructure, create_structure};
 use policies::{Domain, Role};
@@ -93,7 +93,7 @@ pub async fn run(pool: &PgPool, command: &ProfessionalsCommand) -> anyhow::Resul
         ProfessionalsCommand::Create(args) => {
             let (role, domain, departement) = role_and_domain(args)?;
             if let (Domain::Structure(id), Some(code)) = (domain, departement.as_deref()) {
-                let tenancy = Tenancy::load(pool.clone()).await?;
+                let tenancy = crate::tenancy(pool).await?;
                 let mut tx = tenancy
                     .context(DepartementCode::parse(code)?)
                     .await?
@@ -183,7 +183,7 @@ pub async fn run_structures(pool: &PgPool, command: &StructuresCommand) -> anyho
         tenant_departement == commune.departement().as_str(),
         "la commune {commune} n'est pas dans le département du tenant ({tenant_departement})"
     );
-    let tenancy = Tenancy::load(pool.clone()).await?;
+    let tenancy = crate::tenancy(pool).await?;
     let ctx = tenancy.context(commune.departement()).await?;
     let new = NewStructure {
         tenant_id: *tenant,

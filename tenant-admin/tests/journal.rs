@@ -3,7 +3,7 @@
 //! checkpoints, and concurrent writers that never fork or skip the chain.
 
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, Tenancy, TenantContext};
+use foundation::tenancy::{DepartementCode, TenantContext};
 use serde_json::json;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
@@ -20,9 +20,8 @@ fn key() -> CheckpointKey {
 /// The territory as the application reaches it (its own login role, then the département role).
 async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
     let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
-    Tenancy::load(pool)
+    test_support::tenancy(pool)
         .await
-        .expect("tenancy")
         .context(DepartementCode::parse(code).expect("code"))
         .await
         .expect("territoire")
@@ -50,12 +49,35 @@ async fn append_unsealed(ctx: &TenantContext, n: usize) {
 }
 
 async fn verify(ctx: &TenantContext) -> journal::Verification {
+    verify_anchored(ctx, &journal::Anchor::default()).await
+}
+
+async fn verify_anchored(ctx: &TenantContext, anchor: &journal::Anchor) -> journal::Verification {
     let mut tx = ctx.begin().await.expect("tx");
-    let v = journal::verify(&mut tx, Some(&key().public()))
+    let v = journal::verify(&mut tx, Some(&key().public()), anchor)
         .await
         .expect("vérification");
     tx.commit().await.expect("commit");
     v
+}
+
+/// Runs `tenant-admin` on the test database; returns (success, stdout, stderr).
+async fn cli(db: &TestDatabase, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+        .args(["--database-url", &db.admin_url])
+        .args(args)
+        .output()
+        .await
+        .expect("tenant-admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{name}-{}.jsonl", Uuid::new_v4()))
 }
 
 /// Runs SQL as the database owner, with the journal's "sealed is final" trigger disabled for
@@ -186,20 +208,50 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
         admin(&db, restore).await;
         assert!(verify(&ctx).await.intact(), "{what} : restauration");
     }
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
-        .args([
-            "--database-url",
-            &db.admin_url,
+    // Intact but never sealed: refused, nothing guarantees it.
+    let (ok, _, stderr) = cli(&db, &["journal", "verify", "--departement", "33"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("journal refusé : aucun point de scellement"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli(&db, &["journal", "checkpoint", "--departement", "33"]).await;
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = cli(&db, &["journal", "verify", "--departement", "33"]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("journal intact : 10 entrées"), "{stdout}");
+    // A checkpoint older than the stated age is refused.
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let (ok, _, stderr) = cli(
+        &db,
+        &[
             "journal",
             "verify",
             "--departement",
             "33",
-        ])
-        .output()
-        .await
-        .expect("tenant-admin");
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("journal intact : 10 entrées"));
+            "--max-age",
+            "2s",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("aucun point de scellement depuis plus de 2 s"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli(
+        &db,
+        &[
+            "journal",
+            "verify",
+            "--departement",
+            "33",
+            "--max-age",
+            "2x",
+        ],
+    )
+    .await;
+    assert!(!ok && stderr.contains("durée invalide"), "{stderr}");
 }
 
 #[tokio::test]
@@ -285,15 +337,91 @@ async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_sea
     let mut tx = ctx2.begin().await.expect("tx");
     journal::checkpoint(&mut tx, &key()).await.expect("sceau");
     tx.commit().await.expect("commit");
+    // The auditor takes the export (and notes the last checkpoint) before anything happens.
+    let export = temp_file("ancre");
+    let (ok, _, stderr) = cli(
+        &db2,
+        &[
+            "journal",
+            "export",
+            "--departement",
+            "34",
+            "--out",
+            export.to_str().expect("chemin"),
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&export).expect("export");
+    let points = journal::Anchor::from_export(&text, "dep_34").expect("points");
+    assert_eq!(points.len(), 1);
+    let anchor = journal::Anchor {
+        points: points.clone(),
+        max_age: Some(time::Duration::hours(24)),
+    };
+    assert!(verify_anchored(&ctx2, &anchor).await.intact());
+    let at = points[0]
+        .at
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("date");
+    let by_hand = [
+        "--checkpoint-seq".to_owned(),
+        points[0].seq.to_string(),
+        "--checkpoint-hash".to_owned(),
+        hex::encode(&points[0].hash),
+        "--checkpoint-at".to_owned(),
+        at,
+    ];
+    let verify_args = |extra: &[String]| {
+        let mut args: Vec<String> = ["journal", "verify", "--departement", "34"]
+            .map(String::from)
+            .to_vec();
+        args.extend_from_slice(extra);
+        args
+    };
+    for extra in [
+        vec!["--anchor".to_owned(), export.display().to_string()],
+        by_hand.to_vec(),
+    ] {
+        let args = verify_args(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, stdout, stderr) = cli(&db2, &args).await;
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("1 de l'auditeur retrouvés"), "{stdout}");
+    }
     admin(&db2, "DELETE FROM dep_34.journal WHERE seq >= 4").await;
     let v = verify(&ctx2).await;
     assert_eq!(v.first_broken, Some(4), "{v:?}");
+    // The owner deletes every checkpoint, rewrites the chain and signs it again: the
+    // auditor's checkpoint is gone, so the rewrite is found.
     admin(&db2, "DELETE FROM dep_34.journal_checkpoints").await;
     append_n(&ctx2, 2).await;
     let mut tx = ctx2.begin().await.expect("tx");
     journal::checkpoint(&mut tx, &key()).await.expect("sceau");
     tx.commit().await.expect("commit");
-    assert!(verify(&ctx2).await.intact());
+    let v = verify_anchored(&ctx2, &anchor).await;
+    assert!(!v.intact(), "{v:?}");
+    assert!(
+        v.problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains("point de scellement n° 5 du"),
+        "{v:?}"
+    );
+    for extra in [
+        vec!["--anchor".to_owned(), export.display().to_string()],
+        by_hand.to_vec(),
+    ] {
+        let args = verify_args(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = cli(&db2, &args).await;
+        assert!(!ok, "{extra:?}");
+        assert!(
+            stderr.contains("remis à l'auditeur n'est plus dans le journal"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_file(&export);
     admin(&db2, "UPDATE dep_34.journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)").await;
     let v = verify(&ctx2).await;
     assert!(
@@ -402,4 +530,183 @@ async fn the_auditor_export_holds_every_entry_the_checkpoints_and_the_public_key
             .await
             .expect("compte");
     assert_eq!(exported, 1);
+}
+
+#[tokio::test]
+async fn the_departement_role_never_writes_the_chain_columns_and_sealing_rewrites_nothing() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 2).await;
+    append_unsealed(&ctx, 1).await;
+    for statement in [
+        // Filling the chain columns of a pending entry (the sealer's job).
+        "UPDATE journal SET seq = 3, prev_hash = hash, hash = hash WHERE seq IS NULL",
+        "UPDATE journal SET seq = 3 WHERE seq IS NULL",
+        // Inserting an entry already chained.
+        "INSERT INTO journal (seq, at, kind, details, prev_hash, hash)
+         VALUES (3, now(), 'mandate_created', '{}', '\\x00', '\\x00')",
+        "INSERT INTO journal (at, kind, details, hash) VALUES (now(), 'mandate_created', '{}', '\\x00')",
+    ] {
+        let mut tx = ctx.begin().await.expect("tx");
+        let err = sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .expect_err(statement);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{statement} : {err}");
+    }
+    // Sealing still works, through the function, for the département role and the platform.
+    let mut tx = ctx.begin().await.expect("tx");
+    assert_eq!(journal::seal(&mut tx).await.expect("sceau"), 1);
+    tx.commit().await.expect("commit");
+    append_unsealed(&ctx, 2).await;
+    let app = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
+    let tenancy = test_support::tenancy(app).await;
+    assert_eq!(
+        journal::seal_from_platform(&tenancy, DepartementCode::parse("33").expect("code"))
+            .await
+            .expect("sceau"),
+        2
+    );
+    let v = verify(&ctx).await;
+    assert!(v.intact() && v.checked == 5 && v.pending == 0, "{v:?}");
+    // Called again, it has nothing to do and changes nothing already chained.
+    let before: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM dep_33.journal ORDER BY seq")
+            .fetch_all(&db.admin)
+            .await
+            .expect("chaîne");
+    let mut tx = ctx.begin().await.expect("tx");
+    let again: i32 = sqlx::query_scalar("SELECT journal_seal(1000000)")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("sceau");
+    tx.commit().await.expect("commit");
+    assert_eq!(again, 0);
+    let after: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM dep_33.journal ORDER BY seq")
+            .fetch_all(&db.admin)
+            .await
+            .expect("chaîne");
+    assert_eq!(before, after);
+    // The function runs as the sealer role, with a fixed search path ending with pg_temp.
+    let sealer = foundation::tenancy::logins::sealer_role(&db.name);
+    let (definer, owner, config): (bool, String, Vec<String>) = sqlx::query_as(
+        "SELECT prosecdef, proowner::regrole::text, proconfig FROM pg_proc
+         WHERE proname = 'journal_seal' AND pronamespace = 'dep_33'::regnamespace",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("fonction");
+    assert_eq!(
+        (definer, owner, config),
+        (
+            true,
+            sealer.clone(),
+            vec!["search_path=dep_33, pg_temp".to_owned()]
+        )
+    );
+    // Even the function's owner cannot touch a sealed entry.
+    let mut conn = db.admin.acquire().await.expect("connexion");
+    sqlx::query("SELECT set_config('role', $1, false)")
+        .bind(&sealer)
+        .execute(&mut *conn)
+        .await
+        .expect("rôle du scelleur");
+    let rewrite = sqlx::query("UPDATE dep_33.journal SET hash = prev_hash WHERE seq = 1")
+        .execute(&mut *conn)
+        .await;
+    assert!(
+        rewrite.as_ref().is_err_and(
+            |e| e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42501")
+        ),
+        "{rewrite:?}"
+    );
+    sqlx::query("RESET ROLE")
+        .execute(&mut *conn)
+        .await
+        .expect("RESET ROLE");
+}
+
+#[tokio::test]
+async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
+    use foundation::auth::journal::{self as security, SecurityEvent};
+    let db = TestDatabase::create().await;
+    let append = |n: usize| {
+        let admin = db.admin.clone();
+        async move {
+            let mut tx = admin.begin().await.expect("tx");
+            for i in 0..n {
+                security::append(
+                    &mut tx,
+                    SecurityEvent::LoginSucceeded,
+                    Some(Uuid::now_v7()),
+                    None,
+                    json!({ "n": i }),
+                )
+                .await
+                .expect("ajout");
+            }
+            tx.commit().await.expect("commit");
+        }
+    };
+    append(4).await;
+    let (ok, stdout, stderr) = cli(&db, &["journal", "checkpoint", "--securite"]).await;
+    assert!(
+        ok && stdout.contains("scellé jusqu'à l'entrée n° 4"),
+        "{stdout}{stderr}"
+    );
+    let export = temp_file("securite");
+    let out = export.to_str().expect("chemin");
+    let (ok, _, stderr) = cli(&db, &["journal", "export", "--securite", "--out", out]).await;
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) =
+        cli(&db, &["journal", "verify", "--securite", "--anchor", out]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("journal intact : 4 entrées"), "{stdout}");
+    // An export of a territory's journal is not an anchor of the security journal.
+    let text = std::fs::read_to_string(&export).expect("export");
+    assert!(journal::Anchor::from_export(&text, "dep_33").is_err());
+
+    // The owner empties the journal and its checkpoints, writes another history through the
+    // application's own code (so every hash is right) and signs it.
+    sqlx::raw_sql(
+        "DELETE FROM platform.security_journal; DELETE FROM platform.security_journal_checkpoints",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("réécriture");
+    append(5).await;
+    let (ok, _, stderr) = cli(&db, &["journal", "checkpoint", "--securite"]).await;
+    assert!(ok, "{stderr}");
+    // The chain alone (all that was checked before signed checkpoints) says nothing.
+    let mut conn = db.admin.acquire().await.expect("connexion");
+    assert_eq!(
+        security::verify(&mut conn)
+            .await
+            .expect("chaîne")
+            .first_broken,
+        None
+    );
+    drop(conn);
+    let (ok, _, stderr) = cli(&db, &["journal", "verify", "--securite"]).await;
+    assert!(ok, "sans ancre, rien ne permet de le voir : {stderr}");
+    let (ok, _, stderr) = cli(&db, &["journal", "verify", "--securite", "--anchor", out]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("point de scellement n° 4 du")
+            && stderr.contains("remis à l'auditeur n'est plus dans le journal"),
+        "{stderr}"
+    );
+    // A forged checkpoint signature is found too.
+    sqlx::raw_sql("UPDATE platform.security_journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)")
+        .execute(&db.admin)
+        .await
+        .expect("signature");
+    let (ok, _, stderr) = cli(&db, &["journal", "verify", "--securite"]).await;
+    assert!(!ok && stderr.contains("signature"), "{stderr}");
+    let _ = std::fs::remove_file(&export);
 }

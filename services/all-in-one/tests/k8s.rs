@@ -48,6 +48,8 @@ fn overlays_render_and_validate_strictly() {
         assert!(rendered.contains("runAsNonRoot: true"));
         // The administrator URL goes to the migration job only.
         assert_eq!(rendered.matches("AC_ADMIN_DATABASE_URL").count(), 1);
+        // The migrator sets the département roles' passwords, the pods log in with them.
+        assert_eq!(rendered.matches("key: tenant-role-secret").count(), 2);
     }
     assert!(render("production").contains("replicas: 3"));
 }

@@ -434,15 +434,13 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
-        .await
-        .expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     let mut tx = ctx.begin().await.expect("tx");
-    let verification = foundation::journal::verify(&mut tx, None)
+    let verification = foundation::journal::verify(&mut tx, None, &Default::default())
         .await
         .expect("vérification");
     assert!(verification.intact(), "{verification:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::spawn_app;
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform, enqueue_tenant};
-use foundation::tenancy::{DepartementCode, Tenancy};
+use foundation::tenancy::DepartementCode;
 
 fn message(to: &str) -> OutboxMessage {
     OutboxMessage {
@@ -30,7 +30,7 @@ async fn mails_put_in_the_national_and_territorial_outboxes_arrive_in_maildev() 
         .expect("file nationale");
     tx.commit().await.expect("commit");
 
-    let tenancy = Tenancy::load(app.db.admin.clone()).await.expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(DepartementCode::parse("33").expect("33"))
         .await
@@ -108,7 +108,7 @@ async fn request_spans_reach_the_otlp_receiver_without_personal_data() {
     let guard = std::sync::Arc::new(foundation::telemetry::init(&telemetry).expect("télémétrie"));
     let app = spawn_app(&["33"]).await;
     telemetry.otlp_endpoint = None;
-    let tenancy = Tenancy::load(app.db.admin.clone()).await.expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(DepartementCode::parse("33").expect("33"))
         .await

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use common::{spawn_app, spawn_app_with};
 use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS, Migration};
 use foundation::tenancy::tenants::{self, TenantKind};
-use foundation::tenancy::{CommuneCode, DepartementCode, Tenancy};
+use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::structures::{NewStructure, create_structure};
 use sqlx::postgres::PgPoolOptions;
 use test_support::database::TestDatabase;
@@ -26,7 +26,7 @@ async fn seed_structures(db: &TestDatabase, commune: &str, count: usize) {
     )
     .await
     .expect("tenant");
-    let tenancy = Tenancy::load(db.admin.clone()).await.expect("tenancy");
+    let tenancy = test_support::tenancy(db.admin.clone()).await;
     let ctx = tenancy
         .context(commune.departement())
         .await
@@ -57,7 +57,7 @@ async fn a_departement_role_cannot_read_or_write_another_departement() {
         .connect(&db.app_url)
         .await
         .expect("pool");
-    let tenancy = Tenancy::load(app_pool.clone()).await.expect("tenancy");
+    let tenancy = test_support::tenancy(app_pool.clone()).await;
     let paris = tenancy.context(dep("75")).await.expect("Paris servi");
 
     let mut tx = paris.begin().await.expect("tx");
@@ -120,6 +120,253 @@ async fn a_departement_role_cannot_read_or_write_another_departement() {
     assert_eq!(own, 0);
 }
 
+/// SQL run inside a tenant transaction cannot leave its territory: not by switching role (to
+/// another département's, or back to the application's), not by changing the session's
+/// identity, not with temporary objects that would shadow the territory's tables.
+#[tokio::test]
+async fn sql_inside_a_tenant_transaction_cannot_switch_role_or_create_temporary_objects() {
+    let db = TestDatabase::with_departements(&["75", "13"]).await;
+    seed_structures(&db, "13055", 1).await;
+    let role_13 = migrate::role_name(&db.admin, dep("13"))
+        .await
+        .expect("rôle");
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(app_pool).await;
+    let paris = tenancy.context(dep("75")).await.expect("Paris servi");
+    let escapes = [
+        format!("SET ROLE {role_13}"),
+        format!("SET LOCAL ROLE {role_13}"),
+        format!("SELECT set_config('role', '{role_13}', true)"),
+        format!("SELECT set_config('role', '{role_13}', false)"),
+        "RESET ROLE".to_owned(),
+        "SET ROLE NONE".to_owned(),
+        format!("SET SESSION AUTHORIZATION {role_13}"),
+        format!("SET SESSION AUTHORIZATION {}", db.app_role),
+    ];
+    for escape in &escapes {
+        for read in [
+            "SELECT count(*) FROM dep_13.structures",
+            "SELECT count(*) FROM platform.sessions",
+        ] {
+            // Whether the statement itself is refused or not, afterwards neither another
+            // territory nor the platform schema is readable.
+            let mut tx = paris.begin().await.expect("tx");
+            let switched = sqlx::query(sqlx::AssertSqlSafe(escape.clone()))
+                .execute(&mut *tx)
+                .await;
+            if switched.is_err() {
+                tx.rollback().await.expect("rollback");
+                tx = paris.begin().await.expect("tx");
+            }
+            let result = sqlx::query(read).execute(&mut *tx).await;
+            assert!(
+                result.as_ref().is_err_and(is_permission_denied),
+                "{escape} puis {read} : {result:?}"
+            );
+        }
+    }
+    // The switches to another role are refused outright.
+    for escape in [
+        &escapes[0],
+        &escapes[1],
+        &escapes[2],
+        &escapes[6],
+        &escapes[7],
+    ] {
+        let mut tx = paris.begin().await.expect("tx");
+        let result = sqlx::query(sqlx::AssertSqlSafe(escape.clone()))
+            .execute(&mut *tx)
+            .await;
+        assert!(
+            result.as_ref().is_err_and(is_permission_denied),
+            "{escape} : {result:?}"
+        );
+    }
+    // No temporary object, and temporary objects never come first in the search path.
+    for create in [
+        "CREATE TEMPORARY TABLE structures (name text)",
+        "CREATE TEMPORARY VIEW structures AS SELECT 'x'::text AS name",
+    ] {
+        let mut tx = paris.begin().await.expect("tx");
+        let result = sqlx::query(create).execute(&mut *tx).await;
+        assert!(
+            result.as_ref().is_err_and(is_permission_denied),
+            "{create} : {result:?}"
+        );
+    }
+    let mut tx = paris.begin().await.expect("tx");
+    let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("search_path");
+    assert_eq!(path, "dep_75, pg_temp");
+}
+
+/// Roles are cluster-wide: a role that another database of the cluster marked as its own is
+/// never taken over (the territory is left unserved with a clear error instead).
+#[tokio::test]
+async fn a_role_marked_by_another_database_is_never_shared() {
+    let db = TestDatabase::create().await;
+    let role = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    let other = foundation::tenancy::logins::database_mark("une_autre_base");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS '{other}'"
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("rôle d'une autre base");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    let error = report.result.expect_err("rôle partagé");
+    assert!(
+        error.contains(&format!(
+            "le rôle {role} appartient à une autre base de données"
+        )),
+        "{error}"
+    );
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM platform.departement_schemas WHERE departement_code = '75'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(status, "failed");
+    // The foreign role was left as it was: no login, no password, still the other's.
+    let (login, password, mark): (bool, bool, Option<String>) = sqlx::query_as(
+        "SELECT rolcanlogin, rolpassword IS NOT NULL, shobj_description(oid, 'pg_authid')
+         FROM pg_authid WHERE rolname = $1",
+    )
+    .bind(&role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("rôle");
+    assert_eq!((login, password, mark), (false, false, Some(other)));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&db.admin)
+        .await
+        .expect("DROP ROLE");
+}
+
+/// A database provisioned before the département roles logged in themselves (the application
+/// role a member of each, the roles NOLOGIN and unmarked) is brought to the new scheme by the
+/// next migration.
+#[tokio::test]
+async fn migrating_an_older_database_removes_the_application_roles_memberships() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let role = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT {role} TO {app}; ALTER ROLE {role} NOLOGIN PASSWORD NULL; COMMENT ON ROLE {role} IS NULL",
+        app = db.app_role
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("état d'avant");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let (member, login, marked): (bool, bool, bool) = sqlx::query_as(
+        "SELECT pg_has_role($2, r.oid, 'MEMBER'), r.rolcanlogin,
+                shobj_description(r.oid, 'pg_authid') IS NOT NULL
+         FROM pg_roles r WHERE r.rolname = $1",
+    )
+    .bind(&role)
+    .bind(&db.app_role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("rôle");
+    assert_eq!((member, login, marked), (false, true, true));
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(app_pool).await;
+    let mut tx = tenancy
+        .context(dep("75"))
+        .await
+        .expect("Paris servi")
+        .begin()
+        .await
+        .expect("tx");
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("utilisateur");
+    assert_eq!(user, role);
+}
+
+/// A territory recorded with a role of an earlier naming scheme moves to the current one: the
+/// old role loses its rights and the application role its membership.
+#[tokio::test]
+async fn a_role_of_an_earlier_naming_scheme_is_stripped_of_its_rights() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let legacy = format!("{}_ancien_dep_75", db.name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {legacy} NOLOGIN NOINHERIT;
+         GRANT USAGE ON SCHEMA dep_75 TO {legacy};
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA dep_75 TO {legacy};
+         GRANT {legacy} TO {app};
+         UPDATE platform.departement_schemas SET role_name = '{legacy}' WHERE departement_code = '75';",
+        app = db.app_role
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("état d'avant");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("provisionnement");
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let (member, usage, select, recorded): (bool, bool, bool, String) = sqlx::query_as(
+        "SELECT pg_has_role($2, $1, 'MEMBER'), has_schema_privilege($1, 'dep_75', 'USAGE'),
+                has_table_privilege($1, 'dep_75.structures', 'SELECT'),
+                (SELECT role_name FROM platform.departement_schemas WHERE departement_code = '75')",
+    )
+    .bind(&legacy)
+    .bind(&db.app_role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("droits");
+    let current = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    assert_eq!(
+        (member, usage, select, recorded),
+        (false, false, false, current)
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {legacy}")))
+        .execute(&db.admin)
+        .await
+        .expect("DROP ROLE");
+}
+
 #[tokio::test]
 async fn interleaved_requests_of_two_departements_over_two_connections_never_mix() {
     let db = TestDatabase::with_departements(&["75", "2A"]).await;
@@ -177,7 +424,7 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
         .connect(&db.app_url)
         .await
         .expect("pool");
-    let tenancy = Tenancy::load(pool.clone()).await.expect("tenancy");
+    let tenancy = test_support::tenancy(pool.clone()).await;
     let app_role = db.app_role.clone();
     let mut tasks = Vec::new();
     for i in 0..1000 {
@@ -195,8 +442,8 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
                     .fetch_one(&mut *tx)
                     .await
                     .expect("réglages");
-            let inside_ok =
-                path == dep(code).schema_name() && user.ends_with(&dep(code).schema_name());
+            let inside_ok = path == format!("{}, pg_temp", dep(code).schema_name())
+                && user.ends_with(&dep(code).schema_name());
             // Half the transactions fail and roll back: they must not leave anything either.
             if i % 4 < 2 {
                 let _ = sqlx::query("SELECT 1/0").execute(&mut *tx).await;
@@ -228,9 +475,15 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
         name: "9999_broken",
         sql: "CREATE TABLE oops (",
     });
-    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &broken)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &broken,
+    )
+    .await
+    .expect("rapport");
     assert!(
         report.result.is_err(),
         "une migration invalide doit échouer"
@@ -275,10 +528,15 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
 #[tokio::test]
 async fn migrations_are_tracked_per_schema_and_never_edited() {
     let db = TestDatabase::with_departements(&["75", "13"]).await;
-    let again =
-        migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &DEPARTEMENT_MIGRATIONS)
-            .await
-            .expect("rapport");
+    let again = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("rapport");
     assert_eq!(
         (again.applied, again.result.clone()),
         (0, Ok(DEPARTEMENT_MIGRATIONS.latest_version()))
@@ -291,9 +549,15 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
         name: "9001_notes",
         sql: "CREATE TABLE notes (id bigint PRIMARY KEY)",
     });
-    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &next)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &next,
+    )
+    .await
+    .expect("rapport");
     assert_eq!(report.applied, 1);
     let versions = |schema: &'static str| {
         let admin = db.admin.clone();
@@ -316,9 +580,15 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
     let mut edited = next.clone();
     edited.0.last_mut().expect("migration").sql =
         "CREATE TABLE notes (id bigint PRIMARY KEY, body text)";
-    let report = migrate::provision_departement(&db.admin, &db.app_role, dep("75"), &edited)
-        .await
-        .expect("rapport");
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &edited,
+    )
+    .await
+    .expect("rapport");
     let err = report.result.expect_err("somme de contrôle différente");
     assert!(err.contains("modifiée après avoir été appliquée"), "{err}");
 }

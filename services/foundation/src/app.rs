@@ -45,7 +45,11 @@ impl Platform {
             .connect(settings.database.url.expose_secret())
             .await
             .map_err(|e| anyhow::anyhow!("base de données injoignable : {e}"))?;
-        let tenancy = Tenancy::load(pool.clone()).await?;
+        let tenancy = Tenancy::load(
+            pool.clone(),
+            crate::tenancy::TenantLogin::from_settings(&settings.database),
+        )
+        .await?;
         let guard = policies::Guard::new(Arc::new(SqlAssignments(pool))).await?;
         let cipher = SeedCipher::new(
             &settings.security.totp_key,

@@ -116,11 +116,18 @@ pub struct HttpSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    /// The application's login role: it owns nothing and reaches a département schema only
-    /// through the tenancy module's `SET LOCAL ROLE`.
+    /// The application's login role: it owns nothing and is a member of no département role;
+    /// territories are reached by logging in as their own role (see `tenant_role_secret`).
     #[serde(serialize_with = "serialize_secret")]
     pub url: SecretString,
     pub max_connections: u32,
+    /// Derives the password of each département role (HMAC-SHA256 of the role's name); the
+    /// migrator (`tenant-admin migrate`) and the services must have the same one.
+    #[serde(serialize_with = "serialize_secret")]
+    pub tenant_role_secret: SecretString,
+    /// Most connections of one territory's pool (opened at first use, closed after 10 s
+    /// unused).
+    pub tenant_max_connections: u32,
     /// How long a request waits for a pooled connection before failing with 503.
     pub acquire_timeout_ms: u64,
 }
@@ -254,6 +261,7 @@ const LOCAL_DATABASE_URL: &str = "postgres://aidants_app:aidants_app@127.0.0.1:5
 const LOCAL_S3_SECRET: &str = "local-secret-key";
 /// Development and tests only.
 const LOCAL_LINK_SECRET: &str = "local-link-secret";
+const LOCAL_TENANT_ROLE_SECRET: &str = "local-tenant-role-secret";
 const LOCAL_JOURNAL_KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const LOCAL_IDP_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 const LOCAL_SUBJECT_KEY: &str = "local-subject-key";
@@ -276,6 +284,8 @@ impl Default for Settings {
                 url: LOCAL_DATABASE_URL.into(),
                 max_connections: 16,
                 acquire_timeout_ms: 2_000,
+                tenant_role_secret: LOCAL_TENANT_ROLE_SECRET.into(),
+                tenant_max_connections: 8,
             },
             smtp: SmtpSettings {
                 host: "127.0.0.1".into(),
@@ -357,11 +367,41 @@ impl Settings {
         Ok(settings)
     }
 
+    /// How the département roles log in, for a process that needs nothing else of the
+    /// settings (the migrator): the same sources as `load`, and in production the secret must
+    /// be set.
+    pub fn load_tenant_login() -> Result<crate::tenancy::TenantLogin, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Ok(file) = std::env::var("AC_CONFIG_FILE") {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("AC_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.check_tenant_role_secret()?;
+        Ok(crate::tenancy::TenantLogin::from_settings(
+            &settings.database,
+        ))
+    }
+
+    fn check_tenant_role_secret(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production
+            && self.database.tenant_role_secret.expose_secret() == LOCAL_TENANT_ROLE_SECRET
+        {
+            return Err(ConfigError::DefaultSecretInProduction(
+                "AC_DATABASE__TENANT_ROLE_SECRET",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
             if self.database.url.expose_secret() == LOCAL_DATABASE_URL {
                 return Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"));
             }
+            self.check_tenant_role_secret()?;
             if self.security.totp_key.expose_secret() == LOCAL_TOTP_KEY {
                 return Err(ConfigError::DefaultSecretInProduction(
                     "AC_SECURITY__TOTP_KEY",
@@ -428,6 +468,13 @@ mod tests {
             Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"))
         ));
         settings.database.url = "postgres://app:real@db/aidants".into();
+        assert!(matches!(
+            settings.validate(),
+            Err(ConfigError::DefaultSecretInProduction(
+                "AC_DATABASE__TENANT_ROLE_SECRET"
+            ))
+        ));
+        settings.database.tenant_role_secret = "real".into();
         assert!(
             settings.validate().is_err(),
             "object store secret still local"

@@ -8,9 +8,14 @@
 //! worker of every process, one at a time per territory under an advisory lock) then
 //! gives the committed entries their place in the chain — `seq` without gaps, `prev_hash`,
 //! `hash` — many entries per transaction. Chaining is thus not bound by one commit per entry,
-//! and a rolled-back act leaves nothing to chain. The département role may fill those three
-//! columns only while they are empty (column privilege plus a trigger); it may never change,
-//! delete or truncate anything else.
+//! and a rolled-back act leaves nothing to chain. Those three columns are written only by the
+//! schema's SECURITY DEFINER function `journal_seal` (migration `0009_journal_sealing`), owned
+//! by the database's sealer role: the département role inserts entries without them and may
+//! never change, delete or truncate anything.
+//!
+//! Verification trusts more than the database: the auditor's checkpoints (an earlier export,
+//! or the last checkpoint read out) must still be there, and the newest checkpoint must be
+//! recent (`Anchor`), so an owner who deletes the checkpoints and rewrites the chain is found.
 
 use base64::Engine;
 use p256::ecdsa::signature::{Signer, Verifier};
@@ -212,82 +217,18 @@ pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Err
 }
 
 /// Most entries chained in one sealing transaction.
-pub const SEAL_BATCH: i64 = 5_000;
-
-type PendingRow = (
-    i64,
-    OffsetDateTime,
-    String,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<Uuid>,
-    String,
-);
+pub const SEAL_BATCH: i32 = 5_000;
 
 /// Chains the committed entries not yet chained, in arrival order, up to [`SEAL_BATCH`] per
-/// call; returns how many were chained. One sealer at a time per territory.
+/// call, through the schema's sealing function; returns how many were chained. One sealer at a
+/// time per territory (the function takes an advisory lock).
 pub async fn seal(tx: &mut TenantTx) -> Result<u64, sqlx::Error> {
     let conn: &mut PgConnection = tx;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:journal-seal:' || current_schema()))")
-        .execute(&mut *conn)
+    let sealed: i32 = sqlx::query_scalar("SELECT journal_seal($1)")
+        .bind(SEAL_BATCH)
+        .fetch_one(&mut *conn)
         .await?;
-    let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, hash FROM journal WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let pending: Vec<PendingRow> = sqlx::query_as(
-        "SELECT id, at, kind, structure_id, professional_id, usager_id, mandate_id, details
-         FROM journal WHERE seq IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(SEAL_BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    if pending.is_empty() {
-        return Ok(0);
-    }
-    let (mut seq, mut prev) = match last {
-        Some((seq, hash)) => (seq, hash),
-        None => (0, vec![0u8; 32]),
-    };
-    let (mut ids, mut seqs, mut prevs, mut hashes) = (
-        Vec::with_capacity(pending.len()),
-        Vec::with_capacity(pending.len()),
-        Vec::with_capacity(pending.len()),
-        Vec::with_capacity(pending.len()),
-    );
-    for (id, at, kind, structure, professional, usager, mandate, details) in &pending {
-        seq += 1;
-        let hash = entry_hash(
-            &prev,
-            seq,
-            *at,
-            kind,
-            *structure,
-            *professional,
-            *usager,
-            *mandate,
-            details,
-        )
-        .to_vec();
-        ids.push(*id);
-        seqs.push(seq);
-        prevs.push(std::mem::replace(&mut prev, hash.clone()));
-        hashes.push(hash);
-    }
-    sqlx::query(
-        "UPDATE journal j SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
-         FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(id, seq, prev_hash, hash)
-         WHERE j.id = v.id",
-    )
-    .bind(&ids)
-    .bind(&seqs)
-    .bind(&prevs)
-    .bind(&hashes)
-    .execute(&mut *conn)
-    .await?;
-    Ok(pending.len() as u64)
+    Ok(sealed.max(0) as u64)
 }
 
 /// Seals a territory until nothing is left to chain.
@@ -297,6 +238,22 @@ pub async fn seal_all(tenant: &crate::tenancy::TenantContext) -> Result<u64, sql
         let mut tx = tenant.begin().await?;
         let n = seal(&mut tx).await?;
         tx.commit().await?;
+        total += n;
+        if n < SEAL_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Seals a territory until nothing is left to chain, from the platform pool (no connection of
+/// the territory's own: the sweep visits every territory).
+pub async fn seal_from_platform(
+    tenancy: &crate::tenancy::Tenancy,
+    departement: crate::tenancy::DepartementCode,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = tenancy.seal_journal(departement, SEAL_BATCH).await?;
         total += n;
         if n < SEAL_BATCH as u64 {
             return Ok(total);
@@ -335,10 +292,7 @@ pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Sh
                 .collect()
         };
         for departement in schemas {
-            let Ok(tenant) = platform.tenancy.context(departement).await else {
-                continue;
-            };
-            match seal_all(&tenant).await {
+            match seal_from_platform(&platform.tenancy, departement).await {
                 Ok(_) => {
                     // Settled: no write since well before this run began.
                     let mut dirty = DIRTY.1.lock().unwrap_or_else(|e| e.into_inner());
@@ -388,6 +342,12 @@ impl CheckpointKey {
     pub fn key_id(&self) -> String {
         self.public().key_id()
     }
+
+    /// An ECDSA P-256 signature of `message` (64 bytes, r ‖ s).
+    pub(crate) fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let signature: Signature = self.signing.sign(message);
+        signature.to_bytes().to_vec()
+    }
 }
 
 /// What an auditor holds to check checkpoints.
@@ -413,7 +373,12 @@ impl CheckpointPublicKey {
     }
 }
 
-fn checkpoint_message(schema: &str, seq: i64, hash: &[u8], at: OffsetDateTime) -> Vec<u8> {
+pub(crate) fn checkpoint_message(
+    schema: &str,
+    seq: i64,
+    hash: &[u8],
+    at: OffsetDateTime,
+) -> Vec<u8> {
     format!(
         "aidants-connect journal checkpoint\n{schema}\n{seq}\n{}\n{}",
         hex::encode(hash),
@@ -422,8 +387,13 @@ fn checkpoint_message(schema: &str, seq: i64, hash: &[u8], at: OffsetDateTime) -
     .into_bytes()
 }
 
-/// Signs a checkpoint on the chain's last entry, if the chain grew since the last checkpoint.
-/// Returns the sequence number signed.
+/// An unchanged chain is signed again after this long, so that verification can demand a
+/// recent checkpoint (`Anchor::max_age`, 24 hours by default) of a quiet territory too.
+pub const RESIGN_AFTER: time::Duration = time::Duration::hours(6);
+
+/// Signs a checkpoint on the chain's last entry (sequence 0 and a zero hash for an empty
+/// chain) if the chain grew since the last checkpoint or that one is older than
+/// [`RESIGN_AFTER`]. Returns the sequence number signed.
 pub async fn checkpoint(
     tx: &mut TenantTx,
     key: &CheckpointKey,
@@ -435,23 +405,19 @@ pub async fn checkpoint(
     )
     .execute(&mut *conn)
     .await?;
-    let last: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some((seq, hash)) = last else {
+    let last: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, hash FROM journal WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let previous: Option<(i64, OffsetDateTime)> = sqlx::query_as(
+        "SELECT seq, at FROM journal_checkpoints ORDER BY seq DESC, at DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((seq, hash, at)) = next_checkpoint(last, previous) else {
         return Ok(None);
     };
-    let sealed: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM journal_checkpoints")
-        .fetch_one(&mut *conn)
-        .await?;
-    if sealed.is_some_and(|s| s >= seq) {
-        return Ok(None);
-    }
-    let now = OffsetDateTime::now_utc();
-    let at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
     let signature: Signature = key
         .signing
         .sign(&checkpoint_message(&schema, seq, &hash, at));
@@ -466,6 +432,203 @@ pub async fn checkpoint(
     .execute(&mut *conn)
     .await?;
     Ok(Some(seq))
+}
+
+/// What a new checkpoint should seal (sequence, hash, time), if one is due.
+pub(crate) fn next_checkpoint(
+    last: Option<(i64, Vec<u8>)>,
+    previous: Option<(i64, OffsetDateTime)>,
+) -> Option<(i64, Vec<u8>, OffsetDateTime)> {
+    let (seq, hash) = last.unwrap_or((0, vec![0u8; 32]));
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now);
+    match previous {
+        Some((sealed, at)) if sealed >= seq && now - at < RESIGN_AFTER => None,
+        _ => Some((seq, hash, now)),
+    }
+}
+
+/// A checkpoint the auditor kept: from an export (with its signature) or read out by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorPoint {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub at: OffsetDateTime,
+    pub signature: Option<Vec<u8>>,
+}
+
+/// What verification trusts besides the database: the auditor's checkpoints, each of which
+/// must still be in the journal, and the age past which the newest checkpoint is too old.
+#[derive(Debug, Clone, Default)]
+pub struct Anchor {
+    pub points: Vec<AnchorPoint>,
+    pub max_age: Option<time::Duration>,
+}
+
+impl Anchor {
+    /// The checkpoints of an export (`tenant-admin journal export`) of the journal `name`
+    /// (`dep_33`, or `security_journal`).
+    pub fn from_export(text: &str, name: &str) -> anyhow::Result<Vec<AnchorPoint>> {
+        let mut points = Vec::new();
+        let mut header = None;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line).map_err(|_| {
+                anyhow::anyhow!("ligne {} de l'export illisible (JSON attendu)", n + 1)
+            })?;
+            match v["type"].as_str() {
+                Some("header") => header = v["schema"].as_str().map(str::to_owned),
+                Some("checkpoint") => {
+                    let bad =
+                        || anyhow::anyhow!("point de scellement illisible à la ligne {}", n + 1);
+                    let at = v["at"].as_str().ok_or_else(bad)?;
+                    points.push(AnchorPoint {
+                        seq: v["seq"].as_i64().ok_or_else(bad)?,
+                        hash: hex::decode(v["hash"].as_str().ok_or_else(bad)?)
+                            .map_err(|_| bad())?,
+                        at: OffsetDateTime::parse(
+                            at,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .map_err(|_| bad())?,
+                        signature: Some(
+                            hex::decode(v["signature"].as_str().ok_or_else(bad)?)
+                                .map_err(|_| bad())?,
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        }
+        match header {
+            Some(h) if h == name => {}
+            Some(h) => anyhow::bail!("cet export est celui du journal {h}, pas de {name}"),
+            None => anyhow::bail!(
+                "export sans en-tête : est-ce bien un fichier de « journal export » ?"
+            ),
+        }
+        anyhow::ensure!(
+            !points.is_empty(),
+            "l'export ne contient aucun point de scellement"
+        );
+        Ok(points)
+    }
+}
+
+/// `2 j`, `24 h`, `90 min`, `30 s`.
+fn age_text(d: time::Duration) -> String {
+    let s = d.whole_seconds();
+    match s {
+        s if s % 86_400 == 0 && s > 86_400 => format!("{} j", s / 86_400),
+        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Checks the stored checkpoints against the chain (`hashes_at`: the hash of each entry a
+/// checkpoint names), their signatures, the auditor's anchor and the newest one's age.
+/// Returns the first problem: the entry it concerns, if one, and what is wrong.
+pub(crate) fn check_checkpoints(
+    name: &str,
+    checkpoints: &[Checkpoint],
+    hashes_at: &std::collections::HashMap<i64, Vec<u8>>,
+    public: Option<&CheckpointPublicKey>,
+    anchor: &Anchor,
+) -> (u64, Option<(Option<i64>, String)>) {
+    let signed = |seq: i64, hash: &[u8], at: OffsetDateTime, signature: &[u8]| match public {
+        Some(key) => Signature::from_slice(signature).is_ok_and(|sig| {
+            key.0
+                .verify(&checkpoint_message(name, seq, hash, at), &sig)
+                .is_ok()
+        }),
+        None => true,
+    };
+    let mut checked = 0;
+    for c in checkpoints {
+        let problem = match hashes_at.get(&c.seq) {
+            None if c.seq == 0 && c.hash == [0u8; 32] => None,
+            None => Some(format!(
+                "le point de scellement n° {} désigne une entrée absente (fin du journal supprimée)",
+                c.seq
+            )),
+            Some(h) if h[..] != c.hash[..] => Some(format!(
+                "le point de scellement n° {} ne correspond pas à l'entrée",
+                c.seq
+            )),
+            Some(_) => (!signed(c.seq, &c.hash, c.at, &c.signature)).then(|| {
+                format!(
+                    "la signature du point de scellement n° {} est invalide",
+                    c.seq
+                )
+            }),
+        };
+        if let Some(problem) = problem {
+            return (checked, Some((Some(c.seq), problem)));
+        }
+        checked += 1;
+    }
+    for p in &anchor.points {
+        if p.signature
+            .as_deref()
+            .is_some_and(|sig| !signed(p.seq, &p.hash, p.at, sig))
+        {
+            return (
+                checked,
+                Some((
+                    None,
+                    format!(
+                        "le point de scellement n° {} de l'auditeur n'est pas signé par cette clé",
+                        p.seq
+                    ),
+                )),
+            );
+        }
+        let kept = checkpoints
+            .iter()
+            .any(|c| c.seq == p.seq && c.hash == p.hash && c.at == p.at);
+        if !kept {
+            return (
+                checked,
+                Some((
+                    Some(p.seq),
+                    format!(
+                        "le point de scellement n° {} du {} remis à l'auditeur n'est plus dans le journal (points supprimés ou chaîne réécrite)",
+                        p.seq,
+                        crate::paris::date_time(p.at)
+                    ),
+                )),
+            );
+        }
+    }
+    if let Some(max_age) = anchor.max_age {
+        let newest = checkpoints.iter().map(|c| c.at).max();
+        let fresh = newest.is_some_and(|at| OffsetDateTime::now_utc() - at <= max_age);
+        if !fresh {
+            let age = age_text(max_age);
+            return (
+                checked,
+                Some((
+                    None,
+                    match newest {
+                        Some(at) => format!(
+                            "aucun point de scellement depuis plus de {age} (le dernier date du {}) : le journal n'est plus scellé",
+                            crate::paris::date_time(at)
+                        ),
+                        None => format!(
+                            "aucun point de scellement : rien ne garantit ce journal (il en faut un de moins de {age})"
+                        ),
+                    },
+                )),
+            );
+        }
+    }
+    (checked, None)
 }
 
 /// A stored checkpoint.
@@ -569,18 +732,20 @@ impl ChainCheck {
 
 /// Verifies the territory's whole chain, then every checkpoint: its signature with `public`,
 /// and that it seals the entry it names (a checkpoint past the last entry means the tail was
-/// cut).
+/// cut); then that the auditor's checkpoints are all still there and the newest checkpoint is
+/// recent enough (`anchor`).
 pub async fn verify(
     tx: &mut TenantTx,
     public: Option<&CheckpointPublicKey>,
+    anchor: &Anchor,
 ) -> Result<Verification, sqlx::Error> {
     use futures::TryStreamExt;
     let schema = tx.departement().schema_name();
     let conn: &mut PgConnection = tx;
     let mut check = ChainCheck::default();
-    let mut hashes_at: std::collections::HashMap<i64, [u8; 32]> = Default::default();
+    let mut hashes_at: std::collections::HashMap<i64, Vec<u8>> = Default::default();
     let checkpoints: Vec<Checkpoint> = sqlx::query_as(
-        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq",
+        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq, at",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -600,9 +765,7 @@ pub async fn verify(
                 break;
             }
             if wanted.contains(&e.seq) {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(&e.hash);
-                hashes_at.insert(e.seq, h);
+                hashes_at.insert(e.seq, e.hash.clone());
             }
         }
     }
@@ -615,51 +778,23 @@ pub async fn verify(
             pending,
         });
     }
-    let mut checkpoints_checked = 0;
-    for c in &checkpoints {
-        let problem = match hashes_at.get(&c.seq) {
-            None => Some(format!(
-                "le point de scellement n° {} désigne une entrée absente (fin du journal supprimée)",
-                c.seq
-            )),
-            Some(h) if h[..] != c.hash[..] => Some(format!(
-                "le point de scellement n° {} ne correspond pas à l'entrée",
-                c.seq
-            )),
-            Some(_) => match public {
-                Some(key) => {
-                    let ok = Signature::from_slice(&c.signature).is_ok_and(|sig| {
-                        key.0
-                            .verify(&checkpoint_message(&schema, c.seq, &c.hash, c.at), &sig)
-                            .is_ok()
-                    });
-                    (!ok).then(|| {
-                        format!(
-                            "la signature du point de scellement n° {} est invalide",
-                            c.seq
-                        )
-                    })
-                }
-                None => None,
-            },
-        };
-        if let Some(problem) = problem {
-            return Ok(Verification {
-                checked: check.checked,
-                checkpoints_checked,
-                first_broken: Some(c.seq.min(check.expected)),
-                problem: Some(problem),
-                pending,
-            });
-        }
-        checkpoints_checked += 1;
-    }
-    Ok(Verification {
-        checked: check.checked,
-        checkpoints_checked,
-        first_broken: None,
-        problem: None,
-        pending,
+    let (checkpoints_checked, problem) =
+        check_checkpoints(&schema, &checkpoints, &hashes_at, public, anchor);
+    Ok(match problem {
+        Some((seq, problem)) => Verification {
+            checked: check.checked,
+            checkpoints_checked,
+            first_broken: seq.map(|s| s.min(check.expected)),
+            problem: Some(problem),
+            pending,
+        },
+        None => Verification {
+            checked: check.checked,
+            checkpoints_checked,
+            first_broken: None,
+            problem: None,
+            pending,
+        },
     })
 }
 
@@ -695,7 +830,7 @@ pub async fn export(
         }
     }
     let checkpoints: Vec<Checkpoint> = sqlx::query_as(
-        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq",
+        "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq, at",
     )
     .fetch_all(&mut **tx)
     .await?;

@@ -111,7 +111,8 @@ pub fn expiry_reminders() -> Job {
     )
 }
 
-/// Seals every territory's journal that grew since its last checkpoint.
+/// Signs a checkpoint of every territory's journal, and of the security journal, that grew
+/// since its last checkpoint or whose last checkpoint is getting old.
 pub fn journal_checkpoints(key: CheckpointKey) -> Job {
     Job::new(
         "journal_checkpoints",
@@ -120,9 +121,17 @@ pub fn journal_checkpoints(key: CheckpointKey) -> Job {
             let key = key.clone();
             async move {
                 let mut sealed = 0;
+                let mut conn = platform.platform_pool().begin().await?;
+                if foundation::auth::journal::checkpoint(&mut conn, &key)
+                    .await?
+                    .is_some()
+                {
+                    sealed += 1;
+                }
+                conn.commit().await?;
                 for departement in platform.tenancy.served() {
+                    journal::seal_from_platform(&platform.tenancy, departement).await?;
                     let tenant = platform.tenancy.context(departement).await?;
-                    journal::seal_all(&tenant).await?;
                     let mut tx = tenant.begin().await?;
                     if journal::checkpoint(&mut tx, &key).await?.is_some() {
                         sealed += 1;

@@ -1,8 +1,8 @@
 //! One fresh database per test, set up by the production code path (platform migrations,
 //! reference territories, département provisioning), so tests never share state.
 
-use foundation::tenancy::DepartementCode;
 use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS};
+use foundation::tenancy::{DepartementCode, TenantLogin};
 use sqlx::PgPool;
 
 use crate::stack_var;
@@ -65,6 +65,11 @@ impl TestDatabase {
         }
     }
 
+    /// How the applications under test log in as département roles (the default settings).
+    pub fn tenant_login() -> TenantLogin {
+        TenantLogin::from_settings(&foundation::config::Settings::default().database)
+    }
+
     /// Creates a database with these départements provisioned and ready.
     pub async fn with_departements(codes: &[&str]) -> TestDatabase {
         let db = Self::create().await;
@@ -80,6 +85,7 @@ impl TestDatabase {
         let report = migrate::provision_departement(
             &self.admin,
             &self.app_role,
+            &Self::tenant_login(),
             departement,
             &DEPARTEMENT_MIGRATIONS,
         )

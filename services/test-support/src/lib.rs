@@ -54,3 +54,11 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.telemetry.log_filter = "warn".into();
     settings
 }
+
+/// The tenancy registry over `pool` (the application's or the administrator's), as the
+/// services build it with the test settings.
+pub async fn tenancy(pool: sqlx::PgPool) -> foundation::tenancy::Tenancy {
+    foundation::tenancy::Tenancy::load(pool, database::TestDatabase::tenant_login())
+        .await
+        .expect("registre des territoires")
+}

@@ -317,9 +317,7 @@ pub async fn log_in(
 }
 
 pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
-    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
-        .await
-        .expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
         .await

@@ -71,9 +71,7 @@ pub async fn mandate_for(
     identity: &Identity,
     codes: &[&str],
 ) -> (Uuid, Uuid) {
-    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
-        .await
-        .expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let tenant = tenancy
         .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await

@@ -163,3 +163,152 @@ pub async fn verify(conn: &mut PgConnection) -> Result<Verification, sqlx::Error
         first_broken: None,
     })
 }
+
+/// The name signed into the security journal's checkpoints (a territory's is its schema).
+pub const CHECKPOINT_NAME: &str = "security_journal";
+
+/// Signs a checkpoint on the security journal's last entry, as the territories' journals are
+/// signed (same key, same rule: when the chain grew or the last one is older than
+/// `journal::RESIGN_AFTER`). Serialised with appends by their lock.
+pub async fn checkpoint(
+    conn: &mut PgConnection,
+    key: &crate::journal::CheckpointKey,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:security-journal'))")
+        .execute(&mut *conn)
+        .await?;
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM platform.security_journal ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let previous: Option<(i64, OffsetDateTime)> = sqlx::query_as(
+        "SELECT seq, at FROM platform.security_journal_checkpoints ORDER BY seq DESC, at DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((seq, hash, at)) = crate::journal::next_checkpoint(last, previous) else {
+        return Ok(None);
+    };
+    let signature = key.sign(&crate::journal::checkpoint_message(
+        CHECKPOINT_NAME,
+        seq,
+        &hash,
+        at,
+    ));
+    sqlx::query(
+        "INSERT INTO platform.security_journal_checkpoints (seq, hash, at, key_id, signature)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(seq)
+    .bind(&hash)
+    .bind(at)
+    .bind(key.key_id())
+    .bind(&signature)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(seq))
+}
+
+async fn checkpoints(
+    conn: &mut PgConnection,
+) -> Result<Vec<crate::journal::Checkpoint>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT seq, hash, at, key_id, signature FROM platform.security_journal_checkpoints
+         ORDER BY seq, at",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Recomputes the chain, then checks the signed checkpoints, the auditor's anchor and the
+/// newest checkpoint's age, as `journal::verify` does for a territory.
+pub async fn verify_anchored(
+    conn: &mut PgConnection,
+    public: Option<&crate::journal::CheckpointPublicKey>,
+    anchor: &crate::journal::Anchor,
+) -> Result<crate::journal::Verification, sqlx::Error> {
+    let chain = verify(&mut *conn).await?;
+    if let Some(seq) = chain.first_broken {
+        return Ok(crate::journal::Verification {
+            checked: chain.checked,
+            checkpoints_checked: 0,
+            first_broken: Some(seq),
+            problem: Some(format!(
+                "l'entrée n° {seq} a été modifiée, supprimée, insérée ou déplacée"
+            )),
+            pending: 0,
+        });
+    }
+    let checkpoints = checkpoints(&mut *conn).await?;
+    let wanted: Vec<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let hashes_at: std::collections::HashMap<i64, Vec<u8>> = sqlx::query_as::<_, (i64, Vec<u8>)>(
+        "SELECT seq, hash FROM platform.security_journal WHERE seq = ANY($1)",
+    )
+    .bind(&wanted)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let (checkpoints_checked, problem) = crate::journal::check_checkpoints(
+        CHECKPOINT_NAME,
+        &checkpoints,
+        &hashes_at,
+        public,
+        anchor,
+    );
+    let (first_broken, problem) = match problem {
+        Some((seq, p)) => (seq.map(|s| s.min(chain.checked as i64 + 1)), Some(p)),
+        None => (None, None),
+    };
+    Ok(crate::journal::Verification {
+        checked: chain.checked,
+        checkpoints_checked,
+        first_broken,
+        problem,
+        pending: 0,
+    })
+}
+
+/// The auditor's export of the security journal: a header, every entry, every checkpoint (one
+/// JSON object per line, as for a territory).
+pub async fn export(
+    conn: &mut PgConnection,
+    public: &crate::journal::CheckpointPublicKey,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<u64> {
+    use futures::TryStreamExt;
+    use serde_json::json;
+    writeln!(
+        out,
+        "{}",
+        json!({ "type": "header", "schema": CHECKPOINT_NAME, "checkpoint_public_key": public.to_hex(),
+                "key_id": public.key_id(), "hash": "sha256, fields length-prefixed (see auth::journal)" })
+    )?;
+    let mut lines = 0;
+    {
+        let mut rows = sqlx::query_as::<_, Row>(
+            "SELECT seq, at, kind, professional_id, actor_id, details, prev_hash, hash
+             FROM platform.security_journal ORDER BY seq",
+        )
+        .fetch(&mut *conn);
+        while let Some((seq, at, kind, professional, actor, details, prev_hash, hash)) =
+            rows.try_next().await?
+        {
+            let at = at.format(&time::format_description::well_known::Rfc3339)?;
+            writeln!(
+                out,
+                "{}",
+                json!({ "type": "entry", "seq": seq, "at": at, "kind": kind,
+                        "professional_id": professional, "actor_id": actor, "details": details,
+                        "prev_hash": hex::encode(prev_hash), "hash": hex::encode(hash) })
+            )?;
+            lines += 1;
+        }
+    }
+    for c in checkpoints(&mut *conn).await? {
+        let mut v = serde_json::to_value(&c)?;
+        v["type"] = json!("checkpoint");
+        writeln!(out, "{v}")?;
+    }
+    Ok(lines)
+}

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+use super::logins::{self, TenantLogin};
 use super::territories::{DEPARTEMENTS, DepartementCode, REGIONS};
 
 /// One migration: a version, a name and its SQL, applied once per schema in a transaction.
@@ -61,6 +62,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 11, "0011_request_digests"),
             migration!("platform", 12, "0012_login_hardening"),
             migration!("platform", 13, "0013_oidc_client_allowances"),
+            migration!("platform", 14, "0014_security_journal_checkpoints"),
         ])
     });
 
@@ -75,6 +77,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 6, "0006_usager_contacts_and_letters"),
             migration!("departement", 7, "0007_structure_requests"),
             migration!("departement", 8, "0008_usager_contacts_per_structure"),
+            migration!("departement", 9, "0009_journal_sealing"),
         ])
     });
 
@@ -82,9 +85,11 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
 /// with the database refusing UPDATE, DELETE and TRUNCATE.
 pub const APPEND_ONLY_TABLES: &[&str] = &["journal", "journal_checkpoints"];
 
-/// Columns of append-only tables the département role may fill once (a trigger refuses any
-/// change to a row once they are set): the journal's place in the chain, given by the sealer.
-pub const SEAL_COLUMNS: &[(&str, &str)] = &[("journal", "seq, prev_hash, hash")];
+/// The journal's columns the département role may insert. The chain columns (`seq`,
+/// `prev_hash`, `hash`) are written only by the sealing function `journal_seal`, owned by the
+/// database's sealer role, the one role with UPDATE on them.
+pub const JOURNAL_INSERT_COLUMNS: &str =
+    "at, kind, structure_id, professional_id, usager_id, mandate_id, details";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -98,6 +103,12 @@ pub enum MigrateError {
     },
     #[error("nom de rôle applicatif invalide « {0} »")]
     InvalidRoleName(String),
+    #[error(
+        "le rôle {0} appartient à une autre base de données de ce serveur : choisissez un autre nom de base"
+    )]
+    RoleOfAnotherDatabase(String),
+    #[error("le rôle {0} manque : migrez d'abord le schéma national (tenant-admin migrate)")]
+    MissingRole(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -130,22 +141,55 @@ fn ident(name: &str) -> Result<String, MigrateError> {
     }
 }
 
-/// The Postgres role owning a département's rights in this database. Roles are cluster-wide,
-/// databases are not: the database name keeps two databases of one cluster apart.
+async fn current_database(conn: impl sqlx::PgExecutor<'_>) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(conn)
+        .await
+}
+
+/// The Postgres role owning a département's rights in this database (see `tenancy::logins`
+/// for the naming scheme that keeps two databases of one cluster apart).
 pub async fn role_name(
     admin: &PgPool,
     departement: DepartementCode,
 ) -> Result<String, sqlx::Error> {
-    let db: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(admin)
+    Ok(logins::departement_role(
+        &current_database(admin).await?,
+        departement,
+    ))
+}
+
+/// Creates `role` if it does not exist (marked as this database's), refuses it if another
+/// database marked it, and marks it otherwise (roles made before the mark existed).
+async fn claim_role(
+    conn: &mut PgConnection,
+    database: &str,
+    role: &str,
+    create: &str,
+) -> Result<(), MigrateError> {
+    let role_id = ident(role)?;
+    let mark = logins::database_mark(database);
+    let existing: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some(Some(comment)) if comment == mark => return Ok(()),
+        Some(Some(_)) => return Err(MigrateError::RoleOfAnotherDatabase(role.into())),
+        Some(None) => {}
+        None => {
+            sqlx::raw_sql(ddl(format!("CREATE ROLE {role_id} {create}")))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    // The mark is 64 hex digits: a literal needing no escaping.
+    sqlx::raw_sql(ddl(format!("COMMENT ON ROLE {role_id} IS '{mark}'")))
+        .execute(&mut *conn)
         .await?;
-    let prefix: String = db
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(40)
-        .collect();
-    Ok(format!("{prefix}_{}", departement.schema_name()))
+    Ok(())
 }
 
 /// Creates the platform schema, applies its migrations, loads the reference territories and
@@ -162,8 +206,28 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
         .await?;
     let applied = apply(&mut tx, "platform", &PLATFORM_MIGRATIONS).await?;
     seed_territories(&mut tx).await?;
-    // The application role logs in, owns nothing, and does not inherit the département roles
-    // it is a member of: it reaches a territory only by switching role in a TenantTx.
+    // The owner of the journals' sealing functions: one per database, never logs in.
+    let database = current_database(&mut *tx).await?;
+    claim_role(
+        &mut tx,
+        &database,
+        &logins::sealer_role(&database),
+        "NOLOGIN NOINHERIT",
+    )
+    .await?;
+    // Giving the sealing functions to that role needs membership, unless a superuser migrates.
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !superuser {
+        let sealer = ident(&logins::sealer_role(&database))?;
+        sqlx::raw_sql(ddl(format!("GRANT {sealer} TO CURRENT_USER")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    // The application role logs in and owns nothing; it is a member of no département role
+    // (each logs in itself, see `tenancy::logins`) and inherits nothing.
     // Roles are cluster-wide: altering one concurrently from two databases fails ("tuple
     // concurrently updated"), so it is altered only when it needs to be.
     let inherits: Option<bool> =
@@ -182,7 +246,8 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA platform TO {app};
          REVOKE INSERT, UPDATE, DELETE ON platform.departement_schemas, platform.regions,
              platform.departements FROM {app};
-         REVOKE UPDATE, DELETE, TRUNCATE ON platform.security_journal FROM {app};"
+         REVOKE UPDATE, DELETE, TRUNCATE ON platform.security_journal,
+             platform.security_journal_checkpoints FROM {app};"
     )))
     .execute(&mut *tx)
     .await?;
@@ -270,6 +335,7 @@ async fn apply(
 pub async fn provision_departement(
     admin: &PgPool,
     app_role: &str,
+    login: &TenantLogin,
     departement: DepartementCode,
     set: &MigrationSet,
 ) -> Result<SchemaReport, MigrateError> {
@@ -285,7 +351,15 @@ pub async fn provision_departement(
     .bind(&role)
     .execute(admin)
     .await?;
-    let outcome = migrate_schema(admin, app_role, &schema, &role, set).await;
+    // A role named by an earlier scheme is stripped of its rights once the new one has them.
+    let recorded: String = sqlx::query_scalar(
+        "SELECT role_name FROM platform.departement_schemas WHERE departement_code = $1",
+    )
+    .bind(departement.as_str())
+    .fetch_one(admin)
+    .await?;
+    let previous = (recorded != role).then_some(recorded.as_str());
+    let outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
     let (status, version, error, applied) = match &outcome {
         Ok(applied) => ("ready", set.latest_version(), None, *applied),
         Err(e) => ("failed", 0, Some(e.to_string()), 0),
@@ -294,13 +368,15 @@ pub async fn provision_departement(
     sqlx::query(
         "UPDATE platform.departement_schemas
          SET status = $2, version = CASE WHEN $2 = 'ready' THEN $3 ELSE version END,
-             last_error = $4, updated_at = now()
+             last_error = $4, updated_at = now(),
+             role_name = CASE WHEN $2 = 'ready' THEN $5 ELSE role_name END
          WHERE departement_code = $1",
     )
     .bind(departement.as_str())
     .bind(status)
     .bind(version)
     .bind(&error)
+    .bind(&role)
     .execute(admin)
     .await?;
     Ok(SchemaReport {
@@ -315,8 +391,10 @@ pub async fn provision_departement(
 async fn migrate_schema(
     admin: &PgPool,
     app_role: &str,
+    login: &TenantLogin,
     schema: &str,
     role: &str,
+    previous_role: Option<&str>,
     set: &MigrationSet,
 ) -> Result<usize, MigrateError> {
     let (schema_id, role_id, app_id) = (ident(schema)?, ident(role)?, ident(app_role)?);
@@ -325,28 +403,50 @@ async fn migrate_schema(
         .bind(format!("aidants-connect:schema:{schema}"))
         .execute(&mut *tx)
         .await?;
-    let role_exists: bool =
+    let database = current_database(&mut *tx).await?;
+    let sealer = logins::sealer_role(&database);
+    let sealer_id = ident(&sealer)?;
+    let sealer_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(role)
+            .bind(&sealer)
             .fetch_one(&mut *tx)
             .await?;
-    if !role_exists {
-        sqlx::raw_sql(ddl(format!("CREATE ROLE {role_id} NOLOGIN NOINHERIT")))
-            .execute(&mut *tx)
-            .await?;
+    if !sealer_exists {
+        return Err(MigrateError::MissingRole(sealer));
     }
+    claim_role(&mut tx, &database, role, "NOLOGIN NOINHERIT").await?;
+    // The département role logs in with its derived password (stored as a SCRAM verifier), its
+    // search path holds its schema then pg_temp (never shadowed by temporary objects, which it
+    // may not create anyway), and the application role is no longer a member of it.
+    let verifier = login.scram_verifier(role);
     sqlx::raw_sql(ddl(format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema_id};
-         REVOKE ALL ON SCHEMA {schema_id} FROM PUBLIC;
-         GRANT {role_id} TO {app_id};"
+        "ALTER ROLE {role_id} WITH LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{verifier}';
+         ALTER ROLE {role_id} SET search_path = {schema_id}, pg_temp;
+         CREATE SCHEMA IF NOT EXISTS {schema_id};
+         REVOKE ALL ON SCHEMA {schema_id} FROM PUBLIC;"
     )))
     .execute(&mut *tx)
     .await?;
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
+                        JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+                        WHERE r.rolname = $1 AND u.rolname = $2)",
+    )
+    .bind(role)
+    .bind(app_role)
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        sqlx::raw_sql(ddl(format!("REVOKE {role_id} FROM {app_id}")))
+            .execute(&mut *tx)
+            .await?;
+    }
     let applied = apply(&mut tx, schema, set).await?;
     // Rights are swept after every migration so new tables are covered, then narrowed for
-    // append-only tables. The département role gets nothing outside its schema.
+    // append-only tables. The département role gets nothing outside its schema; the
+    // application role only sees the schema's names, to call the sealing function.
     let mut grants = format!(
-        "GRANT USAGE ON SCHEMA {schema_id} TO {role_id};
+        "GRANT USAGE ON SCHEMA {schema_id} TO {role_id}, {sealer_id}, {app_id};
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema_id} TO {role_id};
          GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema_id} TO {role_id};
          REVOKE INSERT, UPDATE, DELETE ON {schema_id}.schema_migrations FROM {role_id};"
@@ -363,12 +463,46 @@ async fn migrate_schema(
         grants.push_str(&format!(
             "REVOKE UPDATE, DELETE, TRUNCATE ON {schema_id}.{table_id} FROM {role_id};"
         ));
-        for (sealed, columns) in SEAL_COLUMNS {
-            if *sealed == table {
-                grants.push_str(&format!(
-                    "GRANT UPDATE ({columns}) ON {schema_id}.{table_id} TO {role_id};"
-                ));
-            }
+        if table == "journal" {
+            // Table-level REVOKE also drops column privileges granted by earlier versions.
+            grants.push_str(&format!(
+                "REVOKE INSERT ON {schema_id}.journal FROM {role_id};
+                 GRANT INSERT ({JOURNAL_INSERT_COLUMNS}) ON {schema_id}.journal TO {role_id};
+                 GRANT SELECT, UPDATE (seq, prev_hash, hash) ON {schema_id}.journal TO {sealer_id};"
+            ));
+        }
+    }
+    let sealing: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'journal_seal'
+                        AND pronamespace = $1::regnamespace)",
+    )
+    .bind(schema)
+    .fetch_one(&mut *tx)
+    .await?;
+    if sealing {
+        // SECURITY DEFINER with a fixed search path, pg_temp last (PostgreSQL's advice).
+        grants.push_str(&format!(
+            "ALTER FUNCTION {schema_id}.journal_seal(integer) OWNER TO {sealer_id};
+             ALTER FUNCTION {schema_id}.journal_seal(integer) SET search_path = {schema_id}, pg_temp;
+             REVOKE ALL ON FUNCTION {schema_id}.journal_seal(integer) FROM PUBLIC;
+             GRANT EXECUTE ON FUNCTION {schema_id}.journal_seal(integer) TO {role_id}, {app_id};"
+        ));
+    }
+    if let Some(previous) = previous_role {
+        let previous_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(previous)
+                .fetch_one(&mut *tx)
+                .await?;
+        if previous_exists {
+            let old = ident(previous)?;
+            grants.push_str(&format!(
+                "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema_id} FROM {old};
+                 REVOKE ALL ON SCHEMA {schema_id} FROM {old};
+                 REVOKE {old} FROM {app_id};"
+            ));
         }
     }
     sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
@@ -381,13 +515,14 @@ async fn migrate_schema(
 pub async fn migrate_departements(
     admin: &PgPool,
     app_role: &str,
+    login: &TenantLogin,
     departements: Vec<DepartementCode>,
     set: &MigrationSet,
     concurrency: usize,
     on_done: impl Fn(&SchemaReport),
 ) -> Result<Vec<SchemaReport>, MigrateError> {
     let mut stream = futures::stream::iter(departements)
-        .map(|d| provision_departement(admin, app_role, d, set))
+        .map(|d| provision_departement(admin, app_role, login, d, set))
         .buffer_unordered(concurrency.max(1));
     let mut reports = Vec::new();
     while let Some(report) = stream.next().await {

@@ -1,7 +1,10 @@
-//! Per-département isolation. Only this module sets `search_path` or `role`: a tenant-scoped
-//! transaction (`TenantTx`) sets both with `SET LOCAL` semantics, so they end with the
-//! transaction and a pooled connection never carries one territory into another's request.
+//! Per-département isolation. A tenant-scoped transaction (`TenantTx`) runs on a connection
+//! logged in as the département's own role (one small pool per territory, opened lazily; see
+//! `logins`), which has rights on its schema only and is a member of no other role: no SQL run
+//! inside can switch to another territory or back to the platform. Only this module sets
+//! `search_path`, with `SET LOCAL` semantics.
 
+pub mod logins;
 pub mod migrate;
 pub mod tenants;
 pub mod territories;
@@ -11,8 +14,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+pub use logins::TenantLogin;
 pub use territories::{CodeError, CommuneCode, DepartementCode};
 
 /// Why a territory cannot be reached.
@@ -34,6 +39,9 @@ struct SchemaState {
 #[derive(Clone)]
 pub struct Tenancy {
     pool: PgPool,
+    login: TenantLogin,
+    /// One pool per département role, opened at the territory's first use.
+    territory_pools: Arc<std::sync::Mutex<HashMap<String, PgPool>>>,
     schemas: Arc<RwLock<HashMap<DepartementCode, SchemaState>>>,
     last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
 }
@@ -42,11 +50,19 @@ pub struct Tenancy {
 /// are not provisioned cannot turn into a query each.
 const REFRESH_ON_MISS_EVERY: Duration = Duration::from_secs(1);
 
+/// A territory's connections close after this long unused: a process keeps connections only
+/// to the territories it is serving now. The outbox sweep (every 15 s) visits every territory,
+/// so this stays below its period: between sweeps, idle territories hold no connection.
+const TERRITORY_IDLE: Duration = Duration::from_secs(10);
+
 impl Tenancy {
-    /// Loads the state of every département schema.
-    pub async fn load(pool: PgPool) -> Result<Self, sqlx::Error> {
+    /// Loads the state of every département schema. `pool` is the platform's (or the
+    /// administrator's); territories are reached with `login`.
+    pub async fn load(pool: PgPool, login: TenantLogin) -> Result<Self, sqlx::Error> {
         let tenancy = Self {
             pool,
+            login,
+            territory_pools: Arc::default(),
             schemas: Arc::default(),
             last_refresh: Arc::default(),
         };
@@ -134,9 +150,48 @@ impl Tenancy {
         crate::telemetry::record_tenant(departement.as_str());
         Ok(TenantContext {
             departement,
-            role: Arc::from(role),
-            pool: self.pool.clone(),
+            pool: self.territory_pool(&role),
         })
+    }
+
+    /// The pool logging in as `role`, created on first use (no connection until needed).
+    fn territory_pool(&self, role: &str) -> PgPool {
+        let mut pools = self
+            .territory_pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(pool) = pools.get(role) {
+            return pool.clone();
+        }
+        let options = (*self.pool.connect_options())
+            .clone()
+            .username(role)
+            .password(&self.login.password(role));
+        let pool = PgPoolOptions::new()
+            .max_connections(self.login.max_connections())
+            .min_connections(0)
+            .idle_timeout(TERRITORY_IDLE)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_lazy_with(options);
+        pools.insert(role.to_owned(), pool.clone());
+        pool
+    }
+
+    /// Chains up to `batch` pending entries of a territory's journal through its sealing
+    /// function (SECURITY DEFINER, see the migration `0009_journal_sealing`), from the platform
+    /// pool: sweeping every territory needs no connection of each territory's own.
+    pub async fn seal_journal(
+        &self,
+        departement: DepartementCode,
+        batch: i32,
+    ) -> Result<u64, sqlx::Error> {
+        // The schema name comes from the static list of départements (`[a-z0-9_]`).
+        let sql = format!("SELECT {}.journal_seal($1)", departement.schema_name());
+        let sealed: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(batch)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(sealed.max(0) as u64)
     }
 
     fn served_role(&self, departement: DepartementCode) -> Option<String> {
@@ -152,7 +207,7 @@ impl Tenancy {
 #[derive(Clone)]
 pub struct TenantContext {
     departement: DepartementCode,
-    role: Arc<str>,
+    /// Logged in as the département's role.
     pool: PgPool,
 }
 
@@ -169,14 +224,14 @@ impl TenantContext {
         self.departement
     }
 
-    /// Opens a transaction confined to this territory: the département's own role (which has
-    /// no right on any other schema) and its schema as the only search path, both reset at
-    /// commit or rollback.
+    /// Opens a transaction confined to this territory: a connection of the département's own
+    /// role (which has no right on any other schema and can switch to no other role), with its
+    /// schema then `pg_temp` as the search path (`SET LOCAL`: whatever a previous transaction
+    /// of this connection set is replaced).
     pub async fn begin(&self) -> Result<TenantTx, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('role', $1, true), set_config('search_path', $2, true)")
-            .bind(&*self.role)
-            .bind(self.departement.schema_name())
+        sqlx::query("SELECT set_config('search_path', $1, true)")
+            .bind(format!("{}, pg_temp", self.departement.schema_name()))
             .execute(&mut *tx)
             .await?;
         Ok(TenantTx {
