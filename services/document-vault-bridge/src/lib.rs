@@ -37,7 +37,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             "/documents/:departement/:id",
             poem::get(download::download).data(vault).boxed(),
         )],
-        routes: vec![
+        routes: Vec::new(),
+        // Called by other services with their bearer token, never by browsers: served on the
+        // internal listener only, which has no CSRF check and JSON errors only.
+        internal: vec![
             (
                 "/internal/documents/openapi.json",
                 spec.map_to_response().boxed(),
@@ -46,8 +49,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ],
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
-        // Called by other services with their bearer token, never by browsers.
-        csrf_exempt: vec!["/internal/documents"],
+        csrf_exempt: Vec::new(),
         jobs: vec![retention_job(vault_for_jobs)],
     })
 }

@@ -102,6 +102,9 @@ pub struct ServiceParts {
     pub pages: Vec<(&'static str, BoxEndpoint<'static>)>,
     /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/api/habilitation`.
     pub routes: Vec<(&'static str, BoxEndpoint<'static>)>,
+    /// Endpoints for other services (`/internal/...`), nested like `routes` but served only by
+    /// the internal listener (`http.internal_port`), which the ingress never reaches.
+    pub internal: Vec<(&'static str, BoxEndpoint<'static>)>,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub workers: Vec<Worker>,
     /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
@@ -110,9 +113,10 @@ pub struct ServiceParts {
     pub jobs: Vec<crate::jobs::Job>,
 }
 
-/// A running HTTP server with its workers.
+/// A running HTTP server (public and internal listeners) with its workers.
 pub struct Application {
     port: u16,
+    internal_port: u16,
     run: BoxFuture<'static, anyhow::Result<()>>,
 }
 
@@ -129,6 +133,7 @@ impl Application {
             Box::pin(crate::auth::guard::reload_on_change(reloader, shutdown))
         })];
         let mut csrf_exempt: Vec<&'static str> = Vec::new();
+        let mut internal = poem::Route::new();
         let mut jobs = vec![crate::jobs::purge_expired_flow_data()];
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);
@@ -139,6 +144,9 @@ impl Application {
             }
             for (prefix, endpoint) in parts.routes {
                 route = route.nest(prefix, endpoint);
+            }
+            for (prefix, endpoint) in parts.internal {
+                internal = internal.nest(prefix, endpoint);
             }
             checks.extend(parts.readiness);
             workers.extend(parts.workers);
@@ -153,10 +161,12 @@ impl Application {
         }));
         route = route.nest("/health", health::routes(checks));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+        let secure = settings.http.secure_cookies();
         let protected = crate::auth::csrf::protect(
             route.with(CatchPanic::new()).data(platform.clone()),
             settings.http.public_origin(),
             csrf_exempt,
+            secure,
         );
         let form_targets: Vec<String> = web::origin_of(&settings.franceconnect.issuer)
             .into_iter()
@@ -167,37 +177,71 @@ impl Application {
                 protected.with(CookieJarManager::new()),
             )),
             &form_targets,
+            secure,
+        ));
+        // The internal listener: machines only, so no cookies, no CSRF, every error in the
+        // one JSON shape (an HTML page would break the documented contract).
+        let internal_app = crate::telemetry::with_request_span(web::with_security_headers(
+            web::api_errors(with_timeout(
+                timeout,
+                without_unserved_methods(internal.with(CatchPanic::new()).data(platform.clone())),
+            )),
+            &[],
+            false,
         ));
 
-        let acceptor = TcpListener::bind((settings.http.host, settings.http.port))
-            .into_acceptor()
-            .await?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .ok_or_else(|| anyhow::anyhow!("adresse d'écoute inconnue"))?;
+        let (acceptor, port) = bind(settings.http.host, settings.http.port).await?;
+        let (internal_acceptor, internal_port) =
+            bind(settings.http.host, settings.http.internal_port).await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let run = Box::pin(async move {
-            let handles: Vec<_> = workers
-                .into_iter()
-                .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
-                .collect();
-            let result = poem::Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(25)))
-                .await;
-            let _ = stop_tx.send(true);
-            for handle in handles {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
-            }
-            result.map_err(anyhow::Error::from)
-        });
-        Ok(Self { port, run })
+        let run =
+            Box::pin(async move {
+                let handles: Vec<_> = workers
+                    .into_iter()
+                    .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
+                    .collect();
+                // One signal stops both listeners.
+                let (signal_tx, signal_rx) = watch::channel(false);
+                let signal = tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = signal_tx.send(true);
+                });
+                let stopped = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                let grace = Some(Duration::from_secs(25));
+                let (result, internal_result) =
+                    tokio::join!(
+                        poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                            app,
+                            stopped(signal_rx.clone()),
+                            grace
+                        ),
+                        poem::Server::new_with_acceptor(internal_acceptor)
+                            .run_with_graceful_shutdown(internal_app, stopped(signal_rx), grace),
+                    );
+                signal.abort();
+                let _ = stop_tx.send(true);
+                for handle in handles {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+                }
+                result.and(internal_result).map_err(anyhow::Error::from)
+            });
+        Ok(Self {
+            port,
+            internal_port,
+            run,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port (`/internal/*`).
+    pub fn internal_port(&self) -> u16 {
+        self.internal_port
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
@@ -226,6 +270,43 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("arrêt demandé");
+}
+
+/// Binds `host:port` (0: a free port) and returns the acceptor with its actual port.
+async fn bind(
+    host: std::net::IpAddr,
+    port: u16,
+) -> anyhow::Result<(poem::listener::TcpAcceptor, u16)> {
+    let acceptor = TcpListener::bind((host, port)).into_acceptor().await?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .ok_or_else(|| anyhow::anyhow!("adresse d'écoute inconnue"))?;
+    Ok((acceptor, port))
+}
+
+/// 405 for methods no route serves (TRACE, CONNECT…), as the public listener's CSRF layer does.
+fn without_unserved_methods<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    use poem::http::Method;
+    ep.around(|ep, req: Request| async move {
+        if matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::POST
+                | Method::PUT
+                | Method::PATCH
+                | Method::DELETE
+        ) {
+            ep.call(req).await.map(IntoResponse::into_response)
+        } else {
+            Err(poem::Error::from_status(
+                poem::http::StatusCode::METHOD_NOT_ALLOWED,
+            ))
+        }
+    })
 }
 
 /// Every route answers within `limit` or fails with 503 (poem has no timeout middleware).

@@ -41,6 +41,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     .server("/api/habilitation");
     let spec = api.spec_endpoint();
     Ok(ServiceParts {
+        internal: Vec::new(),
         name: "habilitation-desk",
         pages: vec![
             ("/connexion", get(login::form).post(login::submit).boxed()),

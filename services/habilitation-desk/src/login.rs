@@ -298,7 +298,10 @@ pub async fn consume_link(
         return Ok(resp);
     };
     // A session already open in this browser ends: the id always changes at login.
-    if let Some(old) = req.cookie().get(session::SESSION_COOKIE) {
+    if let Some(old) = req
+        .cookie()
+        .get(session::session_cookie_name(secure(&platform)))
+    {
         session::end(&mut tx, &token_hash(old.value_str()), "replaced")
             .await
             .map_err(db_error)?;

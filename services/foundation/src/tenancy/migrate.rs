@@ -59,6 +59,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 9, "0009_identity_provider"),
             migration!("platform", 10, "0010_internal_callers"),
             migration!("platform", 11, "0011_request_digests"),
+            migration!("platform", 12, "0012_internal_caller_territories"),
         ])
     });
 

@@ -4,7 +4,7 @@
 
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
-use foundation::auth::session::{self, SESSION_COOKIE};
+use foundation::auth::session;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox;
 use poem::http::{StatusCode, header};
@@ -593,7 +593,9 @@ pub async fn end_session(
         )?,
     };
     if ended
-        && let Some(cookie) = req.cookie().get(SESSION_COOKIE)
+        && let Some(cookie) = req.cookie().get(session::session_cookie_name(
+            platform.settings.http.secure_cookies(),
+        ))
         && !cookie.value_str().is_empty()
     {
         resp.headers_mut().append(
