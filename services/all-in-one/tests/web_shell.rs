@@ -192,13 +192,20 @@ async fn readiness_tells_which_dependency_fails_but_never_its_error() {
 #[tokio::test]
 async fn methods_the_platform_never_serves_get_405_not_403() {
     let app = spawn_app(&["33"]).await;
+    // A page too: TRACE is served nowhere, whatever the CSRF layer would say.
+    let trace = app
+        .client
+        .request(reqwest::Method::TRACE, app.url("/"))
+        .send()
+        .await
+        .expect("requête");
+    assert_eq!(trace.status(), 405);
     for path in [
-        "/",
         "/health",
         "/health/ready",
         "/api/habilitation/departements/33/lieux",
     ] {
-        for method in ["TRACE", "CONNECT"] {
+        for method in ["TRACE", "CONNECT", "PUT"] {
             let resp = app
                 .client
                 .request(
@@ -209,6 +216,14 @@ async fn methods_the_platform_never_serves_get_405_not_403() {
                 .await
                 .expect("requête");
             assert_eq!(resp.status(), 405, "{method} {path}");
+            // RFC 9110: a 405 names the methods the resource has (from its OpenAPI document).
+            assert_eq!(
+                resp.headers()
+                    .get("allow")
+                    .map(|v| v.to_str().expect("allow")),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
         }
     }
 }

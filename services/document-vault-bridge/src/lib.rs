@@ -30,8 +30,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         env!("CARGO_PKG_VERSION"),
     )
     .server("/internal/documents");
+    let document = api.spec();
     let spec = api.spec_endpoint();
     Ok(ServiceParts {
+        api_specs: vec![document],
         name: "document-vault-bridge",
         pages: vec![(
             "/documents/:departement/:id",

@@ -107,6 +107,8 @@ pub struct ServiceParts {
     pub internal: Vec<(&'static str, BoxEndpoint<'static>)>,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub workers: Vec<Worker>,
+    /// The service's OpenAPI documents (JSON), from which 405 answers get their `Allow`.
+    pub api_specs: Vec<String>,
     /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
     pub csrf_exempt: Vec<&'static str>,
     /// Scheduled jobs of the service.
@@ -134,9 +136,11 @@ impl Application {
         })];
         let mut csrf_exempt: Vec<&'static str> = Vec::new();
         let mut internal = poem::Route::new();
+        let mut api_specs: Vec<String> = Vec::new();
         let mut jobs = vec![crate::jobs::purge_expired_flow_data()];
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);
+            api_specs.extend(parts.api_specs);
             jobs.extend(parts.jobs);
             tracing::info!(service = parts.name, "service mounted");
             for (path, endpoint) in parts.pages {
@@ -159,7 +163,10 @@ impl Application {
         workers.push(Box::new(move |shutdown| {
             Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))
         }));
-        route = route.nest("/health", health::routes(checks));
+        let (health_routes, health_spec) = health::routes(checks);
+        route = route.nest("/health", health_routes);
+        api_specs.push(health_spec);
+        let allow = Arc::new(web::allow::AllowTable::from_specs(&api_specs));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
         let secure = settings.http.secure_cookies();
         let protected = crate::auth::csrf::protect(
@@ -172,20 +179,28 @@ impl Application {
             .into_iter()
             .collect();
         let app = crate::telemetry::with_request_span(web::with_security_headers(
-            web::error_pages(with_timeout(
-                timeout,
-                protected.with(CookieJarManager::new()),
-            )),
+            web::allow::with_allow(
+                web::error_pages(with_timeout(
+                    timeout,
+                    protected.with(CookieJarManager::new()),
+                )),
+                allow.clone(),
+            ),
             &form_targets,
             secure,
         ));
         // The internal listener: machines only, so no cookies, no CSRF, every error in the
         // one JSON shape (an HTML page would break the documented contract).
         let internal_app = crate::telemetry::with_request_span(web::with_security_headers(
-            web::api_errors(with_timeout(
-                timeout,
-                without_unserved_methods(internal.with(CatchPanic::new()).data(platform.clone())),
-            )),
+            web::allow::with_allow(
+                web::api_errors(with_timeout(
+                    timeout,
+                    without_unserved_methods(
+                        internal.with(CatchPanic::new()).data(platform.clone()),
+                    ),
+                )),
+                allow,
+            ),
             &[],
             false,
         ));

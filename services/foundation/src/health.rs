@@ -120,14 +120,18 @@ impl HealthApi {
 }
 
 /// Mounted under `/health`: `/health`, `/health/ready` and the OpenAPI document at
-/// `/health/openapi.json`.
-pub fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> Route {
+/// `/health/openapi.json` (also returned, as JSON).
+pub fn routes(checks: Vec<Arc<dyn ReadinessCheck>>) -> (Route, String) {
     let api = OpenApiService::new(
         HealthApi { checks },
         "Aidants Connect — santé",
         env!("CARGO_PKG_VERSION"),
     )
     .server("/health");
+    let document = api.spec();
     let spec = api.spec_endpoint();
-    Route::new().at("/openapi.json", spec).nest("/", api)
+    (
+        Route::new().at("/openapi.json", spec).nest("/", api),
+        document,
+    )
 }

@@ -39,8 +39,10 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
         env!("CARGO_PKG_VERSION"),
     )
     .server("/api/habilitation");
+    let document = api.spec();
     let spec = api.spec_endpoint();
     Ok(ServiceParts {
+        api_specs: vec![document],
         internal: Vec::new(),
         name: "habilitation-desk",
         pages: vec![

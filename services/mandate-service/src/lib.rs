@@ -166,6 +166,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ),
     ];
     Ok(ServiceParts {
+        api_specs: Vec::new(),
         internal: Vec::new(),
         name: "mandate-service",
         pages,

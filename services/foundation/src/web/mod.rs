@@ -11,6 +11,7 @@ use poem::endpoint::StaticFilesEndpoint;
 use poem::http::header;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 
+pub mod allow;
 pub use errors::{ErrorBody, api_errors, error_pages};
 pub use theme::{STATE, Theme};
 
