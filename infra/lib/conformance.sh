@@ -63,6 +63,7 @@ SQL
 conformance_of() {
   local doc="$1"; shift
   say "schemathesis : $doc"
-  "$SCHEMATHESIS" run "$doc" --checks all --max-examples 50 --workers 2 \
-    --suppress-health-check all --no-color "$@"
+  # Run from the data directory: schemathesis keeps its cache (.schemathesis/) in the cwd.
+  (cd "$AC_DATA_DIR" && "$SCHEMATHESIS" run "$doc" --checks all --max-examples 50 --workers 2 \
+    --suppress-health-check all --no-color "$@")
 }
