@@ -33,6 +33,8 @@ export async function axe(page) {
 export async function controlsWithoutVisibleText(page) {
   return page.evaluate(() => {
     const out = [];
+    // Our pages only (DSFR shell): not MailDev's interface showing an e-mail, for instance.
+    if (!document.querySelector('link[href*="dsfr"]')) return out;
     const controls = document.querySelectorAll(
       'button, a.fr-btn, [role=button], input[type=submit], input[type=button]');
     for (const el of controls) {

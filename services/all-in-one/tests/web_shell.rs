@@ -330,3 +330,40 @@ async fn over_plain_http_in_development_there_is_no_hsts() {
             .any(|c| c.to_str().expect("cookie").starts_with("ac_csrf="))
     );
 }
+
+#[tokio::test]
+async fn the_harness_reports_buttons_that_show_only_an_icon() {
+    // DSFR hides the words of a `fr-btn fr-icon-…` button without `fr-btn--icon-left`: screen
+    // readers still hear them (axe is satisfied), sighted newcomers see a bare icon. A local
+    // file with the real DSFR stylesheet (a data: page may not load it from 127.0.0.1).
+    let dsfr = test_support::stack_var("AC_WEB__DSFR_DIR");
+    let html = format!(
+        r#"<html lang="fr"><head><title>Essai</title>
+        <link rel="stylesheet" href="file://{dsfr}/dsfr.min.css">
+        <link rel="stylesheet" href="file://{dsfr}/utility/icons/icons.min.css"></head>
+        <body><main>
+        <button id="plus" class="fr-btn fr-icon-add-line" title="Nouveau mandat">Nouveau mandat</button>
+        <button id="vide" class="fr-btn" aria-label="Supprimer"></button>
+        <button id="lisible" class="fr-btn fr-icon-add-line fr-btn--icon-left">Nouveau mandat</button>
+        </main></body></html>"#
+    );
+    let file = std::env::temp_dir().join(format!("boutons-{}.html", uuid::Uuid::new_v4()));
+    std::fs::write(&file, html).expect("écriture");
+    let page = format!("file://{}", file.display());
+    let results = test_support::browser::axe_violations(&[page]).await;
+    let _ = std::fs::remove_file(&file);
+    let hidden: Vec<&String> = results[0]
+        .1
+        .iter()
+        .filter(|v| v.starts_with("visible-text:"))
+        .collect();
+    assert_eq!(hidden.len(), 2, "{:?}", results[0].1);
+    assert!(
+        hidden.iter().any(|v| v.contains("button#plus")),
+        "{hidden:?}"
+    );
+    assert!(
+        hidden.iter().any(|v| v.contains("button#vide")),
+        "{hidden:?}"
+    );
+}
