@@ -23,7 +23,50 @@ export async function axe(page) {
   const result = await page.evaluate(async () =>
     // eslint-disable-next-line no-undef
     axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  return result.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(' ')} (${v.help})`));
+  const found = result.violations.flatMap((v) => v.nodes.map((n) => `${v.id}: ${n.target.join(' ')} (${v.help})`));
+  return found.concat(await controlsWithoutVisibleText(page));
+}
+
+// Buttons whose words a sighted newcomer cannot read (an icon alone, the text clipped away as
+// DSFR does for icon-only buttons, or words given only to screen readers): axe accepts them
+// when they have an accessible name, we do not. Reported like axe's violations.
+export async function controlsWithoutVisibleText(page) {
+  return page.evaluate(() => {
+    const out = [];
+    // Our pages only (DSFR shell): not MailDev's interface showing an e-mail, for instance.
+    if (!document.querySelector('link[href*="dsfr"]')) return out;
+    const controls = document.querySelectorAll(
+      'button, a.fr-btn, [role=button], input[type=submit], input[type=button]');
+    for (const el of controls) {
+      if (!el.checkVisibility({ visibilityProperty: true, opacityProperty: true })) continue;
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 || box.height === 0) continue;
+      let readable = false;
+      if (el.tagName === 'INPUT') {
+        readable = el.value.trim().length > 0;
+      } else {
+        const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node && !readable; node = walker.nextNode()) {
+          if (!node.textContent.trim() || node.parentElement.closest('.fr-sr-only')) continue;
+          const range = document.createRange();
+          range.selectNodeContents(node);
+          const r = range.getBoundingClientRect();
+          const style = getComputedStyle(node.parentElement);
+          readable = r.width > 0 && r.height > 0 && parseFloat(style.fontSize) > 0
+            && style.color !== 'transparent'
+            && r.left >= box.left - 1 && r.right <= box.right + 1
+            && r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+        }
+      }
+      if (!readable) {
+        const name = (el.getAttribute('aria-label') || el.title || el.textContent || '').trim();
+        const id = el.id ? `#${el.id}` : '';
+        out.push(`visible-text: ${el.tagName.toLowerCase()}${id}.${[...el.classList].join('.')} `
+          + `(« ${name} » : un bouton doit montrer son texte, pas seulement une icône)`);
+      }
+    }
+    return out;
+  });
 }
 
 export async function readRequest() {

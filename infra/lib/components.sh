@@ -130,6 +130,8 @@ start_all() {
   local tmp="$STACK_ENV.tmp"
   (umask 077; cat >"$tmp" <<E
 # Written by infra/run start: the local stack's addresses (127.0.0.1, free ports) and secrets.
+# Development mode: the platform's default (absent) is production, which refuses these secrets.
+export AC_ENVIRONMENT=development
 export AC_PG_PORT=$PG_PORT
 export AC_ADMIN_DATABASE_URL=postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:$PG_PORT/aidants
 export AC_DATABASE__URL=postgres://aidants_app:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/aidants
@@ -158,7 +160,7 @@ E
 }
 
 stop_all() {
-  stop_bg demo-service; stop_bg otlp-sink; stop_bg fc-standin; stop_bg sms-gateway; stop_bg maildev; stop_bg seaweedfs
+  stop_bg conformance-platform; stop_bg demo-service; stop_bg otlp-sink; stop_bg fc-standin; stop_bg sms-gateway; stop_bg maildev; stop_bg seaweedfs
   ensure_pg_user
   local pgdata; pgdata="$(pg_home)/data"
   if [ -f "$pgdata/PG_VERSION" ]; then
@@ -234,10 +236,12 @@ up() {
   start_all
   # shellcheck disable=SC1090
   source "$STACK_ENV"
+  export AC_ENVIRONMENT=development
   local admin="$CARGO_TARGET_DIR/debug/tenant-admin"
   "$admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate
   "$admin" --database-url "$AC_ADMIN_DATABASE_URL" demo
   export AC_HTTP__PORT="${AC_HTTP__PORT:-$(free_port)}"
+  export AC_HTTP__INTERNAL_PORT="${AC_HTTP__INTERNAL_PORT:-$(free_port)}"
   export AC_HTTP__PUBLIC_URL="http://127.0.0.1:$AC_HTTP__PORT"
   register_fc_client "$AC_HTTP__PUBLIC_URL"
   start_demo_service "$admin"
@@ -245,6 +249,7 @@ up() {
   cat >&2 <<U
 
   Aidants Connect : $AC_HTTP__PUBLIC_URL
+  API interne (services) : http://127.0.0.1:$AC_HTTP__INTERNAL_PORT/internal/documents/openapi.json
   Service en ligne de démonstration (utiliser un mandat) : http://127.0.0.1:$RP_PORT
   (Ctrl-C pour arrêter la plateforme ; « infra/run stop » arrête les autres composants.)
 U
@@ -252,14 +257,18 @@ U
   exec "$CARGO_TARGET_DIR/debug/aidants-connect"
 }
 
-# Runs every test of the workspace against the stack; the runner's summary line comes last.
+# Runs every test of the workspace against the stack: first the API conformance run
+# (schemathesis on every OpenAPI document, infra/lib/conformance.sh), then the test runner,
+# whose summary line comes last.
 run_tests() {
   install_all
   cargo build -q -p test-support --bin otlp-sink
+  cargo build -q -p all-in-one -p tenant-admin
   start_all
   # shellcheck disable=SC1090
   source "$STACK_ENV"
   drop_test_databases
+  run_api_conformance
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
   cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@"
 }

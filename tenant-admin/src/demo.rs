@@ -31,9 +31,15 @@ async fn ensure_tenant(pool: &PgPool, kind: TenantKind, name: &str) -> anyhow::R
 }
 
 pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
+    // Absent means production (as for the services): the demo needs an explicit
+    // `AC_ENVIRONMENT=development` (or `test`).
     anyhow::ensure!(
-        std::env::var("AC_ENVIRONMENT").as_deref() != Ok("production"),
-        "les données de démonstration sont refusées en production"
+        matches!(
+            std::env::var("AC_ENVIRONMENT").as_deref(),
+            Ok("development" | "test")
+        ),
+        "les données de démonstration sont refusées en production \
+         (AC_ENVIRONMENT=development pour un poste local)"
     );
     let gironde = DepartementCode::parse(DEMO_DEPARTEMENT)?;
     foundation::tenancy::migrate::migrate_platform(pool, app_role).await?;

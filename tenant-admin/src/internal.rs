@@ -1,8 +1,10 @@
 //! `tenant-admin internal caller`: the services allowed to call the internal document API, each
-//! with its own token (printed once, stored as SHA-256) and the document kinds it may handle.
+//! with its own token (printed once, stored as SHA-256), the document kinds it may handle and
+//! the départements it may reach.
 
 use clap::Subcommand;
 use foundation::auth::secrets::{new_token, token_hash};
+use foundation::tenancy::DepartementCode;
 use sqlx::PgPool;
 
 #[derive(Subcommand)]
@@ -22,6 +24,10 @@ pub enum CallerCommand {
         /// Types de documents permis, séparés par des virgules (attestation,court_decision…).
         #[arg(long, value_delimiter = ',', required = true)]
         kinds: Vec<String>,
+        /// Départements que le service peut atteindre, séparés par des virgules (33,2A) ;
+        /// les autres lui répondent 404.
+        #[arg(long, value_delimiter = ',', required = true)]
+        departements: Vec<String>,
     },
     /// Liste les services appelants.
     List,
@@ -35,14 +41,24 @@ pub enum CallerCommand {
 pub async fn run(pool: &PgPool, command: &InternalCommand) -> anyhow::Result<()> {
     let InternalCommand::Caller(command) = command;
     match command {
-        CallerCommand::Add { name, kinds } => {
+        CallerCommand::Add {
+            name,
+            kinds,
+            departements,
+        } => {
+            let departements = departements
+                .iter()
+                .map(|d| DepartementCode::parse(d).map(|c| c.as_str().to_owned()))
+                .collect::<Result<Vec<_>, _>>()?;
             let token = new_token();
             sqlx::query(
-                "INSERT INTO platform.internal_callers (name, token_sha256, kinds) VALUES ($1, $2, $3)",
+                "INSERT INTO platform.internal_callers (name, token_sha256, kinds, departements)
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(name)
             .bind(token_hash(&token))
             .bind(kinds)
+            .bind(&departements)
             .execute(pool)
             .await
             .map_err(|e| match e {
@@ -57,14 +73,19 @@ pub async fn run(pool: &PgPool, command: &InternalCommand) -> anyhow::Result<()>
             println!("service {name} enregistré ; jeton (affiché une seule fois) :\n{token}");
         }
         CallerCommand::List => {
-            let rows: Vec<(String, Vec<String>, bool)> = sqlx::query_as(
-                "SELECT name, kinds, active FROM platform.internal_callers ORDER BY name",
+            let rows: Vec<(String, Vec<String>, bool, Vec<String>)> = sqlx::query_as(
+                "SELECT name, kinds, active, departements FROM platform.internal_callers
+                 ORDER BY name",
             )
             .fetch_all(pool)
             .await?;
-            for (name, kinds, active) in rows {
+            for (name, kinds, active, departements) in rows {
                 let state = if active { "actif" } else { "désactivé" };
-                println!("{name}\t{state}\t{}", kinds.join(","));
+                println!(
+                    "{name}\t{state}\t{}\t{}",
+                    kinds.join(","),
+                    departements.join(",")
+                );
             }
         }
         CallerCommand::Disable { name } => {

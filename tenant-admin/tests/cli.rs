@@ -7,6 +7,8 @@ use test_support::database::TestDatabase;
 
 async fn tenant_admin(url: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+        // Absent means production, which refuses the local stack's keys and the demo.
+        .env("AC_ENVIRONMENT", "development")
         .arg("--database-url")
         .arg(url)
         .arg("--app-role")
@@ -518,6 +520,8 @@ async fn internal_callers_get_a_token_once_and_can_be_disabled() {
                     name,
                     "--kinds",
                     "attestation,court_decision",
+                    "--departements",
+                    "33",
                 ],
             )
             .await
@@ -558,7 +562,7 @@ async fn internal_callers_get_a_token_once_and_can_be_disabled() {
     let list = tenant_admin(&db.admin_url, &["internal", "caller", "list"]).await;
     assert_eq!(
         String::from_utf8_lossy(&list.stdout),
-        "mandate-service\tdésactivé\tattestation,court_decision\n"
+        "mandate-service\tdésactivé\tattestation,court_decision\t33\n"
     );
 }
 
@@ -648,5 +652,69 @@ async fn pending_letters_are_batched_listed_and_written_to_a_pdf_file() {
         stderr(&unknown).contains("lot inconnu"),
         "{}",
         stderr(&unknown)
+    );
+}
+
+#[tokio::test]
+async fn internal_callers_are_granted_named_departements_only() {
+    let db = TestDatabase::create().await;
+    let add = |name: &'static str, departements: &'static str| {
+        let url = db.admin_url.clone();
+        async move {
+            tenant_admin(
+                &url,
+                &[
+                    "internal",
+                    "caller",
+                    "add",
+                    "--name",
+                    name,
+                    "--kinds",
+                    "attestation",
+                    "--departements",
+                    departements,
+                ],
+            )
+            .await
+        }
+    };
+    let added = add("mandate-service", "33,2a").await;
+    assert!(added.status.success(), "{}", stderr(&added));
+    let granted: Vec<String> = sqlx::query_scalar(
+        "SELECT departements FROM platform.internal_callers WHERE name = 'mandate-service'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("appelant");
+    assert_eq!(granted, ["33", "2A"]);
+    let bad = add("other-service", "33,99").await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("99"), "{}", stderr(&bad));
+    let none = tenant_admin(
+        &db.admin_url,
+        &[
+            "internal",
+            "caller",
+            "add",
+            "--name",
+            "third-service",
+            "--kinds",
+            "attestation",
+        ],
+    )
+    .await;
+    assert!(
+        !none.status.success(),
+        "un appelant sans territoire n'a pas de sens"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.internal_callers")
+        .fetch_one(&db.admin)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+    let list = tenant_admin(&db.admin_url, &["internal", "caller", "list"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "mandate-service\tactif\tattestation\t33,2A\n"
     );
 }

@@ -64,6 +64,8 @@ async fn verify_anchored(ctx: &TenantContext, anchor: &journal::Anchor) -> journ
 /// Runs `tenant-admin` on the test database; returns (success, stdout, stderr).
 async fn cli(db: &TestDatabase, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+        // Absent means production, which refuses the local stack's keys and the demo.
+        .env("AC_ENVIRONMENT", "development")
         .args(["--database-url", &db.admin_url])
         .args(args)
         .output()
@@ -188,6 +190,8 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
         assert!(v.problem.is_some(), "{what}");
         // The operators' command reports the same entry and fails.
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+            // Absent means production, which refuses the local stack's keys and the demo.
+            .env("AC_ENVIRONMENT", "development")
             .args([
                 "--database-url",
                 &db.admin_url,
@@ -499,6 +503,8 @@ async fn the_auditor_export_holds_every_entry_the_checkpoints_and_the_public_key
         ],
     ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+            // Absent means production, which refuses the local stack's keys and the demo.
+            .env("AC_ENVIRONMENT", "development")
             .args(["--database-url", &db.admin_url])
             .args(&args)
             .output()

@@ -420,3 +420,59 @@ async fn a_tenant_key_rotation_rewraps_every_document_key() {
     );
     assert!(vault.get(&ctx, &mut conn, third).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_documents_and_rotations_of_a_tenant_never_collide_on_its_key() {
+    let app = spawn_app(&["33"]).await;
+    let platform = platform_of(&app, |s| s.database.max_connections = 16).await;
+    let vault = document_vault_bridge::vault(&platform)
+        .await
+        .expect("coffre");
+    let tenant = Uuid::new_v4();
+    // Twelve first documents at once: each must find or create the tenant's one key.
+    let puts = (0..12).map(|i| {
+        let (vault, platform) = (vault.clone(), platform.clone());
+        async move {
+            put(
+                &vault,
+                &platform,
+                "33",
+                tenant,
+                &pdf(&format!("concurrent-{i}")),
+                Retention::MandateArchive,
+            )
+            .await
+        }
+    });
+    for result in futures::future::join_all(puts).await {
+        result.expect("dépôt concurrent");
+    }
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM platform.tenant_keys WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("clés");
+    assert_eq!(keys, 1);
+    // Four rotations at once: four new versions, one after the other.
+    let rotations = (0..4).map(|_| {
+        let (vault, platform) = (vault.clone(), platform.clone());
+        async move {
+            let mut conn = platform.platform_pool().acquire().await.expect("connexion");
+            vault
+                .rotate_tenant_key(&territory(&platform, "33").await, &mut conn, tenant)
+                .await
+        }
+    });
+    for result in futures::future::join_all(rotations).await {
+        result.expect("rotation concurrente");
+    }
+    let versions: Vec<i32> = sqlx::query_scalar(
+        "SELECT version FROM platform.tenant_keys WHERE tenant_id = $1 ORDER BY version",
+    )
+    .bind(tenant)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("versions");
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+}

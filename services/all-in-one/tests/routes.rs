@@ -534,9 +534,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: Uuid) -> Fore
         format!("ETRANGERE{}", &Uuid::new_v4().simple().to_string()[..6]).to_uppercase();
     let mut identity = common::idp::angela(&format!("fc-sub-{}", Uuid::new_v4()));
     identity.family_name = family_name.clone();
-    let tenancy = foundation::tenancy::Tenancy::load(app.db.admin.clone())
-        .await
-        .expect("tenancy");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let tenant = tenancy
         .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
         .await

@@ -159,3 +159,211 @@ async fn the_skip_link_takes_keyboard_users_to_the_content() {
     assert_eq!(result["hash"], "#contenu");
     assert_eq!(result["inMain"], true, "{result}");
 }
+
+#[tokio::test]
+async fn readiness_tells_which_dependency_fails_but_never_its_error() {
+    let db = test_support::database::TestDatabase::create().await;
+    // An object store nobody listens on: the S3 client's error names the address and more.
+    let closed = test_support::free_port();
+    let app = common::spawn_app_with(db, move |s| {
+        s.object_store.endpoint = format!("http://127.0.0.1:{closed}");
+        s.object_store.timeout_ms = 500;
+    })
+    .await;
+    let resp = app.get("/health/ready").await;
+    assert_eq!(resp.status(), 503);
+    let text = resp.text().await.expect("corps");
+    let ready: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for check in ready["checks"].as_array().expect("checks") {
+        if check["ok"] == true {
+            // The document says `detail` is a string: absent, never null.
+            assert!(check.get("detail").is_none(), "{check}");
+        } else {
+            assert_eq!(check["name"], "object_store", "{ready}");
+            assert_eq!(
+                check["detail"], "stockage de documents injoignable",
+                "{ready}"
+            );
+        }
+    }
+    assert!(!text.contains(&closed.to_string()), "{text}");
+}
+
+#[tokio::test]
+async fn methods_the_platform_never_serves_get_405_not_403() {
+    let app = spawn_app(&["33"]).await;
+    // A page too: TRACE is served nowhere, whatever the CSRF layer would say.
+    let trace = app
+        .client
+        .request(reqwest::Method::TRACE, app.url("/"))
+        .send()
+        .await
+        .expect("requête");
+    assert_eq!(trace.status(), 405);
+    for path in [
+        "/health",
+        "/health/ready",
+        "/api/habilitation/departements/33/lieux",
+    ] {
+        for method in ["TRACE", "PUT", "DELETE"] {
+            let resp = app
+                .client
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("méthode"),
+                    app.url(path),
+                )
+                .send()
+                .await
+                .expect("requête");
+            assert_eq!(resp.status(), 405, "{method} {path}");
+            // RFC 9110: a 405 names the methods the resource has (from its OpenAPI document).
+            assert_eq!(
+                resp.headers()
+                    .get("allow")
+                    .map(|v| v.to_str().expect("allow")),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn over_https_cookies_are_host_prefixed_and_hsts_is_sent() {
+    let db = test_support::database::TestDatabase::create().await;
+    let app = common::spawn_app_with(db, |s| {
+        s.http.public_url = "https://aidants.example.test".into();
+    })
+    .await;
+    let resp = app.get("/connexion").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().expect("hsts")),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    let csrf_cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("cookie").to_owned())
+        .find(|c| c.contains("ac_csrf="))
+        .expect("cookie CSRF");
+    assert!(csrf_cookie.starts_with("__Host-ac_csrf="), "{csrf_cookie}");
+    assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
+    assert!(csrf_cookie.contains("Path=/"), "{csrf_cookie}");
+    assert!(!csrf_cookie.contains("Domain"), "{csrf_cookie}");
+    let token = csrf_cookie
+        .split(';')
+        .next()
+        .and_then(|c| c.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("valeur");
+    // The CSRF check reads the prefixed cookie only: a plain `ac_csrf` (which a sibling
+    // subdomain could have planted) is not accepted.
+    let post = |cookie: String| {
+        app.client
+            .post(app.url("/deconnexion"))
+            .header("origin", "https://aidants.example.test")
+            .header("cookie", cookie)
+            .form(&[("csrf", token.as_str())])
+            .send()
+    };
+    assert_eq!(
+        post(format!("ac_csrf={token}"))
+            .await
+            .expect("requête")
+            .status(),
+        403
+    );
+    assert_ne!(
+        post(format!("__Host-ac_csrf={token}"))
+            .await
+            .expect("requête")
+            .status(),
+        403
+    );
+
+    // The session cookie too: opened as in a login, read back only under its prefixed name.
+    let who = common::identity::professional(&app.db.admin, "Aline Aidante", &[]).await;
+    let mut conn = app.db.admin.acquire().await.expect("connexion");
+    let cookie =
+        foundation::auth::session::open(&mut conn, who.id, time::OffsetDateTime::now_utc(), true)
+            .await
+            .expect("session");
+    assert_eq!(cookie.name(), "__Host-ac_session");
+    assert!(cookie.secure());
+    let value = cookie.value_str().to_owned();
+    let account = |cookie: String| {
+        app.client
+            .get(app.url("/compte"))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(
+        account(format!("__Host-ac_session={value}"))
+            .await
+            .expect("requête")
+            .status(),
+        200
+    );
+    assert_eq!(
+        account(format!("ac_session={value}"))
+            .await
+            .expect("requête")
+            .status(),
+        303,
+        "le nom sans préfixe ne vaut rien en HTTPS"
+    );
+}
+
+#[tokio::test]
+async fn over_plain_http_in_development_there_is_no_hsts() {
+    let app = spawn_app(&[]).await;
+    let resp = app.get("/connexion").await;
+    assert!(resp.headers().get("strict-transport-security").is_none());
+    assert!(
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().expect("cookie").starts_with("ac_csrf="))
+    );
+}
+
+#[tokio::test]
+async fn the_harness_reports_buttons_that_show_only_an_icon() {
+    // DSFR hides the words of a `fr-btn fr-icon-…` button without `fr-btn--icon-left`: screen
+    // readers still hear them (axe is satisfied), sighted newcomers see a bare icon. A local
+    // file with the real DSFR stylesheet (a data: page may not load it from 127.0.0.1).
+    let dsfr = test_support::stack_var("AC_WEB__DSFR_DIR");
+    let html = format!(
+        r#"<html lang="fr"><head><title>Essai</title>
+        <link rel="stylesheet" href="file://{dsfr}/dsfr.min.css">
+        <link rel="stylesheet" href="file://{dsfr}/utility/icons/icons.min.css"></head>
+        <body><main>
+        <button id="plus" class="fr-btn fr-icon-add-line" title="Nouveau mandat">Nouveau mandat</button>
+        <button id="vide" class="fr-btn" aria-label="Supprimer"></button>
+        <button id="lisible" class="fr-btn fr-icon-add-line fr-btn--icon-left">Nouveau mandat</button>
+        </main></body></html>"#
+    );
+    let file = std::env::temp_dir().join(format!("boutons-{}.html", uuid::Uuid::new_v4()));
+    std::fs::write(&file, html).expect("écriture");
+    let page = format!("file://{}", file.display());
+    let results = test_support::browser::axe_violations(&[page]).await;
+    let _ = std::fs::remove_file(&file);
+    let hidden: Vec<&String> = results[0]
+        .1
+        .iter()
+        .filter(|v| v.starts_with("visible-text:"))
+        .collect();
+    assert_eq!(hidden.len(), 2, "{:?}", results[0].1);
+    assert!(
+        hidden.iter().any(|v| v.contains("button#plus")),
+        "{hidden:?}"
+    );
+    assert!(
+        hidden.iter().any(|v| v.contains("button#vide")),
+        "{hidden:?}"
+    );
+}

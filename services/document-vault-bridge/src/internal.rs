@@ -3,11 +3,14 @@
 //! certificates from the desk). Served under `/internal/documents`, described by its OpenAPI
 //! document at `/internal/documents/openapi.json`.
 //!
+//! Served by the internal listener only (`http.internal_port`), never by the public one.
+//!
 //! Every operation goes through the same guard, deny by default ([`authenticate`] first, then
-//! [`allow`]): a bearer token of a registered,
-//! active caller (`platform.internal_callers`, SHA-256 only), allowed for the document's kind;
-//! and the tenant context — the département in the path, the tenant belonging to it, the
-//! document in that département's schema. Errors are the platform's JSON error shape.
+//! [`territory`] and [`allow`]): a bearer token of a registered, active caller
+//! (`platform.internal_callers`, SHA-256 only), granted the département of the path (else the
+//! same 404 as an unknown document) and allowed for the document's kind; and the tenant
+//! context — the tenant belonging to that département, the document in its schema. Errors are
+//! the platform's JSON error shape.
 
 use foundation::api::ApiError;
 use foundation::app::Platform;
@@ -22,6 +25,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::vault::{Retention, Vault, VaultError};
+
+const DOCUMENT_NOT_FOUND: &str = "document introuvable";
+const TENANT_NOT_FOUND: &str = "tenant inconnu dans ce département";
 
 /// Longest and default lifetime of a link handed out.
 pub const LINK_MAX_SECONDS: i64 = 900;
@@ -47,6 +53,9 @@ pub enum InternalError {
     /// More than 10 MB.
     #[oai(status = 413)]
     TooLarge(Json<foundation::api::ErrorBody>),
+    /// The body is not sent as `application/octet-stream`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<foundation::api::ErrorBody>),
     /// The object store or the database is unavailable: retry later.
     #[oai(status = 503)]
     Unavailable(Json<foundation::api::ErrorBody>),
@@ -68,7 +77,7 @@ impl From<VaultError> for InternalError {
             VaultError::TooLarge => Self::TooLarge(body("too_large", message)),
             VaultError::UnsupportedType => Self::BadRequest(body("unsupported_type", message)),
             VaultError::NotFound | VaultError::InvalidLink => {
-                Self::NotFound(body("not_found", "document introuvable"))
+                Self::NotFound(body("not_found", DOCUMENT_NOT_FOUND))
             }
             VaultError::Unavailable | VaultError::Database => {
                 Self::Unavailable(body("unavailable", message))
@@ -95,36 +104,41 @@ impl From<sqlx::Error> for InternalError {
     }
 }
 
-/// The caller, once authorized.
+/// The caller, once authenticated: what it may handle, and where.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
+    pub kinds: Vec<String>,
+    /// Département codes as `DepartementCode::as_str` writes them (`33`, `2A`).
+    pub departements: Vec<String>,
 }
 
 /// The guard's first half, before anything else is looked up: an active caller whose token
-/// matches. The second half, [`allow`], checks the document's kind.
-async fn authenticate(
-    platform: &Platform,
-    token: &ServiceToken,
-) -> Result<(Caller, Vec<String>), InternalError> {
-    let row: Option<(String, Vec<String>)> = sqlx::query_as(
-        "SELECT name, kinds FROM platform.internal_callers WHERE token_sha256 = $1 AND active",
+/// matches. [`territory`] then checks the département, [`allow`] the document's kind.
+async fn authenticate(platform: &Platform, token: &ServiceToken) -> Result<Caller, InternalError> {
+    let row: Option<(String, Vec<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT name, kinds, departements FROM platform.internal_callers
+         WHERE token_sha256 = $1 AND active",
     )
     .bind(token_hash(&token.0.token))
     .fetch_optional(platform.platform_pool())
     .await?;
-    let (name, kinds) = row.ok_or_else(|| {
+    let (name, kinds, departements) = row.ok_or_else(|| {
         InternalError::Unauthorized(body(
             "unauthorized",
             "jeton de service inconnu ou désactivé",
         ))
     })?;
-    Ok((Caller { name }, kinds))
+    Ok(Caller {
+        name,
+        kinds,
+        departements,
+    })
 }
 
-/// The guard's second half: the caller may handle documents of `kind`.
-fn allow(caller: &Caller, kinds: &[String], kind: &str) -> Result<(), InternalError> {
-    if kinds.iter().any(|k| k == kind) {
+/// The guard's last half: the caller may handle documents of `kind`.
+fn allow(caller: &Caller, kind: &str) -> Result<(), InternalError> {
+    if caller.kinds.iter().any(|k| k == kind) {
         return Ok(());
     }
     tracing::info!(caller = %caller.name, kind, "internal documents: kind denied");
@@ -134,12 +148,20 @@ fn allow(caller: &Caller, kinds: &[String], kind: &str) -> Result<(), InternalEr
     )))
 }
 
-/// The territory of the path, and the tenant checked to belong to it.
+/// The territory of the path, if the caller is granted it. A territory not granted answers
+/// `not_found` exactly as a missing document or tenant would: a caller learns nothing of
+/// territories it may not reach.
 async fn territory(
     platform: &Platform,
+    caller: &Caller,
     departement: &str,
+    not_found: &str,
 ) -> Result<(DepartementCode, TenantContext), InternalError> {
     let code = DepartementCode::parse(departement).map_err(ApiError::from)?;
+    if !caller.departements.iter().any(|d| d == code.as_str()) {
+        tracing::info!(caller = %caller.name, departement = code.as_str(), "internal documents: territory denied");
+        return Err(InternalError::NotFound(body("not_found", not_found)));
+    }
     let ctx = platform
         .tenancy
         .context(code)
@@ -160,9 +182,9 @@ async fn tenant_in(
     .bind(departement.as_str())
     .fetch_optional(platform.platform_pool())
     .await?;
-    found.map(|_| ()).ok_or_else(|| {
-        InternalError::NotFound(body("not_found", "tenant inconnu dans ce département"))
-    })
+    found
+        .map(|_| ())
+        .ok_or_else(|| InternalError::NotFound(body("not_found", TENANT_NOT_FOUND)))
 }
 
 fn retention(value: &str) -> Result<Retention, InternalError> {
@@ -179,21 +201,6 @@ fn retention(value: &str) -> Result<Retention, InternalError> {
                     "retention : « mandate_archive » ou « days:N » avec N entre 1 et 3650",
                 ))
             }),
-    }
-}
-
-fn kind_ok(kind: &str) -> Result<(), InternalError> {
-    let valid = (1..=40).contains(&kind.len())
-        && kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
-    if valid {
-        Ok(())
-    } else {
-        Err(InternalError::BadRequest(body(
-            "bad_request",
-            "kind : lettres minuscules, chiffres et « _ », 40 caractères au plus",
-        )))
     }
 }
 
@@ -236,7 +243,7 @@ async fn metadata(ctx: &TenantContext, id: Uuid) -> Result<DocumentOut, Internal
     .await?;
     tx.commit().await?;
     let (tenant_id, kind, content_type, size_bytes) =
-        row.ok_or_else(|| InternalError::NotFound(body("not_found", "document introuvable")))?;
+        row.ok_or_else(|| InternalError::NotFound(body("not_found", DOCUMENT_NOT_FOUND)))?;
     Ok(DocumentOut {
         id,
         tenant_id,
@@ -260,16 +267,16 @@ impl InternalDocumentsApi {
         /// The tenant (département council or commune) owning the document.
         tenant: Query<Uuid>,
         /// `attestation`, `court_decision`, `structure_document`, `habilitation_certificate`…
+        #[oai(validator(pattern = "^[a-z0-9_]{1,40}$"))]
         kind: Query<String>,
         /// `mandate_archive` or `days:N`.
         retention: Query<String>,
         content: Binary<Vec<u8>>,
     ) -> Result<Created, InternalError> {
-        let (caller, kinds) = authenticate(&platform, &auth).await?;
-        kind_ok(&kind)?;
-        allow(&caller, &kinds, &kind)?;
+        let caller = authenticate(&platform, &auth).await?;
+        allow(&caller, &kind)?;
         let retention = self::retention(&retention)?;
-        let (code, ctx) = territory(&platform, &departement).await?;
+        let (code, ctx) = territory(&platform, &caller, &departement, TENANT_NOT_FOUND).await?;
         tenant_in(&platform, code, *tenant).await?;
         let mut conn = platform.platform_pool().acquire().await?;
         let id = self
@@ -289,10 +296,10 @@ impl InternalDocumentsApi {
         departement: Path<String>,
         id: Path<Uuid>,
     ) -> Result<Json<DocumentOut>, InternalError> {
-        let (caller, kinds) = authenticate(&platform, &auth).await?;
-        let (_, ctx) = territory(&platform, &departement).await?;
+        let caller = authenticate(&platform, &auth).await?;
+        let (_, ctx) = territory(&platform, &caller, &departement, DOCUMENT_NOT_FOUND).await?;
         let document = metadata(&ctx, *id).await?;
-        allow(&caller, &kinds, &document.kind)?;
+        allow(&caller, &document.kind)?;
         Ok(Json(document))
     }
 
@@ -308,12 +315,14 @@ impl InternalDocumentsApi {
         auth: ServiceToken,
         departement: Path<String>,
         id: Path<Uuid>,
+        /// Lifetime of the link, 1 to 900 seconds (300 when absent).
+        #[oai(validator(minimum(value = "1"), maximum(value = "900")))]
         seconds: Query<Option<i64>>,
     ) -> Result<Json<LinkOut>, InternalError> {
-        let (caller, kinds) = authenticate(&platform, &auth).await?;
-        let (code, ctx) = territory(&platform, &departement).await?;
+        let caller = authenticate(&platform, &auth).await?;
+        let (code, ctx) = territory(&platform, &caller, &departement, DOCUMENT_NOT_FOUND).await?;
         let document = metadata(&ctx, *id).await?;
-        allow(&caller, &kinds, &document.kind)?;
+        allow(&caller, &document.kind)?;
         let seconds = seconds.unwrap_or(LINK_DEFAULT_SECONDS);
         if !(1..=LINK_MAX_SECONDS).contains(&seconds) {
             return Err(InternalError::BadRequest(body(

@@ -36,15 +36,17 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/documents/:departement/:id")
                 .get(Access::Link, download::download.data(vault)),
         ],
-        routes: vec![Mount::openapi(
+        routes: Vec::new(),
+        // Called by other services with their bearer token, never by browsers: served on the
+        // internal listener only, which has no CSRF check and JSON errors only.
+        internal: vec![Mount::openapi(
             "/internal/documents",
             Access::InternalCaller,
             api,
         )],
         readiness: vec![Arc::new(store::StoreCheck(store))],
         workers: Vec::new(),
-        // Called by other services with their bearer token, never by browsers.
-        csrf_exempt: vec!["/internal/documents"],
+        csrf_exempt: Vec::new(),
         jobs: vec![retention_job(vault_for_jobs)],
     })
 }

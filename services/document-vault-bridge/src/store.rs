@@ -107,10 +107,10 @@ impl Store {
             .await
             .map(|_| ())
             .map_err(|e| {
-                format!(
-                    "stockage de documents injoignable ({})",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
+                // The cause (addresses, the store's words) goes to the logs, never to
+                // `/health/ready`, which anyone reaching the platform can read.
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(e), "object store unreachable");
+                "stockage de documents injoignable".to_owned()
             })
     }
 }

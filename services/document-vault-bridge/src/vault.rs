@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -169,18 +169,35 @@ impl Vault {
         conn: &mut PgConnection,
         tenant: Uuid,
     ) -> Result<(i32, Vec<u8>), VaultError> {
+        let mut tx = conn.begin().await?;
+        let key = self.current_or_first_key(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Within `tx`: takes the tenant's key lock, then reads its newest key or creates the
+    /// first. The lock is transaction-level (`pg_advisory_xact_lock`) and so must run inside a
+    /// transaction: on a bare connection each statement is its own transaction and the lock
+    /// would be gone before the read, letting two first documents (or two rotations) of one
+    /// tenant both write the same version. Held to commit, it is released even if the
+    /// connection goes back to the pool mid-way (a session lock would stay with it).
+    async fn current_or_first_key(
+        &self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+    ) -> Result<(i32, Vec<u8>), VaultError> {
         sqlx::query(
             "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:tenant-key:' || $1::text))",
         )
         .bind(tenant)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
         let row: Option<KeyRow> = sqlx::query_as(
             "SELECT version, wrapped_key, nonce, master_version FROM platform.tenant_keys
              WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(tenant)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some((version, wrapped, nonce, master_version)) = row {
             let key = self
@@ -199,7 +216,7 @@ impl Vault {
         .bind(wrapped)
         .bind(nonce)
         .bind(self.master.version())
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
         Ok((1, key))
     }
@@ -369,7 +386,9 @@ impl Vault {
         platform_conn: &mut PgConnection,
         tenant: Uuid,
     ) -> Result<u64, VaultError> {
-        let (old_version, _) = self.tenant_key(platform_conn, tenant).await?;
+        // The lock covers reading the current version and writing the next one.
+        let mut keys = platform_conn.begin().await?;
+        let (old_version, _) = self.current_or_first_key(&mut keys, tenant).await?;
         let new_version = old_version + 1;
         let mut new_key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut new_key);
@@ -382,8 +401,9 @@ impl Vault {
         .bind(wrapped)
         .bind(nonce)
         .bind(self.master.version())
-        .execute(&mut *platform_conn)
+        .execute(&mut *keys)
         .await?;
+        keys.commit().await?;
         let mut tx = territory.begin().await?;
         let docs: Vec<(Uuid, i32, Vec<u8>, Vec<u8>)> = sqlx::query_as(
             "SELECT id, key_version, wrapped_dek, dek_nonce FROM documents

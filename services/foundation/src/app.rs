@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use poem::EndpointExt;
 use poem::http::Method;
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::{Acceptor, Listener as _, TcpListener};
 use poem::middleware::{CatchPanic, CookieJarManager};
 use poem::{Endpoint, IntoResponse, Request, Response, Route, RouteMethod};
 use secrecy::ExposeSecret;
@@ -20,7 +20,7 @@ use crate::auth::assignments::SqlAssignments;
 use crate::auth::secrets::SeedCipher;
 use crate::config::Settings;
 use crate::health::{self, ReadinessCheck};
-pub use crate::routes::{Access, Csrf, Mount, Page, RouteInfo};
+pub use crate::routes::{Access, Csrf, Listener, Mount, Page, RouteInfo};
 use crate::tenancy::Tenancy;
 use crate::web;
 
@@ -108,6 +108,9 @@ pub struct ServiceParts {
     pub pages: Vec<Page>,
     /// Endpoints nested under their prefix (the prefix is stripped), e.g. `/api/habilitation`.
     pub routes: Vec<Mount>,
+    /// Endpoints for other services (`/internal/...`), nested like `routes` but served only by
+    /// the internal listener (`http.internal_port`), which the ingress never reaches.
+    pub internal: Vec<Mount>,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub workers: Vec<Worker>,
     /// Path prefixes called by other machines (not browsers), exempt from CSRF checks.
@@ -116,9 +119,10 @@ pub struct ServiceParts {
     pub jobs: Vec<crate::jobs::Job>,
 }
 
-/// A running HTTP server with its workers.
+/// A running HTTP server (public and internal listeners) with its workers.
 pub struct Application {
     port: u16,
+    internal_port: u16,
     routes: Vec<RouteInfo>,
     run: BoxFuture<'static, anyhow::Result<()>>,
 }
@@ -145,21 +149,33 @@ impl Application {
                 web::dsfr_assets(&settings.web.dsfr_dir),
             )],
         )];
+        let mut internal_mounts: Vec<(&'static str, Mount)> = Vec::new();
         for parts in services {
             csrf_exempt.extend(parts.csrf_exempt);
             jobs.extend(parts.jobs);
             tracing::info!(service = parts.name, "service mounted");
             mounted.push((parts.name, parts.pages, parts.routes));
+            internal_mounts.extend(parts.internal.into_iter().map(|m| (parts.name, m)));
             checks.extend(parts.readiness);
             workers.extend(parts.workers);
         }
         mounted[0].2.push(health::routes(checks));
+        // 405 answers name the methods a path serves, from the served OpenAPI documents.
+        let api_specs: Vec<String> = mounted
+            .iter()
+            .flat_map(|(_, _, mounts)| mounts.iter())
+            .chain(internal_mounts.iter().map(|(_, m)| m))
+            .filter_map(|m| m.document.clone())
+            .collect();
+        let allow = Arc::new(web::allow::AllowTable::from_specs(&api_specs));
         // The route table is read from the same declarations that build the router.
         let mut routes = Vec::new();
-        let mut row = |service, method: Method, path: String, access| {
+        let mut row = |service, method: Method, path: String, access, listener| {
             let csrf = if crate::auth::csrf::is_safe(&method) {
                 Csrf::NotApplicable
-            } else if crate::auth::csrf::is_exempt(&path, &csrf_exempt) {
+            } else if listener == Listener::Internal
+                || crate::auth::csrf::is_exempt(&path, &csrf_exempt)
+            {
                 Csrf::Exempt
             } else {
                 Csrf::Protected
@@ -170,13 +186,20 @@ impl Application {
                 path,
                 access,
                 csrf,
+                listener,
             });
         };
         for (service, pages, mounts) in mounted {
             for page in pages {
                 let mut methods = RouteMethod::new();
                 for (method, access, endpoint) in page.methods {
-                    row(service, method.clone(), page.path.to_owned(), access);
+                    row(
+                        service,
+                        method.clone(),
+                        page.path.to_owned(),
+                        access,
+                        Listener::Public,
+                    );
                     methods = methods.method(method, endpoint);
                 }
                 route = route.at(page.path, methods);
@@ -187,10 +210,22 @@ impl Application {
                         "/" => mount.prefix.to_owned(),
                         _ => format!("{}{path}", mount.prefix),
                     };
-                    row(service, method, full, access);
+                    row(service, method, full, access, Listener::Public);
                 }
                 route = route.nest(mount.prefix, mount.endpoint);
             }
+        }
+        // The internal listener's routes: machines only (no cookies, no CSRF).
+        let mut internal = Route::new();
+        for (service, mount) in internal_mounts {
+            for (method, path, access) in mount.operations {
+                let full = match path.as_str() {
+                    "/" => mount.prefix.to_owned(),
+                    _ => format!("{}{path}", mount.prefix),
+                };
+                row(service, method, full, access, Listener::Internal);
+            }
+            internal = internal.nest(mount.prefix, mount.endpoint);
         }
         let sealing = platform.clone();
         workers.push(Box::new(move |shutdown| {
@@ -201,51 +236,96 @@ impl Application {
             Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))
         }));
         let timeout = Duration::from_millis(settings.http.request_timeout_ms);
+        let secure = settings.http.secure_cookies();
         let protected = crate::auth::csrf::protect(
             route.with(CatchPanic::new()).data(platform.clone()),
             settings.http.public_origin(),
             csrf_exempt,
+            secure,
         );
         let form_targets: Vec<String> = web::origin_of(&settings.franceconnect.issuer)
             .into_iter()
             .collect();
         let app = crate::telemetry::with_request_span(web::with_security_headers(
-            web::error_pages(with_timeout(
-                timeout,
-                protected.with(CookieJarManager::new()),
-            )),
+            web::allow::with_allow(
+                web::error_pages(with_timeout(
+                    timeout,
+                    protected.with(CookieJarManager::new()),
+                )),
+                allow.clone(),
+            ),
             &form_targets,
+            secure,
+        ));
+        // The internal listener: machines only, so no cookies, no CSRF, every error in the
+        // one JSON shape (an HTML page would break the documented contract).
+        let internal_app = crate::telemetry::with_request_span(web::with_security_headers(
+            web::allow::with_allow(
+                web::api_errors(with_timeout(
+                    timeout,
+                    without_unserved_methods(
+                        internal.with(CatchPanic::new()).data(platform.clone()),
+                    ),
+                )),
+                allow,
+            ),
+            &[],
+            false,
         ));
 
-        let acceptor = TcpListener::bind((settings.http.host, settings.http.port))
-            .into_acceptor()
-            .await?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .ok_or_else(|| anyhow::anyhow!("adresse d'écoute inconnue"))?;
+        let (acceptor, port) = bind(settings.http.host, settings.http.port).await?;
+        let (internal_acceptor, internal_port) =
+            bind(settings.http.host, settings.http.internal_port).await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let run = Box::pin(async move {
-            let handles: Vec<_> = workers
-                .into_iter()
-                .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
-                .collect();
-            let result = poem::Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(25)))
-                .await;
-            let _ = stop_tx.send(true);
-            for handle in handles {
-                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
-            }
-            result.map_err(anyhow::Error::from)
-        });
-        Ok(Self { port, routes, run })
+        let run =
+            Box::pin(async move {
+                let handles: Vec<_> = workers
+                    .into_iter()
+                    .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
+                    .collect();
+                // One signal stops both listeners.
+                let (signal_tx, signal_rx) = watch::channel(false);
+                let signal = tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = signal_tx.send(true);
+                });
+                let stopped = |mut rx: watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                let grace = Some(Duration::from_secs(25));
+                let (result, internal_result) =
+                    tokio::join!(
+                        poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                            app,
+                            stopped(signal_rx.clone()),
+                            grace
+                        ),
+                        poem::Server::new_with_acceptor(internal_acceptor)
+                            .run_with_graceful_shutdown(internal_app, stopped(signal_rx), grace),
+                    );
+                signal.abort();
+                let _ = stop_tx.send(true);
+                for handle in handles {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+                }
+                result.and(internal_result).map_err(anyhow::Error::from)
+            });
+        Ok(Self {
+            port,
+            internal_port,
+            routes,
+            run,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The internal listener's port (`/internal/*`).
+    pub fn internal_port(&self) -> u16 {
+        self.internal_port
     }
 
     /// Every route served, with its guard and CSRF status (the route table).
@@ -279,6 +359,43 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("arrêt demandé");
+}
+
+/// Binds `host:port` (0: a free port) and returns the acceptor with its actual port.
+async fn bind(
+    host: std::net::IpAddr,
+    port: u16,
+) -> anyhow::Result<(poem::listener::TcpAcceptor, u16)> {
+    let acceptor = TcpListener::bind((host, port)).into_acceptor().await?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+        .ok_or_else(|| anyhow::anyhow!("adresse d'écoute inconnue"))?;
+    Ok((acceptor, port))
+}
+
+/// 405 for methods no route serves (TRACE, CONNECT…), as the public listener's CSRF layer does.
+fn without_unserved_methods<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    use poem::http::Method;
+    ep.around(|ep, req: Request| async move {
+        if matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::POST
+                | Method::PUT
+                | Method::PATCH
+                | Method::DELETE
+        ) {
+            ep.call(req).await.map(IntoResponse::into_response)
+        } else {
+            Err(poem::Error::from_status(
+                poem::http::StatusCode::METHOD_NOT_ALLOWED,
+            ))
+        }
+    })
 }
 
 /// Every route answers within `limit` or fails with 503 (poem has no timeout middleware).

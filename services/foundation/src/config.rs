@@ -17,7 +17,8 @@ pub enum Environment {
     Development,
     /// The test suite.
     Test,
-    /// Anything real: every secret must be set explicitly.
+    /// Anything real, and the default when `AC_ENVIRONMENT` is absent: every secret set
+    /// explicitly and distinct, https public URL and FranceConnect issuer.
     Production,
 }
 
@@ -102,6 +103,9 @@ pub struct HttpSettings {
     pub host: IpAddr,
     /// 0 picks a free port (tests).
     pub port: u16,
+    /// The internal listener (`/internal/*`, services calling each other), on the same host;
+    /// never routed by the ingress. 0 picks a free port (tests).
+    pub internal_port: u16,
     /// The address users reach the platform at, used in links sent by e-mail.
     pub public_url: String,
     /// Every route answers within this time or fails with 503.
@@ -272,10 +276,12 @@ const LOCAL_TOTP_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            environment: Environment::Development,
+            // Absent = production: forgetting the variable can never relax a check.
+            environment: Environment::Production,
             http: HttpSettings {
                 host: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 8000,
+                internal_port: 8001,
                 public_url: "http://127.0.0.1:8000".into(),
                 request_timeout_ms: 10_000,
                 trusted_proxies: Vec::new(),
@@ -350,6 +356,8 @@ pub enum ConfigError {
     DefaultSecretInProduction(&'static str),
     #[error("configuration refusée en production : {0} doit commencer par https://")]
     InsecureUrlInProduction(&'static str),
+    #[error("configuration refusée en production : {0} et {1} doivent être des clés différentes")]
+    SharedKeyInProduction(&'static str, &'static str),
 }
 
 impl Settings {
@@ -448,6 +456,49 @@ impl Settings {
                     "AC_OBJECT_STORE__SECRET_ACCESS_KEY",
                 ));
             }
+            if self.franceconnect.client_secret.expose_secret().is_empty() {
+                return Err(ConfigError::DefaultSecretInProduction(
+                    "AC_FRANCECONNECT__CLIENT_SECRET",
+                ));
+            }
+            // Links in e-mails, Secure cookies and HSTS all follow from an https public URL.
+            if !self.http.public_url.starts_with("https://") {
+                return Err(ConfigError::InsecureUrlInProduction("AC_HTTP__PUBLIC_URL"));
+            }
+            // The client secret and the usager's identity travel to and from the issuer.
+            if !self.franceconnect.issuer.starts_with("https://") {
+                return Err(ConfigError::InsecureUrlInProduction(
+                    "AC_FRANCECONNECT__ISSUER",
+                ));
+            }
+            // One key per purpose: a key leaked or rotated for one use never opens another.
+            let keys = [
+                ("AC_SECURITY__TOTP_KEY", &self.security.totp_key),
+                (
+                    "AC_SECURITY__DOCUMENT_MASTER_KEY",
+                    &self.security.document_master_key,
+                ),
+                ("AC_SECURITY__LINK_SECRET", &self.security.link_secret),
+                (
+                    "AC_SECURITY__JOURNAL_SIGNING_KEY",
+                    &self.security.journal_signing_key,
+                ),
+                (
+                    "AC_SECURITY__IDP_KEY_ENCRYPTION_KEY",
+                    &self.security.idp_key_encryption_key,
+                ),
+                (
+                    "AC_SECURITY__IDP_SUBJECT_KEY",
+                    &self.security.idp_subject_key,
+                ),
+            ];
+            for (i, (first, a)) in keys.iter().enumerate() {
+                for (second, b) in &keys[i + 1..] {
+                    if a.expose_secret() == b.expose_secret() {
+                        return Err(ConfigError::SharedKeyInProduction(first, second));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -458,46 +509,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn production_refuses_local_secrets() {
-        let mut settings = Settings {
-            environment: Environment::Production,
-            ..Settings::default()
-        };
-        assert!(matches!(
-            settings.validate(),
-            Err(ConfigError::DefaultSecretInProduction("AC_DATABASE__URL"))
-        ));
-        settings.database.url = "postgres://app:real@db/aidants".into();
-        assert!(matches!(
-            settings.validate(),
-            Err(ConfigError::DefaultSecretInProduction(
-                "AC_DATABASE__TENANT_ROLE_SECRET"
-            ))
-        ));
-        settings.database.tenant_role_secret = "real".into();
+    fn production_refuses_the_default_tenant_role_secret() {
+        let mut settings = production();
+        settings.database.tenant_role_secret = Settings::default().database.tenant_role_secret;
         assert!(
-            settings.validate().is_err(),
-            "object store secret still local"
+            refusal(&settings).contains("AC_DATABASE__TENANT_ROLE_SECRET"),
+            "{}",
+            refusal(&settings)
         );
-        settings.object_store.secret_access_key = "real".into();
-        assert!(settings.validate().is_err(), "TOTP key still local");
-        settings.security.totp_key = "cmVhbA==".into();
-        assert!(
-            settings.validate().is_err(),
-            "document master key still local"
-        );
-        settings.security.document_master_key = "cmVhbA==".into();
-        assert!(settings.validate().is_err(), "link secret still local");
-        settings.security.link_secret = "real".into();
-        settings.security.journal_signing_key = "cmVhbA==".into();
-        assert!(
-            settings.validate().is_err(),
-            "identity provider keys still local"
-        );
-        settings.security.idp_key_encryption_key = "cmVhbA==".into();
-        assert!(settings.validate().is_err(), "subject key still local");
-        settings.security.idp_subject_key = "real".into();
-        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_local_sms_token_and_a_plain_http_gateway() {
+        let mut settings = production();
         settings.sms.provider = SmsProvider::HttpJson;
         assert!(matches!(
             settings.validate(),
@@ -511,6 +535,140 @@ mod tests {
         settings.sms.gateway_url = "https://api.brevo.com/v3/transactionalSMS/send".into();
         settings.sms.provider = SmsProvider::Brevo;
         assert!(settings.validate().is_ok());
+    }
+
+    /// Settings a real deployment would have: every secret its own, https everywhere.
+    fn production() -> Settings {
+        let mut s = Settings {
+            environment: Environment::Production,
+            ..Settings::default()
+        };
+        s.http.public_url = "https://aidantsconnect.beta.gouv.fr".into();
+        s.database.url = "postgres://app:real@db/aidants".into();
+        s.database.tenant_role_secret = "real-tenant-role".into();
+        s.object_store.secret_access_key = "real-s3".into();
+        s.security.totp_key = "dG90cA==".into();
+        s.security.document_master_key = "ZG9jdW1lbnQ=".into();
+        s.security.link_secret = "real-link".into();
+        s.security.journal_signing_key = "am91cm5hbA==".into();
+        s.security.idp_key_encryption_key = "aWRw".into();
+        s.security.idp_subject_key = "real-subject".into();
+        s.franceconnect.issuer = "https://oidc.franceconnect.gouv.fr/api/v2".into();
+        s.franceconnect.client_id = "aidants-connect".into();
+        s.franceconnect.client_secret = "real-fc".into();
+        s
+    }
+
+    fn refusal(settings: &Settings) -> String {
+        settings
+            .validate()
+            .expect_err("la production doit refuser")
+            .to_string()
+    }
+
+    #[test]
+    fn a_complete_production_configuration_is_accepted() {
+        production().validate().expect("configuration complète");
+    }
+
+    #[test]
+    fn an_absent_environment_means_production() {
+        assert_eq!(Settings::default().environment, Environment::Production);
+        // Loaded with nothing set, the built-in secrets are refused.
+        let loaded: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .extract()
+            .expect("extraction");
+        assert!(loaded.validate().is_err());
+    }
+
+    #[test]
+    fn production_refuses_a_plain_http_public_url() {
+        let mut s = production();
+        s.http.public_url = "http://aidantsconnect.beta.gouv.fr".into();
+        assert!(
+            refusal(&s).contains("AC_HTTP__PUBLIC_URL"),
+            "{}",
+            refusal(&s)
+        );
+    }
+
+    #[test]
+    fn production_refuses_a_plain_http_franceconnect_issuer() {
+        let mut s = production();
+        s.franceconnect.issuer = "http://fc.example/api/v2".into();
+        assert!(
+            refusal(&s).contains("AC_FRANCECONNECT__ISSUER"),
+            "{}",
+            refusal(&s)
+        );
+    }
+
+    #[test]
+    fn production_refuses_an_unset_franceconnect_secret() {
+        let mut s = production();
+        s.franceconnect.client_secret = String::new().into();
+        assert!(
+            refusal(&s).contains("AC_FRANCECONNECT__CLIENT_SECRET"),
+            "{}",
+            refusal(&s)
+        );
+    }
+
+    #[test]
+    fn production_refuses_each_built_in_secret() {
+        let local = Settings::default();
+        type Reset = fn(&mut Settings, &Settings);
+        let cases: [(&str, Reset); 8] = [
+            ("AC_DATABASE__URL", |s, l| {
+                s.database.url = l.database.url.clone()
+            }),
+            ("AC_OBJECT_STORE__SECRET_ACCESS_KEY", |s, l| {
+                s.object_store.secret_access_key = l.object_store.secret_access_key.clone()
+            }),
+            ("AC_SECURITY__TOTP_KEY", |s, l| {
+                s.security.totp_key = l.security.totp_key.clone()
+            }),
+            ("AC_SECURITY__DOCUMENT_MASTER_KEY", |s, l| {
+                s.security.document_master_key = l.security.document_master_key.clone()
+            }),
+            ("AC_SECURITY__LINK_SECRET", |s, l| {
+                s.security.link_secret = l.security.link_secret.clone()
+            }),
+            ("AC_SECURITY__JOURNAL_SIGNING_KEY", |s, l| {
+                s.security.journal_signing_key = l.security.journal_signing_key.clone()
+            }),
+            ("AC_SECURITY__IDP_KEY_ENCRYPTION_KEY", |s, l| {
+                s.security.idp_key_encryption_key = l.security.idp_key_encryption_key.clone()
+            }),
+            ("AC_SECURITY__IDP_SUBJECT_KEY", |s, l| {
+                s.security.idp_subject_key = l.security.idp_subject_key.clone()
+            }),
+        ];
+        for (name, reset) in cases {
+            let mut s = production();
+            reset(&mut s, &local);
+            assert!(refusal(&s).contains(name), "{name}: {}", refusal(&s));
+        }
+    }
+
+    #[test]
+    fn production_refuses_one_key_used_for_two_purposes() {
+        let mut s = production();
+        s.security.document_master_key = s.security.totp_key.clone();
+        let refused = refusal(&s);
+        assert!(
+            refused.contains("AC_SECURITY__TOTP_KEY")
+                && refused.contains("AC_SECURITY__DOCUMENT_MASTER_KEY"),
+            "{refused}"
+        );
+        let mut s = production();
+        s.security.idp_subject_key = s.security.link_secret.clone();
+        let refused = refusal(&s);
+        assert!(
+            refused.contains("AC_SECURITY__LINK_SECRET")
+                && refused.contains("AC_SECURITY__IDP_SUBJECT_KEY"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
 
 use crate::app::Platform;
 
-/// A dependency the service needs to do its work.
+/// A dependency the service needs to do its work. `check` fails with a fixed French sentence
+/// (served publicly by `/health/ready`): never an error's own text; log the cause instead.
 pub trait ReadinessCheck: Send + Sync {
     fn name(&self) -> &'static str;
     fn check<'a>(&'a self, platform: &'a Platform) -> BoxFuture<'a, Result<(), String>>;
@@ -44,7 +45,9 @@ struct Health {
 struct CheckOut {
     name: String,
     ok: bool,
-    /// Why the check failed, in French.
+    /// Why the check failed, in French: a fixed sentence per dependency, never the cause
+    /// (that goes to the logs). Absent when the check passed.
+    #[oai(skip_serializing_if_is_none)]
     detail: Option<String>,
 }
 

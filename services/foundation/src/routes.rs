@@ -77,6 +77,23 @@ impl fmt::Display for Csrf {
     }
 }
 
+/// Which listener serves a route: the public one (behind the ingress), or the internal one
+/// (`http.internal_port`, other services only; no cookies, no CSRF, JSON errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Internal,
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Listener::Public => "public",
+            Listener::Internal => "internal",
+        })
+    }
+}
+
 /// One row of the route table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteInfo {
@@ -86,6 +103,7 @@ pub struct RouteInfo {
     pub path: String,
     pub access: Access,
     pub csrf: Csrf,
+    pub listener: Listener,
 }
 
 /// A page or form at its exact path, with its methods.
@@ -135,6 +153,8 @@ pub struct Mount {
     /// (method, path below the prefix, access).
     pub operations: Vec<(Method, String, Access)>,
     pub endpoint: BoxEndpoint<'static>,
+    /// The OpenAPI document served, if any (405 answers read their `Allow` from it).
+    pub document: Option<String>,
 }
 
 impl Mount {
@@ -150,8 +170,9 @@ impl Mount {
         T: poem_openapi::OpenApi + 'static,
         W: poem_openapi::Webhook + 'static,
     {
+        let spec_json = api.spec();
         let document: serde_json::Value =
-            serde_json::from_str(&api.spec()).unwrap_or(serde_json::Value::Null);
+            serde_json::from_str(&spec_json).unwrap_or(serde_json::Value::Null);
         let mut operations = vec![(Method::GET, "/openapi.json".to_owned(), Access::Public)];
         if let Some(paths) = document["paths"].as_object() {
             for (path, item) in paths {
@@ -173,6 +194,7 @@ impl Mount {
             prefix,
             operations,
             endpoint,
+            document: Some(spec_json),
         }
     }
 
@@ -189,6 +211,7 @@ impl Mount {
                 .map(|(m, p, a)| (m, p.to_owned(), a))
                 .collect(),
             endpoint: ep.map_to_response().boxed(),
+            document: None,
         }
     }
 }
@@ -208,12 +231,13 @@ fn poem_template(path: &str) -> String {
 pub fn markdown(routes: &[RouteInfo]) -> String {
     let mut rows: Vec<&RouteInfo> = routes.iter().collect();
     rows.sort_by(|a, b| (&a.path, a.method.as_str()).cmp(&(&b.path, b.method.as_str())));
-    let mut out =
-        String::from("| method | path | guard | CSRF | service |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| method | path | guard | CSRF | listener | service |\n|---|---|---|---|---|---|\n",
+    );
     for r in rows {
         out.push_str(&format!(
-            "| {} | `{}` | {} | {} | {} |\n",
-            r.method, r.path, r.access, r.csrf, r.service
+            "| {} | `{}` | {} | {} | {} | {} |\n",
+            r.method, r.path, r.access, r.csrf, r.listener, r.service
         ));
     }
     out

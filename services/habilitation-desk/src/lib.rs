@@ -42,6 +42,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     // Each page's guard is the check its handler makes first (see `Access`).
     let factor = Access::Permission(Action::FactorManage);
     Ok(ServiceParts {
+        internal: Vec::new(),
         name: "habilitation-desk",
         pages: vec![
             Page::at("/connexion")

@@ -152,11 +152,11 @@ pub async fn submit(
     // failures are delayed per address and never lock the factor. An address without an
     // account takes the same path, with the same reads and writes.
     let known = match professional {
-        Some(id) => browsers::is_known(&mut tx, req, id)
+        Some(id) => browsers::is_known(&mut tx, req, id, secure(&platform))
             .await
             .map_err(db_error)?,
         None => {
-            let _ = browsers::is_known(&mut tx, req, Uuid::nil())
+            let _ = browsers::is_known(&mut tx, req, Uuid::nil(), secure(&platform))
                 .await
                 .map_err(db_error)?;
             false
@@ -349,7 +349,7 @@ pub async fn consume_link(
     .await
     .map_err(db_error)?;
     if let Some(Some(expected)) = bound {
-        let here = browsers::login_request_of(req);
+        let here = browsers::login_request_of(req, secure(&platform));
         let same = here.is_some_and(|h| {
             bool::from(subtle::ConstantTimeEq::ct_eq(
                 h.as_slice(),
@@ -399,7 +399,10 @@ pub async fn consume_link(
         return Ok(resp);
     };
     // A session already open in this browser ends: the id always changes at login.
-    if let Some(old) = req.cookie().get(session::SESSION_COOKIE) {
+    if let Some(old) = req
+        .cookie()
+        .get(session::session_cookie_name(secure(&platform)))
+    {
         session::end(&mut tx, &token_hash(old.value_str()), "replaced")
             .await
             .map_err(db_error)?;

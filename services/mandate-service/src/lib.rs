@@ -174,6 +174,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ),
     ];
     Ok(ServiceParts {
+        internal: Vec::new(),
         name: "mandate-service",
         pages,
         routes: Vec::new(),

@@ -24,6 +24,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let worker = worker::OutboxWorker::from_platform(platform.clone())?;
     let vault = document_vault_bridge::vault(platform).await?;
     Ok(ServiceParts {
+        internal: Vec::new(),
         name: "notification-mailer",
         pages: Vec::new(),
         routes: Vec::new(),

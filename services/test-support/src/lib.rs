@@ -39,6 +39,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         ..Settings::default()
     };
     settings.http.port = 0;
+    settings.http.internal_port = 0;
     settings.database.url = database_url.to_owned().into();
     settings.database.max_connections = 8;
     settings.smtp.host = "127.0.0.1".into();

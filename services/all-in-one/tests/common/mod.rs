@@ -10,6 +10,8 @@ use test_support::database::TestDatabase;
 
 pub struct TestApp {
     pub address: String,
+    /// The internal listener (`/internal/*`), on its own port.
+    pub internal_address: String,
     pub db: TestDatabase,
     pub client: reqwest::Client,
     /// The route table of the running application.
@@ -19,6 +21,11 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// A URL of the internal listener.
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("{}{path}", self.internal_address)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -58,6 +65,7 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         .expect("démarrage de l'application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let routes = app.routes().to_vec();
+    let internal_address = format!("http://127.0.0.1:{}", app.internal_port());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -65,6 +73,7 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         .expect("client");
     TestApp {
         address,
+        internal_address,
         db,
         client,
         routes,

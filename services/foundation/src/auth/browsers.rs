@@ -17,6 +17,26 @@ use super::secrets::{new_token, token_hash};
 
 pub const LOGIN_REQUEST_COOKIE: &str = "ac_demande";
 pub const KNOWN_BROWSER_COOKIE: &str = "ac_appareil";
+/// Over HTTPS both carry the `__Host-` prefix, like the session and CSRF cookies: a sibling
+/// host or a plain-HTTP page cannot set them.
+const LOGIN_REQUEST_COOKIE_HOST: &str = "__Host-ac_demande";
+const KNOWN_BROWSER_COOKIE_HOST: &str = "__Host-ac_appareil";
+
+fn login_request_name(secure: bool) -> &'static str {
+    if secure {
+        LOGIN_REQUEST_COOKIE_HOST
+    } else {
+        LOGIN_REQUEST_COOKIE
+    }
+}
+
+fn known_browser_name(secure: bool) -> &'static str {
+    if secure {
+        KNOWN_BROWSER_COOKIE_HOST
+    } else {
+        KNOWN_BROWSER_COOKIE
+    }
+}
 /// Life of the login-request cookie: longer than a login link (5 minutes).
 pub const LOGIN_REQUEST_MINUTES: u64 = 10;
 /// A browser stays known this long after its last completed login.
@@ -42,12 +62,12 @@ fn cookie_value(req: &Request, name: &str) -> Option<String> {
 /// The hash binding a login link to this browser, and the cookie to (re)set. A browser that
 /// already asked keeps its value, so two links asked in a row both work there.
 pub fn login_request(req: &Request, secure: bool) -> (Vec<u8>, Cookie) {
-    let value = cookie_value(req, LOGIN_REQUEST_COOKIE).unwrap_or_else(new_token);
+    let value = cookie_value(req, login_request_name(secure)).unwrap_or_else(new_token);
     let hash = token_hash(&value);
     (
         hash,
         cookie(
-            LOGIN_REQUEST_COOKIE,
+            login_request_name(secure),
             value,
             secure,
             LOGIN_REQUEST_MINUTES * 60,
@@ -56,8 +76,8 @@ pub fn login_request(req: &Request, secure: bool) -> (Vec<u8>, Cookie) {
 }
 
 /// The hash of this browser's login-request cookie, if it has one.
-pub fn login_request_of(req: &Request) -> Option<Vec<u8>> {
-    cookie_value(req, LOGIN_REQUEST_COOKIE).map(|v| token_hash(&v))
+pub fn login_request_of(req: &Request, secure: bool) -> Option<Vec<u8>> {
+    cookie_value(req, login_request_name(secure)).map(|v| token_hash(&v))
 }
 
 /// Whether `professional` completed a login in this browser within the last year.
@@ -65,8 +85,9 @@ pub async fn is_known(
     conn: &mut PgConnection,
     req: &Request,
     professional: Uuid,
+    secure: bool,
 ) -> Result<bool, sqlx::Error> {
-    let Some(value) = cookie_value(req, KNOWN_BROWSER_COOKIE) else {
+    let Some(value) = cookie_value(req, known_browser_name(secure)) else {
         return Ok(false);
     };
     sqlx::query_scalar(
@@ -89,7 +110,7 @@ pub async fn remember(
     professional: Uuid,
     secure: bool,
 ) -> Result<Cookie, sqlx::Error> {
-    let value = cookie_value(req, KNOWN_BROWSER_COOKIE).unwrap_or_else(new_token);
+    let value = cookie_value(req, known_browser_name(secure)).unwrap_or_else(new_token);
     sqlx::query(
         "INSERT INTO platform.known_browsers (token_hash, professional_id) VALUES ($1, $2)
          ON CONFLICT (token_hash, professional_id) DO UPDATE SET last_seen_at = now()",
@@ -99,7 +120,7 @@ pub async fn remember(
     .execute(&mut *conn)
     .await?;
     Ok(cookie(
-        KNOWN_BROWSER_COOKIE,
+        known_browser_name(secure),
         value,
         secure,
         KNOWN_BROWSER_DAYS * 24 * 3600,

@@ -11,6 +11,17 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use super::secrets::{constant_time_eq, new_token};
 
 pub const CSRF_COOKIE: &str = "ac_csrf";
+/// The name over HTTPS (`__Host-`: Secure, our exact host, path `/`), see the session cookie.
+pub const CSRF_COOKIE_HOST: &str = "__Host-ac_csrf";
+
+/// The CSRF cookie's name: prefixed whenever cookies are Secure.
+pub fn csrf_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        CSRF_COOKIE_HOST
+    } else {
+        CSRF_COOKIE
+    }
+}
 pub const CSRF_FIELD: &str = "csrf";
 /// Forms are small: a larger body is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -19,7 +30,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 pub fn token(req: &Request, secure: bool) -> String {
     if let Some(existing) = req
         .cookie()
-        .get(CSRF_COOKIE)
+        .get(csrf_cookie_name(secure))
         .map(|c| c.value_str().to_owned())
         .filter(|v| v.len() >= 32)
     {
@@ -38,7 +49,7 @@ pub fn rotate(req: &Request, secure: bool) -> String {
 }
 
 fn csrf_cookie(value: String, secure: bool) -> Cookie {
-    let mut cookie = Cookie::new_with_str(CSRF_COOKIE, value);
+    let mut cookie = Cookie::new_with_str(csrf_cookie_name(secure), value);
     cookie.set_http_only(true);
     cookie.set_secure(secure);
     cookie.set_same_site(SameSite::Strict);
@@ -84,16 +95,31 @@ pub fn is_exempt(path: &str, exempt: &[&str]) -> bool {
     exempt.iter().any(|p| path.starts_with(p))
 }
 
-/// Refuses state-changing requests without the platform's origin and a valid token.
+/// Refuses state-changing requests without the platform's origin and a valid token, and
+/// methods no route serves (TRACE, CONNECT, extensions) with 405 before anything else.
 pub fn protect<E: Endpoint + 'static>(
     ep: E,
     public_origin: String,
     exempt: Vec<&'static str>,
+    secure: bool,
 ) -> impl Endpoint<Output = Response> {
     ep.around(move |ep, mut req: Request| {
         let public_origin = public_origin.clone();
         let exempt = exempt.clone();
         async move {
+            let served = matches!(
+                *req.method(),
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::POST
+                    | Method::PUT
+                    | Method::PATCH
+                    | Method::DELETE
+            );
+            if !served {
+                return Err(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
+            }
             if is_safe(req.method()) || is_exempt(req.uri().path(), &exempt) {
                 return Ok(ep.call(req).await?.into_response());
             }
@@ -103,7 +129,7 @@ pub fn protect<E: Endpoint + 'static>(
             }
             let expected = req
                 .cookie()
-                .get(CSRF_COOKIE)
+                .get(csrf_cookie_name(secure))
                 .map(|c| c.value_str().to_owned())
                 .unwrap_or_default();
             let header_token = req

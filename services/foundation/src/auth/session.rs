@@ -15,6 +15,18 @@ use super::secrets::{new_token, token_hash};
 use crate::app::Platform;
 
 pub const SESSION_COOKIE: &str = "ac_session";
+/// The name over HTTPS: the `__Host-` prefix makes browsers accept the cookie only Secure, for
+/// our exact host and path `/`, so a sibling subdomain can neither plant nor overwrite it.
+pub const SESSION_COOKIE_HOST: &str = "__Host-ac_session";
+
+/// The session cookie's name: prefixed whenever cookies are Secure.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SESSION_COOKIE_HOST
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// Longest life of a session, whatever the activity.
 pub const MAX_AGE_HOURS: i64 = 12;
 /// Inactivity after which mandate actions ask for the TOTP code again.
@@ -65,7 +77,7 @@ pub async fn open(
 }
 
 pub fn session_cookie(value: String, secure: bool) -> Cookie {
-    let mut cookie = Cookie::new_with_str(SESSION_COOKIE, value);
+    let mut cookie = Cookie::new_with_str(session_cookie_name(secure), value);
     cookie.set_http_only(true);
     cookie.set_secure(secure);
     cookie.set_same_site(SameSite::Lax);
@@ -230,7 +242,7 @@ impl<'a> FromRequest<'a> for Professional {
             .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
         let token = req
             .cookie()
-            .get(SESSION_COOKIE)
+            .get(session_cookie_name(platform.settings.http.secure_cookies()))
             .map(|c| c.value_str().to_owned());
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Err(login_redirect(req));

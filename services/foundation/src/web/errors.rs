@@ -70,6 +70,12 @@ fn wording(status: StatusCode) -> (&'static str, &'static str, &'static str, &'s
             "Les données envoyées dépassent la taille autorisée.",
             "Réduisez la taille du fichier puis réessayez.",
         ),
+        415 => (
+            "unsupported_media_type",
+            "Type de contenu non pris en charge",
+            "Le type de contenu envoyé n'est pas celui attendu.",
+            "Envoyez le corps avec l'en-tête Content-Type documenté.",
+        ),
         429 => (
             "too_many_requests",
             "Trop de tentatives",
@@ -125,7 +131,19 @@ fn is_api(req: &Request) -> bool {
 
 /// Turns errors (and error statuses without a body) into French pages or JSON errors.
 pub fn error_pages<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
-    ep.around(|ep, req: Request| async move {
+    errors_as(ep, is_api)
+}
+
+/// The same for a listener that serves APIs only: every error is the JSON shape.
+pub fn api_errors<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    errors_as(ep, |_| true)
+}
+
+fn errors_as<E: Endpoint + 'static>(
+    ep: E,
+    is_api: fn(&Request) -> bool,
+) -> impl Endpoint<Output = Response> {
+    ep.around(move |ep, req: Request| async move {
         let api = is_api(&req);
         let (status, pattern) = match ep.call(req).await {
             Ok(resp) => {

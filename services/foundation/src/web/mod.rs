@@ -11,7 +11,8 @@ use poem::endpoint::StaticFilesEndpoint;
 use poem::http::header;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 
-pub use errors::{ErrorBody, error_pages};
+pub mod allow;
+pub use errors::{ErrorBody, api_errors, error_pages};
 pub use theme::{STATE, Theme};
 
 /// One entry of the main navigation.
@@ -61,6 +62,7 @@ pub const FORM_ACTION_EXTRA: &str = "x-ac-form-action-extra";
 pub fn with_security_headers<E: Endpoint + 'static>(
     ep: E,
     form_targets: &[String],
+    hsts: bool,
 ) -> impl Endpoint<Output = Response> + use<E> {
     let mut form_action = String::from("'self'");
     for origin in form_targets {
@@ -115,6 +117,14 @@ pub fn with_security_headers<E: Endpoint + 'static>(
                 header::REFERRER_POLICY,
                 header::HeaderValue::from_static("strict-origin-when-cross-origin"),
             );
+            // Served over HTTPS: browsers never try plain HTTP again for two years (the
+            // `__Host-` cookies would not survive it anyway).
+            if hsts {
+                headers.insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    header::HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+                );
+            }
             Ok(resp)
         }
     })

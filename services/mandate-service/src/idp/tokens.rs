@@ -4,7 +4,7 @@
 
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
-use foundation::auth::session::{self, SESSION_COOKIE};
+use foundation::auth::session;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox;
 use poem::http::{StatusCode, header};
@@ -573,7 +573,9 @@ pub async fn end_session(
     // The flow's grant names the aidant's session: end it if it is this browser's.
     let caller = req
         .cookie()
-        .get(SESSION_COOKIE)
+        .get(foundation::auth::session::session_cookie_name(
+            platform.settings.http.secure_cookies(),
+        ))
         .map(|c| c.value_str().to_owned())
         .filter(|v| !v.is_empty())
         .map(|v| token_hash(&v));
@@ -623,7 +625,9 @@ pub async fn end_session(
         )?,
     };
     if ended
-        && let Some(cookie) = req.cookie().get(SESSION_COOKIE)
+        && let Some(cookie) = req.cookie().get(session::session_cookie_name(
+            platform.settings.http.secure_cookies(),
+        ))
         && !cookie.value_str().is_empty()
     {
         resp.headers_mut().append(
