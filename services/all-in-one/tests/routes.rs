@@ -20,7 +20,8 @@ const DOC_HEADER: &str = "# Routes of the all-in-one application\n\n\
 Generated from the route declarations (`foundation::routes`) and checked by \
 `services/all-in-one/tests/routes.rs` (rewrite with `AC_WRITE_ROUTES=1 cargo nextest run -p \
 all-in-one --test routes`). *Guard* is the check the handler makes first; *CSRF* is what the \
-middleware does for that method and path (`—` for safe methods).\n\n";
+middleware does for that method and path (`—` for safe methods); *listener* is the public one \
+(behind the ingress) or the internal one (other services only, no CSRF, JSON errors).\n\n";
 
 fn doc_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ROUTES.md")
@@ -86,10 +87,16 @@ impl<'a> Caller<'a> {
     }
 
     async fn send(&self, method: Method, path: &str, body: &str) -> reqwest::Response {
+        // `/internal/*` is served by the internal listener only (the route table says so).
+        let base = if path.starts_with("/internal/") {
+            &self.app.internal_address
+        } else {
+            &self.app.address
+        };
         let mut req = self
             .app
             .client
-            .request(method, self.app.url(path))
+            .request(method, format!("{base}{path}"))
             .header("origin", &self.origin)
             .header("content-type", "application/x-www-form-urlencoded");
         if !self.cookies.is_empty() {
