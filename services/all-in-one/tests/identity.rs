@@ -685,6 +685,18 @@ async fn a_professional_replaces_their_own_app_after_proving_the_current_code() 
     let quentin = professional(&app.db.admin, "Quentin Nouveau Telephone", &[]).await;
     let client = browser(&app.address);
     log_in(&client, &app, &quentin, -1).await;
+    // Another session, opened before the replacement (on a lost phone, say).
+    let mut conn = app.db.admin.acquire().await.expect("connexion");
+    let elsewhere = foundation::auth::session::open(
+        &mut conn,
+        quentin.id,
+        time::OffsetDateTime::now_utc(),
+        false,
+    )
+    .await
+    .expect("session");
+    drop(conn);
+    let elsewhere_hash = foundation::auth::secrets::token_hash(elsewhere.value_str());
     let wrong = if quentin.code(0) == "000000" {
         "111111"
     } else {
@@ -756,6 +768,23 @@ async fn a_professional_replaces_their_own_app_after_proving_the_current_code() 
         .await
         .expect("facteurs");
     assert_eq!(in_use, 1);
+    // The replacement ended the other browser's session; this one got a new session.
+    let ended: bool =
+        sqlx::query_scalar("SELECT ended_at IS NOT NULL FROM platform.sessions WHERE id_hash = $1")
+            .bind(&elsewhere_hash)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("session");
+    assert!(ended, "l'autre session est terminée");
+    assert_eq!(page(&client, &app.url("/compte")).await.0, 200);
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT end_reason FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NOT NULL",
+    )
+    .bind(quentin.id)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("sessions");
+    assert_eq!(reasons, ["factor_revoked", "factor_revoked"]);
     // The old app's next code is refused; the new app's is accepted.
     let other = browser(&app.address);
     assert_eq!(

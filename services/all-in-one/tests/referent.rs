@@ -113,6 +113,9 @@ async fn a_referent_links_a_card_and_the_aidant_logs_in_with_it() {
         .await
         .expect("import");
     drop(conn);
+    // Anna is logged in with her app when the card replaces it.
+    let anna_before = browser(&app.address);
+    assert_eq!(log_in(&anna_before, &app, &anna, -1).await.status(), 303);
 
     let client = browser(&app.address);
     log_in(&client, &app, &remi, -1).await;
@@ -164,6 +167,8 @@ async fn a_referent_links_a_card_and_the_aidant_logs_in_with_it() {
         factor_of(&app, anna.id).await,
         Some(("card".into(), Some(serial.clone()), false))
     );
+    // The app it replaced no longer holds a session.
+    assert_eq!(page(&anna_before, &app.url("/compte")).await.0, 303);
 
     // Anna logs in with the card's next code (60-second steps).
     let anna_client = browser(&app.address);
@@ -393,17 +398,24 @@ async fn role_changes_reach_the_running_guard_at_once() {
     .execute(&app.db.admin)
     .await
     .expect("retrait");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if page(&client, &app.url("/referent/aidants")).await.0 == 403 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "le rôle retiré est resté actif"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Withdrawing a role ends the professional's sessions at once.
+    let resp = client.get(&app.url("/referent/aidants")).await;
+    assert_eq!(resp.status(), 303, "le rôle retiré est resté actif");
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("/connexion"),
+        "session terminée"
+    );
+    let reason: Option<String> = sqlx::query_scalar(
+        "SELECT end_reason FROM platform.sessions WHERE professional_id = $1 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(gil.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("session");
+    assert_eq!(reason.as_deref(), Some("role_withdrawn"));
 }
 
 #[tokio::test]

@@ -41,6 +41,8 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     .server("/api/habilitation");
     // Each page's guard is the check its handler makes first (see `Access`).
     let factor = Access::Permission(Action::FactorManage);
+    // Acting on an aidant's factor asks for a recent code, like mandate actions.
+    let factor_action = Access::RecentPermission(Action::FactorManage);
     Ok(ServiceParts {
         internal: Vec::new(),
         name: "habilitation-desk",
@@ -67,11 +69,11 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/compte/second-facteur/confirmation")
                 .post(Access::Session, own_factor::confirm),
             Page::at("/referent/aidants").get(factor, referent::aidants),
-            Page::at("/referent/aidants/carte").post(factor, referent::link_card),
-            Page::at("/referent/aidants/retirer-carte").post(factor, referent::unlink_card),
-            Page::at("/referent/aidants/debloquer").post(factor, referent::unblock),
-            Page::at("/referent/aidants/resynchroniser").post(factor, referent::resync),
-            Page::at("/referent/aidants/activation").post(factor, referent::send_activation),
+            Page::at("/referent/aidants/carte").post(factor_action, referent::link_card),
+            Page::at("/referent/aidants/retirer-carte").post(factor_action, referent::unlink_card),
+            Page::at("/referent/aidants/debloquer").post(factor_action, referent::unblock),
+            Page::at("/referent/aidants/resynchroniser").post(factor_action, referent::resync),
+            Page::at("/referent/aidants/activation").post(factor_action, referent::send_activation),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

@@ -3,7 +3,7 @@
 //! factor is revoked at that moment, not before.
 
 use foundation::app::Platform;
-use foundation::auth::session::Professional;
+use foundation::auth::session::{self, Professional};
 use foundation::auth::{csrf, factors};
 use foundation::web::html;
 use poem::http::StatusCode;
@@ -121,7 +121,15 @@ pub async fn confirm(
     .await
     {
         Ok(()) => {
+            // Replacing the factor ended every session of the professional (a trigger): this
+            // browser, which just proved the new code, gets a new one.
+            let secure = platform.settings.http.secure_cookies();
+            let cookie = session::open(&mut tx, me.id, OffsetDateTime::now_utc(), secure)
+                .await
+                .map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
+            req.cookie().add(cookie);
+            csrf::rotate(req, secure);
             html(&MessagePage {
                 theme: THEME,
                 nav: nav("/compte"),

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use foundation::app::Platform;
-use foundation::auth::session::Professional;
+use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{cards, csrf, guard};
 use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
@@ -190,7 +190,7 @@ pub struct CardForm {
 #[handler]
 pub async fn link_card(
     platform: Data<&Platform>,
-    me: Professional,
+    RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<CardForm>,
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
@@ -223,7 +223,7 @@ pub struct UnlinkForm {
 #[handler]
 pub async fn unlink_card(
     platform: Data<&Platform>,
-    me: Professional,
+    RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<UnlinkForm>,
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
@@ -251,7 +251,7 @@ pub struct AidantForm {
 #[handler]
 pub async fn unblock(
     platform: Data<&Platform>,
-    me: Professional,
+    RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AidantForm>,
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
@@ -266,7 +266,7 @@ pub async fn unblock(
 #[handler]
 pub async fn send_activation(
     platform: Data<&Platform>,
-    me: Professional,
+    RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AidantForm>,
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
@@ -293,7 +293,7 @@ pub struct ResyncForm {
 #[handler]
 pub async fn resync(
     platform: Data<&Platform>,
-    me: Professional,
+    RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<ResyncForm>,
 ) -> poem::Result<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;

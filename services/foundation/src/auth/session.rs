@@ -266,18 +266,35 @@ impl<'a> FromRequest<'a> for Professional {
 #[derive(Debug, Clone)]
 pub struct RecentlyVerified(pub Professional);
 
+/// The path and query of the Referer when it is a page of this platform.
+fn referer_path(req: &Request) -> Option<String> {
+    let platform = req.data::<Platform>()?;
+    let origin = platform.settings.http.public_origin();
+    let referer = req.headers().get("referer")?.to_str().ok()?;
+    let rest = referer.strip_prefix(origin.as_str())?;
+    rest.starts_with('/').then(|| rest.to_owned())
+}
+
 impl<'a> FromRequest<'a> for RecentlyVerified {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let professional = Professional::from_request(req, body).await?;
         if professional.recheck_required {
-            let target = req
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
+            // After the code, back where the person was: the page itself for a GET; for a
+            // form (whose action has no page), the page that showed the form, when it is ours.
+            let target = if req.method() == poem::http::Method::GET {
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "/".to_owned())
+            } else {
+                referer_path(req).unwrap_or_else(|| "/compte".to_owned())
+            };
             return Err(poem::Error::from_response(
-                Redirect::see_other(format!("/compte/verification?suite={}", url_escape(target)))
-                    .into_response(),
+                Redirect::see_other(format!(
+                    "/compte/verification?suite={}",
+                    url_escape(&target)
+                ))
+                .into_response(),
             ));
         }
         Ok(RecentlyVerified(professional))

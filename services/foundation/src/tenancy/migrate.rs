@@ -64,6 +64,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 13, "0013_oidc_client_allowances"),
             migration!("platform", 14, "0014_security_journal_checkpoints"),
             migration!("platform", 15, "0015_internal_caller_territories"),
+            migration!("platform", 16, "0016_sessions_end_on_withdrawal"),
         ])
     });
 
