@@ -377,18 +377,8 @@ async fn bind(
 
 /// 405 for methods no route serves (TRACE, CONNECT…), as the public listener's CSRF layer does.
 fn without_unserved_methods<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
-    use poem::http::Method;
     ep.around(|ep, req: Request| async move {
-        if matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::POST
-                | Method::PUT
-                | Method::PATCH
-                | Method::DELETE
-        ) {
+        if crate::auth::csrf::is_served(req.method()) {
             ep.call(req).await.map(IntoResponse::into_response)
         } else {
             Err(poem::Error::from_status(

@@ -96,6 +96,19 @@ pub async fn scheduler(platform: Platform, jobs: Vec<Job>, mut shutdown: Shutdow
     }
 }
 
+/// What `purge_expired_flow_data` deletes, one statement each.
+const FLOW_DATA_PURGES: &[&str] = &[
+    "DELETE FROM platform.email_links WHERE expires_at < now() - interval '1 day'",
+    "DELETE FROM platform.rate_limits WHERE window_start < now() - interval '1 day'",
+    // A wrong code from an unknown browser is remembered 30 days (its delays keep growing
+    // meanwhile); a browser stays known a year after its last login.
+    "DELETE FROM platform.login_delays WHERE updated_at < now() - interval '30 days'",
+    "DELETE FROM platform.known_browsers WHERE last_seen_at < now() - interval '1 year'",
+    "DELETE FROM platform.sessions
+     WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
+        OR created_at < now() - interval '13 hours' - interval '1 day'",
+];
+
 /// Login links, enrolment links and rate-limit windows are kept minutes to days, not more
 /// (product.md §12); ended or expired sessions go after a day. The security journal keeps the
 /// record of what happened.
@@ -104,42 +117,14 @@ pub fn purge_expired_flow_data() -> Job {
         "purge_expired_flow_data",
         Duration::from_secs(3600),
         |platform: Platform| async move {
-            let pool = platform.platform_pool();
-            let links = sqlx::query(
-                "DELETE FROM platform.email_links WHERE expires_at < now() - interval '1 day'",
-            )
-            .execute(pool)
-            .await?
-            .rows_affected();
-            let limits = sqlx::query(
-                "DELETE FROM platform.rate_limits WHERE window_start < now() - interval '1 day'",
-            )
-            .execute(pool)
-            .await?
-            .rows_affected();
-            // A wrong code from an unknown browser is remembered 30 days (its delays keep
-            // growing meanwhile); a browser stays known a year after its last login.
-            let delays = sqlx::query(
-                "DELETE FROM platform.login_delays WHERE updated_at < now() - interval '30 days'",
-            )
-            .execute(pool)
-            .await?
-            .rows_affected();
-            let browsers = sqlx::query(
-                "DELETE FROM platform.known_browsers WHERE last_seen_at < now() - interval '1 year'",
-            )
-            .execute(pool)
-            .await?
-            .rows_affected();
-            let sessions = sqlx::query(
-                "DELETE FROM platform.sessions
-             WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
-                OR created_at < now() - interval '13 hours' - interval '1 day'",
-            )
-            .execute(pool)
-            .await?
-            .rows_affected();
-            Ok(links + limits + delays + browsers + sessions)
+            let mut purged = 0;
+            for statement in FLOW_DATA_PURGES {
+                purged += sqlx::query(*statement)
+                    .execute(platform.platform_pool())
+                    .await?
+                    .rows_affected();
+            }
+            Ok(purged)
         },
     )
 }

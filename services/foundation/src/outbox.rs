@@ -48,22 +48,7 @@ pub async fn enqueue_platform(
     message: &OutboxMessage,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO platform.outbox (id, channel, recipient, template, payload)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(message.channel.as_str())
-    .bind(&message.recipient)
-    .bind(message.template)
-    .bind(&message.payload)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(PLATFORM_SCOPE)
-        .execute(&mut *conn)
-        .await?;
+    insert_platform(conn, id, message, &message.payload, None).await?;
     Ok(id)
 }
 
@@ -83,6 +68,18 @@ pub async fn enqueue_platform_sealed(
         .map(|o| o.keys().map(String::as_str).collect())
         .unwrap_or_default();
     let sealed = cipher.seal(message.payload.to_string().as_bytes(), id.as_bytes());
+    let shown = serde_json::json!({ "sealed": names });
+    insert_platform(conn, id, message, &shown, Some(sealed)).await?;
+    Ok(id)
+}
+
+async fn insert_platform(
+    conn: &mut PgConnection,
+    id: Uuid,
+    message: &OutboxMessage,
+    payload: &Value,
+    sealed: Option<Vec<u8>>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO platform.outbox (id, channel, recipient, template, payload, sealed_payload)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -91,7 +88,7 @@ pub async fn enqueue_platform_sealed(
     .bind(message.channel.as_str())
     .bind(&message.recipient)
     .bind(message.template)
-    .bind(serde_json::json!({ "sealed": names }))
+    .bind(payload)
     .bind(sealed)
     .execute(&mut *conn)
     .await?;
@@ -100,7 +97,7 @@ pub async fn enqueue_platform_sealed(
         .bind(PLATFORM_SCOPE)
         .execute(&mut *conn)
         .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// The parameters of a message queued by `enqueue_platform_sealed`.

@@ -85,6 +85,20 @@ fn forbidden() -> poem::Error {
     poem::Error::from_status(StatusCode::FORBIDDEN)
 }
 
+/// Methods some route may serve; anything else (TRACE, CONNECT, extensions) is 405 at once.
+pub fn is_served(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+    )
+}
+
 /// Methods that change nothing, never checked.
 pub fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -107,17 +121,7 @@ pub fn protect<E: Endpoint + 'static>(
         let public_origin = public_origin.clone();
         let exempt = exempt.clone();
         async move {
-            let served = matches!(
-                *req.method(),
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::POST
-                    | Method::PUT
-                    | Method::PATCH
-                    | Method::DELETE
-            );
-            if !served {
+            if !is_served(req.method()) {
                 return Err(poem::Error::from_status(StatusCode::METHOD_NOT_ALLOWED));
             }
             if is_safe(req.method()) || is_exempt(req.uri().path(), &exempt) {
