@@ -111,7 +111,7 @@ const FLOW_DATA_PURGES: &[&str] = &[
 
 /// Login links, enrolment links and rate-limit windows are kept minutes to days, not more
 /// (product.md §12); ended or expired sessions go after a day. The security journal keeps the
-/// record of what happened.
+/// record of what happened for a year.
 pub fn purge_expired_flow_data() -> Job {
     Job::new(
         "purge_expired_flow_data",
@@ -124,6 +124,9 @@ pub fn purge_expired_flow_data() -> Job {
                     .await?
                     .rows_affected();
             }
+            // The security journal's entries older than a year, up to a signed checkpoint.
+            let mut conn = platform.platform_pool().acquire().await?;
+            purged += crate::auth::journal::purge_expired(&mut conn).await? as u64;
             Ok(purged)
         },
     )

@@ -46,7 +46,7 @@ impl SecurityEvent {
     }
 }
 
-fn entry_hash(
+pub fn entry_hash(
     prev: &[u8],
     seq: i64,
     at: OffsetDateTime,
@@ -135,7 +135,10 @@ type Row = (
     Vec<u8>,
 );
 
-/// Recomputes the whole chain.
+/// Recomputes the whole chain. After the one-year retention (`security_journal_purge`) the
+/// chain starts at an entry that a checkpoint names with its hash: that entry's `prev_hash` is
+/// then taken as given (the checkpoint's signature, checked by `verify_anchored`, vouches for
+/// the entry's hash, which covers it).
 pub async fn verify(conn: &mut PgConnection) -> Result<Verification, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, at, kind, professional_id, actor_id, details, prev_hash, hash
@@ -145,6 +148,27 @@ pub async fn verify(conn: &mut PgConnection) -> Result<Verification, sqlx::Error
     .await?;
     let mut prev = vec![0u8; 32];
     let mut expected_seq = 1;
+    if let Some((first, _, _, _, _, _, first_prev, first_hash)) = rows.first()
+        && *first > 1
+    {
+        let anchored: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM platform.security_journal_checkpoints
+                            WHERE seq = $1 AND hash = $2)",
+        )
+        .bind(first)
+        .bind(first_hash)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !anchored {
+            return Ok(Verification {
+                checked: 0,
+                first_broken: Some(1),
+            });
+        }
+        prev = first_prev.clone();
+        expected_seq = *first;
+    }
+    let start = expected_seq;
     for (checked, (seq, at, kind, professional, actor, details, prev_hash, hash)) in
         rows.into_iter().enumerate()
     {
@@ -159,9 +183,17 @@ pub async fn verify(conn: &mut PgConnection) -> Result<Verification, sqlx::Error
         expected_seq += 1;
     }
     Ok(Verification {
-        checked: (expected_seq - 1) as u64,
+        checked: (expected_seq - start) as u64,
         first_broken: None,
     })
+}
+
+/// Applies the one-year retention (see the migration `0017_security_journal_retention`);
+/// returns the number of entries removed.
+pub async fn purge_expired(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT platform.security_journal_purge()")
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// The name signed into the security journal's checkpoints (a territory's is its schema).
