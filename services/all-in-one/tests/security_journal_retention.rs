@@ -17,10 +17,20 @@ fn key() -> CheckpointKey {
     .expect("clé")
 }
 
+/// seq, at, kind, professional, actor, details.
+type EntryRow = (
+    i64,
+    OffsetDateTime,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    String,
+);
+
 /// Moves every entry up to `last` back two years and re-chains the whole journal, as if it
 /// had been written then (the hash covers the time).
 async fn age(conn: &mut PgConnection, last: i64) {
-    let rows: Vec<(i64, OffsetDateTime, String, Option<Uuid>, Option<Uuid>, String)> =
+    let rows: Vec<EntryRow> =
         sqlx::query_as(
             "SELECT seq, at, kind, professional_id, actor_id, details FROM platform.security_journal ORDER BY seq",
         )
