@@ -462,3 +462,41 @@ async fn pages_behind_a_session_pass_axe() {
     assert_eq!(status, 200);
     assert!(html.contains("Yann Aidant"));
 }
+
+#[tokio::test]
+async fn a_deactivated_structures_referent_manages_no_factor() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let rose = professional(
+        &app.db.admin,
+        "Rose Fermee",
+        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let theo = professional(
+        &app.db.admin,
+        "Theo Aidant",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    log_in(&client, &app, &rose, -1).await;
+    assert_eq!(page(&client, &app.url("/referent/aidants")).await.0, 200);
+    let (_, form) = page(&client, &app.url("/referent/aidants")).await;
+    sqlx::query("UPDATE dep_33.structures SET active = false WHERE id = $1")
+        .bind(s)
+        .execute(&app.db.admin)
+        .await
+        .expect("désactivation");
+    assert_eq!(page(&client, &app.url("/referent/aidants")).await.0, 403);
+    let resp = client
+        .post(
+            &app.url("/referent/aidants/debloquer"),
+            &[
+                ("csrf", csrf_of(&form).as_str()),
+                ("aidant", &theo.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+}

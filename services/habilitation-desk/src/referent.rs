@@ -92,6 +92,7 @@ pub async fn aidants(
 ) -> poem::Result<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::FactorManage).await?;
+    guard::require_active_structure(&platform, structure).await?;
     let rows: Vec<AidantFactorRow> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, f.kind, f.card_serial, f.locked OR f.blocked_until > now()
          FROM platform.professionals p
@@ -158,6 +159,7 @@ pub async fn aidants(
 /// (another structure's aidant, or nonsense: 404, as for anything that is not there).
 async fn target(platform: &Platform, me: &Professional, aidant: &str) -> poem::Result<Uuid> {
     let structure = guard::require_in_current_structure(platform, me, Action::FactorManage).await?;
+    guard::require_active_structure(platform, structure).await?;
     let id = Uuid::parse_str(aidant.trim())
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let member: bool = sqlx::query_scalar(

@@ -53,6 +53,36 @@ pub async fn require_in_current_structure(
     Ok(structure)
 }
 
+/// Refuses (403) acting in a structure that was deactivated (`structures.active`), for
+/// handlers that do not go through the mandate service's `Scope`, which checks it itself.
+pub async fn require_active_structure(platform: &Platform, structure: Uuid) -> poem::Result<()> {
+    let unavailable = |e: sqlx::Error| {
+        tracing::error!(error = %e, "guard: structure lookup failed");
+        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+    };
+    let departement =
+        crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(forbidden)?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    let mut tx = tenant.begin().await.map_err(unavailable)?;
+    let active: Option<bool> = sqlx::query_scalar("SELECT active FROM structures WHERE id = $1")
+        .bind(structure)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
+    match active {
+        Some(true) => Ok(()),
+        _ => Err(forbidden()),
+    }
+}
+
 /// Role check, then the "for whom" check for one usager and category.
 pub async fn require_for_usager(
     platform: &Platform,
