@@ -412,13 +412,14 @@ async fn demo_accounts(pool: &PgPool, council: Uuid, structures: &[Uuid]) -> any
             for (role, domain, departement) in &roles {
                 accounts::grant_role(&mut tx, id, *role, *domain, *departement).await?;
             }
-            let (ciphertext, nonce) = cipher.encrypt(&seed);
+            let factor = Uuid::now_v7();
+            let (ciphertext, nonce) = cipher.encrypt_for(&seed, factor.as_bytes());
             sqlx::query(
                 "INSERT INTO platform.second_factors
-                     (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version, confirmed_at)
-                 VALUES ($1, $2, 'app', $3, $4, $5, now())",
+                     (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version, confirmed_at, aad_bound)
+                 VALUES ($1, $2, 'app', $3, $4, $5, now(), true)",
             )
-            .bind(Uuid::now_v7())
+            .bind(factor)
             .bind(id)
             .bind(ciphertext)
             .bind(nonce)

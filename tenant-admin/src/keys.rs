@@ -70,7 +70,7 @@ pub async fn run_cards(pool: &PgPool, command: &CardsCommand) -> anyhow::Result<
     Ok(())
 }
 
-type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32);
+type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32, bool);
 
 async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
     let departement: Option<String> =
@@ -114,17 +114,18 @@ pub async fn run_keys(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()
     let new = SeedCipher::new(&SecretString::from(new_key.clone()), *new_version)?;
     let mut tx = pool.begin().await?;
     let factors: Vec<Sealed> = sqlx::query_as(
-        "SELECT id, seed_ciphertext, seed_nonce, key_version FROM platform.second_factors WHERE revoked_at IS NULL FOR UPDATE",
+        "SELECT id, seed_ciphertext, seed_nonce, key_version, aad_bound FROM platform.second_factors WHERE revoked_at IS NULL FOR UPDATE",
     )
     .fetch_all(&mut *tx)
     .await?;
     let mut count = 0;
-    for (id, ciphertext, nonce, version) in factors {
-        let seed = old
-            .decrypt(&ciphertext, &nonce, version)
-            .map_err(|e| anyhow::anyhow!("facteur {id} : {e}"))?;
-        let (ciphertext, nonce) = new.encrypt(&seed);
-        sqlx::query("UPDATE platform.second_factors SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4 WHERE id = $1")
+    // Every seed is re-wrapped bound to its row, whether it was bound before or not.
+    for (id, ciphertext, nonce, version, bound) in factors {
+        let seed =
+            foundation::auth::factors::open_seed(&old, id, &ciphertext, &nonce, version, bound)
+                .map_err(|e| anyhow::anyhow!("facteur {id} : {e}"))?;
+        let (ciphertext, nonce) = new.encrypt_for(&seed, id.as_bytes());
+        sqlx::query("UPDATE platform.second_factors SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4, aad_bound = true WHERE id = $1")
             .bind(id)
             .bind(ciphertext)
             .bind(nonce)
@@ -133,16 +134,21 @@ pub async fn run_keys(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()
             .await?;
         count += 1;
     }
-    let cards: Vec<(String, Vec<u8>, Vec<u8>, i32)> =
-        sqlx::query_as("SELECT serial, seed_ciphertext, seed_nonce, key_version FROM platform.totp_cards FOR UPDATE")
+    let cards: Vec<(String, Vec<u8>, Vec<u8>, i32, bool)> =
+        sqlx::query_as("SELECT serial, seed_ciphertext, seed_nonce, key_version, aad_bound FROM platform.totp_cards FOR UPDATE")
             .fetch_all(&mut *tx)
             .await?;
-    for (serial, ciphertext, nonce, version) in cards {
+    for (serial, ciphertext, nonce, version, bound) in cards {
         let seed = old
-            .decrypt(&ciphertext, &nonce, version)
+            .decrypt_for(
+                &ciphertext,
+                &nonce,
+                version,
+                bound.then_some(serial.as_bytes()),
+            )
             .map_err(|e| anyhow::anyhow!("carte {serial} : {e}"))?;
-        let (ciphertext, nonce) = new.encrypt(&seed);
-        sqlx::query("UPDATE platform.totp_cards SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4 WHERE serial = $1")
+        let (ciphertext, nonce) = new.encrypt_for(&seed, serial.as_bytes());
+        sqlx::query("UPDATE platform.totp_cards SET seed_ciphertext = $2, seed_nonce = $3, key_version = $4, aad_bound = true WHERE serial = $1")
             .bind(&serial)
             .bind(ciphertext)
             .bind(nonce)

@@ -424,9 +424,9 @@ async fn the_totp_key_rotates_and_every_seed_stays_usable() {
     assert_eq!(versions, vec![2]);
     let cipher =
         foundation::auth::secrets::SeedCipher::new(&new_key.clone().into(), 2).expect("clé");
-    let (ciphertext, nonce): (Vec<u8>, Vec<u8>) = sqlx::query_as(
-        "SELECT f.seed_ciphertext, f.seed_nonce FROM platform.second_factors f JOIN platform.professionals p ON p.id = f.professional_id
-         WHERE p.email = 'alice.aidant@demo.aidantsconnect.test'",
+    let (factor, ciphertext, nonce): (uuid::Uuid, Vec<u8>, Vec<u8>) = sqlx::query_as(
+        "SELECT f.id, f.seed_ciphertext, f.seed_nonce FROM platform.second_factors f JOIN platform.professionals p ON p.id = f.professional_id
+         WHERE p.email = 'alice.aidant@demo.aidantsconnect.test' AND f.aad_bound",
     )
     .fetch_one(&db.admin)
     .await
@@ -435,7 +435,9 @@ async fn the_totp_key_rotates_and_every_seed_stays_usable() {
         sha2::Sha256::digest(b"aidants-connect-demo:alice.aidant@demo.aidantsconnect.test")[..20]
             .to_vec();
     assert_eq!(
-        cipher.decrypt(&ciphertext, &nonce, 2).expect("déchiffré"),
+        cipher
+            .decrypt_for(&ciphertext, &nonce, 2, Some(factor.as_bytes()))
+            .expect("déchiffré, lié à sa ligne"),
         expected
     );
     // The old key no longer opens anything; a second rotation with it fails and changes nothing.

@@ -63,7 +63,8 @@ pub async fn vault_from_settings(settings: &Settings) -> anyhow::Result<vault::V
     let master = foundation::auth::secrets::SeedCipher::new(
         &security.document_master_key,
         security.document_master_key_version,
-    )?;
+    )?
+    .with_previous(&security.document_master_previous_keys)?;
     Ok(vault::Vault::new(
         store,
         master,

@@ -142,7 +142,12 @@ pub struct Vault {
     link_secret: SecretString,
 }
 
-type KeyRow = (i32, Vec<u8>, Vec<u8>, i32);
+type KeyRow = (i32, Vec<u8>, Vec<u8>, i32, bool);
+
+/// The row a tenant key is bound to: its tenant and version.
+fn key_context(tenant: Uuid, version: i32) -> Vec<u8> {
+    [tenant.as_bytes().as_slice(), &version.to_be_bytes()].concat()
+}
 type DocRow = (
     String,
     String,
@@ -193,24 +198,30 @@ impl Vault {
         .execute(&mut *tx)
         .await?;
         let row: Option<KeyRow> = sqlx::query_as(
-            "SELECT version, wrapped_key, nonce, master_version FROM platform.tenant_keys
+            "SELECT version, wrapped_key, nonce, master_version, aad_bound FROM platform.tenant_keys
              WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(tenant)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((version, wrapped, nonce, master_version)) = row {
+        if let Some((version, wrapped, nonce, master_version, bound)) = row {
             let key = self
                 .master
-                .decrypt(&wrapped, &nonce, master_version)
+                .decrypt_for(
+                    &wrapped,
+                    &nonce,
+                    master_version,
+                    bound.then(|| key_context(tenant, version)).as_deref(),
+                )
                 .map_err(|_| VaultError::NotFound)?;
             return Ok((version, key));
         }
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        let (wrapped, nonce) = self.master.encrypt(&key);
+        let (wrapped, nonce) = self.master.encrypt_for(&key, &key_context(tenant, 1));
         sqlx::query(
-            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version) VALUES ($1, 1, $2, $3, $4)",
+            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version, aad_bound)
+             VALUES ($1, 1, $2, $3, $4, true)",
         )
         .bind(tenant)
         .bind(wrapped)
@@ -227,16 +238,22 @@ impl Vault {
         tenant: Uuid,
         version: i32,
     ) -> Result<Vec<u8>, VaultError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
-            "SELECT wrapped_key, nonce, master_version FROM platform.tenant_keys WHERE tenant_id = $1 AND version = $2",
+        let row: Option<(Vec<u8>, Vec<u8>, i32, bool)> = sqlx::query_as(
+            "SELECT wrapped_key, nonce, master_version, aad_bound FROM platform.tenant_keys
+             WHERE tenant_id = $1 AND version = $2",
         )
         .bind(tenant)
         .bind(version)
         .fetch_optional(&mut *conn)
         .await?;
-        let (wrapped, nonce, master_version) = row.ok_or(VaultError::NotFound)?;
+        let (wrapped, nonce, master_version, bound) = row.ok_or(VaultError::NotFound)?;
         self.master
-            .decrypt(&wrapped, &nonce, master_version)
+            .decrypt_for(
+                &wrapped,
+                &nonce,
+                master_version,
+                bound.then(|| key_context(tenant, version)).as_deref(),
+            )
             .map_err(|_| VaultError::NotFound)
     }
 
@@ -392,9 +409,12 @@ impl Vault {
         let new_version = old_version + 1;
         let mut new_key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut new_key);
-        let (wrapped, nonce) = self.master.encrypt(&new_key);
+        let (wrapped, nonce) = self
+            .master
+            .encrypt_for(&new_key, &key_context(tenant, new_version));
         sqlx::query(
-            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO platform.tenant_keys (tenant_id, version, wrapped_key, nonce, master_version, aad_bound)
+             VALUES ($1, $2, $3, $4, $5, true)",
         )
         .bind(tenant)
         .bind(new_version)

@@ -54,7 +54,8 @@ impl Platform {
         let cipher = SeedCipher::new(
             &settings.security.totp_key,
             settings.security.totp_key_version,
-        )?;
+        )?
+        .with_previous(&settings.security.totp_previous_keys)?;
         Ok(Self {
             settings: Arc::new(settings),
             tenancy,

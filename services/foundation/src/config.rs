@@ -61,10 +61,17 @@ pub struct SecuritySettings {
     pub totp_key: SecretString,
     /// Version recorded with each encrypted seed (incremented at each key rotation).
     pub totp_key_version: i32,
+    /// Earlier TOTP keys, still readable during a rotation: `version:base64key`,
+    /// comma-separated (empty: none).
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub totp_previous_keys: SecretString,
     /// AES-256-GCM master key wrapping the tenants' document keys: 32 bytes, base64.
     #[serde(serialize_with = "serialize_secret")]
     pub document_master_key: SecretString,
     pub document_master_key_version: i32,
+    /// Earlier master keys, readable only (`version:base64key`, comma-separated).
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub document_master_previous_keys: SecretString,
     /// HMAC key signing short-lived document links.
     #[serde(serialize_with = "serialize_secret")]
     pub link_secret: SecretString,
@@ -78,6 +85,9 @@ pub struct SecuritySettings {
     pub idp_key_encryption_key: SecretString,
     /// Version recorded with each encrypted signing key.
     pub idp_key_encryption_key_version: i32,
+    /// Earlier key-encryption keys, readable only (`version:base64key`, comma-separated).
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub idp_key_encryption_previous_keys: SecretString,
     /// HMAC key deriving the pseudonymous `sub` the identity provider gives each client for a
     /// usager. Changing it changes every `sub`: it is never rotated.
     #[serde(serialize_with = "serialize_secret")]
@@ -330,12 +340,15 @@ impl Default for Settings {
             security: SecuritySettings {
                 totp_key: LOCAL_TOTP_KEY.into(),
                 totp_key_version: 1,
+                totp_previous_keys: String::new().into(),
                 document_master_key: LOCAL_TOTP_KEY.into(),
                 document_master_key_version: 1,
+                document_master_previous_keys: String::new().into(),
                 link_secret: LOCAL_LINK_SECRET.into(),
                 journal_signing_key: LOCAL_JOURNAL_KEY.into(),
                 idp_key_encryption_key: LOCAL_IDP_KEY.into(),
                 idp_key_encryption_key_version: 1,
+                idp_key_encryption_previous_keys: String::new().into(),
                 idp_subject_key: LOCAL_SUBJECT_KEY.into(),
             },
             franceconnect: FranceConnectSettings {

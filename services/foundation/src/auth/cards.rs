@@ -19,9 +19,9 @@ use super::totp;
 pub const MAX_DRIFT_STEPS: i64 = 60;
 
 /// Seed ciphertext, nonce, key version, step, and whether the card is in use.
-type CardRow = (Vec<u8>, Vec<u8>, i32, i32, bool);
-/// Factor id, seed ciphertext, nonce, key version, step, last used step.
-type ResyncRow = (Uuid, Vec<u8>, Vec<u8>, i32, i32, i64);
+type CardRow = (Vec<u8>, Vec<u8>, i32, i32, bool, bool);
+/// Factor id, seed ciphertext, nonce, key version, step, last used step, bound to the row.
+type ResyncRow = (Uuid, Vec<u8>, Vec<u8>, i32, i32, i64, bool);
 
 /// One line of an import report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +85,10 @@ pub async fn import(
         let outcome = match parse_line(line) {
             Err(e) => Err(e),
             Ok((serial, seed, step)) => {
-                let (ciphertext, nonce) = cipher.encrypt(&seed);
+                let (ciphertext, nonce) = cipher.encrypt_for(&seed, serial.as_bytes());
                 let inserted = sqlx::query(
-                    "INSERT INTO platform.totp_cards (serial, seed_ciphertext, seed_nonce, key_version, step_seconds, imported_by)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial) DO NOTHING",
+                    "INSERT INTO platform.totp_cards (serial, seed_ciphertext, seed_nonce, key_version, step_seconds, imported_by, aad_bound)
+                     VALUES ($1, $2, $3, $4, $5, $6, true) ON CONFLICT (serial) DO NOTHING",
                 )
                 .bind(&serial)
                 .bind(ciphertext)
@@ -128,19 +128,26 @@ pub async fn link(
     let db = |_| FactorError::NoFactor;
     let card: Option<CardRow> = sqlx::query_as(
         "SELECT c.seed_ciphertext, c.seed_nonce, c.key_version, c.step_seconds,
-                EXISTS (SELECT 1 FROM platform.second_factors f WHERE f.card_serial = c.serial AND f.revoked_at IS NULL)
+                EXISTS (SELECT 1 FROM platform.second_factors f WHERE f.card_serial = c.serial AND f.revoked_at IS NULL),
+                c.aad_bound
          FROM platform.totp_cards c WHERE c.serial = $1 FOR UPDATE",
     )
     .bind(serial.trim())
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
-    let (ciphertext, nonce, version, step, in_use) = card.ok_or(FactorError::NoFactor)?;
+    let (ciphertext, nonce, version, step, in_use, bound) = card.ok_or(FactorError::NoFactor)?;
     if in_use {
         return Err(FactorError::Locked);
     }
+    let serial = serial.trim();
     let seed = cipher
-        .decrypt(&ciphertext, &nonce, version)
+        .decrypt_for(
+            &ciphertext,
+            &nonce,
+            version,
+            bound.then_some(serial.as_bytes()),
+        )
         .map_err(|_| FactorError::Cipher)?;
     let used = totp::verify(&seed, step as u64, code, now.unix_timestamp() as u64, 0)
         .map_err(|_| FactorError::Wrong)?;
@@ -152,13 +159,13 @@ pub async fn link(
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    let (ciphertext, nonce) = cipher.encrypt(&seed);
     let factor = Uuid::now_v7();
+    let (ciphertext, nonce) = cipher.encrypt_for(&seed, factor.as_bytes());
     sqlx::query(
         "INSERT INTO platform.second_factors
              (id, professional_id, kind, card_serial, seed_ciphertext, seed_nonce, key_version, step_seconds,
-              confirmed_at, last_used_step)
-         VALUES ($1, $2, 'card', $3, $4, $5, $6, $7, now(), $8)",
+              confirmed_at, last_used_step, aad_bound)
+         VALUES ($1, $2, 'card', $3, $4, $5, $6, $7, now(), $8, true)",
     )
     .bind(factor)
     .bind(professional)
@@ -251,16 +258,17 @@ pub async fn resync(
 ) -> Result<i32, FactorError> {
     let db = |_| FactorError::NoFactor;
     let row: Option<ResyncRow> = sqlx::query_as(
-        "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step FROM platform.second_factors
+        "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, aad_bound
+         FROM platform.second_factors
          WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL FOR UPDATE",
     )
     .bind(professional)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
-    let (factor, ciphertext, nonce, version, step, last_used) = row.ok_or(FactorError::NoFactor)?;
-    let seed = cipher
-        .decrypt(&ciphertext, &nonce, version)
+    let (factor, ciphertext, nonce, version, step, last_used, bound) =
+        row.ok_or(FactorError::NoFactor)?;
+    let seed = super::factors::open_seed(cipher, factor, &ciphertext, &nonce, version, bound)
         .map_err(|_| FactorError::Cipher)?;
     let server_step = drifted(now, step, 0) as i64 / i64::from(step);
     let (first, second) = (first.trim(), second.trim());

@@ -82,6 +82,7 @@ struct FactorRow {
     blocked_until: Option<OffsetDateTime>,
     locked: bool,
     drift_steps: i32,
+    aad_bound: bool,
 }
 
 /// Checks a code against the professional's factor in use, recording the outcome (and
@@ -96,7 +97,7 @@ pub async fn check_code(
 ) -> Result<Uuid, FactorError> {
     let row: Option<FactorRow> = sqlx::query_as(
         "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
-                blocked_until, locked, drift_steps
+                blocked_until, locked, drift_steps, aad_bound
          FROM platform.second_factors
          WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
          FOR UPDATE",
@@ -115,9 +116,15 @@ pub async fn check_code(
     if let Some(until) = f.blocked_until.filter(|u| *u > now) {
         return Err(FactorError::Blocked(until));
     }
-    let seed = cipher
-        .decrypt(&f.seed_ciphertext, &f.seed_nonce, f.key_version)
-        .map_err(|_| FactorError::Cipher)?;
+    let seed = open_seed(
+        cipher,
+        f.id,
+        &f.seed_ciphertext,
+        &f.seed_nonce,
+        f.key_version,
+        f.aad_bound,
+    )
+    .map_err(|_| FactorError::Cipher)?;
     match totp::verify(
         &seed,
         f.step_seconds as u64,
@@ -183,6 +190,23 @@ pub async fn check_code(
     }
 }
 
+/// A factor's seed: bound to the factor's id, or unbound for rows written before binding.
+pub fn open_seed(
+    cipher: &SeedCipher,
+    factor: Uuid,
+    ciphertext: &[u8],
+    nonce: &[u8],
+    version: i32,
+    bound: bool,
+) -> Result<Vec<u8>, super::secrets::CipherError> {
+    cipher.decrypt_for(
+        ciphertext,
+        nonce,
+        version,
+        bound.then_some(factor.as_bytes().as_slice()),
+    )
+}
+
 /// Starts enrolling an authenticator app: a new seed, stored encrypted and unconfirmed.
 /// Returns the factor id and the seed (shown once, as a QR code).
 pub async fn start_app_enrolment(
@@ -197,11 +221,11 @@ pub async fn start_app_enrolment(
     .execute(&mut *conn)
     .await?;
     let seed = totp::new_seed();
-    let (ciphertext, nonce) = cipher.encrypt(&seed);
     let id = Uuid::now_v7();
+    let (ciphertext, nonce) = cipher.encrypt_for(&seed, id.as_bytes());
     sqlx::query(
-        "INSERT INTO platform.second_factors (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version)
-         VALUES ($1, $2, 'app', $3, $4, $5)",
+        "INSERT INTO platform.second_factors (id, professional_id, kind, seed_ciphertext, seed_nonce, key_version, aad_bound)
+         VALUES ($1, $2, 'app', $3, $4, $5, true)",
     )
     .bind(id)
     .bind(professional)
@@ -222,8 +246,8 @@ pub async fn confirm_enrolment(
     code: &str,
     now: OffsetDateTime,
 ) -> Result<(), FactorError> {
-    let row: Option<(Vec<u8>, Vec<u8>, i32, i32)> = sqlx::query_as(
-        "SELECT seed_ciphertext, seed_nonce, key_version, step_seconds FROM platform.second_factors
+    let row: Option<(Vec<u8>, Vec<u8>, i32, i32, bool)> = sqlx::query_as(
+        "SELECT seed_ciphertext, seed_nonce, key_version, step_seconds, aad_bound FROM platform.second_factors
          WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL FOR UPDATE",
     )
     .bind(factor)
@@ -231,9 +255,8 @@ pub async fn confirm_enrolment(
     .fetch_optional(&mut *conn)
     .await
     .map_err(|_| FactorError::NoFactor)?;
-    let (ciphertext, nonce, version, step) = row.ok_or(FactorError::NoFactor)?;
-    let seed = cipher
-        .decrypt(&ciphertext, &nonce, version)
+    let (ciphertext, nonce, version, step, bound) = row.ok_or(FactorError::NoFactor)?;
+    let seed = open_seed(cipher, factor, &ciphertext, &nonce, version, bound)
         .map_err(|_| FactorError::Cipher)?;
     let step = totp::verify(&seed, step as u64, code, now.unix_timestamp() as u64, 0)
         .map_err(|_| FactorError::Wrong)?;
@@ -271,15 +294,15 @@ pub async fn pending_seed(
     professional: Uuid,
     factor: Uuid,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    let row: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
-        "SELECT seed_ciphertext, seed_nonce, key_version FROM platform.second_factors
+    let row: Option<(Vec<u8>, Vec<u8>, i32, bool)> = sqlx::query_as(
+        "SELECT seed_ciphertext, seed_nonce, key_version, aad_bound FROM platform.second_factors
          WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL",
     )
     .bind(factor)
     .bind(professional)
     .fetch_optional(pool)
     .await?;
-    Ok(row.and_then(|(c, n, v)| cipher.decrypt(&c, &n, v).ok()))
+    Ok(row.and_then(|(c, n, v, b)| open_seed(cipher, factor, &c, &n, v, b).ok()))
 }
 
 #[cfg(test)]

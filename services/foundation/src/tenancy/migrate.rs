@@ -66,6 +66,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 15, "0015_internal_caller_territories"),
             migration!("platform", 16, "0016_sessions_end_on_withdrawal"),
             migration!("platform", 17, "0017_security_journal_retention"),
+            migration!("platform", 18, "0018_values_bound_to_their_row"),
         ])
     });
 

@@ -153,7 +153,8 @@ async fn insert_key(
 ) -> Result<String, KeyError> {
     let kid = random_kid();
     let (private, jwk) = generate(alg, &kid)?;
-    let (ciphertext, nonce) = cipher.encrypt(&private);
+    // Bound to its row: the key id is the associated data.
+    let (ciphertext, nonce) = cipher.encrypt_for(&private, kid.as_bytes());
     let mut tx = pool.begin().await?;
     // One rotation at a time.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('oidc_signing_keys'))")
@@ -161,8 +162,8 @@ async fn insert_key(
         .await?;
     let signs_from: OffsetDateTime = sqlx::query_scalar(
         "INSERT INTO platform.oidc_signing_keys
-             (kid, alg, public_jwk, private_key, nonce, key_version, created_at, signs_from)
-         VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7))
+             (kid, alg, public_jwk, private_key, nonce, key_version, created_at, signs_from, aad_bound)
+         VALUES ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7), true)
          RETURNING signs_from",
     )
     .bind(&kid)
@@ -277,6 +278,7 @@ type KeyRow = (
     i32,
     OffsetDateTime,
     Option<OffsetDateTime>,
+    bool,
 );
 
 impl KeyStore {
@@ -306,7 +308,8 @@ impl KeyStore {
     /// Reads the table again; keys already decrypted are kept as they are.
     pub async fn reload(&self) -> Result<(), KeyError> {
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT kid, alg, public_jwk, private_key, nonce, key_version, signs_from, unpublished_at
+            "SELECT kid, alg, public_jwk, private_key, nonce, key_version, signs_from, unpublished_at,
+                    aad_bound
              FROM platform.oidc_signing_keys
              WHERE unpublished_at IS NULL OR unpublished_at > now() - interval '1 minute'",
         )
@@ -324,7 +327,7 @@ impl KeyStore {
             })
             .unwrap_or_default();
         let mut keys = HashMap::new();
-        for (kid, alg, jwk, private, nonce, version, signs_from, unpublished_at) in rows {
+        for (kid, alg, jwk, private, nonce, version, signs_from, unpublished_at, bound) in rows {
             let Some(alg) = Alg::parse(&alg) else {
                 continue;
             };
@@ -333,7 +336,7 @@ impl KeyStore {
                 None => {
                     let bytes = self
                         .cipher
-                        .decrypt(&private, &nonce, version)
+                        .decrypt_for(&private, &nonce, version, bound.then_some(kid.as_bytes()))
                         .map_err(|e| KeyError::Unreadable(e.to_string()))?;
                     Arc::new(Signer {
                         kid: kid.clone(),

@@ -86,7 +86,8 @@ impl Provider {
         let cipher = SeedCipher::new(
             &security.idp_key_encryption_key,
             security.idp_key_encryption_key_version,
-        )?;
+        )?
+        .with_previous(&security.idp_key_encryption_previous_keys)?;
         Ok(Self {
             issuer: platform
                 .settings
