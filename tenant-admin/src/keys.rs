@@ -71,6 +71,8 @@ pub async fn run_cards(pool: &PgPool, command: &CardsCommand) -> anyhow::Result<
 }
 
 type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32, bool);
+/// A card's serial, seed ciphertext, nonce, key version, bound to the row.
+type SealedCard = (String, Vec<u8>, Vec<u8>, i32, bool);
 
 async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
     let departement: Option<String> =
@@ -134,7 +136,7 @@ pub async fn run_keys(pool: &PgPool, command: &KeysCommand) -> anyhow::Result<()
             .await?;
         count += 1;
     }
-    let cards: Vec<(String, Vec<u8>, Vec<u8>, i32, bool)> =
+    let cards: Vec<SealedCard> =
         sqlx::query_as("SELECT serial, seed_ciphertext, seed_nonce, key_version, aad_bound FROM platform.totp_cards FOR UPDATE")
             .fetch_all(&mut *tx)
             .await?;

@@ -237,6 +237,9 @@ pub async fn start_app_enrolment(
     Ok((id, seed))
 }
 
+/// Seed ciphertext, nonce, key version, step, bound to the row.
+type PendingRow = (Vec<u8>, Vec<u8>, i32, i32, bool);
+
 /// Confirms an enrolment with a first valid code; the factor previously in use is revoked.
 pub async fn confirm_enrolment(
     conn: &mut PgConnection,
@@ -246,7 +249,7 @@ pub async fn confirm_enrolment(
     code: &str,
     now: OffsetDateTime,
 ) -> Result<(), FactorError> {
-    let row: Option<(Vec<u8>, Vec<u8>, i32, i32, bool)> = sqlx::query_as(
+    let row: Option<PendingRow> = sqlx::query_as(
         "SELECT seed_ciphertext, seed_nonce, key_version, step_seconds, aad_bound FROM platform.second_factors
          WHERE id = $1 AND professional_id = $2 AND confirmed_at IS NULL FOR UPDATE",
     )
