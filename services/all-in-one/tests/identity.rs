@@ -205,30 +205,10 @@ async fn failures_slow_down_then_lock_the_factor() {
     assert_eq!((failures, blocked), (3, true));
     // Once the delay is over (simulated), more failures up to 10 lock the factor.
     for _ in 3..10 {
-        sqlx::query(
-            "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
-        )
-        .bind(eve.id)
-        .execute(&app.db.admin)
-        .await
-        .expect("délai");
-        sqlx::query("DELETE FROM platform.rate_limits")
-            .execute(&app.db.admin)
-            .await
-            .expect("fenêtre");
+        delays_pass(&app, &eve).await;
         assert_eq!(ask_link(&client, &app, &eve.email, wrong).await.0, 422);
     }
-    sqlx::query(
-        "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
-    )
-    .bind(eve.id)
-    .execute(&app.db.admin)
-    .await
-    .expect("délai");
-    sqlx::query("DELETE FROM platform.rate_limits")
-        .execute(&app.db.admin)
-        .await
-        .expect("fenêtre");
+    delays_pass(&app, &eve).await;
     assert_eq!(
         ask_link(&client, &app, &eve.email, &eve.code(0)).await.0,
         422,

@@ -215,25 +215,6 @@ async fn a_login_link_opens_a_session_only_in_the_browser_that_asked() {
     assert_eq!(page(&asking, &app.url("/compte")).await.0, 200);
 }
 
-/// Lifts the delays (as time passing would) and the attempt limits, between failures.
-async fn time_passes(app: &TestApp, who: &TestProfessional) {
-    sqlx::query(
-        "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
-    )
-    .bind(who.id)
-    .execute(&app.db.admin)
-    .await
-    .expect("délai");
-    sqlx::query("UPDATE platform.login_delays SET blocked_until = NULL")
-        .execute(&app.db.admin)
-        .await
-        .expect("délai");
-    sqlx::query("DELETE FROM platform.rate_limits")
-        .execute(&app.db.admin)
-        .await
-        .expect("fenêtre");
-}
-
 #[tokio::test]
 async fn a_stranger_who_knows_the_email_cannot_lock_the_factor() {
     let app = spawn_app(&[]).await;
@@ -244,7 +225,7 @@ async fn a_stranger_who_knows_the_email_cannot_lock_the_factor() {
     let attacker = browser(&app.address);
     let wrong = wrong_code(&cle);
     for _ in 0..12 {
-        time_passes(&app, &cle).await;
+        delays_pass(&app, &cle).await;
         assert_eq!(ask_link(&attacker, &app, &cle.email, wrong).await.0, 422);
     }
     let (locked, failures): (bool, i32) = sqlx::query_as(
@@ -290,7 +271,7 @@ async fn wrong_codes_in_a_known_browser_or_a_session_still_lock() {
         .await
         .expect("re-vérification");
     for _ in 0..5 {
-        time_passes(&app, &dom).await;
+        delays_pass(&app, &dom).await;
         let resp = post_form(
             &own,
             &app,
@@ -303,7 +284,7 @@ async fn wrong_codes_in_a_known_browser_or_a_session_still_lock() {
     }
     // Then at the login form of the same (known) browser.
     for _ in 5..10 {
-        time_passes(&app, &dom).await;
+        delays_pass(&app, &dom).await;
         assert_eq!(ask_link(&own, &app, &dom.email, wrong).await.0, 422);
     }
     let locked: bool = sqlx::query_scalar(

@@ -151,17 +151,16 @@ pub async fn submit(
     // Codes typed in a browser where this professional never logged in are "unknown": their
     // failures are delayed per address and never lock the factor. An address without an
     // account takes the same path, with the same reads and writes.
-    let known = match professional {
-        Some(id) => browsers::is_known(&mut tx, req, id, secure(&platform))
-            .await
-            .map_err(db_error)?,
-        None => {
-            let _ = browsers::is_known(&mut tx, req, Uuid::nil(), secure(&platform))
-                .await
-                .map_err(db_error)?;
-            false
-        }
-    };
+    // An address without an account asks the same question (of nobody), for the same work.
+    let known = browsers::is_known(
+        &mut tx,
+        req,
+        professional.unwrap_or(Uuid::nil()),
+        secure(&platform),
+    )
+    .await
+    .map_err(db_error)?
+        && professional.is_some();
     let trust = if known {
         factors::Trust::Known
     } else {

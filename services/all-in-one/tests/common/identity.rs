@@ -345,3 +345,23 @@ pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
     .await
     .expect("structure")
 }
+
+/// Lifts the delays of `who` and of unknown browsers, and the attempt limits, as time passing
+/// would, between failures.
+pub async fn delays_pass(app: &TestApp, who: &TestProfessional) {
+    sqlx::query(
+        "UPDATE platform.second_factors SET blocked_until = NULL WHERE professional_id = $1",
+    )
+    .bind(who.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("délai");
+    sqlx::query("UPDATE platform.login_delays SET blocked_until = NULL")
+        .execute(&app.db.admin)
+        .await
+        .expect("délai");
+    sqlx::query("DELETE FROM platform.rate_limits")
+        .execute(&app.db.admin)
+        .await
+        .expect("fenêtre");
+}
