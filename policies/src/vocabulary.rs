@@ -12,16 +12,19 @@ pub enum Role {
     NationalAdmin,
     Trainer,
     Auditor,
+    /// Reviews structure requests of a département, by delegation of the national team.
+    Reviewer,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Aidant,
         Role::Referent,
         Role::TerritoryAdmin,
         Role::NationalAdmin,
         Role::Trainer,
         Role::Auditor,
+        Role::Reviewer,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -32,6 +35,7 @@ impl Role {
             Role::NationalAdmin => "national_admin",
             Role::Trainer => "trainer",
             Role::Auditor => "auditor",
+            Role::Reviewer => "reviewer",
         }
     }
 

@@ -54,6 +54,7 @@ pub fn permits(role: Role, action: Action) -> bool {
             )
         }
         Role::Auditor => matches!(action, JournalRead | JournalVerify | JournalExport),
+        Role::Reviewer => matches!(action, RequestReview),
         Role::NationalAdmin => matches!(
             action,
             WaveOpen

@@ -14,7 +14,9 @@ fn own_and_foreign(role: Role) -> (Domain, Domain) {
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
     match role {
         Role::Aidant | Role::Referent => (Domain::Structure(a), Domain::Structure(b)),
-        Role::TerritoryAdmin | Role::Auditor => (Domain::Tenant(a), Domain::Tenant(b)),
+        Role::TerritoryAdmin | Role::Auditor | Role::Reviewer => {
+            (Domain::Tenant(a), Domain::Tenant(b))
+        }
         Role::Trainer => (Domain::Organisation(a), Domain::Organisation(b)),
         Role::NationalAdmin => (Domain::National, Domain::National),
     }

@@ -57,7 +57,7 @@ pub struct CreateProfessional {
 /// The role and its domain, checked before anything is written.
 fn role_and_domain(args: &CreateProfessional) -> anyhow::Result<(Role, Domain, Option<String>)> {
     let role = Role::parse(&args.role).ok_or_else(|| {
-        anyhow::anyhow!("rôle inconnu « {} » : aidant, referent, territory_admin, national_admin, trainer ou auditor", args.role)
+        anyhow::anyhow!("rôle inconnu « {} » : aidant, referent, territory_admin, national_admin, trainer, auditor ou reviewer", args.role)
     })?;
     let missing = |what: &str| anyhow::anyhow!("le rôle {} demande --{what}", args.role);
     Ok(match role {
@@ -74,7 +74,7 @@ fn role_and_domain(args: &CreateProfessional) -> anyhow::Result<(Role, Domain, O
                 Some(departement.to_string()),
             )
         }
-        Role::TerritoryAdmin | Role::Auditor => (
+        Role::TerritoryAdmin | Role::Auditor | Role::Reviewer => (
             role,
             Domain::Tenant(args.tenant.ok_or_else(|| missing("tenant"))?),
             None,

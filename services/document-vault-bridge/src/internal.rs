@@ -91,6 +91,7 @@ impl From<ApiError> for InternalError {
         match e {
             ApiError::BadRequest(b) => Self::BadRequest(b),
             ApiError::NotFound(b) => Self::NotFound(b),
+            ApiError::Unauthorized(b) => Self::Unauthorized(b),
             ApiError::Conflict(b) => Self::BadRequest(b),
             ApiError::Unavailable(b) => Self::Unavailable(b),
             ApiError::Internal(b) => Self::Internal(b),

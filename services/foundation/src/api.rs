@@ -12,6 +12,9 @@ pub enum ApiError {
     /// The request is invalid; `message` says which field and how to fix it.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// Not signed in (a session cookie is needed).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
     /// Not found, or not visible to the caller (never distinguished).
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -36,6 +39,9 @@ fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(body("bad_request", message))
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(body("unauthorized", message))
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body("not_found", message))

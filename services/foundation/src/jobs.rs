@@ -107,6 +107,11 @@ const FLOW_DATA_PURGES: &[&str] = &[
     "DELETE FROM platform.sessions
      WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
         OR created_at < now() - interval '13 hours' - interval '1 day'",
+    // Issuers' address links (24 hours) and sessions (12 hours), a day after.
+    "DELETE FROM platform.issuer_links WHERE expires_at < now() - interval '1 day'",
+    "DELETE FROM platform.issuer_sessions
+     WHERE (ended_at IS NOT NULL AND ended_at < now() - interval '1 day')
+        OR created_at < now() - interval '13 hours' - interval '1 day'",
 ];
 
 /// Login links, enrolment links and rate-limit windows are kept minutes to days, not more

@@ -44,6 +44,17 @@ pub enum Event {
     MandatesExported,
     JournalExported,
     DraftsPurged,
+    RequestSubmitted,
+    RequestReleased,
+    RequestAmended,
+    RequestChangesRequested,
+    RequestMessage,
+    RequestAccepted,
+    RequestRefused,
+    RequestWithdrawn,
+    StructureCreated,
+    HabilitationFilesCreated,
+    ReferentAppointed,
 }
 
 impl Event {
@@ -62,6 +73,17 @@ impl Event {
             Event::MandatesExported => "mandates_exported",
             Event::JournalExported => "journal_exported",
             Event::DraftsPurged => "drafts_purged",
+            Event::RequestSubmitted => "request_submitted",
+            Event::RequestReleased => "request_released",
+            Event::RequestAmended => "request_amended",
+            Event::RequestChangesRequested => "request_changes_requested",
+            Event::RequestMessage => "request_message",
+            Event::RequestAccepted => "request_accepted",
+            Event::RequestRefused => "request_refused",
+            Event::RequestWithdrawn => "request_withdrawn",
+            Event::StructureCreated => "structure_created",
+            Event::HabilitationFilesCreated => "habilitation_files_created",
+            Event::ReferentAppointed => "referent_appointed",
         }
     }
 }

@@ -29,6 +29,11 @@ pub fn date(t: OffsetDateTime) -> String {
     format!("{:02}/{:02}/{}", t.day(), u8::from(t.month()), t.year())
 }
 
+/// A calendar date: `23/11/2026`.
+pub fn day(d: time::Date) -> String {
+    format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year())
+}
+
 /// `23/11/2026 à 10h05`.
 pub fn date_time(t: OffsetDateTime) -> String {
     let t = local(t);

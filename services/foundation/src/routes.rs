@@ -18,6 +18,8 @@ pub enum Access {
     /// Anyone holding a secret or signature carried by the request (login or enrolment link,
     /// signed document link, verification HMAC, id_token hint).
     Link,
+    /// An issuer ("demandeur") whose address was verified by a link (issuer session).
+    Issuer,
     /// A signed-in professional.
     Session,
     /// A signed-in professional whose session is not idle (else the TOTP re-check).
@@ -42,6 +44,7 @@ impl fmt::Display for Access {
         match self {
             Access::Public => f.write_str("public"),
             Access::Link => f.write_str("secret in the link"),
+            Access::Issuer => f.write_str("issuer session"),
             Access::Session => f.write_str("session"),
             Access::Recent => f.write_str("session + re-check"),
             Access::Permission(a) => write!(f, "session + `{}`", a.as_str()),
@@ -196,6 +199,16 @@ impl Mount {
             endpoint,
             document: Some(spec_json),
         }
+    }
+
+    /// The operations under `path_prefix` (below the mount's prefix) take another guard.
+    pub fn with_access(mut self, path_prefix: &str, access: Access) -> Self {
+        for (_, path, a) in &mut self.operations {
+            if path.starts_with(path_prefix) {
+                *a = access;
+            }
+        }
+        self
     }
 
     /// Any endpoint, with the operations it serves stated by the caller.

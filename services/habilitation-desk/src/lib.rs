@@ -15,12 +15,24 @@ pub mod national;
 pub mod own_factor;
 /// Open data: the habilitated places of a territory.
 pub mod places;
+/// Issuers ("demandeurs"): address verification by link, issuer sessions.
+pub mod issuer;
 /// Référent pages: aidants' second factors.
 pub mod referent;
-/// Structures' habilitation requests: the national team's weekly digest.
+/// The issuer's request API (OpenAPI).
+pub mod request_api;
+/// The issuer's pages: the request form, recap, thread, submission, withdrawal.
+pub mod request_pages;
+/// Structures' habilitation requests: states, form, SIRET, acceptance, weekly digest.
 pub mod requests;
-/// Structures of a territory (created by operators until the request flow exists).
+/// Review of requests and delegations of review.
+pub mod review;
+/// Structures of a territory (operators' path; accepted requests create theirs).
 pub mod structures;
+/// A territory admin's view of their rollout.
+pub mod territory;
+/// Rollout waves.
+pub mod waves;
 /// Page templates and helpers.
 mod views;
 
@@ -34,7 +46,7 @@ use policies::Action;
 /// The desk's routes, readiness checks and workers.
 pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     let api = OpenApiService::new(
-        places::PlacesApi,
+        (places::PlacesApi, request_api::RequestsApi),
         "Aidants Connect — guichet d'habilitation",
         env!("CARGO_PKG_VERSION"),
     )
@@ -43,6 +55,10 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
     let factor = Access::Permission(Action::FactorManage);
     // Acting on an aidant's factor asks for a recent code, like mandate actions.
     let factor_action = Access::RecentPermission(Action::FactorManage);
+    // Review: nationally, or in a département by delegation (the handler's guard says which);
+    // decisions ask for a recent code.
+    let review_access = Access::Permission(Action::RequestReview);
+    let review_decision = Access::RecentPermission(Action::RequestReview);
     Ok(ServiceParts {
         internal: Vec::new(),
         name: "habilitation-desk",
@@ -74,15 +90,75 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/referent/aidants/debloquer").post(factor_action, referent::unblock),
             Page::at("/referent/aidants/resynchroniser").post(factor_action, referent::resync),
             Page::at("/referent/aidants/activation").post(factor_action, referent::send_activation),
+            Page::at("/demande")
+                .get(Access::Public, issuer::start)
+                .post(Access::Public, issuer::send_link),
+            Page::at("/demande/acces")
+                .get(Access::Link, issuer::link)
+                .post(Access::Link, issuer::consume),
+            Page::at("/demande/deconnexion").post(Access::Issuer, issuer::logout),
+            Page::at("/demande/mes-demandes").get(Access::Issuer, request_pages::list),
+            Page::at("/demande/nouvelle")
+                .get(Access::Issuer, request_pages::new_form)
+                .post(Access::Issuer, request_pages::create),
+            Page::at("/demande/demandes/:reference").get(Access::Issuer, request_pages::view),
+            Page::at("/demande/demandes/:reference/structure")
+                .get(Access::Issuer, request_pages::structure_form)
+                .post(Access::Issuer, request_pages::structure_save),
+            Page::at("/demande/demandes/:reference/referent")
+                .get(Access::Issuer, request_pages::referent_form)
+                .post(Access::Issuer, request_pages::referent_save),
+            Page::at("/demande/demandes/:reference/aidants")
+                .get(Access::Issuer, request_pages::aidants_form)
+                .post(Access::Issuer, request_pages::aidant_add),
+            Page::at("/demande/demandes/:reference/aidants/retirer")
+                .post(Access::Issuer, request_pages::aidant_remove),
+            Page::at("/demande/demandes/:reference/engagements")
+                .get(Access::Issuer, request_pages::commitments_form)
+                .post(Access::Issuer, request_pages::commitments_save),
+            Page::at("/demande/demandes/:reference/deposer")
+                .post(Access::Issuer, request_pages::submit),
+            Page::at("/demande/demandes/:reference/message")
+                .post(Access::Issuer, request_pages::post_message),
+            Page::at("/demande/demandes/:reference/retirer")
+                .post(Access::Issuer, request_pages::withdraw),
+            Page::at("/instruction").get(review_access, review::queue),
+            Page::at("/instruction/demandes/:reference").get(review_access, review::view),
+            Page::at("/instruction/demandes/:reference/message").post(review_access, review::post_message),
+            Page::at("/instruction/demandes/:reference/modifications")
+                .post(review_decision, review::ask_changes),
+            Page::at("/instruction/demandes/:reference/refuser")
+                .post(review_decision, review::refuse),
+            Page::at("/instruction/demandes/:reference/accepter")
+                .post(review_decision, review::accept),
+            Page::at("/national/relecteurs")
+                .get(Access::Permission(Action::RequestReview), review::reviewers)
+                .post(Access::RecentPermission(Action::RequestReview), review::delegate),
+            Page::at("/national/relecteurs/retirer")
+                .post(Access::RecentPermission(Action::RequestReview), review::withdraw),
+            Page::at("/national/vagues")
+                .get(Access::Permission(Action::WaveOpen), waves::waves_page)
+                .post(Access::Permission(Action::WaveOpen), waves::create_wave),
+            Page::at("/national/vagues/ouvrir")
+                .post(Access::Permission(Action::WaveOpen), waves::open_wave),
+            Page::at("/territoire/deploiement")
+                .get(Access::Permission(Action::RolloutFollow), territory::rollout),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),
         ],
-        routes: vec![Mount::openapi("/api/habilitation", Access::Public, api)],
+        routes: vec![
+            Mount::openapi("/api/habilitation", Access::Public, api)
+                .with_access("/demandes", Access::Issuer),
+        ],
         readiness: Vec::<Arc<dyn foundation::health::ReadinessCheck>>::new(),
         workers: Vec::new(),
         csrf_exempt: Vec::new(),
-        jobs: vec![requests::weekly_digest()],
+        jobs: vec![
+            requests::weekly_digest(),
+            requests::acceptance::finish_accepted(),
+            waves::release_job(),
+        ],
     })
 }
 

@@ -111,6 +111,8 @@ const CONTINUE_TO: &[&str] = &[
     "/courriers",
     "/referent",
     "/national",
+    "/instruction",
+    "/territoire",
     "/oidc/authorize",
 ];
 
@@ -171,6 +173,7 @@ pub fn role_label(role: &str) -> &'static str {
         "national_admin" => "administrateur national",
         "trainer" => "formateur",
         "auditor" => "auditeur",
+        "reviewer" => "instructeur (par délégation)",
         _ => "rôle inconnu",
     }
 }
@@ -243,4 +246,88 @@ mod tests {
             );
         }
     }
+}
+
+/// One form field, rendered by `_field.html` with its error and what was typed.
+#[derive(Debug, Clone)]
+pub struct FieldView {
+    pub name: &'static str,
+    pub label: String,
+    pub hint: Option<String>,
+    pub value: String,
+    pub error: Option<String>,
+    /// `text`, `email`, `tel`, `date`, `textarea`, `select` or `checkbox`.
+    pub kind: &'static str,
+    pub options: Vec<(String, String)>,
+    pub checked: bool,
+    pub autocomplete: Option<&'static str>,
+    pub inputmode: Option<&'static str>,
+}
+
+impl FieldView {
+    pub fn new(name: &'static str, kind: &'static str, label: impl Into<String>) -> Self {
+        FieldView {
+            name,
+            label: label.into(),
+            hint: None,
+            value: String::new(),
+            error: None,
+            kind,
+            options: Vec::new(),
+            checked: false,
+            autocomplete: None,
+            inputmode: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = value.into();
+        self
+    }
+    pub fn checked(mut self, checked: bool) -> Self {
+        self.checked = checked;
+        self
+    }
+    pub fn options(mut self, options: &[(&str, &str)]) -> Self {
+        self.options = options
+            .iter()
+            .map(|(c, l)| ((*c).to_owned(), (*l).to_owned()))
+            .collect();
+        self
+    }
+    pub fn autocomplete(mut self, a: &'static str) -> Self {
+        self.autocomplete = Some(a);
+        self
+    }
+    pub fn inputmode(mut self, m: &'static str) -> Self {
+        self.inputmode = Some(m);
+        self
+    }
+    /// Attaches the error of this field, if any.
+    pub fn errors(mut self, errors: &crate::requests::form::FieldErrors) -> Self {
+        self.error = errors.get(self.name).map(str::to_owned);
+        self
+    }
+}
+
+/// A page answering a state conflict or a missing thing, with a status.
+pub fn message_page(
+    status: poem::http::StatusCode,
+    current: &str,
+    heading: &str,
+    paragraphs: Vec<&str>,
+    link: Option<(&str, &str)>,
+) -> poem::Result<poem::Response> {
+    let mut resp = foundation::web::html(&MessagePage {
+        theme: THEME,
+        nav: nav(current),
+        heading,
+        paragraphs,
+        link,
+    })?;
+    resp.set_status(status);
+    Ok(resp)
 }

@@ -77,6 +77,21 @@ const TEMPLATES: &[Template] = &[
         "new_requests_digest",
         ["period", "count", "requests", "more"]
     ),
+    template!("issuer_link", ["url"]),
+    template!("request_received", ["reference", "structure", "next", "url"]),
+    template!(
+        "request_changes_requested",
+        ["reference", "structure", "message", "url"]
+    ),
+    template!(
+        "request_message",
+        ["reference", "structure", "from", "message", "url"]
+    ),
+    template!("request_amended", ["reference", "structure", "url"]),
+    template!("request_accepted", ["reference", "structure", "url"]),
+    template!("request_refused", ["reference", "structure", "reason", "url"]),
+    template!("request_released", ["reference", "structure", "url"]),
+    template!("referent_appointed", ["structure", "url"]),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

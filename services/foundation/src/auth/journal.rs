@@ -24,6 +24,10 @@ pub enum SecurityEvent {
     ActivityRechecked,
     ProfessionalDeactivated,
     RateLimited,
+    ReviewDelegated,
+    ReviewDelegationWithdrawn,
+    WaveCreated,
+    WaveOpened,
 }
 
 impl SecurityEvent {
@@ -42,6 +46,10 @@ impl SecurityEvent {
             SecurityEvent::ActivityRechecked => "activity_rechecked",
             SecurityEvent::ProfessionalDeactivated => "professional_deactivated",
             SecurityEvent::RateLimited => "rate_limited",
+            SecurityEvent::ReviewDelegated => "review_delegated",
+            SecurityEvent::ReviewDelegationWithdrawn => "review_delegation_withdrawn",
+            SecurityEvent::WaveCreated => "wave_created",
+            SecurityEvent::WaveOpened => "wave_opened",
         }
     }
 }

@@ -67,6 +67,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 16, "0016_sessions_end_on_withdrawal"),
             migration!("platform", 17, "0017_security_journal_retention"),
             migration!("platform", 18, "0018_values_bound_to_their_row"),
+            migration!("platform", 19, "0019_habilitation_requests"),
         ])
     });
 
@@ -82,6 +83,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 7, "0007_structure_requests"),
             migration!("departement", 8, "0008_usager_contacts_per_structure"),
             migration!("departement", 9, "0009_journal_sealing"),
+            migration!("departement", 10, "0010_habilitation_requests"),
         ])
     });
 
@@ -363,7 +365,14 @@ pub async fn provision_departement(
     .fetch_one(admin)
     .await?;
     let previous = (recorded != role).then_some(recorded.as_str());
-    let outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+    let mut outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+    if outcome.is_ok() {
+        // The territory's communes of the reference data (a platform table).
+        let mut conn = admin.acquire().await?;
+        if let Err(e) = super::communes::load(&mut conn, departement).await {
+            outcome = Err(e.into());
+        }
+    }
     let (status, version, error, applied) = match &outcome {
         Ok(applied) => ("ready", set.latest_version(), None, *applied),
         Err(e) => ("failed", 0, Some(e.to_string()), 0),

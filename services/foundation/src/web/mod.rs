@@ -25,7 +25,11 @@ pub struct NavItem {
 
 /// The main navigation, with `current` marking the page being shown.
 pub fn navigation(current: &str) -> Vec<NavItem> {
-    [("/", "Accueil"), ("/accessibilite", "Accessibilité")]
+    [
+        ("/", "Accueil"),
+        ("/demande", "Habiliter une structure"),
+        ("/accessibilite", "Accessibilité"),
+    ]
         .into_iter()
         .map(|(href, label)| NavItem {
             href,

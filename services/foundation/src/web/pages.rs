@@ -17,6 +17,37 @@ struct Landing<'a> {
     theme: &'a Theme,
     nav: Vec<NavItem>,
     served: usize,
+    open: Vec<String>,
+    planned: Vec<(String, String, String)>,
+}
+
+/// Open départements (names), and planned waves (name, date, départements), as the landing
+/// page lists them.
+async fn rollout(platform: &Platform) -> Result<(Vec<String>, Vec<(String, String, String)>), sqlx::Error> {
+    let open: Vec<(String, String)> = sqlx::query_as(
+        "SELECT d.code, d.name FROM platform.rollout_wave_departements wd
+         JOIN platform.rollout_waves w ON w.id = wd.wave_id
+         JOIN platform.departements d ON d.code = wd.departement_code
+         WHERE w.opened_at IS NOT NULL ORDER BY d.code",
+    )
+    .fetch_all(platform.platform_pool())
+    .await?;
+    let planned: Vec<(String, time::Date, String)> = sqlx::query_as(
+        "SELECT w.name, w.opens_on, string_agg(d.name || ' (' || d.code || ')', ', ' ORDER BY d.code)
+         FROM platform.rollout_waves w
+         JOIN platform.rollout_wave_departements wd ON wd.wave_id = w.id
+         JOIN platform.departements d ON d.code = wd.departement_code
+         WHERE w.opened_at IS NULL GROUP BY w.id ORDER BY w.opens_on, w.name",
+    )
+    .fetch_all(platform.platform_pool())
+    .await?;
+    Ok((
+        open.into_iter().map(|(c, n)| format!("{n} ({c})")).collect(),
+        planned
+            .into_iter()
+            .map(|(n, d, deps)| (n, crate::paris::day(d), deps))
+            .collect(),
+    ))
 }
 
 #[derive(Template)]
@@ -30,10 +61,16 @@ struct Info<'a> {
 
 #[handler]
 async fn landing(platform: Data<&Platform>) -> poem::Result<Response> {
+    let (open, planned) = rollout(&platform).await.map_err(|e| {
+        tracing::error!(error = %e, "landing: rollout lookup failed");
+        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+    })?;
     html(&Landing {
         theme: &STATE,
         nav: navigation("/"),
         served: platform.tenancy.served_count(),
+        open,
+        planned,
     })
 }
 

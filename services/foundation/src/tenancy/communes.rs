@@ -1,0 +1,95 @@
+//! Communes of the reference data (`reference/communes.tsv`, INSEE COG), loaded into
+//! `platform.communes` for each département when its schema is provisioned, and looked up by
+//! INSEE code (structure requests, coverage).
+
+use sqlx::{PgConnection, PgPool};
+
+use super::{CommuneCode, DepartementCode};
+
+const COMMUNES: &str = include_str!("../../reference/communes.tsv");
+
+/// A commune as the reference data describes it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Commune {
+    pub code: String,
+    pub name: String,
+    pub departement_code: String,
+    pub postal_codes: Vec<String>,
+    pub population: Option<i32>,
+}
+
+/// The reference lines of one département: code, name, postal codes, population, parent.
+fn lines_of(departement: DepartementCode) -> impl Iterator<Item = [&'static str; 6]> {
+    COMMUNES
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some([f.next()?, f.next()?, f.next()?, f.next()?, f.next()?, f.next()?])
+        })
+        .filter(move |f| f[2] == departement.as_str())
+}
+
+/// Loads (or updates) the département's communes. Idempotent; rows are rewritten only when the
+/// reference changed.
+pub async fn load(conn: &mut PgConnection, departement: DepartementCode) -> Result<u64, sqlx::Error> {
+    let mut codes = Vec::new();
+    let mut names = Vec::new();
+    let mut postal = Vec::new();
+    let mut population = Vec::new();
+    let mut parent = Vec::new();
+    for [code, name, _, postal_codes, pop, parent_code] in lines_of(departement) {
+        codes.push(code);
+        names.push(name);
+        postal.push(postal_codes);
+        population.push(pop.parse::<i32>().ok());
+        parent.push((!parent_code.is_empty()).then_some(parent_code));
+    }
+    let done = sqlx::query(
+        "INSERT INTO platform.communes (code, name, departement_code, postal_codes, population, parent_code)
+         SELECT c, n, $6, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ',') END, pop, par
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS t(c, n, p, pop, par)
+         ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, departement_code = EXCLUDED.departement_code,
+             postal_codes = EXCLUDED.postal_codes, population = EXCLUDED.population, parent_code = EXCLUDED.parent_code
+         WHERE (communes.name, communes.departement_code, communes.postal_codes, communes.population, communes.parent_code)
+               IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.departement_code, EXCLUDED.postal_codes, EXCLUDED.population, EXCLUDED.parent_code)",
+    )
+    .bind(&codes)
+    .bind(&names)
+    .bind(&postal)
+    .bind(&population)
+    .bind(&parent)
+    .bind(departement.as_str())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// The commune of an INSEE code, if the reference data knows it.
+pub async fn find(pool: &PgPool, code: &CommuneCode) -> Result<Option<Commune>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT code, name, departement_code, postal_codes, population FROM platform.communes WHERE code = $1",
+    )
+    .bind(code.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_holds_every_departement_and_known_communes() {
+        for d in DepartementCode::all() {
+            assert!(lines_of(d).count() > 0, "{}", d.as_str());
+        }
+        let rhone: Vec<_> = lines_of(DepartementCode::parse("69").expect("69")).collect();
+        assert!(rhone.iter().any(|f| f[0] == "69123" && f[1] == "Lyon"));
+        // Lyon's arrondissements name their commune.
+        assert!(rhone.iter().any(|f| f[0] == "69381" && f[5] == "69123"));
+        let corse: Vec<_> = lines_of(DepartementCode::parse("2A").expect("2A")).collect();
+        assert!(corse.iter().any(|f| f[0] == "2A004" && f[1] == "Ajaccio"));
+        assert!(COMMUNES.lines().count() > 34_000);
+    }
+}
