@@ -33,7 +33,11 @@ const PER_EMAIL: i32 = 5;
 const PER_CLIENT: i32 = 30;
 
 fn cookie_name(secure: bool) -> &'static str {
-    if secure { ISSUER_COOKIE_HOST } else { ISSUER_COOKIE }
+    if secure {
+        ISSUER_COOKIE_HOST
+    } else {
+        ISSUER_COOKIE
+    }
 }
 
 fn secure(platform: &Platform) -> bool {
@@ -175,7 +179,9 @@ pub async fn send_link(
             req,
             &platform,
             f.email.trim().to_owned(),
-            Some("Cette adresse e-mail n'est pas valide : elle doit avoir la forme nom@domaine.fr."),
+            Some(
+                "Cette adresse e-mail n'est pas valide : elle doit avoir la forme nom@domaine.fr.",
+            ),
             None,
             false,
         )?;
@@ -198,7 +204,9 @@ pub async fn send_link(
             req,
             &platform,
             email,
-            Some("Trop de liens demandés en peu de temps. Utilisez le dernier lien reçu, ou réessayez dans une heure."),
+            Some(
+                "Trop de liens demandés en peu de temps. Utilisez le dernier lien reçu, ou réessayez dans une heure.",
+            ),
             None,
             false,
         )?;
@@ -337,11 +345,13 @@ pub async fn consume(
         tx.rollback().await.map_err(db_error)?;
         return invalid_link();
     };
-    sqlx::query("UPDATE platform.issuers SET verified_at = COALESCE(verified_at, now()) WHERE id = $1")
-        .bind(issuer)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "UPDATE platform.issuers SET verified_at = COALESCE(verified_at, now()) WHERE id = $1",
+    )
+    .bind(issuer)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
     let token = new_token();
     sqlx::query("INSERT INTO platform.issuer_sessions (id_hash, issuer_id) VALUES ($1, $2)")
         .bind(token_hash(&token))

@@ -7,6 +7,8 @@ pub mod account;
 pub mod accounts;
 /// Second-factor enrolment from the activation link.
 pub mod enrolment;
+/// Issuers ("demandeurs"): address verification by link, issuer sessions.
+pub mod issuer;
 /// Login with e-mail, TOTP code and magic link; logout.
 pub mod login;
 /// National team pages: card import.
@@ -15,8 +17,6 @@ pub mod national;
 pub mod own_factor;
 /// Open data: the habilitated places of a territory.
 pub mod places;
-/// Issuers ("demandeurs"): address verification by link, issuer sessions.
-pub mod issuer;
 /// Référent pages: aidants' second factors.
 pub mod referent;
 /// The issuer's request API (OpenAPI).
@@ -31,10 +31,10 @@ pub mod review;
 pub mod structures;
 /// A territory admin's view of their rollout.
 pub mod territory;
-/// Rollout waves.
-pub mod waves;
 /// Page templates and helpers.
 mod views;
+/// Rollout waves.
+pub mod waves;
 
 use std::sync::Arc;
 
@@ -124,7 +124,8 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(Access::Issuer, request_pages::withdraw),
             Page::at("/instruction").get(review_access, review::queue),
             Page::at("/instruction/demandes/:reference").get(review_access, review::view),
-            Page::at("/instruction/demandes/:reference/message").post(review_access, review::post_message),
+            Page::at("/instruction/demandes/:reference/message")
+                .post(review_access, review::post_message),
             Page::at("/instruction/demandes/:reference/modifications")
                 .post(review_decision, review::ask_changes),
             Page::at("/instruction/demandes/:reference/refuser")
@@ -133,16 +134,23 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(review_decision, review::accept),
             Page::at("/national/relecteurs")
                 .get(Access::Permission(Action::RequestReview), review::reviewers)
-                .post(Access::RecentPermission(Action::RequestReview), review::delegate),
-            Page::at("/national/relecteurs/retirer")
-                .post(Access::RecentPermission(Action::RequestReview), review::withdraw),
+                .post(
+                    Access::RecentPermission(Action::RequestReview),
+                    review::delegate,
+                ),
+            Page::at("/national/relecteurs/retirer").post(
+                Access::RecentPermission(Action::RequestReview),
+                review::withdraw,
+            ),
             Page::at("/national/vagues")
                 .get(Access::Permission(Action::WaveOpen), waves::waves_page)
                 .post(Access::Permission(Action::WaveOpen), waves::create_wave),
             Page::at("/national/vagues/ouvrir")
                 .post(Access::Permission(Action::WaveOpen), waves::open_wave),
-            Page::at("/territoire/deploiement")
-                .get(Access::Permission(Action::RolloutFollow), territory::rollout),
+            Page::at("/territoire/deploiement").get(
+                Access::Permission(Action::RolloutFollow),
+                territory::rollout,
+            ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

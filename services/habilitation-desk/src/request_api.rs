@@ -55,7 +55,8 @@ struct Row {
     messages: i64,
 }
 
-const ROWS: &str = "SELECT reference, structure_name, status, first_submitted_at, decided_at, updated_at,
+const ROWS: &str =
+    "SELECT reference, structure_name, status, first_submitted_at, decided_at, updated_at,
         (SELECT count(*) FROM request_messages m WHERE m.request_id = r.id) AS messages
      FROM structure_requests r";
 

@@ -25,7 +25,12 @@ use crate::requests::{self, Dossier, RequestError, Status};
 use crate::views::{FieldView, THEME, db_error, message_page, nav};
 
 const CURRENT: &str = "/demande";
-pub const STEPS: [&str; 4] = ["La structure", "Le référent", "Les aidants", "Les engagements"];
+pub const STEPS: [&str; 4] = [
+    "La structure",
+    "Le référent",
+    "Les aidants",
+    "Les engagements",
+];
 
 fn secure(platform: &Platform) -> bool {
     platform.settings.http.secure_cookies()
@@ -53,7 +58,9 @@ pub fn request_error(e: RequestError, reference: &str) -> poem::Result<Response>
             "Cette demande ne peut pas être modifiée",
             vec![
                 match status {
-                    Status::Waiting | Status::Submitted | Status::Amended => "Elle a été déposée et attend l'examen : rien n'a été changé. Si l'équipe d'instruction vous demande des modifications, vous pourrez la corriger.",
+                    Status::Waiting | Status::Submitted | Status::Amended => {
+                        "Elle a été déposée et attend l'examen : rien n'a été changé. Si l'équipe d'instruction vous demande des modifications, vous pourrez la corriger."
+                    }
                     _ => "Elle est close (acceptée, refusée ou retirée) : rien n'a été changé.",
                 },
                 "Pour apporter une précision, écrivez un message depuis la page de la demande.",
@@ -400,7 +407,9 @@ fn siret_conflict(existing: &str) -> (String, String) {
         )
     } else {
         (
-            format!("Une demande est déjà ouverte pour ce numéro SIRET (référence {existing}) : une seule demande à la fois par structure. Si c'est la vôtre, reprenez-la ; sinon, rapprochez-vous de la personne qui l'a déposée."),
+            format!(
+                "Une demande est déjà ouverte pour ce numéro SIRET (référence {existing}) : une seule demande à la fois par structure. Si c'est la vôtre, reprenez-la ; sinon, rapprochez-vous de la personne qui l'a déposée."
+            ),
             format!("/demande/demandes/{existing}"),
         )
     }
@@ -419,9 +428,9 @@ pub async fn create(
         Err(errors) => Err(RequestError::Fields(errors)),
     };
     match outcome {
-        Ok(reference) => {
-            Ok(Redirect::see_other(format!("/demande/demandes/{reference}/referent")).into_response())
-        }
+        Ok(reference) => Ok(
+            Redirect::see_other(format!("/demande/demandes/{reference}/referent")).into_response(),
+        ),
         Err(RequestError::Fields(errors)) => step_page(
             req,
             &platform,
@@ -499,8 +508,9 @@ pub async fn structure_save(
         Err(errors) => ensure_editable(&d).and(Err(RequestError::Fields(errors))),
     };
     match outcome {
-        Ok(()) => Ok(Redirect::see_other(format!("/demande/demandes/{reference}/referent"))
-            .into_response()),
+        Ok(()) => Ok(
+            Redirect::see_other(format!("/demande/demandes/{reference}/referent")).into_response(),
+        ),
         Err(RequestError::Fields(errors)) => step_page(
             req,
             &platform,
@@ -1063,9 +1073,15 @@ pub async fn view(
 ) -> poem::Result<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     let flash = match q.message.as_deref() {
-        Some("deposee") => Some("Votre demande est déposée. Un accusé de réception vous a été envoyé par e-mail."),
-        Some("en-attente") => Some("Votre demande est enregistrée. Votre territoire n'est pas encore ouvert : elle sera examinée à l'ouverture de sa vague de déploiement, et vous serez prévenu par e-mail."),
-        Some("modifiee") => Some("Votre demande modifiée est déposée : l'équipe d'instruction en est prévenue."),
+        Some("deposee") => {
+            Some("Votre demande est déposée. Un accusé de réception vous a été envoyé par e-mail.")
+        }
+        Some("en-attente") => Some(
+            "Votre demande est enregistrée. Votre territoire n'est pas encore ouvert : elle sera examinée à l'ouverture de sa vague de déploiement, et vous serez prévenu par e-mail.",
+        ),
+        Some("modifiee") => {
+            Some("Votre demande modifiée est déposée : l'équipe d'instruction en est prévenue.")
+        }
         Some("message") => Some("Votre message est envoyé à l'équipe d'instruction."),
         Some("retiree") => Some("Votre demande est retirée."),
         _ => None,
@@ -1088,10 +1104,10 @@ pub async fn submit(
                 Status::Amended => "modifiee",
                 _ => "deposee",
             };
-            Ok(Redirect::see_other(format!(
-                "/demande/demandes/{reference}?message={message}"
-            ))
-            .into_response())
+            Ok(
+                Redirect::see_other(format!("/demande/demandes/{reference}?message={message}"))
+                    .into_response(),
+            )
         }
         Err(e) => request_error(e, &reference),
     }
@@ -1141,10 +1157,10 @@ pub async fn withdraw(
 ) -> poem::Result<Response> {
     let (tenant, _) = own(&platform, &issuer, &reference).await?;
     match requests::withdraw(&platform, &tenant, &issuer.as_ref(), &reference).await {
-        Ok(()) => Ok(Redirect::see_other(format!(
-            "/demande/demandes/{reference}?message=retiree"
-        ))
-        .into_response()),
+        Ok(()) => Ok(
+            Redirect::see_other(format!("/demande/demandes/{reference}?message=retiree"))
+                .into_response(),
+        ),
         Err(e) => request_error(e, &reference),
     }
 }

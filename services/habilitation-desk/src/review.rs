@@ -209,9 +209,16 @@ pub async fn queue(
             });
         }
     }
-    lines.sort_by(|a, b| b.age_days.cmp(&a.age_days).then(a.reference.cmp(&b.reference)));
+    lines.sort_by(|a, b| {
+        b.age_days
+            .cmp(&a.age_days)
+            .then(a.reference.cmp(&b.reference))
+    });
     let mut state_options = vec![
-        ("a-instruire".to_owned(), "À instruire (déposées ou modifiées)".to_owned()),
+        (
+            "a-instruire".to_owned(),
+            "À instruire (déposées ou modifiées)".to_owned(),
+        ),
         ("tous".to_owned(), "Tous les états".to_owned()),
     ];
     for s in Status::ALL.iter().filter(|s| **s != Status::Draft) {
@@ -222,7 +229,12 @@ pub async fn queue(
         nav: nav(CURRENT),
         territories: candidates
             .iter()
-            .map(|d| (d.as_str().to_owned(), format!("{} ({})", d.name(), d.as_str())))
+            .map(|d| {
+                (
+                    d.as_str().to_owned(),
+                    format!("{} ({})", d.name(), d.as_str()),
+                )
+            })
             .collect(),
         territory,
         state,
@@ -300,14 +312,17 @@ async fn view_page(
     flash: Option<&str>,
     error: Option<String>,
 ) -> poem::Result<Response> {
-    let ids: Vec<Uuid> = d.messages.iter().filter_map(|m| m.professional_id).collect();
-    let names: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    let ids: Vec<Uuid> = d
+        .messages
+        .iter()
+        .filter_map(|m| m.professional_id)
+        .collect();
+    let names: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(platform.platform_pool())
+            .await
+            .map_err(db_error)?;
     let status = d.request.status();
     let mut resp = html(&ViewPage {
         theme: THEME,
@@ -351,8 +366,12 @@ pub async fn view(
     let flash = match q.message.as_deref() {
         Some("message") => Some("Votre message est envoyé au demandeur."),
         Some("modifications") => Some("La demande de modifications est envoyée au demandeur."),
-        Some("refusee") => Some("La demande est refusée ; le demandeur en est informé avec le motif."),
-        Some("acceptee") => Some("La demande est acceptée : la structure est créée, le référent reçoit son lien d'activation et chaque aidant a son dossier d'habilitation."),
+        Some("refusee") => {
+            Some("La demande est refusée ; le demandeur en est informé avec le motif.")
+        }
+        Some("acceptee") => Some(
+            "La demande est acceptée : la structure est créée, le référent reçoit son lien d'activation et chaque aidant a son dossier d'habilitation.",
+        ),
         _ => None,
     };
     view_page(&req, &platform, &d, Typed::default(), flash, None).await
@@ -362,20 +381,24 @@ fn review_error(e: RequestError, reference: &str) -> poem::Result<Response> {
     let back = format!("/instruction/demandes/{reference}");
     match e {
         RequestError::NotFound => Err(not_found()),
-        RequestError::NotReviewable(_) | RequestError::NotEditable(_) | RequestError::NotWithdrawable(_) => {
-            message_page(
-                StatusCode::CONFLICT,
-                CURRENT,
-                "Cette demande n'est plus à instruire",
-                vec!["Elle a déjà été décidée, retirée, ou attend les modifications du demandeur : rien n'a été fait. Elle a peut-être été traitée par un autre membre de l'équipe à l'instant."],
-                Some((&back, "Voir la demande")),
-            )
-        }
+        RequestError::NotReviewable(_)
+        | RequestError::NotEditable(_)
+        | RequestError::NotWithdrawable(_) => message_page(
+            StatusCode::CONFLICT,
+            CURRENT,
+            "Cette demande n'est plus à instruire",
+            vec![
+                "Elle a déjà été décidée, retirée, ou attend les modifications du demandeur : rien n'a été fait. Elle a peut-être été traitée par un autre membre de l'équipe à l'instant.",
+            ],
+            Some((&back, "Voir la demande")),
+        ),
         RequestError::NoTenant => message_page(
             StatusCode::CONFLICT,
             CURRENT,
             "Aucune collectivité n'est inscrite pour ce territoire",
-            vec!["La structure doit être rattachée à une collectivité (le département ou sa commune). Inscrivez-la d'abord (tenant-admin tenant add), puis acceptez la demande : rien n'a été créé."],
+            vec![
+                "La structure doit être rattachée à une collectivité (le département ou sa commune). Inscrivez-la d'abord (tenant-admin tenant add), puis acceptez la demande : rien n'a été créé.",
+            ],
             Some((&back, "Voir la demande")),
         ),
         RequestError::Tenancy(e) => Err(tenancy_error(e)),
@@ -436,7 +459,16 @@ pub async fn post_message(
         field: Some("message"),
         ..Default::default()
     };
-    act(req, &platform, &me, &reference, Review::Message(f.message), typed, "message").await
+    act(
+        req,
+        &platform,
+        &me,
+        &reference,
+        Review::Message(f.message),
+        typed,
+        "message",
+    )
+    .await
 }
 
 /// `POST /instruction/demandes/:reference/modifications`.
@@ -453,7 +485,16 @@ pub async fn ask_changes(
         field: Some("changes"),
         ..Default::default()
     };
-    act(req, &platform, &me.0, &reference, Review::AskChanges(f.changes), typed, "modifications").await
+    act(
+        req,
+        &platform,
+        &me.0,
+        &reference,
+        Review::AskChanges(f.changes),
+        typed,
+        "modifications",
+    )
+    .await
 }
 
 /// `POST /instruction/demandes/:reference/refuser`.
@@ -470,7 +511,16 @@ pub async fn refuse(
         field: Some("reason"),
         ..Default::default()
     };
-    act(req, &platform, &me.0, &reference, Review::Refuse(f.reason), typed, "refusee").await
+    act(
+        req,
+        &platform,
+        &me.0,
+        &reference,
+        Review::Refuse(f.reason),
+        typed,
+        "refusee",
+    )
+    .await
 }
 
 /// `POST /instruction/demandes/:reference/accepter`.
@@ -552,8 +602,14 @@ async fn reviewers_page(
         lines,
         email,
         departement,
-        email_error: error.as_ref().filter(|e| e.0 == "email").map(|e| e.1.clone()),
-        dep_error: error.as_ref().filter(|e| e.0 == "departement").map(|e| e.1.clone()),
+        email_error: error
+            .as_ref()
+            .filter(|e| e.0 == "email")
+            .map(|e| e.1.clone()),
+        dep_error: error
+            .as_ref()
+            .filter(|e| e.0 == "departement")
+            .map(|e| e.1.clone()),
         flash,
     })?;
     if bad {
@@ -572,7 +628,9 @@ pub async fn reviewers(
 ) -> poem::Result<Response> {
     guard::require(&platform, &me, Domain::National, Action::RequestReview).await?;
     let flash = match q.message.as_deref() {
-        Some("delegue") => Some("La délégation est enregistrée : cette personne instruit désormais les demandes de son département."),
+        Some("delegue") => Some(
+            "La délégation est enregistrée : cette personne instruit désormais les demandes de son département.",
+        ),
         Some("retire") => Some("La délégation est retirée."),
         _ => None,
     };
@@ -601,7 +659,10 @@ pub async fn delegate(
     let email = f.email.trim().to_lowercase();
     let again = |field: &'static str, text: &str| (field, text.to_owned());
     let Ok(departement) = DepartementCode::parse(&f.departement) else {
-        let e = again("departement", "Indiquez le code INSEE du département (par exemple 33, 2A, 974).");
+        let e = again(
+            "departement",
+            "Indiquez le code INSEE du département (par exemple 33, 2A, 974).",
+        );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
     let council: Option<Uuid> = sqlx::query_scalar(
@@ -612,7 +673,10 @@ pub async fn delegate(
     .await
     .map_err(db_error)?;
     let Some(council) = council else {
-        let e = again("departement", "Ce département n'a pas de collectivité inscrite : la délégation se fait au conseil départemental.");
+        let e = again(
+            "departement",
+            "Ce département n'a pas de collectivité inscrite : la délégation se fait au conseil départemental.",
+        );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
     let professional: Option<Uuid> = sqlx::query_scalar(
@@ -627,7 +691,10 @@ pub async fn delegate(
     .await
     .map_err(db_error)?;
     let Some(professional) = professional else {
-        let e = again("email", "Aucun administrateur de ce territoire n'a cette adresse : la délégation est réservée aux administrateurs d'une collectivité du département.");
+        let e = again(
+            "email",
+            "Aucun administrateur de ce territoire n'a cette adresse : la délégation est réservée aux administrateurs d'une collectivité du département.",
+        );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;

@@ -98,13 +98,12 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
                     .map_err(db_error)?;
                 tx.commit().await.map_err(db_error)?;
                 let codes: Vec<String> = rows.iter().map(|r| r.commune_code.clone()).collect();
-                let names: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT code, name FROM platform.communes WHERE code = ANY($1)",
-                )
-                .bind(&codes)
-                .fetch_all(platform.platform_pool())
-                .await
-                .map_err(db_error)?;
+                let names: Vec<(String, String)> =
+                    sqlx::query_as("SELECT code, name FROM platform.communes WHERE code = ANY($1)")
+                        .bind(&codes)
+                        .fetch_all(platform.platform_pool())
+                        .await
+                        .map_err(db_error)?;
                 for r in rows {
                     if let Some(allowed) = &communes
                         && !allowed.contains(&r.commune_code)

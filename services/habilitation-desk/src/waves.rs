@@ -134,7 +134,10 @@ pub async fn create(
         time::macros::format_description!("[year]-[month]-[day]"),
     );
     if opens_on.is_err() {
-        e.add("opens_on", "Indiquez la date d'ouverture prévue au format jj/mm/aaaa.");
+        e.add(
+            "opens_on",
+            "Indiquez la date d'ouverture prévue au format jj/mm/aaaa.",
+        );
     }
     let mut codes = Vec::new();
     let mut unknown = Vec::new();
@@ -158,7 +161,10 @@ pub async fn create(
             ),
         );
     } else if codes.is_empty() {
-        e.add("departements", "Indiquez au moins un département (codes INSEE séparés par des virgules).");
+        e.add(
+            "departements",
+            "Indiquez au moins un département (codes INSEE séparés par des virgules).",
+        );
     }
     let taken: Vec<(String, String)> = sqlx::query_as(
         "SELECT d.departement_code, w.name FROM platform.rollout_wave_departements d
@@ -222,7 +228,10 @@ pub async fn create(
         // Another wave took one of them meanwhile: nothing is kept.
         tx.rollback().await.map_err(Err)?;
         let mut e = FieldErrors::default();
-        e.add("departements", "Un de ces départements vient d'être placé dans une autre vague ; rechargez la page.");
+        e.add(
+            "departements",
+            "Un de ces départements vient d'être placé dans une autre vague ; rechargez la page.",
+        );
         return Err(Ok(e));
     }
     security::append(
@@ -355,11 +364,20 @@ pub async fn waves_page(
     let waves = list(platform.platform_pool()).await.map_err(db_error)?;
     let flash = match q.message.as_deref() {
         Some("creee") => Some("La vague est enregistrée."),
-        Some("ouverte") => Some("La vague est ouverte : les demandes en attente de ses départements entrent en examen et leurs demandeurs sont prévenus."),
+        Some("ouverte") => Some(
+            "La vague est ouverte : les demandes en attente de ses départements entrent en examen et leurs demandeurs sont prévenus.",
+        ),
         Some("deja-ouverte") => Some("Cette vague était déjà ouverte."),
         _ => None,
     };
-    page(req, &platform, waves, WaveForm::default(), FieldErrors::default(), flash)
+    page(
+        req,
+        &platform,
+        waves,
+        WaveForm::default(),
+        FieldErrors::default(),
+        flash,
+    )
 }
 
 /// `POST /national/vagues`: creates a wave.
@@ -397,7 +415,8 @@ pub async fn open_wave(
     Form(f): Form<OpenForm>,
 ) -> poem::Result<Response> {
     guard::require(&platform, &me, Domain::National, Action::WaveOpen).await?;
-    let id = Uuid::parse_str(f.vague.trim()).map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    let id = Uuid::parse_str(f.vague.trim())
+        .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM platform.rollout_waves WHERE id = $1)")
             .bind(id)

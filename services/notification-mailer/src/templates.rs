@@ -78,7 +78,10 @@ const TEMPLATES: &[Template] = &[
         ["period", "count", "requests", "more"]
     ),
     template!("issuer_link", ["url"]),
-    template!("request_received", ["reference", "structure", "next", "url"]),
+    template!(
+        "request_received",
+        ["reference", "structure", "next", "url"]
+    ),
     template!(
         "request_changes_requested",
         ["reference", "structure", "message", "url"]
@@ -89,7 +92,10 @@ const TEMPLATES: &[Template] = &[
     ),
     template!("request_amended", ["reference", "structure", "url"]),
     template!("request_accepted", ["reference", "structure", "url"]),
-    template!("request_refused", ["reference", "structure", "reason", "url"]),
+    template!(
+        "request_refused",
+        ["reference", "structure", "reason", "url"]
+    ),
     template!("request_released", ["reference", "structure", "url"]),
     template!("referent_appointed", ["structure", "url"]),
 ];

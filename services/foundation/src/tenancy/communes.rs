@@ -25,14 +25,24 @@ fn lines_of(departement: DepartementCode) -> impl Iterator<Item = [&'static str;
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| {
             let mut f = l.split('\t');
-            Some([f.next()?, f.next()?, f.next()?, f.next()?, f.next()?, f.next()?])
+            Some([
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+                f.next()?,
+            ])
         })
         .filter(move |f| f[2] == departement.as_str())
 }
 
 /// Loads (or updates) the département's communes. Idempotent; rows are rewritten only when the
 /// reference changed.
-pub async fn load(conn: &mut PgConnection, departement: DepartementCode) -> Result<u64, sqlx::Error> {
+pub async fn load(
+    conn: &mut PgConnection,
+    departement: DepartementCode,
+) -> Result<u64, sqlx::Error> {
     let mut codes = Vec::new();
     let mut names = Vec::new();
     let mut postal = Vec::new();

@@ -30,13 +30,13 @@ pub fn navigation(current: &str) -> Vec<NavItem> {
         ("/demande", "Habiliter une structure"),
         ("/accessibilite", "Accessibilité"),
     ]
-        .into_iter()
-        .map(|(href, label)| NavItem {
-            href,
-            label,
-            current: href == current,
-        })
-        .collect()
+    .into_iter()
+    .map(|(href, label)| NavItem {
+        href,
+        label,
+        current: href == current,
+    })
+    .collect()
 }
 
 /// Renders an askama template into an HTML response; a rendering failure is a 500.

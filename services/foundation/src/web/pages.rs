@@ -23,7 +23,9 @@ struct Landing<'a> {
 
 /// Open départements (names), and planned waves (name, date, départements), as the landing
 /// page lists them.
-async fn rollout(platform: &Platform) -> Result<(Vec<String>, Vec<(String, String, String)>), sqlx::Error> {
+async fn rollout(
+    platform: &Platform,
+) -> Result<(Vec<String>, Vec<(String, String, String)>), sqlx::Error> {
     let open: Vec<(String, String)> = sqlx::query_as(
         "SELECT d.code, d.name FROM platform.rollout_wave_departements wd
          JOIN platform.rollout_waves w ON w.id = wd.wave_id
@@ -42,7 +44,9 @@ async fn rollout(platform: &Platform) -> Result<(Vec<String>, Vec<(String, Strin
     .fetch_all(platform.platform_pool())
     .await?;
     Ok((
-        open.into_iter().map(|(c, n)| format!("{n} ({c})")).collect(),
+        open.into_iter()
+            .map(|(c, n)| format!("{n} ({c})"))
+            .collect(),
         planned
             .into_iter()
             .map(|(n, d, deps)| (n, crate::paris::day(d), deps))

@@ -133,11 +133,23 @@ pub async fn accept(
     .await?;
     let mut accepted = request.clone();
     accepted.structure_id = Some(structure);
-    journal::append(&mut tx, entry(Event::RequestAccepted, &accepted, Actor::Reviewer(reviewer))).await?;
-    let mut created = entry(Event::StructureCreated, &accepted, Actor::Reviewer(reviewer));
+    journal::append(
+        &mut tx,
+        entry(Event::RequestAccepted, &accepted, Actor::Reviewer(reviewer)),
+    )
+    .await?;
+    let mut created = entry(
+        Event::StructureCreated,
+        &accepted,
+        Actor::Reviewer(reviewer),
+    );
     created.details["tenant"] = json!(tenant_id);
     journal::append(&mut tx, created).await?;
-    let mut filed = entry(Event::HabilitationFilesCreated, &accepted, Actor::Reviewer(reviewer));
+    let mut filed = entry(
+        Event::HabilitationFilesCreated,
+        &accepted,
+        Actor::Reviewer(reviewer),
+    );
     filed.details["files"] = json!(files);
     journal::append(&mut tx, filed).await?;
     mail(
@@ -228,7 +240,8 @@ pub async fn finish_accounts(
         .fetch_one(&mut *tx)
         .await?;
         if created || !has_factor {
-            accounts::send_enrolment_link(&mut tx, &platform.cipher, id, &public_url(platform)).await?;
+            accounts::send_enrolment_link(&mut tx, &platform.cipher, id, &public_url(platform))
+                .await?;
         } else {
             enqueue_platform(
                 &mut tx,
@@ -244,17 +257,21 @@ pub async fn finish_accounts(
             )
             .await?;
         }
-        sqlx::query("UPDATE platform.request_acceptances SET professional_id = $2 WHERE request_id = $1")
-            .bind(request_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE platform.request_acceptances SET professional_id = $2 WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         id
     } else {
-        sqlx::query_scalar("SELECT professional_id FROM platform.request_acceptances WHERE request_id = $1")
-            .bind(request_id)
-            .fetch_one(&mut *tx)
-            .await?
+        sqlx::query_scalar(
+            "SELECT professional_id FROM platform.request_acceptances WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_one(&mut *tx)
+        .await?
     };
     tx.commit().await?;
     let mut dep = tenant.begin().await?;

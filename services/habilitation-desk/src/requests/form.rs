@@ -124,7 +124,13 @@ fn refused_profession(profession: &str) -> Option<&'static str> {
         refused_employment("civic_service")
     } else if has("stagiaire") || has("stagiaires") {
         refused_employment("intern")
-    } else if has("elu") || has("elue") || phrase("adjoint au maire") || phrase("conseiller municipal") || phrase("conseillere municipale") || has("maire") {
+    } else if has("elu")
+        || has("elue")
+        || phrase("adjoint au maire")
+        || phrase("conseiller municipal")
+        || phrase("conseillere municipale")
+        || has("maire")
+    {
         refused_employment("elected")
     } else {
         None
@@ -436,7 +442,10 @@ impl AidantInput {
         if let Some(reason) = refused_employment(&employment) {
             e.add("employment", reason);
         } else if !EMPLOYMENTS.iter().any(|(c, _)| *c == employment) {
-            e.add("employment", "Choisissez le statut de la personne dans la liste.");
+            e.add(
+                "employment",
+                "Choisissez le statut de la personne dans la liste.",
+            );
         }
         if let Some(reason) = refused_profession(&profession) {
             e.add("profession", reason);
@@ -517,8 +526,16 @@ mod tests {
     #[test]
     fn only_professionals_may_be_listed() {
         assert!(aidant("public_agent", "Agent d'accueil").validate().is_ok());
-        assert!(aidant("employee", "Travailleuse sociale").validate().is_ok());
-        assert!(aidant("conseiller_numerique", "Conseiller numérique").validate().is_ok());
+        assert!(
+            aidant("employee", "Travailleuse sociale")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            aidant("conseiller_numerique", "Conseiller numérique")
+                .validate()
+                .is_ok()
+        );
         for (status, word) in [
             ("volunteer", "bénévoles"),
             ("civic_service", "service civique"),
@@ -527,18 +544,35 @@ mod tests {
         ] {
             let e = aidant(status, "Accueil").validate().expect_err(status);
             assert!(
-                e.get("employment").is_some_and(|m| m.to_lowercase().contains(word)),
+                e.get("employment")
+                    .is_some_and(|m| m.to_lowercase().contains(word)),
                 "{status}: {e:?}"
             );
         }
         // The profession typed gives it away too.
-        for profession in ["Bénévole accueil", "Volontaire Service Civique", "Stagiaire", "Adjointe au maire", "élue"] {
-            let e = aidant("employee", profession).validate().expect_err(profession);
+        for profession in [
+            "Bénévole accueil",
+            "Volontaire Service Civique",
+            "Stagiaire",
+            "Adjointe au maire",
+            "élue",
+        ] {
+            let e = aidant("employee", profession)
+                .validate()
+                .expect_err(profession);
             assert!(e.get("profession").is_some(), "{profession}");
         }
         // Words that merely contain those letters are fine.
-        assert!(aidant("employee", "Médiatrice numérique").validate().is_ok());
-        assert!(aidant("employee", "Responsable élévation").validate().is_ok());
+        assert!(
+            aidant("employee", "Médiatrice numérique")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            aidant("employee", "Responsable élévation")
+                .validate()
+                .is_ok()
+        );
         // Something else than the list.
         assert!(aidant("pirate", "Accueil").validate().is_err());
     }
@@ -585,8 +619,14 @@ mod tests {
 
     #[test]
     fn phones_are_french_numbers() {
-        assert_eq!(normalise_french_phone("05 56 00 00 00").as_deref(), Some("+33556000000"));
-        assert_eq!(normalise_french_phone("+33 6 12 34 56 78").as_deref(), Some("+33612345678"));
+        assert_eq!(
+            normalise_french_phone("05 56 00 00 00").as_deref(),
+            Some("+33556000000")
+        );
+        assert_eq!(
+            normalise_french_phone("+33 6 12 34 56 78").as_deref(),
+            Some("+33612345678")
+        );
         assert_eq!(normalise_french_phone("0612"), None);
         assert_eq!(normalise_french_phone("abcdefghij"), None);
     }

@@ -129,7 +129,8 @@ pub fn departement_of(reference: &str) -> Option<DepartementCode> {
     }
     let code = parts.next()?;
     let tail = parts.next()?;
-    if parts.next().is_some() || tail.len() != 8 || !tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if parts.next().is_some() || tail.len() != 8 || !tail.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return None;
     }
     DepartementCode::parse(code).ok()
@@ -169,7 +170,8 @@ pub struct Request {
     pub structure_id: Option<Uuid>,
 }
 
-const COLUMNS: &str = "id, reference, structure_name, structure_kind, siret, commune_code, issuer_email,
+const COLUMNS: &str =
+    "id, reference, structure_name, structure_kind, siret, commune_code, issuer_email,
     issuer_id, status, address, postal_code, france_services, france_services_number, mission,
     opening_hours, referent_first_name, referent_last_name, referent_email, referent_phone,
     referent_is_aidant, created_at, updated_at, first_submitted_at, submitted_at, released_at,
@@ -355,7 +357,11 @@ pub async fn load(
 }
 
 /// Reads a request with its aidants, commitments and thread.
-pub async fn dossier(platform: &Platform, tx: &mut TenantTx, request: Request) -> Result<Dossier, RequestError> {
+pub async fn dossier(
+    platform: &Platform,
+    tx: &mut TenantTx,
+    request: Request,
+) -> Result<Dossier, RequestError> {
     let aidants = sqlx::query_as::<_, ListedAidant>(
         "SELECT id, first_name, last_name, email, profession, employment, employer
          FROM request_aidants WHERE request_id = $1 ORDER BY created_at, id",
@@ -363,15 +369,18 @@ pub async fn dossier(platform: &Platform, tx: &mut TenantTx, request: Request) -
     .bind(request.id)
     .fetch_all(&mut **tx)
     .await?;
-    let accepted: Vec<(String, String)> = sqlx::query_as(
-        "SELECT code, text_version FROM request_commitments WHERE request_id = $1",
-    )
-    .bind(request.id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let accepted: Vec<(String, String)> =
+        sqlx::query_as("SELECT code, text_version FROM request_commitments WHERE request_id = $1")
+            .bind(request.id)
+            .fetch_all(&mut **tx)
+            .await?;
     let commitments = COMMITMENTS
         .iter()
-        .filter(|c| accepted.iter().any(|(code, v)| code == c.code && v == c.version))
+        .filter(|c| {
+            accepted
+                .iter()
+                .any(|(code, v)| code == c.code && v == c.version)
+        })
         .map(|c| c.code.to_owned())
         .collect();
     let messages = sqlx::query_as::<_, Message>(
@@ -395,7 +404,10 @@ pub async fn dossier(platform: &Platform, tx: &mut TenantTx, request: Request) -
 }
 
 /// The commune of the step, from the reference data, with its postal code checked.
-pub async fn check_commune(platform: &Platform, step: &StructureStep) -> Result<Commune, RequestError> {
+pub async fn check_commune(
+    platform: &Platform,
+    step: &StructureStep,
+) -> Result<Commune, RequestError> {
     let code = CommuneCode::parse(&step.commune_code)
         .map_err(|_| RequestError::field("commune_code", "Ce code INSEE n'est pas valide."))?;
     let commune = communes::find(platform.platform_pool(), &code).await?.ok_or_else(|| {
@@ -423,7 +435,11 @@ pub async fn check_commune(platform: &Platform, step: &StructureStep) -> Result<
 }
 
 /// Refuses a SIRET that already has an open request (other than `except`) or a structure.
-async fn check_siret(tx: &mut TenantTx, siret: &str, except: Option<Uuid>) -> Result<(), RequestError> {
+async fn check_siret(
+    tx: &mut TenantTx,
+    siret: &str,
+    except: Option<Uuid>,
+) -> Result<(), RequestError> {
     let open: Option<String> = sqlx::query_scalar(
         "SELECT reference FROM structure_requests
          WHERE siret = $1 AND status NOT IN ('accepted', 'refused', 'withdrawn') AND id IS DISTINCT FROM $2",
@@ -452,7 +468,8 @@ async fn check_siret(tx: &mut TenantTx, siret: &str, except: Option<Uuid>) -> Re
 fn siret_conflict(e: sqlx::Error, siret_reference: impl FnOnce() -> String) -> RequestError {
     match &e {
         sqlx::Error::Database(d)
-            if d.is_unique_violation() && d.constraint() == Some("structure_requests_open_siret") =>
+            if d.is_unique_violation()
+                && d.constraint() == Some("structure_requests_open_siret") =>
         {
             RequestError::SiretOpen(siret_reference())
         }
@@ -613,14 +630,17 @@ pub async fn add_aidant(
 ) -> Result<(), RequestError> {
     let mut tx = tenant.begin().await?;
     let request = editable(&mut tx, issuer, reference).await?;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM request_aidants WHERE request_id = $1")
-        .bind(request.id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM request_aidants WHERE request_id = $1")
+            .bind(request.id)
+            .fetch_one(&mut *tx)
+            .await?;
     if count as usize >= MAX_AIDANTS {
         return Err(RequestError::field(
             "email",
-            format!("Une demande liste {MAX_AIDANTS} aidants au plus ; déposez-la, le référent en ajoutera ensuite."),
+            format!(
+                "Une demande liste {MAX_AIDANTS} aidants au plus ; déposez-la, le référent en ajoutera ensuite."
+            ),
         ));
     }
     let inserted = sqlx::query(
@@ -829,7 +849,11 @@ pub async fn withdraw(
     .bind(request.id)
     .execute(&mut *tx)
     .await?;
-    journal::append(&mut tx, entry(Event::RequestWithdrawn, &request, Actor::Issuer(issuer.id))).await?;
+    journal::append(
+        &mut tx,
+        entry(Event::RequestWithdrawn, &request, Actor::Issuer(issuer.id)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -838,10 +862,16 @@ pub async fn withdraw(
 pub fn message_body(field: &'static str, typed: &str) -> Result<String, RequestError> {
     let body = typed.trim().replace("\r\n", "\n");
     if body.is_empty() {
-        return Err(RequestError::field(field, "Écrivez votre message avant de l'envoyer."));
+        return Err(RequestError::field(
+            field,
+            "Écrivez votre message avant de l'envoyer.",
+        ));
     }
     if body.chars().count() > 5000 {
-        return Err(RequestError::field(field, "Le message dépasse 5 000 caractères ; raccourcissez-le."));
+        return Err(RequestError::field(
+            field,
+            "Le message dépasse 5 000 caractères ; raccourcissez-le.",
+        ));
     }
     Ok(body)
 }
@@ -888,7 +918,11 @@ pub async fn issuer_message(
         return Err(RequestError::NotEditable(request.status()));
     }
     insert_message(&mut tx, &request, Actor::Issuer(issuer.id), &body).await?;
-    journal::append(&mut tx, entry(Event::RequestMessage, &request, Actor::Issuer(issuer.id))).await?;
+    journal::append(
+        &mut tx,
+        entry(Event::RequestMessage, &request, Actor::Issuer(issuer.id)),
+    )
+    .await?;
     let last_reviewer: Option<Uuid> = sqlx::query_scalar(
         "SELECT professional_id FROM request_messages WHERE request_id = $1 AND author = 'reviewer'
          ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -897,12 +931,11 @@ pub async fn issuer_message(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(reviewer) = last_reviewer {
-        let to: Option<String> = sqlx::query_scalar(
-            "SELECT email FROM platform.professionals WHERE id = $1 AND active",
-        )
-        .bind(reviewer)
-        .fetch_optional(platform.platform_pool())
-        .await?;
+        let to: Option<String> =
+            sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1 AND active")
+                .bind(reviewer)
+                .fetch_optional(platform.platform_pool())
+                .await?;
         if let Some(to) = to {
             mail(
                 &mut tx,
@@ -953,7 +986,8 @@ pub async fn review(
         .ok_or(RequestError::NotFound)?;
     let status = request.status();
     let url = issuer_url(platform, &request.reference);
-    let base = json!({ "reference": request.reference, "structure": request.structure_name, "url": url });
+    let base =
+        json!({ "reference": request.reference, "structure": request.structure_name, "url": url });
     let next = match &action {
         Review::Message(typed) => {
             let body = message_body("message", typed)?;
@@ -961,7 +995,11 @@ pub async fn review(
                 return Err(RequestError::NotReviewable(status));
             }
             insert_message(&mut tx, &request, Actor::Reviewer(reviewer), &body).await?;
-            journal::append(&mut tx, entry(Event::RequestMessage, &request, Actor::Reviewer(reviewer))).await?;
+            journal::append(
+                &mut tx,
+                entry(Event::RequestMessage, &request, Actor::Reviewer(reviewer)),
+            )
+            .await?;
             let mut p = base.clone();
             p["from"] = json!("l'équipe d'instruction");
             p["message"] = json!(body);
@@ -974,10 +1012,24 @@ pub async fn review(
                 return Err(RequestError::NotReviewable(status));
             }
             insert_message(&mut tx, &request, Actor::Reviewer(reviewer), &body).await?;
-            journal::append(&mut tx, entry(Event::RequestChangesRequested, &request, Actor::Reviewer(reviewer))).await?;
+            journal::append(
+                &mut tx,
+                entry(
+                    Event::RequestChangesRequested,
+                    &request,
+                    Actor::Reviewer(reviewer),
+                ),
+            )
+            .await?;
             let mut p = base.clone();
             p["message"] = json!(body);
-            mail(&mut tx, &request.issuer_email, "request_changes_requested", p).await?;
+            mail(
+                &mut tx,
+                &request.issuer_email,
+                "request_changes_requested",
+                p,
+            )
+            .await?;
             Status::ChangesRequested
         }
         Review::Refuse(typed) => {
@@ -991,7 +1043,11 @@ pub async fn review(
                 .bind(reviewer)
                 .execute(&mut *tx)
                 .await?;
-            journal::append(&mut tx, entry(Event::RequestRefused, &request, Actor::Reviewer(reviewer))).await?;
+            journal::append(
+                &mut tx,
+                entry(Event::RequestRefused, &request, Actor::Reviewer(reviewer)),
+            )
+            .await?;
             let mut p = base.clone();
             p["reason"] = json!(reason);
             mail(&mut tx, &request.issuer_email, "request_refused", p).await?;
@@ -1009,7 +1065,10 @@ pub async fn review(
 
 /// Moves the territory's waiting requests into review (its wave opened), telling each issuer.
 /// Returns how many were released.
-pub async fn release_waiting(platform: &Platform, departement: DepartementCode) -> Result<usize, RequestError> {
+pub async fn release_waiting(
+    platform: &Platform,
+    departement: DepartementCode,
+) -> Result<usize, RequestError> {
     let tenant = platform.tenancy.context(departement).await?;
     let mut tx = tenant.begin().await?;
     let waiting: Vec<Request> = sqlx::query_as::<_, Request>(sqlx::AssertSqlSafe(format!(
@@ -1073,7 +1132,11 @@ pub async fn summaries(
     commune: Option<&str>,
 ) -> Result<Vec<Summary>, sqlx::Error> {
     let states: Vec<&str> = if states.is_empty() {
-        Status::ALL.iter().filter(|s| **s != Status::Draft).map(Status::as_str).collect()
+        Status::ALL
+            .iter()
+            .filter(|s| **s != Status::Draft)
+            .map(Status::as_str)
+            .collect()
     } else {
         states.iter().map(Status::as_str).collect()
     };
@@ -1101,9 +1164,22 @@ mod tests {
             let d = DepartementCode::parse(code).expect("code");
             let r = new_reference(d);
             assert_eq!(departement_of(&r), Some(d), "{r}");
-            assert!(r.len() <= 40 && r.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-'));
+            assert!(
+                r.len() <= 40
+                    && r.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-')
+            );
         }
-        for bad in ["", "HAB", "HAB-33", "HAB-99-ABCDEFGH", "HAB-33-ABC", "XYZ-33-ABCDEFGH", "HAB-33-ABCDEFGH-X", "HAB-33-ABCD/FGH"] {
+        for bad in [
+            "",
+            "HAB",
+            "HAB-33",
+            "HAB-99-ABCDEFGH",
+            "HAB-33-ABC",
+            "XYZ-33-ABCDEFGH",
+            "HAB-33-ABCDEFGH-X",
+            "HAB-33-ABCD/FGH",
+        ] {
             assert_eq!(departement_of(bad), None, "{bad}");
         }
     }

@@ -69,7 +69,11 @@ pub fn parse(input: &str) -> Result<String, SiretError> {
     } else {
         luhn(&digits)
     };
-    if valid { Ok(compact) } else { Err(SiretError::Key) }
+    if valid {
+        Ok(compact)
+    } else {
+        Err(SiretError::Key)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,1538 @@
+//! Habilitation desk I, end to end against the real stack: an issuer verifies their address,
+//! fills and submits a structure request, the national team (or a territory by delegation)
+//! reviews it, accepting creates the structure, the référent's account and the habilitation
+//! files in the right territory, and rollout waves hold requests until their territory opens.
+
+mod common;
+
+use common::identity::*;
+use common::{TestApp, spawn_app};
+use policies::{Domain, Role};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A Luhn-valid SIRET made of `n`.
+fn siret(n: u32) -> String {
+    let body = format!("9000{n:09}");
+    let digits: Vec<u32> = body.chars().filter_map(|c| c.to_digit(10)).collect();
+    let key = (0..10)
+        .find(|k| {
+            let mut all = digits.clone();
+            all.push(*k);
+            let sum: u32 = all
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, &d)| {
+                    if i % 2 == 1 {
+                        let x = d * 2;
+                        if x > 9 { x - 9 } else { x }
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            sum % 10 == 0
+        })
+        .expect("clé");
+    format!("{body}{key}")
+}
+
+fn unique_email(who: &str) -> String {
+    format!(
+        "{who}-{}@example.test",
+        &Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// An issuer's browser, its address verified through the mailed link.
+async fn issuer(app: &TestApp, email: &str) -> Browser {
+    let client = browser(&app.address);
+    let known = test_support::maildev::mails_to(email).await.len();
+    let resp = post_form(&client, app, "/demande", "/demande", &[("email", email)]).await;
+    assert_eq!(resp.status(), 200);
+    let link = mailed(email, "/demande/acces?jeton=", known.min(usize::MAX)).await;
+    let (status, confirm) = page(&client, &link).await;
+    assert_eq!(status, 200, "{confirm}");
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    let resp = client
+        .post(
+            &app.url("/demande/acces"),
+            &[
+                ("csrf", csrf_of(&confirm).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/demande/mes-demandes");
+    client
+}
+
+struct Structure<'a> {
+    name: &'a str,
+    siret: String,
+    commune: &'a str,
+    postal: &'a str,
+}
+
+fn structure_fields(s: &Structure) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", s.name.to_owned()),
+        ("kind", "ccas".to_owned()),
+        ("siret", s.siret.clone()),
+        ("address", "1 place de la Mairie".to_owned()),
+        ("postal_code", s.postal.to_owned()),
+        ("commune_code", s.commune.to_owned()),
+        (
+            "mission",
+            "Accueil social et accompagnement aux démarches".to_owned(),
+        ),
+        (
+            "opening_hours",
+            "Du lundi au vendredi, 9 h - 17 h".to_owned(),
+        ),
+    ]
+}
+
+async fn post_fields(
+    client: &Browser,
+    app: &TestApp,
+    form_page: &str,
+    action: &str,
+    fields: &[(&str, String)],
+) -> reqwest::Response {
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    post_form(client, app, form_page, action, &borrowed).await
+}
+
+/// Fills the four steps; returns the reference (the request is a complete draft).
+async fn fill(client: &Browser, app: &TestApp, s: &Structure<'_>, referent_email: &str) -> String {
+    let resp = post_fields(
+        client,
+        app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &structure_fields(s),
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let to = location(&resp);
+    let reference = to
+        .strip_prefix("/demande/demandes/")
+        .and_then(|r| r.strip_suffix("/referent"))
+        .expect("référence")
+        .to_owned();
+    let base = format!("/demande/demandes/{reference}");
+    let resp = post_fields(
+        client,
+        app,
+        &format!("{base}/referent"),
+        &format!("{base}/referent"),
+        &[
+            ("first_name", "Régine".into()),
+            ("last_name", "Référente".into()),
+            ("email", referent_email.into()),
+            ("phone", "05 56 00 00 00".into()),
+            ("is_aidant", "on".into()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    for (first, email) in [("Anne", "anne"), ("Bruno", "bruno")] {
+        let resp = post_fields(
+            client,
+            app,
+            &format!("{base}/aidants"),
+            &format!("{base}/aidants"),
+            &[
+                ("first_name", first.into()),
+                ("last_name", "Aidant".into()),
+                ("email", unique_email(email)),
+                ("profession", "Agent d'accueil".into()),
+                ("employment", "public_agent".into()),
+                ("employer", s.name.into()),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), 303);
+    }
+    let resp = post_fields(
+        client,
+        app,
+        &format!("{base}/engagements"),
+        &format!("{base}/engagements"),
+        &[
+            ("terms_of_use", "on".into()),
+            ("dpo_informed", "on".into()),
+            ("training_financed", "on".into()),
+            ("professionals_only", "on".into()),
+            ("no_elected_official", "on".into()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    reference
+}
+
+async fn submit(client: &Browser, app: &TestApp, reference: &str) -> reqwest::Response {
+    let base = format!("/demande/demandes/{reference}");
+    post_form(client, app, &base, &format!("{base}/deposer"), &[]).await
+}
+
+async fn status_of(app: &TestApp, departement: &str, reference: &str) -> String {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT status FROM dep_{}.structure_requests WHERE reference = $1",
+        departement.to_lowercase()
+    )))
+    .bind(reference)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("état")
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&app.db.admin)
+        .await
+        .expect(sql)
+}
+
+/// A national admin, signed in.
+async fn national(app: &TestApp) -> (TestProfessional, Browser) {
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Nationale",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let client = browser(&app.address);
+    assert_eq!(log_in(&client, app, &nadia, -1).await.status(), 303);
+    (nadia, client)
+}
+
+/// The département council's tenant (created when missing).
+async fn council(app: &TestApp, departement: &str) -> Uuid {
+    let d = foundation::tenancy::DepartementCode::parse(departement).expect("dep");
+    match foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Departement(d),
+        &format!("Conseil départemental {departement}"),
+    )
+    .await
+    {
+        Ok(t) => t.id,
+        Err(_) => sqlx::query_scalar(
+            "SELECT id FROM platform.tenants WHERE kind = 'departement' AND departement_code = $1",
+        )
+        .bind(d.as_str())
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("tenant"),
+    }
+}
+
+/// Creates and opens a wave of these départements through the national pages.
+async fn open_wave(app: &TestApp, admin: &Browser, name: &str, codes: &str) {
+    let resp = post_form(
+        admin,
+        app,
+        "/national/vagues",
+        "/national/vagues",
+        &[
+            ("name", name),
+            ("opens_on", "2026-12-01"),
+            ("departements", codes),
+        ],
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let wave: Uuid = sqlx::query_scalar("SELECT id FROM platform.rollout_waves WHERE name = $1")
+        .bind(name)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("vague");
+    let resp = post_form(
+        admin,
+        app,
+        "/national/vagues",
+        "/national/vagues/ouvrir",
+        &[("vague", &wave.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/national/vagues?message=ouverte");
+}
+
+async fn mail_subjects(email: &str) -> Vec<String> {
+    test_support::maildev::mails_to(email)
+        .await
+        .iter()
+        .filter_map(|m| m["subject"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn wait_subject(email: &str, part: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if mail_subjects(email).await.iter().any(|s| s.contains(part)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pas de courriel « {part} » pour {email} : {:?}",
+            mail_subjects(email).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuer's address.
+
+#[tokio::test]
+async fn an_issuer_verifies_their_address_by_a_single_use_link() {
+    let app = spawn_app(&["33"]).await;
+    let client = browser(&app.address);
+    // Without a verified address, the request pages send to the address form.
+    let resp = client.get(&app.url("/demande/mes-demandes")).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/demande?session=expiree");
+
+    // A bad address: a French error on the field, what was typed kept, nothing written.
+    let resp = post_form(
+        &client,
+        &app,
+        "/demande",
+        "/demande",
+        &[("email", "pas-une-adresse")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(
+        body.contains("n&#39;est pas valide") || body.contains("n'est pas valide"),
+        "{body}"
+    );
+    assert!(body.contains(r#"value="pas-une-adresse""#));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.issuers").await,
+        0
+    );
+
+    let email = unique_email("demandeuse");
+    let resp = post_form(&client, &app, "/demande", "/demande", &[("email", &email)]).await;
+    assert_eq!(resp.status(), 200);
+    let link = mailed(&email, "/demande/acces?jeton=", 0).await;
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    // Only the hash is stored.
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM platform.issuer_links")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("lien");
+    assert_eq!(stored, foundation::auth::secrets::token_hash(&token));
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM platform.outbox WHERE payload::text LIKE '%{token}%'")
+        )
+        .await,
+        0
+    );
+
+    // GET (a mail scanner, twice) consumes nothing; the POST does, once.
+    for _ in 0..2 {
+        let (status, body) = page(&client, &link).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Accéder à mes demandes"));
+    }
+    let (_, confirm) = page(&client, &link).await;
+    let consume_url = app.url("/demande/acces");
+    let resp = client
+        .post(
+            &consume_url,
+            &[
+                ("csrf", csrf_of(&confirm).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (status, list) = page(&client, &app.url("/demande/mes-demandes")).await;
+    assert_eq!(status, 200);
+    assert!(list.contains(&email));
+    let verified: bool =
+        sqlx::query_scalar("SELECT verified_at IS NOT NULL FROM platform.issuers WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("vérifiée");
+    assert!(verified);
+
+    // Reused: refused clearly, in another browser too.
+    let other = browser(&app.address);
+    let (status, page_again) = page(&other, &link).await;
+    assert_eq!(status, 400);
+    assert!(
+        page_again.contains("n&#39;est plus valable") || page_again.contains("n'est plus valable")
+    );
+    let (_, start) = page(&other, &app.url("/demande")).await;
+    let resp = other
+        .post(
+            &consume_url,
+            &[
+                ("csrf", csrf_of(&start).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        other.get(&app.url("/demande/mes-demandes")).await.status(),
+        303
+    );
+
+    // Expired (24 h) or forged: refused, nothing opened.
+    let late = unique_email("tardive");
+    let resp = post_form(&other, &app, "/demande", "/demande", &[("email", &late)]).await;
+    assert_eq!(resp.status(), 200);
+    let late_link = mailed(&late, "/demande/acces?jeton=", 0).await;
+    sqlx::query("UPDATE platform.issuer_links SET expires_at = now() - interval '1 second' WHERE consumed_at IS NULL")
+        .execute(&app.db.admin)
+        .await
+        .expect("expiration");
+    assert_eq!(page(&other, &late_link).await.0, 400);
+    assert_eq!(
+        page(&other, &app.url("/demande/acces?jeton=forge")).await.0,
+        400
+    );
+    assert_eq!(page(&other, &app.url("/demande/acces")).await.0, 400);
+
+    // Logging out ends the issuer session.
+    let resp = post_form(
+        &client,
+        &app,
+        "/demande/mes-demandes",
+        "/demande/deconnexion",
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        client.get(&app.url("/demande/mes-demandes")).await.status(),
+        303
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The form.
+
+#[tokio::test]
+async fn the_form_keeps_what_was_typed_and_writes_nothing_half() {
+    let app = spawn_app(&["33", "01"]).await;
+    let email = unique_email("formulaire");
+    let client = issuer(&app, &email).await;
+
+    // Step 1 full of mistakes: each on its field, every value kept, nothing written.
+    let resp = post_form(
+        &client,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &[
+            ("name", ""),
+            ("kind", "pirate"),
+            ("siret", "13002526500014"),
+            ("address", "3 rue des Lilas"),
+            ("postal_code", "336"),
+            ("commune_code", "33600"),
+            ("france_services", "on"),
+            ("france_services_number", ""),
+            ("mission", "Accueil"),
+            ("opening_hours", ""),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    for expected in [
+        "Indiquez le nom de la structure",
+        "Choisissez le type de structure",
+        "clé de contrôle incorrecte",
+        "Le code postal compte 5 chiffres",
+        "numéro de labellisation France Services",
+        "Indiquez les horaires",
+        r#"value="13002526500014""#,
+        r#"value="33600""#,
+        "3 rue des Lilas",
+        r#"id="siret-erreur""#,
+        r#"aria-invalid="true""#,
+    ] {
+        assert!(body.contains(expected), "{expected} absent");
+    }
+    // A commune that does not exist, a postal code that does not match.
+    let mut fields = structure_fields(&Structure {
+        name: "CCAS de Pessac",
+        siret: siret(1),
+        commune: "33999",
+        postal: "33600",
+    });
+    let resp = post_fields(
+        &client,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &fields,
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Aucune commune ne porte le code INSEE 33999")
+    );
+    fields[5].1 = "33318".into();
+    fields[4].1 = "33000".into();
+    let resp = post_fields(
+        &client,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &fields,
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("ne correspond pas à la commune Pessac")
+    );
+    for table in [
+        "platform.request_index",
+        "dep_33.structure_requests",
+        "dep_01.structure_requests",
+    ] {
+        assert_eq!(
+            count(&app, &format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
+    }
+
+    // Valid: the draft lives in the département of its commune, and nowhere else.
+    fields[4].1 = "33600".into();
+    let resp = post_fields(
+        &client,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &fields,
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let reference = location(&resp)
+        .strip_prefix("/demande/demandes/")
+        .and_then(|r| r.strip_suffix("/referent"))
+        .expect("référence")
+        .to_owned();
+    assert!(reference.starts_with("HAB-33-"), "{reference}");
+    assert_eq!(status_of(&app, "33", &reference).await, "draft");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_01.structure_requests").await,
+        0
+    );
+    let base = format!("/demande/demandes/{reference}");
+
+    // Step 2 with a bad phone: nothing of it saved.
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/referent"),
+        &format!("{base}/referent"),
+        &[
+            ("first_name", "Régine".into()),
+            ("last_name", "Référente".into()),
+            ("email", "regine@ccas-pessac.example.test".into()),
+            ("phone", "12".into()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains("numéro de téléphone français"));
+    assert!(body.contains("regine@ccas-pessac.example.test"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structure_requests WHERE referent_email IS NOT NULL"
+        )
+        .await,
+        0
+    );
+
+    // Aidants: volunteers, civic service, interns and elected officials are refused with the
+    // reason; a professional is listed.
+    for (employment, profession, why) in [
+        ("volunteer", "Accueil", "bénévoles"),
+        ("civic_service", "Accueil", "service civique"),
+        ("intern", "Accueil", "stagiaires"),
+        ("elected", "Accueil", "élus"),
+        ("employee", "Adjoint au maire", "élus"),
+    ] {
+        let resp = post_fields(
+            &client,
+            &app,
+            &format!("{base}/aidants"),
+            &format!("{base}/aidants"),
+            &[
+                ("first_name", "Paul".into()),
+                ("last_name", "Bénévole".into()),
+                ("email", "paul@example.test".into()),
+                ("profession", profession.into()),
+                ("employment", employment.into()),
+                ("employer", "CCAS".into()),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{employment}");
+        let body = resp.text().await.expect("corps").to_lowercase();
+        assert!(body.contains(why), "{employment}: {why}");
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.request_aidants").await,
+        0
+    );
+
+    // Commitments: all or nothing.
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/engagements"),
+        &format!("{base}/engagements"),
+        &[("terms_of_use", "on".into()), ("dpo_informed", "on".into())],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Cet engagement est nécessaire")
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.request_commitments").await,
+        0
+    );
+
+    // Incomplete, the submission is refused with what is missing.
+    let resp = submit(&client, &app, &reference).await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains("le référent"), "{body}");
+    assert_eq!(status_of(&app, "33", &reference).await, "draft");
+
+    // Moving the structure to another département is refused (the request lives here).
+    let mut elsewhere = fields.clone();
+    elsewhere[5].1 = "01053".into();
+    elsewhere[4].1 = "01000".into();
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/structure"),
+        &format!("{base}/structure"),
+        &elsewhere,
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("la commune doit s")
+    );
+
+    // Commitments recorded with their text version and time.
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/engagements"),
+        &format!("{base}/engagements"),
+        &[
+            ("terms_of_use", "on".into()),
+            ("dpo_informed", "on".into()),
+            ("training_financed", "on".into()),
+            ("professionals_only", "on".into()),
+            ("no_elected_official", "on".into()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.request_commitments WHERE text_version = '2026-11' AND accepted_at IS NOT NULL").await,
+        5
+    );
+
+    // Another issuer may not see or touch this request.
+    let intruder = issuer(&app, &unique_email("intrus")).await;
+    for path in ["", "/structure", "/referent", "/aidants", "/engagements"] {
+        assert_eq!(
+            intruder
+                .get(&app.url(&format!("{base}{path}")))
+                .await
+                .status(),
+            404,
+            "{path}"
+        );
+    }
+    let resp = post_form(
+        &intruder,
+        &app,
+        "/demande/mes-demandes",
+        &format!("{base}/retirer"),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(status_of(&app, "33", &reference).await, "draft");
+}
+
+#[tokio::test]
+async fn a_second_open_request_for_a_siret_is_refused_with_a_link_to_the_first() {
+    let app = spawn_app(&["33"]).await;
+    let first = issuer(&app, &unique_email("premier")).await;
+    let s = Structure {
+        name: "CCAS de Talence",
+        siret: siret(7),
+        commune: "33522",
+        postal: "33400",
+    };
+    let reference = fill(&first, &app, &s, &unique_email("ref")).await;
+    let second = issuer(&app, &unique_email("second")).await;
+    let resp = post_fields(
+        &second,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &structure_fields(&s),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(
+        body.contains(&format!("/demande/demandes/{reference}")),
+        "{body}"
+    );
+    assert!(
+        body.contains("Rien n&#39;a été enregistré") || body.contains("Rien n'a été enregistré")
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structure_requests").await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.request_index").await,
+        1
+    );
+    // Once withdrawn, the SIRET is free again.
+    let base = format!("/demande/demandes/{reference}");
+    let resp = post_form(&first, &app, &base, &format!("{base}/retirer"), &[]).await;
+    assert_eq!(resp.status(), 303);
+    let resp = post_fields(
+        &second,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &structure_fields(&s),
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submission, review, acceptance.
+
+#[tokio::test]
+async fn a_request_goes_from_draft_to_accepted_and_creates_everything_in_its_territory() {
+    let app = spawn_app(&["33", "01"]).await;
+    let council33 = council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague 1", "33, 01").await;
+
+    let issuer_email = unique_email("issuer");
+    let client = issuer(&app, &issuer_email).await;
+    let referent_email = unique_email("regine");
+    let s = Structure {
+        name: "CCAS de Lormont",
+        siret: siret(42),
+        commune: "33249",
+        postal: "33310",
+    };
+    let reference = fill(&client, &app, &s, &referent_email).await;
+    let base = format!("/demande/demandes/{reference}");
+    let resp = submit(&client, &app, &reference).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "submitted");
+    wait_subject(&issuer_email, "bien reçue").await;
+
+    // Edited after submission: a French 409, nothing changes.
+    let mut changed = structure_fields(&s);
+    changed[0].1 = "Nom changé".into();
+    let resp = post_fields(&client, &app, &base, &format!("{base}/structure"), &changed).await;
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("ne peut pas être modifiée")
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structure_requests WHERE structure_name = 'Nom changé'"
+        )
+        .await,
+        0
+    );
+
+    // The national queue lists it; the reviewer writes, then asks for changes.
+    let (status, queue) = page(&admin, &app.url("/instruction")).await;
+    assert_eq!(status, 200);
+    assert!(
+        queue.contains(&reference)
+            && queue.contains("CCAS de Lormont")
+            && queue.contains("Lormont")
+    );
+    let review = format!("/instruction/demandes/{reference}");
+    let resp = post_form(
+        &admin,
+        &app,
+        &review,
+        &format!("{review}/message"),
+        &[("message", "")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400, "an empty message is refused");
+    let resp = post_form(
+        &admin,
+        &app,
+        &review,
+        &format!("{review}/message"),
+        &[("message", "Les horaires du samedi ?")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    wait_subject(&issuer_email, "nouveau message").await;
+    let resp = post_form(
+        &admin,
+        &app,
+        &review,
+        &format!("{review}/modifications"),
+        &[("changes", "Précisez les horaires du samedi.")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "changes_requested");
+    wait_subject(&issuer_email, "modifications demandées").await;
+    // Accepting while changes are asked is refused.
+    let resp = post_form(&admin, &app, &review, &format!("{review}/accepter"), &[]).await;
+    assert_eq!(resp.status(), 409);
+
+    // The issuer answers, amends and submits again; the reviewer is told.
+    let (_, recap) = page(&client, &app.url(&base)).await;
+    assert!(recap.contains("Précisez les horaires du samedi."));
+    let resp = post_form(
+        &client,
+        &app,
+        &base,
+        &format!("{base}/message"),
+        &[("message", "Fermé le samedi.")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    wait_subject(&_nadia.email, "nouveau message").await;
+    let mut amended = structure_fields(&s);
+    amended[7].1 = "Du lundi au vendredi, 9 h - 17 h ; fermé le samedi".into();
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/structure"),
+        &format!("{base}/structure"),
+        &amended,
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let resp = submit(&client, &app, &reference).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "amended");
+    wait_subject(&_nadia.email, "modifiée").await;
+
+    // Accepted: the structure in the département's schema, linked to its tenant, the
+    // référent's account and role, one file per aidant and for the référent-aidant.
+    let resp = post_form(&admin, &app, &review, &format!("{review}/accepter"), &[]).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert_eq!(status_of(&app, "33", &reference).await, "accepted");
+    let (structure, tenant, siret_stored): (Uuid, Uuid, String) = sqlx::query_as(
+        "SELECT id, tenant_id, siret FROM dep_33.structures WHERE request_id IS NOT NULL",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("structure");
+    assert_eq!(tenant, council33);
+    assert_eq!(siret_stored, s.siret);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_01.structures").await,
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_01.habilitation_files").await,
+        0
+    );
+    let files: Vec<(String, String)> = sqlx::query_as(
+        "SELECT email, state FROM dep_33.habilitation_files WHERE structure_id = $1 ORDER BY email",
+    )
+    .bind(structure)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("dossiers");
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files.iter().all(|(_, state)| state == "to_train"));
+    assert!(files.iter().any(|(e, _)| *e == referent_email));
+    let referent: Uuid = sqlx::query_scalar(
+        "SELECT a.professional_id FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE p.email = $1 AND a.role = 'referent' AND a.domain = $2 AND a.departement_code = '33'",
+    )
+    .bind(&referent_email)
+    .bind(format!("structure:{structure}"))
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("référent");
+    wait_subject(&issuer_email, "acceptée").await;
+    let journal: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM dep_33.journal WHERE details LIKE '%' || $1 || '%' ORDER BY id",
+    )
+    .bind(&reference)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    for kind in [
+        "request_submitted",
+        "request_message",
+        "request_changes_requested",
+        "request_amended",
+        "request_accepted",
+        "structure_created",
+        "habilitation_files_created",
+        "referent_appointed",
+    ] {
+        assert!(
+            journal.iter().any(|k| k == kind),
+            "{kind} absent : {journal:?}"
+        );
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM dep_01.journal").await, 0);
+
+    // The référent activates their account from the mail, then logs in to their structure.
+    let client_ref = browser(&app.address);
+    let regine = activate_from_mail(&app, &client_ref, &referent_email, referent).await;
+    assert_eq!(log_in(&client_ref, &app, &regine, 1).await.status(), 303);
+    let (status, account) = page(&client_ref, &app.url("/compte")).await;
+    assert_eq!(status, 200);
+    assert!(account.contains("CCAS de Lormont"), "{account}");
+
+    // The issuer sees "accepted"; the request is closed for edits.
+    let (_, recap) = page(&client, &app.url(&base)).await;
+    assert!(recap.contains("Acceptée"));
+    let resp = post_form(
+        &client,
+        &app,
+        "/demande/mes-demandes",
+        &format!("{base}/retirer"),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 409);
+}
+
+#[tokio::test]
+async fn two_concurrent_accepts_create_everything_once() {
+    let app = spawn_app(&["33"]).await;
+    council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague concurrente", "33").await;
+    let client = issuer(&app, &unique_email("concurrence")).await;
+    let s = Structure {
+        name: "Mairie de Pessac",
+        siret: siret(99),
+        commune: "33318",
+        postal: "33600",
+    };
+    let reference = fill(&client, &app, &s, &unique_email("ref")).await;
+    assert_eq!(submit(&client, &app, &reference).await.status(), 303);
+    let review = format!("/instruction/demandes/{reference}");
+    let (_, html) = page(&admin, &app.url(&review)).await;
+    let token = csrf_of(&html);
+    let url = app.url(&format!("{review}/accepter"));
+    let form = [("csrf", token.as_str())];
+    let (a, b) = tokio::join!(admin.post(&url, &form), admin.post(&url, &form));
+    let mut statuses = vec![a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, vec![303, 409]);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structures").await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.habilitation_files").await,
+        3
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.role_assignments WHERE role = 'referent'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.request_acceptances").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'request_accepted'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn reviewing_needs_the_right_and_stays_in_the_reviewers_territory() {
+    let app = spawn_app(&["33", "01"]).await;
+    let council33 = council(&app, "33").await;
+    let council01 = council(&app, "01").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague 2", "33, 01").await;
+    let client = issuer(&app, &unique_email("droits")).await;
+    let s = Structure {
+        name: "CCAS de Bordeaux",
+        siret: siret(5),
+        commune: "33063",
+        postal: "33000",
+    };
+    let reference = fill(&client, &app, &s, &unique_email("ref")).await;
+    assert_eq!(submit(&client, &app, &reference).await.status(), 303);
+    let review = format!("/instruction/demandes/{reference}");
+
+    // An aidant has no review right: 403 on the queue, the page and every act.
+    let st = structure_domain(&app, "33").await;
+    let aidant = professional(
+        &app.db.admin,
+        "Ada Aidante",
+        &[(Role::Aidant, Domain::Structure(st), Some("33"))],
+    )
+    .await;
+    let ada = browser(&app.address);
+    assert_eq!(log_in(&ada, &app, &aidant, -1).await.status(), 303);
+    assert_eq!(ada.get(&app.url("/instruction")).await.status(), 403);
+    assert_eq!(ada.get(&app.url(&review)).await.status(), 403);
+    let (_, account) = page(&ada, &app.url("/compte")).await;
+    let token = csrf_of(&account);
+    for act in ["accepter", "refuser", "modifications", "message"] {
+        let resp = ada
+            .post(
+                &app.url(&format!("{review}/{act}")),
+                &[
+                    ("csrf", token.as_str()),
+                    ("reason", "x"),
+                    ("changes", "x"),
+                    ("message", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 403, "{act}");
+    }
+
+    // Territory admins: one of 01, one of 33, both delegated by the national team.
+    let admin01 = professional(
+        &app.db.admin,
+        "Tom Ain",
+        &[(Role::TerritoryAdmin, Domain::Tenant(council01), None)],
+    )
+    .await;
+    let admin33 = professional(
+        &app.db.admin,
+        "Tina Gironde",
+        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+    )
+    .await;
+    // Not a territory admin of that département: refused with the reason, nothing granted.
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/relecteurs",
+        "/national/relecteurs",
+        &[("email", &admin01.email), ("departement", "33")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.role_assignments WHERE role = 'reviewer'"
+        )
+        .await,
+        0
+    );
+    for (who, dep) in [(&admin01, "01"), (&admin33, "33")] {
+        let resp = post_form(
+            &admin,
+            &app,
+            "/national/relecteurs",
+            "/national/relecteurs",
+            &[("email", &who.email), ("departement", dep)],
+        )
+        .await;
+        assert_eq!(resp.status(), 303);
+    }
+    let tom = browser(&app.address);
+    assert_eq!(log_in(&tom, &app, &admin01, -1).await.status(), 303);
+    // The reviewer of 01 sees only 01's requests, and 404 for 33's.
+    let (status, queue) = page(&tom, &app.url("/instruction?etat=tous")).await;
+    assert_eq!(status, 200);
+    assert!(!queue.contains(&reference));
+    assert_eq!(tom.get(&app.url(&review)).await.status(), 404);
+    assert_eq!(
+        tom.get(&app.url(&format!("{review}?territoire=33")))
+            .await
+            .status(),
+        404
+    );
+    let (_, q) = page(&tom, &app.url("/instruction?territoire=33&etat=tous")).await;
+    assert!(!q.contains(&reference));
+    let token = csrf_of(&page(&tom, &app.url("/compte")).await.1);
+    let resp = tom
+        .post(
+            &app.url(&format!("{review}/accepter")),
+            &[("csrf", token.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(status_of(&app, "33", &reference).await, "submitted");
+    // Unknown or malformed references: 404.
+    for bad in ["HAB-33-ZZZZZZZZ", "n-importe-quoi", "HAB-99-ABCDEFGH"] {
+        assert_eq!(
+            admin
+                .get(&app.url(&format!("/instruction/demandes/{bad}")))
+                .await
+                .status(),
+            404
+        );
+    }
+
+    // The reviewer of 33 refuses it, with a reason; an empty reason is refused.
+    let tina = browser(&app.address);
+    assert_eq!(log_in(&tina, &app, &admin33, -1).await.status(), 303);
+    let (_, queue) = page(&tina, &app.url("/instruction")).await;
+    assert!(queue.contains(&reference));
+    let resp = post_form(
+        &tina,
+        &app,
+        &review,
+        &format!("{review}/refuser"),
+        &[("reason", "  ")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(status_of(&app, "33", &reference).await, "submitted");
+    let resp = post_form(
+        &tina,
+        &app,
+        &review,
+        &format!("{review}/refuser"),
+        &[("reason", "Structure hors du champ du dispositif.")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "refused");
+    let issuer_email: String = sqlx::query_scalar(
+        "SELECT issuer_email FROM dep_33.structure_requests WHERE reference = $1",
+    )
+    .bind(&reference)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("demandeur");
+    wait_subject(&issuer_email, "refusée").await;
+    // Withdrawing the delegation takes the right away at once.
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/relecteurs",
+        "/national/relecteurs/retirer",
+        &[
+            ("professionnel", &admin33.id.to_string()),
+            ("collectivite", &council33.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let tina_again = browser(&app.address);
+    assert_eq!(log_in(&tina_again, &app, &admin33, 0).await.status(), 303);
+    assert_eq!(tina_again.get(&app.url("/instruction")).await.status(), 403);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollout waves.
+
+#[tokio::test]
+async fn a_request_waits_until_its_wave_opens_then_enters_review() {
+    let app = spawn_app(&["33", "40"]).await;
+    council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    // 40 opens now; 33 is planned in a later wave.
+    open_wave(&app, &admin, "Vague Landes", "40").await;
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/vagues",
+        "/national/vagues",
+        &[
+            ("name", "Vague Gironde"),
+            ("opens_on", "2027-03-01"),
+            ("departements", "33"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    // A département in two waves, unknown codes, no date: refused on their fields.
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/vagues",
+        "/national/vagues",
+        &[
+            ("name", "Doublon"),
+            ("opens_on", ""),
+            ("departements", "33, 99"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(
+        body.contains("Codes de département inconnus : 99"),
+        "{body}"
+    );
+    assert!(body.contains("date d&#39;ouverture") || body.contains("date d'ouverture"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.rollout_waves").await,
+        2
+    );
+
+    // The landing page lists the open territory and the planned wave.
+    let landing = app.get("/").await.text().await.expect("accueil");
+    assert!(landing.contains("Landes (40)"), "{landing}");
+    assert!(landing.contains("Vague Gironde") && landing.contains("01/03/2027"));
+
+    let issuer_email = unique_email("attente");
+    let client = issuer(&app, &issuer_email).await;
+    let s = Structure {
+        name: "CCAS de Pessac",
+        siret: siret(3),
+        commune: "33318",
+        postal: "33600",
+    };
+    let reference = fill(&client, &app, &s, &unique_email("ref")).await;
+    let resp = submit(&client, &app, &reference).await;
+    assert_eq!(
+        location(&resp),
+        format!("/demande/demandes/{reference}?message=en-attente")
+    );
+    assert_eq!(status_of(&app, "33", &reference).await, "waiting");
+    wait_subject(&issuer_email, "bien reçue").await;
+    let (_, queue) = page(&admin, &app.url("/instruction")).await;
+    assert!(
+        !queue.contains(&reference),
+        "a waiting request is not to review yet"
+    );
+    let (_, waiting) = page(&admin, &app.url("/instruction?etat=waiting")).await;
+    assert!(waiting.contains(&reference));
+    // Waiting is not reviewable.
+    let review = format!("/instruction/demandes/{reference}");
+    assert_eq!(
+        post_form(&admin, &app, &review, &format!("{review}/accepter"), &[])
+            .await
+            .status(),
+        409
+    );
+
+    // The territory admin of 33 follows it.
+    let council33 = council(&app, "33").await;
+    let tina = professional(
+        &app.db.admin,
+        "Tina Suivi",
+        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+    )
+    .await;
+    let tb = browser(&app.address);
+    assert_eq!(log_in(&tb, &app, &tina, -1).await.status(), 303);
+    let (status, follow) = page(&tb, &app.url("/territoire/deploiement")).await;
+    assert_eq!(status, 200);
+    assert!(
+        follow.contains(&reference)
+            && follow.contains("Vague Gironde")
+            && follow.contains("En attente")
+    );
+
+    // The wave opens: the request enters review and its issuer is told.
+    let wave: Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.rollout_waves WHERE name = 'Vague Gironde'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("vague");
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/vagues",
+        "/national/vagues/ouvrir",
+        &[("vague", &wave.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "submitted");
+    wait_subject(&issuer_email, "entre en examen").await;
+    let (_, queue) = page(&admin, &app.url("/instruction")).await;
+    assert!(queue.contains(&reference));
+    // Opening again changes nothing.
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/vagues",
+        "/national/vagues/ouvrir",
+        &[("vague", &wave.to_string())],
+    )
+    .await;
+    assert_eq!(location(&resp), "/national/vagues?message=deja-ouverte");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'request_released'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_commune_admin_follows_only_its_communes_requests() {
+    let app = spawn_app(&["33"]).await;
+    let council33 = council(&app, "33").await;
+    let pessac = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Commune(
+            foundation::tenancy::CommuneCode::parse("33318").expect("commune"),
+        ),
+        "Ville de Pessac",
+    )
+    .await
+    .expect("commune")
+    .id;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague 33", "33").await;
+    let client = issuer(&app, &unique_email("communes")).await;
+    let at_pessac = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "CCAS de Pessac",
+            siret: siret(11),
+            commune: "33318",
+            postal: "33600",
+        },
+        &unique_email("r1"),
+    )
+    .await;
+    let at_talence = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "CCAS de Talence",
+            siret: siret(12),
+            commune: "33522",
+            postal: "33400",
+        },
+        &unique_email("r2"),
+    )
+    .await;
+    for r in [&at_pessac, &at_talence] {
+        assert_eq!(submit(&client, &app, r).await.status(), 303);
+    }
+    let mayor_staff = professional(
+        &app.db.admin,
+        "Paul Pessac",
+        &[(Role::TerritoryAdmin, Domain::Tenant(pessac), None)],
+    )
+    .await;
+    let b = browser(&app.address);
+    assert_eq!(log_in(&b, &app, &mayor_staff, -1).await.status(), 303);
+    let (_, follow) = page(&b, &app.url("/territoire/deploiement")).await;
+    assert!(follow.contains(&at_pessac));
+    assert!(!follow.contains(&at_talence), "a commune sees only its own");
+    let dep_staff = professional(
+        &app.db.admin,
+        "Dora Gironde",
+        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+    )
+    .await;
+    let d = browser(&app.address);
+    assert_eq!(log_in(&d, &app, &dep_staff, -1).await.status(), 303);
+    let (_, follow) = page(&d, &app.url("/territoire/deploiement")).await;
+    assert!(follow.contains(&at_pessac) && follow.contains(&at_talence));
+    // Acceptance links the Pessac structure to the commune's tenant.
+    let review = format!("/instruction/demandes/{at_pessac}");
+    assert_eq!(
+        post_form(&admin, &app, &review, &format!("{review}/accepter"), &[])
+            .await
+            .status(),
+        303
+    );
+    let tenant: Uuid =
+        sqlx::query_scalar("SELECT tenant_id FROM dep_33.structures WHERE commune_code = '33318'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("structure");
+    assert_eq!(tenant, pessac);
+    // No issuer, référent or aidant personal data on the territory page.
+    assert!(!follow.contains("@example.test"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// API and digest.
+
+#[tokio::test]
+async fn the_issuer_api_answers_the_signed_in_issuer_only() {
+    let app = spawn_app(&["33"]).await;
+    let anonymous = app.get("/api/habilitation/demandes").await;
+    assert_eq!(anonymous.status(), 401);
+    let body: serde_json::Value = anonymous.json().await.expect("json");
+    assert_eq!(body["code"], "unauthorized");
+    let client = issuer(&app, &unique_email("api")).await;
+    let reference = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "CCAS API",
+            siret: siret(21),
+            commune: "33318",
+            postal: "33600",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    let resp = client.get(&app.url("/api/habilitation/demandes")).await;
+    assert_eq!(resp.status(), 200);
+    let list: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(list["requests"][0]["reference"], reference.as_str());
+    assert_eq!(list["requests"][0]["status"], "draft");
+    assert_eq!(list["requests"][0]["departement"], "33");
+    let resp = client
+        .get(&app.url(&format!("/api/habilitation/demandes/{reference}")))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let other = issuer(&app, &unique_email("autre-api")).await;
+    let resp = other
+        .get(&app.url(&format!("/api/habilitation/demandes/{reference}")))
+        .await;
+    assert_eq!(resp.status(), 404);
+    let resp = other
+        .get(&app.url("/api/habilitation/demandes/HAB-99-XXXXXXXX"))
+        .await;
+    assert_eq!(resp.status(), 404);
+}
+
+/// Activates an account from its mailed enrolment link (app factor); the professional, with
+/// the seed the test now knows.
+async fn activate_from_mail(
+    app: &TestApp,
+    client: &Browser,
+    email: &str,
+    id: Uuid,
+) -> TestProfessional {
+    let link = mailed(email, "/activation?jeton=", 0).await;
+    let (_, start) = page(client, &link).await;
+    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
+    let resp = client
+        .post(
+            &app.url("/activation"),
+            &[
+                ("csrf", csrf_of(&start).as_str()),
+                ("jeton", token.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let qr = resp.text().await.expect("corps");
+    let between = |text: &str, a: &str, b: &str| {
+        text.split(a)
+            .nth(1)
+            .expect(a)
+            .split(b)
+            .next()
+            .expect(b)
+            .to_owned()
+    };
+    let secret = between(&qr, "<code>", "</code>");
+    let seed = totp_rs::Secret::try_from_base32(&secret)
+        .expect("base32")
+        .as_bytes()
+        .to_vec();
+    let factor = between(&qr, r#"name="facteur" value=""#, "\"");
+    let step = fresh_step().await;
+    let code = foundation::auth::totp::code_at(&seed, 30, (step * 30) as u64);
+    let resp = client
+        .post(
+            &app.url("/activation/confirmation"),
+            &[
+                ("csrf", csrf_of(&qr).as_str()),
+                ("jeton", token.as_str()),
+                ("facteur", factor.as_str()),
+                ("code", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    TestProfessional {
+        id,
+        email: email.to_owned(),
+        seed,
+        base_step: step,
+    }
+}
