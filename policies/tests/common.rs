@@ -7,7 +7,10 @@ pub fn holds_in(role: Role, domain: &Domain) -> bool {
     matches!(
         (role, domain),
         (Role::Aidant | Role::Referent, Domain::Structure(_))
-            | (Role::TerritoryAdmin | Role::Auditor, Domain::Tenant(_))
+            | (
+                Role::TerritoryAdmin | Role::Auditor | Role::Reviewer,
+                Domain::Tenant(_)
+            )
             | (Role::NationalAdmin, Domain::National)
             | (Role::Trainer, Domain::Organisation(_))
     )

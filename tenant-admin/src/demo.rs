@@ -126,7 +126,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
         structures.len()
     );
     demo_accounts(pool, council, &ids).await?;
-    demo_requests(&tenant).await?;
+    demo_requests(pool, &tenant).await?;
     demo_mandates(pool, &tenant, ids[0]).await?;
     // Chained and signed at once, so that `journal verify` holds before the platform's own
     // checkpoint job has run.
@@ -142,34 +142,172 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two structures' habilitation requests submitted two days ago, so that the national team's
-/// weekly digest (sent to `nadia.nationale@…` when the platform starts, then on Mondays) lists
-/// something. Structures, SIRET and e-mail addresses are invented.
-async fn demo_requests(tenant: &foundation::tenancy::TenantContext) -> anyhow::Result<()> {
-    let mut tx = tenant.begin().await?;
-    for (reference, name, kind, siret, commune, email) in [
+/// The demo's issuer: a verified address, so that a newcomer can ask a link at `/demande` and
+/// find these requests.
+pub const DEMO_ISSUER: &str = "demandeuse@demo.aidantsconnect.test";
+
+/// Structure requests in every state (the issuer `demandeuse@…` filed them; invented
+/// structures, SIRET and addresses), and two rollout waves: Gironde open for a month, Landes and
+/// Lot-et-Garonne planned. Two were submitted two days ago, so that the national team's weekly
+/// digest (sent to `nadia.nationale@…` when the platform starts, then on Mondays) lists them.
+async fn demo_requests(
+    pool: &PgPool,
+    tenant: &foundation::tenancy::TenantContext,
+) -> anyhow::Result<()> {
+    let issuer: Uuid = sqlx::query_scalar(
+        "INSERT INTO platform.issuers (id, email, verified_at) VALUES ($1, $2, now())
+         ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(DEMO_ISSUER)
+    .fetch_one(pool)
+    .await?;
+    for (name, opens_on, opened, codes) in [
+        ("Vague 1 — Gironde", "2026-10-15", true, &["33"][..]),
         (
-            "DEM-DEMO-0001",
+            "Vague 2 — Landes et Lot-et-Garonne",
+            "2027-03-01",
+            false,
+            &["40", "47"][..],
+        ),
+    ] {
+        let wave: Uuid = sqlx::query_scalar(
+            "INSERT INTO platform.rollout_waves (id, name, opens_on, opened_at)
+             VALUES ($1, $2, $3::date, CASE WHEN $4 THEN now() - interval '30 days' END)
+             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(name)
+        .bind(opens_on)
+        .bind(opened)
+        .fetch_one(pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO platform.rollout_wave_departements (departement_code, wave_id)
+             SELECT unnest($1::text[]), $2 ON CONFLICT (departement_code) DO NOTHING",
+        )
+        .bind(codes)
+        .bind(wave)
+        .execute(pool)
+        .await?;
+    }
+    let accepted_structure: Option<Uuid> = {
+        let mut tx = tenant.begin().await?;
+        let id = sqlx::query_scalar("SELECT id FROM structures WHERE name = 'CCAS de Bordeaux'")
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        id
+    };
+    // reference, structure, kind, SIRET, commune, postal code, state, days since submission,
+    // a reviewer's message, the refusal reason.
+    let requests: [(
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+        &str,
+        Option<i32>,
+        Option<&str>,
+        Option<&str>,
+    ); 6] = [
+        (
+            "HAB-33-DEMO0001",
             "Association Lien Social Talence",
             "association",
             "90000000100011",
             "33522",
-            "direction@lien-social.demo.test",
+            "33400",
+            "submitted",
+            Some(2),
+            None,
+            None,
         ),
         (
-            "DEM-DEMO-0002",
+            "HAB-33-DEMO0002",
             "CCAS de Lormont",
             "ccas",
             "90000000200019",
             "33249",
-            "accueil@ccas-lormont.demo.test",
+            "33310",
+            "submitted",
+            Some(2),
+            None,
+            None,
         ),
-    ] {
-        sqlx::query(
+        (
+            "HAB-33-DEMO0003",
+            "Médiathèque de Pessac",
+            "mediation_numerique",
+            "90000000300017",
+            "33318",
+            "33600",
+            "draft",
+            None,
+            None,
+            None,
+        ),
+        (
+            "HAB-33-DEMO0004",
+            "Espace social du Grand Parc",
+            "association",
+            "90000000400015",
+            "33063",
+            "33300",
+            "changes_requested",
+            Some(9),
+            Some(
+                "Merci de préciser le statut des deux aidants listés : sont-ils salariés de l'association ?",
+            ),
+            None,
+        ),
+        (
+            "HAB-33-DEMO0005",
+            "CCAS de Bordeaux",
+            "ccas",
+            "90000000500013",
+            "33063",
+            "33000",
+            "accepted",
+            Some(40),
+            None,
+            None,
+        ),
+        (
+            "HAB-33-DEMO0006",
+            "Club informatique de Mérignac",
+            "association",
+            "90000000600011",
+            "33281",
+            "33700",
+            "refused",
+            Some(20),
+            None,
+            Some(
+                "Les accompagnants du club sont bénévoles : le dispositif n'habilite que des professionnels.",
+            ),
+        ),
+    ];
+    let mut tx = tenant.begin().await?;
+    for (reference, name, kind, siret, commune, postal, status, days, message, reason) in requests {
+        if status == "accepted" && accepted_structure.is_none() {
+            continue;
+        }
+        let id: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO structure_requests (id, reference, structure_name, structure_kind, siret,
-                                             commune_code, issuer_email, status, first_submitted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitted', now() - interval '2 days')
-             ON CONFLICT (reference) DO NOTHING",
+                 commune_code, postal_code, issuer_email, issuer_id, status, address, mission, opening_hours,
+                 referent_first_name, referent_last_name, referent_email, referent_phone, referent_is_aidant,
+                 first_submitted_at, submitted_at, decided_at, refusal_reason, structure_id, accounts_done_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '1 rue de la Démonstration',
+                 'Accueil des habitants et accompagnement aux démarches en ligne.',
+                 'Du lundi au vendredi, 9 h - 12 h et 14 h - 17 h',
+                 'Régine', 'Référente', 'regine.referente@demo.aidantsconnect.test', '+33556000000', false,
+                 now() - make_interval(days => $11), now() - make_interval(days => $11),
+                 CASE WHEN $10 IN ('accepted', 'refused') THEN now() - make_interval(days => $11 - 5) END,
+                 $12, $13, CASE WHEN $10 = 'accepted' THEN now() END)
+             ON CONFLICT (reference) DO NOTHING RETURNING id",
         )
         .bind(Uuid::now_v7())
         .bind(reference)
@@ -177,11 +315,80 @@ async fn demo_requests(tenant: &foundation::tenancy::TenantContext) -> anyhow::R
         .bind(kind)
         .bind(siret)
         .bind(commune)
-        .bind(email)
-        .execute(&mut *tx)
+        .bind(postal)
+        .bind(DEMO_ISSUER)
+        .bind(issuer)
+        .bind(status)
+        .bind(days)
+        .bind(reason)
+        .bind((status == "accepted").then_some(accepted_structure).flatten())
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(id) = id else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO platform.request_index (request_id, reference, departement_code, issuer_id)
+             VALUES ($1, $2, '33', $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(reference)
+        .bind(issuer)
+        .execute(pool)
+        .await?;
+        for (first, last, email) in [
+            ("Anne", "Martin", "anne.martin"),
+            ("Bruno", "Petit", "bruno.petit"),
+        ] {
+            sqlx::query(
+                "INSERT INTO request_aidants (id, request_id, first_name, last_name, email, profession, employment, employer)
+                 VALUES ($1, $2, $3, $4, $5, 'Agent d''accueil', 'employee', $6)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(first)
+            .bind(last)
+            .bind(format!("{email}.{}@demo.aidantsconnect.test", &reference[7..]).to_lowercase())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if status != "draft" {
+            for c in habilitation_desk::requests::form::COMMITMENTS {
+                sqlx::query(
+                    "INSERT INTO request_commitments (request_id, code, text_version) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(c.code)
+                .bind(c.version)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(message) = message {
+            let nadia: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM platform.professionals WHERE email = 'nadia.nationale@demo.aidantsconnect.test'",
+            )
+            .fetch_optional(pool)
+            .await?;
+            if let Some(nadia) = nadia {
+                sqlx::query(
+                    "INSERT INTO request_messages (id, request_id, author, professional_id, body)
+                     VALUES ($1, $2, 'reviewer', $3, $4)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(id)
+                .bind(nadia)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
     }
     tx.commit().await?;
+    println!(
+        "demandes d'habilitation de démonstration : {DEMO_ISSUER} (brouillon, déposées, modifications demandées, acceptée, refusée) ; vagues : Gironde ouverte, Landes et Lot-et-Garonne prévues"
+    );
     Ok(())
 }
 

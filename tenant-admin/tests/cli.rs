@@ -202,7 +202,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .fetch_all(&db.admin)
     .await
     .expect("demandes");
-    assert_eq!(requests, ["DEM-DEMO-0001", "DEM-DEMO-0002"]);
+    assert_eq!(requests, ["HAB-33-DEMO0001", "HAB-33-DEMO0002"]);
     let professionals: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.professionals")
         .fetch_one(&db.admin)
         .await

@@ -65,6 +65,44 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"date": "23/11/2026 à 10h05", "structure": marker, "changes": ["numéro de téléphone mobile remplacé"]}),
             format!("{marker} a modifié les coordonnées"),
         ),
+        "issuer_link" => (
+            json!({"url": url}),
+            "accéder à vos demandes d'habilitation".to_owned(),
+        ),
+        "request_received" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "next": "L'équipe nationale va l'examiner.", "url": url}),
+            format!("la structure « {marker} » (référence HAB-33-ABCDEFGH)"),
+        ),
+        "request_changes_requested" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "message": "Précisez les horaires.", "url": url}),
+            "Précisez les horaires.".to_owned(),
+        ),
+        "request_message" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "from": "du demandeur", "message": "Fermé le samedi.", "url": url}),
+            "Nouveau message du demandeur".to_owned(),
+        ),
+        "request_amended" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "url": url}),
+            format!("demande d'habilitation de « {marker} »"),
+        ),
+        "request_accepted" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "url": url}),
+            format!(
+                "la demande d'habilitation de « {marker} » (référence HAB-33-ABCDEFGH) est acceptée"
+            ),
+        ),
+        "request_refused" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "reason": "Structure hors champ.", "url": url}),
+            "Structure hors champ.".to_owned(),
+        ),
+        "request_released" => (
+            json!({"reference": "HAB-33-ABCDEFGH", "structure": marker, "url": url}),
+            format!("la demande d'habilitation de « {marker} »"),
+        ),
+        "referent_appointed" => (
+            json!({"structure": marker, "url": url}),
+            format!("référent de la structure « {marker} »"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

@@ -1438,6 +1438,161 @@ async fn a_commune_admin_follows_only_its_communes_requests() {
 // API and digest.
 
 #[tokio::test]
+async fn the_weekly_digest_lists_requests_submitted_through_the_desk() {
+    let app = spawn_app(&["33"]).await;
+    let (nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague digest", "33").await;
+    let client = issuer(&app, &unique_email("digest")).await;
+    let submitted = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "CCAS du digest",
+            siret: siret(31),
+            commune: "33318",
+            postal: "33600",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    let draft = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "Brouillon du digest",
+            siret: siret(32),
+            commune: "33522",
+            postal: "33400",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    assert_eq!(submit(&client, &app, &submitted).await.status(), 303);
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    // The previous digest ended an hour ago; the next is due next Monday, 10:00 in Paris.
+    sqlx::query(
+        "INSERT INTO platform.request_digests (week_start, covered_from, covered_until, request_count, recipients)
+         VALUES ((date_trunc('week', now() AT TIME ZONE 'Europe/Paris'))::date, now() - interval '8 days', now() - interval '1 hour', 0, 1)
+         ON CONFLICT (week_start) DO UPDATE SET covered_until = EXCLUDED.covered_until",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("digest précédent");
+    let now: time::OffsetDateTime = sqlx::query_scalar(
+        "SELECT date_trunc('week', now() AT TIME ZONE 'Europe/Paris') AT TIME ZONE 'Europe/Paris' + interval '7 days 10 hours'",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("lundi");
+    let digest = habilitation_desk::requests::send_weekly_digest(&platform, now)
+        .await
+        .expect("digest")
+        .expect("envoyé");
+    assert_eq!(digest.requests, 1);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let mails = test_support::maildev::mails_to(&nadia.email).await;
+        // The platform's own scheduler may have sent an (empty) digest at start: ours names it.
+        if let Some(m) = mails
+            .iter()
+            .find(|m| m["text"].as_str().is_some_and(|t| t.contains(&submitted)))
+        {
+            break m["text"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pas de digest");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        text.contains(&submitted) && text.contains("CCAS du digest"),
+        "{text}"
+    );
+    assert!(!text.contains(&draft));
+}
+
+#[tokio::test]
+async fn an_acceptance_interrupted_before_the_referents_account_is_finished_by_the_job() {
+    let app = spawn_app(&["33"]).await;
+    council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague reprise", "33").await;
+    let client = issuer(&app, &unique_email("reprise")).await;
+    let referent_email = unique_email("referente");
+    let reference = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "CCAS repris",
+            siret: siret(41),
+            commune: "33318",
+            postal: "33600",
+        },
+        &referent_email,
+    )
+    .await;
+    assert_eq!(submit(&client, &app, &reference).await.status(), 303);
+    // The platform part fails (as if the database went away between the two steps): the
+    // referent account is not there, the territory's acceptance stands.
+    sqlx::query("ALTER TABLE platform.request_acceptances RENAME TO request_acceptances_away")
+        .execute(&app.db.admin)
+        .await
+        .expect("panne");
+    let review = format!("/instruction/demandes/{reference}");
+    assert_eq!(
+        post_form(&admin, &app, &review, &format!("{review}/accepter"), &[])
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(status_of(&app, "33", &reference).await, "accepted");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.role_assignments WHERE role = 'referent'"
+        )
+        .await,
+        0
+    );
+    sqlx::query("ALTER TABLE platform.request_acceptances_away RENAME TO request_acceptances")
+        .execute(&app.db.admin)
+        .await
+        .expect("retour");
+    sqlx::query("UPDATE dep_33.structure_requests SET decided_at = now() - interval '1 minute'")
+        .execute(&app.db.admin)
+        .await
+        .expect("temps");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let job = habilitation_desk::requests::acceptance::finish_accepted();
+    for _ in 0..2 {
+        (job.run)(platform.clone()).await.expect("tâche");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.role_assignments WHERE role = 'referent'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structure_requests WHERE accounts_done_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    // One activation link, however many runs.
+    mailed(&referent_email, "/activation?jeton=", 0).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let links = test_support::maildev::mails_to(&referent_email).await.len();
+    assert_eq!(links, 1);
+}
+
+#[tokio::test]
 async fn the_issuer_api_answers_the_signed_in_issuer_only() {
     let app = spawn_app(&["33"]).await;
     let anonymous = app.get("/api/habilitation/demandes").await;

@@ -244,7 +244,7 @@ async fn request(db: &TestDatabase, dep: &str, reference: &str, at: Option<time:
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO dep_{dep}.structure_requests
              (id, reference, structure_name, structure_kind, siret, commune_code, issuer_email, status, first_submitted_at)
-         VALUES (gen_random_uuid(), $1, $2, 'CCAS', '21330063500017', $3, 'demandeur@example.test',
+         VALUES (gen_random_uuid(), $1, $2, 'CCAS', lpad((abs(hashtext($1)) % 100000000000000)::text, 14, '0'), $3, 'demandeur@example.test',
                  CASE WHEN $4::timestamptz IS NULL THEN 'draft' ELSE 'submitted' END, $4)"
     )))
     .bind(reference)

@@ -120,6 +120,30 @@ pub async fn page(
         .guard
         .allows(me.id, &Domain::National, Action::CardImport)
         .await;
+    // Review: nationally, or by delegation in a tenant (the review pages' guard decides).
+    let delegated: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND role = 'reviewer')",
+    )
+    .bind(me.id)
+    .fetch_one(platform.platform_pool())
+    .await
+    .map_err(db_error)?;
+    let can_review = delegated
+        || platform
+            .guard
+            .allows(me.id, &Domain::National, Action::RequestReview)
+            .await;
+    let can_open_waves = platform
+        .guard
+        .allows(me.id, &Domain::National, Action::WaveOpen)
+        .await;
+    let follows_rollout: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND role = 'territory_admin')",
+    )
+    .bind(me.id)
+    .fetch_one(platform.platform_pool())
+    .await
+    .map_err(db_error)?;
     html(&AccountPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -131,6 +155,9 @@ pub async fn page(
         factor,
         can_manage_factors,
         can_import_cards,
+        can_review,
+        can_open_waves,
+        follows_rollout,
     })
 }
 

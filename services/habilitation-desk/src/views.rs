@@ -87,6 +87,9 @@ pub struct AccountPage<'a> {
     pub factor: &'a str,
     pub can_manage_factors: bool,
     pub can_import_cards: bool,
+    pub can_review: bool,
+    pub can_open_waves: bool,
+    pub follows_rollout: bool,
 }
 
 pub fn nav(current: &str) -> Vec<NavItem> {

@@ -753,13 +753,6 @@ pub async fn submit(
         (_, true) => Status::Submitted,
         (_, false) => Status::Waiting,
     };
-    let last_reviewer: Option<Uuid> = sqlx::query_scalar(
-        "SELECT professional_id FROM request_messages WHERE request_id = $1 AND author = 'reviewer'
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(request.id)
-    .fetch_optional(&mut *tx)
-    .await?;
     let kind = if next == Status::Amended {
         Event::RequestAmended
     } else {
@@ -771,26 +764,18 @@ pub async fn submit(
     let url = issuer_url(platform, &request.reference);
     match next {
         Status::Amended => {
-            if let Some(reviewer) = last_reviewer {
-                let to: Option<String> = sqlx::query_scalar(
-                    "SELECT email FROM platform.professionals WHERE id = $1 AND active",
+            for to in reviewers_to_tell(platform, &mut tx, &request).await? {
+                mail(
+                    &mut tx,
+                    &to,
+                    "request_amended",
+                    json!({
+                        "reference": request.reference,
+                        "structure": request.structure_name,
+                        "url": review_url(platform, &request.reference),
+                    }),
                 )
-                .bind(reviewer)
-                .fetch_optional(platform.platform_pool())
                 .await?;
-                if let Some(to) = to {
-                    mail(
-                        &mut tx,
-                        &to,
-                        "request_amended",
-                        json!({
-                            "reference": request.reference,
-                            "structure": request.structure_name,
-                            "url": review_url(platform, &request.reference),
-                        }),
-                    )
-                    .await?;
-                }
             }
         }
         _ => {
@@ -923,34 +908,20 @@ pub async fn issuer_message(
         entry(Event::RequestMessage, &request, Actor::Issuer(issuer.id)),
     )
     .await?;
-    let last_reviewer: Option<Uuid> = sqlx::query_scalar(
-        "SELECT professional_id FROM request_messages WHERE request_id = $1 AND author = 'reviewer'
-         ORDER BY created_at DESC, id DESC LIMIT 1",
-    )
-    .bind(request.id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(reviewer) = last_reviewer {
-        let to: Option<String> =
-            sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1 AND active")
-                .bind(reviewer)
-                .fetch_optional(platform.platform_pool())
-                .await?;
-        if let Some(to) = to {
-            mail(
-                &mut tx,
-                &to,
-                "request_message",
-                json!({
-                    "reference": request.reference,
-                    "structure": request.structure_name,
-                    "from": "le demandeur",
-                    "message": body,
-                    "url": review_url(platform, &request.reference),
-                }),
-            )
-            .await?;
-        }
+    for to in reviewers_to_tell(platform, &mut tx, &request).await? {
+        mail(
+            &mut tx,
+            &to,
+            "request_message",
+            json!({
+                "reference": request.reference,
+                "structure": request.structure_name,
+                "from": "du demandeur",
+                "message": body,
+                "url": review_url(platform, &request.reference),
+            }),
+        )
+        .await?;
     }
     sqlx::query("UPDATE structure_requests SET updated_at = now() WHERE id = $1")
         .bind(request.id)
@@ -958,6 +929,35 @@ pub async fn issuer_message(
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Who hears of the issuer's message: the last reviewer who wrote in the thread; before any,
+/// the reviewers of the territory (its delegated reviewers and the national admins).
+async fn reviewers_to_tell(
+    platform: &Platform,
+    tx: &mut TenantTx,
+    request: &Request,
+) -> Result<Vec<String>, sqlx::Error> {
+    let last_reviewer: Option<Uuid> = sqlx::query_scalar(
+        "SELECT professional_id FROM request_messages WHERE request_id = $1 AND author = 'reviewer'
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(request.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    sqlx::query_scalar(
+        "SELECT DISTINCT p.email FROM platform.professionals p
+         JOIN platform.role_assignments a ON a.professional_id = p.id
+         LEFT JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
+         WHERE p.active AND CASE WHEN $1::uuid IS NOT NULL THEN p.id = $1
+               ELSE (a.role = 'national_admin' AND a.domain = 'national')
+                    OR (a.role = 'reviewer' AND t.departement_code = $2) END
+         ORDER BY 1",
+    )
+    .bind(last_reviewer)
+    .bind(tx.departement().as_str())
+    .fetch_all(platform.platform_pool())
+    .await
 }
 
 /// What a reviewer does to a request under review.
@@ -1001,7 +1001,7 @@ pub async fn review(
             )
             .await?;
             let mut p = base.clone();
-            p["from"] = json!("l'équipe d'instruction");
+            p["from"] = json!("de l'équipe d'instruction");
             p["message"] = json!(body);
             mail(&mut tx, &request.issuer_email, "request_message", p).await?;
             status
