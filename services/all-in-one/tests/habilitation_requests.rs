@@ -1000,7 +1000,18 @@ async fn two_concurrent_accepts_create_everything_once() {
     let token = csrf_of(&html);
     let url = app.url(&format!("{review}/accepter"));
     let form = [("csrf", token.as_str())];
-    let (a, b) = tokio::join!(admin.post(&url, &form), admin.post(&url, &form));
+    // Both acceptances are held at their first write (the structure) until both are in
+    // flight: each has read the request by then, so only its row lock can tell them apart.
+    let mut blocker = app.db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.structures IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("verrou");
+    let release = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        blocker.commit().await.expect("libération");
+    };
+    let (a, b, ()) = tokio::join!(admin.post(&url, &form), admin.post(&url, &form), release);
     let mut statuses = vec![a.status().as_u16(), b.status().as_u16()];
     statuses.sort();
     assert_eq!(statuses, vec![303, 409]);
