@@ -142,6 +142,21 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A demo request: reference, structure, kind, SIRET, commune, postal code, state, days since
+/// submission, a reviewer's message, the refusal reason.
+type DemoRequest<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<i32>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
 /// The demo's issuer: a verified address, so that a newcomer can ask a link at `/demande` and
 /// find these requests.
 pub const DEMO_ISSUER: &str = "demandeuse@demo.aidantsconnect.test";
@@ -199,20 +214,7 @@ async fn demo_requests(
         tx.commit().await?;
         id
     };
-    // reference, structure, kind, SIRET, commune, postal code, state, days since submission,
-    // a reviewer's message, the refusal reason.
-    let requests: [(
-        &str,
-        &str,
-        &str,
-        &str,
-        &str,
-        &str,
-        &str,
-        Option<i32>,
-        Option<&str>,
-        Option<&str>,
-    ); 6] = [
+    let requests: [DemoRequest; 6] = [
         (
             "HAB-33-DEMO0001",
             "Association Lien Social Talence",

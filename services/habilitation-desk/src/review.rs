@@ -374,7 +374,7 @@ pub async fn view(
         ),
         _ => None,
     };
-    view_page(&req, &platform, &d, Typed::default(), flash, None).await
+    view_page(req, &platform, &d, Typed::default(), flash, None).await
 }
 
 fn review_error(e: RequestError, reference: &str) -> poem::Result<Response> {

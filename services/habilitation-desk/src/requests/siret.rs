@@ -43,7 +43,7 @@ fn luhn(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Parses a typed SIRET (spaces and non-breaking spaces allowed between groups) and checks its
@@ -65,7 +65,7 @@ pub fn parse(input: &str) -> Result<String, SiretError> {
     let digits: Vec<u32> = compact.chars().filter_map(|c| c.to_digit(10)).collect();
     let valid = if compact.starts_with(LA_POSTE_SIREN) {
         // The head office (…00048) keeps a Luhn key; the other establishments sum to 5k.
-        luhn(&digits) || digits.iter().sum::<u32>() % 5 == 0
+        luhn(&digits) || digits.iter().sum::<u32>().is_multiple_of(5)
     } else {
         luhn(&digits)
     };
