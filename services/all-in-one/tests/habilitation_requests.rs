@@ -1612,6 +1612,90 @@ async fn an_acceptance_interrupted_before_the_referents_account_is_finished_by_t
 }
 
 #[tokio::test]
+async fn abandoned_drafts_are_purged_after_six_months_and_nothing_else() {
+    let app = spawn_app(&["33"]).await;
+    let client = issuer(&app, &unique_email("oubli")).await;
+    let old = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "Brouillon oublié",
+            siret: siret(51),
+            commune: "33318",
+            postal: "33600",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    let recent = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "Brouillon récent",
+            siret: siret(52),
+            commune: "33522",
+            postal: "33400",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague purge", "33").await;
+    let submitted = fill(
+        &client,
+        &app,
+        &Structure {
+            name: "Déposée ancienne",
+            siret: siret(53),
+            commune: "33063",
+            postal: "33000",
+        },
+        &unique_email("r"),
+    )
+    .await;
+    assert_eq!(submit(&client, &app, &submitted).await.status(), 303);
+    sqlx::query("UPDATE dep_33.structure_requests SET updated_at = now() - interval '181 days' WHERE reference IN ($1, $2)")
+        .bind(&old)
+        .bind(&submitted)
+        .execute(&app.db.admin)
+        .await
+        .expect("vieillissement");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let job = habilitation_desk::requests::draft_purge();
+    assert_eq!((job.run)(platform.clone()).await.expect("purge"), 1);
+    assert_eq!((job.run)(platform.clone()).await.expect("purge"), 0);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT reference FROM dep_33.structure_requests ORDER BY 1")
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("demandes");
+    let mut expected = vec![recent.clone(), submitted.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM platform.request_index WHERE reference = '{old}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.request_aidants").await,
+        4
+    );
+    assert_eq!(
+        client
+            .get(&app.url(&format!("/demande/demandes/{old}")))
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
 async fn the_issuer_api_answers_the_signed_in_issuer_only() {
     let app = spawn_app(&["33"]).await;
     let anonymous = app.get("/api/habilitation/demandes").await;

@@ -166,6 +166,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             requests::weekly_digest(),
             requests::acceptance::finish_accepted(),
             waves::release_job(),
+            requests::draft_purge(),
         ],
     })
 }
