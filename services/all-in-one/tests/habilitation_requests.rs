@@ -1696,6 +1696,43 @@ async fn abandoned_drafts_are_purged_after_six_months_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn an_issuer_starts_at_most_twenty_requests_a_day() {
+    let app = spawn_app(&["33"]).await;
+    let client = issuer(&app, &unique_email("script")).await;
+    for n in 0..21u32 {
+        let s = Structure {
+            name: "Structure en série",
+            siret: siret(600 + n),
+            commune: "33318",
+            postal: "33600",
+        };
+        let resp = post_fields(
+            &client,
+            &app,
+            "/demande/nouvelle",
+            "/demande/nouvelle",
+            &structure_fields(&s),
+        )
+        .await;
+        if n < 20 {
+            assert_eq!(resp.status(), 303, "{n}");
+        } else {
+            assert_eq!(resp.status(), 400);
+            assert!(
+                resp.text()
+                    .await
+                    .expect("corps")
+                    .contains("c&#39;est le maximum")
+            );
+        }
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structure_requests").await,
+        20
+    );
+}
+
+#[tokio::test]
 async fn the_issuer_api_answers_the_signed_in_issuer_only() {
     let app = spawn_app(&["33"]).await;
     let anonymous = app.get("/api/habilitation/demandes").await;

@@ -434,6 +434,31 @@ pub async fn check_commune(
     Ok(commune)
 }
 
+/// Requests an issuer may start in a day, and messages they may write in an hour: enough for a
+/// person, a brake on a script.
+pub const DRAFTS_PER_DAY: i32 = 20;
+pub const MESSAGES_PER_HOUR: i32 = 30;
+
+/// Counts one act of the issuer against a limit; false when over it.
+async fn within_limit(
+    platform: &Platform,
+    scope: &str,
+    issuer: Uuid,
+    limit: i32,
+    window_seconds: i64,
+) -> Result<bool, sqlx::Error> {
+    let mut conn = platform.platform_pool().acquire().await?;
+    let hit = foundation::auth::ratelimit::hit(
+        &mut conn,
+        scope,
+        &issuer.to_string(),
+        limit,
+        window_seconds,
+    )
+    .await?;
+    Ok(hit.allowed())
+}
+
 /// Refuses a SIRET that already has an open request (other than `except`) or a structure.
 async fn check_siret(
     tx: &mut TenantTx,
@@ -486,6 +511,14 @@ pub async fn create_draft(
     let commune = check_commune(platform, step).await?;
     let departement = DepartementCode::parse(&commune.departement_code)
         .map_err(|_| RequestError::field("commune_code", "Département inconnu."))?;
+    if !within_limit(platform, "issuer-drafts", issuer.id, DRAFTS_PER_DAY, 86_400).await? {
+        return Err(RequestError::field(
+            "name",
+            format!(
+                "Vous avez commencé {DRAFTS_PER_DAY} demandes aujourd'hui : c'est le maximum. Reprenez un brouillon existant depuis « Mes demandes », ou réessayez demain."
+            ),
+        ));
+    }
     let tenant = platform.tenancy.context(departement).await?;
     let id = Uuid::now_v7();
     let reference = new_reference(departement);
@@ -894,6 +927,22 @@ pub async fn issuer_message(
     typed: &str,
 ) -> Result<(), RequestError> {
     let body = message_body("message", typed)?;
+    if !within_limit(
+        platform,
+        "issuer-messages",
+        issuer.id,
+        MESSAGES_PER_HOUR,
+        3_600,
+    )
+    .await?
+    {
+        return Err(RequestError::field(
+            "message",
+            format!(
+                "Vous avez envoyé {MESSAGES_PER_HOUR} messages en une heure : patientez avant d'en écrire un autre."
+            ),
+        ));
+    }
     let mut tx = tenant.begin().await?;
     let request = load(&mut tx, reference, true)
         .await?
