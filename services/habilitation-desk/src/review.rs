@@ -264,6 +264,15 @@ struct ViewPage<'a> {
     error: Option<String>,
 }
 
+impl ViewPage<'_> {
+    /// The error to show on `field` (the one whose form came back), if any.
+    fn error_on(&self, field: &str) -> Option<&str> {
+        self.error
+            .as_deref()
+            .filter(|_| self.typed.field == Some(field))
+    }
+}
+
 /// What the reviewer typed, kept when it comes back with an error.
 #[derive(Default)]
 pub struct Typed {

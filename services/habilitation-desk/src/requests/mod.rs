@@ -882,7 +882,11 @@ pub fn message_body(field: &'static str, typed: &str) -> Result<String, RequestE
     if body.is_empty() {
         return Err(RequestError::field(
             field,
-            "Écrivez votre message avant de l'envoyer.",
+            match field {
+                "changes" => "Indiquez ce qui est à modifier avant d'envoyer la demande.",
+                "reason" => "Indiquez le motif du refus : il est envoyé au demandeur.",
+                _ => "Écrivez votre message avant de l'envoyer.",
+            },
         ));
     }
     if body.chars().count() > 5000 {
