@@ -84,16 +84,35 @@ export async function tabTo(page, selector, max = 80) {
   throw new Error(`focus never reached ${selector} on ${page.url()}`);
 }
 
-// The newest login link MailDev received for `email`.
-export async function loginLink(maildev, email) {
+// Chooses the option of value `value` in the focused-by-Tab <select> `selector` with the
+// arrow keys (Home, then ArrowDown), as a keyboard user does on a closed list.
+export async function chooseOption(page, selector, value, max = 80) {
+  await tabTo(page, selector, max);
+  await page.keyboard.press('Home');
+  const count = await page.evaluate((s) => document.querySelector(s).options.length, selector);
+  for (let i = 0; i < count; i += 1) {
+    if (await page.evaluate(() => document.activeElement.value) === value) return;
+    await page.keyboard.press('ArrowDown');
+  }
+  throw new Error(`option ${value} never chosen in ${selector} on ${page.url()}`);
+}
+
+// The newest link containing `path` that MailDev received for `email`, once more than `known`
+// such links arrived.
+export async function mailedLink(maildev, email, path, known = 0) {
   for (let i = 0; i < 200; i += 1) {
     const mails = await (await fetch(`${maildev}/api/email`)).json();
     const links = mails
       .filter((m) => (m.to || []).some((t) => t.address === email))
-      .map((m) => (m.text || '').split(/\s+/).find((w) => w.includes('/connexion/lien')))
+      .map((m) => (m.text || '').split(/\s+/).find((w) => w.includes(path)))
       .filter(Boolean);
-    if (links.length) return links[links.length - 1];
+    if (links.length > known) return links[links.length - 1];
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error('no login link received');
+  throw new Error(`no ${path} link received`);
+}
+
+// The newest login link MailDev received for `email`.
+export async function loginLink(maildev, email) {
+  return mailedLink(maildev, email, '/connexion/lien');
 }
