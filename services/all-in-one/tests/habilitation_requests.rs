@@ -1831,3 +1831,712 @@ async fn activate_from_mail(
         base_step: step,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Browser journeys and accessibility.
+
+/// Runs one phase of `infra/browser/habilitation.mjs` (the keyboard alone) with a session's
+/// cookies; fails on the script's error and on any axe violation of a page it visited.
+async fn keyboard_phase(
+    app: &TestApp,
+    phase: &str,
+    cookies: &[(String, String)],
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    let mut request = serde_json::json!({
+        "phase": phase,
+        "base": app.address,
+        "cookies": cookies,
+        "maildev": test_support::stack_var("AC_MAILDEV_URL"),
+    });
+    if let (Some(into), serde_json::Value::Object(more)) = (request.as_object_mut(), fields) {
+        into.extend(more);
+    }
+    let result = test_support::browser::run("habilitation.mjs", &request).await;
+    assert!(
+        result["error"].is_null(),
+        "{phase} : {} ; étapes : {}",
+        result["error"],
+        result["steps"]
+    );
+    let pages = result["pages"].as_array().expect("pages");
+    assert!(!pages.is_empty(), "{phase} : aucune page vérifiée");
+    let failures: Vec<_> = pages
+        .iter()
+        .filter(|p| p["violations"].as_array().is_none_or(|v| !v.is_empty()))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{phase} : violations axe : {failures:#?}"
+    );
+    result
+}
+
+/// The cookies a phase's browser ended with, to hand the session to the next phase.
+fn cookies_after(result: &serde_json::Value) -> Vec<(String, String)> {
+    result["cookies"]
+        .as_array()
+        .expect("cookies")
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().expect("nom").to_owned(),
+                c[1].as_str().expect("valeur").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The visited URLs of a phase, with their status, to show what was checked.
+fn visited(result: &serde_json::Value) -> Vec<(String, u64)> {
+    result["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|p| {
+            (
+                p["url"].as_str().unwrap_or_default().to_owned(),
+                p["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The same SIRET with a wrong Luhn key.
+fn wrong_key(siret: &str) -> String {
+    let (body, key) = siret.split_at(13);
+    let key = key.parse::<u32>().expect("clé");
+    format!("{body}{}", (key + 1) % 10)
+}
+
+fn assert_axe_clean(results: Vec<(String, Vec<String>)>) {
+    let failures: Vec<_> = results.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert!(failures.is_empty(), "violations axe : {failures:#?}");
+}
+
+#[tokio::test]
+async fn the_issuers_whole_journey_works_in_chromium_with_the_keyboard_and_passes_axe() {
+    let app = spawn_app(&["33"]).await;
+    council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague clavier", "33").await;
+    let email = unique_email("clavier");
+    let referent_email = unique_email("referente");
+    let aidant_email = unique_email("aidante");
+    let good = siret(61);
+
+    // Phase 1: address, link, the four steps (two mistakes corrected), submission.
+    let filed = keyboard_phase(
+        &app,
+        "issuer-file",
+        &[],
+        serde_json::json!({
+            "email": email,
+            "bad_email": "demandeuse.example.test",
+            "structure": {
+                "name": "CCAS de Lormont",
+                "siret": good,
+                "bad_siret": wrong_key(&good),
+                "address": "1 place de la Mairie",
+                "postal_code": "33310",
+                "commune_code": "33249",
+                "mission": "Accueil social et accompagnement aux démarches",
+                "opening_hours": "Du lundi au vendredi, 9 h - 17 h",
+            },
+            "referent": {
+                "first_name": "Régine",
+                "last_name": "Référente",
+                "email": referent_email,
+                "phone": "05 56 00 00 00",
+            },
+            "aidant": {
+                "first_name": "Anne",
+                "last_name": "Clavier",
+                "email": aidant_email,
+                "profession": "Agent d'accueil",
+                "employer": "CCAS de Lormont",
+            },
+        }),
+    )
+    .await;
+    assert_eq!(
+        filed["steps"],
+        serde_json::json!([
+            "address",
+            "verified",
+            "structure",
+            "referent",
+            "aidants",
+            "commitments",
+            "submitted"
+        ])
+    );
+    let seen = &filed["seen"];
+    assert!(
+        seen["siret_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("clé de contrôle")),
+        "{seen}"
+    );
+    assert!(
+        seen["aidant_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bénévoles")),
+        "{seen}"
+    );
+    assert_eq!(seen["state"], "Déposée, en cours d'examen");
+    let reference = filed["reference"].as_str().expect("référence").to_owned();
+    assert!(reference.starts_with("HAB-33-"), "{reference}");
+    assert_eq!(status_of(&app, "33", &reference).await, "submitted");
+    // What was typed is what was recorded: the corrected SIRET, one aidant, five commitments.
+    let (stored_siret, stored_referent): (String, String) = sqlx::query_as(
+        "SELECT siret, referent_email FROM dep_33.structure_requests WHERE reference = $1",
+    )
+    .bind(&reference)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("demande");
+    assert_eq!(
+        (stored_siret, stored_referent),
+        (good.clone(), referent_email)
+    );
+    let aidants: Vec<(String, String)> =
+        sqlx::query_as("SELECT email, employment FROM dep_33.request_aidants")
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("aidants");
+    assert_eq!(aidants, vec![(aidant_email, "public_agent".to_owned())]);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.request_commitments").await,
+        5
+    );
+    // Every page of the journey was checked, error states included.
+    let pages = visited(&filed);
+    assert_eq!(pages.len(), 14, "{pages:#?}");
+    assert_eq!(
+        pages.iter().filter(|(_, status)| *status == 400).count(),
+        3,
+        "{pages:#?}"
+    );
+    wait_subject(&email, "bien reçue").await;
+
+    // The reviewer, over HTTP, asks for changes.
+    let review = format!("/instruction/demandes/{reference}");
+    let asked = "Précisez les horaires du samedi.";
+    let resp = post_form(
+        &admin,
+        &app,
+        &review,
+        &format!("{review}/modifications"),
+        &[("changes", asked)],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    wait_subject(&email, "modifications demandées").await;
+
+    // Phase 2, same browser session: the issuer reads, answers, amends and submits again.
+    let hours = "Du lundi au vendredi, 9 h - 17 h ; fermé le samedi";
+    let answer = "Nous sommes fermés le samedi.";
+    let answered = keyboard_phase(
+        &app,
+        "issuer-answer",
+        &cookies_after(&filed),
+        serde_json::json!({
+            "reference": reference,
+            "expect": asked,
+            "answer": answer,
+            "opening_hours": hours,
+        }),
+    )
+    .await;
+    assert_eq!(answered["seen"]["state"], "Modifications demandées");
+    assert_eq!(answered["seen"]["after"], "Modifiée, en cours d'examen");
+    assert_eq!(status_of(&app, "33", &reference).await, "amended");
+    let (_, html) = page(&admin, &app.url(&review)).await;
+    assert!(html.contains(answer) && html.contains("fermé le samedi"));
+    wait_subject(&_nadia.email, "nouveau message").await;
+
+    // The reviewer accepts; phase 3 sees it accepted.
+    let resp = post_form(&admin, &app, &review, &format!("{review}/accepter"), &[]).await;
+    assert_eq!(resp.status(), 303);
+    let accepted = keyboard_phase(
+        &app,
+        "issuer-accepted",
+        &cookies_after(&answered),
+        serde_json::json!({ "reference": reference }),
+    )
+    .await;
+    assert_eq!(accepted["seen"]["list"], "Acceptée");
+    assert_eq!(accepted["seen"]["state"], "Acceptée");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.habilitation_files").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_reviewers_journey_works_in_chromium_with_the_keyboard_and_passes_axe() {
+    let app = spawn_app(&["33", "01"]).await;
+    council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague relecture", "33, 01").await;
+    let issuer_email = unique_email("relue");
+    let client = issuer(&app, &issuer_email).await;
+    let s = Structure {
+        name: "CCAS de Bègles",
+        siret: siret(62),
+        commune: "33039",
+        postal: "33130",
+    };
+    let reference = fill(&client, &app, &s, &unique_email("ref")).await;
+    assert_eq!(submit(&client, &app, &reference).await.status(), 303);
+    // Another territory's request, which the territory filter leaves out.
+    let other_client = issuer(&app, &unique_email("ain")).await;
+    let other = fill(
+        &other_client,
+        &app,
+        &Structure {
+            name: "CCAS de Bourg-en-Bresse",
+            siret: siret(63),
+            commune: "01053",
+            postal: "01000",
+        },
+        &unique_email("ref"),
+    )
+    .await;
+    assert_eq!(submit(&other_client, &app, &other).await.status(), 303);
+
+    let changes = "Ajoutez les horaires du samedi, s'il vous plaît.";
+    let asked = keyboard_phase(
+        &app,
+        "review-changes",
+        &admin.cookies(),
+        serde_json::json!({ "reference": reference, "departement": "33", "changes": changes }),
+    )
+    .await;
+    assert_eq!(asked["steps"], serde_json::json!(["opened", "changes"]));
+    assert!(
+        asked["seen"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Rien n'a été fait")),
+        "{}",
+        asked["seen"]
+    );
+    assert_eq!(
+        asked["seen"]["field_error"],
+        "Indiquez ce qui est à modifier avant d'envoyer la demande."
+    );
+    assert_eq!(asked["seen"]["state"], "Modifications demandées");
+    assert_eq!(status_of(&app, "33", &reference).await, "changes_requested");
+    assert_eq!(status_of(&app, "01", &other).await, "submitted");
+    wait_subject(&issuer_email, "modifications demandées").await;
+
+    // The issuer, over HTTP, answers and amends.
+    let base = format!("/demande/demandes/{reference}");
+    let resp = post_form(
+        &client,
+        &app,
+        &base,
+        &format!("{base}/message"),
+        &[("message", "Fermé le samedi.")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let mut amended = structure_fields(&s);
+    amended[7].1 = "Du lundi au vendredi, 9 h - 17 h ; fermé le samedi".into();
+    let resp = post_fields(
+        &client,
+        &app,
+        &format!("{base}/structure"),
+        &format!("{base}/structure"),
+        &amended,
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(submit(&client, &app, &reference).await.status(), 303);
+    assert_eq!(status_of(&app, "33", &reference).await, "amended");
+
+    let accepted = keyboard_phase(
+        &app,
+        "review-accept",
+        &cookies_after(&asked),
+        serde_json::json!({ "reference": reference, "departement": "33" }),
+    )
+    .await;
+    assert!(
+        accepted["seen"]["thread"]
+            .as_str()
+            .is_some_and(|t| t.contains(changes) && t.contains("Fermé le samedi.")),
+        "{}",
+        accepted["seen"]
+    );
+    assert_eq!(accepted["seen"]["state"], "Acceptée");
+    assert_eq!(status_of(&app, "33", &reference).await, "accepted");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structures").await,
+        1
+    );
+    wait_subject(&issuer_email, "acceptée").await;
+}
+
+/// Submits forms in Chromium with the keyboard (fields typed, the button pressed) and returns
+/// the resulting pages' statuses; their axe violations fail the test.
+async fn keyboard_forms(
+    app: &TestApp,
+    cookies: &[(String, String)],
+    forms: serde_json::Value,
+) -> Vec<(String, u64)> {
+    let result = keyboard_phase(app, "forms", cookies, serde_json::json!({ "forms": forms })).await;
+    visited(&result)
+}
+
+#[tokio::test]
+async fn every_habilitation_page_passes_axe_in_each_state_and_on_errors() {
+    let app = spawn_app(&["33", "40"]).await;
+    let council33 = council(&app, "33").await;
+    let (_nadia, admin) = national(&app).await;
+    open_wave(&app, &admin, "Vague Gironde", "33").await;
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/vagues",
+        "/national/vagues",
+        &[
+            ("name", "Vague Landes"),
+            ("opens_on", "2027-03-01"),
+            ("departements", "40"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    // A territory admin of 33, delegated: a line on the reviewers' page, and the territory page.
+    let tina = professional(
+        &app.db.admin,
+        "Tina Gironde",
+        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+    )
+    .await;
+    let territory = browser(&app.address);
+    assert_eq!(log_in(&territory, &app, &tina, -1).await.status(), 303);
+    let resp = post_form(
+        &admin,
+        &app,
+        "/national/relecteurs",
+        "/national/relecteurs",
+        &[("email", &tina.email), ("departement", "33")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+
+    // Requests in each state, from one issuer.
+    let issuer_email = unique_email("etats");
+    let client = issuer(&app, &issuer_email).await;
+    let mut n = 70;
+    let mut filed = |name: &'static str, commune: &'static str, postal: &'static str| {
+        n += 1;
+        Structure {
+            name,
+            siret: siret(n),
+            commune,
+            postal,
+        }
+    };
+    let draft = fill(
+        &client,
+        &app,
+        &filed("CCAS de Lormont", "33249", "33310"),
+        &unique_email("r"),
+    )
+    .await;
+    let submitted_s = filed("CCAS de Pessac", "33318", "33600");
+    let submitted = fill(&client, &app, &submitted_s, &unique_email("r")).await;
+    let thread = fill(
+        &client,
+        &app,
+        &filed("CCAS de Talence", "33522", "33400"),
+        &unique_email("r"),
+    )
+    .await;
+    let accepted = fill(
+        &client,
+        &app,
+        &filed("CCAS de Bègles", "33039", "33130"),
+        &unique_email("r"),
+    )
+    .await;
+    let refused = fill(
+        &client,
+        &app,
+        &filed("CCAS de Bordeaux", "33063", "33000"),
+        &unique_email("r"),
+    )
+    .await;
+    let waiting = fill(
+        &client,
+        &app,
+        &filed("CCAS de Mont-de-Marsan", "40192", "40000"),
+        &unique_email("r"),
+    )
+    .await;
+    for r in [&submitted, &thread, &accepted, &refused, &waiting] {
+        assert_eq!(submit(&client, &app, r).await.status(), 303);
+    }
+    // A draft with its first step only: the other steps empty, the recap listing what lacks.
+    let partial_s = filed("Mairie de Cenon", "33119", "33150");
+    let resp = post_fields(
+        &client,
+        &app,
+        "/demande/nouvelle",
+        "/demande/nouvelle",
+        &structure_fields(&partial_s),
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let partial = location(&resp)
+        .strip_prefix("/demande/demandes/")
+        .and_then(|r| r.strip_suffix("/referent"))
+        .expect("référence")
+        .to_owned();
+    let review_of = |r: &str| format!("/instruction/demandes/{r}");
+    for (path, field, text) in [
+        (
+            format!("{}/message", review_of(&thread)),
+            "message",
+            "Les horaires du samedi ?",
+        ),
+        (
+            format!("{}/modifications", review_of(&thread)),
+            "changes",
+            "Précisez les horaires du samedi.",
+        ),
+        (
+            format!("{}/refuser", review_of(&refused)),
+            "reason",
+            "Structure hors du champ du dispositif.",
+        ),
+    ] {
+        let resp = post_form(&admin, &app, &review_of(&thread), &path, &[(field, text)]).await;
+        assert_eq!(resp.status(), 303, "{path}");
+    }
+    let base = |r: &str| format!("/demande/demandes/{r}");
+    let resp = post_form(
+        &client,
+        &app,
+        &base(&thread),
+        &format!("{}/message", base(&thread)),
+        &[("message", "Fermé le samedi.")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let resp = post_form(
+        &admin,
+        &app,
+        &review_of(&accepted),
+        &format!("{}/accepter", review_of(&accepted)),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    for (r, dep, state) in [
+        (&draft, "33", "draft"),
+        (&submitted, "33", "submitted"),
+        (&thread, "33", "changes_requested"),
+        (&accepted, "33", "accepted"),
+        (&refused, "33", "refused"),
+        (&waiting, "40", "waiting"),
+        (&partial, "33", "draft"),
+    ] {
+        assert_eq!(status_of(&app, dep, r).await, state, "{r}");
+    }
+
+    // Anonymous pages: the landing page with its waves, the address form, the link pages.
+    let fresh = unique_email("lien");
+    let anonymous = browser(&app.address);
+    let resp = post_form(
+        &anonymous,
+        &app,
+        "/demande",
+        "/demande",
+        &[("email", &fresh)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let link = mailed(&fresh, "/demande/acces?jeton=", 0).await;
+    let urls: Vec<String> = [
+        "/",
+        "/demande",
+        "/demande?session=expiree",
+        "/demande/acces?jeton=forge",
+    ]
+    .iter()
+    .map(|p| app.url(p))
+    .chain([link])
+    .collect();
+    assert_axe_clean(test_support::browser::axe_violations(&urls).await);
+
+    // The issuer's pages: an empty list, then each step and each state of the recap.
+    let newcomer = issuer(&app, &unique_email("nouvelle")).await;
+    let (_, empty) = page(&newcomer, &app.url("/demande/mes-demandes")).await;
+    assert!(empty.contains("pas encore de demande"));
+    assert_axe_clean(
+        test_support::browser::axe_violations_with_cookies(
+            &[
+                app.url("/demande/mes-demandes"),
+                app.url("/demande"),
+                app.url("/demande/nouvelle"),
+            ],
+            &newcomer.cookies(),
+        )
+        .await,
+    );
+    let mut paths = vec!["/demande/mes-demandes".to_owned()];
+    for step in ["structure", "referent", "aidants", "engagements"] {
+        paths.push(format!("{}/{step}", base(&draft)));
+        paths.push(format!("{}/{step}", base(&partial)));
+    }
+    paths.push(format!("{}/aidants?message=ajoute", base(&draft)));
+    for (r, flash) in [
+        (&draft, ""),
+        (&partial, ""),
+        (&submitted, "?message=deposee"),
+        (&thread, "?message=message"),
+        (&accepted, ""),
+        (&refused, ""),
+        (&waiting, "?message=en-attente"),
+    ] {
+        paths.push(format!("{}{flash}", base(r)));
+    }
+    let urls: Vec<String> = paths.iter().map(|p| app.url(p)).collect();
+    assert_axe_clean(
+        test_support::browser::axe_violations_with_cookies(&urls, &client.cookies()).await,
+    );
+
+    // The national team's pages, the review pages in each state, and the territory's page.
+    let mut paths: Vec<String> = [
+        "/instruction",
+        "/instruction?etat=tous",
+        "/instruction?territoire=40&etat=waiting",
+        "/instruction?etat=accepted&anciennete=3",
+        "/national/vagues",
+        "/national/vagues?message=ouverte",
+        "/national/relecteurs",
+    ]
+    .iter()
+    .map(|p| (*p).to_owned())
+    .collect();
+    for r in [&submitted, &thread, &accepted, &refused, &waiting] {
+        paths.push(review_of(r));
+    }
+    paths.push(format!("{}?message=modifications", review_of(&thread)));
+    paths.push(format!("{}?message=acceptee", review_of(&accepted)));
+    let urls: Vec<String> = paths.iter().map(|p| app.url(p)).collect();
+    assert_axe_clean(
+        test_support::browser::axe_violations_with_cookies(&urls, &admin.cookies()).await,
+    );
+    assert_axe_clean(
+        test_support::browser::axe_violations_with_cookies(
+            &[
+                app.url("/territoire/deploiement"),
+                app.url("/instruction"),
+                app.url(&review_of(&submitted)),
+            ],
+            &territory.cookies(),
+        )
+        .await,
+    );
+
+    // Error states, reached by submitting the forms with the keyboard.
+    let statuses = keyboard_forms(
+        &app,
+        &[],
+        serde_json::json!([{
+            "url": app.url("/demande"),
+            "fields": [["#email", "pas-une-adresse"]],
+            "submit": "form[action=\"/demande\"] button[type=submit]",
+        }]),
+    )
+    .await;
+    assert!(statuses.iter().all(|(_, s)| *s == 400), "{statuses:?}");
+    let step_submit = "main form[novalidate] button[type=submit]";
+    let statuses = keyboard_forms(
+        &app,
+        &client.cookies(),
+        serde_json::json!([
+            { "url": app.url("/demande/nouvelle"), "fields": [], "submit": step_submit },
+            {
+                "url": app.url("/demande/nouvelle"),
+                "fields": [
+                    ["#name", submitted_s.name],
+                    ["#kind", "ccas", "select"],
+                    ["#siret", submitted_s.siret],
+                    ["#address", "1 place de la Mairie"],
+                    ["#postal_code", submitted_s.postal],
+                    ["#commune_code", submitted_s.commune],
+                    ["#mission", "Accueil"],
+                    ["#opening_hours", "Le matin"],
+                ],
+                "submit": step_submit,
+            },
+            {
+                "url": app.url(&format!("{}/structure", base(&partial))),
+                "fields": [["#siret", "1234"], ["#commune_code", "33999"]],
+                "submit": step_submit,
+            },
+            {
+                "url": app.url(&format!("{}/referent", base(&partial))),
+                "fields": [["#email", "regine@"], ["#phone", "12"]],
+                "submit": step_submit,
+            },
+            {
+                "url": app.url(&format!("{}/aidants", base(&partial))),
+                "fields": [["#first_name", "Paul"], ["#email", "paul@"]],
+                "submit": format!("form[action=\"{}/aidants\"] button[type=submit]", base(&partial)),
+            },
+            {
+                "url": app.url(&format!("{}/engagements", base(&partial))),
+                "fields": [],
+                "submit": step_submit,
+            },
+            {
+                "url": app.url(&base(&thread)),
+                "fields": [],
+                "submit": format!("form[action=\"{}/message\"] button", base(&thread)),
+            },
+        ]),
+    )
+    .await;
+    assert!(statuses.iter().all(|(_, s)| *s == 400), "{statuses:?}");
+    let statuses = keyboard_forms(
+        &app,
+        &admin.cookies(),
+        serde_json::json!([
+            {
+                "url": app.url("/national/vagues"),
+                "fields": [["#name", "Doublon"], ["#departements", "33, 99"]],
+                "submit": "form[action=\"/national/vagues\"] button[type=submit]",
+            },
+            {
+                "url": app.url("/national/relecteurs"),
+                "fields": [["#email", "personne@example.test"], ["#departement", "33"]],
+                "submit": "form[action=\"/national/relecteurs\"] button[type=submit]",
+            },
+            {
+                "url": app.url("/national/relecteurs"),
+                "fields": [["#email", tina.email], ["#departement", "99"]],
+                "submit": "form[action=\"/national/relecteurs\"] button[type=submit]",
+            },
+            {
+                "url": app.url(&review_of(&submitted)),
+                "fields": [],
+                "submit": format!("form[action=\"{}/refuser\"] button", review_of(&submitted)),
+            },
+            {
+                "url": app.url(&review_of(&submitted)),
+                "fields": [],
+                "submit": format!("form[action=\"{}/message\"] button", review_of(&submitted)),
+            },
+        ]),
+    )
+    .await;
+    assert!(statuses.iter().all(|(_, s)| *s == 400), "{statuses:?}");
+}
