@@ -103,6 +103,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"structure": marker, "url": url}),
             format!("référent de la structure « {marker} »"),
         ),
+        "habilitation_withdrawn" => (
+            json!({"structure": marker, "date": "23/11/2026", "by": "le référent de la structure", "reason": "Départ de la structure."}),
+            format!("pour la structure « {marker} » a été retirée"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

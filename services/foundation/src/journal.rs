@@ -55,6 +55,7 @@ pub enum Event {
     StructureCreated,
     HabilitationFilesCreated,
     ReferentAppointed,
+    HabilitationWithdrawn,
 }
 
 impl Event {
@@ -84,6 +85,7 @@ impl Event {
             Event::StructureCreated => "structure_created",
             Event::HabilitationFilesCreated => "habilitation_files_created",
             Event::ReferentAppointed => "referent_appointed",
+            Event::HabilitationWithdrawn => "habilitation_withdrawn",
         }
     }
 }

@@ -35,6 +35,8 @@ pub mod territory;
 mod views;
 /// Rollout waves.
 pub mod waves;
+/// Withdrawal of an aidant's habilitation.
+pub mod withdrawal;
 
 use std::sync::Arc;
 
@@ -150,6 +152,23 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/territoire/deploiement").get(
                 Access::Permission(Action::RolloutFollow),
                 territory::rollout,
+            ),
+            Page::at("/referent/aidants/retrait")
+                .get(
+                    Access::Permission(Action::AidantDeactivate),
+                    withdrawal::referent_form,
+                )
+                .post(
+                    Access::RecentPermission(Action::AidantDeactivate),
+                    withdrawal::referent_withdraw,
+                ),
+            Page::at("/national/habilitations").get(
+                Access::Permission(Action::HabilitationWithdraw),
+                withdrawal::national_search,
+            ),
+            Page::at("/national/habilitations/retrait").post(
+                Access::RecentPermission(Action::HabilitationWithdraw),
+                withdrawal::national_withdraw,
             ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)

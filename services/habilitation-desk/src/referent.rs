@@ -70,6 +70,10 @@ fn flash(code: Option<&str>) -> Option<(bool, &'static str)> {
             false,
             "Ces deux codes ne se suivent pas ou sont trop anciens. Saisissez deux codes consécutifs affichés maintenant.",
         ),
+        "habilitation-retiree" => (
+            true,
+            "L'habilitation est retirée : les sessions de l'aidant sont closes et il en est informé par e-mail.",
+        ),
         "lien-envoye" => (
             true,
             "Un lien d'enregistrement d'application a été envoyé à l'aidant.",

@@ -98,6 +98,10 @@ const TEMPLATES: &[Template] = &[
     ),
     template!("request_released", ["reference", "structure", "url"]),
     template!("referent_appointed", ["structure", "url"]),
+    template!(
+        "habilitation_withdrawn",
+        ["structure", "date", "by", "reason"]
+    ),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

@@ -73,3 +73,24 @@ async fn lookup_departement(
     .await?;
     Ok(code.flatten().and_then(|c| DepartementCode::parse(&c).ok()))
 }
+
+/// Whether an active professional holds `role` in `domain` now, read from the table rather than
+/// the guard's cache: for checks that must see a withdrawal at the very next request (the
+/// identity provider's redemption and userinfo).
+pub async fn holds_now(
+    pool: &PgPool,
+    professional: Uuid,
+    role: Role,
+    domain: &Domain,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a
+                        JOIN platform.professionals p ON p.id = a.professional_id
+                        WHERE a.professional_id = $1 AND a.role = $2 AND a.domain = $3 AND p.active)",
+    )
+    .bind(professional)
+    .bind(role.as_str())
+    .bind(domain.to_string())
+    .fetch_one(pool)
+    .await
+}

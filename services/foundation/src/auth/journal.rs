@@ -28,6 +28,7 @@ pub enum SecurityEvent {
     ReviewDelegationWithdrawn,
     WaveCreated,
     WaveOpened,
+    HabilitationWithdrawn,
 }
 
 impl SecurityEvent {
@@ -50,6 +51,7 @@ impl SecurityEvent {
             SecurityEvent::ReviewDelegationWithdrawn => "review_delegation_withdrawn",
             SecurityEvent::WaveCreated => "wave_created",
             SecurityEvent::WaveOpened => "wave_opened",
+            SecurityEvent::HabilitationWithdrawn => "habilitation_withdrawn",
         }
     }
 }

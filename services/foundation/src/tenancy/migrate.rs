@@ -84,6 +84,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 8, "0008_usager_contacts_per_structure"),
             migration!("departement", 9, "0009_journal_sealing"),
             migration!("departement", 10, "0010_habilitation_requests"),
+            migration!("departement", 11, "0011_habilitation_withdrawals"),
         ])
     });
 

@@ -204,6 +204,7 @@ pub async fn token(
     };
     let outcome = redeem(
         &tenant,
+        platform.platform_pool(),
         &provider,
         code,
         &client,
@@ -231,6 +232,7 @@ pub async fn token(
 /// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
 async fn redeem(
     tenant: &foundation::tenancy::TenantContext,
+    platform_pool: &sqlx::PgPool,
     provider: &Provider,
     code: &str,
     client: &clients::Client,
@@ -283,6 +285,15 @@ async fn redeem(
     else {
         return Ok(Err("code inconnu"));
     };
+    // A withdrawn habilitation stops a flow in progress: the aidant must still be an aidant of
+    // the structure when the code is redeemed.
+    let habilitated = foundation::auth::assignments::holds_now(
+        platform_pool,
+        aidant,
+        policies::Role::Aidant,
+        &policies::Domain::Structure(structure),
+    )
+    .await?;
     let refusal = if redeemed {
         Some("code déjà utilisé : les jetons qu'il a donnés sont révoqués")
     } else if revoked {
@@ -297,6 +308,8 @@ async fn redeem(
         Some("code_verifier incorrect")
     } else if !live {
         Some("le mandat ne couvre plus cette démarche")
+    } else if !habilitated {
+        Some("l'aidant n'est plus habilité dans cette structure")
     } else {
         None
     };
@@ -397,6 +410,8 @@ type UserinfoRow = (
     String,
     String,
     Option<String>,
+    Uuid,
+    Uuid,
 );
 
 /// `GET|POST /oidc/userinfo` with a Bearer access token: a signed JWT of the identity captured
@@ -442,7 +457,7 @@ pub async fn userinfo(
         let row = sqlx::query_as(
             "SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name,
                     u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry,
-                    u.email
+                    u.email, g.aidant_id, g.structure_id
              FROM oidc_grants g
              JOIN authorisations a ON a.id = g.authorisation_id
              JOIN usagers u ON u.id = g.usager_id
@@ -459,15 +474,44 @@ pub async fn userinfo(
         Ok(row)
     }
     .await;
-    let (client_id, scopes, fc_sub, given, family, usage, birthdate, gender, place, country, email) =
-        match row {
-            Ok(Some(r)) => r,
-            Ok(None) => return invalid(),
-            Err(e) => {
-                tracing::error!(error = %e, "identity provider: userinfo lookup failed");
-                return unavailable();
-            }
-        };
+    let (
+        client_id,
+        scopes,
+        fc_sub,
+        given,
+        family,
+        usage,
+        birthdate,
+        gender,
+        place,
+        country,
+        email,
+        aidant,
+        structure,
+    ) = match row {
+        Ok(Some(r)) => r,
+        Ok(None) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "identity provider: userinfo lookup failed");
+            return unavailable();
+        }
+    };
+    // Answered only while the aidant is still habilitated in the structure.
+    match foundation::auth::assignments::holds_now(
+        platform.platform_pool(),
+        aidant,
+        policies::Role::Aidant,
+        &policies::Domain::Structure(structure),
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => return invalid(),
+        Err(e) => {
+            tracing::error!(error = %e, "identity provider: userinfo habilitation check failed");
+            return unavailable();
+        }
+    }
     let client = match provider.clients.get(&client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => return invalid(),

@@ -1,0 +1,376 @@
+//! Habilitation desk II, end to end against the real stack. So far: withdrawing an aidant's
+//! habilitation, by the structure's référent or the national team, takes effect at the next
+//! request everywhere — pages, another browser's session, an identity-provider flow in
+//! progress and an access token already given.
+
+mod common;
+
+use common::identity::*;
+use common::idp::*;
+use common::spawn_app;
+use mandate_service::idp::clients::AuthMethod;
+use mandate_service::idp::keys::Alg;
+use policies::{Domain, Role};
+use serde_json::Value;
+
+const CALLBACK: &str = "http://127.0.0.1:9/api/v2/oidc-callback";
+
+fn authorize_url(app: &common::TestApp, client_id: &str) -> String {
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid profile"),
+        ("state", "etat-123456"),
+        ("nonce", "nonce-123456"),
+        ("acr_values", "eidas1"),
+    ])
+    .expect("query");
+    format!("{}?{query}", app.url("/oidc/authorize"))
+}
+
+async fn redeem(app: &common::TestApp, client_id: &str, secret: &str, code: &str) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.url("/oidc/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CALLBACK),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("token");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+async fn userinfo_status(app: &common::TestApp, token: &str) -> u16 {
+    app.client
+        .get(app.url("/oidc/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("userinfo")
+        .status()
+        .as_u16()
+}
+
+async fn count(app: &common::TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&app.db.admin)
+        .await
+        .expect(sql)
+}
+
+#[tokio::test]
+async fn a_withdrawal_takes_effect_at_the_next_request_everywhere() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-retrait"), &["logement"]).await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Référente",
+        &[(Role::Referent, Domain::Structure(fx.structure), Some("33"))],
+    )
+    .await;
+    let referent = browser(&app.address);
+    assert_eq!(log_in(&referent, &app, &rita, -1).await.status(), 303);
+    // The aidant is also signed in in another browser.
+    let elsewhere = browser(&app.address);
+    assert_eq!(log_in(&elsewhere, &app, &fx.who, 0).await.status(), 303);
+    assert_eq!(elsewhere.get(&app.url("/mandats")).await.status(), 200);
+
+    // An identity-provider flow in progress (a code not redeemed yet) and one already given.
+    let secret = register(
+        &app,
+        "fc-retrait",
+        AuthMethod::ClientSecretPost,
+        CALLBACK,
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await
+    .expect("secret");
+    let url = authorize_url(&app, "fc-retrait");
+    let pending = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let used = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let (status, body) = redeem(&app, "fc-retrait", &secret, &used).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("jeton").to_owned();
+    assert_eq!(userinfo_status(&app, &token).await, 200);
+
+    // Another structure's référent cannot reach this aidant: 404, nothing changes.
+    let other = structure_domain(&app, "33").await;
+    let stranger = professional(
+        &app.db.admin,
+        "Sam Autre",
+        &[(Role::Referent, Domain::Structure(other), Some("33"))],
+    )
+    .await;
+    let sb = browser(&app.address);
+    assert_eq!(log_in(&sb, &app, &stranger, -1).await.status(), 303);
+    assert_eq!(
+        sb.get(&app.url(&format!("/referent/aidants/retrait?aidant={}", fx.who.id)))
+            .await
+            .status(),
+        404
+    );
+    let resp = post_form(
+        &sb,
+        &app,
+        "/compte",
+        "/referent/aidants/retrait",
+        &[("aidant", &fx.who.id.to_string()), ("reason", "Intrusion")],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    // An aidant has no right to withdraw anyone: 403.
+    let resp = post_form(
+        &elsewhere,
+        &app,
+        "/compte",
+        "/referent/aidants/retrait",
+        &[("aidant", &fx.who.id.to_string()), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    // Without a reason: a French error on the field, nothing withdrawn.
+    let form_page = format!("/referent/aidants/retrait?aidant={}", fx.who.id);
+    let (status, form) = page(&referent, &app.url(&form_page)).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("Alice Aidant"));
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url(&form_page), app.url("/referent/aidants")],
+        &referent.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    let resp = post_form(
+        &referent,
+        &app,
+        &form_page,
+        "/referent/aidants/retrait",
+        &[("aidant", &fx.who.id.to_string()), ("reason", "  ")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Indiquez le motif du retrait")
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.role_assignments WHERE role = 'aidant'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(elsewhere.get(&app.url("/mandats")).await.status(), 200);
+
+    // Withdrawn.
+    let resp = post_form(
+        &referent,
+        &app,
+        &form_page,
+        "/referent/aidants/retrait",
+        &[
+            ("aidant", &fx.who.id.to_string()),
+            ("reason", "A quitté la structure le 27 novembre."),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        common::idp::location(&resp),
+        "/referent/aidants?message=habilitation-retiree"
+    );
+    // Both browsers' sessions are over at the next request.
+    for b in [&fx.aidant, &elsewhere] {
+        let resp = b.get(&app.url("/mandats")).await;
+        assert_eq!(resp.status(), 303);
+        assert!(common::idp::location(&resp).starts_with("/connexion?suite="));
+    }
+    // The flow in progress stops; the token already given answers nothing more.
+    let (status, body) = redeem(&app, "fc-retrait", &secret, &pending).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(userinfo_status(&app, &token).await, 401);
+    // Logging in again opens nothing in that structure.
+    let again = browser(&app.address);
+    assert_eq!(log_in(&again, &app, &fx.who, 1).await.status(), 303);
+    let resp = again.get(&app.url("/mandats")).await;
+    let to = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        resp.status() == 403 || (resp.status() == 303 && to.starts_with("/compte")),
+        "{} {to}",
+        resp.status()
+    );
+    // Recorded in the territory (with the reason), journaled in both journals, mailed.
+    let reason: String = sqlx::query_scalar("SELECT reason FROM dep_33.habilitation_withdrawals WHERE professional_id = $1 AND NOT by_national")
+        .bind(fx.who.id)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("retrait");
+    assert_eq!(reason, "A quitté la structure le 27 novembre.");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'habilitation_withdrawn'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'habilitation_withdrawn'"
+        )
+        .await,
+        1
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mails = test_support::maildev::mails_to(&fx.who.email).await;
+        if mails.iter().any(|m| {
+            m["subject"].as_str().is_some_and(|s| s.contains("retirée"))
+                && m["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("A quitté la structure"))
+        }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pas de courriel de retrait"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Withdrawing again: nothing left to withdraw, 404.
+    let resp = post_form(
+        &referent,
+        &app,
+        "/compte",
+        "/referent/aidants/retrait",
+        &[("aidant", &fx.who.id.to_string()), ("reason", "Encore")],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn the_national_team_withdraws_any_habilitation() {
+    let app = spawn_app(&["33", "01"]).await;
+    let a = structure_domain(&app, "33").await;
+    let b = structure_domain(&app, "01").await;
+    let ada = professional(
+        &app.db.admin,
+        "Ada Deux Structures",
+        &[
+            (Role::Aidant, Domain::Structure(a), Some("33")),
+            (Role::Aidant, Domain::Structure(b), Some("01")),
+        ],
+    )
+    .await;
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Nationale",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let nb = browser(&app.address);
+    assert_eq!(log_in(&nb, &app, &nadia, -1).await.status(), 303);
+    let search = format!("/national/habilitations?email={}", ada.email);
+    let (status, list) = page(&nb, &app.url(&search)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list.matches("Retirer l&#39;habilitation<span").count()
+            + list.matches("Retirer l'habilitation<span").count(),
+        2,
+        "{list}"
+    );
+    let resp = post_form(
+        &nb,
+        &app,
+        &search,
+        "/national/habilitations/retrait",
+        &[
+            ("aidant", &ada.id.to_string()),
+            ("structure", &b.to_string()),
+            ("reason", ""),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    // The pages pass axe (the référent's form is checked in the other test).
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url(&search), app.url("/national/habilitations")],
+        &nb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    let resp = post_form(
+        &nb,
+        &app,
+        &search,
+        "/national/habilitations/retrait",
+        &[
+            ("aidant", &ada.id.to_string()),
+            ("structure", &b.to_string()),
+            ("reason", "Signalement d'un usage abusif."),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    // Only the Ain habilitation is gone; recorded in the Ain, not in Gironde.
+    let left: Vec<String> = sqlx::query_scalar("SELECT domain FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant'")
+        .bind(ada.id)
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("rôles");
+    assert_eq!(left, vec![format!("structure:{a}")]);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_01.habilitation_withdrawals WHERE by_national"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.habilitation_withdrawals").await,
+        0
+    );
+    // A referent cannot use the national page: 403.
+    let rita = professional(
+        &app.db.admin,
+        "Rita",
+        &[(Role::Referent, Domain::Structure(a), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    assert_eq!(rb.get(&app.url(&search)).await.status(), 403);
+}
