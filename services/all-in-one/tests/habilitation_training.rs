@@ -374,3 +374,216 @@ async fn the_national_team_withdraws_any_habilitation() {
     assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
     assert_eq!(rb.get(&app.url(&search)).await.status(), 403);
 }
+
+#[tokio::test]
+async fn a_referent_chooses_the_demarches_the_structure_handles() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Démarches",
+        &[
+            (Role::Referent, Domain::Structure(s), Some("33")),
+            (Role::Aidant, Domain::Structure(s), Some("33")),
+        ],
+    )
+    .await;
+    let ada = professional(
+        &app.db.admin,
+        "Ada Démarches",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &ada, -1).await.status(), 303);
+    // An aidant who is not référent: 403.
+    assert_eq!(ab.get(&app.url("/structure/demarches")).await.status(), 403);
+    let resp = post_form(
+        &ab,
+        &app,
+        "/compte",
+        "/structure/demarches",
+        &[("demarche", "logement")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let (status, form) = page(&rb, &app.url("/structure/demarches")).await;
+    assert_eq!(status, 200);
+    assert_eq!(form.matches(" checked").count(), 10, "all ten at first");
+    // None ticked: refused with the reason, nothing changed.
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/demarches",
+        "/structure/demarches",
+        &[("demarche", "inconnue")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Cochez au moins une démarche")
+    );
+    let current = || async {
+        sqlx::query_scalar::<_, Vec<String>>(
+            "SELECT demarches FROM dep_33.structures WHERE id = $1",
+        )
+        .bind(s)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("démarches")
+    };
+    assert_eq!(current().await.len(), 10);
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/demarches",
+        "/structure/demarches",
+        &[("demarche", "logement"), ("demarche", "famille")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        current().await,
+        vec!["famille".to_owned(), "logement".to_owned()]
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'structure_demarches_set'"
+        )
+        .await,
+        1
+    );
+    // Mandate creation offers only those.
+    let (status, new_mandate) = page(&ab, &app.url("/mandats/nouveau")).await;
+    assert_eq!(status, 200);
+    assert!(
+        new_mandate.contains(r#"value="logement""#) && new_mandate.contains(r#"value="famille""#)
+    );
+    assert!(!new_mandate.contains(r#"value="justice""#));
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/structure/demarches")],
+        &rb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}
+
+#[tokio::test]
+async fn the_national_team_deactivates_a_structure_as_a_whole() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-desactivation"), &["logement"]).await;
+    let secret = register(
+        &app,
+        "fc-desactivation",
+        AuthMethod::ClientSecretPost,
+        CALLBACK,
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await
+    .expect("secret");
+    let pending = param(
+        &choose(
+            &fx,
+            &app,
+            &authorize_url(&app, "fc-desactivation"),
+            fx.usager,
+            "logement",
+        )
+        .await,
+        "code",
+    )
+    .expect("code");
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Nationale",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let nb = browser(&app.address);
+    assert_eq!(log_in(&nb, &app, &nadia, -1).await.status(), 303);
+    let (status, list) = page(&nb, &app.url("/national/structures?departement=33")).await;
+    assert_eq!(status, 200);
+    assert!(list.contains(&fx.structure.to_string()));
+    let fields = |reason: &'static str| {
+        vec![
+            ("departement", "33".to_owned()),
+            ("structure", fx.structure.to_string()),
+            ("reason", reason.to_owned()),
+        ]
+    };
+    let post = |f: Vec<(&'static str, String)>| {
+        let nb = &nb;
+        let app = &app;
+        async move {
+            let borrowed: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(
+                nb,
+                app,
+                "/compte",
+                "/national/structures/desactiver",
+                &borrowed,
+            )
+            .await
+        }
+    };
+    assert_eq!(post(fields("")).await.status(), 400);
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
+    assert_eq!(
+        post(fields("Convention résiliée par le conseil départemental."))
+            .await
+            .status(),
+        303
+    );
+    // Its aidant can act no more, and the flow in progress stops.
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 403);
+    let (status, body) = redeem(&app, "fc-desactivation", &secret, &pending).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, list) = page(&nb, &app.url("/national/structures?departement=33")).await;
+    assert!(list.contains("Convention résiliée par le conseil départemental."));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'structure_deactivated'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'structure_deactivated'"
+        )
+        .await,
+        1
+    );
+    // Already deactivated: 404; an aidant cannot use the page: 403.
+    assert_eq!(post(fields("Encore")).await.status(), 404);
+    assert_eq!(
+        fx.aidant
+            .get(&app.url("/national/structures?departement=33"))
+            .await
+            .status(),
+        403
+    );
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[
+            app.url("/national/structures?departement=33"),
+            app.url("/national/structures"),
+        ],
+        &nb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}

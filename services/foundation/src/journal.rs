@@ -56,6 +56,8 @@ pub enum Event {
     HabilitationFilesCreated,
     ReferentAppointed,
     HabilitationWithdrawn,
+    StructureDemarchesSet,
+    StructureDeactivated,
 }
 
 impl Event {
@@ -86,6 +88,8 @@ impl Event {
             Event::HabilitationFilesCreated => "habilitation_files_created",
             Event::ReferentAppointed => "referent_appointed",
             Event::HabilitationWithdrawn => "habilitation_withdrawn",
+            Event::StructureDemarchesSet => "structure_demarches_set",
+            Event::StructureDeactivated => "structure_deactivated",
         }
     }
 }

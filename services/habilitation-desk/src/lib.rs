@@ -13,6 +13,8 @@ pub mod issuer;
 pub mod login;
 /// National team pages: card import.
 pub mod national;
+/// National team: a territory's structures, deactivation of one as a whole.
+pub mod national_structures;
 /// A professional replacing their own authenticator app.
 pub mod own_factor;
 /// Open data: the habilitated places of a territory.
@@ -169,6 +171,14 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/national/habilitations/retrait").post(
                 Access::RecentPermission(Action::HabilitationWithdraw),
                 withdrawal::national_withdraw,
+            ),
+            Page::at("/national/structures").get(
+                Access::Permission(Action::HabilitationWithdraw),
+                national_structures::search,
+            ),
+            Page::at("/national/structures/desactiver").post(
+                Access::RecentPermission(Action::HabilitationWithdraw),
+                national_structures::deactivate,
             ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)

@@ -19,6 +19,8 @@ pub mod jws;
 pub mod mandates;
 /// The request's current structure and territory.
 pub mod scope;
+/// The référent's choice of the démarches the structure handles.
+pub mod structure_demarches;
 /// The pages.
 pub mod web;
 
@@ -133,6 +135,15 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         Page::at("/usagers/:id/coordonnees")
             .post(permission(Action::UsagerContactUpdate), web::usager_contact),
         Page::at("/activite").get(permission(Action::ActivityReadOwn), web::activity),
+        Page::at("/structure/demarches")
+            .get(
+                permission(Action::StructureSetDemarches),
+                structure_demarches::form,
+            )
+            .post(
+                recent(Action::StructureSetDemarches),
+                structure_demarches::save,
+            ),
         Page::at("/courriers").get(
             permission(Action::LetterPrint),
             web::letters.data(shared.clone()),

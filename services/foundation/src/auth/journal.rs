@@ -29,6 +29,7 @@ pub enum SecurityEvent {
     WaveCreated,
     WaveOpened,
     HabilitationWithdrawn,
+    StructureDeactivated,
 }
 
 impl SecurityEvent {
@@ -52,6 +53,7 @@ impl SecurityEvent {
             SecurityEvent::WaveCreated => "wave_created",
             SecurityEvent::WaveOpened => "wave_opened",
             SecurityEvent::HabilitationWithdrawn => "habilitation_withdrawn",
+            SecurityEvent::StructureDeactivated => "structure_deactivated",
         }
     }
 }

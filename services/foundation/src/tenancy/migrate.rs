@@ -85,6 +85,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 9, "0009_journal_sealing"),
             migration!("departement", 10, "0010_habilitation_requests"),
             migration!("departement", 11, "0011_habilitation_withdrawals"),
+            migration!("departement", 12, "0012_structure_deactivation"),
         ])
     });
 
