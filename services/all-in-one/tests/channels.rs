@@ -107,6 +107,14 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"structure": marker, "date": "23/11/2026", "by": "le référent de la structure", "reason": "Départ de la structure."}),
             format!("pour la structure « {marker} » a été retirée"),
         ),
+        "training_registered" => (
+            json!({"name": marker, "session": "Formation Aidants Connect", "dates": "14/12/2026", "place": "à distance", "status": "Votre place est réservée."}),
+            format!("Bonjour {marker},"),
+        ),
+        "training_reminder" => (
+            json!({"name": marker, "session": "Formation Aidants Connect", "dates": "14/12/2026", "place": "à distance"}),
+            format!("Bonjour {marker},"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

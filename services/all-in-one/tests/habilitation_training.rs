@@ -587,3 +587,378 @@ async fn the_national_team_deactivates_a_structure_as_a_whole() {
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
 }
+
+/// `n` habilitation files of a structure of Gironde (as an accepted request leaves them), with
+/// their index entries. Returns their ids.
+async fn files(app: &common::TestApp, structure: uuid::Uuid, n: usize) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = uuid::Uuid::now_v7();
+        let email = format!("aidant{i}-{}@example.test", &id.simple().to_string()[24..]);
+        sqlx::query(
+            "INSERT INTO dep_33.habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
+             VALUES ($1, $2, 'Aidant', $3, $4, 'Agent d''accueil', 'public_agent', 'Mairie')",
+        )
+        .bind(id)
+        .bind(structure)
+        .bind(format!("Numéro {i:02}"))
+        .bind(&email)
+        .execute(&app.db.admin)
+        .await
+        .expect("dossier");
+        sqlx::query(
+            "INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+             VALUES ($1, '33', $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(structure)
+        .bind(&email)
+        .bind(format!("Aidant Numéro {i:02}"))
+        .execute(&app.db.admin)
+        .await
+        .expect("index");
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_attendance() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Formation",
+        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Formation",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let nb = browser(&app.address);
+    assert_eq!(log_in(&nb, &app, &nadia, -1).await.status(), 303);
+
+    // The national team: an organisation, then a session of 12 seats (bad input first).
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/formations",
+        "/national/formations/organismes",
+        &[("name", "Formateurs du Sud-Ouest")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let organisation: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.training_organisations")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("organisme");
+    let later = (time::OffsetDateTime::now_utc().date() + time::Duration::days(20)).to_string();
+    let org = organisation.to_string();
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/formations",
+        "/national/formations/sessions",
+        &[
+            ("organisation", &org),
+            ("title", "Formation initiale"),
+            ("first_day", "2020-01-01"),
+            ("mode", "in_person"),
+            ("address", ""),
+            ("region", "75"),
+            ("capacity", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    for expected in [
+        "commencer après aujourd",
+        "adresse de la session",
+        "entre 1 et 200",
+    ] {
+        assert!(body.contains(expected), "{expected}");
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.training_sessions").await,
+        0
+    );
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/formations",
+        "/national/formations/sessions",
+        &[
+            ("organisation", &org),
+            ("title", "Formation initiale"),
+            ("first_day", &later),
+            ("mode", "remote"),
+            ("region", "75"),
+            ("capacity", "12"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let session: uuid::Uuid = sqlx::query_scalar("SELECT id FROM platform.training_sessions")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("session");
+
+    // 40 registrations at once for 12 seats: exactly 12 registered, 28 told it is full,
+    // nothing else written.
+    let ids = files(&app, s, 42).await;
+    let (_, html) = page(&rb, &app.url("/structure/formation")).await;
+    let token = csrf_of(&html);
+    let url = app.url("/structure/formation/inscription");
+    let session_id = session.to_string();
+    let forms: Vec<[(&str, String); 3]> = ids[..40]
+        .iter()
+        .map(|f| {
+            [
+                ("csrf", token.clone()),
+                ("session", session_id.clone()),
+                ("dossier", f.to_string()),
+            ]
+        })
+        .collect();
+    let answers = futures::future::join_all(forms.iter().map(|form| {
+        let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let rb = &rb;
+        let url = &url;
+        async move { rb.post(url, &borrowed).await }
+    }))
+    .await;
+    let mut registered = 0;
+    let mut full = 0;
+    for a in &answers {
+        assert_eq!(a.status(), 303);
+        let to = common::idp::location(a);
+        if to.ends_with("message=inscrit") {
+            registered += 1;
+        } else if to.contains("complet=") {
+            full += 1;
+        } else {
+            panic!("réponse inattendue : {to}");
+        }
+    }
+    assert_eq!((registered, full), (12, 28));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT seats_taken::bigint FROM platform.training_sessions"
+        )
+        .await,
+        12
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.training_registrations").await,
+        12
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'training_registered'"
+        )
+        .await,
+        12
+    );
+
+    // The 41st joins the waiting list; registering one already registered is refused.
+    let waiting_file = ids[40].to_string();
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/formation",
+        "/structure/formation/inscription",
+        &[
+            ("session", &session_id),
+            ("dossier", &waiting_file),
+            ("attente", "oui"),
+        ],
+    )
+    .await;
+    assert!(common::idp::location(&resp).ends_with("message=attente"));
+    let first: uuid::Uuid = sqlx::query_scalar("SELECT file_id FROM platform.training_registrations WHERE status = 'registered' ORDER BY created_at LIMIT 1")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("inscrit");
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/formation",
+        "/structure/formation/inscription",
+        &[("session", &session_id), ("dossier", &first.to_string())],
+    )
+    .await;
+    assert!(common::idp::location(&resp).ends_with("message=deja"));
+    // Cancelling frees the seat, which goes to the waiting list (told by e-mail).
+    let registration: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.training_registrations WHERE file_id = $1")
+            .bind(first)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("inscription");
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/formation",
+        "/structure/formation/annulation",
+        &[("inscription", &registration.to_string())],
+    )
+    .await;
+    assert!(common::idp::location(&resp).ends_with("message=annule"));
+    let promoted: String =
+        sqlx::query_scalar("SELECT status FROM platform.training_registrations WHERE file_id = $1")
+            .bind(ids[40])
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("promu");
+    assert_eq!(promoted, "registered");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT seats_taken::bigint FROM platform.training_sessions"
+        )
+        .await,
+        12
+    );
+
+    // Another structure's référent reaches none of these files or registrations: 404.
+    let other = structure_domain(&app, "33").await;
+    let sam = professional(
+        &app.db.admin,
+        "Sam Ailleurs",
+        &[(Role::Referent, Domain::Structure(other), Some("33"))],
+    )
+    .await;
+    let sb = browser(&app.address);
+    assert_eq!(log_in(&sb, &app, &sam, -1).await.status(), 303);
+    let resp = post_form(
+        &sb,
+        &app,
+        "/compte",
+        "/structure/formation/inscription",
+        &[("session", &session_id), ("dossier", &ids[41].to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = post_form(
+        &sb,
+        &app,
+        "/compte",
+        "/structure/formation/annulation",
+        &[("inscription", &registration.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+
+    // The trainer of the organisation records attendance; another organisation's trainer: 404.
+    let tom = professional(
+        &app.db.admin,
+        "Tom Formateur",
+        &[(Role::Trainer, Domain::Organisation(organisation), None)],
+    )
+    .await;
+    let tb = browser(&app.address);
+    assert_eq!(log_in(&tb, &app, &tom, -1).await.status(), 303);
+    let (status, sessions) = page(&tb, &app.url("/formation")).await;
+    assert_eq!(status, 200);
+    assert!(sessions.contains("Formation initiale"));
+    let session_page = format!("/formation/sessions/{session}");
+    let (status, attendees) = page(&tb, &app.url(&session_page)).await;
+    assert_eq!(status, 200);
+    assert_eq!(attendees.matches(r#"name="inscription""#).count(), 12);
+    let present: uuid::Uuid = sqlx::query_scalar("SELECT id FROM platform.training_registrations WHERE status = 'registered' ORDER BY created_at LIMIT 1")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("inscrit");
+    let resp = post_form(
+        &tb,
+        &app,
+        &session_page,
+        &format!("{session_page}/presence"),
+        &[
+            ("inscription", &present.to_string()),
+            ("presence", "present"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.training_registrations WHERE status = 'attended'"
+        )
+        .await,
+        1
+    );
+    let other_org: uuid::Uuid = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Autre organisme')",
+    )
+    .bind(other_org)
+    .execute(&app.db.admin)
+    .await
+    .expect("organisme");
+    let zoe = professional(
+        &app.db.admin,
+        "Zoé Autre",
+        &[(Role::Trainer, Domain::Organisation(other_org), None)],
+    )
+    .await;
+    let zb = browser(&app.address);
+    assert_eq!(log_in(&zb, &app, &zoe, -1).await.status(), 303);
+    assert_eq!(zb.get(&app.url(&session_page)).await.status(), 404);
+    let resp = post_form(
+        &zb,
+        &app,
+        "/compte",
+        &format!("{session_page}/presence"),
+        &[
+            ("inscription", &present.to_string()),
+            ("presence", "absent"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    // A référent is no trainer: 403.
+    assert_eq!(rb.get(&app.url("/formation")).await.status(), 403);
+
+    // Reminders, two days before, once.
+    sqlx::query("UPDATE platform.training_sessions SET first_day = current_date + 2")
+        .execute(&app.db.admin)
+        .await
+        .expect("date");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let job = habilitation_desk::training::reminders();
+    assert_eq!((job.run)(platform.clone()).await.expect("rappels"), 11);
+    assert_eq!((job.run)(platform.clone()).await.expect("rappels"), 0);
+
+    // The pages pass axe.
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/structure/formation")],
+        &rb.cookies(),
+    )
+    .await;
+    let found2 = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/national/formations")],
+        &nb.cookies(),
+    )
+    .await;
+    let found3 = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/formation"), app.url(&session_page)],
+        &tb.cookies(),
+    )
+    .await;
+    for (url, violations) in found.into_iter().chain(found2).chain(found3) {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}

@@ -33,6 +33,8 @@ pub mod review;
 pub mod structures;
 /// A territory admin's view of their rollout.
 pub mod territory;
+/// Training organisations, sessions, registrations and attendance.
+pub mod training;
 /// Page templates and helpers.
 mod views;
 /// Rollout waves.
@@ -180,6 +182,46 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::RecentPermission(Action::HabilitationWithdraw),
                 national_structures::deactivate,
             ),
+            Page::at("/national/formations").get(
+                Access::Permission(Action::TrainingManage),
+                training::national,
+            ),
+            Page::at("/national/formations/sessions").post(
+                Access::Permission(Action::TrainingManage),
+                training::create_session,
+            ),
+            Page::at("/national/formations/organismes").post(
+                Access::Permission(Action::TrainingManage),
+                training::create_organisation,
+            ),
+            Page::at("/national/formations/formateurs").post(
+                Access::Permission(Action::TrainingManage),
+                training::add_trainer,
+            ),
+            Page::at("/structure/formation").get(
+                Access::Permission(Action::AidantAddToTraining),
+                training::structure_page,
+            ),
+            Page::at("/structure/formation/inscription").post(
+                Access::Permission(Action::AidantAddToTraining),
+                training::structure_register,
+            ),
+            Page::at("/structure/formation/annulation").post(
+                Access::Permission(Action::AidantAddToTraining),
+                training::structure_cancel,
+            ),
+            Page::at("/formation").get(
+                Access::Permission(Action::AttendanceRecord),
+                training::trainer_sessions,
+            ),
+            Page::at("/formation/sessions/:id").get(
+                Access::Permission(Action::AttendanceRecord),
+                training::trainer_session_page,
+            ),
+            Page::at("/formation/sessions/:id/presence").post(
+                Access::RecentPermission(Action::AttendanceRecord),
+                training::record_attendance,
+            ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),
@@ -196,6 +238,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             requests::acceptance::finish_accepted(),
             waves::release_job(),
             requests::draft_purge(),
+            training::reminders(),
         ],
     })
 }

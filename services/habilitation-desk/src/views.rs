@@ -116,6 +116,8 @@ const CONTINUE_TO: &[&str] = &[
     "/national",
     "/instruction",
     "/territoire",
+    "/structure",
+    "/formation",
     "/oidc/authorize",
 ];
 

@@ -102,6 +102,11 @@ const TEMPLATES: &[Template] = &[
         "habilitation_withdrawn",
         ["structure", "date", "by", "reason"]
     ),
+    template!(
+        "training_registered",
+        ["name", "session", "dates", "place", "status"]
+    ),
+    template!("training_reminder", ["name", "session", "dates", "place"]),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

@@ -30,6 +30,12 @@ pub enum SecurityEvent {
     WaveOpened,
     HabilitationWithdrawn,
     StructureDeactivated,
+    TrainingSessionCreated,
+    TrainingRegistered,
+    TrainingWaitlisted,
+    TrainingCancelled,
+    AttendanceRecorded,
+    TrainerAdded,
 }
 
 impl SecurityEvent {
@@ -54,6 +60,12 @@ impl SecurityEvent {
             SecurityEvent::WaveOpened => "wave_opened",
             SecurityEvent::HabilitationWithdrawn => "habilitation_withdrawn",
             SecurityEvent::StructureDeactivated => "structure_deactivated",
+            SecurityEvent::TrainingSessionCreated => "training_session_created",
+            SecurityEvent::TrainingRegistered => "training_registered",
+            SecurityEvent::TrainingWaitlisted => "training_waitlisted",
+            SecurityEvent::TrainingCancelled => "training_cancelled",
+            SecurityEvent::AttendanceRecorded => "attendance_recorded",
+            SecurityEvent::TrainerAdded => "trainer_added",
         }
     }
 }

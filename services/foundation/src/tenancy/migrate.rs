@@ -68,6 +68,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 17, "0017_security_journal_retention"),
             migration!("platform", 18, "0018_values_bound_to_their_row"),
             migration!("platform", 19, "0019_habilitation_requests"),
+            migration!("platform", 20, "0020_training"),
         ])
     });
 

@@ -192,11 +192,32 @@ pub async fn finish_accounts(
     .bind(request_id)
     .fetch_optional(&mut *dep)
     .await?;
-    dep.rollback().await?;
     let Some((reference, structure, first, last, email, structure_name)) = found else {
+        dep.rollback().await?;
         return Ok(false);
     };
+    let files: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, email, first_name || ' ' || last_name FROM habilitation_files WHERE structure_id = $1",
+    )
+    .bind(structure)
+    .fetch_all(&mut *dep)
+    .await?;
+    dep.rollback().await?;
     let mut tx = platform.platform_pool().begin().await?;
+    // Where each file lives, for the national steps (training, Pix, charter).
+    for (file, file_email, name) in &files {
+        sqlx::query(
+            "INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (file_id) DO NOTHING",
+        )
+        .bind(file)
+        .bind(departement.as_str())
+        .bind(structure)
+        .bind(file_email)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    }
     let claimed = sqlx::query(
         "INSERT INTO platform.request_acceptances (request_id, departement_code) VALUES ($1, $2)
          ON CONFLICT (request_id) DO NOTHING",
