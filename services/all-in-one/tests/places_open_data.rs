@@ -264,7 +264,7 @@ async fn csv_of(app: &TestApp, path: &str, file: &str) -> (Vec<String>, Vec<Valu
     (header, lines)
 }
 
-fn by_id<'a>(places: &'a [Value], id: Uuid) -> Option<&'a Value> {
+fn by_id(places: &[Value], id: Uuid) -> Option<&Value> {
     places.iter().find(|p| p["id"] == id.to_string())
 }
 
