@@ -127,7 +127,8 @@ async fn request_spans_reach_the_otlp_receiver_without_personal_data() {
             name: "Structure Témoin Confidentielle".into(),
             kind: "mairie".into(),
             commune: foundation::tenancy::CommuneCode::parse("33063").expect("commune"),
-            address: String::new(),
+            // The open data leaves out places without an address.
+            address: "1 place Pey-Berland".into(),
             france_services: false,
         },
     )
