@@ -9,6 +9,7 @@ mod journal;
 mod keys;
 mod letters;
 mod migrate;
+mod pix;
 mod professionals;
 
 use std::process::ExitCode;
@@ -57,6 +58,11 @@ enum Command {
     Cards {
         #[command(subcommand)]
         command: keys::CardsCommand,
+    },
+    /// Résultats de certification Pix.
+    Pix {
+        #[command(subcommand)]
+        command: pix::PixCommand,
     },
     /// Clés de chiffrement.
     Keys {
@@ -261,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
+        Command::Pix { command } => pix::run(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
         Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
         Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,

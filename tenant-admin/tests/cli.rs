@@ -720,3 +720,118 @@ async fn internal_callers_are_granted_named_departements_only() {
         "mandate-service\tactif\tattestation\t33,2A\n"
     );
 }
+
+#[tokio::test]
+async fn pix_results_import_as_a_stream_with_a_line_report_and_never_twice() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    // Fifty habilitation files (their index entries are what the import matches).
+    let mut known = Vec::new();
+    for i in 0..50 {
+        let email = format!("aidant{i}@pix.example.test");
+        sqlx::query(
+            "INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+             VALUES (gen_random_uuid(), '33', gen_random_uuid(), $1, 'Aidant')",
+        )
+        .bind(&email)
+        .execute(&db.admin)
+        .await
+        .expect("index");
+        known.push(email);
+    }
+    let dir = std::env::temp_dir().join(format!("pix-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dossier");
+    // A wrong header refuses the whole file.
+    let bad = dir.join("mauvais.csv");
+    std::fs::write(
+        &bad,
+        "email;score;date\r\naidant0@pix.example.test;512;2026-11-02\r\n",
+    )
+    .expect("fichier");
+    let out = tenant_admin(
+        &db.admin_url,
+        &["pix", "import", "--file", bad.to_str().expect("chemin")],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("en-tête invalide"),
+        "{}",
+        stderr(&out)
+    );
+    let results = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM platform.pix_results")
+            .fetch_one(&db.admin)
+            .await
+            .expect("count")
+    };
+    assert_eq!(results().await, 0);
+    // 100,000 lines with a BOM, semicolons and Windows line ends: the fifty known people, and
+    // lines for unknown people, bad scores, bad dates and one duplicate.
+    let mut csv = String::from("\u{feff}identifiant;score;date\r\n");
+    for (i, email) in known.iter().enumerate() {
+        csv.push_str(&format!(
+            "{email};{};2026-11-{:02}\r\n",
+            300 + i,
+            1 + i % 28
+        ));
+    }
+    csv.push_str("aidant0@pix.example.test;400;2026-11-03\r\n");
+    csv.push_str("personne@inconnue.example.test;500;2026-11-03\r\n");
+    csv.push_str("aidant-x@pix.example.test;2000;2026-11-03\r\n");
+    csv.push_str("aidant-y@pix.example.test;500;31/02/2026\r\n");
+    for i in 0..(100_000 - 54) {
+        csv.push_str(&format!(
+            "inconnu{i}@ailleurs.example.test;450;02/11/2026\r\n"
+        ));
+    }
+    let big = dir.join("resultats.csv");
+    std::fs::write(&big, &csv).expect("fichier");
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "pix",
+            "import",
+            "--file",
+            big.to_str().expect("chemin"),
+            "--quiet",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("50 ligne(s) importée(s), 99950 ligne(s) non importée(s)"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(300)..]
+    );
+    assert!(stdout.contains("ligne 52 (aidant0@pix.example.test) : doublon"));
+    assert!(stdout.contains("ligne 53 (personne@inconnue.example.test) : personne inconnue"));
+    assert!(stdout.contains("ligne 54 (aidant-x@pix.example.test) : score invalide"));
+    assert!(stdout.contains("ligne 55 (aidant-y@pix.example.test) : date invalide"));
+    assert_eq!(results().await, 50);
+    // The same file again: nothing imported twice.
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "pix",
+            "import",
+            "--file",
+            big.to_str().expect("chemin"),
+            "--quiet",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("0 ligne(s) importée(s), 100000 ligne(s) non importée(s)"));
+    assert!(stdout.contains("ligne 2 (aidant0@pix.example.test) : déjà importé"));
+    assert_eq!(results().await, 50);
+    let journaled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM platform.security_journal WHERE kind = 'pix_imported'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("journal");
+    assert!(journaled >= 2);
+    std::fs::remove_dir_all(&dir).ok();
+}

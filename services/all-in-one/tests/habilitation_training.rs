@@ -962,3 +962,89 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
 }
+
+#[tokio::test]
+async fn the_national_team_imports_pix_results_with_a_line_report() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let ids = files(&app, s, 2).await;
+    let emails: Vec<String> = sqlx::query_scalar(
+        "SELECT email FROM platform.habilitation_file_index ORDER BY display_name",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("adresses");
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Pix",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let nb = browser(&app.address);
+    assert_eq!(log_in(&nb, &app, &nadia, -1).await.status(), 303);
+    // A wrong header: the whole paste is refused, what was typed stays.
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/pix",
+        "/national/pix",
+        &[("resultats", "email,score,date\nx@y.fr,500,2026-11-02")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains("en-tête invalide") && body.contains("x@y.fr,500,2026-11-02"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.pix_results").await,
+        0
+    );
+    let csv = format!(
+        "identifiant,score,date\r\n{},512,2026-11-02\r\n{},300,02/11/2026\r\nnul@part.example.test,400,2026-11-02\r\n{},-3,2026-11-02\r\n",
+        emails[0], ids[1], emails[1]
+    );
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/pix",
+        "/national/pix",
+        &[("resultats", &csv)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let report = resp.text().await.expect("corps");
+    assert!(
+        report.contains("2 ligne(s) importée(s), 2 ligne(s) non importée(s)"),
+        "{report}"
+    );
+    assert!(report.contains("personne inconnue") && report.contains("score invalide"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.pix_results").await,
+        2
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'pix_imported'"
+        )
+        .await,
+        1
+    );
+    // A référent may not import: 403.
+    let rita = professional(
+        &app.db.admin,
+        "Rita Pix",
+        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    assert_eq!(rb.get(&app.url("/national/pix")).await.status(), 403);
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/national/pix")],
+        &nb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}

@@ -17,6 +17,8 @@ pub mod national;
 pub mod national_structures;
 /// A professional replacing their own authenticator app.
 pub mod own_factor;
+/// Pix certification results: CSV import.
+pub mod pix;
 /// Open data: the habilitated places of a territory.
 pub mod places;
 /// Référent pages: aidants' second factors.
@@ -222,6 +224,9 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::RecentPermission(Action::AttendanceRecord),
                 training::record_attendance,
             ),
+            Page::at("/national/pix")
+                .get(Access::Permission(Action::PixImport), pix::form)
+                .post(Access::Permission(Action::PixImport), pix::submit),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

@@ -12,7 +12,7 @@ use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -115,21 +115,20 @@ async fn page(
             .collect();
     }
     let bad = error.is_some();
-    let mut resp = html(&StructuresPage {
-        theme: THEME,
-        nav: nav("/national/structures"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        departement: departement.trim().to_uppercase(),
-        searched,
-        lines,
-        flash,
-        error: error.map(|(e, _)| e),
-        error_for: error.map(|(_, id)| id.to_string()).unwrap_or_default(),
-    })?;
-    if bad {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &StructuresPage {
+            theme: THEME,
+            nav: nav("/national/structures"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            departement: departement.trim().to_uppercase(),
+            searched,
+            lines,
+            flash,
+            error: error.map(|(e, _)| e),
+            error_for: error.map(|(_, id)| id.to_string()).unwrap_or_default(),
+        },
+        (bad).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 /// `GET /national/structures?departement=33`.

@@ -9,7 +9,7 @@ use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::paris;
 use foundation::tenancy::{DepartementCode, TenancyError, TenantContext};
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -277,29 +277,28 @@ fn step_page(
         Some(r) => format!("/demande/demandes/{r}/{}", slugs[step - 1]),
         None => "/demande/nouvelle".to_owned(),
     };
-    let mut resp = html(&StepPage {
-        theme: THEME,
-        nav: nav(CURRENT),
-        csrf: csrf::token(req, secure(platform)),
-        structure: structure.to_owned(),
-        reference: reference.map(str::to_owned),
-        step,
-        steps: step_links(reference, step),
-        intro,
-        action,
-        fields,
-        errors: errors.summary(),
-        conflict: conflict.clone(),
-        button: if step == 4 {
-            "Enregistrer et voir le récapitulatif"
-        } else {
-            "Enregistrer et continuer"
+    html_status(
+        &StepPage {
+            theme: THEME,
+            nav: nav(CURRENT),
+            csrf: csrf::token(req, secure(platform)),
+            structure: structure.to_owned(),
+            reference: reference.map(str::to_owned),
+            step,
+            steps: step_links(reference, step),
+            intro,
+            action,
+            fields,
+            errors: errors.summary(),
+            conflict: conflict.clone(),
+            button: if step == 4 {
+                "Enregistrer et voir le récapitulatif"
+            } else {
+                "Enregistrer et continuer"
+            },
         },
-    })?;
-    if !errors.is_empty() || conflict.is_some() {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+        (!errors.is_empty() || conflict.is_some()).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 fn structure_fields(input: &StructureInput, errors: &FieldErrors) -> Vec<FieldView> {
@@ -703,36 +702,35 @@ fn aidants_page(
     flash: Option<&str>,
 ) -> poem::Result<Response> {
     let reference = d.request.reference.clone();
-    let mut resp = html(&AidantsPage {
-        theme: THEME,
-        nav: nav(CURRENT),
-        csrf: csrf::token(req, secure(platform)),
-        structure: d.request.structure_name.clone(),
-        step: 3,
-        steps: step_links(Some(&reference), 3),
-        reference: Some(reference.clone()),
-        reference_text: reference,
-        aidants: d
-            .aidants
-            .iter()
-            .map(|a| AidantLine {
-                id: a.id.to_string(),
-                name: format!("{} {}", a.first_name, a.last_name),
-                email: a.email.clone(),
-                profession: a.profession.clone(),
-                employment: employment_label(&a.employment),
-                employer: a.employer.clone(),
-            })
-            .collect(),
-        referent_is_aidant: d.request.referent_is_aidant == Some(true),
-        fields: aidant_fields(input, errors),
-        errors: errors.summary(),
-        flash,
-    })?;
-    if !errors.is_empty() {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &AidantsPage {
+            theme: THEME,
+            nav: nav(CURRENT),
+            csrf: csrf::token(req, secure(platform)),
+            structure: d.request.structure_name.clone(),
+            step: 3,
+            steps: step_links(Some(&reference), 3),
+            reference: Some(reference.clone()),
+            reference_text: reference,
+            aidants: d
+                .aidants
+                .iter()
+                .map(|a| AidantLine {
+                    id: a.id.to_string(),
+                    name: format!("{} {}", a.first_name, a.last_name),
+                    email: a.email.clone(),
+                    profession: a.profession.clone(),
+                    employment: employment_label(&a.employment),
+                    employer: a.employer.clone(),
+                })
+                .collect(),
+            referent_is_aidant: d.request.referent_is_aidant == Some(true),
+            fields: aidant_fields(input, errors),
+            errors: errors.summary(),
+            flash,
+        },
+        (!errors.is_empty()).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 #[derive(Deserialize)]
@@ -1044,22 +1042,21 @@ fn view_page(
     flash: Option<&str>,
 ) -> poem::Result<Response> {
     let status = d.request.status();
-    let mut resp = html(&ViewPage {
-        theme: THEME,
-        nav: nav(CURRENT),
-        csrf: csrf::token(req, secure(platform)),
-        recap: recap(d, &|_| "L'équipe d'instruction".to_owned()),
-        editable: status.editable(),
-        open: status.open(),
-        can_write: status.open() && status != Status::Draft,
-        message_error: message_error.clone(),
-        message,
-        flash,
-    })?;
-    if message_error.is_some() {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &ViewPage {
+            theme: THEME,
+            nav: nav(CURRENT),
+            csrf: csrf::token(req, secure(platform)),
+            recap: recap(d, &|_| "L'équipe d'instruction".to_owned()),
+            editable: status.editable(),
+            open: status.open(),
+            can_write: status.open() && status != Status::Draft,
+            message_error: message_error.clone(),
+            message,
+            flash,
+        },
+        (message_error.is_some()).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 /// `GET /demande/demandes/:reference`.

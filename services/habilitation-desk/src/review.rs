@@ -12,7 +12,7 @@ use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{csrf, guard};
 use foundation::paris;
 use foundation::tenancy::{DepartementCode, TenancyError};
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -333,28 +333,27 @@ async fn view_page(
             .await
             .map_err(db_error)?;
     let status = d.request.status();
-    let mut resp = html(&ViewPage {
-        theme: THEME,
-        nav: nav(CURRENT),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        recap: recap(d, &|id| {
-            names
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, n)| format!("{n} (instruction)"))
-                .unwrap_or_else(|| "L'équipe d'instruction".to_owned())
-        }),
-        issuer_email: d.request.issuer_email.clone(),
-        reviewable: status.reviewable(),
-        open: status.open(),
-        typed,
-        flash,
-        error: error.clone(),
-    })?;
-    if error.is_some() {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &ViewPage {
+            theme: THEME,
+            nav: nav(CURRENT),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            recap: recap(d, &|id| {
+                names
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, n)| format!("{n} (instruction)"))
+                    .unwrap_or_else(|| "L'équipe d'instruction".to_owned())
+            }),
+            issuer_email: d.request.issuer_email.clone(),
+            reviewable: status.reviewable(),
+            open: status.open(),
+            typed,
+            flash,
+            error: error.clone(),
+        },
+        (error.is_some()).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 #[derive(Deserialize)]
@@ -604,27 +603,26 @@ async fn reviewers_page(
         })
         .collect();
     let bad = error.is_some();
-    let mut resp = html(&ReviewersPage {
-        theme: THEME,
-        nav: nav("/national/relecteurs"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        lines,
-        email,
-        departement,
-        email_error: error
-            .as_ref()
-            .filter(|e| e.0 == "email")
-            .map(|e| e.1.clone()),
-        dep_error: error
-            .as_ref()
-            .filter(|e| e.0 == "departement")
-            .map(|e| e.1.clone()),
-        flash,
-    })?;
-    if bad {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &ReviewersPage {
+            theme: THEME,
+            nav: nav("/national/relecteurs"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            lines,
+            email,
+            departement,
+            email_error: error
+                .as_ref()
+                .filter(|e| e.0 == "email")
+                .map(|e| e.1.clone()),
+            dep_error: error
+                .as_ref()
+                .filter(|e| e.0 == "departement")
+                .map(|e| e.1.clone()),
+            flash,
+        },
+        (bad).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 /// `GET /national/relecteurs`.

@@ -24,7 +24,7 @@ use foundation::jobs::Job;
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::paris;
 use foundation::tenancy::territories::REGIONS;
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -433,27 +433,26 @@ async fn national_page(
             .await
             .map_err(db_error)?;
     let bad = !errors.is_empty();
-    let mut resp = html(&NationalPage {
-        theme: THEME,
-        nav: nav("/national/formations"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        sessions,
-        organisations: organisations
-            .into_iter()
-            .map(|(id, n)| (id.to_string(), n))
-            .collect(),
-        regions: REGIONS
-            .iter()
-            .map(|r| (r.code.to_owned(), r.name.to_owned()))
-            .collect(),
-        form,
-        errors,
-        flash,
-    })?;
-    if bad {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &NationalPage {
+            theme: THEME,
+            nav: nav("/national/formations"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            sessions,
+            organisations: organisations
+                .into_iter()
+                .map(|(id, n)| (id.to_string(), n))
+                .collect(),
+            regions: REGIONS
+                .iter()
+                .map(|r| (r.code.to_owned(), r.name.to_owned()))
+                .collect(),
+            form,
+            errors,
+            flash,
+        },
+        (bad).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 #[derive(Deserialize)]
@@ -759,6 +758,7 @@ pub struct FileLine {
     pub email: String,
     pub state: String,
     pub registration: Option<String>,
+    pub pix: Option<String>,
     pub can_register: bool,
 }
 
@@ -840,6 +840,13 @@ pub async fn structure_page(
     .await
     .map_err(db_error)?;
     let sessions = upcoming(&mut conn).await.map_err(db_error)?;
+    let pix: Vec<(Uuid, i32, Date)> = sqlx::query_as(
+        "SELECT file_id, score, certified_on FROM platform.pix_results WHERE file_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
     let lines = files
         .into_iter()
         .map(|(id, name, email, state)| {
@@ -868,6 +875,9 @@ pub async fn structure_page(
                 email,
                 state: shown.to_owned(),
                 registration,
+                pix: pix.iter().find(|p| p.0 == id).map(|(_, score, day)| {
+                    format!("certification Pix : {score} pix, le {}", paris::day(*day))
+                }),
                 can_register: !live && state != "withdrawn" && state != "active",
             }
         })

@@ -16,7 +16,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -299,8 +299,8 @@ pub async fn referent_withdraw(
         Ok(()) => Ok(
             Redirect::see_other("/referent/aidants?message=habilitation-retiree").into_response(),
         ),
-        Err(WithdrawalError::Reason) => {
-            let mut resp = html(&WithdrawPage {
+        Err(WithdrawalError::Reason) => html_status(
+            &WithdrawPage {
                 theme: THEME,
                 nav: nav("/referent/aidants"),
                 csrf: csrf::token(req, platform.settings.http.secure_cookies()),
@@ -311,10 +311,9 @@ pub async fn referent_withdraw(
                 structure_name,
                 reason: f.reason,
                 error: Some(REASON_NEEDED),
-            })?;
-            resp.set_status(StatusCode::BAD_REQUEST);
-            Ok(resp)
-        }
+            },
+            Some(StatusCode::BAD_REQUEST),
+        ),
         Err(e) => Err(page_error(e)),
     }
 }
@@ -393,21 +392,20 @@ async fn national_page(
         });
     }
     let bad = error.is_some();
-    let mut resp = html(&NationalPage {
-        theme: THEME,
-        nav: nav("/national/habilitations"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        searched: !email.is_empty(),
-        email,
-        habilitations,
-        flash,
-        error,
-        reason,
-    })?;
-    if bad {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &NationalPage {
+            theme: THEME,
+            nav: nav("/national/habilitations"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            searched: !email.is_empty(),
+            email,
+            habilitations,
+            flash,
+            error,
+            reason,
+        },
+        (bad).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 /// `GET /national/habilitations?email=…`: an aidant's habilitations, to withdraw any.

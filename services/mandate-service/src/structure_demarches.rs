@@ -8,7 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
-use foundation::web::{NavItem, Theme, html};
+use foundation::web::{NavItem, Theme, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -46,26 +46,25 @@ fn page(
     error: Option<&str>,
     flash: Option<&str>,
 ) -> poem::Result<Response> {
-    let mut resp = html(&DemarchesPage {
-        theme: THEME,
-        nav: nav("/mandats"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        structure: scope.structure.name.clone(),
-        choices: ALL
-            .iter()
-            .map(|c| Choice {
-                code: c.code,
-                label: c.label,
-                checked: chosen.iter().any(|x| x == c.code),
-            })
-            .collect(),
-        error,
-        flash,
-    })?;
-    if error.is_some() {
-        resp.set_status(StatusCode::BAD_REQUEST);
-    }
-    Ok(resp)
+    html_status(
+        &DemarchesPage {
+            theme: THEME,
+            nav: nav("/mandats"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            structure: scope.structure.name.clone(),
+            choices: ALL
+                .iter()
+                .map(|c| Choice {
+                    code: c.code,
+                    label: c.label,
+                    checked: chosen.iter().any(|x| x == c.code),
+                })
+                .collect(),
+            error,
+            flash,
+        },
+        (error.is_some()).then_some(StatusCode::BAD_REQUEST),
+    )
 }
 
 #[derive(Deserialize)]

@@ -36,6 +36,7 @@ pub enum SecurityEvent {
     TrainingCancelled,
     AttendanceRecorded,
     TrainerAdded,
+    PixImported,
 }
 
 impl SecurityEvent {
@@ -66,6 +67,7 @@ impl SecurityEvent {
             SecurityEvent::TrainingCancelled => "training_cancelled",
             SecurityEvent::AttendanceRecorded => "attendance_recorded",
             SecurityEvent::TrainerAdded => "trainer_added",
+            SecurityEvent::PixImported => "pix_imported",
         }
     }
 }

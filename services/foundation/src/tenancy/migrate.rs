@@ -69,6 +69,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 18, "0018_values_bound_to_their_row"),
             migration!("platform", 19, "0019_habilitation_requests"),
             migration!("platform", 20, "0020_training"),
+            migration!("platform", 21, "0021_pix_results"),
         ])
     });
 

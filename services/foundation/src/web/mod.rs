@@ -50,6 +50,19 @@ pub fn html(template: &impl askama::Template) -> poem::Result<Response> {
         .body(body))
 }
 
+/// The same, answered with `status` when it is `Some` (a form coming back with its errors: 400;
+/// a state that forbids the act: 409…).
+pub fn html_status(
+    template: &impl askama::Template,
+    status: Option<poem::http::StatusCode>,
+) -> poem::Result<Response> {
+    let mut resp = html(template)?;
+    if let Some(status) = status {
+        resp.set_status(status);
+    }
+    Ok(resp)
+}
+
 /// The DSFR distribution (`@gouvfr/dsfr/dist`), served under `/dsfr`.
 pub fn dsfr_assets(dir: &Path) -> impl Endpoint + use<> {
     StaticFilesEndpoint::new(dir).prefer_utf8(true)

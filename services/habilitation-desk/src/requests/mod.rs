@@ -541,9 +541,8 @@ pub async fn create_draft(
     let mut tx = tenant.begin().await?;
     sqlx::query(
         "INSERT INTO structure_requests (id, reference, structure_name, structure_kind, siret,
-             commune_code, issuer_email, issuer_id, status, address, postal_code, france_services,
-             france_services_number, mission, opening_hours)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft', $9, $10, $11, $12, $13, $14)",
+             commune_code, issuer_email, issuer_id, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'draft')",
     )
     .bind(id)
     .bind(&reference)
@@ -553,17 +552,41 @@ pub async fn create_draft(
     .bind(&step.commune_code)
     .bind(&issuer.email)
     .bind(issuer.id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| siret_conflict(e, String::new))?;
+    set_structure(&mut tx, id, step).await?;
+    tx.commit().await?;
+    Ok(reference)
+}
+
+/// Writes step 1 into the request (a draft being created, or an editable one).
+async fn set_structure(
+    tx: &mut TenantTx,
+    id: Uuid,
+    step: &StructureStep,
+) -> Result<(), RequestError> {
+    sqlx::query(
+        "UPDATE structure_requests SET structure_name = $2, structure_kind = $3, siret = $4,
+             commune_code = $5, address = $6, postal_code = $7, france_services = $8,
+             france_services_number = $9, mission = $10, opening_hours = $11, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&step.name)
+    .bind(&step.kind)
+    .bind(&step.siret)
+    .bind(&step.commune_code)
     .bind(&step.address)
     .bind(&step.postal_code)
     .bind(step.france_services)
     .bind(&step.france_services_number)
     .bind(&step.mission)
     .bind(&step.opening_hours)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(|e| siret_conflict(e, String::new))?;
-    tx.commit().await?;
-    Ok(reference)
+    Ok(())
 }
 
 /// The issuer's request, locked, and still editable.
@@ -604,26 +627,7 @@ pub async fn update_structure(
     let mut tx = tenant.begin().await?;
     let request = editable(&mut tx, issuer, reference).await?;
     check_siret(&mut tx, &step.siret, Some(request.id)).await?;
-    sqlx::query(
-        "UPDATE structure_requests SET structure_name = $2, structure_kind = $3, siret = $4,
-             commune_code = $5, address = $6, postal_code = $7, france_services = $8,
-             france_services_number = $9, mission = $10, opening_hours = $11, updated_at = now()
-         WHERE id = $1",
-    )
-    .bind(request.id)
-    .bind(&step.name)
-    .bind(&step.kind)
-    .bind(&step.siret)
-    .bind(&step.commune_code)
-    .bind(&step.address)
-    .bind(&step.postal_code)
-    .bind(step.france_services)
-    .bind(&step.france_services_number)
-    .bind(&step.mission)
-    .bind(&step.opening_hours)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| siret_conflict(e, String::new))?;
+    set_structure(&mut tx, request.id, step).await?;
     tx.commit().await?;
     Ok(())
 }
