@@ -125,8 +125,10 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
         "territoire de démonstration prêt : Gironde (33), 2 tenants, {} structures",
         structures.len()
     );
-    demo_accounts(pool, council, &ids).await?;
+    let organisation = demo_training_organisation(pool).await?;
+    demo_accounts(pool, council, &ids, organisation).await?;
     demo_requests(pool, &tenant).await?;
+    demo_training(pool, &tenant, ids[0], organisation).await?;
     demo_mandates(pool, &tenant, ids[0]).await?;
     // Chained and signed at once, so that `journal verify` holds before the platform's own
     // checkpoint job has run.
@@ -139,6 +141,126 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     let mut tx = tenant.begin().await?;
     foundation::journal::checkpoint(&mut tx, &key).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// The demo's training organisation (its trainer is `tom.formateur@…`).
+async fn demo_training_organisation(pool: &PgPool) -> anyhow::Result<Uuid> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Formateurs de la démonstration')
+         ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Three habilitation files of the France Services Bastide at three stages of the pipeline —
+/// to train (Anne), registered on the demo session (Bruno), trained with a Pix result (Chloé) —
+/// and a session in three weeks, so that `remi.referent@…` (`/structure/formation`) and
+/// `tom.formateur@…` (`/formation`) have something to act on. Invented people.
+async fn demo_training(
+    pool: &PgPool,
+    tenant: &foundation::tenancy::TenantContext,
+    structure: Uuid,
+    organisation: Uuid,
+) -> anyhow::Result<()> {
+    let session: Uuid = match sqlx::query_scalar(
+        "SELECT id FROM platform.training_sessions WHERE organisation_id = $1 AND title = 'Formation Aidants Connect (démonstration)'",
+    )
+    .bind(organisation)
+    .fetch_optional(pool)
+    .await?
+    {
+        Some(id) => id,
+        None => {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, second_day, mode, address, region_code, capacity)
+                 VALUES ($1, $2, 'Formation Aidants Connect (démonstration)', current_date + 21, current_date + 22,
+                         'in_person', '12 rue des Formations, 33000 Bordeaux', '75', 12)",
+            )
+            .bind(id)
+            .bind(organisation)
+            .execute(pool)
+            .await?;
+            id
+        }
+    };
+    for (first, last, stage) in [
+        ("Anne", "Martin", "to_train"),
+        ("Bruno", "Petit", "registered"),
+        ("Chloé", "Durand", "trained"),
+    ] {
+        let email = format!(
+            "{}.{}@demo.aidantsconnect.test",
+            first.to_lowercase().replace('é', "e"),
+            last.to_lowercase()
+        );
+        let mut tx = tenant.begin().await?;
+        let file: Uuid = sqlx::query_scalar(
+            "INSERT INTO habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
+             VALUES ($1, $2, $3, $4, $5, 'Conseiller numérique', 'conseiller_numerique', 'France Services Bordeaux Bastide')
+             ON CONFLICT (structure_id, email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(structure)
+        .bind(first)
+        .bind(last)
+        .bind(&email)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        sqlx::query(
+            "INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+             VALUES ($1, '33', $2, $3, $4) ON CONFLICT (file_id) DO NOTHING",
+        )
+        .bind(file)
+        .bind(structure)
+        .bind(&email)
+        .bind(format!("{first} {last}"))
+        .execute(pool)
+        .await?;
+        if stage == "to_train" {
+            continue;
+        }
+        let status = if stage == "trained" {
+            "attended"
+        } else {
+            "registered"
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO platform.training_registrations (id, session_id, file_id, status)
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM platform.training_registrations WHERE file_id = $3)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(session)
+        .bind(file)
+        .bind(status)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            sqlx::query(
+                "UPDATE platform.training_sessions SET seats_taken = seats_taken + 1 WHERE id = $1",
+            )
+            .bind(session)
+            .execute(pool)
+            .await?;
+        }
+        if stage == "trained" {
+            sqlx::query(
+                "INSERT INTO platform.pix_results (file_id, score, certified_on) VALUES ($1, 512, current_date - 3)
+                 ON CONFLICT (file_id) DO NOTHING",
+            )
+            .bind(file)
+            .execute(pool)
+            .await?;
+        }
+    }
+    println!(
+        "formation de démonstration : une session dans trois semaines (tom.formateur@…), trois dossiers d'habilitation de la France Services Bastide (à former, inscrit, formé avec Pix)"
+    );
     Ok(())
 }
 
@@ -570,7 +692,12 @@ async fn demo_mandates(
 
 /// Demo professionals with known TOTP keys, printed so that a newcomer can add them to an
 /// authenticator app (or compute codes with `oathtool --totp -b KEY`).
-async fn demo_accounts(pool: &PgPool, council: Uuid, structures: &[Uuid]) -> anyhow::Result<()> {
+async fn demo_accounts(
+    pool: &PgPool,
+    council: Uuid,
+    structures: &[Uuid],
+    organisation: Uuid,
+) -> anyhow::Result<()> {
     let settings = foundation::config::Settings::load()?;
     let cipher = foundation::auth::secrets::SeedCipher::new(
         &settings.security.totp_key,
@@ -578,7 +705,7 @@ async fn demo_accounts(pool: &PgPool, council: Uuid, structures: &[Uuid]) -> any
     )?;
     let (bastide, ccas) = (structures[0], structures[1]);
     type Grants<'a> = Vec<(Role, Domain, Option<&'a str>)>;
-    let demo: [(&str, &str, Grants); 4] = [
+    let demo: [(&str, &str, Grants); 5] = [
         (
             "alice.aidant@demo.aidantsconnect.test",
             "Alice Aidant",
@@ -604,6 +731,11 @@ async fn demo_accounts(pool: &PgPool, council: Uuid, structures: &[Uuid]) -> any
             "nadia.nationale@demo.aidantsconnect.test",
             "Nadia Nationale",
             vec![(Role::NationalAdmin, Domain::National, None)],
+        ),
+        (
+            "tom.formateur@demo.aidantsconnect.test",
+            "Tom Formateur",
+            vec![(Role::Trainer, Domain::Organisation(organisation), None)],
         ),
     ];
     println!("comptes de démonstration (adresse e-mail + code TOTP de la clé indiquée) :");

@@ -207,14 +207,23 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .fetch_one(&db.admin)
         .await
         .expect("count");
-    assert_eq!(professionals, 4);
+    assert_eq!(professionals, 5);
+    // Training: one session, three files at three stages, each once however many runs.
+    let stages: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM platform.training_sessions), (SELECT count(*) FROM platform.training_registrations),
+                (SELECT count(*) FROM dep_33.habilitation_files)",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("formation");
+    assert_eq!(stages, vec![(1, 2, 3)]);
     let factors: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform.second_factors WHERE confirmed_at IS NOT NULL",
     )
     .fetch_one(&db.admin)
     .await
     .expect("count");
-    assert_eq!(factors, 4);
+    assert_eq!(factors, 5);
     // Six usagers with one mandate each (one revoked), journaled once, chain intact.
     let (usagers, mandates, revoked): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM dep_33.usagers), (SELECT count(*) FROM dep_33.mandates),
