@@ -115,6 +115,18 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"name": marker, "session": "Formation Aidants Connect", "dates": "14/12/2026", "place": "à distance"}),
             format!("Bonjour {marker},"),
         ),
+        "charter_link" => (
+            json!({"url": url}),
+            "accepter la charte de l'aidant".to_owned(),
+        ),
+        "habilitation_opened" => (
+            json!({"structure": marker, "next": "Connectez-vous.", "url": url}),
+            format!("pour la structure « {marker} » est ouverte"),
+        ),
+        "aidant_habilitated" => (
+            json!({"name": marker, "structure": "CCAS"}),
+            format!("{marker} a terminé son parcours"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

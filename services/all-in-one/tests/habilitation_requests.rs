@@ -1773,65 +1773,6 @@ async fn the_issuer_api_answers_the_signed_in_issuer_only() {
     assert_eq!(resp.status(), 404);
 }
 
-/// Activates an account from its mailed enrolment link (app factor); the professional, with
-/// the seed the test now knows.
-async fn activate_from_mail(
-    app: &TestApp,
-    client: &Browser,
-    email: &str,
-    id: Uuid,
-) -> TestProfessional {
-    let link = mailed(email, "/activation?jeton=", 0).await;
-    let (_, start) = page(client, &link).await;
-    let token = link.split("jeton=").nth(1).expect("jeton").to_owned();
-    let resp = client
-        .post(
-            &app.url("/activation"),
-            &[
-                ("csrf", csrf_of(&start).as_str()),
-                ("jeton", token.as_str()),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let qr = resp.text().await.expect("corps");
-    let between = |text: &str, a: &str, b: &str| {
-        text.split(a)
-            .nth(1)
-            .expect(a)
-            .split(b)
-            .next()
-            .expect(b)
-            .to_owned()
-    };
-    let secret = between(&qr, "<code>", "</code>");
-    let seed = totp_rs::Secret::try_from_base32(&secret)
-        .expect("base32")
-        .as_bytes()
-        .to_vec();
-    let factor = between(&qr, r#"name="facteur" value=""#, "\"");
-    let step = fresh_step().await;
-    let code = foundation::auth::totp::code_at(&seed, 30, (step * 30) as u64);
-    let resp = client
-        .post(
-            &app.url("/activation/confirmation"),
-            &[
-                ("csrf", csrf_of(&qr).as_str()),
-                ("jeton", token.as_str()),
-                ("facteur", factor.as_str()),
-                ("code", code.as_str()),
-            ],
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    TestProfessional {
-        id,
-        email: email.to_owned(),
-        seed,
-        base_step: step,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Browser journeys and accessibility.
 

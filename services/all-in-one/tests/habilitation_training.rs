@@ -1048,3 +1048,227 @@ async fn the_national_team_imports_pix_results_with_a_line_report() {
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
 }
+
+#[tokio::test]
+async fn training_pix_and_the_charter_open_the_aidants_account() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Parcours",
+        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let file = files(&app, s, 1).await[0];
+    let email: String =
+        sqlx::query_scalar("SELECT email FROM platform.habilitation_file_index WHERE file_id = $1")
+            .bind(file)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("adresse");
+    let organisation = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Organisme du parcours')")
+        .bind(organisation)
+        .execute(&app.db.admin)
+        .await
+        .expect("organisme");
+    let session = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
+         VALUES ($1, $2, 'Parcours', current_date + 10, 'remote', '75', 5)",
+    )
+    .bind(session)
+    .bind(organisation)
+    .execute(&app.db.admin)
+    .await
+    .expect("session");
+    // The référent registers the file; the trainer records the aidant present: the charter
+    // link is mailed.
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/formation",
+        "/structure/formation/inscription",
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &file.to_string()),
+        ],
+    )
+    .await;
+    assert!(common::idp::location(&resp).ends_with("message=inscrit"));
+    let tom = professional(
+        &app.db.admin,
+        "Tom Parcours",
+        &[(Role::Trainer, Domain::Organisation(organisation), None)],
+    )
+    .await;
+    let tb = browser(&app.address);
+    assert_eq!(log_in(&tb, &app, &tom, -1).await.status(), 303);
+    let registration: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.training_registrations")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("inscription");
+    let session_page = format!("/formation/sessions/{session}");
+    let resp = post_form(
+        &tb,
+        &app,
+        &session_page,
+        &format!("{session_page}/presence"),
+        &[
+            ("inscription", &registration.to_string()),
+            ("presence", "present"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let charter = mailed(&email, "/charte?jeton=", 0).await;
+    // Pix next: still no account (the charter is not accepted).
+    let nadia = professional(
+        &app.db.admin,
+        "Nadia Parcours",
+        &[(Role::NationalAdmin, Domain::National, None)],
+    )
+    .await;
+    let nb = browser(&app.address);
+    assert_eq!(log_in(&nb, &app, &nadia, -1).await.status(), 303);
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/pix",
+        "/national/pix",
+        &[(
+            "resultats",
+            &format!("identifiant;score;date\n{email};480;2026-11-20"),
+        )],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM platform.professionals WHERE email = '{email}'")
+        )
+        .await,
+        0
+    );
+    // The charter: its GET consumes nothing, its POST accepts and opens the account.
+    let aidant_browser = browser(&app.address);
+    let (status, text) = page(&aidant_browser, &charter).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("Version 2026-11") && text.contains("J&#39;accepte la charte")
+            || text.contains("J'accepte la charte")
+    );
+    let found = test_support::browser::axe_violations(std::slice::from_ref(&charter)).await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    let token = charter.split("jeton=").nth(1).expect("jeton").to_owned();
+    let resp = aidant_browser
+        .post(
+            &app.url("/charte"),
+            &[("csrf", csrf_of(&text).as_str()), ("jeton", token.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("votre habilitation est ouverte")
+    );
+    let resp = aidant_browser
+        .post(
+            &app.url("/charte"),
+            &[("csrf", csrf_of(&text).as_str()), ("jeton", token.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "a charter link serves once");
+    let professional_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("compte");
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.role_assignments WHERE professional_id = '{professional_id}' AND role = 'aidant' AND domain = 'structure:{s}'")).await, 1);
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM dep_33.habilitation_files WHERE id = '{file}' AND state = 'active' AND professional_id = '{professional_id}'")).await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'aidant_activated'"
+        )
+        .await,
+        1
+    );
+    // The référent is told; the aidant activates from the mail, logs in and makes mandates.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !test_support::maildev::mails_to(&rita.email)
+        .await
+        .iter()
+        .any(|m| {
+            m["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("est habilité"))
+        })
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "le référent n'est pas prévenu"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ada = activate_from_mail(&app, &aidant_browser, &email, professional_id).await;
+    assert_eq!(log_in(&aidant_browser, &app, &ada, 1).await.status(), 303);
+    assert_eq!(aidant_browser.get(&app.url("/mandats")).await.status(), 200);
+    // A new version of the charter: asked again at the next login, then out of the way.
+    sqlx::query("INSERT INTO platform.charter_versions (version, body, published_at) VALUES ('2027-01', 'Nouvelle règle.', now())")
+        .execute(&app.db.admin)
+        .await
+        .expect("version");
+    delays_pass(&app, &ada).await;
+    // As if the next code had come (a code is accepted once).
+    sqlx::query("UPDATE platform.second_factors SET last_used_step = 0 WHERE professional_id = $1")
+        .bind(ada.id)
+        .execute(&app.db.admin)
+        .await
+        .expect("pas suivant");
+    let again = browser(&app.address);
+    let resp = log_in(&again, &app, &ada, 1).await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        common::idp::location(&resp).starts_with("/compte/charte?suite="),
+        "{}",
+        common::idp::location(&resp)
+    );
+    let (status, renewed) = page(&again, &app.url("/compte/charte")).await;
+    assert_eq!(status, 200);
+    assert!(renewed.contains("Version 2027-01") && renewed.contains("Nouvelle règle."));
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/compte/charte")],
+        &again.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    let resp = post_form(
+        &again,
+        &app,
+        "/compte/charte",
+        "/compte/charte",
+        &[("suite", "/mandats")],
+    )
+    .await;
+    assert_eq!(common::idp::location(&resp), "/mandats");
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM platform.charter_acceptances WHERE email = '{email}'")
+        )
+        .await,
+        2
+    );
+}

@@ -58,6 +58,7 @@ pub enum Event {
     HabilitationWithdrawn,
     StructureDemarchesSet,
     StructureDeactivated,
+    AidantActivated,
 }
 
 impl Event {
@@ -90,6 +91,7 @@ impl Event {
             Event::HabilitationWithdrawn => "habilitation_withdrawn",
             Event::StructureDemarchesSet => "structure_demarches_set",
             Event::StructureDeactivated => "structure_deactivated",
+            Event::AidantActivated => "aidant_activated",
         }
     }
 }

@@ -5,6 +5,8 @@
 pub mod account;
 /// Professional accounts: creation, roles, enrolment links, deactivation.
 pub mod accounts;
+/// The aidant's charter and the activation of ready habilitation files.
+pub mod activation;
 /// Second-factor enrolment from the activation link.
 pub mod enrolment;
 /// Issuers ("demandeurs"): address verification by link, issuer sessions.
@@ -227,6 +229,12 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/national/pix")
                 .get(Access::Permission(Action::PixImport), pix::form)
                 .post(Access::Permission(Action::PixImport), pix::submit),
+            Page::at("/charte")
+                .get(Access::Link, activation::link_page)
+                .post(Access::Link, activation::accept_link),
+            Page::at("/compte/charte")
+                .get(Access::Session, activation::session_page)
+                .post(Access::Session, activation::session_accept),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),
@@ -244,6 +252,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             waves::release_job(),
             requests::draft_purge(),
             training::reminders(),
+            activation::job(),
         ],
     })
 }

@@ -430,7 +430,25 @@ pub async fn consume_link(
     req.cookie().add(cookie);
     req.cookie().add(known);
     csrf::rotate(req, secure(&platform));
-    Ok(Redirect::see_other(safe_next(f.suite.as_deref())).into_response())
+    let next = safe_next(f.suite.as_deref());
+    // A new version of the aidant's charter is accepted before anything else.
+    let email: String =
+        sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1")
+            .bind(professional)
+            .fetch_one(platform.platform_pool())
+            .await
+            .map_err(db_error)?;
+    if crate::activation::must_accept(&platform, professional, &email)
+        .await
+        .map_err(db_error)?
+    {
+        return Ok(Redirect::see_other(format!(
+            "/compte/charte?suite={}",
+            session::url_escape(&next)
+        ))
+        .into_response());
+    }
+    Ok(Redirect::see_other(next).into_response())
 }
 
 #[handler]

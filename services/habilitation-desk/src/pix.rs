@@ -348,7 +348,14 @@ pub async fn submit(
     )
     .await
     {
-        Ok(report) => pix_page(req, &platform, Some(report), None, String::new()),
+        Ok(report) => {
+            if report.imported > 0
+                && let Err(e) = crate::activation::activate_ready(&platform, None).await
+            {
+                tracing::warn!(error = %e, "activation deferred to the job");
+            }
+            pix_page(req, &platform, Some(report), None, String::new())
+        }
         Err(ImportError::Database(e)) => Err(crate::views::db_error(e)),
         Err(e) => pix_page(req, &platform, None, Some(e.to_string()), f.resultats),
     }

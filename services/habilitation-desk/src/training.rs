@@ -1198,7 +1198,24 @@ pub async fn record_attendance(
     )
     .await
     .map_err(db_error)?;
+    let email: String =
+        sqlx::query_scalar("SELECT email FROM platform.habilitation_file_index WHERE file_id = $1")
+            .bind(file)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    // Trained: the charter comes next (unless already accepted).
+    if status == "attended" {
+        crate::activation::send_link(&mut tx, &platform, &email)
+            .await
+            .map_err(db_error)?;
+    }
     tx.commit().await.map_err(db_error)?;
+    if status == "attended"
+        && let Err(e) = crate::activation::activate_ready(&platform, Some(&email)).await
+    {
+        tracing::warn!(error = %e, "activation deferred to the job");
+    }
     Ok(Redirect::see_other(format!(
         "/formation/sessions/{}?message=enregistre",
         session.id

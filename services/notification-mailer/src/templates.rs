@@ -107,6 +107,9 @@ const TEMPLATES: &[Template] = &[
         ["name", "session", "dates", "place", "status"]
     ),
     template!("training_reminder", ["name", "session", "dates", "place"]),
+    template!("charter_link", ["url"]),
+    template!("habilitation_opened", ["structure", "next", "url"]),
+    template!("aidant_habilitated", ["name", "structure"]),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

@@ -37,6 +37,8 @@ pub enum SecurityEvent {
     AttendanceRecorded,
     TrainerAdded,
     PixImported,
+    CharterAccepted,
+    AidantActivated,
 }
 
 impl SecurityEvent {
@@ -68,6 +70,8 @@ impl SecurityEvent {
             SecurityEvent::AttendanceRecorded => "attendance_recorded",
             SecurityEvent::TrainerAdded => "trainer_added",
             SecurityEvent::PixImported => "pix_imported",
+            SecurityEvent::CharterAccepted => "charter_accepted",
+            SecurityEvent::AidantActivated => "aidant_activated",
         }
     }
 }
