@@ -1223,6 +1223,38 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
     let ada = activate_from_mail(&app, &aidant_browser, &email, professional_id).await;
     assert_eq!(log_in(&aidant_browser, &app, &ada, 1).await.status(), 303);
     assert_eq!(aidant_browser.get(&app.url("/mandats")).await.status(), 200);
+    // The register lists the aidant, with the training and the Pix score; its CSV too.
+    let (status, register) = page(&nb, &app.url("/national/registre")).await;
+    assert_eq!(status, 200);
+    assert!(register.contains(&email) && register.contains("Parcours") && register.contains("480"));
+    let resp = post_form(
+        &nb,
+        &app,
+        "/national/registre",
+        "/national/registre.csv",
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.expect("csv");
+    assert!(csv.starts_with("\"nom\",\"email\",\"structure\""), "{csv}");
+    assert!(csv.contains(&format!("\"{email}\"")) && csv.contains("\"480\""));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'registry_exported'"
+        )
+        .await,
+        1
+    );
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/national/registre")],
+        &nb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
     // A new version of the charter: asked again at the next login, then out of the way.
     sqlx::query("INSERT INTO platform.charter_versions (version, body, published_at) VALUES ('2027-01', 'Nouvelle règle.', now())")
         .execute(&app.db.admin)

@@ -25,6 +25,8 @@ pub mod pix;
 pub mod places;
 /// Référent pages: aidants' second factors.
 pub mod referent;
+/// The register of habilitated persons.
+pub mod registry;
 /// The issuer's request API (OpenAPI).
 pub mod request_api;
 /// The issuer's pages: the request form, recap, thread, submission, withdrawal.
@@ -235,6 +237,14 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             Page::at("/compte/charte")
                 .get(Access::Session, activation::session_page)
                 .post(Access::Session, activation::session_accept),
+            Page::at("/national/registre").get(
+                Access::Permission(Action::HabilitationWithdraw),
+                registry::page,
+            ),
+            Page::at("/national/registre.csv").post(
+                Access::Permission(Action::HabilitationWithdraw),
+                registry::export,
+            ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

@@ -39,6 +39,7 @@ pub enum SecurityEvent {
     PixImported,
     CharterAccepted,
     AidantActivated,
+    RegistryExported,
 }
 
 impl SecurityEvent {
@@ -72,6 +73,7 @@ impl SecurityEvent {
             SecurityEvent::PixImported => "pix_imported",
             SecurityEvent::CharterAccepted => "charter_accepted",
             SecurityEvent::AidantActivated => "aidant_activated",
+            SecurityEvent::RegistryExported => "registry_exported",
         }
     }
 }

@@ -16,6 +16,11 @@ pub fn render(lieux: &[Lieu]) -> String {
     out
 }
 
+/// One row of text cells, written by the same rules (quoted, formula-safe, CRLF).
+pub(crate) fn text_row(out: &mut String, cells: &[&str]) {
+    line(out, cells.iter().map(|c| Cell::Text(c)));
+}
+
 fn line<'a>(out: &mut String, cells: impl Iterator<Item = Cell<'a>>) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
