@@ -1304,3 +1304,104 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_referent_adds_a_professional_to_habilitate_and_never_a_volunteer() {
+    let app = spawn_app(&["33"]).await;
+    let s = structure_domain(&app, "33").await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Ajout",
+        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let fields = |employment: &'static str, email: &'static str| {
+        vec![
+            ("first_name", "Paul"),
+            ("last_name", "Nouveau"),
+            ("email", email),
+            ("profession", "Agent d'accueil"),
+            ("employment", employment),
+            ("employer", "Mairie"),
+        ]
+    };
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/aidants/nouveau",
+        "/structure/aidants/nouveau",
+        &fields("volunteer", "paul@mairie.example.test"),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains("bénévoles") && body.contains("paul@mairie.example.test"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.habilitation_files").await,
+        0
+    );
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/aidants/nouveau",
+        "/structure/aidants/nouveau",
+        &fields("public_agent", "paul@mairie.example.test"),
+    )
+    .await;
+    assert_eq!(
+        common::idp::location(&resp),
+        "/structure/formation?message=ajoute"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.habilitation_files WHERE state = 'to_train'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.habilitation_file_index"
+        )
+        .await,
+        1
+    );
+    let (_, training) = page(&rb, &app.url("/structure/formation")).await;
+    assert!(training.contains("Paul Nouveau") && training.contains("à former"));
+    let resp = post_form(
+        &rb,
+        &app,
+        "/structure/aidants/nouveau",
+        "/structure/aidants/nouveau",
+        &fields("public_agent", "paul@mairie.example.test"),
+    )
+    .await;
+    assert_eq!(resp.status(), 400, "one file per person and structure");
+    // An aidant of the structure may not add anyone: 403.
+    let ada = professional(
+        &app.db.admin,
+        "Ada Ajout",
+        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &ada, -1).await.status(), 303);
+    assert_eq!(
+        ab.get(&app.url("/structure/aidants/nouveau"))
+            .await
+            .status(),
+        403
+    );
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/structure/aidants/nouveau")],
+        &rb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}

@@ -35,6 +35,8 @@ pub mod request_pages;
 pub mod requests;
 /// Review of requests and delegations of review.
 pub mod review;
+/// The référent adds a person to habilitate (a new habilitation file).
+pub mod structure_files;
 /// Structures of a territory (operators' path; accepted requests create theirs).
 pub mod structures;
 /// A territory admin's view of their rollout.
@@ -245,6 +247,15 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::Permission(Action::HabilitationWithdraw),
                 registry::export,
             ),
+            Page::at("/structure/aidants/nouveau")
+                .get(
+                    Access::Permission(Action::AidantAddToTraining),
+                    structure_files::form,
+                )
+                .post(
+                    Access::Permission(Action::AidantAddToTraining),
+                    structure_files::create,
+                ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

@@ -892,6 +892,10 @@ pub async fn structure_page(
             "L'aidant est sur la liste d'attente ; il sera prévenu si une place se libère.",
         )),
         Some("annule") => Some((true, "L'inscription est annulée ; la place est libérée.")),
+        Some("ajoute") => Some((
+            true,
+            "Le dossier d'habilitation est ouvert : inscrivez la personne en formation ci-dessous.",
+        )),
         Some("deja") => Some((false, "Cet aidant a déjà une inscription en cours.")),
         Some("fermee") => Some((false, "Cette session n'est plus ouverte aux inscriptions.")),
         _ => None,
