@@ -1405,3 +1405,129 @@ async fn a_referent_adds_a_professional_to_habilitate_and_never_a_volunteer() {
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
 }
+
+#[tokio::test]
+async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only() {
+    let app = spawn_app(&["33"]).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse("33").expect("dep"))
+        .await
+        .expect("territoire");
+    let council = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Departement(ctx.departement()),
+        "Conseil",
+    )
+    .await
+    .expect("conseil")
+    .id;
+    let city = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Commune(
+            foundation::tenancy::CommuneCode::parse("33063").expect("commune"),
+        ),
+        "Ville",
+    )
+    .await
+    .expect("commune")
+    .id;
+    let mut ids = Vec::new();
+    for (tenant, name) in [
+        (council, "Maison A"),
+        (council, "Maison B"),
+        (city, "Mairie C"),
+    ] {
+        ids.push(
+            habilitation_desk::structures::create_structure(
+                &ctx,
+                &habilitation_desk::structures::NewStructure {
+                    tenant_id: tenant,
+                    name: name.into(),
+                    kind: "mairie".into(),
+                    commune: foundation::tenancy::CommuneCode::parse("33063").expect("commune"),
+                    address: String::new(),
+                    france_services: false,
+                },
+            )
+            .await
+            .expect("structure"),
+        );
+    }
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let rita = professional(
+        &app.db.admin,
+        "Rita Déplace",
+        &[(Role::Referent, Domain::Structure(a), Some("33"))],
+    )
+    .await;
+    let xavier = professional(
+        &app.db.admin,
+        "Xavier Mobile",
+        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let xb = browser(&app.address);
+    assert_eq!(log_in(&xb, &app, &xavier, -1).await.status(), 303);
+    let form_page = format!("/structure/aidants/deplacer?aidant={}", xavier.id);
+    let (status, form) = page(&rb, &app.url(&form_page)).await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("Maison B") && !form.contains("Mairie C"),
+        "only the same tenant's structures"
+    );
+    let found =
+        test_support::browser::axe_violations_with_cookies(&[app.url(&form_page)], &rb.cookies())
+            .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    // Another tenant's structure: 404, nothing moved.
+    let resp = post_form(
+        &rb,
+        &app,
+        &form_page,
+        "/structure/aidants/deplacer",
+        &[
+            ("aidant", &xavier.id.to_string()),
+            ("structure", &c.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(xb.get(&app.url("/mandats")).await.status(), 200);
+    let resp = post_form(
+        &rb,
+        &app,
+        &form_page,
+        "/structure/aidants/deplacer",
+        &[
+            ("aidant", &xavier.id.to_string()),
+            ("structure", &b.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        common::idp::location(&resp),
+        "/referent/aidants?message=aidant-deplace"
+    );
+    let roles: Vec<String> = sqlx::query_scalar("SELECT domain FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant'")
+        .bind(xavier.id)
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("rôles");
+    assert_eq!(roles, vec![format!("structure:{b}")]);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'aidant_moved'"
+        )
+        .await,
+        1
+    );
+    // The aidant's session ended; an aidant no longer of A is 404 for its référent.
+    assert_eq!(xb.get(&app.url("/mandats")).await.status(), 303);
+    assert_eq!(rb.get(&app.url(&form_page)).await.status(), 404);
+}

@@ -59,6 +59,7 @@ pub enum Event {
     StructureDemarchesSet,
     StructureDeactivated,
     AidantActivated,
+    AidantMoved,
 }
 
 impl Event {
@@ -92,6 +93,7 @@ impl Event {
             Event::StructureDemarchesSet => "structure_demarches_set",
             Event::StructureDeactivated => "structure_deactivated",
             Event::AidantActivated => "aidant_activated",
+            Event::AidantMoved => "aidant_moved",
         }
     }
 }

@@ -13,6 +13,8 @@ pub mod enrolment;
 pub mod issuer;
 /// Login with e-mail, TOTP code and magic link; logout.
 pub mod login;
+/// The référent moves an aidant to another structure of the tenant.
+pub mod move_aidant;
 /// National team pages: card import.
 pub mod national;
 /// National team: a territory's structures, deactivation of one as a whole.
@@ -255,6 +257,12 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(
                     Access::Permission(Action::AidantAddToTraining),
                     structure_files::create,
+                ),
+            Page::at("/structure/aidants/deplacer")
+                .get(Access::Permission(Action::AidantMove), move_aidant::form)
+                .post(
+                    Access::RecentPermission(Action::AidantMove),
+                    move_aidant::apply,
                 ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)

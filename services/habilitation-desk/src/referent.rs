@@ -70,6 +70,10 @@ fn flash(code: Option<&str>) -> Option<(bool, &'static str)> {
             false,
             "Ces deux codes ne se suivent pas ou sont trop anciens. Saisissez deux codes consécutifs affichés maintenant.",
         ),
+        "aidant-deplace" => (
+            true,
+            "L'aidant a rejoint sa nouvelle structure ; ses sessions en cours sont closes.",
+        ),
         "habilitation-retiree" => (
             true,
             "L'habilitation est retirée : les sessions de l'aidant sont closes et il en est informé par e-mail.",

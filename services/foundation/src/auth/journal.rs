@@ -40,6 +40,7 @@ pub enum SecurityEvent {
     CharterAccepted,
     AidantActivated,
     RegistryExported,
+    AidantMoved,
 }
 
 impl SecurityEvent {
@@ -74,6 +75,7 @@ impl SecurityEvent {
             SecurityEvent::CharterAccepted => "charter_accepted",
             SecurityEvent::AidantActivated => "aidant_activated",
             SecurityEvent::RegistryExported => "registry_exported",
+            SecurityEvent::AidantMoved => "aidant_moved",
         }
     }
 }

@@ -1,0 +1,194 @@
+//! `/structure/aidants/deplacer`: the référent moves an aidant of their structure to another
+//! active structure of the same tenant (`aidant:move`). The `aidant` role moves from one
+//! structure to the other in one platform transaction (the aidant's sessions end, as for any
+//! role withdrawn, and the guards reload); the habilitation file and its index entry follow;
+//! the move is journaled in the territory and the security journal.
+
+use askama::Template;
+use foundation::app::Platform;
+use foundation::auth::journal::{self as security, SecurityEvent};
+use foundation::auth::session::{Professional, RecentlyVerified};
+use foundation::auth::{assignments, csrf, guard};
+use foundation::journal::{self, Event, NewEntry};
+use foundation::tenancy::TenantContext;
+use foundation::web::{NavItem, Theme, html};
+use poem::http::StatusCode;
+use poem::web::{Data, Form, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use policies::{Action, Domain, Role};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::views::{THEME, db_error, nav};
+
+fn not_found() -> poem::Error {
+    poem::Error::from_status(StatusCode::NOT_FOUND)
+}
+
+/// The référent's structure, its territory, the aidant (an aidant of it, else 404) and the
+/// other active structures of its tenant.
+async fn context(
+    platform: &Platform,
+    me: &Professional,
+    aidant: &str,
+) -> poem::Result<(Uuid, TenantContext, Uuid, String, Vec<(Uuid, String)>)> {
+    let structure = guard::require_in_current_structure(platform, me, Action::AidantMove).await?;
+    guard::require_active_structure(platform, structure).await?;
+    let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| not_found())?;
+    let name: String = sqlx::query_scalar(
+        "SELECT p.display_name FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2",
+    )
+    .bind(aidant)
+    .bind(Domain::Structure(structure).to_string())
+    .fetch_optional(platform.platform_pool())
+    .await
+    .map_err(db_error)?
+    .ok_or_else(not_found)?;
+    let departement = assignments::structure_departement(platform.platform_pool(), structure)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(not_found)?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    let mut tx = tenant.begin().await.map_err(db_error)?;
+    let targets: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT s.id, s.name FROM structures s
+         WHERE s.tenant_id = (SELECT tenant_id FROM structures WHERE id = $1) AND s.id <> $1 AND s.active
+         ORDER BY s.name",
+    )
+    .bind(structure)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok((structure, tenant, aidant, name, targets))
+}
+
+#[derive(Template)]
+#[template(path = "move_aidant.html")]
+struct MovePage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    csrf: String,
+    aidant: String,
+    name: String,
+    targets: Vec<(String, String)>,
+}
+
+#[derive(Deserialize)]
+pub struct AidantQuery {
+    #[serde(default)]
+    aidant: String,
+}
+
+/// `GET /structure/aidants/deplacer?aidant=…`.
+#[handler]
+pub async fn form(
+    req: &Request,
+    platform: Data<&Platform>,
+    me: Professional,
+    Query(q): Query<AidantQuery>,
+) -> poem::Result<Response> {
+    let (_, _, aidant, name, targets) = context(&platform, &me, &q.aidant).await?;
+    html(&MovePage {
+        theme: THEME,
+        nav: nav("/referent/aidants"),
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        aidant: aidant.to_string(),
+        name,
+        targets: targets
+            .into_iter()
+            .map(|(id, n)| (id.to_string(), n))
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    aidant: String,
+    #[serde(default)]
+    structure: String,
+}
+
+/// `POST /structure/aidants/deplacer`.
+#[handler]
+pub async fn apply(
+    platform: Data<&Platform>,
+    RecentlyVerified(me): RecentlyVerified,
+    Form(f): Form<MoveForm>,
+) -> poem::Result<Response> {
+    let (from, tenant, aidant, _, targets) = context(&platform, &me, &f.aidant).await?;
+    let to = Uuid::parse_str(f.structure.trim()).map_err(|_| not_found())?;
+    // Only a structure of the same tenant: anything else is as if it did not exist.
+    if !targets.iter().any(|(id, _)| *id == to) {
+        return Err(not_found());
+    }
+    let departement = tenant.departement();
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    sqlx::query(
+        "DELETE FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant' AND domain = $2",
+    )
+    .bind(aidant)
+    .bind(Domain::Structure(from).to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    crate::accounts::grant_role(
+        &mut tx,
+        aidant,
+        Role::Aidant,
+        Domain::Structure(to),
+        Some(departement.as_str()),
+    )
+    .await
+    .map_err(db_error)?;
+    sqlx::query(
+        "UPDATE platform.habilitation_file_index SET structure_id = $3
+         WHERE structure_id = $1 AND email = (SELECT email FROM platform.professionals WHERE id = $2)",
+    )
+    .bind(from)
+    .bind(aidant)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    security::append(
+        &mut tx,
+        SecurityEvent::AidantMoved,
+        Some(aidant),
+        Some(me.id),
+        json!({ "from": from, "to": to }),
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let mut dep = tenant.begin().await.map_err(db_error)?;
+    sqlx::query(
+        "UPDATE habilitation_files SET structure_id = $3
+         WHERE structure_id = $1 AND professional_id = $2
+           AND NOT EXISTS (SELECT 1 FROM habilitation_files o WHERE o.structure_id = $3 AND o.email = habilitation_files.email)",
+    )
+    .bind(from)
+    .bind(aidant)
+    .bind(to)
+    .execute(&mut *dep)
+    .await
+    .map_err(db_error)?;
+    journal::append(
+        &mut dep,
+        NewEntry::new(Event::AidantMoved)
+            .structure(to)
+            .professional(aidant)
+            .details(json!({ "from": from, "to": to, "by": me.id })),
+    )
+    .await
+    .map_err(db_error)?;
+    dep.commit().await.map_err(db_error)?;
+    Ok(Redirect::see_other("/referent/aidants?message=aidant-deplace").into_response())
+}
