@@ -122,6 +122,7 @@ actions! {
     AidantMove => "aidant:move",
     FactorManage => "factor:manage",
     StructureSetDemarches => "structure:set_demarches",
+    ReferentAppoint => "referent:appoint",
     StructureStatistics => "structure:statistics",
     StructureList => "structure:list",
     StructureManage => "structure:manage",

@@ -41,6 +41,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | FactorManage
                 | StructureSetDemarches
                 | StructureStatistics
+                | ReferentAppoint
                 | MandateList
                 | MandateRevoke
                 | MandateExport

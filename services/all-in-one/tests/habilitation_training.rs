@@ -1527,6 +1527,38 @@ async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only
         .await,
         1
     );
+    // A co-référent: an aidant of the structure only (another is 404), told by e-mail.
+    let yann = professional(
+        &app.db.admin,
+        "Yann Second",
+        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+    )
+    .await;
+    let resp = post_form(
+        &rb,
+        &app,
+        "/referent/aidants",
+        "/structure/co-referents",
+        &[("aidant", &xavier.id.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404, "Xavier is no longer of this structure");
+    let resp = post_form(
+        &rb,
+        &app,
+        "/referent/aidants",
+        "/structure/co-referents",
+        &[("aidant", &yann.id.to_string())],
+    )
+    .await;
+    assert_eq!(
+        common::idp::location(&resp),
+        "/referent/aidants?message=co-referent"
+    );
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.role_assignments WHERE professional_id = '{}' AND role = 'referent' AND domain = 'structure:{a}'", yann.id)).await, 1);
+    let yb = browser(&app.address);
+    assert_eq!(log_in(&yb, &app, &yann, -1).await.status(), 303);
+    assert_eq!(yb.get(&app.url("/referent/aidants")).await.status(), 200);
     // The aidant's session ended; an aidant no longer of A is 404 for its référent.
     assert_eq!(xb.get(&app.url("/mandats")).await.status(), 303);
     assert_eq!(rb.get(&app.url(&form_page)).await.status(), 404);

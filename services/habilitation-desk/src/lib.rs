@@ -264,6 +264,10 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                     Access::RecentPermission(Action::AidantMove),
                     move_aidant::apply,
                 ),
+            Page::at("/structure/co-referents").post(
+                Access::RecentPermission(Action::ReferentAppoint),
+                move_aidant::appoint,
+            ),
             Page::at("/national/cartes")
                 .get(Access::Permission(Action::CardImport), national::form)
                 .post(Access::Permission(Action::CardImport), national::import),

@@ -192,3 +192,93 @@ pub async fn apply(
     dep.commit().await.map_err(db_error)?;
     Ok(Redirect::see_other("/referent/aidants?message=aidant-deplace").into_response())
 }
+
+#[derive(Deserialize)]
+pub struct AppointForm {
+    #[serde(default)]
+    aidant: String,
+}
+
+/// `POST /structure/co-referents`: the référent makes an aidant of the structure a co-référent
+/// (`referent:appoint`, recent code); journaled, and the person is told.
+#[handler]
+pub async fn appoint(
+    platform: Data<&Platform>,
+    RecentlyVerified(me): RecentlyVerified,
+    Form(f): Form<AppointForm>,
+) -> poem::Result<Response> {
+    let structure =
+        guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint).await?;
+    guard::require_active_structure(&platform, structure).await?;
+    let aidant = Uuid::parse_str(f.aidant.trim()).map_err(|_| not_found())?;
+    let email: String = sqlx::query_scalar(
+        "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2 AND p.active",
+    )
+    .bind(aidant)
+    .bind(Domain::Structure(structure).to_string())
+    .fetch_optional(platform.platform_pool())
+    .await
+    .map_err(db_error)?
+    .ok_or_else(not_found)?;
+    let departement = assignments::structure_departement(platform.platform_pool(), structure)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(not_found)?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    crate::accounts::grant_role(
+        &mut tx,
+        aidant,
+        Role::Referent,
+        Domain::Structure(structure),
+        Some(departement.as_str()),
+    )
+    .await
+    .map_err(db_error)?;
+    security::append(
+        &mut tx,
+        SecurityEvent::ReferentAppointed,
+        Some(aidant),
+        Some(me.id),
+        json!({ "structure": structure }),
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let mut dep = tenant.begin().await.map_err(db_error)?;
+    let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
+        .bind(structure)
+        .fetch_one(&mut *dep)
+        .await
+        .map_err(db_error)?;
+    journal::append(
+        &mut dep,
+        NewEntry::new(Event::ReferentAppointed)
+            .structure(structure)
+            .professional(aidant)
+            .details(json!({ "role": "referent", "by": me.id })),
+    )
+    .await
+    .map_err(db_error)?;
+    foundation::outbox::enqueue_tenant(
+        &mut dep,
+        &foundation::outbox::OutboxMessage {
+            channel: foundation::outbox::Channel::Email,
+            recipient: email,
+            template: "referent_appointed",
+            payload: json!({
+                "structure": name,
+                "url": format!("{}/connexion", crate::requests::public_url(&platform)),
+            }),
+        },
+    )
+    .await
+    .map_err(db_error)?;
+    dep.commit().await.map_err(db_error)?;
+    Ok(Redirect::see_other("/referent/aidants?message=co-referent").into_response())
+}

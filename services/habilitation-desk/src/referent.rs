@@ -70,6 +70,10 @@ fn flash(code: Option<&str>) -> Option<(bool, &'static str)> {
             false,
             "Ces deux codes ne se suivent pas ou sont trop anciens. Saisissez deux codes consécutifs affichés maintenant.",
         ),
+        "co-referent" => (
+            true,
+            "L'aidant est désormais co-référent de la structure ; il en est informé par e-mail.",
+        ),
         "aidant-deplace" => (
             true,
             "L'aidant a rejoint sa nouvelle structure ; ses sessions en cours sont closes.",

@@ -41,6 +41,7 @@ pub enum SecurityEvent {
     AidantActivated,
     RegistryExported,
     AidantMoved,
+    ReferentAppointed,
 }
 
 impl SecurityEvent {
@@ -76,6 +77,7 @@ impl SecurityEvent {
             SecurityEvent::AidantActivated => "aidant_activated",
             SecurityEvent::RegistryExported => "registry_exported",
             SecurityEvent::AidantMoved => "aidant_moved",
+            SecurityEvent::ReferentAppointed => "referent_appointed",
         }
     }
 }
