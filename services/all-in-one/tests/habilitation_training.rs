@@ -1563,3 +1563,143 @@ async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only
     assert_eq!(xb.get(&app.url("/mandats")).await.status(), 303);
     assert_eq!(rb.get(&app.url(&form_page)).await.status(), 404);
 }
+
+#[tokio::test]
+async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new_structure() {
+    let app = spawn_app(&["33"]).await;
+    let a = structure_domain(&app, "33").await;
+    let b = structure_domain(&app, "33").await;
+    let rita = professional(
+        &app.db.admin,
+        "Rita Double",
+        &[(Role::Referent, Domain::Structure(b), Some("33"))],
+    )
+    .await;
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);
+    let session = uuid::Uuid::now_v7();
+    let organisation = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Organisme double')",
+    )
+    .bind(organisation)
+    .execute(&app.db.admin)
+    .await
+    .expect("organisme");
+    sqlx::query(
+        "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
+         VALUES ($1, $2, 'Session double', current_date + 5, 'remote', '75', 3)",
+    )
+    .bind(session)
+    .bind(organisation)
+    .execute(&app.db.admin)
+    .await
+    .expect("session");
+    // A withdrawn file of the structure: its registration is refused, nothing written.
+    let withdrawn = files(&app, b, 1).await[0];
+    sqlx::query("UPDATE dep_33.habilitation_files SET state = 'withdrawn' WHERE id = $1")
+        .bind(withdrawn)
+        .execute(&app.db.admin)
+        .await
+        .expect("retrait");
+    let resp = post_form(
+        &rb,
+        &app,
+        "/compte",
+        "/structure/formation/inscription",
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &withdrawn.to_string()),
+        ],
+    )
+    .await;
+    assert!(common::idp::location(&resp).ends_with("message=fermee"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.training_registrations").await,
+        0
+    );
+    // Someone already active in structure A, with a file of structure B that becomes ready:
+    // the same account gets B, no second account, no enrolment link.
+    let ada = professional(
+        &app.db.admin,
+        "Ada Double",
+        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+    )
+    .await;
+    let file = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO dep_33.habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
+         VALUES ($1, $2, 'Ada', 'Double', $3, 'Agent', 'public_agent', 'B')",
+    )
+    .bind(file)
+    .bind(b)
+    .bind(&ada.email)
+    .execute(&app.db.admin)
+    .await
+    .expect("dossier");
+    // Trained, certified and the charter accepted (as the steps above leave them).
+    sqlx::query(
+        "WITH idx AS (INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+                      VALUES ($1, '33', $2, $3, 'Ada Double') RETURNING file_id),
+              reg AS (INSERT INTO platform.training_registrations (id, session_id, file_id, status)
+                      SELECT gen_random_uuid(), $4, file_id, 'attended' FROM idx RETURNING file_id),
+              pix AS (INSERT INTO platform.pix_results (file_id, score, certified_on)
+                      SELECT file_id, 400, current_date FROM reg RETURNING file_id)
+         INSERT INTO platform.charter_acceptances (email, version) SELECT $3, '2026-11' FROM pix",
+    )
+    .bind(file)
+    .bind(b)
+    .bind(&ada.email)
+    .bind(session)
+    .execute(&app.db.admin)
+    .await
+    .expect("parcours");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let job = habilitation_desk::activation::job();
+    assert_eq!((job.run)(platform.clone()).await.expect("activation"), 1);
+    assert_eq!((job.run)(platform.clone()).await.expect("activation"), 0);
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) FROM platform.professionals WHERE email = '{}'",
+                ada.email
+            )
+        )
+        .await,
+        1
+    );
+    let roles: Vec<String> = sqlx::query_scalar("SELECT domain FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant' ORDER BY domain")
+        .bind(ada.id)
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("rôles");
+    let mut expected = vec![format!("structure:{a}"), format!("structure:{b}")];
+    expected.sort();
+    assert_eq!(roles, expected);
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM dep_33.habilitation_files WHERE id = '{file}' AND state = 'active'")).await, 1);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mails = test_support::maildev::mails_to(&ada.email).await;
+        if mails.iter().any(|m| {
+            m["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("est ouverte"))
+        }) {
+            assert!(
+                !mails.iter().any(|m| m["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("/activation?jeton="))),
+                "no enrolment link for an existing account"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pas de courriel d'ouverture"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
