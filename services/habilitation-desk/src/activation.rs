@@ -27,7 +27,7 @@ use foundation::jobs::Job;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::DepartementCode;
-use foundation::web::{NavItem, Theme, html, html_status};
+use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -461,20 +461,17 @@ pub async fn session_page(
 ) -> poem::Result<Response> {
     let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
     let (version, body) = current(&mut conn).await.map_err(db_error)?;
-    html_status(
-        &CharterPage {
-            theme: THEME,
-            nav: nav("/compte"),
-            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-            version,
-            lines: body.lines().map(str::to_owned).collect(),
-            action: "/compte/charte",
-            token: String::new(),
-            next: safe_next(q.suite.as_deref()),
-            renewed: true,
-        },
-        None,
-    )
+    html(&CharterPage {
+        theme: THEME,
+        nav: nav("/compte"),
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        version,
+        lines: body.lines().map(str::to_owned).collect(),
+        action: "/compte/charte",
+        token: String::new(),
+        next: safe_next(q.suite.as_deref()),
+        renewed: true,
+    })
 }
 
 /// `POST /compte/charte`: the professional accepts the current version.

@@ -1153,7 +1153,7 @@ pub async fn withdraw(
     Path(reference): Path<String>,
 ) -> poem::Result<Response> {
     let (tenant, _) = own(&platform, &issuer, &reference).await?;
-    match requests::withdraw(&platform, &tenant, &issuer.as_ref(), &reference).await {
+    match requests::withdraw(&tenant, &issuer.as_ref(), &reference).await {
         Ok(()) => Ok(
             Redirect::see_other(format!("/demande/demandes/{reference}?message=retiree"))
                 .into_response(),

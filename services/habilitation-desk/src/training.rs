@@ -120,6 +120,42 @@ pub enum Outcome {
     Closed,
 }
 
+/// Tells a registered (or waiting) person about their session, in the caller's transaction.
+async fn tell_registered(
+    conn: &mut PgConnection,
+    session: Uuid,
+    file: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    let (email, name): (String, String) = sqlx::query_as(
+        "SELECT email, display_name FROM platform.habilitation_file_index WHERE file_id = $1",
+    )
+    .bind(file)
+    .fetch_one(&mut *conn)
+    .await?;
+    let s: Session = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSIONS} WHERE s.id = $1")))
+        .bind(session)
+        .fetch_one(&mut *conn)
+        .await?;
+    outbox::enqueue_platform(
+        conn,
+        &OutboxMessage {
+            channel: Channel::Email,
+            recipient: email,
+            template: "training_registered",
+            payload: json!({
+                "name": name,
+                "session": s.title,
+                "dates": s.dates(),
+                "place": s.place(),
+                "status": status,
+            }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Registers a file on a session, in one transaction: a seat is taken only while one is free.
 /// A full session writes nothing (`Full`); with `waiting`, the file joins its waiting list
 /// instead.
@@ -186,12 +222,6 @@ pub async fn register(
         }
         Err(e) => return Err(e),
     }
-    let (email, name): (String, String) = sqlx::query_as(
-        "SELECT email, display_name FROM platform.habilitation_file_index WHERE file_id = $1",
-    )
-    .bind(file)
-    .fetch_one(&mut *tx)
-    .await?;
     security::append(
         &mut tx,
         if seat {
@@ -204,27 +234,14 @@ pub async fn register(
         json!({ "session": session, "file": file }),
     )
     .await?;
-    let s: Session = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSIONS} WHERE s.id = $1")))
-        .bind(session)
-        .fetch_one(&mut *tx)
-        .await?;
-    outbox::enqueue_platform(
+    tell_registered(
         &mut tx,
-        &OutboxMessage {
-            channel: Channel::Email,
-            recipient: email,
-            template: "training_registered",
-            payload: json!({
-                "name": name,
-                "session": s.title,
-                "dates": s.dates(),
-                "place": s.place(),
-                "status": if seat {
-                    "Votre place est réservée."
-                } else {
-                    "La session est complète : vous êtes sur sa liste d'attente et serez prévenu si une place se libère."
-                },
-            }),
+        session,
+        file,
+        if seat {
+            "Votre place est réservée."
+        } else {
+            "La session est complète : vous êtes sur sa liste d'attente et serez prévenu si une place se libère."
         },
     )
     .await?;
@@ -296,31 +313,11 @@ pub async fn cancel(
                 json!({ "session": session, "file": promoted_file, "from_waiting_list": true }),
             )
             .await?;
-            let (email, name): (String, String) = sqlx::query_as(
-                "SELECT email, display_name FROM platform.habilitation_file_index WHERE file_id = $1",
-            )
-            .bind(promoted_file)
-            .fetch_one(&mut *tx)
-            .await?;
-            let s: Session =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSIONS} WHERE s.id = $1")))
-                    .bind(session)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            outbox::enqueue_platform(
+            tell_registered(
                 &mut tx,
-                &OutboxMessage {
-                    channel: Channel::Email,
-                    recipient: email,
-                    template: "training_registered",
-                    payload: json!({
-                        "name": name,
-                        "session": s.title,
-                        "dates": s.dates(),
-                        "place": s.place(),
-                        "status": "Une place s'est libérée : elle vous est réservée.",
-                    }),
-                },
+                session,
+                promoted_file,
+                "Une place s'est libérée : elle vous est réservée.",
             )
             .await?;
         }

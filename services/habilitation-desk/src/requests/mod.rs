@@ -851,12 +851,10 @@ pub async fn submit(
 
 /// The issuer withdraws a request that is not decided.
 pub async fn withdraw(
-    platform: &Platform,
     tenant: &TenantContext,
     issuer: &IssuerRef,
     reference: &str,
 ) -> Result<(), RequestError> {
-    let _ = platform;
     let mut tx = tenant.begin().await?;
     let request = load(&mut tx, reference, true)
         .await?
