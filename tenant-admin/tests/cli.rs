@@ -207,8 +207,12 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .fetch_one(&db.admin)
         .await
         .expect("count");
-    assert_eq!(professionals, 5);
-    // Training: one session, three files at three stages, each once however many runs.
+    assert_eq!(
+        professionals, 6,
+        "the five demo accounts and the withdrawn aidant"
+    );
+    // Training: a past and a coming session, seven files, one per step of the path, each once
+    // however many runs.
     let stages: Vec<(i64, i64, i64)> = sqlx::query_as(
         "SELECT (SELECT count(*) FROM platform.training_sessions), (SELECT count(*) FROM platform.training_registrations),
                 (SELECT count(*) FROM dep_33.habilitation_files)",
@@ -216,7 +220,34 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .fetch_all(&db.admin)
     .await
     .expect("formation");
-    assert_eq!(stages, vec![(1, 2, 3)]);
+    assert_eq!(stages, vec![(2, 6, 7)]);
+    let path: Vec<(String, String, Option<String>, bool, bool, bool)> = sqlx::query_as(
+        "SELECT f.first_name, f.state, r.status,
+                EXISTS (SELECT 1 FROM platform.pix_results p WHERE p.file_id = f.id),
+                EXISTS (SELECT 1 FROM platform.charter_acceptances c WHERE c.email = f.email),
+                EXISTS (SELECT 1 FROM platform.habilitation_activations a WHERE a.file_id = f.id)
+         FROM dep_33.habilitation_files f
+         LEFT JOIN platform.training_registrations r ON r.file_id = f.id
+         ORDER BY f.first_name",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("parcours");
+    let step = |name: &str| path.iter().find(|p| p.0 == name).cloned().expect(name);
+    assert_eq!(step("Anne").1, "to_train");
+    assert_eq!(step("Anne").2, None);
+    assert_eq!(step("Bruno").2.as_deref(), Some("registered"));
+    assert_eq!(
+        (step("David").2.as_deref(), step("David").3, step("David").4),
+        (Some("attended"), false, false)
+    );
+    assert_eq!((step("Chloé").3, step("Chloé").4), (true, false));
+    assert_eq!((step("Emma").3, step("Emma").4), (false, true));
+    assert_eq!(
+        (step("Alice").1.as_str(), step("Alice").5),
+        ("active", true)
+    );
+    assert_eq!(step("Fabien").1, "withdrawn");
     let factors: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform.second_factors WHERE confirmed_at IS NOT NULL",
     )

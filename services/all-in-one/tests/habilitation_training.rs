@@ -1,12 +1,15 @@
-//! Habilitation desk II, end to end against the real stack. So far: withdrawing an aidant's
-//! habilitation, by the structure's référent or the national team, takes effect at the next
-//! request everywhere — pages, another browser's session, an identity-provider flow in
-//! progress and an access token already given.
+//! Habilitation desk II, end to end against the real stack: training (capacity under
+//! concurrency, waiting list, attendance), Pix import, the charter and activation, the
+//! référent's space and tools (new files, withdrawal at the next request everywhere, moves,
+//! co-référents, démarches), the national team's withdrawal, deactivation and register — and
+//! the whole path from an accepted request to a first mandate, in Chromium with the keyboard
+//! alone.
 
 mod common;
 
 use common::identity::*;
 use common::idp::*;
+use common::requests::accepted_request;
 use common::spawn_app;
 use mandate_service::idp::clients::AuthMethod;
 use mandate_service::idp::keys::Alg;
@@ -1702,4 +1705,453 @@ async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A training organisation with one session ten days ahead, and its trainer (signed in).
+async fn session_with_trainer(
+    app: &common::TestApp,
+    capacity: i32,
+) -> (uuid::Uuid, uuid::Uuid, TestProfessional, Browser) {
+    let organisation = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Organisme du parcours')")
+        .bind(organisation)
+        .execute(&app.db.admin)
+        .await
+        .expect("organisme");
+    let session = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
+         VALUES ($1, $2, 'Parcours', current_date + 10, 'remote', '75', $3)",
+    )
+    .bind(session)
+    .bind(organisation)
+    .bind(capacity)
+    .execute(&app.db.admin)
+    .await
+    .expect("session");
+    let tom = professional(
+        &app.db.admin,
+        "Tom Parcours",
+        &[(Role::Trainer, Domain::Organisation(organisation), None)],
+    )
+    .await;
+    let tb = browser(&app.address);
+    assert_eq!(log_in(&tb, app, &tom, -1).await.status(), 303);
+    (organisation, session, tom, tb)
+}
+
+/// The habilitation file of `first_name` in the structure: (id, e-mail).
+async fn file_of(
+    app: &common::TestApp,
+    structure: uuid::Uuid,
+    first_name: &str,
+) -> (uuid::Uuid, String) {
+    sqlx::query_as(
+        "SELECT id, email FROM dep_33.habilitation_files WHERE structure_id = $1 AND first_name = $2",
+    )
+    .bind(structure)
+    .bind(first_name)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("dossier")
+}
+
+#[tokio::test]
+async fn the_issuer_registers_the_structures_aidants_and_the_referent_follows_them_in_one_space() {
+    let app = spawn_app(&["33"]).await;
+    let a = accepted_request(&app, "CCAS de Cenon", 31).await;
+    let (_, session, _, _) = session_with_trainer(&app, 1).await;
+    let (anne, _) = file_of(&app, a.structure, "Anne").await;
+    let (bruno, _) = file_of(&app, a.structure, "Bruno").await;
+    let base = format!("/demande/demandes/{}", a.reference);
+    let training = format!("{base}/formation");
+    // The accepted request leads to its training page, which lists the three files to train.
+    let (status, recap) = page(&a.issuer, &app.url(&base)).await;
+    assert_eq!(status, 200);
+    assert!(recap.contains(&format!("href=\"{training}\"")), "{recap}");
+    let (status, listed) = page(&a.issuer, &app.url(&training)).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.matches(">à former</span>").count(), 3, "{listed}");
+    // The issuer registers Anne: written with the issuer as registrar, journaled so.
+    let resp = post_form(
+        &a.issuer,
+        &app,
+        &training,
+        &format!("{training}/inscription"),
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &anne.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), format!("{training}?message=inscrit"));
+    let issuer_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.issuers WHERE email = $1")
+            .bind(&a.issuer_email)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("demandeur");
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.training_registrations WHERE file_id = '{anne}' AND status = 'registered' AND registered_by IS NULL AND registered_by_issuer = '{issuer_id}'")).await, 1);
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.security_journal WHERE kind = 'training_registered' AND actor_id IS NULL AND details::jsonb->>'issuer' = '{issuer_id}'")).await, 1);
+    // The session is full for Bruno: nothing written, the waiting list offered, then taken.
+    let resp = post_form(
+        &a.issuer,
+        &app,
+        &training,
+        &format!("{training}/inscription"),
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &bruno.to_string()),
+        ],
+    )
+    .await;
+    let full = location(&resp);
+    assert!(full.contains("complet="), "{full}");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.training_registrations").await,
+        1
+    );
+    let (_, offered) = page(&a.issuer, &app.url(&full)).await;
+    assert!(
+        offered.contains("Cette session est complète") && offered.contains("liste d&#39;attente")
+            || offered.contains("liste d'attente")
+    );
+    let resp = post_form(
+        &a.issuer,
+        &app,
+        &training,
+        &format!("{training}/inscription"),
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &bruno.to_string()),
+            ("attente", "oui"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{training}?message=attente"));
+    // Another issuer, or a request not accepted, gets 404 and writes nothing.
+    let stranger = common::requests::issuer(&app, &common::requests::unique_email("autre")).await;
+    assert_eq!(stranger.get(&app.url(&training)).await.status(), 404);
+    let resp = post_form(
+        &stranger,
+        &app,
+        "/demande/mes-demandes",
+        &format!("{training}/inscription"),
+        &[
+            ("session", &session.to_string()),
+            ("dossier", &bruno.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let draft = common::requests::fill(
+        &a.issuer,
+        &app,
+        &common::requests::Structure {
+            name: "Mairie de Floirac",
+            siret: common::requests::siret(32),
+            commune: "33167",
+            postal: "33270",
+        },
+        &common::requests::unique_email("rene"),
+    )
+    .await;
+    assert_eq!(
+        a.issuer
+            .get(&app.url(&format!("/demande/demandes/{draft}/formation")))
+            .await
+            .status(),
+        404
+    );
+    // A registration of another structure's file cannot be cancelled from here.
+    let elsewhere = structure_domain(&app, "33").await;
+    let other = files(&app, elsewhere, 1).await[0];
+    let foreign = uuid::Uuid::now_v7();
+    sqlx::query("INSERT INTO platform.training_registrations (id, session_id, file_id, status) VALUES ($1, $2, $3, 'waiting')")
+        .bind(foreign)
+        .bind(session)
+        .bind(other)
+        .execute(&app.db.admin)
+        .await
+        .expect("inscription d'ailleurs");
+    let resp = post_form(
+        &a.issuer,
+        &app,
+        &training,
+        &format!("{training}/annulation"),
+        &[("inscription", &foreign.to_string())],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.training_registrations WHERE id = '{foreign}' AND status = 'waiting'")).await, 1);
+    // The issuer cancels Anne's seat: Bruno, first on the waiting list, takes it.
+    let anne_registration: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.training_registrations WHERE file_id = $1")
+            .bind(anne)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("inscription");
+    let resp = post_form(
+        &a.issuer,
+        &app,
+        &training,
+        &format!("{training}/annulation"),
+        &[("inscription", &anne_registration.to_string())],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{training}?message=annule"));
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.training_registrations WHERE file_id = '{bruno}' AND status = 'registered'")).await, 1);
+    assert_eq!(count(&app, &format!("SELECT count(*) FROM platform.security_journal WHERE kind = 'training_cancelled' AND details::jsonb->>'issuer' = '{issuer_id}'")).await, 1);
+
+    // The référent's space: every person with the step reached; the tools one link away.
+    let rb = browser(&app.address);
+    let regine = activate_from_mail(&app, &rb, &a.referent_email, a.referent_id).await;
+    assert_eq!(log_in(&rb, &app, &regine, 1).await.status(), 303);
+    let (_, account) = page(&rb, &app.url("/compte")).await;
+    assert!(account.contains("href=\"/structure\""));
+    let (status, space) = page(&rb, &app.url("/structure")).await;
+    assert_eq!(status, 200, "{space}");
+    assert!(space.contains("CCAS de Cenon"));
+    assert!(
+        space.contains("Bruno Aidant") && space.contains("inscrit en formation"),
+        "{space}"
+    );
+    assert!(space.contains("Anne Aidant") && space.contains("Régine Référente"));
+    assert_eq!(
+        space.matches(">à former</span>").count(),
+        2,
+        "Anne (annulée) et Régine : {space}"
+    );
+    for tool in [
+        "/structure/formation",
+        "/structure/aidants/nouveau",
+        "/referent/aidants",
+        "/structure/demarches",
+    ] {
+        assert!(space.contains(&format!("href=\"{tool}\"")), "{tool}");
+    }
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/structure"), app.url("/structure/formation")],
+        &rb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url(&base), app.url(&training), app.url(&full)],
+        &a.issuer.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    // An aidant of the structure has no référent's space.
+    let ada = professional(
+        &app.db.admin,
+        "Ada Sans Espace",
+        &[(Role::Aidant, Domain::Structure(a.structure), Some("33"))],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &ada, -1).await.status(), 303);
+    assert_eq!(ab.get(&app.url("/structure")).await.status(), 403);
+}
+
+#[tokio::test]
+async fn from_an_accepted_request_to_a_first_mandate_with_the_keyboard_alone() {
+    let app = spawn_app(&["33"]).await;
+    let a = accepted_request(&app, "CCAS de Bègles", 33).await;
+    let (_, session, _, trainer) = session_with_trainer(&app, 10).await;
+    let (anne, anne_email) = file_of(&app, a.structure, "Anne").await;
+    let (bruno, _) = file_of(&app, a.structure, "Bruno").await;
+    let rb = browser(&app.address);
+    let regine = activate_from_mail(&app, &rb, &a.referent_email, a.referent_id).await;
+    assert_eq!(log_in(&rb, &app, &regine, 1).await.status(), 303);
+    let phase = |name: &'static str, cookies: Vec<(String, String)>, fields: Value| {
+        let app = &app;
+        async move {
+            let mut request = serde_json::json!({
+                "phase": name,
+                "base": app.address,
+                "cookies": cookies,
+                "maildev": test_support::stack_var("AC_MAILDEV_URL"),
+            });
+            if let (Some(into), Value::Object(more)) = (request.as_object_mut(), fields) {
+                into.extend(more);
+            }
+            let result = test_support::browser::run("journey.mjs", &request).await;
+            assert!(
+                result["error"].is_null(),
+                "{name} : {} ; étapes : {}",
+                result["error"],
+                result["steps"]
+            );
+            let pages = result["pages"].as_array().expect("pages");
+            assert!(pages.len() >= 2, "{name} : pages vérifiées : {pages:?}");
+            for p in pages {
+                assert_eq!(
+                    p["violations"],
+                    serde_json::json!([]),
+                    "{name} : {}",
+                    p["url"]
+                );
+            }
+            result
+        }
+    };
+    // The issuer registers Bruno; the référent, from her space, registers Anne.
+    phase(
+        "issuer",
+        a.issuer.cookies(),
+        serde_json::json!({ "reference": a.reference, "file": bruno, "session": session, "name": "Bruno Aidant" }),
+    )
+    .await;
+    let seen = phase(
+        "referent",
+        rb.cookies(),
+        serde_json::json!({ "file": anne, "session": session, "name": "Anne Aidant" }),
+    )
+    .await;
+    assert!(
+        seen["seen"]["space"]
+            .as_str()
+            .is_some_and(|t| t.contains("Anne Aidant"))
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.training_registrations WHERE status = 'registered'"
+        )
+        .await,
+        2
+    );
+    // The trainer records Anne present: the charter link is mailed.
+    let registration: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.training_registrations WHERE file_id = $1")
+            .bind(anne)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("inscription");
+    phase(
+        "trainer",
+        trainer.cookies(),
+        serde_json::json!({ "session": session, "registration": registration }),
+    )
+    .await;
+    let charter = mailed(&anne_email, "/charte?jeton=", 0).await;
+    // The national team imports Anne's Pix result, typed in the page.
+    phase(
+        "pix",
+        a.admin.cookies(),
+        serde_json::json!({ "csv": format!("identifiant;score;date\n{anne_email};512;2026-11-20") }),
+    )
+    .await;
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) FROM platform.pix_results WHERE file_id = '{anne}' AND score = 512"
+            )
+        )
+        .await,
+        1
+    );
+    // Anne accepts the charter: her account opens, the enrolment link is mailed.
+    phase(
+        "charter",
+        Vec::new(),
+        serde_json::json!({ "link": charter }),
+    )
+    .await;
+    let activation = mailed(&anne_email, "/activation?jeton=", 0).await;
+    let enrolled = phase(
+        "enrol",
+        Vec::new(),
+        serde_json::json!({ "link": activation }),
+    )
+    .await;
+    let seed_hex = enrolled["seed_hex"].as_str().expect("clé").to_owned();
+    assert_eq!(seed_hex.len(), 40, "{seed_hex}");
+    let anne_account: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+            .bind(&anne_email)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("compte");
+    // A code serves once: as if the next one had come.
+    let next_code = || async {
+        sqlx::query(
+            "UPDATE platform.second_factors SET last_used_step = 0 WHERE professional_id = $1",
+        )
+        .bind(anne_account)
+        .execute(&app.db.admin)
+        .await
+        .expect("pas suivant");
+    };
+    next_code().await;
+    let logged = phase(
+        "login",
+        Vec::new(),
+        serde_json::json!({ "email": anne_email, "seed_hex": seed_hex }),
+    )
+    .await;
+    assert!(
+        logged["seen"]["landed"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/compte")),
+        "{}",
+        logged["seen"]
+    );
+    next_code().await;
+    let cookies: Vec<(String, String)> = logged["cookies"]
+        .as_array()
+        .expect("cookies")
+        .iter()
+        .filter_map(|c| Some((c[0].as_str()?.to_owned(), c[1].as_str()?.to_owned())))
+        .collect();
+    let result = test_support::browser::run(
+        "mandate.mjs",
+        &serde_json::json!({
+            "base": app.address,
+            "cookies": cookies,
+            "seed_hex": seed_hex,
+            "fc_login": "test",
+        }),
+    )
+    .await;
+    let steps = result["steps"].to_string();
+    assert!(
+        result["mandate"]
+            .as_str()
+            .is_some_and(|m| m.contains("/mandats/")),
+        "étapes : {steps}"
+    );
+    for p in result["pages"].as_array().expect("pages") {
+        assert_eq!(p["violations"], serde_json::json!([]), "{}", p["url"]);
+    }
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM dep_33.mandates WHERE created_by = '{anne_account}'")
+        )
+        .await,
+        1
+    );
+    // The référent's space shows Anne habilitated, with her authenticator app.
+    let (_, space) = page(&rb, &app.url("/structure")).await;
+    let anne_row = space
+        .split("Anne Aidant")
+        .nth(1)
+        .expect("Anne")
+        .split("</tr>")
+        .next()
+        .expect("ligne")
+        .to_owned();
+    assert!(
+        anne_row.contains("habilité") && anne_row.contains("application d&#39;authentification")
+            || anne_row.contains("application d'authentification"),
+        "{anne_row}"
+    );
 }

@@ -21,6 +21,8 @@ pub mod national;
 pub mod national_structures;
 /// A professional replacing their own authenticator app.
 pub mod own_factor;
+/// Where each habilitation file stands: to train, registered, trained, Pix, charter, active.
+pub mod pipeline;
 /// Pix certification results: CSV import.
 pub mod pix;
 /// Open data: the habilitated places of a territory.
@@ -39,6 +41,10 @@ pub mod requests;
 pub mod review;
 /// The référent adds a person to habilitate (a new habilitation file).
 pub mod structure_files;
+/// The référent's space: the structure's people, their step and second factor, the tools.
+pub mod structure_space;
+/// Registering a structure's aidants on training, by its référent or its request's issuer.
+pub mod structure_training;
 /// Structures of a territory (operators' path; accepted requests create theirs).
 pub mod structures;
 /// A territory admin's view of their rollout.
@@ -208,18 +214,28 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::Permission(Action::TrainingManage),
                 training::add_trainer,
             ),
+            Page::at("/structure").get(
+                Access::Permission(Action::AidantList),
+                structure_space::page,
+            ),
             Page::at("/structure/formation").get(
                 Access::Permission(Action::AidantAddToTraining),
-                training::structure_page,
+                structure_training::referent_page,
             ),
             Page::at("/structure/formation/inscription").post(
                 Access::Permission(Action::AidantAddToTraining),
-                training::structure_register,
+                structure_training::referent_register,
             ),
             Page::at("/structure/formation/annulation").post(
                 Access::Permission(Action::AidantAddToTraining),
-                training::structure_cancel,
+                structure_training::referent_cancel,
             ),
+            Page::at("/demande/demandes/:reference/formation")
+                .get(Access::Issuer, structure_training::issuer_page),
+            Page::at("/demande/demandes/:reference/formation/inscription")
+                .post(Access::Issuer, structure_training::issuer_register),
+            Page::at("/demande/demandes/:reference/formation/annulation")
+                .post(Access::Issuer, structure_training::issuer_cancel),
             Page::at("/formation").get(
                 Access::Permission(Action::AttendanceRecord),
                 training::trainer_sessions,

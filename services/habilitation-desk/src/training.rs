@@ -156,6 +156,40 @@ async fn tell_registered(
     Ok(())
 }
 
+/// Who registers or cancels: a professional (the structure's référent) or the issuer of the
+/// structure's request, who has no account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registrar {
+    Professional(Uuid),
+    Issuer(Uuid),
+}
+
+impl Registrar {
+    /// The professional, as the security journal's actor.
+    fn actor(self) -> Option<Uuid> {
+        match self {
+            Registrar::Professional(id) => Some(id),
+            Registrar::Issuer(_) => None,
+        }
+    }
+
+    /// The issuer, when it is one.
+    fn issuer(self) -> Option<Uuid> {
+        match self {
+            Registrar::Professional(_) => None,
+            Registrar::Issuer(id) => Some(id),
+        }
+    }
+
+    /// The journal's details, with the issuer named when it is one.
+    fn details(self, mut details: serde_json::Value) -> serde_json::Value {
+        if let (Some(issuer), Some(map)) = (self.issuer(), details.as_object_mut()) {
+            map.insert("issuer".to_owned(), json!(issuer));
+        }
+        details
+    }
+}
+
 /// Registers a file on a session, in one transaction: a seat is taken only while one is free.
 /// A full session writes nothing (`Full`); with `waiting`, the file joins its waiting list
 /// instead.
@@ -163,7 +197,7 @@ pub async fn register(
     conn: &mut PgConnection,
     session: Uuid,
     file: Uuid,
-    by: Uuid,
+    by: Registrar,
     waiting: bool,
 ) -> Result<Outcome, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -205,14 +239,16 @@ pub async fn register(
     }
     let status = if seat { "registered" } else { "waiting" };
     let inserted = sqlx::query(
-        "INSERT INTO platform.training_registrations (id, session_id, file_id, status, registered_by)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO platform.training_registrations
+             (id, session_id, file_id, status, registered_by, registered_by_issuer)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(Uuid::now_v7())
     .bind(session)
     .bind(file)
     .bind(status)
-    .bind(by)
+    .bind(by.actor())
+    .bind(by.issuer())
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -230,8 +266,8 @@ pub async fn register(
             SecurityEvent::TrainingWaitlisted
         },
         None,
-        Some(by),
-        json!({ "session": session, "file": file }),
+        by.actor(),
+        by.details(json!({ "session": session, "file": file })),
     )
     .await?;
     tell_registered(
@@ -258,7 +294,7 @@ pub async fn register(
 pub async fn cancel(
     conn: &mut PgConnection,
     registration: Uuid,
-    by: Uuid,
+    by: Registrar,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
@@ -277,8 +313,8 @@ pub async fn cancel(
         &mut tx,
         SecurityEvent::TrainingCancelled,
         None,
-        Some(by),
-        json!({ "session": session, "file": file }),
+        by.actor(),
+        by.details(json!({ "session": session, "file": file })),
     )
     .await?;
     if previous == "registered" {
@@ -309,8 +345,10 @@ pub async fn cancel(
                 &mut tx,
                 SecurityEvent::TrainingRegistered,
                 None,
-                Some(by),
-                json!({ "session": session, "file": promoted_file, "from_waiting_list": true }),
+                by.actor(),
+                by.details(
+                    json!({ "session": session, "file": promoted_file, "from_waiting_list": true }),
+                ),
             )
             .await?;
             tell_registered(
@@ -744,270 +782,6 @@ pub async fn add_trainer(
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     Ok(Redirect::see_other("/national/formations?message=formateur").into_response())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The référent's page.
-
-pub struct FileLine {
-    pub id: String,
-    pub name: String,
-    pub email: String,
-    pub state: String,
-    pub registration: Option<String>,
-    pub pix: Option<String>,
-    pub can_register: bool,
-}
-
-#[derive(Template)]
-#[template(path = "structure_training.html")]
-struct StructurePage<'a> {
-    theme: &'a Theme,
-    nav: Vec<NavItem>,
-    csrf: String,
-    structure: String,
-    files: Vec<FileLine>,
-    sessions: Vec<(String, String)>,
-    flash: Option<(bool, &'a str)>,
-    full: Option<(String, String)>,
-}
-
-#[derive(Deserialize)]
-pub struct StructureQuery {
-    message: Option<String>,
-    complet: Option<String>,
-    dossier: Option<String>,
-}
-
-/// The current structure, for a référent who may register aidants: (id, name, files).
-async fn structure_files(
-    platform: &Platform,
-    me: &Professional,
-) -> poem::Result<(Uuid, String, Vec<(Uuid, String, String, String)>)> {
-    let structure =
-        guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?;
-    guard::require_active_structure(platform, structure).await?;
-    let departement =
-        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(not_found)?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
-    let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
-        .bind(structure)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    let files: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT id, first_name || ' ' || last_name, email, state FROM habilitation_files
-         WHERE structure_id = $1 ORDER BY last_name, first_name",
-    )
-    .bind(structure)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    Ok((structure, name, files))
-}
-
-/// `GET /structure/formation`: the structure's habilitation files and their training.
-#[handler]
-pub async fn structure_page(
-    req: &Request,
-    platform: Data<&Platform>,
-    me: Professional,
-    Query(q): Query<StructureQuery>,
-) -> poem::Result<Response> {
-    let (_, name, files) = structure_files(&platform, &me).await?;
-    let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let registrations: Vec<(Uuid, Uuid, String, String, Date)> = sqlx::query_as(
-        "SELECT r.file_id, r.id, r.status, s.title, s.first_day FROM platform.training_registrations r
-         JOIN platform.training_sessions s ON s.id = r.session_id
-         WHERE r.file_id = ANY($1) AND r.status IN ('registered', 'waiting', 'attended', 'absent')
-         ORDER BY r.created_at",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    let sessions = upcoming(&mut conn).await.map_err(db_error)?;
-    let pix: Vec<(Uuid, i32, Date)> = sqlx::query_as(
-        "SELECT file_id, score, certified_on FROM platform.pix_results WHERE file_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    let lines = files
-        .into_iter()
-        .map(|(id, name, email, state)| {
-            let r = registrations.iter().rev().find(|r| r.0 == id);
-            let registration = r.map(|(_, rid, status, title, day)| {
-                let what = match status.as_str() {
-                    "registered" => "inscrit",
-                    "waiting" => "en liste d'attente",
-                    "attended" => "formé",
-                    _ => "absent",
-                };
-                format!("{what} — {title}, {} (inscription {rid})", paris::day(*day))
-            });
-            let live = r.is_some_and(|r| r.2 != "absent");
-            // The pipeline state: the file's, unless its training says more.
-            let shown = match (state.as_str(), r.map(|r| r.2.as_str())) {
-                ("to_train", Some("registered")) => "inscrit en formation",
-                ("to_train", Some("waiting")) => "en liste d'attente de formation",
-                ("to_train", Some("attended")) => "formé",
-                ("to_train", Some("absent")) => "absent à la formation, à réinscrire",
-                (other, _) => state_label(other),
-            };
-            FileLine {
-                id: id.to_string(),
-                name,
-                email,
-                state: shown.to_owned(),
-                registration,
-                pix: pix.iter().find(|p| p.0 == id).map(|(_, score, day)| {
-                    format!("certification Pix : {score} pix, le {}", paris::day(*day))
-                }),
-                can_register: !live && state != "withdrawn" && state != "active",
-            }
-        })
-        .collect();
-    let flash = match q.message.as_deref() {
-        Some("inscrit") => Some((
-            true,
-            "L'aidant est inscrit ; il reçoit la confirmation par e-mail.",
-        )),
-        Some("attente") => Some((
-            true,
-            "L'aidant est sur la liste d'attente ; il sera prévenu si une place se libère.",
-        )),
-        Some("annule") => Some((true, "L'inscription est annulée ; la place est libérée.")),
-        Some("ajoute") => Some((
-            true,
-            "Le dossier d'habilitation est ouvert : inscrivez la personne en formation ci-dessous.",
-        )),
-        Some("deja") => Some((false, "Cet aidant a déjà une inscription en cours.")),
-        Some("fermee") => Some((false, "Cette session n'est plus ouverte aux inscriptions.")),
-        _ => None,
-    };
-    let full = match (q.complet, q.dossier) {
-        (Some(session), Some(file)) => Some((session, file)),
-        _ => None,
-    };
-    html(&StructurePage {
-        theme: THEME,
-        nav: nav("/structure/formation"),
-        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        structure: name,
-        files: lines,
-        sessions: sessions
-            .iter()
-            .map(|s| (s.id.to_string(), s.label()))
-            .collect(),
-        flash,
-        full,
-    })
-}
-
-/// The French label of a file's state.
-pub fn state_label(state: &str) -> &'static str {
-    match state {
-        "to_train" => "à former",
-        "registered" => "inscrit en formation",
-        "trained" => "formé",
-        "pix" => "certification Pix obtenue",
-        "charter" => "charte acceptée",
-        "active" => "habilité",
-        "withdrawn" => "habilitation retirée",
-        _ => "inconnu",
-    }
-}
-
-#[derive(Deserialize)]
-pub struct RegisterForm {
-    #[serde(default)]
-    dossier: String,
-    #[serde(default)]
-    session: String,
-    #[serde(default)]
-    attente: Option<String>,
-}
-
-/// `POST /structure/formation/inscription`: registers one of the structure's files.
-#[handler]
-pub async fn structure_register(
-    platform: Data<&Platform>,
-    me: Professional,
-    Form(f): Form<RegisterForm>,
-) -> poem::Result<Response> {
-    let (_, _, files) = structure_files(&platform, &me).await?;
-    let file = Uuid::parse_str(f.dossier.trim()).map_err(|_| not_found())?;
-    let Some((_, _, _, state)) = files.iter().find(|x| x.0 == file) else {
-        return Err(not_found());
-    };
-    let session = Uuid::parse_str(f.session.trim()).map_err(|_| not_found())?;
-    if state == "withdrawn" {
-        return Ok(Redirect::see_other("/structure/formation?message=fermee").into_response());
-    }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let outcome = register(&mut conn, session, file, me.id, f.attente.is_some())
-        .await
-        .map_err(db_error)?;
-    let to = match outcome {
-        Outcome::Registered => "/structure/formation?message=inscrit".to_owned(),
-        Outcome::Waiting => "/structure/formation?message=attente".to_owned(),
-        Outcome::AlreadyRegistered => "/structure/formation?message=deja".to_owned(),
-        Outcome::Closed => "/structure/formation?message=fermee".to_owned(),
-        Outcome::Full => {
-            // Told on the page, nothing written; the waiting list is offered there.
-            format!("/structure/formation?complet={session}&dossier={file}")
-        }
-    };
-    Ok(Redirect::see_other(to).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CancelForm {
-    #[serde(default)]
-    inscription: String,
-}
-
-/// `POST /structure/formation/annulation`: cancels a registration of the structure's files.
-#[handler]
-pub async fn structure_cancel(
-    platform: Data<&Platform>,
-    me: Professional,
-    Form(f): Form<CancelForm>,
-) -> poem::Result<Response> {
-    let (_, _, files) = structure_files(&platform, &me).await?;
-    let registration = Uuid::parse_str(f.inscription.trim()).map_err(|_| not_found())?;
-    let ids: Vec<Uuid> = files.iter().map(|x| x.0).collect();
-    let ours: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM platform.training_registrations WHERE id = $1 AND file_id = ANY($2))",
-    )
-    .bind(registration)
-    .bind(&ids)
-    .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
-    if !ours {
-        return Err(not_found());
-    }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    if !cancel(&mut conn, registration, me.id)
-        .await
-        .map_err(db_error)?
-    {
-        return Err(not_found());
-    }
-    Ok(Redirect::see_other("/structure/formation?message=annule").into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
