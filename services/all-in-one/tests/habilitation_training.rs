@@ -591,6 +591,15 @@ async fn the_national_team_deactivates_a_structure_as_a_whole() {
     }
 }
 
+/// The session's first day comes (attendance is recorded from then).
+async fn session_day_comes(app: &common::TestApp, session: uuid::Uuid) {
+    sqlx::query("UPDATE platform.training_sessions SET first_day = current_date WHERE id = $1")
+        .bind(session)
+        .execute(&app.db.admin)
+        .await
+        .expect("premier jour");
+}
+
 /// `n` habilitation files of a structure of Gironde (as an accepted request leaves them), with
 /// their index entries. Returns their ids.
 async fn files(app: &common::TestApp, structure: uuid::Uuid, n: usize) -> Vec<uuid::Uuid> {
@@ -874,13 +883,54 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
     assert_eq!(status, 200);
     assert!(sessions.contains("Formation initiale"));
     let session_page = format!("/formation/sessions/{session}");
-    let (status, attendees) = page(&tb, &app.url(&session_page)).await;
-    assert_eq!(status, 200);
-    assert_eq!(attendees.matches(r#"name="inscription""#).count(), 12);
     let present: uuid::Uuid = sqlx::query_scalar("SELECT id FROM platform.training_registrations WHERE status = 'registered' ORDER BY created_at LIMIT 1")
         .fetch_one(&app.db.admin)
         .await
         .expect("inscrit");
+    // Before its first day, a session takes no attendance: no buttons, a refused post writes
+    // nothing.
+    let (status, attendees) = page(&tb, &app.url(&session_page)).await;
+    assert_eq!(status, 200);
+    assert_eq!(attendees.matches(r#"name="inscription""#).count(), 0);
+    assert!(attendees.contains("à partir du premier jour"));
+    let resp = post_form(
+        &tb,
+        &app,
+        "/compte",
+        &format!("{session_page}/presence"),
+        &[
+            ("inscription", &present.to_string()),
+            ("presence", "present"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("pas encore commencé")
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.training_registrations WHERE status = 'attended'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM platform.security_journal WHERE kind = 'attendance_recorded'"
+        )
+        .await,
+        0
+    );
+    session_day_comes(&app, session).await;
+    let (status, attendees) = page(&tb, &app.url(&session_page)).await;
+    assert_eq!(status, 200);
+    assert_eq!(attendees.matches(r#"name="inscription""#).count(), 12);
     let resp = post_form(
         &tb,
         &app,
@@ -1114,6 +1164,7 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
             .fetch_one(&app.db.admin)
             .await
             .expect("inscription");
+    session_day_comes(&app, session).await;
     let session_page = format!("/formation/sessions/{session}");
     let resp = post_form(
         &tb,
@@ -2034,6 +2085,7 @@ async fn from_an_accepted_request_to_a_first_mandate_with_the_keyboard_alone() {
             .fetch_one(&app.db.admin)
             .await
             .expect("inscription");
+    session_day_comes(&app, session).await;
     phase(
         "trainer",
         trainer.cookies(),

@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::accounts;
 use crate::requests::form::FieldErrors;
-use crate::views::{THEME, db_error, nav};
+use crate::views::{MessagePage, THEME, db_error, nav};
 
 fn not_found() -> poem::Error {
     poem::Error::from_status(StatusCode::NOT_FOUND)
@@ -860,6 +860,12 @@ struct TrainerSessionPage<'a> {
     session: Session,
     attendees: Vec<Attendee>,
     flash: Option<&'a str>,
+    started: bool,
+}
+
+/// Whether the session's first day has come (Paris time): attendance is recorded from then.
+fn started(session: &Session) -> bool {
+    session.first_day <= paris::local(OffsetDateTime::now_utc()).date()
 }
 
 /// The trainer's session (another organisation's, or nonsense: 404).
@@ -905,6 +911,7 @@ pub async fn trainer_session_page(
         theme: THEME,
         nav: nav("/formation"),
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        started: started(&session),
         session,
         attendees: rows
             .into_iter()
@@ -948,6 +955,21 @@ pub async fn record_attendance(
         "absent" => "absent",
         _ => return Err(poem::Error::from_status(StatusCode::BAD_REQUEST)),
     };
+    if !started(&session) {
+        let back = format!("/formation/sessions/{}", session.id);
+        return html_status(
+            &MessagePage {
+                theme: THEME,
+                nav: nav("/formation"),
+                heading: "La session n'a pas encore commencé",
+                paragraphs: vec![
+                    "La présence s'enregistre à partir du premier jour de la session : rien n'a été enregistré.",
+                ],
+                link: Some((&back, "Revenir à la session")),
+            },
+            Some(StatusCode::CONFLICT),
+        );
+    }
     let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
     let file: Option<Uuid> = sqlx::query_scalar(
         "UPDATE platform.training_registrations SET status = $3, attendance_at = now(), attendance_by = $4
