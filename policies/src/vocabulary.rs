@@ -129,6 +129,7 @@ actions! {
     RolloutFollow => "rollout:follow",
     TrainingFollow => "training:follow",
     StatisticsTerritory => "statistics:territory",
+    TerritoryDelegate => "territory:delegate",
     JournalRead => "journal:read",
     JournalVerify => "journal:verify",
     JournalExport => "journal:export",

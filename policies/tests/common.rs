@@ -55,6 +55,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                     | RolloutFollow
                     | TrainingFollow
                     | StatisticsTerritory
+                    | TerritoryDelegate
             )
         }
         Role::Auditor => matches!(action, JournalRead | JournalVerify | JournalExport),

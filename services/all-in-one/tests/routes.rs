@@ -649,10 +649,14 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
             // Ids behind a link or a token are probed by their own tests (documents, IdP).
             continue;
         }
-        if r.path.contains(":reference") || r.path.starts_with("/formation/sessions/") {
-            // Structure requests (a reviewer of another département, another issuer) and
-            // training sessions (another organisation's trainer) are probed by
-            // tests/habilitation_requests.rs and tests/habilitation_training.rs.
+        if r.path.contains(":reference")
+            || r.path.starts_with("/formation/sessions/")
+            || r.path.starts_with("/territoire/collectivites/")
+        {
+            // Structure requests (a reviewer of another département, another issuer), training
+            // sessions (another organisation's trainer) and tenants (another département's or a
+            // sibling commune's admin) are probed by tests/habilitation_requests.rs,
+            // tests/habilitation_training.rs and tests/territories.rs.
             continue;
         }
         let kind = id_kind(&r.path).unwrap_or_else(|| {

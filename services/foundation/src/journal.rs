@@ -60,6 +60,9 @@ pub enum Event {
     StructureDeactivated,
     AidantActivated,
     AidantMoved,
+    StructureDetailsUpdated,
+    TerritoryExported,
+    TerritoryAdminDelegated,
 }
 
 impl Event {
@@ -94,6 +97,9 @@ impl Event {
             Event::StructureDeactivated => "structure_deactivated",
             Event::AidantActivated => "aidant_activated",
             Event::AidantMoved => "aidant_moved",
+            Event::StructureDetailsUpdated => "structure_details_updated",
+            Event::TerritoryExported => "territory_exported",
+            Event::TerritoryAdminDelegated => "territory_admin_delegated",
         }
     }
 }

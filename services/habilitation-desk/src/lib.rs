@@ -49,6 +49,10 @@ pub mod structure_training;
 pub mod structures;
 /// A territory admin's view of their rollout.
 pub mod territory;
+/// The territory admin's space: structures, pipeline, coverage, uses, export.
+pub mod territory_space;
+/// The territory admin manages the tenant's structures and delegates administration.
+pub mod territory_structures;
 /// Training organisations, sessions, registrations and attendance.
 pub mod training;
 /// Page templates and helpers.
@@ -169,6 +173,35 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(Access::Permission(Action::WaveOpen), waves::create_wave),
             Page::at("/national/vagues/ouvrir")
                 .post(Access::Permission(Action::WaveOpen), waves::open_wave),
+            Page::at("/territoire").get(
+                Access::Permission(Action::StructureList),
+                territory_space::home,
+            ),
+            Page::at("/territoire/collectivites/:id").get(
+                Access::Permission(Action::StructureList),
+                territory_space::dashboard,
+            ),
+            Page::at("/territoire/collectivites/:id/structures.csv").post(
+                Access::Permission(Action::StructureList),
+                territory_space::export,
+            ),
+            Page::at("/territoire/collectivites/:id/structures/:structure")
+                .get(
+                    Access::Permission(Action::StructureManage),
+                    territory_structures::form,
+                )
+                .post(
+                    Access::Permission(Action::StructureManage),
+                    territory_structures::save,
+                ),
+            Page::at("/territoire/collectivites/:id/structures/:structure/desactiver").post(
+                Access::RecentPermission(Action::StructureManage),
+                territory_structures::deactivate,
+            ),
+            Page::at("/territoire/collectivites/:id/co-admins").post(
+                Access::RecentPermission(Action::TerritoryDelegate),
+                territory_structures::delegate,
+            ),
             Page::at("/territoire/deploiement").get(
                 Access::Permission(Action::RolloutFollow),
                 territory::rollout,

@@ -5,8 +5,9 @@
 
 /// Printable attestations (PDF).
 pub mod attestation;
-/// The fixed list of démarche categories.
-pub mod categories;
+/// The fixed list of démarche categories (held by `foundation`, which the desk's territory
+/// pages read too).
+pub use foundation::categories;
 /// The platform as a FranceConnect client.
 pub mod franceconnect;
 /// The platform as an OpenID Connect identity provider.

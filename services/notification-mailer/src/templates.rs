@@ -110,6 +110,7 @@ const TEMPLATES: &[Template] = &[
     template!("charter_link", ["url"]),
     template!("habilitation_opened", ["structure", "next", "url"]),
     template!("aidant_habilitated", ["name", "structure"]),
+    template!("territory_admin_delegated", ["tenant", "url"]),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

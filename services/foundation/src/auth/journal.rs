@@ -42,6 +42,7 @@ pub enum SecurityEvent {
     RegistryExported,
     AidantMoved,
     ReferentAppointed,
+    TerritoryAdminDelegated,
 }
 
 impl SecurityEvent {
@@ -78,6 +79,7 @@ impl SecurityEvent {
             SecurityEvent::RegistryExported => "registry_exported",
             SecurityEvent::AidantMoved => "aidant_moved",
             SecurityEvent::ReferentAppointed => "referent_appointed",
+            SecurityEvent::TerritoryAdminDelegated => "territory_admin_delegated",
         }
     }
 }

@@ -1,0 +1,433 @@
+//! The territory admin's space against the real stack: a département council's and two
+//! communes' tenants in one département, each seeing its own structures only, on every page
+//! and export; no usager's personal data anywhere; structures edited, deactivated; the
+//! administration delegated; the journey in Chromium with the keyboard alone, axe-checked.
+
+mod common;
+
+use common::identity::*;
+use common::requests::{council, location};
+use common::{TestApp, spawn_app};
+use foundation::tenancy::CommuneCode;
+use foundation::tenancy::tenants::{TenantKind, create_tenant};
+use policies::{Domain, Role};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn commune_tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
+    create_tenant(
+        &app.db.admin,
+        &TenantKind::Commune(CommuneCode::parse(code).expect("commune")),
+        name,
+    )
+    .await
+    .expect("tenant")
+    .id
+}
+
+async fn structure(app: &TestApp, tenant: Uuid, name: &str, commune: &str) -> Uuid {
+    let departement = &commune[..2];
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .await
+        .expect("ctx");
+    habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: tenant,
+            name: name.into(),
+            kind: "ccas".into(),
+            commune: CommuneCode::parse(commune).expect("commune"),
+            address: "1 place de la Mairie".into(),
+            france_services: false,
+        },
+    )
+    .await
+    .expect("structure")
+}
+
+/// A territory admin of the tenant, signed in.
+async fn admin_of(app: &TestApp, tenant: Uuid, name: &str) -> (TestProfessional, Browser) {
+    let who = professional(
+        &app.db.admin,
+        name,
+        &[(Role::TerritoryAdmin, Domain::Tenant(tenant), None)],
+    )
+    .await;
+    let b = browser(&app.address);
+    assert_eq!(log_in(&b, app, &who, -1).await.status(), 303);
+    (who, b)
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&app.db.admin)
+        .await
+        .expect(sql)
+}
+
+/// A usager with canary names and a birth date, a mandate and two uses, in the structure.
+async fn canary_usager(app: &TestApp, structure: Uuid, aidant: Uuid) {
+    let mut identity = common::idp::angela(&format!("canari-{}", Uuid::new_v4().simple()));
+    identity.given_name = "Canarienne Zéphyrine".into();
+    identity.family_name = "ZZCANARI".into();
+    identity.birthdate = "1931-02-03".into();
+    let (usager, mandate) =
+        common::idp::mandate_for(app, structure, aidant, &identity, &["social", "logement"]).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("ctx");
+    let mut tx = ctx.begin().await.expect("tx");
+    for category in ["social", "social", "logement"] {
+        foundation::journal::append(
+            &mut tx,
+            foundation::journal::NewEntry::new(foundation::journal::Event::MandateUsed)
+                .structure(structure)
+                .professional(aidant)
+                .usager(usager)
+                .mandate(mandate)
+                .details(json!({ "category": category, "client": "démo" })),
+        )
+        .await
+        .expect("usage");
+    }
+    tx.commit().await.expect("commit");
+}
+
+const CANARIES: [&str; 4] = ["ZZCANARI", "Canarienne", "Zéphyrine", "1931"];
+
+fn assert_no_canary(what: &str, text: &str) {
+    for c in CANARIES {
+        assert!(!text.contains(c), "{c} apparaît dans {what}");
+    }
+}
+
+#[tokio::test]
+async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
+    let app = spawn_app(&["33", "40"]).await;
+    let gironde = council(&app, "33").await;
+    let landes = council(&app, "40").await;
+    let bordeaux = commune_tenant(&app, "33063", "Ville de Bordeaux").await;
+    let pessac = commune_tenant(&app, "33318", "Ville de Pessac").await;
+    let ccas_bordeaux = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let ccas_pessac = structure(&app, pessac, "CCAS de Pessac", "33318").await;
+    let mds = structure(&app, gironde, "Maison des solidarités de Mérignac", "33281").await;
+    let mont = structure(&app, landes, "CCAS de Mont-de-Marsan", "40192").await;
+    let remi = professional(
+        &app.db.admin,
+        "Rémi Bordelais",
+        &[
+            (Role::Referent, Domain::Structure(ccas_bordeaux), Some("33")),
+            (Role::Aidant, Domain::Structure(ccas_bordeaux), Some("33")),
+        ],
+    )
+    .await;
+    canary_usager(&app, ccas_bordeaux, remi.id).await;
+    let (_, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
+    let (_, gb) = admin_of(&app, gironde, "Gaël Gironde").await;
+    let (_, lb) = admin_of(&app, landes, "Léa Landes").await;
+
+    // Bordeaux's admin: her commune's structure, its référent and aidant, its uses by
+    // category and month; nothing of Pessac, of the council's, of the Landes.
+    let (status, home) = page(&bb, &app.url("/territoire")).await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Ville de Bordeaux") && !home.contains("Pessac"));
+    let space = format!("/territoire/collectivites/{bordeaux}");
+    let (status, dashboard) = page(&bb, &app.url(&space)).await;
+    assert_eq!(status, 200, "{dashboard}");
+    assert!(dashboard.contains("CCAS de Bordeaux") && dashboard.contains("Rémi Bordelais"));
+    for other in ["CCAS de Pessac", "Mérignac", "Mont-de-Marsan"] {
+        assert!(!dashboard.contains(other), "{other} visible de Bordeaux");
+    }
+    assert!(dashboard.contains("Social - Santé") && dashboard.contains("Logement"));
+    assert!(dashboard.contains("Bordeaux") && dashboard.contains("33063"));
+    assert_no_canary("l'espace de Bordeaux", &dashboard);
+    let resp = post_form(&bb, &app, &space, &format!("{space}/structures.csv"), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.expect("csv");
+    assert!(
+        csv.contains("CCAS de Bordeaux") && !csv.contains("Pessac") && !csv.contains("Mérignac")
+    );
+    assert_no_canary("l'export de Bordeaux", &csv);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'territory_exported'"
+        )
+        .await,
+        1
+    );
+    let manage = format!("{space}/structures/{ccas_bordeaux}");
+    let (status, form) = page(&bb, &app.url(&manage)).await;
+    assert_eq!(status, 200);
+    assert_no_canary("la fiche de la structure", &form);
+    let (_, rollout) = page(&bb, &app.url("/territoire/deploiement")).await;
+    assert_no_canary("le déploiement", &rollout);
+
+    // A sibling commune, the council, another département, nonsense: 404, reads and writes.
+    for path in [
+        format!("/territoire/collectivites/{pessac}"),
+        format!("/territoire/collectivites/{gironde}"),
+        format!("/territoire/collectivites/{landes}"),
+        format!("/territoire/collectivites/{}", Uuid::now_v7()),
+        "/territoire/collectivites/pas-un-identifiant".to_owned(),
+        format!("/territoire/collectivites/{pessac}/structures/{ccas_pessac}"),
+        format!("{space}/structures/{ccas_pessac}"),
+        format!("{space}/structures/{mds}"),
+        format!("{space}/structures/{mont}"),
+    ] {
+        assert_eq!(bb.get(&app.url(&path)).await.status(), 404, "{path}");
+    }
+    let resp = post_form(
+        &bb,
+        &app,
+        &space,
+        &format!("/territoire/collectivites/{pessac}/structures.csv"),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = post_form(
+        &bb,
+        &app,
+        &space,
+        &format!("{space}/structures/{ccas_pessac}"),
+        &[("name", "Repris par Bordeaux"), ("address", "Ailleurs")],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structures WHERE name = 'Repris par Bordeaux'"
+        )
+        .await,
+        0
+    );
+
+    // The council: its own structures; the communes' are theirs.
+    let (status, council_page) = page(
+        &gb,
+        &app.url(&format!("/territoire/collectivites/{gironde}")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(council_page.contains("Maison des solidarités de Mérignac"));
+    assert!(!council_page.contains("CCAS de Bordeaux") && !council_page.contains("CCAS de Pessac"));
+    assert_no_canary("l'espace du département", &council_page);
+    assert_eq!(gb.get(&app.url(&space)).await.status(), 404);
+    // The Landes admin: nothing of Gironde.
+    assert_eq!(lb.get(&app.url(&space)).await.status(), 404);
+    assert_eq!(
+        lb.get(&app.url(&format!("/territoire/collectivites/{gironde}")))
+            .await
+            .status(),
+        404
+    );
+    // An aidant has no territory space: 403.
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &remi, -1).await.status(), 303);
+    assert_eq!(ab.get(&app.url("/territoire")).await.status(), 403);
+    assert_eq!(ab.get(&app.url(&space)).await.status(), 403);
+
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url("/territoire"), app.url(&space), app.url(&manage)],
+        &bb.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_territory_admin_edits_deactivates_and_delegates_and_an_auditor_writes_nothing() {
+    let app = spawn_app(&["33"]).await;
+    let bordeaux = commune_tenant(&app, "33063", "Ville de Bordeaux").await;
+    let ccas = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let referent = professional(
+        &app.db.admin,
+        "Rita Référente",
+        &[(Role::Referent, Domain::Structure(ccas), Some("33"))],
+    )
+    .await;
+    let (_bea, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
+    let space = format!("/territoire/collectivites/{bordeaux}");
+    let manage = format!("{space}/structures/{ccas}");
+    // Bad details: the French error on the field, what was typed kept, nothing saved.
+    let resp = post_form(
+        &bb,
+        &app,
+        &manage,
+        &manage,
+        &[
+            ("name", "CCAS de Bordeaux"),
+            ("address", "4 rue Claude Bonnier"),
+            ("postal_code", "33 000"),
+            ("opening_hours", "Lundi au vendredi, 9 h - 17 h"),
+            ("mission", ""),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.expect("corps");
+    assert!(body.contains("5 chiffres") && body.contains("Lundi au vendredi, 9 h - 17 h"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structures WHERE address = '4 rue Claude Bonnier'"
+        )
+        .await,
+        0
+    );
+    let resp = post_form(
+        &bb,
+        &app,
+        &manage,
+        &manage,
+        &[
+            ("name", "CCAS de Bordeaux"),
+            ("address", "4 rue Claude Bonnier"),
+            ("postal_code", "33000"),
+            ("opening_hours", "Lundi au vendredi, 9 h - 17 h"),
+            ("mission", "Accompagnement aux démarches"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{space}?message=modifiee"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structures WHERE address = '4 rue Claude Bonnier' AND postal_code = '33000'").await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.journal WHERE kind = 'structure_details_updated' AND details LIKE '%address%'").await,
+        1
+    );
+    // Deactivation: a reason is required; then the structure's people are refused.
+    let resp = post_form(
+        &bb,
+        &app,
+        &manage,
+        &format!("{manage}/desactiver"),
+        &[("reason", "  ")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .expect("corps")
+            .contains("Indiquez le motif")
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structures WHERE NOT active"
+        )
+        .await,
+        0
+    );
+    let rb = browser(&app.address);
+    assert_eq!(log_in(&rb, &app, &referent, -1).await.status(), 303);
+    assert_eq!(rb.get(&app.url("/structure")).await.status(), 200);
+    let resp = post_form(
+        &bb,
+        &app,
+        &manage,
+        &format!("{manage}/desactiver"),
+        &[("reason", "Fusion avec le centre social")],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{space}?message=desactivee"));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.structures WHERE NOT active AND deactivation_reason = 'Fusion avec le centre social'").await,
+        1
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM dep_33.journal WHERE kind = 'structure_deactivated' AND details LIKE '%territory%'").await,
+        1
+    );
+    assert_eq!(rb.get(&app.url("/structure")).await.status(), 403);
+    let resp = post_form(
+        &bb,
+        &app,
+        &space,
+        &format!("{manage}/desactiver"),
+        &[("reason", "Encore")],
+    )
+    .await;
+    assert_eq!(resp.status(), 409);
+    // Delegation: a bad address is refused in French; a new colleague gets an account, the
+    // role, the enrolment link and the notice.
+    let resp = post_form(
+        &bb,
+        &app,
+        &space,
+        &format!("{space}/co-admins"),
+        &[("email", "pas une adresse")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.expect("corps").contains("est pas valide"));
+    let colleague = format!(
+        "colin-{}@bordeaux.test",
+        &Uuid::new_v4().simple().to_string()[..6]
+    );
+    let resp = post_form(
+        &bb,
+        &app,
+        &space,
+        &format!("{space}/co-admins"),
+        &[("email", &colleague), ("name", "Colin Collègue")],
+    )
+    .await;
+    assert_eq!(location(&resp), format!("{space}?message=delegue"));
+    assert_eq!(
+        count(&app, &format!("SELECT count(*) FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id WHERE p.email = '{colleague}' AND a.role = 'territory_admin' AND a.domain = 'tenant:{bordeaux}'")).await,
+        1
+    );
+    mailed(&colleague, "/activation?jeton=", 0).await;
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM platform.security_journal WHERE kind = 'territory_admin_delegated'").await,
+        1
+    );
+    // An auditor of the tenant reads nothing here and writes nothing: 403.
+    let audrey = professional(
+        &app.db.admin,
+        "Audrey Auditrice",
+        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+    )
+    .await;
+    let aub = browser(&app.address);
+    assert_eq!(log_in(&aub, &app, &audrey, -1).await.status(), 303);
+    assert_eq!(aub.get(&app.url(&space)).await.status(), 403);
+    let resp = post_form(
+        &aub,
+        &app,
+        "/compte",
+        &manage,
+        &[("name", "Audit"), ("address", "Audit")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let resp = post_form(
+        &aub,
+        &app,
+        "/compte",
+        &format!("{space}/co-admins"),
+        &[("email", "x@y.test"), ("name", "X")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.structures WHERE name = 'Audit'"
+        )
+        .await,
+        0
+    );
+}
