@@ -154,10 +154,6 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 recent(Action::StructureSetDemarches),
                 structure_demarches::save,
             ),
-        Page::at("/courriers").get(
-            permission(Action::LetterPrint),
-            web::letters::letters.data(shared.clone()),
-        ),
         Page::at("/verifier/:dep/:id/:token").get(Access::Link, web::verification::verify),
         Page::at("/.well-known/openid-configuration")
             .get(Access::Public, idp::discovery.data(provider.clone())),

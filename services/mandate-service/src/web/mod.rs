@@ -1,18 +1,16 @@
 //! The aidant's pages, one module per resource: the mandate list and the référent's export
 //! (`list`), the creation steps (`creation`: terms, FranceConnect return, recap and
 //! confirmation), one mandate with its revocation, renewal and attestation (`mandate`), a usager
-//! (`usager`), the aidant's activity (`activity`), the letters to print (`letters`) and the
-//! public verification page (`verification`). This module holds what they share: the
-//! navigation, the notice page, the error answers and how names and dates are shown. Every
-//! handler takes the request's [`Scope`](crate::scope::Scope) (current structure and its
-//! territory) and goes through the guard before touching data.
+//! (`usager`), the aidant's activity (`activity`) and the public verification page
+//! (`verification`). This module holds what they share: the navigation, the notice page, the
+//! error answers and how names and dates are shown. Every handler takes the request's
+//! [`Scope`](crate::scope::Scope) (current structure and its territory) and goes through the
+//! guard before touching data.
 
 /// The aidant's activity over the last twelve months.
 pub mod activity;
 /// Creating a mandate: terms, FranceConnect, recap and confirmation.
 pub mod creation;
-/// The structure's batches of letters to print.
-pub mod letters;
 /// The structure's mandates, and the référent's CSV export of them.
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.
@@ -43,6 +41,7 @@ pub struct Shared {
     pub public_origin: String,
 }
 
+/// The navigation of the aidant's space (the mailer's letters page, `/courriers`, shows it too).
 pub fn nav(current: &str) -> Vec<NavItem> {
     [
         ("/", "Accueil"),

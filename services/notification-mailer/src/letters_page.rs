@@ -1,19 +1,25 @@
 //! `/courriers`: the structure's batches of letters to print (receipts of usagers with neither
 //! e-mail nor mobile phone), newest first, each a 10-minute link to its PDF in the vault, and
-//! how many letters wait for the next batch.
+//! how many letters wait for the next batch. For the structure's aidants and référents
+//! (`letter:print`), in the aidant's space (the mandate service's request scope and
+//! navigation).
 
 use askama::Template;
+use document_vault_bridge::vault::Vault;
 use foundation::app::Platform;
 use foundation::auth::guard;
-use foundation::web::{NavItem, Theme, html};
+use foundation::paris::date_time;
+use foundation::web::{NavItem, STATE, Theme, html};
+use mandate_service::scope::Scope;
+use mandate_service::web::nav;
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Response, handler};
 use policies::Action;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Shared, THEME, date_time, db_error, nav};
-use crate::scope::Scope;
+const THEME: &Theme = &STATE;
 
 #[derive(Template)]
 #[template(path = "letters.html")]
@@ -39,13 +45,18 @@ struct StoredBatch {
     document_id: Uuid,
 }
 
+fn db_error(e: sqlx::Error) -> poem::Error {
+    tracing::error!(error = %e, "letters page: database error");
+    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
 /// The structure's batches of receipts to print and post (usagers with neither e-mail nor
 /// mobile phone), newest first, each a short-lived link to its PDF; and how many letters wait for
 /// the next batch.
 #[handler]
 pub async fn letters(
     platform: Data<&Platform>,
-    shared: Data<&Shared>,
+    vault: Data<&Vault>,
     scope: Scope,
 ) -> poem::Result<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::LetterPrint).await?;
@@ -82,7 +93,7 @@ pub async fn letters(
             .map(|b| LetterBatchRow {
                 created: date_time(b.created_at),
                 letters: b.letter_count,
-                link: shared.vault.link(
+                link: vault.link(
                     departement.as_str(),
                     b.document_id,
                     Duration::minutes(10),
