@@ -3,7 +3,7 @@
 //! which FranceConnect uses a mandate. (Judicial measures and usager self-service come with
 //! their own issues.)
 
-/// Printable attestations (PDF).
+/// Attestations: producing and recording them, their PDF, their verification link.
 pub mod attestation;
 /// The fixed list of démarche categories (held by `foundation`, which the desk's territory
 /// pages read too).
@@ -22,7 +22,7 @@ pub mod mandates;
 pub mod scope;
 /// The référent's choice of the démarches the structure handles.
 pub mod structure_demarches;
-/// The pages.
+/// The aidant's pages, by resource.
 pub mod web;
 
 use async_trait::async_trait;
@@ -93,49 +93,59 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let pages = vec![
         Page::at("/mandats").get(
             permission(Action::MandateList),
-            web::list.data(shared.clone()),
+            web::list::list.data(shared.clone()),
         ),
         Page::at("/mandats/nouveau")
             .get(
                 recent(Action::MandateCreate),
-                web::new_form.data(shared.clone()),
+                web::creation::terms::new_form.data(shared.clone()),
             )
             .post(
                 recent(Action::MandateCreate),
-                web::new_submit.data(shared.clone()),
+                web::creation::terms::new_submit.data(shared.clone()),
             ),
-        Page::at("/mandats/franceconnect/retour")
-            .get(Access::Session, web::fc_callback.data(shared.clone())),
-        Page::at("/mandats/franceconnect/deconnexion").get(Access::Session, web::fc_logged_out),
+        Page::at("/mandats/franceconnect/retour").get(
+            Access::Session,
+            web::creation::identification::fc_callback.data(shared.clone()),
+        ),
+        Page::at("/mandats/franceconnect/deconnexion").get(
+            Access::Session,
+            web::creation::identification::fc_logged_out,
+        ),
         Page::at("/mandats/preparation/:id")
             .get(
                 recent(Action::MandateCreate),
-                web::recap.data(shared.clone()),
+                web::creation::recap::recap.data(shared.clone()),
             )
             .post(
                 recent(Action::MandateCreate),
-                web::confirm.data(shared.clone()),
+                web::creation::recap::confirm.data(shared.clone()),
             ),
-        Page::at("/mandats/preparation/:id/termine").get(Access::Session, web::draft_completed),
-        Page::at("/mandats/export.csv").post(permission(Action::MandateExport), web::export),
+        Page::at("/mandats/preparation/:id/termine")
+            .get(Access::Session, web::creation::recap::draft_completed),
+        Page::at("/mandats/export.csv").post(permission(Action::MandateExport), web::list::export),
         Page::at("/mandats/:id").get(
             permission(Action::MandateList),
-            web::show.data(shared.clone()),
+            web::mandate::show.data(shared.clone()),
         ),
         Page::at("/mandats/:id/revocation").post(
             recent(Action::MandateRevoke),
-            web::revoke.data(shared.clone()),
+            web::mandate::revoke.data(shared.clone()),
         ),
-        Page::at("/mandats/:id/renouvellement").post(recent(Action::MandateRenew), web::renew),
+        Page::at("/mandats/:id/renouvellement")
+            .post(recent(Action::MandateRenew), web::mandate::renew),
         Page::at("/mandats/:id/attestation").post(
             recent(Action::MandateCreate),
-            web::attestation_retry.data(shared.clone()),
+            web::mandate::attestation_retry.data(shared.clone()),
         ),
-        Page::at("/mandats/:id/explication").get(permission(Action::MandateList), web::explanation),
-        Page::at("/usagers/:id").get(permission(Action::UsagerRead), web::usager_page),
-        Page::at("/usagers/:id/coordonnees")
-            .post(permission(Action::UsagerContactUpdate), web::usager_contact),
-        Page::at("/activite").get(permission(Action::ActivityReadOwn), web::activity),
+        Page::at("/mandats/:id/explication")
+            .get(permission(Action::MandateList), web::mandate::explanation),
+        Page::at("/usagers/:id").get(permission(Action::UsagerRead), web::usager::usager_page),
+        Page::at("/usagers/:id/coordonnees").post(
+            permission(Action::UsagerContactUpdate),
+            web::usager::usager_contact,
+        ),
+        Page::at("/activite").get(permission(Action::ActivityReadOwn), web::activity::activity),
         Page::at("/structure/demarches")
             .get(
                 permission(Action::StructureSetDemarches),
@@ -145,11 +155,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 recent(Action::StructureSetDemarches),
                 structure_demarches::save,
             ),
-        Page::at("/courriers").get(
-            permission(Action::LetterPrint),
-            web::letters.data(shared.clone()),
-        ),
-        Page::at("/verifier/:dep/:id/:token").get(Access::Link, web::verify),
+        Page::at("/verifier/:dep/:id/:token").get(Access::Link, web::verification::verify),
         Page::at("/.well-known/openid-configuration")
             .get(Access::Public, idp::discovery.data(provider.clone())),
         Page::at("/oidc/jwks").get(Access::Public, idp::jwks.data(provider.clone())),

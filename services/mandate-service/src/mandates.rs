@@ -1,6 +1,13 @@
 //! Mandates: the rules of product.md §6 (categories the structure allows, the four durations,
 //! supersession, revocation, expiry) and their journal entries. Every function works inside the
-//! caller's territory transaction, so an act and its journal entries commit together.
+//! caller's territory transaction, so an act and its journal entries commit together — except
+//! those of drafts (`drafts`: reading one, and confirming it, which opens its own transactions
+//! around the attestation's upload).
+
+/// A mandate being prepared, and its confirmation.
+mod drafts;
+
+pub use drafts::{Confirmation, Draft, confirm_draft, load_draft};
 
 use std::collections::BTreeSet;
 

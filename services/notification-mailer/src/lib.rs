@@ -4,6 +4,8 @@
 
 /// Printable letter batches (PDF in the document vault).
 pub mod letters;
+/// The page of the batches to print (`/courriers`).
+pub mod letters_page;
 /// SMS delivery through an HTTP gateway.
 pub mod sms;
 /// SMTP delivery with lettre.
@@ -15,10 +17,13 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use foundation::app::{Platform, ServiceParts};
+use foundation::app::{Access, Page, Platform, ServiceParts};
 use foundation::config::Settings;
+use poem::EndpointExt;
+use policies::Action;
 
-/// The mailer's readiness check (SMTP answers) and its outbox worker.
+/// The mailer's readiness check (SMTP answers), its outbox worker, its jobs and the letters
+/// page.
 pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let mailer = smtp::Mailer::new(&platform.settings.smtp)?;
     let worker = worker::OutboxWorker::from_platform(platform.clone())?;
@@ -26,7 +31,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     Ok(ServiceParts {
         internal: Vec::new(),
         name: "notification-mailer",
-        pages: Vec::new(),
+        pages: vec![Page::at("/courriers").get(
+            Access::Permission(Action::LetterPrint),
+            letters_page::letters.data(vault.clone()),
+        )],
         routes: Vec::new(),
         readiness: vec![Arc::new(smtp::SmtpCheck(mailer))],
         workers: vec![Box::new(move |shutdown| Box::pin(worker.run(shutdown)))],

@@ -2,7 +2,8 @@
 //! `body.txt` (the text part, also the text of a printed letter), `body.html` (the HTML part,
 //! put inside `layout.html`) and, for messages that may go by SMS, `sms.txt`. A template gets
 //! the outbox payload as parameters (escaped in HTML); an unknown template or a missing
-//! parameter is a permanent failure (retrying would not help).
+//! parameter is a permanent failure (retrying would not help). (`templates/letters.html`, beside
+//! them, is not a message: it is the askama template of the letters page.)
 
 use serde_json::Value;
 

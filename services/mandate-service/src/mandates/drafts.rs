@@ -1,0 +1,181 @@
+//! Drafts: a mandate being prepared (terms chosen, usager identified by FranceConnect, recap),
+//! bound to the aidant's session and structure, and its confirmation into a mandate. Unlike the
+//! rest of [`crate::mandates`], confirmation opens its own transactions: the attestation is
+//! uploaded before the territory transaction that creates the mandate and records it.
+
+use document_vault_bridge::vault::{Upload, Vault};
+use foundation::app::Platform;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Change, MandateError, NewMandate};
+use crate::attestation::{self, AttestationFacts};
+use crate::categories::Category;
+use crate::franceconnect::Identity;
+use crate::scope::Scope;
+
+/// A draft of the aidant's session, as the recap shows it.
+#[derive(sqlx::FromRow)]
+pub struct Draft {
+    pub categories: Vec<String>,
+    pub duration_days: i32,
+    pub renewal_of: Option<Uuid>,
+    /// The usager's identity, once FranceConnect vouched for it (until the mandate exists).
+    pub identity: Option<sqlx::types::Json<Identity>>,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// A draft of this session and structure, not expired.
+pub async fn load_draft(scope: &Scope, draft: Uuid) -> Result<Option<Draft>, sqlx::Error> {
+    let mut tx = scope.tenant.begin().await?;
+    let row: Option<Draft> = sqlx::query_as(
+        "SELECT categories, duration_days, renewal_of, identity, completed_at FROM mandate_drafts
+         WHERE id = $1 AND session_hash = $2 AND structure_id = $3 AND expires_at > now()",
+    )
+    .bind(draft)
+    .bind(&scope.me.session_hash)
+    .bind(scope.structure.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// What the aidant confirms on the recap, once their code is checked.
+pub struct Confirmation<'a> {
+    pub draft: Uuid,
+    pub terms: &'a Draft,
+    pub identity: &'a Identity,
+    /// The usager's mobile phone and postal address as typed (already checked), if any.
+    pub phone: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub now: OffsetDateTime,
+}
+
+/// Turns a draft into a mandate: its terms checked again (the structure may have narrowed its
+/// categories), the attestation built and uploaded, then in one territory transaction the
+/// usager (upsert on FranceConnect's `sub`), their typed contact, the mandate (with
+/// supersession and journal), the attestation's record and the draft completed without its
+/// identity. If the store is down the mandate is created without attestation; an upload that
+/// ends up unrecorded is discarded. `DraftUnavailable` when the draft was completed meanwhile.
+pub async fn confirm_draft(
+    platform: &Platform,
+    vault: &Vault,
+    public_origin: &str,
+    scope: &Scope,
+    confirmation: &Confirmation<'_>,
+) -> Result<Uuid, MandateError> {
+    let Confirmation {
+        terms,
+        identity,
+        now,
+        ..
+    } = *confirmation;
+    let (cats, duration) = super::validate_terms(
+        &terms.categories,
+        &scope.structure.demarches,
+        Some(terms.duration_days),
+    )?;
+    let mandate_id = Uuid::now_v7();
+    let codes: Vec<String> = cats.iter().map(|c| c.code.to_owned()).collect();
+    let pdf = attestation::attestation_pdf(
+        platform,
+        public_origin,
+        scope,
+        &AttestationFacts {
+            mandate: mandate_id,
+            identity,
+            aidant_name: scope.me.display_name.clone(),
+            categories: codes,
+            duration_days: duration,
+            created: now,
+            expires: now + Duration::days(i64::from(duration)),
+            legal_text_version: super::LEGAL_TEXT_VERSION.to_owned(),
+        },
+    );
+    let upload = attestation::upload_attestation(platform, vault, scope, &pdf).await;
+    let created = create(
+        vault,
+        scope,
+        confirmation,
+        cats,
+        duration,
+        mandate_id,
+        upload.as_ref(),
+    )
+    .await;
+    if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
+        vault.discard(upload).await;
+    }
+    created.map(|(mandate, _)| mandate)
+}
+
+/// The territory transaction of [`confirm_draft`]: the mandate, and whether the attestation was
+/// recorded with it.
+async fn create(
+    vault: &Vault,
+    scope: &Scope,
+    confirmation: &Confirmation<'_>,
+    categories: Vec<Category>,
+    duration_days: i32,
+    mandate_id: Uuid,
+    upload: Option<&Upload>,
+) -> Result<(Uuid, bool), MandateError> {
+    let draft = confirmation.draft;
+    let mut tx = scope.tenant.begin().await?;
+    let completed: Option<Option<OffsetDateTime>> =
+        sqlx::query_scalar("SELECT completed_at FROM mandate_drafts WHERE id = $1 FOR UPDATE")
+            .bind(draft)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if completed.flatten().is_some() {
+        return Err(MandateError::DraftUnavailable);
+    }
+    let usager = super::upsert_usager(
+        &mut tx,
+        confirmation.identity,
+        scope.structure.id,
+        scope.me.id,
+    )
+    .await?;
+    super::set_contact(
+        &mut tx,
+        usager,
+        scope.structure.id,
+        scope.me.id,
+        Change::typed(confirmation.phone),
+        Change::typed(confirmation.address),
+    )
+    .await?;
+    let mandate = super::create(
+        &mut tx,
+        &NewMandate {
+            id: mandate_id,
+            structure: scope.structure.id,
+            aidant: scope.me.id,
+            usager,
+            categories,
+            duration_days,
+            renewal_of: confirmation.terms.renewal_of,
+            idempotency_key: Some(format!("draft:{draft}")),
+        },
+        confirmation.now,
+    )
+    .await?;
+    let attached = match upload {
+        Some(upload) if mandate == mandate_id => {
+            attestation::attach_attestation(&mut tx, vault, scope, mandate, usager, upload).await?
+        }
+        _ => false,
+    };
+    // The identity leaves the draft: it now lives in the usager's row only.
+    sqlx::query(
+        "UPDATE mandate_drafts SET completed_at = now(), usager_id = $2, identity = NULL WHERE id = $1",
+    )
+    .bind(draft)
+    .bind(usager)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((mandate, attached))
+}

@@ -1,0 +1,323 @@
+//! `/mandats`: the structure's mandates, newest first, with a name search, state and démarche
+//! filters and pages of twenty; and `/mandats/export.csv`, the référent's CSV export of the
+//! same mandates (journaled). Expired and ended mandates stay listed one year.
+
+use askama::Template;
+use foundation::app::Platform;
+use foundation::auth::{csrf, guard};
+use foundation::journal::{self, Event, NewEntry};
+use foundation::tenancy::TenantContext;
+use foundation::web::{NavItem, Theme, html};
+use poem::web::{Data, Query};
+use poem::{Request, Response, handler};
+use policies::Action;
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{THEME, date, db_error, display_name, nav};
+use crate::categories::{self, ALL};
+use crate::mandates::{self, State};
+use crate::scope::Scope;
+
+pub struct Row {
+    pub id: String,
+    pub usager_id: String,
+    pub usager: String,
+    pub categories: String,
+    pub created: String,
+    pub expires: String,
+    pub state: State,
+}
+
+#[derive(Template)]
+#[template(path = "mandates.html")]
+struct ListPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    structure: &'a str,
+    q: String,
+    etat: String,
+    categorie: String,
+    states: Vec<(&'static str, &'static str)>,
+    categories: Vec<(&'static str, &'static str)>,
+    rows: Vec<Row>,
+    page: i64,
+    previous: Option<String>,
+    next: Option<String>,
+    can_create: bool,
+    can_export: bool,
+    csrf: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    q: Option<String>,
+    etat: Option<String>,
+    categorie: Option<String>,
+    page: Option<i64>,
+}
+
+/// The list's filters as accepted: unknown states and démarches are dropped, the search is
+/// trimmed to 100 characters and the page kept between 1 and 10,000.
+struct Filters {
+    q: String,
+    etat: String,
+    categorie: &'static str,
+    page: i64,
+}
+
+impl ListQuery {
+    fn filters(self) -> Filters {
+        Filters {
+            q: self
+                .q
+                .unwrap_or_default()
+                .trim()
+                .chars()
+                .take(100)
+                .collect(),
+            etat: self
+                .etat
+                .filter(|e| STATES.iter().any(|(code, _)| code == e))
+                .unwrap_or_default(),
+            categorie: self
+                .categorie
+                .and_then(|c| categories::by_code(&c))
+                .map(|c| c.code)
+                .unwrap_or(""),
+            page: self.page.unwrap_or(1).clamp(1, 10_000),
+        }
+    }
+}
+
+pub const PAGE_SIZE: i64 = 20;
+
+const STATES: [(&str, &str); 5] = [
+    ("", "Tous (en cours et terminés depuis moins d'un an)"),
+    ("en-cours", "En cours"),
+    ("bientot", "Expirent dans les 30 jours"),
+    ("expires", "Expirés"),
+    ("revoques", "Révoqués ou remplacés"),
+];
+
+/// The columns of a [`ListRow`]: mandates `m` with their usager `u` and their categories.
+pub(super) const LIST_ROWS: &str = "SELECT m.id, u.id AS usager_id, u.given_name, u.family_name, u.preferred_username,
+        m.created_at, m.expires_at, m.ended_reason,
+        ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category) AS categories
+    FROM mandates m JOIN usagers u ON u.id = m.usager_id";
+
+/// Mandates still shown: live, or ended (expired, revoked, replaced) less than a year ago
+/// (`least` skips a missing end).
+pub(super) const VISIBLE: &str = "least(m.ended_at, m.expires_at) > now() - interval '1 year'";
+
+/// A mandate as lists show it, read with [`LIST_ROWS`].
+#[derive(sqlx::FromRow)]
+pub struct ListRow {
+    id: Uuid,
+    usager_id: Uuid,
+    given_name: String,
+    family_name: String,
+    preferred_username: Option<String>,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    ended_reason: Option<String>,
+    categories: Vec<String>,
+}
+
+/// One page of the structure's mandates, newest first, with the list's filters. Expired and
+/// ended mandates stay listed one year.
+pub async fn list_page(
+    tenant: &TenantContext,
+    structure: Uuid,
+    search: Option<&str>,
+    state: &str,
+    category: Option<&str>,
+    page: i64,
+) -> Result<(Vec<ListRow>, bool), sqlx::Error> {
+    let state_sql = match state {
+        "en-cours" => "m.ended_at IS NULL AND m.expires_at > now()",
+        "bientot" => {
+            "m.ended_at IS NULL AND m.expires_at > now() AND m.expires_at <= now() + interval '30 days'"
+        }
+        "expires" => {
+            "m.ended_at IS NULL AND m.expires_at <= now() AND m.expires_at > now() - interval '1 year'"
+        }
+        "revoques" => "m.ended_at IS NOT NULL AND m.ended_at > now() - interval '1 year'",
+        _ => VISIBLE,
+    };
+    // Expiring soonest first, and most recently expired first; otherwise newest first.
+    let order = match state {
+        "bientot" => "m.expires_at, m.id",
+        "expires" => "m.expires_at DESC, m.id DESC",
+        _ => "m.created_at DESC, m.id DESC",
+    };
+    let search = search.map(mandates::search_key).filter(|s| !s.is_empty());
+    let sql = format!(
+        "{LIST_ROWS}
+         WHERE m.structure_id = $1 AND {state_sql}
+           AND ($2::text IS NULL OR u.search_name LIKE '%' || $2 || '%')
+           AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id AND a.category = $3))
+         ORDER BY {order}
+         LIMIT $4 OFFSET $5"
+    );
+    let mut tx = tenant.begin().await?;
+    let mut rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(structure)
+        .bind(search)
+        .bind(category)
+        .bind(PAGE_SIZE + 1)
+        .bind((page - 1) * PAGE_SIZE)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let more = rows.len() as i64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    Ok((rows, more))
+}
+
+pub(super) fn to_row(r: ListRow, now: OffsetDateTime) -> Row {
+    Row {
+        id: r.id.to_string(),
+        usager_id: r.usager_id.to_string(),
+        usager: display_name(
+            &r.given_name,
+            &r.family_name,
+            r.preferred_username.as_deref(),
+        ),
+        categories: r
+            .categories
+            .iter()
+            .map(|c| categories::label(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        created: date(r.created_at),
+        expires: date(r.expires_at),
+        state: State::of(r.expires_at, r.ended_reason.as_deref(), now),
+    }
+}
+
+fn list_link(q: &str, etat: &str, categorie: &str, page: i64) -> String {
+    let query = serde_urlencoded::to_string([
+        ("q", q),
+        ("etat", etat),
+        ("categorie", categorie),
+        ("page", &page.to_string()),
+    ])
+    .unwrap_or_default();
+    format!("/mandats?{query}")
+}
+
+#[handler]
+pub async fn list(
+    req: &Request,
+    platform: Data<&Platform>,
+    scope: Scope,
+    Query(query): Query<ListQuery>,
+) -> poem::Result<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
+    let Filters {
+        q,
+        etat,
+        categorie,
+        page,
+    } = query.filters();
+    let (rows, more) = list_page(
+        &scope.tenant,
+        scope.structure.id,
+        Some(q.as_str()).filter(|q| !q.is_empty()),
+        &etat,
+        Some(categorie).filter(|c| !c.is_empty()),
+        page,
+    )
+    .await
+    .map_err(db_error)?;
+    let now = OffsetDateTime::now_utc();
+    let domain = policies::Domain::Structure(scope.structure.id);
+    let can_create = platform
+        .guard
+        .allows(scope.me.id, &domain, Action::MandateCreate)
+        .await;
+    let can_export = platform
+        .guard
+        .allows(scope.me.id, &domain, Action::MandateExport)
+        .await;
+    html(&ListPage {
+        theme: THEME,
+        nav: nav("/mandats"),
+        structure: &scope.structure.name,
+        previous: (page > 1).then(|| list_link(&q, &etat, categorie, page - 1)),
+        next: more.then(|| list_link(&q, &etat, categorie, page + 1)),
+        q,
+        etat,
+        categorie: categorie.to_owned(),
+        states: STATES.to_vec(),
+        categories: ALL.iter().map(|c| (c.code, c.label)).collect(),
+        rows: rows.into_iter().map(|r| to_row(r, now)).collect(),
+        page,
+        can_create,
+        can_export,
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote every field; neutralise spreadsheet formulas (OWASP's list of leading characters).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The référent's CSV export of the structure's mandates (those a list shows), journaled. A
+/// POST (with the CSRF token) so that no link or image elsewhere can make a browser export.
+#[handler]
+pub async fn export(platform: Data<&Platform>, scope: Scope) -> poem::Result<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateExport).await?;
+    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{LIST_ROWS} WHERE m.structure_id = $1 AND {VISIBLE} ORDER BY m.created_at DESC"
+    )))
+    .bind(scope.structure.id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    journal::append(
+        &mut tx,
+        NewEntry::new(Event::MandatesExported)
+            .structure(scope.structure.id)
+            .professional(scope.me.id)
+            .details(json!({ "rows": rows.len() })),
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let now = OffsetDateTime::now_utc();
+    let mut out = String::from("\u{feff}mandat;personne;démarches;créé le;expire le;état\r\n");
+    for r in rows {
+        let row = to_row(r, now);
+        out.push_str(
+            &[
+                csv_field(&row.id),
+                csv_field(&row.usager),
+                csv_field(&row.categories),
+                csv_field(&row.created),
+                csv_field(&row.expires),
+                csv_field(row.state.label()),
+            ]
+            .join(";"),
+        );
+        out.push_str("\r\n");
+    }
+    Ok(Response::builder()
+        .content_type("text/csv; charset=utf-8")
+        .header(
+            "content-disposition",
+            "attachment; filename=\"mandats.csv\"",
+        )
+        .header("cache-control", "no-store")
+        .body(out))
+}

@@ -1,0 +1,158 @@
+//! The aidant's pages, one module per resource: the mandate list and the référent's export
+//! (`list`), the creation steps (`creation`: terms, FranceConnect return, recap and
+//! confirmation), one mandate with its revocation, renewal and attestation (`mandate`), a usager
+//! (`usager`), the aidant's activity (`activity`) and the public verification page
+//! (`verification`). This module holds what they share: the navigation, the notice page, the
+//! error answers and how names and dates are shown. Every handler takes the request's
+//! [`Scope`](crate::scope::Scope) (current structure and its territory) and goes through the
+//! guard before touching data.
+
+/// The aidant's activity over the last twelve months.
+pub mod activity;
+/// Creating a mandate: terms, FranceConnect, recap and confirmation.
+pub mod creation;
+/// The structure's mandates, and the référent's CSV export of them.
+pub mod list;
+/// One mandate: its page, revocation, renewal, explanation and attestation.
+pub mod mandate;
+/// A usager: identity, receipts' channel, mandates and history.
+pub mod usager;
+/// The public verification page of an attestation's QR code.
+pub mod verification;
+
+use askama::Template;
+use document_vault_bridge::vault::Vault;
+use foundation::web::{NavItem, STATE, Theme, html};
+use poem::http::StatusCode;
+use poem::web::Redirect;
+use poem::{IntoResponse, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::franceconnect::{FcClient, Identity};
+
+pub(crate) const THEME: &Theme = &STATE;
+
+/// What the mandate pages share.
+#[derive(Clone)]
+pub struct Shared {
+    pub fc: FcClient,
+    pub vault: Vault,
+    pub public_origin: String,
+}
+
+/// The navigation of the aidant's space (the mailer's letters page, `/courriers`, shows it too).
+pub fn nav(current: &str) -> Vec<NavItem> {
+    [
+        ("/", "Accueil"),
+        ("/mandats", "Mandats"),
+        ("/activite", "Mon activité"),
+        ("/courriers", "Courriers"),
+        ("/compte", "Mon compte"),
+    ]
+    .into_iter()
+    .map(|(href, label)| NavItem {
+        href,
+        label,
+        current: href == current,
+    })
+    .collect()
+}
+
+pub(crate) fn db_error(e: sqlx::Error) -> poem::Error {
+    tracing::error!(error = %e, "mandates: database error");
+    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+pub(crate) fn not_found() -> poem::Error {
+    poem::Error::from_status(StatusCode::NOT_FOUND)
+}
+
+pub(crate) fn see_other(to: impl Into<String>) -> Response {
+    Redirect::see_other(to.into()).into_response()
+}
+
+pub(crate) use foundation::paris::{date, date_time};
+
+/// `1962-08-24` → `le 24/08/1962` (unknown month or day said as such).
+pub(crate) fn birth_day(d: &str) -> String {
+    if d.len() != 10 {
+        return d.to_owned();
+    }
+    let (y, m, day) = (&d[..4], &d[5..7], &d[8..]);
+    match (m, day) {
+        ("00", _) => format!("en {y}"),
+        (_, "00") => format!("en {m}/{y}"),
+        _ => format!("le {day}/{m}/{y}"),
+    }
+}
+
+pub(crate) fn birth_text(identity: &Identity) -> String {
+    let shown = birth_day(&identity.birthdate);
+    let place = if identity.birthcountry == "99100" {
+        format!("à la commune INSEE {}", identity.birthplace)
+    } else {
+        format!("à l'étranger (pays INSEE {})", identity.birthcountry)
+    };
+    format!("{shown}, {place}")
+}
+
+pub(crate) fn display_name(given: &str, family: &str, usage: Option<&str>) -> String {
+    match usage {
+        Some(u) if !u.is_empty() && u != family => format!("{family} ({u}) {given}"),
+        _ => format!("{family} {given}"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct Notice<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    heading: &'a str,
+    paragraphs: Vec<String>,
+    link: Option<(&'a str, &'a str)>,
+}
+
+pub(crate) fn notice(
+    status: StatusCode,
+    heading: &str,
+    paragraphs: Vec<String>,
+    link: Option<(&str, &str)>,
+) -> poem::Result<Response> {
+    let mut resp = html(&Notice {
+        theme: THEME,
+        nav: nav("/mandats"),
+        heading,
+        paragraphs,
+        link,
+    })?;
+    resp.set_status(status);
+    Ok(resp)
+}
+
+/// A form page: 422 when it shows an error (nothing was done), 200 otherwise.
+fn form_answer(page: &impl Template, failed: bool) -> poem::Result<Response> {
+    let mut resp = html(page)?;
+    if failed {
+        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    Ok(resp)
+}
+
+fn parse_id(s: &str) -> poem::Result<Uuid> {
+    Uuid::parse_str(s.trim()).map_err(|_| not_found())
+}
+
+/// The `message` a redirect after an act carries, shown as a flash.
+#[derive(Deserialize)]
+pub struct MessageQuery {
+    message: Option<String>,
+}
+
+/// The usager's optional contact for receipts, as typed (on the recap or the usager page).
+#[derive(Deserialize, Default)]
+pub struct ContactForm {
+    telephone: Option<String>,
+    adresse: Option<String>,
+}
