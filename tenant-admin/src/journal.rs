@@ -9,9 +9,9 @@ use foundation::tenancy::DepartementCode;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
-/// Which journal: one territory's, or the national security journal.
+/// Which journal: one territory's, or the national security journal (none with `--file`).
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct Which {
     /// Journal du territoire (code INSEE du département).
     #[arg(long)]
@@ -28,6 +28,11 @@ pub enum JournalCommand {
     Verify {
         #[command(flatten)]
         which: Which,
+        /// Vérifie hors ligne un export (`journal export`), sans base de données : toute la
+        /// chaîne et chaque point de scellement, avec la clé publique donnée (obligatoire,
+        /// jamais lue dans le fichier).
+        #[arg(long, value_name = "EXPORT", conflicts_with_all = ["departement", "securite", "anchor", "checkpoint_seq"])]
+        file: Option<std::path::PathBuf>,
         /// Clé publique de scellement (hexadécimal) ; par défaut celle de la configuration.
         #[arg(long)]
         public_key: Option<String>,
@@ -98,7 +103,10 @@ fn target(which: &Which) -> anyhow::Result<(String, Option<DepartementCode>)> {
             let code = DepartementCode::parse(code)?;
             Ok((code.schema_name(), Some(code)))
         }
-        None => Ok((foundation::auth::journal::CHECKPOINT_NAME.to_owned(), None)),
+        None if which.securite => Ok((foundation::auth::journal::CHECKPOINT_NAME.to_owned(), None)),
+        None => anyhow::bail!(
+            "quel journal ? indiquez --departement CODE ou --securite (ou, pour vérifier un export hors ligne, --file EXPORT --public-key CLÉ)"
+        ),
     }
 }
 
@@ -138,10 +146,81 @@ fn anchor(
     })
 }
 
+/// The offline verification of an export, if that is what is asked (no database needed).
+pub fn offline(command: &JournalCommand) -> Option<anyhow::Result<()>> {
+    let JournalCommand::Verify {
+        file: Some(file),
+        public_key,
+        ..
+    } = command
+    else {
+        return None;
+    };
+    Some(verify_file(file, public_key.as_deref()))
+}
+
+fn verify_file(file: &std::path::Path, public_key: Option<&str>) -> anyhow::Result<()> {
+    let public = CheckpointPublicKey::from_hex(public_key.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--public-key est obligatoire hors ligne : la clé publique vous est remise à part, elle n'est jamais lue dans l'export"
+        )
+    })?)?;
+    let open = || {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{} : {e}", file.display())))
+    };
+    let total = std::io::BufRead::lines(open()?).count() as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} entrées ({eta})")
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let started = std::time::Instant::now();
+    let found = journal::offline::verify_file(open, &public, |n| bar.set_position(n));
+    bar.finish_and_clear();
+    let found = found?;
+    let v = &found.verification;
+    match (&v.first_broken, &v.problem) {
+        (None, None) => {
+            println!(
+                "export intact ({}) : {} entrées, {} point(s) de scellement vérifiés avec la clé {} ({:.2} s)",
+                found.schema,
+                v.checked,
+                v.checkpoints_checked,
+                public.key_id(),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(at) = found.newest_checkpoint {
+                println!(
+                    "dernier point de scellement : {}",
+                    foundation::paris::date_time(at)
+                );
+            }
+            if found.unsealed_tail > 0 {
+                println!(
+                    "{} entrée(s) après le dernier point de scellement : chaînées, mais aucune signature ne les couvre encore",
+                    found.unsealed_tail
+                );
+            }
+            Ok(())
+        }
+        (Some(seq), problem) => anyhow::bail!(
+            "export altéré à partir de l'entrée n° {seq} : {} ({} entrées intactes avant)",
+            problem.clone().unwrap_or_default(),
+            v.checked
+        ),
+        (None, problem) => {
+            anyhow::bail!("export refusé : {}", problem.clone().unwrap_or_default())
+        }
+    }
+}
+
 pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> {
     match command {
         JournalCommand::Verify {
             which,
+            file: _,
             public_key,
             anchor: file,
             checkpoint_seq,

@@ -27,7 +27,7 @@ use sqlx::PgPool;
 struct Cli {
     /// URL PostgreSQL du rôle administrateur (propriétaire des schémas).
     #[arg(long, env = "AC_ADMIN_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    database_url: Option<String>,
     /// Rôle de connexion des services, à qui les droits sont accordés.
     #[arg(long, env = "AC_APP_ROLE", default_value = "aidants_app")]
     app_role: String,
@@ -192,7 +192,12 @@ async fn tenancy(pool: &PgPool) -> anyhow::Result<foundation::tenancy::Tenancy> 
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<PgPool> {
-    foundation::tenancy::migrate::connect_admin(&cli.database_url, 8)
+    let url = cli.database_url.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "AC_ADMIN_DATABASE_URL (ou --database-url) est nécessaire pour cette commande"
+        )
+    })?;
+    foundation::tenancy::migrate::connect_admin(url, 8)
         .await
         .map_err(|e| anyhow::anyhow!("base de données injoignable ({e})"))
 }
@@ -269,7 +274,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
         Command::Pix { command } => pix::run(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
-        Command::Journal { command } => journal::run(&connect(&cli).await?, command).await?,
+        Command::Journal { command } => match journal::offline(command) {
+            Some(result) => result?,
+            None => journal::run(&connect(&cli).await?, command).await?,
+        },
         Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,
         Command::Internal { command } => internal::run(&connect(&cli).await?, command).await?,
         Command::Letters { command } => letters::run(&connect(&cli).await?, command).await?,

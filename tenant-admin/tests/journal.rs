@@ -716,3 +716,101 @@ async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
     assert!(!ok && stderr.contains("signature"), "{stderr}");
     let _ = std::fs::remove_file(&export);
 }
+
+/// `tenant-admin` without any database address, as an auditor runs it on their own machine.
+async fn offline(args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenant-admin"))
+        .env_remove("AC_ADMIN_DATABASE_URL")
+        .env("AC_ENVIRONMENT", "development")
+        .args(args)
+        .output()
+        .await
+        .expect("tenant-admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_a_tampered_one_is_refused_at_its_first_broken_entry() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let ctx = territory(&db, "33").await;
+    append_n(&ctx, 6).await;
+    let file = temp_file("export");
+    let path = file.to_str().expect("chemin");
+    let (ok, _, stderr) = cli(&db, &["journal", "checkpoint", "--departement", "33"]).await;
+    assert!(ok, "{stderr}");
+    append_n(&ctx, 2).await;
+    let (ok, _, stderr) = cli(
+        &db,
+        &["journal", "export", "--departement", "33", "--out", path],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let public = key().public().to_hex();
+    // Genuine: intact, with the entries after the last checkpoint said unsealed.
+    let (ok, stdout, stderr) =
+        offline(&["journal", "verify", "--file", path, "--public-key", &public]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("export intact (dep_33) : 8 entrées"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 entrée(s) après le dernier point de scellement"),
+        "{stdout}"
+    );
+    // The key is never taken from the file.
+    let (ok, _, stderr) = offline(&["journal", "verify", "--file", path]).await;
+    assert!(
+        !ok && stderr.contains("--public-key est obligatoire"),
+        "{stderr}"
+    );
+    // Another key: refused.
+    let other = CheckpointKey::from_base64("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")
+        .expect("clé")
+        .public()
+        .to_hex();
+    let (ok, _, stderr) =
+        offline(&["journal", "verify", "--file", path, "--public-key", &other]).await;
+    assert!(!ok && stderr.contains("signature"), "{stderr}");
+    // Tampered: the details of the third entry edited in the file.
+    let text = std::fs::read_to_string(&file).expect("export");
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let third = lines
+        .iter_mut()
+        .find(|l| l["type"] == "entry" && l["seq"] == 3)
+        .expect("entrée 3");
+    third["details"] = serde_json::json!("{\"modifié\":true}");
+    let tampered = temp_file("altere");
+    std::fs::write(
+        &tampered,
+        lines
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .expect("écriture");
+    let (ok, _, stderr) = offline(&[
+        "journal",
+        "verify",
+        "--file",
+        tampered.to_str().expect("chemin"),
+        "--public-key",
+        &public,
+    ])
+    .await;
+    assert!(!ok, "un export altéré est refusé");
+    assert!(
+        stderr.contains("export altéré à partir de l'entrée n° 3"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&tampered);
+}

@@ -127,6 +127,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"name": marker, "structure": "CCAS"}),
             format!("{marker} a terminé son parcours"),
         ),
+        "territory_admin_delegated" => (
+            json!({"tenant": marker, "url": url}),
+            format!("Vous administrez désormais « {marker} »"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

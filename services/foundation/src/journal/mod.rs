@@ -28,6 +28,9 @@ use uuid::Uuid;
 
 use crate::tenancy::TenantTx;
 
+/// Verifying an auditor's export without the database.
+pub mod offline;
+
 /// What happened (stable words, used in exports and by auditors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
