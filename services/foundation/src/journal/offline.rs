@@ -327,7 +327,7 @@ mod tests {
         lines.insert(2, "pas du json".into());
         let e = verify(&lines, &k.public()).expect_err("refusé").to_string();
         assert!(e.contains("ligne 3"), "{e}");
-        let e = verify(&lines[1..2].to_vec(), &k.public())
+        let e = verify(&lines[1..2], &k.public())
             .expect_err("refusé")
             .to_string();
         assert!(e.contains("en-tête"), "{e}");
