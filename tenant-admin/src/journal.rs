@@ -197,6 +197,12 @@ fn verify_file(file: &std::path::Path, public_key: Option<&str>) -> anyhow::Resu
                     foundation::paris::date_time(at)
                 );
             }
+            if found.redacted > 0 {
+                println!(
+                    "{} entrée(s) masquée(s) (d'autres collectivités) : leur chaînage est vérifié, pas leur contenu",
+                    found.redacted
+                );
+            }
             if found.unsealed_tail > 0 {
                 println!(
                     "{} entrée(s) après le dernier point de scellement : chaînées, mais aucune signature ne les couvre encore",

@@ -652,10 +652,11 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
         if r.path.contains(":reference")
             || r.path.starts_with("/formation/sessions/")
             || r.path.starts_with("/territoire/collectivites/")
+            || r.path.starts_with("/audit/collectivites/")
         {
             // Structure requests (a reviewer of another département, another issuer), training
             // sessions (another organisation's trainer) and tenants (another département's or a
-            // sibling commune's admin) are probed by tests/habilitation_requests.rs,
+            // sibling commune's admin or auditor) are probed by tests/habilitation_requests.rs,
             // tests/habilitation_training.rs and tests/territories.rs.
             continue;
         }

@@ -431,3 +431,214 @@ async fn a_territory_admin_edits_deactivates_and_delegates_and_an_auditor_writes
         0
     );
 }
+
+/// Chains what is pending in Gironde's journal and signs a checkpoint, as the jobs do.
+async fn seal_gironde(app: &TestApp) {
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let d = foundation::tenancy::DepartementCode::parse("33").expect("33");
+    foundation::journal::seal_from_platform(&tenancy, d)
+        .await
+        .expect("chaînage");
+    let settings = foundation::config::Settings::default();
+    let key = foundation::journal::CheckpointKey::from_base64(
+        secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
+    )
+    .expect("clé");
+    let ctx = tenancy.context(d).await.expect("ctx");
+    let mut tx = ctx.begin().await.expect("tx");
+    foundation::journal::checkpoint(&mut tx, &key)
+        .await
+        .expect("scellement");
+    tx.commit().await.expect("commit");
+}
+
+/// Starts a verification from the auditor's page and waits for its outcome page.
+async fn verified(app: &TestApp, b: &Browser, journal_page: &str, base: &str) -> String {
+    let resp = post_form(b, app, journal_page, &format!("{base}/verification"), &[]).await;
+    assert_eq!(resp.status(), 303);
+    let to = location(&resp);
+    assert!(to.starts_with(&format!("{base}/verification/")), "{to}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, page_text) = page(b, &app.url(&to)).await;
+        assert_eq!(status, 200);
+        if !page_text.contains("Actualiser l") {
+            return page_text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "vérification sans fin"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_auditor_reads_filters_verifies_and_exports_only_what_their_tenant_may_see() {
+    let app = spawn_app(&["33"]).await;
+    let gironde = council(&app, "33").await;
+    let bordeaux = commune_tenant(&app, "33063", "Ville de Bordeaux").await;
+    let pessac = commune_tenant(&app, "33318", "Ville de Pessac").await;
+    let ccas_bordeaux = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let ccas_pessac = structure(&app, pessac, "CCAS de Pessac", "33318").await;
+    let ada = professional(
+        &app.db.admin,
+        "Ada Aidante",
+        &[
+            (Role::Aidant, Domain::Structure(ccas_bordeaux), Some("33")),
+            (Role::Aidant, Domain::Structure(ccas_pessac), Some("33")),
+        ],
+    )
+    .await;
+    canary_usager(&app, ccas_bordeaux, ada.id).await;
+    canary_usager(&app, ccas_pessac, ada.id).await;
+    seal_gironde(&app).await;
+    let audrey = professional(
+        &app.db.admin,
+        "Audrey Auditrice",
+        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &audrey, -1).await.status(), 303);
+    let (status, home) = page(&ab, &app.url("/audit")).await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Ville de Bordeaux"));
+    let base = format!("/audit/collectivites/{bordeaux}");
+    let journal_page = format!("{base}/journal");
+    // Bordeaux's entries only; the person by a pseudonym, the professional by name.
+    let (status, entries) = page(&ab, &app.url(&journal_page)).await;
+    assert_eq!(status, 200, "{entries}");
+    assert!(
+        entries.contains("Mandat créé") && entries.contains("Mandat utilisé pour une démarche")
+    );
+    assert!(
+        entries.contains("CCAS de Bordeaux")
+            && entries.contains("Ada Aidante")
+            && entries.contains("U-")
+    );
+    assert!(
+        !entries.contains("CCAS de Pessac"),
+        "une entrée de Pessac est visible"
+    );
+    assert_no_canary("le journal de l'auditeur", &entries);
+    // Filters: a kind; then absurd ones, refused in French.
+    let (status, uses) = page(&ab, &app.url(&format!("{journal_page}?type=mandate_used"))).await;
+    assert_eq!(status, 200);
+    assert!(uses.contains("Mandat utilisé") && !uses.contains("<td>Mandat créé</td>"));
+    for (query, error) in [
+        ("du=2026-13-01", "La date de début s"),
+        ("du=2026-11-30&au=2026-11-01", "commence après sa fin"),
+        ("du=1990-01-01&au=2026-11-01", "dix ans"),
+        ("type=pas_un_type", "type d&#39;événement n&#39;existe pas"),
+    ] {
+        let (status, text) = page(&ab, &app.url(&format!("{journal_page}?{query}"))).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            text.contains(error) || text.contains(&error.replace("&#39;", "'")),
+            "{query} : {text}"
+        );
+    }
+    let (status, text) = page(
+        &ab,
+        &app.url(&format!("{journal_page}?structure={ccas_pessac}")),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(text.contains("pas de votre collectivité"));
+    // Another tenant's journal: 404; the territory admin of Bordeaux has no journal: 403.
+    assert_eq!(
+        ab.get(&app.url(&format!("/audit/collectivites/{pessac}/journal")))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        ab.get(&app.url(&format!("/audit/collectivites/{gironde}/journal")))
+            .await
+            .status(),
+        404
+    );
+    let (_, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
+    assert_eq!(bb.get(&app.url(&journal_page)).await.status(), 403);
+    assert_eq!(bb.get(&app.url("/audit")).await.status(), 403);
+    // The verification runs in the background; its page says the outcome.
+    let outcome = verified(&app, &ab, &journal_page, &base).await;
+    assert!(outcome.contains("Journal intact"), "{outcome}");
+    // The export: Pessac's entries redacted, no canary, and it verifies offline.
+    let resp = post_form(
+        &ab,
+        &app,
+        &journal_page,
+        &format!("{base}/journal/export"),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let export = resp.text().await.expect("export");
+    assert_no_canary("l'export de l'auditeur", &export);
+    assert!(
+        !export.contains(&ccas_pessac.to_string()),
+        "une entrée de Pessac en clair"
+    );
+    assert!(export.contains(&ccas_bordeaux.to_string()));
+    let settings = foundation::config::Settings::default();
+    let public = foundation::journal::CheckpointKey::from_base64(
+        secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
+    )
+    .expect("clé")
+    .public();
+    let found = foundation::journal::offline::verify_file(
+        || Ok(std::io::Cursor::new(export.clone().into_bytes())),
+        &public,
+        |_| {},
+    )
+    .expect("export lisible");
+    assert!(found.verification.intact(), "{:?}", found.verification);
+    assert!(found.redacted >= 4, "{}", found.redacted);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'journal_exported'"
+        )
+        .await,
+        1
+    );
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[
+            app.url("/audit"),
+            app.url(&journal_page),
+            app.url(&format!("{journal_page}?du=2026-13-01")),
+        ],
+        &ab.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?}");
+    }
+    // Someone with full control of the database edits a sealed entry: the next verification
+    // names it.
+    sqlx::raw_sql(
+        "ALTER TABLE dep_33.journal DISABLE TRIGGER USER;
+         UPDATE dep_33.journal SET details = '{\"category\":\"justice\"}' WHERE seq = 2;
+         ALTER TABLE dep_33.journal ENABLE TRIGGER USER;",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("altération");
+    let outcome = verified(&app, &ab, &journal_page, &base).await;
+    assert!(
+        outcome.contains("Journal altéré à partir de l&#39;entrée n° 2")
+            || outcome.contains("Journal altéré à partir de l'entrée n° 2"),
+        "{outcome}"
+    );
+    let last = format!("{base}/verification/");
+    let found = test_support::browser::axe_violations_with_cookies(
+        &[app.url(&journal_page)],
+        &ab.cookies(),
+    )
+    .await;
+    for (url, violations) in found {
+        assert!(violations.is_empty(), "{url} : {violations:#?} ({last})");
+    }
+}

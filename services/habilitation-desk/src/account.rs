@@ -144,6 +144,13 @@ pub async fn page(
     .fetch_one(platform.platform_pool())
     .await
     .map_err(db_error)?;
+    let audits: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND role = 'auditor')",
+    )
+    .bind(me.id)
+    .fetch_one(platform.platform_pool())
+    .await
+    .map_err(db_error)?;
     html(&AccountPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -158,6 +165,7 @@ pub async fn page(
         can_review,
         can_open_waves,
         follows_rollout,
+        audits,
     })
 }
 

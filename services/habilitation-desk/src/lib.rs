@@ -7,6 +7,8 @@ pub mod account;
 pub mod accounts;
 /// The aidant's charter and the activation of ready habilitation files.
 pub mod activation;
+/// The auditor's space: the territory's journal, its verification and export.
+pub mod audit;
 /// Second-factor enrolment from the activation link.
 pub mod enrolment;
 /// Issuers ("demandeurs"): address verification by link, issuer sessions.
@@ -173,6 +175,19 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(Access::Permission(Action::WaveOpen), waves::create_wave),
             Page::at("/national/vagues/ouvrir")
                 .post(Access::Permission(Action::WaveOpen), waves::open_wave),
+            Page::at("/audit").get(Access::Permission(Action::JournalRead), audit::home),
+            Page::at("/audit/collectivites/:id/journal")
+                .get(Access::Permission(Action::JournalRead), audit::journal_page),
+            Page::at("/audit/collectivites/:id/journal/export")
+                .post(Access::Permission(Action::JournalExport), audit::export),
+            Page::at("/audit/collectivites/:id/verification").post(
+                Access::Permission(Action::JournalVerify),
+                audit::start_verification,
+            ),
+            Page::at("/audit/collectivites/:id/verification/:verification").get(
+                Access::Permission(Action::JournalVerify),
+                audit::verification_page,
+            ),
             Page::at("/territoire").get(
                 Access::Permission(Action::StructureList),
                 territory_space::home,

@@ -59,16 +59,16 @@ impl Tenant {
     }
 }
 
-/// The tenants where the professional is a territory admin allowed `action`.
+/// The tenants where the professional holds a role allowed `action`.
 pub(crate) async fn held(
     platform: &Platform,
     me: &Professional,
     action: Action,
 ) -> poem::Result<Vec<Tenant>> {
     let tenants: Vec<Tenant> = sqlx::query_as(
-        "SELECT t.id, t.name, t.kind, t.departement_code, t.commune_code FROM platform.role_assignments a
+        "SELECT DISTINCT t.id, t.name, t.kind, t.departement_code, t.commune_code FROM platform.role_assignments a
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
-         WHERE a.professional_id = $1 AND a.role = 'territory_admin' ORDER BY t.name",
+         WHERE a.professional_id = $1 ORDER BY t.name, t.id",
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())

@@ -90,6 +90,7 @@ pub struct AccountPage<'a> {
     pub can_review: bool,
     pub can_open_waves: bool,
     pub follows_rollout: bool,
+    pub audits: bool,
 }
 
 pub fn nav(current: &str) -> Vec<NavItem> {
@@ -116,6 +117,7 @@ const CONTINUE_TO: &[&str] = &[
     "/national",
     "/instruction",
     "/territoire",
+    "/audit",
     "/structure",
     "/formation",
     "/oidc/authorize",

@@ -107,6 +107,46 @@ impl Event {
     }
 }
 
+/// What a kind of entry means, in French, for the auditor's pages (`None`: an unknown kind,
+/// shown by its code).
+pub fn kind_label(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "usager_identified" => "Personne identifiée par FranceConnect",
+        "usager_identity_updated" => "Identité d'une personne mise à jour",
+        "usager_contact_updated" => "Coordonnées d'une personne modifiées",
+        "mandate_created" => "Mandat créé",
+        "authorisation_superseded" => "Démarche remplacée par un nouveau mandat",
+        "authorisation_revoked" => "Démarche révoquée",
+        "mandate_revoked" => "Mandat révoqué",
+        "attestation_produced" => "Attestation produite",
+        "mandate_expiry_reminder_queued" => "Rappel d'échéance envoyé",
+        "mandate_used" => "Mandat utilisé pour une démarche",
+        "mandates_exported" => "Mandats exportés",
+        "journal_exported" => "Journal exporté",
+        "drafts_purged" => "Brouillons purgés",
+        "request_submitted" => "Demande d'habilitation déposée",
+        "request_released" => "Demande libérée à l'ouverture de la vague",
+        "request_amended" => "Demande modifiée",
+        "request_changes_requested" => "Modifications demandées",
+        "request_message" => "Message sur une demande",
+        "request_accepted" => "Demande acceptée",
+        "request_refused" => "Demande refusée",
+        "request_withdrawn" => "Demande retirée",
+        "structure_created" => "Structure créée",
+        "habilitation_files_created" => "Dossiers d'habilitation ouverts",
+        "referent_appointed" => "Référent désigné",
+        "habilitation_withdrawn" => "Habilitation retirée",
+        "structure_demarches_set" => "Démarches de la structure choisies",
+        "structure_deactivated" => "Structure désactivée",
+        "aidant_activated" => "Aidant habilité",
+        "aidant_moved" => "Aidant déplacé vers une autre structure",
+        "structure_details_updated" => "Informations de la structure modifiées",
+        "territory_exported" => "Export de la collectivité",
+        "territory_admin_delegated" => "Administration de la collectivité déléguée",
+        _ => return None,
+    })
+}
+
 /// One entry to append. `details` holds ids, codes and counts — never names or contacts.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
@@ -766,6 +806,34 @@ impl ChainCheck {
         true
     }
 
+    /// Checks a redacted entry: its number and its link to the previous one; its hash is taken
+    /// as given (the checkpoints and the entries after it still vouch for it).
+    pub fn push_redacted(&mut self, seq: i64, prev_hash: &[u8], hash: &[u8]) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        let problem = if seq != self.expected {
+            Some(format!(
+                "entrée n° {} attendue, n° {seq} trouvée (entrée supprimée, insérée ou déplacée)",
+                self.expected
+            ))
+        } else if prev_hash != self.prev || hash.len() != 32 {
+            Some(format!(
+                "l'entrée n° {seq} ne suit pas la précédente (chaînage rompu)"
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.broken = Some((self.expected.min(seq), p));
+            return false;
+        }
+        self.prev.copy_from_slice(hash);
+        self.expected += 1;
+        self.checked += 1;
+        true
+    }
+
     pub fn checked(&self) -> u64 {
         self.checked
     }
@@ -779,6 +847,17 @@ pub async fn verify(
     tx: &mut TenantTx,
     public: Option<&CheckpointPublicKey>,
     anchor: &Anchor,
+) -> Result<Verification, sqlx::Error> {
+    verify_reporting(tx, public, anchor, |_| {}).await
+}
+
+/// [`verify`], telling `progress` the number of entries checked every 10,000 (an auditor's
+/// page shows it).
+pub async fn verify_reporting(
+    tx: &mut TenantTx,
+    public: Option<&CheckpointPublicKey>,
+    anchor: &Anchor,
+    mut progress: impl FnMut(u64),
 ) -> Result<Verification, sqlx::Error> {
     use futures::TryStreamExt;
     let schema = tx.departement().schema_name();
@@ -808,8 +887,12 @@ pub async fn verify(
             if wanted.contains(&e.seq) {
                 hashes_at.insert(e.seq, e.hash.clone());
             }
+            if check.checked.is_multiple_of(10_000) {
+                progress(check.checked);
+            }
         }
     }
+    progress(check.checked);
     if let Some((seq, problem)) = check.broken {
         return Ok(Verification {
             checked: check.checked,
@@ -847,9 +930,25 @@ pub async fn export(
     by: Option<Uuid>,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<u64> {
+    export_for(tx, public, by, None, out).await
+}
+
+/// [`export`] for an auditor who may read only some structures' entries (a commune tenant's
+/// auditor): every other entry is written redacted — its number, previous hash and hash only,
+/// `"redacted": true` — so that the chain still verifies from end to end (the links of the
+/// redacted entries, the content of the others, every signed checkpoint) and nothing of
+/// another tenant is read.
+pub async fn export_for(
+    tx: &mut TenantTx,
+    public: &CheckpointPublicKey,
+    by: Option<Uuid>,
+    visible: Option<&std::collections::HashSet<Uuid>>,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<u64> {
     use futures::TryStreamExt;
     let schema = tx.departement().schema_name();
     let mut lines = 0;
+    let mut redacted = 0u64;
     writeln!(
         out,
         "{}",
@@ -864,8 +963,16 @@ pub async fn export(
         )
         .fetch(&mut *conn);
         while let Some(e) = rows.try_next().await? {
-            let mut v = serde_json::to_value(&e)?;
-            v["type"] = json!("entry");
+            let shown = visible.is_none_or(|v| e.structure_id.is_some_and(|s| v.contains(&s)));
+            let v = if shown {
+                let mut v = serde_json::to_value(&e)?;
+                v["type"] = json!("entry");
+                v
+            } else {
+                redacted += 1;
+                json!({ "type": "entry", "seq": e.seq, "prev_hash": hex::encode(&e.prev_hash),
+                        "hash": hex::encode(&e.hash), "redacted": true })
+            };
             writeln!(out, "{v}")?;
             lines += 1;
         }
@@ -880,7 +987,8 @@ pub async fn export(
         v["type"] = json!("checkpoint");
         writeln!(out, "{v}")?;
     }
-    let mut entry = NewEntry::new(Event::JournalExported).details(json!({ "entries": lines }));
+    let mut entry = NewEntry::new(Event::JournalExported)
+        .details(json!({ "entries": lines, "redacted": redacted }));
     entry.professional = by;
     append(tx, entry).await?;
     Ok(lines)

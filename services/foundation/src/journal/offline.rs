@@ -3,7 +3,8 @@
 //! read from the file — recomputes the whole chain and checks every signed checkpoint, exactly
 //! as the online verification does. The file is read twice (once for the checkpoints, which
 //! come last, once for the entries), so only the hashes the checkpoints name are kept in
-//! memory, whatever the journal's size.
+//! memory, whatever the journal's size. A redacted entry (another tenant's, in a commune
+//! auditor's export) is checked by its number and links only.
 
 use std::io::BufRead;
 
@@ -23,6 +24,8 @@ pub struct FileVerification {
     pub unsealed_tail: u64,
     /// The newest checkpoint's time.
     pub newest_checkpoint: Option<OffsetDateTime>,
+    /// Entries given redacted (another tenant's): their links were checked, not their content.
+    pub redacted: u64,
 }
 
 fn hex_field(v: &Value, field: &str, line: usize) -> anyhow::Result<Vec<u8>> {
@@ -141,18 +144,32 @@ pub fn verify_file<R: BufRead>(
     let mut check = ChainCheck::default();
     let mut hashes_at = std::collections::HashMap::new();
     let mut last_seq = 0;
+    let mut redacted = 0u64;
     for item in lines(open()?) {
         let (n, v) = item?;
         if v["type"].as_str() != Some("entry") {
             continue;
         }
-        let e = entry(&v, n)?;
-        last_seq = e.seq;
-        if !check.push(&e) {
+        let (seq, hash, pushed) = if v["redacted"] == Value::Bool(true) {
+            let seq = v["seq"]
+                .as_i64()
+                .ok_or_else(|| anyhow::anyhow!("ligne {n} : champ « seq » illisible"))?;
+            let prev = hex_field(&v, "prev_hash", n)?;
+            let hash = hex_field(&v, "hash", n)?;
+            redacted += 1;
+            let pushed = check.push_redacted(seq, &prev, &hash);
+            (seq, hash, pushed)
+        } else {
+            let e = entry(&v, n)?;
+            let pushed = check.push(&e);
+            (e.seq, e.hash, pushed)
+        };
+        last_seq = seq;
+        if !pushed {
             break;
         }
-        if wanted.contains(&e.seq) {
-            hashes_at.insert(e.seq, e.hash.clone());
+        if wanted.contains(&seq) {
+            hashes_at.insert(seq, hash);
         }
         if check.checked().is_multiple_of(10_000) {
             progress(check.checked());
@@ -193,6 +210,7 @@ pub fn verify_file<R: BufRead>(
         schema,
         unsealed_tail,
         newest_checkpoint: newest.map(|c| c.at),
+        redacted,
     })
 }
 
@@ -318,6 +336,32 @@ mod tests {
                 .is_some_and(|p| p.contains("signature")),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn redacted_entries_keep_the_chain_verifiable_and_a_broken_link_is_still_found() {
+        let k = key(1);
+        let good = export(10, 10, &k);
+        let redact = |line: &str| {
+            let v: Value = serde_json::from_str(line).expect("json");
+            serde_json::json!({ "type": "entry", "seq": v["seq"], "prev_hash": v["prev_hash"],
+                                "hash": v["hash"], "redacted": true })
+            .to_string()
+        };
+        let mut partial = good.clone();
+        for i in [2, 3, 7] {
+            partial[i] = redact(&partial[i]);
+        }
+        let found = verify(&partial, &k.public()).expect("lu");
+        assert!(found.verification.intact(), "{:?}", found.verification);
+        assert_eq!((found.verification.checked, found.redacted), (10, 3));
+        // A redacted entry whose hash was swapped: the next entry no longer follows it.
+        let mut swapped = partial.clone();
+        let mut v: Value = serde_json::from_str(&swapped[3]).expect("json");
+        v["hash"] = serde_json::json!(hex::encode([9u8; 32]));
+        swapped[3] = v.to_string();
+        let v = verify(&swapped, &k.public()).expect("lu").verification;
+        assert_eq!(v.first_broken, Some(4), "{v:?}");
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 21, "0021_pix_results"),
             migration!("platform", 22, "0022_charter_and_activation"),
             migration!("platform", 23, "0023_training_registered_by_issuer"),
+            migration!("platform", 24, "0024_journal_verifications"),
         ])
     });
 
