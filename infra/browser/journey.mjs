@@ -15,6 +15,11 @@
 //   "enrol"     {link}: the mailed activation link; reads the key shown, types the code the
 //               authenticator would show.
 //   "login"     {email, seed_hex, maildev}: e-mail and code, the mailed link, the button.
+//   "territory" {tenant, structure, hours}: from the account page to the territory space, the
+//               tenant, a structure's page; types new opening hours and saves them.
+//   "audit"     {tenant, kind}: from the account page to the auditor's space, the journal;
+//               filters by a kind of event; starts the verification and follows it to its
+//               outcome.
 // Result: {"pages": [{"url", "status", "violations"}], "steps": [..], "cookies": [[name,
 //          value]], "seen": {..}, "seed_hex", "error"}.
 import crypto from 'node:crypto';
@@ -206,7 +211,56 @@ async function login(page) {
   steps.push('logged-in');
 }
 
-const phases = { referent, issuer, trainer, pix, charter, enrol, login };
+async function territory(page) {
+  const { tenant, structure, hours } = request;
+  let status = await open(page, `${base}/compte`);
+  await check(page, status);
+  status = await activate(page, 'main a[href="/territoire"]');
+  await check(page, status);
+  status = await activate(page, `main a[href="/territoire/collectivites/${tenant}"]`);
+  await check(page, status);
+  const manage = `/territoire/collectivites/${tenant}/structures/${structure}`;
+  status = await activate(page, `main a[href="${manage}"]`);
+  await check(page, status);
+  await tabTo(page, '#opening_hours', TABS);
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type(hours);
+  status = await activate(page, `form[action="${manage}"] button[type=submit]`);
+  expect(status === 200, `enregistrement : ${status}`);
+  seen.saved = await mainText(page);
+  expect(seen.saved.includes('sont enregistrées'), `après l'enregistrement : ${seen.saved.slice(0, 300)}`);
+  await check(page, status);
+  steps.push('saved');
+}
+
+async function audit(page) {
+  const { tenant, kind } = request;
+  let status = await open(page, `${base}/compte`);
+  await check(page, status);
+  status = await activate(page, 'main a[href="/audit"]');
+  await check(page, status);
+  const journal = `/audit/collectivites/${tenant}/journal`;
+  status = await activate(page, `main a[href="${journal}"]`);
+  await check(page, status);
+  await chooseOption(page, '#type', kind, TABS);
+  status = await activate(page, `form[action="${journal}"] button[type=submit]`);
+  expect(status === 200, `filtre : ${status}`);
+  expect(page.url().includes(`type=${kind}`), `filtre non appliqué : ${page.url()}`);
+  await check(page, status);
+  steps.push('filtered');
+  status = await activate(page, `form[action="/audit/collectivites/${tenant}/verification"] button[type=submit]`);
+  await check(page, status);
+  for (let i = 0; i < 100 && (await mainText(page)).includes("Actualiser l'avancement"); i += 1) {
+    await new Promise((r) => setTimeout(r, 200));
+    status = await activate(page, 'main a.fr-btn');
+  }
+  seen.outcome = await mainText(page);
+  expect(seen.outcome.includes('Journal intact'), `vérification : ${seen.outcome.slice(0, 300)}`);
+  await check(page, status);
+  steps.push('verified');
+}
+
+const phases = { referent, issuer, trainer, pix, charter, enrol, login, territory, audit };
 
 const browser = await launch();
 try {

@@ -642,3 +642,82 @@ async fn an_auditor_reads_filters_verifies_and_exports_only_what_their_tenant_ma
         assert!(violations.is_empty(), "{url} : {violations:#?} ({last})");
     }
 }
+
+/// A phase of `journey.mjs` in Chromium; every page it visits passes axe.
+async fn keyboard(
+    app: &TestApp,
+    name: &str,
+    b: &Browser,
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    let mut request = json!({ "phase": name, "base": app.address, "cookies": b.cookies() });
+    if let (Some(into), serde_json::Value::Object(more)) = (request.as_object_mut(), fields) {
+        into.extend(more);
+    }
+    let result = test_support::browser::run("journey.mjs", &request).await;
+    assert!(
+        result["error"].is_null(),
+        "{name} : {} ; étapes : {}",
+        result["error"],
+        result["steps"]
+    );
+    let pages = result["pages"].as_array().expect("pages");
+    assert!(pages.len() >= 4, "{name} : {pages:?}");
+    for p in pages {
+        assert_eq!(p["violations"], json!([]), "{name} : {}", p["url"]);
+    }
+    result
+}
+
+#[tokio::test]
+async fn the_territory_admin_and_the_auditor_work_with_the_keyboard_alone() {
+    let app = spawn_app(&["33"]).await;
+    let bordeaux = commune_tenant(&app, "33063", "Ville de Bordeaux").await;
+    let ccas = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let ada = professional(
+        &app.db.admin,
+        "Ada Aidante",
+        &[(Role::Aidant, Domain::Structure(ccas), Some("33"))],
+    )
+    .await;
+    canary_usager(&app, ccas, ada.id).await;
+    seal_gironde(&app).await;
+    let (_, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
+    let hours = "Lundi, mardi et jeudi, 9 h - 12 h";
+    let saved = keyboard(
+        &app,
+        "territory",
+        &bb,
+        json!({ "tenant": bordeaux, "structure": ccas, "hours": hours }),
+    )
+    .await;
+    assert!(saved["steps"].to_string().contains("saved"));
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) FROM dep_33.structures WHERE opening_hours = '{hours}'")
+        )
+        .await,
+        1
+    );
+    let audrey = professional(
+        &app.db.admin,
+        "Audrey Auditrice",
+        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &audrey, -1).await.status(), 303);
+    let audited = keyboard(
+        &app,
+        "audit",
+        &ab,
+        json!({ "tenant": bordeaux, "kind": "mandate_used" }),
+    )
+    .await;
+    assert!(
+        audited["seen"]["outcome"]
+            .as_str()
+            .is_some_and(|t| t.contains("Journal intact"))
+    );
+}
