@@ -97,6 +97,16 @@ async fn canary_usager(app: &TestApp, structure: Uuid, aidant: Uuid) {
     tx.commit().await.expect("commit");
 }
 
+/// Runs the statistics job now (chains the journal, folds it, publishes the figures).
+async fn refresh_statistics(app: &TestApp) {
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    habilitation_desk::statistics::refresh(&platform)
+        .await
+        .expect("statistiques");
+}
+
 const CANARIES: [&str; 4] = ["ZZCANARI", "Canarienne", "Zéphyrine", "1931"];
 
 fn assert_no_canary(what: &str, text: &str) {
@@ -126,6 +136,7 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
     )
     .await;
     canary_usager(&app, ccas_bordeaux, remi.id).await;
+    refresh_statistics(&app).await;
     let (_, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
     let (_, gb) = admin_of(&app, gironde, "Gaël Gironde").await;
     let (_, lb) = admin_of(&app, landes, "Léa Landes").await;

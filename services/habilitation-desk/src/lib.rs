@@ -41,6 +41,10 @@ pub mod request_pages;
 pub mod requests;
 /// Review of requests and delegations of review.
 pub mod review;
+/// Statistics from aggregates: the job that folds the journal, the national and public figures.
+pub mod statistics;
+/// Statistics pages: open (with CSV and JSON), national, the référent's structure.
+pub mod statistics_pages;
 /// The référent adds a person to habilitate (a new habilitation file).
 pub mod structure_files;
 /// The référent's space: the structure's people, their step and second factor, the tools.
@@ -175,6 +179,17 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(Access::Permission(Action::WaveOpen), waves::create_wave),
             Page::at("/national/vagues/ouvrir")
                 .post(Access::Permission(Action::WaveOpen), waves::open_wave),
+            Page::at("/statistiques").get(Access::Public, statistics_pages::open_page),
+            Page::at("/statistiques.csv").get(Access::Public, statistics_pages::open_csv),
+            Page::at("/statistiques.json").get(Access::Public, statistics_pages::open_json),
+            Page::at("/national/statistiques").get(
+                Access::Permission(Action::StatisticsNational),
+                statistics_pages::national_page,
+            ),
+            Page::at("/structure/statistiques").get(
+                Access::Permission(Action::StructureStatistics),
+                statistics_pages::structure_page,
+            ),
             Page::at("/audit").get(Access::Permission(Action::JournalRead), audit::home),
             Page::at("/audit/collectivites/:id/journal")
                 .get(Access::Permission(Action::JournalRead), audit::journal_page),
@@ -350,6 +365,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             requests::draft_purge(),
             training::reminders(),
             activation::job(),
+            statistics::job(),
         ],
     })
 }

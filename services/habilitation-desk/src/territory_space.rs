@@ -3,7 +3,8 @@
 //! (active or deactivated, with their référents and active aidants), the requests in progress
 //! in its scope, the habilitation and training pipeline of its structures' files, coverage by
 //! commune (habilitated places are public, population from the INSEE reference data), uses of
-//! mandates by month and by démarche category (counts only), and an export of the structures.
+//! mandates by month and by démarche category (counts only, from the aggregates of
+//! [`crate::statistics`], as charts with their figures), and an export of the structures.
 //!
 //! Never usager personal data: every figure here is a count, every name a structure's or a
 //! professional's. Another tenant's pages — another département's, or a sibling commune's — are
@@ -18,6 +19,7 @@ use foundation::auth::session::Professional;
 use foundation::categories;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::web::chart::{self, Chart};
 use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
@@ -30,6 +32,7 @@ use uuid::Uuid;
 
 use crate::pipeline::{self, Stage};
 use crate::requests::{self, Status};
+use crate::statistics;
 use crate::views::{THEME, db_error, nav};
 
 pub(crate) fn not_found() -> poem::Error {
@@ -355,74 +358,54 @@ async fn coverage(
     })
 }
 
-pub struct MonthLine {
-    pub label: String,
-    pub created: i64,
-    pub used: i64,
-}
-
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
-/// Mandates created and used by month (twelve months), uses by category: counts from the
-/// territory's journal for these structures.
-async fn uses(
-    context: &TenantContext,
-    structures: &[Uuid],
-) -> poem::Result<(Vec<MonthLine>, Vec<(&'static str, i64)>)> {
+/// Mandates created and used by month (twelve months), uses by category, people helped: from
+/// the territory's aggregates for these structures, as charts with their figures.
+async fn uses(context: &TenantContext, structures: &[Uuid]) -> poem::Result<Vec<Chart>> {
     let mut tx = context.begin().await.map_err(db_error)?;
-    let months: Vec<(OffsetDateTime, i64, i64)> = sqlx::query_as(
-        "SELECT date_trunc('month', at), count(*) FILTER (WHERE kind = 'mandate_created'),
-                count(*) FILTER (WHERE kind = 'mandate_used')
-         FROM journal WHERE structure_id = ANY($1) AND kind IN ('mandate_created', 'mandate_used')
-               AND at > date_trunc('month', now()) - interval '11 months'
-         GROUP BY 1 ORDER BY 1",
-    )
-    .bind(structures)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    let by_category: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT details::jsonb ->> 'category', count(*) FROM journal
-         WHERE structure_id = ANY($1) AND kind = 'mandate_used'
-               AND at > date_trunc('month', now()) - interval '11 months'
-         GROUP BY 1 ORDER BY 2 DESC",
-    )
-    .bind(structures)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    let months = statistics::twelve(
+        &statistics::months(&mut tx, Some(structures))
+            .await
+            .map_err(db_error)?,
+    );
+    let by_category = statistics::categories(&mut tx, Some(structures))
+        .await
+        .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
-    Ok((
-        months
-            .into_iter()
-            .map(|(m, created, used)| MonthLine {
-                label: format!(
-                    "{} {}",
-                    MONTHS[usize::from(u8::from(m.month())) - 1],
-                    m.year()
-                ),
-                created,
-                used,
-            })
-            .collect(),
-        by_category
-            .into_iter()
-            .filter_map(|(code, n)| Some((categories::by_code(code.as_deref()?)?.label, n)))
-            .collect(),
-    ))
+    if months.iter().all(|m| m.created == 0 && m.used == 0) {
+        return Ok(Vec::new());
+    }
+    let label = |m: &statistics::Month| statistics::month_label(m.month);
+    Ok(vec![
+        chart::bars(
+            "mandats-par-mois",
+            "Mandats créés, par mois",
+            "mandats",
+            &months
+                .iter()
+                .map(|m| (label(m), Some(m.created)))
+                .collect::<Vec<_>>(),
+        ),
+        chart::bars(
+            "demarches-par-mois",
+            "Démarches faites avec un mandat, par mois",
+            "démarches",
+            &months
+                .iter()
+                .map(|m| (label(m), Some(m.used)))
+                .collect::<Vec<_>>(),
+        ),
+        chart::bars(
+            "demarches-par-categorie",
+            "Démarches des douze derniers mois, par catégorie",
+            "démarches",
+            &by_category
+                .iter()
+                .filter_map(|(code, n)| {
+                    Some((categories::by_code(code)?.label.to_owned(), Some(*n)))
+                })
+                .collect::<Vec<_>>(),
+        ),
+    ])
 }
 
 #[derive(Template)]
@@ -472,8 +455,7 @@ struct SpacePage<'a> {
     requests: Vec<(&'static str, usize)>,
     stages: Vec<(&'static str, usize)>,
     coverage: Coverage,
-    months: Vec<MonthLine>,
-    categories: Vec<(&'static str, i64)>,
+    charts: Vec<Chart>,
     can_delegate: bool,
     flash: Option<&'a str>,
 }
@@ -546,7 +528,7 @@ pub async fn dashboard(
         .filter(|(_, n)| *n > 0)
         .collect();
     let ids: Vec<Uuid> = rows.iter().map(|s| s.id).collect();
-    let (months, by_category) = uses(&context, &ids).await?;
+    let charts = uses(&context, &ids).await?;
     let coverage = coverage(&platform, &context, d, scope.as_deref()).await?;
     let can_delegate = platform
         .guard
@@ -565,8 +547,7 @@ pub async fn dashboard(
         requests,
         stages,
         coverage,
-        months,
-        categories: by_category,
+        charts,
         can_delegate,
         flash: match q.message.as_deref() {
             Some("modifiee") => Some("Les informations de la structure sont enregistrées."),

@@ -73,6 +73,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 22, "0022_charter_and_activation"),
             migration!("platform", 23, "0023_training_registered_by_issuer"),
             migration!("platform", 24, "0024_journal_verifications"),
+            migration!("platform", 25, "0025_statistics"),
         ])
     });
 
@@ -91,6 +92,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 10, "0010_habilitation_requests"),
             migration!("departement", 11, "0011_habilitation_withdrawals"),
             migration!("departement", 12, "0012_structure_deactivation"),
+            migration!("departement", 13, "0013_statistics"),
         ])
     });
 

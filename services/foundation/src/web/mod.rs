@@ -1,6 +1,8 @@
 //! The web shell shared by every service: DSFR layout, error pages (HTML for pages, JSON for
 //! `/api`), security headers, DSFR assets and the public information pages.
 
+/// Server-rendered SVG bar charts with their summary and data table.
+pub mod chart;
 pub mod errors;
 pub mod pages;
 pub mod theme;
@@ -28,6 +30,7 @@ pub fn navigation(current: &str) -> Vec<NavItem> {
     [
         ("/", "Accueil"),
         ("/demande", "Habiliter une structure"),
+        ("/statistiques", "Statistiques"),
         ("/accessibilite", "Accessibilité"),
     ]
     .into_iter()

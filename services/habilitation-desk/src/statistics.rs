@@ -1,0 +1,400 @@
+//! Statistics (product.md §11), from aggregates only. The job `statistics_refresh` folds each
+//! territory's sealed journal entries past its watermark into `stats_daily` (creations, uses
+//! by démarche category, revocations, per structure and day) and `stats_people` (each person
+//! helped once per month and structure), moving the watermark in the same transaction: every
+//! entry is counted exactly once, however often the job runs. It then copies the territory's
+//! monthly figures and the state of its habilitation into the platform's small tables, which
+//! the national and public dashboards read — so a dashboard costs the same at 10 M mandates as
+//! at 10.
+//!
+//! Public figures of fewer than [`THRESHOLD`] people are not published (re-identification).
+
+use std::time::Duration;
+
+use foundation::app::Platform;
+use foundation::jobs::Job;
+use foundation::tenancy::{DepartementCode, TenantContext};
+use sqlx::PgConnection;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+/// Below this many people, a public figure is not published.
+pub const THRESHOLD: i64 = 5;
+
+/// Entries folded per transaction.
+const BATCH: i64 = 10_000;
+
+/// A figure as the public may see it: `None` when it counts fewer than [`THRESHOLD`] people
+/// (and is not zero).
+pub fn public(n: i64) -> Option<i64> {
+    (n == 0 || n >= THRESHOLD).then_some(n)
+}
+
+/// Folds the territory's sealed journal entries past the watermark; returns how many.
+pub async fn fold(tenant: &TenantContext) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = tenant.begin().await?;
+        let from: i64 = sqlx::query_scalar("SELECT seq FROM stats_watermark FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let to: Option<i64> = sqlx::query_scalar(
+            "SELECT max(seq) FROM (SELECT seq FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2) s",
+        )
+        .bind(from)
+        .bind(BATCH)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(to) = to else {
+            tx.commit().await?;
+            return Ok(total);
+        };
+        sqlx::query(
+            "INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
+             SELECT (at AT TIME ZONE 'Europe/Paris')::date, structure_id,
+                    CASE WHEN kind = 'mandate_used' THEN coalesce(details::jsonb ->> 'category', '') ELSE '' END,
+                    count(*) FILTER (WHERE kind = 'mandate_created'),
+                    count(*) FILTER (WHERE kind = 'mandate_used'),
+                    count(*) FILTER (WHERE kind = 'mandate_revoked')
+             FROM journal
+             WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL
+               AND kind IN ('mandate_created', 'mandate_used', 'mandate_revoked')
+             GROUP BY 1, 2, 3
+             ON CONFLICT (day, structure_id, category) DO UPDATE SET
+                 created = stats_daily.created + EXCLUDED.created,
+                 used = stats_daily.used + EXCLUDED.used,
+                 revoked = stats_daily.revoked + EXCLUDED.revoked",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO stats_people (month, structure_id, usager_id)
+             SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date, structure_id, usager_id
+             FROM journal
+             WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL AND usager_id IS NOT NULL
+               AND kind IN ('mandate_created', 'mandate_used')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE stats_watermark SET seq = $1")
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        total += u64::try_from(to - from).unwrap_or(0);
+    }
+}
+
+/// One month of figures.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Month {
+    pub month: Date,
+    pub created: i64,
+    pub used: i64,
+    pub revoked: i64,
+    pub people: i64,
+}
+
+/// Monthly figures of some structures (all the territory's with `None`), from the territory's
+/// aggregates, for the twelve months to now.
+pub async fn months(
+    conn: &mut PgConnection,
+    structures: Option<&[Uuid]>,
+) -> Result<Vec<Month>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH m AS (
+             SELECT date_trunc('month', day)::date AS month, sum(created)::bigint AS created,
+                    sum(used)::bigint AS used, sum(revoked)::bigint AS revoked
+             FROM stats_daily
+             WHERE ($1::uuid[] IS NULL OR structure_id = ANY($1))
+               AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+             GROUP BY 1),
+         p AS (
+             SELECT month, count(*)::bigint AS people FROM stats_people
+             WHERE ($1::uuid[] IS NULL OR structure_id = ANY($1))
+               AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+             GROUP BY 1)
+         SELECT coalesce(m.month, p.month) AS month, coalesce(m.created, 0) AS created,
+                coalesce(m.used, 0) AS used, coalesce(m.revoked, 0) AS revoked,
+                coalesce(p.people, 0) AS people
+         FROM m FULL JOIN p ON p.month = m.month ORDER BY 1",
+    )
+    .bind(structures)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Uses by démarche category over the twelve months, most first.
+pub async fn categories(
+    conn: &mut PgConnection,
+    structures: Option<&[Uuid]>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT category, sum(used)::bigint FROM stats_daily
+         WHERE category <> '' AND ($1::uuid[] IS NULL OR structure_id = ANY($1))
+           AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+         GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .bind(structures)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Copies the territory's monthly figures and the state of its habilitation to the platform.
+pub async fn publish(
+    platform: &Platform,
+    tenant: &TenantContext,
+    d: DepartementCode,
+) -> Result<(), sqlx::Error> {
+    let mut tx = tenant.begin().await?;
+    let by_category: Vec<(Date, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT date_trunc('month', day)::date, category, sum(created)::bigint, sum(used)::bigint, sum(revoked)::bigint
+         FROM stats_daily
+         WHERE day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '23 months')::date
+         GROUP BY 1, 2",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let people: Vec<(Date, i64)> = sqlx::query_as(
+        "SELECT month, count(*)::bigint FROM stats_people
+         WHERE month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '23 months')::date
+         GROUP BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let (structures, requests, files): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM structures WHERE active),
+                (SELECT count(*) FROM structure_requests
+                 WHERE status IN ('waiting', 'submitted', 'changes_requested', 'amended')),
+                (SELECT count(*) FROM habilitation_files WHERE state NOT IN ('active', 'withdrawn'))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut ptx = platform.platform_pool().begin().await?;
+    sqlx::query("DELETE FROM platform.stats_territory_months WHERE departement_code = $1")
+        .bind(d.as_str())
+        .execute(&mut *ptx)
+        .await?;
+    for (month, category, created, used, revoked) in &by_category {
+        let people_here = if category.is_empty() {
+            people.iter().find(|p| p.0 == *month).map_or(0, |p| p.1)
+        } else {
+            0
+        };
+        sqlx::query(
+            "INSERT INTO platform.stats_territory_months (departement_code, month, category, created, used, revoked, people)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(d.as_str())
+        .bind(month)
+        .bind(category)
+        .bind(created)
+        .bind(used)
+        .bind(revoked)
+        .bind(people_here)
+        .execute(&mut *ptx)
+        .await?;
+    }
+    // People in a month without a creation or revocation row (uses only).
+    for (month, n) in &people {
+        sqlx::query(
+            "INSERT INTO platform.stats_territory_months (departement_code, month, category, people)
+             VALUES ($1, $2, '', $3)
+             ON CONFLICT (departement_code, month, category) DO UPDATE SET people = EXCLUDED.people",
+        )
+        .bind(d.as_str())
+        .bind(month)
+        .bind(n)
+        .execute(&mut *ptx)
+        .await?;
+    }
+    let aidants: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT a.professional_id) FROM platform.role_assignments a
+         JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.role = 'aidant' AND a.departement_code = $1 AND p.active",
+    )
+    .bind(d.as_str())
+    .fetch_one(&mut *ptx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO platform.stats_territory_snapshots
+             (departement_code, month, structures, aidants, requests_in_progress, files_in_progress)
+         VALUES ($1, date_trunc('month', now() AT TIME ZONE 'Europe/Paris')::date, $2, $3, $4, $5)
+         ON CONFLICT (departement_code, month) DO UPDATE SET structures = EXCLUDED.structures,
+             aidants = EXCLUDED.aidants, requests_in_progress = EXCLUDED.requests_in_progress,
+             files_in_progress = EXCLUDED.files_in_progress",
+    )
+    .bind(d.as_str())
+    .bind(structures)
+    .bind(aidants)
+    .bind(requests)
+    .bind(files)
+    .execute(&mut *ptx)
+    .await?;
+    ptx.commit().await
+}
+
+/// Folds and publishes every served territory.
+pub async fn refresh(platform: &Platform) -> anyhow::Result<u64> {
+    let mut folded = 0;
+    for d in platform.tenancy.served() {
+        let tenant = platform.tenancy.context(d).await?;
+        foundation::journal::seal_from_platform(&platform.tenancy, d).await?;
+        folded += fold(&tenant).await?;
+        publish(platform, &tenant, d).await?;
+    }
+    Ok(folded)
+}
+
+/// The job: every ten minutes.
+pub fn job() -> Job {
+    Job::new(
+        "statistics_refresh",
+        Duration::from_secs(600),
+        |platform: Platform| async move { refresh(&platform).await },
+    )
+}
+
+/// National monthly figures (twelve months to now) from the platform's table, and the figures
+/// per territory over those months.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Territory {
+    pub departement_code: String,
+    pub structures: i64,
+    pub aidants: i64,
+    pub requests_in_progress: i64,
+    pub files_in_progress: i64,
+    pub created: i64,
+    pub used: i64,
+    pub people: i64,
+}
+
+pub async fn national_months(conn: &mut PgConnection) -> Result<Vec<Month>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT month, sum(created)::bigint AS created, sum(used)::bigint AS used,
+                sum(revoked)::bigint AS revoked, sum(people)::bigint AS people
+         FROM platform.stats_territory_months
+         WHERE month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn national_categories(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT category, sum(used)::bigint FROM platform.stats_territory_months
+         WHERE category <> ''
+           AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+         GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn territories(conn: &mut PgConnection) -> Result<Vec<Territory>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH m AS (
+             SELECT departement_code, sum(created)::bigint AS created, sum(used)::bigint AS used,
+                    sum(people)::bigint AS people
+             FROM platform.stats_territory_months
+             WHERE month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+             GROUP BY 1),
+         s AS (
+             SELECT DISTINCT ON (departement_code) departement_code, structures, aidants,
+                    requests_in_progress, files_in_progress
+             FROM platform.stats_territory_snapshots ORDER BY departement_code, month DESC)
+         SELECT coalesce(s.departement_code, m.departement_code) AS departement_code,
+                coalesce(s.structures, 0) AS structures, coalesce(s.aidants, 0) AS aidants,
+                coalesce(s.requests_in_progress, 0) AS requests_in_progress,
+                coalesce(s.files_in_progress, 0) AS files_in_progress,
+                coalesce(m.created, 0) AS created, coalesce(m.used, 0) AS used,
+                coalesce(m.people, 0) AS people
+         FROM s FULL JOIN m ON m.departement_code = s.departement_code
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// `janv. 2026`.
+pub fn month_label(d: Date) -> String {
+    const SHORT: [&str; 12] = [
+        "janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+        "déc.",
+    ];
+    format!(
+        "{} {}",
+        SHORT[usize::from(u8::from(d.month())) - 1],
+        d.year()
+    )
+}
+
+/// The twelve months to now, each with its figures (zero when absent).
+pub fn twelve(months: &[Month]) -> Vec<Month> {
+    let now = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let mut first = Date::from_calendar_date(now.year(), now.month(), 1).unwrap_or(now);
+    for _ in 0..11 {
+        first = first
+            .previous_day()
+            .and_then(|d| Date::from_calendar_date(d.year(), d.month(), 1).ok())
+            .unwrap_or(first);
+    }
+    let mut out = Vec::new();
+    let mut m = first;
+    for _ in 0..12 {
+        out.push(
+            months
+                .iter()
+                .find(|x| x.month == m)
+                .cloned()
+                .unwrap_or(Month {
+                    month: m,
+                    created: 0,
+                    used: 0,
+                    revoked: 0,
+                    people: 0,
+                }),
+        );
+        let next = m
+            .replace_day(28)
+            .ok()
+            .and_then(|d| d.checked_add(time::Duration::days(5)));
+        m = next
+            .and_then(|d| Date::from_calendar_date(d.year(), d.month(), 1).ok())
+            .unwrap_or(m);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_figures_of_people_are_not_published() {
+        assert_eq!(public(0), Some(0));
+        assert_eq!(public(1), None);
+        assert_eq!(public(4), None);
+        assert_eq!(public(5), Some(5));
+        assert_eq!(public(12_000), Some(12_000));
+    }
+
+    #[test]
+    fn twelve_months_end_with_this_one_and_fill_the_gaps() {
+        let months = twelve(&[]);
+        assert_eq!(months.len(), 12);
+        let now = foundation::paris::local(OffsetDateTime::now_utc()).date();
+        assert_eq!(months[11].month.month(), now.month());
+        assert!(months.windows(2).all(|w| w[0].month < w[1].month));
+        assert!(months.iter().all(|m| m.month.day() == 1));
+    }
+}
