@@ -131,6 +131,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"tenant": marker, "url": url}),
             format!("Vous administrez désormais « {marker} »"),
         ),
+        "anomaly_digest" => (
+            json!({"count": "1", "alerts": format!("{marker} — Nombreuses révocations dans la journée"), "url": url}),
+            format!("{marker} — Nombreuses révocations"),
+        ),
         other => panic!("modèle sans exemple : {other}"),
     }
 }

@@ -653,11 +653,13 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
             || r.path.starts_with("/formation/sessions/")
             || r.path.starts_with("/territoire/collectivites/")
             || r.path.starts_with("/audit/collectivites/")
+            || r.path.starts_with("/structure/alertes/")
         {
             // Structure requests (a reviewer of another département, another issuer), training
-            // sessions (another organisation's trainer) and tenants (another département's or a
-            // sibling commune's admin or auditor) are probed by tests/habilitation_requests.rs,
-            // tests/habilitation_training.rs and tests/territories.rs.
+            // sessions (another organisation's trainer), tenants (another département's or a
+            // sibling commune's admin or auditor) and alerts (another structure's référent) are
+            // probed by tests/habilitation_requests.rs, tests/habilitation_training.rs,
+            // tests/territories.rs and tests/statistics.rs.
             continue;
         }
         let kind = id_kind(&r.path).unwrap_or_else(|| {

@@ -7,6 +7,10 @@ pub mod account;
 pub mod accounts;
 /// The aidant's charter and the activation of ready habilitation files.
 pub mod activation;
+/// The alerts' pages: the territory admin's and the référent's; acknowledgement, thresholds.
+pub mod alert_pages;
+/// Anomaly alerts: the rules, the hourly detection, the digest.
+pub mod alerts;
 /// The auditor's space: the territory's journal, its verification and export.
 pub mod audit;
 /// Second-factor enrolment from the activation link.
@@ -190,6 +194,26 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::Permission(Action::StructureStatistics),
                 statistics_pages::structure_page,
             ),
+            Page::at("/territoire/collectivites/:id/alertes").get(
+                Access::Permission(Action::StructureList),
+                alert_pages::territory_page,
+            ),
+            Page::at("/territoire/collectivites/:id/alertes/:alert/prise-en-compte").post(
+                Access::Permission(Action::StructureManage),
+                alert_pages::territory_acknowledge,
+            ),
+            Page::at("/territoire/collectivites/:id/alertes/seuils").post(
+                Access::Permission(Action::StructureManage),
+                alert_pages::territory_settings,
+            ),
+            Page::at("/structure/alertes").get(
+                Access::Permission(Action::AidantList),
+                alert_pages::structure_page,
+            ),
+            Page::at("/structure/alertes/:alert/prise-en-compte").post(
+                Access::Permission(Action::AidantList),
+                alert_pages::structure_acknowledge,
+            ),
             Page::at("/audit").get(Access::Permission(Action::JournalRead), audit::home),
             Page::at("/audit/collectivites/:id/journal")
                 .get(Access::Permission(Action::JournalRead), audit::journal_page),
@@ -366,6 +390,8 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             training::reminders(),
             activation::job(),
             statistics::job(),
+            alerts::job(),
+            alerts::digest_job(),
         ],
     })
 }

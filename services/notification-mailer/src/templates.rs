@@ -112,6 +112,7 @@ const TEMPLATES: &[Template] = &[
     template!("habilitation_opened", ["structure", "next", "url"]),
     template!("aidant_habilitated", ["name", "structure"]),
     template!("territory_admin_delegated", ["tenant", "url"]),
+    template!("anomaly_digest", ["count", "alerts", "url"]),
 ];
 
 const LAYOUT: &str = include_str!("../templates/layout.html");

@@ -66,6 +66,8 @@ pub enum Event {
     StructureDetailsUpdated,
     TerritoryExported,
     TerritoryAdminDelegated,
+    AnomalyDetected,
+    AnomalyAcknowledged,
 }
 
 impl Event {
@@ -103,6 +105,8 @@ impl Event {
             Event::StructureDetailsUpdated => "structure_details_updated",
             Event::TerritoryExported => "territory_exported",
             Event::TerritoryAdminDelegated => "territory_admin_delegated",
+            Event::AnomalyDetected => "anomaly_detected",
+            Event::AnomalyAcknowledged => "anomaly_acknowledged",
         }
     }
 }
@@ -143,6 +147,8 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "structure_details_updated" => "Informations de la structure modifiées",
         "territory_exported" => "Export de la collectivité",
         "territory_admin_delegated" => "Administration de la collectivité déléguée",
+        "anomaly_detected" => "Alerte : activité inhabituelle",
+        "anomaly_acknowledged" => "Alerte prise en compte",
         _ => return None,
     })
 }

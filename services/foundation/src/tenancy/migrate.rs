@@ -74,6 +74,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 23, "0023_training_registered_by_issuer"),
             migration!("platform", 24, "0024_journal_verifications"),
             migration!("platform", 25, "0025_statistics"),
+            migration!("platform", 26, "0026_alert_settings"),
         ])
     });
 
@@ -93,6 +94,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 11, "0011_habilitation_withdrawals"),
             migration!("departement", 12, "0012_structure_deactivation"),
             migration!("departement", 13, "0013_statistics"),
+            migration!("departement", 14, "0014_anomaly_alerts"),
         ])
     });
 
