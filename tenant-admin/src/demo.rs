@@ -69,6 +69,12 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     )
     .await?;
 
+    let merignac = ensure_tenant(
+        pool,
+        TenantKind::Commune(CommuneCode::parse("33281")?),
+        "Ville de Mérignac",
+    )
+    .await?;
     let tenancy = crate::tenancy(pool).await?;
     let tenant = tenancy.context(gironde).await?;
     let structures = [
@@ -104,6 +110,14 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
             "Place de la Cinquième République",
             false,
         ),
+        (
+            merignac,
+            "CCAS de Mérignac",
+            "ccas",
+            "33281",
+            "60 avenue du Maréchal de Lattre de Tassigny",
+            false,
+        ),
     ];
     let mut ids = Vec::new();
     for (tenant_id, name, kind, commune, address, france_services) in structures {
@@ -122,14 +136,15 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
         ids.push(id);
     }
     println!(
-        "territoire de démonstration prêt : Gironde (33), 2 tenants, {} structures",
+        "territoire de démonstration prêt : Gironde (33), 3 tenants (le département, Bordeaux, Mérignac), {} structures",
         structures.len()
     );
     let organisation = demo_training_organisation(pool).await?;
-    demo_accounts(pool, council, &ids, organisation).await?;
+    demo_accounts(pool, council, city, &ids, organisation).await?;
     demo_requests(pool, &tenant).await?;
     demo_training(pool, &tenant, ids[0], organisation).await?;
     demo_mandates(pool, &tenant, ids[0]).await?;
+    demo_history(&tenant, &ids).await?;
     // Chained and signed at once, so that `journal verify` holds before the platform's own
     // checkpoint job has run.
     let tenancy = crate::tenancy(pool).await?;
@@ -657,6 +672,47 @@ async fn demo_requests(
     Ok(())
 }
 
+/// A month of figures for the Bastide and the CCAS of Bordeaux — a steady week-day pattern, a
+/// burst of creations at the Bastide yesterday — so that the charts have a shape and the
+/// hourly anomaly job has something to raise. Aggregates only (`stats_daily`, the rows the
+/// statistics job writes): the journal holds only what really happened. Idempotent.
+async fn demo_history(
+    tenant: &foundation::tenancy::TenantContext,
+    structures: &[Uuid],
+) -> anyhow::Result<()> {
+    let mut tx = tenant.begin().await?;
+    for (structure, scale) in [(structures[0], 3), (structures[1], 1)] {
+        sqlx::query(
+            "INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
+             SELECT d::date, $1, c.code,
+                    CASE WHEN c.code = '' THEN $2 * (1 + (extract(day FROM d)::int % 3)) ELSE 0 END,
+                    CASE WHEN c.code = '' THEN 0 ELSE $2 * (1 + (extract(day FROM d)::int + c.n) % 4) END,
+                    CASE WHEN c.code = '' AND extract(day FROM d)::int % 9 = 0 THEN 1 ELSE 0 END
+             FROM generate_series(current_date - 35, current_date - 2, interval '1 day') d,
+                  (VALUES ('', 0), ('social', 1), ('logement', 2), ('travail', 3), ('argent', 4)) AS c(code, n)
+             WHERE extract(isodow FROM d) < 6
+             ON CONFLICT (day, structure_id, category) DO NOTHING",
+        )
+        .bind(structure)
+        .bind(scale)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
+         VALUES (current_date - 1, $1, '', 40, 0, 0)
+         ON CONFLICT (day, structure_id, category) DO NOTHING",
+    )
+    .bind(structures[0])
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    println!(
+        "historique de démonstration : un mois de chiffres (Bastide, CCAS de Bordeaux) et une rafale de créations hier à la Bastide (alerte)"
+    );
+    Ok(())
+}
+
 /// Usagers and mandates of the France Services Bastide, made by Alice: live, expiring soon,
 /// expired, revoked — so that the list, its filters and a revocation can be walked through.
 /// Identities are invented; their FranceConnect `sub` is marked as demo data.
@@ -836,6 +892,7 @@ async fn demo_mandates(
 async fn demo_accounts(
     pool: &PgPool,
     council: Uuid,
+    city: Uuid,
     structures: &[Uuid],
     organisation: Uuid,
 ) -> anyhow::Result<()> {
@@ -846,7 +903,7 @@ async fn demo_accounts(
     )?;
     let (bastide, ccas) = (structures[0], structures[1]);
     type Grants<'a> = Vec<(Role, Domain, Option<&'a str>)>;
-    let demo: [(&str, &str, Grants); 5] = [
+    let demo: [(&str, &str, Grants); 7] = [
         (
             "alice.aidant@demo.aidantsconnect.test",
             "Alice Aidant",
@@ -877,6 +934,16 @@ async fn demo_accounts(
             "tom.formateur@demo.aidantsconnect.test",
             "Tom Formateur",
             vec![(Role::Trainer, Domain::Organisation(organisation), None)],
+        ),
+        (
+            "bea.bordeaux@demo.aidantsconnect.test",
+            "Béa Bordeaux",
+            vec![(Role::TerritoryAdmin, Domain::Tenant(city), None)],
+        ),
+        (
+            "alix.auditrice@demo.aidantsconnect.test",
+            "Alix Auditrice",
+            vec![(Role::Auditor, Domain::Tenant(council), None)],
         ),
     ];
     println!("comptes de démonstration (adresse e-mail + code TOTP de la clé indiquée) :");

@@ -190,12 +190,16 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         let out = tenant_admin(&db.admin_url, &["demo"]).await;
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    assert_eq!(tenant_count(&db).await, 2);
+    assert_eq!(
+        tenant_count(&db).await,
+        3,
+        "the council, Bordeaux, Mérignac"
+    );
     let structures: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.structures")
         .fetch_one(&db.admin)
         .await
         .expect("count");
-    assert_eq!(structures, 4);
+    assert_eq!(structures, 5);
     let requests: Vec<String> = sqlx::query_scalar(
         "SELECT reference FROM dep_33.structure_requests WHERE status = 'submitted' ORDER BY 1",
     )
@@ -208,8 +212,8 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .await
         .expect("count");
     assert_eq!(
-        professionals, 6,
-        "the five demo accounts and the withdrawn aidant"
+        professionals, 8,
+        "the seven demo accounts and the withdrawn aidant"
     );
     // Training: a past and a coming session, seven files, one per step of the path, each once
     // however many runs.
@@ -254,7 +258,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .fetch_one(&db.admin)
     .await
     .expect("count");
-    assert_eq!(factors, 5);
+    assert_eq!(factors, 7);
     // Six usagers with one mandate each (one revoked), journaled once, chain intact.
     let (usagers, mandates, revoked): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM dep_33.usagers), (SELECT count(*) FROM dep_33.mandates),
@@ -272,6 +276,32 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     assert_eq!(created, 6);
     let out = tenant_admin(&db.admin_url, &["journal", "verify", "--departement", "33"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
+    // A month of figures, and yesterday's burst at the Bastide that the anomaly job raises.
+    let days: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT day) FROM dep_33.stats_daily WHERE day >= current_date - 35",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("jours");
+    assert!(days >= 20, "{days}");
+    let tenancy = test_support::tenancy(db.admin.clone()).await;
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("ctx");
+    let yesterday = time::OffsetDateTime::now_utc()
+        .date()
+        .previous_day()
+        .expect("hier");
+    let found = habilitation_desk::alerts::detect_day(&ctx, &Default::default(), yesterday)
+        .await
+        .expect("détection");
+    assert!(
+        found
+            .iter()
+            .any(|a| a.rule == "creations" && a.figure == 40),
+        "{found:#?}"
+    );
 }
 
 #[tokio::test]
