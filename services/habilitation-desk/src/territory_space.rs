@@ -484,18 +484,15 @@ pub async fn dashboard(
     let summaries = requests::summaries(&mut tx, &[], None, None)
         .await
         .map_err(db_error)?;
-    let mut files = Vec::new();
-    for s in rows.iter() {
-        let f: Vec<pipeline::File> = sqlx::query_as(
-            "SELECT id, first_name, last_name, email, state, professional_id FROM habilitation_files
-             WHERE structure_id = $1",
-        )
-        .bind(s.id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        files.extend(f);
-    }
+    let ids: Vec<Uuid> = rows.iter().map(|s| s.id).collect();
+    let files: Vec<pipeline::File> = sqlx::query_as(
+        "SELECT id, first_name, last_name, email, state, professional_id FROM habilitation_files
+         WHERE structure_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
     let requests = [
         Status::Waiting,
@@ -527,7 +524,6 @@ pub async fn dashboard(
         .map(|s| (s.label(), progress.iter().filter(|p| p.stage == *s).count()))
         .filter(|(_, n)| *n > 0)
         .collect();
-    let ids: Vec<Uuid> = rows.iter().map(|s| s.id).collect();
     let charts = uses(&context, &ids).await?;
     let coverage = coverage(&platform, &context, d, scope.as_deref()).await?;
     let can_delegate = platform
