@@ -325,6 +325,77 @@ pub async fn territories(conn: &mut PgConnection) -> Result<Vec<Territory>, sqlx
     .await
 }
 
+/// The charts every statistics page draws from the same figures: mandates created, uses and
+/// people helped by month, uses by démarche category.
+pub mod charts {
+    use foundation::categories;
+    use foundation::web::chart::{self, Chart};
+
+    use super::{Month, month_label};
+
+    fn by_month(
+        id: &str,
+        title: &str,
+        unit: &str,
+        months: &[Month],
+        f: fn(&Month) -> i64,
+    ) -> Chart {
+        chart::bars(
+            id,
+            title,
+            unit,
+            &months
+                .iter()
+                .map(|m| (month_label(m.month), Some(f(m))))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    pub fn created(months: &[Month]) -> Chart {
+        by_month(
+            "mandats-par-mois",
+            "Mandats créés, par mois",
+            "mandats",
+            months,
+            |m| m.created,
+        )
+    }
+
+    pub fn uses(months: &[Month]) -> Chart {
+        by_month(
+            "demarches-par-mois",
+            "Démarches faites avec un mandat, par mois",
+            "démarches",
+            months,
+            |m| m.used,
+        )
+    }
+
+    pub fn people(months: &[Month]) -> Chart {
+        by_month(
+            "personnes-par-mois",
+            "Personnes accompagnées, par mois",
+            "personnes",
+            months,
+            |m| m.people,
+        )
+    }
+
+    pub fn by_category(uses: &[(String, i64)]) -> Chart {
+        chart::bars(
+            "demarches-par-categorie",
+            "Démarches des douze derniers mois, par catégorie",
+            "démarches",
+            &uses
+                .iter()
+                .filter_map(|(code, n)| {
+                    Some((categories::by_code(code)?.label.to_owned(), Some(*n)))
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
 /// `janv. 2026`.
 pub fn month_label(d: Date) -> String {
     const SHORT: [&str; 12] = [

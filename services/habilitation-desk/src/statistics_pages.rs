@@ -14,7 +14,7 @@ use foundation::auth::guard;
 use foundation::auth::session::Professional;
 use foundation::categories;
 use foundation::tenancy::DepartementCode;
-use foundation::web::chart::{self, Chart, french_number};
+use foundation::web::chart::{Chart, french_number};
 use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::Data;
@@ -22,7 +22,7 @@ use poem::{Response, handler};
 use policies::Action;
 use serde_json::json;
 
-use crate::statistics::{self, Month, Territory, public};
+use crate::statistics::{self, Month, Territory, charts, public};
 use crate::views::{THEME, db_error, nav};
 
 /// A figure as shown: a number, or « moins de 5 ».
@@ -127,33 +127,6 @@ fn departement_name(code: &str) -> String {
 
 async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
     let f = figures(platform, !national).await?;
-    let months_chart = chart::bars(
-        "demarches-par-mois",
-        "Démarches faites avec un mandat, par mois",
-        "démarches",
-        &f.months
-            .iter()
-            .map(|m| (statistics::month_label(m.month), Some(m.used)))
-            .collect::<Vec<_>>(),
-    );
-    let created_chart = chart::bars(
-        "mandats-par-mois",
-        "Mandats créés, par mois",
-        "mandats",
-        &f.months
-            .iter()
-            .map(|m| (statistics::month_label(m.month), Some(m.created)))
-            .collect::<Vec<_>>(),
-    );
-    let categories_chart = chart::bars(
-        "demarches-par-categorie",
-        "Démarches des douze derniers mois, par catégorie",
-        "démarches",
-        &f.categories
-            .iter()
-            .filter_map(|(code, n)| Some((categories::by_code(code)?.label.to_owned(), Some(*n))))
-            .collect::<Vec<_>>(),
-    );
     let sum = |i: usize| -> i64 { f.territories.iter().filter_map(|t| t.1[i]).sum() };
     let mut totals = vec![
         ("Structures habilitées", french_number(sum(0))),
@@ -184,7 +157,11 @@ async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
         }),
         national,
         totals,
-        charts: vec![months_chart, created_chart, categories_chart],
+        charts: vec![
+            charts::uses(&f.months),
+            charts::created(&f.months),
+            charts::by_category(&f.categories),
+        ],
         territories: f
             .territories
             .iter()
@@ -357,7 +334,6 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> poem
     .fetch_one(platform.platform_pool())
     .await
     .map_err(db_error)?;
-    let label = |m: &Month| statistics::month_label(m.month);
     html(&StructurePage {
         theme: THEME,
         nav: nav("/structure"),
@@ -375,35 +351,9 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> poem
             ),
         ],
         charts: vec![
-            chart::bars(
-                "personnes-par-mois",
-                "Personnes accompagnées, par mois",
-                "personnes",
-                &months
-                    .iter()
-                    .map(|m| (label(m), Some(m.people)))
-                    .collect::<Vec<_>>(),
-            ),
-            chart::bars(
-                "demarches-par-mois",
-                "Démarches faites avec un mandat, par mois",
-                "démarches",
-                &months
-                    .iter()
-                    .map(|m| (label(m), Some(m.used)))
-                    .collect::<Vec<_>>(),
-            ),
-            chart::bars(
-                "demarches-par-categorie",
-                "Démarches des douze derniers mois, par catégorie",
-                "démarches",
-                &by_category
-                    .iter()
-                    .filter_map(|(code, n)| {
-                        Some((categories::by_code(code)?.label.to_owned(), Some(*n)))
-                    })
-                    .collect::<Vec<_>>(),
-            ),
+            charts::people(&months),
+            charts::uses(&months),
+            charts::by_category(&by_category),
         ],
     })
 }

@@ -75,10 +75,12 @@ fn factor_text(kind: Option<&str>, serial: Option<&str>, blocked: Option<bool>) 
 #[handler]
 pub async fn page(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
     let structure = guard::require_in_current_structure(&platform, &me, Action::AidantList).await?;
-    guard::require_active_structure(&platform, structure).await?;
-    let (name, _, files) = pipeline::structure_files(&platform, structure)
+    let (name, active, files) = pipeline::structure_files(&platform, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+    if !active {
+        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+    }
     let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
     let progress = pipeline::progress(&mut conn, files)
         .await

@@ -16,10 +16,9 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::session::Professional;
-use foundation::categories;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantContext};
-use foundation::web::chart::{self, Chart};
+use foundation::web::chart::Chart;
 use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
@@ -374,37 +373,10 @@ async fn uses(context: &TenantContext, structures: &[Uuid]) -> poem::Result<Vec<
     if months.iter().all(|m| m.created == 0 && m.used == 0) {
         return Ok(Vec::new());
     }
-    let label = |m: &statistics::Month| statistics::month_label(m.month);
     Ok(vec![
-        chart::bars(
-            "mandats-par-mois",
-            "Mandats créés, par mois",
-            "mandats",
-            &months
-                .iter()
-                .map(|m| (label(m), Some(m.created)))
-                .collect::<Vec<_>>(),
-        ),
-        chart::bars(
-            "demarches-par-mois",
-            "Démarches faites avec un mandat, par mois",
-            "démarches",
-            &months
-                .iter()
-                .map(|m| (label(m), Some(m.used)))
-                .collect::<Vec<_>>(),
-        ),
-        chart::bars(
-            "demarches-par-categorie",
-            "Démarches des douze derniers mois, par catégorie",
-            "démarches",
-            &by_category
-                .iter()
-                .filter_map(|(code, n)| {
-                    Some((categories::by_code(code)?.label.to_owned(), Some(*n)))
-                })
-                .collect::<Vec<_>>(),
-        ),
+        statistics::charts::created(&months),
+        statistics::charts::uses(&months),
+        statistics::charts::by_category(&by_category),
     ])
 }
 
