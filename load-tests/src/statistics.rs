@@ -4,7 +4,7 @@
 //! - the aggregates as 10,000,000 mandates over a year leave them: the platform's monthly
 //!   table for the 101 départements (24 months × 11 categories), and, for the département
 //!   measured, 1,000 structures with a year of daily rows (creations, uses in four categories)
-//!   and 1,000,000 people-months;
+//!   and 1,000,000 people-months, and the council's monthly table the job keeps from them;
 //! - over HTTP with real sessions: the open page, the national page, a département council's
 //!   territory space (1,000 structures) and a référent's structure page;
 //! - the fold of the journal into the aggregates (the job), on 1,000,000 entries: entries per
@@ -159,8 +159,12 @@ async fn main() -> anyhow::Result<()> {
     )))
     .execute(&db.admin)
     .await?;
+    // The council's monthly table, as the job keeps it in step with the daily rows.
+    let mut tx = ctx.begin().await?;
+    habilitation_desk::statistics::rebuild_tenant_months(&mut tx).await?;
+    tx.commit().await?;
     sqlx::raw_sql(
-        "VACUUM ANALYZE dep_33.stats_daily, dep_33.stats_people, dep_33.structures,
+        "VACUUM ANALYZE dep_33.stats_daily, dep_33.stats_people, dep_33.structures, dep_33.stats_tenant_months,
                         platform.stats_territory_months, platform.stats_territory_snapshots",
     )
     .execute(&db.admin)

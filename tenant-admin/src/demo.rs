@@ -674,8 +674,8 @@ async fn demo_requests(
 
 /// A month of figures for the Bastide and the CCAS of Bordeaux — a steady week-day pattern, a
 /// burst of creations at the Bastide yesterday — so that the charts have a shape and the
-/// hourly anomaly job has something to raise. Aggregates only (`stats_daily`, the rows the
-/// statistics job writes): the journal holds only what really happened. Idempotent.
+/// hourly anomaly job has something to raise. Aggregates only (`stats_daily` and the tenants'
+/// monthly table, the rows the statistics job writes): the journal holds only what really happened. Idempotent.
 async fn demo_history(
     tenant: &foundation::tenancy::TenantContext,
     structures: &[Uuid],
@@ -706,6 +706,7 @@ async fn demo_history(
     .bind(structures[0])
     .execute(&mut *tx)
     .await?;
+    habilitation_desk::statistics::rebuild_tenant_months(&mut tx).await?;
     tx.commit().await?;
     println!(
         "historique de démonstration : un mois de chiffres (Bastide, CCAS de Bordeaux) et une rafale de créations hier à la Bastide (alerte)"

@@ -284,6 +284,15 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .await
     .expect("jours");
     assert!(days >= 20, "{days}");
+    // The territory spaces read the same month from the tenants' table.
+    let (daily, monthly): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT sum(used)::bigint FROM dep_33.stats_daily),
+                (SELECT sum(used)::bigint FROM dep_33.stats_tenant_months)",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("mois");
+    assert!(daily > 0 && daily == monthly, "{daily} {monthly}");
     let tenancy = test_support::tenancy(db.admin.clone()).await;
     let ctx = tenancy
         .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))

@@ -162,12 +162,32 @@ async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_
         scalar(&app, "SELECT sum(people)::bigint FROM platform.stats_territory_months WHERE departement_code = '40'").await,
         2
     );
+    // The council's monthly table says the same as its structure's daily rows.
+    assert_eq!(
+        scalar(
+            &app,
+            &format!(
+                "SELECT sum(created)::bigint * 10000 + sum(used)::bigint * 100 + sum(people)::bigint
+                 FROM dep_33.stats_tenant_months WHERE tenant_id = '{gironde}'"
+            )
+        )
+        .await,
+        61806
+    );
     // More acts: the next run adds only them.
     people(&app, "33", cenon, rita.id, 1, &["argent"]).await;
     refresh(&app).await;
     assert_eq!(
         scalar(&app, "SELECT sum(used)::bigint FROM dep_33.stats_daily").await,
         19
+    );
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT sum(used)::bigint * 100 + sum(people)::bigint FROM dep_33.stats_tenant_months"
+        )
+        .await,
+        1907
     );
 
     // The open page: no login; Gironde's figures; Landes' people withheld and left out of

@@ -154,6 +154,19 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
         assert!(!dashboard.contains(other), "{other} visible de Bordeaux");
     }
     assert!(dashboard.contains("Social - Santé") && dashboard.contains("Logement"));
+    assert!(dashboard.contains("Personnes accompagnées, par mois"));
+    // The tenant's monthly figures: Bordeaux's one mandate, three uses, one person; nothing
+    // for Pessac or the council.
+    let tenant_figures = |t: Uuid| {
+        format!(
+            "SELECT coalesce(sum(created), 0)::bigint * 10000 + coalesce(sum(used), 0)::bigint * 100
+                    + coalesce(sum(people), 0)::bigint
+             FROM dep_33.stats_tenant_months WHERE tenant_id = '{t}'"
+        )
+    };
+    assert_eq!(count(&app, &tenant_figures(bordeaux)).await, 10301);
+    assert_eq!(count(&app, &tenant_figures(pessac)).await, 0);
+    assert_eq!(count(&app, &tenant_figures(gironde)).await, 0);
     assert!(dashboard.contains("Bordeaux") && dashboard.contains("33063"));
     assert_no_canary("l'espace de Bordeaux", &dashboard);
     let resp = post_form(&bb, &app, &space, &format!("{space}/structures.csv"), &[]).await;
@@ -228,6 +241,8 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
     assert_eq!(status, 200);
     assert!(council_page.contains("Maison des solidarités de Mérignac"));
     assert!(!council_page.contains("CCAS de Bordeaux") && !council_page.contains("CCAS de Pessac"));
+    // Nor their uses.
+    assert!(council_page.contains("Aucun mandat créé ni utilisé ces douze derniers mois"));
     assert_no_canary("l'espace du département", &council_page);
     assert_eq!(gb.get(&app.url(&space)).await.status(), 404);
     // The Landes admin: nothing of Gironde.

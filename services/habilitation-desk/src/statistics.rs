@@ -1,7 +1,8 @@
 //! Statistics (product.md §11), from aggregates only. The job `statistics_refresh` folds each
 //! territory's sealed journal entries past its watermark into `stats_daily` (creations, uses
 //! by démarche category, revocations, per structure and day) and `stats_people` (each person
-//! helped once per month and structure), moving the watermark in the same transaction: every
+//! helped once per month and structure) and, per tenant, `stats_tenant_months` (what the
+//! territory admin's space reads), moving the watermark in the same transaction: every
 //! entry is counted exactly once, however often the job runs. It then copies the territory's
 //! monthly figures and the state of its habilitation into the platform's small tables, which
 //! the national and public dashboards read — so a dashboard costs the same at 10 M mandates as
@@ -70,12 +71,41 @@ pub async fn fold(tenant: &TenantContext) -> Result<u64, sqlx::Error> {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO stats_people (month, structure_id, usager_id)
-             SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date, structure_id, usager_id
-             FROM journal
-             WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL AND usager_id IS NOT NULL
-               AND kind IN ('mandate_created', 'mandate_used')
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO stats_tenant_months (tenant_id, month, category, created, used, revoked)
+             SELECT s.tenant_id, date_trunc('month', j.at AT TIME ZONE 'Europe/Paris')::date,
+                    CASE WHEN j.kind = 'mandate_used' THEN coalesce(j.details::jsonb ->> 'category', '') ELSE '' END,
+                    count(*) FILTER (WHERE j.kind = 'mandate_created'),
+                    count(*) FILTER (WHERE j.kind = 'mandate_used'),
+                    count(*) FILTER (WHERE j.kind = 'mandate_revoked')
+             FROM journal j JOIN structures s ON s.id = j.structure_id
+             WHERE j.seq > $1 AND j.seq <= $2
+               AND j.kind IN ('mandate_created', 'mandate_used', 'mandate_revoked')
+             GROUP BY 1, 2, 3
+             ON CONFLICT (tenant_id, month, category) DO UPDATE SET
+                 created = stats_tenant_months.created + EXCLUDED.created,
+                 used = stats_tenant_months.used + EXCLUDED.used,
+                 revoked = stats_tenant_months.revoked + EXCLUDED.revoked",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        // The people new to a month and structure, counted into their tenant's month too.
+        sqlx::query(
+            "WITH new AS (
+                 INSERT INTO stats_people (month, structure_id, usager_id)
+                 SELECT DISTINCT date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date, structure_id, usager_id
+                 FROM journal
+                 WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL AND usager_id IS NOT NULL
+                   AND kind IN ('mandate_created', 'mandate_used')
+                 ON CONFLICT DO NOTHING
+                 RETURNING month, structure_id)
+             INSERT INTO stats_tenant_months (tenant_id, month, category, people)
+             SELECT s.tenant_id, new.month, '', count(*)
+             FROM new JOIN structures s ON s.id = new.structure_id
+             GROUP BY 1, 2
+             ON CONFLICT (tenant_id, month, category) DO UPDATE SET
+                 people = stats_tenant_months.people + EXCLUDED.people",
         )
         .bind(from)
         .bind(to)
@@ -90,6 +120,30 @@ pub async fn fold(tenant: &TenantContext) -> Result<u64, sqlx::Error> {
     }
 }
 
+/// Recomputes the tenants' monthly table from the daily rows and people of the territory (what
+/// the fold keeps in step): for aggregates written other than by the fold — the demo's history,
+/// a benchmark's seeded volume — or to repair. Idempotent. Call it in a transaction: it takes
+/// the watermark's lock, so a fold running meanwhile waits for it.
+pub async fn rebuild_tenant_months(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "SELECT seq FROM stats_watermark FOR UPDATE;
+         DELETE FROM stats_tenant_months;
+         INSERT INTO stats_tenant_months (tenant_id, month, category, created, used, revoked)
+         SELECT s.tenant_id, date_trunc('month', d.day)::date, d.category,
+                sum(d.created), sum(d.used), sum(d.revoked)
+         FROM stats_daily d JOIN structures s ON s.id = d.structure_id
+         GROUP BY 1, 2, 3;
+         INSERT INTO stats_tenant_months (tenant_id, month, category, people)
+         SELECT s.tenant_id, p.month, '', count(*)
+         FROM stats_people p JOIN structures s ON s.id = p.structure_id
+         GROUP BY 1, 2
+         ON CONFLICT (tenant_id, month, category) DO UPDATE SET people = EXCLUDED.people;",
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// One month of figures.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Month {
@@ -100,49 +154,77 @@ pub struct Month {
     pub people: i64,
 }
 
-/// Monthly figures of some structures (all the territory's with `None`), from the territory's
-/// aggregates, for the twelve months to now.
-pub async fn months(
-    conn: &mut PgConnection,
-    structures: Option<&[Uuid]>,
-) -> Result<Vec<Month>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH m AS (
-             SELECT date_trunc('month', day)::date AS month, sum(created)::bigint AS created,
-                    sum(used)::bigint AS used, sum(revoked)::bigint AS revoked
-             FROM stats_daily
-             WHERE ($1::uuid[] IS NULL OR structure_id = ANY($1))
-               AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
-             GROUP BY 1),
-         p AS (
-             SELECT month, count(*)::bigint AS people FROM stats_people
-             WHERE ($1::uuid[] IS NULL OR structure_id = ANY($1))
-               AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
-             GROUP BY 1)
-         SELECT coalesce(m.month, p.month) AS month, coalesce(m.created, 0) AS created,
-                coalesce(m.used, 0) AS used, coalesce(m.revoked, 0) AS revoked,
-                coalesce(p.people, 0) AS people
-         FROM m FULL JOIN p ON p.month = m.month ORDER BY 1",
-    )
-    .bind(structures)
-    .fetch_all(&mut *conn)
-    .await
+/// Whose figures: one tenant's structures (from its monthly table) or one structure's.
+#[derive(Debug, Clone, Copy)]
+pub enum Of {
+    Tenant(Uuid),
+    Structure(Uuid),
+}
+
+/// Monthly figures for the twelve months to now, from the territory's aggregates.
+pub async fn months(conn: &mut PgConnection, of: Of) -> Result<Vec<Month>, sqlx::Error> {
+    match of {
+        Of::Tenant(tenant) => {
+            sqlx::query_as(
+                "SELECT month, sum(created)::bigint AS created, sum(used)::bigint AS used,
+                        sum(revoked)::bigint AS revoked, sum(people)::bigint AS people
+                 FROM stats_tenant_months
+                 WHERE tenant_id = $1
+                   AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+                 GROUP BY 1 ORDER BY 1",
+            )
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await
+        }
+        Of::Structure(structure) => {
+            sqlx::query_as(
+                "WITH m AS (
+                     SELECT date_trunc('month', day)::date AS month, sum(created)::bigint AS created,
+                            sum(used)::bigint AS used, sum(revoked)::bigint AS revoked
+                     FROM stats_daily
+                     WHERE structure_id = $1
+                       AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+                     GROUP BY 1),
+                 p AS (
+                     SELECT month, count(*)::bigint AS people FROM stats_people
+                     WHERE structure_id = $1
+                       AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+                     GROUP BY 1)
+                 SELECT coalesce(m.month, p.month) AS month, coalesce(m.created, 0) AS created,
+                        coalesce(m.used, 0) AS used, coalesce(m.revoked, 0) AS revoked,
+                        coalesce(p.people, 0) AS people
+                 FROM m FULL JOIN p ON p.month = m.month ORDER BY 1",
+            )
+            .bind(structure)
+            .fetch_all(&mut *conn)
+            .await
+        }
+    }
 }
 
 /// Uses by démarche category over the twelve months, most first.
 pub async fn categories(
     conn: &mut PgConnection,
-    structures: Option<&[Uuid]>,
+    of: Of,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT category, sum(used)::bigint FROM stats_daily
-         WHERE category <> '' AND ($1::uuid[] IS NULL OR structure_id = ANY($1))
-           AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
-         GROUP BY 1 ORDER BY 2 DESC, 1",
-    )
-    .bind(structures)
-    .fetch_all(&mut *conn)
-    .await
+    let query = match of {
+        Of::Tenant(id) => sqlx::query_as(
+            "SELECT category, sum(used)::bigint FROM stats_tenant_months
+             WHERE category <> '' AND tenant_id = $1
+               AND month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(id),
+        Of::Structure(id) => sqlx::query_as(
+            "SELECT category, sum(used)::bigint FROM stats_daily
+             WHERE category <> '' AND structure_id = $1
+               AND day >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')::date
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(id),
+    };
+    query.fetch_all(&mut *conn).await
 }
 
 /// Copies the territory's monthly figures and the state of its habilitation to the platform.

@@ -309,13 +309,12 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> poem
         .await
         .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
     let mut tx = tenant.begin().await.map_err(db_error)?;
-    let ids = [structure];
     let months = statistics::twelve(
-        &statistics::months(&mut tx, Some(&ids))
+        &statistics::months(&mut tx, statistics::Of::Structure(structure))
             .await
             .map_err(db_error)?,
     );
-    let by_category = statistics::categories(&mut tx, Some(&ids))
+    let by_category = statistics::categories(&mut tx, statistics::Of::Structure(structure))
         .await
         .map_err(db_error)?;
     let live: i64 = sqlx::query_scalar(

@@ -358,15 +358,12 @@ async fn coverage(
 }
 
 /// Mandates created and used by month (twelve months), uses by category, people helped: from
-/// the territory's aggregates for these structures, as charts with their figures.
-async fn uses(context: &TenantContext, structures: &[Uuid]) -> poem::Result<Vec<Chart>> {
+/// the tenant's monthly aggregates, as charts with their figures.
+async fn uses(context: &TenantContext, tenant: Uuid) -> poem::Result<Vec<Chart>> {
+    let of = statistics::Of::Tenant(tenant);
     let mut tx = context.begin().await.map_err(db_error)?;
-    let months = statistics::twelve(
-        &statistics::months(&mut tx, Some(structures))
-            .await
-            .map_err(db_error)?,
-    );
-    let by_category = statistics::categories(&mut tx, Some(structures))
+    let months = statistics::twelve(&statistics::months(&mut tx, of).await.map_err(db_error)?);
+    let by_category = statistics::categories(&mut tx, of)
         .await
         .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
@@ -376,6 +373,7 @@ async fn uses(context: &TenantContext, structures: &[Uuid]) -> poem::Result<Vec<
     Ok(vec![
         statistics::charts::created(&months),
         statistics::charts::uses(&months),
+        statistics::charts::people(&months),
         statistics::charts::by_category(&by_category),
     ])
 }
@@ -496,7 +494,7 @@ pub async fn dashboard(
         .map(|s| (s.label(), progress.iter().filter(|p| p.stage == *s).count()))
         .filter(|(_, n)| *n > 0)
         .collect();
-    let charts = uses(&context, &ids).await?;
+    let charts = uses(&context, tenant.id).await?;
     let coverage = coverage(&platform, &context, d, scope.as_deref()).await?;
     let can_delegate = platform
         .guard

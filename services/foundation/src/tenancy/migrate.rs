@@ -95,6 +95,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 12, "0012_structure_deactivation"),
             migration!("departement", 13, "0013_statistics"),
             migration!("departement", 14, "0014_anomaly_alerts"),
+            migration!("departement", 15, "0015_statistics_by_tenant"),
         ])
     });
 
