@@ -447,7 +447,7 @@ async fn the_digest_waits_for_every_territory_and_for_someone_to_tell() {
         .await
         .expect_err("reporté");
     assert!(
-        err.to_string().contains("territoires non servis 34"),
+        err.to_string().contains("territories not served: 34"),
         "{err}"
     );
     assert_eq!(digests().await, 0);

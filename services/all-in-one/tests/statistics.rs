@@ -232,6 +232,15 @@ async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_
         .expect("Landes")
         .clone();
     assert_eq!(landes_json["people_helped"], Value::Null);
+    assert_eq!(landes_json["mandates_live"], Value::Null);
+    let gironde_json = body["territories"]
+        .as_array()
+        .expect("territoires")
+        .iter()
+        .find(|t| t["departement"] == "33")
+        .expect("Gironde")
+        .clone();
+    assert_eq!(gironde_json["mandates_live"], 7);
     assert_eq!(landes_json["mandates_created"], Value::Null);
     assert_eq!(body["threshold"], 5);
     assert!(!body.to_string().contains("ZZCANARI"));
@@ -254,6 +263,10 @@ async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_
         "{national}"
     );
     assert!(!national.contains("moins de 5"));
+    assert!(
+        national.contains("Mandats en cours : <strong>9</strong>"),
+        "{national}"
+    );
     // Not for a référent; the référent's own structure instead.
     let rb = browser(&app.address);
     assert_eq!(log_in(&rb, &app, &rita, -1).await.status(), 303);

@@ -155,6 +155,7 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
     }
     assert!(dashboard.contains("Social - Santé") && dashboard.contains("Logement"));
     assert!(dashboard.contains("Personnes accompagnées, par mois"));
+    assert!(dashboard.contains("Mandats en cours : <strong>1</strong>"));
     // The tenant's monthly figures: Bordeaux's one mandate, three uses, one person; nothing
     // for Pessac or the council.
     let tenant_figures = |t: Uuid| {

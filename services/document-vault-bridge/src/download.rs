@@ -3,6 +3,7 @@
 
 use foundation::app::Platform;
 use foundation::tenancy::DepartementCode;
+use foundation::web::PageResult;
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Path, Query};
 use poem::{Response, handler};
@@ -34,7 +35,7 @@ pub async fn download(
     vault: Data<&Vault>,
     Path((departement, id)): Path<(String, String)>,
     Query(q): Query<LinkQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let fail = |e: VaultError| poem::Error::from_status(status(&e));
     let departement =
         DepartementCode::parse(&departement).map_err(|_| fail(VaultError::NotFound))?;

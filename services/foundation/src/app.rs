@@ -359,7 +359,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("arrêt demandé");
+    tracing::info!("shutdown requested");
 }
 
 /// Binds `host:port` (0: a free port) and returns the acceptor with its actual port.

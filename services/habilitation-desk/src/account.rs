@@ -6,6 +6,7 @@ use foundation::auth::session::Professional;
 use foundation::auth::{csrf, factors};
 use foundation::tenancy::DepartementCode;
 use foundation::web::html;
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -15,9 +16,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{
-    AccountPage, CodePage, StructureChoice, THEME, db_error, nav, role_label, safe_next,
-};
+use crate::views::{AccountPage, CodePage, StructureChoice, THEME, nav, role_label, safe_next};
 
 /// The structures where the professional holds a role: (structure, département, roles).
 async fn structures_of(
@@ -71,9 +70,9 @@ pub async fn page(
     req: &Request,
     platform: Data<&Platform>,
     me: Professional,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let mut structures = Vec::new();
-    for (id, departement, roles) in structures_of(&platform, me.id).await.map_err(db_error)? {
+    for (id, departement, roles) in structures_of(&platform, me.id).await? {
         structures.push(StructureChoice {
             id: id.to_string(),
             name: structure_name(&platform, id, &departement).await,
@@ -90,8 +89,7 @@ pub async fn page(
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?
+    .await?
     .iter()
     .map(|r| role_label(r).to_owned())
     .collect();
@@ -100,8 +98,7 @@ pub async fn page(
     )
     .bind(me.id)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let factor = match factor.as_deref() {
         Some("card") => "Carte d'authentification (TOTP) active.",
         Some(_) => "Application d'authentification active.",
@@ -126,8 +123,7 @@ pub async fn page(
     )
     .bind(me.id)
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let can_review = delegated
         || platform
             .guard
@@ -142,15 +138,13 @@ pub async fn page(
     )
     .bind(me.id)
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let audits: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND role = 'auditor')",
     )
     .bind(me.id)
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     html(&AccountPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -179,27 +173,25 @@ pub async fn switch_structure(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<SwitchForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let wanted = f.structure.as_deref().and_then(|s| Uuid::parse_str(s).ok());
     let allowed = match wanted {
         Some(id) => structures_of(&platform, me.id)
-            .await
-            .map_err(db_error)?
+            .await?
             .iter()
             .any(|(s, _, _)| *s == id),
         None => false,
     };
     // Another structure's id, or nonsense: the same answer as for a missing page.
     let Some(id) = wanted.filter(|_| allowed) else {
-        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+        return Err(PageError::not_found());
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     sqlx::query("UPDATE platform.sessions SET current_structure = $2 WHERE id_hash = $1")
         .bind(&me.session_hash)
         .bind(id)
         .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
     journal::append(
         &mut tx,
         SecurityEvent::StructureSwitched,
@@ -207,9 +199,8 @@ pub async fn switch_structure(
         Some(me.id),
         json!({ "structure": id }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/compte").into_response())
 }
 
@@ -223,7 +214,7 @@ fn recheck_page(
     platform: &Platform,
     next: String,
     error: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&CodePage {
         theme: THEME,
         nav: nav("/compte"),
@@ -242,7 +233,7 @@ pub async fn recheck_form(
     platform: Data<&Platform>,
     _me: Professional,
     Query(q): Query<NextQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     recheck_page(req, &platform, safe_next(q.suite.as_deref()), None)
 }
 
@@ -258,9 +249,9 @@ pub async fn recheck(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<CodeForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let next = safe_next(f.suite.as_deref());
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let now = OffsetDateTime::now_utc();
     match factors::check_code(
         &mut tx,
@@ -277,8 +268,7 @@ pub async fn recheck(
                 .bind(&me.session_hash)
                 .bind(now)
                 .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
+                .await?;
             journal::append(
                 &mut tx,
                 SecurityEvent::ActivityRechecked,
@@ -286,13 +276,12 @@ pub async fn recheck(
                 Some(me.id),
                 json!({}),
             )
-            .await
-            .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            .await?;
+            tx.commit().await?;
             Ok(Redirect::see_other(next).into_response())
         }
         Err(_) => {
-            tx.commit().await.map_err(db_error)?;
+            tx.commit().await?;
             let mut resp = recheck_page(
                 req,
                 &platform,

@@ -15,6 +15,7 @@
 //! journal) follows, and the job `activate_ready_files` completes both steps for files that
 //! became ready without a page (a Pix import from the CLI, say).
 
+use foundation::web::PageResult;
 use std::time::Duration;
 
 use askama::Template;
@@ -38,7 +39,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::accounts;
-use crate::views::{MessagePage, THEME, db_error, nav, safe_next};
+use crate::views::{MessagePage, THEME, nav, safe_next};
 
 /// How long a charter link stays valid.
 pub const LINK_DAYS: i32 = 7;
@@ -342,7 +343,7 @@ pub struct LinkQuery {
     jeton: Option<String>,
 }
 
-fn invalid_link() -> poem::Result<Response> {
+fn invalid_link() -> PageResult<Response> {
     crate::views::message_page(
         StatusCode::BAD_REQUEST,
         "/charte",
@@ -361,19 +362,18 @@ pub async fn link_page(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<LinkQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let Some(token) = q.jeton.filter(|t| !t.is_empty() && t.len() < 200) else {
         return invalid_link();
     };
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
     let body: Option<(String, String)> = sqlx::query_as(
         "SELECT v.version, v.body FROM platform.charter_links l JOIN platform.charter_versions v ON v.version = l.version
          WHERE l.token_hash = $1 AND l.consumed_at IS NULL AND l.expires_at > now()",
     )
     .bind(token_hash(&token))
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some((version, body)) = body else {
         return invalid_link();
     };
@@ -403,24 +403,23 @@ pub struct AcceptForm {
 pub async fn accept_link(
     platform: Data<&Platform>,
     Form(f): Form<AcceptForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     if f.jeton.is_empty() || f.jeton.len() >= 200 {
         return invalid_link();
     }
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let row: Option<(String, String)> = sqlx::query_as(
         "UPDATE platform.charter_links SET consumed_at = now()
          WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > now() RETURNING email, version",
     )
     .bind(token_hash(&f.jeton))
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some((email, version)) = row else {
         return invalid_link();
     };
-    record(&mut tx, &email, &version).await.map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    record(&mut tx, &email, &version).await?;
+    tx.commit().await?;
     let opened = activate_ready(&platform, Some(&email))
         .await
         .unwrap_or_else(|e| {
@@ -458,9 +457,9 @@ pub async fn session_page(
     platform: Data<&Platform>,
     _me: Professional,
     Query(q): Query<NextQuery>,
-) -> poem::Result<Response> {
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let (version, body) = current(&mut conn).await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut conn = platform.platform_pool().acquire().await?;
+    let (version, body) = current(&mut conn).await?;
     html(&CharterPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -480,13 +479,11 @@ pub async fn session_accept(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<AcceptForm>,
-) -> poem::Result<Response> {
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let (version, _) = current(&mut tx).await.map_err(db_error)?;
-    record(&mut tx, &me.email, &version)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut tx = platform.platform_pool().begin().await?;
+    let (version, _) = current(&mut tx).await?;
+    record(&mut tx, &me.email, &version).await?;
+    tx.commit().await?;
     Ok(Redirect::see_other(safe_next(Some(&f.suite))).into_response())
 }
 

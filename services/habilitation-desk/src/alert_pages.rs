@@ -12,6 +12,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
 use foundation::tenancy::TenantContext;
 use foundation::web::{NavItem, Theme, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -22,8 +23,8 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::alerts::{Thresholds, rule_label, thresholds};
-use crate::territory_space::{Tenant, not_found, scoped};
-use crate::views::{THEME, db_error, nav};
+use crate::territory_space::{Tenant, scoped};
+use crate::views::{THEME, nav};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -82,8 +83,8 @@ async fn lines(
     context: &TenantContext,
     tenant: Option<Uuid>,
     structure: Option<Uuid>,
-) -> poem::Result<Vec<Line>> {
-    let mut tx = context.begin().await.map_err(db_error)?;
+) -> PageResult<Vec<Line>> {
+    let mut tx = context.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.id, s.name, a.rule, a.day, a.subject, a.figure, a.expected,
                 a.acknowledged_at, a.comment
@@ -96,9 +97,8 @@ async fn lines(
     .bind(tenant)
     .bind(structure)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(rows.into_iter().map(line).collect())
 }
 
@@ -139,7 +139,7 @@ pub async fn territory_page(
     me: Professional,
     Path(id): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureList).await?;
     territory_render(
         req,
@@ -161,12 +161,12 @@ async fn territory_render(
     context: &TenantContext,
     flash: Option<&str>,
     error: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let manage = platform
         .guard
         .allows(me.id, &Domain::Tenant(tenant.id), Action::StructureManage)
         .await;
-    let settings = thresholds(platform).await.map_err(db_error)?;
+    let settings = thresholds(platform).await?;
     let base = format!("/territoire/collectivites/{}", tenant.id);
     html_status(
         &AlertsPage {
@@ -205,10 +205,10 @@ async fn acknowledge(
     tenant: Option<Uuid>,
     structure: Option<Uuid>,
     comment: &str,
-) -> poem::Result<bool> {
-    let alert = Uuid::parse_str(alert.trim()).map_err(|_| not_found())?;
+) -> PageResult<bool> {
+    let alert = Uuid::parse_str(alert.trim()).map_err(|_| PageError::not_found())?;
     let comment = comment.trim();
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     let found: Option<(Uuid, Option<OffsetDateTime>)> = sqlx::query_as(
         "SELECT structure_id, acknowledged_at FROM anomaly_alerts
          WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::uuid IS NULL OR structure_id = $3)
@@ -218,10 +218,9 @@ async fn acknowledge(
     .bind(tenant)
     .bind(structure)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some((structure_id, done)) = found else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
     if comment.is_empty() || comment.chars().count() > 2000 || done.is_some() {
         return Ok(false);
@@ -233,8 +232,7 @@ async fn acknowledge(
     .bind(me.id)
     .bind(comment)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     journal::append(
         &mut tx,
         NewEntry::new(Event::AnomalyAcknowledged)
@@ -242,9 +240,8 @@ async fn acknowledge(
             .professional(me.id)
             .details(json!({ "alert": alert })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(true)
 }
 
@@ -258,7 +255,7 @@ pub async fn territory_acknowledge(
     me: Professional,
     Path((id, alert)): Path<(String, String)>,
     Form(f): Form<AckForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureManage).await?;
     if acknowledge(&context, &me, &alert, Some(tenant.id), None, &f.comment).await? {
         return Ok(Redirect::see_other(format!(
@@ -303,7 +300,7 @@ pub async fn territory_settings(
     me: Professional,
     Path(id): Path<String>,
     Form(f): Form<SettingsForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureManage).await?;
     let int = |s: &str, lo: i32, hi: i32| {
         s.trim()
@@ -358,8 +355,7 @@ pub async fn territory_settings(
     .bind(revocations)
     .bind(me.id)
     .execute(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(Redirect::see_other(format!(
         "/territoire/collectivites/{}/alertes?message=seuils",
         tenant.id
@@ -371,18 +367,13 @@ pub async fn territory_settings(
 async fn referent_structure(
     platform: &Platform,
     me: &Professional,
-) -> poem::Result<(Uuid, TenantContext)> {
+) -> PageResult<(Uuid, TenantContext)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantList).await?;
     let departement =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(not_found)?;
-    let context = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+            .await?
+            .ok_or_else(PageError::not_found)?;
+    let context = platform.tenancy.context(departement).await?;
     Ok((structure, context))
 }
 
@@ -393,7 +384,7 @@ async fn structure_render(
     context: &TenantContext,
     flash: Option<&str>,
     error: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html_status(
         &AlertsPage {
             theme: THEME,
@@ -419,7 +410,7 @@ pub async fn structure_page(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (structure, context) = referent_structure(&platform, &me).await?;
     structure_render(
         req,
@@ -440,7 +431,7 @@ pub async fn structure_acknowledge(
     me: Professional,
     Path(alert): Path<String>,
     Form(f): Form<AckForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (structure, context) = referent_structure(&platform, &me).await?;
     if acknowledge(&context, &me, &alert, None, Some(structure), &f.comment).await? {
         return Ok(

@@ -228,8 +228,7 @@ pub async fn detect_day(
     }
     // One person, live mandates with many structures.
     let holders: Vec<(Uuid, Vec<Uuid>)> = sqlx::query_as(
-        "SELECT usager_id, array_agg(DISTINCT structure_id) FROM authorisations
-         WHERE revoked_at IS NULL AND superseded_at IS NULL AND expires_at > now()
+        "SELECT usager_id, array_agg(DISTINCT structure_id) FROM live_authorisations
          GROUP BY 1 HAVING count(DISTINCT structure_id) >= 2",
     )
     .fetch_all(&mut *tx)

@@ -16,6 +16,7 @@ use foundation::journal::{self, Anchor, CheckpointKey};
 use foundation::paris;
 use foundation::tenancy::TenantContext;
 use foundation::web::{NavItem, Theme, html, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -25,8 +26,8 @@ use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::territory_space::{Tenant, held, not_found, scoped, structures};
-use crate::views::{THEME, db_error, nav};
+use crate::territory_space::{Tenant, held, scoped, structures};
+use crate::views::{THEME, nav};
 
 /// Entries per page.
 const PAGE: i64 = 50;
@@ -36,7 +37,7 @@ const PAGE: i64 = 50;
 async fn visible(
     context: &TenantContext,
     tenant: &Tenant,
-) -> poem::Result<(Option<Vec<Uuid>>, Vec<(Uuid, String)>)> {
+) -> PageResult<(Option<Vec<Uuid>>, Vec<(Uuid, String)>)> {
     let rows = structures(context, tenant.id).await?;
     let names: Vec<(Uuid, String)> = rows.iter().map(|s| (s.id, s.name.clone())).collect();
     Ok(match tenant.commune_code {
@@ -55,11 +56,11 @@ struct HomePage<'a> {
 
 /// `GET /audit`: the tenants whose journal the professional audits.
 #[handler]
-pub async fn home(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn home(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let tenants = held(&platform, &me, Action::JournalRead).await?;
     if tenants.is_empty() {
         tracing::info!(action = "journal:read", "authorization denied");
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     html(&HomePage {
         theme: THEME,
@@ -260,14 +261,13 @@ pub async fn journal_page(
     me: Professional,
     Path(id): Path<String>,
     Query(f): Query<Filters>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalRead).await?;
     let (scope, names) = visible(&context, &tenant).await?;
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     let kinds: Vec<String> = sqlx::query_scalar("SELECT DISTINCT kind FROM journal ORDER BY 1")
         .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let (lines, next, errors) = match check(&f, &kinds, &names) {
         Err(errors) => (Vec::new(), None, errors),
         Ok((kind, structure, from, to)) => {
@@ -291,16 +291,14 @@ pub async fn journal_page(
             .bind(f.avant)
             .bind(PAGE + 1)
             .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
             let people: Vec<Uuid> = rows.iter().filter_map(|r| r.professional_id).collect();
             let named: Vec<(Uuid, String)> = sqlx::query_as(
                 "SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)",
             )
             .bind(&people)
             .fetch_all(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
             let more = rows.len() as i64 > PAGE;
             let lines: Vec<Line> = rows
                 .into_iter()
@@ -338,15 +336,14 @@ pub async fn journal_page(
             (lines, next, Vec::new())
         }
     };
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     let last: Option<VerificationRow> = sqlx::query_as(
         "SELECT id, started_at, total, checked, finished_at, intact, outcome FROM platform.journal_verifications
          WHERE tenant_id = $1 ORDER BY started_at DESC LIMIT 1",
     )
     .bind(tenant.id)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let domain = Domain::Tenant(tenant.id);
     let status = (!errors.is_empty()).then_some(StatusCode::BAD_REQUEST);
     html_status(
@@ -387,7 +384,7 @@ pub async fn journal_page(
     )
 }
 
-fn checkpoint_public(platform: &Platform) -> poem::Result<journal::CheckpointPublicKey> {
+fn checkpoint_public(platform: &Platform) -> PageResult<journal::CheckpointPublicKey> {
     CheckpointKey::from_base64(
         platform
             .settings
@@ -396,10 +393,7 @@ fn checkpoint_public(platform: &Platform) -> poem::Result<journal::CheckpointPub
             .expose_secret(),
     )
     .map(|k| k.public())
-    .map_err(|e| {
-        tracing::error!(error = %e, "audit: journal signing key unreadable");
-        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-    })
+    .map_err(PageError::unavailable)
 }
 
 /// `POST /audit/collectivites/:id/verification`: starts verifying the whole chain of the
@@ -409,7 +403,7 @@ pub async fn start_verification(
     platform: Data<&Platform>,
     me: Professional,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalVerify).await?;
     let public = checkpoint_public(&platform)?;
     let running: Option<Uuid> = sqlx::query_scalar(
@@ -418,8 +412,7 @@ pub async fn start_verification(
     )
     .bind(tenant.id)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     if let Some(running) = running {
         return Ok(Redirect::see_other(format!(
             "/audit/collectivites/{}/verification/{running}",
@@ -427,12 +420,11 @@ pub async fn start_verification(
         ))
         .into_response());
     }
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE seq IS NOT NULL")
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+        .await?;
+    tx.commit().await?;
     let verification = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO platform.journal_verifications (id, tenant_id, departement_code, requested_by, total)
@@ -444,8 +436,7 @@ pub async fn start_verification(
     .bind(me.id)
     .bind(total)
     .execute(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let pool = platform.platform_pool().clone();
     tokio::spawn(async move {
         let outcome = run_verification(&context, &public, &pool, verification).await;
@@ -550,9 +541,9 @@ pub async fn verification_page(
     platform: Data<&Platform>,
     me: Professional,
     Path((id, verification)): Path<(String, String)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, _) = scoped(&platform, &me, &id, Action::JournalVerify).await?;
-    let verification = Uuid::parse_str(verification.trim()).map_err(|_| not_found())?;
+    let verification = Uuid::parse_str(verification.trim()).map_err(|_| PageError::not_found())?;
     let row: VerificationRow = sqlx::query_as(
         "SELECT id, started_at, total, checked, finished_at, intact, outcome FROM platform.journal_verifications
          WHERE id = $1 AND tenant_id = $2",
@@ -560,9 +551,8 @@ pub async fn verification_page(
     .bind(verification)
     .bind(tenant.id)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(not_found)?;
+    .await?
+    .ok_or_else(PageError::not_found)?;
     let checked = if row.finished_at.is_some() && row.intact == Some(true) {
         row.total
     } else {
@@ -586,20 +576,17 @@ pub async fn export(
     platform: Data<&Platform>,
     me: Professional,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalExport).await?;
     let public = checkpoint_public(&platform)?;
     let (scope, _) = visible(&context, &tenant).await?;
     let visible: Option<std::collections::HashSet<Uuid>> = scope.map(|s| s.into_iter().collect());
     let mut body: Vec<u8> = Vec::new();
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     journal::export_for(&mut tx, &public, Some(me.id), visible.as_ref(), &mut body)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "audit: export failed");
-            poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-        })?;
-    tx.commit().await.map_err(db_error)?;
+        .map_err(PageError::unavailable)?;
+    tx.commit().await?;
     let day = paris::local(OffsetDateTime::now_utc()).date();
     Ok(Response::builder()
         .content_type("application/x-ndjson; charset=utf-8")

@@ -5,6 +5,7 @@
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
 use foundation::auth::{csrf, factors, totp};
+use foundation::web::PageResult;
 use foundation::web::html;
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query};
@@ -15,9 +16,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{ConfirmPage, EnrolPage, MessagePage, THEME, db_error, nav};
+use crate::views::{ConfirmPage, EnrolPage, MessagePage, THEME, nav};
 
-fn invalid_link() -> poem::Result<Response> {
+fn invalid_link() -> PageResult<Response> {
     let mut resp = html(&MessagePage {
         theme: THEME,
         nav: nav(""),
@@ -56,7 +57,7 @@ pub async fn start_page(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<TokenQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&ConfirmPage {
         theme: THEME,
         nav: nav(""),
@@ -103,7 +104,7 @@ pub(crate) fn enrol_page(
     token: String,
     pending: Pending<'_>,
     error: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&EnrolPage {
         theme: THEME,
         nav: nav(current),
@@ -122,18 +123,14 @@ pub async fn start(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<StartForm>,
-) -> poem::Result<Response> {
-    let Some((professional, email)) = live_link(&platform, f.jeton.trim())
-        .await
-        .map_err(db_error)?
-    else {
+) -> PageResult<Response> {
+    let Some((professional, email)) = live_link(&platform, f.jeton.trim()).await? else {
         return invalid_link();
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let (factor, seed) = factors::start_app_enrolment(&mut tx, &platform.cipher, professional)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
+    let (factor, seed) =
+        factors::start_app_enrolment(&mut tx, &platform.cipher, professional).await?;
+    tx.commit().await?;
     let pending = Pending {
         factor,
         seed: &seed,
@@ -162,25 +159,21 @@ pub async fn confirm(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<ConfirmForm>,
-) -> poem::Result<Response> {
-    let Some((professional, email)) = live_link(&platform, f.jeton.trim())
-        .await
-        .map_err(db_error)?
-    else {
+) -> PageResult<Response> {
+    let Some((professional, email)) = live_link(&platform, f.jeton.trim()).await? else {
         return invalid_link();
     };
     let Ok(factor) = Uuid::parse_str(&f.facteur) else {
         return invalid_link();
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let consumed = sqlx::query(
         "UPDATE platform.email_links SET consumed_at = now()
          WHERE token_hash = $1 AND purpose = 'enrolment' AND consumed_at IS NULL AND expires_at > now()",
     )
     .bind(token_hash(f.jeton.trim()))
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     if consumed.rows_affected() != 1 {
         return invalid_link();
     }
@@ -195,7 +188,7 @@ pub async fn confirm(
     .await
     {
         Ok(()) => {
-            tx.commit().await.map_err(db_error)?;
+            tx.commit().await?;
             html(&MessagePage {
                 theme: THEME,
                 nav: nav(""),
@@ -208,15 +201,14 @@ pub async fn confirm(
         }
         Err(_) => {
             // The link stays usable: show the same seed again with the error.
-            tx.rollback().await.map_err(db_error)?;
+            tx.rollback().await?;
             let seed = factors::pending_seed(
                 platform.platform_pool(),
                 &platform.cipher,
                 professional,
                 factor,
             )
-            .await
-            .map_err(db_error)?;
+            .await?;
             let Some(seed) = seed else {
                 return invalid_link();
             };

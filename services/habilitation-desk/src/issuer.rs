@@ -10,6 +10,7 @@ use foundation::auth::secrets::{new_token, token_hash};
 use foundation::auth::{client, csrf, ratelimit};
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use foundation::web::html;
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::cookie::{Cookie, SameSite};
 use poem::web::{Data, Form, Query, Redirect};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use crate::accounts::normalize_email;
 use crate::requests::IssuerRef;
-use crate::views::{ConfirmPage, MessagePage, THEME, db_error, nav};
+use crate::views::{ConfirmPage, MessagePage, THEME, nav};
 
 pub const ISSUER_COOKIE: &str = "ac_demandeur";
 pub const ISSUER_COOKIE_HOST: &str = "__Host-ac_demandeur";
@@ -106,7 +107,7 @@ impl<'a> FromRequest<'a> for Issuer {
             Ok(None) => Err(poem::Error::from_response(
                 Redirect::see_other("/demande?session=expiree").into_response(),
             )),
-            Err(e) => Err(db_error(e)),
+            Err(e) => Err(PageError::from(e).into()),
         }
     }
 }
@@ -130,7 +131,7 @@ fn start_page(
     error: Option<&str>,
     notice: Option<&str>,
     signed_in: bool,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&StartPage {
         theme: THEME,
         nav: nav("/demande"),
@@ -153,8 +154,8 @@ pub async fn start(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<StartQuery>,
-) -> poem::Result<Response> {
-    let signed_in = lookup(req, &platform).await.map_err(db_error)?.is_some();
+) -> PageResult<Response> {
+    let signed_in = lookup(req, &platform).await?.is_some();
     let notice = q.session.is_some().then_some(
         "Votre session a expiré ou vous n'êtes pas identifié : indiquez votre adresse e-mail pour recevoir un nouveau lien d'accès à vos demandes.",
     );
@@ -173,7 +174,7 @@ pub async fn send_link(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<StartForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let Ok(email) = normalize_email(&f.email) else {
         let mut resp = start_page(
             req,
@@ -188,18 +189,14 @@ pub async fn send_link(
         resp.set_status(StatusCode::BAD_REQUEST);
         return Ok(resp);
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let address = client::client_address(req, &platform.settings.http.trusted_proxies)
         .map(client::limit_key)
         .unwrap_or_default();
-    let by_client = ratelimit::hit(&mut tx, "issuer-client", &address, PER_CLIENT, 3600)
-        .await
-        .map_err(db_error)?;
-    let by_email = ratelimit::hit(&mut tx, "issuer-email", &email, PER_EMAIL, 3600)
-        .await
-        .map_err(db_error)?;
+    let by_client = ratelimit::hit(&mut tx, "issuer-client", &address, PER_CLIENT, 3600).await?;
+    let by_email = ratelimit::hit(&mut tx, "issuer-email", &email, PER_EMAIL, 3600).await?;
     if !(by_client.allowed() && by_email.allowed()) {
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         let mut resp = start_page(
             req,
             &platform,
@@ -220,8 +217,7 @@ pub async fn send_link(
     .bind(Uuid::now_v7())
     .bind(&email)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let token = new_token();
     sqlx::query(
         "INSERT INTO platform.issuer_links (token_hash, issuer_id, expires_at)
@@ -231,8 +227,7 @@ pub async fn send_link(
     .bind(issuer)
     .bind(LINK_HOURS)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let url = format!(
         "{}/demande/acces?jeton={token}",
         crate::requests::public_url(&platform)
@@ -247,9 +242,8 @@ pub async fn send_link(
             payload: json!({ "url": url }),
         },
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     html(&MessagePage {
         theme: THEME,
         nav: nav("/demande"),
@@ -267,7 +261,7 @@ pub struct LinkQuery {
     jeton: Option<String>,
 }
 
-fn invalid_link() -> poem::Result<Response> {
+fn invalid_link() -> PageResult<Response> {
     let mut resp = html(&MessagePage {
         theme: THEME,
         nav: nav("/demande"),
@@ -288,7 +282,7 @@ pub async fn link(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<LinkQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let Some(token) = q.jeton.filter(|t| !t.is_empty() && t.len() < 200) else {
         return invalid_link();
     };
@@ -298,8 +292,7 @@ pub async fn link(
     )
     .bind(token_hash(&token))
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !valid {
         return invalid_link();
     }
@@ -328,21 +321,20 @@ pub async fn consume(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<LinkForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     if f.jeton.is_empty() || f.jeton.len() >= 200 {
         return invalid_link();
     }
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let issuer: Option<Uuid> = sqlx::query_scalar(
         "UPDATE platform.issuer_links SET consumed_at = now()
          WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > now() RETURNING issuer_id",
     )
     .bind(token_hash(&f.jeton))
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some(issuer) = issuer else {
-        tx.rollback().await.map_err(db_error)?;
+        tx.rollback().await?;
         return invalid_link();
     };
     sqlx::query(
@@ -350,16 +342,14 @@ pub async fn consume(
     )
     .bind(issuer)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let token = new_token();
     sqlx::query("INSERT INTO platform.issuer_sessions (id_hash, issuer_id) VALUES ($1, $2)")
         .bind(token_hash(&token))
         .bind(issuer)
         .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+        .await?;
+    tx.commit().await?;
     let secure = secure(&platform);
     req.cookie().add(cookie(token, secure));
     csrf::rotate(req, secure);
@@ -372,12 +362,11 @@ pub async fn logout(
     req: &Request,
     platform: Data<&Platform>,
     issuer: Issuer,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     sqlx::query("UPDATE platform.issuer_sessions SET ended_at = now() WHERE id_hash = $1 AND ended_at IS NULL")
         .bind(&issuer.session_hash)
         .execute(platform.platform_pool())
-        .await
-        .map_err(db_error)?;
+        .await?;
     let secure = secure(&platform);
     let mut gone = cookie(String::new(), secure);
     gone.set_max_age(std::time::Duration::ZERO);

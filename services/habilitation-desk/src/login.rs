@@ -7,6 +7,7 @@ use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
 use foundation::auth::{browsers, client, csrf, delays, factors, ratelimit, session, totp};
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
+use foundation::web::PageResult;
 use foundation::web::html;
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
@@ -16,7 +17,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{ConfirmPage, LoginPage, MessagePage, THEME, db_error, nav, safe_next};
+use crate::views::{ConfirmPage, LoginPage, MessagePage, THEME, nav, safe_next};
 
 /// Lifetime of a login link.
 pub const LOGIN_LINK_MINUTES: i32 = 5;
@@ -47,7 +48,7 @@ fn login_page(
     email: String,
     error: Option<&str>,
     notice: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&LoginPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -64,7 +65,7 @@ pub async fn form(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<NextQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let notice = q.deconnecte.is_some().then_some("Vous êtes déconnecté.");
     login_page(
         req,
@@ -95,10 +96,10 @@ pub async fn submit(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<LoginForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let next = safe_next(f.suite.as_deref());
     let email = f.email.trim().to_lowercase();
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let address = ratelimit::hit(
         &mut tx,
         "login-address",
@@ -106,8 +107,7 @@ pub async fn submit(
         ADDRESS_ATTEMPTS,
         RATE_WINDOW_SECONDS,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let account = ratelimit::hit(
         &mut tx,
         "login-account",
@@ -115,8 +115,7 @@ pub async fn submit(
         ACCOUNT_ATTEMPTS,
         RATE_WINDOW_SECONDS,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !(address.allowed() && account.allowed()) {
         // Refused attempts are counted by the limit itself; the journal records only the first
         // refusal of each window, so a flood writes nothing more.
@@ -133,10 +132,9 @@ pub async fn submit(
                 None,
                 json!({ "scope": if address.allowed() { "account" } else { "address" } }),
             )
-            .await
-            .map_err(db_error)?;
+            .await?;
         }
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         let mut resp = login_page(req, &platform, next, email, Some(TOO_MANY), None)?;
         resp.set_status(StatusCode::TOO_MANY_REQUESTS);
         return Ok(resp);
@@ -145,8 +143,7 @@ pub async fn submit(
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1 AND active")
             .bind(&email)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let now = OffsetDateTime::now_utc();
     // Codes typed in a browser where this professional never logged in are "unknown": their
     // failures are delayed per address and never lock the factor. An address without an
@@ -158,8 +155,7 @@ pub async fn submit(
         professional.unwrap_or(Uuid::nil()),
         secure(&platform),
     )
-    .await
-    .map_err(db_error)?
+    .await?
         && professional.is_some();
     let trust = if known {
         factors::Trust::Known
@@ -169,9 +165,7 @@ pub async fn submit(
     let waiting = if known {
         None
     } else {
-        delays::blocked_until(&mut tx, &email, now)
-            .await
-            .map_err(db_error)?
+        delays::blocked_until(&mut tx, &email, now).await?
     };
     let outcome = match (waiting, professional) {
         (Some(until), _) => Err(factors::FactorError::Blocked(until)),
@@ -195,15 +189,13 @@ pub async fn submit(
     };
     if !known {
         match &outcome {
-            Ok(_) => delays::clear(&mut tx, &email).await.map_err(db_error)?,
+            Ok(_) => delays::clear(&mut tx, &email).await?,
             Err(
                 factors::FactorError::Wrong
                 | factors::FactorError::Replayed
                 | factors::FactorError::NoFactor,
             ) => {
-                delays::record_failure(&mut tx, &email, now)
-                    .await
-                    .map_err(db_error)?;
+                delays::record_failure(&mut tx, &email, now).await?;
             }
             Err(_) => {}
         }
@@ -222,8 +214,7 @@ pub async fn submit(
             .bind(LOGIN_LINK_MINUTES)
             .bind(browser_hash)
             .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
             let base = platform.settings.http.public_url.trim_end_matches('/');
             let mut url = format!("{base}/connexion/lien?jeton={token}");
             if next != "/compte" {
@@ -236,9 +227,7 @@ pub async fn submit(
                 template: "login_link",
                 payload: json!({ "url": url }),
             };
-            enqueue_platform_sealed(&mut tx, &platform.cipher, &message)
-                .await
-                .map_err(db_error)?;
+            enqueue_platform_sealed(&mut tx, &platform.cipher, &message).await?;
             journal::append(
                 &mut tx,
                 SecurityEvent::LoginLinkSent,
@@ -246,9 +235,8 @@ pub async fn submit(
                 None,
                 json!({}),
             )
-            .await
-            .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            .await?;
+            tx.commit().await?;
             req.cookie().add(browser_cookie);
             html(&MessagePage {
                 theme: THEME,
@@ -285,11 +273,10 @@ pub async fn submit(
                     None,
                     json!({ "reason": reason }),
                 )
-                .await
-                .map_err(db_error)?;
+                .await?;
             }
             // Committed so that failure counters and delays hold.
-            tx.commit().await.map_err(db_error)?;
+            tx.commit().await?;
             let mut resp = login_page(req, &platform, next, email, Some(GENERIC_ERROR), None)?;
             resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
             Ok(resp)
@@ -309,7 +296,7 @@ pub async fn link(
     req: &Request,
     platform: Data<&Platform>,
     Query(q): Query<LinkQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&ConfirmPage {
         theme: THEME,
         nav: nav("/compte"),
@@ -334,8 +321,8 @@ pub async fn consume_link(
     req: &Request,
     platform: Data<&Platform>,
     Form(f): Form<LinkForm>,
-) -> poem::Result<Response> {
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut tx = platform.platform_pool().begin().await?;
     let token = token_hash(f.jeton.trim());
     // The link opens a session only in the browser that asked for it: checked before anything
     // is consumed, so the right browser can still use it.
@@ -345,8 +332,7 @@ pub async fn consume_link(
     )
     .bind(&token)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     if let Some(Some(expected)) = bound {
         let here = browsers::login_request_of(req, secure(&platform));
         let same = here.is_some_and(|h| {
@@ -356,7 +342,7 @@ pub async fn consume_link(
             ))
         });
         if !same {
-            tx.rollback().await.map_err(db_error)?;
+            tx.rollback().await?;
             let mut resp = html(&MessagePage {
                 theme: THEME,
                 nav: nav("/compte"),
@@ -380,10 +366,9 @@ pub async fn consume_link(
     )
     .bind(&token)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some((professional, totp_verified_at)) = consumed else {
-        tx.rollback().await.map_err(db_error)?;
+        tx.rollback().await?;
         let mut resp = html(&MessagePage {
             theme: THEME,
             nav: nav("/compte"),
@@ -402,9 +387,7 @@ pub async fn consume_link(
         .cookie()
         .get(session::session_cookie_name(secure(&platform)))
     {
-        session::end(&mut tx, &token_hash(old.value_str()), "replaced")
-            .await
-            .map_err(db_error)?;
+        session::end(&mut tx, &token_hash(old.value_str()), "replaced").await?;
     }
     let cookie = session::open(
         &mut tx,
@@ -412,11 +395,8 @@ pub async fn consume_link(
         totp_verified_at.unwrap_or_else(OffsetDateTime::now_utc),
         secure(&platform),
     )
-    .await
-    .map_err(db_error)?;
-    let known = browsers::remember(&mut tx, req, professional, secure(&platform))
-        .await
-        .map_err(db_error)?;
+    .await?;
+    let known = browsers::remember(&mut tx, req, professional, secure(&platform)).await?;
     journal::append(
         &mut tx,
         SecurityEvent::LoginSucceeded,
@@ -424,9 +404,8 @@ pub async fn consume_link(
         Some(professional),
         json!({}),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     req.cookie().add(cookie);
     req.cookie().add(known);
     csrf::rotate(req, secure(&platform));
@@ -436,12 +415,8 @@ pub async fn consume_link(
         sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1")
             .bind(professional)
             .fetch_one(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
-    if crate::activation::must_accept(&platform, professional, &email)
-        .await
-        .map_err(db_error)?
-    {
+            .await?;
+    if crate::activation::must_accept(&platform, professional, &email).await? {
         return Ok(Redirect::see_other(format!(
             "/compte/charte?suite={}",
             session::url_escape(&next)
@@ -456,11 +431,9 @@ pub async fn logout(
     req: &Request,
     platform: Data<&Platform>,
     professional: session::Professional,
-) -> poem::Result<Response> {
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    session::end(&mut tx, &professional.session_hash, "logout")
-        .await
-        .map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut tx = platform.platform_pool().begin().await?;
+    session::end(&mut tx, &professional.session_hash, "logout").await?;
     journal::append(
         &mut tx,
         SecurityEvent::Logout,
@@ -468,9 +441,8 @@ pub async fn logout(
         Some(professional.id),
         json!({}),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     req.cookie().add(session::cleared_cookie(secure(&platform)));
     csrf::rotate(req, secure(&platform));
     Ok(Redirect::see_other("/connexion?deconnecte=1").into_response())

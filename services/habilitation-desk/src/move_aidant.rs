@@ -12,7 +12,7 @@ use foundation::auth::{assignments, csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantContext;
 use foundation::web::{NavItem, Theme, html};
-use poem::http::StatusCode;
+use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
 use policies::{Action, Domain, Role};
@@ -20,11 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::views::{THEME, db_error, nav};
-
-fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
+use crate::views::{THEME, nav};
 
 /// The référent's structure, its territory, the aidant (an aidant of it, else 404) and the
 /// other active structures of its tenant.
@@ -32,10 +28,10 @@ async fn context(
     platform: &Platform,
     me: &Professional,
     aidant: &str,
-) -> poem::Result<(Uuid, TenantContext, Uuid, String, Vec<(Uuid, String)>)> {
+) -> PageResult<(Uuid, TenantContext, Uuid, String, Vec<(Uuid, String)>)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantMove).await?;
     guard::require_active_structure(platform, structure).await?;
-    let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| not_found())?;
+    let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| PageError::not_found())?;
     let name: String = sqlx::query_scalar(
         "SELECT p.display_name FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2",
@@ -43,19 +39,13 @@ async fn context(
     .bind(aidant)
     .bind(Domain::Structure(structure).to_string())
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(not_found)?;
+    .await?
+    .ok_or_else(PageError::not_found)?;
     let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(not_found)?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
     let targets: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT s.id, s.name FROM structures s
          WHERE s.tenant_id = (SELECT tenant_id FROM structures WHERE id = $1) AND s.id <> $1 AND s.active
@@ -63,9 +53,8 @@ async fn context(
     )
     .bind(structure)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok((structure, tenant, aidant, name, targets))
 }
 
@@ -93,7 +82,7 @@ pub async fn form(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<AidantQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, _, aidant, name, targets) = context(&platform, &me, &q.aidant).await?;
     html(&MovePage {
         theme: THEME,
@@ -122,23 +111,22 @@ pub async fn apply(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<MoveForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (from, tenant, aidant, _, targets) = context(&platform, &me, &f.aidant).await?;
-    let to = Uuid::parse_str(f.structure.trim()).map_err(|_| not_found())?;
+    let to = Uuid::parse_str(f.structure.trim()).map_err(|_| PageError::not_found())?;
     // Only a structure of the same tenant: anything else is as if it did not exist.
     if !targets.iter().any(|(id, _)| *id == to) {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     let departement = tenant.departement();
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     sqlx::query(
         "DELETE FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant' AND domain = $2",
     )
     .bind(aidant)
     .bind(Domain::Structure(from).to_string())
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     crate::accounts::grant_role(
         &mut tx,
         aidant,
@@ -146,8 +134,7 @@ pub async fn apply(
         Domain::Structure(to),
         Some(departement.as_str()),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     sqlx::query(
         "UPDATE platform.habilitation_file_index SET structure_id = $3
          WHERE structure_id = $1 AND email = (SELECT email FROM platform.professionals WHERE id = $2)",
@@ -156,8 +143,7 @@ pub async fn apply(
     .bind(aidant)
     .bind(to)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     security::append(
         &mut tx,
         SecurityEvent::AidantMoved,
@@ -165,10 +151,9 @@ pub async fn apply(
         Some(me.id),
         json!({ "from": from, "to": to }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let mut dep = tenant.begin().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
+    let mut dep = tenant.begin().await?;
     sqlx::query(
         "UPDATE habilitation_files SET structure_id = $3
          WHERE structure_id = $1 AND professional_id = $2
@@ -178,8 +163,7 @@ pub async fn apply(
     .bind(aidant)
     .bind(to)
     .execute(&mut *dep)
-    .await
-    .map_err(db_error)?;
+    .await?;
     journal::append(
         &mut dep,
         NewEntry::new(Event::AidantMoved)
@@ -187,9 +171,8 @@ pub async fn apply(
             .professional(aidant)
             .details(json!({ "from": from, "to": to, "by": me.id })),
     )
-    .await
-    .map_err(db_error)?;
-    dep.commit().await.map_err(db_error)?;
+    .await?;
+    dep.commit().await?;
     Ok(Redirect::see_other("/referent/aidants?message=aidant-deplace").into_response())
 }
 
@@ -206,11 +189,11 @@ pub async fn appoint(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AppointForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint).await?;
     guard::require_active_structure(&platform, structure).await?;
-    let aidant = Uuid::parse_str(f.aidant.trim()).map_err(|_| not_found())?;
+    let aidant = Uuid::parse_str(f.aidant.trim()).map_err(|_| PageError::not_found())?;
     let email: String = sqlx::query_scalar(
         "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2 AND p.active",
@@ -218,19 +201,13 @@ pub async fn appoint(
     .bind(aidant)
     .bind(Domain::Structure(structure).to_string())
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(not_found)?;
+    .await?
+    .ok_or_else(PageError::not_found)?;
     let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(not_found)?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+        .await?
+        .ok_or_else(PageError::not_found)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = platform.platform_pool().begin().await?;
     crate::accounts::grant_role(
         &mut tx,
         aidant,
@@ -238,8 +215,7 @@ pub async fn appoint(
         Domain::Structure(structure),
         Some(departement.as_str()),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     security::append(
         &mut tx,
         SecurityEvent::ReferentAppointed,
@@ -247,15 +223,13 @@ pub async fn appoint(
         Some(me.id),
         json!({ "structure": structure }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let mut dep = tenant.begin().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
+    let mut dep = tenant.begin().await?;
     let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
         .bind(structure)
         .fetch_one(&mut *dep)
-        .await
-        .map_err(db_error)?;
+        .await?;
     journal::append(
         &mut dep,
         NewEntry::new(Event::ReferentAppointed)
@@ -263,8 +237,7 @@ pub async fn appoint(
             .professional(aidant)
             .details(json!({ "role": "referent", "by": me.id })),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     foundation::outbox::enqueue_tenant(
         &mut dep,
         &foundation::outbox::OutboxMessage {
@@ -277,8 +250,7 @@ pub async fn appoint(
             }),
         },
     )
-    .await
-    .map_err(db_error)?;
-    dep.commit().await.map_err(db_error)?;
+    .await?;
+    dep.commit().await?;
     Ok(Redirect::see_other("/referent/aidants?message=co-referent").into_response())
 }

@@ -4,13 +4,14 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{cards, csrf, guard};
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
 use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
 use policies::{Action, Domain};
 use serde::Deserialize;
 
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 #[derive(Template)]
 #[template(path = "national_cards.html")]
@@ -29,7 +30,7 @@ fn page(
     report: Vec<String>,
     imported: usize,
     rejected: usize,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&CardsPage {
         theme: THEME,
         nav: nav("/national/cartes"),
@@ -45,7 +46,7 @@ pub async fn form(
     req: &Request,
     platform: Data<&Platform>,
     me: Professional,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::CardImport).await?;
     page(req, &platform, Vec::new(), 0, 0)
 }
@@ -61,13 +62,11 @@ pub async fn import(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<ImportForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::CardImport).await?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let report = cards::import(&mut tx, &platform.cipher, &f.cartes, Some(me.id))
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
+    let report = cards::import(&mut tx, &platform.cipher, &f.cartes, Some(me.id)).await?;
+    tx.commit().await?;
     let imported = report.iter().filter(|l| l.outcome.is_ok()).count();
     let lines = report
         .iter()

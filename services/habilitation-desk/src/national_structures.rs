@@ -13,6 +13,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -23,7 +24,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::requests::form::kind_label;
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 pub struct Line {
     pub id: String,
@@ -72,24 +73,19 @@ async fn page(
     departement: &str,
     flash: Option<&str>,
     error: Option<(&str, Uuid)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let mut lines = Vec::new();
     let searched = !departement.trim().is_empty();
     if let Ok(d) = DepartementCode::parse(departement) {
-        let tenant = platform
-            .tenancy
-            .context(d)
-            .await
-            .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-        let mut tx = tenant.begin().await.map_err(db_error)?;
+        let tenant = platform.tenancy.context(d).await?;
+        let mut tx = tenant.begin().await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, name, kind, commune_code, siret, active, deactivated_at, deactivation_reason
              FROM structures ORDER BY active DESC, name LIMIT 2000",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        .await?;
+        tx.commit().await?;
         lines = rows
             .into_iter()
             .map(
@@ -138,7 +134,7 @@ pub async fn search(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<SearchQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -176,7 +172,7 @@ pub async fn deactivate(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<DeactivateForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -184,9 +180,8 @@ pub async fn deactivate(
         Action::HabilitationWithdraw,
     )
     .await?;
-    let not_found = || poem::Error::from_status(StatusCode::NOT_FOUND);
-    let d = DepartementCode::parse(&f.departement).map_err(|_| not_found())?;
-    let structure = Uuid::parse_str(f.structure.trim()).map_err(|_| not_found())?;
+    let d = DepartementCode::parse(&f.departement).map_err(|_| PageError::not_found())?;
+    let structure = Uuid::parse_str(f.structure.trim()).map_err(|_| PageError::not_found())?;
     let reason = f.reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
         return page(
@@ -201,12 +196,8 @@ pub async fn deactivate(
         )
         .await;
     }
-    let tenant = platform
-        .tenancy
-        .context(d)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+    let tenant = platform.tenancy.context(d).await?;
+    let mut tx = tenant.begin().await?;
     let done = sqlx::query(
         "UPDATE structures SET active = false, deactivated_at = now(), deactivated_by = $2, deactivation_reason = $3
          WHERE id = $1 AND active",
@@ -215,11 +206,10 @@ pub async fn deactivate(
     .bind(me.id)
     .bind(reason)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?
+    .await?
     .rows_affected();
     if done == 0 {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     journal::append(
         &mut tx,
@@ -228,10 +218,9 @@ pub async fn deactivate(
             .professional(me.id)
             .details(json!({ "by": "national" })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
+    let mut conn = platform.platform_pool().acquire().await?;
     security::append(
         &mut conn,
         SecurityEvent::StructureDeactivated,
@@ -239,8 +228,7 @@ pub async fn deactivate(
         Some(me.id),
         json!({ "structure": structure, "departement": d.as_str() }),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(Redirect::see_other(format!(
         "/national/structures?departement={}&message=desactivee",
         d.as_str()

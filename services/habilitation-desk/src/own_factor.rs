@@ -6,6 +6,7 @@ use foundation::app::Platform;
 use foundation::auth::session::{self, Professional};
 use foundation::auth::{csrf, factors};
 use foundation::web::html;
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form};
 use poem::{Request, Response, handler};
@@ -14,12 +15,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::enrolment::{Pending, enrol_page};
-use crate::views::{CodePage, MessagePage, THEME, db_error, nav};
+use crate::views::{CodePage, MessagePage, THEME, nav};
 
 const WRONG_CODE: &str = "Code incorrect ou déjà utilisé. Saisissez le code affiché en ce moment ; \
     après plusieurs erreurs, patientez quelques minutes.";
 
-fn code_page(req: &Request, platform: &Platform, error: Option<&str>) -> poem::Result<Response> {
+fn code_page(req: &Request, platform: &Platform, error: Option<&str>) -> PageResult<Response> {
     html(&CodePage {
         theme: THEME,
         nav: nav("/compte"),
@@ -40,7 +41,7 @@ pub async fn form(
     req: &Request,
     platform: Data<&Platform>,
     _me: Professional,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     code_page(req, &platform, None)
 }
 
@@ -55,8 +56,8 @@ pub async fn start(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<CodeForm>,
-) -> poem::Result<Response> {
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut tx = platform.platform_pool().begin().await?;
     if factors::check_code(
         &mut tx,
         &platform.cipher,
@@ -69,15 +70,13 @@ pub async fn start(
     .is_err()
     {
         // Failure counters and delays are kept.
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         let mut resp = code_page(req, &platform, Some(WRONG_CODE))?;
         resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
         return Ok(resp);
     }
-    let (factor, seed) = factors::start_app_enrolment(&mut tx, &platform.cipher, me.id)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let (factor, seed) = factors::start_app_enrolment(&mut tx, &platform.cipher, me.id).await?;
+    tx.commit().await?;
     let pending = Pending {
         factor,
         seed: &seed,
@@ -106,10 +105,10 @@ pub async fn confirm(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<ConfirmForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let factor =
         Uuid::parse_str(&f.facteur).map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     match factors::confirm_enrolment(
         &mut tx,
         &platform.cipher,
@@ -124,10 +123,8 @@ pub async fn confirm(
             // Replacing the factor ended every session of the professional (a trigger): this
             // browser, which just proved the new code, gets a new one.
             let secure = platform.settings.http.secure_cookies();
-            let cookie = session::open(&mut tx, me.id, OffsetDateTime::now_utc(), secure)
-                .await
-                .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            let cookie = session::open(&mut tx, me.id, OffsetDateTime::now_utc(), secure).await?;
+            tx.commit().await?;
             req.cookie().add(cookie);
             csrf::rotate(req, secure);
             html(&MessagePage {
@@ -140,15 +137,14 @@ pub async fn confirm(
                 link: Some(("/compte", "Retour à mon compte")),
             })
         }
-        Err(factors::FactorError::NoFactor) => Err(poem::Error::from_status(StatusCode::NOT_FOUND)),
+        Err(factors::FactorError::NoFactor) => Err(PageError::not_found()),
         Err(_) => {
-            tx.rollback().await.map_err(db_error)?;
+            tx.rollback().await?;
             let seed =
                 factors::pending_seed(platform.platform_pool(), &platform.cipher, me.id, factor)
-                    .await
-                    .map_err(db_error)?;
+                    .await?;
             let Some(seed) = seed else {
-                return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+                return Err(PageError::not_found());
             };
             let pending = Pending {
                 factor,

@@ -9,12 +9,10 @@
 
 use foundation::app::Platform;
 use foundation::paris;
-use poem::http::StatusCode;
+use foundation::web::PageResult;
 use sqlx::PgConnection;
 use time::Date;
 use uuid::Uuid;
-
-use crate::views::db_error;
 
 /// A step of the habilitation path, as the référent reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,26 +171,20 @@ pub fn stage(state: &str, registration: Option<&str>, pix: bool, charter: bool) 
 pub async fn structure_files(
     platform: &Platform,
     structure: Uuid,
-) -> poem::Result<Option<(String, bool, Vec<File>)>> {
+) -> PageResult<Option<(String, bool, Vec<File>)>> {
     let Some(departement) =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(db_error)?
+            .await?
     else {
         return Ok(None);
     };
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
     let Some((name, active)): Option<(String, bool)> =
         sqlx::query_as("SELECT name, active FROM structures WHERE id = $1")
             .bind(structure)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
+            .await?
     else {
         return Ok(None);
     };
@@ -202,9 +194,8 @@ pub async fn structure_files(
     )
     .bind(structure)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Some((name, active, files)))
 }
 

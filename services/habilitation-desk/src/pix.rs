@@ -9,6 +9,7 @@
 //! imported twice). Lines are read as a stream and written by batches, each batch in one
 //! transaction with its journal entry.
 
+use foundation::web::{PageError, PageResult};
 use std::collections::HashSet;
 use std::io::Read;
 
@@ -287,7 +288,7 @@ fn pix_page(
     report: Option<Report>,
     error: Option<String>,
     typed: String,
-) -> poem::Result<poem::Response> {
+) -> PageResult<poem::Response> {
     let bad = error.is_some();
     foundation::web::html_status(
         &PixPage {
@@ -308,7 +309,7 @@ pub async fn form(
     req: &poem::Request,
     platform: poem::web::Data<&foundation::app::Platform>,
     me: foundation::auth::session::Professional,
-) -> poem::Result<poem::Response> {
+) -> PageResult<poem::Response> {
     foundation::auth::guard::require(
         &platform,
         &me,
@@ -332,7 +333,7 @@ pub async fn submit(
     platform: poem::web::Data<&foundation::app::Platform>,
     me: foundation::auth::session::Professional,
     poem::web::Form(f): poem::web::Form<PixForm>,
-) -> poem::Result<poem::Response> {
+) -> PageResult<poem::Response> {
     foundation::auth::guard::require(
         &platform,
         &me,
@@ -356,7 +357,7 @@ pub async fn submit(
             }
             pix_page(req, &platform, Some(report), None, String::new())
         }
-        Err(ImportError::Database(e)) => Err(crate::views::db_error(e)),
+        Err(ImportError::Database(e)) => Err(PageError::from(e)),
         Err(e) => pix_page(req, &platform, None, Some(e.to_string()), f.resultats),
     }
 }

@@ -8,6 +8,7 @@ use foundation::app::Platform;
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{cards, csrf, guard};
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts;
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 /// Id, name, e-mail, factor kind, card serial, blocked.
 type AidantFactorRow = (
@@ -101,7 +102,7 @@ pub async fn aidants(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::FactorManage).await?;
     guard::require_active_structure(&platform, structure).await?;
@@ -114,8 +115,7 @@ pub async fn aidants(
     )
     .bind(format!("structure:{structure}"))
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let aidants = rows
         .into_iter()
         .map(|(id, name, email, kind, serial, blocked)| {
@@ -137,22 +137,16 @@ pub async fn aidants(
         .collect();
     let departement =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let mut structure_name = "la structure".to_owned();
     if let Some(code) = departement {
-        let ctx = platform
-            .tenancy
-            .context(code)
-            .await
-            .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-        let mut tx = ctx.begin().await.map_err(db_error)?;
+        let ctx = platform.tenancy.context(code).await?;
+        let mut tx = ctx.begin().await?;
         if let Some(name) =
             sqlx::query_scalar::<_, String>("SELECT name FROM structures WHERE id = $1")
                 .bind(structure)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?
+                .await?
         {
             structure_name = name;
         }
@@ -169,7 +163,7 @@ pub async fn aidants(
 
 /// The guard for référent actions, and the target aidant, who must belong to the structure
 /// (another structure's aidant, or nonsense: 404, as for anything that is not there).
-async fn target(platform: &Platform, me: &Professional, aidant: &str) -> poem::Result<Uuid> {
+async fn target(platform: &Platform, me: &Professional, aidant: &str) -> PageResult<Uuid> {
     let structure = guard::require_in_current_structure(platform, me, Action::FactorManage).await?;
     guard::require_active_structure(platform, structure).await?;
     let id = Uuid::parse_str(aidant.trim())
@@ -181,12 +175,11 @@ async fn target(platform: &Platform, me: &Professional, aidant: &str) -> poem::R
     .bind(id)
     .bind(format!("structure:{structure}"))
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     if member {
         Ok(id)
     } else {
-        Err(poem::Error::from_status(StatusCode::NOT_FOUND))
+        Err(PageError::not_found())
     }
 }
 
@@ -206,9 +199,9 @@ pub async fn link_card(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<CardForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     match cards::link(
         &mut tx,
         &platform.cipher,
@@ -221,7 +214,7 @@ pub async fn link_card(
     .await
     {
         Ok(()) => {
-            tx.commit().await.map_err(db_error)?;
+            tx.commit().await?;
             Ok(back("carte-associee"))
         }
         Err(_) => Ok(back("carte-refusee")),
@@ -239,17 +232,15 @@ pub async fn unlink_card(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<UnlinkForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
     let reason = f.motif.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(poem::Error::from_status(StatusCode::BAD_REQUEST));
+        return Err(PageError::status(StatusCode::BAD_REQUEST));
     }
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let done = cards::unlink(&mut tx, aidant, reason, me.id)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
+    let done = cards::unlink(&mut tx, aidant, reason, me.id).await?;
+    tx.commit().await?;
     Ok(back(if done {
         "carte-retiree"
     } else {
@@ -267,13 +258,11 @@ pub async fn unblock(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AidantForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
-    let done = cards::unlock(&mut tx, aidant, me.id)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
+    let done = cards::unlock(&mut tx, aidant, me.id).await?;
+    tx.commit().await?;
     Ok(back(if done { "debloque" } else { "rien-a-debloquer" }))
 }
 
@@ -282,18 +271,17 @@ pub async fn send_activation(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AidantForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     accounts::send_enrolment_link(
         &mut tx,
         &platform.cipher,
         aidant,
         &platform.settings.http.public_url,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(back("lien-envoye"))
 }
 
@@ -309,9 +297,9 @@ pub async fn resync(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<ResyncForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let aidant = target(&platform, &me, &f.aidant).await?;
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     match cards::resync(
         &mut tx,
         &platform.cipher,
@@ -324,7 +312,7 @@ pub async fn resync(
     .await
     {
         Ok(_) => {
-            tx.commit().await.map_err(db_error)?;
+            tx.commit().await?;
             Ok(back("resynchronise"))
         }
         Err(_) => Ok(back("resync-refusee")),

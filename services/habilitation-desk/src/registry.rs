@@ -10,6 +10,7 @@ use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
 use poem::http::header;
 use poem::web::Data;
@@ -19,7 +20,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 pub struct Entry {
     pub name: String,
@@ -116,7 +117,7 @@ pub async fn page(
     req: &Request,
     platform: Data<&Platform>,
     me: Professional,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -128,13 +129,13 @@ pub async fn page(
         theme: THEME,
         nav: nav("/national/registre"),
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        entries: entries(&platform).await.map_err(db_error)?,
+        entries: entries(&platform).await?,
     })
 }
 
 /// `POST /national/registre.csv`: the register as CSV (journaled).
 #[handler]
-pub async fn export(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn export(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -142,7 +143,7 @@ pub async fn export(platform: Data<&Platform>, me: Professional) -> poem::Result
         Action::HabilitationWithdraw,
     )
     .await?;
-    let entries = entries(&platform).await.map_err(db_error)?;
+    let entries = entries(&platform).await?;
     let mut out = String::new();
     crate::places::csv::text_row(
         &mut out,
@@ -170,7 +171,7 @@ pub async fn export(platform: Data<&Platform>, me: Professional) -> poem::Result
             ],
         );
     }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
     security::append(
         &mut conn,
         SecurityEvent::RegistryExported,
@@ -178,8 +179,7 @@ pub async fn export(platform: Data<&Platform>, me: Professional) -> poem::Result
         Some(me.id),
         json!({ "entries": entries.len() }),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header(

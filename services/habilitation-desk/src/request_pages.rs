@@ -8,8 +8,9 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::paris;
-use foundation::tenancy::{DepartementCode, TenancyError, TenantContext};
+use foundation::tenancy::{DepartementCode, TenantContext};
 use foundation::web::{NavItem, Theme, html, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -22,7 +23,7 @@ use crate::requests::form::{
     StructureInput, employment_label, kind_label,
 };
 use crate::requests::{self, Dossier, RequestError, Status};
-use crate::views::{FieldView, THEME, db_error, message_page, nav};
+use crate::views::{FieldView, THEME, message_page, nav};
 
 const CURRENT: &str = "/demande";
 pub const STEPS: [&str; 4] = [
@@ -36,22 +37,11 @@ fn secure(platform: &Platform) -> bool {
     platform.settings.http.secure_cookies()
 }
 
-fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
-
-fn tenancy_error(e: TenancyError) -> poem::Error {
-    match e {
-        TenancyError::NotServed(_) => poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE),
-        TenancyError::Database(e) => db_error(e),
-    }
-}
-
 /// Errors of the domain as pages (field errors are handled by each step).
-pub fn request_error(e: RequestError, reference: &str) -> poem::Result<Response> {
+pub fn request_error(e: RequestError, reference: &str) -> PageResult<Response> {
     let back = format!("/demande/demandes/{reference}");
     match e {
-        RequestError::NotFound => Err(not_found()),
+        RequestError::NotFound => Err(PageError::not_found()),
         RequestError::NotEditable(status) => message_page(
             StatusCode::CONFLICT,
             CURRENT,
@@ -83,10 +73,10 @@ pub fn request_error(e: RequestError, reference: &str) -> poem::Result<Response>
                 .collect(),
             Some((&back, "Revenir au récapitulatif")),
         ),
-        RequestError::Tenancy(e) => Err(tenancy_error(e)),
-        RequestError::Database(e) => Err(db_error(e)),
+        RequestError::Tenancy(e) => Err(PageError::from(e)),
+        RequestError::Database(e) => Err(PageError::from(e)),
         RequestError::NoTenant | RequestError::SiretOpen(_) | RequestError::Fields(_) => {
-            Err(poem::Error::from_status(StatusCode::BAD_REQUEST))
+            Err(PageError::status(StatusCode::BAD_REQUEST))
         }
     }
 }
@@ -96,26 +86,25 @@ async fn own(
     platform: &Platform,
     issuer: &Issuer,
     reference: &str,
-) -> poem::Result<(TenantContext, Dossier)> {
-    let departement = requests::departement_of(reference).ok_or_else(not_found)?;
+) -> PageResult<(TenantContext, Dossier)> {
+    let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy
         .context(departement)
         .await
-        .map_err(tenancy_error)?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+        .map_err(PageError::from)?;
+    let mut tx = tenant.begin().await?;
     let request = requests::load(&mut tx, reference, false)
-        .await
-        .map_err(db_error)?
+        .await?
         .filter(|r| r.issuer_id == Some(issuer.id))
-        .ok_or_else(not_found)?;
+        .ok_or_else(PageError::not_found)?;
     let dossier = requests::dossier(platform, &mut tx, request)
         .await
         .map_err(|e| match e {
-            RequestError::Database(e) => db_error(e),
-            _ => poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE),
+            RequestError::Database(e) => PageError::from(e),
+            e => PageError::unavailable(e),
         })?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok((tenant, dossier))
 }
 
@@ -147,14 +136,13 @@ pub async fn list(
     req: &Request,
     platform: Data<&Platform>,
     issuer: Issuer,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let places: Vec<(String, Uuid)> = sqlx::query_as(
         "SELECT departement_code, request_id FROM platform.request_index WHERE issuer_id = $1 ORDER BY departement_code",
     )
     .bind(issuer.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut by_dep: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
     for (d, id) in places {
         by_dep.entry(d).or_default().push(id);
@@ -169,7 +157,7 @@ pub async fn list(
             unavailable.push(format!("{} ({})", d.name(), d.as_str()));
             continue;
         };
-        let mut tx = tenant.begin().await.map_err(db_error)?;
+        let mut tx = tenant.begin().await?;
         let rows: Vec<(String, String, String, time::OffsetDateTime)> = sqlx::query_as(
             "SELECT reference, structure_name, status, updated_at FROM structure_requests
              WHERE id = ANY($1) AND issuer_id = $2 ORDER BY updated_at DESC",
@@ -177,9 +165,8 @@ pub async fn list(
         .bind(&ids)
         .bind(issuer.id)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        .await?;
+        tx.commit().await?;
         for (reference, structure, status, updated) in rows {
             lines.push(RequestLine {
                 reference,
@@ -271,7 +258,7 @@ fn step_page(
     fields: Vec<FieldView>,
     errors: &FieldErrors,
     conflict: Option<(String, String)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let slugs = ["structure", "referent", "aidants", "engagements"];
     let action = match reference {
         Some(r) => format!("/demande/demandes/{r}/{}", slugs[step - 1]),
@@ -383,7 +370,7 @@ pub async fn new_form(
     req: &Request,
     platform: Data<&Platform>,
     _issuer: Issuer,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let input = StructureInput::default();
     step_page(
         req,
@@ -421,7 +408,7 @@ pub async fn create(
     platform: Data<&Platform>,
     issuer: Issuer,
     Form(input): Form<StructureInput>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let outcome = match input.validate() {
         Ok(step) => requests::create_draft(&platform, &issuer.as_ref(), &step).await,
         Err(errors) => Err(RequestError::Fields(errors)),
@@ -471,7 +458,7 @@ pub async fn structure_form(
     platform: Data<&Platform>,
     issuer: Issuer,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     if let Err(e) = ensure_editable(&d) {
         return request_error(e, &reference);
@@ -497,7 +484,7 @@ pub async fn structure_save(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(input): Form<StructureInput>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, d) = own(&platform, &issuer, &reference).await?;
     let outcome = match input.validate() {
         Ok(step) => {
@@ -579,7 +566,7 @@ pub async fn referent_form(
     platform: Data<&Platform>,
     issuer: Issuer,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     if let Err(e) = ensure_editable(&d) {
         return request_error(e, &reference);
@@ -613,7 +600,7 @@ pub async fn referent_save(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(input): Form<ReferentInput>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, d) = own(&platform, &issuer, &reference).await?;
     let outcome = match input.validate() {
         Ok(step) => requests::save_referent(&tenant, &issuer.as_ref(), &reference, &step).await,
@@ -700,7 +687,7 @@ fn aidants_page(
     input: &AidantInput,
     errors: &FieldErrors,
     flash: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let reference = d.request.reference.clone();
     html_status(
         &AidantsPage {
@@ -746,7 +733,7 @@ pub async fn aidants_form(
     issuer: Issuer,
     Path(reference): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     if let Err(e) = ensure_editable(&d) {
         return request_error(e, &reference);
@@ -774,7 +761,7 @@ pub async fn aidant_add(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(input): Form<AidantInput>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, d) = own(&platform, &issuer, &reference).await?;
     let outcome = match input.validate() {
         Ok(step) => requests::add_aidant(&tenant, &issuer.as_ref(), &reference, &step).await,
@@ -805,9 +792,9 @@ pub async fn aidant_remove(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(f): Form<RemoveForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, _) = own(&platform, &issuer, &reference).await?;
-    let id = Uuid::parse_str(f.aidant.trim()).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(f.aidant.trim()).map_err(|_| PageError::not_found())?;
     match requests::remove_aidant(&tenant, &issuer.as_ref(), &reference, id).await {
         Ok(()) => Ok(Redirect::see_other(format!(
             "/demande/demandes/{reference}/aidants?message=retire#liste"
@@ -841,7 +828,7 @@ pub async fn commitments_form(
     platform: Data<&Platform>,
     issuer: Issuer,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     if let Err(e) = ensure_editable(&d) {
         return request_error(e, &reference);
@@ -867,7 +854,7 @@ pub async fn commitments_save(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, d) = own(&platform, &issuer, &reference).await?;
     let ticked: Vec<String> = form
         .into_iter()
@@ -1040,7 +1027,7 @@ fn view_page(
     message: String,
     message_error: Option<String>,
     flash: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let status = d.request.status();
     html_status(
         &ViewPage {
@@ -1067,7 +1054,7 @@ pub async fn view(
     issuer: Issuer,
     Path(reference): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = own(&platform, &issuer, &reference).await?;
     let flash = match q.message.as_deref() {
         Some("deposee") => {
@@ -1092,7 +1079,7 @@ pub async fn submit(
     platform: Data<&Platform>,
     issuer: Issuer,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, _) = own(&platform, &issuer, &reference).await?;
     match requests::submit(&platform, &tenant, &issuer.as_ref(), &reference).await {
         Ok(status) => {
@@ -1124,7 +1111,7 @@ pub async fn post_message(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(f): Form<MessageForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, d) = own(&platform, &issuer, &reference).await?;
     match requests::issuer_message(&platform, &tenant, &issuer.as_ref(), &reference, &f.message)
         .await
@@ -1151,7 +1138,7 @@ pub async fn withdraw(
     platform: Data<&Platform>,
     issuer: Issuer,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, _) = own(&platform, &issuer, &reference).await?;
     match requests::withdraw(&tenant, &issuer.as_ref(), &reference).await {
         Ok(()) => Ok(

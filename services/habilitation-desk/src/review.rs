@@ -11,8 +11,9 @@ use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{csrf, guard};
 use foundation::paris;
-use foundation::tenancy::{DepartementCode, TenancyError};
+use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -26,7 +27,7 @@ use crate::request_pages::{Recap, recap};
 use crate::requests::acceptance;
 use crate::requests::form::kind_label;
 use crate::requests::{self, RequestError, Review, Status};
-use crate::views::{THEME, db_error, message_page, nav};
+use crate::views::{THEME, message_page, nav};
 
 const CURRENT: &str = "/instruction";
 
@@ -48,7 +49,7 @@ impl ReviewScope {
 
 /// The guard for review: the national right, else delegated rights per département; neither
 /// is 403.
-pub async fn review_scope(platform: &Platform, me: &Professional) -> poem::Result<ReviewScope> {
+pub async fn review_scope(platform: &Platform, me: &Professional) -> PageResult<ReviewScope> {
     if platform
         .guard
         .allows(me.id, &Domain::National, Action::RequestReview)
@@ -63,8 +64,7 @@ pub async fn review_scope(platform: &Platform, me: &Professional) -> poem::Resul
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut list = Vec::new();
     for (tenant, code) in delegated {
         if platform
@@ -78,20 +78,9 @@ pub async fn review_scope(platform: &Platform, me: &Professional) -> poem::Resul
     }
     if list.is_empty() {
         tracing::info!(action = "request:review", "authorization denied");
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     Ok(ReviewScope::Delegated(list))
-}
-
-fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
-
-fn tenancy_error(e: TenancyError) -> poem::Error {
-    match e {
-        TenancyError::NotServed(_) => poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE),
-        TenancyError::Database(e) => db_error(e),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,7 +125,7 @@ pub async fn queue(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<QueueQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let scope = review_scope(&platform, &me).await?;
     let candidates: Vec<DepartementCode> = match &scope {
         ReviewScope::National => {
@@ -144,8 +133,7 @@ pub async fn queue(
                 "SELECT DISTINCT departement_code FROM platform.request_index ORDER BY 1",
             )
             .fetch_all(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
             codes
                 .iter()
                 .filter_map(|c| DepartementCode::parse(c).ok())
@@ -178,18 +166,15 @@ pub async fn queue(
             unavailable.push(format!("{} ({})", d.name(), d.as_str()));
             continue;
         };
-        let mut tx = tenant.begin().await.map_err(db_error)?;
-        let rows = requests::summaries(&mut tx, &states, older_than, None)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        let mut tx = tenant.begin().await?;
+        let rows = requests::summaries(&mut tx, &states, older_than, None).await?;
+        tx.commit().await?;
         let codes: Vec<String> = rows.iter().map(|r| r.commune_code.clone()).collect();
         let names: Vec<(String, String)> =
             sqlx::query_as("SELECT code, name FROM platform.communes WHERE code = ANY($1)")
                 .bind(&codes)
                 .fetch_all(platform.platform_pool())
-                .await
-                .map_err(db_error)?;
+                .await?;
         for r in rows {
             let commune = names
                 .iter()
@@ -286,30 +271,29 @@ async fn reviewable_request(
     platform: &Platform,
     me: &Professional,
     reference: &str,
-) -> poem::Result<(DepartementCode, requests::Dossier)> {
+) -> PageResult<(DepartementCode, requests::Dossier)> {
     let scope = review_scope(platform, me).await?;
-    let departement = requests::departement_of(reference).ok_or_else(not_found)?;
+    let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     if !scope.covers(departement) {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     let tenant = platform
         .tenancy
         .context(departement)
         .await
-        .map_err(tenancy_error)?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+        .map_err(PageError::from)?;
+    let mut tx = tenant.begin().await?;
     let request = requests::load(&mut tx, reference, false)
-        .await
-        .map_err(db_error)?
+        .await?
         .filter(|r| r.status() != Status::Draft)
-        .ok_or_else(not_found)?;
+        .ok_or_else(PageError::not_found)?;
     let dossier = requests::dossier(platform, &mut tx, request)
         .await
         .map_err(|e| match e {
-            RequestError::Database(e) => db_error(e),
-            _ => poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE),
+            RequestError::Database(e) => PageError::from(e),
+            e => PageError::unavailable(e),
         })?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok((departement, dossier))
 }
 
@@ -320,7 +304,7 @@ async fn view_page(
     typed: Typed,
     flash: Option<&str>,
     error: Option<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let ids: Vec<Uuid> = d
         .messages
         .iter()
@@ -330,8 +314,7 @@ async fn view_page(
         sqlx::query_as("SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_all(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
     let status = d.request.status();
     html_status(
         &ViewPage {
@@ -369,7 +352,7 @@ pub async fn view(
     me: Professional,
     Path(reference): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (_, d) = reviewable_request(&platform, &me, &reference).await?;
     let flash = match q.message.as_deref() {
         Some("message") => Some("Votre message est envoyé au demandeur."),
@@ -385,10 +368,10 @@ pub async fn view(
     view_page(req, &platform, &d, Typed::default(), flash, None).await
 }
 
-fn review_error(e: RequestError, reference: &str) -> poem::Result<Response> {
+fn review_error(e: RequestError, reference: &str) -> PageResult<Response> {
     let back = format!("/instruction/demandes/{reference}");
     match e {
-        RequestError::NotFound => Err(not_found()),
+        RequestError::NotFound => Err(PageError::not_found()),
         RequestError::NotReviewable(_)
         | RequestError::NotEditable(_)
         | RequestError::NotWithdrawable(_) => message_page(
@@ -409,9 +392,9 @@ fn review_error(e: RequestError, reference: &str) -> poem::Result<Response> {
             ],
             Some((&back, "Voir la demande")),
         ),
-        RequestError::Tenancy(e) => Err(tenancy_error(e)),
-        RequestError::Database(e) => Err(db_error(e)),
-        _ => Err(poem::Error::from_status(StatusCode::BAD_REQUEST)),
+        RequestError::Tenancy(e) => Err(PageError::from(e)),
+        RequestError::Database(e) => Err(PageError::from(e)),
+        _ => Err(PageError::status(StatusCode::BAD_REQUEST)),
     }
 }
 
@@ -433,13 +416,13 @@ async fn act(
     action: Review,
     typed: Typed,
     done: &str,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (departement, d) = reviewable_request(platform, me, reference).await?;
     let tenant = platform
         .tenancy
         .context(departement)
         .await
-        .map_err(tenancy_error)?;
+        .map_err(PageError::from)?;
     match requests::review(platform, &tenant, me.id, reference, action).await {
         Ok(_) => Ok(Redirect::see_other(format!(
             "/instruction/demandes/{reference}?message={done}"
@@ -461,7 +444,7 @@ pub async fn post_message(
     me: Professional,
     Path(reference): Path<String>,
     Form(f): Form<ReviewForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let typed = Typed {
         message: f.message.clone(),
         field: Some("message"),
@@ -487,7 +470,7 @@ pub async fn ask_changes(
     me: RecentlyVerified,
     Path(reference): Path<String>,
     Form(f): Form<ReviewForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let typed = Typed {
         changes: f.changes.clone(),
         field: Some("changes"),
@@ -513,7 +496,7 @@ pub async fn refuse(
     me: RecentlyVerified,
     Path(reference): Path<String>,
     Form(f): Form<ReviewForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let typed = Typed {
         reason: f.reason.clone(),
         field: Some("reason"),
@@ -537,7 +520,7 @@ pub async fn accept(
     platform: Data<&Platform>,
     me: RecentlyVerified,
     Path(reference): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (departement, _) = reviewable_request(&platform, &me.0, &reference).await?;
     match acceptance::accept(&platform, departement, me.0.id, &reference).await {
         Ok(_) => Ok(Redirect::see_other(format!(
@@ -580,7 +563,7 @@ async fn reviewers_page(
     departement: String,
     error: Option<(&'static str, String)>,
     flash: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let rows: Vec<(Uuid, String, String, Uuid, String)> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, t.id, t.departement_code FROM platform.role_assignments a
          JOIN platform.professionals p ON p.id = a.professional_id
@@ -588,8 +571,7 @@ async fn reviewers_page(
          WHERE a.role = 'reviewer' ORDER BY t.departement_code, p.display_name",
     )
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let lines = rows
         .into_iter()
         .map(|(id, name, email, tenant, code)| DelegationLine {
@@ -632,7 +614,7 @@ pub async fn reviewers(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::RequestReview).await?;
     let flash = match q.message.as_deref() {
         Some("delegue") => Some(
@@ -660,7 +642,7 @@ pub async fn delegate(
     platform: Data<&Platform>,
     me: RecentlyVerified,
     Form(f): Form<DelegateForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let me = me.0;
     guard::require(&platform, &me, Domain::National, Action::RequestReview).await?;
     let email = f.email.trim().to_lowercase();
@@ -677,8 +659,7 @@ pub async fn delegate(
     )
     .bind(departement.as_str())
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some(council) = council else {
         let e = again(
             "departement",
@@ -695,8 +676,7 @@ pub async fn delegate(
     .bind(&email)
     .bind(departement.as_str())
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some(professional) = professional else {
         let e = again(
             "email",
@@ -704,7 +684,7 @@ pub async fn delegate(
         );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     crate::accounts::grant_role(
         &mut tx,
         professional,
@@ -712,8 +692,7 @@ pub async fn delegate(
         Domain::Tenant(council),
         Some(departement.as_str()),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     security::append(
         &mut tx,
         SecurityEvent::ReviewDelegated,
@@ -721,9 +700,8 @@ pub async fn delegate(
         Some(me.id),
         json!({ "tenant": council, "departement": departement.as_str() }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/national/relecteurs?message=delegue").into_response())
 }
 
@@ -741,27 +719,26 @@ pub async fn withdraw(
     platform: Data<&Platform>,
     me: RecentlyVerified,
     Form(f): Form<WithdrawForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let me = me.0;
     guard::require(&platform, &me, Domain::National, Action::RequestReview).await?;
     let (Ok(professional), Ok(tenant)) = (
         Uuid::parse_str(f.professionnel.trim()),
         Uuid::parse_str(f.collectivite.trim()),
     ) else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let removed = sqlx::query(
         "DELETE FROM platform.role_assignments WHERE professional_id = $1 AND role = 'reviewer' AND domain = $2",
     )
     .bind(professional)
     .bind(Domain::Tenant(tenant).to_string())
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?
+    .await?
     .rows_affected();
     if removed == 0 {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     security::append(
         &mut tx,
@@ -770,8 +747,7 @@ pub async fn withdraw(
         Some(me.id),
         json!({ "tenant": tenant }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/national/relecteurs?message=retire").into_response())
 }

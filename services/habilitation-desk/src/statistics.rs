@@ -249,11 +249,12 @@ pub async fn publish(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let (structures, requests, files): (i64, i64, i64) = sqlx::query_as(
+    let (structures, requests, files, live): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM structures WHERE active),
                 (SELECT count(*) FROM structure_requests
                  WHERE status IN ('waiting', 'submitted', 'changes_requested', 'amended')),
-                (SELECT count(*) FROM habilitation_files WHERE state NOT IN ('active', 'withdrawn'))",
+                (SELECT count(*) FROM habilitation_files WHERE state NOT IN ('active', 'withdrawn')),
+                (SELECT count(*) FROM mandates WHERE ended_at IS NULL AND expires_at > now())",
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -306,17 +307,19 @@ pub async fn publish(
     .await?;
     sqlx::query(
         "INSERT INTO platform.stats_territory_snapshots
-             (departement_code, month, structures, aidants, requests_in_progress, files_in_progress)
-         VALUES ($1, date_trunc('month', now() AT TIME ZONE 'Europe/Paris')::date, $2, $3, $4, $5)
+             (departement_code, month, structures, aidants, requests_in_progress, files_in_progress,
+              mandates_live)
+         VALUES ($1, date_trunc('month', now() AT TIME ZONE 'Europe/Paris')::date, $2, $3, $4, $5, $6)
          ON CONFLICT (departement_code, month) DO UPDATE SET structures = EXCLUDED.structures,
              aidants = EXCLUDED.aidants, requests_in_progress = EXCLUDED.requests_in_progress,
-             files_in_progress = EXCLUDED.files_in_progress",
+             files_in_progress = EXCLUDED.files_in_progress, mandates_live = EXCLUDED.mandates_live",
     )
     .bind(d.as_str())
     .bind(structures)
     .bind(aidants)
     .bind(requests)
     .bind(files)
+    .bind(live)
     .execute(&mut *ptx)
     .await?;
     ptx.commit().await
@@ -352,6 +355,7 @@ pub struct Territory {
     pub aidants: i64,
     pub requests_in_progress: i64,
     pub files_in_progress: i64,
+    pub mandates_live: i64,
     pub created: i64,
     pub used: i64,
     pub people: i64,
@@ -392,12 +396,13 @@ pub async fn territories(conn: &mut PgConnection) -> Result<Vec<Territory>, sqlx
              GROUP BY 1),
          s AS (
              SELECT DISTINCT ON (departement_code) departement_code, structures, aidants,
-                    requests_in_progress, files_in_progress
+                    requests_in_progress, files_in_progress, mandates_live
              FROM platform.stats_territory_snapshots ORDER BY departement_code, month DESC)
          SELECT coalesce(s.departement_code, m.departement_code) AS departement_code,
                 coalesce(s.structures, 0) AS structures, coalesce(s.aidants, 0) AS aidants,
                 coalesce(s.requests_in_progress, 0) AS requests_in_progress,
                 coalesce(s.files_in_progress, 0) AS files_in_progress,
+                coalesce(s.mandates_live, 0) AS mandates_live,
                 coalesce(m.created, 0) AS created, coalesce(m.used, 0) AS used,
                 coalesce(m.people, 0) AS people
          FROM s FULL JOIN m ON m.departement_code = s.departement_code

@@ -16,6 +16,7 @@ use foundation::categories;
 use foundation::tenancy::DepartementCode;
 use foundation::web::chart::{Chart, french_number};
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Response, handler};
@@ -23,7 +24,7 @@ use policies::Action;
 use serde_json::json;
 
 use crate::statistics::{self, Month, Territory, charts, public};
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 /// A figure as shown: a number, or « moins de 5 ».
 fn shown(n: Option<i64>) -> String {
@@ -39,6 +40,7 @@ pub struct TerritoryLine {
     pub created: String,
     pub used: String,
     pub people: String,
+    pub live: String,
     pub in_progress: String,
 }
 
@@ -60,15 +62,13 @@ type Cell = (String, time::Date, i64, i64, i64);
 struct Figures {
     months: Vec<Month>,
     categories: Vec<(String, i64)>,
-    territories: Vec<(Territory, [Option<i64>; 5])>,
+    territories: Vec<(Territory, [Option<i64>; 6])>,
 }
 
-async fn figures(platform: &Platform, open: bool) -> poem::Result<Figures> {
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let territories = statistics::territories(&mut conn).await.map_err(db_error)?;
-    let categories = statistics::national_categories(&mut conn)
-        .await
-        .map_err(db_error)?;
+async fn figures(platform: &Platform, open: bool) -> PageResult<Figures> {
+    let mut conn = platform.platform_pool().acquire().await?;
+    let territories = statistics::territories(&mut conn).await?;
+    let categories = statistics::national_categories(&mut conn).await?;
     // Monthly figures per territory, to withhold small cells before summing.
     let per: Vec<Cell> = sqlx::query_as(
         "SELECT departement_code, month, sum(created)::bigint, sum(used)::bigint, sum(people)::bigint
@@ -77,8 +77,7 @@ async fn figures(platform: &Platform, open: bool) -> poem::Result<Figures> {
          GROUP BY 1, 2",
     )
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let keep = |n: i64| if open { public(n) } else { Some(n) };
     let months = statistics::twelve(&[])
         .into_iter()
@@ -108,6 +107,7 @@ async fn figures(platform: &Platform, open: bool) -> poem::Result<Figures> {
                 keep(t.created),
                 keep(t.used),
                 keep(t.people),
+                keep(t.mandates_live),
             ];
             (t, cells)
         })
@@ -125,7 +125,7 @@ fn departement_name(code: &str) -> String {
         .unwrap_or_else(|_| code.to_owned())
 }
 
-async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
+async fn page(platform: &Platform, national: bool) -> PageResult<Response> {
     let f = figures(platform, !national).await?;
     let sum = |i: usize| -> i64 { f.territories.iter().filter_map(|t| t.1[i]).sum() };
     let mut totals = vec![
@@ -137,6 +137,7 @@ async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
             "Personnes accompagnées (douze mois, comptées par structure)",
             french_number(sum(4)),
         ),
+        ("Mandats en cours", french_number(sum(5))),
     ];
     if national {
         totals.push((
@@ -173,6 +174,7 @@ async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
                 created: shown(cells[2]),
                 used: shown(cells[3]),
                 people: shown(cells[4]),
+                live: shown(cells[5]),
                 in_progress: format!(
                     "{} demande(s), {} personne(s)",
                     t.requests_in_progress, t.files_in_progress
@@ -184,13 +186,13 @@ async fn page(platform: &Platform, national: bool) -> poem::Result<Response> {
 
 /// `GET /statistiques`: the open statistics, no login.
 #[handler]
-pub async fn open_page(platform: Data<&Platform>) -> poem::Result<Response> {
+pub async fn open_page(platform: Data<&Platform>) -> PageResult<Response> {
     page(&platform, false).await
 }
 
 /// `GET /national/statistiques`.
 #[handler]
-pub async fn national_page(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn national_page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -203,8 +205,8 @@ pub async fn national_page(platform: Data<&Platform>, me: Professional) -> poem:
 
 /// `GET /statistiques.csv`: one line per territory and month, withheld figures empty.
 #[handler]
-pub async fn open_csv(platform: Data<&Platform>) -> poem::Result<Response> {
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+pub async fn open_csv(platform: Data<&Platform>) -> PageResult<Response> {
+    let mut conn = platform.platform_pool().acquire().await?;
     let rows: Vec<(String, time::Date, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT departement_code, month, sum(created)::bigint, sum(used)::bigint, sum(revoked)::bigint,
                 sum(people)::bigint
@@ -213,10 +215,9 @@ pub async fn open_csv(platform: Data<&Platform>) -> poem::Result<Response> {
          GROUP BY 1, 2 ORDER BY 1, 2",
     )
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut out = csv::Writer::from_writer(Vec::new());
-    let failed = |_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let failed = PageError::internal;
     out.write_record([
         "departement",
         "nom",
@@ -240,9 +241,7 @@ pub async fn open_csv(platform: Data<&Platform>) -> poem::Result<Response> {
         ])
         .map_err(failed)?;
     }
-    let body = out
-        .into_inner()
-        .map_err(|_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let body = out.into_inner().map_err(PageError::internal)?;
     Ok(Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header(
@@ -254,7 +253,7 @@ pub async fn open_csv(platform: Data<&Platform>) -> poem::Result<Response> {
 
 /// `GET /statistiques.json`: the open page's figures (withheld ones `null`).
 #[handler]
-pub async fn open_json(platform: Data<&Platform>) -> poem::Result<Response> {
+pub async fn open_json(platform: Data<&Platform>) -> PageResult<Response> {
     let f = figures(&platform, true).await?;
     let body = json!({
         "threshold": statistics::THRESHOLD,
@@ -272,7 +271,7 @@ pub async fn open_json(platform: Data<&Platform>) -> poem::Result<Response> {
             "departement": t.departement_code,
             "name": departement_name(&t.departement_code),
             "structures": cells[0], "aidants": cells[1], "mandates_created": cells[2],
-            "uses": cells[3], "people_helped": cells[4],
+            "uses": cells[3], "people_helped": cells[4], "mandates_live": cells[5],
         })).collect::<Vec<_>>(),
     });
     Ok(Response::builder()
@@ -292,7 +291,7 @@ struct StructurePage<'a> {
 
 /// `GET /structure/statistiques`: the référent's structure.
 #[handler]
-pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::StructureStatistics).await?;
     let (name, _, _) = crate::pipeline::structure_files(&platform, structure)
@@ -300,39 +299,28 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> poem
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let departement =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(db_error)?
+            .await?
             .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
     let months = statistics::twelve(
-        &statistics::months(&mut tx, statistics::Of::Structure(structure))
-            .await
-            .map_err(db_error)?,
+        &statistics::months(&mut tx, statistics::Of::Structure(structure)).await?,
     );
-    let by_category = statistics::categories(&mut tx, statistics::Of::Structure(structure))
-        .await
-        .map_err(db_error)?;
+    let by_category = statistics::categories(&mut tx, statistics::Of::Structure(structure)).await?;
     let live: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM mandates m WHERE m.structure_id = $1 AND m.ended_at IS NULL AND m.expires_at > now()",
     )
     .bind(structure)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let aidants: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.domain = $1 AND a.role = 'aidant' AND p.active",
     )
     .bind(policies::Domain::Structure(structure).to_string())
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     html(&StructurePage {
         theme: THEME,
         nav: nav("/structure"),

@@ -8,6 +8,7 @@ use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{assignments, csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Redirect};
@@ -17,7 +18,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::requests::form::{AidantInput, EMPLOYMENTS, FieldErrors};
-use crate::views::{FieldView, THEME, db_error, nav};
+use crate::views::{FieldView, THEME, nav};
 
 #[derive(Template)]
 #[template(path = "structure_new_file.html")]
@@ -54,7 +55,7 @@ fn page(
     platform: &Platform,
     input: &AidantInput,
     errors: &FieldErrors,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html_status(
         &NewFilePage {
             theme: THEME,
@@ -67,7 +68,7 @@ fn page(
     )
 }
 
-async fn structure(platform: &Platform, me: &Professional) -> poem::Result<Uuid> {
+async fn structure(platform: &Platform, me: &Professional) -> PageResult<Uuid> {
     let structure =
         guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?;
     guard::require_active_structure(platform, structure).await?;
@@ -80,7 +81,7 @@ pub async fn form(
     req: &Request,
     platform: Data<&Platform>,
     me: Professional,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     structure(&platform, &me).await?;
     page(
         req,
@@ -97,30 +98,24 @@ pub async fn create(
     platform: Data<&Platform>,
     me: Professional,
     Form(input): Form<AidantInput>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let structure = structure(&platform, &me).await?;
     let step = match input.validate() {
         Ok(step) => step,
         Err(errors) => return page(req, &platform, &input, &errors),
     };
     let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut dep = tenant.begin().await.map_err(db_error)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut dep = tenant.begin().await?;
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM habilitation_files WHERE structure_id = $1 AND email = $2)",
     )
     .bind(structure)
     .bind(&step.email)
     .fetch_one(&mut *dep)
-    .await
-    .map_err(db_error)?;
+    .await?;
     if exists {
         let mut e = FieldErrors::default();
         e.add(
@@ -140,8 +135,7 @@ pub async fn create(
     .bind(&step.email)
     .bind(format!("{} {}", step.first_name, step.last_name))
     .execute(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     sqlx::query(
         "INSERT INTO habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -155,8 +149,7 @@ pub async fn create(
     .bind(&step.employment)
     .bind(&step.employer)
     .execute(&mut *dep)
-    .await
-    .map_err(db_error)?;
+    .await?;
     journal::append(
         &mut dep,
         NewEntry::new(Event::HabilitationFilesCreated)
@@ -164,8 +157,7 @@ pub async fn create(
             .professional(me.id)
             .details(json!({ "files": 1, "file": id, "by": "referent" })),
     )
-    .await
-    .map_err(db_error)?;
-    dep.commit().await.map_err(db_error)?;
+    .await?;
+    dep.commit().await?;
     Ok(Redirect::see_other("/structure/formation?message=ajoute").into_response())
 }

@@ -10,6 +10,7 @@ use foundation::app::Platform;
 use foundation::auth::guard;
 use foundation::auth::session::Professional;
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Response, handler};
@@ -17,7 +18,7 @@ use policies::{Action, Domain};
 use uuid::Uuid;
 
 use crate::pipeline::{self, Stage};
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 /// One person of the structure.
 pub struct Person {
@@ -73,18 +74,16 @@ fn factor_text(kind: Option<&str>, serial: Option<&str>, blocked: Option<bool>) 
 
 /// `GET /structure`.
 #[handler]
-pub async fn page(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let structure = guard::require_in_current_structure(&platform, &me, Action::AidantList).await?;
     let (name, active, files) = pipeline::structure_files(&platform, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     if !active {
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let progress = pipeline::progress(&mut conn, files)
-        .await
-        .map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
+    let progress = pipeline::progress(&mut conn, files).await?;
     // The accounts acting for the structure (aidants and référents), with their factor.
     let accounts: Vec<AccountRow> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, f.kind, f.card_serial,
@@ -100,8 +99,7 @@ pub async fn page(platform: Data<&Platform>, me: Professional) -> poem::Result<R
     )
     .bind(format!("structure:{structure}"))
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut people: Vec<Person> = Vec::new();
     let mut counts: Vec<(&'static str, usize)> = Vec::new();
     for stage in Stage::ALL {

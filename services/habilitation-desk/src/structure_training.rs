@@ -12,7 +12,7 @@ use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
 use foundation::web::{NavItem, Theme, html};
-use poem::http::StatusCode;
+use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
 use policies::Action;
@@ -23,11 +23,7 @@ use crate::issuer::Issuer;
 use crate::pipeline::{self, Progress};
 use crate::requests::{self, Status};
 use crate::training::{self, Outcome, Registrar};
-use crate::views::{THEME, db_error, nav};
-
-fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
+use crate::views::{THEME, nav};
 
 /// Who is on the page, and so where its forms go.
 enum Who<'a> {
@@ -56,7 +52,7 @@ impl Who<'_> {
 async fn structure_of(
     platform: &Platform,
     who: &Who<'_>,
-) -> poem::Result<(String, Vec<pipeline::File>)> {
+) -> PageResult<(String, Vec<pipeline::File>)> {
     let structure = match who {
         Who::Referent(me) => {
             guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?
@@ -65,9 +61,9 @@ async fn structure_of(
     };
     let (name, active, files) = pipeline::structure_files(platform, structure)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(PageError::not_found)?;
     if !active {
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     Ok((name, files))
 }
@@ -78,22 +74,20 @@ async fn issuer_structure(
     platform: &Platform,
     issuer: &Issuer,
     reference: &str,
-) -> poem::Result<Uuid> {
-    let departement = requests::departement_of(reference).ok_or_else(not_found)?;
+) -> PageResult<Uuid> {
+    let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy
         .context(departement)
         .await
-        .map_err(|_| not_found())?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
-    let request = requests::load(&mut tx, reference, false)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+        .map_err(|_| PageError::not_found())?;
+    let mut tx = tenant.begin().await?;
+    let request = requests::load(&mut tx, reference, false).await?;
+    tx.commit().await?;
     request
         .filter(|r| r.issuer_id == Some(issuer.id) && r.status() == Status::Accepted)
         .and_then(|r| r.structure_id)
-        .ok_or_else(not_found)
+        .ok_or_else(PageError::not_found)
 }
 
 pub struct Line {
@@ -184,13 +178,11 @@ async fn render(
     platform: &Platform,
     who: Who<'_>,
     q: PageQuery,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (name, files) = structure_of(platform, &who).await?;
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let progress = pipeline::progress(&mut conn, files)
-        .await
-        .map_err(db_error)?;
-    let sessions = training::upcoming(&mut conn).await.map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
+    let progress = pipeline::progress(&mut conn, files).await?;
+    let sessions = training::upcoming(&mut conn).await?;
     // The waiting list is offered only for a file and a session that are both still real.
     let full = match (q.complet, q.dossier) {
         (Some(session), Some(file))
@@ -231,18 +223,18 @@ pub struct RegisterForm {
     attente: Option<String>,
 }
 
-async fn register(platform: &Platform, who: Who<'_>, f: RegisterForm) -> poem::Result<Response> {
+async fn register(platform: &Platform, who: Who<'_>, f: RegisterForm) -> PageResult<Response> {
     let (_, files) = structure_of(platform, &who).await?;
     let base = who.base();
-    let file = Uuid::parse_str(f.dossier.trim()).map_err(|_| not_found())?;
+    let file = Uuid::parse_str(f.dossier.trim()).map_err(|_| PageError::not_found())?;
     let Some(found) = files.iter().find(|x| x.id == file) else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
-    let session = Uuid::parse_str(f.session.trim()).map_err(|_| not_found())?;
+    let session = Uuid::parse_str(f.session.trim()).map_err(|_| PageError::not_found())?;
     if found.state == "withdrawn" {
         return Ok(Redirect::see_other(format!("{base}?message=fermee")).into_response());
     }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
     let outcome = training::register(
         &mut conn,
         session,
@@ -250,8 +242,7 @@ async fn register(platform: &Platform, who: Who<'_>, f: RegisterForm) -> poem::R
         who.registrar(),
         f.attente.is_some(),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let to = match outcome {
         Outcome::Registered => format!("{base}?message=inscrit"),
         Outcome::Waiting => format!("{base}?message=attente"),
@@ -269,9 +260,9 @@ pub struct CancelForm {
     inscription: String,
 }
 
-async fn cancel(platform: &Platform, who: Who<'_>, f: CancelForm) -> poem::Result<Response> {
+async fn cancel(platform: &Platform, who: Who<'_>, f: CancelForm) -> PageResult<Response> {
     let (_, files) = structure_of(platform, &who).await?;
-    let registration = Uuid::parse_str(f.inscription.trim()).map_err(|_| not_found())?;
+    let registration = Uuid::parse_str(f.inscription.trim()).map_err(|_| PageError::not_found())?;
     let ids: Vec<Uuid> = files.iter().map(|x| x.id).collect();
     let ours: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM platform.training_registrations WHERE id = $1 AND file_id = ANY($2))",
@@ -279,17 +270,13 @@ async fn cancel(platform: &Platform, who: Who<'_>, f: CancelForm) -> poem::Resul
     .bind(registration)
     .bind(&ids)
     .fetch_one(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !ours {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    if !training::cancel(&mut conn, registration, who.registrar())
-        .await
-        .map_err(db_error)?
-    {
-        return Err(not_found());
+    let mut conn = platform.platform_pool().acquire().await?;
+    if !training::cancel(&mut conn, registration, who.registrar()).await? {
+        return Err(PageError::not_found());
     }
     Ok(Redirect::see_other(format!("{}?message=annule", who.base())).into_response())
 }
@@ -301,7 +288,7 @@ pub async fn referent_page(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<PageQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     render(req, &platform, Who::Referent(&me), q).await
 }
 
@@ -311,7 +298,7 @@ pub async fn referent_register(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<RegisterForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     register(&platform, Who::Referent(&me), f).await
 }
 
@@ -321,7 +308,7 @@ pub async fn referent_cancel(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<CancelForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     cancel(&platform, Who::Referent(&me), f).await
 }
 
@@ -333,7 +320,7 @@ pub async fn issuer_page(
     issuer: Issuer,
     Path(reference): Path<String>,
     Query(q): Query<PageQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     render(req, &platform, Who::Issuer(&issuer, &reference), q).await
 }
 
@@ -344,7 +331,7 @@ pub async fn issuer_register(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(f): Form<RegisterForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     register(&platform, Who::Issuer(&issuer, &reference), f).await
 }
 
@@ -355,6 +342,6 @@ pub async fn issuer_cancel(
     issuer: Issuer,
     Path(reference): Path<String>,
     Form(f): Form<CancelForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     cancel(&platform, Who::Issuer(&issuer, &reference), f).await
 }

@@ -9,7 +9,7 @@ use foundation::auth::session::Professional;
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
-use poem::http::StatusCode;
+use foundation::web::{PageError, PageResult};
 use poem::web::Data;
 use poem::{Response, handler};
 use policies::{Action, Domain};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::requests::form::kind_label;
 use crate::requests::{self, Status};
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 use crate::waves::{self, Wave};
 
 pub struct TenantView {
@@ -49,7 +49,7 @@ struct RolloutPage<'a> {
 
 /// `GET /territoire/deploiement`.
 #[handler]
-pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn rollout(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let held: Vec<(Uuid, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT t.id, t.name, t.kind, t.departement_code, t.commune_code FROM platform.role_assignments a
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
@@ -57,8 +57,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut tenants = Vec::new();
     for (id, name, kind, code, commune) in held {
         if !platform
@@ -71,9 +70,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        let wave = waves::wave_of(platform.platform_pool(), d)
-            .await
-            .map_err(db_error)?;
+        let wave = waves::wave_of(platform.platform_pool(), d).await?;
         // A commune sees its own commune and its municipal arrondissements.
         let communes: Option<Vec<String>> = match (&kind[..], &commune) {
             ("commune", Some(c)) => Some(
@@ -83,8 +80,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
                 )
                 .bind(c)
                 .fetch_all(platform.platform_pool())
-                .await
-                .map_err(db_error)?,
+                .await?,
             ),
             _ => None,
         };
@@ -92,18 +88,15 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
         let mut unavailable = false;
         match platform.tenancy.context(d).await {
             Ok(tenant) => {
-                let mut tx = tenant.begin().await.map_err(db_error)?;
-                let rows = requests::summaries(&mut tx, &[], None, None)
-                    .await
-                    .map_err(db_error)?;
-                tx.commit().await.map_err(db_error)?;
+                let mut tx = tenant.begin().await?;
+                let rows = requests::summaries(&mut tx, &[], None, None).await?;
+                tx.commit().await?;
                 let codes: Vec<String> = rows.iter().map(|r| r.commune_code.clone()).collect();
                 let names: Vec<(String, String)> =
                     sqlx::query_as("SELECT code, name FROM platform.communes WHERE code = ANY($1)")
                         .bind(&codes)
                         .fetch_all(platform.platform_pool())
-                        .await
-                        .map_err(db_error)?;
+                        .await?;
                 for r in rows {
                     if let Some(allowed) = &communes
                         && !allowed.contains(&r.commune_code)
@@ -150,7 +143,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> poem::Resul
     }
     if tenants.is_empty() {
         tracing::info!(action = "rollout:follow", "authorization denied");
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     html(&RolloutPage {
         theme: THEME,

@@ -20,6 +20,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantContext};
 use foundation::web::chart::Chart;
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
@@ -32,11 +33,7 @@ use uuid::Uuid;
 use crate::pipeline::{self, Stage};
 use crate::requests::{self, Status};
 use crate::statistics;
-use crate::views::{THEME, db_error, nav};
-
-pub(crate) fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
+use crate::views::{THEME, nav};
 
 /// A tenant administered by the professional.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -66,7 +63,7 @@ pub(crate) async fn held(
     platform: &Platform,
     me: &Professional,
     action: Action,
-) -> poem::Result<Vec<Tenant>> {
+) -> PageResult<Vec<Tenant>> {
     let tenants: Vec<Tenant> = sqlx::query_as(
         "SELECT DISTINCT t.id, t.name, t.kind, t.departement_code, t.commune_code FROM platform.role_assignments a
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
@@ -74,8 +71,7 @@ pub(crate) async fn held(
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut allowed = Vec::new();
     for t in tenants {
         if platform
@@ -96,8 +92,8 @@ pub(crate) async fn scoped(
     me: &Professional,
     id: &str,
     action: Action,
-) -> poem::Result<(Tenant, TenantContext)> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
+) -> PageResult<(Tenant, TenantContext)> {
+    let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
     if !platform
         .guard
         .allows(me.id, &Domain::Tenant(id), action)
@@ -113,29 +109,23 @@ pub(crate) async fn scoped(
         .bind(me.id)
         .bind(Domain::Tenant(id).to_string())
         .fetch_one(platform.platform_pool())
-        .await
-        .map_err(db_error)?;
+        .await?;
         let elsewhere = !member && !held(platform, me, action).await?.is_empty();
-        return Err(poem::Error::from_status(if elsewhere {
+        return Err(PageError::from(poem::Error::from_status(if elsewhere {
             StatusCode::NOT_FOUND
         } else {
             StatusCode::FORBIDDEN
-        }));
+        })));
     }
     let tenant: Tenant = sqlx::query_as(
         "SELECT id, name, kind, departement_code, commune_code FROM platform.tenants WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(not_found)?;
-    let d = tenant.departement().ok_or_else(not_found)?;
-    let context = platform
-        .tenancy
-        .context(d)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
+    .await?
+    .ok_or_else(PageError::not_found)?;
+    let d = tenant.departement().ok_or_else(PageError::not_found)?;
+    let context = platform.tenancy.context(d).await?;
     Ok((tenant, context))
 }
 
@@ -144,7 +134,7 @@ pub(crate) async fn scoped(
 pub(crate) async fn communes_of(
     platform: &Platform,
     tenant: &Tenant,
-) -> poem::Result<Option<Vec<String>>> {
+) -> PageResult<Option<Vec<String>>> {
     let Some(c) = &tenant.commune_code else {
         return Ok(None);
     };
@@ -153,8 +143,7 @@ pub(crate) async fn communes_of(
     )
     .bind(c)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(Some(codes))
 }
 
@@ -178,8 +167,8 @@ pub struct StructureRow {
 pub(crate) async fn structures(
     context: &TenantContext,
     tenant: Uuid,
-) -> poem::Result<Vec<StructureRow>> {
-    let mut tx = context.begin().await.map_err(db_error)?;
+) -> PageResult<Vec<StructureRow>> {
+    let mut tx = context.begin().await?;
     let rows = sqlx::query_as(
         "SELECT id, name, kind, commune_code, active, deactivated_at, deactivation_reason, address,
                 postal_code, opening_hours, mission
@@ -187,9 +176,8 @@ pub(crate) async fn structures(
     )
     .bind(tenant)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(rows)
 }
 
@@ -208,7 +196,7 @@ pub struct StructureLine {
 pub(crate) async fn structure_lines(
     platform: &Platform,
     rows: &[StructureRow],
-) -> poem::Result<Vec<StructureLine>> {
+) -> PageResult<Vec<StructureLine>> {
     let domains: Vec<String> = rows
         .iter()
         .map(|s| Domain::Structure(s.id).to_string())
@@ -221,15 +209,13 @@ pub(crate) async fn structure_lines(
     )
     .bind(&domains)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let codes: Vec<String> = rows.iter().map(|s| s.commune_code.clone()).collect();
     let names: Vec<(String, String)> =
         sqlx::query_as("SELECT code, name FROM platform.communes WHERE code = ANY($1)")
             .bind(&codes)
             .fetch_all(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
     Ok(rows
         .iter()
         .zip(domains)
@@ -295,38 +281,39 @@ async fn coverage(
     context: &TenantContext,
     d: DepartementCode,
     scope: Option<&[String]>,
-) -> poem::Result<Coverage> {
-    let mut tx = context.begin().await.map_err(db_error)?;
+) -> PageResult<Coverage> {
+    let mut tx = context.begin().await?;
     let places: Vec<(String, i64)> =
         sqlx::query_as("SELECT commune_code, count(*) FROM structures WHERE active GROUP BY 1")
             .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+            .await?;
+    tx.commit().await?;
     let communes: Vec<(String, String, Option<i32>, Option<String>)> = sqlx::query_as(
         "SELECT code, name, population, parent_code FROM platform.communes
          WHERE departement_code = $1 ORDER BY population DESC NULLS LAST, name",
     )
     .bind(d.as_str())
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let in_scope = |code: &str| scope.is_none_or(|s| s.iter().any(|c| c == code));
+    // Places counted in their commune, an arrondissement's in its city's.
+    let parent_of: std::collections::HashMap<&str, &str> = communes
+        .iter()
+        .filter_map(|(code, _, _, parent)| Some((code.as_str(), parent.as_deref()?)))
+        .collect();
+    let mut places_in: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for (code, n) in &places {
+        let commune = parent_of
+            .get(code.as_str())
+            .copied()
+            .unwrap_or(code.as_str());
+        *places_in.entry(commune).or_default() += n;
+    }
     let mut lines: Vec<(CommuneLine, i64)> = Vec::new();
     for (code, name, population, parent) in communes.iter() {
         if parent.is_some() || !in_scope(code) {
             continue;
         }
-        let count: i64 = places
-            .iter()
-            .filter(|(c, _)| {
-                c == code
-                    || communes
-                        .iter()
-                        .any(|x| x.0 == *c && x.3.as_deref() == Some(code.as_str()))
-            })
-            .map(|(_, n)| n)
-            .sum();
         lines.push((
             CommuneLine {
                 name: name.clone(),
@@ -334,7 +321,7 @@ async fn coverage(
                 population: population
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "—".to_owned()),
-                places: count,
+                places: places_in.get(code.as_str()).copied().unwrap_or(0),
             },
             i64::from(population.unwrap_or(0)),
         ));
@@ -359,14 +346,12 @@ async fn coverage(
 
 /// Mandates created and used by month (twelve months), uses by category, people helped: from
 /// the tenant's monthly aggregates, as charts with their figures.
-async fn uses(context: &TenantContext, tenant: Uuid) -> poem::Result<Vec<Chart>> {
+async fn uses(context: &TenantContext, tenant: Uuid) -> PageResult<Vec<Chart>> {
     let of = statistics::Of::Tenant(tenant);
-    let mut tx = context.begin().await.map_err(db_error)?;
-    let months = statistics::twelve(&statistics::months(&mut tx, of).await.map_err(db_error)?);
-    let by_category = statistics::categories(&mut tx, of)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
+    let months = statistics::twelve(&statistics::months(&mut tx, of).await?);
+    let by_category = statistics::categories(&mut tx, of).await?;
+    tx.commit().await?;
     if months.iter().all(|m| m.created == 0 && m.used == 0) {
         return Ok(Vec::new());
     }
@@ -388,11 +373,11 @@ struct HomePage<'a> {
 
 /// `GET /territoire`: the tenants the professional administers.
 #[handler]
-pub async fn home(platform: Data<&Platform>, me: Professional) -> poem::Result<Response> {
+pub async fn home(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let tenants = held(&platform, &me, Action::StructureList).await?;
     if tenants.is_empty() {
         tracing::info!(action = "structure:list", "authorization denied");
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     html(&HomePage {
         theme: THEME,
@@ -422,6 +407,7 @@ struct SpacePage<'a> {
     active: usize,
     deactivated: usize,
     aidants: i64,
+    live: i64,
     requests: Vec<(&'static str, usize)>,
     stages: Vec<(&'static str, usize)>,
     coverage: Coverage,
@@ -443,17 +429,15 @@ pub async fn dashboard(
     me: Professional,
     Path(id): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureList).await?;
     let d = context.departement();
     let scope = communes_of(&platform, &tenant).await?;
     let rows = structures(&context, tenant.id).await?;
     let lines = structure_lines(&platform, &rows).await?;
     // Requests in progress in the tenant's scope (its communes, or the whole département).
-    let mut tx = context.begin().await.map_err(db_error)?;
-    let summaries = requests::summaries(&mut tx, &[], None, None)
-        .await
-        .map_err(db_error)?;
+    let mut tx = context.begin().await?;
+    let summaries = requests::summaries(&mut tx, &[], None, None).await?;
     let ids: Vec<Uuid> = rows.iter().map(|s| s.id).collect();
     let files: Vec<pipeline::File> = sqlx::query_as(
         "SELECT id, first_name, last_name, email, state, professional_id FROM habilitation_files
@@ -461,9 +445,15 @@ pub async fn dashboard(
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM mandates WHERE structure_id = ANY($1)
+           AND ended_at IS NULL AND expires_at > now()",
+    )
+    .bind(&ids)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
     let requests = [
         Status::Waiting,
         Status::Submitted,
@@ -484,10 +474,8 @@ pub async fn dashboard(
     })
     .filter(|(_, n)| *n > 0)
     .collect();
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
-    let progress = pipeline::progress(&mut conn, files)
-        .await
-        .map_err(db_error)?;
+    let mut conn = platform.platform_pool().acquire().await?;
+    let progress = pipeline::progress(&mut conn, files).await?;
     drop(conn);
     let stages = Stage::ALL
         .iter()
@@ -508,6 +496,7 @@ pub async fn dashboard(
         active: rows.iter().filter(|s| s.active).count(),
         deactivated: rows.iter().filter(|s| !s.active).count(),
         aidants: lines.iter().map(|l| l.aidants).sum(),
+        live,
         tenant,
         structures: lines,
         requests,
@@ -535,14 +524,14 @@ pub async fn export(
     platform: Data<&Platform>,
     me: Professional,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureList).await?;
     let rows = structures(&context, tenant.id).await?;
     let lines = structure_lines(&platform, &rows).await?;
     let mut out = csv::WriterBuilder::new()
         .quote_style(csv::QuoteStyle::Always)
         .from_writer(Vec::new());
-    let failed = |_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let failed = PageError::internal;
     out.write_record([
         "structure",
         "type",
@@ -563,19 +552,16 @@ pub async fn export(
         ])
         .map_err(failed)?;
     }
-    let body = out
-        .into_inner()
-        .map_err(|_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let body = out.into_inner().map_err(PageError::internal)?;
+    let mut tx = context.begin().await?;
     journal::append(
         &mut tx,
         NewEntry::new(Event::TerritoryExported)
             .professional(me.id)
             .details(json!({ "tenant": tenant.id, "what": "structures", "lines": lines.len() })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header(

@@ -14,6 +14,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::TenantContext;
 use foundation::web::{NavItem, Theme, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -24,21 +25,21 @@ use uuid::Uuid;
 
 use crate::accounts;
 use crate::requests::form::FieldErrors;
-use crate::territory_space::{StructureRow, Tenant, not_found, scoped, structures};
-use crate::views::{THEME, db_error, nav};
+use crate::territory_space::{StructureRow, Tenant, scoped, structures};
+use crate::views::{THEME, nav};
 
 /// The tenant's structure of the path (404 when it is another tenant's).
 async fn structure_of(
     context: &TenantContext,
     tenant: &Tenant,
     id: &str,
-) -> poem::Result<StructureRow> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
+) -> PageResult<StructureRow> {
+    let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
     structures(context, tenant.id)
         .await?
         .into_iter()
         .find(|s| s.id == id)
-        .ok_or_else(not_found)
+        .ok_or_else(PageError::not_found)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,7 +148,7 @@ struct StructurePage<'a> {
     reason_error: Option<&'a str>,
 }
 
-fn render(page: StructurePage<'_>, status: Option<StatusCode>) -> poem::Result<Response> {
+fn render(page: StructurePage<'_>, status: Option<StatusCode>) -> PageResult<Response> {
     html_status(&page, status)
 }
 
@@ -158,7 +159,7 @@ pub async fn form(
     platform: Data<&Platform>,
     me: Professional,
     Path((id, structure)): Path<(String, String)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureManage).await?;
     let structure = structure_of(&context, &tenant, &structure).await?;
     render(
@@ -185,7 +186,7 @@ pub async fn save(
     me: Professional,
     Path((id, structure)): Path<(String, String)>,
     Form(f): Form<DetailsForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureManage).await?;
     let structure = structure_of(&context, &tenant, &structure).await?;
     let errors = f.errors();
@@ -206,7 +207,7 @@ pub async fn save(
         );
     }
     let postal = f.postal_code.trim();
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     sqlx::query(
         "UPDATE structures SET name = $2, address = $3, postal_code = $4, opening_hours = $5, mission = $6
          WHERE id = $1",
@@ -218,8 +219,7 @@ pub async fn save(
     .bind(f.opening_hours.trim())
     .bind(f.mission.trim())
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     // Which fields changed, by name only.
     let before = DetailsForm::of(&structure);
     let changed: Vec<&str> = [
@@ -243,9 +243,8 @@ pub async fn save(
             .professional(me.id)
             .details(json!({ "tenant": tenant.id, "fields": changed })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other(format!(
         "/territoire/collectivites/{}?message=modifiee",
         tenant.id
@@ -267,7 +266,7 @@ pub async fn deactivate(
     RecentlyVerified(me): RecentlyVerified,
     Path((id, structure)): Path<(String, String)>,
     Form(f): Form<DeactivateForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::StructureManage).await?;
     let structure = structure_of(&context, &tenant, &structure).await?;
     let reason = f.reason.trim();
@@ -297,7 +296,7 @@ pub async fn deactivate(
             Some(status),
         );
     }
-    let mut tx = context.begin().await.map_err(db_error)?;
+    let mut tx = context.begin().await?;
     let done = sqlx::query(
         "UPDATE structures SET active = false, deactivated_at = now(), deactivated_by = $2, deactivation_reason = $3
          WHERE id = $1 AND active",
@@ -306,11 +305,10 @@ pub async fn deactivate(
     .bind(me.id)
     .bind(reason)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?
+    .await?
     .rows_affected();
     if done == 0 {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     journal::append(
         &mut tx,
@@ -319,10 +317,9 @@ pub async fn deactivate(
             .professional(me.id)
             .details(json!({ "by": "territory", "tenant": tenant.id })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
+    let mut conn = platform.platform_pool().acquire().await?;
     security::append(
         &mut conn,
         SecurityEvent::StructureDeactivated,
@@ -330,8 +327,7 @@ pub async fn deactivate(
         Some(me.id),
         json!({ "structure": structure.id, "departement": context.departement().as_str(), "by": "territory" }),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     Ok(Redirect::see_other(format!(
         "/territoire/collectivites/{}?message=desactivee",
         tenant.id
@@ -356,7 +352,7 @@ pub async fn delegate(
     RecentlyVerified(me): RecentlyVerified,
     Path(id): Path<String>,
     Form(f): Form<DelegateForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::TerritoryDelegate).await?;
     let back = format!("/territoire/collectivites/{}", tenant.id);
     let refuse = |text: &'static str| {
@@ -376,13 +372,12 @@ pub async fn delegate(
             "L'adresse e-mail n'est pas valide : elle s'écrit comme prenom.nom@collectivite.fr.",
         );
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let existing: Option<(Uuid, bool)> =
         sqlx::query_as("SELECT id, active FROM platform.professionals WHERE email = $1")
             .bind(&email)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let (professional, created) = match existing {
         Some((_, false)) => {
             return refuse(
@@ -399,7 +394,7 @@ pub async fn delegate(
             }
             match accounts::create_professional(&mut tx, &email, name).await {
                 Ok(id) => (id, true),
-                Err(accounts::AccountError::Database(e)) => return Err(db_error(e)),
+                Err(accounts::AccountError::Database(e)) => return Err(PageError::from(e)),
                 Err(_) => {
                     return refuse("Le nom indiqué n'est pas valide (200 caractères au plus).");
                 }
@@ -413,8 +408,7 @@ pub async fn delegate(
         Domain::Tenant(tenant.id),
         None,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     if created {
         accounts::send_enrolment_link(
             &mut tx,
@@ -422,8 +416,7 @@ pub async fn delegate(
             professional,
             &crate::requests::public_url(&platform),
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     }
     security::append(
         &mut tx,
@@ -432,8 +425,7 @@ pub async fn delegate(
         Some(me.id),
         json!({ "tenant": tenant.id }),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     outbox::enqueue_platform(
         &mut tx,
         &OutboxMessage {
@@ -446,18 +438,16 @@ pub async fn delegate(
             }),
         },
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let mut dep = context.begin().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
+    let mut dep = context.begin().await?;
     journal::append(
         &mut dep,
         NewEntry::new(Event::TerritoryAdminDelegated)
             .professional(professional)
             .details(json!({ "tenant": tenant.id, "by": me.id })),
     )
-    .await
-    .map_err(db_error)?;
-    dep.commit().await.map_err(db_error)?;
+    .await?;
+    dep.commit().await?;
     Ok(Redirect::see_other(format!("{back}?message=delegue")).into_response())
 }

@@ -13,6 +13,7 @@
 //! journaled in the platform's security journal in the same transaction, and its e-mails are
 //! queued there too.
 
+use foundation::web::{PageError, PageResult};
 use std::time::Duration;
 
 use askama::Template;
@@ -37,11 +38,7 @@ use uuid::Uuid;
 
 use crate::accounts;
 use crate::requests::form::FieldErrors;
-use crate::views::{MessagePage, THEME, db_error, nav};
-
-fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
-}
+use crate::views::{MessagePage, THEME, nav};
 
 /// A session as listed.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -454,19 +451,17 @@ async fn national_page(
     form: SessionForm,
     errors: FieldErrors,
     flash: Option<&str>,
-) -> poem::Result<Response> {
-    let mut conn = platform.platform_pool().acquire().await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut conn = platform.platform_pool().acquire().await?;
     let sessions: Vec<Session> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SESSIONS} WHERE s.first_day >= current_date - 30 ORDER BY s.first_day, s.title LIMIT 500"
     )))
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let organisations: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT id, name FROM platform.training_organisations ORDER BY name")
             .fetch_all(&mut *conn)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let bad = !errors.is_empty();
     html_status(
         &NationalPage {
@@ -502,7 +497,7 @@ pub async fn national(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::TrainingManage).await?;
     let flash = match q.message.as_deref() {
         Some("session") => Some("La session est enregistrée."),
@@ -537,7 +532,7 @@ pub async fn create_session(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<SessionForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::TrainingManage).await?;
     let mut e = FieldErrors::default();
     let organisation = Uuid::parse_str(f.organisation.trim()).ok();
@@ -601,7 +596,7 @@ pub async fn create_session(
     else {
         return national_page(req, &platform, f, e, None).await;
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
         "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, second_day, mode, address, region_code, capacity, created_by)
@@ -618,8 +613,7 @@ pub async fn create_session(
     .bind(capacity)
     .bind(me.id)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?
+    .await?
     .rows_affected();
     if inserted == 0 {
         let mut e = FieldErrors::default();
@@ -633,9 +627,8 @@ pub async fn create_session(
         Some(me.id),
         json!({ "session": id, "organisation": organisation, "capacity": capacity }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/national/formations?message=session").into_response())
 }
 
@@ -652,7 +645,7 @@ pub async fn create_organisation(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<OrganisationForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::TrainingManage).await?;
     let name = f.name.trim();
     let mut e = FieldErrors::default();
@@ -669,8 +662,7 @@ pub async fn create_organisation(
     .bind(Uuid::now_v7())
     .bind(name)
     .execute(platform.platform_pool())
-    .await
-    .map_err(db_error)?
+    .await?
     .rows_affected();
     if done == 0 {
         e.add("organisation_name", "Un organisme porte déjà ce nom.");
@@ -697,7 +689,7 @@ pub async fn add_trainer(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<TrainerForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::TrainingManage).await?;
     let mut e = FieldErrors::default();
     let organisation = Uuid::parse_str(f.organisation.trim()).ok();
@@ -720,28 +712,26 @@ pub async fn add_trainer(
     let (Some(organisation), Some(email), true) = (organisation, email, e.is_empty()) else {
         return national_page(req, &platform, SessionForm::default(), e, None).await;
     };
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM platform.training_organisations WHERE id = $1)",
     )
     .bind(organisation)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !exists {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     let existing: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
             .bind(&email)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     let (id, created) = match existing {
         Some(id) => (id, false),
         None => match accounts::create_professional(&mut tx, &email, f.name.trim()).await {
             Ok(id) => (id, true),
-            Err(accounts::AccountError::Database(e)) => return Err(db_error(e)),
+            Err(accounts::AccountError::Database(e)) => return Err(PageError::from(e)),
             Err(_) => {
                 let mut e = FieldErrors::default();
                 e.add(
@@ -759,8 +749,7 @@ pub async fn add_trainer(
         Domain::Organisation(organisation),
         None,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     if created {
         accounts::send_enrolment_link(
             &mut tx,
@@ -768,8 +757,7 @@ pub async fn add_trainer(
             id,
             &crate::requests::public_url(&platform),
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     }
     security::append(
         &mut tx,
@@ -778,9 +766,8 @@ pub async fn add_trainer(
         Some(me.id),
         json!({ "organisation": organisation }),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/national/formations?message=formateur").into_response())
 }
 
@@ -788,14 +775,13 @@ pub async fn add_trainer(
 // The trainer's pages.
 
 /// The organisations where the professional records attendance.
-async fn trainer_organisations(platform: &Platform, me: &Professional) -> poem::Result<Vec<Uuid>> {
+async fn trainer_organisations(platform: &Platform, me: &Professional) -> PageResult<Vec<Uuid>> {
     let held: Vec<String> = sqlx::query_scalar(
         "SELECT domain FROM platform.role_assignments WHERE professional_id = $1 AND role = 'trainer'",
     )
     .bind(me.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mut list = Vec::new();
     for d in held {
         if let Some(Domain::Organisation(id)) = Domain::parse(&d)
@@ -809,7 +795,7 @@ async fn trainer_organisations(platform: &Platform, me: &Professional) -> poem::
     }
     if list.is_empty() {
         tracing::info!(action = "attendance:record", "authorization denied");
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     Ok(list)
 }
@@ -824,18 +810,14 @@ struct TrainerSessionsPage<'a> {
 
 /// `GET /formation`: the trainer's organisations' sessions.
 #[handler]
-pub async fn trainer_sessions(
-    platform: Data<&Platform>,
-    me: Professional,
-) -> poem::Result<Response> {
+pub async fn trainer_sessions(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let organisations = trainer_organisations(&platform, &me).await?;
     let sessions: Vec<Session> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SESSIONS} WHERE s.organisation_id = ANY($1) ORDER BY s.first_day DESC, s.title LIMIT 500"
     )))
     .bind(&organisations)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     html(&TrainerSessionsPage {
         theme: THEME,
         nav: nav("/formation"),
@@ -869,22 +851,17 @@ fn started(session: &Session) -> bool {
 }
 
 /// The trainer's session (another organisation's, or nonsense: 404).
-async fn trainer_session(
-    platform: &Platform,
-    me: &Professional,
-    id: &str,
-) -> poem::Result<Session> {
+async fn trainer_session(platform: &Platform, me: &Professional, id: &str) -> PageResult<Session> {
     let organisations = trainer_organisations(platform, me).await?;
-    let id = Uuid::parse_str(id.trim()).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SESSIONS} WHERE s.id = $1 AND s.organisation_id = ANY($2)"
     )))
     .bind(id)
     .bind(&organisations)
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(not_found)
+    .await?
+    .ok_or_else(PageError::not_found)
 }
 
 /// `GET /formation/sessions/:id`: who is registered, attendance to record.
@@ -895,7 +872,7 @@ pub async fn trainer_session_page(
     me: Professional,
     Path(id): Path<String>,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let session = trainer_session(&platform, &me, &id).await?;
     let rows: Vec<(Uuid, String, String, String, Option<OffsetDateTime>)> = sqlx::query_as(
         "SELECT r.id, i.display_name, i.email, r.status, r.attendance_at FROM platform.training_registrations r
@@ -905,8 +882,7 @@ pub async fn trainer_session_page(
     )
     .bind(session.id)
     .fetch_all(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     html(&TrainerSessionPage {
         theme: THEME,
         nav: nav("/formation"),
@@ -947,13 +923,13 @@ pub async fn record_attendance(
     RecentlyVerified(me): RecentlyVerified,
     Path(id): Path<String>,
     Form(f): Form<AttendanceForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let session = trainer_session(&platform, &me, &id).await?;
-    let registration = Uuid::parse_str(f.inscription.trim()).map_err(|_| not_found())?;
+    let registration = Uuid::parse_str(f.inscription.trim()).map_err(|_| PageError::not_found())?;
     let status = match f.presence.as_str() {
         "present" => "attended",
         "absent" => "absent",
-        _ => return Err(poem::Error::from_status(StatusCode::BAD_REQUEST)),
+        _ => return Err(PageError::status(StatusCode::BAD_REQUEST)),
     };
     if !started(&session) {
         let back = format!("/formation/sessions/{}", session.id);
@@ -970,7 +946,7 @@ pub async fn record_attendance(
             Some(StatusCode::CONFLICT),
         );
     }
-    let mut tx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut tx = platform.platform_pool().begin().await?;
     let file: Option<Uuid> = sqlx::query_scalar(
         "UPDATE platform.training_registrations SET status = $3, attendance_at = now(), attendance_by = $4
          WHERE id = $1 AND session_id = $2 AND status IN ('registered', 'attended', 'absent')
@@ -981,10 +957,9 @@ pub async fn record_attendance(
     .bind(status)
     .bind(me.id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some(file) = file else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
     security::append(
         &mut tx,
@@ -993,21 +968,17 @@ pub async fn record_attendance(
         Some(me.id),
         json!({ "session": session.id, "file": file, "attended": status == "attended" }),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let email: String =
         sqlx::query_scalar("SELECT email FROM platform.habilitation_file_index WHERE file_id = $1")
             .bind(file)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     // Trained: the charter comes next (unless already accepted).
     if status == "attended" {
-        crate::activation::send_link(&mut tx, &platform, &email)
-            .await
-            .map_err(db_error)?;
+        crate::activation::send_link(&mut tx, &platform, &email).await?;
     }
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     if status == "attended"
         && let Err(e) = crate::activation::activate_ready(&platform, Some(&email)).await
     {

@@ -1,6 +1,7 @@
 //! The desk's page templates and small helpers shared by its handlers.
 
 use askama::Template;
+use foundation::web::PageResult;
 use foundation::web::{NavItem, STATE, Theme, navigation};
 
 #[derive(Template)]
@@ -98,12 +99,6 @@ pub fn nav(current: &str) -> Vec<NavItem> {
 }
 
 pub const THEME: &Theme = &STATE;
-
-/// A database failure in a page handler: logged once here, answered with the French 503 page.
-pub fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "desk: database error");
-    poem::Error::from_status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
-}
 
 /// Pages a login or a re-check may continue to. Anything else — another site, however it is
 /// written, or a path of ours that is not a page — goes to the account page.
@@ -327,7 +322,7 @@ pub fn message_page(
     heading: &str,
     paragraphs: Vec<&str>,
     link: Option<(&str, &str)>,
-) -> poem::Result<poem::Response> {
+) -> PageResult<poem::Response> {
     let mut resp = foundation::web::html(&MessagePage {
         theme: THEME,
         nav: nav(current),

@@ -5,6 +5,7 @@
 //! releases each territory's waiting requests; the job `release_waiting_requests` releases
 //! whatever a failure, an unserved territory or a submission racing the opening left behind.
 
+use foundation::web::{PageError, PageResult};
 use std::time::Duration;
 
 use askama::Template;
@@ -27,7 +28,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::requests::form::FieldErrors;
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 /// A wave with its départements.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -335,7 +336,7 @@ fn page(
     form: WaveForm,
     errors: FieldErrors,
     flash: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html(&WavesPage {
         theme: THEME,
         nav: nav("/national/vagues"),
@@ -359,9 +360,9 @@ pub async fn waves_page(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::WaveOpen).await?;
-    let waves = list(platform.platform_pool()).await.map_err(db_error)?;
+    let waves = list(platform.platform_pool()).await?;
     let flash = match q.message.as_deref() {
         Some("creee") => Some("La vague est enregistrée."),
         Some("ouverte") => Some(
@@ -387,17 +388,17 @@ pub async fn create_wave(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<WaveForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::WaveOpen).await?;
     match create(platform.platform_pool(), &f, me.id).await {
         Ok(_) => Ok(Redirect::see_other("/national/vagues?message=creee").into_response()),
         Err(Ok(errors)) => {
-            let waves = list(platform.platform_pool()).await.map_err(db_error)?;
+            let waves = list(platform.platform_pool()).await?;
             let mut resp = page(req, &platform, waves, f, errors, None)?;
             resp.set_status(StatusCode::BAD_REQUEST);
             Ok(resp)
         }
-        Err(Err(e)) => Err(db_error(e)),
+        Err(Err(e)) => Err(PageError::from(e)),
     }
 }
 
@@ -413,7 +414,7 @@ pub async fn open_wave(
     platform: Data<&Platform>,
     me: Professional,
     Form(f): Form<OpenForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(&platform, &me, Domain::National, Action::WaveOpen).await?;
     let id = Uuid::parse_str(f.vague.trim())
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
@@ -421,12 +422,11 @@ pub async fn open_wave(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM platform.rollout_waves WHERE id = $1)")
             .bind(id)
             .fetch_one(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
     if !exists {
-        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+        return Err(PageError::not_found());
     }
-    let message = match open(&platform, id, me.id).await.map_err(db_error)? {
+    let message = match open(&platform, id, me.id).await? {
         Some(_) => "ouverte",
         None => "deja-ouverte",
     };

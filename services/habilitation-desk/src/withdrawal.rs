@@ -17,6 +17,7 @@ use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html, html_status};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::views::{THEME, db_error, nav};
+use crate::views::{THEME, nav};
 
 /// Who withdraws.
 #[derive(Debug, Clone, Copy)]
@@ -167,12 +168,12 @@ pub async fn withdraw(
     Ok(())
 }
 
-fn page_error(e: WithdrawalError) -> poem::Error {
+fn page_error(e: WithdrawalError) -> PageError {
     match e {
-        WithdrawalError::NotFound => poem::Error::from_status(StatusCode::NOT_FOUND),
-        WithdrawalError::Reason => poem::Error::from_status(StatusCode::BAD_REQUEST),
-        WithdrawalError::Unavailable => poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE),
-        WithdrawalError::Database(e) => db_error(e),
+        WithdrawalError::NotFound => PageError::not_found(),
+        WithdrawalError::Reason => PageError::status(StatusCode::BAD_REQUEST),
+        WithdrawalError::Unavailable => PageError::status(StatusCode::SERVICE_UNAVAILABLE),
+        WithdrawalError::Database(e) => PageError::from(e),
     }
 }
 
@@ -199,7 +200,7 @@ async fn aidant_of(
     platform: &Platform,
     structure: Uuid,
     aidant: &str,
-) -> poem::Result<(Uuid, String, String)> {
+) -> PageResult<(Uuid, String, String)> {
     let id = Uuid::parse_str(aidant.trim())
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let name: Option<String> = sqlx::query_scalar(
@@ -209,33 +210,25 @@ async fn aidant_of(
     .bind(id)
     .bind(Domain::Structure(structure).to_string())
     .fetch_optional(platform.platform_pool())
-    .await
-    .map_err(db_error)?;
+    .await?;
     let name = name.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let structure_name = structure_name(platform, structure).await?;
     Ok((id, name, structure_name))
 }
 
-async fn structure_name(platform: &Platform, structure: Uuid) -> poem::Result<String> {
-    let Some(d) = assignments::structure_departement(platform.platform_pool(), structure)
-        .await
-        .map_err(db_error)?
+async fn structure_name(platform: &Platform, structure: Uuid) -> PageResult<String> {
+    let Some(d) = assignments::structure_departement(platform.platform_pool(), structure).await?
     else {
-        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+        return Err(PageError::not_found());
     };
-    let tenant = platform
-        .tenancy
-        .context(d)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+    let tenant = platform.tenancy.context(d).await?;
+    let mut tx = tenant.begin().await?;
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
         .bind(structure)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    name.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))
+        .await?;
+    tx.commit().await?;
+    name.ok_or_else(PageError::not_found)
 }
 
 #[derive(Deserialize)]
@@ -251,7 +244,7 @@ pub async fn referent_form(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<AidantQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
     guard::require_active_structure(&platform, structure).await?;
@@ -290,7 +283,7 @@ pub async fn referent_withdraw(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<WithdrawForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let structure =
         guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
     guard::require_active_structure(&platform, structure).await?;
@@ -356,7 +349,7 @@ async fn national_page(
     flash: Option<&str>,
     error: Option<&str>,
     reason: String,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let email = email.trim().to_lowercase();
     let rows: Vec<(Uuid, String, String, Option<String>)> = if email.is_empty() {
         Vec::new()
@@ -368,8 +361,7 @@ async fn national_page(
         )
         .bind(&email)
         .fetch_all(platform.platform_pool())
-        .await
-        .map_err(db_error)?
+        .await?
     };
     let mut habilitations = Vec::new();
     for (id, name, domain, code) in rows {
@@ -415,7 +407,7 @@ pub async fn national_search(
     platform: Data<&Platform>,
     me: Professional,
     Query(q): Query<SearchQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -443,7 +435,7 @@ pub async fn national_withdraw(
     platform: Data<&Platform>,
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<WithdrawForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &me,
@@ -455,14 +447,13 @@ pub async fn national_withdraw(
         Uuid::parse_str(f.aidant.trim()),
         Uuid::parse_str(f.structure.trim()),
     ) else {
-        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+        return Err(PageError::not_found());
     };
     let email: Option<String> =
         sqlx::query_scalar("SELECT email FROM platform.professionals WHERE id = $1")
             .bind(aidant)
             .fetch_optional(platform.platform_pool())
-            .await
-            .map_err(db_error)?;
+            .await?;
     let email = email.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     match withdraw(&platform, structure, aidant, &f.reason, By::National(me.id)).await {
         Ok(()) => Ok(Redirect::see_other(format!(

@@ -668,8 +668,8 @@ pub async fn covers(
     category: &str,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM authorisations WHERE structure_id = $1 AND usager_id = $2 AND category = $3
-                        AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > now())",
+        "SELECT EXISTS (SELECT 1 FROM live_authorisations
+                        WHERE structure_id = $1 AND usager_id = $2 AND category = $3)",
     )
     .bind(structure)
     .bind(usager)

@@ -6,6 +6,7 @@ use foundation::app::Platform;
 use foundation::auth::assignments::structure_departement;
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::tenancy::TenantContext;
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Redirect;
 use poem::{FromRequest, IntoResponse, Request, RequestBody};
@@ -35,43 +36,32 @@ pub struct Scope {
 #[derive(Debug, Clone)]
 pub struct VerifiedScope(pub Scope);
 
-fn unavailable() -> poem::Error {
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-}
-
-async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
-    let platform = req.data::<Platform>().ok_or_else(unavailable)?;
+async fn resolve(req: &Request, me: Professional) -> PageResult<Scope> {
+    let platform = req
+        .data::<Platform>()
+        .ok_or_else(|| PageError::status(StatusCode::INTERNAL_SERVER_ERROR))?;
     let Some(structure) = me.current_structure else {
-        return Err(poem::Error::from_response(
-            Redirect::see_other("/compte").into_response(),
-        ));
+        return Err(
+            poem::Error::from_response(Redirect::see_other("/compte").into_response()).into(),
+        );
     };
     let departement = structure_departement(platform.platform_pool(), structure)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "scope: role lookup failed");
-            unavailable()
-        })?
-        .ok_or_else(|| poem::Error::from_status(StatusCode::FORBIDDEN))?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| unavailable())?;
-    let mut tx = tenant.begin().await.map_err(|_| unavailable())?;
+        .await?
+        .ok_or_else(PageError::forbidden)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
     let row: Option<(Uuid, String, String, String, Vec<String>, bool)> = sqlx::query_as(
         "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
     )
     .bind(structure)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(|_| unavailable())?;
-    tx.commit().await.map_err(|_| unavailable())?;
+    .await?;
+    tx.commit().await?;
     let (tenant_id, name, commune, address, demarches, active) =
-        row.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
+        row.ok_or_else(PageError::not_found)?;
     // A deactivated structure acts no more: no page of its space, no mandate made or used.
     if !active {
-        return Err(poem::Error::from_status(StatusCode::FORBIDDEN));
+        return Err(PageError::forbidden());
     }
     Ok(Scope {
         me,
@@ -90,7 +80,7 @@ async fn resolve(req: &Request, me: Professional) -> poem::Result<Scope> {
 impl<'a> FromRequest<'a> for Scope {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let me = Professional::from_request(req, body).await?;
-        resolve(req, me).await
+        Ok(resolve(req, me).await?)
     }
 }
 

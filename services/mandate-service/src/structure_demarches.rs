@@ -8,6 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
@@ -18,7 +19,7 @@ use serde_json::json;
 
 use crate::categories::ALL;
 use crate::scope::{Scope, VerifiedScope};
-use crate::web::{THEME, db_error, nav};
+use crate::web::{THEME, nav};
 
 pub struct Choice {
     pub code: &'static str,
@@ -45,7 +46,7 @@ fn page(
     chosen: &[String],
     error: Option<&str>,
     flash: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     html_status(
         &DemarchesPage {
             theme: THEME,
@@ -79,7 +80,7 @@ pub async fn form(
     platform: Data<&Platform>,
     scope: Scope,
     Query(q): Query<FlashQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &scope.me,
@@ -106,7 +107,7 @@ pub async fn save(
     platform: Data<&Platform>,
     VerifiedScope(scope): VerifiedScope,
     Form(fields): Form<Vec<(String, String)>>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require(
         &platform,
         &scope.me,
@@ -131,20 +132,18 @@ pub async fn save(
             None,
         );
     }
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let before: Vec<String> =
         sqlx::query_scalar("SELECT demarches FROM structures WHERE id = $1 FOR UPDATE")
             .bind(scope.structure.id)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
     if before != chosen {
         sqlx::query("UPDATE structures SET demarches = $2 WHERE id = $1")
             .bind(scope.structure.id)
             .bind(&chosen)
             .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            .await?;
         journal::append(
             &mut tx,
             NewEntry::new(Event::StructureDemarchesSet)
@@ -152,9 +151,8 @@ pub async fn save(
                 .professional(scope.me.id)
                 .details(json!({ "before": before, "after": chosen })),
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     }
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(Redirect::see_other("/structure/demarches?message=enregistre").into_response())
 }

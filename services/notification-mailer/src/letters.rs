@@ -195,7 +195,7 @@ async fn batch_structure(
         vault.discard(&upload).await;
         return Err(e.into());
     }
-    tracing::info!(letters = letters.len(), "courriers : lot prêt à imprimer");
+    tracing::info!(letters = letters.len(), "letters: batch ready to print");
     Ok(Some(Batch {
         id: batch,
         structure_id: structure,

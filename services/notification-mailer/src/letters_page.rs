@@ -9,10 +9,10 @@ use document_vault_bridge::vault::Vault;
 use foundation::app::Platform;
 use foundation::auth::guard;
 use foundation::paris::date_time;
+use foundation::web::PageResult;
 use foundation::web::{NavItem, STATE, Theme, html};
 use mandate_service::scope::Scope;
 use mandate_service::web::nav;
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Response, handler};
 use policies::Action;
@@ -45,11 +45,6 @@ struct StoredBatch {
     document_id: Uuid,
 }
 
-fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "letters page: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-}
-
 /// The structure's batches of receipts to print and post (usagers with neither e-mail nor
 /// mobile phone), newest first, each a short-lived link to its PDF; and how many letters wait for
 /// the next batch.
@@ -58,9 +53,9 @@ pub async fn letters(
     platform: Data<&Platform>,
     vault: Data<&Vault>,
     scope: Scope,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::LetterPrint).await?;
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let pending: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM outbox WHERE channel = 'letter' AND structure_id = $1
            AND sent_at IS NULL AND sending_started_at IS NULL AND attempts < $2",
@@ -68,8 +63,7 @@ pub async fn letters(
     .bind(scope.structure.id)
     .bind(foundation::outbox::MAX_ATTEMPTS)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let rows: Vec<StoredBatch> = sqlx::query_as(
         "SELECT created_at, letter_count, document_id FROM letter_batches
          WHERE structure_id = $1 AND created_at > now() - make_interval(days => $2)
@@ -78,9 +72,8 @@ pub async fn letters(
     .bind(scope.structure.id)
     .bind(foundation::outbox::LETTER_BATCH_RETENTION_DAYS as i32)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let now = OffsetDateTime::now_utc();
     let departement = scope.tenant.departement();
     html(&LettersPage {

@@ -135,7 +135,7 @@ impl OutboxWorker {
         let mut listener = match self.platform.listen(NOTIFY_CHANNEL).await {
             Ok(listener) => Some(listener),
             Err(e) => {
-                tracing::warn!(error = %e, "outbox: LISTEN impossible, balayage périodique seul");
+                tracing::warn!(error = %e, "outbox: LISTEN failed, periodic sweep only");
                 None
             }
         };
@@ -180,7 +180,7 @@ impl OutboxWorker {
                 Ok(0) => return,
                 Ok(_) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "outbox: lot non traité");
+                    tracing::warn!(error = %e, "outbox: batch not processed");
                     return;
                 }
             }
@@ -347,7 +347,7 @@ async fn record_on(
             Ok(None)
         }
         Outcome::Failed(e @ SendError::Uncertain(_)) => {
-            tracing::warn!(message_id = %id, "outbox: envoi incertain, laissé aux opérateurs");
+            tracing::warn!(message_id = %id, "outbox: send uncertain, left to operators");
             sqlx::query(sql.uncertain)
                 .bind(id)
                 .bind(e.to_string())
@@ -357,7 +357,7 @@ async fn record_on(
         }
         Outcome::Failed(e) => {
             let permanent = matches!(e, SendError::Permanent(_));
-            tracing::warn!(message_id = %id, permanent, "outbox: échec d'envoi");
+            tracing::warn!(message_id = %id, permanent, "outbox: send failed");
             sqlx::query_scalar(sql.failed)
                 .bind(id)
                 .bind(e.to_string())
@@ -381,7 +381,7 @@ async fn recv(listener: &mut Option<PgListener>) -> Option<Scope> {
             .ok()
             .map(Scope::Departement),
         Err(e) => {
-            tracing::warn!(error = %e, "outbox: écoute interrompue");
+            tracing::warn!(error = %e, "outbox: listening interrupted");
             None
         }
     }

@@ -14,6 +14,9 @@ CREATE TABLE stats_tenant_months (
     PRIMARY KEY (tenant_id, month, category)
 );
 
+-- A structure's people by month (the référent's page): the primary key starts with the month.
+CREATE INDEX stats_people_structure ON stats_people (structure_id, month);
+
 -- What the job folded before this table existed.
 INSERT INTO stats_tenant_months (tenant_id, month, category, created, used, revoked)
 SELECT s.tenant_id, date_trunc('month', d.day)::date, d.category,

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use poem::http::StatusCode;
 use policies::{Action, Domain};
 use uuid::Uuid;
 
 use super::session::Professional;
 use crate::app::{Platform, Shutdown};
+use crate::web::{PageError, PageResult};
 
 /// Answers whether a structure may act for a usager in a démarche category (a live mandate).
 #[async_trait]
@@ -23,8 +23,8 @@ pub trait ForWhom: Send + Sync {
     ) -> Result<bool, sqlx::Error>;
 }
 
-fn forbidden() -> poem::Error {
-    poem::Error::from_status(StatusCode::FORBIDDEN)
+fn forbidden() -> PageError {
+    PageError::forbidden()
 }
 
 /// Allows `action` in `domain` for the professional, or answers 403.
@@ -33,7 +33,7 @@ pub async fn require(
     who: &Professional,
     domain: Domain,
     action: Action,
-) -> poem::Result<()> {
+) -> PageResult<()> {
     if platform.guard.allows(who.id, &domain, action).await {
         Ok(())
     } else {
@@ -47,7 +47,7 @@ pub async fn require_in_current_structure(
     platform: &Platform,
     who: &Professional,
     action: Action,
-) -> poem::Result<Uuid> {
+) -> PageResult<Uuid> {
     let structure = who.current_structure.ok_or_else(forbidden)?;
     require(platform, who, Domain::Structure(structure), action).await?;
     Ok(structure)
@@ -55,28 +55,18 @@ pub async fn require_in_current_structure(
 
 /// Refuses (403) acting in a structure that was deactivated (`structures.active`), for
 /// handlers that do not go through the mandate service's `Scope`, which checks it itself.
-pub async fn require_active_structure(platform: &Platform, structure: Uuid) -> poem::Result<()> {
-    let unavailable = |e: sqlx::Error| {
-        tracing::error!(error = %e, "guard: structure lookup failed");
-        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-    };
+pub async fn require_active_structure(platform: &Platform, structure: Uuid) -> PageResult<()> {
     let departement =
         crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await
-            .map_err(unavailable)?
+            .await?
             .ok_or_else(forbidden)?;
-    let tenant = platform
-        .tenancy
-        .context(departement)
-        .await
-        .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    let mut tx = tenant.begin().await.map_err(unavailable)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
     let active: Option<bool> = sqlx::query_scalar("SELECT active FROM structures WHERE id = $1")
         .bind(structure)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)?;
+        .await?;
+    tx.commit().await?;
     match active {
         Some(true) => Ok(()),
         _ => Err(forbidden()),
@@ -91,15 +81,12 @@ pub async fn require_for_usager(
     usager: Uuid,
     category: &str,
     for_whom: &dyn ForWhom,
-) -> poem::Result<Uuid> {
+) -> PageResult<Uuid> {
     let structure = require_in_current_structure(platform, who, action).await?;
     match for_whom.covers(structure, usager, category).await {
         Ok(true) => Ok(structure),
         Ok(false) => Err(forbidden()),
-        Err(e) => {
-            tracing::error!(error = %e, "for-whom check failed");
-            Err(poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))
-        }
+        Err(e) => Err(PageError::from(e)),
     }
 }
 

@@ -253,10 +253,7 @@ impl<'a> FromRequest<'a> for Professional {
                 Ok(professional)
             }
             Ok(None) => Err(login_redirect(req)),
-            Err(e) => {
-                tracing::error!(error = %e, "session lookup failed");
-                Err(poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))
-            }
+            Err(e) => Err(crate::web::PageError::from(e).into()),
         }
     }
 }

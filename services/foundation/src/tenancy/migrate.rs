@@ -75,6 +75,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("platform", 24, "0024_journal_verifications"),
             migration!("platform", 25, "0025_statistics"),
             migration!("platform", 26, "0026_alert_settings"),
+            migration!("platform", 27, "0027_statistics_live_mandates"),
         ])
     });
 
@@ -96,6 +97,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("departement", 13, "0013_statistics"),
             migration!("departement", 14, "0014_anomaly_alerts"),
             migration!("departement", 15, "0015_statistics_by_tenant"),
+            migration!("departement", 16, "0016_live_authorisations"),
         ])
     });
 

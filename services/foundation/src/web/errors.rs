@@ -10,6 +10,105 @@ use serde::Serialize;
 
 use super::{NavItem, Theme, navigation, theme::STATE};
 
+/// The error of every page handler and of the helpers they call: a status to answer (403,
+/// 404…) or a cause behind a 503/500. It is not logged where it is made: the error-page layer
+/// ([`error_pages`]) logs each server error once, with its cause, and answers the French page.
+/// `?` turns a database error into a 503 and a `poem::Error` into itself, so a handler reads
+/// `let rows = query.fetch_all(&mut *tx).await?;`.
+#[derive(Debug)]
+pub struct PageError(poem::Error);
+
+/// What page handlers return.
+pub type PageResult<T> = Result<T, PageError>;
+
+impl PageError {
+    /// An answer with this status and nothing to log (a refusal, a missing page).
+    pub fn status(status: StatusCode) -> Self {
+        Self(poem::Error::from_status(status))
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::status(StatusCode::NOT_FOUND)
+    }
+
+    /// 403.
+    pub fn forbidden() -> Self {
+        Self::status(StatusCode::FORBIDDEN)
+    }
+
+    /// A failure of ours (500), its cause logged once by the error-page layer.
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self(poem::Error::new(
+            Cause(cause.into()),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ))
+    }
+
+    /// Something we depend on is unavailable (503), its cause logged once.
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self(poem::Error::new(
+            Cause(cause.into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ))
+    }
+
+    /// The status this error answers with.
+    pub fn status_code(&self) -> StatusCode {
+        self.0.status()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The cause behind a 500 or 503, shown only in the log.
+#[derive(Debug)]
+struct Cause(BoxError);
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<sqlx::Error> for PageError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::unavailable(e)
+    }
+}
+
+impl From<crate::tenancy::TenancyError> for PageError {
+    fn from(e: crate::tenancy::TenancyError) -> Self {
+        Self::unavailable(e)
+    }
+}
+
+impl From<poem::Error> for PageError {
+    fn from(e: poem::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl From<StatusCode> for PageError {
+    fn from(status: StatusCode) -> Self {
+        Self::status(status)
+    }
+}
+
+impl From<PageError> for poem::Error {
+    fn from(e: PageError) -> Self {
+        e.0
+    }
+}
+
 /// The JSON error shape of every API.
 #[derive(Debug, Serialize, poem_openapi::Object)]
 pub struct ErrorBody {
@@ -170,7 +269,9 @@ fn errors_as<E: Endpoint + 'static>(
             }
             Err(err) => {
                 let status = err.status();
-                if status.is_server_error() {
+                // The one place a failed request is logged, with its cause. A bare status
+                // (no cause) was decided by code that logged what it knew, if anything.
+                if status.is_server_error() && err.has_source() {
                     tracing::error!(error = %err, "request failed");
                 }
                 if err.is::<poem_openapi::error::ParseRequestPayloadError>()

@@ -14,7 +14,7 @@ use poem::http::header;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 
 pub mod allow;
-pub use errors::{ErrorBody, api_errors, error_pages};
+pub use errors::{ErrorBody, PageError, PageResult, api_errors, error_pages};
 pub use theme::{STATE, Theme};
 
 /// One entry of the main navigation.
@@ -43,11 +43,8 @@ pub fn navigation(current: &str) -> Vec<NavItem> {
 }
 
 /// Renders an askama template into an HTML response; a rendering failure is a 500.
-pub fn html(template: &impl askama::Template) -> poem::Result<Response> {
-    let body = template.render().map_err(|e| {
-        tracing::error!(error = %e, "template rendering failed");
-        poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-    })?;
+pub fn html(template: &impl askama::Template) -> PageResult<Response> {
+    let body = template.render().map_err(PageError::internal)?;
     Ok(Response::builder()
         .content_type("text/html; charset=utf-8")
         .body(body))
@@ -58,7 +55,7 @@ pub fn html(template: &impl askama::Template) -> poem::Result<Response> {
 pub fn html_status(
     template: &impl askama::Template,
     status: Option<poem::http::StatusCode>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let mut resp = html(template)?;
     if let Some(status) = status {
         resp.set_status(status);

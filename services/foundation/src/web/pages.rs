@@ -6,7 +6,7 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Response, handler};
 
-use super::{NavItem, Theme, html, navigation, theme::STATE};
+use super::{NavItem, PageError, PageResult, Theme, html, navigation, theme::STATE};
 use crate::app::Platform;
 use crate::config::Environment;
 use crate::routes::{Access, Page};
@@ -64,11 +64,8 @@ struct Info<'a> {
 }
 
 #[handler]
-async fn landing(platform: Data<&Platform>) -> poem::Result<Response> {
-    let (open, planned) = rollout(&platform).await.map_err(|e| {
-        tracing::error!(error = %e, "landing: rollout lookup failed");
-        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-    })?;
+async fn landing(platform: Data<&Platform>) -> PageResult<Response> {
+    let (open, planned) = rollout(&platform).await.map_err(PageError::unavailable)?;
     html(&Landing {
         theme: &STATE,
         nav: navigation("/"),
@@ -78,7 +75,7 @@ async fn landing(platform: Data<&Platform>) -> poem::Result<Response> {
     })
 }
 
-fn info(path: &str, heading: &str, paragraphs: &[&str]) -> poem::Result<Response> {
+fn info(path: &str, heading: &str, paragraphs: &[&str]) -> PageResult<Response> {
     html(&Info {
         theme: &STATE,
         nav: navigation(path),
@@ -88,7 +85,7 @@ fn info(path: &str, heading: &str, paragraphs: &[&str]) -> poem::Result<Response
 }
 
 #[handler]
-async fn accessibility() -> poem::Result<Response> {
+async fn accessibility() -> PageResult<Response> {
     info(
         "/accessibilite",
         "Déclaration d'accessibilité",
@@ -105,7 +102,7 @@ async fn accessibility() -> poem::Result<Response> {
 }
 
 #[handler]
-async fn legal() -> poem::Result<Response> {
+async fn legal() -> PageResult<Response> {
     info(
         "/mentions-legales",
         "Mentions légales",
@@ -118,7 +115,7 @@ async fn legal() -> poem::Result<Response> {
 }
 
 #[handler]
-async fn privacy() -> poem::Result<Response> {
+async fn privacy() -> PageResult<Response> {
     info(
         "/donnees-personnelles",
         "Données personnelles",
@@ -135,7 +132,7 @@ async fn privacy() -> poem::Result<Response> {
 }
 
 #[handler]
-async fn error_preview(Path(status): Path<u16>) -> poem::Result<Response> {
+async fn error_preview(Path(status): Path<u16>) -> PageResult<Response> {
     let status = StatusCode::from_u16(status)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())

@@ -166,7 +166,7 @@ pub async fn accept(
     tx.commit().await?;
     // The platform part; if it fails now, the job finishes it.
     if let Err(e) = finish_accounts(platform, departement, request.id).await {
-        tracing::warn!(error = %e, "acceptance: référent account deferred to the job");
+        tracing::warn!(error = %e, "acceptance: referent account deferred to the job");
     }
     Ok(Accepted {
         structure,

@@ -68,7 +68,7 @@ pub async fn send_weekly_digest(
     let unserved = platform.tenancy.unserved();
     if !unserved.is_empty() {
         anyhow::bail!(
-            "digest des demandes reporté : territoires non servis {}",
+            "request digest postponed: territories not served: {}",
             unserved
                 .iter()
                 .map(|d| d.as_str())
@@ -155,7 +155,7 @@ pub async fn send_weekly_digest(
     .await?;
     // Nobody to tell: the week is not recorded, so its requests go into the next digest.
     if recipients.is_empty() {
-        tracing::warn!("digest des demandes : aucun administrateur national actif");
+        tracing::warn!("request digest: no active national admin");
         return Ok(None);
     }
     let payload = json!({

@@ -7,6 +7,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::web::{FORM_ACTION_EXTRA, NavItem, Theme, html, origin_of};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Redirect};
 use poem::{Body, FromRequest, IntoResponse, Request, RequestBody, Response, handler};
@@ -19,7 +20,7 @@ use super::{CODE_SECONDS, Provider, territory_token};
 use crate::categories::{self, Category};
 use crate::mandates::search_key;
 use crate::scope::{Scope, VerifiedScope};
-use crate::web::{THEME, birth_day, date, db_error, display_name, nav, notice};
+use crate::web::{THEME, birth_day, date, display_name, nav, notice};
 
 const MAX_ROWS: i64 = 50;
 
@@ -62,12 +63,12 @@ struct CategoriesPage<'a> {
     error: Option<&'a str>,
 }
 
-fn refusal_response(refusal: Refusal, provider: &Provider) -> poem::Result<Response> {
+fn refusal_response(refusal: Refusal, provider: &Provider) -> PageResult<Response> {
     match refusal.location(&provider.issuer) {
         Some(to) => Ok(Redirect::see_other(to).into_response()),
         None => {
             let Refusal::Page(why) = refusal else {
-                return Err(poem::Error::from_status(StatusCode::BAD_REQUEST));
+                return Err(PageError::status(StatusCode::BAD_REQUEST));
             };
             notice(
                 StatusCode::BAD_REQUEST,
@@ -96,12 +97,11 @@ fn denied(request: &AuthRequest, provider: &Provider, why: &str) -> Response {
 async fn validated(
     params: &Params,
     provider: &Provider,
-) -> poem::Result<Result<AuthRequest, Refusal>> {
+) -> PageResult<Result<AuthRequest, Refusal>> {
     let client = provider
         .clients
         .get(params.get("client_id").unwrap_or_default())
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(validate(params, client, provider.environment))
 }
 
@@ -148,7 +148,7 @@ pub async fn authorize(
     req: &Request,
     platform: Data<&Platform>,
     provider: Data<&Provider>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let params = Params::parse(req.uri().query().unwrap_or_default());
     let request = match validated(&params, &provider).await? {
         Ok(r) => r,
@@ -192,7 +192,7 @@ pub async fn authorize(
 
 /// `POST /oidc/authorize`: the same request as a form; answered by the equivalent GET.
 #[handler]
-pub async fn authorize_post(body: Body) -> poem::Result<Response> {
+pub async fn authorize_post(body: Body) -> PageResult<Response> {
     let bytes = body
         .into_bytes_limit(64 * 1024)
         .await
@@ -216,15 +216,14 @@ async fn usagers_page(
     q: String,
     csrf: String,
     error: Option<&str>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let search = Some(search_key(&q)).filter(|s| !s.is_empty());
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let mut rows: Vec<UsagerListRow> = sqlx::query_as(
         "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
                 array_agg(DISTINCT a.category ORDER BY a.category)
-         FROM authorisations a JOIN usagers u ON u.id = a.usager_id
-         WHERE a.structure_id = $1 AND a.revoked_at IS NULL AND a.superseded_at IS NULL
-           AND a.expires_at > now() AND a.category = ANY($2)
+         FROM live_authorisations a JOIN usagers u ON u.id = a.usager_id
+         WHERE a.structure_id = $1 AND a.category = ANY($2)
            AND ($3::text IS NULL OR u.search_name LIKE '%' || $3 || '%')
          GROUP BY u.id
          ORDER BY u.family_name, u.given_name, u.id
@@ -235,9 +234,8 @@ async fn usagers_page(
     .bind(search)
     .bind(MAX_ROWS + 1)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let more = rows.len() as i64 > MAX_ROWS;
     rows.truncate(MAX_ROWS as usize);
     let carried: Vec<(&str, &str)> = request
@@ -290,15 +288,14 @@ async fn categories_page(
     usager: Uuid,
     csrf: String,
     error: Option<&str>,
-) -> poem::Result<Response> {
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+) -> PageResult<Response> {
+    let mut tx = scope.tenant.begin().await?;
     let person: Option<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT given_name, family_name, preferred_username FROM usagers WHERE id = $1",
     )
     .bind(usager)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     // Liveness by the database clock; the choice itself is `policies::choice::offered`.
     let rows: Vec<(String, OffsetDateTime, bool, bool, bool)> = sqlx::query_as(
         "SELECT category, expires_at, revoked_at IS NOT NULL, superseded_at IS NOT NULL,
@@ -308,9 +305,8 @@ async fn categories_page(
     .bind(scope.structure.id)
     .bind(usager)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let states: Vec<choice::AuthorisationState> = rows
         .iter()
         .map(
@@ -398,7 +394,7 @@ pub async fn decide(
     body: Body,
     platform: Data<&Platform>,
     provider: Data<&Provider>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let bytes = body
         .into_bytes_limit(64 * 1024)
         .await
@@ -452,7 +448,7 @@ pub async fn decide(
         .await;
     };
     let code = territory_token(scope.tenant.departement());
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     // The "for whom" check and the grant in one statement: a live authorisation of this
     // structure for this usager and démarche, or nothing is issued.
     let issued: Option<Uuid> = sqlx::query_scalar(
@@ -461,9 +457,8 @@ pub async fn decide(
              mandate_id, authorisation_id, category, issued_at, code_expires_at)
          SELECT $1, $2, $3, $4, $5, $6, $7, a.structure_id, $8, $9, $10, a.usager_id,
                 a.mandate_id, a.id, a.category, now(), now() + make_interval(secs => $11)
-         FROM authorisations a
+         FROM live_authorisations a
          WHERE a.structure_id = $12 AND a.usager_id = $13 AND a.category = $14
-           AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
          ORDER BY a.expires_at DESC
          LIMIT 1
          RETURNING id",
@@ -483,9 +478,8 @@ pub async fn decide(
     .bind(usager)
     .bind(category.code)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     if issued.is_none() {
         return categories_page(
             &scope,

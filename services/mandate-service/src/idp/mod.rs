@@ -10,6 +10,7 @@
 //! territory without a platform-wide lookup; only their SHA-256 is stored.
 
 pub mod clients;
+pub mod errors;
 pub mod interaction;
 pub mod keys;
 pub mod request;

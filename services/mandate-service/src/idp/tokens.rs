@@ -7,6 +7,7 @@ use foundation::auth::secrets::token_hash;
 use foundation::auth::session;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox;
+use foundation::web::{PageError, PageResult};
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Redirect};
 use poem::{Body, IntoResponse, Request, Response, handler};
@@ -16,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::clients::{self, Credentials};
+use super::errors::OAuthError;
 use super::request::{Params, with_query};
 use super::{
     ACCESS_TOKEN_SECONDS, AMR, ID_TOKEN_SECONDS, IDENTITY_CLAIMS, Provider, territory_of,
@@ -23,28 +25,7 @@ use super::{
 };
 use crate::categories;
 use crate::jws;
-use crate::web::{db_error, notice};
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .content_type("application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(header::PRAGMA, "no-cache")
-        .body(json!({ "error": error, "error_description": description }).to_string())
-}
-
-fn invalid_grant(description: &str) -> Response {
-    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
-}
-
-fn unavailable() -> Response {
-    oauth_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "service momentanément indisponible, réessayer",
-    )
-}
+use crate::web::notice;
 
 fn is_form(req: &Request) -> bool {
     req.headers()
@@ -104,33 +85,35 @@ pub async fn token(
     body: Body,
     platform: Data<&Platform>,
     provider: Data<&Provider>,
-) -> Response {
+) -> Result<Response, OAuthError> {
     if !is_form(req) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        return Err(OAuthError::InvalidRequest(
             "corps attendu en application/x-www-form-urlencoded",
-        );
+        ));
     }
-    let Ok(bytes) = body.into_bytes_limit(16 * 1024).await else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "corps illisible",
-        );
-    };
+    let bytes = body
+        .into_bytes_limit(16 * 1024)
+        .await
+        .map_err(|_| OAuthError::InvalidRequest("corps illisible"))?;
     let params = Params::parse(std::str::from_utf8(&bytes).unwrap_or_default());
     let basic_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let basic = basic_header.and_then(clients::parse_basic);
+    let invalid_client =
+        |description, client: Option<&str>, reason: Option<String>| OAuthError::InvalidClient {
+            description,
+            basic: basic_header.is_some(),
+            client: client.map(str::to_owned),
+            reason,
+        };
     if basic_header.is_some() && basic.is_none() {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
+        return Err(invalid_client(
             "en-tête Authorization illisible",
-        );
+            None,
+            None,
+        ));
     }
     let creds = Credentials {
         basic,
@@ -139,70 +122,51 @@ pub async fn token(
         client_assertion_type: params.get("client_assertion_type").map(str::to_owned),
         client_assertion: params.get("client_assertion").map(str::to_owned),
     };
-    let invalid_client = |why: &str| {
-        let mut resp = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why);
-        if creds.basic.is_some() {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"aidants-connect\""),
-            );
-        }
-        resp
-    };
-    let Some(client_id) = creds.claimed_client() else {
-        return invalid_client("client non identifié");
-    };
-    let client = match provider.clients.get(&client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return invalid_client("client inconnu"),
-        Err(e) => {
-            tracing::error!(error = %e, "identity provider: client lookup failed");
-            return unavailable();
-        }
-    };
+    let client_id = creds
+        .claimed_client()
+        .ok_or_else(|| invalid_client("client non identifié", None, None))?;
+    let client = provider
+        .clients
+        .get(&client_id)
+        .await
+        .map_err(OAuthError::unavailable)?
+        .ok_or_else(|| invalid_client("client inconnu", None, None))?;
     let token_endpoint = provider.url("/oidc/token");
-    if let Err(e) = clients::authenticate(
+    clients::authenticate(
         platform.platform_pool(),
         &client,
         &creds,
         &[token_endpoint.as_str(), provider.issuer.as_str()],
     )
     .await
-    {
-        tracing::info!(client = %client.client_id, reason = %e, "identity provider: client authentication failed");
-        return invalid_client("authentification du client refusée");
-    }
+    .map_err(|e| {
+        invalid_client(
+            "authentification du client refusée",
+            Some(&client.client_id),
+            Some(e.to_string()),
+        )
+    })?;
     match params.get("grant_type") {
         Some("authorization_code") => {}
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type manquant",
-            );
-        }
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "seul authorization_code est pris en charge",
-            );
-        }
+        None => return Err(OAuthError::InvalidRequest("grant_type manquant")),
+        Some(_) => return Err(OAuthError::UnsupportedGrantType),
     }
     let (Some(code), Some(redirect_uri)) = (params.get("code"), params.get("redirect_uri")) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        return Err(OAuthError::InvalidRequest(
             "code et redirect_uri sont obligatoires",
-        );
+        ));
     };
-    let Some(departement) = territory_of(code) else {
-        return invalid_grant("code inconnu");
+    let refused = |reason| OAuthError::InvalidGrant {
+        client: client.client_id.clone(),
+        reason,
     };
-    let Ok(tenant) = platform.tenancy.context(departement).await else {
-        return invalid_grant("code inconnu");
-    };
-    let outcome = redeem(
+    let departement = territory_of(code).ok_or_else(|| refused("code inconnu"))?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| refused("code inconnu"))?;
+    let body = redeem(
         &tenant,
         platform.platform_pool(),
         &provider,
@@ -211,22 +175,14 @@ pub async fn token(
         redirect_uri,
         params.get("code_verifier"),
     )
-    .await;
-    match outcome {
-        Ok(Ok(body)) => Response::builder()
-            .content_type("application/json")
-            .header(header::CACHE_CONTROL, "no-store")
-            .header(header::PRAGMA, "no-cache")
-            .body(body.to_string()),
-        Ok(Err(why)) => {
-            tracing::info!(client = %client.client_id, reason = why, "identity provider: code refused");
-            invalid_grant(why)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "identity provider: redemption failed");
-            unavailable()
-        }
-    }
+    .await
+    .map_err(OAuthError::unavailable)?
+    .map_err(refused)?;
+    Ok(Response::builder()
+        .content_type("application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+        .body(body.to_string()))
 }
 
 /// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
@@ -245,11 +201,10 @@ async fn redeem(
                 g.structure_id, g.aidant_id, g.auth_time, g.usager_id, g.mandate_id, g.category,
                 g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
                 g.code_expires_at > now() AS fresh,
-                (a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
+                (EXISTS (SELECT 1 FROM live_authorisations l WHERE l.id = g.authorisation_id)
                  AND s.active) AS live,
                 u.fc_sub, u.email, c.phone, c.postal_address, s.name AS structure_name
          FROM oidc_grants g
-         JOIN authorisations a ON a.id = g.authorisation_id
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
          LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id
@@ -390,14 +345,6 @@ async fn redeem(
     })))
 }
 
-fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut resp = oauth_error(status, error, description);
-    if let Ok(v) = header::HeaderValue::from_str(&format!("Bearer error=\"{error}\"")) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    resp
-}
-
 type UserinfoRow = (
     String,
     Vec<String>,
@@ -421,7 +368,7 @@ pub async fn userinfo(
     req: &Request,
     platform: Data<&Platform>,
     provider: Data<&Provider>,
-) -> Response {
+) -> Result<Response, OAuthError> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -431,27 +378,15 @@ pub async fn userinfo(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(bearer) = bearer.filter(|t| !t.is_empty()) else {
-        let mut resp = StatusCode::UNAUTHORIZED.into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"aidants-connect\""),
-        );
-        return resp;
-    };
-    let invalid = || {
-        bearer_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
-            "jeton inconnu, expiré ou révoqué",
-        )
-    };
-    let Some(departement) = territory_of(bearer) else {
-        return invalid();
-    };
-    let Ok(tenant) = platform.tenancy.context(departement).await else {
-        return invalid();
-    };
+    let bearer = bearer
+        .filter(|t| !t.is_empty())
+        .ok_or(OAuthError::NoToken)?;
+    let departement = territory_of(bearer).ok_or(OAuthError::InvalidToken)?;
+    let tenant = platform
+        .tenancy
+        .context(departement)
+        .await
+        .map_err(|_| OAuthError::InvalidToken)?;
     let row: Result<Option<UserinfoRow>, sqlx::Error> = async {
         let mut tx = tenant.begin().await?;
         let row = sqlx::query_as(
@@ -459,12 +394,11 @@ pub async fn userinfo(
                     u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry,
                     u.email, g.aidant_id, g.structure_id
              FROM oidc_grants g
-             JOIN authorisations a ON a.id = g.authorisation_id
+             JOIN live_authorisations a ON a.id = g.authorisation_id
              JOIN usagers u ON u.id = g.usager_id
              JOIN structures s ON s.id = g.structure_id
              WHERE g.access_token_hash = $1 AND g.revoked_at IS NULL
                AND g.access_expires_at > now()
-               AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()
                AND s.active",
         )
         .bind(token_hash(bearer))
@@ -488,35 +422,27 @@ pub async fn userinfo(
         email,
         aidant,
         structure,
-    ) = match row {
-        Ok(Some(r)) => r,
-        Ok(None) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "identity provider: userinfo lookup failed");
-            return unavailable();
-        }
-    };
+    ) = row
+        .map_err(OAuthError::unavailable)?
+        .ok_or(OAuthError::InvalidToken)?;
     // Answered only while the aidant is still habilitated in the structure.
-    match foundation::auth::assignments::holds_now(
+    let habilitated = foundation::auth::assignments::holds_now(
         platform.platform_pool(),
         aidant,
         policies::Role::Aidant,
         &policies::Domain::Structure(structure),
     )
     .await
-    {
-        Ok(true) => {}
-        Ok(false) => return invalid(),
-        Err(e) => {
-            tracing::error!(error = %e, "identity provider: userinfo habilitation check failed");
-            return unavailable();
-        }
+    .map_err(OAuthError::unavailable)?;
+    if !habilitated {
+        return Err(OAuthError::InvalidToken);
     }
-    let client = match provider.clients.get(&client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return invalid(),
-        Err(_) => return unavailable(),
-    };
+    let client = provider
+        .clients
+        .get(&client_id)
+        .await
+        .map_err(OAuthError::unavailable)?
+        .ok_or(OAuthError::InvalidToken)?;
     let values: [(&str, Option<String>); 8] = [
         ("given_name", Some(given)),
         ("family_name", Some(family)),
@@ -543,16 +469,15 @@ pub async fn userinfo(
             claims[name] = Value::String(v);
         }
     }
-    match provider.keys.signer(client.signing_alg).await {
-        Ok(signer) => Response::builder()
-            .content_type("application/jwt")
-            .header(header::CACHE_CONTROL, "no-store")
-            .body(signer.sign(&claims)),
-        Err(e) => {
-            tracing::error!(error = %e, "identity provider: no signing key");
-            unavailable()
-        }
-    }
+    let signer = provider
+        .keys
+        .signer(client.signing_alg)
+        .await
+        .map_err(OAuthError::unavailable)?;
+    Ok(Response::builder()
+        .content_type("application/jwt")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(signer.sign(&claims)))
 }
 
 /// `GET /oidc/session/end`: checks the id_token hint (signed here) and the post-logout URI
@@ -565,7 +490,7 @@ pub async fn end_session(
     req: &Request,
     platform: Data<&Platform>,
     provider: Data<&Provider>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let params = Params::parse(req.uri().query().unwrap_or_default());
     let refuse = |why: &str| {
         notice(
@@ -581,10 +506,7 @@ pub async fn end_session(
     let Some(hint) = params.get("id_token_hint") else {
         return refuse("La demande de déconnexion ne dit pas de quelle connexion il s'agit.");
     };
-    let keys = provider.keys.jwks().await.map_err(|e| {
-        tracing::error!(error = %e, "identity provider: keys unavailable");
-        poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-    })?;
+    let keys = provider.keys.jwks().await.map_err(PageError::unavailable)?;
     let Ok(claims) = jws::verify(hint, &keys.keys) else {
         return refuse("La demande de déconnexion n'a pas été émise par Aidants Connect.");
     };
@@ -592,7 +514,7 @@ pub async fn end_session(
         return refuse("La demande de déconnexion n'a pas été émise par Aidants Connect.");
     }
     let client_id = claims["aud"].as_str().unwrap_or_default();
-    let client = provider.clients.get(client_id).await.map_err(db_error)?;
+    let client = provider.clients.get(client_id).await?;
     let Some(client) = client else {
         return refuse("Le service qui demande la déconnexion n'est pas reconnu.");
     };
@@ -639,9 +561,7 @@ pub async fn end_session(
                 sub,
                 caller_session: &caller,
             };
-            end_flow_session(&platform, &provider, dep, grant, &hint)
-                .await
-                .map_err(db_error)?
+            end_flow_session(&platform, &provider, dep, grant, &hint).await?
         }
         _ => false,
     };
@@ -679,7 +599,7 @@ pub async fn end_session(
             session::cleared_cookie(platform.settings.http.secure_cookies())
                 .to_string()
                 .parse()
-                .map_err(|_| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?,
+                .map_err(PageError::internal)?,
         );
     }
     Ok(resp)

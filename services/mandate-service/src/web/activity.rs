@@ -6,6 +6,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::guard;
 use foundation::tenancy::TenantContext;
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
 use poem::web::Data;
 use poem::{Response, handler};
@@ -13,7 +14,7 @@ use policies::Action;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{THEME, db_error, nav};
+use super::{THEME, nav};
 use crate::categories;
 use crate::scope::Scope;
 
@@ -122,15 +123,13 @@ async fn read_activity(tenant: &TenantContext, me: Uuid) -> Result<Activity, sql
 }
 
 #[handler]
-pub async fn activity(platform: Data<&Platform>, scope: Scope) -> poem::Result<Response> {
+pub async fn activity(platform: Data<&Platform>, scope: Scope) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::ActivityReadOwn).await?;
     let Activity {
         months: rows,
         totals,
         by_category,
-    } = read_activity(&scope.tenant, scope.me.id)
-        .await
-        .map_err(db_error)?;
+    } = read_activity(&scope.tenant, scope.me.id).await?;
     let max = rows
         .iter()
         .map(|r| {

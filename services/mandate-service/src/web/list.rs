@@ -7,6 +7,7 @@ use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantContext;
+use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
@@ -16,7 +17,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{THEME, date, db_error, display_name, nav};
+use super::{THEME, date, display_name, nav};
 use crate::categories::{self, ALL};
 use crate::mandates::{self, State};
 use crate::scope::Scope;
@@ -215,7 +216,7 @@ pub async fn list(
     platform: Data<&Platform>,
     scope: Scope,
     Query(query): Query<ListQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
     let Filters {
         q,
@@ -231,8 +232,7 @@ pub async fn list(
         Some(categorie).filter(|c| !c.is_empty()),
         page,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let now = OffsetDateTime::now_utc();
     let domain = policies::Domain::Structure(scope.structure.id);
     let can_create = platform
@@ -275,16 +275,15 @@ fn csv_field(s: &str) -> String {
 /// The référent's CSV export of the structure's mandates (those a list shows), journaled. A
 /// POST (with the CSRF token) so that no link or image elsewhere can make a browser export.
 #[handler]
-pub async fn export(platform: Data<&Platform>, scope: Scope) -> poem::Result<Response> {
+pub async fn export(platform: Data<&Platform>, scope: Scope) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateExport).await?;
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{LIST_ROWS} WHERE m.structure_id = $1 AND {VISIBLE} ORDER BY m.created_at DESC"
     )))
     .bind(scope.structure.id)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     journal::append(
         &mut tx,
         NewEntry::new(Event::MandatesExported)
@@ -292,9 +291,8 @@ pub async fn export(platform: Data<&Platform>, scope: Scope) -> poem::Result<Res
             .professional(scope.me.id)
             .details(json!({ "rows": rows.len() })),
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let now = OffsetDateTime::now_utc();
     let mut out = String::from("\u{feff}mandat;personne;démarches;créé le;expire le;état\r\n");
     for r in rows {

@@ -8,6 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query};
 use poem::{Request, Response, handler};
@@ -17,10 +18,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::creation::terms::renewal_terms;
-use super::{
-    MessageQuery, Shared, THEME, date, date_time, db_error, display_name, nav, not_found, parse_id,
-    see_other,
-};
+use super::{MessageQuery, Shared, THEME, date, date_time, display_name, nav, parse_id, see_other};
 use crate::attestation;
 use crate::categories;
 use crate::mandates::{self, MandateError, State};
@@ -111,8 +109,8 @@ struct AuthorisationRow {
 async fn shown_mandate(
     scope: &Scope,
     mandate: Uuid,
-) -> poem::Result<(ShownMandate, Vec<AuthorisationRow>)> {
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+) -> PageResult<(ShownMandate, Vec<AuthorisationRow>)> {
+    let mut tx = scope.tenant.begin().await?;
     let row: Option<ShownMandate> = sqlx::query_as(
         "SELECT u.id AS usager_id, u.given_name, u.family_name, u.preferred_username, m.created_at, m.expires_at, m.duration_days,
                 m.legal_text_version, m.ended_reason, m.attestation_id
@@ -122,10 +120,9 @@ async fn shown_mandate(
     .bind(mandate)
     .bind(scope.structure.id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let Some(row) = row else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
     let auths: Vec<AuthorisationRow> = sqlx::query_as(
         "SELECT category, revoked_at, superseded_at, revocation_attestation_id FROM authorisations
@@ -133,9 +130,8 @@ async fn shown_mandate(
     )
     .bind(mandate)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok((row, auths))
 }
 
@@ -182,7 +178,7 @@ pub async fn show(
     scope: Scope,
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
     let mandate = parse_id(&id)?;
     let (m, auths) = shown_mandate(&scope, mandate).await?;
@@ -243,7 +239,7 @@ pub async fn revoke(
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateRevoke).await?;
     let mandate = parse_id(&id)?;
     let category = form
@@ -259,7 +255,7 @@ pub async fn revoke(
         )));
     }
     let now = OffsetDateTime::now_utc();
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let outcome = mandates::revoke(
         &mut tx,
         scope.structure.id,
@@ -271,15 +267,15 @@ pub async fn revoke(
     .await;
     let (revoked, whole) = match outcome {
         Ok(done) => done,
-        Err(MandateError::NotFound) => return Err(not_found()),
+        Err(MandateError::NotFound) => return Err(PageError::not_found()),
         Err(MandateError::NothingLive) => {
             return Ok(see_other(format!(
                 "/mandats/{mandate}?message=rien-a-revoquer"
             )));
         }
-        Err(_) => return Err(poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)),
+        Err(_) => return Err(PageError::status(StatusCode::SERVICE_UNAVAILABLE)),
     };
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     let _ = attestation::produce_revocation_attestation(
         &platform,
         &shared.vault,
@@ -300,14 +296,13 @@ pub async fn renew(
     platform: Data<&Platform>,
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateRenew).await?;
     let mandate = parse_id(&id)?;
     // Another structure's (or territory's) mandate, or none: 404, as for every id.
     renewal_terms(&scope.tenant, scope.structure.id, mandate)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(not_found)?;
+        .await?
+        .ok_or_else(PageError::not_found)?;
     Ok(see_other(format!(
         "/mandats/nouveau?renouvellement={mandate}"
     )))
@@ -325,10 +320,10 @@ pub async fn explanation(
     platform: Data<&Platform>,
     scope: Scope,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
     let mandate = parse_id(&id)?;
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let row: Option<Explained> = sqlx::query_as(
         "SELECT m.expires_at, ARRAY(SELECT category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY category) AS categories
          FROM mandates m WHERE m.id = $1 AND m.structure_id = $2",
@@ -336,13 +331,12 @@ pub async fn explanation(
     .bind(mandate)
     .bind(scope.structure.id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     let Explained {
         expires_at: expires,
         categories: cats,
-    } = row.ok_or_else(not_found)?;
+    } = row.ok_or_else(PageError::not_found)?;
     html(&ExplanationPage {
         theme: THEME,
         nav: nav("/mandats"),
@@ -365,7 +359,7 @@ pub async fn attestation_retry(
     shared: Data<&Shared>,
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     // Producing the attestation finishes the mandate's creation: the same right, and the same
     // recent code, as creating it.
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
@@ -373,7 +367,7 @@ pub async fn attestation_retry(
     let (vault, origin) = (&shared.vault, shared.public_origin.as_str());
     match attestation::produce_attestation(&platform, vault, origin, &scope, mandate).await {
         Ok(_) => Ok(see_other(format!("/mandats/{mandate}?message=attestation"))),
-        Err(MandateError::NotFound) => Err(not_found()),
+        Err(MandateError::NotFound) => Err(PageError::not_found()),
         Err(_) => Ok(see_other(format!(
             "/mandats/{mandate}?message=attestation-indisponible"
         ))),

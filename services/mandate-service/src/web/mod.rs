@@ -23,6 +23,7 @@ pub mod verification;
 use askama::Template;
 use document_vault_bridge::vault::Vault;
 use foundation::web::{NavItem, STATE, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Redirect;
 use poem::{IntoResponse, Response};
@@ -57,15 +58,6 @@ pub fn nav(current: &str) -> Vec<NavItem> {
         current: href == current,
     })
     .collect()
-}
-
-pub(crate) fn db_error(e: sqlx::Error) -> poem::Error {
-    tracing::error!(error = %e, "mandates: database error");
-    poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE)
-}
-
-pub(crate) fn not_found() -> poem::Error {
-    poem::Error::from_status(StatusCode::NOT_FOUND)
 }
 
 pub(crate) fn see_other(to: impl Into<String>) -> Response {
@@ -119,7 +111,7 @@ pub(crate) fn notice(
     heading: &str,
     paragraphs: Vec<String>,
     link: Option<(&str, &str)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let mut resp = html(&Notice {
         theme: THEME,
         nav: nav("/mandats"),
@@ -132,7 +124,7 @@ pub(crate) fn notice(
 }
 
 /// A form page: 422 when it shows an error (nothing was done), 200 otherwise.
-fn form_answer(page: &impl Template, failed: bool) -> poem::Result<Response> {
+fn form_answer(page: &impl Template, failed: bool) -> PageResult<Response> {
     let mut resp = html(page)?;
     if failed {
         resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
@@ -140,8 +132,8 @@ fn form_answer(page: &impl Template, failed: bool) -> poem::Result<Response> {
     Ok(resp)
 }
 
-fn parse_id(s: &str) -> poem::Result<Uuid> {
-    Uuid::parse_str(s.trim()).map_err(|_| not_found())
+fn parse_id(s: &str) -> PageResult<Uuid> {
+    Uuid::parse_str(s.trim()).map_err(|_| PageError::not_found())
 }
 
 /// The `message` a redirect after an act carries, shown as a flash.

@@ -8,7 +8,7 @@ use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::outbox::{Channel, UsagerContact};
 use foundation::web::{NavItem, Theme};
-use poem::http::StatusCode;
+use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Path, Query};
 use poem::{Request, Response, handler};
 use policies::Action;
@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::list::{LIST_ROWS, ListRow, Row, VISIBLE, to_row};
 use super::{
-    ContactForm, MessageQuery, THEME, birth_text, date_time, db_error, display_name, form_answer,
-    nav, not_found, parse_id, see_other,
+    ContactForm, MessageQuery, THEME, birth_text, date_time, display_name, form_answer, nav,
+    parse_id, see_other,
 };
 use crate::categories;
 use crate::franceconnect::Identity;
@@ -111,7 +111,7 @@ pub async fn usager_page(
     scope: Scope,
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::UsagerRead).await?;
     let usager = parse_id(&id)?;
     let flash = match q.message.as_deref() {
@@ -170,8 +170,8 @@ struct UsagerRecord {
 }
 
 /// The usager if the structure has (or had, within a year) a mandate with them; else 404.
-async fn usager_record(scope: &Scope, usager: Uuid) -> poem::Result<UsagerRecord> {
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+async fn usager_record(scope: &Scope, usager: Uuid) -> PageResult<UsagerRecord> {
+    let mut tx = scope.tenant.begin().await?;
     let found: Option<Person> =
         sqlx::query_as(
             "SELECT given_name, family_name, preferred_username, birthdate, birthplace, birthcountry, email
@@ -182,10 +182,9 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> poem::Result<UsagerRecord
         .bind(usager)
         .bind(scope.structure.id)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let Some(person) = found else {
-        return Err(not_found());
+        return Err(PageError::not_found());
     };
     let contact: HeldContact = sqlx::query_as(
         "SELECT c.phone, c.postal_address, EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id
@@ -197,8 +196,7 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> poem::Result<UsagerRecord
     .bind(usager)
     .bind(scope.structure.id)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let mandates: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{LIST_ROWS} WHERE m.usager_id = $1 AND m.structure_id = $2 AND {VISIBLE}
          ORDER BY m.created_at DESC"
@@ -206,17 +204,15 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> poem::Result<UsagerRecord
     .bind(usager)
     .bind(scope.structure.id)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     let events: Vec<JournalLine> = sqlx::query_as(
         "SELECT at, kind, details FROM journal WHERE usager_id = $1 AND structure_id = $2 ORDER BY id DESC LIMIT 200",
     )
     .bind(usager)
     .bind(scope.structure.id)
     .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(UsagerRecord {
         person,
         contact,
@@ -261,7 +257,7 @@ async fn usager_view(
     usager: Uuid,
     flash: Option<(bool, String)>,
     typed: &ContactForm,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let UsagerRecord {
         person: p,
         contact: held,
@@ -347,7 +343,7 @@ pub async fn usager_contact(
     scope: Scope,
     Path(id): Path<String>,
     Form(form): Form<ContactChangeForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::UsagerContactUpdate).await?;
     let usager = parse_id(&id)?;
     let typed = ContactForm {
@@ -364,7 +360,7 @@ pub async fn usager_contact(
             return usager_view(req, &platform, &scope, usager, flash, &typed).await;
         }
     };
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let live: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM mandates WHERE usager_id = $1 AND structure_id = $2
                           AND ended_at IS NULL AND expires_at > now())",
@@ -372,10 +368,9 @@ pub async fn usager_contact(
     .bind(usager)
     .bind(scope.structure.id)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !live {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     let changed = mandates::set_contact(
         &mut tx,
@@ -386,8 +381,8 @@ pub async fn usager_contact(
         change(&form.supprimer_adresse, address.as_deref()),
     )
     .await
-    .map_err(|_| poem::Error::from_status(StatusCode::SERVICE_UNAVAILABLE))?;
-    tx.commit().await.map_err(db_error)?;
+    .map_err(PageError::unavailable)?;
+    tx.commit().await?;
     let message = if changed {
         "coordonnees"
     } else {

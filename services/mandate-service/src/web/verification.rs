@@ -7,11 +7,12 @@ use foundation::app::Platform;
 use foundation::auth::secrets;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
+use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Path};
 use poem::{Response, handler};
 use time::{Duration, OffsetDateTime};
 
-use super::{THEME, date, db_error, not_found, parse_id};
+use super::{THEME, date, parse_id};
 use crate::attestation;
 
 #[derive(Template)]
@@ -34,30 +35,28 @@ struct Validity {
 pub async fn verify(
     platform: Data<&Platform>,
     Path((dep, id, token)): Path<(String, String, String)>,
-) -> poem::Result<Response> {
-    let departement = DepartementCode::parse(&dep).map_err(|_| not_found())?;
+) -> PageResult<Response> {
+    let departement = DepartementCode::parse(&dep).map_err(|_| PageError::not_found())?;
     let mandate = parse_id(&id)?;
     let expected = attestation::verification_token(&platform, departement, mandate);
     if !secrets::constant_time_eq(&expected, &token) {
-        return Err(not_found());
+        return Err(PageError::not_found());
     }
     let tenant = platform
         .tenancy
         .context(departement)
         .await
-        .map_err(|_| not_found())?;
-    let mut tx = tenant.begin().await.map_err(db_error)?;
+        .map_err(|_| PageError::not_found())?;
+    let mut tx = tenant.begin().await?;
     let row: Option<Validity> = sqlx::query_as(
-        "SELECT m.expires_at, EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id
-                                      AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now()) AS live
+        "SELECT m.expires_at, EXISTS (SELECT 1 FROM live_authorisations a WHERE a.mandate_id = m.id) AS live
          FROM mandates m WHERE m.id = $1",
     )
     .bind(mandate)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let Validity { expires_at, live } = row.ok_or_else(not_found)?;
+    .await?;
+    tx.commit().await?;
+    let Validity { expires_at, live } = row.ok_or_else(PageError::not_found)?;
     html(&VerificationPage {
         theme: THEME,
         nav: foundation::web::navigation(""),

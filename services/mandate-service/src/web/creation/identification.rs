@@ -6,6 +6,7 @@
 
 use foundation::auth::secrets;
 use foundation::tenancy::TenantTx;
+use foundation::web::PageResult;
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Response, handler};
@@ -15,7 +16,7 @@ use uuid::Uuid;
 use crate::franceconnect::Identity;
 use crate::mandates::MandateError;
 use crate::scope::Scope;
-use crate::web::{Shared, db_error, notice, see_other};
+use crate::web::{Shared, notice, see_other};
 
 /// Where every failed identification lets the aidant start again.
 const RESTART: Option<(&str, &str)> =
@@ -50,7 +51,7 @@ fn fc_error_text(error: &str) -> &'static str {
 }
 
 /// The page for an error FranceConnect returned instead of a code.
-fn fc_returned_error(error: &str, has_description: bool) -> poem::Result<Response> {
+fn fc_returned_error(error: &str, has_description: bool) -> PageResult<Response> {
     let code: String = error
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -95,7 +96,7 @@ async fn waiting_draft(
     .await
 }
 
-fn unknown_return() -> poem::Result<Response> {
+fn unknown_return() -> PageResult<Response> {
     notice(
         StatusCode::BAD_REQUEST,
         "Identification FranceConnect non reconnue",
@@ -112,7 +113,7 @@ pub async fn fc_callback(
     shared: Data<&Shared>,
     scope: Scope,
     Query(q): Query<CallbackQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     if let Some(error) = q.error.as_deref() {
         return fc_returned_error(error, q.error_description.is_some());
     }
@@ -124,10 +125,8 @@ pub async fn fc_callback(
             RESTART,
         );
     };
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
-    let draft = waiting_draft(&mut tx, &scope, state)
-        .await
-        .map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
+    let draft = waiting_draft(&mut tx, &scope, state).await?;
     let Some(WaitingDraft { id: draft, nonce }) = draft else {
         return unknown_return();
     };
@@ -144,10 +143,8 @@ pub async fn fc_callback(
         }
     };
     let logout_state = secrets::new_token();
-    keep_identity(&mut tx, draft, &identity, &logout_state)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    keep_identity(&mut tx, draft, &identity, &logout_state).await?;
+    tx.commit().await?;
     match shared.fc.logout_url(&id_token, &logout_state).await {
         Ok(url) => Ok(see_other(url)),
         // The identity is captured; without FranceConnect's logout the recap still follows.
@@ -179,18 +176,17 @@ pub struct LogoutQuery {
 }
 
 #[handler]
-pub async fn fc_logged_out(scope: Scope, Query(q): Query<LogoutQuery>) -> poem::Result<Response> {
+pub async fn fc_logged_out(scope: Scope, Query(q): Query<LogoutQuery>) -> PageResult<Response> {
     let state = q.state.unwrap_or_default();
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let draft: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM mandate_drafts WHERE logout_state_hash = $1 AND session_hash = $2 AND expires_at > now()",
     )
     .bind(secrets::token_hash(&state))
     .bind(&scope.me.session_hash)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     match draft {
         Some(id) => Ok(see_other(format!("/mandats/preparation/{id}"))),
         None => notice(

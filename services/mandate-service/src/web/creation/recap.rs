@@ -9,6 +9,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, factors, guard};
 use foundation::web::{NavItem, Theme};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path};
 use poem::{Request, Response, handler};
@@ -22,8 +23,8 @@ use crate::franceconnect::Identity;
 use crate::mandates::{self, Confirmation, Draft, MandateError};
 use crate::scope::{Scope, VerifiedScope};
 use crate::web::{
-    ContactForm, Shared, THEME, birth_text, date, date_time, db_error, form_answer, nav, not_found,
-    notice, parse_id, see_other,
+    ContactForm, Shared, THEME, birth_text, date, date_time, form_answer, nav, notice, parse_id,
+    see_other,
 };
 
 #[derive(Template)]
@@ -60,7 +61,7 @@ fn recap_page(
     found: &Identified,
     // What went wrong, with what was typed (shown again); nothing on the first display.
     error: Option<(String, &ContactForm)>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let none = ContactForm::default();
     let (error, typed) = match error {
         Some((message, typed)) => (Some(message), typed),
@@ -108,8 +109,8 @@ fn recap_page(
 async fn identified_draft(
     scope: &Scope,
     draft: Uuid,
-) -> poem::Result<Result<Identified, poem::Result<Response>>> {
-    let Some(row) = mandates::load_draft(scope, draft).await.map_err(db_error)? else {
+) -> PageResult<Result<Identified, PageResult<Response>>> {
+    let Some(row) = mandates::load_draft(scope, draft).await? else {
         return Ok(Err(notice(
             StatusCode::NOT_FOUND,
             "Création de mandat introuvable",
@@ -143,7 +144,7 @@ pub async fn recap(
     platform: Data<&Platform>,
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft = parse_id(&id)?;
     let found = match identified_draft(&scope, draft).await? {
@@ -198,13 +199,13 @@ async fn check_code(
     scope: &Scope,
     code: Option<String>,
     now: OffsetDateTime,
-) -> poem::Result<Result<(), factors::FactorError>> {
+) -> PageResult<Result<(), factors::FactorError>> {
     let code: String = code
         .unwrap_or_default()
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let mut ptx = platform.platform_pool().begin().await.map_err(db_error)?;
+    let mut ptx = platform.platform_pool().begin().await?;
     let checked = factors::check_code(
         &mut ptx,
         &platform.cipher,
@@ -214,7 +215,7 @@ async fn check_code(
         factors::Trust::Known,
     )
     .await;
-    ptx.commit().await.map_err(db_error)?;
+    ptx.commit().await?;
     Ok(checked.map(|_| ()))
 }
 
@@ -228,7 +229,7 @@ pub async fn confirm(
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
     Form(form): Form<ConfirmForm>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft = parse_id(&id)?;
     let found = match identified_draft(&scope, draft).await? {
@@ -272,20 +273,19 @@ pub async fn confirm(
 
 /// After a double submission: the mandate the draft produced.
 #[handler]
-pub async fn draft_completed(scope: Scope, Path(id): Path<String>) -> poem::Result<Response> {
+pub async fn draft_completed(scope: Scope, Path(id): Path<String>) -> PageResult<Response> {
     let draft = parse_id(&id)?;
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     let mandate: Option<Uuid> = sqlx::query_scalar(
         "SELECT m.id FROM mandates m WHERE m.idempotency_key = $1 AND m.structure_id = $2",
     )
     .bind(format!("draft:{draft}"))
     .bind(scope.structure.id)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     match mandate {
         Some(m) => Ok(see_other(format!("/mandats/{m}"))),
-        None => Err(not_found()),
+        None => Err(PageError::not_found()),
     }
 }

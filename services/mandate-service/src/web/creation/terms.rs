@@ -8,6 +8,7 @@ use foundation::app::Platform;
 use foundation::auth::{csrf, guard, secrets};
 use foundation::tenancy::TenantContext;
 use foundation::web::{NavItem, Theme};
+use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use crate::categories::{ALL, DURATIONS};
 use crate::mandates;
 use crate::scope::{Scope, StructureInfo, VerifiedScope};
-use crate::web::{Shared, THEME, db_error, form_answer, nav, not_found, notice, see_other};
+use crate::web::{Shared, THEME, form_answer, nav, notice, see_other};
 
 pub struct CategoryChoice {
     pub code: &'static str,
@@ -89,7 +90,7 @@ fn new_page(
     structure: &StructureInfo,
     terms: &Terms,
     error: Option<String>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let failed = error.is_some();
     form_answer(
         &NewMandatePage {
@@ -151,7 +152,7 @@ pub async fn new_form(
     shared: Data<&Shared>,
     VerifiedScope(scope): VerifiedScope,
     Query(q): Query<NewQuery>,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let renewal = q
         .renouvellement
@@ -159,10 +160,9 @@ pub async fn new_form(
         .and_then(|s| Uuid::parse_str(s).ok());
     let (chosen, duration) = match renewal {
         Some(id) => renewal_terms(&scope.tenant, scope.structure.id, id)
-            .await
-            .map_err(db_error)?
+            .await?
             .map(|(c, d)| (c, Some(d)))
-            .ok_or_else(not_found)?,
+            .ok_or_else(PageError::not_found)?,
         None => (Vec::new(), None),
     };
     let terms = Terms {
@@ -182,10 +182,10 @@ async fn open_draft(
     renewal_of: Option<Uuid>,
     state: &str,
     nonce: &str,
-) -> poem::Result<()> {
+) -> PageResult<()> {
     let state_hash = secrets::token_hash(state);
     let draft = Uuid::now_v7();
-    let mut tx = scope.tenant.begin().await.map_err(db_error)?;
+    let mut tx = scope.tenant.begin().await?;
     if let Some(previous) = renewal_of {
         let ours: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM mandates WHERE id = $1 AND structure_id = $2)",
@@ -193,10 +193,9 @@ async fn open_draft(
         .bind(previous)
         .bind(scope.structure.id)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        .await?;
         if !ours {
-            return Err(not_found());
+            return Err(PageError::not_found());
         }
     }
     sqlx::query(
@@ -215,9 +214,9 @@ async fn open_draft(
     .bind(nonce)
     .bind(mandates::DRAFT_MINUTES as i32)
     .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The terms form: checked against the structure's démarches and the durations, then the
@@ -229,7 +228,7 @@ pub async fn new_submit(
     shared: Data<&Shared>,
     VerifiedScope(scope): VerifiedScope,
     body: String,
-) -> poem::Result<Response> {
+) -> PageResult<Response> {
     let action = Action::MandateCreate;
     guard::require_in_current_structure(&platform, &scope.me, action).await?;
     let terms = Terms::parse(&body);
