@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use foundation::auth::{factors, secrets, session, totp};
 use foundation::journal::{self, ChainCheck, Entry, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, Tenancy, TenantContext};
+use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use futures::StreamExt;
 use policies::{Domain, Role};
 use serde_json::json;
@@ -237,7 +237,7 @@ async fn creations(
 /// `writers` concurrent writers append `each` entries, one transaction per entry, while the
 /// application's sealer chains them. Returns (append rate, rate until every entry is chained).
 async fn journal_appends(
-    ctx: &TenantContext,
+    ctx: &Territory,
     admin: &sqlx::PgPool,
     writers: usize,
     each: usize,

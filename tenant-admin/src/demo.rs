@@ -222,7 +222,7 @@ enum DemoStage {
 /// (`/national/registre`) have something to look at and act on. Invented people.
 async fn demo_training(
     pool: &PgPool,
-    tenant: &foundation::tenancy::TenantContext,
+    tenant: &foundation::tenancy::Territory,
     structure: Uuid,
     organisation: Uuid,
 ) -> anyhow::Result<()> {
@@ -445,7 +445,7 @@ pub const DEMO_ISSUER: &str = "demandeuse@demo.aidantsconnect.test";
 /// digest (sent to `nadia.nationale@…` when the platform starts, then on Mondays) lists them.
 async fn demo_requests(
     pool: &PgPool,
-    tenant: &foundation::tenancy::TenantContext,
+    tenant: &foundation::tenancy::Territory,
 ) -> anyhow::Result<()> {
     let issuer: Uuid = sqlx::query_scalar(
         "INSERT INTO platform.issuers (id, email, verified_at) VALUES ($1, $2, now())
@@ -677,7 +677,7 @@ async fn demo_requests(
 /// hourly anomaly job has something to raise. Aggregates only (`stats_daily` and the tenants'
 /// monthly table, the rows the statistics job writes): the journal holds only what really happened. Idempotent.
 async fn demo_history(
-    tenant: &foundation::tenancy::TenantContext,
+    tenant: &foundation::tenancy::Territory,
     structures: &[Uuid],
 ) -> anyhow::Result<()> {
     let mut tx = tenant.begin().await?;
@@ -719,7 +719,7 @@ async fn demo_history(
 /// Identities are invented; their FranceConnect `sub` is marked as demo data.
 async fn demo_mandates(
     pool: &PgPool,
-    tenant: &foundation::tenancy::TenantContext,
+    tenant: &foundation::tenancy::Territory,
     structure: Uuid,
 ) -> anyhow::Result<()> {
     use mandate_service::categories::by_code;

@@ -3,7 +3,7 @@
 //! checkpoints, and concurrent writers that never fork or skip the chain.
 
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use serde_json::json;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
@@ -18,7 +18,7 @@ fn key() -> CheckpointKey {
 }
 
 /// The territory as the application reaches it (its own login role, then the département role).
-async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
+async fn territory(db: &TestDatabase, code: &str) -> Territory {
     let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
     test_support::tenancy(pool)
         .await
@@ -27,12 +27,12 @@ async fn territory(db: &TestDatabase, code: &str) -> TenantContext {
         .expect("territoire")
 }
 
-async fn append_n(ctx: &TenantContext, n: usize) {
+async fn append_n(ctx: &Territory, n: usize) {
     append_unsealed(ctx, n).await;
     journal::seal_all(ctx).await.expect("chaînage");
 }
 
-async fn append_unsealed(ctx: &TenantContext, n: usize) {
+async fn append_unsealed(ctx: &Territory, n: usize) {
     let mut tx = ctx.begin().await.expect("tx");
     for i in 0..n {
         journal::append(
@@ -48,11 +48,11 @@ async fn append_unsealed(ctx: &TenantContext, n: usize) {
     tx.commit().await.expect("commit");
 }
 
-async fn verify(ctx: &TenantContext) -> journal::Verification {
+async fn verify(ctx: &Territory) -> journal::Verification {
     verify_anchored(ctx, &journal::Anchor::default()).await
 }
 
-async fn verify_anchored(ctx: &TenantContext, anchor: &journal::Anchor) -> journal::Verification {
+async fn verify_anchored(ctx: &Territory, anchor: &journal::Anchor) -> journal::Verification {
     let mut tx = ctx.begin().await.expect("tx");
     let v = journal::verify(&mut tx, Some(&key().public()), anchor)
         .await

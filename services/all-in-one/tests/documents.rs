@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{TestApp, spawn_app, spawn_app_with};
 use document_vault_bridge::vault::{Retention, Vault, VaultError};
 use foundation::app::Platform;
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use uuid::Uuid;
 
 async fn platform_of(
@@ -22,7 +22,7 @@ async fn platform_of(
     Platform::connect(settings).await.expect("plateforme")
 }
 
-async fn territory(platform: &Platform, code: &str) -> TenantContext {
+async fn territory(platform: &Platform, code: &str) -> Territory {
     platform
         .tenancy
         .context(DepartementCode::parse(code).expect("code"))

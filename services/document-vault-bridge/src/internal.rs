@@ -15,7 +15,7 @@
 use foundation::api::ApiError;
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use poem::web::Data;
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Path, Query};
@@ -157,7 +157,7 @@ async fn territory(
     caller: &Caller,
     departement: &str,
     not_found: &str,
-) -> Result<(DepartementCode, TenantContext), InternalError> {
+) -> Result<(DepartementCode, Territory), InternalError> {
     let code = DepartementCode::parse(departement).map_err(ApiError::from)?;
     if !caller.departements.iter().any(|d| d == code.as_str()) {
         tracing::info!(caller = %caller.name, departement = code.as_str(), "internal documents: territory denied");
@@ -233,7 +233,7 @@ pub struct InternalDocumentsApi {
     pub vault: Vault,
 }
 
-async fn metadata(ctx: &TenantContext, id: Uuid) -> Result<DocumentOut, InternalError> {
+async fn metadata(ctx: &Territory, id: Uuid) -> Result<DocumentOut, InternalError> {
     let mut tx = ctx.begin().await?;
     let row: Option<(Uuid, String, String, i64)> = sqlx::query_as(
         "SELECT tenant_id, kind, content_type, size_bytes FROM documents

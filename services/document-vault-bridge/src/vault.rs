@@ -6,7 +6,7 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit};
 use foundation::auth::secrets::{SeedCipher, constant_time_eq};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -261,7 +261,7 @@ impl Vault {
     /// metadata cannot be recorded the object is removed, so no reference dangles either way.
     pub async fn put(
         &self,
-        territory: &TenantContext,
+        territory: &Territory,
         platform_conn: &mut PgConnection,
         tenant: Uuid,
         kind: &str,
@@ -359,7 +359,7 @@ impl Vault {
     /// purged, is not found.
     pub async fn get(
         &self,
-        territory: &TenantContext,
+        territory: &Territory,
         platform_conn: &mut PgConnection,
         id: Uuid,
     ) -> Result<(String, Vec<u8>), VaultError> {
@@ -399,7 +399,7 @@ impl Vault {
     /// side. Returns how many documents were re-wrapped.
     pub async fn rotate_tenant_key(
         &self,
-        territory: &TenantContext,
+        territory: &Territory,
         platform_conn: &mut PgConnection,
         tenant: Uuid,
     ) -> Result<u64, VaultError> {
@@ -491,7 +491,7 @@ impl Vault {
     /// running it again finds nothing more to do.
     pub async fn purge(
         &self,
-        territory: &TenantContext,
+        territory: &Territory,
         now: OffsetDateTime,
     ) -> Result<u64, VaultError> {
         let mut tx = territory.begin().await?;

@@ -10,7 +10,7 @@ use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html_status};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -80,7 +80,7 @@ fn line(r: Row) -> Line {
 /// The alerts of these structures (all the tenant's), open ones first, then those of the last
 /// 30 days.
 async fn lines(
-    context: &TenantContext,
+    context: &Territory,
     tenant: Option<Uuid>,
     structure: Option<Uuid>,
 ) -> PageResult<Vec<Line>> {
@@ -158,7 +158,7 @@ async fn territory_render(
     platform: &Platform,
     me: &Professional,
     tenant: Tenant,
-    context: &TenantContext,
+    context: &Territory,
     flash: Option<&str>,
     error: Option<&str>,
 ) -> PageResult<Response> {
@@ -199,7 +199,7 @@ pub struct AckForm {
 
 /// Acknowledges an alert of `structures` (a tenant's, or one structure's): 404 for another's.
 async fn acknowledge(
-    context: &TenantContext,
+    context: &Territory,
     me: &Professional,
     alert: &str,
     tenant: Option<Uuid>,
@@ -367,7 +367,7 @@ pub async fn territory_settings(
 async fn referent_structure(
     platform: &Platform,
     me: &Professional,
-) -> PageResult<(Uuid, TenantContext)> {
+) -> PageResult<(Uuid, Territory)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantList).await?;
     let departement =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
@@ -381,7 +381,7 @@ async fn structure_render(
     req: &Request,
     platform: &Platform,
     structure: Uuid,
-    context: &TenantContext,
+    context: &Territory,
     flash: Option<&str>,
     error: Option<&str>,
 ) -> PageResult<Response> {

@@ -21,7 +21,7 @@ use foundation::app::Platform;
 use foundation::jobs::Job;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use serde_json::json;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -146,7 +146,7 @@ pub struct Raised {
 
 /// The alerts of a day in one territory (not yet stored).
 pub async fn detect_day(
-    tenant: &TenantContext,
+    tenant: &Territory,
     settings: &HashMap<Uuid, Thresholds>,
     day: Date,
 ) -> Result<Vec<Raised>, sqlx::Error> {
@@ -261,11 +261,7 @@ pub async fn detect_day(
 }
 
 /// Stores the day's alerts (those not raised before), each journaled; returns how many are new.
-pub async fn raise(
-    tenant: &TenantContext,
-    day: Date,
-    alerts: &[Raised],
-) -> Result<u64, sqlx::Error> {
+pub async fn raise(tenant: &Territory, day: Date, alerts: &[Raised]) -> Result<u64, sqlx::Error> {
     let mut tx = tenant.begin().await?;
     let mut new = 0;
     for a in alerts {

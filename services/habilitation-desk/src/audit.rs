@@ -14,7 +14,7 @@ use foundation::auth::csrf;
 use foundation::auth::session::Professional;
 use foundation::journal::{self, Anchor, CheckpointKey};
 use foundation::paris;
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html, html_status};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -35,7 +35,7 @@ const PAGE: i64 = 50;
 /// The structures whose entries the auditor reads: the commune's (`Some`), or every entry of
 /// the département for a council (`None`).
 async fn visible(
-    context: &TenantContext,
+    context: &Territory,
     tenant: &Tenant,
 ) -> PageResult<(Option<Vec<Uuid>>, Vec<(Uuid, String)>)> {
     let rows = structures(context, tenant.id).await?;
@@ -487,7 +487,7 @@ pub async fn start_verification(
 }
 
 async fn run_verification(
-    context: &TenantContext,
+    context: &Territory,
     public: &journal::CheckpointPublicKey,
     pool: &sqlx::PgPool,
     verification: Uuid,

@@ -10,7 +10,7 @@ use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{assignments, csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Query, Redirect};
@@ -28,7 +28,7 @@ async fn context(
     platform: &Platform,
     me: &Professional,
     aidant: &str,
-) -> PageResult<(Uuid, TenantContext, Uuid, String, Vec<(Uuid, String)>)> {
+) -> PageResult<(Uuid, Territory, Uuid, String, Vec<(Uuid, String)>)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantMove).await?;
     guard::require_active_structure(platform, structure).await?;
     let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| PageError::not_found())?;

@@ -8,7 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::paris;
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use foundation::web::{NavItem, Theme, html, html_status};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -86,7 +86,7 @@ async fn own(
     platform: &Platform,
     issuer: &Issuer,
     reference: &str,
-) -> PageResult<(TenantContext, Dossier)> {
+) -> PageResult<(Territory, Dossier)> {
     let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy

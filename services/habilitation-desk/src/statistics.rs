@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use foundation::app::Platform;
 use foundation::jobs::Job;
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -32,7 +32,7 @@ pub fn public(n: i64) -> Option<i64> {
 }
 
 /// Folds the territory's sealed journal entries past the watermark; returns how many.
-pub async fn fold(tenant: &TenantContext) -> Result<u64, sqlx::Error> {
+pub async fn fold(tenant: &Territory) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let mut tx = tenant.begin().await?;
@@ -230,7 +230,7 @@ pub async fn categories(
 /// Copies the territory's monthly figures and the state of its habilitation to the platform.
 pub async fn publish(
     platform: &Platform,
-    tenant: &TenantContext,
+    tenant: &Territory,
     d: DepartementCode,
 ) -> Result<(), sqlx::Error> {
     let mut tx = tenant.begin().await?;
@@ -349,7 +349,7 @@ pub fn job() -> Job {
 /// National monthly figures (twelve months to now) from the platform's table, and the figures
 /// per territory over those months.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
-pub struct Territory {
+pub struct TerritoryFigures {
     pub departement_code: String,
     pub structures: i64,
     pub aidants: i64,
@@ -386,7 +386,7 @@ pub async fn national_categories(
     .await
 }
 
-pub async fn territories(conn: &mut PgConnection) -> Result<Vec<Territory>, sqlx::Error> {
+pub async fn territories(conn: &mut PgConnection) -> Result<Vec<TerritoryFigures>, sqlx::Error> {
     sqlx::query_as(
         "WITH m AS (
              SELECT departement_code, sum(created)::bigint AS created, sum(used)::bigint AS used,

@@ -1,7 +1,7 @@
 //! Structures of a territory. Until the desk's request and review flow exists, operators create
 //! them with `tenant-admin`.
 
-use foundation::tenancy::{CommuneCode, TenantContext};
+use foundation::tenancy::{CommuneCode, Territory};
 use uuid::Uuid;
 
 /// What an operator gives to create a structure.
@@ -26,7 +26,7 @@ pub enum StructureError {
 /// Creates a structure in its département's schema, unless one with the same name already
 /// exists in that commune (so that demo loading is idempotent). Returns its id.
 pub async fn create_structure(
-    tenant: &TenantContext,
+    tenant: &Territory,
     new: &NewStructure,
 ) -> Result<Uuid, StructureError> {
     if new.commune.departement() != tenant.departement() {

@@ -17,7 +17,7 @@ use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::session::Professional;
 use foundation::journal::{self, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, TenantContext};
+use foundation::tenancy::{DepartementCode, Territory};
 use foundation::web::chart::Chart;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
@@ -92,7 +92,7 @@ pub(crate) async fn scoped(
     me: &Professional,
     id: &str,
     action: Action,
-) -> PageResult<(Tenant, TenantContext)> {
+) -> PageResult<(Tenant, Territory)> {
     let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
     if !platform
         .guard
@@ -164,10 +164,7 @@ pub struct StructureRow {
 }
 
 /// The tenant's structures, by name.
-pub(crate) async fn structures(
-    context: &TenantContext,
-    tenant: Uuid,
-) -> PageResult<Vec<StructureRow>> {
+pub(crate) async fn structures(context: &Territory, tenant: Uuid) -> PageResult<Vec<StructureRow>> {
     let mut tx = context.begin().await?;
     let rows = sqlx::query_as(
         "SELECT id, name, kind, commune_code, active, deactivated_at, deactivation_reason, address,
@@ -278,7 +275,7 @@ pub struct Coverage {
 /// any tenant: habilitated places are public), arrondissements counted in their commune.
 async fn coverage(
     platform: &Platform,
-    context: &TenantContext,
+    context: &Territory,
     d: DepartementCode,
     scope: Option<&[String]>,
 ) -> PageResult<Coverage> {
@@ -346,7 +343,7 @@ async fn coverage(
 
 /// Mandates created and used by month (twelve months), uses by category, people helped: from
 /// the tenant's monthly aggregates, as charts with their figures.
-async fn uses(context: &TenantContext, tenant: Uuid) -> PageResult<Vec<Chart>> {
+async fn uses(context: &Territory, tenant: Uuid) -> PageResult<Vec<Chart>> {
     let of = statistics::Of::Tenant(tenant);
     let mut tx = context.begin().await?;
     let months = statistics::twelve(&statistics::months(&mut tx, of).await?);

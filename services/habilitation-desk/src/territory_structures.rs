@@ -12,7 +12,7 @@ use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html_status};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -29,11 +29,7 @@ use crate::territory_space::{StructureRow, Tenant, scoped, structures};
 use crate::views::{THEME, nav};
 
 /// The tenant's structure of the path (404 when it is another tenant's).
-async fn structure_of(
-    context: &TenantContext,
-    tenant: &Tenant,
-    id: &str,
-) -> PageResult<StructureRow> {
+async fn structure_of(context: &Territory, tenant: &Tenant, id: &str) -> PageResult<StructureRow> {
     let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
     structures(context, tenant.id)
         .await?

@@ -9,7 +9,7 @@ use foundation::app::Platform;
 use foundation::jobs::Job;
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -36,7 +36,7 @@ async fn structure_recipients(
 
 /// Queues the reminders of one territory: one message per structure and recipient, listing how
 /// many of its mandates (182 or 365 days) expire within 30 days; each mandate is reminded once.
-pub async fn remind_expiring(platform: &Platform, tenant: &TenantContext) -> anyhow::Result<u64> {
+pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow::Result<u64> {
     let mut tx = tenant.begin().await?;
     let due: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
         "SELECT id, structure_id, usager_id FROM mandates

@@ -25,46 +25,10 @@ pub mod structure_demarches;
 /// The aidant's pages, by resource.
 pub mod web;
 
-use async_trait::async_trait;
 use foundation::app::{Access, Page, Platform, ServiceParts};
-use foundation::auth::guard::ForWhom;
 use foundation::config::Settings;
 use poem::EndpointExt;
 use policies::Action;
-use uuid::Uuid;
-
-/// The "for whom" check of the guard: a live authorisation of the structure for this usager and
-/// category, read in the structure's territory.
-#[derive(Clone)]
-pub struct LiveMandates {
-    pub platform: Platform,
-}
-
-#[async_trait]
-impl ForWhom for LiveMandates {
-    async fn covers(
-        &self,
-        structure: Uuid,
-        usager: Uuid,
-        category: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let Some(departement) = foundation::auth::assignments::structure_departement(
-            self.platform.platform_pool(),
-            structure,
-        )
-        .await?
-        else {
-            return Ok(false);
-        };
-        let Ok(tenant) = self.platform.tenancy.context(departement).await else {
-            return Ok(false);
-        };
-        let mut tx = tenant.begin().await?;
-        let covered = mandates::covers(&mut tx, structure, usager, category).await?;
-        tx.commit().await?;
-        Ok(covered)
-    }
-}
 
 /// The mandate service's routes, readiness checks and workers.
 pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {

@@ -659,25 +659,6 @@ pub async fn revoke(
     Ok((revoked, ended))
 }
 
-/// Whether the structure holds a live authorisation for this usager and category: the
-/// "for whom" part of the guard.
-pub async fn covers(
-    tx: &mut TenantTx,
-    structure: Uuid,
-    usager: Uuid,
-    category: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM live_authorisations
-                        WHERE structure_id = $1 AND usager_id = $2 AND category = $3)",
-    )
-    .bind(structure)
-    .bind(usager)
-    .bind(category)
-    .fetch_one(&mut **tx)
-    .await
-}
-
 /// The state of a mandate as people read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

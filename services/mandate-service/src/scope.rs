@@ -5,7 +5,7 @@
 use foundation::app::Platform;
 use foundation::auth::assignments::structure_departement;
 use foundation::auth::session::{Professional, RecentlyVerified};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Redirect;
@@ -28,7 +28,7 @@ pub struct StructureInfo {
 pub struct Scope {
     pub me: Professional,
     pub structure: StructureInfo,
-    pub tenant: TenantContext,
+    pub tenant: Territory,
 }
 
 /// The same, for mandate actions: the session must have been active recently (else the TOTP

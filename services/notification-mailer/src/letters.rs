@@ -11,7 +11,7 @@
 use document_vault_bridge::vault::{Retention, Vault};
 use foundation::app::Platform;
 use foundation::pdf::{BOLD, LEFT, Page, REGULAR, document};
-use foundation::tenancy::{DepartementCode, Tenancy, TenantContext};
+use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -103,7 +103,7 @@ pub async fn batch_territory(
 async fn batch_structure(
     tenancy: &Tenancy,
     vault: &Vault,
-    ctx: &TenantContext,
+    ctx: &Territory,
     structure: Uuid,
     tenant: Uuid,
     name: &str,

@@ -1,27 +1,17 @@
 //! The one authorization guard every handler goes through: the role check (Casbin, deny by
-//! default), then, for actions on a usager, the "for whom" check — a live mandate of this
-//! structure covering this category — that the mandate service plugs in.
+//! default) of an action in a domain (a structure, a tenant, the nation). "For whom" — a live
+//! mandate of this structure for this person and démarche — is not a second check here: every
+//! query that reads or acts for a usager is scoped to the structure the guard allowed and reads
+//! the one view of live authorisations (`live_authorisations`).
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use policies::{Action, Domain};
 use uuid::Uuid;
 
 use super::session::Professional;
 use crate::app::{Platform, Shutdown};
 use crate::web::{PageError, PageResult};
-
-/// Answers whether a structure may act for a usager in a démarche category (a live mandate).
-#[async_trait]
-pub trait ForWhom: Send + Sync {
-    async fn covers(
-        &self,
-        structure: Uuid,
-        usager: Uuid,
-        category: &str,
-    ) -> Result<bool, sqlx::Error>;
-}
 
 fn forbidden() -> PageError {
     PageError::forbidden()
@@ -70,23 +60,6 @@ pub async fn require_active_structure(platform: &Platform, structure: Uuid) -> P
     match active {
         Some(true) => Ok(()),
         _ => Err(forbidden()),
-    }
-}
-
-/// Role check, then the "for whom" check for one usager and category.
-pub async fn require_for_usager(
-    platform: &Platform,
-    who: &Professional,
-    action: Action,
-    usager: Uuid,
-    category: &str,
-    for_whom: &dyn ForWhom,
-) -> PageResult<Uuid> {
-    let structure = require_in_current_structure(platform, who, action).await?;
-    match for_whom.covers(structure, usager, category).await {
-        Ok(true) => Ok(structure),
-        Ok(false) => Err(forbidden()),
-        Err(e) => Err(PageError::from(e)),
     }
 }
 

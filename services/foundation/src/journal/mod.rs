@@ -319,7 +319,7 @@ pub async fn seal(tx: &mut TenantTx) -> Result<u64, sqlx::Error> {
 }
 
 /// Seals a territory until nothing is left to chain.
-pub async fn seal_all(tenant: &crate::tenancy::TenantContext) -> Result<u64, sqlx::Error> {
+pub async fn seal_all(tenant: &crate::tenancy::Territory) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let mut tx = tenant.begin().await?;

@@ -127,10 +127,7 @@ impl Tenancy {
     }
 
     /// The context of one territory, if its schema is served.
-    pub async fn context(
-        &self,
-        departement: DepartementCode,
-    ) -> Result<TenantContext, TenancyError> {
+    pub async fn context(&self, departement: DepartementCode) -> Result<Territory, TenancyError> {
         let role = self.served_role(departement);
         let role = match role {
             Some(role) => role,
@@ -149,7 +146,7 @@ impl Tenancy {
             }
         };
         crate::telemetry::record_tenant(departement.as_str());
-        Ok(TenantContext {
+        Ok(Territory {
             departement,
             pool: self.territory_pool(&role),
         })
@@ -204,23 +201,25 @@ impl Tenancy {
     }
 }
 
-/// What a handler needs to reach one territory's data. It never exposes the pool.
+/// One département's territory — its schema, reached as its own database role — and all a
+/// handler needs to reach its data; it never exposes the pool. Not to be confused with a
+/// tenant (a département council or a commune: `tenants`), several of which share a territory.
 #[derive(Clone)]
-pub struct TenantContext {
+pub struct Territory {
     departement: DepartementCode,
     /// Logged in as the département's role.
     pool: PgPool,
 }
 
-impl std::fmt::Debug for TenantContext {
+impl std::fmt::Debug for Territory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantContext")
+        f.debug_struct("Territory")
             .field("departement", &self.departement)
             .finish()
     }
 }
 
-impl TenantContext {
+impl Territory {
     pub fn departement(&self) -> DepartementCode {
         self.departement
     }

@@ -20,7 +20,7 @@ use foundation::app::Platform;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::communes::{self, Commune};
-use foundation::tenancy::{CommuneCode, DepartementCode, TenancyError, TenantContext, TenantTx};
+use foundation::tenancy::{CommuneCode, DepartementCode, TenancyError, TenantTx, Territory};
 use rand::Rng;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -608,7 +608,7 @@ async fn editable(
 /// Saves step 1 again (the département cannot change: the request lives there).
 pub async fn update_structure(
     platform: &Platform,
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     step: &StructureStep,
@@ -634,7 +634,7 @@ pub async fn update_structure(
 
 /// Saves step 2.
 pub async fn save_referent(
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     step: &ReferentStep,
@@ -660,7 +660,7 @@ pub async fn save_referent(
 
 /// Adds one aidant (step 3).
 pub async fn add_aidant(
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     step: &AidantStep,
@@ -711,7 +711,7 @@ pub async fn add_aidant(
 
 /// Removes one aidant from the list (step 3).
 pub async fn remove_aidant(
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     aidant: Uuid,
@@ -734,7 +734,7 @@ pub async fn remove_aidant(
 /// Records the commitments accepted (step 4), each with its text version and the time; all of
 /// them must be ticked.
 pub async fn save_commitments(
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     ticked: &[String],
@@ -771,7 +771,7 @@ pub async fn save_commitments(
 /// not open keeps it waiting. Returns the new state.
 pub async fn submit(
     platform: &Platform,
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
 ) -> Result<Status, RequestError> {
@@ -851,7 +851,7 @@ pub async fn submit(
 
 /// The issuer withdraws a request that is not decided.
 pub async fn withdraw(
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
 ) -> Result<(), RequestError> {
@@ -927,7 +927,7 @@ async fn insert_message(
 /// The issuer writes in the thread; the last reviewer who wrote is mailed.
 pub async fn issuer_message(
     platform: &Platform,
-    tenant: &TenantContext,
+    tenant: &Territory,
     issuer: &IssuerRef,
     reference: &str,
     typed: &str,
@@ -1029,7 +1029,7 @@ pub enum Review {
 /// A reviewer's message, request for changes or refusal; each mailed to the issuer.
 pub async fn review(
     platform: &Platform,
-    tenant: &TenantContext,
+    tenant: &Territory,
     reviewer: Uuid,
     reference: &str,
     action: Review,

@@ -187,7 +187,7 @@ pub async fn token(
 
 /// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
 async fn redeem(
-    tenant: &foundation::tenancy::TenantContext,
+    tenant: &foundation::tenancy::Territory,
     platform_pool: &sqlx::PgPool,
     provider: &Provider,
     code: &str,

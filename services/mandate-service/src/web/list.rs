@@ -6,7 +6,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
 use poem::web::{Data, Query};
@@ -130,7 +130,7 @@ pub struct ListRow {
 /// One page of the structure's mandates, newest first, with the list's filters. Expired and
 /// ended mandates stay listed one year.
 pub async fn list_page(
-    tenant: &TenantContext,
+    tenant: &Territory,
     structure: Uuid,
     search: Option<&str>,
     state: &str,

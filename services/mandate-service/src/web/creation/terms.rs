@@ -6,7 +6,7 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard, secrets};
-use foundation::tenancy::TenantContext;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -128,7 +128,7 @@ struct RenewalTerms {
 
 /// The terms of a mandate being renewed: its categories still allowed, and its duration.
 pub(crate) async fn renewal_terms(
-    tenant: &TenantContext,
+    tenant: &Territory,
     structure: Uuid,
     mandate: Uuid,
 ) -> Result<Option<(Vec<String>, i32)>, sqlx::Error> {
