@@ -13,6 +13,8 @@ pub mod factors;
 pub mod guard;
 pub mod journal;
 pub mod ratelimit;
+/// The request's current structure and its territory, for every service's pages.
+pub mod scope;
 pub mod secrets;
 pub mod session;
 pub mod totp;

@@ -42,6 +42,25 @@ pub fn navigation(current: &str) -> Vec<NavItem> {
     .collect()
 }
 
+/// The navigation of the aidant's space (the mandate service's pages and the mailer's letters
+/// page, `/courriers`).
+pub fn aidant_navigation(current: &str) -> Vec<NavItem> {
+    [
+        ("/", "Accueil"),
+        ("/mandats", "Mandats"),
+        ("/activite", "Mon activité"),
+        ("/courriers", "Courriers"),
+        ("/compte", "Mon compte"),
+    ]
+    .into_iter()
+    .map(|(href, label)| NavItem {
+        href,
+        label,
+        current: href == current,
+    })
+    .collect()
+}
+
 /// Renders an askama template into an HTML response; a rendering failure is a 500.
 pub fn html(template: &impl askama::Template) -> PageResult<Response> {
     let body = template.render().map_err(PageError::internal)?;

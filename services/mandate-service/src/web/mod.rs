@@ -42,22 +42,9 @@ pub struct Shared {
     pub public_origin: String,
 }
 
-/// The navigation of the aidant's space (the mailer's letters page, `/courriers`, shows it too).
+/// The navigation of the aidant's space.
 pub fn nav(current: &str) -> Vec<NavItem> {
-    [
-        ("/", "Accueil"),
-        ("/mandats", "Mandats"),
-        ("/activite", "Mon activité"),
-        ("/courriers", "Courriers"),
-        ("/compte", "Mon compte"),
-    ]
-    .into_iter()
-    .map(|(href, label)| NavItem {
-        href,
-        label,
-        current: href == current,
-    })
-    .collect()
+    foundation::web::aidant_navigation(current)
 }
 
 pub(crate) fn see_other(to: impl Into<String>) -> Response {

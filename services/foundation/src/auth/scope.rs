@@ -1,0 +1,93 @@
+//! The request's territory: the professional's current structure and its département's
+//! territory, resolved once per request. Handlers of every service that act in the current
+//! structure (the mandate service's pages, the mailer's letters) receive it in their signature;
+//! they never see a bare pool for territory data.
+
+use super::assignments::structure_departement;
+use super::session::{Professional, RecentlyVerified};
+use crate::app::Platform;
+use crate::tenancy::Territory;
+use crate::web::{PageError, PageResult};
+use poem::http::StatusCode;
+use poem::web::Redirect;
+use poem::{FromRequest, IntoResponse, Request, RequestBody};
+use uuid::Uuid;
+
+/// The current structure as pages show it.
+#[derive(Debug, Clone)]
+pub struct StructureInfo {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub commune: String,
+    pub address: String,
+    pub demarches: Vec<String>,
+}
+
+/// A professional acting in their current structure, with that territory's context.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub me: Professional,
+    pub structure: StructureInfo,
+    pub tenant: Territory,
+}
+
+/// The same, for mandate actions: the session must have been active recently (else the TOTP
+/// code is asked again first).
+#[derive(Debug, Clone)]
+pub struct VerifiedScope(pub Scope);
+
+async fn resolve(req: &Request, me: Professional) -> PageResult<Scope> {
+    let platform = req
+        .data::<Platform>()
+        .ok_or_else(|| PageError::status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let Some(structure) = me.current_structure else {
+        return Err(
+            poem::Error::from_response(Redirect::see_other("/compte").into_response()).into(),
+        );
+    };
+    let departement = structure_departement(platform.platform_pool(), structure)
+        .await?
+        .ok_or_else(PageError::forbidden)?;
+    let tenant = platform.tenancy.context(departement).await?;
+    let mut tx = tenant.begin().await?;
+    let row: Option<(Uuid, String, String, String, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
+    )
+    .bind(structure)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let (tenant_id, name, commune, address, demarches, active) =
+        row.ok_or_else(PageError::not_found)?;
+    // A deactivated structure acts no more: no page of its space, no mandate made or used.
+    if !active {
+        return Err(PageError::forbidden());
+    }
+    Ok(Scope {
+        me,
+        structure: StructureInfo {
+            id: structure,
+            tenant_id,
+            name,
+            commune,
+            address,
+            demarches,
+        },
+        tenant,
+    })
+}
+
+impl<'a> FromRequest<'a> for Scope {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let me = Professional::from_request(req, body).await?;
+        Ok(resolve(req, me).await?)
+    }
+}
+
+impl<'a> FromRequest<'a> for VerifiedScope {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let RecentlyVerified(me) = RecentlyVerified::from_request(req, body).await?;
+        Ok(VerifiedScope(resolve(req, me).await?))
+    }
+}
