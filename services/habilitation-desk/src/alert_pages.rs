@@ -368,7 +368,9 @@ async fn referent_structure(
     platform: &Platform,
     me: &Professional,
 ) -> PageResult<(Uuid, Territory)> {
-    let structure = guard::require_in_current_structure(platform, me, Action::AidantList).await?;
+    let structure = guard::require_in_current_structure(platform, me, Action::AidantList)
+        .await?
+        .structure();
     let departement =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
             .await?

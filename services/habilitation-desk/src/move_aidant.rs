@@ -29,7 +29,9 @@ async fn context(
     me: &Professional,
     aidant: &str,
 ) -> PageResult<(Uuid, Territory, Uuid, String, Vec<(Uuid, String)>)> {
-    let structure = guard::require_in_current_structure(platform, me, Action::AidantMove).await?;
+    let structure = guard::require_in_current_structure(platform, me, Action::AidantMove)
+        .await?
+        .structure();
     guard::require_active_structure(platform, structure).await?;
     let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| PageError::not_found())?;
     let name: String = sqlx::query_scalar(
@@ -190,8 +192,9 @@ pub async fn appoint(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AppointForm>,
 ) -> PageResult<Response> {
-    let structure =
-        guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint).await?;
+    let structure = guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint)
+        .await?
+        .structure();
     guard::require_active_structure(&platform, structure).await?;
     let aidant = Uuid::parse_str(f.aidant.trim()).map_err(|_| PageError::not_found())?;
     let email: String = sqlx::query_scalar(

@@ -103,8 +103,9 @@ pub async fn aidants(
     me: Professional,
     Query(q): Query<FlashQuery>,
 ) -> PageResult<Response> {
-    let structure =
-        guard::require_in_current_structure(&platform, &me, Action::FactorManage).await?;
+    let structure = guard::require_in_current_structure(&platform, &me, Action::FactorManage)
+        .await?
+        .structure();
     guard::require_active_structure(&platform, structure).await?;
     let rows: Vec<AidantFactorRow> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, f.kind, f.card_serial, f.locked OR f.blocked_until > now()
@@ -164,7 +165,9 @@ pub async fn aidants(
 /// The guard for référent actions, and the target aidant, who must belong to the structure
 /// (another structure's aidant, or nonsense: 404, as for anything that is not there).
 async fn target(platform: &Platform, me: &Professional, aidant: &str) -> PageResult<Uuid> {
-    let structure = guard::require_in_current_structure(platform, me, Action::FactorManage).await?;
+    let structure = guard::require_in_current_structure(platform, me, Action::FactorManage)
+        .await?
+        .structure();
     guard::require_active_structure(platform, structure).await?;
     let id = Uuid::parse_str(aidant.trim())
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;

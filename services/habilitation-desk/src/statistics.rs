@@ -50,36 +50,30 @@ pub async fn fold(tenant: &Territory) -> Result<u64, sqlx::Error> {
             tx.commit().await?;
             return Ok(total);
         };
+        // The batch's figures by day, structure and category, added to the daily rows and, by
+        // month, to the tenants' rows.
         sqlx::query(
-            "INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
-             SELECT (at AT TIME ZONE 'Europe/Paris')::date, structure_id,
-                    CASE WHEN kind = 'mandate_used' THEN coalesce(details::jsonb ->> 'category', '') ELSE '' END,
-                    count(*) FILTER (WHERE kind = 'mandate_created'),
-                    count(*) FILTER (WHERE kind = 'mandate_used'),
-                    count(*) FILTER (WHERE kind = 'mandate_revoked')
-             FROM journal
-             WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL
-               AND kind IN ('mandate_created', 'mandate_used', 'mandate_revoked')
-             GROUP BY 1, 2, 3
-             ON CONFLICT (day, structure_id, category) DO UPDATE SET
-                 created = stats_daily.created + EXCLUDED.created,
-                 used = stats_daily.used + EXCLUDED.used,
-                 revoked = stats_daily.revoked + EXCLUDED.revoked",
-        )
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO stats_tenant_months (tenant_id, month, category, created, used, revoked)
-             SELECT s.tenant_id, date_trunc('month', j.at AT TIME ZONE 'Europe/Paris')::date,
-                    CASE WHEN j.kind = 'mandate_used' THEN coalesce(j.details::jsonb ->> 'category', '') ELSE '' END,
-                    count(*) FILTER (WHERE j.kind = 'mandate_created'),
-                    count(*) FILTER (WHERE j.kind = 'mandate_used'),
-                    count(*) FILTER (WHERE j.kind = 'mandate_revoked')
-             FROM journal j JOIN structures s ON s.id = j.structure_id
-             WHERE j.seq > $1 AND j.seq <= $2
-               AND j.kind IN ('mandate_created', 'mandate_used', 'mandate_revoked')
+            "WITH batch AS (
+                 SELECT (at AT TIME ZONE 'Europe/Paris')::date AS day, structure_id,
+                        CASE WHEN kind = 'mandate_used' THEN coalesce(details::jsonb ->> 'category', '') ELSE '' END AS category,
+                        count(*) FILTER (WHERE kind = 'mandate_created') AS created,
+                        count(*) FILTER (WHERE kind = 'mandate_used') AS used,
+                        count(*) FILTER (WHERE kind = 'mandate_revoked') AS revoked
+                 FROM journal
+                 WHERE seq > $1 AND seq <= $2 AND structure_id IS NOT NULL
+                   AND kind IN ('mandate_created', 'mandate_used', 'mandate_revoked')
+                 GROUP BY 1, 2, 3),
+             daily AS (
+                 INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
+                 SELECT day, structure_id, category, created, used, revoked FROM batch
+                 ON CONFLICT (day, structure_id, category) DO UPDATE SET
+                     created = stats_daily.created + EXCLUDED.created,
+                     used = stats_daily.used + EXCLUDED.used,
+                     revoked = stats_daily.revoked + EXCLUDED.revoked)
+             INSERT INTO stats_tenant_months (tenant_id, month, category, created, used, revoked)
+             SELECT s.tenant_id, date_trunc('month', b.day)::date, b.category,
+                    sum(b.created), sum(b.used), sum(b.revoked)
+             FROM batch b JOIN structures s ON s.id = b.structure_id
              GROUP BY 1, 2, 3
              ON CONFLICT (tenant_id, month, category) DO UPDATE SET
                  created = stats_tenant_months.created + EXCLUDED.created,

@@ -317,7 +317,9 @@ struct StructurePage<'a> {
 #[handler]
 pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let structure =
-        guard::require_in_current_structure(&platform, &me, Action::StructureStatistics).await?;
+        guard::require_in_current_structure(&platform, &me, Action::StructureStatistics)
+            .await?
+            .structure();
     let (name, _, _) = crate::pipeline::structure_files(&platform, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;

@@ -69,8 +69,9 @@ fn page(
 }
 
 async fn structure(platform: &Platform, me: &Professional) -> PageResult<Uuid> {
-    let structure =
-        guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?;
+    let structure = guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
+        .await?
+        .structure();
     guard::require_active_structure(platform, structure).await?;
     Ok(structure)
 }

@@ -75,7 +75,9 @@ fn factor_text(kind: Option<&str>, serial: Option<&str>, blocked: Option<bool>) 
 /// `GET /structure`.
 #[handler]
 pub async fn page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantList).await?;
+    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantList)
+        .await?
+        .structure();
     let (name, active, files) = pipeline::structure_files(&platform, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;

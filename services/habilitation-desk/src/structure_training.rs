@@ -55,7 +55,9 @@ async fn structure_of(
 ) -> PageResult<(String, Vec<pipeline::File>)> {
     let structure = match who {
         Who::Referent(me) => {
-            guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?
+            guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
+                .await?
+                .structure()
         }
         Who::Issuer(issuer, reference) => issuer_structure(platform, issuer, reference).await?,
     };

@@ -245,8 +245,9 @@ pub async fn referent_form(
     me: Professional,
     Query(q): Query<AidantQuery>,
 ) -> PageResult<Response> {
-    let structure =
-        guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
+    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate)
+        .await?
+        .structure();
     guard::require_active_structure(&platform, structure).await?;
     let (id, name, structure_name) = aidant_of(&platform, structure, &q.aidant).await?;
     html(&WithdrawPage {
@@ -284,8 +285,9 @@ pub async fn referent_withdraw(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<WithdrawForm>,
 ) -> PageResult<Response> {
-    let structure =
-        guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
+    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate)
+        .await?
+        .structure();
     guard::require_active_structure(&platform, structure).await?;
     let (id, name, structure_name) = aidant_of(&platform, structure, &f.aidant).await?;
     match withdraw(&platform, structure, id, &f.reason, By::Referent(me.id)).await {

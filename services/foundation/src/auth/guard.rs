@@ -32,15 +32,37 @@ pub async fn require(
     }
 }
 
-/// Allows `action` in the professional's current structure; returns that structure.
+/// What the guard returns when it allows an action in a structure, and the proof that the
+/// territory's data functions ask for (`&Authorized`) instead of a bare structure id: its
+/// fields are private and only this module makes one, so a read of a structure's data that
+/// skipped the check does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorized {
+    structure: Uuid,
+    action: Action,
+}
+
+impl Authorized {
+    /// The structure the action was allowed in.
+    pub fn structure(&self) -> Uuid {
+        self.structure
+    }
+
+    /// The action allowed.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+}
+
+/// Allows `action` in the professional's current structure; returns the proof.
 pub async fn require_in_current_structure(
     platform: &Platform,
     who: &Professional,
     action: Action,
-) -> PageResult<Uuid> {
+) -> PageResult<Authorized> {
     let structure = who.current_structure.ok_or_else(forbidden)?;
     require(platform, who, Domain::Structure(structure), action).await?;
-    Ok(structure)
+    Ok(Authorized { structure, action })
 }
 
 /// Refuses (403) acting in a structure that was deactivated (`structures.active`), for

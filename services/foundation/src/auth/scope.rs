@@ -91,3 +91,15 @@ impl<'a> FromRequest<'a> for VerifiedScope {
         Ok(VerifiedScope(resolve(req, me).await?))
     }
 }
+
+impl Scope {
+    /// Asks the guard for `action` in the current structure: the proof the territory's data
+    /// functions take.
+    pub async fn authorize(
+        &self,
+        platform: &Platform,
+        action: policies::Action,
+    ) -> PageResult<super::guard::Authorized> {
+        super::guard::require_in_current_structure(platform, &self.me, action).await
+    }
+}

@@ -25,40 +25,44 @@ pub struct NavItem {
     pub current: bool,
 }
 
+/// A navigation from its entries (address, label), with `current` marking the page shown.
+pub fn nav_items(entries: &[(&'static str, &'static str)], current: &str) -> Vec<NavItem> {
+    entries
+        .iter()
+        .map(|&(href, label)| NavItem {
+            href,
+            label,
+            current: href == current,
+        })
+        .collect()
+}
+
 /// The main navigation, with `current` marking the page being shown.
 pub fn navigation(current: &str) -> Vec<NavItem> {
-    [
-        ("/", "Accueil"),
-        ("/demande", "Habiliter une structure"),
-        ("/statistiques", "Statistiques"),
-        ("/accessibilite", "Accessibilité"),
-    ]
-    .into_iter()
-    .map(|(href, label)| NavItem {
-        href,
-        label,
-        current: href == current,
-    })
-    .collect()
+    nav_items(
+        &[
+            ("/", "Accueil"),
+            ("/demande", "Habiliter une structure"),
+            ("/statistiques", "Statistiques"),
+            ("/accessibilite", "Accessibilité"),
+        ],
+        current,
+    )
 }
 
 /// The navigation of the aidant's space (the mandate service's pages and the mailer's letters
 /// page, `/courriers`).
 pub fn aidant_navigation(current: &str) -> Vec<NavItem> {
-    [
-        ("/", "Accueil"),
-        ("/mandats", "Mandats"),
-        ("/activite", "Mon activité"),
-        ("/courriers", "Courriers"),
-        ("/compte", "Mon compte"),
-    ]
-    .into_iter()
-    .map(|(href, label)| NavItem {
-        href,
-        label,
-        current: href == current,
-    })
-    .collect()
+    nav_items(
+        &[
+            ("/", "Accueil"),
+            ("/mandats", "Mandats"),
+            ("/activite", "Mon activité"),
+            ("/courriers", "Courriers"),
+            ("/compte", "Mon compte"),
+        ],
+        current,
+    )
 }
 
 /// Renders an askama template into an HTML response; a rendering failure is a 500.

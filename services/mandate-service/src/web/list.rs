@@ -4,7 +4,8 @@
 
 use askama::Template;
 use foundation::app::Platform;
-use foundation::auth::{csrf, guard};
+use foundation::auth::csrf;
+use foundation::auth::guard::Authorized;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::Territory;
 use foundation::web::PageResult;
@@ -127,11 +128,11 @@ pub struct ListRow {
     categories: Vec<String>,
 }
 
-/// One page of the structure's mandates, newest first, with the list's filters. Expired and
+/// One page of the mandates of the structure the guard allowed, newest first, with the list's filters. Expired and
 /// ended mandates stay listed one year.
 pub async fn list_page(
     tenant: &Territory,
-    structure: Uuid,
+    allowed: &Authorized,
     search: Option<&str>,
     state: &str,
     category: Option<&str>,
@@ -165,7 +166,7 @@ pub async fn list_page(
     );
     let mut tx = tenant.begin().await?;
     let mut rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(structure)
+        .bind(allowed.structure())
         .bind(search)
         .bind(category)
         .bind(PAGE_SIZE + 1)
@@ -217,7 +218,7 @@ pub async fn list(
     scope: Scope,
     Query(query): Query<ListQuery>,
 ) -> PageResult<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
+    let allowed = scope.authorize(&platform, Action::MandateList).await?;
     let Filters {
         q,
         etat,
@@ -226,7 +227,7 @@ pub async fn list(
     } = query.filters();
     let (rows, more) = list_page(
         &scope.tenant,
-        scope.structure.id,
+        &allowed,
         Some(q.as_str()).filter(|q| !q.is_empty()),
         &etat,
         Some(categorie).filter(|c| !c.is_empty()),
@@ -276,12 +277,12 @@ fn csv_field(s: &str) -> String {
 /// POST (with the CSRF token) so that no link or image elsewhere can make a browser export.
 #[handler]
 pub async fn export(platform: Data<&Platform>, scope: Scope) -> PageResult<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::MandateExport).await?;
+    let allowed = scope.authorize(&platform, Action::MandateExport).await?;
     let mut tx = scope.tenant.begin().await?;
     let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{LIST_ROWS} WHERE m.structure_id = $1 AND {VISIBLE} ORDER BY m.created_at DESC"
     )))
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_all(&mut *tx)
     .await?;
     journal::append(

@@ -6,7 +6,8 @@
 
 use askama::Template;
 use foundation::app::Platform;
-use foundation::auth::{csrf, guard};
+use foundation::auth::csrf;
+use foundation::auth::guard::{self, Authorized};
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -105,9 +106,10 @@ struct AuthorisationRow {
     revocation_attestation_id: Option<Uuid>,
 }
 
-/// The structure's mandate and its démarches; 404 for any other.
+/// The mandate of the structure the guard allowed, and its démarches; 404 for any other.
 async fn shown_mandate(
     scope: &Scope,
+    allowed: &Authorized,
     mandate: Uuid,
 ) -> PageResult<(ShownMandate, Vec<AuthorisationRow>)> {
     let mut tx = scope.tenant.begin().await?;
@@ -118,7 +120,7 @@ async fn shown_mandate(
          WHERE m.id = $1 AND m.structure_id = $2",
     )
     .bind(mandate)
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -179,9 +181,9 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
 ) -> PageResult<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
+    let allowed = scope.authorize(&platform, Action::MandateList).await?;
     let mandate = parse_id(&id)?;
-    let (m, auths) = shown_mandate(&scope, mandate).await?;
+    let (m, auths) = shown_mandate(&scope, &allowed, mandate).await?;
     let now = OffsetDateTime::now_utc();
     let state = State::of(m.expires_at, m.ended_reason.as_deref(), now);
     let departement = scope.tenant.departement();

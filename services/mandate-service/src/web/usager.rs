@@ -5,7 +5,8 @@
 
 use askama::Template;
 use foundation::app::Platform;
-use foundation::auth::{csrf, guard};
+use foundation::auth::csrf;
+use foundation::auth::guard::Authorized;
 use foundation::outbox::{Channel, UsagerContact};
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
@@ -112,7 +113,7 @@ pub async fn usager_page(
     Path(id): Path<String>,
     Query(q): Query<MessageQuery>,
 ) -> PageResult<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::UsagerRead).await?;
+    let allowed = scope.authorize(&platform, Action::UsagerRead).await?;
     let usager = parse_id(&id)?;
     let flash = match q.message.as_deref() {
         Some("coordonnees") => Some((true, "Les coordonnées sont enregistrées.".to_owned())),
@@ -126,6 +127,7 @@ pub async fn usager_page(
         req,
         &platform,
         &scope,
+        &allowed,
         usager,
         flash,
         &ContactForm::default(),
@@ -170,7 +172,11 @@ struct UsagerRecord {
 }
 
 /// The usager if the structure has (or had, within a year) a mandate with them; else 404.
-async fn usager_record(scope: &Scope, usager: Uuid) -> PageResult<UsagerRecord> {
+async fn usager_record(
+    scope: &Scope,
+    allowed: &Authorized,
+    usager: Uuid,
+) -> PageResult<UsagerRecord> {
     let mut tx = scope.tenant.begin().await?;
     let found: Option<Person> =
         sqlx::query_as(
@@ -180,7 +186,7 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> PageResult<UsagerRecord> 
                   AND least(m.ended_at, m.expires_at) > now() - interval '1 year')",
         )
         .bind(usager)
-        .bind(scope.structure.id)
+        .bind(allowed.structure())
         .fetch_optional(&mut *tx)
         .await?;
     let Some(person) = found else {
@@ -194,7 +200,7 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> PageResult<UsagerRecord> 
          WHERE u.id = $1",
     )
     .bind(usager)
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_one(&mut *tx)
     .await?;
     let mandates: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -202,14 +208,14 @@ async fn usager_record(scope: &Scope, usager: Uuid) -> PageResult<UsagerRecord> 
          ORDER BY m.created_at DESC"
     )))
     .bind(usager)
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_all(&mut *tx)
     .await?;
     let events: Vec<JournalLine> = sqlx::query_as(
         "SELECT at, kind, details FROM journal WHERE usager_id = $1 AND structure_id = $2 ORDER BY id DESC LIMIT 200",
     )
     .bind(usager)
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -254,6 +260,7 @@ async fn usager_view(
     req: &Request,
     platform: &Platform,
     scope: &Scope,
+    allowed: &Authorized,
     usager: Uuid,
     flash: Option<(bool, String)>,
     typed: &ContactForm,
@@ -263,7 +270,7 @@ async fn usager_view(
         contact: held,
         mandates,
         events,
-    } = usager_record(scope, usager).await?;
+    } = usager_record(scope, allowed, usager).await?;
     let contact = UsagerContact {
         email: p.email.clone(),
         phone: held.phone.clone(),
@@ -344,7 +351,9 @@ pub async fn usager_contact(
     Path(id): Path<String>,
     Form(form): Form<ContactChangeForm>,
 ) -> PageResult<Response> {
-    guard::require_in_current_structure(&platform, &scope.me, Action::UsagerContactUpdate).await?;
+    let allowed = scope
+        .authorize(&platform, Action::UsagerContactUpdate)
+        .await?;
     let usager = parse_id(&id)?;
     let typed = ContactForm {
         telephone: form.telephone.clone(),
@@ -357,7 +366,7 @@ pub async fn usager_contact(
         Ok(contact) => contact,
         Err(e) => {
             let flash = Some((false, e.to_string()));
-            return usager_view(req, &platform, &scope, usager, flash, &typed).await;
+            return usager_view(req, &platform, &scope, &allowed, usager, flash, &typed).await;
         }
     };
     let mut tx = scope.tenant.begin().await?;
@@ -366,7 +375,7 @@ pub async fn usager_contact(
                           AND ended_at IS NULL AND expires_at > now())",
     )
     .bind(usager)
-    .bind(scope.structure.id)
+    .bind(allowed.structure())
     .fetch_one(&mut *tx)
     .await?;
     if !live {
@@ -375,7 +384,7 @@ pub async fn usager_contact(
     let changed = mandates::set_contact(
         &mut tx,
         usager,
-        scope.structure.id,
+        allowed.structure(),
         scope.me.id,
         change(&form.supprimer_telephone, phone.as_deref()),
         change(&form.supprimer_adresse, address.as_deref()),
