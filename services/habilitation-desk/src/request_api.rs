@@ -55,10 +55,18 @@ struct Row {
     messages: i64,
 }
 
-const ROWS: &str =
-    "SELECT reference, structure_name, status, first_submitted_at, decided_at, updated_at,
+/// A read of an issuer's requests, as one static string: the columns and joins, then `$tail`.
+macro_rules! rows_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT reference, structure_name, status, first_submitted_at, decided_at, updated_at,
         (SELECT count(*) FROM request_messages m WHERE m.request_id = r.id) AS messages
-     FROM structure_requests r";
+     FROM structure_requests r",
+            " ",
+            $tail
+        )
+    };
+}
 
 fn out(d: DepartementCode, r: Row) -> RequestStatusOut {
     let status = Status::parse(&r.status).unwrap_or(Status::Draft);
@@ -108,9 +116,9 @@ impl RequestsApi {
             let d = DepartementCode::parse(&code)?;
             let tenant = platform.tenancy.context(d).await?;
             let mut tx = tenant.begin().await?;
-            let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "{ROWS} WHERE r.id = ANY($1) AND r.issuer_id = $2 ORDER BY r.updated_at DESC"
-            )))
+            let rows: Vec<Row> = sqlx::query_as(rows_sql!(
+                "WHERE r.id = ANY($1) AND r.issuer_id = $2 ORDER BY r.updated_at DESC"
+            ))
             .bind(&ids)
             .bind(me.id)
             .fetch_all(&mut *tx)
@@ -134,13 +142,12 @@ impl RequestsApi {
         let d = requests::departement_of(&reference).ok_or_else(unknown)?;
         let tenant = platform.tenancy.context(d).await?;
         let mut tx = tenant.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{ROWS} WHERE r.reference = $1 AND r.issuer_id = $2"
-        )))
-        .bind(&*reference)
-        .bind(me.id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<Row> =
+            sqlx::query_as(rows_sql!("WHERE r.reference = $1 AND r.issuer_id = $2"))
+                .bind(&*reference)
+                .bind(me.id)
+                .fetch_optional(&mut *tx)
+                .await?;
         tx.commit().await?;
         row.map(|r| Json(out(d, r))).ok_or_else(unknown)
     }

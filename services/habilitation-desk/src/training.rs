@@ -92,17 +92,26 @@ impl Session {
     }
 }
 
-const SESSIONS: &str = "SELECT s.id, o.name AS organisation, s.title, s.first_day, s.second_day, s.mode, s.address,
+/// A read of training sessions, as one static string: the columns and joins, then `$tail`.
+macro_rules! sessions_sql {
+
+    ($tail:literal) => {
+
+        concat!("SELECT s.id, o.name AS organisation, s.title, s.first_day, s.second_day, s.mode, s.address,
         s.region_code, s.capacity, s.seats_taken,
         (SELECT count(*) FROM platform.training_registrations r WHERE r.session_id = s.id AND r.status = 'waiting') AS waiting,
         s.cancelled_at IS NOT NULL AS cancelled
-     FROM platform.training_sessions s JOIN platform.training_organisations o ON o.id = s.organisation_id";
+     FROM platform.training_sessions s JOIN platform.training_organisations o ON o.id = s.organisation_id", " ", $tail)
+
+    };
+
+}
 
 /// Sessions still to come (not cancelled), soonest first.
 pub async fn upcoming(conn: &mut PgConnection) -> Result<Vec<Session>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SESSIONS} WHERE s.cancelled_at IS NULL AND s.first_day > current_date ORDER BY s.first_day, s.title"
-    )))
+    sqlx::query_as(sessions_sql!(
+        "WHERE s.cancelled_at IS NULL AND s.first_day > current_date ORDER BY s.first_day, s.title"
+    ))
     .fetch_all(&mut *conn)
     .await
 }
@@ -130,7 +139,7 @@ async fn tell_registered(
     .bind(file)
     .fetch_one(&mut *conn)
     .await?;
-    let s: Session = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSIONS} WHERE s.id = $1")))
+    let s: Session = sqlx::query_as(sessions_sql!("WHERE s.id = $1"))
         .bind(session)
         .fetch_one(&mut *conn)
         .await?;
@@ -380,11 +389,10 @@ pub fn reminders() -> Job {
             .fetch_all(&mut *tx)
             .await?;
             for (id, email, name, session) in &due {
-                let s: Session =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SESSIONS} WHERE s.id = $1")))
-                        .bind(session)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let s: Session = sqlx::query_as(sessions_sql!("WHERE s.id = $1"))
+                    .bind(session)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 outbox::enqueue_platform(
                     &mut tx,
                     &OutboxMessage {
@@ -453,9 +461,9 @@ async fn national_page(
     flash: Option<&str>,
 ) -> PageResult<Response> {
     let mut conn = platform.platform_pool().acquire().await?;
-    let sessions: Vec<Session> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SESSIONS} WHERE s.first_day >= current_date - 30 ORDER BY s.first_day, s.title LIMIT 500"
-    )))
+    let sessions: Vec<Session> = sqlx::query_as(sessions_sql!(
+        "WHERE s.first_day >= current_date - 30 ORDER BY s.first_day, s.title LIMIT 500"
+    ))
     .fetch_all(&mut *conn)
     .await?;
     let organisations: Vec<(Uuid, String)> =
@@ -812,9 +820,9 @@ struct TrainerSessionsPage<'a> {
 #[handler]
 pub async fn trainer_sessions(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
     let organisations = trainer_organisations(&platform, &me).await?;
-    let sessions: Vec<Session> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SESSIONS} WHERE s.organisation_id = ANY($1) ORDER BY s.first_day DESC, s.title LIMIT 500"
-    )))
+    let sessions: Vec<Session> = sqlx::query_as(sessions_sql!(
+        "WHERE s.organisation_id = ANY($1) ORDER BY s.first_day DESC, s.title LIMIT 500"
+    ))
     .bind(&organisations)
     .fetch_all(platform.platform_pool())
     .await?;
@@ -854,9 +862,9 @@ fn started(session: &Session) -> bool {
 async fn trainer_session(platform: &Platform, me: &Professional, id: &str) -> PageResult<Session> {
     let organisations = trainer_organisations(platform, me).await?;
     let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SESSIONS} WHERE s.id = $1 AND s.organisation_id = ANY($2)"
-    )))
+    sqlx::query_as(sessions_sql!(
+        "WHERE s.id = $1 AND s.organisation_id = ANY($2)"
+    ))
     .bind(id)
     .bind(&organisations)
     .fetch_optional(platform.platform_pool())

@@ -81,17 +81,24 @@ pub async fn is_open(pool: &PgPool, departement: DepartementCode) -> Result<bool
     .await
 }
 
-const WAVES: &str = "SELECT w.id, w.name, w.opens_on, w.opened_at,
+/// A read of rollout waves, as one static string: the columns and joins, then `$tail`.
+macro_rules! waves_sql {
+
+    ($tail:literal) => {
+
+        concat!("SELECT w.id, w.name, w.opens_on, w.opened_at,
         COALESCE(array_agg(d.departement_code ORDER BY d.departement_code) FILTER (WHERE d.departement_code IS NOT NULL), '{}') AS departements
-     FROM platform.rollout_waves w LEFT JOIN platform.rollout_wave_departements d ON d.wave_id = w.id";
+     FROM platform.rollout_waves w LEFT JOIN platform.rollout_wave_departements d ON d.wave_id = w.id", " ", $tail)
+
+    };
+
+}
 
 /// Every wave, in opening order.
 pub async fn list(pool: &PgPool) -> Result<Vec<Wave>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{WAVES} GROUP BY w.id ORDER BY w.opens_on, w.name"
-    )))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(waves_sql!("GROUP BY w.id ORDER BY w.opens_on, w.name"))
+        .fetch_all(pool)
+        .await
 }
 
 /// The wave of a département, if it is in one.
@@ -99,10 +106,8 @@ pub async fn wave_of(
     pool: &PgPool,
     departement: DepartementCode,
 ) -> Result<Option<Wave>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{WAVES} WHERE w.id = (SELECT wave_id FROM platform.rollout_wave_departements WHERE departement_code = $1)
-         GROUP BY w.id"
-    )))
+    sqlx::query_as(waves_sql!("WHERE w.id = (SELECT wave_id FROM platform.rollout_wave_departements WHERE departement_code = $1)
+         GROUP BY w.id"))
     .bind(departement.as_str())
     .fetch_optional(pool)
     .await

@@ -170,12 +170,21 @@ pub struct Request {
     pub structure_id: Option<Uuid>,
 }
 
-const COLUMNS: &str =
-    "id, reference, structure_name, structure_kind, siret, commune_code, issuer_email,
+/// A read of structure requests, as one static string: their columns, then `$tail`.
+macro_rules! requests_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT ",
+            "id, reference, structure_name, structure_kind, siret, commune_code, issuer_email,
     issuer_id, status, address, postal_code, france_services, france_services_number, mission,
     opening_hours, referent_first_name, referent_last_name, referent_email, referent_phone,
     referent_is_aidant, created_at, updated_at, first_submitted_at, submitted_at, released_at,
-    decided_at, refusal_reason, withdrawn_at, structure_id";
+    decided_at, refusal_reason, withdrawn_at, structure_id",
+            " FROM structure_requests ",
+            $tail
+        )
+    };
+}
 
 impl Request {
     pub fn status(&self) -> Status {
@@ -346,11 +355,12 @@ pub async fn load(
     reference: &str,
     lock: bool,
 ) -> Result<Option<Request>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM structure_requests WHERE reference = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    sqlx::query_as::<_, Request>(sqlx::AssertSqlSafe(sql))
+    let sql = if lock {
+        requests_sql!("WHERE reference = $1 FOR UPDATE")
+    } else {
+        requests_sql!("WHERE reference = $1")
+    };
+    sqlx::query_as::<_, Request>(sql)
         .bind(reference)
         .fetch_optional(&mut **tx)
         .await
@@ -1126,9 +1136,9 @@ pub async fn release_waiting(
 ) -> Result<usize, RequestError> {
     let tenant = platform.tenancy.context(departement).await?;
     let mut tx = tenant.begin().await?;
-    let waiting: Vec<Request> = sqlx::query_as::<_, Request>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM structure_requests WHERE status = 'waiting' ORDER BY first_submitted_at FOR UPDATE SKIP LOCKED"
-    )))
+    let waiting: Vec<Request> = sqlx::query_as::<_, Request>(requests_sql!(
+        "WHERE status = 'waiting' ORDER BY first_submitted_at FOR UPDATE SKIP LOCKED"
+    ))
     .fetch_all(&mut *tx)
     .await?;
     for request in &waiting {
@@ -1180,13 +1190,12 @@ pub async fn purge_abandoned_drafts(
     if ids.is_empty() {
         return Ok(0);
     }
-    for table in ["request_aidants", "request_commitments", "request_messages"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE request_id = ANY($1)"
-        )))
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+    for statement in [
+        "DELETE FROM request_aidants WHERE request_id = ANY($1)",
+        "DELETE FROM request_commitments WHERE request_id = ANY($1)",
+        "DELETE FROM request_messages WHERE request_id = ANY($1)",
+    ] {
+        sqlx::query(statement).bind(&ids).execute(&mut *tx).await?;
     }
     let deleted = sqlx::query("DELETE FROM structure_requests WHERE id = ANY($1)")
         .bind(&ids)

@@ -321,8 +321,17 @@ type ClientRow = (
     Vec<String>,
 );
 
-const CLIENT_COLUMNS: &str = "client_id, name, auth_method, secret_hash, jwks, redirect_uris,
-    post_logout_redirect_uris, signing_alg, active, allowed_scopes, allowed_categories";
+/// A read of the client registry, as one static string: its columns, then `$tail`.
+macro_rules! clients_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT client_id, name, auth_method, secret_hash, jwks, redirect_uris,
+                    post_logout_redirect_uris, signing_alg, active, allowed_scopes, allowed_categories
+             FROM platform.oidc_clients ",
+            $tail
+        )
+    };
+}
 
 fn to_client(row: ClientRow) -> Option<Client> {
     let (
@@ -355,11 +364,9 @@ fn to_client(row: ClientRow) -> Option<Client> {
 
 /// Every registered client.
 pub async fn list(pool: &PgPool) -> Result<Vec<Client>, sqlx::Error> {
-    let rows: Vec<ClientRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CLIENT_COLUMNS} FROM platform.oidc_clients ORDER BY client_id"
-    )))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<ClientRow> = sqlx::query_as(clients_sql!("ORDER BY client_id"))
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().filter_map(to_client).collect())
 }
 
@@ -399,12 +406,10 @@ impl Registry {
         {
             return Ok(client);
         }
-        let row: Option<ClientRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLIENT_COLUMNS} FROM platform.oidc_clients WHERE client_id = $1"
-        )))
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<ClientRow> = sqlx::query_as(clients_sql!("WHERE client_id = $1"))
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
         let client = row.and_then(to_client).filter(|c| c.active).map(Arc::new);
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() > 1000 {
