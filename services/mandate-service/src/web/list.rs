@@ -104,17 +104,47 @@ const STATES: [(&str, &str); 5] = [
     ("revoques", "Révoqués ou remplacés"),
 ];
 
-/// The columns of a [`ListRow`]: mandates `m` with their usager `u` and their categories.
-pub(super) const LIST_ROWS: &str = "SELECT m.id, u.id AS usager_id, u.given_name, u.family_name, u.preferred_username,
-        m.created_at, m.expires_at, m.ended_reason,
-        ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category) AS categories
-    FROM mandates m JOIN usagers u ON u.id = m.usager_id";
+/// A read of [`ListRow`]s as one static string: mandates `m` with their usager `u` and their
+/// categories, then the pieces given (literals, or [`visible_sql!`]).
+macro_rules! list_rows_sql {
+    ($($tail:expr),+ $(,)?) => {
+        concat!(
+            "SELECT m.id, u.id AS usager_id, u.given_name, u.family_name, u.preferred_username,
+                    m.created_at, m.expires_at, m.ended_reason,
+                    ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category) AS categories
+             FROM mandates m JOIN usagers u ON u.id = m.usager_id ",
+            $($tail),+
+        )
+    };
+}
+pub(super) use list_rows_sql;
 
 /// Mandates still shown: live, or ended (expired, revoked, replaced) less than a year ago
 /// (`least` skips a missing end).
-pub(super) const VISIBLE: &str = "least(m.ended_at, m.expires_at) > now() - interval '1 year'";
+macro_rules! visible_sql {
+    () => {
+        "least(m.ended_at, m.expires_at) > now() - interval '1 year'"
+    };
+}
+pub(super) use visible_sql;
 
-/// A mandate as lists show it, read with [`LIST_ROWS`].
+/// One page of the list: the structure's mandates in `$state`, the search (`$2`), the
+/// démarche (`$3`), ordered by `$order`, `$4` rows from `$5`.
+macro_rules! list_page_sql {
+    ($state:expr, $order:literal) => {
+        list_rows_sql!(
+            "WHERE m.structure_id = $1 AND ",
+            $state,
+            " AND ($2::text IS NULL OR u.search_name LIKE '%' || $2 || '%')
+              AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id AND a.category = $3))
+             ORDER BY ",
+            $order,
+            " LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
+/// A mandate as lists show it, read with [`list_rows_sql!`].
 #[derive(sqlx::FromRow)]
 pub struct ListRow {
     id: Uuid,
@@ -128,8 +158,8 @@ pub struct ListRow {
     categories: Vec<String>,
 }
 
-/// One page of the mandates of the structure the guard allowed, newest first, with the list's filters. Expired and
-/// ended mandates stay listed one year.
+/// One page of the mandates of the structure the guard allowed, with the list's filters.
+/// Expired and ended mandates stay listed one year.
 pub async fn list_page(
     tenant: &Territory,
     allowed: &Authorized,
@@ -138,34 +168,29 @@ pub async fn list_page(
     category: Option<&str>,
     page: i64,
 ) -> Result<(Vec<ListRow>, bool), sqlx::Error> {
-    let state_sql = match state {
-        "en-cours" => "m.ended_at IS NULL AND m.expires_at > now()",
-        "bientot" => {
-            "m.ended_at IS NULL AND m.expires_at > now() AND m.expires_at <= now() + interval '30 days'"
-        }
-        "expires" => {
-            "m.ended_at IS NULL AND m.expires_at <= now() AND m.expires_at > now() - interval '1 year'"
-        }
-        "revoques" => "m.ended_at IS NOT NULL AND m.ended_at > now() - interval '1 year'",
-        _ => VISIBLE,
-    };
     // Expiring soonest first, and most recently expired first; otherwise newest first.
-    let order = match state {
-        "bientot" => "m.expires_at, m.id",
-        "expires" => "m.expires_at DESC, m.id DESC",
-        _ => "m.created_at DESC, m.id DESC",
+    let sql = match state {
+        "en-cours" => list_page_sql!(
+            "m.ended_at IS NULL AND m.expires_at > now()",
+            "m.created_at DESC, m.id DESC"
+        ),
+        "bientot" => list_page_sql!(
+            "m.ended_at IS NULL AND m.expires_at > now() AND m.expires_at <= now() + interval '30 days'",
+            "m.expires_at, m.id"
+        ),
+        "expires" => list_page_sql!(
+            "m.ended_at IS NULL AND m.expires_at <= now() AND m.expires_at > now() - interval '1 year'",
+            "m.expires_at DESC, m.id DESC"
+        ),
+        "revoques" => list_page_sql!(
+            "m.ended_at IS NOT NULL AND m.ended_at > now() - interval '1 year'",
+            "m.created_at DESC, m.id DESC"
+        ),
+        _ => list_page_sql!(visible_sql!(), "m.created_at DESC, m.id DESC"),
     };
     let search = search.map(mandates::search_key).filter(|s| !s.is_empty());
-    let sql = format!(
-        "{LIST_ROWS}
-         WHERE m.structure_id = $1 AND {state_sql}
-           AND ($2::text IS NULL OR u.search_name LIKE '%' || $2 || '%')
-           AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = m.id AND a.category = $3))
-         ORDER BY {order}
-         LIMIT $4 OFFSET $5"
-    );
     let mut tx = tenant.begin().await?;
-    let mut rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let mut rows: Vec<ListRow> = sqlx::query_as(sql)
         .bind(allowed.structure())
         .bind(search)
         .bind(category)
@@ -279,9 +304,11 @@ fn csv_field(s: &str) -> String {
 pub async fn export(platform: Data<&Platform>, scope: Scope) -> PageResult<Response> {
     let allowed = scope.authorize(&platform, Action::MandateExport).await?;
     let mut tx = scope.tenant.begin().await?;
-    let rows: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{LIST_ROWS} WHERE m.structure_id = $1 AND {VISIBLE} ORDER BY m.created_at DESC"
-    )))
+    let rows: Vec<ListRow> = sqlx::query_as(list_rows_sql!(
+        "WHERE m.structure_id = $1 AND ",
+        visible_sql!(),
+        " ORDER BY m.created_at DESC"
+    ))
     .bind(allowed.structure())
     .fetch_all(&mut *tx)
     .await?;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::list::{LIST_ROWS, ListRow, Row, VISIBLE, to_row};
+use super::list::{ListRow, Row, list_rows_sql, to_row, visible_sql};
 use super::{
     ContactForm, MessageQuery, THEME, birth_text, date_time, display_name, form_answer, nav,
     parse_id, see_other,
@@ -203,10 +203,11 @@ async fn usager_record(
     .bind(allowed.structure())
     .fetch_one(&mut *tx)
     .await?;
-    let mandates: Vec<ListRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{LIST_ROWS} WHERE m.usager_id = $1 AND m.structure_id = $2 AND {VISIBLE}
-         ORDER BY m.created_at DESC"
-    )))
+    let mandates: Vec<ListRow> = sqlx::query_as(list_rows_sql!(
+        "WHERE m.usager_id = $1 AND m.structure_id = $2 AND ",
+        visible_sql!(),
+        " ORDER BY m.created_at DESC"
+    ))
     .bind(usager)
     .bind(allowed.structure())
     .fetch_all(&mut *tx)
