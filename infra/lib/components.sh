@@ -304,4 +304,55 @@ SQL
 run_lint() {
   cargo fmt --all --check
   cargo clippy --workspace --all-targets --quiet -- -D warnings
+  check_query_data
+}
+
+# The statements checked at compile time (sqlx::query!) build offline from the committed
+# query data (.sqlx/). That data must be what the reference territory schema says today: the
+# stack's database, migrated, with dep_33 first in the search path. The crates that use the
+# macros are checked again against it, their data written aside and compared.
+SQLX_CRATES=(mandate-service)
+check_query_data() {
+  install_all
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  cargo build -q -p tenant-admin
+  "$CARGO_TARGET_DIR/debug/tenant-admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate >/dev/null
+  local fresh
+  fresh="$(mktemp -d)"
+  local crate
+  for crate in "${SQLX_CRATES[@]}"; do
+    touch "services/$crate/src/lib.rs"
+    DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
+      SQLX_OFFLINE_DIR="$fresh" cargo check -q -p "$crate"
+  done
+  if ! diff -r "$fresh" .sqlx >/dev/null; then
+    echo "Les données des requêtes vérifiées (.sqlx/) ne correspondent plus au schéma : régénérez-les avec infra/run sqlx." >&2
+    diff -r "$fresh" .sqlx >&2 || true
+    rm -rf "$fresh"
+    return 1
+  fi
+  rm -rf "$fresh"
+}
+
+# Rewrites .sqlx/ from the reference schema (after changing a checked statement). The stack's
+# database must already hold the schema the statements need (infra/run up migrates it): the
+# operators' CLI that migrates is itself built against it here.
+run_sqlx_prepare() {
+  install_all
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
+    cargo build -q -p tenant-admin
+  "$CARGO_TARGET_DIR/debug/tenant-admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate >/dev/null
+  rm -rf .sqlx && mkdir .sqlx
+  local crate
+  for crate in "${SQLX_CRATES[@]}"; do
+    touch "services/$crate/src/lib.rs"
+    DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
+      SQLX_OFFLINE_DIR="$PWD/.sqlx" cargo check -q -p "$crate"
+  done
+  echo "données des requêtes vérifiées écrites dans .sqlx/ ($(ls .sqlx | wc -l) requêtes)"
 }

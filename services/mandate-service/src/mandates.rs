@@ -563,15 +563,16 @@ async fn close_if_ended(
     reason: &str,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    let closed = sqlx::query(
+    // Checked at compile time against the reference territory schema (ARCHITECTURE.md).
+    let closed = sqlx::query!(
         "UPDATE mandates SET ended_at = $2, ended_reason = $3
          WHERE id = $1 AND ended_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = $1
                            AND a.revoked_at IS NULL AND a.superseded_at IS NULL)",
+        mandate,
+        now,
+        reason
     )
-    .bind(mandate)
-    .bind(now)
-    .bind(reason)
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -643,10 +643,13 @@ async fn end_flow_session(
         tracing::info!("identity provider: end session for another browser's flow, nothing ended");
         return Ok(false);
     }
-    sqlx::query("UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1")
-        .bind(grant)
-        .execute(&mut *tx)
-        .await?;
+    // Checked at compile time against the reference territory schema (ARCHITECTURE.md).
+    sqlx::query!(
+        "UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1",
+        grant
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     let mut conn = platform.platform_pool().acquire().await?;
     session::end(&mut conn, &session_hash, "oidc_end_session").await?;
