@@ -309,24 +309,41 @@ run_lint() {
 
 # The statements checked at compile time (sqlx::query!) build offline from the committed
 # query data (.sqlx/). That data must be what the reference territory schema says today: the
-# stack's database, migrated, with dep_33 first in the search path. The crates that use the
-# macros are checked again against it, their data written aside and compared.
+# stack's database, migrated, with dep_33 first in the search path.
 SQLX_CRATES=(mandate-service)
-check_query_data() {
+REFERENCE_URL_OPTIONS='options=-c%20search_path%3Ddep_33%2Cplatform'
+
+# Starts the stack and migrates its database; `live` builds the operators' CLI against the
+# reference schema itself (when .sqlx/ is to be rewritten, the offline data may be stale).
+reference_schema() {
   install_all
   start_all
   # shellcheck disable=SC1090
   source "$STACK_ENV"
-  cargo build -q -p tenant-admin
+  if [ "${1:-}" = live ]; then
+    DATABASE_URL="$AC_ADMIN_DATABASE_URL?$REFERENCE_URL_OPTIONS" cargo build -q -p tenant-admin
+  else
+    cargo build -q -p tenant-admin
+  fi
   "$CARGO_TARGET_DIR/debug/tenant-admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate >/dev/null
-  local fresh
-  fresh="$(mktemp -d)"
+}
+
+# Checks the crates that use the macros again against the reference, writing what they learn
+# to $1.
+describe_queries() {
   local crate
   for crate in "${SQLX_CRATES[@]}"; do
     touch "services/$crate/src/lib.rs"
-    DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
-      SQLX_OFFLINE_DIR="$fresh" cargo check -q -p "$crate"
+    DATABASE_URL="$AC_ADMIN_DATABASE_URL?$REFERENCE_URL_OPTIONS" SQLX_OFFLINE_DIR="$1" \
+      cargo check -q -p "$crate"
   done
+}
+
+check_query_data() {
+  reference_schema
+  local fresh
+  fresh="$(mktemp -d)"
+  describe_queries "$fresh"
   if ! diff -r "$fresh" .sqlx >/dev/null; then
     echo "Les données des requêtes vérifiées (.sqlx/) ne correspondent plus au schéma : régénérez-les avec infra/run sqlx." >&2
     diff -r "$fresh" .sqlx >&2 || true
@@ -337,22 +354,10 @@ check_query_data() {
 }
 
 # Rewrites .sqlx/ from the reference schema (after changing a checked statement). The stack's
-# database must already hold the schema the statements need (infra/run up migrates it): the
-# operators' CLI that migrates is itself built against it here.
+# database must already hold the schema the statements need (infra/run up migrates it).
 run_sqlx_prepare() {
-  install_all
-  start_all
-  # shellcheck disable=SC1090
-  source "$STACK_ENV"
-  DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
-    cargo build -q -p tenant-admin
-  "$CARGO_TARGET_DIR/debug/tenant-admin" --database-url "$AC_ADMIN_DATABASE_URL" migrate >/dev/null
+  reference_schema live
   rm -rf .sqlx && mkdir .sqlx
-  local crate
-  for crate in "${SQLX_CRATES[@]}"; do
-    touch "services/$crate/src/lib.rs"
-    DATABASE_URL="$AC_ADMIN_DATABASE_URL?options=-c%20search_path%3Ddep_33%2Cplatform" \
-      SQLX_OFFLINE_DIR="$PWD/.sqlx" cargo check -q -p "$crate"
-  done
+  describe_queries "$PWD/.sqlx"
   echo "données des requêtes vérifiées écrites dans .sqlx/ ($(ls .sqlx | wc -l) requêtes)"
 }
