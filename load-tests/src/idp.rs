@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use foundation::auth::{secrets, session};
 use foundation::tenancy::{DepartementCode, Tenancy};
+use load_tests::{ms, percentile};
 use mandate_service::categories;
 use mandate_service::franceconnect::Identity;
 use mandate_service::idp::clients::{self, AuthMethod, NewClient};
@@ -28,15 +29,6 @@ const WORKERS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
 const CLIENT: &str = "franceconnect-banc";
 const REDIRECT: &str = "http://127.0.0.1:9/api/v2/oidc-callback";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
 
 struct Worker {
     cookie: String,

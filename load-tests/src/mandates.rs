@@ -19,6 +19,7 @@ use foundation::auth::{factors, secrets, session, totp};
 use foundation::journal::{self, ChainCheck, Entry, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use futures::StreamExt;
+use load_tests::{ms, percentile, timed_gets};
 use policies::{Domain, Role};
 use serde_json::json;
 use test_support::database::TestDatabase;
@@ -26,15 +27,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 const MANDATES: i64 = 100_000;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
 
 /// Creates an aidant of `structure` with a known app seed; returns (id, seed).
 async fn aidant(
@@ -101,34 +93,6 @@ async fn fill(admin: &sqlx::PgPool, structure: Uuid, aidant: Uuid) -> anyhow::Re
     .execute(admin)
     .await?;
     Ok(())
-}
-
-async fn timed_gets(
-    client: &reqwest::Client,
-    url: &str,
-    cookie: &str,
-    n: usize,
-    concurrency: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let times = futures::stream::iter(0..n)
-        .map(|_| async move {
-            let started = Instant::now();
-            let resp = client
-                .get(url)
-                .header("cookie", format!("ac_session={cookie}"))
-                .send()
-                .await?;
-            anyhow::ensure!(resp.status() == 200, "statut {}", resp.status());
-            let body = resp.text().await?;
-            anyhow::ensure!(body.contains("<table") || body.contains("Aucun mandat"));
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        })
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
-    let mut out: Vec<Duration> = times.into_iter().collect::<Result<_, _>>()?;
-    out.sort();
-    Ok(out)
 }
 
 fn report_latency(what: &str, times: &[Duration], target_ms: f64) {
@@ -425,10 +389,12 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         // Warm-up, then 400 measured requests.
+        let list = ["<table", "Aucun mandat"];
         timed_gets(
             &client,
             &format!("{base}/mandats{query}"),
-            &cookie,
+            Some(&cookie),
+            &list,
             20,
             conc,
         )
@@ -436,7 +402,8 @@ async fn main() -> anyhow::Result<()> {
         let times = timed_gets(
             &client,
             &format!("{base}/mandats{query}"),
-            &cookie,
+            Some(&cookie),
+            &list,
             400,
             conc,
         )

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use foundation::auth::session;
 use foundation::tenancy::{DepartementCode, Tenancy};
-use futures::StreamExt;
+use load_tests::{ms, percentile, timed_gets};
 use policies::{Domain, Role};
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
@@ -25,15 +25,6 @@ use uuid::Uuid;
 const MANDATES: i64 = 10_000_000;
 const STRUCTURES: i64 = 1_000;
 const JOURNAL: i64 = 1_000_000;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
 
 async fn professional(
     admin: &sqlx::PgPool,
@@ -58,34 +49,6 @@ async fn professional(
     let mut conn = admin.acquire().await?;
     let cookie = session::open(&mut conn, id, OffsetDateTime::now_utc(), false).await?;
     Ok(cookie.value_str().to_owned())
-}
-
-async fn timed_gets(
-    client: &reqwest::Client,
-    url: &str,
-    cookie: Option<&str>,
-    must: &str,
-    n: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let times = futures::stream::iter(0..n)
-        .map(|_| async move {
-            let started = Instant::now();
-            let mut req = client.get(url);
-            if let Some(c) = cookie {
-                req = req.header("cookie", format!("ac_session={c}"));
-            }
-            let resp = req.send().await?;
-            anyhow::ensure!(resp.status() == 200, "{url} : statut {}", resp.status());
-            let body = resp.text().await?;
-            anyhow::ensure!(body.contains(must), "{url} : « {must} » absent");
-            Ok::<Duration, anyhow::Error>(started.elapsed())
-        })
-        .buffer_unordered(4)
-        .collect::<Vec<_>>()
-        .await;
-    let mut out: Vec<Duration> = times.into_iter().collect::<Result<_, _>>()?;
-    out.sort();
-    Ok(out)
 }
 
 #[tokio::main]
@@ -244,8 +207,8 @@ async fn main() -> anyhow::Result<()> {
     ];
     for (what, url, cookie, must) in &pages {
         // A first pass warms the caches, as a running service has them.
-        let times = match timed_gets(&client, url, *cookie, must, 10).await {
-            Ok(_) => timed_gets(&client, url, *cookie, must, 200).await,
+        let times = match timed_gets(&client, url, *cookie, &[must], 10, 4).await {
+            Ok(_) => timed_gets(&client, url, *cookie, &[must], 200, 4).await,
             Err(e) => Err(e),
         };
         let times = match times {

@@ -6,33 +6,12 @@
 mod common;
 
 use common::identity::*;
-use common::requests::council;
+use common::requests::{council, structure};
 use common::{TestApp, spawn_app};
 use foundation::tenancy::CommuneCode;
 use policies::{Domain, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-async fn structure(app: &TestApp, tenant: Uuid, name: &str, commune: &str) -> Uuid {
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(&commune[..2]).expect("dep"))
-        .await
-        .expect("ctx");
-    habilitation_desk::structures::create_structure(
-        &ctx,
-        &habilitation_desk::structures::NewStructure {
-            tenant_id: tenant,
-            name: name.into(),
-            kind: "ccas".into(),
-            commune: CommuneCode::parse(commune).expect("commune"),
-            address: "1 place de la Mairie".into(),
-            france_services: false,
-        },
-    )
-    .await
-    .expect("structure")
-}
 
 /// `n` people helped in the structure (a mandate each, `uses` uses each), with canary names.
 async fn people(
@@ -524,38 +503,28 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
         .await,
         1
     );
-    let resp = post_form(
-        &bb,
-        &app,
-        &alerts_page,
-        &format!("{alerts_page}/seuils"),
-        &[
-            ("volume_factor", "4,5"),
-            ("volume_minimum", "12"),
-            ("night_starts", "22"),
-            ("night_ends", "6"),
-            ("usager_structures", "4"),
-            ("revocations_per_day", "100000"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), 400);
-    let resp = post_form(
-        &bb,
-        &app,
-        &alerts_page,
-        &format!("{alerts_page}/seuils"),
-        &[
-            ("volume_factor", "4,5"),
-            ("volume_minimum", "12"),
-            ("night_starts", "22"),
-            ("night_ends", "6"),
-            ("usager_structures", "4"),
-            ("revocations_per_day", "15"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), 303);
+    let thresholds = |revocations_per_day: &'static str| {
+        let (bb, app, alerts_page) = (&bb, &app, &alerts_page);
+        async move {
+            post_form(
+                bb,
+                app,
+                alerts_page,
+                &format!("{alerts_page}/seuils"),
+                &[
+                    ("volume_factor", "4,5"),
+                    ("volume_minimum", "12"),
+                    ("night_starts", "22"),
+                    ("night_ends", "6"),
+                    ("usager_structures", "4"),
+                    ("revocations_per_day", revocations_per_day),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(thresholds("100000").await.status(), 400);
+    assert_eq!(thresholds("15").await.status(), 303);
     assert_eq!(scalar(&app, &format!("SELECT count(*) FROM platform.alert_settings WHERE tenant_id = '{bordeaux}' AND revocations_per_day = 15 AND volume_factor = 4.5")).await, 1);
 
     // The référent of the burst structure: its alerts only; another's is 404 to them.

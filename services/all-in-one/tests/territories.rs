@@ -6,7 +6,7 @@
 mod common;
 
 use common::identity::*;
-use common::requests::{council, location};
+use common::requests::{council, location, structure};
 use common::{TestApp, spawn_app};
 use foundation::tenancy::CommuneCode;
 use foundation::tenancy::tenants::{TenantKind, create_tenant};
@@ -23,28 +23,6 @@ async fn commune_tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
     .await
     .expect("tenant")
     .id
-}
-
-async fn structure(app: &TestApp, tenant: Uuid, name: &str, commune: &str) -> Uuid {
-    let departement = &commune[..2];
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
-        .await
-        .expect("ctx");
-    habilitation_desk::structures::create_structure(
-        &ctx,
-        &habilitation_desk::structures::NewStructure {
-            tenant_id: tenant,
-            name: name.into(),
-            kind: "ccas".into(),
-            commune: CommuneCode::parse(commune).expect("commune"),
-            address: "1 place de la Mairie".into(),
-            france_services: false,
-        },
-    )
-    .await
-    .expect("structure")
 }
 
 /// A territory admin of the tenant, signed in.

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::territory_space::{Tenant, held, scoped, structures};
+use crate::territory_space::{Tenant, held_or_refused, scoped, structures};
 use crate::views::{THEME, nav};
 
 /// Entries per page.
@@ -57,11 +57,7 @@ struct HomePage<'a> {
 /// `GET /audit`: the tenants whose journal the professional audits.
 #[handler]
 pub async fn home(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let tenants = held(&platform, &me, Action::JournalRead).await?;
-    if tenants.is_empty() {
-        tracing::info!(action = "journal:read", "authorization denied");
-        return Err(PageError::forbidden());
-    }
+    let tenants = held_or_refused(&platform, &me, Action::JournalRead).await?;
     html(&HomePage {
         theme: THEME,
         nav: nav("/audit"),

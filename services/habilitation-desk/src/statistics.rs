@@ -258,39 +258,32 @@ pub async fn publish(
         .bind(d.as_str())
         .execute(&mut *ptx)
         .await?;
-    for (month, category, created, used, revoked) in &by_category {
-        let people_here = if category.is_empty() {
-            people.iter().find(|p| p.0 == *month).map_or(0, |p| p.1)
-        } else {
-            0
-        };
-        sqlx::query(
-            "INSERT INTO platform.stats_territory_months (departement_code, month, category, created, used, revoked, people)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(d.as_str())
-        .bind(month)
-        .bind(category)
-        .bind(created)
-        .bind(used)
-        .bind(revoked)
-        .bind(people_here)
-        .execute(&mut *ptx)
-        .await?;
-    }
-    // People in a month without a creation or revocation row (uses only).
-    for (month, n) in &people {
-        sqlx::query(
-            "INSERT INTO platform.stats_territory_months (departement_code, month, category, people)
-             VALUES ($1, $2, '', $3)
-             ON CONFLICT (departement_code, month, category) DO UPDATE SET people = EXCLUDED.people",
-        )
-        .bind(d.as_str())
-        .bind(month)
-        .bind(n)
-        .execute(&mut *ptx)
-        .await?;
-    }
+    let column = |f: fn(&(Date, String, i64, i64, i64)) -> i64| -> Vec<i64> {
+        by_category.iter().map(f).collect()
+    };
+    sqlx::query(
+        "INSERT INTO platform.stats_territory_months (departement_code, month, category, created, used, revoked)
+         SELECT $1, * FROM unnest($2::date[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])",
+    )
+    .bind(d.as_str())
+    .bind(by_category.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(by_category.iter().map(|r| r.1.clone()).collect::<Vec<_>>())
+    .bind(column(|r| r.2))
+    .bind(column(|r| r.3))
+    .bind(column(|r| r.4))
+    .execute(&mut *ptx)
+    .await?;
+    // People helped, on each month's mandate-wide row (made here for a month of uses only).
+    sqlx::query(
+        "INSERT INTO platform.stats_territory_months (departement_code, month, category, people)
+         SELECT $1, month, '', people FROM unnest($2::date[], $3::bigint[]) AS p(month, people)
+         ON CONFLICT (departement_code, month, category) DO UPDATE SET people = EXCLUDED.people",
+    )
+    .bind(d.as_str())
+    .bind(people.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(people.iter().map(|p| p.1).collect::<Vec<_>>())
+    .execute(&mut *ptx)
+    .await?;
     let aidants: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT a.professional_id) FROM platform.role_assignments a
          JOIN platform.professionals p ON p.id = a.professional_id

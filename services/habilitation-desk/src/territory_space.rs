@@ -85,6 +85,21 @@ pub(crate) async fn held(
     Ok(allowed)
 }
 
+/// The same, refused (403, the denial logged) when there is none: the home of a space
+/// that lists the tenants (`/territoire`, `/audit`).
+pub(crate) async fn held_or_refused(
+    platform: &Platform,
+    me: &Professional,
+    action: Action,
+) -> PageResult<Vec<Tenant>> {
+    let tenants = held(platform, me, action).await?;
+    if tenants.is_empty() {
+        tracing::info!(action = action.as_str(), "authorization denied");
+        return Err(PageError::forbidden());
+    }
+    Ok(tenants)
+}
+
 /// The tenant of the path, when the professional may do `action` there (else 404, whatever
 /// the reason: nothing tells a stranger that the tenant exists).
 pub(crate) async fn scoped(
@@ -371,11 +386,7 @@ struct HomePage<'a> {
 /// `GET /territoire`: the tenants the professional administers.
 #[handler]
 pub async fn home(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let tenants = held(&platform, &me, Action::StructureList).await?;
-    if tenants.is_empty() {
-        tracing::info!(action = "structure:list", "authorization denied");
-        return Err(PageError::forbidden());
-    }
+    let tenants = held_or_refused(&platform, &me, Action::StructureList).await?;
     html(&HomePage {
         theme: THEME,
         nav: nav("/territoire"),

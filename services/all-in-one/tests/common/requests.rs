@@ -375,3 +375,25 @@ pub async fn accepted_request(app: &TestApp, name: &str, n: u32) -> Accepted {
         nadia,
     }
 }
+
+/// A structure of `tenant` in `commune` (its département's territory).
+pub async fn structure(app: &TestApp, tenant: Uuid, name: &str, commune: &str) -> Uuid {
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let ctx = tenancy
+        .context(foundation::tenancy::DepartementCode::parse(&commune[..2]).expect("dep"))
+        .await
+        .expect("ctx");
+    habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: tenant,
+            name: name.into(),
+            kind: "ccas".into(),
+            commune: foundation::tenancy::CommuneCode::parse(commune).expect("commune"),
+            address: "1 place de la Mairie".into(),
+            france_services: false,
+        },
+    )
+    .await
+    .expect("structure")
+}
