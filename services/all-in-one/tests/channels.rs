@@ -9,10 +9,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use foundation::app::Platform;
-use foundation::outbox::{
-    Channel, MAX_ATTEMPTS, OutboxMessage, UsagerContact, enqueue_platform, enqueue_usager_receipt,
-};
+use foundation::outbox::{Channel, MAX_ATTEMPTS, OutboxMessage, enqueue_platform};
 use foundation::tenancy::DepartementCode;
+use mandate_service::contact::{UsagerContact, enqueue_usager_receipt};
 use notification_mailer::worker::OutboxWorker;
 use serde_json::{Value, json};
 use test_support::database::TestDatabase;

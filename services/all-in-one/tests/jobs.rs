@@ -210,13 +210,13 @@ async fn inactive_aidants_are_warned_once_by_mail() {
         .await
         .expect("plateforme");
     assert_eq!(
-        notification_mailer::worker::warn_inactive_aidants(&platform)
+        habilitation_desk::inactivity::warn_inactive_aidants(&platform)
             .await
             .expect("avertissements"),
         1
     );
     assert_eq!(
-        notification_mailer::worker::warn_inactive_aidants(&platform)
+        habilitation_desk::inactivity::warn_inactive_aidants(&platform)
             .await
             .expect("avertissements"),
         0,

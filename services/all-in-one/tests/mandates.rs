@@ -1238,11 +1238,11 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
         (structure, "M. Gaston PETIT"),
         (other, "Mme Irène BLANC"),
     ] {
-        let contact = foundation::outbox::UsagerContact {
+        let contact = mandate_service::contact::UsagerContact {
             postal_address: Some(format!("{who}\n4 rue du Port\n33000 Bordeaux")),
             ..Default::default()
         };
-        foundation::outbox::enqueue_usager_receipt(
+        mandate_service::contact::enqueue_usager_receipt(
             &mut tx,
             owner,
             &contact,

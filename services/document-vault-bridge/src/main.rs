@@ -5,6 +5,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = foundation::config::Settings::load()?;
     let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
     let app = document_vault_bridge::Application::build(settings).await?;
-    tracing::info!(port = app.port(), "document-vault-bridge ready");
+    tracing::info!(
+        port = app.port(),
+        internal_port = app.internal_port(),
+        "document-vault-bridge ready"
+    );
     app.run_until_stopped().await
 }

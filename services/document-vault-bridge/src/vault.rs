@@ -139,7 +139,54 @@ pub struct Upload {
 pub struct Vault {
     store: Store,
     master: SeedCipher,
-    link_secret: SecretString,
+    links: Links,
+}
+
+/// Signs and checks short-lived document links (HMAC-SHA-256 over département, id and expiry
+/// with `security.link_secret`). A service that stores its documents through the internal API
+/// still signs its links with it: the bridge, which serves them, holds the same secret.
+#[derive(Clone)]
+pub struct Links {
+    secret: SecretString,
+}
+
+impl Links {
+    pub fn new(secret: SecretString) -> Self {
+        Self { secret }
+    }
+
+    fn signature(&self, departement: &str, id: Uuid, expires: i64) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose_secret().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(format!("{departement}|{id}|{expires}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A link valid for `ttl`, served by the bridge (`/documents/{dep}/{id}`), which checks
+    /// the signature and expiry, then decrypts. Only callers that passed the guard create one.
+    pub fn link(&self, departement: &str, id: Uuid, ttl: Duration, now: OffsetDateTime) -> String {
+        let expires = (now + ttl).unix_timestamp();
+        format!(
+            "/documents/{departement}/{id}?expire={expires}&signature={}",
+            self.signature(departement, id, expires)
+        )
+    }
+
+    pub fn check(
+        &self,
+        departement: &str,
+        id: Uuid,
+        expires: i64,
+        signature: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), VaultError> {
+        let valid = constant_time_eq(&self.signature(departement, id, expires), signature);
+        if valid && expires > now.unix_timestamp() {
+            Ok(())
+        } else {
+            Err(VaultError::InvalidLink)
+        }
+    }
 }
 
 type KeyRow = (i32, Vec<u8>, Vec<u8>, i32, bool);
@@ -164,7 +211,7 @@ impl Vault {
         Self {
             store,
             master,
-            link_secret,
+            links: Links::new(link_secret),
         }
     }
 
@@ -453,24 +500,12 @@ impl Vault {
         Ok(rewrapped)
     }
 
-    fn signature(&self, departement: &str, id: Uuid, expires: i64) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(self.link_secret.expose_secret().as_bytes())
-                .expect("HMAC takes keys of any length");
-        mac.update(format!("{departement}|{id}|{expires}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// A link valid for `ttl`, served by this bridge (`/documents/{dep}/{id}`), which checks
-    /// the signature and expiry, then decrypts. Only callers that passed the guard create one.
+    /// See [`Links::link`].
     pub fn link(&self, departement: &str, id: Uuid, ttl: Duration, now: OffsetDateTime) -> String {
-        let expires = (now + ttl).unix_timestamp();
-        format!(
-            "/documents/{departement}/{id}?expire={expires}&signature={}",
-            self.signature(departement, id, expires)
-        )
+        self.links.link(departement, id, ttl, now)
     }
 
+    /// See [`Links::check`].
     pub fn check_link(
         &self,
         departement: &str,
@@ -479,12 +514,7 @@ impl Vault {
         signature: &str,
         now: OffsetDateTime,
     ) -> Result<(), VaultError> {
-        let valid = constant_time_eq(&self.signature(departement, id, expires), signature);
-        if valid && expires > now.unix_timestamp() {
-            Ok(())
-        } else {
-            Err(VaultError::InvalidLink)
-        }
+        self.links.check(departement, id, expires, signature, now)
     }
 
     /// Deletes the documents whose retention has ended (object first, then the row is marked);

@@ -52,6 +52,33 @@ pub struct Settings {
     pub web: WebSettings,
     pub security: SecuritySettings,
     pub franceconnect: FranceConnectSettings,
+    /// Where the other services keep their documents: the vault in the same process (the
+    /// default), or the document-vault-bridge's internal API when the services run apart.
+    #[serde(default)]
+    pub documents: DocumentsSettings,
+}
+
+/// `documents.vault_url` set: attestations are stored through the document-vault-bridge's
+/// internal API (`{vault_url}/internal/documents`, with `vault_token` as bearer) instead of the
+/// vault in this process. Links to documents are still signed here (`security.link_secret`,
+/// shared with the bridge, which serves `/documents/*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentsSettings {
+    /// Base URL of the bridge's internal listener, e.g. `http://document-vault-bridge:8001`.
+    pub vault_url: Option<String>,
+    /// This service's token, registered with `tenant-admin internal caller add` (stored there as a
+    /// SHA-256 only).
+    #[serde(serialize_with = "serialize_secret")]
+    pub vault_token: SecretString,
+}
+
+impl Default for DocumentsSettings {
+    fn default() -> Self {
+        Self {
+            vault_url: None,
+            vault_token: SecretString::from(""),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,7 +196,7 @@ pub struct SmtpSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SmsSettings {
     pub provider: SmsProvider,
-    /// Endpoint receiving one POST per message (`http_json`, see ARCHITECTURE.md; for `brevo`,
+    /// Endpoint receiving one POST per message (`http_json`, see docs/MAIL.md; for `brevo`,
     /// `https://api.brevo.com/v3/transactionalSMS/send`).
     pub gateway_url: String,
     /// Sent as `Authorization: Bearer …` (`http_json`) or `api-key: …` (`brevo`).
@@ -357,6 +384,7 @@ impl Default for Settings {
                 client_secret: String::new().into(),
                 timeout_ms: 5_000,
             },
+            documents: DocumentsSettings::default(),
         }
     }
 }

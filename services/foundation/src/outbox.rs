@@ -114,6 +114,16 @@ pub async fn enqueue_tenant(
     insert_tenant(tx, message, None).await
 }
 
+/// Queues a territory's message for one of its structures (a letter waits for that
+/// structure's batch), inside the caller's tenant transaction.
+pub async fn enqueue_for_structure(
+    tx: &mut TenantTx,
+    message: &OutboxMessage,
+    structure: Uuid,
+) -> Result<Uuid, sqlx::Error> {
+    insert_tenant(tx, message, Some(structure)).await
+}
+
 async fn insert_tenant(
     tx: &mut TenantTx,
     message: &OutboxMessage,
@@ -146,29 +156,6 @@ async fn insert_tenant(
 /// Days a batch of printable letters is kept in the document vault.
 pub const LETTER_BATCH_RETENTION_DAYS: i64 = 90;
 
-/// How a usager can be reached, as recorded on the usager.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsagerContact {
-    pub email: Option<String>,
-    /// E.164 mobile number.
-    pub phone: Option<String>,
-    pub postal_address: Option<String>,
-}
-
-impl UsagerContact {
-    /// The channel a receipt takes (product.md §9): e-mail, else SMS, else a printed letter;
-    /// none when the usager left no way to be reached.
-    pub fn route(&self) -> Option<(Channel, &str)> {
-        fn known(v: &Option<String>) -> Option<&str> {
-            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
-        }
-        known(&self.email)
-            .map(|e| (Channel::Email, e))
-            .or_else(|| known(&self.phone).map(|p| (Channel::Sms, p)))
-            .or_else(|| known(&self.postal_address).map(|a| (Channel::Letter, a)))
-    }
-}
-
 /// A French or international mobile number in E.164 (`+33612345678`), from what a person
 /// typed: spaces, dots and dashes ignored, a French `06…`/`07…` number accepted as is.
 pub fn normalise_phone(typed: &str) -> Option<String> {
@@ -193,102 +180,9 @@ pub fn normalise_phone(typed: &str) -> Option<String> {
     (valid && french_mobile).then_some(e164)
 }
 
-/// Lines of a postal address a window envelope shows (French postal standard: 6 lines of 38
-/// characters at most).
-pub const ADDRESS_LINES: usize = 6;
-pub const ADDRESS_LINE_CHARS: usize = 38;
-
-/// A postal address from what a person typed: lines trimmed, empty lines dropped; at least two
-/// lines (the name, then where), at most [`ADDRESS_LINES`] of [`ADDRESS_LINE_CHARS`].
-pub fn normalise_postal_address(typed: &str) -> Option<String> {
-    let lines: Vec<&str> = typed
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let fits = (2..=ADDRESS_LINES).contains(&lines.len())
-        && lines
-            .iter()
-            .all(|l| l.chars().count() <= ADDRESS_LINE_CHARS && !l.chars().any(char::is_control));
-    fits.then(|| lines.join("\n"))
-}
-
-/// What is wrong with a typed contact, said to the aidant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ContactError {
-    #[error(
-        "Le numéro de téléphone mobile n'est pas valide : saisissez un numéro de portable, par exemple 06 12 34 56 78 (un téléphone fixe ne reçoit pas de SMS)."
-    )]
-    Phone,
-    #[error(
-        "L'adresse postale n'est pas valide : de 2 à 6 lignes (nom, numéro et voie, code postal et commune), 38 caractères au plus par ligne."
-    )]
-    PostalAddress,
-}
-
-/// The phone and postal address an aidant typed for a usager (each may be left empty), in the
-/// form they are stored.
-pub fn typed_contact(
-    phone: &str,
-    postal_address: &str,
-) -> Result<(Option<String>, Option<String>), ContactError> {
-    let phone = match phone.trim() {
-        "" => None,
-        p => Some(normalise_phone(p).ok_or(ContactError::Phone)?),
-    };
-    let address = if postal_address.trim().is_empty() {
-        None
-    } else {
-        Some(normalise_postal_address(postal_address).ok_or(ContactError::PostalAddress)?)
-    };
-    Ok((phone, address))
-}
-
-/// Queues a receipt to a usager of `structure` by the channel their contact allows, inside the
-/// caller's tenant transaction. Returns the message id and channel, or `None` when the usager
-/// cannot be reached (nothing queued).
-pub async fn enqueue_usager_receipt(
-    tx: &mut TenantTx,
-    structure: Uuid,
-    contact: &UsagerContact,
-    template: &'static str,
-    payload: Value,
-) -> Result<Option<(Uuid, Channel)>, sqlx::Error> {
-    let Some((channel, recipient)) = contact.route() else {
-        return Ok(None);
-    };
-    let message = OutboxMessage {
-        channel,
-        recipient: recipient.to_owned(),
-        template,
-        payload,
-    };
-    let id = insert_tenant(tx, &message, Some(structure)).await?;
-    Ok(Some((id, channel)))
-}
-
 #[cfg(test)]
-mod routing_tests {
+mod phone_tests {
     use super::*;
-
-    #[test]
-    fn receipts_go_by_email_else_sms_else_letter() {
-        let mut contact = UsagerContact {
-            email: Some("a@b.fr".into()),
-            phone: Some("+33612345678".into()),
-            postal_address: Some("1 rue X\n33000 Bordeaux".into()),
-        };
-        assert_eq!(contact.route(), Some((Channel::Email, "a@b.fr")));
-        contact.email = Some("  ".into());
-        assert_eq!(contact.route(), Some((Channel::Sms, "+33612345678")));
-        contact.phone = None;
-        assert_eq!(
-            contact.route(),
-            Some((Channel::Letter, "1 rue X\n33000 Bordeaux"))
-        );
-        contact.postal_address = None;
-        assert_eq!(contact.route(), None);
-    }
 
     #[test]
     fn phone_numbers_are_normalised_to_e164_mobiles() {
@@ -318,34 +212,6 @@ mod routing_tests {
         assert_eq!(normalise_phone("0612"), None);
         assert_eq!(normalise_phone("06 12 34 56 7a"), None);
         assert_eq!(normalise_phone(""), None);
-    }
-
-    #[test]
-    fn typed_contacts_are_normalised_or_refused_in_french() {
-        assert_eq!(
-            typed_contact(
-                " 06 12 34 56 78 ",
-                "  M. Paul MARTIN \n\n 3 rue Neuve\r\n33000 Bordeaux "
-            ),
-            Ok((
-                Some("+33612345678".into()),
-                Some("M. Paul MARTIN\n3 rue Neuve\n33000 Bordeaux".into())
-            ))
-        );
-        assert_eq!(typed_contact("", "  "), Ok((None, None)));
-        assert_eq!(
-            typed_contact("05 56 00 00 00", ""),
-            Err(ContactError::Phone)
-        );
-        assert_eq!(
-            typed_contact("", "Bordeaux"),
-            Err(ContactError::PostalAddress)
-        );
-        let long = format!("M. Paul MARTIN\n{}", "x".repeat(39));
-        assert_eq!(typed_contact("", &long), Err(ContactError::PostalAddress));
-        let seven = "a\nb\nc\nd\ne\nf\ng";
-        assert_eq!(typed_contact("", seven), Err(ContactError::PostalAddress));
-        assert!(ContactError::Phone.to_string().starts_with("Le numéro"));
     }
 }
 

@@ -15,6 +15,8 @@ pub mod alerts;
 pub mod audit;
 /// Second-factor enrolment from the activation link.
 pub mod enrolment;
+/// Aidants who stopped logging in, warned by mail.
+pub mod inactivity;
 /// Issuers ("demandeurs"): address verification by link, issuer sessions.
 pub mod issuer;
 /// Login with e-mail, TOTP code and magic link; logout.
@@ -391,6 +393,7 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
             activation::job(),
             statistics::job(),
             alerts::job(),
+            inactivity::job(),
             alerts::digest_job(),
         ],
     })

@@ -5,6 +5,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = foundation::config::Settings::load()?;
     let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
     let app = habilitation_desk::Application::build(settings).await?;
-    tracing::info!(port = app.port(), "habilitation-desk ready");
+    tracing::info!(
+        port = app.port(),
+        internal_port = app.internal_port(),
+        "habilitation-desk ready"
+    );
     app.run_until_stopped().await
 }

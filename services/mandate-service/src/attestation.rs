@@ -10,7 +10,7 @@ mod pdf;
 
 pub use pdf::{MandateTerms, RevocationTerms, mandate_pdf, revocation_pdf, shown_text};
 
-use document_vault_bridge::vault::{Retention, Upload, Vault};
+use crate::documents::{Documents, Stored};
 use foundation::app::Platform;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantTx};
@@ -114,13 +114,18 @@ pub fn attestation_pdf(
 /// gives `None`: the act goes on, and the attestation can be produced again later.
 pub async fn upload_attestation(
     platform: &Platform,
-    vault: &Vault,
+    documents: &Documents,
     scope: &Scope,
     pdf: &[u8],
-) -> Option<Upload> {
-    let mut conn = platform.platform_pool().acquire().await.ok()?;
-    match vault
-        .upload(&mut conn, scope.structure.tenant_id, pdf)
+) -> Option<Stored> {
+    match documents
+        .store(
+            platform,
+            &scope.tenant,
+            scope.structure.tenant_id,
+            "mandate_attestation",
+            pdf,
+        )
         .await
     {
         Ok(upload) => Some(upload),
@@ -135,11 +140,11 @@ pub async fn upload_attestation(
 /// with its journal entry (hash included). False if the mandate already has one.
 pub async fn attach_attestation(
     tx: &mut TenantTx,
-    vault: &Vault,
+    documents: &Documents,
     scope: &Scope,
     mandate: Uuid,
     usager: Uuid,
-    upload: &Upload,
+    upload: &Stored,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE mandates SET attestation_id = $2, attestation_sha256 = $3 WHERE id = $1 AND attestation_id IS NULL",
@@ -153,9 +158,7 @@ pub async fn attach_attestation(
     if updated == 0 {
         return Ok(false);
     }
-    vault
-        .record(tx, upload, "mandate_attestation", Retention::MandateArchive)
-        .await?;
+    documents.record(tx, upload, "mandate_attestation").await?;
     journal::append(
         tx,
         NewEntry::new(Event::AttestationProduced)
@@ -213,7 +216,7 @@ impl From<UsagerIdentity> for Identity {
 /// stored at creation). Does nothing if it already exists.
 pub async fn produce_attestation(
     platform: &Platform,
-    vault: &Vault,
+    documents: &Documents,
     public_origin: &str,
     scope: &Scope,
     mandate: Uuid,
@@ -262,13 +265,20 @@ pub async fn produce_attestation(
             legal_text_version: stored.legal_text_version,
         },
     );
-    let upload = upload_attestation(platform, vault, scope, &pdf)
+    let upload = upload_attestation(platform, documents, scope, &pdf)
         .await
         .ok_or(MandateError::Database)?;
     let attached = async {
         let mut tx = scope.tenant.begin().await?;
-        let attached =
-            attach_attestation(&mut tx, vault, scope, mandate, stored.usager_id, &upload).await?;
+        let attached = attach_attestation(
+            &mut tx,
+            documents,
+            scope,
+            mandate,
+            stored.usager_id,
+            &upload,
+        )
+        .await?;
         tx.commit().await?;
         Ok::<bool, sqlx::Error>(attached)
     }
@@ -276,7 +286,7 @@ pub async fn produce_attestation(
     match attached {
         Ok(true) => Ok(upload.id),
         Ok(false) | Err(_) => {
-            vault.discard(&upload).await;
+            documents.discard(&upload).await;
             Err(MandateError::Database)
         }
     }
@@ -295,7 +305,7 @@ struct RevokedUsager {
 /// the whole mandate), on each revoked authorisation that has none yet.
 pub async fn produce_revocation_attestation(
     platform: &Platform,
-    vault: &Vault,
+    documents: &Documents,
     scope: &Scope,
     mandate: Uuid,
     revoked: &[String],
@@ -328,15 +338,13 @@ pub async fn produce_revocation_attestation(
         at: date_time(at),
     });
     let sha = Sha256::digest(&pdf).to_vec();
-    let mut ptx = platform.platform_pool().acquire().await?;
-    let doc = vault
+    let doc = documents
         .put(
+            platform,
             &scope.tenant,
-            &mut ptx,
             scope.structure.tenant_id,
             "revocation_attestation",
             &pdf,
-            Retention::MandateArchive,
         )
         .await
         .map_err(|_| MandateError::Database)?;

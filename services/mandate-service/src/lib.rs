@@ -5,6 +5,10 @@
 
 /// Attestations: producing and recording them, their PDF, their verification link.
 pub mod attestation;
+/// How a usager is reached: contact rules and the channel of a receipt.
+pub mod contact;
+/// Where attestations are kept: the vault in process, or the vault service over HTTP.
+pub mod documents;
 /// The fixed list of démarche categories (held by `foundation`, which the desk's territory
 /// pages read too).
 pub use foundation::categories;
@@ -35,7 +39,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
     let settings = &platform.settings;
     let shared = web::Shared {
         fc: franceconnect::FcClient::new(&settings.franceconnect, &settings.http.public_origin()),
-        vault: document_vault_bridge::vault(platform).await?,
+        documents: documents::Documents::from_platform(platform).await?,
         public_origin: settings.http.public_origin(),
     };
     let key = foundation::journal::CheckpointKey::from_base64(

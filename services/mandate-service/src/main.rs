@@ -5,6 +5,10 @@ async fn main() -> anyhow::Result<()> {
     let settings = foundation::config::Settings::load()?;
     let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
     let app = mandate_service::Application::build(settings).await?;
-    tracing::info!(port = app.port(), "mandate-service ready");
+    tracing::info!(
+        port = app.port(),
+        internal_port = app.internal_port(),
+        "mandate-service ready"
+    );
     app.run_until_stopped().await
 }

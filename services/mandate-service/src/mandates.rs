@@ -219,7 +219,7 @@ pub async fn upsert_usager(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
     Keep,
-    /// Already normalised (see `foundation::outbox::typed_contact`).
+    /// Already normalised (see [`crate::contact::typed_contact`]).
     Set(&'a str),
     Remove,
 }
@@ -357,12 +357,12 @@ pub async fn set_contact(
         .bind(structure)
         .fetch_one(&mut **tx)
         .await?;
-        let old_contact = foundation::outbox::UsagerContact {
+        let old_contact = crate::contact::UsagerContact {
             email,
             phone: old_phone,
             postal_address: old_address,
         };
-        foundation::outbox::enqueue_usager_receipt(
+        crate::contact::enqueue_usager_receipt(
             tx,
             structure,
             &old_contact,
@@ -547,12 +547,12 @@ pub(crate) async fn usager_receipt(
     .fetch_one(&mut **tx)
     .await?;
     payload["structure"] = serde_json::Value::String(name);
-    let contact = foundation::outbox::UsagerContact {
+    let contact = crate::contact::UsagerContact {
         email,
         phone,
         postal_address,
     };
-    foundation::outbox::enqueue_usager_receipt(tx, structure, &contact, template, payload).await?;
+    crate::contact::enqueue_usager_receipt(tx, structure, &contact, template, payload).await?;
     Ok(())
 }
 
@@ -563,7 +563,7 @@ async fn close_if_ended(
     reason: &str,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    // Checked at compile time against the reference territory schema (ARCHITECTURE.md).
+    // Checked at compile time against the reference territory schema (docs/TENANCY.md).
     let closed = sqlx::query!(
         "UPDATE mandates SET ended_at = $2, ended_reason = $3
          WHERE id = $1 AND ended_at IS NULL

@@ -41,7 +41,6 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         csrf_exempt: Vec::new(),
         jobs: vec![
             worker::purge_delivered_messages(),
-            worker::inactive_aidants(),
             letters::letter_batches(vault),
         ],
     })

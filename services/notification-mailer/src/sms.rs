@@ -1,6 +1,6 @@
 //! The SMS channel: one HTTP POST per message to the configured provider.
 //!
-//! - `http_json` (our contract, ARCHITECTURE.md): the outbox id is sent as `Idempotency-Key`
+//! - `http_json` (our contract, docs/MAIL.md): the outbox id is sent as `Idempotency-Key`
 //!   and the gateway must not send twice for one key; so, unlike SMTP, an answer lost after the
 //!   request left is safely retried.
 //! - `brevo` (Brevo's transactional SMS API): no idempotency key exists, so only failures known

@@ -13,6 +13,8 @@ pub mod private_seaweedfs;
 pub mod private_smtp_tls;
 /// Looking for a secret in clear in every table of the database.
 pub mod secrets;
+/// A service binary started as a deployment starts it (smoke tests).
+pub mod service_binary;
 pub mod sms_gateway;
 
 use foundation::config::{Environment, Settings};

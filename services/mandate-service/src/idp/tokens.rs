@@ -6,7 +6,6 @@ use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
 use foundation::auth::session;
 use foundation::journal::{self, Event, NewEntry};
-use foundation::outbox;
 use foundation::web::{PageError, PageResult};
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Redirect};
@@ -303,12 +302,12 @@ async fn redeem(
     )
     .await?;
     let cat = categories::by_code(&category);
-    let contact = outbox::UsagerContact {
+    let contact = crate::contact::UsagerContact {
         email,
         phone,
         postal_address,
     };
-    outbox::enqueue_usager_receipt(
+    crate::contact::enqueue_usager_receipt(
         &mut tx,
         structure,
         &contact,
@@ -643,7 +642,7 @@ async fn end_flow_session(
         tracing::info!("identity provider: end session for another browser's flow, nothing ended");
         return Ok(false);
     }
-    // Checked at compile time against the reference territory schema (ARCHITECTURE.md).
+    // Checked at compile time against the reference territory schema (docs/TENANCY.md).
     sqlx::query!(
         "UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1",
         grant

@@ -3,7 +3,7 @@
 //! rest of [`crate::mandates`], confirmation opens its own transactions: the attestation is
 //! uploaded before the territory transaction that creates the mandate and records it.
 
-use document_vault_bridge::vault::{Upload, Vault};
+use crate::documents::{Documents, Stored};
 use foundation::app::Platform;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -60,7 +60,7 @@ pub struct Confirmation<'a> {
 /// ends up unrecorded is discarded. `DraftUnavailable` when the draft was completed meanwhile.
 pub async fn confirm_draft(
     platform: &Platform,
-    vault: &Vault,
+    documents: &Documents,
     public_origin: &str,
     scope: &Scope,
     confirmation: &Confirmation<'_>,
@@ -93,9 +93,9 @@ pub async fn confirm_draft(
             legal_text_version: super::LEGAL_TEXT_VERSION.to_owned(),
         },
     );
-    let upload = attestation::upload_attestation(platform, vault, scope, &pdf).await;
+    let upload = attestation::upload_attestation(platform, documents, scope, &pdf).await;
     let created = create(
-        vault,
+        documents,
         scope,
         confirmation,
         cats,
@@ -105,7 +105,7 @@ pub async fn confirm_draft(
     )
     .await;
     if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
-        vault.discard(upload).await;
+        documents.discard(upload).await;
     }
     created.map(|(mandate, _)| mandate)
 }
@@ -113,13 +113,13 @@ pub async fn confirm_draft(
 /// The territory transaction of [`confirm_draft`]: the mandate, and whether the attestation was
 /// recorded with it.
 async fn create(
-    vault: &Vault,
+    documents: &Documents,
     scope: &Scope,
     confirmation: &Confirmation<'_>,
     categories: Vec<Category>,
     duration_days: i32,
     mandate_id: Uuid,
-    upload: Option<&Upload>,
+    upload: Option<&Stored>,
 ) -> Result<(Uuid, bool), MandateError> {
     let draft = confirmation.draft;
     let mut tx = scope.tenant.begin().await?;
@@ -164,7 +164,8 @@ async fn create(
     .await?;
     let attached = match upload {
         Some(upload) if mandate == mandate_id => {
-            attestation::attach_attestation(&mut tx, vault, scope, mandate, usager, upload).await?
+            attestation::attach_attestation(&mut tx, documents, scope, mandate, usager, upload)
+                .await?
         }
         _ => false,
     };

@@ -189,7 +189,7 @@ pub async fn show(
     let departement = scope.tenant.departement();
     let link = |doc: Uuid| {
         shared
-            .vault
+            .documents
             .link(departement.as_str(), doc, Duration::minutes(10), now)
     };
     let mut revocations: Vec<Uuid> = auths
@@ -280,7 +280,7 @@ pub async fn revoke(
     tx.commit().await?;
     let _ = attestation::produce_revocation_attestation(
         &platform,
-        &shared.vault,
+        &shared.documents,
         &scope,
         mandate,
         &revoked,
@@ -366,8 +366,8 @@ pub async fn attestation_retry(
     // recent code, as creating it.
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let mandate = parse_id(&id)?;
-    let (vault, origin) = (&shared.vault, shared.public_origin.as_str());
-    match attestation::produce_attestation(&platform, vault, origin, &scope, mandate).await {
+    let (documents, origin) = (&shared.documents, shared.public_origin.as_str());
+    match attestation::produce_attestation(&platform, documents, origin, &scope, mandate).await {
         Ok(_) => Ok(see_other(format!("/mandats/{mandate}?message=attestation"))),
         Err(MandateError::NotFound) => Err(PageError::not_found()),
         Err(_) => Ok(see_other(format!(

@@ -20,8 +20,8 @@ pub mod usager;
 /// The public verification page of an attestation's QR code.
 pub mod verification;
 
+use crate::documents::Documents;
 use askama::Template;
-use document_vault_bridge::vault::Vault;
 use foundation::web::{NavItem, STATE, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -38,7 +38,7 @@ pub(crate) const THEME: &Theme = &STATE;
 #[derive(Clone)]
 pub struct Shared {
     pub fc: FcClient,
-    pub vault: Vault,
+    pub documents: Documents,
     pub public_origin: String,
 }
 

@@ -3,11 +3,12 @@
 //! territory — and `/usagers/{id}/coordonnees`, replacing or removing their mobile phone and
 //! postal address for receipts (only while a mandate of the structure is live).
 
+use crate::contact::UsagerContact;
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::guard::Authorized;
-use foundation::outbox::{Channel, UsagerContact};
+use foundation::outbox::Channel;
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Path, Query};
@@ -360,7 +361,7 @@ pub async fn usager_contact(
         telephone: form.telephone.clone(),
         adresse: form.adresse.clone(),
     };
-    let (phone, address) = match foundation::outbox::typed_contact(
+    let (phone, address) = match crate::contact::typed_contact(
         typed.telephone.as_deref().unwrap_or_default(),
         typed.adresse.as_deref().unwrap_or_default(),
     ) {

@@ -186,7 +186,7 @@ fn declared_contact(form: &ConfirmForm) -> Result<(Option<String>, Option<String
     if form.declaration.as_deref() != Some("oui") {
         return Err(MandateError::DeclarationMissing.to_string());
     }
-    foundation::outbox::typed_contact(
+    crate::contact::typed_contact(
         form.telephone.as_deref().unwrap_or_default(),
         form.adresse.as_deref().unwrap_or_default(),
     )
@@ -261,8 +261,8 @@ pub async fn confirm(
         address: address.as_deref(),
         now,
     };
-    let (vault, origin) = (&shared.vault, shared.public_origin.as_str());
-    match mandates::confirm_draft(&platform, vault, origin, &scope, &confirmation).await {
+    let (documents, origin) = (&shared.documents, shared.public_origin.as_str());
+    match mandates::confirm_draft(&platform, documents, origin, &scope, &confirmation).await {
         Ok(mandate) => Ok(see_other(format!("/mandats/{mandate}?message=cree"))),
         Err(MandateError::DraftUnavailable) => {
             Ok(see_other(format!("/mandats/preparation/{draft}/termine")))
