@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use foundation::auth::{secrets, session};
+use foundation::ids::{MandateId, StructureId, TenantId, UsagerId};
 use foundation::tenancy::{DepartementCode, Tenancy};
 use load_tests::{ms, percentile};
 use mandate_service::categories;
@@ -20,7 +21,7 @@ use mandate_service::franceconnect::Identity;
 use mandate_service::idp::clients::{self, AuthMethod, NewClient};
 use mandate_service::idp::keys::Alg;
 use mandate_service::mandates::{self, NewMandate};
-use policies::{Domain, Role};
+use policies::Role;
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -32,7 +33,7 @@ const REDIRECT: &str = "http://127.0.0.1:9/api/v2/oidc-callback";
 
 struct Worker {
     cookie: String,
-    usager: Uuid,
+    usager: UsagerId,
 }
 
 fn authorize_query(n: u64) -> String {
@@ -176,7 +177,7 @@ async fn token_and_userinfo(
 
 /// pgbench with the flow's two write transactions (the grant as the choice writes it; the
 /// redemption's update, journal entry and outbox message), same tables, same concurrency.
-fn pgbench_bound(url: &str, structure: Uuid, usager: Uuid) -> anyhow::Result<f64> {
+fn pgbench_bound(url: &str, structure: StructureId, usager: UsagerId) -> anyhow::Result<f64> {
     let script = format!(
         "BEGIN;
 INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes, structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id, authorisation_id, category, issued_at, code_expires_at)
@@ -237,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
     let structure = habilitation_desk::structures::create_structure(
         &ctx,
         &habilitation_desk::structures::NewStructure {
-            tenant_id: Uuid::nil(),
+            tenant_id: TenantId::from_uuid(Uuid::nil()),
             name: "France Services de banc d'essai".into(),
             kind: "france_services".into(),
             commune: foundation::tenancy::CommuneCode::parse("33063")?,
@@ -261,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
             &mut tx,
             aidant,
             Role::Aidant,
-            Domain::Structure(structure),
+            structure.domain(),
             Some("33"),
         )
         .await?;
@@ -282,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
         mandates::create(
             &mut ttx,
             &NewMandate {
-                id: Uuid::now_v7(),
+                id: MandateId::new_v7(),
                 structure,
                 aidant,
                 usager,
@@ -460,7 +461,7 @@ async fn run_flows(
 /// `count` codes for the structure's usagers, written as the aidant's choice writes them.
 async fn issue_codes(
     db: &TestDatabase,
-    structure: Uuid,
+    structure: StructureId,
     count: i64,
 ) -> anyhow::Result<Vec<String>> {
     let codes: Vec<String> = (0..count)

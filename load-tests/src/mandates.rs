@@ -16,11 +16,12 @@
 use std::time::{Duration, Instant};
 
 use foundation::auth::{factors, secrets, session, totp};
+use foundation::ids::{ProfessionalId, StructureId, TenantId, UsagerId};
 use foundation::journal::{self, ChainCheck, Entry, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use futures::StreamExt;
 use load_tests::{ms, percentile, timed_gets};
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::json;
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
@@ -32,9 +33,9 @@ const MANDATES: i64 = 100_000;
 async fn aidant(
     admin: &sqlx::PgPool,
     cipher: &secrets::SeedCipher,
-    structure: Uuid,
+    structure: StructureId,
     n: usize,
-) -> anyhow::Result<(Uuid, Vec<u8>)> {
+) -> anyhow::Result<(ProfessionalId, Vec<u8>)> {
     let mut tx = admin.begin().await?;
     let id = habilitation_desk::accounts::create_professional(
         &mut tx,
@@ -46,7 +47,7 @@ async fn aidant(
         &mut tx,
         id,
         Role::Aidant,
-        Domain::Structure(structure),
+        structure.domain(),
         Some("33"),
     )
     .await?;
@@ -59,14 +60,18 @@ async fn aidant(
     Ok((id, seed))
 }
 
-async fn open_session(admin: &sqlx::PgPool, who: Uuid) -> anyhow::Result<String> {
+async fn open_session(admin: &sqlx::PgPool, who: ProfessionalId) -> anyhow::Result<String> {
     let mut conn = admin.acquire().await?;
     let cookie = session::open(&mut conn, who, OffsetDateTime::now_utc(), false).await?;
     Ok(cookie.value_str().to_owned())
 }
 
 /// 100,000 usagers and mandates (two categories each) for one structure, written directly.
-async fn fill(admin: &sqlx::PgPool, structure: Uuid, aidant: Uuid) -> anyhow::Result<()> {
+async fn fill(
+    admin: &sqlx::PgPool,
+    structure: StructureId,
+    aidant: ProfessionalId,
+) -> anyhow::Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender, birthplace, birthcountry, search_name)
          SELECT gen_random_uuid(), 'bench-' || i, g, f, '1970-01-01', 'female', '33063', '99100', lower(f || ' ' || g)
@@ -110,7 +115,7 @@ type Job = (String, Vec<u8>, Uuid);
 /// `count` aidants, each with a session and a prepared draft (identity already captured).
 async fn prepare_creations(
     db: &TestDatabase,
-    structure: Uuid,
+    structure: StructureId,
     cipher: &secrets::SeedCipher,
     count: usize,
 ) -> anyhow::Result<Vec<Job>> {
@@ -216,8 +221,8 @@ async fn journal_appends(
                     journal::append(
                         &mut tx,
                         NewEntry::new(Event::MandateUsed)
-                            .structure(Uuid::nil())
-                            .usager(Uuid::now_v7())
+                            .structure(StructureId::from_uuid(Uuid::nil()))
+                            .usager(UsagerId::new_v7())
                             .details(json!({ "category": "social", "writer": w, "i": i })),
                     )
                     .await?;
@@ -282,7 +287,7 @@ fn in_memory_chain(n: i64) -> Vec<Entry> {
     let mut prev = vec![0u8; 32];
     let at = OffsetDateTime::now_utc();
     let at = at.replace_nanosecond(0).unwrap_or(at);
-    let usager = Some(Uuid::now_v7());
+    let usager = Some(UsagerId::new_v7());
     (1..=n)
         .map(|seq| {
             let details = format!("{{\"category\":\"social\",\"n\":{seq}}}");
@@ -329,7 +334,8 @@ async fn main() -> anyhow::Result<()> {
     let structure = habilitation_desk::structures::create_structure(
         &ctx,
         &habilitation_desk::structures::NewStructure {
-            tenant_id: Uuid::nil(),
+            tenant_id: TenantId::from_uuid(Uuid::nil()),
+
             name: "France Services de banc d'essai".into(),
             kind: "france_services".into(),
             commune: foundation::tenancy::CommuneCode::parse("33063")?,

@@ -15,6 +15,8 @@
 use std::time::{Duration, Instant};
 
 use foundation::auth::session;
+use foundation::ids::StructureId;
+
 use foundation::tenancy::{DepartementCode, Tenancy};
 use load_tests::{ms, percentile, timed_gets};
 use policies::{Domain, Role};
@@ -139,13 +141,13 @@ async fn main() -> anyhow::Result<()> {
         "préparation : agrégats de {MANDATES} mandats par an (table nationale des 101 départements), {STRUCTURES} structures et {rows} lignes quotidiennes en Gironde, 1 000 000 personnes-mois, en {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let structure: Uuid = sqlx::query_scalar("SELECT id FROM dep_33.structures LIMIT 1")
+    let structure: StructureId = sqlx::query_scalar("SELECT id FROM dep_33.structures LIMIT 1")
         .fetch_one(&db.admin)
         .await?;
     let territory = professional(
         &db.admin,
         "Teo Territoire",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council), None)],
+        &[(Role::TerritoryAdmin, council.domain(), None)],
     )
     .await?;
     let national = professional(
@@ -157,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
     let referent = professional(
         &db.admin,
         "Rita Referente",
-        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+        &[(Role::Referent, structure.domain(), Some("33"))],
     )
     .await?;
     sqlx::query("UPDATE platform.sessions SET current_structure = $1 WHERE ended_at IS NULL")

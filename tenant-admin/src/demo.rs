@@ -1,6 +1,7 @@
 //! `tenant-admin demo`: the demo territory (Gironde), its council, a commune tenant and a few
 //! structures, so a newcomer has something to look at after `infra/run up`. Idempotent.
 
+use foundation::ids::{MandateId, ProfessionalId, StructureId, TenantId};
 use foundation::tenancy::tenants::{self, TenantError, TenantKind};
 use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::accounts;
@@ -10,9 +11,13 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The demo's training organisation, sessions and habilitation files at every step.
+mod training;
+use training::{demo_training, demo_training_organisation};
+
 pub const DEMO_DEPARTEMENT: &str = "33";
 
-async fn ensure_tenant(pool: &PgPool, kind: TenantKind, name: &str) -> anyhow::Result<Uuid> {
+async fn ensure_tenant(pool: &PgPool, kind: TenantKind, name: &str) -> anyhow::Result<TenantId> {
     match tenants::create_tenant(pool, &kind, name).await {
         Ok(t) => Ok(t.id),
         Err(TenantError::Duplicate(_)) => {
@@ -159,267 +164,6 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's training organisation (its trainer is `tom.formateur@…`).
-async fn demo_training_organisation(pool: &PgPool) -> anyhow::Result<Uuid> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO platform.training_organisations (id, name) VALUES ($1, 'Formateurs de la démonstration')
-         ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-    )
-    .bind(Uuid::now_v7())
-    .fetch_one(pool)
-    .await?)
-}
-
-/// A demo session of the organisation, found by title or created `days` from today.
-async fn demo_session(
-    pool: &PgPool,
-    organisation: Uuid,
-    title: &str,
-    days: i32,
-) -> anyhow::Result<Uuid> {
-    if let Some(id) = sqlx::query_scalar(
-        "SELECT id FROM platform.training_sessions WHERE organisation_id = $1 AND title = $2",
-    )
-    .bind(organisation)
-    .bind(title)
-    .fetch_optional(pool)
-    .await?
-    {
-        return Ok(id);
-    }
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, second_day, mode, address, region_code, capacity)
-         VALUES ($1, $2, $3, current_date + $4, current_date + $4 + 1,
-                 'in_person', '12 rue des Formations, 33000 Bordeaux', '75', 12)",
-    )
-    .bind(id)
-    .bind(organisation)
-    .bind(title)
-    .bind(days)
-    .execute(pool)
-    .await?;
-    Ok(id)
-}
-
-/// Where a demo file stands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DemoStage {
-    ToTrain,
-    Registered,
-    Trained,
-    Pix,
-    Charter,
-    Active,
-    Withdrawn,
-}
-
-/// Habilitation files of the France Services Bastide at every step of the path — to train
-/// (Anne), registered on the coming session (Bruno), trained (David), trained with Pix
-/// (Chloé), trained with the charter accepted and Pix awaited (Emma), active (Alice, the demo
-/// aidant, whose file was activated), withdrawn (Fabien) — so that `remi.referent@…`
-/// (`/structure`), `tom.formateur@…` (`/formation`) and `nadia.nationale@…`
-/// (`/national/registre`) have something to look at and act on. Invented people.
-async fn demo_training(
-    pool: &PgPool,
-    tenant: &foundation::tenancy::Territory,
-    structure: Uuid,
-    organisation: Uuid,
-) -> anyhow::Result<()> {
-    let coming = demo_session(
-        pool,
-        organisation,
-        "Formation Aidants Connect (démonstration)",
-        21,
-    )
-    .await?;
-    let past = demo_session(
-        pool,
-        organisation,
-        "Formation Aidants Connect (session passée)",
-        -40,
-    )
-    .await?;
-    let referent: Uuid = sqlx::query_scalar(
-        "SELECT id FROM platform.professionals WHERE email = 'remi.referent@demo.aidantsconnect.test'",
-    )
-    .fetch_one(pool)
-    .await?;
-    for (first, last, stage) in [
-        ("Anne", "Martin", DemoStage::ToTrain),
-        ("Bruno", "Petit", DemoStage::Registered),
-        ("David", "Roux", DemoStage::Trained),
-        ("Chloé", "Durand", DemoStage::Pix),
-        ("Emma", "Leroy", DemoStage::Charter),
-        ("Alice", "Aidant", DemoStage::Active),
-        ("Fabien", "Morel", DemoStage::Withdrawn),
-    ] {
-        let email = match stage {
-            DemoStage::Active => "alice.aidant@demo.aidantsconnect.test".to_owned(),
-            _ => format!(
-                "{}.{}@demo.aidantsconnect.test",
-                first.to_lowercase().replace('é', "e"),
-                last.to_lowercase()
-            ),
-        };
-        // The accounts of the active and the withdrawn aidant (Alice's exists already).
-        let account: Option<Uuid> = match stage {
-            DemoStage::Active | DemoStage::Withdrawn => {
-                let mut tx = pool.begin().await?;
-                let id = match sqlx::query_scalar::<_, Uuid>(
-                    "SELECT id FROM platform.professionals WHERE email = $1",
-                )
-                .bind(&email)
-                .fetch_optional(&mut *tx)
-                .await?
-                {
-                    Some(id) => id,
-                    None => {
-                        accounts::create_professional(&mut tx, &email, &format!("{first} {last}"))
-                            .await?
-                    }
-                };
-                tx.commit().await?;
-                Some(id)
-            }
-            _ => None,
-        };
-        let mut tx = tenant.begin().await?;
-        let file: Uuid = sqlx::query_scalar(
-            "INSERT INTO habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
-             VALUES ($1, $2, $3, $4, $5, 'Conseiller numérique', 'conseiller_numerique', 'France Services Bordeaux Bastide')
-             ON CONFLICT (structure_id, email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
-        )
-        .bind(Uuid::now_v7())
-        .bind(structure)
-        .bind(first)
-        .bind(last)
-        .bind(&email)
-        .fetch_one(&mut *tx)
-        .await?;
-        match (stage, account) {
-            (DemoStage::Active, Some(id)) => {
-                sqlx::query(
-                    "UPDATE habilitation_files SET state = 'active', professional_id = $2 WHERE id = $1",
-                )
-                .bind(file)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            (DemoStage::Withdrawn, Some(id)) => {
-                let withdrawn: bool = sqlx::query_scalar(
-                    "SELECT state = 'withdrawn' FROM habilitation_files WHERE id = $1",
-                )
-                .bind(file)
-                .fetch_one(&mut *tx)
-                .await?;
-                if !withdrawn {
-                    let withdrawal = Uuid::now_v7();
-                    sqlx::query(
-                        "INSERT INTO habilitation_withdrawals (id, structure_id, professional_id, reason, withdrawn_by, by_national, withdrawn_at)
-                         VALUES ($1, $2, $3, 'A quitté la structure (démonstration).', $4, false, now() - interval '5 days')",
-                    )
-                    .bind(withdrawal)
-                    .bind(structure)
-                    .bind(id)
-                    .bind(referent)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE habilitation_files SET state = 'withdrawn', professional_id = $2, withdrawal_id = $3 WHERE id = $1",
-                    )
-                    .bind(file)
-                    .bind(id)
-                    .bind(withdrawal)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            _ => {}
-        }
-        tx.commit().await?;
-        sqlx::query(
-            "INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
-             VALUES ($1, '33', $2, $3, $4) ON CONFLICT (file_id) DO NOTHING",
-        )
-        .bind(file)
-        .bind(structure)
-        .bind(&email)
-        .bind(format!("{first} {last}"))
-        .execute(pool)
-        .await?;
-        if stage == DemoStage::ToTrain {
-            continue;
-        }
-        let (session, status) = match stage {
-            DemoStage::Registered => (coming, "registered"),
-            _ => (past, "attended"),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO platform.training_registrations (id, session_id, file_id, status, registered_by, attendance_at)
-             SELECT $1, $2, $3, $4, $5, CASE WHEN $4 = 'attended' THEN now() - interval '39 days' END
-             WHERE NOT EXISTS (SELECT 1 FROM platform.training_registrations WHERE file_id = $3)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(session)
-        .bind(file)
-        .bind(status)
-        .bind(referent)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            sqlx::query(
-                "UPDATE platform.training_sessions SET seats_taken = seats_taken + 1 WHERE id = $1",
-            )
-            .bind(session)
-            .execute(pool)
-            .await?;
-        }
-        if matches!(
-            stage,
-            DemoStage::Pix | DemoStage::Active | DemoStage::Withdrawn
-        ) {
-            sqlx::query(
-                "INSERT INTO platform.pix_results (file_id, score, certified_on) VALUES ($1, 512, current_date - 30)
-                 ON CONFLICT (file_id) DO NOTHING",
-            )
-            .bind(file)
-            .execute(pool)
-            .await?;
-        }
-        if matches!(
-            stage,
-            DemoStage::Charter | DemoStage::Active | DemoStage::Withdrawn
-        ) {
-            sqlx::query(
-                "INSERT INTO platform.charter_acceptances (email, version)
-                 SELECT $1, version FROM platform.charter_versions WHERE published_at <= now()
-                 ORDER BY published_at DESC, version DESC LIMIT 1
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&email)
-            .execute(pool)
-            .await?;
-        }
-        if let Some(id) = account {
-            sqlx::query(
-                "INSERT INTO platform.habilitation_activations (file_id, professional_id, activated_at, synced_at)
-                 VALUES ($1, $2, now() - interval '30 days', now()) ON CONFLICT (file_id) DO NOTHING",
-            )
-            .bind(file)
-            .bind(id)
-            .execute(pool)
-            .await?;
-        }
-    }
-    println!(
-        "formation de démonstration : une session passée et une dans trois semaines (tom.formateur@…) ; sept dossiers d'habilitation de la France Services Bastide, un par étape (à former, inscrit, formé, Pix, charte, habilité, retiré : remi.referent@… → /structure)"
-    );
-    Ok(())
-}
-
 /// A demo request: reference, structure, kind, SIRET, commune, postal code, state, days since
 /// submission, a reviewer's message, the refusal reason.
 type DemoRequest<'a> = (
@@ -484,7 +228,7 @@ async fn demo_requests(
         .execute(pool)
         .await?;
     }
-    let accepted_structure: Option<Uuid> = {
+    let accepted_structure: Option<StructureId> = {
         let mut tx = tenant.begin().await?;
         let id = sqlx::query_scalar("SELECT id FROM structures WHERE name = 'CCAS de Bordeaux'")
             .fetch_optional(&mut *tx)
@@ -646,7 +390,7 @@ async fn demo_requests(
             }
         }
         if let Some(message) = message {
-            let nadia: Option<Uuid> = sqlx::query_scalar(
+            let nadia: Option<ProfessionalId> = sqlx::query_scalar(
                 "SELECT id FROM platform.professionals WHERE email = 'nadia.nationale@demo.aidantsconnect.test'",
             )
             .fetch_optional(pool)
@@ -678,7 +422,7 @@ async fn demo_requests(
 /// monthly table, the rows the statistics job writes): the journal holds only what really happened. Idempotent.
 async fn demo_history(
     tenant: &foundation::tenancy::Territory,
-    structures: &[Uuid],
+    structures: &[StructureId],
 ) -> anyhow::Result<()> {
     let mut tx = tenant.begin().await?;
     for (structure, scale) in [(structures[0], 3), (structures[1], 1)] {
@@ -720,13 +464,13 @@ async fn demo_history(
 async fn demo_mandates(
     pool: &PgPool,
     tenant: &foundation::tenancy::Territory,
-    structure: Uuid,
+    structure: StructureId,
 ) -> anyhow::Result<()> {
     use mandate_service::categories::by_code;
     use mandate_service::franceconnect::Identity;
     use mandate_service::mandates::{self, NewMandate};
     use time::{Duration, OffsetDateTime};
-    let alice: Uuid = sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+    let alice = sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
         .bind("alice.aidant@demo.aidantsconnect.test")
         .fetch_one(pool)
         .await?;
@@ -861,7 +605,7 @@ async fn demo_mandates(
         let mandate = mandates::create(
             &mut tx,
             &NewMandate {
-                id: Uuid::now_v7(),
+                id: MandateId::new_v7(),
                 structure,
                 aidant: alice,
                 usager,
@@ -892,9 +636,9 @@ async fn demo_mandates(
 /// authenticator app (or compute codes with `oathtool --totp -b KEY`).
 async fn demo_accounts(
     pool: &PgPool,
-    council: Uuid,
-    city: Uuid,
-    structures: &[Uuid],
+    council: TenantId,
+    city: TenantId,
+    structures: &[StructureId],
     organisation: Uuid,
 ) -> anyhow::Result<()> {
     let settings = foundation::config::Settings::load()?;
@@ -909,22 +653,22 @@ async fn demo_accounts(
             "alice.aidant@demo.aidantsconnect.test",
             "Alice Aidant",
             vec![
-                (Role::Aidant, Domain::Structure(bastide), Some("33")),
-                (Role::Aidant, Domain::Structure(ccas), Some("33")),
+                (Role::Aidant, bastide.domain(), Some("33")),
+                (Role::Aidant, ccas.domain(), Some("33")),
             ],
         ),
         (
             "remi.referent@demo.aidantsconnect.test",
             "Rémi Référent",
             vec![
-                (Role::Referent, Domain::Structure(bastide), Some("33")),
-                (Role::Aidant, Domain::Structure(bastide), Some("33")),
+                (Role::Referent, bastide.domain(), Some("33")),
+                (Role::Aidant, bastide.domain(), Some("33")),
             ],
         ),
         (
             "teo.territoire@demo.aidantsconnect.test",
             "Téo Territoire",
-            vec![(Role::TerritoryAdmin, Domain::Tenant(council), None)],
+            vec![(Role::TerritoryAdmin, council.domain(), None)],
         ),
         (
             "nadia.nationale@demo.aidantsconnect.test",
@@ -939,12 +683,12 @@ async fn demo_accounts(
         (
             "bea.bordeaux@demo.aidantsconnect.test",
             "Béa Bordeaux",
-            vec![(Role::TerritoryAdmin, Domain::Tenant(city), None)],
+            vec![(Role::TerritoryAdmin, city.domain(), None)],
         ),
         (
             "alix.auditrice@demo.aidantsconnect.test",
             "Alix Auditrice",
-            vec![(Role::Auditor, Domain::Tenant(council), None)],
+            vec![(Role::Auditor, council.domain(), None)],
         ),
     ];
     println!("comptes de démonstration (adresse e-mail + code TOTP de la clé indiquée) :");
@@ -952,7 +696,7 @@ async fn demo_accounts(
         let seed =
             Sha256::digest(format!("aidants-connect-demo:{email}").as_bytes())[..20].to_vec();
         let mut tx = pool.begin().await?;
-        let existing: Option<Uuid> =
+        let existing: Option<ProfessionalId> =
             sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
                 .bind(email)
                 .fetch_optional(&mut *tx)

@@ -5,6 +5,7 @@
 use clap::Subcommand;
 use foundation::auth::cards;
 use foundation::auth::secrets::SeedCipher;
+use foundation::ids::TenantId;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,7 +37,7 @@ pub enum KeysCommand {
     /// Nouvelle version de la clé d'un tenant : les clés de ses documents sont rechiffrées.
     RotateTenant {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantId,
     },
 }
 
@@ -74,7 +75,7 @@ type Sealed = (Uuid, Vec<u8>, Vec<u8>, i32, bool);
 /// A card's serial, seed ciphertext, nonce, key version, bound to the row.
 type SealedCard = (String, Vec<u8>, Vec<u8>, i32, bool);
 
-async fn rotate_tenant(pool: &PgPool, tenant: Uuid) -> anyhow::Result<()> {
+async fn rotate_tenant(pool: &PgPool, tenant: TenantId) -> anyhow::Result<()> {
     let departement: Option<String> =
         sqlx::query_scalar("SELECT departement_code FROM platform.tenants WHERE id = $1")
             .bind(tenant)

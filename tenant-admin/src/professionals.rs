@@ -2,6 +2,7 @@
 //! by operators until the habilitation desk's request flow exists.
 
 use clap::{Args, Subcommand};
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
 use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::accounts;
 use habilitation_desk::structures::{NewStructure, create_structure};
@@ -35,13 +36,13 @@ pub struct CreateProfessional {
     role: String,
     /// Structure (identifiant) pour aidant et referent.
     #[arg(long)]
-    structure: Option<Uuid>,
+    structure: Option<StructureId>,
     /// Département de la structure.
     #[arg(long)]
     departement: Option<String>,
     /// Tenant (identifiant) pour territory_admin et auditor.
     #[arg(long)]
-    tenant: Option<Uuid>,
+    tenant: Option<TenantId>,
     /// Organisme de formation (identifiant) pour trainer.
     #[arg(long)]
     organisation: Option<Uuid>,
@@ -68,15 +69,11 @@ fn role_and_domain(args: &CreateProfessional) -> anyhow::Result<(Role, Domain, O
                     .as_deref()
                     .ok_or_else(|| missing("departement"))?,
             )?;
-            (
-                role,
-                Domain::Structure(structure),
-                Some(departement.to_string()),
-            )
+            (role, structure.domain(), Some(departement.to_string()))
         }
         Role::TerritoryAdmin | Role::Auditor | Role::Reviewer => (
             role,
-            Domain::Tenant(args.tenant.ok_or_else(|| missing("tenant"))?),
+            Domain::Tenant(args.tenant.ok_or_else(|| missing("tenant"))?.as_uuid()),
             None,
         ),
         Role::Trainer => (
@@ -125,7 +122,7 @@ pub async fn run(pool: &PgPool, command: &ProfessionalsCommand) -> anyhow::Resul
         ProfessionalsCommand::Deactivate { email, reason } => {
             let email = accounts::normalize_email(email)?;
             let mut tx = pool.begin().await?;
-            let id: Option<Uuid> = sqlx::query_scalar(
+            let id: Option<ProfessionalId> = sqlx::query_scalar(
                 "SELECT id FROM platform.professionals WHERE email = $1 AND active",
             )
             .bind(&email)
@@ -146,9 +143,10 @@ pub enum StructuresCommand {
     Create {
         /// Tenant de rattachement (identifiant).
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantId,
         #[arg(long)]
         name: String,
+
         /// Type : mairie, ccas, france_services, departement, association…
         #[arg(long)]
         kind: String,

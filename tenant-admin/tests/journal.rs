@@ -2,6 +2,7 @@
 //! of tampering found by verification (and by `tenant-admin journal verify`), signed
 //! checkpoints, and concurrent writers that never fork or skip the chain.
 
+use foundation::ids::{MandateId, ProfessionalId, UsagerId};
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, Territory};
 use serde_json::json;
@@ -38,8 +39,8 @@ async fn append_unsealed(ctx: &Territory, n: usize) {
         journal::append(
             &mut tx,
             NewEntry::new(Event::MandateCreated)
-                .mandate(Uuid::now_v7())
-                .usager(Uuid::now_v7())
+                .mandate(MandateId::new_v7())
+                .usager(UsagerId::new_v7())
                 .details(json!({ "n": i })),
         )
         .await
@@ -649,7 +650,7 @@ async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
                 security::append(
                     &mut tx,
                     SecurityEvent::LoginSucceeded,
-                    Some(Uuid::now_v7()),
+                    Some(ProfessionalId::new_v7()),
                     None,
                     json!({ "n": i }),
                 )

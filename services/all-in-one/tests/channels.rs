@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use foundation::app::Platform;
+use foundation::ids::{StructureId, TenantId};
+
 use foundation::outbox::{Channel, MAX_ATTEMPTS, OutboxMessage, enqueue_platform};
 use foundation::tenancy::DepartementCode;
 use mandate_service::contact::{UsagerContact, enqueue_usager_receipt};
@@ -458,8 +460,11 @@ async fn receipts_go_by_email_else_sms_else_a_printed_letter_batch() {
         .context(DepartementCode::parse("33").expect("33"))
         .await
         .expect("territoire");
-    let (tenant, structure) = (Uuid::new_v4(), Uuid::new_v4());
-    let other_structure = Uuid::new_v4();
+    let (tenant, structure) = (
+        TenantId::from_uuid(Uuid::new_v4()),
+        StructureId::from_uuid(Uuid::new_v4()),
+    );
+    let other_structure = StructureId::from_uuid(Uuid::new_v4());
     for (id, name) in [
         (structure, "CCAS de Bègles"),
         (other_structure, "Mairie de Talence"),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{TestApp, spawn_app, spawn_app_with};
 use document_vault_bridge::vault::{Retention, Vault, VaultError};
 use foundation::app::Platform;
+use foundation::ids::TenantId;
 use foundation::tenancy::{DepartementCode, Territory};
 use uuid::Uuid;
 
@@ -38,7 +39,7 @@ async fn put(
     vault: &Vault,
     platform: &Platform,
     code: &str,
-    tenant: Uuid,
+    tenant: TenantId,
     bytes: &[u8],
     retention: Retention,
 ) -> Result<Uuid, VaultError> {
@@ -62,7 +63,8 @@ async fn the_store_holds_only_ciphertext_and_links_serve_the_document() {
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     let canary = format!("CANARI-{}", Uuid::new_v4().simple());
     let id = put(
         &vault,
@@ -139,7 +141,8 @@ async fn size_and_type_limits_write_nothing() {
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     let mut big = pdf("gros");
     big.resize(document_vault_bridge::vault::MAX_BYTES + 1, b' ');
     assert_eq!(
@@ -183,7 +186,8 @@ async fn the_retention_purge_deletes_exactly_what_is_due_and_is_idempotent() {
     // The application runs the same purge as a job at start-up, then hourly: wait for that
     // first run, so that the counts below are this test's purges alone.
     common::wait_for_first_run(&app, "document_retention").await;
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     let due1 = put(
         &vault,
         &platform,
@@ -266,7 +270,8 @@ async fn a_stopped_store_gives_a_clear_503_nothing_else_breaks_and_it_recovers_a
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     let before = put_until_stored(&vault, &platform, tenant, "avant").await;
     let link = vault.link(
         "33",
@@ -332,7 +337,12 @@ async fn a_stopped_store_gives_a_clear_503_nothing_else_breaks_and_it_recovers_a
 }
 
 /// Stores a document, retrying while a just-started store warms up (within a minute).
-async fn put_until_stored(vault: &Vault, platform: &Platform, tenant: Uuid, marker: &str) -> Uuid {
+async fn put_until_stored(
+    vault: &Vault,
+    platform: &Platform,
+    tenant: TenantId,
+    marker: &str,
+) -> Uuid {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match put(
@@ -361,7 +371,8 @@ async fn a_tenant_key_rotation_rewraps_every_document_key() {
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     let first = put(
         &vault,
         &platform,
@@ -428,7 +439,8 @@ async fn concurrent_first_documents_and_rotations_of_a_tenant_never_collide_on_i
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    let tenant = Uuid::new_v4();
+    let tenant = TenantId::from_uuid(Uuid::new_v4());
+
     // Twelve first documents at once: each must find or create the tenant's one key.
     let puts = (0..12).map(|i| {
         let (vault, platform) = (vault.clone(), platform.clone());

@@ -8,7 +8,8 @@ mod common;
 use common::identity::*;
 use common::requests::*;
 use common::{TestApp, spawn_app};
-use policies::{Domain, Role};
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
+use policies::Role;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -602,7 +603,7 @@ async fn a_request_goes_from_draft_to_accepted_and_creates_everything_in_its_ter
         resp.text().await.unwrap_or_default()
     );
     assert_eq!(status_of(&app, "33", &reference).await, "accepted");
-    let (structure, tenant, siret_stored): (Uuid, Uuid, String) = sqlx::query_as(
+    let (structure, tenant, siret_stored): (StructureId, TenantId, String) = sqlx::query_as(
         "SELECT id, tenant_id, siret FROM dep_33.structures WHERE request_id IS NOT NULL",
     )
     .fetch_one(&app.db.admin)
@@ -628,7 +629,7 @@ async fn a_request_goes_from_draft_to_accepted_and_creates_everything_in_its_ter
     assert_eq!(files.len(), 3, "{files:?}");
     assert!(files.iter().all(|(_, state)| state == "to_train"));
     assert!(files.iter().any(|(e, _)| *e == referent_email));
-    let referent: Uuid = sqlx::query_scalar(
+    let referent: ProfessionalId = sqlx::query_scalar(
         "SELECT a.professional_id FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE p.email = $1 AND a.role = 'referent' AND a.domain = $2 AND a.departement_code = '33'",
     )
@@ -772,7 +773,7 @@ async fn reviewing_needs_the_right_and_stays_in_the_reviewers_territory() {
     let aidant = professional(
         &app.db.admin,
         "Ada Aidante",
-        &[(Role::Aidant, Domain::Structure(st), Some("33"))],
+        &[(Role::Aidant, st.domain(), Some("33"))],
     )
     .await;
     let ada = browser(&app.address);
@@ -800,13 +801,13 @@ async fn reviewing_needs_the_right_and_stays_in_the_reviewers_territory() {
     let admin01 = professional(
         &app.db.admin,
         "Tom Ain",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council01), None)],
+        &[(Role::TerritoryAdmin, council01.domain(), None)],
     )
     .await;
     let admin33 = professional(
         &app.db.admin,
         "Tina Gironde",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+        &[(Role::TerritoryAdmin, council33.domain(), None)],
     )
     .await;
     // Not a territory admin of that département: refused with the reason, nothing granted.
@@ -1014,7 +1015,7 @@ async fn a_request_waits_until_its_wave_opens_then_enters_review() {
     let tina = professional(
         &app.db.admin,
         "Tina Suivi",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+        &[(Role::TerritoryAdmin, council33.domain(), None)],
     )
     .await;
     let tb = browser(&app.address);
@@ -1113,7 +1114,7 @@ async fn a_commune_admin_follows_only_its_communes_requests() {
     let mayor_staff = professional(
         &app.db.admin,
         "Paul Pessac",
-        &[(Role::TerritoryAdmin, Domain::Tenant(pessac), None)],
+        &[(Role::TerritoryAdmin, pessac.domain(), None)],
     )
     .await;
     let b = browser(&app.address);
@@ -1124,7 +1125,7 @@ async fn a_commune_admin_follows_only_its_communes_requests() {
     let dep_staff = professional(
         &app.db.admin,
         "Dora Gironde",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+        &[(Role::TerritoryAdmin, council33.domain(), None)],
     )
     .await;
     let d = browser(&app.address);
@@ -1139,7 +1140,7 @@ async fn a_commune_admin_follows_only_its_communes_requests() {
             .status(),
         303
     );
-    let tenant: Uuid =
+    let tenant: TenantId =
         sqlx::query_scalar("SELECT tenant_id FROM dep_33.structures WHERE commune_code = '33318'")
             .fetch_one(&app.db.admin)
             .await
@@ -1850,7 +1851,7 @@ async fn every_habilitation_page_passes_axe_in_each_state_and_on_errors() {
     let tina = professional(
         &app.db.admin,
         "Tina Gironde",
-        &[(Role::TerritoryAdmin, Domain::Tenant(council33), None)],
+        &[(Role::TerritoryAdmin, council33.domain(), None)],
     )
     .await;
     let territory = browser(&app.address);

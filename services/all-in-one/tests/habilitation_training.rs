@@ -11,6 +11,7 @@ use common::identity::*;
 use common::idp::*;
 use common::requests::accepted_request;
 use common::spawn_app;
+use foundation::ids::{ProfessionalId, StructureId};
 use mandate_service::idp::clients::AuthMethod;
 use mandate_service::idp::keys::Alg;
 use policies::{Domain, Role};
@@ -75,7 +76,7 @@ async fn a_withdrawal_takes_effect_at_the_next_request_everywhere() {
     let rita = professional(
         &app.db.admin,
         "Rita Référente",
-        &[(Role::Referent, Domain::Structure(fx.structure), Some("33"))],
+        &[(Role::Referent, fx.structure.domain(), Some("33"))],
     )
     .await;
     let referent = browser(&app.address);
@@ -118,7 +119,7 @@ async fn a_withdrawal_takes_effect_at_the_next_request_everywhere() {
     let stranger = professional(
         &app.db.admin,
         "Sam Autre",
-        &[(Role::Referent, Domain::Structure(other), Some("33"))],
+        &[(Role::Referent, other.domain(), Some("33"))],
     )
     .await;
     let sb = browser(&app.address);
@@ -290,8 +291,8 @@ async fn the_national_team_withdraws_any_habilitation() {
         &app.db.admin,
         "Ada Deux Structures",
         &[
-            (Role::Aidant, Domain::Structure(a), Some("33")),
-            (Role::Aidant, Domain::Structure(b), Some("01")),
+            (Role::Aidant, a.domain(), Some("33")),
+            (Role::Aidant, b.domain(), Some("01")),
         ],
     )
     .await;
@@ -370,7 +371,7 @@ async fn the_national_team_withdraws_any_habilitation() {
     let rita = professional(
         &app.db.admin,
         "Rita",
-        &[(Role::Referent, Domain::Structure(a), Some("33"))],
+        &[(Role::Referent, a.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -386,15 +387,15 @@ async fn a_referent_chooses_the_demarches_the_structure_handles() {
         &app.db.admin,
         "Rita Démarches",
         &[
-            (Role::Referent, Domain::Structure(s), Some("33")),
-            (Role::Aidant, Domain::Structure(s), Some("33")),
+            (Role::Referent, s.domain(), Some("33")),
+            (Role::Aidant, s.domain(), Some("33")),
         ],
     )
     .await;
     let ada = professional(
         &app.db.admin,
         "Ada Démarches",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -602,7 +603,7 @@ async fn session_day_comes(app: &common::TestApp, session: uuid::Uuid) {
 
 /// `n` habilitation files of a structure of Gironde (as an accepted request leaves them), with
 /// their index entries. Returns their ids.
-async fn files(app: &common::TestApp, structure: uuid::Uuid, n: usize) -> Vec<uuid::Uuid> {
+async fn files(app: &common::TestApp, structure: StructureId, n: usize) -> Vec<uuid::Uuid> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = uuid::Uuid::now_v7();
@@ -641,7 +642,7 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
     let rita = professional(
         &app.db.admin,
         "Rita Formation",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -846,7 +847,7 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
     let sam = professional(
         &app.db.admin,
         "Sam Ailleurs",
-        &[(Role::Referent, Domain::Structure(other), Some("33"))],
+        &[(Role::Referent, other.domain(), Some("33"))],
     )
     .await;
     let sb = browser(&app.address);
@@ -1086,7 +1087,7 @@ async fn the_national_team_imports_pix_results_with_a_line_report() {
     let rita = professional(
         &app.db.admin,
         "Rita Pix",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -1109,7 +1110,7 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
     let rita = professional(
         &app.db.admin,
         "Rita Parcours",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -1241,7 +1242,7 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
         )
         .await;
     assert_eq!(resp.status(), 400, "a charter link serves once");
-    let professional_id: uuid::Uuid =
+    let professional_id: ProfessionalId =
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
             .bind(&email)
             .fetch_one(&app.db.admin)
@@ -1366,7 +1367,7 @@ async fn a_referent_adds_a_professional_to_habilitate_and_never_a_volunteer() {
     let rita = professional(
         &app.db.admin,
         "Rita Ajout",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -1439,7 +1440,7 @@ async fn a_referent_adds_a_professional_to_habilitate_and_never_a_volunteer() {
     let ada = professional(
         &app.db.admin,
         "Ada Ajout",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let ab = browser(&app.address);
@@ -1512,13 +1513,13 @@ async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only
     let rita = professional(
         &app.db.admin,
         "Rita Déplace",
-        &[(Role::Referent, Domain::Structure(a), Some("33"))],
+        &[(Role::Referent, a.domain(), Some("33"))],
     )
     .await;
     let xavier = professional(
         &app.db.admin,
         "Xavier Mobile",
-        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+        &[(Role::Aidant, a.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -1585,7 +1586,7 @@ async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only
     let yann = professional(
         &app.db.admin,
         "Yann Second",
-        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+        &[(Role::Aidant, a.domain(), Some("33"))],
     )
     .await;
     let resp = post_form(
@@ -1626,7 +1627,7 @@ async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new
     let rita = professional(
         &app.db.admin,
         "Rita Double",
-        &[(Role::Referent, Domain::Structure(b), Some("33"))],
+        &[(Role::Referent, b.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);
@@ -1677,7 +1678,7 @@ async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new
     let ada = professional(
         &app.db.admin,
         "Ada Double",
-        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+        &[(Role::Aidant, a.domain(), Some("33"))],
     )
     .await;
     let file = uuid::Uuid::now_v7();
@@ -1794,7 +1795,7 @@ async fn session_with_trainer(
 /// The habilitation file of `first_name` in the structure: (id, e-mail).
 async fn file_of(
     app: &common::TestApp,
-    structure: uuid::Uuid,
+    structure: StructureId,
     first_name: &str,
 ) -> (uuid::Uuid, String) {
     sqlx::query_as(
@@ -2002,7 +2003,7 @@ async fn the_issuer_registers_the_structures_aidants_and_the_referent_follows_th
     let ada = professional(
         &app.db.admin,
         "Ada Sans Espace",
-        &[(Role::Aidant, Domain::Structure(a.structure), Some("33"))],
+        &[(Role::Aidant, a.structure.domain(), Some("33"))],
     )
     .await;
     let ab = browser(&app.address);
@@ -2126,7 +2127,7 @@ async fn from_an_accepted_request_to_a_first_mandate_with_the_keyboard_alone() {
     .await;
     let seed_hex = enrolled["seed_hex"].as_str().expect("clé").to_owned();
     assert_eq!(seed_hex.len(), 40, "{seed_hex}");
-    let anne_account: uuid::Uuid =
+    let anne_account: ProfessionalId =
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
             .bind(&anne_email)
             .fetch_one(&app.db.admin)

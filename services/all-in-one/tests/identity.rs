@@ -5,7 +5,7 @@ mod common;
 
 use common::identity::*;
 use common::spawn_app;
-use policies::{Domain, Role};
+use policies::Role;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -15,7 +15,7 @@ async fn login_sends_a_link_that_get_does_not_consume_and_post_consumes_once() {
     let alice = professional(
         &app.db.admin,
         "Alice Aidant",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -401,8 +401,8 @@ async fn an_aidant_of_two_structures_switches_but_never_to_a_foreign_one() {
         &app.db.admin,
         "Lea Deux",
         &[
-            (Role::Aidant, Domain::Structure(s1), Some("33")),
-            (Role::Referent, Domain::Structure(s2), Some("33")),
+            (Role::Aidant, s1.domain(), Some("33")),
+            (Role::Referent, s2.domain(), Some("33")),
         ],
     )
     .await;
@@ -417,11 +417,14 @@ async fn an_aidant_of_two_structures_switches_but_never_to_a_foreign_one() {
     )
     .await;
     assert_eq!(resp.status(), 303);
-    let current: Option<Uuid> = sqlx::query_scalar("SELECT current_structure FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL")
-        .bind(lea.id)
-        .fetch_one(&app.db.admin)
-        .await
-        .expect("session");
+    let current: Option<foundation::ids::StructureId> = sqlx::query_scalar(
+        "SELECT current_structure
+ FROM platform.sessions WHERE professional_id = $1 AND ended_at IS NULL",
+    )
+    .bind(lea.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("session");
     assert_eq!(current, Some(s2));
     let resp = post_form(
         &client,
@@ -620,7 +623,7 @@ async fn the_whole_login_works_in_chromium_with_the_keyboard_and_passes_axe() {
     let paul = professional(
         &app.db.admin,
         "Paul Clavier",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let request = serde_json::json!({

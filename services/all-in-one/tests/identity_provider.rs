@@ -19,7 +19,7 @@ use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
     OAuth2TokenResponse, RedirectUrl, Scope, TokenResponse,
 };
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::{Value, json};
 
 const SECRET_CLIENT: &str = "franceconnect-integration";
@@ -893,7 +893,7 @@ async fn end_session_ends_only_the_callers_own_session() {
     let bob = professional(
         &app.db.admin,
         "Bob Aidant",
-        &[(Role::Aidant, Domain::Structure(fx.structure), Some("33"))],
+        &[(Role::Aidant, fx.structure.domain(), Some("33"))],
     )
     .await;
     let bob_browser = browser(&app.address);

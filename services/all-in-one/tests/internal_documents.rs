@@ -6,6 +6,7 @@ mod common;
 
 use common::{TestApp, spawn_app};
 use foundation::auth::secrets::token_hash;
+use foundation::ids::TenantId;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,8 +15,8 @@ async fn caller(app: &TestApp, name: &str, kinds: &[&str]) -> String {
     caller_for(app, name, kinds, &["33", "75"]).await
 }
 
-async fn tenant(app: &TestApp, departement: &str, commune: &str) -> Uuid {
-    let id = Uuid::new_v4();
+async fn tenant(app: &TestApp, departement: &str, commune: &str) -> TenantId {
+    let id = TenantId::from_uuid(Uuid::new_v4());
     sqlx::query(
         "INSERT INTO platform.tenants (id, kind, name, departement_code, commune_code)
          VALUES ($1, 'commune', 'Commune de test', $2, $3)",
@@ -320,7 +321,7 @@ async fn a_caller_reaches_only_the_departements_it_is_granted() {
     let paris = tenant(&app, "75", "75056").await;
     let pdf = b"%PDF-1.7\n(test)\n%%EOF\n".to_vec();
     let query =
-        |tenant: Uuid| format!("tenant={tenant}&kind=attestation&retention=mandate_archive");
+        |tenant: TenantId| format!("tenant={tenant}&kind=attestation&retention=mandate_archive");
 
     let (status, body) = store(&app, Some(&gironde_only), "33", &query(begles), pdf.clone()).await;
     assert_eq!(status, 201, "{body}");

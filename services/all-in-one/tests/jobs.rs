@@ -169,11 +169,7 @@ async fn inactive_aidants_are_warned_once_by_mail() {
             common::identity::professional(
                 &admin,
                 name,
-                &[(
-                    policies::Role::Aidant,
-                    policies::Domain::Structure(structure),
-                    Some("33"),
-                )],
+                &[(policies::Role::Aidant, structure.domain(), Some("33"))],
             )
             .await
         }

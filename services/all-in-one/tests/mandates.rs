@@ -7,7 +7,8 @@ mod common;
 use common::fc::identify;
 use common::identity::*;
 use common::{TestApp, spawn_app};
-use policies::{Domain, Role};
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
+use policies::Role;
 use uuid::Uuid;
 
 struct Counter {
@@ -16,7 +17,7 @@ struct Counter {
 
 impl Counter {
     /// How many journal entries of `kind` the territory holds for `mandate` (or in all).
-    async fn journal(&self, kind: &str, mandate: Option<Uuid>) -> i64 {
+    async fn journal(&self, kind: &str, mandate: Option<MandateId>) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM dep_33.journal WHERE kind = $1 AND ($2::uuid IS NULL OR mandate_id = $2)",
         )
@@ -28,12 +29,12 @@ impl Counter {
     }
 }
 
-async fn aidant(app: &TestApp) -> (TestProfessional, Uuid, Browser) {
+async fn aidant(app: &TestApp) -> (TestProfessional, StructureId, Browser) {
     let structure = structure_domain(app, "33").await;
     let who = professional(
         &app.db.admin,
         "Alice Aidant",
-        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        &[(Role::Aidant, structure.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -77,7 +78,7 @@ async fn create(
     code_offset: i64,
     fields: &[(&str, &str)],
     fc_login: &str,
-) -> Uuid {
+) -> MandateId {
     let resp = terms(client, app, fields).await;
     assert_eq!(
         resp.status(),
@@ -109,11 +110,10 @@ async fn create(
     );
     let to = location(&resp);
     assert!(to.ends_with("?message=cree"), "{to}");
-    Uuid::parse_str(
-        to.trim_start_matches("/mandats/")
-            .trim_end_matches("?message=cree"),
-    )
-    .expect("id")
+    to.trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("id")
 }
 
 /// Askama escapes `&`, quotes and apostrophes in attributes and text; tests read the text.
@@ -137,7 +137,7 @@ async fn housing_and_justice(
     app: &TestApp,
     who: &TestProfessional,
     duree: &str,
-) -> (Uuid, Uuid) {
+) -> (MandateId, MandateId) {
     let housing = create(
         client,
         app,
@@ -198,7 +198,7 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
         (family.as_str(), birthdate.as_str()),
         ("DUBOIS", "1962-08-24")
     );
-    let (days, cats, structure_of): (i32, Vec<String>, Uuid) = sqlx::query_as(
+    let (days, cats, structure_of): (i32, Vec<String>, StructureId) = sqlx::query_as(
         "SELECT m.duration_days, ARRAY(SELECT category FROM dep_33.authorisations WHERE mandate_id = m.id ORDER BY 1), m.structure_id
          FROM dep_33.mandates m WHERE id = $1",
     )
@@ -479,7 +479,7 @@ async fn a_new_mandate_supersedes_the_same_categories_and_renewal_needs_franceco
         "test",
     )
     .await;
-    let live: Vec<(Uuid, String)> = sqlx::query_as(
+    let live: Vec<(MandateId, String)> = sqlx::query_as(
         "SELECT mandate_id, category FROM dep_33.authorisations WHERE revoked_at IS NULL AND superseded_at IS NULL ORDER BY category",
     )
     .fetch_all(&app.db.admin)
@@ -754,17 +754,17 @@ async fn expiry_lists_filters_and_isolation() {
     assert_eq!(status, 200);
     // An expired mandate no longer covers anything; a live one does: the one definition,
     // the view `live_authorisations`, as every read of "may we act for this person" uses it.
-    let usager = |m: Uuid| {
+    let usager = |m: MandateId| {
         let admin = app.db.admin.clone();
         async move {
-            sqlx::query_scalar::<_, Uuid>("SELECT usager_id FROM dep_33.mandates WHERE id = $1")
+            sqlx::query_scalar::<_, UsagerId>("SELECT usager_id FROM dep_33.mandates WHERE id = $1")
                 .bind(m)
                 .fetch_one(&admin)
                 .await
                 .expect("usager")
         }
     };
-    let covers = |m: Uuid, category: &'static str| {
+    let covers = |m: MandateId, category: &'static str| {
         let admin = app.db.admin.clone();
         async move {
             sqlx::query_scalar::<_, bool>(
@@ -790,11 +790,7 @@ async fn expiry_lists_filters_and_isolation() {
         let other = professional(
             &app.db.admin,
             "Bob Autre",
-            &[(
-                Role::Aidant,
-                Domain::Structure(other_structure),
-                Some(departement),
-            )],
+            &[(Role::Aidant, other_structure.domain(), Some(departement))],
         )
         .await;
         let other_client = browser(&app.address);
@@ -833,7 +829,7 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     let referent = professional(
         &app.db.admin,
         "Rémi Référent",
-        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+        &[(Role::Referent, structure.domain(), Some("33"))],
     )
     .await;
     let (long, short) = housing_and_justice(&client, &app, &who, "182").await;
@@ -925,7 +921,7 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
     let referent = professional(
         &app.db.admin,
         "Rémi Référent",
-        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+        &[(Role::Referent, structure.domain(), Some("33"))],
     )
     .await;
     let rclient = browser(&app.address);
@@ -947,7 +943,7 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
         app_admin: app.db.admin.clone(),
     };
     assert_eq!(counter.journal("mandates_exported", None).await, 1);
-    let usager: Uuid = sqlx::query_scalar("SELECT id FROM dep_33.usagers")
+    let usager: UsagerId = sqlx::query_scalar("SELECT id FROM dep_33.usagers")
         .fetch_one(&app.db.admin)
         .await
         .expect("usager");
@@ -1002,7 +998,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
         let who = professional(
             &app.db.admin,
             name,
-            &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+            &[(Role::Aidant, structure.domain(), Some("33"))],
         )
         .await;
         let client = browser(&app.address);
@@ -1089,7 +1085,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
     }
 
     // The usager's page says how receipts go, and lets an aidant correct or remove the contact.
-    let usager: Uuid =
+    let usager: UsagerId =
         sqlx::query_scalar("SELECT id FROM dep_33.usagers WHERE family_name = 'FAURE'")
             .fetch_one(&app.db.admin)
             .await
@@ -1184,7 +1180,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
     let stranger = professional(
         &app.db.admin,
         "Denis Aidant",
-        &[(Role::Aidant, Domain::Structure(other), Some("33"))],
+        &[(Role::Aidant, other.domain(), Some("33"))],
     )
     .await;
     let stranger_client = browser(&app.address);
@@ -1221,7 +1217,7 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
     let bob = professional(
         &app.db.admin,
         "Bob Aidant",
-        &[(Role::Aidant, Domain::Structure(other), Some("33"))],
+        &[(Role::Aidant, other.domain(), Some("33"))],
     )
     .await;
     let bob_client = browser(&app.address);
@@ -1321,11 +1317,11 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
 /// an object-store outage at creation).
 async fn direct_mandate(
     app: &TestApp,
-    structure: Uuid,
-    aidant: Uuid,
+    structure: StructureId,
+    aidant: ProfessionalId,
     family_name: &str,
     codes: &[&str],
-) -> Uuid {
+) -> MandateId {
     let mut identity = common::idp::angela(&format!("fc-{}", Uuid::new_v4().simple()));
     identity.family_name = family_name.into();
     common::idp::mandate_for(app, structure, aidant, &identity, codes)
@@ -1345,11 +1341,7 @@ async fn renewing_another_structures_mandate_is_not_found() {
         let other = professional(
             &app.db.admin,
             "Bob Autre",
-            &[(
-                Role::Aidant,
-                Domain::Structure(other_structure),
-                Some(departement),
-            )],
+            &[(Role::Aidant, other_structure.domain(), Some(departement))],
         )
         .await;
         let other_client = browser(&app.address);
@@ -1390,7 +1382,7 @@ async fn renewing_another_structures_mandate_is_not_found() {
     );
 }
 
-async fn attestation_of(app: &TestApp, mandate: Uuid) -> Option<Uuid> {
+async fn attestation_of(app: &TestApp, mandate: MandateId) -> Option<Uuid> {
     sqlx::query_scalar("SELECT attestation_id FROM dep_33.mandates WHERE id = $1")
         .bind(mandate)
         .fetch_one(&app.db.admin)
@@ -1411,7 +1403,7 @@ async fn producing_an_attestation_needs_the_right_to_create_and_a_recent_code() 
     let referent = professional(
         &app.db.admin,
         "Rémi Référent",
-        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+        &[(Role::Referent, structure.domain(), Some("33"))],
     )
     .await;
     let rclient = browser(&app.address);
@@ -1424,7 +1416,7 @@ async fn producing_an_attestation_needs_the_right_to_create_and_a_recent_code() 
     let idle = professional(
         &app.db.admin,
         "Ida Inactive",
-        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        &[(Role::Aidant, structure.domain(), Some("33"))],
     )
     .await;
     let iclient = browser(&app.address);
@@ -1471,7 +1463,7 @@ async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
     let referent = professional(
         &app.db.admin,
         "Rémi Référent",
-        &[(Role::Referent, Domain::Structure(structure), Some("33"))],
+        &[(Role::Referent, structure.domain(), Some("33"))],
     )
     .await;
     let rclient = browser(&app.address);

@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestApp, spawn_app};
+use foundation::ids::{StructureId, TenantId};
 use foundation::tenancy::DepartementCode;
 use foundation::tenancy::tenants::{self, TenantKind};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 const SCHEMA: &str =
     include_str!("../../../docs/open-data/lieux-de-mediation-numerique-1.0.1.schema.json");
@@ -82,9 +82,9 @@ impl Default for Structure<'_> {
 }
 
 /// Writes a structure as an accepted request would (every column the request form fills).
-async fn insert(app: &TestApp, tenant: Uuid, s: Structure<'_>) -> Uuid {
+async fn insert(app: &TestApp, tenant: TenantId, s: Structure<'_>) -> StructureId {
     let code = DepartementCode::parse(&s.commune[..2]).expect("département");
-    let id = Uuid::now_v7();
+    let id = StructureId::new_v7();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO {}.structures (id, tenant_id, name, kind, siret, address, commune_code,
              postal_code, france_services, france_services_number, mission, opening_hours, active)
@@ -110,7 +110,7 @@ async fn insert(app: &TestApp, tenant: Uuid, s: Structure<'_>) -> Uuid {
     id
 }
 
-async fn tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
+async fn tenant(app: &TestApp, code: &str, name: &str) -> TenantId {
     tenants::create_tenant(
         &app.db.admin,
         &TenantKind::Departement(DepartementCode::parse(code).expect("code")),
@@ -123,7 +123,7 @@ async fn tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
 
 /// Gironde: a France Services with its number, a mairie without SIRET whose name is a formula,
 /// an inactive structure and one without an address; Landes: one mairie.
-async fn seed(app: &TestApp) -> BTreeMap<&'static str, Uuid> {
+async fn seed(app: &TestApp) -> BTreeMap<&'static str, StructureId> {
     let gironde = tenant(app, "33", "Conseil départemental de la Gironde").await;
     let landes = tenant(app, "40", "Conseil départemental des Landes").await;
     let mut ids = BTreeMap::new();
@@ -264,7 +264,7 @@ async fn csv_of(app: &TestApp, path: &str, file: &str) -> (Vec<String>, Vec<Valu
     (header, lines)
 }
 
-fn by_id(places: &[Value], id: Uuid) -> Option<&Value> {
+fn by_id(places: &[Value], id: StructureId) -> Option<&Value> {
     places.iter().find(|p| p["id"] == id.to_string())
 }
 

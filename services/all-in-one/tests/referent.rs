@@ -31,7 +31,10 @@ async fn flash(client: &Browser, app: &TestApp, resp: reqwest::Response) -> Stri
     html
 }
 
-async fn factor_of(app: &TestApp, who: Uuid) -> Option<(String, Option<String>, bool)> {
+async fn factor_of(
+    app: &TestApp,
+    who: foundation::ids::ProfessionalId,
+) -> Option<(String, Option<String>, bool)> {
     sqlx::query_as("SELECT kind, card_serial, locked FROM platform.second_factors WHERE professional_id = $1 AND revoked_at IS NULL AND confirmed_at IS NOT NULL")
         .bind(who)
         .fetch_optional(&app.db.admin)
@@ -79,7 +82,7 @@ async fn the_national_team_imports_cards_with_a_line_by_line_report() {
     let ref_ = professional(
         &app.db.admin,
         "Rita Referente",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let other = browser(&app.address);
@@ -94,13 +97,13 @@ async fn a_referent_links_a_card_and_the_aidant_logs_in_with_it() {
     let remi = professional(
         &app.db.admin,
         "Remi Referent",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let anna = professional(
         &app.db.admin,
         "Anna Carte",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let (seed, b32) = card_seed();
@@ -207,13 +210,13 @@ async fn a_drifting_card_is_resynchronised_only_with_two_consecutive_codes() {
     let remi = professional(
         &app.db.admin,
         "Remi Resync",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let bruno = professional(
         &app.db.admin,
         "Bruno Derive",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     // Bruno's app runs 10 steps (5 minutes) ahead: a single code is refused.
@@ -291,19 +294,19 @@ async fn a_referent_unblocks_but_only_in_their_own_structure() {
     let remi = professional(
         &app.db.admin,
         "Remi Local",
-        &[(Role::Referent, Domain::Structure(mine), Some("33"))],
+        &[(Role::Referent, mine.domain(), Some("33"))],
     )
     .await;
     let chloe = professional(
         &app.db.admin,
         "Chloe Bloquee",
-        &[(Role::Aidant, Domain::Structure(mine), Some("33"))],
+        &[(Role::Aidant, mine.domain(), Some("33"))],
     )
     .await;
     let dora = professional(
         &app.db.admin,
         "Dora Ailleurs",
-        &[(Role::Aidant, Domain::Structure(other), Some("33"))],
+        &[(Role::Aidant, other.domain(), Some("33"))],
     )
     .await;
     sqlx::query("UPDATE platform.second_factors SET locked = true, failures = 10 WHERE professional_id = ANY($1)")
@@ -363,7 +366,7 @@ async fn role_changes_reach_the_running_guard_at_once() {
     let gil = professional(
         &app.db.admin,
         "Gil Promu",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -374,7 +377,7 @@ async fn role_changes_reach_the_running_guard_at_once() {
         &mut tx,
         gil.id,
         Role::Referent,
-        Domain::Structure(s),
+        s.domain(),
         Some("33"),
     )
     .await
@@ -426,8 +429,8 @@ async fn pages_behind_a_session_pass_axe() {
         &app.db.admin,
         "Ines Tout",
         &[
-            (Role::Referent, Domain::Structure(s), Some("33")),
-            (Role::Aidant, Domain::Structure(s), Some("33")),
+            (Role::Referent, s.domain(), Some("33")),
+            (Role::Aidant, s.domain(), Some("33")),
             (Role::NationalAdmin, Domain::National, None),
         ],
     )
@@ -435,7 +438,7 @@ async fn pages_behind_a_session_pass_axe() {
     professional(
         &app.db.admin,
         "Yann Aidant",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -470,13 +473,13 @@ async fn a_deactivated_structures_referent_manages_no_factor() {
     let rose = professional(
         &app.db.admin,
         "Rose Fermee",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let theo = professional(
         &app.db.admin,
         "Theo Aidant",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);

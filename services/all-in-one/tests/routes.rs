@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use common::identity::*;
 use common::{TestApp, spawn_app};
 use foundation::app::{Access, Csrf, RouteInfo};
+use foundation::ids::{MandateId, StructureId, TenantId, UsagerId};
 use policies::{Action, Domain, Role};
 use reqwest::Method;
 use uuid::Uuid;
@@ -272,24 +273,24 @@ async fn signed_in_professionals_meet_permission_and_recheck_guards() {
     let aidant = professional(
         &app.db.admin,
         "Ada Routes",
-        &[(Role::Aidant, Domain::Structure(s), Some("01"))],
+        &[(Role::Aidant, s.domain(), Some("01"))],
     )
     .await;
     let referent = professional(
         &app.db.admin,
         "Rita Routes",
-        &[(Role::Referent, Domain::Structure(s), Some("01"))],
+        &[(Role::Referent, s.domain(), Some("01"))],
     )
     .await;
     // A member of the structure with a tenant role only: no structure permission at all.
-    let tenant: Uuid = sqlx::query_scalar("SELECT id FROM platform.tenants LIMIT 1")
+    let tenant: TenantId = sqlx::query_scalar("SELECT id FROM platform.tenants LIMIT 1")
         .fetch_one(&app.db.admin)
         .await
         .expect("tenant");
     let admin = professional(
         &app.db.admin,
         "Tom Routes",
-        &[(Role::TerritoryAdmin, Domain::Tenant(tenant), Some("01"))],
+        &[(Role::TerritoryAdmin, tenant.domain(), Some("01"))],
     )
     .await;
     let mut callers = Vec::new();
@@ -391,8 +392,8 @@ async fn every_protected_post_is_refused_without_csrf() {
         &app.db.admin,
         "Cy Routes",
         &[
-            (Role::Aidant, Domain::Structure(s), Some("01")),
-            (Role::Referent, Domain::Structure(s), Some("01")),
+            (Role::Aidant, s.domain(), Some("01")),
+            (Role::Referent, s.domain(), Some("01")),
         ],
     )
     .await;
@@ -540,21 +541,17 @@ fn id_kind(template: &str) -> Option<IdKind> {
 /// A structure's usager, mandate and draft (the draft completed by that mandate).
 struct Foreign {
     family_name: String,
-    usager: Uuid,
-    mandate: Uuid,
+    usager: UsagerId,
+    mandate: MandateId,
     draft: Uuid,
 }
 
-async fn foreign_rows(app: &TestApp, departement: &str, structure: Uuid) -> Foreign {
+async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) -> Foreign {
     use mandate_service::mandates::{self, NewMandate};
     let aidant = professional(
         &app.db.admin,
         "Autre Aidant",
-        &[(
-            Role::Aidant,
-            Domain::Structure(structure),
-            Some(departement),
-        )],
+        &[(Role::Aidant, structure.domain(), Some(departement))],
     )
     .await;
     let family_name =
@@ -588,7 +585,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: Uuid) -> Fore
     let mandate = mandates::create(
         &mut tx,
         &NewMandate {
-            id: Uuid::now_v7(),
+            id: MandateId::new_v7(),
             structure,
             aidant: aidant.id,
             usager,
@@ -623,8 +620,8 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
         &app.db.admin,
         "Alice Ids",
         &[
-            (Role::Aidant, Domain::Structure(a), Some("33")),
-            (Role::Referent, Domain::Structure(a), Some("33")),
+            (Role::Aidant, a.domain(), Some("33")),
+            (Role::Referent, a.domain(), Some("33")),
         ],
     )
     .await;
@@ -670,11 +667,12 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
         });
         for (label, rows) in &foreign {
             let id = match kind {
-                IdKind::Mandate => rows.mandate,
-                IdKind::Draft => rows.draft,
-                IdKind::Usager => rows.usager,
+                IdKind::Mandate => rows.mandate.to_string(),
+                IdKind::Draft => rows.draft.to_string(),
+                IdKind::Usager => rows.usager.to_string(),
             };
-            let path = r.path.replace(":id", &id.to_string());
+            let path = r.path.replace(":id", &id);
+
             let resp = caller.send(method_of(r), &path, &probe_body()).await;
             probed += 1;
             if resp.status() != 404 {
@@ -735,7 +733,7 @@ async fn the_identity_provider_takes_no_foreign_usager() {
     let alice = professional(
         &app.db.admin,
         "Alice Idp",
-        &[(Role::Aidant, Domain::Structure(a), Some("33"))],
+        &[(Role::Aidant, a.domain(), Some("33"))],
     )
     .await;
     let own = foreign_rows(&app, "33", a).await;

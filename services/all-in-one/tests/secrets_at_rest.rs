@@ -11,7 +11,7 @@ use common::spawn_app;
 use foundation::auth::session::SESSION_COOKIE;
 use mandate_service::idp::clients::AuthMethod;
 use mandate_service::idp::keys::Alg;
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::Value;
 use test_support::secrets::{assert_nowhere_in_clear, places_holding};
 
@@ -105,7 +105,7 @@ async fn the_login_link_token_is_nowhere_in_clear() {
     let lina = professional(
         &app.db.admin,
         "Lina Secret",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -123,13 +123,13 @@ async fn the_enrolment_link_token_is_nowhere_in_clear() {
     let rita = professional(
         &app.db.admin,
         "Rita Secret",
-        &[(Role::Referent, Domain::Structure(s), Some("33"))],
+        &[(Role::Referent, s.domain(), Some("33"))],
     )
     .await;
     let noe = professional(
         &app.db.admin,
         "Noe Secret",
-        &[(Role::Aidant, Domain::Structure(s), Some("33"))],
+        &[(Role::Aidant, s.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);

@@ -2,12 +2,12 @@
 //! whose entry stays, so what remains still verifies; the application cannot choose what goes.
 
 use foundation::auth::journal::{self, SecurityEvent};
+use foundation::ids::ProfessionalId;
 use foundation::journal::{Anchor, CheckpointKey};
 use serde_json::json;
 use sqlx::PgConnection;
 use test_support::database::TestDatabase;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 fn key() -> CheckpointKey {
     let settings = foundation::config::Settings::default();
@@ -22,8 +22,8 @@ type EntryRow = (
     i64,
     OffsetDateTime,
     String,
-    Option<Uuid>,
-    Option<Uuid>,
+    Option<ProfessionalId>,
+    Option<ProfessionalId>,
     String,
 );
 

@@ -9,7 +9,7 @@ mod common;
 use common::identity::*;
 use common::spawn_app_with;
 use foundation::auth::secrets::{new_token, token_hash};
-use policies::{Domain, Role};
+use policies::Role;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ async fn attestations_are_stored_through_the_vault_service_when_it_runs_apart() 
     let who = professional(
         &app.db.admin,
         "Alice Aidant",
-        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        &[(Role::Aidant, structure.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);

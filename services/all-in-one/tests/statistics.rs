@@ -8,6 +8,7 @@ mod common;
 use common::identity::*;
 use common::requests::{council, structure};
 use common::{TestApp, spawn_app};
+use foundation::ids::{MandateId, ProfessionalId, StructureId};
 use foundation::tenancy::CommuneCode;
 use policies::{Domain, Role};
 use serde_json::{Value, json};
@@ -17,8 +18,8 @@ use uuid::Uuid;
 async fn people(
     app: &TestApp,
     departement: &str,
-    structure: Uuid,
-    aidant: Uuid,
+    structure: StructureId,
+    aidant: ProfessionalId,
     n: usize,
     uses: &[&str],
 ) {
@@ -38,7 +39,7 @@ async fn people(
         let mandate = mandate_service::mandates::create(
             &mut tx,
             &mandate_service::mandates::NewMandate {
-                id: Uuid::now_v7(),
+                id: MandateId::new_v7(),
                 structure,
                 aidant,
                 usager,
@@ -100,15 +101,15 @@ async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_
         &app.db.admin,
         "Rita Référente",
         &[
-            (Role::Referent, Domain::Structure(cenon), Some("33")),
-            (Role::Aidant, Domain::Structure(cenon), Some("33")),
+            (Role::Referent, cenon.domain(), Some("33")),
+            (Role::Aidant, cenon.domain(), Some("33")),
         ],
     )
     .await;
     let lou = professional(
         &app.db.admin,
         "Lou Landaise",
-        &[(Role::Aidant, Domain::Structure(dax), Some("40"))],
+        &[(Role::Aidant, dax.domain(), Some("40"))],
     )
     .await;
     // Gironde: 6 people, 3 uses each; Landes: 2 people (withheld in public), 1 use each.
@@ -293,7 +294,7 @@ fn last_saturday() -> time::Date {
 /// `days` of steady history before `day` (created, used per day), then `day`'s own figures.
 async fn history(
     app: &TestApp,
-    structure: Uuid,
+    structure: StructureId,
     day: time::Date,
     steady: (i32, i32),
     today: (i32, i32, i32),
@@ -324,7 +325,7 @@ async fn history(
 }
 
 /// A use journaled at `hour`:00 Paris time on `day`.
-async fn use_at(app: &TestApp, structure: Uuid, day: time::Date, hour: u8) {
+async fn use_at(app: &TestApp, structure: StructureId, day: time::Date, hour: u8) {
     sqlx::query(
         "INSERT INTO dep_33.journal (at, kind, structure_id, details)
          VALUES (($1::date + make_interval(hours => $2))::timestamp AT TIME ZONE 'Europe/Paris', 'mandate_used', $3, '{\"category\":\"social\"}')",
@@ -371,7 +372,7 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     let ada = professional(
         &app.db.admin,
         "Ada Aidante",
-        &[(Role::Aidant, Domain::Structure(steady), Some("33"))],
+        &[(Role::Aidant, steady.domain(), Some("33"))],
     )
     .await;
     let person = common::idp::angela(&format!("multi-{}", Uuid::new_v4().simple()));
@@ -387,7 +388,7 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     let found = habilitation_desk::alerts::detect_day(&ctx, &settings, day)
         .await
         .expect("détection");
-    let of = |s: Uuid, rule: &str| {
+    let of = |s: StructureId, rule: &str| {
         found
             .iter()
             .filter(|a| a.structure == s && a.rule == rule)
@@ -459,7 +460,7 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     let bea = professional(
         &app.db.admin,
         "Béa Bordeaux",
-        &[(Role::TerritoryAdmin, Domain::Tenant(bordeaux), None)],
+        &[(Role::TerritoryAdmin, bordeaux.domain(), None)],
     )
     .await;
     let bb = browser(&app.address);
@@ -531,7 +532,7 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     let rita = professional(
         &app.db.admin,
         "Rita Référente",
-        &[(Role::Referent, Domain::Structure(burst), Some("33"))],
+        &[(Role::Referent, burst.domain(), Some("33"))],
     )
     .await;
     let rb = browser(&app.address);

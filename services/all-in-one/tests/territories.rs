@@ -8,13 +8,14 @@ mod common;
 use common::identity::*;
 use common::requests::{council, location, structure};
 use common::{TestApp, spawn_app};
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
 use foundation::tenancy::CommuneCode;
 use foundation::tenancy::tenants::{TenantKind, create_tenant};
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::json;
 use uuid::Uuid;
 
-async fn commune_tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
+async fn commune_tenant(app: &TestApp, code: &str, name: &str) -> TenantId {
     create_tenant(
         &app.db.admin,
         &TenantKind::Commune(CommuneCode::parse(code).expect("commune")),
@@ -26,11 +27,11 @@ async fn commune_tenant(app: &TestApp, code: &str, name: &str) -> Uuid {
 }
 
 /// A territory admin of the tenant, signed in.
-async fn admin_of(app: &TestApp, tenant: Uuid, name: &str) -> (TestProfessional, Browser) {
+async fn admin_of(app: &TestApp, tenant: TenantId, name: &str) -> (TestProfessional, Browser) {
     let who = professional(
         &app.db.admin,
         name,
-        &[(Role::TerritoryAdmin, Domain::Tenant(tenant), None)],
+        &[(Role::TerritoryAdmin, tenant.domain(), None)],
     )
     .await;
     let b = browser(&app.address);
@@ -46,7 +47,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// A usager with canary names and a birth date, a mandate and two uses, in the structure.
-async fn canary_usager(app: &TestApp, structure: Uuid, aidant: Uuid) {
+async fn canary_usager(app: &TestApp, structure: StructureId, aidant: ProfessionalId) {
     let mut identity = common::idp::angela(&format!("canari-{}", Uuid::new_v4().simple()));
     identity.given_name = "Canarienne Zéphyrine".into();
     identity.family_name = "ZZCANARI".into();
@@ -108,8 +109,8 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
         &app.db.admin,
         "Rémi Bordelais",
         &[
-            (Role::Referent, Domain::Structure(ccas_bordeaux), Some("33")),
-            (Role::Aidant, Domain::Structure(ccas_bordeaux), Some("33")),
+            (Role::Referent, ccas_bordeaux.domain(), Some("33")),
+            (Role::Aidant, ccas_bordeaux.domain(), Some("33")),
         ],
     )
     .await;
@@ -136,7 +137,7 @@ async fn commune_tenants_see_only_their_structures_and_nobody_sees_a_usager() {
     assert!(dashboard.contains("Mandats en cours : <strong>1</strong>"));
     // The tenant's monthly figures: Bordeaux's one mandate, three uses, one person; nothing
     // for Pessac or the council.
-    let tenant_figures = |t: Uuid| {
+    let tenant_figures = |t: TenantId| {
         format!(
             "SELECT coalesce(sum(created), 0)::bigint * 10000 + coalesce(sum(used), 0)::bigint * 100
                     + coalesce(sum(people), 0)::bigint
@@ -256,7 +257,7 @@ async fn a_territory_admin_edits_deactivates_and_delegates_and_an_auditor_writes
     let referent = professional(
         &app.db.admin,
         "Rita Référente",
-        &[(Role::Referent, Domain::Structure(ccas), Some("33"))],
+        &[(Role::Referent, ccas.domain(), Some("33"))],
     )
     .await;
     let (_bea, bb) = admin_of(&app, bordeaux, "Béa Bordeaux").await;
@@ -403,7 +404,7 @@ async fn a_territory_admin_edits_deactivates_and_delegates_and_an_auditor_writes
     let audrey = professional(
         &app.db.admin,
         "Audrey Auditrice",
-        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+        &[(Role::Auditor, bordeaux.domain(), None)],
     )
     .await;
     let aub = browser(&app.address);
@@ -490,8 +491,8 @@ async fn an_auditor_reads_filters_verifies_and_exports_only_what_their_tenant_ma
         &app.db.admin,
         "Ada Aidante",
         &[
-            (Role::Aidant, Domain::Structure(ccas_bordeaux), Some("33")),
-            (Role::Aidant, Domain::Structure(ccas_pessac), Some("33")),
+            (Role::Aidant, ccas_bordeaux.domain(), Some("33")),
+            (Role::Aidant, ccas_pessac.domain(), Some("33")),
         ],
     )
     .await;
@@ -501,7 +502,7 @@ async fn an_auditor_reads_filters_verifies_and_exports_only_what_their_tenant_ma
     let audrey = professional(
         &app.db.admin,
         "Audrey Auditrice",
-        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+        &[(Role::Auditor, bordeaux.domain(), None)],
     )
     .await;
     let ab = browser(&app.address);
@@ -682,7 +683,7 @@ async fn the_territory_admin_and_the_auditor_work_with_the_keyboard_alone() {
     let ada = professional(
         &app.db.admin,
         "Ada Aidante",
-        &[(Role::Aidant, Domain::Structure(ccas), Some("33"))],
+        &[(Role::Aidant, ccas.domain(), Some("33"))],
     )
     .await;
     canary_usager(&app, ccas, ada.id).await;
@@ -708,7 +709,7 @@ async fn the_territory_admin_and_the_auditor_work_with_the_keyboard_alone() {
     let audrey = professional(
         &app.db.admin,
         "Audrey Auditrice",
-        &[(Role::Auditor, Domain::Tenant(bordeaux), None)],
+        &[(Role::Auditor, bordeaux.domain(), None)],
     )
     .await;
     let ab = browser(&app.address);

@@ -10,6 +10,8 @@
 //! - No source file over 800 lines; the few that are longer are listed with their length, which
 //!   may only go down.
 //! - Every file and folder the code map of ARCHITECTURE.md names exists.
+//! - Every table has an owner in docs/TABLES.md; a crate writes only the tables it owns or is
+//!   listed for; a migration sits in the folder of a crate owning a table it touches.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,10 +26,8 @@ const ASSERT_SQL_SAFE_LEFT: &[(&str, usize)] = &[
 
 /// Files over [`MAX_LINES`], at most this long.
 const LONG_FILES_LEFT: &[(&str, usize)] = &[
-    ("services/habilitation-desk/src/requests/mod.rs", 1308),
+    ("services/habilitation-desk/src/requests/mod.rs", 1255),
     ("services/habilitation-desk/src/request_pages.rs", 1150),
-    ("services/habilitation-desk/src/training.rs", 1000),
-    ("tenant-admin/src/demo.rs", 987),
 ];
 
 fn root() -> PathBuf {
@@ -191,6 +191,161 @@ fn exists_under(root: &Path, pattern: &str) -> bool {
     false
 }
 
+/// `docs/TABLES.md`: (schema, table) → (owner, crates also allowed to write it).
+fn table_owners(tables_md: &str) -> BTreeMap<(String, String), (String, Vec<String>)> {
+    let mut owners = BTreeMap::new();
+    let mut schema = "";
+    for line in tables_md.lines() {
+        if line.starts_with("## Territory") {
+            schema = "departement";
+        } else if line.starts_with("## Platform") {
+            schema = "platform";
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if schema.is_empty() || cells.len() < 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let also = cells[3]
+            .split(',')
+            .filter_map(|w| w.split_whitespace().next())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect();
+        owners.insert(
+            (schema.to_owned(), cells[1].trim_matches('`').to_owned()),
+            (cells[2].to_owned(), also),
+        );
+    }
+    owners
+}
+
+/// The crate a source file belongs to (`services/<crate>/…`, `tenant-admin/…`).
+fn crate_of(file: &str) -> &str {
+    match file.split('/').collect::<Vec<_>>().as_slice() {
+        ["services", name, ..] => name,
+        [name, ..] => name,
+        [] => "",
+    }
+}
+
+/// Tables written by a source text: (schema, table) after `INSERT INTO`, `UPDATE` or
+/// `DELETE FROM` (lower-case names only, so `DO UPDATE SET` and `FOR UPDATE` are not).
+fn written_tables(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for verb in ["INSERT INTO ", "UPDATE ", "DELETE FROM "] {
+        for (at, _) in text.match_indices(verb) {
+            let rest = text[at + verb.len()..].trim_start();
+            let (schema, rest) = match rest.strip_prefix("platform.") {
+                Some(rest) => ("platform", rest),
+                None => ("departement", rest),
+            };
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push((schema.to_owned(), name));
+            }
+        }
+    }
+    out
+}
+
+/// Crates that may write any table: the operators' commands and demo data, the benchmarks.
+const WRITE_ANY: &[&str] = &["tenant-admin", "load-tests", "test-support"];
+
+/// Every table created by a migration has an owner in `docs/TABLES.md`, and each crate writes
+/// only the tables it owns or is listed for.
+fn ownership_problems(
+    files: &[(String, String)],
+    tables_md: &str,
+    migrations: &[(String, String)],
+) -> Vec<String> {
+    let owners = table_owners(tables_md);
+    let mut problems = Vec::new();
+    if owners.len() < 50 {
+        problems.push(format!("docs/TABLES.md : {} tables lues", owners.len()));
+    }
+    for (file, sql) in migrations {
+        let schema = if file.contains("/migrations/platform/") {
+            "platform"
+        } else {
+            "departement"
+        };
+        for (at, _) in sql.match_indices("CREATE TABLE ") {
+            let rest = sql[at + "CREATE TABLE ".len()..].trim_start();
+            let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+            let rest = rest.strip_prefix("platform.").unwrap_or(rest);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !owners.contains_key(&(schema.to_owned(), name.clone())) {
+                problems.push(format!(
+                    "{file} : la table {schema}.{name} n'a pas de propriétaire dans docs/TABLES.md"
+                ));
+            }
+        }
+        // A migration lives in the folder of a crate that owns at least one table it touches
+        // (or foundation's, for the database-wide ones).
+        let folder_crate = crate_of(file);
+        let touches_owned = owners.iter().any(|((s, t), (owner, _))| {
+            s == schema && owner == folder_crate && sql.contains(t.as_str())
+        });
+        if !touches_owned && folder_crate != "foundation" {
+            problems.push(format!(
+                "{file} : aucune table de {folder_crate} n'y est touchée : rangez-la chez son propriétaire"
+            ));
+        }
+    }
+    for (file, text) in files {
+        let writer = crate_of(file);
+        if WRITE_ANY.contains(&writer) {
+            continue;
+        }
+        for key in written_tables(text) {
+            // Not a table (a column list, a CTE name): the migrations' check covers tables.
+            let Some((owner, also)) = owners.get(&key) else {
+                continue;
+            };
+            if owner != writer && !also.iter().any(|a| a == writer) {
+                problems.push(format!(
+                    "{file} : écrit {}.{} dont le propriétaire est {owner} (docs/TABLES.md)",
+                    key.0, key.1
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Every migration file of every service: (path, SQL).
+fn migrations(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for service in std::fs::read_dir(root.join("services"))
+        .expect("services")
+        .flatten()
+    {
+        for scope in ["platform", "departement"] {
+            let dir = service.path().join("migrations").join(scope);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("relatif")
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, std::fs::read_to_string(&path).expect("migration")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn the_source_keeps_the_rules_of_architecture_md() {
     let root = root();
@@ -199,6 +354,61 @@ fn the_source_keeps_the_rules_of_architecture_md() {
     let architecture = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("plan");
     let problems = problems_of(&files, &architecture, &|p| exists_under(&root, p));
     assert!(problems.is_empty(), "{problems:#?}");
+    let tables = std::fs::read_to_string(root.join("docs/TABLES.md")).expect("docs/TABLES.md");
+    let migrations = migrations(&root);
+    assert!(
+        migrations.len() > 40,
+        "{} migrations lues",
+        migrations.len()
+    );
+    let problems = ownership_problems(&files, &tables, &migrations);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The ownership rules catch a crate writing another's table, a table without owner and a
+/// migration in the wrong folder.
+#[test]
+fn the_ownership_rules_fail_on_planted_violations() {
+    let root = root();
+    let mut files = sources(&root);
+    let tables = std::fs::read_to_string(root.join("docs/TABLES.md")).expect("docs/TABLES.md");
+    let mut migrations = migrations(&root);
+    assert!(ownership_problems(&files, &tables, &migrations).is_empty());
+    files.push((
+        "services/notification-mailer/src/planted.rs".to_owned(),
+        "sqlx::query(\"UPDATE mandates SET expires_at = now() WHERE id = $1\")".to_owned(),
+    ));
+    let problems = ownership_problems(&files, &tables, &migrations);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("écrit departement.mandates") && p.contains("mandate-service")),
+        "{problems:#?}"
+    );
+    files.pop();
+    migrations.push((
+        "services/mandate-service/migrations/departement/0099_planted.sql".to_owned(),
+        "CREATE TABLE planted_notes (id uuid PRIMARY KEY);".to_owned(),
+    ));
+    let problems = ownership_problems(&files, &tables, &migrations);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("departement.planted_notes n'a pas de propriétaire")),
+        "{problems:#?}"
+    );
+    migrations.pop();
+    migrations.push((
+        "services/notification-mailer/migrations/platform/0099_planted.sql".to_owned(),
+        "ALTER TABLE platform.oidc_clients ADD COLUMN planted text;".to_owned(),
+    ));
+    let problems = ownership_problems(&files, &tables, &migrations);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("rangez-la chez son propriétaire")),
+        "{problems:#?}"
+    );
 }
 
 /// The same rules catch what they are for, on planted violations.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::identity::*;
 use common::idp::{angela, mandate_for};
 use common::{TestApp, spawn_app};
-use policies::{Domain, Role};
+use foundation::ids::{ProfessionalId, StructureId, UsagerId};
+use policies::Role;
 use uuid::Uuid;
 
 /// A random mobile number, as typed and in E.164 (unique enough across runs of the shared
@@ -28,12 +29,15 @@ fn mobile() -> (String, String) {
     (typed, format!("+337{digits}"))
 }
 
-async fn aidant_of_new_structure(app: &TestApp, name: &str) -> (Uuid, TestProfessional, Browser) {
+async fn aidant_of_new_structure(
+    app: &TestApp,
+    name: &str,
+) -> (StructureId, TestProfessional, Browser) {
     let structure = structure_domain(app, "33").await;
     let who = professional(
         &app.db.admin,
         name,
-        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        &[(Role::Aidant, structure.domain(), Some("33"))],
     )
     .await;
     let client = browser(&app.address);
@@ -41,7 +45,7 @@ async fn aidant_of_new_structure(app: &TestApp, name: &str) -> (Uuid, TestProfes
     (structure, who, client)
 }
 
-async fn set_phone(app: &TestApp, client: &Browser, usager: Uuid, typed: &str) {
+async fn set_phone(app: &TestApp, client: &Browser, usager: UsagerId, typed: &str) {
     let resp = post_form(
         client,
         app,
@@ -58,7 +62,7 @@ async fn set_phone(app: &TestApp, client: &Browser, usager: Uuid, typed: &str) {
     );
 }
 
-async fn phone_of(app: &TestApp, usager: Uuid, structure: Uuid) -> Option<String> {
+async fn phone_of(app: &TestApp, usager: UsagerId, structure: StructureId) -> Option<String> {
     sqlx::query_scalar(
         "SELECT phone FROM dep_33.usager_contacts WHERE usager_id = $1 AND structure_id = $2",
     )
@@ -118,7 +122,7 @@ async fn another_structure_cannot_redirect_a_structures_receipts() {
             .is_empty(),
         "rien au numéro de A"
     );
-    let journaled: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+    let journaled: Vec<(StructureId, Option<ProfessionalId>)> = sqlx::query_as(
         "SELECT structure_id, professional_id FROM dep_33.journal
          WHERE kind = 'usager_contact_updated' AND usager_id = $1
            AND (details::jsonb ->> 'changed_by_structure')::uuid = $2

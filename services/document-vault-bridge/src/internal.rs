@@ -15,6 +15,7 @@
 use foundation::api::ApiError;
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
+use foundation::ids::TenantId;
 use foundation::tenancy::{DepartementCode, Territory};
 use poem::web::Data;
 use poem_openapi::auth::Bearer;
@@ -174,7 +175,7 @@ async fn territory(
 async fn tenant_in(
     platform: &Platform,
     departement: DepartementCode,
-    tenant: Uuid,
+    tenant: TenantId,
 ) -> Result<(), InternalError> {
     let found: Option<bool> = sqlx::query_scalar(
         "SELECT true FROM platform.tenants WHERE id = $1 AND departement_code = $2",
@@ -235,7 +236,7 @@ pub struct InternalDocumentsApi {
 
 async fn metadata(ctx: &Territory, id: Uuid) -> Result<DocumentOut, InternalError> {
     let mut tx = ctx.begin().await?;
-    let row: Option<(Uuid, String, String, i64)> = sqlx::query_as(
+    let row: Option<(TenantId, String, String, i64)> = sqlx::query_as(
         "SELECT tenant_id, kind, content_type, size_bytes FROM documents
          WHERE id = $1 AND deleted_at IS NULL",
     )
@@ -247,7 +248,7 @@ async fn metadata(ctx: &Territory, id: Uuid) -> Result<DocumentOut, InternalErro
         row.ok_or_else(|| InternalError::NotFound(body("not_found", DOCUMENT_NOT_FOUND)))?;
     Ok(DocumentOut {
         id,
-        tenant_id,
+        tenant_id: tenant_id.as_uuid(),
         kind,
         content_type,
         size_bytes,
@@ -278,11 +279,12 @@ impl InternalDocumentsApi {
         allow(&caller, &kind)?;
         let retention = self::retention(&retention)?;
         let (code, ctx) = territory(&platform, &caller, &departement, TENANT_NOT_FOUND).await?;
-        tenant_in(&platform, code, *tenant).await?;
+        let tenant = TenantId::from_uuid(*tenant);
+        tenant_in(&platform, code, tenant).await?;
         let mut conn = platform.platform_pool().acquire().await?;
         let id = self
             .vault
-            .put(&ctx, &mut conn, *tenant, &kind, &content, retention)
+            .put(&ctx, &mut conn, tenant, &kind, &content, retention)
             .await?;
         tracing::info!(caller = %caller.name, kind = %*kind, "internal documents: stored");
         Ok(Created::Created(Json(metadata(&ctx, id).await?)))

@@ -6,6 +6,7 @@
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit};
 use foundation::auth::secrets::{SeedCipher, constant_time_eq};
+use foundation::ids::TenantId;
 use foundation::tenancy::Territory;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -114,7 +115,7 @@ fn open(key: &[u8], ciphertext: &[u8], nonce: &[u8]) -> Result<Vec<u8>, VaultErr
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DocumentMeta {
     pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub kind: String,
     pub content_type: String,
     pub size_bytes: i64,
@@ -124,7 +125,7 @@ pub struct DocumentMeta {
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub id: Uuid,
-    pub tenant: Uuid,
+    pub tenant: TenantId,
     pub content_type: &'static str,
     pub size: i64,
     pub sha256: Vec<u8>,
@@ -192,8 +193,12 @@ impl Links {
 type KeyRow = (i32, Vec<u8>, Vec<u8>, i32, bool);
 
 /// The row a tenant key is bound to: its tenant and version.
-fn key_context(tenant: Uuid, version: i32) -> Vec<u8> {
-    [tenant.as_bytes().as_slice(), &version.to_be_bytes()].concat()
+fn key_context(tenant: TenantId, version: i32) -> Vec<u8> {
+    [
+        tenant.as_uuid().as_bytes().as_slice(),
+        &version.to_be_bytes(),
+    ]
+    .concat()
 }
 type DocRow = (
     String,
@@ -202,7 +207,7 @@ type DocRow = (
     Vec<u8>,
     Vec<u8>,
     Vec<u8>,
-    Uuid,
+    TenantId,
     Vec<u8>,
 );
 
@@ -219,7 +224,7 @@ impl Vault {
     async fn tenant_key(
         &self,
         conn: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
     ) -> Result<(i32, Vec<u8>), VaultError> {
         let mut tx = conn.begin().await?;
         let key = self.current_or_first_key(&mut tx, tenant).await?;
@@ -236,7 +241,7 @@ impl Vault {
     async fn current_or_first_key(
         &self,
         tx: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
     ) -> Result<(i32, Vec<u8>), VaultError> {
         sqlx::query(
             "SELECT pg_advisory_xact_lock(hashtext('aidants-connect:tenant-key:' || $1::text))",
@@ -282,7 +287,8 @@ impl Vault {
     async fn tenant_key_version(
         &self,
         conn: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
+
         version: i32,
     ) -> Result<Vec<u8>, VaultError> {
         let row: Option<(Vec<u8>, Vec<u8>, i32, bool)> = sqlx::query_as(
@@ -310,7 +316,8 @@ impl Vault {
         &self,
         territory: &Territory,
         platform_conn: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
+
         kind: &str,
         bytes: &[u8],
         retention: Retention,
@@ -334,7 +341,8 @@ impl Vault {
     pub async fn upload(
         &self,
         platform_conn: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
+
         bytes: &[u8],
     ) -> Result<Upload, VaultError> {
         if bytes.len() > MAX_BYTES {
@@ -448,7 +456,7 @@ impl Vault {
         &self,
         territory: &Territory,
         platform_conn: &mut PgConnection,
-        tenant: Uuid,
+        tenant: TenantId,
     ) -> Result<u64, VaultError> {
         // The lock covers reading the current version and writing the next one.
         let mut keys = platform_conn.begin().await?;

@@ -12,6 +12,8 @@ pub mod categories;
 pub mod config;
 /// Liveness and readiness endpoints.
 pub mod health;
+/// Typed ids (structure, usager, mandate, professional, tenant).
+pub mod ids;
 /// Scheduled jobs, run once per period across replicas.
 pub mod jobs;
 /// The territory journal: hash-chained, append-only, sealed by signed checkpoints.

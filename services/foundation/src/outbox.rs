@@ -119,7 +119,7 @@ pub async fn enqueue_tenant(
 pub async fn enqueue_for_structure(
     tx: &mut TenantTx,
     message: &OutboxMessage,
-    structure: Uuid,
+    structure: crate::ids::StructureId,
 ) -> Result<Uuid, sqlx::Error> {
     insert_tenant(tx, message, Some(structure)).await
 }
@@ -127,7 +127,7 @@ pub async fn enqueue_for_structure(
 async fn insert_tenant(
     tx: &mut TenantTx,
     message: &OutboxMessage,
-    structure: Option<Uuid>,
+    structure: Option<crate::ids::StructureId>,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::now_v7();
     sqlx::query(

@@ -117,6 +117,6 @@ pub fn record_tenant(departement: &str) {
 }
 
 /// Records the professional's pseudonymous id on the current request span.
-pub fn record_professional(id: uuid::Uuid) {
+pub fn record_professional(id: crate::ids::ProfessionalId) {
     tracing::Span::current().record("professional", tracing::field::display(id));
 }

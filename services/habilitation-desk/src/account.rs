@@ -4,6 +4,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, factors};
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::tenancy::DepartementCode;
 use foundation::web::html;
 use foundation::web::{PageError, PageResult};
@@ -14,15 +15,14 @@ use policies::{Action, Domain};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::views::{AccountPage, CodePage, StructureChoice, THEME, nav, role_label, safe_next};
 
 /// The structures where the professional holds a role: (structure, département, roles).
 async fn structures_of(
     platform: &Platform,
-    professional: Uuid,
-) -> Result<Vec<(Uuid, String, Vec<String>)>, sqlx::Error> {
+    professional: ProfessionalId,
+) -> Result<Vec<(StructureId, String, Vec<String>)>, sqlx::Error> {
     let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
         "SELECT domain, departement_code, role FROM platform.role_assignments
          WHERE professional_id = $1 AND domain LIKE 'structure:%' ORDER BY granted_at",
@@ -30,11 +30,11 @@ async fn structures_of(
     .bind(professional)
     .fetch_all(platform.platform_pool())
     .await?;
-    let mut out: Vec<(Uuid, String, Vec<String>)> = Vec::new();
+    let mut out: Vec<(StructureId, String, Vec<String>)> = Vec::new();
     for (domain, departement, role) in rows {
         let Some(id) = domain
             .strip_prefix("structure:")
-            .and_then(|s| Uuid::parse_str(s).ok())
+            .and_then(|s| s.parse::<StructureId>().ok())
         else {
             continue;
         };
@@ -46,7 +46,7 @@ async fn structures_of(
     Ok(out)
 }
 
-async fn structure_name(platform: &Platform, id: Uuid, departement: &str) -> String {
+async fn structure_name(platform: &Platform, id: StructureId, departement: &str) -> String {
     let Ok(code) = DepartementCode::parse(departement) else {
         return "Structure".into();
     };
@@ -108,14 +108,14 @@ pub async fn page(
         Some(s) => {
             platform
                 .guard
-                .allows(me.id, &Domain::Structure(s), Action::FactorManage)
+                .allows(me.id.as_uuid(), &s.domain(), Action::FactorManage)
                 .await
         }
         None => false,
     };
     let can_import_cards = platform
         .guard
-        .allows(me.id, &Domain::National, Action::CardImport)
+        .allows(me.id.as_uuid(), &Domain::National, Action::CardImport)
         .await;
     // Review: nationally, or by delegation in a tenant (the review pages' guard decides).
     let delegated: bool = sqlx::query_scalar(
@@ -127,11 +127,11 @@ pub async fn page(
     let can_review = delegated
         || platform
             .guard
-            .allows(me.id, &Domain::National, Action::RequestReview)
+            .allows(me.id.as_uuid(), &Domain::National, Action::RequestReview)
             .await;
     let can_open_waves = platform
         .guard
-        .allows(me.id, &Domain::National, Action::WaveOpen)
+        .allows(me.id.as_uuid(), &Domain::National, Action::WaveOpen)
         .await;
     let follows_rollout: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND role = 'territory_admin')",
@@ -174,7 +174,11 @@ pub async fn switch_structure(
     me: Professional,
     Form(f): Form<SwitchForm>,
 ) -> PageResult<Response> {
-    let wanted = f.structure.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+    let wanted = f
+        .structure
+        .as_deref()
+        .and_then(|s| s.parse::<StructureId>().ok());
+
     let allowed = match wanted {
         Some(id) => structures_of(&platform, me.id)
             .await?

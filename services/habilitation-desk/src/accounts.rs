@@ -4,11 +4,11 @@
 use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::secrets::{SeedCipher, new_token, token_hash};
 use foundation::auth::session;
+use foundation::ids::ProfessionalId;
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use policies::{Domain, Role};
 use serde_json::json;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 /// How long an enrolment link stays valid.
 pub const ENROLMENT_LINK_HOURS: i64 = 72;
@@ -49,13 +49,13 @@ pub async fn create_professional(
     conn: &mut PgConnection,
     email: &str,
     display_name: &str,
-) -> Result<Uuid, AccountError> {
+) -> Result<ProfessionalId, AccountError> {
     let email = normalize_email(email)?;
     let name = display_name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AccountError::InvalidName);
     }
-    let id = Uuid::now_v7();
+    let id = ProfessionalId::new_v7();
     let inserted = sqlx::query(
         "INSERT INTO platform.professionals (id, email, display_name) VALUES ($1, $2, $3)",
     )
@@ -74,7 +74,7 @@ pub async fn create_professional(
 /// Grants a role in a domain (the département is needed for structure domains).
 pub async fn grant_role(
     conn: &mut PgConnection,
-    professional: Uuid,
+    professional: ProfessionalId,
     role: Role,
     domain: Domain,
     departement: Option<&str>,
@@ -96,7 +96,7 @@ pub async fn grant_role(
 pub async fn send_enrolment_link(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
     public_url: &str,
 ) -> Result<(), sqlx::Error> {
     // Only the newest link works: the ones sent before die now.
@@ -135,8 +135,9 @@ pub async fn send_enrolment_link(
 /// Deactivates a professional: every session ends at once, every service sees it.
 pub async fn deactivate(
     conn: &mut PgConnection,
-    professional: Uuid,
-    actor: Option<Uuid>,
+    professional: ProfessionalId,
+    actor: Option<ProfessionalId>,
+
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

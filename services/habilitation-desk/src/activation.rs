@@ -24,6 +24,7 @@ use foundation::auth::csrf;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
 use foundation::auth::session::Professional;
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::jobs::Job;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
@@ -32,7 +33,7 @@ use foundation::web::{NavItem, Theme, html};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Domain, Role};
+use policies::Role;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -131,7 +132,7 @@ async fn record(conn: &mut PgConnection, email: &str, version: &str) -> Result<(
 struct Ready {
     file_id: Uuid,
     departement_code: String,
-    structure_id: Uuid,
+    structure_id: StructureId,
     email: String,
     display_name: String,
 }
@@ -176,7 +177,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
             continue;
         }
         let mut tx = platform.platform_pool().begin().await?;
-        let existing: Option<Uuid> =
+        let existing: Option<ProfessionalId> =
             sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
                 .bind(&file.email)
                 .fetch_optional(&mut *tx)
@@ -203,7 +204,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
             &mut tx,
             professional,
             Role::Aidant,
-            Domain::Structure(file.structure_id),
+            file.structure_id.domain(),
             Some(d.as_str()),
         )
         .await?;
@@ -237,7 +238,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
             "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
              WHERE a.role = 'referent' AND a.domain = $1 AND p.active",
         )
-        .bind(Domain::Structure(file.structure_id).to_string())
+        .bind(file.structure_id.domain().to_string())
         .fetch_all(&mut *tx)
         .await?;
         for to in referents {
@@ -269,7 +270,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
 
 /// Writes the territory's copy of activations not written yet (file state, journal).
 async fn sync(platform: &Platform) -> anyhow::Result<()> {
-    let pending: Vec<(Uuid, Uuid, String, Uuid)> = sqlx::query_as(
+    let pending: Vec<(Uuid, ProfessionalId, String, StructureId)> = sqlx::query_as(
         "SELECT a.file_id, a.professional_id, i.departement_code, i.structure_id
          FROM platform.habilitation_activations a JOIN platform.habilitation_file_index i ON i.file_id = a.file_id
          WHERE a.synced_at IS NULL LIMIT 500",
@@ -491,7 +492,7 @@ pub async fn session_accept(
 /// accepted an earlier version, not this one.
 pub async fn must_accept(
     platform: &Platform,
-    professional: Uuid,
+    professional: ProfessionalId,
     email: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut conn = platform.platform_pool().acquire().await?;

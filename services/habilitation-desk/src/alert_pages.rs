@@ -8,6 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
+use foundation::ids::{StructureId, TenantId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
 use foundation::tenancy::Territory;
@@ -16,7 +17,7 @@ use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
 use time::{Date, OffsetDateTime};
@@ -81,8 +82,8 @@ fn line(r: Row) -> Line {
 /// 30 days.
 async fn lines(
     context: &Territory,
-    tenant: Option<Uuid>,
-    structure: Option<Uuid>,
+    tenant: Option<TenantId>,
+    structure: Option<StructureId>,
 ) -> PageResult<Vec<Line>> {
     let mut tx = context.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
@@ -164,7 +165,11 @@ async fn territory_render(
 ) -> PageResult<Response> {
     let manage = platform
         .guard
-        .allows(me.id, &Domain::Tenant(tenant.id), Action::StructureManage)
+        .allows(
+            me.id.as_uuid(),
+            &tenant.id.domain(),
+            Action::StructureManage,
+        )
         .await;
     let settings = thresholds(platform).await?;
     let base = format!("/territoire/collectivites/{}", tenant.id);
@@ -202,14 +207,14 @@ async fn acknowledge(
     context: &Territory,
     me: &Professional,
     alert: &str,
-    tenant: Option<Uuid>,
-    structure: Option<Uuid>,
+    tenant: Option<TenantId>,
+    structure: Option<StructureId>,
     comment: &str,
 ) -> PageResult<bool> {
     let alert = Uuid::parse_str(alert.trim()).map_err(|_| PageError::not_found())?;
     let comment = comment.trim();
     let mut tx = context.begin().await?;
-    let found: Option<(Uuid, Option<OffsetDateTime>)> = sqlx::query_as(
+    let found: Option<(StructureId, Option<OffsetDateTime>)> = sqlx::query_as(
         "SELECT structure_id, acknowledged_at FROM anomaly_alerts
          WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND ($3::uuid IS NULL OR structure_id = $3)
          FOR UPDATE",
@@ -367,7 +372,7 @@ pub async fn territory_settings(
 async fn referent_structure(
     platform: &Platform,
     me: &Professional,
-) -> PageResult<(Uuid, Territory)> {
+) -> PageResult<(StructureId, Territory)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantList)
         .await?
         .structure();
@@ -382,8 +387,9 @@ async fn referent_structure(
 async fn structure_render(
     req: &Request,
     platform: &Platform,
-    structure: Uuid,
+    structure: StructureId,
     context: &Territory,
+
     flash: Option<&str>,
     error: Option<&str>,
 ) -> PageResult<Response> {

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use foundation::app::Platform;
+use foundation::ids::{StructureId, TenantId, UsagerId};
 use foundation::jobs::Job;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
@@ -51,8 +52,8 @@ impl Default for Thresholds {
 }
 
 /// The thresholds of each tenant that set them.
-pub async fn thresholds(platform: &Platform) -> Result<HashMap<Uuid, Thresholds>, sqlx::Error> {
-    let rows: Vec<(Uuid, f64, i32, i32, i32, i32, i32)> = sqlx::query_as(
+pub async fn thresholds(platform: &Platform) -> Result<HashMap<TenantId, Thresholds>, sqlx::Error> {
+    let rows: Vec<(TenantId, f64, i32, i32, i32, i32, i32)> = sqlx::query_as(
         "SELECT tenant_id, volume_factor::float8, volume_minimum, night_starts, night_ends,
                 usager_structures, revocations_per_day FROM platform.alert_settings",
     )
@@ -136,8 +137,8 @@ pub fn open_days(opening_hours: &str) -> Option<[bool; 7]> {
 /// One alert to raise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Raised {
-    pub structure: Uuid,
-    pub tenant: Uuid,
+    pub structure: StructureId,
+    pub tenant: TenantId,
     pub rule: &'static str,
     pub subject: String,
     pub figure: i64,
@@ -147,14 +148,14 @@ pub struct Raised {
 /// The alerts of a day in one territory (not yet stored).
 pub async fn detect_day(
     tenant: &Territory,
-    settings: &HashMap<Uuid, Thresholds>,
+    settings: &HashMap<TenantId, Thresholds>,
     day: Date,
 ) -> Result<Vec<Raised>, sqlx::Error> {
-    let th = |t: &Uuid| settings.get(t).copied().unwrap_or_default();
+    let th = |t: &TenantId| settings.get(t).copied().unwrap_or_default();
     let mut tx = tenant.begin().await?;
     let mut raised = Vec::new();
     // Volumes and revocations, from the aggregates.
-    let volumes: Vec<(Uuid, Uuid, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let volumes: Vec<(StructureId, TenantId, i64, i64, i64, i64, i64)> = sqlx::query_as(
         "WITH d AS (SELECT structure_id, sum(created)::bigint AS c, sum(used)::bigint AS u, sum(revoked)::bigint AS r
                     FROM stats_daily WHERE day = $1 GROUP BY 1),
               h AS (SELECT structure_id, sum(created)::bigint AS c, sum(used)::bigint AS u
@@ -193,7 +194,7 @@ pub async fn detect_day(
         }
     }
     // Uses outside opening hours, from the journal (Paris time).
-    let uses: Vec<(Uuid, Uuid, String, i32, i64)> = sqlx::query_as(
+    let uses: Vec<(StructureId, TenantId, String, i32, i64)> = sqlx::query_as(
         "SELECT j.structure_id, s.tenant_id, s.opening_hours,
                 extract(hour FROM j.at AT TIME ZONE 'Europe/Paris')::int, count(*)::bigint
          FROM journal j JOIN structures s ON s.id = j.structure_id
@@ -207,7 +208,7 @@ pub async fn detect_day(
     .fetch_all(&mut *tx)
     .await?;
     let weekday = day.weekday().number_days_from_monday() as usize;
-    let mut outside: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    let mut outside: HashMap<(StructureId, TenantId), i64> = HashMap::new();
     for (structure, tenant_id, hours, hour, n) in uses {
         let t = th(&tenant_id);
         let night = hour >= t.night_starts || hour < t.night_ends;
@@ -227,16 +228,17 @@ pub async fn detect_day(
         });
     }
     // One person, live mandates with many structures.
-    let holders: Vec<(Uuid, Vec<Uuid>)> = sqlx::query_as(
+    let holders: Vec<(UsagerId, Vec<StructureId>)> = sqlx::query_as(
         "SELECT usager_id, array_agg(DISTINCT structure_id) FROM live_authorisations
          GROUP BY 1 HAVING count(DISTINCT structure_id) >= 2",
     )
     .fetch_all(&mut *tx)
     .await?;
     if !holders.is_empty() {
-        let tenants: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT id, tenant_id FROM structures")
-            .fetch_all(&mut *tx)
-            .await?;
+        let tenants: Vec<(StructureId, TenantId)> =
+            sqlx::query_as("SELECT id, tenant_id FROM structures")
+                .fetch_all(&mut *tx)
+                .await?;
         for (usager, structures) in holders {
             for structure in &structures {
                 let Some(tenant_id) = tenants.iter().find(|t| t.0 == *structure).map(|t| t.1)
@@ -248,7 +250,7 @@ pub async fn detect_day(
                         structure: *structure,
                         tenant: tenant_id,
                         rule: "usager_structures",
-                        subject: format!("U-{}", &usager.simple().to_string()[..8]),
+                        subject: format!("U-{}", &usager.as_uuid().simple().to_string()[..8]),
                         figure: structures.len() as i64,
                         expected: None,
                     });
@@ -338,7 +340,7 @@ pub async fn digest(platform: &Platform) -> anyhow::Result<u64> {
 async fn digest_territory(platform: &Platform, d: DepartementCode) -> anyhow::Result<u64> {
     let tenant = platform.tenancy.context(d).await?;
     let mut tx = tenant.begin().await?;
-    let fresh: Vec<(Uuid, Uuid, Uuid, String, String)> = sqlx::query_as(
+    let fresh: Vec<(Uuid, StructureId, TenantId, String, String)> = sqlx::query_as(
         "SELECT a.id, a.structure_id, a.tenant_id, a.rule, s.name FROM anomaly_alerts a
          JOIN structures s ON s.id = a.structure_id
          WHERE a.mailed_at IS NULL FOR UPDATE OF a SKIP LOCKED",
@@ -357,8 +359,9 @@ async fn digest_territory(platform: &Platform, d: DepartementCode) -> anyhow::Re
             "SELECT p.email, a.role FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
              WHERE p.active AND ((a.role = 'referent' AND a.domain = $1) OR (a.role = 'territory_admin' AND a.domain = $2))",
         )
-        .bind(policies::Domain::Structure(*structure).to_string())
-        .bind(policies::Domain::Tenant(*tenant_id).to_string())
+        .bind(structure.domain().to_string())
+        .bind(tenant_id.domain().to_string())
+
         .fetch_all(platform.platform_pool())
         .await?;
         for (email, role) in people {

@@ -12,6 +12,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::session::Professional;
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, Anchor, CheckpointKey};
 use foundation::paris;
 use foundation::tenancy::Territory;
@@ -20,7 +21,7 @@ use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
@@ -37,9 +38,9 @@ const PAGE: i64 = 50;
 async fn visible(
     context: &Territory,
     tenant: &Tenant,
-) -> PageResult<(Option<Vec<Uuid>>, Vec<(Uuid, String)>)> {
+) -> PageResult<(Option<Vec<StructureId>>, Vec<(StructureId, String)>)> {
     let rows = structures(context, tenant.id).await?;
-    let names: Vec<(Uuid, String)> = rows.iter().map(|s| (s.id, s.name.clone())).collect();
+    let names: Vec<(StructureId, String)> = rows.iter().map(|s| (s.id, s.name.clone())).collect();
     Ok(match tenant.commune_code {
         Some(_) => (Some(rows.iter().map(|s| s.id).collect()), names),
         None => (None, names),
@@ -82,7 +83,7 @@ pub struct Filters {
 /// errors.
 type Checked = (
     Option<String>,
-    Option<Uuid>,
+    Option<StructureId>,
     Option<OffsetDateTime>,
     Option<OffsetDateTime>,
 );
@@ -102,7 +103,7 @@ fn parse_day(text: &str) -> Option<Date> {
 fn check(
     f: &Filters,
     kinds: &[String],
-    structures: &[(Uuid, String)],
+    structures: &[(StructureId, String)],
 ) -> Result<Checked, Vec<&'static str>> {
     let mut errors = Vec::new();
     let kind = match f.kind.trim() {
@@ -115,7 +116,8 @@ fn check(
     };
     let structure = match f.structure.trim() {
         "" => None,
-        s => match Uuid::parse_str(s)
+        s => match s
+            .parse::<StructureId>()
             .ok()
             .filter(|id| structures.iter().any(|x| x.0 == *id))
         {
@@ -175,10 +177,10 @@ struct Row {
     seq: i64,
     at: OffsetDateTime,
     kind: String,
-    structure_id: Option<Uuid>,
-    professional_id: Option<Uuid>,
-    usager_id: Option<Uuid>,
-    mandate_id: Option<Uuid>,
+    structure_id: Option<StructureId>,
+    professional_id: Option<ProfessionalId>,
+    usager_id: Option<UsagerId>,
+    mandate_id: Option<MandateId>,
     details: String,
 }
 
@@ -193,9 +195,10 @@ pub struct Line {
     pub details: String,
 }
 
-/// A pseudonymous id as the auditor reads it: the first 8 characters.
-fn short(id: Option<Uuid>, prefix: &str) -> String {
-    id.map(|u| format!("{prefix}{}", &u.simple().to_string()[..8]))
+/// A pseudonymous id as the auditor reads it: the first 8 characters (the UUID's first
+/// group, hyphenated or not).
+fn short(id: Option<impl std::fmt::Display>, prefix: &str) -> String {
+    id.map(|u| format!("{prefix}{}", &u.to_string()[..8]))
         .unwrap_or_else(|| "—".to_owned())
 }
 
@@ -288,8 +291,9 @@ pub async fn journal_page(
             .bind(PAGE + 1)
             .fetch_all(&mut *tx)
             .await?;
-            let people: Vec<Uuid> = rows.iter().filter_map(|r| r.professional_id).collect();
-            let named: Vec<(Uuid, String)> = sqlx::query_as(
+            let people: Vec<ProfessionalId> =
+                rows.iter().filter_map(|r| r.professional_id).collect();
+            let named: Vec<(ProfessionalId, String)> = sqlx::query_as(
                 "SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)",
             )
             .bind(&people)
@@ -340,7 +344,7 @@ pub async fn journal_page(
     .bind(tenant.id)
     .fetch_optional(platform.platform_pool())
     .await?;
-    let domain = Domain::Tenant(tenant.id);
+    let domain = tenant.id.domain();
     let status = (!errors.is_empty()).then_some(StatusCode::BAD_REQUEST);
     html_status(
         &JournalPage {
@@ -367,11 +371,11 @@ pub async fn journal_page(
             next,
             can_verify: platform
                 .guard
-                .allows(me.id, &domain, Action::JournalVerify)
+                .allows(me.id.as_uuid(), &domain, Action::JournalVerify)
                 .await,
             can_export: platform
                 .guard
-                .allows(me.id, &domain, Action::JournalExport)
+                .allows(me.id.as_uuid(), &domain, Action::JournalExport)
                 .await,
             last: last.map(|l| l.view()),
             tenant,
@@ -576,7 +580,9 @@ pub async fn export(
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalExport).await?;
     let public = checkpoint_public(&platform)?;
     let (scope, _) = visible(&context, &tenant).await?;
-    let visible: Option<std::collections::HashSet<Uuid>> = scope.map(|s| s.into_iter().collect());
+    let visible: Option<std::collections::HashSet<StructureId>> =
+        scope.map(|s| s.into_iter().collect());
+
     let mut body: Vec<u8> = Vec::new();
     let mut tx = context.begin().await?;
     journal::export_for(&mut tx, &public, Some(me.id), visible.as_ref(), &mut body)

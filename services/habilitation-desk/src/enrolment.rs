@@ -5,6 +5,7 @@
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
 use foundation::auth::{csrf, factors, totp};
+use foundation::ids::ProfessionalId;
 use foundation::web::PageResult;
 use foundation::web::html;
 use poem::http::StatusCode;
@@ -37,7 +38,7 @@ fn invalid_link() -> PageResult<Response> {
 async fn live_link(
     platform: &Platform,
     token: &str,
-) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+) -> Result<Option<(ProfessionalId, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.email FROM platform.email_links l JOIN platform.professionals p ON p.id = l.professional_id
          WHERE l.token_hash = $1 AND l.purpose = 'enrolment' AND l.consumed_at IS NULL AND l.expires_at > now() AND p.active",

@@ -12,7 +12,7 @@ pub const INACTIVE_DAYS: i32 = 90;
 /// (or never, for accounts older than that), through the national outbox. Returns how many.
 pub async fn warn_inactive_aidants(platform: &Platform) -> anyhow::Result<u64> {
     let mut tx = platform.platform_pool().begin().await?;
-    let due: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(
+    let due: Vec<(foundation::ids::ProfessionalId, String, String)> = sqlx::query_as(
         "SELECT p.id, p.email, p.display_name FROM platform.professionals p
          WHERE p.active
            AND EXISTS (SELECT 1 FROM platform.role_assignments a WHERE a.professional_id = p.id AND a.role = 'aidant')

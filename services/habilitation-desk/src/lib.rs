@@ -65,6 +65,8 @@ pub mod territory;
 pub mod territory_space;
 /// The territory admin manages the tenant's structures and delegates administration.
 pub mod territory_structures;
+/// The trainer's pages: their sessions and attendance.
+pub mod trainer;
 /// Training organisations, sessions, registrations and attendance.
 pub mod training;
 /// Page templates and helpers.
@@ -327,15 +329,15 @@ pub async fn parts(_platform: &Platform) -> anyhow::Result<ServiceParts> {
                 .post(Access::Issuer, structure_training::issuer_cancel),
             Page::at("/formation").get(
                 Access::Permission(Action::AttendanceRecord),
-                training::trainer_sessions,
+                trainer::trainer_sessions,
             ),
             Page::at("/formation/sessions/:id").get(
                 Access::Permission(Action::AttendanceRecord),
-                training::trainer_session_page,
+                trainer::trainer_session_page,
             ),
             Page::at("/formation/sessions/:id/presence").post(
                 Access::RecentPermission(Action::AttendanceRecord),
-                training::record_attendance,
+                trainer::record_attendance,
             ),
             Page::at("/national/pix")
                 .get(Access::Permission(Action::PixImport), pix::form)

@@ -6,6 +6,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
 use foundation::auth::{browsers, client, csrf, delays, factors, ratelimit, session, totp};
+use foundation::ids::ProfessionalId;
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform_sealed};
 use foundation::web::PageResult;
 use foundation::web::html;
@@ -18,6 +19,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::views::{ConfirmPage, LoginPage, MessagePage, THEME, nav, safe_next};
+
+/// The professional an address without an account is checked as, for the same work.
+const NOBODY: ProfessionalId = ProfessionalId::from_uuid(Uuid::nil());
 
 /// Lifetime of a login link.
 pub const LOGIN_LINK_MINUTES: i32 = 5;
@@ -139,7 +143,7 @@ pub async fn submit(
         resp.set_status(StatusCode::TOO_MANY_REQUESTS);
         return Ok(resp);
     }
-    let professional: Option<Uuid> =
+    let professional: Option<ProfessionalId> =
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1 AND active")
             .bind(&email)
             .fetch_optional(&mut *tx)
@@ -152,7 +156,7 @@ pub async fn submit(
     let known = browsers::is_known(
         &mut tx,
         req,
-        professional.unwrap_or(Uuid::nil()),
+        professional.unwrap_or(NOBODY),
         secure(&platform),
     )
     .await?
@@ -175,8 +179,7 @@ pub async fn submit(
         (None, None) => {
             // The factor lookup (of nobody) and a code check, as for a real account.
             let _ =
-                factors::check_code(&mut tx, &platform.cipher, Uuid::nil(), &f.code, now, trust)
-                    .await;
+                factors::check_code(&mut tx, &platform.cipher, NOBODY, &f.code, now, trust).await;
             let _ = totp::verify(
                 &totp::new_seed(),
                 30,
@@ -357,7 +360,8 @@ pub async fn consume_link(
             return Ok(resp);
         }
     }
-    let consumed: Option<(Uuid, Option<OffsetDateTime>)> = sqlx::query_as(
+    let consumed: Option<(ProfessionalId, Option<OffsetDateTime>)> = sqlx::query_as(
+
         "UPDATE platform.email_links l SET consumed_at = now()
          FROM platform.professionals p
          WHERE l.token_hash = $1 AND l.purpose = 'login' AND l.consumed_at IS NULL AND l.expires_at > now()

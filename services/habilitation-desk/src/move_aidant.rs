@@ -9,16 +9,16 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{assignments, csrf, guard};
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain, Role};
+use policies::{Action, Role};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::views::{THEME, nav};
 
@@ -28,18 +28,24 @@ async fn context(
     platform: &Platform,
     me: &Professional,
     aidant: &str,
-) -> PageResult<(Uuid, Territory, Uuid, String, Vec<(Uuid, String)>)> {
+) -> PageResult<(
+    StructureId,
+    Territory,
+    ProfessionalId,
+    String,
+    Vec<(StructureId, String)>,
+)> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantMove)
         .await?
         .structure();
     guard::require_active_structure(platform, structure).await?;
-    let aidant = Uuid::parse_str(aidant.trim()).map_err(|_| PageError::not_found())?;
+    let aidant: ProfessionalId = aidant.trim().parse().map_err(|_| PageError::not_found())?;
     let name: String = sqlx::query_scalar(
         "SELECT p.display_name FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2",
     )
     .bind(aidant)
-    .bind(Domain::Structure(structure).to_string())
+    .bind(structure.domain().to_string())
     .fetch_optional(platform.platform_pool())
     .await?
     .ok_or_else(PageError::not_found)?;
@@ -48,7 +54,7 @@ async fn context(
         .ok_or_else(PageError::not_found)?;
     let tenant = platform.tenancy.context(departement).await?;
     let mut tx = tenant.begin().await?;
-    let targets: Vec<(Uuid, String)> = sqlx::query_as(
+    let targets: Vec<(StructureId, String)> = sqlx::query_as(
         "SELECT s.id, s.name FROM structures s
          WHERE s.tenant_id = (SELECT tenant_id FROM structures WHERE id = $1) AND s.id <> $1 AND s.active
          ORDER BY s.name",
@@ -115,7 +121,11 @@ pub async fn apply(
     Form(f): Form<MoveForm>,
 ) -> PageResult<Response> {
     let (from, tenant, aidant, _, targets) = context(&platform, &me, &f.aidant).await?;
-    let to = Uuid::parse_str(f.structure.trim()).map_err(|_| PageError::not_found())?;
+    let to: StructureId = f
+        .structure
+        .trim()
+        .parse()
+        .map_err(|_| PageError::not_found())?;
     // Only a structure of the same tenant: anything else is as if it did not exist.
     if !targets.iter().any(|(id, _)| *id == to) {
         return Err(PageError::not_found());
@@ -126,14 +136,14 @@ pub async fn apply(
         "DELETE FROM platform.role_assignments WHERE professional_id = $1 AND role = 'aidant' AND domain = $2",
     )
     .bind(aidant)
-    .bind(Domain::Structure(from).to_string())
+    .bind(from.domain().to_string())
     .execute(&mut *tx)
     .await?;
     crate::accounts::grant_role(
         &mut tx,
         aidant,
         Role::Aidant,
-        Domain::Structure(to),
+        to.domain(),
         Some(departement.as_str()),
     )
     .await?;
@@ -196,13 +206,17 @@ pub async fn appoint(
         .await?
         .structure();
     guard::require_active_structure(&platform, structure).await?;
-    let aidant = Uuid::parse_str(f.aidant.trim()).map_err(|_| PageError::not_found())?;
+    let aidant: ProfessionalId = f
+        .aidant
+        .trim()
+        .parse()
+        .map_err(|_| PageError::not_found())?;
     let email: String = sqlx::query_scalar(
         "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.professional_id = $1 AND a.role = 'aidant' AND a.domain = $2 AND p.active",
     )
     .bind(aidant)
-    .bind(Domain::Structure(structure).to_string())
+    .bind(structure.domain().to_string())
     .fetch_optional(platform.platform_pool())
     .await?
     .ok_or_else(PageError::not_found)?;
@@ -215,7 +229,7 @@ pub async fn appoint(
         &mut tx,
         aidant,
         Role::Referent,
-        Domain::Structure(structure),
+        structure.domain(),
         Some(departement.as_str()),
     )
     .await?;

@@ -9,6 +9,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{csrf, guard};
+use foundation::ids::StructureId;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
@@ -21,7 +22,6 @@ use policies::{Action, Domain};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::requests::form::kind_label;
 use crate::views::{THEME, nav};
@@ -57,7 +57,7 @@ pub struct SearchQuery {
 }
 
 type Row = (
-    Uuid,
+    StructureId,
     String,
     String,
     String,
@@ -72,7 +72,7 @@ async fn page(
     platform: &Platform,
     departement: &str,
     flash: Option<&str>,
-    error: Option<(&str, Uuid)>,
+    error: Option<(&str, StructureId)>,
 ) -> PageResult<Response> {
     let mut lines = Vec::new();
     let searched = !departement.trim().is_empty();
@@ -181,7 +181,12 @@ pub async fn deactivate(
     )
     .await?;
     let d = DepartementCode::parse(&f.departement).map_err(|_| PageError::not_found())?;
-    let structure = Uuid::parse_str(f.structure.trim()).map_err(|_| PageError::not_found())?;
+    let structure: StructureId = f
+        .structure
+        .trim()
+        .parse()
+        .map_err(|_| PageError::not_found())?;
+
     let reason = f.reason.trim();
     if reason.is_empty() || reason.chars().count() > 2000 {
         return page(

@@ -8,6 +8,7 @@
 //! since Pix or the charter may come before the training ends.
 
 use foundation::app::Platform;
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::paris;
 use foundation::web::PageResult;
 use sqlx::PgConnection;
@@ -90,7 +91,7 @@ pub struct File {
     pub last_name: String,
     pub email: String,
     pub state: String,
-    pub professional_id: Option<Uuid>,
+    pub professional_id: Option<ProfessionalId>,
 }
 
 impl File {
@@ -170,7 +171,7 @@ pub fn stage(state: &str, registration: Option<&str>, pix: bool, charter: bool) 
 /// the structure is not in that territory.
 pub async fn structure_files(
     platform: &Platform,
-    structure: Uuid,
+    structure: StructureId,
 ) -> PageResult<Option<(String, bool, Vec<File>)>> {
     let Some(departement) =
         foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)

@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::io::Read;
 
 use foundation::auth::journal::{self as security, SecurityEvent};
+use foundation::ids::ProfessionalId;
 use serde_json::json;
 use sqlx::PgPool;
 use time::Date;
@@ -115,7 +116,7 @@ struct Parsed {
 pub async fn import<R: Read>(
     pool: &PgPool,
     input: R,
-    importer: Option<Uuid>,
+    importer: Option<ProfessionalId>,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, ImportError> {
     let mut buffered = std::io::BufReader::new(input);
@@ -191,7 +192,7 @@ pub async fn import<R: Read>(
 async fn write(
     pool: &PgPool,
     batch: Vec<Parsed>,
-    importer: Option<Uuid>,
+    importer: Option<ProfessionalId>,
     report: &mut Report,
 ) -> Result<(), sqlx::Error> {
     if batch.is_empty() {

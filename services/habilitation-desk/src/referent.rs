@@ -7,6 +7,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{cards, csrf, guard};
+use foundation::ids::ProfessionalId;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -15,14 +16,13 @@ use poem::{IntoResponse, Request, Response, handler};
 use policies::Action;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::accounts;
 use crate::views::{THEME, nav};
 
 /// Id, name, e-mail, factor kind, card serial, blocked.
 type AidantFactorRow = (
-    Uuid,
+    ProfessionalId,
     String,
     String,
     Option<String>,
@@ -164,12 +164,18 @@ pub async fn aidants(
 
 /// The guard for référent actions, and the target aidant, who must belong to the structure
 /// (another structure's aidant, or nonsense: 404, as for anything that is not there).
-async fn target(platform: &Platform, me: &Professional, aidant: &str) -> PageResult<Uuid> {
+async fn target(
+    platform: &Platform,
+    me: &Professional,
+    aidant: &str,
+) -> PageResult<ProfessionalId> {
     let structure = guard::require_in_current_structure(platform, me, Action::FactorManage)
         .await?
         .structure();
     guard::require_active_structure(platform, structure).await?;
-    let id = Uuid::parse_str(aidant.trim())
+    let id: ProfessionalId = aidant
+        .trim()
+        .parse()
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let member: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id

@@ -8,6 +8,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
+use foundation::ids::StructureId;
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::PageResult;
@@ -18,7 +19,6 @@ use poem::{Request, Response, handler};
 use policies::{Action, Domain};
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::views::{THEME, nav};
 
@@ -35,7 +35,7 @@ pub struct Entry {
 type Row = (
     String,
     String,
-    Uuid,
+    StructureId,
     String,
     OffsetDateTime,
     Option<String>,
@@ -60,8 +60,8 @@ pub async fn entries(platform: &Platform) -> Result<Vec<Entry>, sqlx::Error> {
     .fetch_all(platform.platform_pool())
     .await?;
     // Structure names, one query per territory.
-    let mut names: std::collections::HashMap<Uuid, String> = Default::default();
-    let mut by_dep: std::collections::BTreeMap<String, Vec<Uuid>> = Default::default();
+    let mut names: std::collections::HashMap<StructureId, String> = Default::default();
+    let mut by_dep: std::collections::BTreeMap<String, Vec<StructureId>> = Default::default();
     for r in &rows {
         by_dep.entry(r.3.clone()).or_default().push(r.2);
     }
@@ -73,7 +73,7 @@ pub async fn entries(platform: &Platform) -> Result<Vec<Entry>, sqlx::Error> {
             continue;
         };
         let mut tx = tenant.begin().await?;
-        let found: Vec<(Uuid, String)> =
+        let found: Vec<(StructureId, String)> =
             sqlx::query_as("SELECT id, name FROM structures WHERE id = ANY($1)")
                 .bind(&ids)
                 .fetch_all(&mut *tx)

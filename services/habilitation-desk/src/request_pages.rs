@@ -7,10 +7,10 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
+use foundation::ids::ProfessionalId;
 use foundation::paris;
 use foundation::tenancy::{DepartementCode, Territory};
-use foundation::web::{NavItem, Theme, html, html_status};
-use foundation::web::{PageError, PageResult};
+use foundation::web::{NavItem, PageError, PageResult, Theme, html, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
@@ -925,7 +925,7 @@ pub struct Recap {
     pub missing: Vec<&'static str>,
 }
 
-pub fn recap(d: &Dossier, reviewer_names: &dyn Fn(Uuid) -> String) -> Recap {
+pub fn recap(d: &Dossier, reviewer_names: &dyn Fn(ProfessionalId) -> String) -> Recap {
     let r = &d.request;
     let territory = r
         .departement()

@@ -10,6 +10,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{csrf, guard};
+use foundation::ids::{ProfessionalId, TenantId};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html, html_status};
@@ -21,7 +22,6 @@ use policies::{Action, Domain, Role};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::request_pages::{Recap, recap};
 use crate::requests::acceptance;
@@ -52,12 +52,12 @@ impl ReviewScope {
 pub async fn review_scope(platform: &Platform, me: &Professional) -> PageResult<ReviewScope> {
     if platform
         .guard
-        .allows(me.id, &Domain::National, Action::RequestReview)
+        .allows(me.id.as_uuid(), &Domain::National, Action::RequestReview)
         .await
     {
         return Ok(ReviewScope::National);
     }
-    let delegated: Vec<(Uuid, String)> = sqlx::query_as(
+    let delegated: Vec<(TenantId, String)> = sqlx::query_as(
         "SELECT t.id, t.departement_code FROM platform.role_assignments a
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
          WHERE a.professional_id = $1 AND a.role = 'reviewer' ORDER BY 2",
@@ -69,7 +69,7 @@ pub async fn review_scope(platform: &Platform, me: &Professional) -> PageResult<
     for (tenant, code) in delegated {
         if platform
             .guard
-            .allows(me.id, &Domain::Tenant(tenant), Action::RequestReview)
+            .allows(me.id.as_uuid(), &tenant.domain(), Action::RequestReview)
             .await
             && let Ok(d) = DepartementCode::parse(&code)
         {
@@ -305,12 +305,12 @@ async fn view_page(
     flash: Option<&str>,
     error: Option<String>,
 ) -> PageResult<Response> {
-    let ids: Vec<Uuid> = d
+    let ids: Vec<ProfessionalId> = d
         .messages
         .iter()
         .filter_map(|m| m.professional_id)
         .collect();
-    let names: Vec<(Uuid, String)> =
+    let names: Vec<(ProfessionalId, String)> =
         sqlx::query_as("SELECT id, display_name FROM platform.professionals WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_all(platform.platform_pool())
@@ -564,7 +564,7 @@ async fn reviewers_page(
     error: Option<(&'static str, String)>,
     flash: Option<&str>,
 ) -> PageResult<Response> {
-    let rows: Vec<(Uuid, String, String, Uuid, String)> = sqlx::query_as(
+    let rows: Vec<(ProfessionalId, String, String, TenantId, String)> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, t.id, t.departement_code FROM platform.role_assignments a
          JOIN platform.professionals p ON p.id = a.professional_id
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
@@ -654,7 +654,7 @@ pub async fn delegate(
         );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
-    let council: Option<Uuid> = sqlx::query_scalar(
+    let council: Option<TenantId> = sqlx::query_scalar(
         "SELECT id FROM platform.tenants WHERE kind = 'departement' AND departement_code = $1",
     )
     .bind(departement.as_str())
@@ -667,7 +667,7 @@ pub async fn delegate(
         );
         return reviewers_page(req, &platform, email, f.departement, Some(e), None).await;
     };
-    let professional: Option<Uuid> = sqlx::query_scalar(
+    let professional: Option<ProfessionalId> = sqlx::query_scalar(
         "SELECT p.id FROM platform.professionals p
          JOIN platform.role_assignments a ON a.professional_id = p.id AND a.role = 'territory_admin'
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text AND t.departement_code = $2
@@ -689,7 +689,7 @@ pub async fn delegate(
         &mut tx,
         professional,
         Role::Reviewer,
-        Domain::Tenant(council),
+        council.domain(),
         Some(departement.as_str()),
     )
     .await?;
@@ -723,8 +723,8 @@ pub async fn withdraw(
     let me = me.0;
     guard::require(&platform, &me, Domain::National, Action::RequestReview).await?;
     let (Ok(professional), Ok(tenant)) = (
-        Uuid::parse_str(f.professionnel.trim()),
-        Uuid::parse_str(f.collectivite.trim()),
+        f.professionnel.trim().parse::<ProfessionalId>(),
+        f.collectivite.trim().parse::<TenantId>(),
     ) else {
         return Err(PageError::not_found());
     };
@@ -733,7 +733,8 @@ pub async fn withdraw(
         "DELETE FROM platform.role_assignments WHERE professional_id = $1 AND role = 'reviewer' AND domain = $2",
     )
     .bind(professional)
-    .bind(Domain::Tenant(tenant).to_string())
+    .bind(tenant.domain().to_string())
+
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -13,11 +13,11 @@
 use std::time::Duration;
 
 use foundation::app::Platform;
+use foundation::ids::{StructureId, TenantId};
 use foundation::jobs::Job;
 use foundation::tenancy::{DepartementCode, Territory};
 use sqlx::PgConnection;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 /// Below this many people, a public figure is not published.
 pub const THRESHOLD: i64 = 5;
@@ -151,8 +151,8 @@ pub struct Month {
 /// Whose figures: one tenant's structures (from its monthly table) or one structure's.
 #[derive(Debug, Clone, Copy)]
 pub enum Of {
-    Tenant(Uuid),
-    Structure(Uuid),
+    Tenant(TenantId),
+    Structure(StructureId),
 }
 
 /// Monthly figures for the twelve months to now, from the territory's aggregates.

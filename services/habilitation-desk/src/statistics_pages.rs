@@ -344,7 +344,7 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> Page
         "SELECT count(*) FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.domain = $1 AND a.role = 'aidant' AND p.active",
     )
-    .bind(policies::Domain::Structure(structure).to_string())
+    .bind(structure.domain().to_string())
     .fetch_one(platform.platform_pool())
     .await?;
     html(&StructurePage {

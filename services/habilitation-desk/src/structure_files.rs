@@ -7,6 +7,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{assignments, csrf, guard};
+use foundation::ids::StructureId;
 use foundation::journal::{self, Event, NewEntry};
 use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html_status};
@@ -68,7 +69,7 @@ fn page(
     )
 }
 
-async fn structure(platform: &Platform, me: &Professional) -> PageResult<Uuid> {
+async fn structure(platform: &Platform, me: &Professional) -> PageResult<StructureId> {
     let structure = guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
         .await?
         .structure();

@@ -9,13 +9,13 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::guard;
 use foundation::auth::session::Professional;
+use foundation::ids::ProfessionalId;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Response, handler};
-use policies::{Action, Domain};
-use uuid::Uuid;
+use policies::Action;
 
 use crate::pipeline::{self, Stage};
 use crate::views::{THEME, nav};
@@ -51,7 +51,7 @@ struct SpacePage<'a> {
 
 /// An account of the structure: id, name, e-mail, factor kind, card serial, blocked, référent.
 type AccountRow = (
-    Uuid,
+    ProfessionalId,
     String,
     String,
     Option<String>,
@@ -167,8 +167,9 @@ pub async fn page(platform: Data<&Platform>, me: Professional) -> PageResult<Res
                 .unwrap_or(usize::MAX)
         });
     }
-    let domain = Domain::Structure(structure);
-    let allowed = |action| platform.guard.allows(me.id, &domain, action);
+    let domain = structure.domain();
+    let allowed = |action| platform.guard.allows(me.id.as_uuid(), &domain, action);
+
     html(&SpacePage {
         theme: THEME,
         nav: nav("/structure"),

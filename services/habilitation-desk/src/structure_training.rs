@@ -11,6 +11,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
+use foundation::ids::StructureId;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Path, Query, Redirect};
@@ -76,7 +77,7 @@ async fn issuer_structure(
     platform: &Platform,
     issuer: &Issuer,
     reference: &str,
-) -> PageResult<Uuid> {
+) -> PageResult<StructureId> {
     let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy

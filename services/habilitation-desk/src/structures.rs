@@ -1,13 +1,13 @@
 //! Structures of a territory. Until the desk's request and review flow exists, operators create
 //! them with `tenant-admin`.
 
+use foundation::ids::{StructureId, TenantId};
 use foundation::tenancy::{CommuneCode, Territory};
-use uuid::Uuid;
 
 /// What an operator gives to create a structure.
 #[derive(Debug, Clone)]
 pub struct NewStructure {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub name: String,
     pub kind: String,
     pub commune: CommuneCode,
@@ -28,7 +28,7 @@ pub enum StructureError {
 pub async fn create_structure(
     tenant: &Territory,
     new: &NewStructure,
-) -> Result<Uuid, StructureError> {
+) -> Result<StructureId, StructureError> {
     if new.commune.departement() != tenant.departement() {
         return Err(StructureError::WrongDepartement(
             new.commune.clone(),
@@ -36,7 +36,7 @@ pub async fn create_structure(
         ));
     }
     let mut tx = tenant.begin().await?;
-    let existing: Option<Uuid> =
+    let existing: Option<StructureId> =
         sqlx::query_scalar("SELECT id FROM structures WHERE name = $1 AND commune_code = $2")
             .bind(&new.name)
             .bind(new.commune.as_str())
@@ -45,7 +45,8 @@ pub async fn create_structure(
     let id = match existing {
         Some(id) => id,
         None => {
-            let id = Uuid::now_v7();
+            let id = StructureId::new_v7();
+
             sqlx::query(
                 "INSERT INTO structures (id, tenant_id, name, kind, commune_code, address, france_services)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -6,14 +6,14 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
+use foundation::ids::TenantId;
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::web::Data;
 use poem::{Response, handler};
-use policies::{Action, Domain};
-use uuid::Uuid;
+use policies::Action;
 
 use crate::requests::form::kind_label;
 use crate::requests::{self, Status};
@@ -50,7 +50,7 @@ struct RolloutPage<'a> {
 /// `GET /territoire/deploiement`.
 #[handler]
 pub async fn rollout(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let held: Vec<(Uuid, String, String, String, Option<String>)> = sqlx::query_as(
+    let held: Vec<(TenantId, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT t.id, t.name, t.kind, t.departement_code, t.commune_code FROM platform.role_assignments a
          JOIN platform.tenants t ON a.domain = 'tenant:' || t.id::text
          WHERE a.professional_id = $1 AND a.role = 'territory_admin' ORDER BY t.name",
@@ -62,7 +62,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> PageResult<
     for (id, name, kind, code, commune) in held {
         if !platform
             .guard
-            .allows(me.id, &Domain::Tenant(id), Action::RolloutFollow)
+            .allows(me.id.as_uuid(), &id.domain(), Action::RolloutFollow)
             .await
         {
             continue;

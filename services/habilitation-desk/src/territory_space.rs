@@ -16,6 +16,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::session::Professional;
+use foundation::ids::{StructureId, TenantId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, Territory};
 use foundation::web::chart::Chart;
@@ -24,11 +25,10 @@ use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::pipeline::{self, Stage};
 use crate::requests::{self, Status};
@@ -38,7 +38,7 @@ use crate::views::{THEME, nav};
 /// A tenant administered by the professional.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub kind: String,
     pub departement_code: String,
@@ -76,7 +76,7 @@ pub(crate) async fn held(
     for t in tenants {
         if platform
             .guard
-            .allows(me.id, &Domain::Tenant(t.id), action)
+            .allows(me.id.as_uuid(), &t.id.domain(), action)
             .await
         {
             allowed.push(t);
@@ -108,10 +108,10 @@ pub(crate) async fn scoped(
     id: &str,
     action: Action,
 ) -> PageResult<(Tenant, Territory)> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
+    let id: TenantId = id.trim().parse().map_err(|_| PageError::not_found())?;
     if !platform
         .guard
-        .allows(me.id, &Domain::Tenant(id), action)
+        .allows(me.id.as_uuid(), &id.domain(), action)
         .await
     {
         tracing::info!(action = action.as_str(), "authorization denied");
@@ -122,7 +122,7 @@ pub(crate) async fn scoped(
             "SELECT EXISTS (SELECT 1 FROM platform.role_assignments WHERE professional_id = $1 AND domain = $2)",
         )
         .bind(me.id)
-        .bind(Domain::Tenant(id).to_string())
+        .bind(id.domain().to_string())
         .fetch_one(platform.platform_pool())
         .await?;
         let elsewhere = !member && !held(platform, me, action).await?.is_empty();
@@ -165,7 +165,7 @@ pub(crate) async fn communes_of(
 /// A structure of the tenant, as its territory holds it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StructureRow {
-    pub id: Uuid,
+    pub id: StructureId,
     pub name: String,
     pub kind: String,
     pub commune_code: String,
@@ -179,7 +179,10 @@ pub struct StructureRow {
 }
 
 /// The tenant's structures, by name.
-pub(crate) async fn structures(context: &Territory, tenant: Uuid) -> PageResult<Vec<StructureRow>> {
+pub(crate) async fn structures(
+    context: &Territory,
+    tenant: TenantId,
+) -> PageResult<Vec<StructureRow>> {
     let mut tx = context.begin().await?;
     let rows = sqlx::query_as(
         "SELECT id, name, kind, commune_code, active, deactivated_at, deactivation_reason, address,
@@ -209,10 +212,7 @@ pub(crate) async fn structure_lines(
     platform: &Platform,
     rows: &[StructureRow],
 ) -> PageResult<Vec<StructureLine>> {
-    let domains: Vec<String> = rows
-        .iter()
-        .map(|s| Domain::Structure(s.id).to_string())
-        .collect();
+    let domains: Vec<String> = rows.iter().map(|s| s.id.domain().to_string()).collect();
     let people: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT a.domain, a.role, p.display_name FROM platform.role_assignments a
          JOIN platform.professionals p ON p.id = a.professional_id
@@ -358,7 +358,7 @@ async fn coverage(
 
 /// Mandates created and used by month (twelve months), uses by category, people helped: from
 /// the tenant's monthly aggregates, as charts with their figures.
-async fn uses(context: &Territory, tenant: Uuid) -> PageResult<Vec<Chart>> {
+async fn uses(context: &Territory, tenant: TenantId) -> PageResult<Vec<Chart>> {
     let of = statistics::Of::Tenant(tenant);
     let mut tx = context.begin().await?;
     let months = statistics::twelve(&statistics::months(&mut tx, of).await?);
@@ -446,7 +446,7 @@ pub async fn dashboard(
     // Requests in progress in the tenant's scope (its communes, or the whole département).
     let mut tx = context.begin().await?;
     let summaries = requests::summaries(&mut tx, &[], None, None).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|s| s.id).collect();
+    let ids: Vec<StructureId> = rows.iter().map(|s| s.id).collect();
     let files: Vec<pipeline::File> = sqlx::query_as(
         "SELECT id, first_name, last_name, email, state, professional_id FROM habilitation_files
          WHERE structure_id = ANY($1)",
@@ -494,7 +494,11 @@ pub async fn dashboard(
     let coverage = coverage(&platform, &context, d, scope.as_deref()).await?;
     let can_delegate = platform
         .guard
-        .allows(me.id, &Domain::Tenant(tenant.id), Action::TerritoryDelegate)
+        .allows(
+            me.id.as_uuid(),
+            &tenant.id.domain(),
+            Action::TerritoryDelegate,
+        )
         .await;
     html(&SpacePage {
         theme: THEME,

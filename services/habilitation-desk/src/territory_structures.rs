@@ -10,6 +10,7 @@ use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::Territory;
@@ -18,10 +19,9 @@ use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Path, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain, Role};
+use policies::{Action, Role};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::accounts;
 use crate::requests::form::FieldErrors;
@@ -30,7 +30,7 @@ use crate::views::{THEME, nav};
 
 /// The tenant's structure of the path (404 when it is another tenant's).
 async fn structure_of(context: &Territory, tenant: &Tenant, id: &str) -> PageResult<StructureRow> {
-    let id = Uuid::parse_str(id.trim()).map_err(|_| PageError::not_found())?;
+    let id: StructureId = id.trim().parse().map_err(|_| PageError::not_found())?;
     structures(context, tenant.id)
         .await?
         .into_iter()
@@ -369,7 +369,7 @@ pub async fn delegate(
         );
     };
     let mut tx = platform.platform_pool().begin().await?;
-    let existing: Option<(Uuid, bool)> =
+    let existing: Option<(ProfessionalId, bool)> =
         sqlx::query_as("SELECT id, active FROM platform.professionals WHERE email = $1")
             .bind(&email)
             .fetch_optional(&mut *tx)
@@ -401,7 +401,7 @@ pub async fn delegate(
         &mut tx,
         professional,
         Role::TerritoryAdmin,
-        Domain::Tenant(tenant.id),
+        tenant.id.domain(),
         None,
     )
     .await?;

@@ -13,6 +13,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
+use foundation::ids::ProfessionalId;
 use foundation::jobs::Job;
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
@@ -128,7 +129,7 @@ pub struct WaveForm {
 pub async fn create(
     pool: &PgPool,
     form: &WaveForm,
-    by: Uuid,
+    by: ProfessionalId,
 ) -> Result<Uuid, Result<FieldErrors, sqlx::Error>> {
     let mut e = FieldErrors::default();
     let name = form.name.trim();
@@ -255,7 +256,11 @@ pub async fn create(
 
 /// Opens a wave (once) and releases its territories' waiting requests. Returns how many were
 /// released now, or `None` when the wave was already open or does not exist.
-pub async fn open(platform: &Platform, wave: Uuid, by: Uuid) -> Result<Option<usize>, sqlx::Error> {
+pub async fn open(
+    platform: &Platform,
+    wave: Uuid,
+    by: ProfessionalId,
+) -> Result<Option<usize>, sqlx::Error> {
     let mut tx = platform.platform_pool().begin().await?;
     let departements: Option<Vec<String>> = sqlx::query_scalar(
         "UPDATE platform.rollout_waves SET opened_at = now(), opened_by = $2

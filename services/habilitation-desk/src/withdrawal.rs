@@ -12,6 +12,7 @@ use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
 use foundation::auth::{assignments, csrf, guard};
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::paris;
@@ -31,12 +32,12 @@ use crate::views::{THEME, nav};
 /// Who withdraws.
 #[derive(Debug, Clone, Copy)]
 pub enum By {
-    Referent(Uuid),
-    National(Uuid),
+    Referent(ProfessionalId),
+    National(ProfessionalId),
 }
 
 impl By {
-    fn id(&self) -> Uuid {
+    fn id(&self) -> ProfessionalId {
         match self {
             By::Referent(id) | By::National(id) => *id,
         }
@@ -68,8 +69,8 @@ pub fn reason(typed: &str) -> Result<String, WithdrawalError> {
 /// Withdraws the aidant's habilitation in the structure (see the module's comment).
 pub async fn withdraw(
     platform: &Platform,
-    structure: Uuid,
-    aidant: Uuid,
+    structure: StructureId,
+    aidant: ProfessionalId,
     typed_reason: &str,
     by: By,
 ) -> Result<(), WithdrawalError> {
@@ -89,7 +90,7 @@ pub async fn withdraw(
          RETURNING p.email",
     )
     .bind(aidant)
-    .bind(Domain::Structure(structure).to_string())
+    .bind(structure.domain().to_string())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(email) = email else {
@@ -198,17 +199,19 @@ struct WithdrawPage<'a> {
 /// The aidant, who must be an aidant of the structure (else 404), with names for the page.
 async fn aidant_of(
     platform: &Platform,
-    structure: Uuid,
+    structure: StructureId,
     aidant: &str,
-) -> PageResult<(Uuid, String, String)> {
-    let id = Uuid::parse_str(aidant.trim())
+) -> PageResult<(ProfessionalId, String, String)> {
+    let id: ProfessionalId = aidant
+        .trim()
+        .parse()
         .map_err(|_| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     let name: Option<String> = sqlx::query_scalar(
         "SELECT p.display_name FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
          WHERE a.professional_id = $1 AND a.domain = $2 AND a.role = 'aidant'",
     )
     .bind(id)
-    .bind(Domain::Structure(structure).to_string())
+    .bind(structure.domain().to_string())
     .fetch_optional(platform.platform_pool())
     .await?;
     let name = name.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
@@ -216,7 +219,7 @@ async fn aidant_of(
     Ok((id, name, structure_name))
 }
 
-async fn structure_name(platform: &Platform, structure: Uuid) -> PageResult<String> {
+async fn structure_name(platform: &Platform, structure: StructureId) -> PageResult<String> {
     let Some(d) = assignments::structure_departement(platform.platform_pool(), structure).await?
     else {
         return Err(PageError::not_found());
@@ -353,7 +356,7 @@ async fn national_page(
     reason: String,
 ) -> PageResult<Response> {
     let email = email.trim().to_lowercase();
-    let rows: Vec<(Uuid, String, String, Option<String>)> = if email.is_empty() {
+    let rows: Vec<(ProfessionalId, String, String, Option<String>)> = if email.is_empty() {
         Vec::new()
     } else {
         sqlx::query_as(
@@ -370,6 +373,7 @@ async fn national_page(
         let Some(Domain::Structure(structure)) = Domain::parse(&domain) else {
             continue;
         };
+        let structure = StructureId::from_uuid(structure);
         let structure_name = structure_name(platform, structure)
             .await
             .unwrap_or_else(|_| "structure indisponible".to_owned());
@@ -446,8 +450,8 @@ pub async fn national_withdraw(
     )
     .await?;
     let (Ok(aidant), Ok(structure)) = (
-        Uuid::parse_str(f.aidant.trim()),
-        Uuid::parse_str(f.structure.trim()),
+        f.aidant.trim().parse::<ProfessionalId>(),
+        f.structure.trim().parse::<StructureId>(),
     ) else {
         return Err(PageError::not_found());
     };

@@ -12,6 +12,7 @@ pub use pdf::{MandateTerms, RevocationTerms, mandate_pdf, revocation_pdf, shown_
 
 use crate::documents::{Documents, Stored};
 use foundation::app::Platform;
+use foundation::ids::{MandateId, ProfessionalId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantTx};
 use hmac::{Hmac, Mac};
@@ -32,7 +33,7 @@ pub fn verification_url(
     platform: &Platform,
     origin: &str,
     departement: DepartementCode,
-    mandate: Uuid,
+    mandate: MandateId,
 ) -> String {
     format!(
         "{origin}/verifier/{}/{mandate}/{}",
@@ -45,7 +46,7 @@ pub fn verification_url(
 pub(crate) fn verification_token(
     platform: &Platform,
     departement: DepartementCode,
-    mandate: Uuid,
+    mandate: MandateId,
 ) -> String {
     use base64::Engine;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(
@@ -63,7 +64,7 @@ pub(crate) fn verification_token(
 
 /// What a mandate attestation states, gathered by its caller.
 pub struct AttestationFacts<'a> {
-    pub mandate: Uuid,
+    pub mandate: MandateId,
     pub identity: &'a Identity,
     pub aidant_name: String,
     pub categories: Vec<String>,
@@ -142,8 +143,8 @@ pub async fn attach_attestation(
     tx: &mut TenantTx,
     documents: &Documents,
     scope: &Scope,
-    mandate: Uuid,
-    usager: Uuid,
+    mandate: MandateId,
+    usager: UsagerId,
     upload: &Stored,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
@@ -175,12 +176,12 @@ pub async fn attach_attestation(
 /// A mandate as its attestation states it, and the attestation it already has.
 #[derive(sqlx::FromRow)]
 struct StoredMandate {
-    usager_id: Uuid,
+    usager_id: UsagerId,
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     duration_days: i32,
     legal_text_version: String,
-    created_by: Uuid,
+    created_by: ProfessionalId,
     attestation_id: Option<Uuid>,
     categories: Vec<String>,
 }
@@ -219,7 +220,7 @@ pub async fn produce_attestation(
     documents: &Documents,
     public_origin: &str,
     scope: &Scope,
-    mandate: Uuid,
+    mandate: MandateId,
 ) -> Result<Uuid, MandateError> {
     let mut tx = scope.tenant.begin().await?;
     let row: Option<StoredMandate> = sqlx::query_as(
@@ -295,7 +296,7 @@ pub async fn produce_attestation(
 /// The usager of a revoked mandate, as the revocation attestation names them.
 #[derive(sqlx::FromRow)]
 struct RevokedUsager {
-    id: Uuid,
+    id: UsagerId,
     given_name: String,
     family_name: String,
     preferred_username: Option<String>,
@@ -307,8 +308,9 @@ pub async fn produce_revocation_attestation(
     platform: &Platform,
     documents: &Documents,
     scope: &Scope,
-    mandate: Uuid,
+    mandate: MandateId,
     revoked: &[String],
+
     whole: bool,
     at: OffsetDateTime,
 ) -> Result<Uuid, MandateError> {

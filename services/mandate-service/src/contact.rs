@@ -85,8 +85,9 @@ pub fn typed_contact(
 /// cannot be reached (nothing queued).
 pub async fn enqueue_usager_receipt(
     tx: &mut TenantTx,
-    structure: Uuid,
+    structure: foundation::ids::StructureId,
     contact: &UsagerContact,
+
     template: &'static str,
     payload: Value,
 ) -> Result<Option<(Uuid, Channel)>, sqlx::Error> {

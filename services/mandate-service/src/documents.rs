@@ -12,6 +12,7 @@ use std::time::Duration as StdDuration;
 
 use document_vault_bridge::vault::{Links, Retention, Upload, Vault, VaultError};
 use foundation::app::Platform;
+use foundation::ids::TenantId;
 use foundation::tenancy::{TenantTx, Territory};
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
@@ -76,7 +77,8 @@ impl Documents {
         &self,
         platform: &Platform,
         territory: &Territory,
-        tenant: Uuid,
+        tenant: TenantId,
+
         kind: &'static str,
         bytes: &[u8],
     ) -> Result<Stored, VaultError> {
@@ -128,7 +130,8 @@ impl Documents {
         &self,
         platform: &Platform,
         territory: &Territory,
-        tenant: Uuid,
+        tenant: TenantId,
+
         kind: &'static str,
         bytes: &[u8],
     ) -> Result<Uuid, VaultError> {
@@ -159,7 +162,8 @@ impl RemoteVault {
     async fn store(
         &self,
         territory: &Territory,
-        tenant: Uuid,
+        tenant: TenantId,
+
         kind: &'static str,
         bytes: &[u8],
     ) -> Result<Stored, VaultError> {

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foundation::app::Platform;
+use foundation::ids::{MandateId, StructureId, UsagerId};
 use foundation::jobs::Job;
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::Territory;
 use serde_json::json;
-use uuid::Uuid;
 
 /// Days before expiry when the structure is reminded.
 pub const REMINDER_DAYS: i32 = 30;
@@ -19,7 +19,7 @@ pub const REMINDER_DAYS: i32 = 30;
 /// The e-mail addresses a structure's reminders go to: its référents, else its aidants.
 async fn structure_recipients(
     platform: &Platform,
-    structure: Uuid,
+    structure: StructureId,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT DISTINCT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
@@ -38,7 +38,7 @@ async fn structure_recipients(
 /// many of its mandates (182 or 365 days) expire within 30 days; each mandate is reminded once.
 pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow::Result<u64> {
     let mut tx = tenant.begin().await?;
-    let due: Vec<(Uuid, Uuid, Uuid)> = sqlx::query_as(
+    let due: Vec<(MandateId, StructureId, UsagerId)> = sqlx::query_as(
         "SELECT id, structure_id, usager_id FROM mandates
          WHERE reminder_sent_at IS NULL AND ended_at IS NULL AND duration_days >= 182
            AND expires_at > now() AND expires_at <= now() + make_interval(days => $1)
@@ -47,7 +47,8 @@ pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow:
     .bind(REMINDER_DAYS)
     .fetch_all(&mut *tx)
     .await?;
-    let mut by_structure: BTreeMap<Uuid, Vec<(Uuid, Uuid)>> = BTreeMap::new();
+    let mut by_structure: BTreeMap<StructureId, Vec<(MandateId, UsagerId)>> = BTreeMap::new();
+
     for (mandate, structure, usager) in &due {
         by_structure
             .entry(*structure)

@@ -11,6 +11,7 @@ pub use drafts::{Confirmation, Draft, confirm_draft, load_draft};
 
 use std::collections::BTreeSet;
 
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantTx;
 use serde_json::json;
@@ -134,7 +135,7 @@ fn usager_search_name(identity: &Identity) -> String {
 
 /// Id, given names, family name, usage name, birth date, gender, birthplace, country, e-mail.
 type StoredIdentity = (
-    Uuid,
+    UsagerId,
     String,
     String,
     Option<String>,
@@ -150,9 +151,9 @@ type StoredIdentity = (
 pub async fn upsert_usager(
     tx: &mut TenantTx,
     identity: &Identity,
-    structure: Uuid,
-    by: Uuid,
-) -> Result<Uuid, MandateError> {
+    structure: StructureId,
+    by: ProfessionalId,
+) -> Result<UsagerId, MandateError> {
     let existing: Option<StoredIdentity> = sqlx::query_as(
         "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
          FROM usagers WHERE fc_sub = $1 FOR UPDATE",
@@ -173,7 +174,7 @@ pub async fn upsert_usager(
         return Ok(*id);
     }
     // New, or FranceConnect asserts a different identity than last time.
-    let id: Uuid = sqlx::query_scalar(
+    let id: UsagerId = sqlx::query_scalar(
         "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate, gender,
                               birthplace, birthcountry, email, search_name)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -185,7 +186,7 @@ pub async fn upsert_usager(
              search_name = EXCLUDED.search_name, updated_at = now()
          RETURNING id",
     )
-    .bind(Uuid::now_v7())
+    .bind(UsagerId::new_v7())
     .bind(&identity.sub)
     .bind(&identity.given_name)
     .bind(&identity.family_name)
@@ -248,9 +249,9 @@ impl<'a> Change<'a> {
 /// anything changed.
 pub async fn set_contact(
     tx: &mut TenantTx,
-    usager: Uuid,
-    structure: Uuid,
-    by: Uuid,
+    usager: UsagerId,
+    structure: StructureId,
+    by: ProfessionalId,
     phone: Change<'_>,
     postal_address: Change<'_>,
 ) -> Result<bool, MandateError> {
@@ -309,7 +310,7 @@ pub async fn set_contact(
     );
     // Every structure of the territory that holds a live mandate for the person, and the one
     // that made the change.
-    let holders: Vec<Uuid> = sqlx::query_scalar(
+    let holders: Vec<StructureId> = sqlx::query_scalar(
         "SELECT DISTINCT structure_id FROM mandates
          WHERE usager_id = $1 AND ended_at IS NULL AND expires_at > now() AND structure_id <> $2
          ORDER BY structure_id",
@@ -382,13 +383,13 @@ pub async fn set_contact(
 #[derive(Debug, Clone)]
 pub struct NewMandate {
     /// Chosen by the caller (the attestation, built before, names it).
-    pub id: Uuid,
-    pub structure: Uuid,
-    pub aidant: Uuid,
-    pub usager: Uuid,
+    pub id: MandateId,
+    pub structure: StructureId,
+    pub aidant: ProfessionalId,
+    pub usager: UsagerId,
     pub categories: Vec<Category>,
     pub duration_days: i32,
-    pub renewal_of: Option<Uuid>,
+    pub renewal_of: Option<MandateId>,
     pub idempotency_key: Option<String>,
 }
 
@@ -399,9 +400,9 @@ pub async fn create(
     tx: &mut TenantTx,
     new: &NewMandate,
     now: OffsetDateTime,
-) -> Result<Uuid, MandateError> {
+) -> Result<MandateId, MandateError> {
     if let Some(key) = &new.idempotency_key {
-        let existing: Option<Uuid> =
+        let existing: Option<MandateId> =
             sqlx::query_scalar("SELECT id FROM mandates WHERE idempotency_key = $1")
                 .bind(key)
                 .fetch_optional(&mut **tx)
@@ -411,7 +412,7 @@ pub async fn create(
         }
     }
     if let Some(previous) = new.renewal_of {
-        let usager: Option<Uuid> = sqlx::query_scalar(
+        let usager: Option<UsagerId> = sqlx::query_scalar(
             "SELECT usager_id FROM mandates WHERE id = $1 AND structure_id = $2",
         )
         .bind(previous)
@@ -463,7 +464,7 @@ pub async fn create(
             })),
     )
     .await?;
-    let superseded: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+    let superseded: Vec<(Uuid, MandateId, String)> = sqlx::query_as(
         "UPDATE authorisations SET superseded_at = $4, superseded_by = $5
          WHERE structure_id = $1 AND usager_id = $2 AND category = ANY($3)
            AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > $4
@@ -488,7 +489,7 @@ pub async fn create(
         )
         .await?;
     }
-    let old: BTreeSet<Uuid> = superseded.iter().map(|(_, m, _)| *m).collect();
+    let old: BTreeSet<MandateId> = superseded.iter().map(|(_, m, _)| *m).collect();
     for mandate in old {
         close_if_ended(tx, mandate, "superseded", now).await?;
     }
@@ -526,8 +527,8 @@ pub async fn create(
 /// their contact allows, in the act's transaction; `payload` gets the structure's name.
 pub(crate) async fn usager_receipt(
     tx: &mut TenantTx,
-    structure: Uuid,
-    usager: Uuid,
+    structure: StructureId,
+    usager: UsagerId,
     template: &'static str,
     mut payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
@@ -559,7 +560,7 @@ pub(crate) async fn usager_receipt(
 /// Marks a mandate ended when none of its authorisations is still running.
 async fn close_if_ended(
     tx: &mut TenantTx,
-    mandate: Uuid,
+    mandate: MandateId,
     reason: &str,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
@@ -569,7 +570,7 @@ async fn close_if_ended(
          WHERE id = $1 AND ended_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM authorisations a WHERE a.mandate_id = $1
                            AND a.revoked_at IS NULL AND a.superseded_at IS NULL)",
-        mandate,
+        mandate.as_uuid(),
         now,
         reason
     )
@@ -583,13 +584,13 @@ async fn close_if_ended(
 /// revoked and whether the whole mandate has ended.
 pub async fn revoke(
     tx: &mut TenantTx,
-    structure: Uuid,
-    mandate: Uuid,
+    structure: StructureId,
+    mandate: MandateId,
     category: Option<&str>,
-    by: Uuid,
+    by: ProfessionalId,
     now: OffsetDateTime,
 ) -> Result<(Vec<String>, bool), MandateError> {
-    let usager: Option<Uuid> = sqlx::query_scalar(
+    let usager: Option<UsagerId> = sqlx::query_scalar(
         "SELECT usager_id FROM mandates WHERE id = $1 AND structure_id = $2 FOR UPDATE",
     )
     .bind(mandate)

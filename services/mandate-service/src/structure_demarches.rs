@@ -13,7 +13,7 @@ use foundation::web::{NavItem, Theme, html_status};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -84,7 +84,7 @@ pub async fn form(
     guard::require(
         &platform,
         &scope.me,
-        Domain::Structure(scope.structure.id),
+        scope.structure.id.domain(),
         Action::StructureSetDemarches,
     )
     .await?;
@@ -111,7 +111,7 @@ pub async fn save(
     guard::require(
         &platform,
         &scope.me,
-        Domain::Structure(scope.structure.id),
+        scope.structure.id.domain(),
         Action::StructureSetDemarches,
     )
     .await?;

@@ -10,6 +10,7 @@
 
 use document_vault_bridge::vault::{Retention, Vault};
 use foundation::app::Platform;
+use foundation::ids::{StructureId, TenantId};
 use foundation::pdf::{BOLD, LEFT, Page, REGULAR, document};
 use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use serde_json::Value;
@@ -29,7 +30,7 @@ pub const DOCUMENT_KIND: &str = "letter_batch";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub id: Uuid,
-    pub structure_id: Uuid,
+    pub structure_id: StructureId,
     pub document_id: Uuid,
     pub letters: i32,
 }
@@ -80,7 +81,7 @@ pub async fn batch_territory(
 ) -> anyhow::Result<Vec<Batch>> {
     let ctx = tenancy.context(departement).await?;
     let mut tx = ctx.begin().await?;
-    let structures: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+    let structures: Vec<(StructureId, TenantId, String)> = sqlx::query_as(
         "SELECT s.id, s.tenant_id, s.name FROM structures s
          WHERE EXISTS (SELECT 1 FROM outbox o WHERE o.structure_id = s.id
                         AND o.channel = 'letter' AND o.sent_at IS NULL)
@@ -104,8 +105,8 @@ async fn batch_structure(
     tenancy: &Tenancy,
     vault: &Vault,
     ctx: &Territory,
-    structure: Uuid,
-    tenant: Uuid,
+    structure: StructureId,
+    tenant: TenantId,
     name: &str,
 ) -> anyhow::Result<Option<Batch>> {
     let mut tx = ctx.begin().await?;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use foundation::auth::{factors, secrets::SeedCipher, totp};
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
 use habilitation_desk::accounts;
 use policies::{Domain, Role};
 use sqlx::PgPool;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use super::TestApp;
 
 pub struct TestProfessional {
-    pub id: Uuid,
+    pub id: ProfessionalId,
     pub email: String,
     pub seed: Vec<u8>,
     /// The TOTP step the test started at (codes for base-1, base and base+1 are all valid).
@@ -329,7 +330,7 @@ pub async fn log_in(
         .await
 }
 
-pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
+pub async fn structure_domain(app: &TestApp, departement: &str) -> StructureId {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
@@ -342,7 +343,7 @@ pub async fn structure_domain(app: &TestApp, departement: &str) -> Uuid {
     )
     .await
     .map(|t| t.id)
-    .unwrap_or_else(|_| Uuid::nil());
+    .unwrap_or_else(|_| TenantId::from_uuid(Uuid::nil()));
     habilitation_desk::structures::create_structure(
         &ctx,
         &habilitation_desk::structures::NewStructure {
@@ -385,7 +386,7 @@ pub async fn activate_from_mail(
     app: &TestApp,
     client: &Browser,
     email: &str,
-    id: Uuid,
+    id: ProfessionalId,
 ) -> TestProfessional {
     let link = mailed(email, "/activation?jeton=", 0).await;
     let (_, start) = page(client, &link).await;

@@ -4,26 +4,26 @@
 
 use std::process::Stdio;
 
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use mandate_service::categories;
 use mandate_service::franceconnect::Identity;
 use mandate_service::idp::clients::{self, AuthMethod, NewClient};
 use mandate_service::idp::keys::Alg;
 use mandate_service::jws::JwkSet;
 use mandate_service::mandates::{self, NewMandate};
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use uuid::Uuid;
 
 use super::TestApp;
 use super::identity::*;
 
 pub struct Fixture {
     pub who: TestProfessional,
-    pub structure: Uuid,
+    pub structure: StructureId,
     pub aidant: Browser,
-    pub usager: Uuid,
-    pub mandate: Uuid,
+    pub usager: UsagerId,
+    pub mandate: MandateId,
 }
 
 /// The identity FranceConnect gave when the mandate was made (the stand-in's `test`).
@@ -48,7 +48,7 @@ pub async fn fixture(app: &TestApp, identity: &Identity, codes: &[&str]) -> Fixt
     let who = professional(
         &app.db.admin,
         "Alice Aidant",
-        &[(Role::Aidant, Domain::Structure(structure), Some("33"))],
+        &[(Role::Aidant, structure.domain(), Some("33"))],
     )
     .await;
     let aidant = browser(&app.address);
@@ -66,11 +66,11 @@ pub async fn fixture(app: &TestApp, identity: &Identity, codes: &[&str]) -> Fixt
 /// A mandate made in the structure (as the mandate service makes it after FranceConnect).
 pub async fn mandate_for(
     app: &TestApp,
-    structure: Uuid,
-    aidant: Uuid,
+    structure: StructureId,
+    aidant: ProfessionalId,
     identity: &Identity,
     codes: &[&str],
-) -> (Uuid, Uuid) {
+) -> (UsagerId, MandateId) {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let tenant = tenancy
         .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
@@ -83,7 +83,7 @@ pub async fn mandate_for(
     let mandate = mandates::create(
         &mut tx,
         &NewMandate {
-            id: Uuid::now_v7(),
+            id: MandateId::new_v7(),
             structure,
             aidant,
             usager,
@@ -171,7 +171,7 @@ pub async fn choose(
     fx: &Fixture,
     app: &TestApp,
     authorize_url: &str,
-    usager: Uuid,
+    usager: UsagerId,
     category: &str,
 ) -> String {
     let resp = fx.aidant.get(authorize_url).await;

@@ -1,6 +1,7 @@
 //! Habilitation requests through the desk's pages, as the tests drive them: an issuer's
 //! verified browser, a complete request, submission, waves, the national reviewer.
 
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
 use policies::{Domain, Role};
 use uuid::Uuid;
 
@@ -234,7 +235,7 @@ pub async fn national(app: &TestApp) -> (TestProfessional, Browser) {
 }
 
 /// The département council's tenant (created when missing).
-pub async fn council(app: &TestApp, departement: &str) -> Uuid {
+pub async fn council(app: &TestApp, departement: &str) -> TenantId {
     let d = foundation::tenancy::DepartementCode::parse(departement).expect("dep");
     match foundation::tenancy::tenants::create_tenant(
         &app.db.admin,
@@ -319,9 +320,9 @@ pub struct Accepted {
     pub issuer: Browser,
     pub issuer_email: String,
     pub reference: String,
-    pub structure: Uuid,
+    pub structure: StructureId,
     pub referent_email: String,
-    pub referent_id: Uuid,
+    pub referent_id: ProfessionalId,
     pub admin: Browser,
     pub nadia: TestProfessional,
 }
@@ -351,14 +352,14 @@ pub async fn accepted_request(app: &TestApp, name: &str, n: u32) -> Accepted {
         "{}",
         resp.text().await.unwrap_or_default()
     );
-    let structure: Uuid = sqlx::query_scalar(
+    let structure: StructureId = sqlx::query_scalar(
         "SELECT structure_id FROM dep_33.structure_requests WHERE reference = $1",
     )
     .bind(&reference)
     .fetch_one(&app.db.admin)
     .await
     .expect("structure");
-    let referent_id: Uuid =
+    let referent_id: ProfessionalId =
         sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
             .bind(&referent_email)
             .fetch_one(&app.db.admin)
@@ -377,7 +378,7 @@ pub async fn accepted_request(app: &TestApp, name: &str, n: u32) -> Accepted {
 }
 
 /// A structure of `tenant` in `commune` (its département's territory).
-pub async fn structure(app: &TestApp, tenant: Uuid, name: &str, commune: &str) -> Uuid {
+pub async fn structure(app: &TestApp, tenant: TenantId, name: &str, commune: &str) -> StructureId {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
         .context(foundation::tenancy::DepartementCode::parse(&commune[..2]).expect("dep"))

@@ -3,16 +3,16 @@
 use async_trait::async_trait;
 use policies::{Assignment, AssignmentSource, Domain, Role};
 
+use crate::ids::{ProfessionalId, StructureId};
 use crate::tenancy::DepartementCode;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 pub struct SqlAssignments(pub PgPool);
 
 #[async_trait]
 impl AssignmentSource for SqlAssignments {
     async fn load(&self) -> Result<Vec<Assignment>, String> {
-        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        let rows: Vec<(ProfessionalId, String, String)> = sqlx::query_as(
             "SELECT a.professional_id, a.role, a.domain FROM platform.role_assignments a
              JOIN platform.professionals p ON p.id = a.professional_id WHERE p.active",
         )
@@ -23,7 +23,7 @@ impl AssignmentSource for SqlAssignments {
             .into_iter()
             .filter_map(|(professional, role, domain)| {
                 Some(Assignment {
-                    professional,
+                    professional: professional.as_uuid(),
                     role: Role::parse(&role)?,
                     domain: Domain::parse(&domain)?,
                 })
@@ -35,13 +35,13 @@ impl AssignmentSource for SqlAssignments {
 /// Structures' départements already looked up: a structure never changes territory (it lives in
 /// its département's schema), so a found answer stays true for the life of the process.
 static DEPARTEMENTS: std::sync::LazyLock<
-    std::sync::RwLock<std::collections::HashMap<Uuid, DepartementCode>>,
+    std::sync::RwLock<std::collections::HashMap<StructureId, DepartementCode>>,
 > = std::sync::LazyLock::new(Default::default);
 
 /// The département of a structure, as recorded with the roles held in it.
 pub async fn structure_departement(
     pool: &PgPool,
-    structure: Uuid,
+    structure: StructureId,
 ) -> Result<Option<DepartementCode>, sqlx::Error> {
     if let Some(known) = DEPARTEMENTS
         .read()
@@ -62,7 +62,7 @@ pub async fn structure_departement(
 
 async fn lookup_departement(
     pool: &PgPool,
-    structure: Uuid,
+    structure: StructureId,
 ) -> Result<Option<DepartementCode>, sqlx::Error> {
     let code: Option<Option<String>> = sqlx::query_scalar(
         "SELECT departement_code FROM platform.role_assignments
@@ -79,8 +79,9 @@ async fn lookup_departement(
 /// identity provider's redemption and userinfo).
 pub async fn holds_now(
     pool: &PgPool,
-    professional: Uuid,
+    professional: ProfessionalId,
     role: Role,
+
     domain: &Domain,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(

@@ -8,10 +8,10 @@
 //!   a session, count toward the factor's lock; wrong codes from any other browser only delay
 //!   other unknown browsers, so whoever knows an aidant's e-mail cannot lock their factor.
 
+use crate::ids::ProfessionalId;
 use poem::Request;
 use poem::web::cookie::{Cookie, SameSite};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use super::secrets::{new_token, token_hash};
 
@@ -84,7 +84,8 @@ pub fn login_request_of(req: &Request, secure: bool) -> Option<Vec<u8>> {
 pub async fn is_known(
     conn: &mut PgConnection,
     req: &Request,
-    professional: Uuid,
+    professional: ProfessionalId,
+
     secure: bool,
 ) -> Result<bool, sqlx::Error> {
     let Some(value) = cookie_value(req, known_browser_name(secure)) else {
@@ -107,7 +108,8 @@ pub async fn is_known(
 pub async fn remember(
     conn: &mut PgConnection,
     req: &Request,
-    professional: Uuid,
+    professional: ProfessionalId,
+
     secure: bool,
 ) -> Result<Cookie, sqlx::Error> {
     let value = cookie_value(req, known_browser_name(secure)).unwrap_or_else(new_token);

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 use totp_rs::Secret;
 use uuid::Uuid;
 
+use crate::ids::ProfessionalId;
+
 use super::factors::{FactorError, drifted};
 use super::journal::{self, SecurityEvent};
 use super::secrets::SeedCipher;
@@ -68,7 +70,7 @@ pub async fn import(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
     csv: &str,
-    importer: Option<Uuid>,
+    importer: Option<ProfessionalId>,
 ) -> Result<Vec<LineReport>, sqlx::Error> {
     let mut report = Vec::new();
     for (index, raw) in csv.lines().enumerate() {
@@ -119,10 +121,11 @@ pub async fn import(
 pub async fn link(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
     serial: &str,
     code: &str,
-    actor: Uuid,
+    actor: ProfessionalId,
+
     now: OffsetDateTime,
 ) -> Result<(), FactorError> {
     let db = |_| FactorError::NoFactor;
@@ -193,9 +196,9 @@ pub async fn link(
 /// Unlinks the professional's card, with a reason; the card can then be linked again.
 pub async fn unlink(
     conn: &mut PgConnection,
-    professional: Uuid,
+    professional: ProfessionalId,
     reason: &str,
-    actor: Uuid,
+    actor: ProfessionalId,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE platform.second_factors SET revoked_at = now(), revoked_reason = $2
@@ -221,8 +224,8 @@ pub async fn unlink(
 /// Clears failures, delays and the lock of the professional's factor.
 pub async fn unlock(
     conn: &mut PgConnection,
-    professional: Uuid,
-    actor: Uuid,
+    professional: ProfessionalId,
+    actor: ProfessionalId,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE platform.second_factors SET failures = 0, blocked_until = NULL, locked = false
@@ -250,10 +253,11 @@ pub async fn unlock(
 pub async fn resync(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
     first: &str,
     second: &str,
-    actor: Uuid,
+    actor: ProfessionalId,
+
     now: OffsetDateTime,
 ) -> Result<i32, FactorError> {
     let db = |_| FactorError::NoFactor;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::journal::{self, SecurityEvent};
 use super::secrets::SeedCipher;
 use super::totp::{self, TotpError};
+use crate::ids::ProfessionalId;
 
 /// Failures allowed before delays start.
 pub const FREE_FAILURES: i32 = 3;
@@ -90,7 +91,8 @@ struct FactorRow {
 pub async fn check_code(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
+
     code: &str,
     now: OffsetDateTime,
     trust: Trust,
@@ -212,7 +214,7 @@ pub fn open_seed(
 pub async fn start_app_enrolment(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
 ) -> Result<(Uuid, Vec<u8>), sqlx::Error> {
     sqlx::query(
         "DELETE FROM platform.second_factors WHERE professional_id = $1 AND confirmed_at IS NULL",
@@ -244,7 +246,8 @@ type PendingRow = (Vec<u8>, Vec<u8>, i32, i32, bool);
 pub async fn confirm_enrolment(
     conn: &mut PgConnection,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
+
     factor: Uuid,
     code: &str,
     now: OffsetDateTime,
@@ -294,7 +297,8 @@ pub async fn confirm_enrolment(
 pub async fn pending_seed(
     pool: &sqlx::PgPool,
     cipher: &SeedCipher,
-    professional: Uuid,
+    professional: ProfessionalId,
+
     factor: Uuid,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
     let row: Option<(Vec<u8>, Vec<u8>, i32, bool)> = sqlx::query_as(

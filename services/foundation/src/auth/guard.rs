@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use policies::{Action, Domain};
-use uuid::Uuid;
 
 use super::session::Professional;
 use crate::app::{Platform, Shutdown};
+use crate::ids::StructureId;
 use crate::web::{PageError, PageResult};
 
 fn forbidden() -> PageError {
@@ -24,7 +24,11 @@ pub async fn require(
     domain: Domain,
     action: Action,
 ) -> PageResult<()> {
-    if platform.guard.allows(who.id, &domain, action).await {
+    if platform
+        .guard
+        .allows(who.id.as_uuid(), &domain, action)
+        .await
+    {
         Ok(())
     } else {
         tracing::info!(action = action.as_str(), "authorization denied");
@@ -38,13 +42,13 @@ pub async fn require(
 /// skipped the check does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorized {
-    structure: Uuid,
+    structure: StructureId,
     action: Action,
 }
 
 impl Authorized {
     /// The structure the action was allowed in.
-    pub fn structure(&self) -> Uuid {
+    pub fn structure(&self) -> StructureId {
         self.structure
     }
 
@@ -61,13 +65,16 @@ pub async fn require_in_current_structure(
     action: Action,
 ) -> PageResult<Authorized> {
     let structure = who.current_structure.ok_or_else(forbidden)?;
-    require(platform, who, Domain::Structure(structure), action).await?;
+    require(platform, who, structure.domain(), action).await?;
     Ok(Authorized { structure, action })
 }
 
 /// Refuses (403) acting in a structure that was deactivated (`structures.active`), for
 /// handlers that do not go through the mandate service's `Scope`, which checks it itself.
-pub async fn require_active_structure(platform: &Platform, structure: Uuid) -> PageResult<()> {
+pub async fn require_active_structure(
+    platform: &Platform,
+    structure: StructureId,
+) -> PageResult<()> {
     let departement =
         crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
             .await?

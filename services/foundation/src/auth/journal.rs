@@ -2,11 +2,11 @@
 //! hash-chained. Appends are serialised by a transaction-level advisory lock, so concurrent
 //! writers never fork the chain. Personal data is referenced by ids only.
 
+use crate::ids::ProfessionalId;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 /// What happened (stable words, used in exports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,8 @@ pub fn entry_hash(
     seq: i64,
     at: OffsetDateTime,
     kind: &str,
-    professional: Option<Uuid>,
-    actor: Option<Uuid>,
+    professional: Option<ProfessionalId>,
+    actor: Option<ProfessionalId>,
     details: &str,
 ) -> Vec<u8> {
     let mut h = Sha256::new();
@@ -100,10 +100,13 @@ pub fn entry_hash(
     for part in [
         kind.as_bytes(),
         professional
-            .map(|u| *u.as_bytes())
+            .map(|u| *u.as_uuid().as_bytes())
             .unwrap_or_default()
             .as_slice(),
-        actor.map(|u| *u.as_bytes()).unwrap_or_default().as_slice(),
+        actor
+            .map(|u| *u.as_uuid().as_bytes())
+            .unwrap_or_default()
+            .as_slice(),
         details.as_bytes(),
     ] {
         h.update((part.len() as u64).to_be_bytes());
@@ -116,8 +119,8 @@ pub fn entry_hash(
 pub async fn append(
     conn: &mut PgConnection,
     kind: SecurityEvent,
-    professional: Option<Uuid>,
-    actor: Option<Uuid>,
+    professional: Option<ProfessionalId>,
+    actor: Option<ProfessionalId>,
     details: Value,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:security-journal'))")
@@ -166,8 +169,8 @@ type Row = (
     i64,
     OffsetDateTime,
     String,
-    Option<Uuid>,
-    Option<Uuid>,
+    Option<ProfessionalId>,
+    Option<ProfessionalId>,
     String,
     Vec<u8>,
     Vec<u8>,

@@ -6,18 +6,18 @@
 use super::assignments::structure_departement;
 use super::session::{Professional, RecentlyVerified};
 use crate::app::Platform;
+use crate::ids::{StructureId, TenantId};
 use crate::tenancy::Territory;
 use crate::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::Redirect;
 use poem::{FromRequest, IntoResponse, Request, RequestBody};
-use uuid::Uuid;
 
 /// The current structure as pages show it.
 #[derive(Debug, Clone)]
 pub struct StructureInfo {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: StructureId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub commune: String,
     pub address: String,
@@ -51,7 +51,8 @@ async fn resolve(req: &Request, me: Professional) -> PageResult<Scope> {
         .ok_or_else(PageError::forbidden)?;
     let tenant = platform.tenancy.context(departement).await?;
     let mut tx = tenant.begin().await?;
-    let row: Option<(Uuid, String, String, String, Vec<String>, bool)> = sqlx::query_as(
+    let row: Option<(TenantId, String
+, String, String, Vec<String>, bool)> = sqlx::query_as(
         "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
     )
     .bind(structure)

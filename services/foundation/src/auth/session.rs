@@ -9,10 +9,10 @@ use poem::web::cookie::{Cookie, SameSite};
 use poem::{FromRequest, IntoResponse, Request, RequestBody};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::secrets::{new_token, token_hash};
 use crate::app::Platform;
+use crate::ids::{ProfessionalId, StructureId};
 
 pub const SESSION_COOKIE: &str = "ac_session";
 /// The name over HTTPS: the `__Host-` prefix makes browsers accept the cookie only Secure, for
@@ -35,11 +35,11 @@ pub const IDLE_MINUTES: i64 = 15;
 /// The professional behind the request's session.
 #[derive(Debug, Clone)]
 pub struct Professional {
-    pub id: Uuid,
+    pub id: ProfessionalId,
     pub email: String,
     pub display_name: String,
     pub session_hash: Vec<u8>,
-    pub current_structure: Option<Uuid>,
+    pub current_structure: Option<StructureId>,
     pub recheck_required: bool,
     pub totp_verified_at: OffsetDateTime,
 }
@@ -47,12 +47,12 @@ pub struct Professional {
 /// Opens a session (the id is rotated: always a new one) and returns the cookie to set.
 pub async fn open(
     conn: &mut PgConnection,
-    professional: Uuid,
+    professional: ProfessionalId,
     totp_verified_at: OffsetDateTime,
     secure: bool,
 ) -> Result<Cookie, sqlx::Error> {
     let token = new_token();
-    let current_structure: Option<Uuid> = sqlx::query_scalar(
+    let current_structure: Option<StructureId> = sqlx::query_scalar(
         "SELECT substr(domain, 11)::uuid FROM platform.role_assignments
          WHERE professional_id = $1 AND domain LIKE 'structure:%' ORDER BY granted_at LIMIT 1",
     )
@@ -109,7 +109,7 @@ pub async fn end(
 /// Ends every session of a professional (withdrawal, deactivation).
 pub async fn end_all(
     conn: &mut PgConnection,
-    professional: Uuid,
+    professional: ProfessionalId,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
@@ -122,13 +122,20 @@ pub async fn end_all(
     Ok(done.rows_affected())
 }
 
-type SessionRow = (Uuid, String, String, Option<Uuid>, bool, OffsetDateTime);
+type SessionRow = (
+    ProfessionalId,
+    String,
+    String,
+    Option<StructureId>,
+    bool,
+    OffsetDateTime,
+);
 /// A session row as read, plus whether its activity must be written.
 type ReadRow = (
-    Uuid,
+    ProfessionalId,
     String,
     String,
-    Option<Uuid>,
+    Option<StructureId>,
     bool,
     OffsetDateTime,
     bool,

@@ -7,7 +7,7 @@ use super::*;
 pub async fn export(
     tx: &mut TenantTx,
     public: &CheckpointPublicKey,
-    by: Option<Uuid>,
+    by: Option<ProfessionalId>,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<u64> {
     export_for(tx, public, by, None, out).await
@@ -21,8 +21,9 @@ pub async fn export(
 pub async fn export_for(
     tx: &mut TenantTx,
     public: &CheckpointPublicKey,
-    by: Option<Uuid>,
-    visible: Option<&std::collections::HashSet<Uuid>>,
+    by: Option<ProfessionalId>,
+    visible: Option<&std::collections::HashSet<StructureId>>,
+
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<u64> {
     use futures::TryStreamExt;

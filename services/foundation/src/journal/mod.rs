@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use crate::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use crate::tenancy::TenantTx;
 
 /// Signed checkpoints and the auditor's anchor.
@@ -170,10 +170,10 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub kind: Event,
-    pub structure: Option<Uuid>,
-    pub professional: Option<Uuid>,
-    pub usager: Option<Uuid>,
-    pub mandate: Option<Uuid>,
+    pub structure: Option<StructureId>,
+    pub professional: Option<ProfessionalId>,
+    pub usager: Option<UsagerId>,
+    pub mandate: Option<MandateId>,
     pub details: Value,
 }
 
@@ -188,19 +188,19 @@ impl NewEntry {
             details: json!({}),
         }
     }
-    pub fn structure(mut self, id: Uuid) -> Self {
+    pub fn structure(mut self, id: StructureId) -> Self {
         self.structure = Some(id);
         self
     }
-    pub fn professional(mut self, id: Uuid) -> Self {
+    pub fn professional(mut self, id: ProfessionalId) -> Self {
         self.professional = Some(id);
         self
     }
-    pub fn usager(mut self, id: Uuid) -> Self {
+    pub fn usager(mut self, id: UsagerId) -> Self {
         self.usager = Some(id);
         self
     }
-    pub fn mandate(mut self, id: Uuid) -> Self {
+    pub fn mandate(mut self, id: MandateId) -> Self {
         self.mandate = Some(id);
         self
     }
@@ -217,10 +217,10 @@ pub struct Entry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     pub kind: String,
-    pub structure_id: Option<Uuid>,
-    pub professional_id: Option<Uuid>,
-    pub usager_id: Option<Uuid>,
-    pub mandate_id: Option<Uuid>,
+    pub structure_id: Option<StructureId>,
+    pub professional_id: Option<ProfessionalId>,
+    pub usager_id: Option<UsagerId>,
+    pub mandate_id: Option<MandateId>,
     pub details: String,
     #[serde(serialize_with = "hex_bytes")]
     pub prev_hash: Vec<u8>,
@@ -240,23 +240,31 @@ pub fn entry_hash(
     seq: i64,
     at: OffsetDateTime,
     kind: &str,
-    structure: Option<Uuid>,
-    professional: Option<Uuid>,
-    usager: Option<Uuid>,
-    mandate: Option<Uuid>,
+    structure: Option<StructureId>,
+    professional: Option<ProfessionalId>,
+    usager: Option<UsagerId>,
+    mandate: Option<MandateId>,
     details: &str,
 ) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(seq.to_be_bytes());
     h.update(((at.unix_timestamp_nanos() / 1_000) as i64).to_be_bytes());
-    let id = |u: Option<Uuid>| u.map(|u| *u.as_bytes());
+    let id = |u: Option<uuid::Uuid>| u.map(|u| *u.as_bytes());
     for part in [
         Some(kind.as_bytes()),
-        id(structure).as_ref().map(|b| b.as_slice()),
-        id(professional).as_ref().map(|b| b.as_slice()),
-        id(usager).as_ref().map(|b| b.as_slice()),
-        id(mandate).as_ref().map(|b| b.as_slice()),
+        id(structure.map(|s| s.as_uuid()))
+            .as_ref()
+            .map(|b| b.as_slice()),
+        id(professional.map(|p| p.as_uuid()))
+            .as_ref()
+            .map(|b| b.as_slice()),
+        id(usager.map(|u| u.as_uuid()))
+            .as_ref()
+            .map(|b| b.as_slice()),
+        id(mandate.map(|m| m.as_uuid()))
+            .as_ref()
+            .map(|b| b.as_slice()),
         Some(details.as_bytes()),
     ] {
         match part {

@@ -10,7 +10,6 @@ use std::io::BufRead;
 
 use serde_json::Value;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{Anchor, ChainCheck, Checkpoint, CheckpointPublicKey, Entry, Verification};
 
@@ -46,10 +45,14 @@ fn time_field(v: &Value, field: &str, line: usize) -> anyhow::Result<OffsetDateT
         })
 }
 
-fn uuid_field(v: &Value, field: &str, line: usize) -> anyhow::Result<Option<Uuid>> {
+fn id_field<T: std::str::FromStr>(
+    v: &Value,
+    field: &str,
+    line: usize,
+) -> anyhow::Result<Option<T>> {
     match &v[field] {
         Value::Null => Ok(None),
-        Value::String(s) => Uuid::parse_str(s).map(Some).map_err(|_| {
+        Value::String(s) => s.parse::<T>().map(Some).map_err(|_| {
             anyhow::anyhow!("ligne {line} : champ « {field} » illisible (identifiant attendu)")
         }),
         _ => anyhow::bail!("ligne {line} : champ « {field} » illisible (identifiant attendu)"),
@@ -69,10 +72,11 @@ fn entry(v: &Value, line: usize) -> anyhow::Result<Entry> {
             .ok_or_else(|| anyhow::anyhow!("ligne {line} : champ « seq » illisible"))?,
         at: time_field(v, "at", line)?,
         kind: text("kind")?,
-        structure_id: uuid_field(v, "structure_id", line)?,
-        professional_id: uuid_field(v, "professional_id", line)?,
-        usager_id: uuid_field(v, "usager_id", line)?,
-        mandate_id: uuid_field(v, "mandate_id", line)?,
+        structure_id: id_field(v, "structure_id", line)?,
+        professional_id: id_field(v, "professional_id", line)?,
+        usager_id: id_field(v, "usager_id", line)?,
+        mandate_id: id_field(v, "mandate_id", line)?,
+
         details: text("details")?,
         prev_hash: hex_field(v, "prev_hash", line)?,
         hash: hex_field(v, "hash", line)?,

@@ -36,12 +36,23 @@ impl MigrationSet {
     }
 }
 
+/// A migration of `$owner` (the crate owning the tables it creates, docs/TABLES.md), read from
+/// that crate's `migrations/$dir/` folder. The sequence itself is one per schema kind, here:
+/// later migrations of one service build on tables of another.
 macro_rules! migration {
-    ($dir:literal, $version:literal, $name:literal) => {
+    ($owner:literal, $dir:literal, $version:literal, $name:literal) => {
         Migration {
             version: $version,
             name: $name,
-            sql: include_str!(concat!("../../migrations/", $dir, "/", $name, ".sql")),
+            sql: include_str!(concat!(
+                "../../../",
+                $owner,
+                "/migrations/",
+                $dir,
+                "/",
+                $name,
+                ".sql"
+            )),
         }
     };
 }
@@ -49,55 +60,175 @@ macro_rules! migration {
 pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
     std::sync::LazyLock::new(|| {
         MigrationSet(vec![
-            migration!("platform", 1, "0001_territories_and_tenancy"),
-            migration!("platform", 2, "0002_professionals_and_sessions"),
-            migration!("platform", 3, "0003_totp_cards"),
-            migration!("platform", 4, "0004_tenant_keys"),
-            migration!("platform", 5, "0005_job_runs"),
-            migration!("platform", 6, "0006_outbox_sending"),
-            migration!("platform", 7, "0007_name_search"),
-            migration!("platform", 8, "0008_activity"),
-            migration!("platform", 9, "0009_identity_provider"),
-            migration!("platform", 10, "0010_internal_callers"),
-            migration!("platform", 11, "0011_request_digests"),
-            migration!("platform", 12, "0012_login_hardening"),
-            migration!("platform", 13, "0013_oidc_client_allowances"),
-            migration!("platform", 14, "0014_security_journal_checkpoints"),
-            migration!("platform", 15, "0015_internal_caller_territories"),
-            migration!("platform", 16, "0016_sessions_end_on_withdrawal"),
-            migration!("platform", 17, "0017_security_journal_retention"),
-            migration!("platform", 18, "0018_values_bound_to_their_row"),
-            migration!("platform", 19, "0019_habilitation_requests"),
-            migration!("platform", 20, "0020_training"),
-            migration!("platform", 21, "0021_pix_results"),
-            migration!("platform", 22, "0022_charter_and_activation"),
-            migration!("platform", 23, "0023_training_registered_by_issuer"),
-            migration!("platform", 24, "0024_journal_verifications"),
-            migration!("platform", 25, "0025_statistics"),
-            migration!("platform", 26, "0026_alert_settings"),
-            migration!("platform", 27, "0027_statistics_live_mandates"),
+            migration!("foundation", "platform", 1, "0001_territories_and_tenancy"),
+            migration!(
+                "foundation",
+                "platform",
+                2,
+                "0002_professionals_and_sessions"
+            ),
+            migration!("foundation", "platform", 3, "0003_totp_cards"),
+            migration!("document-vault-bridge", "platform", 4, "0004_tenant_keys"),
+            migration!("foundation", "platform", 5, "0005_job_runs"),
+            migration!("notification-mailer", "platform", 6, "0006_outbox_sending"),
+            migration!("foundation", "platform", 7, "0007_name_search"),
+            migration!("foundation", "platform", 8, "0008_activity"),
+            migration!("mandate-service", "platform", 9, "0009_identity_provider"),
+            migration!(
+                "document-vault-bridge",
+                "platform",
+                10,
+                "0010_internal_callers"
+            ),
+            migration!("habilitation-desk", "platform", 11, "0011_request_digests"),
+            migration!("foundation", "platform", 12, "0012_login_hardening"),
+            migration!(
+                "mandate-service",
+                "platform",
+                13,
+                "0013_oidc_client_allowances"
+            ),
+            migration!(
+                "foundation",
+                "platform",
+                14,
+                "0014_security_journal_checkpoints"
+            ),
+            migration!(
+                "document-vault-bridge",
+                "platform",
+                15,
+                "0015_internal_caller_territories"
+            ),
+            migration!(
+                "foundation",
+                "platform",
+                16,
+                "0016_sessions_end_on_withdrawal"
+            ),
+            migration!(
+                "foundation",
+                "platform",
+                17,
+                "0017_security_journal_retention"
+            ),
+            migration!(
+                "foundation",
+                "platform",
+                18,
+                "0018_values_bound_to_their_row"
+            ),
+            migration!(
+                "habilitation-desk",
+                "platform",
+                19,
+                "0019_habilitation_requests"
+            ),
+            migration!("habilitation-desk", "platform", 20, "0020_training"),
+            migration!("habilitation-desk", "platform", 21, "0021_pix_results"),
+            migration!(
+                "habilitation-desk",
+                "platform",
+                22,
+                "0022_charter_and_activation"
+            ),
+            migration!(
+                "habilitation-desk",
+                "platform",
+                23,
+                "0023_training_registered_by_issuer"
+            ),
+            migration!(
+                "habilitation-desk",
+                "platform",
+                24,
+                "0024_journal_verifications"
+            ),
+            migration!("habilitation-desk", "platform", 25, "0025_statistics"),
+            migration!("habilitation-desk", "platform", 26, "0026_alert_settings"),
+            migration!(
+                "habilitation-desk",
+                "platform",
+                27,
+                "0027_statistics_live_mandates"
+            ),
         ])
     });
 
 pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
     std::sync::LazyLock::new(|| {
         MigrationSet(vec![
-            migration!("departement", 1, "0001_structures_and_outbox"),
-            migration!("departement", 2, "0002_documents"),
-            migration!("departement", 3, "0003_outbox_sending"),
-            migration!("departement", 4, "0004_mandates"),
-            migration!("departement", 5, "0005_identity_provider"),
-            migration!("departement", 6, "0006_usager_contacts_and_letters"),
-            migration!("departement", 7, "0007_structure_requests"),
-            migration!("departement", 8, "0008_usager_contacts_per_structure"),
-            migration!("departement", 9, "0009_journal_sealing"),
-            migration!("departement", 10, "0010_habilitation_requests"),
-            migration!("departement", 11, "0011_habilitation_withdrawals"),
-            migration!("departement", 12, "0012_structure_deactivation"),
-            migration!("departement", 13, "0013_statistics"),
-            migration!("departement", 14, "0014_anomaly_alerts"),
-            migration!("departement", 15, "0015_statistics_by_tenant"),
-            migration!("departement", 16, "0016_live_authorisations"),
+            migration!("foundation", "departement", 1, "0001_structures_and_outbox"),
+            migration!("document-vault-bridge", "departement", 2, "0002_documents"),
+            migration!(
+                "notification-mailer",
+                "departement",
+                3,
+                "0003_outbox_sending"
+            ),
+            migration!("mandate-service", "departement", 4, "0004_mandates"),
+            migration!(
+                "mandate-service",
+                "departement",
+                5,
+                "0005_identity_provider"
+            ),
+            migration!(
+                "mandate-service",
+                "departement",
+                6,
+                "0006_usager_contacts_and_letters"
+            ),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                7,
+                "0007_structure_requests"
+            ),
+            migration!(
+                "mandate-service",
+                "departement",
+                8,
+                "0008_usager_contacts_per_structure"
+            ),
+            migration!("foundation", "departement", 9, "0009_journal_sealing"),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                10,
+                "0010_habilitation_requests"
+            ),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                11,
+                "0011_habilitation_withdrawals"
+            ),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                12,
+                "0012_structure_deactivation"
+            ),
+            migration!("habilitation-desk", "departement", 13, "0013_statistics"),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                14,
+                "0014_anomaly_alerts"
+            ),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                15,
+                "0015_statistics_by_tenant"
+            ),
+            migration!(
+                "mandate-service",
+                "departement",
+                16,
+                "0016_live_authorisations"
+            ),
         ])
     });
 

@@ -1,8 +1,8 @@
 //! Tenants: département councils and communes subscribing to the platform.
 
+use crate::ids::TenantId;
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::territories::{CommuneCode, DepartementCode};
 
@@ -24,7 +24,7 @@ impl TenantKind {
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub kind: String,
     pub name: String,
     pub departement_code: String,
@@ -60,7 +60,7 @@ pub async fn create_tenant(
          VALUES ($1, $2, $3, $4, $5)
          RETURNING id, kind, name, departement_code, commune_code",
     )
-    .bind(Uuid::now_v7())
+    .bind(TenantId::new_v7())
     .bind(kind_str)
     .bind(name)
     .bind(kind.departement().as_str())

@@ -2,9 +2,9 @@
 //! (LaMednum/standard-mediation-num, version 1.0.1), and how a structure of a territory becomes
 //! one. The field-by-field mapping, and why some fields stay empty, is in docs/OPEN_DATA.md.
 
+use foundation::ids::StructureId;
 use poem_openapi::Object;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 /// The version of the national schema the records follow.
 pub const SCHEMA_VERSION: &str = "1.0.1";
@@ -175,7 +175,7 @@ impl Lieu {
 /// What the open data says of a structure of the territory (active ones only).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StructureRow {
-    pub id: Uuid,
+    pub id: StructureId,
     pub name: String,
     pub kind: String,
     pub siret: Option<String>,
@@ -333,10 +333,11 @@ pub fn presentation(mission: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn row() -> StructureRow {
         StructureRow {
-            id: Uuid::nil(),
+            id: StructureId::from_uuid(Uuid::nil()),
             name: " Mairie de Pessac ".into(),
             kind: "mairie".into(),
             siret: Some("13002526500013".into()),

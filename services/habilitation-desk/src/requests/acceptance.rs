@@ -13,11 +13,12 @@
 use std::time::Duration;
 
 use foundation::app::Platform;
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
 use foundation::jobs::Job;
 use foundation::journal::{self, Event};
 use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
 use foundation::tenancy::DepartementCode;
-use policies::{Domain, Role};
+use policies::Role;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -27,7 +28,7 @@ use crate::accounts;
 /// What an acceptance created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    pub structure: Uuid,
+    pub structure: StructureId,
     pub files: usize,
 }
 
@@ -37,7 +38,7 @@ async fn tenant_for(
     platform: &Platform,
     departement: DepartementCode,
     commune: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<TenantId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT t.id FROM platform.tenants t
          LEFT JOIN platform.communes c ON c.code = $1
@@ -56,7 +57,7 @@ async fn tenant_for(
 pub async fn accept(
     platform: &Platform,
     departement: DepartementCode,
-    reviewer: Uuid,
+    reviewer: ProfessionalId,
     reference: &str,
 ) -> Result<Accepted, RequestError> {
     let tenant = platform.tenancy.context(departement).await?;
@@ -71,7 +72,7 @@ pub async fn accept(
     let tenant_id = tenant_for(platform, departement, &request.commune_code)
         .await?
         .ok_or(RequestError::NoTenant)?;
-    let structure = Uuid::now_v7();
+    let structure = StructureId::new_v7();
     sqlx::query(
         "INSERT INTO structures (id, tenant_id, name, kind, siret, address, commune_code, postal_code,
              france_services, france_services_number, mission, opening_hours, request_id)
@@ -184,7 +185,7 @@ pub async fn finish_accounts(
 ) -> Result<bool, RequestError> {
     let tenant = platform.tenancy.context(departement).await?;
     let mut dep = tenant.begin().await?;
-    let found: Option<(String, Uuid, String, String, String, String)> = sqlx::query_as(
+    let found: Option<(String, StructureId, String, String, String, String)> = sqlx::query_as(
         "SELECT reference, structure_id, referent_first_name, referent_last_name, referent_email, structure_name
          FROM structure_requests
          WHERE id = $1 AND status = 'accepted' AND accounts_done_at IS NULL AND referent_email IS NOT NULL",
@@ -228,7 +229,7 @@ pub async fn finish_accounts(
     .await?
     .rows_affected();
     let professional = if claimed == 1 {
-        let existing: Option<Uuid> =
+        let existing: Option<ProfessionalId> =
             sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
                 .bind(&email)
                 .fetch_optional(&mut *tx)
@@ -249,7 +250,7 @@ pub async fn finish_accounts(
             &mut tx,
             id,
             Role::Referent,
-            Domain::Structure(structure),
+            structure.domain(),
             Some(departement.as_str()),
         )
         .await?;

@@ -12,11 +12,14 @@
 pub mod acceptance;
 pub mod digest;
 pub mod form;
+/// Abandoned drafts, purged after their retention.
+pub mod purge;
 pub mod siret;
 
 pub use digest::{DIGEST_HOUR, DIGEST_MAX_LINES, Digest, send_weekly_digest, weekly_digest};
 
 use foundation::app::Platform;
+use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::communes::{self, Commune};
@@ -27,6 +30,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use form::{AidantStep, COMMITMENTS, FieldErrors, MAX_AIDANTS, ReferentStep, StructureStep};
+pub use purge::{DRAFT_RETENTION_DAYS, draft_purge, purge_abandoned_drafts};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +171,7 @@ pub struct Request {
     pub decided_at: Option<OffsetDateTime>,
     pub refusal_reason: Option<String>,
     pub withdrawn_at: Option<OffsetDateTime>,
-    pub structure_id: Option<Uuid>,
+    pub structure_id: Option<StructureId>,
 }
 
 /// A read of structure requests, as one static string: their columns, then `$tail`.
@@ -216,7 +220,7 @@ pub struct ListedAidant {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Message {
     pub author: String,
-    pub professional_id: Option<Uuid>,
+    pub professional_id: Option<ProfessionalId>,
     pub body: String,
     pub created_at: OffsetDateTime,
 }
@@ -295,7 +299,7 @@ pub struct IssuerRef {
 #[derive(Debug, Clone, Copy)]
 pub enum Actor {
     Issuer(Uuid),
-    Reviewer(Uuid),
+    Reviewer(ProfessionalId),
 }
 
 fn entry(kind: Event, request: &Request, actor: Actor) -> NewEntry {
@@ -1003,7 +1007,7 @@ async fn reviewers_to_tell(
     tx: &mut TenantTx,
     request: &Request,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let last_reviewer: Option<Uuid> = sqlx::query_scalar(
+    let last_reviewer: Option<ProfessionalId> = sqlx::query_scalar(
         "SELECT professional_id FROM request_messages WHERE request_id = $1 AND author = 'reviewer'
          ORDER BY created_at DESC, id DESC LIMIT 1",
     )
@@ -1040,7 +1044,7 @@ pub enum Review {
 pub async fn review(
     platform: &Platform,
     tenant: &Territory,
-    reviewer: Uuid,
+    reviewer: ProfessionalId,
     reference: &str,
     action: Review,
 ) -> Result<Status, RequestError> {
@@ -1167,63 +1171,6 @@ pub async fn release_waiting(
     }
     tx.commit().await?;
     Ok(waiting.len())
-}
-
-/// Drafts untouched this long are deleted (product.md §12: nothing kept without a purpose).
-pub const DRAFT_RETENTION_DAYS: i32 = 180;
-
-/// Deletes the territory's drafts untouched for `DRAFT_RETENTION_DAYS`, with what they list,
-/// and their index entries. Returns how many.
-pub async fn purge_abandoned_drafts(
-    platform: &Platform,
-    departement: DepartementCode,
-) -> Result<u64, RequestError> {
-    let tenant = platform.tenancy.context(departement).await?;
-    let mut tx = tenant.begin().await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM structure_requests
-         WHERE status = 'draft' AND updated_at < now() - make_interval(days => $1) FOR UPDATE SKIP LOCKED",
-    )
-    .bind(DRAFT_RETENTION_DAYS)
-    .fetch_all(&mut *tx)
-    .await?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    for statement in [
-        "DELETE FROM request_aidants WHERE request_id = ANY($1)",
-        "DELETE FROM request_commitments WHERE request_id = ANY($1)",
-        "DELETE FROM request_messages WHERE request_id = ANY($1)",
-    ] {
-        sqlx::query(statement).bind(&ids).execute(&mut *tx).await?;
-    }
-    let deleted = sqlx::query("DELETE FROM structure_requests WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    tx.commit().await?;
-    // The index entries go after: an entry whose request is gone is only a dead pointer.
-    sqlx::query("DELETE FROM platform.request_index WHERE request_id = ANY($1)")
-        .bind(&ids)
-        .execute(platform.platform_pool())
-        .await?;
-    Ok(deleted)
-}
-
-/// The daily job purging abandoned drafts in every served territory.
-pub fn draft_purge() -> foundation::jobs::Job {
-    foundation::jobs::Job::new(
-        "purge_abandoned_request_drafts",
-        std::time::Duration::from_secs(24 * 3600),
-        |platform: Platform| async move {
-            let mut purged = 0;
-            for departement in platform.tenancy.served() {
-                purged += purge_abandoned_drafts(&platform, departement).await?;
-            }
-            Ok(purged)
-        },
-    )
 }
 
 /// A short summary of a request for lists.

@@ -6,12 +6,13 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
+use foundation::ids::UsagerId;
 use foundation::web::{FORM_ACTION_EXTRA, NavItem, Theme, html, origin_of};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Redirect};
 use poem::{Body, FromRequest, IntoResponse, Request, RequestBody, Response, handler};
-use policies::{Action, Domain, choice};
+use policies::{Action, choice};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -126,8 +127,8 @@ async fn may_use(platform: &Platform, scope: &Scope) -> bool {
     platform
         .guard
         .allows(
-            scope.me.id,
-            &Domain::Structure(scope.structure.id),
+            scope.me.id.as_uuid(),
+            &scope.structure.id.domain(),
             Action::MandateUse,
         )
         .await
@@ -176,7 +177,7 @@ pub async fn authorize(
     let csrf = csrf::token(req, platform.settings.http.secure_cookies());
     if let Some(usager) = params
         .get("ac_usager")
-        .and_then(|u| Uuid::parse_str(u).ok())
+        .and_then(|u| u.parse::<UsagerId>().ok())
     {
         return categories_page(&scope, &request, &allowed, usager, csrf, None).await;
     }
@@ -207,7 +208,14 @@ pub async fn authorize_post(body: Body) -> PageResult<Response> {
     Ok(Redirect::see_other(with_query("/oidc/authorize", &carried)).into_response())
 }
 
-type UsagerListRow = (Uuid, String, String, Option<String>, String, Vec<String>);
+type UsagerListRow = (
+    UsagerId,
+    String,
+    String,
+    Option<String>,
+    String,
+    Vec<String>,
+);
 
 async fn usagers_page(
     scope: &Scope,
@@ -285,7 +293,7 @@ async fn categories_page(
     scope: &Scope,
     request: &AuthRequest,
     allowed: &[Category],
-    usager: Uuid,
+    usager: UsagerId,
     csrf: String,
     error: Option<&str>,
 ) -> PageResult<Response> {
@@ -311,8 +319,8 @@ async fn categories_page(
         .iter()
         .map(
             |(category, _, revoked, superseded, expired)| choice::AuthorisationState {
-                structure: scope.structure.id,
-                usager,
+                structure: scope.structure.id.as_uuid(),
+                usager: usager.as_uuid(),
                 category: category.clone(),
                 revoked: *revoked,
                 superseded: *superseded,
@@ -324,8 +332,8 @@ async fn categories_page(
     let offered = choice::offered(
         &requested,
         &scope.structure.demarches,
-        scope.structure.id,
-        usager,
+        scope.structure.id.as_uuid(),
+        usager.as_uuid(),
         &states,
     );
     // Each offered category with the end of its latest live authorisation.
@@ -420,7 +428,7 @@ pub async fn decide(
     let csrf = csrf::token(req, platform.settings.http.secure_cookies());
     let Some(usager) = params
         .get("ac_usager")
-        .and_then(|u| Uuid::parse_str(u).ok())
+        .and_then(|u| u.parse::<UsagerId>().ok())
     else {
         return usagers_page(
             &scope,

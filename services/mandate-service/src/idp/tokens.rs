@@ -5,6 +5,7 @@
 use foundation::app::Platform;
 use foundation::auth::secrets::token_hash;
 use foundation::auth::session;
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::web::{PageError, PageResult};
 use poem::http::{StatusCode, header};
@@ -60,11 +61,11 @@ struct GrantRow {
     nonce: String,
     scopes: Vec<String>,
     code_challenge: Option<String>,
-    structure_id: Uuid,
-    aidant_id: Uuid,
+    structure_id: StructureId,
+    aidant_id: ProfessionalId,
     auth_time: OffsetDateTime,
-    usager_id: Uuid,
-    mandate_id: Uuid,
+    usager_id: UsagerId,
+    mandate_id: MandateId,
     category: String,
     redeemed: bool,
     revoked: bool,
@@ -245,7 +246,7 @@ async fn redeem(
         platform_pool,
         aidant,
         policies::Role::Aidant,
-        &policies::Domain::Structure(structure),
+        &structure.domain(),
     )
     .await?;
     let refusal = if redeemed {
@@ -356,8 +357,8 @@ type UserinfoRow = (
     String,
     String,
     Option<String>,
-    Uuid,
-    Uuid,
+    ProfessionalId,
+    StructureId,
 );
 
 /// `GET|POST /oidc/userinfo` with a Bearer access token: a signed JWT of the identity captured
@@ -429,7 +430,7 @@ pub async fn userinfo(
         platform.platform_pool(),
         aidant,
         policies::Role::Aidant,
-        &policies::Domain::Structure(structure),
+        &structure.domain(),
     )
     .await
     .map_err(OAuthError::unavailable)?;

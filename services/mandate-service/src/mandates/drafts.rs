@@ -5,6 +5,7 @@
 
 use crate::documents::{Documents, Stored};
 use foundation::app::Platform;
+use foundation::ids::MandateId;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -19,7 +20,7 @@ use crate::scope::Scope;
 pub struct Draft {
     pub categories: Vec<String>,
     pub duration_days: i32,
-    pub renewal_of: Option<Uuid>,
+    pub renewal_of: Option<MandateId>,
     /// The usager's identity, once FranceConnect vouched for it (until the mandate exists).
     pub identity: Option<sqlx::types::Json<Identity>>,
     pub completed_at: Option<OffsetDateTime>,
@@ -64,7 +65,7 @@ pub async fn confirm_draft(
     public_origin: &str,
     scope: &Scope,
     confirmation: &Confirmation<'_>,
-) -> Result<Uuid, MandateError> {
+) -> Result<MandateId, MandateError> {
     let Confirmation {
         terms,
         identity,
@@ -76,7 +77,7 @@ pub async fn confirm_draft(
         &scope.structure.demarches,
         Some(terms.duration_days),
     )?;
-    let mandate_id = Uuid::now_v7();
+    let mandate_id = MandateId::new_v7();
     let codes: Vec<String> = cats.iter().map(|c| c.code.to_owned()).collect();
     let pdf = attestation::attestation_pdf(
         platform,
@@ -118,9 +119,9 @@ async fn create(
     confirmation: &Confirmation<'_>,
     categories: Vec<Category>,
     duration_days: i32,
-    mandate_id: Uuid,
+    mandate_id: MandateId,
     upload: Option<&Stored>,
-) -> Result<(Uuid, bool), MandateError> {
+) -> Result<(MandateId, bool), MandateError> {
     let draft = confirmation.draft;
     let mut tx = scope.tenant.begin().await?;
     let completed: Option<Option<OffsetDateTime>> =

@@ -5,6 +5,7 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::guard;
+use foundation::ids::ProfessionalId;
 use foundation::tenancy::Territory;
 use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html};
@@ -12,7 +13,6 @@ use poem::web::Data;
 use poem::{Response, handler};
 use policies::Action;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{THEME, nav};
 use crate::categories;
@@ -82,7 +82,7 @@ struct Activity {
     by_category: Vec<CategoryUses>,
 }
 
-async fn read_activity(tenant: &Territory, me: Uuid) -> Result<Activity, sqlx::Error> {
+async fn read_activity(tenant: &Territory, me: ProfessionalId) -> Result<Activity, sqlx::Error> {
     let mut tx = tenant.begin().await?;
     // The last twelve months of the aidant's own acts in this territory: people helped (one
     // person counted once a month), démarches done (uses of a mandate) and mandates created.

@@ -6,6 +6,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::guard::Authorized;
+use foundation::ids::{MandateId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::Territory;
 use foundation::web::PageResult;
@@ -16,7 +17,6 @@ use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{THEME, date, display_name, nav};
 use crate::categories::{self, ALL};
@@ -147,8 +147,8 @@ macro_rules! list_page_sql {
 /// A mandate as lists show it, read with [`list_rows_sql!`].
 #[derive(sqlx::FromRow)]
 pub struct ListRow {
-    id: Uuid,
-    usager_id: Uuid,
+    id: MandateId,
+    usager_id: UsagerId,
     given_name: String,
     family_name: String,
     preferred_username: Option<String>,
@@ -260,15 +260,17 @@ pub async fn list(
     )
     .await?;
     let now = OffsetDateTime::now_utc();
-    let domain = policies::Domain::Structure(scope.structure.id);
+    let domain = scope.structure.id.domain();
+    let me = scope.me.id.as_uuid();
     let can_create = platform
         .guard
-        .allows(scope.me.id, &domain, Action::MandateCreate)
+        .allows(me, &domain, Action::MandateCreate)
         .await;
     let can_export = platform
         .guard
-        .allows(scope.me.id, &domain, Action::MandateExport)
+        .allows(me, &domain, Action::MandateExport)
         .await;
+
     html(&ListPage {
         theme: THEME,
         nav: nav("/mandats"),

@@ -8,6 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::guard::{self, Authorized};
+use foundation::ids::{MandateId, UsagerId};
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -85,7 +86,7 @@ fn mandate_flash(code: Option<&str>) -> Option<(bool, String)> {
 /// A mandate of the structure with its usager, as its page shows it.
 #[derive(sqlx::FromRow)]
 struct ShownMandate {
-    usager_id: Uuid,
+    usager_id: UsagerId,
     given_name: String,
     family_name: String,
     preferred_username: Option<String>,
@@ -110,7 +111,7 @@ struct AuthorisationRow {
 async fn shown_mandate(
     scope: &Scope,
     allowed: &Authorized,
-    mandate: Uuid,
+    mandate: MandateId,
 ) -> PageResult<(ShownMandate, Vec<AuthorisationRow>)> {
     let mut tx = scope.tenant.begin().await?;
     let row: Option<ShownMandate> = sqlx::query_as(
@@ -168,8 +169,11 @@ fn authorisation_views(
 /// Whether the guard allows the professional this action in the current structure (what the
 /// page offers; the action's own handler checks again).
 async fn allows(platform: &Platform, scope: &Scope, action: Action) -> bool {
-    let domain = policies::Domain::Structure(scope.structure.id);
-    platform.guard.allows(scope.me.id, &domain, action).await
+    let domain = scope.structure.id.domain();
+    platform
+        .guard
+        .allows(scope.me.id.as_uuid(), &domain, action)
+        .await
 }
 
 #[handler]
@@ -182,7 +186,8 @@ pub async fn show(
     Query(q): Query<MessageQuery>,
 ) -> PageResult<Response> {
     let allowed = scope.authorize(&platform, Action::MandateList).await?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
+
     let (m, auths) = shown_mandate(&scope, &allowed, mandate).await?;
     let now = OffsetDateTime::now_utc();
     let state = State::of(m.expires_at, m.ended_reason.as_deref(), now);
@@ -243,7 +248,8 @@ pub async fn revoke(
     Form(form): Form<RevokeForm>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateRevoke).await?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
+
     let category = form
         .categorie
         .as_deref()
@@ -300,7 +306,8 @@ pub async fn renew(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateRenew).await?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
+
     // Another structure's (or territory's) mandate, or none: 404, as for every id.
     renewal_terms(&scope.tenant, scope.structure.id, mandate)
         .await?
@@ -324,7 +331,8 @@ pub async fn explanation(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
+
     let mut tx = scope.tenant.begin().await?;
     let row: Option<Explained> = sqlx::query_as(
         "SELECT m.expires_at, ARRAY(SELECT category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY category) AS categories
@@ -365,7 +373,8 @@ pub async fn attestation_retry(
     // Producing the attestation finishes the mandate's creation: the same right, and the same
     // recent code, as creating it.
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
+
     let (documents, origin) = (&shared.documents, shared.public_origin.as_str());
     match attestation::produce_attestation(&platform, documents, origin, &scope, mandate).await {
         Ok(_) => Ok(see_other(format!("/mandats/{mandate}?message=attestation"))),

@@ -28,7 +28,6 @@ use poem::http::StatusCode;
 use poem::web::Redirect;
 use poem::{IntoResponse, Response};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::franceconnect::{FcClient, Identity};
 
@@ -119,8 +118,9 @@ fn form_answer(page: &impl Template, failed: bool) -> PageResult<Response> {
     Ok(resp)
 }
 
-fn parse_id(s: &str) -> PageResult<Uuid> {
-    Uuid::parse_str(s.trim()).map_err(|_| PageError::not_found())
+/// An id of the path (a mandate's, a usager's, a draft's); nonsense is a missing page.
+fn parse_id<T: std::str::FromStr>(s: &str) -> PageResult<T> {
+    s.trim().parse().map_err(|_| PageError::not_found())
 }
 
 /// The `message` a redirect after an act carries, shown as a flash.

@@ -8,6 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::guard::Authorized;
+use foundation::ids::UsagerId;
 use foundation::outbox::Channel;
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
@@ -16,7 +17,6 @@ use poem::{Request, Response, handler};
 use policies::Action;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::list::{ListRow, Row, list_rows_sql, to_row, visible_sql};
 use super::{
@@ -115,7 +115,7 @@ pub async fn usager_page(
     Query(q): Query<MessageQuery>,
 ) -> PageResult<Response> {
     let allowed = scope.authorize(&platform, Action::UsagerRead).await?;
-    let usager = parse_id(&id)?;
+    let usager: UsagerId = parse_id(&id)?;
     let flash = match q.message.as_deref() {
         Some("coordonnees") => Some((true, "Les coordonnées sont enregistrées.".to_owned())),
         Some("coordonnees-inchangees") => Some((
@@ -176,7 +176,7 @@ struct UsagerRecord {
 async fn usager_record(
     scope: &Scope,
     allowed: &Authorized,
-    usager: Uuid,
+    usager: UsagerId,
 ) -> PageResult<UsagerRecord> {
     let mut tx = scope.tenant.begin().await?;
     let found: Option<Person> =
@@ -263,8 +263,9 @@ async fn usager_view(
     platform: &Platform,
     scope: &Scope,
     allowed: &Authorized,
-    usager: Uuid,
+    usager: UsagerId,
     flash: Option<(bool, String)>,
+
     typed: &ContactForm,
 ) -> PageResult<Response> {
     let UsagerRecord {
@@ -356,7 +357,7 @@ pub async fn usager_contact(
     let allowed = scope
         .authorize(&platform, Action::UsagerContactUpdate)
         .await?;
-    let usager = parse_id(&id)?;
+    let usager: UsagerId = parse_id(&id)?;
     let typed = ContactForm {
         telephone: form.telephone.clone(),
         adresse: form.adresse.clone(),

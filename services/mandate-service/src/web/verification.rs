@@ -5,6 +5,7 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::secrets;
+use foundation::ids::MandateId;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
@@ -37,7 +38,7 @@ pub async fn verify(
     Path((dep, id, token)): Path<(String, String, String)>,
 ) -> PageResult<Response> {
     let departement = DepartementCode::parse(&dep).map_err(|_| PageError::not_found())?;
-    let mandate = parse_id(&id)?;
+    let mandate: MandateId = parse_id(&id)?;
     let expected = attestation::verification_token(&platform, departement, mandate);
     if !secrets::constant_time_eq(&expected, &token) {
         return Err(PageError::not_found());

@@ -146,7 +146,7 @@ pub async fn recap(
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    let draft = parse_id(&id)?;
+    let draft: Uuid = parse_id(&id)?;
     let found = match identified_draft(&scope, draft).await? {
         Ok(found) => found,
         Err(answer) => return answer,
@@ -231,7 +231,7 @@ pub async fn confirm(
     Form(form): Form<ConfirmForm>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    let draft = parse_id(&id)?;
+    let draft: Uuid = parse_id(&id)?;
     let found = match identified_draft(&scope, draft).await? {
         Ok(found) => found,
         Err(answer) => return answer,
@@ -274,9 +274,9 @@ pub async fn confirm(
 /// After a double submission: the mandate the draft produced.
 #[handler]
 pub async fn draft_completed(scope: Scope, Path(id): Path<String>) -> PageResult<Response> {
-    let draft = parse_id(&id)?;
+    let draft: Uuid = parse_id(&id)?;
     let mut tx = scope.tenant.begin().await?;
-    let mandate: Option<Uuid> = sqlx::query_scalar(
+    let mandate: Option<foundation::ids::MandateId> = sqlx::query_scalar(
         "SELECT m.id FROM mandates m WHERE m.idempotency_key = $1 AND m.structure_id = $2",
     )
     .bind(format!("draft:{draft}"))

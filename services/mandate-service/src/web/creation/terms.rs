@@ -6,6 +6,7 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::{csrf, guard, secrets};
+use foundation::ids::{MandateId, StructureId};
 use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
@@ -51,7 +52,7 @@ pub struct NewQuery {
 struct Terms {
     chosen: Vec<String>,
     duration: Option<i32>,
-    renewal_of: Option<Uuid>,
+    renewal_of: Option<MandateId>,
 }
 
 impl Terms {
@@ -74,7 +75,7 @@ impl Terms {
         let duration = field("duree").and_then(|d| d.parse::<i32>().ok());
         let renewal_of = field("renouvellement")
             .filter(|s| !s.is_empty())
-            .and_then(|s| Uuid::parse_str(&s).ok());
+            .and_then(|s| s.parse::<MandateId>().ok());
         Terms {
             chosen,
             duration,
@@ -129,8 +130,8 @@ struct RenewalTerms {
 /// The terms of a mandate being renewed: its categories still allowed, and its duration.
 pub(crate) async fn renewal_terms(
     tenant: &Territory,
-    structure: Uuid,
-    mandate: Uuid,
+    structure: StructureId,
+    mandate: MandateId,
 ) -> Result<Option<(Vec<String>, i32)>, sqlx::Error> {
     let mut tx = tenant.begin().await?;
     let row: Option<RenewalTerms> = sqlx::query_as(
@@ -157,7 +158,7 @@ pub async fn new_form(
     let renewal = q
         .renouvellement
         .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok());
+        .and_then(|s| s.parse::<MandateId>().ok());
     let (chosen, duration) = match renewal {
         Some(id) => renewal_terms(&scope.tenant, scope.structure.id, id)
             .await?
@@ -179,8 +180,9 @@ async fn open_draft(
     scope: &Scope,
     codes: &[&str],
     duration: i32,
-    renewal_of: Option<Uuid>,
+    renewal_of: Option<MandateId>,
     state: &str,
+
     nonce: &str,
 ) -> PageResult<()> {
     let state_hash = secrets::token_hash(state);
