@@ -234,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = test_support::test_settings(&db.app_url);
     settings.database.max_connections = 40;
     let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
-    let ctx = tenancy.context(DepartementCode::parse("33")?).await?;
+    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
     let structure = habilitation_desk::structures::create_structure(
         &ctx,
         &habilitation_desk::structures::NewStructure {

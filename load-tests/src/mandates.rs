@@ -330,7 +330,7 @@ async fn main() -> anyhow::Result<()> {
         settings.security.totp_key_version,
     )?;
     let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
-    let ctx = tenancy.context(DepartementCode::parse("33")?).await?;
+    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
     let structure = habilitation_desk::structures::create_structure(
         &ctx,
         &habilitation_desk::structures::NewStructure {

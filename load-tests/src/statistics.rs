@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = foundation::telemetry::init(&settings.telemetry)?;
     let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
     let d = DepartementCode::parse("33")?;
-    let ctx = tenancy.context(d).await?;
+    let ctx = tenancy.unguarded(d).await?;
     let council = foundation::tenancy::tenants::create_tenant(
         &db.admin,
         &foundation::tenancy::tenants::TenantKind::Departement(d),

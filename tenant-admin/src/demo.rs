@@ -81,7 +81,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     )
     .await?;
     let tenancy = crate::tenancy(pool).await?;
-    let tenant = tenancy.context(gironde).await?;
+    let tenant = tenancy.unguarded(gironde).await?;
     let structures = [
         (
             city,

@@ -250,7 +250,7 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
             let started = std::time::Instant::now();
             let v = match departement {
                 Some(code) => {
-                    let tenant = crate::tenancy(pool).await?.context(code).await?;
+                    let tenant = crate::tenancy(pool).await?.unguarded(code).await?;
                     let mut tx = tenant.begin().await?;
                     let v = journal::verify(&mut tx, Some(&public), &anchor).await?;
                     tx.commit().await?;
@@ -290,7 +290,7 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
                     if chained > 0 {
                         println!("{chained} entrée(s) chaînée(s)");
                     }
-                    let mut tx = tenancy.context(code).await?.begin().await?;
+                    let mut tx = tenancy.unguarded(code).await?.begin().await?;
                     let sealed = journal::checkpoint(&mut tx, &key).await?;
                     tx.commit().await?;
                     sealed
@@ -312,7 +312,7 @@ pub async fn run(pool: &PgPool, command: &JournalCommand) -> anyhow::Result<()> 
             let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
             let lines = match target(which)?.1 {
                 Some(code) => {
-                    let tenant = crate::tenancy(pool).await?.context(code).await?;
+                    let tenant = crate::tenancy(pool).await?.unguarded(code).await?;
                     let mut tx = tenant.begin().await?;
                     let lines = journal::export(&mut tx, &public, None, &mut file).await?;
                     tx.commit().await?;

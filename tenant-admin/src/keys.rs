@@ -86,7 +86,7 @@ async fn rotate_tenant(pool: &PgPool, tenant: TenantId) -> anyhow::Result<()> {
     let vault = document_vault_bridge::vault_from_settings(&settings).await?;
     let tenancy = crate::tenancy(pool).await?;
     let territory = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(&departement)?)
+        .unguarded(foundation::tenancy::DepartementCode::parse(&departement)?)
         .await?;
     let mut conn = pool.acquire().await?;
     let count = vault

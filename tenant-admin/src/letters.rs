@@ -49,7 +49,7 @@ pub async fn run(pool: &PgPool, command: &LettersCommand) -> anyhow::Result<()> 
         }
         LettersCommand::List { departement } => {
             let ctx = tenancy
-                .context(DepartementCode::parse(departement)?)
+                .unguarded(DepartementCode::parse(departement)?)
                 .await?;
             let mut tx = ctx.begin().await?;
             let rows: Vec<(Uuid, String, i32, time::OffsetDateTime)> = sqlx::query_as(
@@ -69,7 +69,7 @@ pub async fn run(pool: &PgPool, command: &LettersCommand) -> anyhow::Result<()> 
             out,
         } => {
             let ctx = tenancy
-                .context(DepartementCode::parse(departement)?)
+                .unguarded(DepartementCode::parse(departement)?)
                 .await?;
             let mut tx = ctx.begin().await?;
             let document: Option<Uuid> =

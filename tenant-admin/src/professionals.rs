@@ -92,7 +92,7 @@ pub async fn run(pool: &PgPool, command: &ProfessionalsCommand) -> anyhow::Resul
             if let (Domain::Structure(id), Some(code)) = (domain, departement.as_deref()) {
                 let tenancy = crate::tenancy(pool).await?;
                 let mut tx = tenancy
-                    .context(DepartementCode::parse(code)?)
+                    .unguarded(DepartementCode::parse(code)?)
                     .await?
                     .begin()
                     .await?;
@@ -182,7 +182,7 @@ pub async fn run_structures(pool: &PgPool, command: &StructuresCommand) -> anyho
         "la commune {commune} n'est pas dans le département du tenant ({tenant_departement})"
     );
     let tenancy = crate::tenancy(pool).await?;
-    let ctx = tenancy.context(commune.departement()).await?;
+    let ctx = tenancy.unguarded(commune.departement()).await?;
     let new = NewStructure {
         tenant_id: *tenant,
         name: name.trim().to_owned(),

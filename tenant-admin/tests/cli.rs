@@ -295,7 +295,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     assert!(daily > 0 && daily == monthly, "{daily} {monthly}");
     let tenancy = test_support::tenancy(db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     let yesterday = time::OffsetDateTime::now_utc()

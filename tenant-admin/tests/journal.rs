@@ -23,7 +23,7 @@ async fn territory(db: &TestDatabase, code: &str) -> Territory {
     let pool = sqlx::PgPool::connect(&db.app_url).await.expect("pool");
     test_support::tenancy(pool)
         .await
-        .context(DepartementCode::parse(code).expect("code"))
+        .unguarded(DepartementCode::parse(code).expect("code"))
         .await
         .expect("territoire")
 }

@@ -457,7 +457,7 @@ async fn receipts_go_by_email_else_sms_else_a_printed_letter_batch() {
     let platform = platform(&db, |_| {}).await;
     let ctx = platform
         .tenancy
-        .context(DepartementCode::parse("33").expect("33"))
+        .unguarded(DepartementCode::parse("33").expect("33"))
         .await
         .expect("territoire");
     let (tenant, structure) = (

@@ -26,7 +26,7 @@ async fn platform_of(
 async fn territory(platform: &Platform, code: &str) -> Territory {
     platform
         .tenancy
-        .context(DepartementCode::parse(code).expect("code"))
+        .unguarded(DepartementCode::parse(code).expect("code"))
         .await
         .expect("territoire")
 }

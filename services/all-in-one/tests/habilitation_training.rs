@@ -1466,7 +1466,7 @@ async fn a_referent_moves_an_aidant_to_another_structure_of_the_same_tenant_only
     let app = spawn_app(&["33"]).await;
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("dep"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("dep"))
         .await
         .expect("territoire");
     let council = foundation::tenancy::tenants::create_tenant(

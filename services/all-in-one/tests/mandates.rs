@@ -436,7 +436,7 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
     }
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     let mut tx = ctx.begin().await.expect("tx");
@@ -845,7 +845,7 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
         .expect("platform");
     let tenant = platform
         .tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     assert_eq!(
@@ -1227,7 +1227,7 @@ async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
         .await
         .expect("plateforme");
     let departement = foundation::tenancy::DepartementCode::parse("33").expect("33");
-    let ctx = platform.tenancy.context(departement).await.expect("ctx");
+    let ctx = platform.tenancy.unguarded(departement).await.expect("ctx");
     let mut tx = ctx.begin().await.expect("tx");
     for (owner, who) in [
         (structure, "Mme Odette LEROY"),

@@ -32,7 +32,7 @@ async fn mails_put_in_the_national_and_territorial_outboxes_arrive_in_maildev() 
 
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(DepartementCode::parse("33").expect("33"))
+        .unguarded(DepartementCode::parse("33").expect("33"))
         .await
         .expect("contexte");
     let mut tx = ctx.begin().await.expect("tx");
@@ -110,7 +110,7 @@ async fn request_spans_reach_the_otlp_receiver_without_personal_data() {
     telemetry.otlp_endpoint = None;
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(DepartementCode::parse("33").expect("33"))
+        .unguarded(DepartementCode::parse("33").expect("33"))
         .await
         .expect("contexte");
     let tenant = foundation::tenancy::tenants::create_tenant(

@@ -560,7 +560,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
     identity.family_name = family_name.clone();
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let tenant = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .unguarded(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
         .await
         .expect("territoire");
     let draft = Uuid::new_v4();

@@ -25,7 +25,7 @@ async fn people(
 ) {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .unguarded(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
         .await
         .expect("ctx");
     for i in 0..n {
@@ -381,7 +381,7 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     }
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     let settings = std::collections::HashMap::new();

@@ -28,7 +28,7 @@ async fn seed_structures(db: &TestDatabase, commune: &str, count: usize) {
     .expect("tenant");
     let tenancy = test_support::tenancy(db.admin.clone()).await;
     let ctx = tenancy
-        .context(commune.departement())
+        .unguarded(commune.departement())
         .await
         .expect("contexte");
     for n in 0..count {
@@ -59,7 +59,7 @@ async fn a_departement_role_cannot_read_or_write_another_departement() {
         .await
         .expect("pool");
     let tenancy = test_support::tenancy(app_pool.clone()).await;
-    let paris = tenancy.context(dep("75")).await.expect("Paris servi");
+    let paris = tenancy.unguarded(dep("75")).await.expect("Paris servi");
 
     let mut tx = paris.begin().await.expect("tx");
     let read = sqlx::query("SELECT count(*) FROM dep_13.structures")
@@ -137,7 +137,7 @@ async fn sql_inside_a_tenant_transaction_cannot_switch_role_or_create_temporary_
         .await
         .expect("pool");
     let tenancy = test_support::tenancy(app_pool).await;
-    let paris = tenancy.context(dep("75")).await.expect("Paris servi");
+    let paris = tenancy.unguarded(dep("75")).await.expect("Paris servi");
     let escapes = [
         format!("SET ROLE {role_13}"),
         format!("SET LOCAL ROLE {role_13}"),
@@ -305,7 +305,7 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
         .expect("pool");
     let tenancy = test_support::tenancy(app_pool).await;
     let mut tx = tenancy
-        .context(dep("75"))
+        .unguarded(dep("75"))
         .await
         .expect("Paris servi")
         .begin()
@@ -435,7 +435,7 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
             app_role.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let ctx = tenancy.context(dep(code)).await.expect("contexte");
+            let ctx = tenancy.unguarded(dep(code)).await.expect("contexte");
             let mut tx = ctx.begin().await.expect("tx");
             let (path, user): (String, String) =
                 sqlx::query_as("SELECT current_setting('search_path'), current_user::text")

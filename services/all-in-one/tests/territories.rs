@@ -56,7 +56,7 @@ async fn canary_usager(app: &TestApp, structure: StructureId, aidant: Profession
         common::idp::mandate_for(app, structure, aidant, &identity, &["social", "logement"]).await;
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
     let mut tx = ctx.begin().await.expect("tx");
@@ -450,7 +450,7 @@ async fn seal_gironde(app: &TestApp) {
         secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
     )
     .expect("clé");
-    let ctx = tenancy.context(d).await.expect("ctx");
+    let ctx = tenancy.unguarded(d).await.expect("ctx");
     let mut tx = ctx.begin().await.expect("tx");
     foundation::journal::checkpoint(&mut tx, &key)
         .await

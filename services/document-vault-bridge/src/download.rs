@@ -51,7 +51,7 @@ pub async fn download(
         .map_err(fail)?;
     let territory = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| fail(VaultError::Unavailable))?;
     let mut conn = platform

@@ -166,7 +166,7 @@ async fn territory(
     }
     let ctx = platform
         .tenancy
-        .context(code)
+        .unguarded(code)
         .await
         .map_err(ApiError::from)?;
     Ok((code, ctx))

@@ -82,7 +82,7 @@ fn retention_job(vault: vault::Vault) -> foundation::jobs::Job {
             async move {
                 let mut purged = 0;
                 for departement in platform.tenancy.served() {
-                    let ctx = platform.tenancy.context(departement).await?;
+                    let ctx = platform.tenancy.unguarded(departement).await?;
                     purged += vault.purge(&ctx, time::OffsetDateTime::now_utc()).await?;
                 }
                 Ok(purged)

@@ -263,7 +263,7 @@ pub async fn list_stuck(
         .map(to_message(PLATFORM_SCOPE.into()))
         .collect();
     for departement in tenancy.served() {
-        let Ok(ctx) = tenancy.context(departement).await else {
+        let Ok(ctx) = tenancy.territory(departement).await else {
             continue;
         };
         let mut tx = ctx.begin().await?;
@@ -299,7 +299,7 @@ pub async fn requeue(tenancy: &crate::tenancy::Tenancy, id: Uuid) -> Result<bool
         return Ok(true);
     }
     for departement in tenancy.served() {
-        let Ok(ctx) = tenancy.context(departement).await else {
+        let Ok(ctx) = tenancy.territory(departement).await else {
             continue;
         };
         let mut tx = ctx.begin().await?;

@@ -50,7 +50,7 @@ async fn structure_name(platform: &Platform, id: StructureId, departement: &str)
     let Ok(code) = DepartementCode::parse(departement) else {
         return "Structure".into();
     };
-    let Ok(ctx) = platform.tenancy.context(code).await else {
+    let Ok(ctx) = platform.tenancy.unguarded(code).await else {
         return "Structure (territoire indisponible)".into();
     };
     let Ok(mut tx) = ctx.begin().await else {

@@ -159,7 +159,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
         let Ok(d) = DepartementCode::parse(&file.departement_code) else {
             continue;
         };
-        let tenant = platform.tenancy.context(d).await?;
+        let tenant = platform.tenancy.unguarded(d).await?;
         // A withdrawn file, or one of a deactivated structure, opens nothing.
         let mut dep = tenant.begin().await?;
         let open: Option<(String, bool, String)> = sqlx::query_as(
@@ -281,7 +281,7 @@ async fn sync(platform: &Platform) -> anyhow::Result<()> {
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        let tenant = platform.tenancy.context(d).await?;
+        let tenant = platform.tenancy.unguarded(d).await?;
         let mut dep = tenant.begin().await?;
         let changed = sqlx::query(
             "UPDATE habilitation_files SET state = 'active', professional_id = $2

@@ -373,15 +373,8 @@ async fn referent_structure(
     platform: &Platform,
     me: &Professional,
 ) -> PageResult<(StructureId, Territory)> {
-    let structure = guard::require_in_current_structure(platform, me, Action::AidantList)
-        .await?
-        .structure();
-    let departement =
-        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await?
-            .ok_or_else(PageError::not_found)?;
-    let context = platform.tenancy.context(departement).await?;
-    Ok((structure, context))
+    let allowed = guard::require_in_current_structure(platform, me, Action::AidantList).await?;
+    Ok((allowed.structure(), allowed.territory(platform).await?))
 }
 
 async fn structure_render(

@@ -8,7 +8,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
-use foundation::auth::{assignments, csrf, guard};
+use foundation::auth::{csrf, guard};
 use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::Territory;
@@ -35,9 +35,8 @@ async fn context(
     String,
     Vec<(StructureId, String)>,
 )> {
-    let structure = guard::require_in_current_structure(platform, me, Action::AidantMove)
-        .await?
-        .structure();
+    let allowed = guard::require_in_current_structure(platform, me, Action::AidantMove).await?;
+    let structure = allowed.structure();
     guard::require_active_structure(platform, structure).await?;
     let aidant: ProfessionalId = aidant.trim().parse().map_err(|_| PageError::not_found())?;
     let name: String = sqlx::query_scalar(
@@ -49,10 +48,7 @@ async fn context(
     .fetch_optional(platform.platform_pool())
     .await?
     .ok_or_else(PageError::not_found)?;
-    let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await?
-        .ok_or_else(PageError::not_found)?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = allowed.territory(platform).await?;
     let mut tx = tenant.begin().await?;
     let targets: Vec<(StructureId, String)> = sqlx::query_as(
         "SELECT s.id, s.name FROM structures s
@@ -202,9 +198,9 @@ pub async fn appoint(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<AppointForm>,
 ) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint)
-        .await?
-        .structure();
+    let allowed =
+        guard::require_in_current_structure(&platform, &me, Action::ReferentAppoint).await?;
+    let structure = allowed.structure();
     guard::require_active_structure(&platform, structure).await?;
     let aidant: ProfessionalId = f
         .aidant
@@ -220,17 +216,14 @@ pub async fn appoint(
     .fetch_optional(platform.platform_pool())
     .await?
     .ok_or_else(PageError::not_found)?;
-    let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await?
-        .ok_or_else(PageError::not_found)?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = allowed.territory(&platform).await?;
     let mut tx = platform.platform_pool().begin().await?;
     crate::accounts::grant_role(
         &mut tx,
         aidant,
         Role::Referent,
         structure.domain(),
-        Some(departement.as_str()),
+        Some(tenant.departement().as_str()),
     )
     .await?;
     security::append(

@@ -77,7 +77,7 @@ async fn page(
     let mut lines = Vec::new();
     let searched = !departement.trim().is_empty();
     if let Ok(d) = DepartementCode::parse(departement) {
-        let tenant = platform.tenancy.context(d).await?;
+        let tenant = platform.tenancy.unguarded(d).await?;
         let mut tx = tenant.begin().await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, name, kind, commune_code, siret, active, deactivated_at, deactivation_reason
@@ -201,7 +201,7 @@ pub async fn deactivate(
         )
         .await;
     }
-    let tenant = platform.tenancy.context(d).await?;
+    let tenant = platform.tenancy.unguarded(d).await?;
     let mut tx = tenant.begin().await?;
     let done = sqlx::query(
         "UPDATE structures SET active = false, deactivated_at = now(), deactivated_by = $2, deactivation_reason = $3

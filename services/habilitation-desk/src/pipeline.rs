@@ -179,7 +179,7 @@ pub async fn structure_files(
     else {
         return Ok(None);
     };
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let Some((name, active)): Option<(String, bool)> =
         sqlx::query_as("SELECT name, active FROM structures WHERE id = $1")

@@ -141,7 +141,7 @@ pub async fn aidants(
             .await?;
     let mut structure_name = "la structure".to_owned();
     if let Some(code) = departement {
-        let ctx = platform.tenancy.context(code).await?;
+        let ctx = platform.tenancy.unguarded(code).await?;
         let mut tx = ctx.begin().await?;
         if let Some(name) =
             sqlx::query_scalar::<_, String>("SELECT name FROM structures WHERE id = $1")

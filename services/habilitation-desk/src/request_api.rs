@@ -114,7 +114,7 @@ impl RequestsApi {
         let mut list = Vec::new();
         for (code, ids) in by_dep {
             let d = DepartementCode::parse(&code)?;
-            let tenant = platform.tenancy.context(d).await?;
+            let tenant = platform.tenancy.unguarded(d).await?;
             let mut tx = tenant.begin().await?;
             let rows: Vec<Row> = sqlx::query_as(rows_sql!(
                 "WHERE r.id = ANY($1) AND r.issuer_id = $2 ORDER BY r.updated_at DESC"
@@ -140,7 +140,7 @@ impl RequestsApi {
         let me = signed_in(req, &platform).await?;
         let unknown = || ApiError::not_found("Aucune de vos demandes ne porte cette référence.");
         let d = requests::departement_of(&reference).ok_or_else(unknown)?;
-        let tenant = platform.tenancy.context(d).await?;
+        let tenant = platform.tenancy.unguarded(d).await?;
         let mut tx = tenant.begin().await?;
         let row: Option<Row> =
             sqlx::query_as(rows_sql!("WHERE r.reference = $1 AND r.issuer_id = $2"))

@@ -90,7 +90,7 @@ async fn own(
     let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(PageError::from)?;
     let mut tx = tenant.begin().await?;
@@ -153,7 +153,7 @@ pub async fn list(
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        let Ok(tenant) = platform.tenancy.context(d).await else {
+        let Ok(tenant) = platform.tenancy.unguarded(d).await else {
             unavailable.push(format!("{} ({})", d.name(), d.as_str()));
             continue;
         };

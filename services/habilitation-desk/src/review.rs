@@ -162,7 +162,7 @@ pub async fn queue(
     let mut lines = Vec::new();
     let mut unavailable = Vec::new();
     for d in &wanted {
-        let Ok(tenant) = platform.tenancy.context(*d).await else {
+        let Ok(tenant) = platform.tenancy.unguarded(*d).await else {
             unavailable.push(format!("{} ({})", d.name(), d.as_str()));
             continue;
         };
@@ -279,7 +279,7 @@ async fn reviewable_request(
     }
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(PageError::from)?;
     let mut tx = tenant.begin().await?;
@@ -420,7 +420,7 @@ async fn act(
     let (departement, d) = reviewable_request(platform, me, reference).await?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(PageError::from)?;
     match requests::review(platform, &tenant, me.id, reference, action).await {

@@ -316,7 +316,7 @@ pub async fn publish(
 pub async fn refresh(platform: &Platform) -> anyhow::Result<u64> {
     let mut folded = 0;
     for d in platform.tenancy.served() {
-        let tenant = platform.tenancy.context(d).await?;
+        let tenant = platform.tenancy.unguarded(d).await?;
         foundation::journal::seal_from_platform(&platform.tenancy, d).await?;
         folded += fold(&tenant).await?;
         publish(platform, &tenant, d).await?;

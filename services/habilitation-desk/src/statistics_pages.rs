@@ -316,18 +316,13 @@ struct StructurePage<'a> {
 /// `GET /structure/statistiques`: the référent's structure.
 #[handler]
 pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let structure =
-        guard::require_in_current_structure(&platform, &me, Action::StructureStatistics)
-            .await?
-            .structure();
+    let allowed =
+        guard::require_in_current_structure(&platform, &me, Action::StructureStatistics).await?;
+    let structure = allowed.structure();
     let (name, _, _) = crate::pipeline::structure_files(&platform, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let departement =
-        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await?
-            .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = allowed.territory(&platform).await?;
     let mut tx = tenant.begin().await?;
     let months = statistics::twelve(
         &statistics::months(&mut tx, statistics::Of::Structure(structure)).await?,

@@ -6,8 +6,7 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::session::Professional;
-use foundation::auth::{assignments, csrf, guard};
-use foundation::ids::StructureId;
+use foundation::auth::{csrf, guard};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::web::PageResult;
 use foundation::web::{NavItem, Theme, html_status};
@@ -69,12 +68,11 @@ fn page(
     )
 }
 
-async fn structure(platform: &Platform, me: &Professional) -> PageResult<StructureId> {
-    let structure = guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
-        .await?
-        .structure();
-    guard::require_active_structure(platform, structure).await?;
-    Ok(structure)
+async fn structure(platform: &Platform, me: &Professional) -> PageResult<guard::Authorized> {
+    let allowed =
+        guard::require_in_current_structure(platform, me, Action::AidantAddToTraining).await?;
+    guard::require_active_structure(platform, allowed.structure()).await?;
+    Ok(allowed)
 }
 
 /// `GET /structure/aidants/nouveau`.
@@ -101,15 +99,13 @@ pub async fn create(
     me: Professional,
     Form(input): Form<AidantInput>,
 ) -> PageResult<Response> {
-    let structure = structure(&platform, &me).await?;
+    let allowed = structure(&platform, &me).await?;
+    let structure = allowed.structure();
     let step = match input.validate() {
         Ok(step) => step,
         Err(errors) => return page(req, &platform, &input, &errors),
     };
-    let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await?
-        .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = allowed.territory(&platform).await?;
     let mut dep = tenant.begin().await?;
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM habilitation_files WHERE structure_id = $1 AND email = $2)",
@@ -132,7 +128,7 @@ pub async fn create(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
-    .bind(departement.as_str())
+    .bind(tenant.departement().as_str())
     .bind(structure)
     .bind(&step.email)
     .bind(format!("{} {}", step.first_name, step.last_name))

@@ -81,7 +81,7 @@ async fn issuer_structure(
     let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| PageError::not_found())?;
     let mut tx = tenant.begin().await?;

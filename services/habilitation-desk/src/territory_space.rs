@@ -140,7 +140,7 @@ pub(crate) async fn scoped(
     .await?
     .ok_or_else(PageError::not_found)?;
     let d = tenant.departement().ok_or_else(PageError::not_found)?;
-    let context = platform.tenancy.context(d).await?;
+    let context = platform.tenancy.unguarded(d).await?;
     Ok((tenant, context))
 }
 

@@ -80,7 +80,7 @@ pub async fn withdraw(
         .ok_or(WithdrawalError::NotFound)?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| WithdrawalError::Unavailable)?;
     let mut tx = platform.platform_pool().begin().await?;
@@ -224,7 +224,7 @@ async fn structure_name(platform: &Platform, structure: StructureId) -> PageResu
     else {
         return Err(PageError::not_found());
     };
-    let tenant = platform.tenancy.context(d).await?;
+    let tenant = platform.tenancy.unguarded(d).await?;
     let mut tx = tenant.begin().await?;
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
         .bind(structure)

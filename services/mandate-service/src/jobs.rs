@@ -104,7 +104,7 @@ pub fn expiry_reminders() -> Job {
         |platform: Platform| async move {
             let mut queued = 0;
             for departement in platform.tenancy.served() {
-                let tenant = platform.tenancy.context(departement).await?;
+                let tenant = platform.tenancy.unguarded(departement).await?;
                 queued += remind_expiring(&platform, &tenant).await?;
             }
             Ok(queued)
@@ -132,7 +132,7 @@ pub fn journal_checkpoints(key: CheckpointKey) -> Job {
                 conn.commit().await?;
                 for departement in platform.tenancy.served() {
                     journal::seal_from_platform(&platform.tenancy, departement).await?;
-                    let tenant = platform.tenancy.context(departement).await?;
+                    let tenant = platform.tenancy.unguarded(departement).await?;
                     let mut tx = tenant.begin().await?;
                     if journal::checkpoint(&mut tx, &key).await?.is_some() {
                         sealed += 1;
@@ -154,7 +154,7 @@ pub fn purge_drafts() -> Job {
         |platform: Platform| async move {
             let mut purged = 0;
             for departement in platform.tenancy.served() {
-                let tenant = platform.tenancy.context(departement).await?;
+                let tenant = platform.tenancy.unguarded(departement).await?;
                 let mut tx = tenant.begin().await?;
                 purged += sqlx::query(
                     "DELETE FROM mandate_drafts WHERE expires_at < now() - interval '1 hour'

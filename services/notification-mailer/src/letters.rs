@@ -79,7 +79,7 @@ pub async fn batch_territory(
     vault: &Vault,
     departement: DepartementCode,
 ) -> anyhow::Result<Vec<Batch>> {
-    let ctx = tenancy.context(departement).await?;
+    let ctx = tenancy.unguarded(departement).await?;
     let mut tx = ctx.begin().await?;
     let structures: Vec<(StructureId, TenantId, String)> = sqlx::query_as(
         "SELECT s.id, s.tenant_id, s.name FROM structures s

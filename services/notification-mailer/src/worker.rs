@@ -202,7 +202,7 @@ impl OutboxWorker {
             }
             Scope::Departement(departement) => {
                 // A territory not served (not provisioned, failed migration) has nothing to send.
-                let Ok(tenant) = self.platform.tenancy.context(departement).await else {
+                let Ok(tenant) = self.platform.tenancy.unguarded(departement).await else {
                     return Ok(Vec::new());
                 };
                 let mut tx = tenant.begin().await?;
@@ -271,7 +271,7 @@ impl OutboxWorker {
                 let tenant = self
                     .platform
                     .tenancy
-                    .context(departement)
+                    .unguarded(departement)
                     .await
                     .map_err(|_| sqlx::Error::PoolClosed)?;
                 let mut tx = tenant.begin().await?;
@@ -401,7 +401,7 @@ pub fn purge_delivered_messages() -> foundation::jobs::Job {
             .await?
             .rows_affected();
             for departement in platform.tenancy.served() {
-                let ctx = platform.tenancy.context(departement).await?;
+                let ctx = platform.tenancy.unguarded(departement).await?;
                 let mut tx = ctx.begin().await?;
                 purged +=
                     sqlx::query("DELETE FROM outbox WHERE sent_at < now() - interval '30 days'")

@@ -333,7 +333,7 @@ pub async fn log_in(
 pub async fn structure_domain(app: &TestApp, departement: &str) -> StructureId {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
+        .unguarded(foundation::tenancy::DepartementCode::parse(departement).expect("dep"))
         .await
         .expect("ctx");
     let tenant = foundation::tenancy::tenants::create_tenant(

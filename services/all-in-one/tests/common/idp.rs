@@ -73,7 +73,7 @@ pub async fn mandate_for(
 ) -> (UsagerId, MandateId) {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let tenant = tenancy
-        .context(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("territoire");
     let mut tx = tenant.begin().await.expect("tx");

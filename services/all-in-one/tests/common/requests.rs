@@ -381,7 +381,7 @@ pub async fn accepted_request(app: &TestApp, name: &str, n: u32) -> Accepted {
 pub async fn structure(app: &TestApp, tenant: TenantId, name: &str, commune: &str) -> StructureId {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy
-        .context(foundation::tenancy::DepartementCode::parse(&commune[..2]).expect("dep"))
+        .unguarded(foundation::tenancy::DepartementCode::parse(&commune[..2]).expect("dep"))
         .await
         .expect("ctx");
     habilitation_desk::structures::create_structure(

@@ -69,6 +69,33 @@ pub async fn require_in_current_structure(
     Ok(Authorized { structure, action })
 }
 
+/// Allows `action` in `structure`, which need not be the current one (a page about a
+/// structure the professional administers or trains for); returns the proof.
+pub async fn require_in_structure(
+    platform: &Platform,
+    who: &Professional,
+    structure: StructureId,
+    action: Action,
+) -> PageResult<Authorized> {
+    require(platform, who, structure.domain(), action).await?;
+    Ok(Authorized { structure, action })
+}
+
+impl Authorized {
+    /// The territory holding the structure the action was allowed in: how a page reaches a
+    /// territory's data (`Tenancy::unguarded` is for jobs, workers and tools). A structure
+    /// missing from the platform's index is not found.
+    pub async fn territory(&self, platform: &Platform) -> PageResult<crate::tenancy::Territory> {
+        let departement = crate::auth::assignments::structure_departement(
+            platform.platform_pool(),
+            self.structure,
+        )
+        .await?
+        .ok_or_else(PageError::not_found)?;
+        Ok(platform.tenancy.territory(departement).await?)
+    }
+}
+
 /// Refuses (403) acting in a structure that was deactivated (`structures.active`), for
 /// handlers that do not go through the mandate service's `Scope`, which checks it itself.
 pub async fn require_active_structure(
@@ -79,7 +106,7 @@ pub async fn require_active_structure(
         crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
             .await?
             .ok_or_else(forbidden)?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.territory(departement).await?;
     let mut tx = tenant.begin().await?;
     let active: Option<bool> = sqlx::query_scalar("SELECT active FROM structures WHERE id = $1")
         .bind(structure)

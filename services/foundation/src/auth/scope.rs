@@ -49,7 +49,7 @@ async fn resolve(req: &Request, me: Professional) -> PageResult<Scope> {
     let departement = structure_departement(platform.platform_pool(), structure)
         .await?
         .ok_or_else(PageError::forbidden)?;
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.territory(departement).await?;
     let mut tx = tenant.begin().await?;
     let row: Option<(TenantId, String
 , String, String, Vec<String>, bool)> = sqlx::query_as(

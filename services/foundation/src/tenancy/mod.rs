@@ -126,8 +126,20 @@ impl Tenancy {
         &self.pool
     }
 
-    /// The context of one territory, if its schema is served.
-    pub async fn context(&self, departement: DepartementCode) -> Result<Territory, TenancyError> {
+    /// A territory reached without a guard's proof: for the scheduled jobs and workers, the
+    /// operators' tools, the internal API (which has its own guard) and tests. A page reaches
+    /// a territory through the guard instead (`auth::guard::Authorized::territory`, the
+    /// mandate service's `Scope`); the tidy test counts the calls of this function by file,
+    /// and a count may only go down.
+    pub async fn unguarded(&self, departement: DepartementCode) -> Result<Territory, TenancyError> {
+        self.territory(departement).await
+    }
+
+    /// The territory of `departement`, if its schema is served.
+    pub(crate) async fn territory(
+        &self,
+        departement: DepartementCode,
+    ) -> Result<Territory, TenancyError> {
         let role = self.served_role(departement);
         let role = match role {
             Some(role) => role,

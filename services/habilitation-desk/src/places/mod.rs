@@ -109,7 +109,7 @@ pub async fn lieux_of(
     platform: &Platform,
     departement: DepartementCode,
 ) -> Result<Vec<Lieu>, ApiError> {
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let structures: Vec<StructureRow> = sqlx::query_as(
         "SELECT id, name, kind, siret, address, commune_code, postal_code, france_services,

@@ -60,7 +60,7 @@ pub async fn accept(
     reviewer: ProfessionalId,
     reference: &str,
 ) -> Result<Accepted, RequestError> {
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let request = load(&mut tx, reference, true)
         .await?
@@ -183,7 +183,7 @@ pub async fn finish_accounts(
     departement: DepartementCode,
     request_id: Uuid,
 ) -> Result<bool, RequestError> {
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut dep = tenant.begin().await?;
     let found: Option<(String, StructureId, String, String, String, String)> = sqlx::query_as(
         "SELECT reference, structure_id, referent_first_name, referent_last_name, referent_email, structure_name
@@ -327,7 +327,7 @@ pub fn finish_accepted() -> Job {
         |platform: Platform| async move {
             let mut done = 0u64;
             for departement in platform.tenancy.served() {
-                let tenant = platform.tenancy.context(departement).await?;
+                let tenant = platform.tenancy.unguarded(departement).await?;
                 let mut tx = tenant.begin().await?;
                 let pending: Vec<Uuid> = sqlx::query_scalar(
                     "SELECT id FROM structure_requests

@@ -107,7 +107,7 @@ pub async fn send_weekly_digest(
     let mut lines = Vec::new();
     let mut count = 0usize;
     for departement in platform.tenancy.served() {
-        let tenant = platform.tenancy.context(departement).await?;
+        let tenant = platform.tenancy.unguarded(departement).await?;
         let mut dep = tenant.begin().await?;
         let new: Vec<NewRequest> = sqlx::query_as(
             "SELECT reference, structure_name, structure_kind, commune_code, first_submitted_at

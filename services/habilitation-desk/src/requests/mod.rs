@@ -533,7 +533,7 @@ pub async fn create_draft(
             ),
         ));
     }
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let id = Uuid::now_v7();
     let reference = new_reference(departement);
     // Checked before anything is written; the unique index settles a race.
@@ -1138,7 +1138,7 @@ pub async fn release_waiting(
     platform: &Platform,
     departement: DepartementCode,
 ) -> Result<usize, RequestError> {
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let waiting: Vec<Request> = sqlx::query_as::<_, Request>(requests_sql!(
         "WHERE status = 'waiting' ORDER BY first_submitted_at FOR UPDATE SKIP LOCKED"

@@ -17,7 +17,7 @@ pub async fn purge_abandoned_drafts(
     platform: &Platform,
     departement: DepartementCode,
 ) -> Result<u64, RequestError> {
-    let tenant = platform.tenancy.context(departement).await?;
+    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM structure_requests

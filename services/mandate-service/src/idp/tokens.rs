@@ -163,7 +163,7 @@ pub async fn token(
     let departement = territory_of(code).ok_or_else(|| refused("code inconnu"))?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| refused("code inconnu"))?;
     let body = redeem(
@@ -384,7 +384,7 @@ pub async fn userinfo(
     let departement = territory_of(bearer).ok_or(OAuthError::InvalidToken)?;
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| OAuthError::InvalidToken)?;
     let row: Result<Option<UserinfoRow>, sqlx::Error> = async {
@@ -621,7 +621,7 @@ async fn end_flow_session(
     grant: Uuid,
     hint: &Hint<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let Ok(tenant) = platform.tenancy.context(departement).await else {
+    let Ok(tenant) = platform.tenancy.unguarded(departement).await else {
         return Ok(false);
     };
     let mut tx = tenant.begin().await?;

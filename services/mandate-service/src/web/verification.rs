@@ -45,7 +45,7 @@ pub async fn verify(
     }
     let tenant = platform
         .tenancy
-        .context(departement)
+        .unguarded(departement)
         .await
         .map_err(|_| PageError::not_found())?;
     let mut tx = tenant.begin().await?;
