@@ -72,7 +72,7 @@ async fn fill(
     structure: StructureId,
     aidant: ProfessionalId,
 ) -> anyhow::Result<()> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender, birthplace, birthcountry, search_name)
          SELECT gen_random_uuid(), 'bench-' || i, g, f, '1970-01-01', 'female', '33063', '99100', lower(f || ' ' || g)
          FROM (SELECT i,
@@ -84,17 +84,31 @@ async fn fill(
                              'MERCIER','BLANC','GUERIN','BOYER','GARNIER','CHEVALIER','FRANCOIS','LEGRAND','GAUTHIER','GARCIA',
                              'PERRIN','ROBIN','CLEMENT','MORIN','NICOLAS','HENRY','ROUSSEL','MATHIEU','GAUTIER','MASSON'])[1 + (i / 20) % 50]
                       || CASE WHEN i % 3 = 0 THEN '' ELSE '-' || (i % 997)::text END AS f
-               FROM generate_series(1, {MANDATES}) AS i) s;
-         INSERT INTO dep_33.mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at, legal_text_version)
-         SELECT gen_random_uuid(), '{structure}', u.id, '{aidant}', c, 365, c + interval '365 days', '2026-11-v1'
-         FROM (SELECT id, now() - (random() * interval '400 days') AS c FROM dep_33.usagers WHERE fc_sub LIKE 'bench-%') u;
-         UPDATE dep_33.mandates SET ended_at = created_at + interval '10 days', ended_reason = 'revoked'
-         WHERE random() < 0.05;
-         INSERT INTO dep_33.authorisations (id, mandate_id, structure_id, usager_id, category, expires_at, revoked_at)
+               FROM generate_series(1, $1::int) AS i) s",
+    )
+    .bind(MANDATES)
+    .execute(admin)
+    .await?;
+    sqlx::query(
+        "INSERT INTO dep_33.mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at, legal_text_version)
+         SELECT gen_random_uuid(), $1, u.id, $2, c, 365, c + interval '365 days', '2026-11-v1'
+         FROM (SELECT id, now() - (random() * interval '400 days') AS c FROM dep_33.usagers WHERE fc_sub LIKE 'bench-%') u",
+    )
+    .bind(structure)
+    .bind(aidant)
+    .execute(admin)
+    .await?;
+    sqlx::query(
+        "UPDATE dep_33.mandates SET ended_at = created_at + interval '10 days', ended_reason = 'revoked'
+         WHERE random() < 0.05",
+    )
+    .execute(admin)
+    .await?;
+    sqlx::query(
+        "INSERT INTO dep_33.authorisations (id, mandate_id, structure_id, usager_id, category, expires_at, revoked_at)
          SELECT gen_random_uuid(), m.id, m.structure_id, m.usager_id, c, m.expires_at, m.ended_at
-         FROM dep_33.mandates m CROSS JOIN (VALUES ('social'), ('logement')) AS cats(c);
-"
-    )))
+         FROM dep_33.mandates m CROSS JOIN (VALUES ('social'), ('logement')) AS cats(c)",
+    )
     .execute(admin)
     .await?;
     Ok(())

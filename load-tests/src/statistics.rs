@@ -74,17 +74,19 @@ async fn main() -> anyhow::Result<()> {
     .id;
     let started = Instant::now();
     // 1,000 structures of the council, in the communes of Gironde.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code, address)
-         SELECT gen_random_uuid(), '{council}', 'Structure ' || i, 'ccas', c.code, '1 place de la Mairie'
-         FROM generate_series(1, {STRUCTURES}) i
+         SELECT gen_random_uuid(), $1, 'Structure ' || i, 'ccas', c.code, '1 place de la Mairie'
+         FROM generate_series(1, $2::int) i
          JOIN LATERAL (SELECT code FROM platform.communes WHERE departement_code = '33' AND parent_code IS NULL
-                       ORDER BY code OFFSET (i * 7) % 500 LIMIT 1) c ON true;"
-    )))
+                       ORDER BY code OFFSET (i * 7) % 500 LIMIT 1) c ON true",
+    )
+    .bind(council)
+    .bind(STRUCTURES)
     .execute(&db.admin)
     .await?;
     // A year of daily figures for each: creations, and uses in four categories.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(
+    sqlx::query(
         "INSERT INTO dep_33.stats_daily (day, structure_id, category, created, used, revoked)
          SELECT day::date, s.id, c.code,
                 CASE WHEN c.code = '' THEN 1 + (abs(hashtext(s.id::text || day::text)) % 5) ELSE 0 END,
@@ -92,36 +94,41 @@ async fn main() -> anyhow::Result<()> {
                 CASE WHEN c.code = '' THEN (abs(hashtext(day::text || s.id::text)) % 2) ELSE 0 END
          FROM dep_33.structures s,
               generate_series(current_date - 364, current_date, interval '1 day') day,
-              (VALUES (''), ('social'), ('logement'), ('travail'), ('argent')) c(code);"
-            .to_owned(),
-    ))
+              (VALUES (''), ('social'), ('logement'), ('travail'), ('argent')) c(code)",
+    )
     .execute(&db.admin)
     .await?;
     // 1,000,000 people-months.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO dep_33.stats_people (month, structure_id, usager_id)
          SELECT date_trunc('month', current_date - (i % 365))::date, s.id, gen_random_uuid()
-         FROM generate_series(1, {}) i
-         JOIN LATERAL (SELECT id FROM dep_33.structures OFFSET i % {STRUCTURES} LIMIT 1) s ON true;",
-        1_000_000
-    )))
+         FROM generate_series(1, $1::int) i
+         JOIN LATERAL (SELECT id FROM dep_33.structures OFFSET i % $2::int LIMIT 1) s ON true",
+    )
+    .bind(1_000_000_i64)
+    .bind(STRUCTURES)
     .execute(&db.admin)
     .await?;
     // The platform's national table: 101 départements, 24 months, 11 categories, summing to
     // 10,000,000 mandates over the year.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    sqlx::query(
         "INSERT INTO platform.stats_territory_months (departement_code, month, category, created, used, revoked, people)
          SELECT d.code, date_trunc('month', current_date - m * interval '1 month')::date, c.code,
-                CASE WHEN c.code = '' THEN {MANDATES} / 101 / 12 ELSE 0 END,
-                CASE WHEN c.code = '' THEN 0 ELSE {MANDATES} / 101 / 12 / 2 END,
-                CASE WHEN c.code = '' THEN {MANDATES} / 101 / 12 / 20 ELSE 0 END,
-                CASE WHEN c.code = '' THEN {MANDATES} / 101 / 12 * 8 / 10 ELSE 0 END
+                CASE WHEN c.code = '' THEN $1 / 101 / 12 ELSE 0 END,
+                CASE WHEN c.code = '' THEN 0 ELSE $1 / 101 / 12 / 2 END,
+                CASE WHEN c.code = '' THEN $1 / 101 / 12 / 20 ELSE 0 END,
+                CASE WHEN c.code = '' THEN $1 / 101 / 12 * 8 / 10 ELSE 0 END
          FROM platform.departements d, generate_series(0, 23) m,
               (VALUES (''), ('papiers'), ('famille'), ('social'), ('travail'), ('logement'),
-                      ('transports'), ('argent'), ('justice'), ('etranger'), ('loisirs')) c(code);
-         INSERT INTO platform.stats_territory_snapshots (departement_code, month, structures, aidants, requests_in_progress, files_in_progress)
-         SELECT code, date_trunc('month', current_date)::date, 300, 900, 12, 40 FROM platform.departements;"
-    )))
+                      ('transports'), ('argent'), ('justice'), ('etranger'), ('loisirs')) c(code)",
+    )
+    .bind(MANDATES)
+    .execute(&db.admin)
+    .await?;
+    sqlx::query(
+        "INSERT INTO platform.stats_territory_snapshots (departement_code, month, structures, aidants, requests_in_progress, files_in_progress)
+         SELECT code, date_trunc('month', current_date)::date, 300, 900, 12, 40 FROM platform.departements",
+    )
     .execute(&db.admin)
     .await?;
     // The council's monthly table, as the job keeps it in step with the daily rows.
@@ -230,14 +237,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The job's fold: 1,000,000 sealed journal entries (uses) past the watermark.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "UPDATE dep_33.stats_watermark SET seq = 0;
-         INSERT INTO dep_33.journal (at, kind, structure_id, usager_id, details)
+    sqlx::query("UPDATE dep_33.stats_watermark SET seq = 0")
+        .execute(&db.admin)
+        .await?;
+    sqlx::query(
+        "INSERT INTO dep_33.journal (at, kind, structure_id, usager_id, details)
          SELECT now() - (i % 30) * interval '1 day', 'mandate_used', s.id, gen_random_uuid(),
-                '{{\"category\":\"social\"}}'
-         FROM generate_series(1, {JOURNAL}) i
-         JOIN LATERAL (SELECT id FROM dep_33.structures OFFSET i % {STRUCTURES} LIMIT 1) s ON true;"
-    )))
+                '{\"category\":\"social\"}'
+         FROM generate_series(1, $1::int) i
+         JOIN LATERAL (SELECT id FROM dep_33.structures OFFSET i % $2::int LIMIT 1) s ON true",
+    )
+    .bind(JOURNAL)
+    .bind(STRUCTURES)
     .execute(&db.admin)
     .await?;
     let sealing = Instant::now();

@@ -21,10 +21,7 @@ use std::path::{Path, PathBuf};
 const MAX_LINES: usize = 800;
 
 /// Statements still built at run time, by file, at most this many.
-const ASSERT_SQL_SAFE_LEFT: &[(&str, usize)] = &[
-    ("load-tests/src/statistics.rs", 5),
-    ("load-tests/src/mandates.rs", 1),
-];
+const ASSERT_SQL_SAFE_LEFT: &[(&str, usize)] = &[];
 
 /// Calls of `Tenancy::unguarded` (a territory reached without the guard's proof), by file, at
 /// most this many: the jobs, workers, tools, benchmarks and the internal API (its own guard)
