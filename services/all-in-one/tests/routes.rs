@@ -217,6 +217,8 @@ async fn anonymous_callers_meet_each_routes_guard() {
             // No issuer session: back to the desk's address form (pages), 401 (API).
             Access::Issuer if r.path.starts_with("/api/") => status == 401,
             Access::Issuer => status == 303 && to.starts_with("/demande?"),
+            // No usager session: back to the space's FranceConnect page.
+            Access::Usager => status == 303 && to.starts_with("/mes-mandats?"),
             // Without a registered client and redirect URI: an error page, never a redirect.
             Access::OidcRequest => status == 400,
             Access::OidcClient | Access::OidcToken | Access::InternalCaller => {

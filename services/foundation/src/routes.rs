@@ -20,6 +20,8 @@ pub enum Access {
     Link,
     /// An issuer ("demandeur") whose address was verified by a link (issuer session).
     Issuer,
+    /// A usager signed in with FranceConnect in their own space (usager session).
+    Usager,
     /// A signed-in professional.
     Session,
     /// A signed-in professional whose session is not idle (else the TOTP re-check).
@@ -45,6 +47,7 @@ impl fmt::Display for Access {
             Access::Public => f.write_str("public"),
             Access::Link => f.write_str("secret in the link"),
             Access::Issuer => f.write_str("issuer session"),
+            Access::Usager => f.write_str("usager session"),
             Access::Session => f.write_str("session"),
             Access::Recent => f.write_str("session + re-check"),
             Access::Permission(a) => write!(f, "session + `{}`", a.as_str()),

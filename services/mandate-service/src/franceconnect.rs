@@ -105,7 +105,14 @@ pub struct FcClient {
 pub const SCOPES: &str = "openid given_name family_name birthdate gender birthplace birthcountry email preferred_username";
 
 impl FcClient {
+    /// The client of the aidant's creation flow (`/mandats/franceconnect/…`).
     pub fn new(settings: &FranceConnectSettings, public_origin: &str) -> Self {
+        Self::at(settings, public_origin, "/mandats/franceconnect")
+    }
+
+    /// The same FranceConnect client (so the same pairwise subject) returning to `base`'s
+    /// `/retour` and `/deconnexion` (the usager's space uses `/mes-mandats/franceconnect`).
+    pub fn at(settings: &FranceConnectSettings, public_origin: &str, base: &str) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
@@ -113,9 +120,8 @@ impl FcClient {
             .unwrap_or_default();
         FcClient {
             settings: Arc::new(settings.clone()),
-            redirect_uri: format!("{public_origin}/mandats/franceconnect/retour").into(),
-            post_logout_redirect_uri: format!("{public_origin}/mandats/franceconnect/deconnexion")
-                .into(),
+            redirect_uri: format!("{public_origin}{base}/retour").into(),
+            post_logout_redirect_uri: format!("{public_origin}{base}/deconnexion").into(),
             http,
             cache: Default::default(),
         }

@@ -26,6 +26,8 @@ pub mod mandates;
 pub mod scope;
 /// The référent's choice of the démarches the structure handles.
 pub mod structure_demarches;
+/// The usager's own space: the index of where a person holds mandates, their sessions.
+pub mod usager_space;
 /// The aidant's pages, by resource.
 pub mod web;
 
@@ -42,6 +44,11 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         documents: documents::Documents::from_platform(platform).await?,
         public_origin: settings.http.public_origin(),
     };
+    let usager_fc = web::usager_space::UsagerFc(franceconnect::FcClient::at(
+        &settings.franceconnect,
+        &settings.http.public_origin(),
+        "/mes-mandats/franceconnect",
+    ));
     let key = foundation::journal::CheckpointKey::from_base64(
         secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
     )?;
@@ -124,6 +131,14 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 structure_demarches::save,
             ),
         Page::at("/verifier/:dep/:id/:token").get(Access::Link, web::verification::verify),
+        Page::at("/mes-mandats").get(Access::Public, web::usager_space::space),
+        Page::at("/mes-mandats/connexion").get(
+            Access::Public,
+            web::usager_space::login.data(usager_fc.clone()),
+        ),
+        Page::at("/mes-mandats/franceconnect/retour")
+            .get(Access::Link, web::usager_space::callback.data(usager_fc)),
+        Page::at("/mes-mandats/deconnexion").post(Access::Usager, web::usager_space::logout),
         Page::at("/.well-known/openid-configuration")
             .get(Access::Public, idp::discovery.data(provider.clone())),
         Page::at("/oidc/jwks").get(Access::Public, idp::jwks.data(provider.clone())),
@@ -173,6 +188,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             jobs::expiry_reminders(),
             jobs::journal_checkpoints(key),
             jobs::purge_drafts(),
+            usager_space::reindex_job(),
         ],
     })
 }

@@ -15,8 +15,14 @@ pub async fn register_client(origin: &str) -> (String, String) {
         .post(format!("{issuer}/reg"))
         .bearer_auth(token)
         .json(&serde_json::json!({
-            "redirect_uris": [format!("{origin}/mandats/franceconnect/retour")],
-            "post_logout_redirect_uris": [format!("{origin}/mandats/franceconnect/deconnexion")],
+            "redirect_uris": [
+                format!("{origin}/mandats/franceconnect/retour"),
+                format!("{origin}/mes-mandats/franceconnect/retour"),
+            ],
+            "post_logout_redirect_uris": [
+                format!("{origin}/mandats/franceconnect/deconnexion"),
+                format!("{origin}/mes-mandats/franceconnect/deconnexion"),
+            ],
             "client_name": "Aidants Connect (tests)",
         }))
         .send()

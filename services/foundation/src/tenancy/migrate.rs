@@ -152,6 +152,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 27,
                 "0027_statistics_live_mandates"
             ),
+            migration!("mandate-service", "platform", 28, "0028_usager_space"),
         ])
     });
 

@@ -141,12 +141,22 @@ async fn error_preview(Path(status): Path<u16>) -> PageResult<Response> {
 }
 
 /// The shell's pages. The error preview exists only outside production.
+/// The few rules the platform adds to DSFR (`assets/complements.css`), linked by every page.
+#[poem::handler]
+fn complements() -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/css; charset=utf-8")
+        .header("cache-control", "public, max-age=3600")
+        .body(include_str!("../../assets/complements.css"))
+}
+
 pub fn pages(environment: Environment) -> Vec<Page> {
     let mut pages = vec![
         Page::at("/").get(Access::Public, landing),
         Page::at("/accessibilite").get(Access::Public, accessibility),
         Page::at("/mentions-legales").get(Access::Public, legal),
         Page::at("/donnees-personnelles").get(Access::Public, privacy),
+        Page::at("/complements.css").get(Access::Public, complements),
     ];
     if environment != Environment::Production {
         pages.push(Page::at("/_apercu/erreur/:status").get(Access::Public, error_preview));

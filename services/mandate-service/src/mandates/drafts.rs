@@ -108,6 +108,14 @@ pub async fn confirm_draft(
     if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
         documents.discard(upload).await;
     }
+    if created.is_ok() {
+        // The person finds it in their own space; a failure here is caught up by the hourly
+        // `usager_index` job.
+        let departement = scope.tenant.departement();
+        if let Err(e) = crate::usager_space::index(platform, departement, &identity.sub).await {
+            tracing::warn!(error = %e, "usager index not written");
+        }
+    }
     created.map(|(mandate, _)| mandate)
 }
 

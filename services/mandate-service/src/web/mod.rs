@@ -17,6 +17,8 @@ pub mod list;
 pub mod mandate;
 /// A usager: identity, receipts' channel, mandates and history.
 pub mod usager;
+/// The usager's own space, `/mes-mandats`.
+pub mod usager_space;
 /// The public verification page of an attestation's QR code.
 pub mod verification;
 
@@ -98,9 +100,20 @@ pub(crate) fn notice(
     paragraphs: Vec<String>,
     link: Option<(&str, &str)>,
 ) -> PageResult<Response> {
+    notice_in(nav("/mandats"), status, heading, paragraphs, link)
+}
+
+/// [`notice`] under another navigation (the usager's space).
+pub(crate) fn notice_in(
+    nav: Vec<NavItem>,
+    status: StatusCode,
+    heading: &str,
+    paragraphs: Vec<String>,
+    link: Option<(&str, &str)>,
+) -> PageResult<Response> {
     let mut resp = html(&Notice {
         theme: THEME,
-        nav: nav("/mandats"),
+        nav,
         heading,
         paragraphs,
         link,

@@ -1,0 +1,363 @@
+//! The usager's own space (`/mes-mandats`, product.md §2): a person signs in with FranceConnect
+//! on their own device and sees every mandate they hold, in every structure and département,
+//! with the uses made of it.
+//!
+//! Finding a person's mandates across the territories' schemas goes through
+//! `platform.usager_index`, which holds no identity: a keyed hash of the FranceConnect subject
+//! (HMAC-SHA-256 with a key derived from `security.idp_subject_key`, labelled for this use
+//! only) and the départements to look in. The index is written when a mandate is created and
+//! rebuilt every hour from the territories' usager rows (`reindex` job), so a row missed by a
+//! failure is found again. The session keeps the subject sealed with the platform's key (it
+//! is what the territories' usager rows are found by) and its keyed hash; the cookie's value is
+//! stored only as its SHA-256.
+//!
+//! The subject is FranceConnect's pairwise identifier for this platform's client: the usager
+//! signs in through the same client as the aidant used at the counter, so it is the same.
+
+use foundation::app::Platform;
+use foundation::auth::secrets::{new_token, token_hash};
+use foundation::ids::MandateId;
+use foundation::jobs::Job;
+use foundation::tenancy::{DepartementCode, Territory};
+use foundation::web::PageError;
+use hmac::{Hmac, Mac};
+use poem::http::StatusCode;
+use poem::web::Redirect;
+use poem::web::cookie::{Cookie, SameSite};
+use poem::{FromRequest, IntoResponse, Request, RequestBody};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+pub const COOKIE: &str = "ac_usager";
+/// The name over HTTPS (`__Host-`: Secure, our exact host, path `/`).
+pub const COOKIE_HOST: &str = "__Host-ac_usager";
+/// A usager session ends after this long without a page (a shared or public computer).
+pub const IDLE_MINUTES: i32 = 30;
+/// A FranceConnect login must come back within this long.
+pub const LOGIN_MINUTES: i32 = 10;
+
+/// The keyed hash of a FranceConnect subject, as the index and the sessions hold it.
+pub fn subject_hash(platform: &Platform, sub: &str) -> Vec<u8> {
+    let key = platform.settings.security.idp_subject_key.expose_secret();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(b"aidants-connect usager index\0");
+    mac.update(sub.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Records that `departement` holds a usager row for `sub` (idempotent).
+pub async fn index(
+    platform: &Platform,
+    departement: DepartementCode,
+    sub: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO platform.usager_index (subject_hash, departement_code) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(subject_hash(platform, sub))
+    .bind(departement.as_str())
+    .execute(platform.platform_pool())
+    .await?;
+    Ok(())
+}
+
+/// Adds to the index every usager of `territory` it lacks; returns how many were added.
+pub async fn reindex(platform: &Platform, territory: &Territory) -> Result<u64, sqlx::Error> {
+    let mut tx = territory.begin().await?;
+    let subs: Vec<String> = sqlx::query_scalar("SELECT fc_sub FROM usagers")
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let hashes: Vec<Vec<u8>> = subs.iter().map(|s| subject_hash(platform, s)).collect();
+    let added = sqlx::query(
+        "INSERT INTO platform.usager_index (subject_hash, departement_code)
+         SELECT h, $2 FROM unnest($1::bytea[]) h ON CONFLICT DO NOTHING",
+    )
+    .bind(&hashes)
+    .bind(territory.departement().as_str())
+    .execute(platform.platform_pool())
+    .await?
+    .rows_affected();
+    Ok(added)
+}
+
+/// Every hour: the index completed from every served territory, and the ended or idle usager
+/// sessions and abandoned logins deleted.
+pub fn reindex_job() -> Job {
+    Job::new(
+        "usager_index",
+        std::time::Duration::from_secs(3600),
+        |platform: Platform| async move {
+            let mut added = 0;
+            for departement in platform.tenancy.served() {
+                let territory = platform.tenancy.unguarded(departement).await?;
+                added += reindex(&platform, &territory).await?;
+            }
+            sqlx::query(
+                "DELETE FROM platform.usager_sessions
+                 WHERE ended_at IS NOT NULL OR last_seen_at < now() - make_interval(mins => $1)",
+            )
+            .bind(IDLE_MINUTES)
+            .execute(platform.platform_pool())
+            .await?;
+            sqlx::query(
+                "DELETE FROM platform.usager_logins WHERE created_at < now() - make_interval(mins => $1)",
+            )
+            .bind(LOGIN_MINUTES)
+            .execute(platform.platform_pool())
+            .await?;
+            Ok(added)
+        },
+    )
+}
+
+fn cookie_name(platform: &Platform) -> &'static str {
+    if platform.settings.http.secure_cookies() {
+        COOKIE_HOST
+    } else {
+        COOKIE
+    }
+}
+
+/// The session cookie (an empty value with a zero age removes it).
+pub fn cookie(platform: &Platform, value: String) -> Cookie {
+    let secure = platform.settings.http.secure_cookies();
+    let mut c = Cookie::new_with_str(cookie_name(platform), value);
+    c.set_http_only(true);
+    c.set_secure(secure);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c
+}
+
+/// A FranceConnect login started: its state (returned, never stored in clear) and nonce.
+pub async fn start_login(platform: &Platform) -> Result<(String, String), sqlx::Error> {
+    let (state, nonce) = (new_token(), new_token());
+    sqlx::query("INSERT INTO platform.usager_logins (state_hash, nonce) VALUES ($1, $2)")
+        .bind(token_hash(&state))
+        .bind(&nonce)
+        .execute(platform.platform_pool())
+        .await?;
+    Ok((state, nonce))
+}
+
+/// The nonce of a login started within [`LOGIN_MINUTES`], consumed (a state works once).
+pub async fn take_login(platform: &Platform, state: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM platform.usager_logins
+         WHERE state_hash = $1 AND created_at > now() - make_interval(mins => $2) RETURNING nonce",
+    )
+    .bind(token_hash(state))
+    .bind(LOGIN_MINUTES)
+    .fetch_optional(platform.platform_pool())
+    .await
+}
+
+/// Opens a session for `sub`; returns the cookie's value.
+pub async fn open_session(platform: &Platform, sub: &str) -> Result<String, sqlx::Error> {
+    let token = new_token();
+    let id_hash = token_hash(&token);
+    let sealed = platform.cipher.seal(sub.as_bytes(), &id_hash);
+    sqlx::query(
+        "INSERT INTO platform.usager_sessions (id_hash, subject_hash, subject_sealed) VALUES ($1, $2, $3)",
+    )
+    .bind(&id_hash)
+    .bind(subject_hash(platform, sub))
+    .bind(sealed)
+    .execute(platform.platform_pool())
+    .await?;
+    Ok(token)
+}
+
+/// The person behind a usager session.
+#[derive(Clone)]
+pub struct Usager {
+    sub: String,
+    subject_hash: Vec<u8>,
+    session_hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for Usager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Usager(…)")
+    }
+}
+
+/// Reads the request's usager session, if live, and records the activity.
+pub async fn lookup(req: &Request, platform: &Platform) -> Result<Option<Usager>, sqlx::Error> {
+    let Some(token) = req
+        .cookie()
+        .get(cookie_name(platform))
+        .map(|c| c.value_str().to_owned())
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let hash = token_hash(&token);
+    let row: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "UPDATE platform.usager_sessions SET last_seen_at = now()
+         WHERE id_hash = $1 AND ended_at IS NULL AND last_seen_at > now() - make_interval(mins => $2)
+         RETURNING subject_hash, subject_sealed",
+    )
+    .bind(&hash)
+    .bind(IDLE_MINUTES)
+    .fetch_optional(platform.platform_pool())
+    .await?;
+    Ok(row.and_then(|(subject_hash, sealed)| {
+        let sub = String::from_utf8(platform.cipher.open(&sealed, &hash)?).ok()?;
+        Some(Usager {
+            sub,
+            subject_hash,
+            session_hash: hash,
+        })
+    }))
+}
+
+impl<'a> FromRequest<'a> for Usager {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let platform = req
+            .data::<Platform>()
+            .ok_or_else(|| poem::Error::from_status(StatusCode::INTERNAL_SERVER_ERROR))?;
+        match lookup(req, platform).await {
+            Ok(Some(usager)) => Ok(usager),
+            Ok(None) => Err(poem::Error::from_response(
+                Redirect::see_other("/mes-mandats?session=expiree").into_response(),
+            )),
+            Err(e) => Err(PageError::from(e).into()),
+        }
+    }
+}
+
+impl Usager {
+    /// Ends the session.
+    pub async fn end(&self, platform: &Platform) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE platform.usager_sessions SET ended_at = now() WHERE id_hash = $1")
+            .bind(&self.session_hash)
+            .execute(platform.platform_pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The territories where this person holds a usager row: the only ones their session
+    /// reaches (the usager's own session is the authority over their own mandates).
+    async fn territories(&self, platform: &Platform) -> Result<Vec<Territory>, PageError> {
+        let codes: Vec<String> = sqlx::query_scalar(
+            "SELECT departement_code FROM platform.usager_index WHERE subject_hash = $1
+             ORDER BY departement_code",
+        )
+        .bind(&self.subject_hash)
+        .fetch_all(platform.platform_pool())
+        .await?;
+        let mut territories = Vec::new();
+        for code in codes {
+            let Ok(departement) = DepartementCode::parse(&code) else {
+                continue;
+            };
+            territories.push(platform.tenancy.unguarded(departement).await?);
+        }
+        Ok(territories)
+    }
+
+    /// Every mandate the person holds, newest first, with its uses.
+    pub async fn mandates(&self, platform: &Platform) -> Result<Vec<HeldMandate>, PageError> {
+        let mut held = Vec::new();
+        for territory in self.territories(platform).await? {
+            let mut tx = territory.begin().await?;
+            let rows: Vec<MandateRow> = sqlx::query_as(
+                "SELECT m.id, s.name AS structure, s.commune_code, m.created_at, m.expires_at, m.ended_reason,
+                        ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id
+                              ORDER BY a.category) AS categories,
+                        ARRAY(SELECT la.category FROM live_authorisations la WHERE la.mandate_id = m.id
+                              ORDER BY la.category) AS live
+                 FROM usagers u JOIN mandates m ON m.usager_id = u.id
+                 JOIN structures s ON s.id = m.structure_id
+                 WHERE u.fc_sub = $1 ORDER BY m.created_at DESC",
+            )
+            .bind(&self.sub)
+            .fetch_all(&mut *tx)
+            .await?;
+            let ids: Vec<MandateId> = rows.iter().map(|r| r.id).collect();
+            let uses: Vec<UseRow> = sqlx::query_as(
+                "SELECT j.mandate_id, j.at, j.details::jsonb->>'category' AS category,
+                        j.details::jsonb->>'client' AS client
+                 FROM journal j
+                 WHERE j.kind = 'mandate_used' AND j.mandate_id = ANY($1)
+                 ORDER BY j.at DESC LIMIT 500",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            // The online services' names are national (the territory's role does not read them).
+            let clients: Vec<String> = uses.iter().filter_map(|u| u.client.clone()).collect();
+            let names: std::collections::HashMap<String, String> = sqlx::query_as(
+                "SELECT client_id, name FROM platform.oidc_clients WHERE client_id = ANY($1)",
+            )
+            .bind(&clients)
+            .fetch_all(platform.platform_pool())
+            .await?
+            .into_iter()
+            .collect();
+            for row in rows {
+                let row_uses = uses
+                    .iter()
+                    .filter(|u| u.mandate_id == row.id)
+                    .map(|u| Use {
+                        at: u.at,
+                        category: u.category.clone().unwrap_or_default(),
+                        service: u
+                            .client
+                            .as_ref()
+                            .and_then(|c| names.get(c).cloned())
+                            .unwrap_or_else(|| "service en ligne".to_owned()),
+                    })
+                    .collect();
+                held.push(HeldMandate {
+                    departement: territory.departement(),
+                    row,
+                    uses: row_uses,
+                });
+            }
+        }
+        held.sort_by_key(|m| std::cmp::Reverse(m.row.created_at));
+        Ok(held)
+    }
+}
+
+/// A mandate as its holder sees it.
+#[derive(sqlx::FromRow)]
+pub struct MandateRow {
+    pub id: MandateId,
+    pub structure: String,
+    pub commune_code: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub ended_reason: Option<String>,
+    pub categories: Vec<String>,
+    /// The démarches still usable.
+    pub live: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UseRow {
+    mandate_id: MandateId,
+    at: OffsetDateTime,
+    category: Option<String>,
+    client: Option<String>,
+}
+
+/// One use of a mandate: when, for which démarche, on which online service.
+pub struct Use {
+    pub at: OffsetDateTime,
+    pub category: String,
+    pub service: String,
+}
+
+pub struct HeldMandate {
+    pub departement: DepartementCode,
+    pub row: MandateRow,
+    pub uses: Vec<Use>,
+}
