@@ -618,7 +618,7 @@ async fn demo_mandates(
         )
         .await?;
         if revoked {
-            match mandates::revoke(&mut tx, structure, mandate, None, alice, now).await {
+            match mandates::revoke(&mut tx, structure, mandate, None, Some(alice), now).await {
                 Ok(_) | Err(mandates::MandateError::NothingLive) => {}
                 Err(e) => anyhow::bail!("démonstration : {e}"),
             }

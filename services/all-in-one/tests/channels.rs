@@ -56,6 +56,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "suite": "Le mandat a pris fin."}),
             format!("le mandat que vous aviez confié à {marker} a été révoqué"),
         ),
+        "mandate_revoked_by_usager" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "url": url}),
+            format!("donné à {marker} pour ces démarches"),
+        ),
         "new_requests_digest" => (
             json!({"period": "du 16/11/2026 à 09h00 au 23/11/2026 à 09h00", "count": "2",
                    "requests": [format!("Gironde (33) — {marker} (CCAS, commune INSEE 33063)"), "Hérault (34) — Mairie (mairie, commune INSEE 34172)"],

@@ -57,7 +57,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/mandate-service/src/idp/tokens.rs", 3),
     ("services/mandate-service/src/jobs.rs", 3),
     // The usager's own session is the authority over their own mandates (their index rows).
-    ("services/mandate-service/src/usager_space.rs", 2),
+    ("services/mandate-service/src/usager_space.rs", 3),
     ("services/mandate-service/src/web/verification.rs", 1),
     ("services/notification-mailer/src/letters.rs", 1),
     ("services/notification-mailer/src/worker.rs", 3),

@@ -12,6 +12,7 @@ use common::{TestApp, spawn_app};
 use foundation::ids::{MandateId, StructureId};
 use foundation::journal::{Event, NewEntry};
 use policies::Role;
+use uuid::Uuid;
 
 fn location(resp: &reqwest::Response) -> String {
     resp.headers()["location"]
@@ -54,17 +55,12 @@ async fn at_the_counter(
     app: &TestApp,
     client: &Browser,
     who: &TestProfessional,
-    category: &str,
+    categories: &[&str],
     login: &str,
 ) -> MandateId {
-    let resp = post_form(
-        client,
-        app,
-        "/mandats/nouveau",
-        "/mandats/nouveau",
-        &[("categories", category), ("duree", "365")],
-    )
-    .await;
+    let mut fields: Vec<(&str, &str)> = categories.iter().map(|c| ("categories", *c)).collect();
+    fields.push(("duree", "365"));
+    let resp = post_form(client, app, "/mandats/nouveau", "/mandats/nouveau", &fields).await;
     assert_eq!(resp.status(), 303);
     let recap = identify(client, app, &location(&resp), login).await;
     let resp = post_form(
@@ -121,10 +117,10 @@ async fn a_person_sees_every_mandate_they_hold_and_nobody_elses() {
     let (gironde, _, gironde_client) = aidant_of(&app, "33", "France Services Bastide").await;
     let (herault, _, herault_client) = aidant_of(&app, "34", "CCAS de Sète").await;
     let (other, _, other_client) = aidant_of(&app, "33", "Mairie de Bègles").await;
-    let housing = at_the_counter(&app, &gironde_client, &gironde, "logement", "test").await;
-    at_the_counter(&app, &herault_client, &herault, "social", "test").await;
+    let housing = at_the_counter(&app, &gironde_client, &gironde, &["logement"], "test").await;
+    at_the_counter(&app, &herault_client, &herault, &["social"], "test").await;
     // Someone else's mandate, in the same département as the first.
-    at_the_counter(&app, &other_client, &other, "justice", "avec_nom_dusage").await;
+    at_the_counter(&app, &other_client, &other, &["justice"], "avec_nom_dusage").await;
 
     // A use of the Gironde mandate, as the identity provider journals it.
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
@@ -266,11 +262,15 @@ async fn a_person_sees_every_mandate_they_hold_and_nobody_elses() {
 async fn the_space_passes_axe_on_a_phone_screen_signed_out_and_in() {
     let app = spawn_app(&["33"]).await;
     let (who, _, client) = aidant_of(&app, "33", "France Services Bastide").await;
-    at_the_counter(&app, &client, &who, "logement", "test").await;
+    let mandate = at_the_counter(&app, &client, &who, &["logement"], "test").await;
     let person = browser(&app.address);
     sign_in(&app, &person, "test").await;
-    let url = app.url("/mes-mandats");
-    for cookies in [Vec::new(), person.cookies()] {
+    let space = app.url("/mes-mandats");
+    let stopping = app.url(&format!("/mes-mandats/33/{mandate}/revocation"));
+    for (cookies, urls) in [
+        (Vec::new(), vec![space.clone()]),
+        (person.cookies(), vec![space.clone(), stopping]),
+    ] {
         let cookies: Vec<_> = cookies
             .iter()
             .map(|(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }))
@@ -278,15 +278,159 @@ async fn the_space_passes_axe_on_a_phone_screen_signed_out_and_in() {
         let result = test_support::browser::run(
             "axe.mjs",
             &serde_json::json!({
-                "urls": [url],
+                "urls": urls,
                 "cookies": cookies,
                 "viewport": { "width": 360, "height": 740 },
             }),
         )
         .await;
-        let page = &result["pages"][0];
-        assert_eq!(page["final"], url.as_str(), "{page}");
-        assert_eq!(page["violations"], serde_json::json!([]), "{page}");
-        assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
+        let pages = result["pages"].as_array().expect("pages");
+        assert_eq!(pages.len(), urls.len());
+        for (page, url) in pages.iter().zip(&urls) {
+            assert_eq!(page["final"], url.as_str(), "{page}");
+            assert_eq!(page["violations"], serde_json::json!([]), "{page}");
+            assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
+        }
     }
+}
+
+/// The person stops one démarche, then the whole mandate, from their space: revoked in the
+/// mandate's territory with the person as author (no aidant), journaled, an attestation made,
+/// the structure's référent told by e-mail; someone else's mandate is 404 and stays live.
+#[tokio::test]
+async fn a_person_stops_a_demarche_then_the_mandate_and_the_structure_is_told() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant_of(&app, "33", "France Services Bastide").await;
+    let referent = professional(
+        &app.db.admin,
+        "Rémi Référent",
+        &[(Role::Referent, structure.domain(), Some("33"))],
+    )
+    .await;
+    let mandate = at_the_counter(&app, &client, &who, &["logement", "argent"], "test").await;
+    // Another aidant of the structure (a code works once) makes someone else's mandate.
+    let colleague = professional(
+        &app.db.admin,
+        "Bob Aidant",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let colleague_client = browser(&app.address);
+    assert_eq!(
+        log_in(&colleague_client, &app, &colleague, -1)
+            .await
+            .status(),
+        303
+    );
+    let theirs = at_the_counter(
+        &app,
+        &colleague_client,
+        &colleague,
+        &["justice"],
+        "avec_nom_dusage",
+    )
+    .await;
+    let person = browser(&app.address);
+    sign_in(&app, &person, "test").await;
+    let (_, html) = page(&person, &app.url("/mes-mandats")).await;
+    let page_url = format!("/mes-mandats/33/{mandate}/revocation");
+    assert!(
+        html.contains(&format!("{page_url}?demarche=logement")),
+        "{html}"
+    );
+    assert!(html.contains("Arrêter tout le mandat"));
+
+    // Someone else's mandate: 404 both ways, and it stays live.
+    let foreign = format!("/mes-mandats/33/{theirs}/revocation");
+    let (status, _) = page(&person, &app.url(&foreign)).await;
+    assert_eq!(status, 404);
+    let resp = post_form(&person, &app, "/mes-mandats", &foreign, &[]).await;
+    assert_eq!(resp.status(), 404);
+    let live = |m: MandateId| {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT category FROM dep_33.live_authorisations WHERE mandate_id = $1 ORDER BY category",
+            )
+            .bind(m)
+            .fetch_all(&admin)
+            .await
+            .expect("démarches")
+        }
+    };
+    assert_eq!(live(theirs).await, ["justice"]);
+
+    // One démarche: the page says what stops, then it is done.
+    let (status, html) = page(&person, &app.url(&format!("{page_url}?demarche=logement"))).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Oui, arrêter cette démarche") && html.contains("Logement"));
+    let resp = post_form(
+        &person,
+        &app,
+        &page_url,
+        &page_url,
+        &[("demarche", "logement")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/mes-mandats?message=revoque");
+    assert_eq!(live(mandate).await, ["argent"]);
+    let (revoked_by, attestation): (Option<Uuid>, Option<Uuid>) = sqlx::query_as(
+        "SELECT revoked_by, revocation_attestation_id FROM dep_33.authorisations
+         WHERE mandate_id = $1 AND category = 'logement'",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("démarche");
+    assert_eq!(revoked_by, None, "aucun aidant n'a révoqué");
+    assert!(attestation.is_some(), "attestation de révocation");
+    let journaled: Vec<(Option<Uuid>, String)> = sqlx::query_as(
+        "SELECT professional_id, details FROM dep_33.journal
+         WHERE kind = 'authorisation_revoked' AND mandate_id = $1",
+    )
+    .bind(mandate)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(journaled.len(), 1);
+    assert_eq!(journaled[0].0, None);
+    assert!(
+        journaled[0].1.contains("\"by\": \"usager\"")
+            || journaled[0].1.contains("\"by\":\"usager\""),
+        "{}",
+        journaled[0].1
+    );
+    let mail = test_support::maildev::wait_for_mail_to(
+        &referent.email,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .expect("la référente est prévenue");
+    assert_eq!(
+        mail["subject"],
+        "Aidants Connect : une personne a arrêté un mandat de France Services Bastide"
+    );
+    assert!(
+        mail["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Logement")
+    );
+
+    // The whole mandate: it ends.
+    let resp = post_form(&person, &app, "/mes-mandats", &page_url, &[]).await;
+    assert_eq!(resp.status(), 303);
+    assert!(live(mandate).await.is_empty());
+    let ended: Option<String> =
+        sqlx::query_scalar("SELECT ended_reason FROM dep_33.mandates WHERE id = $1")
+            .bind(mandate)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("mandat");
+    assert_eq!(ended.as_deref(), Some("revoked"));
+    // Nothing left to stop: said so, nothing written.
+    let resp = post_form(&person, &app, "/mes-mandats", &page_url, &[]).await;
+    assert_eq!(location(&resp), "/mes-mandats?message=rien");
+    assert_eq!(live(theirs).await, ["justice"]);
 }

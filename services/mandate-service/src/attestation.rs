@@ -12,9 +12,9 @@ pub use pdf::{MandateTerms, RevocationTerms, mandate_pdf, revocation_pdf, shown_
 
 use crate::documents::{Documents, Stored};
 use foundation::app::Platform;
-use foundation::ids::{MandateId, ProfessionalId, UsagerId};
+use foundation::ids::{MandateId, ProfessionalId, StructureId, TenantId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, TenantTx};
+use foundation::tenancy::{DepartementCode, TenantTx, Territory};
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -302,19 +302,45 @@ struct RevokedUsager {
     preferred_username: Option<String>,
 }
 
+/// Who revoked, and where: what a revocation attestation names and journals.
+pub struct RevokedBy<'a> {
+    pub territory: &'a Territory,
+    pub structure: StructureId,
+    pub tenant: TenantId,
+    pub structure_name: &'a str,
+    /// Printed on the attestation.
+    pub name: String,
+    /// The aidant who revoked; `None` when the person did it in their own space.
+    pub professional: Option<ProfessionalId>,
+}
+
+impl<'a> RevokedBy<'a> {
+    /// An aidant of the request's structure.
+    pub fn aidant(scope: &'a Scope) -> Self {
+        RevokedBy {
+            territory: &scope.tenant,
+            structure: scope.structure.id,
+            tenant: scope.structure.tenant_id,
+            structure_name: &scope.structure.name,
+            name: scope.me.display_name.clone(),
+            professional: Some(scope.me.id),
+        }
+    }
+}
+
 /// Builds, stores and records the attestation of a revocation (the `revoked` categories, or
 /// the whole mandate), on each revoked authorisation that has none yet.
 pub async fn produce_revocation_attestation(
     platform: &Platform,
     documents: &Documents,
-    scope: &Scope,
+    by: &RevokedBy<'_>,
     mandate: MandateId,
     revoked: &[String],
 
     whole: bool,
     at: OffsetDateTime,
 ) -> Result<Uuid, MandateError> {
-    let mut tx = scope.tenant.begin().await?;
+    let mut tx = by.territory.begin().await?;
     let usager: RevokedUsager = sqlx::query_as(
         "SELECT u.id, u.given_name, u.family_name, u.preferred_username FROM mandates m JOIN usagers u ON u.id = m.usager_id
          WHERE m.id = $1",
@@ -330,8 +356,8 @@ pub async fn produce_revocation_attestation(
             &usager.family_name,
             usager.preferred_username.as_deref(),
         ),
-        structure_name: scope.structure.name.clone(),
-        revoked_by: scope.me.display_name.clone(),
+        structure_name: by.structure_name.to_owned(),
+        revoked_by: by.name.clone(),
         categories: revoked
             .iter()
             .map(|c| categories::label(c).to_owned())
@@ -343,14 +369,14 @@ pub async fn produce_revocation_attestation(
     let doc = documents
         .put(
             platform,
-            &scope.tenant,
-            scope.structure.tenant_id,
+            by.territory,
+            by.tenant,
             "revocation_attestation",
             &pdf,
         )
         .await
         .map_err(|_| MandateError::Database)?;
-    let mut tx = scope.tenant.begin().await?;
+    let mut tx = by.territory.begin().await?;
     sqlx::query(
         "UPDATE authorisations SET revocation_attestation_id = $3
          WHERE mandate_id = $1 AND category = ANY($2) AND revocation_attestation_id IS NULL",
@@ -360,16 +386,16 @@ pub async fn produce_revocation_attestation(
     .bind(doc)
     .execute(&mut *tx)
     .await?;
-    journal::append(
-        &mut tx,
-        NewEntry::new(Event::AttestationProduced)
-            .structure(scope.structure.id)
-            .professional(scope.me.id)
-            .usager(usager.id)
-            .mandate(mandate)
-            .details(json!({ "kind": "revocation", "document": doc, "sha256": hex::encode(&sha) })),
-    )
-    .await?;
+    let entry = NewEntry::new(Event::AttestationProduced)
+        .structure(by.structure)
+        .usager(usager.id)
+        .mandate(mandate)
+        .details(json!({ "kind": "revocation", "document": doc, "sha256": hex::encode(&sha) }));
+    let entry = match by.professional {
+        Some(professional) => entry.professional(professional),
+        None => entry,
+    };
+    journal::append(&mut tx, entry).await?;
     tx.commit().await?;
     Ok(doc)
 }

@@ -139,6 +139,12 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         Page::at("/mes-mandats/franceconnect/retour")
             .get(Access::Link, web::usager_space::callback.data(usager_fc)),
         Page::at("/mes-mandats/deconnexion").post(Access::Usager, web::usager_space::logout),
+        Page::at("/mes-mandats/:dep/:id/revocation")
+            .get(Access::Usager, web::usager_space::revocation)
+            .post(
+                Access::Usager,
+                web::usager_space::revoke.data(shared.clone()),
+            ),
         Page::at("/.well-known/openid-configuration")
             .get(Access::Public, idp::discovery.data(provider.clone())),
         Page::at("/oidc/jwks").get(Access::Public, idp::jwks.data(provider.clone())),

@@ -587,7 +587,7 @@ pub async fn revoke(
     structure: StructureId,
     mandate: MandateId,
     category: Option<&str>,
-    by: ProfessionalId,
+    by: Option<ProfessionalId>,
     now: OffsetDateTime,
 ) -> Result<(Vec<String>, bool), MandateError> {
     let usager: Option<UsagerId> = sqlx::query_scalar(
@@ -613,15 +613,25 @@ pub async fn revoke(
     if revoked.is_empty() {
         return Err(MandateError::NothingLive);
     }
+    // Revoked by an aidant of the structure, or by the person in their own space.
+    let entry = |event: Event, details: serde_json::Value| {
+        let entry = NewEntry::new(event)
+            .structure(structure)
+            .usager(usager)
+            .mandate(mandate);
+        match by {
+            Some(professional) => entry.professional(professional).details(details),
+            None => {
+                let mut details = details;
+                details["by"] = json!("usager");
+                entry.details(details)
+            }
+        }
+    };
     for c in &revoked {
         journal::append(
             tx,
-            NewEntry::new(Event::AuthorisationRevoked)
-                .structure(structure)
-                .professional(by)
-                .usager(usager)
-                .mandate(mandate)
-                .details(json!({ "category": c })),
+            entry(Event::AuthorisationRevoked, json!({ "category": c })),
         )
         .await?;
     }
@@ -629,12 +639,7 @@ pub async fn revoke(
     if ended {
         journal::append(
             tx,
-            NewEntry::new(Event::MandateRevoked)
-                .structure(structure)
-                .professional(by)
-                .usager(usager)
-                .mandate(mandate)
-                .details(json!({ "categories": revoked })),
+            entry(Event::MandateRevoked, json!({ "categories": revoked })),
         )
         .await?;
     }

@@ -16,8 +16,9 @@
 
 use foundation::app::Platform;
 use foundation::auth::secrets::{new_token, token_hash};
-use foundation::ids::MandateId;
+use foundation::ids::{MandateId, StructureId, TenantId};
 use foundation::jobs::Job;
+use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::{DepartementCode, Territory};
 use foundation::web::PageError;
 use hmac::{Hmac, Mac};
@@ -26,6 +27,7 @@ use poem::web::Redirect;
 use poem::web::cookie::{Cookie, SameSite};
 use poem::{FromRequest, IntoResponse, Request, RequestBody};
 use secrecy::ExposeSecret;
+use serde_json::json;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
@@ -241,9 +243,9 @@ impl Usager {
         Ok(())
     }
 
-    /// The territories where this person holds a usager row: the only ones their session
-    /// reaches (the usager's own session is the authority over their own mandates).
-    async fn territories(&self, platform: &Platform) -> Result<Vec<Territory>, PageError> {
+    /// The départements where this person holds a usager row: the only territories their
+    /// session reaches (the usager's own session is the authority over their own mandates).
+    async fn departements(&self, platform: &Platform) -> Result<Vec<DepartementCode>, PageError> {
         let codes: Vec<String> = sqlx::query_scalar(
             "SELECT departement_code FROM platform.usager_index WHERE subject_hash = $1
              ORDER BY departement_code",
@@ -251,14 +253,51 @@ impl Usager {
         .bind(&self.subject_hash)
         .fetch_all(platform.platform_pool())
         .await?;
+        Ok(codes
+            .iter()
+            .filter_map(|c| DepartementCode::parse(c).ok())
+            .collect())
+    }
+
+    async fn territories(&self, platform: &Platform) -> Result<Vec<Territory>, PageError> {
         let mut territories = Vec::new();
-        for code in codes {
-            let Ok(departement) = DepartementCode::parse(&code) else {
-                continue;
-            };
+        for departement in self.departements(platform).await? {
             territories.push(platform.tenancy.unguarded(departement).await?);
         }
         Ok(territories)
+    }
+
+    /// One of this person's own mandates: in a territory of their index, held by the usager
+    /// row of their own subject. Anything else is `None` (the page answers 404).
+    pub async fn own_mandate(
+        &self,
+        platform: &Platform,
+        departement: DepartementCode,
+        mandate: MandateId,
+    ) -> Result<Option<Owned>, PageError> {
+        if !self.departements(platform).await?.contains(&departement) {
+            return Ok(None);
+        }
+        let territory = platform.tenancy.unguarded(departement).await?;
+        let mut tx = territory.begin().await?;
+        let row: Option<OwnedRow> = sqlx::query_as(
+            "SELECT m.structure_id, s.tenant_id, s.name,
+                    ARRAY(SELECT la.category FROM live_authorisations la WHERE la.mandate_id = m.id
+                          ORDER BY la.category) AS live
+             FROM mandates m JOIN usagers u ON u.id = m.usager_id
+             JOIN structures s ON s.id = m.structure_id
+             WHERE m.id = $1 AND u.fc_sub = $2",
+        )
+        .bind(mandate)
+        .bind(&self.sub)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(|row| Owned {
+            territory,
+            mandate,
+            row,
+        }))
     }
 
     /// Every mandate the person holds, newest first, with its uses.
@@ -325,6 +364,68 @@ impl Usager {
         held.sort_by_key(|m| std::cmp::Reverse(m.row.created_at));
         Ok(held)
     }
+}
+
+/// Tells the référents of the mandate's structure, by e-mail, that the person stopped it (or
+/// some of its démarches) in their own space.
+pub async fn tell_structure(
+    platform: &Platform,
+    owned: &Owned,
+    revoked: &[String],
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let mut tx = platform.platform_pool().begin().await?;
+    let referents: Vec<String> = sqlx::query_scalar(
+        "SELECT p.email FROM platform.role_assignments a
+         JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.role = 'referent' AND a.domain = $1 AND p.active ORDER BY p.email",
+    )
+    .bind(owned.row.structure_id.domain().to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let demarches: Vec<&str> = revoked
+        .iter()
+        .map(|c| crate::categories::label(c))
+        .collect();
+    let url = format!(
+        "{}/mandats/{}",
+        platform.settings.http.public_origin(),
+        owned.mandate
+    );
+    for email in referents {
+        outbox::enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: email,
+                template: "mandate_revoked_by_usager",
+                payload: json!({
+                    "structure": owned.row.name,
+                    "demarches": demarches,
+                    "date": foundation::paris::date_time(now),
+                    "url": url,
+                }),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A mandate of the signed-in person, with its territory.
+pub struct Owned {
+    pub territory: Territory,
+    pub mandate: MandateId,
+    pub row: OwnedRow,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct OwnedRow {
+    pub structure_id: StructureId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    /// The démarches still usable.
+    pub live: Vec<String>,
 }
 
 /// A mandate as its holder sees it.

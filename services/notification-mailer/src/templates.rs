@@ -70,6 +70,10 @@ const TEMPLATES: &[Template] = &[
         sms
     ),
     template!(
+        "mandate_revoked_by_usager",
+        ["structure", "demarches", "date", "url"]
+    ),
+    template!(
         "usager_contact_changed",
         ["date", "structure", "changes"],
         sms

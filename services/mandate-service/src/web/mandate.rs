@@ -269,7 +269,7 @@ pub async fn revoke(
         scope.structure.id,
         mandate,
         category,
-        scope.me.id,
+        Some(scope.me.id),
         now,
     )
     .await;
@@ -287,7 +287,7 @@ pub async fn revoke(
     let _ = attestation::produce_revocation_attestation(
         &platform,
         &shared.documents,
-        &scope,
+        &attestation::RevokedBy::aidant(&scope),
         mandate,
         &revoked,
         whole,

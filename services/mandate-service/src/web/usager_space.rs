@@ -5,17 +5,20 @@
 use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
-use foundation::web::{NavItem, PageResult, Theme, html};
+use foundation::ids::MandateId;
+use foundation::tenancy::DepartementCode;
+use foundation::web::{NavItem, PageError, PageResult, Theme, html};
 use poem::http::StatusCode;
-use poem::web::{Data, Query};
+use poem::web::{Data, Form, Path, Query};
 use poem::{Request, Response, handler};
 use serde::Deserialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
-use super::{THEME, date, date_time, notice_in, see_other};
-use crate::categories;
+use super::{Shared, THEME, date, date_time, notice_in, see_other};
 use crate::franceconnect::FcClient;
+use crate::mandates::{self, MandateError};
 use crate::usager_space::{self, HeldMandate, Usager};
+use crate::{attestation, categories};
 
 /// The FranceConnect client of the usager's space (its own return path).
 #[derive(Clone)]
@@ -37,6 +40,9 @@ struct Shown {
     since: String,
     until: String,
     uses: Vec<(String, String, String)>,
+    /// The live démarches (code, label) one may stop one by one.
+    stoppable: Vec<(String, String)>,
+    revocation: String,
 }
 
 fn shown(m: &HeldMandate) -> Shown {
@@ -65,6 +71,17 @@ fn shown(m: &HeldMandate) -> Shown {
             .collect(),
         live,
         state,
+        stoppable: m
+            .row
+            .live
+            .iter()
+            .map(|c| (c.clone(), categories::label(c).to_owned()))
+            .collect(),
+        revocation: format!(
+            "/mes-mandats/{}/{}/revocation",
+            m.departement.as_str(),
+            m.row.id
+        ),
         since: date(m.row.created_at),
         until: date(m.row.expires_at - Duration::seconds(1)),
         uses: m
@@ -90,6 +107,7 @@ struct SpacePage<'a> {
     signed_in: bool,
     expired: bool,
     signed_out: bool,
+    revoked: bool,
     mandates: Vec<Shown>,
 }
 
@@ -118,6 +136,7 @@ pub async fn space(
         signed_in: usager.is_some(),
         expired: usager.is_none() && q.session.as_deref() == Some("expiree"),
         signed_out: usager.is_none() && q.message.as_deref() == Some("deconnexion"),
+        revoked: usager.is_some() && q.message.as_deref() == Some("revoque"),
         mandates: mandates.iter().map(shown).collect(),
     })
 }
@@ -210,4 +229,146 @@ pub async fn logout(
     req.cookie().add(gone);
     csrf::rotate(req, platform.settings.http.secure_cookies());
     Ok(see_other("/mes-mandats?message=deconnexion"))
+}
+
+/// A démarche to stop (`demarche`), or the whole mandate (absent).
+#[derive(Deserialize)]
+pub struct RevocationQuery {
+    demarche: Option<String>,
+}
+
+/// What the person is about to stop, in words.
+fn what_stops(owned: &usager_space::Owned, demarche: Option<&str>) -> Option<Vec<String>> {
+    let live = &owned.row.live;
+    let codes: Vec<&String> = match demarche {
+        Some(code) => live.iter().filter(|c| c.as_str() == code).collect(),
+        None => live.iter().collect(),
+    };
+    (!codes.is_empty()).then(|| {
+        codes
+            .into_iter()
+            .map(|c| categories::label(c).to_owned())
+            .collect()
+    })
+}
+
+async fn own(
+    platform: &Platform,
+    usager: &Usager,
+    dep: &str,
+    id: &str,
+) -> PageResult<usager_space::Owned> {
+    let departement = DepartementCode::parse(dep).map_err(|_| PageError::not_found())?;
+    let mandate: MandateId = super::parse_id(id)?;
+    usager
+        .own_mandate(platform, departement, mandate)
+        .await?
+        .ok_or_else(PageError::not_found)
+}
+
+#[derive(Template)]
+#[template(path = "usager_revocation.html")]
+struct RevocationPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    csrf: String,
+    action: String,
+    structure: String,
+    demarche: String,
+    demarches: Vec<String>,
+    whole: bool,
+}
+
+/// `GET /mes-mandats/:dep/:id/revocation`: what stopping means, before doing it.
+#[handler]
+pub async fn revocation(
+    req: &Request,
+    platform: Data<&Platform>,
+    usager: Usager,
+    Path((dep, id)): Path<(String, String)>,
+    Query(q): Query<RevocationQuery>,
+) -> PageResult<Response> {
+    let owned = own(&platform, &usager, &dep, &id).await?;
+    let demarche = q.demarche.as_deref().filter(|d| !d.is_empty());
+    let Some(demarches) = what_stops(&owned, demarche) else {
+        return Ok(see_other("/mes-mandats?message=rien"));
+    };
+    html(&RevocationPage {
+        theme: THEME,
+        nav: nav(),
+        csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        action: format!("/mes-mandats/{dep}/{id}/revocation"),
+        structure: owned.row.name.clone(),
+        demarche: demarche.unwrap_or_default().to_owned(),
+        whole: demarche.is_none() || demarches.len() == owned.row.live.len(),
+        demarches,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct RevocationForm {
+    demarche: Option<String>,
+}
+
+/// `POST /mes-mandats/:dep/:id/revocation`: stops a démarche or the whole mandate, in the
+/// mandate's territory (journaled there, the person's receipt queued), then the revocation
+/// attestation and a word to the structure's référents.
+#[handler]
+pub async fn revoke(
+    platform: Data<&Platform>,
+    shared: Data<&Shared>,
+    usager: Usager,
+    Path((dep, id)): Path<(String, String)>,
+    Form(f): Form<RevocationForm>,
+) -> PageResult<Response> {
+    let owned = own(&platform, &usager, &dep, &id).await?;
+    let demarche = f
+        .demarche
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    if what_stops(&owned, demarche).is_none() {
+        return Ok(see_other("/mes-mandats?message=rien"));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut tx = owned.territory.begin().await?;
+    let outcome = mandates::revoke(
+        &mut tx,
+        owned.row.structure_id,
+        owned.mandate,
+        demarche,
+        None,
+        now,
+    )
+    .await;
+    let (revoked, whole) = match outcome {
+        Ok(done) => done,
+        Err(MandateError::NotFound) => return Err(PageError::not_found()),
+        Err(MandateError::NothingLive) => return Ok(see_other("/mes-mandats?message=rien")),
+        Err(_) => return Err(PageError::status(StatusCode::SERVICE_UNAVAILABLE)),
+    };
+    tx.commit().await?;
+    let by = attestation::RevokedBy {
+        territory: &owned.territory,
+        structure: owned.row.structure_id,
+        tenant: owned.row.tenant_id,
+        structure_name: &owned.row.name,
+        name: "la personne elle-même, dans son espace".to_owned(),
+        professional: None,
+    };
+    if let Err(e) = attestation::produce_revocation_attestation(
+        &platform,
+        &shared.documents,
+        &by,
+        owned.mandate,
+        &revoked,
+        whole,
+        now,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "revocation attestation not produced");
+    }
+    usager_space::tell_structure(&platform, &owned, &revoked, now).await?;
+    Ok(see_other("/mes-mandats?message=revoque"))
 }
