@@ -18,7 +18,7 @@ use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
 use poem::web::{Data, Form, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -70,6 +70,7 @@ type Row = (
 async fn page(
     req: &Request,
     platform: &Platform,
+    allowed: guard::NationalAuthorized,
     departement: &str,
     flash: Option<&str>,
     error: Option<(&str, StructureId)>,
@@ -77,7 +78,7 @@ async fn page(
     let mut lines = Vec::new();
     let searched = !departement.trim().is_empty();
     if let Ok(d) = DepartementCode::parse(departement) {
-        let tenant = platform.tenancy.unguarded(d).await?;
+        let tenant = allowed.territory(platform, d).await?;
         let mut tx = tenant.begin().await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, name, kind, commune_code, siret, active, deactivated_at, deactivation_reason
@@ -135,19 +136,14 @@ pub async fn search(
     me: Professional,
     Query(q): Query<SearchQuery>,
 ) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
     let flash = (q.message.as_deref() == Some("desactivee")).then_some(
         "La structure est désactivée : ses aidants ne peuvent plus créer ni utiliser de mandat en son nom.",
     );
     page(
         req,
         &platform,
+        allowed,
         q.departement.as_deref().unwrap_or_default(),
         flash,
         None,
@@ -173,13 +169,7 @@ pub async fn deactivate(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<DeactivateForm>,
 ) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
     let d = DepartementCode::parse(&f.departement).map_err(|_| PageError::not_found())?;
     let structure: StructureId = f
         .structure
@@ -192,6 +182,7 @@ pub async fn deactivate(
         return page(
             req,
             &platform,
+            allowed,
             d.as_str(),
             None,
             Some((
@@ -201,7 +192,7 @@ pub async fn deactivate(
         )
         .await;
     }
-    let tenant = platform.tenancy.unguarded(d).await?;
+    let tenant = allowed.territory(&platform, d).await?;
     let mut tx = tenant.begin().await?;
     let done = sqlx::query(
         "UPDATE structures SET active = false, deactivated_at = now(), deactivated_by = $2, deactivation_reason = $3

@@ -7,9 +7,9 @@
 //! on the path training → Pix → charter → active; the facts themselves are kept beside it,
 //! since Pix or the charter may come before the training ends.
 
-use foundation::app::Platform;
 use foundation::ids::{ProfessionalId, StructureId};
 use foundation::paris;
+use foundation::tenancy::Territory;
 use foundation::web::PageResult;
 use sqlx::PgConnection;
 use time::Date;
@@ -167,19 +167,12 @@ pub fn stage(state: &str, registration: Option<&str>, pix: bool, charter: bool) 
     }
 }
 
-/// The files of a structure in its territory, by name: (structure name, files). `None` when
-/// the structure is not in that territory.
+/// The files of a structure in its territory (which the caller reached through its guard), by
+/// name: (structure name, active, files). `None` when the structure is not in that territory.
 pub async fn structure_files(
-    platform: &Platform,
+    tenant: &Territory,
     structure: StructureId,
 ) -> PageResult<Option<(String, bool, Vec<File>)>> {
-    let Some(departement) =
-        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await?
-    else {
-        return Ok(None);
-    };
-    let tenant = platform.tenancy.unguarded(departement).await?;
     let mut tx = tenant.begin().await?;
     let Some((name, active)): Option<(String, bool)> =
         sqlx::query_as("SELECT name, active FROM structures WHERE id = $1")

@@ -103,9 +103,8 @@ pub async fn aidants(
     me: Professional,
     Query(q): Query<FlashQuery>,
 ) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::FactorManage)
-        .await?
-        .structure();
+    let allowed = guard::require_in_current_structure(&platform, &me, Action::FactorManage).await?;
+    let structure = allowed.structure();
     guard::require_active_structure(&platform, structure).await?;
     let rows: Vec<AidantFactorRow> = sqlx::query_as(
         "SELECT p.id, p.display_name, p.email, f.kind, f.card_serial, f.locked OR f.blocked_until > now()
@@ -136,22 +135,16 @@ pub async fn aidants(
             }
         })
         .collect();
-    let departement =
-        foundation::auth::assignments::structure_departement(platform.platform_pool(), structure)
-            .await?;
     let mut structure_name = "la structure".to_owned();
-    if let Some(code) = departement {
-        let ctx = platform.tenancy.unguarded(code).await?;
-        let mut tx = ctx.begin().await?;
-        if let Some(name) =
-            sqlx::query_scalar::<_, String>("SELECT name FROM structures WHERE id = $1")
-                .bind(structure)
-                .fetch_optional(&mut *tx)
-                .await?
-        {
-            structure_name = name;
-        }
+    let mut tx = allowed.territory(&platform).await?.begin().await?;
+    if let Some(name) = sqlx::query_scalar::<_, String>("SELECT name FROM structures WHERE id = $1")
+        .bind(structure)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        structure_name = name;
     }
+    tx.commit().await?;
     html(&AidantsPage {
         theme: THEME,
         nav: nav("/referent/aidants"),

@@ -16,7 +16,7 @@ use foundation::web::{NavItem, Theme, html};
 use poem::http::header;
 use poem::web::Data;
 use poem::{Request, Response, handler};
-use policies::{Action, Domain};
+use policies::Action;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -43,7 +43,10 @@ type Row = (
 );
 
 /// Every habilitated person still habilitated, by territory then name.
-pub async fn entries(platform: &Platform) -> Result<Vec<Entry>, sqlx::Error> {
+pub async fn entries(
+    platform: &Platform,
+    allowed: guard::NationalAuthorized,
+) -> PageResult<Vec<Entry>> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT i.display_name, i.email, i.structure_id, i.departement_code, a.activated_at,
                 (SELECT s.title || ', ' || to_char(s.first_day, 'DD/MM/YYYY')
@@ -69,7 +72,7 @@ pub async fn entries(platform: &Platform) -> Result<Vec<Entry>, sqlx::Error> {
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        let Ok(tenant) = platform.tenancy.unguarded(d).await else {
+        let Ok(tenant) = allowed.territory(platform, d).await else {
             continue;
         };
         let mut tx = tenant.begin().await?;
@@ -118,32 +121,20 @@ pub async fn page(
     platform: Data<&Platform>,
     me: Professional,
 ) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
     html(&RegistryPage {
         theme: THEME,
         nav: nav("/national/registre"),
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-        entries: entries(&platform).await?,
+        entries: entries(&platform, allowed).await?,
     })
 }
 
 /// `POST /national/registre.csv`: the register as CSV (journaled).
 #[handler]
 pub async fn export(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
-    let entries = entries(&platform).await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
+    let entries = entries(&platform, allowed).await?;
     let mut out = String::new();
     crate::places::csv::text_row(
         &mut out,

@@ -319,10 +319,10 @@ pub async fn structure_page(platform: Data<&Platform>, me: Professional) -> Page
     let allowed =
         guard::require_in_current_structure(&platform, &me, Action::StructureStatistics).await?;
     let structure = allowed.structure();
-    let (name, _, _) = crate::pipeline::structure_files(&platform, structure)
+    let tenant = allowed.territory(&platform).await?;
+    let (name, _, _) = crate::pipeline::structure_files(&tenant, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let tenant = allowed.territory(&platform).await?;
     let mut tx = tenant.begin().await?;
     let months = statistics::twelve(
         &statistics::months(&mut tx, statistics::Of::Structure(structure)).await?,

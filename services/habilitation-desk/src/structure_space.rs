@@ -75,10 +75,10 @@ fn factor_text(kind: Option<&str>, serial: Option<&str>, blocked: Option<bool>) 
 /// `GET /structure`.
 #[handler]
 pub async fn page(platform: Data<&Platform>, me: Professional) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantList)
-        .await?
-        .structure();
-    let (name, active, files) = pipeline::structure_files(&platform, structure)
+    let allowed = guard::require_in_current_structure(&platform, &me, Action::AidantList).await?;
+    let structure = allowed.structure();
+    let territory = allowed.territory(&platform).await?;
+    let (name, active, files) = pipeline::structure_files(&territory, structure)
         .await?
         .ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
     if !active {

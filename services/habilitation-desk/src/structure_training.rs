@@ -12,6 +12,7 @@ use foundation::app::Platform;
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
 use foundation::ids::StructureId;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html};
 use foundation::web::{PageError, PageResult};
 use poem::web::{Data, Form, Path, Query, Redirect};
@@ -54,15 +55,16 @@ async fn structure_of(
     platform: &Platform,
     who: &Who<'_>,
 ) -> PageResult<(String, Vec<pipeline::File>)> {
-    let structure = match who {
+    let (structure, territory) = match who {
         Who::Referent(me) => {
-            guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
-                .await?
-                .structure()
+            let allowed =
+                guard::require_in_current_structure(platform, me, Action::AidantAddToTraining)
+                    .await?;
+            (allowed.structure(), allowed.territory(platform).await?)
         }
         Who::Issuer(issuer, reference) => issuer_structure(platform, issuer, reference).await?,
     };
-    let (name, active, files) = pipeline::structure_files(platform, structure)
+    let (name, active, files) = pipeline::structure_files(&territory, structure)
         .await?
         .ok_or_else(PageError::not_found)?;
     if !active {
@@ -77,7 +79,7 @@ async fn issuer_structure(
     platform: &Platform,
     issuer: &Issuer,
     reference: &str,
-) -> PageResult<StructureId> {
+) -> PageResult<(StructureId, Territory)> {
     let departement = requests::departement_of(reference).ok_or_else(PageError::not_found)?;
     let tenant = platform
         .tenancy
@@ -87,10 +89,11 @@ async fn issuer_structure(
     let mut tx = tenant.begin().await?;
     let request = requests::load(&mut tx, reference, false).await?;
     tx.commit().await?;
-    request
+    let structure = request
         .filter(|r| r.issuer_id == Some(issuer.id) && r.status() == Status::Accepted)
         .and_then(|r| r.structure_id)
-        .ok_or_else(PageError::not_found)
+        .ok_or_else(PageError::not_found)?;
+    Ok((structure, tenant))
 }
 
 pub struct Line {

@@ -5,6 +5,7 @@
 
 use askama::Template;
 use foundation::app::Platform;
+use foundation::auth::guard;
 use foundation::auth::session::Professional;
 use foundation::ids::TenantId;
 use foundation::paris;
@@ -60,13 +61,10 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> PageResult<
     .await?;
     let mut tenants = Vec::new();
     for (id, name, kind, code, commune) in held {
-        if !platform
-            .guard
-            .allows(me.id.as_uuid(), &id.domain(), Action::RolloutFollow)
-            .await
-        {
+        let Some(allowed) = guard::check_in_tenant(&platform, &me, id, Action::RolloutFollow).await
+        else {
             continue;
-        }
+        };
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
@@ -86,7 +84,7 @@ pub async fn rollout(platform: Data<&Platform>, me: Professional) -> PageResult<
         };
         let mut lines = Vec::new();
         let mut unavailable = false;
-        match platform.tenancy.unguarded(d).await {
+        match allowed.territory(&platform).await {
             Ok(tenant) => {
                 let mut tx = tenant.begin().await?;
                 let rows = requests::summaries(&mut tx, &[], None, None).await?;

@@ -14,8 +14,8 @@
 
 use askama::Template;
 use foundation::app::Platform;
-use foundation::auth::csrf;
 use foundation::auth::session::Professional;
+use foundation::auth::{csrf, guard};
 use foundation::ids::{StructureId, TenantId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, Territory};
@@ -109,11 +109,7 @@ pub(crate) async fn scoped(
     action: Action,
 ) -> PageResult<(Tenant, Territory)> {
     let id: TenantId = id.trim().parse().map_err(|_| PageError::not_found())?;
-    if !platform
-        .guard
-        .allows(me.id.as_uuid(), &id.domain(), action)
-        .await
-    {
+    let Some(allowed) = guard::check_in_tenant(platform, me, id, action).await else {
         tracing::info!(action = action.as_str(), "authorization denied");
         // Someone allowed this act in another tenant learns nothing of this one (404);
         // anyone else — of this tenant with another role (an auditor, say), or allowed it
@@ -131,7 +127,7 @@ pub(crate) async fn scoped(
         } else {
             StatusCode::FORBIDDEN
         })));
-    }
+    };
     let tenant: Tenant = sqlx::query_as(
         "SELECT id, name, kind, departement_code, commune_code FROM platform.tenants WHERE id = $1",
     )
@@ -139,8 +135,7 @@ pub(crate) async fn scoped(
     .fetch_optional(platform.platform_pool())
     .await?
     .ok_or_else(PageError::not_found)?;
-    let d = tenant.departement().ok_or_else(PageError::not_found)?;
-    let context = platform.tenancy.unguarded(d).await?;
+    let context = allowed.territory(platform).await?;
     Ok((tenant, context))
 }
 

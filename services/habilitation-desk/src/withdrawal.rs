@@ -11,12 +11,13 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::{Professional, RecentlyVerified};
-use foundation::auth::{assignments, csrf, guard};
+use foundation::auth::{csrf, guard};
 use foundation::ids::{ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
+use foundation::tenancy::Territory;
 use foundation::web::{NavItem, Theme, html, html_status};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
@@ -69,20 +70,13 @@ pub fn reason(typed: &str) -> Result<String, WithdrawalError> {
 /// Withdraws the aidant's habilitation in the structure (see the module's comment).
 pub async fn withdraw(
     platform: &Platform,
+    tenant: &Territory,
     structure: StructureId,
     aidant: ProfessionalId,
     typed_reason: &str,
     by: By,
 ) -> Result<(), WithdrawalError> {
     let reason = reason(typed_reason)?;
-    let departement = assignments::structure_departement(platform.platform_pool(), structure)
-        .await?
-        .ok_or(WithdrawalError::NotFound)?;
-    let tenant = platform
-        .tenancy
-        .unguarded(departement)
-        .await
-        .map_err(|_| WithdrawalError::Unavailable)?;
     let mut tx = platform.platform_pool().begin().await?;
     let email: Option<String> = sqlx::query_scalar(
         "DELETE FROM platform.role_assignments a USING platform.professionals p
@@ -199,6 +193,7 @@ struct WithdrawPage<'a> {
 /// The aidant, who must be an aidant of the structure (else 404), with names for the page.
 async fn aidant_of(
     platform: &Platform,
+    tenant: &Territory,
     structure: StructureId,
     aidant: &str,
 ) -> PageResult<(ProfessionalId, String, String)> {
@@ -215,16 +210,11 @@ async fn aidant_of(
     .fetch_optional(platform.platform_pool())
     .await?;
     let name = name.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    let structure_name = structure_name(platform, structure).await?;
+    let structure_name = structure_name(tenant, structure).await?;
     Ok((id, name, structure_name))
 }
 
-async fn structure_name(platform: &Platform, structure: StructureId) -> PageResult<String> {
-    let Some(d) = assignments::structure_departement(platform.platform_pool(), structure).await?
-    else {
-        return Err(PageError::not_found());
-    };
-    let tenant = platform.tenancy.unguarded(d).await?;
+async fn structure_name(tenant: &Territory, structure: StructureId) -> PageResult<String> {
     let mut tx = tenant.begin().await?;
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
         .bind(structure)
@@ -248,11 +238,12 @@ pub async fn referent_form(
     me: Professional,
     Query(q): Query<AidantQuery>,
 ) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate)
-        .await?
-        .structure();
+    let allowed =
+        guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
+    let structure = allowed.structure();
     guard::require_active_structure(&platform, structure).await?;
-    let (id, name, structure_name) = aidant_of(&platform, structure, &q.aidant).await?;
+    let tenant = allowed.territory(&platform).await?;
+    let (id, name, structure_name) = aidant_of(&platform, &tenant, structure, &q.aidant).await?;
     html(&WithdrawPage {
         theme: THEME,
         nav: nav("/referent/aidants"),
@@ -288,12 +279,22 @@ pub async fn referent_withdraw(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<WithdrawForm>,
 ) -> PageResult<Response> {
-    let structure = guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate)
-        .await?
-        .structure();
+    let allowed =
+        guard::require_in_current_structure(&platform, &me, Action::AidantDeactivate).await?;
+    let structure = allowed.structure();
     guard::require_active_structure(&platform, structure).await?;
-    let (id, name, structure_name) = aidant_of(&platform, structure, &f.aidant).await?;
-    match withdraw(&platform, structure, id, &f.reason, By::Referent(me.id)).await {
+    let tenant = allowed.territory(&platform).await?;
+    let (id, name, structure_name) = aidant_of(&platform, &tenant, structure, &f.aidant).await?;
+    match withdraw(
+        &platform,
+        &tenant,
+        structure,
+        id,
+        &f.reason,
+        By::Referent(me.id),
+    )
+    .await
+    {
         Ok(()) => Ok(
             Redirect::see_other("/referent/aidants?message=habilitation-retiree").into_response(),
         ),
@@ -350,6 +351,7 @@ pub struct SearchQuery {
 async fn national_page(
     req: &Request,
     platform: &Platform,
+    allowed: guard::NationalAuthorized,
     email: &str,
     flash: Option<&str>,
     error: Option<&str>,
@@ -374,9 +376,11 @@ async fn national_page(
             continue;
         };
         let structure = StructureId::from_uuid(structure);
-        let structure_name = structure_name(platform, structure)
-            .await
-            .unwrap_or_else(|_| "structure indisponible".to_owned());
+        let structure_name = match allowed.territory_of_structure(platform, structure).await {
+            Ok(tenant) => structure_name(&tenant, structure).await,
+            Err(e) => Err(e),
+        }
+        .unwrap_or_else(|_| "structure indisponible".to_owned());
         habilitations.push(Habilitation {
             aidant: id.to_string(),
             name,
@@ -414,18 +418,13 @@ pub async fn national_search(
     me: Professional,
     Query(q): Query<SearchQuery>,
 ) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
     let flash = (q.message.as_deref() == Some("retiree"))
         .then_some("L'habilitation est retirée : les sessions de l'aidant sont closes et il est prévenu par e-mail.");
     national_page(
         req,
         &platform,
+        allowed,
         q.email.as_deref().unwrap_or_default(),
         flash,
         None,
@@ -442,13 +441,7 @@ pub async fn national_withdraw(
     RecentlyVerified(me): RecentlyVerified,
     Form(f): Form<WithdrawForm>,
 ) -> PageResult<Response> {
-    guard::require(
-        &platform,
-        &me,
-        Domain::National,
-        Action::HabilitationWithdraw,
-    )
-    .await?;
+    let allowed = guard::require_national(&platform, &me, Action::HabilitationWithdraw).await?;
     let (Ok(aidant), Ok(structure)) = (
         f.aidant.trim().parse::<ProfessionalId>(),
         f.structure.trim().parse::<StructureId>(),
@@ -461,14 +454,33 @@ pub async fn national_withdraw(
             .fetch_optional(platform.platform_pool())
             .await?;
     let email = email.ok_or_else(|| poem::Error::from_status(StatusCode::NOT_FOUND))?;
-    match withdraw(&platform, structure, aidant, &f.reason, By::National(me.id)).await {
+    let tenant = allowed.territory_of_structure(&platform, structure).await?;
+    match withdraw(
+        &platform,
+        &tenant,
+        structure,
+        aidant,
+        &f.reason,
+        By::National(me.id),
+    )
+    .await
+    {
         Ok(()) => Ok(Redirect::see_other(format!(
             "/national/habilitations?message=retiree&email={}",
             foundation::auth::session::url_escape(&email)
         ))
         .into_response()),
         Err(WithdrawalError::Reason) => {
-            national_page(req, &platform, &email, None, Some(REASON_NEEDED), f.reason).await
+            national_page(
+                req,
+                &platform,
+                allowed,
+                &email,
+                None,
+                Some(REASON_NEEDED),
+                f.reason,
+            )
+            .await
         }
         Err(e) => Err(page_error(e)),
     }

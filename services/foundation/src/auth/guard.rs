@@ -96,6 +96,96 @@ impl Authorized {
     }
 }
 
+/// The proof that an action was allowed in a tenant (a département council or a commune): what
+/// a territory administrator's page holds before it reads the tenant's territory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantAuthorized {
+    tenant: crate::ids::TenantId,
+    action: Action,
+}
+
+impl TenantAuthorized {
+    pub fn tenant(&self) -> crate::ids::TenantId {
+        self.tenant
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The territory (département schema) the tenant belongs to.
+    pub async fn territory(&self, platform: &Platform) -> PageResult<crate::tenancy::Territory> {
+        let code: Option<String> =
+            sqlx::query_scalar("SELECT departement_code FROM platform.tenants WHERE id = $1")
+                .bind(self.tenant)
+                .fetch_optional(platform.platform_pool())
+                .await?;
+        let departement = code
+            .and_then(|c| crate::tenancy::DepartementCode::parse(&c).ok())
+            .ok_or_else(PageError::not_found)?;
+        Ok(platform.tenancy.territory(departement).await?)
+    }
+}
+
+/// The proof that `action` is allowed in `tenant`, or `None` (the caller chooses how to refuse:
+/// some pages answer 404 to someone allowed elsewhere).
+pub async fn check_in_tenant(
+    platform: &Platform,
+    who: &Professional,
+    tenant: crate::ids::TenantId,
+    action: Action,
+) -> Option<TenantAuthorized> {
+    platform
+        .guard
+        .allows(who.id.as_uuid(), &tenant.domain(), action)
+        .await
+        .then_some(TenantAuthorized { tenant, action })
+}
+
+/// The proof that an action was allowed nationally: every territory is within its reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NationalAuthorized {
+    action: Action,
+}
+
+impl NationalAuthorized {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The territory holding `structure` (404 when the platform's index does not know it).
+    pub async fn territory_of_structure(
+        &self,
+        platform: &Platform,
+        structure: StructureId,
+    ) -> PageResult<crate::tenancy::Territory> {
+        let departement =
+            crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
+                .await?
+                .ok_or_else(PageError::not_found)?;
+        Ok(platform.tenancy.territory(departement).await?)
+    }
+
+    /// The territory of `departement`.
+    pub async fn territory(
+        &self,
+        platform: &Platform,
+        departement: crate::tenancy::DepartementCode,
+    ) -> PageResult<crate::tenancy::Territory> {
+        Ok(platform.tenancy.territory(departement).await?)
+    }
+}
+
+/// Allows `action` nationally, or answers 403; returns the proof.
+pub async fn require_national(
+    platform: &Platform,
+    who: &Professional,
+    action: Action,
+) -> PageResult<NationalAuthorized> {
+    require(platform, who, Domain::National, action).await?;
+    Ok(NationalAuthorized { action })
+}
+
 /// Refuses (403) acting in a structure that was deactivated (`structures.active`), for
 /// handlers that do not go through the mandate service's `Scope`, which checks it itself.
 pub async fn require_active_structure(
