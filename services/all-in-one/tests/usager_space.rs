@@ -107,6 +107,19 @@ async fn sign_in(app: &TestApp, person: &Browser, login: &str) -> String {
         "{}",
         resp.text().await.unwrap_or_default()
     );
+    // Then out of FranceConnect (franceconnect.md §A), and back to the space.
+    let logout = location(&resp);
+    assert!(
+        logout.contains("/session/end") && logout.contains("id_token_hint"),
+        "{logout}"
+    );
+    let back = through_franceconnect(person, app, &logout, login).await;
+    assert!(
+        back.contains("/mes-mandats/franceconnect/deconnexion"),
+        "{back}"
+    );
+    let resp = person.get(&back).await;
+    assert_eq!(resp.status(), 303);
     assert_eq!(location(&resp), "/mes-mandats");
     callback
 }
@@ -433,4 +446,37 @@ async fn a_person_stops_a_demarche_then_the_mandate_and_the_structure_is_told() 
     let resp = post_form(&person, &app, "/mes-mandats", &page_url, &[]).await;
     assert_eq!(location(&resp), "/mes-mandats?message=rien");
     assert_eq!(live(theirs).await, ["justice"]);
+}
+
+/// A FranceConnect return works only in the browser that started the login: a return URL
+/// carried to another browser (login CSRF) opens nothing, and the first browser still can.
+#[tokio::test]
+async fn a_franceconnect_return_is_bound_to_the_browser_that_started_it() {
+    let app = spawn_app(&["33"]).await;
+    let started = browser(&app.address);
+    let resp = started.get(&app.url("/mes-mandats/connexion")).await;
+    assert_eq!(resp.status(), 303);
+    let callback = through_franceconnect(&started, &app, &location(&resp), "test").await;
+    let elsewhere = browser(&app.address);
+    let resp = elsewhere.get(&callback).await;
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap_or_default()
+            .contains("Connexion non reconnue")
+    );
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM platform.usager_sessions")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions, 0);
+    let resp = started.get(&callback).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    assert!(location(&resp).contains("/session/end"));
 }

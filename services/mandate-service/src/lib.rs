@@ -138,6 +138,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         ),
         Page::at("/mes-mandats/franceconnect/retour")
             .get(Access::Link, web::usager_space::callback.data(usager_fc)),
+        Page::at("/mes-mandats/franceconnect/deconnexion").get(
+            Access::Public,
+            web::usager_space::logged_out_of_franceconnect,
+        ),
         Page::at("/mes-mandats/deconnexion").post(Access::Usager, web::usager_space::logout),
         Page::at("/mes-mandats/:dep/:id/revocation")
             .get(Access::Usager, web::usager_space::revocation)

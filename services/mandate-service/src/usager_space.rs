@@ -135,24 +135,61 @@ pub fn cookie(platform: &Platform, value: String) -> Cookie {
     c
 }
 
-/// A FranceConnect login started: its state (returned, never stored in clear) and nonce.
-pub async fn start_login(platform: &Platform) -> Result<(String, String), sqlx::Error> {
-    let (state, nonce) = (new_token(), new_token());
-    sqlx::query("INSERT INTO platform.usager_logins (state_hash, nonce) VALUES ($1, $2)")
-        .bind(token_hash(&state))
-        .bind(&nonce)
-        .execute(platform.platform_pool())
-        .await?;
-    Ok((state, nonce))
+/// The cookie binding a FranceConnect login to the browser that started it.
+pub const LOGIN_COOKIE: &str = "ac_usager_connexion";
+
+/// A FranceConnect login started: its state and nonce, and the value of the cookie that binds
+/// it to this browser (state and cookie are stored only as hashes).
+pub struct Login {
+    pub state: String,
+    pub nonce: String,
+    pub browser: String,
 }
 
-/// The nonce of a login started within [`LOGIN_MINUTES`], consumed (a state works once).
-pub async fn take_login(platform: &Platform, state: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn start_login(platform: &Platform) -> Result<Login, sqlx::Error> {
+    let login = Login {
+        state: new_token(),
+        nonce: new_token(),
+        browser: new_token(),
+    };
+    sqlx::query(
+        "INSERT INTO platform.usager_logins (state_hash, browser_hash, nonce) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash(&login.state))
+    .bind(token_hash(&login.browser))
+    .bind(&login.nonce)
+    .execute(platform.platform_pool())
+    .await?;
+    Ok(login)
+}
+
+/// The login cookie (an empty value with a zero age removes it).
+pub fn login_cookie(platform: &Platform, value: String) -> Cookie {
+    let mut c = Cookie::new_with_str(LOGIN_COOKIE, value);
+    c.set_http_only(true);
+    c.set_secure(platform.settings.http.secure_cookies());
+    // FranceConnect's return is a top-level navigation from another site: Lax is sent.
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/mes-mandats");
+    c.set_max_age(std::time::Duration::from_secs(60 * LOGIN_MINUTES as u64));
+    c
+}
+
+/// The nonce of a login started within [`LOGIN_MINUTES`] in this browser (`browser`: the
+/// login cookie's value), consumed: a state works once, and only where it was started.
+pub async fn take_login(
+    platform: &Platform,
+    state: &str,
+    browser: &str,
+) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(
         "DELETE FROM platform.usager_logins
-         WHERE state_hash = $1 AND created_at > now() - make_interval(mins => $2) RETURNING nonce",
+         WHERE state_hash = $1 AND browser_hash = $2
+           AND created_at > now() - make_interval(mins => $3)
+         RETURNING nonce",
     )
     .bind(token_hash(state))
+    .bind(token_hash(browser))
     .bind(LOGIN_MINUTES)
     .fetch_optional(platform.platform_pool())
     .await

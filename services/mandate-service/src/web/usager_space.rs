@@ -143,10 +143,18 @@ pub async fn space(
 
 /// `GET /mes-mandats/connexion`: off to FranceConnect.
 #[handler]
-pub async fn login(platform: Data<&Platform>, fc: Data<&UsagerFc>) -> PageResult<Response> {
-    let (state, nonce) = usager_space::start_login(&platform).await?;
-    match fc.0.0.authorize_url(&state, &nonce).await {
-        Ok(url) => Ok(see_other(url)),
+pub async fn login(
+    req: &Request,
+    platform: Data<&Platform>,
+    fc: Data<&UsagerFc>,
+) -> PageResult<Response> {
+    let login = usager_space::start_login(&platform).await?;
+    match fc.0.0.authorize_url(&login.state, &login.nonce).await {
+        Ok(url) => {
+            req.cookie()
+                .add(usager_space::login_cookie(&platform, login.browser));
+            Ok(see_other(url))
+        }
         Err(e) => notice_in(
             nav(),
             StatusCode::SERVICE_UNAVAILABLE,
@@ -181,9 +189,15 @@ pub async fn callback(
             HOME,
         );
     }
-    let nonce = match q.state.as_deref() {
-        Some(state) => usager_space::take_login(&platform, state).await?,
-        None => None,
+    // The login must come back to the browser that started it (login CSRF).
+    let browser = req
+        .cookie()
+        .get(usager_space::LOGIN_COOKIE)
+        .map(|c| c.value_str().to_owned())
+        .filter(|v| !v.is_empty());
+    let nonce = match (q.state.as_deref(), browser.as_deref()) {
+        (Some(state), Some(browser)) => usager_space::take_login(&platform, state, browser).await?,
+        _ => None,
     };
     let (Some(code), Some(nonce)) = (q.code.as_deref(), nonce) else {
         return notice_in(
@@ -197,8 +211,11 @@ pub async fn callback(
             HOME,
         );
     };
-    let identity = match fc.0.0.identify(code, &nonce).await {
-        Ok((identity, _)) => identity,
+    let mut used = usager_space::login_cookie(&platform, String::new());
+    used.set_max_age(std::time::Duration::ZERO);
+    req.cookie().add(used);
+    let (identity, id_token) = match fc.0.0.identify(code, &nonce).await {
+        Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "usager franceconnect login refused");
             return notice_in(
@@ -213,7 +230,23 @@ pub async fn callback(
     let token = usager_space::open_session(&platform, &identity.sub).await?;
     req.cookie().add(usager_space::cookie(&platform, token));
     csrf::rotate(req, platform.settings.http.secure_cookies());
-    Ok(see_other("/mes-mandats"))
+    // The person is then logged out of FranceConnect (franceconnect.md §A), which sends them
+    // back to their space; the platform keeps neither FranceConnect's tokens nor its session.
+    match fc
+        .0
+        .0
+        .logout_url(&id_token, &foundation::auth::secrets::new_token())
+        .await
+    {
+        Ok(url) => Ok(see_other(url)),
+        Err(_) => Ok(see_other("/mes-mandats")),
+    }
+}
+
+/// `GET /mes-mandats/franceconnect/deconnexion`: back from FranceConnect's logout.
+#[handler]
+pub async fn logged_out_of_franceconnect() -> Response {
+    see_other("/mes-mandats")
 }
 
 /// `POST /mes-mandats/deconnexion`.
