@@ -480,3 +480,82 @@ async fn a_franceconnect_return_is_bound_to_the_browser_that_started_it() {
     );
     assert!(location(&resp).contains("/session/end"));
 }
+
+async fn choice(app: &TestApp, person: &Browser, receipts: &str, phone: &str) -> reqwest::Response {
+    post_form(
+        person,
+        app,
+        "/mes-mandats",
+        "/mes-mandats/preferences",
+        &[
+            ("receipts", receipts),
+            ("email", ""),
+            ("phone", phone),
+            ("address", ""),
+        ],
+    )
+    .await
+}
+
+/// The person chooses how receipts reach them and gives their own contact: a mistake is said
+/// in French and records nothing; SMS to their own mobile then carries the next receipt, in
+/// place of FranceConnect's e-mail; « none » sends nothing more.
+#[tokio::test]
+async fn a_person_chooses_how_receipts_reach_them() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = aidant_of(&app, "33", "France Services Bastide").await;
+    let mandate = at_the_counter(&app, &client, &who, &["logement", "argent"], "test").await;
+    let person = browser(&app.address);
+    sign_in(&app, &person, "test").await;
+    let recorded = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT receipts, own_phone FROM dep_33.usagers",
+        )
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("usager")
+    };
+    let receipts = || async {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT channel, recipient FROM dep_33.outbox WHERE template = 'mandate_revoked'
+             ORDER BY created_at",
+        )
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("outbox")
+    };
+
+    // A landline: refused in French, nothing recorded.
+    let resp = choice(&app, &person, "sms", "05 56 00 00 00").await;
+    assert_eq!(resp.status(), 422);
+    let html = resp.text().await.unwrap_or_default();
+    assert!(
+        html.contains("pas valide : saisissez un numéro de portable"),
+        "{html}"
+    );
+    assert_eq!(recorded().await, ("auto".to_owned(), None));
+
+    // By SMS to their own mobile: recorded, and the next receipt goes there.
+    let resp = choice(&app, &person, "sms", "06 11 22 33 44").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/mes-mandats?message=preferences");
+    assert_eq!(
+        recorded().await,
+        ("sms".to_owned(), Some("+33611223344".to_owned()))
+    );
+    let stop = format!("/mes-mandats/33/{mandate}/revocation");
+    let resp = post_form(&person, &app, &stop, &stop, &[("demarche", "logement")]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        receipts().await,
+        [("sms".to_owned(), "+33611223344".to_owned())]
+    );
+
+    // None: the whole mandate stops, and no receipt is queued.
+    assert_eq!(choice(&app, &person, "none", "").await.status(), 303);
+    let resp = post_form(&person, &app, &stop, &stop, &[]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(receipts().await.len(), 1);
+    let (_, html) = page(&person, &app.url("/mes-mandats")).await;
+    assert!(html.contains("value=\"none\" checked"), "{html}");
+}

@@ -104,6 +104,43 @@ pub async fn enqueue_usager_receipt(
     Ok(Some((id, channel)))
 }
 
+/// How a person may choose, in their own space, to receive receipts: (stored value, label).
+pub const RECEIPTS: &[(&str, &str)] = &[
+    (
+        "auto",
+        "Automatique : par e-mail, sinon par SMS, sinon par courrier",
+    ),
+    ("email", "Par e-mail"),
+    ("sms", "Par SMS"),
+    ("letter", "Par courrier"),
+    ("none", "Je ne veux pas de confirmation"),
+];
+
+impl UsagerContact {
+    /// The contact narrowed to the channel the person chose (`usagers.receipts`): that channel
+    /// alone when its contact is known, nothing at all for `none`, the usual order otherwise
+    /// (`auto`, or a chosen channel whose contact is unknown).
+    pub fn chosen(self, receipts: &str) -> UsagerContact {
+        let known = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        match receipts {
+            "none" => UsagerContact::default(),
+            "email" if known(&self.email) => UsagerContact {
+                email: self.email,
+                ..Default::default()
+            },
+            "sms" if known(&self.phone) => UsagerContact {
+                phone: self.phone,
+                ..Default::default()
+            },
+            "letter" if known(&self.postal_address) => UsagerContact {
+                postal_address: self.postal_address,
+                ..Default::default()
+            },
+            _ => self,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +163,34 @@ mod tests {
         );
         contact.postal_address = None;
         assert_eq!(contact.route(), None);
+    }
+
+    #[test]
+    fn the_persons_choice_narrows_the_route() {
+        let all = UsagerContact {
+            email: Some("a@b.fr".into()),
+            phone: Some("+33612345678".into()),
+            postal_address: Some("A\nB".into()),
+        };
+        assert_eq!(
+            all.clone().chosen("auto").route(),
+            Some((Channel::Email, "a@b.fr"))
+        );
+        assert_eq!(
+            all.clone().chosen("sms").route(),
+            Some((Channel::Sms, "+33612345678"))
+        );
+        assert_eq!(
+            all.clone().chosen("letter").route(),
+            Some((Channel::Letter, "A\nB"))
+        );
+        assert_eq!(all.clone().chosen("none").route(), None);
+        // A chosen channel without its contact: the usual order.
+        let no_phone = UsagerContact { phone: None, ..all };
+        assert_eq!(
+            no_phone.chosen("sms").route(),
+            Some((Channel::Email, "a@b.fr"))
+        );
     }
 
     #[test]

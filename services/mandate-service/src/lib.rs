@@ -143,6 +143,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             web::usager_space::logged_out_of_franceconnect,
         ),
         Page::at("/mes-mandats/deconnexion").post(Access::Usager, web::usager_space::logout),
+        Page::at("/mes-mandats/preferences").post(Access::Usager, web::usager_space::preferences),
         Page::at("/mes-mandats/:dep/:id/revocation")
             .get(Access::Usager, web::usager_space::revocation)
             .post(

@@ -532,13 +532,15 @@ pub(crate) async fn usager_receipt(
     template: &'static str,
     mut payload: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let (email, phone, postal_address, name): (
+    let (email, phone, postal_address, name, receipts): (
         Option<String>,
         Option<String>,
         Option<String>,
         String,
+        String,
     ) = sqlx::query_as(
-        "SELECT u.email, c.phone, c.postal_address, s.name
+        "SELECT coalesce(u.own_email, u.email), coalesce(u.own_phone, c.phone),
+                coalesce(u.own_postal_address, c.postal_address), s.name, u.receipts
              FROM usagers u CROSS JOIN structures s
              LEFT JOIN usager_contacts c ON c.usager_id = u.id AND c.structure_id = s.id
              WHERE u.id = $1 AND s.id = $2",
@@ -552,7 +554,8 @@ pub(crate) async fn usager_receipt(
         email,
         phone,
         postal_address,
-    };
+    }
+    .chosen(&receipts);
     crate::contact::enqueue_usager_receipt(tx, structure, &contact, template, payload).await?;
     Ok(())
 }

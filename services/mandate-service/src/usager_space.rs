@@ -16,8 +16,9 @@
 
 use foundation::app::Platform;
 use foundation::auth::secrets::{new_token, token_hash};
-use foundation::ids::{MandateId, StructureId, TenantId};
+use foundation::ids::{MandateId, StructureId, TenantId, UsagerId};
 use foundation::jobs::Job;
+use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::{DepartementCode, Territory};
 use foundation::web::PageError;
@@ -304,6 +305,69 @@ impl Usager {
         Ok(territories)
     }
 
+    /// How the person chose to receive receipts, and the contact they gave themselves (from
+    /// the first territory holding them; every one holds the same once they chose).
+    pub async fn own_contact(&self, platform: &Platform) -> Result<OwnContact, PageError> {
+        for territory in self.territories(platform).await? {
+            let mut tx = territory.begin().await?;
+            let row: Option<OwnContact> = sqlx::query_as(
+                "SELECT receipts, own_email AS email, own_phone AS phone,
+                        own_postal_address AS postal_address
+                 FROM usagers WHERE fc_sub = $1",
+            )
+            .bind(&self.sub)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if let Some(row) = row {
+                return Ok(row);
+            }
+        }
+        Ok(OwnContact::default())
+    }
+
+    /// Records the person's choice in every territory holding them; returns how many usager
+    /// rows were updated. The values are already checked (`contact` rules).
+    pub async fn set_own_contact(
+        &self,
+        platform: &Platform,
+        own: &OwnContact,
+    ) -> Result<u64, PageError> {
+        let mut updated = 0;
+        for territory in self.territories(platform).await? {
+            let mut tx = territory.begin().await?;
+            let usager: Option<UsagerId> = sqlx::query_scalar(
+                "UPDATE usagers SET receipts = $2, own_email = $3, own_phone = $4, own_postal_address = $5
+                 WHERE fc_sub = $1 RETURNING id",
+            )
+            .bind(&self.sub)
+            .bind(&own.receipts)
+            .bind(&own.email)
+            .bind(&own.phone)
+            .bind(&own.postal_address)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(usager) = usager {
+                journal::append(
+                    &mut tx,
+                    NewEntry::new(Event::UsagerContactUpdated)
+                        .usager(usager)
+                        .details(json!({
+                            "by": "usager",
+                            "receipts": own.receipts,
+                            "email": own.email.is_some(),
+                            "phone": own.phone.is_some(),
+                            "postal_address": own.postal_address.is_some(),
+                        })),
+                )
+                .await?;
+                updated += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(updated)
+    }
+
     /// One of this person's own mandates: in a territory of their index, held by the usager
     /// row of their own subject. Anything else is `None` (the page answers 404).
     pub async fn own_mandate(
@@ -447,6 +511,28 @@ pub async fn tell_structure(
         .await?;
     }
     tx.commit().await
+}
+
+/// How the person wants receipts, and the contact they gave themselves.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OwnContact {
+    /// `auto`, `email`, `sms`, `letter` or `none` (`contact::RECEIPTS`).
+    pub receipts: String,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+impl Default for OwnContact {
+    fn default() -> Self {
+        OwnContact {
+            receipts: "auto".to_owned(),
+            email: None,
+            phone: None,
+            postal_address: None,
+        }
+    }
 }
 
 /// A mandate of the signed-in person, with its territory.

@@ -153,6 +153,12 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0027_statistics_live_mandates"
             ),
             migration!("mandate-service", "platform", 28, "0028_usager_space"),
+            migration!(
+                "mandate-service",
+                "platform",
+                29,
+                "0029_usager_login_browser"
+            ),
         ])
     });
 
@@ -229,6 +235,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "departement",
                 16,
                 "0016_live_authorisations"
+            ),
+            migration!(
+                "mandate-service",
+                "departement",
+                17,
+                "0017_usager_own_contact"
             ),
         ])
     });

@@ -9,12 +9,10 @@ CREATE TABLE usager_index (
     PRIMARY KEY (subject_hash, departement_code)
 );
 
--- A FranceConnect login in progress: the state (hashed), the nonce and the browser it was
--- started in (the hash of a cookie's value), single use, ten minutes.
+-- A FranceConnect login in progress: the state (hashed) and the nonce, single use, ten minutes.
 CREATE TABLE usager_logins (
-    state_hash   bytea PRIMARY KEY CHECK (length(state_hash) = 32),
-    browser_hash bytea NOT NULL CHECK (length(browser_hash) = 32),
-    nonce        text NOT NULL,
+    state_hash bytea PRIMARY KEY CHECK (length(state_hash) = 32),
+    nonce      text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 

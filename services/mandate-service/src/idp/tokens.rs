@@ -75,6 +75,7 @@ struct GrantRow {
     email: Option<String>,
     phone: Option<String>,
     postal_address: Option<String>,
+    receipts: String,
     structure_name: String,
 }
 
@@ -203,7 +204,10 @@ async fn redeem(
                 g.code_expires_at > now() AS fresh,
                 (EXISTS (SELECT 1 FROM live_authorisations l WHERE l.id = g.authorisation_id)
                  AND s.active) AS live,
-                u.fc_sub, u.email, c.phone, c.postal_address, s.name AS structure_name
+                u.fc_sub, coalesce(u.own_email, u.email) AS email,
+                coalesce(u.own_phone, c.phone) AS phone,
+                coalesce(u.own_postal_address, c.postal_address) AS postal_address,
+                u.receipts, s.name AS structure_name
          FROM oidc_grants g
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
@@ -235,6 +239,7 @@ async fn redeem(
         email,
         phone,
         postal_address,
+        receipts,
         structure_name,
     }) = row
     else {
@@ -307,7 +312,8 @@ async fn redeem(
         email,
         phone,
         postal_address,
-    };
+    }
+    .chosen(&receipts);
     crate::contact::enqueue_usager_receipt(
         &mut tx,
         structure,

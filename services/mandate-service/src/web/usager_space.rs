@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::{Shared, THEME, date, date_time, notice_in, see_other};
+use crate::contact::{RECEIPTS, typed_contact};
 use crate::franceconnect::FcClient;
 use crate::mandates::{self, MandateError};
 use crate::usager_space::{self, HeldMandate, Usager};
@@ -108,7 +109,14 @@ struct SpacePage<'a> {
     expired: bool,
     signed_out: bool,
     revoked: bool,
+    saved: bool,
     mandates: Vec<Shown>,
+    /// (value, label, chosen) of each way to receive receipts.
+    receipts: Vec<(&'static str, &'static str, bool)>,
+    own_email: String,
+    own_phone: String,
+    own_address: String,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,20 +133,140 @@ pub async fn space(
     Query(q): Query<SpaceQuery>,
 ) -> PageResult<Response> {
     let usager = usager_space::lookup(req, &platform).await?;
-    let mandates = match &usager {
-        Some(usager) => usager.mandates(&platform).await?,
+    let own = match &usager {
+        Some(usager) => usager.own_contact(&platform).await?,
+        None => usager_space::OwnContact::default(),
+    };
+    let flags = Flags {
+        expired: usager.is_none() && q.session.as_deref() == Some("expiree"),
+        signed_out: usager.is_none() && q.message.as_deref() == Some("deconnexion"),
+        revoked: usager.is_some() && q.message.as_deref() == Some("revoque"),
+        saved: usager.is_some() && q.message.as_deref() == Some("preferences"),
+    };
+    let typed = Typed {
+        receipts: own.receipts,
+        email: own.email.unwrap_or_default(),
+        phone: own.phone.unwrap_or_default(),
+        address: own.postal_address.unwrap_or_default(),
+    };
+    render(req, &platform, usager.as_ref(), flags, typed, None).await
+}
+
+/// Messages the space shows after a redirect.
+#[derive(Default)]
+struct Flags {
+    expired: bool,
+    signed_out: bool,
+    revoked: bool,
+    saved: bool,
+}
+
+/// The receipts form as typed (or as recorded).
+#[derive(Deserialize)]
+pub struct Typed {
+    #[serde(default)]
+    receipts: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    address: String,
+}
+
+async fn render(
+    req: &Request,
+    platform: &Platform,
+    usager: Option<&Usager>,
+    flags: Flags,
+    typed: Typed,
+    error: Option<String>,
+) -> PageResult<Response> {
+    let mandates = match usager {
+        Some(usager) => usager.mandates(platform).await?,
         None => Vec::new(),
     };
-    html(&SpacePage {
+    let failed = error.is_some();
+    let mut resp = html(&SpacePage {
         theme: THEME,
         nav: nav(),
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
         signed_in: usager.is_some(),
-        expired: usager.is_none() && q.session.as_deref() == Some("expiree"),
-        signed_out: usager.is_none() && q.message.as_deref() == Some("deconnexion"),
-        revoked: usager.is_some() && q.message.as_deref() == Some("revoque"),
+        expired: flags.expired,
+        signed_out: flags.signed_out,
+        revoked: flags.revoked,
+        saved: flags.saved,
         mandates: mandates.iter().map(shown).collect(),
-    })
+        receipts: RECEIPTS
+            .iter()
+            .map(|(value, label)| (*value, *label, *value == typed.receipts))
+            .collect(),
+        own_email: typed.email,
+        own_phone: typed.phone,
+        own_address: typed.address,
+        error,
+    })?;
+    if failed {
+        resp.set_status(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    Ok(resp)
+}
+
+/// `POST /mes-mandats/preferences`: how receipts reach the person, and their own contact. A
+/// mistake is said in French and nothing is recorded.
+#[handler]
+pub async fn preferences(
+    req: &Request,
+    platform: Data<&Platform>,
+    usager: Usager,
+    Form(typed): Form<Typed>,
+) -> PageResult<Response> {
+    let checked = (|| {
+        if !RECEIPTS.iter().any(|(v, _)| *v == typed.receipts) {
+            return Err("Choisissez comment recevoir les confirmations.".to_owned());
+        }
+        let email = match typed.email.trim() {
+            "" => None,
+            e if e.len() <= 254
+                && e.split_once('@')
+                    .is_some_and(|(a, d)| !a.is_empty() && d.contains('.'))
+                && !e.contains(char::is_whitespace) =>
+            {
+                Some(e.to_owned())
+            }
+            _ => {
+                return Err(
+                    "L'adresse e-mail n'est pas valide : par exemple prenom.nom@exemple.fr."
+                        .to_owned(),
+                );
+            }
+        };
+        let (phone, postal_address) =
+            typed_contact(&typed.phone, &typed.address).map_err(|e| e.to_string())?;
+        Ok(usager_space::OwnContact {
+            receipts: typed.receipts.clone(),
+            email,
+            phone,
+            postal_address,
+        })
+    })();
+    match checked {
+        Ok(own) => {
+            usager.set_own_contact(&platform, &own).await?;
+            Ok(see_other("/mes-mandats?message=preferences"))
+        }
+        Err(error) => {
+            render(
+                req,
+                &platform,
+                Some(&usager),
+                Flags::default(),
+                typed,
+                Some(error),
+            )
+            .await
+        }
+    }
 }
 
 /// `GET /mes-mandats/connexion`: off to FranceConnect.
