@@ -15,13 +15,15 @@ pub struct UsagerContact {
     pub postal_address: Option<String>,
 }
 
+/// A contact that is there (not absent, not blank).
+fn known(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 impl UsagerContact {
     /// The channel a receipt takes (product.md §9): e-mail, else SMS, else a printed letter;
     /// none when the usager left no way to be reached.
     pub fn route(&self) -> Option<(Channel, &str)> {
-        fn known(v: &Option<String>) -> Option<&str> {
-            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
-        }
         known(&self.email)
             .map(|e| (Channel::Email, e))
             .or_else(|| known(&self.phone).map(|p| (Channel::Sms, p)))
@@ -121,18 +123,17 @@ impl UsagerContact {
     /// alone when its contact is known, nothing at all for `none`, the usual order otherwise
     /// (`auto`, or a chosen channel whose contact is unknown).
     pub fn chosen(self, receipts: &str) -> UsagerContact {
-        let known = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
         match receipts {
             "none" => UsagerContact::default(),
-            "email" if known(&self.email) => UsagerContact {
+            "email" if known(&self.email).is_some() => UsagerContact {
                 email: self.email,
                 ..Default::default()
             },
-            "sms" if known(&self.phone) => UsagerContact {
+            "sms" if known(&self.phone).is_some() => UsagerContact {
                 phone: self.phone,
                 ..Default::default()
             },
-            "letter" if known(&self.postal_address) => UsagerContact {
+            "letter" if known(&self.postal_address).is_some() => UsagerContact {
                 postal_address: self.postal_address,
                 ..Default::default()
             },

@@ -86,14 +86,21 @@ impl Authorized {
     /// territory's data (`Tenancy::unguarded` is for jobs, workers and tools). A structure
     /// missing from the platform's index is not found.
     pub async fn territory(&self, platform: &Platform) -> PageResult<crate::tenancy::Territory> {
-        let departement = crate::auth::assignments::structure_departement(
-            platform.platform_pool(),
-            self.structure,
-        )
-        .await?
-        .ok_or_else(PageError::not_found)?;
-        Ok(platform.tenancy.territory(departement).await?)
+        structure_territory(platform, self.structure).await
     }
+}
+
+/// The territory holding `structure`; not found when the platform's index does not know it.
+/// Reached only through a proof's method.
+async fn structure_territory(
+    platform: &Platform,
+    structure: StructureId,
+) -> PageResult<crate::tenancy::Territory> {
+    let departement =
+        crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
+            .await?
+            .ok_or_else(PageError::not_found)?;
+    Ok(platform.tenancy.territory(departement).await?)
 }
 
 /// The proof that an action was allowed in a tenant (a département council or a commune): what
@@ -159,11 +166,7 @@ impl NationalAuthorized {
         platform: &Platform,
         structure: StructureId,
     ) -> PageResult<crate::tenancy::Territory> {
-        let departement =
-            crate::auth::assignments::structure_departement(platform.platform_pool(), structure)
-                .await?
-                .ok_or_else(PageError::not_found)?;
-        Ok(platform.tenancy.territory(departement).await?)
+        structure_territory(platform, structure).await
     }
 
     /// The territory of `departement`.
