@@ -427,7 +427,7 @@ async fn signed_checkpoints_catch_a_recomputed_chain_a_cut_tail_and_a_forged_sea
         );
     }
     let _ = std::fs::remove_file(&export);
-    admin(&db2, "UPDATE dep_34.journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)").await;
+    admin(&db2, "UPDATE dep_34.journal_checkpoints SET signature = set_byte(signature, 4, get_byte(signature, 4) # 255)").await;
     let v = verify(&ctx2).await;
     assert!(
         v.problem
@@ -709,7 +709,7 @@ async fn a_rewritten_security_journal_is_found_with_the_auditors_checkpoint() {
         "{stderr}"
     );
     // A forged checkpoint signature is found too.
-    sqlx::raw_sql("UPDATE platform.security_journal_checkpoints SET signature = overlay(signature placing '\\x00'::bytea from 5 for 1)")
+    sqlx::raw_sql("UPDATE platform.security_journal_checkpoints SET signature = set_byte(signature, 4, get_byte(signature, 4) # 255)")
         .execute(&db.admin)
         .await
         .expect("signature");
