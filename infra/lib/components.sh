@@ -202,7 +202,7 @@ register_fc_client() {
   reply="$(curl -sf -X POST "$AC_FC_ISSUER/reg" \
     -H "Authorization: Bearer ${FC_REGISTRATION_TOKEN:-stand-in-registration}" \
     -H 'content-type: application/json' \
-    -d "{\"redirect_uris\":[\"$origin/mandats/franceconnect/retour\",\"$origin/mes-mandats/franceconnect/retour\"],\"post_logout_redirect_uris\":[\"$origin/mandats/franceconnect/deconnexion\",\"$origin/mes-mandats/franceconnect/deconnexion\"],\"client_name\":\"Aidants Connect (local)\"}")" \
+    -d "{\"redirect_uris\":[\"$origin/mandats/franceconnect/retour\",\"$origin/mes-mandats/franceconnect/retour\",\"$origin/consentement/franceconnect/retour\"],\"post_logout_redirect_uris\":[\"$origin/mandats/franceconnect/deconnexion\",\"$origin/mes-mandats/franceconnect/deconnexion\",\"$origin/consentement/franceconnect/deconnexion\"],\"client_name\":\"Aidants Connect (local)\"}")" \
     || die "l'enregistrement auprès du simulateur FranceConnect a échoué"
   export AC_FRANCECONNECT__ISSUER="$AC_FC_ISSUER"
   AC_FRANCECONNECT__CLIENT_ID="$(printf '%s' "$reply" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).client_id))')"

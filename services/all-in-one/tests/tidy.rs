@@ -49,7 +49,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     // Other principals, each with its own check before the territory: an internal caller's
     // token and granted départements; a signed link; an OpenID client and its grant; an
     // issuer's session owning the request; a reviewer's scope of départements; a usager's
-    // session and its own index rows; the public open data of places.
+    // session and its own index rows; a remote consent's link; the public open data of places.
     ("services/document-vault-bridge/src/internal.rs", 1),
     ("services/document-vault-bridge/src/download.rs", 1),
     ("services/document-vault-bridge/src/lib.rs", 1),
@@ -62,6 +62,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/habilitation-desk/src/requests/acceptance.rs", 3),
     ("services/habilitation-desk/src/review.rs", 3),
     ("services/mandate-service/src/usager_space.rs", 3),
+    ("services/mandate-service/src/remote_consent.rs", 1),
     ("services/habilitation-desk/src/places/mod.rs", 1),
     // The account page names the structures the professional holds a role in.
     ("services/habilitation-desk/src/account.rs", 1),

@@ -163,6 +163,15 @@ pub fn purge_drafts() -> Job {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Remote consents: 30 days after they were decided or their link expired
+                // (the journal keeps what was sent, refused or cancelled).
+                purged += sqlx::query(
+                    "DELETE FROM remote_consents
+                     WHERE coalesce(decided_at, link_expires_at) < now() - interval '30 days'",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 // Identity-provider grants: a day (the journal keeps each use for good).
                 purged += sqlx::query(
                     "DELETE FROM oidc_grants WHERE issued_at < now() - interval '1 day'",

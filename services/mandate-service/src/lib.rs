@@ -14,6 +14,8 @@ pub mod documents;
 pub use foundation::categories;
 /// The platform as a FranceConnect client.
 pub mod franceconnect;
+/// The explanation of a mandate in FALC French and six languages, and its read-out.
+pub mod explanation;
 /// The platform as an OpenID Connect identity provider.
 pub mod idp;
 /// Scheduled work: expiry reminders, journal checkpoints, purge of finished drafts.
@@ -22,6 +24,8 @@ pub mod jobs;
 pub mod jws;
 /// The mandate rules.
 pub mod mandates;
+/// Remote consent: a mandate prepared by the aidant, consented to on the person's own device.
+pub mod remote_consent;
 /// The request's current structure and territory.
 pub mod scope;
 /// The référent's choice of the démarches the structure handles.
@@ -48,6 +52,11 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
         &settings.franceconnect,
         &settings.http.public_origin(),
         "/mes-mandats/franceconnect",
+    ));
+    let consent_fc = web::consent::ConsentFc(franceconnect::FcClient::at(
+        &settings.franceconnect,
+        &settings.http.public_origin(),
+        "/consentement/franceconnect",
     ));
     let key = foundation::journal::CheckpointKey::from_base64(
         secrecy::ExposeSecret::expose_secret(&settings.security.journal_signing_key),
@@ -98,6 +107,41 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             ),
         Page::at("/mandats/preparation/:id/termine")
             .get(Access::Session, web::creation::recap::draft_completed),
+        Page::at("/mandats/a-distance").get(
+            permission(Action::MandateCreate),
+            web::remote::list,
+        ),
+        Page::at("/mandats/a-distance/nouveau")
+            .get(recent(Action::MandateCreate), web::remote::new_form)
+            .post(
+                recent(Action::MandateCreate),
+                web::remote::prepare.data(shared.clone()),
+            ),
+        Page::at("/mandats/a-distance/:id")
+            .get(permission(Action::MandateCreate), web::remote::show),
+        Page::at("/mandats/a-distance/:id/renvoi").post(
+            recent(Action::MandateCreate),
+            web::remote::resend.data(shared.clone()),
+        ),
+        Page::at("/mandats/a-distance/:id/annulation")
+            .post(recent(Action::MandateCreate), web::remote::cancel),
+        Page::at("/consentement/franceconnect/retour").get(
+            Access::Link,
+            web::consent::callback.data(consent_fc.clone()),
+        ),
+        Page::at("/consentement/franceconnect/deconnexion")
+            .get(Access::Link, web::consent::logged_out),
+        Page::at("/consentement/:dep/:token")
+            .get(Access::Link, web::consent::open)
+            .post(
+                Access::Link,
+                web::consent::start.data(consent_fc.clone()),
+            ),
+        Page::at("/consentement/:dep/dossier/:id")
+            .get(Access::Link, web::consent::recap)
+            .post(Access::Link, web::consent::decide.data(shared.clone())),
+        Page::at("/consentement/:dep/dossier/:id/explication.wav")
+            .get(Access::Link, web::consent::audio),
         Page::at("/mandats/export.csv").post(permission(Action::MandateExport), web::list::export),
         Page::at("/mandats/:id").get(
             permission(Action::MandateList),

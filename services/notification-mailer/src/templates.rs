@@ -70,6 +70,11 @@ const TEMPLATES: &[Template] = &[
         sms
     ),
     template!(
+        "remote_consent_link",
+        ["structure", "aidant", "url", "expires"],
+        sms
+    ),
+    template!(
         "mandate_revoked_by_usager",
         ["structure", "demarches", "date", "url"]
     ),

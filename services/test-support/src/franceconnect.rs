@@ -18,10 +18,12 @@ pub async fn register_client(origin: &str) -> (String, String) {
             "redirect_uris": [
                 format!("{origin}/mandats/franceconnect/retour"),
                 format!("{origin}/mes-mandats/franceconnect/retour"),
+                format!("{origin}/consentement/franceconnect/retour"),
             ],
             "post_logout_redirect_uris": [
                 format!("{origin}/mandats/franceconnect/deconnexion"),
                 format!("{origin}/mes-mandats/franceconnect/deconnexion"),
+                format!("{origin}/consentement/franceconnect/deconnexion"),
             ],
             "client_name": "Aidants Connect (tests)",
         }))

@@ -41,6 +41,19 @@ async fn resolve(req: &Request, me: Professional) -> PageResult<Scope> {
     let platform = req
         .data::<Platform>()
         .ok_or_else(|| PageError::status(StatusCode::INTERNAL_SERVER_ERROR))?;
+    Scope::acting(platform, me).await
+}
+
+impl Scope {
+    /// The scope of `me` in their current structure, resolved outside a request of theirs: an
+    /// act they prepared that completes later (a remote consent given by the person). The
+    /// structure must still be active; the caller still asks the guard for the act.
+    pub async fn acting(platform: &Platform, me: Professional) -> PageResult<Scope> {
+        resolve_in(platform, me).await
+    }
+}
+
+async fn resolve_in(platform: &Platform, me: Professional) -> PageResult<Scope> {
     let Some(structure) = me.current_structure else {
         return Err(
             poem::Error::from_response(Redirect::see_other("/compte").into_response()).into(),

@@ -81,6 +81,10 @@ pub enum Event {
     TerritoryAdminDelegated,
     AnomalyDetected,
     AnomalyAcknowledged,
+    RemoteConsentSent,
+    RemoteConsentResent,
+    RemoteConsentCancelled,
+    RemoteConsentRefused,
 }
 
 impl Event {
@@ -120,6 +124,10 @@ impl Event {
             Event::TerritoryAdminDelegated => "territory_admin_delegated",
             Event::AnomalyDetected => "anomaly_detected",
             Event::AnomalyAcknowledged => "anomaly_acknowledged",
+            Event::RemoteConsentSent => "remote_consent_sent",
+            Event::RemoteConsentResent => "remote_consent_resent",
+            Event::RemoteConsentCancelled => "remote_consent_cancelled",
+            Event::RemoteConsentRefused => "remote_consent_refused",
         }
     }
 }
@@ -162,6 +170,10 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "territory_admin_delegated" => "Administration de la collectivité déléguée",
         "anomaly_detected" => "Alerte : activité inhabituelle",
         "anomaly_acknowledged" => "Alerte prise en compte",
+        "remote_consent_sent" => "Lien de consentement à distance envoyé",
+        "remote_consent_resent" => "Lien de consentement à distance renvoyé",
+        "remote_consent_cancelled" => "Consentement à distance annulé par l'aidant",
+        "remote_consent_refused" => "Consentement à distance refusé par la personne",
         _ => return None,
     })
 }

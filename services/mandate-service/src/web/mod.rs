@@ -9,12 +9,16 @@
 
 /// The aidant's activity over the last twelve months.
 pub mod activity;
+/// The person's side of remote consent, reached by the link they received.
+pub mod consent;
 /// Creating a mandate: terms, FranceConnect, recap and confirmation.
 pub mod creation;
 /// The structure's mandates, and the référent's CSV export of them.
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.
 pub mod mandate;
+/// The aidant's side of remote consent: preparing, following, resending, cancelling.
+pub mod remote;
 /// A usager: identity, receipts' channel, mandates and history.
 pub mod usager;
 /// The usager's own space, `/mes-mandats`.

@@ -162,7 +162,7 @@ pub struct ConfirmForm {
     adresse: Option<String>,
 }
 
-fn factor_message(e: &factors::FactorError) -> String {
+pub(crate) fn factor_message(e: &factors::FactorError) -> String {
     match e {
         factors::FactorError::Blocked(until) => format!(
             "Trop de codes incorrects : réessayez après {}.",
@@ -194,7 +194,7 @@ fn declared_contact(form: &ConfirmForm) -> Result<(Option<String>, Option<String
 }
 
 /// Checks the aidant's TOTP code (spaces ignored) in its own platform transaction.
-async fn check_code(
+pub(crate) async fn check_code(
     platform: &Platform,
     scope: &Scope,
     code: Option<String>,
