@@ -526,11 +526,14 @@ enum IdKind {
     Mandate,
     Draft,
     Usager,
+    RemoteConsent,
 }
 
 fn id_kind(template: &str) -> Option<IdKind> {
     if template.starts_with("/mandats/preparation/:id") {
         Some(IdKind::Draft)
+    } else if template.starts_with("/mandats/a-distance/:id") {
+        Some(IdKind::RemoteConsent)
     } else if template.starts_with("/mandats/:id") {
         Some(IdKind::Mandate)
     } else if template.starts_with("/usagers/:id") {
@@ -546,6 +549,7 @@ struct Foreign {
     usager: UsagerId,
     mandate: MandateId,
     draft: Uuid,
+    remote_consent: Uuid,
 }
 
 async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) -> Foreign {
@@ -600,12 +604,29 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
     )
     .await
     .expect("mandat");
+    // A remote consent prepared for the same person (its list shows the family name).
+    let remote_consent = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO remote_consents (id, structure_id, aidant_id, categories, duration_days,
+             given_name, family_name, birthdate, channel, destination, link_hash, link_expires_at)
+         VALUES ($1, $2, $3, '{logement}', 365, 'Angela', $4, '1962-08-24', 'sms', '+33611223344',
+                 $5, now() + interval '1 day')",
+    )
+    .bind(remote_consent)
+    .bind(structure)
+    .bind(aidant.id)
+    .bind(&family_name)
+    .bind(Uuid::new_v4().as_bytes().to_vec())
+    .execute(&mut *tx)
+    .await
+    .expect("consentement à distance");
     tx.commit().await.expect("commit");
     Foreign {
         family_name,
         usager,
         mandate,
         draft,
+        remote_consent,
     }
 }
 
@@ -672,6 +693,7 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
                 IdKind::Mandate => rows.mandate.to_string(),
                 IdKind::Draft => rows.draft.to_string(),
                 IdKind::Usager => rows.usager.to_string(),
+                IdKind::RemoteConsent => rows.remote_consent.to_string(),
             };
             let path = r.path.replace(":id", &id);
 
@@ -703,6 +725,7 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
                 rows.family_name.clone(),
                 rows.usager.to_string(),
                 rows.mandate.to_string(),
+                rows.remote_consent.to_string(),
             ] {
                 if body.contains(&marker) {
                     wrong.push(format!(
@@ -716,6 +739,8 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
     // Control: the list shows Alice's own row, so the search above could find one.
     let (_, list) = page(&client, &app.url("/mandats")).await;
     assert!(list.contains(&own.family_name) || list.contains(&own.mandate.to_string()));
+    let (_, remote) = page(&client, &app.url("/mandats/a-distance")).await;
+    assert!(remote.contains(&own.remote_consent.to_string()));
     assert!(
         wrong.is_empty(),
         "identifiants étrangers servis : {wrong:#?}"

@@ -239,7 +239,11 @@ mod tests {
                     language.code
                 );
                 if language.code != "fr" {
-                    assert_ne!(text, french[key], "{} : « {key} » non traduit", language.code);
+                    assert_ne!(
+                        text, french[key],
+                        "{} : « {key} » non traduit",
+                        language.code
+                    );
                 }
             }
         }

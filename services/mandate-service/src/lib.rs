@@ -12,10 +12,10 @@ pub mod documents;
 /// The fixed list of démarche categories (held by `foundation`, which the desk's territory
 /// pages read too).
 pub use foundation::categories;
-/// The platform as a FranceConnect client.
-pub mod franceconnect;
 /// The explanation of a mandate in FALC French and six languages, and its read-out.
 pub mod explanation;
+/// The platform as a FranceConnect client.
+pub mod franceconnect;
 /// The platform as an OpenID Connect identity provider.
 pub mod idp;
 /// Scheduled work: expiry reminders, journal checkpoints, purge of finished drafts.
@@ -107,10 +107,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             ),
         Page::at("/mandats/preparation/:id/termine")
             .get(Access::Session, web::creation::recap::draft_completed),
-        Page::at("/mandats/a-distance").get(
-            permission(Action::MandateCreate),
-            web::remote::list,
-        ),
+        Page::at("/mandats/a-distance").get(permission(Action::MandateCreate), web::remote::list),
         Page::at("/mandats/a-distance/nouveau")
             .get(recent(Action::MandateCreate), web::remote::new_form)
             .post(
@@ -133,10 +130,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             .get(Access::Link, web::consent::logged_out),
         Page::at("/consentement/:dep/:token")
             .get(Access::Link, web::consent::open)
-            .post(
-                Access::Link,
-                web::consent::start.data(consent_fc.clone()),
-            ),
+            .post(Access::Link, web::consent::start.data(consent_fc.clone())),
         Page::at("/consentement/:dep/dossier/:id")
             .get(Access::Link, web::consent::recap)
             .post(Access::Link, web::consent::decide.data(shared.clone())),

@@ -16,7 +16,7 @@ use foundation::auth::secrets::{new_token, token_hash};
 use foundation::ids::{MandateId, ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
-use foundation::tenancy::{DepartementCode, Territory, TenantTx};
+use foundation::tenancy::{DepartementCode, TenantTx, Territory};
 use serde_json::json;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -160,8 +160,11 @@ pub fn matches(named: &Named, identity: &Identity) -> bool {
             .is_some_and(|u| key(u) == family);
     let given = key(&named.given_name);
     let all_given = key(&identity.given_name);
-    let given_ok =
-        given == all_given || all_given.split(' ').next().is_some_and(|first| first == given);
+    let given_ok = given == all_given
+        || all_given
+            .split(' ')
+            .next()
+            .is_some_and(|first| first == given);
     date_ok && family_ok && given_ok
 }
 
@@ -182,9 +185,13 @@ pub struct Prepared {
 pub enum AidantError {
     #[error("Cette demande de consentement n'existe pas dans votre structure.")]
     NotFound,
-    #[error("Cette demande est close (consentement donné, refusé, annulé) : elle ne peut plus changer.")]
+    #[error(
+        "Cette demande est close (consentement donné, refusé, annulé) : elle ne peut plus changer."
+    )]
     Closed,
-    #[error("Le lien a déjà été renvoyé une fois : préparez une nouvelle demande si la personne ne l'a toujours pas reçu.")]
+    #[error(
+        "Le lien a déjà été renvoyé une fois : préparez une nouvelle demande si la personne ne l'a toujours pas reçu."
+    )]
     ResentAlready,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -435,10 +442,7 @@ pub async fn territory(
 }
 
 /// The consent a link's secret opens (whatever its state), locked.
-pub async fn by_link(
-    tx: &mut TenantTx,
-    token: &str,
-) -> Result<Option<RemoteConsent>, sqlx::Error> {
+pub async fn by_link(tx: &mut TenantTx, token: &str) -> Result<Option<RemoteConsent>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
          FROM remote_consents WHERE link_hash = $1 FOR UPDATE",
@@ -725,7 +729,10 @@ mod tests {
     #[test]
     fn the_named_person_matches_without_case_accents_or_second_given_names() {
         assert!(matches(&named("Angela", "Dubois", 1962, 8, 24), &angela()));
-        assert!(matches(&named("angéla claire-louise", "DUBOIS", 1962, 8, 24), &angela()));
+        assert!(matches(
+            &named("angéla claire-louise", "DUBOIS", 1962, 8, 24),
+            &angela()
+        ));
         assert!(!matches(&named("Claire", "Dubois", 1962, 8, 24), &angela()));
         assert!(!matches(&named("Angela", "Dupont", 1962, 8, 24), &angela()));
         assert!(!matches(&named("Angela", "Dubois", 1962, 8, 25), &angela()));

@@ -242,12 +242,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 17,
                 "0017_usager_own_contact"
             ),
-            migration!(
-                "mandate-service",
-                "departement",
-                18,
-                "0018_remote_consents"
-            ),
+            migration!("mandate-service", "departement", 18, "0018_remote_consents"),
         ])
     });
 

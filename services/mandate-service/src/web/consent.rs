@@ -9,7 +9,7 @@ use askama::Template;
 use foundation::app::Platform;
 use foundation::auth::csrf;
 use foundation::auth::secrets::new_token;
-use foundation::tenancy::{Territory, TenantTx};
+use foundation::tenancy::{TenantTx, Territory};
 use foundation::web::{NavItem, PageError, PageResult, Theme, html};
 use poem::http::StatusCode;
 use poem::web::cookie::{Cookie, SameSite};
@@ -324,7 +324,8 @@ pub async fn callback(
             vec!["Vous ne vous êtes pas identifié : aucun mandat n'a été créé. Vous pouvez rouvrir le lien pour recommencer.".into()],
         );
     }
-    let (Some(code), Some(state), Some(device)) = (q.code.as_deref(), q.state.as_deref(), browser(req))
+    let (Some(code), Some(state), Some(device)) =
+        (q.code.as_deref(), q.state.as_deref(), browser(req))
     else {
         return unknown_return();
     };
@@ -347,10 +348,7 @@ pub async fn callback(
             return page(
                 StatusCode::BAD_GATEWAY,
                 "L'identification FranceConnect n'a pas abouti",
-                vec![
-                    e.to_string(),
-                    "Rouvrez le lien pour recommencer.".into(),
-                ],
+                vec![e.to_string(), "Rouvrez le lien pour recommencer.".into()],
             );
         }
     };
@@ -452,7 +450,10 @@ async fn on_this_device(
         return Ok(Err(page(
             StatusCode::CONFLICT,
             "Identifiez-vous d'abord",
-            vec!["Rouvrez le lien reçu par SMS ou par e-mail et identifiez-vous avec FranceConnect.".into()],
+            vec![
+                "Rouvrez le lien reçu par SMS ou par e-mail et identifiez-vous avec FranceConnect."
+                    .into(),
+            ],
         )?));
     };
     Ok(Ok((territory, tx, consent, identity, structure, aidant)))
@@ -545,7 +546,9 @@ pub async fn decide(
             return page(
                 StatusCode::OK,
                 "Vous avez refusé le mandat",
-                vec![format!("Aucun mandat n'a été créé. {structure} voit votre réponse.")],
+                vec![format!(
+                    "Aucun mandat n'a été créé. {structure} voit votre réponse."
+                )],
             );
         }
         Some("accepter") => {}
@@ -567,7 +570,9 @@ pub async fn decide(
             StatusCode::CONFLICT,
             "Le mandat ne peut pas être créé",
             vec![
-                format!("La personne qui a préparé ce mandat ne peut plus créer de mandat pour {structure}. Rien n'a été créé."),
+                format!(
+                    "La personne qui a préparé ce mandat ne peut plus créer de mandat pour {structure}. Rien n'a été créé."
+                ),
                 "Contactez la structure : elle vous enverra une nouvelle demande si besoin.".into(),
             ],
         )
@@ -579,9 +584,15 @@ pub async fn decide(
     let Ok(scope) = Scope::acting(&platform, me).await else {
         return cannot();
     };
-    let mut allowed = scope.authorize(&platform, Action::MandateCreate).await.is_ok();
+    let mut allowed = scope
+        .authorize(&platform, Action::MandateCreate)
+        .await
+        .is_ok();
     if consent.renewal_of.is_some() {
-        allowed &= scope.authorize(&platform, Action::MandateRenew).await.is_ok();
+        allowed &= scope
+            .authorize(&platform, Action::MandateRenew)
+            .await
+            .is_ok();
     }
     if !allowed {
         return cannot();

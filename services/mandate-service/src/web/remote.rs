@@ -51,11 +51,7 @@ fn row(c: &remote_consent::RemoteConsent, now: OffsetDateTime) -> Row {
         badge: state.badge(),
         sent: date_time(c.created_at),
         until: date_time(c.link_expires_at),
-        channel: if c.channel == "sms" {
-            "SMS"
-        } else {
-            "e-mail"
-        },
+        channel: if c.channel == "sms" { "SMS" } else { "e-mail" },
         mandate: c.mandate_id.map(|m| m.to_string()).unwrap_or_default(),
         can_resend: c.outcome.is_none() && c.sends < MAX_SENDS,
         can_cancel: c.outcome.is_none() && state != State::Expired,
@@ -148,7 +144,9 @@ async fn act(
 ) -> PageResult<Response> {
     let id: Uuid = parse_id(id)?;
     match done {
-        Ok(()) => Ok(see_other(format!("/mandats/a-distance/{id}?message={message}"))),
+        Ok(()) => Ok(see_other(format!(
+            "/mandats/a-distance/{id}?message={message}"
+        ))),
         Err(AidantError::NotFound) => Err(PageError::not_found()),
         Err(AidantError::Database(e)) => Err(e.into()),
         Err(e) => {
@@ -283,10 +281,7 @@ fn new_page(
                 .iter()
                 .map(|l| (l.code, l.name_fr, l.code == typed.language))
                 .collect(),
-            renewal_of: typed
-                .renewal_of
-                .map(|m| m.to_string())
-                .unwrap_or_default(),
+            renewal_of: typed.renewal_of.map(|m| m.to_string()).unwrap_or_default(),
             t: typed,
             error,
         },
@@ -442,6 +437,7 @@ pub async fn prepare(
         return new_page(req, &platform, &scope, &typed, Some(factor_message(&e)));
     }
     let id = remote_consent::prepare(&scope, &shared.public_origin, &prepared, now).await?;
-    Ok(see_other(format!("/mandats/a-distance/{id}?message=envoye")))
+    Ok(see_other(format!(
+        "/mandats/a-distance/{id}?message=envoye"
+    )))
 }
-
