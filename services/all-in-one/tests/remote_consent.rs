@@ -10,7 +10,7 @@ mod common;
 
 use common::fc::{identify, through_franceconnect};
 use common::identity::*;
-use common::{TestApp, spawn_app};
+use common::{TestApp, audible, spawn_app};
 use foundation::ids::{MandateId, StructureId};
 use policies::Role;
 use std::time::Duration;
@@ -151,24 +151,6 @@ async fn back_to_recap(
     let recap = location(&resp);
     assert!(recap.starts_with("/consentement/33/dossier/"), "{recap}");
     recap
-}
-
-/// Whether a WAV file holds sound: its 16-bit samples' RMS over a floor.
-fn audible(wav: &[u8]) -> bool {
-    let data = wav
-        .windows(4)
-        .position(|w| w == b"data")
-        .map(|i| &wav[i + 8..])
-        .unwrap_or_default();
-    let samples: Vec<f64> = data
-        .chunks_exact(2)
-        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
-        .collect();
-    if samples.len() < 8000 {
-        return false;
-    }
-    let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64).sqrt();
-    rms > 300.0
 }
 
 #[tokio::test]

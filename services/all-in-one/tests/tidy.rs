@@ -62,7 +62,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/habilitation-desk/src/requests/acceptance.rs", 3),
     ("services/habilitation-desk/src/review.rs", 3),
     ("services/mandate-service/src/usager_space.rs", 3),
-    ("services/mandate-service/src/remote_consent.rs", 1),
+    ("services/mandate-service/src/remote_consent/person.rs", 1),
     ("services/habilitation-desk/src/places/mod.rs", 1),
     // The account page names the structures the professional holds a role in.
     ("services/habilitation-desk/src/account.rs", 1),

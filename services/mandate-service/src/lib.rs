@@ -105,6 +105,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 recent(Action::MandateCreate),
                 web::creation::recap::confirm.data(shared.clone()),
             ),
+        Page::at("/mandats/preparation/:id/explication.wav").get(
+            permission(Action::MandateCreate),
+            web::creation::recap::read_aloud,
+        ),
         Page::at("/mandats/preparation/:id/termine")
             .get(Access::Session, web::creation::recap::draft_completed),
         Page::at("/mandats/a-distance").get(permission(Action::MandateCreate), web::remote::list),
@@ -188,6 +192,10 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 Access::Usager,
                 web::usager_space::revoke.data(shared.clone()),
             ),
+        Page::at("/mes-mandats/:dep/:id/explication")
+            .get(Access::Usager, web::usager_space::explanation),
+        Page::at("/mes-mandats/:dep/:id/explication.wav")
+            .get(Access::Usager, web::usager_space::explanation_audio),
         Page::at("/.well-known/openid-configuration")
             .get(Access::Public, idp::discovery.data(provider.clone())),
         Page::at("/oidc/jwks").get(Access::Public, idp::jwks.data(provider.clone())),

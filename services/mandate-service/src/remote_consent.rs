@@ -16,7 +16,7 @@ use foundation::auth::secrets::{new_token, token_hash};
 use foundation::ids::{MandateId, ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
-use foundation::tenancy::{DepartementCode, TenantTx, Territory};
+use foundation::tenancy::{DepartementCode, TenantTx};
 use serde_json::json;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -25,6 +25,10 @@ use crate::categories::{self, Category};
 use crate::franceconnect::Identity;
 use crate::mandates::search_key;
 use crate::scope::Scope;
+
+/// The person's side: the link, FranceConnect, the answer.
+mod person;
+pub use person::*;
 
 /// How long a link is valid after it is sent.
 pub const LINK_HOURS: i64 = 24;
@@ -426,280 +430,6 @@ pub async fn cancel(scope: &Scope, id: Uuid) -> Result<(), AidantError> {
     Ok(())
 }
 
-// ---- The person's side: the link's secret is the authorization. ----
-
-/// The territory a link names, when the platform serves it.
-pub async fn territory(
-    platform: &foundation::app::Platform,
-    departement: &str,
-) -> Option<Territory> {
-    let code = DepartementCode::parse(departement).ok()?;
-    if !platform.tenancy.served().contains(&code) {
-        return None;
-    }
-    // The link's secret, checked by every caller against `link_hash`, is the authorization.
-    platform.tenancy.unguarded(code).await.ok()
-}
-
-/// The consent a link's secret opens (whatever its state), locked.
-pub async fn by_link(tx: &mut TenantTx, token: &str) -> Result<Option<RemoteConsent>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
-         FROM remote_consents WHERE link_hash = $1 FOR UPDATE",
-    )
-    .bind(token_hash(token))
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// The consent a bound device reaches by its id (after FranceConnect), locked.
-pub async fn by_device(
-    tx: &mut TenantTx,
-    id: Uuid,
-    browser: &str,
-) -> Result<Option<RemoteConsent>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
-         FROM remote_consents WHERE id = $1 AND browser_hash = $2 FOR UPDATE",
-    )
-    .bind(id)
-    .bind(token_hash(browser))
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// Marks the link opened (the first time): what the aidant sees. Consumes nothing.
-pub async fn mark_opened(tx: &mut TenantTx, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE remote_consents SET opened_at = now() WHERE id = $1 AND opened_at IS NULL")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Binds the consent to this device and opens the draft FranceConnect's return fills.
-pub async fn start_identification(
-    tx: &mut TenantTx,
-    consent: &RemoteConsent,
-    browser: &str,
-    state: &str,
-    nonce: &str,
-) -> Result<(), sqlx::Error> {
-    let draft = Uuid::now_v7();
-    let device = token_hash(browser);
-    sqlx::query(
-        "INSERT INTO mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days, renewal_of,
-                                     state_hash, nonce, expires_at, language)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11)",
-    )
-    .bind(draft)
-    .bind(consent.structure_id)
-    .bind(consent.aidant_id)
-    .bind(&device)
-    .bind(&consent.categories)
-    .bind(consent.duration_days)
-    .bind(consent.renewal_of)
-    .bind(token_hash(state))
-    .bind(nonce)
-    .bind(crate::mandates::DRAFT_MINUTES as i32)
-    .bind(&consent.language)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE remote_consents SET browser_hash = $2, draft_id = $3, opened_at = coalesce(opened_at, now())
-         WHERE id = $1",
-    )
-    .bind(consent.id)
-    .bind(&device)
-    .bind(draft)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A draft waiting for FranceConnect's identity, found by its state on the device that started
-/// it, with its consent (still open), locked.
-#[derive(sqlx::FromRow)]
-pub struct Waiting {
-    pub draft: Uuid,
-    pub nonce: String,
-    pub consent: Uuid,
-}
-
-pub async fn waiting(
-    tx: &mut TenantTx,
-    state: &str,
-    browser: &str,
-) -> Result<Option<Waiting>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT d.id AS draft, d.nonce, c.id AS consent
-         FROM mandate_drafts d JOIN remote_consents c ON c.draft_id = d.id
-         WHERE d.state_hash = $1 AND d.session_hash = $2 AND c.browser_hash = $2
-           AND d.identity IS NULL AND d.completed_at IS NULL AND d.expires_at > now()
-           AND c.outcome IS NULL AND c.link_expires_at > now()
-         FOR UPDATE OF d, c",
-    )
-    .bind(token_hash(state))
-    .bind(token_hash(browser))
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// Ends a draft whose identification failed (a replayed return finds nothing).
-pub async fn drop_draft(tx: &mut TenantTx, draft: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE mandate_drafts SET expires_at = now() WHERE id = $1")
-        .bind(draft)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Keeps FranceConnect's (matching) identity in the draft until the person answers.
-pub async fn keep_identity(
-    tx: &mut TenantTx,
-    waiting: &Waiting,
-    identity: &Identity,
-    logout_state: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE mandate_drafts SET identity = $2, logout_state_hash = $3 WHERE id = $1")
-        .bind(waiting.draft)
-        .bind(sqlx::types::Json(identity))
-        .bind(token_hash(logout_state))
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE remote_consents SET identified_at = now() WHERE id = $1")
-        .bind(waiting.consent)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// The consent FranceConnect's logout comes back for, on this device.
-pub async fn after_logout(
-    tx: &mut TenantTx,
-    logout_state: &str,
-    browser: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT c.id FROM mandate_drafts d JOIN remote_consents c ON c.draft_id = d.id
-         WHERE d.logout_state_hash = $1 AND c.browser_hash = $2 AND d.expires_at > now()",
-    )
-    .bind(token_hash(logout_state))
-    .bind(token_hash(browser))
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// The identity waiting in the consent's draft.
-pub async fn identity(
-    tx: &mut TenantTx,
-    consent: &RemoteConsent,
-) -> Result<Option<Identity>, sqlx::Error> {
-    let Some(draft) = consent.draft_id else {
-        return Ok(None);
-    };
-    let found: Option<Option<sqlx::types::Json<Identity>>> = sqlx::query_scalar(
-        "SELECT identity FROM mandate_drafts WHERE id = $1 AND completed_at IS NULL AND expires_at > now()",
-    )
-    .bind(draft)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(found.flatten().map(|j| j.0))
-}
-
-/// Records the person's refusal (journaled); the identity leaves the draft.
-pub async fn refuse(tx: &mut TenantTx, consent: &RemoteConsent) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE remote_consents SET outcome = 'refused', decided_at = now() WHERE id = $1")
-        .bind(consent.id)
-        .execute(&mut **tx)
-        .await?;
-    if let Some(draft) = consent.draft_id {
-        sqlx::query("UPDATE mandate_drafts SET expires_at = now(), identity = NULL WHERE id = $1")
-            .bind(draft)
-            .execute(&mut **tx)
-            .await?;
-    }
-    journal::append(
-        tx,
-        NewEntry::new(Event::RemoteConsentRefused)
-            .structure(consent.structure_id)
-            .professional(consent.aidant_id)
-            .details(json!({ "remote_consent": consent.id })),
-    )
-    .await?;
-    Ok(())
-}
-
-/// The terms of a consent's draft, as the confirmation takes them.
-pub async fn draft(
-    tx: &mut TenantTx,
-    id: Uuid,
-) -> Result<Option<crate::mandates::Draft>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT categories, duration_days, renewal_of, identity, completed_at FROM mandate_drafts WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// The mandate a draft produced (a second answer finds the first one's).
-pub async fn made_by_draft(
-    territory: &Territory,
-    draft: Uuid,
-) -> Result<Option<MandateId>, sqlx::Error> {
-    let mut tx = territory.begin().await?;
-    let found = sqlx::query_scalar("SELECT id FROM mandates WHERE idempotency_key = $1")
-        .bind(format!("draft:{draft}"))
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(found)
-}
-
-/// Records the consent given: the mandate it created.
-pub async fn consented(
-    territory: &Territory,
-    consent: Uuid,
-    mandate: MandateId,
-) -> Result<(), sqlx::Error> {
-    let mut tx = territory.begin().await?;
-    sqlx::query(
-        "UPDATE remote_consents SET outcome = 'consented', decided_at = now(), mandate_id = $2
-         WHERE id = $1 AND outcome IS NULL",
-    )
-    .bind(consent)
-    .bind(mandate)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The aidant who prepared the consent, acting in its structure, if they still may.
-pub async fn preparer(
-    platform: &foundation::app::Platform,
-    consent: &RemoteConsent,
-) -> Result<Option<foundation::auth::session::Professional>, sqlx::Error> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT email, display_name FROM platform.professionals WHERE id = $1 AND active",
-    )
-    .bind(consent.aidant_id)
-    .fetch_optional(platform.platform_pool())
-    .await?;
-    Ok(row.map(
-        |(email, display_name)| foundation::auth::session::Professional {
-            id: consent.aidant_id,
-            email,
-            display_name,
-            session_hash: Vec::new(),
-            current_structure: Some(consent.structure_id),
-            recheck_required: false,
-            totp_verified_at: consent.created_at,
-        },
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,7 +452,8 @@ mod tests {
         Named {
             given_name: given.into(),
             family_name: family.into(),
-            birthdate: Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap(),
+            birthdate: Date::from_calendar_date(y, time::Month::try_from(m).expect("mois"), d)
+                .expect("date"),
         }
     }
 

@@ -382,7 +382,7 @@ impl Usager {
         let territory = platform.tenancy.unguarded(departement).await?;
         let mut tx = territory.begin().await?;
         let row: Option<OwnedRow> = sqlx::query_as(
-            "SELECT m.structure_id, s.tenant_id, s.name,
+            "SELECT m.structure_id, s.tenant_id, s.name, m.expires_at,
                     ARRAY(SELECT la.category FROM live_authorisations la WHERE la.mandate_id = m.id
                           ORDER BY la.category) AS live
              FROM mandates m JOIN usagers u ON u.id = m.usager_id
@@ -547,6 +547,7 @@ pub struct OwnedRow {
     pub structure_id: StructureId,
     pub tenant_id: TenantId,
     pub name: String,
+    pub expires_at: OffsetDateTime,
     /// The démarches still usable.
     pub live: Vec<String>,
 }

@@ -104,3 +104,21 @@ pub async fn wait_for_first_run(app: &TestApp, name: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Whether a WAV file holds sound: its 16-bit samples' RMS over a floor.
+pub fn audible(wav: &[u8]) -> bool {
+    let data = wav
+        .windows(4)
+        .position(|w| w == b"data")
+        .map(|i| &wav[i + 8..])
+        .unwrap_or_default();
+    let samples: Vec<f64> = data
+        .chunks_exact(2)
+        .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+        .collect();
+    if samples.len() < 8000 {
+        return false;
+    }
+    let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64).sqrt();
+    rms > 300.0
+}

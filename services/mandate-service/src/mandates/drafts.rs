@@ -50,6 +50,8 @@ pub struct Confirmation<'a> {
     /// The usager's mobile phone and postal address as typed (already checked), if any.
     pub phone: Option<&'a str>,
     pub address: Option<&'a str>,
+    /// The language the explanation was given in (`explanation::LANGUAGES`).
+    pub language: &'a str,
     pub now: OffsetDateTime,
 }
 
@@ -180,10 +182,11 @@ async fn create(
     };
     // The identity leaves the draft: it now lives in the usager's row only.
     sqlx::query(
-        "UPDATE mandate_drafts SET completed_at = now(), usager_id = $2, identity = NULL WHERE id = $1",
+        "UPDATE mandate_drafts SET completed_at = now(), usager_id = $2, identity = NULL, language = $3 WHERE id = $1",
     )
     .bind(draft)
     .bind(usager)
+    .bind(confirmation.language)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -15,7 +15,6 @@ use poem::http::StatusCode;
 use poem::web::cookie::{Cookie, SameSite};
 use poem::web::{Data, Form, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
-use policies::Action;
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -23,9 +22,7 @@ use uuid::Uuid;
 use super::{Shared, THEME, birth_text, date, notice_in, see_other};
 use crate::explanation::{self, Explained};
 use crate::franceconnect::FcClient;
-use crate::mandates::{self, Confirmation, MandateError};
-use crate::remote_consent::{self, BROWSER_COOKIE, RemoteConsent, State};
-use crate::scope::Scope;
+use crate::remote_consent::{self, Accepted, BROWSER_COOKIE, RemoteConsent, State};
 
 /// The FranceConnect client of remote consent (its own return path).
 #[derive(Clone)]
@@ -524,8 +521,7 @@ pub struct Decision {
     decision: Option<String>,
 }
 
-/// `POST /consentement/{dep}/dossier/{id}`: the person's answer. Consent creates the mandate in
-/// the name of the aidant who prepared it, if the guard still lets them.
+/// `POST /consentement/{dep}/dossier/{id}`: the person's answer ([`remote_consent::accept`]).
 #[handler]
 pub async fn decide(
     req: &Request,
@@ -560,78 +556,39 @@ pub async fn decide(
             );
         }
     }
-    let Some(draft_id) = consent.draft_id else {
-        return unknown_link();
-    };
-    let terms = remote_consent::draft(&mut tx, draft_id).await?;
-    tx.commit().await?;
-    let cannot = || {
-        page(
-            StatusCode::CONFLICT,
-            "Le mandat ne peut pas être créé",
-            vec![
-                format!(
-                    "La personne qui a préparé ce mandat ne peut plus créer de mandat pour {structure}. Rien n'a été créé."
-                ),
-                "Contactez la structure : elle vous enverra une nouvelle demande si besoin.".into(),
-            ],
-        )
-    };
-    let (Some(me), Some(terms)) = (remote_consent::preparer(&platform, &consent).await?, terms)
-    else {
-        return cannot();
-    };
-    let Ok(scope) = Scope::acting(&platform, me).await else {
-        return cannot();
-    };
-    let mut allowed = scope
-        .authorize(&platform, Action::MandateCreate)
-        .await
-        .is_ok();
-    if consent.renewal_of.is_some() {
-        allowed &= scope
-            .authorize(&platform, Action::MandateRenew)
-            .await
-            .is_ok();
-    }
-    if !allowed {
-        return cannot();
-    }
-    let phone = (consent.channel == "sms").then_some(consent.destination.as_str());
-    let confirmation = Confirmation {
-        draft: draft_id,
-        terms: &terms,
-        identity: &identity,
-        phone,
-        address: None,
-        now: OffsetDateTime::now_utc(),
-    };
-    let created = mandates::confirm_draft(
+    let accepted = remote_consent::accept(
         &platform,
         &shared.documents,
         &shared.public_origin,
-        &scope,
-        &confirmation,
+        (&territory, tx),
+        &consent,
+        &identity,
     )
-    .await;
-    let mandate = match created {
-        Ok(mandate) => mandate,
-        // Answered twice: the first answer made it.
-        Err(MandateError::DraftUnavailable) => {
-            match remote_consent::made_by_draft(&territory, draft_id).await? {
-                Some(m) => m,
-                None => return unknown_link(),
-            }
+    .await?;
+    match accepted {
+        Accepted::Mandate(_) => {}
+        Accepted::Gone => return unknown_link(),
+        Accepted::NotAllowed => {
+            return page(
+                StatusCode::CONFLICT,
+                "Le mandat ne peut pas être créé",
+                vec![
+                    format!(
+                        "La personne qui a préparé ce mandat ne peut plus créer de mandat pour {structure}. Rien n'a été créé."
+                    ),
+                    "Contactez la structure : elle vous enverra une nouvelle demande si besoin."
+                        .into(),
+                ],
+            );
         }
-        Err(e) => {
+        Accepted::Refused(why) => {
             return page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Le mandat ne peut pas être créé",
-                vec![e.to_string(), "Rien n'a été créé.".into()],
+                vec![why, "Rien n'a été créé.".into()],
             );
         }
-    };
-    remote_consent::consented(&territory, consent.id, mandate).await?;
+    }
     page(
         StatusCode::OK,
         "Merci, votre mandat est créé",

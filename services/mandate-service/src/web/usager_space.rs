@@ -44,6 +44,7 @@ struct Shown {
     /// The live démarches (code, label) one may stop one by one.
     stoppable: Vec<(String, String)>,
     revocation: String,
+    explanation: String,
 }
 
 fn shown(m: &HeldMandate) -> Shown {
@@ -80,6 +81,11 @@ fn shown(m: &HeldMandate) -> Shown {
             .collect(),
         revocation: format!(
             "/mes-mandats/{}/{}/revocation",
+            m.departement.as_str(),
+            m.row.id
+        ),
+        explanation: format!(
+            "/mes-mandats/{}/{}/explication",
             m.departement.as_str(),
             m.row.id
         ),
@@ -532,4 +538,70 @@ pub async fn revoke(
     }
     usager_space::tell_structure(&platform, &owned, &revoked, now).await?;
     Ok(see_other("/mes-mandats?message=revoque"))
+}
+
+#[derive(Template)]
+#[template(path = "usager_explanation.html")]
+struct ExplanationPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    structure: String,
+    explained: crate::explanation::Explained,
+    audio: String,
+    languages: Vec<(&'static str, &'static str, bool)>,
+}
+
+/// The language of an explanation (`?langue=`).
+#[derive(Deserialize)]
+pub struct LanguageQuery {
+    langue: Option<String>,
+}
+
+fn explained_for(owned: &usager_space::Owned, language: &str) -> crate::explanation::Explained {
+    let labels: Vec<&str> = owned
+        .row
+        .live
+        .iter()
+        .map(|c| categories::label(c))
+        .collect();
+    let ends = date(owned.row.expires_at - Duration::seconds(1));
+    crate::explanation::explain(language, &owned.row.name, &labels, &ends)
+}
+
+/// `GET /mes-mandats/:dep/:id/explication`: the mandate explained, in the chosen language, with
+/// its read-out.
+#[handler]
+pub async fn explanation(
+    platform: Data<&Platform>,
+    usager: Usager,
+    Path((dep, id)): Path<(String, String)>,
+    Query(q): Query<LanguageQuery>,
+) -> PageResult<Response> {
+    let owned = own(&platform, &usager, &dep, &id).await?;
+    let explained = explained_for(&owned, q.langue.as_deref().unwrap_or("fr"));
+    let code = explained.language.code;
+    html(&ExplanationPage {
+        theme: THEME,
+        nav: nav(),
+        structure: owned.row.name.clone(),
+        audio: format!("/mes-mandats/{dep}/{id}/explication.wav?langue={code}"),
+        languages: crate::explanation::LANGUAGES
+            .iter()
+            .map(|l| (l.code, l.own_name, l.code == code))
+            .collect(),
+        explained,
+    })
+}
+
+/// `GET /mes-mandats/:dep/:id/explication.wav`: the explanation read aloud.
+#[handler]
+pub async fn explanation_audio(
+    platform: Data<&Platform>,
+    usager: Usager,
+    Path((dep, id)): Path<(String, String)>,
+    Query(q): Query<LanguageQuery>,
+) -> PageResult<Response> {
+    let owned = own(&platform, &usager, &dep, &id).await?;
+    let explained = explained_for(&owned, q.langue.as_deref().unwrap_or("fr"));
+    super::consent::wav(&explained).await
 }

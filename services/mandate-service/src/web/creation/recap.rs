@@ -11,7 +11,7 @@ use foundation::auth::{csrf, factors, guard};
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path};
+use poem::web::{Data, Form, Path, Query};
 use poem::{Request, Response, handler};
 use policies::Action;
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::categories;
+use crate::explanation::{self, Explained, LANGUAGES};
 use crate::franceconnect::Identity;
 use crate::mandates::{self, Confirmation, Draft, MandateError};
 use crate::scope::{Scope, VerifiedScope};
@@ -45,6 +46,9 @@ struct RecapPage<'a> {
     error: Option<String>,
     phone: String,
     address: String,
+    explained: Explained,
+    audio: String,
+    languages: Vec<(&'static str, &'static str, bool)>,
 }
 
 /// A draft of this session whose usager is identified and which is not completed yet.
@@ -61,6 +65,7 @@ fn recap_page(
     found: &Identified,
     // What went wrong, with what was typed (shown again); nothing on the first display.
     error: Option<(String, &ContactForm)>,
+    language: &str,
 ) -> PageResult<Response> {
     let none = ContactForm::default();
     let (error, typed) = match error {
@@ -79,8 +84,17 @@ fn recap_page(
         .map(|c| c.label)
         .collect();
     let failed = error.is_some();
+    let ends = date(OffsetDateTime::now_utc() + Duration::days(i64::from(row.duration_days)));
+    let explained = explanation::explain(language, &scope.structure.name, &labels, &ends);
+    let code = explained.language.code;
     form_answer(
         &RecapPage {
+            audio: format!("/mandats/preparation/{draft}/explication.wav?langue={code}"),
+            languages: LANGUAGES
+                .iter()
+                .map(|l| (l.code, l.name_fr, l.code == code))
+                .collect(),
+            explained,
             theme: THEME,
             nav: nav("/mandats"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
@@ -95,7 +109,7 @@ fn recap_page(
             argent: cats.iter().any(|c| c == "argent"),
             categories: labels,
             duration: categories::duration_label(row.duration_days),
-            ends: date(OffsetDateTime::now_utc() + Duration::days(i64::from(row.duration_days))),
+            ends,
             error,
             phone: typed.telephone.clone().unwrap_or_default(),
             address: typed.adresse.clone().unwrap_or_default(),
@@ -138,12 +152,19 @@ async fn identified_draft(
     }))
 }
 
+/// The language the recap shows the explanation in (`?langue=`; French by default).
+#[derive(Deserialize)]
+pub struct LanguageQuery {
+    langue: Option<String>,
+}
+
 #[handler]
 pub async fn recap(
     req: &Request,
     platform: Data<&Platform>,
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
+    Query(q): Query<LanguageQuery>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft: Uuid = parse_id(&id)?;
@@ -151,7 +172,35 @@ pub async fn recap(
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    recap_page(req, &platform, &scope, &found, None)
+    let language = q.langue.as_deref().unwrap_or("fr");
+    recap_page(req, &platform, &scope, &found, None, language)
+}
+
+/// `GET /mandats/preparation/{draft}/explication.wav?langue=`: the explanation read aloud.
+#[handler]
+pub async fn read_aloud(
+    platform: Data<&Platform>,
+    scope: Scope,
+    Path(id): Path<String>,
+    Query(q): Query<LanguageQuery>,
+) -> PageResult<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
+    let draft: Uuid = parse_id(&id)?;
+    let found = match identified_draft(&scope, draft).await? {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    let labels: Vec<&str> = found
+        .row
+        .categories
+        .iter()
+        .filter_map(|c| categories::by_code(c))
+        .map(|c| c.label)
+        .collect();
+    let ends = date(OffsetDateTime::now_utc() + Duration::days(i64::from(found.row.duration_days)));
+    let language = q.langue.as_deref().unwrap_or("fr");
+    let explained = explanation::explain(language, &scope.structure.name, &labels, &ends);
+    crate::web::consent::wav(&explained).await
 }
 
 #[derive(Deserialize)]
@@ -160,6 +209,7 @@ pub struct ConfirmForm {
     declaration: Option<String>,
     telephone: Option<String>,
     adresse: Option<String>,
+    langue: Option<String>,
 }
 
 pub(crate) fn factor_message(e: &factors::FactorError) -> String {
@@ -241,7 +291,21 @@ pub async fn confirm(
         adresse: form.adresse.clone(),
     };
     // The recap again, with what went wrong and what was typed: nothing was done.
-    let again = |message| recap_page(req, &platform, &scope, &found, Some((message, &typed)));
+    let language = form
+        .langue
+        .clone()
+        .filter(|l| explanation::known(l))
+        .unwrap_or_else(|| "fr".to_owned());
+    let again = |message| {
+        recap_page(
+            req,
+            &platform,
+            &scope,
+            &found,
+            Some((message, &typed)),
+            &language,
+        )
+    };
     let (phone, address) = match declared_contact(&form) {
         Ok(contact) => contact,
         Err(message) => return again(message),
@@ -259,6 +323,7 @@ pub async fn confirm(
         identity: &found.identity,
         phone: phone.as_deref(),
         address: address.as_deref(),
+        language: &language,
         now,
     };
     let (documents, origin) = (&shared.documents, shared.public_origin.as_str());

@@ -8,7 +8,7 @@ mod common;
 
 use common::fc::{identify, through_franceconnect};
 use common::identity::*;
-use common::{TestApp, spawn_app};
+use common::{TestApp, audible, spawn_app};
 use foundation::ids::{MandateId, StructureId};
 use foundation::journal::{Event, NewEntry};
 use policies::Role;
@@ -558,4 +558,111 @@ async fn a_person_chooses_how_receipts_reach_them() {
     assert_eq!(receipts().await.len(), 1);
     let (_, html) = page(&person, &app.url("/mes-mandats")).await;
     assert!(html.contains("value=\"none\" checked"), "{html}");
+}
+
+/// The explanation in the person's language: at the counter the aidant shows it in Turkish on
+/// the recap and plays it (espeak-ng, a real WAV with sound), the mandate records the language;
+/// in their space the person reads it in Romanian or Arabic (right to left) and listens to it;
+/// someone else's mandate has no explanation for them (404).
+#[tokio::test]
+async fn the_explanation_is_read_and_heard_in_the_persons_language() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = aidant_of(&app, "33", "France Services Bastide").await;
+    let fields = [("categories", "logement"), ("duree", "365")];
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        "/mandats/nouveau",
+        &fields,
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let recap = identify(&client, &app, &location(&resp), "test").await;
+    let (status, html) = page(&client, &app.url(&format!("{recap}?langue=tr"))).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("lang=\"tr\""), "{html}");
+    assert!(
+        html.contains("Vekaletiniz, basitçe açıklanmış hali"),
+        "{html}"
+    );
+    assert!(html.contains("name=\"langue\" value=\"tr\""), "{html}");
+    let audio = format!("{recap}/explication.wav?langue=tr");
+    assert!(html.contains(&audio), "{html}");
+    let resp = client.get(&app.url(&audio)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "audio/wav");
+    let wav = resp.bytes().await.expect("son");
+    assert!(audible(&wav), "silencieux ({} octets)", wav.len());
+    let code = who.code(0);
+    let resp = post_form(
+        &client,
+        &app,
+        &recap,
+        &recap,
+        &[("code", &code), ("declaration", "oui"), ("langue", "tr")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let mandate: MandateId = location(&resp)
+        .trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("mandat");
+    let language: String = sqlx::query_scalar(
+        "SELECT language FROM dep_33.mandate_drafts WHERE completed_at IS NOT NULL",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("langue");
+    assert_eq!(language, "tr");
+
+    let person = browser(&app.address);
+    sign_in(&app, &person, "test").await;
+    let (_, html) = page(&person, &app.url("/mes-mandats")).await;
+    let explanation = format!("/mes-mandats/33/{mandate}/explication");
+    assert!(html.contains(&explanation), "{html}");
+    let (status, html) = page(&person, &app.url(&format!("{explanation}?langue=ro"))).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Mandatul dumneavoastră, explicat simplu"),
+        "{html}"
+    );
+    assert!(html.contains("France Services Bastide"));
+    let resp = person
+        .get(&app.url(&format!("{explanation}.wav?langue=ar")))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(audible(&resp.bytes().await.expect("son")));
+    // Someone else's mandate: nothing to read or hear.
+    let stranger = browser(&app.address);
+    sign_in(&app, &stranger, "avec_nom_dusage").await;
+    let (status, _) = page(&stranger, &app.url(&explanation)).await;
+    assert_eq!(status, 404);
+    let resp = stranger.get(&app.url(&format!("{explanation}.wav"))).await;
+    assert_eq!(resp.status(), 404);
+
+    // The Arabic page, right to left, on a phone: axe finds nothing, nothing overflows.
+    let arabic = app.url(&format!("{explanation}?langue=ar"));
+    let (_, html) = page(&person, &arabic).await;
+    assert!(html.contains("lang=\"ar\" dir=\"rtl\""), "{html}");
+    let cookies: Vec<_> = person
+        .cookies()
+        .iter()
+        .map(
+            |(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }),
+        )
+        .collect();
+    let result = test_support::browser::run(
+        "axe.mjs",
+        &serde_json::json!({
+            "urls": [arabic],
+            "cookies": cookies,
+            "viewport": { "width": 360, "height": 740 },
+        }),
+    )
+    .await;
+    let shown = &result["pages"][0];
+    assert_eq!(shown["violations"], serde_json::json!([]), "{shown}");
+    assert_eq!(shown["overflow"], false, "{shown}");
 }
