@@ -626,3 +626,82 @@ async fn the_pages_pass_axe_and_the_persons_fit_a_phone() {
         assert!(violations.is_empty(), "{url} : {violations:?}");
     }
 }
+
+/// A remote transfer: the person, on their own device, sees their mandate with a structure of
+/// another département and chooses that the new one replaces it; it ends there when the new one
+/// starts.
+#[tokio::test]
+async fn a_remote_consent_transfers_the_mandate_the_person_chooses() {
+    let app = spawn_app(&["33", "34"]).await;
+    let (who, _, client) = aidant(&app).await;
+    // A mandate made at the counter in the Hérault for the stand-in's `test`.
+    let sete = structure_domain(&app, "34").await;
+    let herault = professional(
+        &app.db.admin,
+        "Aidant Sète",
+        &[(Role::Aidant, sete.domain(), Some("34"))],
+    )
+    .await;
+    let herault_client = browser(&app.address);
+    assert_eq!(
+        log_in(&herault_client, &app, &herault, -1).await.status(),
+        303
+    );
+    let resp = post_form(
+        &herault_client,
+        &app,
+        "/mandats/nouveau",
+        "/mandats/nouveau",
+        &[("categories", "logement"), ("duree", "365")],
+    )
+    .await;
+    let recap = identify(&herault_client, &app, &location(&resp), "test").await;
+    let code = herault.code_now(0).await;
+    let resp = post_form(
+        &herault_client,
+        &app,
+        &recap,
+        &recap,
+        &[("code", &code), ("declaration", "oui")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let old: MandateId = location(&resp)
+        .trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("mandat");
+
+    let (typed, e164) = mobile();
+    let resp = prepare(&app, &client, &who, &typed, &[("transfert", "oui")]).await;
+    assert_eq!(resp.status(), 303);
+    let link = link_in_sms(&e164, 1).await;
+    let person = browser(&app.address);
+    let (answer, _) = franceconnect_from_link(&app, &person, &link, "test").await;
+    let recap = back_to_recap(&app, &person, answer, "test").await;
+    let (_, html) = page(&person, &app.url(&recap)).await;
+    let key = format!("34/{old}");
+    assert!(html.contains(&format!("value=\"{key}\"")), "{html}");
+    let resp = post_form(
+        &person,
+        &app,
+        &recap,
+        &recap,
+        &[("decision", "accepter"), ("transferer", &key)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let new: MandateId = sqlx::query_scalar("SELECT id FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("nouveau");
+    let (reason, to): (Option<String>, Option<MandateId>) = sqlx::query_as(
+        "SELECT ended_reason, transferred_to_mandate FROM dep_34.mandates WHERE id = $1",
+    )
+    .bind(old)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("ancien");
+    assert_eq!(reason.as_deref(), Some("transferred"));
+    assert_eq!(to, Some(new));
+}

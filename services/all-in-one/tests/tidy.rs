@@ -63,6 +63,9 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/habilitation-desk/src/review.rs", 3),
     ("services/mandate-service/src/usager_space.rs", 3),
     ("services/mandate-service/src/remote_consent/person.rs", 1),
+    // A transfer: the person's own index rows, from FranceConnect's identity in this request
+    // (the recap) or from the new mandate's record (its completion and the job).
+    ("services/mandate-service/src/transfers.rs", 3),
     ("services/habilitation-desk/src/places/mod.rs", 1),
     // The account page names the structures the professional holds a role in.
     ("services/habilitation-desk/src/account.rs", 1),

@@ -666,3 +666,216 @@ async fn the_explanation_is_read_and_heard_in_the_persons_language() {
     assert_eq!(shown["violations"], serde_json::json!([]), "{shown}");
     assert_eq!(shown["overflow"], false, "{shown}");
 }
+
+/// A person who moves from the Gironde to the Hérault transfers their mandate: the new
+/// structure's aidant ticks "transfer", the person identifies with FranceConnect and chooses on
+/// the recap which mandate the new one replaces; the old one ends, in its own territory, at the
+/// instant the new one starts; both territories journal it; a mandate the person did not choose,
+/// and someone else's mandate slipped into the form, stay live; a transfer a failure left
+/// pending is completed by the job.
+#[tokio::test]
+async fn a_mandate_is_transferred_across_departements_only_as_the_person_chooses() {
+    use foundation::jobs::run_due;
+    let app = spawn_app(&["33", "34"]).await;
+    let (bordeaux, _, bordeaux_client) = aidant_of(&app, "33", "CCAS de Bègles").await;
+    let (talence, _, talence_client) = aidant_of(&app, "33", "Mairie de Talence").await;
+    let (pessac, _, pessac_client) = aidant_of(&app, "33", "Mairie de Pessac").await;
+    let (sete, _, sete_client) = aidant_of(&app, "34", "CCAS de Sète").await;
+    let old = at_the_counter(
+        &app,
+        &bordeaux_client,
+        &bordeaux,
+        &["logement", "social"],
+        "test",
+    )
+    .await;
+    // A mandate with another structure the person will not choose to end, and someone else's.
+    let kept = at_the_counter(&app, &talence_client, &talence, &["justice"], "test").await;
+    let other_person = at_the_counter(
+        &app,
+        &pessac_client,
+        &pessac,
+        &["logement"],
+        "avec_nom_dusage",
+    )
+    .await;
+
+    // In Sète: a new mandate that may take over the person's others.
+    let fields = [
+        ("categories", "logement"),
+        ("categories", "social"),
+        ("duree", "365"),
+        ("transfert", "oui"),
+    ];
+    let resp = post_form(
+        &sete_client,
+        &app,
+        "/mandats/nouveau",
+        "/mandats/nouveau",
+        &fields,
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let recap = identify(&sete_client, &app, &location(&resp), "test").await;
+    let (_, html) = page(&sete_client, &app.url(&recap)).await;
+    assert!(html.contains(&format!("value=\"33/{old}\"")), "{html}");
+    assert!(
+        html.contains("CCAS de Bègles (Logement, Social - Santé)"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("value=\"33/{kept}\"")), "{html}");
+    assert!(
+        !html.contains(&other_person.to_string()),
+        "le mandat d'une autre personne est proposé"
+    );
+    let code = sete.code(0);
+    let old_key = format!("33/{old}");
+    let forged = format!("33/{other_person}");
+    let resp = post_form(
+        &sete_client,
+        &app,
+        &recap,
+        &recap,
+        &[
+            ("code", &code),
+            ("declaration", "oui"),
+            ("transferer", &old_key),
+            ("transferer", &forged),
+        ],
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let new: MandateId = location(&resp)
+        .trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("mandat");
+
+    // The old mandate ended, in the Gironde, when the new one started in the Hérault.
+    let (reason, to_dep, to_mandate, ended_at): (
+        Option<String>,
+        Option<String>,
+        Option<MandateId>,
+        Option<time::OffsetDateTime>,
+    ) = sqlx::query_as(
+        "SELECT ended_reason, transferred_to_departement, transferred_to_mandate, ended_at
+             FROM dep_33.mandates WHERE id = $1",
+    )
+    .bind(old)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("ancien");
+    assert_eq!(reason.as_deref(), Some("transferred"));
+    assert_eq!(to_dep.as_deref(), Some("34"));
+    assert_eq!(to_mandate, Some(new));
+    let started: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT created_at FROM dep_34.mandates WHERE id = $1")
+            .bind(new)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("nouveau");
+    assert_eq!(ended_at, Some(started));
+    let live = |dep: &'static str, m: MandateId| {
+        let db = app.db.admin.clone();
+        async move {
+            let sql = match dep {
+                "33" => "SELECT count(*) FROM dep_33.live_authorisations WHERE mandate_id = $1",
+                _ => "SELECT count(*) FROM dep_34.live_authorisations WHERE mandate_id = $1",
+            };
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(m)
+                .fetch_one(&db)
+                .await
+                .expect("en cours")
+        }
+    };
+    assert_eq!(live("33", old).await, 0);
+    assert_eq!(live("34", new).await, 2);
+    assert_eq!(live("33", kept).await, 1, "le mandat non choisi continue");
+    assert_eq!(
+        live("33", other_person).await,
+        1,
+        "le mandat d'autrui continue"
+    );
+    let out: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal WHERE kind = 'mandate_transferred_out' AND mandate_id = $1",
+    )
+    .bind(old)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("journal 33");
+    let into: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_34.journal WHERE kind = 'mandate_transferred_in' AND mandate_id = $1",
+    )
+    .bind(new)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("journal 34");
+    assert_eq!((out, into), (1, 1));
+    // Only what the person was offered and chose is recorded as taken over.
+    let recorded: Vec<MandateId> = sqlx::query_scalar(
+        "SELECT from_mandate FROM dep_34.mandate_transfers WHERE mandate_id = $1",
+    )
+    .bind(new)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("transferts");
+    assert_eq!(recorded, [old]);
+
+    // In their space, the person sees it as transferred.
+    let person = browser(&app.address);
+    sign_in(&app, &person, "test").await;
+    let (_, html) = page(&person, &app.url("/mes-mandats")).await;
+    assert!(html.contains("Transféré à une autre structure"), "{html}");
+
+    // A transfer left pending (the process stopped between the two territories) is completed
+    // by the job, once.
+    // Someone else's mandate in a pending record (a forged row) is never ended: the old
+    // territory checks it is the same FranceConnect subject.
+    for pending in [kept, other_person] {
+        sqlx::query(
+            "INSERT INTO dep_34.mandate_transfers (mandate_id, from_departement, from_mandate, requested_at)
+             VALUES ($1, '33', $2, now() - interval '1 minute')",
+        )
+        .bind(new)
+        .bind(pending)
+        .execute(&app.db.admin)
+        .await
+        .expect("en attente");
+    }
+    common::wait_for_first_run(&app, "mandate_transfers").await;
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours' WHERE name = 'mandate_transfers'")
+        .execute(&app.db.admin)
+        .await
+        .expect("période");
+    let platform = foundation::app::Platform::connect(test_support::test_settings(&app.db.app_url))
+        .await
+        .expect("plateforme");
+    let ran = run_due(&platform, &[mandate_service::transfers::job()]).await;
+    assert_eq!(ran, vec![("mandate_transfers", Ok(2))]);
+    assert_eq!(live("33", kept).await, 0);
+    assert_eq!(
+        live("33", other_person).await,
+        1,
+        "le mandat d'autrui continue"
+    );
+    let outcome: Option<String> =
+        sqlx::query_scalar("SELECT outcome FROM dep_34.mandate_transfers WHERE from_mandate = $1")
+            .bind(other_person)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("issue");
+    assert_eq!(outcome.as_deref(), Some("already_ended"));
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_34.mandate_transfers WHERE completed_at IS NULL",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("en attente");
+    assert_eq!(pending, 0);
+}

@@ -30,6 +30,8 @@ pub mod remote_consent;
 pub mod scope;
 /// The référent's choice of the démarches the structure handles.
 pub mod structure_demarches;
+/// Transfer of a mandate to another structure, with the person's renewed consent.
+pub mod transfers;
 /// The usager's own space: the index of where a person holds mandates, their sessions.
 pub mod usager_space;
 /// The aidant's pages, by resource.
@@ -246,6 +248,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             jobs::journal_checkpoints(key),
             jobs::purge_drafts(),
             usager_space::reindex_job(),
+            transfers::job(),
         ],
     })
 }

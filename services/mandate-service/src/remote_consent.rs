@@ -100,6 +100,8 @@ pub struct RemoteConsent {
     pub decided_at: Option<OffsetDateTime>,
     pub mandate_id: Option<MandateId>,
     pub created_at: OffsetDateTime,
+    /// The person may choose mandates of theirs this one replaces.
+    pub transfer: bool,
 }
 
 impl RemoteConsent {
@@ -182,6 +184,7 @@ pub struct Prepared {
     /// An E.164 mobile number or an e-mail address, already checked.
     pub destination: String,
     pub language: String,
+    pub transfer: bool,
 }
 
 /// Why an aidant's act on a remote consent is refused.
@@ -247,8 +250,8 @@ pub async fn prepare(
     sqlx::query(
         "INSERT INTO remote_consents (id, structure_id, aidant_id, categories, duration_days, renewal_of,
                                       given_name, family_name, birthdate, channel, destination, language,
-                                      link_hash, link_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                      link_hash, link_expires_at, transfer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(id)
     .bind(scope.structure.id)
@@ -264,6 +267,7 @@ pub async fn prepare(
     .bind(&prepared.language)
     .bind(token_hash(&token))
     .bind(expires)
+    .bind(prepared.transfer)
     .execute(&mut *tx)
     .await?;
     let url = link(origin, scope.tenant.departement(), &token);
@@ -300,7 +304,7 @@ pub async fn prepare(
 pub async fn list(scope: &Scope) -> Result<Vec<RemoteConsent>, sqlx::Error> {
     let mut tx = scope.tenant.begin().await?;
     let rows = sqlx::query_as::<_, RemoteConsent>(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
+        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at, transfer
          FROM remote_consents WHERE structure_id = $1 ORDER BY created_at DESC LIMIT 200",
     )
     .bind(scope.structure.id)
@@ -324,7 +328,7 @@ async fn locked(
     id: Uuid,
 ) -> Result<Option<RemoteConsent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
+        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at, transfer
          FROM remote_consents WHERE id = $1 AND structure_id = $2 FOR UPDATE",
     )
     .bind(id)

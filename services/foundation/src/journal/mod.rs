@@ -85,6 +85,8 @@ pub enum Event {
     RemoteConsentResent,
     RemoteConsentCancelled,
     RemoteConsentRefused,
+    MandateTransferredIn,
+    MandateTransferredOut,
 }
 
 impl Event {
@@ -128,6 +130,8 @@ impl Event {
             Event::RemoteConsentResent => "remote_consent_resent",
             Event::RemoteConsentCancelled => "remote_consent_cancelled",
             Event::RemoteConsentRefused => "remote_consent_refused",
+            Event::MandateTransferredIn => "mandate_transferred_in",
+            Event::MandateTransferredOut => "mandate_transferred_out",
         }
     }
 }
@@ -174,6 +178,8 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "remote_consent_resent" => "Lien de consentement à distance renvoyé",
         "remote_consent_cancelled" => "Consentement à distance annulé par l'aidant",
         "remote_consent_refused" => "Consentement à distance refusé par la personne",
+        "mandate_transferred_in" => "Mandat reçu par transfert d'une autre structure",
+        "mandate_transferred_out" => "Mandat transféré à une autre structure",
         _ => return None,
     })
 }

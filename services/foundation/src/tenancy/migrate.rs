@@ -243,6 +243,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0017_usager_own_contact"
             ),
             migration!("mandate-service", "departement", 18, "0018_remote_consents"),
+            migration!(
+                "mandate-service",
+                "departement",
+                19,
+                "0019_mandate_transfers"
+            ),
         ])
     });
 

@@ -24,13 +24,15 @@ pub struct Draft {
     /// The usager's identity, once FranceConnect vouched for it (until the mandate exists).
     pub identity: Option<sqlx::types::Json<Identity>>,
     pub completed_at: Option<OffsetDateTime>,
+    /// The person's other mandates may be transferred to this one (chosen on the recap).
+    pub transfer: bool,
 }
 
 /// A draft of this session and structure, not expired.
 pub async fn load_draft(scope: &Scope, draft: Uuid) -> Result<Option<Draft>, sqlx::Error> {
     let mut tx = scope.tenant.begin().await?;
     let row: Option<Draft> = sqlx::query_as(
-        "SELECT categories, duration_days, renewal_of, identity, completed_at FROM mandate_drafts
+        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer FROM mandate_drafts
          WHERE id = $1 AND session_hash = $2 AND structure_id = $3 AND expires_at > now()",
     )
     .bind(draft)
@@ -52,6 +54,8 @@ pub struct Confirmation<'a> {
     pub address: Option<&'a str>,
     /// The language the explanation was given in (`explanation::LANGUAGES`).
     pub language: &'a str,
+    /// The person's mandates with other structures this one replaces (see [`crate::transfers`]).
+    pub transfers: &'a [(foundation::tenancy::DepartementCode, MandateId)],
     pub now: OffsetDateTime,
 }
 
@@ -109,6 +113,13 @@ pub async fn confirm_draft(
     .await;
     if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
         documents.discard(upload).await;
+    }
+    if let (Ok((mandate, _)), false) = (&created, confirmation.transfers.is_empty()) {
+        // The mandates taken over end in their own territories; a failure is completed by the
+        // `mandate_transfers` job.
+        if let Err(e) = crate::transfers::complete(platform, &scope.tenant, *mandate).await {
+            tracing::warn!(error = %e, "mandate transfer left pending");
+        }
     }
     if created.is_ok() {
         // The person finds it in their own space; a failure here is caught up by the hourly
@@ -173,6 +184,16 @@ async fn create(
         confirmation.now,
     )
     .await?;
+    if mandate == mandate_id && !confirmation.transfers.is_empty() {
+        crate::transfers::record(
+            &mut tx,
+            mandate,
+            scope.structure.id,
+            usager,
+            confirmation.transfers,
+        )
+        .await?;
+    }
     let attached = match upload {
         Some(upload) if mandate == mandate_id => {
             attestation::attach_attestation(&mut tx, documents, scope, mandate, usager, upload)

@@ -30,7 +30,7 @@ pub async fn territory(
 /// The consent a link's secret opens (whatever its state), locked.
 pub async fn by_link(tx: &mut TenantTx, token: &str) -> Result<Option<RemoteConsent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
+        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at, transfer
          FROM remote_consents WHERE link_hash = $1 FOR UPDATE",
     )
     .bind(token_hash(token))
@@ -45,7 +45,7 @@ pub async fn by_device(
     browser: &str,
 ) -> Result<Option<RemoteConsent>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at
+        "SELECT id, structure_id, aidant_id, categories, duration_days, renewal_of, given_name, family_name, birthdate, channel, destination, language, link_expires_at, sends, browser_hash, draft_id, opened_at, identified_at, outcome, decided_at, mandate_id, created_at, transfer
          FROM remote_consents WHERE id = $1 AND browser_hash = $2 FOR UPDATE",
     )
     .bind(id)
@@ -75,8 +75,8 @@ pub async fn start_identification(
     let device = token_hash(browser);
     sqlx::query(
         "INSERT INTO mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days, renewal_of,
-                                     state_hash, nonce, expires_at, language)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11)",
+                                     state_hash, nonce, expires_at, language, transfer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11, $12)",
     )
     .bind(draft)
     .bind(consent.structure_id)
@@ -89,6 +89,7 @@ pub async fn start_identification(
     .bind(nonce)
     .bind(crate::mandates::DRAFT_MINUTES as i32)
     .bind(&consent.language)
+    .bind(consent.transfer)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -222,7 +223,7 @@ pub async fn draft(
     id: Uuid,
 ) -> Result<Option<crate::mandates::Draft>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT categories, duration_days, renewal_of, identity, completed_at FROM mandate_drafts WHERE id = $1",
+        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer FROM mandate_drafts WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -287,6 +288,7 @@ pub async fn accept(
     (territory, mut tx): (&Territory, TenantTx),
     consent: &RemoteConsent,
     identity: &Identity,
+    transfers: &[(DepartementCode, MandateId)],
 ) -> foundation::web::PageResult<Accepted> {
     use crate::mandates::{Confirmation, MandateError, confirm_draft};
     let Some(draft_id) = consent.draft_id else {
@@ -320,6 +322,7 @@ pub async fn accept(
         phone: (consent.channel == "sms").then_some(consent.destination.as_str()),
         address: None,
         language: &consent.language,
+        transfers,
         now: OffsetDateTime::now_utc(),
     };
     let mandate = match confirm_draft(platform, documents, origin, &scope, &confirmation).await {

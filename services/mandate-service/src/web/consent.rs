@@ -13,7 +13,7 @@ use foundation::tenancy::{TenantTx, Territory};
 use foundation::web::{NavItem, PageError, PageResult, Theme, html};
 use poem::http::StatusCode;
 use poem::web::cookie::{Cookie, SameSite};
-use poem::web::{Data, Form, Path, Query};
+use poem::web::{Data, Path, Query};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
@@ -23,6 +23,8 @@ use super::{Shared, THEME, birth_text, date, notice_in, see_other};
 use crate::explanation::{self, Explained};
 use crate::franceconnect::FcClient;
 use crate::remote_consent::{self, Accepted, BROWSER_COOKIE, RemoteConsent, State};
+use crate::transfers::{self, Transferable};
+use crate::web::creation::recap::transfer_text;
 
 /// The FranceConnect client of remote consent (its own return path).
 #[derive(Clone)]
@@ -158,6 +160,8 @@ struct ConsentPage<'a> {
     duration: String,
     explained: Explained,
     audio: String,
+    /// (checkbox value, what it is) of each mandate of the person this one may replace.
+    offered: Vec<(String, String)>,
 }
 
 fn terms(consent: &RemoteConsent, structure: &str) -> (Explained, String) {
@@ -231,6 +235,7 @@ pub async fn open(
         aidant,
         action: format!("/consentement/{dep}/{token}"),
         identified: false,
+        offered: Vec::new(),
         person: String::new(),
         birth: String::new(),
         duration,
@@ -470,10 +475,12 @@ pub async fn recap(
         };
     tx.commit().await?;
     let (explained, duration) = terms(&consent, &structure);
+    let offered = offered(&platform, &consent, &identity).await?;
     html(&ConsentPage {
         theme: THEME,
         nav: nav(),
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+        offered: offered.iter().map(transfer_text).collect(),
         action: format!("/consentement/{dep}/dossier/{}", consent.id),
         audio: format!("/consentement/{dep}/dossier/{}/explication.wav", consent.id),
         structure,
@@ -516,9 +523,16 @@ pub async fn wav(explained: &Explained) -> PageResult<Response> {
     }
 }
 
-#[derive(Deserialize)]
-pub struct Decision {
-    decision: Option<String>,
+/// For a transfer: the person's mandates with other structures this one may replace.
+async fn offered(
+    platform: &Platform,
+    consent: &RemoteConsent,
+    identity: &crate::franceconnect::Identity,
+) -> Result<Vec<Transferable>, sqlx::Error> {
+    if !consent.transfer {
+        return Ok(Vec::new());
+    }
+    transfers::transferable(platform, &identity.sub, consent.structure_id).await
 }
 
 /// `POST /consentement/{dep}/dossier/{id}`: the person's answer ([`remote_consent::accept`]).
@@ -528,14 +542,23 @@ pub async fn decide(
     platform: Data<&Platform>,
     shared: Data<&Shared>,
     Path((dep, id)): Path<(String, String)>,
-    Form(form): Form<Decision>,
+    body: String,
 ) -> PageResult<Response> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    let decision = field("decision").into_iter().next();
     let (territory, mut tx, consent, identity, structure, _) =
         match on_this_device(req, &platform, &dep, &id).await? {
             Ok(found) => found,
             Err(answer) => return Ok(answer),
         };
-    match form.decision.as_deref() {
+    match decision.as_deref() {
         Some("refuser") => {
             remote_consent::refuse(&mut tx, &consent).await?;
             tx.commit().await?;
@@ -556,6 +579,8 @@ pub async fn decide(
             );
         }
     }
+    let offered = offered(&platform, &consent, &identity).await?;
+    let taken_over = transfers::chosen(&offered, &field("transferer"));
     let accepted = remote_consent::accept(
         &platform,
         &shared.documents,
@@ -563,6 +588,7 @@ pub async fn decide(
         (&territory, tx),
         &consent,
         &identity,
+        &taken_over,
     )
     .await?;
     match accepted {

@@ -202,6 +202,7 @@ pub struct Typed {
     email: String,
     language: String,
     code: String,
+    transfer: bool,
 }
 
 impl Typed {
@@ -231,6 +232,7 @@ impl Typed {
             email: field("email"),
             language: field("langue"),
             code: field("code"),
+            transfer: field("transfert") == "oui",
         }
     }
 }
@@ -405,6 +407,7 @@ fn checked(scope: &Scope, typed: &Typed) -> Result<Prepared, String> {
         channel,
         destination,
         language: typed.language.clone(),
+        transfer: typed.transfer && typed.renewal_of.is_none(),
     })
 }
 

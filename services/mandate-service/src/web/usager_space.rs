@@ -52,6 +52,7 @@ fn shown(m: &HeldMandate) -> Shown {
     let state = match (live, m.row.ended_reason.as_deref()) {
         (true, _) => "En cours".to_owned(),
         (false, Some("revoked")) => "Révoqué".to_owned(),
+        (false, Some("transferred")) => "Transféré à une autre structure".to_owned(),
         (false, Some("superseded")) => "Remplacé par un mandat plus récent".to_owned(),
         (false, _) => "Terminé".to_owned(),
     };

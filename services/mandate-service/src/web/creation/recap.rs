@@ -11,7 +11,7 @@ use foundation::auth::{csrf, factors, guard};
 use foundation::web::{NavItem, Theme};
 use foundation::web::{PageError, PageResult};
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Path, Query};
+use poem::web::{Data, Path, Query};
 use poem::{Request, Response, handler};
 use policies::Action;
 use serde::Deserialize;
@@ -23,6 +23,7 @@ use crate::explanation::{self, Explained, LANGUAGES};
 use crate::franceconnect::Identity;
 use crate::mandates::{self, Confirmation, Draft, MandateError};
 use crate::scope::{Scope, VerifiedScope};
+use crate::transfers::{self, Transferable};
 use crate::web::{
     ContactForm, Shared, THEME, birth_text, date, date_time, form_answer, nav, notice, parse_id,
     see_other,
@@ -49,6 +50,22 @@ struct RecapPage<'a> {
     explained: Explained,
     audio: String,
     languages: Vec<(&'static str, &'static str, bool)>,
+    transfer: bool,
+    /// (checkbox value, what it is) of each mandate a transfer may end.
+    offered: Vec<(String, String)>,
+}
+
+/// A mandate a transfer may end, as the recap offers it.
+pub(crate) fn transfer_text(t: &Transferable) -> (String, String) {
+    (
+        t.key(),
+        format!(
+            "{} ({}), jusqu'au {}",
+            t.structure,
+            t.demarches.join(", "),
+            date(t.expires_at - Duration::seconds(1))
+        ),
+    )
 }
 
 /// A draft of this session whose usager is identified and which is not completed yet.
@@ -56,6 +73,8 @@ struct Identified {
     draft: Uuid,
     row: Draft,
     identity: Identity,
+    /// For a transfer: the person's mandates with other structures it may replace.
+    offered: Vec<Transferable>,
 }
 
 fn recap_page(
@@ -76,6 +95,7 @@ fn recap_page(
         draft,
         row,
         identity,
+        offered,
     } = found;
     let cats = &row.categories;
     let labels: Vec<&'static str> = cats
@@ -95,6 +115,8 @@ fn recap_page(
                 .map(|l| (l.code, l.name_fr, l.code == code))
                 .collect(),
             explained,
+            transfer: row.transfer,
+            offered: offered.iter().map(transfer_text).collect(),
             theme: THEME,
             nav: nav("/mandats"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
@@ -121,6 +143,7 @@ fn recap_page(
 /// A draft of this session whose usager is identified and which is not completed yet; or the
 /// answer to give instead (not found, already completed, not identified yet).
 async fn identified_draft(
+    platform: &Platform,
     scope: &Scope,
     draft: Uuid,
 ) -> PageResult<Result<Identified, PageResult<Response>>> {
@@ -145,10 +168,16 @@ async fn identified_draft(
             Some(("/mandats/nouveau", "Recommencer")),
         )));
     };
+    let offered = if row.transfer {
+        transfers::transferable(platform, &identity.sub, scope.structure.id).await?
+    } else {
+        Vec::new()
+    };
     Ok(Ok(Identified {
         draft,
         row,
         identity,
+        offered,
     }))
 }
 
@@ -168,7 +197,7 @@ pub async fn recap(
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft: Uuid = parse_id(&id)?;
-    let found = match identified_draft(&scope, draft).await? {
+    let found = match identified_draft(&platform, &scope, draft).await? {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -186,7 +215,7 @@ pub async fn read_aloud(
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft: Uuid = parse_id(&id)?;
-    let found = match identified_draft(&scope, draft).await? {
+    let found = match identified_draft(&platform, &scope, draft).await? {
         Ok(found) => found,
         Err(answer) => return answer,
     };
@@ -203,7 +232,7 @@ pub async fn read_aloud(
     crate::web::consent::wav(&explained).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ConfirmForm {
     code: Option<String>,
     declaration: Option<String>,
@@ -278,14 +307,22 @@ pub async fn confirm(
     shared: Data<&Shared>,
     VerifiedScope(scope): VerifiedScope,
     Path(id): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    body: String,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     let draft: Uuid = parse_id(&id)?;
-    let found = match identified_draft(&scope, draft).await? {
+    let found = match identified_draft(&platform, &scope, draft).await? {
         Ok(found) => found,
         Err(answer) => return answer,
     };
+    let form: ConfirmForm = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    let keys: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "transferer")
+        .map(|(_, v)| v)
+        .collect();
+    let taken_over = transfers::chosen(&found.offered, &keys);
     let typed = ContactForm {
         telephone: form.telephone.clone(),
         adresse: form.adresse.clone(),
@@ -324,6 +361,7 @@ pub async fn confirm(
         phone: phone.as_deref(),
         address: address.as_deref(),
         language: &language,
+        transfers: &taken_over,
         now,
     };
     let (documents, origin) = (&shared.documents, shared.public_origin.as_str());

@@ -38,6 +38,7 @@ struct NewMandatePage<'a> {
     categories: Vec<CategoryChoice>,
     durations: Vec<(i32, &'static str, bool)>,
     renewal_of: String,
+    transfer: bool,
     error: Option<String>,
     fc_configured: bool,
 }
@@ -53,6 +54,8 @@ struct Terms {
     chosen: Vec<String>,
     duration: Option<i32>,
     renewal_of: Option<MandateId>,
+    /// The person will choose, on the recap, mandates of theirs this one replaces.
+    transfer: bool,
 }
 
 impl Terms {
@@ -80,6 +83,7 @@ impl Terms {
             chosen,
             duration,
             renewal_of,
+            transfer: field("transfert").as_deref() == Some("oui"),
         }
     }
 }
@@ -113,6 +117,7 @@ fn new_page(
                 .map(|(d, l)| (*d, *l, terms.duration == Some(*d)))
                 .collect(),
             renewal_of: terms.renewal_of.map(|u| u.to_string()).unwrap_or_default(),
+            transfer: terms.transfer,
             fc_configured: shared.fc.configured(),
             error,
         },
@@ -170,6 +175,7 @@ pub async fn new_form(
         chosen,
         duration,
         renewal_of: renewal,
+        transfer: false,
     };
     new_page(req, &platform, &shared, &scope.structure, &terms, None)
 }
@@ -181,8 +187,8 @@ async fn open_draft(
     codes: &[&str],
     duration: i32,
     renewal_of: Option<MandateId>,
+    transfer: bool,
     state: &str,
-
     nonce: &str,
 ) -> PageResult<()> {
     let state_hash = secrets::token_hash(state);
@@ -202,8 +208,8 @@ async fn open_draft(
     }
     sqlx::query(
         "INSERT INTO mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days, renewal_of,
-                                     state_hash, nonce, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10))",
+                                     state_hash, nonce, expires_at, transfer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11)",
     )
     .bind(draft)
     .bind(scope.structure.id)
@@ -215,6 +221,7 @@ async fn open_draft(
     .bind(&state_hash)
     .bind(nonce)
     .bind(mandates::DRAFT_MINUTES as i32)
+    .bind(transfer)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -257,7 +264,16 @@ pub async fn new_submit(
     let state = secrets::new_token();
     let nonce = secrets::new_token();
     let codes: Vec<&str> = cats.iter().map(|c| c.code).collect();
-    open_draft(&scope, &codes, duration, terms.renewal_of, &state, &nonce).await?;
+    open_draft(
+        &scope,
+        &codes,
+        duration,
+        terms.renewal_of,
+        terms.transfer,
+        &state,
+        &nonce,
+    )
+    .await?;
     match shared.fc.authorize_url(&state, &nonce).await {
         Ok(url) => Ok(see_other(url)),
         Err(e) => notice(
