@@ -15,7 +15,7 @@ apt_install() {
 }
 
 install_all() {
-  apt_install postgresql postgresql-contrib curl ca-certificates openssl chromium chromium-driver espeak-ng
+  apt_install postgresql postgresql-contrib curl ca-certificates openssl chromium chromium-driver espeak-ng fonts-dejavu-core poppler-utils
   # The API conformance run installs schemathesis into a venv of its own.
   python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
   command -v node >/dev/null 2>&1 || apt_install nodejs npm

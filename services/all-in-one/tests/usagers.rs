@@ -609,13 +609,43 @@ async fn the_explanation_is_read_and_heard_in_the_persons_language() {
         .trim_end_matches("?message=cree")
         .parse()
         .expect("mandat");
-    let language: String = sqlx::query_scalar(
-        "SELECT language FROM dep_33.mandate_drafts WHERE completed_at IS NOT NULL",
-    )
-    .fetch_one(&app.db.admin)
-    .await
-    .expect("langue");
+    let language: String = sqlx::query_scalar("SELECT language FROM dep_33.mandates WHERE id = $1")
+        .bind(mandate)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("langue");
     assert_eq!(language, "tr");
+    // The attestation carries the explanation in Turkish beside the French terms: a real PDF
+    // reader (poppler's pdftotext) finds both.
+    let (_, html) = page(&client, &app.url(&format!("/mandats/{mandate}"))).await;
+    let from = html.find("href=\"/documents/").expect("lien d'attestation") + 6;
+    let link = html[from..]
+        .split('"')
+        .next()
+        .expect("lien")
+        .replace("&#38;", "&");
+    let resp = client.get(&app.url(&link)).await;
+    assert_eq!(resp.status(), 200, "{link}");
+    let pdf = resp.bytes().await.expect("pdf");
+    let path = std::env::temp_dir().join(format!("attestation-{mandate}.pdf"));
+    std::fs::write(&path, &pdf).expect("écriture");
+    let out = std::process::Command::new("pdftotext")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils, installé par infra/run)");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Mandat de représentation"), "{text}");
+    assert!(
+        text.contains("Explication du mandat donnée à la personne (Turc)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Vekaletiniz, basitçe açıklanmış hali"),
+        "{text}"
+    );
+    assert!(text.contains("France Services Bastide"), "{text}");
 
     let person = browser(&app.address);
     sign_in(&app, &person, "test").await;

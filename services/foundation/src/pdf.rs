@@ -4,6 +4,10 @@
 
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
 
+/// Text in any script, with an embedded font.
+pub mod unicode;
+pub use unicode::UnicodeFont;
+
 /// A character in WinAnsi (Windows-1252), or `?` when it has no place there.
 pub fn winansi(s: &str) -> Vec<u8> {
     s.chars()
@@ -97,6 +101,11 @@ impl Default for Page {
 
 /// The PDF of `pages`, in order, with its title and the French language declared.
 pub fn document(title: &str, pages: Vec<Page>) -> Vec<u8> {
+    document_with(title, pages, None)
+}
+
+/// The same, with the glyphs `font` gathered from the pages' Unicode text embedded.
+pub fn document_with(title: &str, pages: Vec<Page>, font: Option<UnicodeFont>) -> Vec<u8> {
     let mut pdf = Pdf::new();
     let catalog = Ref::new(1);
     let tree = Ref::new(2);
@@ -106,6 +115,7 @@ pub fn document(title: &str, pages: Vec<Page>) -> Vec<u8> {
     let ids: Vec<(Ref, Ref)> = (0..pages.len() as i32)
         .map(|i| (Ref::new(6 + 2 * i), Ref::new(7 + 2 * i)))
         .collect();
+    let unicode_font = Ref::new(6 + 2 * pages.len() as i32);
     pdf.catalog(catalog).pages(tree).lang(TextStr("fr-FR"));
     pdf.pages(tree)
         .kids(ids.iter().map(|(page, _)| *page))
@@ -119,6 +129,9 @@ pub fn document(title: &str, pages: Vec<Page>) -> Vec<u8> {
         let mut fonts = resources.fonts();
         fonts.pair(REGULAR, regular);
         fonts.pair(BOLD, bold);
+        if font.is_some() {
+            fonts.pair(unicode::UNICODE, unicode_font);
+        }
         fonts.finish();
         resources.finish();
         p.finish();
@@ -130,6 +143,9 @@ pub fn document(title: &str, pages: Vec<Page>) -> Vec<u8> {
     pdf.type1_font(bold)
         .base_font(Name(b"Helvetica-Bold"))
         .encoding_predefined(Name(b"WinAnsiEncoding"));
+    if let Some(font) = font {
+        font.write(&mut pdf, unicode_font, unicode_font.get() + 1);
+    }
     pdf.document_info(info)
         .title(TextStr(title))
         .producer(TextStr("Aidants Connect"));

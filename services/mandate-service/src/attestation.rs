@@ -72,6 +72,8 @@ pub struct AttestationFacts<'a> {
     pub created: OffsetDateTime,
     pub expires: OffsetDateTime,
     pub legal_text_version: String,
+    /// The language the mandate was explained in.
+    pub language: String,
 }
 
 /// The attestation PDF of a mandate; its QR code leads to `public_origin`'s verification page.
@@ -81,7 +83,26 @@ pub fn attestation_pdf(
     scope: &Scope,
     facts: &AttestationFacts,
 ) -> Vec<u8> {
+    let labels: Vec<&str> = facts
+        .categories
+        .iter()
+        .map(|c| categories::label(c))
+        .collect();
+    let ends = date(facts.expires - Duration::seconds(1));
+    let explained =
+        crate::explanation::explain(&facts.language, &scope.structure.name, &labels, &ends);
     mandate_pdf(&MandateTerms {
+        explanation: Some(pdf::Explanation {
+            language: explained.language.name_fr.to_owned(),
+            title: explained.title.clone(),
+            paragraphs: explained
+                .before
+                .iter()
+                .cloned()
+                .chain(explained.demarches.iter().map(|d| format!("• {d}")))
+                .chain(explained.after.iter().cloned())
+                .collect(),
+        }),
         mandate_id: facts.mandate.to_string(),
         legal_text_version: facts.legal_text_version.clone(),
         usager_name: facts.identity.display_name(),
@@ -181,6 +202,7 @@ struct StoredMandate {
     expires_at: OffsetDateTime,
     duration_days: i32,
     legal_text_version: String,
+    language: String,
     created_by: ProfessionalId,
     attestation_id: Option<Uuid>,
     categories: Vec<String>,
@@ -224,7 +246,7 @@ pub async fn produce_attestation(
 ) -> Result<Uuid, MandateError> {
     let mut tx = scope.tenant.begin().await?;
     let row: Option<StoredMandate> = sqlx::query_as(
-        "SELECT m.usager_id, m.created_at, m.expires_at, m.duration_days, m.legal_text_version, m.created_by,
+        "SELECT m.usager_id, m.created_at, m.expires_at, m.duration_days, m.legal_text_version, m.language, m.created_by,
                 m.attestation_id, ARRAY(SELECT category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY category) AS categories
          FROM mandates m WHERE m.id = $1 AND m.structure_id = $2",
     )
@@ -264,6 +286,7 @@ pub async fn produce_attestation(
             created: stored.created_at,
             expires: stored.expires_at,
             legal_text_version: stored.legal_text_version,
+            language: stored.language,
         },
     );
     let upload = upload_attestation(platform, documents, scope, &pdf)

@@ -249,6 +249,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 19,
                 "0019_mandate_transfers"
             ),
+            migration!(
+                "mandate-service",
+                "departement",
+                20,
+                "0020_mandate_language"
+            ),
         ])
     });
 

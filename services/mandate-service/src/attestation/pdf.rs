@@ -6,7 +6,7 @@
 pub use foundation::pdf::shown_text;
 #[cfg(test)]
 use foundation::pdf::winansi;
-use foundation::pdf::{BOLD, LEFT, Page, REGULAR, document, wrap};
+use foundation::pdf::{BOLD, LEFT, Page, REGULAR, UnicodeFont, document, document_with, wrap};
 use qrcode::EcLevel;
 
 /// What a mandate attestation states.
@@ -24,6 +24,17 @@ pub struct MandateTerms {
     pub starts: String,
     pub ends: String,
     pub verification_url: String,
+    /// The explanation given to the person, in their language, printed beside French.
+    pub explanation: Option<Explanation>,
+}
+
+/// The explanation of the mandate in the language it was given in.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// The language's name in French.
+    pub language: String,
+    pub title: String,
+    pub paragraphs: Vec<String>,
 }
 
 /// What a revocation attestation states.
@@ -176,7 +187,41 @@ pub fn mandate_pdf(t: &MandateTerms) -> Vec<u8> {
         50.0,
         "L'empreinte de ce document est enregistrée dans le journal de la plateforme.",
     );
-    document("Mandat Aidants Connect", vec![page])
+    let mut pages = vec![page];
+    let mut font = None;
+    if let Some(e) = &t.explanation {
+        let mut page = Page::new();
+        page.heading(
+            &format!(
+                "Explication du mandat donnée à la personne ({})",
+                e.language
+            ),
+            13.0,
+        );
+        page.paragraph(
+            "Le texte ci-dessous est celui que la personne a lu ou écouté. Seul le texte en français des pages précédentes engage les parties.",
+            9.0,
+        );
+        page.y -= 6.0;
+        match foundation::pdf::unicode::default_font().and_then(UnicodeFont::new) {
+            Some(mut unicode) => {
+                page.unicode_paragraph(&mut unicode, &e.title, 13.0);
+                for p in &e.paragraphs {
+                    page.unicode_paragraph(&mut unicode, p, 11.0);
+                }
+                font = Some(unicode);
+            }
+            None => {
+                tracing::warn!("no unicode font: the explanation is not printed");
+                page.paragraph(
+                    "La police de caractères nécessaire n'est pas installée sur le serveur : le texte de l'explication n'a pas pu être imprimé.",
+                    10.0,
+                );
+            }
+        }
+        pages.push(page);
+    }
+    document_with("Mandat Aidants Connect", pages, font)
 }
 
 /// The revocation attestation.
@@ -235,6 +280,7 @@ mod tests {
             starts: "23/11/2026".into(),
             ends: "24/05/2027".into(),
             verification_url: "https://aidants.example/verifier/33/x/y".into(),
+            explanation: None,
         });
         assert!(pdf.starts_with(b"%PDF-"));
         assert!(String::from_utf8_lossy(&pdf).contains("WinAnsiEncoding"));

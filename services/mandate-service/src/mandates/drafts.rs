@@ -98,6 +98,7 @@ pub async fn confirm_draft(
             created: now,
             expires: now + Duration::days(i64::from(duration)),
             legal_text_version: super::LEGAL_TEXT_VERSION.to_owned(),
+            language: confirmation.language.to_owned(),
         },
     );
     let upload = attestation::upload_attestation(platform, documents, scope, &pdf).await;
@@ -184,6 +185,13 @@ async fn create(
         confirmation.now,
     )
     .await?;
+    if mandate == mandate_id {
+        sqlx::query("UPDATE mandates SET language = $2 WHERE id = $1")
+            .bind(mandate)
+            .bind(confirmation.language)
+            .execute(&mut *tx)
+            .await?;
+    }
     if mandate == mandate_id && !confirmation.transfers.is_empty() {
         crate::transfers::record(
             &mut tx,
