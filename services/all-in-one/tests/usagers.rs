@@ -909,3 +909,80 @@ async fn a_mandate_is_transferred_across_departements_only_as_the_person_chooses
     .expect("en attente");
     assert_eq!(pending, 0);
 }
+
+/// The person's journey in Chromium on a phone (360 px), with the keyboard alone: FranceConnect
+/// (the stand-in, typed), their mandates from two départements with a use, one démarche
+/// stopped, a mandate explained in Arabic; axe-core finds nothing and no page scrolls sideways.
+#[tokio::test]
+async fn the_persons_journey_works_on_a_phone_with_the_keyboard_alone() {
+    let app = spawn_app(&["33", "34"]).await;
+    let (gironde, _, gironde_client) = aidant_of(&app, "33", "France Services Bastide").await;
+    let (herault, _, herault_client) = aidant_of(&app, "34", "CCAS de Sète").await;
+    let housing = at_the_counter(
+        &app,
+        &gironde_client,
+        &gironde,
+        &["logement", "social"],
+        "test",
+    )
+    .await;
+    at_the_counter(&app, &herault_client, &herault, &["justice"], "test").await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let mut tx = territory.begin().await.expect("tx");
+    foundation::journal::append(
+        &mut tx,
+        NewEntry::new(Event::MandateUsed).mandate(housing).details(
+            serde_json::json!({ "category": "logement", "client": "inconnu-du-registre" }),
+        ),
+    )
+    .await
+    .expect("usage");
+    tx.commit().await.expect("commit");
+
+    let result = test_support::browser::run(
+        "usager.mjs",
+        &serde_json::json!({ "base": app.address, "fc_login": "test", "demarche": "logement" }),
+    )
+    .await;
+    let steps = result["steps"].as_array().expect("étapes");
+    assert_eq!(
+        steps,
+        &["franceconnect", "space", "stopped", "explained"]
+            .map(serde_json::Value::from)
+            .to_vec(),
+        "{result}"
+    );
+    let space = result["texts"]["space"].as_str().expect("espace");
+    for shown in [
+        "France Services Bastide",
+        "CCAS de Sète",
+        "Logement",
+        "Justice",
+        "service en ligne",
+    ] {
+        assert!(space.contains(shown), "{shown} absent : {space}");
+    }
+    let after = result["texts"]["after"].as_str().expect("après");
+    assert!(after.contains("Logement (révoquée)"), "{after}");
+    let explained = result["texts"]["explanation"]
+        .as_str()
+        .expect("explication");
+    assert!(explained.contains("وكالتك، بشرح بسيط"), "{explained}");
+    let live: Vec<String> =
+        sqlx::query_scalar("SELECT category FROM dep_33.live_authorisations WHERE mandate_id = $1")
+            .bind(housing)
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("démarches");
+    assert_eq!(live, ["social"]);
+    let pages = result["pages"].as_array().expect("pages");
+    assert!(pages.len() >= 5, "{result}");
+    for page in pages {
+        assert_eq!(page["violations"], serde_json::json!([]), "{page}");
+        assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
+    }
+}
