@@ -83,6 +83,40 @@ async fn prepare(
     .await
 }
 
+/// A Logement mandate of `days` days made at the counter for the stand-in's `test`.
+async fn at_the_counter(
+    app: &TestApp,
+    client: &Browser,
+    who: &TestProfessional,
+    days: &str,
+) -> MandateId {
+    let resp = post_form(
+        client,
+        app,
+        "/mandats/nouveau",
+        "/mandats/nouveau",
+        &[("categories", "logement"), ("duree", days)],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let recap = identify(client, app, &location(&resp), "test").await;
+    let code = who.code_now(0).await;
+    let resp = post_form(
+        client,
+        app,
+        &recap,
+        &recap,
+        &[("code", &code), ("declaration", "oui")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    location(&resp)
+        .trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("mandat")
+}
+
 /// The `n`-th SMS to `e164` (1-based), and the consent link it carries (its path).
 async fn link_in_sms(e164: &str, n: usize) -> String {
     let sms = test_support::sms_gateway::wait_for_sms_to(e164, n, Duration::from_secs(20)).await;
@@ -467,31 +501,7 @@ async fn a_remote_renewal_supersedes_the_mandate_it_renews() {
     let app = spawn_app(&["33"]).await;
     let (who, _, client) = aidant(&app).await;
     // A mandate made at the counter for the stand-in's `test`.
-    let resp = post_form(
-        &client,
-        &app,
-        "/mandats/nouveau",
-        "/mandats/nouveau",
-        &[("categories", "logement"), ("duree", "31")],
-    )
-    .await;
-    assert_eq!(resp.status(), 303);
-    let recap = identify(&client, &app, &location(&resp), "test").await;
-    let code = who.code_now(0).await;
-    let resp = post_form(
-        &client,
-        &app,
-        &recap,
-        &recap,
-        &[("code", &code), ("declaration", "oui")],
-    )
-    .await;
-    assert_eq!(resp.status(), 303);
-    let old: MandateId = location(&resp)
-        .trim_start_matches("/mandats/")
-        .trim_end_matches("?message=cree")
-        .parse()
-        .expect("mandat");
+    let old = at_the_counter(&app, &client, &who, "31").await;
 
     // The renewal form is prefilled with the mandate's terms and person.
     let form = format!("/mandats/a-distance/nouveau?renouvellement={old}");
@@ -575,13 +585,6 @@ async fn the_pages_pass_axe_and_the_persons_fit_a_phone() {
     // The recap after FranceConnect, and the page of a link never opened.
     let (answer, _) = franceconnect_from_link(&app, &person, &link, "test").await;
     let recap = app.url(&back_to_recap(&app, &person, answer, "test").await);
-    let cookies: Vec<_> = person
-        .cookies()
-        .iter()
-        .map(
-            |(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }),
-        )
-        .collect();
     let fresh_link = {
         // Another request, its link never opened, for the unbound page.
         let code = who.code_now(1).await;
@@ -597,23 +600,7 @@ async fn the_pages_pass_axe_and_the_persons_fit_a_phone() {
         assert_eq!(resp.status(), 303);
         app.url(&link_in_sms(&e164_2, 1).await)
     };
-    let urls = vec![fresh_link, recap];
-    let result = test_support::browser::run(
-        "axe.mjs",
-        &serde_json::json!({
-            "urls": urls,
-            "cookies": cookies,
-            "viewport": { "width": 360, "height": 740 },
-        }),
-    )
-    .await;
-    let pages = result["pages"].as_array().expect("pages");
-    assert_eq!(pages.len(), urls.len());
-    for (page, url) in pages.iter().zip(&urls) {
-        assert_eq!(page["final"], url.as_str(), "{page}");
-        assert_eq!(page["violations"], serde_json::json!([]), "{page}");
-        assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
-    }
+    common::pass_axe_on_a_phone(&app, &person, &[fresh_link, recap]).await;
 
     let aidant_pages = [
         app.url("/mandats/a-distance"),
@@ -647,30 +634,7 @@ async fn a_remote_consent_transfers_the_mandate_the_person_chooses() {
         log_in(&herault_client, &app, &herault, -1).await.status(),
         303
     );
-    let resp = post_form(
-        &herault_client,
-        &app,
-        "/mandats/nouveau",
-        "/mandats/nouveau",
-        &[("categories", "logement"), ("duree", "365")],
-    )
-    .await;
-    let recap = identify(&herault_client, &app, &location(&resp), "test").await;
-    let code = herault.code_now(0).await;
-    let resp = post_form(
-        &herault_client,
-        &app,
-        &recap,
-        &recap,
-        &[("code", &code), ("declaration", "oui")],
-    )
-    .await;
-    assert_eq!(resp.status(), 303);
-    let old: MandateId = location(&resp)
-        .trim_start_matches("/mandats/")
-        .trim_end_matches("?message=cree")
-        .parse()
-        .expect("mandat");
+    let old = at_the_counter(&app, &herault_client, &herault, "365").await;
 
     let (typed, e164) = mobile();
     let resp = prepare(&app, &client, &who, &typed, &[("transfert", "oui")]).await;

@@ -10,7 +10,6 @@ use common::fc::{identify, through_franceconnect};
 use common::identity::*;
 use common::{TestApp, audible, spawn_app};
 use foundation::ids::{MandateId, StructureId};
-use foundation::journal::{Event, NewEntry};
 use policies::Role;
 use uuid::Uuid;
 
@@ -136,21 +135,7 @@ async fn a_person_sees_every_mandate_they_hold_and_nobody_elses() {
     at_the_counter(&app, &other_client, &other, &["justice"], "avec_nom_dusage").await;
 
     // A use of the Gironde mandate, as the identity provider journals it.
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let territory = tenancy
-        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("territoire");
-    let mut tx = territory.begin().await.expect("tx");
-    foundation::journal::append(
-        &mut tx,
-        NewEntry::new(Event::MandateUsed).mandate(housing).details(
-            serde_json::json!({ "category": "logement", "client": "inconnu-du-registre" }),
-        ),
-    )
-    .await
-    .expect("usage");
-    tx.commit().await.expect("commit");
+    common::journal_a_use(&app, "33", housing, "logement").await;
 
     // Without a session: what the space is, and FranceConnect; no mandate.
     let person = browser(&app.address);
@@ -280,31 +265,8 @@ async fn the_space_passes_axe_on_a_phone_screen_signed_out_and_in() {
     sign_in(&app, &person, "test").await;
     let space = app.url("/mes-mandats");
     let stopping = app.url(&format!("/mes-mandats/33/{mandate}/revocation"));
-    for (cookies, urls) in [
-        (Vec::new(), vec![space.clone()]),
-        (person.cookies(), vec![space.clone(), stopping]),
-    ] {
-        let cookies: Vec<_> = cookies
-            .iter()
-            .map(|(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }))
-            .collect();
-        let result = test_support::browser::run(
-            "axe.mjs",
-            &serde_json::json!({
-                "urls": urls,
-                "cookies": cookies,
-                "viewport": { "width": 360, "height": 740 },
-            }),
-        )
-        .await;
-        let pages = result["pages"].as_array().expect("pages");
-        assert_eq!(pages.len(), urls.len());
-        for (page, url) in pages.iter().zip(&urls) {
-            assert_eq!(page["final"], url.as_str(), "{page}");
-            assert_eq!(page["violations"], serde_json::json!([]), "{page}");
-            assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
-        }
-    }
+    common::pass_axe_on_a_phone(&app, &browser(&app.address), std::slice::from_ref(&space)).await;
+    common::pass_axe_on_a_phone(&app, &person, &[space, stopping]).await;
 }
 
 /// The person stops one démarche, then the whole mandate, from their space: revoked in the
@@ -676,25 +638,7 @@ async fn the_explanation_is_read_and_heard_in_the_persons_language() {
     let arabic = app.url(&format!("{explanation}?langue=ar"));
     let (_, html) = page(&person, &arabic).await;
     assert!(html.contains("lang=\"ar\" dir=\"rtl\""), "{html}");
-    let cookies: Vec<_> = person
-        .cookies()
-        .iter()
-        .map(
-            |(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }),
-        )
-        .collect();
-    let result = test_support::browser::run(
-        "axe.mjs",
-        &serde_json::json!({
-            "urls": [arabic],
-            "cookies": cookies,
-            "viewport": { "width": 360, "height": 740 },
-        }),
-    )
-    .await;
-    let shown = &result["pages"][0];
-    assert_eq!(shown["violations"], serde_json::json!([]), "{shown}");
-    assert_eq!(shown["overflow"], false, "{shown}");
+    common::pass_axe_on_a_phone(&app, &person, &[arabic]).await;
 }
 
 /// A person who moves from the Gironde to the Hérault transfers their mandate: the new
@@ -927,21 +871,7 @@ async fn the_persons_journey_works_on_a_phone_with_the_keyboard_alone() {
     )
     .await;
     at_the_counter(&app, &herault_client, &herault, &["justice"], "test").await;
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let territory = tenancy
-        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("territoire");
-    let mut tx = territory.begin().await.expect("tx");
-    foundation::journal::append(
-        &mut tx,
-        NewEntry::new(Event::MandateUsed).mandate(housing).details(
-            serde_json::json!({ "category": "logement", "client": "inconnu-du-registre" }),
-        ),
-    )
-    .await
-    .expect("usage");
-    tx.commit().await.expect("commit");
+    common::journal_a_use(&app, "33", housing, "logement").await;
 
     let result = test_support::browser::run(
         "usager.mjs",

@@ -368,10 +368,7 @@ pub async fn resend(
     .execute(&mut *tx)
     .await?;
     if let Some(draft) = consent.draft_id {
-        sqlx::query("UPDATE mandate_drafts SET expires_at = now(), identity = NULL WHERE id = $1 AND completed_at IS NULL")
-            .bind(draft)
-            .execute(&mut *tx)
-            .await?;
+        drop_draft(&mut tx, draft).await?;
     }
     let channel = if consent.channel == "sms" {
         Channel::Sms
@@ -417,10 +414,7 @@ pub async fn cancel(scope: &Scope, id: Uuid) -> Result<(), AidantError> {
     .execute(&mut *tx)
     .await?;
     if let Some(draft) = consent.draft_id {
-        sqlx::query("UPDATE mandate_drafts SET expires_at = now(), identity = NULL WHERE id = $1 AND completed_at IS NULL")
-            .bind(draft)
-            .execute(&mut *tx)
-            .await?;
+        drop_draft(&mut tx, draft).await?;
     }
     journal::append(
         &mut tx,

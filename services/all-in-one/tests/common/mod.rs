@@ -122,3 +122,58 @@ pub fn audible(wav: &[u8]) -> bool {
     let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len() as f64).sqrt();
     rms > 300.0
 }
+
+/// Loads `urls` in Chromium at phone size (360 × 740) with `browser`'s cookies and asserts,
+/// for each, that it is the page reached, that axe-core finds nothing and that nothing scrolls
+/// sideways.
+pub async fn pass_axe_on_a_phone(app: &TestApp, browser: &identity::Browser, urls: &[String]) {
+    let cookies: Vec<_> = browser
+        .cookies()
+        .iter()
+        .map(
+            |(name, value)| serde_json::json!({ "name": name, "value": value, "url": app.address }),
+        )
+        .collect();
+    let result = test_support::browser::run(
+        "axe.mjs",
+        &serde_json::json!({
+            "urls": urls,
+            "cookies": cookies,
+            "viewport": { "width": 360, "height": 740 },
+        }),
+    )
+    .await;
+    let pages = result["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), urls.len());
+    for (page, url) in pages.iter().zip(urls) {
+        assert_eq!(page["final"], url.as_str(), "{page}");
+        assert_eq!(page["violations"], serde_json::json!([]), "{page}");
+        assert_eq!(page["overflow"], false, "la page déborde à 360 px : {page}");
+    }
+}
+
+/// A use of `mandate` (département `departement`) for `category`, as the identity provider
+/// journals it (by a client the registry does not know).
+pub async fn journal_a_use(
+    app: &TestApp,
+    departement: &str,
+    mandate: foundation::ids::MandateId,
+    category: &str,
+) {
+    use foundation::journal::{Event, NewEntry};
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse(departement).expect("département"))
+        .await
+        .expect("territoire");
+    let mut tx = territory.begin().await.expect("tx");
+    foundation::journal::append(
+        &mut tx,
+        NewEntry::new(Event::MandateUsed)
+            .mandate(mandate)
+            .details(serde_json::json!({ "category": category, "client": "inconnu-du-registre" })),
+    )
+    .await
+    .expect("usage");
+    tx.commit().await.expect("commit");
+}

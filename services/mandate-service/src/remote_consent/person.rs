@@ -132,12 +132,16 @@ pub async fn waiting(
     .await
 }
 
-/// Ends a draft whose identification failed (a replayed return finds nothing).
+/// Ends a consent's draft that will not be confirmed (identification failed, link resent or
+/// cancelled, consent refused): a replayed return finds nothing, and the identity goes.
 pub async fn drop_draft(tx: &mut TenantTx, draft: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE mandate_drafts SET expires_at = now() WHERE id = $1")
-        .bind(draft)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE mandate_drafts SET expires_at = now(), identity = NULL
+         WHERE id = $1 AND completed_at IS NULL",
+    )
+    .bind(draft)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -201,10 +205,7 @@ pub async fn refuse(tx: &mut TenantTx, consent: &RemoteConsent) -> Result<(), sq
         .execute(&mut **tx)
         .await?;
     if let Some(draft) = consent.draft_id {
-        sqlx::query("UPDATE mandate_drafts SET expires_at = now(), identity = NULL WHERE id = $1")
-            .bind(draft)
-            .execute(&mut **tx)
-            .await?;
+        drop_draft(tx, draft).await?;
     }
     journal::append(
         tx,

@@ -18,9 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::creation::recap::{check_code, factor_message};
-use super::creation::terms::{CategoryChoice, renewal_terms};
+use super::creation::terms::{CategoryChoice, category_choices, duration_choices, renewal_terms};
 use super::{MessageQuery, Shared, THEME, date_time, form_answer, nav, parse_id, see_other};
-use crate::categories::{ALL, DURATIONS};
 use crate::explanation::{LANGUAGES, known};
 use crate::mandates;
 use crate::remote_consent::{self, AidantError, MAX_SENDS, Named, Prepared, State};
@@ -266,19 +265,8 @@ fn new_page(
             nav: nav("/mandats"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
             structure: &scope.structure.name,
-            categories: ALL
-                .iter()
-                .filter(|c| scope.structure.demarches.iter().any(|d| d == c.code))
-                .map(|c| CategoryChoice {
-                    code: c.code,
-                    label: c.label,
-                    checked: typed.chosen.iter().any(|x| x == c.code),
-                })
-                .collect(),
-            durations: DURATIONS
-                .iter()
-                .map(|(d, l)| (*d, *l, typed.duration == Some(*d)))
-                .collect(),
+            categories: category_choices(&scope.structure.demarches, &typed.chosen),
+            durations: duration_choices(typed.duration),
             languages: LANGUAGES
                 .iter()
                 .map(|l| (l.code, l.name_fr, l.code == typed.language))

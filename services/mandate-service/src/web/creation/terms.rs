@@ -88,6 +88,26 @@ impl Terms {
     }
 }
 
+/// The structure's démarches as checkboxes, `chosen` ticked.
+pub(crate) fn category_choices(demarches: &[String], chosen: &[String]) -> Vec<CategoryChoice> {
+    ALL.iter()
+        .filter(|c| demarches.iter().any(|d| d == c.code))
+        .map(|c| CategoryChoice {
+            code: c.code,
+            label: c.label,
+            checked: chosen.iter().any(|x| x == c.code),
+        })
+        .collect()
+}
+
+/// The durations as radio buttons (days, label, chosen).
+pub(crate) fn duration_choices(chosen: Option<i32>) -> Vec<(i32, &'static str, bool)> {
+    DURATIONS
+        .iter()
+        .map(|(d, l)| (*d, *l, chosen == Some(*d)))
+        .collect()
+}
+
 fn new_page(
     req: &Request,
     platform: &Platform,
@@ -103,19 +123,8 @@ fn new_page(
             nav: nav("/mandats"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
             structure: &structure.name,
-            categories: ALL
-                .iter()
-                .filter(|c| structure.demarches.iter().any(|d| d == c.code))
-                .map(|c| CategoryChoice {
-                    code: c.code,
-                    label: c.label,
-                    checked: terms.chosen.iter().any(|x| x == c.code),
-                })
-                .collect(),
-            durations: DURATIONS
-                .iter()
-                .map(|(d, l)| (*d, *l, terms.duration == Some(*d)))
-                .collect(),
+            categories: category_choices(&structure.demarches, &terms.chosen),
+            durations: duration_choices(terms.duration),
             renewal_of: terms.renewal_of.map(|u| u.to_string()).unwrap_or_default(),
             transfer: terms.transfer,
             fc_configured: shared.fc.configured(),
