@@ -11,6 +11,7 @@ mod letters;
 mod migrate;
 mod pix;
 mod professionals;
+mod retention;
 
 use std::process::ExitCode;
 
@@ -101,6 +102,16 @@ enum Command {
     Letters {
         #[command(subcommand)]
         command: letters::LettersCommand,
+    },
+    /// Conservation des données des mandats : plan, exécution, durées d'un tenant.
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
+    /// Personnes accompagnées : effacement à leur demande.
+    Usagers {
+        #[command(subcommand)]
+        command: retention::UsagersCommand,
     },
     /// Courriel de test, déposé dans la file d'envoi.
     Mail {
@@ -281,6 +292,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Idp { command } => idp::run(&connect(&cli).await?, command).await?,
         Command::Internal { command } => internal::run(&connect(&cli).await?, command).await?,
         Command::Letters { command } => letters::run(&connect(&cli).await?, command).await?,
+        Command::Retention { command } => retention::run(&connect(&cli).await?, command).await?,
+        Command::Usagers { command } => retention::usagers(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

@@ -914,3 +914,95 @@ async fn pix_results_import_as_a_stream_with_a_line_report_and_never_twice() {
     assert!(journaled >= 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `retention plan` says what the job would do before it runs; `retention set` refuses periods
+/// out of bounds and changes nothing; `usagers erase` of nobody says so.
+#[tokio::test]
+async fn the_retention_plan_shows_before_anything_runs_and_bad_periods_are_refused() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "tenants",
+            "create",
+            "--departement",
+            "33",
+            "--name",
+            "Gironde",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tenant: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM platform.tenants WHERE departement_code = '33'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("tenant");
+    let out = tenant_admin(&db.admin_url, &["retention", "plan", "--departement", "33"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "33 : 0 mandat(s) à archiver, 0 à purger, 0 personne(s) à effacer, 0 document(s) à supprimer du stockage"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let id = tenant.to_string();
+    let periods = || async {
+        sqlx::query_as::<_, (i32, i32)>(
+            "SELECT mandate_archive_years, mandate_purge_years FROM platform.tenants WHERE id = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&db.admin)
+        .await
+        .expect("durées")
+    };
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "retention",
+            "set",
+            "--tenant",
+            &id,
+            "--archive-years",
+            "0",
+            "--purge-years",
+            "3",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("durées refusées"), "{}", stderr(&out));
+    assert_eq!(periods().await, (3, 3));
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "retention",
+            "set",
+            "--tenant",
+            &id,
+            "--archive-years",
+            "5",
+            "--purge-years",
+            "5",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(periods().await, (5, 5));
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "usagers",
+            "erase",
+            "--departement",
+            "33",
+            "--usager",
+            &nobody,
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("Aucune personne"), "{}", stderr(&out));
+}

@@ -26,6 +26,8 @@ pub mod jws;
 pub mod mandates;
 /// Remote consent: a mandate prepared by the aidant, consented to on the person's own device.
 pub mod remote_consent;
+/// Retention of mandate data: archive, purge, erasure of usagers.
+pub mod retention;
 /// The request's current structure and territory.
 pub mod scope;
 /// The référent's choice of the démarches the structure handles.
@@ -249,6 +251,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             jobs::purge_drafts(),
             usager_space::reindex_job(),
             transfers::job(),
+            retention::job(),
         ],
     })
 }

@@ -42,7 +42,14 @@ pub const LOGIN_MINUTES: i32 = 10;
 
 /// The keyed hash of a FranceConnect subject, as the index and the sessions hold it.
 pub fn subject_hash(platform: &Platform, sub: &str) -> Vec<u8> {
-    let key = platform.settings.security.idp_subject_key.expose_secret();
+    subject_hash_with(
+        platform.settings.security.idp_subject_key.expose_secret(),
+        sub,
+    )
+}
+
+/// [`subject_hash`] under the given `security.idp_subject_key` (for the operators' tools).
+pub fn subject_hash_with(key: &str, sub: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(b"aidants-connect usager index\0");

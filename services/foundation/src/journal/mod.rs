@@ -87,6 +87,9 @@ pub enum Event {
     RemoteConsentRefused,
     MandateTransferredIn,
     MandateTransferredOut,
+    RetentionArchived,
+    RetentionPurged,
+    UsagerErased,
 }
 
 impl Event {
@@ -132,6 +135,9 @@ impl Event {
             Event::RemoteConsentRefused => "remote_consent_refused",
             Event::MandateTransferredIn => "mandate_transferred_in",
             Event::MandateTransferredOut => "mandate_transferred_out",
+            Event::RetentionArchived => "retention_archived",
+            Event::RetentionPurged => "retention_purged",
+            Event::UsagerErased => "usager_erased",
         }
     }
 }
@@ -180,6 +186,9 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "remote_consent_refused" => "Consentement à distance refusé par la personne",
         "mandate_transferred_in" => "Mandat reçu par transfert d'une autre structure",
         "mandate_transferred_out" => "Mandat transféré à une autre structure",
+        "retention_archived" => "Mandats archivés (durée de conservation)",
+        "retention_purged" => "Mandats purgés (fin de la durée de conservation)",
+        "usager_erased" => "Identité d'une personne effacée",
         _ => return None,
     })
 }

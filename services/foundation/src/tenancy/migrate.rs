@@ -159,6 +159,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 29,
                 "0029_usager_login_browser"
             ),
+            migration!("foundation", "platform", 30, "0030_tenant_retention"),
         ])
     });
 
@@ -255,6 +256,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 20,
                 "0020_mandate_language"
             ),
+            migration!("mandate-service", "departement", 21, "0021_retention"),
         ])
     });
 

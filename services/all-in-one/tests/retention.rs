@@ -1,0 +1,265 @@
+//! Retention (issue 18 §4, product.md §12): mandates that ended are archived after their
+//! tenant's archive period and purged after the purge period; a person left with no mandate is
+//! erased; a person may be erased at their request once nothing of theirs is live. The plan says
+//! beforehand exactly what a run does; a second run does nothing; the journal is never
+//! rewritten and still verifies once identities are gone.
+
+mod common;
+
+use common::spawn_app;
+use foundation::ids::{MandateId, StructureId, UsagerId};
+use foundation::tenancy::{DepartementCode, Territory};
+use mandate_service::mandates::{self, NewMandate};
+use mandate_service::retention::{self, Context, Done, EraseError, Plan};
+use policies::Role;
+use time::{Duration, OffsetDateTime};
+
+/// A mandate for a new person of `structure`, ended `ended_years_ago` (or live when `None`).
+async fn mandate(
+    app: &common::TestApp,
+    territory: &Territory,
+    structure: StructureId,
+    aidant: foundation::ids::ProfessionalId,
+    ended_years_ago: Option<i64>,
+) -> (UsagerId, MandateId) {
+    let identity = common::idp::angela(&format!("fc-sub-{}", uuid::Uuid::new_v4()));
+    let mut tx = territory.begin().await.expect("tx");
+    let usager = mandates::upsert_usager(&mut tx, &identity, structure, aidant)
+        .await
+        .expect("usager");
+    let mandate = mandates::create(
+        &mut tx,
+        &NewMandate {
+            id: MandateId::new_v7(),
+            structure,
+            aidant,
+            usager,
+            categories: vec![mandate_service::categories::by_code("logement").expect("logement")],
+            duration_days: 365,
+            renewal_of: None,
+            idempotency_key: None,
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .expect("mandat");
+    tx.commit().await.expect("commit");
+    if let Some(years) = ended_years_ago {
+        // Its term came `years` ago (a year after it was made).
+        let end = OffsetDateTime::now_utc() - Duration::days(365 * years + 10);
+        sqlx::query("UPDATE dep_33.mandates SET created_at = $2 - interval '365 days', expires_at = $2 WHERE id = $1")
+            .bind(mandate)
+            .bind(end)
+            .execute(&app.db.admin)
+            .await
+            .expect("dates");
+        sqlx::query("UPDATE dep_33.authorisations SET expires_at = $2 WHERE mandate_id = $1")
+            .bind(mandate)
+            .bind(end)
+            .execute(&app.db.admin)
+            .await
+            .expect("dates");
+    }
+    (usager, mandate)
+}
+
+async fn count(app: &common::TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("compte")
+}
+
+/// Waits for the sealer, then verifies the territory's whole journal.
+async fn journal_verifies(app: &common::TestApp, territory: &Territory) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(app, "SELECT count(*) FROM dep_33.journal WHERE seq IS NULL").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journal jamais chaîné"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut tx = territory.begin().await.expect("tx");
+    let v = foundation::journal::verify(&mut tx, None, &Default::default())
+        .await
+        .expect("vérification");
+    tx.commit().await.expect("commit");
+    assert!(v.intact(), "{v:?}");
+    v.checked as i64
+}
+
+#[tokio::test]
+async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_does_nothing() {
+    let app = spawn_app(&["33"]).await;
+    let structure = common::identity::structure_domain(&app, "33").await;
+    let aidant = common::identity::professional(
+        &app.db.admin,
+        "Aidant Conservation",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let settings = test_support::test_settings(&app.db.app_url);
+    let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    let cx = Context {
+        pool: &app.db.admin,
+        subject_key: &key,
+    };
+
+    let (gone, purged) = mandate(&app, &territory, structure, aidant.id, Some(7)).await;
+    let (_, archived) = mandate(&app, &territory, structure, aidant.id, Some(4)).await;
+    let (_, recent) = mandate(&app, &territory, structure, aidant.id, Some(1)).await;
+    let (_, live) = mandate(&app, &territory, structure, aidant.id, None).await;
+    let before = journal_verifies(&app, &territory).await;
+
+    // Default periods, 3 + 3 years: one to archive, one to purge, its person to erase.
+    let now = OffsetDateTime::now_utc();
+    let plan = retention::plan(&cx, &territory, now).await.expect("plan");
+    assert_eq!(
+        plan,
+        Plan {
+            to_archive: 1,
+            to_purge: 1,
+            usagers_to_erase: 1,
+            documents_due: 0
+        }
+    );
+    let done = retention::run(&cx, &territory, now).await.expect("passage");
+    assert_eq!(
+        done,
+        Done {
+            archived: 1,
+            purged: 1,
+            erased: 1
+        }
+    );
+    let left: Vec<(MandateId, bool)> = sqlx::query_as(
+        "SELECT id, archived_at IS NOT NULL FROM dep_33.mandates ORDER BY created_at",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("mandats");
+    assert!(!left.iter().any(|(m, _)| *m == purged), "{left:?}");
+    assert!(left.contains(&(archived, true)), "{left:?}");
+    assert!(left.contains(&(recent, false)) && left.contains(&(live, false)));
+    let identity_left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.usagers WHERE id = $1")
+            .bind(gone)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("usager");
+    assert_eq!(identity_left, 0);
+    // The journal kept every entry (the purged mandate's among them) and still verifies.
+    let mentions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal WHERE mandate_id = $1 OR usager_id = $2",
+    )
+    .bind(purged)
+    .bind(gone)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("journal");
+    assert!(mentions >= 2, "{mentions}");
+    let after = journal_verifies(&app, &territory).await;
+    assert_eq!(
+        after,
+        before + 3,
+        "archivage, purge et effacement journalisés"
+    );
+
+    // Nothing more is due: the plan and a second run say so.
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        retention::plan(&cx, &territory, now).await.expect("plan"),
+        Plan::default()
+    );
+    assert_eq!(
+        retention::run(&cx, &territory, now).await.expect("passage"),
+        Done::default()
+    );
+
+    // A tenant that keeps mandates 1 + 1 years: the one ended a year ago is now archived.
+    sqlx::query(
+        "UPDATE platform.tenants SET mandate_archive_years = 1, mandate_purge_years = 1
+         WHERE departement_code = '33'",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("durées");
+    let plan = retention::plan(&cx, &territory, now).await.expect("plan");
+    assert_eq!((plan.to_archive, plan.to_purge), (1, 1), "{plan:?}");
+    let done = retention::run(&cx, &territory, now).await.expect("passage");
+    assert_eq!((done.archived, done.purged, done.erased), (1, 1, 1));
+    let _ = recent;
+}
+
+#[tokio::test]
+async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_journal_verifies() {
+    let app = spawn_app(&["33"]).await;
+    let structure = common::identity::structure_domain(&app, "33").await;
+    let aidant = common::identity::professional(
+        &app.db.admin,
+        "Aidant Effacement",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let settings = test_support::test_settings(&app.db.app_url);
+    let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    let cx = Context {
+        pool: &app.db.admin,
+        subject_key: &key,
+    };
+    let (usager, mandate) = mandate(&app, &territory, structure, aidant.id, None).await;
+    let now = OffsetDateTime::now_utc();
+
+    let refused = retention::erase(&cx, &territory, usager, now).await;
+    assert!(
+        matches!(refused, Err(EraseError::LiveMandates(1))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.err().map(|e| e.to_string()).unwrap_or_default(),
+        "La personne a encore 1 mandat(s) en cours : ils doivent être révoqués avant l'effacement."
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM dep_33.usagers").await, 1);
+
+    let mut tx = territory.begin().await.expect("tx");
+    mandates::revoke(&mut tx, structure, mandate, None, Some(aidant.id), now)
+        .await
+        .expect("révocation");
+    tx.commit().await.expect("commit");
+    retention::erase(&cx, &territory, usager, OffsetDateTime::now_utc())
+        .await
+        .expect("effacement");
+    assert_eq!(count(&app, "SELECT count(*) FROM dep_33.usagers").await, 0);
+    // The mandate keeps the pseudonymous id, the journal its entries; the chain verifies.
+    let kept: UsagerId = sqlx::query_scalar("SELECT usager_id FROM dep_33.mandates WHERE id = $1")
+        .bind(mandate)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("mandat");
+    assert_eq!(kept, usager);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'usager_erased'"
+        )
+        .await,
+        1
+    );
+    journal_verifies(&app, &territory).await;
+    // Asked again: nobody to erase.
+    assert!(matches!(
+        retention::erase(&cx, &territory, usager, OffsetDateTime::now_utc()).await,
+        Err(EraseError::Unknown)
+    ));
+}
