@@ -56,6 +56,10 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "suite": "Le mandat a pris fin."}),
             format!("le mandat que vous aviez confié à {marker} a été révoqué"),
         ),
+        "mandate_transferred_out" => (
+            json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "url": url}),
+            format!("une personne accompagnée par {marker} a donné un nouveau mandat"),
+        ),
         "remote_consent_link" => (
             json!({"structure": marker, "aidant": "Camille Martin", "url": url, "expires": "24/11/2026 à 10h05"}),
             format!("Camille Martin, de {marker}, a préparé un mandat"),

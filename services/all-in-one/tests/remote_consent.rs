@@ -669,3 +669,48 @@ async fn a_remote_consent_transfers_the_mandate_the_person_chooses() {
     assert_eq!(reason.as_deref(), Some("transferred"));
     assert_eq!(to, Some(new));
 }
+
+/// The link by e-mail: it reaches the person's address (MailDev) and opens the same page.
+#[tokio::test]
+async fn the_link_goes_by_e_mail_when_the_aidant_chooses_it() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = aidant(&app).await;
+    let address = format!("angela.{}@example.test", uuid::Uuid::new_v4().simple());
+    let resp = prepare(
+        &app,
+        &client,
+        &who,
+        "",
+        &[("canal", "email"), ("email", &address), ("telephone", "")],
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let mail = test_support::maildev::wait_for_mail_to(&address, Duration::from_secs(20))
+        .await
+        .expect("courriel du lien");
+    assert_eq!(
+        mail["subject"],
+        "Aidants Connect : CCAS de Bègles vous propose un mandat"
+    );
+    let text = mail["text"].as_str().expect("texte");
+    let url = text
+        .split_whitespace()
+        .find(|w| w.contains("/consentement/33/"))
+        .unwrap_or_else(|| panic!("pas de lien : {text}"));
+    let person = browser(&app.address);
+    let path = &url[url.find("/consentement/").expect("chemin")..];
+    let (status, html) = page(&person, &app.url(path)).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("CCAS de Bègles vous propose un mandat"),
+        "{html}"
+    );
+    // The aidant sees that the link was opened.
+    let (_, html) = page(&client, &app.url("/mandats/a-distance")).await;
+    assert!(html.contains("Lien ouvert"), "{html}");
+}

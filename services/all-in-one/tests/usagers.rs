@@ -651,7 +651,13 @@ async fn the_explanation_is_read_and_heard_in_the_persons_language() {
 async fn a_mandate_is_transferred_across_departements_only_as_the_person_chooses() {
     use foundation::jobs::run_due;
     let app = spawn_app(&["33", "34"]).await;
-    let (bordeaux, _, bordeaux_client) = aidant_of(&app, "33", "CCAS de Bègles").await;
+    let (bordeaux, begles, bordeaux_client) = aidant_of(&app, "33", "CCAS de Bègles").await;
+    let begles_referent = professional(
+        &app.db.admin,
+        "Rita Référente",
+        &[(Role::Referent, begles.domain(), Some("33"))],
+    )
+    .await;
     let (talence, _, talence_client) = aidant_of(&app, "33", "Mairie de Talence").await;
     let (pessac, _, pessac_client) = aidant_of(&app, "33", "Mairie de Pessac").await;
     let (sete, _, sete_client) = aidant_of(&app, "34", "CCAS de Sète").await;
@@ -800,6 +806,24 @@ async fn a_mandate_is_transferred_across_departements_only_as_the_person_chooses
     .await
     .expect("transferts");
     assert_eq!(recorded, [old]);
+
+    // The old structure's référent is told, by e-mail.
+    let mail = test_support::maildev::wait_for_mail_to(
+        &begles_referent.email,
+        std::time::Duration::from_secs(20),
+    )
+    .await
+    .expect("courriel au référent");
+    assert_eq!(
+        mail["subject"],
+        "Aidants Connect : un mandat de CCAS de Bègles a été transféré à une autre structure"
+    );
+    assert!(
+        mail["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Logement") && t.contains(&old.to_string())),
+        "{mail}"
+    );
 
     // In their space, the person sees it as transferred.
     let person = browser(&app.address);

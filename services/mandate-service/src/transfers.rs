@@ -185,7 +185,22 @@ pub async fn complete(
         let Ok(old_territory) = platform.tenancy.unguarded(from).await else {
             continue;
         };
-        let outcome = end_old(&old_territory, &p, to, mandate).await?;
+        let (outcome, ended) = end_old(&old_territory, &p, to, mandate).await?;
+        if let Some((structure, categories)) = ended {
+            // The old structure's référents learn it by e-mail (a failure is only logged:
+            // the transfer itself is done and journaled).
+            if let Err(e) = tell_old_structure(
+                platform,
+                &old_territory,
+                structure,
+                p.from_mandate,
+                &categories,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "old structure not told of a transfer");
+            }
+        }
         let mut tx = territory.begin().await?;
         sqlx::query(
             "UPDATE mandate_transfers SET completed_at = now(), outcome = $4
@@ -211,6 +226,10 @@ struct Old {
     transferred_to_mandate: Option<MandateId>,
 }
 
+/// What ending an old mandate did: the outcome recorded, and (when this transfer ended it) its
+/// structure and the démarches that ended.
+type Ended = (&'static str, Option<(StructureId, Vec<String>)>);
+
 /// Ends the old mandate at the instant the new one started, in its own territory; journaled
 /// there. Idempotent: a mandate already ended by this transfer, or ended otherwise, is left.
 async fn end_old(
@@ -218,7 +237,7 @@ async fn end_old(
     pending: &Pending,
     to: DepartementCode,
     new_mandate: MandateId,
-) -> Result<&'static str, sqlx::Error> {
+) -> Result<Ended, sqlx::Error> {
     let mut tx = territory.begin().await?;
     let old: Option<Old> = sqlx::query_as(
         "SELECT m.structure_id, m.usager_id, m.transferred_to_mandate
@@ -231,11 +250,11 @@ async fn end_old(
     .await?;
     let Some(old) = old else {
         tx.commit().await?;
-        return Ok("already_ended");
+        return Ok(("already_ended", None));
     };
     if old.transferred_to_mandate == Some(new_mandate) {
         tx.commit().await?;
-        return Ok("ended");
+        return Ok(("ended", None));
     }
     let at = pending.created_at;
     let ended: Vec<String> = sqlx::query_scalar(
@@ -249,7 +268,7 @@ async fn end_old(
     .await?;
     if ended.is_empty() {
         tx.commit().await?;
-        return Ok("already_ended");
+        return Ok(("already_ended", None));
     }
     sqlx::query(
         "UPDATE mandates SET ended_at = $2, ended_reason = 'transferred',
@@ -276,7 +295,56 @@ async fn end_old(
     )
     .await?;
     tx.commit().await?;
-    Ok("ended")
+    Ok(("ended", Some((old.structure_id, ended))))
+}
+
+/// Tells the old structure's active référents, by e-mail, that a mandate of theirs was
+/// transferred (which démarches ended; nothing about where it went).
+async fn tell_old_structure(
+    platform: &Platform,
+    territory: &Territory,
+    structure: StructureId,
+    mandate: MandateId,
+    categories: &[String],
+) -> Result<(), sqlx::Error> {
+    let mut tx = territory.begin().await?;
+    let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
+        .bind(structure)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let mut tx = platform.platform_pool().begin().await?;
+    let referents: Vec<String> = sqlx::query_scalar(
+        "SELECT p.email FROM platform.role_assignments a
+         JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.role = 'referent' AND a.domain = $1 AND p.active ORDER BY p.email",
+    )
+    .bind(structure.domain().to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let demarches: Vec<&str> = categories.iter().map(|c| categories::label(c)).collect();
+    let url = format!(
+        "{}/mandats/{mandate}",
+        platform.settings.http.public_origin()
+    );
+    for email in referents {
+        foundation::outbox::enqueue_platform(
+            &mut tx,
+            &foundation::outbox::OutboxMessage {
+                channel: foundation::outbox::Channel::Email,
+                recipient: email,
+                template: "mandate_transferred_out",
+                payload: json!({
+                    "structure": name,
+                    "demarches": demarches,
+                    "date": foundation::paris::date_time(OffsetDateTime::now_utc()),
+                    "url": url,
+                }),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await
 }
 
 /// Every minute: transfers a failure left pending (older than 30 seconds), completed.

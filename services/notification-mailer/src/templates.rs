@@ -70,6 +70,10 @@ const TEMPLATES: &[Template] = &[
         sms
     ),
     template!(
+        "mandate_transferred_out",
+        ["structure", "demarches", "date", "url"]
+    ),
+    template!(
         "remote_consent_link",
         ["structure", "aidant", "url", "expires"],
         sms
