@@ -20,6 +20,8 @@ pub mod franceconnect;
 pub mod idp;
 /// Scheduled work: expiry reminders, journal checkpoints, purge of finished drafts.
 pub mod jobs;
+/// Judicial protection measures recorded by guardian services.
+pub mod judicial;
 /// JSON Web Signatures (ES256 / RS256).
 pub mod jws;
 /// The mandate rules.
@@ -91,6 +93,12 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             .post(
                 recent(Action::MandateCreate),
                 web::creation::terms::new_submit.data(shared.clone()),
+            ),
+        Page::at("/mesures/nouvelle")
+            .get(recent(Action::MandateCreate), web::judicial::new_form)
+            .post(
+                recent(Action::MandateCreate),
+                web::judicial::new_submit.data(shared.clone()),
             ),
         Page::at("/mandats/franceconnect/retour").get(
             Access::Session,

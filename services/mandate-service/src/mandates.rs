@@ -74,6 +74,18 @@ pub fn validate_terms(
     allowed: &[String],
     duration_days: Option<i32>,
 ) -> Result<(Vec<Category>, i32), MandateError> {
+    let categories = validate_categories(chosen, allowed)?;
+    let duration = duration_days
+        .filter(|d| DURATIONS.iter().any(|(x, _)| x == d))
+        .ok_or(MandateError::BadDuration)?;
+    Ok((categories, duration))
+}
+
+/// The chosen démarches, each known and handled by the structure, at least one.
+pub fn validate_categories(
+    chosen: &[String],
+    allowed: &[String],
+) -> Result<Vec<Category>, MandateError> {
     let mut out = BTreeSet::new();
     for code in chosen {
         let category = categories::by_code(code)
@@ -86,10 +98,7 @@ pub fn validate_terms(
     if out.is_empty() {
         return Err(MandateError::NoCategory);
     }
-    let duration = duration_days
-        .filter(|d| DURATIONS.iter().any(|(x, _)| x == d))
-        .ok_or(MandateError::BadDuration)?;
-    Ok((out.into_iter().collect(), duration))
+    Ok(out.into_iter().collect())
 }
 
 /// Lower case, accents removed, one space between words: what name searches compare.

@@ -90,6 +90,7 @@ pub enum Event {
     RetentionArchived,
     RetentionPurged,
     UsagerErased,
+    JudicialMeasureRecorded,
 }
 
 impl Event {
@@ -138,6 +139,7 @@ impl Event {
             Event::RetentionArchived => "retention_archived",
             Event::RetentionPurged => "retention_purged",
             Event::UsagerErased => "usager_erased",
+            Event::JudicialMeasureRecorded => "judicial_measure_recorded",
         }
     }
 }
@@ -189,6 +191,7 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "retention_archived" => "Mandats archivés (durée de conservation)",
         "retention_purged" => "Mandats purgés (fin de la durée de conservation)",
         "usager_erased" => "Identité d'une personne effacée",
+        "judicial_measure_recorded" => "Mesure de protection judiciaire enregistrée",
         _ => return None,
     })
 }

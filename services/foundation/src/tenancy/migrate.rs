@@ -257,6 +257,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0020_mandate_language"
             ),
             migration!("mandate-service", "departement", 21, "0021_retention"),
+            migration!(
+                "mandate-service",
+                "departement",
+                22,
+                "0022_judicial_measures"
+            ),
         ])
     });
 

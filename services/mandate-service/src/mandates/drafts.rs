@@ -26,13 +26,15 @@ pub struct Draft {
     pub completed_at: Option<OffsetDateTime>,
     /// The person's other mandates may be transferred to this one (chosen on the recap).
     pub transfer: bool,
+    /// A judicial measure: the court's decision (its period gives the duration).
+    pub judicial: Option<sqlx::types::Json<crate::judicial::Measure>>,
 }
 
 /// A draft of this session and structure, not expired.
 pub async fn load_draft(scope: &Scope, draft: Uuid) -> Result<Option<Draft>, sqlx::Error> {
     let mut tx = scope.tenant.begin().await?;
     let row: Option<Draft> = sqlx::query_as(
-        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer FROM mandate_drafts
+        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer, judicial FROM mandate_drafts
          WHERE id = $1 AND session_hash = $2 AND structure_id = $3 AND expires_at > now()",
     )
     .bind(draft)
@@ -78,11 +80,18 @@ pub async fn confirm_draft(
         now,
         ..
     } = *confirmation;
-    let (cats, duration) = super::validate_terms(
-        &terms.categories,
-        &scope.structure.demarches,
-        Some(terms.duration_days),
-    )?;
+    // A judicial measure lasts what the court decided; other mandates one of the durations.
+    let (cats, duration) = match &terms.judicial {
+        Some(_) => (
+            super::validate_categories(&terms.categories, &scope.structure.demarches)?,
+            terms.duration_days,
+        ),
+        None => super::validate_terms(
+            &terms.categories,
+            &scope.structure.demarches,
+            Some(terms.duration_days),
+        )?,
+    };
     let mandate_id = MandateId::new_v7();
     let codes: Vec<String> = cats.iter().map(|c| c.code.to_owned()).collect();
     let pdf = attestation::attestation_pdf(
@@ -191,6 +200,9 @@ async fn create(
             .bind(confirmation.language)
             .execute(&mut *tx)
             .await?;
+    }
+    if let (true, Some(measure)) = (mandate == mandate_id, &confirmation.terms.judicial) {
+        crate::judicial::record(&mut tx, mandate, measure, "franceconnect").await?;
     }
     if mandate == mandate_id && !confirmation.transfers.is_empty() {
         crate::transfers::record(

@@ -224,7 +224,7 @@ pub async fn draft(
     id: Uuid,
 ) -> Result<Option<crate::mandates::Draft>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer FROM mandate_drafts WHERE id = $1",
+        "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer, judicial FROM mandate_drafts WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut **tx)

@@ -31,6 +31,8 @@ pub struct Row {
     pub created: String,
     pub expires: String,
     pub state: State,
+    /// A judicial protection measure.
+    pub judicial: bool,
 }
 
 #[derive(Template)]
@@ -49,6 +51,8 @@ struct ListPage<'a> {
     previous: Option<String>,
     next: Option<String>,
     can_create: bool,
+    /// A guardian service records judicial measures.
+    guardian: bool,
     can_export: bool,
     csrf: String,
 }
@@ -111,6 +115,7 @@ macro_rules! list_rows_sql {
         concat!(
             "SELECT m.id, u.id AS usager_id, u.given_name, u.family_name, u.preferred_username,
                     m.created_at, m.expires_at, m.ended_reason,
+                    EXISTS (SELECT 1 FROM judicial_measures j WHERE j.mandate_id = m.id) AS judicial,
                     ARRAY(SELECT a.category FROM authorisations a WHERE a.mandate_id = m.id ORDER BY a.category) AS categories
              FROM mandates m JOIN usagers u ON u.id = m.usager_id ",
             $($tail),+
@@ -155,6 +160,7 @@ pub struct ListRow {
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
     ended_reason: Option<String>,
+    judicial: bool,
     categories: Vec<String>,
 }
 
@@ -222,6 +228,7 @@ pub(super) fn to_row(r: ListRow, now: OffsetDateTime) -> Row {
         created: date(r.created_at),
         expires: date(r.expires_at),
         state: State::of(r.expires_at, r.ended_reason.as_deref(), now),
+        judicial: r.judicial,
     }
 }
 
@@ -270,6 +277,13 @@ pub async fn list(
         .guard
         .allows(me, &domain, Action::MandateExport)
         .await;
+    let mut tx = scope.tenant.begin().await?;
+    let guardian: bool =
+        sqlx::query_scalar("SELECT guardian_service FROM structures WHERE id = $1")
+            .bind(scope.structure.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
 
     html(&ListPage {
         theme: THEME,
@@ -285,6 +299,7 @@ pub async fn list(
         rows: rows.into_iter().map(|r| to_row(r, now)).collect(),
         page,
         can_create,
+        guardian,
         can_export,
         csrf: csrf::token(req, platform.settings.http.secure_cookies()),
     })

@@ -13,6 +13,8 @@ pub mod activity;
 pub mod consent;
 /// Creating a mandate: terms, FranceConnect, recap and confirmation.
 pub mod creation;
+/// A guardian service's judicial measures: recording one.
+pub mod judicial;
 /// The structure's mandates, and the référent's CSV export of them.
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.

@@ -53,6 +53,8 @@ struct RecapPage<'a> {
     transfer: bool,
     /// (checkbox value, what it is) of each mandate a transfer may end.
     offered: Vec<(String, String)>,
+    /// A judicial measure, line by line.
+    judicial: Vec<String>,
 }
 
 /// A mandate a transfer may end, as the recap offers it.
@@ -117,6 +119,25 @@ fn recap_page(
             explained,
             transfer: row.transfer,
             offered: offered.iter().map(transfer_text).collect(),
+            judicial: row
+                .judicial
+                .as_ref()
+                .map(|m| {
+                    let m = &m.0;
+                    let mut lines = vec![
+                        format!("Mesure : {}", crate::judicial::kind_label(&m.kind)),
+                        format!(
+                            "Décision du {} ({}, référence {})",
+                            m.decision_date, m.court, m.decision_reference
+                        ),
+                        format!("Du {} au {}", m.starts, m.ends),
+                    ];
+                    if let Some(r) = &m.renewal_date {
+                        lines.push(format!("Révision prévue le {r}"));
+                    }
+                    lines
+                })
+                .unwrap_or_default(),
             theme: THEME,
             nav: nav("/mandats"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
@@ -130,7 +151,11 @@ fn recap_page(
                 .unwrap_or_else(|| "aucune".to_owned()),
             argent: cats.iter().any(|c| c == "argent"),
             categories: labels,
-            duration: categories::duration_label(row.duration_days),
+            duration: if row.judicial.is_some() {
+                "celle de la mesure"
+            } else {
+                categories::duration_label(row.duration_days)
+            },
             ends,
             error,
             phone: typed.telephone.clone().unwrap_or_default(),

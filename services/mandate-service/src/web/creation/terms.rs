@@ -189,17 +189,30 @@ pub async fn new_form(
     new_page(req, &platform, &shared, &scope.structure, &terms, None)
 }
 
+/// What a draft is opened with.
+pub(crate) struct DraftTerms<'a> {
+    pub codes: &'a [&'a str],
+    pub duration: i32,
+    pub renewal_of: Option<MandateId>,
+    pub transfer: bool,
+    pub judicial: Option<&'a crate::judicial::Measure>,
+}
+
 /// Opens the draft, bound to the session and structure. A renewal of a mandate that is not
 /// the structure's is refused (404) before anything is written.
-async fn open_draft(
+pub(crate) async fn open_draft(
     scope: &Scope,
-    codes: &[&str],
-    duration: i32,
-    renewal_of: Option<MandateId>,
-    transfer: bool,
+    terms: &DraftTerms<'_>,
     state: &str,
     nonce: &str,
 ) -> PageResult<()> {
+    let DraftTerms {
+        codes,
+        duration,
+        renewal_of,
+        transfer,
+        judicial,
+    } = *terms;
     let state_hash = secrets::token_hash(state);
     let draft = Uuid::now_v7();
     let mut tx = scope.tenant.begin().await?;
@@ -217,8 +230,8 @@ async fn open_draft(
     }
     sqlx::query(
         "INSERT INTO mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days, renewal_of,
-                                     state_hash, nonce, expires_at, transfer)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11)",
+                                     state_hash, nonce, expires_at, transfer, judicial)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(mins => $10), $11, $12)",
     )
     .bind(draft)
     .bind(scope.structure.id)
@@ -231,6 +244,7 @@ async fn open_draft(
     .bind(nonce)
     .bind(mandates::DRAFT_MINUTES as i32)
     .bind(transfer)
+    .bind(judicial.map(sqlx::types::Json))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -273,16 +287,14 @@ pub async fn new_submit(
     let state = secrets::new_token();
     let nonce = secrets::new_token();
     let codes: Vec<&str> = cats.iter().map(|c| c.code).collect();
-    open_draft(
-        &scope,
-        &codes,
+    let draft = DraftTerms {
+        codes: &codes,
         duration,
-        terms.renewal_of,
-        terms.transfer,
-        &state,
-        &nonce,
-    )
-    .await?;
+        renewal_of: terms.renewal_of,
+        transfer: terms.transfer,
+        judicial: None,
+    };
+    open_draft(&scope, &draft, &state, &nonce).await?;
     match shared.fc.authorize_url(&state, &nonce).await {
         Ok(url) => Ok(see_other(url)),
         Err(e) => notice(

@@ -1,0 +1,218 @@
+//! Judicial protection measures (issue 18 §1, first part): a guardian service's delegate
+//! records a court's measure, the protected person identifies with FranceConnect (the
+//! stand-in), and the mandate exists for the decision's period and démarches only, marked
+//! judicial in the list and journaled. A structure that is not a guardian service cannot; a
+//! measure without a reference or ending before it starts is refused in French and writes
+//! nothing.
+
+mod common;
+
+use common::fc::identify;
+use common::identity::*;
+use common::{TestApp, spawn_app};
+use foundation::ids::{MandateId, StructureId};
+use policies::Role;
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+async fn delegate(app: &TestApp, guardian: bool) -> (TestProfessional, StructureId, Browser) {
+    let structure = structure_domain(app, "33").await;
+    sqlx::query(
+        "UPDATE dep_33.structures SET name = 'UDAF de la Gironde', guardian_service = $2 WHERE id = $1",
+    )
+    .bind(structure)
+    .bind(guardian)
+    .execute(&app.db.admin)
+    .await
+    .expect("service");
+    let who = professional(
+        &app.db.admin,
+        "Délégué Mandataire",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    assert_eq!(log_in(&client, app, &who, -1).await.status(), 303);
+    (who, structure, client)
+}
+
+fn date_in(days: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
+}
+
+#[tokio::test]
+async fn a_guardian_service_records_a_measure_for_its_period_and_demarches_only() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = delegate(&app, true).await;
+    let decided = date_in(-30);
+    let ends = date_in(5 * 365);
+    let measure = |reference: &'static str, end: String| {
+        vec![
+            ("mesure", "tutelle".to_owned()),
+            ("tribunal", "Tribunal judiciaire de Bordeaux".to_owned()),
+            ("decision_reference", reference.to_owned()),
+            ("decision_date", decided.clone()),
+            ("debut", decided.clone()),
+            ("fin", end),
+            ("categories", "argent".to_owned()),
+            ("categories", "logement".to_owned()),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let client = &client;
+        let app = &app;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(
+                client,
+                app,
+                "/mesures/nouvelle",
+                "/mesures/nouvelle",
+                &fields,
+            )
+            .await
+        }
+    };
+
+    // Bad input: said in French, nothing written.
+    let resp = post(measure("", ends.clone())).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("Indiquez la référence de la décision")
+    );
+    let resp = post(measure("RG 26/01234", date_in(-60))).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("La fin de la mesure doit venir après son début")
+    );
+    let drafts: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandate_drafts")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("brouillons");
+    assert_eq!(drafts, 0);
+
+    // The measure, then the person through FranceConnect, then the recap.
+    let resp = post(measure("RG 26/01234", ends.clone())).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let recap = identify(&client, &app, &location(&resp), "test").await;
+    let (_, html) = page(&client, &app.url(&recap)).await;
+    assert!(html.contains("Mesure : Tutelle"), "{html}");
+    assert!(html.contains("référence RG 26/01234"), "{html}");
+    let code = who.code_now(0).await;
+    let resp = post_form(
+        &client,
+        &app,
+        &recap,
+        &recap,
+        &[("code", &code), ("declaration", "oui")],
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let mandate: MandateId = location(&resp)
+        .trim_start_matches("/mandats/")
+        .trim_end_matches("?message=cree")
+        .parse()
+        .expect("mandat");
+
+    // For the decision's period (not a year) and its démarches only.
+    let (kind, identified_by, end): (String, String, String) = sqlx::query_as(
+        "SELECT kind, identified_by, ends::text FROM dep_33.judicial_measures WHERE mandate_id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("mesure");
+    assert_eq!(
+        (kind.as_str(), identified_by.as_str(), end.as_str()),
+        ("tutelle", "franceconnect", ends.as_str())
+    );
+    let expires: String = sqlx::query_scalar(
+        "SELECT (expires_at AT TIME ZONE 'UTC')::date::text FROM dep_33.mandates WHERE id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("fin");
+    assert_eq!(expires, ends);
+    let live: Vec<String> = sqlx::query_scalar(
+        "SELECT category FROM dep_33.live_authorisations WHERE mandate_id = $1 ORDER BY category",
+    )
+    .bind(mandate)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("démarches");
+    assert_eq!(live, ["argent", "logement"]);
+    let journaled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal WHERE kind = 'judicial_measure_recorded' AND mandate_id = $1",
+    )
+    .bind(mandate)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(journaled, 1);
+    let (_, html) = page(&client, &app.url("/mandats")).await;
+    assert!(html.contains("Mesure judiciaire"), "{html}");
+    assert!(html.contains("href=\"/mesures/nouvelle\""), "{html}");
+
+    // The form passes axe.
+    for (url, violations) in test_support::browser::axe_violations_with_cookies(
+        &[app.url("/mesures/nouvelle")],
+        &client.cookies(),
+    )
+    .await
+    {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_structure_that_is_not_a_guardian_service_records_no_measure() {
+    let app = spawn_app(&["33"]).await;
+    let (_, _, client) = delegate(&app, false).await;
+    let (status, html) = page(&client, &app.url("/mesures/nouvelle")).await;
+    assert_eq!(status, 403);
+    assert!(
+        html.contains("n&#39;enregistre pas de mesures de protection")
+            || html.contains("n'enregistre pas de mesures de protection"),
+        "{html}"
+    );
+    let resp = post_form(
+        &client,
+        &app,
+        "/mandats/nouveau",
+        "/mesures/nouvelle",
+        &[
+            ("mesure", "tutelle"),
+            ("tribunal", "TJ"),
+            ("decision_reference", "RG 1"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let drafts: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandate_drafts")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("brouillons");
+    assert_eq!(drafts, 0);
+}

@@ -1,0 +1,181 @@
+//! `/mesures/nouvelle`: a guardian service's delegate records a judicial measure — its kind,
+//! court, decision (date, reference), period and renewal date, and the démarches the decision
+//! allows — then identifies the protected person with FranceConnect; the recap and its
+//! confirmation are the counter's (`creation`), which record the measure beside the mandate.
+//! A structure that is not a guardian service answers 403 with an explanation; a mistake shows
+//! the form again (422) with what was typed, and nothing is written.
+
+use askama::Template;
+use foundation::app::Platform;
+use foundation::auth::{csrf, guard, secrets};
+use foundation::web::{NavItem, PageResult, Theme};
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Request, Response, handler};
+use policies::Action;
+use time::OffsetDateTime;
+
+use super::creation::terms::{CategoryChoice, DraftTerms, category_choices, open_draft};
+use super::{Shared, THEME, form_answer, nav, notice, see_other};
+use crate::judicial::{KINDS, Measure};
+use crate::mandates;
+use crate::scope::{Scope, VerifiedScope};
+
+#[derive(Template)]
+#[template(path = "judicial_new.html")]
+struct NewPage<'a> {
+    theme: &'a Theme,
+    nav: Vec<NavItem>,
+    csrf: String,
+    structure: &'a str,
+    kinds: Vec<(&'static str, &'static str, bool)>,
+    categories: Vec<CategoryChoice>,
+    m: &'a Measure,
+    error: Option<String>,
+}
+
+/// The measure and démarches as typed (the form's fields).
+fn typed(body: &str) -> (Measure, Vec<String>) {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap_or_default();
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let renewal = field("revision");
+    (
+        Measure {
+            kind: field("mesure"),
+            court: field("tribunal"),
+            decision_date: field("decision_date"),
+            decision_reference: field("decision_reference"),
+            starts: field("debut"),
+            ends: field("fin"),
+            renewal_date: (!renewal.is_empty()).then_some(renewal),
+        },
+        pairs
+            .iter()
+            .filter(|(k, _)| k == "categories")
+            .map(|(_, v)| v.clone())
+            .take(20)
+            .collect(),
+    )
+}
+
+fn page(
+    req: &Request,
+    platform: &Platform,
+    scope: &Scope,
+    m: &Measure,
+    chosen: &[String],
+    error: Option<String>,
+) -> PageResult<Response> {
+    let failed = error.is_some();
+    form_answer(
+        &NewPage {
+            theme: THEME,
+            nav: nav("/mandats"),
+            csrf: csrf::token(req, platform.settings.http.secure_cookies()),
+            structure: &scope.structure.name,
+            kinds: KINDS.iter().map(|(k, l)| (*k, *l, *k == m.kind)).collect(),
+            categories: category_choices(&scope.structure.demarches, chosen),
+            m,
+            error,
+        },
+        failed,
+    )
+}
+
+/// Whether the current structure is a guardian service; or the page that says it is not.
+async fn guardian_service(scope: &Scope) -> PageResult<Result<(), Response>> {
+    let mut tx = scope.tenant.begin().await?;
+    let flagged: bool = sqlx::query_scalar("SELECT guardian_service FROM structures WHERE id = $1")
+        .bind(scope.structure.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if flagged {
+        return Ok(Ok(()));
+    }
+    Ok(Err(notice(
+        StatusCode::FORBIDDEN,
+        "Votre structure n'enregistre pas de mesures de protection",
+        vec!["Seuls les services mandataires judiciaires et les associations tutélaires habilités enregistrent des mesures de protection judiciaire. Pour un mandat ordinaire, utilisez « Nouveau mandat ».".into()],
+        Some(("/mandats/nouveau", "Nouveau mandat")),
+    )?))
+}
+
+/// `GET /mesures/nouvelle`.
+#[handler]
+pub async fn new_form(
+    req: &Request,
+    platform: Data<&Platform>,
+    VerifiedScope(scope): VerifiedScope,
+) -> PageResult<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
+    if let Err(answer) = guardian_service(&scope).await? {
+        return Ok(answer);
+    }
+    let empty = Measure {
+        kind: String::new(),
+        court: String::new(),
+        decision_date: String::new(),
+        decision_reference: String::new(),
+        starts: String::new(),
+        ends: String::new(),
+        renewal_date: None,
+    };
+    page(req, &platform, &scope, &empty, &[], None)
+}
+
+/// `POST /mesures/nouvelle`: the measure checked, then the draft and FranceConnect.
+#[handler]
+pub async fn new_submit(
+    req: &Request,
+    platform: Data<&Platform>,
+    shared: Data<&Shared>,
+    VerifiedScope(scope): VerifiedScope,
+    body: String,
+) -> PageResult<Response> {
+    guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
+    if let Err(answer) = guardian_service(&scope).await? {
+        return Ok(answer);
+    }
+    let (measure, chosen) = typed(&body);
+    let today = OffsetDateTime::now_utc().date();
+    let checked = measure
+        .clone()
+        .checked(today)
+        .map_err(|e| e.to_string())
+        .and_then(|(m, days)| {
+            mandates::validate_categories(&chosen, &scope.structure.demarches)
+                .map(|cats| (m, days, cats))
+                .map_err(|e| e.to_string())
+        });
+    let (measure, days, cats) = match checked {
+        Ok(ok) => ok,
+        Err(error) => return page(req, &platform, &scope, &measure, &chosen, Some(error)),
+    };
+    let state = secrets::new_token();
+    let nonce = secrets::new_token();
+    let codes: Vec<&str> = cats.iter().map(|c| c.code).collect();
+    let draft = DraftTerms {
+        codes: &codes,
+        duration: days,
+        renewal_of: None,
+        transfer: false,
+        judicial: Some(&measure),
+    };
+    open_draft(&scope, &draft, &state, &nonce).await?;
+    match shared.fc.authorize_url(&state, &nonce).await {
+        Ok(url) => Ok(see_other(url)),
+        Err(e) => notice(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FranceConnect n'est pas disponible",
+            vec![e.to_string()],
+            Some(("/mesures/nouvelle", "Recommencer")),
+        ),
+    }
+}
