@@ -158,17 +158,34 @@ pub enum StructuresCommand {
         #[arg(long)]
         france_services: bool,
     },
+    /// Marque une structure comme service mandataire judiciaire (mesures de protection), ou
+    /// retire la marque avec --non.
+    Guardian {
+        #[arg(long)]
+        departement: String,
+        #[arg(long)]
+        structure: foundation::ids::StructureId,
+        #[arg(long)]
+        non: bool,
+    },
 }
 
 pub async fn run_structures(pool: &PgPool, command: &StructuresCommand) -> anyhow::Result<()> {
-    let StructuresCommand::Create {
-        tenant,
-        name,
-        kind,
-        commune,
-        address,
-        france_services,
-    } = command;
+    let (tenant, name, kind, commune, address, france_services) = match command {
+        StructuresCommand::Create {
+            tenant,
+            name,
+            kind,
+            commune,
+            address,
+            france_services,
+        } => (tenant, name, kind, commune, address, france_services),
+        StructuresCommand::Guardian {
+            departement,
+            structure,
+            non,
+        } => return set_guardian(pool, departement, *structure, !*non).await,
+    };
     let commune = CommuneCode::parse(commune)?;
     let tenant_departement: Option<String> =
         sqlx::query_scalar("SELECT departement_code FROM platform.tenants WHERE id = $1")
@@ -193,5 +210,47 @@ pub async fn run_structures(pool: &PgPool, command: &StructuresCommand) -> anyho
     };
     let id = create_structure(&ctx, &new).await?;
     println!("structure créée : {id}");
+    Ok(())
+}
+
+/// Flags (or unflags) a structure as a guardian service, which records judicial measures;
+/// journaled in its territory.
+async fn set_guardian(
+    pool: &PgPool,
+    departement: &str,
+    structure: foundation::ids::StructureId,
+    on: bool,
+) -> anyhow::Result<()> {
+    let tenancy = crate::tenancy(pool).await?;
+    let ctx = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse(departement)?)
+        .await?;
+    let mut tx = ctx.begin().await?;
+    let updated = sqlx::query("UPDATE structures SET guardian_service = $2 WHERE id = $1")
+        .bind(structure)
+        .bind(on)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    anyhow::ensure!(
+        updated == 1,
+        "aucune structure {structure} dans le département {departement}"
+    );
+    foundation::journal::append(
+        &mut tx,
+        foundation::journal::NewEntry::new(foundation::journal::Event::StructureDetailsUpdated)
+            .structure(structure)
+            .details(serde_json::json!({ "guardian_service": on })),
+    )
+    .await?;
+    tx.commit().await?;
+    println!(
+        "structure {structure} : {}",
+        if on {
+            "service mandataire judiciaire (mesures de protection)"
+        } else {
+            "n'enregistre plus de mesures de protection"
+        }
+    );
     Ok(())
 }

@@ -1006,3 +1006,73 @@ async fn the_retention_plan_shows_before_anything_runs_and_bad_periods_are_refus
     assert!(!out.status.success());
     assert!(stderr(&out).contains("Aucune personne"), "{}", stderr(&out));
 }
+
+/// `structures guardian` flags a structure as a guardian service (and `--non` unflags it),
+/// journaled; an unknown structure is said so and nothing changes.
+#[tokio::test]
+async fn a_structure_is_flagged_as_a_guardian_service_and_back() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let structure = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code)
+         VALUES ($1, $2, 'UDAF de la Gironde', 'association', '33063')",
+    )
+    .bind(structure)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&db.admin)
+    .await
+    .expect("structure");
+    let flag = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT guardian_service FROM dep_33.structures WHERE id = $1",
+        )
+        .bind(structure)
+        .fetch_one(&db.admin)
+        .await
+        .expect("drapeau")
+    };
+    let id = structure.to_string();
+    let args = [
+        "structures",
+        "guardian",
+        "--departement",
+        "33",
+        "--structure",
+        &id,
+    ];
+    let out = tenant_admin(&db.admin_url, &args).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(flag().await);
+    let mut off = args.to_vec();
+    off.push("--non");
+    let out = tenant_admin(&db.admin_url, &off).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!flag().await);
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let out = tenant_admin(
+        &db.admin_url,
+        &[
+            "structures",
+            "guardian",
+            "--departement",
+            "33",
+            "--structure",
+            &nobody,
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("aucune structure"),
+        "{}",
+        stderr(&out)
+    );
+    let journaled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal WHERE kind = 'structure_details_updated' AND structure_id = $1",
+    )
+    .bind(structure)
+    .fetch_one(&db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(journaled, 2);
+}

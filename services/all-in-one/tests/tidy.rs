@@ -36,7 +36,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("tenant-admin/src/journal.rs", 3),
     ("tenant-admin/src/keys.rs", 1),
     ("tenant-admin/src/letters.rs", 2),
-    ("tenant-admin/src/professionals.rs", 2),
+    ("tenant-admin/src/professionals.rs", 3),
     ("tenant-admin/src/retention.rs", 3),
     // Scheduled jobs and workers (every served territory).
     ("services/habilitation-desk/src/alerts.rs", 2),
