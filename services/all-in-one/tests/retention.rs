@@ -165,10 +165,23 @@ async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_do
     .expect("journal");
     assert!(mentions >= 2, "{mentions}");
     let after = journal_verifies(&app, &territory).await;
+    assert!(after >= before + 3, "{before} → {after}");
+    // Each step journaled once (other jobs of the running platform may journal meanwhile).
+    let steps: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, count(*) FROM dep_33.journal
+         WHERE kind IN ('retention_archived', 'retention_purged', 'usager_erased')
+         GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
     assert_eq!(
-        after,
-        before + 3,
-        "archivage, purge et effacement journalisés"
+        steps,
+        [
+            ("retention_archived".to_owned(), 1),
+            ("retention_purged".to_owned(), 1),
+            ("usager_erased".to_owned(), 1)
+        ]
     );
 
     // Nothing more is due: the plan and a second run say so.
