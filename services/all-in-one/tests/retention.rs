@@ -92,6 +92,8 @@ async fn journal_verifies(app: &common::TestApp, territory: &Territory) -> i64 {
 #[tokio::test]
 async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_does_nothing() {
     let app = spawn_app(&["33"]).await;
+    // The platform's own daily run happens at start-up: done before the test's data exists.
+    common::wait_for_first_run(&app, "retention_mandates").await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = common::identity::professional(
         &app.db.admin,
@@ -213,6 +215,8 @@ async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_do
 #[tokio::test]
 async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_journal_verifies() {
     let app = spawn_app(&["33"]).await;
+    // The platform's own daily run happens at start-up: done before the test's data exists.
+    common::wait_for_first_run(&app, "retention_mandates").await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = common::identity::professional(
         &app.db.admin,
@@ -275,4 +279,70 @@ async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_jour
         retention::erase(&cx, &territory, usager, OffsetDateTime::now_utc()).await,
         Err(EraseError::Unknown)
     ));
+}
+
+/// Two runs at once (the job and an operator's `retention run`, say): each mandate is purged
+/// and journaled once, each person erased once.
+#[tokio::test]
+async fn two_runs_at_once_purge_and_journal_each_mandate_once() {
+    let app = spawn_app(&["33"]).await;
+    // The platform's own daily run happens at start-up: done before the test's data exists.
+    common::wait_for_first_run(&app, "retention_mandates").await;
+    let structure = common::identity::structure_domain(&app, "33").await;
+    let aidant = common::identity::professional(
+        &app.db.admin,
+        "Aidant Concurrence",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let settings = test_support::test_settings(&app.db.app_url);
+    let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    let cx = Context {
+        pool: &app.db.admin,
+        subject_key: &key,
+    };
+    for _ in 0..6 {
+        mandate(&app, &territory, structure, aidant.id, Some(7)).await;
+    }
+    let now = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(
+        retention::run(&cx, &territory, now),
+        retention::run(&cx, &territory, now)
+    );
+    let (a, b) = (a.expect("passage a"), b.expect("passage b"));
+    assert_eq!(a.purged + b.purged, 6, "{a:?} {b:?}");
+    assert_eq!(a.erased + b.erased, 6, "{a:?} {b:?}");
+    let journaled: Vec<String> =
+        sqlx::query_scalar("SELECT details FROM dep_33.journal WHERE kind = 'retention_purged'")
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("journal");
+    let mut ids: Vec<String> = journaled
+        .iter()
+        .flat_map(|d| {
+            serde_json::from_str::<serde_json::Value>(d).expect("json")["mandates"]
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|v| v.as_str().expect("id").to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!((before, ids.len()), (6, 6), "{journaled:?}");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM dep_33.journal WHERE kind = 'usager_erased'"
+        )
+        .await,
+        6
+    );
 }

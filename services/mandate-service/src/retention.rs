@@ -140,6 +140,7 @@ pub async fn run(
     let archived: Vec<MandateId> = sqlx::query_scalar(
         "UPDATE mandates SET archived_at = $4
          WHERE id IN (SELECT id FROM mandates_due($1, $2, $3, $4, 'archive'))
+           AND archived_at IS NULL
          RETURNING id",
     )
     .bind(&p.tenants)
@@ -160,14 +161,19 @@ pub async fn run(
 
     loop {
         let mut tx = territory.begin().await?;
-        let due: Vec<MandateId> =
-            sqlx::query_scalar("SELECT id FROM mandates_due($1, $2, $3, $4, 'purge') LIMIT 500")
-                .bind(&p.tenants)
-                .bind(&p.archive)
-                .bind(&p.purge)
-                .bind(at)
-                .fetch_all(&mut *tx)
-                .await?;
+        // Locked, and skipped when another run (the job on another replica, an operator's
+        // `retention run`) holds them: each mandate is purged and journaled once.
+        let due: Vec<MandateId> = sqlx::query_scalar(
+            "SELECT m.id FROM mandates m
+             WHERE m.id IN (SELECT id FROM mandates_due($1, $2, $3, $4, 'purge'))
+             ORDER BY m.id LIMIT 500 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&p.tenants)
+        .bind(&p.archive)
+        .bind(&p.purge)
+        .bind(at)
+        .fetch_all(&mut *tx)
+        .await?;
         if due.is_empty() {
             tx.commit().await?;
             break;
