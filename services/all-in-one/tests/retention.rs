@@ -89,18 +89,27 @@ async fn journal_verifies(app: &common::TestApp, territory: &Territory) -> i64 {
     v.checked as i64
 }
 
-#[tokio::test]
-async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_does_nothing() {
+/// A Gironde platform whose own first retention run is done (before the test's data exists),
+/// a structure with one aidant, its territory, and the key of the usager index.
+struct Setup {
+    app: common::TestApp,
+    structure: StructureId,
+    aidant: foundation::ids::ProfessionalId,
+    territory: Territory,
+    key: String,
+}
+
+async fn setup(aidant_name: &str) -> Setup {
     let app = spawn_app(&["33"]).await;
-    // The platform's own daily run happens at start-up: done before the test's data exists.
     common::wait_for_first_run(&app, "retention_mandates").await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = common::identity::professional(
         &app.db.admin,
-        "Aidant Conservation",
+        aidant_name,
         &[(Role::Aidant, structure.domain(), Some("33"))],
     )
-    .await;
+    .await
+    .id;
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let territory = tenancy
         .unguarded(DepartementCode::parse("33").expect("33"))
@@ -108,15 +117,33 @@ async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_do
         .expect("territoire");
     let settings = test_support::test_settings(&app.db.app_url);
     let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    Setup {
+        app,
+        structure,
+        aidant,
+        territory,
+        key,
+    }
+}
+
+#[tokio::test]
+async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_does_nothing() {
+    let Setup {
+        app,
+        structure,
+        aidant,
+        territory,
+        key,
+    } = setup("Aidant Conservation").await;
     let cx = Context {
         pool: &app.db.admin,
         subject_key: &key,
     };
 
-    let (gone, purged) = mandate(&app, &territory, structure, aidant.id, Some(7)).await;
-    let (_, archived) = mandate(&app, &territory, structure, aidant.id, Some(4)).await;
-    let (_, recent) = mandate(&app, &territory, structure, aidant.id, Some(1)).await;
-    let (_, live) = mandate(&app, &territory, structure, aidant.id, None).await;
+    let (gone, purged) = mandate(&app, &territory, structure, aidant, Some(7)).await;
+    let (_, archived) = mandate(&app, &territory, structure, aidant, Some(4)).await;
+    let (_, recent) = mandate(&app, &territory, structure, aidant, Some(1)).await;
+    let (_, live) = mandate(&app, &territory, structure, aidant, None).await;
     let before = journal_verifies(&app, &territory).await;
 
     // Default periods, 3 + 3 years: one to archive, one to purge, its person to erase.
@@ -214,28 +241,18 @@ async fn the_plan_says_what_a_run_archives_purges_and_erases_and_a_second_run_do
 
 #[tokio::test]
 async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_journal_verifies() {
-    let app = spawn_app(&["33"]).await;
-    // The platform's own daily run happens at start-up: done before the test's data exists.
-    common::wait_for_first_run(&app, "retention_mandates").await;
-    let structure = common::identity::structure_domain(&app, "33").await;
-    let aidant = common::identity::professional(
-        &app.db.admin,
-        "Aidant Effacement",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let territory = tenancy
-        .unguarded(DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("territoire");
-    let settings = test_support::test_settings(&app.db.app_url);
-    let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    let Setup {
+        app,
+        structure,
+        aidant,
+        territory,
+        key,
+    } = setup("Aidant Effacement").await;
     let cx = Context {
         pool: &app.db.admin,
         subject_key: &key,
     };
-    let (usager, mandate) = mandate(&app, &territory, structure, aidant.id, None).await;
+    let (usager, mandate) = mandate(&app, &territory, structure, aidant, None).await;
     let now = OffsetDateTime::now_utc();
 
     let refused = retention::erase(&cx, &territory, usager, now).await;
@@ -250,7 +267,7 @@ async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_jour
     assert_eq!(count(&app, "SELECT count(*) FROM dep_33.usagers").await, 1);
 
     let mut tx = territory.begin().await.expect("tx");
-    mandates::revoke(&mut tx, structure, mandate, None, Some(aidant.id), now)
+    mandates::revoke(&mut tx, structure, mandate, None, Some(aidant), now)
         .await
         .expect("révocation");
     tx.commit().await.expect("commit");
@@ -285,29 +302,19 @@ async fn a_person_is_erased_at_their_request_only_with_nothing_live_and_the_jour
 /// and journaled once, each person erased once.
 #[tokio::test]
 async fn two_runs_at_once_purge_and_journal_each_mandate_once() {
-    let app = spawn_app(&["33"]).await;
-    // The platform's own daily run happens at start-up: done before the test's data exists.
-    common::wait_for_first_run(&app, "retention_mandates").await;
-    let structure = common::identity::structure_domain(&app, "33").await;
-    let aidant = common::identity::professional(
-        &app.db.admin,
-        "Aidant Concurrence",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let territory = tenancy
-        .unguarded(DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("territoire");
-    let settings = test_support::test_settings(&app.db.app_url);
-    let key = secrecy::ExposeSecret::expose_secret(&settings.security.idp_subject_key).to_owned();
+    let Setup {
+        app,
+        structure,
+        aidant,
+        territory,
+        key,
+    } = setup("Aidant Concurrence").await;
     let cx = Context {
         pool: &app.db.admin,
         subject_key: &key,
     };
     for _ in 0..6 {
-        mandate(&app, &territory, structure, aidant.id, Some(7)).await;
+        mandate(&app, &territory, structure, aidant, Some(7)).await;
     }
     let now = OffsetDateTime::now_utc();
     let (a, b) = tokio::join!(

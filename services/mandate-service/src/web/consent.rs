@@ -358,13 +358,8 @@ pub async fn callback(
         // Nothing of the identity is kept or logged; the draft ends, the request stays open.
         tracing::info!(consent = %consent.id, "remote consent identity does not match");
         remote_consent::drop_draft(&mut tx, waiting.draft).await?;
+        let (structure, _) = who(&platform, &mut tx, &consent).await?;
         tx.commit().await?;
-        let (structure, _) = {
-            let mut tx = territory.begin().await?;
-            let names = who(&platform, &mut tx, &consent).await?;
-            tx.commit().await?;
-            names
-        };
         return page(
             StatusCode::FORBIDDEN,
             "Cette identité ne correspond pas à la personne attendue",
