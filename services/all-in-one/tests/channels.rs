@@ -60,6 +60,14 @@ fn sample(template: &str, marker: &str) -> (Value, String) {
             json!({"date": "23/11/2026 à 10h05", "structure": marker, "demarches": ["Logement"], "url": url}),
             format!("une personne accompagnée par {marker} a donné un nouveau mandat"),
         ),
+        "judicial_measure_ending" => (
+            json!({"case": "D-2031", "kind": "Tutelle", "structure": marker, "ends": "14/03/2031", "days": "30", "url": url}),
+            format!("suivie par {marker} prend fin le 14/03/2031, dans 30 jours"),
+        ),
+        "judicial_measure_renewal" => (
+            json!({"case": "D-2031", "kind": "Tutelle", "structure": marker, "renewal": "15/09/2030", "ends": "14/03/2031", "url": url}),
+            format!("suivie par {marker} arrive à sa date de révision, le 15/09/2030"),
+        ),
         "remote_consent_link" => (
             json!({"structure": marker, "aidant": "Camille Martin", "url": url, "expires": "24/11/2026 à 10h05"}),
             format!("Camille Martin, de {marker}, a préparé un mandat"),

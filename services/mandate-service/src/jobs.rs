@@ -42,6 +42,8 @@ pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow:
         "SELECT id, structure_id, usager_id FROM mandates
          WHERE reminder_sent_at IS NULL AND ended_at IS NULL AND duration_days >= 182
            AND expires_at > now() AND expires_at <= now() + make_interval(days => $1)
+           -- Judicial measures have their own alerts (judicial::alerts).
+           AND NOT EXISTS (SELECT 1 FROM judicial_measures j WHERE j.mandate_id = mandates.id)
          ORDER BY expires_at FOR UPDATE SKIP LOCKED LIMIT 5000",
     )
     .bind(REMINDER_DAYS)

@@ -4,10 +4,16 @@
 //! like the others — in the lists, the identity provider (whose `rep_scope` is the mandate's
 //! démarches, so exactly what the decision allows) and the journal — marked judicial, with the
 //! measure beside it (`judicial_measures`, département migration 0022). The protected person is
-//! identified through FranceConnect here; identification by the decision's civil-status data,
-//! the decision document and bulk import come next.
+//! identified through FranceConnect at the counter, or by the decision's civil-status data when
+//! the service imports its measures (`import`); measures are assigned to the service's
+//! delegates and handed over (`caseload`), and alerts go out before they end (`alerts`).
 
-use foundation::ids::MandateId;
+pub mod alerts;
+pub mod caseload;
+pub mod csv;
+pub mod import;
+
+use foundation::ids::{MandateId, ProfessionalId, StructureId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantTx;
 use serde::{Deserialize, Serialize};
@@ -30,6 +36,11 @@ pub fn kind_label(kind: &str) -> &str {
         .iter()
         .find(|(k, _)| *k == kind)
         .map_or(kind, |(_, l)| l)
+}
+
+/// `2031-03-14` as `14/03/2031` (as it is when unreadable).
+pub fn fr_date(iso: &str) -> String {
+    date(iso).map_or_else(|| iso.to_owned(), foundation::paris::day)
 }
 
 /// A measure as the court decided it (dates as `YYYY-MM-DD`).
@@ -123,20 +134,32 @@ impl Measure {
     }
 }
 
-/// Records the measure beside its mandate, in the mandate's transaction; journaled (its kind
-/// and dates, not its reference).
-pub async fn record(
-    tx: &mut TenantTx,
-    mandate: MandateId,
-    measure: &Measure,
-    identified_by: &str,
-) -> Result<(), sqlx::Error> {
+/// A measure to record beside its mandate.
+pub struct Recorded<'a> {
+    pub mandate: MandateId,
+    pub structure: StructureId,
+    pub by: ProfessionalId,
+    pub measure: &'a Measure,
+    /// The démarche codes the decision allows (the mandate's authorisations).
+    pub categories: &'a [String],
+    /// `franceconnect`, or `civil_status` (the decision's civil-status data).
+    pub identified_by: &'a str,
+    /// The service's own case number (imports).
+    pub case_number: Option<&'a str>,
+    pub delegate: Option<ProfessionalId>,
+}
+
+/// Records the measure beside its mandate, in the mandate's transaction; journaled (its kind,
+/// dates and delegate, not its reference).
+pub async fn record(tx: &mut TenantTx, r: &Recorded<'_>) -> Result<(), sqlx::Error> {
+    let measure = r.measure;
     sqlx::query(
         "INSERT INTO judicial_measures (mandate_id, kind, court, decision_date, decision_reference,
-                                        starts, ends, renewal_date, identified_by)
-         VALUES ($1, $2, $3, $4::date, $5, $6::date, $7::date, $8::date, $9)",
+                                        starts, ends, renewal_date, identified_by, structure_id,
+                                        case_number, delegate_id, categories)
+         VALUES ($1, $2, $3, $4::date, $5, $6::date, $7::date, $8::date, $9, $10, $11, $12, $13)",
     )
-    .bind(mandate)
+    .bind(r.mandate)
     .bind(&measure.kind)
     .bind(&measure.court)
     .bind(&measure.decision_date)
@@ -144,19 +167,28 @@ pub async fn record(
     .bind(&measure.starts)
     .bind(&measure.ends)
     .bind(&measure.renewal_date)
-    .bind(identified_by)
+    .bind(r.identified_by)
+    .bind(r.structure)
+    .bind(r.case_number)
+    .bind(r.delegate)
+    .bind(r.categories)
     .execute(&mut **tx)
     .await?;
     journal::append(
         tx,
         NewEntry::new(Event::JudicialMeasureRecorded)
-            .mandate(mandate)
+            .structure(r.structure)
+            .professional(r.by)
+            .mandate(r.mandate)
             .details(json!({
                 "kind": measure.kind,
                 "decision_date": measure.decision_date,
                 "starts": measure.starts,
                 "ends": measure.ends,
-                "identified_by": identified_by,
+                "renewal_date": measure.renewal_date,
+                "categories": r.categories,
+                "identified_by": r.identified_by,
+                "delegate": r.delegate,
             })),
     )
     .await?;

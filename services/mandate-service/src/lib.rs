@@ -260,6 +260,7 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             usager_space::reindex_job(),
             transfers::job(),
             retention::job(),
+            judicial::alerts::job(),
         ],
     })
 }

@@ -230,6 +230,7 @@ async fn purge(
         "UPDATE remote_consents SET renewal_of = NULL WHERE renewal_of = ANY($1)",
         "DELETE FROM remote_consents WHERE mandate_id = ANY($1)",
         "DELETE FROM mandate_transfers WHERE mandate_id = ANY($1)",
+        "DELETE FROM judicial_alerts WHERE mandate_id = ANY($1)",
         "DELETE FROM judicial_measures WHERE mandate_id = ANY($1)",
         "DELETE FROM oidc_grants WHERE mandate_id = ANY($1)",
         "DELETE FROM authorisations WHERE mandate_id = ANY($1)",

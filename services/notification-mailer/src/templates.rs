@@ -74,6 +74,14 @@ const TEMPLATES: &[Template] = &[
         ["structure", "demarches", "date", "url"]
     ),
     template!(
+        "judicial_measure_ending",
+        ["case", "kind", "structure", "ends", "days", "url"]
+    ),
+    template!(
+        "judicial_measure_renewal",
+        ["case", "kind", "structure", "renewal", "ends", "url"]
+    ),
+    template!(
         "remote_consent_link",
         ["structure", "aidant", "url", "expires"],
         sms

@@ -91,6 +91,10 @@ pub enum Event {
     RetentionPurged,
     UsagerErased,
     JudicialMeasureRecorded,
+    JudicialMeasureUpdated,
+    JudicialMeasuresImported,
+    JudicialMeasureHandedOver,
+    JudicialMeasureAlertQueued,
 }
 
 impl Event {
@@ -140,6 +144,10 @@ impl Event {
             Event::RetentionPurged => "retention_purged",
             Event::UsagerErased => "usager_erased",
             Event::JudicialMeasureRecorded => "judicial_measure_recorded",
+            Event::JudicialMeasureUpdated => "judicial_measure_updated",
+            Event::JudicialMeasuresImported => "judicial_measures_imported",
+            Event::JudicialMeasureHandedOver => "judicial_measure_handed_over",
+            Event::JudicialMeasureAlertQueued => "judicial_measure_alert_queued",
         }
     }
 }
@@ -192,6 +200,10 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "retention_purged" => "Mandats purgés (fin de la durée de conservation)",
         "usager_erased" => "Identité d'une personne effacée",
         "judicial_measure_recorded" => "Mesure de protection judiciaire enregistrée",
+        "judicial_measure_updated" => "Mesure de protection judiciaire mise à jour",
+        "judicial_measures_imported" => "Mesures de protection importées",
+        "judicial_measure_handed_over" => "Mesure de protection confiée à un autre délégué",
+        "judicial_measure_alert_queued" => "Alerte d'échéance d'une mesure de protection",
         _ => return None,
     })
 }

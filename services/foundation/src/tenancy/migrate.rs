@@ -263,6 +263,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 22,
                 "0022_judicial_measures"
             ),
+            migration!(
+                "mandate-service",
+                "departement",
+                23,
+                "0023_measure_caseloads"
+            ),
         ])
     });
 

@@ -179,6 +179,7 @@ async fn create(
         Change::typed(confirmation.address),
     )
     .await?;
+    let codes: Vec<String> = categories.iter().map(|c| c.code.to_owned()).collect();
     let mandate = super::create(
         &mut tx,
         &NewMandate {
@@ -202,7 +203,20 @@ async fn create(
             .await?;
     }
     if let (true, Some(measure)) = (mandate == mandate_id, &confirmation.terms.judicial) {
-        crate::judicial::record(&mut tx, mandate, measure, "franceconnect").await?;
+        crate::judicial::record(
+            &mut tx,
+            &crate::judicial::Recorded {
+                mandate,
+                structure: scope.structure.id,
+                by: scope.me.id,
+                measure,
+                categories: &codes,
+                identified_by: "franceconnect",
+                case_number: None,
+                delegate: Some(scope.me.id),
+            },
+        )
+        .await?;
     }
     if mandate == mandate_id && !confirmation.transfers.is_empty() {
         crate::transfers::record(
