@@ -10,6 +10,7 @@ mod keys;
 mod letters;
 mod migrate;
 mod pix;
+mod measures;
 mod professionals;
 mod retention;
 
@@ -107,6 +108,11 @@ enum Command {
     Retention {
         #[command(subcommand)]
         command: retention::RetentionCommand,
+    },
+    /// Mesures de protection judiciaire d'un service mandataire : import CSV.
+    Measures {
+        #[command(subcommand)]
+        command: measures::MeasuresCommand,
     },
     /// Personnes accompagnées : effacement à leur demande.
     Usagers {
@@ -294,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Letters { command } => letters::run(&connect(&cli).await?, command).await?,
         Command::Retention { command } => retention::run(&connect(&cli).await?, command).await?,
         Command::Usagers { command } => retention::usagers(&connect(&cli).await?, command).await?,
+        Command::Measures { command } => measures::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
         Command::Mail {
             command: MailCommand::Test { to },

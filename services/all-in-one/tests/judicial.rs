@@ -1,11 +1,15 @@
-//! Judicial protection measures (issue 18 §1, first part): a guardian service's delegate
-//! records a court's measure, the protected person identifies with FranceConnect (the
-//! stand-in), and the mandate exists for the decision's period and démarches only, marked
-//! judicial in the list and journaled. A structure that is not a guardian service cannot; a
-//! measure without a reference or ending before it starts is refused in French and writes
-//! nothing.
+//! Judicial protection measures (issue 18 §1–3): a guardian service's delegate records a
+//! court's measure, the protected person identifies with FranceConnect (the stand-in), and the
+//! mandate exists for the decision's period and démarches only, marked judicial in the list and
+//! journaled. A structure that is not a guardian service cannot; a measure without a reference
+//! or ending before it starts is refused in French and writes nothing. The service imports its
+//! measures from a CSV (`judicial_import` below: report, idempotent re-import, Latin-1 and
+//! malformed files refused whole, use through the identity provider within the decision's
+//! démarches), hands caseloads over, and is alerted before measures end.
 
 mod common;
+#[path = "judicial/import.rs"]
+mod judicial_import;
 
 use common::fc::identify;
 use common::identity::*;
@@ -173,7 +177,7 @@ async fn a_guardian_service_records_a_measure_for_its_period_and_demarches_only(
     assert_eq!(journaled, 1);
     let (_, html) = page(&client, &app.url("/mandats")).await;
     assert!(html.contains("Mesure judiciaire"), "{html}");
-    assert!(html.contains("href=\"/mesures/nouvelle\""), "{html}");
+    assert!(html.contains("href=\"/mesures\""), "{html}");
 
     // The form passes axe.
     for (url, violations) in test_support::browser::axe_violations_with_cookies(

@@ -25,6 +25,8 @@ pub fn csrf_cookie_name(secure: bool) -> &'static str {
 pub const CSRF_FIELD: &str = "csrf";
 /// Forms are small: a larger body is refused before parsing.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// A form carrying a file (`multipart/form-data`: a CSV of measures, a court decision).
+pub const MAX_UPLOAD_BYTES: usize = 12 * 1024 * 1024;
 
 /// The token to put in forms: the cookie's, or a new one set on the response.
 pub fn token(req: &Request, secure: bool) -> String {
@@ -79,6 +81,19 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
+}
+
+/// A text field of a multipart form (the token comes first in our forms, before any file).
+async fn multipart_field(req: &Request, body: Vec<u8>, name: &str) -> Option<String> {
+    use poem::FromRequest;
+    let mut body = poem::RequestBody::new(poem::Body::from(body));
+    let mut form = poem::web::Multipart::from_request(req, &mut body).await.ok()?;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some(name) {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 fn forbidden() -> poem::Error {
@@ -144,14 +159,28 @@ pub fn protect<E: Endpoint + 'static>(
             let given = match header_token {
                 Some(t) => t,
                 None => {
+                    let multipart = req
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("multipart/form-data"));
+                    let limit = if multipart {
+                        MAX_UPLOAD_BYTES
+                    } else {
+                        MAX_FORM_BYTES
+                    };
                     let body = req
                         .take_body()
-                        .into_bytes_limit(MAX_FORM_BYTES)
+                        .into_bytes_limit(limit)
                         .await
                         .map_err(|_| poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))?;
-                    let token = form_field(&body, CSRF_FIELD).unwrap_or_default();
+                    let token = if multipart {
+                        multipart_field(&req, body.to_vec(), CSRF_FIELD).await
+                    } else {
+                        form_field(&body, CSRF_FIELD)
+                    };
                     req.set_body(body);
-                    token
+                    token.unwrap_or_default()
                 }
             };
             if expected.len() < 32 || !constant_time_eq(&expected, &given) {

@@ -89,7 +89,7 @@ fn page(
 }
 
 /// Whether the current structure is a guardian service; or the page that says it is not.
-async fn guardian_service(scope: &Scope) -> PageResult<Result<(), Response>> {
+pub(crate) async fn guardian_service(scope: &Scope) -> PageResult<Result<(), Response>> {
     let mut tx = scope.tenant.begin().await?;
     let flagged: bool = sqlx::query_scalar("SELECT guardian_service FROM structures WHERE id = $1")
         .bind(scope.structure.id)

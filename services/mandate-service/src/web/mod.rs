@@ -15,6 +15,10 @@ pub mod consent;
 pub mod creation;
 /// A guardian service's judicial measures: recording one.
 pub mod judicial;
+/// A guardian service's CSV import of measures, its progress and report.
+pub mod measure_import;
+/// A guardian service's measures by delegate, and their hand-over.
+pub mod measures;
 /// The structure's mandates, and the référent's CSV export of them.
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.
