@@ -8,9 +8,9 @@ mod internal;
 mod journal;
 mod keys;
 mod letters;
+mod measures;
 mod migrate;
 mod pix;
-mod measures;
 mod professionals;
 mod retention;
 

@@ -48,8 +48,15 @@ pub async fn run(pool: &PgPool, command: &MeasuresCommand) -> anyhow::Result<()>
         "{} importée(s), {} mise(s) à jour, {} déjà à jour, {} refusée(s)",
         report.imported, report.updated, report.unchanged, report.refused
     );
-    for l in report.lines.iter().filter(|l| l.outcome == Outcome::Refused) {
-        println!("ligne {} (dossier {}) refusée : {}", l.line, l.case_number, l.reason);
+    for l in report
+        .lines
+        .iter()
+        .filter(|l| l.outcome == Outcome::Refused)
+    {
+        println!(
+            "ligne {} (dossier {}) refusée : {}",
+            l.line, l.case_number, l.reason
+        );
     }
     Ok(())
 }

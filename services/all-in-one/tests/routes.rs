@@ -527,6 +527,7 @@ enum IdKind {
     Draft,
     Usager,
     RemoteConsent,
+    MeasureImport,
 }
 
 fn id_kind(template: &str) -> Option<IdKind> {
@@ -538,6 +539,8 @@ fn id_kind(template: &str) -> Option<IdKind> {
         Some(IdKind::Mandate)
     } else if template.starts_with("/usagers/:id") {
         Some(IdKind::Usager)
+    } else if template.starts_with("/mesures/import/:id") {
+        Some(IdKind::MeasureImport)
     } else {
         None
     }
@@ -550,6 +553,7 @@ struct Foreign {
     mandate: MandateId,
     draft: Uuid,
     remote_consent: Uuid,
+    measure_import: Uuid,
 }
 
 async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) -> Foreign {
@@ -620,6 +624,18 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
     .execute(&mut *tx)
     .await
     .expect("consentement à distance");
+    // A guardian service's import of measures (its report names case numbers).
+    let measure_import = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO measure_imports (id, structure_id, started_by, file_name, file_sha256, state)
+         VALUES ($1, $2, $3, 'mesures.csv', '\\x00', 'done')",
+    )
+    .bind(measure_import)
+    .bind(structure)
+    .bind(aidant.id)
+    .execute(&mut *tx)
+    .await
+    .expect("import de mesures");
     tx.commit().await.expect("commit");
     Foreign {
         family_name,
@@ -627,6 +643,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
         mandate,
         draft,
         remote_consent,
+        measure_import,
     }
 }
 
@@ -694,6 +711,7 @@ async fn foreign_ids_answer_404_and_lists_show_no_foreign_rows() {
                 IdKind::Draft => rows.draft.to_string(),
                 IdKind::Usager => rows.usager.to_string(),
                 IdKind::RemoteConsent => rows.remote_consent.to_string(),
+                IdKind::MeasureImport => rows.measure_import.to_string(),
             };
             let path = r.path.replace(":id", &id);
 

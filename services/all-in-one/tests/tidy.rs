@@ -37,6 +37,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("tenant-admin/src/keys.rs", 1),
     ("tenant-admin/src/letters.rs", 2),
     ("tenant-admin/src/professionals.rs", 3),
+    ("tenant-admin/src/measures.rs", 1),
     ("tenant-admin/src/retention.rs", 3),
     // Scheduled jobs and workers (every served territory).
     ("services/habilitation-desk/src/alerts.rs", 2),
@@ -45,6 +46,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/habilitation-desk/src/statistics.rs", 1),
     ("services/habilitation-desk/src/activation.rs", 2),
     ("services/mandate-service/src/jobs.rs", 3),
+    ("services/mandate-service/src/judicial/alerts.rs", 1),
     ("services/mandate-service/src/retention.rs", 1),
     ("services/notification-mailer/src/letters.rs", 1),
     ("services/notification-mailer/src/worker.rs", 3),

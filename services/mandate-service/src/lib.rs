@@ -94,20 +94,21 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
                 recent(Action::MandateCreate),
                 web::creation::terms::new_submit.data(shared.clone()),
             ),
-        Page::at("/mesures").get(
-            permission(Action::MandateList),
-            web::measures::list,
-        ),
+        Page::at("/mesures").get(permission(Action::MandateList), web::measures::list),
         Page::at("/mesures/passation")
             .post(recent(Action::MandateCreate), web::measures::hand_over),
         Page::at("/mesures/import")
             .get(recent(Action::MandateCreate), web::measure_import::new_form)
             .post(recent(Action::MandateCreate), web::measure_import::upload),
         Page::at("/mesures/import.js").get(Access::Public, web::measure_import::script),
-        Page::at("/mesures/import/:id")
-            .get(permission(Action::MandateCreate), web::measure_import::import_state),
-        Page::at("/mesures/import/:id/etat")
-            .get(permission(Action::MandateCreate), web::measure_import::import_progress),
+        Page::at("/mesures/import/:id").get(
+            permission(Action::MandateCreate),
+            web::measure_import::import_state,
+        ),
+        Page::at("/mesures/import/:id/etat").get(
+            permission(Action::MandateCreate),
+            web::measure_import::import_progress,
+        ),
         Page::at("/mesures/nouvelle")
             .get(recent(Action::MandateCreate), web::judicial::new_form)
             .post(

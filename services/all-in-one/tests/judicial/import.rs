@@ -11,8 +11,8 @@ use mandate_service::judicial::alerts;
 use policies::Role;
 use serde_json::{Value, json};
 
-use super::common::idp::{Fixture, Rp, choose, register};
 use super::common::identity::*;
+use super::common::idp::{Fixture, Rp, choose, register};
 use super::common::{TestApp, spawn_app};
 
 pub const HEADER: &str = "numero_dossier;nom_naissance;nom_usage;prenoms;sexe;date_naissance;code_lieu_naissance;code_pays_naissance;type_mesure;tribunal;date_jugement;numero_rg;date_debut;date_fin;date_revision;demarches;delegue";
@@ -27,7 +27,15 @@ fn fr(offset: i64) -> String {
 
 /// A line of the file: case, family name, given names, kind, end (days from today), démarches,
 /// delegate.
-pub fn line(case: &str, family: &str, given: &str, kind: &str, ends: i64, demarches: &str, delegate: &str) -> String {
+pub fn line(
+    case: &str,
+    family: &str,
+    given: &str,
+    kind: &str,
+    ends: i64,
+    demarches: &str,
+    delegate: &str,
+) -> String {
     format!(
         "{case};{family};;{given};F;12/04/1941;33063;99100;{kind};Tribunal judiciaire de Bordeaux;{};RG {case};{};{};;{demarches};{delegate}",
         fr(-30),
@@ -93,8 +101,16 @@ pub async fn upload(app: &TestApp, client: &Browser, bytes: &[u8]) -> reqwest::R
 /// Uploads a readable file and waits for its report page; returns the page.
 pub async fn import(app: &TestApp, client: &Browser, bytes: &[u8]) -> String {
     let resp = upload(app, client, bytes).await;
-    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap_or_default());
-    let at = resp.headers()["location"].to_str().expect("location").to_owned();
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let at = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
     for _ in 0..600 {
         let state: Value = client
             .get(&app.url(&format!("{at}/etat")))
@@ -165,7 +181,10 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     let resp = upload(&app, &s.client, &latin1).await;
     assert_eq!(resp.status(), 422);
     let html = resp.text().await.expect("page");
-    assert!(html.contains("Ligne 2, colonne 6") && html.contains("Latin-1"), "{html}");
+    assert!(
+        html.contains("Ligne 2, colonne 6") && html.contains("Latin-1"),
+        "{html}"
+    );
     let malformed = format!(
         "{HEADER}\n{}\nD-2;Martin;Jeanne\n",
         line("D-1", "Martin", "Jeanne", "tutelle", 400, "social", "")
@@ -181,10 +200,34 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     let (a, b) = (&s.first.email, &s.second.email);
     let file = [
         HEADER.to_owned(),
-        line("D-101", "Lefèvre", "Marthe Louise", "Curatelle renforcée", 900, "argent|logement", a),
+        line(
+            "D-101",
+            "Lefèvre",
+            "Marthe Louise",
+            "Curatelle renforcée",
+            900,
+            "argent|logement",
+            a,
+        ),
         line("D-102", "Garnier", "Paul", "tutelle", 400, "social", b),
-        line("D-103", "Roux", "Emma", "habilitation familiale", 200, "social|argent", ""),
-        line("D-104", "Faure", "Léon", "tutelle", 300, "social", &outsider.email),
+        line(
+            "D-103",
+            "Roux",
+            "Emma",
+            "habilitation familiale",
+            200,
+            "social|argent",
+            "",
+        ),
+        line(
+            "D-104",
+            "Faure",
+            "Léon",
+            "tutelle",
+            300,
+            "social",
+            &outsider.email,
+        ),
         line("D-105", "Blanc", "Zoé", "tutelle", -10, "social", a),
         line("D-106", "Noël", "Jean", "tutelle", 300, "cuisine", a),
     ]
@@ -194,7 +237,11 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
         report.contains("3 importées, 0 mise à jour, 0 déjà à jour, 3 refusées"),
         "{report}"
     );
-    assert!(report.contains("n&#39;est pas un délégué de votre service") || report.contains("n'est pas un délégué de votre service"), "{report}");
+    assert!(
+        report.contains("n&#39;est pas un délégué de votre service")
+            || report.contains("n'est pas un délégué de votre service"),
+        "{report}"
+    );
     assert!(report.contains("la mesure est déjà terminée"), "{report}");
     assert!(report.contains("démarche « cuisine » inconnue"), "{report}");
     assert_eq!(count(&app, measures, s.structure).await, 3);
@@ -209,12 +256,13 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     .await;
     assert_eq!(civil, 3);
     let d101 = measure_of(&app, s.structure, "D-101").await;
-    let holder: Option<foundation::ids::ProfessionalId> =
-        sqlx::query_scalar("SELECT delegate_id FROM dep_33.judicial_measures WHERE mandate_id = $1")
-            .bind(d101)
-            .fetch_one(&app.db.admin)
-            .await
-            .expect("délégué");
+    let holder: Option<foundation::ids::ProfessionalId> = sqlx::query_scalar(
+        "SELECT delegate_id FROM dep_33.judicial_measures WHERE mandate_id = $1",
+    )
+    .bind(d101)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("délégué");
     assert_eq!(holder, Some(s.first.id));
 
     // The same file again changes nothing.
@@ -229,15 +277,34 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
 
     // The court extends D-101 and allows Social too: updated, not duplicated.
     let changed = file.replace(
-        &line("D-101", "Lefèvre", "Marthe Louise", "Curatelle renforcée", 900, "argent|logement", a),
-        &line("D-101", "Lefèvre", "Marthe Louise", "Curatelle renforcée", 1200, "argent|logement|social", a),
+        &line(
+            "D-101",
+            "Lefèvre",
+            "Marthe Louise",
+            "Curatelle renforcée",
+            900,
+            "argent|logement",
+            a,
+        ),
+        &line(
+            "D-101",
+            "Lefèvre",
+            "Marthe Louise",
+            "Curatelle renforcée",
+            1200,
+            "argent|logement|social",
+            a,
+        ),
     );
     let report = import(&app, &s.client, changed.as_bytes()).await;
     assert!(
         report.contains("0 importée, 1 mise à jour, 2 déjà à jour, 3 refusées"),
         "{report}"
     );
-    assert!(report.contains("modifié : décision, démarches."), "{report}");
+    assert!(
+        report.contains("modifié : décision, démarches."),
+        "{report}"
+    );
     let live: Vec<String> = sqlx::query_scalar(
         "SELECT category FROM dep_33.live_authorisations WHERE mandate_id = $1 ORDER BY category",
     )
@@ -288,7 +355,9 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
         mandate: d101,
     };
     let (url, _) = rp.start(Some("Logement")).await;
-    let landed = rp.land(&choose(&fx, &app, &url, usager, "logement").await).await;
+    let landed = rp
+        .land(&choose(&fx, &app, &url, usager, "logement").await)
+        .await;
     assert_eq!(landed["error"], Value::Null, "{landed}");
     assert_eq!(landed["claims"]["rep_scope"], json!(["Logement"]));
     assert_eq!(landed["userinfo"]["family_name"], "Lefèvre");
@@ -297,7 +366,11 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     let (url, _) = rp.start(Some("Justice")).await;
     let (status, html) = page(&fx.aidant, &url).await;
     assert_eq!(status, 200);
-    assert!(html.contains("Aucune personne n'a de mandat en cours") || html.contains("Aucune personne n&#39;a de mandat en cours"), "{html}");
+    assert!(
+        html.contains("Aucune personne n'a de mandat en cours")
+            || html.contains("Aucune personne n&#39;a de mandat en cours"),
+        "{html}"
+    );
 
     // The pages pass axe.
     let import_page: String = sqlx::query_scalar(
@@ -307,7 +380,11 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     .fetch_one(&app.db.admin)
     .await
     .expect("import");
-    let urls = [app.url("/mesures"), app.url("/mesures/import"), app.url(&import_page)];
+    let urls = [
+        app.url("/mesures"),
+        app.url("/mesures/import"),
+        app.url(&import_page),
+    ];
     for (url, violations) in
         test_support::browser::axe_violations_with_cookies(&urls, &fx.aidant.cookies()).await
     {
@@ -332,12 +409,18 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
 
     // The first delegate's own measures come first, though B-1 ends sooner.
     let (_, html) = page(&s.client, &app.url("/mesures")).await;
-    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("{needle} : {html}"));
+    let at = |needle: &str| {
+        html.find(needle)
+            .unwrap_or_else(|| panic!("{needle} : {html}"))
+    };
     assert!(at("A-3") < at("B-1") && at("A-1") < at("B-1"), "{html}");
 
     // Some of them: A-1 to the second delegate.
     let a1 = measure_of(&app, s.structure, "A-1").await;
-    let (a2, a3) = (measure_of(&app, s.structure, "A-2").await, measure_of(&app, s.structure, "A-3").await);
+    let (a2, a3) = (
+        measure_of(&app, s.structure, "A-2").await,
+        measure_of(&app, s.structure, "A-3").await,
+    );
     let b1 = measure_of(&app, s.structure, "B-1").await;
     let form_page = format!("/mesures?delegue={}", s.first.id);
     let (from, to) = (s.first.id.to_string(), s.second.id.to_string());
@@ -346,10 +429,20 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
         &app,
         &form_page,
         "/mesures/passation",
-        &[("de", &from), ("a", &to), ("portee", "choisies"), ("mesure", &a1.to_string())],
+        &[
+            ("de", &from),
+            ("a", &to),
+            ("portee", "choisies"),
+            ("mesure", &a1.to_string()),
+        ],
     )
     .await;
-    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let held = |m: MandateId| {
         let db = app.db.admin.clone();
         async move {
@@ -379,11 +472,20 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
         &app,
         &form_page,
         "/mesures/passation",
-        &[("de", &from), ("a", &outsider.id.to_string()), ("portee", "toutes")],
+        &[
+            ("de", &from),
+            ("a", &outsider.id.to_string()),
+            ("portee", "toutes"),
+        ],
     )
     .await;
     assert_eq!(resp.status(), 422);
-    assert!(resp.text().await.expect("page").contains("pas un délégué de votre service"));
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("pas un délégué de votre service")
+    );
     let resp = post_form(
         &s.client,
         &app,
@@ -399,7 +501,12 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
     )
     .await;
     assert_eq!(resp.status(), 422);
-    assert!(resp.text().await.expect("page").contains("ne sont plus suivies par ce délégué"));
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("ne sont plus suivies par ce délégué")
+    );
     assert_eq!(held(a2).await, Some(s.first.id), "rien n'a bougé");
 
     // All that remain, in one step: the first delegate leaves with nothing.
@@ -413,7 +520,10 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
     .await;
     assert_eq!(resp.status(), 303);
     let (_, html) = page(&s.client, &app.url(&super::common::idp::location(&resp))).await;
-    assert!(html.contains("2 mesures ont été confiées à Bruno Délégué"), "{html}");
+    assert!(
+        html.contains("2 mesures ont été confiées à Bruno Délégué"),
+        "{html}"
+    );
     for m in [a2, a3] {
         assert_eq!(held(m).await, Some(s.second.id));
     }
@@ -427,7 +537,11 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
     .expect("journal");
     assert_eq!(journaled.len(), 3);
     assert_eq!(journaled[0].0, a1);
-    assert!(journaled.iter().all(|(_, d)| d.contains(&to) && d.contains(&from)));
+    assert!(
+        journaled
+            .iter()
+            .all(|(_, d)| d.contains(&to) && d.contains(&from))
+    );
 }
 
 #[tokio::test]
@@ -439,8 +553,10 @@ async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_
     let a = &s.first.email;
     // E-1 ends in 100 days, with a renewal date in 40; E-2 ends in 20 (its 90- and 30-day
     // alerts were never sent: a missed run).
-    let with_renewal = line("E-1", "Etienne", "Eve", "tutelle", 100, "social", a)
-        .replace(&format!("{};;social", fr(100)), &format!("{};{};social", fr(100), fr(40)));
+    let with_renewal = line("E-1", "Etienne", "Eve", "tutelle", 100, "social", a).replace(
+        &format!("{};;social", fr(100)),
+        &format!("{};{};social", fr(100), fr(40)),
+    );
     let file = [
         HEADER.to_owned(),
         with_renewal,
@@ -476,8 +592,16 @@ async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_
     // Today: E-2's most urgent due threshold (30 days) only.
     assert_eq!(run(0).await, 1);
     assert_eq!(sent(ending, a.clone()).await, 1);
-    assert_eq!(sent(ending, s.referent.email.clone()).await, 1, "la référente aussi");
-    assert_eq!(sent(ending, s.second.email.clone()).await, 0, "pas l'autre délégué");
+    assert_eq!(
+        sent(ending, s.referent.email.clone()).await,
+        1,
+        "la référente aussi"
+    );
+    assert_eq!(
+        sent(ending, s.second.email.clone()).await,
+        0,
+        "pas l'autre délégué"
+    );
     assert_eq!(run(0).await, 0, "une seule fois");
     // E-1: nothing at 91 days, the 90-day alert at 90, nothing until the renewal date.
     assert_eq!(run(100 - 91).await, 0);
@@ -492,7 +616,11 @@ async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_
     assert_eq!(run(100 - 30).await, 1);
     assert_eq!(run(100 - 7).await, 1);
     assert_eq!(run(100 - 6).await, 0);
-    assert_eq!(sent(ending, a.clone()).await, 5, "E-2 : 30, 7 ; E-1 : 90, 30, 7");
+    assert_eq!(
+        sent(ending, a.clone()).await,
+        5,
+        "E-2 : 30, 7 ; E-1 : 90, 30, 7"
+    );
     let alerts: Vec<String> = sqlx::query_scalar(
         "SELECT details FROM dep_33.journal WHERE kind = 'judicial_measure_alert_queued' AND structure_id = $1 ORDER BY id",
     )
@@ -502,7 +630,12 @@ async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_
     .expect("journal");
     let kinds: Vec<String> = alerts
         .iter()
-        .map(|d| serde_json::from_str::<Value>(d).expect("json")["alert"].as_str().expect("alert").to_owned())
+        .map(|d| {
+            serde_json::from_str::<Value>(d).expect("json")["alert"]
+                .as_str()
+                .expect("alert")
+                .to_owned()
+        })
         .collect();
     assert_eq!(kinds, ["30", "90", "renewal", "7", "30", "7"]);
     // The e-mail names the case, never the person.

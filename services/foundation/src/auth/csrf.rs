@@ -87,7 +87,9 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 async fn multipart_field(req: &Request, body: Vec<u8>, name: &str) -> Option<String> {
     use poem::FromRequest;
     let mut body = poem::RequestBody::new(poem::Body::from(body));
-    let mut form = poem::web::Multipart::from_request(req, &mut body).await.ok()?;
+    let mut form = poem::web::Multipart::from_request(req, &mut body)
+        .await
+        .ok()?;
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some(name) {
             return field.text().await.ok();

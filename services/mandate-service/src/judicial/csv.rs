@@ -159,9 +159,15 @@ pub fn decode(bytes: &[u8]) -> Result<&str, FileError> {
             let at = e.valid_up_to();
             let before = &bytes[..at];
             let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            let line_start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1);
             // The column as a person counts it: characters since the start of the line.
-            let column = String::from_utf8_lossy(&bytes[line_start..at]).chars().count() + 1;
+            let column = String::from_utf8_lossy(&bytes[line_start..at])
+                .chars()
+                .count()
+                + 1;
             let latin1 = bytes
                 .iter()
                 .filter(|b| **b >= 0x80)
@@ -315,12 +321,9 @@ fn csv_error(e: &::csv::Error, line: usize) -> FileError {
 /// A date written `JJ/MM/AAAA` or `AAAA-MM-JJ`, as `AAAA-MM-JJ`.
 fn iso_date(s: &str) -> Option<String> {
     let s = s.trim();
-    let parsed = Date::parse(
-        s,
-        time::macros::format_description!("[day]/[month]/[year]"),
-    )
-    .or_else(|_| Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")))
-    .ok()?;
+    let parsed = Date::parse(s, time::macros::format_description!("[day]/[month]/[year]"))
+        .or_else(|_| Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")))
+        .ok()?;
     Some(parsed.to_string())
 }
 
@@ -370,7 +373,9 @@ fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
     let family_name = field("nom_naissance");
     let given_names = field("prenoms");
     if family_name.is_empty() || given_names.is_empty() {
-        return refuse("le nom de naissance et les prénoms de la personne sont obligatoires.".into());
+        return refuse(
+            "le nom de naissance et les prénoms de la personne sont obligatoires.".into(),
+        );
     }
     if family_name.chars().count() > 100 || given_names.chars().count() > 200 {
         return refuse("le nom ou les prénoms sont trop longs.".into());
@@ -384,9 +389,9 @@ fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
         return refuse("date de naissance illisible : écrivez-la 15/03/1950.".into());
     };
     let birthplace = field("code_lieu_naissance").to_uppercase();
-    if !birthplace.is_empty()
-        && !(birthplace.len() == 5 && birthplace.chars().all(|c| c.is_ascii_alphanumeric()))
-    {
+    let birthplace_ok = birthplace.is_empty()
+        || (birthplace.len() == 5 && birthplace.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !birthplace_ok {
         return refuse("code de commune de naissance : 5 caractères (code INSEE).".into());
     }
     let country = field("code_pays_naissance");
@@ -395,7 +400,9 @@ fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
     } else if country.len() == 5 && country.chars().all(|c| c.is_ascii_digit()) {
         country
     } else {
-        return refuse("code de pays de naissance : 5 chiffres (code INSEE, 99100 pour la France).".into());
+        return refuse(
+            "code de pays de naissance : 5 chiffres (code INSEE, 99100 pour la France).".into(),
+        );
     };
     let kind = match kind_of(&field("type_mesure")) {
         Ok(k) => k,
@@ -403,7 +410,8 @@ fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
     };
     let dated = |name: &str, label: &str| -> Result<String, String> {
         let raw = field(name);
-        iso_date(&raw).ok_or_else(|| format!("{label} illisible (« {raw} ») : écrivez-la 15/03/2026."))
+        iso_date(&raw)
+            .ok_or_else(|| format!("{label} illisible (« {raw} ») : écrivez-la 15/03/2026."))
     };
     let dates = (|| {
         let decision = dated("date_jugement", "date du jugement")?;
@@ -531,7 +539,12 @@ mod tests {
         assert_eq!((e.line, e.column), (2, Some(8)));
         assert!(e.message.contains("Latin-1"), "{e}");
         let utf16 = [0xFF, 0xFE, b'n', 0];
-        assert!(decode(&utf16).expect_err("utf-16").message.contains("UTF-16"));
+        assert!(
+            decode(&utf16)
+                .expect_err("utf-16")
+                .message
+                .contains("UTF-16")
+        );
         let bom = b"\xEF\xBB\xBFnumero_dossier";
         assert_eq!(decode(bom).expect("utf-8"), "numero_dossier");
         let e = decode(b"a\nb\x81(").expect_err("neither UTF-8 nor Latin-1");

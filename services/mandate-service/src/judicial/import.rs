@@ -277,7 +277,9 @@ fn days_until(ends: &str, today: time::Date) -> i32 {
         time::macros::format_description!("[year]-[month]-[day]"),
     )
     .unwrap_or(today);
-    i32::try_from((ends - today).whole_days()).unwrap_or(1).max(1)
+    i32::try_from((ends - today).whole_days())
+        .unwrap_or(1)
+        .max(1)
 }
 
 async fn create(
@@ -505,5 +507,8 @@ async fn update(
             })),
     )
     .await?;
-    Ok((Outcome::Updated, format!("modifié : {}.", changed.join(", "))))
+    Ok((
+        Outcome::Updated,
+        format!("modifié : {}.", changed.join(", ")),
+    ))
 }

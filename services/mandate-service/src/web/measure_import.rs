@@ -13,17 +13,17 @@ use foundation::app::Platform;
 use foundation::auth::{csrf, guard};
 use foundation::web::{NavItem, PageError, PageResult, Theme};
 use poem::web::{Data, Json, Multipart, Path};
-use poem::{Request, Response, handler};
+use poem::{Body, FromRequest, Request, Response, handler};
 use policies::Action;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::judicial::guardian_service;
 use super::{THEME, form_answer, nav, parse_id, see_other};
-use foundation::web::html;
 use crate::judicial::csv::{self, COLUMNS};
 use crate::judicial::import::{self, Context, LineReport, Outcome, Report};
 use crate::scope::{Scope, VerifiedScope};
+use foundation::web::html;
 
 #[derive(Template)]
 #[template(path = "measure_import.html")]
@@ -53,7 +53,12 @@ struct StatePage<'a> {
     updated: Vec<LineReport>,
 }
 
-fn form(req: &Request, platform: &Platform, scope: &Scope, error: Option<String>) -> PageResult<Response> {
+fn form(
+    req: &Request,
+    platform: &Platform,
+    scope: &Scope,
+    error: Option<String>,
+) -> PageResult<Response> {
     let failed = error.is_some();
     form_answer(
         &FormPage {
@@ -62,7 +67,11 @@ fn form(req: &Request, platform: &Platform, scope: &Scope, error: Option<String>
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
             structure: &scope.structure.name,
             columns: COLUMNS,
-            header: COLUMNS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(";"),
+            header: COLUMNS
+                .iter()
+                .map(|(c, _)| *c)
+                .collect::<Vec<_>>()
+                .join(";"),
             error,
         },
         failed,
@@ -89,16 +98,27 @@ pub async fn upload(
     req: &Request,
     platform: Data<&Platform>,
     VerifiedScope(scope): VerifiedScope,
-    mut multipart: Multipart,
+    body: Body,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
     if let Err(answer) = guardian_service(&scope).await? {
         return Ok(answer);
     }
+    // Read only once the guard has let the caller through.
+    let Ok(mut multipart) = Multipart::from_request(req, &mut poem::RequestBody::new(body)).await
+    else {
+        let error = "Envoyez le fichier avec le formulaire ci-dessous.".to_owned();
+        return form(req, &platform, &scope, Some(error));
+    };
     let mut file: Option<(String, Vec<u8>)> = None;
     while let Ok(Some(field)) = multipart.next_field().await {
         if field.name() == Some("fichier") {
-            let name = field.file_name().unwrap_or("mesures.csv").chars().take(200).collect();
+            let name = field
+                .file_name()
+                .unwrap_or("mesures.csv")
+                .chars()
+                .take(200)
+                .collect();
             match field.bytes().await {
                 Ok(bytes) => file = Some((name, bytes)),
                 Err(_) => break,
@@ -188,7 +208,14 @@ pub async fn upload(
     Ok(see_other(format!("/mesures/import/{id}")))
 }
 
-type ImportRow = (String, String, i32, i32, Option<serde_json::Value>, Option<String>);
+type ImportRow = (
+    String,
+    String,
+    i32,
+    i32,
+    Option<serde_json::Value>,
+    Option<String>,
+);
 
 /// The import's name, state, progress, report and error; an import of another structure is
 /// not found. An import left `running` for ten minutes was interrupted (a restart).
@@ -216,7 +243,7 @@ async fn load(scope: &Scope, id: Uuid) -> PageResult<ImportRow> {
 #[handler]
 pub async fn import_state(
     platform: Data<&Platform>,
-    VerifiedScope(scope): VerifiedScope,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
@@ -255,7 +282,7 @@ pub async fn import_state(
 #[handler]
 pub async fn import_progress(
     platform: Data<&Platform>,
-    VerifiedScope(scope): VerifiedScope,
+    scope: Scope,
     Path(id): Path<String>,
 ) -> PageResult<Json<serde_json::Value>> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;

@@ -149,7 +149,7 @@ async fn render(
 pub async fn list(
     req: &Request,
     platform: Data<&Platform>,
-    VerifiedScope(scope): VerifiedScope,
+    scope: Scope,
     Query(q): Query<ListQuery>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;

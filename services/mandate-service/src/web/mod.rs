@@ -15,14 +15,14 @@ pub mod consent;
 pub mod creation;
 /// A guardian service's judicial measures: recording one.
 pub mod judicial;
-/// A guardian service's CSV import of measures, its progress and report.
-pub mod measure_import;
-/// A guardian service's measures by delegate, and their hand-over.
-pub mod measures;
 /// The structure's mandates, and the référent's CSV export of them.
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.
 pub mod mandate;
+/// A guardian service's CSV import of measures, its progress and report.
+pub mod measure_import;
+/// A guardian service's measures by delegate, and their hand-over.
+pub mod measures;
 /// The aidant's side of remote consent: preparing, following, resending, cancelling.
 pub mod remote;
 /// A usager: identity, receipts' channel, mandates and history.
