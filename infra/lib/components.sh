@@ -288,6 +288,8 @@ run_bench() {
   "$CARGO_TARGET_DIR/release/bench-idp"
   echo
   "$CARGO_TARGET_DIR/release/bench-statistics"
+  echo
+  "$CARGO_TARGET_DIR/release/bench-measures"
 }
 
 # Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The demo's training organisation, sessions and habilitation files at every step.
+mod guardian;
 mod training;
 use training::{demo_training, demo_training_organisation};
 
@@ -34,6 +35,12 @@ async fn ensure_tenant(pool: &PgPool, kind: TenantKind, name: &str) -> anyhow::R
         Err(e) => Err(e.into()),
     }
 }
+
+/// The delegates of the demo's guardian service (demo accounts).
+const DELEGATES: [&str; 2] = [
+    "gael.delegue@demo.aidantsconnect.test",
+    "diane.deleguee@demo.aidantsconnect.test",
+];
 
 pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     // Absent means production (as for the services): the demo needs an explicit
@@ -123,6 +130,14 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
             "60 avenue du Maréchal de Lattre de Tassigny",
             false,
         ),
+        (
+            council,
+            "Service mandataire de l'UDAF de la Gironde",
+            "association",
+            "33063",
+            "52 rue du Commandant Arnould",
+            false,
+        ),
     ];
     let mut ids = Vec::new();
     for (tenant_id, name, kind, commune, address, france_services) in structures {
@@ -150,6 +165,7 @@ pub async fn run(pool: &PgPool, app_role: &str) -> anyhow::Result<()> {
     demo_training(pool, &tenant, ids[0], organisation).await?;
     demo_mandates(pool, &tenant, ids[0]).await?;
     demo_history(&tenant, &ids).await?;
+    guardian::demo_measures(pool, &tenant, ids[5], &DELEGATES).await?;
     // Chained and signed at once, so that `journal verify` holds before the platform's own
     // checkpoint job has run.
     let tenancy = crate::tenancy(pool).await?;
@@ -646,9 +662,9 @@ async fn demo_accounts(
         &settings.security.totp_key,
         settings.security.totp_key_version,
     )?;
-    let (bastide, ccas) = (structures[0], structures[1]);
+    let (bastide, ccas, udaf) = (structures[0], structures[1], structures[5]);
     type Grants<'a> = Vec<(Role, Domain, Option<&'a str>)>;
-    let demo: [(&str, &str, Grants); 7] = [
+    let demo: [(&str, &str, Grants); 9] = [
         (
             "alice.aidant@demo.aidantsconnect.test",
             "Alice Aidant",
@@ -689,6 +705,19 @@ async fn demo_accounts(
             "alix.auditrice@demo.aidantsconnect.test",
             "Alix Auditrice",
             vec![(Role::Auditor, council.domain(), None)],
+        ),
+        (
+            DELEGATES[0],
+            "Gaël Délégué",
+            vec![
+                (Role::Referent, udaf.domain(), Some("33")),
+                (Role::Aidant, udaf.domain(), Some("33")),
+            ],
+        ),
+        (
+            DELEGATES[1],
+            "Diane Déléguée",
+            vec![(Role::Aidant, udaf.domain(), Some("33"))],
         ),
     ];
     println!("comptes de démonstration (adresse e-mail + code TOTP de la clé indiquée) :");

@@ -199,7 +199,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .fetch_one(&db.admin)
         .await
         .expect("count");
-    assert_eq!(structures, 5);
+    assert_eq!(structures, 6, "five structures and the guardian service");
     let requests: Vec<String> = sqlx::query_scalar(
         "SELECT reference FROM dep_33.structure_requests WHERE status = 'submitted' ORDER BY 1",
     )
@@ -212,8 +212,8 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .await
         .expect("count");
     assert_eq!(
-        professionals, 8,
-        "the seven demo accounts and the withdrawn aidant"
+        professionals, 10,
+        "the nine demo accounts and the withdrawn aidant"
     );
     // Training: a past and a coming session, seven files, one per step of the path, each once
     // however many runs.
@@ -258,8 +258,21 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .fetch_one(&db.admin)
     .await
     .expect("count");
-    assert_eq!(factors, 7);
-    // Six usagers with one mandate each (one revoked), journaled once, chain intact.
+    assert_eq!(factors, 9);
+    // The guardian service's 300 measures, shared by its two delegates, recorded once however
+    // many runs.
+    let (measures, delegates, recorded): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT delegate_id),
+                (SELECT count(*) FROM dep_33.journal WHERE kind = 'judicial_measure_recorded')
+         FROM dep_33.judicial_measures j JOIN dep_33.structures s ON s.id = j.structure_id
+         WHERE s.guardian_service AND j.identified_by = 'civil_status'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("mesures");
+    assert_eq!((measures, delegates, recorded), (300, 2, 300));
+    // Six usagers with one mandate each (one revoked), journaled once, chain intact; and the
+    // 300 people under measure.
     let (usagers, mandates, revoked): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM dep_33.usagers), (SELECT count(*) FROM dep_33.mandates),
                 (SELECT count(*) FROM dep_33.mandates WHERE ended_reason = 'revoked')",
@@ -267,13 +280,13 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     .fetch_one(&db.admin)
     .await
     .expect("count");
-    assert_eq!((usagers, mandates, revoked), (6, 6, 1));
+    assert_eq!((usagers, mandates, revoked), (306, 306, 1));
     let created: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dep_33.journal WHERE kind = 'mandate_created'")
             .fetch_one(&db.admin)
             .await
             .expect("count");
-    assert_eq!(created, 6);
+    assert_eq!(created, 306);
     let out = tenant_admin(&db.admin_url, &["journal", "verify", "--departement", "33"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     // A month of figures, and yesterday's burst at the Bastide that the anomaly job raises.
@@ -1075,4 +1088,123 @@ async fn a_structure_is_flagged_as_a_guardian_service_and_back() {
     .await
     .expect("journal");
     assert_eq!(journaled, 2);
+}
+
+/// `measures import` reads a guardian service's CSV with a progress bar and prints the line
+/// report; a second run changes nothing; a Latin-1 file is refused whole, said so, with nothing
+/// written; a structure that is not a guardian service is refused.
+#[tokio::test]
+async fn measures_are_imported_from_a_csv_with_a_line_report_and_never_twice() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let structure = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code, guardian_service)
+         VALUES ($1, $2, 'ATMP de la Gironde', 'association', '33063', true)",
+    )
+    .bind(structure)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&db.admin)
+    .await
+    .expect("structure");
+    let delegate = uuid::Uuid::new_v4();
+    sqlx::query(
+        "WITH p AS (INSERT INTO platform.professionals (id, email, display_name)
+                    VALUES ($1, 'delegue@atmp33.test', 'Délégué') RETURNING id)
+         INSERT INTO platform.role_assignments (professional_id, role, domain, departement_code)
+         SELECT id, 'aidant', 'structure:' || $2::text, '33' FROM p",
+    )
+    .bind(delegate)
+    .bind(structure)
+    .execute(&db.admin)
+    .await
+    .expect("délégué");
+    let dir = std::env::temp_dir().join(format!("measures-{structure}"));
+    std::fs::create_dir_all(&dir).expect("dossier");
+    let header = "numero_dossier;nom_naissance;nom_usage;prenoms;sexe;date_naissance;code_lieu_naissance;code_pays_naissance;type_mesure;tribunal;date_jugement;numero_rg;date_debut;date_fin;date_revision;demarches;delegue";
+    let good = dir.join("mesures.csv");
+    std::fs::write(
+        &good,
+        format!(
+            "{header}\n\
+             M-1;Martin;;Jeanne;F;12/04/1941;33063;99100;tutelle;TJ Bordeaux;01/02/2026;RG 1;01/02/2026;01/02/2031;;social|argent;delegue@atmp33.test\n\
+             M-2;Durand;;Paul;M;02/01/1950;;;curatelle simple;TJ Bordeaux;01/02/2026;RG 2;01/02/2026;01/02/2030;;logement;\n\
+             M-3;Petit;;Luc;M;02/01/1950;;;tutelle;TJ Bordeaux;01/02/2026;RG 3;01/02/2026;01/02/2030;;social;inconnu@ailleurs.test\n"
+        ),
+    )
+    .expect("fichier");
+    let id = structure.to_string();
+    let file = good.to_string_lossy().into_owned();
+    let args = |path: &str| {
+        vec![
+            "measures".to_owned(),
+            "import".into(),
+            "--departement".into(),
+            "33".into(),
+            "--structure".into(),
+            id.clone(),
+            "--par".into(),
+            "delegue@atmp33.test".into(),
+            path.to_owned(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let url = db.admin_url.clone();
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            tenant_admin(&url, &a).await
+        }
+    };
+    let out = run(args(&file)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("2 importée(s), 0 mise(s) à jour, 0 déjà à jour, 1 refusée(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ligne 4 (dossier M-3) refusée : « inconnu@ailleurs.test » n'est pas un délégué de votre service"),
+        "{stdout}"
+    );
+    let out = run(args(&file)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("0 importée(s), 0 mise(s) à jour, 2 déjà à jour"),
+        "{stdout}"
+    );
+    let measures = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dep_33.judicial_measures")
+            .fetch_one(&db.admin)
+            .await
+            .expect("mesures")
+    };
+    assert_eq!(measures().await, 2);
+    // Latin-1: refused whole, named.
+    let latin1 = dir.join("latin1.csv");
+    let mut bytes = format!("{header}\n").into_bytes();
+    bytes.extend_from_slice(b"M-9;B\xE9ranger;;Ir\xE8ne;F;12/04/1941;;;tutelle;TJ;01/02/2026;RG 9;01/02/2026;01/02/2031;;social;\n");
+    std::fs::write(&latin1, bytes).expect("latin-1");
+    let out = run(args(&latin1.to_string_lossy())).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "Ligne 2, colonne 6 : le fichier n'est pas en UTF-8 : il semble encodé en Latin-1"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(measures().await, 2);
+    // Not a guardian service: refused.
+    sqlx::query("UPDATE dep_33.structures SET guardian_service = false WHERE id = $1")
+        .bind(structure)
+        .execute(&db.admin)
+        .await
+        .expect("drapeau");
+    let out = run(args(&file)).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("pas un service mandataire"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -541,6 +541,8 @@ fn id_kind(template: &str) -> Option<IdKind> {
         Some(IdKind::Usager)
     } else if template.starts_with("/mesures/import/:id") {
         Some(IdKind::MeasureImport)
+    } else if template.starts_with("/mesures/:id") {
+        Some(IdKind::Mandate)
     } else {
         None
     }

@@ -109,6 +109,15 @@ pub async fn parts(platform: &Platform) -> anyhow::Result<ServiceParts> {
             permission(Action::MandateCreate),
             web::measure_import::import_progress,
         ),
+        Page::at("/mesures/:id/decision")
+            .get(
+                permission(Action::MandateList),
+                web::measure_decision::show.data(shared.clone()),
+            )
+            .post(
+                recent(Action::MandateCreate),
+                web::measure_decision::upload.data(shared.clone()),
+            ),
         Page::at("/mesures/nouvelle")
             .get(recent(Action::MandateCreate), web::judicial::new_form)
             .post(

@@ -648,3 +648,100 @@ async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_
     assert_eq!(payload["case"], "E-2");
     assert!(!payload.to_string().contains("Fabre"), "{payload}");
 }
+
+#[tokio::test]
+async fn a_measures_court_decision_is_kept_in_the_vault_and_other_files_are_refused() {
+    let app = spawn_app(&["33"]).await;
+    let s = service(&app).await;
+    let file = [
+        HEADER.to_owned(),
+        line(
+            "J-1",
+            "Jourdan",
+            "Jules",
+            "tutelle",
+            900,
+            "social",
+            &s.first.email,
+        ),
+    ]
+    .join("\n");
+    import(&app, &s.client, file.as_bytes()).await;
+    let measure = measure_of(&app, s.structure, "J-1").await;
+    let at = format!("/mesures/{measure}/decision");
+    let send = |bytes: Vec<u8>| {
+        let (client, app, at) = (&s.client, &app, at.clone());
+        async move {
+            let (status, html) = page(client, &app.url(&at)).await;
+            assert_eq!(status, 200, "{html}");
+            client
+                .post_multipart(
+                    &app.url(&at),
+                    &[("csrf", &csrf_of(&html))],
+                    ("decision", "jugement.pdf", &bytes),
+                )
+                .await
+        }
+    };
+    let documents = "SELECT count(*) FROM dep_33.documents WHERE kind = 'court_decision' AND $1::uuid IS NOT NULL";
+    // Not a PDF or an image, or too large: said in French, nothing stored.
+    let resp = send(b"Jugement du 15 mars 2026".to_vec()).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("ni un PDF ni une image")
+    );
+    let mut big = b"%PDF-1.4\n".to_vec();
+    big.resize(10 * 1024 * 1024 + 1, b' ');
+    let resp = send(big).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.expect("page").contains("dépasse 10 Mo"));
+    assert_eq!(count(&app, documents, s.structure).await, 0);
+    // A PDF: stored, recorded, journaled, served back through a short link.
+    let pdf = b"%PDF-1.4\n% decision J-1\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n".to_vec();
+    let resp = send(pdf.clone()).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let (document, kind): (uuid::Uuid, String) = sqlx::query_as(
+        "SELECT d.id, d.kind FROM dep_33.judicial_measures j JOIN dep_33.documents d ON d.id = j.decision_document_id
+         WHERE j.mandate_id = $1",
+    )
+    .bind(measure)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("décision");
+    assert_eq!(kind, "court_decision");
+    let journaled: String = sqlx::query_scalar(
+        "SELECT details FROM dep_33.journal WHERE kind = 'judicial_decision_attached' AND mandate_id = $1",
+    )
+    .bind(measure)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("journal");
+    assert!(
+        journaled.contains(&document.to_string()) && journaled.contains("\"PDF\""),
+        "{journaled}"
+    );
+    let (_, html) = page(&s.client, &app.url(&at)).await;
+    let link = html
+        .split("href=\"")
+        .map(|p| p.split('"').next().unwrap_or_default())
+        .find(|h| h.contains(&document.to_string()))
+        .unwrap_or_else(|| panic!("lien : {html}"))
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let url = if link.starts_with("http") {
+        link
+    } else {
+        app.url(&link)
+    };
+    let served = reqwest::get(&url).await.expect("lien");
+    assert_eq!(served.status(), 200, "{url}");
+    assert_eq!(served.bytes().await.expect("octets").to_vec(), pdf);
+}

@@ -95,6 +95,7 @@ pub enum Event {
     JudicialMeasuresImported,
     JudicialMeasureHandedOver,
     JudicialMeasureAlertQueued,
+    JudicialDecisionAttached,
 }
 
 impl Event {
@@ -148,6 +149,7 @@ impl Event {
             Event::JudicialMeasuresImported => "judicial_measures_imported",
             Event::JudicialMeasureHandedOver => "judicial_measure_handed_over",
             Event::JudicialMeasureAlertQueued => "judicial_measure_alert_queued",
+            Event::JudicialDecisionAttached => "judicial_decision_attached",
         }
     }
 }
@@ -204,6 +206,7 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "judicial_measures_imported" => "Mesures de protection importées",
         "judicial_measure_handed_over" => "Mesure de protection confiée à un autre délégué",
         "judicial_measure_alert_queued" => "Alerte d'échéance d'une mesure de protection",
+        "judicial_decision_attached" => "Décision de justice jointe à une mesure",
         _ => return None,
     })
 }

@@ -19,6 +19,8 @@ pub mod judicial;
 pub mod list;
 /// One mandate: its page, revocation, renewal, explanation and attestation.
 pub mod mandate;
+/// A measure's court decision: the document in the vault.
+pub mod measure_decision;
 /// A guardian service's CSV import of measures, its progress and report.
 pub mod measure_import;
 /// A guardian service's measures by delegate, and their hand-over.
