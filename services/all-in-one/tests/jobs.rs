@@ -459,3 +459,51 @@ async fn the_digest_waits_for_every_territory_and_for_someone_to_tell() {
         .expect("envoyé");
     assert_eq!((digest.requests, digest.recipients), (1, 1));
 }
+
+/// The mandate service's purge: a guardian service's import reports go 90 days after the
+/// import (the journal keeps each import's counts), newer ones stay; a second run purges none.
+#[tokio::test]
+async fn measure_import_reports_are_purged_after_ninety_days() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let structure = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO dep_33.structures (id, tenant_id, name, kind, commune_code, guardian_service)
+         VALUES ($1, $2, 'ATMP de la Gironde', 'association', '33063', true)",
+    )
+    .bind(structure)
+    .bind(uuid::Uuid::new_v4())
+    .execute(&db.admin)
+    .await
+    .expect("structure");
+    for (name, days) in [("ancien.csv", 91), ("recent.csv", 89)] {
+        sqlx::query(
+            "INSERT INTO dep_33.measure_imports (id, structure_id, started_by, file_name, file_sha256, state, created_at)
+             VALUES (gen_random_uuid(), $1, gen_random_uuid(), $2, '\\x00', 'done', now() - make_interval(days => $3))",
+        )
+        .bind(structure)
+        .bind(name)
+        .bind(days)
+        .execute(&db.admin)
+        .await
+        .expect("import");
+    }
+    let platform = replica(&db).await;
+    let jobs = vec![mandate_service::jobs::purge_drafts()];
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_mandate_drafts", Ok(1))]
+    );
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_mandate_drafts", Ok(0))]
+    );
+    let left: Vec<String> = sqlx::query_scalar("SELECT file_name FROM dep_33.measure_imports")
+        .fetch_all(&db.admin)
+        .await
+        .expect("restes");
+    assert_eq!(left, ["recent.csv"]);
+}

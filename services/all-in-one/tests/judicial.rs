@@ -220,3 +220,86 @@ async fn a_structure_that_is_not_a_guardian_service_records_no_measure() {
         .expect("brouillons");
     assert_eq!(drafts, 0);
 }
+
+/// The guardian service's journey in Chromium, keyboard only, axe on every page: import a CSV
+/// and read the report, hand a measure over, use a judicial mandate through the identity
+/// provider for a démarche the decision allows, and find nobody for one it does not.
+#[tokio::test]
+async fn a_guardian_services_journey_in_chromium_with_the_keyboard_alone() {
+    use judicial_import::{HEADER, line, measure_of, public_service, service};
+    let app = spawn_app(&["33"]).await;
+    let s = service(&app).await;
+    let rp = public_service(&app).await;
+    let (a, b) = (&s.first.email, &s.second.email);
+    let csv = [
+        HEADER.to_owned(),
+        line(
+            "G-1",
+            "Lefèvre",
+            "Marthe",
+            "Curatelle renforcée",
+            900,
+            "argent|logement",
+            a,
+        ),
+        line("G-2", "Garnier", "Paul", "tutelle", 300, "social", a),
+        line("G-3", "Roux", "Emma", "tutelle", 500, "social", b),
+    ]
+    .join("\n");
+    let path = std::env::temp_dir().join(format!("mesures-{}.csv", s.structure));
+    std::fs::write(&path, csv).expect("fichier");
+    let result = test_support::browser::run(
+        "guardian.mjs",
+        &serde_json::json!({
+            "base": app.address,
+            "rp": rp.origin,
+            "email": a,
+            "code": s.first.code_now(0).await,
+            "maildev": test_support::stack_var("AC_MAILDEV_URL"),
+            "known_links": login_links_sent(a).await,
+            "csv": path.to_string_lossy(),
+            "me": s.first.id.to_string(),
+            "other": s.second.id.to_string(),
+            "person": "Lefèvre Marthe",
+            "allowed": "Logement",
+            "category": "logement",
+            "refused": "Justice",
+        }),
+    )
+    .await;
+    std::fs::remove_file(&path).ok();
+    let steps = result["steps"].to_string();
+    let report = result["report"].as_str().unwrap_or_default();
+    assert!(
+        report.contains("Import terminé : 3 importées"),
+        "{report} {steps}"
+    );
+    assert!(
+        result["handed_over"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 mesure a été confiée à Bruno Délégué"),
+        "{steps}"
+    );
+    let g2 = measure_of(&app, s.structure, "G-2").await;
+    let holder: Option<foundation::ids::ProfessionalId> = sqlx::query_scalar(
+        "SELECT delegate_id FROM dep_33.judicial_measures WHERE mandate_id = $1",
+    )
+    .bind(g2)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("délégué");
+    assert_eq!(holder, Some(s.second.id), "{steps}");
+    assert_eq!(result["identity"]["family_name"], "Lefèvre", "{steps}");
+    assert_eq!(result["identity"]["rep_scope"], "Logement", "{steps}");
+    let refused = result["refused"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("Aucune personne n'a de mandat en cours"),
+        "{refused} {steps}"
+    );
+    let pages = result["pages"].as_array().expect("pages");
+    assert!(pages.len() >= 8, "{steps}");
+    for p in pages {
+        assert_eq!(p["violations"], serde_json::json!([]), "{}", p["url"]);
+    }
+}

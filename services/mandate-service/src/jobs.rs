@@ -174,6 +174,13 @@ pub fn purge_drafts() -> Job {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Reports of measure imports: 90 days (the journal keeps each import's counts).
+                purged += sqlx::query(
+                    "DELETE FROM measure_imports WHERE created_at < now() - interval '90 days'",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 // Identity-provider grants: a day (the journal keeps each use for good).
                 purged += sqlx::query(
                     "DELETE FROM oidc_grants WHERE issued_at < now() - interval '1 day'",

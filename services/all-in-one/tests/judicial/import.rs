@@ -64,7 +64,7 @@ pub async fn service(app: &TestApp) -> Service {
     .await
     .expect("service");
     let at = |role| [(role, structure.domain(), Some("33"))];
-    let first = professional(&app.db.admin, "Claire Déléguée", &at(Role::Aidant)).await;
+    let first = professional(&app.db.admin, "Claire Dupont", &at(Role::Aidant)).await;
     let second = professional(&app.db.admin, "Bruno Délégué", &at(Role::Aidant)).await;
     let referent = professional(&app.db.admin, "Rita Référente", &at(Role::Referent)).await;
     let client = browser(&app.address);
@@ -130,6 +130,29 @@ pub async fn import(app: &TestApp, client: &Browser, bytes: &[u8]) -> String {
     panic!("l'import ne se termine pas");
 }
 
+/// A public service: the openid-client relying party, registered as a client of the platform's
+/// identity provider.
+pub async fn public_service(app: &TestApp) -> Rp {
+    let rp = Rp::spawn().await;
+    let secret = register(
+        app,
+        "service-public-test",
+        AuthMethod::ClientSecretPost,
+        &rp.callback(),
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await
+    .expect("client");
+    rp.configure(json!({
+        "issuer": app.address, "client_id": "service-public-test", "client_secret": secret,
+        "auth_method": "client_secret_post", "alg": "ES256",
+    }))
+    .await;
+    rp
+}
+
 async fn count(app: &TestApp, sql: &'static str, structure: StructureId) -> i64 {
     sqlx::query_scalar(sql)
         .bind(structure)
@@ -138,7 +161,7 @@ async fn count(app: &TestApp, sql: &'static str, structure: StructureId) -> i64 
         .expect(sql)
 }
 
-async fn measure_of(app: &TestApp, structure: StructureId, case: &str) -> MandateId {
+pub async fn measure_of(app: &TestApp, structure: StructureId, case: &str) -> MandateId {
     sqlx::query_scalar(
         "SELECT mandate_id FROM dep_33.judicial_measures WHERE structure_id = $1 AND case_number = $2",
     )
@@ -330,23 +353,7 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
         .fetch_one(&app.db.admin)
         .await
         .expect("personne");
-    let rp = Rp::spawn().await;
-    let secret = register(
-        &app,
-        "service-public-test",
-        AuthMethod::ClientSecretPost,
-        &rp.callback(),
-        &[],
-        Alg::Es256,
-        None,
-    )
-    .await
-    .expect("client");
-    rp.configure(json!({
-        "issuer": app.address, "client_id": "service-public-test", "client_secret": secret,
-        "auth_method": "client_secret_post", "alg": "ES256",
-    }))
-    .await;
+    let rp = public_service(&app).await;
     let fx = Fixture {
         who: s.first,
         structure: s.structure,
