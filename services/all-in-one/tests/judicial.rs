@@ -303,3 +303,100 @@ async fn a_guardian_services_journey_in_chromium_with_the_keyboard_alone() {
         assert_eq!(p["violations"], serde_json::json!([]), "{}", p["url"]);
     }
 }
+
+/// A person who cannot use FranceConnect: the delegate types the decision's civil status and
+/// their TOTP code; the measure is recorded at once, marked as identified by civil status. A
+/// wrong code or a missing name writes nothing.
+#[tokio::test]
+async fn a_measure_is_recorded_with_the_decisions_civil_status_when_franceconnect_cannot_be_used() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = delegate(&app, true).await;
+    let decided = date_in(-30);
+    let ends = date_in(3 * 365);
+    let fields = |family: &'static str, code: String| {
+        vec![
+            ("identification", "etat_civil".to_owned()),
+            ("mesure", "curatelle_renforcee".to_owned()),
+            ("tribunal", "Tribunal judiciaire de Libourne".to_owned()),
+            ("decision_reference", "RG 26/00777".to_owned()),
+            ("decision_date", decided.clone()),
+            ("debut", decided.clone()),
+            ("fin", ends.clone()),
+            ("categories", "argent".to_owned()),
+            ("numero_dossier", "EC-1".to_owned()),
+            ("nom_naissance", family.to_owned()),
+            ("prenoms", "Odette Marie".to_owned()),
+            ("sexe", "F".to_owned()),
+            ("date_naissance", "1938-02-11".to_owned()),
+            ("code", code),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let (client, app) = (&client, &app);
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(
+                client,
+                app,
+                "/mesures/nouvelle",
+                "/mesures/nouvelle",
+                &fields,
+            )
+            .await
+        }
+    };
+    let measures = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dep_33.judicial_measures")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("mesures")
+    };
+    let resp = post(fields("", who.code_now(0).await)).await;
+    assert_eq!(resp.status(), 422);
+    assert!(
+        resp.text()
+            .await
+            .expect("page")
+            .contains("Le nom de naissance et les prénoms")
+    );
+    let resp = post(fields("Vidal", "000000".into())).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.expect("page").contains("Code incorrect"));
+    assert_eq!(measures().await, 0);
+    let resp = post(fields("Vidal", who.code_now(0).await)).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let (identified, usager_identified, delegate, case): (
+        String,
+        String,
+        Option<foundation::ids::ProfessionalId>,
+        String,
+    ) = sqlx::query_as(
+        "SELECT j.identified_by, u.identified_by, j.delegate_id, j.case_number
+             FROM dep_33.judicial_measures j JOIN dep_33.mandates m ON m.id = j.mandate_id
+             JOIN dep_33.usagers u ON u.id = m.usager_id WHERE j.structure_id = $1",
+    )
+    .bind(structure)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("mesure");
+    assert_eq!(
+        (
+            identified.as_str(),
+            usager_identified.as_str(),
+            delegate,
+            case.as_str()
+        ),
+        ("civil_status", "civil_status", Some(who.id), "EC-1")
+    );
+    let live: Vec<String> =
+        sqlx::query_scalar("SELECT category FROM dep_33.live_authorisations ORDER BY category")
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("démarches");
+    assert_eq!(live, ["argent"]);
+}

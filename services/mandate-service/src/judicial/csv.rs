@@ -364,7 +364,8 @@ fn categories_of(s: &str) -> Result<Vec<String>, String> {
     Ok(codes)
 }
 
-fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
+/// One line read from its fields by column name (the page's civil-status form uses it too).
+pub fn line(number: usize, field: &dyn Fn(&str) -> String, today: Date) -> Read {
     let case_number = field("numero_dossier");
     let refuse = |reason: String| Err((number, case_number.clone(), reason));
     if case_number.is_empty() || case_number.chars().count() > 60 {

@@ -236,6 +236,50 @@ pub async fn apply(
     Ok(report)
 }
 
+/// Records one measure typed on the page for a person identified by the decision's civil
+/// status: the line's démarches and delegate checked as in an import, its case number new to
+/// the service; the mandate, or why not (in French).
+pub async fn record_one(
+    ctx: &Context<'_>,
+    line: &Line,
+) -> Result<Result<MandateId, String>, MandateError> {
+    let delegates = delegates(ctx.platform, ctx.structure).await?;
+    let (cats, delegate) = match check(ctx, &delegates, line, &mut BTreeMap::new()) {
+        Ok(checked) => checked,
+        Err(reason) => return Ok(Err(upper_first(&reason))),
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut tx = ctx.territory.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('measure_import:' || $1::text))")
+        .bind(ctx.structure)
+        .execute(&mut *tx)
+        .await?;
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM judicial_measures WHERE structure_id = $1 AND case_number = $2)",
+    )
+    .bind(ctx.structure)
+    .bind(&line.case_number)
+    .fetch_one(&mut *tx)
+    .await?;
+    if taken {
+        return Ok(Err(format!(
+            "Le dossier {} existe déjà dans votre service : modifiez-le par un import.",
+            line.case_number
+        )));
+    }
+    let mandate = create(&mut tx, ctx, line, cats, delegate, now, now.date()).await?;
+    tx.commit().await?;
+    Ok(Ok(mandate))
+}
+
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// The line's démarches and delegate checked against the service.
 fn check(
     ctx: &Context<'_>,
@@ -290,7 +334,7 @@ async fn create(
     delegate: Option<ProfessionalId>,
     now: OffsetDateTime,
     today: time::Date,
-) -> Result<(), MandateError> {
+) -> Result<MandateId, MandateError> {
     let p = &line.person;
     let usager = UsagerId::new_v7();
     sqlx::query(
@@ -349,7 +393,7 @@ async fn create(
         },
     )
     .await?;
-    Ok(())
+    Ok(mandate)
 }
 
 fn search_name(p: &CivilStatus) -> String {

@@ -15,6 +15,7 @@ use poem::{Request, Response, handler};
 use policies::Action;
 use time::OffsetDateTime;
 
+use super::creation::recap::{check_code, factor_message};
 use super::creation::terms::{CategoryChoice, DraftTerms, category_choices, open_draft};
 use super::{Shared, THEME, form_answer, nav, notice, see_other};
 use crate::judicial::{KINDS, Measure};
@@ -107,6 +108,76 @@ pub(crate) async fn guardian_service(scope: &Scope) -> PageResult<Result<(), Res
     )?))
 }
 
+/// The measure recorded for a person identified by the court decision's civil status (no
+/// FranceConnect): the same checks as an import line, the delegate's TOTP code, then the
+/// mandate at once, marked as such; or the form again with what is wrong.
+async fn civil_status(
+    req: &Request,
+    platform: &Platform,
+    scope: &Scope,
+    pairs: &[(String, String)],
+    measure: &Measure,
+    chosen: &[String],
+) -> PageResult<Response> {
+    let form = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    // The page's fields under the import's column names.
+    let field = |column: &str| match column {
+        "type_mesure" => measure.kind.clone(),
+        "tribunal" => measure.court.clone(),
+        "date_jugement" => measure.decision_date.clone(),
+        "numero_rg" => measure.decision_reference.clone(),
+        "date_debut" => measure.starts.clone(),
+        "date_fin" => measure.ends.clone(),
+        "date_revision" => measure.renewal_date.clone().unwrap_or_default(),
+        "demarches" => chosen.join("|"),
+        "delegue" => scope.me.email.clone(),
+        other => form(other),
+    };
+    let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let line = match crate::judicial::csv::line(1, &field, today) {
+        Ok(line) => line,
+        Err((_, _, reason)) => {
+            let mut c = reason.chars();
+            let reason = c
+                .next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default();
+            return page(req, platform, scope, measure, chosen, Some(reason));
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    if let Err(e) = check_code(platform, scope, Some(form("code")), now).await? {
+        return page(
+            req,
+            platform,
+            scope,
+            measure,
+            chosen,
+            Some(factor_message(&e)),
+        );
+    }
+    let ctx = crate::judicial::import::Context {
+        platform: platform.platform_pool(),
+        territory: &scope.tenant,
+        structure: scope.structure.id,
+        demarches: &scope.structure.demarches,
+        by: scope.me.id,
+    };
+    match crate::judicial::import::record_one(&ctx, &line)
+        .await
+        .map_err(foundation::web::PageError::unavailable)?
+    {
+        Ok(mandate) => Ok(see_other(format!("/mandats/{mandate}?message=cree"))),
+        Err(reason) => page(req, platform, scope, measure, chosen, Some(reason)),
+    }
+}
+
 /// `GET /mesures/nouvelle`.
 #[handler]
 pub async fn new_form(
@@ -144,6 +215,13 @@ pub async fn new_submit(
         return Ok(answer);
     }
     let (measure, chosen) = typed(&body);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
+    if pairs
+        .iter()
+        .any(|(k, v)| k == "identification" && v == "etat_civil")
+    {
+        return civil_status(req, &platform, &scope, &pairs, &measure, &chosen).await;
+    }
     let today = OffsetDateTime::now_utc().date();
     let checked = measure
         .clone()
