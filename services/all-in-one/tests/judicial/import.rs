@@ -431,19 +431,17 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
     let b1 = measure_of(&app, s.structure, "B-1").await;
     let form_page = format!("/mesures?delegue={}", s.first.id);
     let (from, to) = (s.first.id.to_string(), s.second.id.to_string());
-    let resp = post_form(
-        &s.client,
-        &app,
-        &form_page,
-        "/mesures/passation",
-        &[
-            ("de", &from),
-            ("a", &to),
-            ("portee", "choisies"),
-            ("mesure", &a1.to_string()),
-        ],
-    )
-    .await;
+    // A hand-over from the first delegate's filtered list: to whom, which scope, which measures.
+    let hand_over = |to: String, scope: &'static str, chosen: Vec<MandateId>| {
+        let (client, app, form_page, from) = (&s.client, &app, form_page.clone(), from.clone());
+        async move {
+            let chosen: Vec<String> = chosen.iter().map(ToString::to_string).collect();
+            let mut fields = vec![("de", from.as_str()), ("a", to.as_str()), ("portee", scope)];
+            fields.extend(chosen.iter().map(|m| ("mesure", m.as_str())));
+            post_form(client, app, &form_page, "/mesures/passation", &fields).await
+        }
+    };
+    let resp = hand_over(to.clone(), "choisies", vec![a1]).await;
     assert_eq!(
         resp.status(),
         303,
@@ -474,18 +472,7 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
         &[(Role::Aidant, outsider_structure.domain(), Some("33"))],
     )
     .await;
-    let resp = post_form(
-        &s.client,
-        &app,
-        &form_page,
-        "/mesures/passation",
-        &[
-            ("de", &from),
-            ("a", &outsider.id.to_string()),
-            ("portee", "toutes"),
-        ],
-    )
-    .await;
+    let resp = hand_over(outsider.id.to_string(), "toutes", vec![]).await;
     assert_eq!(resp.status(), 422);
     assert!(
         resp.text()
@@ -493,20 +480,7 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
             .expect("page")
             .contains("pas un délégué de votre service")
     );
-    let resp = post_form(
-        &s.client,
-        &app,
-        &form_page,
-        "/mesures/passation",
-        &[
-            ("de", &from),
-            ("a", &to),
-            ("portee", "choisies"),
-            ("mesure", &a2.to_string()),
-            ("mesure", &b1.to_string()),
-        ],
-    )
-    .await;
+    let resp = hand_over(to.clone(), "choisies", vec![a2, b1]).await;
     assert_eq!(resp.status(), 422);
     assert!(
         resp.text()
@@ -517,14 +491,7 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
     assert_eq!(held(a2).await, Some(s.first.id), "rien n'a bougé");
 
     // All that remain, in one step: the first delegate leaves with nothing.
-    let resp = post_form(
-        &s.client,
-        &app,
-        &form_page,
-        "/mesures/passation",
-        &[("de", &from), ("a", &to), ("portee", "toutes")],
-    )
-    .await;
+    let resp = hand_over(to.clone(), "toutes", vec![]).await;
     assert_eq!(resp.status(), 303);
     let (_, html) = page(&s.client, &app.url(&super::common::idp::location(&resp))).await;
     assert!(

@@ -335,34 +335,8 @@ async fn create(
     now: OffsetDateTime,
     today: time::Date,
 ) -> Result<MandateId, MandateError> {
-    let p = &line.person;
     let usager = UsagerId::new_v7();
-    sqlx::query(
-        "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate,
-                              gender, birthplace, birthcountry, search_name, identified_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'civil_status')",
-    )
-    .bind(usager)
-    .bind(format!("etat-civil:{}", Uuid::new_v4()))
-    .bind(&p.given_names)
-    .bind(&p.family_name)
-    .bind(&p.usage_name)
-    .bind(&p.birthdate)
-    .bind(p.gender)
-    .bind(&p.birthplace)
-    .bind(&p.birthcountry)
-    .bind(search_name(p))
-    .execute(&mut **tx)
-    .await?;
-    journal::append(
-        tx,
-        NewEntry::new(Event::UsagerIdentified)
-            .structure(ctx.structure)
-            .professional(ctx.by)
-            .usager(usager)
-            .details(json!({ "source": "civil_status" })),
-    )
-    .await?;
+    save_person(tx, ctx, usager, &line.person, true).await?;
     let codes: Vec<String> = cats.iter().map(|c| c.code.to_owned()).collect();
     let mandate = mandates::create(
         tx,
@@ -394,6 +368,54 @@ async fn create(
     )
     .await?;
     Ok(mandate)
+}
+
+/// Writes a person identified by the decision's civil status (`fresh`: new, else updated),
+/// journaled. Their internal subject is made once, at creation.
+async fn save_person(
+    tx: &mut TenantTx,
+    ctx: &Context<'_>,
+    usager: UsagerId,
+    p: &CivilStatus,
+    fresh: bool,
+) -> Result<(), MandateError> {
+    sqlx::query(
+        "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate,
+                              gender, birthplace, birthcountry, search_name, identified_by)
+         VALUES ($1, 'etat-civil:' || gen_random_uuid(), $2, $3, $4, $5, $6, $7, $8, $9, 'civil_status')
+         ON CONFLICT (id) DO UPDATE SET
+             given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
+             preferred_username = EXCLUDED.preferred_username, birthdate = EXCLUDED.birthdate,
+             gender = EXCLUDED.gender, birthplace = EXCLUDED.birthplace,
+             birthcountry = EXCLUDED.birthcountry, search_name = EXCLUDED.search_name,
+             updated_at = now()",
+    )
+    .bind(usager)
+    .bind(&p.given_names)
+    .bind(&p.family_name)
+    .bind(&p.usage_name)
+    .bind(&p.birthdate)
+    .bind(p.gender)
+    .bind(&p.birthplace)
+    .bind(&p.birthcountry)
+    .bind(search_name(p))
+    .execute(&mut **tx)
+    .await?;
+    let event = if fresh {
+        Event::UsagerIdentified
+    } else {
+        Event::UsagerIdentityUpdated
+    };
+    journal::append(
+        tx,
+        NewEntry::new(event)
+            .structure(ctx.structure)
+            .professional(ctx.by)
+            .usager(usager)
+            .details(json!({ "source": "civil_status" })),
+    )
+    .await?;
+    Ok(())
 }
 
 fn search_name(p: &CivilStatus) -> String {
@@ -439,33 +461,7 @@ async fn update(
         return Ok((Outcome::Unchanged, String::new()));
     }
     if person_changed {
-        let p = &line.person;
-        sqlx::query(
-            "UPDATE usagers SET given_name = $2, family_name = $3, preferred_username = $4,
-                    birthdate = $5, gender = $6, birthplace = $7, birthcountry = $8,
-                    search_name = $9, updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(old.usager_id)
-        .bind(&p.given_names)
-        .bind(&p.family_name)
-        .bind(&p.usage_name)
-        .bind(&p.birthdate)
-        .bind(p.gender)
-        .bind(&p.birthplace)
-        .bind(&p.birthcountry)
-        .bind(search_name(p))
-        .execute(&mut **tx)
-        .await?;
-        journal::append(
-            tx,
-            NewEntry::new(Event::UsagerIdentityUpdated)
-                .structure(ctx.structure)
-                .professional(ctx.by)
-                .usager(old.usager_id)
-                .details(json!({ "source": "civil_status" })),
-        )
-        .await?;
+        save_person(tx, ctx, old.usager_id, &line.person, false).await?;
     }
     sqlx::query(
         "UPDATE judicial_measures SET kind = $2, court = $3, decision_date = $4::date,
