@@ -1,0 +1,111 @@
+//! Reliability under faults (issue 21), against the real stack: what the platform answers when
+//! its connections to PostgreSQL are all taken by slow work, and how it recovers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::identity::*;
+use common::spawn_app_with;
+use policies::Role;
+use test_support::database::TestDatabase;
+
+/// Every territory connection held by requests stuck behind a lock (a slow query): the next
+/// requests wait at most the acquire timeout and answer a French 503 page, or the JSON error
+/// for `/api`; liveness answers at once and readiness within its own 2 s; once the lock goes,
+/// the stuck requests complete and new ones are served at once.
+#[tokio::test]
+async fn an_exhausted_pool_fails_fast_in_french_and_recovers_at_once() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let app = spawn_app_with(db, |s| {
+        s.database.max_connections = 6;
+        s.database.tenant_max_connections = 2;
+        s.database.acquire_timeout_ms = 1_000;
+    })
+    .await;
+    let structure = structure_domain(&app, "33").await;
+    let who = professional(
+        &app.db.admin,
+        "Paula Pool",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    assert_eq!(log_in(&client, &app, &who, -1).await.status(), 303);
+    let (status, _) = page(&client, &app.url("/mandats")).await;
+    assert_eq!(status, 200, "avant la panne");
+
+    // A slow query elsewhere: the structures table locked, so every page reading it waits,
+    // holding its territory connection.
+    let mut lock = app.db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.structures IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url) = (&client, app.url("/mandats"));
+            async move {
+                let resp = client.get(&url).await;
+                resp.status().as_u16()
+            }
+        })
+        .collect();
+    let stuck = futures::future::join_all(stuck);
+    tokio::pin!(stuck);
+    // Give the two requests time to take both connections.
+    let early = tokio::time::timeout(Duration::from_millis(700), &mut stuck).await;
+    assert!(early.is_err(), "les deux requêtes attendent le verrou");
+
+    // Further requests: a 503 in French, within 2 s.
+    let mut answered = Vec::new();
+    for _ in 0..4 {
+        let started = Instant::now();
+        let resp = client.get(&app.url("/mandats")).await;
+        let status = resp.status().as_u16();
+        let html = resp.text().await.expect("page");
+        answered.push((status, started.elapsed()));
+        assert_eq!(status, 503, "{html}");
+        assert!(html.contains("lang=\"fr\""), "{html}");
+        assert!(html.contains("indisponible"), "{html}");
+    }
+    assert!(
+        answered.iter().all(|(_, d)| *d <= Duration::from_secs(2)),
+        "{answered:?}"
+    );
+    // The JSON API of the same territory: its documented error.
+    let started = Instant::now();
+    let resp = app
+        .client
+        .get(app.url("/api/habilitation/departements/33/lieux"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(started.elapsed() <= Duration::from_secs(2));
+    // Health: liveness at once, readiness within its bound.
+    let started = Instant::now();
+    let live = app.client.get(app.url("/health")).send().await.expect("health");
+    assert_eq!(live.status(), 200);
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert!(ready.status() == 200 || ready.status() == 503);
+    assert!(started.elapsed() <= Duration::from_secs(3));
+
+    // The slow query ends: the stuck requests complete, new ones are served at once.
+    lock.commit().await.expect("fin du verrou");
+    let stuck = tokio::time::timeout(Duration::from_secs(5), stuck)
+        .await
+        .expect("les requêtes bloquées se terminent");
+    assert_eq!(stuck, [200, 200]);
+    let started = Instant::now();
+    let (status, _) = page(&client, &app.url("/mandats")).await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() <= Duration::from_secs(1));
+}
