@@ -87,7 +87,12 @@ async fn an_exhausted_pool_fails_fast_in_french_and_recovers_at_once() {
     assert!(started.elapsed() <= Duration::from_secs(2));
     // Health: liveness at once, readiness within its bound.
     let started = Instant::now();
-    let live = app.client.get(app.url("/health")).send().await.expect("health");
+    let live = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(live.status(), 200);
     let ready = app
         .client
@@ -108,4 +113,85 @@ async fn an_exhausted_pool_fails_fast_in_french_and_recovers_at_once() {
     let (status, _) = page(&client, &app.url("/mandats")).await;
     assert_eq!(status, 200);
     assert!(started.elapsed() <= Duration::from_secs(1));
+}
+
+/// SIGTERM under load, on the platform's own binary: readiness says « draining » at once (a
+/// load balancer stops sending), requests already in flight — held behind a slow query — all
+/// finish with 200, the listeners then stop accepting, and the process exits cleanly within
+/// 30 s.
+#[tokio::test]
+async fn sigterm_drains_readiness_first_and_lets_in_flight_requests_finish() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let service = test_support::service_binary::start_with(
+        env!("CARGO_BIN_EXE_aidants-connect"),
+        &db,
+        &[("AC_HTTP__DRAIN_MS", "1500")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let places = service.url("/api/habilitation/departements/33/lieux");
+    assert_eq!(http.get(&places).send().await.expect("lieux").status(), 200);
+
+    // Six requests in flight (fewer than the territory pool holds), each waiting behind a slow
+    // query.
+    let mut lock = db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.structures IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    let in_flight: Vec<_> = (0..6)
+        .map(|_| {
+            let (http, url) = (http.clone(), places.clone());
+            tokio::spawn(async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        in_flight.iter().all(|h| !h.is_finished()),
+        "les requêtes attendent encore au SIGTERM"
+    );
+    let stopping = Instant::now();
+    service.sigterm();
+    // Readiness first.
+    let mut draining = None;
+    for _ in 0..20 {
+        let ready = http.get(service.url("/health/ready")).send().await;
+        if let Ok(r) = ready
+            && r.status() == 503
+        {
+            let body: serde_json::Value = r.json().await.expect("json");
+            draining = Some(body["status"].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(draining, Some(serde_json::json!("draining")));
+    assert!(
+        stopping.elapsed() < Duration::from_millis(1_500),
+        "avant l'arrêt des écoutes"
+    );
+    // The slow query ends: every request in flight is answered.
+    lock.commit().await.expect("fin du verrou");
+    let mut answered = Vec::new();
+    for request in in_flight {
+        answered.push(request.await.expect("tâche"));
+    }
+    assert_eq!(answered, vec![Ok(200); 6]);
+    // After the drain, nobody is accepted any more; the process exits cleanly.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let late = http
+        .get(service.url("/health"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(late.is_err(), "plus aucune connexion acceptée : {late:?}");
+    let exit = service.exited().await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(stopping.elapsed() <= Duration::from_secs(30));
 }

@@ -33,6 +33,8 @@ pub struct Platform {
     pub guard: policies::Guard,
     /// Encrypts and decrypts TOTP seeds.
     pub cipher: SeedCipher,
+    /// Set on SIGTERM: readiness answers 503 « draining » until the process stops.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Platform {
@@ -61,6 +63,7 @@ impl Platform {
             tenancy,
             guard,
             cipher,
+            draining: Arc::default(),
         })
     }
 
@@ -279,6 +282,8 @@ impl Application {
             bind(settings.http.host, settings.http.internal_port).await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let draining = platform.draining.clone();
+        let drain_ms = settings.http.drain_ms;
         let run =
             Box::pin(async move {
                 let handles: Vec<_> = workers
@@ -289,12 +294,20 @@ impl Application {
                 let (signal_tx, signal_rx) = watch::channel(false);
                 let signal = tokio::spawn(async move {
                     shutdown_signal().await;
+                    // Readiness first, so that traffic goes elsewhere; then the listeners.
+                    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tracing::info!(
+                        drain_ms,
+                        "draining: readiness unavailable, listeners stop next"
+                    );
+                    tokio::time::sleep(Duration::from_millis(drain_ms)).await;
                     let _ = signal_tx.send(true);
                 });
                 let stopped = |mut rx: watch::Receiver<bool>| async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                let grace = Some(Duration::from_secs(25));
+                // Drain (5 s) + in-flight requests (20 s) + workers (5 s): out within 30 s.
+                let grace = Some(Duration::from_secs(20));
                 let (result, internal_result) =
                     tokio::join!(
                         poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(

@@ -147,6 +147,10 @@ pub struct HttpSettings {
     pub public_url: String,
     /// Every route answers within this time or fails with 503.
     pub request_timeout_ms: u64,
+    /// On SIGTERM, readiness answers 503 « draining » for this long before the listeners stop
+    /// accepting (so a load balancer stops sending first); in-flight requests then have 20 s.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
     /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For`
     /// headers name the client. Empty (the default): those headers are ignored and the TCP
     /// peer is the client, so nobody can pick the address their attempts are counted under.
@@ -321,6 +325,7 @@ impl Default for Settings {
                 internal_port: 8001,
                 public_url: "http://127.0.0.1:8000".into(),
                 request_timeout_ms: 10_000,
+                drain_ms: default_drain_ms(),
                 trusted_proxies: Vec::new(),
             },
             database: DatabaseSettings {
@@ -543,6 +548,11 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Five seconds: a Kubernetes readiness probe every 2 s notices twice before the stop.
+fn default_drain_ms() -> u64 {
+    5_000
 }
 
 #[cfg(test)]

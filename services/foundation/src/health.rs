@@ -87,6 +87,14 @@ impl HealthApi {
     /// Readiness: the database and the service's dependencies answer.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, platform: poem::web::Data<&Platform>) -> ReadyResponse {
+        if platform.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stopping (SIGTERM): no new traffic, whatever the dependencies say.
+            return ReadyResponse::Unavailable(Json(Readiness {
+                status: "draining".into(),
+                checks: Vec::new(),
+                unserved_departements: Vec::new(),
+            }));
+        }
         let mut checks = Vec::new();
         for check in &self.checks {
             let outcome = tokio::time::timeout(Duration::from_secs(2), check.check(&platform))

@@ -50,6 +50,11 @@ fn strip_ansi(line: &str) -> String {
 /// Starts `exe` (a path from `env!("CARGO_BIN_EXE_…")`) on `db`, with the stack's SMTP, object
 /// store, SMS gateway and DSFR; waits at most 60 s for its "ready" line.
 pub async fn start(exe: &str, db: &TestDatabase) -> RunningService {
+    start_with(exe, db, &[]).await
+}
+
+/// [`start`], with more `AC_*` variables (they win over the defaults here).
+pub async fn start_with(exe: &str, db: &TestDatabase, env: &[(&str, &str)]) -> RunningService {
     let mut command = tokio::process::Command::new(exe);
     command
         .env_remove("AC_CONFIG_FILE")
@@ -79,6 +84,9 @@ pub async fn start(exe: &str, db: &TestDatabase) -> RunningService {
         .env("AC_TELEMETRY__LOG_FILTER", "info,sqlx=warn")
         .env_remove("AC_TELEMETRY__OTLP_ENDPOINT")
         .env("NO_COLOR", "1")
+        // A short drain on SIGTERM (readiness unavailable before the listeners stop).
+        .env("AC_HTTP__DRAIN_MS", "300")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -152,18 +160,28 @@ impl RunningService {
             .expect("VmRSS")
     }
 
-    /// Sends SIGTERM and waits at most 30 s for the process to exit; its exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM (the process goes on until it has drained and stopped).
+    pub fn sigterm(&self) {
         let pid = self.child.id().expect("processus en cours");
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("kill");
         assert!(sent.success(), "SIGTERM non envoyé");
+    }
+
+    /// Waits at most 30 s for the process to exit; its exit status.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("arrêt en moins de 30 s")
             .expect("état de sortie")
+    }
+
+    /// Sends SIGTERM and waits at most 30 s for the process to exit; its exit status.
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.exited().await
     }
 }
 
