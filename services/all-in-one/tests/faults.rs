@@ -195,3 +195,72 @@ async fn sigterm_drains_readiness_first_and_lets_in_flight_requests_finish() {
     assert!(exit.success(), "{exit:?}");
     assert!(stopping.elapsed() <= Duration::from_secs(30));
 }
+
+/// The value of the first hidden `cle` field of a page (a form's idempotency key).
+fn act_key_of(html: &str) -> String {
+    html.split("name=\"cle\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("clé : {html}"))
+        .to_owned()
+}
+
+/// A revocation sent again (a network error, a double click) with the form's idempotency key
+/// answers the first outcome — « révoqué » — and revokes, journals and attests once; another
+/// démarche's form on the same page is its own act.
+#[tokio::test]
+async fn a_revocation_sent_twice_with_its_key_is_done_once_and_answered_the_same() {
+    let app = common::spawn_app(&["33"]).await;
+    let fx = common::idp::fixture(
+        &app,
+        &common::idp::angela("fc-sub-retry"),
+        &["logement", "social"],
+    )
+    .await;
+    let at = format!("/mandats/{}", fx.mandate);
+    let (status, html) = page(&fx.aidant, &app.url(&at)).await;
+    assert_eq!(status, 200);
+    let (csrf, key) = (csrf_of(&html), act_key_of(&html));
+    let revoke = |category: &'static str| {
+        let (client, url, csrf, key) = (
+            &fx.aidant,
+            app.url(&format!("{at}/revocation")),
+            csrf.clone(),
+            key.clone(),
+        );
+        async move {
+            let resp = client
+                .post(
+                    &url,
+                    &[("csrf", &csrf), ("cle", &key), ("categorie", category)],
+                )
+                .await;
+            assert_eq!(resp.status(), 303);
+            common::idp::location(&resp)
+        }
+    };
+    let first = revoke("logement").await;
+    assert!(first.ends_with("?message=revoque"), "{first}");
+    let again = revoke("logement").await;
+    assert_eq!(again, first, "la même réponse, pas « rien à révoquer »");
+    // The other démarche's form, same page: a distinct act.
+    let other = revoke("social").await;
+    assert!(other.ends_with("?message=revoque"), "{other}");
+    let revoked: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT details, count(*) FROM dep_33.journal
+         WHERE kind = 'authorisation_revoked' AND mandate_id = $1 GROUP BY details ORDER BY details",
+    )
+    .bind(fx.mandate)
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("journal");
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert!(revoked.iter().all(|(_, n)| *n == 1), "{revoked:?}");
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.act_keys WHERE mandate_id = $1")
+            .bind(fx.mandate)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("clés");
+    assert_eq!(keys, 2);
+}

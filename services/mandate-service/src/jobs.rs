@@ -174,6 +174,12 @@ pub fn purge_drafts() -> Job {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // Idempotency keys of acts: a day (a retry comes within minutes).
+                purged +=
+                    sqlx::query("DELETE FROM act_keys WHERE created_at < now() - interval '1 day'")
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                 // Reports of measure imports: 90 days (the journal keeps each import's counts).
                 purged += sqlx::query(
                     "DELETE FROM measure_imports WHERE created_at < now() - interval '90 days'",

@@ -269,6 +269,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 23,
                 "0023_measure_caseloads"
             ),
+            migration!("mandate-service", "departement", 24, "0024_act_keys"),
         ])
     });
 

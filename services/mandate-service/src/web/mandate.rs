@@ -55,6 +55,8 @@ struct MandatePage<'a> {
     can_renew: bool,
     can_attest: bool,
     flash: Option<(bool, String)>,
+    /// The idempotency key the page's revocation forms carry (with their démarche).
+    act_key: String,
 }
 
 #[derive(Template)]
@@ -229,12 +231,21 @@ pub async fn show(
         can_renew,
         can_attest,
         flash: mandate_flash(q.message.as_deref()),
+        act_key: foundation::auth::secrets::new_token(),
     })
 }
 
 #[derive(Deserialize)]
 pub struct RevokeForm {
     categorie: Option<String>,
+    /// The form's idempotency key (`act_keys`).
+    cle: Option<String>,
+}
+
+/// The hash an act's key is stored under: the form's key with what the form acts on.
+fn act_key_hash(key: &str, mandate: MandateId, category: Option<&str>) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(format!("{key}:{mandate}:{}", category.unwrap_or("*"))).to_vec()
 }
 
 /// Revokes one category (`categorie`) or the whole mandate, then produces the revocation
@@ -264,6 +275,39 @@ pub async fn revoke(
     }
     let now = OffsetDateTime::now_utc();
     let mut tx = scope.tenant.begin().await?;
+    // A retry of the same form answers the first outcome. The key is claimed first: a
+    // concurrent retry waits on it, then reads the outcome the first one committed.
+    let key = form
+        .cle
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| (20..=100).contains(&k.len()))
+        .map(|k| act_key_hash(k, mandate, category));
+    if let Some(hash) = &key {
+        let claimed = sqlx::query(
+            "INSERT INTO act_keys (key_hash, act, mandate_id, outcome) VALUES ($1, 'revocation', $2, '')
+             ON CONFLICT (key_hash) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(mandate)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let first: Option<String> = sqlx::query_scalar(
+                "SELECT outcome FROM act_keys WHERE key_hash = $1 AND mandate_id = $2",
+            )
+            .bind(hash)
+            .bind(mandate)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return match first.filter(|o| !o.is_empty()) {
+                Some(outcome) => Ok(see_other(format!("/mandats/{mandate}?message={outcome}"))),
+                None => Err(PageError::not_found()),
+            };
+        }
+    }
     let outcome = mandates::revoke(
         &mut tx,
         scope.structure.id,
@@ -277,12 +321,19 @@ pub async fn revoke(
         Ok(done) => done,
         Err(MandateError::NotFound) => return Err(PageError::not_found()),
         Err(MandateError::NothingLive) => {
+            if let Some(hash) = &key {
+                record_outcome(&mut tx, hash, "rien-a-revoquer").await?;
+                tx.commit().await?;
+            }
             return Ok(see_other(format!(
                 "/mandats/{mandate}?message=rien-a-revoquer"
             )));
         }
         Err(_) => return Err(PageError::status(StatusCode::SERVICE_UNAVAILABLE)),
     };
+    if let Some(hash) = &key {
+        record_outcome(&mut tx, hash, "revoque").await?;
+    }
     tx.commit().await?;
     let _ = attestation::produce_revocation_attestation(
         &platform,
@@ -295,6 +346,20 @@ pub async fn revoke(
     )
     .await;
     Ok(see_other(format!("/mandats/{mandate}?message=revoque")))
+}
+
+/// The outcome a retry of the act's form will be answered.
+async fn record_outcome(
+    tx: &mut foundation::tenancy::TenantTx,
+    hash: &[u8],
+    outcome: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE act_keys SET outcome = $2 WHERE key_hash = $1")
+        .bind(hash)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
 }
 
 /// Renewal: a new mandate with the same terms, which needs the usager's FranceConnect login
