@@ -45,6 +45,23 @@ async fn delegate(app: &TestApp, guardian: bool) -> (TestProfessional, Structure
     (who, structure, client)
 }
 
+/// Posts the measure form (`/mesures/nouvelle`) with its token.
+async fn post_measure(
+    client: &Browser,
+    app: &TestApp,
+    fields: Vec<(&'static str, String)>,
+) -> reqwest::Response {
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    post_form(
+        client,
+        app,
+        "/mesures/nouvelle",
+        "/mesures/nouvelle",
+        &fields,
+    )
+    .await
+}
+
 fn date_in(days: i64) -> String {
     (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
 }
@@ -67,21 +84,7 @@ async fn a_guardian_service_records_a_measure_for_its_period_and_demarches_only(
             ("categories", "logement".to_owned()),
         ]
     };
-    let post = |fields: Vec<(&'static str, String)>| {
-        let client = &client;
-        let app = &app;
-        async move {
-            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post_form(
-                client,
-                app,
-                "/mesures/nouvelle",
-                "/mesures/nouvelle",
-                &fields,
-            )
-            .await
-        }
-    };
+    let post = |fields: Vec<(&'static str, String)>| post_measure(&client, &app, fields);
 
     // Bad input: said in French, nothing written.
     let resp = post(measure("", ends.clone())).await;
@@ -331,20 +334,7 @@ async fn a_measure_is_recorded_with_the_decisions_civil_status_when_franceconnec
             ("code", code),
         ]
     };
-    let post = |fields: Vec<(&'static str, String)>| {
-        let (client, app) = (&client, &app);
-        async move {
-            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post_form(
-                client,
-                app,
-                "/mesures/nouvelle",
-                "/mesures/nouvelle",
-                &fields,
-            )
-            .await
-        }
-    };
+    let post = |fields: Vec<(&'static str, String)>| post_measure(&client, &app, fields);
     let measures = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dep_33.judicial_measures")
             .fetch_one(&app.db.admin)

@@ -38,6 +38,14 @@ pub fn kind_label(kind: &str) -> &str {
         .map_or(kind, |(_, l)| l)
 }
 
+/// A reason read from a line (« la mesure… ») as a sentence of its own (« La mesure… »).
+pub fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 /// `2031-03-14` as `14/03/2031` (as it is when unreadable).
 pub fn fr_date(iso: &str) -> String {
     date(iso).map_or_else(|| iso.to_owned(), foundation::paris::day)

@@ -86,22 +86,16 @@ pub async fn plan(
 ) -> Result<Plan, sqlx::Error> {
     let p = periods(cx, territory).await?;
     let mut tx = territory.begin().await?;
-    let to_archive: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM mandates_due($1, $2, $3, $4, 'archive')")
-            .bind(&p.tenants)
-            .bind(&p.archive)
-            .bind(&p.purge)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-    let to_purge: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM mandates_due($1, $2, $3, $4, 'purge')")
-            .bind(&p.tenants)
-            .bind(&p.archive)
-            .bind(&p.purge)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (to_archive, to_purge): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM mandates_due($1, $2, $3, $4, 'archive')),
+                (SELECT count(*) FROM mandates_due($1, $2, $3, $4, 'purge'))",
+    )
+    .bind(&p.tenants)
+    .bind(&p.archive)
+    .bind(&p.purge)
+    .bind(at)
+    .fetch_one(&mut *tx)
+    .await?;
     let usagers_to_erase: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM usagers u
          WHERE NOT EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id

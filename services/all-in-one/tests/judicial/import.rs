@@ -718,4 +718,11 @@ async fn a_measures_court_decision_is_kept_in_the_vault_and_other_files_are_refu
     let served = reqwest::get(&url).await.expect("lien");
     assert_eq!(served.status(), 200, "{url}");
     assert_eq!(served.bytes().await.expect("octets").to_vec(), pdf);
+    // The page passes axe.
+    for (url, violations) in
+        test_support::browser::axe_violations_with_cookies(&[app.url(&at)], &s.client.cookies())
+            .await
+    {
+        assert!(violations.is_empty(), "{url} : {violations:?}");
+    }
 }

@@ -5,6 +5,7 @@
 //! threshold due is sent; when the court moves the end, the new date gets its own alerts. The
 //! day is given (the job passes today in Paris; tests pass the days they check).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use foundation::app::Platform;
@@ -77,6 +78,8 @@ pub async fn run(
     .fetch_all(&mut *tx)
     .await?;
     let mut alerted = 0;
+    // Who is told, read once per structure and delegate (many measures share them).
+    let mut told: HashMap<(StructureId, Option<ProfessionalId>), Vec<String>> = HashMap::new();
     for d in &due {
         let left = (d.ends - today).whole_days();
         let mut sent = Vec::new();
@@ -121,9 +124,15 @@ pub async fn run(
             continue;
         }
         alerted += 1;
-        let to = recipients(platform, d.structure_id, d.delegate_id).await?;
+        let to = match told.entry((d.structure_id, d.delegate_id)) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(recipients(platform, d.structure_id, d.delegate_id).await?)
+            }
+        };
+        let to = &*to;
         for (template, alert, left) in &sent {
-            for recipient in &to {
+            for recipient in to {
                 outbox::enqueue_tenant(
                     &mut tx,
                     &OutboxMessage {

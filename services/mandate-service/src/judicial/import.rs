@@ -246,7 +246,7 @@ pub async fn record_one(
     let delegates = delegates(ctx.platform, ctx.structure).await?;
     let (cats, delegate) = match check(ctx, &delegates, line, &mut BTreeMap::new()) {
         Ok(checked) => checked,
-        Err(reason) => return Ok(Err(upper_first(&reason))),
+        Err(reason) => return Ok(Err(super::upper_first(&reason))),
     };
     let now = OffsetDateTime::now_utc();
     let mut tx = ctx.territory.begin().await?;
@@ -270,14 +270,6 @@ pub async fn record_one(
     let mandate = create(&mut tx, ctx, line, cats, delegate, now, now.date()).await?;
     tx.commit().await?;
     Ok(Ok(mandate))
-}
-
-fn upper_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 /// The line's démarches and delegate checked against the service.

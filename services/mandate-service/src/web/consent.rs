@@ -539,15 +539,8 @@ pub async fn decide(
     Path((dep, id)): Path<(String, String)>,
     body: String,
 ) -> PageResult<Response> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect::<Vec<_>>()
-    };
-    let decision = field("decision").into_iter().next();
+    let form = super::FormFields::parse(&body);
+    let decision = form.all("decision", 1).into_iter().next();
     let (territory, mut tx, consent, identity, structure, _) =
         match on_this_device(req, &platform, &dep, &id).await? {
             Ok(found) => found,
@@ -575,7 +568,7 @@ pub async fn decide(
         }
     }
     let offered = offered(&platform, &consent, &identity).await?;
-    let taken_over = transfers::chosen(&offered, &field("transferer"));
+    let taken_over = transfers::chosen(&offered, &form.all("transferer", usize::MAX));
     let accepted = remote_consent::accept(
         &platform,
         &shared.documents,

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::creation::recap::{check_code, factor_message};
 use super::creation::terms::{CategoryChoice, DraftTerms, category_choices, open_draft};
-use super::{Shared, THEME, form_answer, nav, notice, see_other};
+use super::{FormFields, Shared, THEME, form_answer, nav, notice, see_other};
 use crate::judicial::{KINDS, Measure};
 use crate::mandates;
 use crate::scope::{Scope, VerifiedScope};
@@ -36,32 +36,19 @@ struct NewPage<'a> {
 }
 
 /// The measure and démarches as typed (the form's fields).
-fn typed(body: &str) -> (Measure, Vec<String>) {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap_or_default();
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let renewal = field("revision");
+fn typed(form: &FormFields) -> (Measure, Vec<String>) {
+    let renewal = form.get("revision");
     (
         Measure {
-            kind: field("mesure"),
-            court: field("tribunal"),
-            decision_date: field("decision_date"),
-            decision_reference: field("decision_reference"),
-            starts: field("debut"),
-            ends: field("fin"),
+            kind: form.get("mesure"),
+            court: form.get("tribunal"),
+            decision_date: form.get("decision_date"),
+            decision_reference: form.get("decision_reference"),
+            starts: form.get("debut"),
+            ends: form.get("fin"),
             renewal_date: (!renewal.is_empty()).then_some(renewal),
         },
-        pairs
-            .iter()
-            .filter(|(k, _)| k == "categories")
-            .map(|(_, v)| v.clone())
-            .take(20)
-            .collect(),
+        form.all("categories", 20),
     )
 }
 
@@ -115,17 +102,10 @@ async fn civil_status(
     req: &Request,
     platform: &Platform,
     scope: &Scope,
-    pairs: &[(String, String)],
+    form: &FormFields,
     measure: &Measure,
     chosen: &[String],
 ) -> PageResult<Response> {
-    let form = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
     // The page's fields under the import's column names.
     let field = |column: &str| match column {
         "type_mesure" => measure.kind.clone(),
@@ -137,22 +117,18 @@ async fn civil_status(
         "date_revision" => measure.renewal_date.clone().unwrap_or_default(),
         "demarches" => chosen.join("|"),
         "delegue" => scope.me.email.clone(),
-        other => form(other),
+        other => form.get(other),
     };
     let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
     let line = match crate::judicial::csv::line(1, &field, today) {
         Ok(line) => line,
         Err((_, _, reason)) => {
-            let mut c = reason.chars();
-            let reason = c
-                .next()
-                .map(|f| f.to_uppercase().chain(c).collect())
-                .unwrap_or_default();
+            let reason = crate::judicial::upper_first(&reason);
             return page(req, platform, scope, measure, chosen, Some(reason));
         }
     };
     let now = OffsetDateTime::now_utc();
-    if let Err(e) = check_code(platform, scope, Some(form("code")), now).await? {
+    if let Err(e) = check_code(platform, scope, Some(form.get("code")), now).await? {
         return page(
             req,
             platform,
@@ -214,13 +190,10 @@ pub async fn new_submit(
     if let Err(answer) = guardian_service(&scope).await? {
         return Ok(answer);
     }
-    let (measure, chosen) = typed(&body);
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
-    if pairs
-        .iter()
-        .any(|(k, v)| k == "identification" && v == "etat_civil")
-    {
-        return civil_status(req, &platform, &scope, &pairs, &measure, &chosen).await;
+    let form = FormFields::parse(&body);
+    let (measure, chosen) = typed(&form);
+    if form.get("identification") == "etat_civil" {
+        return civil_status(req, &platform, &scope, &form, &measure, &chosen).await;
     }
     let today = OffsetDateTime::now_utc().date();
     let checked = measure

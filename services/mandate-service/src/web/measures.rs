@@ -25,7 +25,7 @@ struct Line {
     case_number: String,
     person: String,
     civil_status: bool,
-    kind: &'static str,
+    kind: String,
     ends: String,
     renewal: String,
     delegate: String,
@@ -107,10 +107,7 @@ async fn render(
             case_number: r.case_number.unwrap_or_else(|| "—".into()),
             person: r.person,
             civil_status: r.identified_by == "civil_status",
-            kind: crate::judicial::KINDS
-                .iter()
-                .find(|(k, _)| *k == r.kind)
-                .map_or("Mesure", |(_, l)| *l),
+            kind: crate::judicial::kind_label(&r.kind).to_owned(),
             ends: fr_date(&r.ends),
             renewal: r.renewal_date.as_deref().map(fr_date).unwrap_or_default(),
             delegate: name_of(r.delegate_id),
@@ -195,14 +192,8 @@ pub async fn hand_over(
     if let Err(answer) = guardian_service(&scope).await? {
         return Ok(answer);
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body).unwrap_or_default();
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
+    let form = super::FormFields::parse(&body);
+    let field = |name: &str| form.get(name);
     let delegates = caseload::delegates(platform.platform_pool(), scope.structure.id).await?;
     let from = holder_of(Some(&field("de")), &delegates);
     let from = match from {
@@ -229,11 +220,10 @@ pub async fn hand_over(
         let error = caseload::HandOverError::NoTarget.to_string();
         return render(req, &platform, &scope, again(error)).await;
     };
-    let chosen: Vec<MandateId> = pairs
+    let chosen: Vec<MandateId> = form
+        .all("mesure", 5_000)
         .iter()
-        .filter(|(k, _)| k == "mesure")
-        .filter_map(|(_, v)| v.parse().ok())
-        .take(5_000)
+        .filter_map(|v| v.parse().ok())
         .collect();
     let only = (field("portee") != "toutes").then_some(chosen.as_slice());
     let mut tx = scope.tenant.begin().await?;

@@ -143,6 +143,34 @@ fn form_answer(page: &impl Template, failed: bool) -> PageResult<Response> {
     Ok(resp)
 }
 
+/// A urlencoded form's fields (a body that is not one reads as empty).
+pub(crate) struct FormFields(Vec<(String, String)>);
+
+impl FormFields {
+    pub(crate) fn parse(body: &str) -> Self {
+        Self(serde_urlencoded::from_str(body).unwrap_or_default())
+    }
+
+    /// The first value of `name`, trimmed; empty when absent.
+    pub(crate) fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Every value of `name` (ticked boxes), at most `max`.
+    pub(crate) fn all(&self, name: &str, max: usize) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .take(max)
+            .collect()
+    }
+}
+
 /// An id of the path (a mandate's, a usager's, a draft's); nonsense is a missing page.
 fn parse_id<T: std::str::FromStr>(s: &str) -> PageResult<T> {
     s.trim().parse().map_err(|_| PageError::not_found())

@@ -206,21 +206,10 @@ pub struct Typed {
 
 impl Typed {
     fn parse(body: &str) -> Self {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(body).unwrap_or_default();
-        let field = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim().to_owned())
-                .unwrap_or_default()
-        };
+        let form = super::FormFields::parse(body);
+        let field = |name: &str| form.get(name);
         Typed {
-            chosen: pairs
-                .iter()
-                .filter(|(k, _)| k == "categories")
-                .map(|(_, v)| v.clone())
-                .take(20)
-                .collect(),
+            chosen: form.all("categories", 20),
             duration: field("duree").parse().ok(),
             renewal_of: field("renouvellement").parse().ok(),
             given_name: field("prenom"),
