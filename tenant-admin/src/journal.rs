@@ -91,7 +91,7 @@ fn parse_age(text: &str) -> Result<time::Duration, String> {
     }
 }
 
-fn key() -> anyhow::Result<CheckpointKey> {
+pub(crate) fn key() -> anyhow::Result<CheckpointKey> {
     let settings = foundation::config::Settings::load()?;
     CheckpointKey::from_base64(settings.security.journal_signing_key.expose_secret())
 }

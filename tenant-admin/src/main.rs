@@ -2,6 +2,7 @@
 //! demo data, outbox checks. Bad input gets one clear line in French, a non-zero exit, and
 //! changes nothing.
 
+mod backup;
 mod demo;
 mod idp;
 mod internal;
@@ -39,7 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Référentiel des régions et départements.
+    /// Référentiel des régions et départements ; sauvegarde et restauration d'un territoire.
+    #[command(alias = "territory")]
     Territories {
         #[command(subcommand)]
         command: TerritoriesCommand,
@@ -130,6 +132,8 @@ enum Command {
 enum TerritoriesCommand {
     /// Charge (ou met à jour) les 18 régions et 101 départements.
     Seed,
+    #[command(flatten)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Subcommand)]
@@ -291,6 +295,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cards { command } => keys::run_cards(&connect(&cli).await?, command).await?,
         Command::Pix { command } => pix::run(&connect(&cli).await?, command).await?,
         Command::Keys { command } => keys::run_keys(&connect(&cli).await?, command).await?,
+        Command::Territories {
+            command: TerritoriesCommand::Backup(command),
+        } => backup::run(&cli, command).await?,
         Command::Journal { command } => match journal::offline(command) {
             Some(result) => result?,
             None => journal::run(&connect(&cli).await?, command).await?,

@@ -96,6 +96,7 @@ pub enum Event {
     JudicialMeasureHandedOver,
     JudicialMeasureAlertQueued,
     JudicialDecisionAttached,
+    TerritoryRestored,
 }
 
 impl Event {
@@ -150,6 +151,7 @@ impl Event {
             Event::JudicialMeasureHandedOver => "judicial_measure_handed_over",
             Event::JudicialMeasureAlertQueued => "judicial_measure_alert_queued",
             Event::JudicialDecisionAttached => "judicial_decision_attached",
+            Event::TerritoryRestored => "territory_restored",
         }
     }
 }
@@ -204,6 +206,7 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "judicial_measure_recorded" => "Mesure de protection judiciaire enregistrée",
         "judicial_measure_updated" => "Mesure de protection judiciaire mise à jour",
         "judicial_measures_imported" => "Mesures de protection importées",
+        "territory_restored" => "Territoire restauré depuis une sauvegarde",
         "judicial_measure_handed_over" => "Mesure de protection confiée à un autre délégué",
         "judicial_measure_alert_queued" => "Alerte d'échéance d'une mesure de protection",
         "judicial_decision_attached" => "Décision de justice jointe à une mesure",

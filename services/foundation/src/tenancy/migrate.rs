@@ -315,12 +315,12 @@ pub struct SchemaReport {
 
 /// Marks DDL assembled here as audited: every identifier in it went through `ident`, which
 /// accepts only `[a-z0-9_]` names we generated from validated codes.
-fn ddl(sql: String) -> sqlx::AssertSqlSafe<String> {
+pub(super) fn ddl(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
 
 /// Quotes an identifier we generated ourselves; anything else is a programming error.
-fn ident(name: &str) -> Result<String, MigrateError> {
+pub(super) fn ident(name: &str) -> Result<String, MigrateError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name

@@ -4,6 +4,8 @@
 //! inside can switch to another territory or back to the platform. Only this module sets
 //! `search_path`, with `SET LOCAL` semantics.
 
+pub mod archive;
+pub mod backup;
 pub mod communes;
 pub mod logins;
 pub mod migrate;
