@@ -2,6 +2,8 @@
 //! its connections to PostgreSQL are all taken by slow work, and how it recovers.
 
 mod common;
+#[path = "faults/postgres_killed.rs"]
+mod postgres_killed;
 
 use std::time::{Duration, Instant};
 

@@ -35,6 +35,8 @@ pub struct Platform {
     pub cipher: SeedCipher,
     /// Set on SIGTERM: readiness answers 503 « draining » until the process stops.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Open while PostgreSQL is unreachable: requests answer 503 at once.
+    pub breaker: crate::breaker::DatabaseBreaker,
 }
 
 impl Platform {
@@ -52,6 +54,7 @@ impl Platform {
             crate::tenancy::TenantLogin::from_settings(&settings.database),
         )
         .await?;
+        let breaker = crate::breaker::DatabaseBreaker::new((*pool.connect_options()).clone());
         let guard = policies::Guard::new(Arc::new(SqlAssignments(pool))).await?;
         let cipher = SeedCipher::new(
             &settings.security.totp_key,
@@ -64,6 +67,7 @@ impl Platform {
             guard,
             cipher,
             draining: Arc::default(),
+            breaker,
         })
     }
 
@@ -252,9 +256,9 @@ impl Application {
             .collect();
         let app = crate::telemetry::with_request_span(web::with_security_headers(
             web::allow::with_allow(
-                web::error_pages(with_timeout(
-                    timeout,
-                    protected.with(CookieJarManager::new()),
+                web::error_pages(crate::breaker::with_breaker(
+                    platform.breaker.clone(),
+                    with_timeout(timeout, protected.with(CookieJarManager::new())),
                 )),
                 allow.clone(),
             ),
@@ -265,10 +269,13 @@ impl Application {
         // one JSON shape (an HTML page would break the documented contract).
         let internal_app = crate::telemetry::with_request_span(web::with_security_headers(
             web::allow::with_allow(
-                web::api_errors(with_timeout(
-                    timeout,
-                    without_unserved_methods(
-                        internal.with(CatchPanic::new()).data(platform.clone()),
+                web::api_errors(crate::breaker::with_breaker(
+                    platform.breaker.clone(),
+                    with_timeout(
+                        timeout,
+                        without_unserved_methods(
+                            internal.with(CatchPanic::new()).data(platform.clone()),
+                        ),
                     ),
                 )),
                 allow,

@@ -6,6 +6,8 @@ pub mod api;
 pub mod app;
 /// Professional identity: sessions, CSRF, TOTP, security journal, guard assignments.
 pub mod auth;
+/// The database breaker: 503 at once while PostgreSQL is unreachable.
+pub mod breaker;
 /// The fixed list of démarche categories (product.md §6).
 pub mod categories;
 /// Typed configuration: defaults, file, environment; secrets that never print.

@@ -37,10 +37,18 @@ fn user_of(url: &str) -> String {
 impl TestDatabase {
     /// Creates an empty database and applies the platform migrations to it.
     pub async fn create() -> TestDatabase {
-        let admin_url = stack_var("AC_TEST_ADMIN_URL");
-        let app_url = stack_var("AC_TEST_APP_URL");
+        Self::create_on(
+            &stack_var("AC_TEST_ADMIN_URL"),
+            &stack_var("AC_TEST_APP_URL"),
+        )
+        .await
+    }
+
+    /// [`TestDatabase::create`] on another cluster (URLs of its administrator and of the
+    /// application's login role, any database name).
+    pub async fn create_on(admin_url: &str, app_url: &str) -> TestDatabase {
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let server = migrate::connect_admin(&admin_url, 1)
+        let server = migrate::connect_admin(admin_url, 1)
             .await
             .expect("connexion administrateur");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -48,8 +56,8 @@ impl TestDatabase {
             .await
             .expect("CREATE DATABASE");
         server.close().await;
-        let admin_url = with_database(&admin_url, &name);
-        let app_role = user_of(&app_url);
+        let admin_url = with_database(admin_url, &name);
+        let app_role = user_of(app_url);
         let admin = migrate::connect_admin(&admin_url, 8)
             .await
             .expect("connexion à la base de test");
@@ -57,7 +65,7 @@ impl TestDatabase {
             .await
             .expect("migrations de la plateforme");
         TestDatabase {
-            app_url: with_database(&app_url, &name),
+            app_url: with_database(app_url, &name),
             name,
             admin,
             admin_url,

@@ -8,6 +8,7 @@ pub mod franceconnect;
 pub mod maildev;
 pub mod otlp;
 pub mod private_maildev;
+pub mod private_postgres;
 pub mod private_process;
 pub mod private_seaweedfs;
 pub mod private_smtp_tls;
