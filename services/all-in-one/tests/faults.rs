@@ -266,3 +266,80 @@ async fn a_revocation_sent_twice_with_its_key_is_done_once_and_answered_the_same
             .expect("clés");
     assert_eq!(keys, 2);
 }
+
+/// The state of the `journal_checkpoints` job: (last start, whether the run finished).
+async fn checkpoint_job(db: &TestDatabase) -> Option<(time::OffsetDateTime, bool)> {
+    sqlx::query_as(
+        "SELECT last_started_at, coalesce(last_finished_at >= last_started_at, false)
+         FROM platform.job_runs WHERE name = 'journal_checkpoints'",
+    )
+    .fetch_optional(&db.admin)
+    .await
+    .expect("job_runs")
+}
+
+/// Two replicas (the platform's binary, twice) on one database. The first claims the journal
+/// checkpoints job (every 10 minutes) and is stopped by SIGTERM in the middle of it (the job
+/// waits behind a lock); it gives its claim back, the second replica takes the run within a
+/// tick, and the job's work is done once.
+#[tokio::test]
+async fn a_job_stopped_mid_run_by_sigterm_is_taken_over_by_the_other_replica_and_done_once() {
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let exe = env!("CARGO_BIN_EXE_aidants-connect");
+    let env = [("AC_JOBS__TICK_MS", "300")];
+    let mut lock = db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.journal_checkpoints IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    let first = test_support::service_binary::start_with(exe, &db, &env).await;
+    let started = Instant::now();
+    let claimed = loop {
+        if let Some((at, false)) = checkpoint_job(&db).await {
+            break at;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "claim by the first replica");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let second = test_support::service_binary::start_with(exe, &db, &env).await;
+    // The second replica looks several times and leaves the claimed run alone.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(checkpoint_job(&db).await, Some((claimed, false)));
+
+    let stopping = Instant::now();
+    first.sigterm();
+    let exit = first.exited().await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(stopping.elapsed() <= Duration::from_secs(30));
+    // The claim was given back: the second replica claims the run at its next look (and
+    // waits behind the lock in turn), long before the job's next period.
+    let taken = Instant::now();
+    let retaken = loop {
+        let (at, _) = checkpoint_job(&db).await.expect("job");
+        if at > claimed {
+            break at;
+        }
+        assert!(taken.elapsed() < Duration::from_secs(10), "taken over within a tick");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    lock.commit().await.expect("fin du verrou");
+    // And runs it to the end.
+    loop {
+        if let Some((at, true)) = checkpoint_job(&db).await {
+            assert_eq!(at, retaken, "the second replica's run");
+            break;
+        }
+        assert!(taken.elapsed() < Duration::from_secs(20), "run to the end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (error, checkpoints): (Option<String>, i64) = sqlx::query_as(
+        "SELECT (SELECT last_error FROM platform.job_runs WHERE name = 'journal_checkpoints'),
+                (SELECT count(*) FROM dep_33.journal_checkpoints)",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(error, None);
+    assert_eq!(checkpoints, 1, "the territory's checkpoint signed once");
+    let _ = second.terminate().await;
+}

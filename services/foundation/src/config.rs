@@ -56,6 +56,27 @@ pub struct Settings {
     /// default), or the document-vault-bridge's internal API when the services run apart.
     #[serde(default)]
     pub documents: DocumentsSettings,
+    #[serde(default)]
+    pub jobs: JobsSettings,
+}
+
+/// The scheduled jobs' worker (`foundation::jobs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsSettings {
+    /// How often each replica looks for jobs whose period has come.
+    pub tick_ms: u64,
+    /// A run claimed this long ago and never finished (its replica was killed) may be claimed
+    /// again by another replica. A replica that stops cleanly gives its claim back at once.
+    pub lease_seconds: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        JobsSettings {
+            tick_ms: 30_000,
+            lease_seconds: 900,
+        }
+    }
 }
 
 /// `documents.vault_url` set: attestations are stored through the document-vault-bridge's
@@ -390,6 +411,7 @@ impl Default for Settings {
                 timeout_ms: 5_000,
             },
             documents: DocumentsSettings::default(),
+            jobs: JobsSettings::default(),
         }
     }
 }

@@ -34,19 +34,59 @@ impl Job {
     }
 }
 
-/// Claims this period's run of `name`; true for exactly one caller per period.
-pub async fn claim(platform: &Platform, name: &str, every: Duration) -> Result<bool, sqlx::Error> {
-    let claimed: Option<String> = sqlx::query_scalar(
-        "INSERT INTO platform.job_runs (name, last_started_at) VALUES ($1, now())
+/// This replica's run of a job for this period. `previous` is the start it replaced, put
+/// back if the run is given up (the replica stops), so that another replica takes it at its
+/// next look instead of waiting for the next period.
+#[derive(Debug)]
+pub struct Claim {
+    started: time::OffsetDateTime,
+    previous: Option<time::OffsetDateTime>,
+}
+
+/// Claims this period's run of `name`; `Some` for exactly one caller per period. A run
+/// claimed more than the lease ago and never finished (its replica died) is claimable again.
+pub async fn claim(
+    platform: &Platform,
+    name: &str,
+    every: Duration,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let claimed: Option<(time::OffsetDateTime, Option<time::OffsetDateTime>)> = sqlx::query_as(
+        "WITH previous AS (SELECT last_started_at FROM platform.job_runs WHERE name = $1)
+         INSERT INTO platform.job_runs (name, last_started_at) VALUES ($1, now())
          ON CONFLICT (name) DO UPDATE SET last_started_at = now()
          WHERE job_runs.last_started_at <= now() - make_interval(secs => $2)
-         RETURNING name",
+            OR (coalesce(job_runs.last_finished_at < job_runs.last_started_at, true)
+                AND job_runs.last_started_at <= now() - make_interval(secs => $3))
+         RETURNING last_started_at, (SELECT last_started_at FROM previous)",
     )
     .bind(name)
     .bind(every.as_secs_f64())
+    .bind(platform.settings.jobs.lease_seconds as f64)
     .fetch_optional(platform.platform_pool())
     .await?;
-    Ok(claimed.is_some())
+    Ok(claimed.map(|(started, previous)| Claim { started, previous }))
+}
+
+/// Gives a claim back (the run was stopped before it finished): the period is due again.
+pub async fn release(
+    platform: &Platform,
+    name: &str,
+    every: Duration,
+    claim: &Claim,
+) -> Result<(), sqlx::Error> {
+    // A first run given back is due at once (never -infinity: no client type reads it).
+    sqlx::query(
+        "UPDATE platform.job_runs
+         SET last_started_at = coalesce($3, now() - make_interval(secs => $4))
+         WHERE name = $1 AND last_started_at = $2",
+    )
+    .bind(name)
+    .bind(claim.started)
+    .bind(claim.previous)
+    .bind(every.as_secs_f64())
+    .execute(platform.platform_pool())
+    .await?;
+    Ok(())
 }
 
 /// Runs every job whose period has come and that this replica claimed. Returns what ran.
@@ -54,17 +94,48 @@ pub async fn run_due(
     platform: &Platform,
     jobs: &[Job],
 ) -> Vec<(&'static str, Result<u64, String>)> {
+    run_due_until(platform, jobs, None).await
+}
+
+/// [`run_due`], stopping when `shutdown` is requested: before the next job, or during one —
+/// its uncommitted work rolls back (jobs commit what they handle as they go, and running
+/// again does nothing more), and its claim is given back for another replica.
+pub async fn run_due_until(
+    platform: &Platform,
+    jobs: &[Job],
+    mut shutdown: Option<&mut Shutdown>,
+) -> Vec<(&'static str, Result<u64, String>)> {
     let mut ran = Vec::new();
     for job in jobs {
-        match claim(platform, job.name, job.every).await {
-            Ok(true) => {}
-            Ok(false) => continue,
+        if shutdown.as_ref().is_some_and(|s| s.is_requested()) {
+            return ran;
+        }
+        let claim = match claim(platform, job.name, job.every).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(job = job.name, error = %e, "job claim failed");
                 continue;
             }
-        }
-        let outcome = (job.run)(platform.clone()).await.map_err(|e| e.to_string());
+        };
+        let run = (job.run)(platform.clone());
+        let outcome = match shutdown.as_deref_mut() {
+            Some(stop) => tokio::select! {
+                outcome = run => Some(outcome),
+                _ = stop.requested() => None,
+            },
+            None => Some(run.await),
+        };
+        let Some(outcome) = outcome else {
+            let released = release(platform, job.name, job.every, &claim).await;
+            tracing::info!(
+                job = job.name,
+                released = released.is_ok(),
+                "job stopped at shutdown, its claim given back"
+            );
+            return ran;
+        };
+        let outcome = outcome.map_err(|e| e.to_string());
         let (count, error) = match &outcome {
             Ok(n) => (Some(*n as i64), None),
             Err(e) => (None, Some(e.clone())),
@@ -85,14 +156,17 @@ pub async fn run_due(
     ran
 }
 
-/// The worker running the jobs: it looks every 30 seconds for jobs whose period has come.
+/// The worker running the jobs: it looks every `jobs.tick_ms` (30 s) for jobs whose period
+/// has come, and stops at shutdown between jobs or by giving a running job's claim back.
 pub async fn scheduler(platform: Platform, jobs: Vec<Job>, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let every = Duration::from_millis(platform.settings.jobs.tick_ms.max(100));
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.requested() => return,
-            _ = tick.tick() => { run_due(&platform, &jobs).await; }
+            _ = tick.tick() => {}
         }
+        run_due_until(&platform, &jobs, Some(&mut shutdown)).await;
     }
 }
 
