@@ -292,6 +292,18 @@ run_bench() {
   "$CARGO_TARGET_DIR/release/bench-measures"
 }
 
+# The soak of load-tests/ (release build): the platform's binary under a steady mixed load for
+# 30 minutes (--minutes N), a line per minute, the table and the trend at the end.
+run_soak() {
+  install_all
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  cargo build -q --release -p load-tests --bin soak -p all-in-one --bin aidants-connect
+  "$CARGO_TARGET_DIR/release/soak" --binary "$CARGO_TARGET_DIR/release/aidants-connect" "$@"
+}
+
 # Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of
 # earlier runs before a new one.
 drop_test_databases() {

@@ -1,5 +1,7 @@
 //! What the benchmarks share: percentiles of measured durations and timed HTTP GETs.
 
+pub mod oidc;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -298,7 +298,10 @@ async fn a_job_stopped_mid_run_by_sigterm_is_taken_over_by_the_other_replica_and
         if let Some((at, false)) = checkpoint_job(&db).await {
             break at;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "claim by the first replica");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "claim by the first replica"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let second = test_support::service_binary::start_with(exe, &db, &env).await;
@@ -319,7 +322,10 @@ async fn a_job_stopped_mid_run_by_sigterm_is_taken_over_by_the_other_replica_and
         if at > claimed {
             break at;
         }
-        assert!(taken.elapsed() < Duration::from_secs(10), "taken over within a tick");
+        assert!(
+            taken.elapsed() < Duration::from_secs(10),
+            "taken over within a tick"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     lock.commit().await.expect("fin du verrou");

@@ -32,6 +32,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("load-tests/src/idp.rs", 1),
     ("load-tests/src/mandates.rs", 1),
     ("load-tests/src/measures.rs", 1),
+    ("load-tests/src/soak.rs", 1),
     ("load-tests/src/statistics.rs", 1),
     ("tenant-admin/src/backup.rs", 2),
     ("tenant-admin/src/demo.rs", 1),

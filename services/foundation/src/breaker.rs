@@ -82,25 +82,29 @@ fn exempt(path: &str) -> bool {
 pub fn with_breaker<E: Endpoint + 'static>(
     breaker: DatabaseBreaker,
     ep: E,
-) -> impl Endpoint<Output = Response> {
-    ep.around(move |ep, req: Request| {
-        let breaker = breaker.clone();
-        async move {
-            let exempt = exempt(req.uri().path());
-            if !exempt && breaker.is_open() {
-                return Err(poem::Error::from_status(
-                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                ));
+) -> poem::endpoint::BoxEndpoint<'static, Response> {
+    // Boxed: the layers' nested types would otherwise overflow the compiler's depth limit.
+    ep.map_to_response()
+        .boxed()
+        .around(move |ep, req: Request| {
+            let breaker = breaker.clone();
+            async move {
+                let exempt = exempt(req.uri().path());
+                if !exempt && breaker.is_open() {
+                    return Err(poem::Error::from_status(
+                        poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                    ));
+                }
+                let result = ep.call(req).await.map(IntoResponse::into_response);
+                let unavailable = match &result {
+                    Ok(resp) => resp.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                    Err(err) => err.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                };
+                if unavailable && !exempt {
+                    breaker.suspect();
+                }
+                result
             }
-            let result = ep.call(req).await.map(IntoResponse::into_response);
-            let unavailable = match &result {
-                Ok(resp) => resp.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                Err(err) => err.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE,
-            };
-            if unavailable && !exempt {
-                breaker.suspect();
-            }
-            result
-        }
-    })
+        })
+        .boxed()
 }

@@ -173,9 +173,16 @@ impl OutboxWorker {
         }
     }
 
-    /// Delivers batches until nothing is due in this scope.
+    /// Delivers batches until nothing is due in this scope. Between a territory's batches, the
+    /// platform's messages due (login and enrolment links, valid minutes) go first: they never
+    /// wait behind a territory's backlog.
     async fn drain(&self, scope: Scope, shutdown: &Shutdown) {
         while !shutdown.is_requested() {
+            if scope != Scope::Platform
+                && let Err(e) = self.deliver_batch(Scope::Platform).await
+            {
+                tracing::warn!(error = %e, "outbox: batch not processed");
+            }
             match self.deliver_batch(scope).await {
                 Ok(0) => return,
                 Ok(_) => continue,
