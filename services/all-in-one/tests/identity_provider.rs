@@ -760,6 +760,18 @@ async fn redeem(
     code: &str,
     verifier: Option<&str>,
 ) -> (u16, Value) {
+    redeem_keyed(app, client_id, secret, code, verifier, None).await
+}
+
+/// [`redeem`], with an `Idempotency-Key` header when given.
+async fn redeem_keyed(
+    app: &TestApp,
+    client_id: &str,
+    secret: &str,
+    code: &str,
+    verifier: Option<&str>,
+    key: Option<&str>,
+) -> (u16, Value) {
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -770,13 +782,11 @@ async fn redeem(
     if let Some(v) = verifier {
         form.push(("code_verifier", v));
     }
-    let resp = app
-        .client
-        .post(app.url("/oidc/token"))
-        .form(&form)
-        .send()
-        .await
-        .expect("token");
+    let mut request = app.client.post(app.url("/oidc/token")).form(&form);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let resp = request.send().await.expect("token");
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("json"))
 }
@@ -1304,4 +1314,113 @@ async fn a_deactivated_structure_neither_acts_nor_redeems() {
     }
     let resp = fx.aidant.get(&url).await;
     assert_eq!(resp.status(), 403, "plus de choix de la personne");
+}
+
+/// Issue 21 §1: a token request sent again with its `Idempotency-Key` (its answer was lost)
+/// gets the first answer within the minute — the same tokens, still valid, one journal entry,
+/// one receipt — while a replay without the key, with another key or after the minute is
+/// refused and revokes what the code gave, as before.
+#[tokio::test]
+async fn a_token_request_retried_with_its_idempotency_key_gets_the_first_answer() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-reprise"), &["logement"]).await;
+    let secret = secret_client(&app, "fc-reprise").await;
+    let url = authorize_url(&app, "fc-reprise", CALLBACK, "");
+    let key = "reprise-0123456789abcdef";
+    let code = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let (status, first) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first, "the same answer, the same tokens");
+    let access = first["access_token"].as_str().expect("jeton");
+    assert_eq!(userinfo_status(&app, access).await, 200, "still valid");
+    let (used, receipts, stored): (i64, i64, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dep_33.journal WHERE kind = 'mandate_used' AND mandate_id = $1),
+                (SELECT count(*) FROM dep_33.outbox WHERE template = 'mandate_used'),
+                (SELECT retry_response FROM dep_33.oidc_grants WHERE code_hash = $2)",
+    )
+    .bind(fx.mandate)
+    .bind(foundation::auth::secrets::token_hash(&code))
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("état");
+    assert_eq!((used, receipts), (1, 1), "journaled and receipted once");
+    let stored = stored.expect("réponse gardée pour une reprise");
+    assert!(
+        !String::from_utf8_lossy(&stored).contains(access),
+        "never a usable token in the database"
+    );
+    // Another key is a replay: refused, and the tokens die; the right key no longer helps.
+    let (status, other) = redeem_keyed(
+        &app,
+        "fc-reprise",
+        &secret,
+        &code,
+        None,
+        Some("une-autre-cle-0123456789"),
+    )
+    .await;
+    assert_eq!(
+        (status, other["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(userinfo_status(&app, access).await, 401);
+    let (status, _) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
+    assert_eq!(status, 400);
+
+    // Without a key, a second request is a replay, as before.
+    let code = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let (status, plain) = redeem(&app, "fc-reprise", &secret, &code, None).await;
+    assert_eq!(status, 200, "{plain}");
+    let (status, replay) = redeem(&app, "fc-reprise", &secret, &code, None).await;
+    assert_eq!(
+        (status, replay["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let plain_access = plain["access_token"].as_str().expect("jeton");
+    assert_eq!(userinfo_status(&app, plain_access).await, 401);
+
+    // After the minute, the key no longer answers.
+    let code = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let (status, late) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
+    assert_eq!(status, 200, "{late}");
+    sqlx::query(
+        "UPDATE dep_33.oidc_grants SET redeemed_at = redeemed_at - interval '2 minutes' WHERE code_hash = $1",
+    )
+    .bind(foundation::auth::secrets::token_hash(&code))
+    .execute(&app.db.admin)
+    .await
+    .expect("une minute passe");
+    let (status, _) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
+    assert_eq!(status, 400);
+
+    // A malformed key: a documented error, nothing redeemed.
+    let code = param(
+        &choose(&fx, &app, &url, fx.usager, "logement").await,
+        "code",
+    )
+    .expect("code");
+    let (status, bad) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some("court")).await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, _) = redeem(&app, "fc-reprise", &secret, &code, None).await;
+    assert_eq!(
+        status, 200,
+        "the code was not spent by the malformed request"
+    );
 }

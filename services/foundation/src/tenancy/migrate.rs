@@ -270,6 +270,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0023_measure_caseloads"
             ),
             migration!("mandate-service", "departement", 24, "0024_act_keys"),
+            migration!("mandate-service", "departement", 25, "0025_idp_retries"),
         ])
     });
 

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod interaction;
 pub mod keys;
 pub mod request;
+pub mod retry;
 pub mod tokens;
 
 use foundation::app::Platform;

@@ -77,6 +77,9 @@ struct GrantRow {
     postal_address: Option<String>,
     receipts: String,
     structure_name: String,
+    retry_key_hash: Option<Vec<u8>>,
+    retry_response: Option<Vec<u8>>,
+    within_retry: bool,
 }
 
 /// `POST /oidc/token`.
@@ -157,6 +160,13 @@ pub async fn token(
             "code et redirect_uri sont obligatoires",
         ));
     };
+    // A client that may retry names its request (idempotent redemption, `retry`).
+    let retry_key = match req.headers().get(super::retry::HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().filter(|k| super::retry::valid(k)).ok_or(
+            OAuthError::InvalidRequest("Idempotency-Key : de 16 à 255 caractères ASCII visibles"),
+        )?),
+    };
     let refused = |reason| OAuthError::InvalidGrant {
         client: client.client_id.clone(),
         reason,
@@ -175,6 +185,7 @@ pub async fn token(
         &client,
         redirect_uri,
         params.get("code_verifier"),
+        retry_key,
     )
     .await
     .map_err(OAuthError::unavailable)?
@@ -187,6 +198,7 @@ pub async fn token(
 }
 
 /// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
+#[allow(clippy::too_many_arguments)]
 async fn redeem(
     tenant: &foundation::tenancy::Territory,
     platform_pool: &sqlx::PgPool,
@@ -195,6 +207,7 @@ async fn redeem(
     client: &clients::Client,
     redirect_uri: &str,
     verifier: Option<&str>,
+    retry_key: Option<&str>,
 ) -> Result<Result<Value, &'static str>, anyhow::Error> {
     let mut tx = tenant.begin().await?;
     let row: Option<GrantRow> = sqlx::query_as(
@@ -207,7 +220,9 @@ async fn redeem(
                 u.fc_sub, coalesce(u.own_email, u.email) AS email,
                 coalesce(u.own_phone, c.phone) AS phone,
                 coalesce(u.own_postal_address, c.postal_address) AS postal_address,
-                u.receipts, s.name AS structure_name
+                u.receipts, s.name AS structure_name,
+                g.retry_key_hash, g.retry_response,
+                coalesce(g.redeemed_at > now() - make_interval(secs => $2), false) AS within_retry
          FROM oidc_grants g
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
@@ -216,6 +231,7 @@ async fn redeem(
          FOR UPDATE OF g",
     )
     .bind(token_hash(code))
+    .bind(super::retry::RETRY_SECONDS as f64)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(GrantRow {
@@ -241,10 +257,32 @@ async fn redeem(
         postal_address,
         receipts,
         structure_name,
+        retry_key_hash,
+        retry_response,
+        within_retry,
     }) = row
     else {
         return Ok(Err("code inconnu"));
     };
+    // The same request again, with its idempotency key, within the minute: the first answer,
+    // nothing done twice.
+    if redeemed
+        && !revoked
+        && within_retry
+        && client_id == client.client_id
+        && grant_redirect == redirect_uri
+        && pkce_ok(challenge.as_deref(), verifier)
+        && let (Some(key), Some(hash), Some(sealed)) = (
+            retry_key,
+            retry_key_hash.as_deref(),
+            retry_response.as_deref(),
+        )
+        && hash == super::retry::key_hash(key).as_slice()
+        && let Some(answer) = super::retry::open(key, code, sealed)
+    {
+        tx.commit().await?;
+        return Ok(Ok(answer));
+    }
     // A withdrawn habilitation stops a flow in progress: the aidant must still be an aidant of
     // the structure when the code is redeemed.
     let habilitated = foundation::auth::assignments::holds_now(
@@ -286,15 +324,49 @@ async fn redeem(
     }
     let access_token = territory_token(tx.departement());
     let now = OffsetDateTime::now_utc();
+    let cat = categories::by_code(&category);
+    let iat = now.unix_timestamp();
+    let id_token = json!({
+        "iss": provider.issuer,
+        "aud": client.client_id,
+        "sub": provider.subject(&client.client_id, &fc_sub),
+        "iat": iat,
+        "exp": iat + ID_TOKEN_SECONDS,
+        "auth_time": auth_time.unix_timestamp(),
+        "nonce": nonce,
+        "acr": "eidas1",
+        "amr": AMR,
+        "rep_scope": [cat.map(|c| c.fc_label).unwrap_or_default()],
+        "sid": format!("{}.{grant}", tenant.departement().as_str()),
+    });
+    let signer = provider.keys.signer(client.signing_alg).await?;
+    let answer = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "id_token": signer.sign(&id_token),
+        "scope": scopes.join(" "),
+    });
+    // With an idempotency key, the answer is kept for a retry, sealed (`retry`).
+    let (retry_hash, retry_sealed) = match retry_key {
+        Some(key) => (
+            Some(super::retry::key_hash(key)),
+            Some(super::retry::seal(key, code, &answer)),
+        ),
+        None => (None, None),
+    };
     sqlx::query(
         "UPDATE oidc_grants SET redeemed_at = $2, access_token_hash = $3,
-             access_expires_at = $2 + make_interval(secs => $4)
+             access_expires_at = $2 + make_interval(secs => $4),
+             retry_key_hash = $5, retry_response = $6
          WHERE id = $1",
     )
     .bind(grant)
     .bind(now)
     .bind(token_hash(&access_token))
     .bind(ACCESS_TOKEN_SECONDS as f64)
+    .bind(retry_hash)
+    .bind(retry_sealed)
     .execute(&mut *tx)
     .await?;
     journal::append(
@@ -307,7 +379,6 @@ async fn redeem(
             .details(json!({ "category": category, "client": client.client_id, "grant": grant })),
     )
     .await?;
-    let cat = categories::by_code(&category);
     let contact = crate::contact::UsagerContact {
         email,
         phone,
@@ -327,28 +398,7 @@ async fn redeem(
     )
     .await?;
     tx.commit().await?;
-    let iat = now.unix_timestamp();
-    let id_token = json!({
-        "iss": provider.issuer,
-        "aud": client.client_id,
-        "sub": provider.subject(&client.client_id, &fc_sub),
-        "iat": iat,
-        "exp": iat + ID_TOKEN_SECONDS,
-        "auth_time": auth_time.unix_timestamp(),
-        "nonce": nonce,
-        "acr": "eidas1",
-        "amr": AMR,
-        "rep_scope": [cat.map(|c| c.fc_label).unwrap_or_default()],
-        "sid": format!("{}.{grant}", tenant.departement().as_str()),
-    });
-    let signer = provider.keys.signer(client.signing_alg).await?;
-    Ok(Ok(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_SECONDS,
-        "id_token": signer.sign(&id_token),
-        "scope": scopes.join(" "),
-    })))
+    Ok(Ok(answer))
 }
 
 type UserinfoRow = (
