@@ -13,8 +13,7 @@
 use std::time::{Duration, Instant};
 
 use foundation::auth::secrets;
-use foundation::ids::{StructureId, TenantId, UsagerId};
-use foundation::tenancy::{DepartementCode, Tenancy};
+use foundation::ids::{StructureId, UsagerId};
 use load_tests::oidc::{CLIENT, REDIRECT, Worker, flow, token_and_userinfo};
 use load_tests::{ms, percentile};
 use test_support::database::TestDatabase;
@@ -81,20 +80,8 @@ async fn main() -> anyhow::Result<()> {
     let db = TestDatabase::with_departements(&["33"]).await;
     let mut settings = test_support::test_settings(&db.app_url);
     settings.database.max_connections = 40;
-    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
-    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
-    let structure = habilitation_desk::structures::create_structure(
-        &ctx,
-        &habilitation_desk::structures::NewStructure {
-            tenant_id: TenantId::from_uuid(Uuid::nil()),
-            name: "France Services de banc d'essai".into(),
-            kind: "france_services".into(),
-            commune: foundation::tenancy::CommuneCode::parse("33063")?,
-            address: String::new(),
-            france_services: true,
-        },
-    )
-    .await?;
+    let (ctx, structure) =
+        load_tests::bench_structure(&db, "France Services de banc d'essai").await?;
     let (workers, secret) = load_tests::oidc::desks(&db, &ctx, structure, WORKERS, 200).await?;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?

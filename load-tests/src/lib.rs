@@ -4,7 +4,66 @@ pub mod oidc;
 
 use std::time::{Duration, Instant};
 
+use foundation::auth::{factors, secrets};
+use foundation::ids::{ProfessionalId, StructureId, TenantId};
+use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use futures::StreamExt;
+use policies::Role;
+use test_support::database::TestDatabase;
+use uuid::Uuid;
+
+/// Territory 33 as the services reach it, and a France Services structure named `name` in it.
+pub async fn bench_structure(
+    db: &TestDatabase,
+    name: &str,
+) -> anyhow::Result<(Territory, StructureId)> {
+    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
+    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
+    let structure = habilitation_desk::structures::create_structure(
+        &ctx,
+        &habilitation_desk::structures::NewStructure {
+            tenant_id: TenantId::from_uuid(Uuid::nil()),
+            name: name.into(),
+            kind: "france_services".into(),
+            commune: foundation::tenancy::CommuneCode::parse("33063")?,
+            address: String::new(),
+            france_services: true,
+        },
+    )
+    .await?;
+    Ok((ctx, structure))
+}
+
+/// An aidant of `structure` (e-mail `{label}-{random}@bench.test`) with a confirmed app
+/// factor: (id, e-mail, TOTP seed).
+pub async fn aidant_with_factor(
+    admin: &sqlx::PgPool,
+    cipher: &secrets::SeedCipher,
+    structure: StructureId,
+    label: &str,
+) -> anyhow::Result<(ProfessionalId, String, Vec<u8>)> {
+    let email = format!(
+        "{label}-{}@bench.test",
+        &Uuid::new_v4().simple().to_string()[..10]
+    );
+    let mut tx = admin.begin().await?;
+    let id = habilitation_desk::accounts::create_professional(&mut tx, &email, label).await?;
+    habilitation_desk::accounts::grant_role(
+        &mut tx,
+        id,
+        Role::Aidant,
+        structure.domain(),
+        Some("33"),
+    )
+    .await?;
+    let (factor, seed) = factors::start_app_enrolment(&mut tx, cipher, id).await?;
+    sqlx::query("UPDATE platform.second_factors SET confirmed_at = now() WHERE id = $1")
+        .bind(factor)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((id, email, seed))
+}
 
 /// The `p` percentile (0 to 1) of durations sorted ascending.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -15,50 +15,18 @@
 
 use std::time::{Duration, Instant};
 
-use foundation::auth::{factors, secrets, session, totp};
-use foundation::ids::{ProfessionalId, StructureId, TenantId, UsagerId};
+use foundation::auth::{secrets, session, totp};
+use foundation::ids::{ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, ChainCheck, Entry, Event, NewEntry};
-use foundation::tenancy::{DepartementCode, Tenancy, Territory};
+use foundation::tenancy::Territory;
 use futures::StreamExt;
 use load_tests::{ms, percentile, timed_gets};
-use policies::Role;
 use serde_json::json;
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 const MANDATES: i64 = 100_000;
-
-/// Creates an aidant of `structure` with a known app seed; returns (id, seed).
-async fn aidant(
-    admin: &sqlx::PgPool,
-    cipher: &secrets::SeedCipher,
-    structure: StructureId,
-    n: usize,
-) -> anyhow::Result<(ProfessionalId, Vec<u8>)> {
-    let mut tx = admin.begin().await?;
-    let id = habilitation_desk::accounts::create_professional(
-        &mut tx,
-        &format!("aidant-{n}-{}@bench.test", Uuid::new_v4().simple()),
-        &format!("Aidant {n}"),
-    )
-    .await?;
-    habilitation_desk::accounts::grant_role(
-        &mut tx,
-        id,
-        Role::Aidant,
-        structure.domain(),
-        Some("33"),
-    )
-    .await?;
-    let (factor, seed) = factors::start_app_enrolment(&mut tx, cipher, id).await?;
-    sqlx::query("UPDATE platform.second_factors SET confirmed_at = now() WHERE id = $1")
-        .bind(factor)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok((id, seed))
-}
 
 async fn open_session(admin: &sqlx::PgPool, who: ProfessionalId) -> anyhow::Result<String> {
     let mut conn = admin.acquire().await?;
@@ -135,28 +103,13 @@ async fn prepare_creations(
 ) -> anyhow::Result<Vec<Job>> {
     let mut jobs = Vec::with_capacity(count);
     for n in 0..count {
-        let (who, seed) = aidant(&db.admin, cipher, structure, 10_000 + n).await?;
+        let (who, _, seed) =
+            load_tests::aidant_with_factor(&db.admin, cipher, structure, &format!("aidant-{n}"))
+                .await?;
         let token = open_session(&db.admin, who).await?;
-        let draft = Uuid::now_v7();
-        let identity = json!({
-            "sub": format!("bench-create-{n}-{}", Uuid::new_v4().simple()),
-            "given_name": "Angela Claire Louise", "family_name": "DUBOIS", "preferred_username": null,
-            "birthdate": "1962-08-24", "gender": "female", "birthplace": "75107", "birthcountry": "99100",
-            "email": null
-        });
-        sqlx::query(
-            "INSERT INTO dep_33.mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days,
-                                               state_hash, nonce, identity, expires_at)
-             VALUES ($1, $2, $3, $4, ARRAY['social','logement'], 365, $5, 'n', $6, now() + interval '30 minutes')",
-        )
-        .bind(draft)
-        .bind(structure)
-        .bind(who)
-        .bind(secrets::token_hash(&token))
-        .bind(secrets::token_hash(&Uuid::new_v4().to_string()))
-        .bind(identity)
-        .execute(&db.admin)
-        .await?;
+        let sub = format!("bench-create-{n}-{}", Uuid::new_v4().simple());
+        let draft =
+            test_support::drafts::identified(&db.admin, structure, who, &token, &sub, 30).await?;
         jobs.push((token, seed, draft));
     }
     Ok(jobs)
@@ -343,22 +296,10 @@ async fn main() -> anyhow::Result<()> {
         &settings.security.totp_key,
         settings.security.totp_key_version,
     )?;
-    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
-    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
-    let structure = habilitation_desk::structures::create_structure(
-        &ctx,
-        &habilitation_desk::structures::NewStructure {
-            tenant_id: TenantId::from_uuid(Uuid::nil()),
-
-            name: "France Services de banc d'essai".into(),
-            kind: "france_services".into(),
-            commune: foundation::tenancy::CommuneCode::parse("33063")?,
-            address: String::new(),
-            france_services: true,
-        },
-    )
-    .await?;
-    let (reader, _) = aidant(&db.admin, &cipher, structure, 0).await?;
+    let (ctx, structure) =
+        load_tests::bench_structure(&db, "France Services de banc d'essai").await?;
+    let (reader, _, _) =
+        load_tests::aidant_with_factor(&db.admin, &cipher, structure, "lecteur").await?;
     let started = Instant::now();
     fill(&db.admin, structure, reader).await?;
     // A database in its steady state: vacuumed and analysed after the bulk load.

@@ -12,13 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use foundation::auth::{factors, secrets, session, totp};
-use foundation::ids::{ProfessionalId, StructureId, TenantId};
-use foundation::tenancy::{DepartementCode, Tenancy};
+use foundation::auth::{secrets, session, totp};
+use foundation::ids::{ProfessionalId, StructureId};
 use load_tests::oidc::{self, Worker};
 use load_tests::{ms, percentile};
-use policies::Role;
-use serde_json::json;
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -102,26 +99,8 @@ async fn aidant(db: &TestDatabase, structure: StructureId, label: &str) -> anyho
         &settings.security.totp_key,
         settings.security.totp_key_version,
     )?;
-    let email = format!(
-        "{label}-{}@soak.test",
-        &Uuid::new_v4().simple().to_string()[..10]
-    );
-    let mut tx = db.admin.begin().await?;
-    let id = habilitation_desk::accounts::create_professional(&mut tx, &email, label).await?;
-    habilitation_desk::accounts::grant_role(
-        &mut tx,
-        id,
-        Role::Aidant,
-        structure.domain(),
-        Some("33"),
-    )
-    .await?;
-    let (factor, seed) = factors::start_app_enrolment(&mut tx, &cipher, id).await?;
-    sqlx::query("UPDATE platform.second_factors SET confirmed_at = now() WHERE id = $1")
-        .bind(factor)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let (id, email, seed) =
+        load_tests::aidant_with_factor(&db.admin, &cipher, structure, label).await?;
     Ok(Aidant { id, email, seed })
 }
 
@@ -231,25 +210,9 @@ async fn creation(
     who: &Aidant,
     cookie: &str,
 ) -> anyhow::Result<Duration> {
-    let draft = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO dep_33.mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days,
-                                           state_hash, nonce, identity, expires_at)
-         VALUES ($1, $2, $3, $4, ARRAY['social','logement'], 365, $5, 'n', $6, now() + interval '30 minutes')",
-    )
-    .bind(draft)
-    .bind(structure)
-    .bind(who.id)
-    .bind(secrets::token_hash(cookie))
-    .bind(secrets::token_hash(&Uuid::new_v4().to_string()))
-    .bind(json!({
-        "sub": format!("soak-{}", Uuid::new_v4().simple()),
-        "given_name": "Angela Claire Louise", "family_name": "DUBOIS", "preferred_username": null,
-        "birthdate": "1962-08-24", "gender": "female", "birthplace": "75107", "birthcountry": "99100",
-        "email": null
-    }))
-    .execute(admin)
-    .await?;
+    let sub = format!("soak-{}", Uuid::new_v4().simple());
+    let draft =
+        test_support::drafts::identified(admin, structure, who.id, cookie, &sub, 30).await?;
     let csrf = secrets::new_token();
     let started = Instant::now();
     let resp = http
@@ -326,20 +289,7 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let db = TestDatabase::with_departements(&["33"]).await;
-    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
-    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
-    let structure = habilitation_desk::structures::create_structure(
-        &ctx,
-        &habilitation_desk::structures::NewStructure {
-            tenant_id: TenantId::from_uuid(Uuid::nil()),
-            name: "France Services d'endurance".into(),
-            kind: "france_services".into(),
-            commune: foundation::tenancy::CommuneCode::parse("33063")?,
-            address: String::new(),
-            france_services: true,
-        },
-    )
-    .await?;
+    let (ctx, structure) = load_tests::bench_structure(&db, "France Services d'endurance").await?;
     let (desks, secret) = oidc::desks(&db, &ctx, structure, DESKS, 300).await?;
     let mut creators = Vec::new();
     for n in 0..CREATORS {

@@ -288,3 +288,59 @@ async fn starttls_and_tls_relays_get_mail_only_over_a_verified_encrypted_session
     let _ = std::fs::remove_file(&not_pem);
     assert!(err.contains("aucun certificat PEM"), "{err}");
 }
+
+/// A login link (a platform message, valid minutes) never waits behind a territory's backlog:
+/// with 120 of a territory's messages queued, a platform message queued after them is sent
+/// while most of them are still waiting (the worker sends the platform's due messages between
+/// a territory's batches of 20).
+#[tokio::test]
+async fn a_platform_message_is_sent_before_a_territory_backlog_drains() {
+    let maildev = PrivateMailDev::start().await;
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let smtp_port = maildev.smtp_port;
+    let app = common::spawn_app_with(db, |s| {
+        s.smtp.port = smtp_port;
+    })
+    .await;
+    let tenancy =
+        test_support::tenancy(sqlx::PgPool::connect(&app.db.app_url).await.expect("pool")).await;
+    let territory = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("33");
+    let mut tx = territory.begin().await.expect("tx");
+    for n in 0..120 {
+        foundation::outbox::enqueue_tenant(
+            &mut tx,
+            &message(&format!("usager-{n}@example.test"), "operator_test"),
+        )
+        .await
+        .expect("file");
+    }
+    tx.commit().await.expect("commit");
+    let link = enqueue(&app.db, "aidant@example.test", "operator_test").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting_then: i64 = loop {
+        let (sent, waiting): (bool, i64) = sqlx::query_as(
+            "SELECT (SELECT sent_at IS NOT NULL FROM platform.outbox WHERE id = $1),
+                    (SELECT count(*) FROM dep_33.outbox WHERE sent_at IS NULL)",
+        )
+        .bind(link)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("état");
+        if sent {
+            break waiting;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message de la plateforme jamais envoyé"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        waiting_then >= 60,
+        "sent after {} of the territory's 120 messages",
+        120 - waiting_then
+    );
+}

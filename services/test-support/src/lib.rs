@@ -4,6 +4,8 @@
 
 pub mod browser;
 pub mod database;
+/// Mandate drafts whose identity FranceConnect already gave (benchmarks, fault tests).
+pub mod drafts;
 pub mod franceconnect;
 pub mod maildev;
 pub mod otlp;

@@ -14,7 +14,6 @@ use foundation::journal;
 use foundation::tenancy::DepartementCode;
 use futures::StreamExt;
 use policies::Role;
-use serde_json::json;
 use test_support::database::TestDatabase;
 use test_support::private_postgres::PrivatePostgres;
 use time::OffsetDateTime;
@@ -87,27 +86,11 @@ async fn jobs(admin: &sqlx::PgPool, structure: StructureId) -> Vec<Job> {
             .await
             .expect("session");
         let token = cookie.value_str().to_owned();
-        let draft = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO dep_33.mandate_drafts (id, structure_id, aidant_id, session_hash, categories, duration_days,
-                                               state_hash, nonce, identity, expires_at)
-             VALUES ($1, $2, $3, $4, ARRAY['social','logement'], 365, $5, 'n', $6, now() + interval '1 hour')",
-        )
-        .bind(draft)
-        .bind(structure)
-        .bind(who)
-        .bind(secrets::token_hash(&token))
-        .bind(secrets::token_hash(&Uuid::new_v4().to_string()))
-        .bind(json!({
-            "sub": format!("panne-{n}-{}", Uuid::new_v4().simple()),
-            "given_name": "Angela Claire Louise", "family_name": "DUBOIS", "preferred_username": null,
-            "birthdate": "1962-08-24", "gender": "female", "birthplace": "75107", "birthcountry": "99100",
-            "email": null
-        }))
-        .execute(&mut *tx)
-        .await
-        .expect("brouillon");
         tx.commit().await.expect("commit");
+        let sub = format!("panne-{n}-{}", Uuid::new_v4().simple());
+        let draft = test_support::drafts::identified(admin, structure, who, &token, &sub, 60)
+            .await
+            .expect("brouillon");
         jobs.push(Job { seed, token, draft });
     }
     jobs
