@@ -5,8 +5,8 @@
 //! connection. A pool that is only exhausted keeps the breaker closed: the probe connects.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use sqlx::Connection;
@@ -14,9 +14,6 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
-/// After a probe found PostgreSQL up, 503s (an exhausted pool, a territory not served) do not
-/// probe again for this long: at most one extra connection a second.
-const QUIET_AFTER_UP: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct DatabaseBreaker {
@@ -26,9 +23,6 @@ pub struct DatabaseBreaker {
 struct Inner {
     open: AtomicBool,
     probing: AtomicBool,
-    /// When a probe last found PostgreSQL up, in milliseconds since `epoch` (0: never).
-    last_up_ms: AtomicU64,
-    epoch: Instant,
     options: PgConnectOptions,
 }
 
@@ -38,8 +32,6 @@ impl DatabaseBreaker {
             inner: Arc::new(Inner {
                 open: AtomicBool::new(false),
                 probing: AtomicBool::new(false),
-                last_up_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
                 options,
             }),
         }
@@ -52,11 +44,6 @@ impl DatabaseBreaker {
 
     /// A request failed for want of the database: probe it, unless a probe is running.
     pub fn suspect(&self) {
-        let up = self.inner.last_up_ms.load(Ordering::SeqCst);
-        let now = self.inner.epoch.elapsed().as_millis() as u64;
-        if !self.is_open() && up > 0 && now.saturating_sub(up) < QUIET_AFTER_UP.as_millis() as u64 {
-            return;
-        }
         if self.inner.probing.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -68,8 +55,6 @@ impl DatabaseBreaker {
                         .await;
                 if let Ok(Ok(conn)) = reached {
                     let _ = conn.close().await;
-                    let now = inner.epoch.elapsed().as_millis() as u64;
-                    inner.last_up_ms.store(now.max(1), Ordering::SeqCst);
                     if inner.open.swap(false, Ordering::SeqCst) {
                         tracing::info!("database reachable again");
                     }
