@@ -155,7 +155,7 @@ async fn a_guardian_service_records_a_measure_for_its_period_and_demarches_only(
         ("tutelle", "franceconnect", ends.as_str())
     );
     let expires: String = sqlx::query_scalar(
-        "SELECT (expires_at AT TIME ZONE 'UTC')::date::text FROM dep_33.mandates WHERE id = $1",
+        "SELECT (expires_at AT TIME ZONE 'Europe/Paris')::date::text FROM dep_33.mandates WHERE id = $1",
     )
     .bind(mandate)
     .fetch_one(&app.db.admin)

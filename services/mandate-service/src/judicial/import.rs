@@ -164,7 +164,9 @@ pub async fn apply(
 ) -> Result<Report, MandateError> {
     let delegates = delegates(ctx.platform, ctx.structure).await?;
     let now = OffsetDateTime::now_utc();
-    let today = now.date();
+    // A decision's dates are Paris calendar dates (between 22:00 or 23:00 UTC and midnight the
+    // UTC date is still yesterday's).
+    let today = foundation::paris::local(now).date();
     let mut report = Report::default();
     let mut tx = ctx.territory.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('measure_import:' || $1::text))")
@@ -267,7 +269,8 @@ pub async fn record_one(
             line.case_number
         )));
     }
-    let mandate = create(&mut tx, ctx, line, cats, delegate, now, now.date()).await?;
+    let today = foundation::paris::local(now).date();
+    let mandate = create(&mut tx, ctx, line, cats, delegate, now, today).await?;
     tx.commit().await?;
     Ok(Ok(mandate))
 }

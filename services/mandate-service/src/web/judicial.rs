@@ -195,7 +195,7 @@ pub async fn new_submit(
     if form.get("identification") == "etat_civil" {
         return civil_status(req, &platform, &scope, &form, &measure, &chosen).await;
     }
-    let today = OffsetDateTime::now_utc().date();
+    let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
     let checked = measure
         .clone()
         .checked(today)
