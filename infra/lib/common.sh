@@ -15,6 +15,20 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 PY
 }
 
+# Whether nobody listens on PORT of 127.0.0.1.
+port_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
 # wait_for NAME SECONDS COMMAND...: retries COMMAND until it succeeds.
 wait_for() {
   local name="$1" limit="$2"; shift 2

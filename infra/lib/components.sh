@@ -119,9 +119,21 @@ start_otlp() {
   wait_for otlp-sink 30 bash -c "code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:$OTLP_PORT/v1/traces); [ \"\$code\" != 000 ]"
 }
 
+# AC_CITUS=1 (`infra/run start --citus`, `up --citus`): the platform's database is a Citus
+# cluster (a coordinator and two workers) instead of the single cluster. `infra/run test` starts
+# both: its Citus step runs the tenancy, mandate, identity-provider, journal and document tests
+# on the cluster.
 start_all() {
   load_secrets
-  start_postgres
+  local citus_only=0 with_citus="${1:-}"
+  [ "${AC_CITUS:-0}" = 1 ] && { citus_only=1; with_citus=citus; }
+  if [ "$citus_only" = 1 ]; then
+    start_citus
+    PG_PORT="${CITUS_PORTS[0]}"
+  else
+    start_postgres
+    [ "$with_citus" = citus ] && start_citus
+  fi
   start_seaweedfs
   start_maildev
   start_sms_gateway
@@ -156,6 +168,17 @@ export AC_BROWSER_HARNESS=$INFRA/browser
 export AC_CHROMIUM=$(command -v chromium || true)
 E
 )
+  if [ "$with_citus" = citus ]; then
+    local base="postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1"
+    cat >>"$tmp" <<E
+export AC_CITUS=$citus_only
+export AC_CITUS_SOCKET=$(citus_socket_dir)
+export AC_CITUS_PORTS="${CITUS_PORTS[*]}"
+export AC_CITUS_ADMIN_URL=$base:${CITUS_PORTS[0]}/aidants
+export AC_CITUS_APP_URL=postgres://aidants_app:$PG_APP_PASSWORD@127.0.0.1:${CITUS_PORTS[0]}/aidants
+export AC_CITUS_WORKER_ADMIN_URLS=$base:${CITUS_PORTS[1]}/aidants,$base:${CITUS_PORTS[2]}/aidants
+E
+  fi
   mv "$tmp" "$STACK_ENV"
 }
 
@@ -166,6 +189,7 @@ stop_all() {
   if [ -f "$pgdata/PG_VERSION" ]; then
     as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true
   fi
+  stop_citus
   say "pile arrêtée"
 }
 
@@ -177,6 +201,12 @@ status_all() {
   else
     echo "postgres     arrêté"
   fi
+  local n
+  for n in "${CITUS_NODES[@]}"; do
+    if as_pg "$(pg_bin pg_ctl)" -D "$(citus_node_dir "$n")/data" status >/dev/null 2>&1; then
+      printf 'citus %-6s en marche  127.0.0.1:%s\n' "${n#worker}" "$(cat "$(citus_node_dir "$n")/port")"
+    fi
+  done
   for c in seaweedfs maildev sms-gateway fc-standin otlp-sink platform; do
     if pid_alive "$c"; then printf '%-12s en marche  pid %s\n' "$c" "$(cat "$RUN_DIR/$c.pid")"; else printf '%-12s arrêté\n' "$c"; fi
   done
@@ -185,6 +215,7 @@ status_all() {
 print_urls() {
   # shellcheck disable=SC1090
   source "$STACK_ENV"
+  [ "${AC_CITUS:-0}" = 1 ] && say "PostgreSQL : cluster Citus (coordinateur et deux nœuds : ports $AC_CITUS_PORTS)"
   cat >&2 <<U
   PostgreSQL     127.0.0.1:$AC_PG_PORT (base aidants)
   S3 (SeaweedFS) $AC_OBJECT_STORE__ENDPOINT
@@ -260,17 +291,35 @@ U
 # Runs every test of the workspace against the stack: first the API conformance run
 # (schemathesis on every OpenAPI document, infra/lib/conformance.sh), then the test runner,
 # whose summary line comes last.
+# The test targets that also run on the Citus cluster (a coordinator and two workers).
+CITUS_TEST_TARGETS=(tenancy mandates identity_provider documents internal_documents)
+
 run_tests() {
   install_all
   cargo build -q -p test-support --bin otlp-sink
   cargo build -q -p all-in-one -p tenant-admin
-  start_all
+  start_all citus
   # shellcheck disable=SC1090
   source "$STACK_ENV"
-  drop_test_databases
+  drop_test_databases "$AC_ADMIN_DATABASE_URL" "$AC_CITUS_ADMIN_URL" ${AC_CITUS_WORKER_ADMIN_URLS//,/ }
   run_api_conformance
+  # First the Citus step (its summary stays above), then every test on the single cluster.
+  local targets=() t citus_status=0
+  for t in "${CITUS_TEST_TARGETS[@]}"; do targets+=(--test "$t"); done
+  targets+=(-p tenant-admin --test journal)
+  say "tests sur le cluster Citus : ${CITUS_TEST_TARGETS[*]}, tenant-admin journal"
+  AC_TEST_ADMIN_URL="$AC_CITUS_ADMIN_URL" AC_TEST_APP_URL="$AC_CITUS_APP_URL" \
+    AC_TEST_CITUS_SOCKET="$AC_CITUS_SOCKET" AC_TEST_CITUS_WORKERS="$AC_CITUS_WORKER_ADMIN_URLS" \
+    cargo nextest run -p all-in-one "${targets[@]}" --no-fail-fast --cargo-quiet || citus_status=$?
+  say "tests sur le cluster unique"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
-  cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@"
+  local status=0
+  cargo nextest run --workspace --no-fail-fast --cargo-quiet "$@" || status=$?
+  if [ "$citus_status" != 0 ]; then
+    echo "échec de l'étape Citus (voir son résumé plus haut)" >&2
+    [ "$status" = 0 ] && status="$citus_status"
+  fi
+  return "$status"
 }
 
 # Runs the benchmarks of load-tests/ against the stack (release build).
@@ -306,12 +355,16 @@ run_soak() {
 
 # Each test creates its own database (t_…) and département roles (t_…_dep_…): clear those of
 # earlier runs before a new one.
+# Each node of a Citus cluster has its own copy of each test database and of the roles.
 drop_test_databases() {
-  local url="${AC_ADMIN_DATABASE_URL%/*}/postgres"
-  psql -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
+  local server url
+  for server in "$@"; do
+    url="${server%/*}/postgres"
+    psql -q -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
 SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 't\_%' \gexec
-SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 't\_%\_dep\_%' \gexec
+SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE rolname LIKE 't\_%\_dep\_%' OR rolname LIKE 't\_%\_journal\_sealer' \gexec
 SQL
+  done
 }
 
 # Formatting and lints, as CI runs them.

@@ -34,12 +34,83 @@ fn user_of(url: &str) -> String {
     rest.split(['@', ':']).next().unwrap_or_default().to_owned()
 }
 
+async fn create_database(server_url: &str, name: &str) {
+    let server = migrate::connect_admin(server_url, 1)
+        .await
+        .expect("connexion administrateur");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&server)
+        .await
+        .expect("CREATE DATABASE");
+    server.close().await;
+}
+
+fn port_of(url: &str) -> u16 {
+    url.parse::<sqlx::postgres::PgConnectOptions>()
+        .expect("URL de base de données")
+        .get_port()
+}
+
+/// The workers of the stack's Citus cluster, when the tests run on it (`infra/run test`'s
+/// Citus step sets `AC_TEST_CITUS_SOCKET`, the nodes' socket directory, and
+/// `AC_TEST_CITUS_WORKERS`, the workers' administrator URLs).
+pub struct CitusNodes {
+    socket: String,
+    workers: Vec<String>,
+}
+
+impl CitusNodes {
+    pub fn from_env() -> Option<CitusNodes> {
+        let socket = std::env::var("AC_TEST_CITUS_SOCKET").ok()?;
+        let workers = std::env::var("AC_TEST_CITUS_WORKERS").ok()?;
+        Some(CitusNodes {
+            socket,
+            workers: workers.split(',').map(str::to_owned).collect(),
+        })
+    }
+
+    /// Creates the database on each worker with the extension, then registers the workers
+    /// with the coordinator's copy, as an operator does for a new database.
+    async fn attach(&self, admin: &sqlx::PgPool, admin_url: &str, name: &str) {
+        for worker in &self.workers {
+            create_database(worker, name).await;
+            let pool = migrate::connect_admin(&with_database(worker, name), 1)
+                .await
+                .expect("connexion au nœud Citus");
+            sqlx::raw_sql("CREATE EXTENSION citus")
+                .execute(&pool)
+                .await
+                .expect("CREATE EXTENSION citus sur un nœud");
+            pool.close().await;
+        }
+        let ports: Vec<u16> = self.workers.iter().map(|w| port_of(w)).collect();
+        // Registering a node copies the roles to it; roles are shared by the node's databases,
+        // so two tests registering at once may race on one role row: try again.
+        let mut attempt = 0;
+        loop {
+            let result =
+                foundation::tenancy::citus::attach(admin, &self.socket, port_of(admin_url), &ports)
+                    .await;
+            match result {
+                Ok(()) => break,
+                Err(e) if attempt < 8 && e.to_string().contains("concurrently updated") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => panic!("enregistrement des nœuds Citus : {e}"),
+            }
+        }
+    }
+}
+
 impl TestDatabase {
     /// Creates an empty database and applies the platform migrations to it.
     pub async fn create() -> TestDatabase {
-        Self::create_on(
+        let citus = CitusNodes::from_env();
+        Self::create_in(
             &stack_var("AC_TEST_ADMIN_URL"),
             &stack_var("AC_TEST_APP_URL"),
+            citus.as_ref(),
         )
         .await
     }
@@ -47,20 +118,24 @@ impl TestDatabase {
     /// [`TestDatabase::create`] on another cluster (URLs of its administrator and of the
     /// application's login role, any database name).
     pub async fn create_on(admin_url: &str, app_url: &str) -> TestDatabase {
+        Self::create_in(admin_url, app_url, None).await
+    }
+
+    async fn create_in(
+        admin_url: &str,
+        app_url: &str,
+        citus: Option<&CitusNodes>,
+    ) -> TestDatabase {
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let server = migrate::connect_admin(admin_url, 1)
-            .await
-            .expect("connexion administrateur");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&server)
-            .await
-            .expect("CREATE DATABASE");
-        server.close().await;
+        create_database(admin_url, &name).await;
         let admin_url = with_database(admin_url, &name);
         let app_role = user_of(app_url);
         let admin = migrate::connect_admin(&admin_url, 8)
             .await
             .expect("connexion à la base de test");
+        if let Some(citus) = citus {
+            citus.attach(&admin, &admin_url, &name).await;
+        }
         migrate::migrate_platform(&admin, &app_role)
             .await
             .expect("migrations de la plateforme");

@@ -271,6 +271,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             ),
             migration!("mandate-service", "departement", 24, "0024_act_keys"),
             migration!("mandate-service", "departement", 25, "0025_idp_retries"),
+            migration!(
+                "foundation",
+                "departement",
+                26,
+                "0026_journal_chain_guard"
+            ),
         ])
     });
 
@@ -413,6 +419,9 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
         sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             .fetch_one(&mut *tx)
             .await?;
+    if super::citus::enabled(&mut tx).await? {
+        super::citus::sealer_may_log_in(&mut tx, &logins::sealer_role(&database)).await?;
+    }
     if !superuser {
         let sealer = ident(&logins::sealer_role(&database))?;
         sqlx::raw_sql(ddl(format!("GRANT {sealer} TO CURRENT_USER")))
@@ -553,6 +562,16 @@ pub async fn provision_departement(
     .await?;
     let previous = (recorded != role).then_some(recorded.as_str());
     let mut outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+    // On Citus, granting rights makes the coordinator re-create the grantee roles on the
+    // workers, and roles are shared by every database of a node: two schemas migrated at once
+    // may touch the same role row there. The whole schema transaction rolled back; run it again.
+    let mut attempts = 1;
+    while attempts < CATALOG_RACE_ATTEMPTS && outcome.as_ref().is_err_and(is_catalog_race) {
+        let pause = rand::random_range(20..200u64) * attempts;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+        attempts += 1;
+    }
     if outcome.is_ok() {
         // The territory's communes of the reference data (a platform table).
         let mut conn = admin.acquire().await?;
@@ -586,6 +605,20 @@ pub async fn provision_departement(
             .map(|_| set.latest_version())
             .map_err(|e| e.to_string()),
     })
+}
+
+/// How many times a schema transaction is run when it lost a race on a shared catalog row.
+const CATALOG_RACE_ATTEMPTS: u64 = 8;
+
+/// PostgreSQL's answer when two transactions change the same shared catalog row at once (a
+/// role, on a Citus worker); nothing was written, the transaction may run again.
+pub(super) fn is_catalog_race(e: &MigrateError) -> bool {
+    match e {
+        MigrateError::Database(sqlx::Error::Database(db)) => {
+            db.message().contains("tuple concurrently updated")
+        }
+        _ => false,
+    }
 }
 
 async fn migrate_schema(
@@ -642,6 +675,7 @@ async fn migrate_schema(
             .await?;
     }
     let applied = apply(&mut tx, schema, set).await?;
+    let on_citus = super::citus::enabled(&mut tx).await?;
     // Rights are swept after every migration so new tables are covered, then narrowed for
     // append-only tables. The département role gets nothing outside its schema; the
     // application role only sees the schema's names, to call the sealing function.
@@ -663,7 +697,14 @@ async fn migrate_schema(
         grants.push_str(&format!(
             "REVOKE UPDATE, DELETE, TRUNCATE ON {schema_id}.{table_id} FROM {role_id};"
         ));
-        if table == "journal" {
+        if table == "journal" && on_citus {
+            // Citus keeps no column privileges: whole-table rights, the chain columns being
+            // guarded by the journal's triggers (migration 0026).
+            grants.push_str(&format!(
+                "GRANT INSERT ON {schema_id}.journal TO {role_id};
+                 GRANT SELECT, UPDATE ON {schema_id}.journal TO {sealer_id};"
+            ));
+        } else if table == "journal" {
             // Table-level REVOKE also drops column privileges granted by earlier versions.
             grants.push_str(&format!(
                 "REVOKE INSERT ON {schema_id}.journal FROM {role_id};
@@ -706,6 +747,9 @@ async fn migrate_schema(
         }
     }
     sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
+    if on_citus {
+        super::citus::distribute(&mut tx, schema).await?;
+    }
     tx.commit().await?;
     Ok(applied)
 }

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod citus;
 pub mod communes;
 pub mod logins;
 pub mod migrate;
