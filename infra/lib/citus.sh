@@ -98,7 +98,7 @@ start_citus_node() {
       -o "-p $NODE_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c unix_socket_permissions=0700 \
           -c shared_preload_libraries=citus -c max_connections=400 -c shared_buffers=128MB \
           -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 \
-          -c citus.enable_unsafe_triggers=on -c citus.max_client_connections=300" \
+          -c citus.enable_unsafe_triggers=on -c max_worker_processes=128" \
       start >/dev/null || die "le nœud Citus $name n'a pas démarré (journal : $home/postgres.log)"
   fi
   wait_for "citus-$name" 60 "$(pg_bin pg_isready)" -h 127.0.0.1 -p "$NODE_PORT"
@@ -139,6 +139,10 @@ SELECT citus_add_node('$sock', ${CITUS_PORTS[$i]})
  WHERE NOT EXISTS (SELECT 1 FROM pg_dist_node WHERE nodeport = ${CITUS_PORTS[$i]});
 SQL
   done
+}
+
+citus_running() {
+  as_pg "$(pg_bin pg_ctl)" -D "$(citus_node_dir coordinator)/data" status >/dev/null 2>&1
 }
 
 stop_citus() {

@@ -127,6 +127,8 @@ start_all() {
   load_secrets
   local citus_only=0 with_citus="${1:-}"
   [ "${AC_CITUS:-0}" = 1 ] && { citus_only=1; with_citus=citus; }
+  # Citus nodes already running stay in stack.env (a later plain start must not hide them).
+  citus_running && with_citus=citus
   if [ "$citus_only" = 1 ]; then
     start_citus
     PG_PORT="${CITUS_PORTS[0]}"

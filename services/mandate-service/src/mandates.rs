@@ -192,7 +192,7 @@ pub async fn upsert_usager(
              preferred_username = EXCLUDED.preferred_username, birthdate = EXCLUDED.birthdate,
              gender = EXCLUDED.gender, birthplace = EXCLUDED.birthplace,
              birthcountry = EXCLUDED.birthcountry, email = EXCLUDED.email,
-             search_name = EXCLUDED.search_name, updated_at = now()
+             search_name = EXCLUDED.search_name, updated_at = EXCLUDED.updated_at
          RETURNING id",
     )
     .bind(UsagerId::new_v7())
@@ -286,8 +286,8 @@ pub async fn set_contact(
         sqlx::query_as(
             "WITH old AS (SELECT phone, postal_address FROM usager_contacts
                           WHERE usager_id = $1 AND structure_id = $6 FOR UPDATE),
-                  new AS (SELECT CASE $2 WHEN 'keep' THEN old.phone WHEN 'remove' THEN NULL ELSE $3 END AS phone,
-                                 CASE $4 WHEN 'keep' THEN old.postal_address WHEN 'remove' THEN NULL ELSE $5 END AS postal_address
+                  new AS (SELECT CASE WHEN $2 = 'keep' THEN old.phone WHEN $2 = 'remove' THEN NULL ELSE $3 END AS phone,
+                                 CASE WHEN $4 = 'keep' THEN old.postal_address WHEN $4 = 'remove' THEN NULL ELSE $5 END AS postal_address
                           FROM old)
              UPDATE usager_contacts c SET phone = new.phone, postal_address = new.postal_address,
                     updated_at = now(), updated_by = $7

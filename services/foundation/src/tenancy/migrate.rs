@@ -277,6 +277,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 26,
                 "0026_journal_chain_guard"
             ),
+            migration!(
+                "mandate-service",
+                "departement",
+                27,
+                "0027_mandates_due_plpgsql"
+            ),
         ])
     });
 

@@ -768,7 +768,7 @@ pub async fn save_commitments(
         sqlx::query(
             "INSERT INTO request_commitments (request_id, code, text_version, accepted_at)
              VALUES ($1, $2, $3, now())
-             ON CONFLICT (request_id, code) DO UPDATE SET text_version = EXCLUDED.text_version, accepted_at = now()
+             ON CONFLICT (request_id, code) DO UPDATE SET text_version = EXCLUDED.text_version, accepted_at = EXCLUDED.accepted_at
              WHERE request_commitments.text_version <> EXCLUDED.text_version",
         )
         .bind(request.id)

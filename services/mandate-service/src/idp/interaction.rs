@@ -460,15 +460,20 @@ pub async fn decide(
     // The "for whom" check and the grant in one statement: a live authorisation of this
     // structure for this usager and démarche, or nothing is issued.
     let issued: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
+        // The authorisation is chosen in a CTE: Citus 13 deparses the single-statement form
+        // (INSERT … SELECT … ORDER BY … LIMIT on a distributed schema) into invalid SQL.
+        "WITH chosen AS (
+             SELECT a.structure_id, a.usager_id, a.mandate_id, a.id, a.category
+             FROM live_authorisations a
+             WHERE a.structure_id = $12 AND a.usager_id = $13 AND a.category = $14
+             ORDER BY a.expires_at DESC
+             LIMIT 1)
+         INSERT INTO oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
              code_challenge, structure_id, aidant_id, session_hash, auth_time, usager_id,
              mandate_id, authorisation_id, category, issued_at, code_expires_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, a.structure_id, $8, $9, $10, a.usager_id,
-                a.mandate_id, a.id, a.category, now(), now() + make_interval(secs => $11)
-         FROM live_authorisations a
-         WHERE a.structure_id = $12 AND a.usager_id = $13 AND a.category = $14
-         ORDER BY a.expires_at DESC
-         LIMIT 1
+         SELECT $1, $2, $3, $4, $5, $6, $7, c.structure_id, $8, $9, $10, c.usager_id,
+                c.mandate_id, c.id, c.category, now(), now() + make_interval(secs => $11)
+         FROM chosen c
          RETURNING id",
     )
     .bind(Uuid::now_v7())

@@ -701,7 +701,7 @@ async fn end_flow_session(
     }
     // Checked at compile time against the reference territory schema (docs/TENANCY.md).
     sqlx::query!(
-        "UPDATE oidc_grants SET ended_at = coalesce(ended_at, now()) WHERE id = $1",
+        "UPDATE oidc_grants SET ended_at = now() WHERE id = $1 AND ended_at IS NULL",
         grant
     )
     .execute(&mut *tx)

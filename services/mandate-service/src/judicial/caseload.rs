@@ -76,7 +76,7 @@ pub async fn list(
     let total: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM judicial_measures j
          WHERE j.structure_id = $1
-           AND CASE $2 WHEN 'all' THEN true WHEN 'none' THEN j.delegate_id IS NULL
+           AND CASE WHEN $2 = 'all' THEN true WHEN $2 = 'none' THEN j.delegate_id IS NULL
                        ELSE j.delegate_id = $3 END",
     )
     .bind(structure)
@@ -92,7 +92,7 @@ pub async fn list(
          FROM judicial_measures j JOIN mandates m ON m.id = j.mandate_id
          JOIN usagers u ON u.id = m.usager_id
          WHERE j.structure_id = $1
-           AND CASE $2 WHEN 'all' THEN true WHEN 'none' THEN j.delegate_id IS NULL
+           AND CASE WHEN $2 = 'all' THEN true WHEN $2 = 'none' THEN j.delegate_id IS NULL
                        ELSE j.delegate_id = $3 END
          ORDER BY (j.delegate_id IS NOT DISTINCT FROM $4) DESC, j.ends, j.mandate_id
          LIMIT $5 OFFSET $6",

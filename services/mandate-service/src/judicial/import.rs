@@ -383,7 +383,7 @@ async fn save_person(
              preferred_username = EXCLUDED.preferred_username, birthdate = EXCLUDED.birthdate,
              gender = EXCLUDED.gender, birthplace = EXCLUDED.birthplace,
              birthcountry = EXCLUDED.birthcountry, search_name = EXCLUDED.search_name,
-             updated_at = now()",
+             updated_at = EXCLUDED.updated_at",
     )
     .bind(usager)
     .bind(&p.given_names)

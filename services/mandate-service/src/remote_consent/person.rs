@@ -93,12 +93,15 @@ pub async fn start_identification(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "UPDATE remote_consents SET browser_hash = $2, draft_id = $3, opened_at = coalesce(opened_at, now())
+        // The instant is bound, not `now()`: Citus refuses a non-immutable function inside
+        // COALESCE in a write to a territory's table.
+        "UPDATE remote_consents SET browser_hash = $2, draft_id = $3, opened_at = coalesce(opened_at, $4)
          WHERE id = $1",
     )
     .bind(consent.id)
     .bind(&device)
     .bind(draft)
+    .bind(time::OffsetDateTime::now_utc())
     .execute(&mut **tx)
     .await?;
     Ok(())
