@@ -19,15 +19,18 @@ CITUS_SHA256=b5fbf66f21552c4ecfb6121d89de90a58c3da55c1e58bd3fd0fc085a9e9de7a3
 CITUS_BUILD="${AC_CITUS_BUILD_DIR:-$HOME/.cache/aidants-connect/citus-build}"
 CITUS_NODES=(coordinator worker1 worker2)
 
+# Our fixes to the release, applied at build (infra/citus/*.patch, each says what it fixes).
+citus_patches_hash() { cat "$INFRA"/citus/*.patch 2>/dev/null | sha256sum | cut -c1-12; }
+citus_stamp() { echo "$("$(pg_bin pg_config)" --pkglibdir)/citus.aidants-build"; }
+
 citus_installed() {
   local lib; lib="$("$(pg_bin pg_config)" --pkglibdir 2>/dev/null)" || return 1
-  local share; share="$("$(pg_bin pg_config)" --sharedir)"
-  [ -f "$lib/citus.so" ] && grep -q "default_version = '${CITUS_VERSION%.*}" "$share/extension/citus.control" 2>/dev/null
+  [ -f "$lib/citus.so" ] && [ "$(cat "$(citus_stamp)" 2>/dev/null)" = "$CITUS_VERSION-$(citus_patches_hash)" ]
 }
 
 install_citus() {
   local before; before="$("$(pg_bin postgres)" --version 2>/dev/null || true)"
-  apt_install make gcc postgresql-server-dev-15 libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev
+  apt_install make gcc patch postgresql-server-dev-15 libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev
   local after; after="$("$(pg_bin postgres)" --version 2>/dev/null || true)"
   if [ -n "$before" ] && [ "$before" != "$after" ]; then
     # The headers' package upgraded PostgreSQL's minor release under running clusters: a
@@ -41,14 +44,27 @@ install_citus() {
   echo "$CITUS_SHA256  $CITUS_TARBALL" | sha256sum -c --quiet - || die "empreinte inattendue pour $CITUS_TARBALL"
   say "Citus $CITUS_VERSION : compilation (2 à 4 minutes, une fois par machine) dans $CITUS_BUILD"
   mkdir -p "$CITUS_BUILD"
-  local src="$CITUS_BUILD/citus-$CITUS_VERSION"
-  [ -f "$src/configure" ] || tar xzf "$CITUS_TARBALL" -C "$CITUS_BUILD"
+  local build="$CITUS_VERSION-$(citus_patches_hash)"
+  local src="$CITUS_BUILD/citus-$build"
+  if [ ! -f "$src/configure" ]; then
+    rm -rf "$src.tmp" && mkdir -p "$src.tmp"
+    tar xzf "$CITUS_TARBALL" -C "$src.tmp" --strip-components=1
+    local p
+    for p in "$INFRA"/citus/*.patch; do
+      [ -f "$p" ] || continue
+      patch -d "$src.tmp" -p1 --quiet <"$p" || die "le correctif $p ne s'applique pas à Citus $CITUS_VERSION"
+    done
+    rm -rf "$src" && mv "$src.tmp" "$src"
+  fi
   local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   ( cd "$src" && { [ -f config.status ] || ./configure >"$LOG_DIR/citus-build.log" 2>&1; } \
       && make -j"$(nproc)" >>"$LOG_DIR/citus-build.log" 2>&1 \
       && $sudo make install >>"$LOG_DIR/citus-build.log" 2>&1 ) \
     || die "la compilation de Citus a échoué (journal : $LOG_DIR/citus-build.log)"
+  echo "$build" | $sudo tee "$(citus_stamp)" >/dev/null
   citus_installed || die "Citus compilé mais introuvable dans $("$(pg_bin pg_config)" --pkglibdir)"
+  # Running nodes keep the library they loaded: restart them on the new build.
+  CITUS_REBUILT=1
 }
 
 # Every private cluster of this data dir that runs (single and Citus nodes), restarted.
@@ -97,8 +113,8 @@ start_citus_node() {
     as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$home/postgres.log" -w -t 60 \
       -o "-p $NODE_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c unix_socket_permissions=0700 \
           -c shared_preload_libraries=citus -c max_connections=400 -c shared_buffers=128MB \
-          -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 \
-          -c citus.enable_unsafe_triggers=on -c max_worker_processes=128" \
+          -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_wal_size=256MB -c min_wal_size=64MB \
+          -c citus.enable_unsafe_triggers=on -c max_worker_processes=128 -c citus.local_hostname=$sock" \
       start >/dev/null || die "le nœud Citus $name n'a pas démarré (journal : $home/postgres.log)"
   fi
   wait_for "citus-$name" 60 "$(pg_bin pg_isready)" -h 127.0.0.1 -p "$NODE_PORT"
@@ -107,7 +123,9 @@ start_citus_node() {
 # Starts the three nodes, creates the platform database with the extension on each and
 # registers the workers with the coordinator. Sets CITUS_PORTS (coordinator first).
 start_citus() {
+  CITUS_REBUILT=0
   install_citus
+  [ "$CITUS_REBUILT" = 1 ] && stop_citus
   CITUS_PORTS=(); CITUS_OLD_PORTS=()
   local n
   for n in "${CITUS_NODES[@]}"; do

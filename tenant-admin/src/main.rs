@@ -12,6 +12,7 @@ mod letters;
 mod measures;
 mod migrate;
 mod pix;
+mod place;
 mod professionals;
 mod retention;
 
@@ -134,6 +135,8 @@ enum TerritoriesCommand {
     Seed,
     #[command(flatten)]
     Backup(backup::BackupCommand),
+    /// Cluster Citus : nœud de chaque territoire ; déplacement d'un territoire, sans interruption.
+    Place(place::PlaceArgs),
 }
 
 #[derive(Subcommand)]
@@ -298,6 +301,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Territories {
             command: TerritoriesCommand::Backup(command),
         } => backup::run(&cli, command).await?,
+        Command::Territories {
+            command: TerritoriesCommand::Place(args),
+        } => place::run(&connect(&cli).await?, args).await?,
         Command::Journal { command } => match journal::offline(command) {
             Some(result) => result?,
             None => journal::run(&connect(&cli).await?, command).await?,

@@ -1397,14 +1397,12 @@ async fn a_token_request_retried_with_its_idempotency_key_gets_the_first_answer(
     .expect("code");
     let (status, late) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
     assert_eq!(status, 200, "{late}");
-    sqlx::query(
-        "UPDATE dep_33.oidc_grants SET redeemed_at = $2 WHERE code_hash = $1",
-    )
-    .bind(foundation::auth::secrets::token_hash(&code))
-    .bind(time::OffsetDateTime::now_utc() - time::Duration::minutes(2))
-    .execute(&app.db.admin)
-    .await
-    .expect("une minute passe");
+    sqlx::query("UPDATE dep_33.oidc_grants SET redeemed_at = $2 WHERE code_hash = $1")
+        .bind(foundation::auth::secrets::token_hash(&code))
+        .bind(time::OffsetDateTime::now_utc() - time::Duration::minutes(2))
+        .execute(&app.db.admin)
+        .await
+        .expect("une minute passe");
     let (status, _) = redeem_keyed(&app, "fc-reprise", &secret, &code, None, Some(key)).await;
     assert_eq!(status, 400);
 

@@ -121,11 +121,7 @@ impl TestDatabase {
         Self::create_in(admin_url, app_url, None).await
     }
 
-    async fn create_in(
-        admin_url: &str,
-        app_url: &str,
-        citus: Option<&CitusNodes>,
-    ) -> TestDatabase {
+    async fn create_in(admin_url: &str, app_url: &str, citus: Option<&CitusNodes>) -> TestDatabase {
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         create_database(admin_url, &name).await;
         let admin_url = with_database(admin_url, &name);

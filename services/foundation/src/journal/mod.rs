@@ -97,6 +97,7 @@ pub enum Event {
     JudicialMeasureAlertQueued,
     JudicialDecisionAttached,
     TerritoryRestored,
+    TerritoryMoved,
 }
 
 impl Event {
@@ -152,6 +153,7 @@ impl Event {
             Event::JudicialMeasureAlertQueued => "judicial_measure_alert_queued",
             Event::JudicialDecisionAttached => "judicial_decision_attached",
             Event::TerritoryRestored => "territory_restored",
+            Event::TerritoryMoved => "territory_moved",
         }
     }
 }
@@ -207,6 +209,7 @@ pub fn kind_label(kind: &str) -> Option<&'static str> {
         "judicial_measure_updated" => "Mesure de protection judiciaire mise à jour",
         "judicial_measures_imported" => "Mesures de protection importées",
         "territory_restored" => "Territoire restauré depuis une sauvegarde",
+        "territory_moved" => "Territoire déplacé vers un autre nœud de la base",
         "judicial_measure_handed_over" => "Mesure de protection confiée à un autre délégué",
         "judicial_measure_alert_queued" => "Alerte d'échéance d'une mesure de protection",
         "judicial_decision_attached" => "Décision de justice jointe à une mesure",

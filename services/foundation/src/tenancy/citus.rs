@@ -20,8 +20,8 @@ use std::fmt;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::migrate::{ddl, ident};
 use super::DepartementCode;
+use super::migrate::{ddl, ident};
 
 /// Whether the database of `conn` has the Citus extension.
 pub async fn enabled(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
@@ -238,4 +238,100 @@ pub(super) async fn sealer_may_log_in(
             .await?;
     }
     Ok(())
+}
+
+/// Splits a migration's SQL into its statements (on `;` outside quotes, dollar-quoted bodies
+/// and comments). Citus forwards some statements to the workers as the text it received, and a
+/// worker refuses several commands in one forwarded text: on Citus, each statement of a
+/// migration is sent on its own, in the same transaction.
+pub(super) fn statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // A dollar-quote tag: `$$` or `$name$` (a parameter `$1` is not one).
+                let tag_end = sql[i + 1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map(|n| i + 1 + n);
+                if let Some(end) = tag_end
+                    && bytes[end] == b'$'
+                    && !bytes[i + 1..end].first().is_some_and(u8::is_ascii_digit)
+                {
+                    let tag = &sql[i..=end];
+                    match sql[end + 1..].find(tag) {
+                        Some(close) => i = end + 1 + close + tag.len() - 1,
+                        None => i = bytes.len(),
+                    }
+                }
+            }
+            b';' => {
+                out.push(&sql[start..=i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&sql[start.min(sql.len())..]);
+    out.retain(|s| {
+        // Keep statements with something besides blanks and comments.
+        s.lines()
+            .map(|l| l.split("--").next().unwrap_or("").trim())
+            .any(|l| !l.is_empty() && l != ";")
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statements;
+
+    #[test]
+    fn statements_split_outside_quotes_bodies_and_comments() {
+        let sql = "-- a comment; not a statement\n\
+                   CREATE TABLE t (a text DEFAULT 'x;y');\n\
+                   CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\n\
+                   BEGIN PERFORM 1; RETURN 2; END $$;\n\
+                   CREATE FUNCTION g() RETURNS text LANGUAGE sql AS $body$ SELECT 'a;b' $body$;\n\
+                   /* block; comment */ SELECT $1::int;\n\
+                   COMMENT ON TABLE t IS 'it''s; fine'";
+        let parts = statements(sql);
+        assert_eq!(parts.len(), 5, "{parts:#?}");
+        assert!(parts[0].contains("DEFAULT 'x;y')"));
+        assert!(parts[1].contains("RETURN 2; END $$;"));
+        assert!(parts[2].contains("$body$ SELECT 'a;b' $body$;"));
+        assert!(parts[3].contains("SELECT $1::int;"));
+        assert!(parts[4].trim().ends_with("'it''s; fine'"));
+    }
+
+    #[test]
+    fn every_migration_splits_into_statements_that_end_where_they_should() {
+        for m in &crate::tenancy::migrate::DEPARTEMENT_MIGRATIONS.0 {
+            let parts = statements(m.sql);
+            assert!(!parts.is_empty(), "{}", m.name);
+            // Put back together, the statements are the migration, minus blank tails.
+            assert_eq!(parts.concat().trim(), m.sql.trim(), "{}", m.name);
+        }
+    }
 }

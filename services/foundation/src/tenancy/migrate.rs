@@ -271,12 +271,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             ),
             migration!("mandate-service", "departement", 24, "0024_act_keys"),
             migration!("mandate-service", "departement", 25, "0025_idp_retries"),
-            migration!(
-                "foundation",
-                "departement",
-                26,
-                "0026_journal_chain_guard"
-            ),
+            migration!("foundation", "departement", 26, "0026_journal_chain_guard"),
             migration!(
                 "mandate-service",
                 "departement",
@@ -512,6 +507,7 @@ async fn apply(
         sqlx::query_as("SELECT version, checksum FROM schema_migrations")
             .fetch_all(&mut *conn)
             .await?;
+    let on_citus = super::citus::enabled(&mut *conn).await?;
     let mut applied = 0;
     for m in &set.0 {
         match done.iter().find(|(v, _)| *v == m.version) {
@@ -525,7 +521,15 @@ async fn apply(
             }
             None => {}
         }
-        sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
+        if on_citus {
+            for statement in super::citus::statements(m.sql) {
+                sqlx::raw_sql(ddl(statement.to_owned()))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        } else {
+            sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
+        }
         sqlx::query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)")
             .bind(m.version)
             .bind(m.name)
@@ -752,7 +756,15 @@ async fn migrate_schema(
             ));
         }
     }
-    sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
+    if on_citus {
+        for statement in super::citus::statements(&grants) {
+            sqlx::raw_sql(ddl(statement.to_owned()))
+                .execute(&mut *tx)
+                .await?;
+        }
+    } else {
+        sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
+    }
     if on_citus {
         super::citus::distribute(&mut tx, schema).await?;
     }
