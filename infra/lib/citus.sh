@@ -110,12 +110,29 @@ start_citus_node() {
     NODE_OLD_PORT="$NODE_PORT"
     if [ -z "$NODE_PORT" ] || ! port_free "$NODE_PORT"; then NODE_PORT="$(free_port)"; fi
     echo "$NODE_PORT" >"$home/port"
-    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$home/postgres.log" -w -t 60 \
-      -o "-p $NODE_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$sock -c unix_socket_permissions=0700 \
-          -c shared_preload_libraries=citus -c max_connections=400 -c shared_buffers=128MB \
-          -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_wal_size=256MB -c min_wal_size=64MB \
-          -c citus.enable_unsafe_triggers=on -c max_worker_processes=128 -c citus.local_hostname=$sock" \
-      start >/dev/null || die "le nœud Citus $name n'a pas démarré (journal : $home/postgres.log)"
+    # The node's settings live in its data directory, so that `pg_ctl -D … start` alone
+    # restarts it as it was (the worker-outage test does).
+    grep -q "include_if_exists = 'aidants.conf'" "$pgdata/postgresql.conf" \
+      || echo "include_if_exists = 'aidants.conf'" | as_pg tee -a "$pgdata/postgresql.conf" >/dev/null
+    as_pg tee "$pgdata/aidants.conf" >/dev/null <<C
+port = $NODE_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$sock'
+unix_socket_permissions = 0700
+shared_preload_libraries = 'citus'
+max_connections = 400
+shared_buffers = 128MB
+max_worker_processes = 128
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+max_wal_size = 256MB
+min_wal_size = 64MB
+citus.enable_unsafe_triggers = on
+citus.local_hostname = '$sock'
+C
+    as_pg "$(pg_bin pg_ctl)" -D "$pgdata" -l "$home/postgres.log" -w -t 60 start >/dev/null \
+      || die "le nœud Citus $name n'a pas démarré (journal : $home/postgres.log)"
   fi
   wait_for "citus-$name" 60 "$(pg_bin pg_isready)" -h 127.0.0.1 -p "$NODE_PORT"
 }

@@ -58,6 +58,14 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             // Pool exhausted or database unreachable: fail fast and say so.
+            // Class 08 from the server itself: on Citus, the worker holding the territory is
+            // unreachable from the coordinator.
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("08")) => {
+                tracing::warn!(error = %e, "territory's database node unavailable");
+                Self::unavailable(
+                    "Le territoire est momentanément indisponible. Réessayez dans quelques instants.",
+                )
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::unavailable(

@@ -45,6 +45,25 @@ async fn create_database(server_url: &str, name: &str) {
     server.close().await;
 }
 
+async fn pg_ctl(args: &[&str]) {
+    let program = crate::private_postgres::bin_dir().join("pg_ctl");
+    let mut command = if crate::private_postgres::running_as_root() {
+        let mut c = tokio::process::Command::new("runuser");
+        c.args(["-u", crate::private_postgres::OWNER, "--"])
+            .arg(program);
+        c
+    } else {
+        tokio::process::Command::new(program)
+    };
+    let status = command
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?}");
+}
+
 fn port_of(url: &str) -> u16 {
     url.parse::<sqlx::postgres::PgConnectOptions>()
         .expect("URL de base de données")
@@ -67,6 +86,32 @@ impl CitusNodes {
             socket,
             workers: workers.split(',').map(str::to_owned).collect(),
         })
+    }
+
+    /// Stops the worker listening on `port` at once (`pg_ctl stop -m immediate`, as a crash
+    /// would); returns its data directory, for [`CitusNodes::start_worker`].
+    pub async fn stop_worker(&self, port: u16) -> String {
+        let url = self
+            .workers
+            .iter()
+            .find(|w| port_of(w) == port)
+            .expect("nœud Citus inconnu");
+        let pool = migrate::connect_admin(&with_database(url, "postgres"), 1)
+            .await
+            .expect("connexion au nœud");
+        let dir: String = sqlx::query_scalar("SHOW data_directory")
+            .fetch_one(&pool)
+            .await
+            .expect("data_directory");
+        pool.close().await;
+        pg_ctl(&["-D", &dir, "-m", "immediate", "-w", "stop"]).await;
+        dir
+    }
+
+    /// Starts a worker stopped by [`CitusNodes::stop_worker`] with its own settings.
+    pub async fn start_worker(&self, dir: &str) {
+        let log = format!("{dir}/../postgres.log");
+        pg_ctl(&["-D", dir, "-l", &log, "-w", "-t", "60", "start"]).await;
     }
 
     /// Creates the database on each worker with the extension, then registers the workers

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const OWNER: &str = "aidants-pg";
+pub(crate) const OWNER: &str = "aidants-pg";
 const ADMIN_PASSWORD: &str = "admin-secret-private-cluster";
 const APP_PASSWORD: &str = "app-secret-private-cluster";
 
@@ -19,7 +19,7 @@ pub struct PrivatePostgres {
     child: Option<tokio::process::Child>,
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -31,7 +31,7 @@ fn running_as_root() -> bool {
 }
 
 /// The newest installed PostgreSQL's binaries (Debian's layout, as `infra/run` uses).
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL installé (/usr/lib/postgresql) : lancez infra/run")
         .filter_map(|e| e.ok())

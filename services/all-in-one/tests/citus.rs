@@ -1,0 +1,273 @@
+//! On the Citus cluster only (`infra/run test`'s Citus step; the single-cluster step leaves this
+//! target out): a territory moved from one worker to the other while a real OpenID client
+//! (openid-client, playing FranceConnect) runs identity-provider flows against it, and a worker
+//! stopped during traffic.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::idp::*;
+use common::{TestApp, spawn_app};
+use foundation::tenancy::DepartementCode;
+use foundation::tenancy::citus::{self, TransferMode};
+use mandate_service::idp::clients::AuthMethod;
+use mandate_service::idp::keys::Alg;
+use serde_json::{Value, json};
+
+fn require_citus() {
+    assert!(
+        test_support::database::CitusNodes::from_env().is_some(),
+        "ces tests tournent sur le cluster Citus (étape Citus de `infra/run test`)"
+    );
+}
+
+async fn rp_for(app: &TestApp) -> Rp {
+    let rp = Rp::spawn().await;
+    let secret = register(
+        app,
+        "franceconnect-citus",
+        AuthMethod::ClientSecretPost,
+        &rp.callback(),
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await
+    .expect("secret");
+    rp.configure(json!({
+        "issuer": app.address,
+        "client_id": "franceconnect-citus",
+        "client_secret": secret,
+        "auth_method": "client_secret_post",
+        "alg": "ES256",
+    }))
+    .await;
+    rp
+}
+
+async fn node_of(app: &TestApp, code: &str) -> citus::Node {
+    let code = DepartementCode::parse(code).expect("code");
+    citus::placements(&app.db.admin)
+        .await
+        .expect("placements")
+        .into_iter()
+        .find(|p| p.departement == code)
+        .expect("territoire distribué")
+        .node
+}
+
+async fn other_worker(app: &TestApp, than: &citus::Node) -> citus::Node {
+    citus::nodes(&app.db.admin)
+        .await
+        .expect("nœuds")
+        .into_iter()
+        .find(|n| !n.coordinator && n.id != than.id)
+        .expect("un autre nœud")
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&app.db.admin)
+        .await
+        .expect(sql)
+}
+
+#[tokio::test]
+async fn a_territory_moves_to_the_other_worker_while_flows_run_and_nothing_fails_or_is_lost() {
+    require_citus();
+    let app = spawn_app(&["33"]).await;
+    let fx = Arc::new(fixture(&app, &angela("fc-sub-move"), &["logement"]).await);
+    let rp = Arc::new(rp_for(&app).await);
+    let app = Arc::new(app);
+    let from = node_of(&app, "33").await;
+    let to = other_worker(&app, &from).await;
+
+    // Two clients run complete flows (authorize, choice, code, token, userinfo) until told to
+    // stop; every error is kept.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (app, fx, rp, stop, done) = (
+            app.clone(),
+            fx.clone(),
+            rp.clone(),
+            stop.clone(),
+            done.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (url, _) = rp.start(Some("Logement")).await;
+                let result: Value = rp
+                    .land(&choose(&fx, &app, &url, fx.usager, "logement").await)
+                    .await;
+                if result["error"] != Value::Null || result["userinfo"]["sub"].is_null() {
+                    errors.push(result.to_string());
+                } else {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            errors
+        }));
+    }
+    // Some flows before, the move, some flows after.
+    while done.load(Ordering::Relaxed) < 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before_move = done.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    citus::move_schema(
+        &app.db.admin,
+        DepartementCode::parse("33").expect("33"),
+        &to,
+        TransferMode::Online,
+    )
+    .await
+    .expect("déplacement");
+    let after_move = done.load(Ordering::Relaxed);
+    let moved_in = started.elapsed();
+    while done.load(Ordering::Relaxed) < after_move + 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for c in clients {
+        errors.extend(c.await.expect("client"));
+    }
+    eprintln!(
+        "déplacement du nœud {} au nœud {} en {:.2} s ; flux aboutis : {before_move} avant, {} pendant, {} en tout ; {} en échec",
+        from.id,
+        to.id,
+        moved_in.as_secs_f64(),
+        after_move - before_move,
+        done.load(Ordering::Relaxed),
+        errors.len()
+    );
+    assert!(errors.is_empty(), "flux en échec : {errors:#?}");
+    assert_eq!(node_of(&app, "33").await.id, to.id, "territoire déplacé");
+    assert_ne!(from.id, to.id);
+    assert!(
+        after_move > before_move,
+        "des flux ont abouti pendant le déplacement ({before_move} avant, {after_move} après)"
+    );
+
+    // Every flow journaled once, nothing lost or doubled, and the chain verifies.
+    let flows = done.load(Ordering::Relaxed) as i64;
+    let uses = count(
+        &app,
+        "SELECT count(*) FROM dep_33.journal WHERE kind = 'mandate_used'",
+    )
+    .await;
+    assert_eq!(uses, flows, "une entrée « mandat utilisé » par flux");
+    let distinct = count(
+        &app,
+        "SELECT count(DISTINCT details) FROM dep_33.journal WHERE kind = 'mandate_used'",
+    )
+    .await;
+    assert_eq!(distinct, flows, "aucune entrée en double");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let code = DepartementCode::parse("33").expect("33");
+    foundation::journal::seal_from_platform(&tenancy, code)
+        .await
+        .expect("scellement");
+    let territory = tenancy.unguarded(code).await.expect("territoire");
+    let mut tx = territory.begin().await.expect("tx");
+    let v = foundation::journal::verify(&mut tx, None, &foundation::journal::Anchor::default())
+        .await
+        .expect("vérification");
+    tx.commit().await.expect("commit");
+    assert_eq!(v.first_broken, None, "{v:?}");
+    let entries = count(&app, "SELECT count(*) FROM dep_33.journal").await;
+    assert_eq!(
+        v.checked as i64, entries,
+        "toute la chaîne vérifiée : {v:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it() {
+    require_citus();
+    let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
+    let app = spawn_app(&["33", "34"]).await;
+    let fx = fixture(&app, &angela("fc-sub-outage"), &["logement"]).await;
+    // 33 and 34 on different workers.
+    let down = node_of(&app, "33").await;
+    if node_of(&app, "34").await.id == down.id {
+        let other = other_worker(&app, &down).await;
+        citus::move_schema(
+            &app.db.admin,
+            DepartementCode::parse("34").expect("34"),
+            &other,
+            TransferMode::BlockWrites,
+        )
+        .await
+        .expect("déplacement de 34");
+    }
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let other = tenancy
+        .unguarded(DepartementCode::parse("34").expect("34"))
+        .await
+        .expect("territoire 34");
+    let entries_of_34 = |label: &'static str| {
+        let other = other.clone();
+        async move {
+            let mut tx = other.begin().await.expect(label);
+            foundation::journal::append(
+                &mut tx,
+                foundation::journal::NewEntry::new(foundation::journal::Event::TerritoryMoved)
+                    .details(json!({ "test": label })),
+            )
+            .await
+            .expect(label);
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM journal")
+                .fetch_one(&mut *tx)
+                .await
+                .expect(label);
+            tx.commit().await.expect(label);
+            n
+        }
+    };
+    let before = entries_of_34("avant").await;
+
+    let dir = nodes.stop_worker(down.port as u16).await;
+    // The territory on the stopped worker: a French 503, quickly, every time.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let resp = fx.aidant.get(&app.url("/mandats")).await;
+        let elapsed = started.elapsed();
+        assert_eq!(resp.status(), 503);
+        assert!(
+            resp.text()
+                .await
+                .expect("page")
+                .contains("momentanément indisponible")
+        );
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    }
+    // The other territory, and the platform itself, keep working.
+    assert_eq!(entries_of_34("pendant").await, before + 1);
+    assert_eq!(app.get("/connexion").await.status(), 200);
+
+    nodes.start_worker(&dir).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = fx.aidant.get(&app.url("/mandats")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "toujours {status} après le retour du nœud"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing was lost on either side.
+    assert_eq!(entries_of_34("après").await, before + 2);
+    let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
+    assert!(mandates >= 1, "le mandat de 33 est toujours là");
+}
