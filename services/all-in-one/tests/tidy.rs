@@ -37,6 +37,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("tenant-admin/src/journal.rs", 3),
     ("tenant-admin/src/keys.rs", 1),
     ("tenant-admin/src/letters.rs", 2),
+    ("tenant-admin/src/place.rs", 1),
     ("tenant-admin/src/professionals.rs", 3),
     ("tenant-admin/src/measures.rs", 1),
     ("tenant-admin/src/retention.rs", 3),

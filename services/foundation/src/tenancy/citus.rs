@@ -240,6 +240,20 @@ pub(super) async fn sealer_may_log_in(
     Ok(())
 }
 
+/// How many times a schema transaction is run when it lost a race on a shared catalog row.
+pub(super) const CATALOG_RACE_ATTEMPTS: u64 = 8;
+
+/// PostgreSQL's answer when two transactions change the same shared catalog row at once (a
+/// role, on a Citus worker); nothing was written, the transaction may run again.
+pub(super) fn is_catalog_race(e: &super::migrate::MigrateError) -> bool {
+    match e {
+        super::migrate::MigrateError::Database(sqlx::Error::Database(db)) => {
+            db.message().contains("tuple concurrently updated")
+        }
+        _ => false,
+    }
+}
+
 /// Splits a migration's SQL into its statements (on `;` outside quotes, dollar-quoted bodies
 /// and comments). Citus forwards some statements to the workers as the text it received, and a
 /// worker refuses several commands in one forwarded text: on Citus, each statement of a

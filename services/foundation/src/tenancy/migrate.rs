@@ -576,7 +576,9 @@ pub async fn provision_departement(
     // workers, and roles are shared by every database of a node: two schemas migrated at once
     // may touch the same role row there. The whole schema transaction rolled back; run it again.
     let mut attempts = 1;
-    while attempts < CATALOG_RACE_ATTEMPTS && outcome.as_ref().is_err_and(is_catalog_race) {
+    while attempts < super::citus::CATALOG_RACE_ATTEMPTS
+        && outcome.as_ref().is_err_and(super::citus::is_catalog_race)
+    {
         let pause = rand::random_range(20..200u64) * attempts;
         tokio::time::sleep(Duration::from_millis(pause)).await;
         outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
@@ -615,20 +617,6 @@ pub async fn provision_departement(
             .map(|_| set.latest_version())
             .map_err(|e| e.to_string()),
     })
-}
-
-/// How many times a schema transaction is run when it lost a race on a shared catalog row.
-const CATALOG_RACE_ATTEMPTS: u64 = 8;
-
-/// PostgreSQL's answer when two transactions change the same shared catalog row at once (a
-/// role, on a Citus worker); nothing was written, the transaction may run again.
-pub(super) fn is_catalog_race(e: &MigrateError) -> bool {
-    match e {
-        MigrateError::Database(sqlx::Error::Database(db)) => {
-            db.message().contains("tuple concurrently updated")
-        }
-        _ => false,
-    }
 }
 
 async fn migrate_schema(
