@@ -350,6 +350,19 @@ run_bench() {
   "$CARGO_TARGET_DIR/release/bench-measures"
 }
 
+# The Citus benchmark of load-tests/ (release build): territory 33 moved between the workers
+# while identity-provider flows run against it.
+run_bench_citus() {
+  install_all
+  start_all citus
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  export AC_TEST_ADMIN_URL="$AC_CITUS_ADMIN_URL" AC_TEST_APP_URL="$AC_CITUS_APP_URL" \
+    AC_TEST_CITUS_SOCKET="$AC_CITUS_SOCKET" AC_TEST_CITUS_WORKERS="$AC_CITUS_WORKER_ADMIN_URLS"
+  cargo build -q --release -p load-tests --bin bench-citus-move
+  "$CARGO_TARGET_DIR/release/bench-citus-move" "$@"
+}
+
 # The soak of load-tests/ (release build): the platform's binary under a steady mixed load for
 # 30 minutes (--minutes N), a line per minute, the table and the trend at the end.
 run_soak() {
