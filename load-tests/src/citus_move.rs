@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use foundation::tenancy::DepartementCode;
 use foundation::tenancy::citus::{self, TransferMode};
-use load_tests::oidc::{Worker, flow};
 use load_tests::ms;
+use load_tests::oidc::{Worker, flow};
 use test_support::database::TestDatabase;
 
 const WORKERS: usize = 16;
@@ -100,11 +100,12 @@ async fn main() -> anyhow::Result<()> {
         "déplac.", "durée", "avant (/s)", "pendant (/s)", "rapport", "requête max (ms)", "échecs"
     );
     let code = DepartementCode::parse("33")?;
-    for m in 1..=MOVES {
+    for _ in 0..MOVES {
         // The rate just before, then the move.
         let (d0, t0) = (counters.done.load(Ordering::Relaxed), Instant::now());
         tokio::time::sleep(BEFORE).await;
-        let before = (counters.done.load(Ordering::Relaxed) - d0) as f64 / t0.elapsed().as_secs_f64();
+        let before =
+            (counters.done.load(Ordering::Relaxed) - d0) as f64 / t0.elapsed().as_secs_f64();
         let placement = citus::placements(&db.admin)
             .await?
             .into_iter()
@@ -128,7 +129,9 @@ async fn main() -> anyhow::Result<()> {
             before,
             during,
             during / before * 100.0,
-            ms(Duration::from_micros(counters.slowest_us.load(Ordering::Relaxed))),
+            ms(Duration::from_micros(
+                counters.slowest_us.load(Ordering::Relaxed)
+            )),
             counters.failed.load(Ordering::Relaxed) - failed0
         );
     }
@@ -148,8 +151,8 @@ async fn main() -> anyhow::Result<()> {
         foundation::tenancy::Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
     foundation::journal::seal_from_platform(&tenancy, code).await?;
     let mut tx = tenancy.unguarded(code).await?.begin().await?;
-    let v = foundation::journal::verify(&mut tx, None, &foundation::journal::Anchor::default())
-        .await?;
+    let v =
+        foundation::journal::verify(&mut tx, None, &foundation::journal::Anchor::default()).await?;
     tx.commit().await?;
     println!(
         "parcours aboutis {flows}, en échec {} ; entrées « mandat utilisé » {uses} ({distinct} distinctes) ; chaîne : {} entrées vérifiées, {}",

@@ -271,3 +271,62 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
     let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
     assert!(mandates >= 1, "le mandat de 33 est toujours là");
 }
+
+#[tokio::test]
+async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_be_made_again() {
+    require_citus();
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-interrupted"), &["logement"]).await;
+    let code = DepartementCode::parse("33").expect("33");
+    let from = node_of(&app, "33").await;
+    let to = other_worker(&app, &from).await;
+    let mover = {
+        let (admin, to) = (app.db.admin.clone(), to.clone());
+        tokio::spawn(
+            async move { citus::move_schema(&admin, code, &to, TransferMode::Online).await },
+        )
+    };
+    // As soon as the move runs, cancel it (an operator's Ctrl-C, a lost connection).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let cancelled: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+             WHERE query LIKE 'SELECT citus_schema_move(%' AND pid <> pg_backend_pid()
+               AND datname = current_database()) c",
+        )
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("annulation");
+        if cancelled > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "déplacement jamais vu"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outcome = mover.await.expect("tâche");
+    assert!(outcome.is_err(), "le déplacement aurait dû être interrompu");
+    // Never two copies serving: the territory is where it was, and it is served.
+    assert_eq!(node_of(&app, "33").await.id, from.id);
+    let shards: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT DISTINCT nodename::text, nodeport FROM citus_shards
+         WHERE table_name::text LIKE 'dep\\_33.%'",
+    )
+    .fetch_all(&app.db.admin)
+    .await
+    .expect("shards");
+    assert_eq!(shards, vec![(from.host.clone(), from.port)]);
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
+    // The half-made copy is cleaned up; the move can be made again, to the end.
+    sqlx::query("CALL citus_cleanup_orphaned_resources()")
+        .execute(&app.db.admin)
+        .await
+        .expect("nettoyage");
+    citus::move_schema(&app.db.admin, code, &to, TransferMode::Online)
+        .await
+        .expect("déplacement repris");
+    assert_eq!(node_of(&app, "33").await.id, to.id);
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
+}

@@ -160,22 +160,41 @@ impl TransferMode {
 /// Moves a territory's schema, whole, to `node`. Citus copies it, catches up, switches the
 /// coordinator's routing in one step and drops the old copy; a move that fails leaves the
 /// territory where it was (the copy is cleaned up by Citus).
+///
+/// The copy an earlier move left on `node` (Citus drops the old copy once the queries that
+/// were using it are done) must be gone first: it is cleaned up before the move, and a move
+/// refused because it could not be yet (« orphaned shard … could not be cleaned up »: nothing
+/// was done) is tried again, up to 10 times a second apart.
 pub async fn move_schema(
     admin: &PgPool,
     departement: DepartementCode,
     node: &Node,
     mode: TransferMode,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT citus_schema_move($1::regnamespace, $2, $3, $4::citus.shard_transfer_mode)",
-    )
-    .bind(departement.schema_name())
-    .bind(&node.host)
-    .bind(node.port)
-    .bind(mode.as_citus())
-    .execute(admin)
-    .await?;
-    Ok(())
+    let mut attempt = 0;
+    loop {
+        sqlx::query("CALL citus_cleanup_orphaned_resources()")
+            .execute(admin)
+            .await?;
+        let moved = sqlx::query(
+            "SELECT citus_schema_move($1::regnamespace, $2, $3, $4::citus.shard_transfer_mode)",
+        )
+        .bind(departement.schema_name())
+        .bind(&node.host)
+        .bind(node.port)
+        .bind(mode.as_citus())
+        .execute(admin)
+        .await;
+        match moved {
+            Err(sqlx::Error::Database(e))
+                if attempt < 10 && e.message().contains("could not be cleaned up") =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => return other.map(|_| ()),
+        }
+    }
 }
 
 /// The progress of the moves running now, as Citus reports it: (table, bytes on the source,
