@@ -330,3 +330,76 @@ async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_b
     assert_eq!(node_of(&app, "33").await.id, to.id);
     assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_migration_failing_on_a_distributed_schema_rolls_back_on_its_worker_and_spares_the_others()
+ {
+    use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS, Migration};
+    require_citus();
+    let db = test_support::database::TestDatabase::with_departements(&["33", "34"]).await;
+    let mut set = DEPARTEMENT_MIGRATIONS.clone();
+    let latest = set.latest_version();
+    // A column added, then an error: the whole migration of that schema must roll back, on the
+    // coordinator and on the worker (two-phase commit).
+    set.0.push(Migration {
+        version: 9_001,
+        name: "9001_half_done",
+        sql: "ALTER TABLE structures ADD COLUMN half_done text;
+              SELECT 1 / 0;",
+    });
+    let login = test_support::database::TestDatabase::tenant_login();
+    let code = DepartementCode::parse("33").expect("33");
+    let report = migrate::provision_departement(&db.admin, &db.app_role, &login, code, &set)
+        .await
+        .expect("rapport");
+    assert!(report.result.is_err(), "{:?}", report.result);
+    let (status, version): (String, i64) = sqlx::query_as(
+        "SELECT status, version FROM platform.departement_schemas WHERE departement_code = '33'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!((status.as_str(), version), ("failed", latest));
+    // Nowhere a trace of the half-done migration: not on the coordinator, not on any worker.
+    let on_workers: Vec<(String,)> = sqlx::query_as(
+        "SELECT result FROM run_command_on_workers(
+             $$SELECT count(*) FROM information_schema.columns
+               WHERE table_schema = 'dep_33' AND column_name = 'half_done'$$)",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("nœuds");
+    assert_eq!(on_workers.len(), 2);
+    assert!(on_workers.iter().all(|(r,)| r == "0"), "{on_workers:?}");
+    let here: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns
+         WHERE table_schema = 'dep_33' AND column_name = 'half_done'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("coordinateur");
+    assert_eq!(here, 0);
+    let applied: i64 = sqlx::query_scalar("SELECT max(version) FROM dep_33.schema_migrations")
+        .fetch_one(&db.admin)
+        .await
+        .expect("versions");
+    assert_eq!(applied, latest);
+    // The other territory is untouched and still served; 33 migrates once the set is right.
+    let (status, version): (String, i64) = sqlx::query_as(
+        "SELECT status, version FROM platform.departement_schemas WHERE departement_code = '34'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état de 34");
+    assert_eq!((status.as_str(), version), ("ready", latest));
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &login,
+        code,
+        &DEPARTEMENT_MIGRATIONS,
+    )
+    .await
+    .expect("rapport");
+    assert_eq!(report.result, Ok(latest));
+}
