@@ -84,14 +84,7 @@ async fn main() -> anyhow::Result<()> {
         load_tests::bench_structure(&db, "France Services de banc d'essai").await?;
     let (workers, secret) = load_tests::oidc::desks(&db, &ctx, structure, WORKERS, 200).await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    settings.http.port = port;
-    settings.http.public_url = format!("http://127.0.0.1:{port}");
-    let base = settings.http.public_url.clone();
-    let app = all_in_one::build(settings).await?;
-    tokio::spawn(app.run_until_stopped());
+    let base = load_tests::spawn_platform(settings).await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(WORKERS)

@@ -12,6 +12,20 @@ use policies::Role;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
 
+/// Runs the all-in-one platform in this process on a free port of 127.0.0.1 with `settings`;
+/// returns its base URL.
+pub async fn spawn_platform(mut settings: foundation::config::Settings) -> anyhow::Result<String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    settings.http.port = port;
+    settings.http.public_url = format!("http://127.0.0.1:{port}");
+    let base = settings.http.public_url.clone();
+    let app = all_in_one::build(settings).await?;
+    tokio::spawn(app.run_until_stopped());
+    Ok(base)
+}
+
 /// Territory 33 as the services reach it, and a France Services structure named `name` in it.
 pub async fn bench_structure(
     db: &TestDatabase,

@@ -174,14 +174,7 @@ async fn main() -> anyhow::Result<()> {
         .execute(&db.admin)
         .await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    settings.http.port = port;
-    settings.http.public_url = format!("http://127.0.0.1:{port}");
-    let base = settings.http.public_url.clone();
-    let app = all_in_one::build(settings).await?;
-    tokio::spawn(app.run_until_stopped());
+    let base = load_tests::spawn_platform(settings).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(8)
         .build()?;
