@@ -294,7 +294,7 @@ U
 # (schemathesis on every OpenAPI document, infra/lib/conformance.sh), then the test runner,
 # whose summary line comes last.
 # The test targets that also run on the Citus cluster (a coordinator and two workers).
-CITUS_TEST_TARGETS=(citus tenancy mandates identity_provider documents internal_documents)
+CITUS_TEST_TARGETS=(citus tenancy mandates identity_provider documents internal_documents retention)
 
 run_tests() {
   install_all

@@ -12,6 +12,27 @@ use habilitation_desk::structures::{NewStructure, create_structure};
 use sqlx::postgres::PgPoolOptions;
 use test_support::database::TestDatabase;
 
+/// Role statements of a test, run again when they lose a race on a shared role row (on Citus
+/// the coordinator replays them on the workers, whose roles every test database shares).
+async fn role_ddl(db: &TestDatabase, sql: String, what: &str) {
+    for attempt in 1.. {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&db.admin)
+            .await
+        {
+            Ok(_) => return,
+            Err(e)
+                if attempt < 8
+                    && (e.to_string().contains("concurrently updated")
+                        || e.to_string().contains("marked as essential")) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 fn dep(code: &str) -> DepartementCode {
     DepartementCode::parse(code).expect("code")
 }
@@ -216,12 +237,12 @@ async fn a_role_marked_by_another_database_is_never_shared() {
         .await
         .expect("rôle");
     let other = foundation::tenancy::logins::database_mark("une_autre_base");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS '{other}'"
-    )))
-    .execute(&db.admin)
-    .await
-    .expect("rôle d'une autre base");
+    role_ddl(
+        &db,
+        format!("CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS '{other}'"),
+        "rôle d'une autre base",
+    )
+    .await;
     let report = migrate::provision_departement(
         &db.admin,
         &db.app_role,
@@ -255,10 +276,7 @@ async fn a_role_marked_by_another_database_is_never_shared() {
     .await
     .expect("rôle");
     assert_eq!((login, password, mark), (false, false, Some(other)));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
-        .execute(&db.admin)
-        .await
-        .expect("DROP ROLE");
+    role_ddl(&db, format!("DROP ROLE {role}"), "DROP ROLE").await;
 }
 
 /// A database provisioned before the département roles logged in themselves (the application
@@ -270,13 +288,10 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
     let role = migrate::role_name(&db.admin, dep("75"))
         .await
         .expect("rôle");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+    role_ddl(&db, format!(
         "GRANT {role} TO {app}; ALTER ROLE {role} NOLOGIN PASSWORD NULL; COMMENT ON ROLE {role} IS NULL",
         app = db.app_role
-    )))
-    .execute(&db.admin)
-    .await
-    .expect("état d'avant");
+    ), "état d'avant").await;
     let report = migrate::provision_departement(
         &db.admin,
         &db.app_role,
@@ -324,17 +339,19 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
 async fn a_role_of_an_earlier_naming_scheme_is_stripped_of_its_rights() {
     let db = TestDatabase::with_departements(&["75"]).await;
     let legacy = format!("{}_ancien_dep_75", db.name);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {legacy} NOLOGIN NOINHERIT;
-         GRANT USAGE ON SCHEMA dep_75 TO {legacy};
-         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA dep_75 TO {legacy};
-         GRANT {legacy} TO {app};
-         UPDATE platform.departement_schemas SET role_name = '{legacy}' WHERE departement_code = '75';",
-        app = db.app_role
-    )))
-    .execute(&db.admin)
-    .await
-    .expect("état d'avant");
+    role_ddl(
+        &db,
+        format!(
+            "CREATE ROLE {legacy} NOLOGIN NOINHERIT;
+             GRANT USAGE ON SCHEMA dep_75 TO {legacy};
+             GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA dep_75 TO {legacy};
+             GRANT {legacy} TO {app};
+             UPDATE platform.departement_schemas SET role_name = '{legacy}' WHERE departement_code = '75';",
+            app = db.app_role
+        ),
+        "état d'avant",
+    )
+    .await;
     let report = migrate::provision_departement(
         &db.admin,
         &db.app_role,
@@ -362,10 +379,7 @@ async fn a_role_of_an_earlier_naming_scheme_is_stripped_of_its_rights() {
         (member, usage, select, recorded),
         (false, false, false, current)
     );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {legacy}")))
-        .execute(&db.admin)
-        .await
-        .expect("DROP ROLE");
+    role_ddl(&db, format!("DROP ROLE {legacy}"), "DROP ROLE").await;
 }
 
 #[tokio::test]

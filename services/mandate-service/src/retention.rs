@@ -78,6 +78,26 @@ pub struct Done {
     pub erased: u64,
 }
 
+/// The mandates due for `stage` (`archive` or `purge`) at `at`. The selection (`mandates_due`,
+/// département migrations 0021 and 0027) is called alone, never inside another statement on
+/// the territory's tables: on Citus such a statement runs on the territory's worker, where a
+/// function reading the territory's tables again is refused (nested distributed execution).
+async fn due(
+    tx: &mut foundation::tenancy::TenantTx,
+    p: &Periods,
+    at: OffsetDateTime,
+    stage: &str,
+) -> Result<Vec<MandateId>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM mandates_due($1, $2, $3, $4, $5)")
+        .bind(&p.tenants)
+        .bind(&p.archive)
+        .bind(&p.purge)
+        .bind(at)
+        .bind(stage)
+        .fetch_all(&mut **tx)
+        .await
+}
+
 /// The plan of a run at `at`, without changing anything.
 pub async fn plan(
     cx: &Context<'_>,
@@ -96,15 +116,13 @@ pub async fn plan(
     .bind(at)
     .fetch_one(&mut *tx)
     .await?;
+    let purged = due(&mut tx, &p, at, "purge").await?;
     let usagers_to_erase: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM usagers u
          WHERE NOT EXISTS (SELECT 1 FROM mandates m WHERE m.usager_id = u.id
-                           AND m.id NOT IN (SELECT id FROM mandates_due($1, $2, $3, $4, 'purge')))",
+                           AND m.id <> ALL($1))",
     )
-    .bind(&p.tenants)
-    .bind(&p.archive)
-    .bind(&p.purge)
-    .bind(at)
+    .bind(&purged)
     .fetch_one(&mut *tx)
     .await?;
     let documents_due: i64 = sqlx::query_scalar(
@@ -131,15 +149,13 @@ pub async fn run(
     let p = periods(cx, territory).await?;
     let mut done = Done::default();
     let mut tx = territory.begin().await?;
+    let to_archive = due(&mut tx, &p, at, "archive").await?;
     let archived: Vec<MandateId> = sqlx::query_scalar(
-        "UPDATE mandates SET archived_at = $4
-         WHERE id IN (SELECT id FROM mandates_due($1, $2, $3, $4, 'archive'))
-           AND archived_at IS NULL
+        "UPDATE mandates SET archived_at = $2
+         WHERE id = ANY($1) AND archived_at IS NULL
          RETURNING id",
     )
-    .bind(&p.tenants)
-    .bind(&p.archive)
-    .bind(&p.purge)
+    .bind(&to_archive)
     .bind(at)
     .fetch_all(&mut *tx)
     .await?;
@@ -153,24 +169,23 @@ pub async fn run(
     }
     tx.commit().await?;
 
-    loop {
+    let mut tx = territory.begin().await?;
+    let to_purge = due(&mut tx, &p, at, "purge").await?;
+    tx.commit().await?;
+    for batch in to_purge.chunks(500) {
         let mut tx = territory.begin().await?;
         // Locked, and skipped when another run (the job on another replica, an operator's
         // `retention run`) holds them: each mandate is purged and journaled once.
         let due: Vec<MandateId> = sqlx::query_scalar(
-            "SELECT m.id FROM mandates m
-             WHERE m.id IN (SELECT id FROM mandates_due($1, $2, $3, $4, 'purge'))
-             ORDER BY m.id LIMIT 500 FOR UPDATE SKIP LOCKED",
+            "SELECT m.id FROM mandates m WHERE m.id = ANY($1)
+             ORDER BY m.id FOR UPDATE SKIP LOCKED",
         )
-        .bind(&p.tenants)
-        .bind(&p.archive)
-        .bind(&p.purge)
-        .bind(at)
+        .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
         if due.is_empty() {
             tx.commit().await?;
-            break;
+            continue;
         }
         purge(&mut tx, &due, at).await?;
         journal::append(

@@ -138,7 +138,13 @@ impl CitusNodes {
                     .await;
             match result {
                 Ok(()) => break,
-                Err(e) if attempt < 8 && e.to_string().contains("concurrently updated") => {
+                // The worker's « tuple concurrently updated » reaches the coordinator as such,
+                // or as « failure on connection marked as essential » (seen in CI).
+                Err(e)
+                    if attempt < 8
+                        && (e.to_string().contains("concurrently updated")
+                            || e.to_string().contains("marked as essential")) =>
+                {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }

@@ -266,8 +266,11 @@ pub(super) const CATALOG_RACE_ATTEMPTS: u64 = 8;
 /// role, on a Citus worker); nothing was written, the transaction may run again.
 pub(super) fn is_catalog_race(e: &super::migrate::MigrateError) -> bool {
     match e {
+        // The worker's error reaches the coordinator as such, or as « failure on connection
+        // marked as essential » when it happens in a command Citus cannot do without.
         super::migrate::MigrateError::Database(sqlx::Error::Database(db)) => {
             db.message().contains("tuple concurrently updated")
+                || db.message().contains("marked as essential")
         }
         _ => false,
     }
