@@ -293,6 +293,13 @@ U
 # Runs every test of the workspace against the stack: first the API conformance run
 # (schemathesis on every OpenAPI document, infra/lib/conformance.sh), then the test runner,
 # whose summary line comes last.
+# What the tests and benchmarks read to run on the stack's Citus cluster (test-support's
+# TestDatabase: coordinator URLs, the nodes' socket directory, the workers' URLs).
+export_citus_test_env() {
+  export AC_TEST_ADMIN_URL="$AC_CITUS_ADMIN_URL" AC_TEST_APP_URL="$AC_CITUS_APP_URL" \
+    AC_TEST_CITUS_SOCKET="$AC_CITUS_SOCKET" AC_TEST_CITUS_WORKERS="$AC_CITUS_WORKER_ADMIN_URLS"
+}
+
 # The test targets that also run on the Citus cluster (a coordinator and two workers).
 CITUS_TEST_TARGETS=(citus tenancy mandates identity_provider documents internal_documents retention)
 
@@ -313,8 +320,7 @@ run_tests() {
   # The worker-outage test stops a worker that every test database shares: it runs alone, after.
   local outage='test(a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it)'
   (
-    export AC_TEST_ADMIN_URL="$AC_CITUS_ADMIN_URL" AC_TEST_APP_URL="$AC_CITUS_APP_URL" \
-      AC_TEST_CITUS_SOCKET="$AC_CITUS_SOCKET" AC_TEST_CITUS_WORKERS="$AC_CITUS_WORKER_ADMIN_URLS"
+    export_citus_test_env
     s=0
     cargo nextest run -p all-in-one "${targets[@]}" --no-fail-fast --cargo-quiet -E "not $outage" || s=$?
     cargo nextest run -p all-in-one --test citus --no-fail-fast --cargo-quiet -E "$outage" || s=$?
@@ -357,8 +363,7 @@ run_bench_citus() {
   start_all citus
   # shellcheck disable=SC1090
   source "$STACK_ENV"
-  export AC_TEST_ADMIN_URL="$AC_CITUS_ADMIN_URL" AC_TEST_APP_URL="$AC_CITUS_APP_URL" \
-    AC_TEST_CITUS_SOCKET="$AC_CITUS_SOCKET" AC_TEST_CITUS_WORKERS="$AC_CITUS_WORKER_ADMIN_URLS"
+  export_citus_test_env
   cargo build -q --release -p load-tests --bin bench-citus-move
   "$CARGO_TARGET_DIR/release/bench-citus-move" "$@"
 }

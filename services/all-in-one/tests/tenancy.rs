@@ -21,11 +21,7 @@ async fn role_ddl(db: &TestDatabase, sql: String, what: &str) {
             .await
         {
             Ok(_) => return,
-            Err(e)
-                if attempt < 8
-                    && (e.to_string().contains("concurrently updated")
-                        || e.to_string().contains("marked as essential")) =>
-            {
+            Err(e) if attempt < 8 && foundation::tenancy::citus::is_role_race(&e) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
             Err(e) => panic!("{what}: {e}"),

@@ -138,13 +138,7 @@ impl CitusNodes {
                     .await;
             match result {
                 Ok(()) => break,
-                // The worker's « tuple concurrently updated » reaches the coordinator as such,
-                // or as « failure on connection marked as essential » (seen in CI).
-                Err(e)
-                    if attempt < 8
-                        && (e.to_string().contains("concurrently updated")
-                            || e.to_string().contains("marked as essential")) =>
-                {
+                Err(e) if attempt < 8 && foundation::tenancy::citus::is_role_race(&e) => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }

@@ -263,17 +263,22 @@ pub(super) async fn sealer_may_log_in(
 pub(super) const CATALOG_RACE_ATTEMPTS: u64 = 8;
 
 /// PostgreSQL's answer when two transactions change the same shared catalog row at once (a
-/// role, on a Citus worker); nothing was written, the transaction may run again.
-pub(super) fn is_catalog_race(e: &super::migrate::MigrateError) -> bool {
+/// role, on a Citus worker, whose roles every database of the node shares): nothing was
+/// written, the transaction may run again. The worker's « tuple concurrently updated » reaches
+/// the coordinator as such, or as « failure on connection marked as essential » when it
+/// happens in a command Citus cannot do without.
+pub fn is_role_race(e: &sqlx::Error) -> bool {
     match e {
-        // The worker's error reaches the coordinator as such, or as « failure on connection
-        // marked as essential » when it happens in a command Citus cannot do without.
-        super::migrate::MigrateError::Database(sqlx::Error::Database(db)) => {
+        sqlx::Error::Database(db) => {
             db.message().contains("tuple concurrently updated")
                 || db.message().contains("marked as essential")
         }
         _ => false,
     }
+}
+
+pub(super) fn is_catalog_race(e: &super::migrate::MigrateError) -> bool {
+    matches!(e, super::migrate::MigrateError::Database(e) if is_role_race(e))
 }
 
 /// Splits a migration's SQL into its statements (on `;` outside quotes, dollar-quoted bodies

@@ -404,7 +404,8 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
     sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS platform")
         .execute(&mut *tx)
         .await?;
-    let applied = apply(&mut tx, "platform", &PLATFORM_MIGRATIONS).await?;
+    let on_citus = super::citus::enabled(&mut tx).await?;
+    let applied = apply(&mut tx, "platform", &PLATFORM_MIGRATIONS, on_citus).await?;
     seed_territories(&mut tx).await?;
     // The owner of the journals' sealing functions: one per database, never logs in.
     let database = current_database(&mut *tx).await?;
@@ -420,7 +421,7 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
         sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             .fetch_one(&mut *tx)
             .await?;
-    if super::citus::enabled(&mut tx).await? {
+    if on_citus {
         super::citus::sealer_may_log_in(&mut tx, &logins::sealer_role(&database)).await?;
     }
     if !superuser {
@@ -485,11 +486,29 @@ async fn seed_territories(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Runs SQL of the migrator (a migration, the grants) in the caller's transaction; on Citus
+/// statement by statement, since a worker refuses several commands in one forwarded text.
+async fn run_sql(conn: &mut PgConnection, sql: &str, on_citus: bool) -> Result<(), sqlx::Error> {
+    if on_citus {
+        for statement in super::citus::statements(sql) {
+            sqlx::raw_sql(ddl(statement.to_owned()))
+                .execute(&mut *conn)
+                .await?;
+        }
+    } else {
+        sqlx::raw_sql(ddl(sql.to_owned()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Applies the pending migrations of `set` to `schema` inside the caller's transaction.
 async fn apply(
     conn: &mut PgConnection,
     schema: &str,
     set: &MigrationSet,
+    on_citus: bool,
 ) -> Result<usize, MigrateError> {
     let schema_id = ident(schema)?;
     sqlx::raw_sql(ddl(format!(
@@ -507,7 +526,6 @@ async fn apply(
         sqlx::query_as("SELECT version, checksum FROM schema_migrations")
             .fetch_all(&mut *conn)
             .await?;
-    let on_citus = super::citus::enabled(&mut *conn).await?;
     let mut applied = 0;
     for m in &set.0 {
         match done.iter().find(|(v, _)| *v == m.version) {
@@ -521,15 +539,7 @@ async fn apply(
             }
             None => {}
         }
-        if on_citus {
-            for statement in super::citus::statements(m.sql) {
-                sqlx::raw_sql(ddl(statement.to_owned()))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        } else {
-            sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
-        }
+        run_sql(conn, m.sql, on_citus).await?;
         sqlx::query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)")
             .bind(m.version)
             .bind(m.name)
@@ -672,8 +682,8 @@ async fn migrate_schema(
             .execute(&mut *tx)
             .await?;
     }
-    let applied = apply(&mut tx, schema, set).await?;
     let on_citus = super::citus::enabled(&mut tx).await?;
+    let applied = apply(&mut tx, schema, set, on_citus).await?;
     // Rights are swept after every migration so new tables are covered, then narrowed for
     // append-only tables. The département role gets nothing outside its schema; the
     // application role only sees the schema's names, to call the sealing function.
@@ -744,15 +754,7 @@ async fn migrate_schema(
             ));
         }
     }
-    if on_citus {
-        for statement in super::citus::statements(&grants) {
-            sqlx::raw_sql(ddl(statement.to_owned()))
-                .execute(&mut *tx)
-                .await?;
-        }
-    } else {
-        sqlx::raw_sql(ddl(grants)).execute(&mut *tx).await?;
-    }
+    run_sql(&mut tx, &grants, on_citus).await?;
     if on_citus {
         super::citus::distribute(&mut tx, schema).await?;
     }
