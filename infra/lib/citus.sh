@@ -164,6 +164,10 @@ SQL
 SELECT 'CREATE ROLE aidants_app LOGIN NOINHERIT PASSWORD ' || quote_literal('$PG_APP_PASSWORD')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aidants_app') \gexec
 SELECT citus_set_coordinator_host('$sock', ${CITUS_PORTS[0]});
+-- Moves name their slots and roles (shared by the node's databases) after their operation
+-- number: this database counts from its own random point, as foundation's attach does.
+SELECT setval('pg_catalog.pg_dist_operationid_seq', 1 + floor(random() * 2^40)::bigint)
+  FROM pg_catalog.pg_dist_operationid_seq WHERE NOT is_called;
 SQL
   # Each worker is registered once; a worker whose port changed since is updated in place.
   for i in 1 2; do

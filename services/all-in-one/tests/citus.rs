@@ -403,3 +403,96 @@ async fn a_migration_failing_on_a_distributed_schema_rolls_back_on_its_worker_an
     .expect("rapport");
     assert_eq!(report.result, Ok(latest));
 }
+
+/// Where `code` is placed in this database, and the other worker.
+async fn placed(
+    db: &test_support::database::TestDatabase,
+    code: &str,
+) -> (citus::Node, citus::Node) {
+    let code = DepartementCode::parse(code).expect("code");
+    let here = citus::placements(&db.admin)
+        .await
+        .expect("placements")
+        .into_iter()
+        .find(|p| p.departement == code)
+        .expect("territoire distribué")
+        .node;
+    let other = citus::nodes(&db.admin)
+        .await
+        .expect("nœuds")
+        .into_iter()
+        .find(|n| !n.coordinator && n.id != here.id)
+        .expect("un autre nœud");
+    (here, other)
+}
+
+#[tokio::test]
+async fn a_move_left_half_done_in_one_database_never_blocks_a_move_in_another_on_the_same_nodes() {
+    // Replication slots and the moves' roles belong to a node, not to one of its databases, and
+    // Citus names them by the move's operation number: two databases counting from the same
+    // point would name their moves alike.
+    require_citus();
+    use test_support::database::TestDatabase;
+    let (a, b) = (
+        TestDatabase::with_departements(&["33"]).await,
+        TestDatabase::with_departements(&["33"]).await,
+    );
+    let code = DepartementCode::parse("33").expect("33");
+    // Both databases hold 33 on the same worker, to be moved the same way.
+    let (from, _) = placed(&a, "33").await;
+    let (b_from, b_other) = placed(&b, "33").await;
+    if b_from.port != from.port {
+        citus::move_schema(&b.admin, code, &b_other, TransferMode::Online)
+            .await
+            .expect("mise en place");
+    }
+    let (_, to) = placed(&a, "33").await;
+    // A's move stops half-way once its replication slot exists, and is left uncleaned.
+    let mover = {
+        let (admin, to) = (a.admin.clone(), to.clone());
+        tokio::spawn(
+            async move { citus::move_schema(&admin, code, &to, TransferMode::Online).await },
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let slots: Vec<(String,)> = sqlx::query_as(
+            "SELECT result FROM run_command_on_workers(
+                 format($$SELECT count(*) FROM pg_replication_slots
+                          WHERE slot_name LIKE 'citus\\_shard\\_move\\_slot\\_%%' AND database = %L$$,
+                        current_database()))",
+        )
+        .fetch_all(&a.admin)
+        .await
+        .expect("slots");
+        if slots.iter().any(|(n,)| n != "0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot jamais créé");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sqlx::query(
+        "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+         WHERE query LIKE 'SELECT citus_schema_move(%' AND pid <> pg_backend_pid()
+           AND datname = current_database()",
+    )
+    .execute(&a.admin)
+    .await
+    .expect("annulation");
+    assert!(
+        mover.await.expect("tâche").is_err(),
+        "le déplacement aurait dû être interrompu"
+    );
+    // B's move, the same way, goes to the end.
+    let (_, b_to) = placed(&b, "33").await;
+    assert_eq!(b_to.port, to.port);
+    citus::move_schema(&b.admin, code, &b_to, TransferMode::Online)
+        .await
+        .expect("déplacement dans l'autre base");
+    assert_eq!(placed(&b, "33").await.0.port, to.port);
+    // A, cleaned up, moves too.
+    citus::move_schema(&a.admin, code, &to, TransferMode::Online)
+        .await
+        .expect("déplacement repris");
+    assert_eq!(placed(&a, "33").await.0.port, to.port);
+}

@@ -236,6 +236,17 @@ pub async fn attach(
         .execute(admin)
         .await?;
     }
+    // A move's replication slots, publications and roles are named after its operation number,
+    // and slots and roles belong to the node, not to one of its databases: a database counting
+    // from 1 like another on the same nodes would name its moves alike (« replication slot …
+    // already exists » while the other's half-done move is not cleaned up). Each database
+    // starts its count at its own random point, once.
+    sqlx::query(
+        "SELECT setval('pg_catalog.pg_dist_operationid_seq', 1 + floor(random() * 2^40)::bigint)
+         FROM pg_catalog.pg_dist_operationid_seq WHERE NOT is_called",
+    )
+    .execute(admin)
+    .await?;
     Ok(())
 }
 
