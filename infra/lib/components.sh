@@ -345,11 +345,12 @@ run_bench() {
   source "$STACK_ENV"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
   cargo build -q --release -p load-tests
+  cargo build -q --release -p all-in-one --bin aidants-connect
   "$CARGO_TARGET_DIR/release/bench-migrations" "$@"
   echo
   "$CARGO_TARGET_DIR/release/bench-mandates"
   echo
-  "$CARGO_TARGET_DIR/release/bench-idp"
+  "$CARGO_TARGET_DIR/release/bench-idp" --binary "$CARGO_TARGET_DIR/release/aidants-connect"
   echo
   "$CARGO_TARGET_DIR/release/bench-statistics"
   echo

@@ -149,8 +149,9 @@ pub async fn token_and_userinfo(
         ])
         .send()
         .await?;
-    anyhow::ensure!(resp.status() == 200, "token {}", resp.status());
+    let status = resp.status();
     let body: serde_json::Value = resp.json().await?;
+    anyhow::ensure!(status == 200, "token {status} {body}");
     let access = body["access_token"].as_str().unwrap_or_default().to_owned();
     anyhow::ensure!(body["id_token"].is_string(), "pas d'id_token");
     let t4 = t.elapsed();

@@ -150,14 +150,11 @@ impl RunningService {
 
     /// Resident memory now, in KiB (`VmRSS`), what a Kubernetes memory request is sized from.
     pub fn resident_kib(&self) -> u64 {
-        let pid = self.child.id().expect("processus en cours");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+        resident_kib_of(self.pid()).expect("VmRSS")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("processus en cours")
     }
 
     /// Sends SIGTERM (the process goes on until it has drained and stopped).
@@ -255,4 +252,14 @@ mod tests {
         assert_eq!(field(coloured, "port"), Some(8080));
         assert_eq!(field(plain, "missing"), None);
     }
+}
+
+/// A process's resident memory in KiB (`VmRSS`), if it is still running.
+pub fn resident_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }

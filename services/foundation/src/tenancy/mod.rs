@@ -244,11 +244,14 @@ impl Territory {
     /// schema then `pg_temp` as the search path (`SET LOCAL`: whatever a previous transaction
     /// of this connection set is replaced).
     pub async fn begin(&self) -> Result<TenantTx, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('search_path', $1, true)")
-            .bind(format!("{}, pg_temp", self.departement.schema_name()))
-            .execute(&mut *tx)
-            .await?;
+        // BEGIN and the search path in one exchange with the server (a simple query of two
+        // statements). The schema name comes from the static list of départements
+        // (`[a-z0-9_]`).
+        let sql = format!(
+            "BEGIN; SELECT set_config('search_path', '{}, pg_temp', true)",
+            self.departement.schema_name()
+        );
+        let tx = self.pool.begin_with(sqlx::AssertSqlSafe(sql)).await?;
         Ok(TenantTx {
             tx,
             departement: self.departement,
@@ -268,6 +271,20 @@ impl TenantTx {
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Commits without waiting for the WAL to reach the disk (`synchronous_commit = off`, on
+    /// the worker too on Citus). Only for a write that matters once a later durable commit
+    /// builds on it: PostgreSQL writes and flushes its WAL in order, so that later commit,
+    /// once acknowledged, carries this one with it; a crash before it may lose this write
+    /// (never corrupt anything), and what was lost was never acted on.
+    pub async fn commit_unflushed(mut self) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(
+            "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL synchronous_commit = off",
+        )
+        .execute(&mut *self.tx)
+        .await?;
         self.tx.commit().await
     }
 

@@ -492,7 +492,10 @@ pub async fn decide(
     .bind(category.code)
     .fetch_optional(&mut *tx)
     .await?;
-    tx.commit().await?;
+    // The flow's one durable commit is the redemption's: a grant counts only once redeemed,
+    // and the redemption's commit flushes the WAL up to and past this one. A crash in between
+    // loses an unredeemed code (FranceConnect's login is made again), never a used one.
+    tx.commit_unflushed().await?;
     if issued.is_none() {
         return categories_page(
             &scope,
