@@ -237,6 +237,16 @@ pub async fn smoke(exe: &str, checks: &[&str]) -> u64 {
     resident
 }
 
+/// A process's resident memory in KiB (`VmRSS`), if it is still running.
+pub fn resident_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,14 +262,4 @@ mod tests {
         assert_eq!(field(coloured, "port"), Some(8080));
         assert_eq!(field(plain, "missing"), None);
     }
-}
-
-/// A process's resident memory in KiB (`VmRSS`), if it is still running.
-pub fn resident_kib_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
 }
