@@ -315,8 +315,8 @@ run_tests() {
   # First the Citus step (its summary stays above), then every test on the single cluster.
   local targets=() t citus_status=0
   for t in "${CITUS_TEST_TARGETS[@]}"; do targets+=(--test "$t"); done
-  targets+=(-p tenant-admin --test journal --test place)
-  say "tests sur le cluster Citus : ${CITUS_TEST_TARGETS[*]}, tenant-admin journal et place"
+  targets+=(-p tenant-admin --test journal --test place --test seed)
+  say "tests sur le cluster Citus : ${CITUS_TEST_TARGETS[*]}, tenant-admin journal, place et seed"
   # The worker-outage test stops a worker that every test database shares: it runs alone, after.
   local outage='test(a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it)'
   (

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use foundation::auth::secrets;
 use foundation::ids::{StructureId, UsagerId};
-use load_tests::oidc::{CLIENT, REDIRECT, Worker, flow, token_and_userinfo};
+use load_tests::oidc::{CLIENT, REDIRECT, run_flows, token_and_userinfo};
 use load_tests::{ms, percentile};
 use test_support::database::TestDatabase;
 use uuid::Uuid;
@@ -235,44 +235,6 @@ async fn main() -> anyhow::Result<()> {
         rate / 2_000.0
     );
     Ok(())
-}
-
-async fn run_flows(
-    http: &reqwest::Client,
-    base: &str,
-    secret: &str,
-    workers: &std::sync::Arc<Vec<Worker>>,
-    duration: Duration,
-) -> anyhow::Result<(u64, Vec<Duration>)> {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..workers.len())
-        .map(|i| {
-            let (http, base, secret) = (http.clone(), base.to_owned(), secret.to_owned());
-            let workers = workers.clone();
-            tokio::spawn(async move {
-                let w = &workers[i];
-                let mut csrf = None;
-                let mut times = Vec::new();
-                let mut n = (i as u64) << 32;
-                let mut done = 0u64;
-                while started.elapsed() < duration {
-                    let t = flow(&http, &base, &secret, w, n, &mut csrf).await?;
-                    times.extend(t);
-                    n += 1;
-                    done += 1;
-                }
-                Ok::<_, anyhow::Error>((done, times))
-            })
-        })
-        .collect();
-    let mut flows = 0;
-    let mut times = Vec::new();
-    for t in tasks {
-        let (d, ts) = t.await??;
-        flows += d;
-        times.extend(ts);
-    }
-    Ok((flows, times))
 }
 
 /// `count` codes for the structure's usagers, written as the aidant's choice writes them (by

@@ -263,3 +263,42 @@ pub async fn desks(
 
     Ok((workers, secret))
 }
+
+/// Complete flows by every desk at once for `duration`: how many, and each request's latency.
+pub async fn run_flows(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    workers: &std::sync::Arc<Vec<Worker>>,
+    duration: Duration,
+) -> anyhow::Result<(u64, Vec<Duration>)> {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers.len())
+        .map(|i| {
+            let (http, base, secret) = (http.clone(), base.to_owned(), secret.to_owned());
+            let workers = workers.clone();
+            tokio::spawn(async move {
+                let w = &workers[i];
+                let mut csrf = None;
+                let mut times = Vec::new();
+                let mut n = (i as u64) << 32;
+                let mut done = 0u64;
+                while started.elapsed() < duration {
+                    let t = flow(&http, &base, &secret, w, n, &mut csrf).await?;
+                    times.extend(t);
+                    n += 1;
+                    done += 1;
+                }
+                Ok::<_, anyhow::Error>((done, times))
+            })
+        })
+        .collect();
+    let mut flows = 0;
+    let mut times = Vec::new();
+    for t in tasks {
+        let (d, ts) = t.await??;
+        flows += d;
+        times.extend(ts);
+    }
+    Ok((flows, times))
+}

@@ -15,6 +15,7 @@ mod pix;
 mod place;
 mod professionals;
 mod retention;
+mod seed;
 
 use std::process::ExitCode;
 
@@ -82,6 +83,10 @@ enum Command {
     /// Crée le territoire de démonstration et ses comptes de démonstration (idempotent ; refusé
     /// en production).
     Demo,
+    /// Peuplement national de mesure (structures, aidants, usagers, mandats) par COPY, un
+    /// territoire par transaction ; relancé, il reprend où il s'était arrêté (refusé en
+    /// production).
+    Seed(seed::SeedArgs),
     /// Journal d'un territoire : vérification, scellement, export pour un auditeur.
     Journal {
         #[command(subcommand)]
@@ -315,6 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Usagers { command } => retention::usagers(&connect(&cli).await?, command).await?,
         Command::Measures { command } => measures::run(&connect(&cli).await?, command).await?,
         Command::Demo => demo::run(&connect(&cli).await?, &cli.app_role).await?,
+        Command::Seed(args) => seed::run(&connect(&cli).await?, args).await?,
         Command::Mail {
             command: MailCommand::Test { to },
         } => {

@@ -278,6 +278,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 27,
                 "0027_mandates_due_plpgsql"
             ),
+            migration!("mandate-service", "departement", 28, "0028_usager_names"),
         ])
     });
 

@@ -228,12 +228,17 @@ async fn usagers_page(
     let search = Some(search_key(&q)).filter(|s| !s.is_empty());
     let mut tx = scope.tenant.begin().await?;
     let mut rows: Vec<UsagerListRow> = sqlx::query_as(
+        // The usagers in name order, each kept if it has a live authorisation here (the
+        // planner walks `usagers_name_order` and stops at the limit for a large structure, or
+        // sorts the few of a small one); the démarches only for the rows shown.
         "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
-                array_agg(DISTINCT a.category ORDER BY a.category)
-         FROM live_authorisations a JOIN usagers u ON u.id = a.usager_id
-         WHERE a.structure_id = $1 AND a.category = ANY($2)
+                ARRAY(SELECT DISTINCT a.category FROM live_authorisations a
+                      WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2)
+                      ORDER BY 1)
+         FROM usagers u
+         WHERE EXISTS (SELECT 1 FROM live_authorisations a
+                       WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2))
            AND ($3::text IS NULL OR u.search_name LIKE '%' || $3 || '%')
-         GROUP BY u.id
          ORDER BY u.family_name, u.given_name, u.id
          LIMIT $4",
     )

@@ -1,0 +1,241 @@
+//! Benchmark at national volume (`infra/run bench-volume`): on a database seeded by
+//! `tenant-admin seed` (10 M mandates, 50,000 aidants over 101 territories), the platform's own
+//! binary, over HTTP with real sessions:
+//!
+//! - the aidant's pages for the largest structure of Gironde (100,000 mandates: the mandate
+//!   list and its searches, a mandate, a usager, the forms) and for a structure of median size:
+//!   targets p99 ≤ 100 ms per page, ≤ 30 ms for the 100,000-mandate list;
+//! - the identity provider's complete flows with the desks in that largest structure, against
+//!   the same flows on an empty database in the same run: target within 10 %.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use foundation::auth::session;
+use foundation::ids::{ProfessionalId, StructureId};
+use foundation::tenancy::{DepartementCode, Tenancy};
+use load_tests::oidc::run_flows;
+use load_tests::{ms, percentile, timed_gets};
+use test_support::database::TestDatabase;
+use test_support::service_binary::{RunningService, start_with};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Parser)]
+struct Args {
+    /// The seeded database, on the stack's cluster.
+    #[arg(long, default_value = "seed_10m")]
+    database: String,
+    /// The platform's binary (release build of `aidants-connect`).
+    #[arg(long)]
+    binary: PathBuf,
+}
+
+const DESKS: usize = 16;
+const RUN: Duration = Duration::from_secs(10);
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
+    format!("{base}/{database}")
+}
+
+fn user_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split([':', '@']).next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn start(binary: &str, db: &TestDatabase) -> RunningService {
+    let port = test_support::free_port().to_string();
+    let public = format!("http://127.0.0.1:{port}");
+    start_with(
+        binary,
+        db,
+        &[
+            ("AC_HTTP__PORT", port.as_str()),
+            ("AC_HTTP__PUBLIC_URL", public.as_str()),
+            ("AC_DATABASE__MAX_CONNECTIONS", "40"),
+        ],
+    )
+    .await
+}
+
+async fn open_session(admin: &sqlx::PgPool, who: Uuid) -> anyhow::Result<String> {
+    let mut conn = admin.acquire().await?;
+    let cookie = session::open(
+        &mut conn,
+        ProfessionalId::from_uuid(who),
+        OffsetDateTime::now_utc(),
+        false,
+    )
+    .await?;
+    Ok(cookie.value_str().to_owned())
+}
+
+/// The pages an aidant of `structure` reads, each measured over 200 requests after 10.
+async fn pages(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &sqlx::PgPool,
+    structure: Uuid,
+    label: &str,
+) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let (aidant, mandate, usager): (Uuid, Uuid, Uuid) = sqlx::query_as(
+        "SELECT created_by, id, usager_id FROM dep_33.mandates
+         WHERE structure_id = $1 AND ended_at IS NULL AND expires_at > now() LIMIT 1",
+    )
+    .bind(structure)
+    .fetch_one(admin)
+    .await?;
+    let cookie = open_session(admin, aidant).await?;
+    let mut out = Vec::new();
+    for (what, path, expected, target) in [
+        ("liste des mandats", "/mandats".to_owned(), "<table", 30.0),
+        (
+            "recherche « dubois »",
+            "/mandats?q=dubois".into(),
+            "<table",
+            100.0,
+        ),
+        (
+            "recherche « dubois marie »",
+            "/mandats?q=dubois+marie".into(),
+            "mandat",
+            100.0,
+        ),
+        (
+            "filtre « expirent dans 30 jours »",
+            "/mandats?etat=bientot".into(),
+            "mandat",
+            100.0,
+        ),
+        ("un mandat", format!("/mandats/{mandate}"), "mandat", 100.0),
+        ("un usager", format!("/usagers/{usager}"), "andat", 100.0),
+        (
+            "nouveau mandat (formulaire)",
+            "/mandats/nouveau".into(),
+            "<form",
+            100.0,
+        ),
+        (
+            "mandats à distance",
+            "/mandats/a-distance".into(),
+            "distance",
+            100.0,
+        ),
+    ] {
+        let url = format!("{base}{path}");
+        timed_gets(http, &url, Some(&cookie), &[expected], 10, 1).await?;
+        let times = timed_gets(http, &url, Some(&cookie), &[expected], 200, 1).await?;
+        let (p50, p99) = (ms(percentile(&times, 0.5)), ms(percentile(&times, 0.99)));
+        println!(
+            "{:<58} p50 {p50:>6.1} ms  p99 {p99:>6.1} ms  cible ≤ {target:.0} ms  marge ×{:.1}",
+            format!("{label} : {what}"),
+            target / p99
+        );
+        out.push((what.to_owned(), p99, target));
+    }
+    Ok(out)
+}
+
+/// Flows per second of 16 desks in `structure` of territory 33 of `db`, on its own platform.
+async fn flow_rate(binary: &str, db: &TestDatabase, structure: StructureId) -> anyhow::Result<f64> {
+    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
+    let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
+    let (workers, secret) = load_tests::oidc::desks(db, &ctx, structure, DESKS, 200).await?;
+    let service = start(binary, db).await;
+    let base = format!("http://127.0.0.1:{}", service.port);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(DESKS)
+        .build()?;
+    let workers = std::sync::Arc::new(workers);
+    run_flows(&http, &base, &secret, &workers, Duration::from_secs(2)).await?;
+    let started = Instant::now();
+    let (flows, _) = run_flows(&http, &base, &secret, &workers, RUN).await?;
+    let rate = flows as f64 / started.elapsed().as_secs_f64();
+    drop(service);
+    Ok(rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary = args.binary.display().to_string();
+    let admin_url = with_database(
+        &test_support::stack_var("AC_TEST_ADMIN_URL"),
+        &args.database,
+    );
+    let app_url = with_database(&test_support::stack_var("AC_TEST_APP_URL"), &args.database);
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&admin_url)
+        .await?;
+    let seeded = TestDatabase {
+        name: args.database.clone(),
+        admin: admin.clone(),
+        admin_url,
+        app_role: user_of(&app_url),
+        app_url,
+    };
+    let (mandates, territories): (i64, i64) = sqlx::query_as(
+        "SELECT sum(c.reltuples)::bigint, count(*) FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = 'mandates' AND n.nspname LIKE 'dep\\_%'",
+    )
+    .fetch_one(&admin)
+    .await?;
+    let structures: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT structure_id, count(*) FROM dep_33.mandates GROUP BY 1 ORDER BY 2 DESC",
+    )
+    .fetch_all(&admin)
+    .await?;
+    anyhow::ensure!(
+        !structures.is_empty(),
+        "base non peuplée : `tenant-admin seed` d'abord"
+    );
+    let (largest, largest_n) = structures[0];
+    let (median, median_n) = structures[structures.len() / 2];
+    println!(
+        "Volume national : {mandates} mandats dans {territories} territoires ; Gironde : {} structures, la plus grande {largest_n} mandats, la médiane {median_n}",
+        structures.len()
+    );
+
+    let service = start(&binary, &seeded).await;
+    let base = format!("http://127.0.0.1:{}", service.port);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    println!("\nPages de l'aidant (HTTP, session réelle, 200 requêtes chacune)");
+    let mut all = pages(&http, &base, &admin, largest, "plus grande structure").await?;
+    all.extend(pages(&http, &base, &admin, median, "structure médiane").await?);
+    drop(service);
+    let worst = all
+        .iter()
+        .map(|(_, p99, target)| p99 / target)
+        .fold(0.0, f64::max);
+    println!(
+        "{:<58} {:.0} % de sa cible",
+        "page la plus proche de sa cible (p99)",
+        worst * 100.0
+    );
+
+    println!(
+        "\nFournisseur d'identité : {DESKS} guichets dans la plus grande structure, {} s",
+        RUN.as_secs()
+    );
+    let at_volume = flow_rate(&binary, &seeded, StructureId::from_uuid(largest)).await?;
+    let empty = TestDatabase::with_departements(&["33"]).await;
+    let (_, structure) =
+        load_tests::bench_structure(&empty, "France Services de banc d'essai").await?;
+    let on_empty = flow_rate(&binary, &empty, structure).await?;
+    println!(
+        "{:<58} {at_volume:>7.0} /s  base vide {on_empty:.0} /s  écart {:+.1} %  cible ± 10 %",
+        "parcours complets au volume national",
+        (at_volume / on_empty - 1.0) * 100.0
+    );
+    Ok(())
+}
