@@ -369,6 +369,31 @@ run_bench_citus() {
   "$CARGO_TARGET_DIR/release/bench-citus-move" "$@"
 }
 
+# The benchmark at national volume (release build): the database `seed_10m` of the single
+# cluster, seeded once by `tenant-admin seed` (10 M mandates, 50,000 aidants; about 11 minutes
+# and 12 GB; an interrupted seed resumes), then the aidant's pages and the identity provider's
+# flows measured on it.
+run_bench_volume() {
+  install_all
+  start_all
+  # shellcheck disable=SC1090
+  source "$STACK_ENV"
+  export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  cargo build -q --release -p tenant-admin -p load-tests --bin bench-volume \
+    -p all-in-one --bin aidants-connect
+  local url="${AC_ADMIN_DATABASE_URL%/*}"
+  psql -v ON_ERROR_STOP=1 -q "$url/postgres" <<SQL >/dev/null
+SELECT 'CREATE DATABASE seed_10m' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'seed_10m') \gexec
+SQL
+  local admin=("$CARGO_TARGET_DIR/release/tenant-admin" --database-url "$url/seed_10m")
+  AC_ENVIRONMENT=development "${admin[@]}" territories seed >/dev/null
+  AC_ENVIRONMENT=development "${admin[@]}" migrate
+  AC_ENVIRONMENT=development "${admin[@]}" seed "$@"
+  psql -q "$url/seed_10m" -c 'ANALYZE' >/dev/null
+  "$CARGO_TARGET_DIR/release/bench-volume" --database seed_10m \
+    --binary "$CARGO_TARGET_DIR/release/aidants-connect"
+}
+
 # The soak of load-tests/ (release build): the platform's binary under a steady mixed load for
 # 30 minutes (--minutes N), a line per minute, the table and the trend at the end.
 run_soak() {
