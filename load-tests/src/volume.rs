@@ -17,7 +17,7 @@ use foundation::ids::{ProfessionalId, StructureId};
 use foundation::tenancy::{DepartementCode, Tenancy};
 use load_tests::oidc::run_flows;
 use load_tests::{ms, percentile, timed_gets};
-use test_support::database::TestDatabase;
+use test_support::database::{TestDatabase, user_of, with_database};
 use test_support::service_binary::{RunningService, start_with};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -34,19 +34,6 @@ struct Args {
 
 const DESKS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, _) = url.rsplit_once('/').unwrap_or((url, ""));
-    format!("{base}/{database}")
-}
-
-fn user_of(url: &str) -> String {
-    url.split("://")
-        .nth(1)
-        .and_then(|rest| rest.split([':', '@']).next())
-        .unwrap_or_default()
-        .to_owned()
-}
 
 async fn start(binary: &str, db: &TestDatabase) -> RunningService {
     let port = test_support::free_port().to_string();

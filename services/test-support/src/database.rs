@@ -16,7 +16,8 @@ pub struct TestDatabase {
     pub app_role: String,
 }
 
-fn with_database(url: &str, database: &str) -> String {
+/// `url` naming another database of the same server.
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, _) = url
         .rsplit_once('/')
         .expect("URL de base de données sans nom de base");
@@ -29,7 +30,7 @@ pub fn app_role() -> String {
 }
 
 /// The user name of a `postgres://user:password@host/db` URL.
-fn user_of(url: &str) -> String {
+pub fn user_of(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     rest.split(['@', ':']).next().unwrap_or_default().to_owned()
 }
