@@ -183,9 +183,6 @@ async fn the_retention_purge_deletes_exactly_what_is_due_and_is_idempotent() {
     let vault = document_vault_bridge::vault(&platform)
         .await
         .expect("coffre");
-    // The application runs the same purge as a job at start-up, then hourly: wait for that
-    // first run, so that the counts below are this test's purges alone.
-    common::wait_for_first_run(&app, "document_retention").await;
     let tenant = TenantId::from_uuid(Uuid::new_v4());
 
     let due1 = put(

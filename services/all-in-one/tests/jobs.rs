@@ -160,8 +160,6 @@ async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay()
 #[tokio::test]
 async fn inactive_aidants_are_warned_once_by_mail() {
     let app = common::spawn_app(&["33"]).await;
-    // The application runs this job at start-up too: let that run pass first.
-    common::wait_for_first_run(&app, "inactive_aidants").await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = |name: &'static str| {
         let admin = app.db.admin.clone();

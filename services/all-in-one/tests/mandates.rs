@@ -823,8 +823,6 @@ async fn expiry_lists_filters_and_isolation() {
 #[tokio::test]
 async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     let app = spawn_app(&["33"]).await;
-    // The application runs the reminders at start-up too: let that run pass first.
-    common::wait_for_first_run(&app, "mandate_expiry_reminders").await;
     let (who, structure, client) = aidant(&app).await;
     let referent = professional(
         &app.db.admin,

@@ -101,7 +101,6 @@ struct Setup {
 
 async fn setup(aidant_name: &str) -> Setup {
     let app = spawn_app(&["33"]).await;
-    common::wait_for_first_run(&app, "retention_mandates").await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = common::identity::professional(
         &app.db.admin,

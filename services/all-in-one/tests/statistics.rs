@@ -91,8 +91,6 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 #[tokio::test]
 async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_people() {
     let app = spawn_app(&["33", "40"]).await;
-    // The application's own first run of the job is over: the test's runs are the only ones.
-    common::wait_for_first_run(&app, "statistics_refresh").await;
     let gironde = council(&app, "33").await;
     let landes = council(&app, "40").await;
     let cenon = structure(&app, gironde, "CCAS de Cenon", "33119").await;
@@ -341,11 +339,6 @@ async fn use_at(app: &TestApp, structure: StructureId, day: time::Date, hour: u8
 #[tokio::test]
 async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     let app = spawn_app(&["33"]).await;
-    // The application's own first runs of the jobs are over before the histories are written:
-    // a late run would fold the crafted uses into the aggregates and raise (and journal) the
-    // person's alerts for today and yesterday on its own, beside the test's.
-    common::wait_for_first_run(&app, "statistics_refresh").await;
-    common::wait_for_first_run(&app, "anomaly_alerts").await;
     let bordeaux = foundation::tenancy::tenants::create_tenant(
         &app.db.admin,
         &foundation::tenancy::tenants::TenantKind::Commune(

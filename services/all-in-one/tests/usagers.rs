@@ -846,7 +846,6 @@ async fn a_mandate_is_transferred_across_departements_only_as_the_person_chooses
         .await
         .expect("en attente");
     }
-    common::wait_for_first_run(&app, "mandate_transfers").await;
     sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours' WHERE name = 'mandate_transfers'")
         .execute(&app.db.admin)
         .await

@@ -132,6 +132,7 @@ pub struct Application {
     port: u16,
     internal_port: u16,
     routes: Vec<RouteInfo>,
+    jobs: Vec<&'static str>,
     run: BoxFuture<'static, anyhow::Result<()>>,
 }
 
@@ -239,6 +240,7 @@ impl Application {
         workers.push(Box::new(move |shutdown| {
             Box::pin(crate::journal::sealer(sealing, shutdown))
         }));
+        let job_names = jobs.iter().map(|j| j.name).collect();
         let scheduled = platform.clone();
         workers.push(Box::new(move |shutdown| {
             Box::pin(crate::jobs::scheduler(scheduled, jobs, shutdown))
@@ -336,6 +338,7 @@ impl Application {
             port,
             internal_port,
             routes,
+            jobs: job_names,
             run,
         })
     }
@@ -352,6 +355,12 @@ impl Application {
     /// Every route served, with its guard and CSRF status (the route table).
     pub fn routes(&self) -> &[RouteInfo] {
         &self.routes
+    }
+
+    /// The scheduled jobs' names, in the order each tick runs them (the first tick is at
+    /// start-up).
+    pub fn jobs(&self) -> &[&'static str] {
+        &self.jobs
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.

@@ -66,8 +66,10 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         .expect("démarrage de l'application");
     let address = format!("http://127.0.0.1:{}", app.port());
     let routes = app.routes().to_vec();
+    let jobs = app.jobs().to_vec();
     let internal_address = format!("http://127.0.0.1:{}", app.internal_port());
     tokio::spawn(app.run_until_stopped());
+    wait_for_start_up_jobs(&db, &jobs).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -81,27 +83,32 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
     }
 }
 
-/// Waits until the application's first run of the scheduled job `name` has finished (jobs run
-/// at start-up, then once per period): a test that calls the job itself then counts its own
-/// run alone.
-pub async fn wait_for_first_run(app: &TestApp, name: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+/// Waits until the application's first runs of all its scheduled jobs are over (each tick runs
+/// every due job, one after the other, and the first tick is at start-up). A test then starts
+/// from a quiet platform: no start-up run holds a territory connection behind the test's lock,
+/// journals beside the test's entries, or folds its histories. A job the test calls itself
+/// counts its own run alone.
+async fn wait_for_start_up_jobs(db: &TestDatabase, jobs: &[&'static str]) {
+    let names: Vec<String> = jobs.iter().map(|n| (*n).to_owned()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let done: Option<bool> = sqlx::query_scalar(
-            "SELECT last_finished_at IS NOT NULL FROM platform.job_runs WHERE name = $1",
+        let pending: Vec<String> = sqlx::query_scalar(
+            "SELECT n FROM unnest($1::text[]) AS n
+             WHERE NOT EXISTS (SELECT 1 FROM platform.job_runs r
+                               WHERE r.name = n AND r.last_finished_at IS NOT NULL)",
         )
-        .bind(name)
-        .fetch_optional(&app.db.admin)
+        .bind(&names)
+        .fetch_all(&db.admin)
         .await
         .expect("job_runs");
-        if done == Some(true) {
+        if pending.is_empty() {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "premier passage de {name} jamais terminé"
+            "premiers passages jamais terminés : {pending:?}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -521,8 +521,6 @@ async fn a_delegates_caseload_comes_first_and_is_handed_over_in_one_journaled_st
 #[tokio::test]
 async fn alerts_go_90_30_and_7_days_before_the_end_and_at_the_renewal_date_once_each() {
     let app = spawn_app(&["33"]).await;
-    // The platform's own hourly run (at start-up) is over before the measures exist.
-    super::common::wait_for_first_run(&app, "judicial_alerts").await;
     let s = service(&app).await;
     let a = &s.first.email;
     // E-1 ends in 100 days, with a renewal date in 40; E-2 ends in 20 (its 90- and 30-day
