@@ -195,6 +195,19 @@ stop_all() {
   say "pile arrêtée"
 }
 
+# Stops the stack, then deletes what it wrote: the private clusters (under /var/lib when run as
+# root) and the data directory.
+purge_all() {
+  stop_all
+  local home; home="$(pg_home)"
+  case "$home" in
+    */pg|/var/lib/aidants-connect/pg-*) rm -rf "$home" ;;
+    *) echo "purge : dossier inattendu, laissé en place : $home" >&2 ;;
+  esac
+  rm -rf "$AC_DATA_DIR"
+  say "pile arrêtée, données supprimées"
+}
+
 status_all() {
   ensure_pg_user
   local pgdata; pgdata="$(pg_home)/data"
