@@ -352,3 +352,39 @@ async fn two_runs_at_once_purge_and_journal_each_mandate_once() {
         6
     );
 }
+
+/// The purge deletes mandates and their authorisations: every column that references them is
+/// indexed, or each deleted row makes PostgreSQL scan the referencing table to check it (at
+/// Paris's volume, 315,000 mandates and 631,000 authorisations, 200 mandates took 14 s: 71 ms
+/// a mandate, 10 s of it checking `authorisations.superseded_by`).
+#[tokio::test]
+async fn every_reference_to_what_the_purge_deletes_is_indexed() {
+    let db = test_support::database::TestDatabase::with_departements(&["33"]).await;
+    let unindexed: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%s.%s → %s', c.conrelid::regclass, a.attname, c.confrelid::regclass)
+         FROM pg_constraint c
+         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+         WHERE c.contype = 'f' AND c.connamespace = 'dep_33'::regnamespace
+           AND c.confrelid IN ('dep_33.mandates'::regclass, 'dep_33.authorisations'::regclass,
+                               'dep_33.usagers'::regclass)
+           AND NOT EXISTS (SELECT 1 FROM pg_index i
+                           WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])
+         ORDER BY 1",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .expect("catalogue");
+    assert!(
+        unindexed.is_empty(),
+        "références sans index : {unindexed:#?}"
+    );
+    // The check sees the references that are indexed too (it would pass on an empty query).
+    let indexed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint
+         WHERE contype = 'f' AND confrelid = 'dep_33.mandates'::regclass",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("catalogue");
+    assert!(indexed >= 8, "{indexed}");
+}

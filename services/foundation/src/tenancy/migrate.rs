@@ -279,6 +279,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0027_mandates_due_plpgsql"
             ),
             migration!("mandate-service", "departement", 28, "0028_usager_names"),
+            migration!("mandate-service", "departement", 29, "0029_ref_indexes"),
         ])
     });
 
