@@ -49,7 +49,7 @@ const GIVEN: [&str; 8] = [
 
 /// The file: `changed` lines out of ten get a later end.
 fn file(delegates: &[String], changed: usize) -> String {
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = foundation::paris::today();
     let fr = |d: time::Date| format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year());
     let mut out = String::from(
         "numero_dossier;nom_naissance;nom_usage;prenoms;sexe;date_naissance;code_lieu_naissance;code_pays_naissance;type_mesure;tribunal;date_jugement;numero_rg;date_debut;date_fin;date_revision;demarches;delegue\n",
@@ -86,7 +86,7 @@ fn file(delegates: &[String], changed: usize) -> String {
 
 async fn timed_import(ctx: &Context<'_>, text: &str) -> anyhow::Result<(Duration, Report)> {
     let started = Instant::now();
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = foundation::paris::today();
     let lines = csv::parse(csv::decode(text.as_bytes())?, today)?;
     let progress = AtomicUsize::new(0);
     let report = import::apply(ctx, text.as_bytes(), lines, &progress).await?;

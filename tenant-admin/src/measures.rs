@@ -90,7 +90,7 @@ pub async fn import_file(
         anyhow::bail!("« {by_email} » n'est ni aidant ni référent actif de cette structure");
     };
     let by: ProfessionalId = by;
-    let today = foundation::paris::local(time::OffsetDateTime::now_utc()).date();
+    let today = foundation::paris::today();
     let lines = csv::decode(bytes)
         .and_then(|text| csv::parse(text, today))
         .map_err(|e| anyhow::anyhow!("fichier refusé, rien n'a été importé. {e}"))?;

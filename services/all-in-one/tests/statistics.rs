@@ -280,7 +280,7 @@ async fn figures_count_each_act_once_and_the_open_ones_withhold_fewer_than_five_
 
 /// The most recent Saturday before today (Paris).
 fn last_saturday() -> time::Date {
-    let mut d = foundation::paris::local(time::OffsetDateTime::now_utc()).date();
+    let mut d = foundation::paris::today();
     loop {
         d = d.previous_day().expect("jour");
         if d.weekday() == time::Weekday::Saturday {

@@ -11,6 +11,8 @@
 //!   may only go down.
 //! - `Tenancy::unguarded` (a territory without the guard's proof) only where it is listed, by
 //!   file, with a count that may only go down: pages go through `Authorized::territory`.
+//! - « Today » is the date in Paris (`foundation::paris::today`), never the UTC date: from
+//!   midnight to 1 or 2 a.m. in France the two differ.
 //! - Every file and folder the code map of ARCHITECTURE.md names exists.
 //! - Every table has an owner in docs/TABLES.md; a crate writes only the tables it owns or is
 //!   listed for; a migration sits in the folder of a crate owning a table it touches.
@@ -139,6 +141,11 @@ fn problems_of(
             if !tenancy(file) && !harness(file) && text.contains(needle) {
                 problems.push(format!("{file} : « {needle} » hors du module tenancy"));
             }
+        }
+        if file != "services/foundation/src/paris.rs" && text.contains("now_utc().date()") {
+            problems.push(format!(
+                "{file} : « now_utc().date() » est la date UTC : aujourd'hui, c'est foundation::paris::today()"
+            ));
         }
         let asserted = text.matches("AssertSqlSafe").count();
         if !tenancy(file) && !harness(file) {
@@ -507,6 +514,10 @@ fn each_rule_fails_on_a_planted_violation() {
         (
             "platform.tenancy.unguarded(code).await?".to_owned(),
             "Tenancy::unguarded (au plus 0)",
+        ),
+        (
+            "let today = OffsetDateTime::now_utc().date();".to_owned(),
+            "foundation::paris::today()",
         ),
     ];
     for (text, expected) in cases {

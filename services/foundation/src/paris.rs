@@ -23,6 +23,12 @@ pub fn local(t: OffsetDateTime) -> OffsetDateTime {
     t.to_offset(offset(t))
 }
 
+/// Today's date in Paris: what « today » means on a page, a form's check or an import (from
+/// midnight to 1 or 2 a.m. in France, the UTC date is still yesterday's).
+pub fn today() -> Date {
+    local(OffsetDateTime::now_utc()).date()
+}
+
 /// `23/11/2026`.
 pub fn date(t: OffsetDateTime) -> String {
     let t = local(t);

@@ -24,7 +24,7 @@ use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::{DepartementCode, Territory};
 use serde_json::json;
-use time::{Date, OffsetDateTime};
+use time::Date;
 use uuid::Uuid;
 
 /// A tenant's thresholds.
@@ -303,7 +303,7 @@ pub async fn raise(tenant: &Territory, day: Date, alerts: &[Raised]) -> Result<u
 /// Detects and raises yesterday's and today's alerts in every served territory.
 pub async fn run(platform: &Platform) -> anyhow::Result<u64> {
     let settings = thresholds(platform).await?;
-    let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let today = foundation::paris::today();
     let mut new = 0;
     for d in platform.tenancy.served() {
         let tenant = platform.tenancy.unguarded(d).await?;

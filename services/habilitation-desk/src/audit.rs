@@ -589,7 +589,7 @@ pub async fn export(
         .await
         .map_err(PageError::unavailable)?;
     tx.commit().await?;
-    let day = paris::local(OffsetDateTime::now_utc()).date();
+    let day = paris::today();
     Ok(Response::builder()
         .content_type("application/x-ndjson; charset=utf-8")
         .header(

@@ -130,7 +130,7 @@ pub async fn import<R: Read>(
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(buffered);
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = foundation::paris::today();
     let mut report = Report::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut batch: Vec<Parsed> = Vec::new();

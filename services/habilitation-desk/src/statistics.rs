@@ -17,7 +17,7 @@ use foundation::ids::{StructureId, TenantId};
 use foundation::jobs::Job;
 use foundation::tenancy::{DepartementCode, Territory};
 use sqlx::PgConnection;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 /// Below this many people, a public figure is not published.
 pub const THRESHOLD: i64 = 5;
@@ -485,7 +485,7 @@ pub fn month_label(d: Date) -> String {
 
 /// The twelve months to now, each with its figures (zero when absent).
 pub fn twelve(months: &[Month]) -> Vec<Month> {
-    let now = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let now = foundation::paris::today();
     let mut first = Date::from_calendar_date(now.year(), now.month(), 1).unwrap_or(now);
     for _ in 0..11 {
         first = first
@@ -537,7 +537,7 @@ mod tests {
     fn twelve_months_end_with_this_one_and_fill_the_gaps() {
         let months = twelve(&[]);
         assert_eq!(months.len(), 12);
-        let now = foundation::paris::local(OffsetDateTime::now_utc()).date();
+        let now = foundation::paris::today();
         assert_eq!(months[11].month.month(), now.month());
         assert!(months.windows(2).all(|w| w[0].month < w[1].month));
         assert!(months.iter().all(|m| m.month.day() == 1));

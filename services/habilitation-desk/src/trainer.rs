@@ -101,7 +101,7 @@ struct TrainerSessionPage<'a> {
 
 /// Whether the session's first day has come (Paris time): attendance is recorded from then.
 fn started(session: &Session) -> bool {
-    session.first_day <= paris::local(OffsetDateTime::now_utc()).date()
+    session.first_day <= paris::today()
 }
 
 /// The trainer's session (another organisation's, or nonsense: 404).

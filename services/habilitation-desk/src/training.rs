@@ -34,7 +34,7 @@ use policies::{Action, Domain, Role};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
-use time::{Date, OffsetDateTime};
+use time::Date;
 use uuid::Uuid;
 
 use crate::accounts;
@@ -556,7 +556,7 @@ pub async fn create_session(
             "Donnez un intitulé à la session (200 caractères au plus).",
         );
     }
-    let today = OffsetDateTime::now_utc().date();
+    let today = foundation::paris::today();
     let first = parse_day(&f.first_day);
     match first {
         None => e.add("first_day", "Indiquez la date du premier jour."),

@@ -36,7 +36,7 @@ const DEMARCHES: [&str; 4] = [
 /// The file: `numero_dossier` `UDAF33-0001`…; ends spread from 20 days to 5 years from now (so
 /// some alerts are due), a third of the measures with a renewal date.
 pub fn csv(delegates: &[&str]) -> String {
-    let today = time::OffsetDateTime::now_utc().date();
+    let today = foundation::paris::today();
     let fr = |d: time::Date| format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year());
     let mut out = String::from(
         "numero_dossier;nom_naissance;nom_usage;prenoms;sexe;date_naissance;code_lieu_naissance;code_pays_naissance;type_mesure;tribunal;date_jugement;numero_rg;date_debut;date_fin;date_revision;demarches;delegue\n",

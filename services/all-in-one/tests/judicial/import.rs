@@ -18,7 +18,7 @@ use super::common::{TestApp, spawn_app};
 pub const HEADER: &str = "numero_dossier;nom_naissance;nom_usage;prenoms;sexe;date_naissance;code_lieu_naissance;code_pays_naissance;type_mesure;tribunal;date_jugement;numero_rg;date_debut;date_fin;date_revision;demarches;delegue";
 
 fn day(offset: i64) -> time::Date {
-    foundation::paris::local(time::OffsetDateTime::now_utc()).date() + time::Duration::days(offset)
+    foundation::paris::today() + time::Duration::days(offset)
 }
 
 fn fr(offset: i64) -> String {

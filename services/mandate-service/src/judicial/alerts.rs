@@ -177,7 +177,7 @@ pub fn job() -> Job {
         "judicial_alerts",
         Duration::from_secs(3600),
         |platform: Platform| async move {
-            let today = foundation::paris::local(time::OffsetDateTime::now_utc()).date();
+            let today = foundation::paris::today();
             let origin = platform.settings.http.public_origin();
             let mut alerted = 0;
             for departement in platform.tenancy.served() {

@@ -119,7 +119,7 @@ async fn civil_status(
         "delegue" => scope.me.email.clone(),
         other => form.get(other),
     };
-    let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let today = foundation::paris::today();
     let line = match crate::judicial::csv::line(1, &field, today) {
         Ok(line) => line,
         Err((_, _, reason)) => {
@@ -195,7 +195,7 @@ pub async fn new_submit(
     if form.get("identification") == "etat_civil" {
         return civil_status(req, &platform, &scope, &form, &measure, &chosen).await;
     }
-    let today = foundation::paris::local(OffsetDateTime::now_utc()).date();
+    let today = foundation::paris::today();
     let checked = measure
         .clone()
         .checked(today)

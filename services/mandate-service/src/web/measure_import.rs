@@ -129,7 +129,7 @@ pub async fn upload(
         let error = "Choisissez le fichier CSV de vos mesures.".to_owned();
         return form(req, &platform, &scope, Some(error));
     };
-    let today = foundation::paris::local(time::OffsetDateTime::now_utc()).date();
+    let today = foundation::paris::today();
     let lines = match csv::decode(&bytes).and_then(|text| csv::parse(text, today)) {
         Ok(lines) => lines,
         Err(e) => {

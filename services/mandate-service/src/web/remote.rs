@@ -345,7 +345,7 @@ fn checked(scope: &Scope, typed: &Typed) -> Result<Prepared, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let birthdate = time::Date::parse(&typed.birthdate, format)
         .ok()
-        .filter(|d| d.year() >= 1900 && *d < OffsetDateTime::now_utc().date())
+        .filter(|d| d.year() >= 1900 && *d < foundation::paris::today())
         .ok_or("La date de naissance n'est pas valide : par exemple 24/08/1962.")?;
     let (channel, destination) = match typed.channel.as_str() {
         "sms" => (
