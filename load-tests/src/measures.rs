@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         "INSERT INTO authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
          SELECT gen_random_uuid(), m, $1, u, c, now() + interval '1500 days' FROM (SELECT i, md5('u' || i)::uuid AS u, md5('m' || i)::uuid AS m FROM generate_series(1, $3::int) i) l, unnest('{social,argent,logement}'::text[]) c",
         "INSERT INTO judicial_measures (mandate_id, kind, court, decision_date, decision_reference, starts, ends, identified_by, structure_id, case_number, delegate_id, categories)
-         SELECT m, 'tutelle', 'Tribunal judiciaire de Bordeaux', current_date - 30, 'RG ' || i, current_date - 30, current_date + 1500, 'civil_status', $1, 'MJPM-' || i, $2, '{argent,logement,social}' FROM (SELECT i, md5('u' || i)::uuid AS u, md5('m' || i)::uuid AS m FROM generate_series(1, $3::int) i) l",
+         SELECT m, 'tutelle', 'Tribunal judiciaire de Bordeaux', (now() AT TIME ZONE 'Europe/Paris')::date - 30, 'RG ' || i, (now() AT TIME ZONE 'Europe/Paris')::date - 30, (now() AT TIME ZONE 'Europe/Paris')::date + 1500, 'civil_status', $1, 'MJPM-' || i, $2, '{argent,logement,social}' FROM (SELECT i, md5('u' || i)::uuid AS u, md5('m' || i)::uuid AS m FROM generate_series(1, $3::int) i) l",
         "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
          SELECT now(), k, $1, $2, u, m, '{}' FROM (SELECT i, md5('u' || i)::uuid AS u, md5('m' || i)::uuid AS m FROM generate_series(1, $3::int) i) l, unnest('{usager_identified,mandate_created,judicial_measure_recorded}'::text[]) k",
     ] {

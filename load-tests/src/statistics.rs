@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
                 CASE WHEN c.code = '' THEN 0 ELSE (abs(hashtext(s.id::text || c.code || day::text)) % 7) END,
                 CASE WHEN c.code = '' THEN (abs(hashtext(day::text || s.id::text)) % 2) ELSE 0 END
          FROM dep_33.structures s,
-              generate_series(current_date - 364, current_date, interval '1 day') day,
+              generate_series((now() AT TIME ZONE 'Europe/Paris')::date - 364, (now() AT TIME ZONE 'Europe/Paris')::date, interval '1 day') day,
               (VALUES (''), ('social'), ('logement'), ('travail'), ('argent')) c(code)",
     )
     .execute(&db.admin)
@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     // 1,000,000 people-months.
     sqlx::query(
         "INSERT INTO dep_33.stats_people (month, structure_id, usager_id)
-         SELECT date_trunc('month', current_date - (i % 365))::date, s.id, gen_random_uuid()
+         SELECT date_trunc('month', (now() AT TIME ZONE 'Europe/Paris')::date - (i % 365))::date, s.id, gen_random_uuid()
          FROM generate_series(1, $1::int) i
          JOIN LATERAL (SELECT id FROM dep_33.structures OFFSET i % $2::int LIMIT 1) s ON true",
     )
@@ -113,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     // 10,000,000 mandates over the year.
     sqlx::query(
         "INSERT INTO platform.stats_territory_months (departement_code, month, category, created, used, revoked, people)
-         SELECT d.code, date_trunc('month', current_date - m * interval '1 month')::date, c.code,
+         SELECT d.code, date_trunc('month', (now() AT TIME ZONE 'Europe/Paris')::date - m * interval '1 month')::date, c.code,
                 CASE WHEN c.code = '' THEN $1 / 101 / 12 ELSE 0 END,
                 CASE WHEN c.code = '' THEN 0 ELSE $1 / 101 / 12 / 2 END,
                 CASE WHEN c.code = '' THEN $1 / 101 / 12 / 20 ELSE 0 END,
@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     sqlx::query(
         "INSERT INTO platform.stats_territory_snapshots (departement_code, month, structures, aidants, requests_in_progress, files_in_progress)
-         SELECT code, date_trunc('month', current_date)::date, 300, 900, 12, 40 FROM platform.departements",
+         SELECT code, date_trunc('month', (now() AT TIME ZONE 'Europe/Paris')::date)::date, 300, 900, 12, 40 FROM platform.departements",
     )
     .execute(&db.admin)
     .await?;

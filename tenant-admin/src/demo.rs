@@ -448,7 +448,7 @@ async fn demo_history(
                     CASE WHEN c.code = '' THEN $2 * (1 + (extract(day FROM d)::int % 3)) ELSE 0 END,
                     CASE WHEN c.code = '' THEN 0 ELSE $2 * (1 + (extract(day FROM d)::int + c.n) % 4) END,
                     CASE WHEN c.code = '' AND extract(day FROM d)::int % 9 = 0 THEN 1 ELSE 0 END
-             FROM generate_series(current_date - 35, current_date - 2, interval '1 day') d,
+             FROM generate_series((now() AT TIME ZONE 'Europe/Paris')::date - 35, (now() AT TIME ZONE 'Europe/Paris')::date - 2, interval '1 day') d,
                   (VALUES ('', 0), ('social', 1), ('logement', 2), ('travail', 3), ('argent', 4)) AS c(code, n)
              WHERE extract(isodow FROM d) < 6
              ON CONFLICT (day, structure_id, category) DO NOTHING",
@@ -460,7 +460,7 @@ async fn demo_history(
     }
     sqlx::query(
         "INSERT INTO stats_daily (day, structure_id, category, created, used, revoked)
-         VALUES (current_date - 1, $1, '', 40, 0, 0)
+         VALUES ((now() AT TIME ZONE 'Europe/Paris')::date - 1, $1, '', 40, 0, 0)
          ON CONFLICT (day, structure_id, category) DO NOTHING",
     )
     .bind(structures[0])

@@ -11,8 +11,9 @@
 //!   may only go down.
 //! - `Tenancy::unguarded` (a territory without the guard's proof) only where it is listed, by
 //!   file, with a count that may only go down: pages go through `Authorized::territory`.
-//! - « Today » is the date in Paris (`foundation::paris::today`), never the UTC date: from
-//!   midnight to 1 or 2 a.m. in France the two differ.
+//! - « Today » is the date in Paris (`foundation::paris::today`; in SQL `(now() AT TIME ZONE
+//!   'Europe/Paris')::date`), never the UTC date nor the server's `current_date`: from
+//!   midnight to 1 or 2 a.m. in France they differ.
 //! - Every file and folder the code map of ARCHITECTURE.md names exists.
 //! - Every table has an owner in docs/TABLES.md; a crate writes only the tables it owns or is
 //!   listed for; a migration sits in the folder of a crate owning a table it touches.
@@ -142,10 +143,12 @@ fn problems_of(
                 problems.push(format!("{file} : « {needle} » hors du module tenancy"));
             }
         }
-        if file != "services/foundation/src/paris.rs" && text.contains("now_utc().date()") {
-            problems.push(format!(
-                "{file} : « now_utc().date() » est la date UTC : aujourd'hui, c'est foundation::paris::today()"
-            ));
+        for utc_today in ["now_utc().date()", "current_date"] {
+            if file != "services/foundation/src/paris.rs" && text.contains(utc_today) {
+                problems.push(format!(
+                    "{file} : « {utc_today} » n'est pas la date de Paris : aujourd'hui, c'est foundation::paris::today() (en SQL : (now() AT TIME ZONE 'Europe/Paris')::date)"
+                ));
+            }
         }
         let asserted = text.matches("AssertSqlSafe").count();
         if !tenancy(file) && !harness(file) {
@@ -518,6 +521,10 @@ fn each_rule_fails_on_a_planted_violation() {
         (
             "let today = OffsetDateTime::now_utc().date();".to_owned(),
             "foundation::paris::today()",
+        ),
+        (
+            "sqlx::query(\"SELECT 1 WHERE first_day > current_date\")".to_owned(),
+            "« current_date »",
         ),
     ];
     for (text, expected) in cases {

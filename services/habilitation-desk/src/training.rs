@@ -112,7 +112,7 @@ pub(crate) use sessions_sql;
 /// Sessions still to come (not cancelled), soonest first.
 pub async fn upcoming(conn: &mut PgConnection) -> Result<Vec<Session>, sqlx::Error> {
     sqlx::query_as(sessions_sql!(
-        "WHERE s.cancelled_at IS NULL AND s.first_day > current_date ORDER BY s.first_day, s.title"
+        "WHERE s.cancelled_at IS NULL AND s.first_day > (now() AT TIME ZONE 'Europe/Paris')::date ORDER BY s.first_day, s.title"
     ))
     .fetch_all(&mut *conn)
     .await
@@ -210,7 +210,7 @@ pub async fn register(
 ) -> Result<Outcome, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let open: Option<bool> = sqlx::query_scalar(
-        "SELECT cancelled_at IS NULL AND first_day > current_date FROM platform.training_sessions WHERE id = $1",
+        "SELECT cancelled_at IS NULL AND first_day > (now() AT TIME ZONE 'Europe/Paris')::date FROM platform.training_sessions WHERE id = $1",
     )
     .bind(session)
     .fetch_optional(&mut *tx)
@@ -385,7 +385,7 @@ pub fn reminders() -> Job {
                  JOIN platform.training_sessions s ON s.id = r.session_id
                  JOIN platform.habilitation_file_index i ON i.file_id = r.file_id
                  WHERE r.status = 'registered' AND r.reminded_at IS NULL AND s.cancelled_at IS NULL
-                   AND s.first_day BETWEEN current_date AND current_date + 2
+                   AND s.first_day BETWEEN (now() AT TIME ZONE 'Europe/Paris')::date AND (now() AT TIME ZONE 'Europe/Paris')::date + 2
                  FOR UPDATE OF r SKIP LOCKED",
             )
             .fetch_all(&mut *tx)
@@ -464,7 +464,7 @@ async fn national_page(
 ) -> PageResult<Response> {
     let mut conn = platform.platform_pool().acquire().await?;
     let sessions: Vec<Session> = sqlx::query_as(sessions_sql!(
-        "WHERE s.first_day >= current_date - 30 ORDER BY s.first_day, s.title LIMIT 500"
+        "WHERE s.first_day >= (now() AT TIME ZONE 'Europe/Paris')::date - 30 ORDER BY s.first_day, s.title LIMIT 500"
     ))
     .fetch_all(&mut *conn)
     .await?;

@@ -37,7 +37,7 @@ async fn demo_session(
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, second_day, mode, address, region_code, capacity)
-         VALUES ($1, $2, $3, current_date + $4, current_date + $4 + 1,
+         VALUES ($1, $2, $3, (now() AT TIME ZONE 'Europe/Paris')::date + $4, (now() AT TIME ZONE 'Europe/Paris')::date + $4 + 1,
                  'in_person', '12 rue des Formations, 33000 Bordeaux', '75', 12)",
     )
     .bind(id)
@@ -229,7 +229,7 @@ pub(super) async fn demo_training(
             DemoStage::Pix | DemoStage::Active | DemoStage::Withdrawn
         ) {
             sqlx::query(
-                "INSERT INTO platform.pix_results (file_id, score, certified_on) VALUES ($1, 512, current_date - 30)
+                "INSERT INTO platform.pix_results (file_id, score, certified_on) VALUES ($1, 512, (now() AT TIME ZONE 'Europe/Paris')::date - 30)
                  ON CONFLICT (file_id) DO NOTHING",
             )
             .bind(file)
