@@ -392,7 +392,8 @@ run_bench_volume() {
   # shellcheck disable=SC1090
   source "$STACK_ENV"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
-  cargo build -q --release -p tenant-admin -p load-tests --bin bench-volume \
+  # Each binary named: with --bin, cargo builds only the binaries named, whatever -p says.
+  cargo build -q --release -p tenant-admin --bin tenant-admin -p load-tests --bin bench-volume \
     -p all-in-one --bin aidants-connect
   local url="${AC_ADMIN_DATABASE_URL%/*}"
   psql -v ON_ERROR_STOP=1 -q "$url/postgres" <<SQL >/dev/null
