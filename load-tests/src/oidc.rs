@@ -76,7 +76,16 @@ pub async fn flow(
         .header("cookie", &cookie)
         .send()
         .await?;
-    anyhow::ensure!(resp.status() == 200, "authorize {}", resp.status());
+    if resp.status() != 200 {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let title = body
+            .split("<title>")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next())
+            .unwrap_or_default();
+        anyhow::bail!("authorize {status} : {title}");
+    }
     if csrf.is_none() {
         let set = resp
             .headers()
@@ -236,6 +245,11 @@ pub async fn desks(
                 usager,
             });
         }
+    }
+    // A database kept between runs (the national volume) holds the client already: a new
+    // secret for it.
+    if let Ok(secret) = clients::rotate_secret(&db.admin, CLIENT).await {
+        return Ok((workers, secret));
     }
     let secret = clients::register(
         &db.admin,

@@ -280,6 +280,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             ),
             migration!("mandate-service", "departement", 28, "0028_usager_names"),
             migration!("mandate-service", "departement", 29, "0029_ref_indexes"),
+            migration!("mandate-service", "departement", 30, "0030_auth_usager"),
         ])
     });
 
