@@ -63,18 +63,15 @@ pub async fn index(
     departement: DepartementCode,
     sub: &str,
 ) -> Result<(), sqlx::Error> {
-    // Not waited on to the disk: a crash may lose it, and the hourly `usager_index` job adds
-    // it again from the territory.
-    let mut tx = platform.platform_pool().begin().await?;
     sqlx::query(
         "INSERT INTO platform.usager_index (subject_hash, departement_code) VALUES ($1, $2)
          ON CONFLICT DO NOTHING",
     )
     .bind(subject_hash(platform, sub))
     .bind(departement.as_str())
-    .execute(&mut *tx)
+    .execute(platform.platform_pool())
     .await?;
-    foundation::tenancy::commit_platform_unflushed(tx).await
+    Ok(())
 }
 
 /// Adds to the index every usager of `territory` it lacks; returns how many were added.

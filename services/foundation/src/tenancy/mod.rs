@@ -259,19 +259,6 @@ impl Territory {
     }
 }
 
-/// Commits a platform transaction without waiting for its WAL to reach the disk, on the same
-/// terms as [`TenantTx::commit_unflushed`]: a write that a later durable commit carries (the
-/// second factor's step used, before the mandate it authorises) or that a job redoes (the
-/// usager index). The setting is local to the node the platform schema lives on.
-pub async fn commit_platform_unflushed(
-    mut tx: Transaction<'static, Postgres>,
-) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
-}
-
 /// A transaction inside one département schema. Use it as an executor with `&mut *tx`.
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,

@@ -297,8 +297,7 @@ fn declared_contact(form: &ConfirmForm) -> Result<(Option<String>, Option<String
     .map_err(|e| e.to_string())
 }
 
-/// Checks the aidant's TOTP code (spaces ignored) in its own platform transaction; every caller
-/// then writes the act the code authorises.
+/// Checks the aidant's TOTP code (spaces ignored) in its own platform transaction.
 pub(crate) async fn check_code(
     platform: &Platform,
     scope: &Scope,
@@ -320,13 +319,7 @@ pub(crate) async fn check_code(
         factors::Trust::Known,
     )
     .await;
-    // A good code is followed by the act's durable commit, which carries the step it used to
-    // the disk; a refusal (its failure count) is durable at once.
-    if checked.is_ok() {
-        foundation::tenancy::commit_platform_unflushed(ptx).await?;
-    } else {
-        ptx.commit().await?;
-    }
+    ptx.commit().await?;
     Ok(checked.map(|_| ()))
 }
 
