@@ -128,12 +128,46 @@ async fn pages(
     Ok(out)
 }
 
+/// Waits until the platform's start-up runs of its scheduled jobs are over (none running, and
+/// nothing new for a second), so that both databases are measured without them: a new database
+/// has every job due at start, the volume database only those whose period has come.
+async fn start_up_jobs_over(db: &TestDatabase) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (mut last, mut since) = (None, Instant::now());
+    loop {
+        let seen: (i64, i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE last_finished_at IS NULL
+                                        OR last_finished_at < last_started_at),
+                    max(extract(epoch FROM greatest(last_started_at, last_finished_at)))::float8
+             FROM platform.job_runs",
+        )
+        .fetch_one(&db.admin)
+        .await?;
+        if last != Some(seen) || seen.1 > 0 {
+            (last, since) = (Some(seen), Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(1) {
+            println!(
+                "  (travaux planifiés du démarrage terminés en {:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "travaux planifiés du démarrage toujours en cours"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Flows per second of 16 desks in `structure` of territory 33 of `db`, on its own platform.
 async fn flow_rate(binary: &str, db: &TestDatabase, structure: StructureId) -> anyhow::Result<f64> {
     let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
     let ctx = tenancy.unguarded(DepartementCode::parse("33")?).await?;
     let (workers, secret) = load_tests::oidc::desks(db, &ctx, structure, DESKS, 200).await?;
     let service = start(binary, db).await;
+    start_up_jobs_over(db).await?;
     let base = format!("http://127.0.0.1:{}", service.port);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
