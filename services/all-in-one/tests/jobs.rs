@@ -505,3 +505,75 @@ async fn measure_import_reports_are_purged_after_ninety_days() {
         .expect("restes");
     assert_eq!(left, ["recent.csv"]);
 }
+
+/// The hourly completion of the usager index reads the usagers created since its territory's
+/// mark (less an hour, for transactions still open when the mark was taken), a batch at a time
+/// in creation order, and every usager when there is no mark: not every usager of France each
+/// hour.
+#[tokio::test]
+async fn the_usager_index_is_completed_from_its_mark_a_batch_at_a_time() {
+    use mandate_service::usager_space::reindex;
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let platform = replica(&db).await;
+    let code = foundation::tenancy::DepartementCode::parse("33").expect("33");
+    let territory = platform.tenancy.unguarded(code).await.expect("territoire");
+    // Six people nobody indexed, created 3 days, 2 days, 90 minutes ago and three just now
+    // (the same instant: the batches of two split them, the id orders them).
+    for (n, age) in [259_200.0, 172_800.0, 5_400.0, 0.0, 0.0, 0.0]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender,
+                                         birthplace, birthcountry, search_name, created_at)
+             VALUES (gen_random_uuid(), $1, 'Camille', 'Index', '1970-01-01', 'female', '33063',
+                     '99100', 'camille index', date_trunc('second', now()) - make_interval(secs => $2))",
+        )
+        .bind(format!("sujet-index-{n}"))
+        .bind(age)
+        .execute(&db.admin)
+        .await
+        .expect("usager");
+    }
+    let indexed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM platform.usager_index WHERE departement_code = '33'",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .expect("index")
+    };
+    // No mark: all six, in batches of two; the mark is this run's start.
+    assert_eq!(reindex(&platform, &territory, 2).await.expect("tout"), 6);
+    assert_eq!(indexed().await, 6);
+    let recent: bool = sqlx::query_scalar(
+        "SELECT through > now() - interval '1 minute' FROM platform.usager_index_marks
+         WHERE departement_code = '33'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("marque");
+    assert!(recent);
+
+    // The index lost every entry, and the last run was an hour ago: this run reads from two
+    // hours ago, so the four recent people come back and the two older ones do not.
+    sqlx::query("DELETE FROM platform.usager_index")
+        .execute(&db.admin)
+        .await
+        .expect("vidé");
+    sqlx::query("UPDATE platform.usager_index_marks SET through = now() - interval '1 hour'")
+        .execute(&db.admin)
+        .await
+        .expect("marque d'il y a une heure");
+    assert_eq!(reindex(&platform, &territory, 2).await.expect("depuis"), 4);
+    assert_eq!(indexed().await, 4);
+    // At once again: nothing new.
+    assert_eq!(reindex(&platform, &territory, 2).await.expect("rien"), 0);
+    // Without the mark, the whole territory again: the two older people.
+    sqlx::query("DELETE FROM platform.usager_index_marks")
+        .execute(&db.admin)
+        .await
+        .expect("sans marque");
+    assert_eq!(reindex(&platform, &territory, 2).await.expect("tout"), 2);
+    assert_eq!(indexed().await, 6);
+}

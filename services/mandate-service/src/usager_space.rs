@@ -74,23 +74,74 @@ pub async fn index(
     Ok(())
 }
 
-/// Adds to the index every usager of `territory` it lacks; returns how many were added.
-pub async fn reindex(platform: &Platform, territory: &Territory) -> Result<u64, sqlx::Error> {
-    let mut tx = territory.begin().await?;
-    let subs: Vec<String> = sqlx::query_scalar("SELECT fc_sub FROM usagers")
+/// Usagers read per statement when completing the index.
+pub const REINDEX_BATCH: i64 = 5_000;
+
+/// Adds to the index the usagers of `territory` it lacks among those created since the
+/// territory's mark (all of them when there is none), reading `batch` at a time; then moves the
+/// mark to this run's start. Returns how many were added. Creating a usager indexes it at once
+/// (`index`); this completes what a failure in between left out.
+pub async fn reindex(
+    platform: &Platform,
+    territory: &Territory,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let departement = territory.departement().as_str();
+    // By the database clock, which sets `created_at` (at its transaction's start: a usager
+    // committed after the mark was taken may carry an earlier time, hence the hour's overlap).
+    let (mark, started): (Option<OffsetDateTime>, OffsetDateTime) = sqlx::query_as(
+        "SELECT (SELECT through - interval '1 hour' FROM platform.usager_index_marks
+                 WHERE departement_code = $1), now()",
+    )
+    .bind(departement)
+    .fetch_one(platform.platform_pool())
+    .await?;
+    let mut after = (
+        mark.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        UsagerId::from_uuid(uuid::Uuid::nil()),
+    );
+    let mut added = 0;
+    loop {
+        let mut tx = territory.begin().await?;
+        let rows: Vec<(OffsetDateTime, UsagerId, String)> = sqlx::query_as(
+            "SELECT created_at, id, fc_sub FROM usagers WHERE (created_at, id) > ($1, $2)
+             ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-    tx.commit().await?;
-    let hashes: Vec<Vec<u8>> = subs.iter().map(|s| subject_hash(platform, s)).collect();
-    let added = sqlx::query(
-        "INSERT INTO platform.usager_index (subject_hash, departement_code)
-         SELECT h, $2 FROM unnest($1::bytea[]) h ON CONFLICT DO NOTHING",
+        tx.commit().await?;
+        let Some(&(at, id, _)) = rows.last() else {
+            break;
+        };
+        after = (at, id);
+        let hashes: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|(_, _, sub)| subject_hash(platform, sub))
+            .collect();
+        added += sqlx::query(
+            "INSERT INTO platform.usager_index (subject_hash, departement_code)
+             SELECT h, $2 FROM unnest($1::bytea[]) h ON CONFLICT DO NOTHING",
+        )
+        .bind(&hashes)
+        .bind(departement)
+        .execute(platform.platform_pool())
+        .await?
+        .rows_affected();
+        if (rows.len() as i64) < batch {
+            break;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO platform.usager_index_marks (departement_code, through) VALUES ($1, $2)
+         ON CONFLICT (departement_code) DO UPDATE SET through = excluded.through",
     )
-    .bind(&hashes)
-    .bind(territory.departement().as_str())
+    .bind(departement)
+    .bind(started)
     .execute(platform.platform_pool())
-    .await?
-    .rows_affected();
+    .await?;
     Ok(added)
 }
 
@@ -104,7 +155,7 @@ pub fn reindex_job() -> Job {
             let mut added = 0;
             for departement in platform.tenancy.served() {
                 let territory = platform.tenancy.unguarded(departement).await?;
-                added += reindex(&platform, &territory).await?;
+                added += reindex(&platform, &territory, REINDEX_BATCH).await?;
             }
             sqlx::query(
                 "DELETE FROM platform.usager_sessions

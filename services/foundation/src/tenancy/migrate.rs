@@ -160,6 +160,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 "0029_usager_login_browser"
             ),
             migration!("foundation", "platform", 30, "0030_tenant_retention"),
+            migration!("mandate-service", "platform", 31, "0031_usager_index_marks"),
         ])
     });
 
@@ -281,6 +282,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("mandate-service", "departement", 28, "0028_usager_names"),
             migration!("mandate-service", "departement", 29, "0029_ref_indexes"),
             migration!("mandate-service", "departement", 30, "0030_auth_usager"),
+            migration!("mandate-service", "departement", 31, "0031_usagers_created"),
         ])
     });
 
