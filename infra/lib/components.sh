@@ -330,13 +330,16 @@ run_tests() {
   for t in "${CITUS_TEST_TARGETS[@]}"; do targets+=(--test "$t"); done
   targets+=(-p tenant-admin --test journal --test place --test seed)
   say "tests sur le cluster Citus : ${CITUS_TEST_TARGETS[*]}, tenant-admin journal, place et seed"
-  # The worker-outage test stops a worker that every test database shares: it runs alone, after.
+  # The worker-outage tests stop or freeze a worker that every test database shares: they run
+  # alone, one after the other, after the rest.
   local outage='test(a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it)'
+  outage+=' | test(a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_they_come_back)'
   (
     export_citus_test_env
     s=0
     cargo nextest run -p all-in-one "${targets[@]}" --no-fail-fast --cargo-quiet -E "not $outage" || s=$?
-    cargo nextest run -p all-in-one --test citus --no-fail-fast --cargo-quiet -E "$outage" || s=$?
+    cargo nextest run -p all-in-one --test citus --no-fail-fast --cargo-quiet --test-threads 1 \
+      -E "$outage" || s=$?
     exit "$s"
   ) || citus_status=$?
   say "tests sur le cluster unique"

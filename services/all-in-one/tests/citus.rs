@@ -68,6 +68,46 @@ async fn other_worker(app: &TestApp, than: &citus::Node) -> citus::Node {
         .expect("un autre nœud")
 }
 
+/// Territories 33 and 34 on different workers: 33's worker, and 34's territory.
+async fn apart(app: &TestApp) -> (citus::Node, foundation::tenancy::Territory) {
+    let down = node_of(app, "33").await;
+    if node_of(app, "34").await.id == down.id {
+        let other = other_worker(app, &down).await;
+        citus::move_schema(
+            &app.db.admin,
+            DepartementCode::parse("34").expect("34"),
+            &other,
+            TransferMode::BlockWrites,
+        )
+        .await
+        .expect("déplacement de 34");
+    }
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let other = tenancy
+        .unguarded(DepartementCode::parse("34").expect("34"))
+        .await
+        .expect("territoire 34");
+    (down, other)
+}
+
+/// Appends an entry to the territory's journal; how many it then holds.
+async fn journal_entry_in(territory: &foundation::tenancy::Territory, label: &str) -> i64 {
+    let mut tx = territory.begin().await.expect(label);
+    foundation::journal::append(
+        &mut tx,
+        foundation::journal::NewEntry::new(foundation::journal::Event::TerritoryMoved)
+            .details(json!({ "test": label })),
+    )
+    .await
+    .expect(label);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM journal")
+        .fetch_one(&mut *tx)
+        .await
+        .expect(label);
+    tx.commit().await.expect(label);
+    n
+}
+
 async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_one(&app.db.admin)
@@ -194,45 +234,9 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
     let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
     let app = spawn_app(&["33", "34"]).await;
     let fx = fixture(&app, &angela("fc-sub-outage"), &["logement"]).await;
-    // 33 and 34 on different workers.
-    let down = node_of(&app, "33").await;
-    if node_of(&app, "34").await.id == down.id {
-        let other = other_worker(&app, &down).await;
-        citus::move_schema(
-            &app.db.admin,
-            DepartementCode::parse("34").expect("34"),
-            &other,
-            TransferMode::BlockWrites,
-        )
-        .await
-        .expect("déplacement de 34");
-    }
+    let (down, other) = apart(&app).await;
     assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
-    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
-    let other = tenancy
-        .unguarded(DepartementCode::parse("34").expect("34"))
-        .await
-        .expect("territoire 34");
-    let entries_of_34 = |label: &'static str| {
-        let other = other.clone();
-        async move {
-            let mut tx = other.begin().await.expect(label);
-            foundation::journal::append(
-                &mut tx,
-                foundation::journal::NewEntry::new(foundation::journal::Event::TerritoryMoved)
-                    .details(json!({ "test": label })),
-            )
-            .await
-            .expect(label);
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM journal")
-                .fetch_one(&mut *tx)
-                .await
-                .expect(label);
-            tx.commit().await.expect(label);
-            n
-        }
-    };
-    let before = entries_of_34("avant").await;
+    let before = journal_entry_in(&other, "avant").await;
 
     let dir = nodes.stop_worker(down.port as u16).await;
     // The territory on the stopped worker: a French 503, quickly, every time.
@@ -250,7 +254,7 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     }
     // The other territory, and the platform itself, keep working.
-    assert_eq!(entries_of_34("pendant").await, before + 1);
+    assert_eq!(journal_entry_in(&other, "pendant").await, before + 1);
     assert_eq!(app.get("/connexion").await.status(), 200);
 
     nodes.start_worker(&dir).await;
@@ -267,7 +271,71 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Nothing was lost on either side.
-    assert_eq!(entries_of_34("après").await, before + 2);
+    assert_eq!(journal_entry_in(&other, "après").await, before + 2);
+    let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
+    assert!(mandates >= 1, "le mandat de 33 est toujours là");
+}
+
+/// A worker that hangs rather than stops — its processes frozen, its port still taking
+/// connections nobody answers — makes its territories' requests answer the French 503 at the
+/// request timeout, wave after wave, while the other territory and the platform keep working;
+/// when it wakes, its territories answer again and nothing was lost.
+#[tokio::test]
+async fn a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_they_come_back() {
+    require_citus();
+    let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
+    let db = test_support::database::TestDatabase::with_departements(&["33", "34"]).await;
+    let timeout = Duration::from_millis(2_000);
+    let app = common::spawn_app_with(db, |s| {
+        s.http.request_timeout_ms = timeout.as_millis() as u64
+    })
+    .await;
+    let fx = fixture(&app, &angela("fc-sub-hung"), &["logement"]).await;
+    let (down, other) = apart(&app).await;
+    assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
+    let before = journal_entry_in(&other, "avant").await;
+
+    let frozen = nodes.hang_worker(down.port as u16).await;
+    // Three waves of four requests at once for the frozen territory: each a French 503 at
+    // the timeout; a hung request must hold nothing the next wave needs.
+    for wave in 0..3 {
+        let started = std::time::Instant::now();
+        let answers = futures::future::join_all((0..4).map(|_| async {
+            let resp = fx.aidant.get(&app.url("/mandats")).await;
+            let status = resp.status();
+            (status, resp.text().await.expect("page"), started.elapsed())
+        }))
+        .await;
+        for (status, page, elapsed) in answers {
+            assert_eq!(status, 503, "vague {wave}");
+            assert!(page.contains("momentanément indisponible"), "vague {wave}");
+            assert!(
+                elapsed < timeout + Duration::from_millis(1_500),
+                "vague {wave} : {elapsed:?}"
+            );
+        }
+        // Meanwhile the other territory and the platform answer.
+        assert_eq!(
+            journal_entry_in(&other, "pendant").await,
+            before + 1 + wave as i64
+        );
+        assert_eq!(app.get("/connexion").await.status(), 200);
+    }
+
+    frozen.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = fx.aidant.get(&app.url("/mandats")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "toujours {status} après le réveil du nœud"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(journal_entry_in(&other, "après").await, before + 4);
     let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
     assert!(mandates >= 1, "le mandat de 33 est toujours là");
 }

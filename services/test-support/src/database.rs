@@ -65,6 +65,60 @@ async fn pg_ctl(args: &[&str]) {
     assert!(status.success(), "pg_ctl {args:?}");
 }
 
+/// The processes whose parent is `parent` (`/proc/<pid>/stat`, the field after the state).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name may hold spaces: the fields after it follow its closing parenthesis.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// A worker frozen by [`CitusNodes::hang_worker`]; woken (its children, then the postmaster)
+/// by [`HungWorker::resume`] or when dropped.
+pub struct HungWorker {
+    stopped: Vec<u32>,
+}
+
+impl HungWorker {
+    pub fn resume(self) {}
+}
+
+impl Drop for HungWorker {
+    fn drop(&mut self) {
+        if let Some((postmaster, children)) = self.stopped.split_first() {
+            signal("CONT", children);
+            signal("CONT", &[*postmaster]);
+        }
+    }
+}
+
+/// Sends SIGSTOP or SIGCONT to `pids`; whether every one received it.
+fn signal(name: &str, pids: &[u32]) -> bool {
+    if pids.is_empty() {
+        return true;
+    }
+    std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn port_of(url: &str) -> u16 {
     url.parse::<sqlx::postgres::PgConnectOptions>()
         .expect("URL de base de données")
@@ -92,6 +146,12 @@ impl CitusNodes {
     /// Stops the worker listening on `port` at once (`pg_ctl stop -m immediate`, as a crash
     /// would); returns its data directory, for [`CitusNodes::start_worker`].
     pub async fn stop_worker(&self, port: u16) -> String {
+        let dir = self.data_directory(port).await;
+        pg_ctl(&["-D", &dir, "-m", "immediate", "-w", "stop"]).await;
+        dir
+    }
+
+    async fn data_directory(&self, port: u16) -> String {
         let url = self
             .workers
             .iter()
@@ -105,8 +165,27 @@ impl CitusNodes {
             .await
             .expect("data_directory");
         pool.close().await;
-        pg_ctl(&["-D", &dir, "-m", "immediate", "-w", "stop"]).await;
         dir
+    }
+
+    /// Hangs the worker listening on `port`, as a frozen machine would: every one of its
+    /// processes stopped (SIGSTOP), its port still taking connections that nothing answers.
+    /// It wakes when the returned guard is resumed or dropped (a failed assertion too).
+    pub async fn hang_worker(&self, port: u16) -> HungWorker {
+        let dir = self.data_directory(port).await;
+        let postmaster: u32 = std::fs::read_to_string(format!("{dir}/postmaster.pid"))
+            .expect("postmaster.pid")
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid du postmaster");
+        // The postmaster first, so that it starts nobody meanwhile; then its children.
+        assert!(signal("STOP", &[postmaster]), "SIGSTOP du postmaster");
+        let mut stopped = vec![postmaster];
+        stopped.extend(children_of(postmaster));
+        // A child that ended meanwhile is no matter.
+        signal("STOP", &stopped[1..]);
+        HungWorker { stopped }
     }
 
     /// Starts a worker stopped by [`CitusNodes::stop_worker`] with its own settings.
