@@ -258,9 +258,17 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
     assert_eq!(app.get("/connexion").await.status(), 200);
 
     nodes.start_worker(&dir).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    back_within(&app, &fx.aidant, Duration::from_secs(20)).await;
+    // Nothing was lost on either side.
+    assert_eq!(journal_entry_in(&other, "après").await, before + 2);
+}
+
+/// Waits until the aidant's mandate list answers 200 again (at most `limit`), then checks that
+/// territory 33's mandate is still there.
+async fn back_within(app: &TestApp, aidant: &common::identity::Browser, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
     loop {
-        let status = fx.aidant.get(&app.url("/mandats")).await.status();
+        let status = aidant.get(&app.url("/mandats")).await.status();
         if status == 200 {
             break;
         }
@@ -270,9 +278,7 @@ async fn a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_ba
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Nothing was lost on either side.
-    assert_eq!(journal_entry_in(&other, "après").await, before + 2);
-    let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
+    let mandates = count(app, "SELECT count(*) FROM dep_33.mandates").await;
     assert!(mandates >= 1, "le mandat de 33 est toujours là");
 }
 
@@ -323,21 +329,8 @@ async fn a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_
     }
 
     frozen.resume();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = fx.aidant.get(&app.url("/mandats")).await.status();
-        if status == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "toujours {status} après le réveil du nœud"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    back_within(&app, &fx.aidant, Duration::from_secs(30)).await;
     assert_eq!(journal_entry_in(&other, "après").await, before + 4);
-    let mandates = count(&app, "SELECT count(*) FROM dep_33.mandates").await;
-    assert!(mandates >= 1, "le mandat de 33 est toujours là");
 }
 
 #[tokio::test]
