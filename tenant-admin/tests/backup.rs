@@ -225,6 +225,16 @@ async fn a_damaged_territory_is_restored_in_place_and_into_an_empty_database_and
     let at = changed.len() - 40;
     changed[at] ^= 0x10;
     std::fs::write(&altered, &changed).expect("copie");
+    // Where the usager index job has read 33 and 34 up to: the restore of 33 must make it
+    // read 33 whole again (its usagers keep their creation times); a refused restore, nothing.
+    sqlx::query(
+        "INSERT INTO platform.usager_index_marks (departement_code, through)
+         VALUES ('33', now()), ('34', now())",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("marques");
+    let marks = || count(&db, "SELECT count(*) FROM platform.usager_index_marks");
     for (args, expected) in [
         (restore(&archive, &key, "33", false), "contient des données"),
         (restore(&archive, &other_key, "33", true), "autre clé"),
@@ -239,6 +249,7 @@ async fn a_damaged_territory_is_restored_in_place_and_into_an_empty_database_and
         assert!(!out.status.success(), "{expected}");
         assert!(text(&out).contains(expected), "{expected} : {}", text(&out));
         assert_eq!(digest(&db, "dep_33").await, damaged, "{expected}");
+        assert_eq!(marks().await, 2, "{expected}");
     }
 
     // In place: every row as it was at the backup, the journal verifies against its checkpoint.
@@ -256,6 +267,16 @@ async fn a_damaged_territory_is_restored_in_place_and_into_an_empty_database_and
     );
     assert_eq!(digest(&db, "dep_33").await, before_33);
     assert_eq!(digest(&db, "dep_34").await, before_34, "34 untouched");
+    assert_eq!(marks().await, 1, "33's mark is gone");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM platform.usager_index_marks WHERE departement_code = '34'"
+        )
+        .await,
+        1,
+        "34's stays"
+    );
     let out = journal_verify(&db.admin_url, &checkpoint).await;
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(

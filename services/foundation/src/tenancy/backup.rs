@@ -575,6 +575,12 @@ pub async fn restore<R: Read>(
             totals.tables, totals.rows, expected.tables, expected.rows
         )));
     }
+    // The restored usagers keep their creation times: the usager index job, which reads only
+    // those created since its territory's mark, reads this territory whole again.
+    sqlx::query("DELETE FROM platform.usager_index_marks WHERE departement_code = $1")
+        .bind(departement.as_str())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     let migrated_to = if created && header.schema_version < latest {
         let report = migrate::provision_departement(
