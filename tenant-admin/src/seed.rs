@@ -506,6 +506,16 @@ async fn seed_territory(
         // Estimated at two authorisations a mandate: the total follows what was written.
         lock(progress).settle(batch * 3, batch + auth_rows);
     }
+    // Each structure's usagers in name order, as mandate creation writes them.
+    sqlx::query(
+        "INSERT INTO structure_usagers (structure_id, usager_id, family_name, given_name)
+         SELECT p.structure_id, p.usager_id, u.family_name, u.given_name
+         FROM (SELECT DISTINCT structure_id, usager_id FROM authorisations) p
+         JOIN usagers u ON u.id = p.usager_id
+         ON CONFLICT (structure_id, usager_id) DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     // The planner's statistics follow by autovacuum's analyse of the grown tables.
     lock(progress).finish_territory(d);

@@ -1423,3 +1423,73 @@ async fn a_token_request_retried_with_its_idempotency_key_gets_the_first_answer(
         "the code was not spent by the malformed request"
     );
 }
+
+#[tokio::test]
+async fn the_usager_list_is_the_structures_own_in_name_order_and_follows_a_new_name() {
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-liste-dubois"), &["social"]).await;
+    register(
+        &app,
+        "service-liste",
+        AuthMethod::ClientSecretPost,
+        CALLBACK,
+        &[],
+        Alg::Es256,
+        None,
+    )
+    .await;
+    let person = |sub: &str, family: &str| mandate_service::franceconnect::Identity {
+        given_name: "Paul".into(),
+        family_name: family.into(),
+        ..angela(sub)
+    };
+    mandate_for(
+        &app,
+        fx.structure,
+        fx.who.id,
+        &person("fc-sub-liste-martin", "MARTIN"),
+        &["social"],
+    )
+    .await;
+    // Someone of another structure of the territory, whose name sorts first: never listed.
+    let elsewhere = structure_domain(&app, "33").await;
+    let other = professional(
+        &app.db.admin,
+        "Aidant Ailleurs",
+        &[(Role::Aidant, elsewhere.domain(), Some("33"))],
+    )
+    .await;
+    mandate_for(
+        &app,
+        elsewhere,
+        other.id,
+        &person("fc-sub-liste-aaron", "AARON"),
+        &["social"],
+    )
+    .await;
+    let url = authorize_url(&app, "service-liste", CALLBACK, "");
+    let listed = |html: &str| {
+        let mut found: Vec<(usize, &str)> = ["AARON", "ABADIE", "DUBOIS", "MARTIN"]
+            .into_iter()
+            .filter_map(|name| html.find(name).map(|at| (at, name)))
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, name)| name).collect::<Vec<_>>()
+    };
+    let (status, html) = page(&fx.aidant, &url).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(listed(&html), ["DUBOIS", "MARTIN"], "{html}");
+
+    // FranceConnect asserts another name for Paul at his next mandate: the list sorts him by it.
+    mandate_for(
+        &app,
+        fx.structure,
+        fx.who.id,
+        &person("fc-sub-liste-martin", "ABADIE"),
+        &["logement"],
+    )
+    .await;
+    let (status, html) = page(&fx.aidant, &url).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(listed(&html), ["ABADIE", "DUBOIS"], "{html}");
+}

@@ -388,3 +388,84 @@ async fn every_reference_to_what_the_purge_deletes_is_indexed() {
     .expect("catalogue");
     assert!(indexed >= 8, "{indexed}");
 }
+
+#[tokio::test]
+async fn a_structure_forgets_a_persons_name_with_their_last_mandate_there() {
+    let Setup {
+        app,
+        structure,
+        aidant,
+        territory,
+        key,
+    } = setup("Aidant Première Structure").await;
+    let cx = Context {
+        pool: &app.db.admin,
+        subject_key: &key,
+    };
+    let other = common::identity::structure_domain(&app, "33").await;
+    let other_aidant = common::identity::professional(
+        &app.db.admin,
+        "Aidant Seconde Structure",
+        &[(Role::Aidant, other.domain(), Some("33"))],
+    )
+    .await
+    .id;
+    // The same person: a mandate ended seven years ago here, a live one in the other structure.
+    let (person, old) = mandate(&app, &territory, structure, aidant, Some(7)).await;
+    let sub: String = sqlx::query_scalar("SELECT fc_sub FROM dep_33.usagers WHERE id = $1")
+        .bind(person)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("sub");
+    let mut tx = territory.begin().await.expect("tx");
+    let again = mandates::upsert_usager(&mut tx, &common::idp::angela(&sub), other, other_aidant)
+        .await
+        .expect("usager");
+    assert_eq!(again, person);
+    mandates::create(
+        &mut tx,
+        &NewMandate {
+            id: MandateId::new_v7(),
+            structure: other,
+            aidant: other_aidant,
+            usager: person,
+            categories: vec![mandate_service::categories::by_code("social").expect("social")],
+            duration_days: 365,
+            renewal_of: None,
+            idempotency_key: None,
+        },
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .expect("mandat");
+    tx.commit().await.expect("commit");
+    let known_by = |app: &common::TestApp| {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "SELECT structure_id FROM dep_33.structure_usagers WHERE usager_id = $1
+                 ORDER BY structure_id",
+            )
+            .bind(person)
+            .fetch_all(&admin)
+            .await
+            .expect("structures")
+        }
+    };
+    let mut both = vec![structure.as_uuid(), other.as_uuid()];
+    both.sort();
+    assert_eq!(known_by(&app).await, both);
+
+    let done = retention::run(&cx, &territory, OffsetDateTime::now_utc())
+        .await
+        .expect("passage");
+    assert_eq!((done.purged, done.erased), (1, 0), "{done:?}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates WHERE id = $1")
+        .bind(old)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("mandat");
+    assert_eq!(left, 0);
+    // The person stays (a live mandate elsewhere); only that structure still lists them.
+    assert_eq!(known_by(&app).await, vec![other.as_uuid()]);
+}

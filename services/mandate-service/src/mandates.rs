@@ -9,6 +9,11 @@ mod drafts;
 
 pub use drafts::{Confirmation, Draft, confirm_draft, load_draft};
 
+/// The usager's identity as FranceConnect asserts it.
+mod usager;
+
+pub use usager::upsert_usager;
+
 use std::collections::BTreeSet;
 
 use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
@@ -19,7 +24,6 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::categories::{self, Category, DURATIONS};
-use crate::franceconnect::Identity;
 
 /// Version of the legal text of the mandate, recorded with each mandate and printed on the
 /// attestation. A new wording gets a new version; old attestations keep theirs.
@@ -131,98 +135,6 @@ pub fn search_key(s: &str) -> String {
         out.push(base);
     }
     out.trim_end().to_owned()
-}
-
-fn usager_search_name(identity: &Identity) -> String {
-    search_key(&format!(
-        "{} {} {}",
-        identity.family_name,
-        identity.preferred_username.as_deref().unwrap_or(""),
-        identity.given_name
-    ))
-}
-
-/// Id, given names, family name, usage name, birth date, gender, birthplace, country, e-mail.
-type StoredIdentity = (
-    UsagerId,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-);
-
-/// Finds the usager by FranceConnect `sub`, creating them or updating the identity FranceConnect
-/// asserted (journaled), and locks their row for the rest of the transaction.
-pub async fn upsert_usager(
-    tx: &mut TenantTx,
-    identity: &Identity,
-    structure: StructureId,
-    by: ProfessionalId,
-) -> Result<UsagerId, MandateError> {
-    let existing: Option<StoredIdentity> = sqlx::query_as(
-        "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
-         FROM usagers WHERE fc_sub = $1 FOR UPDATE",
-    )
-    .bind(&identity.sub)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some((id, given, family, usage, birthdate, gender, place, country, email)) = &existing
-        && *given == identity.given_name
-        && *family == identity.family_name
-        && *usage == identity.preferred_username
-        && *birthdate == identity.birthdate
-        && *gender == identity.gender
-        && *place == identity.birthplace
-        && *country == identity.birthcountry
-        && *email == identity.email
-    {
-        return Ok(*id);
-    }
-    // New, or FranceConnect asserts a different identity than last time.
-    let id: UsagerId = sqlx::query_scalar(
-        "INSERT INTO usagers (id, fc_sub, given_name, family_name, preferred_username, birthdate, gender,
-                              birthplace, birthcountry, email, search_name)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (fc_sub) DO UPDATE SET
-             given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
-             preferred_username = EXCLUDED.preferred_username, birthdate = EXCLUDED.birthdate,
-             gender = EXCLUDED.gender, birthplace = EXCLUDED.birthplace,
-             birthcountry = EXCLUDED.birthcountry, email = EXCLUDED.email,
-             search_name = EXCLUDED.search_name, updated_at = EXCLUDED.updated_at
-         RETURNING id",
-    )
-    .bind(UsagerId::new_v7())
-    .bind(&identity.sub)
-    .bind(&identity.given_name)
-    .bind(&identity.family_name)
-    .bind(&identity.preferred_username)
-    .bind(&identity.birthdate)
-    .bind(&identity.gender)
-    .bind(&identity.birthplace)
-    .bind(&identity.birthcountry)
-    .bind(&identity.email)
-    .bind(usager_search_name(identity))
-    .fetch_one(&mut **tx)
-    .await?;
-    let kind = if existing.is_some() {
-        Event::UsagerIdentityUpdated
-    } else {
-        Event::UsagerIdentified
-    };
-    journal::append(
-        tx,
-        NewEntry::new(kind)
-            .structure(structure)
-            .professional(by)
-            .usager(id)
-            .details(json!({ "source": "franceconnect" })),
-    )
-    .await?;
-    Ok(id)
 }
 
 /// What to do with one of the usager's contact details.
@@ -516,6 +428,17 @@ pub async fn create(
         .execute(&mut **tx)
         .await?;
     }
+    // The structure's usagers in name order, for the identity provider's list (département
+    // migration 0032).
+    sqlx::query(
+        "INSERT INTO structure_usagers (structure_id, usager_id, family_name, given_name)
+         SELECT $1, u.id, u.family_name, u.given_name FROM usagers u WHERE u.id = $2
+         ON CONFLICT (structure_id, usager_id) DO NOTHING",
+    )
+    .bind(new.structure)
+    .bind(new.usager)
+    .execute(&mut **tx)
+    .await?;
     let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();
     usager_receipt(
         tx,

@@ -243,6 +243,13 @@ async fn purge(
         "DELETE FROM judicial_measures WHERE mandate_id = ANY($1)",
         "DELETE FROM oidc_grants WHERE mandate_id = ANY($1)",
         "DELETE FROM authorisations WHERE mandate_id = ANY($1)",
+        // The structure forgets the person's name with their last mandate there.
+        "DELETE FROM structure_usagers s
+         WHERE (s.structure_id, s.usager_id) IN
+               (SELECT structure_id, usager_id FROM mandates WHERE id = ANY($1))
+           AND NOT EXISTS (SELECT 1 FROM mandates m
+                           WHERE m.structure_id = s.structure_id AND m.usager_id = s.usager_id
+                             AND m.id <> ALL($1))",
         "DELETE FROM mandates WHERE id = ANY($1)",
     ] {
         sqlx::query(statement)

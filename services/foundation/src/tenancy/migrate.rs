@@ -36,9 +36,8 @@ impl MigrationSet {
     }
 }
 
-/// A migration of `$owner` (the crate owning the tables it creates, docs/TABLES.md), read from
-/// that crate's `migrations/$dir/` folder. The sequence itself is one per schema kind, here:
-/// later migrations of one service build on tables of another.
+/// A migration of `$owner` (owner of the tables it creates, docs/TABLES.md), read from its
+/// `migrations/$dir/` folder. One sequence per schema kind: services build on each other.
 macro_rules! migration {
     ($owner:literal, $dir:literal, $version:literal, $name:literal) => {
         Migration {
@@ -283,6 +282,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("mandate-service", "departement", 29, "0029_ref_indexes"),
             migration!("mandate-service", "departement", 30, "0030_auth_usager"),
             migration!("mandate-service", "departement", 31, "0031_usagers_created"),
+            migration!("mandate-service", "departement", 32, "0032_structure_names"),
         ])
     });
 

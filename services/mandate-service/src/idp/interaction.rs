@@ -228,18 +228,22 @@ async fn usagers_page(
     let search = Some(search_key(&q)).filter(|s| !s.is_empty());
     let mut tx = scope.tenant.begin().await?;
     let mut rows: Vec<UsagerListRow> = sqlx::query_as(
-        // The usagers in name order, each kept if it has a live authorisation here (the
-        // planner walks `usagers_name_order` and stops at the limit for a large structure, or
-        // sorts the few of a small one); the démarches only for the rows shown.
+        // The structure's usagers in name order (`structure_usagers`, département migration
+        // 0032), each kept if it has a live authorisation for the démarches asked: the walk
+        // stops at the 51st that qualifies, whatever the size of the territory; the démarches
+        // only for the rows shown.
         "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
                 ARRAY(SELECT DISTINCT a.category FROM live_authorisations a
                       WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2)
                       ORDER BY 1)
-         FROM usagers u
-         WHERE EXISTS (SELECT 1 FROM live_authorisations a
-                       WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2))
+         FROM structure_usagers su
+         JOIN usagers u ON u.id = su.usager_id
+         WHERE su.structure_id = $1
+           AND EXISTS (SELECT 1 FROM live_authorisations a
+                       WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
+                         AND a.category = ANY($2))
            AND ($3::text IS NULL OR u.search_name LIKE '%' || $3 || '%')
-         ORDER BY u.family_name, u.given_name, u.id
+         ORDER BY su.family_name, su.given_name, su.usager_id
          LIMIT $4",
     )
     .bind(scope.structure.id)
