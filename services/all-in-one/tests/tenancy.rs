@@ -476,6 +476,67 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
     assert_eq!(clean, 1000);
 }
 
+/// `Territory::autocommit`: single statements outside a transaction, on the territory's own
+/// connections, whose search path is set when they open. Interleaved with transactions of the
+/// same pools, each reads its own territory's rows only, and never another schema.
+#[tokio::test]
+async fn a_territorys_autocommit_statements_read_its_own_schema_only() {
+    let db = TestDatabase::with_departements(&["75", "13"]).await;
+    seed_structures(&db, "75056", 3).await;
+    seed_structures(&db, "13055", 2).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(pool).await;
+    let mut tasks = Vec::new();
+    for i in 0..400 {
+        let tenancy = tenancy.clone();
+        let (code, other) = if i % 2 == 0 {
+            ("75", "13")
+        } else {
+            ("13", "75")
+        };
+        tasks.push(tokio::spawn(async move {
+            let ctx = tenancy.unguarded(dep(code)).await.expect("contexte");
+            if i % 3 == 0 {
+                // A transaction of the same pool sets its path locally in between.
+                let mut tx = ctx.begin().await.expect("tx");
+                sqlx::query("SELECT count(*) FROM structures")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("lecture");
+                tx.commit().await.expect("commit");
+            }
+            let mut conn = ctx.autocommit().await.expect("connexion");
+            let (path, user, names): (String, String, Vec<String>) = sqlx::query_as(
+                "SELECT current_setting('search_path'), current_user::text,
+                        ARRAY(SELECT name FROM structures ORDER BY name)",
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .expect("lecture");
+            let own = path.replace(' ', "") == format!("{},pg_temp", dep(code).schema_name())
+                && user.ends_with(&dep(code).schema_name())
+                && names.len() == if code == "75" { 3 } else { 2 }
+                && names.iter().all(|n| n.starts_with(&format!("{code}-")));
+            let foreign = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}.structures",
+                dep(other).schema_name()
+            )))
+            .execute(&mut *conn)
+            .await;
+            own && foreign.as_ref().is_err_and(is_permission_denied)
+        }));
+    }
+    let mut clean = 0;
+    for t in tasks {
+        clean += usize::from(t.await.expect("tâche"));
+    }
+    assert_eq!(clean, 400);
+}
+
 #[tokio::test]
 async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
     let db = TestDatabase::with_departements(&["13"]).await;

@@ -63,15 +63,16 @@ async fn resolve_in(platform: &Platform, me: Professional) -> PageResult<Scope> 
         .await?
         .ok_or_else(PageError::forbidden)?;
     let tenant = platform.tenancy.territory(departement).await?;
-    let mut tx = tenant.begin().await?;
+    // One statement, its own transaction.
+    let mut conn = tenant.autocommit().await?;
     let row: Option<(TenantId, String
 , String, String, Vec<String>, bool)> = sqlx::query_as(
         "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
     )
     .bind(structure)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    tx.commit().await?;
+    drop(conn);
     let (tenant_id, name, commune, address, demarches, active) =
         row.ok_or_else(PageError::not_found)?;
     // A deactivated structure acts no more: no page of its space, no mandate made or used.

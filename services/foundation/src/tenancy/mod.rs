@@ -2,7 +2,8 @@
 //! logged in as the département's own role (one small pool per territory, opened lazily; see
 //! `logins`), which has rights on its schema only and is a member of no other role: no SQL run
 //! inside can switch to another territory or back to the platform. Only this module sets
-//! `search_path`, with `SET LOCAL` semantics.
+//! `search_path`: when a territory's connection opens (its schema, for the single statements of
+//! `Territory::autocommit`), and again in each transaction, with `SET LOCAL` semantics.
 
 pub mod archive;
 pub mod backup;
@@ -163,12 +164,13 @@ impl Tenancy {
         crate::telemetry::record_tenant(departement.as_str());
         Ok(Territory {
             departement,
-            pool: self.territory_pool(&role),
+            pool: self.territory_pool(&role, departement),
         })
     }
 
-    /// The pool logging in as `role`, created on first use (no connection until needed).
-    fn territory_pool(&self, role: &str) -> PgPool {
+    /// The pool logging in as `role`, created on first use (no connection until needed); its
+    /// connections open with the territory's schema, then `pg_temp`, as their search path.
+    fn territory_pool(&self, role: &str, departement: DepartementCode) -> PgPool {
         let mut pools = self
             .territory_pools
             .lock()
@@ -179,7 +181,11 @@ impl Tenancy {
         let options = (*self.pool.connect_options())
             .clone()
             .username(role)
-            .password(&self.login.password(role));
+            .password(&self.login.password(role))
+            .options([(
+                "search_path",
+                format!("{},pg_temp", departement.schema_name()),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(self.login.max_connections())
             .min_connections(0)
@@ -256,6 +262,33 @@ impl Territory {
             tx,
             departement: self.departement,
         })
+    }
+}
+
+impl Territory {
+    /// A connection of this territory's role outside any transaction, its search path the
+    /// territory's schema (set when the connection opened): each statement is its own
+    /// transaction. For a lone read that needs no other statement's snapshot: one exchange with
+    /// the server instead of three (BEGIN with the search path, the statement, COMMIT).
+    pub async fn autocommit(&self) -> Result<TenantConn, sqlx::Error> {
+        Ok(TenantConn(self.pool.acquire().await?))
+    }
+}
+
+/// A territory's connection outside a transaction (`Territory::autocommit`). Use it as an
+/// executor with `&mut *conn`.
+pub struct TenantConn(sqlx::pool::PoolConnection<Postgres>);
+
+impl Deref for TenantConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.0
+    }
+}
+
+impl DerefMut for TenantConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0
     }
 }
 

@@ -226,7 +226,8 @@ async fn usagers_page(
     error: Option<&str>,
 ) -> PageResult<Response> {
     let search = Some(search_key(&q)).filter(|s| !s.is_empty());
-    let mut tx = scope.tenant.begin().await?;
+    // One statement, its own transaction.
+    let mut conn = scope.tenant.autocommit().await?;
     let mut rows: Vec<UsagerListRow> = sqlx::query_as(
         // The structure's usagers in name order (`structure_usagers`, département migration
         // 0032), each kept if it has a live authorisation for the démarches asked: the walk
@@ -250,9 +251,9 @@ async fn usagers_page(
     .bind(codes(allowed))
     .bind(search)
     .bind(MAX_ROWS + 1)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    tx.commit().await?;
+    drop(conn);
     let more = rows.len() as i64 > MAX_ROWS;
     rows.truncate(MAX_ROWS as usize);
     let carried: Vec<(&str, &str)> = request
@@ -306,12 +307,13 @@ async fn categories_page(
     csrf: String,
     error: Option<&str>,
 ) -> PageResult<Response> {
-    let mut tx = scope.tenant.begin().await?;
+    // Two reads, each its own transaction: the choice is checked again when it is made.
+    let mut conn = scope.tenant.autocommit().await?;
     let person: Option<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT given_name, family_name, preferred_username FROM usagers WHERE id = $1",
     )
     .bind(usager)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     // Liveness by the database clock; the choice itself is `policies::choice::offered`.
     let rows: Vec<(String, OffsetDateTime, bool, bool, bool)> = sqlx::query_as(
@@ -321,9 +323,9 @@ async fn categories_page(
     )
     .bind(scope.structure.id)
     .bind(usager)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
-    tx.commit().await?;
+    drop(conn);
     let states: Vec<choice::AuthorisationState> = rows
         .iter()
         .map(

@@ -444,8 +444,9 @@ pub async fn userinfo(
         .await
         .map_err(|_| OAuthError::InvalidToken)?;
     let row: Result<Option<UserinfoRow>, sqlx::Error> = async {
-        let mut tx = tenant.begin().await?;
-        let row = sqlx::query_as(
+        // One statement, its own transaction.
+        let mut conn = tenant.autocommit().await?;
+        sqlx::query_as(
             "SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name,
                     u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry,
                     u.email, g.aidant_id, g.structure_id
@@ -458,10 +459,8 @@ pub async fn userinfo(
                AND s.active",
         )
         .bind(token_hash(bearer))
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(row)
+        .fetch_optional(&mut *conn)
+        .await
     }
     .await;
     let (
