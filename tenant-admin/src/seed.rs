@@ -508,9 +508,15 @@ async fn seed_territory(
     }
     // Each structure's usagers in name order, as mandate creation writes them.
     sqlx::query(
-        "INSERT INTO structure_usagers (structure_id, usager_id, family_name, given_name)
-         SELECT p.structure_id, p.usager_id, u.family_name, u.given_name
-         FROM (SELECT DISTINCT structure_id, usager_id FROM authorisations) p
+        "INSERT INTO structure_usagers
+             (structure_id, usager_id, family_name, given_name, categories, live_until)
+         SELECT p.structure_id, p.usager_id, u.family_name, u.given_name, p.c, p.l
+         FROM (SELECT structure_id, usager_id,
+                      coalesce(array_agg(DISTINCT category ORDER BY category)
+                                   FILTER (WHERE revoked_at IS NULL AND superseded_at IS NULL), '{}') c,
+                      coalesce(max(expires_at)
+                                   FILTER (WHERE revoked_at IS NULL AND superseded_at IS NULL), '-infinity') l
+               FROM authorisations GROUP BY structure_id, usager_id) p
          JOIN usagers u ON u.id = p.usager_id
          ON CONFLICT (structure_id, usager_id) DO NOTHING",
     )

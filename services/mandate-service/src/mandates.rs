@@ -12,7 +12,7 @@ pub use drafts::{Confirmation, Draft, confirm_draft, load_draft};
 /// The usager's identity as FranceConnect asserts it.
 mod usager;
 
-pub use usager::upsert_usager;
+pub use usager::{upsert_usager, widen};
 
 use std::collections::BTreeSet;
 
@@ -428,17 +428,8 @@ pub async fn create(
         .execute(&mut **tx)
         .await?;
     }
-    // The structure's usagers in name order, for the identity provider's list (département
-    // migration 0032).
-    sqlx::query(
-        "INSERT INTO structure_usagers (structure_id, usager_id, family_name, given_name)
-         SELECT $1, u.id, u.family_name, u.given_name FROM usagers u WHERE u.id = $2
-         ON CONFLICT (structure_id, usager_id) DO NOTHING",
-    )
-    .bind(new.structure)
-    .bind(new.usager)
-    .execute(&mut **tx)
-    .await?;
+    // The structure's usagers in name order, for the identity provider's list.
+    usager::widen(tx, id).await?;
     let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();
     usager_receipt(
         tx,

@@ -346,8 +346,8 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
     assert_eq!(expires, day(1200).to_string());
 
     // Through the identity provider (openid-client playing FranceConnect): a démarche the
-    // decision allows goes through with the decision's civil status; one it does not allow
-    // offers nobody.
+    // decision allows (the one the update added) goes through with the decision's civil
+    // status; one it does not allow offers nobody.
     let usager = sqlx::query_scalar("SELECT usager_id FROM dep_33.mandates WHERE id = $1")
         .bind(d101)
         .fetch_one(&app.db.admin)
@@ -361,12 +361,12 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
         usager,
         mandate: d101,
     };
-    let (url, _) = rp.start(Some("Logement")).await;
+    let (url, _) = rp.start(Some("Social-Santé")).await;
     let landed = rp
-        .land(&choose(&fx, &app, &url, usager, "logement").await)
+        .land(&choose(&fx, &app, &url, usager, "social").await)
         .await;
     assert_eq!(landed["error"], Value::Null, "{landed}");
-    assert_eq!(landed["claims"]["rep_scope"], json!(["Logement"]));
+    assert_eq!(landed["claims"]["rep_scope"], json!(["Social-Santé"]));
     assert_eq!(landed["userinfo"]["family_name"], "Lefèvre");
     assert_eq!(landed["userinfo"]["given_name"], "Marthe Louise");
     assert_eq!(landed["userinfo"]["birthdate"], "1941-04-12");

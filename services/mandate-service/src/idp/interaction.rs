@@ -231,15 +231,16 @@ async fn usagers_page(
     let mut rows: Vec<UsagerListRow> = sqlx::query_as(
         // The structure's usagers in name order (`structure_usagers`, département migration
         // 0032), each kept if it has a live authorisation for the démarches asked: the walk
-        // stops at the 51st that qualifies, whatever the size of the territory; the démarches
-        // only for the rows shown.
+        // skips on the index those whose bounds rule it out, checks the others, and stops at
+        // the 51st that qualifies, whatever the size of the territory; the démarches only for
+        // the rows shown.
         "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
                 ARRAY(SELECT DISTINCT a.category FROM live_authorisations a
                       WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2)
                       ORDER BY 1)
          FROM structure_usagers su
          JOIN usagers u ON u.id = su.usager_id
-         WHERE su.structure_id = $1
+         WHERE su.structure_id = $1 AND su.live_until > now() AND su.categories && $2
            AND EXISTS (SELECT 1 FROM live_authorisations a
                        WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
                          AND a.category = ANY($2))

@@ -524,6 +524,10 @@ async fn update(
             .await?;
         }
     }
+    if old.ends != m.ends || categories_changed {
+        // A longer term or a new démarche: the structure's list must look at the person.
+        crate::mandates::widen(tx, old.mandate_id).await?;
+    }
     journal::append(
         tx,
         NewEntry::new(Event::JudicialMeasureUpdated)

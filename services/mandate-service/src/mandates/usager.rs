@@ -1,7 +1,7 @@
 //! The usager's identity row: found by FranceConnect `sub`, created or updated with what
 //! FranceConnect asserts, with the names each structure's list sorts them by.
 
-use foundation::ids::{ProfessionalId, StructureId, UsagerId};
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::TenantTx;
 use serde_json::json;
@@ -111,4 +111,30 @@ pub async fn upsert_usager(
     )
     .await?;
     Ok(id)
+}
+
+/// Adds `mandate`'s live authorisations to its structure's row of the person in
+/// `structure_usagers` (département migration 0032), creating it: the démarches join the
+/// row's, its end pushes the row's back. Called by every write that makes an authorisation
+/// live (a new mandate, a judicial measure extended or given a démarche), in its transaction.
+pub async fn widen(tx: &mut TenantTx, mandate: MandateId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO structure_usagers
+             (structure_id, usager_id, family_name, given_name, categories, live_until)
+         SELECT a.structure_id, a.usager_id, u.family_name, u.given_name,
+                array_agg(DISTINCT a.category ORDER BY a.category), max(a.expires_at)
+         FROM authorisations a
+         JOIN usagers u ON u.id = a.usager_id
+         WHERE a.mandate_id = $1 AND a.revoked_at IS NULL AND a.superseded_at IS NULL
+         GROUP BY a.structure_id, a.usager_id, u.family_name, u.given_name
+         ON CONFLICT (structure_id, usager_id) DO UPDATE SET
+             categories = ARRAY(SELECT DISTINCT c
+                                FROM unnest(structure_usagers.categories || EXCLUDED.categories) c
+                                ORDER BY 1),
+             live_until = greatest(structure_usagers.live_until, EXCLUDED.live_until)",
+    )
+    .bind(mandate)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
