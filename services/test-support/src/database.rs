@@ -36,7 +36,12 @@ pub fn user_of(url: &str) -> String {
 }
 
 async fn create_database(server_url: &str, name: &str) {
-    let server = migrate::connect_admin(server_url, 1)
+    // Not `migrate::connect_admin` (5 s): a Citus coordinator busy creating other tests'
+    // databases at the start of a run once kept a new connection waiting longer than that.
+    let server = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(30))
+        .connect(server_url)
         .await
         .expect("connexion administrateur");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
