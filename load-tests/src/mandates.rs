@@ -7,8 +7,8 @@
 //!   creation checks the aidant's TOTP code, writes the usager, mandate, authorisations and
 //!   journal, builds the attestation PDF and stores it encrypted in the object store;
 //! - journal appends from concurrent writers in one territory (target ≥ 2,000 entries/s);
-//! - journal verification (target ≥ 1,000,000 entries/s on one core), in memory and end to end
-//!   from the database.
+//! - journal verification of 1,000,000 entries: in memory on one core (target ≥ 5,000,000
+//!   entries/s) and end to end, read from the database (target ≥ 1,000,000 entries/s).
 //!
 //! Every figure is printed with its target and the ratio; the database's own rate for the same
 //! single-row transactions is measured in the same run, as a yardstick.
@@ -16,12 +16,13 @@
 use std::time::{Duration, Instant};
 
 use foundation::auth::{secrets, session, totp};
-use foundation::ids::{ProfessionalId, StructureId, UsagerId};
+use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, ChainCheck, Entry, Event, NewEntry};
-use foundation::tenancy::Territory;
+use foundation::tenancy::{DepartementCode, Tenancy, Territory};
 use futures::StreamExt;
 use load_tests::{ms, percentile, timed_gets};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use test_support::database::TestDatabase;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -250,33 +251,39 @@ async fn insert_bound(pool: &sqlx::PgPool, writers: usize, each: usize) -> anyho
     Ok((writers * each) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// A chain of `n` entries as the identity provider writes them (`mandate_used`: structure,
+/// aidant, usager, mandate, démarche, client and grant), each with its own ids.
 fn in_memory_chain(n: i64) -> Vec<Entry> {
     let mut prev = vec![0u8; 32];
     let at = OffsetDateTime::now_utc();
-    let at = at.replace_nanosecond(0).unwrap_or(at);
-    let usager = Some(UsagerId::new_v7());
+    let at = at
+        .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at);
     (1..=n)
         .map(|seq| {
-            let details = format!("{{\"category\":\"social\",\"n\":{seq}}}");
+            let (structure, professional) =
+                (Some(StructureId::new_v7()), Some(ProfessionalId::new_v7()));
+            let (usager, mandate) = (Some(UsagerId::new_v7()), Some(MandateId::new_v7()));
+            let details = used_details(seq).to_string();
             let hash = journal::entry_hash(
                 &prev,
                 seq,
                 at,
                 "mandate_used",
-                None,
-                None,
+                structure,
+                professional,
                 usager,
-                None,
+                mandate,
                 &details,
             );
             let e = Entry {
                 seq,
                 at,
                 kind: "mandate_used".into(),
-                structure_id: None,
-                professional_id: None,
+                structure_id: structure,
+                professional_id: professional,
                 usager_id: usager,
-                mandate_id: None,
+                mandate_id: mandate,
                 details,
                 prev_hash: prev.clone(),
                 hash: hash.to_vec(),
@@ -287,9 +294,59 @@ fn in_memory_chain(n: i64) -> Vec<Entry> {
         .collect()
 }
 
+/// What the identity provider's `mandate_used` entry says (`idp::tokens`).
+fn used_details(n: i64) -> serde_json::Value {
+    json!({ "category": "social", "client": "caf-espace-allocataire", "grant": 1_000_000 + n })
+}
+
+/// Writes `chain` into the journal of territory 35 as the sealer would have left it, with the
+/// administrator's bulk load (the chain columns' triggers are for the roles that serve the
+/// territory), then vacuums it: the journal of a territory that has been running for years.
+async fn load_sealed_journal(admin: &sqlx::PgPool, chain: &[Entry]) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let mut conn = admin.acquire().await?;
+    sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica")
+        .execute(&mut *conn)
+        .await?;
+    for part in chain.chunks(50_000) {
+        let mut data = String::with_capacity(part.len() * 400);
+        let id = |u: Option<Uuid>| u.map_or_else(|| "\\N".to_owned(), |u| u.to_string());
+        for e in part {
+            let at =
+                e.at.format(&time::format_description::well_known::Rfc3339)?;
+            writeln!(
+                data,
+                "{}\t{at}\t{}\t{}\t{}\t{}\t{}\t{}\t\\\\x{}\t\\\\x{}",
+                e.seq,
+                e.kind,
+                id(e.structure_id.map(|s| s.as_uuid())),
+                id(e.professional_id.map(|p| p.as_uuid())),
+                id(e.usager_id.map(|u| u.as_uuid())),
+                id(e.mandate_id.map(|m| m.as_uuid())),
+                e.details,
+                hex::encode(&e.prev_hash),
+                hex::encode(&e.hash),
+            )?;
+        }
+        let mut copy = conn
+            .copy_in_raw(
+                "COPY dep_35.journal (seq, at, kind, structure_id, professional_id, usager_id,
+                                      mandate_id, details, prev_hash, hash) FROM STDIN",
+            )
+            .await?;
+        copy.send(data.as_bytes()).await?;
+        copy.finish().await?;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    sqlx::raw_sql("VACUUM ANALYZE dep_35.journal")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = TestDatabase::with_departements(&["33"]).await;
+    let db = TestDatabase::with_departements(&["33", "35"]).await;
     let mut settings = test_support::test_settings(&db.app_url);
     settings.database.max_connections = 40;
     let cipher = secrets::SeedCipher::new(
@@ -298,6 +355,14 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let (ctx, structure) =
         load_tests::bench_structure(&db, "France Services de banc d'essai").await?;
+    // `BENCH_ONLY=journal` runs the journal part alone, `BENCH_ONLY=creation` the creations
+    // alone (to attribute CPU time by process).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "journal" {
+        // The application runs for its sealer, which chains the appended entries.
+        load_tests::spawn_platform(settings).await?;
+        return journal_part(&db, &ctx).await;
+    }
     let (reader, _, _) =
         load_tests::aidant_with_factor(&db.admin, &cipher, structure, "lecteur").await?;
     let started = Instant::now();
@@ -321,8 +386,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(8)
         .build()?;
 
-    // `BENCH_ONLY=creation` runs the creation part alone (to attribute CPU time by process).
-    let only_creation = std::env::var("BENCH_ONLY").as_deref() == Ok("creation");
+    let only_creation = only == "creation";
     println!("\nListe des mandats d'une structure de {MANDATES} mandats (HTTP, session réelle)");
     for (what, query, conc) in [
         ("première page, sans recherche", "", 1),
@@ -380,11 +444,16 @@ async fn main() -> anyhow::Result<()> {
     if only_creation {
         return Ok(());
     }
+    journal_part(&db, &ctx).await
+}
+
+/// The journal: chained appends against the database's own rate, then verification.
+async fn journal_part(db: &TestDatabase, ctx: &Territory) -> anyhow::Result<()> {
     println!("\nJournal d'un territoire");
     let bound = insert_bound(&db.admin, 8, 1_000).await?;
     for writers in [8, 16] {
         let (appended, chained) =
-            journal_appends(&ctx, &db.admin, writers, 16_000 / writers).await?;
+            journal_appends(ctx, &db.admin, writers, 16_000 / writers).await?;
         println!(
             "{:<58} {chained:>7.0} /s  cible ≥ 2 000 /s  marge ×{:.2}  (écriture seule {appended:.0} /s, {:.0} % du débit brut de la base)",
             format!("ajouts chaînés, {writers} écrivains, une transaction par entrée"),
@@ -397,31 +466,88 @@ async fn main() -> anyhow::Result<()> {
         "débit brut de la base, même session"
     );
 
+    // Verification: 1,000,000 entries as the identity provider writes them, checked in
+    // memory on one core (three passes, the best kept: the machine is shared), then the same
+    // entries as a territory's journal read from PostgreSQL, whole, as an auditor's check does.
     let chain = in_memory_chain(1_000_000);
-    let started = Instant::now();
-    let mut check = ChainCheck::default();
-    for e in &chain {
-        assert!(check.push(e));
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut check = ChainCheck::default();
+        for e in &chain {
+            assert!(check.push(e));
+        }
+        rates.push(chain.len() as f64 / started.elapsed().as_secs_f64());
     }
-    let rate = chain.len() as f64 / started.elapsed().as_secs_f64();
+    let rate = rates.iter().copied().fold(0.0, f64::max);
     println!(
-        "{:<58} {rate:>9.0} /s  cible ≥ 1 000 000 /s  marge ×{:.2}",
+        "{:<58} {rate:>9.0} /s  cible ≥ 5 000 000 /s  marge ×{:.2}  (3 passes : {})",
         "vérification en mémoire, 1 000 000 entrées, un cœur",
-        rate / 1_000_000.0
+        rate / 5_000_000.0,
+        rates
+            .iter()
+            .map(|r| format!("{:.2} M", r / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    // The yardstick: SHA-256 alone over as many bytes per entry as the chain hashes (the
+    // previous hash, number, time, then each field length-prefixed), same core, same run.
+    let lengths: Vec<usize> = chain
+        .iter()
+        .map(|e| 32 + 8 + 8 + 4 + e.kind.len() + 4 * (4 + 16) + 4 + e.details.len())
+        .collect();
+    let bytes = vec![0x5au8; lengths.iter().copied().max().unwrap_or(0)];
+    let mut bound = 0.0f64;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut acc = 0u8;
+        for &n in &lengths {
+            acc ^= Sha256::digest(&bytes[..n])[0];
+        }
+        std::hint::black_box(acc);
+        bound = bound.max(lengths.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    println!(
+        "{:<58} {bound:>9.0} /s  (la vérification en fait {:.0} %)",
+        format!(
+            "SHA-256 seul, {} octets par entrée en moyenne",
+            lengths.iter().sum::<usize>() / lengths.len().max(1)
+        ),
+        rate / bound * 100.0
+    );
+    let tenancy = Tenancy::load(db.admin.clone(), TestDatabase::tenant_login()).await?;
+    let other = tenancy.unguarded(DepartementCode::parse("35")?).await?;
+    load_sealed_journal(&db.admin, &chain).await?;
     drop(chain);
-    journal::seal_all(&ctx).await?;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut tx = other.begin().await?;
+        let v = journal::verify(&mut tx, None, &Default::default()).await?;
+        tx.commit().await?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(
+            v.intact() && v.checked == 1_000_000,
+            "journal rompu : {v:?}"
+        );
+        rates.push(v.checked as f64 / elapsed.as_secs_f64());
+    }
+    let rate = rates.iter().copied().fold(0.0, f64::max);
+    println!(
+        "{:<58} {rate:>9.0} /s  cible ≥ 1 000 000 /s  marge ×{:.2}  (3 passes : {})",
+        "vérification de bout en bout, 1 000 000 entrées lues dans PostgreSQL",
+        rate / 1_000_000.0,
+        rates
+            .iter()
+            .map(|r| format!("{:.2} M", r / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // The territory whose journal the appends above wrote verifies too.
+    journal::seal_all(ctx).await?;
     let mut tx = ctx.begin().await?;
-    let started = Instant::now();
     let v = journal::verify(&mut tx, None, &Default::default()).await?;
-    let elapsed = started.elapsed();
     tx.commit().await?;
     anyhow::ensure!(v.intact(), "journal rompu : {v:?}");
-    println!(
-        "{:<58} {:>9.0} /s  ({} entrées, lecture depuis PostgreSQL comprise)",
-        "vérification de bout en bout",
-        v.checked as f64 / elapsed.as_secs_f64(),
-        v.checked
-    );
     Ok(())
 }

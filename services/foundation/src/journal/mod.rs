@@ -34,6 +34,8 @@ mod checkpoint;
 mod export;
 /// Verifying an auditor's export without the database.
 pub mod offline;
+/// Reading binary copies row by row.
+mod rows;
 /// Chaining committed entries.
 mod seal;
 /// Verifying the chain in the database.
@@ -297,36 +299,72 @@ pub fn entry_hash(
     mandate: Option<MandateId>,
     details: &str,
 ) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(seq.to_be_bytes());
-    h.update(((at.unix_timestamp_nanos() / 1_000) as i64).to_be_bytes());
-    let id = |u: Option<uuid::Uuid>| u.map(|u| *u.as_bytes());
-    for part in [
-        Some(kind.as_bytes()),
-        id(structure.map(|s| s.as_uuid()))
-            .as_ref()
-            .map(|b| b.as_slice()),
-        id(professional.map(|p| p.as_uuid()))
-            .as_ref()
-            .map(|b| b.as_slice()),
-        id(usager.map(|u| u.as_uuid()))
-            .as_ref()
-            .map(|b| b.as_slice()),
-        id(mandate.map(|m| m.as_uuid()))
-            .as_ref()
-            .map(|b| b.as_slice()),
-        Some(details.as_bytes()),
-    ] {
-        match part {
-            Some(bytes) => {
-                h.update((bytes.len() as u32).to_be_bytes());
-                h.update(bytes);
-            }
-            None => h.update(u32::MAX.to_be_bytes()),
-        }
+    let ids = [
+        structure.map(|s| s.as_uuid().into_bytes()),
+        professional.map(|p| p.as_uuid().into_bytes()),
+        usager.map(|u| u.as_uuid().into_bytes()),
+        mandate.map(|m| m.as_uuid().into_bytes()),
+    ];
+    EntryFields {
+        seq,
+        at_micros: unix_micros(at),
+        kind: kind.as_bytes(),
+        ids: ids.each_ref().map(|id| id.as_ref().map(|b| &b[..])),
+        details: details.as_bytes(),
     }
-    h.finalize().into()
+    .hash(prev, &mut Vec::new())
+}
+
+/// Microseconds since the Unix epoch (rounded toward zero): an entry's time as its hash covers
+/// it. Without 128-bit division for any time after 1970, the only times a journal holds.
+fn unix_micros(at: OffsetDateTime) -> i64 {
+    let seconds = at.unix_timestamp();
+    if seconds >= 0 {
+        seconds * 1_000_000 + i64::from(at.nanosecond() / 1_000)
+    } else {
+        (at.unix_timestamp_nanos() / 1_000) as i64
+    }
+}
+
+/// What an entry's hash covers, borrowed: from a stored [`Entry`], or straight from the rows
+/// the database sends (verification reads them without decoding them into an `Entry`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryFields<'a> {
+    pub seq: i64,
+    pub at_micros: i64,
+    pub kind: &'a [u8],
+    /// Structure, professional, usager, mandate: a UUID's 16 bytes each.
+    pub ids: [Option<&'a [u8]>; 4],
+    pub details: &'a [u8],
+}
+
+impl EntryFields<'_> {
+    /// The entry's hash after `prev`: the encoding is laid out in `buf` (reused from one entry
+    /// to the next) and hashed at once.
+    pub(crate) fn hash(&self, prev: &[u8], buf: &mut Vec<u8>) -> [u8; 32] {
+        buf.clear();
+        buf.extend_from_slice(prev);
+        buf.extend_from_slice(&self.seq.to_be_bytes());
+        buf.extend_from_slice(&self.at_micros.to_be_bytes());
+        let parts = [
+            Some(self.kind),
+            self.ids[0],
+            self.ids[1],
+            self.ids[2],
+            self.ids[3],
+            Some(self.details),
+        ];
+        for part in parts {
+            match part {
+                Some(bytes) => {
+                    buf.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                    buf.extend_from_slice(bytes);
+                }
+                None => buf.extend_from_slice(&u32::MAX.to_be_bytes()),
+            }
+        }
+        Sha256::digest(&buf[..]).into()
+    }
 }
 
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once

@@ -29,6 +29,8 @@ pub struct ChainCheck {
     pub(super) expected: i64,
     pub(super) checked: u64,
     pub(super) broken: Option<(i64, String)>,
+    /// The hashed encoding of the entry being checked (one allocation for the whole chain).
+    buf: Vec<u8>,
 }
 
 impl Default for ChainCheck {
@@ -38,6 +40,7 @@ impl Default for ChainCheck {
             expected: 1,
             checked: 0,
             broken: None,
+            buf: Vec::with_capacity(512),
         }
     }
 }
@@ -45,6 +48,29 @@ impl Default for ChainCheck {
 impl ChainCheck {
     /// Checks one entry; returns false once the chain is broken.
     pub fn push(&mut self, e: &Entry) -> bool {
+        let ids = [
+            e.structure_id.map(|s| s.as_uuid().into_bytes()),
+            e.professional_id.map(|p| p.as_uuid().into_bytes()),
+            e.usager_id.map(|u| u.as_uuid().into_bytes()),
+            e.mandate_id.map(|m| m.as_uuid().into_bytes()),
+        ];
+        let fields = EntryFields {
+            seq: e.seq,
+            at_micros: unix_micros(e.at),
+            kind: e.kind.as_bytes(),
+            ids: ids.each_ref().map(|id| id.as_ref().map(|b| &b[..])),
+            details: e.details.as_bytes(),
+        };
+        self.push_fields(&fields, &e.prev_hash, &e.hash)
+    }
+
+    /// Checks one entry given as the fields its hash covers, its previous hash and its hash.
+    pub(crate) fn push_fields(
+        &mut self,
+        e: &EntryFields<'_>,
+        prev_hash: &[u8],
+        hash: &[u8],
+    ) -> bool {
         if self.broken.is_some() {
             return false;
         }
@@ -53,31 +79,20 @@ impl ChainCheck {
                 "entrée n° {} attendue, n° {} trouvée (entrée supprimée, insérée ou déplacée)",
                 self.expected, e.seq
             ))
-        } else if e.prev_hash != self.prev {
+        } else if prev_hash != self.prev {
             Some(format!(
                 "l'entrée n° {} ne suit pas la précédente (chaînage rompu)",
                 e.seq
             ))
         } else {
-            let recomputed = entry_hash(
-                &self.prev,
-                e.seq,
-                e.at,
-                &e.kind,
-                e.structure_id,
-                e.professional_id,
-                e.usager_id,
-                e.mandate_id,
-                &e.details,
-            );
-            (recomputed[..] != e.hash[..])
+            (e.hash(&self.prev, &mut self.buf)[..] != *hash)
                 .then(|| format!("le contenu de l'entrée n° {} a été modifié", e.seq))
         };
         if let Some(p) = problem {
             self.broken = Some((self.expected.min(e.seq), p));
             return false;
         }
-        self.prev.copy_from_slice(&e.hash);
+        self.prev.copy_from_slice(hash);
         self.expected += 1;
         self.checked += 1;
         true
@@ -116,6 +131,43 @@ impl ChainCheck {
     }
 }
 
+/// The sealed entries, in chain order, as a binary copy ([`sealed_entry`] reads a row).
+const SEALED_ENTRIES: &str = "COPY (SELECT seq, at, kind, structure_id, professional_id, usager_id,
+                                         mandate_id, details, prev_hash, hash
+                                  FROM journal WHERE seq IS NOT NULL ORDER BY seq)
+                            TO STDOUT (FORMAT binary)";
+
+/// PostgreSQL's epoch (2000-01-01) in microseconds after the Unix epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A row of [`SEALED_ENTRIES`]: what the entry's hash covers, its previous hash and its hash.
+#[allow(clippy::type_complexity)]
+fn sealed_entry<'a>(
+    row: &super::rows::Fields<'a, 10>,
+) -> Result<(EntryFields<'a>, &'a [u8], &'a [u8]), String> {
+    let int8 = |field: Option<&[u8]>, name: &str| {
+        field
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(i64::from_be_bytes)
+            .ok_or_else(|| format!("champ « {name} » illisible"))
+    };
+    let present =
+        |field: Option<&'a [u8]>, name: &str| field.ok_or_else(|| format!("champ « {name} » vide"));
+    let seq = int8(row[0], "seq")?;
+    let at = int8(row[1], "at")?;
+    Ok((
+        EntryFields {
+            seq,
+            at_micros: at.saturating_add(PG_EPOCH_MICROS),
+            kind: present(row[2], "kind")?,
+            ids: [row[3], row[4], row[5], row[6]],
+            details: present(row[7], "details")?,
+        },
+        present(row[8], "prev_hash")?,
+        present(row[9], "hash")?,
+    ))
+}
+
 /// Verifies the territory's whole chain, then every checkpoint: its signature with `public`,
 /// and that it seals the entry it names (a checkpoint past the last entry means the tail was
 /// cut); then that the auditor's checkpoints are all still there and the newest checkpoint is
@@ -151,23 +203,40 @@ pub async fn verify_reporting(
         .fetch_one(&mut *conn)
         .await?;
     let pending = pending as u64;
-    {
-        let mut rows = sqlx::query_as::<_, Entry>(
-            "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details, prev_hash, hash
-             FROM journal WHERE seq IS NOT NULL ORDER BY seq",
-        )
-        .fetch(&mut *conn);
-        while let Some(e) = rows.try_next().await? {
-            if !check.push(&e) {
-                break;
-            }
-            if wanted.contains(&e.seq) {
-                hashes_at.insert(e.seq, e.hash.clone());
-            }
-            if check.checked.is_multiple_of(10_000) {
-                progress(check.checked);
-            }
+    // The whole chain in one binary copy, each row checked from the bytes that arrived. The
+    // copy is always read to its end (a connection left in the middle of one is unusable).
+    let mut copy = conn.copy_out_raw(SEALED_ENTRIES).await?;
+    let mut rows = super::rows::BinaryRows::<10>::default();
+    let mut unreadable = None;
+    while let Some(chunk) = copy.try_next().await? {
+        if unreadable.is_some() {
+            continue;
         }
+        let read = rows.feed(&chunk, |row| {
+            if check.broken.is_some() {
+                return Ok(());
+            }
+            let (fields, prev_hash, hash) = sealed_entry(row)?;
+            if check.push_fields(&fields, prev_hash, hash) {
+                if wanted.contains(&fields.seq) {
+                    hashes_at.insert(fields.seq, hash.to_vec());
+                }
+                if check.checked.is_multiple_of(10_000) {
+                    progress(check.checked);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            unreadable = Some(e);
+        }
+    }
+    drop(copy);
+    if unreadable.is_none() && !rows.complete() {
+        unreadable = Some("copie interrompue".into());
+    }
+    if let Some(e) = unreadable {
+        return Err(sqlx::Error::Protocol(format!("lecture du journal : {e}")));
     }
     progress(check.checked);
     if let Some((seq, problem)) = check.broken {
@@ -247,6 +316,24 @@ mod tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn an_entrys_time_is_hashed_in_microseconds_rounded_toward_zero() {
+        for (seconds, nanos) in [
+            (0, 0),
+            (1_700_000_000, 123_456_000),
+            (1_700_000_000, 999_999_999),
+            (4_102_444_800, 1_999),
+            (-1, 999),
+            (-86_400, 500_000_000),
+        ] {
+            let at = OffsetDateTime::from_unix_timestamp(seconds)
+                .and_then(|t| t.replace_nanosecond(nanos))
+                .expect("date valide");
+            let expected = (at.unix_timestamp_nanos() / 1_000) as i64;
+            assert_eq!(unix_micros(at), expected, "{seconds} s + {nanos} ns");
+        }
     }
 
     #[test]
