@@ -53,12 +53,23 @@ async fn verify(ctx: &Territory) -> journal::Verification {
     verify_anchored(ctx, &journal::Anchor::default()).await
 }
 
+/// Verifies the territory's journal read whole, then read in two halves over two connections
+/// (as a long journal is): both readings must find the same, whatever was tampered with.
 async fn verify_anchored(ctx: &Territory, anchor: &journal::Anchor) -> journal::Verification {
     let mut tx = ctx.begin().await.expect("tx");
     let v = journal::verify(&mut tx, Some(&key().public()), anchor)
         .await
         .expect("vérification");
     tx.commit().await.expect("commit");
+    let mut tx = ctx.begin().await.expect("tx");
+    let halves = journal::verify_split(&mut tx, Some(&key().public()), anchor, |_| {}, 2)
+        .await
+        .expect("vérification en deux moitiés");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        halves, v,
+        "lu en deux moitiés, le journal ne donne pas le même résultat"
+    );
     v
 }
 
@@ -188,6 +199,22 @@ async fn every_kind_of_tampering_is_found_at_the_first_broken_entry() {
             "date modifiée",
             "UPDATE dep_33.journal SET at = '2020-01-01 00:00:00+00' WHERE seq = 2",
             2,
+        ),
+        // Where a chain read in two halves is cut (after entry 5 of 10), and after it.
+        (
+            "suppression de la dernière entrée de la première moitié",
+            "DELETE FROM dep_33.journal WHERE seq = 5",
+            5,
+        ),
+        (
+            "lien rompu entre les deux moitiés",
+            "UPDATE dep_33.journal SET prev_hash = hash WHERE seq = 6",
+            6,
+        ),
+        (
+            "modification dans la seconde moitié",
+            "UPDATE dep_33.journal SET details = '{\"n\":98}' WHERE seq = 8",
+            8,
         ),
     ];
     for (what, sql, first) in cases {

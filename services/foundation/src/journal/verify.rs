@@ -31,6 +31,10 @@ pub struct ChainCheck {
     pub(super) broken: Option<(i64, String)>,
     /// The hashed encoding of the entry being checked (one allocation for the whole chain).
     buf: Vec<u8>,
+    /// For a check of the chain's second part: its first entry's number and previous hash,
+    /// taken as given, to be matched with the end of the first part ([`ChainCheck::followed_by`]).
+    from_middle: bool,
+    start: Option<(i64, Vec<u8>)>,
 }
 
 impl Default for ChainCheck {
@@ -41,6 +45,8 @@ impl Default for ChainCheck {
             checked: 0,
             broken: None,
             buf: Vec::with_capacity(512),
+            from_middle: false,
+            start: None,
         }
     }
 }
@@ -64,6 +70,48 @@ impl ChainCheck {
         self.push_fields(&fields, &e.prev_hash, &e.hash)
     }
 
+    /// A check of the chain from entry `seq` on, its first entry's previous hash taken as given.
+    fn from_entry(seq: i64) -> Self {
+        ChainCheck {
+            expected: seq,
+            from_middle: true,
+            ..ChainCheck::default()
+        }
+    }
+
+    /// This check (of the chain's first part) followed by `next` (of the part after it, made
+    /// with [`ChainCheck::from_entry`]): what one check reading both in order would have found.
+    fn followed_by(self, next: ChainCheck) -> ChainCheck {
+        if self.broken.is_some() {
+            return self;
+        }
+        let Some((seq, prev)) = next.start.as_ref() else {
+            return self;
+        };
+        let problem = if *seq != self.expected {
+            Some(format!(
+                "entrée n° {} attendue, n° {seq} trouvée (entrée supprimée, insérée ou déplacée)",
+                self.expected
+            ))
+        } else if prev[..] != self.prev {
+            Some(format!(
+                "l'entrée n° {seq} ne suit pas la précédente (chaînage rompu)"
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return ChainCheck {
+                broken: Some((self.expected.min(*seq), p)),
+                ..self
+            };
+        }
+        ChainCheck {
+            checked: self.checked + next.checked,
+            ..next
+        }
+    }
+
     /// Checks one entry given as the fields its hash covers, its previous hash and its hash.
     pub(crate) fn push_fields(
         &mut self,
@@ -73,6 +121,24 @@ impl ChainCheck {
     ) -> bool {
         if self.broken.is_some() {
             return false;
+        }
+        if self.from_middle && self.start.is_none() {
+            // Where this part starts: how it links to the part before is checked when the two
+            // are put together; a previous hash of the wrong size links to nothing.
+            self.start = Some((e.seq, prev_hash.to_vec()));
+            match <[u8; 32]>::try_from(prev_hash) {
+                Ok(prev) => self.prev = prev,
+                Err(_) => {
+                    self.broken = Some((
+                        e.seq,
+                        format!(
+                            "l'entrée n° {} ne suit pas la précédente (chaînage rompu)",
+                            e.seq
+                        ),
+                    ));
+                    return false;
+                }
+            }
         }
         let problem = if e.seq != self.expected {
             Some(format!(
@@ -131,16 +197,10 @@ impl ChainCheck {
     }
 }
 
-/// The sealed entries, in chain order, as a binary copy ([`sealed_entry`] reads a row).
-const SEALED_ENTRIES: &str = "COPY (SELECT seq, at, kind, structure_id, professional_id, usager_id,
-                                         mandate_id, details, prev_hash, hash
-                                  FROM journal WHERE seq IS NOT NULL ORDER BY seq)
-                            TO STDOUT (FORMAT binary)";
-
 /// PostgreSQL's epoch (2000-01-01) in microseconds after the Unix epoch.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// A row of [`SEALED_ENTRIES`]: what the entry's hash covers, its previous hash and its hash.
+/// A row of [`read_part`]'s copy: what the entry's hash covers, its previous hash and its hash.
 #[allow(clippy::type_complexity)]
 fn sealed_entry<'a>(
     row: &super::rows::Fields<'a, 10>,
@@ -168,6 +228,59 @@ fn sealed_entry<'a>(
     ))
 }
 
+/// Reads the sealed entries matching `condition` in chain order, as one binary copy, and checks
+/// each from the bytes that arrived; returns the check and the hashes of the entries `wanted`
+/// (those the checkpoints name). The copy is always read to its end: a connection left in the
+/// middle of one is unusable.
+async fn read_part(
+    conn: &mut PgConnection,
+    condition: &str,
+    mut check: ChainCheck,
+    wanted: &std::collections::HashSet<i64>,
+    counted: &impl Fn(),
+) -> Result<(ChainCheck, std::collections::HashMap<i64, Vec<u8>>), sqlx::Error> {
+    use futures::TryStreamExt;
+    let mut hashes_at = std::collections::HashMap::new();
+    let statement = format!(
+        "COPY (SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id,
+                      details, prev_hash, hash
+               FROM journal WHERE {condition} ORDER BY seq)
+         TO STDOUT (FORMAT binary)"
+    );
+    let mut copy = conn.copy_out_raw(&statement).await?;
+    let mut rows = super::rows::BinaryRows::<10>::default();
+    let mut unreadable = None;
+    while let Some(chunk) = copy.try_next().await? {
+        if unreadable.is_some() {
+            continue;
+        }
+        let read = rows.feed(&chunk, |row| {
+            if check.broken.is_some() {
+                return Ok(());
+            }
+            let (fields, prev_hash, hash) = sealed_entry(row)?;
+            if check.push_fields(&fields, prev_hash, hash) {
+                if wanted.contains(&fields.seq) {
+                    hashes_at.insert(fields.seq, hash.to_vec());
+                }
+                counted();
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            unreadable = Some(e);
+        }
+    }
+    drop(copy);
+    if unreadable.is_none() && !rows.complete() {
+        unreadable = Some("copie interrompue".into());
+    }
+    match unreadable {
+        Some(e) => Err(sqlx::Error::Protocol(format!("lecture du journal : {e}"))),
+        None => Ok((check, hashes_at)),
+    }
+}
+
 /// Verifies the territory's whole chain, then every checkpoint: its signature with `public`,
 /// and that it seals the entry it names (a checkpoint past the last entry means the tail was
 /// cut); then that the auditor's checkpoints are all still there and the newest checkpoint is
@@ -186,58 +299,91 @@ pub async fn verify_reporting(
     tx: &mut TenantTx,
     public: Option<&CheckpointPublicKey>,
     anchor: &Anchor,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<Verification, sqlx::Error> {
-    use futures::TryStreamExt;
+    verify_split(tx, public, anchor, progress, SPLIT_FROM).await
+}
+
+/// From this many sealed entries on, the chain is read in two halves over two connections of
+/// the territory and both are checked at once: the database's copy of the rows is what bounds
+/// a verification, and two server processes share it (`load-tests`, « journal verification »).
+const SPLIT_FROM: i64 = 20_000;
+
+/// [`verify_reporting`], reading the chain in two halves from `split_from` sealed entries on
+/// (tests give 2, so that every chain they tamper with is read in two halves too).
+#[doc(hidden)]
+pub async fn verify_split(
+    tx: &mut TenantTx,
+    public: Option<&CheckpointPublicKey>,
+    anchor: &Anchor,
+    progress: impl FnMut(u64),
+    split_from: i64,
+) -> Result<Verification, sqlx::Error> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let schema = tx.departement().schema_name();
-    let conn: &mut PgConnection = tx;
-    let mut check = ChainCheck::default();
-    let mut hashes_at: std::collections::HashMap<i64, Vec<u8>> = Default::default();
     let checkpoints: Vec<Checkpoint> = sqlx::query_as(
         "SELECT seq, hash, at, key_id, signature FROM journal_checkpoints ORDER BY seq, at",
     )
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut **tx)
     .await?;
     let wanted: std::collections::HashSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM journal WHERE seq IS NULL")
-        .fetch_one(&mut *conn)
-        .await?;
+    let (pending, last): (i64, Option<i64>) =
+        sqlx::query_as("SELECT count(*) FILTER (WHERE seq IS NULL), max(seq) FROM journal")
+            .fetch_one(&mut **tx)
+            .await?;
     let pending = pending as u64;
-    // The whole chain in one binary copy, each row checked from the bytes that arrived. The
-    // copy is always read to its end (a connection left in the middle of one is unusable).
-    let mut copy = conn.copy_out_raw(SEALED_ENTRIES).await?;
-    let mut rows = super::rows::BinaryRows::<10>::default();
-    let mut unreadable = None;
-    while let Some(chunk) = copy.try_next().await? {
-        if unreadable.is_some() {
-            continue;
+    // Both halves count into one total (the caller's future stays `Send`).
+    let total = AtomicU64::new(0);
+    let progress = Mutex::new(progress);
+    let counted = || {
+        let n = total.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(10_000)
+            && let Ok(mut progress) = progress.lock()
+        {
+            (*progress)(n);
         }
-        let read = rows.feed(&chunk, |row| {
-            if check.broken.is_some() {
-                return Ok(());
-            }
-            let (fields, prev_hash, hash) = sealed_entry(row)?;
-            if check.push_fields(&fields, prev_hash, hash) {
-                if wanted.contains(&fields.seq) {
-                    hashes_at.insert(fields.seq, hash.to_vec());
-                }
-                if check.checked.is_multiple_of(10_000) {
-                    progress(check.checked);
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = read {
-            unreadable = Some(e);
+    };
+    let other = match last {
+        Some(last) if last >= split_from.max(2) => {
+            tx.another_connection(std::time::Duration::from_millis(500))
+                .await
         }
-    }
-    drop(copy);
-    if unreadable.is_none() && !rows.complete() {
-        unreadable = Some("copie interrompue".into());
-    }
-    if let Some(e) = unreadable {
-        return Err(sqlx::Error::Protocol(format!("lecture du journal : {e}")));
-    }
+        _ => None,
+    };
+    let (check, hashes_at) = match (other, last) {
+        (Some(mut other), Some(last)) => {
+            // Sealed entries never change: the second connection's own snapshot sees the
+            // same entries up to `last` as this transaction.
+            let middle = last / 2;
+            let first = format!("seq <= {middle}");
+            let second = format!("seq > {middle} AND seq <= {last}");
+            let (a, b) = futures::join!(
+                read_part(tx, &first, ChainCheck::default(), &wanted, &counted),
+                read_part(
+                    &mut other,
+                    &second,
+                    ChainCheck::from_entry(middle + 1),
+                    &wanted,
+                    &counted
+                ),
+            );
+            let ((first, mut hashes_at), (second, more)) = (a?, b?);
+            hashes_at.extend(more);
+            (first.followed_by(second), hashes_at)
+        }
+        _ => {
+            read_part(
+                tx,
+                "seq IS NOT NULL",
+                ChainCheck::default(),
+                &wanted,
+                &counted,
+            )
+            .await?
+        }
+    };
+    let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     progress(check.checked);
     if let Some((seq, problem)) = check.broken {
         return Ok(Verification {

@@ -261,6 +261,7 @@ impl Territory {
         Ok(TenantTx {
             tx,
             departement: self.departement,
+            pool: self.pool.clone(),
         })
     }
 }
@@ -296,11 +297,24 @@ impl DerefMut for TenantConn {
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     departement: DepartementCode,
+    /// The territory's pool, for a reader that splits its work ([`TenantTx::another_connection`]).
+    pool: PgPool,
 }
 
 impl TenantTx {
     pub fn departement(&self) -> DepartementCode {
         self.departement
+    }
+
+    /// Another connection of the same territory, outside any transaction (as
+    /// [`Territory::autocommit`]), if the pool gives one within `wait`: for a reader of data
+    /// that no longer changes (the sealed journal) that splits its work over two server
+    /// processes. `None` when the pool is busy.
+    pub async fn another_connection(&self, wait: Duration) -> Option<TenantConn> {
+        match tokio::time::timeout(wait, self.pool.acquire()).await {
+            Ok(Ok(conn)) => Some(TenantConn(conn)),
+            _ => None,
+        }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
