@@ -291,7 +291,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
     assert!(out.status.success(), "{}", stderr(&out));
     // A month of figures, and yesterday's burst at the Bastide that the anomaly job raises.
     let days: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT day) FROM dep_33.stats_daily WHERE day >= current_date - 35",
+        "SELECT count(DISTINCT day) FROM dep_33.stats_daily WHERE day >= (now() AT TIME ZONE 'Europe/Paris')::date - 35",
     )
     .fetch_one(&db.admin)
     .await
@@ -311,10 +311,7 @@ async fn the_demo_territory_loads_twice_without_duplicates() {
         .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
         .await
         .expect("ctx");
-    let yesterday = time::OffsetDateTime::now_utc()
-        .date()
-        .previous_day()
-        .expect("hier");
+    let yesterday = foundation::paris::today().previous_day().expect("hier");
     let found = habilitation_desk::alerts::detect_day(&ctx, &Default::default(), yesterday)
         .await
         .expect("détection");

@@ -594,7 +594,7 @@ async fn the_national_team_deactivates_a_structure_as_a_whole() {
 
 /// The session's first day comes (attendance is recorded from then).
 async fn session_day_comes(app: &common::TestApp, session: uuid::Uuid) {
-    sqlx::query("UPDATE platform.training_sessions SET first_day = current_date WHERE id = $1")
+    sqlx::query("UPDATE platform.training_sessions SET first_day = (now() AT TIME ZONE 'Europe/Paris')::date WHERE id = $1")
         .bind(session)
         .execute(&app.db.admin)
         .await
@@ -671,7 +671,7 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
             .fetch_one(&app.db.admin)
             .await
             .expect("organisme");
-    let later = (time::OffsetDateTime::now_utc().date() + time::Duration::days(20)).to_string();
+    let later = (foundation::paris::today() + time::Duration::days(20)).to_string();
     let org = organisation.to_string();
     let resp = post_form(
         &nb,
@@ -985,7 +985,7 @@ async fn a_session_never_takes_more_than_its_capacity_and_its_trainer_records_at
     assert_eq!(rb.get(&app.url("/formation")).await.status(), 403);
 
     // Reminders, two days before, once.
-    sqlx::query("UPDATE platform.training_sessions SET first_day = current_date + 2")
+    sqlx::query("UPDATE platform.training_sessions SET first_day = (now() AT TIME ZONE 'Europe/Paris')::date + 2")
         .execute(&app.db.admin)
         .await
         .expect("date");
@@ -1131,7 +1131,7 @@ async fn training_pix_and_the_charter_open_the_aidants_account() {
     let session = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
-         VALUES ($1, $2, 'Parcours', current_date + 10, 'remote', '75', 5)",
+         VALUES ($1, $2, 'Parcours', (now() AT TIME ZONE 'Europe/Paris')::date + 10, 'remote', '75', 5)",
     )
     .bind(session)
     .bind(organisation)
@@ -1643,7 +1643,7 @@ async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new
     .expect("organisme");
     sqlx::query(
         "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
-         VALUES ($1, $2, 'Session double', current_date + 5, 'remote', '75', 3)",
+         VALUES ($1, $2, 'Session double', (now() AT TIME ZONE 'Europe/Paris')::date + 5, 'remote', '75', 3)",
     )
     .bind(session)
     .bind(organisation)
@@ -1699,7 +1699,7 @@ async fn a_withdrawn_file_cannot_be_registered_and_an_active_aidant_gets_the_new
               reg AS (INSERT INTO platform.training_registrations (id, session_id, file_id, status)
                       SELECT gen_random_uuid(), $4, file_id, 'attended' FROM idx RETURNING file_id),
               pix AS (INSERT INTO platform.pix_results (file_id, score, certified_on)
-                      SELECT file_id, 400, current_date FROM reg RETURNING file_id)
+                      SELECT file_id, 400, (now() AT TIME ZONE 'Europe/Paris')::date FROM reg RETURNING file_id)
          INSERT INTO platform.charter_acceptances (email, version) SELECT $3, '2026-11' FROM pix",
     )
     .bind(file)
@@ -1773,7 +1773,7 @@ async fn session_with_trainer(
     let session = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
-         VALUES ($1, $2, 'Parcours', current_date + 10, 'remote', '75', $3)",
+         VALUES ($1, $2, 'Parcours', (now() AT TIME ZONE 'Europe/Paris')::date + 10, 'remote', '75', $3)",
     )
     .bind(session)
     .bind(organisation)

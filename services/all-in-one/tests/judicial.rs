@@ -63,7 +63,7 @@ async fn post_measure(
 }
 
 fn date_in(days: i64) -> String {
-    (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
+    (foundation::paris::today() + time::Duration::days(days)).to_string()
 }
 
 #[tokio::test]

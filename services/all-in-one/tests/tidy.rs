@@ -99,6 +99,11 @@ fn root() -> PathBuf {
 
 /// Production sources: every `src/` of the workspace's crates.
 fn sources(root: &Path) -> Vec<(String, String)> {
+    rust_files(root, "/src/")
+}
+
+/// The `.rs` files of the workspace's crates whose path contains `folder` (`/src/`, `/tests/`).
+fn rust_files(root: &Path, folder: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![
         root.join("services"),
@@ -118,7 +123,7 @@ fn sources(root: &Path) -> Vec<(String, String)> {
                 if !rel.ends_with("/target") && !rel.contains("node_modules") {
                     stack.push(path);
                 }
-            } else if rel.ends_with(".rs") && rel.contains("/src/") {
+            } else if rel.ends_with(".rs") && rel.contains(folder) {
                 out.push((rel, std::fs::read_to_string(&path).expect("source")));
             }
         }
@@ -144,12 +149,8 @@ fn problems_of(
                 problems.push(format!("{file} : « {needle} » hors du module tenancy"));
             }
         }
-        for utc_today in ["now_utc().date()", "current_date"] {
-            if file != "services/foundation/src/paris.rs" && text.contains(utc_today) {
-                problems.push(format!(
-                    "{file} : « {utc_today} » n'est pas la date de Paris : aujourd'hui, c'est foundation::paris::today() (en SQL : (now() AT TIME ZONE 'Europe/Paris')::date)"
-                ));
-            }
+        if file != "services/foundation/src/paris.rs" {
+            problems.extend(utc_today_problems(file, text));
         }
         let asserted = text.matches("AssertSqlSafe").count();
         if !tenancy(file) && !harness(file) {
@@ -202,6 +203,19 @@ fn problems_of(
     }
     problems.extend(code_map_problems(architecture, exists));
     problems
+}
+
+/// « Today » read as the UTC date or the server's `current_date` in `text`, a call chain split
+/// over lines included.
+fn utc_today_problems(file: &str, text: &str) -> Vec<String> {
+    let compact: String = text.split_whitespace().collect();
+    ["now_utc().date()", "current_date"]
+        .into_iter()
+        .filter(|utc_today| compact.contains(utc_today))
+        .map(|utc_today| format!(
+            "{file} : « {utc_today} » n'est pas la date de Paris : aujourd'hui, c'est foundation::paris::today() (en SQL : (now() AT TIME ZONE 'Europe/Paris')::date)"
+        ))
+        .collect()
 }
 
 /// The code map's rows: `| `crate or path` | what, with `file.rs` and `folder/` named |`.
@@ -447,6 +461,22 @@ fn the_source_keeps_the_rules_of_architecture_md() {
         migrations.len()
     );
     let problems = ownership_problems(&files, &tables, &migrations);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Tests read « today » in Paris too: data a test writes for « yesterday » or « in ten days »
+/// must mean the day the code under test computes, or the test fails from 10 or 11 p.m. UTC to
+/// midnight (a demo burst « yesterday » in Paris was looked for on the UTC yesterday).
+#[test]
+fn the_tests_read_today_in_paris_too() {
+    let root = root();
+    let tests = rust_files(&root, "/tests/");
+    assert!(tests.len() > 40, "{} fichiers de test lus", tests.len());
+    let problems: Vec<String> = tests
+        .iter()
+        .filter(|(file, _)| !file.ends_with("/tests/tidy.rs"))
+        .flat_map(|(file, text)| utc_today_problems(file, text))
+        .collect();
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
