@@ -1492,4 +1492,19 @@ async fn the_usager_list_is_the_structures_own_in_name_order_and_follows_a_new_n
     let (status, html) = page(&fx.aidant, &url).await;
     assert_eq!(status, 200, "{html}");
     assert_eq!(listed(&html), ["ABADIE", "DUBOIS"], "{html}");
+    // Each row names the démarches the usager can be helped with (in code order).
+    assert!(html.contains("Logement, Social - Santé"), "{html}");
+
+    // A search keeps the structure's own usagers whose names hold it, whatever the case and
+    // accents; never someone of another structure.
+    for (q, expected) in [
+        ("abad", vec!["ABADIE"]),
+        ("D%C3%9BBOIS", vec!["DUBOIS"]),
+        ("paul", vec!["ABADIE"]),
+        ("aaron", vec![]),
+    ] {
+        let (status, html) = page(&fx.aidant, &format!("{url}&ac_q={q}")).await;
+        assert_eq!(status, 200, "{html}");
+        assert_eq!(listed(&html), expected, "recherche « {q} » : {html}");
+    }
 }

@@ -476,6 +476,48 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
     assert_eq!(clean, 1000);
 }
 
+/// `Territory::begin_unflushed`: the transaction commits without waiting for the disk — where
+/// its statements run, on the worker too on Citus — and leaves the connection's later
+/// transactions and statements as durable as before.
+#[tokio::test]
+async fn an_unflushed_transaction_is_the_only_one_to_skip_the_flush() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(pool).await;
+    let ctx = tenancy.unguarded(dep("75")).await.expect("contexte");
+    // The pool takes a connection back asynchronously: the next request finds it again most
+    // of the time, not always; ten rounds.
+    for round in 0..10 {
+        let mut tx = ctx.begin_unflushed().await.expect("tx");
+        let unflushed = commit_mode(&mut tx).await;
+        tx.commit().await.expect("commit");
+        let mut tx = ctx.begin().await.expect("tx");
+        let next = commit_mode(&mut tx).await;
+        tx.commit().await.expect("commit");
+        let alone = commit_mode(&mut ctx.autocommit().await.expect("connexion")).await;
+        assert_eq!(
+            [unflushed.as_str(), next.as_str(), alone.as_str()],
+            ["off", "on", "on"],
+            "sans attente du disque, transaction suivante, instruction hors transaction ({round})"
+        );
+    }
+}
+
+/// `synchronous_commit` read with the territory's table, so that on Citus the statement runs
+/// on the worker.
+async fn commit_mode(conn: &mut sqlx::PgConnection) -> String {
+    let (mode, _): (String, i64) =
+        sqlx::query_as("SELECT current_setting('synchronous_commit'), count(*) FROM structures")
+            .fetch_one(conn)
+            .await
+            .expect("réglage");
+    mode
+}
+
 /// `Territory::autocommit`: single statements outside a transaction, on the territory's own
 /// connections, whose search path is set when they open. Interleaved with transactions of the
 /// same pools, each reads its own territory's rows only, and never another schema.

@@ -168,7 +168,62 @@ pub fn sign_es256(claims: &Value, key: &p256::ecdsa::SigningKey, kid: &str) -> S
     format!("{signed}.{}", B64.encode(sig.to_bytes()))
 }
 
-/// Signs `claims` with an RS256 key (RSASSA-PKCS1-v1_5, SHA-256), naming it `kid`.
+/// An ES256 key as the identity provider signs with it: the same key in AWS-LC (via
+/// `aws-lc-rs`), whose P-256 signature costs a fraction of RustCrypto's on the token and
+/// userinfo path; `p256` keeps generating keys, publishing them and verifying.
+pub struct Es256Signer(aws_lc_rs::signature::EcdsaKeyPair);
+
+impl Es256Signer {
+    pub fn new(key: &p256::ecdsa::SigningKey) -> Result<Self, String> {
+        let public = key.verifying_key().to_sec1_bytes();
+        aws_lc_rs::signature::EcdsaKeyPair::from_private_key_and_public_key(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.to_bytes(),
+            &public,
+        )
+        .map(Self)
+        .map_err(|e| e.to_string())
+    }
+
+    /// A compact JWS of `claims` (signature `r ‖ s`, 64 bytes, as JWS asks), naming `kid`.
+    pub fn sign(&self, claims: &Value, kid: &str) -> Result<String, String> {
+        let signed = signing_input("ES256", kid, claims);
+        let sig = self
+            .0
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), signed.as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{signed}.{}", B64.encode(sig.as_ref())))
+    }
+}
+
+/// An RS256 key in AWS-LC, read from its PKCS #1 DER (RSASSA-PKCS1-v1_5, SHA-256).
+pub struct Rs256Signer(aws_lc_rs::signature::RsaKeyPair);
+
+impl Rs256Signer {
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, String> {
+        aws_lc_rs::signature::RsaKeyPair::from_der(der)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A compact JWS of `claims`, naming `kid`.
+    pub fn sign(&self, claims: &Value, kid: &str) -> Result<String, String> {
+        let signed = signing_input("RS256", kid, claims);
+        let mut sig = vec![0u8; self.0.public_modulus_len()];
+        self.0
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signed.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{signed}.{}", B64.encode(&sig)))
+    }
+}
+
+/// Signs `claims` with an RS256 key (RSASSA-PKCS1-v1_5, SHA-256), naming it `kid`, with
+/// RustCrypto: the yardstick `bench-idp` measures [`Rs256Signer`] against.
 pub fn sign_rs256(
     claims: &Value,
     key: &rsa::pkcs1v15::SigningKey<rsa::sha2::Sha256>,

@@ -65,8 +65,8 @@ async fn resolve_in(platform: &Platform, me: Professional) -> PageResult<Scope> 
     let tenant = platform.tenancy.territory(departement).await?;
     // One statement, its own transaction.
     let mut conn = tenant.autocommit().await?;
-    let row: Option<(TenantId, String
-, String, String, Vec<String>, bool)> = sqlx::query_as(
+    type StructureRow = (TenantId, String, String, String, Vec<String>, bool);
+    let row: Option<StructureRow> = sqlx::query_as(
         "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
     )
     .bind(structure)

@@ -250,11 +250,30 @@ impl Territory {
     /// schema then `pg_temp` as the search path (`SET LOCAL`: whatever a previous transaction
     /// of this connection set is replaced).
     pub async fn begin(&self) -> Result<TenantTx, sqlx::Error> {
-        // BEGIN and the search path in one exchange with the server (a simple query of two
-        // statements). The schema name comes from the static list of départements
-        // (`[a-z0-9_]`).
+        self.begin_with("").await
+    }
+
+    /// Opens a transaction as [`Territory::begin`] whose commit will not wait for the WAL to
+    /// reach the disk (`synchronous_commit = off`, on the worker too on Citus, set with the
+    /// transaction's opening: no exchange of its own). Only for a write that matters once a
+    /// later durable commit builds on it: PostgreSQL writes and flushes its WAL in order, so
+    /// that later commit, once acknowledged, carries this one with it; a crash before it may
+    /// lose this write (never corrupt anything), and what was lost was never acted on.
+    pub async fn begin_unflushed(&self) -> Result<TenantTx, sqlx::Error> {
+        // Citus passes a transaction's `SET LOCAL` on to the worker connections it opens
+        // (`citus.propagate_set_commands`); a single cluster keeps the setting as a placeholder.
+        self.begin_with(
+            "; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL synchronous_commit = off",
+        )
+        .await
+    }
+
+    async fn begin_with(&self, settings: &'static str) -> Result<TenantTx, sqlx::Error> {
+        // BEGIN, the search path and any settings in one exchange with the server (a simple
+        // query of several statements). The schema name comes from the static list of
+        // départements (`[a-z0-9_]`), the settings are constants.
         let sql = format!(
-            "BEGIN; SELECT set_config('search_path', '{}, pg_temp', true)",
+            "BEGIN; SELECT set_config('search_path', '{}, pg_temp', true){settings}",
             self.departement.schema_name()
         );
         let tx = self.pool.begin_with(sqlx::AssertSqlSafe(sql)).await?;
@@ -318,20 +337,6 @@ impl TenantTx {
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-
-    /// Commits without waiting for the WAL to reach the disk (`synchronous_commit = off`, on
-    /// the worker too on Citus). Only for a write that matters once a later durable commit
-    /// builds on it: PostgreSQL writes and flushes its WAL in order, so that later commit,
-    /// once acknowledged, carries this one with it; a crash before it may lose this write
-    /// (never corrupt anything), and what was lost was never acted on.
-    pub async fn commit_unflushed(mut self) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(
-            "SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL synchronous_commit = off",
-        )
-        .execute(&mut *self.tx)
-        .await?;
         self.tx.commit().await
     }
 

@@ -228,30 +228,51 @@ async fn usagers_page(
     let search = Some(search_key(&q)).filter(|s| !s.is_empty());
     // One statement, its own transaction.
     let mut conn = scope.tenant.autocommit().await?;
-    let mut rows: Vec<UsagerListRow> = sqlx::query_as(
-        // The structure's usagers in name order (`structure_usagers`, département migration
-        // 0032), each kept if it has a live authorisation for the démarches asked: the walk
-        // skips on the index those whose bounds rule it out, checks the others, and stops at
-        // the 51st that qualifies, whatever the size of the territory; the démarches only for
-        // the rows shown.
-        "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
-                ARRAY(SELECT DISTINCT a.category FROM live_authorisations a
-                      WHERE a.structure_id = $1 AND a.usager_id = u.id AND a.category = ANY($2)
-                      ORDER BY 1)
+    // The structure's usagers in name order (`structure_usagers`, département migration 0032),
+    // each kept if it has a live authorisation for the démarches asked: the walk skips on the
+    // index those whose bounds rule it out, checks the others, and stops at the 51st that
+    // qualifies, whatever the size of the territory; the démarches are read by the same probe.
+    // The bounds are checked inside the probe, and a search is a statement of its own, so that
+    // the plan PostgreSQL keeps for the statement (a generic one, after five runs) still
+    // walks the names: in the WHERE clause, the planner knows neither how many rows the bounds
+    // nor `$3 IS NULL OR …` keep, takes them for a handful, and sorts the structure's every
+    // usager instead (1 ms a page for 216 usagers under load, against 0.4).
+    macro_rules! rows {
+        () => {
+            "SELECT u.id, u.given_name, u.family_name, u.preferred_username, u.birthdate,
+                c.categories
          FROM structure_usagers su
+         CROSS JOIN LATERAL (
+             SELECT array_agg(DISTINCT a.category ORDER BY a.category) AS categories
+             FROM live_authorisations a
+             WHERE su.live_until > now() AND su.categories && $2
+               AND a.structure_id = $1 AND a.usager_id = su.usager_id AND a.category = ANY($2)
+         ) c
          JOIN usagers u ON u.id = su.usager_id
-         WHERE su.structure_id = $1 AND su.live_until > now() AND su.categories && $2
-           AND EXISTS (SELECT 1 FROM live_authorisations a
-                       WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
-                         AND a.category = ANY($2))
-           AND ($3::text IS NULL OR u.search_name LIKE '%' || $3 || '%')
-         ORDER BY su.family_name, su.given_name, su.usager_id
-         LIMIT $4",
-    )
-    .bind(scope.structure.id)
-    .bind(codes(allowed))
-    .bind(search)
-    .bind(MAX_ROWS + 1)
+         WHERE su.structure_id = $1 AND c.categories IS NOT NULL"
+        };
+    }
+    macro_rules! order {
+        () => {
+            " ORDER BY su.family_name, su.given_name, su.usager_id LIMIT $3"
+        };
+    }
+    let sql = match search {
+        None => concat!(rows!(), order!()),
+        Some(_) => concat!(
+            rows!(),
+            " AND u.search_name LIKE '%' || $4 || '%'",
+            order!()
+        ),
+    };
+    let query = sqlx::query_as(sql)
+        .bind(scope.structure.id)
+        .bind(codes(allowed))
+        .bind(MAX_ROWS + 1);
+    let mut rows: Vec<UsagerListRow> = match search {
+        None => query,
+        Some(search) => query.bind(search),
+    }
     .fetch_all(&mut *conn)
     .await?;
     drop(conn);
@@ -468,7 +489,10 @@ pub async fn decide(
         .await;
     };
     let code = territory_token(scope.tenant.departement());
-    let mut tx = scope.tenant.begin().await?;
+    // The flow's one durable commit is the redemption's: a grant counts only once redeemed,
+    // and the redemption's commit flushes the WAL up to and past this one. A crash in between
+    // loses an unredeemed code (FranceConnect's login is made again), never a used one.
+    let mut tx = scope.tenant.begin_unflushed().await?;
     // The "for whom" check and the grant in one statement: a live authorisation of this
     // structure for this usager and démarche, or nothing is issued.
     let issued: Option<Uuid> = sqlx::query_scalar(
@@ -504,10 +528,7 @@ pub async fn decide(
     .bind(category.code)
     .fetch_optional(&mut *tx)
     .await?;
-    // The flow's one durable commit is the redemption's: a grant counts only once redeemed,
-    // and the redemption's commit flushes the WAL up to and past this one. A crash in between
-    // loses an unredeemed code (FranceConnect's login is made again), never a used one.
-    tx.commit_unflushed().await?;
+    tx.commit().await?;
     if issued.is_none() {
         return categories_page(
             &scope,

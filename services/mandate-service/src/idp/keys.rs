@@ -11,7 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use foundation::auth::secrets::SeedCipher;
 use rsa::Generate;
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::Value;
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
@@ -55,8 +55,8 @@ impl Alg {
 }
 
 enum Private {
-    Ec(p256::ecdsa::SigningKey),
-    Rsa(Box<rsa::pkcs1v15::SigningKey<rsa::sha2::Sha256>>),
+    Ec(jws::Es256Signer),
+    Rsa(jws::Rs256Signer),
 }
 
 /// A private key ready to sign.
@@ -68,11 +68,12 @@ pub struct Signer {
 
 impl Signer {
     /// A compact JWS of `claims`, naming this key.
-    pub fn sign(&self, claims: &Value) -> String {
+    pub fn sign(&self, claims: &Value) -> Result<String, KeyError> {
         match &self.private {
-            Private::Ec(k) => jws::sign_es256(claims, k, &self.kid),
-            Private::Rsa(k) => jws::sign_rs256(claims, k, &self.kid),
+            Private::Ec(k) => k.sign(claims, &self.kid),
+            Private::Rsa(k) => k.sign(claims, &self.kid),
         }
+        .map_err(KeyError::Signing)
     }
 }
 
@@ -82,6 +83,8 @@ pub enum KeyError {
     Database(#[from] sqlx::Error),
     #[error("clé de signature illisible ({0})")]
     Unreadable(String),
+    #[error("signature impossible ({0})")]
+    Signing(String),
     #[error("aucune clé de signature {0} en service : lancer `tenant-admin idp keys rotate`")]
     NoKey(&'static str),
     #[error(
@@ -120,11 +123,13 @@ fn generate(alg: Alg, kid: &str) -> Result<(Vec<u8>, Jwk), KeyError> {
 fn parse_private(alg: Alg, bytes: &[u8]) -> Result<Private, KeyError> {
     match alg {
         Alg::Es256 => p256::ecdsa::SigningKey::from_slice(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|k| jws::Es256Signer::new(&k))
             .map(Private::Ec)
-            .map_err(|e| KeyError::Unreadable(e.to_string())),
-        Alg::Rs256 => rsa::PrivateKey::from_pkcs1_der(bytes)
-            .map(|k| Private::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k))))
-            .map_err(|e| KeyError::Unreadable(e.to_string())),
+            .map_err(KeyError::Unreadable),
+        Alg::Rs256 => jws::Rs256Signer::from_pkcs1_der(bytes)
+            .map(Private::Rsa)
+            .map_err(KeyError::Unreadable),
     }
 }
 
@@ -434,7 +439,9 @@ mod tests {
                 alg,
                 private: parse_private(alg, &private).expect("relue"),
             };
-            let token = signer.sign(&serde_json::json!({"sub": "s"}));
+            let token = signer
+                .sign(&serde_json::json!({"sub": "s"}))
+                .expect("signed");
             assert_eq!(jws::header(&token).expect("en-tête").alg, alg.as_str());
             let claims = jws::verify(&token, std::slice::from_ref(&jwk)).expect("vérifiée");
             assert_eq!(claims["sub"], "s");

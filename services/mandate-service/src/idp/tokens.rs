@@ -344,7 +344,7 @@ async fn redeem(
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": ACCESS_TOKEN_SECONDS,
-        "id_token": signer.sign(&id_token),
+        "id_token": signer.sign(&id_token)?,
         "scope": scopes.join(" "),
     });
     // With an idempotency key, the answer is kept for a retry, sealed (`retry`).
@@ -524,15 +524,16 @@ pub async fn userinfo(
             claims[name] = Value::String(v);
         }
     }
-    let signer = provider
+    let signed = provider
         .keys
         .signer(client.signing_alg)
         .await
+        .and_then(|signer| signer.sign(&claims))
         .map_err(OAuthError::unavailable)?;
     Ok(Response::builder()
         .content_type("application/jwt")
         .header(header::CACHE_CONTROL, "no-store")
-        .body(signer.sign(&claims)))
+        .body(signed))
 }
 
 /// `GET /oidc/session/end`: checks the id_token hint (signed here) and the post-logout URI
