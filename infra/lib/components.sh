@@ -88,8 +88,23 @@ J
   wait_for seaweedfs 90 bash -c "code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 http://127.0.0.1:$S3_PORT/); [ \"\$code\" != 000 ]"
 }
 
+# MailDev reads every kept message when it starts: past a few thousand (benchmarks send many),
+# it was not ready within its 30 s. The newest MAILDEV_KEEP are kept, the others removed.
+MAILDEV_KEEP=2000
+
+prune_maildev() {
+  local dir="$AC_DATA_DIR/maildev" n
+  [ -d "$dir" ] || return 0
+  n=$(find "$dir" -maxdepth 1 -type f -name '*.eml' | wc -l)
+  [ "$n" -gt "$MAILDEV_KEEP" ] || return 0
+  find "$dir" -maxdepth 1 -type f -name '*.eml' -printf '%T@ %p\n' | sort -rn \
+    | tail -n +"$((MAILDEV_KEEP + 1))" | cut -d' ' -f2- | xargs -r rm -f
+  say "MailDev : $((n - MAILDEV_KEEP)) anciens messages retirés, les $MAILDEV_KEEP plus récents gardés"
+}
+
 start_maildev() {
   if pid_alive maildev; then SMTP_PORT="$(stack_get AC_SMTP__PORT)"; MAILDEV_PORT="$(stack_get AC_MAILDEV_PORT)"; return; fi
+  prune_maildev
   SMTP_PORT="$(free_port)"; MAILDEV_PORT="$(free_port)"
   start_bg maildev node "$INFRA/node_modules/maildev/dist/bin/maildev.js" --smtp "$SMTP_PORT" --web "$MAILDEV_PORT" \
     --ip 127.0.0.1 --web-ip 127.0.0.1 --mail-directory "$AC_DATA_DIR/maildev" --silent
@@ -360,6 +375,8 @@ run_bench() {
   # shellcheck disable=SC1090
   source "$STACK_ENV"
   export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  # Each benchmark makes its own database, as a test does: clear those of earlier runs.
+  drop_test_databases "$AC_ADMIN_DATABASE_URL"
   cargo build -q --release -p load-tests
   cargo build -q --release -p all-in-one --bin aidants-connect
   "$CARGO_TARGET_DIR/release/bench-migrations" "$@"
