@@ -117,6 +117,40 @@ async fn an_exhausted_pool_fails_fast_in_french_and_recovers_at_once() {
     assert!(started.elapsed() <= Duration::from_secs(1));
 }
 
+/// A connection that died while idle in a pool (a restarted server, a proxy's timeout, an
+/// administrator's `pg_terminate_backend`) is never handed to a request: the pools check a
+/// connection before handing it out (sqlx's `test_before_acquire`), and the page is served,
+/// not a 503. With that check turned off, this test gets a 503.
+#[tokio::test]
+async fn connections_that_died_while_idle_are_replaced_before_a_request_gets_them() {
+    let app = common::spawn_app(&["33"]).await;
+    let structure = structure_domain(&app, "33").await;
+    let who = professional(
+        &app.db.admin,
+        "Ida Idle",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    assert_eq!(log_in(&client, &app, &who, -1).await.status(), 303);
+    for round in 0..2 {
+        let (status, _) = page(&client, &app.url("/mandats")).await;
+        assert_eq!(status, 200, "tour {round}, avant");
+        // Every connection of the platform to this database, platform and territory pools.
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        )
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("terminate");
+        assert!(killed.len() >= 2, "{killed:?}");
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let (status, html) = page(&client, &app.url("/mandats")).await;
+        assert_eq!(status, 200, "tour {round}, après : {html}");
+    }
+}
+
 /// SIGTERM under load, on the platform's own binary: readiness says « draining » at once (a
 /// load balancer stops sending), requests already in flight — held behind a slow query — all
 /// finish with 200, the listeners then stop accepting, and the process exits cleanly within

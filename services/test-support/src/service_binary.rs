@@ -123,20 +123,43 @@ pub async fn start_with(exe: &str, db: &TestDatabase, env: &[(&str, &str)]) -> R
             startup_log.join("\n")
         );
     };
-    // Keep reading its output so that a full pipe never blocks it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep reading its output so that a full pipe never blocks it; with `AC_SERVICE_LOG` set
+    // (a file path), a benchmark's service log is kept there, to explain a failed request.
+    let kept = std::env::var_os("AC_SERVICE_LOG").and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(_)) = lines.next_line().await {}
-        });
+        drain(
+            BufReader::new(stderr).lines(),
+            kept.as_ref().and_then(|f| f.try_clone().ok()),
+        );
     }
+    drain(lines, kept);
     RunningService {
         child,
         port,
         internal_port,
         startup_log,
     }
+}
+
+/// Reads `lines` to their end, appending each to `kept` when given.
+fn drain<R>(mut lines: tokio::io::Lines<BufReader<R>>, mut kept: Option<std::fs::File>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(file) = kept.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
 }
 
 impl RunningService {

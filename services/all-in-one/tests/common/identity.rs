@@ -99,12 +99,14 @@ pub async fn professional(
 
 /// The value of the first `csrf` hidden field of a page.
 pub fn csrf_of(html: &str) -> String {
+    csrf_field(html).expect("champ csrf")
+}
+
+/// The value of the first `csrf` hidden field of a page, if it has one.
+fn csrf_field(html: &str) -> Option<String> {
     let marker = r#"name="csrf" value=""#;
-    let start = html
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("champ csrf");
-    html[start..].split('"').next().expect("valeur").to_owned()
+    let start = html.find(marker)? + marker.len();
+    html[start..].split('"').next().map(str::to_owned)
 }
 
 /// A browser: keeps cookies (its own jar: reqwest's does not keep cookies set by an IP-address
@@ -276,8 +278,18 @@ pub async fn post_form(
     action: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    let (_, html) = page(client, &app.url(form_page)).await;
-    let token = csrf_of(&html);
+    let (status, html) = page(client, &app.url(form_page)).await;
+    let Some(token) = csrf_field(&html) else {
+        // Which page came instead of the form, for a failure seen only under load.
+        let title = html
+            .split("<title>")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next())
+            .unwrap_or("(sans titre)");
+        let main = html.split("<main").nth(1).unwrap_or(&html);
+        let excerpt: String = main.chars().take(1500).collect();
+        panic!("{form_page} : pas de champ csrf (statut {status}, « {title} ») : {excerpt}");
+    };
     let mut form: Vec<(&str, &str)> = vec![("csrf", &token)];
     form.extend_from_slice(fields);
     client.post(&app.url(action), &form).await
