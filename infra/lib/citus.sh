@@ -67,14 +67,18 @@ install_citus() {
   CITUS_REBUILT=1
 }
 
-# Every private cluster of this data dir that runs (single and Citus nodes), restarted.
+# Every private cluster of this data dir that runs (single and Citus nodes), restarted on the
+# new binaries with the options of its last start (`pg_ctl restart` reads postmaster.opts: the
+# same port). Stopping them only left the single cluster, started just before, down for the
+# rest of `infra/run test` (a fresh machine's first CI: « Connection refused »).
 restart_running_clusters() {
   local home; home="$(pg_home)"
   local d
   for d in "$home/data" "$home"/citus/*/data; do
     [ -f "$d/PG_VERSION" ] || continue
     as_pg "$(pg_bin pg_ctl)" -D "$d" status >/dev/null 2>&1 || continue
-    as_pg "$(pg_bin pg_ctl)" -D "$d" -m fast stop >/dev/null 2>&1 || true
+    as_pg "$(pg_bin pg_ctl)" -D "$d" -l "$(dirname "$d")/postgres.log" -m fast -w -t 60 restart >/dev/null \
+      || die "PostgreSQL n'a pas redémarré après sa mise à jour (journal : $(dirname "$d")/postgres.log)"
   done
 }
 
@@ -149,29 +153,43 @@ start_citus() {
     start_citus_node "$n"
     CITUS_PORTS+=("$NODE_PORT"); CITUS_OLD_PORTS+=("${NODE_OLD_PORT:-$NODE_PORT}")
   done
-  local sock; sock="$(citus_socket_dir)"
-  local i url
+  citus_create_database aidants
+  # The application's login role (propagated to the workers by Citus) and the node registry.
+  psql -v ON_ERROR_STOP=1 -q "postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:${CITUS_PORTS[0]}/aidants" <<SQL >/dev/null
+SELECT 'CREATE ROLE aidants_app LOGIN NOINHERIT PASSWORD ' || quote_literal('$PG_APP_PASSWORD')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aidants_app') \gexec
+SQL
+  citus_register_workers aidants
+}
+
+# citus_create_database NAME: the database NAME on the three nodes, with the extension on
+# each. Needs CITUS_PORTS (start_citus).
+citus_create_database() {
+  local db="$1" i url
   for i in 0 1 2; do
     url="postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:${CITUS_PORTS[$i]}"
     psql -v ON_ERROR_STOP=1 -q "$url/postgres" <<SQL >/dev/null
-SELECT 'CREATE DATABASE aidants' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'aidants') \gexec
+SELECT 'CREATE DATABASE $db' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \gexec
 SQL
-    psql -v ON_ERROR_STOP=1 -q "$url/aidants" -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS citus' >/dev/null
+    psql -v ON_ERROR_STOP=1 -q "$url/$db" -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION IF NOT EXISTS citus' >/dev/null
   done
+}
+
+# citus_register_workers NAME: the workers registered with the coordinator's copy of NAME
+# (each database of the cluster has its own registry), once; a worker whose port changed
+# since is updated in place. Needs CITUS_PORTS and CITUS_OLD_PORTS (start_citus).
+citus_register_workers() {
+  local db="$1" i sock; sock="$(citus_socket_dir)"
   local coordinator="postgres://aidants_admin:$PG_ADMIN_PASSWORD@127.0.0.1:${CITUS_PORTS[0]}"
-  # The application's login role (propagated to the workers by Citus) and the node registry.
-  psql -v ON_ERROR_STOP=1 -q "$coordinator/aidants" <<SQL >/dev/null
-SELECT 'CREATE ROLE aidants_app LOGIN NOINHERIT PASSWORD ' || quote_literal('$PG_APP_PASSWORD')
-WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'aidants_app') \gexec
+  psql -v ON_ERROR_STOP=1 -q "$coordinator/$db" <<SQL >/dev/null
 SELECT citus_set_coordinator_host('$sock', ${CITUS_PORTS[0]});
 -- Moves name their slots and roles (shared by the node's databases) after their operation
 -- number: this database counts from its own random point, as foundation's attach does.
 SELECT setval('pg_catalog.pg_dist_operationid_seq', 1 + floor(random() * 2^40)::bigint)
   FROM pg_catalog.pg_dist_operationid_seq WHERE NOT is_called;
 SQL
-  # Each worker is registered once; a worker whose port changed since is updated in place.
   for i in 1 2; do
-    psql -v ON_ERROR_STOP=1 -q "$coordinator/aidants" <<SQL >/dev/null
+    psql -v ON_ERROR_STOP=1 -q "$coordinator/$db" <<SQL >/dev/null
 SELECT citus_update_node(nodeid, '$sock', ${CITUS_PORTS[$i]}) FROM pg_dist_node
  WHERE nodeport = ${CITUS_OLD_PORTS[$i]} AND nodeport <> ${CITUS_PORTS[$i]};
 SELECT citus_add_node('$sock', ${CITUS_PORTS[$i]})
