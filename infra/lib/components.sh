@@ -404,26 +404,45 @@ run_bench_citus() {
 
 # The benchmark at national volume (release build): the database `seed_10m` of the single
 # cluster, seeded once by `tenant-admin seed` (10 M mandates, 50,000 aidants; about 11 minutes
-# and 12 GB; an interrupted seed resumes), then the aidant's pages and the identity provider's
-# flows measured on it.
+# and 18 GB; an interrupted seed resumes), then the aidant's pages and the identity provider's
+# flows measured on it. With --citus, the same on the Citus cluster (started next to the single
+# one): `seed_10m` made on its three nodes, each territory distributed by the migrations.
 run_bench_volume() {
+  local citus=0
+  if [ "${1:-}" = --citus ]; then citus=1; shift; fi
   install_all
-  start_all
+  if [ "$citus" = 1 ]; then start_all citus; else start_all; fi
   # shellcheck disable=SC1090
   source "$STACK_ENV"
-  export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+  local url
+  if [ "$citus" = 1 ]; then
+    export_citus_test_env
+    url="${AC_CITUS_ADMIN_URL%/*}"
+    # The registry follows a worker's new port at the start that saw it change (start_citus).
+    citus_create_database seed_10m
+    citus_register_workers seed_10m
+  else
+    export AC_TEST_ADMIN_URL="$AC_ADMIN_DATABASE_URL" AC_TEST_APP_URL="$AC_DATABASE__URL"
+    url="${AC_ADMIN_DATABASE_URL%/*}"
+    psql -v ON_ERROR_STOP=1 -q "$url/postgres" <<SQL >/dev/null
+SELECT 'CREATE DATABASE seed_10m' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'seed_10m') \gexec
+SQL
+  fi
   # Each binary named: with --bin, cargo builds only the binaries named, whatever -p says.
   cargo build -q --release -p tenant-admin --bin tenant-admin -p load-tests --bin bench-volume \
     -p all-in-one --bin aidants-connect
-  local url="${AC_ADMIN_DATABASE_URL%/*}"
-  psql -v ON_ERROR_STOP=1 -q "$url/postgres" <<SQL >/dev/null
-SELECT 'CREATE DATABASE seed_10m' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'seed_10m') \gexec
-SQL
   local admin=("$CARGO_TARGET_DIR/release/tenant-admin" --database-url "$url/seed_10m")
   AC_ENVIRONMENT=development "${admin[@]}" territories seed >/dev/null
   AC_ENVIRONMENT=development "${admin[@]}" migrate
   AC_ENVIRONMENT=development "${admin[@]}" seed "$@"
   psql -q "$url/seed_10m" -c 'ANALYZE' >/dev/null
+  if [ "$citus" = 1 ]; then
+    # The territories' rows are on the workers: their statistics are made there.
+    local worker
+    for worker in ${AC_CITUS_WORKER_ADMIN_URLS//,/ }; do
+      psql -q "${worker%/*}/seed_10m" -c 'ANALYZE' >/dev/null
+    done
+  fi
   "$CARGO_TARGET_DIR/release/bench-volume" --database seed_10m \
     --binary "$CARGO_TARGET_DIR/release/aidants-connect"
 }
