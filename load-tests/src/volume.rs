@@ -215,13 +215,26 @@ async fn main() -> anyhow::Result<()> {
         app_role: user_of(&app_url),
         app_url,
     };
-    let (mandates, territories): (i64, i64) = sqlx::query_as(
+    let (mut mandates, territories): (i64, i64) = sqlx::query_as(
         "SELECT sum(c.reltuples)::bigint, count(*) FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relname = 'mandates' AND n.nspname LIKE 'dep\\_%'",
     )
     .fetch_one(&admin)
     .await?;
+    let on_citus = foundation::tenancy::citus::enabled(&mut *admin.acquire().await?).await?;
+    if on_citus {
+        // The coordinator's tables are empty shells: each territory counted where it lives,
+        // one statement routed to its worker per schema.
+        mandates = sqlx::query_scalar(
+            "SELECT sum((xpath('/row/n/text()', query_to_xml(
+                        format('SELECT count(*) AS n FROM %I.mandates', nspname), false, true, '')
+                    ))[1]::text::bigint)::bigint
+             FROM pg_namespace WHERE nspname LIKE 'dep\\_%'",
+        )
+        .fetch_one(&admin)
+        .await?;
+    }
     let structures: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT structure_id, count(*) FROM dep_33.mandates GROUP BY 1 ORDER BY 2 DESC",
     )
@@ -234,7 +247,8 @@ async fn main() -> anyhow::Result<()> {
     let (largest, largest_n) = structures[0];
     let (median, median_n) = structures[structures.len() / 2];
     println!(
-        "Volume national : {mandates} mandats dans {territories} territoires ; Gironde : {} structures, la plus grande {largest_n} mandats, la médiane {median_n}",
+        "Volume national{} : {mandates} mandats dans {territories} territoires ; Gironde : {} structures, la plus grande {largest_n} mandats, la médiane {median_n}",
+        if on_citus { " (Citus)" } else { "" },
         structures.len()
     );
 
