@@ -831,10 +831,29 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     )
     .await;
     let (long, short) = housing_and_justice(&client, &app, &who, "182").await;
+    // A second long mandate, of the other usager, made by a colleague of the same structure:
+    // one batch reminds both, each journalled.
+    let colleague = professional(
+        &app.db.admin,
+        "Colette Collègue",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let colleague_client = browser(&app.address);
+    log_in(&colleague_client, &app, &colleague, -1).await;
+    let longer = create(
+        &colleague_client,
+        &app,
+        &colleague,
+        0,
+        &[("categories", "logement"), ("duree", "365")],
+        "avec_nom_dusage",
+    )
+    .await;
     sqlx::query(
         "UPDATE dep_33.mandates SET expires_at = now() + interval '10 days' WHERE id = ANY($1)",
     )
-    .bind(vec![long, short])
+    .bind(vec![long, short, longer])
     .execute(&app.db.admin)
     .await
     .expect("échéance");
@@ -850,8 +869,8 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
         mandate_service::jobs::remind_expiring(&platform, &tenant)
             .await
             .expect("rappels"),
-        1,
-        "seul le mandat long est rappelé"
+        2,
+        "seuls les deux mandats longs sont rappelés"
     );
     assert_eq!(
         mandate_service::jobs::remind_expiring(&platform, &tenant)
@@ -868,7 +887,7 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     .expect("rappel reçu");
     let text = mail["text"].as_str().unwrap_or_default();
     assert!(
-        text.contains("1 mandat(s)") && text.contains("/mandats?etat=bientot"),
+        text.contains("2 mandat(s)") && text.contains("/mandats?etat=bientot"),
         "{text}"
     );
     assert!(
@@ -878,12 +897,33 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     let counter = Counter {
         app_admin: app.db.admin.clone(),
     };
-    assert_eq!(
-        counter
-            .journal("mandate_expiry_reminder_queued", Some(long))
-            .await,
-        1
-    );
+    for (mandate, expected) in [(long, 1), (longer, 1), (short, 0)] {
+        assert_eq!(
+            counter
+                .journal("mandate_expiry_reminder_queued", Some(mandate))
+                .await,
+            expected,
+            "{mandate}"
+        );
+    }
+    // Each entry names its own mandate's usager, and the chain takes the batch.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal j JOIN dep_33.mandates m ON m.id = j.mandate_id
+         WHERE j.kind = 'mandate_expiry_reminder_queued'
+           AND (j.usager_id IS DISTINCT FROM m.usager_id OR j.structure_id IS DISTINCT FROM m.structure_id)",
+    )
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("entrées");
+    assert_eq!(mismatched, 0);
+    foundation::journal::seal_all(&tenant)
+        .await
+        .expect("chaînage");
+    let mut tx = tenant.begin().await.expect("tx");
+    let report = foundation::journal::verify(&mut tx, None, &Default::default())
+        .await
+        .expect("vérification");
+    assert!(report.intact() && report.checked > 0, "{report:?}");
 }
 
 #[tokio::test]

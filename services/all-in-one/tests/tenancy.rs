@@ -329,6 +329,77 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
     assert_eq!(user, role);
 }
 
+/// A migration run that applies nothing skips the rights it would only repeat, but never
+/// those changed since: rights and a login altered by hand are set back by the next run.
+#[tokio::test]
+async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let role = migrate::role_name(&db.admin, dep("75"))
+        .await
+        .expect("rôle");
+    let rights = "SELECT has_table_privilege($1, 'dep_75.journal', 'UPDATE'),
+                          has_table_privilege($1, 'dep_75.mandates', 'SELECT'),
+                          has_table_privilege($1, 'dep_75.structures', 'DELETE'),
+                          has_schema_privilege($1, 'dep_75', 'USAGE'),
+                          r.rolcreatedb
+                   FROM pg_roles r WHERE r.rolname = $1";
+    let read = || async {
+        sqlx::query_as::<_, (bool, bool, bool, bool, bool)>(rights)
+            .bind(&role)
+            .fetch_one(&db.admin)
+            .await
+            .expect("droits")
+    };
+    let migrated = read().await;
+    assert_eq!(migrated, (false, true, true, true, false));
+    let provision = || async {
+        let report = migrate::provision_departement(
+            &db.admin,
+            &db.app_role,
+            &TestDatabase::tenant_login(),
+            dep("75"),
+            &DEPARTEMENT_MIGRATIONS,
+        )
+        .await
+        .expect("provisionnement");
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        assert_eq!(report.applied, 0);
+    };
+    // Each change alone, then the run that must undo it.
+    let changes = [
+        format!("GRANT UPDATE ON dep_75.journal TO {role}"),
+        format!("REVOKE SELECT ON dep_75.mandates FROM {role}"),
+        format!("REVOKE DELETE ON ALL TABLES IN SCHEMA dep_75 FROM {role}"),
+        format!("REVOKE USAGE ON SCHEMA dep_75 FROM {role}"),
+        format!("ALTER ROLE {role} CREATEDB"),
+        format!("ALTER ROLE {role} PASSWORD 'changé à la main'"),
+    ];
+    for change in changes {
+        role_ddl(&db, change.clone(), "changement à la main").await;
+        provision().await;
+        assert_eq!(read().await, migrated, "après « {change} »");
+        // The territory's login still works: the password follows the derived one.
+        let app_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&db.app_url)
+            .await
+            .expect("pool");
+        let tenancy = test_support::tenancy(app_pool).await;
+        let mut tx = tenancy
+            .unguarded(dep("75"))
+            .await
+            .expect("Paris servi")
+            .begin()
+            .await
+            .unwrap_or_else(|e| panic!("connexion du territoire après « {change} » : {e}"));
+        let structures: i64 = sqlx::query_scalar("SELECT count(*) FROM structures")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("lecture après « {change} » : {e}"));
+        assert_eq!(structures, 0);
+    }
+}
+
 /// A territory recorded with a role of an earlier naming scheme moves to the current one: the
 /// old role loses its rights and the application role its membership.
 #[tokio::test]

@@ -58,11 +58,16 @@ pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow:
             .push((*mandate, *usager));
     }
     let origin = platform.settings.http.public_origin();
+    let structures: Vec<StructureId> = by_structure.keys().copied().collect();
+    let names: BTreeMap<StructureId, String> =
+        sqlx::query_as("SELECT id, name FROM structures WHERE id = ANY($1)")
+            .bind(&structures)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
     for (structure, mandates) in &by_structure {
-        let name: String = sqlx::query_scalar("SELECT name FROM structures WHERE id = $1")
-            .bind(structure)
-            .fetch_one(&mut *tx)
-            .await?;
+        let name = names.get(structure).cloned().unwrap_or_default();
         for recipient in structure_recipients(platform, *structure).await? {
             outbox::enqueue_tenant(
                 &mut tx,
@@ -79,22 +84,27 @@ pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow:
             )
             .await?;
         }
-        for (mandate, usager) in mandates {
-            sqlx::query("UPDATE mandates SET reminder_sent_at = now() WHERE id = $1")
-                .bind(mandate)
-                .execute(&mut *tx)
-                .await?;
-            journal::append(
-                &mut tx,
+    }
+    // One update and one journal statement for the whole batch: a bulk-loaded territory meets
+    // thousands of reminders at once, and each exchange crosses the coordinator on Citus.
+    let ids: Vec<MandateId> = due.iter().map(|(mandate, _, _)| *mandate).collect();
+    sqlx::query("UPDATE mandates SET reminder_sent_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    let entries: Vec<NewEntry> = by_structure
+        .iter()
+        .flat_map(|(structure, mandates)| {
+            mandates.iter().map(|(mandate, usager)| {
                 NewEntry::new(Event::MandateExpiryReminderQueued)
                     .structure(*structure)
                     .usager(*usager)
                     .mandate(*mandate)
-                    .details(json!({ "days_before": REMINDER_DAYS })),
-            )
-            .await?;
-        }
-    }
+                    .details(json!({ "days_before": REMINDER_DAYS }))
+            })
+        })
+        .collect();
+    journal::append_all(&mut tx, &entries).await?;
     tx.commit().await?;
     Ok(due.len() as u64)
 }

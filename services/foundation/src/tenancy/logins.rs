@@ -104,6 +104,33 @@ impl TenantLogin {
     pub fn scram_verifier(&self, role: &str) -> String {
         scram_verifier(&self.password(role), uuid::Uuid::new_v4().as_bytes(), 4096)
     }
+
+    /// Whether `stored` (a verifier as `pg_authid` keeps it) accepts `role`'s password: the
+    /// migrator then leaves the role's password as it is. Anything else (another password, a
+    /// secret rotated since, an MD5 hash, no password) answers false.
+    pub fn verifier_accepts(&self, role: &str, stored: &str) -> bool {
+        use base64::Engine;
+        use subtle::ConstantTimeEq;
+        let parsed = stored
+            .strip_prefix("SCRAM-SHA-256$")
+            .and_then(|rest| rest.split_once('$'))
+            .and_then(|(params, _)| params.split_once(':'))
+            .and_then(|(iterations, salt)| {
+                let iterations = iterations.parse::<u32>().ok()?;
+                let salt = base64::engine::general_purpose::STANDARD
+                    .decode(salt)
+                    .ok()?;
+                // The work is bounded: PostgreSQL's own verifiers use 4096 iterations.
+                (1..=100_000)
+                    .contains(&iterations)
+                    .then_some((iterations, salt))
+            });
+        let Some((iterations, salt)) = parsed else {
+            return false;
+        };
+        let expected = scram_verifier(&self.password(role), &salt, iterations);
+        expected.as_bytes().ct_eq(stored.as_bytes()).into()
+    }
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
@@ -174,5 +201,30 @@ mod tests {
         assert_ne!(login.password("r"), other.password("r"));
         // PostgreSQL checks the verifier at each login (the tenancy tests log in with it).
         assert!(login.scram_verifier("r").starts_with("SCRAM-SHA-256$4096:"));
+    }
+
+    #[test]
+    fn a_verifier_is_accepted_only_for_its_own_role_and_secret() {
+        let login = TenantLogin::new("s".to_owned().into(), 4);
+        let rotated = TenantLogin::new("t".to_owned().into(), 4);
+        let stored = login.scram_verifier("r");
+        assert!(login.verifier_accepts("r", &stored));
+        assert!(!login.verifier_accepts("r2", &stored));
+        assert!(!rotated.verifier_accepts("r", &stored));
+        // A verifier of the same password with another salt is accepted: the salt is read.
+        assert!(login.verifier_accepts("r", &login.scram_verifier("r")));
+        let mut tampered = stored.clone();
+        tampered.pop();
+        tampered.push('A');
+        for bad in [
+            tampered.as_str(),
+            "",
+            "md5a3556571e93b0d20722ba62be61e8c2d",
+            "SCRAM-SHA-256$0:AAAA$x:y",
+            "SCRAM-SHA-256$4096000:AAAA$x:y",
+            "SCRAM-SHA-256$4096:%%%$x:y",
+        ] {
+            assert!(!login.verifier_accepts("r", bad), "{bad}");
+        }
     }
 }

@@ -160,6 +160,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             ),
             migration!("foundation", "platform", 30, "0030_tenant_retention"),
             migration!("mandate-service", "platform", 31, "0031_usager_index_marks"),
+            migration!("foundation", "platform", 32, "0032_rights_digest"),
         ])
     });
 
@@ -493,7 +494,11 @@ async fn seed_territories(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 
 /// Runs SQL of the migrator (a migration, the grants) in the caller's transaction; on Citus
 /// statement by statement, since a worker refuses several commands in one forwarded text.
-async fn run_sql(conn: &mut PgConnection, sql: &str, on_citus: bool) -> Result<(), sqlx::Error> {
+pub(super) async fn run_sql(
+    conn: &mut PgConnection,
+    sql: &str,
+    on_citus: bool,
+) -> Result<(), sqlx::Error> {
     if on_citus {
         for statement in super::citus::statements(sql) {
             sqlx::raw_sql(ddl(statement.to_owned()))
@@ -651,7 +656,6 @@ async fn migrate_schema(
         .await?;
     let database = current_database(&mut *tx).await?;
     let sealer = logins::sealer_role(&database);
-    let sealer_id = ident(&sealer)?;
     let sealer_exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
             .bind(&sealer)
@@ -664,15 +668,10 @@ async fn migrate_schema(
     // The département role logs in with its derived password (stored as a SCRAM verifier), its
     // search path holds its schema then pg_temp (never shadowed by temporary objects, which it
     // may not create anyway), and the application role is no longer a member of it.
-    let verifier = login.scram_verifier(role);
-    sqlx::raw_sql(ddl(format!(
-        "ALTER ROLE {role_id} WITH LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{verifier}';
-         ALTER ROLE {role_id} SET search_path = {schema_id}, pg_temp;
-         CREATE SCHEMA IF NOT EXISTS {schema_id};
-         REVOKE ALL ON SCHEMA {schema_id} FROM PUBLIC;"
-    )))
-    .execute(&mut *tx)
-    .await?;
+    super::rights::set_login(&mut tx, login, role, schema).await?;
+    sqlx::raw_sql(ddl(format!("CREATE SCHEMA IF NOT EXISTS {schema_id}")))
+        .execute(&mut *tx)
+        .await?;
     let member: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
                         JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
@@ -690,76 +689,15 @@ async fn migrate_schema(
     let on_citus = super::citus::enabled(&mut tx).await?;
     let applied = apply(&mut tx, schema, set, on_citus).await?;
     // Rights are swept after every migration so new tables are covered, then narrowed for
-    // append-only tables. The département role gets nothing outside its schema; the
-    // application role only sees the schema's names, to call the sealing function.
-    let mut grants = format!(
-        "GRANT USAGE ON SCHEMA {schema_id} TO {role_id}, {sealer_id}, {app_id};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema_id} TO {role_id};
-         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema_id} TO {role_id};
-         REVOKE INSERT, UPDATE, DELETE ON {schema_id}.schema_migrations FROM {role_id};"
-    );
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2)",
-    )
-    .bind(schema)
-    .bind(APPEND_ONLY_TABLES)
-    .fetch_all(&mut *tx)
-    .await?;
-    for table in tables {
-        let table_id = ident(&table)?;
-        grants.push_str(&format!(
-            "REVOKE UPDATE, DELETE, TRUNCATE ON {schema_id}.{table_id} FROM {role_id};"
-        ));
-        if table == "journal" && on_citus {
-            // Citus keeps no column privileges: whole-table rights, the chain columns being
-            // guarded by the journal's triggers (migration 0026).
-            grants.push_str(&format!(
-                "GRANT INSERT ON {schema_id}.journal TO {role_id};
-                 GRANT SELECT, UPDATE ON {schema_id}.journal TO {sealer_id};"
-            ));
-        } else if table == "journal" {
-            // Table-level REVOKE also drops column privileges granted by earlier versions.
-            grants.push_str(&format!(
-                "REVOKE INSERT ON {schema_id}.journal FROM {role_id};
-                 GRANT INSERT ({JOURNAL_INSERT_COLUMNS}) ON {schema_id}.journal TO {role_id};
-                 GRANT SELECT, UPDATE (seq, prev_hash, hash) ON {schema_id}.journal TO {sealer_id};"
-            ));
-        }
-    }
-    let sealing: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'journal_seal'
-                        AND pronamespace = $1::regnamespace)",
-    )
-    .bind(schema)
-    .fetch_one(&mut *tx)
-    .await?;
-    if sealing {
-        // SECURITY DEFINER with a fixed search path, pg_temp last (PostgreSQL's advice).
-        grants.push_str(&format!(
-            "ALTER FUNCTION {schema_id}.journal_seal(integer) OWNER TO {sealer_id};
-             ALTER FUNCTION {schema_id}.journal_seal(integer) SET search_path = {schema_id}, pg_temp;
-             REVOKE ALL ON FUNCTION {schema_id}.journal_seal(integer) FROM PUBLIC;
-             GRANT EXECUTE ON FUNCTION {schema_id}.journal_seal(integer) TO {role_id}, {app_id};"
-        ));
-    }
-    if let Some(previous) = previous_role {
-        let previous_exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(previous)
-                .fetch_one(&mut *tx)
-                .await?;
-        if previous_exists {
-            let old = ident(previous)?;
-            grants.push_str(&format!(
-                "REVOKE ALL ON ALL TABLES IN SCHEMA {schema_id} FROM {old};
-                 REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_id} FROM {old};
-                 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema_id} FROM {old};
-                 REVOKE ALL ON SCHEMA {schema_id} FROM {old};
-                 REVOKE {old} FROM {app_id};"
-            ));
-        }
-    }
-    run_sql(&mut tx, &grants, on_citus).await?;
+    // append-only tables (skipped when that would change nothing: see `rights`).
+    let grantees = super::rights::Grantees {
+        schema,
+        role,
+        sealer: &sealer,
+        app: app_role,
+        previous: previous_role,
+    };
+    super::rights::sweep(&mut tx, &grantees, on_citus).await?;
     if on_citus {
         super::citus::distribute(&mut tx, schema).await?;
     }

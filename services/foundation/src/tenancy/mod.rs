@@ -11,6 +11,7 @@ pub mod citus;
 pub mod communes;
 pub mod logins;
 pub mod migrate;
+mod rights;
 pub mod tenants;
 pub mod territories;
 
