@@ -398,6 +398,33 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
             .unwrap_or_else(|e| panic!("lecture après « {change} » : {e}"));
         assert_eq!(structures, 0);
     }
+    // A migration adding a column skips nothing it needs; one adding a table gets it swept.
+    let mut next = DEPARTEMENT_MIGRATIONS.clone();
+    next.0.push(Migration {
+        version: 9_001,
+        name: "9001_column_and_table",
+        sql: "ALTER TABLE structures ADD COLUMN phone text;
+              CREATE TABLE structure_phones (structure_id uuid PRIMARY KEY, phone text);",
+    });
+    let report = migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep("75"),
+        &next,
+    )
+    .await
+    .expect("provisionnement");
+    assert_eq!((report.applied, report.result.is_ok()), (1, true));
+    let new_table: (bool, bool) = sqlx::query_as(
+        "SELECT has_table_privilege($1, 'dep_75.structure_phones', 'SELECT, INSERT'),
+                has_column_privilege($1, 'dep_75.structures', 'phone', 'UPDATE')",
+    )
+    .bind(&role)
+    .fetch_one(&db.admin)
+    .await
+    .expect("droits");
+    assert_eq!(new_table, (true, true));
 }
 
 /// A territory recorded with a role of an earlier naming scheme moves to the current one: the

@@ -669,9 +669,17 @@ async fn migrate_schema(
     // search path holds its schema then pg_temp (never shadowed by temporary objects, which it
     // may not create anyway), and the application role is no longer a member of it.
     super::rights::set_login(&mut tx, login, role, schema).await?;
-    sqlx::raw_sql(ddl(format!("CREATE SCHEMA IF NOT EXISTS {schema_id}")))
-        .execute(&mut *tx)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !exists {
+        // On Citus even `IF NOT EXISTS` on an existing schema is forwarded to the workers.
+        sqlx::raw_sql(ddl(format!("CREATE SCHEMA {schema_id}")))
+            .execute(&mut *tx)
+            .await?;
+    }
     let member: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
                         JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member

@@ -10,8 +10,9 @@
 //!   not match, so the password follows it);
 //! - the sweep is left alone when its statements and the catalog's privileges on every object
 //!   of the schema are exactly what they were right after the last sweep (a digest kept in
-//!   `platform.departement_schemas`). A migration that adds a table or a column, a right
-//!   granted or revoked by hand, a role renamed: each changes the digest, and the sweep runs.
+//!   `platform.departement_schemas`). A migration that adds a table, a right granted or
+//!   revoked by hand, a role renamed: each changes the digest, and the sweep runs. A new column
+//!   does not (it has no privileges of its own, the table's cover it).
 //!
 //! On Citus the digest reads the coordinator's catalog; a right changed by hand on a worker
 //! alone is not seen (as before: the sweep is issued on the coordinator).
@@ -208,28 +209,37 @@ async fn statements(
 }
 
 /// Everything the sweep reads or writes, as the catalog holds it: the schema's privileges;
-/// each table, view and sequence with its privileges and its columns' privileges; each
+/// each table, view and sequence with its privileges and the privileges of its columns that
+/// have some (a new column has none: adding one changes nothing the sweep would set); each
 /// function with its owner, settings and privileges.
 async fn snapshot(conn: &mut PgConnection, schema: &str) -> Result<String, sqlx::Error> {
+    // The schema's objects are read through their dependency on it (pg_depend's index), not
+    // by scanning pg_class: that holds every relation of the 101 territories (20,000 rows),
+    // and on Citus each row is first checked for being a shard (60 ms a scan, measured).
     sqlx::query_scalar(
-        "SELECT concat_ws(E'\\n',
-           (SELECT coalesce(nspacl::text, '-') FROM pg_namespace WHERE nspname = $1),
+        "WITH ns AS MATERIALIZED (SELECT oid, nspacl FROM pg_namespace WHERE nspname = $1),
+              members AS MATERIALIZED (
+                SELECT d.classid, d.objid FROM ns JOIN pg_depend d
+                  ON d.refclassid = 'pg_namespace'::regclass AND d.refobjid = ns.oid
+                 AND d.refobjsubid = 0)
+         SELECT concat_ws(E'\\n',
+           (SELECT coalesce(nspacl::text, '-') FROM ns),
            (SELECT string_agg(format('%s %s %s [%s]', c.relname, c.relkind,
                                      coalesce(c.relacl::text, '-'),
-                                     (SELECT string_agg(format('%s=%s', a.attname,
-                                                               coalesce(a.attacl::text, '-')),
+                                     (SELECT string_agg(format('%s=%s', a.attname, a.attacl),
                                                         ',' ORDER BY a.attnum)
                                       FROM pg_attribute a
                                       WHERE a.attrelid = c.oid AND a.attnum > 0
-                                        AND NOT a.attisdropped)),
+                                        AND NOT a.attisdropped AND a.attacl IS NOT NULL)),
                               E'\\n' ORDER BY c.relname)
-            FROM pg_class c
-            WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')),
+            FROM members m JOIN pg_class c
+              ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')),
            (SELECT string_agg(format('%s %s %s %s', p.oid::regprocedure, p.proowner::regrole,
                                      coalesce(p.proconfig::text, '-'),
                                      coalesce(p.proacl::text, '-')),
                               E'\\n' ORDER BY p.oid::regprocedure::text)
-            FROM pg_proc p WHERE p.pronamespace = $1::regnamespace))",
+            FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid))",
     )
     .bind(schema)
     .fetch_one(conn)
