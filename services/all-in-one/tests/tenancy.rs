@@ -33,6 +33,21 @@ fn dep(code: &str) -> DepartementCode {
     DepartementCode::parse(code).expect("code")
 }
 
+/// Paris as the application reaches it: its own pool of one connection, logged in as the
+/// territory's role.
+async fn paris(db: &TestDatabase) -> foundation::tenancy::Territory {
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    test_support::tenancy(app_pool)
+        .await
+        .unguarded(dep("75"))
+        .await
+        .expect("Paris servi")
+}
+
 /// Creates `count` structures named "<code>-<n>" in the département of `commune`.
 async fn seed_structures(db: &TestDatabase, commune: &str, count: usize) {
     let commune = CommuneCode::parse(commune).expect("commune");
@@ -148,13 +163,7 @@ async fn sql_inside_a_tenant_transaction_cannot_switch_role_or_create_temporary_
     let role_13 = migrate::role_name(&db.admin, dep("13"))
         .await
         .expect("rôle");
-    let app_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.app_url)
-        .await
-        .expect("pool");
-    let tenancy = test_support::tenancy(app_pool).await;
-    let paris = tenancy.unguarded(dep("75")).await.expect("Paris servi");
+    let paris = paris(&db).await;
     let escapes = [
         format!("SET ROLE {role_13}"),
         format!("SET LOCAL ROLE {role_13}"),
@@ -309,19 +318,7 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
     .await
     .expect("rôle");
     assert_eq!((member, login, marked), (false, true, true));
-    let app_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.app_url)
-        .await
-        .expect("pool");
-    let tenancy = test_support::tenancy(app_pool).await;
-    let mut tx = tenancy
-        .unguarded(dep("75"))
-        .await
-        .expect("Paris servi")
-        .begin()
-        .await
-        .expect("tx");
+    let mut tx = paris(&db).await.begin().await.expect("tx");
     let user: String = sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(&mut *tx)
         .await
@@ -379,16 +376,8 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
         provision().await;
         assert_eq!(read().await, migrated, "après « {change} »");
         // The territory's login still works: the password follows the derived one.
-        let app_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&db.app_url)
+        let mut tx = paris(&db)
             .await
-            .expect("pool");
-        let tenancy = test_support::tenancy(app_pool).await;
-        let mut tx = tenancy
-            .unguarded(dep("75"))
-            .await
-            .expect("Paris servi")
             .begin()
             .await
             .unwrap_or_else(|e| panic!("connexion du territoire après « {change} » : {e}"));
@@ -580,13 +569,7 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
 #[tokio::test]
 async fn an_unflushed_transaction_is_the_only_one_to_skip_the_flush() {
     let db = TestDatabase::with_departements(&["75"]).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db.app_url)
-        .await
-        .expect("pool");
-    let tenancy = test_support::tenancy(pool).await;
-    let ctx = tenancy.unguarded(dep("75")).await.expect("contexte");
+    let ctx = paris(&db).await;
     // The pool takes a connection back asynchronously: the next request finds it again most
     // of the time, not always; ten rounds.
     for round in 0..10 {

@@ -67,7 +67,7 @@ pub async fn remind_expiring(platform: &Platform, tenant: &Territory) -> anyhow:
             .into_iter()
             .collect();
     for (structure, mandates) in &by_structure {
-        let name = names.get(structure).cloned().unwrap_or_default();
+        let name = names.get(structure).map(String::as_str).unwrap_or_default();
         for recipient in structure_recipients(platform, *structure).await? {
             outbox::enqueue_tenant(
                 &mut tx,

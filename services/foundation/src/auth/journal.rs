@@ -134,11 +134,7 @@ pub async fn append(
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, vec![0u8; 32]),
     };
-    // Microsecond precision: what Postgres stores, so the hash can be recomputed.
-    let now = OffsetDateTime::now_utc();
-    let at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    let at = crate::journal::stamp();
     let details = details.to_string();
     let hash = entry_hash(&prev, seq, at, kind.as_str(), professional, actor, &details);
     sqlx::query(

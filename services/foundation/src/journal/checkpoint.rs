@@ -130,10 +130,7 @@ pub(crate) fn next_checkpoint(
     previous: Option<(i64, OffsetDateTime)>,
 ) -> Option<(i64, Vec<u8>, OffsetDateTime)> {
     let (seq, hash) = last.unwrap_or((0, vec![0u8; 32]));
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    let now = super::stamp();
     match previous {
         Some((sealed, at)) if sealed >= seq && now - at < RESIGN_AFTER => None,
         _ => Some((seq, hash, now)),

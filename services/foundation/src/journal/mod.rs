@@ -367,14 +367,19 @@ impl EntryFields<'_> {
     }
 }
 
+/// The instant an entry (or a checkpoint) is written at, to the microsecond PostgreSQL keeps:
+/// a hash covering it can be recomputed from what is stored.
+pub(crate) fn stamp() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
 /// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let departement = tx.departement();
-    let now = OffsetDateTime::now_utc();
-    let at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    let at = stamp();
     let conn: &mut PgConnection = tx;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
@@ -402,10 +407,7 @@ pub async fn append_all(tx: &mut TenantTx, entries: &[NewEntry]) -> Result<u64, 
         return Ok(0);
     }
     let departement = tx.departement();
-    let now = OffsetDateTime::now_utc();
-    let at = now
-        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-        .unwrap_or(now);
+    let at = stamp();
     let uuids = |pick: fn(&NewEntry) -> Option<uuid::Uuid>| -> Vec<Option<uuid::Uuid>> {
         entries.iter().map(pick).collect()
     };
