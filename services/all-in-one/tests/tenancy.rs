@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{spawn_app, spawn_app_with};
-use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS, Migration};
+use foundation::tenancy::migrate::{self, DEPARTEMENT_MIGRATIONS, Migration, MigrationSet};
 use foundation::tenancy::tenants::{self, TenantKind};
 use foundation::tenancy::{CommuneCode, DepartementCode};
 use habilitation_desk::structures::{NewStructure, create_structure};
@@ -31,6 +31,19 @@ async fn role_ddl(db: &TestDatabase, sql: String, what: &str) {
 
 fn dep(code: &str) -> DepartementCode {
     DepartementCode::parse(code).expect("code")
+}
+
+/// Provisions (creates or migrates) one territory of `db` with `set`, as `tenant-admin` does.
+async fn provision(db: &TestDatabase, code: &str, set: &MigrationSet) -> migrate::SchemaReport {
+    migrate::provision_departement(
+        &db.admin,
+        &db.app_role,
+        &TestDatabase::tenant_login(),
+        dep(code),
+        set,
+    )
+    .await
+    .expect("provisionnement")
 }
 
 /// Paris as the application reaches it: its own pool of one connection, logged in as the
@@ -248,15 +261,7 @@ async fn a_role_marked_by_another_database_is_never_shared() {
         "rôle d'une autre base",
     )
     .await;
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &DEPARTEMENT_MIGRATIONS,
-    )
-    .await
-    .expect("provisionnement");
+    let report = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
     let error = report.result.expect_err("rôle partagé");
     assert!(
         error.contains(&format!(
@@ -297,15 +302,7 @@ async fn migrating_an_older_database_removes_the_application_roles_memberships()
         "GRANT {role} TO {app}; ALTER ROLE {role} NOLOGIN PASSWORD NULL; COMMENT ON ROLE {role} IS NULL",
         app = db.app_role
     ), "état d'avant").await;
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &DEPARTEMENT_MIGRATIONS,
-    )
-    .await
-    .expect("provisionnement");
+    let report = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
     assert!(report.result.is_ok(), "{:?}", report.result);
     let (member, login, marked): (bool, bool, bool) = sqlx::query_as(
         "SELECT pg_has_role($2, r.oid, 'MEMBER'), r.rolcanlogin,
@@ -349,16 +346,8 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
     };
     let migrated = read().await;
     assert_eq!(migrated, (false, true, true, true, false));
-    let provision = || async {
-        let report = migrate::provision_departement(
-            &db.admin,
-            &db.app_role,
-            &TestDatabase::tenant_login(),
-            dep("75"),
-            &DEPARTEMENT_MIGRATIONS,
-        )
-        .await
-        .expect("provisionnement");
+    let run_again = || async {
+        let report = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
         assert!(report.result.is_ok(), "{:?}", report.result);
         assert_eq!(report.applied, 0);
     };
@@ -373,7 +362,7 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
     ];
     for change in changes {
         role_ddl(&db, change.clone(), "changement à la main").await;
-        provision().await;
+        run_again().await;
         assert_eq!(read().await, migrated, "après « {change} »");
         // The territory's login still works: the password follows the derived one.
         let mut tx = paris(&db)
@@ -395,15 +384,7 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
         sql: "ALTER TABLE structures ADD COLUMN phone text;
               CREATE TABLE structure_phones (structure_id uuid PRIMARY KEY, phone text);",
     });
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &next,
-    )
-    .await
-    .expect("provisionnement");
+    let report = provision(&db, "75", &next).await;
     assert_eq!((report.applied, report.result.is_ok()), (1, true));
     let new_table: (bool, bool) = sqlx::query_as(
         "SELECT has_table_privilege($1, 'dep_75.structure_phones', 'SELECT, INSERT'),
@@ -435,15 +416,7 @@ async fn a_role_of_an_earlier_naming_scheme_is_stripped_of_its_rights() {
         "état d'avant",
     )
     .await;
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &DEPARTEMENT_MIGRATIONS,
-    )
-    .await
-    .expect("provisionnement");
+    let report = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
     assert!(report.result.is_ok(), "{:?}", report.result);
     let (member, usage, select, recorded): (bool, bool, bool, String) = sqlx::query_as(
         "SELECT pg_has_role($2, $1, 'MEMBER'), has_schema_privilege($1, 'dep_75', 'USAGE'),
@@ -669,15 +642,7 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
         name: "9999_broken",
         sql: "CREATE TABLE oops (",
     });
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &broken,
-    )
-    .await
-    .expect("rapport");
+    let report = provision(&db, "75", &broken).await;
     assert!(
         report.result.is_err(),
         "une migration invalide doit échouer"
@@ -722,15 +687,7 @@ async fn a_schema_that_fails_to_migrate_is_reported_and_not_served() {
 #[tokio::test]
 async fn migrations_are_tracked_per_schema_and_never_edited() {
     let db = TestDatabase::with_departements(&["75", "13"]).await;
-    let again = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &DEPARTEMENT_MIGRATIONS,
-    )
-    .await
-    .expect("rapport");
+    let again = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
     assert_eq!(
         (again.applied, again.result.clone()),
         (0, Ok(DEPARTEMENT_MIGRATIONS.latest_version()))
@@ -743,15 +700,7 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
         name: "9001_notes",
         sql: "CREATE TABLE notes (id bigint PRIMARY KEY)",
     });
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &next,
-    )
-    .await
-    .expect("rapport");
+    let report = provision(&db, "75", &next).await;
     assert_eq!(report.applied, 1);
     let versions = |schema: &'static str| {
         let admin = db.admin.clone();
@@ -774,15 +723,7 @@ async fn migrations_are_tracked_per_schema_and_never_edited() {
     let mut edited = next.clone();
     edited.0.last_mut().expect("migration").sql =
         "CREATE TABLE notes (id bigint PRIMARY KEY, body text)";
-    let report = migrate::provision_departement(
-        &db.admin,
-        &db.app_role,
-        &TestDatabase::tenant_login(),
-        dep("75"),
-        &edited,
-    )
-    .await
-    .expect("rapport");
+    let report = provision(&db, "75", &edited).await;
     let err = report.result.expect_err("somme de contrôle différente");
     assert!(err.contains("modifiée après avoir été appliquée"), "{err}");
 }
