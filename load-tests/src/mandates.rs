@@ -445,6 +445,13 @@ async fn main() -> anyhow::Result<()> {
         report_latency(what, &times, 30.0);
     }
 
+    // The start's jobs over (they complete the usager index from the 100,000 loaded above):
+    // creations are measured in steady traffic, the sealer chaining their entries.
+    let waited = load_tests::jobs_settled(&db.admin).await?;
+    println!(
+        "\ntâches planifiées du démarrage terminées après {:.1} s",
+        waited.as_secs_f64()
+    );
     let (elapsed, times) = creations(&base, jobs, 16).await?;
     let rate = creators as f64 / elapsed.as_secs_f64();
     println!(

@@ -5,8 +5,8 @@
 //! Debian's `fonts-dejavu-core`, by default); without it, callers say so instead of showing
 //! question marks.
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use pdf_writer::types::{CidFontType, FontFlags, SystemInfo, UnicodeCmap};
 use pdf_writer::{Finish, Name, Pdf, Rect, Ref, Str};
@@ -25,7 +25,7 @@ pub fn default_font() -> Option<&'static [u8]> {
     static FONT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     FONT.get_or_init(|| std::fs::read(DEFAULT_FONT).ok())
         .as_deref()
-        .filter(|data| rustybuzz::Face::from_slice(data, 0).is_some())
+        .filter(|data| Shaper::of(data).is_some())
 }
 
 /// A glyph as shaped: its id in the font, its advance in thousandths of the font size, and the
@@ -34,11 +34,73 @@ struct Shaped {
     gid: u16,
     advance: f32,
     text: String,
+    /// The byte of the text where the glyph's cluster starts.
+    cluster: usize,
+}
+
+/// A font ready for shaping, made once per process and font: parsing a face builds its layout
+/// tables' lookup accelerators, and a plan compiles a script's features, both far costlier than
+/// shaping a line (rebuilt for every line, they took a quarter of the CPU of a mandate's
+/// creation, whose attestation carries the explanation page).
+struct Shaper {
+    face: rustybuzz::Face<'static>,
+    /// One plan per direction and script met (no language or feature is ever set).
+    plans: Mutex<HashMap<(rustybuzz::Direction, rustybuzz::Script), Arc<rustybuzz::ShapePlan>>>,
+}
+
+impl Shaper {
+    /// The shaper of `data`, made on first use; `None` if it is not a font. Fonts are few (the
+    /// default one, in practice): each one's shaper is kept for the life of the process.
+    fn of(data: &'static [u8]) -> Option<&'static Shaper> {
+        type Known = Mutex<Vec<((usize, usize), &'static Shaper)>>;
+        static KNOWN: OnceLock<Known> = OnceLock::new();
+        let key = (data.as_ptr() as usize, data.len());
+        let mut known = KNOWN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, shaper)) = known.iter().find(|(k, _)| *k == key) {
+            return Some(shaper);
+        }
+        let face = rustybuzz::Face::from_slice(data, 0)?;
+        let shaper: &'static Shaper = Box::leak(Box::new(Shaper {
+            face,
+            plans: Mutex::default(),
+        }));
+        known.push((key, shaper));
+        Some(shaper)
+    }
+
+    /// `buffer` (its direction and script guessed) shaped with the plan for its direction and
+    /// script, the plan `rustybuzz::shape` would compile for it.
+    fn shape(&self, buffer: rustybuzz::UnicodeBuffer) -> rustybuzz::GlyphBuffer {
+        // After guessing, the script reads UNKNOWN only when none was found (the guess skips
+        // unknown characters), and `shape` then plans without one.
+        let (direction, script) = (buffer.direction(), buffer.script());
+        let plan = {
+            let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+            plans
+                .entry((direction, script))
+                .or_insert_with(|| {
+                    let script = (script != rustybuzz::script::UNKNOWN).then_some(script);
+                    Arc::new(rustybuzz::ShapePlan::new(
+                        &self.face,
+                        direction,
+                        script,
+                        None,
+                        &[],
+                    ))
+                })
+                .clone()
+        };
+        rustybuzz::shape_with_plan(&self.face, &plan, buffer)
+    }
 }
 
 /// The glyphs a document uses from one font, gathered page by page, then embedded.
 pub struct UnicodeFont {
     data: &'static [u8],
+    shaper: &'static Shaper,
     remapper: subsetter::GlyphRemapper,
     /// New glyph id → its default advance (thousandths) and its text.
     glyphs: BTreeMap<u16, (f32, String)>,
@@ -46,16 +108,16 @@ pub struct UnicodeFont {
 
 impl UnicodeFont {
     pub fn new(data: &'static [u8]) -> Option<Self> {
-        rustybuzz::Face::from_slice(data, 0)?;
         Some(UnicodeFont {
             data,
+            shaper: Shaper::of(data)?,
             remapper: subsetter::GlyphRemapper::new(),
             glyphs: BTreeMap::new(),
         })
     }
 
-    fn face(&self) -> rustybuzz::Face<'static> {
-        rustybuzz::Face::from_slice(self.data, 0).expect("checked in new()")
+    fn face(&self) -> &'static rustybuzz::Face<'static> {
+        &self.shaper.face
     }
 
     /// `text` shaped in visual order (left to right on the page), and whether it runs right to
@@ -67,7 +129,7 @@ impl UnicodeFont {
         buffer.push_str(text);
         buffer.guess_segment_properties();
         let rtl = buffer.direction() == rustybuzz::Direction::RightToLeft;
-        let shaped = rustybuzz::shape(&face, &[], buffer);
+        let shaped = self.shaper.shape(buffer);
         let clusters: Vec<u32> = shaped.glyph_infos().iter().map(|i| i.cluster).collect();
         let mut starts: Vec<usize> = clusters.iter().map(|c| *c as usize).collect();
         starts.sort_unstable();
@@ -88,6 +150,7 @@ impl UnicodeFont {
             .map(|(info, pos)| {
                 let cluster = info.cluster as usize;
                 Shaped {
+                    cluster,
                     gid: info.glyph_id as u16,
                     advance: pos.x_advance as f32 * scale,
                     text: if seen.insert(cluster) {
@@ -102,29 +165,49 @@ impl UnicodeFont {
     }
 
     /// The width of `text` at `size` points.
+    #[cfg(test)]
     fn width(&self, text: &str, size: f32) -> f32 {
         self.shape(text).0.iter().map(|g| g.advance).sum::<f32>() * size / 1000.0
     }
 
-    /// The lines of a paragraph that fit between the margins, in reading order.
+    /// The lines of a paragraph that fit between the margins, in reading order: as many words
+    /// on each line as fit (a word too wide for any line gets one of its own). The paragraph is
+    /// shaped once, its words joined by single spaces; a line's width is the sum of the advances
+    /// of the glyphs whose text lies on it (shaping each candidate line again made a paragraph
+    /// cost as many shapings as it has words).
     pub fn wrap(&self, text: &str, size: f32) -> Vec<String> {
-        let room = RIGHT - LEFT;
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        for word in text.split_whitespace() {
-            let candidate = if line.is_empty() {
-                word.to_owned()
-            } else {
-                format!("{line} {word}")
-            };
-            if !line.is_empty() && self.width(&candidate, size) > room {
-                lines.push(std::mem::replace(&mut line, word.to_owned()));
-            } else {
-                line = candidate;
-            }
+        let room = (RIGHT - LEFT) * 1000.0 / size;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let joined = words.join(" ");
+        // `before[b]`: the advance of the glyphs whose cluster starts before byte `b`.
+        let mut at = vec![0.0f32; joined.len() + 1];
+        for g in self.shape(&joined).0 {
+            at[g.cluster + 1] += g.advance;
         }
-        if !line.is_empty() {
-            lines.push(line);
+        let before: Vec<f32> = at
+            .iter()
+            .scan(0.0, |sum, a| {
+                *sum += a;
+                Some(*sum)
+            })
+            .collect();
+        let mut lines = Vec::new();
+        let (mut start, mut end, mut offset) = (None::<usize>, 0, 0);
+        for word in words {
+            let (from, to) = (offset, offset + word.len());
+            offset = to + 1;
+            match start {
+                Some(s) if before[to] - before[s] > room => {
+                    lines.push(joined[s..end].to_owned());
+                    start = Some(from);
+                }
+                Some(_) => {}
+                None => start = Some(from),
+            }
+            end = to;
+        }
+        if let Some(s) = start {
+            lines.push(joined[s..end].to_owned());
         }
         lines
     }
@@ -244,6 +327,96 @@ impl Page {
 mod tests {
     use super::*;
     use crate::pdf::document_with;
+
+    #[test]
+    fn a_kept_plan_shapes_as_a_fresh_one_in_every_script_and_without_any() {
+        let data = default_font().expect("police");
+        let shaper = Shaper::of(data).expect("police");
+        assert!(
+            std::ptr::eq(shaper, Shaper::of(data).expect("police")),
+            "un seul par police"
+        );
+        let texts = [
+            "Vekaletiniz, basitçe açıklanmış hali",
+            "وكالتك، بشرح بسيط",
+            "12 : 30 — 45 %",
+            "Mandatul dumneavoastră, explicat simplu",
+            "وكالتك",
+            "",
+        ];
+        // Twice over, so that the second pass uses the plans the first one kept.
+        for text in texts.iter().chain(texts.iter()) {
+            let buffer = || {
+                let mut b = rustybuzz::UnicodeBuffer::new();
+                b.push_str(text);
+                b.guess_segment_properties();
+                b
+            };
+            let fresh = rustybuzz::shape(&shaper.face, &[], buffer());
+            let kept = shaper.shape(buffer());
+            let glyphs = |g: &rustybuzz::GlyphBuffer| -> Vec<(u32, u32, i32, i32)> {
+                g.glyph_infos()
+                    .iter()
+                    .zip(g.glyph_positions())
+                    .map(|(i, p)| (i.glyph_id, i.cluster, p.x_advance, p.x_offset))
+                    .collect()
+            };
+            assert_eq!(glyphs(&fresh), glyphs(&kept), "{text}");
+        }
+        // Latin, Arabic (right to left) and the text with no script: three plans.
+        assert_eq!(shaper.plans.lock().expect("verrou").len(), 3);
+    }
+
+    #[test]
+    fn a_paragraph_breaks_where_shaping_each_candidate_line_would() {
+        let font = UnicodeFont::new(default_font().expect("police")).expect("police");
+        // The former way: each candidate line shaped whole and measured.
+        let reference = |text: &str, size: f32| {
+            let mut lines = Vec::new();
+            let mut line = String::new();
+            for word in text.split_whitespace() {
+                let candidate = if line.is_empty() {
+                    word.to_owned()
+                } else {
+                    format!("{line} {word}")
+                };
+                if !line.is_empty() && font.width(&candidate, size) > RIGHT - LEFT {
+                    lines.push(std::mem::replace(&mut line, word.to_owned()));
+                } else {
+                    line = candidate;
+                }
+            }
+            if !line.is_empty() {
+                lines.push(line);
+            }
+            lines
+        };
+        let paragraphs = [
+            "Bu belge, sizin adınıza bazı işlemleri yapması için bir yardımcıya verdiğiniz \
+             vekaleti açıklar. Vekalet, seçtiğiniz süre boyunca geçerlidir ve istediğiniz \
+             zaman  iptal   edebilirsiniz.\nYardımcı yalnızca seçtiğiniz işlemleri yapabilir.",
+            "هذه الوثيقة تشرح الوكالة التي أعطيتها لمساعد للقيام ببعض الإجراءات نيابة عنك. \
+             الوكالة صالحة طوال المدة التي اخترتها، ويمكنك إلغاؤها في أي وقت تشاء.",
+            "Mandatul dumneavoastră, explicat simplu: ajutorul poate face doar demersurile \
+             alese, pe durata aleasă, iar dumneavoastră îl puteți revoca oricând doriți.",
+            "Anticonstitutionnellement-et-sans-la-moindre-espace-une-suite-de-mots-trop-longue-\
+             pour-tenir-sur-une-seule-ligne-de-la-page court",
+            "",
+            "   ",
+        ];
+        let mut broken = 0;
+        for text in paragraphs {
+            for size in [9.0, 11.0, 13.0] {
+                let lines = font.wrap(text, size);
+                assert_eq!(lines, reference(text, size), "{text} ({size} pt)");
+                broken += lines.len().saturating_sub(1);
+            }
+        }
+        assert!(
+            broken > 10,
+            "{broken} retours à la ligne : les paragraphes sont trop courts"
+        );
+    }
 
     #[test]
     fn turkish_romanian_and_arabic_text_embed_a_subset_font_with_its_unicode_map() {
