@@ -397,6 +397,7 @@ async fn main() -> anyhow::Result<()> {
     let jobs = prepare_creations(&db, structure, &cipher, creators).await?;
     let cookie = open_session(&db.admin, reader).await?;
 
+    let platform_start = load_tests::database_clock(&db.admin).await?;
     let base = load_tests::spawn_platform(settings).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(8)
@@ -447,7 +448,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The start's jobs over (they complete the usager index from the 100,000 loaded above):
     // creations are measured in steady traffic, the sealer chaining their entries.
-    let waited = load_tests::jobs_settled(&db.admin).await?;
+    let waited = load_tests::start_up_jobs_over(&db.admin, platform_start).await?;
     println!(
         "\ntâches planifiées du démarrage terminées après {:.1} s",
         waited.as_secs_f64()

@@ -129,50 +129,16 @@ async fn pages(
 }
 
 /// Starts the platform on `db` and waits until its start-up runs of its scheduled jobs are
-/// over (none it started still running, and nothing new for a second), so that both databases
-/// are measured without them: a new database has every job due at start, the volume database
-/// only those whose period has come. A run an earlier process claimed and never finished (it was
-/// stopped: its claim waits for the lease) is not waited for.
+/// over ([`load_tests::start_up_jobs_over`]), so that both databases are measured without them.
 async fn start_quiet(binary: &str, db: &TestDatabase) -> anyhow::Result<RunningService> {
-    let since: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
-        .fetch_one(&db.admin)
-        .await?;
+    let since = load_tests::database_clock(&db.admin).await?;
     let service = start(binary, db).await;
-    start_up_jobs_over(db, since).await?;
+    let waited = load_tests::start_up_jobs_over(&db.admin, since).await?;
+    println!(
+        "  (travaux planifiés du démarrage terminés en {:.1} s)",
+        waited.as_secs_f64()
+    );
     Ok(service)
-}
-
-/// `platform_start`: the database's clock (seconds since 1970) when the platform was started.
-async fn start_up_jobs_over(db: &TestDatabase, platform_start: f64) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (mut last, mut since) = (None, Instant::now());
-    loop {
-        let seen: (i64, i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*),
-                    count(*) FILTER (WHERE extract(epoch FROM last_started_at) >= $1
-                                       AND (last_finished_at IS NULL
-                                            OR last_finished_at < last_started_at)),
-                    max(extract(epoch FROM greatest(last_started_at, last_finished_at)))::float8
-             FROM platform.job_runs",
-        )
-        .bind(platform_start)
-        .fetch_one(&db.admin)
-        .await?;
-        if last != Some(seen) || seen.1 > 0 {
-            (last, since) = (Some(seen), Instant::now());
-        } else if since.elapsed() >= Duration::from_secs(1) {
-            println!(
-                "  (travaux planifiés du démarrage terminés en {:.1} s)",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(900),
-            "travaux planifiés du démarrage toujours en cours"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Flows per second of 16 desks in `structure` of territory 33 of `db`, on its own platform.
