@@ -40,8 +40,8 @@ struct Shaped {
 
 /// A font ready for shaping, made once per process and font: parsing a face builds its layout
 /// tables' lookup accelerators, and a plan compiles a script's features, both far costlier than
-/// shaping a line (rebuilt for every line, they took a quarter of the CPU of a mandate's
-/// creation, whose attestation carries the explanation page).
+/// shaping a line (rebuilt for every line, they took a quarter of the application's CPU during
+/// mandate creations, whose attestations carry the explanation page).
 struct Shaper {
     face: rustybuzz::Face<'static>,
     /// One plan per direction and script met (no language or feature is ever set).
