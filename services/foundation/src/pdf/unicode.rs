@@ -174,30 +174,51 @@ impl UnicodeFont {
     /// on each line as fit (a word too wide for any line gets one of its own). The paragraph is
     /// shaped once, its words joined by single spaces; a line's width is the sum of the advances
     /// of the glyphs whose text lies on it (shaping each candidate line again made a paragraph
-    /// cost as many shapings as it has words).
+    /// cost as many shapings as it has words). A line is shown shaped alone, with the direction
+    /// and script guessed from its own text: where those differ from the paragraph's (an Arabic
+    /// line in a paragraph that opens with a Latin name), the line is measured shaped alone too.
     pub fn wrap(&self, text: &str, size: f32) -> Vec<String> {
-        let room = (RIGHT - LEFT) * 1000.0 / size;
+        let room = f64::from((RIGHT - LEFT) * 1000.0 / size);
         let words: Vec<&str> = text.split_whitespace().collect();
         let joined = words.join(" ");
+        let guessed = |text: &str| {
+            let mut buffer = rustybuzz::UnicodeBuffer::new();
+            buffer.push_str(text);
+            buffer.guess_segment_properties();
+            (buffer.direction(), buffer.script())
+        };
+        let paragraph = guessed(&joined);
         // `before[b]`: the advance of the glyphs whose cluster starts before byte `b`.
-        let mut at = vec![0.0f32; joined.len() + 1];
+        let mut at = vec![0.0f64; joined.len() + 1];
         for g in self.shape(&joined).0 {
-            at[g.cluster + 1] += g.advance;
+            at[g.cluster + 1] += f64::from(g.advance);
         }
-        let before: Vec<f32> = at
+        let before: Vec<f64> = at
             .iter()
             .scan(0.0, |sum, a| {
                 *sum += a;
                 Some(*sum)
             })
             .collect();
+        let width = |from: usize, to: usize| {
+            let line = &joined[from..to];
+            if guessed(line) == paragraph {
+                before[to] - before[from]
+            } else {
+                self.shape(line)
+                    .0
+                    .iter()
+                    .map(|g| f64::from(g.advance))
+                    .sum()
+            }
+        };
         let mut lines = Vec::new();
         let (mut start, mut end, mut offset) = (None::<usize>, 0, 0);
         for word in words {
             let (from, to) = (offset, offset + word.len());
             offset = to + 1;
             match start {
-                Some(s) if before[to] - before[s] > room => {
+                Some(s) if width(s, to) > room => {
                     lines.push(joined[s..end].to_owned());
                     start = Some(from);
                 }
@@ -363,8 +384,15 @@ mod tests {
             };
             assert_eq!(glyphs(&fresh), glyphs(&kept), "{text}");
         }
-        // Latin, Arabic (right to left) and the text with no script: three plans.
-        assert_eq!(shaper.plans.lock().expect("verrou").len(), 3);
+        // Latin, Arabic (right to left) and the text with no script, each with its plan (other
+        // tests of this process may have added theirs).
+        let plans = shaper.plans.lock().expect("verrou");
+        for text in ["Mandatul", "وكالتك", "12 : 30"] {
+            let mut b = rustybuzz::UnicodeBuffer::new();
+            b.push_str(text);
+            b.guess_segment_properties();
+            assert!(plans.contains_key(&(b.direction(), b.script())), "{text}");
+        }
     }
 
     #[test]
@@ -399,6 +427,15 @@ mod tests {
              الوكالة صالحة طوال المدة التي اخترتها، ويمكنك إلغاؤها في أي وقت تشاء.",
             "Mandatul dumneavoastră, explicat simplu: ajutorul poate face doar demersurile \
              alese, pe durata aleasă, iar dumneavoastră îl puteți revoca oricând doriți.",
+            // A paragraph that opens in Latin and goes on in Arabic, and the reverse: each line
+            // is shown with its own script's plan (joined Arabic forms are far narrower than
+            // the isolated ones a Latin plan gives).
+            "Aidants Connect PDF : هذه الوثيقة تشرح الوكالة التي أعطيتها لمساعد للقيام ببعض \
+             الإجراءات نيابة عنك. الوكالة صالحة طوال المدة التي اخترتها، ويمكنك إلغاؤها في أي \
+             وقت تشاء. المساعد لا يستطيع القيام إلا بالإجراءات التي اخترتها بنفسك.",
+            "الوكالة صالحة طوال المدة التي اخترتها Aidants Connect France Services Bordeaux \
+             Mérignac Pessac Talence Bègles Villenave-d'Ornon Gradignan Cenon Lormont Eysines \
+             Floirac Bruges Blanquefort Le Bouscat Saint-Médard-en-Jalles Ambarès-et-Lagrave",
             "Anticonstitutionnellement-et-sans-la-moindre-espace-une-suite-de-mots-trop-longue-\
              pour-tenir-sur-une-seule-ligne-de-la-page court",
             "",
