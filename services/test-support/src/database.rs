@@ -35,13 +35,20 @@ pub fn user_of(url: &str) -> String {
     rest.split(['@', ':']).next().unwrap_or_default().to_owned()
 }
 
-async fn create_database(server_url: &str, name: &str) {
-    // Not `migrate::connect_admin` (5 s): a Citus coordinator busy creating other tests'
-    // databases at the start of a run once kept a new connection waiting longer than that.
-    let server = sqlx::postgres::PgPoolOptions::new()
+/// A one-connection pool for the harness's own setup on a server or a Citus node. Not
+/// `migrate::connect_admin` (5 s): a node busy creating other tests' databases at the start of a
+/// run has kept a new connection waiting longer than that (a coordinator once; a worker's new
+/// database, in a CI run of 2026-12-02).
+async fn setup_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(30))
-        .connect(server_url)
+        .connect(url)
+        .await
+}
+
+async fn create_database(server_url: &str, name: &str) {
+    let server = setup_pool(server_url)
         .await
         .expect("connexion administrateur");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -204,7 +211,7 @@ impl CitusNodes {
     async fn attach(&self, admin: &sqlx::PgPool, admin_url: &str, name: &str) {
         for worker in &self.workers {
             create_database(worker, name).await;
-            let pool = migrate::connect_admin(&with_database(worker, name), 1)
+            let pool = setup_pool(&with_database(worker, name))
                 .await
                 .expect("connexion au nœud Citus");
             sqlx::raw_sql("CREATE EXTENSION citus")
