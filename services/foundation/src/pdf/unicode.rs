@@ -28,14 +28,21 @@ pub fn default_font() -> Option<&'static [u8]> {
         .filter(|data| Shaper::of(data).is_some())
 }
 
+/// `text` in a shaping buffer, its direction and script guessed from its letters (as a line is
+/// shown: each line alone).
+fn segment(text: &str) -> rustybuzz::UnicodeBuffer {
+    let mut buffer = rustybuzz::UnicodeBuffer::new();
+    buffer.push_str(text);
+    buffer.guess_segment_properties();
+    buffer
+}
+
 /// A glyph as shaped: its id in the font, its advance in thousandths of the font size, and the
 /// text it shows (the first glyph of a cluster carries the cluster's text).
 struct Shaped {
     gid: u16,
     advance: f32,
     text: String,
-    /// The byte of the text where the glyph's cluster starts.
-    cluster: usize,
 }
 
 /// A font ready for shaping, made once per process and font: parsing a face builds its layout
@@ -120,24 +127,28 @@ impl UnicodeFont {
         &self.shaper.face
     }
 
+    /// Thousandths of the font size per font unit.
+    fn scale(&self) -> f32 {
+        1000.0 / f32::from(self.face().units_per_em() as u16)
+    }
+
     /// `text` shaped in visual order (left to right on the page), and whether it runs right to
     /// left.
     fn shape(&self, text: &str) -> (Vec<Shaped>, bool) {
-        let face = self.face();
-        let scale = 1000.0 / f32::from(face.units_per_em() as u16);
-        let mut buffer = rustybuzz::UnicodeBuffer::new();
-        buffer.push_str(text);
-        buffer.guess_segment_properties();
+        let scale = self.scale();
+        let buffer = segment(text);
         let rtl = buffer.direction() == rustybuzz::Direction::RightToLeft;
         let shaped = self.shaper.shape(buffer);
-        let clusters: Vec<u32> = shaped.glyph_infos().iter().map(|i| i.cluster).collect();
-        let mut starts: Vec<usize> = clusters.iter().map(|c| *c as usize).collect();
+        let mut starts: Vec<usize> = shaped
+            .glyph_infos()
+            .iter()
+            .map(|i| i.cluster as usize)
+            .collect();
         starts.sort_unstable();
         starts.dedup();
         let text_of = |cluster: usize| {
             let end = starts
-                .iter()
-                .find(|s| **s > cluster)
+                .get(starts.partition_point(|s| *s <= cluster))
                 .copied()
                 .unwrap_or(text.len());
             text.get(cluster..end).unwrap_or_default().to_owned()
@@ -150,7 +161,6 @@ impl UnicodeFont {
             .map(|(info, pos)| {
                 let cluster = info.cluster as usize;
                 Shaped {
-                    cluster,
                     gid: info.glyph_id as u16,
                     advance: pos.x_advance as f32 * scale,
                     text: if seen.insert(cluster) {
@@ -162,6 +172,19 @@ impl UnicodeFont {
             })
             .collect();
         (glyphs, rtl)
+    }
+
+    /// Each glyph of `text` shaped: the byte where its cluster starts and its advance in
+    /// thousandths of the font size (what measuring needs, without `shape`'s texts).
+    fn advances(&self, text: &str) -> Vec<(usize, f64)> {
+        let scale = f64::from(self.scale());
+        let shaped = self.shaper.shape(segment(text));
+        shaped
+            .glyph_infos()
+            .iter()
+            .zip(shaped.glyph_positions())
+            .map(|(info, pos)| (info.cluster as usize, f64::from(pos.x_advance) * scale))
+            .collect()
     }
 
     /// The width of `text` at `size` points.
@@ -182,16 +205,14 @@ impl UnicodeFont {
         let words: Vec<&str> = text.split_whitespace().collect();
         let joined = words.join(" ");
         let guessed = |text: &str| {
-            let mut buffer = rustybuzz::UnicodeBuffer::new();
-            buffer.push_str(text);
-            buffer.guess_segment_properties();
+            let buffer = segment(text);
             (buffer.direction(), buffer.script())
         };
         let paragraph = guessed(&joined);
         // `before[b]`: the advance of the glyphs whose cluster starts before byte `b`.
         let mut at = vec![0.0f64; joined.len() + 1];
-        for g in self.shape(&joined).0 {
-            at[g.cluster + 1] += f64::from(g.advance);
+        for (cluster, advance) in self.advances(&joined) {
+            at[cluster + 1] += advance;
         }
         let before: Vec<f64> = at
             .iter()
@@ -205,11 +226,7 @@ impl UnicodeFont {
             if guessed(line) == paragraph {
                 before[to] - before[from]
             } else {
-                self.shape(line)
-                    .0
-                    .iter()
-                    .map(|g| f64::from(g.advance))
-                    .sum()
+                self.advances(line).iter().map(|(_, advance)| advance).sum()
             }
         };
         let mut lines = Vec::new();
@@ -238,7 +255,7 @@ impl UnicodeFont {
     fn show_line(&mut self, page: &mut Page, text: &str, size: f32, y: f32) {
         let (glyphs, rtl) = self.shape(text);
         let face = self.face();
-        let scale = 1000.0 / f32::from(face.units_per_em() as u16);
+        let scale = self.scale();
         let width: f32 = glyphs.iter().map(|g| g.advance).sum::<f32>() * size / 1000.0;
         let x = if rtl { RIGHT - width } else { LEFT };
         page.content.begin_text();
@@ -279,7 +296,7 @@ impl UnicodeFont {
             Ref::new(next + 3),
         );
         let face = self.face();
-        let scale = 1000.0 / f32::from(face.units_per_em() as u16);
+        let scale = self.scale();
         let subset = subsetter::subset(self.data, 0, &self.remapper).unwrap_or_default();
         let base = Name(b"AAAAAA+DejaVuSans");
         pdf.type0_font(type0)
@@ -367,14 +384,8 @@ mod tests {
         ];
         // Twice over, so that the second pass uses the plans the first one kept.
         for text in texts.iter().chain(texts.iter()) {
-            let buffer = || {
-                let mut b = rustybuzz::UnicodeBuffer::new();
-                b.push_str(text);
-                b.guess_segment_properties();
-                b
-            };
-            let fresh = rustybuzz::shape(&shaper.face, &[], buffer());
-            let kept = shaper.shape(buffer());
+            let fresh = rustybuzz::shape(&shaper.face, &[], segment(text));
+            let kept = shaper.shape(segment(text));
             let glyphs = |g: &rustybuzz::GlyphBuffer| -> Vec<(u32, u32, i32, i32)> {
                 g.glyph_infos()
                     .iter()
@@ -388,9 +399,7 @@ mod tests {
         // tests of this process may have added theirs).
         let plans = shaper.plans.lock().expect("verrou");
         for text in ["Mandatul", "وكالتك", "12 : 30"] {
-            let mut b = rustybuzz::UnicodeBuffer::new();
-            b.push_str(text);
-            b.guess_segment_properties();
+            let b = segment(text);
             assert!(plans.contains_key(&(b.direction(), b.script())), "{text}");
         }
     }
