@@ -397,6 +397,53 @@ async fn a_run_with_nothing_to_apply_still_restores_rights_changed_by_hand() {
     assert_eq!(new_table, (true, true));
 }
 
+/// A run reloads a territory's communes (reference data in the platform schema) when a row is
+/// missing or when the reference differs from the one recorded at the last load; otherwise it
+/// skips them (one new migration on 101 territories, load-tests/README.md).
+#[tokio::test]
+async fn a_run_loads_the_communes_again_when_rows_are_missing_or_the_reference_changed() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let state = || async {
+        sqlx::query_as::<_, (i64, Option<String>, bool)>(
+            "SELECT (SELECT count(*) FROM platform.communes WHERE departement_code = '75'),
+                    (SELECT name FROM platform.communes WHERE code = '75056'),
+                    (SELECT communes_digest IS NOT NULL FROM platform.departement_schemas
+                     WHERE departement_code = '75')",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .expect("communes")
+    };
+    let loaded = state().await;
+    assert!(loaded.0 > 20, "{loaded:?}");
+    assert_eq!((loaded.1.as_deref(), loaded.2), (Some("Paris"), true));
+    let run_again = || async {
+        let report = provision(&db, "75", &DEPARTEMENT_MIGRATIONS).await;
+        assert!(report.result.is_ok(), "{:?}", report.result);
+    };
+    // A row deleted by hand: the count differs.
+    sqlx::query("DELETE FROM platform.communes WHERE code = '75056'")
+        .execute(&db.admin)
+        .await
+        .expect("suppression");
+    run_again().await;
+    assert_eq!(state().await, loaded);
+    // A reference other than the one recorded (as after an update of communes.tsv).
+    sqlx::query("UPDATE platform.communes SET name = 'Lutèce' WHERE code = '75056'")
+        .execute(&db.admin)
+        .await
+        .expect("nom");
+    sqlx::query(
+        "UPDATE platform.departement_schemas SET communes_digest = '\\x00'
+         WHERE departement_code = '75'",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("empreinte");
+    run_again().await;
+    assert_eq!(state().await, loaded);
+}
+
 /// A territory recorded with a role of an earlier naming scheme moves to the current one: the
 /// old role loses its rights and the application role its membership.
 #[tokio::test]

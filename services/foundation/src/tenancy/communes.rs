@@ -2,11 +2,22 @@
 //! `platform.communes` for each département when its schema is provisioned, and looked up by
 //! INSEE code (structure requests, coverage).
 
+use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
 use super::{CommuneCode, DepartementCode};
 
 const COMMUNES: &str = include_str!("../../reference/communes.tsv");
+
+/// The load of one département's communes (its parameters: the columns as arrays, then the
+/// département). Part of the reference's digest: a change in how rows are written reloads them.
+const LOAD: &str = "INSERT INTO platform.communes (code, name, departement_code, postal_codes, population, parent_code)
+         SELECT c, n, $6, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ',') END, pop, par
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS t(c, n, p, pop, par)
+         ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, departement_code = EXCLUDED.departement_code,
+             postal_codes = EXCLUDED.postal_codes, population = EXCLUDED.population, parent_code = EXCLUDED.parent_code
+         WHERE (communes.name, communes.departement_code, communes.postal_codes, communes.population, communes.parent_code)
+               IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.departement_code, EXCLUDED.postal_codes, EXCLUDED.population, EXCLUDED.parent_code)";
 
 /// A commune as the reference data describes it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -37,6 +48,33 @@ fn lines_of(departement: DepartementCode) -> impl Iterator<Item = [&'static str;
         .filter(move |f| f[2] == departement.as_str())
 }
 
+/// What the reference data holds for one département: its number of communes and a digest of
+/// their lines. The migrator keeps the digest once it has loaded them, and loads them again
+/// only when the reference or the number of rows differs.
+pub(super) struct Reference {
+    pub rows: u64,
+    pub digest: [u8; 32],
+}
+
+impl Reference {
+    pub fn of(departement: DepartementCode) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(LOAD.as_bytes());
+        let mut rows = 0;
+        for fields in lines_of(departement) {
+            for field in fields {
+                hasher.update((field.len() as u64).to_be_bytes());
+                hasher.update(field.as_bytes());
+            }
+            rows += 1;
+        }
+        Self {
+            rows,
+            digest: hasher.finalize().into(),
+        }
+    }
+}
+
 /// Loads (or updates) the département's communes. Idempotent; rows are rewritten only when the
 /// reference changed.
 pub async fn load(
@@ -55,23 +93,15 @@ pub async fn load(
         population.push(pop.parse::<i32>().ok());
         parent.push((!parent_code.is_empty()).then_some(parent_code));
     }
-    let done = sqlx::query(
-        "INSERT INTO platform.communes (code, name, departement_code, postal_codes, population, parent_code)
-         SELECT c, n, $6, CASE WHEN p = '' THEN '{}'::text[] ELSE string_to_array(p, ',') END, pop, par
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) AS t(c, n, p, pop, par)
-         ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, departement_code = EXCLUDED.departement_code,
-             postal_codes = EXCLUDED.postal_codes, population = EXCLUDED.population, parent_code = EXCLUDED.parent_code
-         WHERE (communes.name, communes.departement_code, communes.postal_codes, communes.population, communes.parent_code)
-               IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.departement_code, EXCLUDED.postal_codes, EXCLUDED.population, EXCLUDED.parent_code)",
-    )
-    .bind(&codes)
-    .bind(&names)
-    .bind(&postal)
-    .bind(&population)
-    .bind(&parent)
-    .bind(departement.as_str())
-    .execute(&mut *conn)
-    .await?;
+    let done = sqlx::query(LOAD)
+        .bind(&codes)
+        .bind(&names)
+        .bind(&postal)
+        .bind(&population)
+        .bind(&parent)
+        .bind(departement.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(done.rows_affected())
 }
 

@@ -161,6 +161,7 @@ pub static PLATFORM_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("foundation", "platform", 30, "0030_tenant_retention"),
             migration!("mandate-service", "platform", 31, "0031_usager_index_marks"),
             migration!("foundation", "platform", 32, "0032_rights_digest"),
+            migration!("foundation", "platform", 33, "0033_communes_digest"),
         ])
     });
 
@@ -365,22 +366,31 @@ pub async fn role_name(
     ))
 }
 
-/// Creates `role` if it does not exist (marked as this database's), refuses it if another
-/// database marked it, and marks it otherwise (roles made before the mark existed).
-async fn claim_role(
+/// The comment on `role`: `None` when the role does not exist, `Some(None)` when it has none.
+async fn role_mark(
     conn: &mut PgConnection,
-    database: &str,
     role: &str,
-    create: &str,
-) -> Result<(), MigrateError> {
-    let role_id = ident(role)?;
-    let mark = logins::database_mark(database);
-    let existing: Option<Option<String>> = sqlx::query_scalar(
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar(
         "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
     )
     .bind(role)
     .fetch_optional(&mut *conn)
-    .await?;
+    .await
+}
+
+/// Creates `role` if it does not exist (marked as this database's), refuses it if another
+/// database marked it, and marks it otherwise (roles made before the mark existed).
+/// `existing` is its comment as `role_mark` reads it.
+async fn claim_role(
+    conn: &mut PgConnection,
+    database: &str,
+    role: &str,
+    existing: Option<Option<String>>,
+    create: &str,
+) -> Result<(), MigrateError> {
+    let role_id = ident(role)?;
+    let mark = logins::database_mark(database);
     match existing {
         Some(Some(comment)) if comment == mark => return Ok(()),
         Some(Some(_)) => return Err(MigrateError::RoleOfAnotherDatabase(role.into())),
@@ -415,24 +425,20 @@ pub async fn migrate_platform(admin: &PgPool, app_role: &str) -> Result<usize, M
     seed_territories(&mut tx).await?;
     // The owner of the journals' sealing functions: one per database, never logs in.
     let database = current_database(&mut *tx).await?;
-    claim_role(
-        &mut tx,
-        &database,
-        &logins::sealer_role(&database),
-        "NOLOGIN NOINHERIT",
-    )
-    .await?;
+    let sealer = logins::sealer_role(&database);
+    let existing = role_mark(&mut tx, &sealer).await?;
+    claim_role(&mut tx, &database, &sealer, existing, "NOLOGIN NOINHERIT").await?;
     // Giving the sealing functions to that role needs membership, unless a superuser migrates.
     let superuser: bool =
         sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             .fetch_one(&mut *tx)
             .await?;
     if on_citus {
-        super::citus::sealer_may_log_in(&mut tx, &logins::sealer_role(&database)).await?;
+        super::citus::sealer_may_log_in(&mut tx, &sealer).await?;
     }
     if !superuser {
-        let sealer = ident(&logins::sealer_role(&database))?;
-        sqlx::raw_sql(ddl(format!("GRANT {sealer} TO CURRENT_USER")))
+        let sealer_id = ident(&sealer)?;
+        sqlx::raw_sql(ddl(format!("GRANT {sealer_id} TO CURRENT_USER")))
             .execute(&mut *tx)
             .await?;
     }
@@ -520,22 +526,24 @@ async fn apply(
     set: &MigrationSet,
     on_citus: bool,
 ) -> Result<usize, MigrateError> {
+    use sqlx::Row;
     let schema_id = ident(schema)?;
-    sqlx::raw_sql(ddl(format!(
+    // One exchange: the search path, the table of applied versions, and what it holds.
+    let done = sqlx::raw_sql(ddl(format!(
         "SET LOCAL search_path = {schema_id};
          CREATE TABLE IF NOT EXISTS schema_migrations (
              version    bigint PRIMARY KEY,
              name       text NOT NULL,
              checksum   text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
-         );"
+         );
+         SELECT version, checksum FROM schema_migrations;"
     )))
-    .execute(&mut *conn)
-    .await?;
-    let done: Vec<(i64, String)> =
-        sqlx::query_as("SELECT version, checksum FROM schema_migrations")
-            .fetch_all(&mut *conn)
-            .await?;
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)))
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let mut applied = 0;
     for m in &set.0 {
         match done.iter().find(|(v, _)| *v == m.version) {
@@ -572,26 +580,42 @@ pub async fn provision_departement(
     set: &MigrationSet,
 ) -> Result<SchemaReport, MigrateError> {
     let schema = departement.schema_name();
-    let role = role_name(admin, departement).await?;
-    sqlx::query(
-        "INSERT INTO platform.departement_schemas (departement_code, schema_name, role_name, status)
-         VALUES ($1, $2, $3, 'provisioning')
-         ON CONFLICT (departement_code) DO NOTHING",
-    )
-    .bind(departement.as_str())
-    .bind(&schema)
-    .bind(&role)
-    .execute(admin)
-    .await?;
-    // A role named by an earlier scheme is stripped of its rights once the new one has them.
-    let recorded: String = sqlx::query_scalar(
-        "SELECT role_name FROM platform.departement_schemas WHERE departement_code = $1",
-    )
-    .bind(departement.as_str())
-    .fetch_one(admin)
-    .await?;
+    let database = current_database(admin).await?;
+    let role = logins::departement_role(&database, departement);
+    // The territory's row (created if new) with what it records of the last run: the role's
+    // name (a role named by an earlier scheme is stripped of its rights once the new one has
+    // them) and the communes loaded. The insert's row is not visible to the same statement's
+    // read, hence the union; a row another migrator inserted meanwhile is read again.
+    let provisioning = "WITH inserted AS (
+             INSERT INTO platform.departement_schemas (departement_code, schema_name, role_name, status)
+             VALUES ($1, $2, $3, 'provisioning')
+             ON CONFLICT (departement_code) DO NOTHING
+             RETURNING role_name)
+         SELECT role_name, NULL::bytea, 0::bigint FROM inserted
+         UNION ALL
+         SELECT s.role_name, s.communes_digest,
+                (SELECT count(*) FROM platform.communes c WHERE c.departement_code = $1)
+         FROM platform.departement_schemas s WHERE s.departement_code = $1";
+    let mut recorded: Option<(String, Option<Vec<u8>>, i64)> = None;
+    for _ in 0..2 {
+        recorded = sqlx::query_as(provisioning)
+            .bind(departement.as_str())
+            .bind(&schema)
+            .bind(&role)
+            .fetch_optional(admin)
+            .await?;
+        if recorded.is_some() {
+            break;
+        }
+    }
+    let Some((recorded, communes_digest, communes_rows)) = recorded else {
+        return Err(MigrateError::Database(sqlx::Error::RowNotFound));
+    };
     let previous = (recorded != role).then_some(recorded.as_str());
-    let mut outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+    let mut outcome = migrate_schema(
+        admin, app_role, login, &database, &schema, &role, previous, set,
+    )
+    .await;
     // On Citus, granting rights makes the coordinator re-create the grantee roles on the
     // workers, and roles are shared by every database of a node: two schemas migrated at once
     // may touch the same role row there. The whole schema transaction rolled back; run it again.
@@ -601,11 +625,18 @@ pub async fn provision_departement(
     {
         let pause = rand::random_range(20..200u64) * attempts;
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        outcome = migrate_schema(admin, app_role, login, &schema, &role, previous, set).await;
+        outcome = migrate_schema(
+            admin, app_role, login, &database, &schema, &role, previous, set,
+        )
+        .await;
         attempts += 1;
     }
-    if outcome.is_ok() {
-        // The territory's communes of the reference data (a platform table).
+    // The territory's communes of the reference data (a platform table), unless the rows
+    // loaded by a previous run are still there and the reference has not changed since.
+    let reference = super::communes::Reference::of(departement);
+    let communes_current = communes_digest.as_deref() == Some(&reference.digest[..])
+        && u64::try_from(communes_rows).ok() == Some(reference.rows);
+    if outcome.is_ok() && !communes_current {
         let mut conn = admin.acquire().await?;
         if let Err(e) = super::communes::load(&mut conn, departement).await {
             outcome = Err(e.into());
@@ -620,7 +651,8 @@ pub async fn provision_departement(
         "UPDATE platform.departement_schemas
          SET status = $2, version = CASE WHEN $2 = 'ready' THEN $3 ELSE version END,
              last_error = $4, updated_at = now(),
-             role_name = CASE WHEN $2 = 'ready' THEN $5 ELSE role_name END
+             role_name = CASE WHEN $2 = 'ready' THEN $5 ELSE role_name END,
+             communes_digest = CASE WHEN $2 = 'ready' THEN $6 ELSE communes_digest END
          WHERE departement_code = $1",
     )
     .bind(departement.as_str())
@@ -628,6 +660,7 @@ pub async fn provision_departement(
     .bind(version)
     .bind(&error)
     .bind(&role)
+    .bind(&reference.digest[..])
     .execute(admin)
     .await?;
     Ok(SchemaReport {
@@ -639,10 +672,12 @@ pub async fn provision_departement(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn migrate_schema(
     admin: &PgPool,
     app_role: &str,
     login: &TenantLogin,
+    database: &str,
     schema: &str,
     role: &str,
     previous_role: Option<&str>,
@@ -654,47 +689,35 @@ async fn migrate_schema(
         .bind(format!("aidants-connect:schema:{schema}"))
         .execute(&mut *tx)
         .await?;
-    let database = current_database(&mut *tx).await?;
-    let sealer = logins::sealer_role(&database);
-    let sealer_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(&sealer)
-            .fetch_one(&mut *tx)
-            .await?;
-    if !sealer_exists {
+    let sealer = logins::sealer_role(database);
+    let state = super::rights::SchemaState::read(&mut tx, &sealer, role, schema, app_role).await?;
+    if !state.sealer_exists {
         return Err(MigrateError::MissingRole(sealer));
     }
-    claim_role(&mut tx, &database, role, "NOLOGIN NOINHERIT").await?;
+    claim_role(
+        &mut tx,
+        database,
+        role,
+        state.role_mark,
+        "NOLOGIN NOINHERIT",
+    )
+    .await?;
     // The département role logs in with its derived password (stored as a SCRAM verifier), its
     // search path holds its schema then pg_temp (never shadowed by temporary objects, which it
     // may not create anyway), and the application role is no longer a member of it.
-    super::rights::set_login(&mut tx, login, role, schema).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(schema)
-            .fetch_one(&mut *tx)
-            .await?;
-    if !exists {
+    super::rights::set_login(&mut tx, login, role, schema, state.authid_readable).await?;
+    if !state.schema_exists {
         // On Citus even `IF NOT EXISTS` on an existing schema is forwarded to the workers.
         sqlx::raw_sql(ddl(format!("CREATE SCHEMA {schema_id}")))
             .execute(&mut *tx)
             .await?;
     }
-    let member: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m
-                        JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-                        WHERE r.rolname = $1 AND u.rolname = $2)",
-    )
-    .bind(role)
-    .bind(app_role)
-    .fetch_one(&mut *tx)
-    .await?;
-    if member {
+    if state.app_is_member {
         sqlx::raw_sql(ddl(format!("REVOKE {role_id} FROM {app_id}")))
             .execute(&mut *tx)
             .await?;
     }
-    let on_citus = super::citus::enabled(&mut tx).await?;
+    let on_citus = state.on_citus;
     let applied = apply(&mut tx, schema, set, on_citus).await?;
     // Rights are swept after every migration so new tables are covered, then narrowed for
     // append-only tables (skipped when that would change nothing: see `rights`).
