@@ -18,31 +18,38 @@ struct Args {
     concurrency: usize,
 }
 
+/// A new migration adding `$column` to the structures, filling it and indexing it.
+macro_rules! column_migration {
+    ($version:literal, $column:literal) => {
+        Migration {
+            version: $version,
+            name: concat!($version, "_bench_structure_", $column),
+            sql: concat!(
+                "ALTER TABLE structures ADD COLUMN ",
+                $column,
+                " text;
+                 UPDATE structures SET ",
+                $column,
+                " = '' WHERE ",
+                $column,
+                " IS NULL;
+                 CREATE INDEX structures_",
+                $column,
+                " ON structures (",
+                $column,
+                ");"
+            ),
+        }
+    };
+}
+
 /// Realistic follow-up migrations, each a column, a backfill and an index on every schema. They
 /// are applied one after the other, each measured: the time of one on 101 territories moves
 /// from run to run (above all on Citus), and the median of several in one run says more.
 const NEW_MIGRATIONS: [Migration; 3] = [
-    Migration {
-        version: 9_000,
-        name: "9000_bench_structure_phone",
-        sql: "ALTER TABLE structures ADD COLUMN phone text;
-              UPDATE structures SET phone = '' WHERE phone IS NULL;
-              CREATE INDEX structures_phone ON structures (phone);",
-    },
-    Migration {
-        version: 9_001,
-        name: "9001_bench_structure_fax",
-        sql: "ALTER TABLE structures ADD COLUMN fax text;
-              UPDATE structures SET fax = '' WHERE fax IS NULL;
-              CREATE INDEX structures_fax ON structures (fax);",
-    },
-    Migration {
-        version: 9_002,
-        name: "9002_bench_structure_website",
-        sql: "ALTER TABLE structures ADD COLUMN website text;
-              UPDATE structures SET website = '' WHERE website IS NULL;
-              CREATE INDEX structures_website ON structures (website);",
-    },
+    column_migration!(9000, "phone"),
+    column_migration!(9001, "fax"),
+    column_migration!(9002, "website"),
 ];
 
 /// Applies the new migrations one after the other; the time of each.
