@@ -92,7 +92,7 @@ impl SchemaState {
 
 /// Sets the département role's login (password verifier, attributes, search path) unless it
 /// is already exactly that. `authid_readable`: whether the administrator may read
-/// `pg_authid` (read with the schema's other state, `migrate::SchemaState`); when it may not,
+/// `pg_authid` (read with the schema's other state, [`SchemaState`]); when it may not,
 /// the login is set on every run, as it always was. Returns whether it issued anything.
 pub(super) async fn set_login(
     conn: &mut PgConnection,
@@ -143,10 +143,10 @@ async fn login_is_current(
 }
 
 /// The statement (its parameter `$1`: the schema) reading everything the sweep reads or
-/// writes, as the catalog holds it: the schema's privileges;
-/// each table, view and sequence with its privileges and the privileges of its columns that
-/// have some (a new column has none: adding one changes nothing the sweep would set); each
-/// function with its owner, settings and privileges.
+/// writes, as the catalog holds it: the schema's privileges; each table, view and sequence with
+/// its privileges and the privileges of its columns that have some (a new column has none:
+/// adding one changes nothing the sweep would set); each function with its owner, settings and
+/// privileges.
 ///
 /// The schema's objects are read through their dependency on it (pg_depend's index), not
 /// by scanning pg_class: that holds every relation of the 101 territories (20,000 rows),
