@@ -232,6 +232,7 @@ pub async fn desks(
                 duration_days: 365,
                 renewal_of: None,
                 idempotency_key: None,
+                language: None,
             },
             OffsetDateTime::now_utc(),
         )

@@ -629,6 +629,7 @@ async fn demo_mandates(
                 duration_days: days,
                 renewal_of: None,
                 idempotency_key: Some(format!("demo:{i}")),
+                language: None,
             },
             now - Duration::days(age),
         )

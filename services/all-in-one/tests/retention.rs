@@ -38,6 +38,7 @@ async fn mandate(
             duration_days: 365,
             renewal_of: None,
             idempotency_key: None,
+            language: None,
         },
         OffsetDateTime::now_utc(),
     )
@@ -433,6 +434,7 @@ async fn a_structure_forgets_a_persons_name_with_their_last_mandate_there() {
             duration_days: 365,
             renewal_of: None,
             idempotency_key: None,
+            language: None,
         },
         OffsetDateTime::now_utc(),
     )

@@ -605,6 +605,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
             duration_days: 365,
             renewal_of: None,
             idempotency_key: Some(format!("draft:{draft}")),
+            language: None,
         },
         time::OffsetDateTime::now_utc(),
     )

@@ -50,6 +50,7 @@ async fn people(
                 duration_days: 365,
                 renewal_of: None,
                 idempotency_key: None,
+                language: None,
             },
             time::OffsetDateTime::now_utc(),
         )

@@ -312,6 +312,23 @@ pub struct NewMandate {
     pub duration_days: i32,
     pub renewal_of: Option<MandateId>,
     pub idempotency_key: Option<String>,
+    /// The language the explanation was given in (`explanation::LANGUAGES`), recorded with the
+    /// mandate; `None`: the table's default (French).
+    pub language: Option<String>,
+}
+
+/// The mandate's insert, with or without its language (`None` leaves the column's default).
+macro_rules! insert_mandate {
+    ($column:literal, $value:literal) => {
+        concat!(
+            "INSERT INTO mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at,
+                                   legal_text_version, renewal_of, idempotency_key",
+            $column,
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10",
+            $value,
+            ")"
+        )
+    };
 }
 
 /// Creates the mandate and its authorisations, superseding the structure's live authorisations
@@ -351,11 +368,10 @@ pub async fn create(
         .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now);
     let expires = now + Duration::days(i64::from(new.duration_days));
-    sqlx::query(
-        "INSERT INTO mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at,
-                               legal_text_version, renewal_of, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
+    let insert = match &new.language {
+        Some(_) => sqlx::query(insert_mandate!(", language", ", $11")),
+        None => sqlx::query(insert_mandate!("", "")),
+    }
     .bind(id)
     .bind(new.structure)
     .bind(new.usager)
@@ -365,7 +381,11 @@ pub async fn create(
     .bind(expires)
     .bind(LEGAL_TEXT_VERSION)
     .bind(new.renewal_of)
-    .bind(&new.idempotency_key)
+    .bind(&new.idempotency_key);
+    match &new.language {
+        Some(language) => insert.bind(language),
+        None => insert,
+    }
     .execute(&mut **tx)
     .await?;
     let codes: Vec<&str> = new.categories.iter().map(|c| c.code).collect();
@@ -414,20 +434,20 @@ pub async fn create(
     for mandate in old {
         close_if_ended(tx, mandate, "superseded", now).await?;
     }
-    for code in &codes {
-        sqlx::query(
-            "INSERT INTO authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(id)
-        .bind(new.structure)
-        .bind(new.usager)
-        .bind(code)
-        .bind(expires)
-        .execute(&mut **tx)
-        .await?;
-    }
+    // One authorisation per category, in one statement.
+    let ids: Vec<Uuid> = codes.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
+         SELECT n.id, $2, $3, $4, n.category, $6 FROM unnest($1::uuid[], $5::text[]) AS n (id, category)",
+    )
+    .bind(&ids)
+    .bind(id)
+    .bind(new.structure)
+    .bind(new.usager)
+    .bind(&codes)
+    .bind(expires)
+    .execute(&mut **tx)
+    .await?;
     // The structure's usagers in name order, for the identity provider's list.
     usager::widen(tx, id).await?;
     let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();

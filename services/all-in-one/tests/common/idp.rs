@@ -94,6 +94,7 @@ pub async fn mandate_for(
             duration_days: 365,
             renewal_of: None,
             idempotency_key: None,
+            language: None,
         },
         time::OffsetDateTime::now_utc(),
     )

@@ -329,25 +329,43 @@ async fn categories_page(
     csrf: String,
     error: Option<&str>,
 ) -> PageResult<Response> {
-    // Two reads, each its own transaction: the choice is checked again when it is made.
-    let mut conn = scope.tenant.autocommit().await?;
-    let person: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT given_name, family_name, preferred_username FROM usagers WHERE id = $1",
-    )
-    .bind(usager)
-    .fetch_optional(&mut *conn)
-    .await?;
+    // The person and this structure's authorisations for them in one read, its own
+    // transaction (one exchange with the server): the choice is checked again when it is made.
+    // No row: no such person; one row without a category: no authorisation here.
     // Liveness by the database clock; the choice itself is `policies::choice::offered`.
-    let rows: Vec<(String, OffsetDateTime, bool, bool, bool)> = sqlx::query_as(
-        "SELECT category, expires_at, revoked_at IS NOT NULL, superseded_at IS NOT NULL,
-                expires_at <= now()
-         FROM authorisations WHERE structure_id = $1 AND usager_id = $2",
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<OffsetDateTime>,
+        Option<bool>,
+        Option<bool>,
+        Option<bool>,
+    );
+    let mut conn = scope.tenant.autocommit().await?;
+    let found: Vec<Row> = sqlx::query_as(
+        "SELECT u.given_name, u.family_name, u.preferred_username,
+                a.category, a.expires_at, a.revoked_at IS NOT NULL, a.superseded_at IS NOT NULL,
+                a.expires_at <= now()
+         FROM usagers u
+         LEFT JOIN authorisations a ON a.usager_id = u.id AND a.structure_id = $1
+         WHERE u.id = $2",
     )
     .bind(scope.structure.id)
     .bind(usager)
     .fetch_all(&mut *conn)
     .await?;
     drop(conn);
+    let person: Option<(String, String, Option<String>)> = found
+        .first()
+        .map(|(given, family, usage, ..)| (given.clone(), family.clone(), usage.clone()));
+    let rows: Vec<(String, OffsetDateTime, bool, bool, bool)> = found
+        .into_iter()
+        .filter_map(|(_, _, _, category, until, revoked, superseded, expired)| {
+            Some((category?, until?, revoked?, superseded?, expired?))
+        })
+        .collect();
     let states: Vec<choice::AuthorisationState> = rows
         .iter()
         .map(

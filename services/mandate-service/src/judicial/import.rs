@@ -344,6 +344,7 @@ async fn create(
             duration_days: days_until(&line.measure.ends, today),
             renewal_of: None,
             idempotency_key: None,
+            language: None,
         },
         now,
     )

@@ -191,17 +191,11 @@ async fn create(
             duration_days,
             renewal_of: confirmation.terms.renewal_of,
             idempotency_key: Some(format!("draft:{draft}")),
+            language: Some(confirmation.language.to_owned()),
         },
         confirmation.now,
     )
     .await?;
-    if mandate == mandate_id {
-        sqlx::query("UPDATE mandates SET language = $2 WHERE id = $1")
-            .bind(mandate)
-            .bind(confirmation.language)
-            .execute(&mut *tx)
-            .await?;
-    }
     if let (true, Some(measure)) = (mandate == mandate_id, &confirmation.terms.judicial) {
         crate::judicial::record(
             &mut tx,
