@@ -428,6 +428,25 @@ async fn unknown_departements_answer_the_documented_404() {
             "{body}"
         );
     }
+    // A real département whose territory is not open on this platform: not found either, with
+    // its own message (a 503 « maintenance » would tell a client to retry forever; schemathesis
+    // found it by drawing 24).
+    for path in [
+        "/api/habilitation/departements/24/lieux",
+        "/api/habilitation/departements/24/lieux.csv",
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(body["code"], "not_found", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .expect("message")
+                .contains("aucun territoire n'est ouvert pour le département 24"),
+            "{body}"
+        );
+    }
     // A territory provisioned with no structure: an empty list, an empty CSV with its header.
     assert_eq!(
         json_of(&app, "/api/habilitation/departements/33/lieux").await,

@@ -89,6 +89,7 @@ impl From<TenancyError> for ApiError {
             TenancyError::NotServed(d) => Self::unavailable(format!(
                 "Le territoire {d} est momentanément indisponible (maintenance). Réessayez plus tard."
             )),
+            TenancyError::NotProvisioned(_) => Self::not_found(e.to_string()),
             TenancyError::Database(e) => e.into(),
         }
     }

@@ -29,8 +29,12 @@ pub use territories::{CodeError, CommuneCode, DepartementCode};
 /// Why a territory cannot be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
+    /// Its schema exists but is not served now (behind, failed, being moved): retry later.
     #[error("le territoire {0} n'est pas disponible pour le moment")]
     NotServed(DepartementCode),
+    /// No territory was ever opened for this département on this platform.
+    #[error("aucun territoire n'est ouvert pour le département {0} sur cette plateforme")]
+    NotProvisioned(DepartementCode),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -159,7 +163,7 @@ impl Tenancy {
                     self.refresh().await?;
                 }
                 self.served_role(departement)
-                    .ok_or(TenancyError::NotServed(departement))?
+                    .ok_or_else(|| self.not_served(departement))?
             }
         };
         crate::telemetry::record_tenant(departement.as_str());
@@ -212,6 +216,16 @@ impl Tenancy {
             .fetch_one(&self.pool)
             .await?;
         Ok(sealed.max(0) as u64)
+    }
+
+    /// Why `departement` has no served role: never provisioned, or not served now.
+    fn not_served(&self, departement: DepartementCode) -> TenancyError {
+        let schemas = self.schemas.read().unwrap_or_else(|e| e.into_inner());
+        if schemas.contains_key(&departement) {
+            TenancyError::NotServed(departement)
+        } else {
+            TenancyError::NotProvisioned(departement)
+        }
     }
 
     fn served_role(&self, departement: DepartementCode) -> Option<String> {

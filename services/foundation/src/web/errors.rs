@@ -87,7 +87,10 @@ impl From<sqlx::Error> for PageError {
 
 impl From<crate::tenancy::TenancyError> for PageError {
     fn from(e: crate::tenancy::TenancyError) -> Self {
-        Self::unavailable(e)
+        match e {
+            crate::tenancy::TenancyError::NotProvisioned(_) => Self::not_found(),
+            e => Self::unavailable(e),
+        }
     }
 }
 
