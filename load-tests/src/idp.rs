@@ -13,7 +13,12 @@
 //!   the platform runs as its own process: its resident memory at rest and its peak under the
 //!   flows (targets ≤ 64 MiB and ≤ 256 MiB);
 //! - token + userinfo pairs alone (codes issued beforehand in the database), concurrency 16:
-//!   target ≥ 2,000 pairs/s;
+//!   target ≥ 2,000 pairs/s; and their database bound, pgbench sending what one pair asks of
+//!   the database, statement for statement;
+//! - for the flows and for the pairs, the CPU time each took, read from `/proc` over the run:
+//!   PostgreSQL's processes, the platform's, the load generator's, the rest of the machine. The
+//!   machine's cores divided by the total is the most that rate could reach here; divided by
+//!   PostgreSQL's part alone, the most it could reach even if the platform cost nothing;
 //! - the cost of one signature on one core, as token (id_token) and userinfo sign: with the
 //!   RustCrypto crates the provider signed with until 2026-12-01 and with AWS-LC, which it
 //!   signs with now, measured in the same run (ES256, the default, and RS256).
@@ -60,6 +65,40 @@ SELECT pg_notify('outbox', '33');
 COMMIT;
 "
     );
+    pgbench(url, &script)
+}
+
+/// The database's part of `PAIR_CODES` token + userinfo pairs, written beforehand as
+/// `issue_codes` writes them, their code hashes `sha256('pgb' || n)`.
+const PAIR_CODES: i64 = 40_000;
+
+/// pgbench with what one token + userinfo pair asks of the database, statement for statement
+/// as the platform sends them (the redemption's transaction with its search path, locked read,
+/// habilitation, update, journal entry, outbox message and its wake-up; then userinfo's read
+/// and habilitation), same tables, same concurrency, on codes drawn at random among
+/// `PAIR_CODES` (a code drawn twice is updated again: the same work). What PostgreSQL alone
+/// can do with the whole machine: the pairs' rate cannot exceed it.
+fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
+    let habilitated = "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id WHERE a.professional_id = :aid::uuid AND a.role = 'aidant' AND a.domain = 'structure:' || :sid::text AND p.active);";
+    let script = format!(
+        "\\set n random(1, {PAIR_CODES})
+BEGIN;
+SELECT set_config('search_path', 'dep_33, pg_temp', true);
+SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM oidc_grants g JOIN usagers u ON u.id = g.usager_id JOIN structures s ON s.id = g.structure_id LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) FOR UPDATE OF g \\gset
+{habilitated}
+UPDATE oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid;
+INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
+INSERT INTO outbox (id, channel, recipient, template, payload, structure_id) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid);
+SELECT pg_notify('outbox', '33');
+COMMIT;
+SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
+{habilitated}
+"
+    );
+    pgbench(url, &script)
+}
+
+fn pgbench(url: &str, script: &str) -> anyhow::Result<f64> {
     let path = std::env::temp_dir().join(format!("idp-bound-{}.sql", Uuid::new_v4().simple()));
     std::fs::write(&path, script)?;
     let out = std::process::Command::new("pgbench")
@@ -154,9 +193,12 @@ async fn main() -> anyhow::Result<()> {
     let workers = std::sync::Arc::new(workers);
     // Warm-up, then the measured run.
     run_flows(&http, &base, &secret, &workers, Duration::from_secs(2)).await?;
+    let platform_pid = service.as_ref().map(|s| s.pid());
+    let cpu_before = load_tests::cpu::Reading::now(platform_pid);
     let started = Instant::now();
     let (flows, mut times) = run_flows(&http, &base, &secret, &workers, RUN).await?;
     let rate = flows as f64 / started.elapsed().as_secs_f64();
+    let flow_cpu = load_tests::cpu::Reading::now(platform_pid).per_unit_since(&cpu_before, flows);
     times.sort();
     if let Some(sampler) = &sampler {
         sampler.abort();
@@ -197,8 +239,11 @@ async fn main() -> anyhow::Result<()> {
         ms(*times.last().unwrap_or(&Duration::ZERO)),
     );
 
+    cpu_line("CPU par parcours (pendant la mesure)", flow_cpu, 500.0);
+
     // Token + userinfo alone: codes written beforehand, as the choice writes them.
     let codes = issue_codes(&db, structure, 40_000).await?;
+    let cpu_before = load_tests::cpu::Reading::now(platform_pid);
     let started = Instant::now();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(codes));
     let tasks: Vec<_> = (0..WORKERS)
@@ -229,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
         lat.extend(l);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let pair_cpu = load_tests::cpu::Reading::now(platform_pid).per_unit_since(&cpu_before, pairs);
     lat.sort();
     let rate = pairs as f64 / elapsed;
     println!(
@@ -237,7 +283,34 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&lat, 0.99)),
         rate / 2_000.0
     );
+    cpu_line("CPU par paire (pendant la mesure)", pair_cpu, 2_000.0);
+    issue_pair_codes(&db, structure).await?;
+    let pairs_bound = pgbench_pairs_bound(&db.admin_url)?;
+    println!(
+        "{:<58} {pairs_bound:>7.0} /s  paires ÷ borne = {:.0} %  (cible 2 000 /s = {:.0} % de la borne)",
+        "borne de la base pour token + userinfo (pgbench)",
+        rate / pairs_bound * 100.0,
+        2_000.0 / pairs_bound * 100.0
+    );
     signatures()
+}
+
+/// The CPU time one unit of work (a flow, a pair) took, split by process, measured over the
+/// run, and what it implies: the machine's cores divided by it is the most this work could
+/// reach here, and PostgreSQL's part alone bounds it even if the platform cost nothing.
+fn cpu_line(what: &str, (postgres, platform, generator, rest): (f64, f64, f64, f64), target: f64) {
+    let cores = load_tests::cpu::machine_seconds().1 as f64;
+    let total = postgres + platform + generator + rest;
+    println!(
+        "{what:<58} PostgreSQL {postgres:.2} ms  plateforme {platform:.2} ms  générateur {generator:.2} ms  autres {rest:.2} ms"
+    );
+    println!(
+        "{:<58} {:>7.0} /s  (PostgreSQL seul : {:.0} /s ; la cible {target:.0} /s demande ≤ {:.2} ms au total)",
+        format!("  plafond des {cores:.0} cœurs à ce coût"),
+        cores * 1000.0 / total.max(f64::EPSILON),
+        cores * 1000.0 / postgres.max(f64::EPSILON),
+        cores * 1000.0 / target
+    );
 }
 
 /// One signature's time on one core (best of three passes), RustCrypto and AWS-LC, on claims
@@ -285,6 +358,33 @@ fn signatures() -> anyhow::Result<()> {
             rust / lc
         );
     }
+    Ok(())
+}
+
+/// `PAIR_CODES` grants for `pgbench_pairs_bound`, as `issue_codes` writes them, the code of
+/// the n-th hashed as `sha256('pgb' || n)`.
+async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
+             structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id,
+             authorisation_id, category, issued_at, code_expires_at)
+         SELECT gen_random_uuid(), sha256(('pgb' || n)::bytea), $1, $2, 'nonce',
+                ARRAY['openid','profile','email','birth'], a.structure_id, a.created_by,
+                sha256('s'::bytea), now(), a.usager_id, a.mandate_id, a.id, a.category, now(),
+                now() + interval '30 seconds'
+         FROM generate_series(1, $4::bigint) AS n
+         JOIN LATERAL (SELECT au.*, m.created_by
+                       FROM dep_33.authorisations au JOIN dep_33.mandates m ON m.id = au.mandate_id
+                       WHERE au.structure_id = $3 AND au.category = 'logement'
+                       ORDER BY au.id OFFSET (n % 200) LIMIT 1) a ON true",
+    )
+    .bind(CLIENT)
+    .bind(REDIRECT)
+    .bind(structure)
+    .bind(PAIR_CODES)
+    .execute(&db.admin)
+    .await?;
+    sqlx::query("ANALYZE dep_33.oidc_grants").execute(&db.admin).await?;
     Ok(())
 }
 

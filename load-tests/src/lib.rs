@@ -170,3 +170,143 @@ pub async fn timed_gets(
     out.sort();
     Ok(out)
 }
+
+/// CPU time read from `/proc`: how a run's work splits between PostgreSQL, the platform and the
+/// load generator, measured over the run itself.
+pub mod cpu {
+    use std::sync::OnceLock;
+
+    /// Seconds per clock tick of `/proc/*/stat` (`getconf CLK_TCK`, 100 on Linux).
+    fn tick() -> f64 {
+        static TICK: OnceLock<f64> = OnceLock::new();
+        *TICK.get_or_init(|| {
+            std::process::Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .map_or(0.01, |hz| 1.0 / hz)
+        })
+    }
+
+    /// (command name, user + system ticks) of a process, from its `stat` line.
+    fn stat(pid: &str) -> Option<(String, u64)> {
+        parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// The name is between the first `(` and the last `)` (it may hold spaces and
+    /// parentheses); `utime` and `stime` are the 14th and 15th fields (proc(5)).
+    fn parse_stat(line: &str) -> Option<(String, u64)> {
+        let (head, rest) = line.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some((comm, utime + stime))
+    }
+
+    /// CPU seconds used so far by every process named `postgres` (the local stack's server:
+    /// its backends and background processes). A backend that ended since the last reading is
+    /// missing from this one: read it around a run whose connections stay open (pools).
+    pub fn postgres_seconds() -> f64 {
+        let ticks: u64 = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|pid| stat(&pid))
+            .filter(|(comm, _)| comm == "postgres")
+            .map(|(_, t)| t)
+            .sum();
+        ticks as f64 * tick()
+    }
+
+    /// CPU seconds used so far by one process (all its threads).
+    pub fn process_seconds(pid: u32) -> f64 {
+        stat(&pid.to_string()).map_or(0.0, |(_, t)| t as f64 * tick())
+    }
+
+    /// CPU seconds used so far by this process.
+    pub fn own_seconds() -> f64 {
+        process_seconds(std::process::id())
+    }
+
+    /// Busy CPU seconds of the whole machine so far, all cores (`/proc/stat`: all but idle and
+    /// iowait), and the number of cores.
+    pub fn machine_seconds() -> (f64, usize) {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cores = text
+            .lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+            .count();
+        let busy = text
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, v)| v)
+                    .sum::<u64>()
+            })
+            .unwrap_or(0);
+        (busy as f64 * tick(), cores.max(1))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn stat_lines_give_the_name_and_user_plus_system_ticks() {
+            let line = "4242 (tokio-rt (w) 1) S 1 4242 4242 0 -1 4194560 1000 0 0 0 \
+                        731 269 0 0 20 0 9 0 100 1000000 500 18446744073709551615";
+            assert_eq!(
+                super::parse_stat(line),
+                Some(("tokio-rt (w) 1".to_owned(), 1000))
+            );
+            assert_eq!(super::parse_stat("4242 (postgres"), None);
+            assert_eq!(super::parse_stat("4242 (postgres) S 1"), None);
+        }
+    }
+
+    /// A reading of the four, to subtract from a later one.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Reading {
+        pub postgres: f64,
+        pub platform: f64,
+        pub generator: f64,
+        pub machine: f64,
+    }
+
+    impl Reading {
+        /// Now; `platform`: the platform's process when it runs apart (else its work is in
+        /// this process's, with the load generator's).
+        pub fn now(platform: Option<u32>) -> Reading {
+            Reading {
+                postgres: postgres_seconds(),
+                platform: platform.map_or(0.0, process_seconds),
+                generator: own_seconds(),
+                machine: machine_seconds().0,
+            }
+        }
+
+        /// CPU milliseconds per unit of work done since `earlier`: (PostgreSQL, platform, load
+        /// generator, everything else on the machine).
+        pub fn per_unit_since(&self, earlier: &Reading, units: u64) -> (f64, f64, f64, f64) {
+            let per = |a: f64, b: f64| (a - b).max(0.0) * 1000.0 / units.max(1) as f64;
+            let postgres = per(self.postgres, earlier.postgres);
+            let platform = per(self.platform, earlier.platform);
+            let generator = per(self.generator, earlier.generator);
+            let machine = per(self.machine, earlier.machine);
+            (
+                postgres,
+                platform,
+                generator,
+                (machine - postgres - platform - generator).max(0.0),
+            )
+        }
+    }
+}
