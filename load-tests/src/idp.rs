@@ -73,22 +73,22 @@ COMMIT;
 const PAIR_CODES: i64 = 40_000;
 
 /// pgbench with what one token + userinfo pair asks of the database, statement for statement
-/// as the platform sends them (the redemption's transaction with its search path, locked read,
-/// habilitation, update, journal entry, outbox message and its wake-up; then userinfo's read
-/// and habilitation), same tables, same concurrency, on codes drawn at random among
-/// `PAIR_CODES` (a code drawn twice is updated again: the same work). What PostgreSQL alone
-/// can do with the whole machine: the pairs' rate cannot exceed it.
+/// as the platform sends them (the redemption's transaction with its locked read, habilitation,
+/// update, journal entry, outbox message and its wake-up; then userinfo's read and
+/// habilitation), same tables, same concurrency, on codes drawn at random among `PAIR_CODES`
+/// (a code drawn twice is updated again: the same work). Names are qualified instead of the
+/// territory's search path set with the opening (left out: the bound is a little high, never
+/// low). What PostgreSQL alone can do with the whole machine: the pairs' rate cannot exceed it.
 fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
     let habilitated = "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id WHERE a.professional_id = :aid::uuid AND a.role = 'aidant' AND a.domain = 'structure:' || :sid::text AND p.active);";
     let script = format!(
         "\\set n random(1, {PAIR_CODES})
 BEGIN;
-SELECT set_config('search_path', 'dep_33, pg_temp', true);
-SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM oidc_grants g JOIN usagers u ON u.id = g.usager_id JOIN structures s ON s.id = g.structure_id LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) FOR UPDATE OF g \\gset
+SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) FOR UPDATE OF g \\gset
 {habilitated}
-UPDATE oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid;
-INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
-INSERT INTO outbox (id, channel, recipient, template, payload, structure_id) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid);
+UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid;
+INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
+INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid);
 SELECT pg_notify('outbox', '33');
 COMMIT;
 SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
@@ -239,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
         ms(*times.last().unwrap_or(&Duration::ZERO)),
     );
 
-    cpu_line("CPU par parcours (pendant la mesure)", flow_cpu, 500.0);
+    flow_cpu.print("CPU par parcours (pendant la mesure)", 500.0);
 
     // Token + userinfo alone: codes written beforehand, as the choice writes them.
     let codes = issue_codes(&db, structure, 40_000).await?;
@@ -283,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&lat, 0.99)),
         rate / 2_000.0
     );
-    cpu_line("CPU par paire (pendant la mesure)", pair_cpu, 2_000.0);
+    pair_cpu.print("CPU par paire (pendant la mesure)", 2_000.0);
     issue_pair_codes(&db, structure).await?;
     let pairs_bound = pgbench_pairs_bound(&db.admin_url)?;
     println!(
@@ -293,24 +293,6 @@ async fn main() -> anyhow::Result<()> {
         2_000.0 / pairs_bound * 100.0
     );
     signatures()
-}
-
-/// The CPU time one unit of work (a flow, a pair) took, split by process, measured over the
-/// run, and what it implies: the machine's cores divided by it is the most this work could
-/// reach here, and PostgreSQL's part alone bounds it even if the platform cost nothing.
-fn cpu_line(what: &str, (postgres, platform, generator, rest): (f64, f64, f64, f64), target: f64) {
-    let cores = load_tests::cpu::machine_seconds().1 as f64;
-    let total = postgres + platform + generator + rest;
-    println!(
-        "{what:<58} PostgreSQL {postgres:.2} ms  plateforme {platform:.2} ms  générateur {generator:.2} ms  autres {rest:.2} ms"
-    );
-    println!(
-        "{:<58} {:>7.0} /s  (PostgreSQL seul : {:.0} /s ; la cible {target:.0} /s demande ≤ {:.2} ms au total)",
-        format!("  plafond des {cores:.0} cœurs à ce coût"),
-        cores * 1000.0 / total.max(f64::EPSILON),
-        cores * 1000.0 / postgres.max(f64::EPSILON),
-        cores * 1000.0 / target
-    );
 }
 
 /// One signature's time on one core (best of three passes), RustCrypto and AWS-LC, on claims
@@ -384,7 +366,9 @@ async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::
     .bind(PAIR_CODES)
     .execute(&db.admin)
     .await?;
-    sqlx::query("ANALYZE dep_33.oidc_grants").execute(&db.admin).await?;
+    sqlx::query("ANALYZE dep_33.oidc_grants")
+        .execute(&db.admin)
+        .await?;
     Ok(())
 }
 

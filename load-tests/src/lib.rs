@@ -210,6 +210,12 @@ pub mod cpu {
     /// its backends and background processes). A backend that ended since the last reading is
     /// missing from this one: read it around a run whose connections stay open (pools).
     pub fn postgres_seconds() -> f64 {
+        command_seconds("postgres")
+    }
+
+    /// CPU seconds used so far by every process whose command name is `name` (`weed`: the
+    /// local object store, SeaweedFS).
+    pub fn command_seconds(name: &str) -> f64 {
         let ticks: u64 = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -217,7 +223,7 @@ pub mod cpu {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
             .filter_map(|pid| stat(&pid))
-            .filter(|(comm, _)| comm == "postgres")
+            .filter(|(comm, _)| comm == name)
             .map(|(_, t)| t)
             .sum();
         ticks as f64 * tick()
@@ -272,41 +278,82 @@ pub mod cpu {
         }
     }
 
-    /// A reading of the four, to subtract from a later one.
+    /// A reading of the processes, to subtract from a later one.
     #[derive(Clone, Copy, Debug)]
     pub struct Reading {
         pub postgres: f64,
         pub platform: f64,
         pub generator: f64,
+        pub store: f64,
         pub machine: f64,
     }
 
+    /// CPU milliseconds per unit of work (a flow, a pair, a creation) between two readings.
+    #[derive(Clone, Copy, Debug)]
+    pub struct PerUnit {
+        pub postgres: f64,
+        /// The platform's process when it runs apart (else 0: its work is in `generator`).
+        pub platform: f64,
+        /// This process: the load generator, and the platform when it runs inside it.
+        pub generator: f64,
+        /// The object store's process.
+        pub store: f64,
+        /// Everything else on the machine.
+        pub rest: f64,
+    }
+
+    impl PerUnit {
+        pub fn total(&self) -> f64 {
+            self.postgres + self.platform + self.generator + self.store + self.rest
+        }
+
+        /// Prints `what`'s CPU per unit and what follows from it: the machine's cores divided
+        /// by the total is the most the rate could reach here at that cost, and divided by
+        /// PostgreSQL's part alone, the most it could reach even if nothing else cost anything;
+        /// `target` (per second) needs the total under cores ÷ target.
+        pub fn print(&self, what: &str, target: f64) {
+            let cores = machine_seconds().1 as f64;
+            println!(
+                "{what:<58} PostgreSQL {:.2} ms  plateforme {:.2} ms  générateur {:.2} ms  stockage objet {:.2} ms  autres {:.2} ms",
+                self.postgres, self.platform, self.generator, self.store, self.rest
+            );
+            println!(
+                "{:<58} {:>7.0} /s  (PostgreSQL seul : {:.0} /s ; la cible {target:.0} /s demande ≤ {:.2} ms au total)",
+                format!("  plafond des {cores:.0} cœurs à ce coût"),
+                cores * 1000.0 / self.total().max(f64::EPSILON),
+                cores * 1000.0 / self.postgres.max(f64::EPSILON),
+                cores * 1000.0 / target
+            );
+        }
+    }
+
     impl Reading {
-        /// Now; `platform`: the platform's process when it runs apart (else its work is in
-        /// this process's, with the load generator's).
+        /// Now; `platform`: the platform's process when it runs apart.
         pub fn now(platform: Option<u32>) -> Reading {
             Reading {
                 postgres: postgres_seconds(),
                 platform: platform.map_or(0.0, process_seconds),
                 generator: own_seconds(),
+                store: command_seconds("weed"),
                 machine: machine_seconds().0,
             }
         }
 
-        /// CPU milliseconds per unit of work done since `earlier`: (PostgreSQL, platform, load
-        /// generator, everything else on the machine).
-        pub fn per_unit_since(&self, earlier: &Reading, units: u64) -> (f64, f64, f64, f64) {
+        /// CPU milliseconds per unit of work done since `earlier`.
+        pub fn per_unit_since(&self, earlier: &Reading, units: u64) -> PerUnit {
             let per = |a: f64, b: f64| (a - b).max(0.0) * 1000.0 / units.max(1) as f64;
             let postgres = per(self.postgres, earlier.postgres);
             let platform = per(self.platform, earlier.platform);
             let generator = per(self.generator, earlier.generator);
+            let store = per(self.store, earlier.store);
             let machine = per(self.machine, earlier.machine);
-            (
+            PerUnit {
                 postgres,
                 platform,
                 generator,
-                (machine - postgres - platform - generator).max(0.0),
-            )
+                store,
+                rest: (machine - postgres - platform - generator - store).max(0.0),
+            }
         }
     }
 }

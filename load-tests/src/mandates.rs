@@ -5,7 +5,9 @@
 //!   over HTTP with a real session (target p99 ≤ 30 ms);
 //! - mandate creation by recap submission, FranceConnect already done (target ≥ 300/s): each
 //!   creation checks the aidant's TOTP code, writes the usager, mandate, authorisations and
-//!   journal, builds the attestation PDF and stores it encrypted in the object store;
+//!   journal, builds the attestation PDF and stores it encrypted in the object store; with
+//!   the CPU each creation took, read from `/proc` over the run (PostgreSQL, this process, the
+//!   object store, the rest) and the ceilings it implies;
 //! - journal appends from concurrent writers in one territory (target ≥ 2,000 entries/s);
 //! - journal verification of 1,000,000 entries: in memory on one core (target ≥ 5,000,000
 //!   entries/s) and end to end, read from the database (target ≥ 1,000,000 entries/s).
@@ -453,8 +455,11 @@ async fn main() -> anyhow::Result<()> {
         "\ntâches planifiées du démarrage terminées après {:.1} s",
         waited.as_secs_f64()
     );
+    let cpu_before = load_tests::cpu::Reading::now(None);
     let (elapsed, times) = creations(&base, jobs, 16).await?;
     let rate = creators as f64 / elapsed.as_secs_f64();
+    let creation_cpu =
+        load_tests::cpu::Reading::now(None).per_unit_since(&cpu_before, creators as u64);
     println!(
         "\nCréation de mandats (récapitulatif validé, FranceConnect déjà fait ; TOTP, base, journal, PDF chiffré dans le stockage objet)"
     );
@@ -464,6 +469,8 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&times, 0.99)),
         rate / 300.0
     );
+    // The platform runs inside this process: its CPU is counted with the load generator's.
+    creation_cpu.print("CPU par création (plateforme dans le générateur)", 300.0);
 
     if only_creation {
         return Ok(());
