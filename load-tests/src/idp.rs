@@ -346,26 +346,10 @@ fn signatures() -> anyhow::Result<()> {
 /// `PAIR_CODES` grants for `pgbench_pairs_bound`, as `issue_codes` writes them, the code of
 /// the n-th hashed as `sha256('pgb' || n)`.
 async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
-             structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id,
-             authorisation_id, category, issued_at, code_expires_at)
-         SELECT gen_random_uuid(), sha256(('pgb' || n)::bytea), $1, $2, 'nonce',
-                ARRAY['openid','profile','email','birth'], a.structure_id, a.created_by,
-                sha256('s'::bytea), now(), a.usager_id, a.mandate_id, a.id, a.category, now(),
-                now() + interval '30 seconds'
-         FROM generate_series(1, $4::bigint) AS n
-         JOIN LATERAL (SELECT au.*, m.created_by
-                       FROM dep_33.authorisations au JOIN dep_33.mandates m ON m.id = au.mandate_id
-                       WHERE au.structure_id = $3 AND au.category = 'logement'
-                       ORDER BY au.id OFFSET (n % 200) LIMIT 1) a ON true",
-    )
-    .bind(CLIENT)
-    .bind(REDIRECT)
-    .bind(structure)
-    .bind(PAIR_CODES)
-    .execute(&db.admin)
-    .await?;
+    let hashes: Vec<Vec<u8>> = (1..=PAIR_CODES)
+        .map(|n| secrets::token_hash(&format!("pgb{n}")))
+        .collect();
+    insert_grants(db, structure, &hashes).await?;
     sqlx::query("ANALYZE dep_33.oidc_grants")
         .execute(&db.admin)
         .await?;
@@ -383,6 +367,16 @@ async fn issue_codes(
         .map(|_| format!("33.{}", secrets::new_token()))
         .collect();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| secrets::token_hash(c)).collect();
+    insert_grants(db, structure, &hashes).await?;
+    Ok(codes)
+}
+
+/// Grants whose codes hash to `hashes`, for the structure's usagers, as the choice writes them.
+async fn insert_grants(
+    db: &TestDatabase,
+    structure: StructureId,
+    hashes: &[Vec<u8>],
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
              structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id,
@@ -396,11 +390,11 @@ async fn issue_codes(
                        WHERE au.structure_id = $4 AND au.category = 'logement'
                        ORDER BY au.id OFFSET (h.n % 200) LIMIT 1) a ON true",
     )
-    .bind(&hashes)
+    .bind(hashes)
     .bind(CLIENT)
     .bind(REDIRECT)
     .bind(structure)
     .execute(&db.admin)
     .await?;
-    Ok(codes)
+    Ok(())
 }

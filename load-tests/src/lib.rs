@@ -206,27 +206,24 @@ pub mod cpu {
         Some((comm, utime + stime))
     }
 
-    /// CPU seconds used so far by every process named `postgres` (the local stack's server:
-    /// its backends and background processes). A backend that ended since the last reading is
-    /// missing from this one: read it around a run whose connections stay open (pools).
-    pub fn postgres_seconds() -> f64 {
-        command_seconds("postgres")
-    }
-
-    /// CPU seconds used so far by every process whose command name is `name` (`weed`: the
-    /// local object store, SeaweedFS).
-    pub fn command_seconds(name: &str) -> f64 {
-        let ticks: u64 = std::fs::read_dir("/proc")
+    /// CPU seconds used so far by the processes of each command name in `names`, in one pass
+    /// over `/proc` (`postgres`: the local stack's server, its backends and background
+    /// processes; `weed`: the object store). A process that ended since an earlier reading is
+    /// missing from this one: read around a run whose connections stay open (pools).
+    pub fn commands_seconds<const N: usize>(names: [&str; N]) -> [f64; N] {
+        let mut ticks = [0u64; N];
+        let pids = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-            .filter_map(|pid| stat(&pid))
-            .filter(|(comm, _)| comm == name)
-            .map(|(_, t)| t)
-            .sum();
-        ticks as f64 * tick()
+            .filter(|name| name.bytes().all(|b| b.is_ascii_digit()));
+        for (comm, t) in pids.filter_map(|pid| stat(&pid)) {
+            if let Some(i) = names.iter().position(|n| *n == comm) {
+                ticks[i] += t;
+            }
+        }
+        ticks.map(|t| t as f64 * tick())
     }
 
     /// CPU seconds used so far by one process (all its threads).
@@ -330,11 +327,12 @@ pub mod cpu {
     impl Reading {
         /// Now; `platform`: the platform's process when it runs apart.
         pub fn now(platform: Option<u32>) -> Reading {
+            let [postgres, store] = commands_seconds(["postgres", "weed"]);
             Reading {
-                postgres: postgres_seconds(),
+                postgres,
                 platform: platform.map_or(0.0, process_seconds),
                 generator: own_seconds(),
-                store: command_seconds("weed"),
+                store,
                 machine: machine_seconds().0,
             }
         }
