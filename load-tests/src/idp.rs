@@ -36,7 +36,8 @@ const WORKERS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
 
 /// pgbench with the flow's two write transactions (the grant as the choice writes it; the
-/// redemption's update, journal entry and outbox message), same tables, same concurrency;
+/// redemption's update, journal entry and outbox message; the consumer's wake-up, sent after
+/// the commit and coalesced, is left out), same tables, same concurrency;
 /// `grant_durable`: the grant's commit waits for the disk too (the former design).
 fn pgbench_bound(
     url: &str,
@@ -61,7 +62,6 @@ SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.a
 UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid;
 INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
 INSERT INTO dep_33.outbox (id, channel, recipient, template, payload) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}');
-SELECT pg_notify('outbox', '33');
 COMMIT;
 "
     );
@@ -74,11 +74,12 @@ const PAIR_CODES: i64 = 40_000;
 
 /// pgbench with what one token + userinfo pair asks of the database, statement for statement
 /// as the platform sends them (the redemption's transaction with its locked read, habilitation,
-/// update, journal entry, outbox message and its wake-up; then userinfo's read and
+/// update, journal entry and outbox message; then userinfo's read and
 /// habilitation), same tables, same concurrency, on codes drawn at random among `PAIR_CODES`
 /// (a code drawn twice is updated again: the same work). Names are qualified instead of the
-/// territory's search path set with the opening (left out: the bound is a little high, never
-/// low). What PostgreSQL alone can do with the whole machine: the pairs' rate cannot exceed it.
+/// territory's search path set with the opening, and the outbox consumer's wake-up, sent after
+/// the commit and coalesced with the other commits' (both left out: the bound is a little
+/// high, never low). What PostgreSQL alone can do with the whole machine: the pairs' rate cannot exceed it.
 fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
     let habilitated = "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id WHERE a.professional_id = :aid::uuid AND a.role = 'aidant' AND a.domain = 'structure:' || :sid::text AND p.active);";
     let script = format!(
@@ -89,7 +90,6 @@ SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g
 UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid;
 INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
 INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid);
-SELECT pg_notify('outbox', '33');
 COMMIT;
 SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
 {habilitated}

@@ -96,6 +96,82 @@ async fn a_rolled_back_action_sends_nothing() {
     );
 }
 
+/// The next notification's payload within `wait` milliseconds, if one comes.
+async fn next(listener: &mut sqlx::postgres::PgListener, wait: u64) -> Option<String> {
+    tokio::time::timeout(Duration::from_millis(wait), listener.recv())
+        .await
+        .ok()
+        .map(|n| n.expect("notification").payload().to_owned())
+}
+
+/// A territory's message wakes the consumer once its transaction has committed (the wake-up
+/// is sent after the commit, see `outbox::OutboxWake`), never before it and never for a
+/// rolled-back transaction; concurrent commits all end up woken.
+#[tokio::test]
+async fn a_territorys_commit_wakes_the_consumer_after_it_and_a_rollback_does_not() {
+    let db = test_support::database::TestDatabase::with_departements(&["33", "59"]).await;
+    let tenancy = test_support::tenancy(db.admin.clone()).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.admin_url)
+        .await
+        .expect("écoute");
+    listener
+        .listen(foundation::outbox::NOTIFY_CHANNEL)
+        .await
+        .expect("LISTEN");
+    let gironde = tenancy
+        .unguarded(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("33");
+    let nord = tenancy
+        .unguarded(DepartementCode::parse("59").expect("59"))
+        .await
+        .expect("59");
+
+    // Queued, not committed: nothing yet.
+    let mut tx = gironde.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message("avant@example.test"))
+        .await
+        .expect("file");
+    assert_eq!(next(&mut listener, 300).await, None);
+    tx.commit().await.expect("commit");
+    assert_eq!(next(&mut listener, 5000).await.as_deref(), Some("33"));
+
+    // Rolled back: nothing, while a commit in another territory right after it is woken.
+    let mut tx = gironde.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message("annule@example.test"))
+        .await
+        .expect("file");
+    tx.rollback().await.expect("rollback");
+    let mut tx = nord.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message("nord@example.test"))
+        .await
+        .expect("file");
+    tx.commit().await.expect("commit");
+    assert_eq!(next(&mut listener, 5000).await.as_deref(), Some("59"));
+    assert_eq!(next(&mut listener, 300).await, None);
+
+    // Forty concurrent commits in the Gironde: their wake-ups may be coalesced, never lost.
+    let commits = (0..40).map(|i| {
+        let gironde = gironde.clone();
+        tokio::spawn(async move {
+            let mut tx = gironde.begin().await.expect("tx");
+            enqueue_tenant(&mut tx, &message(&format!("lot-{i}@example.test")))
+                .await
+                .expect("file");
+            tx.commit().await.expect("commit");
+        })
+    });
+    for commit in commits.collect::<Vec<_>>() {
+        commit.await.expect("tâche");
+    }
+    let mut woken = 0;
+    while let Some(payload) = next(&mut listener, 1000).await {
+        assert_eq!(payload, "33");
+        woken += 1;
+    }
+    assert!((1..=40).contains(&woken), "{woken} réveils");
+}
+
 // Several threads: the exporter's flush blocks its caller while the receiver answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_reach_the_otlp_receiver_without_personal_data() {

@@ -54,6 +54,8 @@ pub struct Tenancy {
     territory_pools: Arc<std::sync::Mutex<HashMap<String, PgPool>>>,
     schemas: Arc<RwLock<HashMap<DepartementCode, SchemaState>>>,
     last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Wakes the outbox consumer after a territory's transaction committed a message.
+    outbox_wake: Arc<crate::outbox::OutboxWake>,
 }
 
 /// A lookup miss re-reads the registry at most this often, so requests for territories that
@@ -70,6 +72,7 @@ impl Tenancy {
     /// administrator's); territories are reached with `login`.
     pub async fn load(pool: PgPool, login: TenantLogin) -> Result<Self, sqlx::Error> {
         let tenancy = Self {
+            outbox_wake: crate::outbox::OutboxWake::new(pool.clone()),
             pool,
             login,
             territory_pools: Arc::default(),
@@ -170,6 +173,7 @@ impl Tenancy {
         Ok(Territory {
             departement,
             pool: self.territory_pool(&role, departement),
+            outbox_wake: Arc::clone(&self.outbox_wake),
         })
     }
 
@@ -245,6 +249,7 @@ pub struct Territory {
     departement: DepartementCode,
     /// Logged in as the département's role.
     pool: PgPool,
+    outbox_wake: Arc<crate::outbox::OutboxWake>,
 }
 
 impl std::fmt::Debug for Territory {
@@ -296,6 +301,8 @@ impl Territory {
             tx,
             departement: self.departement,
             pool: self.pool.clone(),
+            outbox_wake: Arc::clone(&self.outbox_wake),
+            wake_on_commit: false,
         })
     }
 }
@@ -333,6 +340,9 @@ pub struct TenantTx {
     departement: DepartementCode,
     /// The territory's pool, for a reader that splits its work ([`TenantTx::another_connection`]).
     pool: PgPool,
+    outbox_wake: Arc<crate::outbox::OutboxWake>,
+    /// A message for the consumer was queued: wake it once committed.
+    wake_on_commit: bool,
 }
 
 impl TenantTx {
@@ -351,8 +361,20 @@ impl TenantTx {
         }
     }
 
+    /// Commits; if the transaction queued an outbox message, then wakes the consumer
+    /// (`outbox::OutboxWake`: after the commit, so that durable commits can share a flush).
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        if self.wake_on_commit {
+            self.outbox_wake.wake(self.departement.as_str());
+        }
+        Ok(())
+    }
+
+    /// Asks for the outbox consumer to be woken for this territory once this transaction has
+    /// committed (nothing if it rolls back).
+    pub(crate) fn wake_outbox_on_commit(&mut self) {
+        self.wake_on_commit = true;
     }
 
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
