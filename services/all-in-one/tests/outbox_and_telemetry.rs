@@ -106,7 +106,8 @@ async fn next(listener: &mut sqlx::postgres::PgListener, wait: u64) -> Option<St
 
 /// A territory's message wakes the consumer once its transaction has committed (the wake-up
 /// is sent after the commit, see `outbox::OutboxWake`), never before it and never for a
-/// rolled-back transaction; concurrent commits all end up woken.
+/// rolled-back transaction; concurrent commits are woken (coalesced), and a commit after them
+/// is woken again.
 #[tokio::test]
 async fn a_territorys_commit_wakes_the_consumer_after_it_and_a_rollback_does_not() {
     let db = test_support::database::TestDatabase::with_departements(&["33", "59"]).await;
@@ -129,7 +130,7 @@ async fn a_territorys_commit_wakes_the_consumer_after_it_and_a_rollback_does_not
 
     // Queued, not committed: nothing yet.
     let mut tx = gironde.begin().await.expect("tx");
-    enqueue_tenant(&mut tx, &message("avant@example.test"))
+    let first = enqueue_tenant(&mut tx, &message("avant@example.test"))
         .await
         .expect("file");
     assert_eq!(next(&mut listener, 300).await, None);
@@ -150,7 +151,7 @@ async fn a_territorys_commit_wakes_the_consumer_after_it_and_a_rollback_does_not
     assert_eq!(next(&mut listener, 5000).await.as_deref(), Some("59"));
     assert_eq!(next(&mut listener, 300).await, None);
 
-    // Forty concurrent commits in the Gironde: their wake-ups may be coalesced, never lost.
+    // Forty concurrent commits in the Gironde: their wake-ups may be coalesced into fewer.
     let commits = (0..40).map(|i| {
         let gironde = gironde.clone();
         tokio::spawn(async move {
@@ -170,6 +171,28 @@ async fn a_territorys_commit_wakes_the_consumer_after_it_and_a_rollback_does_not
         woken += 1;
     }
     assert!((1..=40).contains(&woken), "{woken} réveils");
+
+    // Once those are sent, the sender has let go: the next commit is woken again.
+    let mut tx = nord.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message("apres-le-lot@example.test"))
+        .await
+        .expect("file");
+    tx.commit().await.expect("commit");
+    assert_eq!(next(&mut listener, 5000).await.as_deref(), Some("59"));
+
+    // An operator's re-queue of a territory's dead letter wakes the consumer the same way.
+    sqlx::query("UPDATE dep_33.outbox SET attempts = $2 WHERE id = $1")
+        .bind(first)
+        .bind(foundation::outbox::MAX_ATTEMPTS)
+        .execute(&db.admin)
+        .await
+        .expect("lettre morte");
+    assert!(
+        foundation::outbox::requeue(&tenancy, first)
+            .await
+            .expect("remise")
+    );
+    assert_eq!(next(&mut listener, 5000).await.as_deref(), Some("33"));
 }
 
 // Several threads: the exporter's flush blocks its caller while the receiver answers.

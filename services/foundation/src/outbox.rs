@@ -158,12 +158,14 @@ async fn insert_tenant(
 /// Wakes the outbox consumer for territories whose transactions committed a message
 /// (`TenantTx::commit` calls [`OutboxWake::wake`] after a successful commit).
 ///
-/// A `pg_notify` inside the producer's transaction would make that transaction take the
-/// database's notification lock at commit and keep it until its commit record is on disk:
-/// every durable transaction that notifies then flushes alone, one after the other, where
-/// concurrent commits otherwise share a flush. The identity provider's redemption (one receipt
-/// per use of a mandate) is such a transaction; measured with pgbench, the wake-up inside it
-/// cost about a sixth of its rate (load-tests/README.md).
+/// A `pg_notify` inside the producer's transaction would make that transaction take
+/// PostgreSQL's notification lock (one for the whole cluster) at commit and keep it until its
+/// commit record is on disk: every durable transaction that notifies then flushes alone, one
+/// after the other, where concurrent commits otherwise share a flush, so that together they
+/// cannot exceed one per flush time (500–1,000/s on a disk that flushes in 1–2 ms). The
+/// identity provider's redemption (one receipt per use of a mandate) is such a transaction.
+/// On the local stack's disk (about 0.1 ms per flush) the change measured within the noise
+/// (load-tests/README.md).
 ///
 /// Here the wake-up goes out after the commit, in a transaction of its own that does not wait
 /// for the disk (a notification is a hint, the message itself is durable in the outbox), and
@@ -208,9 +210,21 @@ impl OutboxWake {
 
     /// Sends what is pending until nothing is; the only sender while `sending` is set.
     async fn send_pending(self: Arc<Self>) {
+        // If this task is dropped mid-send (its runtime shutting down), the flag is cleared so
+        // that a later wake-up starts a sender again.
+        struct Owner<'a>(&'a AtomicBool, bool);
+        impl Drop for Owner<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+        }
+        let mut owner = Owner(&self.sending, true);
         loop {
             let scopes = self.take_pending();
             if scopes.is_empty() {
+                owner.1 = false;
                 self.sending.store(false, Ordering::Release);
                 // A wake-up asked for between the take and the store found `sending` still
                 // set and left its scope pending: send it, unless another sender took over.
@@ -220,6 +234,7 @@ impl OutboxWake {
                     .unwrap_or_else(|e| e.into_inner())
                     .is_empty();
                 if left && !self.sending.swap(true, Ordering::AcqRel) {
+                    owner.1 = true;
                     continue;
                 }
                 return;
@@ -399,11 +414,7 @@ pub async fn requeue(tenancy: &crate::tenancy::Tenancy, id: Uuid) -> Result<bool
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() > 0 {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(NOTIFY_CHANNEL)
-                .bind(departement.as_str())
-                .execute(&mut *tx)
-                .await?;
+            tx.wake_outbox_on_commit();
             tx.commit().await?;
             return Ok(true);
         }
