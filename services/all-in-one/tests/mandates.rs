@@ -745,6 +745,11 @@ async fn expiry_lists_filters_and_isolation() {
     assert!(!list("q=zzz").await.contains("Angela"));
     let justice = list("categorie=justice").await;
     assert!(justice.contains("MERCIER") && !justice.contains("Angela"));
+    // Search and démarche together, with a state: each statement binds its own parameters.
+    assert!(list("q=mercier&categorie=justice").await.contains("MERCIER"));
+    assert!(!list("q=angela&categorie=justice").await.contains("Angela"));
+    assert!(list("q=angela&etat=en-cours&categorie=logement").await.contains("Angela"));
+    assert!(!list("q=mercier&etat=en-cours").await.contains("MERCIER"));
     // Nonsense filters are ignored, not errors.
     let (status, _) = view(
         &client,
@@ -1532,4 +1537,103 @@ async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
             );
         }
     }
+}
+
+/// Every node of an `EXPLAIN (FORMAT JSON)` plan, as (node type, relation).
+fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    let text = |k: &str| plan.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    out.push((text("Node Type"), text("Relation Name")));
+    for child in plan
+        .get("Plans")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        plan_nodes(child, out);
+    }
+}
+
+#[tokio::test]
+async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
+    // A prepared statement's generic plan (PostgreSQL's choice after five executions on a
+    // connection, kept until the tables' statistics change) must read the page through the
+    // structure's indexes, whatever the territory holds: a plan that scans every usager and
+    // sorts every mandate grows with the territory at each request.
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = aidant(&app).await;
+    sqlx::query(
+        "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender, birthplace, birthcountry, search_name)
+         SELECT gen_random_uuid(), 'plan-' || i, 'Marie', 'DUBOIS-' || i, '1970-01-01', 'female', '33063', '99100', 'dubois-' || i || ' marie'
+         FROM generate_series(1, 3000) AS i",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("usagers");
+    sqlx::query(
+        "INSERT INTO dep_33.mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at, legal_text_version)
+         SELECT gen_random_uuid(), $1, u.id, $2, c, 365, c + interval '365 days', '2026-11-v1'
+         FROM (SELECT id, now() - (random() * interval '400 days') AS c FROM dep_33.usagers WHERE fc_sub LIKE 'plan-%') u",
+    )
+    .bind(structure)
+    .bind(who.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("mandates");
+    // One in ten revoked (the benchmarks' population has one in twenty).
+    sqlx::query(
+        "UPDATE dep_33.mandates SET ended_at = created_at + interval '10 days', ended_reason = 'revoked'
+         WHERE usager_id IN (SELECT id FROM dep_33.usagers WHERE fc_sub LIKE 'plan-%0')
+           AND created_at < now() - interval '10 days'",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("revocations");
+    sqlx::query(
+        "INSERT INTO dep_33.authorisations (id, mandate_id, structure_id, usager_id, category, expires_at, revoked_at)
+         SELECT gen_random_uuid(), m.id, m.structure_id, m.usager_id, c, m.expires_at, m.ended_at
+         FROM dep_33.mandates m CROSS JOIN (VALUES ('social'), ('logement')) AS cats(c)",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("authorisations");
+    let mut conn = app.db.admin.acquire().await.expect("connection");
+    sqlx::raw_sql(
+        "ANALYZE dep_33.usagers, dep_33.mandates, dep_33.authorisations;
+         SET search_path = dep_33, public;
+         SET plan_cache_mode = force_generic_plan",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("generic plans");
+    for (n, state) in ["", "en-cours", "bientot", "expires", "revoques"]
+        .into_iter()
+        .enumerate()
+    {
+        let sql = mandate_service::web::list::page_sql(state, false, false);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE page_{n} AS {sql}")))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+        let explain = format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE page_{n}('{}', 21, 0)",
+            structure.as_uuid()
+        );
+        let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("explain");
+        let mut nodes = Vec::new();
+        plan_nodes(&plan[0]["Plan"], &mut nodes);
+        let whole: Vec<_> = nodes
+            .iter()
+            .filter(|(kind, relation)| {
+                kind == "Seq Scan" && matches!(relation.as_str(), "usagers" | "mandates")
+            })
+            .collect();
+        assert!(whole.is_empty(), "« {state} » : {whole:?} in {plan}");
+    }
+    // The page itself, at that volume: twenty rows and a next page.
+    let (status, html) = view(&client, &app.url("/mandats")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("DUBOIS-") && html.contains("page=2"), "{html}");
 }
