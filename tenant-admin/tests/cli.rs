@@ -1205,3 +1205,53 @@ async fn measures_are_imported_from_a_csv_with_a_line_report_and_never_twice() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `outbox requeue` of a territory's dead letter wakes the outbox consumer before the command
+/// exits (a wake-up left to a background task would die with the process, and the message
+/// would wait for the consumer's sweep).
+#[tokio::test]
+async fn the_outbox_requeue_command_wakes_the_consumer_before_it_exits() {
+    use foundation::outbox::{Channel, MAX_ATTEMPTS, NOTIFY_CHANNEL, OutboxMessage};
+    use std::time::Duration;
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.admin_url)
+        .await
+        .expect("écoute");
+    listener.listen(NOTIFY_CHANNEL).await.expect("LISTEN");
+    async fn next(listener: &mut sqlx::postgres::PgListener) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .ok()
+            .map(|n| n.expect("notification").payload().to_owned())
+    }
+    let tenancy = test_support::tenancy(db.admin.clone()).await;
+    let gironde = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("33");
+    let mut tx = gironde.begin().await.expect("tx");
+    let id = foundation::outbox::enqueue_tenant(
+        &mut tx,
+        &OutboxMessage {
+            channel: Channel::Email,
+            recipient: "lettre-morte@example.test".into(),
+            template: "operator_test",
+            payload: serde_json::json!({ "sent_by": "le test" }),
+        },
+    )
+    .await
+    .expect("file");
+    tx.commit().await.expect("commit");
+    // The queuing's own wake-up, then the message given up on.
+    assert_eq!(next(&mut listener).await.as_deref(), Some("33"));
+    sqlx::query("UPDATE dep_33.outbox SET attempts = $2 WHERE id = $1")
+        .bind(id)
+        .bind(MAX_ATTEMPTS)
+        .execute(&db.admin)
+        .await
+        .expect("lettre morte");
+
+    let out = tenant_admin(&db.admin_url, &["outbox", "requeue", "--id", &id.to_string()]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(next(&mut listener).await.as_deref(), Some("33"));
+}

@@ -414,8 +414,15 @@ pub async fn requeue(tenancy: &crate::tenancy::Tenancy, id: Uuid) -> Result<bool
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() > 0 {
-            tx.wake_outbox_on_commit();
             tx.commit().await?;
+            // Awaited here, after the commit, rather than left to `OutboxWake`'s background
+            // task: the operator's command exits as soon as this returns, and the task would
+            // die with it (the message would then wait for the consumer's sweep).
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(NOTIFY_CHANNEL)
+                .bind(departement.to_string())
+                .execute(tenancy.platform_pool())
+                .await?;
             return Ok(true);
         }
         tx.commit().await?;
