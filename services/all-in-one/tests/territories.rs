@@ -727,3 +727,88 @@ async fn the_territory_admin_and_the_auditor_work_with_the_keyboard_alone() {
             .is_some_and(|t| t.contains("Journal intact"))
     );
 }
+
+/// The rows a plan's scans of `relation` returned, over all their loops.
+fn rows_read(plan: &serde_json::Value, relation: &str) -> f64 {
+    let mine = if plan.get("Relation Name").and_then(|v| v.as_str()) == Some(relation) {
+        let number = |k: &str| plan.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        number("Actual Rows") * number("Actual Loops")
+    } else {
+        0.0
+    };
+    mine + plan
+        .get("Plans")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .map(|child| rows_read(child, relation))
+        .sum::<f64>()
+}
+
+#[tokio::test]
+async fn the_journal_pages_list_of_kinds_does_not_read_the_whole_journal() {
+    // The auditor's page offers the kinds of event the territory's journal holds; it reads them
+    // at each view, so it must cost one index probe per kind, not a pass over every entry (a
+    // département's journal holds millions).
+    let app = spawn_app(&["33"]).await;
+    let gironde = council(&app, "33").await;
+    sqlx::query(
+        "INSERT INTO dep_33.journal (at, kind, details)
+         SELECT now() - i * interval '1 minute',
+                (ARRAY['mandate_used', 'mandate_created', 'usager_identified', 'attestation_produced'])[1 + i % 4],
+                '{}'
+         FROM generate_series(1, 20000) AS i",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("entries");
+    let mut conn = app.db.admin.acquire().await.expect("connection");
+    sqlx::raw_sql("ANALYZE dep_33.journal; SET search_path = dep_33, public")
+        .execute(&mut *conn)
+        .await
+        .expect("analyze");
+    let expected: Vec<String> = sqlx::query_scalar("SELECT DISTINCT kind FROM journal ORDER BY 1")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("kinds");
+    let found: Vec<String> = sqlx::query_scalar(habilitation_desk::audit::KINDS_SQL)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("kinds, walked");
+    assert_eq!(found, expected);
+    assert!(found.len() >= 4, "{found:?}");
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        habilitation_desk::audit::KINDS_SQL
+    );
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("explain");
+    let read = rows_read(&plan[0]["Plan"], "journal");
+    assert!(
+        read <= 4.0 * found.len() as f64,
+        "{read} entries read for {} kinds: {plan}",
+        found.len()
+    );
+    // The page still offers them.
+    let audrey = professional(
+        &app.db.admin,
+        "Audrey Auditrice",
+        &[(Role::Auditor, gironde.domain(), None)],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &audrey, -1).await.status(), 303);
+    let (status, text) = page(
+        &ab,
+        &app.url(&format!("/audit/collectivites/{gironde}/journal")),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(">Attestation produite</option>")
+            && text.contains(">Personne identifiée par FranceConnect</option>"),
+        "{text}"
+    );
+}
