@@ -1251,7 +1251,11 @@ async fn the_outbox_requeue_command_wakes_the_consumer_before_it_exits() {
         .await
         .expect("lettre morte");
 
-    let out = tenant_admin(&db.admin_url, &["outbox", "requeue", "--id", &id.to_string()]).await;
+    let out = tenant_admin(
+        &db.admin_url,
+        &["outbox", "requeue", "--id", &id.to_string()],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(next(&mut listener).await.as_deref(), Some("33"));
 }

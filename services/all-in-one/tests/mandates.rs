@@ -746,9 +746,17 @@ async fn expiry_lists_filters_and_isolation() {
     let justice = list("categorie=justice").await;
     assert!(justice.contains("MERCIER") && !justice.contains("Angela"));
     // Search and démarche together, with a state: each statement binds its own parameters.
-    assert!(list("q=mercier&categorie=justice").await.contains("MERCIER"));
+    assert!(
+        list("q=mercier&categorie=justice")
+            .await
+            .contains("MERCIER")
+    );
     assert!(!list("q=angela&categorie=justice").await.contains("Angela"));
-    assert!(list("q=angela&etat=en-cours&categorie=logement").await.contains("Angela"));
+    assert!(
+        list("q=angela&etat=en-cours&categorie=logement")
+            .await
+            .contains("Angela")
+    );
     assert!(!list("q=mercier&etat=en-cours").await.contains("MERCIER"));
     // Nonsense filters are ignored, not errors.
     let (status, _) = view(
@@ -1541,7 +1549,12 @@ async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
 
 /// Every node of an `EXPLAIN (FORMAT JSON)` plan, as (node type, relation).
 fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<(String, String)>) {
-    let text = |k: &str| plan.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let text = |k: &str| {
+        plan.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
     out.push((text("Node Type"), text("Relation Name")));
     for child in plan
         .get("Plans")
@@ -1635,5 +1648,8 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
     // The page itself, at that volume: twenty rows and a next page.
     let (status, html) = view(&client, &app.url("/mandats")).await;
     assert_eq!(status, 200);
-    assert!(html.contains("DUBOIS-") && html.contains("page=2"), "{html}");
+    assert!(
+        html.contains("DUBOIS-") && html.contains("page=2"),
+        "{html}"
+    );
 }
