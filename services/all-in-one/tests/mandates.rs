@@ -1547,25 +1547,6 @@ async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
     }
 }
 
-/// Every node of an `EXPLAIN (FORMAT JSON)` plan, as (node type, relation).
-fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<(String, String)>) {
-    let text = |k: &str| {
-        plan.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned()
-    };
-    out.push((text("Node Type"), text("Relation Name")));
-    for child in plan
-        .get("Plans")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
-        plan_nodes(child, out);
-    }
-}
-
 #[tokio::test]
 async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
     // A prepared statement's generic plan (PostgreSQL's choice after five executions on a
@@ -1631,12 +1612,10 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
             .fetch_one(&mut *conn)
             .await
             .expect("explain");
-        let mut nodes = Vec::new();
-        plan_nodes(&plan[0]["Plan"], &mut nodes);
-        let whole: Vec<_> = nodes
-            .iter()
-            .filter(|(kind, relation)| {
-                kind == "Seq Scan" && matches!(relation.as_str(), "usagers" | "mandates")
+        let whole: Vec<_> = common::plans::nodes(&plan[0]["Plan"])
+            .into_iter()
+            .filter(|n| {
+                n.kind == "Seq Scan" && matches!(n.relation.as_str(), "usagers" | "mandates")
             })
             .collect();
         assert!(whole.is_empty(), "« {state} » : {whole:?} in {plan}");

@@ -4,6 +4,7 @@
 pub mod fc;
 pub mod identity;
 pub mod idp;
+pub mod plans;
 pub mod requests;
 
 use foundation::config::Settings;
