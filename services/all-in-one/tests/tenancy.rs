@@ -608,6 +608,39 @@ async fn an_unflushed_transaction_is_the_only_one_to_skip_the_flush() {
     }
 }
 
+/// `Territory::begin_custom_plans`: the transaction's statements are planned for their values
+/// each time — where they run, on the worker too on Citus — and the connection's later
+/// transactions and statements plan as PostgreSQL chooses again.
+#[tokio::test]
+async fn a_custom_plans_transaction_is_the_only_one_to_force_them() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let ctx = paris(&db).await;
+    for round in 0..10 {
+        let mut tx = ctx.begin_custom_plans().await.expect("tx");
+        let custom = plan_mode(&mut tx).await;
+        tx.commit().await.expect("commit");
+        let mut tx = ctx.begin().await.expect("tx");
+        let next = plan_mode(&mut tx).await;
+        tx.commit().await.expect("commit");
+        let alone = plan_mode(&mut ctx.autocommit().await.expect("connexion")).await;
+        assert_eq!(
+            [custom.as_str(), next.as_str(), alone.as_str()],
+            ["force_custom_plan", "auto", "auto"],
+            "plans sur mesure, transaction suivante, instruction hors transaction ({round})"
+        );
+    }
+}
+
+/// `plan_cache_mode` read with the territory's table (on Citus, on the worker).
+async fn plan_mode(conn: &mut sqlx::PgConnection) -> String {
+    let (mode, _): (String, i64) =
+        sqlx::query_as("SELECT current_setting('plan_cache_mode'), count(*) FROM structures")
+            .fetch_one(conn)
+            .await
+            .expect("réglage");
+    mode
+}
+
 /// `synchronous_commit` read with the territory's table, so that on Citus the statement runs
 /// on the worker.
 async fn commit_mode(conn: &mut sqlx::PgConnection) -> String {

@@ -799,3 +799,277 @@ async fn the_journal_pages_list_of_kinds_does_not_read_the_whole_journal() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_auditors_journal_page_reads_one_page_whatever_the_filters() {
+    // A département's journal holds millions of entries; an auditor's page must read about one
+    // page of them whatever the filters: a commune's few structures, one structure, a rare kind,
+    // a period long past, the next page. Before, the page walked the whole journal newest first
+    // and kept what matched, reading on until 51 entries were kept.
+    let app = spawn_app(&["33"]).await;
+    let gironde = council(&app, "33").await;
+    let bordeaux = commune_tenant(&app, "33063", "Ville de Bordeaux").await;
+    let ccas = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let maison = structure(
+        &app,
+        bordeaux,
+        "Maison France Services de Bordeaux",
+        "33063",
+    )
+    .await;
+    let base: String = sqlx::query_scalar("SELECT now()::text")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("now");
+    // 40,000 entries over 400 days, in the order of their time, two by two at the same
+    // instant; the commune's structures one entry in 400 each, a rare kind one in 500; the
+    // rest spread over 40 other structures.
+    sqlx::query(
+        "INSERT INTO dep_33.journal (at, kind, structure_id, details)
+         SELECT $1::timestamptz - (i / 2) * interval '30 minutes',
+                CASE WHEN i % 500 = 7 THEN 'attestation_produced'
+                     ELSE (ARRAY['mandate_used', 'mandate_created', 'usager_identified'])[1 + i % 3] END,
+                CASE i % 400 WHEN 3 THEN $2 WHEN 203 THEN $3
+                     ELSE md5('autre-' || (i % 40))::uuid END,
+                '{}'
+         FROM generate_series(1, 40000) AS i ORDER BY i DESC",
+    )
+    .bind(&base)
+    .bind(ccas)
+    .bind(maison)
+    .execute(&app.db.admin)
+    .await
+    .expect("entries");
+    seal_gironde(&app).await;
+    let mut conn = app.db.admin.acquire().await.expect("connection");
+    sqlx::raw_sql("ANALYZE dep_33.journal; SET search_path = dep_33, public")
+        .execute(&mut *conn)
+        .await
+        .expect("analyze");
+    let at = |days: i64| format!("'{base}'::timestamptz - interval '{days} days'");
+    let commune = format!("'{{{ccas},{maison}}}'::uuid[]");
+    let one = format!("'{{{ccas}}}'::uuid[]");
+    // (what, kind, structures, from, to, page): each statement's parameters as SQL literals,
+    // and the same selection as plain conditions for the reference.
+    struct Case {
+        what: &'static str,
+        kind: Option<&'static str>,
+        structures: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        second_page: bool,
+    }
+    let cases = [
+        Case {
+            what: "le conseil, sans filtre",
+            kind: None,
+            structures: None,
+            from: None,
+            to: None,
+            second_page: false,
+        },
+        Case {
+            what: "la commune",
+            kind: None,
+            structures: Some(commune.clone()),
+            from: None,
+            to: None,
+            second_page: false,
+        },
+        Case {
+            what: "la commune, page suivante",
+            kind: None,
+            structures: Some(commune.clone()),
+            from: None,
+            to: None,
+            second_page: true,
+        },
+        Case {
+            what: "une structure",
+            kind: None,
+            structures: Some(one.clone()),
+            from: None,
+            to: None,
+            second_page: false,
+        },
+        Case {
+            what: "un type rare",
+            kind: Some("attestation_produced"),
+            structures: None,
+            from: None,
+            to: None,
+            second_page: false,
+        },
+        Case {
+            what: "un type rare, page suivante",
+            kind: Some("attestation_produced"),
+            structures: None,
+            from: None,
+            to: None,
+            second_page: true,
+        },
+        Case {
+            what: "une période ancienne",
+            kind: None,
+            structures: None,
+            from: Some(at(380)),
+            to: Some(at(300)),
+            second_page: false,
+        },
+        Case {
+            what: "la commune sur une période",
+            kind: None,
+            structures: Some(commune.clone()),
+            from: Some(at(300)),
+            to: Some(at(100)),
+            second_page: false,
+        },
+    ];
+    let null = || "NULL".to_owned();
+    let mut failures = Vec::new();
+    for (m, mode) in ["force_custom_plan", "force_generic_plan"]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut *conn)
+            .await
+            .expect("mode");
+        for (n, case) in cases.iter().enumerate() {
+            // The page plans its statements for their values (`begin_custom_plans`): a generic
+            // plan for a kind, made for no kind in particular, walks the journal by time and
+            // reads thousands of entries for a rare one. The other filters hold either way.
+            if mode == "force_generic_plan" && case.kind.is_some() {
+                continue;
+            }
+            let mut conditions = vec!["seq IS NOT NULL".to_owned()];
+            if let Some(k) = case.kind {
+                conditions.push(format!("kind = '{k}'"));
+            }
+            if let Some(s) = &case.structures {
+                conditions.push(format!("structure_id = ANY({s})"));
+            }
+            if let Some(f) = &case.from {
+                conditions.push(format!("at >= {f}"));
+            }
+            if let Some(t) = &case.to {
+                conditions.push(format!("at < {t}"));
+            }
+            let reference: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT seq FROM journal WHERE {} ORDER BY at DESC, seq DESC LIMIT 101",
+                conditions.join(" AND ")
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("reference");
+            assert!(reference.len() > 60, "{}: {}", case.what, reference.len());
+            let (expected, before) = if case.second_page {
+                (reference[50..].to_vec(), reference[49].to_string())
+            } else {
+                (reference[..51].to_vec(), null())
+            };
+            let selection = habilitation_desk::audit::Selection {
+                kind: case.kind.map(str::to_owned),
+                structures: case.structures.as_ref().map(|_| Vec::new()),
+                from: case.from.as_ref().map(|_| time::OffsetDateTime::UNIX_EPOCH),
+                to: case.to.as_ref().map(|_| time::OffsetDateTime::UNIX_EPOCH),
+                before: case.second_page.then_some(0),
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PREPARE page_{m}_{n} (text, uuid[], timestamptz, timestamptz, bigint, bigint) AS {}",
+                selection.sql()
+            )))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+            let arguments = format!(
+                "{}, {}, {}, {}, {before}, 51",
+                case.kind.map(|k| format!("'{k}'")).unwrap_or_else(null),
+                case.structures.clone().unwrap_or_else(null),
+                case.from.clone().unwrap_or_else(null),
+                case.to.clone().unwrap_or_else(null),
+            );
+            let found: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXECUTE page_{m}_{n}({arguments})"
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("page")
+            .iter()
+            .map(|r| sqlx::Row::get::<i64, _>(r, "seq"))
+            .collect();
+            if found != expected {
+                failures.push(format!(
+                    "{} ({mode}): {found:?} instead of {expected:?}",
+                    case.what
+                ));
+            }
+            let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page_{m}_{n}({arguments})"
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("explain");
+            let read: f64 = common::plans::nodes(&plan[0]["Plan"])
+                .iter()
+                .filter(|n| n.relation == "journal")
+                .map(|n| n.rows + n.removed)
+                .sum();
+            let structures = if case.structures.as_deref() == Some(commune.as_str()) {
+                2.0
+            } else {
+                1.0
+            };
+            if read > 60.0 * structures {
+                failures.push(format!(
+                    "{} ({mode}): {read} entries read for one page: {plan}",
+                    case.what
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The commune's auditor: the page and the next one.
+    let audrey = professional(
+        &app.db.admin,
+        "Audrey Auditrice",
+        &[(Role::Auditor, bordeaux.domain(), None)],
+    )
+    .await;
+    let ab = browser(&app.address);
+    assert_eq!(log_in(&ab, &app, &audrey, -1).await.status(), 303);
+    let (status, text) = page(
+        &ab,
+        &app.url(&format!("/audit/collectivites/{bordeaux}/journal")),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let next = text
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.contains("avant="))
+        .expect("page suivante")
+        .replace("&amp;", "&");
+    let (status, older) = page(&ab, &app.url(&next)).await;
+    assert_eq!(status, 200, "{older}");
+    assert!(older.contains("CCAS de Bordeaux"), "{older}");
+    // The council's auditor, a period long past.
+    let aude = professional(
+        &app.db.admin,
+        "Aude Auditrice",
+        &[(Role::Auditor, gironde.domain(), None)],
+    )
+    .await;
+    let cb = browser(&app.address);
+    assert_eq!(log_in(&cb, &app, &aude, -1).await.status(), 303);
+    let (status, text) = page(
+        &cb,
+        &app.url(&format!(
+            "/audit/collectivites/{gironde}/journal?type=attestation_produced&du=2017-01-01"
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text.matches("<td>Attestation produite</td>").count(), 50);
+    assert!(text.contains("avant="), "{text}");
+}

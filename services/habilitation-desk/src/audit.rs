@@ -263,6 +263,63 @@ pub const KINDS_SQL: &str = "WITH RECURSIVE k(kind) AS (
        FROM k WHERE k.kind IS NOT NULL)
      SELECT kind FROM k WHERE kind IS NOT NULL";
 
+/// What one page of the journal shows: the filters checked, the auditor's scope applied.
+pub struct Selection {
+    pub kind: Option<String>,
+    /// The structures whose entries are read (a structure filter, or a commune's scope);
+    /// `None`: every entry.
+    pub structures: Option<Vec<StructureId>>,
+    /// From (inclusive) and to (exclusive).
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// The page ends before this entry (`avant`, the previous page's last `seq`).
+    pub before: Option<i64>,
+}
+
+impl Selection {
+    /// The statement, its parameters always bound in this order: `$1` kind (`text`), `$2`
+    /// structures (`uuid[]`), `$3` from and `$4` to (`timestamptz`), `$5` before (`bigint`),
+    /// `$6` the number of rows (`bigint`).
+    ///
+    /// Entries come newest first, by time then number. Only the filters given are in the
+    /// statement, so that each combination has its own plan: every one reads about a page of
+    /// an index (département migration 0033), where conditions that switch themselves off
+    /// (`$1 IS NULL OR …`) read the journal from its newest entry until a page was kept.
+    /// Structures are walked one by one (a commune has few), each at most a page, then merged.
+    pub fn sql(&self) -> String {
+        const COLUMNS: &str =
+            "seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details";
+        let mut conditions = vec!["seq IS NOT NULL"];
+        if self.kind.is_some() {
+            conditions.push("kind = $1");
+        }
+        if self.from.is_some() {
+            conditions.push("at >= $3");
+        }
+        if self.to.is_some() {
+            conditions.push("at < $4");
+        }
+        if self.before.is_some() {
+            // The entry `$5` itself gives the time; an index bounds both columns at once.
+            conditions.push("(at, seq) < ((SELECT b.at FROM journal b WHERE b.seq = $5), $5)");
+        }
+        let conditions = conditions.join(" AND ");
+        match self.structures {
+            None => format!(
+                "SELECT {COLUMNS} FROM journal WHERE {conditions}
+                 ORDER BY at DESC, seq DESC LIMIT $6"
+            ),
+            Some(_) => format!(
+                "SELECT j.* FROM unnest($2::uuid[]) AS s(id)
+                 CROSS JOIN LATERAL (
+                     SELECT {COLUMNS} FROM journal WHERE structure_id = s.id AND {conditions}
+                     ORDER BY at DESC, seq DESC LIMIT $6) AS j
+                 ORDER BY j.at DESC, j.seq DESC LIMIT $6"
+            ),
+        }
+    }
+}
+
 /// `GET /audit/collectivites/:id/journal`.
 #[handler]
 pub async fn journal_page(
@@ -274,32 +331,29 @@ pub async fn journal_page(
 ) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalRead).await?;
     let (scope, names) = visible(&context, &tenant).await?;
-    let mut tx = context.begin().await?;
+    // Custom plans: a generic plan for a kind, made for no kind in particular, walks the whole
+    // journal by time for a rare one (`Selection::sql`).
+    let mut tx = context.begin_custom_plans().await?;
     let kinds: Vec<String> = sqlx::query_scalar(KINDS_SQL).fetch_all(&mut *tx).await?;
     let (lines, next, errors) = match check(&f, &kinds, &names) {
         Err(errors) => (Vec::new(), None, errors),
         Ok((kind, structure, from, to)) => {
-            let rows: Vec<Row> = sqlx::query_as(
-                "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details
-                 FROM journal
-                 WHERE seq IS NOT NULL
-                   AND ($1::text IS NULL OR kind = $1)
-                   AND ($2::uuid IS NULL OR structure_id = $2)
-                   AND ($3::uuid[] IS NULL OR structure_id = ANY($3))
-                   AND ($4::timestamptz IS NULL OR at >= $4)
-                   AND ($5::timestamptz IS NULL OR at < $5)
-                   AND ($6::bigint IS NULL OR seq < $6)
-                 ORDER BY seq DESC LIMIT $7",
-            )
-            .bind(kind)
-            .bind(structure)
-            .bind(scope.as_deref())
-            .bind(from)
-            .bind(to)
-            .bind(f.avant)
-            .bind(PAGE + 1)
-            .fetch_all(&mut *tx)
-            .await?;
+            let selection = Selection {
+                kind,
+                structures: structure.map(|s| vec![s]).or_else(|| scope.clone()),
+                from,
+                to,
+                before: f.avant,
+            };
+            let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(selection.sql()))
+                .bind(selection.kind)
+                .bind(selection.structures)
+                .bind(selection.from)
+                .bind(selection.to)
+                .bind(selection.before)
+                .bind(PAGE + 1)
+                .fetch_all(&mut *tx)
+                .await?;
             let people: Vec<ProfessionalId> =
                 rows.iter().filter_map(|r| r.professional_id).collect();
             let named: Vec<(ProfessionalId, String)> = sqlx::query_as(

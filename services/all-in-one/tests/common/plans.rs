@@ -10,6 +10,9 @@ pub struct PlanNode {
     pub relation: String,
     /// The rows it returned over all its loops (`EXPLAIN ANALYZE` only; 0 otherwise).
     pub rows: f64,
+    /// The rows it read and threw away over all its loops: removed by its filter, its index
+    /// recheck or its join filter (`EXPLAIN ANALYZE` only). `rows + removed` is what it read.
+    pub removed: f64,
 }
 
 /// Every node of a plan (`plan[0]["Plan"]` of the JSON `EXPLAIN` gives), depth first.
@@ -26,6 +29,10 @@ fn walk(plan: &Value, out: &mut Vec<PlanNode>) {
         kind: text("Node Type"),
         relation: text("Relation Name"),
         rows: number("Actual Rows") * number("Actual Loops"),
+        removed: (number("Rows Removed by Filter")
+            + number("Rows Removed by Index Recheck")
+            + number("Rows Removed by Join Filter"))
+            * number("Actual Loops"),
     });
     for child in plan
         .get("Plans")

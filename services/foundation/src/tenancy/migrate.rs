@@ -285,6 +285,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("mandate-service", "departement", 30, "0030_auth_usager"),
             migration!("mandate-service", "departement", 31, "0031_usagers_created"),
             migration!("mandate-service", "departement", 32, "0032_structure_names"),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                33,
+                "0033_journal_audit_indexes"
+            ),
         ])
     });
 
