@@ -279,46 +279,76 @@ pub struct Selection {
 impl Selection {
     /// The statement, its parameters always bound in this order: `$1` kind (`text`), `$2`
     /// structures (`uuid[]`), `$3` from and `$4` to (`timestamptz`), `$5` before (`bigint`),
-    /// `$6` the number of rows (`bigint`).
+    /// `$6` the number of rows (`bigint`); the absent ones are null.
     ///
-    /// Entries come newest first, by time then number. Only the filters given are in the
-    /// statement, so that each combination has its own plan: every one reads about a page of
-    /// an index (département migration 0033), where conditions that switch themselves off
-    /// (`$1 IS NULL OR …`) read the journal from its newest entry until a page was kept.
-    /// Structures are walked one by one (a commune has few), each at most a page, then merged.
-    pub fn sql(&self) -> String {
-        const COLUMNS: &str =
-            "seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details";
-        let mut conditions = vec!["seq IS NOT NULL"];
-        if self.kind.is_some() {
-            conditions.push("kind = $1");
-        }
-        if self.from.is_some() {
-            conditions.push("at >= $3");
-        }
-        if self.to.is_some() {
-            conditions.push("at < $4");
-        }
-        if self.before.is_some() {
-            // The entry `$5` itself gives the time; an index bounds both columns at once.
-            conditions.push("(at, seq) < ((SELECT b.at FROM journal b WHERE b.seq = $5), $5)");
-        }
-        let conditions = conditions.join(" AND ");
-        match self.structures {
-            None => format!(
-                "SELECT {COLUMNS} FROM journal WHERE {conditions}
-                 ORDER BY at DESC, seq DESC LIMIT $6"
-            ),
-            Some(_) => format!(
-                "SELECT j.* FROM unnest($2::uuid[]) AS s(id)
-                 CROSS JOIN LATERAL (
-                     SELECT {COLUMNS} FROM journal WHERE structure_id = s.id AND {conditions}
-                     ORDER BY at DESC, seq DESC LIMIT $6) AS j
-                 ORDER BY j.at DESC, j.seq DESC LIMIT $6"
-            ),
-        }
+    /// Entries come newest first, by time then number. A filter left out never switches
+    /// itself off with `$1 IS NULL OR …`, which read the journal from its newest entry until a
+    /// page was kept: each statement reads about a page of an index (département migration
+    /// 0033). Structures are walked one by one (a commune has few), each at most a page, then
+    /// merged; a period bounds the time walked (to infinity when absent), and so does the
+    /// next page's start.
+    pub fn sql(&self) -> &'static str {
+        PAGE_SQL[usize::from(self.structures.is_some()) * 4
+            + usize::from(self.kind.is_some()) * 2
+            + usize::from(self.before.is_some())]
     }
 }
+
+/// The conditions of a page of the journal: `$kind` the kind's or nothing, `$before` the
+/// next page's or nothing.
+macro_rules! journal_conditions_sql {
+    ($kind:expr, $before:expr) => {
+        concat!(
+            "seq IS NOT NULL",
+            $kind,
+            " AND at >= coalesce($3, '-infinity'::timestamptz)",
+            " AND at < coalesce($4, 'infinity'::timestamptz)",
+            $before
+        )
+    };
+}
+
+/// The next page's condition: the entry `$5` gives the time, and an index bounds both columns
+/// at once.
+macro_rules! before_sql {
+    () => {
+        " AND (at, seq) < ((SELECT b.at FROM journal b WHERE b.seq = $5), $5)"
+    };
+}
+
+/// A page of the journal: every entry, or the structures' (`$2`) walked one by one.
+macro_rules! journal_page_sql {
+    (all $kind:expr, $before:expr) => {
+        concat!(
+            "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details",
+            " FROM journal WHERE ",
+            journal_conditions_sql!($kind, $before),
+            " ORDER BY at DESC, seq DESC LIMIT $6"
+        )
+    };
+    (structures $kind:expr, $before:expr) => {
+        concat!(
+            "SELECT j.* FROM unnest($2::uuid[]) AS s(id) CROSS JOIN LATERAL (",
+            "SELECT seq, at, kind, structure_id, professional_id, usager_id, mandate_id, details",
+            " FROM journal WHERE structure_id = s.id AND ",
+            journal_conditions_sql!($kind, $before),
+            " ORDER BY at DESC, seq DESC LIMIT $6) AS j",
+            " ORDER BY j.at DESC, j.seq DESC LIMIT $6"
+        )
+    };
+}
+
+/// By structures or not, then by kind or not, then the first page or a next one.
+const PAGE_SQL: [&str; 8] = [
+    journal_page_sql!(all "", ""),
+    journal_page_sql!(all "", before_sql!()),
+    journal_page_sql!(all " AND kind = $1", ""),
+    journal_page_sql!(all " AND kind = $1", before_sql!()),
+    journal_page_sql!(structures "", ""),
+    journal_page_sql!(structures "", before_sql!()),
+    journal_page_sql!(structures " AND kind = $1", ""),
+    journal_page_sql!(structures " AND kind = $1", before_sql!()),
+];
 
 /// `GET /audit/collectivites/:id/journal`.
 #[handler]
@@ -345,7 +375,7 @@ pub async fn journal_page(
                 to,
                 before: f.avant,
             };
-            let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(selection.sql()))
+            let rows: Vec<Row> = sqlx::query_as(selection.sql())
                 .bind(selection.kind)
                 .bind(selection.structures)
                 .bind(selection.from)

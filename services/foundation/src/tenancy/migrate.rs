@@ -286,7 +286,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("mandate-service", "departement", 31, "0031_usagers_created"),
             migration!("mandate-service", "departement", 32, "0032_structure_names"),
             migration!(
-                "habilitation-desk",
+                "foundation",
                 "departement",
                 33,
                 "0033_journal_audit_indexes"
