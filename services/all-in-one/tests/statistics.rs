@@ -603,3 +603,122 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
 }
+
+#[tokio::test]
+async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledged_ones() {
+    // Alerts are kept once acknowledged; the pages list the open ones and those acknowledged in
+    // the last 30 days. After years, a tenant's or a structure's page must still read about
+    // what it lists, not every alert ever raised.
+    let app = spawn_app(&["33"]).await;
+    let bordeaux = foundation::tenancy::tenants::create_tenant(
+        &app.db.admin,
+        &foundation::tenancy::tenants::TenantKind::Commune(
+            CommuneCode::parse("33063").expect("commune"),
+        ),
+        "Ville de Bordeaux",
+    )
+    .await
+    .expect("tenant")
+    .id;
+    let ccas = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
+    let bastide = structure(&app, bordeaux, "Centre social Bastide", "33063").await;
+    // Three years of daily alerts of five rules, 5,475 in all, a day in each structure in
+    // turn, each acknowledged the next day but the last three days' (15 still open): the
+    // tenant's page lists 155, the CCAS's 80; today's 5 are not mailed yet.
+    sqlx::query(
+        "INSERT INTO dep_33.anomaly_alerts
+             (id, structure_id, tenant_id, rule, day, figure, created_at, acknowledged_at, comment,
+              mailed_at)
+         SELECT gen_random_uuid(), (ARRAY[$1, $2])[1 + d % 2], $3,
+                (ARRAY['creations', 'uses', 'closed_hours', 'usager_structures', 'revocations'])[1 + r],
+                (now() AT TIME ZONE 'Europe/Paris')::date - d, 10, now() - d * interval '1 day',
+                CASE WHEN d < 3 THEN NULL ELSE now() - (d - 1) * interval '1 day' END,
+                CASE WHEN d < 3 THEN NULL ELSE 'vu' END,
+                CASE WHEN d < 1 THEN NULL ELSE now() - d * interval '1 day' END
+         FROM generate_series(0, 1094) AS d, generate_series(0, 4) AS r",
+    )
+    .bind(ccas)
+    .bind(bastide)
+    .bind(bordeaux)
+    .execute(&app.db.admin)
+    .await
+    .expect("alertes");
+    let mut conn = app.db.admin.acquire().await.expect("connection");
+    sqlx::raw_sql("ANALYZE dep_33.anomaly_alerts; SET search_path = dep_33, public")
+        .execute(&mut *conn)
+        .await
+        .expect("analyze");
+    let whose = [
+        (
+            "la collectivité",
+            habilitation_desk::alert_pages::Whose::Tenant(bordeaux),
+            format!("'{bordeaux}', NULL"),
+            155.0,
+        ),
+        (
+            "la structure",
+            habilitation_desk::alert_pages::Whose::Structure(ccas),
+            format!("NULL, '{ccas}'"),
+            80.0,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (m, mode) in ["force_custom_plan", "force_generic_plan"]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut *conn)
+            .await
+            .expect("mode");
+        for (n, (what, whose, arguments, listed)) in whose.iter().enumerate() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PREPARE alerts_{m}_{n} (uuid, uuid) AS {}",
+                whose.sql()
+            )))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+            let shown: Vec<sqlx::postgres::PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXECUTE alerts_{m}_{n}({arguments})"
+            )))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("alertes");
+            assert_eq!(shown.len() as f64, *listed, "{what}");
+            let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE alerts_{m}_{n}({arguments})"
+            )))
+            .fetch_one(&mut *conn)
+            .await
+            .expect("explain");
+            let read: f64 = common::plans::nodes(&plan[0]["Plan"])
+                .iter()
+                .filter(|n| n.relation == "anomaly_alerts")
+                .map(|n| n.rows + n.removed)
+                .sum();
+            if read > 2.0 * listed {
+                failures.push(format!("{what} ({mode}): {read} alerts read: {plan}"));
+            }
+        }
+    }
+    // The digest's job reads the alerts not mailed yet.
+    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        habilitation_desk::alerts::UNMAILED_SQL
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .expect("explain");
+    let read: f64 = common::plans::nodes(&plan[0]["Plan"])
+        .iter()
+        .filter(|n| n.relation == "anomaly_alerts")
+        .map(|n| n.rows + n.removed)
+        .sum();
+    if read > 10.0 {
+        failures.push(format!(
+            "le courriel des alertes : {read} alerts read: {plan}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -78,27 +78,54 @@ fn line(r: Row) -> Line {
     }
 }
 
-/// The alerts of these structures (all the tenant's), open ones first, then those of the last
-/// 30 days.
-async fn lines(
-    context: &Territory,
-    tenant: Option<TenantId>,
-    structure: Option<StructureId>,
-) -> PageResult<Vec<Line>> {
+/// Whose alerts a page lists.
+#[derive(Clone, Copy)]
+pub enum Whose {
+    Tenant(TenantId),
+    Structure(StructureId),
+}
+
+/// The alerts a page lists, open ones first, then those acknowledged in the last 30 days:
+/// `$whose` the condition on the tenant (`$1`) or on the structure (`$2`). Each reads its index
+/// of acknowledgements (département migration 0034) in two ranges, never the years of alerts
+/// acknowledged before.
+macro_rules! alerts_sql {
+    ($whose:literal) => {
+        concat!(
+            "SELECT a.id, s.name, a.rule, a.day, a.subject, a.figure, a.expected,
+                    a.acknowledged_at, a.comment
+             FROM anomaly_alerts a JOIN structures s ON s.id = a.structure_id
+             WHERE ",
+            $whose,
+            " AND (a.acknowledged_at IS NULL OR a.acknowledged_at > now() - interval '30 days')
+             ORDER BY a.acknowledged_at IS NOT NULL, a.day DESC, s.name, a.rule
+             LIMIT 200"
+        )
+    };
+}
+
+impl Whose {
+    /// The statement; its parameters always bound in this order: `$1` the tenant, `$2` the
+    /// structure (the other one null).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Whose::Tenant(_) => alerts_sql!("a.tenant_id = $1"),
+            Whose::Structure(_) => alerts_sql!("a.structure_id = $2"),
+        }
+    }
+}
+
+async fn lines(context: &Territory, whose: Whose) -> PageResult<Vec<Line>> {
     let mut tx = context.begin().await?;
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT a.id, s.name, a.rule, a.day, a.subject, a.figure, a.expected,
-                a.acknowledged_at, a.comment
-         FROM anomaly_alerts a JOIN structures s ON s.id = a.structure_id
-         WHERE ($1::uuid IS NULL OR a.tenant_id = $1) AND ($2::uuid IS NULL OR a.structure_id = $2)
-           AND (a.acknowledged_at IS NULL OR a.acknowledged_at > now() - interval '30 days')
-         ORDER BY a.acknowledged_at IS NOT NULL, a.day DESC, s.name, a.rule
-         LIMIT 200",
-    )
-    .bind(tenant)
-    .bind(structure)
-    .fetch_all(&mut *tx)
-    .await?;
+    let (tenant, structure) = match whose {
+        Whose::Tenant(t) => (Some(t), None),
+        Whose::Structure(s) => (None, Some(s)),
+    };
+    let rows: Vec<Row> = sqlx::query_as(whose.sql())
+        .bind(tenant)
+        .bind(structure)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(line).collect())
 }
@@ -181,7 +208,7 @@ async fn territory_render(
             heading: format!("Alertes de {}", tenant.name),
             back: (base.clone(), "Retour à l'espace du territoire"),
             action_base: format!("{base}/alertes"),
-            lines: lines(context, Some(tenant.id), None).await?,
+            lines: lines(context, Whose::Tenant(tenant.id)).await?,
             can_acknowledge: manage,
             settings: manage.then(|| {
                 (
@@ -394,7 +421,7 @@ async fn structure_render(
             heading: "Alertes de la structure".to_owned(),
             back: ("/structure".to_owned(), "Retour à l'espace de la structure"),
             action_base: "/structure/alertes".to_owned(),
-            lines: lines(context, None, Some(structure)).await?,
+            lines: lines(context, Whose::Structure(structure)).await?,
             can_acknowledge: true,
             settings: None,
             flash,

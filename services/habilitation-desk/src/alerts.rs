@@ -337,16 +337,18 @@ pub async fn digest(platform: &Platform) -> anyhow::Result<u64> {
     Ok(sent)
 }
 
+/// The alerts not mailed yet, locked for the digest: read through `anomaly_alerts_unmailed`
+/// (département migration 0034), not among every alert ever raised.
+pub const UNMAILED_SQL: &str =
+    "SELECT a.id, a.structure_id, a.tenant_id, a.rule, s.name FROM anomaly_alerts a
+     JOIN structures s ON s.id = a.structure_id
+     WHERE a.mailed_at IS NULL FOR UPDATE OF a SKIP LOCKED";
+
 async fn digest_territory(platform: &Platform, d: DepartementCode) -> anyhow::Result<u64> {
     let tenant = platform.tenancy.unguarded(d).await?;
     let mut tx = tenant.begin().await?;
-    let fresh: Vec<(Uuid, StructureId, TenantId, String, String)> = sqlx::query_as(
-        "SELECT a.id, a.structure_id, a.tenant_id, a.rule, s.name FROM anomaly_alerts a
-         JOIN structures s ON s.id = a.structure_id
-         WHERE a.mailed_at IS NULL FOR UPDATE OF a SKIP LOCKED",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let fresh: Vec<(Uuid, StructureId, TenantId, String, String)> =
+        sqlx::query_as(UNMAILED_SQL).fetch_all(&mut *tx).await?;
     if fresh.is_empty() {
         tx.commit().await?;
         return Ok(0);

@@ -291,6 +291,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 33,
                 "0033_journal_audit_indexes"
             ),
+            migration!(
+                "habilitation-desk",
+                "departement",
+                34,
+                "0034_alert_page_indexes"
+            ),
         ])
     });
 
