@@ -22,6 +22,9 @@ pub struct StructureInfo {
     pub commune: String,
     pub address: String,
     pub demarches: Vec<String>,
+    /// A guardian service (mandataire judiciaire, association tutélaire): it records judicial
+    /// protection measures.
+    pub guardian_service: bool,
 }
 
 /// A professional acting in their current structure, with that territory's context.
@@ -65,15 +68,16 @@ async fn resolve_in(platform: &Platform, me: Professional) -> PageResult<Scope> 
     let tenant = platform.tenancy.territory(departement).await?;
     // One statement, its own transaction.
     let mut conn = tenant.autocommit().await?;
-    type StructureRow = (TenantId, String, String, String, Vec<String>, bool);
+    type StructureRow = (TenantId, String, String, String, Vec<String>, bool, bool);
     let row: Option<StructureRow> = sqlx::query_as(
-        "SELECT tenant_id, name, commune_code, address, demarches, active FROM structures WHERE id = $1",
+        "SELECT tenant_id, name, commune_code, address, demarches, active, guardian_service
+         FROM structures WHERE id = $1",
     )
     .bind(structure)
     .fetch_optional(&mut *conn)
     .await?;
     drop(conn);
-    let (tenant_id, name, commune, address, demarches, active) =
+    let (tenant_id, name, commune, address, demarches, active, guardian_service) =
         row.ok_or_else(PageError::not_found)?;
     // A deactivated structure acts no more: no page of its space, no mandate made or used.
     if !active {
@@ -88,6 +92,7 @@ async fn resolve_in(platform: &Platform, me: Professional) -> PageResult<Scope> 
             commune,
             address,
             demarches,
+            guardian_service,
         },
         tenant,
     })

@@ -77,14 +77,8 @@ fn page(
 }
 
 /// Whether the current structure is a guardian service; or the page that says it is not.
-pub(crate) async fn guardian_service(scope: &Scope) -> PageResult<Result<(), Response>> {
-    let mut tx = scope.tenant.begin().await?;
-    let flagged: bool = sqlx::query_scalar("SELECT guardian_service FROM structures WHERE id = $1")
-        .bind(scope.structure.id)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    if flagged {
+pub(crate) fn guardian_service(scope: &Scope) -> PageResult<Result<(), Response>> {
+    if scope.structure.guardian_service {
         return Ok(Ok(()));
     }
     Ok(Err(notice(
@@ -162,7 +156,7 @@ pub async fn new_form(
     VerifiedScope(scope): VerifiedScope,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     let empty = Measure {
@@ -187,7 +181,7 @@ pub async fn new_submit(
     body: String,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     let form = FormFields::parse(&body);

@@ -242,9 +242,8 @@ pub async fn list_page(
     if let Some(category) = category {
         query = query.bind(category);
     }
-    let mut tx = tenant.begin().await?;
-    let mut rows: Vec<ListRow> = query.fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    // One statement, its own transaction (`Territory::autocommit`).
+    let mut rows: Vec<ListRow> = query.fetch_all(&mut *tenant.autocommit().await?).await?;
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     Ok((rows, more))
@@ -317,13 +316,7 @@ pub async fn list(
         .guard
         .allows(me, &domain, Action::MandateExport)
         .await;
-    let mut tx = scope.tenant.begin().await?;
-    let guardian: bool =
-        sqlx::query_scalar("SELECT guardian_service FROM structures WHERE id = $1")
-            .bind(scope.structure.id)
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
+    let guardian = scope.structure.guardian_service;
 
     html(&ListPage {
         theme: THEME,

@@ -138,7 +138,7 @@ pub async fn upload(
     // Another structure's measure is not found, whatever this structure is.
     let id: MandateId = parse_id(&id)?;
     measure(&scope, id).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     let again = |error: &str| {

@@ -86,7 +86,7 @@ pub async fn new_form(
     VerifiedScope(scope): VerifiedScope,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     form(req, &platform, &scope, None)
@@ -101,7 +101,7 @@ pub async fn upload(
     body: Body,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     // Read only once the guard has let the caller through.

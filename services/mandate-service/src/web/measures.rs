@@ -150,7 +150,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateList).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     let delegates = caseload::delegates(platform.platform_pool(), scope.structure.id).await?;
@@ -189,7 +189,7 @@ pub async fn hand_over(
     body: String,
 ) -> PageResult<Response> {
     guard::require_in_current_structure(&platform, &scope.me, Action::MandateCreate).await?;
-    if let Err(answer) = guardian_service(&scope).await? {
+    if let Err(answer) = guardian_service(&scope)? {
         return Ok(answer);
     }
     let form = super::FormFields::parse(&body);
