@@ -337,10 +337,9 @@ async fn use_at(app: &TestApp, structure: StructureId, day: time::Date, hour: u8
     .expect("usage");
 }
 
-#[tokio::test]
-async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
-    let app = spawn_app(&["33"]).await;
-    let bordeaux = foundation::tenancy::tenants::create_tenant(
+/// Bordeaux's commune tenant.
+async fn bordeaux(app: &TestApp) -> foundation::ids::TenantId {
+    foundation::tenancy::tenants::create_tenant(
         &app.db.admin,
         &foundation::tenancy::tenants::TenantKind::Commune(
             CommuneCode::parse("33063").expect("commune"),
@@ -349,7 +348,13 @@ async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
     )
     .await
     .expect("tenant")
-    .id;
+    .id
+}
+
+#[tokio::test]
+async fn anomaly_rules_fire_on_crafted_histories_and_never_on_a_steady_week() {
+    let app = spawn_app(&["33"]).await;
+    let bordeaux = bordeaux(&app).await;
     let steady = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
     let burst = structure(&app, bordeaux, "Centre social Bastide", "33063").await;
     let weekdays = structure(&app, bordeaux, "Maison de quartier", "33063").await;
@@ -610,16 +615,7 @@ async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledg
     // the last 30 days. After years, a tenant's or a structure's page must still read about
     // what it lists, not every alert ever raised.
     let app = spawn_app(&["33"]).await;
-    let bordeaux = foundation::tenancy::tenants::create_tenant(
-        &app.db.admin,
-        &foundation::tenancy::tenants::TenantKind::Commune(
-            CommuneCode::parse("33063").expect("commune"),
-        ),
-        "Ville de Bordeaux",
-    )
-    .await
-    .expect("tenant")
-    .id;
+    let bordeaux = bordeaux(&app).await;
     let ccas = structure(&app, bordeaux, "CCAS de Bordeaux", "33063").await;
     let bastide = structure(&app, bordeaux, "Centre social Bastide", "33063").await;
     // Three years of daily alerts of five rules, 5,475 in all, a day in each structure in
@@ -686,35 +682,24 @@ async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledg
             .await
             .expect("alertes");
             assert_eq!(shown.len() as f64, *listed, "{what}");
-            let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE alerts_{m}_{n}({arguments})"
-            )))
-            .fetch_one(&mut *conn)
-            .await
-            .expect("explain");
-            let read: f64 = common::plans::nodes(&plan[0]["Plan"])
-                .iter()
-                .filter(|n| n.relation == "anomaly_alerts")
-                .map(|n| n.rows + n.removed)
-                .sum();
+            let (read, plan) = common::plans::read(
+                &mut conn,
+                &format!("EXECUTE alerts_{m}_{n}({arguments})"),
+                "anomaly_alerts",
+            )
+            .await;
             if read > 2.0 * listed {
                 failures.push(format!("{what} ({mode}): {read} alerts read: {plan}"));
             }
         }
     }
     // The digest's job reads the alerts not mailed yet.
-    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-        habilitation_desk::alerts::UNMAILED_SQL
-    )))
-    .fetch_one(&mut *conn)
-    .await
-    .expect("explain");
-    let read: f64 = common::plans::nodes(&plan[0]["Plan"])
-        .iter()
-        .filter(|n| n.relation == "anomaly_alerts")
-        .map(|n| n.rows + n.removed)
-        .sum();
+    let (read, plan) = common::plans::read(
+        &mut conn,
+        habilitation_desk::alerts::UNMAILED_SQL,
+        "anomaly_alerts",
+    )
+    .await;
     if read > 10.0 {
         failures.push(format!(
             "le courriel des alertes : {read} alerts read: {plan}"

@@ -760,19 +760,8 @@ async fn the_journal_pages_list_of_kinds_does_not_read_the_whole_journal() {
         .expect("kinds, walked");
     assert_eq!(found, expected);
     assert!(found.len() >= 4, "{found:?}");
-    let explain = format!(
-        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-        habilitation_desk::audit::KINDS_SQL
-    );
-    let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
-        .fetch_one(&mut *conn)
-        .await
-        .expect("explain");
-    let read: f64 = common::plans::nodes(&plan[0]["Plan"])
-        .iter()
-        .filter(|n| n.relation == "journal")
-        .map(|n| n.rows)
-        .sum();
+    let (read, plan) =
+        common::plans::read(&mut conn, habilitation_desk::audit::KINDS_SQL, "journal").await;
     assert!(
         read <= 4.0 * found.len() as f64,
         "{read} entries read for {} kinds: {plan}",
@@ -1004,17 +993,12 @@ async fn the_auditors_journal_page_reads_one_page_whatever_the_filters() {
                     case.what
                 ));
             }
-            let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE page_{m}_{n}({arguments})"
-            )))
-            .fetch_one(&mut *conn)
-            .await
-            .expect("explain");
-            let read: f64 = common::plans::nodes(&plan[0]["Plan"])
-                .iter()
-                .filter(|n| n.relation == "journal")
-                .map(|n| n.rows + n.removed)
-                .sum();
+            let (read, plan) = common::plans::read(
+                &mut conn,
+                &format!("EXECUTE page_{m}_{n}({arguments})"),
+                "journal",
+            )
+            .await;
             let structures = if case.structures.as_deref() == Some(commune.as_str()) {
                 2.0
             } else {

@@ -75,3 +75,20 @@ fn walk(plan: &Value, remote: bool, out: &mut Vec<PlanNode>) {
         }
     }
 }
+
+/// Runs `statement` under `EXPLAIN (ANALYZE, FORMAT JSON)` and counts the rows its plan read
+/// from `relation` (kept plus thrown away, over all loops); with the plan, for messages.
+pub async fn read(conn: &mut sqlx::PgConnection, statement: &str, relation: &str) -> (f64, Value) {
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {statement}"
+    )))
+    .fetch_one(conn)
+    .await
+    .expect("explain");
+    let read = nodes(&plan[0]["Plan"])
+        .iter()
+        .filter(|n| n.relation == relation)
+        .map(|n| n.rows + n.removed)
+        .sum();
+    (read, plan)
+}
