@@ -648,13 +648,13 @@ async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledg
         (
             "la collectivité",
             habilitation_desk::alert_pages::Whose::Tenant(bordeaux),
-            format!("'{bordeaux}', NULL"),
+            format!("'{bordeaux}'"),
             155.0,
         ),
         (
             "la structure",
             habilitation_desk::alert_pages::Whose::Structure(ccas),
-            format!("NULL, '{ccas}'"),
+            format!("'{ccas}'"),
             80.0,
         ),
     ];
@@ -669,8 +669,8 @@ async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledg
             .expect("mode");
         for (n, (what, whose, arguments, listed)) in whose.iter().enumerate() {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "PREPARE alerts_{m}_{n} (uuid, uuid) AS {}",
-                whose.sql()
+                "PREPARE alerts_{m}_{n} (uuid) AS {}",
+                whose.sql().0
             )))
             .execute(&mut *conn)
             .await

@@ -86,7 +86,7 @@ pub enum Whose {
 }
 
 /// The alerts a page lists, open ones first, then those acknowledged in the last 30 days:
-/// `$whose` the condition on the tenant (`$1`) or on the structure (`$2`). Each reads its index
+/// `$whose` the condition on the tenant or on the structure (`$1`). Each reads its index
 /// of acknowledgements (département migration 0034) in two ranges, never the years of alerts
 /// acknowledged before.
 macro_rules! alerts_sql {
@@ -105,27 +105,19 @@ macro_rules! alerts_sql {
 }
 
 impl Whose {
-    /// The statement; its parameters always bound in this order: `$1` the tenant, `$2` the
-    /// structure (the other one null).
-    pub fn sql(self) -> &'static str {
+    /// The statement and its one parameter, `$1`: the tenant or the structure.
+    pub fn sql(self) -> (&'static str, Uuid) {
         match self {
-            Whose::Tenant(_) => alerts_sql!("a.tenant_id = $1"),
-            Whose::Structure(_) => alerts_sql!("a.structure_id = $2"),
+            Whose::Tenant(t) => (alerts_sql!("a.tenant_id = $1"), t.as_uuid()),
+            Whose::Structure(s) => (alerts_sql!("a.structure_id = $1"), s.as_uuid()),
         }
     }
 }
 
 async fn lines(context: &Territory, whose: Whose) -> PageResult<Vec<Line>> {
     let mut tx = context.begin().await?;
-    let (tenant, structure) = match whose {
-        Whose::Tenant(t) => (Some(t), None),
-        Whose::Structure(s) => (None, Some(s)),
-    };
-    let rows: Vec<Row> = sqlx::query_as(whose.sql())
-        .bind(tenant)
-        .bind(structure)
-        .fetch_all(&mut *tx)
-        .await?;
+    let (sql, id) = whose.sql();
+    let rows: Vec<Row> = sqlx::query_as(sql).bind(id).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     Ok(rows.into_iter().map(line).collect())
 }

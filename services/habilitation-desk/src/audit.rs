@@ -361,6 +361,7 @@ pub async fn journal_page(
 ) -> PageResult<Response> {
     let (tenant, context) = scoped(&platform, &me, &id, Action::JournalRead).await?;
     let (scope, names) = visible(&context, &tenant).await?;
+    let redacting = scope.is_some();
     // Custom plans: a generic plan for a kind, made for no kind in particular, walks the whole
     // journal by time for a rare one (`Selection::sql`).
     let mut tx = context.begin_custom_plans().await?;
@@ -370,7 +371,7 @@ pub async fn journal_page(
         Ok((kind, structure, from, to)) => {
             let selection = Selection {
                 kind,
-                structures: structure.map(|s| vec![s]).or_else(|| scope.clone()),
+                structures: structure.map(|s| vec![s]).or(scope),
                 from,
                 to,
                 before: f.avant,
@@ -444,7 +445,7 @@ pub async fn journal_page(
             theme: THEME,
             nav: nav("/audit"),
             csrf: csrf::token(req, platform.settings.http.secure_cookies()),
-            redacting: scope.is_some(),
+            redacting,
             kinds: kinds
                 .iter()
                 .map(|k| {
