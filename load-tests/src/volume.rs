@@ -78,6 +78,14 @@ async fn pages(
     .fetch_one(admin)
     .await?;
     let cookie = open_session(admin, aidant).await?;
+    let acts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.journal
+         WHERE professional_id = $1 AND at > now() - interval '1 year'",
+    )
+    .bind(aidant)
+    .fetch_one(admin)
+    .await?;
+    println!("{label} : l'aidant mesuré a {acts} entrées de journal sur douze mois");
     let mut out = Vec::new();
     for (what, path, expected, target) in [
         ("liste des mandats", "/mandats".to_owned(), "<table", 30.0),
@@ -113,6 +121,8 @@ async fn pages(
             "distance",
             100.0,
         ),
+        // Read from the journal: the aidant's acts of the last twelve months.
+        ("mon activité", "/activite".into(), "ctivit", 100.0),
     ] {
         let url = format!("{base}{path}");
         timed_gets(http, &url, Some(&cookie), &[expected], 10, 1).await?;
@@ -210,10 +220,13 @@ async fn main() -> anyhow::Result<()> {
         !structures.is_empty(),
         "base non peuplée : `tenant-admin seed` d'abord"
     );
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.journal")
+        .fetch_one(&admin)
+        .await?;
     let (largest, largest_n) = structures[0];
     let (median, median_n) = structures[structures.len() / 2];
     println!(
-        "Volume national{} : {mandates} mandats dans {territories} territoires ; Gironde : {} structures, la plus grande {largest_n} mandats, la médiane {median_n}",
+        "Volume national{} : {mandates} mandats dans {territories} territoires ; Gironde : {} structures, la plus grande {largest_n} mandats, la médiane {median_n} ; {entries} entrées de journal",
         if on_citus { " (Citus)" } else { "" },
         structures.len()
     );

@@ -14,6 +14,9 @@ use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+/// The journal of what the seeded mandates' acts wrote.
+mod journal;
+
 #[derive(Args, Debug)]
 pub struct SeedArgs {
     /// Nombre total de mandats, répartis entre les territoires selon leur population.
@@ -221,7 +224,8 @@ pub async fn run(pool: &PgPool, args: &SeedArgs) -> anyhow::Result<()> {
         .map(|d| national[all.iter().position(|a| a == d).unwrap_or_default()])
         .collect();
     let rows = |s: &Share| s.usagers + s.mandates * 3 + s.aidants * 2 + s.structures;
-    let total: u64 = shares.iter().map(rows).sum();
+    let entries = |s: &Share| s.mandates * journal::PER_MANDATE_ESTIMATE;
+    let total: u64 = shares.iter().map(|s| rows(s) + entries(s)).sum();
     anyhow::ensure!(
         (1..=16).contains(&args.parallel),
         "--parallel : entre 1 et 16"
@@ -236,9 +240,14 @@ pub async fn run(pool: &PgPool, args: &SeedArgs) -> anyhow::Result<()> {
             let territory = tenancy.unguarded(*d).await?;
             if already_seeded(&territory).await? {
                 lock(progress).skip(*d, rows(share));
-                return Ok::<(), anyhow::Error>(());
+            } else {
+                seed_territory(pool, &territory, share, args.largest_structure, progress).await?;
             }
-            seed_territory(pool, &territory, share, args.largest_structure, progress).await
+            // The journal after the rows it tells of, in a transaction of its own (the
+            // administrator's): a territory seeded before it, or stopped in between, gets it now.
+            let written = journal::seed(pool, &territory).await?;
+            lock(progress).journal(*d, entries(share), written);
+            Ok::<(), anyhow::Error>(())
         });
     let mut running = futures::stream::iter(work).buffer_unordered(args.parallel);
     // The first failure stops the run; what was committed stays, the rest is rolled back.
@@ -570,6 +579,25 @@ impl Progress {
         self.skipped += 1;
         if !self.tty {
             println!("{d} {} : déjà peuplé, laissé tel quel", d.name());
+        }
+    }
+
+    /// A territory's journal: `written` entries instead of the `estimated`, or none (it had
+    /// entries already).
+    fn journal(&mut self, d: DepartementCode, estimated: u64, written: Option<u64>) {
+        match written {
+            Some(n) => {
+                self.settle(estimated, n);
+                if !self.tty {
+                    println!("{d} {} : journal de {n} entrées chaînées", d.name());
+                }
+            }
+            None => {
+                self.total -= estimated.min(self.total - self.done);
+                if !self.tty {
+                    println!("{d} {} : journal déjà écrit, laissé tel quel", d.name());
+                }
+            }
         }
     }
 

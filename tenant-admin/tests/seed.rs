@@ -1,7 +1,8 @@
 //! `tenant-admin seed`: the national figures spread exactly over the served territories by
 //! population, consistent rows (every mandate with one to three authorisations, by an aidant of
-//! its structure), a run stopped by a failing territory keeps what was committed and is simply
-//! run again, bad input refused with nothing written. Runs on either cluster.
+//! its structure), a journal telling the mandates' acts in time order whose chain verifies, a
+//! run stopped by a failing territory keeps what was committed and is simply run again, bad
+//! input refused with nothing written. Runs on either cluster.
 
 use test_support::database::TestDatabase;
 
@@ -90,7 +91,15 @@ async fn seed_spreads_a_consistent_population_and_resumes_after_a_failed_territo
     assert!(err.contains("seed_stop"), "{err}");
     let m33 = count(&db, "SELECT count(*) FROM dep_33.mandates").await;
     assert!(m33 > 0);
-    for table in ["structures", "usagers", "mandates", "authorisations"] {
+    let j33 = count(&db, "SELECT count(*) FROM dep_33.journal").await;
+    assert!(j33 > 3 * m33, "{j33} entrées pour {m33} mandats");
+    for table in [
+        "structures",
+        "usagers",
+        "mandates",
+        "authorisations",
+        "journal",
+    ] {
         assert_eq!(
             count(&db, &format!("SELECT count(*) FROM dep_40.{table}")).await,
             0,
@@ -106,11 +115,16 @@ async fn seed_spreads_a_consistent_population_and_resumes_after_a_failed_territo
     let (ok, out, err) = cli(&db, "development", &SEED).await;
     assert!(ok, "{err}");
     assert!(out.contains("33 Gironde : déjà peuplé"), "{out}");
+    assert!(
+        out.contains("33 Gironde : journal déjà écrit, laissé tel quel"),
+        "{out}"
+    );
     assert!(out.contains("Peuplement terminé"), "{out}");
     assert_eq!(
         count(&db, "SELECT count(*) FROM dep_33.mandates").await,
         m33
     );
+    assert_eq!(count(&db, "SELECT count(*) FROM dep_33.journal").await, j33);
     let m40 = count(&db, "SELECT count(*) FROM dep_40.mandates").await;
     // Exactly the national figure, Gironde (1.65 M people) about four times Landes (0.42 M).
     assert_eq!(m33 + m40, 3000);
@@ -181,6 +195,9 @@ async fn seed_spreads_a_consistent_population_and_resumes_after_a_failed_territo
             );
         }
     }
+    for d in ["33", "40"] {
+        journal_tells_the_mandates(&db, d).await;
+    }
     // The largest structure of 33 holds the asked number (at most a third of its mandates).
     assert_eq!(
         count(
@@ -190,5 +207,115 @@ async fn seed_spreads_a_consistent_population_and_resumes_after_a_failed_territo
         )
         .await,
         400
+    );
+}
+
+/// The seeded journal of `d`: every entry sealed, numbered in time order, one creation (with
+/// its identification and attestation) per mandate, one revocation per revoked mandate and one
+/// per démarche of it, uses only while live; and its chain, once signed by the operators'
+/// command, verifies whole.
+async fn journal_tells_the_mandates(db: &TestDatabase, d: &str) {
+    let of = |sql: &str| sql.replace("{d}", d);
+    let mandates = count(db, &of("SELECT count(*) FROM dep_{d}.mandates")).await;
+    for (kind, expected) in [
+        ("mandate_created", "SELECT count(*) FROM dep_{d}.mandates"),
+        (
+            "attestation_produced",
+            "SELECT count(*) FROM dep_{d}.mandates",
+        ),
+        (
+            "usager_identified",
+            "SELECT count(DISTINCT usager_id) FROM dep_{d}.mandates",
+        ),
+        (
+            "mandate_revoked",
+            "SELECT count(*) FROM dep_{d}.mandates WHERE ended_reason = 'revoked'",
+        ),
+        (
+            "authorisation_revoked",
+            "SELECT count(*) FROM dep_{d}.authorisations WHERE revoked_at IS NOT NULL",
+        ),
+    ] {
+        assert_eq!(
+            count(
+                db,
+                &of(&format!(
+                    "SELECT count(*) FROM dep_{{d}}.journal WHERE kind = '{kind}'"
+                ))
+            )
+            .await,
+            count(db, &of(expected)).await,
+            "{d} : {kind}"
+        );
+    }
+    assert_eq!(
+        count(
+            db,
+            &of("SELECT count(*) FROM dep_{d}.journal WHERE kind = 'usager_identity_updated'")
+        )
+        .await,
+        mandates
+            - count(
+                db,
+                &of("SELECT count(DISTINCT usager_id) FROM dep_{d}.mandates")
+            )
+            .await,
+        "{d}"
+    );
+    for (what, sql) in [
+        (
+            "entrées non scellées",
+            "SELECT count(*) FROM dep_{d}.journal WHERE seq IS NULL",
+        ),
+        (
+            "numéros hors de l'ordre du temps",
+            "SELECT count(*) FROM (SELECT at < lag(at) OVER (ORDER BY seq) AS back
+                                   FROM dep_{d}.journal) x WHERE back",
+        ),
+        (
+            "numéros manquants",
+            "SELECT max(seq) - count(*) FROM dep_{d}.journal",
+        ),
+        (
+            "utilisations hors de la vie du mandat",
+            "SELECT count(*) FROM dep_{d}.journal j JOIN dep_{d}.mandates m ON m.id = j.mandate_id
+             WHERE j.kind = 'mandate_used'
+               AND (j.at <= m.created_at OR j.at > least(m.expires_at, coalesce(m.ended_at, 'infinity')))",
+        ),
+        (
+            "entrées d'un autre aidant, usager ou structure que le mandat",
+            "SELECT count(*) FROM dep_{d}.journal j JOIN dep_{d}.mandates m ON m.id = j.mandate_id
+             WHERE (j.structure_id, j.professional_id, j.usager_id)
+                   IS DISTINCT FROM (m.structure_id, m.created_by, m.usager_id)",
+        ),
+    ] {
+        assert_eq!(count(db, &of(sql)).await, 0, "{d} : {what}");
+    }
+    assert!(
+        count(
+            db,
+            &of("SELECT count(*) FROM dep_{d}.journal WHERE kind = 'mandate_used'")
+        )
+        .await
+            > 0
+    );
+    let entries = count(db, &of("SELECT count(*) FROM dep_{d}.journal")).await;
+    let (ok, _, err) = cli(
+        db,
+        "development",
+        &["journal", "checkpoint", "--departement", d],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(
+        db,
+        "development",
+        &["journal", "verify", "--departement", d],
+    )
+    .await;
+    assert!(ok, "{d} : {err}");
+    assert!(
+        out.contains(&format!("journal intact : {entries} entrées")),
+        "{d} : {out}"
     );
 }
