@@ -3,6 +3,8 @@
 //! figure of fewer than five people (and add only what they publish); the national team sees
 //! everything; the référent sees their structure; charts pass axe.
 
+#[path = "statistics/activity.rs"]
+mod activity;
 mod common;
 
 use common::identity::*;

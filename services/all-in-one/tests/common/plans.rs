@@ -18,6 +18,9 @@ pub struct PlanNode {
     /// The rows it read and threw away over all its loops: removed by its filter, its index
     /// recheck or its join filter (`EXPLAIN ANALYZE` only). `rows + removed` is what it read.
     pub removed: f64,
+    /// An index-only scan's visits to the table, for rows whose page is not known visible to
+    /// all (`EXPLAIN ANALYZE` only).
+    pub heap_fetches: f64,
 }
 
 /// Every node of a plan (`plan[0]["Plan"]` of the JSON `EXPLAIN` gives), depth first.
@@ -51,6 +54,7 @@ fn walk(plan: &Value, remote: bool, out: &mut Vec<PlanNode>) {
             + number("Rows Removed by Index Recheck")
             + number("Rows Removed by Join Filter"))
             * number("Actual Loops"),
+        heap_fetches: number("Heap Fetches"),
     });
     for child in plan
         .get("Plans")

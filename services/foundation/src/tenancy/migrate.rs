@@ -297,6 +297,8 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
                 34,
                 "0034_alert_page_indexes"
             ),
+            migration!("foundation", "departement", 35, "0035_professional_acts"),
+            migration!("mandate-service", "departement", 36, "0036_activity_months"),
         ])
     });
 

@@ -64,7 +64,8 @@ struct Counts {
 
 #[derive(sqlx::FromRow)]
 struct MonthCounts {
-    month: OffsetDateTime,
+    /// Empty on the row of the twelve months' totals.
+    month: Option<OffsetDateTime>,
     #[sqlx(flatten)]
     counts: Counts,
 }
@@ -82,38 +83,82 @@ struct Activity {
     by_category: Vec<CategoryUses>,
 }
 
+// The twelve months shown are this one and the eleven before it. A month is over, for the
+// figures kept in `activity_months`, an hour after it ends (no act's transaction lasts that
+// long, and an entry is stamped when it is written): before that it is still read from the
+// journal. `now()` is the transaction's start, the same for the three statements.
+
+/// People helped (one person counted once a month, and once over the twelve months), démarches
+/// done (uses of a mandate) and mandates created, month by month, then over the twelve months
+/// (the row with no month). Read from the index alone (`journal_professional_acts`, département
+/// migration 0035): the kind and the person are in it, the journal's table is not visited.
+pub const COUNTS_SQL: &str = "SELECT date_trunc('month', at) AS month,
+            count(DISTINCT usager_id) AS people,
+            count(*) FILTER (WHERE kind = 'mandate_used') AS demarches,
+            count(*) FILTER (WHERE kind = 'mandate_created') AS created
+     FROM journal
+     WHERE professional_id = $1 AND kind IN ('mandate_created', 'mandate_used')
+       AND at >= date_trunc('month', now()) - interval '11 months'
+     GROUP BY GROUPING SETS ((date_trunc('month', at)), ())
+     ORDER BY 1";
+
+/// Counts, once, the uses by démarche of each month shown that is over and not counted yet
+/// (the first view of a month after it ends, or of an aidant's page).
+pub const FILL_SQL: &str = "INSERT INTO activity_months (professional_id, month, uses)
+     SELECT $1, m,
+            (SELECT coalesce(jsonb_object_agg(category, n), '{}')
+             FROM (SELECT details::json ->> 'category' AS category, count(*) AS n
+                   FROM journal
+                   WHERE professional_id = $1 AND kind = 'mandate_used'
+                     AND at >= m AND at < m + interval '1 month'
+                   GROUP BY 1) c
+             WHERE category IS NOT NULL)
+     FROM generate_series(date_trunc('month', now()) - interval '11 months',
+                          date_trunc('month', now() - interval '1 hour') - interval '1 month',
+                          interval '1 month') AS m
+     WHERE NOT EXISTS (SELECT 1 FROM activity_months a WHERE a.professional_id = $1 AND a.month = m)
+     ON CONFLICT DO NOTHING";
+
+/// Uses by démarche over the twelve months: the months over from `activity_months`, the
+/// current one from the journal.
+pub const CATEGORIES_SQL: &str = "SELECT category, sum(n)::bigint AS uses
+     FROM (SELECT e.key AS category, e.value::bigint AS n
+           FROM activity_months a, jsonb_each_text(a.uses) e
+           WHERE a.professional_id = $1
+             AND a.month >= date_trunc('month', now()) - interval '11 months'
+             AND a.month < date_trunc('month', now() - interval '1 hour')
+           UNION ALL
+           SELECT details::json ->> 'category', 1
+           FROM journal
+           WHERE professional_id = $1 AND kind = 'mandate_used'
+             AND at >= date_trunc('month', now() - interval '1 hour')) u
+     GROUP BY 1
+     ORDER BY 2 DESC, 1";
+
+/// The page's statements, in order, each taking the aidant as `$1`.
+pub const STATEMENTS: [&str; 3] = [COUNTS_SQL, FILL_SQL, CATEGORIES_SQL];
+
 async fn read_activity(tenant: &Territory, me: ProfessionalId) -> Result<Activity, sqlx::Error> {
     let mut tx = tenant.begin().await?;
-    // The last twelve months of the aidant's own acts in this territory: people helped (one
-    // person counted once a month), démarches done (uses of a mandate) and mandates created.
-    let months: Vec<MonthCounts> = sqlx::query_as(
-        "SELECT date_trunc('month', at) AS month,
-                count(DISTINCT usager_id) FILTER (WHERE kind IN ('mandate_created', 'mandate_used')) AS people,
-                count(*) FILTER (WHERE kind = 'mandate_used') AS demarches,
-                count(*) FILTER (WHERE kind = 'mandate_created') AS created
-         FROM journal WHERE professional_id = $1 AND at > date_trunc('month', now()) - interval '11 months'
-         GROUP BY 1 ORDER BY 1",
-    )
-    .bind(me)
-    .fetch_all(&mut *tx)
-    .await?;
-    let totals: Counts = sqlx::query_as(
-        "SELECT count(DISTINCT usager_id) FILTER (WHERE kind IN ('mandate_created', 'mandate_used')) AS people,
-                count(*) FILTER (WHERE kind = 'mandate_used') AS demarches,
-                count(*) FILTER (WHERE kind = 'mandate_created') AS created
-         FROM journal WHERE professional_id = $1 AND at > date_trunc('month', now()) - interval '11 months'",
-    )
-    .bind(me)
-    .fetch_one(&mut *tx)
-    .await?;
-    let by_category: Vec<CategoryUses> = sqlx::query_as(
-        "SELECT details::jsonb ->> 'category' AS category, count(*) AS uses FROM journal
-         WHERE professional_id = $1 AND kind = 'mandate_used' AND at > now() - interval '1 year'
-         GROUP BY 1 ORDER BY 2 DESC",
-    )
-    .bind(me)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut months: Vec<MonthCounts> = sqlx::query_as(COUNTS_SQL)
+        .bind(me)
+        .fetch_all(&mut *tx)
+        .await?;
+    // The totals' row comes last (no month); with no act at all there is none.
+    let totals = match months.last() {
+        Some(last) if last.month.is_none() => months.pop().map(|t| t.counts),
+        _ => None,
+    }
+    .unwrap_or(Counts {
+        people: 0,
+        demarches: 0,
+        created: 0,
+    });
+    sqlx::query(FILL_SQL).bind(me).execute(&mut *tx).await?;
+    let by_category: Vec<CategoryUses> = sqlx::query_as(CATEGORIES_SQL)
+        .bind(me)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(Activity {
         months,
@@ -143,7 +188,8 @@ pub async fn activity(platform: Data<&Platform>, scope: Scope) -> PageResult<Res
         .max(1);
     let months = rows
         .into_iter()
-        .map(|MonthCounts { month: m, counts }| Month {
+        .filter_map(|MonthCounts { month, counts }| month.map(|m| (m, counts)))
+        .map(|(m, counts)| Month {
             label: format!(
                 "{} {}",
                 MONTHS[usize::from(u8::from(m.month())) - 1],
