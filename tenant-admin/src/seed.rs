@@ -518,8 +518,10 @@ async fn seed_territory(
     // Each structure's usagers in name order, as mandate creation writes them.
     sqlx::query(
         "INSERT INTO structure_usagers
-             (structure_id, usager_id, family_name, given_name, categories, live_until)
-         SELECT p.structure_id, p.usager_id, u.family_name, u.given_name, p.c, p.l
+             (structure_id, usager_id, family_name, given_name, preferred_username, birthdate,
+              categories, live_until)
+         SELECT p.structure_id, p.usager_id, u.family_name, u.given_name, u.preferred_username,
+                u.birthdate, p.c, p.l
          FROM (SELECT structure_id, usager_id,
                       coalesce(array_agg(DISTINCT category ORDER BY category)
                                    FILTER (WHERE revoked_at IS NULL AND superseded_at IS NULL), '{}') c,

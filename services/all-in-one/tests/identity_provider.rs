@@ -1480,18 +1480,31 @@ async fn the_usager_list_is_the_structures_own_in_name_order_and_follows_a_new_n
     assert_eq!(status, 200, "{html}");
     assert_eq!(listed(&html), ["DUBOIS", "MARTIN"], "{html}");
 
-    // FranceConnect asserts another name for Paul at his next mandate: the list sorts him by it.
+    // FranceConnect asserts another identity for Paul at his next mandate (name, usage name,
+    // birth date corrected): the list sorts him by it and shows it.
+    assert!(
+        html.contains("MARTIN Paul") && html.contains("le 24/08/1962"),
+        "{html}"
+    );
     mandate_for(
         &app,
         fx.structure,
         fx.who.id,
-        &person("fc-sub-liste-martin", "ABADIE"),
+        &mandate_service::franceconnect::Identity {
+            preferred_username: Some("LEBLANC".into()),
+            birthdate: "1961-03-02".into(),
+            ..person("fc-sub-liste-martin", "ABADIE")
+        },
         &["logement"],
     )
     .await;
     let (status, html) = page(&fx.aidant, &url).await;
     assert_eq!(status, 200, "{html}");
     assert_eq!(listed(&html), ["ABADIE", "DUBOIS"], "{html}");
+    assert!(
+        html.contains("ABADIE (LEBLANC) Paul") && html.contains("le 02/03/1961"),
+        "{html}"
+    );
     // Each row names the démarches the usager can be helped with (in code order).
     assert!(html.contains("Logement, Social - Santé"), "{html}");
 

@@ -12,7 +12,7 @@ pub use drafts::{Confirmation, Draft, confirm_draft, load_draft};
 /// The usager's identity as FranceConnect asserts it.
 mod usager;
 
-pub use usager::{upsert_usager, widen};
+pub use usager::{follow_identity, upsert_usager, widen};
 
 use std::collections::BTreeSet;
 

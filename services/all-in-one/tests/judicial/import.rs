@@ -379,6 +379,22 @@ async fn a_guardian_service_imports_its_measures_and_uses_one_within_the_decisio
         "{html}"
     );
 
+    // The court's file corrects her family name: the structure's list of its usagers, which
+    // the identity provider shows, follows it.
+    let renamed = changed.replace("D-101;Lefèvre;", "D-101;Lefèvre-Roux;");
+    let report = import(&app, &fx.aidant, renamed.as_bytes()).await;
+    assert!(report.contains("1 mise à jour"), "{report}");
+    let listed: (String, String) = sqlx::query_as(
+        "SELECT family_name, birthdate FROM dep_33.structure_usagers
+         WHERE usager_id = $1 AND structure_id = $2",
+    )
+    .bind(usager)
+    .bind(s.structure)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("liste");
+    assert_eq!(listed, ("Lefèvre-Roux".to_owned(), "1941-04-12".to_owned()));
+
     // The pages pass axe.
     let import_page: String = sqlx::query_scalar(
         "SELECT '/mesures/import/' || id FROM dep_33.measure_imports WHERE structure_id = $1 ORDER BY created_at LIMIT 1",

@@ -299,6 +299,12 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             ),
             migration!("foundation", "departement", 35, "0035_professional_acts"),
             migration!("mandate-service", "departement", 36, "0036_activity_months"),
+            migration!(
+                "mandate-service",
+                "departement",
+                37,
+                "0037_structure_usager_identity"
+            ),
         ])
     });
 

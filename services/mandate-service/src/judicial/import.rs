@@ -397,6 +397,17 @@ async fn save_person(
     .bind(search_name(p))
     .execute(&mut **tx)
     .await?;
+    if !fresh {
+        crate::mandates::follow_identity(
+            tx,
+            usager,
+            &p.family_name,
+            &p.given_names,
+            p.usage_name.as_deref(),
+            &p.birthdate,
+        )
+        .await?;
+    }
     let event = if fresh {
         Event::UsagerIdentified
     } else {

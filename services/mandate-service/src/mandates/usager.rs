@@ -85,15 +85,14 @@ pub async fn upsert_usager(
     .fetch_one(&mut **tx)
     .await?;
     if existing.is_some() {
-        // The name every structure's list sorts them by.
-        sqlx::query(
-            "UPDATE structure_usagers SET family_name = $2, given_name = $3
-             WHERE usager_id = $1 AND (family_name, given_name) IS DISTINCT FROM ($2, $3)",
+        follow_identity(
+            tx,
+            id,
+            &identity.family_name,
+            &identity.given_name,
+            identity.preferred_username.as_deref(),
+            &identity.birthdate,
         )
-        .bind(id)
-        .bind(&identity.family_name)
-        .bind(&identity.given_name)
-        .execute(&mut **tx)
         .await?;
     }
     let kind = if existing.is_some() {
@@ -113,6 +112,34 @@ pub async fn upsert_usager(
     Ok(id)
 }
 
+/// Writes a person's new identity into each structure's list of its usagers
+/// (`structure_usagers`): the name it sorts them by, and what a row shows (département
+/// migration 0037). Called wherever a person's identity changes, in that transaction.
+pub async fn follow_identity(
+    tx: &mut TenantTx,
+    usager: UsagerId,
+    family_name: &str,
+    given_name: &str,
+    preferred_username: Option<&str>,
+    birthdate: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE structure_usagers
+         SET family_name = $2, given_name = $3, preferred_username = $4, birthdate = $5
+         WHERE usager_id = $1
+           AND (family_name, given_name, preferred_username, birthdate)
+               IS DISTINCT FROM ($2, $3, $4, $5)",
+    )
+    .bind(usager)
+    .bind(family_name)
+    .bind(given_name)
+    .bind(preferred_username)
+    .bind(birthdate)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Adds `mandate`'s live authorisations to its structure's row of the person in
 /// `structure_usagers` (département migration 0032), creating it: the démarches join the
 /// row's, its end pushes the row's back. Called by every write that makes an authorisation
@@ -120,13 +147,15 @@ pub async fn upsert_usager(
 pub async fn widen(tx: &mut TenantTx, mandate: MandateId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO structure_usagers
-             (structure_id, usager_id, family_name, given_name, categories, live_until)
-         SELECT a.structure_id, a.usager_id, u.family_name, u.given_name,
-                array_agg(DISTINCT a.category ORDER BY a.category), max(a.expires_at)
+             (structure_id, usager_id, family_name, given_name, preferred_username, birthdate,
+              categories, live_until)
+         SELECT a.structure_id, a.usager_id, u.family_name, u.given_name, u.preferred_username,
+                u.birthdate, array_agg(DISTINCT a.category ORDER BY a.category), max(a.expires_at)
          FROM authorisations a
          JOIN usagers u ON u.id = a.usager_id
          WHERE a.mandate_id = $1 AND a.revoked_at IS NULL AND a.superseded_at IS NULL
-         GROUP BY a.structure_id, a.usager_id, u.family_name, u.given_name
+         GROUP BY a.structure_id, a.usager_id, u.family_name, u.given_name, u.preferred_username,
+                  u.birthdate
          ON CONFLICT (structure_id, usager_id) DO UPDATE SET
              categories = ARRAY(SELECT DISTINCT c
                                 FROM unnest(structure_usagers.categories || EXCLUDED.categories) c
