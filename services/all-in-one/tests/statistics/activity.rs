@@ -5,22 +5,8 @@
 
 use super::common::identity::*;
 use super::common::spawn_app;
+use mandate_service::web::activity::MONTHS;
 use policies::Role;
-
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
 
 #[tokio::test]
 async fn the_activity_page_counts_the_twelve_months_from_the_journal_without_reading_them_all() {

@@ -38,7 +38,8 @@ struct ActivityPage<'a> {
     by_category: Vec<(&'static str, i64)>,
 }
 
-const MONTHS: [&str; 12] = [
+/// The months' names, as the page labels them.
+pub const MONTHS: [&str; 12] = [
     "janvier",
     "février",
     "mars",
