@@ -29,20 +29,6 @@ impl Counter {
     }
 }
 
-async fn aidant(app: &TestApp) -> (TestProfessional, StructureId, Browser) {
-    let structure = structure_domain(app, "33").await;
-    let who = professional(
-        &app.db.admin,
-        "Alice Aidant",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let client = browser(&app.address);
-    let resp = log_in(&client, app, &who, -1).await;
-    assert_eq!(resp.status(), 303);
-    (who, structure, client)
-}
-
 fn location(resp: &reqwest::Response) -> String {
     resp.headers()["location"]
         .to_str()
@@ -170,7 +156,7 @@ async fn a_mandate_is_created_in_person_through_franceconnect_verified_and_revok
     let counter = Counter {
         app_admin: app.db.admin.clone(),
     };
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let mandate = create(
         &client,
         &app,
@@ -456,7 +442,7 @@ async fn a_new_mandate_supersedes_the_same_categories_and_renewal_needs_franceco
     let counter = Counter {
         app_admin: app.db.admin.clone(),
     };
-    let (who, _, client) = aidant(&app).await;
+    let (who, _, client) = logged_in_aidant(&app).await;
     let first = create(
         &client,
         &app,
@@ -564,7 +550,7 @@ async fn code_after(who: &TestProfessional, last_used: i64) -> String {
 #[tokio::test]
 async fn every_rule_a_person_can_break_gets_a_clear_french_message_and_creates_nothing() {
     let app = spawn_app(&["33"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     for (fields, message) in [
         (vec![("duree", "31")], "Choisissez au moins une démarche."),
         (vec![("categories", "social")], "Choisissez une durée"),
@@ -708,7 +694,7 @@ async fn every_rule_a_person_can_break_gets_a_clear_french_message_and_creates_n
 #[tokio::test]
 async fn expiry_lists_filters_and_isolation() {
     let app = spawn_app(&["33", "34"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let (m1, m2) = housing_and_justice(&client, &app, &who, "365").await;
     // m2 expired yesterday (computed expiry, nothing to run).
     sqlx::query("UPDATE dep_33.mandates SET created_at = now() - interval '32 days', expires_at = now() - interval '1 day' WHERE id = $1")
@@ -836,7 +822,7 @@ async fn expiry_lists_filters_and_isolation() {
 #[tokio::test]
 async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
     let app = spawn_app(&["33"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let referent = professional(
         &app.db.admin,
         "Rémi Référent",
@@ -942,7 +928,7 @@ async fn long_mandates_are_reminded_once_thirty_days_before_they_expire() {
 #[tokio::test]
 async fn the_export_and_the_activity_page_follow_the_guard() {
     let app = spawn_app(&["33"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     create(
         &client,
         &app,
@@ -1011,7 +997,7 @@ async fn the_export_and_the_activity_page_follow_the_guard() {
 #[tokio::test]
 async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_and_pass_axe() {
     let app = spawn_app(&["33"]).await;
-    let (who, _, client) = aidant(&app).await;
+    let (who, _, client) = logged_in_aidant(&app).await;
     let cookies: Vec<(String, String)> = client.cookies();
     let result = test_support::browser::run(
         "mandate.mjs",
@@ -1043,7 +1029,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
     let app = spawn_app(&["33"]).await;
     // Three aidants of one structure, one per creation: each confirms with its own current
     // code, without waiting for the next 30-second step.
-    let (first, structure, client) = aidant(&app).await;
+    let (first, structure, client) = logged_in_aidant(&app).await;
     let mut aidants = vec![(first, client)];
     for name in ["Basile Aidant", "Chloé Aidante"] {
         let who = professional(
@@ -1263,7 +1249,7 @@ async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_
 #[tokio::test]
 async fn each_structure_prints_its_own_letter_batches_from_its_letters_page() {
     let app = spawn_app(&["33"]).await;
-    let (_, structure, alice) = aidant(&app).await;
+    let (_, structure, alice) = logged_in_aidant(&app).await;
     let other = structure_domain(&app, "33").await;
     let bob = professional(
         &app.db.admin,
@@ -1383,7 +1369,7 @@ async fn direct_mandate(
 #[tokio::test]
 async fn renewing_another_structures_mandate_is_not_found() {
     let app = spawn_app(&["33", "34"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let mandate = direct_mandate(&app, structure, who.id, "DUBOIS", &["logement"]).await;
     // Another structure's aidant, in the same territory and in another: 404, never a redirect
     // to a renewal form.
@@ -1444,7 +1430,7 @@ async fn attestation_of(app: &TestApp, mandate: MandateId) -> Option<Uuid> {
 #[tokio::test]
 async fn producing_an_attestation_needs_the_right_to_create_and_a_recent_code() {
     let app = spawn_app(&["33"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let mandate = direct_mandate(&app, structure, who.id, "DUBOIS", &["logement"]).await;
     assert_eq!(attestation_of(&app, mandate).await, None);
     let page_path = format!("/mandats/{mandate}");
@@ -1499,7 +1485,7 @@ async fn producing_an_attestation_needs_the_right_to_create_and_a_recent_code() 
 #[tokio::test]
 async fn the_csv_export_is_a_post_with_csrf_and_neutralises_formulas() {
     let app = spawn_app(&["33"]).await;
-    let (who, structure, _) = aidant(&app).await;
+    let (who, structure, _) = logged_in_aidant(&app).await;
     let hostile = [
         "=HYPERLINK(\"https://evil.example\";\"x\")",
         "+33 CALC",
@@ -1554,7 +1540,7 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
     // structure's indexes, whatever the territory holds: a plan that scans every usager and
     // sorts every mandate grows with the territory at each request.
     let app = spawn_app(&["33"]).await;
-    let (who, structure, client) = aidant(&app).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
     sqlx::query(
         "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender, birthplace, birthcountry, search_name)
          SELECT gen_random_uuid(), 'plan-' || i, 'Marie', 'DUBOIS-' || i, '1970-01-01', 'female', '33063', '99100', 'dubois-' || i || ' marie'

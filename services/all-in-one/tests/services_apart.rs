@@ -9,7 +9,6 @@ mod common;
 use common::identity::*;
 use common::spawn_app_with;
 use foundation::auth::secrets::{new_token, token_hash};
-use policies::Role;
 use test_support::database::TestDatabase;
 use uuid::Uuid;
 
@@ -42,15 +41,7 @@ async fn attestations_are_stored_through_the_vault_service_when_it_runs_apart() 
     })
     .await;
 
-    let structure = structure_domain(&app, "33").await;
-    let who = professional(
-        &app.db.admin,
-        "Alice Aidant",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let client = browser(&app.address);
-    assert_eq!(log_in(&client, &app, &who, -1).await.status(), 303);
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let identity = common::idp::angela(&format!("fc-{}", Uuid::new_v4().simple()));
     let (_, mandate) =
         common::idp::mandate_for(&app, structure, who.id, &identity, &["logement"]).await;

@@ -381,6 +381,22 @@ pub async fn log_in(
         .await
 }
 
+/// An aidant of a new structure in Gironde, logged in (factor verified): who, where, their
+/// browser.
+pub async fn logged_in_aidant(app: &TestApp) -> (TestProfessional, StructureId, Browser) {
+    let structure = structure_domain(app, "33").await;
+    let who = professional(
+        &app.db.admin,
+        "Alice Aidant",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let client = browser(&app.address);
+    let resp = log_in(&client, app, &who, -1).await;
+    assert_eq!(resp.status(), 303);
+    (who, structure, client)
+}
+
 pub async fn structure_domain(app: &TestApp, departement: &str) -> StructureId {
     let tenancy = test_support::tenancy(app.db.admin.clone()).await;
     let ctx = tenancy

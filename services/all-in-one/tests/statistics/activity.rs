@@ -6,20 +6,11 @@
 use super::common::identity::*;
 use super::common::spawn_app;
 use mandate_service::web::activity::MONTHS;
-use policies::Role;
 
 #[tokio::test]
 async fn the_activity_page_counts_the_twelve_months_from_the_journal_without_reading_them_all() {
     let app = spawn_app(&["33"]).await;
-    let structure = structure_domain(&app, "33").await;
-    let who = professional(
-        &app.db.admin,
-        "Alice Aidant",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let client = browser(&app.address);
-    assert_eq!(log_in(&client, &app, &who, -1).await.status(), 303);
+    let (who, structure, client) = logged_in_aidant(&app).await;
     let me = who.id.as_uuid();
     // Three years, eight acts a day: an identification, a creation, its attestation, four or
     // five uses of four démarches, a revocation one day in five; 400 people. Another aidant's

@@ -148,7 +148,7 @@ async fn read_activity(tenant: &Territory, me: ProfessionalId) -> Result<Activit
         .bind(me)
         .fetch_all(&mut *tx)
         .await?;
-    // The totals' row comes last (no month); with no act at all there is none.
+    // The totals' row comes last (no month), even with no act at all (zeros).
     let totals = match months.last() {
         Some(last) if last.month.is_none() => months.pop().map(|t| t.counts),
         _ => None,
