@@ -238,23 +238,31 @@ async fn usagers_page(
     // nor `$3 IS NULL OR …` keep, takes them for a handful, and sorts the structure's every
     // usager instead (1 ms a page for 216 usagers under load, against 0.4). What a row shows is
     // in the walk's index (département migration 0037): without a search, no row of `usagers`
-    // is read (at national volume, 0.49 ms a page against 0.92 with them).
+    // is read (at national volume, 0.49 ms a page against 0.92 with them). The probe is a
+    // `CASE` around an array subquery rather than an aggregate: an `array_agg(DISTINCT …)`
+    // sets up its sort for every usager walked, bounds ruled out or not (484 a page at national
+    // volume: 0.48 ms a page against 0.32, load-tests/README.md, 2026-12-04); `OFFSET 0` keeps
+    // the planner from copying the probe into the filter, which would run it twice per row kept.
     macro_rules! rows {
         () => {
             "SELECT su.usager_id, su.given_name, su.family_name, su.preferred_username,
                 su.birthdate, c.categories
          FROM structure_usagers su
          CROSS JOIN LATERAL (
-             SELECT array_agg(DISTINCT a.category ORDER BY a.category) AS categories
-             FROM live_authorisations a
-             WHERE su.live_until > now() AND su.categories && $2
-               AND a.structure_id = $1 AND a.usager_id = su.usager_id AND a.category = ANY($2)
+             SELECT CASE WHEN su.live_until > now() AND su.categories && $2 THEN
+                 ARRAY(SELECT DISTINCT a.category
+                       FROM live_authorisations a
+                       WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
+                         AND a.category = ANY($2)
+                       ORDER BY 1)
+             END AS categories
+             OFFSET 0
          ) c"
         };
     }
     macro_rules! kept {
         () => {
-            " WHERE su.structure_id = $1 AND c.categories IS NOT NULL"
+            " WHERE su.structure_id = $1 AND cardinality(c.categories) > 0"
         };
     }
     macro_rules! order {
