@@ -42,12 +42,13 @@ async fn the_activity_page_counts_the_twelve_months_from_the_journal_without_rea
         .expect("vacuum");
 
     // The figures, from the journal, over the twelve months shown (this one and the eleven
-    // before it).
-    const WINDOW: &str =
-        "professional_id = $1 AND at >= date_trunc('month', now()) - interval '11 months'";
-    let months: Vec<(time::OffsetDateTime, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(
+    // before it, months of the calendar in France).
+    const WINDOW: &str = "professional_id = $1
+        AND at >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')
+                  AT TIME ZONE 'Europe/Paris'";
+    let months: Vec<(time::Date, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(
         format!(
-            "SELECT date_trunc('month', at),
+            "SELECT date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date,
                     count(DISTINCT usager_id) FILTER (WHERE kind IN ('mandate_created', 'mandate_used')),
                     count(*) FILTER (WHERE kind = 'mandate_used'),
                     count(*) FILTER (WHERE kind = 'mandate_created')
@@ -120,7 +121,9 @@ async fn the_activity_page_counts_the_twelve_months_from_the_journal_without_rea
         .expect("search_path");
     let recent: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM dep_33.journal
-         WHERE professional_id = $1 AND at >= date_trunc('month', now() - interval '1 hour')",
+         WHERE professional_id = $1
+           AND at >= date_trunc('month', (now() - interval '1 hour') AT TIME ZONE 'Europe/Paris')
+                     AT TIME ZONE 'Europe/Paris'",
     )
     .bind(me)
     .fetch_one(&mut *conn)
@@ -152,4 +155,119 @@ async fn the_activity_page_counts_the_twelve_months_from_the_journal_without_rea
         read <= 2.0 * recent as f64 + 50.0,
         "{read} lignes du journal lues pour {recent} entrées ce mois-ci ({year} actes sur douze mois) : {plans:#?}"
     );
+}
+
+/// The months are those of the calendar in France: an act at half past midnight, Paris time,
+/// on the first of a month counts in that month (in UTC it is still the month before), and the
+/// twelve months start at midnight in Paris.
+#[tokio::test]
+async fn the_activity_page_cuts_the_months_at_midnight_in_paris() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, client) = logged_in_aidant(&app).await;
+    // The first instant of the month k months before this one, in Paris.
+    const START: &str = "(date_trunc('month', now() AT TIME ZONE 'Europe/Paris')
+                          - $1 * interval '1 month') AT TIME ZONE 'Europe/Paris'";
+    let start = |k: i32| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, time::OffsetDateTime>(sqlx::AssertSqlSafe(format!(
+                "SELECT {START}"
+            )))
+            .bind(k)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("début du mois")
+        }
+    };
+    let half_hour = time::Duration::minutes(30);
+    let now = time::OffsetDateTime::now_utc();
+    let acts = [
+        // Half past midnight on the first of last month, and half past eleven the evening before.
+        (start(1).await + half_hour, "mandate_created", None),
+        (start(1).await - half_hour, "mandate_created", None),
+        // The twelve months' first half hour, and the half hour before it (not shown).
+        (
+            start(11).await + half_hour,
+            "mandate_used",
+            Some("logement"),
+        ),
+        (start(11).await - half_hour, "mandate_used", Some("papiers")),
+        // This month's first half hour (or now, in that half hour).
+        (
+            (start(0).await + half_hour).min(now),
+            "mandate_used",
+            Some("famille"),
+        ),
+    ];
+    for (at, kind, category) in acts {
+        sqlx::query(
+            "INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id,
+                                         mandate_id, details)
+             VALUES ($1, $2, $3, $4, gen_random_uuid(), gen_random_uuid(),
+                     coalesce(json_build_object('category', $5::text)::text, '{}'))",
+        )
+        .bind(at)
+        .bind(kind)
+        .bind(structure.as_uuid())
+        .bind(who.id.as_uuid())
+        .bind(category)
+        .execute(&app.db.admin)
+        .await
+        .expect("acte");
+    }
+    // The months' labels as the calendar in France names them.
+    let label = |k: i32| {
+        let app = &app;
+        async move {
+            let day: time::Date = sqlx::query_scalar(
+                "SELECT (date_trunc('month', now() AT TIME ZONE 'Europe/Paris')
+                         - $1 * interval '1 month')::date",
+            )
+            .bind(k)
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("mois");
+            format!(
+                "{} {}",
+                MONTHS[usize::from(u8::from(day.month())) - 1],
+                day.year()
+            )
+        }
+    };
+    let expected = [
+        (label(11).await, 1, 1, 0),
+        (label(2).await, 1, 0, 1),
+        (label(1).await, 1, 0, 1),
+        (label(0).await, 1, 1, 0),
+    ]
+    .map(|(month, people, demarches, created)| {
+        format!("<tr><td>{month}</td><td>{people}</td><td>{demarches}</td><td>{created}</td></tr>")
+    });
+    // The first view counts the months that are over; the second reads them counted.
+    for view in ["première", "deuxième"] {
+        let (status, html) = page(&client, &app.url("/activite")).await;
+        assert_eq!(status, 200);
+        let rows: Vec<&str> = html
+            .split("<tr><td>")
+            .skip(1)
+            .map(|row| row.split("</tr>").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            rows.iter()
+                .map(|row| format!("<tr><td>{row}</tr>"))
+                .collect::<Vec<_>>(),
+            expected,
+            "{view} vue : {html}"
+        );
+        for line in [
+            "<p class=\"fr-tile__title\">4</p><p class=\"fr-tile__desc\">personnes accompagnées",
+            "<p class=\"fr-tile__title\">2</p><p class=\"fr-tile__desc\">démarches réalisées",
+            "<p class=\"fr-tile__title\">2</p><p class=\"fr-tile__desc\">mandats créés",
+            "<li>Logement : 1</li>",
+            "<li>Famille - Scolarité : 1</li>",
+        ] {
+            assert!(html.contains(line), "{view} vue : {line} absent de\n{html}");
+        }
+        assert!(!html.contains("<li>Papiers"), "{view} vue : {html}");
+    }
 }

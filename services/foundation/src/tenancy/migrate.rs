@@ -300,6 +300,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("foundation", "departement", 35, "0035_professional_acts"),
             migration!("mandate-service", "departement", 36, "0036_activity_months"),
             migration!("mandate-service", "departement", 37, "0037_shown_identity"),
+            migration!("mandate-service", "departement", 38, "0038_paris_months"),
         ])
     });
 

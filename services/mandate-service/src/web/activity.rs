@@ -12,7 +12,7 @@ use foundation::web::{NavItem, Theme, html};
 use poem::web::Data;
 use poem::{Response, handler};
 use policies::Action;
-use time::OffsetDateTime;
+use time::Date;
 
 use super::{THEME, nav};
 use crate::categories;
@@ -65,8 +65,8 @@ struct Counts {
 
 #[derive(sqlx::FromRow)]
 struct MonthCounts {
-    /// Empty on the row of the twelve months' totals.
-    month: Option<OffsetDateTime>,
+    /// The month's first day; empty on the row of the twelve months' totals.
+    month: Option<Date>,
     #[sqlx(flatten)]
     counts: Counts,
 }
@@ -84,23 +84,29 @@ struct Activity {
     by_category: Vec<CategoryUses>,
 }
 
-// The twelve months shown are this one and the eleven before it. A month is over, for the
-// figures kept in `activity_months`, an hour after it ends (no act's transaction lasts that
-// long, and an entry is stamped when it is written): before that it is still read from the
-// journal. `now()` is the transaction's start, the same for the three statements.
+// The twelve months shown are this one and the eleven before it, months of the calendar in
+// France: cut at midnight in Paris, whatever the server's or the session's time zone (an act at
+// half past midnight on the 1st is of that month, though in UTC it is still the month before).
+// A month is over, for the figures kept in `activity_months`, an hour after it ends (no act's
+// transaction lasts that long, and an entry is stamped when it is written): before that it is
+// still read from the journal. `now()` is the transaction's start, the same for the three
+// statements.
 
 /// People helped (one person counted once a month, and once over the twelve months), démarches
-/// done (uses of a mandate) and mandates created, month by month, then over the twelve months
-/// (the row with no month). Read from the index alone (`journal_professional_acts`, département
-/// migration 0035): the kind and the person are in it, the journal's table is not visited.
-pub const COUNTS_SQL: &str = "SELECT date_trunc('month', at) AS month,
+/// done (uses of a mandate) and mandates created, month by month (the month's first day), then
+/// over the twelve months (the row with no month). Read from the index alone
+/// (`journal_professional_acts`, département migration 0035): the kind and the person are in
+/// it, the journal's table is not visited.
+pub const COUNTS_SQL: &str =
+    "SELECT date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date AS month,
             count(DISTINCT usager_id) AS people,
             count(*) FILTER (WHERE kind = 'mandate_used') AS demarches,
             count(*) FILTER (WHERE kind = 'mandate_created') AS created
      FROM journal
      WHERE professional_id = $1 AND kind IN ('mandate_created', 'mandate_used')
-       AND at >= date_trunc('month', now()) - interval '11 months'
-     GROUP BY GROUPING SETS ((date_trunc('month', at)), ())
+       AND at >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris') - interval '11 months')
+                 AT TIME ZONE 'Europe/Paris'
+     GROUP BY GROUPING SETS ((date_trunc('month', at AT TIME ZONE 'Europe/Paris')::date), ())
      ORDER BY 1";
 
 /// Counts, once, the uses by démarche of each month shown that is over and not counted yet
@@ -109,18 +115,22 @@ pub const COUNTS_SQL: &str = "SELECT date_trunc('month', at) AS month,
 /// thousand months, a cost past the threshold at which PostgreSQL compiles a statement to
 /// machine code (JIT), which took 150 ms at each view even with every month already counted.
 pub const FILL_SQL: &str = "INSERT INTO activity_months (professional_id, month, uses)
-     SELECT $1, m,
+     SELECT $1, l.month,
             (SELECT coalesce(jsonb_object_agg(category, n), '{}')
              FROM (SELECT details::json ->> 'category' AS category, count(*) AS n
                    FROM journal
                    WHERE professional_id = $1 AND kind = 'mandate_used'
-                     AND at >= m AND at < m + interval '1 month'
+                     AND at >= m.starts AND at < m.ends
                    GROUP BY 1) c
              WHERE category IS NOT NULL)
      FROM generate_series(1, 11) AS k,
-          LATERAL (SELECT date_trunc('month', now()) - k * interval '1 month' AS m) AS months
-     WHERE m < date_trunc('month', now() - interval '1 hour')
-       AND NOT EXISTS (SELECT 1 FROM activity_months a WHERE a.professional_id = $1 AND a.month = m)
+          LATERAL (SELECT (date_trunc('month', now() AT TIME ZONE 'Europe/Paris')
+                           - k * interval '1 month')::date AS month) AS l,
+          LATERAL (SELECT l.month::timestamp AT TIME ZONE 'Europe/Paris' AS starts,
+                          (l.month + interval '1 month') AT TIME ZONE 'Europe/Paris' AS ends) AS m
+     WHERE m.ends <= now() - interval '1 hour'
+       AND NOT EXISTS (SELECT 1 FROM activity_months a
+                       WHERE a.professional_id = $1 AND a.month = l.month)
      ON CONFLICT DO NOTHING";
 
 /// Uses by démarche over the twelve months: the months over from `activity_months`, the
@@ -129,13 +139,16 @@ pub const CATEGORIES_SQL: &str = "SELECT category, sum(n)::bigint AS uses
      FROM (SELECT e.key AS category, e.value::bigint AS n
            FROM activity_months a, jsonb_each_text(a.uses) e
            WHERE a.professional_id = $1
-             AND a.month >= date_trunc('month', now()) - interval '11 months'
-             AND a.month < date_trunc('month', now() - interval '1 hour')
+             AND a.month >= (date_trunc('month', now() AT TIME ZONE 'Europe/Paris')
+                             - interval '11 months')::date
+             AND a.month < date_trunc('month', (now() - interval '1 hour')
+                                               AT TIME ZONE 'Europe/Paris')::date
            UNION ALL
            SELECT details::json ->> 'category', 1
            FROM journal
            WHERE professional_id = $1 AND kind = 'mandate_used'
-             AND at >= date_trunc('month', now() - interval '1 hour')) u
+             AND at >= date_trunc('month', (now() - interval '1 hour') AT TIME ZONE 'Europe/Paris')
+                       AT TIME ZONE 'Europe/Paris') u
      GROUP BY 1
      ORDER BY 2 DESC, 1";
 
