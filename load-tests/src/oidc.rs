@@ -186,7 +186,12 @@ pub async fn desks(
     extra: usize,
 ) -> anyhow::Result<(Vec<Worker>, String)> {
     // One aidant per simulated desk, each with a usager holding a mandate; 200 more usagers
-    // make the structure's list realistic.
+    // make the structure's list realistic. The usagers are new at each call: a database kept
+    // between runs (the national volume) would otherwise give the same 216 people one more live
+    // mandate per run (38 authorisations each after 19 runs, read by every page of a flow),
+    // where the empty database's have one.
+    let run = Uuid::new_v4().simple().to_string();
+    let run = &run[..8];
     let mut workers = Vec::new();
     for n in 0..desks + extra {
         let mut tx = db.admin.begin().await?;
@@ -207,7 +212,7 @@ pub async fn desks(
         tx.commit().await?;
         let mut ttx = ctx.begin().await?;
         let identity = Identity {
-            sub: format!("banc-{n}"),
+            sub: format!("banc-{run}-{n}"),
             given_name: format!("Prénom{n}"),
             family_name: format!("NOM{n:04}"),
             preferred_username: None,
@@ -215,7 +220,7 @@ pub async fn desks(
             gender: "female".into(),
             birthplace: "33063".into(),
             birthcountry: "99100".into(),
-            email: Some(format!("usager-{n}@banc.test")),
+            email: Some(format!("usager-{n}-{run}@banc.test")),
         };
         let usager = mandates::upsert_usager(&mut ttx, &identity, structure, aidant).await?;
         mandates::create(
