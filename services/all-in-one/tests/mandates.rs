@@ -1586,7 +1586,11 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
         .into_iter()
         .enumerate()
     {
-        let sql = mandate_service::web::list::page_sql(state, false, false);
+        let sql = mandate_service::web::list::page_sql(
+            state,
+            mandate_service::web::list::Search::None,
+            false,
+        );
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE page_{n} AS {sql}")))
             .execute(&mut *conn)
             .await
@@ -1627,4 +1631,35 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
         html.contains("DUBOIS-") && html.contains("page=2"),
         "{html}"
     );
+    // A name search that finds few people in the territory (30: their mandates are read) and
+    // one that finds more than `FOUND_MAX` (3,000: it filters the walk of the structure's
+    // mandates) list the same rows as the search itself, newest first.
+    for (q, pattern) in [("12+marie", "%12 marie%"), ("marie", "%marie%")] {
+        let expected: Vec<String> = sqlx::query_scalar(
+            "SELECT u.family_name FROM dep_33.mandates m JOIN dep_33.usagers u ON u.id = m.usager_id
+             WHERE m.structure_id = $1 AND u.search_name LIKE $2
+               AND least(m.ended_at, m.expires_at) > now() - interval '1 year'
+             ORDER BY m.created_at DESC, m.id DESC LIMIT 20",
+        )
+        .bind(structure)
+        .bind(pattern)
+        .fetch_all(&app.db.admin)
+        .await
+        .expect("recherche");
+        assert!(!expected.is_empty());
+        let (status, html) = view(&client, &app.url(&format!("/mandats?q={q}"))).await;
+        assert_eq!(status, 200);
+        // Each row names the person twice (the cell and its link's label).
+        let mut shown: Vec<&str> = html
+            .match_indices("DUBOIS-")
+            .map(|(at, _)| {
+                let digits = html[at + 7..]
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(0);
+                &html[at..at + 7 + digits]
+            })
+            .collect();
+        shown.dedup();
+        assert_eq!(shown, expected, "« {q} » : {html}");
+    }
 }

@@ -147,6 +147,8 @@ macro_rules! list_page_sql {
             list_page_sql!(@one $state, $order, search_sql!(4)),
             list_page_sql!(@one $state, $order, category_sql!(4)),
             list_page_sql!(@one $state, $order, search_sql!(4), category_sql!(5)),
+            list_page_sql!(@one $state, $order, found_sql!(4)),
+            list_page_sql!(@one $state, $order, found_sql!(4), category_sql!(5)),
         ]
     };
     (@one $state:expr, $order:literal $(, $filter:expr)*) => {
@@ -167,6 +169,28 @@ macro_rules! search_sql {
         concat!(" AND u.search_name LIKE '%' || $", $n, "::text || '%'")
     };
 }
+
+/// The name search as the people it found, parameter `$n` (their ids, [`FOUND_SQL`]).
+macro_rules! found_sql {
+    ($n:literal) => {
+        concat!(" AND m.usager_id = ANY($", $n, "::uuid[])")
+    };
+}
+
+/// The territory's people whose names hold the search (`$1`), through the names' trigram
+/// index, up to one more than [`FOUND_MAX`]: few enough, the page then reads only their
+/// mandates in the structure. In one statement, with the search as a filter of the mandates'
+/// walk, the plan depends on how many names the planner expects the search to keep, and it
+/// cannot know without the value: on Citus, where the worker plans the statement for its
+/// parameters as they come from the coordinator, a rare name (« dubois marie », 64 people)
+/// walked the 100,000 mandates of the largest structure (p99 285 ms at national volume,
+/// load-tests/README.md, 2026-12-04).
+pub const FOUND_SQL: &str =
+    "SELECT id FROM usagers WHERE search_name LIKE '%' || $1::text || '%' LIMIT $2";
+
+/// Above this many people found in the territory, the search stays a filter of the walk of the
+/// structure's mandates, which then meets the page's rows soon.
+pub const FOUND_MAX: i64 = 2000;
 
 /// The démarche filter, parameter `$n`.
 macro_rules! category_sql {
@@ -194,10 +218,20 @@ pub struct ListRow {
     categories: Vec<String>,
 }
 
+/// How a page of the list filters by name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Search {
+    None,
+    /// The search itself, as a filter of the walk (`$4`, text).
+    Name,
+    /// The people it found ([`FOUND_SQL`]: `$4`, their ids).
+    Found,
+}
+
 /// The statement of one page of the list in `state`, with the filters given: parameters
 /// structure, limit, offset, then the search and the démarche when present, in that order.
 /// Expiring soonest first, and most recently expired first; otherwise newest first.
-pub fn page_sql(state: &str, search: bool, category: bool) -> &'static str {
+pub fn page_sql(state: &str, search: Search, category: bool) -> &'static str {
     let variants = match state {
         "en-cours" => list_page_sql!(
             "m.ended_at IS NULL AND m.expires_at > now()",
@@ -217,7 +251,12 @@ pub fn page_sql(state: &str, search: bool, category: bool) -> &'static str {
         ),
         _ => list_page_sql!(visible_sql!(), "m.created_at DESC, m.id DESC"),
     };
-    variants[usize::from(search) | usize::from(category) << 1]
+    match search {
+        Search::None | Search::Name => {
+            variants[usize::from(search == Search::Name) | usize::from(category) << 1]
+        }
+        Search::Found => variants[4 + usize::from(category)],
+    }
 }
 
 /// One page of the mandates of the structure the guard allowed, with the list's filters.
@@ -231,19 +270,40 @@ pub async fn list_page(
     page: i64,
 ) -> Result<(Vec<ListRow>, bool), sqlx::Error> {
     let search = search.map(mandates::search_key).filter(|s| !s.is_empty());
-    let sql = page_sql(state, search.is_some(), category.is_some());
+    // Each statement its own transaction (`Territory::autocommit`): a person found then given a
+    // mandate, or renamed, between the two reads of a search is simply as if searched a moment
+    // earlier.
+    let mut conn = tenant.autocommit().await?;
+    let found: Option<Vec<UsagerId>> = match &search {
+        Some(search) => {
+            let found: Vec<UsagerId> = sqlx::query_scalar(FOUND_SQL)
+                .bind(search)
+                .bind(FOUND_MAX + 1)
+                .fetch_all(&mut *conn)
+                .await?;
+            Some(found).filter(|f| f.len() as i64 <= FOUND_MAX)
+        }
+        None => None,
+    };
+    let mode = match (&search, &found) {
+        (None, _) => Search::None,
+        (Some(_), None) => Search::Name,
+        (Some(_), Some(_)) => Search::Found,
+    };
+    let sql = page_sql(state, mode, category.is_some());
     let mut query = sqlx::query_as(sql)
         .bind(allowed.structure())
         .bind(PAGE_SIZE + 1)
         .bind((page - 1) * PAGE_SIZE);
-    if let Some(search) = search {
-        query = query.bind(search);
-    }
+    query = match (search, found) {
+        (_, Some(found)) => query.bind(found),
+        (Some(search), None) => query.bind(search),
+        (None, None) => query,
+    };
     if let Some(category) = category {
         query = query.bind(category);
     }
-    // One statement, its own transaction (`Territory::autocommit`).
-    let mut rows: Vec<ListRow> = query.fetch_all(&mut *tenant.autocommit().await?).await?;
+    let mut rows: Vec<ListRow> = query.fetch_all(&mut *conn).await?;
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     Ok((rows, more))
