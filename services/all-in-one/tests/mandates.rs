@@ -1662,4 +1662,73 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
         shown.dedup();
         assert_eq!(shown, expected, "« {q} » : {html}");
     }
+    // A search that finds few people reads their mandates, not the structure's (here a generic
+    // plan; on Citus the worker's plan for the parameters as the coordinator sends them). This
+    // does not reproduce what made the search two reads: at this size, the former one-statement
+    // search reads few mandates too, on both layouts (tried). Its plan walked the largest
+    // structure's 100,000 mandates on Citus at national volume, which `bench-volume` measures.
+    use mandate_service::web::list::{FOUND_MAX, FOUND_SQL, Search, page_sql};
+    let found: Vec<uuid::Uuid> = sqlx::query_scalar(FOUND_SQL)
+        .bind("12 marie")
+        .bind(FOUND_MAX + 1)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("trouvés");
+    assert_eq!(found.len(), 30);
+    let ids: Vec<String> = found.iter().map(|u| format!("'{u}'")).collect();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "PREPARE found_page AS {}",
+        page_sql("", Search::Found, false)
+    )))
+    .execute(&mut *conn)
+    .await
+    .expect("prepare");
+    // In text: Citus writes the worker's plan of an executed prepared statement as text even
+    // inside a JSON `EXPLAIN`.
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE found_page('{}', 21, 0, ARRAY[{}]::uuid[])",
+        structure.as_uuid(),
+        ids.join(",")
+    )))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("explain");
+    let read = mandates_read(&plan);
+    assert!(
+        read >= 1.0 && read <= 3.0 * found.len() as f64,
+        "{read} mandats lus pour {} personnes trouvées : {plan:#?}",
+        found.len()
+    );
+}
+
+/// The rows the scans of `mandates` of a text `EXPLAIN ANALYZE` read: returned, and removed by
+/// their filters, over all their loops.
+fn mandates_read(plan: &[String]) -> f64 {
+    let number = |line: &str, key: &str| -> Option<f64> {
+        let at = line.find(key)? + key.len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        digits.parse().ok()
+    };
+    let mut read = 0.0;
+    let mut loops = None;
+    for line in plan.iter().flat_map(|l| l.lines()) {
+        if line.contains("(actual") {
+            let scan = line.contains("Scan") && line.contains(" on mandates");
+            loops = scan.then(|| number(line, "loops=").unwrap_or(1.0));
+            if let Some(loops) = loops {
+                read += number(line, "rows=").unwrap_or(0.0) * loops;
+            }
+        } else if let Some(loops) = loops {
+            for key in [
+                "Rows Removed by Filter: ",
+                "Rows Removed by Index Recheck: ",
+            ] {
+                read += number(line, key).unwrap_or(0.0) * loops;
+            }
+        }
+    }
+    read
 }
