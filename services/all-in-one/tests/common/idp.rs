@@ -11,7 +11,6 @@ use mandate_service::idp::clients::{self, AuthMethod, NewClient};
 use mandate_service::idp::keys::Alg;
 use mandate_service::jws::JwkSet;
 use mandate_service::mandates::{self, NewMandate};
-use policies::Role;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -44,15 +43,7 @@ pub fn angela(sub: &str) -> Identity {
 /// An aidant of a structure in Gironde, logged in, whose structure holds a mandate of
 /// `identity` for `codes`.
 pub async fn fixture(app: &TestApp, identity: &Identity, codes: &[&str]) -> Fixture {
-    let structure = structure_domain(app, "33").await;
-    let who = professional(
-        &app.db.admin,
-        "Alice Aidant",
-        &[(Role::Aidant, structure.domain(), Some("33"))],
-    )
-    .await;
-    let aidant = browser(&app.address);
-    assert_eq!(log_in(&aidant, app, &who, -1).await.status(), 303);
+    let (who, structure, aidant) = logged_in_aidant(app).await;
     let (usager, mandate) = mandate_for(app, structure, who.id, identity, codes).await;
     Fixture {
         who,

@@ -145,9 +145,9 @@ macro_rules! list_page_sql {
         [
             list_page_sql!(@one $state, $order, ""),
             list_page_sql!(@one $state, $order, search_sql!(4)),
+            list_page_sql!(@one $state, $order, found_sql!(4)),
             list_page_sql!(@one $state, $order, category_sql!(4)),
             list_page_sql!(@one $state, $order, search_sql!(4), category_sql!(5)),
-            list_page_sql!(@one $state, $order, found_sql!(4)),
             list_page_sql!(@one $state, $order, found_sql!(4), category_sql!(5)),
         ]
     };
@@ -221,11 +221,11 @@ pub struct ListRow {
 /// How a page of the list filters by name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Search {
-    None,
+    None = 0,
     /// The search itself, as a filter of the walk (`$4`, text).
-    Name,
+    Name = 1,
     /// The people it found ([`FOUND_SQL`]: `$4`, their ids).
-    Found,
+    Found = 2,
 }
 
 /// The statement of one page of the list in `state`, with the filters given: parameters
@@ -251,12 +251,7 @@ pub fn page_sql(state: &str, search: Search, category: bool) -> &'static str {
         ),
         _ => list_page_sql!(visible_sql!(), "m.created_at DESC, m.id DESC"),
     };
-    match search {
-        Search::None | Search::Name => {
-            variants[usize::from(search == Search::Name) | usize::from(category) << 1]
-        }
-        Search::Found => variants[4 + usize::from(category)],
-    }
+    variants[search as usize + 3 * usize::from(category)]
 }
 
 /// One page of the mandates of the structure the guard allowed, with the list's filters.
@@ -274,32 +269,29 @@ pub async fn list_page(
     // mandate, or renamed, between the two reads of a search is simply as if searched a moment
     // earlier.
     let mut conn = tenant.autocommit().await?;
-    let found: Option<Vec<UsagerId>> = match &search {
-        Some(search) => {
-            let found: Vec<UsagerId> = sqlx::query_scalar(FOUND_SQL)
-                .bind(search)
-                .bind(FOUND_MAX + 1)
-                .fetch_all(&mut *conn)
-                .await?;
-            Some(found).filter(|f| f.len() as i64 <= FOUND_MAX)
-        }
-        None => None,
-    };
+    let mut found = None;
+    if let Some(search) = &search {
+        let ids: Vec<UsagerId> = sqlx::query_scalar(FOUND_SQL)
+            .bind(search)
+            .bind(FOUND_MAX + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+        found = Some(ids).filter(|ids| ids.len() as i64 <= FOUND_MAX);
+    }
     let mode = match (&search, &found) {
-        (None, _) => Search::None,
+        (_, Some(_)) => Search::Found,
         (Some(_), None) => Search::Name,
-        (Some(_), Some(_)) => Search::Found,
+        (None, None) => Search::None,
     };
-    let sql = page_sql(state, mode, category.is_some());
-    let mut query = sqlx::query_as(sql)
+    let mut query = sqlx::query_as(page_sql(state, mode, category.is_some()))
         .bind(allowed.structure())
         .bind(PAGE_SIZE + 1)
         .bind((page - 1) * PAGE_SIZE);
-    query = match (search, found) {
-        (_, Some(found)) => query.bind(found),
-        (Some(search), None) => query.bind(search),
-        (None, None) => query,
-    };
+    if let Some(ids) = found {
+        query = query.bind(ids);
+    } else if let Some(search) = search {
+        query = query.bind(search);
+    }
     if let Some(category) = category {
         query = query.bind(category);
     }
