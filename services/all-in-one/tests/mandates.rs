@@ -1693,42 +1693,10 @@ async fn the_lists_cached_plans_read_their_page_not_the_whole_territory() {
     .fetch_all(&mut *conn)
     .await
     .expect("explain");
-    let read = mandates_read(&plan);
+    let read = common::plans::read_text(&plan, "mandates");
     assert!(
         read >= 1.0 && read <= 3.0 * found.len() as f64,
         "{read} mandats lus pour {} personnes trouvées : {plan:#?}",
         found.len()
     );
-}
-
-/// The rows the scans of `mandates` of a text `EXPLAIN ANALYZE` read: returned, and removed by
-/// their filters, over all their loops.
-fn mandates_read(plan: &[String]) -> f64 {
-    let number = |line: &str, key: &str| -> Option<f64> {
-        let at = line.find(key)? + key.len();
-        let digits: String = line[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        digits.parse().ok()
-    };
-    let mut read = 0.0;
-    let mut loops = None;
-    for line in plan.iter().flat_map(|l| l.lines()) {
-        if line.contains("(actual") {
-            let scan = line.contains("Scan") && line.contains(" on mandates");
-            loops = scan.then(|| number(line, "loops=").unwrap_or(1.0));
-            if let Some(loops) = loops {
-                read += number(line, "rows=").unwrap_or(0.0) * loops;
-            }
-        } else if let Some(loops) = loops {
-            for key in [
-                "Rows Removed by Filter: ",
-                "Rows Removed by Index Recheck: ",
-            ] {
-                read += number(line, key).unwrap_or(0.0) * loops;
-            }
-        }
-    }
-    read
 }

@@ -709,3 +709,24 @@ async fn the_alert_pages_read_the_open_and_recent_alerts_not_years_of_acknowledg
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The text plans' reader that the tests of the alert pages and of the mandate list rely on.
+#[test]
+fn a_text_plan_counts_the_rows_of_the_relations_scans_and_their_shards() {
+    let plan: Vec<String> = [
+        "Nested Loop (actual time=0.1..0.2 rows=3 loops=1)",
+        "  ->  Index Scan using journal_seq on journal (actual time=0.1..0.2 rows=4 loops=2)",
+        "        Filter: (kind = 'x')",
+        "        Rows Removed by Filter: 5",
+        "  ->  Bitmap Heap Scan on journal_102008 journal (actual time=0.1..0.2 rows=7 loops=1)",
+        "        Rows Removed by Index Recheck: 1",
+        "        ->  Bitmap Index Scan on journal_pkey (actual time=0.1..0.2 rows=8 loops=1)",
+        "  ->  Seq Scan on journal_kinds (actual time=0.1..0.2 rows=100 loops=1)",
+        "  ->  Seq Scan on journal (never executed)",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // (4 + 5) × 2 + 7 + 1
+    assert_eq!(common::plans::read_text(&plan, "journal"), 26.0);
+    assert_eq!(common::plans::read_text(&plan, "journal_kinds"), 100.0);
+}

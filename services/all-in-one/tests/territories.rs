@@ -623,15 +623,20 @@ async fn an_auditor_reads_filters_verifies_and_exports_only_what_their_tenant_ma
         assert!(violations.is_empty(), "{url} : {violations:#?}");
     }
     // Someone with full control of the database edits a sealed entry: the next verification
-    // names it.
-    sqlx::raw_sql(
-        "ALTER TABLE dep_33.journal DISABLE TRIGGER USER;
-         UPDATE dep_33.journal SET details = '{\"category\":\"justice\"}' WHERE seq = 2;
-         ALTER TABLE dep_33.journal ENABLE TRIGGER USER;",
-    )
-    .execute(&app.db.admin)
-    .await
-    .expect("altération");
+    // names it. One statement at a time, in one transaction (Citus forwards a territory's
+    // statements to its worker one by one).
+    let mut tx = app.db.admin.begin().await.expect("transaction");
+    for statement in [
+        "ALTER TABLE dep_33.journal DISABLE TRIGGER USER",
+        "UPDATE dep_33.journal SET details = '{\"category\":\"justice\"}' WHERE seq = 2",
+        "ALTER TABLE dep_33.journal ENABLE TRIGGER USER",
+    ] {
+        sqlx::raw_sql(statement)
+            .execute(&mut *tx)
+            .await
+            .expect("altération");
+    }
+    tx.commit().await.expect("altération");
     let outcome = verified(&app, &ab, &journal_page, &base).await;
     assert!(
         outcome.contains("Journal altéré à partir de l&#39;entrée n° 2")
@@ -971,13 +976,15 @@ async fn the_auditors_journal_page_reads_one_page_whatever_the_filters() {
             .execute(&mut *conn)
             .await
             .expect("prepare");
-            let arguments = format!(
-                "{}, {}, {}, {}, {before}, 51",
+            let values = [
                 case.kind.map(|k| format!("'{k}'")).unwrap_or_else(null),
                 case.structures.clone().unwrap_or_else(null),
                 case.from.clone().unwrap_or_else(null),
                 case.to.clone().unwrap_or_else(null),
-            );
+                before,
+                "51".to_owned(),
+            ];
+            let arguments = values.join(", ");
             let found: Vec<i64> = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "EXECUTE page_{m}_{n}({arguments})"
             )))
@@ -993,12 +1000,22 @@ async fn the_auditors_journal_page_reads_one_page_whatever_the_filters() {
                     case.what
                 ));
             }
-            let (read, plan) = common::plans::read(
-                &mut conn,
-                &format!("EXECUTE page_{m}_{n}({arguments})"),
-                "journal",
-            )
-            .await;
+            // A custom plan is the statement planned with its values: on Citus, the plan of an
+            // `EXPLAIN ANALYZE EXECUTE` is the worker's with its parameters unknown, whereas the
+            // page's statement is planned there with its values (seen with `auto_explain` on the
+            // worker), as the statement written with them is.
+            let explained = if mode == "force_custom_plan" {
+                values
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .fold(selection.sql().to_owned(), |sql, (i, value)| {
+                        sql.replace(&format!("${}", i + 1), &format!("({value})"))
+                    })
+            } else {
+                format!("EXECUTE page_{m}_{n}({arguments})")
+            };
+            let (read, plan) = common::plans::read(&mut conn, &explained, "journal").await;
             let structures = if case.structures.as_deref() == Some(commune.as_str()) {
                 2.0
             } else {
