@@ -126,7 +126,8 @@ unix_socket_permissions = 0700
 shared_preload_libraries = 'citus'
 max_connections = 400
 shared_buffers = 128MB
-max_worker_processes = 128
+# Citus runs a maintenance worker per database, and the tests keep theirs until the next run.
+max_worker_processes = 256
 wal_level = logical
 max_replication_slots = 20
 max_wal_senders = 20

@@ -330,7 +330,7 @@ export_citus_test_env() {
 
 # The test targets that also run on the Citus cluster (a coordinator and two workers).
 CITUS_TEST_TARGETS=(citus tenancy mandates identity_provider documents internal_documents retention
-  statistics territories)
+  statistics territories habilitation_requests habilitation_training)
 
 run_tests() {
   install_all

@@ -850,13 +850,19 @@ pub async fn submit(
         }
     }
     // Last, with the database clock at the end of the work: the weekly digest counts on it.
+    // Read apart and bound: Citus refuses a volatile function in an UPDATE of a distributed
+    // table (docs/TENANCY.md).
+    let at: OffsetDateTime = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query(
-        "UPDATE structure_requests SET status = $2, submitted_at = clock_timestamp(), updated_at = now(),
-             first_submitted_at = COALESCE(first_submitted_at, clock_timestamp())
+        "UPDATE structure_requests SET status = $2, submitted_at = $3, updated_at = now(),
+             first_submitted_at = COALESCE(first_submitted_at, $3)
          WHERE id = $1",
     )
     .bind(request.id)
     .bind(next.as_str())
+    .bind(at)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
