@@ -86,7 +86,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
 
 /// Files over [`MAX_LINES`], at most this long.
 const LONG_FILES_LEFT: &[(&str, usize)] = &[
-    ("services/habilitation-desk/src/requests/mod.rs", 1255),
+    ("services/habilitation-desk/src/requests/mod.rs", 1240),
     ("services/habilitation-desk/src/request_pages.rs", 1150),
 ];
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::siret;
+use super::{RequestError, siret};
 use crate::accounts::normalize_email;
 
 /// Field name → what is wrong with it.
@@ -507,6 +507,28 @@ pub const COMMITMENTS: &[Commitment] = &[
         text: "Aucun élu ne sera habilité à utiliser Aidants Connect.",
     },
 ];
+
+/// A message body: trimmed, 1 to 5,000 characters.
+pub fn message_body(field: &'static str, typed: &str) -> Result<String, RequestError> {
+    let body = typed.trim().replace("\r\n", "\n");
+    if body.is_empty() {
+        return Err(RequestError::field(
+            field,
+            match field {
+                "changes" => "Indiquez ce qui est à modifier avant d'envoyer la demande.",
+                "reason" => "Indiquez le motif du refus : il est envoyé au demandeur.",
+                _ => "Écrivez votre message avant de l'envoyer.",
+            },
+        ));
+    }
+    if body.chars().count() > 5000 {
+        return Err(RequestError::field(
+            field,
+            "Le message dépasse 5 000 caractères ; raccourcissez-le.",
+        ));
+    }
+    Ok(body)
+}
 
 #[cfg(test)]
 mod tests {

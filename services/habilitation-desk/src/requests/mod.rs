@@ -17,6 +17,7 @@ pub mod purge;
 pub mod siret;
 
 pub use digest::{DIGEST_HOUR, DIGEST_MAX_LINES, Digest, send_weekly_digest, weekly_digest};
+pub use form::message_body;
 
 use foundation::app::Platform;
 use foundation::ids::{ProfessionalId, StructureId};
@@ -896,28 +897,6 @@ pub async fn withdraw(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A message body: trimmed, 1 to 5,000 characters.
-pub fn message_body(field: &'static str, typed: &str) -> Result<String, RequestError> {
-    let body = typed.trim().replace("\r\n", "\n");
-    if body.is_empty() {
-        return Err(RequestError::field(
-            field,
-            match field {
-                "changes" => "Indiquez ce qui est à modifier avant d'envoyer la demande.",
-                "reason" => "Indiquez le motif du refus : il est envoyé au demandeur.",
-                _ => "Écrivez votre message avant de l'envoyer.",
-            },
-        ));
-    }
-    if body.chars().count() > 5000 {
-        return Err(RequestError::field(
-            field,
-            "Le message dépasse 5 000 caractères ; raccourcissez-le.",
-        ));
-    }
-    Ok(body)
 }
 
 async fn insert_message(
