@@ -284,15 +284,8 @@ async fn usagers_page(
             " ORDER BY su.family_name, su.given_name, su.usager_id LIMIT $3"
         };
     }
-    let found: Option<Vec<UsagerId>> = match &search {
-        Some(search) => {
-            let ids: Vec<UsagerId> = sqlx::query_scalar(crate::web::list::FOUND_SQL)
-                .bind(search)
-                .bind(FOUND_MAX + 1)
-                .fetch_all(&mut *conn)
-                .await?;
-            Some(ids).filter(|ids| ids.len() as i64 <= FOUND_MAX)
-        }
+    let found = match &search {
+        Some(search) => crate::web::list::found_people(&mut conn, search, FOUND_MAX).await?,
         None => None,
     };
     let sql = match (&search, &found) {

@@ -16,6 +16,7 @@ use poem::{Request, Response, handler};
 use policies::Action;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use super::{THEME, date, display_name, nav};
@@ -188,6 +189,21 @@ macro_rules! found_sql {
 pub const FOUND_SQL: &str =
     "SELECT id FROM usagers WHERE search_name LIKE '%' || $1::text || '%' LIMIT $2";
 
+/// The territory's people whose names hold `search` ([`FOUND_SQL`]), or `None` when there are
+/// more than `max` of them.
+pub async fn found_people(
+    conn: &mut PgConnection,
+    search: &str,
+    max: i64,
+) -> Result<Option<Vec<UsagerId>>, sqlx::Error> {
+    let ids: Vec<UsagerId> = sqlx::query_scalar(FOUND_SQL)
+        .bind(search)
+        .bind(max + 1)
+        .fetch_all(conn)
+        .await?;
+    Ok(Some(ids).filter(|ids| ids.len() as i64 <= max))
+}
+
 /// Above this many people found in the territory, the search stays a filter of the walk of the
 /// structure's mandates, which then meets the page's rows soon.
 pub const FOUND_MAX: i64 = 2000;
@@ -269,15 +285,10 @@ pub async fn list_page(
     // mandate, or renamed, between the two reads of a search is simply as if searched a moment
     // earlier.
     let mut conn = tenant.autocommit().await?;
-    let mut found = None;
-    if let Some(search) = &search {
-        let ids: Vec<UsagerId> = sqlx::query_scalar(FOUND_SQL)
-            .bind(search)
-            .bind(FOUND_MAX + 1)
-            .fetch_all(&mut *conn)
-            .await?;
-        found = Some(ids).filter(|ids| ids.len() as i64 <= FOUND_MAX);
-    }
+    let found = match &search {
+        Some(search) => found_people(&mut conn, search, FOUND_MAX).await?,
+        None => None,
+    };
     let mode = match (&search, &found) {
         (_, Some(_)) => Search::Found,
         (Some(_), None) => Search::Name,
