@@ -21,7 +21,11 @@ async fn role_ddl(db: &TestDatabase, sql: String, what: &str) {
             .await
         {
             Ok(_) => return,
-            Err(e) if attempt < 8 && foundation::tenancy::citus::is_role_race(&e) => {
+            Err(e)
+                if attempt < 8
+                    && (foundation::tenancy::citus::is_role_race(&e)
+                        || foundation::tenancy::citus::is_deadlock_victim(&e)) =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
             Err(e) => panic!("{what}: {e}"),
@@ -839,4 +843,92 @@ async fn lists_never_contain_foreign_rows_and_unknown_codes_are_404() {
             .contains("code de département inconnu « 20 »"),
         "{body}"
     );
+}
+
+/// A schema transaction chosen as a deadlock's victim wrote nothing and runs again. The test
+/// makes a real one: another session creates the territory's schema (uncommitted), the
+/// migration then waits for it at its own `CREATE SCHEMA`, and that session asks for the
+/// migration's schema lock. The migration waited first, so its deadlock check runs first
+/// (the other session's is pushed back to a minute) and cancels it. On Citus the cluster's
+/// detector may be the one to cancel it: the answer is the same `40P01`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_cancelled_by_a_deadlock_runs_again_and_succeeds() {
+    let db = TestDatabase::create().await;
+    let mut other = db.admin.begin().await.expect("transaction");
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'")
+        .execute(&mut *other)
+        .await
+        .expect("délai");
+    sqlx::raw_sql("CREATE SCHEMA dep_2a")
+        .execute(&mut *other)
+        .await
+        .expect("schéma concurrent");
+    let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *other)
+        .await
+        .expect("xid");
+
+    let migration = {
+        let db_admin = db.admin.clone();
+        let app_role = db.app_role.clone();
+        tokio::spawn(async move {
+            migrate::provision_departement(
+                &db_admin,
+                &app_role,
+                &TestDatabase::tenant_login(),
+                dep("2A"),
+                &DEPARTEMENT_MIGRATIONS,
+            )
+            .await
+            .expect("provisionnement")
+        })
+    };
+    // The migration holds its schema lock and waits for the other session's transaction.
+    let mut waited = false;
+    for _ in 0..600 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+             WHERE locktype = 'transactionid' AND transactionid::text = $1 AND NOT granted",
+        )
+        .bind(&xid)
+        .fetch_one(&db.admin)
+        .await
+        .expect("verrous");
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        waited,
+        "la migration n'a jamais attendu la session concurrente"
+    );
+    // Closing the cycle: this returns only once the migration's transaction has ended, and it
+    // cannot have committed while it waited for this one.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('aidants-connect:schema:dep_2a'))")
+        .execute(&mut *other)
+        .await
+        .expect("le verrou de la migration, une fois celle-ci annulée");
+    other.rollback().await.expect("annulation");
+
+    let report = migration.await.expect("tâche");
+    assert!(
+        report.result.is_ok(),
+        "la migration annulée par l'interblocage doit être refaite : {:?}",
+        report.result
+    );
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM platform.departement_schemas WHERE departement_code = '2A'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(status, "ready");
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'dep_2a'")
+            .fetch_one(&db.admin)
+            .await
+            .expect("tables");
+    assert!(tables > 10, "{tables} tables");
 }

@@ -230,7 +230,11 @@ impl CitusNodes {
                     .await;
             match result {
                 Ok(()) => break,
-                Err(e) if attempt < 8 && foundation::tenancy::citus::is_role_race(&e) => {
+                Err(e)
+                    if attempt < 8
+                        && (foundation::tenancy::citus::is_role_race(&e)
+                            || foundation::tenancy::citus::is_deadlock_victim(&e)) =>
+                {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }

@@ -270,7 +270,8 @@ pub(super) async fn sealer_may_log_in(
     Ok(())
 }
 
-/// How many times a schema transaction is run when it lost a race on a shared catalog row.
+/// How many times a schema transaction is run when it lost a race on a shared catalog row or
+/// was a deadlock's victim.
 pub(super) const CATALOG_RACE_ATTEMPTS: u64 = 8;
 
 /// PostgreSQL's answer when two transactions change the same shared catalog row at once (a
@@ -288,8 +289,19 @@ pub fn is_role_race(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A transaction cancelled as a deadlock's victim (`40P01`): PostgreSQL's own detector, or
+/// Citus's distributed one. Citus's builds one wait graph of every database of a node and
+/// counts every local session as one transaction, so two migrations of different databases on
+/// the same nodes (tests do this all the time) can be taken for a cycle. Either way the
+/// transaction rolled back whole and may run again.
+pub fn is_deadlock_victim(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+}
+
+/// A schema transaction that wrote nothing and may run again: a lost race on a shared role
+/// row, or a deadlock's victim.
 pub(super) fn is_catalog_race(e: &super::migrate::MigrateError) -> bool {
-    matches!(e, super::migrate::MigrateError::Database(e) if is_role_race(e))
+    matches!(e, super::migrate::MigrateError::Database(e) if is_role_race(e) || is_deadlock_victim(e))
 }
 
 /// Splits a migration's SQL into its statements (on `;` outside quotes, dollar-quoted bodies

@@ -648,7 +648,8 @@ pub async fn provision_departement(
     .await;
     // On Citus, granting rights makes the coordinator re-create the grantee roles on the
     // workers, and roles are shared by every database of a node: two schemas migrated at once
-    // may touch the same role row there. The whole schema transaction rolled back; run it again.
+    // may touch the same role row there; or a deadlock chose it (see `is_deadlock_victim`).
+    // The whole schema transaction rolled back; run it again.
     let mut attempts = 1;
     while attempts < super::citus::CATALOG_RACE_ATTEMPTS
         && outcome.as_ref().is_err_and(super::citus::is_catalog_race)
