@@ -267,13 +267,18 @@ pub async fn desks(
     )
     .execute(&db.admin)
     .await?;
+    Ok((workers, client_secret(&db.admin).await?))
+}
+
+/// The benchmark's registered client ([`CLIENT`]), registered if new; its secret.
+pub async fn client_secret(admin: &sqlx::PgPool) -> anyhow::Result<String> {
     // A database kept between runs (the national volume) holds the client already: a new
     // secret for it.
-    if let Ok(secret) = clients::rotate_secret(&db.admin, CLIENT).await {
-        return Ok((workers, secret));
+    if let Ok(secret) = clients::rotate_secret(admin, CLIENT).await {
+        return Ok(secret);
     }
     let secret = clients::register(
-        &db.admin,
+        admin,
         &NewClient {
             client_id: CLIENT.into(),
             name: "FranceConnect (banc d'essai)".into(),
@@ -295,8 +300,7 @@ pub async fn desks(
     )
     .await?
     .ok_or_else(|| anyhow::anyhow!("pas de secret"))?;
-
-    Ok((workers, secret))
+    Ok(secret)
 }
 
 /// Complete flows by every desk at once for `duration`: how many, and each request's latency.

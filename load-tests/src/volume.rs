@@ -3,7 +3,8 @@
 //! binary, over HTTP with real sessions:
 //!
 //! - the aidant's pages for the largest structure of Gironde (100,000 mandates: the mandate
-//!   list and its searches, a mandate, a usager, the forms) and for a structure of median size:
+//!   list and its searches, a mandate, a usager, the forms, the identity provider's usager list
+//!   and its searches) and for a structure of median size:
 //!   targets p99 ≤ 100 ms per page, ≤ 30 ms for the 100,000-mandate list;
 //! - the identity provider's complete flows with the desks in that largest structure, against
 //!   the same flows on an empty database in the same run, in alternating windows: target
@@ -63,6 +64,20 @@ async fn open_session(admin: &sqlx::PgPool, who: Uuid) -> anyhow::Result<String>
     )
     .await?;
     Ok(cookie.value_str().to_owned())
+}
+
+/// An authorization request of the benchmark's client asking every démarche.
+fn idp_query() -> String {
+    serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", load_tests::oidc::CLIENT),
+        ("redirect_uri", load_tests::oidc::REDIRECT),
+        ("scope", "openid profile email birth"),
+        ("acr_values", "eidas1"),
+        ("state", "etat-pages-du-banc-d-essai"),
+        ("nonce", "nonce-pages-du-banc-d-essai"),
+    ])
+    .unwrap_or_default()
 }
 
 /// The pages an aidant of `structure` reads, each measured over 200 requests after 10.
@@ -126,6 +141,29 @@ async fn pages(
         ),
         // Read from the journal: the aidant's acts of the last twelve months.
         ("mon activité", "/activite".into(), "ctivit", 100.0),
+        // The identity provider's usager list, every démarche asked (no `rep_scope`): the
+        // structure's first 50 by name, then searches finding many people of the territory
+        // (« martin ») and few.
+        (
+            "fournisseur d'identité : usagers",
+            format!("/oidc/authorize?{}", idp_query()),
+            "ac_usager=",
+            100.0,
+        ),
+        (
+            "fournisseur d'identité : « martin »",
+            format!("/oidc/authorize?{}&ac_q=martin", idp_query()),
+            // The search's form: a search may find no one of a structure.
+            "id=\"ac_q\"",
+            100.0,
+        ),
+        (
+            "fournisseur d'identité : « dubois marie »",
+            format!("/oidc/authorize?{}&ac_q=dubois+marie", idp_query()),
+            // The search's form: a search may find no one of a structure.
+            "id=\"ac_q\"",
+            100.0,
+        ),
     ] {
         let url = format!("{base}{path}");
         timed_gets(http, &url, Some(&cookie), &[expected], 10, 1).await?;
@@ -258,6 +296,8 @@ async fn main() -> anyhow::Result<()> {
         structures.len()
     );
 
+    // The identity provider's pages need the benchmark's client, registered before the start.
+    load_tests::oidc::client_secret(&admin).await?;
     // Its start-up jobs finish before the pages are measured: stopped half-way, a run keeps
     // its claim until the lease passes.
     let service = start_quiet(&binary, &seeded).await?;

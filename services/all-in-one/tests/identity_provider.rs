@@ -1521,3 +1521,116 @@ async fn the_usager_list_is_the_structures_own_in_name_order_and_follows_a_new_n
         assert_eq!(listed(&html), expected, "recherche « {q} » : {html}");
     }
 }
+
+#[tokio::test]
+async fn the_usager_lists_search_reads_the_people_found_not_the_structure() {
+    // A search of the usager list reads the structure's rows of the people it found, each by
+    // the structure's key, whatever plan PostgreSQL keeps for the statement (here a generic
+    // one; on Citus the worker's plan for the values the coordinator sends). 3,000 people in
+    // the structure, 30 named MARTIN: the walk of the names filtered by the search, which the
+    // list keeps for searches finding more than `FOUND_MAX`, reads all 3,000 for them, and the
+    // test shows it reads them, so that its count can tell the two apart.
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-plan-liste"), &["social"]).await;
+    sqlx::query(
+        "INSERT INTO dep_33.usagers (id, fc_sub, given_name, family_name, birthdate, gender, birthplace, birthcountry, search_name)
+         SELECT gen_random_uuid(), 'plan-' || i, 'Marie', name || '-' || i, '1970-01-01', 'female', '33063', '99100',
+                lower(name) || '-' || i || ' marie'
+         FROM generate_series(1, 3000) AS i,
+              LATERAL (SELECT CASE WHEN i % 100 = 0 THEN 'MARTIN' ELSE 'DUBOIS' END AS name) n",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("usagers");
+    sqlx::query(
+        "INSERT INTO dep_33.mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at, legal_text_version)
+         SELECT gen_random_uuid(), $1, id, $2, now(), 365, now() + interval '365 days', '2026-11-v1'
+         FROM dep_33.usagers WHERE fc_sub LIKE 'plan-%'",
+    )
+    .bind(fx.structure)
+    .bind(fx.who.id)
+    .execute(&app.db.admin)
+    .await
+    .expect("mandats");
+    sqlx::query(
+        "INSERT INTO dep_33.authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
+         SELECT gen_random_uuid(), m.id, m.structure_id, m.usager_id, 'social', m.expires_at
+         FROM dep_33.mandates m JOIN dep_33.usagers u ON u.id = m.usager_id
+         WHERE u.fc_sub LIKE 'plan-%'",
+    )
+    .execute(&app.db.admin)
+    .await
+    .expect("autorisations");
+    sqlx::query(
+        "INSERT INTO dep_33.structure_usagers (structure_id, usager_id, family_name, given_name, categories, live_until, birthdate)
+         SELECT $1, id, family_name, given_name, '{social}', now() + interval '365 days', birthdate
+         FROM dep_33.usagers WHERE fc_sub LIKE 'plan-%'",
+    )
+    .bind(fx.structure)
+    .execute(&app.db.admin)
+    .await
+    .expect("usagers de la structure");
+    let mut conn = app.db.admin.acquire().await.expect("connexion");
+    sqlx::raw_sql(
+        "ANALYZE dep_33.usagers, dep_33.mandates, dep_33.authorisations, dep_33.structure_usagers;
+         SET search_path = dep_33, public;
+         SET plan_cache_mode = force_generic_plan",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("plans génériques");
+    use mandate_service::idp::interaction::usager_list_sql;
+    let found: Vec<uuid::Uuid> = sqlx::query_scalar(mandate_service::web::list::FOUND_SQL)
+        .bind("martin")
+        .bind(10_001_i64)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("trouvés");
+    assert_eq!(found.len(), 30);
+    let ids: Vec<String> = found.iter().map(|u| format!("'{u}'")).collect();
+    let structure = fx.structure.as_uuid();
+    let mut listed: Option<Vec<String>> = None;
+    for (name, sql, last, reads) in [
+        (
+            "found",
+            usager_list_sql(true, true),
+            format!("ARRAY[{}]::uuid[]", ids.join(",")),
+            1.0..=90.0,
+        ),
+        (
+            "walk",
+            usager_list_sql(true, false),
+            "'martin'".into(),
+            3_000.0..=3_001.0,
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {sql}")))
+            .execute(&mut *conn)
+            .await
+            .expect("prepare");
+        let execute = format!("EXECUTE {name}('{structure}', ARRAY['social'], 51, {last})");
+        // Both list the 30, in the same (name) order.
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(execute.clone()))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("liste");
+        let names: Vec<String> = rows
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "family_name"))
+            .collect();
+        assert_eq!(names.len(), 30, "« {name} » : {names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with("MARTIN-")),
+            "« {name} » : {names:?}"
+        );
+        if let Some(first) = &listed {
+            assert_eq!(&names, first, "« {name} »");
+        }
+        listed = Some(names);
+        let (read, plan) = common::plans::read(&mut conn, &execute, "structure_usagers").await;
+        assert!(
+            reads.contains(&read),
+            "« {name} » : {read} lignes de structure_usagers lues : {plan}"
+        );
+    }
+}

@@ -254,72 +254,11 @@ async fn usagers_page(
     // structure for a common name at national volume (« martin », 4,857 people found: 105–149
     // ms a page against 18–20 ms, load-tests/README.md, 2026-12-04). `OFFSET 0` keeps each
     // look-up a probe of the key whatever plan PostgreSQL caches for the statement.
-    macro_rules! columns {
-        () => {
-            "SELECT su.usager_id, su.given_name, su.family_name, su.preferred_username,
-                su.birthdate, c.categories"
-        };
-    }
-    macro_rules! probe {
-        () => {
-            " CROSS JOIN LATERAL (
-             SELECT CASE WHEN su.live_until > now() AND su.categories && $2 THEN
-                 ARRAY(SELECT DISTINCT a.category
-                       FROM live_authorisations a
-                       WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
-                         AND a.category = ANY($2)
-                       ORDER BY 1)
-             END AS categories
-             OFFSET 0
-         ) c"
-        };
-    }
-    macro_rules! kept {
-        () => {
-            " WHERE su.structure_id = $1 AND cardinality(c.categories) > 0"
-        };
-    }
-    macro_rules! order {
-        () => {
-            " ORDER BY su.family_name, su.given_name, su.usager_id LIMIT $3"
-        };
-    }
     let found = match &search {
         Some(search) => crate::web::list::found_people(&mut conn, search, FOUND_MAX).await?,
         None => None,
     };
-    let sql = match (&search, &found) {
-        (_, Some(_)) => concat!(
-            columns!(),
-            " FROM unnest($4::uuid[]) AS f(id)
-             CROSS JOIN LATERAL (
-                 SELECT s.usager_id, s.given_name, s.family_name, s.preferred_username,
-                        s.birthdate, s.live_until, s.categories
-                 FROM structure_usagers s
-                 WHERE s.structure_id = $1 AND s.usager_id = f.id
-                 OFFSET 0
-             ) su",
-            probe!(),
-            " WHERE cardinality(c.categories) > 0",
-            order!()
-        ),
-        (None, None) => concat!(
-            columns!(),
-            " FROM structure_usagers su",
-            probe!(),
-            kept!(),
-            order!()
-        ),
-        (Some(_), None) => concat!(
-            columns!(),
-            " FROM structure_usagers su",
-            probe!(),
-            " JOIN usagers u ON u.id = su.usager_id",
-            kept!(),
-            " AND u.search_name LIKE '%' || $4 || '%'",
-            order!()
-        ),
-    };
+    let sql = usager_list_sql(search.is_some(), found.is_some());
     let query = sqlx::query_as(sql)
         .bind(scope.structure.id)
         .bind(codes(allowed))
@@ -623,4 +562,73 @@ pub async fn decide(
         ],
     );
     Ok(Redirect::see_other(location).into_response())
+}
+
+/// The usager list's statement: without a search, the structure's walk in name order; with
+/// one, the people found first (`found`, `$4` their ids) each looked up in the structure; past
+/// [`FOUND_MAX`] found, the walk filtered by the search (`$4` the search). `$1` the structure,
+/// `$2` the démarches asked, `$3` the rows wanted. Public for the test of its cached plan.
+pub fn usager_list_sql(search: bool, found: bool) -> &'static str {
+    macro_rules! columns {
+        () => {
+            "SELECT su.usager_id, su.given_name, su.family_name, su.preferred_username,
+                su.birthdate, c.categories"
+        };
+    }
+    macro_rules! probe {
+        () => {
+            " CROSS JOIN LATERAL (
+             SELECT CASE WHEN su.live_until > now() AND su.categories && $2 THEN
+                 ARRAY(SELECT DISTINCT a.category
+                       FROM live_authorisations a
+                       WHERE a.structure_id = $1 AND a.usager_id = su.usager_id
+                         AND a.category = ANY($2)
+                       ORDER BY 1)
+             END AS categories
+             OFFSET 0
+         ) c"
+        };
+    }
+    macro_rules! kept {
+        () => {
+            " WHERE su.structure_id = $1 AND cardinality(c.categories) > 0"
+        };
+    }
+    macro_rules! order {
+        () => {
+            " ORDER BY su.family_name, su.given_name, su.usager_id LIMIT $3"
+        };
+    }
+    match (search, found) {
+        (_, true) => concat!(
+            columns!(),
+            " FROM unnest($4::uuid[]) AS f(id)
+             CROSS JOIN LATERAL (
+                 SELECT s.usager_id, s.given_name, s.family_name, s.preferred_username,
+                        s.birthdate, s.live_until, s.categories
+                 FROM structure_usagers s
+                 WHERE s.structure_id = $1 AND s.usager_id = f.id
+                 OFFSET 0
+             ) su",
+            probe!(),
+            " WHERE cardinality(c.categories) > 0",
+            order!()
+        ),
+        (false, false) => concat!(
+            columns!(),
+            " FROM structure_usagers su",
+            probe!(),
+            kept!(),
+            order!()
+        ),
+        (true, false) => concat!(
+            columns!(),
+            " FROM structure_usagers su",
+            probe!(),
+            " JOIN usagers u ON u.id = su.usager_id",
+            kept!(),
+            " AND u.search_name LIKE '%' || $4 || '%'",
+            order!()
+        ),
+    }
 }
