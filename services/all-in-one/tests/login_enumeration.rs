@@ -146,29 +146,50 @@ async fn known_and_unknown_addresses_look_the_same_at_login() {
     assert_eq!(known_status, unknown_status);
     assert_eq!(known_body, unknown_body, "la page diffère");
 
-    // Time: interleaved samples, each on a fresh account or a fresh unknown address.
-    let mut known_times = Vec::new();
-    let mut unknown_times = Vec::new();
-    for (i, who) in known.iter().enumerate().skip(1) {
-        let unknown = format!("inconnue-{i}@example.test");
-        let code = wrong_code(who);
-        if i % 2 == 0 {
-            known_times.push(attempt(&client, &app, &who.email, &code).await.2);
-            unknown_times.push(attempt(&client, &app, &unknown, &code).await.2);
-        } else {
-            unknown_times.push(attempt(&client, &app, &unknown, &code).await.2);
-            known_times.push(attempt(&client, &app, &who.email, &code).await.2);
+    // Time: interleaved samples, each on a fresh account or a fresh unknown address. The
+    // whole suite shares two cores, and one side's median of eight can be slowed by chance
+    // (once in CI: 48.9 against 28.0 ms): a difference seen is measured again on fresh
+    // accounts, the address's attempts counted anew, and fails only if seen both times. A path
+    // doing twice the work stands out in both.
+    let mut distinguishable = None;
+    for round in 0..2 {
+        if round == 1 {
+            sqlx::query("DELETE FROM platform.rate_limits WHERE key LIKE 'login-address:%'")
+                .execute(&app.db.admin)
+                .await
+                .expect("compteurs de l'adresse");
+            known.truncate(1);
+            for i in 1..=SAMPLES {
+                known.push(professional(&app.db.admin, &format!("Connue bis {i}"), &[]).await);
+            }
+        }
+        let mut known_times = Vec::new();
+        let mut unknown_times = Vec::new();
+        for (i, who) in known.iter().enumerate().skip(1) {
+            let unknown = format!("inconnue-{round}-{i}@example.test");
+            let code = wrong_code(who);
+            if i % 2 == 0 {
+                known_times.push(attempt(&client, &app, &who.email, &code).await.2);
+                unknown_times.push(attempt(&client, &app, &unknown, &code).await.2);
+            } else {
+                unknown_times.push(attempt(&client, &app, &unknown, &code).await.2);
+                known_times.push(attempt(&client, &app, &who.email, &code).await.2);
+            }
+        }
+        let (k, u) = (median(known_times), median(unknown_times));
+        println!(
+            "médianes : adresse connue {k:?}, inconnue {u:?}; écritures : connue {known_writes:?}, inconnue {unknown_writes:?}"
+        );
+        let (slow, fast) = if k > u { (k, u) } else { (u, k) };
+        // Generous (a shared machine is noisy), yet a path doing twice the work stands out.
+        distinguishable = (slow > fast * 3 / 2 + Duration::from_millis(5)).then_some((k, u));
+        if distinguishable.is_none() {
+            break;
         }
     }
-    let (k, u) = (median(known_times), median(unknown_times));
-    println!(
-        "médianes : adresse connue {k:?}, inconnue {u:?}; écritures : connue {known_writes:?}, inconnue {unknown_writes:?}"
-    );
-    let (slow, fast) = if k > u { (k, u) } else { (u, k) };
-    // Generous (a shared machine is noisy), yet a path doing twice the work stands out.
     assert!(
-        slow <= fast * 3 / 2 + Duration::from_millis(5),
-        "temps distinguables : connue {k:?}, inconnue {u:?}"
+        distinguishable.is_none(),
+        "temps distinguables deux fois : connue, inconnue {distinguishable:?}"
     );
     assert_eq!(
         known_writes, unknown_writes,
