@@ -330,7 +330,11 @@ async fn postgres_killed_three_times_under_keyed_creations_loses_and_duplicates_
         assert_eq!(*status, 503, "a page while the database is down");
         assert!(*elapsed <= Duration::from_secs(2), "503 in {elapsed:?}");
         assert!(*french, "the 503 page is the French one");
-        assert!(*down_for < Duration::from_secs(30), "{down_for:?}");
+        // The outage as the test made it: the kill, the pages asked meanwhile, 1.5 s, then
+        // PostgreSQL's start with its crash recovery. It bounds the harness, not the platform
+        // (the platform's own bounds are the 503's 2 s and the recovery's 30 s): 30.9 s once in
+        // CI under the whole suite's load (2026-12-04), so the bound is the start's own 60 s.
+        assert!(*down_for < Duration::from_secs(60), "{down_for:?}");
         assert!(*back_in < Duration::from_secs(30), "{back_in:?}");
     }
     // Every client got a definite answer naming a mandate, without any other status.
