@@ -176,6 +176,11 @@ pub async fn set_contact(
     phone: Change<'_>,
     postal_address: Change<'_>,
 ) -> Result<bool, MandateError> {
+    // Nothing typed and nothing removed: nothing to write (readers join the contacts with
+    // `LEFT JOIN`, so a person with none needs no row).
+    if matches!((&phone, &postal_address), (Change::Keep, Change::Keep)) {
+        return Ok(false);
+    }
     let ((phone_mode, phone), (address_mode, address)) = (phone.mode(), postal_address.mode());
     // One row per (usager, structure), locked for the change.
     sqlx::query(

@@ -115,19 +115,36 @@ impl AttestationPage for Page {
         };
         let quiet = 2.0;
         let module = size / (n as f32 + 2.0 * quiet);
-        for row in 0..n {
-            for col in 0..n {
-                if colors[row * n + col] == qrcode::Color::Dark {
-                    self.content.rect(
-                        x + (col as f32 + quiet) * module,
-                        y + size - (row as f32 + 1.0 + quiet) * module,
-                        module,
-                        module,
-                    );
+        // Drawn in a grid of one unit per module (its origin the code's bottom left corner),
+        // each row's runs of dark modules one rectangle: whole numbers only, about a tenth of
+        // the bytes and of the time of a rectangle per module in page coordinates.
+        self.content.save_state();
+        self.content.transform([
+            module,
+            0.0,
+            0.0,
+            module,
+            x + quiet * module,
+            y + quiet * module,
+        ]);
+        for (row, modules) in colors.chunks(n).enumerate() {
+            let bottom = (n - 1 - row) as f32;
+            let mut col = 0;
+            while col < n {
+                if modules[col] != qrcode::Color::Dark {
+                    col += 1;
+                    continue;
                 }
+                let start = col;
+                while col < n && modules[col] == qrcode::Color::Dark {
+                    col += 1;
+                }
+                self.content
+                    .rect(start as f32, bottom, (col - start) as f32, 1.0);
             }
         }
         self.content.fill_nonzero();
+        self.content.restore_state();
     }
 }
 
@@ -319,6 +336,67 @@ mod tests {
                 && (mx as usize) < n
                 && (my as usize) < n
                 && modules[my as usize * n + mx as usize] == qrcode::Color::Dark
+        });
+        let grids = image.detect_grids();
+        assert_eq!(grids.len(), 1);
+        let (_, content) = grids[0].decode().expect("décodage");
+        assert_eq!(content, url);
+    }
+
+    /// The code as drawn in the document (its rectangles read back from the page) is the
+    /// verification URL for an independent decoder.
+    #[test]
+    fn the_qr_code_drawn_on_the_attestation_reads_back_as_its_verification_url() {
+        let url = "https://aidants.example/verifier/33/0190-abc/tokentokentokentoken";
+        let pdf = mandate_pdf(&MandateTerms {
+            mandate_id: "0190-abc".into(),
+            legal_text_version: "2026-11-v1".into(),
+            usager_name: "Angela DUBOIS".into(),
+            usager_birth: "le 24/08/1962".into(),
+            structure_name: "France Services de Bègles".into(),
+            structure_place: "33522".into(),
+            aidant_name: "Camille Aidante".into(),
+            categories: vec!["Logement".into()],
+            duration: "182 jours".into(),
+            starts: "23/11/2026".into(),
+            ends: "24/05/2027".into(),
+            verification_url: url.into(),
+            explanation: None,
+        });
+        let raw = String::from_utf8_lossy(&pdf);
+        // The grid's transform, then its rectangles up to the fill.
+        let start = raw.find(" cm\n").expect("la grille du code");
+        let end = start + raw[start..].find("\nf\n").expect("le remplissage du code");
+        let (n, _) = qr_modules(url).expect("qr");
+        let mut dark = vec![false; n * n];
+        let mut rects = 0;
+        for line in raw[start + 4..end].lines() {
+            let v: Vec<usize> = line
+                .trim_end_matches(" re")
+                .split(' ')
+                .map(|t| t.parse().expect("nombre entier"))
+                .collect();
+            let (x, y, w) = (v[0], v[1], v[2]);
+            assert_eq!(v[3], 1, "une rangée par rectangle");
+            for col in x..x + w {
+                dark[(n - 1 - y) * n + col] = true;
+            }
+            rects += 1;
+        }
+        assert!(rects > n, "{rects} rectangles");
+        // Module for module, the top row at the top (a decoder would read a mirrored code too).
+        let (_, modules) = qr_modules(url).expect("qr");
+        let expected: Vec<bool> = modules.iter().map(|m| *m == qrcode::Color::Dark).collect();
+        assert!(dark == expected, "le code dessiné diffère de ses modules");
+        let scale = 4;
+        let side = (n + 8) * scale;
+        let mut image = rqrr::PreparedImage::prepare_from_bitmap(side, side, |x, y| {
+            let (mx, my) = ((x / scale) as isize - 4, (y / scale) as isize - 4);
+            mx >= 0
+                && my >= 0
+                && (mx as usize) < n
+                && (my as usize) < n
+                && dark[my as usize * n + mx as usize]
         });
         let grids = image.detect_grids();
         assert_eq!(grids.len(), 1);

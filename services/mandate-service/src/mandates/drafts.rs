@@ -32,7 +32,8 @@ pub struct Draft {
 
 /// A draft of this session and structure, not expired.
 pub async fn load_draft(scope: &Scope, draft: Uuid) -> Result<Option<Draft>, sqlx::Error> {
-    let mut tx = scope.tenant.begin().await?;
+    // A lone read: one statement, its own transaction.
+    let mut conn = scope.tenant.autocommit().await?;
     let row: Option<Draft> = sqlx::query_as(
         "SELECT categories, duration_days, renewal_of, identity, completed_at, transfer, judicial FROM mandate_drafts
          WHERE id = $1 AND session_hash = $2 AND structure_id = $3 AND expires_at > now()",
@@ -40,9 +41,8 @@ pub async fn load_draft(scope: &Scope, draft: Uuid) -> Result<Option<Draft>, sql
     .bind(draft)
     .bind(&scope.me.session_hash)
     .bind(scope.structure.id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(row)
 }
 
