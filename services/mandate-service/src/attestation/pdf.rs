@@ -326,7 +326,14 @@ mod tests {
                 "motif de repérage ({x}, {y})"
             );
         }
-        // And an independent decoder reads the URL back (4 pixels per module, quiet zone).
+        // And an independent decoder reads the URL back.
+        let dark: Vec<bool> = modules.iter().map(|m| *m == qrcode::Color::Dark).collect();
+        assert_eq!(decoded(n, &dark), url);
+    }
+
+    /// What an independent decoder reads in `n` × `n` modules (4 pixels per module, a quiet
+    /// zone of 4 modules).
+    fn decoded(n: usize, dark: &[bool]) -> String {
         let scale = 4;
         let side = (n + 8) * scale;
         let mut image = rqrr::PreparedImage::prepare_from_bitmap(side, side, |x, y| {
@@ -335,12 +342,11 @@ mod tests {
                 && my >= 0
                 && (mx as usize) < n
                 && (my as usize) < n
-                && modules[my as usize * n + mx as usize] == qrcode::Color::Dark
+                && dark[my as usize * n + mx as usize]
         });
         let grids = image.detect_grids();
         assert_eq!(grids.len(), 1);
-        let (_, content) = grids[0].decode().expect("décodage");
-        assert_eq!(content, url);
+        grids[0].decode().expect("décodage").1
     }
 
     /// The code as drawn in the document (its rectangles read back from the page) is the
@@ -388,19 +394,6 @@ mod tests {
         let (_, modules) = qr_modules(url).expect("qr");
         let expected: Vec<bool> = modules.iter().map(|m| *m == qrcode::Color::Dark).collect();
         assert!(dark == expected, "le code dessiné diffère de ses modules");
-        let scale = 4;
-        let side = (n + 8) * scale;
-        let mut image = rqrr::PreparedImage::prepare_from_bitmap(side, side, |x, y| {
-            let (mx, my) = ((x / scale) as isize - 4, (y / scale) as isize - 4);
-            mx >= 0
-                && my >= 0
-                && (mx as usize) < n
-                && (my as usize) < n
-                && dark[my as usize * n + mx as usize]
-        });
-        let grids = image.detect_grids();
-        assert_eq!(grids.len(), 1);
-        let (_, content) = grids[0].decode().expect("décodage");
-        assert_eq!(content, url);
+        assert_eq!(decoded(n, &dark), url);
     }
 }
