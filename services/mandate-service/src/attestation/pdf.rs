@@ -371,12 +371,12 @@ mod tests {
         });
         let raw = String::from_utf8_lossy(&pdf);
         // The grid's transform, then its rectangles up to the fill.
-        let start = raw.find(" cm\n").expect("la grille du code");
+        let start = raw.find(" cm\n").expect("la grille du code") + " cm\n".len();
         let end = start + raw[start..].find("\nf\n").expect("le remplissage du code");
-        let (n, _) = qr_modules(url).expect("qr");
+        let (n, modules) = qr_modules(url).expect("qr");
         let mut dark = vec![false; n * n];
         let mut rects = 0;
-        for line in raw[start + 4..end].lines() {
+        for line in raw[start..end].lines() {
             let v: Vec<usize> = line
                 .trim_end_matches(" re")
                 .split(' ')
@@ -391,7 +391,6 @@ mod tests {
         }
         assert!(rects > n, "{rects} rectangles");
         // Module for module, the top row at the top (a decoder would read a mirrored code too).
-        let (_, modules) = qr_modules(url).expect("qr");
         let expected: Vec<bool> = modules.iter().map(|m| *m == qrcode::Color::Dark).collect();
         assert!(dark == expected, "le code dessiné diffère de ses modules");
         assert_eq!(decoded(n, &dark), url);
