@@ -34,3 +34,10 @@ pub mod telemetry;
 pub mod tenancy;
 /// The DSFR web shell: layout, theme, error pages, public pages.
 pub mod web;
+
+/// The memory allocator of every process built on this crate (the services, the tools, the
+/// benchmarks that host the platform, the tests): mimalloc instead of the C library's. Under
+/// the identity provider's flows, the C library's allocator took about a sixth of the
+/// platform's CPU time (`perf`, load-tests/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
