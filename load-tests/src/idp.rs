@@ -36,8 +36,9 @@ const WORKERS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
 
 /// pgbench with the flow's two write transactions (the grant as the choice writes it; the
-/// redemption's update, journal entry and outbox message; the consumer's wake-up, sent after
-/// the commit and coalesced, is left out), same tables, same concurrency;
+/// redemption's update with its journal entry, one statement, and its outbox message; the
+/// consumer's wake-up, sent after the commit and coalesced, is left out), same tables, same
+/// concurrency;
 /// `grant_durable`: the grant's commit waits for the disk too (the former design).
 fn pgbench_bound(
     url: &str,
@@ -59,8 +60,7 @@ INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, s
 {grant_commit}COMMIT;
 BEGIN;
 SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = decode(:ch, 'hex') FOR UPDATE OF g;
-UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid;
-INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
+WITH caller AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
 INSERT INTO dep_33.outbox (id, channel, recipient, template, payload) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}');
 COMMIT;
 "
@@ -74,7 +74,7 @@ const PAIR_CODES: i64 = 40_000;
 
 /// pgbench with what one token + userinfo pair asks of the database, statement for statement
 /// as the platform sends them (the redemption's transaction with its locked read, habilitation,
-/// update, journal entry and outbox message; then userinfo's read and
+/// update with its journal entry, one statement, and outbox message; then userinfo's read and
 /// habilitation), same tables, same concurrency, on codes drawn at random among `PAIR_CODES`
 /// (a code drawn twice is updated again: the same work). Names are qualified instead of the
 /// territory's search path set with the opening, and the outbox consumer's wake-up, sent after
@@ -87,8 +87,7 @@ fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
 BEGIN;
 SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) FOR UPDATE OF g \\gset
 {habilitated}
-UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid;
-INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
+WITH caller AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
 INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) VALUES (gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid);
 COMMIT;
 SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;

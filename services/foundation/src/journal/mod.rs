@@ -375,25 +375,70 @@ pub(crate) fn stamp() -> OffsetDateTime {
         .unwrap_or(now)
 }
 
+/// The statement writing one entry, its fields `$1` to `$7` (`append`, `append_after`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! journal_insert {
+    () => {
+        "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+    };
+}
+
+/// The statement of [`append_after`]: the caller's data-modifying statement `$statement` (a
+/// string literal, its parameters numbered from `$8`) run first, as a common table expression,
+/// then the entry written, in one statement.
+#[macro_export]
+macro_rules! journal_after {
+    ($statement:literal) => {
+        concat!(
+            "WITH caller AS (",
+            $statement,
+            ") ",
+            $crate::journal_insert!()
+        )
+    };
+}
+
+type EntryQuery<'q> =
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
+
+fn entry_query<'q>(sql: &'static str, entry: &NewEntry) -> EntryQuery<'q> {
+    sqlx::query_scalar(sql)
+        .bind(stamp())
+        .bind(entry.kind.as_str())
+        .bind(entry.structure)
+        .bind(entry.professional)
+        .bind(entry.usager)
+        .bind(entry.mandate)
+        .bind(entry.details.to_string())
+}
+
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
 /// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
     let departement = tx.departement();
-    let at = stamp();
     let conn: &mut PgConnection = tx;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(at)
-    .bind(entry.kind.as_str())
-    .bind(entry.structure)
-    .bind(entry.professional)
-    .bind(entry.usager)
-    .bind(entry.mandate)
-    .bind(entry.details.to_string())
-    .fetch_one(&mut *conn)
-    .await?;
+    let id = entry_query(journal_insert!(), &entry)
+        .fetch_one(&mut *conn)
+        .await?;
+    mark_dirty(departement);
+    Ok(id)
+}
+
+/// Writes an entry as [`append`] does, in the same statement as the caller's own write, built
+/// with [`journal_after!`]; `bind` binds that write's parameters (`$8` onwards). One exchange
+/// with the database instead of two, for a transaction that writes a row and journals it (the
+/// identity provider's redemption). The caller's write runs whether or not it changes a row.
+pub async fn append_after<'q>(
+    tx: &mut TenantTx,
+    entry: NewEntry,
+    sql: &'static str,
+    bind: impl FnOnce(EntryQuery<'q>) -> EntryQuery<'q>,
+) -> Result<i64, sqlx::Error> {
+    let departement = tx.departement();
+    let conn: &mut PgConnection = tx;
+    let id = bind(entry_query(sql, &entry)).fetch_one(&mut *conn).await?;
     mark_dirty(departement);
     Ok(id)
 }

@@ -355,21 +355,8 @@ async fn redeem(
         ),
         None => (None, None),
     };
-    sqlx::query(
-        "UPDATE oidc_grants SET redeemed_at = $2, access_token_hash = $3,
-             access_expires_at = $2 + make_interval(secs => $4),
-             retry_key_hash = $5, retry_response = $6
-         WHERE id = $1",
-    )
-    .bind(grant)
-    .bind(now)
-    .bind(token_hash(&access_token))
-    .bind(ACCESS_TOKEN_SECONDS as f64)
-    .bind(retry_hash)
-    .bind(retry_sealed)
-    .execute(&mut *tx)
-    .await?;
-    journal::append(
+    // The redemption and its journal entry in one statement (one exchange).
+    journal::append_after(
         &mut tx,
         NewEntry::new(Event::MandateUsed)
             .structure(structure)
@@ -377,6 +364,20 @@ async fn redeem(
             .usager(usager)
             .mandate(mandate)
             .details(json!({ "category": category, "client": client.client_id, "grant": grant })),
+        foundation::journal_after!(
+            "UPDATE oidc_grants SET redeemed_at = $9, access_token_hash = $10,
+                 access_expires_at = $9 + make_interval(secs => $11),
+                 retry_key_hash = $12, retry_response = $13
+             WHERE id = $8"
+        ),
+        |q| {
+            q.bind(grant)
+                .bind(now)
+                .bind(token_hash(&access_token))
+                .bind(ACCESS_TOKEN_SECONDS as f64)
+                .bind(retry_hash)
+                .bind(retry_sealed)
+        },
     )
     .await?;
     let contact = crate::contact::UsagerContact {
