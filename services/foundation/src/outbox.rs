@@ -173,9 +173,9 @@ async fn insert_tenant(
 /// in a row made one WAL flush, 2,000 one-row inserts made 2,000 (`pg_stat_wal.wal_sync`,
 /// PostgreSQL 15, load-tests/README.md). The wake-ups of concurrent commits are coalesced:
 /// while one is being sent, the territories of the commits that follow are gathered and go
-/// out together in the next. If the process
-/// stops between a commit and its wake-up, the consumer's periodic sweep (15 s) finds the
-/// message; a rolled-back transaction wakes nothing, as before.
+/// out together in the next. If the process stops between a commit and its wake-up, the
+/// consumer's periodic sweep (15 s) finds the message; a rolled-back transaction wakes nothing,
+/// as before.
 pub struct OutboxWake {
     pool: PgPool,
     pending: std::sync::Mutex<BTreeSet<&'static str>>,

@@ -417,17 +417,12 @@ fn entry_query<'q>(sql: &'static str, entry: &NewEntry) -> EntryQuery<'q> {
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
 /// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
-    let departement = tx.departement();
-    let conn: &mut PgConnection = tx;
-    let id = entry_query(journal_insert!(), &entry)
-        .fetch_one(&mut *conn)
-        .await?;
-    mark_dirty(departement);
-    Ok(id)
+    append_after(tx, entry, journal_insert!(), |q| q).await
 }
 
 /// Writes an entry as [`append`] does, in the same statement as the caller's own write, built
-/// with [`journal_after!`]; `bind` binds that write's parameters (`$8` onwards). One exchange
+/// with [`journal_after!`]; `bind` binds that write's parameters (`$8` onwards). With the
+/// entry's insert alone as `sql` and nothing to bind, it is [`append`]. One exchange
 /// with the database instead of two, for a transaction that writes a row and journals it (the
 /// identity provider's redemption). The caller's write runs whether or not it changes a row.
 pub async fn append_after<'q>(
