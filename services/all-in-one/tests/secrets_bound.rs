@@ -51,9 +51,9 @@ async fn after_a_key_rotation_seeds_of_the_previous_version_stay_readable() {
     let new_key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
     let previous = format!("1:{}", secrecy::ExposeSecret::expose_secret(&old_key));
     let app = spawn_app_with(db, move |s| {
-        s.security.totp_key = new_key.into();
+        s.security.totp_key = new_key.clone().into();
         s.security.totp_key_version = 2;
-        s.security.totp_previous_keys = previous.into();
+        s.security.totp_previous_keys = previous.clone().into();
     })
     .await;
     let client = browser(&app.address);

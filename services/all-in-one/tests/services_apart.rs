@@ -34,8 +34,8 @@ async fn attestations_are_stored_through_the_vault_service_when_it_runs_apart() 
     .expect("appelant");
     let remote = format!("http://127.0.0.1:{bridge_internal}");
     let app = spawn_app_with(db, |settings| {
-        settings.documents.vault_url = Some(remote);
-        settings.documents.vault_token = token.into();
+        settings.documents.vault_url = Some(remote.clone());
+        settings.documents.vault_token = token.clone().into();
         // Nothing listens there: the vault of this process cannot store anything.
         settings.object_store.endpoint = "http://127.0.0.1:9".into();
     })

@@ -44,27 +44,32 @@ pub async fn spawn_app(departements: &[&str]) -> TestApp {
     spawn_app_with(TestDatabase::with_departements(departements).await, |_| {}).await
 }
 
-pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(db: TestDatabase, tweak: impl Fn(&mut Settings)) -> TestApp {
     // The port is known only once bound: take a free one first, so that links in e-mails and
-    // the accepted Origin name the real address.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port libre")
-        .port();
-    let mut settings = test_support::test_settings(&db.app_url);
-    settings.http.port = port;
-    settings.http.public_url = format!("http://127.0.0.1:{port}");
-    if let Some(issuer) = test_support::franceconnect::issuer() {
-        let (id, secret) =
-            test_support::franceconnect::register_client(&settings.http.public_url).await;
-        settings.franceconnect.issuer = issuer;
-        settings.franceconnect.client_id = id;
-        settings.franceconnect.client_secret = secret.into();
-    }
-    tweak(&mut settings);
-    let app = all_in_one::build(settings)
-        .await
-        .expect("démarrage de l'application");
+    // the accepted Origin name the real address. Between the probe and the platform's own bind
+    // another test may take that port: then start again on a new one (the tweak is applied
+    // afresh, and the FranceConnect client registered for the new address).
+    let mut attempts = 0;
+    let app = loop {
+        attempts += 1;
+        let port = test_support::free_port();
+        let mut settings = test_support::test_settings(&db.app_url);
+        settings.http.port = port;
+        settings.http.public_url = format!("http://127.0.0.1:{port}");
+        if let Some(issuer) = test_support::franceconnect::issuer() {
+            let (id, secret) =
+                test_support::franceconnect::register_client(&settings.http.public_url).await;
+            settings.franceconnect.issuer = issuer;
+            settings.franceconnect.client_id = id;
+            settings.franceconnect.client_secret = secret.into();
+        }
+        tweak(&mut settings);
+        match all_in_one::build(settings).await {
+            Ok(app) => break app,
+            Err(e) if attempts < 5 && address_in_use(&e) => continue,
+            Err(e) => panic!("démarrage de l'application : {e:?}"),
+        }
+    };
     let address = format!("http://127.0.0.1:{}", app.port());
     let routes = app.routes().to_vec();
     let jobs = app.jobs().to_vec();
@@ -82,6 +87,15 @@ pub async fn spawn_app_with(db: TestDatabase, tweak: impl FnOnce(&mut Settings))
         client,
         routes,
     }
+}
+
+/// Whether a start failed because its port was taken meanwhile.
+fn address_in_use(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
 }
 
 /// Waits until the application's first runs of all its scheduled jobs are over (each tick runs
