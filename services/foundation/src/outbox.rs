@@ -135,24 +135,84 @@ async fn insert_tenant(
     message: &OutboxMessage,
     structure: Option<crate::ids::StructureId>,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO outbox (id, channel, recipient, template, payload, structure_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(message.channel.as_str())
-    .bind(&message.recipient)
-    .bind(message.template)
-    .bind(&message.payload)
-    .bind(structure)
-    .execute(&mut **tx)
-    .await?;
-    // Letters wait for their structure's batch: nothing to wake.
-    if message.channel != Channel::Letter {
-        tx.wake_outbox_on_commit();
-    }
+    let staged = Staged::new(tx, Some(message), structure);
+    let id = staged.id;
+    staged
+        .bind(sqlx::query_scalar::<_, i32>(concat!(
+            crate::outbox_insert!("$1", "$2", "$3", "$4", "$5", "$6"),
+            " RETURNING 1"
+        )))
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(id)
+}
+
+/// The insert of a territory's outbox row, its six values given as placeholders (`"$14"`…):
+/// id, channel, recipient, template, payload, structure. With a null channel it writes nothing,
+/// so that it can join another statement whose message is optional (`journal_after!`), its
+/// values bound by [`Staged::bind`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! outbox_insert {
+    ($id:literal, $channel:literal, $recipient:literal, $template:literal, $payload:literal,
+     $structure:literal) => {
+        concat!(
+            "INSERT INTO outbox (id, channel, recipient, template, payload, structure_id) SELECT ",
+            $id, "::uuid, ", $channel, "::text, ", $recipient, "::text, ", $template, "::text, ",
+            $payload, "::jsonb, ", $structure, "::uuid WHERE ", $channel, "::text IS NOT NULL"
+        )
+    };
+}
+
+/// A territory's message (or none) ready to be written by [`outbox_insert!`] inside another
+/// statement of the same transaction: the identity provider's redemption writes its receipt in
+/// the statement that records the use of the mandate (one exchange with the database).
+pub struct Staged {
+    /// The message's id (a fresh one even without a message: then nothing is written).
+    pub id: Uuid,
+    message: Option<OutboxMessage>,
+    structure: Option<crate::ids::StructureId>,
+}
+
+impl Staged {
+    /// Stages `message`, and asks `tx` to wake the consumer once committed when it is one to
+    /// deliver at once (letters wait for their structure's batch). If the statement that
+    /// writes it fails, the transaction cannot commit, so nobody is woken for nothing.
+    pub fn new(
+        tx: &mut TenantTx,
+        message: Option<&OutboxMessage>,
+        structure: Option<crate::ids::StructureId>,
+    ) -> Staged {
+        if message.is_some_and(|m| m.channel != Channel::Letter) {
+            tx.wake_outbox_on_commit();
+        }
+        Staged {
+            id: Uuid::now_v7(),
+            message: message.cloned(),
+            structure,
+        }
+    }
+
+    /// Binds the six values of [`outbox_insert!`], in its order (nulls without a message).
+    pub fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let m = self.message;
+        let channel = m.as_ref().map(|m| m.channel.as_str());
+        let template = m.as_ref().map(|m| m.template);
+        let (recipient, payload) = match m {
+            Some(m) => (Some(m.recipient), Some(m.payload)),
+            None => (None, None),
+        };
+        query
+            .bind(self.id)
+            .bind(channel)
+            .bind(recipient)
+            .bind(template)
+            .bind(payload)
+            .bind(self.structure)
+    }
 }
 
 /// Wakes the outbox consumer for territories whose transactions committed a message

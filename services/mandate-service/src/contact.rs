@@ -93,17 +93,27 @@ pub async fn enqueue_usager_receipt(
     template: &'static str,
     payload: Value,
 ) -> Result<Option<(Uuid, Channel)>, sqlx::Error> {
-    let Some((channel, recipient)) = contact.route() else {
+    let Some(message) = usager_receipt(contact, template, payload) else {
         return Ok(None);
     };
-    let message = OutboxMessage {
+    let id = outbox::enqueue_for_structure(tx, &message, structure).await?;
+    Ok(Some((id, message.channel)))
+}
+
+/// The receipt to a usager by the channel their contact allows, or `None` when they cannot be
+/// reached.
+pub fn usager_receipt(
+    contact: &UsagerContact,
+    template: &'static str,
+    payload: Value,
+) -> Option<OutboxMessage> {
+    let (channel, recipient) = contact.route()?;
+    Some(OutboxMessage {
         channel,
         recipient: recipient.to_owned(),
         template,
         payload,
-    };
-    let id = outbox::enqueue_for_structure(tx, &message, structure).await?;
-    Ok(Some((id, channel)))
+    })
 }
 
 /// How a person may choose, in their own space, to receive receipts: (stored value, label).

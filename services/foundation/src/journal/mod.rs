@@ -387,13 +387,24 @@ macro_rules! journal_insert {
 
 /// The statement of [`append_after`]: the caller's data-modifying statement `$statement` (a
 /// string literal, its parameters numbered from `$8`) run first, as a common table expression,
-/// then the entry written, in one statement.
+/// then the entry written, in one statement. A second statement may follow the first (the
+/// redemption's receipt, `outbox_insert!`); each runs whether or not the other changes a row.
 #[macro_export]
 macro_rules! journal_after {
     ($statement:literal) => {
         concat!(
             "WITH caller AS (",
             $statement,
+            ") ",
+            $crate::journal_insert!()
+        )
+    };
+    ($statement:literal, $second:expr) => {
+        concat!(
+            "WITH caller AS (",
+            $statement,
+            "), caller_second AS (",
+            $second,
             ") ",
             $crate::journal_insert!()
         )

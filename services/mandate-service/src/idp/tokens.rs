@@ -7,6 +7,7 @@ use foundation::auth::secrets::token_hash;
 use foundation::auth::session;
 use foundation::ids::{MandateId, ProfessionalId, StructureId, UsagerId};
 use foundation::journal::{self, Event, NewEntry};
+use foundation::outbox;
 use foundation::web::{PageError, PageResult};
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Redirect};
@@ -355,7 +356,23 @@ async fn redeem(
         ),
         None => (None, None),
     };
-    // The redemption and its journal entry in one statement (one exchange).
+    let contact = crate::contact::UsagerContact {
+        email,
+        phone,
+        postal_address,
+    }
+    .chosen(&receipts);
+    let receipt = crate::contact::usager_receipt(
+        &contact,
+        "mandate_used",
+        json!({
+            "structure": structure_name,
+            "demarche": cat.map(|c| c.label).unwrap_or_default(),
+            "date": crate::web::date_time(now),
+        }),
+    );
+    let receipt = outbox::Staged::new(&mut tx, receipt.as_ref(), Some(structure));
+    // The redemption, its receipt and its journal entry in one statement (one exchange).
     journal::append_after(
         &mut tx,
         NewEntry::new(Event::MandateUsed)
@@ -368,34 +385,19 @@ async fn redeem(
             "UPDATE oidc_grants SET redeemed_at = $9, access_token_hash = $10,
                  access_expires_at = $9 + make_interval(secs => $11),
                  retry_key_hash = $12, retry_response = $13
-             WHERE id = $8"
+             WHERE id = $8",
+            foundation::outbox_insert!("$14", "$15", "$16", "$17", "$18", "$19")
         ),
         |q| {
-            q.bind(grant)
-                .bind(now)
-                .bind(token_hash(&access_token))
-                .bind(ACCESS_TOKEN_SECONDS as f64)
-                .bind(retry_hash)
-                .bind(retry_sealed)
+            receipt.bind(
+                q.bind(grant)
+                    .bind(now)
+                    .bind(token_hash(&access_token))
+                    .bind(ACCESS_TOKEN_SECONDS as f64)
+                    .bind(retry_hash)
+                    .bind(retry_sealed),
+            )
         },
-    )
-    .await?;
-    let contact = crate::contact::UsagerContact {
-        email,
-        phone,
-        postal_address,
-    }
-    .chosen(&receipts);
-    crate::contact::enqueue_usager_receipt(
-        &mut tx,
-        structure,
-        &contact,
-        "mandate_used",
-        json!({
-            "structure": structure_name,
-            "demarche": cat.map(|c| c.label).unwrap_or_default(),
-            "date": crate::web::date_time(now),
-        }),
     )
     .await?;
     tx.commit().await?;
