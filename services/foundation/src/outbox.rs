@@ -158,8 +158,20 @@ macro_rules! outbox_insert {
      $structure:literal) => {
         concat!(
             "INSERT INTO outbox (id, channel, recipient, template, payload, structure_id) SELECT ",
-            $id, "::uuid, ", $channel, "::text, ", $recipient, "::text, ", $template, "::text, ",
-            $payload, "::jsonb, ", $structure, "::uuid WHERE ", $channel, "::text IS NOT NULL"
+            $id,
+            "::uuid, ",
+            $channel,
+            "::text, ",
+            $recipient,
+            "::text, ",
+            $template,
+            "::text, ",
+            $payload,
+            "::jsonb, ",
+            $structure,
+            "::uuid WHERE ",
+            $channel,
+            "::text IS NOT NULL"
         )
     };
 }
