@@ -322,16 +322,32 @@ pub struct NewMandate {
     pub language: Option<String>,
 }
 
-/// The mandate's insert, with or without its language (`None` leaves the column's default).
-macro_rules! insert_mandate {
+/// A creation in one statement with its journal entry (`journal_with!`): the mandate's insert
+/// (with or without its language: `None` leaves the column's default), the supersession of the
+/// structure's live authorisations for the same usager and categories (returned), and the new
+/// authorisations, one per category. The statement's parts all see the database as it was
+/// before it, so the supersession never touches the authorisations it inserts; the foreign keys
+/// to the new mandate are checked at its end, once the mandate is written.
+macro_rules! create_statement {
     ($column:literal, $value:literal) => {
-        concat!(
-            "INSERT INTO mandates (id, structure_id, usager_id, created_by, created_at, duration_days, expires_at,
-                                   legal_text_version, renewal_of, idempotency_key",
-            $column,
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10",
-            $value,
-            ")"
+        foundation::journal_with!(
+            concat!(
+                "created AS (INSERT INTO mandates (id, structure_id, usager_id, created_by,
+                     created_at, duration_days, expires_at, legal_text_version, renewal_of,
+                     idempotency_key",
+                $column,
+                ") VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17",
+                $value,
+                ")), superseded AS (UPDATE authorisations SET superseded_at = $12, superseded_by = $8
+                     WHERE structure_id = $9 AND usager_id = $10 AND category = ANY($18)
+                       AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > $12
+                     RETURNING mandate_id, category),
+                 granted AS (INSERT INTO authorisations (id, mandate_id, structure_id, usager_id,
+                     category, expires_at)
+                     SELECT n.id, $8, $9, $10, n.category, $14
+                     FROM unnest($19::uuid[], $18::text[]) AS n (id, category))"
+            ),
+            "SELECT mandate_id, category FROM superseded"
         )
     };
 }
@@ -373,86 +389,63 @@ pub async fn create(
         .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
         .unwrap_or(now);
     let expires = now + Duration::days(i64::from(new.duration_days));
-    let insert = match &new.language {
-        Some(_) => sqlx::query(insert_mandate!(", language", ", $11")),
-        None => sqlx::query(insert_mandate!("", "")),
-    }
-    .bind(id)
-    .bind(new.structure)
-    .bind(new.usager)
-    .bind(new.aidant)
-    .bind(now)
-    .bind(new.duration_days)
-    .bind(expires)
-    .bind(LEGAL_TEXT_VERSION)
-    .bind(new.renewal_of)
-    .bind(&new.idempotency_key);
-    match &new.language {
-        Some(language) => insert.bind(language),
-        None => insert,
-    }
-    .execute(&mut **tx)
-    .await?;
     let codes: Vec<&str> = new.categories.iter().map(|c| c.code).collect();
-    journal::append(
-        tx,
-        NewEntry::new(Event::MandateCreated)
-            .structure(new.structure)
-            .professional(new.aidant)
-            .usager(new.usager)
-            .mandate(id)
-            .details(json!({
-                "categories": codes,
-                "duration_days": new.duration_days,
-                "expires_at": expires.unix_timestamp(),
-                "legal_text_version": LEGAL_TEXT_VERSION,
-                "renewal_of": new.renewal_of,
-            })),
-    )
+    // One authorisation per category.
+    let ids: Vec<Uuid> = codes.iter().map(|_| Uuid::now_v7()).collect();
+    let entry = NewEntry::new(Event::MandateCreated)
+        .structure(new.structure)
+        .professional(new.aidant)
+        .usager(new.usager)
+        .mandate(id)
+        .details(json!({
+            "categories": codes,
+            "duration_days": new.duration_days,
+            "expires_at": expires.unix_timestamp(),
+            "legal_text_version": LEGAL_TEXT_VERSION,
+            "renewal_of": new.renewal_of,
+        }));
+    let sql = match &new.language {
+        Some(_) => create_statement!(", language", ", $20"),
+        None => create_statement!("", ""),
+    };
+    let superseded: Vec<(MandateId, String)> = journal::append_with(tx, entry, sql, |q| {
+        let q = q
+            .bind(id)
+            .bind(new.structure)
+            .bind(new.usager)
+            .bind(new.aidant)
+            .bind(now)
+            .bind(new.duration_days)
+            .bind(expires)
+            .bind(LEGAL_TEXT_VERSION)
+            .bind(new.renewal_of)
+            .bind(new.idempotency_key.clone())
+            .bind(codes.clone())
+            .bind(ids);
+        match &new.language {
+            Some(language) => q.bind(language.clone()),
+            None => q,
+        }
+    })
     .await?;
-    let superseded: Vec<(Uuid, MandateId, String)> = sqlx::query_as(
-        "UPDATE authorisations SET superseded_at = $4, superseded_by = $5
-         WHERE structure_id = $1 AND usager_id = $2 AND category = ANY($3)
-           AND revoked_at IS NULL AND superseded_at IS NULL AND expires_at > $4
-         RETURNING id, mandate_id, category",
-    )
-    .bind(new.structure)
-    .bind(new.usager)
-    .bind(&codes)
-    .bind(now)
-    .bind(id)
-    .fetch_all(&mut **tx)
-    .await?;
-    for (_, old_mandate, category) in &superseded {
-        journal::append(
-            tx,
-            NewEntry::new(Event::AuthorisationSuperseded)
-                .structure(new.structure)
-                .professional(new.aidant)
-                .usager(new.usager)
-                .mandate(*old_mandate)
-                .details(json!({ "category": category, "superseded_by": id })),
-        )
-        .await?;
+    if !superseded.is_empty() {
+        let entries: Vec<NewEntry> = superseded
+            .iter()
+            .map(|(old_mandate, category)| {
+                NewEntry::new(Event::AuthorisationSuperseded)
+                    .structure(new.structure)
+                    .professional(new.aidant)
+                    .usager(new.usager)
+                    .mandate(*old_mandate)
+                    .details(json!({ "category": category, "superseded_by": id }))
+            })
+            .collect();
+        journal::append_all(tx, &entries).await?;
     }
-    let old: BTreeSet<MandateId> = superseded.iter().map(|(_, m, _)| *m).collect();
+    let old: BTreeSet<MandateId> = superseded.iter().map(|(m, _)| *m).collect();
     for mandate in old {
         close_if_ended(tx, mandate, "superseded", now).await?;
     }
-    // One authorisation per category, in one statement.
-    let ids: Vec<Uuid> = codes.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
-        "INSERT INTO authorisations (id, mandate_id, structure_id, usager_id, category, expires_at)
-         SELECT n.id, $2, $3, $4, n.category, $6 FROM unnest($1::uuid[], $5::text[]) AS n (id, category)",
-    )
-    .bind(&ids)
-    .bind(id)
-    .bind(new.structure)
-    .bind(new.usager)
-    .bind(&codes)
-    .bind(expires)
-    .execute(&mut **tx)
-    .await?;
     // The structure's usagers in name order, for the identity provider's list.
     usager::widen(tx, id).await?;
     let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();

@@ -411,18 +411,47 @@ macro_rules! journal_after {
     };
 }
 
+/// The statement of [`append_with`]: the caller's data-modifying common table expressions
+/// `$ctes` (named, comma-separated, their parameters numbered from `$8`), the entry's insert as
+/// one more, then the caller's `$select` over them. Every one of them runs, whatever the
+/// select reads.
+#[macro_export]
+macro_rules! journal_with {
+    ($ctes:expr, $select:expr) => {
+        concat!(
+            "WITH ",
+            $ctes,
+            ", entry AS (",
+            $crate::journal_insert!(),
+            ") ",
+            $select
+        )
+    };
+}
+
 type EntryQuery<'q> =
     sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
 
+/// The query of [`RowsQuery`] for [`append_with`].
+pub type RowsQuery<'q, R> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
+
+/// Binds an entry's seven fields, `$1` to `$7` of [`journal_insert!`], to a query.
+macro_rules! bind_entry {
+    ($query:expr, $entry:expr) => {
+        $query
+            .bind(stamp())
+            .bind($entry.kind.as_str())
+            .bind($entry.structure)
+            .bind($entry.professional)
+            .bind($entry.usager)
+            .bind($entry.mandate)
+            .bind($entry.details.to_string())
+    };
+}
+
 fn entry_query<'q>(sql: &'static str, entry: &NewEntry) -> EntryQuery<'q> {
-    sqlx::query_scalar(sql)
-        .bind(stamp())
-        .bind(entry.kind.as_str())
-        .bind(entry.structure)
-        .bind(entry.professional)
-        .bind(entry.usager)
-        .bind(entry.mandate)
-        .bind(entry.details.to_string())
+    bind_entry!(sqlx::query_scalar(sql), entry)
 }
 
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
@@ -447,6 +476,28 @@ pub async fn append_after<'q>(
     let id = bind(entry_query(sql, &entry)).fetch_one(&mut *conn).await?;
     mark_dirty(departement);
     Ok(id)
+}
+
+/// Writes an entry as [`append`] does, in the same statement as several writes of the caller,
+/// built with [`journal_with!`]; `bind` binds their parameters (`$8` onwards). Returns the rows
+/// of the caller's select (a creation's superseded authorisations). One exchange with the
+/// database for a mandate's creation, its authorisations and its entry.
+pub async fn append_with<'q, R>(
+    tx: &mut TenantTx,
+    entry: NewEntry,
+    sql: &'static str,
+    bind: impl FnOnce(RowsQuery<'q, R>) -> RowsQuery<'q, R>,
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let departement = tx.departement();
+    let conn: &mut PgConnection = tx;
+    let rows = bind(bind_entry!(sqlx::query_as(sql), entry))
+        .fetch_all(&mut *conn)
+        .await?;
+    mark_dirty(departement);
+    Ok(rows)
 }
 
 /// Writes several entries in one statement inside the caller's territory transaction, in the
