@@ -138,7 +138,7 @@ async fn insert_tenant(
     let staged = Staged::new(tx, Some(message), structure);
     let id = staged.id;
     staged
-        .bind(sqlx::query_scalar::<_, i32>(concat!(
+        .bind(sqlx::query_as::<_, (i32,)>(concat!(
             crate::outbox_insert!("$1", "$2", "$3", "$4", "$5", "$6"),
             " RETURNING 1"
         )))
@@ -149,7 +149,7 @@ async fn insert_tenant(
 
 /// The insert of a territory's outbox row, its six values given as placeholders (`"$14"`…):
 /// id, channel, recipient, template, payload, structure. With a null channel it writes nothing,
-/// so that it can join another statement whose message is optional (`journal_after!`), its
+/// so that it can join another statement whose message is optional (`journal_with!`), its
 /// values bound by [`Staged::bind`].
 #[doc(hidden)]
 #[macro_export]
@@ -208,8 +208,8 @@ impl Staged {
     /// Binds the six values of [`outbox_insert!`], in its order (nulls without a message).
     pub fn bind<'q, O>(
         self,
-        query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query: crate::journal::RowsQuery<'q, O>,
+    ) -> crate::journal::RowsQuery<'q, O> {
         let m = self.message;
         let channel = m.as_ref().map(|m| m.channel.as_str());
         let template = m.as_ref().map(|m| m.template);

@@ -375,39 +375,13 @@ pub(crate) fn stamp() -> OffsetDateTime {
         .unwrap_or(now)
 }
 
-/// The statement writing one entry, its fields `$1` to `$7` (`append`, `append_after`).
+/// The statement writing one entry, its fields `$1` to `$7` (`append`, `append_with`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! journal_insert {
     () => {
         "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
-    };
-}
-
-/// The statement of [`append_after`]: the caller's data-modifying statement `$statement` (a
-/// string literal, its parameters numbered from `$8`) run first, as a common table expression,
-/// then the entry written, in one statement. A second statement may follow the first (the
-/// redemption's receipt, `outbox_insert!`); each runs whether or not the other changes a row.
-#[macro_export]
-macro_rules! journal_after {
-    ($statement:literal) => {
-        concat!(
-            "WITH caller AS (",
-            $statement,
-            ") ",
-            $crate::journal_insert!()
-        )
-    };
-    ($statement:literal, $second:expr) => {
-        concat!(
-            "WITH caller AS (",
-            $statement,
-            "), caller_second AS (",
-            $second,
-            ") ",
-            $crate::journal_insert!()
-        )
     };
 }
 
@@ -429,9 +403,6 @@ macro_rules! journal_with {
     };
 }
 
-type EntryQuery<'q> =
-    sqlx::query::QueryScalar<'q, sqlx::Postgres, i64, sqlx::postgres::PgArguments>;
-
 /// The query of [`RowsQuery`] for [`append_with`].
 pub type RowsQuery<'q, R> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
@@ -450,38 +421,23 @@ macro_rules! bind_entry {
     };
 }
 
-fn entry_query<'q>(sql: &'static str, entry: &NewEntry) -> EntryQuery<'q> {
-    bind_entry!(sqlx::query_scalar(sql), entry)
-}
-
 /// Writes an entry inside the caller's territory transaction (it is chained by the sealer once
 /// committed); returns its arrival id.
 pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Error> {
-    append_after(tx, entry, journal_insert!(), |q| q).await
-}
-
-/// Writes an entry as [`append`] does, in the same statement as the caller's own write, built
-/// with [`journal_after!`]; `bind` binds that write's parameters (`$8` onwards). With the
-/// entry's insert alone as `sql` and nothing to bind, it is [`append`]. One exchange
-/// with the database instead of two, for a transaction that writes a row and journals it (the
-/// identity provider's redemption). The caller's write runs whether or not it changes a row.
-pub async fn append_after<'q>(
-    tx: &mut TenantTx,
-    entry: NewEntry,
-    sql: &'static str,
-    bind: impl FnOnce(EntryQuery<'q>) -> EntryQuery<'q>,
-) -> Result<i64, sqlx::Error> {
     let departement = tx.departement();
     let conn: &mut PgConnection = tx;
-    let id = bind(entry_query(sql, &entry)).fetch_one(&mut *conn).await?;
+    let id: i64 = bind_entry!(sqlx::query_scalar(journal_insert!()), entry)
+        .fetch_one(&mut *conn)
+        .await?;
     mark_dirty(departement);
     Ok(id)
 }
 
-/// Writes an entry as [`append`] does, in the same statement as several writes of the caller,
-/// built with [`journal_with!`]; `bind` binds their parameters (`$8` onwards). Returns the rows
-/// of the caller's select (a creation's superseded authorisations). One exchange with the
-/// database for a mandate's creation, its authorisations and its entry.
+/// Writes an entry as [`append`] does, in the same statement as the caller's own writes, built
+/// with [`journal_with!`]; `bind` binds their parameters (`$8` onwards). Returns the rows of the
+/// caller's select (a creation's superseded authorisations). One exchange with the database
+/// instead of several: a mandate's creation with its authorisations, the identity provider's
+/// redemption with its receipt.
 pub async fn append_with<'q, R>(
     tx: &mut TenantTx,
     entry: NewEntry,

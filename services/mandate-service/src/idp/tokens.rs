@@ -373,7 +373,7 @@ async fn redeem(
     );
     let receipt = outbox::Staged::new(&mut tx, receipt.as_ref(), Some(structure));
     // The redemption, its receipt and its journal entry in one statement (one exchange).
-    journal::append_after(
+    let _: Vec<(i64,)> = journal::append_with(
         &mut tx,
         NewEntry::new(Event::MandateUsed)
             .structure(structure)
@@ -381,12 +381,16 @@ async fn redeem(
             .usager(usager)
             .mandate(mandate)
             .details(json!({ "category": category, "client": client.client_id, "grant": grant })),
-        foundation::journal_after!(
-            "UPDATE oidc_grants SET redeemed_at = $9, access_token_hash = $10,
+        foundation::journal_with!(
+            concat!(
+                "used AS (UPDATE oidc_grants SET redeemed_at = $9, access_token_hash = $10,
                  access_expires_at = $9 + make_interval(secs => $11),
                  retry_key_hash = $12, retry_response = $13
-             WHERE id = $8",
-            foundation::outbox_insert!("$14", "$15", "$16", "$17", "$18", "$19")
+                 WHERE id = $8), receipt AS (",
+                foundation::outbox_insert!("$14", "$15", "$16", "$17", "$18", "$19"),
+                ")"
+            ),
+            "SELECT id FROM entry"
         ),
         |q| {
             receipt.bind(
