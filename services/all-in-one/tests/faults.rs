@@ -119,8 +119,9 @@ async fn an_exhausted_pool_fails_fast_in_french_and_recovers_at_once() {
 
 /// A connection that died while idle in a pool (a restarted server, a proxy's timeout, an
 /// administrator's `pg_terminate_backend`) is never handed to a request: the pools check a
-/// connection before handing it out (sqlx's `test_before_acquire`), and the page is served,
-/// not a 503. With that check turned off, this test gets a 503.
+/// connection idle for `CHECK_IDLE_AFTER` or more before handing it out
+/// (`tenancy::request_pool_options`), and the page is served, not a 503. With that check
+/// turned off, this test gets a 503.
 #[tokio::test]
 async fn connections_that_died_while_idle_are_replaced_before_a_request_gets_them() {
     let app = common::spawn_app(&["33"]).await;
@@ -145,7 +146,8 @@ async fn connections_that_died_while_idle_are_replaced_before_a_request_gets_the
         .await
         .expect("terminate");
         assert!(killed.len() >= 2, "{killed:?}");
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        tokio::time::sleep(foundation::tenancy::CHECK_IDLE_AFTER + Duration::from_millis(500))
+            .await;
         let (status, html) = page(&client, &app.url("/mandats")).await;
         assert_eq!(status, 200, "tour {round}, après : {html}");
     }

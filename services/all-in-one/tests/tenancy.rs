@@ -932,3 +932,63 @@ async fn a_migration_cancelled_by_a_deadlock_runs_again_and_succeeds() {
             .expect("tables");
     assert!(tables > 10, "{tables} tables");
 }
+
+/// A territory's connections close once no request reached for it during the idle period
+/// (10 s), so that a process holds connections only to the territories it is serving, and a
+/// territory used again opens a new one (`Tenancy::close_unused_territory_connections`, run
+/// by the registry's own task; the pools have no idle timeout of sqlx's, see
+/// `tenancy::request_pool_options`).
+#[tokio::test]
+async fn an_unused_territorys_connections_close_and_reopen_when_it_is_used_again() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let app_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(app_pool).await;
+    let role: String = sqlx::query_scalar(
+        "SELECT role_name FROM platform.departement_schemas WHERE departement_code = '75'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("rôle de Paris");
+    let open = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = $1",
+        )
+        .bind(&role)
+        .fetch_one(&db.admin)
+        .await
+        .expect("connexions")
+    };
+    let use_paris = || async {
+        let paris = tenancy.unguarded(dep("75")).await.expect("Paris servi");
+        let mut conn = paris.autocommit().await.expect("connexion");
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("requête");
+        assert_eq!(one, 1);
+    };
+
+    use_paris().await;
+    assert_eq!(open().await, 1);
+    // Just used: nothing to close.
+    assert_eq!(tenancy.close_unused_territory_connections().await, 0);
+    assert_eq!(open().await, 1);
+
+    // After the idle period, the registry's task (every 5 s) closes it.
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let started = std::time::Instant::now();
+    while open().await > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "la connexion de Paris reste ouverte"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    use_paris().await;
+    assert_eq!(open().await, 1);
+}

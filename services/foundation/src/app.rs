@@ -13,7 +13,6 @@ use poem::middleware::{CatchPanic, CookieJarManager};
 use poem::{Endpoint, IntoResponse, Request, Response, Route, RouteMethod};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
 use crate::auth::assignments::SqlAssignments;
@@ -43,7 +42,7 @@ impl Platform {
     /// Connects lazily-bounded: a request waits at most `acquire_timeout_ms` for a connection,
     /// then fails fast with 503 rather than queueing forever.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
+        let pool = crate::tenancy::request_pool_options()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_millis(settings.database.acquire_timeout_ms))
             .connect(settings.database.url.expose_secret())

@@ -50,8 +50,9 @@ struct SchemaState {
 pub struct Tenancy {
     pool: PgPool,
     login: TenantLogin,
-    /// One pool per département role, opened at the territory's first use.
-    territory_pools: Arc<std::sync::Mutex<HashMap<String, PgPool>>>,
+    /// One pool per département role, opened at the territory's first use, with the time of
+    /// its last use (`close_unused_territory_connections`).
+    territory_pools: Arc<std::sync::Mutex<HashMap<String, TerritoryPool>>>,
     schemas: Arc<RwLock<HashMap<DepartementCode, SchemaState>>>,
     last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Wakes the outbox consumer after a territory's transaction committed a message.
@@ -67,6 +68,55 @@ const REFRESH_ON_MISS_EVERY: Duration = Duration::from_secs(1);
 /// so this stays below its period: between sweeps, idle territories hold no connection.
 const TERRITORY_IDLE: Duration = Duration::from_secs(10);
 
+/// A pooled connection idle at least this long is checked with a round trip (a `Sync`
+/// message) before a request gets it; one used more recently is handed out as it is.
+pub const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// A pooled connection this old is closed when next taken, and a new one opened (sqlx's
+/// default lifetime): a server process does not grow its caches for ever.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The options of the pools that serve requests, the platform's and each territory's.
+///
+/// sqlx checks every connection it gives back to a pool (a round trip, not configurable) and,
+/// by default, again before handing it out. Under load a connection is back in the pool for
+/// microseconds between the two, so the second check doubled the round trips that carry no
+/// statement. It is made here only for a connection idle [`CHECK_IDLE_AFTER`] or more: one
+/// that died while idle (a restarted server, a proxy's timeout, `pg_terminate_backend`) is
+/// replaced before a request sees it, as before (the test `faults::connections_that_died_…`).
+/// A connection that dies within the second after its release fails the one request that
+/// gets it, as one dying between the check and the statement always could.
+///
+/// The pools have no idle timeout and no maximum lifetime of sqlx's: either starts sqlx's
+/// reaper, which takes every idle connection out and puts it back, restarting its idle time,
+/// so that a connection idle for minutes looked just released and went unchecked (the test
+/// above failed about one run in seven with a 10 s timeout). The lifetime is enforced here
+/// instead, and territories' idle connections are closed by
+/// [`Tenancy::close_unused_territory_connections`].
+pub fn request_pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.age >= CONNECTION_LIFETIME {
+                    return Ok(false);
+                }
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// A territory's pool and when a request last reached for it.
+struct TerritoryPool {
+    pool: PgPool,
+    used: Instant,
+}
+
 impl Tenancy {
     /// Loads the state of every département schema. `pool` is the platform's (or the
     /// administrator's); territories are reached with `login`.
@@ -80,6 +130,17 @@ impl Tenancy {
             last_refresh: Arc::default(),
         };
         tenancy.refresh().await?;
+        // Closes unused territories' connections while the registry lives.
+        let pools = Arc::downgrade(&tenancy.territory_pools);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TERRITORY_IDLE / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pools) = pools.upgrade() else { return };
+                close_unused(&pools).await;
+            }
+        });
         Ok(tenancy)
     }
 
@@ -184,8 +245,9 @@ impl Tenancy {
             .territory_pools
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(pool) = pools.get(role) {
-            return pool.clone();
+        if let Some(entry) = pools.get_mut(role) {
+            entry.used = Instant::now();
+            return entry.pool.clone();
         }
         let options = (*self.pool.connect_options())
             .clone()
@@ -195,14 +257,27 @@ impl Tenancy {
                 "search_path",
                 format!("{},pg_temp", departement.schema_name()),
             )]);
-        let pool = PgPoolOptions::new()
+        let pool = request_pool_options()
             .max_connections(self.login.max_connections())
             .min_connections(0)
-            .idle_timeout(TERRITORY_IDLE)
             .acquire_timeout(self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
-        pools.insert(role.to_owned(), pool.clone());
+        pools.insert(
+            role.to_owned(),
+            TerritoryPool {
+                pool: pool.clone(),
+                used: Instant::now(),
+            },
+        );
         pool
+    }
+
+    /// Closes the idle connections of the territories no request reached for in the last
+    /// [`TERRITORY_IDLE`]; returns how many. A request still holding such a territory gets a
+    /// new connection when it next asks. Run every half of that period by
+    /// [`Tenancy::load`]'s task.
+    pub async fn close_unused_territory_connections(&self) -> usize {
+        close_unused(&self.territory_pools).await
     }
 
     /// Chains up to `batch` pending entries of a territory's journal through its sealing
@@ -406,4 +481,24 @@ impl DerefMut for TenantTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
+}
+
+/// See [`Tenancy::close_unused_territory_connections`].
+async fn close_unused(pools: &std::sync::Mutex<HashMap<String, TerritoryPool>>) -> usize {
+    let unused: Vec<PgPool> = pools
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|entry| entry.used.elapsed() >= TERRITORY_IDLE && entry.pool.num_idle() > 0)
+        .map(|entry| entry.pool.clone())
+        .collect();
+    let mut closed = 0;
+    for pool in unused {
+        while let Some(conn) = pool.try_acquire() {
+            // A connection that fails to close cleanly is dropped all the same.
+            let _ = conn.close().await;
+            closed += 1;
+        }
+    }
+    closed
 }
