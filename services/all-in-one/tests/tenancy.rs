@@ -587,6 +587,57 @@ async fn a_pooled_connection_keeps_nothing_of_a_tenant_transaction() {
     assert_eq!(clean, 1000);
 }
 
+/// The server process behind a connection.
+async fn pid(conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+}
+
+/// A territory's connection given back clean is handed out again at once, without going
+/// through sqlx's pool (and its round trip); a transaction dropped without its end (an error, a
+/// cancelled request) leaves no lock behind: its `ROLLBACK` reaches the server straight away,
+/// not at the connection's next use.
+#[tokio::test]
+async fn a_released_connection_serves_again_at_once_and_a_dropped_transaction_frees_its_locks() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let ctx = paris(&db).await;
+    let mut tx = ctx.begin().await.expect("tx");
+    let first = pid(&mut tx).await.expect("pid");
+    tx.commit().await.expect("commit");
+    for round in 0..20 {
+        let mut conn = ctx.autocommit().await.expect("connexion");
+        assert_eq!(pid(&mut conn).await.expect("pid"), first, "tour {round}");
+        drop(conn);
+        let mut tx = ctx.begin().await.expect("tx");
+        assert_eq!(pid(&mut tx).await.expect("pid"), first, "tour {round}");
+        tx.commit().await.expect("commit");
+    }
+
+    let mut tx = ctx.begin().await.expect("tx");
+    sqlx::query("SELECT pg_advisory_xact_lock(4242)")
+        .execute(&mut *tx)
+        .await
+        .expect("verrou");
+    drop(tx);
+    // Nothing uses the territory meanwhile: only the dropped transaction's own end frees it.
+    let mut freed = false;
+    for _ in 0..40 {
+        freed = sqlx::query_scalar("SELECT pg_try_advisory_lock(4242)")
+            .fetch_one(&db.admin)
+            .await
+            .expect("essai");
+        if freed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        freed,
+        "le verrou de la transaction abandonnée est toujours tenu après 2 s"
+    );
+}
+
 /// `Territory::begin_unflushed`: the transaction commits without waiting for the disk — where
 /// its statements run, on the worker too on Citus — and leaves the connection's later
 /// transactions and statements as durable as before.

@@ -20,8 +20,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPoolOptions, PgTransactionManager};
+use sqlx::{PgConnection, PgPool, Postgres, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 
 pub use logins::TenantLogin;
 pub use territories::{CodeError, CommuneCode, DepartementCode};
@@ -113,8 +115,121 @@ pub fn request_pool_options() -> PgPoolOptions {
 
 /// A territory's pool and when a request last reached for it.
 struct TerritoryPool {
-    pool: PgPool,
+    conns: TerritoryConnections,
     used: Instant,
+}
+
+/// A connection kept out of sqlx's pool ([`TerritoryConnections`]) this long goes back to it
+/// when next released, so that sqlx's pool sees it again: its lifetime
+/// ([`CONNECTION_LIFETIME`]) is checked when sqlx next hands it out.
+const KEPT_AT_MOST: Duration = Duration::from_secs(60);
+
+/// A territory's connections. sqlx's pool opens them, bounds their number and closes them; a
+/// connection given back in a clean state (a lone statement done, a transaction committed or
+/// rolled back) is kept here and handed out again first, instead of going back to sqlx's pool,
+/// which checks every connection given back with a round trip (a `Sync` message, not
+/// configurable): under load that was one round trip carrying no statement per connection used,
+/// 8 per identity-provider flow. The check before handing a connection out is the same as the
+/// pools' ([`request_pool_options`]): a round trip only after [`CHECK_IDLE_AFTER`] idle. A
+/// connection goes back to sqlx's pool instead when the pool is full (someone may be waiting
+/// for it), when a transaction was dropped without its end (the `ROLLBACK` must reach the server
+/// at once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
+#[derive(Clone)]
+struct TerritoryConnections {
+    pool: PgPool,
+    kept: Arc<std::sync::Mutex<Vec<Kept>>>,
+}
+
+/// A connection out of sqlx's pool since `taken`, released at `idle_since`.
+struct Kept {
+    conn: PoolConnection<Postgres>,
+    taken: Instant,
+    idle_since: Instant,
+}
+
+/// A connection handed out by [`TerritoryConnections::acquire`].
+struct Held {
+    conn: PoolConnection<Postgres>,
+    taken: Instant,
+}
+
+impl TerritoryConnections {
+    fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            kept: Arc::default(),
+        }
+    }
+
+    /// The most recently released kept connection (checked if idle long enough), else one of
+    /// sqlx's pool.
+    async fn acquire(&self) -> Result<Held, sqlx::Error> {
+        loop {
+            let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(Kept {
+                mut conn,
+                taken,
+                idle_since,
+            }) = kept
+            else {
+                break;
+            };
+            if idle_since.elapsed() >= CHECK_IDLE_AFTER
+                && sqlx::Connection::ping(&mut *conn).await.is_err()
+            {
+                // Dead: sqlx's check on its return closes it.
+                continue;
+            }
+            return Ok(Held { conn, taken });
+        }
+        Ok(Held {
+            conn: self.pool.acquire().await?,
+            taken: Instant::now(),
+        })
+    }
+
+    /// Takes back a connection in a clean state (nothing of a transaction left open on it).
+    fn release(&self, held: Held) {
+        let full = self.pool.size() >= self.pool.options().get_max_connections();
+        if full || self.pool.is_closed() || held.taken.elapsed() >= KEPT_AT_MOST {
+            // Back to sqlx's pool, which checks it and wakes whoever waits.
+            return;
+        }
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Kept {
+                conn: held.conn,
+                taken: held.taken,
+                idle_since: Instant::now(),
+            });
+    }
+
+    /// Closes the kept connections and sqlx's idle ones; returns how many.
+    async fn close_idle(&self) -> usize {
+        let kept: Vec<Kept> =
+            std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut closed = 0;
+        for k in kept {
+            // A connection that fails to close cleanly is dropped all the same.
+            let _ = k.conn.close().await;
+            closed += 1;
+        }
+        while let Some(conn) = self.pool.try_acquire() {
+            let _ = conn.close().await;
+            closed += 1;
+        }
+        closed
+    }
+
+    fn has_idle(&self) -> bool {
+        self.pool.num_idle() > 0
+            || !self
+                .kept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
 }
 
 impl Tenancy {
@@ -233,21 +348,21 @@ impl Tenancy {
         crate::telemetry::record_tenant(departement.as_str());
         Ok(Territory {
             departement,
-            pool: self.territory_pool(&role, departement),
+            conns: self.territory_pool(&role, departement),
             outbox_wake: Arc::clone(&self.outbox_wake),
         })
     }
 
     /// The pool logging in as `role`, created on first use (no connection until needed); its
     /// connections open with the territory's schema, then `pg_temp`, as their search path.
-    fn territory_pool(&self, role: &str, departement: DepartementCode) -> PgPool {
+    fn territory_pool(&self, role: &str, departement: DepartementCode) -> TerritoryConnections {
         let mut pools = self
             .territory_pools
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = pools.get_mut(role) {
             entry.used = Instant::now();
-            return entry.pool.clone();
+            return entry.conns.clone();
         }
         let options = (*self.pool.connect_options())
             .clone()
@@ -262,14 +377,15 @@ impl Tenancy {
             .min_connections(0)
             .acquire_timeout(self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
+        let conns = TerritoryConnections::new(pool);
         pools.insert(
             role.to_owned(),
             TerritoryPool {
-                pool: pool.clone(),
+                conns: conns.clone(),
                 used: Instant::now(),
             },
         );
-        pool
+        conns
     }
 
     /// Closes the idle connections of the territories no request reached for in the last
@@ -323,7 +439,7 @@ impl Tenancy {
 pub struct Territory {
     departement: DepartementCode,
     /// Logged in as the département's role.
-    pool: PgPool,
+    conns: TerritoryConnections,
     outbox_wake: Arc<crate::outbox::OutboxWake>,
 }
 
@@ -384,11 +500,17 @@ impl Territory {
             "BEGIN; SELECT set_config('search_path', '{}, pg_temp', true){settings}",
             self.departement.schema_name()
         );
-        let tx = self.pool.begin_with(sqlx::AssertSqlSafe(sql)).await?;
+        let mut held = self.conns.acquire().await?;
+        // On failure the connection goes back to sqlx's pool, with the `ROLLBACK` sqlx queued.
+        PgTransactionManager::begin(
+            &mut held.conn,
+            Some(sqlx::AssertSqlSafe(sql).into_sql_str()),
+        )
+        .await?;
         Ok(TenantTx {
-            tx,
+            held: Some(held),
             departement: self.departement,
-            pool: self.pool.clone(),
+            conns: self.conns.clone(),
             outbox_wake: Arc::clone(&self.outbox_wake),
             wake_on_commit: false,
         })
@@ -401,33 +523,53 @@ impl Territory {
     /// transaction. For a lone read that needs no other statement's snapshot: one exchange with
     /// the server instead of three (BEGIN with the search path, the statement, COMMIT).
     pub async fn autocommit(&self) -> Result<TenantConn, sqlx::Error> {
-        Ok(TenantConn(self.pool.acquire().await?))
+        Ok(TenantConn {
+            held: Some(self.conns.acquire().await?),
+            conns: self.conns.clone(),
+        })
     }
 }
 
 /// A territory's connection outside a transaction (`Territory::autocommit`). Use it as an
 /// executor with `&mut *conn`.
-pub struct TenantConn(sqlx::pool::PoolConnection<Postgres>);
+pub struct TenantConn {
+    held: Option<Held>,
+    conns: TerritoryConnections,
+}
+
+const HELD: &str = "a connection is held until dropped";
 
 impl Deref for TenantConn {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.0
+        &self.held.as_ref().expect(HELD).conn
     }
 }
 
 impl DerefMut for TenantConn {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.0
+        &mut self.held.as_mut().expect(HELD).conn
+    }
+}
+
+impl Drop for TenantConn {
+    fn drop(&mut self) {
+        // Its statements are each their own transaction: nothing stays open on it. A statement
+        // dropped unfinished is drained by the connection's next statement before it is sent.
+        if let Some(held) = self.held.take() {
+            self.conns.release(held);
+        }
     }
 }
 
 /// A transaction inside one département schema. Use it as an executor with `&mut *tx`.
 pub struct TenantTx {
-    tx: Transaction<'static, Postgres>,
+    /// Its connection, inside the transaction (`None` once ended).
+    held: Option<Held>,
     departement: DepartementCode,
-    /// The territory's pool, for a reader that splits its work ([`TenantTx::another_connection`]).
-    pool: PgPool,
+    /// The territory's connections, for a reader that splits its work
+    /// ([`TenantTx::another_connection`]) and to take this one back.
+    conns: TerritoryConnections,
     outbox_wake: Arc<crate::outbox::OutboxWake>,
     /// A message for the consumer was queued: wake it once committed.
     wake_on_commit: bool,
@@ -443,16 +585,22 @@ impl TenantTx {
     /// that no longer changes (the sealed journal) that splits its work over two server
     /// processes. `None` when the pool is busy.
     pub async fn another_connection(&self, wait: Duration) -> Option<TenantConn> {
-        match tokio::time::timeout(wait, self.pool.acquire()).await {
-            Ok(Ok(conn)) => Some(TenantConn(conn)),
+        match tokio::time::timeout(wait, self.conns.acquire()).await {
+            Ok(Ok(held)) => Some(TenantConn {
+                held: Some(held),
+                conns: self.conns.clone(),
+            }),
             _ => None,
         }
     }
 
     /// Commits; if the transaction queued an outbox message, then wakes the consumer
     /// (`outbox::OutboxWake`: after the commit, so that durable commits can share a flush).
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let mut held = self.held.take().expect(HELD);
+        // On failure the connection goes back to sqlx's pool, which checks it.
+        PgTransactionManager::commit(&mut held.conn).await?;
+        self.conns.release(held);
         if self.wake_on_commit {
             self.outbox_wake.wake(self.departement.as_str());
         }
@@ -465,40 +613,50 @@ impl TenantTx {
         self.wake_on_commit = true;
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        let mut held = self.held.take().expect(HELD);
+        PgTransactionManager::rollback(&mut held.conn).await?;
+        self.conns.release(held);
+        Ok(())
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        // Dropped without its end (an error, a cancelled request): the `ROLLBACK` is queued and
+        // the connection goes back to sqlx's pool, whose check on its return sends it at once,
+        // so the transaction's locks do not wait for the connection's next use.
+        if let Some(mut held) = self.held.take() {
+            PgTransactionManager::start_rollback(&mut held.conn);
+        }
     }
 }
 
 impl Deref for TenantTx {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.tx
+        &self.held.as_ref().expect(HELD).conn
     }
 }
 
 impl DerefMut for TenantTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        &mut self.held.as_mut().expect(HELD).conn
     }
 }
 
 /// See [`Tenancy::close_unused_territory_connections`].
 async fn close_unused(pools: &std::sync::Mutex<HashMap<String, TerritoryPool>>) -> usize {
-    let unused: Vec<PgPool> = pools
+    let unused: Vec<TerritoryConnections> = pools
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .values()
-        .filter(|entry| entry.used.elapsed() >= TERRITORY_IDLE && entry.pool.num_idle() > 0)
-        .map(|entry| entry.pool.clone())
+        .filter(|entry| entry.used.elapsed() >= TERRITORY_IDLE && entry.conns.has_idle())
+        .map(|entry| entry.conns.clone())
         .collect();
     let mut closed = 0;
-    for pool in unused {
-        while let Some(conn) = pool.try_acquire() {
-            // A connection that fails to close cleanly is dropped all the same.
-            let _ = conn.close().await;
-            closed += 1;
-        }
+    for conns in unused {
+        closed += conns.close_idle().await;
     }
     closed
 }
