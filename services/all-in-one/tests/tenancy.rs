@@ -638,6 +638,57 @@ async fn a_released_connection_serves_again_at_once_and_a_dropped_transaction_fr
     );
 }
 
+/// Eight times more requests than a territory's connections, each taking one for a moment,
+/// none waiting past the acquire timeout (2 s): a connection put back while all are out goes
+/// to whoever waits for one.
+#[tokio::test]
+async fn more_requests_than_connections_each_get_one_in_turn() {
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(pool).await;
+    let ctx = tenancy.unguarded(dep("75")).await.expect("contexte");
+    let max = test_support::database::TestDatabase::tenant_login().max_connections() as usize;
+    let tasks: Vec<_> = (0..8 * max)
+        .map(|i| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                for round in 0..25 {
+                    if (i + round) % 2 == 0 {
+                        let mut conn = ctx.autocommit().await?;
+                        sqlx::query("SELECT pg_sleep(0.002)")
+                            .execute(&mut *conn)
+                            .await?;
+                    } else {
+                        let mut tx = ctx.begin().await?;
+                        sqlx::query("SELECT pg_sleep(0.002)")
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                    }
+                }
+                Ok::<(), sqlx::Error>(())
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.expect("tâche") {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} échecs : {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
 /// `Territory::begin_unflushed`: the transaction commits without waiting for the disk — where
 /// its statements run, on the worker too on Citus — and leaves the connection's later
 /// transactions and statements as durable as before.

@@ -124,20 +124,26 @@ struct TerritoryPool {
 /// ([`CONNECTION_LIFETIME`]) is checked when sqlx next hands it out.
 const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 
-/// A territory's connections. sqlx's pool opens them, bounds their number and closes them; a
-/// connection given back in a clean state (a lone statement done, a transaction committed or
-/// rolled back) is kept here and handed out again first, instead of going back to sqlx's pool,
-/// which checks every connection given back with a round trip (a `Sync` message, not
-/// configurable): under load that was one round trip carrying no statement per connection used,
-/// 8 per identity-provider flow. The check before handing a connection out is the same as the
-/// pools' ([`request_pool_options`]): a round trip only after [`CHECK_IDLE_AFTER`] idle. A
-/// connection goes back to sqlx's pool instead when the pool is full (someone may be waiting
-/// for it), when a transaction was dropped without its end (the `ROLLBACK` must reach the server
-/// at once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
+/// A territory's connections. sqlx's pool opens them and closes them; a connection given back
+/// in a clean state (a lone statement done, a transaction committed or rolled back) is kept here
+/// and handed out again first, instead of going back to sqlx's pool, which checks every
+/// connection given back with a round trip (a `Sync` message, not configurable): under load
+/// that was one round trip carrying no statement per connection used, 8 per identity-provider
+/// flow. The check before handing a connection out is the pools' ([`request_pool_options`]): a
+/// round trip only after [`CHECK_IDLE_AFTER`] idle.
+///
+/// The number of connections in use is bounded here (`permits`, as many as sqlx's pool may
+/// open, waited for within its acquire timeout): whoever holds a permit finds a kept connection,
+/// an idle one of sqlx's, or room in sqlx's pool for a new one — or, while another request puts
+/// one back here, is woken by it (`returned`). A connection goes back to sqlx's pool instead
+/// when a transaction was dropped without its end (the `ROLLBACK` must reach the server at
+/// once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
 #[derive(Clone)]
 struct TerritoryConnections {
     pool: PgPool,
     kept: Arc<std::sync::Mutex<Vec<Kept>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    returned: Arc<tokio::sync::Notify>,
 }
 
 /// A connection out of sqlx's pool since `taken`, released at `idle_since`.
@@ -147,62 +153,97 @@ struct Kept {
     idle_since: Instant,
 }
 
-/// A connection handed out by [`TerritoryConnections::acquire`].
+/// A connection handed out by [`TerritoryConnections::acquire`], with its permit.
 struct Held {
     conn: PoolConnection<Postgres>,
     taken: Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl TerritoryConnections {
     fn new(pool: PgPool) -> Self {
+        let max = pool.options().get_max_connections() as usize;
         Self {
             pool,
             kept: Arc::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            returned: Arc::default(),
         }
     }
 
+    fn pop(&self) -> Option<Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
     /// The most recently released kept connection (checked if idle long enough), else one of
-    /// sqlx's pool.
+    /// sqlx's pool. `PoolTimedOut` when every connection stays in use for the acquire timeout.
     async fn acquire(&self) -> Result<Held, sqlx::Error> {
+        tokio::time::timeout(self.pool.options().get_acquire_timeout(), self.wait())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    async fn wait(&self) -> Result<Held, sqlx::Error> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         loop {
-            let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(Kept {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(Kept {
                 mut conn,
                 taken,
                 idle_since,
-            }) = kept
-            else {
-                break;
-            };
-            if idle_since.elapsed() >= CHECK_IDLE_AFTER
-                && sqlx::Connection::ping(&mut *conn).await.is_err()
+            }) = self.pop()
             {
-                // Dead: sqlx's check on its return closes it.
-                continue;
+                if idle_since.elapsed() >= CHECK_IDLE_AFTER
+                    && sqlx::Connection::ping(&mut *conn).await.is_err()
+                {
+                    // Dead: sqlx's check on its return closes it.
+                    continue;
+                }
+                return Ok(Held {
+                    conn,
+                    taken,
+                    _permit: permit,
+                });
             }
-            return Ok(Held { conn, taken });
+            tokio::select! {
+                conn = self.pool.acquire() => {
+                    return Ok(Held {
+                        conn: conn?,
+                        taken: Instant::now(),
+                        _permit: permit,
+                    });
+                }
+                // All of sqlx's connections were kept here, and one was just put back.
+                () = &mut returned => {}
+            }
         }
-        Ok(Held {
-            conn: self.pool.acquire().await?,
-            taken: Instant::now(),
-        })
     }
 
     /// Takes back a connection in a clean state (nothing of a transaction left open on it).
     fn release(&self, held: Held) {
-        let full = self.pool.size() >= self.pool.options().get_max_connections();
-        if full || self.pool.is_closed() || held.taken.elapsed() >= KEPT_AT_MOST {
-            // Back to sqlx's pool, which checks it and wakes whoever waits.
+        if self.pool.is_closed() || held.taken.elapsed() >= KEPT_AT_MOST {
+            // Back to sqlx's pool, which checks it.
             return;
         }
+        let Held {
+            conn,
+            taken,
+            _permit,
+        } = held;
         self.kept
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Kept {
-                conn: held.conn,
-                taken: held.taken,
+                conn,
+                taken,
                 idle_since: Instant::now(),
             });
+        self.returned.notify_one();
     }
 
     /// Closes the kept connections and sqlx's idle ones; returns how many.
