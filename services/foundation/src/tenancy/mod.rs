@@ -133,9 +133,10 @@ const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 /// round trip only after [`CHECK_IDLE_AFTER`] idle.
 ///
 /// The number of connections in use is bounded here (`permits`, as many as sqlx's pool may
-/// open, waited for within its acquire timeout): whoever holds a permit finds a kept connection,
-/// an idle one of sqlx's, or room in sqlx's pool for a new one — or, while another request puts
-/// one back here, is woken by it (`returned`). A connection goes back to sqlx's pool instead
+/// open, waited for within its acquire timeout). A request keeps its connection here before it
+/// gives up its permit, so whoever gets a permit finds a kept connection, an idle one of sqlx's,
+/// or room in sqlx's pool for a new one: waiting happens for a permit only, never inside sqlx's
+/// pool (where a connection kept here would not wake it). A connection goes back to sqlx's pool instead
 /// when a transaction was dropped without its end (the `ROLLBACK` must reach the server at
 /// once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
 #[derive(Clone)]
@@ -143,7 +144,6 @@ struct TerritoryConnections {
     pool: PgPool,
     kept: Arc<std::sync::Mutex<Vec<Kept>>>,
     permits: Arc<tokio::sync::Semaphore>,
-    returned: Arc<tokio::sync::Notify>,
 }
 
 /// A connection out of sqlx's pool since `taken`, released at `idle_since`.
@@ -167,7 +167,6 @@ impl TerritoryConnections {
             pool,
             kept: Arc::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(max)),
-            returned: Arc::default(),
         }
     }
 
@@ -189,9 +188,6 @@ impl TerritoryConnections {
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
             if let Some(Kept {
                 mut conn,
                 taken,
@@ -210,17 +206,14 @@ impl TerritoryConnections {
                     _permit: permit,
                 });
             }
-            tokio::select! {
-                conn = self.pool.acquire() => {
-                    return Ok(Held {
-                        conn: conn?,
-                        taken: Instant::now(),
-                        _permit: permit,
-                    });
-                }
-                // All of sqlx's connections were kept here, and one was just put back.
-                () = &mut returned => {}
-            }
+            // No connection kept: sqlx's pool has one idle (or being given back), or room for
+            // a new one. A connection is kept only by a request that then gives its permit to
+            // the next: whoever holds a permit finds one.
+            return Ok(Held {
+                conn: self.pool.acquire().await?,
+                taken: Instant::now(),
+                _permit: permit,
+            });
         }
     }
 
@@ -243,7 +236,6 @@ impl TerritoryConnections {
                 taken,
                 idle_since: Instant::now(),
             });
-        self.returned.notify_one();
     }
 
     /// Closes the kept connections and sqlx's idle ones; returns how many.
