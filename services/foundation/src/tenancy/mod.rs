@@ -630,9 +630,11 @@ impl TenantTx {
     /// Commits; if the transaction queued an outbox message, then wakes the consumer
     /// (`outbox::OutboxWake`: after the commit, so that durable commits can share a flush).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let mut held = self.held.take().expect(HELD);
-        // On failure the connection goes back to sqlx's pool, which checks it.
-        PgTransactionManager::commit(&mut held.conn).await?;
+        // On failure the transaction is dropped still open: `Drop` queues its `ROLLBACK` (which
+        // also sets the connection's count of open transactions right) and gives the
+        // connection back to sqlx's pool, which sends it.
+        PgTransactionManager::commit(&mut self.held.as_mut().expect(HELD).conn).await?;
+        let held = self.held.take().expect(HELD);
         self.conns.release(held);
         if self.wake_on_commit {
             self.outbox_wake.wake(self.departement.as_str());
@@ -647,8 +649,9 @@ impl TenantTx {
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        let mut held = self.held.take().expect(HELD);
-        PgTransactionManager::rollback(&mut held.conn).await?;
+        // On failure, as for `commit`.
+        PgTransactionManager::rollback(&mut self.held.as_mut().expect(HELD).conn).await?;
+        let held = self.held.take().expect(HELD);
         self.conns.release(held);
         Ok(())
     }
