@@ -136,9 +136,9 @@ const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 /// open, waited for within its acquire timeout). A request keeps its connection here before it
 /// gives up its permit, so whoever gets a permit finds a kept connection, an idle one of sqlx's,
 /// or room in sqlx's pool for a new one: waiting happens for a permit only, never inside sqlx's
-/// pool (where a connection kept here would not wake it). A connection goes back to sqlx's pool instead
-/// when a transaction was dropped without its end (the `ROLLBACK` must reach the server at
-/// once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
+/// pool (where a connection kept here would not wake it). A connection goes back to sqlx's pool
+/// instead when a transaction was dropped without its end (the `ROLLBACK` must reach the server
+/// at once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
 #[derive(Clone)]
 struct TerritoryConnections {
     pool: PgPool,
@@ -187,34 +187,32 @@ impl TerritoryConnections {
             .acquire_owned()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        loop {
-            if let Some(Kept {
-                mut conn,
-                taken,
-                idle_since,
-            }) = self.pop()
+        while let Some(Kept {
+            mut conn,
+            taken,
+            idle_since,
+        }) = self.pop()
+        {
+            if idle_since.elapsed() >= CHECK_IDLE_AFTER
+                && sqlx::Connection::ping(&mut *conn).await.is_err()
             {
-                if idle_since.elapsed() >= CHECK_IDLE_AFTER
-                    && sqlx::Connection::ping(&mut *conn).await.is_err()
-                {
-                    // Dead: sqlx's check on its return closes it.
-                    continue;
-                }
-                return Ok(Held {
-                    conn,
-                    taken,
-                    _permit: permit,
-                });
+                // Dead: sqlx's check on its return closes it.
+                continue;
             }
-            // No connection kept: sqlx's pool has one idle (or being given back), or room for
-            // a new one. A connection is kept only by a request that then gives its permit to
-            // the next: whoever holds a permit finds one.
             return Ok(Held {
-                conn: self.pool.acquire().await?,
-                taken: Instant::now(),
+                conn,
+                taken,
                 _permit: permit,
             });
         }
+        // No connection kept: sqlx's pool has one idle (or being given back), or room for a new
+        // one. A connection is kept only by a request that then gives its permit to the next:
+        // whoever holds a permit finds one.
+        Ok(Held {
+            conn: self.pool.acquire().await?,
+            taken: Instant::now(),
+            _permit: permit,
+        })
     }
 
     /// Takes back a connection in a clean state (nothing of a transaction left open on it).
