@@ -638,6 +638,47 @@ async fn a_released_connection_serves_again_at_once_and_a_dropped_transaction_fr
     );
 }
 
+/// The platform's connection for the statements of every request (the session's look-up, the
+/// identity provider's habilitation checks) is handed out again at once once given back,
+/// without sqlx's round trip, and those checks run on it.
+#[tokio::test]
+async fn the_platform_request_connection_serves_again_at_once_and_carries_the_habilitation_check()
+{
+    let db = TestDatabase::with_departements(&["75"]).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&db.app_url)
+        .await
+        .expect("pool");
+    let tenancy = test_support::tenancy(pool).await;
+    let mut conn = tenancy.request_connection().await.expect("connexion");
+    let first = pid(&mut conn).await.expect("pid");
+    drop(conn);
+    let domain = policies::Domain::Structure(uuid::Uuid::new_v4());
+    for round in 0..20 {
+        let holds = foundation::auth::assignments::holds_now(
+            &tenancy,
+            foundation::ids::ProfessionalId::new_v7(),
+            policies::Role::Aidant,
+            &domain,
+        )
+        .await
+        .expect("habilitation");
+        assert!(!holds, "un inconnu n'est habilité nulle part");
+        let last: String = sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE pid = $1")
+            .bind(first)
+            .fetch_one(&db.admin)
+            .await
+            .expect("activité");
+        assert!(
+            last.contains("platform.role_assignments"),
+            "tour {round} : la vérification n'est pas passée par la connexion des requêtes ({last})"
+        );
+        let mut conn = tenancy.request_connection().await.expect("connexion");
+        assert_eq!(pid(&mut conn).await.expect("pid"), first, "tour {round}");
+    }
+}
+
 /// Eight times more requests than a territory's connections, each taking one for a moment,
 /// none waiting past the acquire timeout (2 s): a connection put back while all are out goes
 /// to whoever waits for one.

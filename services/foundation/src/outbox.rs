@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::auth::secrets::SeedCipher;
@@ -249,16 +249,17 @@ impl Staged {
 /// consumer's periodic sweep (15 s) finds the message; a rolled-back transaction wakes nothing,
 /// as before.
 pub struct OutboxWake {
-    pool: PgPool,
+    conns: crate::tenancy::KeptConnections,
     pending: std::sync::Mutex<BTreeSet<&'static str>>,
     sending: AtomicBool,
 }
 
 impl OutboxWake {
-    /// Wake-ups sent through `pool` (the platform's: the consumer listens on the same database).
-    pub fn new(pool: PgPool) -> Arc<Self> {
+    /// Wake-ups sent through `conns` (the platform's request connections: the consumer listens
+    /// on the same database).
+    pub(crate) fn new(conns: crate::tenancy::KeptConnections) -> Arc<Self> {
         Arc::new(Self {
-            pool,
+            conns,
             pending: Default::default(),
             sending: AtomicBool::new(false),
         })
@@ -325,7 +326,7 @@ impl OutboxWake {
         sqlx::query("SELECT pg_notify($1, scope) FROM unnest($2::text[]) AS scope")
             .bind(NOTIFY_CHANNEL)
             .bind(scopes)
-            .execute(&self.pool)
+            .execute(&mut *self.conns.platform_conn().await?)
             .await?;
         Ok(())
     }

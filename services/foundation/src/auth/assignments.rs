@@ -78,10 +78,9 @@ async fn lookup_departement(
 /// the guard's cache: for checks that must see a withdrawal at the very next request (the
 /// identity provider's redemption and userinfo).
 pub async fn holds_now(
-    pool: &PgPool,
+    tenancy: &crate::tenancy::Tenancy,
     professional: ProfessionalId,
     role: Role,
-
     domain: &Domain,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
@@ -92,6 +91,6 @@ pub async fn holds_now(
     .bind(professional)
     .bind(role.as_str())
     .bind(domain.to_string())
-    .fetch_one(pool)
+    .fetch_one(&mut *tenancy.request_connection().await?)
     .await
 }

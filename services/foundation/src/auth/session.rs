@@ -148,6 +148,7 @@ pub const ACTIVITY_RESOLUTION_SECONDS: i32 = 30;
 /// Finds the live session of a cookie value and records the activity.
 pub async fn lookup(platform: &Platform, token: &str) -> Result<Option<Professional>, sqlx::Error> {
     let hash = token_hash(token);
+    let mut conn = platform.tenancy.request_connection().await?;
     // Read first; write only when the recorded activity is older than the resolution or the
     // session just became idle.
     let read: Option<ReadRow> =
@@ -163,7 +164,7 @@ pub async fn lookup(platform: &Platform, token: &str) -> Result<Option<Professio
         .bind(IDLE_MINUTES as i32)
         .bind(MAX_AGE_HOURS as i32)
         .bind(f64::from(ACTIVITY_RESOLUTION_SECONDS))
-        .fetch_optional(platform.platform_pool())
+        .fetch_optional(&mut *conn)
         .await?;
     let Some((
         id,
@@ -200,7 +201,7 @@ pub async fn lookup(platform: &Platform, token: &str) -> Result<Option<Professio
     .bind(&hash)
     .bind(IDLE_MINUTES as i32)
     .bind(MAX_AGE_HOURS as i32)
-    .fetch_optional(platform.platform_pool())
+    .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(
         |(id, email, display_name, current_structure, recheck_required, totp_verified_at)| {

@@ -59,6 +59,10 @@ pub struct Tenancy {
     last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Wakes the outbox consumer after a territory's transaction committed a message.
     outbox_wake: Arc<crate::outbox::OutboxWake>,
+    /// The platform's connections for the statements every request makes (the session's
+    /// look-up, the habilitation checks of the identity provider, the outbox's wake-ups): a
+    /// pool of their own, the size of a territory's, that nothing else uses.
+    requests: KeptConnections,
 }
 
 /// A lookup miss re-reads the registry at most this often, so requests for territories that
@@ -115,21 +119,24 @@ pub fn request_pool_options() -> PgPoolOptions {
 
 /// A territory's pool and when a request last reached for it.
 struct TerritoryPool {
-    conns: TerritoryConnections,
+    conns: KeptConnections,
     used: Instant,
 }
 
-/// A connection kept out of sqlx's pool ([`TerritoryConnections`]) this long goes back to it
+/// A connection kept out of sqlx's pool ([`KeptConnections`]) this long goes back to it
 /// when next released, so that sqlx's pool sees it again: its lifetime
 /// ([`CONNECTION_LIFETIME`]) is checked when sqlx next hands it out.
 const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 
-/// A territory's connections. sqlx's pool opens them and closes them; a connection given back
-/// in a clean state (a lone statement done, a transaction committed or rolled back) is kept here
-/// and handed out again first, instead of going back to sqlx's pool, which checks every
+/// A territory's connections, or those of the platform's request path
+/// ([`Tenancy::request_connection`]). sqlx's pool opens them and closes them; a connection given
+/// back in a clean state (a lone statement done, a transaction committed or rolled back) is kept
+/// here and handed out again first, instead of going back to sqlx's pool, which checks every
 /// connection given back with a round trip (a `Sync` message, not configurable): under load
 /// that was one round trip carrying no statement per connection used, 8 per identity-provider
-/// flow. The check before handing a connection out is the pools' ([`request_pool_options`]): a
+/// flow for the territories, 5 more for the platform's session and habilitation reads. Every
+/// use of the underlying sqlx pool goes through here: a waiter inside sqlx's pool would not be
+/// woken by a connection kept here. The check before handing a connection out is the pools' ([`request_pool_options`]): a
 /// round trip only after [`CHECK_IDLE_AFTER`] idle.
 ///
 /// The number of connections in use is bounded here (`permits`, as many as sqlx's pool may
@@ -140,7 +147,7 @@ const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 /// instead when a transaction was dropped without its end (the `ROLLBACK` must reach the server
 /// at once: sqlx's check sends it) and after [`KEPT_AT_MOST`] out of it.
 #[derive(Clone)]
-struct TerritoryConnections {
+pub(crate) struct KeptConnections {
     pool: PgPool,
     kept: Arc<std::sync::Mutex<Vec<Kept>>>,
     permits: Arc<tokio::sync::Semaphore>,
@@ -153,14 +160,14 @@ struct Kept {
     idle_since: Instant,
 }
 
-/// A connection handed out by [`TerritoryConnections::acquire`], with its permit.
+/// A connection handed out by [`KeptConnections::acquire`], with its permit.
 struct Held {
     conn: PoolConnection<Postgres>,
     taken: Instant,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl TerritoryConnections {
+impl KeptConnections {
     fn new(pool: PgPool) -> Self {
         let max = pool.options().get_max_connections() as usize;
         Self {
@@ -168,6 +175,15 @@ impl TerritoryConnections {
             kept: Arc::default(),
             permits: Arc::new(tokio::sync::Semaphore::new(max)),
         }
+    }
+
+    /// A connection outside any transaction, as a platform connection (for a pool of the
+    /// platform's role only).
+    pub(crate) async fn platform_conn(&self) -> Result<PlatformConn, sqlx::Error> {
+        Ok(PlatformConn(KeptConn {
+            held: Some(self.acquire().await?),
+            conns: self.clone(),
+        }))
     }
 
     fn pop(&self) -> Option<Kept> {
@@ -267,8 +283,16 @@ impl Tenancy {
     /// Loads the state of every département schema. `pool` is the platform's (or the
     /// administrator's); territories are reached with `login`.
     pub async fn load(pool: PgPool, login: TenantLogin) -> Result<Self, sqlx::Error> {
+        let requests = KeptConnections::new(
+            request_pool_options()
+                .max_connections(login.max_connections())
+                .min_connections(0)
+                .acquire_timeout(pool.options().get_acquire_timeout())
+                .connect_lazy_with((*pool.connect_options()).clone()),
+        );
         let tenancy = Self {
-            outbox_wake: crate::outbox::OutboxWake::new(pool.clone()),
+            outbox_wake: crate::outbox::OutboxWake::new(requests.clone()),
+            requests,
             pool,
             login,
             territory_pools: Arc::default(),
@@ -345,6 +369,14 @@ impl Tenancy {
         &self.pool
     }
 
+    /// A platform connection outside any transaction, for the lone statements every request
+    /// makes (the session's look-up, the identity provider's habilitation checks): given back
+    /// clean, it skips sqlx's return check ([`KeptConnections`]). Nothing that opens a
+    /// transaction or changes a session setting may use it.
+    pub async fn request_connection(&self) -> Result<PlatformConn, sqlx::Error> {
+        self.requests.platform_conn().await
+    }
+
     /// A territory reached without a guard's proof: for the scheduled jobs and workers, the
     /// operators' tools, the internal API (which has its own guard) and tests. A page reaches
     /// a territory through the guard instead (`auth::guard::Authorized::territory`, the
@@ -386,7 +418,7 @@ impl Tenancy {
 
     /// The pool logging in as `role`, created on first use (no connection until needed); its
     /// connections open with the territory's schema, then `pg_temp`, as their search path.
-    fn territory_pool(&self, role: &str, departement: DepartementCode) -> TerritoryConnections {
+    fn territory_pool(&self, role: &str, departement: DepartementCode) -> KeptConnections {
         let mut pools = self
             .territory_pools
             .lock()
@@ -408,7 +440,7 @@ impl Tenancy {
             .min_connections(0)
             .acquire_timeout(self.pool.options().get_acquire_timeout())
             .connect_lazy_with(options);
-        let conns = TerritoryConnections::new(pool);
+        let conns = KeptConnections::new(pool);
         pools.insert(
             role.to_owned(),
             TerritoryPool {
@@ -470,7 +502,7 @@ impl Tenancy {
 pub struct Territory {
     departement: DepartementCode,
     /// Logged in as the département's role.
-    conns: TerritoryConnections,
+    conns: KeptConnections,
     outbox_wake: Arc<crate::outbox::OutboxWake>,
 }
 
@@ -554,18 +586,25 @@ impl Territory {
     /// transaction. For a lone read that needs no other statement's snapshot: one exchange with
     /// the server instead of three (BEGIN with the search path, the statement, COMMIT).
     pub async fn autocommit(&self) -> Result<TenantConn, sqlx::Error> {
-        Ok(TenantConn {
+        Ok(TenantConn(KeptConn {
             held: Some(self.conns.acquire().await?),
             conns: self.conns.clone(),
-        })
+        }))
     }
 }
 
 /// A territory's connection outside a transaction (`Territory::autocommit`). Use it as an
 /// executor with `&mut *conn`.
-pub struct TenantConn {
+pub struct TenantConn(KeptConn);
+
+/// A platform connection outside a transaction (`Tenancy::request_connection`). Use it as an
+/// executor with `&mut *conn`.
+pub struct PlatformConn(KeptConn);
+
+/// A connection of [`KeptConnections`] outside a transaction, kept again when dropped.
+struct KeptConn {
     held: Option<Held>,
-    conns: TerritoryConnections,
+    conns: KeptConnections,
 }
 
 const HELD: &str = "a connection is held until dropped";
@@ -573,17 +612,30 @@ const HELD: &str = "a connection is held until dropped";
 impl Deref for TenantConn {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.held.as_ref().expect(HELD).conn
+        &self.0.held.as_ref().expect(HELD).conn
     }
 }
 
 impl DerefMut for TenantConn {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.held.as_mut().expect(HELD).conn
+        &mut self.0.held.as_mut().expect(HELD).conn
     }
 }
 
-impl Drop for TenantConn {
+impl Deref for PlatformConn {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.0.held.as_ref().expect(HELD).conn
+    }
+}
+
+impl DerefMut for PlatformConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0.held.as_mut().expect(HELD).conn
+    }
+}
+
+impl Drop for KeptConn {
     fn drop(&mut self) {
         // Its statements are each their own transaction: nothing stays open on it. A statement
         // dropped unfinished is drained by the connection's next statement before it is sent.
@@ -600,7 +652,7 @@ pub struct TenantTx {
     departement: DepartementCode,
     /// The territory's connections, for a reader that splits its work
     /// ([`TenantTx::another_connection`]) and to take this one back.
-    conns: TerritoryConnections,
+    conns: KeptConnections,
     outbox_wake: Arc<crate::outbox::OutboxWake>,
     /// A message for the consumer was queued: wake it once committed.
     wake_on_commit: bool,
@@ -617,10 +669,10 @@ impl TenantTx {
     /// processes. `None` when the pool is busy.
     pub async fn another_connection(&self, wait: Duration) -> Option<TenantConn> {
         match tokio::time::timeout(wait, self.conns.acquire()).await {
-            Ok(Ok(held)) => Some(TenantConn {
+            Ok(Ok(held)) => Some(TenantConn(KeptConn {
                 held: Some(held),
                 conns: self.conns.clone(),
-            }),
+            })),
             _ => None,
         }
     }
@@ -681,7 +733,7 @@ impl DerefMut for TenantTx {
 
 /// See [`Tenancy::close_unused_territory_connections`].
 async fn close_unused(pools: &std::sync::Mutex<HashMap<String, TerritoryPool>>) -> usize {
-    let unused: Vec<TerritoryConnections> = pools
+    let unused: Vec<KeptConnections> = pools
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .values()

@@ -180,7 +180,7 @@ pub async fn token(
         .map_err(|_| refused("code inconnu"))?;
     let body = redeem(
         &tenant,
-        platform.platform_pool(),
+        &platform.tenancy,
         &provider,
         code,
         &client,
@@ -202,7 +202,7 @@ pub async fn token(
 #[allow(clippy::too_many_arguments)]
 async fn redeem(
     tenant: &foundation::tenancy::Territory,
-    platform_pool: &sqlx::PgPool,
+    tenancy: &foundation::tenancy::Tenancy,
     provider: &Provider,
     code: &str,
     client: &clients::Client,
@@ -287,7 +287,7 @@ async fn redeem(
     // A withdrawn habilitation stops a flow in progress: the aidant must still be an aidant of
     // the structure when the code is redeemed.
     let habilitated = foundation::auth::assignments::holds_now(
-        platform_pool,
+        tenancy,
         aidant,
         policies::Role::Aidant,
         &structure.domain(),
@@ -489,7 +489,7 @@ pub async fn userinfo(
         .ok_or(OAuthError::InvalidToken)?;
     // Answered only while the aidant is still habilitated in the structure.
     let habilitated = foundation::auth::assignments::holds_now(
-        platform.platform_pool(),
+        &platform.tenancy,
         aidant,
         policies::Role::Aidant,
         &structure.domain(),
