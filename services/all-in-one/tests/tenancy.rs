@@ -642,8 +642,7 @@ async fn a_released_connection_serves_again_at_once_and_a_dropped_transaction_fr
 /// identity provider's habilitation checks) is handed out again at once once given back,
 /// without sqlx's round trip, and those checks run on it.
 #[tokio::test]
-async fn the_platform_request_connection_serves_again_at_once_and_carries_the_habilitation_check()
-{
+async fn the_platform_request_connection_serves_again_at_once_and_carries_the_habilitation_check() {
     let db = TestDatabase::with_departements(&["75"]).await;
     let pool = PgPoolOptions::new()
         .max_connections(2)
