@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPoolOptions, PgTransactionManager};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTransactionManager};
 use sqlx::{PgConnection, PgPool, Postgres, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 
@@ -136,8 +136,8 @@ const KEPT_AT_MOST: Duration = Duration::from_secs(60);
 /// that was one round trip carrying no statement per connection used, 8 per identity-provider
 /// flow for the territories, 5 more for the platform's session and habilitation reads. Every
 /// use of the underlying sqlx pool goes through here: a waiter inside sqlx's pool would not be
-/// woken by a connection kept here. The check before handing a connection out is the pools' ([`request_pool_options`]): a
-/// round trip only after [`CHECK_IDLE_AFTER`] idle.
+/// woken by a connection kept here. The check before handing a connection out is the pools'
+/// ([`request_pool_options`]): a round trip only after [`CHECK_IDLE_AFTER`] idle.
 ///
 /// The number of connections in use is bounded here (`permits`, as many as sqlx's pool may
 /// open, waited for within its acquire timeout). A request keeps its connection here before it
@@ -168,12 +168,16 @@ struct Held {
 }
 
 impl KeptConnections {
-    fn new(pool: PgPool) -> Self {
-        let max = pool.options().get_max_connections() as usize;
+    /// A pool of at most `max` connections opened with `options` as they are needed.
+    fn lazy(max: u32, acquire_timeout: Duration, options: PgConnectOptions) -> Self {
         Self {
-            pool,
+            pool: request_pool_options()
+                .max_connections(max)
+                .min_connections(0)
+                .acquire_timeout(acquire_timeout)
+                .connect_lazy_with(options),
             kept: Arc::default(),
-            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            permits: Arc::new(tokio::sync::Semaphore::new(max as usize)),
         }
     }
 
@@ -283,12 +287,10 @@ impl Tenancy {
     /// Loads the state of every département schema. `pool` is the platform's (or the
     /// administrator's); territories are reached with `login`.
     pub async fn load(pool: PgPool, login: TenantLogin) -> Result<Self, sqlx::Error> {
-        let requests = KeptConnections::new(
-            request_pool_options()
-                .max_connections(login.max_connections())
-                .min_connections(0)
-                .acquire_timeout(pool.options().get_acquire_timeout())
-                .connect_lazy_with((*pool.connect_options()).clone()),
+        let requests = KeptConnections::lazy(
+            login.max_connections(),
+            pool.options().get_acquire_timeout(),
+            (*pool.connect_options()).clone(),
         );
         let tenancy = Self {
             outbox_wake: crate::outbox::OutboxWake::new(requests.clone()),
@@ -435,12 +437,11 @@ impl Tenancy {
                 "search_path",
                 format!("{},pg_temp", departement.schema_name()),
             )]);
-        let pool = request_pool_options()
-            .max_connections(self.login.max_connections())
-            .min_connections(0)
-            .acquire_timeout(self.pool.options().get_acquire_timeout())
-            .connect_lazy_with(options);
-        let conns = KeptConnections::new(pool);
+        let conns = KeptConnections::lazy(
+            self.login.max_connections(),
+            self.pool.options().get_acquire_timeout(),
+            options,
+        );
         pools.insert(
             role.to_owned(),
             TerritoryPool {
