@@ -36,9 +36,9 @@ const WORKERS: usize = 16;
 const RUN: Duration = Duration::from_secs(10);
 
 /// pgbench with the flow's two write transactions (the grant as the choice writes it; the
-/// redemption's update with its journal entry, one statement, and its outbox message; the
-/// consumer's wake-up, sent after the commit and coalesced, is left out), same tables, same
-/// concurrency;
+/// redemption's read, then its claim of the code with its journal entry and its outbox
+/// message, one statement that is its own transaction; the consumer's wake-up, sent after the
+/// commit and coalesced, is left out), same tables, same concurrency;
 /// `grant_durable`: the grant's commit waits for the disk too (the former design).
 fn pgbench_bound(
     url: &str,
@@ -58,44 +58,44 @@ INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, s
   FROM dep_33.authorisations a WHERE a.structure_id = '{structure}' AND a.usager_id = '{usager}' AND a.category = 'logement' AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now() ORDER BY a.expires_at DESC LIMIT 1
   RETURNING id::text AS gid, encode(code_hash, 'hex') AS ch \\gset
 {grant_commit}COMMIT;
-BEGIN;
-SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = decode(:ch, 'hex') FOR UPDATE OF g;
-WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', '{structure}' WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) VALUES (now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}');
-COMMIT;
+SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = decode(:ch, 'hex');
+WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', '{structure}' FROM used WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) SELECT now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}' FROM used;
 "
     );
-    pgbench(url, &script)
+    pgbench(url, &script, &[])
 }
 
 /// The database's part of `PAIR_CODES` token + userinfo pairs, written beforehand as
 /// `issue_codes` writes them, their code hashes `sha256('pgb' || n)`.
-const PAIR_CODES: i64 = 40_000;
+const PAIR_CODES: i64 = 64_000;
 
 /// pgbench with what one token + userinfo pair asks of the database, statement for statement
-/// as the platform sends them (the redemption's transaction with its locked read, habilitation,
-/// update with its journal entry, one statement, and outbox message; then userinfo's read and
-/// habilitation), same tables, same concurrency, on codes drawn at random among `PAIR_CODES`
-/// (a code drawn twice is updated again: the same work). Names are qualified instead of the
-/// territory's search path set with the opening, and the outbox consumer's wake-up, sent after
-/// the commit and coalesced with the other commits' (both left out: the bound is a little
-/// high, never low). What PostgreSQL alone can do with the whole machine: the pairs' rate cannot exceed it.
+/// as the platform sends them (the redemption's read, habilitation, then its claim of the code
+/// with its journal entry and outbox message, one statement that is its own transaction; then
+/// userinfo's read and habilitation), same tables, same concurrency, each client redeeming
+/// codes of its own among `PAIR_CODES` in turn (`PAIR_CODES / WORKERS` each; past them, a
+/// client's claims would find codes already redeemed and write nothing). Names are qualified
+/// instead of the territory's search path, and the outbox consumer's wake-up, sent after the
+/// commit and coalesced with the other commits', is left out: the bound is a little high,
+/// never low. What PostgreSQL alone can do with the whole machine: the pairs' rate cannot
+/// exceed it.
 fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
     let habilitated = "SELECT EXISTS (SELECT 1 FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id WHERE a.professional_id = :aid::uuid AND a.role = 'aidant' AND a.domain = 'structure:' || :sid::text AND p.active);";
+    let each = PAIR_CODES / WORKERS as i64;
     let script = format!(
-        "\\set n random(1, {PAIR_CODES})
-BEGIN;
-SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) FOR UPDATE OF g \\gset
+        "\\set i :i + 1
+\\set n :client_id * {each} + :i
+SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) \\gset
 {habilitated}
-WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) VALUES (now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}');
-COMMIT;
+WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid FROM used WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) SELECT now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}' FROM used;
 SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
 {habilitated}
 "
     );
-    pgbench(url, &script)
+    pgbench(url, &script, &["-D", "i=0"])
 }
 
-fn pgbench(url: &str, script: &str) -> anyhow::Result<f64> {
+fn pgbench(url: &str, script: &str, extra: &[&str]) -> anyhow::Result<f64> {
     let path = std::env::temp_dir().join(format!("idp-bound-{}.sql", Uuid::new_v4().simple()));
     std::fs::write(&path, script)?;
     let out = std::process::Command::new("pgbench")
@@ -109,8 +109,9 @@ fn pgbench(url: &str, script: &str) -> anyhow::Result<f64> {
             "2",
             "-T",
             &RUN.as_secs().to_string(),
-            "-f",
         ])
+        .args(extra)
+        .arg("-f")
         .arg(&path)
         .arg(url)
         .output()?;

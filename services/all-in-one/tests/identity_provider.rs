@@ -1424,6 +1424,76 @@ async fn a_token_request_retried_with_its_idempotency_key_gets_the_first_answer(
     );
 }
 
+/// Issue 20 §6: the same code redeemed by several requests at once. Whatever makes the code's
+/// use single (a lock held over the redemption, or the redemption's own update claiming the
+/// code), one request at most gets tokens, and they die with the replays; with the same
+/// idempotency key, every request gets that one answer and the use is journaled once.
+#[tokio::test]
+async fn one_code_redeemed_by_concurrent_requests_gives_one_answer_at_most() {
+    const AT_ONCE: usize = 8;
+    let app = spawn_app(&["33"]).await;
+    let fx = fixture(&app, &angela("fc-sub-en-meme-temps"), &["logement"]).await;
+    let secret = secret_client(&app, "fc-en-meme-temps").await;
+    let url = authorize_url(&app, "fc-en-meme-temps", CALLBACK, "");
+    let uses_before = journal_uses(&app).await;
+    for round in 0..4 {
+        let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+        let answers = futures::future::join_all(
+            (0..AT_ONCE).map(|_| redeem(&app, "fc-en-meme-temps", &secret, &code, None)),
+        )
+        .await;
+        let granted: Vec<&Value> = answers
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| body)
+            .collect();
+        assert_eq!(granted.len(), 1, "round {round}: {answers:?}");
+        for (status, body) in &answers {
+            if *status != 200 {
+                assert_eq!(
+                    (*status, body["error"].as_str()),
+                    (400, Some("invalid_grant")),
+                    "round {round}"
+                );
+            }
+        }
+        let access = granted[0]["access_token"].as_str().expect("jeton");
+        assert_eq!(
+            userinfo_status(&app, access).await,
+            401,
+            "round {round}: the replays revoke what the code gave"
+        );
+    }
+    assert_eq!(journal_uses(&app).await - uses_before, 4, "one use per code");
+
+    // With the same key at once: the first answer for everyone, one use, one receipt.
+    let key = "en-meme-temps-0123456789";
+    let code = code_in(&choose(&fx, &app, &url, fx.usager, "logement").await);
+    let receipts_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.outbox WHERE template = 'mandate_used'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("outbox");
+    let answers = futures::future::join_all(
+        (0..AT_ONCE)
+            .map(|_| redeem_keyed(&app, "fc-en-meme-temps", &secret, &code, None, Some(key))),
+    )
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body, &answers[0].1, "the same answer, the same tokens");
+    }
+    let access = answers[0].1["access_token"].as_str().expect("jeton");
+    assert_eq!(userinfo_status(&app, access).await, 200, "still valid");
+    assert_eq!(journal_uses(&app).await - uses_before, 5, "journaled once");
+    let receipts_after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dep_33.outbox WHERE template = 'mandate_used'")
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("outbox");
+    assert_eq!(receipts_after - receipts_before, 1, "receipted once");
+}
+
 #[tokio::test]
 async fn the_usager_list_is_the_structures_own_in_name_order_and_follows_a_new_name() {
     let app = spawn_app(&["33"]).await;

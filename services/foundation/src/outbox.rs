@@ -150,12 +150,18 @@ async fn insert_tenant(
 /// The insert of a territory's outbox row, its six values given as placeholders (`"$14"`…):
 /// id, channel, recipient, template, payload, structure. With a null channel it writes nothing,
 /// so that it can join another statement whose message is optional (`journal_with!`), its
-/// values bound by [`Staged::bind`].
+/// values bound by [`Staged::bind`]. With `from "claim";` first, it writes once per row of the
+/// statement's common table expression `claim` (none if the statement's own write did not
+/// happen: `journal_with_claim!`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! outbox_insert {
     ($id:literal, $channel:literal, $recipient:literal, $template:literal, $payload:literal,
      $structure:literal) => {
+        $crate::outbox_insert!(from ""; $id, $channel, $recipient, $template, $payload, $structure)
+    };
+    (from $from:tt; $id:literal, $channel:literal, $recipient:literal, $template:literal,
+     $payload:literal, $structure:literal) => {
         concat!(
             "INSERT INTO outbox (id, channel, recipient, template, payload, structure_id) SELECT ",
             $id,
@@ -169,10 +175,18 @@ macro_rules! outbox_insert {
             $payload,
             "::jsonb, ",
             $structure,
-            "::uuid WHERE ",
+            "::uuid ",
+            $crate::outbox_insert!(@from $from),
+            "WHERE ",
             $channel,
             "::text IS NOT NULL"
         )
+    };
+    (@from "") => {
+        ""
+    };
+    (@from $from:literal) => {
+        concat!("FROM ", $from, " ")
     };
 }
 
@@ -191,12 +205,12 @@ impl Staged {
     /// deliver at once (letters wait for their structure's batch). If the statement that
     /// writes it fails, the transaction cannot commit, so nobody is woken for nothing.
     pub fn new(
-        tx: &mut TenantTx,
+        tx: &mut impl crate::tenancy::TenantWrites,
         message: Option<&OutboxMessage>,
         structure: Option<crate::ids::StructureId>,
     ) -> Staged {
         if message.is_some_and(|m| m.channel != Channel::Letter) {
-            tx.wake_outbox_on_commit();
+            tx.wake_outbox_once_committed();
         }
         Staged {
             id: Uuid::now_v7(),

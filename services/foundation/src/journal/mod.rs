@@ -403,6 +403,25 @@ macro_rules! journal_with {
     };
 }
 
+/// [`journal_with!`] whose entry is written once per row of the caller's common table
+/// expression `$claim` (at most one): an act recorded only if its own write happened, in the
+/// same statement — the identity provider's redemption, journaled only if its update claimed
+/// the code.
+#[macro_export]
+macro_rules! journal_with_claim {
+    ($ctes:expr, $claim:literal, $select:expr) => {
+        concat!(
+            "WITH ",
+            $ctes,
+            ", entry AS (INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
+             SELECT $1, $2, $3, $4, $5, $6, $7 FROM ",
+            $claim,
+            " RETURNING id) ",
+            $select
+        )
+    };
+}
+
 /// The query of [`RowsQuery`] for [`append_with`].
 pub type RowsQuery<'q, R> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, R, sqlx::postgres::PgArguments>;
@@ -439,7 +458,7 @@ pub async fn append(tx: &mut TenantTx, entry: NewEntry) -> Result<i64, sqlx::Err
 /// instead of several: a mandate's creation with its authorisations, the identity provider's
 /// redemption with its receipt.
 pub async fn append_with<'q, R>(
-    tx: &mut TenantTx,
+    tx: &mut impl crate::tenancy::TenantWrites,
     entry: NewEntry,
     sql: &'static str,
     bind: impl FnOnce(RowsQuery<'q, R>) -> RowsQuery<'q, R>,

@@ -592,6 +592,84 @@ impl Territory {
             conns: self.conns.clone(),
         }))
     }
+
+    /// A connection, as [`Territory::autocommit`], for one statement that writes and is its own
+    /// transaction: no `BEGIN` or `COMMIT` exchange, a commit as durable as any other. For a
+    /// write whose every part fits in one statement and that needs no earlier read's snapshot
+    /// (the identity provider's redemption: the claim of its code, its journal entry and its
+    /// receipt). The journal and the outbox write through it as through a transaction
+    /// ([`TenantWrites`]); [`TenantStatement::done`], once the statement has succeeded, wakes
+    /// the outbox consumer if the statement wrote a message for it.
+    pub async fn single_statement(&self) -> Result<TenantStatement, sqlx::Error> {
+        Ok(TenantStatement {
+            conn: self.autocommit().await?,
+            departement: self.departement,
+            outbox_wake: Arc::clone(&self.outbox_wake),
+            wake_when_done: false,
+        })
+    }
+}
+
+/// Where a territory's writes run: a transaction ([`TenantTx`]) or one statement that is its
+/// own transaction ([`TenantStatement`]). The journal's and the outbox's writers take either.
+pub trait TenantWrites: DerefMut<Target = PgConnection> + Send {
+    fn departement(&self) -> DepartementCode;
+    /// Asks for the territory's outbox consumer to be woken once these writes are committed
+    /// (nothing if they are not).
+    fn wake_outbox_once_committed(&mut self);
+}
+
+impl TenantWrites for TenantTx {
+    fn departement(&self) -> DepartementCode {
+        self.departement
+    }
+    fn wake_outbox_once_committed(&mut self) {
+        self.wake_on_commit = true;
+    }
+}
+
+/// A territory's connection for one writing statement, its own transaction
+/// (`Territory::single_statement`). Use it as an executor with `&mut *statement`.
+pub struct TenantStatement {
+    conn: TenantConn,
+    departement: DepartementCode,
+    outbox_wake: Arc<crate::outbox::OutboxWake>,
+    /// The statement wrote a message for the consumer: wake it once done.
+    wake_when_done: bool,
+}
+
+impl TenantStatement {
+    /// The statement succeeded (it committed as it ended): the connection is kept for the next
+    /// use and, if the statement wrote a message for the outbox consumer, the consumer is woken.
+    /// Dropped without it (the statement failed or wrote nothing that counts), nobody is woken.
+    pub fn done(self) {
+        drop(self.conn);
+        if self.wake_when_done {
+            self.outbox_wake.wake(self.departement.as_str());
+        }
+    }
+}
+
+impl TenantWrites for TenantStatement {
+    fn departement(&self) -> DepartementCode {
+        self.departement
+    }
+    fn wake_outbox_once_committed(&mut self) {
+        self.wake_when_done = true;
+    }
+}
+
+impl Deref for TenantStatement {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for TenantStatement {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 /// A territory's connection outside a transaction (`Territory::autocommit`). Use it as an
@@ -691,12 +769,6 @@ impl TenantTx {
             self.outbox_wake.wake(self.departement.as_str());
         }
         Ok(())
-    }
-
-    /// Asks for the outbox consumer to be woken for this territory once this transaction has
-    /// committed (nothing if it rolls back).
-    pub(crate) fn wake_outbox_on_commit(&mut self) {
-        self.wake_on_commit = true;
     }
 
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {

@@ -198,7 +198,23 @@ pub async fn token(
         .body(body.to_string()))
 }
 
-/// Redeems a code in one territory transaction. `Ok(Err(reason))` is an `invalid_grant`.
+/// What one reading of the grant came to: an answer, or the claim lost to another request.
+enum Attempt {
+    Answered(Result<Value, &'static str>),
+    /// Another request redeemed or revoked the code after this one read it.
+    Lost,
+}
+
+/// Redeems a code. `Ok(Err(reason))` is an `invalid_grant`.
+///
+/// No transaction is held over the redemption: the grant is read, the checks made and the
+/// tokens signed; then one statement, its own transaction, claims the code — its update applies
+/// only while the code is neither redeemed nor revoked, which is what makes the code's use
+/// single — and, only if it did, journals the use and writes the receipt. That statement is the
+/// flow's one durable commit and one exchange with the database. A request that loses the claim
+/// (the same code redeemed at once by another) reads the grant again and is answered as the
+/// later of the two: the first answer for a retry with its key, else a replay, refused and
+/// revoking what the code gave.
 #[allow(clippy::too_many_arguments)]
 async fn redeem(
     tenant: &foundation::tenancy::Territory,
@@ -210,7 +226,52 @@ async fn redeem(
     verifier: Option<&str>,
     retry_key: Option<&str>,
 ) -> Result<Result<Value, &'static str>, anyhow::Error> {
-    let mut tx = tenant.begin().await?;
+    let once = || {
+        attempt(
+            tenant,
+            tenancy,
+            provider,
+            code,
+            client,
+            redirect_uri,
+            verifier,
+            retry_key,
+        )
+    };
+    if let Attempt::Answered(answer) = once().await? {
+        return Ok(answer);
+    }
+    match once().await? {
+        Attempt::Answered(answer) => Ok(answer),
+        // Once its claim is lost, the grant reads redeemed or revoked and nothing claims it
+        // again: not reached. Should it be, the code is refused and dies.
+        Attempt::Lost => {
+            let mut conn = tenant.autocommit().await?;
+            sqlx::query(
+                "UPDATE oidc_grants SET revoked_at = now()
+                 WHERE code_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(token_hash(code))
+            .execute(&mut *conn)
+            .await?;
+            Ok(Err("code déjà utilisé"))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    tenant: &foundation::tenancy::Territory,
+    tenancy: &foundation::tenancy::Tenancy,
+    provider: &Provider,
+    code: &str,
+    client: &clients::Client,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+    retry_key: Option<&str>,
+) -> Result<Attempt, anyhow::Error> {
+    // One statement, its own transaction.
+    let mut conn = tenant.autocommit().await?;
     let row: Option<GrantRow> = sqlx::query_as(
         "SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge,
                 g.structure_id, g.aidant_id, g.auth_time, g.usager_id, g.mandate_id, g.category,
@@ -228,13 +289,13 @@ async fn redeem(
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
          LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id
-         WHERE g.code_hash = $1
-         FOR UPDATE OF g",
+         WHERE g.code_hash = $1",
     )
     .bind(token_hash(code))
     .bind(super::retry::RETRY_SECONDS as f64)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
+    drop(conn);
     let Some(GrantRow {
         id: grant,
         client_id,
@@ -263,7 +324,7 @@ async fn redeem(
         within_retry,
     }) = row
     else {
-        return Ok(Err("code inconnu"));
+        return Ok(Attempt::Answered(Err("code inconnu")));
     };
     // The same request again, with its idempotency key, within the minute: the first answer,
     // nothing done twice.
@@ -281,8 +342,7 @@ async fn redeem(
         && hash == super::retry::key_hash(key).as_slice()
         && let Some(answer) = super::retry::open(key, code, sealed)
     {
-        tx.commit().await?;
-        return Ok(Ok(answer));
+        return Ok(Attempt::Answered(Ok(answer)));
     }
     // A withdrawn habilitation stops a flow in progress: the aidant must still be an aidant of
     // the structure when the code is redeemed.
@@ -314,16 +374,16 @@ async fn redeem(
     };
     if let Some(why) = refusal {
         // Whatever the reason, the code is dead, and so is anything it gave.
+        let mut conn = tenant.autocommit().await?;
         sqlx::query(
             "UPDATE oidc_grants SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(grant)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        tx.commit().await?;
-        return Ok(Err(why));
+        return Ok(Attempt::Answered(Err(why)));
     }
-    let access_token = territory_token(tx.departement());
+    let access_token = territory_token(tenant.departement());
     let now = OffsetDateTime::now_utc();
     let cat = categories::by_code(&category);
     let iat = now.unix_timestamp();
@@ -371,25 +431,30 @@ async fn redeem(
             "date": crate::web::date_time(now),
         }),
     );
-    let receipt = outbox::Staged::new(&mut tx, receipt.as_ref(), Some(structure));
-    // The redemption, its receipt and its journal entry in one statement (one exchange).
-    let _: Vec<(i64,)> = journal::append_with(
-        &mut tx,
+    let mut statement = tenant.single_statement().await?;
+    let receipt = outbox::Staged::new(&mut statement, receipt.as_ref(), Some(structure));
+    // The claim of the code, its receipt and its journal entry in one statement (one exchange,
+    // the flow's one durable commit); the receipt and the entry are written only if the claim
+    // updated the grant.
+    let claimed: Vec<(i64,)> = journal::append_with(
+        &mut statement,
         NewEntry::new(Event::MandateUsed)
             .structure(structure)
             .professional(aidant)
             .usager(usager)
             .mandate(mandate)
             .details(json!({ "category": category, "client": client.client_id, "grant": grant })),
-        foundation::journal_with!(
+        foundation::journal_with_claim!(
             concat!(
                 "used AS (UPDATE oidc_grants SET redeemed_at = $9, access_token_hash = $10,
                  access_expires_at = $9 + make_interval(secs => $11),
                  retry_key_hash = $12, retry_response = $13
-                 WHERE id = $8), receipt AS (",
-                foundation::outbox_insert!("$14", "$15", "$16", "$17", "$18", "$19"),
+                 WHERE id = $8 AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id),
+                 receipt AS (",
+                foundation::outbox_insert!(from "used"; "$14", "$15", "$16", "$17", "$18", "$19"),
                 ")"
             ),
+            "used",
             "SELECT id FROM entry"
         ),
         |q| {
@@ -404,8 +469,11 @@ async fn redeem(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(Ok(answer))
+    if claimed.is_empty() {
+        return Ok(Attempt::Lost);
+    }
+    statement.done();
+    Ok(Attempt::Answered(Ok(answer)))
 }
 
 type UserinfoRow = (
