@@ -1464,7 +1464,11 @@ async fn one_code_redeemed_by_concurrent_requests_gives_one_answer_at_most() {
             "round {round}: the replays revoke what the code gave"
         );
     }
-    assert_eq!(journal_uses(&app).await - uses_before, 4, "one use per code");
+    assert_eq!(
+        journal_uses(&app).await - uses_before,
+        4,
+        "one use per code"
+    );
 
     // With the same key at once: the first answer for everyone, one use, one receipt.
     let key = "en-meme-temps-0123456789";
