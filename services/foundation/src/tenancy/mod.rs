@@ -14,6 +14,7 @@ pub mod migrate;
 mod rights;
 pub mod tenants;
 pub mod territories;
+mod writes;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -27,6 +28,7 @@ use sqlx_core::transaction::TransactionManager;
 
 pub use logins::TenantLogin;
 pub use territories::{CodeError, CommuneCode, DepartementCode};
+pub use writes::{TenantStatement, TenantWrites};
 
 /// Why a territory cannot be reached.
 #[derive(Debug, thiserror::Error)]
@@ -601,74 +603,11 @@ impl Territory {
     /// ([`TenantWrites`]); [`TenantStatement::done`], once the statement has succeeded, wakes
     /// the outbox consumer if the statement wrote a message for it.
     pub async fn single_statement(&self) -> Result<TenantStatement, sqlx::Error> {
-        Ok(TenantStatement {
-            conn: self.autocommit().await?,
-            departement: self.departement,
-            outbox_wake: Arc::clone(&self.outbox_wake),
-            wake_when_done: false,
-        })
-    }
-}
-
-/// Where a territory's writes run: a transaction ([`TenantTx`]) or one statement that is its
-/// own transaction ([`TenantStatement`]). The journal's and the outbox's writers take either.
-pub trait TenantWrites: DerefMut<Target = PgConnection> + Send {
-    fn departement(&self) -> DepartementCode;
-    /// Asks for the territory's outbox consumer to be woken once these writes are committed
-    /// (nothing if they are not).
-    fn wake_outbox_once_committed(&mut self);
-}
-
-impl TenantWrites for TenantTx {
-    fn departement(&self) -> DepartementCode {
-        self.departement
-    }
-    fn wake_outbox_once_committed(&mut self) {
-        self.wake_on_commit = true;
-    }
-}
-
-/// A territory's connection for one writing statement, its own transaction
-/// (`Territory::single_statement`). Use it as an executor with `&mut *statement`.
-pub struct TenantStatement {
-    conn: TenantConn,
-    departement: DepartementCode,
-    outbox_wake: Arc<crate::outbox::OutboxWake>,
-    /// The statement wrote a message for the consumer: wake it once done.
-    wake_when_done: bool,
-}
-
-impl TenantStatement {
-    /// The statement succeeded (it committed as it ended): the connection is kept for the next
-    /// use and, if the statement wrote a message for the outbox consumer, the consumer is woken.
-    /// Dropped without it (the statement failed or wrote nothing that counts), nobody is woken.
-    pub fn done(self) {
-        drop(self.conn);
-        if self.wake_when_done {
-            self.outbox_wake.wake(self.departement.as_str());
-        }
-    }
-}
-
-impl TenantWrites for TenantStatement {
-    fn departement(&self) -> DepartementCode {
-        self.departement
-    }
-    fn wake_outbox_once_committed(&mut self) {
-        self.wake_when_done = true;
-    }
-}
-
-impl Deref for TenantStatement {
-    type Target = PgConnection;
-    fn deref(&self) -> &PgConnection {
-        &self.conn
-    }
-}
-
-impl DerefMut for TenantStatement {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
+        Ok(TenantStatement::new(
+            self.autocommit().await?,
+            self.departement,
+            Arc::clone(&self.outbox_wake),
+        ))
     }
 }
 

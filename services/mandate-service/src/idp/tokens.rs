@@ -178,16 +178,16 @@ pub async fn token(
         .unguarded(departement)
         .await
         .map_err(|_| refused("code inconnu"))?;
-    let body = redeem(
-        &tenant,
-        &platform.tenancy,
-        &provider,
+    let body = redeem(&Redemption {
+        tenant: &tenant,
+        tenancy: &platform.tenancy,
+        provider: &provider,
         code,
-        &client,
+        client: &client,
         redirect_uri,
-        params.get("code_verifier"),
+        verifier: params.get("code_verifier"),
         retry_key,
-    )
+    })
     .await
     .map_err(OAuthError::unavailable)?
     .map_err(refused)?;
@@ -215,43 +215,21 @@ enum Attempt {
 /// (the same code redeemed at once by another) reads the grant again and is answered as the
 /// later of the two: the first answer for a retry with its key, else a replay, refused and
 /// revoking what the code gave.
-#[allow(clippy::too_many_arguments)]
-async fn redeem(
-    tenant: &foundation::tenancy::Territory,
-    tenancy: &foundation::tenancy::Tenancy,
-    provider: &Provider,
-    code: &str,
-    client: &clients::Client,
-    redirect_uri: &str,
-    verifier: Option<&str>,
-    retry_key: Option<&str>,
-) -> Result<Result<Value, &'static str>, anyhow::Error> {
-    let once = || {
-        attempt(
-            tenant,
-            tenancy,
-            provider,
-            code,
-            client,
-            redirect_uri,
-            verifier,
-            retry_key,
-        )
-    };
-    if let Attempt::Answered(answer) = once().await? {
+async fn redeem(r: &Redemption<'_>) -> Result<Result<Value, &'static str>, anyhow::Error> {
+    if let Attempt::Answered(answer) = attempt(r).await? {
         return Ok(answer);
     }
-    match once().await? {
+    match attempt(r).await? {
         Attempt::Answered(answer) => Ok(answer),
         // Once its claim is lost, the grant reads redeemed or revoked and nothing claims it
         // again: not reached. Should it be, the code is refused and dies.
         Attempt::Lost => {
-            let mut conn = tenant.autocommit().await?;
+            let mut conn = r.tenant.autocommit().await?;
             sqlx::query(
                 "UPDATE oidc_grants SET revoked_at = now()
                  WHERE code_hash = $1 AND revoked_at IS NULL",
             )
-            .bind(token_hash(code))
+            .bind(token_hash(r.code))
             .execute(&mut *conn)
             .await?;
             Ok(Err("code déjà utilisé"))
@@ -259,17 +237,29 @@ async fn redeem(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    tenant: &foundation::tenancy::Territory,
-    tenancy: &foundation::tenancy::Tenancy,
-    provider: &Provider,
-    code: &str,
-    client: &clients::Client,
-    redirect_uri: &str,
-    verifier: Option<&str>,
-    retry_key: Option<&str>,
-) -> Result<Attempt, anyhow::Error> {
+/// A token request's code, where it is redeemed, and what the request presented with it.
+struct Redemption<'a> {
+    tenant: &'a foundation::tenancy::Territory,
+    tenancy: &'a foundation::tenancy::Tenancy,
+    provider: &'a Provider,
+    code: &'a str,
+    client: &'a clients::Client,
+    redirect_uri: &'a str,
+    verifier: Option<&'a str>,
+    retry_key: Option<&'a str>,
+}
+
+async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
+    let Redemption {
+        tenant,
+        tenancy,
+        provider,
+        code,
+        client,
+        redirect_uri,
+        verifier,
+        retry_key,
+    } = *r;
     // One statement, its own transaction.
     let mut conn = tenant.autocommit().await?;
     let row: Option<GrantRow> = sqlx::query_as(
