@@ -380,8 +380,20 @@ pub(crate) fn stamp() -> OffsetDateTime {
 #[macro_export]
 macro_rules! journal_insert {
     () => {
-        "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+        concat!(
+            $crate::journal_columns!(),
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+        )
+    };
+}
+
+/// The insert of an entry's seven fields, up to its values (`journal_insert!`,
+/// `journal_with_claim!`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! journal_columns {
+    () => {
+        "INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)"
     };
 }
 
@@ -413,8 +425,9 @@ macro_rules! journal_with_claim {
         concat!(
             "WITH ",
             $ctes,
-            ", entry AS (INSERT INTO journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details)
-             SELECT $1, $2, $3, $4, $5, $6, $7 FROM ",
+            ", entry AS (",
+            $crate::journal_columns!(),
+            " SELECT $1, $2, $3, $4, $5, $6, $7 FROM ",
             $claim,
             " RETURNING id) ",
             $select
