@@ -97,6 +97,18 @@ fn report_latency(what: &str, times: &[Duration], target_ms: f64) {
 
 type Job = (String, Vec<u8>, Uuid);
 
+/// Creations run before the measured ones, at the same concurrency (see `main`).
+const WARM_UP: usize = 96;
+
+/// Server processes started since the cluster's statistics were reset (every database).
+async fn database_sessions(admin: &sqlx::PgPool) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT sum(sessions)::int8 FROM pg_stat_database")
+            .fetch_one(admin)
+            .await?,
+    )
+}
+
 /// `count` aidants, each with a session and a prepared draft (identity already captured).
 async fn prepare_creations(
     db: &TestDatabase,
@@ -395,8 +407,12 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let creators = 600;
-    // Accounts exist before the application starts, so its guard knows their roles.
-    let jobs = prepare_creations(&db, structure, &cipher, creators).await?;
+    // Accounts exist before the application starts, so its guard knows their roles. The first
+    // WARM_UP creations are not measured: they open the pools' connections (each new server
+    // process loads its catalogue caches and prepares its statements), as a running platform
+    // already has.
+    let mut jobs = prepare_creations(&db, structure, &cipher, creators + WARM_UP).await?;
+    let warm_up: Vec<Job> = jobs.drain(..WARM_UP).collect();
     let cookie = open_session(&db.admin, reader).await?;
 
     let platform_start = load_tests::database_clock(&db.admin).await?;
@@ -455,8 +471,11 @@ async fn main() -> anyhow::Result<()> {
         "\ntâches planifiées du démarrage terminées après {:.1} s",
         waited.as_secs_f64()
     );
+    creations(&base, warm_up, 16).await?;
+    let sessions_before = database_sessions(&db.admin).await?;
     let cpu_before = load_tests::cpu::Reading::now(None);
     let (elapsed, times) = creations(&base, jobs, 16).await?;
+    let opened = database_sessions(&db.admin).await? - sessions_before;
     let rate = creators as f64 / elapsed.as_secs_f64();
     let creation_cpu =
         load_tests::cpu::Reading::now(None).per_unit_since(&cpu_before, creators as u64);
@@ -471,6 +490,10 @@ async fn main() -> anyhow::Result<()> {
     );
     // The platform runs inside this process: its CPU is counted with the load generator's.
     creation_cpu.print("CPU par création (plateforme dans le générateur)", 300.0);
+    println!(
+        "  connexions ouvertes au serveur pendant la mesure : {} ({WARM_UP} créations d'échauffement avant)",
+        opened
+    );
 
     if only_creation {
         return Ok(());

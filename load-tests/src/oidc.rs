@@ -238,6 +238,7 @@ pub async fn desks(
                 renewal_of: None,
                 idempotency_key: None,
                 language: None,
+                attestation: None,
             },
             OffsetDateTime::now_utc(),
         )

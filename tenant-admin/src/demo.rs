@@ -591,7 +591,17 @@ async fn demo_mandates(
             },
             email: None,
         };
+        let key = format!("demo:{i}");
         let mut tx = tenant.begin().await?;
+        // Run again on a database that has them, the demo leaves its people as they are.
+        let made: Option<MandateId> =
+            sqlx::query_scalar("SELECT id FROM mandates WHERE idempotency_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if made.is_some() {
+            continue;
+        }
         let usager = mandates::upsert_usager(&mut tx, &identity, structure, alice).await?;
         // Receipts of their mandates' uses: Josette by SMS (a number of the range ARCEP keeps
         // for fiction), Marc-Antoine by letter; the others have no contact.
@@ -628,8 +638,9 @@ async fn demo_mandates(
                 categories: cats.iter().filter_map(|c| by_code(c)).collect(),
                 duration_days: days,
                 renewal_of: None,
-                idempotency_key: Some(format!("demo:{i}")),
+                idempotency_key: Some(key),
                 language: None,
+                attestation: None,
             },
             now - Duration::days(age),
         )

@@ -148,6 +148,59 @@ async fn errors_do_not_reveal_whether_an_account_exists() {
     assert!(alert(&unknown).is_some_and(|a| a.contains("incorrect")));
 }
 
+/// `factors::use_step` is the whole guard of a right code checked without a lock (the
+/// recap's): it takes a step once, never an earlier one, and never on a factor locked, delayed
+/// or revoked — the case of two requests that read the factor before either wrote it.
+#[tokio::test]
+async fn a_step_is_used_once_and_only_on_a_factor_in_use() {
+    use foundation::auth::factors::use_step;
+    let app = spawn_app(&[]).await;
+    let eve = professional(&app.db.admin, "Eve Étape", &[]).await;
+    let factor: Uuid = sqlx::query_scalar(
+        "SELECT id FROM platform.second_factors WHERE professional_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(eve.id)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("facteur");
+    let now = time::OffsetDateTime::now_utc();
+    let step = eve.base_step + 1;
+    let used = |step: i64, now: time::OffsetDateTime| {
+        let admin = app.db.admin.clone();
+        async move {
+            let mut conn = admin.acquire().await.expect("connexion");
+            use_step(&mut conn, factor, step, now)
+                .await
+                .expect("use_step")
+        }
+    };
+    assert!(used(step, now).await, "première fois");
+    assert!(!used(step, now).await, "même pas, lu avant qu'il serve");
+    assert!(!used(step - 1, now).await, "pas plus ancien");
+    assert!(used(step + 1, now).await, "pas suivant");
+    let set = |sql: &'static str| {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(factor)
+                .execute(&admin)
+                .await
+                .expect("facteur");
+        }
+    };
+    set("UPDATE platform.second_factors SET blocked_until = now() + interval '1 minute' WHERE id = $1").await;
+    assert!(!used(step + 2, now).await, "délai en cours");
+    assert!(
+        used(step + 2, now + time::Duration::minutes(2)).await,
+        "délai passé"
+    );
+    set("UPDATE platform.second_factors SET locked = true WHERE id = $1").await;
+    assert!(!used(step + 3, now).await, "verrouillé");
+    set("UPDATE platform.second_factors SET locked = false, revoked_at = now() WHERE id = $1")
+        .await;
+    assert!(!used(step + 3, now).await, "révoqué");
+}
+
 #[tokio::test]
 async fn a_totp_code_is_never_accepted_twice() {
     let app = spawn_app(&[]).await;

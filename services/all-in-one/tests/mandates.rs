@@ -1024,6 +1024,38 @@ async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_an
     assert_eq!(count, 1);
 }
 
+/// The recap's code is checked without holding the factor locked (`factors::check_code_alone`):
+/// one code typed on four recaps sent at once creates one mandate, the others being told the
+/// code has served. (Requests rarely overlap between the factor's read and its use here; the
+/// case where they do is `identity::a_step_is_used_once_and_only_on_a_factor_in_use`.)
+#[tokio::test]
+async fn one_code_sent_on_several_recaps_at_once_creates_one_mandate() {
+    let app = spawn_app(&["33"]).await;
+    let (who, _, client) = logged_in_aidant(&app).await;
+    let mut recaps = Vec::new();
+    for person in ["test", "avec_nom_dusage", "sans_courriel", "born_abroad"] {
+        let resp = terms(&client, &app, &[("categories", "logement"), ("duree", "1")]).await;
+        recaps.push(identify(&client, &app, &location(&resp), person).await);
+    }
+    let code = who.code(0);
+    let answers = futures::future::join_all(recaps.iter().map(|recap| async {
+        let resp = confirm(&client, &app, recap, &code, true).await;
+        let created = resp.status() == 303 && location(&resp).ends_with("?message=cree");
+        (created, resp.text().await.unwrap_or_default())
+    }))
+    .await;
+    let created = answers.iter().filter(|(created, _)| *created).count();
+    assert_eq!(created, 1, "une seule création");
+    for (_, html) in answers.iter().filter(|(created, _)| !created) {
+        assert!(html.contains("Ce code a déjà servi"), "{html}");
+    }
+    let mandates: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.mandates")
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("mandats");
+    assert_eq!(mandates, 1);
+}
+
 #[tokio::test]
 async fn a_usager_without_email_gets_receipts_by_sms_at_the_number_typed_on_the_recap() {
     let app = spawn_app(&["33"]).await;

@@ -39,6 +39,7 @@ async fn mandate(
             renewal_of: None,
             idempotency_key: None,
             language: None,
+            attestation: None,
         },
         OffsetDateTime::now_utc(),
     )
@@ -435,6 +436,7 @@ async fn a_structure_forgets_a_persons_name_with_their_last_mandate_there() {
             renewal_of: None,
             idempotency_key: None,
             language: None,
+            attestation: None,
         },
         OffsetDateTime::now_utc(),
     )

@@ -606,6 +606,7 @@ async fn foreign_rows(app: &TestApp, departement: &str, structure: StructureId) 
             renewal_of: None,
             idempotency_key: Some(format!("draft:{draft}")),
             language: None,
+            attestation: None,
         },
         time::OffsetDateTime::now_utc(),
     )

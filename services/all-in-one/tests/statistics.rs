@@ -53,6 +53,7 @@ async fn people(
                 renewal_of: None,
                 idempotency_key: None,
                 language: None,
+                attestation: None,
             },
             time::OffsetDateTime::now_utc(),
         )

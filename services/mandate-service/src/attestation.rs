@@ -180,6 +180,21 @@ pub async fn attach_attestation(
     if updated == 0 {
         return Ok(false);
     }
+    record_attestation(tx, documents, scope, mandate, usager, upload).await?;
+    Ok(true)
+}
+
+/// Records an uploaded attestation (its document, its journal entry with its hash) for a
+/// mandate whose row already names it: one created with it ([`crate::mandates::NewMandate`]'s
+/// `attestation`), or [`attach_attestation`]'s.
+pub async fn record_attestation(
+    tx: &mut TenantTx,
+    documents: &Documents,
+    scope: &Scope,
+    mandate: MandateId,
+    usager: UsagerId,
+    upload: &Stored,
+) -> Result<(), sqlx::Error> {
     documents.record(tx, upload, "mandate_attestation").await?;
     journal::append(
         tx,
@@ -191,7 +206,7 @@ pub async fn attach_attestation(
             .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) })),
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// A mandate as its attestation states it, and the attestation it already has.

@@ -316,10 +316,15 @@ pub struct NewMandate {
     pub categories: Vec<Category>,
     pub duration_days: i32,
     pub renewal_of: Option<MandateId>,
+    /// Unique among the territory's mandates: the caller makes sure no mandate has it yet (a
+    /// draft is confirmed once, under its lock, in the transaction that creates its mandate).
     pub idempotency_key: Option<String>,
     /// The language the explanation was given in (`explanation::LANGUAGES`), recorded with the
     /// mandate; `None`: the table's default (French).
     pub language: Option<String>,
+    /// The attestation already stored for it (its document id and SHA-256), recorded in the
+    /// mandate's row as it is inserted; the caller records the document itself.
+    pub attestation: Option<(Uuid, Vec<u8>)>,
 }
 
 /// A creation in one statement with its journal entry (`journal_with!`): the mandate's insert
@@ -334,9 +339,9 @@ macro_rules! create_statement {
             concat!(
                 "created AS (INSERT INTO mandates (id, structure_id, usager_id, created_by,
                      created_at, duration_days, expires_at, legal_text_version, renewal_of,
-                     idempotency_key",
+                     idempotency_key, attestation_id, attestation_sha256",
                 $column,
-                ") VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17",
+                ") VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $20, $21",
                 $value,
                 ")), superseded AS (UPDATE authorisations SET superseded_at = $12, superseded_by = $8
                      WHERE structure_id = $9 AND usager_id = $10 AND category = ANY($18)
@@ -360,16 +365,6 @@ pub async fn create(
     new: &NewMandate,
     now: OffsetDateTime,
 ) -> Result<MandateId, MandateError> {
-    if let Some(key) = &new.idempotency_key {
-        let existing: Option<MandateId> =
-            sqlx::query_scalar("SELECT id FROM mandates WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(id) = existing {
-            return Ok(id);
-        }
-    }
     if let Some(previous) = new.renewal_of {
         let usager: Option<UsagerId> = sqlx::query_scalar(
             "SELECT usager_id FROM mandates WHERE id = $1 AND structure_id = $2",
@@ -405,7 +400,7 @@ pub async fn create(
             "renewal_of": new.renewal_of,
         }));
     let sql = match &new.language {
-        Some(_) => create_statement!(", language", ", $20"),
+        Some(_) => create_statement!(", language", ", $22"),
         None => create_statement!("", ""),
     };
     let superseded: Vec<(MandateId, String)> = journal::append_with(tx, entry, sql, |q| {
@@ -421,7 +416,9 @@ pub async fn create(
             .bind(new.renewal_of)
             .bind(new.idempotency_key.clone())
             .bind(codes.clone())
-            .bind(ids);
+            .bind(ids)
+            .bind(new.attestation.as_ref().map(|(document, _)| *document))
+            .bind(new.attestation.as_ref().map(|(_, sha256)| sha256.clone()));
         match &new.language {
             Some(language) => q.bind(language.clone()),
             None => q,

@@ -86,6 +86,7 @@ pub async fn mandate_for(
             renewal_of: None,
             idempotency_key: None,
             language: None,
+            attestation: None,
         },
         time::OffsetDateTime::now_utc(),
     )

@@ -86,31 +86,43 @@ struct FactorRow {
     aad_bound: bool,
 }
 
-/// Checks a code against the professional's factor in use, recording the outcome (and
-/// journaling failures, blocks and locks) in the caller's transaction.
-pub async fn check_code(
+/// The professional's factor in use, read as it is, or locked until the caller's transaction
+/// ends (`FACTOR_LOCKED`).
+async fn factor_in_use(
     conn: &mut PgConnection,
-    cipher: &SeedCipher,
     professional: ProfessionalId,
+    sql: &'static str,
+) -> Result<FactorRow, FactorError> {
+    sqlx::query_as(sql)
+        .bind(professional)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|_| FactorError::NoFactor)?
+        .ok_or(FactorError::NoFactor)
+}
 
+macro_rules! factor_in_use {
+    ($lock:literal) => {
+        concat!(
+            "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step,
+                    failures, blocked_until, locked, drift_steps, aad_bound
+             FROM platform.second_factors
+             WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL",
+            $lock
+        )
+    };
+}
+const FACTOR_LOCKED: &str = factor_in_use!(" FOR UPDATE");
+const FACTOR_AS_IS: &str = factor_in_use!("");
+
+/// The factor's state refuses any code (locked, or delayed until later than `now`), else the
+/// code checked against its seed: the step it matches, or why it matches none.
+fn verify(
+    cipher: &SeedCipher,
+    f: &FactorRow,
     code: &str,
     now: OffsetDateTime,
-    trust: Trust,
-) -> Result<Uuid, FactorError> {
-    let row: Option<FactorRow> = sqlx::query_as(
-        "SELECT id, seed_ciphertext, seed_nonce, key_version, step_seconds, last_used_step, failures,
-                blocked_until, locked, drift_steps, aad_bound
-         FROM platform.second_factors
-         WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL
-         FOR UPDATE",
-    )
-    .bind(professional)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|_| FactorError::NoFactor)?;
-    let Some(f) = row else {
-        return Err(FactorError::NoFactor);
-    };
+) -> Result<Result<i64, TotpError>, FactorError> {
     if f.locked {
         return Err(FactorError::Locked);
     }
@@ -127,13 +139,97 @@ pub async fn check_code(
         f.aad_bound,
     )
     .map_err(|_| FactorError::Cipher)?;
-    match totp::verify(
+    Ok(totp::verify(
         &seed,
         f.step_seconds as u64,
         code,
         drifted(now, f.step_seconds, f.drift_steps),
         f.last_used_step,
-    ) {
+    ))
+}
+
+/// Uses `step` of the factor, in one statement: only while that factor is in use, neither
+/// locked nor delayed at `now`, and no code of that step or a later one was accepted. True if
+/// this call used it. Two requests that read the factor before either used the step cannot
+/// both pass: the second one's condition, evaluated again on the row the first one wrote,
+/// fails.
+pub async fn use_step(
+    conn: &mut PgConnection,
+    factor: Uuid,
+    step: i64,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let used = sqlx::query(
+        "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL
+         WHERE id = $1 AND last_used_step < $2 AND NOT locked AND revoked_at IS NULL
+           AND confirmed_at IS NOT NULL AND (blocked_until IS NULL OR blocked_until <= $3)",
+    )
+    .bind(factor)
+    .bind(step)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(used == 1)
+}
+
+/// [`check_code`] where the check is a transaction of its own (the recap's and the other acts'
+/// code, typed in a session: `Trust::Known`). A right code costs two lone statements: the
+/// factor read without a lock, then [`use_step`]. Any other outcome (a wrong or replayed code,
+/// a locked or delayed factor, the step used meanwhile by another request) is decided and
+/// recorded again by [`check_code`] in a transaction, on the factor locked: what it answers and
+/// journals stays the one rule for failures.
+pub async fn check_code_alone(
+    platform: &crate::app::Platform,
+    professional: ProfessionalId,
+    code: &str,
+    now: OffsetDateTime,
+) -> Result<Uuid, CheckError> {
+    {
+        let mut conn = platform.tenancy.request_connection().await?;
+        if let Ok(f) = factor_in_use(&mut conn, professional, FACTOR_AS_IS).await
+            && let Ok(Ok(step)) = verify(&platform.cipher, &f, code, now)
+            && use_step(&mut conn, f.id, step, now).await?
+        {
+            return Ok(f.id);
+        }
+    }
+    let mut tx = platform.platform_pool().begin().await?;
+    let checked = check_code(
+        &mut tx,
+        &platform.cipher,
+        professional,
+        code,
+        now,
+        Trust::Known,
+    )
+    .await;
+    tx.commit().await?;
+    Ok(checked?)
+}
+
+/// Why [`check_code_alone`] did not accept a code: the code or the factor, or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Factor(#[from] FactorError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Checks a code against the professional's factor in use, recording the outcome (and
+/// journaling failures, blocks and locks) in the caller's transaction.
+pub async fn check_code(
+    conn: &mut PgConnection,
+    cipher: &SeedCipher,
+    professional: ProfessionalId,
+
+    code: &str,
+    now: OffsetDateTime,
+    trust: Trust,
+) -> Result<Uuid, FactorError> {
+    let f = factor_in_use(conn, professional, FACTOR_LOCKED).await?;
+    match verify(cipher, &f, code, now)? {
         Ok(step) => {
             sqlx::query(
                 "UPDATE platform.second_factors SET last_used_step = $2, failures = 0, blocked_until = NULL

@@ -345,6 +345,7 @@ async fn create(
             renewal_of: None,
             idempotency_key: None,
             language: None,
+            attestation: None,
         },
         now,
     )

@@ -155,12 +155,19 @@ async fn create(
 ) -> Result<(MandateId, bool), MandateError> {
     let draft = confirmation.draft;
     let mut tx = scope.tenant.begin().await?;
-    let completed: Option<Option<OffsetDateTime>> =
-        sqlx::query_scalar("SELECT completed_at FROM mandate_drafts WHERE id = $1 FOR UPDATE")
-            .bind(draft)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if completed.flatten().is_some() {
+    // The draft is completed first, its row locked until the end: a second confirmation waits,
+    // then finds it completed. The identity leaves it: it now lives in the usager's row only.
+    // (`usager_id`, which no reader used, is no longer written.)
+    let completed = sqlx::query(
+        "UPDATE mandate_drafts SET completed_at = now(), identity = NULL, language = $2
+         WHERE id = $1 AND completed_at IS NULL",
+    )
+    .bind(draft)
+    .bind(confirmation.language)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if completed == 0 {
         return Err(MandateError::DraftUnavailable);
     }
     let usager = super::upsert_usager(
@@ -192,11 +199,12 @@ async fn create(
             renewal_of: confirmation.terms.renewal_of,
             idempotency_key: Some(format!("draft:{draft}")),
             language: Some(confirmation.language.to_owned()),
+            attestation: upload.map(|u| (u.id, u.sha256.clone())),
         },
         confirmation.now,
     )
     .await?;
-    if let (true, Some(measure)) = (mandate == mandate_id, &confirmation.terms.judicial) {
+    if let Some(measure) = &confirmation.terms.judicial {
         crate::judicial::record(
             &mut tx,
             &crate::judicial::Recorded {
@@ -212,7 +220,7 @@ async fn create(
         )
         .await?;
     }
-    if mandate == mandate_id && !confirmation.transfers.is_empty() {
+    if !confirmation.transfers.is_empty() {
         crate::transfers::record(
             &mut tx,
             mandate,
@@ -222,22 +230,9 @@ async fn create(
         )
         .await?;
     }
-    let attached = match upload {
-        Some(upload) if mandate == mandate_id => {
-            attestation::attach_attestation(&mut tx, documents, scope, mandate, usager, upload)
-                .await?
-        }
-        _ => false,
-    };
-    // The identity leaves the draft: it now lives in the usager's row only.
-    sqlx::query(
-        "UPDATE mandate_drafts SET completed_at = now(), usager_id = $2, identity = NULL, language = $3 WHERE id = $1",
-    )
-    .bind(draft)
-    .bind(usager)
-    .bind(confirmation.language)
-    .execute(&mut *tx)
-    .await?;
+    if let Some(upload) = upload {
+        attestation::record_attestation(&mut tx, documents, scope, mandate, usager, upload).await?;
+    }
     tx.commit().await?;
-    Ok((mandate, attached))
+    Ok((mandate, upload.is_some()))
 }

@@ -297,7 +297,7 @@ fn declared_contact(form: &ConfirmForm) -> Result<(Option<String>, Option<String
     .map_err(|e| e.to_string())
 }
 
-/// Checks the aidant's TOTP code (spaces ignored) in its own platform transaction.
+/// Checks the aidant's TOTP code (spaces ignored) on its own (`factors::check_code_alone`).
 pub(crate) async fn check_code(
     platform: &Platform,
     scope: &Scope,
@@ -309,18 +309,11 @@ pub(crate) async fn check_code(
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let mut ptx = platform.platform_pool().begin().await?;
-    let checked = factors::check_code(
-        &mut ptx,
-        &platform.cipher,
-        scope.me.id,
-        &code,
-        now,
-        factors::Trust::Known,
-    )
-    .await;
-    ptx.commit().await?;
-    Ok(checked.map(|_| ()))
+    match factors::check_code_alone(platform, scope.me.id, &code, now).await {
+        Ok(_) => Ok(Ok(())),
+        Err(factors::CheckError::Factor(e)) => Ok(Err(e)),
+        Err(factors::CheckError::Database(e)) => Err(e.into()),
+    }
 }
 
 /// Confirms the recap: the aidant's TOTP code and the information declaration, then the
