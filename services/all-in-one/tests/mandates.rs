@@ -1024,6 +1024,53 @@ async fn the_whole_creation_and_revocation_work_in_chromium_with_the_keyboard_an
     assert_eq!(count, 1);
 }
 
+/// Two transactions identifying the same new person at once (two recaps, two aidants): the
+/// second one's insert waits for the first, then finds the person known — one row, one
+/// `usager_identified` entry, the same id for both.
+#[tokio::test]
+async fn a_person_identified_twice_at_once_is_created_once() {
+    let app = spawn_app(&["33"]).await;
+    let (who, structure, _) = logged_in_aidant(&app).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let tenant = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire");
+    let identity = common::idp::angela(&format!("deux-fois-{}", Uuid::new_v4().simple()));
+    let mut first = tenant.begin().await.expect("tx");
+    let id = mandate_service::mandates::upsert_usager(&mut first, &identity, structure, who.id)
+        .await
+        .expect("première");
+    let second = tokio::spawn({
+        let (tenant, identity, by) = (tenant.clone(), identity.clone(), who.id);
+        async move {
+            let mut tx = tenant.begin().await.expect("tx");
+            let id = mandate_service::mandates::upsert_usager(&mut tx, &identity, structure, by)
+                .await
+                .expect("seconde");
+            tx.commit().await.expect("commit");
+            id
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "la seconde attend la première");
+    first.commit().await.expect("commit");
+    assert_eq!(second.await.expect("tâche"), id);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM dep_33.usagers WHERE fc_sub = $1")
+        .bind(&identity.sub)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("usagers");
+    assert_eq!(rows, 1);
+    let entries: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM dep_33.journal WHERE usager_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&app.db.admin)
+            .await
+            .expect("journal");
+    assert_eq!(entries, ["usager_identified"]);
+}
+
 /// The recap's code is checked without holding the factor locked (`factors::check_code_alone`):
 /// one code typed on four recaps sent at once creates one mandate, the others being told the
 /// code has served. (Requests rarely overlap between the factor's read and its use here; the

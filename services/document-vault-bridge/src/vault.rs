@@ -423,6 +423,47 @@ impl Vault {
         Ok(())
     }
 
+    /// [`Vault::record`] with the act's journal entry, in one statement (one exchange with the
+    /// database instead of two): the attestation of a mandate being created.
+    pub async fn record_journaled(
+        &self,
+        tx: &mut impl foundation::tenancy::TenantWrites,
+        upload: &Upload,
+        kind: &str,
+        retention: Retention,
+        entry: foundation::journal::NewEntry,
+    ) -> Result<(), sqlx::Error> {
+        let now = OffsetDateTime::now_utc();
+        foundation::journal::append_with::<(i64,)>(
+            tx,
+            entry,
+            foundation::journal_with!(
+                "document AS (INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes,
+                     sha256, object_key, key_version, wrapped_dek, dek_nonce, content_nonce,
+                     retention_class, retain_until)
+                 VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20))",
+                "SELECT id FROM entry"
+            ),
+            |q| {
+                q.bind(upload.id)
+                    .bind(upload.tenant)
+                    .bind(kind.to_owned())
+                    .bind(upload.content_type)
+                    .bind(upload.size)
+                    .bind(upload.sha256.clone())
+                    .bind(upload.object_key.clone())
+                    .bind(upload.key_version)
+                    .bind(upload.wrapped_dek.clone())
+                    .bind(upload.dek_nonce.clone())
+                    .bind(upload.content_nonce.clone())
+                    .bind(retention.class())
+                    .bind(retention.until(now))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Removes an uploaded object whose metadata was never recorded (best effort: an object
     /// without metadata is unreachable either way).
     pub async fn discard(&self, upload: &Upload) {

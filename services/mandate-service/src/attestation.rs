@@ -195,18 +195,15 @@ pub async fn record_attestation(
     usager: UsagerId,
     upload: &Stored,
 ) -> Result<(), sqlx::Error> {
-    documents.record(tx, upload, "mandate_attestation").await?;
-    journal::append(
-        tx,
-        NewEntry::new(Event::AttestationProduced)
-            .structure(scope.structure.id)
-            .professional(scope.me.id)
-            .usager(usager)
-            .mandate(mandate)
-            .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) })),
-    )
-    .await?;
-    Ok(())
+    let entry = NewEntry::new(Event::AttestationProduced)
+        .structure(scope.structure.id)
+        .professional(scope.me.id)
+        .usager(usager)
+        .mandate(mandate)
+        .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) }));
+    documents
+        .record_journaled(tx, upload, "mandate_attestation", entry)
+        .await
 }
 
 /// A mandate as its attestation states it, and the attestation it already has.

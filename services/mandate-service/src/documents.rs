@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 use document_vault_bridge::vault::{Links, Retention, Upload, Vault, VaultError};
 use foundation::app::Platform;
 use foundation::ids::TenantId;
+use foundation::journal::{self, NewEntry};
 use foundation::tenancy::{TenantTx, Territory};
 use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
@@ -111,6 +112,25 @@ impl Documents {
                     .await
             }
             _ => Ok(()),
+        }
+    }
+
+    /// [`Documents::record`] with the act's journal entry: in one statement in process; over
+    /// HTTP (the bridge has recorded the document) the entry alone.
+    pub async fn record_journaled(
+        &self,
+        tx: &mut TenantTx,
+        stored: &Stored,
+        kind: &'static str,
+        entry: NewEntry,
+    ) -> Result<(), sqlx::Error> {
+        match (self, &stored.upload) {
+            (Self::InProcess(vault), Some(upload)) => {
+                vault
+                    .record_journaled(tx, upload, kind, Retention::MandateArchive, entry)
+                    .await
+            }
+            _ => journal::append(tx, entry).await.map(|_| ()),
         }
     }
 

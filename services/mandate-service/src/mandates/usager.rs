@@ -39,13 +39,14 @@ pub async fn upsert_usager(
     structure: StructureId,
     by: ProfessionalId,
 ) -> Result<UsagerId, MandateError> {
-    let existing: Option<StoredIdentity> = sqlx::query_as(
-        "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
-         FROM usagers WHERE fc_sub = $1 FOR UPDATE",
-    )
-    .bind(&identity.sub)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let mut existing = known(tx, &identity.sub).await?;
+    if existing.is_none() {
+        match insert_new(tx, identity, structure, by).await? {
+            Some(id) => return Ok(id),
+            // Inserted meanwhile by another transaction, now ended: known from here on.
+            None => existing = known(tx, &identity.sub).await?,
+        }
+    }
     if let Some((id, given, family, usage, birthdate, gender, place, country, email)) = &existing
         && *given == identity.given_name
         && *family == identity.family_name
@@ -110,6 +111,62 @@ pub async fn upsert_usager(
     )
     .await?;
     Ok(id)
+}
+
+/// The person FranceConnect's `sub` names, if known, their row locked until the transaction ends.
+async fn known(tx: &mut TenantTx, sub: &str) -> Result<Option<StoredIdentity>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, given_name, family_name, preferred_username, birthdate, gender, birthplace, birthcountry, email
+         FROM usagers WHERE fc_sub = $1 FOR UPDATE",
+    )
+    .bind(sub)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// A person FranceConnect names for the first time: their row and its journal entry, in one
+/// statement; the row is locked by its insert until the transaction ends. `None` when a
+/// concurrent transaction inserted the same `sub` first (its insert waited for that one's end):
+/// nothing was written, and the caller goes the way of a person already known.
+async fn insert_new(
+    tx: &mut TenantTx,
+    identity: &Identity,
+    structure: StructureId,
+    by: ProfessionalId,
+) -> Result<Option<UsagerId>, sqlx::Error> {
+    let id = UsagerId::new_v7();
+    let entry = NewEntry::new(Event::UsagerIdentified)
+        .structure(structure)
+        .professional(by)
+        .usager(id)
+        .details(json!({ "source": "franceconnect" }));
+    let inserted: Vec<(i64,)> = journal::append_with(
+        tx,
+        entry,
+        foundation::journal_with_claim!(
+            "person AS (INSERT INTO usagers (id, fc_sub, given_name, family_name,
+                 preferred_username, birthdate, gender, birthplace, birthcountry, email, search_name)
+             VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+             ON CONFLICT (fc_sub) DO NOTHING RETURNING id)",
+            "person",
+            "SELECT id FROM entry"
+        ),
+        |q| {
+            q.bind(id)
+                .bind(identity.sub.clone())
+                .bind(identity.given_name.clone())
+                .bind(identity.family_name.clone())
+                .bind(identity.preferred_username.clone())
+                .bind(identity.birthdate.clone())
+                .bind(identity.gender.clone())
+                .bind(identity.birthplace.clone())
+                .bind(identity.birthcountry.clone())
+                .bind(identity.email.clone())
+                .bind(usager_search_name(identity))
+        },
+    )
+    .await?;
+    Ok((!inserted.is_empty()).then_some(id))
 }
 
 /// Writes a person's new identity into each structure's list of its usagers
