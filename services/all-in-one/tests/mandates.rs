@@ -486,6 +486,24 @@ async fn a_new_mandate_supersedes_the_same_categories_and_renewal_needs_franceco
         1,
         "la même personne (même sub) n'est créée qu'une fois"
     );
+    // The structure's list of its usagers (written by the creation's statement): the second
+    // mandate's démarches join the first's, the later end is kept, the names are the person's.
+    let listed: (Vec<String>, bool, bool) = sqlx::query_as(
+        "SELECT l.categories, l.live_until = m.expires_at,
+                (l.family_name, l.given_name, l.preferred_username, l.birthdate)
+                    IS NOT DISTINCT FROM (u.family_name, u.given_name, u.preferred_username, u.birthdate)
+         FROM dep_33.structure_usagers l
+         JOIN dep_33.mandates m ON m.id = $1 AND m.usager_id = l.usager_id
+         JOIN dep_33.usagers u ON u.id = l.usager_id",
+    )
+    .bind(first)
+    .fetch_one(&app.db.admin)
+    .await
+    .expect("liste de la structure");
+    assert_eq!(
+        listed,
+        (vec!["famille".into(), "social".into()], true, true)
+    );
 
     // Renewal: the form is prefilled, and nothing is created before FranceConnect.
     let path = format!("/mandats/{first}");

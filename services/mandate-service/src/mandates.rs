@@ -329,10 +329,12 @@ pub struct NewMandate {
 
 /// A creation in one statement with its journal entry (`journal_with!`): the mandate's insert
 /// (with or without its language: `None` leaves the column's default), the supersession of the
-/// structure's live authorisations for the same usager and categories (returned), and the new
-/// authorisations, one per category. The statement's parts all see the database as it was
-/// before it, so the supersession never touches the authorisations it inserts; the foreign keys
-/// to the new mandate are checked at its end, once the mandate is written.
+/// structure's live authorisations for the same usager and categories (returned), the new
+/// authorisations, one per category, and the structure's row of the person widened with them
+/// (as [`usager::widen`] does from the authorisations written). The statement's parts all see
+/// the database as it was before it, so the supersession never touches the authorisations it
+/// inserts, and the row is widened from the statement's values; the foreign keys to the new
+/// mandate are checked at its end, once the mandate is written.
 macro_rules! create_statement {
     ($column:literal, $value:literal) => {
         foundation::journal_with!(
@@ -350,7 +352,14 @@ macro_rules! create_statement {
                  granted AS (INSERT INTO authorisations (id, mandate_id, structure_id, usager_id,
                      category, expires_at)
                      SELECT n.id, $8, $9, $10, n.category, $14
-                     FROM unnest($19::uuid[], $18::text[]) AS n (id, category))"
+                     FROM unnest($19::uuid[], $18::text[]) AS n (id, category)),
+                 listed AS (",
+                usager::widen_insert!(),
+                " SELECT $9, u.id, u.family_name, u.given_name, u.preferred_username, u.birthdate,
+                         ARRAY(SELECT DISTINCT c FROM unnest($18::text[]) c ORDER BY 1), $14
+                  FROM usagers u WHERE u.id = $10 ",
+                usager::widen_merge!(),
+                ")"
             ),
             "SELECT mandate_id, category FROM superseded"
         )
@@ -443,8 +452,6 @@ pub async fn create(
     for mandate in old {
         close_if_ended(tx, mandate, "superseded", now).await?;
     }
-    // The structure's usagers in name order, for the identity provider's list.
-    usager::widen(tx, id).await?;
     let labels: Vec<&str> = new.categories.iter().map(|c| c.label).collect();
     usager_receipt(
         tx,

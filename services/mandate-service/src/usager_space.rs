@@ -69,7 +69,8 @@ pub async fn index(
     )
     .bind(subject_hash(platform, sub))
     .bind(departement.as_str())
-    .execute(platform.platform_pool())
+    // A lone statement: a request's platform connection (no return check by sqlx's pool).
+    .execute(&mut *platform.tenancy.request_connection().await?)
     .await?;
     Ok(())
 }

@@ -197,28 +197,45 @@ pub async fn follow_identity(
     Ok(())
 }
 
+/// The insert of [`widen`] (and of a mandate's creation, which widens in its own statement)
+/// up to the rows it inserts: a structure, a person, their names, démarches and end.
+macro_rules! widen_insert {
+    () => {
+        "INSERT INTO structure_usagers
+             (structure_id, usager_id, family_name, given_name, preferred_username, birthdate,
+              categories, live_until)"
+    };
+}
+pub(crate) use widen_insert;
+
+/// How [`widen`] merges a row into the one it finds: the démarches joined, the later end kept.
+macro_rules! widen_merge {
+    () => {
+        "ON CONFLICT (structure_id, usager_id) DO UPDATE SET
+             categories = ARRAY(SELECT DISTINCT c
+                                FROM unnest(structure_usagers.categories || EXCLUDED.categories) c
+                                ORDER BY 1),
+             live_until = greatest(structure_usagers.live_until, EXCLUDED.live_until)"
+    };
+}
+pub(crate) use widen_merge;
+
 /// Adds `mandate`'s live authorisations to its structure's row of the person in
 /// `structure_usagers` (département migration 0032), creating it: the démarches join the
 /// row's, its end pushes the row's back. Called by every write that makes an authorisation
 /// live (a new mandate, a judicial measure extended or given a démarche), in its transaction.
 pub async fn widen(tx: &mut TenantTx, mandate: MandateId) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO structure_usagers
-             (structure_id, usager_id, family_name, given_name, preferred_username, birthdate,
-              categories, live_until)
-         SELECT a.structure_id, a.usager_id, u.family_name, u.given_name, u.preferred_username,
+    sqlx::query(concat!(
+        widen_insert!(),
+        " SELECT a.structure_id, a.usager_id, u.family_name, u.given_name, u.preferred_username,
                 u.birthdate, array_agg(DISTINCT a.category ORDER BY a.category), max(a.expires_at)
          FROM authorisations a
          JOIN usagers u ON u.id = a.usager_id
          WHERE a.mandate_id = $1 AND a.revoked_at IS NULL AND a.superseded_at IS NULL
          GROUP BY a.structure_id, a.usager_id, u.family_name, u.given_name, u.preferred_username,
-                  u.birthdate
-         ON CONFLICT (structure_id, usager_id) DO UPDATE SET
-             categories = ARRAY(SELECT DISTINCT c
-                                FROM unnest(structure_usagers.categories || EXCLUDED.categories) c
-                                ORDER BY 1),
-             live_until = greatest(structure_usagers.live_until, EXCLUDED.live_until)",
-    )
+                  u.birthdate ",
+        widen_merge!()
+    ))
     .bind(mandate)
     .execute(&mut **tx)
     .await?;
