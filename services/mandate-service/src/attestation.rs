@@ -158,52 +158,51 @@ pub async fn upload_attestation(
     }
 }
 
-/// Records an uploaded attestation as the mandate's, in the caller's territory transaction,
-/// with its journal entry (hash included). False if the mandate already has one.
-pub async fn attach_attestation(
-    tx: &mut TenantTx,
-    documents: &Documents,
-    scope: &Scope,
-    mandate: MandateId,
-    usager: UsagerId,
-    upload: &Stored,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE mandates SET attestation_id = $2, attestation_sha256 = $3 WHERE id = $1 AND attestation_id IS NULL",
-    )
-    .bind(mandate)
-    .bind(upload.id)
-    .bind(&upload.sha256)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Ok(false);
-    }
-    record_attestation(tx, documents, scope, mandate, usager, upload).await?;
-    Ok(true)
+/// An uploaded attestation and the mandate it is for, to record in the caller's territory
+/// transaction.
+pub struct MandateAttestation<'a> {
+    pub documents: &'a Documents,
+    pub scope: &'a Scope,
+    pub mandate: MandateId,
+    pub usager: UsagerId,
+    pub upload: &'a Stored,
 }
 
-/// Records an uploaded attestation (its document, its journal entry with its hash) for a
-/// mandate whose row already names it: one created with it ([`crate::mandates::NewMandate`]'s
-/// `attestation`), or [`attach_attestation`]'s.
-pub async fn record_attestation(
-    tx: &mut TenantTx,
-    documents: &Documents,
-    scope: &Scope,
-    mandate: MandateId,
-    usager: UsagerId,
-    upload: &Stored,
-) -> Result<(), sqlx::Error> {
-    let entry = NewEntry::new(Event::AttestationProduced)
-        .structure(scope.structure.id)
-        .professional(scope.me.id)
-        .usager(usager)
-        .mandate(mandate)
-        .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) }));
-    documents
-        .record_journaled(tx, upload, "mandate_attestation", entry)
-        .await
+impl MandateAttestation<'_> {
+    /// Records it as the mandate's, with its journal entry (hash included). False if the
+    /// mandate already has one.
+    pub async fn attach(&self, tx: &mut TenantTx) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE mandates SET attestation_id = $2, attestation_sha256 = $3 WHERE id = $1 AND attestation_id IS NULL",
+        )
+        .bind(self.mandate)
+        .bind(self.upload.id)
+        .bind(&self.upload.sha256)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        self.record(tx).await?;
+        Ok(true)
+    }
+
+    /// Records its document and its journal entry (hash included), for a mandate whose row
+    /// already names it: one created with it ([`crate::mandates::NewMandate`]'s `attestation`),
+    /// or [`MandateAttestation::attach`]'s.
+    pub async fn record(&self, tx: &mut TenantTx) -> Result<(), sqlx::Error> {
+        let (scope, upload) = (self.scope, self.upload);
+        let entry = NewEntry::new(Event::AttestationProduced)
+            .structure(scope.structure.id)
+            .professional(scope.me.id)
+            .usager(self.usager)
+            .mandate(self.mandate)
+            .details(json!({ "kind": "mandate", "document": upload.id, "sha256": hex::encode(&upload.sha256) }));
+        self.documents
+            .record_journaled(tx, upload, "mandate_attestation", entry)
+            .await
+    }
 }
 
 /// A mandate as its attestation states it, and the attestation it already has.
@@ -306,14 +305,14 @@ pub async fn produce_attestation(
         .ok_or(MandateError::Database)?;
     let attached = async {
         let mut tx = scope.tenant.begin().await?;
-        let attached = attach_attestation(
-            &mut tx,
+        let attached = MandateAttestation {
             documents,
             scope,
             mandate,
-            stored.usager_id,
-            &upload,
-        )
+            usager: stored.usager_id,
+            upload: &upload,
+        }
+        .attach(&mut tx)
         .await?;
         tx.commit().await?;
         Ok::<bool, sqlx::Error>(attached)

@@ -231,7 +231,15 @@ async fn create(
         .await?;
     }
     if let Some(upload) = upload {
-        attestation::record_attestation(&mut tx, documents, scope, mandate, usager, upload).await?;
+        attestation::MandateAttestation {
+            documents,
+            scope,
+            mandate,
+            usager,
+            upload,
+        }
+        .record(&mut tx)
+        .await?;
     }
     tx.commit().await?;
     Ok((mandate, upload.is_some()))
