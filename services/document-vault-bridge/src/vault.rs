@@ -225,6 +225,34 @@ type DocRow = (
     Vec<u8>,
 );
 
+/// A document's metadata row, up to its values ([`Vault::record`], [`Vault::record_journaled`]).
+macro_rules! documents_insert {
+    () => {
+        "INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes, sha256, object_key,
+             key_version, wrapped_dek, dek_nonce, content_nonce, retention_class, retain_until)"
+    };
+}
+
+/// Binds the values of [`documents_insert!`], in its order.
+macro_rules! bind_document {
+    ($query:expr, $upload:expr, $kind:expr, $retention:expr, $now:expr) => {
+        $query
+            .bind($upload.id)
+            .bind($upload.tenant)
+            .bind($kind)
+            .bind($upload.content_type)
+            .bind($upload.size)
+            .bind(&$upload.sha256)
+            .bind(&$upload.object_key)
+            .bind($upload.key_version)
+            .bind(&$upload.wrapped_dek)
+            .bind(&$upload.dek_nonce)
+            .bind(&$upload.content_nonce)
+            .bind($retention.class())
+            .bind($retention.until($now))
+    };
+}
+
 impl Vault {
     pub fn new(store: Store, master: SeedCipher, link_secret: SecretString) -> Self {
         Self {
@@ -400,26 +428,13 @@ impl Vault {
         retention: Retention,
     ) -> Result<(), sqlx::Error> {
         let now = OffsetDateTime::now_utc();
-        sqlx::query(
-            "INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes, sha256, object_key, key_version,
-                                    wrapped_dek, dek_nonce, content_nonce, retention_class, retain_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(upload.id)
-        .bind(upload.tenant)
-        .bind(kind)
-        .bind(upload.content_type)
-        .bind(upload.size)
-        .bind(&upload.sha256)
-        .bind(&upload.object_key)
-        .bind(upload.key_version)
-        .bind(&upload.wrapped_dek)
-        .bind(&upload.dek_nonce)
-        .bind(&upload.content_nonce)
-        .bind(retention.class())
-        .bind(retention.until(now))
-        .execute(&mut *tx)
-        .await?;
+        let insert = concat!(
+            documents_insert!(),
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        bind_document!(sqlx::query(insert), upload, kind, retention, now)
+            .execute(&mut *tx)
+            .await?;
         Ok(())
     }
 
@@ -438,27 +453,14 @@ impl Vault {
             tx,
             entry,
             foundation::journal_with!(
-                "document AS (INSERT INTO documents (id, tenant_id, kind, content_type, size_bytes,
-                     sha256, object_key, key_version, wrapped_dek, dek_nonce, content_nonce,
-                     retention_class, retain_until)
-                 VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20))",
+                concat!(
+                    "document AS (",
+                    documents_insert!(),
+                    " VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20))"
+                ),
                 "SELECT id FROM entry"
             ),
-            |q| {
-                q.bind(upload.id)
-                    .bind(upload.tenant)
-                    .bind(kind.to_owned())
-                    .bind(upload.content_type)
-                    .bind(upload.size)
-                    .bind(upload.sha256.clone())
-                    .bind(upload.object_key.clone())
-                    .bind(upload.key_version)
-                    .bind(upload.wrapped_dek.clone())
-                    .bind(upload.dek_nonce.clone())
-                    .bind(upload.content_nonce.clone())
-                    .bind(retention.class())
-                    .bind(retention.until(now))
-            },
+            |q| bind_document!(q, upload, kind, retention, now),
         )
         .await?;
         Ok(())

@@ -121,10 +121,10 @@ pub async fn confirm_draft(
         upload.as_ref(),
     )
     .await;
-    if let (Some(upload), false) = (&upload, matches!(created, Ok((_, true)))) {
+    if let (Some(upload), Err(_)) = (&upload, &created) {
         documents.discard(upload).await;
     }
-    if let (Ok((mandate, _)), false) = (&created, confirmation.transfers.is_empty()) {
+    if let (Ok(mandate), false) = (&created, confirmation.transfers.is_empty()) {
         // The mandates taken over end in their own territories; a failure is completed by the
         // `mandate_transfers` job.
         if let Err(e) = crate::transfers::complete(platform, &scope.tenant, *mandate).await {
@@ -139,11 +139,11 @@ pub async fn confirm_draft(
             tracing::warn!(error = %e, "usager index not written");
         }
     }
-    created.map(|(mandate, _)| mandate)
+    created
 }
 
-/// The territory transaction of [`confirm_draft`]: the mandate, and whether the attestation was
-/// recorded with it.
+/// The territory transaction of [`confirm_draft`]: the mandate, recorded with its attestation
+/// when one was uploaded.
 async fn create(
     documents: &Documents,
     scope: &Scope,
@@ -152,7 +152,7 @@ async fn create(
     duration_days: i32,
     mandate_id: MandateId,
     upload: Option<&Stored>,
-) -> Result<(MandateId, bool), MandateError> {
+) -> Result<MandateId, MandateError> {
     let draft = confirmation.draft;
     let mut tx = scope.tenant.begin().await?;
     // The draft is completed first, its row locked until the end: a second confirmation waits,
@@ -242,5 +242,5 @@ async fn create(
         .await?;
     }
     tx.commit().await?;
-    Ok((mandate, upload.is_some()))
+    Ok(mandate)
 }
