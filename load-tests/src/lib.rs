@@ -302,6 +302,11 @@ pub mod cpu {
         pub rest: f64,
     }
 
+    /// The machine's cores.
+    pub fn cores() -> usize {
+        machine_seconds().1
+    }
+
     impl PerUnit {
         pub fn total(&self) -> f64 {
             self.postgres + self.platform + self.generator + self.store + self.rest
@@ -312,7 +317,7 @@ pub mod cpu {
         /// PostgreSQL's part alone, the most it could reach even if nothing else cost anything;
         /// `target` (per second) needs the total under cores ÷ target.
         pub fn print(&self, what: &str, target: f64) {
-            let cores = machine_seconds().1 as f64;
+            let cores = cores() as f64;
             println!(
                 "{what:<58} PostgreSQL {:.2} ms  plateforme {:.2} ms  générateur {:.2} ms  stockage objet {:.2} ms  autres {:.2} ms",
                 self.postgres, self.platform, self.generator, self.store, self.rest

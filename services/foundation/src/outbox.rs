@@ -241,6 +241,10 @@ impl Staged {
     }
 }
 
+/// How long a wake-up waits for the commits that follow it before it goes out (see
+/// [`OutboxWake`]).
+const WAKE_GATHERING: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Wakes the outbox consumer for territories whose transactions committed a message
 /// (`TenantTx::commit` calls [`OutboxWake::wake`] after a successful commit).
 ///
@@ -257,11 +261,13 @@ impl Staged {
 /// (a notification is a hint, the message itself is durable in the outbox). That transaction
 /// writes no WAL record, so PostgreSQL does not wait for the disk at its commit: 2,000 of them
 /// in a row made one WAL flush, 2,000 one-row inserts made 2,000 (`pg_stat_wal.wal_sync`,
-/// PostgreSQL 15, load-tests/README.md). The wake-ups of concurrent commits are coalesced:
-/// while one is being sent, the territories of the commits that follow are gathered and go
-/// out together in the next. If the process stops between a commit and its wake-up, the
-/// consumer's periodic sweep (15 s) finds the message; a rolled-back transaction wakes nothing,
-/// as before.
+/// PostgreSQL 15, load-tests/README.md). The wake-ups of close commits are coalesced: a
+/// wake-up waits `WAKE_GATHERING` (5 ms) before it goes out, and while it waits or is being
+/// sent, the territories of the commits that follow are gathered and go out together in the
+/// next (under the identity provider's token requests, one exchange for several redemptions
+/// instead of one each; the receipts leave 5 ms later). If the process stops between a commit
+/// and its wake-up, the consumer's periodic sweep (15 s) finds the message; a rolled-back
+/// transaction wakes nothing, as before.
 pub struct OutboxWake {
     conns: crate::tenancy::KeptConnections,
     pending: std::sync::Mutex<BTreeSet<&'static str>>,
@@ -312,6 +318,8 @@ impl OutboxWake {
         }
         let mut owner = Owner(&self.sending, true);
         loop {
+            // Commits of the next few milliseconds join this wake-up.
+            tokio::time::sleep(WAKE_GATHERING).await;
             let scopes = self.take_pending();
             if scopes.is_empty() {
                 owner.1 = false;
