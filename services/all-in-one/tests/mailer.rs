@@ -344,3 +344,106 @@ async fn a_platform_message_is_sent_before_a_territory_backlog_drains() {
         120 - waiting_then
     );
 }
+
+/// A relay in front of an SMTP server that counts the sessions opened through it and closes a
+/// session when its client starts its `limit + 1`-th message (as a server limiting the
+/// messages of a session does), without passing that command on.
+struct CountingRelay {
+    port: u16,
+    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingRelay {
+    async fn start(server_port: u16, limit: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relais");
+        let port = listener.local_addr().expect("adresse").port();
+        let sessions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sessions.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let Ok(server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
+                    else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                    });
+                    let mut messages = 0;
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = &buf[..n];
+                        if chunk.to_ascii_uppercase().starts_with(b"MAIL FROM") {
+                            messages += 1;
+                            if messages > limit {
+                                break;
+                            }
+                        }
+                        if to_server.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Both directions closed: the client sees its session cut.
+                    answers.abort();
+                });
+            }
+        });
+        Self { port, sessions }
+    }
+
+    fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The messages of a batch go out on one SMTP session (MailDev takes about 100 ms to greet a
+/// session, and a message on an open one about 1 ms), and a session the server closes between
+/// two messages is replaced at once: every message delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced() {
+    let maildev = PrivateMailDev::start().await;
+    for (limit, sessions) in [(100, 1), (6, 4)] {
+        let relay = CountingRelay::start(maildev.smtp_port, limit).await;
+        let db = TestDatabase::create().await;
+        let mut settings = test_support::test_settings(&db.app_url);
+        settings.smtp.port = relay.port;
+        let platform = Platform::connect(settings).await.expect("plateforme");
+        let worker = OutboxWorker::from_platform(platform).expect("worker");
+        let mut ids = HashSet::new();
+        for n in 0..20 {
+            let to = format!("lot-{limit}-{n}@example.test");
+            ids.insert(enqueue(&db, &to, "operator_test").await);
+        }
+        assert_eq!(worker.deliver_due().await.expect("passage"), 20);
+        assert_eq!(sent_count(&db).await, 20);
+        assert_eq!(
+            relay.sessions(),
+            sessions,
+            "{limit} messages par session au plus"
+        );
+        let received: Vec<String> = maildev
+            .messages()
+            .await
+            .iter()
+            .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
+            .collect();
+        for id in &ids {
+            let copies = received
+                .iter()
+                .filter(|m| **m == format!("<{id}@aidantsconnect.beta.gouv.fr>"))
+                .count();
+            assert_eq!(copies, 1, "{id}");
+        }
+    }
+}

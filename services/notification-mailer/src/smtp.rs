@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use crate::templates::Rendered;
 
-/// Sends through SMTP one message per session, with lettre's connection API so that a failure
-/// is classified by where it happened: before the content was sent (nothing accepted, safe to
-/// retry), with an SMTP reply (accepted or refused, known), or while waiting for the reply to
-/// the content (uncertain: never retried automatically).
+/// Sends through SMTP, one message or a batch per session ([`Session`]), with lettre's
+/// connection API so that a failure is classified by where it happened: before the content
+/// was sent (nothing accepted, safe to retry), with an SMTP reply (accepted or refused, known),
+/// or while waiting for the reply to the content (uncertain: never retried automatically).
 #[derive(Clone)]
 pub struct Mailer {
     settings: SmtpSettings,
@@ -119,9 +119,31 @@ impl Mailer {
         Ok(conn)
     }
 
-    /// Sends one message. The outbox id becomes the Message-ID, so a message delivered twice
-    /// (after an operator's re-queue) is recognisable as the same one.
+    /// Sends one message on a session of its own (see [`Session`] for several).
     pub async fn send(&self, id: Uuid, to: &str, message: &Rendered) -> Result<(), SendError> {
+        let mut session = self.session();
+        let sent = session.send(id, to, message).await;
+        session.close().await;
+        sent
+    }
+
+    /// A session for several messages in turn (a batch of the outbox): one connection, its
+    /// greeting, encryption and login, for all of them.
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            mailer: self,
+            conn: None,
+        }
+    }
+
+    /// The message with the outbox id as its Message-ID, so that a message delivered twice
+    /// (after an operator's re-queue) is recognisable as the same one.
+    fn compose(
+        &self,
+        id: Uuid,
+        to: &str,
+        message: &Rendered,
+    ) -> Result<(lettre::address::Envelope, Vec<u8>), SendError> {
         let to: Mailbox = to
             .parse()
             .map_err(|_| SendError::Permanent("adresse de destination invalide".into()))?;
@@ -135,28 +157,7 @@ impl Mailer {
                 message.html.clone(),
             ))
             .map_err(|e| SendError::Permanent(e.to_string()))?;
-        let envelope = email.envelope().clone();
-        let bytes = email.formatted();
-        let mut conn = self.connect().await.map_err(|e| known(&e))?;
-        // Up to DATA, nothing can have been accepted.
-        conn.command(Mail::new(envelope.from().cloned(), vec![]))
-            .await
-            .map_err(|e| known(&e))?;
-        for rcpt in envelope.to() {
-            conn.command(Rcpt::new(rcpt.clone(), vec![]))
-                .await
-                .map_err(|e| known(&e))?;
-        }
-        conn.command(Data).await.map_err(|e| known(&e))?;
-        match conn.message(&bytes).await {
-            Ok(_) => {
-                let _ = conn.quit().await;
-                Ok(())
-            }
-            // The server answered: it refused, and said so.
-            Err(e) if e.is_permanent() || e.is_transient() => Err(known(&e)),
-            Err(e) => Err(SendError::Uncertain(e.to_string())),
-        }
+        Ok((email.envelope().clone(), email.formatted()))
     }
 
     pub async fn ping(&self) -> Result<(), String> {
@@ -167,6 +168,82 @@ impl Mailer {
             }
             Err(_) => Err("serveur SMTP injoignable".into()),
         }
+    }
+}
+
+/// Messages sent one after the other on one SMTP connection, opened with the first and kept
+/// while each is accepted. Each message is its own transaction (`MAIL`, `RCPT`, `DATA`), so
+/// its outcome is classified as on a session of its own. After any failure the connection is
+/// dropped and the next message opens another. A kept connection the server closed meanwhile
+/// (an idle timeout, a limit of messages per session) fails before the content is sent, when
+/// nothing can have been accepted: that message is sent again at once on a new connection.
+pub struct Session<'a> {
+    mailer: &'a Mailer,
+    conn: Option<AsyncSmtpConnection>,
+}
+
+/// Where a message's transaction failed.
+enum Failure {
+    /// Before the content: nothing accepted.
+    BeforeContent(SendError),
+    /// With or after the content.
+    After(SendError),
+}
+
+impl Session<'_> {
+    pub async fn send(&mut self, id: Uuid, to: &str, message: &Rendered) -> Result<(), SendError> {
+        let (envelope, bytes) = self.mailer.compose(id, to, message)?;
+        if let Some(conn) = self.conn.as_mut() {
+            match transmit(conn, &envelope, &bytes).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::After(e)) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+                // Sent again below, on a connection of its own.
+                Err(Failure::BeforeContent(_)) => self.conn = None,
+            }
+        }
+        let mut conn = self.mailer.connect().await.map_err(|e| known(&e))?;
+        match transmit(&mut conn, &envelope, &bytes).await {
+            Ok(()) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(Failure::BeforeContent(e) | Failure::After(e)) => Err(e),
+        }
+    }
+
+    /// Ends the session politely (`QUIT`), if one is open.
+    pub async fn close(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.quit().await;
+        }
+    }
+}
+
+/// One message's transaction on an open connection.
+async fn transmit(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &lettre::address::Envelope,
+    bytes: &[u8],
+) -> Result<(), Failure> {
+    let before = |e: lettre::transport::smtp::Error| Failure::BeforeContent(known(&e));
+    // Up to DATA, nothing can have been accepted.
+    conn.command(Mail::new(envelope.from().cloned(), vec![]))
+        .await
+        .map_err(before)?;
+    for rcpt in envelope.to() {
+        conn.command(Rcpt::new(rcpt.clone(), vec![]))
+            .await
+            .map_err(before)?;
+    }
+    conn.command(Data).await.map_err(before)?;
+    match conn.message(bytes).await {
+        Ok(_) => Ok(()),
+        // The server answered: it refused, and said so.
+        Err(e) if e.is_permanent() || e.is_transient() => Err(Failure::After(known(&e))),
+        Err(e) => Err(Failure::After(SendError::Uncertain(e.to_string()))),
     }
 }
 
