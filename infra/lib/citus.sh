@@ -124,9 +124,11 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$sock'
 unix_socket_permissions = 0700
 shared_preload_libraries = 'citus'
-max_connections = 400
+# Citus runs a maintenance worker per database, and the tests keep theirs until the next run;
+# each keeps connections to the nodes: 368 of them on the coordinator at the end of a CI run's
+# Citus step (129 databases), when the limit was 400 and the last tests found it full.
+max_connections = 1000
 shared_buffers = 128MB
-# Citus runs a maintenance worker per database, and the tests keep theirs until the next run.
 max_worker_processes = 256
 wal_level = logical
 max_replication_slots = 20

@@ -353,7 +353,7 @@ run_tests() {
   (
     export_citus_test_env
     s=0
-    cargo nextest run -p all-in-one "${targets[@]}" --no-fail-fast --cargo-quiet -E "not $outage" || s=$?
+    cargo nextest run -p all-in-one "${targets[@]}" --no-fail-fast --cargo-quiet -E "not ($outage)" || s=$?
     cargo nextest run -p all-in-one --test citus --no-fail-fast --cargo-quiet --test-threads 1 \
       -E "$outage" || s=$?
     exit "$s"
