@@ -58,7 +58,7 @@ INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, s
   FROM dep_33.authorisations a WHERE a.structure_id = '{structure}' AND a.usager_id = '{usager}' AND a.category = 'logement' AND a.revoked_at IS NULL AND a.superseded_at IS NULL AND a.expires_at > now() ORDER BY a.expires_at DESC LIMIT 1
   RETURNING id::text AS gid, encode(code_hash, 'hex') AS ch \\gset
 {grant_commit}COMMIT;
-SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.code_hash = decode(:ch, 'hex');
+SELECT g.id FROM dep_33.oidc_grants g JOIN dep_33.authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.id = :gid::uuid AND g.code_hash = decode(:ch, 'hex');
 WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(gen_random_uuid()::text::bytea), access_expires_at = now() + interval '60 seconds' WHERE id = :gid::uuid AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', '{structure}' FROM used WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, details) SELECT now(), 'mandate_used', '{structure}', '{usager}', '{usager}', '{{\"category\":\"logement\"}}' FROM used;
 "
     );
@@ -86,10 +86,10 @@ fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
     let script = format!(
         "\\set i :i + 1
 \\set n :client_id * {each} + :i
-SELECT g.id, g.client_id AS cid, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.code_hash = sha256(('pgb' || :n)::bytea) \\gset
+SELECT g.id, g.client_id AS cid, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.id = md5('pgb' || :n)::uuid AND g.code_hash = sha256(('pgb' || :n)::bytea) \\gset
 {habilitated}
 WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid FROM used WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) SELECT now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}' FROM used;
-SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
+SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.id = :id::uuid AND g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
 {habilitated}
 "
     );
@@ -353,13 +353,19 @@ fn signatures() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `PAIR_CODES` grants for `pgbench_pairs_bound`, as `issue_codes` writes them, the code of
-/// the n-th hashed as `sha256('pgb' || n)`.
+/// `PAIR_CODES` grants for `pgbench_pairs_bound`, as `issue_codes` writes them, the n-th
+/// with the id `md5('pgb' || n)::uuid` and its code hashed as `sha256('pgb' || n)`.
 async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::Result<()> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT md5('pgb' || n)::uuid FROM generate_series(1, $1::bigint) AS n ORDER BY n",
+    )
+    .bind(PAIR_CODES)
+    .fetch_all(&db.admin)
+    .await?;
     let hashes: Vec<Vec<u8>> = (1..=PAIR_CODES)
         .map(|n| secrets::token_hash(&format!("pgb{n}")))
         .collect();
-    insert_grants(db, structure, &hashes).await?;
+    insert_grants(db, structure, &ids, &hashes).await?;
     sqlx::query("ANALYZE dep_33.oidc_grants")
         .execute(&db.admin)
         .await?;
@@ -373,28 +379,32 @@ async fn issue_codes(
     structure: StructureId,
     count: i64,
 ) -> anyhow::Result<Vec<String>> {
-    let codes: Vec<String> = (0..count)
-        .map(|_| format!("33.{}", secrets::new_token()))
+    let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
+    let codes: Vec<String> = ids
+        .iter()
+        .map(|id| format!("33.{}.{}", id.simple(), secrets::new_token()))
         .collect();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| secrets::token_hash(c)).collect();
-    insert_grants(db, structure, &hashes).await?;
+    insert_grants(db, structure, &ids, &hashes).await?;
     Ok(codes)
 }
 
-/// Grants whose codes hash to `hashes`, for the structure's usagers, as the choice writes them.
+/// Grants `ids` whose codes hash to `hashes`, for the structure's usagers, as the choice
+/// writes them.
 async fn insert_grants(
     db: &TestDatabase,
     structure: StructureId,
+    ids: &[Uuid],
     hashes: &[Vec<u8>],
 ) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO dep_33.oidc_grants (id, code_hash, client_id, redirect_uri, nonce, scopes,
              structure_id, aidant_id, session_hash, auth_time, usager_id, mandate_id,
              authorisation_id, category, issued_at, code_expires_at)
-         SELECT gen_random_uuid(), h.hash, $2, $3, 'nonce', ARRAY['openid','profile','email','birth'],
+         SELECT h.id, h.hash, $2, $3, 'nonce', ARRAY['openid','profile','email','birth'],
                 a.structure_id, a.created_by, sha256('s'::bytea), now(), a.usager_id, a.mandate_id,
                 a.id, a.category, now(), now() + interval '30 seconds'
-         FROM unnest($1::bytea[]) WITH ORDINALITY AS h(hash, n)
+         FROM unnest($5::uuid[], $1::bytea[]) WITH ORDINALITY AS h(id, hash, n)
          JOIN LATERAL (SELECT au.*, m.created_by
                        FROM dep_33.authorisations au JOIN dep_33.mandates m ON m.id = au.mandate_id
                        WHERE au.structure_id = $4 AND au.category = 'logement'
@@ -404,6 +414,7 @@ async fn insert_grants(
     .bind(CLIENT)
     .bind(REDIRECT)
     .bind(structure)
+    .bind(ids)
     .execute(&db.admin)
     .await?;
     Ok(())

@@ -301,6 +301,7 @@ pub static DEPARTEMENT_MIGRATIONS: std::sync::LazyLock<MigrationSet> =
             migration!("mandate-service", "departement", 36, "0036_activity_months"),
             migration!("mandate-service", "departement", 37, "0037_shown_identity"),
             migration!("mandate-service", "departement", 38, "0038_paris_months"),
+            migration!("mandate-service", "departement", 39, "0039_grants_by_id"),
         ])
     });
 

@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::request::{AuthRequest, Params, Refusal, validate, with_query};
-use super::{CODE_SECONDS, Provider, territory_token};
+use super::{CODE_SECONDS, Provider, grant_token};
 use crate::categories::{self, Category};
 use crate::mandates::search_key;
 use crate::scope::{Scope, VerifiedScope};
@@ -504,7 +504,8 @@ pub async fn decide(
         )
         .await;
     };
-    let code = territory_token(scope.tenant.departement());
+    let grant = Uuid::now_v7();
+    let code = grant_token(scope.tenant.departement(), grant);
     // The flow's one durable commit is the redemption's: a grant counts only once redeemed,
     // and the redemption's commit flushes the WAL up to and past this one. A crash in between
     // loses an unredeemed code (FranceConnect's login is made again), never a used one.
@@ -528,7 +529,7 @@ pub async fn decide(
          FROM chosen c
          RETURNING id",
     )
-    .bind(Uuid::now_v7())
+    .bind(grant)
     .bind(foundation::auth::secrets::token_hash(&code))
     .bind(&request.client.client_id)
     .bind(&request.redirect_uri)

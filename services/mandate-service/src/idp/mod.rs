@@ -27,6 +27,7 @@ use poem::{IntoResponse, Response, handler};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::categories::ALL;
 
@@ -124,22 +125,30 @@ impl Provider {
     }
 }
 
-/// A code or access token: `{département}.{random}`.
-pub fn territory_token(departement: DepartementCode) -> String {
+/// A code or access token: `{département}.{grant}.{random}`, the grant's id in 32 hex digits
+/// and 256 random bits. The département routes the request to its territory; the id finds the
+/// grant by its primary key, so the grant's table keeps no index on the codes' and tokens'
+/// hashes and the redemption's update stays in its page (`migrations/departement/0039`); the
+/// random part is the secret, stored only as a SHA-256 of the whole token and compared with the
+/// grant found.
+pub fn grant_token(departement: DepartementCode, grant: Uuid) -> String {
     format!(
-        "{}.{}",
+        "{}.{}.{}",
         departement.as_str(),
+        grant.simple(),
         foundation::auth::secrets::new_token()
     )
 }
 
-/// The territory a code or token names, if it names one.
-pub fn territory_of(token: &str) -> Option<DepartementCode> {
+/// The territory and the grant a code or token names, if it names them.
+pub fn grant_of(token: &str) -> Option<(DepartementCode, Uuid)> {
     let (dep, rest) = token.split_once('.')?;
-    if rest.len() < 40 {
+    let (grant, secret) = rest.split_once('.')?;
+    if grant.len() != 32 || secret.len() < 40 {
         return None;
     }
-    DepartementCode::parse(dep).ok()
+    let grant = Uuid::try_parse(grant).ok()?;
+    Some((DepartementCode::parse(dep).ok()?, grant))
 }
 
 /// The discovery document.
@@ -222,15 +231,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_name_their_territory_and_nothing_else_parses() {
+    fn tokens_name_their_territory_and_grant_and_nothing_else_parses() {
         let dep = DepartementCode::parse("2A").expect("2A");
-        let t = territory_token(dep);
-        assert_eq!(territory_of(&t), Some(dep));
-        assert_eq!(territory_of("2A.short"), None);
-        assert_eq!(
-            territory_of("zz.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-            None
+        let grant = Uuid::now_v7();
+        let t = grant_token(dep, grant);
+        assert_eq!(grant_of(&t), Some((dep, grant)));
+        assert_ne!(
+            t,
+            grant_token(dep, grant),
+            "the secret part is drawn each time"
         );
-        assert_eq!(territory_of("no-dot"), None);
+        let secret = "a".repeat(43);
+        let hex = grant.simple().to_string();
+        assert_eq!(grant_of(&format!("2A.{hex}.short")), None);
+        assert_eq!(grant_of(&format!("zz.{hex}.{secret}")), None);
+        assert_eq!(grant_of(&format!("2A.{}.{secret}", &hex[1..])), None);
+        assert_eq!(grant_of(&format!("2A.{}g.{secret}", &hex[1..])), None);
+        // The former form, `{département}.{random}`, names no grant.
+        assert_eq!(grant_of(&format!("2A.{secret}")), None);
+        assert_eq!(grant_of("no-dot"), None);
     }
 }

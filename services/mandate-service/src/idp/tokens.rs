@@ -21,8 +21,7 @@ use super::clients::{self, Credentials};
 use super::errors::OAuthError;
 use super::request::{Params, with_query};
 use super::{
-    ACCESS_TOKEN_SECONDS, AMR, ID_TOKEN_SECONDS, IDENTITY_CLAIMS, Provider, territory_of,
-    territory_token,
+    ACCESS_TOKEN_SECONDS, AMR, ID_TOKEN_SECONDS, IDENTITY_CLAIMS, Provider, grant_of, grant_token,
 };
 use crate::categories;
 use crate::jws;
@@ -172,7 +171,7 @@ pub async fn token(
         client: client.client_id.clone(),
         reason,
     };
-    let departement = territory_of(code).ok_or_else(|| refused("code inconnu"))?;
+    let (departement, grant) = grant_of(code).ok_or_else(|| refused("code inconnu"))?;
     let tenant = platform
         .tenancy
         .unguarded(departement)
@@ -183,6 +182,7 @@ pub async fn token(
         tenancy: &platform.tenancy,
         provider: &provider,
         code,
+        grant,
         client: &client,
         redirect_uri,
         verifier: params.get("code_verifier"),
@@ -227,8 +227,9 @@ async fn redeem(r: &Redemption<'_>) -> Result<Result<Value, &'static str>, anyho
             let mut conn = r.tenant.autocommit().await?;
             sqlx::query(
                 "UPDATE oidc_grants SET revoked_at = now()
-                 WHERE code_hash = $1 AND revoked_at IS NULL",
+                 WHERE id = $1 AND code_hash = $2 AND revoked_at IS NULL",
             )
+            .bind(r.grant)
             .bind(token_hash(r.code))
             .execute(&mut *conn)
             .await?;
@@ -243,6 +244,8 @@ struct Redemption<'a> {
     tenancy: &'a foundation::tenancy::Tenancy,
     provider: &'a Provider,
     code: &'a str,
+    /// The grant the code names (its secret part is checked against the grant's hash).
+    grant: Uuid,
     client: &'a clients::Client,
     redirect_uri: &'a str,
     verifier: Option<&'a str>,
@@ -255,6 +258,7 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
         tenancy,
         provider,
         code,
+        grant: named,
         client,
         redirect_uri,
         verifier,
@@ -279,10 +283,11 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
          JOIN usagers u ON u.id = g.usager_id
          JOIN structures s ON s.id = g.structure_id
          LEFT JOIN usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id
-         WHERE g.code_hash = $1",
+         WHERE g.id = $3 AND g.code_hash = $1",
     )
     .bind(token_hash(code))
     .bind(super::retry::RETRY_SECONDS as f64)
+    .bind(named)
     .fetch_optional(&mut *conn)
     .await?;
     drop(conn);
@@ -373,7 +378,7 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
         .await?;
         return Ok(Attempt::Answered(Err(why)));
     }
-    let access_token = territory_token(tenant.departement());
+    let access_token = grant_token(tenant.departement(), grant);
     let now = OffsetDateTime::now_utc();
     let cat = categories::by_code(&category);
     let iat = now.unix_timestamp();
@@ -502,7 +507,7 @@ pub async fn userinfo(
     let bearer = bearer
         .filter(|t| !t.is_empty())
         .ok_or(OAuthError::NoToken)?;
-    let departement = territory_of(bearer).ok_or(OAuthError::InvalidToken)?;
+    let (departement, grant) = grant_of(bearer).ok_or(OAuthError::InvalidToken)?;
     let tenant = platform
         .tenancy
         .unguarded(departement)
@@ -519,11 +524,12 @@ pub async fn userinfo(
              JOIN live_authorisations a ON a.id = g.authorisation_id
              JOIN usagers u ON u.id = g.usager_id
              JOIN structures s ON s.id = g.structure_id
-             WHERE g.access_token_hash = $1 AND g.revoked_at IS NULL
+             WHERE g.id = $2 AND g.access_token_hash = $1 AND g.revoked_at IS NULL
                AND g.access_expires_at > now()
                AND s.active",
         )
         .bind(token_hash(bearer))
+        .bind(grant)
         .fetch_optional(&mut *conn)
         .await
     }
