@@ -397,8 +397,7 @@ async fn role_mark(
 }
 
 /// Creates `role` if it does not exist (marked as this database's), refuses it if another
-/// database marked it, and marks it otherwise (roles made before the mark existed).
-/// `existing` is its comment as `role_mark` reads it.
+/// database marked it, else marks it (roles older than the mark); `existing`: its `role_mark`.
 async fn claim_role(
     conn: &mut PgConnection,
     database: &str,

@@ -238,13 +238,12 @@ async fn redeem(r: &Redemption<'_>) -> Result<Result<Value, &'static str>, anyho
     }
 }
 
-/// A token request's code, where it is redeemed, and what the request presented with it.
+/// A token request's code and the grant it names, where it is redeemed, and what it presented.
 struct Redemption<'a> {
     tenant: &'a foundation::tenancy::Territory,
     tenancy: &'a foundation::tenancy::Tenancy,
     provider: &'a Provider,
     code: &'a str,
-    /// The grant the code names (its secret part is checked against the grant's hash).
     grant: Uuid,
     client: &'a clients::Client,
     redirect_uri: &'a str,
