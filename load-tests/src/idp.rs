@@ -86,7 +86,7 @@ fn pgbench_pairs_bound(url: &str) -> anyhow::Result<f64> {
     let script = format!(
         "\\set i :i + 1
 \\set n :client_id * {each} + :i
-SELECT g.id, g.client_id AS cid, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.id = md5('pgb' || :n)::uuid AND g.code_hash = sha256(('pgb' || :n)::bytea) \\gset
+SELECT md5('pgb' || :n)::uuid AS id, g.client_id AS cid, g.redirect_uri, g.nonce, g.scopes, g.code_challenge, g.structure_id AS sid, g.aidant_id AS aid, g.auth_time, g.usager_id, g.mandate_id AS mid, g.category, g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked, g.code_expires_at > now() AS fresh, (EXISTS (SELECT 1 FROM dep_33.live_authorisations l WHERE l.id = g.authorisation_id) AND s.active) AS live, u.fc_sub, coalesce(u.own_email, u.email) AS email, coalesce(u.own_phone, c.phone) AS phone, coalesce(u.own_postal_address, c.postal_address) AS postal_address, u.receipts, s.name AS structure_name, g.retry_key_hash, g.retry_response, coalesce(g.redeemed_at > now() - make_interval(secs => 60), false) AS within_retry FROM dep_33.oidc_grants g JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id LEFT JOIN dep_33.usager_contacts c ON c.usager_id = g.usager_id AND c.structure_id = g.structure_id WHERE g.id = md5('pgb' || :n)::uuid AND g.code_hash = sha256(('pgb' || :n)::bytea) \\gset
 {habilitated}
 WITH used AS (UPDATE dep_33.oidc_grants SET redeemed_at = now(), access_token_hash = sha256(('pga' || :n)::bytea), access_expires_at = now() + make_interval(secs => 60), retry_key_hash = NULL, retry_response = NULL WHERE id = :id::uuid AND redeemed_at IS NULL AND revoked_at IS NULL RETURNING id), receipt AS (INSERT INTO dep_33.outbox (id, channel, recipient, template, payload, structure_id) SELECT gen_random_uuid(), 'email', 'banc@usagers.test', 'mandate_used', '{{}}', :sid::uuid FROM used WHERE 'email' IS NOT NULL) INSERT INTO dep_33.journal (at, kind, structure_id, professional_id, usager_id, mandate_id, details) SELECT now(), 'mandate_used', :sid::uuid, :aid::uuid, :usager_id::uuid, :mid::uuid, '{{\"category\":\"logement\"}}' FROM used;
 SELECT g.client_id, g.scopes, u.fc_sub, u.given_name, u.family_name, u.preferred_username, u.birthdate, u.gender, u.birthplace, u.birthcountry, u.email, g.aidant_id AS aid, g.structure_id AS sid FROM dep_33.oidc_grants g JOIN dep_33.live_authorisations a ON a.id = g.authorisation_id JOIN dep_33.usagers u ON u.id = g.usager_id JOIN dep_33.structures s ON s.id = g.structure_id WHERE g.id = :id::uuid AND g.access_token_hash = sha256(('pga' || :n)::bytea) AND g.revoked_at IS NULL AND g.access_expires_at > now() AND s.active;
@@ -379,10 +379,11 @@ async fn issue_codes(
     structure: StructureId,
     count: i64,
 ) -> anyhow::Result<Vec<String>> {
+    let departement = foundation::tenancy::DepartementCode::parse("33")?;
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     let codes: Vec<String> = ids
         .iter()
-        .map(|id| format!("33.{}.{}", id.simple(), secrets::new_token()))
+        .map(|id| mandate_service::idp::grant_token(departement, *id))
         .collect();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| secrets::token_hash(c)).collect();
     insert_grants(db, structure, &ids, &hashes).await?;

@@ -55,7 +55,6 @@ fn pkce_ok(challenge: Option<&str>, verifier: Option<&str>) -> bool {
 
 #[derive(sqlx::FromRow)]
 struct GrantRow {
-    id: Uuid,
     client_id: String,
     redirect_uri: String,
     nonce: String,
@@ -257,7 +256,7 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
         tenancy,
         provider,
         code,
-        grant: named,
+        grant,
         client,
         redirect_uri,
         verifier,
@@ -266,7 +265,7 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
     // One statement, its own transaction.
     let mut conn = tenant.autocommit().await?;
     let row: Option<GrantRow> = sqlx::query_as(
-        "SELECT g.id, g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge,
+        "SELECT g.client_id, g.redirect_uri, g.nonce, g.scopes, g.code_challenge,
                 g.structure_id, g.aidant_id, g.auth_time, g.usager_id, g.mandate_id, g.category,
                 g.redeemed_at IS NOT NULL AS redeemed, g.revoked_at IS NOT NULL AS revoked,
                 g.code_expires_at > now() AS fresh,
@@ -286,12 +285,11 @@ async fn attempt(r: &Redemption<'_>) -> Result<Attempt, anyhow::Error> {
     )
     .bind(token_hash(code))
     .bind(super::retry::RETRY_SECONDS as f64)
-    .bind(named)
+    .bind(grant)
     .fetch_optional(&mut *conn)
     .await?;
     drop(conn);
     let Some(GrantRow {
-        id: grant,
         client_id,
         redirect_uri: grant_redirect,
         nonce,
