@@ -345,12 +345,13 @@ async fn a_platform_message_is_sent_before_a_territory_backlog_drains() {
     );
 }
 
-/// A relay in front of an SMTP server that counts the sessions opened through it and closes a
-/// session when its client starts its `limit + 1`-th message (as a server limiting the
-/// messages of a session does), without passing that command on.
+/// A relay in front of an SMTP server that counts the sessions opened through it, and the most
+/// open at once, and closes a session when its client starts its `limit + 1`-th message (as a
+/// server limiting the messages of a session does), without passing that command on.
 struct CountingRelay {
     port: u16,
     sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CountingRelay {
@@ -362,11 +363,23 @@ impl CountingRelay {
             .expect("relais");
         let port = listener.local_addr().expect("adresse").port();
         let sessions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = sessions.clone();
+        let most_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, most) = (sessions.clone(), most_open.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
+                most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                let open = open.clone();
                 tokio::spawn(async move {
+                    // Counted open until this session's task ends, however it ends.
+                    struct Open(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+                    impl Drop for Open {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    let _open = Open(open);
                     let Ok(server) =
                         tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
                     else {
@@ -399,11 +412,19 @@ impl CountingRelay {
                 });
             }
         });
-        Self { port, sessions }
+        Self {
+            port,
+            sessions,
+            most_open,
+        }
     }
 
     fn sessions(&self) -> usize {
         self.sessions.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn most_open(&self) -> usize {
+        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -445,5 +466,75 @@ async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced()
                 .count();
             assert_eq!(copies, 1, "{id}");
         }
+    }
+}
+
+/// A territory's backlog goes out on several SMTP sessions at once (`smtp.sessions`, here 3):
+/// a second lane opens while the first claims a full batch. Never more sessions than that at
+/// once, and every message delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
+    let maildev = PrivateMailDev::start().await;
+    let relay = CountingRelay::start(maildev.smtp_port, 1_000).await;
+    let db = TestDatabase::with_departements(&["33"]).await;
+    let relay_port = relay.port;
+    let app = common::spawn_app_with(db, |s| {
+        s.smtp.port = relay_port;
+        s.smtp.sessions = 3;
+    })
+    .await;
+    let tenancy =
+        test_support::tenancy(sqlx::PgPool::connect(&app.db.app_url).await.expect("pool")).await;
+    let territory = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("33");
+    let mut tx = territory.begin().await.expect("tx");
+    let mut ids = HashSet::new();
+    for n in 0..200 {
+        ids.insert(
+            foundation::outbox::enqueue_tenant(
+                &mut tx,
+                &message(&format!("file-{n}@example.test"), "operator_test"),
+            )
+            .await
+            .expect("file"),
+        );
+    }
+    tx.commit().await.expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM dep_33.outbox WHERE sent_at IS NULL")
+                .fetch_one(&app.db.admin)
+                .await
+                .expect("compte");
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} messages jamais envoyés"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (2..=3).contains(&relay.most_open()),
+        "{} sessions ouvertes à la fois",
+        relay.most_open()
+    );
+    let received: Vec<String> = maildev
+        .messages()
+        .await
+        .iter()
+        .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(received.len(), 200);
+    for id in &ids {
+        let copies = received
+            .iter()
+            .filter(|m| **m == format!("<{id}@aidantsconnect.beta.gouv.fr>"))
+            .count();
+        assert_eq!(copies, 1, "{id}");
     }
 }

@@ -214,6 +214,9 @@ pub struct SmtpSettings {
     pub timeout_ms: u64,
     /// First retry delay after a failed delivery; it doubles at each attempt, up to an hour.
     pub retry_base_ms: u64,
+    /// Most SMTP sessions the outbox consumer keeps open at once on one backlog: a second one
+    /// opens while a full batch is claimed, up to this many (docs/MAIL.md).
+    pub sessions: u32,
 }
 
 /// The SMS channel: an HTTP gateway. With `provider = "none"` SMS messages wait in the outbox
@@ -366,6 +369,7 @@ impl Default for Settings {
                 from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),
                 timeout_ms: 10_000,
                 retry_base_ms: 2_000,
+                sessions: 4,
             },
             sms: SmsSettings {
                 provider: SmsProvider::None,

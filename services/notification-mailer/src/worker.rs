@@ -152,11 +152,13 @@ impl OutboxWorker {
                 _ = sweep.tick() => self.sweep(&shutdown).await,
                 _ = tokio::time::sleep(retry_in) => {
                     for scope in self.due_retries() {
-                        self.drain(scope, &shutdown).await;
+                        self.drain(scope, &|| shutdown.is_requested()).await;
                     }
                 }
                 notification = recv(&mut listener) => match notification {
-                    Some(scope) => self.drain(scope, &shutdown).await,
+                    Some(scope) => {
+                        self.drain(scope, &|| shutdown.is_requested()).await;
+                    }
                     None => tokio::time::sleep(Duration::from_millis(500)).await,
                 },
             }
@@ -164,34 +166,77 @@ impl OutboxWorker {
     }
 
     async fn sweep(&self, shutdown: &Shutdown) {
-        self.drain(Scope::Platform, shutdown).await;
+        self.drain(Scope::Platform, &|| shutdown.is_requested())
+            .await;
         for departement in self.platform.tenancy.served() {
             if shutdown.is_requested() {
                 return;
             }
-            self.drain(Scope::Departement(departement), shutdown).await;
+            self.drain(Scope::Departement(departement), &|| shutdown.is_requested())
+                .await;
         }
     }
 
-    /// Delivers batches until nothing is due in this scope. Between a territory's batches, the
-    /// platform's messages due (login and enrolment links, valid minutes) go first: they never
-    /// wait behind a territory's backlog.
-    async fn drain(&self, scope: Scope, shutdown: &Shutdown) {
-        while !shutdown.is_requested() {
-            if scope != Scope::Platform
-                && let Err(e) = self.deliver_batch(Scope::Platform).await
-            {
-                tracing::warn!(error = %e, "outbox: batch not processed");
-            }
-            match self.deliver_batch(scope).await {
-                Ok(0) => return,
-                Ok(_) => continue,
+    /// Delivers batches until nothing is due in this scope, on up to `smtp.sessions` SMTP
+    /// sessions at once: one lane to start with, and another each time a lane claims a full
+    /// batch (a backlog), each lane keeping its session from one batch to the next. The claim
+    /// skips the rows other lanes hold (`SKIP LOCKED`), as it does for other replicas; the
+    /// messages of one backlog may then leave in a different order, which SMTP relays never
+    /// guaranteed either. Before each of a territory's batches a lane sends the platform's
+    /// due messages (login and enrolment links, valid minutes): they never wait behind a
+    /// territory's backlog.
+    ///
+    /// Returns how many messages were claimed, and the first error met (a lane meeting one
+    /// stops; the others go on).
+    async fn drain(
+        &self,
+        scope: Scope,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> (usize, Option<sqlx::Error>) {
+        let lanes = self.platform.settings.smtp.sessions.max(1) as usize;
+        let mut running = futures::stream::FuturesUnordered::new();
+        running.push(self.lane_batch(scope, self.mailer.session()));
+        let (mut total, mut first_error) = (0, None);
+        while let Some((session, claimed)) = futures::StreamExt::next(&mut running).await {
+            match claimed {
+                Ok((platform, ours)) if platform + ours > 0 && !stop() => {
+                    total += platform + ours;
+                    running.push(self.lane_batch(scope, session));
+                    if ours == BATCH as usize && running.len() < lanes {
+                        running.push(self.lane_batch(scope, self.mailer.session()));
+                    }
+                }
+                Ok((platform, ours)) => {
+                    total += platform + ours;
+                    session.close().await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: batch not processed");
-                    return;
+                    first_error.get_or_insert(e);
+                    session.close().await;
                 }
             }
         }
+        (total, first_error)
+    }
+
+    /// One step of a lane: for a territory, the platform's due messages first, then a batch of
+    /// the scope, on the lane's session, given back with how many messages of the platform's
+    /// and of the scope's were claimed.
+    async fn lane_batch<'a>(
+        &'a self,
+        scope: Scope,
+        mut session: Session<'a>,
+    ) -> (Session<'a>, Result<(usize, usize), sqlx::Error>) {
+        let mut platform = 0;
+        if scope != Scope::Platform {
+            match self.batch_on(Scope::Platform, &mut session).await {
+                Ok(n) => platform = n,
+                Err(e) => tracing::warn!(error = %e, "outbox: batch not processed"),
+            }
+        }
+        let claimed = self.batch_on(scope, &mut session).await;
+        (session, claimed.map(|ours| (platform, ours)))
     }
 
     /// Step 1: claims up to a batch of due messages (committed before anything is sent).
@@ -296,15 +341,18 @@ impl OutboxWorker {
         Ok(())
     }
 
-    async fn deliver_batch(&self, scope: Scope) -> Result<usize, sqlx::Error> {
+    /// Claims a batch and sends it on `session` (a batch's e-mails share a session: MailDev
+    /// takes 100 ms to greet a new one), recording each outcome.
+    async fn batch_on(
+        &self,
+        scope: Scope,
+        session: &mut Session<'_>,
+    ) -> Result<usize, sqlx::Error> {
         let rows = self.claim(scope).await?;
-        // The batch's e-mails on one SMTP session (MailDev takes 100 ms to greet a new one).
-        let mut session = self.mailer.session();
         for row in &rows {
-            let outcome = self.send(row, &mut session).await;
+            let outcome = self.send(row, session).await;
             self.record(scope, row.0, &outcome).await?;
         }
-        session.close().await;
         Ok(rows.len())
     }
 
@@ -321,23 +369,22 @@ impl OutboxWorker {
         Ok(rows.len())
     }
 
-    /// One full pass over the national and territorial outboxes (tests, tools).
+    /// One full pass over the national and territorial outboxes, each drained as the running
+    /// worker drains it (tests, tools, `bench-outbox`); how many messages were claimed.
     pub async fn deliver_due(&self) -> Result<usize, sqlx::Error> {
+        let scopes = std::iter::once(Scope::Platform).chain(
+            self.platform
+                .tenancy
+                .served()
+                .into_iter()
+                .map(Scope::Departement),
+        );
         let mut total = 0;
-        loop {
-            let n = self.deliver_batch(Scope::Platform).await?;
-            total += n;
-            if n == 0 {
-                break;
-            }
-        }
-        for departement in self.platform.tenancy.served() {
-            loop {
-                let n = self.deliver_batch(Scope::Departement(departement)).await?;
-                total += n;
-                if n == 0 {
-                    break;
-                }
+        for scope in scopes {
+            let (claimed, error) = self.drain(scope, &|| false).await;
+            total += claimed;
+            if let Some(e) = error {
+                return Err(e);
             }
         }
         Ok(total)
