@@ -386,6 +386,8 @@ run_bench() {
   echo
   "$CARGO_TARGET_DIR/release/bench-idp" --binary "$CARGO_TARGET_DIR/release/aidants-connect"
   echo
+  "$CARGO_TARGET_DIR/release/bench-outbox"
+  echo
   "$CARGO_TARGET_DIR/release/bench-statistics"
   echo
   "$CARGO_TARGET_DIR/release/bench-measures"

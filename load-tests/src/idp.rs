@@ -194,8 +194,10 @@ async fn main() -> anyhow::Result<()> {
     run_flows(&http, &base, &secret, &workers, Duration::from_secs(2)).await?;
     let platform_pid = service.as_ref().map(|s| s.pid());
     let cpu_before = load_tests::cpu::Reading::now(platform_pid);
+    let window_start = db_clock(&db).await?;
     let started = Instant::now();
     let (flows, mut times) = run_flows(&http, &base, &secret, &workers, RUN).await?;
+    let receipts = receipts_between(&db, window_start, db_clock(&db).await?).await?;
     let rate = flows as f64 / started.elapsed().as_secs_f64();
     let flow_cpu = load_tests::cpu::Reading::now(platform_pid).per_unit_since(&cpu_before, flows);
     times.sort();
@@ -250,6 +252,15 @@ async fn main() -> anyhow::Result<()> {
     );
 
     flow_cpu.print("CPU par parcours (pendant la mesure)", 500.0);
+    // Each flow queues a receipt for the usager; how many the consumer delivered meanwhile
+    // (to the stack's MailDev, on the same cores: its CPU is in "autres").
+    println!(
+        "{:<58} écrits {}  envoyés {} (×{:.2})",
+        "accusés de réception pendant la mesure",
+        receipts.0,
+        receipts.1,
+        receipts.1 as f64 / receipts.0.max(1) as f64
+    );
 
     // Token + userinfo alone: codes written beforehand, as the choice writes them.
     let codes = issue_codes(&db, structure, 40_000).await?;
@@ -374,6 +385,30 @@ async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::
 
 /// `count` codes for the structure's usagers, written as the aidant's choice writes them (by
 /// the aidant who made the mandate: the redemption checks that they are still habilitated).
+/// The database's clock.
+async fn db_clock(db: &TestDatabase) -> anyhow::Result<time::OffsetDateTime> {
+    Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&db.admin)
+        .await?)
+}
+
+/// Receipts of the benchmark's territory written, and sent, between two instants.
+async fn receipts_between(
+    db: &TestDatabase,
+    from: time::OffsetDateTime,
+    to: time::OffsetDateTime,
+) -> anyhow::Result<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE created_at BETWEEN $1 AND $2),
+                count(*) FILTER (WHERE sent_at BETWEEN $1 AND $2)
+         FROM dep_33.outbox",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_one(&db.admin)
+    .await?)
+}
+
 async fn issue_codes(
     db: &TestDatabase,
     structure: StructureId,
