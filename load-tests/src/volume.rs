@@ -19,7 +19,7 @@ use foundation::ids::{ProfessionalId, StructureId};
 use foundation::tenancy::{DepartementCode, Tenancy};
 use load_tests::oidc::run_flows;
 use load_tests::{ms, percentile, timed_gets};
-use test_support::database::{TestDatabase, user_of, with_database};
+use test_support::database::{TestDatabase, with_database};
 use test_support::service_binary::{RunningService, start_with};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -249,13 +249,7 @@ async fn main() -> anyhow::Result<()> {
         .max_connections(8)
         .connect(&admin_url)
         .await?;
-    let seeded = TestDatabase {
-        name: args.database.clone(),
-        admin: admin.clone(),
-        admin_url,
-        app_role: user_of(&app_url),
-        app_url,
-    };
+    let seeded = TestDatabase::existing(&args.database, admin.clone(), admin_url, app_url);
     let (mut mandates, territories): (i64, i64) = sqlx::query_as(
         "SELECT sum(c.reltuples)::bigint, count(*) FROM pg_class c
          JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -8,12 +8,54 @@ use sqlx::PgPool;
 use crate::stack_var;
 
 /// A database of its own, with an administrator pool and the application's URL.
+///
+/// Dropped with the value when the test ends well (on each Citus node too), so that test runs
+/// outside `infra/run test` do not fill the disk; kept when the test panics, for a look
+/// afterwards (`infra/run test` and `.ci/run` clear those when they start), or when
+/// `AC_TEST_KEEP_DATABASES` is set.
 pub struct TestDatabase {
     pub name: String,
     pub admin: PgPool,
     pub admin_url: String,
     pub app_url: String,
     pub app_role: String,
+    /// The administrator URLs of the servers holding a copy, dropped with it; none for a
+    /// database this value does not own ([`TestDatabase::existing`]).
+    servers: Vec<String>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if self.servers.is_empty()
+            || std::thread::panicking()
+            || std::env::var_os("AC_TEST_KEEP_DATABASES").is_some()
+        {
+            return;
+        }
+        let (servers, name) = (std::mem::take(&mut self.servers), self.name.clone());
+        // Its own thread and runtime: a value dropped inside a test's runtime cannot wait on it.
+        let dropping = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                for server in servers {
+                    if let Ok(pool) = setup_pool(&server).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                        pool.close().await;
+                    }
+                }
+            });
+        });
+        let _ = dropping.join();
+    }
 }
 
 /// `url` naming another database of the same server.
@@ -262,9 +304,23 @@ impl TestDatabase {
         Self::create_in(admin_url, app_url, None).await
     }
 
+    /// A database made elsewhere (a seeded one a benchmark reuses): never dropped by this value.
+    pub fn existing(name: &str, admin: PgPool, admin_url: String, app_url: String) -> TestDatabase {
+        TestDatabase {
+            name: name.to_owned(),
+            admin,
+            admin_url,
+            app_role: user_of(&app_url),
+            app_url,
+            servers: Vec::new(),
+        }
+    }
+
     async fn create_in(admin_url: &str, app_url: &str, citus: Option<&CitusNodes>) -> TestDatabase {
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         create_database(admin_url, &name).await;
+        let mut servers = vec![admin_url.to_owned()];
+        servers.extend(citus.iter().flat_map(|c| c.workers.iter().cloned()));
         let admin_url = with_database(admin_url, &name);
         let app_role = user_of(app_url);
         let admin = migrate::connect_admin(&admin_url, 8)
@@ -282,6 +338,7 @@ impl TestDatabase {
             admin,
             admin_url,
             app_role,
+            servers,
         }
     }
 
