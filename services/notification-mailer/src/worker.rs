@@ -193,6 +193,9 @@ impl OutboxWorker {
         scope: Scope,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> (usize, Option<sqlx::Error>) {
+        if stop() {
+            return (0, None);
+        }
         let lanes = self.platform.settings.smtp.sessions.max(1) as usize;
         let mut running = futures::stream::FuturesUnordered::new();
         running.push(self.lane_batch(scope, self.mailer.session()));
@@ -241,29 +244,28 @@ impl OutboxWorker {
 
     /// Step 1: claims up to a batch of due messages (committed before anything is sent).
     async fn claim(&self, scope: Scope) -> Result<Vec<Row>, sqlx::Error> {
+        // One statement, its own transaction: one exchange instead of three (BEGIN, the
+        // statement, COMMIT), its commit as durable.
         match scope {
             Scope::Platform => {
-                let mut tx = self.platform.platform_pool().begin().await?;
-                let rows = sqlx::query_as(PLATFORM_SQL.claim)
+                sqlx::query_as(PLATFORM_SQL.claim)
                     .bind(MAX_ATTEMPTS)
                     .bind(BATCH)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(rows)
+                    .fetch_all(self.platform.platform_pool())
+                    .await
             }
             Scope::Departement(departement) => {
                 // A territory not served (not provisioned, failed migration) has nothing to send.
                 let Ok(tenant) = self.platform.tenancy.unguarded(departement).await else {
                     return Ok(Vec::new());
                 };
-                let mut tx = tenant.begin().await?;
+                let mut statement = tenant.single_statement().await?;
                 let rows = sqlx::query_as(TENANT_SQL.claim)
                     .bind(MAX_ATTEMPTS)
                     .bind(BATCH)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *statement)
                     .await?;
-                tx.commit().await?;
+                statement.done();
                 Ok(rows)
             }
         }
@@ -312,12 +314,11 @@ impl OutboxWorker {
     /// Step 3: records the outcome.
     async fn record(&self, scope: Scope, id: Uuid, outcome: &Outcome) -> Result<(), sqlx::Error> {
         let base = self.platform.settings.smtp.retry_base_ms as f64 / 1000.0;
+        // One statement, its own transaction, as the claim.
         let retry_at = match scope {
             Scope::Platform => {
-                let mut tx = self.platform.platform_pool().begin().await?;
-                let retry_at = record_on(&mut tx, &PLATFORM_SQL, id, outcome, base).await?;
-                tx.commit().await?;
-                retry_at
+                let mut conn = self.platform.platform_pool().acquire().await?;
+                record_on(&mut conn, &PLATFORM_SQL, id, outcome, base).await?
             }
             Scope::Departement(departement) => {
                 let tenant = self
@@ -326,9 +327,9 @@ impl OutboxWorker {
                     .unguarded(departement)
                     .await
                     .map_err(|_| sqlx::Error::PoolClosed)?;
-                let mut tx = tenant.begin().await?;
-                let retry_at = record_on(&mut tx, &TENANT_SQL, id, outcome, base).await?;
-                tx.commit().await?;
+                let mut statement = tenant.single_statement().await?;
+                let retry_at = record_on(&mut statement, &TENANT_SQL, id, outcome, base).await?;
+                statement.done();
                 retry_at
             }
         };
