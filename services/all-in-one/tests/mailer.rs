@@ -41,6 +41,48 @@ async fn sent_count(db: &TestDatabase) -> i64 {
         .expect("count")
 }
 
+/// Queues `count` messages in territory 33's outbox in one transaction (woken at its commit).
+async fn queue_in_33(app_url: &str, prefix: &str, count: usize) -> HashSet<Uuid> {
+    let tenancy = test_support::tenancy(sqlx::PgPool::connect(app_url).await.expect("pool")).await;
+    let territory = tenancy
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("33");
+    let mut tx = territory.begin().await.expect("tx");
+    let mut ids = HashSet::new();
+    for n in 0..count {
+        let to = format!("{prefix}-{n}@example.test");
+        ids.insert(
+            foundation::outbox::enqueue_tenant(&mut tx, &message(&to, "operator_test"))
+                .await
+                .expect("file"),
+        );
+    }
+    tx.commit().await.expect("commit");
+    ids
+}
+
+/// The Message-IDs MailDev received.
+async fn received_ids(maildev: &PrivateMailDev) -> Vec<String> {
+    maildev
+        .messages()
+        .await
+        .iter()
+        .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Each of `ids` received exactly once.
+fn assert_each_once(received: &[String], ids: &HashSet<Uuid>) {
+    for id in ids {
+        let copies = received
+            .iter()
+            .filter(|m| **m == format!("<{id}@aidantsconnect.beta.gouv.fr>"))
+            .count();
+        assert_eq!(copies, 1, "{id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_smtp_outage_loses_nothing_and_sends_nothing_twice() {
     // The default: the backlog drains on four sessions at once.
@@ -98,11 +140,7 @@ async fn an_smtp_outage_loses_nothing_and_sends_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(uncertain.len() <= 2 * SESSIONS as usize, "{uncertain:?}");
-    let received = maildev.messages().await;
-    let message_ids: Vec<String> = received
-        .iter()
-        .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
-        .collect();
+    let message_ids = received_ids(&maildev).await;
     let unique: HashSet<&String> = message_ids.iter().collect();
     assert_eq!(message_ids.len(), unique.len(), "0 en double");
     let uncertain_ids: HashSet<Uuid> = uncertain.iter().map(|m| m.id).collect();
@@ -305,22 +343,7 @@ async fn a_platform_message_is_sent_before_a_territory_backlog_drains() {
         s.smtp.port = smtp_port;
     })
     .await;
-    let tenancy =
-        test_support::tenancy(sqlx::PgPool::connect(&app.db.app_url).await.expect("pool")).await;
-    let territory = tenancy
-        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("33");
-    let mut tx = territory.begin().await.expect("tx");
-    for n in 0..120 {
-        foundation::outbox::enqueue_tenant(
-            &mut tx,
-            &message(&format!("usager-{n}@example.test"), "operator_test"),
-        )
-        .await
-        .expect("file");
-    }
-    tx.commit().await.expect("commit");
+    queue_in_33(&app.db.app_url, "usager", 120).await;
     let link = enqueue(&app.db, "aidant@example.test", "operator_test").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let waiting_then: i64 = loop {
@@ -456,19 +479,7 @@ async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced()
             sessions,
             "{limit} messages par session au plus"
         );
-        let received: Vec<String> = maildev
-            .messages()
-            .await
-            .iter()
-            .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
-            .collect();
-        for id in &ids {
-            let copies = received
-                .iter()
-                .filter(|m| **m == format!("<{id}@aidantsconnect.beta.gouv.fr>"))
-                .count();
-            assert_eq!(copies, 1, "{id}");
-        }
+        assert_each_once(&received_ids(&maildev).await, &ids);
     }
 }
 
@@ -486,25 +497,7 @@ async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
         s.smtp.sessions = 3;
     })
     .await;
-    let tenancy =
-        test_support::tenancy(sqlx::PgPool::connect(&app.db.app_url).await.expect("pool")).await;
-    let territory = tenancy
-        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("33"))
-        .await
-        .expect("33");
-    let mut tx = territory.begin().await.expect("tx");
-    let mut ids = HashSet::new();
-    for n in 0..200 {
-        ids.insert(
-            foundation::outbox::enqueue_tenant(
-                &mut tx,
-                &message(&format!("file-{n}@example.test"), "operator_test"),
-            )
-            .await
-            .expect("file"),
-        );
-    }
-    tx.commit().await.expect("commit");
+    let ids = queue_in_33(&app.db.app_url, "file", 200).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let waiting: i64 =
@@ -526,18 +519,7 @@ async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
         "{} sessions ouvertes à la fois",
         relay.most_open()
     );
-    let received: Vec<String> = maildev
-        .messages()
-        .await
-        .iter()
-        .filter_map(|m| m["headers"]["message-id"].as_str().map(str::to_owned))
-        .collect();
+    let received = received_ids(&maildev).await;
     assert_eq!(received.len(), 200);
-    for id in &ids {
-        let copies = received
-            .iter()
-            .filter(|m| **m == format!("<{id}@aidantsconnect.beta.gouv.fr>"))
-            .count();
-        assert_eq!(copies, 1, "{id}");
-    }
+    assert_each_once(&received, &ids);
 }

@@ -1,6 +1,7 @@
 //! The outbox consumer (e-mail and SMS; letters wait for their batch, see `letters`). Woken at once by `pg_notify` when a producer's transaction has committed (`outbox`), and
 //! by a periodic sweep (retries after backoff, notifications missed while disconnected). Rows
-//! are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas share the work safely.
+//! are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas, and the lanes of one drain,
+//! share the work safely.
 
 use std::time::Duration;
 
