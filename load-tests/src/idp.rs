@@ -197,9 +197,9 @@ async fn main() -> anyhow::Result<()> {
     let window_start = db_clock(&db).await?;
     let started = Instant::now();
     let (flows, mut times) = run_flows(&http, &base, &secret, &workers, RUN).await?;
-    let receipts = receipts_between(&db, window_start, db_clock(&db).await?).await?;
     let rate = flows as f64 / started.elapsed().as_secs_f64();
     let flow_cpu = load_tests::cpu::Reading::now(platform_pid).per_unit_since(&cpu_before, flows);
+    let receipts = receipts_between(&db, window_start, db_clock(&db).await?).await?;
     times.sort();
     if let Some(sampler) = &sampler {
         sampler.abort();
@@ -383,8 +383,6 @@ async fn issue_pair_codes(db: &TestDatabase, structure: StructureId) -> anyhow::
     Ok(())
 }
 
-/// `count` codes for the structure's usagers, written as the aidant's choice writes them (by
-/// the aidant who made the mandate: the redemption checks that they are still habilitated).
 /// The database's clock.
 async fn db_clock(db: &TestDatabase) -> anyhow::Result<time::OffsetDateTime> {
     Ok(sqlx::query_scalar("SELECT clock_timestamp()")
@@ -409,6 +407,8 @@ async fn receipts_between(
     .await?)
 }
 
+/// `count` codes for the structure's usagers, written as the aidant's choice writes them (by
+/// the aidant who made the mandate: the redemption checks that they are still habilitated).
 async fn issue_codes(
     db: &TestDatabase,
     structure: StructureId,
