@@ -8,6 +8,10 @@
 //! (`OutboxWorker::deliver_due`, the running worker's drain), and checks that MailDev received
 //! each message once. The CPU per message of PostgreSQL, of the consumer (this process), of
 //! MailDev (Node.js) and of the rest of the machine shows which of them bounds the rate.
+//!
+//! Then e-mails one after the other on one session to a TLS relay of our own, with STARTTLS
+//! and with TLS from the first byte, alternated: their ratio shows a socket that waits for the
+//! relay's delayed acknowledgements in one mode only.
 
 use std::time::Instant;
 
@@ -122,5 +126,58 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("reçus par MailDev : {delivered}, chacun une fois");
+    over_tls().await
+}
+
+/// Messages sent one after the other on one session, to a relay that encrypts: STARTTLS
+/// against TLS from the first byte (`smtp.security = tls`, port 465), alternated in the same
+/// run. Both encrypt alike once connected, so their rates should be alike; a socket with
+/// Nagle's delay makes each message wait for the relay's delayed acknowledgement.
+async fn over_tls() -> anyhow::Result<()> {
+    use foundation::config::SmtpSecurity;
+    use notification_mailer::smtp::Mailer;
+    use test_support::private_smtp_tls::{Mode, PrivateSmtpTls};
+
+    const MESSAGES: usize = 200;
+    let rendered = notification_mailer::templates::render("mandate_used", &receipt(0).payload)?;
+    let mut relays = Vec::new();
+    for (mode, security) in [
+        (Mode::Starttls, SmtpSecurity::Starttls),
+        (Mode::Tls, SmtpSecurity::Tls),
+    ] {
+        let relay = PrivateSmtpTls::start(mode).await;
+        let mut settings = foundation::config::Settings::default().smtp;
+        settings.host = "127.0.0.1".into();
+        settings.port = relay.port;
+        settings.security = security;
+        settings.ca_file = Some(relay.ca_file());
+        relays.push((mode, Mailer::new(&settings)?, relay, Vec::new()));
+    }
+    println!(
+        "\nCourriels sur une session chiffrée : {MESSAGES} l'un après l'autre, relais TLS local"
+    );
+    for _ in 0..ROUNDS {
+        for (mode, mailer, relay, rates) in relays.iter_mut() {
+            let before = relay.messages().len();
+            let mut session = mailer.session();
+            let started = Instant::now();
+            for n in 0..MESSAGES {
+                let to = format!("usager-{n}@example.test");
+                session.send(uuid::Uuid::now_v7(), &to, &rendered).await?;
+            }
+            let rate = MESSAGES as f64 / started.elapsed().as_secs_f64();
+            session.close().await;
+            let got = relay.messages().len() - before;
+            anyhow::ensure!(got == MESSAGES, "{mode:?} : {got} reçus sur {MESSAGES}");
+            rates.push(rate);
+            println!("  {:<40}{rate:>10.0} courriels/s", format!("{mode:?}"));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "TLS dès le premier octet ÷ STARTTLS (moyennes, même passage){:>9}×{:.2}",
+        "",
+        mean(&relays[1].3) / mean(&relays[0].3)
+    );
     Ok(())
 }
