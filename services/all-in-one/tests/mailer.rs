@@ -523,3 +523,157 @@ async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
     assert_eq!(received.len(), 200);
     assert_each_once(&received, &ids);
 }
+
+/// How a [`silent_relay`] stops answering.
+#[derive(Clone, Copy)]
+enum Silence {
+    /// It accepts the connection and never greets.
+    FromTheStart,
+    /// It passes everything to MailDev, but once a message's content has gone through, it
+    /// keeps MailDev's answers: MailDev has the message, the client never hears so.
+    AfterContent,
+}
+
+/// A relay in front of MailDev that stops answering, keeping its connections open (a hung
+/// relay, a firewall that drops packets mid-session); how many connections it accepted.
+async fn silent_relay(
+    server_port: u16,
+    silence: Silence,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("relais");
+    let port = listener.local_addr().expect("adresse").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Silence::FromTheStart = silence {
+                    let _held = client;
+                    return std::future::pending::<()>().await;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
+                else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let content_sent = std::sync::Arc::new(AtomicBool::new(false));
+                let seen = content_sent.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut tail = Vec::new();
+                    while let Ok(n) = from_client.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        // The end of a message's content (`.` alone on its line; a line of the
+                        // content starting with a dot has it doubled).
+                        tail.extend_from_slice(&buf[..n]);
+                        if tail.windows(5).any(|w| w == b"\r\n.\r\n") {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                        tail.drain(..tail.len().saturating_sub(4));
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from_server.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if !content_sent.load(Ordering::SeqCst)
+                        && to_client.write_all(&buf[..n]).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                // The client's side stays open, silent, until the client leaves.
+                let _held = to_client;
+                std::future::pending::<()>().await
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// A relay that stops answering holds the consumer for at most `smtp.timeout_ms` per batch: the
+/// messages it never greeted are retried later (one connection tried for the whole batch, not one
+/// per message), and a message whose content it took without answering is uncertain, never sent
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_answering_holds_nothing_and_sends_nothing_twice() {
+    let maildev = PrivateMailDev::start().await;
+    let db = TestDatabase::create().await;
+    let worker_on = |port: u16| {
+        let mut settings = test_support::test_settings(&db.app_url);
+        settings.smtp.port = port;
+        settings.smtp.timeout_ms = 1_000;
+        // A failed message is due again only after this test.
+        settings.smtp.retry_base_ms = 600_000;
+        async move {
+            let platform = Platform::connect(settings).await.expect("plateforme");
+            OutboxWorker::from_platform(platform).expect("worker")
+        }
+    };
+    let row = |id: Uuid| {
+        sqlx::query_as::<_, (bool, bool, i32, Option<String>)>(
+            "SELECT sent_at IS NOT NULL, sending_started_at IS NOT NULL, attempts, last_error
+             FROM platform.outbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.admin)
+    };
+    let bounded = Duration::from_secs(30);
+
+    // Never greeted: both messages fail for now and wait for their retry.
+    let (port, accepted) = silent_relay(maildev.smtp_port, Silence::FromTheStart).await;
+    let worker = worker_on(port).await;
+    let waiting = [
+        enqueue(&db, "silence-a@example.test", "operator_test").await,
+        enqueue(&db, "silence-b@example.test", "operator_test").await,
+    ];
+    let claimed = tokio::time::timeout(bounded, worker.deliver_due())
+        .await
+        .expect("le passage attend le relais silencieux sans fin")
+        .expect("passage");
+    assert_eq!(claimed, 2);
+    for id in waiting {
+        let (sent, claimed, attempts, error) = row(id).await.expect("ligne");
+        assert!(!sent && !claimed, "{id} : à renvoyer plus tard");
+        assert_eq!(attempts, 1, "{id}");
+        let error = error.unwrap_or_default();
+        assert!(error.contains("délai"), "{id} : {error}");
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "une connexion pour le lot, pas une par message"
+    );
+
+    // Silent once the content went through: MailDev has it once, and it stays uncertain.
+    let (port, _) = silent_relay(maildev.smtp_port, Silence::AfterContent).await;
+    let worker = worker_on(port).await;
+    let id = enqueue(&db, "silence-c@example.test", "operator_test").await;
+    let claimed = tokio::time::timeout(bounded, worker.deliver_due())
+        .await
+        .expect("le passage attend la réponse au contenu sans fin")
+        .expect("passage");
+    assert_eq!(claimed, 1);
+    let (sent, claimed, _, error) = row(id).await.expect("ligne");
+    assert!(!sent && claimed, "incertain : ni envoyé ni rendu à la file");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("incertain") && error.contains("délai"),
+        "{error}"
+    );
+    assert_eq!(worker.deliver_due().await.expect("passage"), 0);
+    let once: HashSet<Uuid> = [id].into();
+    assert_each_once(&received_ids(&maildev).await, &once);
+}
