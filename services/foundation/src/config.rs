@@ -211,6 +211,8 @@ pub struct SmtpSettings {
     #[serde(serialize_with = "serialize_opt_secret")]
     pub password: Option<SecretString>,
     pub from: String,
+    /// The longest any one exchange with the relay may take: the connection with its greeting,
+    /// encryption and login, each command, the answer to a message's content.
     pub timeout_ms: u64,
     /// First retry delay after a failed delivery; it doubles at each attempt, up to an hour.
     pub retry_base_ms: u64,

@@ -32,7 +32,7 @@ pub struct Mailer {
     extra_roots: Option<Certificate>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
     /// Worth retrying: the server was unreachable or declined for now; nothing was accepted.
     #[error("envoi SMTP échoué : {0}")]
@@ -40,10 +40,10 @@ pub enum SendError {
     /// Not worth retrying: the address or the message is invalid.
     #[error("message refusé : {0}")]
     Permanent(String),
-    /// The connection broke after the content was sent and before the server's answer: it may
-    /// have been accepted. It is not sent again automatically (never twice); operators see it
-    /// among the stuck messages and re-queue it after checking.
-    #[error("envoi incertain, la connexion a été coupée après l'envoi du contenu : {0}")]
+    /// The connection broke, or the server fell silent, after the content was sent and before
+    /// its answer: it may have been accepted. It is not sent again automatically (never twice);
+    /// operators see it among the stuck messages and re-queue it after checking.
+    #[error("envoi incertain, pas de réponse du serveur après l'envoi du contenu : {0}")]
     Uncertain(String),
 }
 
@@ -80,10 +80,24 @@ impl Mailer {
         })
     }
 
+    /// How long any one exchange with the relay may take (`smtp.timeout_ms`): the connection
+    /// with its greeting, encryption and login, each command, the answer to a message's content,
+    /// the goodbye. lettre bounds only the TCP connection, so a relay that accepts it and falls
+    /// silent (hung, or a firewall dropping packets mid-session) held a lane for ever.
+    fn limit(&self) -> Duration {
+        Duration::from_millis(self.settings.timeout_ms)
+    }
+
+    /// A connection ready for messages, within [`Mailer::limit`].
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        within(self.limit(), self.connect_unbounded())
+            .await
+            .unwrap_or_else(|silent| Err(SendError::Transient(silent)))
+    }
+
+    async fn connect_unbounded(&self) -> Result<AsyncSmtpConnection, SendError> {
         let lost = |e: lettre::transport::smtp::Error| known(&e);
         let s = &self.settings;
-        let timeout = Some(Duration::from_millis(s.timeout_ms));
         let hello = ClientId::default();
         let tls = || {
             let mut builder = TlsParameters::builder(s.host.clone());
@@ -93,7 +107,7 @@ impl Mailer {
             builder.build()
         };
         // Our own socket, without Nagle's delay (`tcp`), in every mode.
-        let stream = tcp(&s.host, s.port, timeout)
+        let stream = tcp(&s.host, s.port)
             .await
             .map_err(|e| SendError::Transient(format!("connexion SMTP : {e}")))?;
         let mut conn = match s.security {
@@ -139,6 +153,7 @@ impl Mailer {
         Session {
             mailer: self,
             conn: None,
+            unreachable: None,
         }
     }
 
@@ -169,7 +184,7 @@ impl Mailer {
     pub async fn ping(&self) -> Result<(), String> {
         match self.connect().await {
             Ok(mut conn) => {
-                let _ = conn.quit().await;
+                let _ = within(self.limit(), conn.quit()).await;
                 Ok(())
             }
             Err(_) => Err("serveur SMTP injoignable".into()),
@@ -186,6 +201,9 @@ impl Mailer {
 pub struct Session<'a> {
     mailer: &'a Mailer,
     conn: Option<AsyncSmtpConnection>,
+    /// The relay could not be reached for a message of the current batch: the batch's other
+    /// e-mails fail the same way at once, instead of each waiting for the relay in turn.
+    unreachable: Option<SendError>,
 }
 
 /// Where a message's transaction failed.
@@ -197,10 +215,19 @@ enum Failure {
 }
 
 impl Session<'_> {
+    /// A new batch: the relay is tried again, even if it could not be reached for the last.
+    pub fn next_batch(&mut self) {
+        self.unreachable = None;
+    }
+
     pub async fn send(&mut self, id: Uuid, to: &str, message: &Rendered) -> Result<(), SendError> {
         let (envelope, bytes) = self.mailer.compose(id, to, message)?;
+        if let Some(e) = &self.unreachable {
+            return Err(e.clone());
+        }
+        let limit = self.mailer.limit();
         if let Some(conn) = self.conn.as_mut() {
-            match transmit(conn, &envelope, &bytes).await {
+            match transmit(conn, &envelope, &bytes, limit).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::After(e)) => {
                     self.conn = None;
@@ -210,8 +237,14 @@ impl Session<'_> {
                 Err(Failure::BeforeContent(_)) => self.conn = None,
             }
         }
-        let mut conn = self.mailer.connect().await?;
-        match transmit(&mut conn, &envelope, &bytes).await {
+        let mut conn = match self.mailer.connect().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.unreachable = Some(e.clone());
+                return Err(e);
+            }
+        };
+        match transmit(&mut conn, &envelope, &bytes, limit).await {
             Ok(()) => {
                 self.conn = Some(conn);
                 Ok(())
@@ -223,52 +256,61 @@ impl Session<'_> {
     /// Ends the session politely (`QUIT`), if one is open.
     pub async fn close(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = conn.quit().await;
+            let _ = within(self.mailer.limit(), conn.quit()).await;
         }
     }
 }
 
-/// One message's transaction on an open connection.
+/// One message's transaction on an open connection, each exchange within `limit`.
 async fn transmit(
     conn: &mut AsyncSmtpConnection,
     envelope: &lettre::address::Envelope,
     bytes: &[u8],
+    limit: Duration,
 ) -> Result<(), Failure> {
-    let before = |e: lettre::transport::smtp::Error| Failure::BeforeContent(known(&e));
     // Up to DATA, nothing can have been accepted.
-    conn.command(Mail::new(envelope.from().cloned(), vec![]))
-        .await
-        .map_err(before)?;
+    let before = |answer: Result<Result<_, lettre::transport::smtp::Error>, String>| match answer {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::BeforeContent(known(&e))),
+        Err(silent) => Err(Failure::BeforeContent(SendError::Transient(silent))),
+    };
+    before(
+        within(
+            limit,
+            conn.command(Mail::new(envelope.from().cloned(), vec![])),
+        )
+        .await,
+    )?;
     for rcpt in envelope.to() {
-        conn.command(Rcpt::new(rcpt.clone(), vec![]))
-            .await
-            .map_err(before)?;
+        before(within(limit, conn.command(Rcpt::new(rcpt.clone(), vec![]))).await)?;
     }
-    conn.command(Data).await.map_err(before)?;
-    match conn.message(bytes).await {
-        Ok(_) => Ok(()),
+    before(within(limit, conn.command(Data)).await)?;
+    match within(limit, conn.message(bytes)).await {
+        Ok(Ok(_)) => Ok(()),
         // The server answered: it refused, and said so.
-        Err(e) if e.is_permanent() || e.is_transient() => Err(Failure::After(known(&e))),
-        Err(e) => Err(Failure::After(SendError::Uncertain(e.to_string()))),
+        Ok(Err(e)) if e.is_permanent() || e.is_transient() => Err(Failure::After(known(&e))),
+        Ok(Err(e)) => Err(Failure::After(SendError::Uncertain(e.to_string()))),
+        // Silent after the content: it may have been accepted.
+        Err(silent) => Err(Failure::After(SendError::Uncertain(silent))),
     }
 }
 
-/// A TCP connection to the relay, within `timeout`, without Nagle's delay: lettre writes a
+/// `exchange` within `limit`, else why not (in French, for the outbox's `last_error`).
+async fn within<T>(limit: Duration, exchange: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, exchange).await.map_err(|_| {
+        format!(
+            "le relais SMTP n'a pas répondu dans le délai de {} ms",
+            limit.as_millis()
+        )
+    })
+}
+
+/// A TCP connection to the relay, without Nagle's delay: lettre writes a
 /// message's content and its final `.` in two writes, and the second, small, waited for the
 /// server to acknowledge the first, which a server delays up to 40 ms (65–95 ms per message to
 /// MailDev under bench-idp, 1.3 ms from a client writing both at once).
-async fn tcp(
-    host: &str,
-    port: u16,
-    timeout: Option<Duration>,
-) -> std::io::Result<tokio::net::TcpStream> {
-    let connecting = tokio::net::TcpStream::connect((host, port));
-    let stream = match timeout {
-        Some(limit) => tokio::time::timeout(limit, connecting)
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "délai dépassé"))??,
-        None => connecting.await?,
-    };
+async fn tcp(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

@@ -351,6 +351,7 @@ impl OutboxWorker {
         session: &mut Session<'_>,
     ) -> Result<usize, sqlx::Error> {
         let rows = self.claim(scope).await?;
+        session.next_batch();
         for row in &rows {
             let outcome = self.send(row, session).await;
             self.record(scope, row.0, &outcome).await?;
