@@ -603,18 +603,20 @@ async fn silent_relay(
     (port, accepted)
 }
 
-/// A relay that stops answering holds the consumer for at most `smtp.timeout_ms` per batch: the
-/// messages it never greeted are retried later (one connection tried for the whole batch, not one
-/// per message), and a message whose content it took without answering is uncertain, never sent
-/// again.
+/// A relay that stops answering holds a batch for one wait at most (`smtp.timeout_ms`, or
+/// `smtp.content_timeout_ms` for the answer to a content): the messages it never greeted are
+/// retried later (one connection tried for the whole batch, not one per message); a message
+/// whose content it took without answering is uncertain, never sent again, and the batch's
+/// next one is retried later without being tried now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_stops_answering_holds_nothing_and_sends_nothing_twice() {
     let maildev = PrivateMailDev::start().await;
     let db = TestDatabase::create().await;
-    let worker_on = |port: u16| {
+    let worker_on = |port: u16, timeout_ms: u64, content_timeout_ms: u64| {
         let mut settings = test_support::test_settings(&db.app_url);
         settings.smtp.port = port;
-        settings.smtp.timeout_ms = 1_000;
+        settings.smtp.timeout_ms = timeout_ms;
+        settings.smtp.content_timeout_ms = content_timeout_ms;
         // A failed message is due again only after this test.
         settings.smtp.retry_base_ms = 600_000;
         async move {
@@ -634,7 +636,7 @@ async fn a_relay_that_stops_answering_holds_nothing_and_sends_nothing_twice() {
 
     // Never greeted: both messages fail for now and wait for their retry.
     let (port, accepted) = silent_relay(maildev.smtp_port, Silence::FromTheStart).await;
-    let worker = worker_on(port).await;
+    let worker = worker_on(port, 1_000, 60_000).await;
     let waiting = [
         enqueue(&db, "silence-a@example.test", "operator_test").await,
         enqueue(&db, "silence-b@example.test", "operator_test").await,
@@ -657,23 +659,50 @@ async fn a_relay_that_stops_answering_holds_nothing_and_sends_nothing_twice() {
         "une connexion pour le lot, pas une par message"
     );
 
-    // Silent once the content went through: MailDev has it once, and it stays uncertain.
-    let (port, _) = silent_relay(maildev.smtp_port, Silence::AfterContent).await;
-    let worker = worker_on(port).await;
-    let id = enqueue(&db, "silence-c@example.test", "operator_test").await;
+    // Silent once the content went through: MailDev has the batch's first message once, and it
+    // stays uncertain; the other is not tried on this batch (a batch's order is not promised).
+    let (port, accepted) = silent_relay(maildev.smtp_port, Silence::AfterContent).await;
+    let worker = worker_on(port, 10_000, 1_000).await;
+    let pair = [
+        enqueue(&db, "silence-c@example.test", "operator_test").await,
+        enqueue(&db, "silence-d@example.test", "operator_test").await,
+    ];
     let claimed = tokio::time::timeout(bounded, worker.deliver_due())
         .await
         .expect("le passage attend la réponse au contenu sans fin")
         .expect("passage");
-    assert_eq!(claimed, 1);
-    let (sent, claimed, _, error) = row(id).await.expect("ligne");
-    assert!(!sent && claimed, "incertain : ni envoyé ni rendu à la file");
-    let error = error.unwrap_or_default();
-    assert!(
-        error.contains("incertain") && error.contains("délai"),
-        "{error}"
+    assert_eq!(claimed, 2);
+    let mut uncertain = Vec::new();
+    let mut later = Vec::new();
+    for id in pair {
+        let (sent, claimed, attempts, error) = row(id).await.expect("ligne");
+        let error = error.unwrap_or_default();
+        assert!(!sent, "{id} : rien n'a été confirmé");
+        if claimed {
+            // Neither sent nor given back to the queue.
+            assert!(
+                error.contains("incertain") && error.contains("délai"),
+                "{error}"
+            );
+            uncertain.push(id);
+        } else {
+            assert_eq!(attempts, 1, "{id}");
+            assert!(error.contains("cessé de répondre"), "{error}");
+            later.push(id);
+        }
+    }
+    assert_eq!(
+        (uncertain.len(), later.len()),
+        (1, 1),
+        "{uncertain:?} {later:?}"
     );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(worker.deliver_due().await.expect("passage"), 0);
-    let once: HashSet<Uuid> = [id].into();
-    assert_each_once(&received_ids(&maildev).await, &once);
+    let received = received_ids(&maildev).await;
+    assert_each_once(&received, &uncertain.into_iter().collect());
+    let never = format!("<{}@aidantsconnect.beta.gouv.fr>", later[0]);
+    assert!(
+        !received.contains(&never),
+        "{never} : pas essayé sur ce lot"
+    );
 }

@@ -211,9 +211,13 @@ pub struct SmtpSettings {
     #[serde(serialize_with = "serialize_opt_secret")]
     pub password: Option<SecretString>,
     pub from: String,
-    /// The longest any one exchange with the relay may take: the connection with its greeting,
-    /// encryption and login, each command, the answer to a message's content.
+    /// The longest any one exchange with the relay may take: the connection to each of its
+    /// addresses, then its greeting, encryption and login, each command, the goodbye.
     pub timeout_ms: u64,
+    /// The longest the relay may take to answer a message's content (it may check the message
+    /// before answering; RFC 5321 suggests waiting up to 10 minutes). A message left unanswered
+    /// is uncertain, never sent again automatically (docs/MAIL.md).
+    pub content_timeout_ms: u64,
     /// First retry delay after a failed delivery; it doubles at each attempt, up to an hour.
     pub retry_base_ms: u64,
     /// Most SMTP sessions the outbox consumer keeps open at once on one backlog: a second one
@@ -370,6 +374,7 @@ impl Default for Settings {
                 password: None,
                 from: "Aidants Connect <ne-pas-repondre@aidantsconnect.beta.gouv.fr>".into(),
                 timeout_ms: 10_000,
+                content_timeout_ms: 60_000,
                 retry_base_ms: 2_000,
                 sessions: 4,
             },

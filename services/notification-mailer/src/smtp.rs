@@ -81,21 +81,33 @@ impl Mailer {
     }
 
     /// How long any one exchange with the relay may take (`smtp.timeout_ms`): the connection
-    /// with its greeting, encryption and login, each command, the answer to a message's content,
-    /// the goodbye. lettre bounds only the TCP connection, so a relay that accepts it and falls
-    /// silent (hung, or a firewall dropping packets mid-session) held a lane for ever.
-    fn limit(&self) -> Duration {
-        Duration::from_millis(self.settings.timeout_ms)
+    /// to each of its addresses, then its greeting, encryption and login, each command, the
+    /// goodbye; the answer to a message's content has `smtp.content_timeout_ms`. lettre bounds
+    /// only the TCP connection, so a relay that accepted it and fell silent (hung, or a firewall
+    /// dropping packets mid-session) held a lane, and the drain with it, for ever.
+    fn limits(&self) -> Limits {
+        Limits {
+            exchange: Duration::from_millis(self.settings.timeout_ms),
+            content: Duration::from_millis(self.settings.content_timeout_ms),
+        }
     }
 
-    /// A connection ready for messages, within [`Mailer::limit`].
+    /// A connection ready for messages: the TCP connection, then the greeting, encryption and
+    /// login within [`Mailer::limits`].
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
-        within(self.limit(), self.connect_unbounded())
+        let limit = self.limits().exchange;
+        let stream = tcp(&self.settings.host, self.settings.port, limit)
+            .await
+            .map_err(|e| SendError::Transient(format!("connexion SMTP : {e}")))?;
+        within(limit, self.handshake(stream))
             .await
             .unwrap_or_else(|silent| Err(SendError::Transient(silent)))
     }
 
-    async fn connect_unbounded(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> Result<AsyncSmtpConnection, SendError> {
         let lost = |e: lettre::transport::smtp::Error| known(&e);
         let s = &self.settings;
         let hello = ClientId::default();
@@ -107,9 +119,6 @@ impl Mailer {
             builder.build()
         };
         // Our own socket, without Nagle's delay (`tcp`), in every mode.
-        let stream = tcp(&s.host, s.port)
-            .await
-            .map_err(|e| SendError::Transient(format!("connexion SMTP : {e}")))?;
         let mut conn = match s.security {
             SmtpSecurity::Tls => {
                 let encrypted = ImplicitTls::over(stream, tls().map_err(lost)?)
@@ -184,7 +193,7 @@ impl Mailer {
     pub async fn ping(&self) -> Result<(), String> {
         match self.connect().await {
             Ok(mut conn) => {
-                let _ = within(self.limit(), conn.quit()).await;
+                let _ = within(self.limits().exchange, conn.quit()).await;
                 Ok(())
             }
             Err(_) => Err("serveur SMTP injoignable".into()),
@@ -201,9 +210,16 @@ impl Mailer {
 pub struct Session<'a> {
     mailer: &'a Mailer,
     conn: Option<AsyncSmtpConnection>,
-    /// The relay could not be reached for a message of the current batch: the batch's other
-    /// e-mails fail the same way at once, instead of each waiting for the relay in turn.
+    /// The relay could not be reached, or fell silent, for a message of the current batch: the
+    /// batch's other e-mails fail at once (retried later), instead of each waiting in turn.
     unreachable: Option<SendError>,
+}
+
+/// [`Mailer::limits`].
+#[derive(Clone, Copy)]
+struct Limits {
+    exchange: Duration,
+    content: Duration,
 }
 
 /// Where a message's transaction failed.
@@ -212,6 +228,8 @@ enum Failure {
     BeforeContent(SendError),
     /// With or after the content.
     After(SendError),
+    /// The relay fell silent: before the content (transient) or after it (uncertain).
+    Silent(SendError),
 }
 
 impl Session<'_> {
@@ -225,13 +243,17 @@ impl Session<'_> {
         if let Some(e) = &self.unreachable {
             return Err(e.clone());
         }
-        let limit = self.mailer.limit();
+        let limits = self.mailer.limits();
         if let Some(conn) = self.conn.as_mut() {
-            match transmit(conn, &envelope, &bytes, limit).await {
+            match transmit(conn, &envelope, &bytes, limits).await {
                 Ok(()) => return Ok(()),
                 Err(Failure::After(e)) => {
                     self.conn = None;
                     return Err(e);
+                }
+                Err(Failure::Silent(e)) => {
+                    self.conn = None;
+                    return Err(self.fell_silent(e));
                 }
                 // Sent again below, on a connection of its own.
                 Err(Failure::BeforeContent(_)) => self.conn = None,
@@ -244,35 +266,46 @@ impl Session<'_> {
                 return Err(e);
             }
         };
-        match transmit(&mut conn, &envelope, &bytes, limit).await {
+        match transmit(&mut conn, &envelope, &bytes, limits).await {
             Ok(()) => {
                 self.conn = Some(conn);
                 Ok(())
             }
+            Err(Failure::Silent(e)) => Err(self.fell_silent(e)),
             Err(Failure::BeforeContent(e) | Failure::After(e)) => Err(e),
         }
+    }
+
+    /// The relay fell silent during this message (its outcome `e`): the batch's other e-mails
+    /// are not tried.
+    fn fell_silent(&mut self, e: SendError) -> SendError {
+        self.unreachable = Some(SendError::Transient(
+            "le relais SMTP a cessé de répondre pendant un message précédent du lot".into(),
+        ));
+        e
     }
 
     /// Ends the session politely (`QUIT`), if one is open.
     pub async fn close(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let _ = within(self.mailer.limit(), conn.quit()).await;
+            let _ = within(self.mailer.limits().exchange, conn.quit()).await;
         }
     }
 }
 
-/// One message's transaction on an open connection, each exchange within `limit`.
+/// One message's transaction on an open connection, each exchange within `limits`.
 async fn transmit(
     conn: &mut AsyncSmtpConnection,
     envelope: &lettre::address::Envelope,
     bytes: &[u8],
-    limit: Duration,
+    limits: Limits,
 ) -> Result<(), Failure> {
+    let limit = limits.exchange;
     // Up to DATA, nothing can have been accepted.
     let before = |answer: Result<Result<_, lettre::transport::smtp::Error>, String>| match answer {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Failure::BeforeContent(known(&e))),
-        Err(silent) => Err(Failure::BeforeContent(SendError::Transient(silent))),
+        Err(silent) => Err(Failure::Silent(SendError::Transient(silent))),
     };
     before(
         within(
@@ -285,13 +318,13 @@ async fn transmit(
         before(within(limit, conn.command(Rcpt::new(rcpt.clone(), vec![]))).await)?;
     }
     before(within(limit, conn.command(Data)).await)?;
-    match within(limit, conn.message(bytes)).await {
+    match within(limits.content, conn.message(bytes)).await {
         Ok(Ok(_)) => Ok(()),
         // The server answered: it refused, and said so.
         Ok(Err(e)) if e.is_permanent() || e.is_transient() => Err(Failure::After(known(&e))),
         Ok(Err(e)) => Err(Failure::After(SendError::Uncertain(e.to_string()))),
         // Silent after the content: it may have been accepted.
-        Err(silent) => Err(Failure::After(SendError::Uncertain(silent))),
+        Err(silent) => Err(Failure::Silent(SendError::Uncertain(silent))),
     }
 }
 
@@ -305,14 +338,28 @@ async fn within<T>(limit: Duration, exchange: impl Future<Output = T>) -> Result
     })
 }
 
-/// A TCP connection to the relay, without Nagle's delay: lettre writes a
+/// A TCP connection to the relay, each of its addresses tried in turn within `limit` (one that
+/// drops packets does not take the others' time), without Nagle's delay: lettre writes a
 /// message's content and its final `.` in two writes, and the second, small, waited for the
 /// server to acknowledge the first, which a server delays up to 40 ms (65–95 ms per message to
 /// MailDev under bench-idp, 1.3 ms from a client writing both at once).
-async fn tcp(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = tokio::net::TcpStream::connect((host, port)).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+async fn tcp(host: &str, port: u16, limit: Duration) -> std::io::Result<tokio::net::TcpStream> {
+    use std::io::{Error, ErrorKind};
+    let addresses = tokio::time::timeout(limit, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| Error::new(ErrorKind::TimedOut, "résolution du nom : délai dépassé"))??;
+    let mut last = Error::new(ErrorKind::NotFound, "aucune adresse pour ce nom");
+    for address in addresses {
+        match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = Error::new(ErrorKind::TimedOut, format!("{address} : délai dépassé")),
+        }
+    }
+    Err(last)
 }
 
 /// TLS from the first byte (`smtp.security = tls`, port 465) on our own socket ([`tcp`]).
