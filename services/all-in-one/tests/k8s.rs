@@ -170,6 +170,12 @@ fn every_overlay_renders_validates_and_runs_each_process_with_probes_and_sized_r
                 c["readinessProbe"]["httpGet"]["path"], "/health/ready",
                 "{name}"
             );
+            // Readiness answers within 2 s (its checks run at once, each bounded): the probe
+            // waits for it (Kubernetes' default is 1 s).
+            assert!(
+                c["readinessProbe"]["timeoutSeconds"].as_u64() >= Some(3),
+                "{name}: readinessProbe.timeoutSeconds"
+            );
             assert_eq!(c["startupProbe"]["httpGet"]["path"], "/health", "{name}");
             for field in ["cpu", "memory"] {
                 assert!(

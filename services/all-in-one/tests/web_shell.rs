@@ -88,23 +88,35 @@ async fn health_and_readiness_answer() {
     }
 }
 
+/// A relay or an object store that is down does not take the platform out of service (e-mails
+/// wait in the outbox, documents answer their own 503): readiness says which, and stays 200
+/// (`degraded`); only what every request needs, the database, makes it 503.
 #[tokio::test]
-async fn readiness_says_unavailable_when_a_dependency_is_down() {
+async fn readiness_names_a_down_relay_and_keeps_serving() {
     let db = test_support::database::TestDatabase::create().await;
     // An SMTP port nobody listens on.
     let app = common::spawn_app_with(db, |s| s.smtp.port = 9).await;
     let resp = app.get("/health/ready").await;
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status(), 200);
     let ready: serde_json::Value = resp.json().await.expect("json");
-    let smtp = ready["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == "smtp")
-        .expect("smtp")
-        .clone();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let check = |name: &str| {
+        ready["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    let smtp = check("smtp");
     assert_eq!(smtp["ok"], false);
+    assert_eq!(smtp["essential"], false);
     assert_eq!(smtp["detail"], "serveur SMTP injoignable");
+    assert_eq!(check("database")["essential"], true);
+    assert_eq!(check("object_store")["essential"], false);
+    // And the pages are served.
+    assert_eq!(app.get("/").await.status(), 200);
 }
 
 #[tokio::test]
@@ -171,9 +183,11 @@ async fn readiness_tells_which_dependency_fails_but_never_its_error() {
     })
     .await;
     let resp = app.get("/health/ready").await;
-    assert_eq!(resp.status(), 503);
+    // Reported, not taken out of service (`readiness_names_a_down_relay_and_keeps_serving`).
+    assert_eq!(resp.status(), 200);
     let text = resp.text().await.expect("corps");
     let ready: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(ready["status"], "degraded", "{ready}");
     for check in ready["checks"].as_array().expect("checks") {
         if check["ok"] == true {
             // The document says `detail` is a string: absent, never null.

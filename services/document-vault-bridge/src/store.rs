@@ -139,12 +139,16 @@ impl StoreError {
     }
 }
 
-/// Readiness: the object store answers.
+/// Readiness: the object store answers. Not essential: while it does not, document
+/// operations answer their own 503 and everything else is served.
 pub struct StoreCheck(pub Store);
 
 impl ReadinessCheck for StoreCheck {
     fn name(&self) -> &'static str {
         "object_store"
+    }
+    fn essential(&self) -> bool {
+        false
     }
     fn check<'a>(&'a self, _platform: &'a Platform) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.0.ping())

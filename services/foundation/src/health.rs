@@ -1,5 +1,6 @@
-//! Liveness (`/health`: the process answers) and readiness (`/health/ready`: the database and each
-//! service's dependencies answer; territories whose schema is not served are listed).
+//! Liveness (`/health`: the process answers) and readiness (`/health/ready`: the database answers,
+//! and each service's other dependencies are reported; territories whose schema is not served
+//! are listed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,14 @@ use crate::app::Platform;
 pub trait ReadinessCheck: Send + Sync {
     fn name(&self) -> &'static str;
     fn check<'a>(&'a self, platform: &'a Platform) -> BoxFuture<'a, Result<(), String>>;
+    /// Whether the service cannot serve at all without it: then readiness answers 503 and the
+    /// load balancer stops sending traffic. A dependency whose outage the service absorbs (the
+    /// SMTP relay: e-mails wait in the outbox; the object store: documents answer their own
+    /// 503, everything else works) is reported without taking the service out: every replica
+    /// shares it, so taking them out would turn a partial outage into a total one.
+    fn essential(&self) -> bool {
+        true
+    }
 }
 
 /// The database answers a trivial query.
@@ -45,6 +54,8 @@ struct Health {
 struct CheckOut {
     name: String,
     ok: bool,
+    /// Whether its failure makes readiness 503 (`ReadinessCheck::essential`).
+    essential: bool,
     /// Why the check failed, in French: a fixed sentence per dependency, never the cause
     /// (that goes to the logs). Absent when the check passed.
     #[oai(skip_serializing_if_is_none)]
@@ -53,7 +64,8 @@ struct CheckOut {
 
 #[derive(Object)]
 struct Readiness {
-    /// `ready` or `unavailable`.
+    /// `ready`; `degraded` (a dependency that is not essential fails: still served); or
+    /// `unavailable` (an essential one fails; also `draining` while stopping).
     status: String,
     checks: Vec<CheckOut>,
     /// Départements whose schema failed to migrate or is behind: not served.
@@ -62,10 +74,10 @@ struct Readiness {
 
 #[derive(ApiResponse)]
 enum ReadyResponse {
-    /// Every dependency answers.
+    /// Every essential dependency answers (the others are reported).
     #[oai(status = 200)]
     Ready(Json<Readiness>),
-    /// A dependency does not answer.
+    /// An essential dependency does not answer, or the process is stopping.
     #[oai(status = 503)]
     Unavailable(Json<Readiness>),
 }
@@ -84,7 +96,8 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: the database and the service's dependencies answer.
+    /// Readiness: the database answers (503 otherwise); the service's other dependencies are
+    /// reported. The checks run at once, each within 2 s.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, platform: poem::web::Data<&Platform>) -> ReadyResponse {
         if platform.draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -95,26 +108,34 @@ impl HealthApi {
                 unserved_departements: Vec::new(),
             }));
         }
-        let mut checks = Vec::new();
-        for check in &self.checks {
+        let checks = futures::future::join_all(self.checks.iter().map(|check| async {
             let outcome = tokio::time::timeout(Duration::from_secs(2), check.check(&platform))
                 .await
                 .unwrap_or_else(|_| Err("pas de réponse dans le délai".into()));
-            checks.push(CheckOut {
+            CheckOut {
                 name: check.name().into(),
                 ok: outcome.is_ok(),
+                essential: check.essential(),
                 detail: outcome.err(),
-            });
-        }
+            }
+        }))
+        .await;
         let unserved = platform
             .tenancy
             .unserved()
             .iter()
             .map(|d| d.to_string())
             .collect();
-        let ok = checks.iter().all(|c| c.ok);
+        let ok = checks.iter().all(|c| c.ok || !c.essential);
+        let status = if !ok {
+            "unavailable"
+        } else if checks.iter().all(|c| c.ok) {
+            "ready"
+        } else {
+            "degraded"
+        };
         let body = Readiness {
-            status: if ok { "ready" } else { "unavailable" }.into(),
+            status: status.into(),
             checks,
             unserved_departements: unserved,
         };

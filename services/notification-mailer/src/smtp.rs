@@ -426,12 +426,16 @@ impl AsyncTokioStream for ImplicitTls {
     }
 }
 
-/// Readiness: the SMTP server answers.
+/// Readiness: the SMTP server answers. Not essential: while it does not, e-mails wait in the
+/// outbox and everything else is served.
 pub struct SmtpCheck(pub Mailer);
 
 impl ReadinessCheck for SmtpCheck {
     fn name(&self) -> &'static str {
         "smtp"
+    }
+    fn essential(&self) -> bool {
+        false
     }
     fn check<'a>(&'a self, _platform: &'a Platform) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.0.ping())
