@@ -33,20 +33,30 @@ pub enum GuardError {
 #[derive(Clone)]
 pub struct Guard {
     enforcer: Arc<RwLock<Enforcer>>,
+    source: Arc<dyn AssignmentSource>,
 }
 
 impl Guard {
     pub async fn new(source: Arc<dyn AssignmentSource>) -> Result<Self, GuardError> {
-        let model = DefaultModel::from_str(MODEL).await?;
-        let enforcer = Enforcer::new(model, AssignmentAdapter::new(source)).await?;
         Ok(Self {
-            enforcer: Arc::new(RwLock::new(enforcer)),
+            enforcer: Arc::new(RwLock::new(Self::enforcer(&source).await?)),
+            source,
         })
     }
 
-    /// Re-reads the role assignments (after a grant, a withdrawal, a move).
+    async fn enforcer(source: &Arc<dyn AssignmentSource>) -> Result<Enforcer, GuardError> {
+        let model = DefaultModel::from_str(MODEL).await?;
+        Ok(Enforcer::new(model, AssignmentAdapter::new(Arc::clone(source))).await?)
+    }
+
+    /// Re-reads the role assignments (after a grant, a withdrawal, a move). They are read into a
+    /// new enforcer, which then replaces the current one: the checks meanwhile use the
+    /// assignments last read, instead of waiting for the read (a slow database, a lock held by a
+    /// migration: every guarded page and the identity provider's interaction waited behind it).
+    /// A read that fails changes nothing.
     pub async fn reload(&self) -> Result<(), GuardError> {
-        self.enforcer.write().await.load_policy().await?;
+        let fresh = Self::enforcer(&self.source).await?;
+        *self.enforcer.write().await = fresh;
         Ok(())
     }
 
