@@ -40,7 +40,7 @@ fn aidant() -> (Uuid, Domain, Arc<Gated>) {
         assignments: vec![Assignment {
             professional,
             role: Role::Aidant,
-            domain: domain.clone(),
+            domain,
         }],
         loads: AtomicUsize::new(0),
         release: tokio::sync::Semaphore::new(0),
