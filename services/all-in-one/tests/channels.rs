@@ -630,3 +630,65 @@ async fn receipts_go_by_email_else_sms_else_a_printed_letter_batch() {
     .expect("lettres");
     assert_eq!(sent, vec![(Some(batches[0].id),), (Some(batches[1].id),)]);
 }
+
+/// An SMS gateway that accepts connections and never answers holds a batch for one
+/// `sms.timeout_ms`, not one per message: its other SMS are retried later without being tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_sms_gateway_holds_a_batch_for_one_wait_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("passerelle");
+    let port = listener.local_addr().expect("adresse").port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // Kept open, never answered.
+            held.push(socket);
+        }
+    });
+    let db = TestDatabase::create().await;
+    let platform = platform(&db, |s| {
+        s.sms.gateway_url = format!("http://127.0.0.1:{port}/sms");
+        s.sms.api_token = "jeton".to_owned().into();
+        s.sms.timeout_ms = 1_000;
+        s.smtp.retry_base_ms = 600_000;
+    })
+    .await;
+    let worker = OutboxWorker::from_platform(platform).expect("worker");
+    let ids = [
+        queue_sms(&db, "06 12 34 00 01", "le test").await,
+        queue_sms(&db, "06 12 34 00 02", "le test").await,
+        queue_sms(&db, "06 12 34 00 03", "le test").await,
+    ];
+    let claimed = tokio::time::timeout(Duration::from_secs(30), worker.deliver_due())
+        .await
+        .expect("le passage attend la passerelle muette sans fin")
+        .expect("passage");
+    assert_eq!(claimed, 3);
+    for id in ids {
+        let (sent, claimed, attempts, error): (bool, bool, i32, Option<String>) = sqlx::query_as(
+            "SELECT sent_at IS NOT NULL, sending_started_at IS NOT NULL, attempts, last_error
+             FROM platform.outbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.admin)
+        .await
+        .expect("ligne");
+        // `http_json` takes an idempotency key: a request left unanswered is asked again.
+        assert!(
+            !sent && !claimed && attempts == 1,
+            "{id} : à renvoyer plus tard"
+        );
+        let error = error.unwrap_or_default();
+        assert!(error.contains("passerelle SMS : délai dépassé"), "{error}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "une requête pour le lot, pas une par SMS"
+    );
+}

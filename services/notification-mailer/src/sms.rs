@@ -36,15 +36,35 @@ impl SmsGateway {
         })
     }
 
+    /// SMS sent one after the other, for a batch of the outbox ([`SmsBatch`]).
+    pub fn batch(&self) -> SmsBatch<'_> {
+        SmsBatch {
+            gateway: self,
+            unreachable: None,
+        }
+    }
+
     /// Sends one SMS; `id` (the outbox id) is the idempotency key where the provider has one.
     pub async fn send(&self, id: Uuid, to: &str, text: &str) -> Result<(), SendError> {
+        self.try_send(id, to, text).await.map_err(|(e, _)| e)
+    }
+
+    /// As [`SmsGateway::send`]; on failure, also whether the gateway could not be reached or
+    /// did not answer in time (then, with the error for messages not tried).
+    async fn try_send(
+        &self,
+        id: Uuid,
+        to: &str,
+        text: &str,
+    ) -> Result<(), (SendError, Option<SendError>)> {
+        let alone = |e: SendError| (e, None);
         if self.settings.provider == SmsProvider::None {
-            return Err(SendError::Transient(
+            return Err(alone(SendError::Transient(
                 "aucune passerelle SMS n'est configurée".into(),
-            ));
+            )));
         }
         let to = normalise_phone(to)
-            .ok_or_else(|| SendError::Permanent("numéro de portable invalide".into()))?;
+            .ok_or_else(|| alone(SendError::Permanent("numéro de portable invalide".into())))?;
         let request = match self.settings.provider {
             SmsProvider::Brevo => self
                 .http
@@ -72,28 +92,58 @@ impl SmsGateway {
         let idempotent = self.settings.provider == SmsProvider::HttpJson;
         let response = request.send().await.map_err(|e| {
             let why = format!("passerelle SMS : {}", error_kind(&e));
+            // Unreachable or silent: the batch's other messages are not tried (`SmsBatch`).
+            let down =
+                (e.is_connect() || e.is_timeout()).then(|| SendError::Transient(why.clone()));
             // Unreachable: nothing left. Otherwise the request may have been accepted: only an
             // idempotent gateway can be asked again.
-            if e.is_connect() || idempotent {
+            let this = if e.is_connect() || idempotent {
                 SendError::Transient(why)
             } else {
                 SendError::Uncertain(why)
-            }
+            };
+            (this, down)
         })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let why = format!("passerelle SMS : statut {}", status.as_u16());
-        match status.as_u16() {
+        Err(alone(match status.as_u16() {
             // The message itself is refused: sending it again would be refused too.
-            400 | 413 | 422 => Err(SendError::Permanent(why)),
+            400 | 413 | 422 => SendError::Permanent(why),
             // An error inside the provider, which may have sent it: only an idempotent gateway
             // can be asked again.
-            500 | 502 | 504 if !idempotent => Err(SendError::Uncertain(why)),
+            500 | 502 | 504 if !idempotent => SendError::Uncertain(why),
             // Overload, outage, credits or credentials being fixed: later.
-            _ => Err(SendError::Transient(why)),
+            _ => SendError::Transient(why),
+        }))
+    }
+}
+
+/// SMS sent one after the other for a batch of the outbox. A gateway that cannot be reached, or
+/// does not answer within `sms.timeout_ms`, for one of them fails the batch's others at once
+/// with the same error (retried later), instead of each waiting for it in turn; a gateway that
+/// answers, even with an error, is asked for each message.
+pub struct SmsBatch<'a> {
+    gateway: &'a SmsGateway,
+    unreachable: Option<SendError>,
+}
+
+impl SmsBatch<'_> {
+    pub async fn send(&mut self, id: Uuid, to: &str, text: &str) -> Result<(), SendError> {
+        if let Some(e) = &self.unreachable {
+            return Err(e.clone());
         }
+        self.gateway
+            .try_send(id, to, text)
+            .await
+            .map_err(|(e, down)| {
+                if down.is_some() {
+                    self.unreachable = down;
+                }
+                e
+            })
     }
 }
 

@@ -11,7 +11,7 @@ use foundation::tenancy::DepartementCode;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
-use crate::sms::SmsGateway;
+use crate::sms::{SmsBatch, SmsGateway};
 use crate::smtp::{Mailer, SendError, Session};
 use crate::templates;
 
@@ -273,7 +273,7 @@ impl OutboxWorker {
     }
 
     /// Step 2: sends one message. The outbox id is the Message-ID.
-    async fn send(&self, row: &Row, session: &mut Session<'_>) -> Outcome {
+    async fn send(&self, row: &Row, session: &mut Session<'_>, sms: &mut SmsBatch<'_>) -> Outcome {
         let (id, channel, recipient, template, payload, sealed) = row;
         // Sealed parameters are opened only here, in memory, for this one delivery.
         let opened;
@@ -299,7 +299,7 @@ impl OutboxWorker {
                 Err(e) => Err(SendError::Permanent(e.to_string())),
             },
             "sms" => match templates::render_sms(template, payload) {
-                Ok(text) => self.sms.send(*id, recipient, &text).await,
+                Ok(text) => sms.send(*id, recipient, &text).await,
                 Err(e) => Err(SendError::Permanent(e.to_string())),
             },
             other => Err(SendError::Permanent(format!(
@@ -352,8 +352,9 @@ impl OutboxWorker {
     ) -> Result<usize, sqlx::Error> {
         let rows = self.claim(scope).await?;
         session.next_batch();
+        let mut sms = self.sms.batch();
         for row in &rows {
-            let outcome = self.send(row, session).await;
+            let outcome = self.send(row, session, &mut sms).await;
             self.record(scope, row.0, &outcome).await?;
         }
         Ok(rows.len())
@@ -365,8 +366,9 @@ impl OutboxWorker {
     pub async fn send_without_recording(&self) -> Result<usize, sqlx::Error> {
         let rows = self.claim(Scope::Platform).await?;
         let mut session = self.mailer.session();
+        let mut sms = self.sms.batch();
         for row in &rows {
-            self.send(row, &mut session).await;
+            self.send(row, &mut session, &mut sms).await;
         }
         session.close().await;
         Ok(rows.len())
