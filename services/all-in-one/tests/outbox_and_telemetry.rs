@@ -302,3 +302,33 @@ async fn request_spans_reach_the_otlp_receiver_without_personal_data() {
         "donnée de la réponse dans les traces"
     );
 }
+
+/// A territory whose outbox cannot be read (a hung node, a lock a migration holds) does not hold
+/// the national outbox: login links leave while the consumer waits on that territory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_links_leave_while_a_territory_outbox_is_stuck() {
+    let app = spawn_app(&["33"]).await;
+    // Held until the end of the test: every read or write of 33's outbox waits.
+    let mut lock = app.db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.outbox IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    // 33's wake-up: the consumer goes to drain it, and waits.
+    sqlx::query("SELECT pg_notify($1, '33')")
+        .bind(foundation::outbox::NOTIFY_CHANNEL)
+        .execute(&app.db.admin)
+        .await
+        .expect("réveil");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to = format!("lien-{}@example.test", uuid::Uuid::new_v4().simple());
+    let mut tx = app.db.admin.begin().await.expect("tx");
+    enqueue_platform(&mut tx, &message(&to))
+        .await
+        .expect("file nationale");
+    tx.commit().await.expect("commit");
+    test_support::maildev::wait_for_mail_to(&to, Duration::from_secs(20))
+        .await
+        .expect("le message national part malgré le territoire bloqué");
+    lock.rollback().await.expect("fin du verrou");
+}

@@ -109,54 +109,104 @@ impl OutboxWorker {
         Ok(Self::new(platform, mailer, sms))
     }
 
-    fn earliest_retry(&self) -> Option<time::OffsetDateTime> {
+    /// The earliest retry due in the national outbox (`national`) or in the territories'.
+    fn earliest_retry(&self, national: bool) -> Option<time::OffsetDateTime> {
         self.retries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .filter(|(_, s)| (*s == Scope::Platform) == national)
             .map(|(at, _)| *at)
             .min()
     }
 
-    /// The scopes whose retries are due now (removed from the list).
-    fn due_retries(&self) -> Vec<Scope> {
+    /// The scopes whose retries are due now (removed from the list), national or territorial.
+    fn due_retries(&self, national: bool) -> Vec<Scope> {
         let now = time::OffsetDateTime::now_utc();
         let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        let ours = |s: &Scope| (*s == Scope::Platform) == national;
         let mut due: Vec<Scope> = retries
             .iter()
-            .filter(|(at, _)| *at <= now)
+            .filter(|(at, s)| *at <= now && ours(s))
             .map(|(_, s)| *s)
             .collect();
-        retries.retain(|(at, _)| *at > now);
+        retries.retain(|(at, s)| *at > now || !ours(s));
         due.dedup();
         due
     }
 
-    pub async fn run(self, mut shutdown: Shutdown) {
-        let mut listener = match self.platform.listen(NOTIFY_CHANNEL).await {
+    /// How long until the next retry of the national or territorial outboxes (at most a sweep).
+    fn retry_in(&self, national: bool) -> Duration {
+        self.earliest_retry(national)
+            .map(|at| (at - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO))
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or(SWEEP_EVERY)
+    }
+
+    /// The national outbox (login and enrolment links, valid minutes) and the territories' are
+    /// served by two loops, each with its own `LISTEN` connection: a territory whose outbox
+    /// cannot be read (a hung node, a lock held by a migration) holds the territories' loop
+    /// only (test `login_links_leave_while_a_territory_outbox_is_stuck`). The territories' lanes
+    /// still send the national messages due before each of their batches.
+    pub async fn run(self, shutdown: Shutdown) {
+        tokio::join!(
+            self.national_loop(shutdown.clone()),
+            self.territories_loop(shutdown)
+        );
+    }
+
+    async fn listener(&self) -> Option<PgListener> {
+        match self.platform.listen(NOTIFY_CHANNEL).await {
             Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: LISTEN failed, periodic sweep only");
                 None
             }
-        };
-        self.sweep(&shutdown).await;
+        }
+    }
+
+    async fn national_loop(&self, mut shutdown: Shutdown) {
+        let mut listener = self.listener().await;
+        // Its first tick is at once: the first pass.
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
-            let retry_in = self
-                .earliest_retry()
-                .map(|at| (at - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO))
-                .and_then(|d| Duration::try_from(d).ok())
-                .unwrap_or(SWEEP_EVERY);
+            let retry_in = self.retry_in(true);
+            let drain = tokio::select! {
+                _ = shutdown.requested() => break,
+                _ = sweep.tick() => true,
+                _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
+                notification = recv(&mut listener) => match notification {
+                    Some(scope) => scope == Scope::Platform,
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        false
+                    }
+                },
+            };
+            if drain {
+                self.drain(Scope::Platform, &|| shutdown.is_requested())
+                    .await;
+            }
+        }
+    }
+
+    async fn territories_loop(&self, mut shutdown: Shutdown) {
+        let mut listener = self.listener().await;
+        self.sweep_territories(&shutdown).await;
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            let retry_in = self.retry_in(false);
             tokio::select! {
                 _ = shutdown.requested() => break,
-                _ = sweep.tick() => self.sweep(&shutdown).await,
+                _ = sweep.tick() => self.sweep_territories(&shutdown).await,
                 _ = tokio::time::sleep(retry_in) => {
-                    for scope in self.due_retries() {
+                    for scope in self.due_retries(false) {
                         self.drain(scope, &|| shutdown.is_requested()).await;
                     }
                 }
                 notification = recv(&mut listener) => match notification {
+                    // The national loop's.
+                    Some(Scope::Platform) => {}
                     Some(scope) => {
                         self.drain(scope, &|| shutdown.is_requested()).await;
                     }
@@ -166,9 +216,7 @@ impl OutboxWorker {
         }
     }
 
-    async fn sweep(&self, shutdown: &Shutdown) {
-        self.drain(Scope::Platform, &|| shutdown.is_requested())
-            .await;
+    async fn sweep_territories(&self, shutdown: &Shutdown) {
         for departement in self.platform.tenancy.served() {
             if shutdown.is_requested() {
                 return;
