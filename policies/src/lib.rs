@@ -34,6 +34,8 @@ pub enum GuardError {
 pub struct Guard {
     enforcer: Arc<RwLock<Enforcer>>,
     source: Arc<dyn AssignmentSource>,
+    /// One reload at a time: an older read never replaces a newer one.
+    reloading: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Guard {
@@ -41,6 +43,7 @@ impl Guard {
         Ok(Self {
             enforcer: Arc::new(RwLock::new(Self::enforcer(&source).await?)),
             source,
+            reloading: Arc::default(),
         })
     }
 
@@ -55,6 +58,7 @@ impl Guard {
     /// migration: every guarded page and the identity provider's interaction waited behind it).
     /// A read that fails changes nothing.
     pub async fn reload(&self) -> Result<(), GuardError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let fresh = Self::enforcer(&self.source).await?;
         *self.enforcer.write().await = fresh;
         Ok(())

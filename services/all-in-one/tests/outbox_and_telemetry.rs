@@ -327,7 +327,14 @@ async fn login_links_leave_while_a_territory_outbox_is_stuck() {
         .await
         .expect("file nationale");
     tx.commit().await.expect("commit");
-    test_support::maildev::wait_for_mail_to(&to, Duration::from_secs(20))
+    // Its wake-up, as the producers send it after their commit.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(foundation::outbox::NOTIFY_CHANNEL)
+        .bind(foundation::outbox::PLATFORM_SCOPE)
+        .execute(&app.db.admin)
+        .await
+        .expect("réveil");
+    test_support::maildev::wait_for_mail_to(&to, Duration::from_secs(10))
         .await
         .expect("le message national part malgré le territoire bloqué");
     lock.rollback().await.expect("fin du verrou");

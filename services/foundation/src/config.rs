@@ -221,7 +221,8 @@ pub struct SmtpSettings {
     /// First retry delay after a failed delivery; it doubles at each attempt, up to an hour.
     pub retry_base_ms: u64,
     /// Most SMTP sessions the outbox consumer keeps open at once on one backlog: a second one
-    /// opens while a full batch is claimed, up to this many (docs/MAIL.md).
+    /// opens while a full batch is claimed, up to this many (docs/MAIL.md); the national and
+    /// the territories' outboxes each have their loop, so twice this many at most.
     pub sessions: u32,
 }
 

@@ -132,7 +132,8 @@ pub struct SmsBatch<'a> {
 
 impl SmsBatch<'_> {
     pub async fn send(&mut self, id: Uuid, to: &str, text: &str) -> Result<(), SendError> {
-        if let Some(e) = &self.unreachable {
+        // A number that can never be sent to fails for good, whatever the gateway's state.
+        if let (Some(e), Some(_)) = (&self.unreachable, normalise_phone(to)) {
             return Err(e.clone());
         }
         self.gateway

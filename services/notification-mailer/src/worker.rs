@@ -90,6 +90,8 @@ pub struct OutboxWorker {
     sms: SmsGateway,
     /// Retries due later, so the worker wakes up for them instead of waiting for the sweep.
     retries: std::sync::Mutex<Vec<(time::OffsetDateTime, Scope)>>,
+    /// A national retry was recorded: the national loop reckons its next wake-up again.
+    national_retry: tokio::sync::Notify,
 }
 
 impl OutboxWorker {
@@ -99,6 +101,7 @@ impl OutboxWorker {
             mailer,
             sms,
             retries: Default::default(),
+            national_retry: tokio::sync::Notify::new(),
         }
     }
 
@@ -175,6 +178,7 @@ impl OutboxWorker {
                 _ = shutdown.requested() => break,
                 _ = sweep.tick() => true,
                 _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
+                _ = self.national_retry.notified() => false,
                 notification = recv(&mut listener) => match notification {
                     Some(scope) => scope == Scope::Platform,
                     None => {
@@ -387,6 +391,11 @@ impl OutboxWorker {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push((at, scope));
+            // Recorded by a territory's lane (which sends the national messages due first): the
+            // national loop, asleep until its earlier retry, is told to look again.
+            if scope == Scope::Platform {
+                self.national_retry.notify_one();
+            }
         }
         Ok(())
     }
