@@ -134,22 +134,15 @@ async fn main() -> anyhow::Result<()> {
 /// run. Both encrypt alike once connected, so their rates should be alike; a socket with
 /// Nagle's delay makes each message wait for the relay's delayed acknowledgement.
 async fn over_tls() -> anyhow::Result<()> {
-    use foundation::config::SmtpSecurity;
     use notification_mailer::smtp::Mailer;
     use test_support::private_smtp_tls::{Mode, PrivateSmtpTls};
 
     const MESSAGES: usize = 200;
     let rendered = notification_mailer::templates::render("mandate_used", &receipt(0).payload)?;
     let mut relays = Vec::new();
-    for (mode, security) in [
-        (Mode::Starttls, SmtpSecurity::Starttls),
-        (Mode::Tls, SmtpSecurity::Tls),
-    ] {
+    for mode in [Mode::Starttls, Mode::Tls] {
         let relay = PrivateSmtpTls::start(mode).await;
-        let mut settings = foundation::config::Settings::default().smtp;
-        settings.host = "127.0.0.1".into();
-        settings.port = relay.port;
-        settings.security = security;
+        let mut settings = relay.smtp_settings();
         settings.ca_file = Some(relay.ca_file());
         relays.push((mode, Mailer::new(&settings)?, relay, Vec::new()));
     }

@@ -254,15 +254,9 @@ async fn starttls_and_tls_relays_get_mail_only_over_a_verified_encrypted_session
         &serde_json::json!({ "sent_by": "le test TLS" }),
     )
     .expect("rendu");
-    for (mode, security) in [
-        (Mode::Starttls, SmtpSecurity::Starttls),
-        (Mode::Tls, SmtpSecurity::Tls),
-    ] {
+    for mode in [Mode::Starttls, Mode::Tls] {
         let relay = PrivateSmtpTls::start(mode).await;
-        let mut settings = foundation::config::Settings::default().smtp;
-        settings.host = "127.0.0.1".into();
-        settings.port = relay.port;
-        settings.security = security;
+        let mut settings = relay.smtp_settings();
         settings.timeout_ms = 5_000;
 
         // A certificate from an authority nobody trusts: refused before anything is sent, so

@@ -18,6 +18,7 @@ pub enum Mode {
 
 pub struct PrivateSmtpTls {
     pub port: u16,
+    mode: Mode,
     process: PrivateProcess,
 }
 
@@ -114,7 +115,24 @@ impl PrivateSmtpTls {
         process
             .start(command, Ready::Listening(port), Duration::from_secs(10))
             .await;
-        Self { port, process }
+        Self {
+            port,
+            mode,
+            process,
+        }
+    }
+
+    /// The mailer's settings for this relay in its mode (its authority not yet trusted: set
+    /// `ca_file` to [`PrivateSmtpTls::ca_file`]).
+    pub fn smtp_settings(&self) -> foundation::config::SmtpSettings {
+        let mut settings = foundation::config::Settings::default().smtp;
+        settings.host = "127.0.0.1".into();
+        settings.port = self.port;
+        settings.security = match self.mode {
+            Mode::Starttls => foundation::config::SmtpSecurity::Starttls,
+            Mode::Tls => foundation::config::SmtpSecurity::Tls,
+        };
+        settings
     }
 
     /// The PEM of the authority that signed the server's certificate.
