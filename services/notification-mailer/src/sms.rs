@@ -45,12 +45,8 @@ impl SmsGateway {
     }
 
     /// Sends one SMS; `id` (the outbox id) is the idempotency key where the provider has one.
-    pub async fn send(&self, id: Uuid, to: &str, text: &str) -> Result<(), SendError> {
-        self.try_send(id, to, text).await.map_err(|(e, _)| e)
-    }
-
-    /// As [`SmsGateway::send`]; on failure, also whether the gateway could not be reached or
-    /// did not answer in time (then, with the error for messages not tried).
+    /// On failure, also — when the gateway could not be reached or did not answer in time — the
+    /// error for the batch's messages not tried ([`SmsBatch`]).
     async fn try_send(
         &self,
         id: Uuid,

@@ -112,17 +112,6 @@ impl OutboxWorker {
         Ok(Self::new(platform, mailer, sms))
     }
 
-    /// The earliest retry due in the national outbox (`national`) or in the territories'.
-    fn earliest_retry(&self, national: bool) -> Option<time::OffsetDateTime> {
-        self.retries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, s)| (*s == Scope::Platform) == national)
-            .map(|(at, _)| *at)
-            .min()
-    }
-
     /// The scopes whose retries are due now (removed from the list), national or territorial.
     fn due_retries(&self, national: bool) -> Vec<Scope> {
         let now = time::OffsetDateTime::now_utc();
@@ -138,9 +127,18 @@ impl OutboxWorker {
         due
     }
 
-    /// How long until the next retry of the national or territorial outboxes (at most a sweep).
+    /// How long until the next retry of the national (`national`) or territorial outboxes (at
+    /// most a sweep).
     fn retry_in(&self, national: bool) -> Duration {
-        self.earliest_retry(national)
+        let earliest = self
+            .retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| (*s == Scope::Platform) == national)
+            .map(|(at, _)| *at)
+            .min();
+        earliest
             .map(|at| (at - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO))
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or(SWEEP_EVERY)
