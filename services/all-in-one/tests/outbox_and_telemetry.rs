@@ -339,3 +339,81 @@ async fn login_links_leave_while_a_territory_outbox_is_stuck() {
         .expect("le message national part malgré le territoire bloqué");
     lock.rollback().await.expect("fin du verrou");
 }
+
+/// Territories whose outboxes cannot be read (a lock a migration or a restore holds, a hung
+/// node) hold back no other territory's messages: each costs the consumer its bounded claim
+/// (3 s), and a territory woken by its producer's commit goes before the sweep's others. Their
+/// own messages leave once they can be read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_territory_holds_back_no_other_territory() {
+    let app = spawn_app(&["34", "35", "36", "37", "38"]).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (herault, ille) = (
+        format!("herault-{unique}@example.test"),
+        format!("ille-{unique}@example.test"),
+    );
+    let territory = |code: &str| {
+        let tenancy = tenancy.clone();
+        let code = DepartementCode::parse(code).expect("code");
+        async move { tenancy.unguarded(code).await.expect("territoire") }
+    };
+    // Held until released below: every read or write of these outboxes waits.
+    let mut lock = app.db.admin.begin().await.expect("tx");
+    sqlx::query(
+        "LOCK TABLE dep_35.outbox, dep_36.outbox, dep_37.outbox, dep_38.outbox
+         IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *lock)
+    .await
+    .expect("verrou");
+    // The next sweep (every 15 s) visits the territories in code order: 34, then 35, whose
+    // claim waits on the lock; 36, 37 and 38 are still to come.
+    let waiting = async {
+        loop {
+            let waits: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox SET sending_started_at%'",
+            )
+            .fetch_one(&app.db.admin)
+            .await
+            .expect("attentes");
+            if waits > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("un balayage attend le verrou");
+    // 34's message, its wake-up sent by the commit: it leaves after 35's claim gives up, before
+    // the three other blocked territories (9 s more if they went first).
+    let mut tx = territory("34").await.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message(&herault))
+        .await
+        .expect("file de l'Hérault");
+    tx.commit().await.expect("commit");
+    test_support::maildev::wait_for_mail_to(&herault, Duration::from_secs(7))
+        .await
+        .expect("le message de l'Hérault part malgré les territoires bloqués");
+
+    // 35's message, queued as soon as its outbox can be written, leaves with its wake-up.
+    let ille_tx = {
+        let territory = territory("35").await;
+        let ille = ille.clone();
+        tokio::spawn(async move {
+            let mut tx = territory.begin().await.expect("tx");
+            enqueue_tenant(&mut tx, &message(&ille))
+                .await
+                .expect("file de l'Ille-et-Vilaine");
+            tx.commit().await.expect("commit");
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.rollback().await.expect("fin du verrou");
+    ille_tx.await.expect("écriture");
+    test_support::maildev::wait_for_mail_to(&ille, Duration::from_secs(40))
+        .await
+        .expect("le message de l'Ille-et-Vilaine part une fois le verrou levé");
+}

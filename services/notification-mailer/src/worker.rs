@@ -3,7 +3,10 @@
 //! are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas, and the lanes of one drain,
 //! share the work safely.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use foundation::app::{Platform, Shutdown};
 use foundation::outbox::{NOTIFY_CHANNEL, PLATFORM_SCOPE};
@@ -18,6 +21,8 @@ use crate::templates;
 pub use foundation::outbox::MAX_ATTEMPTS;
 const BATCH: i64 = 20;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// The longest a failing territory is left out of the sweeps.
+const SET_ASIDE_AT_MOST: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scope {
@@ -92,6 +97,51 @@ pub struct OutboxWorker {
     retries: std::sync::Mutex<Vec<(time::OffsetDateTime, Scope)>>,
     /// A national retry was recorded: the national loop reckons its next wake-up again.
     national_retry: tokio::sync::Notify,
+    /// Territories whose last drain failed: until when the sweeps leave them out, and how many
+    /// drains in a row failed.
+    failing: std::sync::Mutex<HashMap<DepartementCode, (time::OffsetDateTime, u32)>>,
+}
+
+/// The territories the territories' loop is to visit: the woken ones first, in the order of their
+/// wake-ups, then the others; each territory once.
+#[derive(Default)]
+struct Visits {
+    woken: std::collections::VecDeque<DepartementCode>,
+    swept: std::collections::VecDeque<DepartementCode>,
+}
+
+impl Visits {
+    fn wake(&mut self, d: DepartementCode) {
+        if !self.woken.contains(&d) {
+            self.woken.push_back(d);
+        }
+    }
+
+    fn sweep(&mut self, d: DepartementCode) {
+        if !self.woken.contains(&d) && !self.swept.contains(&d) {
+            self.swept.push_back(d);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.woken.is_empty() && self.swept.is_empty()
+    }
+
+    /// The next territory to visit, taken out of both queues.
+    fn next(&mut self) -> Option<DepartementCode> {
+        let d = self.woken.pop_front().or_else(|| self.swept.pop_front())?;
+        self.swept.retain(|s| *s != d);
+        Some(d)
+    }
+}
+
+/// What wakes the territories' loop.
+enum Event {
+    Stop,
+    Sweep,
+    Retries,
+    /// A notification (`None`: the listening connection failed).
+    Woken(Option<Scope>),
 }
 
 impl OutboxWorker {
@@ -102,6 +152,7 @@ impl OutboxWorker {
             sms,
             retries: Default::default(),
             national_retry: tokio::sync::Notify::new(),
+            failing: Default::default(),
         }
     }
 
@@ -192,40 +243,113 @@ impl OutboxWorker {
         }
     }
 
+    /// The territories' outboxes, one at a time, from two queues ([`Visits`]): the territories
+    /// woken (a producer committed a message) first, then those the sweep and retries bring, each
+    /// queue in turn; the queues are read again after each territory. A territory that cannot
+    /// answer costs the loop its bounded claim (3 s), and a woken territory waits for one such
+    /// visit at most, never for a sweep's whole round. A territory whose drain failed is left out
+    /// of the sweeps until its retry (15 s, doubling up to 5 minutes); its own wake-up, proof
+    /// that its outbox can be written again, is served as any other (test
+    /// `a_stuck_territory_holds_back_no_other_territory`).
     async fn territories_loop(&self, mut shutdown: Shutdown) {
         let mut listener = self.listener().await;
-        self.sweep_territories(&shutdown).await;
+        let mut visits = Visits::default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
             let retry_in = self.retry_in(false);
-            tokio::select! {
-                _ = shutdown.requested() => break,
-                _ = sweep.tick() => self.sweep_territories(&shutdown).await,
-                _ = tokio::time::sleep(retry_in) => {
-                    for scope in self.due_retries(false) {
-                        self.drain(scope, &|| shutdown.is_requested()).await;
-                    }
+            let idle = visits.is_empty();
+            // Wait for an event only when nothing is queued.
+            let waiting = async {
+                if !idle {
+                    return None;
                 }
-                notification = recv(&mut listener) => match notification {
-                    // The national loop's.
-                    Some(Scope::Platform) => {}
-                    Some(scope) => {
-                        self.drain(scope, &|| shutdown.is_requested()).await;
+                tokio::select! {
+                    _ = shutdown.requested() => Some(Event::Stop),
+                    _ = sweep.tick() => Some(Event::Sweep),
+                    _ = tokio::time::sleep(retry_in) => Some(Event::Retries),
+                    notification = recv(&mut listener) => Some(Event::Woken(notification)),
+                }
+            };
+            let mut events: Vec<Event> = waiting.await.into_iter().collect();
+            // Then every event already there.
+            while let Some(notification) = recv(&mut listener).now_or_never() {
+                events.push(Event::Woken(notification));
+                if notification.is_none() {
+                    break;
+                }
+            }
+            if sweep.tick().now_or_never().is_some() {
+                events.push(Event::Sweep);
+            }
+            events.push(Event::Retries);
+            for event in events {
+                match event {
+                    Event::Stop => return,
+                    Event::Sweep => {
+                        for d in self.platform.tenancy.served() {
+                            if !self.set_aside(d) {
+                                visits.sweep(d);
+                            }
+                        }
                     }
-                    None => tokio::time::sleep(Duration::from_millis(500)).await,
-                },
+                    Event::Retries => {
+                        for scope in self.due_retries(false) {
+                            match scope {
+                                // A failing territory's: behind the woken ones.
+                                Scope::Departement(d) if self.failing(d) => visits.sweep(d),
+                                // A message's (a relay's transient failure).
+                                Scope::Departement(d) => visits.wake(d),
+                                Scope::Platform => {}
+                            }
+                        }
+                    }
+                    // The national loop's.
+                    Event::Woken(Some(Scope::Platform)) => {}
+                    Event::Woken(Some(Scope::Departement(d))) => visits.wake(d),
+                    Event::Woken(None) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            if shutdown.is_requested() {
+                return;
+            }
+            if let Some(d) = visits.next() {
+                let (_, error) = self
+                    .drain(Scope::Departement(d), &|| shutdown.is_requested())
+                    .await;
+                self.visited(d, error.is_none());
             }
         }
     }
 
-    async fn sweep_territories(&self, shutdown: &Shutdown) {
-        for departement in self.platform.tenancy.served() {
-            if shutdown.is_requested() {
-                return;
-            }
-            self.drain(Scope::Departement(departement), &|| shutdown.is_requested())
-                .await;
+    fn failing(&self, departement: DepartementCode) -> bool {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing.contains_key(&departement)
+    }
+
+    /// Whether `departement`'s last drain failed and its retry is not due yet.
+    fn set_aside(&self, departement: DepartementCode) -> bool {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing
+            .get(&departement)
+            .is_some_and(|(until, _)| *until > time::OffsetDateTime::now_utc())
+    }
+
+    /// After a territory's drain: a failure sets it aside until a retry, 15 s after a first
+    /// failure, twice as long after each next one, 5 minutes at most; a success forgets it.
+    fn visited(&self, departement: DepartementCode, ok: bool) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            failing.remove(&departement);
+            return;
         }
+        let failures = failing.get(&departement).map_or(0, |(_, n)| *n);
+        let wait = (SWEEP_EVERY * 2u32.saturating_pow(failures.min(5))).min(SET_ASIDE_AT_MOST);
+        let until = time::OffsetDateTime::now_utc() + wait;
+        failing.insert(departement, (until, failures + 1));
+        self.retries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((until, Scope::Departement(departement)));
     }
 
     /// Delivers batches until nothing is due in this scope, on up to `smtp.sessions` SMTP
@@ -295,9 +419,9 @@ impl OutboxWorker {
 
     /// Step 1: claims up to a batch of due messages (committed before anything is sent).
     async fn claim(&self, scope: Scope) -> Result<Vec<Row>, sqlx::Error> {
-        // One statement, its own transaction: one exchange instead of three (BEGIN, the
-        // statement, COMMIT), its commit as durable.
         match scope {
+            // One statement, its own transaction: one exchange instead of three (BEGIN, the
+            // statement, COMMIT), its commit as durable.
             Scope::Platform => {
                 sqlx::query_as(PLATFORM_SQL.claim)
                     .bind(MAX_ATTEMPTS)
@@ -310,13 +434,15 @@ impl OutboxWorker {
                 let Ok(tenant) = self.platform.tenancy.unguarded(departement).await else {
                     return Ok(Vec::new());
                 };
-                let mut statement = tenant.single_statement().await?;
+                // Bounded: a territory that cannot answer (a lock held, a hung node) fails its
+                // claim within seconds, its rows untouched, instead of holding the loop.
+                let mut tx = tenant.begin_bounded().await?;
                 let rows = sqlx::query_as(TENANT_SQL.claim)
                     .bind(MAX_ATTEMPTS)
                     .bind(BATCH)
-                    .fetch_all(&mut *statement)
+                    .fetch_all(&mut *tx)
                     .await?;
-                statement.done();
+                tx.commit().await?;
                 Ok(rows)
             }
         }
@@ -532,4 +658,29 @@ pub fn purge_delivered_messages() -> foundation::jobs::Job {
             Ok(purged)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(code: &str) -> DepartementCode {
+        DepartementCode::parse(code).expect("code")
+    }
+
+    #[test]
+    fn woken_territories_are_visited_first_in_order_and_each_once() {
+        let mut visits = Visits::default();
+        for code in ["01", "02", "03"] {
+            visits.sweep(d(code));
+        }
+        visits.wake(d("03"));
+        visits.wake(d("05"));
+        visits.wake(d("03"));
+        visits.sweep(d("05"));
+        visits.sweep(d("01"));
+        let order: Vec<_> = std::iter::from_fn(|| visits.next()).collect();
+        assert_eq!(order, [d("03"), d("05"), d("01"), d("02")]);
+        assert!(visits.is_empty());
+    }
 }

@@ -558,6 +558,18 @@ impl Territory {
         .await
     }
 
+    /// Opens a transaction as [`Territory::begin`] whose statements the server cancels after
+    /// 3 s (`statement_timeout`, on the worker too on Citus), the transaction then rolled back: for
+    /// a background worker visiting the territories in turn, so that a territory that cannot
+    /// answer (a lock a migration or a restore holds, a hung node) fails within seconds and
+    /// holds back no other.
+    pub async fn begin_bounded(&self) -> Result<TenantTx, sqlx::Error> {
+        self.begin_with(
+            "; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL statement_timeout = '3s'",
+        )
+        .await
+    }
+
     async fn begin_with(&self, settings: &'static str) -> Result<TenantTx, sqlx::Error> {
         // BEGIN, the search path and any settings in one exchange with the server (a simple
         // query of several statements). The schema name comes from the static list of
