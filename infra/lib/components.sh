@@ -350,6 +350,7 @@ run_tests() {
   # alone, one after the other, after the rest.
   local outage='test(a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it)'
   outage+=' | test(a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_they_come_back)'
+  outage+=' | test(a_hung_worker_holds_back_no_other_territorys_mail)'
   (
     export_citus_test_env
     s=0

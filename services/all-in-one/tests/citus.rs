@@ -333,6 +333,58 @@ async fn a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_
     assert_eq!(journal_entry_in(&other, "après").await, before + 4);
 }
 
+/// A hung worker holds back no other territory's mail: the consumer's claim on the frozen
+/// territory gives up (its 3 s bound), and a message of the other territory, woken by its
+/// commit, leaves; the frozen territory's own message leaves once the worker wakes.
+#[tokio::test]
+async fn a_hung_worker_holds_back_no_other_territorys_mail() {
+    use foundation::outbox::{Channel, OutboxMessage, enqueue_tenant};
+    require_citus();
+    let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
+    let app = spawn_app(&["33", "34"]).await;
+    let (down, other) = apart(&app).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let message = |to: &str| OutboxMessage {
+        channel: Channel::Email,
+        recipient: to.into(),
+        template: "operator_test",
+        payload: json!({ "sent_by": "le test Citus" }),
+    };
+    let frozen = nodes.hang_worker(down.port as u16).await;
+    // 33's wake-up: the consumer's claim there waits on the frozen worker.
+    sqlx::query("SELECT pg_notify($1, '33')")
+        .bind(foundation::outbox::NOTIFY_CHANNEL)
+        .execute(&app.db.admin)
+        .await
+        .expect("réveil");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let herault = format!("herault-{unique}@example.test");
+    let mut tx = other.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message(&herault))
+        .await
+        .expect("file de 34");
+    tx.commit().await.expect("commit");
+    test_support::maildev::wait_for_mail_to(&herault, Duration::from_secs(10))
+        .await
+        .expect("le message de 34 part malgré le nœud figé");
+
+    frozen.resume();
+    let gironde = format!("gironde-{unique}@example.test");
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = tenancy
+        .unguarded(DepartementCode::parse("33").expect("33"))
+        .await
+        .expect("territoire 33");
+    let mut tx = territory.begin().await.expect("tx");
+    enqueue_tenant(&mut tx, &message(&gironde))
+        .await
+        .expect("file de 33");
+    tx.commit().await.expect("commit");
+    test_support::maildev::wait_for_mail_to(&gironde, Duration::from_secs(40))
+        .await
+        .expect("le message de 33 part au réveil du nœud");
+}
+
 #[tokio::test]
 async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_be_made_again() {
     require_citus();
