@@ -385,3 +385,74 @@ async fn a_job_stopped_mid_run_by_sigterm_is_taken_over_by_the_other_replica_and
     assert_eq!(checkpoints, 1, "the territory's checkpoint signed once");
     let _ = second.terminate().await;
 }
+
+/// A territory whose journal cannot be sealed (a lock held, a hung node) holds back no other
+/// territory's sealing: its sealing transaction is bounded, and it is visited again at its
+/// retry only. Its own entries are chained once it can be sealed again.
+#[tokio::test]
+async fn a_territory_that_cannot_be_sealed_holds_back_no_other() {
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    let app = spawn_app_with(db, |_| {}).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let entry_in = |code: &'static str| {
+        let tenancy = tenancy.clone();
+        async move {
+            let territory = tenancy
+                .unguarded(foundation::tenancy::DepartementCode::parse(code).expect("code"))
+                .await
+                .expect("territoire");
+            let mut tx = territory.begin().await.expect("tx");
+            foundation::journal::append(
+                &mut tx,
+                foundation::journal::NewEntry::new(foundation::journal::Event::TerritoryMoved)
+                    .details(serde_json::json!({ "test": code })),
+            )
+            .await
+            .expect("entrée");
+            tx.commit().await.expect("commit");
+        }
+    };
+    let chained_within = |code: &'static str, limit: Duration| {
+        let admin = app.db.admin.clone();
+        async move {
+            let sql = format!("SELECT count(*) FROM dep_{code}.journal WHERE seq IS NULL");
+            let deadline = Instant::now() + limit;
+            loop {
+                let pending: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_one(&admin)
+                    .await
+                    .expect("journal");
+                if pending == 0 {
+                    return true;
+                }
+                if Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    // The sealing lock of 33, held: the sealer's visit of 33 waits on it.
+    let mut holder = app.db.admin.acquire().await.expect("connexion");
+    sqlx::query("SELECT pg_advisory_lock(hashtext('aidants-connect:journal-seal:dep_33'))")
+        .execute(&mut *holder)
+        .await
+        .expect("verrou");
+    entry_in("33").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    entry_in("34").await;
+    assert!(
+        chained_within("34", Duration::from_secs(15)).await,
+        "le journal de 34 est chaîné malgré 33 bloqué"
+    );
+    assert!(!chained_within("33", Duration::ZERO).await);
+
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('aidants-connect:journal-seal:dep_33'))")
+        .execute(&mut *holder)
+        .await
+        .expect("fin du verrou");
+    assert!(
+        chained_within("33", Duration::from_secs(40)).await,
+        "le journal de 33 est chaîné une fois le verrou levé"
+    );
+}

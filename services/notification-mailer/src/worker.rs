@@ -3,7 +3,6 @@
 //! are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas, and the lanes of one drain,
 //! share the work safely.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -11,6 +10,7 @@ use futures::FutureExt;
 use foundation::app::{Platform, Shutdown};
 use foundation::outbox::{NOTIFY_CHANNEL, PLATFORM_SCOPE};
 use foundation::tenancy::DepartementCode;
+use foundation::tenancy::failing::Failing;
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
@@ -97,9 +97,8 @@ pub struct OutboxWorker {
     retries: std::sync::Mutex<Vec<(time::OffsetDateTime, Scope)>>,
     /// A national retry was recorded: the national loop reckons its next wake-up again.
     national_retry: tokio::sync::Notify,
-    /// Territories whose last drain failed: until when the sweeps leave them out, and how many
-    /// drains in a row failed.
-    failing: std::sync::Mutex<HashMap<DepartementCode, (time::OffsetDateTime, u32)>>,
+    /// Territories whose last drain failed, left out of the sweeps until their retry.
+    failing: Failing,
 }
 
 /// The territories the territories' loop is to visit: the woken ones first, in the order of their
@@ -152,7 +151,7 @@ impl OutboxWorker {
             sms,
             retries: Default::default(),
             national_retry: tokio::sync::Notify::new(),
-            failing: Default::default(),
+            failing: Failing::new(SWEEP_EVERY, SET_ASIDE_AT_MOST),
         }
     }
 
@@ -287,7 +286,7 @@ impl OutboxWorker {
                     Event::Stop => return,
                     Event::Sweep => {
                         for d in self.platform.tenancy.served() {
-                            if !self.set_aside(d) {
+                            if !self.failing.set_aside(d) {
                                 visits.sweep(d);
                             }
                         }
@@ -296,7 +295,7 @@ impl OutboxWorker {
                         for scope in self.due_retries(false) {
                             match scope {
                                 // A failing territory's: behind the woken ones.
-                                Scope::Departement(d) if self.failing(d) => visits.sweep(d),
+                                Scope::Departement(d) if self.failing.is_failing(d) => visits.sweep(d),
                                 // A message's (a relay's transient failure).
                                 Scope::Departement(d) => visits.wake(d),
                                 Scope::Platform => {}
@@ -321,31 +320,14 @@ impl OutboxWorker {
         }
     }
 
-    fn failing(&self, departement: DepartementCode) -> bool {
-        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        failing.contains_key(&departement)
-    }
-
-    /// Whether `departement`'s last drain failed and its retry is not due yet.
-    fn set_aside(&self, departement: DepartementCode) -> bool {
-        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        failing
-            .get(&departement)
-            .is_some_and(|(until, _)| *until > time::OffsetDateTime::now_utc())
-    }
-
-    /// After a territory's drain: a failure sets it aside until a retry, 15 s after a first
-    /// failure, twice as long after each next one, 5 minutes at most; a success forgets it.
+    /// After a territory's drain: a failure leaves it out of the sweeps until a retry, 15 s
+    /// after a first failure, twice as long after each next one, 5 minutes at most.
     fn visited(&self, departement: DepartementCode, ok: bool) {
-        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if ok {
-            failing.remove(&departement);
+            self.failing.succeeded(departement);
             return;
         }
-        let failures = failing.get(&departement).map_or(0, |(_, n)| *n);
-        let wait = (SWEEP_EVERY * 2u32.saturating_pow(failures.min(5))).min(SET_ASIDE_AT_MOST);
-        let until = time::OffsetDateTime::now_utc() + wait;
-        failing.insert(departement, (until, failures + 1));
+        let until = time::OffsetDateTime::now_utc() + self.failing.failed(departement);
         self.retries
             .lock()
             .unwrap_or_else(|e| e.into_inner())

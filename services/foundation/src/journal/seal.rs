@@ -73,8 +73,15 @@ const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Background worker: chains the territories this process wrote to, within moments of their
 /// acts committing, and sweeps every served territory every 30 seconds (entries of a replica
-/// that stopped before chaining them).
+/// that stopped before chaining them). A territory whose sealing failed (bounded to 10 s:
+/// `Tenancy::seal_journal`) is left out until its retry, 5 s after a first failure, twice as
+/// long after each next one, 5 minutes at most: it delays the others by one bounded wait per
+/// retry (test `a_territory_that_cannot_be_sealed_holds_back_no_other`).
 pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Shutdown) {
+    let failing = crate::tenancy::failing::Failing::new(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(300),
+    );
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(30));
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -98,8 +105,12 @@ pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Sh
                 .collect()
         };
         for departement in schemas {
+            if failing.set_aside(departement) {
+                continue;
+            }
             match seal_from_platform(&platform.tenancy, departement).await {
                 Ok(_) => {
+                    failing.succeeded(departement);
                     // Settled: no write since well before this run began.
                     let mut dirty = DIRTY.1.lock().unwrap_or_else(|e| e.into_inner());
                     if dirty
@@ -110,7 +121,13 @@ pub async fn sealer(platform: crate::app::Platform, mut shutdown: crate::app::Sh
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, departement = departement.as_str(), "journal sealing failed")
+                    let retry_in = failing.failed(departement);
+                    tracing::error!(
+                        error = %e,
+                        departement = departement.as_str(),
+                        retry_in_s = retry_in.as_secs(),
+                        "journal sealing failed"
+                    )
                 }
             }
         }

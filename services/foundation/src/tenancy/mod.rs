@@ -9,6 +9,7 @@ pub mod archive;
 pub mod backup;
 pub mod citus;
 pub mod communes;
+pub mod failing;
 pub mod logins;
 pub mod migrate;
 mod rights;
@@ -464,18 +465,28 @@ impl Tenancy {
 
     /// Chains up to `batch` pending entries of a territory's journal through its sealing
     /// function (SECURITY DEFINER, see the migration `0009_journal_sealing`), from the platform
-    /// pool: sweeping every territory needs no connection of each territory's own.
+    /// pool: sweeping every territory needs no connection of each territory's own. Bounded: the
+    /// server cancels it after 10 s (`statement_timeout`, on the worker too on Citus), so that a
+    /// territory that cannot be sealed (a lock held, a hung node) holds back no other.
     pub async fn seal_journal(
         &self,
         departement: DepartementCode,
         batch: i32,
     ) -> Result<u64, sqlx::Error> {
+        let mut tx = self
+            .pool
+            .begin_with(
+                "BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; \
+                 SET LOCAL statement_timeout = '10s'",
+            )
+            .await?;
         // The schema name comes from the static list of départements (`[a-z0-9_]`).
         let sql = format!("SELECT {}.journal_seal($1)", departement.schema_name());
         let sealed: i32 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(batch)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(sealed.max(0) as u64)
     }
 
