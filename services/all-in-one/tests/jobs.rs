@@ -577,3 +577,73 @@ async fn the_usager_index_is_completed_from_its_mark_a_batch_at_a_time() {
     assert_eq!(reindex(&platform, &territory, 2).await.expect("tout"), 2);
     assert_eq!(indexed().await, 6);
 }
+
+/// A run that hangs (a lock held, a hung node) is stopped before its lease ends, so no other
+/// replica can start it a second time meanwhile, and the jobs after it run; it is recorded as
+/// failed, and is due again at its next period.
+#[tokio::test]
+async fn a_hung_run_is_stopped_before_its_lease_ends_and_the_next_jobs_run() {
+    let db = TestDatabase::create().await;
+    let mut settings = test_support::test_settings(&db.app_url);
+    settings.jobs.lease_seconds = 4;
+    let (a, b) = (
+        Platform::connect(settings.clone()).await.expect("a"),
+        Platform::connect(settings).await.expect("b"),
+    );
+    // Held by the test: the hung job waits on it.
+    let mut holder = db.admin.acquire().await.expect("connexion");
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut *holder)
+        .await
+        .expect("verrou");
+    let starts = Arc::new(AtomicU64::new(0));
+    let counter = starts.clone();
+    let hung = Job::new("bloque", Duration::from_secs(3600), move |p: Platform| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            sqlx::query("SELECT pg_advisory_lock(4242)")
+                .execute(p.platform_pool())
+                .await?;
+            Ok(1)
+        }
+    });
+    let next = Job::new("suivant", Duration::from_secs(3600), |_| async { Ok(7) });
+    let jobs = vec![hung, next];
+    let started = std::time::Instant::now();
+    // Once a's run has started, and while it hangs, b looks for due jobs again and again, past
+    // the lease.
+    let b_looks = async {
+        while starts.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut ran = Vec::new();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(r) = tokio::time::timeout(Duration::from_secs(1), run_due(&b, &jobs[..1])).await
+            {
+                ran.extend(r);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ran
+    };
+    let (ran_a, ran_b) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), run_due(&a, &jobs)),
+        b_looks
+    );
+    let ran_a = ran_a.expect("le travail bloqué est arrêté");
+    let outcomes: Vec<_> = ran_a.iter().map(|(name, r)| (*name, r.is_ok())).collect();
+    assert_eq!(outcomes, [("bloque", false), ("suivant", true)], "{ran_a:?}");
+    assert!(ran_b.is_empty(), "{ran_b:?}");
+    assert_eq!(starts.load(Ordering::SeqCst), 1, "un seul départ");
+    let (finished, error): (bool, Option<String>) = sqlx::query_as(
+        "SELECT last_finished_at IS NOT NULL, last_error FROM platform.job_runs WHERE name = 'bloque'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("suivi");
+    assert!(finished);
+    assert!(error.is_some_and(|e| e.contains("lease")));
+    // Due again at its next period only.
+    assert!(run_due(&a, &jobs[..1]).await.is_empty());
+}

@@ -99,7 +99,10 @@ pub async fn run_due(
 
 /// [`run_due`], stopping when `shutdown` is requested: before the next job, or during one —
 /// its uncommitted work rolls back (jobs commit what they handle as they go, and running
-/// again does nothing more), and its claim is given back for another replica.
+/// again does nothing more), and its claim is given back for another replica. A run that
+/// takes nine tenths of the lease (a lock held, a hung node) is stopped the same way and
+/// recorded as failed: the jobs after it run, and it is due again at its next period (test
+/// `a_hung_run_is_stopped_before_its_lease_ends_and_the_next_jobs_run`).
 pub async fn run_due_until(
     platform: &Platform,
     jobs: &[Job],
@@ -118,7 +121,19 @@ pub async fn run_due_until(
                 continue;
             }
         };
-        let run = (job.run)(platform.clone());
+        // A run never outlives its lease: past it another replica may claim the job again.
+        let bound = run_bound(platform.settings.jobs.lease_seconds);
+        let run = async {
+            tokio::time::timeout(bound, (job.run)(platform.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "stopped after {} s, nine tenths of its lease (jobs.lease_seconds): \
+                         what it committed stays, the rest waits for its next period",
+                        bound.as_secs_f64()
+                    ))
+                })
+        };
         let outcome = match shutdown.as_deref_mut() {
             Some(stop) => tokio::select! {
                 outcome = run => Some(outcome),
@@ -154,6 +169,12 @@ pub async fn run_due_until(
         ran.push((job.name, outcome));
     }
     ran
+}
+
+/// How long a run may take: nine tenths of the lease, so that it has stopped (its uncommitted
+/// work rolled back, its end recorded) before another replica may claim it again.
+fn run_bound(lease_seconds: u64) -> Duration {
+    Duration::from_secs(lease_seconds.max(1)).mul_f64(0.9)
 }
 
 /// The worker running the jobs: it looks every `jobs.tick_ms` (30 s) for jobs whose period
