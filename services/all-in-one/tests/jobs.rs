@@ -619,7 +619,8 @@ async fn a_hung_run_is_stopped_before_its_lease_ends_and_the_next_jobs_run() {
         }
         let mut ran = Vec::new();
         while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(r) = tokio::time::timeout(Duration::from_secs(1), run_due(&b, &jobs[..1])).await
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_secs(1), run_due(&b, &jobs[..1])).await
             {
                 ran.extend(r);
             }
@@ -633,7 +634,11 @@ async fn a_hung_run_is_stopped_before_its_lease_ends_and_the_next_jobs_run() {
     );
     let ran_a = ran_a.expect("le travail bloqué est arrêté");
     let outcomes: Vec<_> = ran_a.iter().map(|(name, r)| (*name, r.is_ok())).collect();
-    assert_eq!(outcomes, [("bloque", false), ("suivant", true)], "{ran_a:?}");
+    assert_eq!(
+        outcomes,
+        [("bloque", false), ("suivant", true)],
+        "{ran_a:?}"
+    );
     assert!(ran_b.is_empty(), "{ran_b:?}");
     assert_eq!(starts.load(Ordering::SeqCst), 1, "un seul départ");
     let (finished, error): (bool, Option<String>) = sqlx::query_as(

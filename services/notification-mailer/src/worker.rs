@@ -295,7 +295,9 @@ impl OutboxWorker {
                         for scope in self.due_retries(false) {
                             match scope {
                                 // A failing territory's: behind the woken ones.
-                                Scope::Departement(d) if self.failing.is_failing(d) => visits.sweep(d),
+                                Scope::Departement(d) if self.failing.is_failing(d) => {
+                                    visits.sweep(d)
+                                }
                                 // A message's (a relay's transient failure).
                                 Scope::Departement(d) => visits.wake(d),
                                 Scope::Platform => {}
