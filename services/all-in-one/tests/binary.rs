@@ -9,3 +9,99 @@ async fn the_binary_starts_becomes_ready_and_stops_on_sigterm() {
     )
     .await;
 }
+
+/// A relay in front of `server_port` that answers each time `delay` late (a slow provider):
+/// its port.
+async fn slow_relay(server_port: u16, delay: std::time::Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("relais");
+    let port = listener.local_addr().expect("adresse").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
+                else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = from_server.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if to_client.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A replica stopped (SIGTERM) while it sends a batch to a slow relay finishes the message in
+/// hand and gives the batch's others back to the queue before it exits: no message is left
+/// claimed without an outcome (which operators would have to check by hand), and none is sent
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() {
+    use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
+    let maildev = test_support::private_maildev::PrivateMailDev::start().await;
+    let relay = slow_relay(maildev.smtp_port, std::time::Duration::from_millis(300)).await;
+    let db = test_support::database::TestDatabase::create().await;
+    let mut tx = db.admin.begin().await.expect("tx");
+    for i in 0..10 {
+        enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: format!("lot-{i}@example.test"),
+                template: "operator_test",
+                payload: serde_json::json!({ "sent_by": "le test" }),
+            },
+        )
+        .await
+        .expect("file");
+    }
+    tx.commit().await.expect("commit");
+    let service = test_support::service_binary::start_with(
+        env!("CARGO_BIN_EXE_aidants-connect"),
+        &db,
+        &[
+            ("AC_SMTP__PORT", &relay.to_string()),
+            ("AC_SMTP__SESSIONS", "1"),
+        ],
+    )
+    .await;
+    // The batch is under way: its first message has arrived (about 1.2 s each).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while maildev.messages().await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "aucun message arrivé");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let exit = service.terminate().await;
+    assert!(exit.success(), "{exit:?}");
+
+    let (untried, sent, queued): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE sending_started_at IS NOT NULL AND sent_at IS NULL),
+                count(*) FILTER (WHERE sent_at IS NOT NULL),
+                count(*) FILTER (WHERE sending_started_at IS NULL AND sent_at IS NULL
+                                   AND attempts = 0 AND available_at <= now())
+         FROM platform.outbox",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(untried, 0, "messages réservés sans issue");
+    assert!(queued > 0, "l'arrêt a bien eu lieu au milieu du lot");
+    assert_eq!(sent + queued, 10);
+    let received = maildev.messages().await;
+    assert_eq!(received.len() as i64, sent, "chaque envoi reçu une fois");
+}

@@ -59,7 +59,7 @@ const UNGUARDED_LEFT: &[(&str, usize)] = &[
     ("services/mandate-service/src/judicial/alerts.rs", 1),
     ("services/mandate-service/src/retention.rs", 1),
     ("services/notification-mailer/src/letters.rs", 1),
-    ("services/notification-mailer/src/worker.rs", 3),
+    ("services/notification-mailer/src/worker.rs", 1),
     // Other principals, each with its own check before the territory: an internal caller's
     // token and granted départements; a signed link; an OpenID client and its grant; an
     // issuer's session owning the request; a reviewer's scope of départements; a usager's

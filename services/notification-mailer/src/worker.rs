@@ -36,6 +36,8 @@ struct Sql {
     sent: &'static str,
     failed: &'static str,
     uncertain: &'static str,
+    /// Claimed, never tried: back to the queue as they were.
+    give_back: &'static str,
 }
 
 // The claim marks rows as being sent and is committed before anything is sent: a row stays
@@ -56,6 +58,8 @@ const PLATFORM_SQL: Sql = Sql {
              available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
              WHERE id = $1 RETURNING available_at",
     uncertain: "UPDATE platform.outbox SET last_error = $2 WHERE id = $1",
+    give_back: "UPDATE platform.outbox SET sending_started_at = NULL
+                WHERE id = ANY($1) AND sent_at IS NULL",
 };
 
 const TENANT_SQL: Sql = Sql {
@@ -71,6 +75,7 @@ const TENANT_SQL: Sql = Sql {
              available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
              WHERE id = $1 RETURNING available_at",
     uncertain: "UPDATE outbox SET last_error = $2 WHERE id = $1",
+    give_back: "UPDATE outbox SET sending_started_at = NULL WHERE id = ANY($1) AND sent_at IS NULL",
 };
 
 type Row = (
@@ -357,15 +362,15 @@ impl OutboxWorker {
         }
         let lanes = self.platform.settings.smtp.sessions.max(1) as usize;
         let mut running = futures::stream::FuturesUnordered::new();
-        running.push(self.lane_batch(scope, self.mailer.session()));
+        running.push(self.lane_batch(scope, self.mailer.session(), stop));
         let (mut total, mut first_error) = (0, None);
         while let Some((session, claimed)) = futures::StreamExt::next(&mut running).await {
             match claimed {
                 Ok((platform, ours)) if platform + ours > 0 && !stop() => {
                     total += platform + ours;
-                    running.push(self.lane_batch(scope, session));
+                    running.push(self.lane_batch(scope, session, stop));
                     if ours == BATCH as usize && running.len() < lanes {
-                        running.push(self.lane_batch(scope, self.mailer.session()));
+                        running.push(self.lane_batch(scope, self.mailer.session(), stop));
                     }
                 }
                 Ok((platform, ours)) => {
@@ -389,15 +394,16 @@ impl OutboxWorker {
         &'a self,
         scope: Scope,
         mut session: Session<'a>,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> (Session<'a>, Result<(usize, usize), sqlx::Error>) {
         let mut platform = 0;
         if scope != Scope::Platform {
-            match self.batch_on(Scope::Platform, &mut session).await {
+            match self.batch_on(Scope::Platform, &mut session, stop).await {
                 Ok(n) => platform = n,
                 Err(e) => tracing::warn!(error = %e, "outbox: batch not processed"),
             }
         }
-        let claimed = self.batch_on(scope, &mut session).await;
+        let claimed = self.batch_on(scope, &mut session, stop).await;
         (session, claimed.map(|ours| (platform, ours)))
     }
 
@@ -415,7 +421,7 @@ impl OutboxWorker {
             }
             Scope::Departement(departement) => {
                 // A territory not served (not provisioned, failed migration) has nothing to send.
-                let Ok(tenant) = self.platform.tenancy.unguarded(departement).await else {
+                let Ok(tenant) = territory(&self.platform, departement).await else {
                     return Ok(Vec::new());
                 };
                 // Bounded: a territory that cannot answer (a lock held, a hung node) fails its
@@ -430,6 +436,18 @@ impl OutboxWorker {
                 Ok(rows)
             }
         }
+    }
+
+    /// A connection of `departement`'s for one statement, its own transaction (an outcome, a
+    /// batch given back).
+    async fn statement_in(
+        &self,
+        departement: DepartementCode,
+    ) -> Result<foundation::tenancy::TenantStatement, sqlx::Error> {
+        let tenant = territory(&self.platform, departement)
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        tenant.single_statement().await
     }
 
     /// Step 2: sends one message. The outbox id is the Message-ID.
@@ -482,13 +500,7 @@ impl OutboxWorker {
                 record_on(&mut conn, &PLATFORM_SQL, id, outcome, base).await?
             }
             Scope::Departement(departement) => {
-                let tenant = self
-                    .platform
-                    .tenancy
-                    .unguarded(departement)
-                    .await
-                    .map_err(|_| sqlx::Error::PoolClosed)?;
-                let mut statement = tenant.single_statement().await?;
+                let mut statement = self.statement_in(departement).await?;
                 let retry_at = record_on(&mut statement, &TENANT_SQL, id, outcome, base).await?;
                 statement.done();
                 retry_at
@@ -509,20 +521,80 @@ impl OutboxWorker {
     }
 
     /// Claims a batch and sends it on `session` (a batch's e-mails share a session: MailDev
-    /// takes 100 ms to greet a new one), recording each outcome.
+    /// takes 100 ms to greet a new one), recording each outcome. When the worker is asked to
+    /// stop, or an outcome cannot be recorded, the batch's messages not tried yet are given back
+    /// to the queue: left claimed, they would wait for an operator as if their fate were unknown
+    /// (test `a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried`).
     async fn batch_on(
         &self,
         scope: Scope,
         session: &mut Session<'_>,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<usize, sqlx::Error> {
         let rows = self.claim(scope).await?;
         session.next_batch();
         let mut sms = self.sms.batch();
-        for row in &rows {
+        for (i, row) in rows.iter().enumerate() {
+            if stop() {
+                self.give_back(scope, &rows[i..]).await;
+                break;
+            }
             let outcome = self.send(row, session, &mut sms).await;
-            self.record(scope, row.0, &outcome).await?;
+            if let Err(e) = self.record(scope, row.0, &outcome).await {
+                self.give_back(scope, &rows[i + 1..]).await;
+                return Err(e);
+            }
         }
         Ok(rows.len())
+    }
+
+    /// Gives claimed messages that were not tried back to the queue, as they were (best effort:
+    /// those it cannot give back stay claimed, for the operators).
+    async fn give_back(&self, scope: Scope, rows: &[Row]) {
+        if rows.is_empty() {
+            return;
+        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+        let given = match scope {
+            Scope::Platform => sqlx::query(PLATFORM_SQL.give_back)
+                .bind(&ids)
+                .execute(self.platform.platform_pool())
+                .await
+                .map(|_| ()),
+            Scope::Departement(departement) => match self.statement_in(departement).await {
+                Ok(mut statement) => {
+                    let done = sqlx::query(TENANT_SQL.give_back)
+                        .bind(&ids)
+                        .execute(&mut *statement)
+                        .await
+                        .map(|_| ());
+                    statement.done();
+                    done
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match given {
+            Ok(()) => {
+                tracing::info!(count = ids.len(), "outbox: untried messages given back");
+                // Another replica's consumer takes them at once, not at its sweep (awaited: this
+                // one may be stopping).
+                let payload = match scope {
+                    Scope::Platform => PLATFORM_SCOPE,
+                    Scope::Departement(d) => d.as_str(),
+                };
+                let _ = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(payload)
+                    .execute(self.platform.platform_pool())
+                    .await;
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                count = ids.len(),
+                "outbox: untried messages left claimed, for the operators"
+            ),
+        }
     }
 
     /// Claims and sends the platform's due messages without recording the outcome: what a
@@ -599,6 +671,14 @@ async fn record_on(
     }
 }
 
+/// A territory's outbox, reached by the consumer (a worker, outside any request: no guard).
+async fn territory(
+    platform: &Platform,
+    departement: DepartementCode,
+) -> Result<foundation::tenancy::Territory, foundation::tenancy::TenancyError> {
+    platform.tenancy.unguarded(departement).await
+}
+
 async fn recv(listener: &mut Option<PgListener>) -> Option<Scope> {
     let Some(listener) = listener else {
         std::future::pending::<()>().await;
@@ -630,7 +710,7 @@ pub fn purge_delivered_messages() -> foundation::jobs::Job {
             .await?
             .rows_affected();
             for departement in platform.tenancy.served() {
-                let ctx = platform.tenancy.unguarded(departement).await?;
+                let ctx = territory(&platform, departement).await?;
                 let mut tx = ctx.begin().await?;
                 purged +=
                     sqlx::query("DELETE FROM outbox WHERE sent_at < now() - interval '30 days'")
