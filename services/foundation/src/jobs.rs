@@ -121,7 +121,9 @@ pub async fn run_due_until(
                 continue;
             }
         };
-        // A run never outlives its lease: past it another replica may claim the job again.
+        // The scheduler never waits for a run past its lease (another replica may then claim
+        // it again). Only this process stops waiting: a statement already sent goes on on the
+        // server until its lock or node answers (jobs are idempotent).
         let bound = run_bound(platform.settings.jobs.lease_seconds);
         let run = async {
             tokio::time::timeout(bound, (job.run)(platform.clone()))

@@ -11,12 +11,14 @@ use foundation::app::{Platform, Shutdown};
 use foundation::outbox::{NOTIFY_CHANNEL, PLATFORM_SCOPE};
 use foundation::tenancy::DepartementCode;
 use foundation::tenancy::failing::Failing;
-use sqlx::postgres::PgListener;
 use uuid::Uuid;
 
 use crate::sms::{SmsBatch, SmsGateway};
 use crate::smtp::{Mailer, SendError, Session};
 use crate::templates;
+
+mod visits;
+use visits::Visits;
 
 pub use foundation::outbox::MAX_ATTEMPTS;
 const BATCH: i64 = 20;
@@ -106,48 +108,6 @@ pub struct OutboxWorker {
     failing: Failing,
 }
 
-/// The territories the territories' loop is to visit: the woken ones first, in the order of their
-/// wake-ups, then the others; each territory once.
-#[derive(Default)]
-struct Visits {
-    woken: std::collections::VecDeque<DepartementCode>,
-    swept: std::collections::VecDeque<DepartementCode>,
-}
-
-impl Visits {
-    fn wake(&mut self, d: DepartementCode) {
-        if !self.woken.contains(&d) {
-            self.woken.push_back(d);
-        }
-    }
-
-    fn sweep(&mut self, d: DepartementCode) {
-        if !self.woken.contains(&d) && !self.swept.contains(&d) {
-            self.swept.push_back(d);
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.woken.is_empty() && self.swept.is_empty()
-    }
-
-    /// The next territory to visit, taken out of both queues.
-    fn next(&mut self) -> Option<DepartementCode> {
-        let d = self.woken.pop_front().or_else(|| self.swept.pop_front())?;
-        self.swept.retain(|s| *s != d);
-        Some(d)
-    }
-}
-
-/// What wakes the territories' loop.
-enum Event {
-    Stop,
-    Sweep,
-    Retries,
-    /// A notification (`None`: the listening connection failed).
-    Woken(Option<Scope>),
-}
-
 impl OutboxWorker {
     pub fn new(platform: Platform, mailer: Mailer, sms: SmsGateway) -> Self {
         Self {
@@ -211,108 +171,116 @@ impl OutboxWorker {
         );
     }
 
-    async fn listener(&self) -> Option<PgListener> {
-        match self.platform.listen(NOTIFY_CHANNEL).await {
-            Ok(listener) => Some(listener),
+    /// Reads the notifications and passes on those of one loop (the national scope's, or the
+    /// territories'), in a future of its own so that reading is never cut short (a reconnection
+    /// included); ends when the loop has gone.
+    async fn listen(&self, national: bool, to: tokio::sync::mpsc::UnboundedSender<Scope>) {
+        let mut listener = match self.platform.listen(NOTIFY_CHANNEL).await {
+            Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox: LISTEN failed, periodic sweep only");
-                None
+                return std::future::pending().await;
+            }
+        };
+        loop {
+            // On an error the next `recv` connects again (what was notified meanwhile is lost:
+            // the sweeps find it).
+            let scope = match listener.recv().await {
+                Ok(n) if n.payload() == PLATFORM_SCOPE => Some(Scope::Platform),
+                Ok(n) => DepartementCode::parse(n.payload())
+                    .ok()
+                    .map(Scope::Departement),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox: listening interrupted");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    None
+                }
+            };
+            if let Some(scope) = scope.filter(|s| (*s == Scope::Platform) == national)
+                && to.send(scope).is_err()
+            {
+                return;
             }
         }
     }
 
     async fn national_loop(&self, mut shutdown: Shutdown) {
-        let mut listener = self.listener().await;
-        // Its first tick is at once: the first pass.
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            let retry_in = self.retry_in(true);
-            let drain = tokio::select! {
-                _ = shutdown.requested() => break,
-                _ = sweep.tick() => true,
-                _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
-                _ = self.national_retry.notified() => false,
-                notification = recv(&mut listener) => match notification {
-                    Some(scope) => scope == Scope::Platform,
-                    None => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        false
-                    }
-                },
-            };
-            if drain {
-                self.drain(Scope::Platform, &|| shutdown.is_requested())
-                    .await;
+        let (to, mut woken) = tokio::sync::mpsc::unbounded_channel();
+        let serving = async {
+            // Its first tick is at once: the first pass.
+            let mut sweep = tokio::time::interval(SWEEP_EVERY);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let retry_in = self.retry_in(true);
+                let drain = tokio::select! {
+                    _ = shutdown.requested() => break,
+                    _ = sweep.tick() => true,
+                    _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
+                    _ = self.national_retry.notified() => false,
+                    Some(_) = woken.recv() => true,
+                };
+                if drain {
+                    self.drain(Scope::Platform, &|| shutdown.is_requested())
+                        .await;
+                }
             }
+        };
+        tokio::select! {
+            _ = self.listen(true, to) => {}
+            _ = serving => {}
         }
     }
 
     /// The territories' outboxes, one at a time, from two queues ([`Visits`]): the territories
-    /// woken (a producer committed a message) first, then those the sweep and retries bring, each
-    /// queue in turn; the queues are read again after each territory. A territory that cannot
-    /// answer costs the loop its bounded claim (3 s), and a woken territory waits for one such
-    /// visit at most, never for a sweep's whole round. A territory whose drain failed is left out
-    /// of the sweeps until its retry (15 s, doubling up to 5 minutes); its own wake-up, proof
-    /// that its outbox can be written again, is served as any other (test
+    /// woken (a producer committed a message) first, then those the sweep and retries bring
+    /// (one of them after every few woken ones, so that they are never starved); the queues are
+    /// read again after each territory. A territory that cannot answer costs the loop its
+    /// bounded claim (3 s) per visit, and a woken territory never waits for a sweep's whole
+    /// round of such territories. A territory whose drain failed is left out of the sweeps
+    /// until its retry (15 s, doubling up to 5 minutes); its own wake-up, proof that its outbox
+    /// can be written again, is served as any other (test
     /// `a_stuck_territory_holds_back_no_other_territory`).
-    async fn territories_loop(&self, mut shutdown: Shutdown) {
-        let mut listener = self.listener().await;
+    async fn territories_loop(&self, shutdown: Shutdown) {
+        let (to, woken) = tokio::sync::mpsc::unbounded_channel();
+        tokio::select! {
+            _ = self.listen(false, to) => {}
+            _ = self.visit_territories(shutdown, woken) => {}
+        }
+    }
+
+    async fn visit_territories(
+        &self,
+        mut shutdown: Shutdown,
+        mut woken: tokio::sync::mpsc::UnboundedReceiver<Scope>,
+    ) {
         let mut visits = Visits::default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let retry_in = self.retry_in(false);
-            let idle = visits.is_empty();
-            // Wait for an event only when nothing is queued.
-            let waiting = async {
-                if !idle {
-                    return None;
-                }
+            // Wait for an event only when nothing is queued; then take every event already there.
+            if visits.is_empty() {
+                let retry_in = self.retry_in(false);
                 tokio::select! {
-                    _ = shutdown.requested() => Some(Event::Stop),
-                    _ = sweep.tick() => Some(Event::Sweep),
-                    _ = tokio::time::sleep(retry_in) => Some(Event::Retries),
-                    notification = recv(&mut listener) => Some(Event::Woken(notification)),
+                    _ = shutdown.requested() => return,
+                    _ = sweep.tick() => self.sweep_into(&mut visits),
+                    // Taken below.
+                    _ = tokio::time::sleep(retry_in) => {}
+                    Some(scope) = woken.recv() => visits.woken(scope),
                 }
-            };
-            let mut events: Vec<Event> = waiting.await.into_iter().collect();
-            // Then every event already there.
-            while let Some(notification) = recv(&mut listener).now_or_never() {
-                events.push(Event::Woken(notification));
-                if notification.is_none() {
-                    break;
-                }
+            }
+            while let Ok(scope) = woken.try_recv() {
+                visits.woken(scope);
             }
             if sweep.tick().now_or_never().is_some() {
-                events.push(Event::Sweep);
+                self.sweep_into(&mut visits);
             }
-            events.push(Event::Retries);
-            for event in events {
-                match event {
-                    Event::Stop => return,
-                    Event::Sweep => {
-                        for d in self.platform.tenancy.served() {
-                            if !self.failing.set_aside(d) {
-                                visits.sweep(d);
-                            }
-                        }
-                    }
-                    Event::Retries => {
-                        for scope in self.due_retries(false) {
-                            match scope {
-                                // A failing territory's: behind the woken ones.
-                                Scope::Departement(d) if self.failing.is_failing(d) => {
-                                    visits.sweep(d)
-                                }
-                                // A message's (a relay's transient failure).
-                                Scope::Departement(d) => visits.wake(d),
-                                Scope::Platform => {}
-                            }
-                        }
-                    }
-                    // The national loop's.
-                    Event::Woken(Some(Scope::Platform)) => {}
-                    Event::Woken(Some(Scope::Departement(d))) => visits.wake(d),
-                    Event::Woken(None) => tokio::time::sleep(Duration::from_millis(500)).await,
+            for scope in self.due_retries(false) {
+                match scope {
+                    // A failing territory's: with the swept ones.
+                    Scope::Departement(d) if self.failing.is_failing(d) => visits.sweep(d),
+                    // A message's (a relay's transient failure).
+                    Scope::Departement(d) => visits.wake(d),
+                    Scope::Platform => {}
                 }
             }
             if shutdown.is_requested() {
@@ -327,6 +295,15 @@ impl OutboxWorker {
         }
     }
 
+    /// Queues every served territory but those left out.
+    fn sweep_into(&self, visits: &mut Visits) {
+        for d in self.platform.tenancy.served() {
+            if !self.failing.set_aside(d) {
+                visits.sweep(d);
+            }
+        }
+    }
+
     /// After a territory's drain: a failure leaves it out of the sweeps until a retry, 15 s
     /// after a first failure, twice as long after each next one, 5 minutes at most.
     fn visited(&self, departement: DepartementCode, ok: bool) {
@@ -335,10 +312,12 @@ impl OutboxWorker {
             return;
         }
         let until = time::OffsetDateTime::now_utc() + self.failing.failed(departement);
-        self.retries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((until, Scope::Departement(departement)));
+        let scope = Scope::Departement(departement);
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        // One retry per territory: an earlier one (a message's, a previous failure's) would
+        // only find it failing again.
+        retries.retain(|(_, s)| *s != scope);
+        retries.push((until, scope));
     }
 
     /// Delivers batches until nothing is due in this scope, on up to `smtp.sessions` SMTP
@@ -679,23 +658,6 @@ async fn territory(
     platform.tenancy.unguarded(departement).await
 }
 
-async fn recv(listener: &mut Option<PgListener>) -> Option<Scope> {
-    let Some(listener) = listener else {
-        std::future::pending::<()>().await;
-        return None;
-    };
-    match listener.recv().await {
-        Ok(n) if n.payload() == PLATFORM_SCOPE => Some(Scope::Platform),
-        Ok(n) => DepartementCode::parse(n.payload())
-            .ok()
-            .map(Scope::Departement),
-        Err(e) => {
-            tracing::warn!(error = %e, "outbox: listening interrupted");
-            None
-        }
-    }
-}
-
 /// Delivered messages are kept 30 days (to answer "did you send it?"), then deleted; messages
 /// never delivered stay, as dead letters, for the operators.
 pub fn purge_delivered_messages() -> foundation::jobs::Job {
@@ -722,29 +684,4 @@ pub fn purge_delivered_messages() -> foundation::jobs::Job {
             Ok(purged)
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(code: &str) -> DepartementCode {
-        DepartementCode::parse(code).expect("code")
-    }
-
-    #[test]
-    fn woken_territories_are_visited_first_in_order_and_each_once() {
-        let mut visits = Visits::default();
-        for code in ["01", "02", "03"] {
-            visits.sweep(d(code));
-        }
-        visits.wake(d("03"));
-        visits.wake(d("05"));
-        visits.wake(d("03"));
-        visits.sweep(d("05"));
-        visits.sweep(d("01"));
-        let order: Vec<_> = std::iter::from_fn(|| visits.next()).collect();
-        assert_eq!(order, [d("03"), d("05"), d("01"), d("02")]);
-        assert!(visits.is_empty());
-    }
 }
