@@ -46,15 +46,17 @@ async fn slow_relay(server_port: u16, delay: std::time::Duration) -> u16 {
     port
 }
 
-/// A replica stopped (SIGTERM) while it sends a batch to a slow relay finishes the message in
-/// hand and gives the batch's others back to the queue before it exits: no message is left
-/// claimed without an outcome (which operators would have to check by hand), and none is sent
+/// A replica stopped (SIGTERM) while it sends a batch to a slow relay gives the batch's
+/// messages not tried yet back to the queue at once, before it exits, even when the message in
+/// hand takes longer than the 5 s the workers are given: only that message may be left
+/// claimed without an outcome (for the operators: it may have been delivered), and none is sent
 /// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() {
     use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
     let maildev = test_support::private_maildev::PrivateMailDev::start().await;
-    let relay = slow_relay(maildev.smtp_port, std::time::Duration::from_millis(300)).await;
+    // Each answer 2 s late: a message (MAIL, RCPT, DATA, its content) takes 8 s.
+    let relay = slow_relay(maildev.smtp_port, std::time::Duration::from_secs(2)).await;
     let db = test_support::database::TestDatabase::create().await;
     let mut tx = db.admin.begin().await.expect("tx");
     for i in 0..10 {
@@ -80,12 +82,15 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
         ],
     )
     .await;
-    // The batch is under way: its first message has arrived (about 1.2 s each).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The batch is under way: its first message has arrived; 5 s later the second is in hand,
+    // with more than 5 s to go (with the batch given back only once that message is done, 9
+    // messages were left claimed: seen).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while maildev.messages().await.is_empty() {
         assert!(std::time::Instant::now() < deadline, "aucun message arrivé");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let exit = service.terminate().await;
     assert!(exit.success(), "{exit:?}");
 
@@ -99,9 +104,12 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
     .fetch_one(&db.admin)
     .await
     .expect("état");
-    assert_eq!(untried, 0, "messages réservés sans issue");
-    assert!(queued > 0, "l'arrêt a bien eu lieu au milieu du lot");
-    assert_eq!(sent + queued, 10);
-    let received = maildev.messages().await;
-    assert_eq!(received.len() as i64, sent, "chaque envoi reçu une fois");
+    assert!(untried <= 1, "{untried} messages réservés sans issue");
+    assert!(queued >= 8, "{queued} rendus à la file");
+    assert_eq!(sent + queued + untried, 10);
+    let received = maildev.messages().await.len() as i64;
+    assert!(
+        (sent..=sent + untried).contains(&received),
+        "{received} reçus, {sent} envoyés : aucun en double"
+    );
 }

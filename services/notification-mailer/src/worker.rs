@@ -25,6 +25,8 @@ const BATCH: i64 = 20;
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// The longest a failing territory is left out of the sweeps.
 const SET_ASIDE_AT_MOST: Duration = Duration::from_secs(300);
+/// How often a batch in progress looks whether the worker is asked to stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scope {
@@ -38,7 +40,8 @@ struct Sql {
     sent: &'static str,
     failed: &'static str,
     uncertain: &'static str,
-    /// Claimed, never tried: back to the queue as they were.
+    /// Claimed by this claim (its time, the same for its rows: never another replica's claim
+    /// made since), never tried: back to the queue.
     give_back: &'static str,
 }
 
@@ -51,7 +54,7 @@ const PLATFORM_SQL: Sql = Sql {
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
                            AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload, sealed_payload",
+            RETURNING id, channel, recipient, template, payload, sealed_payload, sending_started_at",
     // A sealed secret (a login or enrolment link) is of no use once sent: it is cleared.
     sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL,
            sealed_payload = NULL WHERE id = $1",
@@ -61,7 +64,7 @@ const PLATFORM_SQL: Sql = Sql {
              WHERE id = $1 RETURNING available_at",
     uncertain: "UPDATE platform.outbox SET last_error = $2 WHERE id = $1",
     give_back: "UPDATE platform.outbox SET sending_started_at = NULL
-                WHERE id = ANY($1) AND sent_at IS NULL",
+                WHERE id = ANY($1) AND sending_started_at = $2 AND sent_at IS NULL",
 };
 
 const TENANT_SQL: Sql = Sql {
@@ -70,16 +73,20 @@ const TENANT_SQL: Sql = Sql {
                          WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
                            AND attempts < $1 AND channel <> 'letter'
                          ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload, NULL::bytea AS sealed_payload",
+            RETURNING id, channel, recipient, template, payload, NULL::bytea AS sealed_payload,
+                      sending_started_at",
     sent: "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
     failed: "UPDATE outbox SET sending_started_at = NULL,
              attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
              available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
              WHERE id = $1 RETURNING available_at",
     uncertain: "UPDATE outbox SET last_error = $2 WHERE id = $1",
-    give_back: "UPDATE outbox SET sending_started_at = NULL WHERE id = ANY($1) AND sent_at IS NULL",
+    give_back: "UPDATE outbox SET sending_started_at = NULL
+                WHERE id = ANY($1) AND sending_started_at = $2 AND sent_at IS NULL",
 };
 
+/// A claimed message: id, channel, recipient, template, payload, sealed payload, and the time of
+/// its claim.
 type Row = (
     Uuid,
     String,
@@ -87,6 +94,7 @@ type Row = (
     String,
     serde_json::Value,
     Option<Vec<u8>>,
+    time::OffsetDateTime,
 );
 
 /// What happened to one claimed message.
@@ -217,7 +225,11 @@ impl OutboxWorker {
                     _ = sweep.tick() => true,
                     _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
                     _ = self.national_retry.notified() => false,
-                    Some(_) = woken.recv() => true,
+                    Some(_) = woken.recv() => {
+                        // One drain for every wake-up already there.
+                        while woken.try_recv().is_ok() {}
+                        true
+                    }
                 };
                 if drain {
                     self.drain(Scope::Platform, &|| shutdown.is_requested())
@@ -431,7 +443,7 @@ impl OutboxWorker {
 
     /// Step 2: sends one message. The outbox id is the Message-ID.
     async fn send(&self, row: &Row, session: &mut Session<'_>, sms: &mut SmsBatch<'_>) -> Outcome {
-        let (id, channel, recipient, template, payload, sealed) = row;
+        let (id, channel, recipient, template, payload, sealed, _) = row;
         // Sealed parameters are opened only here, in memory, for this one delivery.
         let opened;
         let payload = match sealed {
@@ -501,15 +513,19 @@ impl OutboxWorker {
 
     /// Claims a batch and sends it on `session` (a batch's e-mails share a session: MailDev
     /// takes 100 ms to greet a new one), recording each outcome. When the worker is asked to
-    /// stop, or an outcome cannot be recorded, the batch's messages not tried yet are given back
-    /// to the queue: left claimed, they would wait for an operator as if their fate were unknown
-    /// (test `a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried`).
+    /// stop, the batch's messages not tried yet are given back to the queue at once, while the
+    /// message in hand goes on to its outcome; when an outcome cannot be recorded, the next ones
+    /// are given back too. Left claimed, they would wait for an operator as if their fate were
+    /// unknown (test `a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried`).
     async fn batch_on(
         &self,
         scope: Scope,
         session: &mut Session<'_>,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<usize, sqlx::Error> {
+        if stop() {
+            return Ok(0);
+        }
         let rows = self.claim(scope).await?;
         session.next_batch();
         let mut sms = self.sms.batch();
@@ -518,10 +534,29 @@ impl OutboxWorker {
                 self.give_back(scope, &rows[i..]).await;
                 break;
             }
-            let outcome = self.send(row, session, &mut sms).await;
-            if let Err(e) = self.record(scope, row.0, &outcome).await {
+            let sending = async {
+                let outcome = self.send(row, session, &mut sms).await;
+                self.record(scope, row.0, &outcome).await
+            };
+            let watching = async {
+                while !stop() {
+                    tokio::time::sleep(STOP_CHECK).await;
+                }
                 self.give_back(scope, &rows[i + 1..]).await;
+            };
+            tokio::pin!(sending, watching);
+            let (recorded, stopping) = tokio::select! {
+                recorded = &mut sending => (recorded, false),
+                _ = &mut watching => (sending.await, true),
+            };
+            if let Err(e) = recorded {
+                if !stopping {
+                    self.give_back(scope, &rows[i + 1..]).await;
+                }
                 return Err(e);
+            }
+            if stopping {
+                break;
             }
         }
         Ok(rows.len())
@@ -534,9 +569,11 @@ impl OutboxWorker {
             return;
         }
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
+        let claimed_at = rows[0].6;
         let given = match scope {
             Scope::Platform => sqlx::query(PLATFORM_SQL.give_back)
                 .bind(&ids)
+                .bind(claimed_at)
                 .execute(self.platform.platform_pool())
                 .await
                 .map(|_| ()),
@@ -544,6 +581,7 @@ impl OutboxWorker {
                 Ok(mut statement) => {
                     let done = sqlx::query(TENANT_SQL.give_back)
                         .bind(&ids)
+                        .bind(claimed_at)
                         .execute(&mut *statement)
                         .await
                         .map(|_| ());

@@ -53,8 +53,9 @@ impl Visits {
                 if let Some(d) = other {
                     self.swept.push_front(d);
                 }
+                let d = self.woken.pop_front()?;
                 self.woken_in_a_row += 1;
-                self.woken.pop_front()?
+                d
             }
         };
         self.swept.retain(|s| *s != d);
