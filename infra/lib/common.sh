@@ -35,6 +35,8 @@ wait_for() {
   local deadline=$((SECONDS + limit))
   until "$@" >/dev/null 2>&1; do
     if (( SECONDS >= deadline )); then
+      # The end of its log on the error output: CI deletes the data directory afterwards.
+      [ -s "$LOG_DIR/$name.log" ] && tail -n 20 "$LOG_DIR/$name.log" >&2
       die "$name n'est pas prêt après ${limit}s (journal : $LOG_DIR/$name.log)"
     fi
     sleep 0.2
