@@ -338,18 +338,11 @@ async fn a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_
 /// commit, leaves; the frozen territory's own message leaves once the worker wakes.
 #[tokio::test]
 async fn a_hung_worker_holds_back_no_other_territorys_mail() {
-    use foundation::outbox::{Channel, OutboxMessage, enqueue_tenant};
     require_citus();
     let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
     let app = spawn_app(&["33", "34"]).await;
     let (down, other) = apart(&app).await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let message = |to: &str| OutboxMessage {
-        channel: Channel::Email,
-        recipient: to.into(),
-        template: "operator_test",
-        payload: json!({ "sent_by": "le test Citus" }),
-    };
     let frozen = nodes.hang_worker(down.port as u16).await;
     // 33's wake-up: the consumer's claim there waits on the frozen worker.
     sqlx::query("SELECT pg_notify($1, '33')")
@@ -359,11 +352,7 @@ async fn a_hung_worker_holds_back_no_other_territorys_mail() {
         .expect("réveil");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let herault = format!("herault-{unique}@example.test");
-    let mut tx = other.begin().await.expect("tx");
-    enqueue_tenant(&mut tx, &message(&herault))
-        .await
-        .expect("file de 34");
-    tx.commit().await.expect("commit");
+    common::queue_test_mail(&other, &herault).await;
     test_support::maildev::wait_for_mail_to(&herault, Duration::from_secs(10))
         .await
         .expect("le message de 34 part malgré le nœud figé");
@@ -375,11 +364,7 @@ async fn a_hung_worker_holds_back_no_other_territorys_mail() {
         .unguarded(DepartementCode::parse("33").expect("33"))
         .await
         .expect("territoire 33");
-    let mut tx = territory.begin().await.expect("tx");
-    enqueue_tenant(&mut tx, &message(&gironde))
-        .await
-        .expect("file de 33");
-    tx.commit().await.expect("commit");
+    common::queue_test_mail(&territory, &gironde).await;
     test_support::maildev::wait_for_mail_to(&gironde, Duration::from_secs(40))
         .await
         .expect("le message de 33 part au réveil du nœud");

@@ -389,11 +389,7 @@ async fn a_stuck_territory_holds_back_no_other_territory() {
         .expect("un balayage attend le verrou");
     // 34's message, its wake-up sent by the commit: it leaves after 35's claim gives up, before
     // the three other blocked territories (9 s more if they went first).
-    let mut tx = territory("34").await.begin().await.expect("tx");
-    enqueue_tenant(&mut tx, &message(&herault))
-        .await
-        .expect("file de l'Hérault");
-    tx.commit().await.expect("commit");
+    common::queue_test_mail(&territory("34").await, &herault).await;
     test_support::maildev::wait_for_mail_to(&herault, Duration::from_secs(7))
         .await
         .expect("le message de l'Hérault part malgré les territoires bloqués");
@@ -402,13 +398,7 @@ async fn a_stuck_territory_holds_back_no_other_territory() {
     let ille_tx = {
         let territory = territory("35").await;
         let ille = ille.clone();
-        tokio::spawn(async move {
-            let mut tx = territory.begin().await.expect("tx");
-            enqueue_tenant(&mut tx, &message(&ille))
-                .await
-                .expect("file de l'Ille-et-Vilaine");
-            tx.commit().await.expect("commit");
-        })
+        tokio::spawn(async move { common::queue_test_mail(&territory, &ille).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     lock.rollback().await.expect("fin du verrou");

@@ -168,21 +168,33 @@ impl OutboxWorker {
     }
 
     /// The national outbox (login and enrolment links, valid minutes) and the territories' are
-    /// served by two loops, each with its own `LISTEN` connection: a territory whose outbox
-    /// cannot be read (a hung node, a lock held by a migration) holds the territories' loop
-    /// only (test `login_links_leave_while_a_territory_outbox_is_stuck`). The territories' lanes
-    /// still send the national messages due before each of their batches.
+    /// served by two loops: a territory whose outbox cannot be read (a hung node, a lock held by
+    /// a migration) holds the territories' loop only (test
+    /// `login_links_leave_while_a_territory_outbox_is_stuck`). The territories' lanes still send
+    /// the national messages due before each of their batches. One `LISTEN` connection passes
+    /// each loop its wake-ups.
     pub async fn run(self, shutdown: Shutdown) {
-        tokio::join!(
-            self.national_loop(shutdown.clone()),
-            self.territories_loop(shutdown)
-        );
+        let (national_tx, national_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (territories_tx, territories_rx) = tokio::sync::mpsc::unbounded_channel();
+        let loops = async {
+            tokio::join!(
+                self.national_loop(shutdown.clone(), national_rx),
+                self.visit_territories(shutdown, territories_rx)
+            )
+        };
+        tokio::select! {
+            _ = self.listen(national_tx, territories_tx) => {}
+            _ = loops => {}
+        }
     }
 
-    /// Reads the notifications and passes on those of one loop (the national scope's, or the
-    /// territories'), in a future of its own so that reading is never cut short (a reconnection
-    /// included); ends when the loop has gone.
-    async fn listen(&self, national: bool, to: tokio::sync::mpsc::UnboundedSender<Scope>) {
+    /// Reads the notifications and passes each to its loop, in a future of its own so that
+    /// reading is never cut short (a reconnection included); ends when the loops have gone.
+    async fn listen(
+        &self,
+        national: tokio::sync::mpsc::UnboundedSender<()>,
+        territories: tokio::sync::mpsc::UnboundedSender<DepartementCode>,
+    ) {
         let mut listener = match self.platform.listen(NOTIFY_CHANNEL).await {
             Ok(listener) => listener,
             Err(e) => {
@@ -193,53 +205,49 @@ impl OutboxWorker {
         loop {
             // On an error the next `recv` connects again (what was notified meanwhile is lost:
             // the sweeps find it).
-            let scope = match listener.recv().await {
-                Ok(n) if n.payload() == PLATFORM_SCOPE => Some(Scope::Platform),
-                Ok(n) => DepartementCode::parse(n.payload())
-                    .ok()
-                    .map(Scope::Departement),
+            let passed = match listener.recv().await {
+                Ok(n) if n.payload() == PLATFORM_SCOPE => national.send(()).is_ok(),
+                Ok(n) => match DepartementCode::parse(n.payload()) {
+                    Ok(d) => territories.send(d).is_ok(),
+                    Err(_) => true,
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox: listening interrupted");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    None
+                    true
                 }
             };
-            if let Some(scope) = scope.filter(|s| (*s == Scope::Platform) == national)
-                && to.send(scope).is_err()
-            {
+            if !passed {
                 return;
             }
         }
     }
 
-    async fn national_loop(&self, mut shutdown: Shutdown) {
-        let (to, mut woken) = tokio::sync::mpsc::unbounded_channel();
-        let serving = async {
-            // Its first tick is at once: the first pass.
-            let mut sweep = tokio::time::interval(SWEEP_EVERY);
-            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let retry_in = self.retry_in(true);
-                let drain = tokio::select! {
-                    _ = shutdown.requested() => break,
-                    _ = sweep.tick() => true,
-                    _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
-                    _ = self.national_retry.notified() => false,
-                    Some(_) = woken.recv() => {
-                        // One drain for every wake-up already there.
-                        while woken.try_recv().is_ok() {}
-                        true
-                    }
-                };
-                if drain {
-                    self.drain(Scope::Platform, &|| shutdown.is_requested())
-                        .await;
+    async fn national_loop(
+        &self,
+        mut shutdown: Shutdown,
+        mut woken: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        // Its first tick is at once: the first pass.
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let retry_in = self.retry_in(true);
+            let drain = tokio::select! {
+                _ = shutdown.requested() => break,
+                _ = sweep.tick() => true,
+                _ = tokio::time::sleep(retry_in) => !self.due_retries(true).is_empty(),
+                _ = self.national_retry.notified() => false,
+                Some(()) = woken.recv() => {
+                    // One drain for every wake-up already there.
+                    while woken.try_recv().is_ok() {}
+                    true
                 }
+            };
+            if drain {
+                self.drain(Scope::Platform, &|| shutdown.is_requested())
+                    .await;
             }
-        };
-        tokio::select! {
-            _ = self.listen(true, to) => {}
-            _ = serving => {}
         }
     }
 
@@ -252,18 +260,10 @@ impl OutboxWorker {
     /// until its retry (15 s, doubling up to 5 minutes); its own wake-up, proof that its outbox
     /// can be written again, is served as any other (test
     /// `a_stuck_territory_holds_back_no_other_territory`).
-    async fn territories_loop(&self, shutdown: Shutdown) {
-        let (to, woken) = tokio::sync::mpsc::unbounded_channel();
-        tokio::select! {
-            _ = self.listen(false, to) => {}
-            _ = self.visit_territories(shutdown, woken) => {}
-        }
-    }
-
     async fn visit_territories(
         &self,
         mut shutdown: Shutdown,
-        mut woken: tokio::sync::mpsc::UnboundedReceiver<Scope>,
+        mut woken: tokio::sync::mpsc::UnboundedReceiver<DepartementCode>,
     ) {
         let mut visits = Visits::default();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -277,11 +277,11 @@ impl OutboxWorker {
                     _ = sweep.tick() => self.sweep_into(&mut visits),
                     // Taken below.
                     _ = tokio::time::sleep(retry_in) => {}
-                    Some(scope) = woken.recv() => visits.woken(scope),
+                    Some(d) = woken.recv() => visits.wake(d),
                 }
             }
-            while let Ok(scope) = woken.try_recv() {
-                visits.woken(scope);
+            while let Ok(d) = woken.try_recv() {
+                visits.wake(d);
             }
             if sweep.tick().now_or_never().is_some() {
                 self.sweep_into(&mut visits);

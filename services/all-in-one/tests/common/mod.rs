@@ -199,3 +199,21 @@ pub async fn journal_a_use(
     .expect("usage");
     tx.commit().await.expect("commit");
 }
+
+/// The operators' test e-mail to `to`, queued in `territory`'s outbox and committed (the commit
+/// wakes the consumer).
+pub async fn queue_test_mail(territory: &foundation::tenancy::Territory, to: &str) {
+    let mut tx = territory.begin().await.expect("tx");
+    foundation::outbox::enqueue_tenant(
+        &mut tx,
+        &foundation::outbox::OutboxMessage {
+            channel: foundation::outbox::Channel::Email,
+            recipient: to.into(),
+            template: "operator_test",
+            payload: serde_json::json!({ "sent_by": "le test" }),
+        },
+    )
+    .await
+    .expect("file du territoire");
+    tx.commit().await.expect("commit");
+}

@@ -2,8 +2,6 @@
 
 use foundation::tenancy::DepartementCode;
 
-use super::Scope;
-
 /// The territories the territories' loop is to visit: the woken ones first, in the order of their
 /// wake-ups, but one of the others after every [`WOKEN_IN_A_ROW`] woken ones; each territory
 /// once.
@@ -19,12 +17,6 @@ pub(super) struct Visits {
 const WOKEN_IN_A_ROW: usize = 4;
 
 impl Visits {
-    pub(super) fn woken(&mut self, scope: Scope) {
-        if let Scope::Departement(d) = scope {
-            self.wake(d);
-        }
-    }
-
     pub(super) fn wake(&mut self, d: DepartementCode) {
         if !self.woken.contains(&d) {
             self.woken.push_back(d);
