@@ -10,42 +10,6 @@ async fn the_binary_starts_becomes_ready_and_stops_on_sigterm() {
     .await;
 }
 
-/// A relay in front of `server_port` that answers each time `delay` late (a slow provider):
-/// its port.
-async fn slow_relay(server_port: u16, delay: std::time::Duration) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("relais");
-    let port = listener.local_addr().expect("adresse").port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
-                else {
-                    return;
-                };
-                let (mut from_client, mut to_client) = client.into_split();
-                let (mut from_server, mut to_server) = server.into_split();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
-                });
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = from_server.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(delay).await;
-                    if to_client.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 /// A replica stopped (SIGTERM) while it sends a batch to a slow relay gives the batch's
 /// messages not tried yet back to the queue at once, before it exits, even when the message in
 /// hand takes longer than the 5 s the workers are given: only that message may be left
@@ -56,7 +20,15 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
     use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
     let maildev = test_support::private_maildev::PrivateMailDev::start().await;
     // Each answer 2 s late: a message (MAIL, RCPT, DATA, its content) takes 8 s.
-    let relay = slow_relay(maildev.smtp_port, std::time::Duration::from_secs(2)).await;
+    let relay = test_support::smtp_relay::start(
+        maildev.smtp_port,
+        test_support::smtp_relay::Behaviour {
+            answer_delay: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .port;
     let db = test_support::database::TestDatabase::create().await;
     let mut tx = db.admin.begin().await.expect("tx");
     for i in 0..10 {

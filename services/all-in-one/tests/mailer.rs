@@ -534,62 +534,30 @@ async fn silent_relay(
     server_port: u16,
     silence: Silence,
 ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Silence::AfterContent = silence {
+        // The gate's sender dropped at once: never opened.
+        let (_, gate) = tokio::sync::watch::channel(false);
+        let relay = test_support::smtp_relay::start(
+            server_port,
+            test_support::smtp_relay::Behaviour {
+                after_content: Some(gate),
+                ..Default::default()
+            },
+        )
+        .await;
+        return (relay.port, relay.accepted);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("relais");
     let port = listener.local_addr().expect("adresse").port();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = accepted.clone();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
-                if let Silence::FromTheStart = silence {
-                    let _held = client;
-                    return std::future::pending::<()>().await;
-                }
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
-                else {
-                    return;
-                };
-                let (mut from_client, mut to_client) = client.into_split();
-                let (mut from_server, mut to_server) = server.into_split();
-                let content_sent = std::sync::Arc::new(AtomicBool::new(false));
-                let seen = content_sent.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut tail = Vec::new();
-                    while let Ok(n) = from_client.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        // The end of a message's content (`.` alone on its line; a line of the
-                        // content starting with a dot has it doubled).
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.windows(5).any(|w| w == b"\r\n.\r\n") {
-                            seen.store(true, Ordering::SeqCst);
-                        }
-                        tail.drain(..tail.len().saturating_sub(4));
-                        if to_server.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = from_server.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if !content_sent.load(Ordering::SeqCst)
-                        && to_client.write_all(&buf[..n]).await.is_err()
-                    {
-                        break;
-                    }
-                }
-                // The client's side stays open, silent, until the client leaves.
-                let _held = to_client;
+                let _held = client;
                 std::future::pending::<()>().await
             });
         }

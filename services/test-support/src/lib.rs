@@ -19,6 +19,8 @@ pub mod secrets;
 /// A service binary started as a deployment starts it (smoke tests).
 pub mod service_binary;
 pub mod sms_gateway;
+/// A relay in front of an SMTP server, slow or silent from a chosen moment.
+pub mod smtp_relay;
 
 use foundation::config::{Environment, Settings};
 
