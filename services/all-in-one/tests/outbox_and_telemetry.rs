@@ -407,3 +407,107 @@ async fn a_stuck_territory_holds_back_no_other_territory() {
         .await
         .expect("le message de l'Ille-et-Vilaine part une fois le verrou levé");
 }
+
+/// A territory that stops answering after a message was sent and before its outcome is recorded
+/// (here a lock a migration or a restore would hold; on Citus a hung worker) holds back no other
+/// territory's mail: the outcome's write gives up within seconds, and so does giving back the
+/// batch's other message, never tried. Both are kept and written once the territory answers
+/// again: the message sent is marked sent, not left claimed as if its fate were unknown, the
+/// other one leaves, and neither is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_territory_cannot_take_is_recorded_once_it_answers() {
+    // MailDev's answer to the first message's content held until the gate opens: the message is
+    // in MailDev, its outcome not yet known to the worker.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let maildev = test_support::stack_var("AC_SMTP__PORT")
+        .parse()
+        .expect("port");
+    let relay = test_support::smtp_relay::start(
+        maildev,
+        test_support::smtp_relay::Behaviour {
+            after_content: Some(gate),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = test_support::database::TestDatabase::with_departements(&["33", "34"]).await;
+    let app = common::spawn_app_with(db, |s| s.smtp.port = relay.port).await;
+    let tenancy = test_support::tenancy(app.db.admin.clone()).await;
+    let territory = |code: &str| {
+        let tenancy = tenancy.clone();
+        let code = DepartementCode::parse(code).expect("code");
+        async move { tenancy.unguarded(code).await.expect("territoire") }
+    };
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (gironde, herault, gironde_next) = (
+        [
+            format!("gironde-{unique}@example.test"),
+            format!("gironde-autre-{unique}@example.test"),
+        ],
+        format!("herault-{unique}@example.test"),
+        format!("gironde-suite-{unique}@example.test"),
+    );
+
+    // Two messages in one commit: one batch.
+    let mut tx = territory("33").await.begin().await.expect("tx");
+    for to in &gironde {
+        enqueue_tenant(&mut tx, &message(to))
+            .await
+            .expect("file de la Gironde");
+    }
+    tx.commit().await.expect("commit");
+    tokio::time::timeout(Duration::from_secs(20), relay.content_passed.notified())
+        .await
+        .expect("le message de la Gironde est transmis au relais");
+    // Sent, its answer held: the outbox of 33 is locked before the worker learns it was accepted.
+    let mut lock = app.db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.outbox IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    open_gate.send(true).expect("ouverture");
+
+    common::queue_test_mail(&territory("34").await, &herault).await;
+    test_support::maildev::wait_for_mail_to(&herault, Duration::from_secs(10))
+        .await
+        .expect("le message de l'Hérault part pendant que la Gironde ne répond pas");
+    let claimed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dep_33.outbox
+         WHERE recipient = ANY($1) AND sent_at IS NULL AND sending_started_at IS NOT NULL",
+    )
+    .bind(&gironde)
+    .fetch_one(&mut *lock)
+    .await
+    .expect("messages de la Gironde");
+    assert_eq!(claimed, 2, "rien n'est encore écrit pour la Gironde");
+    lock.rollback().await.expect("fin du verrou");
+
+    // Its next visit (here woken by another message) records the outcome before its claim.
+    common::queue_test_mail(&territory("33").await, &gironde_next).await;
+    test_support::maildev::wait_for_mail_to(&gironde_next, Duration::from_secs(20))
+        .await
+        .expect("la Gironde envoie de nouveau");
+    // The batch's message never tried (either of the two: the claim orders them by time only)
+    // leaves in the same drain.
+    for to in &gironde {
+        test_support::maildev::wait_for_mail_to(to, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("{to} : jamais reçu"));
+    }
+    for to in &gironde {
+        let (sent, attempts, last_error): (bool, i32, Option<String>) = sqlx::query_as(
+            "SELECT sent_at IS NOT NULL, attempts, last_error FROM dep_33.outbox
+             WHERE recipient = $1",
+        )
+        .bind(to)
+        .fetch_one(&app.db.admin)
+        .await
+        .expect("message de la Gironde");
+        assert_eq!((sent, attempts, last_error), (true, 1, None), "{to}");
+        assert_eq!(
+            test_support::maildev::mails_to(to).await.len(),
+            1,
+            "{to} : envoyé une seule fois"
+        );
+    }
+}

@@ -17,7 +17,11 @@ use crate::sms::{SmsBatch, SmsGateway};
 use crate::smtp::{Mailer, SendError, Session};
 use crate::templates;
 
+mod pending;
+mod sql;
 mod visits;
+use pending::{Left, Pending};
+use sql::{PLATFORM_SQL, Sql, TENANT_SQL};
 use visits::Visits;
 
 pub use foundation::outbox::MAX_ATTEMPTS;
@@ -33,57 +37,6 @@ enum Scope {
     Platform,
     Departement(DepartementCode),
 }
-
-/// The claim and the two outcomes, for the national table and for a territory's own.
-struct Sql {
-    claim: &'static str,
-    sent: &'static str,
-    failed: &'static str,
-    uncertain: &'static str,
-    /// Claimed by this claim (its time, the same for its rows: never another replica's claim
-    /// made since), never tried: back to the queue.
-    give_back: &'static str,
-}
-
-// The claim marks rows as being sent and is committed before anything is sent: a row stays
-// marked if the worker dies before recording the outcome, and is never claimed again (it may
-// have been delivered); an operator re-queues it after checking.
-const PLATFORM_SQL: Sql = Sql {
-    claim: "UPDATE platform.outbox SET sending_started_at = now(), last_error = NULL
-            WHERE id IN (SELECT id FROM platform.outbox
-                         WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
-                           AND attempts < $1 AND channel <> 'letter'
-                         ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload, sealed_payload, sending_started_at",
-    // A sealed secret (a login or enrolment link) is of no use once sent: it is cleared.
-    sent: "UPDATE platform.outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL,
-           sealed_payload = NULL WHERE id = $1",
-    failed: "UPDATE platform.outbox SET sending_started_at = NULL,
-             attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
-             available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
-             WHERE id = $1 RETURNING available_at",
-    uncertain: "UPDATE platform.outbox SET last_error = $2 WHERE id = $1",
-    give_back: "UPDATE platform.outbox SET sending_started_at = NULL
-                WHERE id = ANY($1) AND sending_started_at = $2 AND sent_at IS NULL",
-};
-
-const TENANT_SQL: Sql = Sql {
-    claim: "UPDATE outbox SET sending_started_at = now(), last_error = NULL
-            WHERE id IN (SELECT id FROM outbox
-                         WHERE sent_at IS NULL AND sending_started_at IS NULL AND available_at <= now()
-                           AND attempts < $1 AND channel <> 'letter'
-                         ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING id, channel, recipient, template, payload, NULL::bytea AS sealed_payload,
-                      sending_started_at",
-    sent: "UPDATE outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-    failed: "UPDATE outbox SET sending_started_at = NULL,
-             attempts = CASE WHEN $3 THEN $4 ELSE attempts + 1 END, last_error = $2,
-             available_at = now() + make_interval(secs => least($5 * power(2, attempts), 3600))
-             WHERE id = $1 RETURNING available_at",
-    uncertain: "UPDATE outbox SET last_error = $2 WHERE id = $1",
-    give_back: "UPDATE outbox SET sending_started_at = NULL
-                WHERE id = ANY($1) AND sending_started_at = $2 AND sent_at IS NULL",
-};
 
 /// A claimed message: id, channel, recipient, template, payload, sealed payload, and the time of
 /// its claim.
@@ -114,6 +67,8 @@ pub struct OutboxWorker {
     national_retry: tokio::sync::Notify,
     /// Territories whose last drain failed, left out of the sweeps until their retry.
     failing: Failing,
+    /// Outcomes and give-backs a scope could not take, written before its next claim.
+    pending: Pending,
 }
 
 impl OutboxWorker {
@@ -125,6 +80,7 @@ impl OutboxWorker {
             retries: Default::default(),
             national_retry: tokio::sync::Notify::new(),
             failing: Failing::new(SWEEP_EVERY, SET_ASIDE_AT_MOST),
+            pending: Pending::default(),
         }
     }
 
@@ -185,6 +141,21 @@ impl OutboxWorker {
         tokio::select! {
             _ = self.listen(national_tx, territories_tx) => {}
             _ = loops => {}
+        }
+        // A last try for what the territories could not take, if they answer again (bounded:
+        // the workers are given 5 s in all at shutdown).
+        let last_try = async {
+            for scope in self.pending.scopes() {
+                let _ = self.write_pending(scope).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), last_try).await;
+        let owed = self.pending.messages();
+        if !owed.is_empty() {
+            tracing::warn!(
+                messages = ?owed,
+                "outbox: outcomes or give-backs never written, their messages left claimed, for the operators"
+            );
         }
     }
 
@@ -429,16 +400,18 @@ impl OutboxWorker {
         }
     }
 
-    /// A connection of `departement`'s for one statement, its own transaction (an outcome, a
-    /// batch given back).
-    async fn statement_in(
+    /// A transaction of `departement`'s for one write after the claim (an outcome, a batch
+    /// given back), bounded as the claim: a territory that stops answering between the two
+    /// fails the write within seconds instead of holding the loop (the write is then kept in
+    /// [`Pending`]).
+    async fn bounded_in(
         &self,
         departement: DepartementCode,
-    ) -> Result<foundation::tenancy::TenantStatement, sqlx::Error> {
+    ) -> Result<foundation::tenancy::TenantTx, sqlx::Error> {
         let tenant = territory(&self.platform, departement)
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        tenant.single_statement().await
+        tenant.begin_bounded().await
     }
 
     /// Step 2: sends one message. The outbox id is the Message-ID.
@@ -481,19 +454,27 @@ impl OutboxWorker {
         }
     }
 
-    /// Step 3: records the outcome.
-    async fn record(&self, scope: Scope, id: Uuid, outcome: &Outcome) -> Result<(), sqlx::Error> {
+    /// Step 3: records the outcome of the message `id` claimed at `claimed_at` (nothing is
+    /// written if the row was claimed again since: re-queued by an operator, say, while this
+    /// outcome was kept for later).
+    async fn record(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        claimed_at: time::OffsetDateTime,
+        outcome: &Outcome,
+    ) -> Result<(), sqlx::Error> {
         let base = self.platform.settings.smtp.retry_base_ms as f64 / 1000.0;
-        // One statement, its own transaction, as the claim.
         let retry_at = match scope {
             Scope::Platform => {
                 let mut conn = self.platform.platform_pool().acquire().await?;
-                record_on(&mut conn, &PLATFORM_SQL, id, outcome, base).await?
+                record_on(&mut conn, &PLATFORM_SQL, (id, claimed_at), outcome, base).await?
             }
             Scope::Departement(departement) => {
-                let mut statement = self.statement_in(departement).await?;
-                let retry_at = record_on(&mut statement, &TENANT_SQL, id, outcome, base).await?;
-                statement.done();
+                let mut tx = self.bounded_in(departement).await?;
+                let retry_at =
+                    record_on(&mut tx, &TENANT_SQL, (id, claimed_at), outcome, base).await?;
+                tx.commit().await?;
                 retry_at
             }
         };
@@ -517,6 +498,8 @@ impl OutboxWorker {
     /// message in hand goes on to its outcome; when an outcome cannot be recorded, the next ones
     /// are given back too. Left claimed, they would wait for an operator as if their fate were
     /// unknown (test `a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried`).
+    /// An outcome or a give-back the scope cannot take is kept and written before its next claim
+    /// (test `an_outcome_the_territory_cannot_take_is_recorded_once_it_answers`).
     async fn batch_on(
         &self,
         scope: Scope,
@@ -526,6 +509,7 @@ impl OutboxWorker {
         if stop() {
             return Ok(0);
         }
+        self.write_pending(scope).await?;
         let rows = self.claim(scope).await?;
         session.next_batch();
         let mut sms = self.sms.batch();
@@ -536,7 +520,13 @@ impl OutboxWorker {
             }
             let sending = async {
                 let outcome = self.send(row, session, &mut sms).await;
-                self.record(scope, row.0, &outcome).await
+                let recorded = self.record(scope, row.0, row.6, &outcome).await;
+                if let Err(e) = &recorded {
+                    tracing::warn!(error = %e, message_id = %row.0, "outbox: outcome kept, to be recorded later");
+                    self.pending
+                        .keep(scope, Left::Outcome(row.0, row.6, outcome));
+                }
+                recorded
             };
             let watching = async {
                 while !stop() {
@@ -562,56 +552,89 @@ impl OutboxWorker {
         Ok(rows.len())
     }
 
-    /// Gives claimed messages that were not tried back to the queue, as they were (best effort:
-    /// those it cannot give back stay claimed, for the operators).
+    /// Gives claimed messages that were not tried back to the queue, as they were; those the
+    /// scope cannot take back now are kept, to be given back before its next claim (or, if the
+    /// worker stops first, left claimed for the operators).
     async fn give_back(&self, scope: Scope, rows: &[Row]) {
         if rows.is_empty() {
             return;
         }
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
         let claimed_at = rows[0].6;
-        let given = match scope {
-            Scope::Platform => sqlx::query(PLATFORM_SQL.give_back)
-                .bind(&ids)
-                .bind(claimed_at)
-                .execute(self.platform.platform_pool())
-                .await
-                .map(|_| ()),
-            Scope::Departement(departement) => match self.statement_in(departement).await {
-                Ok(mut statement) => {
-                    let done = sqlx::query(TENANT_SQL.give_back)
-                        .bind(&ids)
-                        .bind(claimed_at)
-                        .execute(&mut *statement)
-                        .await
-                        .map(|_| ());
-                    statement.done();
-                    done
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match given {
-            Ok(()) => {
-                tracing::info!(count = ids.len(), "outbox: untried messages given back");
-                // Another replica's consumer takes them at once, not at its sweep (awaited: this
-                // one may be stopping).
-                let payload = match scope {
-                    Scope::Platform => PLATFORM_SCOPE,
-                    Scope::Departement(d) => d.as_str(),
-                };
-                let _ = sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(payload)
-                    .execute(self.platform.platform_pool())
-                    .await;
-            }
-            Err(e) => tracing::warn!(
+        if let Err(e) = self.give_back_ids(scope, &ids, claimed_at).await {
+            tracing::warn!(
                 error = %e,
                 count = ids.len(),
-                "outbox: untried messages left claimed, for the operators"
-            ),
+                "outbox: untried messages kept claimed, to be given back later"
+            );
+            self.pending.keep(scope, Left::Untried(ids, claimed_at));
         }
+    }
+
+    async fn give_back_ids(
+        &self,
+        scope: Scope,
+        ids: &[Uuid],
+        claimed_at: time::OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        match scope {
+            Scope::Platform => {
+                sqlx::query(PLATFORM_SQL.give_back)
+                    .bind(ids)
+                    .bind(claimed_at)
+                    .execute(self.platform.platform_pool())
+                    .await?;
+            }
+            Scope::Departement(departement) => {
+                let mut tx = self.bounded_in(departement).await?;
+                sqlx::query(TENANT_SQL.give_back)
+                    .bind(ids)
+                    .bind(claimed_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+        tracing::info!(count = ids.len(), "outbox: untried messages given back");
+        // Another replica's consumer takes them at once, not at its sweep (awaited: this one may
+        // be stopping).
+        let payload = match scope {
+            Scope::Platform => PLATFORM_SCOPE,
+            Scope::Departement(d) => d.as_str(),
+        };
+        let _ = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(payload)
+            .execute(self.platform.platform_pool())
+            .await;
+        Ok(())
+    }
+
+    /// Writes what `scope` could not take before (outcomes, give-backs), in order, before its
+    /// next claim; on a failure the rest is kept for the next time and the batch does not start.
+    async fn write_pending(&self, scope: Scope) -> Result<(), sqlx::Error> {
+        let mut owed = self.pending.take(scope).into_iter();
+        while let Some(left) = owed.next() {
+            let written = match &left {
+                Left::Outcome(id, claimed_at, outcome) => {
+                    self.record(scope, *id, *claimed_at, outcome).await
+                }
+                Left::Untried(ids, claimed_at) => self.give_back_ids(scope, ids, *claimed_at).await,
+            };
+            match written {
+                Ok(()) => {
+                    if let Left::Outcome(id, _, _) = left {
+                        tracing::info!(message_id = %id, "outbox: outcome recorded late");
+                    }
+                }
+                Err(e) => {
+                    self.pending
+                        .put_back(scope, std::iter::once(left).chain(owed));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Claims and sends the platform's due messages without recording the outcome: what a
@@ -650,18 +673,24 @@ impl OutboxWorker {
     }
 }
 
-/// Writes one message's outcome with the scope's SQL; returns when a transient failure will be
+/// Writes the outcome of one message (its id and claim time) with the scope's SQL, only if the
+/// row is still under that claim and, for a delivery, not recorded yet (a write made again after
+/// a commit whose answer was lost changes nothing); returns when a transient failure will be
 /// retried.
 async fn record_on(
     conn: &mut sqlx::PgConnection,
     sql: &Sql,
-    id: Uuid,
+    (id, claimed_at): (Uuid, time::OffsetDateTime),
     outcome: &Outcome,
     retry_base_seconds: f64,
 ) -> Result<Option<time::OffsetDateTime>, sqlx::Error> {
     match outcome {
         Outcome::Sent => {
-            sqlx::query(sql.sent).bind(id).execute(&mut *conn).await?;
+            sqlx::query(sql.sent)
+                .bind(id)
+                .bind(claimed_at)
+                .execute(&mut *conn)
+                .await?;
             Ok(None)
         }
         Outcome::Failed(e @ SendError::Uncertain(_)) => {
@@ -669,6 +698,7 @@ async fn record_on(
             sqlx::query(sql.uncertain)
                 .bind(id)
                 .bind(e.to_string())
+                .bind(claimed_at)
                 .execute(&mut *conn)
                 .await?;
             Ok(None)
@@ -682,6 +712,7 @@ async fn record_on(
                 .bind(permanent)
                 .bind(MAX_ATTEMPTS)
                 .bind(retry_base_seconds)
+                .bind(claimed_at)
                 .fetch_optional(&mut *conn)
                 .await
         }
