@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::spawn_app;
 
 #[tokio::test]
@@ -380,4 +382,87 @@ async fn the_harness_reports_buttons_that_show_only_an_icon() {
         hidden.iter().any(|v| v.contains("button#vide")),
         "{hidden:?}"
     );
+}
+
+/// Reads `stream` until the server closes it (or cuts it: an error), for at most `limit`:
+/// whether it did.
+async fn closed_within(stream: &mut tokio::net::tcp::OwnedReadHalf, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A client that sends a request's head a header line at a time (« slowloris »), that connects
+/// and sends nothing, or that leaves a kept-alive connection silent after a response, is cut
+/// off once the head read limit (here 1 s) is past, however steadily it trickles; meanwhile
+/// other clients are served.
+#[tokio::test]
+async fn a_slow_or_silent_client_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = common::spawn_app_with(
+        test_support::database::TestDatabase::with_departements(&[]).await,
+        |s| s.http.head_read_timeout_ms = 1_000,
+    )
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+
+    let slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connexion");
+    let (mut slow_read, mut slow_write) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = slow_write
+            .write_all(b"GET /health/ready HTTP/1.1\r\nHost: test\r\n")
+            .await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if slow_write.write_all(b"X-Lent: 1\r\n").await.is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    assert!(
+        closed_within(&mut slow_read, Duration::from_secs(4)).await,
+        "une en-tête envoyée ligne à ligne garde la connexion ouverte"
+    );
+    trickle.abort();
+
+    let (mut silent, _silent_write) = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connexion")
+        .into_split();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(4)).await,
+        "une connexion qui n'envoie rien reste ouverte"
+    );
+
+    let idle = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connexion");
+    let (mut idle_read, mut idle_write) = idle.into_split();
+    idle_write
+        .write_all(b"GET /health/ready HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("requête");
+    let mut answer = [0u8; 64];
+    let n = idle_read.read(&mut answer).await.expect("réponse");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    assert!(
+        closed_within(&mut idle_read, Duration::from_secs(4)).await,
+        "une connexion gardée ouverte et muette n'est jamais fermée"
+    );
+    assert_eq!(app.get("/health/ready").await.status(), 200);
 }

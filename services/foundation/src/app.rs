@@ -289,50 +289,50 @@ impl Application {
         let (internal_acceptor, internal_port) =
             bind(settings.http.host, settings.http.internal_port).await?;
 
+        let head_read = Duration::from_millis(settings.http.head_read_timeout_ms);
         let (stop_tx, stop_rx) = watch::channel(false);
         let draining = platform.draining.clone();
         let drain_ms = settings.http.drain_ms;
-        let run =
-            Box::pin(async move {
-                let handles: Vec<_> = workers
-                    .into_iter()
-                    .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
-                    .collect();
-                // One signal stops both listeners.
-                let (signal_tx, signal_rx) = watch::channel(false);
-                let signal = tokio::spawn(async move {
-                    shutdown_signal().await;
-                    // Readiness first, so that traffic goes elsewhere; then the listeners.
-                    draining.store(true, std::sync::atomic::Ordering::SeqCst);
-                    tracing::info!(
-                        drain_ms,
-                        "draining: readiness unavailable, listeners stop next"
-                    );
-                    tokio::time::sleep(Duration::from_millis(drain_ms)).await;
-                    let _ = signal_tx.send(true);
-                });
-                let stopped = |mut rx: watch::Receiver<bool>| async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                };
-                // Drain (5 s) + in-flight requests (20 s) + workers (5 s): out within 30 s.
-                let grace = Some(Duration::from_secs(20));
-                let (result, internal_result) =
-                    tokio::join!(
-                        poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-                            app,
-                            stopped(signal_rx.clone()),
-                            grace
-                        ),
-                        poem::Server::new_with_acceptor(internal_acceptor)
-                            .run_with_graceful_shutdown(internal_app, stopped(signal_rx), grace),
-                    );
-                signal.abort();
-                let _ = stop_tx.send(true);
-                for handle in handles {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
-                }
-                result.and(internal_result).map_err(anyhow::Error::from)
+        let run = Box::pin(async move {
+            let handles: Vec<_> = workers
+                .into_iter()
+                .map(|w| tokio::spawn(w(Shutdown(stop_rx.clone()))))
+                .collect();
+            // One signal stops both listeners.
+            let (signal_tx, signal_rx) = watch::channel(false);
+            let signal = tokio::spawn(async move {
+                shutdown_signal().await;
+                // Readiness first, so that traffic goes elsewhere; then the listeners.
+                draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(
+                    drain_ms,
+                    "draining: readiness unavailable, listeners stop next"
+                );
+                tokio::time::sleep(Duration::from_millis(drain_ms)).await;
+                let _ = signal_tx.send(true);
             });
+            let stopped = |mut rx: watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            // Drain (5 s) + in-flight requests (20 s) + workers (5 s): out within 30 s.
+            let grace = Duration::from_secs(20);
+            tokio::join!(
+                crate::serve::serve(acceptor, app, head_read, stopped(signal_rx.clone()), grace),
+                crate::serve::serve(
+                    internal_acceptor,
+                    internal_app,
+                    head_read,
+                    stopped(signal_rx),
+                    grace
+                ),
+            );
+            signal.abort();
+            let _ = stop_tx.send(true);
+            for handle in handles {
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+            }
+            Ok(())
+        });
         Ok(Self {
             port,
             internal_port,

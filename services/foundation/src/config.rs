@@ -172,6 +172,12 @@ pub struct HttpSettings {
     /// accepting (so a load balancer stops sending first); in-flight requests then have 20 s.
     #[serde(default = "default_drain_ms")]
     pub drain_ms: u64,
+    /// The longest a client may take to send a request's head, from the connection's start or
+    /// the previous response (so also how long a kept-alive connection may stay silent), then
+    /// the connection is closed (`foundation::serve`). Longer than clients' and proxies' own
+    /// idle limits (docs/OPERATIONS.md), or a request sent as it closes fails.
+    #[serde(default = "default_head_read_timeout_ms")]
+    pub head_read_timeout_ms: u64,
     /// Reverse proxies (addresses or CIDR blocks) whose `Forwarded` / `X-Forwarded-For`
     /// headers name the client. Empty (the default): those headers are ignored and the TCP
     /// peer is the client, so nobody can pick the address their attempts are counted under.
@@ -357,6 +363,7 @@ impl Default for Settings {
                 public_url: "http://127.0.0.1:8000".into(),
                 request_timeout_ms: 10_000,
                 drain_ms: default_drain_ms(),
+                head_read_timeout_ms: default_head_read_timeout_ms(),
                 trusted_proxies: Vec::new(),
             },
             database: DatabaseSettings {
@@ -582,6 +589,11 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Two minutes: past ingress-nginx's 60 s and reqwest's 90 s.
+fn default_head_read_timeout_ms() -> u64 {
+    120_000
 }
 
 /// Five seconds: a Kubernetes readiness probe every 2 s notices twice before the stop.

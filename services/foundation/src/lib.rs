@@ -28,6 +28,8 @@ pub mod paris;
 pub mod pdf;
 /// Route declarations: method, path and guard of every route, read by the route table.
 pub mod routes;
+/// The listeners' connection loop, with a limit on reading a request's head.
+pub mod serve;
 /// Logs, traces, the per-request span.
 pub mod telemetry;
 /// Per-département schemas, roles, migrations, tenants and reference territories.
