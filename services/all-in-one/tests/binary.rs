@@ -85,3 +85,114 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
         "{received} reçus, {sent} envoyés : aucun en double"
     );
 }
+
+/// A replica stopped while a territory cannot take what it owes it (the outcome of a message
+/// sent, the batch's other message to give back; here a lock a migration would hold, on Citus a
+/// hung worker) makes a last try before it exits: the territory answering within it, the message
+/// sent is marked sent and the other one is back in the queue, neither left claimed for the
+/// operators as if its fate were unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopping_writes_what_a_territory_could_not_take_once_it_answers() {
+    use foundation::outbox::{Channel, OutboxMessage, enqueue_tenant};
+    use std::time::Duration;
+    let maildev = test_support::private_maildev::PrivateMailDev::start().await;
+    // MailDev's answer to the first message's content held until the gate opens.
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let relay = test_support::smtp_relay::start(
+        maildev.smtp_port,
+        test_support::smtp_relay::Behaviour {
+            after_content: Some(gate),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = test_support::database::TestDatabase::with_departements(&["33"]).await;
+    let gironde = test_support::tenancy(db.admin.clone())
+        .await
+        .unguarded(foundation::tenancy::DepartementCode::parse("33").expect("code"))
+        .await
+        .expect("territoire");
+    // Two messages in one commit: one batch.
+    let mut tx = gironde.begin().await.expect("tx");
+    for i in 0..2 {
+        enqueue_tenant(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: format!("gironde-{i}@example.test"),
+                template: "operator_test",
+                payload: serde_json::json!({ "sent_by": "le test" }),
+            },
+        )
+        .await
+        .expect("file");
+    }
+    tx.commit().await.expect("commit");
+    let service = test_support::service_binary::start_with(
+        env!("CARGO_BIN_EXE_aidants-connect"),
+        &db,
+        &[
+            ("AC_SMTP__PORT", &relay.port.to_string()),
+            ("AC_SMTP__SESSIONS", "1"),
+        ],
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), relay.content_passed.notified())
+        .await
+        .expect("le premier message est transmis");
+    // Delivered, its answer held: the territory's outbox is locked before the worker learns it.
+    let mut lock = db.admin.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE dep_33.outbox IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("verrou");
+    open_gate.send(true).expect("ouverture");
+    // The outcome's write gives up after its bound (3 s), then the give-back's: both kept.
+    let give_back_waits = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+             AND query LIKE 'UPDATE outbox SET sending_started_at = NULL%'",
+        )
+        .fetch_one(&db.admin)
+        .await
+        .expect("attentes")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while give_back_waits().await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "aucune remise en file tentée"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while give_back_waits().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "remise en file jamais abandonnée"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Stopped while nothing is written yet; the territory answers again half a second later.
+    service.sigterm();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.rollback().await.expect("fin du verrou");
+    let exit = service.exited().await;
+    assert!(exit.success(), "{exit:?}");
+
+    let (sent, queued, claimed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL AND attempts = 1),
+                count(*) FILTER (WHERE sending_started_at IS NULL AND sent_at IS NULL
+                                   AND attempts = 0),
+                count(*) FILTER (WHERE sending_started_at IS NOT NULL AND sent_at IS NULL)
+         FROM dep_33.outbox",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("état");
+    assert_eq!(
+        (sent, queued, claimed),
+        (1, 1, 0),
+        "un envoyé, un rendu à la file, aucun laissé réservé"
+    );
+    assert_eq!(maildev.messages().await.len(), 1, "un seul message envoyé");
+}
