@@ -157,6 +157,74 @@ async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay()
     assert_eq!(left, ["b@example.test", "c@example.test"]);
 }
 
+/// A territory that fails its part of a run (here a table a migration left renamed; on Citus a
+/// worker stopped) keeps no other territory from the run: the next territory's delivered
+/// messages are purged all the same, the run is recorded as failed naming that territory, and
+/// once it is repaired the next period purges it too.
+#[tokio::test]
+async fn a_failing_territory_keeps_no_other_from_its_run() {
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    sqlx::raw_sql(
+        "INSERT INTO dep_33.outbox (id, channel, recipient, template, sent_at) VALUES
+         (gen_random_uuid(), 'email', 'vieux-33@example.test', 'operator_test', now() - interval '40 days');
+         INSERT INTO dep_34.outbox (id, channel, recipient, template, sent_at) VALUES
+         (gen_random_uuid(), 'email', 'vieux-34@example.test', 'operator_test', now() - interval '40 days')",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("messages anciens");
+    // 33 comes first in the run (territories go in code order).
+    sqlx::query("ALTER TABLE dep_33.outbox RENAME TO outbox_renamed")
+        .execute(&db.admin)
+        .await
+        .expect("renommage");
+    let platform = replica(&db).await;
+    let jobs = vec![notification_mailer::worker::purge_delivered_messages()];
+    let ran = run_due(&platform, &jobs).await;
+    let error = match &ran[..] {
+        [("purge_delivered_messages", Err(e))] => e.clone(),
+        other => panic!("le passage devait échouer pour 33 : {other:?}"),
+    };
+    assert!(error.contains("33 ("), "{error}");
+    assert!(!error.contains("34 ("), "{error}");
+    let left = |count: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(count)
+                .fetch_one(&admin)
+                .await
+                .expect("restes")
+        }
+    };
+    assert_eq!(
+        left("SELECT count(*) FROM dep_34.outbox").await,
+        0,
+        "34 purgé malgré 33"
+    );
+    assert_eq!(left("SELECT count(*) FROM dep_33.outbox_renamed").await, 1);
+    let recorded: Option<String> = sqlx::query_scalar(
+        "SELECT last_error FROM platform.job_runs WHERE name = 'purge_delivered_messages'",
+    )
+    .fetch_one(&db.admin)
+    .await
+    .expect("passage");
+    assert_eq!(recorded.as_deref(), Some(error.as_str()));
+
+    sqlx::query("ALTER TABLE dep_33.outbox_renamed RENAME TO outbox")
+        .execute(&db.admin)
+        .await
+        .expect("réparation");
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_delivered_messages", Ok(1))]
+    );
+    assert_eq!(left("SELECT count(*) FROM dep_33.outbox").await, 0);
+}
+
 #[tokio::test]
 async fn inactive_aidants_are_warned_once_by_mail() {
     let app = common::spawn_app(&["33"]).await;

@@ -80,12 +80,12 @@ fn retention_job(vault: vault::Vault) -> foundation::jobs::Job {
         move |platform: Platform| {
             let vault = vault.clone();
             async move {
-                let mut purged = 0;
-                for departement in platform.tenancy.served() {
+                let (platform, vault) = (&platform, &vault);
+                foundation::jobs::each_territory(platform, |departement| async move {
                     let ctx = platform.tenancy.unguarded(departement).await?;
-                    purged += vault.purge(&ctx, time::OffsetDateTime::now_utc()).await?;
-                }
-                Ok(purged)
+                    Ok(vault.purge(&ctx, time::OffsetDateTime::now_utc()).await?)
+                })
+                .await
             }
         },
     )

@@ -304,15 +304,17 @@ pub async fn raise(tenant: &Territory, day: Date, alerts: &[Raised]) -> Result<u
 pub async fn run(platform: &Platform) -> anyhow::Result<u64> {
     let settings = thresholds(platform).await?;
     let today = foundation::paris::today();
-    let mut new = 0;
-    for d in platform.tenancy.served() {
+    let settings = &settings;
+    foundation::jobs::each_territory(platform, |d| async move {
         let tenant = platform.tenancy.unguarded(d).await?;
+        let mut new = 0;
         for day in [today.previous_day().unwrap_or(today), today] {
-            let found = detect_day(&tenant, &settings, day).await?;
+            let found = detect_day(&tenant, settings, day).await?;
             new += raise(&tenant, day, &found).await?;
         }
-    }
-    Ok(new)
+        Ok(new)
+    })
+    .await
 }
 
 /// The hourly detection job (after the statistics refresh has folded the day's acts).
@@ -330,11 +332,7 @@ pub fn job() -> Job {
 /// Mails each référent and territory admin the alerts raised since the last digest (one
 /// message per person and territory), then marks them mailed.
 pub async fn digest(platform: &Platform) -> anyhow::Result<u64> {
-    let mut sent = 0;
-    for d in platform.tenancy.served() {
-        sent += digest_territory(platform, d).await?;
-    }
-    Ok(sent)
+    foundation::jobs::each_territory(platform, |d| digest_territory(platform, d)).await
 }
 
 /// The alerts not mailed yet, locked for the digest: read through `anomaly_alerts_unmailed`

@@ -343,14 +343,14 @@ pub async fn publish(
 
 /// Folds and publishes every served territory.
 pub async fn refresh(platform: &Platform) -> anyhow::Result<u64> {
-    let mut folded = 0;
-    for d in platform.tenancy.served() {
+    foundation::jobs::each_territory(platform, |d| async move {
         let tenant = platform.tenancy.unguarded(d).await?;
         foundation::journal::seal_from_platform(&platform.tenancy, d).await?;
-        folded += fold(&tenant).await?;
+        let folded = fold(&tenant).await?;
         publish(platform, &tenant, d).await?;
-    }
-    Ok(folded)
+        Ok(folded)
+    })
+    .await
 }
 
 /// The job: every ten minutes.

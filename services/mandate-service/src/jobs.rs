@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use foundation::app::Platform;
 use foundation::ids::{MandateId, StructureId, UsagerId};
-use foundation::jobs::Job;
+use foundation::jobs::{Job, each_territory};
 use foundation::journal::{self, CheckpointKey, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::Territory;
@@ -114,12 +114,12 @@ pub fn expiry_reminders() -> Job {
         "mandate_expiry_reminders",
         Duration::from_secs(3600),
         |platform: Platform| async move {
-            let mut queued = 0;
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            each_territory(platform, |departement| async move {
                 let tenant = platform.tenancy.unguarded(departement).await?;
-                queued += remind_expiring(&platform, &tenant).await?;
-            }
-            Ok(queued)
+                remind_expiring(platform, &tenant).await
+            })
+            .await
         },
     )
 }
@@ -142,16 +142,17 @@ pub fn journal_checkpoints(key: CheckpointKey) -> Job {
                     sealed += 1;
                 }
                 conn.commit().await?;
-                for departement in platform.tenancy.served() {
+                let (platform, key) = (&platform, &key);
+                let territories = each_territory(platform, |departement| async move {
                     journal::seal_from_platform(&platform.tenancy, departement).await?;
                     let tenant = platform.tenancy.unguarded(departement).await?;
                     let mut tx = tenant.begin().await?;
-                    if journal::checkpoint(&mut tx, &key).await?.is_some() {
-                        sealed += 1;
-                    }
+                    let sealed = journal::checkpoint(&mut tx, key).await?.is_some();
                     tx.commit().await?;
-                }
-                Ok(sealed)
+                    Ok(u64::from(sealed))
+                })
+                .await?;
+                Ok(sealed + territories)
             }
         },
     )
@@ -164,11 +165,11 @@ pub fn purge_drafts() -> Job {
         "purge_mandate_drafts",
         Duration::from_secs(900),
         |platform: Platform| async move {
-            let mut purged = 0;
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            let territories = each_territory(platform, |departement| async move {
                 let tenant = platform.tenancy.unguarded(departement).await?;
                 let mut tx = tenant.begin().await?;
-                purged += sqlx::query(
+                let mut purged = sqlx::query(
                     "DELETE FROM mandate_drafts WHERE expires_at < now() - interval '1 hour'
                         OR completed_at < now() - interval '1 hour'",
                 )
@@ -205,12 +206,15 @@ pub fn purge_drafts() -> Job {
                 .await?
                 .rows_affected();
                 tx.commit().await?;
-            }
-            purged += sqlx::query("DELETE FROM platform.oidc_assertions WHERE expires_at < now()")
-                .execute(platform.platform_pool())
-                .await?
-                .rows_affected();
-            Ok(purged)
+                Ok(purged)
+            })
+            .await;
+            let assertions =
+                sqlx::query("DELETE FROM platform.oidc_assertions WHERE expires_at < now()")
+                    .execute(platform.platform_pool())
+                    .await?
+                    .rows_affected();
+            Ok(territories? + assertions)
         },
     )
 }

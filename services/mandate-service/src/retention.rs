@@ -353,14 +353,14 @@ pub fn job() -> Job {
         "retention_mandates",
         std::time::Duration::from_secs(24 * 3600),
         |platform: Platform| async move {
-            let mut total = 0;
             let now = OffsetDateTime::now_utc();
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            foundation::jobs::each_territory(platform, |departement| async move {
                 let territory = platform.tenancy.unguarded(departement).await?;
-                let done = run(&Context::of(&platform), &territory, now).await?;
-                total += done.archived + done.purged + done.erased;
-            }
-            Ok(total)
+                let done = run(&Context::of(platform), &territory, now).await?;
+                Ok(done.archived + done.purged + done.erased)
+            })
+            .await
         },
     )
 }

@@ -353,8 +353,9 @@ pub fn job() -> Job {
         "mandate_transfers",
         std::time::Duration::from_secs(60),
         |platform: Platform| async move {
-            let mut done = 0;
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            foundation::jobs::each_territory(platform, |departement| async move {
+                let mut done = 0;
                 let territory = platform.tenancy.unguarded(departement).await?;
                 let mut tx = territory.begin().await?;
                 let mandates: Vec<MandateId> = sqlx::query_scalar(
@@ -365,10 +366,11 @@ pub fn job() -> Job {
                 .await?;
                 tx.commit().await?;
                 for mandate in mandates {
-                    done += complete(&platform, &territory, mandate).await?;
+                    done += complete(platform, &territory, mandate).await?;
                 }
-            }
-            Ok(done)
+                Ok(done)
+            })
+            .await
         },
     )
 }

@@ -153,11 +153,12 @@ pub fn reindex_job() -> Job {
         "usager_index",
         std::time::Duration::from_secs(3600),
         |platform: Platform| async move {
-            let mut added = 0;
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            let added = foundation::jobs::each_territory(platform, |departement| async move {
                 let territory = platform.tenancy.unguarded(departement).await?;
-                added += reindex(&platform, &territory, REINDEX_BATCH).await?;
-            }
+                Ok(reindex(platform, &territory, REINDEX_BATCH).await?)
+            })
+            .await;
             sqlx::query(
                 "DELETE FROM platform.usager_sessions
                  WHERE ended_at IS NOT NULL OR last_seen_at < now() - make_interval(mins => $1)",
@@ -171,7 +172,7 @@ pub fn reindex_job() -> Job {
             .bind(LOGIN_MINUTES)
             .execute(platform.platform_pool())
             .await?;
-            Ok(added)
+            added
         },
     )
 }

@@ -217,13 +217,12 @@ pub fn letter_batches(vault: Vault) -> foundation::jobs::Job {
         move |platform: Platform| {
             let vault = vault.clone();
             async move {
-                let mut letters = 0;
-                for departement in platform.tenancy.served() {
-                    for batch in batch_territory(&platform.tenancy, &vault, departement).await? {
-                        letters += batch.letters as u64;
-                    }
-                }
-                Ok(letters)
+                let (platform, vault) = (&platform, &vault);
+                foundation::jobs::each_territory(platform, |departement| async move {
+                    let batches = batch_territory(&platform.tenancy, vault, departement).await?;
+                    Ok(batches.iter().map(|b| b.letters as u64).sum())
+                })
+                .await
             }
         },
     )

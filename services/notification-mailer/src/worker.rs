@@ -734,23 +734,28 @@ pub fn purge_delivered_messages() -> foundation::jobs::Job {
         "purge_delivered_messages",
         Duration::from_secs(3600),
         |platform: Platform| async move {
-            let mut purged = sqlx::query(
+            let purged = sqlx::query(
                 "DELETE FROM platform.outbox WHERE sent_at < now() - interval '30 days'",
             )
             .execute(platform.platform_pool())
             .await?
             .rows_affected();
-            for departement in platform.tenancy.served() {
-                let ctx = territory(&platform, departement).await?;
-                let mut tx = ctx.begin().await?;
-                purged +=
-                    sqlx::query("DELETE FROM outbox WHERE sent_at < now() - interval '30 days'")
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                tx.commit().await?;
-            }
-            Ok(purged)
+            let platform = &platform;
+            let territories =
+                foundation::jobs::each_territory(platform, |departement| async move {
+                    let ctx = territory(platform, departement).await?;
+                    let mut tx = ctx.begin().await?;
+                    let purged = sqlx::query(
+                        "DELETE FROM outbox WHERE sent_at < now() - interval '30 days'",
+                    )
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    Ok(purged)
+                })
+                .await?;
+            Ok(purged + territories)
         },
     )
 }

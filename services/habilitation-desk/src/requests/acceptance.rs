@@ -325,8 +325,9 @@ pub fn finish_accepted() -> Job {
         "finish_accepted_requests",
         Duration::from_secs(60),
         |platform: Platform| async move {
-            let mut done = 0u64;
-            for departement in platform.tenancy.served() {
+            let platform = &platform;
+            foundation::jobs::each_territory(platform, |departement| async move {
+                let mut done = 0u64;
                 let tenant = platform.tenancy.unguarded(departement).await?;
                 let mut tx = tenant.begin().await?;
                 let pending: Vec<Uuid> = sqlx::query_scalar(
@@ -337,12 +338,13 @@ pub fn finish_accepted() -> Job {
                 .await?;
                 tx.rollback().await?;
                 for id in pending {
-                    if finish_accounts(&platform, departement, id).await? {
+                    if finish_accounts(platform, departement, id).await? {
                         done += 1;
                     }
                 }
-            }
-            Ok(done)
+                Ok(done)
+            })
+            .await
         },
     )
 }

@@ -56,11 +56,11 @@ pub fn draft_purge() -> foundation::jobs::Job {
         "purge_abandoned_request_drafts",
         std::time::Duration::from_secs(24 * 3600),
         |platform: Platform| async move {
-            let mut purged = 0;
-            for departement in platform.tenancy.served() {
-                purged += purge_abandoned_drafts(&platform, departement).await?;
-            }
-            Ok(purged)
+            let platform = &platform;
+            foundation::jobs::each_territory(platform, |departement| async move {
+                Ok(purge_abandoned_drafts(platform, departement).await?)
+            })
+            .await
         },
     )
 }

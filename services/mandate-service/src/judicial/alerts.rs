@@ -179,12 +179,12 @@ pub fn job() -> Job {
         |platform: Platform| async move {
             let today = foundation::paris::today();
             let origin = platform.settings.http.public_origin();
-            let mut alerted = 0;
-            for departement in platform.tenancy.served() {
+            let (platform, origin) = (&platform, &origin);
+            foundation::jobs::each_territory(platform, |departement| async move {
                 let territory = platform.tenancy.unguarded(departement).await?;
-                alerted += run(platform.platform_pool(), &origin, &territory, today).await?;
-            }
-            Ok(alerted)
+                run(platform.platform_pool(), origin, &territory, today).await
+            })
+            .await
         },
     )
 }
