@@ -10,6 +10,16 @@ async fn the_binary_starts_becomes_ready_and_stops_on_sigterm() {
     .await;
 }
 
+/// The operators' test e-mail to `recipient`.
+fn operator_test(recipient: String) -> foundation::outbox::OutboxMessage {
+    foundation::outbox::OutboxMessage {
+        channel: foundation::outbox::Channel::Email,
+        recipient,
+        template: "operator_test",
+        payload: serde_json::json!({ "sent_by": "le test" }),
+    }
+}
+
 /// A replica stopped (SIGTERM) while it sends a batch to a slow relay gives the batch's
 /// messages not tried yet back to the queue at once, before it exits, even when the message in
 /// hand takes longer than the 5 s the workers are given: only that message may be left
@@ -17,7 +27,7 @@ async fn the_binary_starts_becomes_ready_and_stops_on_sigterm() {
 /// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() {
-    use foundation::outbox::{Channel, OutboxMessage, enqueue_platform};
+    use foundation::outbox::enqueue_platform;
     let maildev = test_support::private_maildev::PrivateMailDev::start().await;
     // Each answer 2 s late: a message (MAIL, RCPT, DATA, its content) takes 8 s.
     let relay = test_support::smtp_relay::start(
@@ -32,17 +42,9 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
     let db = test_support::database::TestDatabase::create().await;
     let mut tx = db.admin.begin().await.expect("tx");
     for i in 0..10 {
-        enqueue_platform(
-            &mut tx,
-            &OutboxMessage {
-                channel: Channel::Email,
-                recipient: format!("lot-{i}@example.test"),
-                template: "operator_test",
-                payload: serde_json::json!({ "sent_by": "le test" }),
-            },
-        )
-        .await
-        .expect("file");
+        enqueue_platform(&mut tx, &operator_test(format!("lot-{i}@example.test")))
+            .await
+            .expect("file");
     }
     tx.commit().await.expect("commit");
     let service = test_support::service_binary::start_with(
@@ -93,7 +95,7 @@ async fn a_replica_stopped_mid_batch_gives_back_the_messages_it_has_not_tried() 
 /// operators as if its fate were unknown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopping_writes_what_a_territory_could_not_take_once_it_answers() {
-    use foundation::outbox::{Channel, OutboxMessage, enqueue_tenant};
+    use foundation::outbox::enqueue_tenant;
     use std::time::Duration;
     let maildev = test_support::private_maildev::PrivateMailDev::start().await;
     // MailDev's answer to the first message's content held until the gate opens.
@@ -115,17 +117,9 @@ async fn a_replica_stopping_writes_what_a_territory_could_not_take_once_it_answe
     // Two messages in one commit: one batch.
     let mut tx = gironde.begin().await.expect("tx");
     for i in 0..2 {
-        enqueue_tenant(
-            &mut tx,
-            &OutboxMessage {
-                channel: Channel::Email,
-                recipient: format!("gironde-{i}@example.test"),
-                template: "operator_test",
-                payload: serde_json::json!({ "sent_by": "le test" }),
-            },
-        )
-        .await
-        .expect("file");
+        enqueue_tenant(&mut tx, &operator_test(format!("gironde-{i}@example.test")))
+            .await
+            .expect("file");
     }
     tx.commit().await.expect("commit");
     let service = test_support::service_binary::start_with(
@@ -148,33 +142,46 @@ async fn a_replica_stopping_writes_what_a_territory_could_not_take_once_it_answe
         .expect("verrou");
     open_gate.send(true).expect("ouverture");
     // The outcome's write gives up after its bound (3 s), then the give-back's: both kept.
-    let give_back_waits = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
-             AND query LIKE 'UPDATE outbox SET sending_started_at = NULL%'",
-        )
-        .fetch_one(&db.admin)
-        .await
-        .expect("attentes")
+    let waiting = |statement: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                 AND datname = current_database() AND query LIKE $1",
+            )
+            .bind(statement)
+            .fetch_one(&admin)
+            .await
+            .expect("attentes")
+        }
     };
+    let (outcome, give_back) = (
+        "UPDATE outbox SET sent_at = now()%",
+        "UPDATE outbox SET sending_started_at = NULL%",
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while give_back_waits().await == 0 {
+    while waiting(give_back).await == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "aucune remise en file tentée"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    while give_back_waits().await > 0 {
+    while waiting(give_back).await > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "remise en file jamais abandonnée"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Stopped while nothing is written yet; the territory answers again half a second later.
+    // Stopped while nothing is written yet: its last try waits on the territory, which answers
+    // again once that try is seen waiting.
     service.sigterm();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while waiting(outcome).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "aucun dernier essai");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     lock.rollback().await.expect("fin du verrou");
     let exit = service.exited().await;
     assert!(exit.success(), "{exit:?}");

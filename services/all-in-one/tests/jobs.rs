@@ -17,6 +17,14 @@ async fn replica(db: &TestDatabase) -> Platform {
         .expect("plateforme")
 }
 
+/// Moves every job's last start two hours back: at the next look their period is over.
+async fn period_over(db: &TestDatabase) {
+    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+        .execute(&db.admin)
+        .await
+        .expect("période");
+}
+
 #[tokio::test]
 async fn a_job_runs_once_per_period_across_replicas() {
     let db = TestDatabase::create().await;
@@ -94,10 +102,7 @@ async fn expired_flow_data_is_purged_exactly_and_idempotently() {
         run_due(&platform, &jobs).await,
         vec![("purge_expired_flow_data", Ok(3))]
     );
-    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
-        .execute(&db.admin)
-        .await
-        .expect("période");
+    period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,
         vec![("purge_expired_flow_data", Ok(0))]
@@ -141,10 +146,7 @@ async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay()
         run_due(&platform, &jobs).await,
         vec![("purge_delivered_messages", Ok(2))]
     );
-    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
-        .execute(&db.admin)
-        .await
-        .expect("période");
+    period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,
         vec![("purge_delivered_messages", Ok(0))]
@@ -214,10 +216,7 @@ async fn a_failing_territory_keeps_no_other_from_its_run() {
         .execute(&db.admin)
         .await
         .expect("réparation");
-    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
-        .execute(&db.admin)
-        .await
-        .expect("période");
+    period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,
         vec![("purge_delivered_messages", Ok(1))]
@@ -559,10 +558,7 @@ async fn measure_import_reports_are_purged_after_ninety_days() {
         run_due(&platform, &jobs).await,
         vec![("purge_mandate_drafts", Ok(1))]
     );
-    sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
-        .execute(&db.admin)
-        .await
-        .expect("période");
+    period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,
         vec![("purge_mandate_drafts", Ok(0))]

@@ -37,9 +37,7 @@ impl Job {
 
 /// Runs `each` for every served territory, one after the other, and adds up what each handled.
 /// A territory that fails (its node down, a statement timed out, a table a migration left
-/// behind) keeps no other territory from its run: its error is logged and the next territory
-/// goes on; once every territory has had its turn, the run fails naming those that failed
-/// (`job_runs.last_error`), and the job, idempotent, is due again at its next period (test
+/// behind) keeps no other territory from its run: see [`TerritoryFailures`] (test
 /// `jobs::a_failing_territory_keeps_no_other_from_its_run`). A territory that hangs instead of
 /// failing holds the run until its bound (nine tenths of the lease).
 pub async fn each_territory<F, Fut>(platform: &Platform, mut each: F) -> anyhow::Result<u64>
@@ -48,19 +46,39 @@ where
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
     let mut handled = 0;
-    let mut failed = Vec::new();
+    let mut failures = TerritoryFailures::default();
     for departement in platform.tenancy.served() {
         match each(departement).await {
             Ok(n) => handled += n,
-            Err(e) => {
-                tracing::warn!(departement = %departement, error = %e, "job: a territory failed, the next ones go on");
-                failed.push(format!("{departement} ({e:#})"));
-            }
+            Err(e) => failures.note(departement, &e),
         }
     }
-    if failed.is_empty() {
-        Ok(handled)
-    } else {
+    failures.result(handled)
+}
+
+/// The territories that failed during a run: each is logged, the rest of the run leaves it out
+/// and goes on with the others, and the run, once over, fails naming them and what the others
+/// handled (`job_runs.last_error`); the job, idempotent, is due again at its next period.
+#[derive(Default)]
+pub struct TerritoryFailures(Vec<(DepartementCode, String)>);
+
+impl TerritoryFailures {
+    /// Whether `departement` failed earlier in this run.
+    pub fn contains(&self, departement: DepartementCode) -> bool {
+        self.0.iter().any(|(d, _)| *d == departement)
+    }
+
+    pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
+        tracing::warn!(departement = %departement, error = format!("{error:#}"), "job: a territory failed, the others go on");
+        self.0.push((departement, format!("{error:#}")));
+    }
+
+    /// `handled` if no territory failed; otherwise the error naming those that did.
+    pub fn result(self, handled: u64) -> anyhow::Result<u64> {
+        if self.0.is_empty() {
+            return Ok(handled);
+        }
+        let failed: Vec<String> = self.0.iter().map(|(d, e)| format!("{d} ({e})")).collect();
         Err(anyhow::anyhow!(
             "territories failed: {}; {handled} handled in the others",
             failed.join(", ")

@@ -25,7 +25,7 @@ use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::secrets::{new_token, token_hash};
 use foundation::auth::session::Professional;
 use foundation::ids::{ProfessionalId, StructureId};
-use foundation::jobs::Job;
+use foundation::jobs::{Job, TerritoryFailures};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::outbox::{self, Channel, OutboxMessage};
 use foundation::tenancy::DepartementCode;
@@ -138,7 +138,7 @@ struct Ready {
 }
 
 /// Activates the ready files (of one address, or all). Returns how many were activated.
-pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow::Result<usize> {
+pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow::Result<u64> {
     let ready: Vec<Ready> = sqlx::query_as(
         "SELECT i.file_id, i.departement_code, i.structure_id, i.email, i.display_name
          FROM platform.habilitation_file_index i
@@ -155,121 +155,141 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
     .fetch_all(platform.platform_pool())
     .await?;
     let mut done = 0;
+    let mut failures = TerritoryFailures::default();
     for file in ready {
         let Ok(d) = DepartementCode::parse(&file.departement_code) else {
             continue;
         };
-        let tenant = platform.tenancy.unguarded(d).await?;
-        // A withdrawn file, or one of a deactivated structure, opens nothing.
-        let mut dep = tenant.begin().await?;
-        let open: Option<(String, bool, String)> = sqlx::query_as(
-            "SELECT f.state, s.active, s.name FROM habilitation_files f JOIN structures s ON s.id = f.structure_id
-             WHERE f.id = $1",
-        )
-        .bind(file.file_id)
-        .fetch_optional(&mut *dep)
-        .await?;
-        dep.rollback().await?;
-        let Some((state, active, structure_name)) = open else {
-            continue;
-        };
-        if state == "withdrawn" || !active {
+        // A territory that fails (its node down, say) holds back no other territory's files;
+        // its own wait for the next run.
+        if failures.contains(d) {
             continue;
         }
-        let mut tx = platform.platform_pool().begin().await?;
-        let existing: Option<ProfessionalId> =
-            sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
-                .bind(&file.email)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let professional = match existing {
-            Some(id) => id,
-            None => accounts::create_professional(&mut tx, &file.email, &file.display_name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        };
-        let claimed = sqlx::query(
-            "INSERT INTO platform.habilitation_activations (file_id, professional_id) VALUES ($1, $2)
-             ON CONFLICT (file_id) DO NOTHING",
-        )
-        .bind(file.file_id)
-        .bind(professional)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            continue;
+        match activate_file(platform, d, &file).await {
+            Ok(true) => done += 1,
+            Ok(false) => {}
+            Err(e) => failures.note(d, &e),
         }
-        accounts::grant_role(
-            &mut tx,
-            professional,
-            Role::Aidant,
-            file.structure_id.domain(),
-            Some(d.as_str()),
-        )
-        .await?;
-        let has_factor: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM platform.second_factors
-                            WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL)",
-        )
-        .bind(professional)
-        .fetch_one(&mut *tx)
-        .await?;
-        let public = crate::requests::public_url(platform);
-        if has_factor {
-            outbox::enqueue_platform(
-                &mut tx,
-                &OutboxMessage {
-                    channel: Channel::Email,
-                    recipient: file.email.clone(),
-                    template: "habilitation_opened",
-                    payload: json!({
-                        "structure": structure_name,
-                        "next": "Connectez-vous avec votre compte habituel, puis choisissez cette structure dans votre espace.",
-                        "url": format!("{public}/connexion"),
-                    }),
-                },
-            )
-            .await?;
-        } else {
-            accounts::send_enrolment_link(&mut tx, &platform.cipher, professional, &public).await?;
-        }
-        let referents: Vec<String> = sqlx::query_scalar(
-            "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
-             WHERE a.role = 'referent' AND a.domain = $1 AND p.active",
-        )
-        .bind(file.structure_id.domain().to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        for to in referents {
-            outbox::enqueue_platform(
-                &mut tx,
-                &OutboxMessage {
-                    channel: Channel::Email,
-                    recipient: to,
-                    template: "aidant_habilitated",
-                    payload: json!({ "name": file.display_name, "structure": structure_name }),
-                },
-            )
-            .await?;
-        }
-        security::append(
-            &mut tx,
-            SecurityEvent::AidantActivated,
-            Some(professional),
-            None,
-            json!({ "file": file.file_id, "structure": file.structure_id }),
-        )
-        .await?;
-        tx.commit().await?;
-        done += 1;
     }
-    sync(platform).await?;
-    Ok(done)
+    sync(platform, &mut failures).await?;
+    failures.result(done)
+}
+
+/// Activates one ready file of `d`'s: whether it was activated here (not withdrawn, its
+/// structure active, not activated meanwhile by another run).
+async fn activate_file(
+    platform: &Platform,
+    d: DepartementCode,
+    file: &Ready,
+) -> anyhow::Result<bool> {
+    let tenant = platform.tenancy.unguarded(d).await?;
+    // A withdrawn file, or one of a deactivated structure, opens nothing.
+    let mut dep = tenant.begin().await?;
+    let open: Option<(String, bool, String)> = sqlx::query_as(
+        "SELECT f.state, s.active, s.name FROM habilitation_files f JOIN structures s ON s.id = f.structure_id
+         WHERE f.id = $1",
+    )
+    .bind(file.file_id)
+    .fetch_optional(&mut *dep)
+    .await?;
+    dep.rollback().await?;
+    let Some((state, active, structure_name)) = open else {
+        return Ok(false);
+    };
+    if state == "withdrawn" || !active {
+        return Ok(false);
+    }
+    let mut tx = platform.platform_pool().begin().await?;
+    let existing: Option<ProfessionalId> =
+        sqlx::query_scalar("SELECT id FROM platform.professionals WHERE email = $1")
+            .bind(&file.email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let professional = match existing {
+        Some(id) => id,
+        None => accounts::create_professional(&mut tx, &file.email, &file.display_name)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let claimed = sqlx::query(
+        "INSERT INTO platform.habilitation_activations (file_id, professional_id) VALUES ($1, $2)
+         ON CONFLICT (file_id) DO NOTHING",
+    )
+    .bind(file.file_id)
+    .bind(professional)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(false);
+    }
+    accounts::grant_role(
+        &mut tx,
+        professional,
+        Role::Aidant,
+        file.structure_id.domain(),
+        Some(d.as_str()),
+    )
+    .await?;
+    let has_factor: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM platform.second_factors
+                        WHERE professional_id = $1 AND confirmed_at IS NOT NULL AND revoked_at IS NULL)",
+    )
+    .bind(professional)
+    .fetch_one(&mut *tx)
+    .await?;
+    let public = crate::requests::public_url(platform);
+    if has_factor {
+        outbox::enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: file.email.clone(),
+                template: "habilitation_opened",
+                payload: json!({
+                    "structure": structure_name,
+                    "next": "Connectez-vous avec votre compte habituel, puis choisissez cette structure dans votre espace.",
+                    "url": format!("{public}/connexion"),
+                }),
+            },
+        )
+        .await?;
+    } else {
+        accounts::send_enrolment_link(&mut tx, &platform.cipher, professional, &public).await?;
+    }
+    let referents: Vec<String> = sqlx::query_scalar(
+        "SELECT p.email FROM platform.role_assignments a JOIN platform.professionals p ON p.id = a.professional_id
+         WHERE a.role = 'referent' AND a.domain = $1 AND p.active",
+    )
+    .bind(file.structure_id.domain().to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    for to in referents {
+        outbox::enqueue_platform(
+            &mut tx,
+            &OutboxMessage {
+                channel: Channel::Email,
+                recipient: to,
+                template: "aidant_habilitated",
+                payload: json!({ "name": file.display_name, "structure": structure_name }),
+            },
+        )
+        .await?;
+    }
+    security::append(
+        &mut tx,
+        SecurityEvent::AidantActivated,
+        Some(professional),
+        None,
+        json!({ "file": file.file_id, "structure": file.structure_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Writes the territory's copy of activations not written yet (file state, journal).
-async fn sync(platform: &Platform) -> anyhow::Result<()> {
+async fn sync(platform: &Platform, failures: &mut TerritoryFailures) -> anyhow::Result<()> {
     let pending: Vec<(Uuid, ProfessionalId, String, StructureId)> = sqlx::query_as(
         "SELECT a.file_id, a.professional_id, i.departement_code, i.structure_id
          FROM platform.habilitation_activations a JOIN platform.habilitation_file_index i ON i.file_id = a.file_id
@@ -281,35 +301,52 @@ async fn sync(platform: &Platform) -> anyhow::Result<()> {
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        let tenant = platform.tenancy.unguarded(d).await?;
-        let mut dep = tenant.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE habilitation_files SET state = 'active', professional_id = $2
-             WHERE id = $1 AND state <> 'active'",
-        )
-        .bind(file)
-        .bind(professional)
-        .execute(&mut *dep)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            journal::append(
-                &mut dep,
-                NewEntry::new(Event::AidantActivated)
-                    .structure(structure)
-                    .professional(professional)
-                    .details(json!({ "file": file })),
-            )
-            .await?;
+        if failures.contains(d) {
+            continue;
         }
-        dep.commit().await?;
-        sqlx::query(
-            "UPDATE platform.habilitation_activations SET synced_at = now() WHERE file_id = $1",
+        if let Err(e) = sync_file(platform, d, file, professional, structure).await {
+            failures.note(d, &e);
+        }
+    }
+    Ok(())
+}
+
+/// Writes one activation's territory copy, then marks it written.
+async fn sync_file(
+    platform: &Platform,
+    d: DepartementCode,
+    file: Uuid,
+    professional: ProfessionalId,
+    structure: StructureId,
+) -> anyhow::Result<()> {
+    let tenant = platform.tenancy.unguarded(d).await?;
+    let mut dep = tenant.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE habilitation_files SET state = 'active', professional_id = $2
+         WHERE id = $1 AND state <> 'active'",
+    )
+    .bind(file)
+    .bind(professional)
+    .execute(&mut *dep)
+    .await?
+    .rows_affected();
+    if changed == 1 {
+        journal::append(
+            &mut dep,
+            NewEntry::new(Event::AidantActivated)
+                .structure(structure)
+                .professional(professional)
+                .details(json!({ "file": file })),
         )
-        .bind(file)
-        .execute(platform.platform_pool())
         .await?;
     }
+    dep.commit().await?;
+    sqlx::query(
+        "UPDATE platform.habilitation_activations SET synced_at = now() WHERE file_id = $1",
+    )
+    .bind(file)
+    .execute(platform.platform_pool())
+    .await?;
     Ok(())
 }
 
@@ -318,7 +355,7 @@ pub fn job() -> Job {
     Job::new(
         "activate_ready_files",
         Duration::from_secs(60),
-        |platform: Platform| async move { Ok(activate_ready(&platform, None).await? as u64) },
+        |platform: Platform| async move { activate_ready(&platform, None).await },
     )
 }
 

@@ -323,8 +323,11 @@ pub fn job() -> Job {
         "anomaly_alerts",
         Duration::from_secs(3600),
         |platform: Platform| async move {
-            crate::statistics::refresh(&platform).await?;
-            run(&platform).await
+            // A territory the refresh could not fold is detected all the same, on what was
+            // folded before; the others are not held back by it.
+            let refreshed = crate::statistics::refresh(&platform).await;
+            let raised = run(&platform).await;
+            refreshed.and(raised)
         },
     )
 }

@@ -212,9 +212,8 @@ pub fn purge_drafts() -> Job {
             let assertions =
                 sqlx::query("DELETE FROM platform.oidc_assertions WHERE expires_at < now()")
                     .execute(platform.platform_pool())
-                    .await?
-                    .rows_affected();
-            Ok(territories? + assertions)
+                    .await;
+            Ok(territories? + assertions?.rows_affected())
         },
     )
 }
