@@ -365,87 +365,17 @@ async fn a_platform_message_is_sent_before_a_territory_backlog_drains() {
     );
 }
 
-/// A relay in front of an SMTP server that counts the sessions opened through it, and the most
-/// open at once, and closes a session when its client starts its `limit + 1`-th message (as a
-/// server limiting the messages of a session does), without passing that command on.
-struct CountingRelay {
-    port: u16,
-    sessions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl CountingRelay {
-    async fn start(server_port: u16, limit: usize) -> Self {
-        use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("relais");
-        let port = listener.local_addr().expect("adresse").port();
-        let sessions = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let most_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (counted, most) = (sessions.clone(), most_open.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                let open = open.clone();
-                tokio::spawn(async move {
-                    // Counted open until this session's task ends, however it ends.
-                    struct Open(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-                    impl Drop for Open {
-                        fn drop(&mut self) {
-                            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                        }
-                    }
-                    let _open = Open(open);
-                    let Ok(server) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
-                    else {
-                        return;
-                    };
-                    let (mut from_client, mut to_client) = client.into_split();
-                    let (mut from_server, mut to_server) = server.into_split();
-                    let answers = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-                    });
-                    let mut messages = 0;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while let Ok(n) = from_client.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let chunk = &buf[..n];
-                        if chunk.to_ascii_uppercase().starts_with(b"MAIL FROM") {
-                            messages += 1;
-                            if messages > limit {
-                                break;
-                            }
-                        }
-                        if to_server.write_all(chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Both directions closed: the client sees its session cut.
-                    answers.abort();
-                });
-            }
-        });
-        Self {
-            port,
-            sessions,
-            most_open,
-        }
-    }
-
-    fn sessions(&self) -> usize {
-        self.sessions.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn most_open(&self) -> usize {
-        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
-    }
+/// A relay in front of an SMTP server that closes a session when its client starts its
+/// `limit + 1`-th message (as a server limiting the messages of a session does).
+async fn counting_relay(server_port: u16, limit: usize) -> test_support::smtp_relay::SmtpRelay {
+    test_support::smtp_relay::start(
+        server_port,
+        test_support::smtp_relay::Behaviour {
+            messages_per_session: Some(limit),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// The messages of a batch go out on one SMTP session (MailDev takes about 100 ms to greet a
@@ -455,7 +385,7 @@ impl CountingRelay {
 async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced() {
     let maildev = PrivateMailDev::start().await;
     for (limit, sessions) in [(100, 1), (6, 4)] {
-        let relay = CountingRelay::start(maildev.smtp_port, limit).await;
+        let relay = counting_relay(maildev.smtp_port, limit).await;
         let db = TestDatabase::create().await;
         let mut settings = test_support::test_settings(&db.app_url);
         settings.smtp.port = relay.port;
@@ -469,7 +399,7 @@ async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced()
         assert_eq!(worker.deliver_due().await.expect("passage"), 20);
         assert_eq!(sent_count(&db).await, 20);
         assert_eq!(
-            relay.sessions(),
+            relay.accepted.load(std::sync::atomic::Ordering::SeqCst),
             sessions,
             "{limit} messages par session au plus"
         );
@@ -483,7 +413,7 @@ async fn a_batch_goes_out_on_one_smtp_session_and_a_closed_session_is_replaced()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
     let maildev = PrivateMailDev::start().await;
-    let relay = CountingRelay::start(maildev.smtp_port, 1_000).await;
+    let relay = counting_relay(maildev.smtp_port, 1_000).await;
     let db = TestDatabase::with_departements(&["33"]).await;
     let relay_port = relay.port;
     let app = common::spawn_app_with(db, |s| {
@@ -509,9 +439,9 @@ async fn a_backlog_goes_out_on_parallel_sessions_each_message_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        (2..=3).contains(&relay.most_open()),
+        (2..=3).contains(&relay.most_open.load(std::sync::atomic::Ordering::SeqCst)),
         "{} sessions ouvertes à la fois",
-        relay.most_open()
+        relay.most_open.load(std::sync::atomic::Ordering::SeqCst)
     );
     let received = received_ids(&maildev).await;
     assert_eq!(received.len(), 200);

@@ -69,8 +69,9 @@ impl TerritoryFailures {
     }
 
     pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
-        tracing::warn!(departement = %departement, error = format!("{error:#}"), "job: a territory failed, the others go on");
-        self.0.push((departement, format!("{error:#}")));
+        let error = format!("{error:#}");
+        tracing::warn!(departement = %departement, error, "job: a territory failed, the others go on");
+        self.0.push((departement, error));
     }
 
     /// `handled` if no territory failed; otherwise the error naming those that did.
