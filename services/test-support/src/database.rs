@@ -44,11 +44,17 @@ impl Drop for TestDatabase {
             runtime.block_on(async {
                 for server in servers {
                     if let Ok(pool) = setup_pool(&server).await {
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&pool)
-                        .await;
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let dropping = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool);
+                        tokio::pin!(dropping);
+                        loop {
+                            tokio::select! {
+                                _ = &mut dropping => break,
+                                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
+                                    end_authenticating(&name);
+                                }
+                            }
+                        }
                         pool.close().await;
                     }
                 }
@@ -56,6 +62,34 @@ impl Drop for TestDatabase {
         });
         let _ = dropping.join();
     }
+}
+
+/// Ends the backends of database `name` still in their authentication. A connection the test's
+/// pools were opening when the test ended stays there: the test's runtime, blocked in
+/// [`TestDatabase`]'s drop, never answers the server's challenge. Such a backend is not yet in
+/// `pg_stat_activity`, so `DROP DATABASE … WITH (FORCE)` does not end it, and it does not absorb
+/// the barrier that `DROP DATABASE` waits for from every backend of the server: the drop (and
+/// every other test's drop meanwhile) waited for `authentication_timeout`, 60 s, in a score of
+/// tests of each CI run. The servers are local: their backends are found by their process
+/// title (`postgres: user database host authentication`).
+fn end_authenticating(name: &str) {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let pids: Vec<u32> = processes
+        .flatten()
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let title = std::fs::read(p.path().join("cmdline")).ok()?;
+            let title = String::from_utf8_lossy(&title);
+            let words: Vec<&str> = title.split([' ', '\0']).filter(|w| !w.is_empty()).collect();
+            (words.first() == Some(&"postgres:")
+                && words.get(2) == Some(&name)
+                && words.last() == Some(&"authentication"))
+            .then_some(pid)
+        })
+        .collect();
+    signal("TERM", &pids);
 }
 
 /// `url` naming another database of the same server.
