@@ -2,6 +2,8 @@
 //! due, twice in a row with the same result.
 
 mod common;
+#[path = "jobs/territories.rs"]
+mod territories;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -70,7 +70,7 @@ impl TerritoryFailures {
 
     pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
         let error = format!("{error:#}");
-        tracing::warn!(departement = %departement, error, "job: a territory failed, the others go on");
+        tracing::warn!(departement = %departement, error, "a territory failed, the others go on");
         self.0.push((departement, error));
     }
 

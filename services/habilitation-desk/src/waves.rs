@@ -14,7 +14,7 @@ use foundation::auth::journal::{self as security, SecurityEvent};
 use foundation::auth::session::Professional;
 use foundation::auth::{csrf, guard};
 use foundation::ids::ProfessionalId;
-use foundation::jobs::Job;
+use foundation::jobs::{Job, TerritoryFailures};
 use foundation::paris;
 use foundation::tenancy::DepartementCode;
 use foundation::web::{NavItem, Theme, html};
@@ -283,11 +283,21 @@ pub async fn open(
     )
     .await?;
     tx.commit().await?;
-    Ok(Some(release(platform, &departements).await))
+    let mut failed = TerritoryFailures::default();
+    let released = release(platform, &departements, &mut failed).await;
+    if let Err(e) = failed.result(released as u64) {
+        tracing::warn!(error = %e, "wave opening: release deferred to the job");
+    }
+    Ok(Some(released))
 }
 
-/// Releases the waiting requests of these territories; failures are left to the job.
-async fn release(platform: &Platform, departements: &[String]) -> usize {
+/// Releases the waiting requests of these territories; those that fail are noted in `failed`
+/// and their requests left to the job's next run.
+async fn release(
+    platform: &Platform,
+    departements: &[String],
+    failed: &mut TerritoryFailures,
+) -> usize {
     let mut released = 0;
     for code in departements {
         let Ok(d) = DepartementCode::parse(code) else {
@@ -295,9 +305,7 @@ async fn release(platform: &Platform, departements: &[String]) -> usize {
         };
         match crate::requests::release_waiting(platform, d).await {
             Ok(n) => released += n,
-            Err(e) => {
-                tracing::warn!(departement = d.as_str(), error = %e, "wave opening: release deferred to the job")
-            }
+            Err(e) => failed.note(d, &e.into()),
         }
     }
     released
@@ -322,7 +330,9 @@ pub fn release_job() -> Job {
                 .map(|d| d.as_str().to_owned())
                 .collect();
             let open: Vec<String> = open.into_iter().filter(|c| served.contains(c)).collect();
-            Ok(release(&platform, &open).await as u64)
+            let mut failed = TerritoryFailures::default();
+            let released = release(&platform, &open, &mut failed).await;
+            failed.result(released as u64)
         },
     )
 }

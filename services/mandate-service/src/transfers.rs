@@ -11,7 +11,7 @@
 
 use foundation::app::Platform;
 use foundation::ids::{MandateId, StructureId, UsagerId};
-use foundation::jobs::Job;
+use foundation::jobs::{Job, TerritoryFailures};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantTx, Territory};
 use serde_json::json;
@@ -155,18 +155,23 @@ struct Pending {
 }
 
 /// Ends, each in its own territory, the mandates `mandate` (of `territory`) takes over and
-/// which are still pending. Returns how many transfers were completed.
+/// which are still pending. Returns how many transfers were completed. A territory of an old
+/// mandate that fails (or failed earlier in the same run) is noted in `failed`, under its own
+/// code, and its transfer stays pending while the others are completed; an error of
+/// `territory` itself is the result.
 pub async fn complete(
     platform: &Platform,
     territory: &Territory,
     mandate: MandateId,
+    failed: &mut TerritoryFailures,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = territory.begin().await?;
     let pending: Vec<Pending> = sqlx::query_as(
         "SELECT t.from_departement, t.from_mandate, u.fc_sub, m.created_at
          FROM mandate_transfers t JOIN mandates m ON m.id = t.mandate_id
          JOIN usagers u ON u.id = m.usager_id
-         WHERE t.mandate_id = $1 AND t.completed_at IS NULL",
+         WHERE t.mandate_id = $1 AND t.completed_at IS NULL
+         ORDER BY t.from_departement, t.from_mandate",
     )
     .bind(mandate)
     .fetch_all(&mut *tx)
@@ -178,14 +183,24 @@ pub async fn complete(
         let Ok(from) = DepartementCode::parse(&p.from_departement) else {
             continue;
         };
-        if !platform.tenancy.served().contains(&from) {
+        if !platform.tenancy.served().contains(&from) || failed.contains(from) {
             continue;
         }
         // The new mandate's own record names this mandate, for the same FranceConnect subject.
-        let Ok(old_territory) = platform.tenancy.unguarded(from).await else {
-            continue;
+        let old_territory = match platform.tenancy.unguarded(from).await {
+            Ok(t) => t,
+            Err(e) => {
+                failed.note(from, &e.into());
+                continue;
+            }
         };
-        let (outcome, ended) = end_old(&old_territory, &p, to, mandate).await?;
+        let (outcome, ended) = match end_old(&old_territory, &p, to, mandate).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                failed.note(from, &e.into());
+                continue;
+            }
+        };
         if let Some((structure, categories)) = ended {
             // The old structure's référents learn it by e-mail (a failure is only logged:
             // the transfer itself is done and journaled).
@@ -347,30 +362,49 @@ async fn tell_old_structure(
     tx.commit().await
 }
 
+/// Completes the transfers into `departement` left pending for 30 seconds.
+async fn pending_in(
+    platform: &Platform,
+    departement: DepartementCode,
+    failed: &mut TerritoryFailures,
+) -> anyhow::Result<u64> {
+    let territory = platform.tenancy.unguarded(departement).await?;
+    let mut tx = territory.begin().await?;
+    let mandates: Vec<MandateId> = sqlx::query_scalar(
+        "SELECT DISTINCT mandate_id FROM mandate_transfers
+         WHERE completed_at IS NULL AND requested_at < now() - interval '30 seconds'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut done = 0;
+    for mandate in mandates {
+        done += complete(platform, &territory, mandate, failed).await?;
+    }
+    Ok(done)
+}
+
 /// Every minute: transfers a failure left pending (older than 30 seconds), completed.
 pub fn job() -> Job {
     Job::new(
         "mandate_transfers",
         std::time::Duration::from_secs(60),
         |platform: Platform| async move {
-            let platform = &platform;
-            foundation::jobs::each_territory(platform, |departement| async move {
-                let mut done = 0;
-                let territory = platform.tenancy.unguarded(departement).await?;
-                let mut tx = territory.begin().await?;
-                let mandates: Vec<MandateId> = sqlx::query_scalar(
-                    "SELECT DISTINCT mandate_id FROM mandate_transfers
-                     WHERE completed_at IS NULL AND requested_at < now() - interval '30 seconds'",
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                for mandate in mandates {
-                    done += complete(platform, &territory, mandate).await?;
+            // Each failure is noted under the territory it happened in: the new mandate's, or
+            // an old one's (whose transfers into every other territory then wait for the next
+            // run). Not `each_territory`, which notes everything under the territory it visits.
+            let mut failed = TerritoryFailures::default();
+            let mut done = 0;
+            for departement in platform.tenancy.served() {
+                if failed.contains(departement) {
+                    continue;
                 }
-                Ok(done)
-            })
-            .await
+                match pending_in(&platform, departement, &mut failed).await {
+                    Ok(n) => done += n,
+                    Err(e) => failed.note(departement, &e),
+                }
+            }
+            failed.result(done)
         },
     )
 }

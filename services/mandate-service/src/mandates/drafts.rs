@@ -127,7 +127,13 @@ pub async fn confirm_draft(
     if let (Ok(mandate), false) = (&created, confirmation.transfers.is_empty()) {
         // The mandates taken over end in their own territories; a failure is completed by the
         // `mandate_transfers` job.
-        if let Err(e) = crate::transfers::complete(platform, &scope.tenant, *mandate).await {
+        let mut failed = foundation::jobs::TerritoryFailures::default();
+        let completed =
+            crate::transfers::complete(platform, &scope.tenant, *mandate, &mut failed).await;
+        if let Err(e) = completed
+            .map_err(anyhow::Error::from)
+            .and_then(|n| failed.result(n))
+        {
             tracing::warn!(error = %e, "mandate transfer left pending");
         }
     }

@@ -1,0 +1,148 @@
+//! Jobs that work across territories, one of which fails: the failure is filed under the
+//! territory it happened in, the others are served, and the run is recorded as failed.
+
+use foundation::jobs::run_due;
+use policies::Role;
+use test_support::database::TestDatabase;
+
+use super::{period_over, replica, request};
+use crate::common;
+
+/// The error of the one job run, which must have failed.
+fn failed(ran: &[(&'static str, Result<u64, String>)], job: &str) -> String {
+    match ran {
+        [(name, Err(e))] if *name == job => e.clone(),
+        other => panic!("le passage de {job} devait échouer : {other:?}"),
+    }
+}
+
+/// A mandate made in Gironde takes over two of the person's mandates, one in the Hérault and
+/// one in the Gers, and both transfers were left pending. The Hérault's mandates table is out
+/// of reach: the run files that failure under the Hérault (not under the Gironde, whose
+/// transfer it was completing), still completes the Gers' transfer, and once the Hérault is
+/// repaired the next period completes its own.
+#[tokio::test]
+async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
+    let app = common::spawn_app(&["33", "34", "32"]).await;
+    let structure = common::identity::structure_domain(&app, "33").await;
+    let aidant = common::identity::professional(
+        &app.db.admin,
+        "Alice Aidante",
+        &[(Role::Aidant, structure.domain(), Some("33"))],
+    )
+    .await;
+    let person = common::idp::angela("transfert-en-panne");
+    let (_, mandate) =
+        common::idp::mandate_for(&app, structure, aidant.id, &person, &["social"]).await;
+    sqlx::query(
+        "INSERT INTO dep_33.mandate_transfers (mandate_id, from_departement, from_mandate, requested_at)
+         SELECT $1, d, gen_random_uuid(), now() - interval '1 minute' FROM unnest(ARRAY['34', '32']) AS d",
+    )
+    .bind(mandate)
+    .execute(&app.db.admin)
+    .await
+    .expect("transferts en attente");
+    sqlx::query("ALTER TABLE dep_34.mandates RENAME TO mandates_renamed")
+        .execute(&app.db.admin)
+        .await
+        .expect("renommage");
+    let pending = || {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT from_departement FROM dep_33.mandate_transfers
+                 WHERE completed_at IS NULL ORDER BY from_departement",
+            )
+            .fetch_all(&admin)
+            .await
+            .expect("en attente")
+        }
+    };
+
+    // The job's own function, called here: the application runs its jobs on its own ticks.
+    let platform = replica(&app.db).await;
+    let run = mandate_service::transfers::job().run;
+    let error = format!(
+        "{:#}",
+        run(platform.clone())
+            .await
+            .expect_err("le passage devait échouer pour 34")
+    );
+    assert!(error.contains("34 ("), "{error}");
+    assert!(
+        !error.contains("33 (") && !error.contains("32 ("),
+        "{error}"
+    );
+    assert!(error.contains("1 handled"), "{error}");
+    assert_eq!(pending().await, ["34"], "le transfert du Gers est fait");
+
+    sqlx::query("ALTER TABLE dep_34.mandates_renamed RENAME TO mandates")
+        .execute(&app.db.admin)
+        .await
+        .expect("réparation");
+    assert_eq!(run(platform).await.expect("passage"), 1);
+    assert!(pending().await.is_empty());
+}
+
+/// Two territories of an opened wave hold waiting requests; one of them cannot be reached.
+/// The other's request is released, and the run is recorded as failed, naming the first (it
+/// was recorded as a success before, its requests left waiting without a trace).
+#[tokio::test]
+async fn a_release_that_fails_in_one_territory_is_recorded_as_failed() {
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    request(
+        &db,
+        "33",
+        "DEM-VAGUE-33",
+        Some(time::OffsetDateTime::now_utc()),
+    )
+    .await;
+    request(
+        &db,
+        "34",
+        "DEM-VAGUE-34",
+        Some(time::OffsetDateTime::now_utc()),
+    )
+    .await;
+    sqlx::raw_sql(
+        "UPDATE dep_33.structure_requests SET status = 'waiting';
+         UPDATE dep_34.structure_requests SET status = 'waiting';
+         INSERT INTO platform.rollout_waves (id, name, opens_on, opened_at)
+         VALUES ('00000000-0000-7000-8000-000000000001', 'Vague test', (now() AT TIME ZONE 'Europe/Paris')::date, now());
+         INSERT INTO platform.rollout_wave_departements (departement_code, wave_id) VALUES
+         ('33', '00000000-0000-7000-8000-000000000001'), ('34', '00000000-0000-7000-8000-000000000001');
+         ALTER TABLE dep_33.structure_requests RENAME TO structure_requests_renamed",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("vague ouverte");
+    let status = |table: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                "SELECT status FROM {table}"
+            )))
+            .fetch_one(&admin)
+            .await
+            .expect("statut")
+        }
+    };
+
+    let platform = replica(&db).await;
+    let jobs = vec![habilitation_desk::waves::release_job()];
+    let error = failed(&run_due(&platform, &jobs).await, "release_waiting_requests");
+    assert!(error.contains("33 (") && !error.contains("34 ("), "{error}");
+    assert_eq!(status("dep_34.structure_requests").await, "submitted");
+    assert_eq!(status("dep_33.structure_requests_renamed").await, "waiting");
+
+    sqlx::query("ALTER TABLE dep_33.structure_requests_renamed RENAME TO structure_requests")
+        .execute(&db.admin)
+        .await
+        .expect("réparation");
+    period_over(&db).await;
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("release_waiting_requests", Ok(1))]
+    );
+    assert_eq!(status("dep_33.structure_requests").await, "submitted");
+}
