@@ -146,3 +146,102 @@ async fn a_release_that_fails_in_one_territory_is_recorded_as_failed() {
     );
     assert_eq!(status("dep_33.structure_requests").await, "submitted");
 }
+
+/// A habilitation file of a new structure of `dep`, ready to be activated (attended its
+/// training, certified by Pix, the charter accepted). Returns the file's id.
+async fn ready_file(app: &common::TestApp, dep: &str) -> uuid::Uuid {
+    let structure = common::identity::structure_domain(app, dep).await;
+    let file = uuid::Uuid::now_v7();
+    let email = format!("aidant-{dep}-{}@example.test", file.simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO dep_{dep}.habilitation_files (id, structure_id, first_name, last_name, email, profession, employment, employer)
+         VALUES ($1, $2, 'Aidant', 'Prêt', $3, 'Agent d''accueil', 'public_agent', 'Mairie')"
+    )))
+    .bind(file)
+    .bind(structure)
+    .bind(&email)
+    .execute(&app.db.admin)
+    .await
+    .expect("dossier");
+    sqlx::query(
+        "WITH idx AS (INSERT INTO platform.habilitation_file_index (file_id, departement_code, structure_id, email, display_name)
+                      VALUES ($1, $2, $3, $4, 'Aidant Prêt') RETURNING file_id),
+              org AS (INSERT INTO platform.training_organisations (id, name)
+                      VALUES (gen_random_uuid(), 'Formateurs ' || $2) RETURNING id),
+              session AS (INSERT INTO platform.training_sessions (id, organisation_id, title, first_day, mode, region_code, capacity)
+                          SELECT gen_random_uuid(), org.id, 'Formation', (now() AT TIME ZONE 'Europe/Paris')::date, 'remote',
+                                 (SELECT code FROM platform.regions LIMIT 1), 10 FROM org RETURNING id),
+              attended AS (INSERT INTO platform.training_registrations (id, session_id, file_id, status)
+                           SELECT gen_random_uuid(), session.id, idx.file_id, 'attended' FROM session, idx),
+              pix AS (INSERT INTO platform.pix_results (file_id, score, certified_on)
+                      SELECT file_id, 500, (now() AT TIME ZONE 'Europe/Paris')::date FROM idx)
+         INSERT INTO platform.charter_acceptances (email, version)
+         SELECT $4, version FROM platform.charter_versions ORDER BY published_at DESC LIMIT 1",
+    )
+    .bind(file)
+    .bind(dep)
+    .bind(structure)
+    .bind(&email)
+    .execute(&app.db.admin)
+    .await
+    .expect("prêt à activer");
+    file
+}
+
+/// Two files are ready, the Hérault's first; the Hérault's files table is out of reach. The
+/// Gironde's file is activated all the same (account, territory copy), the run names the
+/// Hérault, and once it is repaired the next run activates its file.
+#[tokio::test]
+async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
+    let app = common::spawn_app(&["33", "34"]).await;
+    let herault = ready_file(&app, "34").await;
+    let gironde = ready_file(&app, "33").await;
+    sqlx::query("ALTER TABLE dep_34.habilitation_files RENAME TO habilitation_files_renamed")
+        .execute(&app.db.admin)
+        .await
+        .expect("renommage");
+    let state = |table: &'static str, file: uuid::Uuid| {
+        let admin = app.db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                "SELECT f.state || '/' || (a.file_id IS NOT NULL)
+                 FROM {table} f LEFT JOIN platform.habilitation_activations a ON a.file_id = f.id
+                 WHERE f.id = $1"
+            )))
+            .bind(file)
+            .fetch_one(&admin)
+            .await
+            .expect("état")
+        }
+    };
+
+    // The job's own function, called here: the application runs its jobs on its own ticks.
+    let platform = replica(&app.db).await;
+    let run = habilitation_desk::activation::job().run;
+    let error = format!(
+        "{:#}",
+        run(platform.clone())
+            .await
+            .expect_err("le passage devait échouer pour 34")
+    );
+    assert!(error.contains("34 (") && !error.contains("33 ("), "{error}");
+    assert!(error.contains("1 handled"), "{error}");
+    assert_eq!(
+        state("dep_33.habilitation_files", gironde).await,
+        "active/true"
+    );
+    assert_eq!(
+        state("dep_34.habilitation_files_renamed", herault).await,
+        "to_train/false"
+    );
+
+    sqlx::query("ALTER TABLE dep_34.habilitation_files_renamed RENAME TO habilitation_files")
+        .execute(&app.db.admin)
+        .await
+        .expect("réparation");
+    assert_eq!(run(platform).await.expect("passage"), 1);
+    assert_eq!(
+        state("dep_34.habilitation_files", herault).await,
+        "active/true"
+    );
+}
