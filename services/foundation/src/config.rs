@@ -60,24 +60,8 @@ pub struct Settings {
     pub jobs: JobsSettings,
 }
 
-/// The scheduled jobs' worker (`foundation::jobs`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobsSettings {
-    /// How often each replica looks for jobs whose period has come.
-    pub tick_ms: u64,
-    /// A run claimed this long ago and never finished (its replica was killed) may be claimed
-    /// again by another replica. A replica that stops cleanly gives its claim back at once.
-    pub lease_seconds: u64,
-}
-
-impl Default for JobsSettings {
-    fn default() -> Self {
-        JobsSettings {
-            tick_ms: 30_000,
-            lease_seconds: 900,
-        }
-    }
-}
+/// The scheduled jobs' worker: see [`crate::jobs::JobsSettings`].
+pub use crate::jobs::JobsSettings;
 
 /// `documents.vault_url` set: attestations are stored through the document-vault-bridge's
 /// internal API (`{vault_url}/internal/documents`, with `vault_token` as bearer) instead of the

@@ -7,9 +7,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use crate::app::{Platform, Shutdown};
 use crate::tenancy::DepartementCode;
+
+/// The scheduled jobs' worker's settings (`[jobs]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsSettings {
+    /// How often each replica looks for jobs whose period has come.
+    pub tick_ms: u64,
+    /// A run claimed this long ago and never finished (its replica was killed) may be claimed
+    /// again by another replica. A replica that stops cleanly gives its claim back at once.
+    pub lease_seconds: u64,
+    /// How long a job waits for one territory's part (a hung node, a lock held) before it
+    /// notes that territory as failed and goes on with the others (`jobs::TerritoryFailures`).
+    #[serde(default = "default_territory_seconds")]
+    pub territory_seconds: u64,
+}
+
+fn default_territory_seconds() -> u64 {
+    JobsSettings::default().territory_seconds
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        JobsSettings {
+            tick_ms: 30_000,
+            lease_seconds: 900,
+            territory_seconds: 180,
+        }
+    }
+}
 
 pub type JobFn = Arc<dyn Fn(Platform) -> BoxFuture<'static, anyhow::Result<u64>> + Send + Sync>;
 
@@ -38,8 +67,8 @@ impl Job {
 /// Runs `each` for every served territory, one after the other, and adds up what each handled.
 /// A territory that fails (its node down, a statement timed out, a table a migration left
 /// behind) keeps no other territory from its run: see [`TerritoryFailures`] (test
-/// `jobs::a_failing_territory_keeps_no_other_from_its_run`). A territory that hangs instead of
-/// failing holds the run until its bound (nine tenths of the lease).
+/// `jobs::a_failing_territory_keeps_no_other_from_its_run`). One that hangs instead (a node
+/// that no longer answers, a lock held) fails after `jobs.territory_seconds`: see [`bounded`].
 pub async fn each_territory<F, Fut>(platform: &Platform, mut each: F) -> anyhow::Result<u64>
 where
     F: FnMut(DepartementCode) -> Fut,
@@ -48,12 +77,32 @@ where
     let mut handled = 0;
     let mut failures = TerritoryFailures::default();
     for departement in platform.tenancy.served() {
-        match each(departement).await {
+        match bounded(platform, each(departement)).await {
             Ok(n) => handled += n,
             Err(e) => failures.note(departement, &e),
         }
     }
     failures.result(handled)
+}
+
+/// One territory's part of a run, given up after `jobs.territory_seconds` (3 minutes) with an
+/// error saying so, so that a territory that hangs is noted as failed like one that fails, and
+/// the run goes on with the others well before its own bound (test
+/// `jobs::territories::a_hung_territory_is_given_up_and_the_others_are_served`). Only this
+/// process stops waiting: the statement sent goes on on the server until its lock or node
+/// answers, then rolls back, its connection out of the pool until then; what the part
+/// committed before stays.
+pub async fn bounded<T>(
+    platform: &Platform,
+    part: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let bound = Duration::from_secs(platform.settings.jobs.territory_seconds.max(1));
+    tokio::time::timeout(bound, part).await.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "no answer after {} s (jobs.territory_seconds): given up for this run",
+            bound.as_secs()
+        ))
+    })
 }
 
 /// The territories that failed during a run: each is logged, the rest of the run leaves it out

@@ -165,7 +165,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
         if failures.contains(d) {
             continue;
         }
-        match activate_file(platform, d, &file).await {
+        match foundation::jobs::bounded(platform, activate_file(platform, d, &file)).await {
             Ok(true) => done += 1,
             Ok(false) => {}
             Err(e) => failures.note(d, &e),
@@ -304,7 +304,8 @@ async fn sync(platform: &Platform, failures: &mut TerritoryFailures) -> anyhow::
         if failures.contains(d) {
             continue;
         }
-        if let Err(e) = sync_file(platform, d, file, professional, structure).await {
+        let synced = sync_file(platform, d, file, professional, structure);
+        if let Err(e) = foundation::jobs::bounded(platform, synced).await {
             failures.note(d, &e);
         }
     }

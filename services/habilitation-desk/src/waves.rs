@@ -303,9 +303,10 @@ async fn release(
         let Ok(d) = DepartementCode::parse(code) else {
             continue;
         };
-        match crate::requests::release_waiting(platform, d).await {
+        let releasing = async { Ok(crate::requests::release_waiting(platform, d).await?) };
+        match foundation::jobs::bounded(platform, releasing).await {
             Ok(n) => released += n,
-            Err(e) => failed.note(d, &e.into()),
+            Err(e) => failed.note(d, &e),
         }
     }
     released

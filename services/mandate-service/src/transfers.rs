@@ -11,7 +11,7 @@
 
 use foundation::app::Platform;
 use foundation::ids::{MandateId, StructureId, UsagerId};
-use foundation::jobs::{Job, TerritoryFailures};
+use foundation::jobs::{Job, TerritoryFailures, bounded};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantTx, Territory};
 use serde_json::json;
@@ -164,19 +164,25 @@ pub async fn complete(
     territory: &Territory,
     mandate: MandateId,
     failed: &mut TerritoryFailures,
-) -> Result<u64, sqlx::Error> {
-    let mut tx = territory.begin().await?;
-    let pending: Vec<Pending> = sqlx::query_as(
-        "SELECT t.from_departement, t.from_mandate, u.fc_sub, m.created_at
-         FROM mandate_transfers t JOIN mandates m ON m.id = t.mandate_id
-         JOIN usagers u ON u.id = m.usager_id
-         WHERE t.mandate_id = $1 AND t.completed_at IS NULL
-         ORDER BY t.from_departement, t.from_mandate",
-    )
-    .bind(mandate)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+) -> anyhow::Result<u64> {
+    // Each territory's steps are bounded (`jobs.territory_seconds`): one that hangs is noted
+    // like one that fails.
+    let reading = async {
+        let mut tx = territory.begin().await?;
+        let pending: Vec<Pending> = sqlx::query_as(
+            "SELECT t.from_departement, t.from_mandate, u.fc_sub, m.created_at
+             FROM mandate_transfers t JOIN mandates m ON m.id = t.mandate_id
+             JOIN usagers u ON u.id = m.usager_id
+             WHERE t.mandate_id = $1 AND t.completed_at IS NULL
+             ORDER BY t.from_departement, t.from_mandate",
+        )
+        .bind(mandate)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pending)
+    };
+    let pending = bounded(platform, reading).await?;
     let to = territory.departement();
     let mut done = 0;
     for p in pending {
@@ -194,41 +200,48 @@ pub async fn complete(
                 continue;
             }
         };
-        let (outcome, ended) = match end_old(&old_territory, &p, to, mandate).await {
+        let ending = async { Ok(end_old(&old_territory, &p, to, mandate).await?) };
+        let (outcome, ended) = match bounded(platform, ending).await {
             Ok(ended) => ended,
             Err(e) => {
-                failed.note(from, &e.into());
+                failed.note(from, &e);
                 continue;
             }
         };
         if let Some((structure, categories)) = ended {
             // The old structure's référents learn it by e-mail (a failure is only logged:
             // the transfer itself is done and journaled).
-            if let Err(e) = tell_old_structure(
-                platform,
-                &old_territory,
-                structure,
-                p.from_mandate,
-                &categories,
-            )
-            .await
-            {
+            let telling = async {
+                let told = tell_old_structure(
+                    platform,
+                    &old_territory,
+                    structure,
+                    p.from_mandate,
+                    &categories,
+                );
+                Ok(told.await?)
+            };
+            if let Err(e) = bounded(platform, telling).await {
                 tracing::warn!(error = %e, "old structure not told of a transfer");
             }
         }
-        let mut tx = territory.begin().await?;
-        sqlx::query(
-            "UPDATE mandate_transfers SET completed_at = now(), outcome = $4
-             WHERE mandate_id = $1 AND from_departement = $2 AND from_mandate = $3
-               AND completed_at IS NULL",
-        )
-        .bind(mandate)
-        .bind(&p.from_departement)
-        .bind(p.from_mandate)
-        .bind(outcome)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let recording = async {
+            let mut tx = territory.begin().await?;
+            sqlx::query(
+                "UPDATE mandate_transfers SET completed_at = now(), outcome = $4
+                 WHERE mandate_id = $1 AND from_departement = $2 AND from_mandate = $3
+                   AND completed_at IS NULL",
+            )
+            .bind(mandate)
+            .bind(&p.from_departement)
+            .bind(p.from_mandate)
+            .bind(outcome)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        };
+        bounded(platform, recording).await?;
         done += 1;
     }
     Ok(done)
@@ -369,14 +382,18 @@ async fn pending_in(
     failed: &mut TerritoryFailures,
 ) -> anyhow::Result<u64> {
     let territory = platform.tenancy.unguarded(departement).await?;
-    let mut tx = territory.begin().await?;
-    let mandates: Vec<MandateId> = sqlx::query_scalar(
-        "SELECT DISTINCT mandate_id FROM mandate_transfers
-         WHERE completed_at IS NULL AND requested_at < now() - interval '30 seconds'",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let listing = async {
+        let mut tx = territory.begin().await?;
+        let mandates: Vec<MandateId> = sqlx::query_scalar(
+            "SELECT DISTINCT mandate_id FROM mandate_transfers
+             WHERE completed_at IS NULL AND requested_at < now() - interval '30 seconds'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(mandates)
+    };
+    let mandates = bounded(platform, listing).await?;
     let mut done = 0;
     for mandate in mandates {
         done += complete(platform, &territory, mandate, failed).await?;

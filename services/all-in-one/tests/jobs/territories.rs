@@ -245,3 +245,66 @@ async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
         "active/true"
     );
 }
+
+/// A territory that hangs (here a lock held on its table; on Citus a worker that no longer
+/// answers) is given up after `jobs.territory_seconds` like one that fails: the next territory
+/// is served within the run, long before the run's own bound, and the run names the one that
+/// hung. The abandoned statement rolls back once the lock is released, and the next period
+/// purges that territory too.
+#[tokio::test]
+async fn a_hung_territory_is_given_up_and_the_others_are_served() {
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    sqlx::raw_sql(
+        "INSERT INTO dep_33.outbox (id, channel, recipient, template, sent_at) VALUES
+         (gen_random_uuid(), 'email', 'vieux-33@example.test', 'operator_test', now() - interval '40 days');
+         INSERT INTO dep_34.outbox (id, channel, recipient, template, sent_at) VALUES
+         (gen_random_uuid(), 'email', 'vieux-34@example.test', 'operator_test', now() - interval '40 days')",
+    )
+    .execute(&db.admin)
+    .await
+    .expect("messages anciens");
+    let mut settings = test_support::test_settings(&db.app_url);
+    settings.jobs.territory_seconds = 1;
+    settings.jobs.lease_seconds = 30;
+    let platform = foundation::app::Platform::connect(settings)
+        .await
+        .expect("plateforme");
+    // 33 comes first in the run; its outbox is locked by the test until released.
+    let mut holder = db.admin.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE dep_33.outbox IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("verrou");
+    let count = |table: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table}"
+            )))
+            .fetch_one(&admin)
+            .await
+            .expect("restes")
+        }
+    };
+
+    let jobs = vec![notification_mailer::worker::purge_delivered_messages()];
+    let started = std::time::Instant::now();
+    let ran = run_due(&platform, &jobs).await;
+    let took = started.elapsed();
+    let error = failed(&ran, "purge_delivered_messages");
+    assert!(
+        error.contains("33 (no answer after 1 s") && !error.contains("34 ("),
+        "{error}"
+    );
+    // The run's own bound is 27 s (nine tenths of the lease).
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    assert_eq!(count("dep_34.outbox").await, 0, "34 purgé malgré 33");
+
+    holder.rollback().await.expect("verrou rendu");
+    period_over(&db).await;
+    assert_eq!(
+        run_due(&platform, &jobs).await,
+        vec![("purge_delivered_messages", Ok(1))]
+    );
+    assert_eq!(count("dep_33.outbox").await, 0);
+}

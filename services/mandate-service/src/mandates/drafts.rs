@@ -130,10 +130,7 @@ pub async fn confirm_draft(
         let mut failed = foundation::jobs::TerritoryFailures::default();
         let completed =
             crate::transfers::complete(platform, &scope.tenant, *mandate, &mut failed).await;
-        if let Err(e) = completed
-            .map_err(anyhow::Error::from)
-            .and_then(|n| failed.result(n))
-        {
+        if let Err(e) = completed.and_then(|n| failed.result(n)) {
             tracing::warn!(error = %e, "mandate transfer left pending");
         }
     }
