@@ -28,8 +28,9 @@ use crate::templates::Rendered;
 pub struct Mailer {
     settings: SmtpSettings,
     from: Mailbox,
-    /// `smtp.ca_file`, read and parsed once at start.
-    extra_roots: Option<Certificate>,
+    /// The relay's TLS parameters (its name, the trusted roots with `smtp.ca_file`), built
+    /// once at start when `smtp.security` encrypts: not again for every session.
+    tls: Option<TlsParameters>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,10 +74,22 @@ impl Mailer {
             }
             None => None,
         };
+        let tls = match settings.security {
+            SmtpSecurity::None => None,
+            SmtpSecurity::Tls | SmtpSecurity::Starttls => {
+                let mut builder = TlsParameters::builder(settings.host.clone());
+                if let Some(authority) = extra_roots {
+                    builder = builder.add_root_certificate(authority);
+                }
+                Some(builder.build().map_err(|e| {
+                    anyhow::anyhow!("paramètres TLS du relais SMTP invalides : {e}")
+                })?)
+            }
+        };
         Ok(Self {
             settings: settings.clone(),
             from: settings.from.parse()?,
-            extra_roots,
+            tls,
         })
     }
 
@@ -112,18 +125,14 @@ impl Mailer {
         let s = &self.settings;
         let hello = ClientId::default();
         let tls = || {
-            let mut builder = TlsParameters::builder(s.host.clone());
-            if let Some(authority) = &self.extra_roots {
-                builder = builder.add_root_certificate(authority.clone());
-            }
-            builder.build()
+            self.tls.clone().ok_or_else(|| {
+                SendError::Transient("chiffrement demandé sans paramètres TLS".into())
+            })
         };
         // Our own socket, without Nagle's delay (`tcp`), in every mode.
         let mut conn = match s.security {
             SmtpSecurity::Tls => {
-                let encrypted = ImplicitTls::over(stream, tls().map_err(lost)?)
-                    .await
-                    .map_err(lost)?;
+                let encrypted = ImplicitTls::over(stream, tls()?).await.map_err(lost)?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(encrypted), &hello)
                     .await
                     .map_err(lost)?
@@ -135,9 +144,7 @@ impl Mailer {
             }
         };
         if s.security == SmtpSecurity::Starttls {
-            conn.starttls(tls().map_err(lost)?, &hello)
-                .await
-                .map_err(lost)?;
+            conn.starttls(tls()?, &hello).await.map_err(lost)?;
         }
         if let (Some(user), Some(password)) = (&s.username, &s.password) {
             let credentials = Credentials::new(user.clone(), password.expose_secret().to_owned());
