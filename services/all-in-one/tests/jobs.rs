@@ -161,13 +161,8 @@ async fn delivered_messages_are_purged_after_thirty_days_and_dead_letters_stay()
     assert_eq!(left, ["b@example.test", "c@example.test"]);
 }
 
-/// A territory that fails its part of a run (here a table a migration left renamed; on Citus a
-/// worker stopped) keeps no other territory from the run: the next territory's delivered
-/// messages are purged all the same, the run is recorded as failed naming that territory, and
-/// once it is repaired the next period purges it too.
-#[tokio::test]
-async fn a_failing_territory_keeps_no_other_from_its_run() {
-    let db = TestDatabase::with_departements(&["33", "34"]).await;
+/// One message delivered 40 days ago in each of the outboxes of 33 and 34: due for purging.
+async fn old_delivered_messages(db: &TestDatabase) {
     sqlx::raw_sql(
         "INSERT INTO dep_33.outbox (id, channel, recipient, template, sent_at) VALUES
          (gen_random_uuid(), 'email', 'vieux-33@example.test', 'operator_test', now() - interval '40 days');
@@ -177,11 +172,29 @@ async fn a_failing_territory_keeps_no_other_from_its_run() {
     .execute(&db.admin)
     .await
     .expect("messages anciens");
+}
+
+/// `ALTER TABLE {table} RENAME TO {to}`: a territory's table out of reach (as a migration left
+/// behind or a stopped node would leave it), or put back.
+async fn rename(db: &TestDatabase, table: &str, to: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE {table} RENAME TO {to}"
+    )))
+    .execute(&db.admin)
+    .await
+    .expect("renommage");
+}
+
+/// A territory that fails its part of a run (here a table a migration left renamed; on Citus a
+/// worker stopped) keeps no other territory from the run: the next territory's delivered
+/// messages are purged all the same, the run is recorded as failed naming that territory, and
+/// once it is repaired the next period purges it too.
+#[tokio::test]
+async fn a_failing_territory_keeps_no_other_from_its_run() {
+    let db = TestDatabase::with_departements(&["33", "34"]).await;
+    old_delivered_messages(&db).await;
     // 33 comes first in the run (territories go in code order).
-    sqlx::query("ALTER TABLE dep_33.outbox RENAME TO outbox_renamed")
-        .execute(&db.admin)
-        .await
-        .expect("renommage");
+    rename(&db, "dep_33.outbox", "outbox_renamed").await;
     let platform = replica(&db).await;
     let jobs = vec![notification_mailer::worker::purge_delivered_messages()];
     let ran = run_due(&platform, &jobs).await;
@@ -214,10 +227,7 @@ async fn a_failing_territory_keeps_no_other_from_its_run() {
     .expect("passage");
     assert_eq!(recorded.as_deref(), Some(error.as_str()));
 
-    sqlx::query("ALTER TABLE dep_33.outbox_renamed RENAME TO outbox")
-        .execute(&db.admin)
-        .await
-        .expect("réparation");
+    rename(&db, "dep_33.outbox_renamed", "outbox").await;
     period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,

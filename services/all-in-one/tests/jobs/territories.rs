@@ -5,7 +5,7 @@ use foundation::jobs::run_due;
 use policies::Role;
 use test_support::database::TestDatabase;
 
-use super::{period_over, replica, request};
+use super::{old_delivered_messages, period_over, rename, replica, request};
 use crate::common;
 
 /// The error of the one job run, which must have failed.
@@ -42,10 +42,7 @@ async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
     .execute(&app.db.admin)
     .await
     .expect("transferts en attente");
-    sqlx::query("ALTER TABLE dep_34.mandates RENAME TO mandates_renamed")
-        .execute(&app.db.admin)
-        .await
-        .expect("renommage");
+    rename(&app.db, "dep_34.mandates", "mandates_renamed").await;
     let pending = || {
         let admin = app.db.admin.clone();
         async move {
@@ -76,10 +73,7 @@ async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
     assert!(error.contains("1 handled"), "{error}");
     assert_eq!(pending().await, ["34"], "le transfert du Gers est fait");
 
-    sqlx::query("ALTER TABLE dep_34.mandates_renamed RENAME TO mandates")
-        .execute(&app.db.admin)
-        .await
-        .expect("réparation");
+    rename(&app.db, "dep_34.mandates_renamed", "mandates").await;
     assert_eq!(run(platform).await.expect("passage"), 1);
     assert!(pending().await.is_empty());
 }
@@ -135,10 +129,12 @@ async fn a_release_that_fails_in_one_territory_is_recorded_as_failed() {
     assert_eq!(status("dep_34.structure_requests").await, "submitted");
     assert_eq!(status("dep_33.structure_requests_renamed").await, "waiting");
 
-    sqlx::query("ALTER TABLE dep_33.structure_requests_renamed RENAME TO structure_requests")
-        .execute(&db.admin)
-        .await
-        .expect("réparation");
+    rename(
+        &db,
+        "dep_33.structure_requests_renamed",
+        "structure_requests",
+    )
+    .await;
     period_over(&db).await;
     assert_eq!(
         run_due(&platform, &jobs).await,
@@ -196,10 +192,12 @@ async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
     let app = common::spawn_app(&["33", "34"]).await;
     let herault = ready_file(&app, "34").await;
     let gironde = ready_file(&app, "33").await;
-    sqlx::query("ALTER TABLE dep_34.habilitation_files RENAME TO habilitation_files_renamed")
-        .execute(&app.db.admin)
-        .await
-        .expect("renommage");
+    rename(
+        &app.db,
+        "dep_34.habilitation_files",
+        "habilitation_files_renamed",
+    )
+    .await;
     let state = |table: &'static str, file: uuid::Uuid| {
         let admin = app.db.admin.clone();
         async move {
@@ -235,10 +233,12 @@ async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
         "to_train/false"
     );
 
-    sqlx::query("ALTER TABLE dep_34.habilitation_files_renamed RENAME TO habilitation_files")
-        .execute(&app.db.admin)
-        .await
-        .expect("réparation");
+    rename(
+        &app.db,
+        "dep_34.habilitation_files_renamed",
+        "habilitation_files",
+    )
+    .await;
     assert_eq!(run(platform).await.expect("passage"), 1);
     assert_eq!(
         state("dep_34.habilitation_files", herault).await,
@@ -254,15 +254,7 @@ async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
 #[tokio::test]
 async fn a_hung_territory_is_given_up_and_the_others_are_served() {
     let db = TestDatabase::with_departements(&["33", "34"]).await;
-    sqlx::raw_sql(
-        "INSERT INTO dep_33.outbox (id, channel, recipient, template, sent_at) VALUES
-         (gen_random_uuid(), 'email', 'vieux-33@example.test', 'operator_test', now() - interval '40 days');
-         INSERT INTO dep_34.outbox (id, channel, recipient, template, sent_at) VALUES
-         (gen_random_uuid(), 'email', 'vieux-34@example.test', 'operator_test', now() - interval '40 days')",
-    )
-    .execute(&db.admin)
-    .await
-    .expect("messages anciens");
+    old_delivered_messages(&db).await;
     let mut settings = test_support::test_settings(&db.app_url);
     settings.jobs.territory_seconds = 1;
     settings.jobs.lease_seconds = 30;
