@@ -35,7 +35,7 @@ impl Default for JobsSettings {
         JobsSettings {
             tick_ms: 30_000,
             lease_seconds: 900,
-            territory_seconds: 180,
+            territory_seconds: 300,
         }
     }
 }
@@ -85,7 +85,7 @@ where
     failures.result(handled)
 }
 
-/// One territory's part of a run, given up after `jobs.territory_seconds` (3 minutes) with an
+/// One territory's part of a run, given up after `jobs.territory_seconds` (5 minutes) with an
 /// error saying so, so that a territory that hangs is noted as failed like one that fails, and
 /// the run goes on with the others well before its own bound (test
 /// `jobs::territories::a_hung_territory_is_given_up_and_the_others_are_served`). Only this
@@ -117,7 +117,12 @@ impl TerritoryFailures {
         self.0.iter().any(|(d, _)| *d == departement)
     }
 
+    /// Notes `departement` as failed with `error`; a territory already noted keeps its first
+    /// error (a job may meet it again from another territory's part).
     pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
+        if self.contains(departement) {
+            return;
+        }
         let error = format!("{error:#}");
         tracing::warn!(departement = %departement, error, "a territory failed, the others go on");
         self.0.push((departement, error));

@@ -16,14 +16,21 @@ fn failed(ran: &[(&'static str, Result<u64, String>)], job: &str) -> String {
     }
 }
 
-/// A mandate made in Gironde takes over two of the person's mandates, one in the Hérault and
-/// one in the Gers, and both transfers were left pending. The Hérault's mandates table is out
-/// of reach: the run files that failure under the Hérault (not under the Gironde, whose
-/// transfer it was completing), still completes the Gers' transfer, and once the Hérault is
+/// An application whose scheduler looks for due jobs at start-up only: the tests call the
+/// jobs themselves, without its own runs racing them.
+async fn app_without_ticks(departements: &[&str]) -> common::TestApp {
+    let db = TestDatabase::with_departements(departements).await;
+    common::spawn_app_with(db, |s| s.jobs.tick_ms = 3_600_000).await
+}
+
+/// A mandate made in Gironde takes over two of the person's mandates, one in the Gers and one
+/// in the Hérault, and both transfers were left pending. The Gers' mandates table is out of
+/// reach: the run files that failure under the Gers (not under the Gironde, whose transfer it
+/// was completing), still completes the Hérault's transfer after it, and once the Gers is
 /// repaired the next period completes its own.
 #[tokio::test]
 async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
-    let app = common::spawn_app(&["33", "34", "32"]).await;
+    let app = app_without_ticks(&["33", "34", "32"]).await;
     let structure = common::identity::structure_domain(&app, "33").await;
     let aidant = common::identity::professional(
         &app.db.admin,
@@ -42,7 +49,8 @@ async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
     .execute(&app.db.admin)
     .await
     .expect("transferts en attente");
-    rename(&app.db, "dep_34.mandates", "mandates_renamed").await;
+    // Transfers are completed in code order: the Gers first.
+    rename(&app.db, "dep_32.mandates", "mandates_renamed").await;
     let pending = || {
         let admin = app.db.admin.clone();
         async move {
@@ -63,17 +71,21 @@ async fn a_transfer_whose_old_territory_fails_is_filed_under_that_territory() {
         "{:#}",
         run(platform.clone())
             .await
-            .expect_err("le passage devait échouer pour 34")
+            .expect_err("le passage devait échouer pour 32")
     );
-    assert!(error.contains("34 ("), "{error}");
+    assert!(error.contains("32 ("), "{error}");
     assert!(
-        !error.contains("33 (") && !error.contains("32 ("),
+        !error.contains("33 (") && !error.contains("34 ("),
         "{error}"
     );
     assert!(error.contains("1 handled"), "{error}");
-    assert_eq!(pending().await, ["34"], "le transfert du Gers est fait");
+    assert_eq!(
+        pending().await,
+        ["32"],
+        "le transfert de l'Hérault est fait"
+    );
 
-    rename(&app.db, "dep_34.mandates_renamed", "mandates").await;
+    rename(&app.db, "dep_32.mandates_renamed", "mandates").await;
     assert_eq!(run(platform).await.expect("passage"), 1);
     assert!(pending().await.is_empty());
 }
@@ -189,7 +201,7 @@ async fn ready_file(app: &common::TestApp, dep: &str) -> uuid::Uuid {
 /// Hérault, and once it is repaired the next run activates its file.
 #[tokio::test]
 async fn an_activation_that_fails_in_one_territory_holds_back_no_other() {
-    let app = common::spawn_app(&["33", "34"]).await;
+    let app = app_without_ticks(&["33", "34"]).await;
     let herault = ready_file(&app, "34").await;
     let gironde = ready_file(&app, "33").await;
     rename(
@@ -256,7 +268,7 @@ async fn a_hung_territory_is_given_up_and_the_others_are_served() {
     let db = TestDatabase::with_departements(&["33", "34"]).await;
     old_delivered_messages(&db).await;
     let mut settings = test_support::test_settings(&db.app_url);
-    settings.jobs.territory_seconds = 1;
+    settings.jobs.territory_seconds = 3;
     settings.jobs.lease_seconds = 30;
     let platform = foundation::app::Platform::connect(settings)
         .await
@@ -285,7 +297,7 @@ async fn a_hung_territory_is_given_up_and_the_others_are_served() {
     let took = started.elapsed();
     let error = failed(&ran, "purge_delivered_messages");
     assert!(
-        error.contains("33 (no answer after 1 s") && !error.contains("34 ("),
+        error.contains("33 (no answer after 3 s") && !error.contains("34 ("),
         "{error}"
     );
     // The run's own bound is 27 s (nine tenths of the lease).
