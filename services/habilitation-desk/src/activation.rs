@@ -165,7 +165,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
         if failures.contains(d) {
             continue;
         }
-        match foundation::jobs::bounded(platform, activate_file(platform, d, &file)).await {
+        match activate_file(platform, d, &file).await {
             Ok(true) => done += 1,
             Ok(false) => {}
             Err(e) => failures.note(d, &e),
@@ -182,17 +182,23 @@ async fn activate_file(
     d: DepartementCode,
     file: &Ready,
 ) -> anyhow::Result<bool> {
-    let tenant = platform.tenancy.unguarded(d).await?;
-    // A withdrawn file, or one of a deactivated structure, opens nothing.
-    let mut dep = tenant.begin().await?;
-    let open: Option<(String, bool, String)> = sqlx::query_as(
-        "SELECT f.state, s.active, s.name FROM habilitation_files f JOIN structures s ON s.id = f.structure_id
-         WHERE f.id = $1",
-    )
-    .bind(file.file_id)
-    .fetch_optional(&mut *dep)
-    .await?;
-    dep.rollback().await?;
+    // A withdrawn file, or one of a deactivated structure, opens nothing. The territory's part
+    // is bounded (a territory that hangs is noted like one that fails); the platform's is not:
+    // a platform that hangs holds every territory alike, until the run's own bound.
+    let reading = async {
+        let tenant = platform.tenancy.unguarded(d).await?;
+        let mut dep = tenant.begin().await?;
+        let open: Option<(String, bool, String)> = sqlx::query_as(
+            "SELECT f.state, s.active, s.name FROM habilitation_files f JOIN structures s ON s.id = f.structure_id
+             WHERE f.id = $1",
+        )
+        .bind(file.file_id)
+        .fetch_optional(&mut *dep)
+        .await?;
+        dep.rollback().await?;
+        Ok(open)
+    };
+    let open = foundation::jobs::bounded(platform, reading).await?;
     let Some((state, active, structure_name)) = open else {
         return Ok(false);
     };
@@ -304,8 +310,7 @@ async fn sync(platform: &Platform, failures: &mut TerritoryFailures) -> anyhow::
         if failures.contains(d) {
             continue;
         }
-        let synced = sync_file(platform, d, file, professional, structure);
-        if let Err(e) = foundation::jobs::bounded(platform, synced).await {
+        if let Err(e) = sync_file(platform, d, file, professional, structure).await {
             failures.note(d, &e);
         }
     }
@@ -320,28 +325,32 @@ async fn sync_file(
     professional: ProfessionalId,
     structure: StructureId,
 ) -> anyhow::Result<()> {
-    let tenant = platform.tenancy.unguarded(d).await?;
-    let mut dep = tenant.begin().await?;
-    let changed = sqlx::query(
-        "UPDATE habilitation_files SET state = 'active', professional_id = $2
+    let copying = async {
+        let tenant = platform.tenancy.unguarded(d).await?;
+        let mut dep = tenant.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE habilitation_files SET state = 'active', professional_id = $2
          WHERE id = $1 AND state <> 'active'",
-    )
-    .bind(file)
-    .bind(professional)
-    .execute(&mut *dep)
-    .await?
-    .rows_affected();
-    if changed == 1 {
-        journal::append(
-            &mut dep,
-            NewEntry::new(Event::AidantActivated)
-                .structure(structure)
-                .professional(professional)
-                .details(json!({ "file": file })),
         )
-        .await?;
-    }
-    dep.commit().await?;
+        .bind(file)
+        .bind(professional)
+        .execute(&mut *dep)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            journal::append(
+                &mut dep,
+                NewEntry::new(Event::AidantActivated)
+                    .structure(structure)
+                    .professional(professional)
+                    .details(json!({ "file": file })),
+            )
+            .await?;
+        }
+        dep.commit().await?;
+        Ok(())
+    };
+    foundation::jobs::bounded(platform, copying).await?;
     sqlx::query(
         "UPDATE platform.habilitation_activations SET synced_at = now() WHERE file_id = $1",
     )
