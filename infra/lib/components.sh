@@ -351,6 +351,7 @@ run_tests() {
   local outage='test(a_stopped_worker_makes_only_its_territories_answer_503_and_they_come_back_with_it)'
   outage+=' | test(a_hung_worker_makes_only_its_territories_answer_503_at_the_timeout_and_they_come_back)'
   outage+=' | test(a_hung_worker_holds_back_no_other_territorys_mail)'
+  outage+=' | test(a_hung_worker_costs_a_job_one_bound_and_the_other_workers_territories_are_served)'
   (
     export_citus_test_env
     s=0

@@ -606,3 +606,127 @@ async fn a_move_left_half_done_in_one_database_never_blocks_a_move_in_another_on
         .expect("déplacement repris");
     assert_eq!(placed(&a, "33").await.0.port, to.port);
 }
+
+/// A worker that hangs costs a job one bound (`jobs.territory_seconds`), not one per territory
+/// it holds: once the first of its territories is given up, and the worker does not take a new
+/// connection either, the others it holds are left out of the run and named, and the other
+/// worker's territory, last in code order, is served well before the run's own bound. A lock
+/// held in one territory, on a worker that answers, holds back no other territory of that
+/// worker.
+#[tokio::test]
+async fn a_hung_worker_costs_a_job_one_bound_and_the_other_workers_territories_are_served() {
+    require_citus();
+    let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
+    let db = test_support::database::TestDatabase::with_departements(&["32", "33", "34"]).await;
+    let code = |c: &str| DepartementCode::parse(c).expect("code");
+    let node_of = |c: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            citus::placements(&admin)
+                .await
+                .expect("placements")
+                .into_iter()
+                .find(|p| p.departement == DepartementCode::parse(c).expect("code"))
+                .expect("territoire distribué")
+                .node
+        }
+    };
+    // 32 and 33 on one worker, 34 on the other.
+    let hung = node_of("33").await;
+    let other = citus::nodes(&db.admin)
+        .await
+        .expect("nœuds")
+        .into_iter()
+        .find(|n| !n.coordinator && n.id != hung.id)
+        .expect("un autre nœud");
+    for (c, to) in [("32", &hung), ("34", &other)] {
+        if node_of(c).await.id != to.id {
+            citus::move_schema(&db.admin, code(c), to, TransferMode::BlockWrites)
+                .await
+                .expect("déplacement");
+        }
+    }
+    let old_messages = |deps: &'static [&'static str]| {
+        let admin = db.admin.clone();
+        async move {
+            for dep in deps {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO dep_{dep}.outbox (id, channel, recipient, template, sent_at)
+                     VALUES (gen_random_uuid(), 'email', 'vieux@example.test', 'operator_test', now() - interval '40 days')"
+                )))
+                .execute(&admin)
+                .await
+                .expect("message ancien");
+            }
+        }
+    };
+    let left = |dep: &'static str| {
+        let admin = db.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM dep_{dep}.outbox"
+            )))
+            .fetch_one(&admin)
+            .await
+            .expect("restes")
+        }
+    };
+    let period_over = || {
+        sqlx::query("UPDATE platform.job_runs SET last_started_at = now() - interval '2 hours'")
+            .execute(&db.admin)
+    };
+    let mut settings = test_support::test_settings(&db.app_url);
+    settings.jobs.territory_seconds = 3;
+    settings.jobs.lease_seconds = 12;
+    let platform = foundation::app::Platform::connect(settings)
+        .await
+        .expect("plateforme");
+    let jobs = vec![notification_mailer::worker::purge_delivered_messages()];
+    let failed = |ran: Vec<(&'static str, Result<u64, String>)>| match &ran[..] {
+        [(_, Err(e))] => e.clone(),
+        other => panic!("le passage devait échouer : {other:?}"),
+    };
+
+    // A lock held on 32's outbox: 32 is given up, its worker answers, 33 (on it) is served.
+    old_messages(&["32", "33"]).await;
+    let mut holder = db.admin.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE dep_32.outbox IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .expect("verrou");
+    let error = failed(foundation::jobs::run_due(&platform, &jobs).await);
+    assert!(error.contains("32 (no answer after 3 s"), "{error}");
+    assert!(
+        !error.contains("left out") && !error.contains("33 ("),
+        "{error}"
+    );
+    assert_eq!(left("33").await, 0, "33 servi malgré le verrou de 32");
+    holder.rollback().await.expect("verrou rendu");
+    period_over().await.expect("période");
+
+    // The worker of 32 and 33 hangs: one bound, 33 left out, 34 served.
+    old_messages(&["33", "34"]).await;
+    let frozen = nodes.hang_worker(hung.port as u16).await;
+    let started = std::time::Instant::now();
+    let error = failed(foundation::jobs::run_due(&platform, &jobs).await);
+    let took = started.elapsed();
+    assert!(error.contains("32 (no answer after 3 s"), "{error}");
+    assert!(
+        error.contains("33 (left out: its worker") && error.contains("did not answer for 32"),
+        "{error}"
+    );
+    assert!(!error.contains("34 ("), "{error}");
+    // One bound (3 s) and the worker's check (at most 1.5 s), not one of each per territory.
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(left("34").await, 0, "34 purgé malgré le nœud figé");
+
+    frozen.resume();
+    period_over().await.expect("période");
+    let again = tokio::time::timeout(
+        Duration::from_secs(30),
+        foundation::jobs::run_due(&platform, &jobs),
+    )
+    .await
+    .expect("au réveil du nœud");
+    assert_eq!(again, vec![("purge_delivered_messages", Ok(2))]);
+}

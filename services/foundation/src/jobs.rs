@@ -77,7 +77,10 @@ where
     let mut handled = 0;
     let mut failures = TerritoryFailures::default();
     for departement in platform.tenancy.served() {
-        match bounded(platform, each(departement)).await {
+        if failures.contains(departement) {
+            continue;
+        }
+        match bounded(platform, departement, each(departement)).await {
             Ok(n) => handled += n,
             Err(e) => failures.note(departement, &e),
         }
@@ -85,24 +88,123 @@ where
     failures.result(handled)
 }
 
-/// One territory's part of a run, given up after `jobs.territory_seconds` (5 minutes) with an
+/// `departement`'s part of a run, given up after `jobs.territory_seconds` (5 minutes) with an
 /// error saying so, so that a territory that hangs is noted as failed like one that fails, and
 /// the run goes on with the others well before its own bound (test
 /// `jobs::territories::a_hung_territory_is_given_up_and_the_others_are_served`). Only this
 /// process stops waiting: the statement sent goes on on the server until its lock or node
 /// answers, then rolls back, its connection out of the pool until then; what the part
 /// committed before stays.
+///
+/// On Citus, when the territory's worker does not answer a new connection either, the error
+/// also names that worker and the other territories it holds: [`TerritoryFailures::note`] then
+/// leaves those out of the rest of the run, so a worker that hangs costs one bound, not one per
+/// territory it holds, while a lock held in one territory holds back no other (test
+/// `citus::a_hung_worker_costs_a_job_one_bound_and_the_other_workers_territories_are_served`).
 pub async fn bounded<T>(
     platform: &Platform,
+    departement: DepartementCode,
     part: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     let bound = Duration::from_secs(platform.settings.jobs.territory_seconds.max(1));
-    tokio::time::timeout(bound, part).await.unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
+    match tokio::time::timeout(bound, part).await {
+        Ok(done) => done,
+        Err(_) => Err(Hung::error(bound, hung_worker(platform, departement).await)),
+    }
+}
+
+/// A territory's part given up by [`bounded`]; on Citus, with its worker and the territories
+/// that worker holds.
+#[derive(Debug)]
+pub struct Hung {
+    bound: Duration,
+    worker: Option<(String, Vec<DepartementCode>)>,
+}
+
+impl Hung {
+    fn error(bound: Duration, worker: Option<(String, Vec<DepartementCode>)>) -> anyhow::Error {
+        anyhow::Error::new(Hung { bound, worker })
+    }
+}
+
+impl std::fmt::Display for Hung {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "no answer after {} s (jobs.territory_seconds): given up for this run",
-            bound.as_secs()
-        ))
-    })
+            self.bound.as_secs()
+        )?;
+        if let Some((worker, _)) = &self.worker {
+            write!(
+                f,
+                ", and the other territories of its worker {worker} with it"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Hung {}
+
+/// On Citus, when the worker holding `departement`'s schema does not answer either: that
+/// worker and every territory it holds, read from the coordinator's catalog (which answers while
+/// a worker hangs). `None` on a single PostgreSQL (no such catalog), when the coordinator does
+/// not answer, or when the worker takes a new connection within a second: then the part waited
+/// on something of its own (a lock, a slow statement) that holds no other territory back.
+async fn hung_worker(
+    platform: &Platform,
+    departement: DepartementCode,
+) -> Option<(String, Vec<DepartementCode>)> {
+    let read = sqlx::query_as::<_, (String, i32, Vec<String>)>(
+        "WITH placed AS (
+             SELECT DISTINCT s.schema_name::text AS schema_name, pl.groupid
+             FROM citus_schemas s
+             JOIN pg_dist_partition p ON p.colocationid = s.colocation_id
+             JOIN pg_dist_shard sh ON sh.logicalrelid = p.logicalrelid
+             JOIN pg_dist_placement pl ON pl.shardid = sh.shardid)
+         SELECT n.nodename::text, n.nodeport, array_agg(o.schema_name ORDER BY o.schema_name)
+         FROM placed t JOIN placed o ON o.groupid = t.groupid
+         JOIN pg_dist_node n ON n.groupid = t.groupid AND n.noderole = 'primary'
+         WHERE t.schema_name = $1 GROUP BY 1, 2",
+    )
+    .bind(departement.schema_name())
+    .fetch_optional(platform.platform_pool());
+    let (host, port, schemas) = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()?
+        .ok()??;
+    if worker_answers(platform, &host, port).await {
+        return None;
+    }
+    let territories = schemas
+        .iter()
+        .filter_map(|s| s.strip_prefix("dep_"))
+        .filter_map(|c| DepartementCode::parse(c).ok())
+        .collect();
+    Some((format!("{host}:{port}"), territories))
+}
+
+/// Whether the coordinator opens a new connection to the worker `host:port` within a second
+/// (`citus_check_connection_to_node`; a worker that hangs takes the connection and never
+/// answers it).
+async fn worker_answers(platform: &Platform, host: &str, port: i32) -> bool {
+    let check = async {
+        let mut tx = platform.platform_pool().begin().await?;
+        sqlx::query("SET LOCAL citus.node_connection_timeout = 1000")
+            .execute(&mut *tx)
+            .await?;
+        let answers: bool = sqlx::query_scalar("SELECT citus_check_connection_to_node($1, $2)")
+            .bind(host)
+            .bind(port)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok::<_, sqlx::Error>(answers)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(1_500), check).await,
+        Ok(Ok(true))
+    )
 }
 
 /// The territories that failed during a run: each is logged, the rest of the run leaves it out
@@ -112,20 +214,36 @@ pub async fn bounded<T>(
 pub struct TerritoryFailures(Vec<(DepartementCode, String)>);
 
 impl TerritoryFailures {
-    /// Whether `departement` failed earlier in this run.
+    /// Whether `departement` failed earlier in this run (or is on a worker that hung).
     pub fn contains(&self, departement: DepartementCode) -> bool {
         self.0.iter().any(|(d, _)| *d == departement)
     }
 
     /// Notes `departement` as failed with `error`; a territory already noted keeps its first
-    /// error (a job may meet it again from another territory's part).
+    /// error (a job may meet it again from another territory's part). A part that hung on a
+    /// Citus worker ([`Hung`]) also notes the other territories of that worker, left out of the
+    /// rest of the run.
     pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
         if self.contains(departement) {
             return;
         }
-        let error = format!("{error:#}");
-        tracing::warn!(departement = %departement, error, "a territory failed, the others go on");
-        self.0.push((departement, error));
+        let message = format!("{error:#}");
+        tracing::warn!(departement = %departement, error = message, "a territory failed, the others go on");
+        self.0.push((departement, message));
+        let worker = error.chain().find_map(|e| e.downcast_ref::<Hung>());
+        if let Some(Hung {
+            worker: Some((worker, held)),
+            ..
+        }) = worker
+        {
+            for other in held {
+                if !self.contains(*other) {
+                    let left =
+                        format!("left out: its worker {worker} did not answer for {departement}");
+                    self.0.push((*other, left));
+                }
+            }
+        }
     }
 
     /// `handled` if no territory failed; otherwise the error naming those that did.

@@ -198,7 +198,7 @@ async fn activate_file(
         dep.rollback().await?;
         Ok(open)
     };
-    let open = foundation::jobs::bounded(platform, reading).await?;
+    let open = foundation::jobs::bounded(platform, d, reading).await?;
     let Some((state, active, structure_name)) = open else {
         return Ok(false);
     };
@@ -350,7 +350,7 @@ async fn sync_file(
         dep.commit().await?;
         Ok(())
     };
-    foundation::jobs::bounded(platform, copying).await?;
+    foundation::jobs::bounded(platform, d, copying).await?;
     sqlx::query(
         "UPDATE platform.habilitation_activations SET synced_at = now() WHERE file_id = $1",
     )

@@ -303,8 +303,11 @@ async fn release(
         let Ok(d) = DepartementCode::parse(code) else {
             continue;
         };
+        if failed.contains(d) {
+            continue;
+        }
         let releasing = async { Ok(crate::requests::release_waiting(platform, d).await?) };
-        match foundation::jobs::bounded(platform, releasing).await {
+        match foundation::jobs::bounded(platform, d, releasing).await {
             Ok(n) => released += n,
             Err(e) => failed.note(d, &e),
         }

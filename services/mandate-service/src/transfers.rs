@@ -182,7 +182,7 @@ pub async fn complete(
         tx.commit().await?;
         Ok(pending)
     };
-    let pending = bounded(platform, reading).await?;
+    let pending = bounded(platform, territory.departement(), reading).await?;
     let to = territory.departement();
     let mut done = 0;
     for p in pending {
@@ -201,7 +201,7 @@ pub async fn complete(
             }
         };
         let ending = async { Ok(end_old(&old_territory, &p, to, mandate).await?) };
-        let (outcome, ended) = match bounded(platform, ending).await {
+        let (outcome, ended) = match bounded(platform, from, ending).await {
             Ok(ended) => ended,
             Err(e) => {
                 failed.note(from, &e);
@@ -221,7 +221,7 @@ pub async fn complete(
                 );
                 Ok(told.await?)
             };
-            if let Err(e) = bounded(platform, telling).await {
+            if let Err(e) = bounded(platform, from, telling).await {
                 tracing::warn!(error = %e, "old structure not told of a transfer");
             }
         }
@@ -241,7 +241,7 @@ pub async fn complete(
             tx.commit().await?;
             Ok(())
         };
-        bounded(platform, recording).await?;
+        bounded(platform, territory.departement(), recording).await?;
         done += 1;
     }
     Ok(done)
@@ -393,7 +393,7 @@ async fn pending_in(
         tx.commit().await?;
         Ok(mandates)
     };
-    let mandates = bounded(platform, listing).await?;
+    let mandates = bounded(platform, departement, listing).await?;
     let mut done = 0;
     for mandate in mandates {
         done += complete(platform, &territory, mandate, failed).await?;
