@@ -77,7 +77,7 @@ where
     let mut handled = 0;
     let mut failures = TerritoryFailures::default();
     for departement in platform.tenancy.served() {
-        if failures.contains(departement) {
+        if failures.skips(departement) {
             continue;
         }
         match bounded(platform, departement, each(departement)).await {
@@ -148,32 +148,42 @@ impl std::error::Error for Hung {}
 
 /// On Citus, when the worker holding `departement`'s schema does not answer either: that
 /// worker and every territory it holds, read from the coordinator's catalog (which answers while
-/// a worker hangs). `None` on a single PostgreSQL (no such catalog), when the coordinator does
-/// not answer, or when the worker takes a new connection within a second: then the part waited
-/// on something of its own (a lock, a slow statement) that holds no other territory back.
+/// a worker hangs). `None` on a single PostgreSQL (no such catalog), when the catalog does not
+/// answer, or unless the worker is seen not answering (see [`worker_answers`]): a part that
+/// waited on something of its own (a lock, a slow statement) holds no other territory back.
 async fn hung_worker(
     platform: &Platform,
     departement: DepartementCode,
 ) -> Option<(String, Vec<DepartementCode>)> {
-    let read = sqlx::query_as::<_, (String, i32, Vec<String>)>(
-        "WITH placed AS (
-             SELECT DISTINCT s.schema_name::text AS schema_name, pl.groupid
-             FROM citus_schemas s
-             JOIN pg_dist_partition p ON p.colocationid = s.colocation_id
-             JOIN pg_dist_shard sh ON sh.logicalrelid = p.logicalrelid
-             JOIN pg_dist_placement pl ON pl.shardid = sh.shardid)
-         SELECT n.nodename::text, n.nodeport, array_agg(o.schema_name ORDER BY o.schema_name)
-         FROM placed t JOIN placed o ON o.groupid = t.groupid
-         JOIN pg_dist_node n ON n.groupid = t.groupid AND n.noderole = 'primary'
-         WHERE t.schema_name = $1 GROUP BY 1, 2",
-    )
-    .bind(departement.schema_name())
-    .fetch_optional(platform.platform_pool());
+    let read = async {
+        let citus: bool =
+            sqlx::query_scalar("SELECT to_regclass('pg_catalog.pg_dist_schema') IS NOT NULL")
+                .fetch_one(platform.platform_pool())
+                .await?;
+        if !citus {
+            return Ok(None);
+        }
+        sqlx::query_as::<_, (String, i32, Vec<String>)>(
+            "WITH placed AS (
+                 SELECT DISTINCT s.schemaid::regnamespace::text AS schema_name, pl.groupid
+                 FROM pg_catalog.pg_dist_schema s
+                 JOIN pg_catalog.pg_dist_partition p ON p.colocationid = s.colocationid
+                 JOIN pg_catalog.pg_dist_shard sh ON sh.logicalrelid = p.logicalrelid
+                 JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = sh.shardid)
+             SELECT n.nodename::text, n.nodeport, array_agg(o.schema_name ORDER BY o.schema_name)
+             FROM placed t JOIN placed o ON o.groupid = t.groupid
+             JOIN pg_catalog.pg_dist_node n ON n.groupid = t.groupid AND n.noderole = 'primary'
+             WHERE t.schema_name = $1 GROUP BY 1, 2",
+        )
+        .bind(departement.schema_name())
+        .fetch_optional(platform.platform_pool())
+        .await
+    };
     let (host, port, schemas) = tokio::time::timeout(Duration::from_secs(2), read)
         .await
         .ok()?
         .ok()??;
-    if worker_answers(platform, &host, port).await {
+    if worker_answers(platform, &host, port).await != Some(false) {
         return None;
     }
     let territories = schemas
@@ -185,51 +195,81 @@ async fn hung_worker(
 }
 
 /// Whether the coordinator opens a new connection to the worker `host:port` within a second
-/// (`citus_check_connection_to_node`; a worker that hangs takes the connection and never
-/// answers it).
-async fn worker_answers(platform: &Platform, host: &str, port: i32) -> bool {
-    let check = async {
-        let mut tx = platform.platform_pool().begin().await?;
-        sqlx::query("SET LOCAL citus.node_connection_timeout = 1000")
-            .execute(&mut *tx)
-            .await?;
-        let answers: bool = sqlx::query_scalar("SELECT citus_check_connection_to_node($1, $2)")
-            .bind(host)
-            .bind(port)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        Ok::<_, sqlx::Error>(answers)
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_millis(1_500), check).await,
-        Ok(Ok(true))
+/// (`citus_check_connection_to_node`; a worker that hangs takes the connection and never answers
+/// it): `Some(false)` when it says no or does not answer within 2 s, `None` when the
+/// coordinator could not be asked. On a connection of its own, outside the pool, with no cached
+/// connection to the worker to reuse, dropped if the check does not answer.
+async fn worker_answers(platform: &Platform, host: &str, port: i32) -> Option<bool> {
+    use sqlx::Connection;
+    let options = platform.platform_pool().connect_options();
+    let opened = sqlx::PgConnection::connect_with(&options);
+    let mut conn = tokio::time::timeout(Duration::from_secs(2), opened)
+        .await
+        .ok()?
+        .ok()?;
+    sqlx::raw_sql(
+        "SET citus.node_connection_timeout = 1000; SET citus.max_cached_conns_per_worker = 0",
     )
+    .execute(&mut conn)
+    .await
+    .ok()?;
+    let check = sqlx::query_scalar::<_, bool>("SELECT citus_check_connection_to_node($1, $2)")
+        .bind(host)
+        .bind(port)
+        .fetch_one(&mut conn);
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(answers)) => {
+            let _ = conn.close().await;
+            Some(answers)
+        }
+        Ok(Err(_)) => None,
+        Err(_) => Some(false),
+    }
 }
 
 /// The territories that failed during a run: each is logged, the rest of the run leaves it out
 /// and goes on with the others, and the run, once over, fails naming them and what the others
 /// handled (`job_runs.last_error`); the job, idempotent, is due again at its next period.
 #[derive(Default)]
-pub struct TerritoryFailures(Vec<(DepartementCode, String)>);
+pub struct TerritoryFailures {
+    failed: Vec<(DepartementCode, String)>,
+    /// Territories of a Citus worker that hung, with why: each becomes a failure when a loop
+    /// skips it ([`TerritoryFailures::skips`]), so that one served before, or never visited,
+    /// is not named.
+    left_out: Vec<(DepartementCode, String)>,
+}
 
 impl TerritoryFailures {
-    /// Whether `departement` failed earlier in this run (or is on a worker that hung).
-    pub fn contains(&self, departement: DepartementCode) -> bool {
-        self.0.iter().any(|(d, _)| *d == departement)
+    fn failed(&self, departement: DepartementCode) -> bool {
+        self.failed.iter().any(|(d, _)| *d == departement)
+    }
+
+    /// Whether the rest of the run leaves `departement` out: it failed earlier in this run, or
+    /// its Citus worker hung (then it is named among the failures from now on).
+    pub fn skips(&mut self, departement: DepartementCode) -> bool {
+        if self.failed(departement) {
+            return true;
+        }
+        let Some(at) = self.left_out.iter().position(|(d, _)| *d == departement) else {
+            return false;
+        };
+        let left = self.left_out.remove(at);
+        self.failed.push(left);
+        true
     }
 
     /// Notes `departement` as failed with `error`; a territory already noted keeps its first
     /// error (a job may meet it again from another territory's part). A part that hung on a
-    /// Citus worker ([`Hung`]) also notes the other territories of that worker, left out of the
-    /// rest of the run.
+    /// Citus worker that does not answer ([`Hung`]) also leaves the other territories of that
+    /// worker out of the rest of the run.
     pub fn note(&mut self, departement: DepartementCode, error: &anyhow::Error) {
-        if self.contains(departement) {
+        if self.failed(departement) {
             return;
         }
+        self.left_out.retain(|(d, _)| *d != departement);
         let message = format!("{error:#}");
         tracing::warn!(departement = %departement, error = message, "a territory failed, the others go on");
-        self.0.push((departement, message));
+        self.failed.push((departement, message));
         let worker = error.chain().find_map(|e| e.downcast_ref::<Hung>());
         if let Some(Hung {
             worker: Some((worker, held)),
@@ -237,10 +277,10 @@ impl TerritoryFailures {
         }) = worker
         {
             for other in held {
-                if !self.contains(*other) {
-                    let left =
+                if !self.failed(*other) && !self.left_out.iter().any(|(d, _)| d == other) {
+                    let why =
                         format!("left out: its worker {worker} did not answer for {departement}");
-                    self.0.push((*other, left));
+                    self.left_out.push((*other, why));
                 }
             }
         }
@@ -248,10 +288,14 @@ impl TerritoryFailures {
 
     /// `handled` if no territory failed; otherwise the error naming those that did.
     pub fn result(self, handled: u64) -> anyhow::Result<u64> {
-        if self.0.is_empty() {
+        if self.failed.is_empty() {
             return Ok(handled);
         }
-        let failed: Vec<String> = self.0.iter().map(|(d, e)| format!("{d} ({e})")).collect();
+        let failed: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(d, e)| format!("{d} ({e})"))
+            .collect();
         Err(anyhow::anyhow!(
             "territories failed: {}; {handled} handled in the others",
             failed.join(", ")
@@ -457,4 +501,54 @@ pub fn purge_expired_flow_data() -> Job {
             Ok(purged)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(c: &str) -> DepartementCode {
+        DepartementCode::parse(c).expect("code")
+    }
+
+    /// A worker that hung for 32 leaves out its other territories (31 served before, 33 after):
+    /// only 33, which the run then skips, is named with 32; 31 is not.
+    #[test]
+    fn a_hung_worker_names_only_the_territories_the_run_then_skips() {
+        let mut failures = TerritoryFailures::default();
+        let hung = Hung::error(
+            Duration::from_secs(3),
+            Some(("w1:5432".into(), vec![code("31"), code("32"), code("33")])),
+        );
+        assert!(!failures.skips(code("31")));
+        failures.note(code("32"), &hung);
+        assert!(failures.skips(code("33")));
+        assert!(failures.skips(code("32")));
+        assert!(!failures.skips(code("34")));
+        let error = format!("{:#}", failures.result(2).expect_err("échec"));
+        assert!(error.contains("32 (no answer after 3 s"), "{error}");
+        assert!(
+            error.contains("33 (left out: its worker w1:5432 did not answer for 32)"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("31 (") && !error.contains("34 ("),
+            "{error}"
+        );
+    }
+
+    /// Without its worker (a single PostgreSQL, or a worker that answers), a territory that
+    /// hung leaves no other out.
+    #[test]
+    fn a_territory_that_hung_alone_leaves_no_other_out() {
+        let mut failures = TerritoryFailures::default();
+        failures.note(code("32"), &Hung::error(Duration::from_secs(3), None));
+        failures.note(code("32"), &anyhow::anyhow!("seconde erreur"));
+        assert!(!failures.skips(code("33")));
+        let error = format!("{:#}", failures.result(0).expect_err("échec"));
+        assert!(
+            !error.contains("seconde erreur"),
+            "la première erreur reste : {error}"
+        );
+    }
 }

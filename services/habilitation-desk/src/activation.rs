@@ -162,7 +162,7 @@ pub async fn activate_ready(platform: &Platform, email: Option<&str>) -> anyhow:
         };
         // A territory that fails (its node down, say) holds back no other territory's files;
         // its own wait for the next run.
-        if failures.contains(d) {
+        if failures.skips(d) {
             continue;
         }
         match activate_file(platform, d, &file).await {
@@ -307,7 +307,7 @@ async fn sync(platform: &Platform, failures: &mut TerritoryFailures) -> anyhow::
         let Ok(d) = DepartementCode::parse(&code) else {
             continue;
         };
-        if failures.contains(d) {
+        if failures.skips(d) {
             continue;
         }
         if let Err(e) = sync_file(platform, d, file, professional, structure).await {

@@ -303,7 +303,7 @@ async fn release(
         let Ok(d) = DepartementCode::parse(code) else {
             continue;
         };
-        if failed.contains(d) {
+        if failed.skips(d) {
             continue;
         }
         let releasing = async { Ok(crate::requests::release_waiting(platform, d).await?) };

@@ -11,7 +11,7 @@
 
 use foundation::app::Platform;
 use foundation::ids::{MandateId, StructureId, UsagerId};
-use foundation::jobs::{Job, TerritoryFailures, bounded};
+use foundation::jobs::{Hung, Job, TerritoryFailures, bounded};
 use foundation::journal::{self, Event, NewEntry};
 use foundation::tenancy::{DepartementCode, TenantTx, Territory};
 use serde_json::json;
@@ -189,7 +189,7 @@ pub async fn complete(
         let Ok(from) = DepartementCode::parse(&p.from_departement) else {
             continue;
         };
-        if !platform.tenancy.served().contains(&from) || failed.contains(from) {
+        if !platform.tenancy.served().contains(&from) || failed.skips(from) {
             continue;
         }
         // The new mandate's own record names this mandate, for the same FranceConnect subject.
@@ -210,7 +210,7 @@ pub async fn complete(
         };
         if let Some((structure, categories)) = ended {
             // The old structure's référents learn it by e-mail (a failure is only logged:
-            // the transfer itself is done and journaled).
+            // the transfer itself is done and journaled; a territory that hung is noted).
             let telling = async {
                 let told = tell_old_structure(
                     platform,
@@ -223,6 +223,9 @@ pub async fn complete(
             };
             if let Err(e) = bounded(platform, from, telling).await {
                 tracing::warn!(error = %e, "old structure not told of a transfer");
+                if e.is::<Hung>() {
+                    failed.note(from, &e);
+                }
             }
         }
         let recording = async {
@@ -396,6 +399,10 @@ async fn pending_in(
     let mandates = bounded(platform, departement, listing).await?;
     let mut done = 0;
     for mandate in mandates {
+        // Left out meanwhile (an old mandate's territory hung on the same Citus worker).
+        if failed.skips(departement) {
+            break;
+        }
         done += complete(platform, &territory, mandate, failed).await?;
     }
     Ok(done)
@@ -413,7 +420,7 @@ pub fn job() -> Job {
             let mut failed = TerritoryFailures::default();
             let mut done = 0;
             for departement in platform.tenancy.served() {
-                if failed.contains(departement) {
+                if failed.skips(departement) {
                     continue;
                 }
                 match pending_in(&platform, departement, &mut failed).await {
