@@ -48,9 +48,9 @@ async fn rp_for(app: &TestApp) -> Rp {
     rp
 }
 
-async fn node_of(app: &TestApp, code: &str) -> citus::Node {
+async fn node_of(admin: &sqlx::PgPool, code: &str) -> citus::Node {
     let code = DepartementCode::parse(code).expect("code");
-    citus::placements(&app.db.admin)
+    citus::placements(admin)
         .await
         .expect("placements")
         .into_iter()
@@ -59,8 +59,8 @@ async fn node_of(app: &TestApp, code: &str) -> citus::Node {
         .node
 }
 
-async fn other_worker(app: &TestApp, than: &citus::Node) -> citus::Node {
-    citus::nodes(&app.db.admin)
+async fn other_worker(admin: &sqlx::PgPool, than: &citus::Node) -> citus::Node {
+    citus::nodes(admin)
         .await
         .expect("nœuds")
         .into_iter()
@@ -70,9 +70,9 @@ async fn other_worker(app: &TestApp, than: &citus::Node) -> citus::Node {
 
 /// Territories 33 and 34 on different workers: 33's worker, and 34's territory.
 async fn apart(app: &TestApp) -> (citus::Node, foundation::tenancy::Territory) {
-    let down = node_of(app, "33").await;
-    if node_of(app, "34").await.id == down.id {
-        let other = other_worker(app, &down).await;
+    let down = node_of(&app.db.admin, "33").await;
+    if node_of(&app.db.admin, "34").await.id == down.id {
+        let other = other_worker(&app.db.admin, &down).await;
         citus::move_schema(
             &app.db.admin,
             DepartementCode::parse("34").expect("34"),
@@ -122,8 +122,8 @@ async fn a_territory_moves_to_the_other_worker_while_flows_run_and_nothing_fails
     let fx = Arc::new(fixture(&app, &angela("fc-sub-move"), &["logement"]).await);
     let rp = Arc::new(rp_for(&app).await);
     let app = Arc::new(app);
-    let from = node_of(&app, "33").await;
-    let to = other_worker(&app, &from).await;
+    let from = node_of(&app.db.admin, "33").await;
+    let to = other_worker(&app.db.admin, &from).await;
 
     // Two clients run complete flows (authorize, choice, code, token, userinfo) until told to
     // stop; every error is kept.
@@ -188,7 +188,11 @@ async fn a_territory_moves_to_the_other_worker_while_flows_run_and_nothing_fails
         errors.len()
     );
     assert!(errors.is_empty(), "flux en échec : {errors:#?}");
-    assert_eq!(node_of(&app, "33").await.id, to.id, "territoire déplacé");
+    assert_eq!(
+        node_of(&app.db.admin, "33").await.id,
+        to.id,
+        "territoire déplacé"
+    );
     assert_ne!(from.id, to.id);
     assert!(
         after_move > before_move,
@@ -376,8 +380,8 @@ async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_b
     let app = spawn_app(&["33"]).await;
     let fx = fixture(&app, &angela("fc-sub-interrupted"), &["logement"]).await;
     let code = DepartementCode::parse("33").expect("33");
-    let from = node_of(&app, "33").await;
-    let to = other_worker(&app, &from).await;
+    let from = node_of(&app.db.admin, "33").await;
+    let to = other_worker(&app.db.admin, &from).await;
     // As soon as the move runs, cancel it (an operator's Ctrl-C, a lost connection). A small
     // territory's move may end before the cancel reaches it: then it is moved back and the
     // interruption tried again.
@@ -419,7 +423,7 @@ async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_b
     }
     assert!(interrupted, "le déplacement n'a jamais pu être interrompu");
     // Never two copies serving: the territory is where it was, and it is served.
-    assert_eq!(node_of(&app, "33").await.id, from.id);
+    assert_eq!(node_of(&app.db.admin, "33").await.id, from.id);
     let shards: Vec<(String, i32)> = sqlx::query_as(
         "SELECT DISTINCT nodename::text, nodeport FROM citus_shards
          WHERE table_name::text LIKE 'dep\\_33.%'",
@@ -437,7 +441,7 @@ async fn a_move_interrupted_half_way_leaves_the_territory_where_it_was_and_can_b
     citus::move_schema(&app.db.admin, code, &to, TransferMode::Online)
         .await
         .expect("déplacement repris");
-    assert_eq!(node_of(&app, "33").await.id, to.id);
+    assert_eq!(node_of(&app.db.admin, "33").await.id, to.id);
     assert_eq!(fx.aidant.get(&app.url("/mandats")).await.status(), 200);
 }
 
@@ -619,28 +623,11 @@ async fn a_hung_worker_costs_a_job_one_bound_and_the_other_workers_territories_a
     let nodes = test_support::database::CitusNodes::from_env().expect("Citus");
     let db = test_support::database::TestDatabase::with_departements(&["32", "33", "34"]).await;
     let code = |c: &str| DepartementCode::parse(c).expect("code");
-    let node_of = |c: &'static str| {
-        let admin = db.admin.clone();
-        async move {
-            citus::placements(&admin)
-                .await
-                .expect("placements")
-                .into_iter()
-                .find(|p| p.departement == DepartementCode::parse(c).expect("code"))
-                .expect("territoire distribué")
-                .node
-        }
-    };
     // 32 and 33 on one worker, 34 on the other.
-    let hung = node_of("33").await;
-    let other = citus::nodes(&db.admin)
-        .await
-        .expect("nœuds")
-        .into_iter()
-        .find(|n| !n.coordinator && n.id != hung.id)
-        .expect("un autre nœud");
+    let hung = node_of(&db.admin, "33").await;
+    let other = other_worker(&db.admin, &hung).await;
     for (c, to) in [("32", &hung), ("34", &other)] {
-        if node_of(c).await.id != to.id {
+        if node_of(&db.admin, c).await.id != to.id {
             citus::move_schema(&db.admin, code(c), to, TransferMode::BlockWrites)
                 .await
                 .expect("déplacement");
